@@ -1,0 +1,121 @@
+# vlm.c build. `make` builds ./vlm (CPU backend always; CUDA backend when nvcc is found),
+# `make test` runs the CPU tests, `make test-asan` runs them under AddressSanitizer + UBSan,
+# `make test-cuda` runs the GPU tests (GPU machine), `make demo` runs the miniature study,
+# `make deps` installs the Debian packages the build needs.
+
+CC       ?= gcc
+NVCC     ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+OPT      ?= -O2
+CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fopenmp -MMD -MP
+CFLAGS   += -I. -I/usr/include/stb -I/usr/include/cjson
+# .deps/ holds Debian packages unpacked for the GPU machine, which reaches no package registry
+DEPS_DIR := .deps
+CFLAGS   += $(if $(wildcard $(DEPS_DIR)/usr/include),-I$(DEPS_DIR)/usr/include -I$(DEPS_DIR)/usr/include/stb -I$(DEPS_DIR)/usr/include/cjson)
+LDLIBS   := $(if $(wildcard $(DEPS_DIR)/usr/lib/x86_64-linux-gnu),-L$(DEPS_DIR)/usr/lib/x86_64-linux-gnu -Wl$(,)-rpath$(,)'$$ORIGIN/$(DEPS_DIR)/usr/lib/x86_64-linux-gnu')
+LDLIBS   += -lcjson -lstb -lz -lm -fopenmp -lpthread
+comma := ,
+, := ,
+
+BUILD    ?= build
+SANITIZE ?=
+ifneq ($(SANITIZE),)
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDLIBS   += -fsanitize=address,undefined
+endif
+
+LIB_SRCS  := $(wildcard util/*.c model/*.c data/*.c train/*.c)
+LIB_SRCS  := $(filter-out model/ops_cpu.c,$(LIB_SRCS))
+CLI_SRCS  := $(wildcard cli/*.c)
+TEST_SRCS := $(wildcard tests/*.c)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(if $(wildcard model/ops_cpu.c),$(BUILD)/model/ops_cpu32.o $(BUILD)/model/ops_cpu64.o)
+CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/%.o)
+TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
+
+# CUDA: built when nvcc exists (and not under the sanitizers). sm_90a for H100/H200, sm_80 for A100.
+CUDA_SRCS := $(wildcard cuda/*.cu)
+ifneq ($(NVCC),)
+ifeq ($(SANITIZE),)
+ifneq ($(NO_CUDA),1)
+CUDA_HOME  := $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDNN_INC  := $(firstword $(wildcard $(CUDA_HOME)/include/cudnn.h /usr/include/x86_64-linux-gnu/cudnn.h /usr/include/cudnn.h $(DEPS_DIR)/usr/include/x86_64-linux-gnu/cudnn.h))
+NVCCFLAGS  := -O3 -std=c++17 -g -lineinfo -I. -Xcompiler -Wall,-Wno-unused-parameter,-fopenmp \
+              -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80 -MMD -MP
+CUDA_OBJS  := $(CUDA_SRCS:%.cu=$(BUILD)/%.o)
+CFLAGS     += -DVLM_CUDA
+LDLIBS     += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcublasLt -lcublas -lcudart -lstdc++ \
+              -Wl,-rpath,$(CUDA_HOME)/lib64
+ifneq ($(CUDNN_INC),)
+NVCCFLAGS  += -DVLM_CUDNN -I$(dir $(CUDNN_INC))
+CFLAGS     += -DVLM_CUDNN
+LDLIBS     += -lcudnn
+endif
+endif
+endif
+endif
+
+.PHONY: all test test-asan test-cuda demo deps deps-device bench clean flags fixtures
+all: flags vlm $(BUILD)/test_vlm
+
+flags:
+	@echo "CC=$(CC) CFLAGS=$(CFLAGS)"
+	@echo "NVCC=$(if $(CUDA_OBJS),$(NVCC) $(NVCCFLAGS),(CUDA backend not built))"
+	@echo "LDLIBS=$(LDLIBS)"
+
+vlm: $(CLI_OBJS) $(LIB_OBJS) $(CUDA_OBJS)
+	$(CC) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/test_vlm: $(TEST_OBJS) $(LIB_OBJS) $(CUDA_OBJS)
+	$(CC) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The CPU reference ops, compiled twice: fp32 (the reference backend) and fp64 (for gradient checks)
+$(BUILD)/model/ops_cpu32.o: model/ops_cpu.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DCPU_REAL=float -c -o $@ $<
+$(BUILD)/model/ops_cpu64.o: model/ops_cpu.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DCPU_REAL=double -c -o $@ $<
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+
+test: vlm $(BUILD)/test_vlm
+	$(BUILD)/test_vlm $(T)
+
+test-asan:
+	$(MAKE) BUILD=build-asan SANITIZE=1 OPT=-O1 build-asan/test_vlm vlm-asan
+	VLM_BIN=./vlm-asan ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 build-asan/test_vlm $(T)
+
+vlm-asan: $(CLI_OBJS) $(LIB_OBJS)
+	$(CC) -o $@ $^ $(LDLIBS)
+
+test-cuda: vlm $(BUILD)/test_vlm
+	VLM_CUDA_TESTS=1 $(BUILD)/test_vlm cuda $(T)
+
+demo:
+	@echo "make demo: the miniature study is not built yet (see README)."; exit 1
+
+deps:
+	@missing=""; for p in libstb-dev libcjson-dev zlib1g-dev; do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "deps: all installed"; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q $$missing; \
+	else echo "deps: missing$$missing; run: sudo apt-get install -y$$missing"; exit 1; fi
+
+# Unpack the runtime .deb files into .deps/ (git-ignored) for the GPU machine, which has no registry.
+deps-device:
+	@mkdir -p $(DEPS_DIR)/debs && cd $(DEPS_DIR)/debs && \
+	  apt-get download libcjson1 libcjson-dev libstb0 libstb-dev >/dev/null && \
+	  for f in *.deb; do dpkg -x $$f ..; done && echo "deps-device: unpacked into $(DEPS_DIR)/"
+
+fixtures:
+	python3 tests/ref/make_fixtures.py
+
+clean:
+	rm -rf build build-asan vlm vlm-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,8 @@
+// One function per `vlm <command>`; each parses its own flags (util/args.h) and returns the exit status.
+#pragma once
+
+// Declared weak while the commands are being written in parallel: main.c lists only those linked in.
+#define VLM_COMMAND __attribute__((weak))
+VLM_COMMAND int cmd_logprobs(int argc, char **argv);
+VLM_COMMAND int cmd_tokenize(int argc, char **argv);
+VLM_COMMAND int cmd_preprocess(int argc, char **argv);

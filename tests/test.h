@@ -1,0 +1,32 @@
+// A tiny test framework: TEST(name) registers a test; EXPECT* record failures without stopping the test.
+// The runner (tests/test_main.c) runs every registered test by name (or those matching argv filters),
+// prints one line per test and ends with "N passed, N failed"; any failure makes it exit non-zero.
+#pragma once
+#include <math.h>
+#include <stdio.h>
+
+typedef void (*TestFn)(void);
+void test_register(const char *name, const char *file, TestFn fn);
+void test_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int test_failures_in_current(void);
+// Path of the shared data folder (../shared/data from the repository root, or $VLM_SHARED_DATA).
+const char *test_shared_data(void);
+// Runs the vlm binary with a shell command line (the binary path is prepended) and returns the exit status;
+// stdout and stderr are captured into out/err (malloc'd, may be NULL to discard).
+int test_run_vlm(const char *args, char **out, char **err);
+// A fresh temporary directory for this test (removed at exit).
+const char *test_tmpdir(void);
+
+#define TEST(name) \
+    static void test_##name(void); \
+    __attribute__((constructor)) static void test_register_##name(void) { test_register(#name, __FILE__, test_##name); } \
+    static void test_##name(void)
+
+#define EXPECT(cond) do { if (!(cond)) test_fail(__FILE__, __LINE__, "expected %s", #cond); } while (0)
+#define EXPECTF(cond, ...) do { if (!(cond)) test_fail(__FILE__, __LINE__, __VA_ARGS__); } while (0)
+#define EXPECT_INT_EQ(a, b) do { long long _a = (long long)(a), _b = (long long)(b); \
+    if (_a != _b) test_fail(__FILE__, __LINE__, "%s = %lld, expected %s = %lld", #a, _a, #b, _b); } while (0)
+// Relative closeness with an absolute floor: |a-b| <= tol * max(|b|, floor). NaN never passes.
+#define EXPECT_NEAR(a, b, tol) do { double _a = (double)(a), _b = (double)(b); \
+    double _s = fabs(_b) > 1e-6 ? fabs(_b) : 1e-6; \
+    if (!(fabs(_a - _b) <= (tol) * _s)) test_fail(__FILE__, __LINE__, "%s = %.9g, expected %.9g (tol %g)", #a, _a, _b, (double)(tol)); } while (0)

@@ -1,0 +1,92 @@
+// Test runner: runs every test registered with TEST(), or those whose name contains one of argv[1..].
+#define _GNU_SOURCE
+#include "test.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../util/common.h"
+
+typedef struct { const char *name, *file; TestFn fn; } TestCase;
+static TestCase tests[1024];
+static int n_tests = 0, current_failures = 0;
+static char tmpdir_path[256];
+
+void test_register(const char *name, const char *file, TestFn fn) {
+    if (n_tests == (int)(sizeof(tests) / sizeof(tests[0]))) { fprintf(stderr, "too many tests\n"); exit(2); }
+    tests[n_tests++] = (TestCase){name, file, fn};
+}
+
+void test_fail(const char *file, int line, const char *fmt, ...) {
+    if (current_failures < 10) {
+        va_list ap;
+        va_start(ap, fmt);
+        fprintf(stderr, "    %s:%d: ", file, line);
+        vfprintf(stderr, fmt, ap);
+        fprintf(stderr, "\n");
+        va_end(ap);
+    } else if (current_failures == 10) fprintf(stderr, "    (further failures not shown)\n");
+    current_failures++;
+}
+
+int test_failures_in_current(void) { return current_failures; }
+
+const char *test_shared_data(void) {
+    const char *env = getenv("VLM_SHARED_DATA");
+    return env ? env : "../shared/data";
+}
+
+const char *test_tmpdir(void) {
+    if (!tmpdir_path[0]) {
+        snprintf(tmpdir_path, sizeof(tmpdir_path), "/tmp/vlm_test_XXXXXX");
+        if (!mkdtemp(tmpdir_path)) { perror("mkdtemp"); exit(2); }
+    }
+    return tmpdir_path;
+}
+
+static void remove_tmpdir(void) {
+    if (tmpdir_path[0]) {
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir_path);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir_path);
+    }
+}
+
+int test_run_vlm(const char *args, char **out, char **err) {
+    const char *bin = getenv("VLM_BIN") ? getenv("VLM_BIN") : "./vlm";
+    const char *dir = test_tmpdir();
+    char *outp = path_join(dir, "cmd.out"), *errp = path_join(dir, "cmd.err");
+    size_t n = strlen(bin) + strlen(args) + strlen(outp) + strlen(errp) + 32;
+    char *cmd = xmalloc(n);
+    snprintf(cmd, n, "%s %s >%s 2>%s", bin, args, outp, errp);
+    int status = system(cmd);
+    int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (out) { *out = try_read_file(outp, NULL); if (!*out) *out = xstrdup(""); }
+    if (err) { *err = try_read_file(errp, NULL); if (!*err) *err = xstrdup(""); }
+    free(cmd); free(outp); free(errp);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    atexit(remove_tmpdir);
+    int passed = 0, failed = 0;
+    double t_all = now_seconds();
+    for (int i = 0; i < n_tests; i++) {
+        int selected = argc <= 1;
+        for (int a = 1; a < argc; a++) if (strstr(tests[i].name, argv[a])) selected = 1;
+        if (!selected) continue;
+        current_failures = 0;
+        double t0 = now_seconds();
+        tests[i].fn();
+        double dt = now_seconds() - t0;
+        if (current_failures) { failed++; printf("FAIL  %-48s %7.2fs  (%s)\n", tests[i].name, dt, tests[i].file); }
+        else { passed++; printf("ok    %-48s %7.2fs\n", tests[i].name, dt); }
+        fflush(stdout);
+    }
+    printf("total time %.1fs\n", now_seconds() - t_all);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,36 @@
+// Small helpers every file uses: fatal errors that name the place, checked allocation and file I/O.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+// Print "vlm: error: <message>" and exit(1). Messages name the file, the record or line, and the problem.
+void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+// Like fatal, but for broken invariants inside the program: names the source file and line.
+#define CHECK_OR_DIE(cond, ...) do { if (!(cond)) { \
+    fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); fatal(__VA_ARGS__); } } while (0)
+
+void *xmalloc(size_t bytes);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t bytes);
+char *xstrdup(const char *s);
+
+// Reads a whole file into a NUL-terminated buffer; *len gets the size without the NUL. Dies naming the file.
+char *read_file(const char *path, size_t *len);
+// Like read_file but returns NULL (errno set) instead of dying.
+char *try_read_file(const char *path, size_t *len);
+int file_exists(const char *path);
+// Writes data to path + ".tmp" then renames it over path, so a crash never leaves a half-written file.
+void write_file_atomic(const char *path, const void *data, size_t len);
+// dir + "/" + name into a fresh string (name is returned as is when absolute).
+char *path_join(const char *dir, const char *name);
+// The folder part of a path ("." when there is none), fresh string.
+char *path_dirname(const char *path);
+
+double now_seconds(void);  // monotonic clock
+
+// fp32 <-> bf16 / fp16 conversions (round to nearest even, NaN kept quiet).
+uint16_t f32_to_bf16(float f);
+float bf16_to_f32(uint16_t h);
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
