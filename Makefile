@@ -34,6 +34,7 @@ TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 # CUDA: built when nvcc exists (and not under the sanitizers). sm_90a for H100/H200, sm_80 for A100.
 CUDA_SRCS := $(wildcard cuda/*.cu)
 ifneq ($(NVCC),)
+ifneq ($(CUDA_SRCS),)
 ifeq ($(SANITIZE),)
 ifneq ($(NO_CUDA),1)
 CUDA_HOME  := $(patsubst %/bin/nvcc,%,$(NVCC))
@@ -48,6 +49,7 @@ ifneq ($(CUDNN_INC),)
 NVCCFLAGS  += -DVLM_CUDNN -I$(dir $(CUDNN_INC))
 CFLAGS     += -DVLM_CUDNN
 LDLIBS     += -lcudnn
+endif
 endif
 endif
 endif

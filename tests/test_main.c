@@ -1,5 +1,4 @@
 // Test runner: runs every test registered with TEST(), or those whose name contains one of argv[1..].
-#define _GNU_SOURCE
 #include "test.h"
 
 #include <stdarg.h>

@@ -1,0 +1,28 @@
+// Backend selection: --device auto|cpu|cpu64|cuda.
+#include <string.h>
+
+#include "../util/common.h"
+#include "ops.h"
+
+#ifdef VLM_CUDA
+extern const Backend backend_cuda;
+int cuda_device_usable(char *why, size_t whylen);  // cuda/device.cu
+#endif
+
+const Backend *backend_select(const char *name) {
+    if (!name || !strcmp(name, "cpu")) return &backend_cpu;
+    if (!strcmp(name, "cpu64")) return &backend_cpu64;
+    if (!strcmp(name, "cuda") || !strcmp(name, "auto")) {
+#ifdef VLM_CUDA
+        char why[256] = "";
+        if (cuda_device_usable(why, sizeof(why))) return &backend_cuda;
+        if (!strcmp(name, "cuda")) fatal("--device cuda: no usable GPU (%s)", why);
+        fprintf(stderr, "vlm: no usable GPU (%s); running on the CPU\n", why);
+        return &backend_cpu;
+#else
+        if (!strcmp(name, "cuda")) fatal("--device cuda: this binary was built without CUDA (nvcc was not found at build time)");
+        return &backend_cpu;
+#endif
+    }
+    fatal("--device '%s': expected auto, cpu, cpu64 or cuda", name);
+}

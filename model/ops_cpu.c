@@ -1,0 +1,609 @@
+// The CPU backend: the readable reference implementation of every op in model/ops.h.
+//
+// Compiled twice (see Makefile): with CPU_REAL=float it is `backend_cpu`, the fp32 reference that
+// matches transformers; with CPU_REAL=double it is `backend_cpu64`, used by the finite-difference
+// gradient checks. Activations and accumulators share the type `real`. Loops are written for clarity
+// first; the hot ones (matmul, attention, classifier) are parallel over independent outputs with OpenMP
+// and keep their inner loops contiguous so the compiler vectorizes them.
+#include <stdlib.h>
+#include <string.h>
+#include <tgmath.h>  // exp, log, erf... pick the float or double version from the argument type
+
+#include "../util/common.h"
+#include "ops.h"
+
+#ifndef CPU_REAL
+#error "compile with -DCPU_REAL=float or -DCPU_REAL=double"
+#endif
+typedef CPU_REAL real;
+
+// ----------------------------------------------------------------------------------------------------
+// memory: CPU memory is host memory, so transfers are copies with conversion
+
+static void *cpu_malloc(size_t bytes) { return xcalloc(1, bytes); }
+static void cpu_free(void *p) { free(p); }
+static void cpu_zero(void *p, size_t bytes) { if (bytes) memset(p, 0, bytes); }
+static void cpu_copy(void *dst, const void *src, size_t bytes) { if (bytes) memmove(dst, src, bytes); }
+static void cpu_synchronize(void) {}
+
+static void cpu_upload_act(void *dst, const float *host, size_t n) {
+    real *d = dst;
+    for (size_t i = 0; i < n; i++) d[i] = (real)host[i];
+}
+static void cpu_download_act(float *host, const void *src, size_t n) {
+    const real *s = src;
+    for (size_t i = 0; i < n; i++) host[i] = (float)s[i];
+}
+static void cpu_upload_acc(void *dst, const double *host, size_t n) {
+    real *d = dst;
+    for (size_t i = 0; i < n; i++) d[i] = (real)host[i];
+}
+static void cpu_download_acc(double *host, const void *src, size_t n) {
+    const real *s = src;
+    for (size_t i = 0; i < n; i++) host[i] = (double)s[i];
+}
+
+// ----------------------------------------------------------------------------------------------------
+// matmul
+
+// out (N, OC) = inp (N, C) @ w (OC, C)^T + b. Four input rows share each weight row load.
+static void cpu_matmul_forward(void *out_, const void *inp_, const void *w_, const void *b_, int N, int C, int OC) {
+    real *out = out_;
+    const real *inp = inp_, *w = w_, *b = b_;
+    const int R = 4;
+    #pragma omp parallel for schedule(static)
+    for (int n0 = 0; n0 < N; n0 += R) {
+        int rows = N - n0 < R ? N - n0 : R;
+        for (int o = 0; o < OC; o++) {
+            const real *wr = w + (size_t)o * C;
+            real acc[4] = {0, 0, 0, 0};
+            for (int r = 0; r < rows; r++) {
+                const real *x = inp + (size_t)(n0 + r) * C;
+                real s = 0;
+                #pragma omp simd reduction(+ : s)
+                for (int c = 0; c < C; c++) s += x[c] * wr[c];
+                acc[r] = s;
+            }
+            for (int r = 0; r < rows; r++) out[(size_t)(n0 + r) * OC + o] = acc[r] + (b ? b[o] : 0);
+        }
+    }
+}
+
+static void cpu_matmul_backward(void *dinp_, void *dw_, void *db_, const void *dout_, const void *inp_,
+                                const void *w_, int N, int C, int OC) {
+    real *dinp = dinp_, *dw = dw_, *db = db_;
+    const real *dout = dout_, *inp = inp_, *w = w_;
+    if (dinp) {  // dinp (N, C) = dout (N, OC) @ w (OC, C)
+        #pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            real *dx = dinp + (size_t)n * C;
+            for (int c = 0; c < C; c++) dx[c] = 0;
+            const real *g = dout + (size_t)n * OC;
+            for (int o = 0; o < OC; o++) {
+                real go = g[o];
+                if (go == 0) continue;
+                const real *wr = w + (size_t)o * C;
+                #pragma omp simd
+                for (int c = 0; c < C; c++) dx[c] += go * wr[c];
+            }
+        }
+    }
+    if (dw || db) {  // dw (OC, C) += dout^T @ inp; db += column sums. Each thread owns whole weight rows.
+        #pragma omp parallel for schedule(static)
+        for (int o = 0; o < OC; o++) {
+            real *dwr = dw ? dw + (size_t)o * C : NULL;
+            real bsum = 0;
+            for (int n = 0; n < N; n++) {
+                real go = dout[(size_t)n * OC + o];
+                bsum += go;
+                if (!dwr || go == 0) continue;
+                const real *x = inp + (size_t)n * C;
+                #pragma omp simd
+                for (int c = 0; c < C; c++) dwr[c] += go * x[c];
+            }
+            if (db) db[o] += bsum;
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// normalization
+
+static void cpu_layernorm_forward(void *out_, void *mean_, void *rstd_, const void *inp_, const void *w_,
+                                  const void *b_, int N, int C, float eps) {
+    real *out = out_, *mean = mean_, *rstd = rstd_;
+    const real *inp = inp_, *w = w_, *b = b_;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const real *x = inp + (size_t)n * C;
+        double m = 0, v = 0;
+        for (int c = 0; c < C; c++) m += x[c];
+        m /= C;
+        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+        v /= C;  // biased variance, as torch.nn.LayerNorm
+        real s = (real)(1.0 / sqrt(v + eps));
+        real *y = out + (size_t)n * C;
+        for (int c = 0; c < C; c++) y[c] = ((x[c] - (real)m) * s) * w[c] + (b ? b[c] : 0);
+        mean[n] = (real)m;
+        rstd[n] = s;
+    }
+}
+
+static void cpu_layernorm_backward(void *dinp_, void *dw_, void *db_, const void *dout_, const void *inp_,
+                                   const void *w_, const void *mean_, const void *rstd_, int N, int C) {
+    real *dinp = dinp_, *dw = dw_, *db = db_;
+    const real *dout = dout_, *inp = inp_, *w = w_, *mean = mean_, *rstd = rstd_;
+    if (dinp) {
+        #pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const real *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
+            real m = mean[n], s = rstd[n];
+            // dnorm = g * w;  dx = s * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat))
+            double sum_dn = 0, sum_dn_xhat = 0;
+            for (int c = 0; c < C; c++) {
+                real dn = g[c] * w[c];
+                sum_dn += dn;
+                sum_dn_xhat += dn * (x[c] - m) * s;
+            }
+            real a = (real)(sum_dn / C), bb = (real)(sum_dn_xhat / C);
+            real *dx = dinp + (size_t)n * C;
+            for (int c = 0; c < C; c++) dx[c] += s * (g[c] * w[c] - a - (x[c] - m) * s * bb);
+        }
+    }
+    if (dw || db) {
+        #pragma omp parallel for schedule(static)
+        for (int c = 0; c < C; c++) {
+            real sw = 0, sb = 0;
+            for (int n = 0; n < N; n++) {
+                real g = dout[(size_t)n * C + c];
+                sw += g * (inp[(size_t)n * C + c] - mean[n]) * rstd[n];
+                sb += g;
+            }
+            if (dw) dw[c] += sw;
+            if (db) db[c] += sb;
+        }
+    }
+}
+
+static void cpu_rmsnorm_forward(void *out_, void *rstd_, const void *inp_, const void *w_, int N, int C, float eps) {
+    real *out = out_, *rstd = rstd_;
+    const real *inp = inp_, *w = w_;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const real *x = inp + (size_t)n * C;
+        double ss = 0;
+        for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
+        real s = (real)(1.0 / sqrt(ss / C + eps));
+        real *y = out + (size_t)n * C;
+        for (int c = 0; c < C; c++) y[c] = (x[c] * s) * w[c];  // HF: normalize first, then weight
+        rstd[n] = s;
+    }
+}
+
+static void cpu_rmsnorm_backward(void *dinp_, void *dw_, const void *dout_, const void *inp_, const void *w_,
+                                 const void *rstd_, int N, int C) {
+    real *dinp = dinp_, *dw = dw_;
+    const real *dout = dout_, *inp = inp_, *w = w_, *rstd = rstd_;
+    if (dinp) {
+        #pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const real *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
+            real s = rstd[n];
+            // y = x s w, s = (mean(x^2) + eps)^(-1/2):  dx = s dn - x s^3 mean(dn x),  dn = g w
+            double dot = 0;
+            for (int c = 0; c < C; c++) dot += (double)g[c] * w[c] * x[c];
+            real k = (real)(dot / C) * s * s * s;
+            real *dx = dinp + (size_t)n * C;
+            for (int c = 0; c < C; c++) dx[c] += s * g[c] * w[c] - x[c] * k;
+        }
+    }
+    if (dw) {
+        #pragma omp parallel for schedule(static)
+        for (int c = 0; c < C; c++) {
+            real sw = 0;
+            for (int n = 0; n < N; n++) sw += dout[(size_t)n * C + c] * inp[(size_t)n * C + c] * rstd[n];
+            dw[c] += sw;
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// elementwise
+
+static inline real sigmoid(real x) { return 1 / (1 + exp(-x)); }
+
+static void cpu_act_forward(ActKind kind, void *out_, const void *inp_, size_t n) {
+    real *out = out_;
+    const real *inp = inp_;
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        real x = inp[i];
+        switch (kind) {
+        case ACT_GELU: out[i] = (real)0.5 * x * (1 + erf(x * (real)M_SQRT1_2)); break;
+        case ACT_QUICK_GELU: out[i] = x * sigmoid((real)1.702 * x); break;
+        case ACT_SILU: out[i] = x * sigmoid(x); break;
+        case ACT_GELU_TANH: {
+            real u = (real)0.7978845608028654 * (x + (real)0.044715 * x * x * x);  // sqrt(2/pi)
+            out[i] = (real)0.5 * x * (1 + tanh(u));
+            break;
+        }
+        }
+    }
+}
+
+static void cpu_act_backward(ActKind kind, void *dinp_, const void *dout_, const void *inp_, size_t n) {
+    real *dinp = dinp_;
+    const real *dout = dout_, *inp = inp_;
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        real x = inp[i], d = 0;
+        switch (kind) {
+        case ACT_GELU: {  // d/dx x Phi(x) = Phi(x) + x phi(x)
+            real cdf = (real)0.5 * (1 + erf(x * (real)M_SQRT1_2));
+            real pdf = exp((real)-0.5 * x * x) * (real)0.3989422804014327;  // 1/sqrt(2 pi)
+            d = cdf + x * pdf;
+            break;
+        }
+        case ACT_QUICK_GELU: {
+            real s = sigmoid((real)1.702 * x);
+            d = s + x * (real)1.702 * s * (1 - s);
+            break;
+        }
+        case ACT_SILU: {
+            real s = sigmoid(x);
+            d = s * (1 + x * (1 - s));
+            break;
+        }
+        case ACT_GELU_TANH: {
+            real k = (real)0.7978845608028654;
+            real u = k * (x + (real)0.044715 * x * x * x);
+            real t = tanh(u);
+            d = (real)0.5 * (1 + t) + (real)0.5 * x * (1 - t * t) * k * (1 + 3 * (real)0.044715 * x * x);
+            break;
+        }
+        }
+        dinp[i] = dout[i] * d;
+    }
+}
+
+static void cpu_swiglu_forward(void *out_, const void *inp_, int N, int F) {
+    real *out = out_;
+    const real *inp = inp_;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const real *gate = inp + (size_t)n * 2 * F, *up = gate + F;
+        real *y = out + (size_t)n * F;
+        for (int f = 0; f < F; f++) y[f] = gate[f] * sigmoid(gate[f]) * up[f];
+    }
+}
+
+static void cpu_swiglu_backward(void *dinp_, const void *dout_, const void *inp_, int N, int F) {
+    real *dinp = dinp_;
+    const real *dout = dout_, *inp = inp_;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const real *gate = inp + (size_t)n * 2 * F, *up = gate + F, *g = dout + (size_t)n * F;
+        real *dgate = dinp + (size_t)n * 2 * F, *dup = dgate + F;
+        for (int f = 0; f < F; f++) {
+            real s = sigmoid(gate[f]), silu = gate[f] * s;
+            real dg = g[f], u = up[f];  // read before writing: dinp may not alias, but keep it obvious
+            dup[f] = dg * silu;
+            dgate[f] = dg * u * s * (1 + gate[f] * (1 - s));
+        }
+    }
+}
+
+static void cpu_add(void *out_, const void *a_, const void *b_, size_t n) {
+    real *out = out_;
+    const real *a = a_, *b = b_;
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+static void cpu_scale(void *x_, float s, size_t n) {
+    real *x = x_;
+    for (size_t i = 0; i < n; i++) x[i] *= (real)s;
+}
+
+// ----------------------------------------------------------------------------------------------------
+// rotary embedding. Angles are computed as HF does: inv_freq in the working precision, then pos * inv_freq.
+
+static void rope_apply(real *x_, const int *pos, int N, int heads, int HD, int stride, float theta, real sign) {
+    int half = HD / 2;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        real *x = x_ + (size_t)n * stride;
+        for (int i = 0; i < half; i++) {
+            real inv_freq = (real)1 / (real)pow((real)theta, (real)(2 * i) / (real)HD);
+            real ang = (real)pos[n] * inv_freq;
+            real c = cos(ang), s = sign * (real)sin(ang);
+            for (int h = 0; h < heads; h++) {
+                real *xh = x + (size_t)h * HD;
+                real a = xh[i], b = xh[i + half];
+                xh[i] = a * c - b * s;
+                xh[i + half] = b * c + a * s;
+            }
+        }
+    }
+}
+
+static void cpu_rope_forward(void *x, const int *pos, int N, int heads, int HD, int stride, float theta) {
+    rope_apply(x, pos, N, heads, HD, stride, theta, 1);
+}
+
+// The rotation is orthogonal, so the gradient is rotated back by the same angle.
+static void cpu_rope_backward(void *dx, const int *pos, int N, int heads, int HD, int stride, float theta) {
+    rope_apply(dx, pos, N, heads, HD, stride, theta, -1);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// attention
+
+static inline int attn_visible(const AttnShape *s, int b, int i, int j) {
+    if (s->kv_len && j >= s->kv_len[b]) return 0;
+    if (s->causal && j > i) return 0;
+    if (s->segment) {
+        int sj = s->segment[(size_t)b * s->T + j];
+        if (sj != 0 && sj != s->segment[(size_t)b * s->T + i]) return 0;
+    }
+    return 1;
+}
+
+static void cpu_attention_forward(void *out_, void *lse_, const void *q_, const void *k_, const void *v_,
+                                  const AttnShape *s) {
+    real *out = out_, *lse = lse_;
+    const real *q = q_, *k = k_, *v = v_;
+    const int B = s->B, T = s->T, NH = s->NH, HD = s->HD, group = s->NH / s->NKV;
+    const real scale = (real)(1.0 / sqrt((double)HD));
+    #pragma omp parallel
+    {
+        real *p = xmalloc(sizeof(real) * T);
+        #pragma omp for collapse(3) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < NH; h++)
+                for (int i = 0; i < T; i++) {
+                    const real *qi = q + ((size_t)b * T + i) * s->q_stride + (size_t)h * HD;
+                    const int kvh = h / group;
+                    real maxs = -INFINITY;
+                    for (int j = 0; j < T; j++) {
+                        if (!attn_visible(s, b, i, j)) { p[j] = -INFINITY; continue; }
+                        const real *kj = k + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                        real dot = 0;
+                        for (int d = 0; d < HD; d++) dot += qi[d] * kj[d];
+                        p[j] = dot * scale;
+                        if (p[j] > maxs) maxs = p[j];
+                    }
+                    real *o = out + ((size_t)b * T + i) * NH * HD + (size_t)h * HD;
+                    for (int d = 0; d < HD; d++) o[d] = 0;
+                    real *l = lse + ((size_t)b * NH + h) * T + i;
+                    if (maxs == -INFINITY) { *l = 0; continue; }  // no visible key: output 0
+                    real sum = 0;
+                    for (int j = 0; j < T; j++) {
+                        p[j] = p[j] == -INFINITY ? 0 : exp(p[j] - maxs);
+                        sum += p[j];
+                    }
+                    for (int j = 0; j < T; j++) {
+                        if (p[j] == 0) continue;
+                        const real *vj = v + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                        real w = p[j] / sum;
+                        for (int d = 0; d < HD; d++) o[d] += w * vj[d];
+                    }
+                    *l = maxs + log(sum);
+                }
+        free(p);
+    }
+}
+
+// Recomputes the probabilities from q, k and the saved log-sum-exp (no T x T storage):
+//   P = exp(S - lse),  D_i = dout_i . out_i,  dS = P (dout v^T - D),  dq = dS k s,  dk = dS^T q s,  dv = P^T dout
+// Threads own one (row, kv head) pair each, so the GQA sums into dk, dv need no atomics.
+static void cpu_attention_backward(void *dq_, void *dk_, void *dv_, const void *dout_, const void *out_,
+                                   const void *lse_, const void *q_, const void *k_, const void *v_,
+                                   const AttnShape *s) {
+    real *dq = dq_, *dk = dk_, *dv = dv_;
+    const real *dout = dout_, *out = out_, *lse = lse_, *q = q_, *k = k_, *v = v_;
+    const int B = s->B, T = s->T, NH = s->NH, NKV = s->NKV, HD = s->HD, group = NH / NKV;
+    const real scale = (real)(1.0 / sqrt((double)HD));
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int kvh = 0; kvh < NKV; kvh++) {
+            for (int j = 0; j < T; j++) {
+                real *dkj = dk + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                real *dvj = dv + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                for (int d = 0; d < HD; d++) dkj[d] = dvj[d] = 0;
+            }
+            for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                for (int i = 0; i < T; i++) {
+                    const real *qi = q + ((size_t)b * T + i) * s->q_stride + (size_t)h * HD;
+                    const real *oi = out + ((size_t)b * T + i) * NH * HD + (size_t)h * HD;
+                    const real *gi = dout + ((size_t)b * T + i) * NH * HD + (size_t)h * HD;
+                    real *dqi = dq + ((size_t)b * T + i) * s->q_stride + (size_t)h * HD;
+                    real l = lse[((size_t)b * NH + h) * T + i];
+                    real D = 0;
+                    for (int d = 0; d < HD; d++) { D += gi[d] * oi[d]; dqi[d] = 0; }
+                    for (int j = 0; j < T; j++) {
+                        if (!attn_visible(s, b, i, j)) continue;
+                        const real *kj = k + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                        const real *vj = v + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                        real dot = 0, dp = 0;
+                        for (int d = 0; d < HD; d++) { dot += qi[d] * kj[d]; dp += gi[d] * vj[d]; }
+                        real p = exp(dot * scale - l);
+                        real ds = p * (dp - D) * scale;
+                        real *dkj = dk + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                        real *dvj = dv + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                        for (int d = 0; d < HD; d++) {
+                            dqi[d] += ds * kj[d];
+                            dkj[d] += ds * qi[d];
+                            dvj[d] += p * gi[d];
+                        }
+                    }
+                }
+        }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// classifier
+
+static void cpu_logprob_forward(void *logp_, void *lse_, const void *logits_, const int *targets, int N, int V) {
+    real *logp = logp_, *lse = lse_;
+    const real *logits = logits_;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const real *x = logits + (size_t)n * V;
+        real m = -INFINITY;
+        for (int i = 0; i < V; i++) if (x[i] > m) m = x[i];
+        double sum = 0;
+        for (int i = 0; i < V; i++) sum += exp((double)(x[i] - m));
+        real l = m + (real)log(sum);
+        lse[n] = l;
+        logp[n] = targets[n] >= 0 ? x[targets[n]] - l : 0;
+    }
+}
+
+static void cpu_logprob_backward(void *dlogits_, const void *logits_, const void *lse_, const int *targets,
+                                 const void *dlogp_, int N, int V) {
+    real *dlogits = dlogits_;
+    const real *logits = logits_, *lse = lse_, *dlogp = dlogp_;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const real *x = logits + (size_t)n * V;
+        real *dx = dlogits + (size_t)n * V;  // may be x itself: each element is read before it is written
+        int t = targets[n];
+        if (t < 0) { for (int i = 0; i < V; i++) dx[i] = 0; continue; }
+        real g = dlogp[n], l = lse[n];
+        for (int i = 0; i < V; i++) dx[i] = g * ((i == t ? 1 : 0) - exp(x[i] - l));
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// embeddings and row movement
+
+static void cpu_embedding_forward(void *out_, const int *ids, const void *table_, int N, int C) {
+    real *out = out_;
+    const real *table = table_;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        real *y = out + (size_t)n * C;
+        if (ids[n] < 0) { for (int c = 0; c < C; c++) y[c] = 0; continue; }
+        memcpy(y, table + (size_t)ids[n] * C, sizeof(real) * C);
+    }
+}
+
+static void cpu_embedding_backward(void *dtable_, const void *dout_, const int *ids, int N, int C) {
+    real *dtable = dtable_;
+    const real *dout = dout_;
+    for (int n = 0; n < N; n++) {  // serial: repeated ids must add up in a fixed order
+        if (ids[n] < 0) continue;
+        real *d = dtable + (size_t)ids[n] * C;
+        const real *g = dout + (size_t)n * C;
+        for (int c = 0; c < C; c++) d[c] += g[c];
+    }
+}
+
+static void cpu_copy_rows(void *out_, const int *out_idx, const void *inp_, const int *inp_idx, int M, int C) {
+    real *out = out_;
+    const real *inp = inp_;
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        size_t o = out_idx ? (size_t)out_idx[m] : (size_t)m, i = inp_idx ? (size_t)inp_idx[m] : (size_t)m;
+        memcpy(out + o * C, inp + i * C, sizeof(real) * C);
+    }
+}
+
+static void cpu_add_rows(void *out_, const int *out_idx, const void *inp_, const int *inp_idx, int M, int C) {
+    real *out = out_;
+    const real *inp = inp_;
+    for (int m = 0; m < M; m++) {
+        size_t o = out_idx ? (size_t)out_idx[m] : (size_t)m, i = inp_idx ? (size_t)inp_idx[m] : (size_t)m;
+        for (int c = 0; c < C; c++) out[o * C + c] += inp[i * C + c];
+    }
+}
+
+static void cpu_add_broadcast_forward(void *x_, const void *y_, int B, size_t M) {
+    real *x = x_;
+    const real *y = y_;
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++)
+        for (size_t i = 0; i < M; i++) x[(size_t)b * M + i] += y[i];
+}
+
+static void cpu_add_broadcast_backward(void *dy_, const void *dx_, int B, size_t M) {
+    real *dy = dy_;
+    const real *dx = dx_;
+    for (int b = 0; b < B; b++)
+        for (size_t i = 0; i < M; i++) dy[i] += dx[(size_t)b * M + i];
+}
+
+static void cpu_im2col(void *patches_, const void *pixels_, int B, int Cin, int H, int W, int P) {
+    real *patches = patches_;
+    const real *pixels = pixels_;
+    int gh = H / P, gw = W / P, K = Cin * P * P;
+    #pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int py = 0; py < gh; py++)
+            for (int px = 0; px < gw; px++) {
+                real *row = patches + (((size_t)b * gh + py) * gw + px) * K;
+                for (int c = 0; c < Cin; c++)
+                    for (int ky = 0; ky < P; ky++)
+                        for (int kx = 0; kx < P; kx++)
+                            row[(c * P + ky) * P + kx] =
+                                pixels[(((size_t)b * Cin + c) * H + py * P + ky) * W + px * P + kx];
+            }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// optimizer
+
+static void cpu_sumsq(double *out, const void *x_, size_t n) {
+    const real *x = x_;
+    double s = 0;
+    #pragma omp parallel for reduction(+ : s) schedule(static)
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    *out = s;
+}
+
+static void cpu_adamw_update(void *params_, void *master_, const void *grad_, void *m_, void *v_, size_t n,
+                             float lr, float b1, float b2, float eps, float wd, int t, float grad_scale) {
+    real *p = master_ ? master_ : params_, *m = m_, *v = v_, *out = params_;
+    const real *grad = grad_;
+    double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        real g = grad[i] * (real)grad_scale;
+        m[i] = (real)b1 * m[i] + (real)(1 - b1) * g;
+        v[i] = (real)b2 * v[i] + (real)(1 - b2) * g * g;
+        real mhat = m[i] / (real)bc1, vhat = v[i] / (real)bc2;
+        p[i] -= (real)lr * ((real)wd * p[i] + mhat / ((real)sqrt(vhat) + (real)eps));
+        out[i] = p[i];
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
+
+#define BACKEND_FIELDS                                                                                  \
+    .act_bytes = sizeof(real), .acc_bytes = sizeof(real), .malloc = cpu_malloc, .free = cpu_free,       \
+    .zero = cpu_zero, .copy = cpu_copy, .to_device = cpu_copy, .to_host = cpu_copy,                    \
+    .upload_act = cpu_upload_act, .download_act = cpu_download_act, .upload_acc = cpu_upload_acc,      \
+    .download_acc = cpu_download_acc, .synchronize = cpu_synchronize,                                  \
+    .matmul_forward = cpu_matmul_forward, .matmul_backward = cpu_matmul_backward,                      \
+    .layernorm_forward = cpu_layernorm_forward, .layernorm_backward = cpu_layernorm_backward,          \
+    .rmsnorm_forward = cpu_rmsnorm_forward, .rmsnorm_backward = cpu_rmsnorm_backward,                  \
+    .act_forward = cpu_act_forward, .act_backward = cpu_act_backward,                                  \
+    .swiglu_forward = cpu_swiglu_forward, .swiglu_backward = cpu_swiglu_backward, .add = cpu_add,      \
+    .scale = cpu_scale, .rope_forward = cpu_rope_forward, .rope_backward = cpu_rope_backward,          \
+    .attention_forward = cpu_attention_forward, .attention_backward = cpu_attention_backward,          \
+    .logprob_forward = cpu_logprob_forward, .logprob_backward = cpu_logprob_backward,                  \
+    .embedding_forward = cpu_embedding_forward, .embedding_backward = cpu_embedding_backward,          \
+    .copy_rows = cpu_copy_rows, .add_rows = cpu_add_rows,                                              \
+    .add_broadcast_forward = cpu_add_broadcast_forward,                                                \
+    .add_broadcast_backward = cpu_add_broadcast_backward, .im2col = cpu_im2col, .sumsq = cpu_sumsq,    \
+    .adamw_update = cpu_adamw_update
+
+#define CPU_NAME_float "cpu"
+#define CPU_NAME_double "cpu64"
+#define CPU_SYM_float backend_cpu
+#define CPU_SYM_double backend_cpu64
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+
+const Backend CAT(CPU_SYM_, CPU_REAL) = {.name = CAT(CPU_NAME_, CPU_REAL), BACKEND_FIELDS};

@@ -1,0 +1,458 @@
+// Finite-difference checks of every op's backward, in fp64 (backend_cpu64), plus property tests of the
+// forward math that transformers parity does not reach (masks, packing, exact small cases).
+//
+// Scheme: pick a random cotangent r for the op's output, L = sum(r * out). The backward with dout = r
+// gives dL/dx analytically; central differences (h = 1e-6) give it numerically. Accumulating gradients
+// start from random values (the test checks the increment), overwritten ones start as NaN (the test
+// catches unwritten elements).
+#include <stdlib.h>
+#include <string.h>
+
+#include "../model/ops.h"
+#include "../util/common.h"
+#include "test.h"
+
+static const Backend *be64(void) { return &backend_cpu64; }
+
+static unsigned long long rng_state = 88172645463325252ULL;
+static double urand(void) {  // xorshift64, uniform in [-1, 1)
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) / (double)(1ULL << 53) * 2 - 1;
+}
+static double *rand_vec(size_t n, double scale) {
+    double *x = xmalloc(sizeof(double) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) x[i] = urand() * scale;
+    return x;
+}
+static double *nan_vec(size_t n) {
+    double *x = xmalloc(sizeof(double) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+    return x;
+}
+static double *copy_vec(const double *x, size_t n) {
+    double *y = xmalloc(sizeof(double) * (n ? n : 1));
+    memcpy(y, x, sizeof(double) * n);
+    return y;
+}
+
+// The forward under test, as a closure: recompute outputs from the current inputs.
+typedef struct {
+    void (*run)(void *ctx);
+    void *ctx;
+    const double *out;  // output buffer(s) the loss reads
+    const double *r;    // cotangent
+    size_t nout;
+} Fwd;
+
+static double loss_of(Fwd *f) {
+    f->run(f->ctx);
+    double L = 0;
+    for (size_t i = 0; i < f->nout; i++) L += f->r[i] * f->out[i];
+    return L;
+}
+
+// Compares analytic gradient `grad` (n) of the input `x` with central differences.
+static void fd_compare(const char *what, Fwd *f, double *x, const double *grad, size_t n) {
+    const double h = 1e-6;
+    double worst = 0;
+    size_t worst_i = 0;
+    size_t step = n > 400 ? n / 400 : 1;  // large inputs: a strided sample of elements
+    for (size_t i = 0; i < n; i += step) {
+        double x0 = x[i];
+        x[i] = x0 + h;
+        double lp = loss_of(f);
+        x[i] = x0 - h;
+        double lm = loss_of(f);
+        x[i] = x0;
+        double fd = (lp - lm) / (2 * h);
+        double err = fabs(fd - grad[i]) / fmax(1e-3, fmax(fabs(fd), fabs(grad[i])));
+        if (!(err <= worst)) { worst = err; worst_i = i; }
+        if (isnan(grad[i])) { worst = INFINITY; worst_i = i; break; }
+    }
+    loss_of(f);  // leave outputs consistent with unperturbed inputs
+    EXPECTF(worst < 1e-5, "%s: gradient mismatch %.3g at element %zu (analytic %.10g)", what, worst, worst_i,
+            grad[worst_i]);
+}
+
+// grad_after - grad_before, for accumulating gradients
+static double *delta(const double *after, const double *before, size_t n) {
+    double *d = xmalloc(sizeof(double) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) d[i] = after[i] - before[i];
+    return d;
+}
+
+// ------------------------------------------------------------------------------------------------ matmul
+
+typedef struct { double *out, *inp, *w, *b; int N, C, OC; } MatmulCtx;
+static void matmul_run(void *c_) {
+    MatmulCtx *c = c_;
+    be64()->matmul_forward(c->out, c->inp, c->w, c->b, c->N, c->C, c->OC);
+}
+
+static void check_matmul(int N, int C, int OC, int with_bias) {
+    MatmulCtx c = {NULL, rand_vec(N * C, 1), rand_vec(OC * C, 1), with_bias ? rand_vec(OC, 1) : NULL, N, C, OC};
+    c.out = nan_vec(N * OC);
+    double *r = rand_vec(N * OC, 1);
+    Fwd f = {matmul_run, &c, c.out, r, (size_t)N * OC};
+    loss_of(&f);
+    // forward against the plain definition
+    double maxerr = 0;
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double s = with_bias ? c.b[o] : 0;
+            for (int k = 0; k < C; k++) s += c.inp[n * C + k] * c.w[o * C + k];
+            maxerr = fmax(maxerr, fabs(s - c.out[n * OC + o]));
+        }
+    EXPECTF(maxerr < 1e-12, "matmul forward off by %g", maxerr);
+    double *dinp = nan_vec(N * C), *dw0 = rand_vec(OC * C, 1), *db0 = rand_vec(OC, 1);
+    double *dw = copy_vec(dw0, OC * C), *db = copy_vec(db0, OC);
+    be64()->matmul_backward(dinp, dw, with_bias ? db : NULL, r, c.inp, c.w, N, C, OC);
+    fd_compare("matmul dinp", &f, c.inp, dinp, N * C);
+    double *ddw = delta(dw, dw0, OC * C), *ddb = delta(db, db0, OC);
+    fd_compare("matmul dw", &f, c.w, ddw, OC * C);
+    if (with_bias) fd_compare("matmul db", &f, c.b, ddb, OC);
+    free(c.out); free(c.inp); free(c.w); free(c.b); free(r); free(dinp); free(dw0); free(db0); free(dw); free(db);
+    free(ddw); free(ddb);
+}
+
+TEST(ops_matmul_fd) {
+    check_matmul(5, 7, 3, 1);
+    check_matmul(9, 16, 11, 0);
+    check_matmul(1, 1, 1, 1);
+}
+
+// ------------------------------------------------------------------------------------------------ norms
+
+typedef struct { double *out, *mean, *rstd, *inp, *w, *b; int N, C, rms; } NormCtx;
+static void norm_run(void *c_) {
+    NormCtx *c = c_;
+    if (c->rms) be64()->rmsnorm_forward(c->out, c->rstd, c->inp, c->w, c->N, c->C, 1e-5f);
+    else be64()->layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C, 1e-5f);
+}
+
+static void check_norm(int rms, int N, int C) {
+    NormCtx c = {nan_vec(N * C), nan_vec(N), nan_vec(N), rand_vec(N * C, 2), rand_vec(C, 1.5), rand_vec(C, 1), N, C, rms};
+    for (int i = 0; i < N * C; i++) c.inp[i] += 0.5;  // a nonzero mean exercises the centering
+    double *r = rand_vec(N * C, 1);
+    Fwd f = {norm_run, &c, c.out, r, (size_t)N * C};
+    loss_of(&f);
+    double *dinp0 = rand_vec(N * C, 1), *dw0 = rand_vec(C, 1), *db0 = rand_vec(C, 1);
+    double *dinp = copy_vec(dinp0, N * C), *dw = copy_vec(dw0, C), *db = copy_vec(db0, C);
+    if (rms) be64()->rmsnorm_backward(dinp, dw, r, c.inp, c.w, c.rstd, N, C);
+    else be64()->layernorm_backward(dinp, dw, db, r, c.inp, c.w, c.mean, c.rstd, N, C);
+    double *d1 = delta(dinp, dinp0, N * C), *d2 = delta(dw, dw0, C), *d3 = delta(db, db0, C);
+    fd_compare(rms ? "rmsnorm dinp" : "layernorm dinp", &f, c.inp, d1, N * C);
+    fd_compare(rms ? "rmsnorm dw" : "layernorm dw", &f, c.w, d2, C);
+    if (!rms) fd_compare("layernorm db", &f, c.b, d3, C);
+    // forward: the normalized rows have zero mean (LN) / unit RMS before the weight
+    for (int i = 0; i < C; i++) { c.w[i] = 1; c.b[i] = 0; }
+    norm_run(&c);
+    for (int n = 0; n < N; n++) {
+        double m = 0, ss = 0;
+        for (int i = 0; i < C; i++) { m += c.out[n * C + i]; ss += c.out[n * C + i] * c.out[n * C + i]; }
+        m /= C; ss /= C;
+        if (!rms) EXPECT_NEAR(m, 0.0, 1e-9);
+        // with eps = 1e-5 the RMS is a hair under one
+        double ms = 0;
+        for (int i = 0; i < C; i++) ms += c.inp[n * C + i] * c.inp[n * C + i];
+        ms /= C;
+        if (rms) EXPECT_NEAR(ss, ms / (ms + 1e-5), 1e-9);
+    }
+    free(c.out); free(c.mean); free(c.rstd); free(c.inp); free(c.w); free(c.b); free(r);
+    free(dinp0); free(dw0); free(db0); free(dinp); free(dw); free(db); free(d1); free(d2); free(d3);
+}
+
+TEST(ops_layernorm_fd) { check_norm(0, 6, 13); check_norm(0, 1, 64); }
+TEST(ops_rmsnorm_fd) { check_norm(1, 6, 13); check_norm(1, 1, 64); }
+
+// ------------------------------------------------------------------------------------------------ activations
+
+typedef struct { double *out, *inp; size_t n; ActKind kind; int swiglu; int N, F; } ActCtx;
+static void act_run(void *c_) {
+    ActCtx *c = c_;
+    if (c->swiglu) be64()->swiglu_forward(c->out, c->inp, c->N, c->F);
+    else be64()->act_forward(c->kind, c->out, c->inp, c->n);
+}
+
+TEST(ops_activations_fd) {
+    const ActKind kinds[] = {ACT_GELU, ACT_QUICK_GELU, ACT_SILU, ACT_GELU_TANH};
+    const char *names[] = {"gelu", "quick_gelu", "silu", "gelu_tanh"};
+    for (int k = 0; k < 4; k++) {
+        size_t n = 50;
+        ActCtx c = {nan_vec(n), rand_vec(n, 4), n, kinds[k], 0, 0, 0};
+        double *r = rand_vec(n, 1), *dinp = nan_vec(n);
+        Fwd f = {act_run, &c, c.out, r, n};
+        loss_of(&f);
+        be64()->act_backward(kinds[k], dinp, r, c.inp, n);
+        fd_compare(names[k], &f, c.inp, dinp, n);
+        free(c.out); free(c.inp); free(r); free(dinp);
+    }
+    // exact values: gelu(1) = 0.8413447460685429, quick_gelu(1) = sigmoid(1.702), silu(1) = sigmoid(1)
+    double x = 1, y;
+    be64()->act_forward(ACT_GELU, &y, &x, 1);
+    EXPECT_NEAR(y, 0.8413447460685429, 1e-14);
+    be64()->act_forward(ACT_QUICK_GELU, &y, &x, 1);
+    EXPECT_NEAR(y, 1 / (1 + exp(-1.702)), 1e-14);
+    be64()->act_forward(ACT_SILU, &y, &x, 1);
+    EXPECT_NEAR(y, 1 / (1 + exp(-1.0)), 1e-14);
+    be64()->act_forward(ACT_GELU_TANH, &y, &x, 1);
+    EXPECT_NEAR(y, 0.8411919906082768, 1e-14);
+}
+
+TEST(ops_swiglu_fd) {
+    int N = 4, F = 7;
+    ActCtx c = {nan_vec(N * F), rand_vec(N * 2 * F, 3), 0, ACT_SILU, 1, N, F};
+    double *r = rand_vec(N * F, 1), *dinp = nan_vec(N * 2 * F);
+    Fwd f = {act_run, &c, c.out, r, (size_t)N * F};
+    loss_of(&f);
+    be64()->swiglu_backward(dinp, r, c.inp, N, F);
+    fd_compare("swiglu", &f, c.inp, dinp, N * 2 * F);
+    double g = c.inp[1], u = c.inp[F + 1];
+    EXPECT_NEAR(c.out[1], g / (1 + exp(-g)) * u, 1e-14);
+    free(c.out); free(c.inp); free(r); free(dinp);
+}
+
+// ------------------------------------------------------------------------------------------------ rope
+
+typedef struct { double *x, *x0; int *pos; int N, heads, HD, stride; size_t n; } RopeCtx;
+static void rope_run(void *c_) {
+    RopeCtx *c = c_;
+    memcpy(c->x, c->x0, sizeof(double) * c->n);
+    be64()->rope_forward(c->x, c->pos, c->N, c->heads, c->HD, c->stride, 10000.0f);
+}
+
+TEST(ops_rope_fd) {
+    int N = 5, heads = 3, HD = 8, stride = heads * HD + 4;  // extra columns past the heads stay untouched
+    size_t n = (size_t)N * stride;
+    int pos[5] = {0, 1, 7, 3, 100};
+    RopeCtx c = {xmalloc(sizeof(double) * n), rand_vec(n, 1), pos, N, heads, HD, stride, n};
+    double *r = rand_vec(n, 1);
+    Fwd f = {rope_run, &c, c.x, r, n};
+    loss_of(&f);
+    double *g = copy_vec(r, n);
+    be64()->rope_backward(g, pos, N, heads, HD, stride, 10000.0f);
+    // columns past the rotated heads pass through: their gradient is r itself
+    fd_compare("rope", &f, c.x0, g, n);
+    // the HF half-rotation by hand for token 1 (position 1), head 0, pair (0, 4), frequency theta^0 = 1
+    double a = c.x0[stride + 0], b = c.x0[stride + 4];
+    EXPECT_NEAR(c.x[stride + 0], a * cos(1.0) - b * sin(1.0), 1e-12);
+    EXPECT_NEAR(c.x[stride + 4], b * cos(1.0) + a * sin(1.0), 1e-12);
+    // pair (1, 5) at position 7 uses frequency 10000^(-2/8)
+    double fq = pow(10000.0, -2.0 / 8), a1 = c.x0[2 * stride + 1], b1 = c.x0[2 * stride + 5];
+    EXPECT_NEAR(c.x[2 * stride + 1], a1 * cos(7 * fq) - b1 * sin(7 * fq), 1e-12);
+    EXPECT_NEAR(c.x[stride + heads * HD + 2], c.x0[stride + heads * HD + 2], 0);
+    free(c.x); free(c.x0); free(r); free(g);
+}
+
+// ------------------------------------------------------------------------------------------------ attention
+
+typedef struct { double *out, *lse, *qkv; AttnShape s; } AttnCtx;
+static void attn_run(void *c_) {
+    AttnCtx *c = c_;
+    int qd = c->s.NH * c->s.HD, kd = c->s.NKV * c->s.HD;
+    be64()->attention_forward(c->out, c->lse, c->qkv, c->qkv + qd, c->qkv + qd + kd, &c->s);
+}
+
+// q, k, v live side by side in one (B*T, (NH + 2 NKV) HD) buffer, as the fused QKV matmul writes them
+static void check_attention(int B, int T, int NH, int NKV, int HD, int causal, const int *kv_len, const int *seg) {
+    int qd = NH * HD, kd = NKV * HD, stride = qd + 2 * kd;
+    size_t nqkv = (size_t)B * T * stride, nout = (size_t)B * T * qd;
+    AttnCtx c = {nan_vec(nout), nan_vec((size_t)B * NH * T), rand_vec(nqkv, 1.5),
+                 {B, T, NH, NKV, HD, stride, stride, causal, kv_len, seg}};
+    double *r = rand_vec(nout, 1);
+    Fwd f = {attn_run, &c, c.out, r, nout};
+    loss_of(&f);
+    for (size_t i = 0; i < nout; i++) EXPECTF(!isnan(c.out[i]), "attention output %zu not written", i);
+    double *dqkv = nan_vec(nqkv);
+    be64()->attention_backward(dqkv, dqkv + qd, dqkv + qd + kd, r, c.out, c.lse, c.qkv, c.qkv + qd, c.qkv + qd + kd, &c.s);
+    fd_compare("attention dqkv", &f, c.qkv, dqkv, nqkv);
+    free(c.out); free(c.lse); free(c.qkv); free(r); free(dqkv);
+}
+
+TEST(ops_attention_fd) {
+    check_attention(2, 5, 2, 2, 4, 0, NULL, NULL);         // bidirectional (ViT)
+    check_attention(2, 6, 4, 2, 4, 1, NULL, NULL);         // causal, grouped-query heads
+    int kv_len[2] = {4, 6};
+    check_attention(2, 6, 2, 1, 8, 1, kv_len, NULL);      // key padding
+    int seg[2 * 7] = {0, 0, 0, 1, 1, 2, 2,  0, 0, 1, 1, 1, 2, 2};
+    check_attention(2, 7, 2, 2, 4, 1, NULL, seg);          // tree mask of packed rows
+}
+
+// A packed row [prefix][a][b] with segments gives the b tokens exactly what the plain row [prefix][b]
+// gives them (the positions of b restart after the prefix; attention itself does not see positions).
+TEST(ops_attention_packing_equals_separate_rows) {
+    const int P = 3, A = 2, Bn = 3, NH = 2, HD = 4, stride = 3 * NH * HD;
+    const int Tp = P + A + Bn, Ts = P + Bn;
+    double *packed = rand_vec((size_t)Tp * stride, 1), *single = xmalloc(sizeof(double) * Ts * stride);
+    memcpy(single, packed, sizeof(double) * P * stride);
+    memcpy(single + P * stride, packed + (P + A) * stride, sizeof(double) * Bn * stride);
+    int seg[8] = {0, 0, 0, 1, 1, 2, 2, 2};
+    AttnShape sp = {1, Tp, NH, NH, HD, stride, stride, 1, NULL, seg}, ss = {1, Ts, NH, NH, HD, stride, stride, 1, NULL, NULL};
+    double out_p[8 * 8], lse_p[2 * 8], out_s[6 * 8], lse_s[2 * 6];
+    int qd = NH * HD;
+    be64()->attention_forward(out_p, lse_p, packed, packed + qd, packed + 2 * qd, &sp);
+    be64()->attention_forward(out_s, lse_s, single, single + qd, single + 2 * qd, &ss);
+    double maxd = 0;
+    for (int t = 0; t < Bn; t++)
+        for (int i = 0; i < qd; i++) maxd = fmax(maxd, fabs(out_p[(P + A + t) * qd + i] - out_s[(P + t) * qd + i]));
+    for (int t = 0; t < P; t++)
+        for (int i = 0; i < qd; i++) maxd = fmax(maxd, fabs(out_p[t * qd + i] - out_s[t * qd + i]));
+    EXPECTF(maxd < 1e-12, "packed and separate rows differ by %g", maxd);
+    free(packed); free(single);
+}
+
+// Right padding: the real tokens of a padded row see exactly what they see in an unpadded row.
+TEST(ops_attention_padding_invisible) {
+    const int T = 6, len = 4, NH = 2, HD = 4, stride = 3 * NH * HD, qd = NH * HD;
+    double *x = rand_vec((size_t)T * stride, 1), out_a[6 * 8], lse_a[12], out_b[4 * 8], lse_b[8];
+    int kv_len[1] = {len};
+    AttnShape sa = {1, T, NH, NH, HD, stride, stride, 0, kv_len, NULL}, sb = {1, len, NH, NH, HD, stride, stride, 0, NULL, NULL};
+    be64()->attention_forward(out_a, lse_a, x, x + qd, x + 2 * qd, &sa);
+    be64()->attention_forward(out_b, lse_b, x, x + qd, x + 2 * qd, &sb);
+    double maxd = 0;
+    for (int i = 0; i < len * qd; i++) maxd = fmax(maxd, fabs(out_a[i] - out_b[i]));
+    EXPECTF(maxd < 1e-12, "padding changed real tokens by %g", maxd);
+    free(x);
+}
+
+// ------------------------------------------------------------------------------------------------ classifier
+
+typedef struct { double *logp, *lse, *logits; const int *targets; int N, V; } LpCtx;
+static void lp_run(void *c_) {
+    LpCtx *c = c_;
+    be64()->logprob_forward(c->logp, c->lse, c->logits, c->targets, c->N, c->V);
+}
+
+TEST(ops_logprob_fd) {
+    int N = 6, V = 11, targets[6] = {3, -1, 0, 10, -1, 5};
+    LpCtx c = {nan_vec(N), nan_vec(N), rand_vec(N * V, 3), targets, N, V};
+    double *r = rand_vec(N, 1), *dlogits = nan_vec(N * V);
+    Fwd f = {lp_run, &c, c.logp, r, (size_t)N};
+    loss_of(&f);
+    for (int n = 0; n < N; n++) {  // forward against the definition
+        double s = 0;
+        for (int i = 0; i < V; i++) s += exp(c.logits[n * V + i]);
+        double want = targets[n] >= 0 ? c.logits[n * V + targets[n]] - log(s) : 0;
+        EXPECT_NEAR(c.logp[n], want, 1e-12);
+    }
+    be64()->logprob_backward(dlogits, c.logits, c.lse, targets, r, N, V);
+    fd_compare("logprob dlogits", &f, c.logits, dlogits, N * V);
+    // in place: dlogits may overwrite logits
+    double *inplace = copy_vec(c.logits, N * V);
+    be64()->logprob_backward(inplace, inplace, c.lse, targets, r, N, V);
+    for (int i = 0; i < N * V; i++) EXPECT_NEAR(inplace[i], dlogits[i], 1e-14);
+    free(c.logp); free(c.lse); free(c.logits); free(r); free(dlogits); free(inplace);
+}
+
+// ------------------------------------------------------------------------------------------------ embeddings, rows
+
+typedef struct { double *out, *table, *pos; const int *ids; int N, C, B; } EmbCtx;
+static void emb_run(void *c_) {
+    EmbCtx *c = c_;
+    be64()->embedding_forward(c->out, c->ids, c->table, c->N, c->C);
+    be64()->add_broadcast_forward(c->out, c->pos, c->B, (size_t)(c->N / c->B) * c->C);
+}
+
+TEST(ops_embedding_fd) {
+    int V = 7, C = 5, B = 2, T = 4, N = B * T, ids[8] = {1, 3, 1, -1, 6, 0, 3, 3};
+    EmbCtx c = {nan_vec(N * C), rand_vec(V * C, 1), rand_vec(T * C, 1), ids, N, C, B};
+    double *r = rand_vec(N * C, 1);
+    Fwd f = {emb_run, &c, c.out, r, (size_t)N * C};
+    loss_of(&f);
+    for (int i = 0; i < C; i++) EXPECT_NEAR(c.out[3 * C + i], c.pos[3 * C + i], 0);  // id -1: zero row + position
+    double *dt0 = rand_vec(V * C, 1), *dp0 = rand_vec(T * C, 1);
+    double *dt = copy_vec(dt0, V * C), *dp = copy_vec(dp0, T * C);
+    be64()->embedding_backward(dt, r, ids, N, C);
+    be64()->add_broadcast_backward(dp, r, B, (size_t)T * C);
+    double *d1 = delta(dt, dt0, V * C), *d2 = delta(dp, dp0, T * C);
+    fd_compare("embedding dtable", &f, c.table, d1, V * C);
+    fd_compare("position dpos", &f, c.pos, d2, T * C);
+    free(c.out); free(c.table); free(c.pos); free(r); free(dt0); free(dp0); free(dt); free(dp); free(d1); free(d2);
+}
+
+typedef struct { double *dst, *dst0, *src; const int *oi, *ii; int M, C, N; } RowsCtx;
+static void rows_run(void *c_) {  // dst = dst0 with rows replaced by src rows (the image-feature scatter)
+    RowsCtx *c = c_;
+    memcpy(c->dst, c->dst0, sizeof(double) * c->N * c->C);
+    be64()->copy_rows(c->dst, c->oi, c->src, c->ii, c->M, c->C);
+}
+
+TEST(ops_rows_fd) {
+    // 2 images of 3 feature rows scattered into 10 token rows; image 0 is used by two rows of the batch
+    int C = 4, N = 10, M = 6, oi[6] = {1, 2, 3, 6, 7, 8}, ii[6] = {0, 1, 2, 0, 1, 2};
+    RowsCtx c = {nan_vec(N * C), rand_vec(N * C, 1), rand_vec(2 * 3 * C, 1), oi, ii, M, C, N};
+    double *r = rand_vec(N * C, 1);
+    Fwd f = {rows_run, &c, c.dst, r, (size_t)N * C};
+    loss_of(&f);
+    double *dsrc = xcalloc(6 * C, sizeof(double));
+    be64()->add_rows(dsrc, ii, r, oi, M, C);  // backward of the scatter: gather the gradient, summing reuse
+    fd_compare("copy_rows dsrc", &f, c.src, dsrc, 6 * C);
+    // gather (copy with an input index) then its backward add_rows with the index on the output side
+    double g[3 * 4];
+    int pick[3] = {9, 0, 9};
+    be64()->copy_rows(g, NULL, c.dst, pick, 3, C);
+    for (int i = 0; i < C; i++) { EXPECT_NEAR(g[i], c.dst[9 * C + i], 0); EXPECT_NEAR(g[C + i], c.dst[i], 0); }
+    double acc[10 * 4] = {0};
+    be64()->add_rows(acc, pick, g, NULL, 3, C);
+    for (int i = 0; i < C; i++) EXPECT_NEAR(acc[9 * C + i], 2 * c.dst[9 * C + i], 1e-15);
+    free(c.dst); free(c.dst0); free(c.src); free(r); free(dsrc);
+}
+
+// Patch embedding = im2col + matmul without bias; matches a direct convolution with stride = kernel.
+typedef struct { double *out, *patches, *pixels, *w; int B, Cin, H, W, P, OC; } PatchCtx;
+static void patch_run(void *c_) {
+    PatchCtx *c = c_;
+    int np = (c->H / c->P) * (c->W / c->P), K = c->Cin * c->P * c->P;
+    be64()->im2col(c->patches, c->pixels, c->B, c->Cin, c->H, c->W, c->P);
+    be64()->matmul_forward(c->out, c->patches, c->w, NULL, c->B * np, K, c->OC);
+}
+
+TEST(ops_patch_embedding_fd) {
+    int B = 2, Cin = 3, H = 6, W = 9, P = 3, OC = 4, np = (H / P) * (W / P), K = Cin * P * P;
+    PatchCtx c = {nan_vec(B * np * OC), nan_vec(B * np * K), rand_vec(B * Cin * H * W, 1), rand_vec(OC * K, 1), B, Cin, H, W, P, OC};
+    double *r = rand_vec(B * np * OC, 1);
+    Fwd f = {patch_run, &c, c.out, r, (size_t)B * np * OC};
+    loss_of(&f);
+    double maxerr = 0;  // direct convolution
+    for (int b = 0; b < B; b++)
+        for (int py = 0; py < H / P; py++)
+            for (int px = 0; px < W / P; px++)
+                for (int o = 0; o < OC; o++) {
+                    double s = 0;
+                    for (int ch = 0; ch < Cin; ch++)
+                        for (int ky = 0; ky < P; ky++)
+                            for (int kx = 0; kx < P; kx++)
+                                s += c.w[((o * Cin + ch) * P + ky) * P + kx] *
+                                     c.pixels[((b * Cin + ch) * H + py * P + ky) * W + px * P + kx];
+                    maxerr = fmax(maxerr, fabs(s - c.out[((b * (H / P) + py) * (W / P) + px) * OC + o]));
+                }
+    EXPECTF(maxerr < 1e-12, "patch embedding differs from the convolution by %g", maxerr);
+    double *dw = xcalloc(OC * K, sizeof(double));
+    be64()->matmul_backward(NULL, dw, NULL, r, c.patches, c.w, B * np, K, OC);
+    fd_compare("patch embedding dw", &f, c.w, dw, OC * K);
+    free(c.out); free(c.patches); free(c.pixels); free(c.w); free(r); free(dw);
+}
+
+// ------------------------------------------------------------------------------------------------ fp32 backend agrees
+
+// The fp32 reference backend computes the same thing as the fp64 one (no precision-specific bugs).
+TEST(ops_fp32_matches_fp64) {
+    int N = 7, C = 33, OC = 9;
+    double *x = rand_vec(N * C, 1), *w = rand_vec(OC * C, 1), *b = rand_vec(OC, 1), out64[7 * 9];
+    float *xf = xmalloc(4 * N * C), *wf = xmalloc(4 * OC * C), *bf = xmalloc(4 * OC), out32[7 * 9];
+    for (int i = 0; i < N * C; i++) xf[i] = (float)x[i];
+    for (int i = 0; i < OC * C; i++) wf[i] = (float)w[i];
+    for (int i = 0; i < OC; i++) bf[i] = (float)b[i];
+    backend_cpu64.matmul_forward(out64, x, w, b, N, C, OC);
+    backend_cpu.matmul_forward(out32, xf, wf, bf, N, C, OC);
+    for (int i = 0; i < N * OC; i++) EXPECT_NEAR(out32[i], out64[i], 1e-5);
+    float lp32[7], lse32[7];
+    double lp64[7], lse64[7];
+    int t[7] = {0, 1, 2, 3, 4, 5, 6};
+    backend_cpu64.logprob_forward(lp64, lse64, out64, t, N, OC);
+    backend_cpu.logprob_forward(lp32, lse32, out32, t, N, OC);
+    for (int i = 0; i < N; i++) EXPECT_NEAR(lp32[i], lp64[i], 1e-5);
+    free(x); free(w); free(b); free(xf); free(wf); free(bf);
+}
