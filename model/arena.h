@@ -1,0 +1,22 @@
+// Activation memory is laid out in two passes: a "measure" pass sums the sizes every module asks for,
+// then one backend allocation holds them all and a second pass hands out the pointers. This keeps the
+// peak memory known before the first step and gives one place to print a breakdown.
+#pragma once
+#include <stddef.h>
+
+#include "ops.h"
+
+typedef struct {
+    const Backend *be;
+    char *base;
+    size_t used, cap;
+    int measuring;
+} Arena;
+
+Arena arena_new(const Backend *be);           // starts in measure mode
+void arena_commit(Arena *a);                  // allocates what was measured; the next pass gets pointers
+void arena_free(Arena *a);
+void *arena_alloc(Arena *a, size_t bytes);    // NULL while measuring; 256-byte aligned
+void *arena_act(Arena *a, size_t n);          // n act elements
+void *arena_acc(Arena *a, size_t n);          // n acc elements
+int *arena_int(Arena *a, size_t n);           // n int32

@@ -1,0 +1,51 @@
+// Model configurations, filled from Hugging Face config.json files. Fields absent from the file take the
+// defaults of the transformers class (llava-1.5-7b-hf's minimal text_config relies on LlamaConfig's).
+#pragma once
+#include "ops.h"
+
+typedef struct {  // CLIPVisionConfig
+    int hidden, intermediate, layers, heads, channels, image_size, patch_size, projection_dim;
+    float eps;
+    ActKind act;
+} VisionConfig;
+
+typedef struct {  // CLIPTextConfig
+    int vocab, hidden, intermediate, layers, heads, max_positions, projection_dim, eos_token_id;
+    float eps;
+    ActKind act;
+} ClipTextConfig;
+
+typedef struct {  // LlamaConfig
+    int vocab, hidden, intermediate, layers, heads, kv_heads, head_dim, max_positions;
+    float eps, rope_theta;
+    int attention_bias, mlp_bias, tie_embeddings;
+    ActKind act;
+} LlamaConfig;
+
+typedef struct {  // LlavaConfig
+    VisionConfig vision;
+    LlamaConfig text;
+    int image_token_id;
+    int feature_layer;       // vision_feature_layer: index into hidden_states (negative counts from the end)
+    int select_full;         // vision_feature_select_strategy "full" (keep CLS) vs "default" (drop it)
+    ActKind projector_act;
+    int projector_bias;
+    int vision_layers_run;   // encoder layers actually needed for the selected hidden state
+    int image_tokens;        // feature tokens per image (grid^2, +1 with "full")
+} LlavaConfig;
+
+typedef struct {  // CLIPConfig
+    VisionConfig vision;
+    ClipTextConfig text;
+    int projection_dim;
+} ClipConfig;
+
+// Each reads path/config.json (path may also name the file itself) and dies naming the file and field on
+// a wrong type, an unsupported value or inconsistent sizes.
+void llava_config_load(LlavaConfig *c, const char *path);
+void clip_config_load(ClipConfig *c, const char *path);
+// Parses from a JSON text (for tests); `source` names it in messages.
+void llava_config_parse(LlavaConfig *c, const char *json, const char *source);
+void clip_config_parse(ClipConfig *c, const char *json, const char *source);
+// The model_type of a config.json ("llava", "clip", ...), fresh string.
+char *config_model_type(const char *path);

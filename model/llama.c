@@ -1,0 +1,189 @@
+#include "llama.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/common.h"
+
+void llama_init(Llama *m, const Backend *be, const LlamaConfig *cfg) {
+    memset(m, 0, sizeof(*m));
+    if (cfg->act != ACT_SILU) fatal("the LLaMA decoder supports hidden_act silu only");
+    m->be = be;
+    m->cfg = *cfg;
+    m->qdim = cfg->heads * cfg->head_dim;
+    m->kvdim = cfg->kv_heads * cfg->head_dim;
+    m->qkvdim = m->qdim + 2 * m->kvdim;
+    m->lw = xcalloc(cfg->layers, sizeof(LlamaLayerW));
+    m->lg = xcalloc(cfg->layers, sizeof(LlamaLayerW));
+}
+
+void llama_free(Llama *m) {
+    free(m->lw);
+    free(m->lg);
+}
+
+void llama_bind(Llama *m, ParamStore *ps, void *base, int grads, const char *prefix, const char *head) {
+    const LlamaConfig *c = &m->cfg;
+    const int D = c->hidden, F = c->intermediate;
+    LlamaW *d = grads ? &m->g : &m->w;
+    char n[256];
+#define NAME(...) (snprintf(n, sizeof(n), __VA_ARGS__), n)
+    d->embed = param(ps, base, NAME("%s.embed_tokens.weight", prefix), 2, c->vocab, D, 0, 0);
+    for (int l = 0; l < c->layers; l++) {
+        LlamaLayerW *L = grads ? &m->lg[l] : &m->lw[l];
+        const char *a = "self_attn", *f = "mlp";
+        L->ln1_w = param(ps, base, NAME("%s.layers.%d.input_layernorm.weight", prefix, l), 1, D, 0, 0, 0);
+        L->qkv_w = param(ps, base, NAME("%s.layers.%d.%s.q_proj.weight", prefix, l, a), 2, m->qdim, D, 0, 0);
+        param(ps, base, NAME("%s.layers.%d.%s.k_proj.weight", prefix, l, a), 2, m->kvdim, D, 0, 0);
+        param(ps, base, NAME("%s.layers.%d.%s.v_proj.weight", prefix, l, a), 2, m->kvdim, D, 0, 0);
+        L->qkv_b = NULL;
+        if (c->attention_bias) {
+            L->qkv_b = param(ps, base, NAME("%s.layers.%d.%s.q_proj.bias", prefix, l, a), 1, m->qdim, 0, 0, 0);
+            param(ps, base, NAME("%s.layers.%d.%s.k_proj.bias", prefix, l, a), 1, m->kvdim, 0, 0, 0);
+            param(ps, base, NAME("%s.layers.%d.%s.v_proj.bias", prefix, l, a), 1, m->kvdim, 0, 0, 0);
+        }
+        L->o_w = param(ps, base, NAME("%s.layers.%d.%s.o_proj.weight", prefix, l, a), 2, D, m->qdim, 0, 0);
+        L->o_b = c->attention_bias ? param(ps, base, NAME("%s.layers.%d.%s.o_proj.bias", prefix, l, a), 1, D, 0, 0, 0) : NULL;
+        L->ln2_w = param(ps, base, NAME("%s.layers.%d.post_attention_layernorm.weight", prefix, l), 1, D, 0, 0, 0);
+        L->gu_w = param(ps, base, NAME("%s.layers.%d.%s.gate_proj.weight", prefix, l, f), 2, F, D, 0, 0);
+        param(ps, base, NAME("%s.layers.%d.%s.up_proj.weight", prefix, l, f), 2, F, D, 0, 0);
+        L->gu_b = NULL;
+        if (c->mlp_bias) {
+            L->gu_b = param(ps, base, NAME("%s.layers.%d.%s.gate_proj.bias", prefix, l, f), 1, F, 0, 0, 0);
+            param(ps, base, NAME("%s.layers.%d.%s.up_proj.bias", prefix, l, f), 1, F, 0, 0, 0);
+        }
+        L->down_w = param(ps, base, NAME("%s.layers.%d.%s.down_proj.weight", prefix, l, f), 2, D, F, 0, 0);
+        L->down_b = c->mlp_bias ? param(ps, base, NAME("%s.layers.%d.%s.down_proj.bias", prefix, l, f), 1, D, 0, 0, 0) : NULL;
+    }
+    d->norm_w = param(ps, base, NAME("%s.norm.weight", prefix), 1, D, 0, 0, 0);
+    // tied embeddings: the head reads (and its gradient adds into) the embedding table
+    d->lm_head = c->tie_embeddings ? d->embed : param(ps, base, head, 2, c->vocab, D, 0, 0);
+#undef NAME
+}
+
+void llama_acts_layout(LlamaActs *a, const Llama *m, int B, int N, int M, int keep, int backward, Arena *ar) {
+    const LlamaConfig *c = &m->cfg;
+    const int L = c->layers, D = c->hidden, F = c->intermediate, V = c->vocab;
+    if (ar->measuring || !a->res) {
+        a->res = xcalloc(L + 1, sizeof(void *));
+        void ***lists[] = {&a->ln1, &a->ln1_rstd, &a->qkv, &a->att, &a->lse, &a->mid, &a->ln2, &a->ln2_rstd, &a->gu, &a->h};
+        for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) *lists[i] = xcalloc(L, sizeof(void *));
+    }
+    a->cap_rows = B;
+    a->cap_tokens = N;
+    a->cap_out = M;
+    a->keep = keep;
+    a->backward = backward;
+    for (int l = 0; l <= L; l++) a->res[l] = (keep || l < 2) ? arena_act(ar, (size_t)N * D) : a->res[l % 2];
+    for (int l = 0; l < L; l++) {
+        if (!keep && l > 0) {  // inference: every layer reuses layer 0's buffers
+            a->ln1[l] = a->ln1[0]; a->ln1_rstd[l] = a->ln1_rstd[0]; a->qkv[l] = a->qkv[0]; a->att[l] = a->att[0];
+            a->lse[l] = a->lse[0]; a->mid[l] = a->mid[0]; a->ln2[l] = a->ln2[0]; a->ln2_rstd[l] = a->ln2_rstd[0];
+            a->gu[l] = a->gu[0]; a->h[l] = a->h[0];
+            continue;
+        }
+        a->ln1[l] = arena_act(ar, (size_t)N * D);
+        a->ln1_rstd[l] = arena_acc(ar, N);
+        a->qkv[l] = arena_act(ar, (size_t)N * m->qkvdim);
+        a->att[l] = arena_act(ar, (size_t)N * m->qdim);
+        a->lse[l] = arena_acc(ar, (size_t)N * c->heads);
+        a->mid[l] = arena_act(ar, (size_t)N * D);
+        a->ln2[l] = arena_act(ar, (size_t)N * D);
+        a->ln2_rstd[l] = arena_acc(ar, N);
+        a->gu[l] = arena_act(ar, (size_t)N * 2 * F);
+        a->h[l] = arena_act(ar, (size_t)N * F);
+    }
+    a->proj = arena_act(ar, (size_t)N * D);
+    a->pos = arena_int(ar, N);
+    a->kv_len = arena_int(ar, B);
+    a->segment = arena_int(ar, N);
+    a->idx_out = arena_int(ar, M);
+    a->targets = arena_int(ar, M);
+    a->hsel = arena_act(ar, (size_t)M * D);
+    a->fin = arena_act(ar, (size_t)M * D);
+    a->fin_rstd = arena_acc(ar, M);
+    a->logits = arena_act(ar, (size_t)M * V);
+    a->logp = arena_acc(ar, M);
+    a->lse_v = arena_acc(ar, M);
+    a->dlogp = arena_acc(ar, M);
+    if (backward) {
+        a->dres = arena_act(ar, (size_t)N * D);
+        a->dln = arena_act(ar, (size_t)N * D);
+        a->dqkv = arena_act(ar, (size_t)N * m->qkvdim);
+        a->datt = arena_act(ar, (size_t)N * m->qdim);
+        a->dgu = arena_act(ar, (size_t)N * 2 * F);
+        a->dh = arena_act(ar, (size_t)N * F);
+        a->dhsel = arena_act(ar, (size_t)M * D);
+        a->dfin = arena_act(ar, (size_t)M * D);
+    }
+}
+
+void llama_acts_free(LlamaActs *a) {
+    void **lists[] = {a->res, a->ln1, a->ln1_rstd, a->qkv, a->att, a->lse, a->mid, a->ln2, a->ln2_rstd, a->gu, a->h};
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) free(lists[i]);
+}
+
+static AttnShape llama_attn_shape(const Llama *m, const LlamaActs *a, int B, int T, int use_segments) {
+    AttnShape s = {B, T, m->cfg.heads, m->cfg.kv_heads, m->cfg.head_dim, m->qkvdim, m->qkvdim, 1, a->kv_len,
+                   use_segments ? a->segment : NULL};
+    return s;
+}
+
+void llama_forward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_segments) {
+    const Backend *be = m->be;
+    const LlamaConfig *c = &m->cfg;
+    const int N = B * T, D = c->hidden, F = c->intermediate, HD = c->head_dim;
+    CHECK_OR_DIE(N <= a->cap_tokens && B <= a->cap_rows && M <= a->cap_out, "decoder batch exceeds its layout");
+    AttnShape s = llama_attn_shape(m, a, B, T, use_segments);
+    for (int l = 0; l < c->layers; l++) {
+        const LlamaLayerW *w = &m->lw[l];
+        void *x = a->res[l], *y = a->res[l + 1];
+        be->rmsnorm_forward(a->ln1[l], a->ln1_rstd[l], x, w->ln1_w, N, D, c->eps);
+        be->matmul_forward(a->qkv[l], a->ln1[l], w->qkv_w, w->qkv_b, N, D, m->qkvdim);   // (N, q | k | v)
+        // q and k heads sit side by side in each row: one rotation call covers both
+        be->rope_forward(a->qkv[l], a->pos, N, c->heads + c->kv_heads, HD, m->qkvdim, c->rope_theta);
+        const void *q = a->qkv[l], *k = act_at(be, q, m->qdim), *v = act_at(be, q, m->qdim + m->kvdim);
+        be->attention_forward(a->att[l], a->lse[l], q, k, v, &s);                            // (N, H*HD)
+        be->matmul_forward(a->proj, a->att[l], w->o_w, w->o_b, N, m->qdim, D);
+        be->add(a->mid[l], x, a->proj, (size_t)N * D);
+        be->rmsnorm_forward(a->ln2[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, N, D, c->eps);
+        be->matmul_forward(a->gu[l], a->ln2[l], w->gu_w, w->gu_b, N, D, 2 * F);           // (N, gate | up)
+        be->swiglu_forward(a->h[l], a->gu[l], N, F);                                       // (N, F)
+        be->matmul_forward(a->proj, a->h[l], w->down_w, w->down_b, N, F, D);
+        be->add(y, a->mid[l], a->proj, (size_t)N * D);
+    }
+    // head on the selected rows only
+    be->copy_rows(a->hsel, NULL, a->res[c->layers], a->idx_out, M, D);
+    be->rmsnorm_forward(a->fin, a->fin_rstd, a->hsel, m->w.norm_w, M, D, c->eps);
+    be->matmul_forward(a->logits, a->fin, m->w.lm_head, NULL, M, D, c->vocab);              // (M, V)
+    be->logprob_forward(a->logp, a->lse_v, a->logits, a->targets, M, c->vocab);
+}
+
+void llama_backward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_segments) {
+    const Backend *be = m->be;
+    const LlamaConfig *c = &m->cfg;
+    const int N = B * T, D = c->hidden, F = c->intermediate, HD = c->head_dim;
+    CHECK_OR_DIE(a->keep && a->backward, "decoder backward needs activations laid out with keep and backward");
+    AttnShape s = llama_attn_shape(m, a, B, T, use_segments);
+    be->logprob_backward(a->logits, a->logits, a->lse_v, a->targets, a->dlogp, M, c->vocab);  // in place
+    be->matmul_backward(a->dfin, m->g.lm_head, NULL, a->logits, a->fin, m->w.lm_head, M, D, c->vocab);
+    be->zero(a->dhsel, (size_t)M * D * be->act_bytes);
+    be->rmsnorm_backward(a->dhsel, m->g.norm_w, a->dfin, a->hsel, m->w.norm_w, a->fin_rstd, M, D);
+    be->zero(a->dres, (size_t)N * D * be->act_bytes);
+    be->add_rows(a->dres, a->idx_out, a->dhsel, NULL, M, D);
+    for (int l = c->layers - 1; l >= 0; l--) {
+        const LlamaLayerW *w = &m->lw[l], *g = &m->lg[l];
+        be->matmul_backward(a->dh, g->down_w, g->down_b, a->dres, a->h[l], w->down_w, N, F, D);
+        be->swiglu_backward(a->dgu, a->dh, a->gu[l], N, F);
+        be->matmul_backward(a->dln, g->gu_w, g->gu_b, a->dgu, a->ln2[l], w->gu_w, N, D, 2 * F);
+        be->rmsnorm_backward(a->dres, g->ln2_w, a->dln, a->mid[l], w->ln2_w, a->ln2_rstd[l], N, D);
+        be->matmul_backward(a->datt, g->o_w, g->o_b, a->dres, a->att[l], w->o_w, N, m->qdim, D);
+        const void *q = a->qkv[l], *k = act_at(be, q, m->qdim), *v = act_at(be, q, m->qdim + m->kvdim);
+        be->attention_backward(a->dqkv, act_at(be, a->dqkv, m->qdim), act_at(be, a->dqkv, m->qdim + m->kvdim),
+                               a->datt, a->att[l], a->lse[l], q, k, v, &s);
+        be->rope_backward(a->dqkv, a->pos, N, c->heads + c->kv_heads, HD, m->qkvdim, c->rope_theta);
+        be->matmul_backward(a->dln, g->qkv_w, g->qkv_b, a->dqkv, a->ln1[l], w->qkv_w, N, D, m->qkvdim);
+        be->rmsnorm_backward(a->dres, g->ln1_w, a->dln, a->res[l], w->ln1_w, a->ln1_rstd[l], N, D);
+    }
+}

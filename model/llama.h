@@ -1,0 +1,48 @@
+// LLaMA decoder (HF LlamaForCausalLM): token embedding, pre-norm layers
+//   h = x + o_proj(attn(rope(q), rope(k), v)),  y = h + down(silu(gate(n)) * up(n)),  n = RMSNorm(h)
+// with grouped-query heads, a final RMSNorm and the lm_head. q, k, v rows are registered back to back
+// (one (q + 2 kv, D) matrix), and so are gate and up (one (2F, D) matrix): one matmul each, and
+// attention / SwiGLU read their inputs at a stride, with no copies.
+// The head runs only on the rows whose outputs are wanted (label positions, or the last token when
+// generating): with 576 image tokens per row most positions need no logits at all.
+#pragma once
+#include "arena.h"
+#include "config.h"
+#include "params.h"
+
+typedef struct { void *ln1_w, *qkv_w, *qkv_b, *o_w, *o_b, *ln2_w, *gu_w, *gu_b, *down_w, *down_b; } LlamaLayerW;
+typedef struct { void *embed, *norm_w, *lm_head; } LlamaW;
+
+typedef struct {
+    const Backend *be;
+    LlamaConfig cfg;
+    int qdim, kvdim, qkvdim;  // heads*head_dim, kv_heads*head_dim, qdim + 2 kvdim
+    LlamaLayerW *lw, *lg;     // (layers) weights and gradients
+    LlamaW w, g;
+} Llama;
+
+void llama_init(Llama *m, const Backend *be, const LlamaConfig *cfg);
+void llama_free(Llama *m);
+// prefix: "model.language_model" (LLaVA) or "model" (LlamaForCausalLM); head: "lm_head.weight"
+void llama_bind(Llama *m, ParamStore *ps, void *base, int grads, const char *prefix, const char *head);
+
+typedef struct {
+    int cap_tokens, cap_rows, cap_out, keep, backward;
+    void **res;   // (layers+1) (N, D)
+    void **ln1, **ln1_rstd, **qkv, **att, **lse, **mid, **ln2, **ln2_rstd, **gu, **h;
+    void *proj;   // (N, D) scratch
+    int *pos, *kv_len, *segment;          // (N), (B), (N) inputs, backend memory
+    int *idx_out, *targets;               // (M) rows that get logits, and their target ids (-1: none)
+    void *hsel, *fin, *fin_rstd, *logits; // (M, D), (M, D), (M), (M, V)
+    void *logp, *lse_v, *dlogp;           // (M) acc
+    void *dres, *dln, *dqkv, *datt, *dgu, *dh, *dhsel, *dfin;
+} LlamaActs;
+
+void llama_acts_layout(LlamaActs *a, const Llama *m, int cap_rows, int cap_tokens, int cap_out, int keep, int backward, Arena *ar);
+void llama_acts_free(LlamaActs *a);
+// Runs the layers on a->res[0] (B*T, D) with a->pos, a->kv_len (and a->segment if use_segments), then the
+// head on the M rows a->idx_out with targets a->targets: a->logits (M, V) and a->logp (M).
+void llama_forward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_segments);
+// a->dlogp (M) holds dL/dlogp; on return a->dres holds dL/d res[0] (B*T, D). Weight gradients accumulate.
+// Destroys a->logits (the classifier gradient is written in place).
+void llama_backward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_segments);

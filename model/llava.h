@@ -1,0 +1,77 @@
+// LLaVA assembly (HF LlavaForConditionalGeneration): CLIP vision tower -> hidden state of the feature
+// layer (class token dropped unless "full") -> 2-layer projector linear_2(act(linear_1(f))) -> written
+// into the token sequence at the image-token positions -> LLaMA decoder.
+//
+// Each distinct image in a batch is encoded and projected once; rows refer to images by index, so rows
+// that share an image (S-VCO's four image rows use two images) share its features, and the gradients of
+// those rows add up on the one copy.
+#pragma once
+#include "arena.h"
+#include "config.h"
+#include "llama.h"
+#include "params.h"
+#include "vit.h"
+
+typedef struct { void *w1, *b1, *w2, *b2; } ProjectorW;
+
+typedef struct {
+    const Backend *be;
+    LlavaConfig cfg;
+    ParamStore ps_vision, ps_projector, ps_text;
+    ViT vision;
+    ProjectorW pw, pg;
+    Llama lm;
+} Llava;
+
+typedef struct {
+    int train_vision, train_projector, train_text;  // allocate gradients for these parts
+} LlavaTrainable;
+
+void llava_init(Llava *m, const Backend *be, const LlavaConfig *cfg, LlavaTrainable tr);
+// Reads dir/config.json and the weights (either key layout of LLaVA checkpoints).
+void llava_load(Llava *m, const Backend *be, const char *dir, LlavaTrainable tr);
+void llava_free(Llava *m);
+// Maps our canonical (transformers >= 4.52) names to the candidates in a file, old layout included.
+int llava_name_candidates(const char *canonical, char out[][256], int max);
+
+// One batch of rows. ids are full token ids with every image expanded to cfg.image_tokens copies of
+// image_token_id; labels are HF labels (-100 = ignored), aligned with ids (the shift happens inside).
+typedef struct {
+    int B, T;
+    const int *ids;           // (B, T) host
+    const int *labels;        // (B, T) host, or NULL
+    const int *lengths;       // (B) host: valid tokens per row (right padding); NULL = all T
+    const int *image_of_row;  // (B) host: index into the images, -1 = image-free row; NULL = no images
+    int n_images;
+    const float *pixels;      // (n_images, 3, S, S) host fp32, preprocessed
+    int all_logits;           // logits for every position (parity tests), not only the labelled ones
+} LlavaBatch;
+
+typedef struct {
+    Arena arena;
+    int cap_rows, cap_tokens, cap_images, cap_out, backward;
+    ViTActs v;
+    LlamaActs l;
+    void *pixels;                    // (NI, 3, S, S)
+    void *feats, *p1, *p1a, *p2;     // (NI*P, Cv), (NI*P, D), (NI*P, D), (NI*P, D)
+    int *embed_ids, *img_dst, *img_src, *feat_sel;   // (N), (N), (N), (NI*P)
+    void *dp2, *dp1, *dfeats;
+    // results of the last forward, on the host
+    int M;                           // rows of logits
+    int *out_row, *out_pos;          // (M) batch row and position of each output
+    double *logp;                    // (M) log-prob of each target (0 where none)
+    double *row_logp;                // (B) sum over the row's targets
+    int *row_count;                  // (B) number of targets in the row
+    int n_img_tokens;                // image positions in the batch
+    int B, T;
+} LlavaActs;
+
+// Capacity: rows, tokens per row, distinct images per batch; backward lays out what training needs.
+void llava_acts_init(LlavaActs *a, const Llava *m, int cap_rows, int cap_len, int cap_images, int backward);
+void llava_acts_free(LlavaActs *a);
+// Validates the batch (ids in the vocabulary, image-token counts, lengths) with errors naming the row,
+// runs the model, and fills a->logp / a->row_logp. Returns 0, or dies with a clear message.
+void llava_forward(const Llava *m, LlavaActs *a, const LlavaBatch *batch);
+// dlogp (M) host: dL/d logp of each output row of the last forward. Accumulates gradients of every
+// trainable part.
+void llava_backward(const Llava *m, LlavaActs *a, const double *dlogp);

@@ -1,0 +1,121 @@
+#include "params.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/common.h"
+#include "safetensors.h"
+
+void params_init(ParamStore *ps, const Backend *be, const char *label) {
+    memset(ps, 0, sizeof(*ps));
+    ps->be = be;
+    ps->label = xstrdup(label);
+}
+
+void params_free(ParamStore *ps) {
+    for (int i = 0; i < ps->n; i++) free(ps->info[i].name);
+    free(ps->info);
+    free(ps->label);
+    if (ps->data) ps->be->free(ps->data);
+    if (ps->grad) ps->be->free(ps->grad);
+    memset(ps, 0, sizeof(*ps));
+}
+
+void params_begin(ParamStore *ps) { ps->cursor = 0; }
+
+void params_end(ParamStore *ps) {
+    if (!ps->bound) { ps->bound = 1; return; }  // end of the registration pass
+    CHECK_OR_DIE(ps->cursor == ps->n, "%s: bind pass visited %d of %d tensors", ps->label, ps->cursor, ps->n);
+}
+
+void *param(ParamStore *ps, void *base, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+    int64_t dims[4] = {d0, d1, d2, d3};
+    if (!ps->bound) {
+        if (ps->n == ps->cap) {
+            ps->cap = ps->cap ? 2 * ps->cap : 64;
+            ps->info = xrealloc(ps->info, sizeof(ParamInfo) * ps->cap);
+        }
+        ParamInfo *p = &ps->info[ps->n++];
+        memset(p, 0, sizeof(*p));
+        p->name = xstrdup(name);
+        p->ndim = ndim;
+        p->numel = 1;
+        for (int i = 0; i < ndim; i++) { p->shape[i] = dims[i]; p->numel *= (size_t)dims[i]; }
+        p->offset = ps->numel;
+        // torch convention used by HF Trainer: no decay for biases and normalization weights (1-d tensors)
+        p->decay = ndim >= 2;
+        ps->numel += p->numel;
+        return NULL;
+    }
+    CHECK_OR_DIE(ps->cursor < ps->n, "%s: bind pass asked for more tensors than registered (%s)", ps->label, name);
+    ParamInfo *p = &ps->info[ps->cursor++];
+    CHECK_OR_DIE(!strcmp(p->name, name), "%s: bind order mismatch: %s vs %s", ps->label, p->name, name);
+    return base ? act_at(ps->be, base, p->offset) : NULL;
+}
+
+void params_alloc(ParamStore *ps, int with_grad) {
+    size_t bytes = ps->numel * (size_t)ps->be->act_bytes;
+    ps->data = ps->be->malloc(bytes);
+    ps->grad = with_grad ? ps->be->malloc(bytes) : NULL;
+}
+
+const ParamInfo *params_find(const ParamStore *ps, const char *name) {
+    for (int i = 0; i < ps->n; i++) if (!strcmp(ps->info[i].name, name)) return &ps->info[i];
+    return NULL;
+}
+
+double params_grad_sumsq(const ParamStore *ps) {
+    if (!ps->grad) return 0;
+    double s = 0;
+    ps->be->sumsq(&s, ps->grad, ps->numel);
+    return s;
+}
+
+static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && k < n; i++) k += (size_t)snprintf(buf + k, n - k, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+void params_load(ParamStore *ps, const SafeTensors *st, NameCandidates candidates) {
+    size_t max_numel = 0;
+    for (int i = 0; i < ps->n; i++) if (ps->info[i].numel > max_numel) max_numel = ps->info[i].numel;
+    float *tmp = xmalloc(sizeof(float) * max_numel);
+    for (int i = 0; i < ps->n; i++) {
+        ParamInfo *p = &ps->info[i];
+        char names[8][256];
+        int nc = candidates ? candidates(p->name, names, 8) : 0;
+        if (nc == 0) { snprintf(names[0], 256, "%s", p->name); nc = 1; }
+        const STTensor *t = NULL;
+        for (int c = 0; c < nc && !t; c++) t = st_find(st, names[c]);
+        if (!t) fatal("%s: missing tensor '%s' for the %s weights", st->files[0], names[0], ps->label);
+        int same = t->numel == p->numel;
+        // a scalar may be stored as shape [] or [1]
+        if (same && p->numel > 1) {
+            same = t->ndim == p->ndim;
+            for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
+        }
+        if (!same) {
+            char want[96], got[96];
+            shape_str(want, sizeof(want), p->ndim, p->shape);
+            shape_str(got, sizeof(got), t->ndim, t->shape);
+            fatal("%s: tensor '%s' has shape %s but the config implies %s", st->files[t->shard], t->name, got, want);
+        }
+        st_to_f32(t, tmp);
+        ps->be->upload_act(act_at(ps->be, ps->data, p->offset), tmp, p->numel);
+    }
+    free(tmp);
+}
+
+double grad_global_norm(ParamStore **stores, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += params_grad_sumsq(stores[i]);
+    return sqrt(s);
+}
+
+float grad_clip_factor(double norm, double max_norm) {
+    if (max_norm <= 0) return 1.0f;
+    double f = max_norm / (norm + 1e-6);
+    return f < 1 ? (float)f : 1.0f;
+}
