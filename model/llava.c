@@ -10,9 +10,13 @@
 static const char *VISION_PREFIX = "model.vision_tower.vision_model";
 
 int llava_name_candidates(const char *name, char out[][256], int max) {
-    // (new layout prefix, old layout prefix) pairs from LlavaForConditionalGeneration's conversion mapping
+    // Our names are those of transformers 4.52+ save_pretrained. Other layouts in the wild: the llava-hf
+    // files on the Hub (language_model.model.*, vision_tower.vision_model.*), and transformers 5's own
+    // saves, which drop the vision_model level (vision_tower.embeddings.*).
     static const char *maps[][2] = {
-        {"model.vision_tower.", "vision_tower."},
+        {"model.vision_tower.vision_model.", "vision_tower.vision_model."},
+        {"model.vision_tower.vision_model.", "vision_tower."},
+        {"model.vision_tower.vision_model.", "model.vision_tower."},
         {"model.multi_modal_projector.", "multi_modal_projector."},
         {"model.language_model.", "language_model.model."},
         {"lm_head.", "language_model.lm_head."},

@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Writes the transformers parity fixtures of tests/fixtures/models/ (run: make fixtures).
+
+Each fixture folder holds a tiny random model in Hugging Face format (config.json, model.safetensors,
+preprocessor_config.json) and expected.safetensors with its inputs and transformers' outputs in fp32:
+logits, per-row response log-probs, the loss and the gradient of every parameter. The C tests load the
+model with our loader, run the same inputs on the CPU backend and compare (relative error <= 1e-4).
+
+Fixtures:
+  llava_gqa     grouped-query attention, feature layer -2, "default" strategy (class token dropped),
+                written in the transformers 4.52+ key layout (model.vision_tower.vision_model.*), rope_parameters
+  llava_full    feature layer 1, "full" strategy, attention and MLP biases, tied embeddings, written in the
+                Hub key layout of llava-hf (language_model.model.*) with an old-style config (rope_theta)
+  clip          CLIPModel: embeddings, logits, contrastive loss, gradients
+  optim         torch.optim.AdamW steps and clip_grad_norm_ on random tensors
+Requires torch and transformers (CPU wheels are enough).
+"""
+import json
+import os
+import shutil
+import sys
+import zlib
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from transformers import (CLIPConfig, CLIPModel, LlavaConfig, LlavaForConditionalGeneration)
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
+torch.manual_seed(1234)
+np.random.seed(1234)
+
+
+def randomize(model, scale=0.2):
+    """Random weights everywhere, norm weights around 1 and nonzero biases, so no term hides."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1.0 + 0.3 * torch.randn_like(p))
+            elif "logit_scale" in name:
+                p.fill_(2.3)
+            else:
+                p.copy_(scale * torch.randn_like(p))
+
+
+def preprocessor_config(size):
+    return {
+        "crop_size": {"height": size, "width": size}, "do_center_crop": True, "do_convert_rgb": True,
+        "do_normalize": True, "do_rescale": True, "do_resize": True,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "image_processor_type": "CLIPImageProcessor", "resample": 3, "rescale_factor": 0.00392156862745098,
+        "size": {"shortest_edge": size},
+    }
+
+
+LAYOUTS = {
+    # transformers 4.52+ save_pretrained
+    "new": {"vision": "model.vision_tower.vision_model.", "projector": "model.multi_modal_projector.",
+            "language": "model.language_model.", "head": "lm_head."},
+    # llava-hf files on the Hub (and transformers before 4.52)
+    "hub": {"vision": "vision_tower.vision_model.", "projector": "multi_modal_projector.",
+            "language": "language_model.model.", "head": "language_model.lm_head."},
+}
+
+
+def canonical_parts(name):
+    """Splits an in-memory LLaVA parameter name into (part, rest), whatever the transformers version."""
+    for part, prefixes in (("vision", ("model.vision_tower.vision_model.", "model.vision_tower.", "vision_tower.vision_model.", "vision_tower.")),
+                           ("projector", ("model.multi_modal_projector.", "multi_modal_projector.")),
+                           ("language", ("model.language_model.", "language_model.model.")),
+                           ("head", ("lm_head.", "language_model.lm_head."))):
+        for pre in prefixes:
+            if name.startswith(pre):
+                return part, name[len(pre):]
+    raise ValueError(name)
+
+
+def llava_key(name, layout):
+    part, rest = canonical_parts(name)
+    return LAYOUTS[layout][part] + rest
+
+
+def write_dir(path, model, tensors, layout=None, config_edit=None, image_size=None):
+    """config.json from transformers; weights written by us in the chosen key layout (LLaVA) or as named."""
+    if os.path.exists(path):
+        shutil.rmtree(path)
+    os.makedirs(path)
+    model.config.save_pretrained(path)
+    sd, seen = {}, set()
+    for k, v in model.state_dict().items():
+        if v.data_ptr() in seen:  # tied weights are stored once, as transformers does
+            continue
+        seen.add(v.data_ptr())
+        sd[llava_key(k, layout) if layout else k] = v.detach().contiguous()
+    save_file(sd, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+    if config_edit:
+        with open(os.path.join(path, "config.json")) as f:
+            cfg = json.load(f)
+        config_edit(cfg)
+        with open(os.path.join(path, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2, sort_keys=True)
+    if image_size:
+        with open(os.path.join(path, "preprocessor_config.json"), "w") as f:
+            json.dump(preprocessor_config(image_size), f, indent=2)
+    save_file({k: v.detach().contiguous().float() if v.is_floating_point() else v.contiguous() for k, v in tensors.items()},
+              os.path.join(path, "expected.safetensors"))
+
+
+def llava_rows(cfg, n_rows_spec, vocab, img_id):
+    """Builds rows: (ids, labels, image index). Prompt ids, image tokens, then a response with labels."""
+    P = cfg.image_seq_length
+    rows = []
+    for img, n_before, n_after, n_resp in n_rows_spec:
+        before = [1] + list(np.random.randint(3, img_id, size=n_before))
+        image = [img_id] * P if img >= 0 else []
+        after = list(np.random.randint(3, img_id, size=n_after))
+        resp = list(np.random.randint(3, img_id, size=n_resp)) + [2]
+        ids = before + image + after + resp
+        labels = [-100] * (len(ids) - len(resp)) + resp
+        rows.append((ids, labels, img))
+    return rows
+
+
+def llava_fixture(name, cfg, layout, config_edit=None):
+    torch.manual_seed(zlib.crc32(name.encode()))
+    np.random.seed(zlib.crc32(name.encode()) % 2**31)
+    model = LlavaForConditionalGeneration(cfg).float()
+    randomize(model)
+    model.eval()
+    S = cfg.vision_config.image_size
+    n_images = 2
+    pixels = torch.randn(n_images, 3, S, S)
+    # rows: image 0, image 1, image-free, image 0 again (a shared image), with different lengths
+    spec = [(0, 3, 4, 5), (1, 2, 6, 3), (-1, 4, 3, 4), (0, 2, 2, 6)]
+    rows = llava_rows(cfg, spec, cfg.text_config.vocab_size, cfg.image_token_index)
+    B, T = len(rows), max(len(r[0]) for r in rows)
+    V = cfg.text_config.vocab_size
+    ids = torch.zeros(B, T, dtype=torch.int32)
+    labels = torch.full((B, T), -100, dtype=torch.int32)
+    lengths = torch.zeros(B, dtype=torch.int32)
+    image_of_row = torch.tensor([r[2] for r in rows], dtype=torch.int32)
+    logits_all = torch.zeros(B, T, V)
+    row_logp = torch.zeros(B, dtype=torch.float64)
+    n_label = sum(sum(1 for x in r[1][1:] if x != -100) for r in rows)
+    model.zero_grad()
+    total_loss = 0.0
+    for b, (row_ids, row_labels, img) in enumerate(rows):
+        L = len(row_ids)
+        ids[b, :L] = torch.tensor(row_ids)
+        labels[b, :L] = torch.tensor(row_labels)
+        lengths[b] = L
+        kw = {}
+        if img >= 0:
+            kw["pixel_values"] = pixels[img:img + 1]
+        out = model(input_ids=torch.tensor([row_ids]), **kw)
+        logits = out.logits[0].float()  # (L, V)
+        logits_all[b, :L] = logits.detach()
+        lab = torch.tensor(row_labels[1:])
+        logp = torch.log_softmax(logits[:-1].double(), dim=-1)
+        mask = lab != -100
+        tok = logp[torch.arange(L - 1)[mask], lab[mask]]
+        row_logp[b] = tok.sum().detach()
+        # loss = mean cross-entropy over every label token of the batch (what SFT minimizes)
+        loss = -torch.log_softmax(logits[:-1], dim=-1)[torch.arange(L - 1)[mask], lab[mask]].sum() / n_label
+        loss.backward()
+        total_loss += loss.item()
+    tensors = {"input_ids": ids, "labels": labels, "lengths": lengths, "image_of_row": image_of_row,
+               "pixel_values": pixels, "logits": logits_all, "row_logp": row_logp,
+               "loss": torch.tensor(total_loss, dtype=torch.float64)}
+    for pname, p in model.named_parameters():
+        if p.grad is not None:  # layers past the feature layer get none: they are never computed
+            tensors["grad." + llava_key(pname, "new")] = p.grad.detach().clone()
+    write_dir(os.path.join(ROOT, "models", name), model, tensors, layout=layout, config_edit=config_edit,
+              image_size=S)
+    print(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, B={B} T={T}, loss {total_loss:.6f}")
+    return model
+
+
+def old_style_config(cfg):
+    """An older transformers config: rope_theta at the top of text_config, image_token_index."""
+    tc = cfg["text_config"]
+    rp = tc.pop("rope_parameters", None)
+    if rp:
+        tc["rope_theta"] = rp["rope_theta"]
+        tc["rope_scaling"] = None
+    if "image_token_id" in cfg:
+        cfg["image_token_index"] = cfg.pop("image_token_id")
+
+
+def clip_fixture():
+    torch.manual_seed(7)
+    cfg = CLIPConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=28, patch_size=7, projection_dim=24),
+        text_config=dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=16, projection_dim=24,
+                         eos_token_id=63, bos_token_id=62, pad_token_id=0),
+        projection_dim=24)
+    model = CLIPModel(cfg).float()
+    randomize(model)
+    model.train(False)
+    B, T = 3, 10
+    ids = torch.randint(1, 62, (B, T), dtype=torch.int64)
+    ids[:, 0] = 62
+    for b, e in enumerate([9, 4, 6]):  # end-of-text positions; padding after them
+        ids[b, e] = 63
+        ids[b, e + 1:] = 0
+    pixels = torch.randn(B, 3, 28, 28)
+    model.zero_grad()
+    out = model(input_ids=ids, pixel_values=pixels, return_loss=True)
+    out.loss.backward()
+    tensors = {"input_ids": ids.to(torch.int32), "pixel_values": pixels, "image_embeds": out.image_embeds,
+               "text_embeds": out.text_embeds, "logits_per_image": out.logits_per_image,
+               "loss": out.loss.detach().double()}
+    for pname, p in model.named_parameters():
+        tensors["grad." + pname] = p.grad.detach().clone()
+    write_dir(os.path.join(ROOT, "models", "clip"), model, tensors, image_size=28)
+    print(f"clip: loss {out.loss.item():.6f}")
+
+
+def optim_fixture():
+    torch.manual_seed(11)
+    p = torch.randn(37, dtype=torch.float64, requires_grad=True)
+    p0 = p.detach().clone()
+    opt = torch.optim.AdamW([p], lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.02)
+    grads, after = [], []
+    for step in range(4):
+        g = torch.randn(37, dtype=torch.float64)
+        p.grad = g.clone()
+        opt.step()
+        grads.append(g)
+        after.append(p.detach().clone())
+    # clip_grad_norm_ over three tensors
+    ts = [torch.randn(5, 3, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    for t in ts:
+        t.grad = torch.randn_like(t) * 2
+    g_before = torch.cat([t.grad.flatten() for t in ts]).clone()
+    norm = torch.nn.utils.clip_grad_norm_(ts, max_norm=1.5)
+    g_after = torch.cat([t.grad.flatten() for t in ts]).clone()
+    os.makedirs(os.path.join(ROOT, "optim"), exist_ok=True)
+    save_file({"p0": p0, "grads": torch.stack(grads), "after": torch.stack(after),
+               "clip_before": g_before, "clip_after": g_after, "clip_norm": norm.detach().double().reshape(1)},
+              os.path.join(ROOT, "optim", "adamw.safetensors"))
+    print("optim: written")
+
+
+def main():
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+                  image_size=28, patch_size=7, projection_dim=16)
+    gqa = LlavaConfig(
+        vision_config=vision,
+        text_config=dict(model_type="llama", vocab_size=96, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=12, rms_norm_eps=1e-5,
+                         max_position_embeddings=256),
+        image_token_index=90, image_seq_length=16, vision_feature_layer=-2, vision_feature_select_strategy="default")
+    llava_fixture("llava_gqa", gqa, "new")
+    full = LlavaConfig(
+        vision_config=dict(vision, hidden_act="quick_gelu"),
+        text_config=dict(model_type="llama", vocab_size=80, hidden_size=32, intermediate_size=56, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, rms_norm_eps=1e-6, attention_bias=True,
+                         mlp_bias=True, tie_word_embeddings=True, max_position_embeddings=256,
+                         rope_parameters={"rope_type": "default", "rope_theta": 500.0}),
+        image_token_index=77, image_seq_length=17, vision_feature_layer=1, vision_feature_select_strategy="full",
+        tie_word_embeddings=True)
+    llava_fixture("llava_full", full, "hub", config_edit=old_style_config)
+    clip_fixture()
+    optim_fixture()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
