@@ -176,6 +176,65 @@ def llava_fixture(name, cfg, layout, config_edit=None):
     return model
 
 
+def image_processor(size):
+    try:  # transformers >= 5: the PIL-backed processor is a separate class
+        from transformers import CLIPImageProcessorPil as Proc
+    except ImportError:
+        from transformers import CLIPImageProcessor as Proc
+    cfg = preprocessor_config(size)
+    cfg.pop("image_processor_type")
+    return Proc(**cfg)
+
+
+def logprobs_fixture(name, model, cfg):
+    """`vlm logprobs` inputs and outputs: PNG images, id records in every accepted form, and the summed
+    response log-probs transformers computes from the same files (its own PIL preprocessing included)."""
+    from PIL import Image
+    d = os.path.join(ROOT, "models", name)
+    rng = np.random.RandomState(5)
+    S, P, img_id, V = cfg.vision_config.image_size, cfg.image_seq_length, cfg.image_token_index, cfg.text_config.vocab_size
+    os.makedirs(os.path.join(d, "images"), exist_ok=True)
+    sizes = {"a.png": (S, S), "b.png": (S + 13, S + 5), "gray.png": (S + 2, S + 9)}  # b, gray: resize + crop
+    for fname, (w, h) in sizes.items():
+        arr = rng.randint(0, 256, size=(h, w, 3)).astype(np.uint8)
+        im = Image.fromarray(arr).convert("L") if fname == "gray.png" else Image.fromarray(arr)
+        im.save(os.path.join(d, "images", fname))
+    proc = image_processor(S)
+    records, results = [], []
+    specs = [("a.png", "once"), ("b.png", "expanded"), (None, None), ("a.png", "once"), ("gray.png", "once")]
+    for i, (img, form) in enumerate(specs):
+        prompt = [1] + list(rng.randint(3, img_id, size=3 + i))
+        resp = list(rng.randint(3, img_id, size=2 + i % 3)) + [2]
+        rec = {}
+        if img:
+            rec["image"] = "images/" + img
+            prompt_ids = prompt[:2] + [img_id] * (1 if form == "once" else P) + prompt[2:]
+        else:
+            prompt_ids = prompt
+        rec["input_ids"] = [int(x) for x in prompt_ids + resp]
+        rec["n_response"] = len(resp)
+        records.append(rec)
+        full = prompt[:2] + ([img_id] * P if img else []) + prompt[2:] + resp
+        kw = {}
+        if img:
+            pil = Image.open(os.path.join(d, "images", img))
+            kw["pixel_values"] = proc(images=pil, return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([full]), **kw).logits[0].double()
+        n = len(full)
+        logp = torch.log_softmax(logits[:-1], dim=-1)
+        tgt = torch.tensor(full[1:])
+        lp = logp[torch.arange(n - 1), tgt][n - 1 - len(resp):].sum().item()
+        results.append({"index": i, "logprob": lp, "n_response": len(resp)})
+    with open(os.path.join(d, "records.jsonl"), "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    with open(os.path.join(d, "logprobs_expected.jsonl"), "w") as f:
+        for r in results:
+            f.write(json.dumps(r) + "\n")
+    print(f"{name}: {len(records)} logprobs records")
+
+
 def old_style_config(cfg):
     """An older transformers config: rope_theta at the top of text_config, image_token_index."""
     tc = cfg["text_config"]
@@ -253,7 +312,8 @@ def main():
                          num_attention_heads=4, num_key_value_heads=2, head_dim=12, rms_norm_eps=1e-5,
                          max_position_embeddings=256),
         image_token_index=90, image_seq_length=16, vision_feature_layer=-2, vision_feature_select_strategy="default")
-    llava_fixture("llava_gqa", gqa, "new")
+    model = llava_fixture("llava_gqa", gqa, "new")
+    logprobs_fixture("llava_gqa", model, gqa)
     full = LlavaConfig(
         vision_config=dict(vision, hidden_act="quick_gelu"),
         text_config=dict(model_type="llama", vocab_size=80, hidden_size=32, intermediate_size=56, num_hidden_layers=2,

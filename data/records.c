@@ -1,0 +1,119 @@
+#include "records.h"
+
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/common.h"
+#include "../util/jsonl.h"
+
+int *records_expand_image_tokens(const int *ids, int n, int has_image, const LlavaConfig *cfg, int *n_out,
+                                 char *err, size_t errlen) {
+    const int P = cfg->image_tokens, img = cfg->image_token_id;
+    int count = 0;
+    for (int i = 0; i < n; i++) count += ids[i] == img;
+    if (!has_image && count > 0) {
+        snprintf(err, errlen, "%d image tokens (id %d) but no \"image\"", count, img);
+        return NULL;
+    }
+    if (has_image && count != 1 && count != P) {
+        snprintf(err, errlen, "%d image tokens (id %d): expected one (expanded here) or exactly %d", count, img, P);
+        return NULL;
+    }
+    int expand = has_image && count == 1 && P != 1;
+    int total = expand ? n + P - 1 : n;
+    int *out = xmalloc(sizeof(int) * (total ? total : 1)), k = 0;
+    for (int i = 0; i < n; i++) {
+        if (expand && ids[i] == img) for (int p = 0; p < P; p++) out[k++] = img;
+        else out[k++] = ids[i];
+    }
+    *n_out = total;
+    return out;
+}
+
+static int read_ids(const cJSON *arr, int **ids, int *n) {
+    if (!cJSON_IsArray(arr)) return 0;
+    int len = cJSON_GetArraySize(arr);
+    *ids = xmalloc(sizeof(int) * (len ? len : 1));
+    *n = len;
+    int i = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, arr) {
+        if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble) { free(*ids); return 0; }
+        (*ids)[i++] = (int)v->valuedouble;
+    }
+    return 1;
+}
+
+void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *cfg, const char *model_dir,
+                           const char *tok_path) {
+    memset(rs, 0, sizeof(*rs));
+    rs->path = path;
+    char *dir = strcmp(path, "-") ? path_dirname(path) : xstrdup(".");
+    JsonlReader jr;
+    jsonl_open(&jr, path);
+    int cap = 0;
+    cJSON *j;
+    (void)model_dir;
+    (void)tok_path;
+    while ((j = jsonl_next(&jr, 0, NULL))) {
+        LogprobRecord r;
+        memset(&r, 0, sizeof(r));
+        r.index = rs->n;
+        r.line = jr.line;
+        const cJSON *image = cJSON_GetObjectItemCaseSensitive(j, "image");
+        if (image && !cJSON_IsNull(image)) {
+            if (!cJSON_IsString(image) || !image->valuestring[0]) fatal("%s:%d: \"image\" must be a non-empty string", path, jr.line);
+            r.image = path_join(dir, image->valuestring);
+        }
+        const cJSON *input_ids = cJSON_GetObjectItemCaseSensitive(j, "input_ids");
+        const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt");
+        int *raw = NULL, n_raw = 0;
+        if (input_ids) {
+            if (!read_ids(input_ids, &raw, &n_raw)) fatal("%s:%d: \"input_ids\" must be an array of integers", path, jr.line);
+            const cJSON *nr = cJSON_GetObjectItemCaseSensitive(j, "n_response");
+            if (!cJSON_IsNumber(nr) || nr->valuedouble != (double)(int)nr->valuedouble)
+                fatal("%s:%d: \"n_response\" (an integer) is required with \"input_ids\"", path, jr.line);
+            r.n_response = (int)nr->valuedouble;
+        } else if (prompt) {
+            fatal("%s:%d: text records (prompt + response) are not supported by this build yet; give input_ids + n_response",
+                  path, jr.line);
+        } else fatal("%s:%d: a record needs \"input_ids\" + \"n_response\" or \"prompt\" + \"response\"", path, jr.line);
+        for (int i = 0; i < n_raw; i++)
+            if (raw[i] < 0 || raw[i] >= cfg->text.vocab)
+                fatal("%s:%d: token id %d at position %d is outside the vocabulary (%d)", path, jr.line, raw[i], i, cfg->text.vocab);
+        if (r.n_response < 1 || r.n_response >= n_raw)
+            fatal("%s:%d: n_response %d must be between 1 and the number of ids minus one (%d)", path, jr.line, r.n_response, n_raw - 1);
+        for (int i = n_raw - r.n_response; i < n_raw; i++)
+            if (raw[i] == cfg->image_token_id) fatal("%s:%d: the response contains the image token (id %d)", path, jr.line, raw[i]);
+        char err[256];
+        r.ids = records_expand_image_tokens(raw, n_raw, r.image != NULL, cfg, &r.n, err, sizeof(err));
+        if (!r.ids) fatal("%s:%d: %s", path, jr.line, err);
+        free(raw);
+        cJSON_Delete(j);
+        if (rs->n == cap) rs->r = xrealloc(rs->r, sizeof(LogprobRecord) * (cap = cap ? 2 * cap : 64));
+        rs->r[rs->n++] = r;
+    }
+    jsonl_close(&jr);
+    free(dir);
+    if (rs->n == 0) fatal("%s: no records", path);
+}
+
+void records_free(RecordSet *rs) {
+    for (int i = 0; i < rs->n; i++) { free(rs->r[i].ids); free(rs->r[i].image); }
+    free(rs->r);
+    memset(rs, 0, sizeof(*rs));
+}
+
+PreprocessConfig records_preprocess_config(const char *model_dir, int image_size) {
+    char *p = path_join(model_dir, "preprocessor_config.json");
+    PreprocessConfig cfg;
+    if (file_exists(p)) cfg = preprocess_config_load(p);
+    else {
+        fprintf(stderr, "vlm: %s not found; using CLIP preprocessing at %d px\n", p, image_size);
+        cfg = preprocess_config_clip(image_size);
+    }
+    free(p);
+    return cfg;
+}

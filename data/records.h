@@ -1,0 +1,35 @@
+// Records read from JSON Lines files, validated against the model they will run on. Every error names
+// the file, the line and the problem.
+#pragma once
+#include "../model/config.h"
+#include "preprocess.h"
+
+// One `vlm logprobs` record, resolved to token ids (image tokens expanded).
+typedef struct {
+    int index;        // 0-based record number (blank lines not counted)
+    int line;         // line in the file
+    int *ids, n;      // token ids
+    int n_response;   // the last n_response ids are the response
+    char *image;      // resolved path, or NULL for an image-free row
+} LogprobRecord;
+
+typedef struct {
+    const char *path;
+    LogprobRecord *r;
+    int n;
+} RecordSet;
+
+// Reads `vlm logprobs` records (see cli/cmd_logprobs.c for the format). Image paths are resolved
+// relative to the JSONL's folder. Text records are tokenized with tok_path (or model_dir/tokenizer.model).
+void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *cfg, const char *model_dir,
+                           const char *tok_path);
+void records_free(RecordSet *rs);
+
+// The model's preprocessor_config.json, or CLIP's defaults at the tower's image size when it has none.
+PreprocessConfig records_preprocess_config(const char *model_dir, int image_size);
+
+// Expands token ids for a model: an image token given once becomes image_tokens copies; a row that
+// already has exactly image_tokens copies is kept. Returns a fresh array (n_out set), or NULL with a
+// message in err when the count is neither (or the row has image tokens but no image, or vice versa).
+int *records_expand_image_tokens(const int *ids, int n, int has_image, const LlavaConfig *cfg, int *n_out,
+                                 char *err, size_t errlen);
