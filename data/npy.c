@@ -8,11 +8,13 @@
 #include "../util/common.h"
 
 uint8_t *npy_encode_f32(const float *data, const long *shape, int ndim, size_t *len) {
+    CHECK_OR_DIE(ndim >= 0 && ndim <= NPY_MAX_DIMS, "npy: %d dimensions", ndim);
     char dict[256];
     int n = snprintf(dict, sizeof(dict), "{'descr': '<f4', 'fortran_order': False, 'shape': (");
     size_t count = 1;
     for (int i = 0; i < ndim; i++) {
-        n += snprintf(dict + n, sizeof(dict) - n, "%ld,%s", shape[i], (ndim > 1 && i < ndim - 1) ? " " : "");
+        // numpy's repr of the shape tuple: "(3, 32, 32)", "(5,)", "()"
+        n += snprintf(dict + n, sizeof(dict) - n, "%s%ld%s", i ? " " : "", shape[i], (i < ndim - 1 || ndim == 1) ? "," : "");
         count *= (size_t)shape[i];
     }
     n += snprintf(dict + n, sizeof(dict) - n, "), }");
