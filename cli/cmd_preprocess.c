@@ -1,0 +1,72 @@
+// vlm preprocess: one image through the CLIP pipeline into a float32 [3,H,W] .npy, for checking the
+// C preprocessor against transformers (np.load the result) and for inspecting model inputs.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../data/image.h"
+#include "../data/npy.h"
+#include "../data/preprocess.h"
+#include "../util/args.h"
+#include "../util/common.h"
+#include "commands.h"
+
+static const char *help =
+    "usage: vlm preprocess --image FILE --out X.npy [--size N] [--config preprocessor_config.json]\n"
+    "                      [--pad] [--alpha drop|white]\n"
+    "\n"
+    "Runs an image through the CLIP preprocessing pipeline (HF CLIPImageProcessor with the PIL backend)\n"
+    "and writes the pixel values as a float32 .npy of shape (3, H, W) (H = W = N for CLIP):\n"
+    "  decode to RGB (PIL convert(\"RGB\") semantics) -> [pad to square] -> resize the short side to N\n"
+    "  (PIL bicubic) -> center crop N x N -> x / 255 -> (x - mean) / std (OpenAI CLIP mean and std).\n"
+    "\n"
+    "  --image FILE    JPEG, PNG, BMP, GIF, PNM, TGA, PSD or HDR image\n"
+    "  --out X.npy     output file (written atomically)\n"
+    "  --size N        shortest edge and crop size (default 336, llava-1.5's vision tower; overrides\n"
+    "                  the sizes of --config)\n"
+    "  --config F      a model's preprocessor_config.json (size, crop_size, resample, mean, std, ...;\n"
+    "                  absent fields take CLIPImageProcessor's defaults)\n"
+    "  --pad           LLaVA-1.5's pad-to-square: paste the image centered on a square of side\n"
+    "                  max(W, H) filled with int(255 * mean) = (122, 116, 104) before resizing\n"
+    "  --alpha MODE    transparency: drop (default; PIL convert(\"RGB\"), as LLaVA loads images) or\n"
+    "                  white (composite on white, as transformers >= 5's convert_to_rgb)\n";
+
+int cmd_preprocess(int argc, char **argv) {
+    Args a = args_init("vlm preprocess", argc, argv);
+    if (args_help(&a)) {
+        fputs(help, stdout);
+        return 0;
+    }
+    const char *image_path = arg_str(&a, "--image", NULL);
+    const char *out_path = arg_str(&a, "--out", NULL);
+    const char *config_path = arg_str(&a, "--config", NULL);
+    long size = arg_int(&a, "--size", 0);
+    int pad = arg_flag(&a, "--pad");
+    const char *alpha = arg_str(&a, "--alpha", "drop");
+    args_finish(&a);
+    if (!image_path) fatal("vlm preprocess: --image is required (see vlm preprocess --help)");
+    if (!out_path) fatal("vlm preprocess: --out is required (see vlm preprocess --help)");
+    if (size < 0 || size > 16384) fatal("vlm preprocess: --size %ld is outside 1..16384", size);
+
+    PreprocessConfig cfg = config_path ? preprocess_config_load(config_path) : preprocess_config_clip(size ? (int)size : 336);
+    if (config_path && size) {
+        cfg.do_resize = 1;
+        cfg.shortest_edge = (int)size;
+        cfg.do_center_crop = 1;
+        cfg.crop_height = cfg.crop_width = (int)size;
+    }
+    if (pad) cfg.do_pad = 1;
+    if (!strcmp(alpha, "drop")) cfg.alpha = IMAGE_ALPHA_DROP;
+    else if (!strcmp(alpha, "white")) cfg.alpha = IMAGE_ALPHA_WHITE;
+    else fatal("vlm preprocess: --alpha must be drop or white, got '%s'", alpha);
+
+    Image *im = image_load_or_die(image_path, cfg.alpha);
+    int h, w;
+    float *px = preprocess_image(&cfg, im, &h, &w);
+    long shape[3] = {3, h, w};
+    npy_save_f32(out_path, px, shape, 3);
+    printf("%s: %dx%d -> float32 [3,%d,%d] in %s\n", image_path, im->width, im->height, h, w, out_path);
+    free(px);
+    image_free(im);
+    return 0;
+}

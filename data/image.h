@@ -1,0 +1,53 @@
+// Images in memory and decoding from files (stb_image), converted to 8-bit RGB the way
+// PIL's Image.open(path).convert("RGB") does, which is what LLaVA and HF processors see.
+//
+// Conversion rules (each checked against PIL in tests/test_image.c):
+//   RGB                      as is
+//   RGBA, palette + tRNS     alpha dropped, no compositing (PIL convert("RGB"));
+//                            IMAGE_ALPHA_WHITE composites on white instead, as transformers >= 5's
+//                            convert_to_rgb does for images that carry transparency
+//   L (grayscale), LA        gray replicated into R, G, B (alpha dropped)
+//   palette (P)              expanded through the palette
+//   16-bit RGB/RGBA/LA PNG   high byte (v >> 8), as PIL's "RGB;16B" unpacker
+//   16-bit grayscale PNG     min(v, 255): PIL opens it as mode "I;16" and its I;16 -> RGB
+//                            conversion clips instead of scaling, so most such images come out
+//                            white. We match PIL on purpose (parity with the reference pipeline).
+// JPEGs are decoded by stb_image, not libjpeg-turbo as in PIL: pixels differ by a few levels
+// (IDCT rounding, chroma upsampling); tests measure and bound the difference.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int width, height;
+    uint8_t *data;  // [height][width][3] RGB, row-major, no padding
+} Image;
+
+typedef enum {
+    IMAGE_ALPHA_DROP = 0,  // PIL convert("RGB"): ignore alpha (LLaVA's loader, transformers 4.x)
+    IMAGE_ALPHA_WHITE = 1, // composite over opaque white with PIL's alpha_composite rounding (transformers 5.x)
+} ImageAlpha;
+
+// A fresh image, pixels uninitialized.
+Image *image_new(int width, int height);
+// A fresh image filled with one colour.
+Image *image_new_filled(int width, int height, const uint8_t rgb[3]);
+void image_free(Image *im);
+Image *image_copy(const Image *im);
+
+// Decodes an encoded image (JPEG, PNG, BMP, GIF first frame, PNM, TGA, PSD, ...) held in memory.
+// name is used in messages only. On failure returns NULL and writes a message naming `name` and the
+// reason ("truncated JPEG ...", "not an image ...", stb_image's reason) into err[errlen] (err may be NULL).
+Image *image_decode(const uint8_t *bytes, size_t len, const char *name, ImageAlpha alpha, char *err, size_t errlen);
+// Reads and decodes a file; NULL + message (naming the path) on a missing/unreadable file or a decode error.
+Image *image_load(const char *path, ImageAlpha alpha, char *err, size_t errlen);
+// Like image_load but dies (fatal) with the message.
+Image *image_load_or_die(const char *path, ImageAlpha alpha);
+
+// Pastes src into dst with its top-left corner at (x, y); parts outside dst are clipped (PIL paste).
+void image_paste(Image *dst, const Image *src, int x, int y);
+// LLaVA's expand2square: a square of side max(W, H) filled with `fill`, the image pasted at
+// ((side - W) / 2, (side - H) / 2) (floor). Returns a fresh copy even when the image is square.
+Image *image_expand_to_square(const Image *im, const uint8_t fill[3]);
+// The sub-rectangle [y0, y0 + h) x [x0, x0 + w); must lie inside the image.
+Image *image_crop(const Image *im, int x0, int y0, int w, int h);
