@@ -73,11 +73,15 @@ int test_run_vlm(const char *args, char **out, char **err) {
 
 int main(int argc, char **argv) {
     atexit(remove_tmpdir);
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, gpu_skipped = 0;
     double t_all = now_seconds();
     for (int i = 0; i < n_tests; i++) {
         int selected = argc <= 1;
         for (int a = 1; a < argc; a++) if (strstr(tests[i].name, argv[a])) selected = 1;
+        // GPU tests run only when asked for by name (make test-cuda), and the summary says how many were not run
+        int gpu = !strncmp(tests[i].name, "cuda_", 5), asked = 0;
+        for (int a = 1; a < argc; a++) if (!strncmp(argv[a], "cuda", 4)) asked = 1;
+        if (gpu && !asked) { gpu_skipped += selected; continue; }
         if (!selected) continue;
         current_failures = 0;
         double t0 = now_seconds();
@@ -88,6 +92,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
     printf("total time %.1fs\n", now_seconds() - t_all);
+    if (gpu_skipped) printf("%d GPU tests not run here (make test-cuda runs them on a GPU machine)\n", gpu_skipped);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
