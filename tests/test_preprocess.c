@@ -329,7 +329,7 @@ TEST(preprocess_cli_errors) {
     }
     EXPECTF(!file_exists(out), "an output was written for bad input");
     const char *usage[] = {"preprocess --size 32 --out x.npy", "preprocess --image a.png", "preprocess --image a.png --out x.npy --size -4",
-                           "preprocess --image a.png --out x.npy --size abc", "preprocess --image a.png --out x.npy --bogus",
+                           "preprocess --image a.png --out x.npy --size abc", "preprocess --image a.png --out x.npy --size 0", "preprocess --image a.png --out x.npy --bogus",
                            "preprocess --image a.png --out x.npy --alpha pink"};
     for (size_t i = 0; i < sizeof(usage) / sizeof(usage[0]); i++) {
         char *se;
