@@ -69,19 +69,23 @@ vlm: $(CLI_OBJS) $(LIB_OBJS) $(CUDA_OBJS)
 $(BUILD)/test_vlm: $(TEST_OBJS) $(LIB_OBJS) $(CUDA_OBJS)
 	$(CC) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/%.o: %.c
+# Objects depend on a stamp of the flags, so switching configurations (CUDA or not, sanitizers) rebuilds.
+FLAGS_STAMP := $(BUILD)/.flags
+$(shell mkdir -p $(BUILD) && echo '$(CC) $(CFLAGS) $(NVCCFLAGS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(CFLAGS) $(NVCCFLAGS)' > $(FLAGS_STAMP))
+
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # The CPU reference ops, compiled twice: fp32 (the reference backend) and fp64 (for gradient checks)
-$(BUILD)/model/ops_cpu32.o: model/ops_cpu.c
+$(BUILD)/model/ops_cpu32.o: model/ops_cpu.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DCPU_REAL=float -c -o $@ $<
-$(BUILD)/model/ops_cpu64.o: model/ops_cpu.c
+$(BUILD)/model/ops_cpu64.o: model/ops_cpu.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DCPU_REAL=double -c -o $@ $<
 
-$(BUILD)/%.o: %.cu
+$(BUILD)/%.o: %.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 

@@ -87,3 +87,96 @@ void clip_loss_out_free(ClipLossOut *out) {
     free(out->logits_per_image);
     memset(out, 0, sizeof(*out));
 }
+
+// ---------------------------------------------------------------------------------------------------
+// preference losses
+
+// -log sigmoid(x), computed without overflow for either sign of x
+static double neg_log_sigmoid(double x) { return x >= 0 ? log1p(exp(-x)) : -x + log1p(exp(x)); }
+static double sigmoid(double x) { return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)); }
+
+double dpo_loss(const DpoParams *p, int n, const double *pc, const double *pr, const double *rc, const double *rr,
+                double *dpc, double *dpr, DpoMetrics *m) {
+    DpoMetrics acc = {0};
+    const double b = p->beta, e = p->label_smoothing;
+    for (int i = 0; i < n; i++) {
+        double refc = p->reference_free ? 0 : rc[i], refr = p->reference_free ? 0 : rr[i];
+        double h = (pc[i] - refc) - (pr[i] - refr), loss, dh;
+        if (p->ipo) {  // IPO: squared distance of the log-ratio gap from 1/(2 beta)
+            double d = h - 1 / (2 * b);
+            loss = d * d;
+            dh = 2 * d;
+        } else {
+            loss = (1 - e) * neg_log_sigmoid(b * h) + e * neg_log_sigmoid(-b * h);
+            dh = b * ((1 - e) * (sigmoid(b * h) - 1) + e * sigmoid(b * h));
+        }
+        acc.loss += loss / n;
+        dpc[i] = dh / n;
+        dpr[i] = -dh / n;
+        double rwc = b * (pc[i] - refc), rwr = b * (pr[i] - refr);
+        acc.reward_chosen += rwc / n;
+        acc.reward_rejected += rwr / n;
+        acc.reward_accuracy += (rwc > rwr) / (double)n;
+        acc.reward_margin += (rwc - rwr) / n;
+        acc.logp_chosen += pc[i] / n;
+        acc.logp_rejected += pr[i] / n;
+    }
+    if (m) *m = acc;
+    return acc.loss;
+}
+
+double svco_loss(const SvcoParams *p, int n, const double *pol, const double *ref, double *dpol, SvcoMetrics *m) {
+    // each term compares two (response, condition) rows: beta * [r(first) - r(second)]
+    static const int first[4] = {SVCO_W_IW, SVCO_W_NONE, SVCO_L_IL, SVCO_L_NONE};
+    static const int second[4] = {SVCO_W_NONE, SVCO_W_IL, SVCO_L_NONE, SVCO_L_IW};
+    SvcoMetrics acc;
+    memset(&acc, 0, sizeof(acc));
+    for (int i = 0; i < n; i++) {
+        const double *pp = pol + (size_t)i * SVCO_ROWS, *rp = ref + (size_t)i * SVCO_ROWS;
+        double *dp = dpol + (size_t)i * SVCO_ROWS;
+        double r[SVCO_ROWS];
+        for (int k = 0; k < SVCO_ROWS; k++) { r[k] = pp[k] - rp[k]; dp[k] = 0; acc.reward[k] += r[k] / n; }
+        for (int t = 0; t < 4; t++) {
+            double arg = r[first[t]] - r[second[t]];
+            acc.margin[t] += arg / n;
+            acc.accuracy[t] += (arg > 0) / (double)n;
+            if (p->beta[t] <= 0) continue;  // a term switched off contributes nothing (the code returns 0)
+            double bx = p->beta[t] * arg, l = neg_log_sigmoid(bx);
+            acc.term[t] += l / n;
+            acc.loss += l / n;
+            double g = p->beta[t] * (sigmoid(bx) - 1) / n;
+            dp[first[t]] += g;
+            dp[second[t]] -= g;
+        }
+    }
+    if (m) *m = acc;
+    return acc.loss;
+}
+
+double mdpo_loss(const MdpoParams *p, int n, const double *pol, const double *ref, double *dpol, MdpoMetrics *m) {
+    MdpoMetrics acc;
+    memset(&acc, 0, sizeof(acc));
+    const double b = p->beta;
+    for (int i = 0; i < n; i++) {
+        const double *pp = pol + (size_t)i * MDPO_ROWS, *rp = ref + (size_t)i * MDPO_ROWS;
+        double *dp = dpol + (size_t)i * MDPO_ROWS;
+        double rw = pp[MDPO_W] - rp[MDPO_W], rl = pp[MDPO_L] - rp[MDPO_L], rc = pp[MDPO_W_CORRUPT] - rp[MDPO_W_CORRUPT];
+        double x[3] = {b * (rw - rl), b * (rw - rc), b * rw - p->delta};
+        double g[3];
+        for (int t = 0; t < 3; t++) {
+            double l = neg_log_sigmoid(x[t]);
+            acc.term[t] += l / n;
+            acc.loss += l / n;
+            acc.accuracy[t] += (x[t] > 0) / (double)n;
+            g[t] = (sigmoid(x[t]) - 1) / n;
+        }
+        dp[MDPO_W] = b * (g[0] + g[1] + g[2]);
+        dp[MDPO_L] = -b * g[0];
+        dp[MDPO_W_CORRUPT] = -b * g[1];
+        acc.reward_chosen += b * rw / n;
+        acc.reward_rejected += b * rl / n;
+        acc.reward_corrupt += b * rc / n;
+    }
+    if (m) *m = acc;
+    return acc.loss;
+}
