@@ -1,0 +1,166 @@
+// LLaVA chat templates (see chat.h).
+#include "chat.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/common.h"
+#include "unicode.h"
+
+const char *const CHAT_VICUNA_SYSTEM =
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the user's questions.";
+
+int chat_template_from_name(const char *name) {
+    if (!strcmp(name, "vicuna_v1")) return CHAT_VICUNA_V1;
+    if (!strcmp(name, "llava_hf")) return CHAT_LLAVA_HF;
+    return -1;
+}
+
+const char *chat_template_name(ChatTemplate t) { return t == CHAT_LLAVA_HF ? "llava_hf" : "vicuna_v1"; }
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+// The first user message without any "<image>" (each removed with one "\n" right after it, then the message
+// stripped of surrounding whitespace, as LLaVA does when it moves the image to the front). Unchanged if it has none.
+static void put_user_without_image(StrBuf *b, const char *q) {
+    if (!strstr(q, "<image>")) { strbuf_put(b, q, strlen(q)); return; }
+    StrBuf t = {0};
+    strbuf_put(&t, "", 0);
+    for (const char *p = q; *p;) {
+        if (!strncmp(p, "<image>", 7)) { p += 7; if (*p == '\n') p++; continue; }
+        strbuf_putc(&t, *p++);
+    }
+    size_t a = 0, e = t.len;
+    while (a < e && (t.data[a] == ' ' || t.data[a] == '\n' || t.data[a] == '\t' || t.data[a] == '\r')) a++;
+    while (e > a && (t.data[e - 1] == ' ' || t.data[e - 1] == '\n' || t.data[e - 1] == '\t' || t.data[e - 1] == '\r')) e--;
+    strbuf_put(b, t.data + a, e - a);
+    strbuf_free(&t);
+}
+
+static void puts_(StrBuf *b, const char *s) { strbuf_put(b, s, strlen(s)); }
+
+int chat_build(const SpTokenizer *tok, const ChatOptions *opt, const ChatTurn *turns, int n_turns, ChatTokens *out,
+               char *err, size_t errlen) {
+    memset(out, 0, sizeof(*out));
+    if (n_turns < 1) return fail(err, errlen, "the conversation has no turns");
+    if (opt->n_image_tokens < 1) return fail(err, errlen, "n_image_tokens must be at least 1, got %d", opt->n_image_tokens);
+    for (int k = 0; k < n_turns; k++) {
+        if (!turns[k].user) return fail(err, errlen, "turn %d has no user message", k + 1);
+        if (!turns[k].assistant && k + 1 < n_turns)
+            return fail(err, errlen, "turn %d has no answer; only the last turn may be left open for generation", k + 1);
+    }
+    // Render, remembering the byte ranges of the answers (what the mask labels).
+    StrBuf text = {0};
+    strbuf_put(&text, "", 0);
+    size_t spans[2 * 64];
+    int n_spans = 0;
+    if (n_turns > 64) return fail(err, errlen, "%d turns; at most 64 are supported", n_turns);
+    const char *system = opt->system ? opt->system : opt->tmpl == CHAT_VICUNA_V1 ? CHAT_VICUNA_SYSTEM : "";
+    if (opt->tmpl == CHAT_VICUNA_V1) {
+        puts_(&text, system);
+        puts_(&text, " ");
+    } else if (system[0]) {
+        puts_(&text, system);
+        puts_(&text, " ");
+    }
+    for (int k = 0; k < n_turns; k++) {
+        puts_(&text, "USER: ");
+        if (k == 0) {
+            if (opt->image) puts_(&text, "<image>\n");
+            put_user_without_image(&text, turns[k].user);
+        } else puts_(&text, turns[k].user);
+        puts_(&text, " ");
+        if (!turns[k].assistant) { puts_(&text, "ASSISTANT:"); break; }
+        puts_(&text, "ASSISTANT: ");
+        spans[2 * n_spans] = text.len;
+        puts_(&text, turns[k].assistant);
+        puts_(&text, opt->tmpl == CHAT_VICUNA_V1 ? "</s>" : " ");
+        spans[2 * n_spans + 1] = text.len;
+        n_spans++;
+    }
+    int *ids, *tspan;
+    int n = sptok_encode(tok, text.data, text.len, SPTOK_BOS, &ids, &tspan);
+    int training = turns[n_turns - 1].assistant != NULL;
+    int extra_eos = opt->tmpl == CHAT_LLAVA_HF && training;
+    // Labels: for each answer, every token from the first one that overlaps it to the last one that does.
+    uint8_t *mask = xcalloc((size_t)n + 1, 1);
+    for (int s = 0; s < n_spans; s++) {
+        int a = (int)spans[2 * s], b = (int)spans[2 * s + 1], t0 = -1, t1 = -1;
+        for (int i = 0; i < n; i++)
+            if (tspan[2 * i] < b && tspan[2 * i + 1] > a) { if (t0 < 0) t0 = i; t1 = i; }
+        for (int i = t0; i >= 0 && i <= t1; i++) mask[i] = 1;
+    }
+    free(tspan);
+    if (extra_eos) {
+        ids = xrealloc(ids, sizeof(int) * (size_t)(n + 1));
+        ids[n] = tok->eos_id;
+        mask[n] = 1;
+        n++;
+    }
+    // The image: exactly one placeholder id when asked for, none otherwise.
+    int n_img = 0, img_at = -1;
+    for (int i = 0; i < n; i++)
+        if (ids[i] == tok->image_id) { if (img_at < 0) img_at = i; n_img++; }
+    if (n_img != (opt->image ? 1 : 0)) {
+        free(ids); free(mask); strbuf_free(&text);
+        return fail(err, errlen, "the conversation has %d <image> placeholders, expected %d (\"<image>\" may only "
+                    "appear in the first user message)", n_img, opt->image ? 1 : 0);
+    }
+    if (n_img && opt->n_image_tokens > 1) {  // expand the placeholder to the image's feature tokens
+        int m = opt->n_image_tokens, n2 = n + m - 1;
+        int *ids2 = xmalloc(sizeof(int) * (size_t)n2);
+        uint8_t *mask2 = xcalloc((size_t)n2, 1);
+        memcpy(ids2, ids, sizeof(int) * (size_t)img_at);
+        memcpy(mask2, mask, (size_t)img_at);
+        for (int i = 0; i < m; i++) ids2[img_at + i] = tok->image_id;
+        memcpy(ids2 + img_at + m, ids + img_at + 1, sizeof(int) * (size_t)(n - img_at - 1));
+        memcpy(mask2 + img_at + m, mask + img_at + 1, (size_t)(n - img_at - 1));
+        free(ids); free(mask);
+        ids = ids2; mask = mask2; n = n2; n_img = m;
+    }
+    int labels = 0;
+    for (int i = 0; i < n; i++) labels += mask[i];
+    if (opt->max_len > 0 && n > opt->max_len) {
+        int L = opt->max_len, bad = 0;
+        if (n_img && img_at + n_img > L)
+            bad = fail(err, errlen, "the conversation is %d tokens; truncating it to max_len %d would cut image "
+                       "tokens (they end at token %d)", n, L, img_at + n_img);
+        for (int i = L; !bad && i < n; i++)
+            if (!mask[i])
+                bad = fail(err, errlen, "the conversation is %d tokens; truncating it to max_len %d would cut the "
+                           "prompt (token %d is not part of an answer)", n, L, i);
+        int kept = 0;
+        for (int i = 0; !bad && i < L; i++) kept += mask[i];
+        if (!bad && labels > 0 && kept == 0)
+            bad = fail(err, errlen, "the conversation is %d tokens; truncating it to max_len %d leaves no answer "
+                       "token", n, L);
+        if (bad) { free(ids); free(mask); strbuf_free(&text); return -1; }
+        n = L;
+        labels = kept;
+    }
+    out->ids = ids;
+    out->mask = mask;
+    out->n = n;
+    out->n_labels = labels;
+    out->image_start = n_img ? img_at : -1;
+    out->n_image = n_img;
+    out->text = text.data;
+    return 0;
+}
+
+void chat_tokens_free(ChatTokens *c) {
+    free(c->ids);
+    free(c->mask);
+    free(c->text);
+    memset(c, 0, sizeof(*c));
+}

@@ -1,0 +1,74 @@
+// LLaVA chat templates: a conversation -> token ids + a per-token response mask (the labels of SFT/DPO/S-VCO).
+//
+// Templates (rendered text; the tokenizer then splits out <image> and </s> and adds BOS, see tokenizer_sp.h):
+//
+//   "vicuna_v1"  original LLaVA-1.5 training and evaluation (haotian-liu/LLaVA llava/conversation.py,
+//                conv_vicuna_v1: SeparatorStyle.TWO, sep " ", sep2 "</s>"):
+//                  {system} USER: <image>\n{q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT: {a2}</s>
+//                and, when the last answer is missing (generation), "... USER: {q} ASSISTANT:".
+//                Default system: "A chat between a curious user and an artificial intelligence assistant. The
+//                assistant gives helpful, detailed, and polite answers to the user's questions."
+//   "llava_hf"   llava-hf/llava-1.5-7b-hf's chat_template.json, as transformers' apply_chat_template renders it
+//                (and as S-VCO trains with it, adding EOS):
+//                  [{system} ]USER: <image>\n{q1} ASSISTANT: {a1} USER: {q2} ASSISTANT: {a2} </s>
+//                No system line by default; generation ends with "ASSISTANT:" (e.g. "USER: <image>\n{q}
+//                ASSISTANT:", the prompt of the llava-hf model card).
+//
+// Response mask: a token is a label when the text it came from overlaps an assistant answer (for vicuna_v1
+// the answer plus its "</s>"; for llava_hf the answer plus the space after it, the generation span of the
+// template) — the rule of transformers' char_to_token-based assistant masks. So the token holding the space
+// before the answer's first word is a label (it is that word's "▁Word" piece). llava_hf adds the EOS (</s>)
+// after the last answer and labels it, as s-vco/s-vco data_collator.py does for LLaVA-1.5. Prompt, system,
+// image and BOS tokens are never labels.
+//
+// Image: with opt.image the placeholder "<image>\n" goes in front of the first user message. A "<image>" already
+// written in that message is moved there (removed with the "\n" after it, the message stripped, as LLaVA's
+// preprocess_multimodal does; both templates put the image first). The image-free variant (opt.image = 0,
+// S-VCO's no-image rows) is the same conversation without the placeholder: nothing else changes (S-VCO renders
+// its no-image rows with the same template and no image entry, so "<image>\n" disappears entirely).
+// "<image>" anywhere else (later turns, answers) is an error.
+// The placeholder is one id (32000) or, with n_image_tokens > 1, that many copies (an HF processor's expansion).
+//
+// Truncation (max_len > 0): tokens are cut from the end, which is allowed only when every cut token is a
+// label (answer/end tokens) and at least one label remains; cutting image tokens or any prompt token is an error
+// (the row would silently lose its image or question). Errors come back as a message, not an exit.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tokenizer_sp.h"
+
+typedef enum { CHAT_VICUNA_V1 = 0, CHAT_LLAVA_HF = 1 } ChatTemplate;
+
+// "vicuna_v1" or "llava_hf"; -1 if unknown.
+int chat_template_from_name(const char *name);
+const char *chat_template_name(ChatTemplate t);
+extern const char *const CHAT_VICUNA_SYSTEM;
+
+typedef struct {
+    const char *user;       // the user's message (may contain "<image>" to place the image)
+    const char *assistant;  // the answer; NULL on the last turn = generation prompt (ends with "ASSISTANT:")
+} ChatTurn;
+
+typedef struct {
+    ChatTemplate tmpl;
+    const char *system;     // NULL: the template's default (vicuna_v1: LLaVA's system line; llava_hf: none)
+    int image;              // 1: an image in the first user turn; 0: the image-free variant
+    int n_image_tokens;     // ids per image: 1 (one <image> id) or the number of feature tokens (576 for LLaVA-1.5)
+    int max_len;            // 0: no limit
+} ChatOptions;
+
+typedef struct {
+    int *ids;         // (n)
+    uint8_t *mask;    // (n) 1 where the token is a label
+    int n;
+    int n_labels;     // number of 1s in mask
+    int image_start;  // index of the first image id, -1 when there is none
+    int n_image;      // image ids in ids
+    char *text;       // the rendered text (before tokenization)
+} ChatTokens;
+
+// Renders and tokenizes a conversation. Returns 0, or -1 with a message in err (nothing allocated in out).
+int chat_build(const SpTokenizer *tok, const ChatOptions *opt, const ChatTurn *turns, int n_turns, ChatTokens *out,
+               char *err, size_t errlen);
+void chat_tokens_free(ChatTokens *c);
