@@ -1,0 +1,439 @@
+#include "data.h"
+
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../data/chat.h"
+#include "../data/image.h"
+#include "../data/records.h"
+#include "../data/tokenizer_sp.h"
+#include "../util/common.h"
+#include "../util/jsonl.h"
+
+static const char *recipe_names[] = {"sft", "dpo", "svco", "vco", "mdpo", "clip"};
+
+Recipe recipe_from_name(const char *name) {
+    for (int i = 0; i < 6; i++) if (!strcmp(name, recipe_names[i])) return (Recipe)i;
+    fatal("--recipe '%s': expected sft, dpo, svco, vco, mdpo or clip", name);
+}
+
+const char *recipe_name(Recipe r) { return recipe_names[r]; }
+
+int recipe_rows(Recipe r) {
+    switch (r) {
+    case RECIPE_SFT: return 1;
+    case RECIPE_DPO: return 2;
+    case RECIPE_SVCO: case RECIPE_VCO: return 6;
+    case RECIPE_MDPO: return 3;
+    default: return 0;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// loading state
+
+typedef struct {
+    TrainData *d;
+    const char *path;
+    char *dir;
+    const LlavaConfig *cfg;
+    const PreprocessConfig *pcfg;
+    const TrainDataOptions *opt;
+    SpTokenizer *tok;
+    int cap_ex, cap_img;
+    char err[512];
+} Loader;
+
+static unsigned long long fnv(unsigned long long h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 1099511628211ULL; }
+    return h;
+}
+
+// Index of the image in the table, loading and preprocessing it the first time.
+static int image_index(Loader *L, const char *rel, int line) {
+    TrainData *d = L->d;
+    char *path = path_join(L->opt->images_dir ? L->opt->images_dir : L->dir, rel);
+    for (int i = 0; i < d->n_images; i++)
+        if (!strcmp(d->image_names[i], path)) { free(path); return i; }
+    char err[512];
+    Image *im = image_load(path, L->pcfg->alpha, err, sizeof(err));
+    if (!im) fatal("%s:%d: %s", L->path, line, err);
+    int h, w, S = d->image_size;
+    float *px = preprocess_image(L->pcfg, im, &h, &w);
+    image_free(im);
+    if (h != S || w != S) fatal("%s:%d: %s preprocesses to %dx%d, the vision tower expects %dx%d", L->path, line, path, w, h, S, S);
+    if (d->n_images == L->cap_img) {
+        L->cap_img = L->cap_img ? 2 * L->cap_img : 64;
+        d->pixels = xrealloc(d->pixels, sizeof(float) * (size_t)L->cap_img * 3 * S * S);
+        d->image_names = xrealloc(d->image_names, sizeof(char *) * L->cap_img);
+    }
+    memcpy(d->pixels + (size_t)d->n_images * 3 * S * S, px, sizeof(float) * 3 * S * S);
+    free(px);
+    d->image_names[d->n_images] = path;
+    return d->n_images++;
+}
+
+// mDPO's corrupted image: a random-resized crop of `src`, drawn once per example from (seed, example).
+static int corrupt_image(Loader *L, int src, int example) {
+    TrainData *d = L->d;
+    const int S = d->image_size;
+    if (d->n_images == L->cap_img) {
+        L->cap_img = L->cap_img ? 2 * L->cap_img : 64;
+        d->pixels = xrealloc(d->pixels, sizeof(float) * (size_t)L->cap_img * 3 * S * S);
+        d->image_names = xrealloc(d->image_names, sizeof(char *) * L->cap_img);
+    }
+    float *dst = d->pixels + (size_t)d->n_images * 3 * S * S;
+    memcpy(dst, d->pixels + (size_t)src * 3 * S * S, sizeof(float) * 3 * S * S);
+    AugRng rng;
+    augrng_seed(&rng, L->opt->seed * 1000003ULL + (unsigned long long)example);
+    augment_random_resized_crop(dst, 3, S, S, L->opt->crop_lo, L->opt->crop_hi, &rng);
+    char name[64];
+    snprintf(name, sizeof(name), "(crop of image %d)", src);
+    d->image_names[d->n_images] = xstrdup(name);
+    return d->n_images++;
+}
+
+static int *json_ids(const cJSON *arr, int *n) {
+    if (!cJSON_IsArray(arr)) return NULL;
+    int len = cJSON_GetArraySize(arr), i = 0;
+    int *ids = xmalloc(sizeof(int) * (len ? len : 1));
+    const cJSON *v;
+    cJSON_ArrayForEach(v, arr) {
+        if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble) { free(ids); return NULL; }
+        ids[i++] = (int)v->valuedouble;
+    }
+    *n = len;
+    return ids;
+}
+
+static const char *json_str(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+// A row from ids: prompt (with the image token once, or expanded) + response; labels on the response.
+// with_image = 0 drops the image tokens (the image-free variant). Returns 0 or -1 with L->err set.
+static int row_from_ids(Loader *L, TrainRow *r, const int *prompt, int np, const int *resp, int nr, int with_image, int image) {
+    const LlavaConfig *c = L->cfg;
+    int *p = NULL, n = 0;
+    if (with_image) {
+        p = records_expand_image_tokens(prompt, np, 1, c, &n, L->err, sizeof(L->err));
+        if (!p) return -1;
+    } else {
+        p = xmalloc(sizeof(int) * (np ? np : 1));
+        for (int i = 0; i < np; i++) if (prompt[i] != c->image_token_id) p[n++] = prompt[i];
+    }
+    if (nr < 1) { free(p); snprintf(L->err, sizeof(L->err), "empty response"); return -1; }
+    r->n = n + nr;
+    r->ids = xmalloc(sizeof(int) * r->n);
+    r->labels = xmalloc(sizeof(int) * r->n);
+    for (int i = 0; i < n; i++) { r->ids[i] = p[i]; r->labels[i] = -100; }
+    for (int i = 0; i < nr; i++) {
+        if (resp[i] == c->image_token_id) { free(p); snprintf(L->err, sizeof(L->err), "the response contains the image token"); return -1; }
+        r->ids[n + i] = resp[i];
+        r->labels[n + i] = resp[i];
+    }
+    for (int i = 0; i < r->n; i++)
+        if (r->ids[i] < 0 || r->ids[i] >= c->text.vocab) {
+            free(p);
+            snprintf(L->err, sizeof(L->err), "token id %d is outside the vocabulary (%d)", r->ids[i], c->text.vocab);
+            return -1;
+        }
+    free(p);
+    if (L->opt->max_len > 0 && r->n > L->opt->max_len) {
+        if (r->n - nr >= L->opt->max_len) {
+            snprintf(L->err, sizeof(L->err), "the prompt (%d tokens with the image) does not fit in --max-len %d", r->n - nr, L->opt->max_len);
+            return -1;
+        }
+        r->n = L->opt->max_len;  // only response tokens are cut
+    }
+    r->image = with_image ? image : -1;
+    return 0;
+}
+
+// A row from text through the chat template.
+static int row_from_text(Loader *L, TrainRow *r, const char *system, const char *prompt, const char *resp, int with_image, int image) {
+    if (!L->tok) { snprintf(L->err, sizeof(L->err), "text fields need a tokenizer (--tokenizer or tokenizer.model in the model folder)"); return -1; }
+    ChatOptions o = {0};
+    o.tmpl = L->opt->template_name ? (ChatTemplate)chat_template_from_name(L->opt->template_name) : CHAT_VICUNA_V1;
+    o.system = system ? system : L->opt->system;
+    o.image = with_image;
+    o.n_image_tokens = L->cfg->image_tokens;
+    o.max_len = L->opt->max_len;
+    ChatTurn t = {prompt, resp};
+    ChatTokens ct;
+    if (chat_build(L->tok, &o, &t, 1, &ct, L->err, sizeof(L->err)) != 0) return -1;
+    r->n = ct.n;
+    r->ids = xmalloc(sizeof(int) * ct.n);
+    r->labels = xmalloc(sizeof(int) * ct.n);
+    for (int i = 0; i < ct.n; i++) {
+        r->ids[i] = ct.ids[i];
+        r->labels[i] = ct.mask[i] ? ct.ids[i] : -100;
+        if (ct.ids[i] >= L->cfg->text.vocab) {
+            snprintf(L->err, sizeof(L->err), "token id %d is outside the model's vocabulary (%d): tokenizer and model disagree",
+                     ct.ids[i], L->cfg->text.vocab);
+            chat_tokens_free(&ct);
+            return -1;
+        }
+    }
+    chat_tokens_free(&ct);
+    r->image = with_image ? image : -1;
+    return 0;
+}
+
+// The three texts of a pair (prompt, chosen, rejected) as ids or text, whichever the record has.
+typedef struct {
+    const char *system, *prompt, *a, *b;  // text form
+    int *prompt_ids, *a_ids, *b_ids, np, na, nb;  // ids form
+} PairFields;
+
+static void pair_fields_free(PairFields *f) { free(f->prompt_ids); free(f->a_ids); free(f->b_ids); }
+
+static int pair_fields(Loader *L, const cJSON *j, PairFields *f, const char *prompt_key, const char *a_key, const char *b_key,
+                       const char *system_key) {
+    memset(f, 0, sizeof(*f));
+    char k[64];
+    snprintf(k, sizeof(k), "%s_ids", prompt_key);
+    const cJSON *pi = cJSON_GetObjectItemCaseSensitive(j, k);
+    if (pi) {
+        f->prompt_ids = json_ids(pi, &f->np);
+        snprintf(k, sizeof(k), "%s_ids", a_key);
+        f->a_ids = json_ids(cJSON_GetObjectItemCaseSensitive(j, k), &f->na);
+        if (b_key) {
+            snprintf(k, sizeof(k), "%s_ids", b_key);
+            f->b_ids = json_ids(cJSON_GetObjectItemCaseSensitive(j, k), &f->nb);
+        }
+        if (!f->prompt_ids || !f->a_ids || (b_key && !f->b_ids)) {
+            pair_fields_free(f);
+            snprintf(L->err, sizeof(L->err), "%s_ids, %s_ids%s%s%s must be arrays of integers", prompt_key, a_key,
+                     b_key ? " and " : "", b_key ? b_key : "", b_key ? "_ids" : "");
+            return -1;
+        }
+        return 0;
+    }
+    f->prompt = json_str(j, prompt_key);
+    f->a = json_str(j, a_key);
+    f->b = b_key ? json_str(j, b_key) : NULL;
+    f->system = system_key ? json_str(j, system_key) : NULL;
+    if (!f->prompt || !f->a || (b_key && !f->b)) {
+        snprintf(L->err, sizeof(L->err), "needs \"%s\", \"%s\"%s%s%s (strings) or the same fields with _ids", prompt_key, a_key,
+                 b_key ? " and \"" : "", b_key ? b_key : "", b_key ? "\"" : "");
+        return -1;
+    }
+    if (!f->a[0] || (b_key && !f->b[0])) { snprintf(L->err, sizeof(L->err), "empty response"); return -1; }
+    return 0;
+}
+
+static int make_row(Loader *L, TrainRow *r, const PairFields *f, int which, int with_image, int image) {
+    if (f->prompt_ids)
+        return row_from_ids(L, r, f->prompt_ids, f->np, which ? f->b_ids : f->a_ids, which ? f->nb : f->na, with_image, image);
+    return row_from_text(L, r, f->system, f->prompt, which ? f->b : f->a, with_image, image);
+}
+
+// First path of an image field that may be a string or a list of strings (MVC); -1 if absent.
+static int image_field(Loader *L, const cJSON *j, const char *key, int line) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!v || cJSON_IsNull(v)) return -1;
+    if (cJSON_IsArray(v)) {
+        int n = cJSON_GetArraySize(v);
+        if (n != 1) fatal("%s:%d: \"%s\" has %d images; one image per side is supported", L->path, line, key, n);
+        v = cJSON_GetArrayItem(v, 0);
+    }
+    if (!cJSON_IsString(v) || !v->valuestring[0]) fatal("%s:%d: \"%s\" must be an image path", L->path, line, key);
+    return image_index(L, v->valuestring, line);
+}
+
+static void example_free(TrainExample *e) {
+    for (int i = 0; i < e->n_rows; i++) { free(e->rows[i].ids); free(e->rows[i].labels); }
+}
+
+// Builds one example; returns 0, or -1 with L->err (the caller reports or skips it).
+static int parse_example(Loader *L, const cJSON *j, int line, TrainExample *e) {
+    memset(e, 0, sizeof(*e));
+    e->line = line;
+    e->image[0] = e->image[1] = -1;
+    Recipe rc = L->d->recipe;
+    PairFields f;
+    int rc_ok = 0;
+    if (rc == RECIPE_SVCO || rc == RECIPE_VCO) {
+        int mvc = cJSON_GetObjectItemCaseSensitive(j, "chosen_images") != NULL;
+        e->image[0] = image_field(L, j, mvc ? "chosen_images" : "image_w", line);
+        e->image[1] = image_field(L, j, mvc ? "rejected_images" : "image_l", line);
+        if (e->image[0] < 0 || e->image[1] < 0) {
+            snprintf(L->err, sizeof(L->err), "an S-VCO pair needs two images (%s)", mvc ? "chosen_images, rejected_images" : "image_w, image_l");
+            return -1;
+        }
+        if (mvc ? pair_fields(L, j, &f, "instruction_prompt", "chosen_response", "rejected_response", "system_prompt")
+                : pair_fields(L, j, &f, "prompt", "chosen", "rejected", NULL)) return -1;
+        // rows in the order of SVCO_*: y_w under Iw, Il, none; y_l under Iw, Il, none
+        for (int resp = 0; resp < 2 && !rc_ok; resp++)
+            for (int cond = 0; cond < 3 && !rc_ok; cond++)
+                rc_ok = make_row(L, &e->rows[e->n_rows++], &f, resp, cond < 2, cond < 2 ? cond : -1);
+    } else {
+        e->image[0] = image_field(L, j, "image", line);
+        if (rc == RECIPE_MDPO && e->image[0] < 0) { snprintf(L->err, sizeof(L->err), "mDPO needs an image"); return -1; }
+        int img = e->image[0] >= 0;
+        if (rc == RECIPE_SFT) {
+            if (pair_fields(L, j, &f, "prompt", "response", NULL, NULL)) return -1;
+            rc_ok = make_row(L, &e->rows[e->n_rows++], &f, 0, img, 0);
+        } else {
+            if (pair_fields(L, j, &f, "prompt", "chosen", "rejected", NULL)) return -1;
+            rc_ok = make_row(L, &e->rows[e->n_rows++], &f, 0, img, 0);
+            if (!rc_ok) rc_ok = make_row(L, &e->rows[e->n_rows++], &f, 1, img, 0);
+            if (!rc_ok && rc == RECIPE_MDPO) {
+                e->image[1] = corrupt_image(L, e->image[0], L->d->n);
+                rc_ok = make_row(L, &e->rows[e->n_rows++], &f, 0, 1, 1);
+            }
+        }
+    }
+    pair_fields_free(&f);
+    if (rc_ok) { example_free(e); return -1; }
+    return 0;
+}
+
+void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaConfig *cfg,
+                     const PreprocessConfig *pcfg, const TrainDataOptions *opt) {
+    memset(d, 0, sizeof(*d));
+    if (recipe == RECIPE_CLIP) fatal("train_data_load: the clip recipe reads image-caption data (see train/clip_data)");
+    d->recipe = recipe;
+    d->image_size = cfg->vision.image_size;
+    Loader L = {d, path, path_dirname(path), cfg, pcfg, opt, NULL, 0, 0, {0}};
+    if (opt->tokenizer) L.tok = sptok_load(opt->tokenizer);
+    // A JSON array (S-VCO's mvc.json) or JSON Lines
+    size_t len;
+    char *text = read_file(path, &len);
+    size_t lead = strspn(text, " \t\r\n");
+    cJSON *array = NULL;
+    JsonlReader jr;
+    int is_array = text[lead] == '[';
+    if (is_array) {
+        array = cJSON_Parse(text);
+        if (!array) fatal("%s: invalid JSON array near '%.30s'", path, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
+    } else jsonl_open(&jr, path);
+    free(text);
+    int idx = 0;
+    for (;;) {
+        cJSON *j;
+        int line;
+        if (is_array) {
+            j = cJSON_GetArrayItem(array, idx);
+            line = ++idx;
+            if (!j) break;
+            if (!cJSON_IsObject(j)) {
+                if (!opt->skip_bad) fatal("%s: record %d: expected a JSON object", path, line);
+                d->n_bad++;
+                continue;
+            }
+        } else {
+            j = jsonl_next(&jr, opt->skip_bad, &d->n_bad);
+            if (!j) break;
+            line = jr.line;
+        }
+        if (d->n == L.cap_ex) d->ex = xrealloc(d->ex, sizeof(TrainExample) * (L.cap_ex = L.cap_ex ? 2 * L.cap_ex : 256));
+        TrainExample *e = &d->ex[d->n];
+        if (parse_example(&L, j, line, e) == 0) d->n++;
+        else if (opt->skip_bad) {
+            fprintf(stderr, "vlm: warning: %s:%d: %s, skipped\n", path, line, L.err);
+            d->n_bad++;
+        } else fatal("%s:%d: %s", path, line, L.err);
+        if (!is_array) cJSON_Delete(j);
+    }
+    if (is_array) cJSON_Delete(array);
+    else jsonl_close(&jr);
+    if (d->n == 0) fatal("%s: no usable %s examples%s", path, recipe_name(recipe), d->n_bad ? " (all were skipped)" : "");
+    if (d->n_bad) fprintf(stderr, "vlm: %s: %d records skipped\n", path, d->n_bad);
+    // the hash keys the reference cache: rows, labels and pixels
+    unsigned long long h = 1469598103934665603ULL;
+    h = fnv(h, &recipe, sizeof(recipe));
+    for (int i = 0; i < d->n; i++)
+        for (int r = 0; r < d->ex[i].n_rows; r++) {
+            TrainRow *row = &d->ex[i].rows[r];
+            h = fnv(h, &row->n, sizeof(int));
+            h = fnv(h, row->ids, sizeof(int) * row->n);
+            h = fnv(h, row->labels, sizeof(int) * row->n);
+            h = fnv(h, &row->image, sizeof(int));
+            if (row->n > d->max_row_len) d->max_row_len = row->n;
+        }
+    h = fnv(h, d->pixels, sizeof(float) * (size_t)d->n_images * 3 * d->image_size * d->image_size);
+    d->hash = h;
+    if (L.tok) sptok_free(L.tok);
+    free(L.dir);
+}
+
+void train_data_free(TrainData *d) {
+    for (int i = 0; i < d->n; i++) example_free(&d->ex[i]);
+    for (int i = 0; i < d->n_images; i++) free(d->image_names[i]);
+    free(d->ex);
+    free(d->image_names);
+    free(d->pixels);
+    memset(d, 0, sizeof(*d));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// batches
+
+void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples) {
+    memset(b, 0, sizeof(*b));
+    int R = recipe_rows(d->recipe), S = d->image_size;
+    b->cap_rows = max_examples * R;
+    b->cap_len = d->max_row_len;
+    b->cap_images = max_examples * 2;
+    b->ids = xmalloc(sizeof(int) * b->cap_rows * b->cap_len);
+    b->labels = xmalloc(sizeof(int) * b->cap_rows * b->cap_len);
+    b->lengths = xmalloc(sizeof(int) * b->cap_rows);
+    b->image_of_row = xmalloc(sizeof(int) * b->cap_rows);
+    b->example_of_row = xmalloc(sizeof(int) * b->cap_rows);
+    b->kind_of_row = xmalloc(sizeof(int) * b->cap_rows);
+    b->pixels = xmalloc(sizeof(float) * (size_t)b->cap_images * 3 * S * S);
+}
+
+void train_batch_free(TrainBatch *b) {
+    free(b->ids); free(b->labels); free(b->lengths); free(b->image_of_row);
+    free(b->example_of_row); free(b->kind_of_row); free(b->pixels);
+    memset(b, 0, sizeof(*b));
+}
+
+void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n) {
+    const size_t img_floats = (size_t)3 * d->image_size * d->image_size;
+    int global[16];  // dataset image index of each batch image (deduplicated)
+    int *gl = b->cap_images <= 16 ? global : xmalloc(sizeof(int) * b->cap_images);
+    b->B = 0;
+    b->T = 0;
+    b->n_images = 0;
+    for (int e = 0; e < n; e++) {
+        const TrainExample *ex = &d->ex[idx[e]];
+        int local[2] = {-1, -1};
+        for (int k = 0; k < 2; k++) {
+            if (ex->image[k] < 0) continue;
+            for (int i = 0; i < b->n_images; i++) if (gl[i] == ex->image[k]) local[k] = i;  // shared image: once
+            if (local[k] < 0) {
+                gl[b->n_images] = ex->image[k];
+                memcpy(b->pixels + b->n_images * img_floats, d->pixels + (size_t)ex->image[k] * img_floats, sizeof(float) * img_floats);
+                local[k] = b->n_images++;
+            }
+        }
+        for (int r = 0; r < ex->n_rows; r++) {
+            b->example_of_row[b->B] = e;
+            b->kind_of_row[b->B] = r;
+            b->image_of_row[b->B] = ex->rows[r].image >= 0 ? local[ex->rows[r].image] : -1;
+            b->lengths[b->B] = ex->rows[r].n;
+            if (ex->rows[r].n > b->T) b->T = ex->rows[r].n;
+            b->B++;
+        }
+    }
+    // right-pad every row to T
+    int row = 0;
+    for (int e = 0; e < n; e++) {
+        const TrainExample *ex = &d->ex[idx[e]];
+        for (int r = 0; r < ex->n_rows; r++, row++)
+            for (int t = 0; t < b->T; t++) {
+                int in = t < ex->rows[r].n;
+                b->ids[row * b->T + t] = in ? ex->rows[r].ids[t] : 0;
+                b->labels[row * b->T + t] = in ? ex->rows[r].labels[t] : -100;
+            }
+    }
+    if (gl != global) free(gl);
+}

@@ -1,0 +1,82 @@
+// Training examples for the LLaVA recipes, tokenized once at load time and turned into batch rows.
+//
+// Each example becomes a fixed set of rows, in the order the loss functions of train/losses.h expect:
+//   sft   1 row:  (image, prompt + response)
+//   dpo   2 rows: (image, chosen), (image, rejected)                       -> dpo_loss
+//   svco  6 rows: (Iw, y_w) (Il, y_w) (none, y_w) (Iw, y_l) (Il, y_l) (none, y_l)   -> svco_loss (SVCO_*)
+//   vco   the same rows as svco (the loss switches the symmetric terms off)
+//   mdpo  3 rows: (m, y_w) (m, y_l) (m', y_w), m' a random-resized crop of m  -> mdpo_loss (MDPO_*)
+//
+// Input files (JSON Lines, or a JSON array for S-VCO's released mvc.json); text fields go through the
+// chat template, *_ids fields are taken as token ids (the image token once, where the image goes):
+//   sft   {"image"?, "prompt", "response"}            or {"image"?, "prompt_ids", "response_ids"}
+//   dpo   {"image"?, "prompt", "chosen", "rejected"}  or {"image"?, "prompt_ids", "chosen_ids", "rejected_ids"}
+//   mdpo  as dpo, with an image
+//   svco  MVC: {"chosen_images": [..], "rejected_images": [..], "instruction_prompt", "system_prompt"?,
+//               "chosen_response", "rejected_response"}
+//         or {"image_w", "image_l", "prompt_ids", "chosen_ids", "rejected_ids"}
+// Image paths are relative to the data file's folder (or --images DIR).
+#pragma once
+#include "../data/augment.h"
+#include "../data/preprocess.h"
+#include "../model/config.h"
+
+typedef enum { RECIPE_SFT, RECIPE_DPO, RECIPE_SVCO, RECIPE_VCO, RECIPE_MDPO, RECIPE_CLIP } Recipe;
+Recipe recipe_from_name(const char *name);  // dies listing the names on an unknown one
+const char *recipe_name(Recipe r);
+int recipe_rows(Recipe r);                   // rows per example
+
+typedef struct {
+    int *ids;       // (n) image tokens expanded
+    int *labels;    // (n) HF labels: the id on response tokens, -100 elsewhere
+    int n;
+    int image;      // which image of the example this row sees (0 or 1), -1 for an image-free row
+} TrainRow;
+
+typedef struct {
+    int line;          // line (or array index + 1) in the input file
+    int image[2];      // indices into TrainData.images, -1 if unused
+    TrainRow rows[6];
+    int n_rows;
+} TrainExample;
+
+typedef struct {
+    const char *tokenizer;   // SentencePiece tokenizer.model for text fields (NULL: ids only)
+    const char *template_name;  // "vicuna_v1" (default) or "llava_hf"
+    const char *system;      // system prompt override (NULL: the template's)
+    const char *images_dir;  // root for image paths (NULL: the data file's folder)
+    int max_len;             // 0: no limit; longer rows are truncated in their response or rejected
+    int skip_bad;            // count and skip malformed records instead of stopping
+    unsigned long long seed; // for mDPO's corrupted crops (fixed per example, so a cached reference is exact)
+    double crop_lo, crop_hi; // mDPO crop scale range (0.01, 0.2)
+} TrainDataOptions;
+
+typedef struct {
+    Recipe recipe;
+    TrainExample *ex;
+    int n;
+    int n_images, image_size;
+    float *pixels;           // (n_images, 3, S, S) preprocessed once
+    char **image_names;      // (n_images) for messages
+    int max_row_len;
+    int n_bad;               // records skipped with skip_bad
+    unsigned long long hash; // of the tokenized rows and pixels: keys the reference log-prob cache
+} TrainData;
+
+void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaConfig *cfg,
+                     const PreprocessConfig *pcfg, const TrainDataOptions *opt);
+void train_data_free(TrainData *d);
+
+// A micro-batch of examples laid out as model rows: distinct images once, each row pointing at one.
+typedef struct {
+    int B, T, n_images;
+    int *ids, *labels, *lengths, *image_of_row;  // (B*T), (B*T), (B), (B)
+    float *pixels;                                // (n_images, 3, S, S)
+    int *example_of_row, *kind_of_row;            // which example / which of its rows
+    int cap_rows, cap_len, cap_images;
+} TrainBatch;
+
+void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples);
+void train_batch_free(TrainBatch *b);
+// Fills b with the rows of examples idx[0..n).
+void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n);
