@@ -26,7 +26,8 @@ static const char *HELP =
     "                    <pad>), i.e. the sentencepiece package's encode(); by default they map to their ids\n"
     "                    as in llava-hf's tokenizer (<image> = 32000, <pad> = 32001)\n"
     "  --context N       clip: exactly N ids as OpenAI's clip.tokenize(truncate=True): [49406] + tokens +\n"
-    "                    [49407], cut to N with the last id forced to 49407, padded with --pad-id (default 0)\n"
+    "                    [49407], cut to N with the last id forced to 49407, padded with --pad-id (default 0;\n"
+    "                    HF's CLIP repos pad with 49407); --bos/--eos are implied\n"
     "  --decode          read {\"ids\": [...]} lines and write {\"text\": \"...\"}; special tokens are dropped\n"
     "                    unless --keep-special\n"
     "\n"
@@ -104,7 +105,7 @@ int cmd_tokenize(int argc, char **argv) {
             cJSON *it;
             cJSON_ArrayForEach(it, arr) {
                 double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
-                if (!cJSON_IsNumber(it) || v != (double)(long)v || v < 0 || v >= vocab)
+                if (!cJSON_IsNumber(it) || v < 0 || v >= vocab || v != (double)(int)v)  // range first: no UB cast
                     fatal("vlm tokenize: stdin line %ld: ids[%d] is not a token id in 0..%d", lineno, k, vocab - 1);
                 ids[k++] = (int)v;
             }

@@ -282,6 +282,45 @@ TEST(tokenizer_sp_bad_model) {
     free(p);
 }
 
+// Random byte corruption: either a model that still encodes and decodes without memory errors, or a message.
+TEST(tokenizer_sp_corrupt_model) {
+    char *p = sp_model_path();
+    size_t len;
+    char *data = read_file(p, &len);
+    uint8_t *copy = xmalloc(len);
+    uint32_t rng = 987654321u;
+    int loaded = 0, rejected = 0;
+    for (int trial = 0; trial < 40; trial++) {
+        memcpy(copy, data, len);
+        for (int k = 0; k < 1 + trial % 5; k++) {
+            rng = rng * 1664525u + 1013904223u;
+            size_t at = (rng >> 4) % (trial < 20 ? 4096 : len);  // the first pieces and the header, then anywhere
+            rng = rng * 1664525u + 1013904223u;
+            copy[at] = (uint8_t)(rng >> 24);
+        }
+        char err[512] = "";
+        SpTokenizer *t = sptok_load_buffer(copy, len, "corrupt.model", err, sizeof(err));
+        if (!t) {
+            rejected++;
+            EXPECTF(strstr(err, "corrupt.model: not a valid SentencePiece model") != NULL, "message: %s", err);
+            continue;
+        }
+        loaded++;
+        const char *s = "USER: <image>\nWhat is shown in this image? 日本語 😀 ASSISTANT: A cat.</s>";
+        int *ids;
+        int n = sptok_encode(t, s, strlen(s), SPTOK_BOS, &ids, NULL);
+        for (int i = 0; i < n; i++) EXPECT(ids[i] >= 0 && ids[i] < t->vocab_size);
+        free(sptok_decode(t, ids, n, 0, NULL));
+        free(ids);
+        sptok_free(t);
+    }
+    EXPECT(loaded + rejected == 40);
+    EXPECTF(loaded > 0 && rejected > 0, "loaded %d, rejected %d: both paths should be exercised", loaded, rejected);
+    free(copy);
+    free(data);
+    free(p);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // CLIP
 

@@ -27,8 +27,10 @@ References, and why these and not others:
   (SeparatorStyle.TWO, sep " ", sep2 "</s>"), tokenized with the llava-hf tokenizer; the response mask is every
   token from the one holding the response's first character to the one holding its last (the </s> included),
   as transformers' char_to_token-based assistant masks do. llava_hf rendered by transformers'
-  apply_chat_template with llava-hf's chat_template.json, with return_assistant_tokens_mask=True and the EOS
-  appended (add_eos_token=True) and forced into the mask, as s-vco/s-vco data_collator.py does for LLaVA-1.5.
+  apply_chat_template with llava-hf's chat_template.json, the way S-VCO calls it for LLaVA-1.5
+  (s-vco/s-vco chat_template_monkey_patch.py + data_collator.py): the template's generation ranges give the
+  assistant mask via char_to_token, the text is tokenized with add_special_tokens=True and add_eos_token=True
+  (BOS and EOS), and the EOS is forced into the mask.
 """
 import argparse
 import gzip
@@ -48,6 +50,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, normalizers, processors
 from tokenizers.models import BPE
 from transformers import CLIPTokenizer, PreTrainedTokenizerFast
 from transformers.tokenization_utils_base import generate_merges
+from transformers.utils.chat_template_utils import _compile_jinja_template, _render_with_assistant_indices
 
 OUT_DIR = "tests/fixtures/tokenizers"
 
@@ -381,17 +384,21 @@ def make_chat(model_path):
             if a is not None:
                 msgs.append({"role": "assistant", "content": [{"type": "text", "text": a}]})
         gen = turns[-1][1] is None
-        if gen:
-            text = hf.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-            ids = hf.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
-            mask = [0] * len(ids)
-        else:
-            text = hf_eos.apply_chat_template(msgs, tokenize=False)
-            out = hf_eos.apply_chat_template(msgs, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
-            ids, mask = out["input_ids"], list(out["assistant_masks"])
+        # s-vco chat_template_monkey_patch.py: render with the assistant (generation) character ranges, then
+        # tokenize with add_special_tokens=True (so BOS, and EOS from add_eos_token=True, are added), and mark
+        # tokens char_to_token(start) .. char_to_token(end - 1) of each range; the collator then forces the
+        # last token (the EOS) into the mask. Generation prompts use the plain tokenizer (BOS only).
+        text, gen_idx = _render_with_assistant_indices(_compile_jinja_template(LLAVA_HF_CHAT_TEMPLATE), msgs,
+                                                       None, None, gen, **hf.special_tokens_map)
+        enc = (hf if gen else hf_eos)(text, add_special_tokens=True)
+        ids = enc.input_ids
+        mask = [0] * len(ids)
+        for a, b in gen_idx:
+            t0, t1 = enc.char_to_token(a), enc.char_to_token(b - 1)
+            for t in range(t0, (t1 + 1) if t1 is not None else len(ids)):
+                mask[t] = 1
+        if not gen:
             mask[-1] = 1  # s-vco data_collator.py: "include the last token in labels" (the EOS)
-        if isinstance(ids[0], list):
-            ids = ids[0]
         rows.append({"template": "llava_hf", "system": system if system else "", "turns": [list(t) for t in turns],
                      "image": image, "text": text, "ids": ids, "mask": mask})
     return rows

@@ -1,0 +1,245 @@
+// Chat templates against reference ids and masks (tests/ref/make_tokenizer_fixtures.py: vicuna_v1 as
+// haotian-liu/LLaVA renders it, llava_hf as transformers + S-VCO's collator build it), plus the mask,
+// image-free, image expansion and truncation rules of data/chat.h.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../data/chat.h"
+#include "../data/unicode.h"
+#include "../util/common.h"
+#include "test.h"
+#include "test_jsonl.h"
+
+#define CHAT_FIXTURES "tests/fixtures/tokenizers/chat.jsonl"
+
+static SpTokenizer *load_sp(void) {
+    char *p = path_join(test_shared_data(), "tokenizers/llama2_tokenizer.model");
+    SpTokenizer *t = sptok_load(p);
+    free(p);
+    return t;
+}
+
+static ChatOptions opts(ChatTemplate tmpl, int image) {
+    ChatOptions o = {tmpl, NULL, image, 1, 0};
+    return o;
+}
+
+TEST(chat_fixtures) {
+    SpTokenizer *tok = load_sp();
+    int n;
+    cJSON **rows = jsonl_read(CHAT_FIXTURES, &n);
+    EXPECT(n >= 20);
+    for (int r = 0; r < n; r++) {
+        const cJSON *row = rows[r];
+        const char *tname = cJSON_GetObjectItemCaseSensitive(row, "template")->valuestring;
+        const cJSON *sys = cJSON_GetObjectItemCaseSensitive(row, "system");
+        const cJSON *turns = cJSON_GetObjectItemCaseSensitive(row, "turns");
+        ChatOptions o = opts((ChatTemplate)chat_template_from_name(tname),
+                             cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(row, "image")));
+        o.system = cJSON_IsString(sys) ? sys->valuestring : NULL;
+        ChatTurn t[8];
+        int nt = 0;
+        const cJSON *turn;
+        cJSON_ArrayForEach(turn, turns) {
+            t[nt].user = cJSON_GetArrayItem(turn, 0)->valuestring;
+            const cJSON *a = cJSON_GetArrayItem(turn, 1);
+            t[nt].assistant = cJSON_IsString(a) ? a->valuestring : NULL;
+            nt++;
+        }
+        ChatTokens c;
+        char err[300];
+        int rc = chat_build(tok, &o, t, nt, &c, err, sizeof(err));
+        EXPECTF(rc == 0, "row %d: %s", r, err);
+        if (rc) continue;
+        const char *want_text = cJSON_GetObjectItemCaseSensitive(row, "text")->valuestring;
+        EXPECTF(!strcmp(c.text, want_text), "row %d (%s): text\n'%s'\nexpected\n'%s'", r, tname, c.text, want_text);
+        char what[64];
+        snprintf(what, sizeof(what), "row %d (%s) ids", r, tname);
+        EXPECT_IDS(c.ids, c.n, cJSON_GetObjectItemCaseSensitive(row, "ids"), what);
+        int *mask = xmalloc(sizeof(int) * (size_t)(c.n + 1));
+        for (int i = 0; i < c.n; i++) mask[i] = c.mask[i];
+        snprintf(what, sizeof(what), "row %d (%s) mask", r, tname);
+        EXPECT_IDS(mask, c.n, cJSON_GetObjectItemCaseSensitive(row, "mask"), what);
+        free(mask);
+        chat_tokens_free(&c);
+    }
+    jsonl_free(rows, n);
+    sptok_free(tok);
+}
+
+// The labels are exactly the answer's tokens (with the space before it, as its first "▁Word" piece) and the end
+// token: the tail of the sequence equals encode(answer) + </s>, and nothing before it is labelled.
+TEST(chat_response_mask) {
+    SpTokenizer *tok = load_sp();
+    const char *answers[] = {"A red circle on a white background.", "No.", "Two stars,\nthree circles.", "yes"};
+    for (int tm = 0; tm < 2; tm++) {
+        for (size_t k = 0; k < sizeof(answers) / sizeof(answers[0]); k++) {
+            ChatOptions o = opts((ChatTemplate)tm, 1);
+            ChatTurn t = {"What is shown in this image?", answers[k]};
+            ChatTokens c;
+            char err[300];
+            EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) == 0);
+            // vicuna_v1 answers end with "</s>" right after the text; llava_hf with a space, then the EOS
+            StrBuf a = {0};
+            strbuf_put(&a, answers[k], strlen(answers[k]));
+            if (tm == CHAT_LLAVA_HF) strbuf_putc(&a, ' ');
+            int *ids;
+            int m = sptok_encode(tok, a.data, a.len, SPTOK_EOS, &ids, NULL);
+            EXPECT_INT_EQ(c.n_labels, m);
+            for (int i = 0; i < c.n; i++) {
+                int in_tail = i >= c.n - m;
+                EXPECTF(c.mask[i] == in_tail, "template %d answer %zu: mask[%d] = %d", tm, k, i, c.mask[i]);
+                if (in_tail) EXPECT_INT_EQ(c.ids[i], ids[i - (c.n - m)]);
+            }
+            EXPECT_INT_EQ(c.ids[c.n - 1], 2);
+            EXPECT_INT_EQ(c.ids[0], 1);
+            EXPECT_INT_EQ(c.mask[c.image_start], 0);
+            free(ids);
+            strbuf_free(&a);
+            chat_tokens_free(&c);
+        }
+    }
+    sptok_free(tok);
+}
+
+// S-VCO's image-free rows: the same conversation without "<image>\n", the same answer tokens.
+TEST(chat_image_free) {
+    SpTokenizer *tok = load_sp();
+    for (int tm = 0; tm < 2; tm++) {
+        ChatTurn t = {"Is there a blue square?", "No, there is a red circle."};
+        ChatOptions oi = opts((ChatTemplate)tm, 1), on = opts((ChatTemplate)tm, 0);
+        ChatTokens ci, cn;
+        char err[300];
+        EXPECT(chat_build(tok, &oi, &t, 1, &ci, err, sizeof(err)) == 0);
+        EXPECT(chat_build(tok, &on, &t, 1, &cn, err, sizeof(err)) == 0);
+        // text: identical but for the placeholder
+        const char *p = strstr(ci.text, "<image>\n");
+        EXPECT(p != NULL);
+        if (p) {
+            size_t pre = (size_t)(p - ci.text);
+            EXPECT(strlen(cn.text) + 8 == strlen(ci.text));
+            EXPECT(!strncmp(cn.text, ci.text, pre) && !strcmp(cn.text + pre, p + 8));
+        }
+        EXPECT_INT_EQ(cn.n_image, 0);
+        EXPECT_INT_EQ(cn.image_start, -1);
+        for (int i = 0; i < cn.n; i++) EXPECT(cn.ids[i] != tok->image_id);
+        EXPECT_INT_EQ(ci.n_image, 1);
+        // same labelled tokens at the end
+        EXPECT_INT_EQ(cn.n_labels, ci.n_labels);
+        for (int i = 1; i <= ci.n_labels; i++) {
+            EXPECT_INT_EQ(cn.ids[cn.n - i], ci.ids[ci.n - i]);
+            EXPECT_INT_EQ(cn.mask[cn.n - i], 1);
+        }
+        chat_tokens_free(&ci);
+        chat_tokens_free(&cn);
+    }
+    // "<image>" written in the question is moved to the front (or dropped for the image-free variant).
+    ChatTurn moved = {"What is this?\n<image>", "A cat."}, plain = {"What is this?", "A cat."};
+    ChatOptions o = opts(CHAT_VICUNA_V1, 1);
+    ChatTokens a, b;
+    char err[300];
+    EXPECT(chat_build(tok, &o, &moved, 1, &a, err, sizeof(err)) == 0);
+    EXPECT(chat_build(tok, &o, &plain, 1, &b, err, sizeof(err)) == 0);
+    EXPECT(!strcmp(a.text, b.text));
+    chat_tokens_free(&a);
+    chat_tokens_free(&b);
+    o.image = 0;
+    EXPECT(chat_build(tok, &o, &moved, 1, &a, err, sizeof(err)) == 0);
+    EXPECT(strstr(a.text, "<image>") == NULL && a.n_image == 0);
+    chat_tokens_free(&a);
+    sptok_free(tok);
+}
+
+// n_image_tokens copies of the image id in place of the one placeholder, never labelled.
+TEST(chat_image_expand) {
+    SpTokenizer *tok = load_sp();
+    ChatTurn t = {"Describe the image.", "A star."};
+    ChatOptions o1 = opts(CHAT_LLAVA_HF, 1), o576 = opts(CHAT_LLAVA_HF, 1);
+    o576.n_image_tokens = 576;
+    ChatTokens a, b;
+    char err[300];
+    EXPECT(chat_build(tok, &o1, &t, 1, &a, err, sizeof(err)) == 0);
+    EXPECT(chat_build(tok, &o576, &t, 1, &b, err, sizeof(err)) == 0);
+    EXPECT_INT_EQ(b.n, a.n + 575);
+    EXPECT_INT_EQ(b.n_image, 576);
+    EXPECT_INT_EQ(b.image_start, a.image_start);
+    for (int i = 0; i < b.n; i++) {
+        int src = i < b.image_start ? i : i < b.image_start + 576 ? a.image_start : i - 575;
+        EXPECT_INT_EQ(b.ids[i], a.ids[src]);
+        EXPECT_INT_EQ(b.mask[i], a.mask[src]);
+    }
+    EXPECT_INT_EQ(b.n_labels, a.n_labels);
+    chat_tokens_free(&a);
+    chat_tokens_free(&b);
+    sptok_free(tok);
+}
+
+// max_len: only answer/end tokens may be cut; cutting image or prompt tokens, or every answer token, is an error.
+TEST(chat_truncation) {
+    SpTokenizer *tok = load_sp();
+    ChatTurn t = {"What is shown in this image?", "A red circle on a white background, next to a blue square."};
+    ChatOptions o = opts(CHAT_VICUNA_V1, 1);
+    o.n_image_tokens = 576;
+    ChatTokens full, c;
+    char err[300];
+    EXPECT(chat_build(tok, &o, &t, 1, &full, err, sizeof(err)) == 0);
+    int first_label = -1;
+    for (int i = 0; i < full.n && first_label < 0; i++) if (full.mask[i]) first_label = i;
+    EXPECT(first_label > full.image_start + 576);
+    // cut 3 answer tokens: fine
+    o.max_len = full.n - 3;
+    EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) == 0);
+    EXPECT_INT_EQ(c.n, full.n - 3);
+    EXPECT_INT_EQ(c.n_labels, full.n_labels - 3);
+    for (int i = 0; i < c.n; i++) { EXPECT_INT_EQ(c.ids[i], full.ids[i]); EXPECT_INT_EQ(c.mask[i], full.mask[i]); }
+    chat_tokens_free(&c);
+    // keep exactly one answer token: fine; keep none: error
+    o.max_len = first_label + 1;
+    EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) == 0);
+    EXPECT_INT_EQ(c.n_labels, 1);
+    chat_tokens_free(&c);
+    o.max_len = first_label;
+    EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) != 0);
+    EXPECTF(strstr(err, "would cut the prompt") || strstr(err, "no answer token"), "message: %s", err);
+    // into the prompt (after the image): error
+    o.max_len = first_label - 2;
+    EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) != 0);
+    EXPECTF(strstr(err, "would cut the prompt") != NULL, "message: %s", err);
+    // into the image tokens: error that says so
+    o.max_len = full.image_start + 100;
+    EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) != 0);
+    EXPECTF(strstr(err, "would cut image tokens") != NULL, "message: %s", err);
+    // no limit problem when max_len is large
+    o.max_len = full.n;
+    EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) == 0 && c.n == full.n);
+    chat_tokens_free(&c);
+    chat_tokens_free(&full);
+    sptok_free(tok);
+}
+
+TEST(chat_errors) {
+    SpTokenizer *tok = load_sp();
+    ChatTokens c;
+    char err[300];
+    ChatOptions o = opts(CHAT_VICUNA_V1, 1);
+    ChatTurn two[2] = {{"Q1", "A1"}, {"Q2 <image>", "A2"}};
+    EXPECT(chat_build(tok, &o, two, 2, &c, err, sizeof(err)) != 0);
+    EXPECTF(strstr(err, "<image>") != NULL, "message: %s", err);
+    ChatTurn open_middle[2] = {{"Q1", NULL}, {"Q2", "A2"}};
+    EXPECT(chat_build(tok, &o, open_middle, 2, &c, err, sizeof(err)) != 0);
+    EXPECTF(strstr(err, "turn 1 has no answer") != NULL, "message: %s", err);
+    EXPECT(chat_build(tok, &o, two, 0, &c, err, sizeof(err)) != 0);
+    EXPECT_INT_EQ(chat_template_from_name("vicuna_v1"), CHAT_VICUNA_V1);
+    EXPECT_INT_EQ(chat_template_from_name("llava_hf"), CHAT_LLAVA_HF);
+    EXPECT_INT_EQ(chat_template_from_name("chatml"), -1);
+    // A generation prompt: no labels, ends with "ASSISTANT:" (▁A SS IST ANT :)
+    ChatTurn gen = {"What is shown in this image?", NULL};
+    o.tmpl = CHAT_LLAVA_HF;
+    EXPECT(chat_build(tok, &o, &gen, 1, &c, err, sizeof(err)) == 0);
+    EXPECT_INT_EQ(c.n_labels, 0);
+    EXPECT(!strcmp(c.text, "USER: <image>\nWhat is shown in this image? ASSISTANT:"));
+    EXPECT_INT_EQ(c.ids[c.n - 1], 29901);
+    chat_tokens_free(&c);
+    sptok_free(tok);
+}
