@@ -7,6 +7,7 @@
 
 #include "../util/common.h"
 #include "../util/jsonl.h"
+#include "tokenizer_sp.h"
 
 int *records_expand_image_tokens(const int *ids, int n, int has_image, const LlavaConfig *cfg, int *n_out,
                                  char *err, size_t errlen) {
@@ -55,8 +56,7 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
     jsonl_open(&jr, path);
     int cap = 0;
     cJSON *j;
-    (void)model_dir;
-    (void)tok_path;
+    SpTokenizer *tok = NULL;  // loaded on the first text record
     while ((j = jsonl_next(&jr, 0, NULL))) {
         LogprobRecord r;
         memset(&r, 0, sizeof(r));
@@ -77,8 +77,27 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
                 fatal("%s:%d: \"n_response\" (an integer) is required with \"input_ids\"", path, jr.line);
             r.n_response = (int)nr->valuedouble;
         } else if (prompt) {
-            fatal("%s:%d: text records (prompt + response) are not supported by this build yet; give input_ids + n_response",
-                  path, jr.line);
+            // HF semantics: the prompt with BOS (<image> is an added token: one id), the response on its own
+            // (with the dummy prefix, as tokenizer(response, add_special_tokens=False)) and then EOS
+            const cJSON *response = cJSON_GetObjectItemCaseSensitive(j, "response");
+            if (!cJSON_IsString(prompt) || !cJSON_IsString(response) || !response->valuestring[0])
+                fatal("%s:%d: \"prompt\" and \"response\" must be strings (the response non-empty)", path, jr.line);
+            if (!tok) {
+                char *tp = tok_path ? xstrdup(tok_path) : path_join(model_dir, "tokenizer.model");
+                if (!file_exists(tp)) fatal("%s:%d: text records need a tokenizer: %s not found (give --tokenizer)", path, jr.line, tp);
+                tok = sptok_load(tp);
+                free(tp);
+            }
+            int *p_ids = NULL, *r_ids = NULL;
+            int np = sptok_encode(tok, prompt->valuestring, strlen(prompt->valuestring), SPTOK_BOS, &p_ids, NULL);
+            int nr = sptok_encode(tok, response->valuestring, strlen(response->valuestring), SPTOK_EOS, &r_ids, NULL);
+            n_raw = np + nr;
+            raw = xmalloc(sizeof(int) * n_raw);
+            for (int i = 0; i < np; i++) raw[i] = p_ids[i] == tok->image_id ? cfg->image_token_id : p_ids[i];
+            memcpy(raw + np, r_ids, sizeof(int) * nr);
+            r.n_response = nr;
+            free(p_ids);
+            free(r_ids);
         } else fatal("%s:%d: a record needs \"input_ids\" + \"n_response\" or \"prompt\" + \"response\"", path, jr.line);
         for (int i = 0; i < n_raw; i++)
             if (raw[i] < 0 || raw[i] >= cfg->text.vocab)
@@ -97,6 +116,7 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
     }
     jsonl_close(&jr);
     free(dir);
+    if (tok) sptok_free(tok);
     if (rs->n == 0) fatal("%s: no records", path);
 }
 

@@ -205,3 +205,30 @@ TEST(cli_logprobs_usage_errors) {
     EXPECT(strstr(out, "usage: vlm logprobs") != NULL);
     free(out); free(err);
 }
+
+// Text records: the prompt and response tokenized here with the real LLaMA-2 tokenizer (the model has the
+// real 32064-id vocabulary at a tiny width), against transformers with the llava-hf tokenizer.
+TEST(cli_logprobs_text_records) {
+    char args[1024], *out, *err;
+    snprintf(args, sizeof(args), "logprobs --model tests/fixtures/models/llava_tok --data tests/fixtures/models/llava_tok/records.jsonl"
+             " --device cpu --tokenizer %s/tokenizers/llama2_tokenizer.model", test_shared_data());
+    int rc = test_run_vlm(args, &out, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    char *want = read_file("tests/fixtures/models/llava_tok/logprobs_expected.jsonl", NULL);
+    int wi[8], gi[8], wk[8], gk[8];
+    double wl[8], gl[8];
+    int nw = parse_results(want, wi, wl, wk, 8), ng = parse_results(out, gi, gl, gk, 8);
+    EXPECT_INT_EQ(nw, 3);
+    EXPECT_INT_EQ(ng, nw);
+    for (int i = 0; i < nw && i < ng; i++) {
+        EXPECT_INT_EQ(gk[i], wk[i]);  // same number of response tokens: the tokenization agrees
+        EXPECT_NEAR(gl[i], wl[i], 1e-4);
+    }
+    free(out); free(err); free(want);
+    // without a tokenizer the text records are an error that says what is missing
+    rc = test_run_vlm("logprobs --model tests/fixtures/models/llava_tok --data tests/fixtures/models/llava_tok/records.jsonl --device cpu",
+                      &out, &err);
+    EXPECT(rc != 0);
+    EXPECT(strstr(err, "text records need a tokenizer") != NULL);
+    free(out); free(err);
+}

@@ -235,6 +235,72 @@ def logprobs_fixture(name, model, cfg):
     print(f"{name}: {len(records)} logprobs records")
 
 
+def text_logprobs_fixture():
+    """`vlm logprobs` text records: a LLaVA with the real LLaMA-2 vocabulary (32064 rows, tiny width, bf16
+    weights to keep the file small), prompts and responses tokenized by the llava-hf tokenizer."""
+    from PIL import Image
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_tokenizer_fixtures import llava_hf_tokenizer
+    shared = os.environ.get("VLM_SHARED_DATA", os.path.join(ROOT, "..", "..", "..", "shared", "data"))
+    tok = llava_hf_tokenizer(os.path.join(shared, "tokenizers", "llama2_tokenizer.model"))
+    torch.manual_seed(21)
+    cfg = LlavaConfig(
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=28, patch_size=14, projection_dim=16),
+        text_config=dict(model_type="llama", vocab_size=32064, hidden_size=16, intermediate_size=24,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, rms_norm_eps=1e-5,
+                         tie_word_embeddings=True, max_position_embeddings=512),
+        image_token_index=32000, image_seq_length=4, tie_word_embeddings=True)
+    model = LlavaForConditionalGeneration(cfg).float()
+    randomize(model, scale=0.5)
+    with torch.no_grad():  # bf16-representable weights: the bf16 file holds them exactly
+        for p in model.parameters():
+            p.copy_(p.bfloat16().float())
+    model.eval()
+    name = "llava_tok"
+    d = os.path.join(ROOT, "models", name)
+    write_dir(d, model, {"dummy": torch.zeros(1)}, layout="hub", image_size=28)
+    from safetensors.torch import load_file
+    sd = load_file(os.path.join(d, "model.safetensors"))
+    save_file({k: v.bfloat16() for k, v in sd.items()}, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+    os.remove(os.path.join(d, "expected.safetensors"))
+    rng = np.random.RandomState(9)
+    os.makedirs(os.path.join(d, "images"), exist_ok=True)
+    Image.fromarray(rng.randint(0, 256, size=(40, 33, 3)).astype(np.uint8)).save(os.path.join(d, "images", "c.png"))
+    proc = image_processor(28)
+    texts = [("images/c.png", "USER: <image>\nWhat color is the  circle? ASSISTANT:", "It is red."),
+             (None, "USER: Is there a dog in the image? ASSISTANT:", "No, there is no dog."),
+             ("images/c.png", "A chat between a curious user and an artificial intelligence assistant. USER: <image>\n"
+              "Describe the scene in detail.\nBe brief. ASSISTANT:", " Two squares, one star (yellow) and 3 circles!")]
+    records, results = [], []
+    for i, (img, prompt, resp) in enumerate(texts):
+        p_ids = tok(prompt).input_ids
+        r_ids = tok(resp, add_special_tokens=False).input_ids + [2]
+        full = []
+        for t in p_ids:
+            full += [32000] * cfg.image_seq_length if t == 32000 else [t]
+        full += r_ids
+        kw = {}
+        if img:
+            kw["pixel_values"] = proc(images=Image.open(os.path.join(d, img)), return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([full]), **kw).logits[0].double()
+        n = len(full)
+        lp = torch.log_softmax(logits[:-1], dim=-1)[torch.arange(n - 1), torch.tensor(full[1:])][n - 1 - len(r_ids):].sum().item()
+        rec = {"prompt": prompt, "response": resp}
+        if img:
+            rec["image"] = img
+        records.append(rec)
+        results.append({"index": i, "logprob": lp, "n_response": len(r_ids)})
+    with open(os.path.join(d, "records.jsonl"), "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    with open(os.path.join(d, "logprobs_expected.jsonl"), "w") as f:
+        for r in results:
+            f.write(json.dumps(r) + "\n")
+    print(f"{name}: {len(records)} text records")
+
+
 def old_style_config(cfg):
     """An older transformers config: rope_theta at the top of text_config, image_token_index."""
     tc = cfg["text_config"]
@@ -323,6 +389,7 @@ def main():
         image_token_index=77, image_seq_length=17, vision_feature_layer=1, vision_feature_select_strategy="full",
         tie_word_embeddings=True)
     llava_fixture("llava_full", full, "hub", config_edit=old_style_config)
+    text_logprobs_fixture()
     clip_fixture()
     optim_fixture()
 
