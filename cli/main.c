@@ -11,6 +11,7 @@ typedef struct {
 } Command;
 
 static const Command commands[] = {
+    {"train", cmd_train, "SFT, DPO, S-VCO, VCO, mDPO training of a LLaVA model"},
     {"logprobs", cmd_logprobs, "per-record summed log-prob of the response under a model"},
     {"tokenize", cmd_tokenize, "JSONL {\"text\":..} on stdin -> {\"ids\":[..]}"},
     {"preprocess", cmd_preprocess, "the CLIP image pipeline to a float32 [3,N,N] .npy"},

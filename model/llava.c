@@ -123,6 +123,7 @@ void llava_acts_init(LlavaActs *a, const Llava *m, int cap_rows, int cap_len, in
     }
     a->out_row = xmalloc(sizeof(int) * N);
     a->out_pos = xmalloc(sizeof(int) * N);
+    a->out_target = xmalloc(sizeof(int) * N);
     a->logp = xmalloc(sizeof(double) * N);
     a->row_logp = xmalloc(sizeof(double) * cap_rows);
     a->row_count = xmalloc(sizeof(int) * cap_rows);
@@ -132,7 +133,7 @@ void llava_acts_free(LlavaActs *a) {
     vit_acts_free(&a->v);
     llama_acts_free(&a->l);
     arena_free(&a->arena);
-    free(a->out_row); free(a->out_pos); free(a->logp); free(a->row_logp); free(a->row_count);
+    free(a->out_row); free(a->out_pos); free(a->out_target); free(a->logp); free(a->row_logp); free(a->row_count);
 }
 
 void llava_forward(const Llava *m, LlavaActs *a, const LlavaBatch *bt) {
@@ -183,6 +184,7 @@ void llava_forward(const Llava *m, LlavaActs *a, const LlavaBatch *bt) {
             if (target >= 0 || bt->all_logits) {
                 a->out_row[M] = b;
                 a->out_pos[M] = t;
+                a->out_target[M] = target;
                 targets[M] = target;
                 M++;
             }

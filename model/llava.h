@@ -59,6 +59,7 @@ typedef struct {
     // results of the last forward, on the host
     int M;                           // rows of logits
     int *out_row, *out_pos;          // (M) batch row and position of each output
+    int *out_target;                 // (M) the target token of each output, -1 where there is none
     double *logp;                    // (M) log-prob of each target (0 where none)
     double *row_logp;                // (B) sum over the row's targets
     int *row_count;                  // (B) number of targets in the row

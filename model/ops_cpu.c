@@ -554,11 +554,22 @@ static void cpu_im2col(void *patches_, const void *pixels_, int B, int Cin, int 
 // ----------------------------------------------------------------------------------------------------
 // optimizer
 
+// Fixed-size chunks summed in order: the result does not depend on the thread count or scheduling,
+// which a resumed run needs to reproduce the clipping factor bit for bit.
 static void cpu_sumsq(double *out, const void *x_, size_t n) {
     const real *x = x_;
+    const size_t chunk = 1 << 16, nchunks = (n + chunk - 1) / chunk;
+    double *part = xcalloc(nchunks ? nchunks : 1, sizeof(double));
+    #pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < nchunks; c++) {
+        double s = 0;
+        size_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
+        for (size_t i = c * chunk; i < end; i++) s += (double)x[i] * x[i];
+        part[c] = s;
+    }
     double s = 0;
-    #pragma omp parallel for reduction(+ : s) schedule(static)
-    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    for (size_t c = 0; c < nchunks; c++) s += part[c];
+    free(part);
     *out = s;
 }
 

@@ -30,6 +30,7 @@ typedef struct {
     void *data;        // (numel) act type
     void *grad;        // (numel) act type, or NULL when frozen
     int bound;         // registration is closed: param() now returns pointers
+    unsigned long long source_hash;  // hash of the bytes params_load read (keys caches of model outputs)
     int cursor;        // next tensor bind() will ask for
 } ParamStore;
 

@@ -1,0 +1,107 @@
+// vlm train: SFT, DPO (SeVa, CLIP-DPO), S-VCO, VCO and mDPO on a LLaVA model. See train/trainer.h.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../train/trainer.h"
+#include "../util/args.h"
+#include "../util/common.h"
+#include "commands.h"
+
+static void usage(void) {
+    printf(
+        "usage: vlm train --recipe sft|dpo|svco|vco|mdpo --model DIR --data FILE --out DIR [flags]\n\n"
+        "Trains a Hugging Face LLaVA model with one of the recipes of research/methods.md. Every recipe starts\n"
+        "from the paper's settings (printed at start); every value below overrides them.\n\n"
+        "data and model\n"
+        "  --model DIR          HF LLaVA folder (config.json, safetensors, preprocessor_config.json, tokenizer.model)\n"
+        "  --data FILE          training examples (JSONL, or S-VCO's mvc.json); format in train/data.h\n"
+        "  --val FILE           held-out examples: loss and accuracy every --eval-every steps\n"
+        "  --images DIR         root of the image paths (default: the data file's folder)\n"
+        "  --tokenizer FILE     SentencePiece model for text fields (default DIR/tokenizer.model)\n"
+        "  --template NAME      chat template: vicuna_v1 (default) or llava_hf\n"
+        "  --system TEXT        system prompt (default: the template's)\n"
+        "  --max-len N          cut responses so rows fit N tokens (an error if the prompt does not fit)\n"
+        "  --skip-bad           skip and count malformed records instead of stopping\n"
+        "  --train PARTS        comma list of vision,projector,decoder to train (default projector,decoder)\n"
+        "optimization\n"
+        "  --steps N | --epochs E   length (default 1 epoch)\n"
+        "  --batch N            examples per micro-batch (default 1)    --grad-accum K  (default 1)\n"
+        "  --lr X  --beta1 X  --beta2 X  --eps X  --weight-decay X  --max-grad-norm X (0 = off)\n"
+        "  --schedule cosine|linear|constant   --warmup-steps N | --warmup-ratio X\n"
+        "objective\n"
+        "  --beta X             DPO / mDPO beta (0.1)\n"
+        "  --betas a,b,c,d      S-VCO betas of attend_w, reject_w, attend_l, reject_l (0.1 each; <= 0 switches off)\n"
+        "  --label-smoothing X  --ipo  --reference-free   (DPO variants)\n"
+        "  --delta X            mDPO anchor margin (0)\n"
+        "  --ref cache|online   reference log-probs: a cached pre-pass (default) or a frozen copy every step\n"
+        "run\n"
+        "  --out DIR            metrics.jsonl, checkpoints (checkpoint-N/, latest), reference cache\n"
+        "  --resume             continue from DIR/latest (bit-exact)\n"
+        "  --stop-at N          stop with a checkpoint once step N is done (then --resume goes on)\n"
+        "  --save-every N  --eval-every N  --log-every N  --seed N  --device auto|cpu|cuda  --quiet\n");
+}
+
+int cmd_train(int argc, char **argv) {
+    Args a = args_init("vlm train", argc, argv);
+    if (args_help(&a)) { usage(); return 0; }
+    const char *recipe = arg_str(&a, "--recipe", NULL);
+    if (!recipe) fatal("vlm train: --recipe is required (sft, dpo, svco, vco, mdpo; see --help)");
+    TrainConfig c;
+    train_config_preset(&c, recipe_from_name(recipe));
+    c.model_dir = arg_str(&a, "--model", NULL);
+    c.data_path = arg_str(&a, "--data", NULL);
+    c.val_path = arg_str(&a, "--val", NULL);
+    c.out_dir = arg_str(&a, "--out", NULL);
+    c.device = arg_str(&a, "--device", c.device);
+    c.tokenizer = arg_str(&a, "--tokenizer", NULL);
+    c.template_name = arg_str(&a, "--template", c.template_name);
+    c.system = arg_str(&a, "--system", NULL);
+    c.images_dir = arg_str(&a, "--images", NULL);
+    c.max_len = (int)arg_int(&a, "--max-len", 0);
+    c.skip_bad = arg_flag(&a, "--skip-bad");
+    c.steps = (int)arg_int(&a, "--steps", 0);
+    c.epochs = arg_float(&a, "--epochs", c.epochs);
+    c.batch = (int)arg_int(&a, "--batch", c.batch);
+    c.grad_accum = (int)arg_int(&a, "--grad-accum", c.grad_accum);
+    c.optim.lr = arg_float(&a, "--lr", c.optim.lr);
+    c.optim.beta1 = arg_float(&a, "--beta1", c.optim.beta1);
+    c.optim.beta2 = arg_float(&a, "--beta2", c.optim.beta2);
+    c.optim.eps = arg_float(&a, "--eps", c.optim.eps);
+    c.optim.weight_decay = arg_float(&a, "--weight-decay", c.optim.weight_decay);
+    c.optim.max_grad_norm = arg_float(&a, "--max-grad-norm", c.optim.max_grad_norm);
+    c.optim.schedule = schedule_from_name(arg_str(&a, "--schedule", schedule_name(c.optim.schedule)));
+    c.optim.warmup_steps = (int)arg_int(&a, "--warmup-steps", c.optim.warmup_steps);
+    c.warmup_ratio = arg_float(&a, "--warmup-ratio", c.warmup_ratio);
+    c.dpo.beta = c.mdpo.beta = arg_float(&a, "--beta", c.dpo.beta);
+    c.dpo.label_smoothing = arg_float(&a, "--label-smoothing", 0);
+    c.dpo.ipo = arg_flag(&a, "--ipo");
+    c.dpo.reference_free = arg_flag(&a, "--reference-free");
+    c.mdpo.delta = arg_float(&a, "--delta", 0);
+    const char *betas = arg_str(&a, "--betas", NULL);
+    if (betas && sscanf(betas, "%lf,%lf,%lf,%lf", &c.svco.beta[0], &c.svco.beta[1], &c.svco.beta[2], &c.svco.beta[3]) != 4)
+        fatal("vlm train: --betas expects four comma-separated numbers, got '%s'", betas);
+    const char *ref = arg_str(&a, "--ref", "cache");
+    if (strcmp(ref, "cache") && strcmp(ref, "online")) fatal("vlm train: --ref '%s': expected cache or online", ref);
+    c.ref_online = !strcmp(ref, "online");
+    c.seed = (unsigned long long)arg_int(&a, "--seed", (long)c.seed);
+    c.save_every = (int)arg_int(&a, "--save-every", 0);
+    c.eval_every = (int)arg_int(&a, "--eval-every", c.val_path ? 10 : 0);
+    c.log_every = (int)arg_int(&a, "--log-every", 1);
+    c.resume = arg_flag(&a, "--resume");
+    c.stop_at = (int)arg_int(&a, "--stop-at", 0);
+    c.quiet = arg_flag(&a, "--quiet");
+    const char *parts = arg_str(&a, "--train", NULL);
+    if (parts) {
+        c.trainable = (LlavaTrainable){strstr(parts, "vision") != NULL, strstr(parts, "projector") != NULL,
+                                       strstr(parts, "decoder") != NULL};
+        char *copy = xstrdup(parts);
+        for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ","))
+            if (strcmp(tok, "vision") && strcmp(tok, "projector") && strcmp(tok, "decoder"))
+                fatal("vlm train: --train '%s': parts are vision, projector, decoder", tok);
+        free(copy);
+    }
+    args_finish(&a);
+    if (!c.model_dir || !c.data_path || !c.out_dir) fatal("vlm train: --model, --data and --out are required (see --help)");
+    return train_run(&c);
+}

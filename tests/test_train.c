@@ -1,0 +1,228 @@
+// `vlm train` on the CPU with the tiny fixture LLaVA: every recipe lowers its loss, the first step's
+// loss is the step-0 identity (policy = reference), resume is bit-exact, the online reference equals the
+// cached one, a non-finite loss stops cleanly keeping the last checkpoint, and bad data gives clear errors.
+#include <stdlib.h>
+#include <string.h>
+
+#include "../model/safetensors.h"
+#include "../util/common.h"
+#include "test.h"
+
+#define GQA "tests/fixtures/models/llava_gqa"
+
+static unsigned rng = 12345;
+static int rnd(int lo, int hi) { rng = rng * 1103515245u + 12345u; return lo + (int)((rng >> 8) % (unsigned)(hi - lo)); }
+
+static void append_ids(char *buf, size_t cap, const char *key, int n, int with_image, int eos) {
+    size_t k = strlen(buf);
+    k += snprintf(buf + k, cap - k, "\"%s\": [", key);
+    for (int i = 0; i < n; i++) {
+        int id = i == 0 && !eos ? 1 : rnd(3, 80);
+        if (with_image && i == 2) id = 90;  // the image token, where the image goes
+        k += snprintf(buf + k, cap - k, "%s%d", i ? ", " : "", id);
+    }
+    if (eos) k += snprintf(buf + k, cap - k, ", 2");
+    snprintf(buf + k, cap - k, "]");
+}
+
+// Writes n examples of a recipe (ids form) into a fresh folder with the fixture images; returns the file.
+static char *write_data(const char *name, const char *recipe, int n, int bad_line) {
+    char *dir = path_join(test_tmpdir(), name), cmd[1024];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r " GQA "/images %s/", dir, dir, dir);
+    if (system(cmd) != 0) fatal("cannot prepare %s", dir);
+    size_t cap = 1 << 20, len = 0;
+    char *text = xmalloc(cap), line[4096];
+    for (int i = 0; i < n; i++) {
+        line[0] = 0;
+        if (i + 1 == bad_line) { len += snprintf(text + len, cap - len, "{\"prompt_ids\": [1, 2,\n"); continue; }
+        int svco = !strcmp(recipe, "svco") || !strcmp(recipe, "vco");
+        if (svco) snprintf(line, sizeof(line), "{\"image_w\": \"images/%s\", \"image_l\": \"images/%s\", ", i % 2 ? "a.png" : "b.png", i % 2 ? "b.png" : "a.png");
+        else snprintf(line, sizeof(line), "{\"image\": \"images/%s\", ", i % 3 ? "a.png" : "b.png");
+        append_ids(line, sizeof(line), "prompt_ids", 5, 1, 0);
+        strcat(line, ", ");
+        if (!strcmp(recipe, "sft")) append_ids(line, sizeof(line), "response_ids", 3, 0, 1);
+        else {
+            append_ids(line, sizeof(line), "chosen_ids", 3, 0, 1);
+            strcat(line, ", ");
+            append_ids(line, sizeof(line), "rejected_ids", 4, 0, 1);
+        }
+        strcat(line, "}\n");
+        len += snprintf(text + len, cap - len, "%s", line);
+    }
+    char *path = path_join(dir, "data.jsonl");
+    write_file_atomic(path, text, len);
+    free(text);
+    free(dir);
+    return path;
+}
+
+// Reads "key" of every line of a metrics log into out (returns the count).
+static int read_metric(const char *log, const char *key, double *out, int max) {
+    char *text = read_file(log, NULL), pat[96];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    int n = 0;
+    for (char *p = text; n < max && (p = strstr(p, pat)); p += strlen(pat)) out[n++] = atof(p + strlen(pat));
+    free(text);
+    return n;
+}
+
+static int run_train(const char *args, char **err) {
+    char *out, *e;
+    int rc = test_run_vlm(args, &out, &e);
+    free(out);
+    if (err) *err = e; else free(e);
+    return rc;
+}
+
+static void check_recipe_learns(const char *recipe, double first_loss) {
+    char name[64], args[2048], *err;
+    snprintf(name, sizeof(name), "learn_%s", recipe);
+    char *data = write_data(name, recipe, 16, 0);
+    char *out = path_join(test_tmpdir(), name);
+    snprintf(args, sizeof(args), "train --recipe %s --model " GQA " --data %s --out %s/run --steps 24 --batch 4 --lr 2e-3 "
+             "--warmup-steps 0 --device cpu --quiet", recipe, data, out);
+    int rc = run_train(args, &err);
+    EXPECTF(rc == 0, "%s: exit %d: %s", recipe, rc, err);
+    char log[512];
+    snprintf(log, sizeof(log), "%s/run/metrics.jsonl", out);
+    double loss[64];
+    int n = read_metric(log, "loss", loss, 64);
+    EXPECT_INT_EQ(n, 24);
+    if (first_loss > 0) EXPECT_NEAR(loss[0], first_loss, 1e-9);  // policy = reference at step 1
+    double a = (loss[0] + loss[1] + loss[2]) / 3, b = (loss[n - 1] + loss[n - 2] + loss[n - 3]) / 3;
+    EXPECTF(b < 0.8 * a, "%s: loss went from %.4f to %.4f", recipe, a, b);
+    printf("      %s: loss %.4f -> %.4f over %d steps\n", recipe, a, b, n);
+    free(err); free(data); free(out);
+}
+
+TEST(train_sft_learns) { check_recipe_learns("sft", 0); }
+TEST(train_dpo_learns) { check_recipe_learns("dpo", log(2.0)); }
+TEST(train_svco_learns) { check_recipe_learns("svco", 4 * log(2.0)); }
+TEST(train_vco_learns) { check_recipe_learns("vco", 2 * log(2.0)); }
+TEST(train_mdpo_learns) { check_recipe_learns("mdpo", 3 * log(2.0)); }
+
+static int files_equal(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = read_file(a, &na), *y = read_file(b, &nb);
+    int eq = na == nb && !memcmp(x, y, na);
+    free(x); free(y);
+    return eq;
+}
+
+// 8 steps in one run against 4 steps, a stop, and a resumed run of 4 more: the same bytes.
+TEST(train_resume_is_bit_exact) {
+    char *data = write_data("resume", "svco", 10, 0), args[2048], *err;
+    const char *common = "--recipe svco --model " GQA " --steps 8 --batch 3 --grad-accum 2 --lr 1e-3 --max-grad-norm 0.5 "
+                         "--warmup-steps 2 --device cpu --quiet";
+    char *a = path_join(test_tmpdir(), "resume_a"), *b = path_join(test_tmpdir(), "resume_b");
+    snprintf(args, sizeof(args), "train %s --data %s --out %s", common, data, a);
+    EXPECTF(run_train(args, &err) == 0, "straight run: %s", err); free(err);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s --stop-at 4", common, data, b);
+    EXPECTF(run_train(args, &err) == 0, "first half: %s", err); free(err);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s --resume", common, data, b);
+    EXPECTF(run_train(args, &err) == 0, "resumed half: %s", err);
+    EXPECTF(strstr(err, "resumed from") != NULL, "no resume message: %s", err);
+    free(err);
+    const char *files[2] = {"model.safetensors", "optimizer.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char pa[600], pb[600];
+        snprintf(pa, sizeof(pa), "%s/checkpoint-00000008/%s", a, files[i]);
+        snprintf(pb, sizeof(pb), "%s/checkpoint-00000008/%s", b, files[i]);
+        EXPECTF(files_equal(pa, pb), "%s differs between the straight and the resumed run", files[i]);
+    }
+    // the metrics log of the resumed run has each step once
+    char log[600];
+    snprintf(log, sizeof(log), "%s/metrics.jsonl", b);
+    double steps[32];
+    EXPECT_INT_EQ(read_metric(log, "step", steps, 32), 8);
+    free(a); free(b); free(data);
+}
+
+// The reference log-probs from the cached pre-pass equal those of a frozen copy run every step.
+TEST(train_online_reference_equals_cache) {
+    char *data = write_data("refmode", "dpo", 8, 0), args[2048], *err;
+    char *a = path_join(test_tmpdir(), "ref_cache"), *b = path_join(test_tmpdir(), "ref_online");
+    const char *common = "--recipe dpo --model " GQA " --steps 4 --batch 2 --lr 1e-3 --device cpu --quiet";
+    snprintf(args, sizeof(args), "train %s --data %s --out %s --ref cache", common, data, a);
+    EXPECTF(run_train(args, &err) == 0, "cache: %s", err); free(err);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s --ref online", common, data, b);
+    EXPECTF(run_train(args, &err) == 0, "online: %s", err); free(err);
+    char la[600], lb[600];
+    snprintf(la, sizeof(la), "%s/metrics.jsonl", a);
+    snprintf(lb, sizeof(lb), "%s/metrics.jsonl", b);
+    double x[8], y[8];
+    EXPECT_INT_EQ(read_metric(la, "rewards/margins", x, 8), 4);
+    EXPECT_INT_EQ(read_metric(lb, "rewards/margins", y, 8), 4);
+    for (int i = 0; i < 4; i++) EXPECT_NEAR(x[i], y[i], 1e-9);
+    free(a); free(b); free(data);
+}
+
+// A diverging run stops with a clear message naming the last good checkpoint, which stays loadable.
+TEST(train_nonfinite_loss_stops_cleanly) {
+    char *data = write_data("nan", "dpo", 8, 0), args[2048], *err;
+    char *o = path_join(test_tmpdir(), "nan_run");
+    snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s --steps 40 --batch 2 --lr 1e30 "
+             "--warmup-steps 20 --save-every 1 --device cpu --quiet", data, o);  // step 1 has lr 0, then it diverges
+    int rc = run_train(args, &err);
+    EXPECTF(rc != 0, "expected the run to stop");
+    EXPECTF(strstr(err, "last good checkpoint is") && strstr(err, "checkpoint-00000001"), "message: %s", err);
+    free(err);
+    char *latest = path_join(o, "latest");
+    char *name = read_file(latest, NULL);
+    char ckpt[600];
+    snprintf(ckpt, sizeof(ckpt), "%s/%s", o, name);
+    char *out, *e;
+    snprintf(args, sizeof(args), "logprobs --model %s --data " GQA "/records.jsonl --device cpu", ckpt);
+    rc = test_run_vlm(args, &out, &e);
+    EXPECTF(rc == 0, "the last checkpoint %s does not load: %s", ckpt, e);
+    EXPECT(strstr(out, "nan") == NULL);
+    free(out); free(e); free(name); free(latest); free(o); free(data);
+}
+
+TEST(train_bad_data) {
+    char *data = write_data("bad", "dpo", 6, 3), args[2048], *err;
+    char *o = path_join(test_tmpdir(), "bad_run");
+    snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s --steps 2 --device cpu --quiet", data, o);
+    EXPECT(run_train(args, &err) != 0);
+    EXPECTF(strstr(err, "data.jsonl:3: malformed JSON") != NULL, "message: %s", err);
+    free(err);
+    snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s --steps 2 --device cpu --quiet --skip-bad", data, o);
+    EXPECT(run_train(args, &err) == 0);
+    EXPECTF(strstr(err, "1 records skipped") != NULL, "message: %s", err);
+    free(err);
+    // S-VCO data without the second image
+    char *svco = write_data("bad_svco", "dpo", 4, 0);
+    snprintf(args, sizeof(args), "train --recipe svco --model " GQA " --data %s --out %s --steps 2 --device cpu", svco, o);
+    EXPECT(run_train(args, &err) != 0);
+    EXPECTF(strstr(err, "needs two images") != NULL, "message: %s", err);
+    free(err);
+    snprintf(args, sizeof(args), "train --recipe nope --model " GQA " --data %s --out %s", svco, o);
+    EXPECT(run_train(args, &err) != 0);
+    EXPECT(strstr(err, "expected sft, dpo, svco") != NULL);
+    free(err); free(svco); free(o); free(data);
+}
+
+// Text examples through the chat template and the real tokenizer (the fixture with the 32064-id vocabulary).
+TEST(train_text_examples_with_tokenizer) {
+    char *dir = path_join(test_tmpdir(), "text"), cmd[1024], args[2048], *err;
+    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r tests/fixtures/models/llava_tok/images %s/", dir, dir, dir);
+    if (system(cmd) != 0) fatal("setup");
+    const char *text =
+        "{\"image\": \"images/c.png\", \"prompt\": \"What color is the circle?\", \"chosen\": \"It is red.\", \"rejected\": \"It is blue.\"}\n"
+        "{\"prompt\": \"Is there a dog?\", \"chosen\": \"No.\", \"rejected\": \"Yes, a big dog.\"}\n";
+    char *path = path_join(dir, "pref.jsonl");
+    write_file_atomic(path, text, strlen(text));
+    snprintf(args, sizeof(args), "train --recipe dpo --model tests/fixtures/models/llava_tok --data %s --out %s/run --steps 6 "
+             "--batch 2 --lr 1e-2 --warmup-steps 0 --tokenizer %s/tokenizers/llama2_tokenizer.model --device cpu --quiet",
+             path, dir, test_shared_data());
+    int rc = run_train(args, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    free(err);
+    char logf[600];
+    snprintf(logf, sizeof(logf), "%s/run/metrics.jsonl", dir);
+    double loss[8];
+    EXPECT_INT_EQ(read_metric(logf, "loss", loss, 8), 6);
+    EXPECT_NEAR(loss[0], log(2.0), 1e-9);
+    EXPECTF(loss[5] < loss[0], "loss %.4f -> %.4f", loss[0], loss[5]);
+    free(path); free(dir);
+}

@@ -1,0 +1,554 @@
+#include "trainer.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../data/records.h"
+#include "../model/safetensors.h"
+#include "../util/common.h"
+#include "checkpoint.h"
+#include "metrics.h"
+
+void train_config_preset(TrainConfig *c, Recipe r) {
+    memset(c, 0, sizeof(*c));
+    c->recipe = r;
+    c->device = "auto";
+    c->template_name = "vicuna_v1";
+    c->batch = 1;
+    c->grad_accum = 1;
+    c->epochs = 1;
+    c->seed = 42;
+    c->log_every = 1;
+    c->optim = (OptimConfig){2e-5, 0.9, 0.999, 1e-8, 0.0, 1.0, SCHED_COSINE, -1, 0};
+    c->warmup_ratio = 0.03;
+    c->trainable = (LlavaTrainable){0, 1, 1};  // the vision tower stays frozen in every paper recipe
+    c->dpo = (DpoParams){0.1, 0, 0, 0};
+    c->svco = (SvcoParams){{0.1, 0.1, 0.1, 0.1}};
+    c->mdpo = (MdpoParams){0.1, 0};
+    switch (r) {
+    case RECIPE_SVCO:
+    case RECIPE_VCO:  // methods.md §1.4: lr 1e-6 cosine, warm-up 5%, AdamW (0.9, 0.95), wd 0.02, no clipping
+        c->optim.lr = 1e-6;
+        c->optim.beta2 = 0.95;
+        c->optim.weight_decay = 0.02;
+        c->optim.max_grad_norm = 0;
+        c->warmup_ratio = 0.05;
+        if (r == RECIPE_VCO) c->svco.beta[2] = c->svco.beta[3] = 0;
+        break;
+    case RECIPE_DPO:  // methods.md §3.3 (SeVa): lr 2e-6 cosine, warm-up 3%, beta 0.1, no effective clipping
+        c->optim.lr = 2e-6;
+        c->optim.max_grad_norm = 0;
+        break;
+    case RECIPE_MDPO:  // methods.md §4: lr 1e-5, beta2 0.98, wd 0.05, warm-up 10%
+        c->optim.lr = 1e-5;
+        c->optim.beta2 = 0.98;
+        c->optim.weight_decay = 0.05;
+        c->warmup_ratio = 0.1;
+        break;
+    default:  // SFT: LLaVA-1.5's fine-tuning stage (lr 2e-5, cosine, warm-up 3%, no decay)
+        break;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// data order: a seeded permutation per epoch; the position is (epoch, cursor)
+
+typedef struct {
+    int n, epoch, cursor;
+    unsigned long long seed;
+    int *perm;
+} DataOrder;
+
+static void order_shuffle(DataOrder *o) {
+    for (int i = 0; i < o->n; i++) o->perm[i] = i;
+    AugRng rng;
+    augrng_seed(&rng, o->seed * 0x9E3779B97F4A7C15ULL + (unsigned long long)o->epoch);
+    for (int i = o->n - 1; i > 0; i--) {
+        int j = augrng_int(&rng, 0, i + 1);
+        int t = o->perm[i];
+        o->perm[i] = o->perm[j];
+        o->perm[j] = t;
+    }
+}
+
+static void order_next(DataOrder *o, int *idx, int k) {
+    for (int i = 0; i < k; i++) {
+        if (o->cursor == o->n) { o->epoch++; o->cursor = 0; order_shuffle(o); }
+        idx[i] = o->perm[o->cursor++];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// reference log-probs
+
+typedef struct {
+    char magic[8];
+    int version, recipe, n_examples, rows;
+    unsigned long long model_hash, data_hash;
+} RefCacheHeader;
+
+static unsigned long long model_hash(const Llava *m) {
+    return m->ps_vision.source_hash * 31 + m->ps_projector.source_hash * 17 + m->ps_text.source_hash;
+}
+
+// Row log-probs of every example under `m` (forward only), in example order: (n, rows).
+static double *compute_ref(const Llava *m, const TrainData *d, int batch, const char *what) {
+    const int R = recipe_rows(d->recipe);
+    double *out = xmalloc(sizeof(double) * (size_t)d->n * R);
+    TrainBatch tb;
+    train_batch_init(&tb, d, batch);
+    LlavaActs acts;
+    llava_acts_init(&acts, m, tb.cap_rows, tb.cap_len, tb.cap_images, 0);
+    int *idx = xmalloc(sizeof(int) * batch);
+    double t0 = now_seconds();
+    for (int s = 0; s < d->n; s += batch) {
+        int k = d->n - s < batch ? d->n - s : batch;
+        for (int i = 0; i < k; i++) idx[i] = s + i;
+        train_batch_build(&tb, d, idx, k);
+        LlavaBatch lb = {tb.B, tb.T, tb.ids, tb.labels, tb.lengths, tb.image_of_row, tb.n_images, tb.pixels, 0};
+        llava_forward(m, &acts, &lb);
+        for (int b = 0; b < tb.B; b++) out[(size_t)(s + tb.example_of_row[b]) * R + tb.kind_of_row[b]] = acts.row_logp[b];
+        fprintf(stderr, "\r%s: reference log-probs %d/%d examples (%.0f s)", what, s + k, d->n, now_seconds() - t0);
+    }
+    fprintf(stderr, "\n");
+    free(idx);
+    llava_acts_free(&acts);
+    train_batch_free(&tb);
+    return out;
+}
+
+// The cached pre-pass: out_dir/ref-<data hash>.bin, valid when model, data and recipe hashes all match.
+// Called before any update (and before a resume loads newer weights), so `policy` holds the base weights.
+static double *reference_logps(const TrainConfig *c, const Llava *policy, const TrainData *d, const char *what) {
+    const int R = recipe_rows(d->recipe);
+    char name[64];
+    snprintf(name, sizeof(name), "ref-%016llx.bin", d->hash);
+    char *path = path_join(c->out_dir, name);
+    RefCacheHeader want = {{'V', 'L', 'M', 'R', 'E', 'F', 'L', 'P'}, 1, (int)d->recipe, d->n, R, model_hash(policy), d->hash};
+    size_t len;
+    char *buf = try_read_file(path, &len);
+    if (buf && len == sizeof(want) + sizeof(double) * (size_t)d->n * R && !memcmp(buf, &want, sizeof(want))) {
+        double *out = xmalloc(sizeof(double) * (size_t)d->n * R);
+        memcpy(out, buf + sizeof(want), sizeof(double) * (size_t)d->n * R);
+        free(buf);
+        fprintf(stderr, "%s: reference log-probs from %s\n", what, path);
+        free(path);
+        return out;
+    }
+    free(buf);
+    double *out = compute_ref(policy, d, c->batch, what);
+    size_t n = sizeof(want) + sizeof(double) * (size_t)d->n * R;
+    char *file = xmalloc(n);
+    memcpy(file, &want, sizeof(want));
+    memcpy(file + sizeof(want), out, sizeof(double) * (size_t)d->n * R);
+    write_file_atomic(path, file, n);
+    free(file);
+    free(path);
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// one micro-batch: forward, loss of the recipe, gradient per output token
+
+typedef struct {
+    double loss;
+    int n_examples, n_tokens, n_label_tokens;
+    DpoMetrics dpo;
+    SvcoMetrics svco;
+    MdpoMetrics mdpo;
+} StepStats;
+
+// Accumulates `x` (a struct of doubles) weighted by w into `acc`.
+static void add_scaled(double *acc, const double *x, size_t count, double w) {
+    for (size_t i = 0; i < count; i++) acc[i] += w * x[i];
+}
+
+// Computes the loss of the batch from the policy row log-probs (acts) and the reference row log-probs
+// (ref_rows, one per batch row), writes dL/dlogp per output token into dlogp (scaled by `scale`), and
+// accumulates metrics (weighted by `scale`) into st. Returns the loss.
+static double batch_loss(const TrainConfig *c, const TrainBatch *tb, const LlavaActs *a, const double *ref_rows,
+                         double *dlogp, double scale, StepStats *st) {
+    const int R = recipe_rows(c->recipe), E = tb->B / R;
+    double loss = 0;
+    double *drow = xcalloc(tb->B, sizeof(double));
+    if (c->recipe == RECIPE_SFT) {
+        int ntok = 0;
+        for (int b = 0; b < tb->B; b++) { loss -= a->row_logp[b]; ntok += a->row_count[b]; }
+        loss /= ntok > 0 ? ntok : 1;
+        for (int b = 0; b < tb->B; b++) drow[b] = -1.0 / (ntok > 0 ? ntok : 1);
+    } else {
+        // rows of an example are consecutive, in the order of its kind (see train/data.h)
+        double *pol = xmalloc(sizeof(double) * tb->B), *ref = xmalloc(sizeof(double) * tb->B);
+        for (int b = 0; b < tb->B; b++) { pol[b] = a->row_logp[b]; ref[b] = ref_rows[b]; }
+        if (c->recipe == RECIPE_DPO) {
+            double *pc = xmalloc(sizeof(double) * E * 4), *pr = pc + E, *rc = pc + 2 * E, *rr = pc + 3 * E;
+            double *dpc = xmalloc(sizeof(double) * E * 2), *dpr = dpc + E;
+            for (int e = 0; e < E; e++) { pc[e] = pol[2 * e]; pr[e] = pol[2 * e + 1]; rc[e] = ref[2 * e]; rr[e] = ref[2 * e + 1]; }
+            DpoMetrics m;
+            loss = dpo_loss(&c->dpo, E, pc, pr, rc, rr, dpc, dpr, &m);
+            for (int e = 0; e < E; e++) { drow[2 * e] = dpc[e]; drow[2 * e + 1] = dpr[e]; }
+            add_scaled((double *)&st->dpo, (const double *)&m, sizeof(m) / sizeof(double), scale);
+            free(pc);
+            free(dpc);
+        } else if (c->recipe == RECIPE_SVCO || c->recipe == RECIPE_VCO) {
+            SvcoMetrics m;
+            loss = svco_loss(&c->svco, E, pol, ref, drow, &m);
+            add_scaled((double *)&st->svco, (const double *)&m, sizeof(m) / sizeof(double), scale);
+        } else if (c->recipe == RECIPE_MDPO) {
+            MdpoMetrics m;
+            loss = mdpo_loss(&c->mdpo, E, pol, ref, drow, &m);
+            add_scaled((double *)&st->mdpo, (const double *)&m, sizeof(m) / sizeof(double), scale);
+        }
+        free(pol);
+        free(ref);
+    }
+    for (int i = 0; i < a->M; i++) dlogp[i] = a->out_target[i] >= 0 ? drow[a->out_row[i]] * scale : 0;
+    free(drow);
+    st->loss += loss * scale;
+    st->n_examples += E;
+    for (int b = 0; b < tb->B; b++) { st->n_tokens += tb->lengths[b]; st->n_label_tokens += a->row_count[b]; }
+    return loss;
+}
+
+static void stats_json(cJSON *o, const TrainConfig *c, const StepStats *s, const char *prefix) {
+    char k[96];
+#define PUT(name, value) (snprintf(k, sizeof(k), "%s%s", prefix, name), cJSON_AddNumberToObject(o, k, value))
+    PUT("loss", s->loss);
+    if (c->recipe == RECIPE_DPO) {
+        PUT("rewards/chosen", s->dpo.reward_chosen);
+        PUT("rewards/rejected", s->dpo.reward_rejected);
+        PUT("rewards/accuracies", s->dpo.reward_accuracy);
+        PUT("rewards/margins", s->dpo.reward_margin);
+        PUT("logps/chosen", s->dpo.logp_chosen);
+        PUT("logps/rejected", s->dpo.logp_rejected);
+    } else if (c->recipe == RECIPE_SVCO || c->recipe == RECIPE_VCO) {
+        static const char *terms[4] = {"attend_w", "reject_w", "attend_l", "reject_l"};
+        static const char *rows[6] = {"w|Iw", "w|Il", "w|none", "l|Iw", "l|Il", "l|none"};
+        for (int t = 0; t < 4; t++) {
+            snprintf(k, sizeof(k), "%sloss/%s", prefix, terms[t]); cJSON_AddNumberToObject(o, k, s->svco.term[t]);
+            snprintf(k, sizeof(k), "%saccuracy/%s", prefix, terms[t]); cJSON_AddNumberToObject(o, k, s->svco.accuracy[t]);
+            snprintf(k, sizeof(k), "%smargin/%s", prefix, terms[t]); cJSON_AddNumberToObject(o, k, s->svco.margin[t]);
+        }
+        for (int r = 0; r < 6; r++) { snprintf(k, sizeof(k), "%srewards/%s", prefix, rows[r]); cJSON_AddNumberToObject(o, k, s->svco.reward[r]); }
+    } else if (c->recipe == RECIPE_MDPO) {
+        static const char *terms[3] = {"response", "image", "anchor"};
+        for (int t = 0; t < 3; t++) {
+            snprintf(k, sizeof(k), "%sloss/%s", prefix, terms[t]); cJSON_AddNumberToObject(o, k, s->mdpo.term[t]);
+            snprintf(k, sizeof(k), "%saccuracy/%s", prefix, terms[t]); cJSON_AddNumberToObject(o, k, s->mdpo.accuracy[t]);
+        }
+        PUT("rewards/chosen", s->mdpo.reward_chosen);
+        PUT("rewards/rejected", s->mdpo.reward_rejected);
+        PUT("rewards/corrupted", s->mdpo.reward_corrupt);
+    }
+#undef PUT
+}
+
+// The accuracy that summarizes a preference recipe (reward accuracy; S-VCO: mean over its terms)
+static double headline_accuracy(const TrainConfig *c, const StepStats *s) {
+    if (c->recipe == RECIPE_DPO) return s->dpo.reward_accuracy;
+    if (c->recipe == RECIPE_MDPO) return s->mdpo.accuracy[0];
+    if (c->recipe == RECIPE_SVCO || c->recipe == RECIPE_VCO) {
+        int on = 0;
+        double a = 0;
+        for (int t = 0; t < 4; t++) if (c->svco.beta[t] > 0) { a += s->svco.accuracy[t]; on++; }
+        return on ? a / on : 0;
+    }
+    return NAN;
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+typedef struct {
+    const TrainConfig *c;
+    const Backend *be;
+    Llava policy, ref_model;
+    int have_ref_model;
+    TrainData data, val;
+    double *ref, *val_ref;  // cached reference row log-probs (n, R)
+    TrainBatch tb;
+    LlavaActs acts, ref_acts;
+    Optimizer opt;
+    DataOrder order;
+    ParamStore *trainable[3];
+    int n_trainable;
+    int step, total_steps;
+    MetricsLog log;
+} Trainer;
+
+// Reference row log-probs for the rows of the current batch.
+static void batch_reference(Trainer *T, const TrainBatch *tb, const int *idx, const double *cache, double *out) {
+    const int R = recipe_rows(T->c->recipe);
+    if (T->c->recipe == RECIPE_SFT) return;
+    if (T->have_ref_model) {
+        LlavaBatch lb = {tb->B, tb->T, tb->ids, tb->labels, tb->lengths, tb->image_of_row, tb->n_images, tb->pixels, 0};
+        llava_forward(&T->ref_model, &T->ref_acts, &lb);
+        for (int b = 0; b < tb->B; b++) out[b] = T->ref_acts.row_logp[b];
+        return;
+    }
+    for (int b = 0; b < tb->B; b++) out[b] = cache[(size_t)idx[tb->example_of_row[b]] * R + tb->kind_of_row[b]];
+}
+
+static void evaluate(Trainer *T, StepStats *st) {
+    memset(st, 0, sizeof(*st));
+    const TrainData *d = &T->val;
+    const int bs = T->c->batch;
+    int *idx = xmalloc(sizeof(int) * bs);
+    TrainBatch tb;
+    train_batch_init(&tb, d, bs);
+    LlavaActs acts;
+    llava_acts_init(&acts, &T->policy, tb.cap_rows, tb.cap_len, tb.cap_images, 0);
+    double *dl = xmalloc(sizeof(double) * acts.cap_tokens), *ref_rows = xmalloc(sizeof(double) * tb.cap_rows);
+    for (int s = 0; s < d->n; s += bs) {
+        int k = d->n - s < bs ? d->n - s : bs;
+        for (int i = 0; i < k; i++) idx[i] = s + i;
+        train_batch_build(&tb, d, idx, k);
+        LlavaBatch lb = {tb.B, tb.T, tb.ids, tb.labels, tb.lengths, tb.image_of_row, tb.n_images, tb.pixels, 0};
+        llava_forward(&T->policy, &acts, &lb);
+        batch_reference(T, &tb, idx, T->val_ref, ref_rows);
+        batch_loss(T->c, &tb, &acts, ref_rows, dl, (double)k / d->n, st);
+    }
+    free(dl);
+    llava_acts_free(&acts);
+    train_batch_free(&tb);
+    free(idx); free(ref_rows);
+}
+
+static char *state_json(const Trainer *T) {
+    const TrainConfig *c = T->c;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", T->step);
+    cJSON_AddNumberToObject(o, "total_steps", T->total_steps);
+    cJSON_AddNumberToObject(o, "epoch", T->order.epoch);
+    cJSON_AddNumberToObject(o, "cursor", T->order.cursor);
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%llu", c->seed);
+    cJSON_AddStringToObject(o, "seed", buf);
+    snprintf(buf, sizeof(buf), "%016llx", T->data.hash);
+    cJSON_AddStringToObject(o, "data_hash", buf);
+    cJSON_AddStringToObject(o, "recipe", recipe_name(c->recipe));
+    cJSON_AddStringToObject(o, "base_model", c->model_dir);
+    cJSON_AddStringToObject(o, "data", c->data_path);
+    cJSON_AddNumberToObject(o, "lr", c->optim.lr);
+    cJSON_AddNumberToObject(o, "batch", c->batch);
+    cJSON_AddNumberToObject(o, "grad_accum", c->grad_accum);
+    cJSON_AddStringToObject(o, "backend", T->be->name);
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+// A checkpoint is only written when its weights give a finite loss on the first examples of the data:
+// a diverged run must not replace the last good checkpoint with garbage.
+static void save(Trainer *T) {
+    const TrainConfig *c = T->c;
+    int k = T->data.n < c->batch ? T->data.n : c->batch, *idx = xmalloc(sizeof(int) * c->batch);
+    for (int i = 0; i < k; i++) idx[i] = i;
+    train_batch_build(&T->tb, &T->data, idx, k);
+    LlavaBatch lb = {T->tb.B, T->tb.T, T->tb.ids, T->tb.labels, T->tb.lengths, T->tb.image_of_row, T->tb.n_images, T->tb.pixels, 0};
+    llava_forward(&T->policy, &T->acts, &lb);
+    double *ref_rows = xcalloc(T->tb.cap_rows, sizeof(double)), *dl = xmalloc(sizeof(double) * T->acts.cap_tokens);
+    batch_reference(T, &T->tb, idx, T->ref, ref_rows);
+    StepStats st;
+    memset(&st, 0, sizeof(st));
+    double loss = batch_loss(c, &T->tb, &T->acts, ref_rows, dl, 1, &st);
+    free(ref_rows); free(dl); free(idx);
+    if (!isfinite(loss)) {
+        char *last = checkpoint_latest(c->out_dir);
+        fatal("step %d: the weights give a loss of %g; not saving them. The last good checkpoint is %s", T->step, loss,
+              last ? last : "(none: no checkpoint was written)");
+    }
+    char *s = state_json(T);
+    ParamStore *all[3] = {&T->policy.ps_vision, &T->policy.ps_projector, &T->policy.ps_text};
+    checkpoint_save(T->c->out_dir, T->step, all, 3, &T->opt, s, T->c->model_dir);
+    free(s);
+}
+
+static int json_int(const cJSON *o, const char *key, const char *file) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v)) fatal("%s: missing or non-numeric \"%s\"", file, key);
+    return (int)v->valuedouble;
+}
+
+static void resume(Trainer *T, const char *ckpt) {
+    char *text = checkpoint_read_state(ckpt);
+    cJSON *o = cJSON_Parse(text);
+    if (!o) fatal("%s/state.json: invalid JSON", ckpt);
+    const cJSON *dh = cJSON_GetObjectItemCaseSensitive(o, "data_hash"), *rc = cJSON_GetObjectItemCaseSensitive(o, "recipe");
+    char want[32];
+    snprintf(want, sizeof(want), "%016llx", T->data.hash);
+    if (!cJSON_IsString(dh) || strcmp(dh->valuestring, want) != 0)
+        fatal("%s: the checkpoint was trained on other data (hash %s, this run's data %s); use another --out", ckpt,
+              cJSON_IsString(dh) ? dh->valuestring : "?", want);
+    if (!cJSON_IsString(rc) || strcmp(rc->valuestring, recipe_name(T->c->recipe)) != 0)
+        fatal("%s: the checkpoint was trained with recipe %s, not %s", ckpt, cJSON_IsString(rc) ? rc->valuestring : "?",
+              recipe_name(T->c->recipe));
+    T->step = json_int(o, "step", ckpt);
+    T->order.epoch = json_int(o, "epoch", ckpt);
+    T->order.cursor = json_int(o, "cursor", ckpt);
+    order_shuffle(&T->order);
+    cJSON_Delete(o);
+    free(text);
+    // weights (canonical names) and optimizer state
+    char *w = path_join(ckpt, "model.safetensors");
+    SafeTensors *st = st_open_or_die(w);
+    params_load(&T->policy.ps_vision, st, NULL);
+    params_load(&T->policy.ps_projector, st, NULL);
+    params_load(&T->policy.ps_text, st, NULL);
+    st_close(st);
+    free(w);
+    checkpoint_load_optimizer(ckpt, &T->opt);
+    T->opt.step = T->step;
+    fprintf(stderr, "resumed from %s at step %d (epoch %d, example %d)\n", ckpt, T->step, T->order.epoch, T->order.cursor);
+}
+
+int train_run(const TrainConfig *c) {
+    if (c->recipe == RECIPE_CLIP) fatal("vlm train --recipe clip is not built yet");
+    if (!c->model_dir || !c->data_path || !c->out_dir) fatal("vlm train: --model, --data and --out are required");
+    if (c->batch < 1 || c->grad_accum < 1) fatal("vlm train: --batch and --grad-accum must be at least 1");
+    Trainer T;
+    memset(&T, 0, sizeof(T));
+    T.c = c;
+    T.be = backend_select(c->device);
+    if (mkdir(c->out_dir, 0755) != 0 && errno != EEXIST) fatal("%s: cannot create: %s", c->out_dir, strerror(errno));
+    llava_load(&T.policy, T.be, c->model_dir, c->trainable);
+    const LlavaConfig *cfg = &T.policy.cfg;
+    PreprocessConfig pcfg = records_preprocess_config(c->model_dir, cfg->vision.image_size);
+    TrainDataOptions dopt = {c->tokenizer, c->template_name, c->system, c->images_dir, c->max_len, c->skip_bad, c->seed, 0.01, 0.2};
+    char *tok = NULL;
+    if (!dopt.tokenizer) {
+        tok = path_join(c->model_dir, "tokenizer.model");
+        if (file_exists(tok)) dopt.tokenizer = tok;
+    }
+    train_data_load(&T.data, c->recipe, c->data_path, cfg, &pcfg, &dopt);
+    if (c->val_path) train_data_load(&T.val, c->recipe, c->val_path, cfg, &pcfg, &dopt);
+    free(tok);
+
+    // steps and warm-up
+    const int per_step = c->batch * c->grad_accum;
+    T.total_steps = c->steps > 0 ? c->steps : (int)ceil(c->epochs * T.data.n / per_step);
+    if (T.total_steps < 1) T.total_steps = 1;
+    OptimConfig oc = c->optim;
+    oc.total_steps = T.total_steps;
+    if (oc.warmup_steps < 0) oc.warmup_steps = (int)ceil(c->warmup_ratio * T.total_steps);
+    int n = 0;
+    if (T.policy.ps_vision.grad) T.trainable[n++] = &T.policy.ps_vision;
+    if (T.policy.ps_projector.grad) T.trainable[n++] = &T.policy.ps_projector;
+    if (T.policy.ps_text.grad) T.trainable[n++] = &T.policy.ps_text;
+    if (n == 0) fatal("vlm train: nothing to train (--train names no part)");
+    T.n_trainable = n;
+    optim_init(&T.opt, &oc, T.trainable, n);
+
+    T.order = (DataOrder){T.data.n, 0, 0, c->seed, xmalloc(sizeof(int) * T.data.n)};
+    order_shuffle(&T.order);
+    char *latest = c->resume ? checkpoint_latest(c->out_dir) : NULL;
+    if (c->resume && !latest) fprintf(stderr, "vlm train: --resume: no checkpoint in %s yet; starting from the base model\n", c->out_dir);
+
+    // reference log-probs: the pre-pass cache (computed before any update), or a frozen copy online
+    if (c->recipe != RECIPE_SFT) {
+        if (c->ref_online) {
+            llava_load(&T.ref_model, T.be, c->model_dir, (LlavaTrainable){0, 0, 0});
+            T.have_ref_model = 1;
+        } else {
+            T.ref = reference_logps(c, &T.policy, &T.data, "train");
+            if (c->val_path) T.val_ref = reference_logps(c, &T.policy, &T.val, "val");
+        }
+    }
+    if (latest) resume(&T, latest);
+    free(latest);
+
+    train_batch_init(&T.tb, &T.data, c->batch);
+    llava_acts_init(&T.acts, &T.policy, T.tb.cap_rows, T.tb.cap_len, T.tb.cap_images, 1);
+    if (T.have_ref_model) llava_acts_init(&T.ref_acts, &T.ref_model, T.tb.cap_rows, T.tb.cap_len, T.tb.cap_images, 0);
+    char *log_path = path_join(c->out_dir, "metrics.jsonl");
+    metrics_open(&T.log, log_path, T.step);
+    free(log_path);
+    fprintf(stderr, "train: recipe %s, %d examples%s, %d steps of %d x %d examples, lr %g (%s, %d warm-up), backend %s\n",
+            recipe_name(c->recipe), T.data.n, c->val_path ? " (+ validation)" : "", T.total_steps, c->batch, c->grad_accum,
+            oc.lr, schedule_name(oc.schedule), oc.warmup_steps, T.be->name);
+
+    int *idx = xmalloc(sizeof(int) * c->batch);
+    double *ref_rows = xmalloc(sizeof(double) * T.tb.cap_rows), *dlogp = xmalloc(sizeof(double) * T.acts.cap_tokens);
+    double t_start = now_seconds(), tokens_total = 0;
+    int first_step = T.step;
+    optim_zero_grad(&T.opt);
+    while (T.step < T.total_steps) {
+        double t0 = now_seconds();
+        StepStats st;
+        memset(&st, 0, sizeof(st));
+        for (int micro = 0; micro < c->grad_accum; micro++) {
+            order_next(&T.order, idx, c->batch);
+            train_batch_build(&T.tb, &T.data, idx, c->batch);
+            LlavaBatch lb = {T.tb.B, T.tb.T, T.tb.ids, T.tb.labels, T.tb.lengths, T.tb.image_of_row, T.tb.n_images, T.tb.pixels, 0};
+            llava_forward(&T.policy, &T.acts, &lb);
+            batch_reference(&T, &T.tb, idx, T.ref, ref_rows);
+            double loss = batch_loss(c, &T.tb, &T.acts, ref_rows, dlogp, 1.0 / c->grad_accum, &st);
+            if (!isfinite(loss)) {
+                char *last = checkpoint_latest(c->out_dir);
+                fatal("step %d: the loss is %g; stopping without an update. The last good checkpoint is %s", T.step + 1, loss,
+                      last ? last : "(none yet: no checkpoint was written)");
+            }
+            llava_backward(&T.policy, &T.acts, dlogp);
+        }
+        double lr;
+        double norm = optim_step(&T.opt, &lr);
+        if (!isfinite(norm)) {
+            char *last = checkpoint_latest(c->out_dir);
+            fatal("step %d: the gradient norm is %g; stopping. The last good checkpoint is %s", T.step + 1, norm,
+                  last ? last : "(none yet)");
+        }
+        optim_zero_grad(&T.opt);
+        T.step++;
+        T.be->synchronize();
+        double dt = now_seconds() - t0;
+        tokens_total += st.n_tokens;
+        double elapsed = now_seconds() - t_start, rate = (T.step - first_step) / elapsed;
+        double eta = rate > 0 ? (T.total_steps - T.step) / rate : 0;
+        cJSON *rec = cJSON_CreateObject();
+        cJSON_AddNumberToObject(rec, "step", T.step);
+        cJSON_AddNumberToObject(rec, "epoch", T.order.epoch + (double)T.order.cursor / T.data.n);
+        stats_json(rec, c, &st, "");
+        cJSON_AddNumberToObject(rec, "lr", lr);
+        cJSON_AddNumberToObject(rec, "grad_norm", norm);
+        cJSON_AddNumberToObject(rec, "tokens", st.n_tokens);
+        cJSON_AddNumberToObject(rec, "tokens_per_s", st.n_tokens / dt);
+        cJSON_AddNumberToObject(rec, "step_time_s", dt);
+        int eval_now = c->val_path && c->eval_every > 0 && (T.step % c->eval_every == 0 || T.step == T.total_steps);
+        StepStats ev;
+        if (eval_now) {
+            evaluate(&T, &ev);
+            stats_json(rec, c, &ev, "val/");
+            if (c->recipe != RECIPE_SFT) cJSON_AddNumberToObject(rec, "val/accuracy", headline_accuracy(c, &ev));
+        }
+        metrics_write(&T.log, rec);
+        cJSON_Delete(rec);
+        if (!c->quiet && (T.step % (c->log_every > 0 ? c->log_every : 1) == 0 || T.step == T.total_steps)) {
+            char acc[64] = "";
+            if (c->recipe != RECIPE_SFT) snprintf(acc, sizeof(acc), " | acc %.2f", headline_accuracy(c, &st));
+            char val[64] = "";
+            if (eval_now) snprintf(val, sizeof(val), " | val %.4f", ev.loss);
+            fprintf(stderr, "step %d/%d | loss %.4f%s%s | lr %.2e | grad %.3f | %.0f tok/s | ETA %dm%02ds\n", T.step,
+                    T.total_steps, st.loss, acc, val, lr, norm, st.n_tokens / dt, (int)eta / 60, (int)eta % 60);
+        }
+        if (c->stop_at > 0 && T.step >= c->stop_at) break;
+        if (c->save_every > 0 && T.step % c->save_every == 0 && T.step < T.total_steps) save(&T);
+    }
+    save(&T);
+    fprintf(stderr, "train: done, %d steps in %.1f s (%.0f tokens/s); checkpoint in %s\n", T.step - first_step,
+            now_seconds() - t_start, tokens_total / (now_seconds() - t_start), c->out_dir);
+    metrics_close(&T.log);
+    free(idx); free(ref_rows); free(dlogp);
+    free(T.ref); free(T.val_ref); free(T.order.perm);
+    llava_acts_free(&T.acts);
+    if (T.have_ref_model) { llava_acts_free(&T.ref_acts); llava_free(&T.ref_model); }
+    train_batch_free(&T.tb);
+    optim_free(&T.opt);
+    train_data_free(&T.data);
+    if (c->val_path) train_data_free(&T.val);
+    llava_free(&T.policy);
+    return 0;
+}
