@@ -7,3 +7,4 @@ VLM_COMMAND int cmd_logprobs(int argc, char **argv);
 VLM_COMMAND int cmd_tokenize(int argc, char **argv);
 VLM_COMMAND int cmd_preprocess(int argc, char **argv);
 VLM_COMMAND int cmd_train(int argc, char **argv);
+VLM_COMMAND int cmd_plot(int argc, char **argv);

@@ -13,6 +13,7 @@
 #include "../util/common.h"
 #include "checkpoint.h"
 #include "metrics.h"
+#include "plot.h"
 
 void train_config_preset(TrainConfig *c, Recipe r) {
     memset(c, 0, sizeof(*c));
@@ -541,6 +542,19 @@ int train_run(const TrainConfig *c) {
     fprintf(stderr, "train: done, %d steps in %.1f s (%.0f tokens/s); checkpoint in %s\n", T.step - first_step,
             now_seconds() - t_start, tokens_total / (now_seconds() - t_start), c->out_dir);
     metrics_close(&T.log);
+    // the curves people look at: loss (and validation loss), and the recipe's accuracy
+    char *lp = path_join(c->out_dir, "metrics.jsonl"), *svg = path_join(c->out_dir, "loss.svg");
+    plot_metrics(lp, "loss,val/loss", svg, "loss");
+    free(svg);
+    if (c->recipe != RECIPE_SFT) {
+        svg = path_join(c->out_dir, "accuracy.svg");
+        plot_metrics(lp, c->recipe == RECIPE_DPO ? "rewards/accuracies,val/rewards/accuracies"
+                         : c->recipe == RECIPE_MDPO ? "accuracy/response,accuracy/image,val/accuracy"
+                         : "accuracy/attend_w,accuracy/reject_w,accuracy/attend_l,accuracy/reject_l,val/accuracy",
+                     svg, "reward accuracy");
+        free(svg);
+    }
+    free(lp);
     free(idx); free(ref_rows); free(dlogp);
     free(T.ref); free(T.val_ref); free(T.order.perm);
     llava_acts_free(&T.acts);
