@@ -6,7 +6,7 @@
 
 #ifdef VLM_CUDA
 extern const Backend backend_cuda;
-int cuda_device_usable(char *why, size_t whylen);  // cuda/device.cu
+int cuda_device_usable(char *why, size_t whylen);  // cuda/backend.cu
 #endif
 
 const Backend *backend_select(const char *name) {

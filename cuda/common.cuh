@@ -1,0 +1,178 @@
+// Shared by every cuda/*.cu file: error checks that name the file and line, the bf16 type, 128-bit
+// vector loads and stores, warp and block reductions, the one stream and a reusable scratch buffer.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+extern "C" {
+#include "../util/common.h"
+}
+#include "cuda_backend.h"
+
+typedef __nv_bfloat16 bf16;  // the "act" type of the CUDA backend; "acc" is float
+
+// ----------------------------------------------------------------------------------------------------
+// errors: every CUDA call and every launch is checked, and a failure names the place
+
+#define CUDA_CHECK(call)                                                                                \
+    do {                                                                                                \
+        cudaError_t err_ = (call);                                                                      \
+        if (err_ != cudaSuccess)                                                                        \
+            fatal("%s:%d: CUDA error %s: %s (in %s)", __FILE__, __LINE__, cudaGetErrorName(err_),       \
+                  cudaGetErrorString(err_), #call);                                                     \
+    } while (0)
+
+// after every kernel launch: catches bad launch configurations at once (and earlier asynchronous faults)
+#define CUDA_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+// cuBLAS and cuBLASLt share the status type; cublasGetStatusString names both
+#define CUBLAS_CHECK(call)                                                                              \
+    do {                                                                                                \
+        cublasStatus_t st_ = (call);                                                                    \
+        if (st_ != CUBLAS_STATUS_SUCCESS)                                                               \
+            fatal("%s:%d: cuBLAS error %d: %s (in %s)", __FILE__, __LINE__, (int)st_,                   \
+                  cublasGetStatusString(st_), #call);                                                   \
+    } while (0)
+
+// ----------------------------------------------------------------------------------------------------
+// host helpers
+
+__host__ __device__ static inline size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
+static inline int is_aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+// The one stream every kernel, copy and library call of the backend runs on (cuda/backend.cu).
+static inline cudaStream_t stream_main(void) { return (cudaStream_t)cuda_stream(); }
+
+// A device buffer of at least `bytes`, reused by every op (cuda/backend.cu). Valid until the next call:
+// an op takes it, queues its kernels and is done with it; ops run in stream order, so the next op may
+// take it again at once. Growing it waits for the stream first.
+void *cuda_scratch(size_t bytes);
+
+// Device properties read once (cuda/backend.cu).
+const cudaDeviceProp *cuda_props(void);
+
+// out (M) += column sums of in (R, M): fp32 sums in a fixed order, then one rounding into bf16. Used by
+// the bias gradient, add_broadcast_backward and the norms' weight gradients (cuda/elementwise.cu).
+void colsum_add_bf16(bf16 *out, const bf16 *in, size_t R, size_t M);
+void colsum_add_f32(bf16 *out, const float *in, size_t R, size_t M);
+
+// ----------------------------------------------------------------------------------------------------
+// device helpers
+
+// 8 bf16 (or 4 float) in one 128-bit access, as llm.c's x128
+struct alignas(16) x128 {
+    bf16 v[8];
+};
+struct alignas(16) f128 {
+    float v[4];
+};
+
+__device__ __forceinline__ x128 load128(const bf16 *p) { return *reinterpret_cast<const x128 *>(p); }
+__device__ __forceinline__ x128 load128cs(const bf16 *p) {  // streaming: read once, do not keep in cache
+    x128 r;
+    *reinterpret_cast<int4 *>(&r) = __ldcs(reinterpret_cast<const int4 *>(p));
+    return r;
+}
+__device__ __forceinline__ void store128(bf16 *p, x128 x) { *reinterpret_cast<x128 *>(p) = x; }
+__device__ __forceinline__ void store128cs(bf16 *p, x128 x) {
+    __stcs(reinterpret_cast<int4 *>(p), *reinterpret_cast<int4 *>(&x));
+}
+
+// Up to 8 consecutive bf16 as floats. `vec`: all 8 are in bounds and p is 16-byte aligned, so one
+// 128-bit load; otherwise `count` (<= 8) scalar loads and zeros after them. Every kernel that walks
+// rows in chunks of 8 goes through these two, so odd sizes and unaligned slices take the scalar path.
+__device__ __forceinline__ void load8(float out[8], const bf16 *p, int count, bool vec) {
+    if (vec) {
+        x128 x = load128(p);
+#pragma unroll
+        for (int k = 0; k < 8; k++) out[k] = __bfloat162float(x.v[k]);
+    } else {
+#pragma unroll
+        for (int k = 0; k < 8; k++) out[k] = k < count ? __bfloat162float(p[k]) : 0.0f;
+    }
+}
+__device__ __forceinline__ void store8(bf16 *p, const float in[8], int count, bool vec) {
+    if (vec) {
+        x128 x;
+#pragma unroll
+        for (int k = 0; k < 8; k++) x.v[k] = __float2bfloat16_rn(in[k]);
+        store128(p, x);
+    } else {
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (k < count) p[k] = __float2bfloat16_rn(in[k]);
+    }
+}
+
+// The same for 8 consecutive floats (vec: in bounds and 16-byte aligned, two 128-bit accesses).
+__device__ __forceinline__ void load8f(float out[8], const float *p, int count, bool vec) {
+    if (vec) {
+        float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];
+        out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+    } else {
+#pragma unroll
+        for (int k = 0; k < 8; k++) out[k] = k < count ? p[k] : 0.0f;
+    }
+}
+__device__ __forceinline__ void store8f(float *p, const float in[8], int count, bool vec) {
+    if (vec) {
+        reinterpret_cast<float4 *>(p)[0] = make_float4(in[0], in[1], in[2], in[3]);
+        reinterpret_cast<float4 *>(p)[1] = make_float4(in[4], in[5], in[6], in[7]);
+    } else {
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (k < count) p[k] = in[k];
+    }
+}
+
+// Grid for a loop over `work` items, `per_block` per block, capped (the kernels loop grid-stride).
+static inline unsigned grid_for(size_t work, size_t per_block) {
+    size_t g = ceil_div(work, per_block);
+    return (unsigned)(g < 1 ? 1 : g > ((size_t)1 << 20) ? ((size_t)1 << 20) : g);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ double warp_sum_double(double v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Sum over the whole block (blockDim.x a multiple of 32, at most 1024), returned to every thread.
+// The order is fixed (lanes by xor tree, then warps in index order), so results are deterministic.
+// Starts with a barrier so that it can be called several times in a row.
+__device__ __forceinline__ float block_sum(float v) {
+    __shared__ float warp_part[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) warp_part[warp] = v;
+    __syncthreads();
+    float s = 0.0f;
+    for (int w = 0; w < nwarps; w++) s += warp_part[w];
+    return s;
+}
+__device__ __forceinline__ double block_sum_double(double v) {
+    __shared__ double warp_part_d[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = warp_sum_double(v);
+    __syncthreads();
+    if (lane == 0) warp_part_d[warp] = v;
+    __syncthreads();
+    double s = 0.0;
+    for (int w = 0; w < nwarps; w++) s += warp_part_d[w];
+    return s;
+}
