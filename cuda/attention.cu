@@ -1,0 +1,1124 @@
+// Attention on the GPU: our flash-attention forward and backward kernels, and the run-time choice
+// between them and cuDNN's SDPA (cuda/attention_cudnn.cu).
+//
+// Math (tested against cpu_attention_forward / cpu_attention_backward in model/ops_cpu.c):
+//   S = q k^T * scale (scale = 1/sqrt(HD)),  masked entries -inf,  P = softmax(S) row-wise,  out = P v,
+//   lse_i = log sum_j exp(S_ij) (natural log);  a query with no visible key: out = 0, lse = 0.
+//   backward: D_i = dO_i . out_i,  P = exp(S - lse),  dV = P^T dO,  dP = dO v^T,  dS = P (dP - D),
+//             dQ = dS k * scale,  dK = dS^T q * scale.
+// Layouts (model/ops.h AttnShape): q (B,T,NH,HD) at row stride q_stride, k/v (B,T,NKV,HD) at kv_stride
+// (slices of one fused QKV buffer), out/dout (B,T,NH,HD) contiguous, lse (B,NH,T) fp32. Query head h
+// reads kv head h / (NH/NKV) by index: no K/V copies. dq/dk/dv are written at the strides of q/k/v.
+// Mask: key j visible from query i (same row b) iff j < kv_len[b], (causal) j <= i, and (segments)
+// seg[b,j] == 0 || seg[b,j] == seg[b,i].
+//
+// Kernels
+//   tensor-core path, HD in {16, 32, 64, 80, 96, 128} with 16-byte aligned rows:
+//     flash_fwd_kernel   one block = 64 queries (4 warps x 16 rows) of one (b, h); loops over key tiles
+//                        of 64 (cp.async double buffer); S = QK^T and O += PV on mma.sync m16n8k16
+//                        (bf16 in, fp32 accumulate); online softmax in fp32 (base 2); causal tiles past
+//                        the diagonal and key tiles past kv_len are never loaded.
+//     bwd_dot_kernel     D = rowsum(dO * O), fp32.
+//     flash_bwd_kv_kernel one block = 64 keys (4 warps x 16 keys) of one (b, kv head); loops over every
+//                        query head of the GQA group and every query tile, so dK, dV are complete sums
+//                        in registers: no atomics, deterministic. Recomputes P from q, k, lse.
+//     flash_bwd_q_kernel  one block = 64 queries of one (b, h); loops over key tiles; dQ in registers,
+//                        deterministic (a separate pass instead of FA2's fp32 atomics: it recomputes
+//                        QK^T and dO V^T, 7 matmuls instead of 5, in exchange for bit-reproducibility).
+//   generic path (any HD <= 256, any alignment): one warp per query row (forward, dQ) or per key row
+//     (dK, dV), fp32 dot products with warp reductions. Slow, simple, exact; the tiny test models
+//     (HD 4..12) and odd head dims run here.
+// Every kernel handles any T (partial tiles are zero-filled and masked), padding, segments and GQA.
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention_common.cuh"
+#include "cuda_backend.h"
+
+typedef __nv_bfloat16 bf16;
+
+#define ATTN_LOG2E 1.4426950408889634f
+#define ATTN_LN2 0.6931471805599453f
+
+// ----------------------------------------------------------------------------------------------------
+// parameters shared by all kernels
+
+typedef struct {
+    int B, T, NH, NKV, HD, group;   // group = NH / NKV query heads per kv head
+    long long q_stride, kv_stride;  // elements between tokens in q (dq) and in k, v (dk, dv)
+    long long o_stride;             // elements between tokens in out and dout: NH * HD
+    int causal;
+    const int *kv_len;   // (B) device or NULL
+    const int *segment;  // (B, T) device or NULL
+    float scale;         // 1 / sqrt(HD)
+    float scale_log2;    // scale * log2(e): scores in base-2 units for exp2f
+} AttnParams;
+
+static AttnParams attn_params(const AttnShape *s) {
+    AttnParams p;
+    p.B = s->B; p.T = s->T; p.NH = s->NH; p.NKV = s->NKV; p.HD = s->HD; p.group = s->NH / s->NKV;
+    p.q_stride = s->q_stride; p.kv_stride = s->kv_stride; p.o_stride = (long long)s->NH * s->HD;
+    p.causal = s->causal; p.kv_len = s->kv_len; p.segment = s->segment;
+    p.scale = (float)(1.0 / sqrt((double)s->HD));
+    p.scale_log2 = p.scale * ATTN_LOG2E;
+    return p;
+}
+
+// kv_len[b] clamped to [0, T] (the reference treats j >= kv_len as hidden, so > T means all keys)
+__device__ __forceinline__ int attn_kvlen(const AttnParams &p, int b) {
+    if (!p.kv_len) return p.T;
+    int n = p.kv_len[b];
+    return n < 0 ? 0 : (n > p.T ? p.T : n);
+}
+
+// the mask of attn_visible() in model/ops_cpu.c; si, sj are the segment ids (ignored when !hasseg)
+__device__ __forceinline__ bool attn_vis(int i, int j, int kvlen, int causal, bool hasseg, int si, int sj) {
+    return j < kvlen && (!causal || j <= i) && (!hasseg || sj == 0 || sj == si);
+}
+
+__device__ __forceinline__ float warp_sum(float x) {
+    #pragma unroll
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+
+// ----------------------------------------------------------------------------------------------------
+// PTX wrappers: cp.async (16-byte global -> shared copies, zero-fill), ldmatrix, mma.sync m16n8k16 bf16
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+// copies 16 bytes, or writes 16 zero bytes when src_bytes == 0 (the source is then not read)
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem), "r"(src_bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+// four 8x8 b16 matrices; lane l supplies the row address of matrix l/8, row l%8; register r gets matrix
+// r, of which thread l holds row l/4, columns 2(l%4), 2(l%4)+1 (transposed with .trans)
+__device__ __forceinline__ void ldsm_x4(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(smem_u32(p)) : "memory");
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(smem_u32(p)) : "memory");
+}
+
+// c (16x8 fp32) += a (16x16 bf16, row) * b (16x8 bf16, col). Fragment layout, g = lane/4, t = lane%4:
+//   a0 = A[g][2t..2t+1], a1 = A[g+8][2t..], a2 = A[g][2t+8..], a3 = A[g+8][2t+8..]
+//   b0 = B[2t..2t+1][g], b1 = B[2t+8..2t+9][g]
+//   c0,c1 = C[g][2t..2t+1], c2,c3 = C[g+8][2t..2t+1]
+// So an accumulator tile pair (n-tiles 2k, 2k+1 of a 16-wide k step) repacks directly into an A fragment.
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low 16 bits) = lo
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+// A fragment of a 16x16 accumulator block held as two n-tiles c[2k], c[2k+1]
+__device__ __forceinline__ void acc_to_a(uint32_t a[4], const float c0[4], const float c1[4]) {
+    a[0] = pack_bf16(c0[0], c0[1]);
+    a[1] = pack_bf16(c0[2], c0[3]);
+    a[2] = pack_bf16(c1[0], c1[1]);
+    a[3] = pack_bf16(c1[2], c1[3]);
+}
+
+// Shared-memory tiles are [rows][HD + 8] bf16: the 16-byte pad staggers rows across banks so the eight
+// row addresses of an ldmatrix hit eight different bank groups (row pitch 2*HD bytes alone would be a
+// multiple of 128 bytes for HD = 64, 128: an 8-way conflict).
+//
+// Addressing of the ldmatrix.x4 calls below, with m = lane/8 (matrix) and lane%8 (row in it):
+//   A operand from [row][k] storage (rows 16, k 16):      row = lane%8 + (m&1)*8,  col = (m>>1)*8
+//   B operand (n-tiles 2 and 2+1) from [n][k] storage:  n   = lane%8 + (m>>1)*8, col = (m&1)*8     (non-trans)
+//   B operand (n-tiles 2 and 2+1) from [k][n] storage:  k   = lane%8 + (m&1)*8,  n   = (m>>1)*8     (.trans)
+__device__ __forceinline__ int ldsm_a_row(int lane) { return (lane & 7) + ((lane >> 3) & 1) * 8; }
+__device__ __forceinline__ int ldsm_a_col(int lane) { return (lane >> 4) * 8; }
+__device__ __forceinline__ int ldsm_bn_row(int lane) { return (lane & 7) + (lane >> 4) * 8; }
+__device__ __forceinline__ int ldsm_bn_col(int lane) { return ((lane >> 3) & 1) * 8; }
+// .trans B from [k][n]: same addressing as the A operand
+#define ldsm_bt_row ldsm_a_row
+#define ldsm_bt_col ldsm_a_col
+
+// Issues cp.async copies of a ROWS x HD tile (global rows at `stride` elements) into shared memory at
+// pitch HD + 8. Rows >= valid_rows are zero-filled: padded keys then give finite scores (masked later)
+// and padded values contribute exactly 0 (0 * garbage could be NaN; 0 * 0 cannot).
+template <int HD, int ROWS, int NTHREADS>
+__device__ __forceinline__ void load_tile(bf16 *s, const bf16 *g, long long stride, int valid_rows, int tid) {
+    constexpr int CPR = HD / 8;  // 16-byte chunks per row
+    constexpr int SROW = HD + 8;
+    #pragma unroll
+    for (int c = tid; c < ROWS * CPR; c += NTHREADS) {
+        const int r = c / CPR, cc = c % CPR;
+        const bool ok = r < valid_rows;
+        const bf16 *src = g + (ok ? (long long)r * stride : 0) + cc * 8;
+        cp_async16(s + r * SROW + cc * 8, src, ok ? 16 : 0);
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// forward, tensor cores
+
+template <int HD>
+struct FwdCfg {
+    static constexpr int NW = 4, NTHREADS = 32 * NW, BQ = 16 * NW, BK = 64, SROW = HD + 8;
+    // sQ [BQ][SROW], sK [2][BK][SROW], sV [2][BK][SROW] (bf16), sSeg [2][BK] (int)
+    static constexpr size_t SMEM = (size_t)(BQ + 4 * BK) * SROW * sizeof(bf16) + 2 * BK * sizeof(int);
+};
+
+// Grid (ceil(T/64), NH, B). For causal the query tiles run last-first: they hold the most key tiles, so
+// the long blocks start early and the short ones fill the tail.
+// Per warp: 16 query rows; thread (g, t) owns rows g and g+8 and, of each 8-key n-tile, keys 2t, 2t+1.
+// Invariants: m[r] is the running max of the base-2 scores of row r over all lanes of the quad (the same
+// in the 4 lanes), l[r] this lane's partial sum of exp2(score - m[r]) (summed over the quad at the end),
+// o the unnormalized output under the same max.
+template <int HD>
+__global__ void __launch_bounds__(128) flash_fwd_kernel(bf16 *__restrict__ out, float *__restrict__ lse,
+                                                        const bf16 *__restrict__ q, const bf16 *__restrict__ k,
+                                                        const bf16 *__restrict__ v, const AttnParams p) {
+    using C = FwdCfg<HD>;
+    constexpr int BQ = C::BQ, BK = C::BK, SROW = C::SROW, NTH = C::NTHREADS;
+    constexpr int KS = HD / 16;  // 16-wide k steps over the head dim
+    constexpr int NT = BK / 8;   // 8-key n-tiles of S
+    constexpr int DT = HD / 8;   // 8-wide n-tiles of O
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16 *sQ = reinterpret_cast<bf16 *>(smem);
+    bf16 *sK = sQ + BQ * SROW;
+    bf16 *sV = sK + 2 * BK * SROW;
+    int *sSeg = reinterpret_cast<int *>(sV + 2 * BK * SROW);
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+    const int qt = p.causal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
+    const int h = blockIdx.y, b = blockIdx.z, kvh = h / p.group, T = p.T;
+    const int q0 = qt * BQ, qw0 = q0 + warp * 16;
+    const int kvlen = attn_kvlen(p, b);
+    int kend = kvlen;                                // keys [0, kend) can be visible to this block
+    if (p.causal) kend = min(kend, min(q0 + BQ, T));
+    const int ntiles = kend > 0 ? (kend + BK - 1) / BK : 0;
+
+    const bf16 *qb = q + ((long long)b * T + q0) * p.q_stride + (long long)h * HD;
+    const bf16 *kb = k + (long long)b * T * p.kv_stride + (long long)kvh * HD;
+    const bf16 *vb = v + (long long)b * T * p.kv_stride + (long long)kvh * HD;
+    const int *segb = p.segment ? p.segment + (long long)b * T : nullptr;
+
+    // cp.async groups: [Q] [KV 0] then one group per iteration (maybe empty), so before computing tile
+    // `it`, wait_group 1 leaves only the newest (tile it+1) in flight.
+    load_tile<HD, BQ, NTH>(sQ, qb, p.q_stride, T - q0, tid);
+    cp_async_commit();
+    auto load_kv = [&](int it, int buf) {
+        const int k0 = it * BK;
+        load_tile<HD, BK, NTH>(sK + buf * BK * SROW, kb + (long long)k0 * p.kv_stride, p.kv_stride, T - k0, tid);
+        load_tile<HD, BK, NTH>(sV + buf * BK * SROW, vb + (long long)k0 * p.kv_stride, p.kv_stride, T - k0, tid);
+        if (segb)
+            for (int j = tid; j < BK; j += NTH) sSeg[buf * BK + j] = k0 + j < T ? segb[k0 + j] : -1;
+    };
+    if (ntiles > 0) load_kv(0, 0);
+    cp_async_commit();
+
+    int segq[2] = {0, 0};
+    if (segb) {
+        #pragma unroll
+        for (int r = 0; r < 2; r++) { int i = qw0 + g + 8 * r; segq[r] = i < T ? segb[i] : -1; }
+    }
+
+    uint32_t qf[KS][4];
+    float o[DT][4];
+    #pragma unroll
+    for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+
+    for (int it = 0; it < ntiles; it++) {
+        const int buf = it & 1, k0 = it * BK;
+        if (it + 1 < ntiles) load_kv(it + 1, buf ^ 1);  // buf^1 was last read in it-1, before its final barrier
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();  // tile `it` (and Q) visible to all warps
+        if (it == 0) {
+            #pragma unroll
+            for (int kk = 0; kk < KS; kk++)
+                ldsm_x4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3],
+                        sQ + (warp * 16 + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
+        }
+        const bf16 *sKb = sK + buf * BK * SROW, *sVb = sV + buf * BK * SROW;
+
+        // S (16 x BK per warp) = Q K^T
+        float s[NT][4];
+        #pragma unroll
+        for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+        #pragma unroll
+        for (int kk = 0; kk < KS; kk++) {
+            #pragma unroll
+            for (int n2 = 0; n2 < NT / 2; n2++) {
+                uint32_t b0, b1, b2, b3;
+                ldsm_x4(b0, b1, b2, b3, sKb + (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane));
+                mma16816(s[2 * n2], qf[kk], b0, b1);
+                mma16816(s[2 * n2 + 1], qf[kk], b2, b3);
+            }
+        }
+
+        // mask: only tiles that cross kv_len, the causal diagonal, or any tile when segments are on
+        const bool need_mask = (k0 + BK > kvlen) || (p.causal && k0 + BK - 1 > qw0) || segb != nullptr;
+        if (need_mask) {
+            #pragma unroll
+            for (int n = 0; n < NT; n++) {
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int i = qw0 + g + 8 * (e >> 1), jl = n * 8 + 2 * t4 + (e & 1);
+                    const int sj = segb ? sSeg[buf * BK + jl] : 0;
+                    if (!attn_vis(i, k0 + jl, kvlen, p.causal, segb != nullptr, segq[e >> 1], sj))
+                        s[n][e] = -INFINITY;
+                }
+            }
+        }
+
+        // online softmax in base 2. A fully masked row keeps m = -inf; it then uses 0 as its max so that
+        // exp2(-inf - 0) = 0 instead of NaN, and alpha = exp2(m_old - m_use) is 0 or a proper ratio.
+        #pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float mx = -INFINITY;
+            #pragma unroll
+            for (int n = 0; n < NT; n++) {
+                s[n][2 * r] *= p.scale_log2;
+                s[n][2 * r + 1] *= p.scale_log2;
+                mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+            }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float mn = fmaxf(m[r], mx);
+            const float mu = mn == -INFINITY ? 0.f : mn;
+            const float alpha = exp2f(m[r] - mu);
+            m[r] = mn;
+            float sum = 0.f;
+            #pragma unroll
+            for (int n = 0; n < NT; n++) {
+                s[n][2 * r] = exp2f(s[n][2 * r] - mu);
+                s[n][2 * r + 1] = exp2f(s[n][2 * r + 1] - mu);
+                sum += s[n][2 * r] + s[n][2 * r + 1];
+            }
+            l[r] = l[r] * alpha + sum;
+            #pragma unroll
+            for (int d = 0; d < DT; d++) { o[d][2 * r] *= alpha; o[d][2 * r + 1] *= alpha; }
+        }
+
+        // O (16 x HD) += P (16 x BK, bf16) V (BK x HD)
+        #pragma unroll
+        for (int kk = 0; kk < BK / 16; kk++) {
+            uint32_t a[4];
+            acc_to_a(a, s[2 * kk], s[2 * kk + 1]);
+            #pragma unroll
+            for (int d2 = 0; d2 < HD / 16; d2++) {
+                uint32_t b0, b1, b2, b3;
+                ldsm_x4_t(b0, b1, b2, b3, sVb + (kk * 16 + ldsm_bt_row(lane)) * SROW + d2 * 16 + ldsm_bt_col(lane));
+                mma16816(o[2 * d2], a, b0, b1);
+                mma16816(o[2 * d2 + 1], a, b2, b3);
+            }
+        }
+        __syncthreads();  // all warps done with buffer `buf` before iteration it+1 refills it
+    }
+    cp_async_wait<0>();
+
+    // epilogue: normalize, write out (bf16) and lse (natural log)
+    #pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float lr = l[r];
+        lr += __shfl_xor_sync(0xffffffffu, lr, 1);
+        lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+        const int i = qw0 + g + 8 * r;
+        const float inv = lr > 0.f ? 1.f / lr : 0.f;
+        if (i < T) {
+            bf16 *orow = out + ((long long)b * T + i) * p.o_stride + (long long)h * HD;
+            #pragma unroll
+            for (int d = 0; d < DT; d++)
+                *reinterpret_cast<__nv_bfloat162 *>(orow + d * 8 + 2 * t4) =
+                    __floats2bfloat162_rn(o[d][2 * r] * inv, o[d][2 * r + 1] * inv);
+            if (t4 == 0) lse[((long long)b * p.NH + h) * T + i] = lr > 0.f ? m[r] * ATTN_LN2 + logf(lr) : 0.f;
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// backward, tensor cores
+
+// D[b,h,i] = sum_d dout[b,i,h,d] * out[b,i,h,d]; one warp per (b, i, h) row of HD contiguous elements.
+__global__ void bwd_dot_kernel(float *__restrict__ D, const bf16 *__restrict__ dout, const bf16 *__restrict__ out,
+                               int B, int T, int NH, int HD) {
+    const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (row >= (long long)B * T * NH) return;
+    const bf16 *a = dout + row * HD, *c = out + row * HD;
+    float sum = 0.f;
+    for (int d = lane; d < HD; d += 32) sum += __bfloat162float(a[d]) * __bfloat162float(c[d]);
+    sum = warp_sum(sum);
+    if (lane == 0) {
+        const int h = (int)(row % NH), t = (int)((row / NH) % T), b = (int)(row / ((long long)NH * T));
+        D[((long long)b * NH + h) * T + t] = sum;
+    }
+}
+
+template <int HD>
+struct BwdKVCfg {
+    static constexpr int NW = 4, NTHREADS = 32 * NW, BKV = 16 * NW, BQ = HD <= 64 ? 64 : 32, SROW = HD + 8;
+    // sK, sV [BKV][SROW]; sQ, sdO [2][BQ][SROW] (bf16); sSegK [BKV]; sL, sD, sSegQ [2][BQ] (4 bytes each)
+    static constexpr size_t SMEM = (size_t)(2 * BKV + 4 * BQ) * SROW * sizeof(bf16) + (BKV + 6 * BQ) * 4;
+};
+
+// dK, dV. Grid (ceil(T/64), NKV, B). Warp w owns keys k0 + 16w .. +15 (rows of dK, dV, S^T).
+// Per (query head of the group, query tile): S^T = K_w Q^T, P^T = exp2(S^T scale_log2 - lse2) (masked
+// entries 0), dV += P^T dO, dP^T = V_w dO^T, dS^T = P^T (dP^T - D), dK += dS^T Q. Every contribution to
+// a key row is summed by one thread in a fixed order: deterministic, no atomics.
+template <int HD>
+__global__ void __launch_bounds__(128) flash_bwd_kv_kernel(bf16 *__restrict__ dk, bf16 *__restrict__ dv,
+                                                           const bf16 *__restrict__ dout, const float *__restrict__ lse,
+                                                           const float *__restrict__ Dsum, const bf16 *__restrict__ q,
+                                                           const bf16 *__restrict__ k, const bf16 *__restrict__ v,
+                                                           const AttnParams p) {
+    using C = BwdKVCfg<HD>;
+    constexpr int BKV = C::BKV, BQ = C::BQ, SROW = C::SROW, NTH = C::NTHREADS;
+    constexpr int KS = HD / 16, NQT = BQ / 8, DT = HD / 8;
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16 *sK = reinterpret_cast<bf16 *>(smem);
+    bf16 *sV = sK + BKV * SROW;
+    bf16 *sQ = sV + BKV * SROW;     // [2][BQ][SROW]
+    bf16 *sdO = sQ + 2 * BQ * SROW;  // [2][BQ][SROW]
+    int *sSegK = reinterpret_cast<int *>(sdO + 2 * BQ * SROW);
+    float *sL = reinterpret_cast<float *>(sSegK + BKV);  // [2][BQ] lse * log2(e)
+    float *sD = sL + 2 * BQ;                              // [2][BQ]
+    int *sSegQ = reinterpret_cast<int *>(sD + 2 * BQ);    // [2][BQ]
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+    const int kt = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z, T = p.T;
+    const int k0 = kt * BKV, kw0 = k0 + warp * 16;
+    const int kvlen = attn_kvlen(p, b);
+    bf16 *dkb = dk ? dk + (long long)b * T * p.kv_stride + (long long)kvh * HD : nullptr;
+    bf16 *dvb = dv ? dv + (long long)b * T * p.kv_stride + (long long)kvh * HD : nullptr;
+
+    if (k0 >= kvlen) {  // every key of the block is padding: its gradients are 0
+        for (int c = tid; c < BKV * (HD / 2); c += NTH) {
+            const int r = c / (HD / 2), d = (c % (HD / 2)) * 2;
+            if (k0 + r < T) {
+                const long long off = (long long)(k0 + r) * p.kv_stride + d;
+                if (dkb) *reinterpret_cast<__nv_bfloat162 *>(dkb + off) = __floats2bfloat162_rn(0.f, 0.f);
+                if (dvb) *reinterpret_cast<__nv_bfloat162 *>(dvb + off) = __floats2bfloat162_rn(0.f, 0.f);
+            }
+        }
+        return;
+    }
+
+    const int *segb = p.segment ? p.segment + (long long)b * T : nullptr;
+    const bf16 *kb = k + ((long long)b * T + k0) * p.kv_stride + (long long)kvh * HD;
+    const bf16 *vb = v + ((long long)b * T + k0) * p.kv_stride + (long long)kvh * HD;
+    load_tile<HD, BKV, NTH>(sK, kb, p.kv_stride, T - k0, tid);
+    load_tile<HD, BKV, NTH>(sV, vb, p.kv_stride, T - k0, tid);
+    if (segb)
+        for (int j = tid; j < BKV; j += NTH) sSegK[j] = k0 + j < T ? segb[k0 + j] : -1;
+    cp_async_commit();
+
+    // work items: (query head of the group) x (query tile), causal tiles entirely above the block skipped
+    const int qt_start = p.causal ? k0 / BQ : 0;
+    const int nq = (T + BQ - 1) / BQ - qt_start;
+    const int nitems = p.group * nq;
+    auto load_item = [&](int item, int buf) {
+        const int h = kvh * p.group + item / nq, q0 = (qt_start + item % nq) * BQ;
+        load_tile<HD, BQ, NTH>(sQ + buf * BQ * SROW, q + ((long long)b * T + q0) * p.q_stride + (long long)h * HD,
+                               p.q_stride, T - q0, tid);
+        load_tile<HD, BQ, NTH>(sdO + buf * BQ * SROW, dout + ((long long)b * T + q0) * p.o_stride + (long long)h * HD,
+                               p.o_stride, T - q0, tid);
+        const long long lrow = ((long long)b * p.NH + h) * T;
+        for (int r = tid; r < BQ; r += NTH) {
+            const int i = q0 + r;
+            sL[buf * BQ + r] = i < T ? lse[lrow + i] * ATTN_LOG2E : 0.f;
+            sD[buf * BQ + r] = i < T ? Dsum[lrow + i] : 0.f;
+            sSegQ[buf * BQ + r] = segb && i < T ? segb[i] : -1;
+        }
+    };
+    if (nitems > 0) load_item(0, 0);
+    cp_async_commit();
+
+    float dka[DT][4], dva[DT][4];
+    #pragma unroll
+    for (int d = 0; d < DT; d++)
+        #pragma unroll
+        for (int e = 0; e < 4; e++) dka[d][e] = dva[d][e] = 0.f;
+
+    for (int it = 0; it < nitems; it++) {
+        const int buf = it & 1;
+        if (it + 1 < nitems) load_item(it + 1, buf ^ 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const int q0 = (qt_start + it % nq) * BQ;
+        const bf16 *sQb = sQ + buf * BQ * SROW, *sdOb = sdO + buf * BQ * SROW;
+        const float *sLb = sL + buf * BQ, *sDb = sD + buf * BQ;
+
+        // S^T (16 keys x BQ queries) = K_w Q^T
+        float st[NQT][4];
+        #pragma unroll
+        for (int n = 0; n < NQT; n++) st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.f;
+        #pragma unroll
+        for (int kk = 0; kk < KS; kk++) {
+            uint32_t a[4];
+            ldsm_x4(a[0], a[1], a[2], a[3], sK + (warp * 16 + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
+            #pragma unroll
+            for (int n2 = 0; n2 < NQT / 2; n2++) {
+                uint32_t b0, b1, b2, b3;
+                ldsm_x4(b0, b1, b2, b3, sQb + (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane));
+                mma16816(st[2 * n2], a, b0, b1);
+                mma16816(st[2 * n2 + 1], a, b2, b3);
+            }
+        }
+        // P^T; masked entries (and query rows >= T) exactly 0
+        const bool need_mask = (p.causal && kw0 + 15 > q0) || (kw0 + 16 > kvlen) || (q0 + BQ > T) || segb != nullptr;
+        #pragma unroll
+        for (int n = 0; n < NQT; n++) {
+            #pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int il = n * 8 + 2 * t4 + (e & 1);
+                float pv = exp2f(st[n][e] * p.scale_log2 - sLb[il]);
+                if (need_mask) {
+                    const int jl = warp * 16 + g + 8 * (e >> 1), i = q0 + il;
+                    const int sj = segb ? sSegK[jl] : 0;
+                    if (!(i < T && attn_vis(i, k0 + jl, kvlen, p.causal, segb != nullptr, sSegQ[buf * BQ + il], sj)))
+                        pv = 0.f;
+                }
+                st[n][e] = pv;
+            }
+        }
+        // dV (16 x HD) += P^T (16 x BQ) dO (BQ x HD)
+        #pragma unroll
+        for (int kk = 0; kk < BQ / 16; kk++) {
+            uint32_t a[4];
+            acc_to_a(a, st[2 * kk], st[2 * kk + 1]);
+            #pragma unroll
+            for (int d2 = 0; d2 < HD / 16; d2++) {
+                uint32_t b0, b1, b2, b3;
+                ldsm_x4_t(b0, b1, b2, b3, sdOb + (kk * 16 + ldsm_bt_row(lane)) * SROW + d2 * 16 + ldsm_bt_col(lane));
+                mma16816(dva[2 * d2], a, b0, b1);
+                mma16816(dva[2 * d2 + 1], a, b2, b3);
+            }
+        }
+        // dP^T (16 x BQ) = V_w dO^T
+        float dpt[NQT][4];
+        #pragma unroll
+        for (int n = 0; n < NQT; n++) dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.f;
+        #pragma unroll
+        for (int kk = 0; kk < KS; kk++) {
+            uint32_t a[4];
+            ldsm_x4(a[0], a[1], a[2], a[3], sV + (warp * 16 + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
+            #pragma unroll
+            for (int n2 = 0; n2 < NQT / 2; n2++) {
+                uint32_t b0, b1, b2, b3;
+                ldsm_x4(b0, b1, b2, b3, sdOb + (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane));
+                mma16816(dpt[2 * n2], a, b0, b1);
+                mma16816(dpt[2 * n2 + 1], a, b2, b3);
+            }
+        }
+        // dS^T = P^T (dP^T - D)
+        #pragma unroll
+        for (int n = 0; n < NQT; n++)
+            #pragma unroll
+            for (int e = 0; e < 4; e++) dpt[n][e] = st[n][e] * (dpt[n][e] - sDb[n * 8 + 2 * t4 + (e & 1)]);
+        // dK (16 x HD) += dS^T (16 x BQ) Q (BQ x HD)
+        #pragma unroll
+        for (int kk = 0; kk < BQ / 16; kk++) {
+            uint32_t a[4];
+            acc_to_a(a, dpt[2 * kk], dpt[2 * kk + 1]);
+            #pragma unroll
+            for (int d2 = 0; d2 < HD / 16; d2++) {
+                uint32_t b0, b1, b2, b3;
+                ldsm_x4_t(b0, b1, b2, b3, sQb + (kk * 16 + ldsm_bt_row(lane)) * SROW + d2 * 16 + ldsm_bt_col(lane));
+                mma16816(dka[2 * d2], a, b0, b1);
+                mma16816(dka[2 * d2 + 1], a, b2, b3);
+            }
+        }
+        __syncthreads();  // buffer `buf` free for item it+2
+    }
+    cp_async_wait<0>();
+
+    #pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int j = kw0 + g + 8 * r;
+        if (j >= T) continue;
+        const long long off = (long long)j * p.kv_stride;
+        #pragma unroll
+        for (int d = 0; d < DT; d++) {
+            if (dkb)
+                *reinterpret_cast<__nv_bfloat162 *>(dkb + off + d * 8 + 2 * t4) =
+                    __floats2bfloat162_rn(dka[d][2 * r] * p.scale, dka[d][2 * r + 1] * p.scale);
+            if (dvb)
+                *reinterpret_cast<__nv_bfloat162 *>(dvb + off + d * 8 + 2 * t4) =
+                    __floats2bfloat162_rn(dva[d][2 * r], dva[d][2 * r + 1]);
+        }
+    }
+}
+
+template <int HD>
+struct BwdQCfg {
+    static constexpr int NW = 4, NTHREADS = 32 * NW, BQ = 16 * NW, BK = HD <= 64 ? 64 : 32, SROW = HD + 8;
+    // sQ, sdO [BQ][SROW]; sK, sV [2][BK][SROW] (bf16); sSeg [2][BK] (int)
+    static constexpr size_t SMEM = (size_t)(2 * BQ + 4 * BK) * SROW * sizeof(bf16) + 2 * BK * sizeof(int);
+};
+
+// dQ. Grid (ceil(T/64), NH, B), causal tiles last-first as in the forward. Warp w owns query rows
+// q0 + 16w .. +15; Q and dO fragments stay in registers. Per key tile: S = Q K^T, P = exp2(S scale_log2 -
+// lse2) (masked 0), dP = dO V^T, dS = P (dP - D), dQ += dS K. Deterministic (fixed order, no atomics).
+template <int HD>
+__global__ void __launch_bounds__(128) flash_bwd_q_kernel(bf16 *__restrict__ dq, const bf16 *__restrict__ dout,
+                                                          const float *__restrict__ lse, const float *__restrict__ Dsum,
+                                                          const bf16 *__restrict__ q, const bf16 *__restrict__ k,
+                                                          const bf16 *__restrict__ v, const AttnParams p) {
+    using C = BwdQCfg<HD>;
+    constexpr int BQ = C::BQ, BK = C::BK, SROW = C::SROW, NTH = C::NTHREADS;
+    constexpr int KS = HD / 16, NT = BK / 8, DT = HD / 8;
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16 *sQ = reinterpret_cast<bf16 *>(smem);
+    bf16 *sdO = sQ + BQ * SROW;
+    bf16 *sK = sdO + BQ * SROW;      // [2][BK][SROW]
+    bf16 *sV = sK + 2 * BK * SROW;   // [2][BK][SROW]
+    int *sSeg = reinterpret_cast<int *>(sV + 2 * BK * SROW);
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+    const int qt = p.causal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
+    const int h = blockIdx.y, b = blockIdx.z, kvh = h / p.group, T = p.T;
+    const int q0 = qt * BQ, qw0 = q0 + warp * 16;
+    const int kvlen = attn_kvlen(p, b);
+    int kend = kvlen;
+    if (p.causal) kend = min(kend, min(q0 + BQ, T));
+    const int ntiles = kend > 0 ? (kend + BK - 1) / BK : 0;
+
+    const bf16 *kb = k + (long long)b * T * p.kv_stride + (long long)kvh * HD;
+    const bf16 *vb = v + (long long)b * T * p.kv_stride + (long long)kvh * HD;
+    const int *segb = p.segment ? p.segment + (long long)b * T : nullptr;
+
+    load_tile<HD, BQ, NTH>(sQ, q + ((long long)b * T + q0) * p.q_stride + (long long)h * HD, p.q_stride, T - q0, tid);
+    load_tile<HD, BQ, NTH>(sdO, dout + ((long long)b * T + q0) * p.o_stride + (long long)h * HD, p.o_stride, T - q0, tid);
+    cp_async_commit();
+    auto load_kv = [&](int it, int buf) {
+        const int k0 = it * BK;
+        load_tile<HD, BK, NTH>(sK + buf * BK * SROW, kb + (long long)k0 * p.kv_stride, p.kv_stride, T - k0, tid);
+        load_tile<HD, BK, NTH>(sV + buf * BK * SROW, vb + (long long)k0 * p.kv_stride, p.kv_stride, T - k0, tid);
+        if (segb)
+            for (int j = tid; j < BK; j += NTH) sSeg[buf * BK + j] = k0 + j < T ? segb[k0 + j] : -1;
+    };
+    if (ntiles > 0) load_kv(0, 0);
+    cp_async_commit();
+
+    float lse2[2], Dr[2];
+    int segq[2];
+    #pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int i = qw0 + g + 8 * r;
+        const long long li = ((long long)b * p.NH + h) * T + i;
+        lse2[r] = i < T ? lse[li] * ATTN_LOG2E : 0.f;
+        Dr[r] = i < T ? Dsum[li] : 0.f;
+        segq[r] = segb && i < T ? segb[i] : -1;
+    }
+
+    uint32_t qf[KS][4], df[KS][4];
+    float dqa[DT][4];
+    #pragma unroll
+    for (int d = 0; d < DT; d++) dqa[d][0] = dqa[d][1] = dqa[d][2] = dqa[d][3] = 0.f;
+
+    for (int it = 0; it < ntiles; it++) {
+        const int buf = it & 1, k0 = it * BK;
+        if (it + 1 < ntiles) load_kv(it + 1, buf ^ 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        if (it == 0) {
+            #pragma unroll
+            for (int kk = 0; kk < KS; kk++) {
+                const int off = (warp * 16 + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane);
+                ldsm_x4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], sQ + off);
+                ldsm_x4(df[kk][0], df[kk][1], df[kk][2], df[kk][3], sdO + off);
+            }
+        }
+        const bf16 *sKb = sK + buf * BK * SROW, *sVb = sV + buf * BK * SROW;
+
+        // S = Q K^T and dP = dO V^T (16 x BK each)
+        float s[NT][4], dp[NT][4];
+        #pragma unroll
+        for (int n = 0; n < NT; n++)
+            #pragma unroll
+            for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.f;
+        #pragma unroll
+        for (int kk = 0; kk < KS; kk++) {
+            #pragma unroll
+            for (int n2 = 0; n2 < NT / 2; n2++) {
+                uint32_t b0, b1, b2, b3;
+                const int off = (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane);
+                ldsm_x4(b0, b1, b2, b3, sKb + off);
+                mma16816(s[2 * n2], qf[kk], b0, b1);
+                mma16816(s[2 * n2 + 1], qf[kk], b2, b3);
+                ldsm_x4(b0, b1, b2, b3, sVb + off);
+                mma16816(dp[2 * n2], df[kk], b0, b1);
+                mma16816(dp[2 * n2 + 1], df[kk], b2, b3);
+            }
+        }
+        // P and dS = P (dP - D), masked entries exactly 0
+        const bool need_mask = (k0 + BK > kvlen) || (p.causal && k0 + BK - 1 > qw0) || segb != nullptr;
+        #pragma unroll
+        for (int n = 0; n < NT; n++) {
+            #pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int r = e >> 1;
+                float pv = exp2f(s[n][e] * p.scale_log2 - lse2[r]);
+                if (need_mask) {
+                    const int jl = n * 8 + 2 * t4 + (e & 1);
+                    const int sj = segb ? sSeg[buf * BK + jl] : 0;
+                    if (!attn_vis(qw0 + g + 8 * r, k0 + jl, kvlen, p.causal, segb != nullptr, segq[r], sj)) pv = 0.f;
+                }
+                s[n][e] = pv * (dp[n][e] - Dr[r]);
+            }
+        }
+        // dQ (16 x HD) += dS (16 x BK) K (BK x HD)
+        #pragma unroll
+        for (int kk = 0; kk < BK / 16; kk++) {
+            uint32_t a[4];
+            acc_to_a(a, s[2 * kk], s[2 * kk + 1]);
+            #pragma unroll
+            for (int d2 = 0; d2 < HD / 16; d2++) {
+                uint32_t b0, b1, b2, b3;
+                ldsm_x4_t(b0, b1, b2, b3, sKb + (kk * 16 + ldsm_bt_row(lane)) * SROW + d2 * 16 + ldsm_bt_col(lane));
+                mma16816(dqa[2 * d2], a, b0, b1);
+                mma16816(dqa[2 * d2 + 1], a, b2, b3);
+            }
+        }
+        __syncthreads();
+    }
+    cp_async_wait<0>();
+
+    #pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int i = qw0 + g + 8 * r;
+        if (i >= T) continue;
+        bf16 *row = dq + ((long long)b * T + i) * p.q_stride + (long long)h * HD;
+        #pragma unroll
+        for (int d = 0; d < DT; d++)
+            *reinterpret_cast<__nv_bfloat162 *>(row + d * 8 + 2 * t4) =
+                __floats2bfloat162_rn(dqa[d][2 * r] * p.scale, dqa[d][2 * r + 1] * p.scale);
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// generic path: any HD <= 256 (NC = ceil(HD/32) elements per lane), any strides and alignment
+
+template <int NC>
+__device__ __forceinline__ void load_row(float x[NC], const bf16 *row, int HD, int lane) {
+    #pragma unroll
+    for (int c = 0; c < NC; c++) {
+        const int d = lane + 32 * c;
+        x[c] = d < HD ? __bfloat162float(row[d]) : 0.f;
+    }
+}
+template <int NC>
+__device__ __forceinline__ float dot_row(const float x[NC], const bf16 *row, int HD, int lane) {
+    float s = 0.f;
+    #pragma unroll
+    for (int c = 0; c < NC; c++) {
+        const int d = lane + 32 * c;
+        if (d < HD) s += x[c] * __bfloat162float(row[d]);
+    }
+    return warp_sum(s);
+}
+template <int NC>
+__device__ __forceinline__ void store_row(bf16 *row, const float x[NC], float mul, int HD, int lane) {
+    #pragma unroll
+    for (int c = 0; c < NC; c++) {
+        const int d = lane + 32 * c;
+        if (d < HD) row[d] = __float2bfloat16(x[c] * mul);
+    }
+}
+
+// one warp per query row (b, h, i), i fastest; online softmax in natural units
+template <int NC>
+__global__ void attn_fwd_generic_kernel(bf16 *__restrict__ out, float *__restrict__ lse, const bf16 *__restrict__ q,
+                                        const bf16 *__restrict__ k, const bf16 *__restrict__ v, const AttnParams p) {
+    const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31, T = p.T, HD = p.HD;
+    if (row >= (long long)p.B * p.NH * T) return;  // whole warp
+    const int i = (int)(row % T), h = (int)((row / T) % p.NH), b = (int)(row / ((long long)T * p.NH));
+    const int kvh = h / p.group, kvlen = attn_kvlen(p, b);
+    const int *segb = p.segment ? p.segment + (long long)b * T : nullptr;
+    const int si = segb ? segb[i] : 0;
+    const bf16 *kb = k + (long long)b * T * p.kv_stride + (long long)kvh * HD;
+    const bf16 *vb = v + (long long)b * T * p.kv_stride + (long long)kvh * HD;
+    float qr[NC], o[NC];
+    load_row<NC>(qr, q + ((long long)b * T + i) * p.q_stride + (long long)h * HD, HD, lane);
+    #pragma unroll
+    for (int c = 0; c < NC; c++) o[c] = 0.f;
+    float m = -INFINITY, l = 0.f;
+    const int jend = p.causal ? min(kvlen, i + 1) : kvlen;
+    for (int j = 0; j < jend; j++) {
+        if (segb) { const int sj = segb[j]; if (sj != 0 && sj != si) continue; }
+        const float s = dot_row<NC>(qr, kb + (long long)j * p.kv_stride, HD, lane) * p.scale;
+        const float mn = fmaxf(m, s), alpha = expf(m - mn), pj = expf(s - mn);  // m = -inf: alpha = 0
+        l = l * alpha + pj;
+        const bf16 *vj = vb + (long long)j * p.kv_stride;
+        #pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const int d = lane + 32 * c;
+            o[c] = o[c] * alpha + (d < HD ? pj * __bfloat162float(vj[d]) : 0.f);
+        }
+        m = mn;
+    }
+    store_row<NC>(out + ((long long)b * T + i) * p.o_stride + (long long)h * HD, o, l > 0.f ? 1.f / l : 0.f, HD, lane);
+    if (lane == 0) lse[((long long)b * p.NH + h) * T + i] = l > 0.f ? m + logf(l) : 0.f;
+}
+
+// dQ: one warp per query row (b, h, i)
+template <int NC>
+__global__ void attn_bwd_q_generic_kernel(bf16 *__restrict__ dq, const bf16 *__restrict__ dout,
+                                          const float *__restrict__ lse, const float *__restrict__ Dsum,
+                                          const bf16 *__restrict__ q, const bf16 *__restrict__ k,
+                                          const bf16 *__restrict__ v, const AttnParams p) {
+    const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31, T = p.T, HD = p.HD;
+    if (row >= (long long)p.B * p.NH * T) return;
+    const int i = (int)(row % T), h = (int)((row / T) % p.NH), b = (int)(row / ((long long)T * p.NH));
+    const int kvh = h / p.group, kvlen = attn_kvlen(p, b);
+    const int *segb = p.segment ? p.segment + (long long)b * T : nullptr;
+    const int si = segb ? segb[i] : 0;
+    const bf16 *kb = k + (long long)b * T * p.kv_stride + (long long)kvh * HD;
+    const bf16 *vb = v + (long long)b * T * p.kv_stride + (long long)kvh * HD;
+    float qr[NC], gr[NC], acc[NC];
+    load_row<NC>(qr, q + ((long long)b * T + i) * p.q_stride + (long long)h * HD, HD, lane);
+    load_row<NC>(gr, dout + ((long long)b * T + i) * p.o_stride + (long long)h * HD, HD, lane);
+    #pragma unroll
+    for (int c = 0; c < NC; c++) acc[c] = 0.f;
+    const long long li = ((long long)b * p.NH + h) * T + i;
+    const float L = lse[li], Di = Dsum[li];
+    const int jend = p.causal ? min(kvlen, i + 1) : kvlen;
+    for (int j = 0; j < jend; j++) {
+        if (segb) { const int sj = segb[j]; if (sj != 0 && sj != si) continue; }
+        const bf16 *kj = kb + (long long)j * p.kv_stride;
+        const float s = dot_row<NC>(qr, kj, HD, lane) * p.scale;
+        const float dpv = dot_row<NC>(gr, vb + (long long)j * p.kv_stride, HD, lane);
+        const float ds = expf(s - L) * (dpv - Di);
+        #pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const int d = lane + 32 * c;
+            if (d < HD) acc[c] += ds * __bfloat162float(kj[d]);
+        }
+    }
+    store_row<NC>(dq + ((long long)b * T + i) * p.q_stride + (long long)h * HD, acc, p.scale, HD, lane);
+}
+
+// dK, dV: one warp per key row (b, kv head, j), summing over the group's query heads and all queries
+template <int NC>
+__global__ void attn_bwd_kv_generic_kernel(bf16 *__restrict__ dk, bf16 *__restrict__ dv, const bf16 *__restrict__ dout,
+                                           const float *__restrict__ lse, const float *__restrict__ Dsum,
+                                           const bf16 *__restrict__ q, const bf16 *__restrict__ k,
+                                           const bf16 *__restrict__ v, const AttnParams p) {
+    const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31, T = p.T, HD = p.HD;
+    if (row >= (long long)p.B * p.NKV * T) return;
+    const int j = (int)(row % T), kvh = (int)((row / T) % p.NKV), b = (int)(row / ((long long)T * p.NKV));
+    const int kvlen = attn_kvlen(p, b);
+    const int *segb = p.segment ? p.segment + (long long)b * T : nullptr;
+    const int sj = segb ? segb[j] : 0;
+    const long long kvoff = ((long long)b * T + j) * p.kv_stride + (long long)kvh * HD;
+    float kr[NC], vr[NC], dka[NC], dva[NC];
+    load_row<NC>(kr, k + kvoff, HD, lane);
+    load_row<NC>(vr, v + kvoff, HD, lane);
+    #pragma unroll
+    for (int c = 0; c < NC; c++) dka[c] = dva[c] = 0.f;
+    if (j < kvlen) {
+        for (int h = kvh * p.group; h < (kvh + 1) * p.group; h++) {
+            const long long lrow = ((long long)b * p.NH + h) * T;
+            for (int i = p.causal ? j : 0; i < T; i++) {
+                if (segb && sj != 0 && sj != segb[i]) continue;
+                const bf16 *qi = q + ((long long)b * T + i) * p.q_stride + (long long)h * HD;
+                const bf16 *gi = dout + ((long long)b * T + i) * p.o_stride + (long long)h * HD;
+                const float s = dot_row<NC>(kr, qi, HD, lane) * p.scale;
+                const float pj = expf(s - lse[lrow + i]);
+                const float dpv = dot_row<NC>(vr, gi, HD, lane);
+                const float ds = pj * (dpv - Dsum[lrow + i]);
+                #pragma unroll
+                for (int c = 0; c < NC; c++) {
+                    const int d = lane + 32 * c;
+                    if (d < HD) {
+                        dva[c] += pj * __bfloat162float(gi[d]);
+                        dka[c] += ds * __bfloat162float(qi[d]);
+                    }
+                }
+            }
+        }
+    }
+    if (dk) store_row<NC>(dk + kvoff, dka, p.scale, HD, lane);
+    if (dv) store_row<NC>(dv + kvoff, dva, 1.f, HD, lane);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// scratch and padding fixup (shared with the cuDNN path)
+
+static void *g_scratch[3];
+static size_t g_scratch_bytes[3];
+
+void *attn_scratch(int slot, size_t bytes) {
+    if (slot < 0 || slot >= 3) fatal("attn_scratch: bad slot %d", slot);
+    if (bytes > g_scratch_bytes[slot]) {
+        if (g_scratch[slot]) {
+            ATTN_CUDA_CHECK(cudaStreamSynchronize(attn_stream()));  // earlier work may still read it
+            ATTN_CUDA_CHECK(cudaFree(g_scratch[slot]));
+        }
+        size_t want = bytes + bytes / 4 + (1 << 20);
+        if (cudaMalloc(&g_scratch[slot], want) != cudaSuccess)
+            fatal("attention: out of GPU memory allocating %zu bytes of scratch", want);
+        g_scratch_bytes[slot] = want;
+    }
+    return g_scratch[slot];
+}
+
+// one block per (b, t) token
+__global__ void attn_fixup_kernel(bf16 *out, float *lse, bf16 *dq, bf16 *dk, bf16 *dv, const AttnParams p) {
+    const int t = blockIdx.x % p.T, b = blockIdx.x / p.T;
+    const int kvlen = attn_kvlen(p, b);
+    const long long tok = (long long)b * p.T + t;
+    if (t >= kvlen) {
+        for (int e = threadIdx.x; e < p.NKV * p.HD; e += blockDim.x) {
+            const long long off = tok * p.kv_stride + e;
+            if (dk) dk[off] = __float2bfloat16(0.f);
+            if (dv) dv[off] = __float2bfloat16(0.f);
+        }
+    }
+    if (kvlen == 0) {  // no query of this row sees any key
+        for (int e = threadIdx.x; e < p.NH * p.HD; e += blockDim.x) {
+            if (out) out[tok * p.o_stride + e] = __float2bfloat16(0.f);
+            if (dq) dq[tok * p.q_stride + e] = __float2bfloat16(0.f);
+        }
+        if (lse)
+            for (int h = threadIdx.x; h < p.NH; h += blockDim.x) lse[((long long)b * p.NH + h) * p.T + t] = 0.f;
+    }
+}
+
+void attn_fixup_padding(void *out, float *lse, void *dq, void *dk, void *dv, const AttnShape *s) {
+    if (!s->kv_len || s->B <= 0 || s->T <= 0) return;
+    const AttnParams p = attn_params(s);
+    attn_fixup_kernel<<<(unsigned)((long long)s->B * s->T), 128, 0, attn_stream()>>>(
+        (bf16 *)out, lse, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, p);
+    ATTN_LAUNCH_CHECK();
+}
+
+// ----------------------------------------------------------------------------------------------------
+// host: path choice and launches
+
+static int g_force_generic = -1;  // -1: read VLM_ATTN_GENERIC once (1 = always use the generic kernels)
+
+void flash_attention_force_generic(int on) { g_force_generic = on ? 1 : 0; }
+
+static void check_shape(const AttnShape *s, const char *what) {
+    if (s->B < 0 || s->T < 0 || s->NH <= 0 || s->NKV <= 0 || s->HD <= 0 || s->NH % s->NKV != 0)
+        fatal("%s: bad shape B=%d T=%d NH=%d NKV=%d HD=%d (need NH %% NKV == 0)", what, s->B, s->T, s->NH, s->NKV, s->HD);
+    if (s->HD > 256) fatal("%s: head dim %d > 256 is not supported by the CUDA attention kernels", what, s->HD);
+    if (s->q_stride < s->NH * s->HD || s->kv_stride < s->NKV * s->HD)
+        fatal("%s: strides q %d / kv %d smaller than a token's heads (%d / %d)", what, s->q_stride, s->kv_stride,
+              s->NH * s->HD, s->NKV * s->HD);
+}
+
+static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+// the tensor-core kernels need HD a multiple of 16 (instantiated below) and 16-byte aligned rows
+static int use_tc(const AttnShape *s, const void *a, const void *b, const void *c, const void *d, const void *e,
+                  const void *f) {
+    if (g_force_generic < 0) {
+        const char *env = getenv("VLM_ATTN_GENERIC");
+        g_force_generic = env && env[0] == '1';
+    }
+    if (g_force_generic) return 0;
+    switch (s->HD) {
+        case 16: case 32: case 64: case 80: case 96: case 128: break;
+        default: return 0;
+    }
+    if (s->q_stride % 8 || s->kv_stride % 8) return 0;
+    const void *ps[6] = {a, b, c, d, e, f};
+    for (int i = 0; i < 6; i++)
+        if (ps[i] && !aligned16(ps[i])) return 0;
+    return 1;
+}
+
+template <typename K>
+static void set_smem(K kernel, size_t bytes) {
+    if (bytes > 48 * 1024) ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
+
+template <int HD>
+static void launch_fwd(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const AttnParams &p) {
+    using C = FwdCfg<HD>;
+    static bool init = false;
+    if (!init) { set_smem(flash_fwd_kernel<HD>, C::SMEM); init = true; }
+    dim3 grid((p.T + C::BQ - 1) / C::BQ, p.NH, p.B);
+    flash_fwd_kernel<HD><<<grid, C::NTHREADS, C::SMEM, attn_stream()>>>(out, lse, q, k, v, p);
+    ATTN_LAUNCH_CHECK();
+}
+
+template <int HD>
+static void launch_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const float *lse, const float *D,
+                       const bf16 *q, const bf16 *k, const bf16 *v, const AttnParams &p) {
+    using CKV = BwdKVCfg<HD>;
+    using CQ = BwdQCfg<HD>;
+    static bool init = false;
+    if (!init) {
+        set_smem(flash_bwd_kv_kernel<HD>, CKV::SMEM);
+        set_smem(flash_bwd_q_kernel<HD>, CQ::SMEM);
+        init = true;
+    }
+    if (dk || dv) {
+        dim3 grid((p.T + CKV::BKV - 1) / CKV::BKV, p.NKV, p.B);
+        flash_bwd_kv_kernel<HD><<<grid, CKV::NTHREADS, CKV::SMEM, attn_stream()>>>(dk, dv, dout, lse, D, q, k, v, p);
+        ATTN_LAUNCH_CHECK();
+    }
+    if (dq) {
+        dim3 grid((p.T + CQ::BQ - 1) / CQ::BQ, p.NH, p.B);
+        flash_bwd_q_kernel<HD><<<grid, CQ::NTHREADS, CQ::SMEM, attn_stream()>>>(dq, dout, lse, D, q, k, v, p);
+        ATTN_LAUNCH_CHECK();
+    }
+}
+
+template <int NC>
+static void launch_generic_fwd(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const AttnParams &p) {
+    const long long rows = (long long)p.B * p.NH * p.T;
+    attn_fwd_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, attn_stream()>>>(out, lse, q, k, v, p);
+    ATTN_LAUNCH_CHECK();
+}
+
+template <int NC>
+static void launch_generic_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const float *lse, const float *D,
+                               const bf16 *q, const bf16 *k, const bf16 *v, const AttnParams &p) {
+    if (dq) {
+        const long long rows = (long long)p.B * p.NH * p.T;
+        attn_bwd_q_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, attn_stream()>>>(dq, dout, lse, D, q, k, v, p);
+        ATTN_LAUNCH_CHECK();
+    }
+    if (dk || dv) {
+        const long long rows = (long long)p.B * p.NKV * p.T;
+        attn_bwd_kv_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, attn_stream()>>>(dk, dv, dout, lse, D, q, k, v, p);
+        ATTN_LAUNCH_CHECK();
+    }
+}
+
+void flash_attention_forward(void *out, void *lse, const void *q, const void *k, const void *v, const AttnShape *s) {
+    check_shape(s, "attention_forward");
+    if (s->B == 0 || s->T == 0) return;
+    const AttnParams p = attn_params(s);
+    bf16 *o = (bf16 *)out;
+    float *l = (float *)lse;
+    const bf16 *qq = (const bf16 *)q, *kk = (const bf16 *)k, *vv = (const bf16 *)v;
+    if (use_tc(s, out, q, k, v, NULL, NULL)) {
+        switch (s->HD) {
+            case 16: launch_fwd<16>(o, l, qq, kk, vv, p); return;
+            case 32: launch_fwd<32>(o, l, qq, kk, vv, p); return;
+            case 64: launch_fwd<64>(o, l, qq, kk, vv, p); return;
+            case 80: launch_fwd<80>(o, l, qq, kk, vv, p); return;
+            case 96: launch_fwd<96>(o, l, qq, kk, vv, p); return;
+            case 128: launch_fwd<128>(o, l, qq, kk, vv, p); return;
+        }
+    }
+    switch ((s->HD + 31) / 32) {
+        case 1: launch_generic_fwd<1>(o, l, qq, kk, vv, p); return;
+        case 2: launch_generic_fwd<2>(o, l, qq, kk, vv, p); return;
+        case 3: launch_generic_fwd<3>(o, l, qq, kk, vv, p); return;
+        case 4: launch_generic_fwd<4>(o, l, qq, kk, vv, p); return;
+        case 5: launch_generic_fwd<5>(o, l, qq, kk, vv, p); return;
+        case 6: launch_generic_fwd<6>(o, l, qq, kk, vv, p); return;
+        case 7: launch_generic_fwd<7>(o, l, qq, kk, vv, p); return;
+        case 8: launch_generic_fwd<8>(o, l, qq, kk, vv, p); return;
+    }
+    fatal("attention_forward: no kernel for head dim %d", s->HD);
+}
+
+void flash_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out, const void *lse,
+                              const void *q, const void *k, const void *v, const AttnShape *s) {
+    check_shape(s, "attention_backward");
+    if (s->B == 0 || s->T == 0) return;
+    if (!dq && !dk && !dv) return;
+    const AttnParams p = attn_params(s);
+    // D = rowsum(dO * O): (B, NH, T) fp32 scratch
+    float *D = (float *)attn_scratch(0, sizeof(float) * (size_t)s->B * s->NH * s->T);
+    {
+        const long long rows = (long long)s->B * s->T * s->NH;
+        bwd_dot_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, attn_stream()>>>(D, (const bf16 *)dout, (const bf16 *)out,
+                                                                              s->B, s->T, s->NH, s->HD);
+        ATTN_LAUNCH_CHECK();
+    }
+    bf16 *gq = (bf16 *)dq, *gk = (bf16 *)dk, *gv = (bf16 *)dv;
+    const bf16 *go = (const bf16 *)dout, *qq = (const bf16 *)q, *kk = (const bf16 *)k, *vv = (const bf16 *)v;
+    const float *l = (const float *)lse;
+    if (use_tc(s, dq, dk, dv, q, k, v) && aligned16(dout)) {
+        switch (s->HD) {
+            case 16: launch_bwd<16>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
+            case 32: launch_bwd<32>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
+            case 64: launch_bwd<64>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
+            case 80: launch_bwd<80>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
+            case 96: launch_bwd<96>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
+            case 128: launch_bwd<128>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
+        }
+    }
+    switch ((s->HD + 31) / 32) {
+        case 1: launch_generic_bwd<1>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
+        case 2: launch_generic_bwd<2>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
+        case 3: launch_generic_bwd<3>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
+        case 4: launch_generic_bwd<4>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
+        case 5: launch_generic_bwd<5>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
+        case 6: launch_generic_bwd<6>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
+        case 7: launch_generic_bwd<7>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
+        case 8: launch_generic_bwd<8>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
+    }
+    fatal("attention_backward: no kernel for head dim %d", s->HD);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// run-time selection: VLM_ATTN=flash|cudnn (default flash); cudnn falls back to flash per shape
+
+enum { ATTN_IMPL_UNSET = -1, ATTN_IMPL_FLASH = 0, ATTN_IMPL_CUDNN = 1 };
+static int g_attn_impl = ATTN_IMPL_UNSET;
+
+void cuda_attention_select(const char *impl) {
+    if (!impl || !strcmp(impl, "flash")) { g_attn_impl = ATTN_IMPL_FLASH; return; }
+    if (!strcmp(impl, "cudnn")) {
+#ifdef VLM_CUDNN
+        g_attn_impl = ATTN_IMPL_CUDNN;
+        return;
+#else
+        fatal("attention 'cudnn' requested (VLM_ATTN or --attn), but this binary was built without cuDNN "
+              "(cudnn.h was not found at build time); use 'flash'");
+#endif
+    }
+    fatal("attention implementation '%s': expected 'flash' or 'cudnn'", impl);
+}
+
+static int attn_impl(void) {
+    if (g_attn_impl == ATTN_IMPL_UNSET) {
+        const char *env = getenv("VLM_ATTN");
+        cuda_attention_select(env && env[0] ? env : "flash");
+    }
+    return g_attn_impl;
+}
+
+const char *cuda_attention_selected(void) { return attn_impl() == ATTN_IMPL_CUDNN ? "cudnn" : "flash"; }
+
+void cuda_attention_forward(void *out, void *lse, const void *q, const void *k, const void *v, const AttnShape *s) {
+    if (attn_impl() == ATTN_IMPL_CUDNN && cudnn_attention_supported(s))
+        cudnn_attention_forward(out, lse, q, k, v, s);
+    else
+        flash_attention_forward(out, lse, q, k, v, s);
+}
+
+void cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out, const void *lse,
+                             const void *q, const void *k, const void *v, const AttnShape *s) {
+    if (attn_impl() == ATTN_IMPL_CUDNN && cudnn_attention_supported(s))
+        cudnn_attention_backward(dq, dk, dv, dout, out, lse, q, k, v, s);
+    else
+        flash_attention_backward(dq, dk, dv, dout, out, lse, q, k, v, s);
+}
