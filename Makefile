@@ -4,6 +4,7 @@
 # `make deps` installs the Debian packages the build needs.
 
 CC       ?= gcc
+, := ,
 NVCC     ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 OPT      ?= -O2
 CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fopenmp -MMD -MP
@@ -11,10 +12,9 @@ CFLAGS   += -I. -I/usr/include/stb -I/usr/include/cjson
 # .deps/ holds Debian packages unpacked for the GPU machine, which reaches no package registry
 DEPS_DIR := .deps
 CFLAGS   += $(if $(wildcard $(DEPS_DIR)/usr/include),-I$(DEPS_DIR)/usr/include -I$(DEPS_DIR)/usr/include/stb -I$(DEPS_DIR)/usr/include/cjson)
-LDLIBS   := $(if $(wildcard $(DEPS_DIR)/usr/lib/x86_64-linux-gnu),-L$(DEPS_DIR)/usr/lib/x86_64-linux-gnu -Wl$(,)-rpath$(,)'$$ORIGIN/$(DEPS_DIR)/usr/lib/x86_64-linux-gnu')
+# an absolute rpath: both ./vlm and build/test_vlm find the carried libraries
+LDLIBS   := $(if $(wildcard $(DEPS_DIR)/usr/lib/x86_64-linux-gnu),-L$(DEPS_DIR)/usr/lib/x86_64-linux-gnu -Wl$(,)-rpath$(,)$(abspath $(DEPS_DIR)/usr/lib/x86_64-linux-gnu))
 LDLIBS   += -lcjson -lstb -lz -lm -fopenmp -lpthread
-comma := ,
-, := ,
 
 BUILD    ?= build
 SANITIZE ?=
@@ -115,7 +115,7 @@ deps:
 # Unpack the runtime .deb files into .deps/ (git-ignored) for the GPU machine, which has no registry.
 deps-device:
 	@mkdir -p $(DEPS_DIR)/debs && cd $(DEPS_DIR)/debs && \
-	  apt-get download libcjson1 libcjson-dev libstb0 libstb-dev >/dev/null && \
+	  apt-get download libcjson1 libcjson-dev libstb0 libstb-dev zlib1g-dev >/dev/null && \
 	  for f in *.deb; do dpkg -x $$f ..; done && echo "deps-device: unpacked into $(DEPS_DIR)/"
 
 fixtures:

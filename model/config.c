@@ -224,3 +224,35 @@ char *config_model_type(const char *path) {
     free(p);
     return mt;
 }
+
+char *llava_config_preset_json(const char *name) {
+    const char *vit_l = "\"vision_config\": {\"model_type\": \"clip_vision_model\", \"hidden_size\": 1024, "
+                        "\"intermediate_size\": 4096, \"num_hidden_layers\": 24, \"num_attention_heads\": 16, "
+                        "\"image_size\": 336, \"patch_size\": 14, \"projection_dim\": 768}";
+    char buf[2048];
+    if (!strcmp(name, "llava-1.4b"))
+        snprintf(buf, sizeof(buf), "{\"model_type\": \"llava\", %s, \"text_config\": {\"model_type\": \"llama\", "
+                 "\"vocab_size\": 32064, \"hidden_size\": 2048, \"intermediate_size\": 5632, \"num_hidden_layers\": 24, "
+                 "\"num_attention_heads\": 16, \"num_key_value_heads\": 16, \"rms_norm_eps\": 1e-05, "
+                 "\"max_position_embeddings\": 4096}, \"image_token_index\": 32000}", vit_l);
+    else if (!strcmp(name, "llava-7b"))
+        snprintf(buf, sizeof(buf), "{\"model_type\": \"llava\", %s, \"text_config\": {\"model_type\": \"llama\", "
+                 "\"vocab_size\": 32064, \"rms_norm_eps\": 1e-05, \"max_position_embeddings\": 4096}, "
+                 "\"image_token_index\": 32000}", vit_l);
+    else if (!strcmp(name, "llava-tiny"))
+        snprintf(buf, sizeof(buf), "{\"model_type\": \"llava\", \"vision_config\": {\"model_type\": \"clip_vision_model\", "
+                 "\"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 3, \"num_attention_heads\": 4, "
+                 "\"image_size\": 56, \"patch_size\": 14}, \"text_config\": {\"model_type\": \"llama\", "
+                 "\"vocab_size\": 32064, \"hidden_size\": 64, \"intermediate_size\": 160, \"num_hidden_layers\": 2, "
+                 "\"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"rms_norm_eps\": 1e-05}, \"image_token_index\": 32000}");
+    else return NULL;
+    return xstrdup(buf);
+}
+
+int llava_config_preset(LlavaConfig *c, const char *name) {
+    char *json = llava_config_preset_json(name);
+    if (!json) return -1;
+    llava_config_parse(c, json, name);
+    free(json);
+    return 0;
+}

@@ -47,5 +47,12 @@ void clip_config_load(ClipConfig *c, const char *path);
 // Parses from a JSON text (for tests); `source` names it in messages.
 void llava_config_parse(LlavaConfig *c, const char *json, const char *source);
 void clip_config_parse(ClipConfig *c, const char *json, const char *source);
+// Named shapes for benchmarks and from-scratch runs: "llava-1.4b" (CLIP ViT-L/14-336 + LLaMA d2048 x 24,
+// FFN 5632, vocab 32064), "llava-7b" (llava-1.5-7b-hf), "llava-tiny" (a few hundred thousand parameters).
+// Returns 0, or -1 for an unknown name.
+int llava_config_preset(LlavaConfig *c, const char *name);
+// The config.json text of a preset (fresh string), for writing a model folder.
+char *llava_config_preset_json(const char *name);
+
 // The model_type of a config.json ("llava", "clip", ...), fresh string.
 char *config_model_type(const char *path);

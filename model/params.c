@@ -134,3 +134,32 @@ float grad_clip_factor(double norm, double max_norm) {
     double f = max_norm / (norm + 1e-6);
     return f < 1 ? (float)f : 1.0f;
 }
+
+// splitmix64: a small, well-mixed generator for weight initialization
+static unsigned long long splitmix64(unsigned long long *state) {
+    unsigned long long z = (*state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+void params_init_random(ParamStore *ps, unsigned long long seed, float std) {
+    size_t max_numel = 0;
+    for (int i = 0; i < ps->n; i++) if (ps->info[i].numel > max_numel) max_numel = ps->info[i].numel;
+    float *tmp = xmalloc(sizeof(float) * (max_numel ? max_numel : 1));
+    unsigned long long state = seed;
+    for (int i = 0; i < ps->n; i++) {
+        const ParamInfo *p = &ps->info[i];
+        // matrices, embeddings and the class token are drawn; norm weights start at 1, biases at 0
+        int drawn = p->ndim >= 2 || strstr(p->name, "class_embedding");
+        int is_norm = strstr(p->name, "norm") || strstr(p->name, "layrnorm");
+        for (size_t k = 0; k < p->numel; k++) {
+            if (!drawn) { tmp[k] = is_norm ? 1.0f : 0.0f; continue; }
+            double u1 = ((splitmix64(&state) >> 11) + 0.5) / 9007199254740992.0;
+            double u2 = ((splitmix64(&state) >> 11) + 0.5) / 9007199254740992.0;
+            tmp[k] = (float)(std * sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));  // Box-Muller
+        }
+        ps->be->upload_act(act_at(ps->be, ps->data, p->offset), tmp, p->numel);
+    }
+    free(tmp);
+}

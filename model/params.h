@@ -53,6 +53,10 @@ double params_grad_sumsq(const ParamStore *ps);
 typedef int (*NameCandidates)(const char *canonical, char out[][256], int max);
 void params_load(ParamStore *ps, const SafeTensors *st, NameCandidates candidates);
 
+// Random initialization for benchmarks and from-scratch training: matrices and embeddings ~ N(0, std),
+// normalization weights 1, biases 0 (1-d tensors whose name has "norm" are norm weights). Seeded.
+void params_init_random(ParamStore *ps, unsigned long long seed, float std);
+
 // Global gradient norm over several stores, and the clipping factor torch.nn.utils.clip_grad_norm_
 // applies: min(1, max_norm / (norm + 1e-6)).
 double grad_global_norm(ParamStore **stores, int n);

@@ -1,0 +1,136 @@
+// vlm bench: end-to-end training steps at named shapes with random weights, timed the way
+// bench/torch_ref.py times the PyTorch side (warm-up, then the median step).
+//
+//   sft   B rows of [BOS, 576 image tokens, 63 text tokens], loss on the last 32: forward, backward, AdamW
+//   svco  P pairs, our formation: 2 images encoded once per pair, 6 rows (4 with the image, 2 image-free),
+//         reference log-probs from the cache (a pre-pass), S-VCO loss, backward, AdamW
+// Output: one JSON line per workload (ms per step, samples or pairs per second, tokens/s, MFU).
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../model/llava.h"
+#include "../train/losses.h"
+#include "../train/optim.h"
+#include "../util/args.h"
+#include "../util/common.h"
+#include "commands.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+// Model FLOPs of the step (research/llava.md §9): the frozen tower forward, 3x the trained parts
+static double step_flops(const LlavaConfig *c, int n_images, const int *lengths, int B, int n_label) {
+    const double Dv = c->vision.hidden, Fv = c->vision.intermediate, Nv = c->vision.image_size / c->vision.patch_size;
+    const double Pv = Nv * Nv, Tv = Pv + 1, Lv = c->vision_layers_run;
+    double vis = 2 * Pv * 3 * c->vision.patch_size * c->vision.patch_size * Dv + Lv * (8 * Tv * Dv * Dv + 4 * Tv * Dv * Fv + 4 * Tv * Tv * Dv);
+    const double D = c->text.hidden, F = c->text.intermediate, L = c->text.layers, Dkv = c->text.kv_heads * c->text.head_dim;
+    double proj = 2 * c->image_tokens * (Dv * D + D * D), dec = 0;
+    for (int b = 0; b < B; b++) {
+        double T = lengths[b];
+        dec += L * (2 * T * D * (2 * D + 2 * Dkv) + 6 * T * D * F + 2 * T * T * D);  // causal: half of 4 T^2 D
+    }
+    dec += 2.0 * n_label * D * c->text.vocab;  // the head runs on the labelled positions only
+    return n_images * vis + 3 * (n_images * proj + dec);
+}
+
+static void usage(void) {
+    printf("usage: vlm bench [--shape llava-1.4b|llava-7b|llava-tiny] [--workload sft|svco] [--batch N] [--steps N]\n"
+           "                 [--warmup N] [--device auto|cpu|cuda] [--peak-tflops X]\n\n"
+           "Times training steps with random weights. --batch is rows for sft, pairs for svco (default 8).\n"
+           "MFU is reported against --peak-tflops (default 760: the bf16 GEMM ceiling measured on the H100).\n");
+}
+
+int cmd_bench(int argc, char **argv) {
+    Args a = args_init("vlm bench", argc, argv);
+    if (args_help(&a)) { usage(); return 0; }
+    const char *shape = arg_str(&a, "--shape", "llava-1.4b"), *workload = arg_str(&a, "--workload", "sft");
+    const char *device = arg_str(&a, "--device", "auto");
+    int batch = (int)arg_int(&a, "--batch", 8), steps = (int)arg_int(&a, "--steps", 10), warmup = (int)arg_int(&a, "--warmup", 3);
+    double peak = arg_float(&a, "--peak-tflops", 760);
+    args_finish(&a);
+    int svco = !strcmp(workload, "svco");
+    if (!svco && strcmp(workload, "sft")) fatal("vlm bench: --workload '%s': expected sft or svco", workload);
+    LlavaConfig cfg;
+    if (llava_config_preset(&cfg, shape)) fatal("vlm bench: --shape '%s': expected llava-1.4b, llava-7b or llava-tiny", shape);
+    const Backend *be = backend_select(device);
+    Llava m;
+    llava_init(&m, be, &cfg, (LlavaTrainable){0, 1, 1});  // the paper setting: the vision tower is frozen
+    params_init_random(&m.ps_vision, 1, 0.02f);
+    params_init_random(&m.ps_projector, 2, 0.02f);
+    params_init_random(&m.ps_text, 3, 0.02f);
+    ParamStore *tr[2] = {&m.ps_projector, &m.ps_text};
+    OptimConfig oc = {1e-6, 0.9, 0.95, 1e-8, 0.02, 0, SCHED_CONSTANT, 0, steps + warmup};
+    Optimizer opt;
+    optim_init(&opt, &oc, tr, 2);
+
+    // rows
+    const int P = cfg.image_tokens, text = 64, img_len = P + text, S = cfg.vision.image_size;
+    int B = svco ? 6 * batch : batch, NI = svco ? 2 * batch : batch, T = img_len;
+    int *ids = xmalloc(sizeof(int) * B * T), *labels = xmalloc(sizeof(int) * B * T), *lengths = xmalloc(sizeof(int) * B);
+    int *img_of = xmalloc(sizeof(int) * B);
+    unsigned st = 7;
+    for (int b = 0; b < B; b++) {
+        int kind = svco ? b % 6 : 0;                     // svco: rows in SVCO_* order per pair
+        int has_image = !svco || (kind != SVCO_W_NONE && kind != SVCO_L_NONE);
+        int len = has_image ? img_len : text;
+        lengths[b] = len;
+        img_of[b] = !has_image ? -1 : svco ? 2 * (b / 6) + (kind == SVCO_W_IL || kind == SVCO_L_IL) : b;
+        for (int t = 0; t < T; t++) {
+            st = st * 1664525u + 1013904223u;
+            int id = 3 + (int)(st >> 8) % 31990;
+            if (t == 0) id = 1;
+            if (has_image && t >= 1 && t <= P) id = cfg.image_token_id;
+            ids[b * T + t] = t < len ? id : 0;
+            labels[b * T + t] = (t < len && t >= len - text / 2) ? id : -100;
+        }
+    }
+    float *pixels = xmalloc(sizeof(float) * (size_t)NI * 3 * S * S);
+    for (size_t i = 0; i < (size_t)NI * 3 * S * S; i++) { st = st * 1664525u + 1013904223u; pixels[i] = ((int)(st >> 9) % 2000 - 1000) / 500.0f; }
+    LlavaActs acts;
+    llava_acts_init(&acts, &m, B, T, NI, 1);
+    LlavaBatch lb = {B, T, ids, labels, lengths, img_of, NI, pixels, 0};
+    double *dlogp = xmalloc(sizeof(double) * B * T), *ref = xcalloc((size_t)B, sizeof(double)), *drow = xmalloc(sizeof(double) * B);
+    double *times = xmalloc(sizeof(double) * (steps + warmup));
+    SvcoParams sp = {{0.1, 0.1, 0.1, 0.1}};
+    int n_label = 0, n_tokens = 0;
+    for (int it = 0; it < steps + warmup; it++) {
+        be->synchronize();
+        double t0 = now_seconds();
+        llava_forward(&m, &acts, &lb);
+        if (it == 0) for (int b = 0; b < B; b++) ref[b] = acts.row_logp[b] - 0.01 * (b % 3);  // a cached reference
+        if (svco) svco_loss(&sp, batch, acts.row_logp, ref, drow, NULL);
+        else {
+            int ntok = 0;
+            for (int b = 0; b < B; b++) ntok += acts.row_count[b];
+            for (int b = 0; b < B; b++) drow[b] = -1.0 / ntok;
+        }
+        for (int i = 0; i < acts.M; i++) dlogp[i] = acts.out_target[i] >= 0 ? drow[acts.out_row[i]] : 0;
+        llava_backward(&m, &acts, dlogp);
+        optim_step(&opt, NULL);
+        optim_zero_grad(&opt);
+        be->synchronize();
+        times[it] = now_seconds() - t0;
+        if (it == 0) {
+            n_label = 0;
+            for (int b = 0; b < B; b++) { n_label += acts.row_count[b]; n_tokens += lengths[b]; }
+        }
+        fprintf(stderr, "\rbench %s %s: step %d/%d %.1f ms", shape, workload, it + 1, steps + warmup, times[it] * 1e3);
+    }
+    fprintf(stderr, "\n");
+    qsort(times + warmup, steps, sizeof(double), cmp_double);
+    double ms = times[warmup + steps / 2] * 1e3;
+    double flops = step_flops(&cfg, NI, lengths, B, n_label);
+    printf("{\"bench\": \"%s\", \"impl\": \"vlm.c\", \"backend\": \"%s\", \"shape\": \"%s\", \"%s\": %d, \"ms_per_step\": %.3f, "
+           "\"%s\": %.3f, \"tokens_per_s\": %.1f, \"model_tflops\": %.2f, \"mfu\": %.4f}\n",
+           workload, be->name, shape, svco ? "pairs" : "batch", batch, ms, svco ? "pairs_per_s" : "samples_per_s",
+           batch / ms * 1e3, n_tokens / ms * 1e3, flops / ms / 1e9, flops / ms / 1e9 / peak);
+    free(ids); free(labels); free(lengths); free(img_of); free(pixels); free(dlogp); free(ref); free(drow); free(times);
+    llava_acts_free(&acts);
+    optim_free(&opt);
+    llava_free(&m);
+    return 0;
+}
