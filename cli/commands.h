@@ -6,3 +6,4 @@
 VLM_COMMAND int cmd_logprobs(int argc, char **argv);
 VLM_COMMAND int cmd_tokenize(int argc, char **argv);
 VLM_COMMAND int cmd_preprocess(int argc, char **argv);
+VLM_COMMAND int cmd_data(int argc, char **argv);
