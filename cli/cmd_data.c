@@ -288,9 +288,10 @@ static int data_pack(int argc, char **argv) {
     int n_images = set.n - n_failed;
     shard_writer_close(w);
     int n_bad = ds.n_bad + n_skipped;
-    printf("%s: %d records, %d images (%dx%d%s) -> %s in %.1fs", input, n_written, n_images, S, S, cfg.do_pad ? ", padded" : "",
-           out, now_seconds() - t0);
-    if (n_bad) printf("; %d bad record%s skipped (%d unreadable image%s)", n_bad, n_bad == 1 ? "" : "s", n_failed, n_failed == 1 ? "" : "s");
+    printf("%s: %d record%s, %d image%s (%dx%d%s) -> %s in %.1fs", input, n_written, n_written == 1 ? "" : "s", n_images,
+           n_images == 1 ? "" : "s", S, S, cfg.do_pad ? ", padded" : "", out, now_seconds() - t0);
+    if (n_bad) printf("; %d bad record%s skipped", n_bad, n_bad == 1 ? "" : "s");
+    if (n_failed) printf(" (%d unreadable image%s)", n_failed, n_failed == 1 ? "" : "s");
     printf("\n");
 
     for (int i = 0; i < set.n; i++) free(set.v[i].err);
