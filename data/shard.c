@@ -11,6 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+#ifdef __SSE2__
+#include <immintrin.h>
+#endif
 
 #include "../util/common.h"
 #include "augment.h"
@@ -386,6 +389,20 @@ void shard_normalize(const ShardLut *lut, const uint8_t *restrict hwc, int S, fl
     float *restrict r = chw, *restrict g = chw + hw, *restrict b = chw + 2 * hw;
     const float *lr = lut->v[0], *lg = lut->v[1], *lb = lut->v[2];
     size_t i = 0;
+#ifdef __SSE2__
+    // A large image's floats (1.35 MB at 336 px) go out through the cache to memory anyway: batches
+    // are far larger than the caches. Non-temporal stores skip reading each line in before writing
+    // it, which doubles the throughput (notes/perf.md). Small images stay cached for the consumer.
+    if (hw * 12 >= (1u << 19) && ((uintptr_t)chw % 16) == 0 && hw % 4 == 0) {
+        for (; i + 4 <= hw; i += 4) {
+            const uint8_t *p = hwc + 3 * i;
+            _mm_stream_ps(r + i, _mm_setr_ps(lr[p[0]], lr[p[3]], lr[p[6]], lr[p[9]]));
+            _mm_stream_ps(g + i, _mm_setr_ps(lg[p[1]], lg[p[4]], lg[p[7]], lg[p[10]]));
+            _mm_stream_ps(b + i, _mm_setr_ps(lb[p[2]], lb[p[5]], lb[p[8]], lb[p[11]]));
+        }
+        _mm_sfence();  // streaming stores are weakly ordered: publish them before the batch is handed out
+    }
+#endif
     for (; i + 4 <= hw; i += 4) {
         const uint8_t *p = hwc + 3 * i;
         r[i] = lr[p[0]]; g[i] = lg[p[1]]; b[i] = lb[p[2]];

@@ -644,3 +644,34 @@ TEST(shard_bench_cli_runs) {
     EXPECTF(strstr(o, "median:") && strstr(o, "images/s"), "stdout: %s", o);
     free(o); free(e);
 }
+
+TEST(shard_normalize_large_images_bit_exact) {
+    // large images take the streaming-store path (aligned, S even) or the plain one (odd S, unaligned)
+    PreprocessConfig cfg = preprocess_config_clip(336);
+    ShardHeader h;
+    memset(&h, 0, sizeof(h));
+    h.do_rescale = 1;
+    h.rescale_factor = cfg.rescale_factor;
+    h.do_normalize = 1;
+    for (int c = 0; c < 3; c++) { h.image_mean[c] = cfg.image_mean[c]; h.image_std[c] = cfg.image_std[c]; }
+    ShardLut lut;
+    shard_lut_init(&lut, &h);
+    AugRng rng;
+    augrng_seed(&rng, 9);
+    int sizes[2] = {336, 335};
+    for (int k = 0; k < 2; k++) {
+        int S = sizes[k];
+        size_t n = (size_t)3 * S * S;
+        Image *im = image_new(S, S);
+        for (size_t i = 0; i < n; i++) im->data[i] = (uint8_t)augrng_next(&rng);
+        float *want = xmalloc(sizeof(float) * n), *got = xmalloc(sizeof(float) * (n + 4));
+        preprocess_normalize(&cfg, im, want);
+        for (int off = 0; off < 2; off++) {
+            memset(got, 0, sizeof(float) * (n + 4));
+            shard_normalize(&lut, im->data, S, got + off);
+            EXPECTF(!memcmp(got + off, want, sizeof(float) * n), "S %d, offset %d: differs", S, off);
+        }
+        free(want); free(got);
+        image_free(im);
+    }
+}
