@@ -172,7 +172,7 @@ typedef struct {
     int batch_size;  // records per batch
     int shuffle;     // 0: file order every epoch
     int n_workers;   // prefetch threads; 0 fills each batch on the calling thread (no threads)
-    int depth;       // batches prepared ahead (ring slots, >= n_workers + 1; 0: 2 * n_workers + 1)
+    int depth;       // ring slots: the consumer's batch + those prepared ahead (0: 2 * n_workers + 1; min 2)
 } ShardLoaderConfig;
 
 typedef struct {

@@ -412,7 +412,7 @@ TEST(shard_resume_continues_with_the_same_batch) {
         shard_loader_close(l);
         free(px);
     }
-    // a position from a bigger shard is refused (in the CLI this is fatal; here check the arithmetic)
+    // positions wrap into the next epoch
     ShardPos p = shard_pos_advance(&s, (ShardPos){1, 0, N - 1}, 2);
     EXPECT(p.epoch == 1 && p.index == 1);
     shard_close(&s);
