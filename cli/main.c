@@ -17,6 +17,7 @@ static const Command commands[] = {
     {"logprobs", cmd_logprobs, "per-record summed log-prob of the response under a model"},
     {"tokenize", cmd_tokenize, "JSONL {\"text\":..} on stdin -> {\"ids\":[..]}"},
     {"preprocess", cmd_preprocess, "the CLIP image pipeline to a float32 [3,N,N] .npy"},
+    {"data", cmd_data, "dataset tools: pack (dataset + images -> binary shard), bench"},
 };
 
 static void usage(FILE *f) {

@@ -13,6 +13,7 @@ typedef struct { const char *name, *file; TestFn fn; } TestCase;
 static TestCase tests[1024];
 static int n_tests = 0, current_failures = 0;
 static char tmpdir_path[256];
+static pid_t tmpdir_owner;  // only the process that made the folder removes it (forked children exit too)
 
 void test_register(const char *name, const char *file, TestFn fn) {
     if (n_tests == (int)(sizeof(tests) / sizeof(tests[0]))) { fprintf(stderr, "too many tests\n"); exit(2); }
@@ -44,12 +45,13 @@ const char *test_tmpdir(void) {
     if (!tmpdir_path[0]) {
         snprintf(tmpdir_path, sizeof(tmpdir_path), "/tmp/vlm_test_XXXXXX");
         if (!mkdtemp(tmpdir_path)) { perror("mkdtemp"); exit(2); }
+        tmpdir_owner = getpid();
     }
     return tmpdir_path;
 }
 
 static void remove_tmpdir(void) {
-    if (tmpdir_path[0]) {
+    if (tmpdir_path[0] && getpid() == tmpdir_owner) {
         char cmd[300];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir_path);
         if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir_path);

@@ -1,0 +1,460 @@
+// vlm data: dataset builders and tools, one subcommand each.
+//   pack    a dataset file + its images -> a packed binary shard (data/shard.h)
+//   bench   the shard loader's sustained throughput on a synthetic shard
+// (synth, seva, clipdpo and mvc, the preference-data builders of DESIGN.md section 5, join this table.)
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "../data/augment.h"
+#include "../data/datasets.h"
+#include "../data/image.h"
+#include "../data/preprocess.h"
+#include "../data/shard.h"
+#include "../util/args.h"
+#include "../util/common.h"
+#include "commands.h"
+
+// ---- vlm data pack ---------------------------------------------------------------------------------
+
+static const char *pack_help =
+    "usage: vlm data pack --input FILE --kind llava|pref|mvc|pope [--images DIR] [--size N] [--pad]\n"
+    "                     [--config preprocessor_config.json] [--out SHARD] [--skip-bad]\n"
+    "\n"
+    "Reads a dataset file and its images, runs every distinct image once through the geometric part of\n"
+    "the CLIP pipeline (decode to RGB, [pad to square], resize the short side to N, center crop N x N)\n"
+    "and writes a packed shard: uint8 pixels [n_images][N][N][3] plus per-record metadata and text\n"
+    "(see data/shard.h). Normalization happens when the shard is loaded. Text is stored as UTF-8 strings;\n"
+    "token ids come with tokenization, a later step. The shard is written to SHARD.tmp and renamed.\n"
+    "\n"
+    "  --input FILE   llava: LLaVA conversation JSON (array of {id, image, conversations})\n"
+    "                 pref:  preference JSON Lines {image, prompt, chosen, rejected}\n"
+    "                 mvc:   S-VCO MVC JSON (array of {system_prompt, instruction_prompt, chosen_images,\n"
+    "                        rejected_images, chosen_response, rejected_response})\n"
+    "                 pope:  POPE question file (JSON Lines {question_id, image, text, label})\n"
+    "  --kind K       the format of --input\n"
+    "  --images DIR   folder the image paths are relative to (default: the input file's folder)\n"
+    "  --size N       image side in the shard (default 336, llava-1.5's tower; overrides --config's sizes)\n"
+    "  --pad          LLaVA-1.5's pad-to-square with the mean colour before resizing\n"
+    "  --config F     a model's preprocessor_config.json (resample, mean, std, ...; default CLIP's)\n"
+    "  --out SHARD    output (default: the input's name with .shard.bin for its extension)\n"
+    "  --skip-bad     report and count bad records and unreadable images instead of stopping\n";
+
+// Distinct image paths, by open addressing on an FNV-1a hash; keys are borrowed from the dataset.
+typedef struct {
+    const char *path;
+    int first_record;   // the first record that uses it, for messages
+    int64_t index;      // shard image index; -1 before packing, -2 when it could not be read
+    char *err;
+} PackImage;
+
+typedef struct {
+    PackImage *v;
+    int n, cap;
+    int *table;         // (table_cap) index into v, -1 empty
+    int table_cap;
+} ImageSet;
+
+static uint64_t fnv1a(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+static void imageset_grow(ImageSet *set) {
+    int cap = set->table_cap ? set->table_cap * 2 : 1024;
+    int *t = xmalloc(sizeof(int) * (size_t)cap);
+    for (int i = 0; i < cap; i++) t[i] = -1;
+    for (int i = 0; i < set->n; i++) {
+        uint64_t h = fnv1a(set->v[i].path) & (uint64_t)(cap - 1);
+        while (t[h] >= 0) h = (h + 1) & (uint64_t)(cap - 1);
+        t[h] = i;
+    }
+    free(set->table);
+    set->table = t;
+    set->table_cap = cap;
+}
+
+// The id of path in the set, added (used first by record) when new.
+static int imageset_add(ImageSet *set, const char *path, int record) {
+    if (2 * (set->n + 1) > set->table_cap) imageset_grow(set);
+    uint64_t mask = (uint64_t)(set->table_cap - 1), h = fnv1a(path) & mask;
+    for (; set->table[h] >= 0; h = (h + 1) & mask)
+        if (!strcmp(set->v[set->table[h]].path, path)) return set->table[h];
+    if (set->n == set->cap) set->v = xrealloc(set->v, sizeof(PackImage) * (size_t)(set->cap = set->cap ? 2 * set->cap : 256));
+    set->v[set->n] = (PackImage){path, record, -1, NULL};
+    set->table[h] = set->n;
+    return set->n++;
+}
+
+// A record's images (in shard order), text fields and kind-specific metadata.
+typedef struct {
+    const char *images[2];   // for kinds with at most one image
+    const char **image_list; // all images (points at images[] or an MVC's lists, gathered)
+    int n_images, n_chosen_images;
+    const char *fields[4];
+    const char *const *field_list;
+    int n_fields;
+    uint32_t label;
+    int64_t source_index;
+} PackRecord;
+
+static void pack_record(const Dataset *ds, int i, PackRecord *p, const char **scratch) {
+    memset(p, 0, sizeof(*p));
+    p->image_list = p->images;
+    p->field_list = p->fields;
+    switch (ds->kind) {
+    case DATA_LLAVA: {
+        const LlavaRecord *r = &ds->llava[i];
+        if (r->image) p->images[p->n_images++] = r->image;
+        p->field_list = (const char *const *)r->turns;
+        p->n_fields = r->n_turns;
+        p->source_index = r->src.index;
+        break;
+    }
+    case DATA_PREF: {
+        const PrefRecord *r = &ds->pref[i];
+        if (r->image) p->images[p->n_images++] = r->image;
+        p->fields[0] = r->prompt; p->fields[1] = r->chosen; p->fields[2] = r->rejected;
+        p->n_fields = 3;
+        p->source_index = r->src.index;
+        break;
+    }
+    case DATA_MVC: {
+        const MvcRecord *r = &ds->mvc[i];
+        for (int k = 0; k < r->n_chosen_images; k++) scratch[p->n_images++] = r->chosen_images[k];
+        for (int k = 0; k < r->n_rejected_images; k++) scratch[p->n_images++] = r->rejected_images[k];
+        p->image_list = scratch;
+        p->n_chosen_images = r->n_chosen_images;
+        p->fields[0] = r->system_prompt; p->fields[1] = r->instruction_prompt;
+        p->fields[2] = r->chosen_response; p->fields[3] = r->rejected_response;
+        p->n_fields = 4;
+        p->source_index = r->src.index;
+        break;
+    }
+    case DATA_POPE: {
+        const PopeRecord *r = &ds->pope[i];
+        p->images[p->n_images++] = r->image;
+        p->fields[0] = r->text;
+        p->n_fields = 1;
+        p->label = (uint32_t)r->label;
+        p->source_index = r->question_id;
+        break;
+    }
+    default: fatal("vlm data pack: unknown kind");
+    }
+}
+
+static int max_images_per_record(const Dataset *ds) {
+    int m = 1;
+    if (ds->kind == DATA_MVC)
+        for (int i = 0; i < ds->n; i++)
+            if (ds->mvc[i].n_chosen_images + ds->mvc[i].n_rejected_images > m) m = ds->mvc[i].n_chosen_images + ds->mvc[i].n_rejected_images;
+    return m;
+}
+
+static char *default_out(const char *input) {
+    const char *slash = strrchr(input, '/'), *dot = strrchr(input, '.');
+    size_t stem = dot && (!slash || dot > slash) ? (size_t)(dot - input) : strlen(input);
+    char *out = xmalloc(stem + 16);
+    memcpy(out, input, stem);
+    strcpy(out + stem, ".shard.bin");
+    return out;
+}
+
+static int data_pack(int argc, char **argv) {
+    Args a = args_init("vlm data pack", argc, argv);
+    if (args_help(&a)) {
+        fputs(pack_help, stdout);
+        return 0;
+    }
+    const char *input = arg_str(&a, "--input", NULL);
+    const char *kind_name = arg_str(&a, "--kind", NULL);
+    const char *images_dir = arg_str(&a, "--images", NULL);
+    long size = arg_int(&a, "--size", -1);
+    int pad = arg_flag(&a, "--pad");
+    const char *config_path = arg_str(&a, "--config", NULL);
+    const char *out_arg = arg_str(&a, "--out", NULL);
+    int skip_bad = arg_flag(&a, "--skip-bad");
+    args_finish(&a);
+    if (!input) fatal("vlm data pack: --input is required (see vlm data pack --help)");
+    if (!kind_name) fatal("vlm data pack: --kind is required: llava, pref, mvc or pope");
+    DataKind kind = data_kind_parse(kind_name);
+    if (kind == DATA_NONE) fatal("vlm data pack: --kind must be llava, pref, mvc or pope, got '%s'", kind_name);
+    if (size != -1 && (size < 1 || size > 16384)) fatal("vlm data pack: --size %ld is outside 1..16384", size);
+
+    PreprocessConfig cfg = config_path ? preprocess_config_load(config_path) : preprocess_config_clip(size > 0 ? (int)size : 336);
+    if (config_path && size > 0) {
+        cfg.do_resize = 1;
+        cfg.shortest_edge = (int)size;
+        cfg.do_center_crop = 1;
+        cfg.crop_height = cfg.crop_width = (int)size;
+    }
+    if (pad) cfg.do_pad = 1;
+    // A shard holds square S x S images: the pipeline must end in a square crop (any input size).
+    int S = cfg.crop_height;
+    if (!cfg.do_center_crop || cfg.crop_height != cfg.crop_width || S < 1)
+        fatal("vlm data pack: %s: the preprocessing must end with a square center crop (got %s %dx%d)",
+              config_path ? config_path : "config", cfg.do_center_crop ? "crop" : "no crop", cfg.crop_width, cfg.crop_height);
+    char *out = out_arg ? xstrdup(out_arg) : default_out(input);
+
+    double t0 = now_seconds();
+    Dataset ds;
+    DatasetOptions opt = {images_dir, skip_bad};
+    dataset_read(&ds, kind, input, &opt);
+
+    // Distinct images in order of first use: packed once each, whatever the number of records using them.
+    ImageSet set = {0};
+    int max_imgs = max_images_per_record(&ds);
+    const char **scratch = xmalloc(sizeof(char *) * (size_t)max_imgs);
+    int *rec_ids = xmalloc(sizeof(int) * (size_t)max_imgs);
+    for (int i = 0; i < ds.n; i++) {
+        PackRecord p;
+        pack_record(&ds, i, &p, scratch);
+        for (int k = 0; k < p.n_images; k++) imageset_add(&set, p.image_list[k], i);
+    }
+
+    ShardSpec spec = {S, SHARD_HAS_TEXT, &cfg, 0};
+    ShardWriter *w = shard_writer_open(out, &spec);
+    size_t img_bytes = (size_t)S * S * 3;
+    enum { CHUNK = 32 };  // images decoded in parallel, then appended in order (the shard is deterministic)
+    uint8_t *chunk = xmalloc(img_bytes * CHUNK);
+    int n_failed = 0;
+    for (int c0 = 0; c0 < set.n; c0 += CHUNK) {
+        int cn = set.n - c0 < CHUNK ? set.n - c0 : CHUNK;
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int k = 0; k < cn; k++) {
+            PackImage *pi = &set.v[c0 + k];
+            char err[512];
+            Image *im = image_load(pi->path, cfg.alpha, err, sizeof(err));
+            if (!im) { pi->err = xstrdup(err); continue; }
+            Image *g = preprocess_geometry(&cfg, im);
+            if (g->width != S || g->height != S) {
+                snprintf(err, sizeof(err), "%s: preprocessed to %dx%d, expected %dx%d", pi->path, g->width, g->height, S, S);
+                pi->err = xstrdup(err);
+            } else memcpy(chunk + img_bytes * (size_t)k, g->data, img_bytes);
+            image_free(g);
+            image_free(im);
+        }
+        for (int k = 0; k < cn; k++) {
+            PackImage *pi = &set.v[c0 + k];
+            if (pi->err) {
+                char where[1024];
+                dataset_where(&ds, pi->first_record, where, sizeof(where));
+                if (!skip_bad) {
+                    shard_writer_abort(w);
+                    fatal("%s: %s", where, pi->err);
+                }
+                fprintf(stderr, "vlm: warning: %s: %s\n", where, pi->err);
+                pi->index = -2;
+                n_failed++;
+            } else pi->index = shard_writer_add_image(w, chunk + img_bytes * (size_t)k);
+        }
+        if (set.n > 2000 && (c0 / CHUNK) % 64 == 63) fprintf(stderr, "vlm data pack: %d / %d images\n", c0 + cn, set.n);
+    }
+    free(chunk);
+
+    int n_written = 0, n_skipped = 0;
+    uint32_t *refs = xmalloc(sizeof(uint32_t) * (size_t)max_imgs);
+    for (int i = 0; i < ds.n; i++) {
+        PackRecord p;
+        pack_record(&ds, i, &p, scratch);
+        int ok = 1;
+        for (int k = 0; k < p.n_images; k++) {
+            rec_ids[k] = imageset_add(&set, p.image_list[k], i);
+            int64_t idx = set.v[rec_ids[k]].index;
+            if (idx < 0) ok = 0;
+            else refs[k] = (uint32_t)idx;
+        }
+        if (!ok) {  // only with --skip-bad: without it the unreadable image was fatal above
+            char where[1024];
+            fprintf(stderr, "vlm: warning: %s: an image could not be read, record skipped\n", dataset_where(&ds, i, where, sizeof(where)));
+            n_skipped++;
+            continue;
+        }
+        ShardRecordIn in = {.kind = (uint32_t)kind, .label = p.label, .n_chosen_images = (uint32_t)p.n_chosen_images,
+                            .source_index = p.source_index, .images = refs, .n_images = p.n_images,
+                            .fields = p.field_list, .n_fields = p.n_fields};
+        shard_writer_add_record(w, &in);
+        n_written++;
+    }
+    if (n_written == 0) {
+        shard_writer_abort(w);
+        fatal("%s: no record could be packed", input);
+    }
+    int n_images = set.n - n_failed;
+    shard_writer_close(w);
+    int n_bad = ds.n_bad + n_skipped;
+    printf("%s: %d record%s, %d image%s (%dx%d%s) -> %s in %.1fs", input, n_written, n_written == 1 ? "" : "s", n_images,
+           n_images == 1 ? "" : "s", S, S, cfg.do_pad ? ", padded" : "", out, now_seconds() - t0);
+    if (n_bad) printf("; %d bad record%s skipped", n_bad, n_bad == 1 ? "" : "s");
+    if (n_failed) printf(" (%d unreadable image%s)", n_failed, n_failed == 1 ? "" : "s");
+    printf("\n");
+
+    for (int i = 0; i < set.n; i++) free(set.v[i].err);
+    free(set.v);
+    free(set.table);
+    free(scratch);
+    free(rec_ids);
+    free(refs);
+    free(out);
+    dataset_free(&ds);
+    return 0;
+}
+
+// ---- vlm data bench --------------------------------------------------------------------------------
+
+static const char *bench_help =
+    "usage: vlm data bench [--records N] [--size S] [--batch B] [--workers W] [--epochs E] [--repeat R]\n"
+    "                      [--pin] [--shard PATH] [--keep]\n"
+    "\n"
+    "Writes a shard of N synthetic random S x S images (one per record), then measures the loader:\n"
+    "W prefetch threads normalize uint8 pixels to float (3, S, S) while this thread consumes batches\n"
+    "of B records, for E epochs; repeated R times (the median is reported). --pin keeps the whole process\n"
+    "on one CPU. Defaults: 1000 records, 336 px, batch 16, 1 worker, 3 epochs, 3 repeats.\n";
+
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int data_bench(int argc, char **argv) {
+    Args a = args_init("vlm data bench", argc, argv);
+    if (args_help(&a)) {
+        fputs(bench_help, stdout);
+        return 0;
+    }
+    long n_records = arg_int(&a, "--records", 1000);
+    long S = arg_int(&a, "--size", 336);
+    long batch = arg_int(&a, "--batch", 16);
+    long workers = arg_int(&a, "--workers", 1);
+    long epochs = arg_int(&a, "--epochs", 3);
+    long repeat = arg_int(&a, "--repeat", 3);
+    int pin = arg_flag(&a, "--pin");
+    const char *shard_arg = arg_str(&a, "--shard", NULL);
+    int keep = arg_flag(&a, "--keep");
+    args_finish(&a);
+    if (n_records < 1 || S < 1 || S > 4096 || batch < 1 || workers < 0 || epochs < 1 || repeat < 1 || repeat > 100)
+        fatal("vlm data bench: bad arguments (see --help)");
+    char tmp[256];
+    snprintf(tmp, sizeof(tmp), "/tmp/vlm_bench_shard_%d.bin", (int)getpid());
+    const char *path = shard_arg ? shard_arg : tmp;
+    if (pin) {  // threads started later inherit the mask
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        int cpu = sched_getcpu();
+        CPU_SET(cpu < 0 ? 0 : cpu, &set);
+        if (sched_setaffinity(0, sizeof(set), &set) != 0) fatal("vlm data bench: cannot pin to one CPU");
+    }
+
+    // synthetic shard: random pixels, one image and one short text field per record
+    double t0 = now_seconds();
+    ShardSpec spec = {(int)S, SHARD_HAS_TEXT, NULL, 0};
+    ShardWriter *w = shard_writer_open(path, &spec);
+    size_t img_bytes = (size_t)S * S * 3;
+    uint8_t *img = xmalloc(img_bytes + 8);
+    AugRng rng;
+    augrng_seed(&rng, 1234);
+    for (long i = 0; i < n_records; i++) {
+        for (size_t b = 0; b < img_bytes; b += 8) { uint64_t v = augrng_next(&rng); memcpy(img + b, &v, 8); }
+        uint32_t idx = shard_writer_add_image(w, img);
+        const char *fields[1] = {"Describe the image."};
+        ShardRecordIn in = {.kind = DATA_LLAVA, .images = &idx, .n_images = 1, .fields = fields, .n_fields = 1,
+                            .source_index = i};
+        shard_writer_add_record(w, &in);
+    }
+    free(img);
+    shard_writer_close(w);
+    double t_write = now_seconds() - t0;
+
+    Shard s;
+    t0 = now_seconds();
+    shard_open_or_die(&s, path);
+    double t_open = now_seconds() - t0;
+    double mb = (double)s.size / 1e6;
+    printf("shard: %ld records of %ldx%ld px, %.0f MB; written in %.2fs, opened + CRC-checked in %.2fs (%.1f GB/s)\n",
+           n_records, S, S, mb, t_write, t_open, mb / 1e3 / t_open);
+
+    // the normalize kernel alone, on this thread
+    ShardLut lut;
+    shard_lut_init(&lut, s.h);
+    float *px = xmalloc(sizeof(float) * img_bytes);  // (3, S, S)
+    t0 = now_seconds();
+    long n_norm = n_records < 500 ? n_records : 500;
+    for (long i = 0; i < n_norm; i++) shard_normalize(&lut, shard_image(&s, (uint64_t)i), (int)S, px);
+    double t_norm = now_seconds() - t0;
+    printf("normalize only (this thread): %.0f images/s\n", n_norm / t_norm);
+    free(px);
+
+    double *rates = xmalloc(sizeof(double) * (size_t)repeat), *cpu_rates = xmalloc(sizeof(double) * (size_t)repeat);
+    for (long rep = 0; rep < repeat; rep++) {
+        ShardLoaderConfig lc = {(int)batch, 1, (int)workers, 0};
+        ShardLoader *l = shard_loader_open(&s, &lc, (ShardPos){(uint64_t)rep, 0, 0});
+        const ShardBatch *b = shard_loader_next(l);  // warm-up: first-touch of the ring buffers
+        double sink = b->pixels[0];
+        long target = epochs * n_records, images = 0;
+        double c0 = cpu_seconds();
+        t0 = now_seconds();
+        while (images < target) {
+            b = shard_loader_next(l);
+            // consume: read one value per image plane so the pixels are really produced and used
+            for (int k = 0; k < b->n_images; k++) sink += b->pixels[(size_t)k * 3 * S * S + (size_t)(k % 3) * S * S];
+            images += b->n_images;
+        }
+        double dt = now_seconds() - t0, dc = cpu_seconds() - c0;
+        shard_loader_close(l);
+        rates[rep] = images / dt;
+        cpu_rates[rep] = images / dc;
+        printf("run %ld: %ld images in %.2fs: %.0f images/s (%.2f GB/s of float pixels), %.2f CPU s: %.0f images per CPU-second%s\n",
+               rep + 1, images, dt, rates[rep], images * 12.0 * S * S / dt / 1e9, dc, cpu_rates[rep], sink == 12345.678 ? "!" : "");
+    }
+    qsort(rates, (size_t)repeat, sizeof(double), cmp_double);
+    qsort(cpu_rates, (size_t)repeat, sizeof(double), cmp_double);
+    printf("median: %.0f images/s (%ld worker%s, batch %ld, %ldx%ld px%s); %.0f images per CPU-second\n", rates[repeat / 2], workers,
+           workers == 1 ? "" : "s", batch, S, S, pin ? ", pinned to one CPU" : "", cpu_rates[repeat / 2]);
+    free(rates);
+    free(cpu_rates);
+    shard_close(&s);
+    if (!keep && !shard_arg) unlink(path);
+    return 0;
+}
+
+// ---- dispatch --------------------------------------------------------------------------------------
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} Subcommand;
+
+static const Subcommand subcommands[] = {
+    {"pack", data_pack, "a dataset file and its images -> a packed binary shard"},
+    {"bench", data_bench, "shard loader throughput (normalized images/s) on a synthetic shard"},
+};
+
+static void data_usage(FILE *f) {
+    fprintf(f, "usage: vlm data <subcommand> [flags]   (vlm data <subcommand> --help for its flags)\n\nsubcommands:\n");
+    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
+        fprintf(f, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
+}
+
+int cmd_data(int argc, char **argv) {
+    if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
+        data_usage(argc < 1 ? stderr : stdout);
+        return argc < 1 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
+        if (!strcmp(argv[0], subcommands[i].name)) return subcommands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "vlm data: unknown subcommand '%s'\n\n", argv[0]);
+    data_usage(stderr);
+    return 2;
+}
