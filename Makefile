@@ -125,3 +125,18 @@ clean:
 	rm -rf build build-asan vlm vlm-asan
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- attention: GPU check and benchmark of cuda/attention.cu (flash) and cuda/attention_cudnn.cu ----
+# `make bench-attention` builds build/bench_attention (needs nvcc; runs on the GPU machine):
+#   build/bench_attention test    every attention path against the CPU reference at odd shapes
+#   build/bench_attention bench   flash vs cuDNN forward/backward TFLOP/s at the DESIGN.md shapes
+# It links only the attention objects, the CPU reference and util/common.o (no cjson/stb), with a
+# static CUDA runtime, so the binary built here also runs there.
+ATTN_BENCH_OBJS := $(BUILD)/bench/bench_attention.o $(BUILD)/cuda/attention.o $(BUILD)/cuda/attention_cudnn.o \
+                   $(BUILD)/model/ops_cpu32.o $(BUILD)/util/common.o
+.PHONY: bench-attention
+bench-attention: $(BUILD)/bench_attention
+$(BUILD)/bench_attention: $(ATTN_BENCH_OBJS)
+	$(if $(CUDA_OBJS),,$(error bench-attention needs nvcc))
+	$(CC) -o $@ $^ -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart_static \
+	  $(if $(CUDNN_INC),-lcudnn) -lstdc++ -lm -ldl -lrt -lpthread -fopenmp
