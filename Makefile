@@ -102,6 +102,10 @@ vlm-asan: $(CLI_OBJS) $(LIB_OBJS)
 test-cuda: vlm $(BUILD)/test_vlm
 	VLM_CUDA_TESTS=1 $(BUILD)/test_vlm cuda $(T)
 
+# Kernel lab bench (GPU machine): every CUDA op but attention against the CPU reference
+dev/check_cuda_ops: dev/check_cuda_ops.c $(BUILD)/model/ops_cpu32.o $(BUILD)/util/common.o $(CUDA_OBJS)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -o $@ $^ $(LDLIBS)
+
 demo:
 	@echo "make demo: the miniature study is not built yet (see README)."; exit 1
 

@@ -58,18 +58,6 @@ extern "C" void *cuda_stream(void) {
     return (void *)main_stream;
 }
 
-const cudaDeviceProp *cuda_props(void) {
-    static cudaDeviceProp prop;
-    static int have;
-    if (!have) {
-        int dev;
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
-        have = 1;
-    }
-    return &prop;
-}
-
 static void cuda_synchronize(void) { CUDA_CHECK(cudaStreamSynchronize(stream_main())); }
 
 // ----------------------------------------------------------------------------------------------------

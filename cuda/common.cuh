@@ -52,9 +52,6 @@ static inline cudaStream_t stream_main(void) { return (cudaStream_t)cuda_stream(
 // take it again at once. Growing it waits for the stream first.
 void *cuda_scratch(size_t bytes);
 
-// Device properties read once (cuda/backend.cu).
-const cudaDeviceProp *cuda_props(void);
-
 // out (M) += column sums of in (R, M): fp32 sums in a fixed order, then one rounding into bf16. Used by
 // the bias gradient, add_broadcast_backward and the norms' weight gradients (cuda/elementwise.cu).
 void colsum_add_bf16(bf16 *out, const bf16 *in, size_t R, size_t M);
@@ -63,24 +60,13 @@ void colsum_add_f32(bf16 *out, const float *in, size_t R, size_t M);
 // ----------------------------------------------------------------------------------------------------
 // device helpers
 
-// 8 bf16 (or 4 float) in one 128-bit access, as llm.c's x128
+// 8 bf16 in one 128-bit access, as llm.c's x128
 struct alignas(16) x128 {
     bf16 v[8];
 };
-struct alignas(16) f128 {
-    float v[4];
-};
 
 __device__ __forceinline__ x128 load128(const bf16 *p) { return *reinterpret_cast<const x128 *>(p); }
-__device__ __forceinline__ x128 load128cs(const bf16 *p) {  // streaming: read once, do not keep in cache
-    x128 r;
-    *reinterpret_cast<int4 *>(&r) = __ldcs(reinterpret_cast<const int4 *>(p));
-    return r;
-}
 __device__ __forceinline__ void store128(bf16 *p, x128 x) { *reinterpret_cast<x128 *>(p) = x; }
-__device__ __forceinline__ void store128cs(bf16 *p, x128 x) {
-    __stcs(reinterpret_cast<int4 *>(p), *reinterpret_cast<int4 *>(&x));
-}
 
 // Up to 8 consecutive bf16 as floats. `vec`: all 8 are in bounds and p is 16-byte aligned, so one
 // 128-bit load; otherwise `count` (<= 8) scalar loads and zeros after them. Every kernel that walks
