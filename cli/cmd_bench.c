@@ -4,12 +4,13 @@
 //   sft   B rows of [BOS, 576 image tokens, 63 text tokens], loss on the last 32: forward, backward, AdamW
 //   svco  P pairs, our formation: 2 images encoded once per pair, 6 rows (4 with the image, 2 image-free),
 //         reference log-probs from the cache (a pre-pass), S-VCO loss, backward, AdamW
-// Output: one JSON line per workload (ms per step, samples or pairs per second, tokens/s, MFU).
+// Output: one JSON line per workload (ms per step, samples or pairs per second, tokens/s, MFU, peak memory).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../cuda/cuda_backend.h"
 #include "../model/llava.h"
 #include "../train/losses.h"
 #include "../train/optim.h"
@@ -67,69 +68,93 @@ int cmd_bench(int argc, char **argv) {
     Optimizer opt;
     optim_init(&opt, &oc, tr, 2);
 
-    // rows
+    // rows: group 0 holds the rows with an image, group 1 the image-free rows (S-VCO), each padded to its
+    // own length and run as its own forward pass, as the trainer does
     const int P = cfg.image_tokens, text = 64, img_len = P + text, S = cfg.vision.image_size;
-    int B = svco ? 6 * batch : batch, NI = svco ? 2 * batch : batch, T = img_len;
-    int *ids = xmalloc(sizeof(int) * B * T), *labels = xmalloc(sizeof(int) * B * T), *lengths = xmalloc(sizeof(int) * B);
-    int *img_of = xmalloc(sizeof(int) * B);
+    const int NI = svco ? 2 * batch : batch;
+    int GB[2] = {svco ? 4 * batch : batch, svco ? 2 * batch : 0}, GT[2] = {img_len, text};
+    int *ids[2], *labels[2], *lengths[2], *img_of[2];
     unsigned st = 7;
-    for (int b = 0; b < B; b++) {
-        int kind = svco ? b % 6 : 0;                     // svco: rows in SVCO_* order per pair
-        int has_image = !svco || (kind != SVCO_W_NONE && kind != SVCO_L_NONE);
-        int len = has_image ? img_len : text;
-        lengths[b] = len;
-        img_of[b] = !has_image ? -1 : svco ? 2 * (b / 6) + (kind == SVCO_W_IL || kind == SVCO_L_IL) : b;
-        for (int t = 0; t < T; t++) {
-            st = st * 1664525u + 1013904223u;
-            int id = 3 + (int)(st >> 8) % 31990;
-            if (t == 0) id = 1;
-            if (has_image && t >= 1 && t <= P) id = cfg.image_token_id;
-            ids[b * T + t] = t < len ? id : 0;
-            labels[b * T + t] = (t < len && t >= len - text / 2) ? id : -100;
+    for (int g = 0; g < 2; g++) {
+        int n = GB[g] ? GB[g] : 1;
+        ids[g] = xmalloc(sizeof(int) * n * GT[g]);
+        labels[g] = xmalloc(sizeof(int) * n * GT[g]);
+        lengths[g] = xmalloc(sizeof(int) * n);
+        img_of[g] = xmalloc(sizeof(int) * n);
+        for (int b = 0; b < GB[g]; b++) {
+            // svco image rows per pair: (w|Iw) (w|Il) (l|Iw) (l|Il) -> images 2p, 2p+1, 2p, 2p+1
+            img_of[g][b] = g ? -1 : svco ? 2 * (b / 4) + (b % 2) : b;
+            lengths[g][b] = GT[g];
+            for (int t = 0; t < GT[g]; t++) {
+                st = st * 1664525u + 1013904223u;
+                int id = t == 0 ? 1 : 3 + (int)(st >> 8) % 31990;
+                if (!g && t >= 1 && t <= P) id = cfg.image_token_id;
+                ids[g][b * GT[g] + t] = id;
+                labels[g][b * GT[g] + t] = t >= GT[g] - text / 2 ? id : -100;
+            }
         }
     }
     float *pixels = xmalloc(sizeof(float) * (size_t)NI * 3 * S * S);
     for (size_t i = 0; i < (size_t)NI * 3 * S * S; i++) { st = st * 1664525u + 1013904223u; pixels[i] = ((int)(st >> 9) % 2000 - 1000) / 500.0f; }
-    LlavaActs acts;
-    llava_acts_init(&acts, &m, B, T, NI, 1);
-    LlavaBatch lb = {B, T, ids, labels, lengths, img_of, NI, pixels, 0};
-    double *dlogp = xmalloc(sizeof(double) * B * T), *ref = xcalloc((size_t)B, sizeof(double)), *drow = xmalloc(sizeof(double) * B);
-    double *times = xmalloc(sizeof(double) * (steps + warmup));
+    LlavaActs acts[2];
+    LlavaBatch lb[2];
+    for (int g = 0; g < 2; g++) {
+        if (!GB[g]) continue;
+        llava_acts_init(&acts[g], &m, GB[g], GT[g], g ? 0 : NI, 1);
+        lb[g] = (LlavaBatch){GB[g], GT[g], ids[g], labels[g], lengths[g], img_of[g], g ? 0 : NI, pixels, 0};
+    }
+    const int B = GB[0] + GB[1];
+    double *pol = xmalloc(sizeof(double) * B), *ref = xmalloc(sizeof(double) * B), *drow = xmalloc(sizeof(double) * B);
+    double *dlogp = xmalloc(sizeof(double) * GB[0] * GT[0]), *times = xmalloc(sizeof(double) * (steps + warmup));
     SvcoParams sp = {{0.1, 0.1, 0.1, 0.1}};
-    int n_label = 0, n_tokens = 0;
+    int n_label = 0, n_tokens = 0, all_lengths[4096];
+    for (int g = 0, k = 0; g < 2; g++) for (int b = 0; b < GB[g] && k < 4096; b++) { all_lengths[k++] = GT[g]; n_tokens += GT[g]; }
+    // batch row (SVCO_* order per pair) of group row b
+    #define SVCO_ROW(g, b) ((g) ? 6 * ((b) / 2) + ((b) % 2 ? SVCO_L_NONE : SVCO_W_NONE) \
+                            : 6 * ((b) / 4) + (int[]){SVCO_W_IW, SVCO_W_IL, SVCO_L_IW, SVCO_L_IL}[(b) % 4])
     for (int it = 0; it < steps + warmup; it++) {
         be->synchronize();
         double t0 = now_seconds();
-        llava_forward(&m, &acts, &lb);
-        if (it == 0) for (int b = 0; b < B; b++) ref[b] = acts.row_logp[b] - 0.01 * (b % 3);  // a cached reference
-        if (svco) svco_loss(&sp, batch, acts.row_logp, ref, drow, NULL);
+        for (int g = 0; g < 2; g++) if (GB[g]) llava_forward(&m, &acts[g], &lb[g]);
+        for (int g = 0; g < 2; g++)
+            for (int b = 0; b < GB[g]; b++) pol[svco ? SVCO_ROW(g, b) : b] = acts[g].row_logp[b];
+        if (it == 0) for (int b = 0; b < B; b++) ref[b] = pol[b] - 0.01 * (b % 3);  // a cached reference
+        if (svco) svco_loss(&sp, batch, pol, ref, drow, NULL);
         else {
             int ntok = 0;
-            for (int b = 0; b < B; b++) ntok += acts.row_count[b];
+            for (int b = 0; b < B; b++) ntok += acts[0].row_count[b];
             for (int b = 0; b < B; b++) drow[b] = -1.0 / ntok;
         }
-        for (int i = 0; i < acts.M; i++) dlogp[i] = acts.out_target[i] >= 0 ? drow[acts.out_row[i]] : 0;
-        llava_backward(&m, &acts, dlogp);
+        for (int g = 0; g < 2; g++) {
+            if (!GB[g]) continue;
+            for (int i = 0; i < acts[g].M; i++)
+                dlogp[i] = acts[g].out_target[i] >= 0 ? drow[svco ? SVCO_ROW(g, acts[g].out_row[i]) : acts[g].out_row[i]] : 0;
+            llava_backward(&m, &acts[g], dlogp);
+        }
         optim_step(&opt, NULL);
         optim_zero_grad(&opt);
         be->synchronize();
         times[it] = now_seconds() - t0;
-        if (it == 0) {
-            n_label = 0;
-            for (int b = 0; b < B; b++) { n_label += acts.row_count[b]; n_tokens += lengths[b]; }
-        }
+        if (it == 0) for (int g = 0; g < 2; g++) for (int b = 0; b < GB[g]; b++) n_label += acts[g].row_count[b];
         fprintf(stderr, "\rbench %s %s: step %d/%d %.1f ms", shape, workload, it + 1, steps + warmup, times[it] * 1e3);
     }
     fprintf(stderr, "\n");
     qsort(times + warmup, steps, sizeof(double), cmp_double);
     double ms = times[warmup + steps / 2] * 1e3;
-    double flops = step_flops(&cfg, NI, lengths, B, n_label);
+    double flops = step_flops(&cfg, NI, all_lengths, B, n_label);
+    double mem_gib = 0;
+#ifdef VLM_CUDA
+    if (!strcmp(be->name, "cuda")) mem_gib = cuda_memory_used() / 1073741824.0;
+#endif
     printf("{\"bench\": \"%s\", \"impl\": \"vlm.c\", \"backend\": \"%s\", \"shape\": \"%s\", \"%s\": %d, \"ms_per_step\": %.3f, "
-           "\"%s\": %.3f, \"tokens_per_s\": %.1f, \"model_tflops\": %.2f, \"mfu\": %.4f}\n",
+           "\"%s\": %.3f, \"tokens_per_s\": %.1f, \"model_tflops\": %.2f, \"mfu\": %.4f, \"gpu_mem_gib\": %.2f}\n",
            workload, be->name, shape, svco ? "pairs" : "batch", batch, ms, svco ? "pairs_per_s" : "samples_per_s",
-           batch / ms * 1e3, n_tokens / ms * 1e3, flops / ms / 1e9, flops / ms / 1e9 / peak);
-    free(ids); free(labels); free(lengths); free(img_of); free(pixels); free(dlogp); free(ref); free(drow); free(times);
-    llava_acts_free(&acts);
+           batch / ms * 1e3, n_tokens / ms * 1e3, flops / ms / 1e9, flops / ms / 1e9 / peak, mem_gib);
+    for (int g = 0; g < 2; g++) {
+        if (GB[g]) llava_acts_free(&acts[g]);
+        free(ids[g]); free(labels[g]); free(lengths[g]); free(img_of[g]);
+    }
+    free(pixels); free(dlogp); free(pol); free(ref); free(drow); free(times);
     optim_free(&opt);
     llava_free(&m);
     return 0;

@@ -77,6 +77,14 @@ static void *cuda_malloc(size_t bytes) {
     return p;
 }
 
+// Device memory in use now (the context, cuBLAS/cuDNN workspaces and every buffer): all our buffers are
+// allocated up front, so after a step this is the run's footprint.
+extern "C" size_t cuda_memory_used(void) {
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return total_b - free_b;
+}
+
 static void cuda_free(void *p) {
     if (p) CUDA_CHECK(cudaFree(p));
 }

@@ -377,32 +377,53 @@ void train_data_free(TrainData *d) {
 
 void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples) {
     memset(b, 0, sizeof(*b));
-    int R = recipe_rows(d->recipe), S = d->image_size;
-    b->cap_rows = max_examples * R;
-    b->cap_len = d->max_row_len;
+    const int S = d->image_size;
+    // per group: the most rows one example puts there, and the longest such row in the data
+    int rows[2] = {0, 0}, len[2] = {1, 1};
+    for (int i = 0; i < d->n; i++) {
+        int r[2] = {0, 0};
+        for (int k = 0; k < d->ex[i].n_rows; k++) {
+            int g = d->ex[i].rows[k].image < 0;
+            r[g]++;
+            if (d->ex[i].rows[k].n > len[g]) len[g] = d->ex[i].rows[k].n;
+        }
+        for (int g = 0; g < 2; g++) if (r[g] > rows[g]) rows[g] = r[g];
+    }
+    b->cap_rows = max_examples * recipe_rows(d->recipe);
     b->cap_images = max_examples * 2;
-    b->ids = xmalloc(sizeof(int) * b->cap_rows * b->cap_len);
-    b->labels = xmalloc(sizeof(int) * b->cap_rows * b->cap_len);
-    b->lengths = xmalloc(sizeof(int) * b->cap_rows);
-    b->image_of_row = xmalloc(sizeof(int) * b->cap_rows);
     b->example_of_row = xmalloc(sizeof(int) * b->cap_rows);
     b->kind_of_row = xmalloc(sizeof(int) * b->cap_rows);
+    b->length_of_row = xmalloc(sizeof(int) * b->cap_rows);
     b->pixels = xmalloc(sizeof(float) * (size_t)b->cap_images * 3 * S * S);
+    for (int g = 0; g < 2; g++) {
+        BatchGroup *G = &b->g[g];
+        G->cap_rows = max_examples * rows[g];
+        G->cap_len = len[g];
+        size_t cells = (size_t)(G->cap_rows ? G->cap_rows : 1) * G->cap_len;
+        G->ids = xmalloc(sizeof(int) * cells);
+        G->labels = xmalloc(sizeof(int) * cells);
+        G->lengths = xmalloc(sizeof(int) * (G->cap_rows + 1));
+        G->image_of_row = xmalloc(sizeof(int) * (G->cap_rows + 1));
+        G->row = xmalloc(sizeof(int) * (G->cap_rows + 1));
+    }
 }
 
 void train_batch_free(TrainBatch *b) {
-    free(b->ids); free(b->labels); free(b->lengths); free(b->image_of_row);
-    free(b->example_of_row); free(b->kind_of_row); free(b->pixels);
+    for (int g = 0; g < 2; g++) {
+        BatchGroup *G = &b->g[g];
+        free(G->ids); free(G->labels); free(G->lengths); free(G->image_of_row); free(G->row);
+    }
+    free(b->example_of_row); free(b->kind_of_row); free(b->length_of_row); free(b->pixels);
     memset(b, 0, sizeof(*b));
 }
 
 void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n) {
     const size_t img_floats = (size_t)3 * d->image_size * d->image_size;
-    int global[16];  // dataset image index of each batch image (deduplicated)
-    int *gl = b->cap_images <= 16 ? global : xmalloc(sizeof(int) * b->cap_images);
+    int *gl = xmalloc(sizeof(int) * (b->cap_images + 1));  // dataset image index of each batch image
     b->B = 0;
-    b->T = 0;
     b->n_images = 0;
+    for (int g = 0; g < 2; g++) { b->g[g].B = 0; b->g[g].T = 0; }
+    const TrainRow **src = xmalloc(sizeof(TrainRow *) * (b->cap_rows + 1));
     for (int e = 0; e < n; e++) {
         const TrainExample *ex = &d->ex[idx[e]];
         int local[2] = {-1, -1};
@@ -416,24 +437,32 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n)
             }
         }
         for (int r = 0; r < ex->n_rows; r++) {
+            const TrainRow *row = &ex->rows[r];
+            BatchGroup *G = &b->g[row->image < 0];
             b->example_of_row[b->B] = e;
             b->kind_of_row[b->B] = r;
-            b->image_of_row[b->B] = ex->rows[r].image >= 0 ? local[ex->rows[r].image] : -1;
-            b->lengths[b->B] = ex->rows[r].n;
-            if (ex->rows[r].n > b->T) b->T = ex->rows[r].n;
+            b->length_of_row[b->B] = row->n;
+            G->row[G->B] = b->B;
+            G->image_of_row[G->B] = row->image >= 0 ? local[row->image] : -1;
+            G->lengths[G->B] = row->n;
+            if (row->n > G->T) G->T = row->n;
+            src[b->B] = row;
+            G->B++;
             b->B++;
         }
     }
-    // right-pad every row to T
-    int row = 0;
-    for (int e = 0; e < n; e++) {
-        const TrainExample *ex = &d->ex[idx[e]];
-        for (int r = 0; r < ex->n_rows; r++, row++)
-            for (int t = 0; t < b->T; t++) {
-                int in = t < ex->rows[r].n;
-                b->ids[row * b->T + t] = in ? ex->rows[r].ids[t] : 0;
-                b->labels[row * b->T + t] = in ? ex->rows[r].labels[t] : -100;
+    // right-pad every row of a group to the group's length
+    for (int g = 0; g < 2; g++) {
+        BatchGroup *G = &b->g[g];
+        for (int i = 0; i < G->B; i++) {
+            const TrainRow *row = src[G->row[i]];
+            for (int t = 0; t < G->T; t++) {
+                int in = t < row->n;
+                G->ids[i * G->T + t] = in ? row->ids[t] : 0;
+                G->labels[i * G->T + t] = in ? row->labels[t] : -100;
             }
+        }
     }
-    if (gl != global) free(gl);
+    free(src);
+    free(gl);
 }

@@ -68,12 +68,22 @@ void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaC
 void train_data_free(TrainData *d);
 
 // A micro-batch of examples laid out as model rows: distinct images once, each row pointing at one.
+// Rows with an image and image-free rows go into separate groups, each padded to its own longest row:
+// S-VCO's image-free rows are ~600 tokens shorter than its image rows, and padding them to the image
+// rows' length would more than double their cost. Each group runs as its own forward pass.
 typedef struct {
-    int B, T, n_images;
-    int *ids, *labels, *lengths, *image_of_row;  // (B*T), (B*T), (B), (B)
-    float *pixels;                                // (n_images, 3, S, S)
-    int *example_of_row, *kind_of_row;            // which example / which of its rows
-    int cap_rows, cap_len, cap_images;
+    int B, T;
+    int *ids, *labels, *lengths, *image_of_row;  // (B*T), (B*T), (B), (B) as LlavaBatch wants them
+    int *row;                                     // (B) the batch row each group row is
+    int cap_rows, cap_len;
+} BatchGroup;
+
+typedef struct {
+    int B, n_images;                  // rows in all groups; distinct images
+    float *pixels;                    // (n_images, 3, S, S), read by the image group
+    int *example_of_row, *kind_of_row, *length_of_row;  // (B) per batch row
+    BatchGroup g[2];                  // 0: rows with an image, 1: image-free rows
+    int cap_rows, cap_images;
 } TrainBatch;
 
 void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples);

@@ -97,28 +97,81 @@ static unsigned long long model_hash(const Llava *m) {
     return m->ps_vision.source_hash * 31 + m->ps_projector.source_hash * 17 + m->ps_text.source_hash;
 }
 
+// ---------------------------------------------------------------------------------------------------
+// a batch's forward and backward: one pass per row group (rows with an image, image-free rows)
+
+typedef struct {
+    LlavaActs a[2];
+    int has[2];
+    double *row_logp, *dlogp[2];  // (B) per batch row; (M) per output of each group
+    int *row_count;
+} BatchActs;
+
+static void batch_acts_init(BatchActs *ba, const Llava *m, const TrainBatch *tb, int backward) {
+    memset(ba, 0, sizeof(*ba));
+    for (int g = 0; g < 2; g++) {
+        const BatchGroup *G = &tb->g[g];
+        if (G->cap_rows == 0) continue;
+        llava_acts_init(&ba->a[g], m, G->cap_rows, G->cap_len, g == 0 ? tb->cap_images : 0, backward);
+        ba->dlogp[g] = xmalloc(sizeof(double) * ba->a[g].cap_tokens);
+        ba->has[g] = 1;
+    }
+    ba->row_logp = xmalloc(sizeof(double) * (tb->cap_rows + 1));
+    ba->row_count = xmalloc(sizeof(int) * (tb->cap_rows + 1));
+}
+
+static void batch_acts_free(BatchActs *ba) {
+    for (int g = 0; g < 2; g++) if (ba->has[g]) { llava_acts_free(&ba->a[g]); free(ba->dlogp[g]); }
+    free(ba->row_logp);
+    free(ba->row_count);
+}
+
+// Runs every group; ba->row_logp[b], ba->row_count[b] are the summed response log-probs of each row.
+static void batch_forward(const Llava *m, BatchActs *ba, const TrainBatch *tb) {
+    for (int g = 0; g < 2; g++) {
+        const BatchGroup *G = &tb->g[g];
+        if (G->B == 0) continue;
+        LlavaBatch lb = {G->B, G->T, G->ids, G->labels, G->lengths, G->image_of_row, g == 0 ? tb->n_images : 0, tb->pixels, 0};
+        llava_forward(m, &ba->a[g], &lb);
+        for (int i = 0; i < G->B; i++) {
+            ba->row_logp[G->row[i]] = ba->a[g].row_logp[i];
+            ba->row_count[G->row[i]] = ba->a[g].row_count[i];
+        }
+    }
+}
+
+// drow (B): dL/d(row log-prob); every labelled token of a row gets its row's gradient times scale.
+static void batch_backward(const Llava *m, BatchActs *ba, const TrainBatch *tb, const double *drow, double scale) {
+    for (int g = 0; g < 2; g++) {
+        const BatchGroup *G = &tb->g[g];
+        if (G->B == 0) continue;
+        LlavaActs *a = &ba->a[g];
+        for (int i = 0; i < a->M; i++) ba->dlogp[g][i] = a->out_target[i] >= 0 ? drow[G->row[a->out_row[i]]] * scale : 0;
+        llava_backward(m, a, ba->dlogp[g]);
+    }
+}
+
 // Row log-probs of every example under `m` (forward only), in example order: (n, rows).
 static double *compute_ref(const Llava *m, const TrainData *d, int batch, const char *what) {
     const int R = recipe_rows(d->recipe);
     double *out = xmalloc(sizeof(double) * (size_t)d->n * R);
     TrainBatch tb;
     train_batch_init(&tb, d, batch);
-    LlavaActs acts;
-    llava_acts_init(&acts, m, tb.cap_rows, tb.cap_len, tb.cap_images, 0);
+    BatchActs ba;
+    batch_acts_init(&ba, m, &tb, 0);
     int *idx = xmalloc(sizeof(int) * batch);
     double t0 = now_seconds();
     for (int s = 0; s < d->n; s += batch) {
         int k = d->n - s < batch ? d->n - s : batch;
         for (int i = 0; i < k; i++) idx[i] = s + i;
         train_batch_build(&tb, d, idx, k);
-        LlavaBatch lb = {tb.B, tb.T, tb.ids, tb.labels, tb.lengths, tb.image_of_row, tb.n_images, tb.pixels, 0};
-        llava_forward(m, &acts, &lb);
-        for (int b = 0; b < tb.B; b++) out[(size_t)(s + tb.example_of_row[b]) * R + tb.kind_of_row[b]] = acts.row_logp[b];
+        batch_forward(m, &ba, &tb);
+        for (int b = 0; b < tb.B; b++) out[(size_t)(s + tb.example_of_row[b]) * R + tb.kind_of_row[b]] = ba.row_logp[b];
         fprintf(stderr, "\r%s: reference log-probs %d/%d examples (%.0f s)", what, s + k, d->n, now_seconds() - t0);
     }
     fprintf(stderr, "\n");
     free(idx);
-    llava_acts_free(&acts);
+    batch_acts_free(&ba);
     train_batch_free(&tb);
     return out;
 }
@@ -169,50 +222,39 @@ static void add_scaled(double *acc, const double *x, size_t count, double w) {
     for (size_t i = 0; i < count; i++) acc[i] += w * x[i];
 }
 
-// Computes the loss of the batch from the policy row log-probs (acts) and the reference row log-probs
-// (ref_rows, one per batch row), writes dL/dlogp per output token into dlogp (scaled by `scale`), and
-// accumulates metrics (weighted by `scale`) into st. Returns the loss.
-static double batch_loss(const TrainConfig *c, const TrainBatch *tb, const LlavaActs *a, const double *ref_rows,
-                         double *dlogp, double scale, StepStats *st) {
+// The loss of the recipe from the policy row log-probs (ba) and the reference row log-probs (ref_rows, one
+// per batch row); writes dL/d(row log-prob) into drow (B) and accumulates metrics, weighted by `scale`,
+// into st. Returns the loss.
+static double batch_loss(const TrainConfig *c, const TrainBatch *tb, const BatchActs *ba, const double *ref_rows,
+                         double *drow, double scale, StepStats *st) {
     const int R = recipe_rows(c->recipe), E = tb->B / R;
+    const double *pol = ba->row_logp;
     double loss = 0;
-    double *drow = xcalloc(tb->B, sizeof(double));
-    if (c->recipe == RECIPE_SFT) {
+    if (c->recipe == RECIPE_SFT) {  // mean cross-entropy over the labelled tokens of the batch
         int ntok = 0;
-        for (int b = 0; b < tb->B; b++) { loss -= a->row_logp[b]; ntok += a->row_count[b]; }
+        for (int b = 0; b < tb->B; b++) { loss -= pol[b]; ntok += ba->row_count[b]; }
         loss /= ntok > 0 ? ntok : 1;
         for (int b = 0; b < tb->B; b++) drow[b] = -1.0 / (ntok > 0 ? ntok : 1);
-    } else {
-        // rows of an example are consecutive, in the order of its kind (see train/data.h)
-        double *pol = xmalloc(sizeof(double) * tb->B), *ref = xmalloc(sizeof(double) * tb->B);
-        for (int b = 0; b < tb->B; b++) { pol[b] = a->row_logp[b]; ref[b] = ref_rows[b]; }
-        if (c->recipe == RECIPE_DPO) {
-            double *pc = xmalloc(sizeof(double) * E * 4), *pr = pc + E, *rc = pc + 2 * E, *rr = pc + 3 * E;
-            double *dpc = xmalloc(sizeof(double) * E * 2), *dpr = dpc + E;
-            for (int e = 0; e < E; e++) { pc[e] = pol[2 * e]; pr[e] = pol[2 * e + 1]; rc[e] = ref[2 * e]; rr[e] = ref[2 * e + 1]; }
-            DpoMetrics m;
-            loss = dpo_loss(&c->dpo, E, pc, pr, rc, rr, dpc, dpr, &m);
-            for (int e = 0; e < E; e++) { drow[2 * e] = dpc[e]; drow[2 * e + 1] = dpr[e]; }
-            add_scaled((double *)&st->dpo, (const double *)&m, sizeof(m) / sizeof(double), scale);
-            free(pc);
-            free(dpc);
-        } else if (c->recipe == RECIPE_SVCO || c->recipe == RECIPE_VCO) {
-            SvcoMetrics m;
-            loss = svco_loss(&c->svco, E, pol, ref, drow, &m);
-            add_scaled((double *)&st->svco, (const double *)&m, sizeof(m) / sizeof(double), scale);
-        } else if (c->recipe == RECIPE_MDPO) {
-            MdpoMetrics m;
-            loss = mdpo_loss(&c->mdpo, E, pol, ref, drow, &m);
-            add_scaled((double *)&st->mdpo, (const double *)&m, sizeof(m) / sizeof(double), scale);
-        }
-        free(pol);
-        free(ref);
+    } else if (c->recipe == RECIPE_DPO) {  // rows of an example are consecutive, in the order of its kind
+        double *v = xmalloc(sizeof(double) * E * 6), *pc = v, *pr = v + E, *rc = v + 2 * E, *rr = v + 3 * E, *dpc = v + 4 * E, *dpr = v + 5 * E;
+        for (int e = 0; e < E; e++) { pc[e] = pol[2 * e]; pr[e] = pol[2 * e + 1]; rc[e] = ref_rows[2 * e]; rr[e] = ref_rows[2 * e + 1]; }
+        DpoMetrics m;
+        loss = dpo_loss(&c->dpo, E, pc, pr, rc, rr, dpc, dpr, &m);
+        for (int e = 0; e < E; e++) { drow[2 * e] = dpc[e]; drow[2 * e + 1] = dpr[e]; }
+        add_scaled((double *)&st->dpo, (const double *)&m, sizeof(m) / sizeof(double), scale);
+        free(v);
+    } else if (c->recipe == RECIPE_SVCO || c->recipe == RECIPE_VCO) {
+        SvcoMetrics m;
+        loss = svco_loss(&c->svco, E, pol, ref_rows, drow, &m);
+        add_scaled((double *)&st->svco, (const double *)&m, sizeof(m) / sizeof(double), scale);
+    } else if (c->recipe == RECIPE_MDPO) {
+        MdpoMetrics m;
+        loss = mdpo_loss(&c->mdpo, E, pol, ref_rows, drow, &m);
+        add_scaled((double *)&st->mdpo, (const double *)&m, sizeof(m) / sizeof(double), scale);
     }
-    for (int i = 0; i < a->M; i++) dlogp[i] = a->out_target[i] >= 0 ? drow[a->out_row[i]] * scale : 0;
-    free(drow);
     st->loss += loss * scale;
     st->n_examples += E;
-    for (int b = 0; b < tb->B; b++) { st->n_tokens += tb->lengths[b]; st->n_label_tokens += a->row_count[b]; }
+    for (int b = 0; b < tb->B; b++) { st->n_tokens += tb->length_of_row[b]; st->n_label_tokens += ba->row_count[b]; }
     return loss;
 }
 
@@ -272,7 +314,7 @@ typedef struct {
     TrainData data, val;
     double *ref, *val_ref;  // cached reference row log-probs (n, R)
     TrainBatch tb;
-    LlavaActs acts, ref_acts;
+    BatchActs acts, ref_acts;
     Optimizer opt;
     DataOrder order;
     ParamStore *trainable[3];
@@ -286,8 +328,7 @@ static void batch_reference(Trainer *T, const TrainBatch *tb, const int *idx, co
     const int R = recipe_rows(T->c->recipe);
     if (T->c->recipe == RECIPE_SFT) return;
     if (T->have_ref_model) {
-        LlavaBatch lb = {tb->B, tb->T, tb->ids, tb->labels, tb->lengths, tb->image_of_row, tb->n_images, tb->pixels, 0};
-        llava_forward(&T->ref_model, &T->ref_acts, &lb);
+        batch_forward(&T->ref_model, &T->ref_acts, tb);
         for (int b = 0; b < tb->B; b++) out[b] = T->ref_acts.row_logp[b];
         return;
     }
@@ -301,20 +342,19 @@ static void evaluate(Trainer *T, StepStats *st) {
     int *idx = xmalloc(sizeof(int) * bs);
     TrainBatch tb;
     train_batch_init(&tb, d, bs);
-    LlavaActs acts;
-    llava_acts_init(&acts, &T->policy, tb.cap_rows, tb.cap_len, tb.cap_images, 0);
-    double *dl = xmalloc(sizeof(double) * acts.cap_tokens), *ref_rows = xmalloc(sizeof(double) * tb.cap_rows);
+    BatchActs acts;
+    batch_acts_init(&acts, &T->policy, &tb, 0);
+    double *drow = xmalloc(sizeof(double) * (tb.cap_rows + 1)), *ref_rows = xmalloc(sizeof(double) * (tb.cap_rows + 1));
     for (int s = 0; s < d->n; s += bs) {
         int k = d->n - s < bs ? d->n - s : bs;
         for (int i = 0; i < k; i++) idx[i] = s + i;
         train_batch_build(&tb, d, idx, k);
-        LlavaBatch lb = {tb.B, tb.T, tb.ids, tb.labels, tb.lengths, tb.image_of_row, tb.n_images, tb.pixels, 0};
-        llava_forward(&T->policy, &acts, &lb);
+        batch_forward(&T->policy, &acts, &tb);
         batch_reference(T, &tb, idx, T->val_ref, ref_rows);
-        batch_loss(T->c, &tb, &acts, ref_rows, dl, (double)k / d->n, st);
+        batch_loss(T->c, &tb, &acts, ref_rows, drow, (double)k / d->n, st);
     }
-    free(dl);
-    llava_acts_free(&acts);
+    free(drow);
+    batch_acts_free(&acts);
     train_batch_free(&tb);
     free(idx); free(ref_rows);
 }
@@ -350,9 +390,8 @@ static void save(Trainer *T) {
     int k = T->data.n < c->batch ? T->data.n : c->batch, *idx = xmalloc(sizeof(int) * c->batch);
     for (int i = 0; i < k; i++) idx[i] = i;
     train_batch_build(&T->tb, &T->data, idx, k);
-    LlavaBatch lb = {T->tb.B, T->tb.T, T->tb.ids, T->tb.labels, T->tb.lengths, T->tb.image_of_row, T->tb.n_images, T->tb.pixels, 0};
-    llava_forward(&T->policy, &T->acts, &lb);
-    double *ref_rows = xcalloc(T->tb.cap_rows, sizeof(double)), *dl = xmalloc(sizeof(double) * T->acts.cap_tokens);
+    batch_forward(&T->policy, &T->acts, &T->tb);
+    double *ref_rows = xcalloc(T->tb.cap_rows + 1, sizeof(double)), *dl = xmalloc(sizeof(double) * (T->tb.cap_rows + 1));
     batch_reference(T, &T->tb, idx, T->ref, ref_rows);
     StepStats st;
     memset(&st, 0, sizeof(st));
@@ -463,8 +502,8 @@ int train_run(const TrainConfig *c) {
     free(latest);
 
     train_batch_init(&T.tb, &T.data, c->batch);
-    llava_acts_init(&T.acts, &T.policy, T.tb.cap_rows, T.tb.cap_len, T.tb.cap_images, 1);
-    if (T.have_ref_model) llava_acts_init(&T.ref_acts, &T.ref_model, T.tb.cap_rows, T.tb.cap_len, T.tb.cap_images, 0);
+    batch_acts_init(&T.acts, &T.policy, &T.tb, 1);
+    if (T.have_ref_model) batch_acts_init(&T.ref_acts, &T.ref_model, &T.tb, 0);
     char *log_path = path_join(c->out_dir, "metrics.jsonl");
     metrics_open(&T.log, log_path, T.step);
     free(log_path);
@@ -473,7 +512,7 @@ int train_run(const TrainConfig *c) {
             oc.lr, schedule_name(oc.schedule), oc.warmup_steps, T.be->name);
 
     int *idx = xmalloc(sizeof(int) * c->batch);
-    double *ref_rows = xmalloc(sizeof(double) * T.tb.cap_rows), *dlogp = xmalloc(sizeof(double) * T.acts.cap_tokens);
+    double *ref_rows = xmalloc(sizeof(double) * (T.tb.cap_rows + 1)), *drow = xmalloc(sizeof(double) * (T.tb.cap_rows + 1));
     double t_start = now_seconds(), tokens_total = 0;
     int first_step = T.step;
     optim_zero_grad(&T.opt);
@@ -484,16 +523,15 @@ int train_run(const TrainConfig *c) {
         for (int micro = 0; micro < c->grad_accum; micro++) {
             order_next(&T.order, idx, c->batch);
             train_batch_build(&T.tb, &T.data, idx, c->batch);
-            LlavaBatch lb = {T.tb.B, T.tb.T, T.tb.ids, T.tb.labels, T.tb.lengths, T.tb.image_of_row, T.tb.n_images, T.tb.pixels, 0};
-            llava_forward(&T.policy, &T.acts, &lb);
+            batch_forward(&T.policy, &T.acts, &T.tb);
             batch_reference(&T, &T.tb, idx, T.ref, ref_rows);
-            double loss = batch_loss(c, &T.tb, &T.acts, ref_rows, dlogp, 1.0 / c->grad_accum, &st);
+            double loss = batch_loss(c, &T.tb, &T.acts, ref_rows, drow, 1.0 / c->grad_accum, &st);
             if (!isfinite(loss)) {
                 char *last = checkpoint_latest(c->out_dir);
                 fatal("step %d: the loss is %g; stopping without an update. The last good checkpoint is %s", T.step + 1, loss,
                       last ? last : "(none yet: no checkpoint was written)");
             }
-            llava_backward(&T.policy, &T.acts, dlogp);
+            batch_backward(&T.policy, &T.acts, &T.tb, drow, 1.0 / c->grad_accum);
         }
         double lr;
         double norm = optim_step(&T.opt, &lr);
@@ -555,10 +593,10 @@ int train_run(const TrainConfig *c) {
         free(svg);
     }
     free(lp);
-    free(idx); free(ref_rows); free(dlogp);
+    free(idx); free(ref_rows); free(drow);
     free(T.ref); free(T.val_ref); free(T.order.perm);
-    llava_acts_free(&T.acts);
-    if (T.have_ref_model) { llava_acts_free(&T.ref_acts); llava_free(&T.ref_model); }
+    batch_acts_free(&T.acts);
+    if (T.have_ref_model) { batch_acts_free(&T.ref_acts); llava_free(&T.ref_model); }
     train_batch_free(&T.tb);
     optim_free(&T.opt);
     train_data_free(&T.data);
