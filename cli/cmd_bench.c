@@ -101,7 +101,8 @@ int cmd_bench(int argc, char **argv) {
     for (int g = 0; g < 2; g++) {
         if (!GB[g]) continue;
         llava_acts_init(&acts[g], &m, GB[g], GT[g], g ? 0 : NI, 1);
-        lb[g] = (LlavaBatch){GB[g], GT[g], ids[g], labels[g], lengths[g], img_of[g], g ? 0 : NI, pixels, 0};
+        lb[g] = (LlavaBatch){.B = GB[g], .T = GT[g], .ids = ids[g], .labels = labels[g], .lengths = lengths[g],
+                             .image_of_row = img_of[g], .n_images = g ? 0 : NI, .pixels = pixels};
     }
     const int B = GB[0] + GB[1];
     double *pol = xmalloc(sizeof(double) * B), *ref = xmalloc(sizeof(double) * B), *drow = xmalloc(sizeof(double) * B);

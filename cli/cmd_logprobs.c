@@ -96,7 +96,8 @@ int cmd_logprobs(int argc, char **argv) {
             img_names[NI] = r->image;
             img_of[b] = NI++;
         }
-        LlavaBatch batch = {B, T, ids, labels, lengths, img_of, NI, pixels, 0};
+        LlavaBatch batch = {.B = B, .T = T, .ids = ids, .labels = labels, .lengths = lengths, .image_of_row = img_of,
+                            .n_images = NI, .pixels = pixels};
         llava_forward(&m, &acts, &batch);
         for (int b = 0; b < B; b++) {
             if (out_len + 128 > out_cap) out = xrealloc(out, out_cap *= 2);

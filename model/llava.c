@@ -125,8 +125,8 @@ void llava_acts_init(LlavaActs *a, const Llava *m, int cap_rows, int cap_len, in
     a->out_pos = xmalloc(sizeof(int) * N);
     a->out_target = xmalloc(sizeof(int) * N);
     a->logp = xmalloc(sizeof(double) * N);
-    a->row_logp = xmalloc(sizeof(double) * cap_rows);
-    a->row_count = xmalloc(sizeof(int) * cap_rows);
+    a->row_logp = xmalloc(sizeof(double) * N);  // packed rows hold several logical rows: up to one per token
+    a->row_count = xmalloc(sizeof(int) * N);
 }
 
 void llava_acts_free(LlavaActs *a) {
@@ -172,6 +172,8 @@ void llava_forward(const Llava *m, LlavaActs *a, const LlavaBatch *bt) {
                   count < P ? " (were image tokens truncated?)" : "");
         if (img < 0 && count > 0) fatal("row %d: %d image tokens (id %d) but the row has no image", b, count, c->image_token_id);
         kv_len[b] = len;
+        if (bt->pos) for (int t = 0; t < T; t++) pos[b * T + t] = bt->pos[b * T + t];
+        if (bt->n_out > 0) continue;  // explicit outputs: taken below
         for (int t = 0; t < len; t++) {
             int n = b * T + t, target = -1;
             if (bt->labels && t + 1 < len) {
@@ -190,8 +192,22 @@ void llava_forward(const Llava *m, LlavaActs *a, const LlavaBatch *bt) {
             }
         }
     }
+    if (bt->n_out > 0) {
+        if (bt->n_out > a->cap_out) fatal("batch has %d outputs, capacity is %d", bt->n_out, a->cap_out);
+        for (int i = 0; i < bt->n_out; i++) {
+            int n = bt->out_index[i], tg = bt->out_target[i];
+            if (n < 0 || n >= N || n % T >= kv_len[n / T]) fatal("output %d: position %d is outside the batch's tokens", i, n);
+            if (tg < 0 || tg >= V) fatal("output %d: target %d is outside the vocabulary (%d)", i, tg, V);
+            if (bt->out_row[i] < 0 || bt->out_row[i] >= bt->n_logical) fatal("output %d: row %d of %d", i, bt->out_row[i], bt->n_logical);
+            a->out_row[M] = bt->out_row[i];
+            a->out_pos[M] = n % T;
+            a->out_target[M] = tg;
+            targets[M] = tg;
+            M++;
+        }
+    }
     int *idx_out = xmalloc(sizeof(int) * (M ? M : 1));
-    for (int i = 0; i < M; i++) idx_out[i] = a->out_row[i] * T + a->out_pos[i];
+    for (int i = 0; i < M; i++) idx_out[i] = bt->n_out > 0 ? bt->out_index[i] : a->out_row[i] * T + a->out_pos[i];
     a->M = M;
     a->n_img_tokens = n_img;
 
@@ -221,15 +237,18 @@ void llava_forward(const Llava *m, LlavaActs *a, const LlavaBatch *bt) {
     }
     be->to_device(a->l.pos, pos, sizeof(int) * N);
     be->to_device(a->l.kv_len, kv_len, sizeof(int) * B);
+    a->use_segments = bt->segment != NULL;
+    if (bt->segment) be->to_device(a->l.segment, bt->segment, sizeof(int) * N);
     if (M) {
         be->to_device(a->l.idx_out, idx_out, sizeof(int) * M);
         be->to_device(a->l.targets, targets, sizeof(int) * M);
     }
-    llama_forward(&m->lm, &a->l, B, T, M, 0);
+    llama_forward(&m->lm, &a->l, B, T, M, a->use_segments);
 
     // ---- per-token and per-row log-probs on the host
     if (M) be->download_acc(a->logp, a->l.logp, M);
-    for (int b = 0; b < B; b++) { a->row_logp[b] = 0; a->row_count[b] = 0; }
+    a->n_rows = bt->n_out > 0 ? bt->n_logical : B;
+    for (int r = 0; r < a->n_rows; r++) { a->row_logp[r] = 0; a->row_count[r] = 0; }
     for (int i = 0; i < M; i++)
         if (targets[i] >= 0) { a->row_logp[a->out_row[i]] += a->logp[i]; a->row_count[a->out_row[i]]++; }
     free(embed_ids); free(img_dst); free(img_src); free(pos); free(kv_len); free(targets); free(idx_out);
@@ -241,7 +260,7 @@ void llava_backward(const Llava *m, LlavaActs *a, const double *dlogp) {
     const int B = a->B, T = a->T, N = B * T, D = c->text.hidden, Cv = c->vision.hidden, P = c->image_tokens;
     CHECK_OR_DIE(a->backward, "llava_backward needs activations laid out for backward");
     if (a->M) be->upload_acc(a->l.dlogp, dlogp, a->M);
-    llama_backward(&m->lm, &a->l, B, T, a->M, 0);
+    llama_backward(&m->lm, &a->l, B, T, a->M, a->use_segments);
     if (m->lm.g.embed) be->embedding_backward(m->lm.g.embed, a->l.dres, a->embed_ids, N, D);
     int NI = 0;  // images actually encoded: recover from the largest source row used
     if (a->n_img_tokens == 0 || (!m->ps_projector.grad && !m->ps_vision.grad)) return;

@@ -36,6 +36,13 @@ int llava_name_candidates(const char *canonical, char out[][256], int max);
 
 // One batch of rows. ids are full token ids with every image expanded to cfg.image_tokens copies of
 // image_token_id; labels are HF labels (-100 = ignored), aligned with ids (the shift happens inside).
+//
+// Packed rows (optional): a row may hold several sequences that share a prefix, e.g. S-VCO's
+// [image + prompt][y_w][y_l]. Then `pos` restarts the positions of each later sequence after the prefix,
+// `segment` gives the tree mask (0 = the shared prefix, k > 0 = sequence k, which sees the prefix and
+// itself only; see AttnShape), and the outputs are listed explicitly: out_index[m] = b*T + t is the
+// position whose logits predict out_target[m], counted in the log-prob of logical row out_row[m]. A
+// position can appear twice (the last prefix token predicts the first token of both responses).
 typedef struct {
     int B, T;
     const int *ids;           // (B, T) host
@@ -45,6 +52,11 @@ typedef struct {
     int n_images;
     const float *pixels;      // (n_images, 3, S, S) host fp32, preprocessed
     int all_logits;           // logits for every position (parity tests), not only the labelled ones
+    const int *pos;           // (B, T) host positions, or NULL for 0..T-1
+    const int *segment;       // (B, T) host segment ids, or NULL (plain causal rows)
+    int n_out;                // > 0: explicit outputs below (labels are then ignored)
+    const int *out_index, *out_target, *out_row;  // (n_out) each
+    int n_logical;            // logical rows of the explicit outputs (row_logp has this many entries)
 } LlavaBatch;
 
 typedef struct {
@@ -58,11 +70,13 @@ typedef struct {
     void *dp2, *dp1, *dfeats;
     // results of the last forward, on the host
     int M;                           // rows of logits
-    int *out_row, *out_pos;          // (M) batch row and position of each output
+    int n_rows;                      // entries of row_logp: batch rows, or the logical rows of packed batches
+    int use_segments;                // the last forward used a tree mask
+    int *out_row, *out_pos;          // (M) (logical) row and position of each output
     int *out_target;                 // (M) the target token of each output, -1 where there is none
     double *logp;                    // (M) log-prob of each target (0 where none)
-    double *row_logp;                // (B) sum over the row's targets
-    int *row_count;                  // (B) number of targets in the row
+    double *row_logp;                // (n_rows) sum over the row's targets
+    int *row_count;                  // (n_rows) number of targets in the row
     int n_img_tokens;                // image positions in the batch
     int B, T;
 } LlavaActs;

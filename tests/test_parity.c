@@ -108,7 +108,8 @@ static void check_llava_fixture(const char *name) {
 
     LlavaActs a;
     llava_acts_init(&a, &m, B, T, NI, 1);
-    LlavaBatch batch = {B, T, ids, labels, lengths, image_of_row, NI, pixels, 1};
+    LlavaBatch batch = {.B = B, .T = T, .ids = ids, .labels = labels, .lengths = lengths, .image_of_row = image_of_row,
+                        .n_images = NI, .pixels = pixels, .all_logits = 1};
     llava_forward(&m, &a, &batch);
 
     // logits at every valid position

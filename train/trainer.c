@@ -131,7 +131,8 @@ static void batch_forward(const Llava *m, BatchActs *ba, const TrainBatch *tb) {
     for (int g = 0; g < 2; g++) {
         const BatchGroup *G = &tb->g[g];
         if (G->B == 0) continue;
-        LlavaBatch lb = {G->B, G->T, G->ids, G->labels, G->lengths, G->image_of_row, g == 0 ? tb->n_images : 0, tb->pixels, 0};
+        LlavaBatch lb = {.B = G->B, .T = G->T, .ids = G->ids, .labels = G->labels, .lengths = G->lengths,
+                          .image_of_row = G->image_of_row, .n_images = g == 0 ? tb->n_images : 0, .pixels = tb->pixels};
         llava_forward(m, &ba->a[g], &lb);
         for (int i = 0; i < G->B; i++) {
             ba->row_logp[G->row[i]] = ba->a[g].row_logp[i];
