@@ -1,9 +1,12 @@
 // vlm bench: end-to-end training steps at named shapes with random weights, timed the way
 // bench/torch_ref.py times the PyTorch side (warm-up, then the median step).
 //
-//   sft   B rows of [BOS, 576 image tokens, 63 text tokens], loss on the last 32: forward, backward, AdamW
-//   svco  P pairs, our formation: 2 images encoded once per pair, 6 rows (4 with the image, 2 image-free),
-//         reference log-probs from the cache (a pre-pass), S-VCO loss, backward, AdamW
+// The steps run the training path of train/ (row groups, shared-prefix packing) on synthetic examples:
+// a prompt of [BOS, 576 image tokens, 31 text tokens] and 32-token responses.
+//   sft   B rows: forward, backward, AdamW
+//   dpo   B pairs: chosen and rejected packed into one row per pair, cached reference, DPO loss
+//   svco  B pairs: 2 images encoded once per pair, 6 logical rows packed into 3 physical rows (two with
+//         an image, one image-free), cached reference log-probs, S-VCO loss, backward, AdamW
 // Output: one JSON line per workload (ms per step, samples or pairs per second, tokens/s, MFU, peak memory).
 #include <math.h>
 #include <stdio.h>
@@ -14,6 +17,7 @@
 #include "../model/llava.h"
 #include "../train/losses.h"
 #include "../train/optim.h"
+#include "../train/step.h"
 #include "../util/args.h"
 #include "../util/common.h"
 #include "commands.h"
@@ -39,9 +43,9 @@ static double step_flops(const LlavaConfig *c, int n_images, const int *lengths,
 }
 
 static void usage(void) {
-    printf("usage: vlm bench [--shape llava-1.4b|llava-7b|llava-tiny] [--workload sft|svco] [--batch N] [--steps N]\n"
-           "                 [--warmup N] [--device auto|cpu|cuda] [--peak-tflops X]\n\n"
-           "Times training steps with random weights. --batch is rows for sft, pairs for svco (default 8).\n"
+    printf("usage: vlm bench [--shape llava-1.4b|llava-7b|llava-tiny] [--workload sft|dpo|svco] [--batch N] [--steps N]\n"
+           "                 [--warmup N] [--device auto|cpu|cuda] [--peak-tflops X] [--no-pack]\n\n"
+           "Times training steps with random weights. --batch is rows for sft, pairs for dpo and svco (default 8).\n"
            "MFU is reported against --peak-tflops (default 760: the bf16 GEMM ceiling measured on the H100).\n");
 }
 
@@ -52,9 +56,9 @@ int cmd_bench(int argc, char **argv) {
     const char *device = arg_str(&a, "--device", "auto");
     int batch = (int)arg_int(&a, "--batch", 8), steps = (int)arg_int(&a, "--steps", 10), warmup = (int)arg_int(&a, "--warmup", 3);
     double peak = arg_float(&a, "--peak-tflops", 760);
+    int svco = !strcmp(workload, "svco"), dpo = !strcmp(workload, "dpo"), pack = !arg_flag(&a, "--no-pack");
     args_finish(&a);
-    int svco = !strcmp(workload, "svco");
-    if (!svco && strcmp(workload, "sft")) fatal("vlm bench: --workload '%s': expected sft or svco", workload);
+    if (!svco && !dpo && strcmp(workload, "sft")) fatal("vlm bench: --workload '%s': expected sft, dpo or svco", workload);
     LlavaConfig cfg;
     if (llava_config_preset(&cfg, shape)) fatal("vlm bench: --shape '%s': expected llava-1.4b, llava-7b or llava-tiny", shape);
     const Backend *be = backend_select(device);
@@ -68,94 +72,75 @@ int cmd_bench(int argc, char **argv) {
     Optimizer opt;
     optim_init(&opt, &oc, tr, 2);
 
-    // rows: group 0 holds the rows with an image, group 1 the image-free rows (S-VCO), each padded to its
-    // own length and run as its own forward pass, as the trainer does
-    const int P = cfg.image_tokens, text = 64, img_len = P + text, S = cfg.vision.image_size;
-    const int NI = svco ? 2 * batch : batch;
-    int GB[2] = {svco ? 4 * batch : batch, svco ? 2 * batch : 0}, GT[2] = {img_len, text};
-    int *ids[2], *labels[2], *lengths[2], *img_of[2];
-    unsigned st = 7;
-    for (int g = 0; g < 2; g++) {
-        int n = GB[g] ? GB[g] : 1;
-        ids[g] = xmalloc(sizeof(int) * n * GT[g]);
-        labels[g] = xmalloc(sizeof(int) * n * GT[g]);
-        lengths[g] = xmalloc(sizeof(int) * n);
-        img_of[g] = xmalloc(sizeof(int) * n);
-        for (int b = 0; b < GB[g]; b++) {
-            // svco image rows per pair: (w|Iw) (w|Il) (l|Iw) (l|Il) -> images 2p, 2p+1, 2p, 2p+1
-            img_of[g][b] = g ? -1 : svco ? 2 * (b / 4) + (b % 2) : b;
-            lengths[g][b] = GT[g];
-            for (int t = 0; t < GT[g]; t++) {
-                st = st * 1664525u + 1013904223u;
-                int id = t == 0 ? 1 : 3 + (int)(st >> 8) % 31990;
-                if (!g && t >= 1 && t <= P) id = cfg.image_token_id;
-                ids[g][b * GT[g] + t] = id;
-                labels[g][b * GT[g] + t] = t >= GT[g] - text / 2 ? id : -100;
-            }
-        }
-    }
-    float *pixels = xmalloc(sizeof(float) * (size_t)NI * 3 * S * S);
-    for (size_t i = 0; i < (size_t)NI * 3 * S * S; i++) { st = st * 1664525u + 1013904223u; pixels[i] = ((int)(st >> 9) % 2000 - 1000) / 500.0f; }
-    LlavaActs acts[2];
-    LlavaBatch lb[2];
-    for (int g = 0; g < 2; g++) {
-        if (!GB[g]) continue;
-        llava_acts_init(&acts[g], &m, GB[g], GT[g], g ? 0 : NI, 1);
-        lb[g] = (LlavaBatch){.B = GB[g], .T = GT[g], .ids = ids[g], .labels = labels[g], .lengths = lengths[g],
-                             .image_of_row = img_of[g], .n_images = g ? 0 : NI, .pixels = pixels};
-    }
-    const int B = GB[0] + GB[1];
-    double *pol = xmalloc(sizeof(double) * B), *ref = xmalloc(sizeof(double) * B), *drow = xmalloc(sizeof(double) * B);
-    double *dlogp = xmalloc(sizeof(double) * GB[0] * GT[0]), *times = xmalloc(sizeof(double) * (steps + warmup));
+    // examples through the training path: row groups, shared-prefix packing, explicit outputs
+    TrainData d;
+    Recipe recipe = svco ? RECIPE_SVCO : dpo ? RECIPE_DPO : RECIPE_SFT;
+    train_data_synthetic(&d, recipe, batch, &cfg, 32, 32, 7);  // 32 prompt + 32 response tokens (+ 576 image)
+    TrainBatch tb;
+    train_batch_init(&tb, &d, batch, pack);
+    int *idx = xmalloc(sizeof(int) * batch);
+    for (int i = 0; i < batch; i++) idx[i] = i;
+    train_batch_build(&tb, &d, idx, batch);
+    BatchActs ba;
+    batch_acts_init(&ba, &m, &tb, 1);
+    const int B = tb.B, NI = tb.n_images;
+    double *ref = xmalloc(sizeof(double) * B), *drow = xmalloc(sizeof(double) * B), *times = xmalloc(sizeof(double) * (steps + warmup));
+    double *pc = xmalloc(sizeof(double) * batch * 4);
     SvcoParams sp = {{0.1, 0.1, 0.1, 0.1}};
-    int n_label = 0, n_tokens = 0, all_lengths[4096];
-    for (int g = 0, k = 0; g < 2; g++) for (int b = 0; b < GB[g] && k < 4096; b++) { all_lengths[k++] = GT[g]; n_tokens += GT[g]; }
-    // batch row (SVCO_* order per pair) of group row b
-    #define SVCO_ROW(g, b) ((g) ? 6 * ((b) / 2) + ((b) % 2 ? SVCO_L_NONE : SVCO_W_NONE) \
-                            : 6 * ((b) / 4) + (int[]){SVCO_W_IW, SVCO_W_IL, SVCO_L_IW, SVCO_L_IL}[(b) % 4])
+    DpoParams dp = {0.1, 0, 0, 0};
+    double loss = 0, first_loss = 0;
+    int n_label = 0, n_tokens = 0, *phys_len = xmalloc(sizeof(int) * (tb.g[0].B + tb.g[1].B + 1)), n_phys = 0;
+    for (int g = 0; g < 2; g++) for (int i = 0; i < tb.g[g].B; i++) { phys_len[n_phys++] = tb.g[g].lengths[i]; n_tokens += tb.g[g].lengths[i]; }
     for (int it = 0; it < steps + warmup; it++) {
         be->synchronize();
         double t0 = now_seconds();
-        for (int g = 0; g < 2; g++) if (GB[g]) llava_forward(&m, &acts[g], &lb[g]);
-        for (int g = 0; g < 2; g++)
-            for (int b = 0; b < GB[g]; b++) pol[svco ? SVCO_ROW(g, b) : b] = acts[g].row_logp[b];
-        if (it == 0) for (int b = 0; b < B; b++) ref[b] = pol[b] - 0.01 * (b % 3);  // a cached reference
-        if (svco) svco_loss(&sp, batch, pol, ref, drow, NULL);
-        else {
+        batch_forward(&m, &ba, &tb);
+        if (it == 0) for (int b = 0; b < B; b++) ref[b] = ba.row_logp[b] - 0.01 * (b % 3);  // a cached reference
+        if (svco) loss = svco_loss(&sp, batch, ba.row_logp, ref, drow, NULL);
+        else if (dpo) {
+            for (int e = 0; e < batch; e++) {
+                pc[e] = ba.row_logp[2 * e]; pc[batch + e] = ba.row_logp[2 * e + 1];
+                pc[2 * batch + e] = ref[2 * e]; pc[3 * batch + e] = ref[2 * e + 1];
+            }
+            double *dd = xmalloc(sizeof(double) * 2 * batch);
+            loss = dpo_loss(&dp, batch, pc, pc + batch, pc + 2 * batch, pc + 3 * batch, dd, dd + batch, NULL);
+            for (int e = 0; e < batch; e++) { drow[2 * e] = dd[e]; drow[2 * e + 1] = dd[batch + e]; }
+            free(dd);
+        } else {
             int ntok = 0;
-            for (int b = 0; b < B; b++) ntok += acts[0].row_count[b];
-            for (int b = 0; b < B; b++) drow[b] = -1.0 / ntok;
+            for (int b = 0; b < B; b++) ntok += ba.row_count[b];
+            loss = 0;
+            for (int b = 0; b < B; b++) { drow[b] = -1.0 / ntok; loss -= ba.row_logp[b] / ntok; }
         }
-        for (int g = 0; g < 2; g++) {
-            if (!GB[g]) continue;
-            for (int i = 0; i < acts[g].M; i++)
-                dlogp[i] = acts[g].out_target[i] >= 0 ? drow[svco ? SVCO_ROW(g, acts[g].out_row[i]) : acts[g].out_row[i]] : 0;
-            llava_backward(&m, &acts[g], dlogp);
-        }
+        if (it == 0) first_loss = loss;
+        if (!isfinite(loss)) fatal("bench: step %d: the loss is %g", it + 1, loss);
+        batch_backward(&m, &ba, &tb, drow, 1.0);
         optim_step(&opt, NULL);
         optim_zero_grad(&opt);
         be->synchronize();
         times[it] = now_seconds() - t0;
-        if (it == 0) for (int g = 0; g < 2; g++) for (int b = 0; b < GB[g]; b++) n_label += acts[g].row_count[b];
+        if (it == 0) for (int b = 0; b < B; b++) n_label += ba.row_count[b];
         fprintf(stderr, "\rbench %s %s: step %d/%d %.1f ms", shape, workload, it + 1, steps + warmup, times[it] * 1e3);
     }
     fprintf(stderr, "\n");
     qsort(times + warmup, steps, sizeof(double), cmp_double);
     double ms = times[warmup + steps / 2] * 1e3;
-    double flops = step_flops(&cfg, NI, all_lengths, B, n_label);
+    double flops = step_flops(&cfg, NI, phys_len, n_phys, n_label);
     double mem_gib = 0;
+    const char *attn = "cpu";
 #ifdef VLM_CUDA
-    if (!strcmp(be->name, "cuda")) mem_gib = cuda_memory_used() / 1073741824.0;
+    if (!strcmp(be->name, "cuda")) { mem_gib = cuda_memory_used() / 1073741824.0; attn = cuda_attention_selected(); }
 #endif
     printf("{\"bench\": \"%s\", \"impl\": \"vlm.c\", \"backend\": \"%s\", \"shape\": \"%s\", \"%s\": %d, \"ms_per_step\": %.3f, "
-           "\"%s\": %.3f, \"tokens_per_s\": %.1f, \"model_tflops\": %.2f, \"mfu\": %.4f, \"gpu_mem_gib\": %.2f}\n",
-           workload, be->name, shape, svco ? "pairs" : "batch", batch, ms, svco ? "pairs_per_s" : "samples_per_s",
-           batch / ms * 1e3, n_tokens / ms * 1e3, flops / ms / 1e9, flops / ms / 1e9 / peak, mem_gib);
-    for (int g = 0; g < 2; g++) {
-        if (GB[g]) llava_acts_free(&acts[g]);
-        free(ids[g]); free(labels[g]); free(lengths[g]); free(img_of[g]);
-    }
-    free(pixels); free(dlogp); free(pol); free(ref); free(drow); free(times);
+           "\"%s\": %.3f, \"tokens_per_s\": %.1f, \"model_tflops\": %.2f, \"mfu\": %.4f, \"gpu_mem_gib\": %.2f, "
+           "\"steps\": %d, \"first_loss\": %.6f, \"last_loss\": %.6f, \"attention\": \"%s\", \"packed\": %d}\n",
+           workload, be->name, shape, svco || dpo ? "pairs" : "batch", batch, ms, svco || dpo ? "pairs_per_s" : "samples_per_s",
+           batch / ms * 1e3, n_tokens / ms * 1e3, flops / ms / 1e9, flops / ms / 1e9 / peak, mem_gib, steps + warmup, first_loss,
+           loss, attn, pack);
+    free(idx); free(ref); free(drow); free(times); free(pc); free(phys_len);
+    batch_acts_free(&ba);
+    train_batch_free(&tb);
+    train_data_free(&d);
     optim_free(&opt);
     llava_free(&m);
     return 0;

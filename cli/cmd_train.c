@@ -35,6 +35,7 @@ static void usage(void) {
         "  --label-smoothing X  --ipo  --reference-free   (DPO variants)\n"
         "  --delta X            mDPO anchor margin (0)\n"
         "  --ref cache|online   reference log-probs: a cached pre-pass (default) or a frozen copy every step\n"
+        "  --no-pack            do not share the image + prompt prefix of paired rows (packing is exact)\n"
         "run\n"
         "  --out DIR            metrics.jsonl, checkpoints (checkpoint-N/, latest), reference cache\n"
         "  --resume             continue from DIR/latest (bit-exact)\n"
@@ -91,6 +92,7 @@ int cmd_train(int argc, char **argv) {
     c.resume = arg_flag(&a, "--resume");
     c.stop_at = (int)arg_int(&a, "--stop-at", 0);
     c.quiet = arg_flag(&a, "--quiet");
+    if (arg_flag(&a, "--no-pack")) c.pack = 0;
     const char *parts = arg_str(&a, "--train", NULL);
     if (parts) {
         c.trainable = (LlavaTrainable){strstr(parts, "vision") != NULL, strstr(parts, "projector") != NULL,

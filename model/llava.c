@@ -125,8 +125,9 @@ void llava_acts_init(LlavaActs *a, const Llava *m, int cap_rows, int cap_len, in
     a->out_pos = xmalloc(sizeof(int) * N);
     a->out_target = xmalloc(sizeof(int) * N);
     a->logp = xmalloc(sizeof(double) * N);
-    a->row_logp = xmalloc(sizeof(double) * N);  // packed rows hold several logical rows: up to one per token
-    a->row_count = xmalloc(sizeof(int) * N);
+    a->cap_logical = cap_rows;
+    a->row_logp = xmalloc(sizeof(double) * cap_rows);
+    a->row_count = xmalloc(sizeof(int) * cap_rows);
 }
 
 void llava_acts_free(LlavaActs *a) {
@@ -248,6 +249,11 @@ void llava_forward(const Llava *m, LlavaActs *a, const LlavaBatch *bt) {
     // ---- per-token and per-row log-probs on the host
     if (M) be->download_acc(a->logp, a->l.logp, M);
     a->n_rows = bt->n_out > 0 ? bt->n_logical : B;
+    if (a->n_rows > a->cap_logical) {  // host arrays: grow to the logical rows of this batch
+        a->cap_logical = a->n_rows;
+        a->row_logp = xrealloc(a->row_logp, sizeof(double) * a->cap_logical);
+        a->row_count = xrealloc(a->row_count, sizeof(int) * a->cap_logical);
+    }
     for (int r = 0; r < a->n_rows; r++) { a->row_logp[r] = 0; a->row_count[r] = 0; }
     for (int i = 0; i < M; i++)
         if (targets[i] >= 0) { a->row_logp[a->out_row[i]] += a->logp[i]; a->row_count[a->out_row[i]]++; }

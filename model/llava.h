@@ -71,6 +71,7 @@ typedef struct {
     // results of the last forward, on the host
     int M;                           // rows of logits
     int n_rows;                      // entries of row_logp: batch rows, or the logical rows of packed batches
+    int cap_logical;                 // allocated entries of row_logp / row_count (grown on demand)
     int use_segments;                // the last forward used a tree mask
     int *out_row, *out_pos;          // (M) (logical) row and position of each output
     int *out_target;                 // (M) the target token of each output, -1 where there is none

@@ -474,6 +474,33 @@ static void check_llava_on_gpu(const char *name) {
 TEST(cuda_model_llava_gqa) { check_llava_on_gpu("llava_gqa"); }
 TEST(cuda_model_llava_full) { check_llava_on_gpu("llava_full"); }
 
+// Every recipe trains on the GPU; its first step's loss and the mean row log-prob equal the CPU run's.
+TEST(cuda_train_recipes_match_cpu) {
+    const char *recipes[5] = {"sft", "dpo", "svco", "vco", "mdpo"};
+    const char *data[5] = {"sft.jsonl", "dpo.jsonl", "svco.jsonl", "svco.jsonl", "dpo.jsonl"};
+    for (int r = 0; r < 5; r++) {
+        double v[2][2];
+        for (int dev = 0; dev < 2; dev++) {
+            char args[1024], *out, *err;
+            snprintf(args, sizeof(args), "train --recipe %s --model tests/fixtures/models/llava_gqa --data tests/fixtures/train/%s "
+                     "--out %s/gpu_%s_%d --steps 2 --batch 4 --lr 1e-3 --warmup-steps 0 --device %s --quiet",
+                     recipes[r], data[r], test_tmpdir(), recipes[r], dev, dev ? "cuda" : "cpu");
+            int rc = test_run_vlm(args, &out, &err);
+            EXPECTF(rc == 0, "%s on %s: %s", recipes[r], dev ? "cuda" : "cpu", err);
+            char path[600];
+            snprintf(path, sizeof(path), "%s/gpu_%s_%d/metrics.jsonl", test_tmpdir(), recipes[r], dev);
+            char *log = try_read_file(path, NULL);
+            const char *l = log ? strstr(log, "\"loss\":") : NULL, *p = log ? strstr(log, "\"logps/mean\":") : NULL;
+            v[dev][0] = l ? atof(l + 7) : NAN;
+            v[dev][1] = p ? atof(p + 13) : NAN;
+            free(log); free(out); free(err);
+        }
+        EXPECTF(fabs(v[1][0] - v[0][0]) <= 2e-2 * fabs(v[0][0]), "%s first loss: cuda %.6f cpu %.6f", recipes[r], v[1][0], v[0][0]);
+        EXPECTF(fabs(v[1][1] - v[0][1]) <= 2e-2 * fabs(v[0][1]), "%s log-probs: cuda %.6f cpu %.6f", recipes[r], v[1][1], v[0][1]);
+        printf("      %s: first loss cuda %.6f / cpu %.6f, mean row log-prob %.4f / %.4f\n", recipes[r], v[1][0], v[0][0], v[1][1], v[0][1]);
+    }
+}
+
 TEST(cuda_logprobs_cli) {
     char *out, *err;
     int rc = test_run_vlm("logprobs --model tests/fixtures/models/llava_gqa --data tests/fixtures/models/llava_gqa/records.jsonl --device cuda",

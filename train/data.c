@@ -363,6 +363,57 @@ void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaC
     free(L.dir);
 }
 
+void train_data_synthetic(TrainData *d, Recipe recipe, int n_examples, const LlavaConfig *cfg, int prompt_len,
+                          int resp_len, unsigned long long seed) {
+    memset(d, 0, sizeof(*d));
+    d->recipe = recipe;
+    d->image_size = cfg->vision.image_size;
+    const int S = d->image_size, P = cfg->image_tokens, svco = recipe == RECIPE_SVCO || recipe == RECIPE_VCO;
+    const int per = svco || recipe == RECIPE_MDPO ? 2 : 1;
+    AugRng rng;
+    augrng_seed(&rng, seed);
+    d->n_images = n_examples * per;
+    d->pixels = xmalloc(sizeof(float) * (size_t)d->n_images * 3 * S * S);
+    d->image_names = xmalloc(sizeof(char *) * d->n_images);
+    for (size_t i = 0; i < (size_t)d->n_images * 3 * S * S; i++) d->pixels[i] = (float)augrng_normal(&rng);
+    for (int i = 0; i < d->n_images; i++) d->image_names[i] = xstrdup("(synthetic)");
+    d->ex = xcalloc(n_examples, sizeof(TrainExample));
+    d->n = n_examples;
+    int *prompt = xmalloc(sizeof(int) * prompt_len), *resp[2] = {xmalloc(sizeof(int) * resp_len), xmalloc(sizeof(int) * resp_len)};
+    for (int e = 0; e < n_examples; e++) {
+        TrainExample *ex = &d->ex[e];
+        ex->line = e + 1;
+        ex->image[0] = e * per;
+        ex->image[1] = per == 2 ? e * per + 1 : -1;
+        prompt[0] = 1;
+        for (int t = 1; t < prompt_len; t++) prompt[t] = 3 + augrng_int(&rng, 0, 31000);
+        for (int k = 0; k < 2; k++) for (int t = 0; t < resp_len; t++) resp[k][t] = 3 + augrng_int(&rng, 0, 31000);
+        // (response, image slot) of each row, in the order train/data.h documents
+        int rows[6][2], nr = 0;
+        if (recipe == RECIPE_SFT) { rows[0][0] = 0; rows[0][1] = 0; nr = 1; }
+        else if (recipe == RECIPE_DPO) { int r[2][2] = {{0, 0}, {1, 0}}; memcpy(rows, r, sizeof(r)); nr = 2; }
+        else if (recipe == RECIPE_MDPO) { int r[3][2] = {{0, 0}, {1, 0}, {0, 1}}; memcpy(rows, r, sizeof(r)); nr = 3; }
+        else { int r[6][2] = {{0, 0}, {0, 1}, {0, -1}, {1, 0}, {1, 1}, {1, -1}}; memcpy(rows, r, sizeof(r)); nr = 6; }
+        for (int k = 0; k < nr; k++) {
+            TrainRow *row = &ex->rows[k];
+            int img = rows[k][1], np = img >= 0 ? prompt_len + P : prompt_len;
+            row->n = np + resp_len;
+            row->ids = xmalloc(sizeof(int) * row->n);
+            row->labels = xmalloc(sizeof(int) * row->n);
+            int t = 0;
+            row->ids[t++] = 1;
+            if (img >= 0) for (int p = 0; p < P; p++) row->ids[t++] = cfg->image_token_id;
+            for (int q = 1; q < prompt_len; q++) row->ids[t++] = prompt[q];
+            for (int q = 0; q < np; q++) row->labels[q] = -100;
+            for (int q = 0; q < resp_len; q++) { row->ids[np + q] = row->labels[np + q] = resp[rows[k][0]][q]; }
+            row->image = img;
+            if (row->n > d->max_row_len) d->max_row_len = row->n;
+        }
+        ex->n_rows = nr;
+    }
+    free(prompt); free(resp[0]); free(resp[1]);
+}
+
 void train_data_free(TrainData *d) {
     for (int i = 0; i < d->n; i++) example_free(&d->ex[i]);
     for (int i = 0; i < d->n_images; i++) free(d->image_names[i]);
@@ -375,17 +426,50 @@ void train_data_free(TrainData *d) {
 // ---------------------------------------------------------------------------------------------------
 // batches
 
-void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples) {
+// Tokens before the first label: the prompt (with the image) that a row's response follows.
+static int row_prefix(const TrainRow *r) {
+    for (int t = 0; t < r->n; t++) if (r->labels[t] != -100) return t;
+    return r->n;
+}
+
+static int rows_share_prefix(const TrainRow *a, const TrainRow *b) {
+    int p = row_prefix(a);
+    return p >= 1 && p < a->n && p == row_prefix(b) && p < b->n && a->image == b->image && !memcmp(a->ids, b->ids, sizeof(int) * p);
+}
+
+// How an example's rows become physical rows: pairs (first, second) or singles (second = -1).
+static int example_plan(const TrainExample *ex, int pack, int plan[][2]) {
+    int used[6] = {0}, n = 0;
+    for (int i = 0; i < ex->n_rows; i++) {
+        if (used[i]) continue;
+        used[i] = 1;
+        plan[n][0] = i;
+        plan[n][1] = -1;
+        for (int j = i + 1; pack && j < ex->n_rows; j++)
+            if (!used[j] && rows_share_prefix(&ex->rows[i], &ex->rows[j])) { used[j] = 1; plan[n][1] = j; break; }
+        n++;
+    }
+    return n;
+}
+
+static int planned_length(const TrainExample *ex, const int pr[2]) {
+    const TrainRow *a = &ex->rows[pr[0]];
+    if (pr[1] < 0) return a->n;
+    return a->n + ex->rows[pr[1]].n - row_prefix(a);
+}
+
+void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int pack) {
     memset(b, 0, sizeof(*b));
     const int S = d->image_size;
-    // per group: the most rows one example puts there, and the longest such row in the data
+    b->pack = pack;
+    // per group: the most physical rows one example puts there, and the longest such row in the data
     int rows[2] = {0, 0}, len[2] = {1, 1};
     for (int i = 0; i < d->n; i++) {
-        int r[2] = {0, 0};
-        for (int k = 0; k < d->ex[i].n_rows; k++) {
-            int g = d->ex[i].rows[k].image < 0;
+        int plan[6][2], r[2] = {0, 0}, np = example_plan(&d->ex[i], pack, plan);
+        for (int k = 0; k < np; k++) {
+            int g = d->ex[i].rows[plan[k][0]].image < 0, n = planned_length(&d->ex[i], plan[k]);
             r[g]++;
-            if (d->ex[i].rows[k].n > len[g]) len[g] = d->ex[i].rows[k].n;
+            if (n > len[g]) len[g] = n;
         }
         for (int g = 0; g < 2; g++) if (r[g] > rows[g]) rows[g] = r[g];
     }
@@ -399,31 +483,42 @@ void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples) {
         BatchGroup *G = &b->g[g];
         G->cap_rows = max_examples * rows[g];
         G->cap_len = len[g];
+        G->cap_out = (G->cap_rows ? G->cap_rows : 1) * G->cap_len;
         size_t cells = (size_t)(G->cap_rows ? G->cap_rows : 1) * G->cap_len;
         G->ids = xmalloc(sizeof(int) * cells);
-        G->labels = xmalloc(sizeof(int) * cells);
+        G->pos = xmalloc(sizeof(int) * cells);
+        G->segment = xmalloc(sizeof(int) * cells);
         G->lengths = xmalloc(sizeof(int) * (G->cap_rows + 1));
         G->image_of_row = xmalloc(sizeof(int) * (G->cap_rows + 1));
-        G->row = xmalloc(sizeof(int) * (G->cap_rows + 1));
+        G->out_index = xmalloc(sizeof(int) * G->cap_out);
+        G->out_target = xmalloc(sizeof(int) * G->cap_out);
+        G->out_row = xmalloc(sizeof(int) * G->cap_out);
+        G->members = xmalloc(sizeof(int) * (b->cap_rows + 1));
     }
 }
 
 void train_batch_free(TrainBatch *b) {
     for (int g = 0; g < 2; g++) {
         BatchGroup *G = &b->g[g];
-        free(G->ids); free(G->labels); free(G->lengths); free(G->image_of_row); free(G->row);
+        free(G->ids); free(G->pos); free(G->segment); free(G->lengths); free(G->image_of_row);
+        free(G->out_index); free(G->out_target); free(G->out_row); free(G->members);
     }
     free(b->example_of_row); free(b->kind_of_row); free(b->length_of_row); free(b->pixels);
     memset(b, 0, sizeof(*b));
 }
 
+typedef struct { const TrainRow *a, *b; int ra, rb, image; } Physical;  // one physical row of a group
+
 void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n) {
     const size_t img_floats = (size_t)3 * d->image_size * d->image_size;
     int *gl = xmalloc(sizeof(int) * (b->cap_images + 1));  // dataset image index of each batch image
+    Physical *phys[2];
+    for (int g = 0; g < 2; g++) {
+        phys[g] = xmalloc(sizeof(Physical) * (b->g[g].cap_rows + 1));
+        b->g[g].B = b->g[g].T = b->g[g].n_out = b->g[g].n_members = b->g[g].packed = 0;
+    }
     b->B = 0;
     b->n_images = 0;
-    for (int g = 0; g < 2; g++) { b->g[g].B = 0; b->g[g].T = 0; }
-    const TrainRow **src = xmalloc(sizeof(TrainRow *) * (b->cap_rows + 1));
     for (int e = 0; e < n; e++) {
         const TrainExample *ex = &d->ex[idx[e]];
         int local[2] = {-1, -1};
@@ -436,33 +531,57 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n)
                 local[k] = b->n_images++;
             }
         }
+        const int first = b->B;  // logical rows of this example, in its row order
         for (int r = 0; r < ex->n_rows; r++) {
-            const TrainRow *row = &ex->rows[r];
-            BatchGroup *G = &b->g[row->image < 0];
             b->example_of_row[b->B] = e;
             b->kind_of_row[b->B] = r;
-            b->length_of_row[b->B] = row->n;
-            G->row[G->B] = b->B;
-            G->image_of_row[G->B] = row->image >= 0 ? local[row->image] : -1;
-            G->lengths[G->B] = row->n;
-            if (row->n > G->T) G->T = row->n;
-            src[b->B] = row;
-            G->B++;
+            b->length_of_row[b->B] = ex->rows[r].n;
             b->B++;
         }
+        int plan[6][2], np = example_plan(ex, b->pack, plan);
+        for (int k = 0; k < np; k++) {
+            const TrainRow *ra = &ex->rows[plan[k][0]];
+            int g = ra->image < 0;
+            BatchGroup *G = &b->g[g];
+            Physical *P = &phys[g][G->B++];
+            *P = (Physical){ra, plan[k][1] >= 0 ? &ex->rows[plan[k][1]] : NULL, first + plan[k][0],
+                            plan[k][1] >= 0 ? first + plan[k][1] : -1, ra->image >= 0 ? local[ra->image] : -1};
+            int len = planned_length(ex, plan[k]);
+            if (len > G->T) G->T = len;
+            G->members[G->n_members++] = P->ra;
+            if (P->b) { G->members[G->n_members++] = P->rb; G->packed = 1; }
+        }
     }
-    // right-pad every row of a group to the group's length
+    // lay out each group: tokens, positions, segments and the outputs of every logical row
     for (int g = 0; g < 2; g++) {
         BatchGroup *G = &b->g[g];
         for (int i = 0; i < G->B; i++) {
-            const TrainRow *row = src[G->row[i]];
-            for (int t = 0; t < G->T; t++) {
-                int in = t < row->n;
-                G->ids[i * G->T + t] = in ? row->ids[t] : 0;
-                G->labels[i * G->T + t] = in ? row->labels[t] : -100;
+            const Physical *P = &phys[g][i];
+            int *ids = G->ids + i * G->T, *pos = G->pos + i * G->T, *seg = G->segment + i * G->T;
+            const int base = i * G->T, p = P->b ? row_prefix(P->a) : 0, na = P->a->n;
+            for (int t = 0; t < na; t++) { ids[t] = P->a->ids[t]; pos[t] = t; seg[t] = P->b && t >= p ? 1 : 0; }
+            int len = na;
+            for (int t = 1; t < na; t++)  // row a: the token at t-1 predicts token t
+                if (P->a->labels[t] != -100) {
+                    G->out_index[G->n_out] = base + t - 1;
+                    G->out_target[G->n_out] = P->a->labels[t];
+                    G->out_row[G->n_out++] = P->ra;
+                }
+            if (P->b) {  // row b after row a's response: token t of b sits at na + t - p, position t
+                for (int t = p; t < P->b->n; t++) { ids[na + t - p] = P->b->ids[t]; pos[na + t - p] = t; seg[na + t - p] = 2; }
+                len = na + P->b->n - p;
+                for (int t = p; t < P->b->n; t++)
+                    if (P->b->labels[t] != -100) {
+                        G->out_index[G->n_out] = base + (t == p ? p - 1 : na + t - 1 - p);
+                        G->out_target[G->n_out] = P->b->labels[t];
+                        G->out_row[G->n_out++] = P->rb;
+                    }
             }
+            for (int t = len; t < G->T; t++) { ids[t] = 0; pos[t] = t; seg[t] = 0; }
+            G->lengths[i] = len;
+            G->image_of_row[i] = P->image;
         }
+        free(phys[g]);
     }
-    free(src);
     free(gl);
 }

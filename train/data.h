@@ -66,27 +66,43 @@ typedef struct {
 void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaConfig *cfg,
                      const PreprocessConfig *pcfg, const TrainDataOptions *opt);
 void train_data_free(TrainData *d);
+// Random examples for benchmarks: each has [BOS, image tokens, prompt_len - 1 text tokens] as its prompt
+// (image-free rows drop the image tokens) and random responses of resp_len tokens; random pixels.
+void train_data_synthetic(TrainData *d, Recipe recipe, int n_examples, const LlavaConfig *cfg, int prompt_len,
+                          int resp_len, unsigned long long seed);
 
 // A micro-batch of examples laid out as model rows: distinct images once, each row pointing at one.
+//
 // Rows with an image and image-free rows go into separate groups, each padded to its own longest row:
 // S-VCO's image-free rows are ~600 tokens shorter than its image rows, and padding them to the image
 // rows' length would more than double their cost. Each group runs as its own forward pass.
+//
+// With packing, two rows of an example that share their image and prompt (DPO's chosen and rejected;
+// S-VCO's (I, y_w) and (I, y_l)) become one row [prefix][response a][response b] with a tree mask:
+// response b sees the prefix and itself, its positions restart after the prefix. Exact for causal
+// attention, and the ~600-token image prefix is computed once instead of twice (DESIGN.md §1).
+// The batch rows of the examples ("logical rows", b = 0..B-1) keep their order either way; every
+// output names its logical row.
 typedef struct {
-    int B, T;
-    int *ids, *labels, *lengths, *image_of_row;  // (B*T), (B*T), (B), (B) as LlavaBatch wants them
-    int *row;                                     // (B) the batch row each group row is
-    int cap_rows, cap_len;
+    int B, T;                                     // physical rows (packed or single) and their length
+    int *ids, *lengths, *image_of_row;            // (B*T), (B), (B) as LlavaBatch wants them
+    int *pos, *segment;                           // (B*T) positions and tree-mask segments
+    int packed;                                   // some row holds two sequences: segments are needed
+    int n_out, *out_index, *out_target, *out_row; // explicit outputs, out_row = logical batch row
+    int n_members, *members;                      // logical rows computed in this group
+    int cap_rows, cap_len, cap_out;
 } BatchGroup;
 
 typedef struct {
-    int B, n_images;                  // rows in all groups; distinct images
+    int B, n_images;                  // logical rows in all groups; distinct images
     float *pixels;                    // (n_images, 3, S, S), read by the image group
-    int *example_of_row, *kind_of_row, *length_of_row;  // (B) per batch row
+    int *example_of_row, *kind_of_row, *length_of_row;  // (B) per logical row
     BatchGroup g[2];                  // 0: rows with an image, 1: image-free rows
-    int cap_rows, cap_images;
+    int cap_rows, cap_images, pack;
 } TrainBatch;
 
-void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples);
+// pack: merge rows that share image and prompt (see above).
+void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int pack);
 void train_batch_free(TrainBatch *b);
 // Fills b with the rows of examples idx[0..n).
 void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n);

@@ -14,6 +14,7 @@
 #include "checkpoint.h"
 #include "metrics.h"
 #include "plot.h"
+#include "step.h"
 
 void train_config_preset(TrainConfig *c, Recipe r) {
     memset(c, 0, sizeof(*c));
@@ -31,6 +32,7 @@ void train_config_preset(TrainConfig *c, Recipe r) {
     c->dpo = (DpoParams){0.1, 0, 0, 0};
     c->svco = (SvcoParams){{0.1, 0.1, 0.1, 0.1}};
     c->mdpo = (MdpoParams){0.1, 0};
+    c->pack = r != RECIPE_SFT;  // preference rows share image + prompt: computed once (exact)
     switch (r) {
     case RECIPE_SVCO:
     case RECIPE_VCO:  // methods.md §1.4: lr 1e-6 cosine, warm-up 5%, AdamW (0.9, 0.95), wd 0.02, no clipping
@@ -97,67 +99,12 @@ static unsigned long long model_hash(const Llava *m) {
     return m->ps_vision.source_hash * 31 + m->ps_projector.source_hash * 17 + m->ps_text.source_hash;
 }
 
-// ---------------------------------------------------------------------------------------------------
-// a batch's forward and backward: one pass per row group (rows with an image, image-free rows)
-
-typedef struct {
-    LlavaActs a[2];
-    int has[2];
-    double *row_logp, *dlogp[2];  // (B) per batch row; (M) per output of each group
-    int *row_count;
-} BatchActs;
-
-static void batch_acts_init(BatchActs *ba, const Llava *m, const TrainBatch *tb, int backward) {
-    memset(ba, 0, sizeof(*ba));
-    for (int g = 0; g < 2; g++) {
-        const BatchGroup *G = &tb->g[g];
-        if (G->cap_rows == 0) continue;
-        llava_acts_init(&ba->a[g], m, G->cap_rows, G->cap_len, g == 0 ? tb->cap_images : 0, backward);
-        ba->dlogp[g] = xmalloc(sizeof(double) * ba->a[g].cap_tokens);
-        ba->has[g] = 1;
-    }
-    ba->row_logp = xmalloc(sizeof(double) * (tb->cap_rows + 1));
-    ba->row_count = xmalloc(sizeof(int) * (tb->cap_rows + 1));
-}
-
-static void batch_acts_free(BatchActs *ba) {
-    for (int g = 0; g < 2; g++) if (ba->has[g]) { llava_acts_free(&ba->a[g]); free(ba->dlogp[g]); }
-    free(ba->row_logp);
-    free(ba->row_count);
-}
-
-// Runs every group; ba->row_logp[b], ba->row_count[b] are the summed response log-probs of each row.
-static void batch_forward(const Llava *m, BatchActs *ba, const TrainBatch *tb) {
-    for (int g = 0; g < 2; g++) {
-        const BatchGroup *G = &tb->g[g];
-        if (G->B == 0) continue;
-        LlavaBatch lb = {.B = G->B, .T = G->T, .ids = G->ids, .labels = G->labels, .lengths = G->lengths,
-                          .image_of_row = G->image_of_row, .n_images = g == 0 ? tb->n_images : 0, .pixels = tb->pixels};
-        llava_forward(m, &ba->a[g], &lb);
-        for (int i = 0; i < G->B; i++) {
-            ba->row_logp[G->row[i]] = ba->a[g].row_logp[i];
-            ba->row_count[G->row[i]] = ba->a[g].row_count[i];
-        }
-    }
-}
-
-// drow (B): dL/d(row log-prob); every labelled token of a row gets its row's gradient times scale.
-static void batch_backward(const Llava *m, BatchActs *ba, const TrainBatch *tb, const double *drow, double scale) {
-    for (int g = 0; g < 2; g++) {
-        const BatchGroup *G = &tb->g[g];
-        if (G->B == 0) continue;
-        LlavaActs *a = &ba->a[g];
-        for (int i = 0; i < a->M; i++) ba->dlogp[g][i] = a->out_target[i] >= 0 ? drow[G->row[a->out_row[i]]] * scale : 0;
-        llava_backward(m, a, ba->dlogp[g]);
-    }
-}
-
 // Row log-probs of every example under `m` (forward only), in example order: (n, rows).
-static double *compute_ref(const Llava *m, const TrainData *d, int batch, const char *what) {
+static double *compute_ref(const Llava *m, const TrainData *d, int batch, int pack, const char *what) {
     const int R = recipe_rows(d->recipe);
     double *out = xmalloc(sizeof(double) * (size_t)d->n * R);
     TrainBatch tb;
-    train_batch_init(&tb, d, batch);
+    train_batch_init(&tb, d, batch, pack);
     BatchActs ba;
     batch_acts_init(&ba, m, &tb, 0);
     int *idx = xmalloc(sizeof(int) * batch);
@@ -196,7 +143,7 @@ static double *reference_logps(const TrainConfig *c, const Llava *policy, const 
         return out;
     }
     free(buf);
-    double *out = compute_ref(policy, d, c->batch, what);
+    double *out = compute_ref(policy, d, c->batch, c->pack, what);
     size_t n = sizeof(want) + sizeof(double) * (size_t)d->n * R;
     char *file = xmalloc(n);
     memcpy(file, &want, sizeof(want));
@@ -211,7 +158,7 @@ static double *reference_logps(const TrainConfig *c, const Llava *policy, const 
 // one micro-batch: forward, loss of the recipe, gradient per output token
 
 typedef struct {
-    double loss;
+    double loss, logp_mean;  // logp_mean: mean summed log-prob of the batch's rows (every recipe logs it)
     int n_examples, n_tokens, n_label_tokens;
     DpoMetrics dpo;
     SvcoMetrics svco;
@@ -254,6 +201,7 @@ static double batch_loss(const TrainConfig *c, const TrainBatch *tb, const Batch
         add_scaled((double *)&st->mdpo, (const double *)&m, sizeof(m) / sizeof(double), scale);
     }
     st->loss += loss * scale;
+    for (int b = 0; b < tb->B; b++) st->logp_mean += pol[b] / tb->B * scale;
     st->n_examples += E;
     for (int b = 0; b < tb->B; b++) { st->n_tokens += tb->length_of_row[b]; st->n_label_tokens += ba->row_count[b]; }
     return loss;
@@ -263,6 +211,7 @@ static void stats_json(cJSON *o, const TrainConfig *c, const StepStats *s, const
     char k[96];
 #define PUT(name, value) (snprintf(k, sizeof(k), "%s%s", prefix, name), cJSON_AddNumberToObject(o, k, value))
     PUT("loss", s->loss);
+    PUT("logps/mean", s->logp_mean);
     if (c->recipe == RECIPE_DPO) {
         PUT("rewards/chosen", s->dpo.reward_chosen);
         PUT("rewards/rejected", s->dpo.reward_rejected);
@@ -342,7 +291,7 @@ static void evaluate(Trainer *T, StepStats *st) {
     const int bs = T->c->batch;
     int *idx = xmalloc(sizeof(int) * bs);
     TrainBatch tb;
-    train_batch_init(&tb, d, bs);
+    train_batch_init(&tb, d, bs, T->c->pack);
     BatchActs acts;
     batch_acts_init(&acts, &T->policy, &tb, 0);
     double *drow = xmalloc(sizeof(double) * (tb.cap_rows + 1)), *ref_rows = xmalloc(sizeof(double) * (tb.cap_rows + 1));
@@ -502,7 +451,7 @@ int train_run(const TrainConfig *c) {
     if (latest) resume(&T, latest);
     free(latest);
 
-    train_batch_init(&T.tb, &T.data, c->batch);
+    train_batch_init(&T.tb, &T.data, c->batch, c->pack);
     batch_acts_init(&T.acts, &T.policy, &T.tb, 1);
     if (T.have_ref_model) batch_acts_init(&T.ref_acts, &T.ref_model, &T.tb, 0);
     char *log_path = path_join(c->out_dir, "metrics.jsonl");

@@ -27,6 +27,7 @@ typedef struct {
     int stop_at;               // > 0: stop (with a checkpoint) once this step is reached; --resume goes on
     LlavaTrainable trainable;
     int max_len, skip_bad;
+    int pack;                  // share the image + prompt prefix of rows that have the same (train/data.h)
     int quiet;                 // no progress line
 } TrainConfig;
 
