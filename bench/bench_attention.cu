@@ -8,6 +8,7 @@
 //                                  DESIGN.md section 6, median of many runs (CUDA events), TFLOP/s,
 //                                  and the largest difference between the two implementations
 //   options: --only flash|cudnn   --reps N   --B N (batch)   --shape I (only the I-th bench shape)
+//            --maxT N (test: skip cases with T > N, e.g. under compute-sanitizer)
 //
 // FLOP counts: forward 4*B*NH*T*T*HD (QK^T and PV), backward 2.5x that (5 matmuls); causal halves
 // both (the useful work, as FlashAttention reports it). Our flash backward actually runs 7 matmuls
@@ -180,7 +181,7 @@ static int run_case(const Case *c, int impl) {
     return ok;
 }
 
-static int run_tests(int only) {
+static int run_tests(int only, int maxT) {
     static const Case cases[] = {
         // B  T   NH NKV HD causal pad seg extra
         {2, 37, 4, 2, 16, 1, 0, 0, 0},   {2, 37, 4, 4, 16, 0, 1, 0, 8},   {3, 65, 4, 1, 32, 1, 1, 1, 0},
@@ -205,6 +206,7 @@ static int run_tests(int only) {
             if (c->seg) s.segment = (const int *)1;  // only its presence matters to the support check
             if (impl == 2 && !cudnn_attention_supported(&s)) continue;
             if (impl == 1 && c->T > 300) continue;  // the generic kernels are slow
+            if (maxT > 0 && c->T > maxT) continue;
             printf("%-7s B=%d T=%d NH=%d NKV=%d HD=%d causal=%d pad=%d seg=%d extra=%d\n", names[impl], c->B, c->T,
                    c->NH, c->NKV, c->HD, c->causal, c->pad, c->seg, c->extra);
             fflush(stdout);
@@ -321,7 +323,7 @@ static void run_bench(int only, int reps, int Bover, int shape) {
 
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "test";
-    int only = 0, reps = 20, B = 0, shape = -1;
+    int only = 0, reps = 20, B = 0, shape = -1, maxT = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--only") && i + 1 < argc) {
             i++;
@@ -329,6 +331,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--B") && i + 1 < argc) B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) shape = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--maxT") && i + 1 < argc) maxT = atoi(argv[++i]);
         else fatal("bench_attention: unknown option '%s'", argv[i]);
     }
     int dev = 0;
@@ -339,7 +342,7 @@ int main(int argc, char **argv) {
 #ifdef VLM_CUDNN
     printf("cuDNN: built against %d, running %zu\n", CUDNN_VERSION, cudnnGetVersion());
 #endif
-    if (!strcmp(mode, "test")) return run_tests(only);
+    if (!strcmp(mode, "test")) return run_tests(only, maxT);
     if (!strcmp(mode, "bench")) { run_bench(only, reps, B, shape); return 0; }
     fatal("bench_attention: mode '%s': expected test or bench", mode);
 }

@@ -97,6 +97,11 @@ __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem), "r"(src_bytes)
                  : "memory");
 }
+// copies 4 bytes, or writes 4 zero bytes when !valid (the source is then not read)
+__device__ __forceinline__ void cp_async4(void *smem, const void *gmem, bool valid) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem), "r"(valid ? 4 : 0)
+                 : "memory");
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
@@ -175,9 +180,13 @@ __device__ __forceinline__ void load_tile(bf16 *s, const bf16 *g, long long stri
 // Tile configuration per head dim. MT = 16-row m-tiles per warp: with MT = 2 every K/V fragment read
 // from shared memory feeds two mma instructions, halving shared-memory traffic per FLOP. QREG keeps the
 // Q fragments in registers for the whole block (small HD); otherwise they are re-read per k step.
+#ifndef ATTN_FWD_BK_LARGE
+#define ATTN_FWD_BK_LARGE 64  // key tile of the forward for HD > 80 (tuning knob: 64 spills ~20 bytes, yet beats 32)
+#endif
 template <int HD>
 struct FwdCfg {
-    static constexpr int NW = 4, NTHREADS = 32 * NW, MT = 2, BQ = 16 * MT * NW, BK = HD <= 80 ? 64 : 32, SROW = HD + 8;
+    static constexpr int NW = 4, NTHREADS = 32 * NW, MT = 2, BQ = 16 * MT * NW, BK = HD <= 80 ? 64 : ATTN_FWD_BK_LARGE;
+    static constexpr int SROW = HD + 8;
     static constexpr bool QREG = HD <= 64;
     // sQ [BQ][SROW], sK [2][BK][SROW], sV [2][BK][SROW] (bf16), sSeg [2][BK] (int)
     static constexpr size_t SMEM = (size_t)(BQ + 4 * BK) * SROW * sizeof(bf16) + 2 * BK * sizeof(int);
@@ -232,7 +241,7 @@ __global__ void __launch_bounds__(128) flash_fwd_kernel(bf16 *__restrict__ out, 
         load_tile<HD, BK, NTH>(sK + buf * BK * SROW, kb + (long long)k0 * p.kv_stride, p.kv_stride, T - k0, tid);
         load_tile<HD, BK, NTH>(sV + buf * BK * SROW, vb + (long long)k0 * p.kv_stride, p.kv_stride, T - k0, tid);
         if (segb)
-            for (int j = tid; j < BK; j += NTH) sSeg[buf * BK + j] = k0 + j < T ? segb[k0 + j] : -1;
+            for (int j = tid; j < BK; j += NTH) cp_async4(sSeg + buf * BK + j, segb + (k0 + j < T ? k0 + j : 0), k0 + j < T);
     };
     if (ntiles > 0) load_kv(0, 0);
     cp_async_commit();
@@ -412,11 +421,14 @@ __global__ void bwd_dot_kernel(float *__restrict__ D, const bf16 *__restrict__ d
     }
 }
 
+#ifndef ATTN_KV_BQ64
+#define ATTN_KV_BQ64 32  // query tile of the key blocks at HD = 64 (tuning knob)
+#endif
 template <int HD>
 struct BwdKVCfg {
     // MT = 16-key m-tiles per warp; register budget: dK + dV accumulators are 2 * MT * HD/2 floats
     static constexpr int NW = 4, NTHREADS = 32 * NW, MT = HD <= 64 ? 2 : 1, BKV = 16 * MT * NW;
-    static constexpr int BQ = HD <= 32 ? 64 : 32, SROW = HD + 8;
+    static constexpr int BQ = HD <= 32 ? 64 : (HD <= 64 ? ATTN_KV_BQ64 : 32), SROW = HD + 8;
     // sK, sV [BKV][SROW]; sQ, sdO [2][BQ][SROW] (bf16); sSegK [BKV]; sL, sD, sSegQ [2][BQ] (4 bytes each)
     static constexpr size_t SMEM = (size_t)(2 * BKV + 4 * BQ) * SROW * sizeof(bf16) + (BKV + 6 * BQ) * 4;
 };
@@ -439,7 +451,7 @@ __device__ __forceinline__ void bwd_kv_block(const int kt, const int kvh, const 
     bf16 *sQ = sV + BKV * SROW;     // [2][BQ][SROW]
     bf16 *sdO = sQ + 2 * BQ * SROW;  // [2][BQ][SROW]
     int *sSegK = reinterpret_cast<int *>(sdO + 2 * BQ * SROW);
-    float *sL = reinterpret_cast<float *>(sSegK + BKV);  // [2][BQ] lse * log2(e)
+    float *sL = reinterpret_cast<float *>(sSegK + BKV);  // [2][BQ] lse (nats)
     float *sD = sL + 2 * BQ;                              // [2][BQ]
     int *sSegQ = reinterpret_cast<int *>(sD + 2 * BQ);    // [2][BQ]
 
@@ -468,7 +480,7 @@ __device__ __forceinline__ void bwd_kv_block(const int kt, const int kvh, const 
     load_tile<HD, BKV, NTH>(sK, kb, p.kv_stride, T - k0, tid);
     load_tile<HD, BKV, NTH>(sV, vb, p.kv_stride, T - k0, tid);
     if (segb)
-        for (int j = tid; j < BKV; j += NTH) sSegK[j] = k0 + j < T ? segb[k0 + j] : -1;
+        for (int j = tid; j < BKV; j += NTH) cp_async4(sSegK + j, segb + (k0 + j < T ? k0 + j : 0), k0 + j < T);
     cp_async_commit();
 
     // work items: (query head of the group) x (query tile), causal tiles entirely above the block skipped
@@ -482,11 +494,14 @@ __device__ __forceinline__ void bwd_kv_block(const int kt, const int kvh, const 
         load_tile<HD, BQ, NTH>(sdO + buf * BQ * SROW, dout + ((long long)b * T + q0) * p.o_stride + (long long)h * HD,
                                p.o_stride, T - q0, tid);
         const long long lrow = ((long long)b * p.NH + h) * T;
+        // per-query lse, D and segment ids through cp.async as well: a plain load here would stall this
+        // warp for a full memory latency on every item. Rows >= T read as 0 and are masked (i < T).
         for (int r = tid; r < BQ; r += NTH) {
             const int i = q0 + r;
-            sL[buf * BQ + r] = i < T ? lse[lrow + i] * ATTN_LOG2E : 0.f;
-            sD[buf * BQ + r] = i < T ? Dsum[lrow + i] : 0.f;
-            sSegQ[buf * BQ + r] = segb && i < T ? segb[i] : -1;
+            const bool ok = i < T;
+            cp_async4(sL + buf * BQ + r, lse + lrow + (ok ? i : 0), ok);
+            cp_async4(sD + buf * BQ + r, Dsum + lrow + (ok ? i : 0), ok);
+            if (segb) cp_async4(sSegQ + buf * BQ + r, segb + (ok ? i : 0), ok);
         }
     };
     if (nitems > 0) load_item(0, 0);
@@ -545,7 +560,7 @@ __device__ __forceinline__ void bwd_kv_block(const int kt, const int kvh, const 
                 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int il = n * 8 + 2 * t4 + (e & 1);
-                    float pv = exp2f(fmaf(st[mt][n][e], p.scale_log2, -sLb[il]));
+                    float pv = exp2f(fmaf(st[mt][n][e], p.scale_log2, -sLb[il] * ATTN_LOG2E));
                     if (need_mask) {
                         const int jl = kwl + 16 * mt + g + 8 * (e >> 1), i = q0 + il;
                         const int sj = segb ? sSegK[jl] : 0;
@@ -692,7 +707,7 @@ __device__ __forceinline__ void bwd_q_block(const int qt, const int h, const int
         load_tile<HD, BK, NTH>(sK + buf * BK * SROW, kb + (long long)k0 * p.kv_stride, p.kv_stride, T - k0, tid);
         load_tile<HD, BK, NTH>(sV + buf * BK * SROW, vb + (long long)k0 * p.kv_stride, p.kv_stride, T - k0, tid);
         if (segb)
-            for (int j = tid; j < BK; j += NTH) sSeg[buf * BK + j] = k0 + j < T ? segb[k0 + j] : -1;
+            for (int j = tid; j < BK; j += NTH) cp_async4(sSeg + buf * BK + j, segb + (k0 + j < T ? k0 + j : 0), k0 + j < T);
     };
     if (ntiles > 0) load_kv(0, 0);
     cp_async_commit();
@@ -820,13 +835,16 @@ __device__ __forceinline__ void bwd_q_block(const int qt, const int h, const int
     }
 }
 
-// The backward as one launch: blocks [0, nkv) run bwd_kv_block, blocks [nkv, nkv + nq) bwd_q_block.
-// The two roles are independent (both read D, lse and the inputs), so one grid lets the short blocks of
-// either fill the other's tail. Heavy blocks first: for causal, key blocks near the start (they see the
-// most queries) and query tiles near the end (the most keys), each ordered slowest over the tile index.
+// The backward as one launch of key blocks (bwd_kv_block) and query blocks (bwd_q_block). The two
+// roles are independent (both read D, lse and the inputs), so one grid lets the short blocks of either
+// fill the other's tail. Blocks are ordered by tile rank, slowest: rank r holds the ck key blocks of key
+// tile r (all kv heads and rows), then the cq query blocks of query tile r, or of tile nt-1-r for causal.
+// For causal, rank 0 is then the heaviest of both kinds (keys [0, BKV) see every query; the last query
+// tile sees every key) and the ranks get lighter, so long blocks start first and short ones fill the tail.
 template <int HD>
 struct BwdCfg {
     static constexpr size_t SMEM = BwdKVCfg<HD>::SMEM > BwdQCfg<HD>::SMEM ? BwdKVCfg<HD>::SMEM : BwdQCfg<HD>::SMEM;
+    static_assert(BwdKVCfg<HD>::BKV == BwdQCfg<HD>::BQ, "key and query tiles must have the same count");
 };
 
 template <int HD>
@@ -834,16 +852,15 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(bf16 *__restrict__ dq, b
                                                         bf16 *__restrict__ dv, const bf16 *__restrict__ dout,
                                                         const float *__restrict__ lse, const float *__restrict__ Dsum,
                                                         const bf16 *__restrict__ q, const bf16 *__restrict__ k,
-                                                        const bf16 *__restrict__ v, const AttnParams p, const int nkv) {
+                                                        const bf16 *__restrict__ v, const AttnParams p, const int ck,
+                                                        const int cq) {
     extern __shared__ __align__(16) unsigned char smem[];
-    const int x = (int)blockIdx.x;
-    if (x < nkv) {  // key block: (tile rank, kv head, row), rank slowest; rank 0 = keys [0, BKV)
-        const int per = p.NKV * p.B, kt = x / per, kvh = (x % per) % p.NKV, b = (x % per) / p.NKV;
-        bwd_kv_block<HD>(kt, kvh, b, smem, dk, dv, dout, lse, Dsum, q, k, v, p);
-    } else {        // query tile: (tile rank, head, row); causal: rank 0 = the last tile
-        const int y = x - nkv, per = p.NH * p.B, rank = y / per, h = (y % per) % p.NH, b = (y % per) / p.NH;
-        const int nqt = (p.T + BwdQCfg<HD>::BQ - 1) / BwdQCfg<HD>::BQ;
-        bwd_q_block<HD>(p.causal ? nqt - 1 - rank : rank, h, b, smem, dq, dout, lse, Dsum, q, k, v, p);
+    const int rank = (int)(blockIdx.x / (unsigned)(ck + cq)), w = (int)(blockIdx.x % (unsigned)(ck + cq));
+    if (w < ck) {  // key block: key tile `rank`, kv head, row
+        bwd_kv_block<HD>(rank, w % p.NKV, w / p.NKV, smem, dk, dv, dout, lse, Dsum, q, k, v, p);
+    } else {       // query block
+        const int y = w - ck, nqt = (p.T + BwdQCfg<HD>::BQ - 1) / BwdQCfg<HD>::BQ;
+        bwd_q_block<HD>(p.causal ? nqt - 1 - rank : rank, y % p.NH, y / p.NH, smem, dq, dout, lse, Dsum, q, k, v, p);
     }
 }
 
@@ -1108,12 +1125,13 @@ static void launch_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const flo
     static bool init = false;
     if (!init) { set_smem(flash_bwd_kernel<HD>, BwdCfg<HD>::SMEM); init = true; }
     // a NULL dq (or dk and dv) drops that role's blocks; bwd_kv_block skips a NULL dk or dv itself
-    const long long nkv = (dk || dv) ? (long long)((p.T + CKV::BKV - 1) / CKV::BKV) * p.NKV * p.B : 0;
-    const long long nq = dq ? (long long)((p.T + CQ::BQ - 1) / CQ::BQ) * p.NH * p.B : 0;
-    if (nkv + nq > 0x7fffffffLL) fatal("attention_backward: %lld blocks exceed the grid limit", nkv + nq);
-    if (nkv + nq == 0) return;
-    flash_bwd_kernel<HD><<<(unsigned)(nkv + nq), 128, BwdCfg<HD>::SMEM, attn_stream()>>>(dq, dk, dv, dout, lse, D, q, k,
-                                                                                         v, p, (int)nkv);
+    const long long ck = (dk || dv) ? (long long)p.NKV * p.B : 0, cq = dq ? (long long)p.NH * p.B : 0;
+    const long long blocks = (long long)((p.T + CKV::BKV - 1) / CKV::BKV) * (ck + cq);
+    (void)sizeof(CQ);
+    if (blocks > 0x7fffffffLL) fatal("attention_backward: %lld blocks exceed the grid limit", blocks);
+    if (blocks == 0) return;
+    flash_bwd_kernel<HD><<<(unsigned)blocks, 128, BwdCfg<HD>::SMEM, attn_stream()>>>(dq, dk, dv, dout, lse, D, q, k, v,
+                                                                                     p, (int)ck, (int)cq);
     ATTN_LAUNCH_CHECK();
 }
 
