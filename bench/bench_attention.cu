@@ -7,7 +7,8 @@
 //   build/bench_attention bench    forward and backward time of flash and cuDNN at the shapes of
 //                                  DESIGN.md section 6, median of many runs (CUDA events), TFLOP/s,
 //                                  and the largest difference between the two implementations
-//   options: --only flash|cudnn   --reps N   --B N
+//   options: --only flash|cudnn   --reps N   --B N (batch)   --shape I (only the I-th bench shape)
+//            --maxT N (test: skip cases with T > N, e.g. under compute-sanitizer)
 //
 // FLOP counts: forward 4*B*NH*T*T*HD (QK^T and PV), backward 2.5x that (5 matmuls); causal halves
 // both (the useful work, as FlashAttention reports it). Our flash backward actually runs 7 matmuls
@@ -28,6 +29,9 @@ extern "C" {  // C headers: backend_cpu (the fp32 reference), fatal, bf16 conver
 }
 #include "../cuda/attention_common.cuh"
 #include "../cuda/cuda_backend.h"
+#ifdef VLM_CUDNN
+#include <cudnn.h>
+#endif
 
 // the backend's stream when linked into vlm; the legacy default stream when built alone
 extern "C" __attribute__((weak)) void *cuda_stream(void) { return NULL; }
@@ -177,7 +181,7 @@ static int run_case(const Case *c, int impl) {
     return ok;
 }
 
-static int run_tests(int only) {
+static int run_tests(int only, int maxT) {
     static const Case cases[] = {
         // B  T   NH NKV HD causal pad seg extra
         {2, 37, 4, 2, 16, 1, 0, 0, 0},   {2, 37, 4, 4, 16, 0, 1, 0, 8},   {3, 65, 4, 1, 32, 1, 1, 1, 0},
@@ -202,6 +206,7 @@ static int run_tests(int only) {
             if (c->seg) s.segment = (const int *)1;  // only its presence matters to the support check
             if (impl == 2 && !cudnn_attention_supported(&s)) continue;
             if (impl == 1 && c->T > 300) continue;  // the generic kernels are slow
+            if (maxT > 0 && c->T > maxT) continue;
             printf("%-7s B=%d T=%d NH=%d NKV=%d HD=%d causal=%d pad=%d seg=%d extra=%d\n", names[impl], c->B, c->T,
                    c->NH, c->NKV, c->HD, c->causal, c->pad, c->seg, c->extra);
             fflush(stdout);
@@ -226,7 +231,7 @@ static float median(std::vector<float> v) {
     return v[v.size() / 2];
 }
 
-static void run_bench(int only, int reps, int Bover) {
+static void run_bench(int only, int reps, int Bover, int shape) {
     const BenchShape shapes[] = {
         {"ViT-L 577x16x64 bidirectional", 8, 577, 16, 16, 64, 0},
         {"decoder 640x16x128 causal", 8, 640, 16, 16, 128, 1},
@@ -237,6 +242,7 @@ static void run_bench(int only, int reps, int Bover) {
     CK(cudaEventCreate(&e1));
     cudaStream_t st = attn_stream();
     for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+        if (shape >= 0 && (int)si != shape) continue;
         BenchShape bs = shapes[si];
         if (Bover > 0) bs.B = Bover;
         const int B = bs.B, T = bs.T, NH = bs.NH, NKV = bs.NKV, HD = bs.HD;
@@ -317,13 +323,15 @@ static void run_bench(int only, int reps, int Bover) {
 
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "test";
-    int only = 0, reps = 20, B = 0;
+    int only = 0, reps = 20, B = 0, shape = -1, maxT = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--only") && i + 1 < argc) {
             i++;
             only = !strcmp(argv[i], "flash") ? 1 : !strcmp(argv[i], "cudnn") ? 2 : 0;
         } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--B") && i + 1 < argc) B = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc) shape = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--maxT") && i + 1 < argc) maxT = atoi(argv[++i]);
         else fatal("bench_attention: unknown option '%s'", argv[i]);
     }
     int dev = 0;
@@ -331,7 +339,10 @@ int main(int argc, char **argv) {
     CK(cudaGetDevice(&dev));
     CK(cudaGetDeviceProperties(&prop, dev));
     printf("device: %s, %d SMs; attention default: %s\n", prop.name, prop.multiProcessorCount, cuda_attention_selected());
-    if (!strcmp(mode, "test")) return run_tests(only);
-    if (!strcmp(mode, "bench")) { run_bench(only, reps, B); return 0; }
+#ifdef VLM_CUDNN
+    printf("cuDNN: built against %d, running %zu\n", CUDNN_VERSION, cudnnGetVersion());
+#endif
+    if (!strcmp(mode, "test")) return run_tests(only, maxT);
+    if (!strcmp(mode, "bench")) { run_bench(only, reps, B, shape); return 0; }
     fatal("bench_attention: mode '%s': expected test or bench", mode);
 }

@@ -14,15 +14,16 @@
 //
 // Kernels
 //   tensor-core path, HD in {16, 32, 64, 80, 96, 128} with 16-byte aligned rows:
-//     flash_fwd_kernel   one block = 64 queries (4 warps x 16 rows) of one (b, h); loops over key tiles
-//                        of 64 (cp.async double buffer); S = QK^T and O += PV on mma.sync m16n8k16
-//                        (bf16 in, fp32 accumulate); online softmax in fp32 (base 2); causal tiles past
-//                        the diagonal and key tiles past kv_len are never loaded.
+//     flash_fwd_kernel   one block = 128 queries (4 warps x 32 rows) of one (b, h); loops over key tiles
+//                        of 64 (32 for HD > 80) with a cp.async double buffer; S = QK^T and O += PV on
+//                        mma.sync m16n8k16 (bf16 in, fp32 accumulate); online softmax in fp32 (base 2);
+//                        causal tiles past the diagonal and key tiles past kv_len are never loaded.
 //     bwd_dot_kernel     D = rowsum(dO * O), fp32.
-//     flash_bwd_kv_kernel one block = 64 keys (4 warps x 16 keys) of one (b, kv head); loops over every
-//                        query head of the GQA group and every query tile, so dK, dV are complete sums
-//                        in registers: no atomics, deterministic. Recomputes P from q, k, lse.
-//     flash_bwd_q_kernel  one block = 64 queries of one (b, h); loops over key tiles; dQ in registers,
+//     flash_bwd_kernel   one launch, two kinds of block:
+//       key blocks       16*MT keys per warp of one (b, kv head); loop over every query head of the GQA
+//                        group and every query tile, so dK, dV are complete sums in registers: no
+//                        atomics, deterministic. Recomputes P from q, k, lse.
+//       query blocks     16*MT queries per warp of one (b, h); loop over key tiles; dQ in registers,
 //                        deterministic (a separate pass instead of FA2's fp32 atomics: it recomputes
 //                        QK^T and dO V^T, 7 matmuls instead of 5, in exchange for bit-reproducibility).
 //   generic path (any HD <= 256, any alignment): one warp per query row (forward, dQ) or per key row
@@ -94,6 +95,11 @@ __device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)_
 // copies 16 bytes, or writes 16 zero bytes when src_bytes == 0 (the source is then not read)
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src_bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem), "r"(src_bytes)
+                 : "memory");
+}
+// copies 4 bytes, or writes 4 zero bytes when !valid (the source is then not read)
+__device__ __forceinline__ void cp_async4(void *smem, const void *gmem, bool valid) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem), "r"(valid ? 4 : 0)
                  : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
@@ -171,25 +177,34 @@ __device__ __forceinline__ void load_tile(bf16 *s, const bf16 *g, long long stri
 // ----------------------------------------------------------------------------------------------------
 // forward, tensor cores
 
+// Tile configuration per head dim. MT = 16-row m-tiles per warp: with MT = 2 every K/V fragment read
+// from shared memory feeds two mma instructions, halving shared-memory traffic per FLOP. QREG keeps the
+// Q fragments in registers for the whole block (small HD); otherwise they are re-read per k step.
+#ifndef ATTN_FWD_BK_LARGE
+#define ATTN_FWD_BK_LARGE 64  // key tile of the forward for HD > 80 (tuning knob: 64 spills ~20 bytes, yet beats 32)
+#endif
 template <int HD>
 struct FwdCfg {
-    static constexpr int NW = 4, NTHREADS = 32 * NW, BQ = 16 * NW, BK = 64, SROW = HD + 8;
+    static constexpr int NW = 4, NTHREADS = 32 * NW, MT = 2, BQ = 16 * MT * NW, BK = HD <= 80 ? 64 : ATTN_FWD_BK_LARGE;
+    static constexpr int SROW = HD + 8;
+    static constexpr bool QREG = HD <= 64;
     // sQ [BQ][SROW], sK [2][BK][SROW], sV [2][BK][SROW] (bf16), sSeg [2][BK] (int)
     static constexpr size_t SMEM = (size_t)(BQ + 4 * BK) * SROW * sizeof(bf16) + 2 * BK * sizeof(int);
 };
 
-// Grid (ceil(T/64), NH, B). For causal the query tiles run last-first: they hold the most key tiles, so
-// the long blocks start early and the short ones fill the tail.
-// Per warp: 16 query rows; thread (g, t) owns rows g and g+8 and, of each 8-key n-tile, keys 2t, 2t+1.
-// Invariants: m[r] is the running max of the base-2 scores of row r over all lanes of the quad (the same
-// in the 4 lanes), l[r] this lane's partial sum of exp2(score - m[r]) (summed over the quad at the end),
-// o the unnormalized output under the same max.
+// Grid: ceil(T/BQ) * NH * B blocks (1-d, see the decoding below).
+// Warp w owns query rows q0 + 32w .. +31 as m-tiles mt = 0, 1; in m-tile mt thread (g, t) owns rows
+// g and g+8 and, of each 8-key n-tile, keys 2t, 2t+1.
+// Invariants: m[mt][r] is the running max of the base-2 scores of its row over all lanes of the quad
+// (the same in the 4 lanes), l[mt][r] this lane's partial sum of exp2(score - m) (summed over the quad
+// at the end), o the unnormalized output under the same max.
 template <int HD>
 __global__ void __launch_bounds__(128) flash_fwd_kernel(bf16 *__restrict__ out, float *__restrict__ lse,
                                                         const bf16 *__restrict__ q, const bf16 *__restrict__ k,
                                                         const bf16 *__restrict__ v, const AttnParams p) {
     using C = FwdCfg<HD>;
-    constexpr int BQ = C::BQ, BK = C::BK, SROW = C::SROW, NTH = C::NTHREADS;
+    constexpr int BQ = C::BQ, BK = C::BK, SROW = C::SROW, NTH = C::NTHREADS, MT = C::MT;
+    constexpr bool QREG = C::QREG;
     constexpr int KS = HD / 16;  // 16-wide k steps over the head dim
     constexpr int NT = BK / 8;   // 8-key n-tiles of S
     constexpr int DT = HD / 8;   // 8-wide n-tiles of O
@@ -200,9 +215,13 @@ __global__ void __launch_bounds__(128) flash_fwd_kernel(bf16 *__restrict__ out, 
     int *sSeg = reinterpret_cast<int *>(sV + 2 * BK * SROW);
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-    const int qt = p.causal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
-    const int h = blockIdx.y, b = blockIdx.z, kvh = h / p.group, T = p.T;
-    const int q0 = qt * BQ, qw0 = q0 + warp * 16;
+    // 1-d grid: block x -> (query tile rank, h, b) with the rank slowest, so that for causal the
+    // heaviest tiles (last rows, most keys) of every head start first and light ones fill the tail
+    const int nqt = (p.T + BQ - 1) / BQ, rank = (int)(blockIdx.x / ((unsigned)p.NH * p.B));
+    const int rest = (int)(blockIdx.x % ((unsigned)p.NH * p.B));
+    const int qt = p.causal ? nqt - 1 - rank : rank;
+    const int h = rest % p.NH, b = rest / p.NH, kvh = h / p.group, T = p.T;
+    const int q0 = qt * BQ, qw0 = q0 + warp * 16 * MT;
     const int kvlen = attn_kvlen(p, b);
     int kend = kvlen;                                // keys [0, kend) can be visible to this block
     if (p.causal) kend = min(kend, min(q0 + BQ, T));
@@ -222,22 +241,30 @@ __global__ void __launch_bounds__(128) flash_fwd_kernel(bf16 *__restrict__ out, 
         load_tile<HD, BK, NTH>(sK + buf * BK * SROW, kb + (long long)k0 * p.kv_stride, p.kv_stride, T - k0, tid);
         load_tile<HD, BK, NTH>(sV + buf * BK * SROW, vb + (long long)k0 * p.kv_stride, p.kv_stride, T - k0, tid);
         if (segb)
-            for (int j = tid; j < BK; j += NTH) sSeg[buf * BK + j] = k0 + j < T ? segb[k0 + j] : -1;
+            for (int j = tid; j < BK; j += NTH) cp_async4(sSeg + buf * BK + j, segb + (k0 + j < T ? k0 + j : 0), k0 + j < T);
     };
     if (ntiles > 0) load_kv(0, 0);
     cp_async_commit();
 
-    int segq[2] = {0, 0};
-    if (segb) {
-        #pragma unroll
-        for (int r = 0; r < 2; r++) { int i = qw0 + g + 8 * r; segq[r] = i < T ? segb[i] : -1; }
-    }
-
-    uint32_t qf[KS][4];
-    float o[DT][4];
+    int segq[MT][2];
     #pragma unroll
-    for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    for (int mt = 0; mt < MT; mt++)
+        #pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const int i = qw0 + 16 * mt + g + 8 * r;
+            segq[mt][r] = segb && i < T ? segb[i] : -1;
+        }
+
+    uint32_t qf[QREG ? MT : 1][QREG ? KS : 1][4];
+    float o[MT][DT][4];
+    float m[MT][2], l[MT][2];
+    #pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        #pragma unroll
+        for (int d = 0; d < DT; d++) o[mt][d][0] = o[mt][d][1] = o[mt][d][2] = o[mt][d][3] = 0.f;
+        m[mt][0] = m[mt][1] = -INFINITY;
+        l[mt][0] = l[mt][1] = 0.f;
+    }
 
     for (int it = 0; it < ntiles; it++) {
         const int buf = it & 1, k0 = it * BK;
@@ -245,84 +272,107 @@ __global__ void __launch_bounds__(128) flash_fwd_kernel(bf16 *__restrict__ out, 
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();  // tile `it` (and Q) visible to all warps
-        if (it == 0) {
+        if (QREG && it == 0) {
             #pragma unroll
-            for (int kk = 0; kk < KS; kk++)
-                ldsm_x4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3],
-                        sQ + (warp * 16 + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
+            for (int mt = 0; mt < MT; mt++)
+                #pragma unroll
+                for (int kk = 0; kk < KS; kk++)
+                    ldsm_x4(qf[QREG ? mt : 0][QREG ? kk : 0][0], qf[QREG ? mt : 0][QREG ? kk : 0][1],
+                            qf[QREG ? mt : 0][QREG ? kk : 0][2], qf[QREG ? mt : 0][QREG ? kk : 0][3],
+                            sQ + (warp * 16 * MT + 16 * mt + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
         }
         const bf16 *sKb = sK + buf * BK * SROW, *sVb = sV + buf * BK * SROW;
 
-        // S (16 x BK per warp) = Q K^T
-        float s[NT][4];
+        // S (32 x BK per warp) = Q K^T
+        float s[MT][NT][4];
         #pragma unroll
-        for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+        for (int mt = 0; mt < MT; mt++)
+            #pragma unroll
+            for (int n = 0; n < NT; n++) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.f;
         #pragma unroll
         for (int kk = 0; kk < KS; kk++) {
+            uint32_t a[MT][4];
+            #pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                if (QREG) {
+                    #pragma unroll
+                    for (int e = 0; e < 4; e++) a[mt][e] = qf[QREG ? mt : 0][QREG ? kk : 0][e];
+                } else {
+                    ldsm_x4(a[mt][0], a[mt][1], a[mt][2], a[mt][3],
+                            sQ + (warp * 16 * MT + 16 * mt + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
+                }
+            }
             #pragma unroll
             for (int n2 = 0; n2 < NT / 2; n2++) {
                 uint32_t b0, b1, b2, b3;
                 ldsm_x4(b0, b1, b2, b3, sKb + (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane));
-                mma16816(s[2 * n2], qf[kk], b0, b1);
-                mma16816(s[2 * n2 + 1], qf[kk], b2, b3);
-            }
-        }
-
-        // mask: only tiles that cross kv_len, the causal diagonal, or any tile when segments are on
-        const bool need_mask = (k0 + BK > kvlen) || (p.causal && k0 + BK - 1 > qw0) || segb != nullptr;
-        if (need_mask) {
-            #pragma unroll
-            for (int n = 0; n < NT; n++) {
                 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int i = qw0 + g + 8 * (e >> 1), jl = n * 8 + 2 * t4 + (e & 1);
-                    const int sj = segb ? sSeg[buf * BK + jl] : 0;
-                    if (!attn_vis(i, k0 + jl, kvlen, p.causal, segb != nullptr, segq[e >> 1], sj))
-                        s[n][e] = -INFINITY;
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816(s[mt][2 * n2], a[mt], b0, b1);
+                    mma16816(s[mt][2 * n2 + 1], a[mt], b2, b3);
                 }
             }
         }
 
-        // online softmax in base 2. A fully masked row keeps m = -inf; it then uses 0 as its max so that
-        // exp2(-inf - 0) = 0 instead of NaN, and alpha = exp2(m_old - m_use) is 0 or a proper ratio.
         #pragma unroll
-        for (int r = 0; r < 2; r++) {
-            float mx = -INFINITY;
-            #pragma unroll
-            for (int n = 0; n < NT; n++) {
-                s[n][2 * r] *= p.scale_log2;
-                s[n][2 * r + 1] *= p.scale_log2;
-                mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+        for (int mt = 0; mt < MT; mt++) {
+            const int qm0 = qw0 + 16 * mt;  // first row of this m-tile
+            // mask: only tiles that cross kv_len, the causal diagonal, or any tile when segments are on
+            const bool need_mask = (k0 + BK > kvlen) || (p.causal && k0 + BK - 1 > qm0) || segb != nullptr;
+            if (need_mask) {
+                #pragma unroll
+                for (int n = 0; n < NT; n++) {
+                    #pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int i = qm0 + g + 8 * (e >> 1), jl = n * 8 + 2 * t4 + (e & 1);
+                        const int sj = segb ? sSeg[buf * BK + jl] : 0;
+                        if (!attn_vis(i, k0 + jl, kvlen, p.causal, segb != nullptr, segq[mt][e >> 1], sj))
+                            s[mt][n][e] = -INFINITY;
+                    }
+                }
             }
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float mn = fmaxf(m[r], mx);
-            const float mu = mn == -INFINITY ? 0.f : mn;
-            const float alpha = exp2f(m[r] - mu);
-            m[r] = mn;
-            float sum = 0.f;
+            // online softmax in base 2. A fully masked row keeps m = -inf; it then uses 0 as its max so
+            // that exp2(-inf - 0) = 0 instead of NaN, and alpha = exp2(m_old - m_use) is 0 or a ratio.
             #pragma unroll
-            for (int n = 0; n < NT; n++) {
-                s[n][2 * r] = exp2f(s[n][2 * r] - mu);
-                s[n][2 * r + 1] = exp2f(s[n][2 * r + 1] - mu);
-                sum += s[n][2 * r] + s[n][2 * r + 1];
+            for (int r = 0; r < 2; r++) {
+                float mx = -INFINITY;
+                #pragma unroll
+                for (int n = 0; n < NT; n++) mx = fmaxf(mx, fmaxf(s[mt][n][2 * r], s[mt][n][2 * r + 1]));
+                mx *= p.scale_log2;  // -inf stays -inf (scale > 0)
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float mn = fmaxf(m[mt][r], mx);
+                const float mu = mn == -INFINITY ? 0.f : mn;
+                const float alpha = exp2f(m[mt][r] - mu);
+                m[mt][r] = mn;
+                float sum = 0.f;
+                #pragma unroll
+                for (int n = 0; n < NT; n++) {
+                    s[mt][n][2 * r] = exp2f(fmaf(s[mt][n][2 * r], p.scale_log2, -mu));
+                    s[mt][n][2 * r + 1] = exp2f(fmaf(s[mt][n][2 * r + 1], p.scale_log2, -mu));
+                    sum += s[mt][n][2 * r] + s[mt][n][2 * r + 1];
+                }
+                l[mt][r] = l[mt][r] * alpha + sum;
+                #pragma unroll
+                for (int d = 0; d < DT; d++) { o[mt][d][2 * r] *= alpha; o[mt][d][2 * r + 1] *= alpha; }
             }
-            l[r] = l[r] * alpha + sum;
-            #pragma unroll
-            for (int d = 0; d < DT; d++) { o[d][2 * r] *= alpha; o[d][2 * r + 1] *= alpha; }
         }
 
-        // O (16 x HD) += P (16 x BK, bf16) V (BK x HD)
+        // O (32 x HD) += P (32 x BK, bf16) V (BK x HD)
         #pragma unroll
         for (int kk = 0; kk < BK / 16; kk++) {
-            uint32_t a[4];
-            acc_to_a(a, s[2 * kk], s[2 * kk + 1]);
+            uint32_t a[MT][4];
+            #pragma unroll
+            for (int mt = 0; mt < MT; mt++) acc_to_a(a[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
             #pragma unroll
             for (int d2 = 0; d2 < HD / 16; d2++) {
                 uint32_t b0, b1, b2, b3;
                 ldsm_x4_t(b0, b1, b2, b3, sVb + (kk * 16 + ldsm_bt_row(lane)) * SROW + d2 * 16 + ldsm_bt_col(lane));
-                mma16816(o[2 * d2], a, b0, b1);
-                mma16816(o[2 * d2 + 1], a, b2, b3);
+                #pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816(o[mt][2 * d2], a[mt], b0, b1);
+                    mma16816(o[mt][2 * d2 + 1], a[mt], b2, b3);
+                }
             }
         }
         __syncthreads();  // all warps done with buffer `buf` before iteration it+1 refills it
@@ -331,19 +381,23 @@ __global__ void __launch_bounds__(128) flash_fwd_kernel(bf16 *__restrict__ out, 
 
     // epilogue: normalize, write out (bf16) and lse (natural log)
     #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        float lr = l[r];
-        lr += __shfl_xor_sync(0xffffffffu, lr, 1);
-        lr += __shfl_xor_sync(0xffffffffu, lr, 2);
-        const int i = qw0 + g + 8 * r;
-        const float inv = lr > 0.f ? 1.f / lr : 0.f;
-        if (i < T) {
-            bf16 *orow = out + ((long long)b * T + i) * p.o_stride + (long long)h * HD;
-            #pragma unroll
-            for (int d = 0; d < DT; d++)
-                *reinterpret_cast<__nv_bfloat162 *>(orow + d * 8 + 2 * t4) =
-                    __floats2bfloat162_rn(o[d][2 * r] * inv, o[d][2 * r + 1] * inv);
-            if (t4 == 0) lse[((long long)b * p.NH + h) * T + i] = lr > 0.f ? m[r] * ATTN_LN2 + logf(lr) : 0.f;
+    for (int mt = 0; mt < MT; mt++) {
+        #pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float lr = l[mt][r];
+            lr += __shfl_xor_sync(0xffffffffu, lr, 1);
+            lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+            const int i = qw0 + 16 * mt + g + 8 * r;
+            const float inv = lr > 0.f ? 1.f / lr : 0.f;
+            if (i < T) {
+                bf16 *orow = out + ((long long)b * T + i) * p.o_stride + (long long)h * HD;
+                #pragma unroll
+                for (int d = 0; d < DT; d++)
+                    *reinterpret_cast<__nv_bfloat162 *>(orow + d * 8 + 2 * t4) =
+                        __floats2bfloat162_rn(o[mt][d][2 * r] * inv, o[mt][d][2 * r + 1] * inv);
+                if (t4 == 0)
+                    lse[((long long)b * p.NH + h) * T + i] = lr > 0.f ? m[mt][r] * ATTN_LN2 + logf(lr) : 0.f;
+            }
         }
     }
 }
@@ -367,39 +421,43 @@ __global__ void bwd_dot_kernel(float *__restrict__ D, const bf16 *__restrict__ d
     }
 }
 
+#ifndef ATTN_KV_BQ64
+#define ATTN_KV_BQ64 32  // query tile of the key blocks at HD = 64 (tuning knob)
+#endif
 template <int HD>
 struct BwdKVCfg {
-    static constexpr int NW = 4, NTHREADS = 32 * NW, BKV = 16 * NW, BQ = HD <= 64 ? 64 : 32, SROW = HD + 8;
+    // MT = 16-key m-tiles per warp; register budget: dK + dV accumulators are 2 * MT * HD/2 floats
+    static constexpr int NW = 4, NTHREADS = 32 * NW, MT = HD <= 64 ? 2 : 1, BKV = 16 * MT * NW;
+    static constexpr int BQ = HD <= 32 ? 64 : (HD <= 64 ? ATTN_KV_BQ64 : 32), SROW = HD + 8;
     // sK, sV [BKV][SROW]; sQ, sdO [2][BQ][SROW] (bf16); sSegK [BKV]; sL, sD, sSegQ [2][BQ] (4 bytes each)
     static constexpr size_t SMEM = (size_t)(2 * BKV + 4 * BQ) * SROW * sizeof(bf16) + (BKV + 6 * BQ) * 4;
 };
 
-// dK, dV. Grid (ceil(T/64), NKV, B). Warp w owns keys k0 + 16w .. +15 (rows of dK, dV, S^T).
+// dK, dV for key block kt of kv head kvh, row b. Warp w owns keys k0 + 16 MT w .. (rows of dK, dV, S^T).
 // Per (query head of the group, query tile): S^T = K_w Q^T, P^T = exp2(S^T scale_log2 - lse2) (masked
 // entries 0), dV += P^T dO, dP^T = V_w dO^T, dS^T = P^T (dP^T - D), dK += dS^T Q. Every contribution to
 // a key row is summed by one thread in a fixed order: deterministic, no atomics.
 template <int HD>
-__global__ void __launch_bounds__(128) flash_bwd_kv_kernel(bf16 *__restrict__ dk, bf16 *__restrict__ dv,
-                                                           const bf16 *__restrict__ dout, const float *__restrict__ lse,
-                                                           const float *__restrict__ Dsum, const bf16 *__restrict__ q,
-                                                           const bf16 *__restrict__ k, const bf16 *__restrict__ v,
-                                                           const AttnParams p) {
+__device__ __forceinline__ void bwd_kv_block(const int kt, const int kvh, const int b, unsigned char *smem,
+                                             bf16 *__restrict__ dk, bf16 *__restrict__ dv, const bf16 *__restrict__ dout,
+                                             const float *__restrict__ lse, const float *__restrict__ Dsum,
+                                             const bf16 *__restrict__ q, const bf16 *__restrict__ k,
+                                             const bf16 *__restrict__ v, const AttnParams &p) {
     using C = BwdKVCfg<HD>;
-    constexpr int BKV = C::BKV, BQ = C::BQ, SROW = C::SROW, NTH = C::NTHREADS;
+    constexpr int BKV = C::BKV, BQ = C::BQ, SROW = C::SROW, NTH = C::NTHREADS, MT = C::MT;
     constexpr int KS = HD / 16, NQT = BQ / 8, DT = HD / 8;
-    extern __shared__ __align__(16) unsigned char smem[];
     bf16 *sK = reinterpret_cast<bf16 *>(smem);
     bf16 *sV = sK + BKV * SROW;
     bf16 *sQ = sV + BKV * SROW;     // [2][BQ][SROW]
     bf16 *sdO = sQ + 2 * BQ * SROW;  // [2][BQ][SROW]
     int *sSegK = reinterpret_cast<int *>(sdO + 2 * BQ * SROW);
-    float *sL = reinterpret_cast<float *>(sSegK + BKV);  // [2][BQ] lse * log2(e)
+    float *sL = reinterpret_cast<float *>(sSegK + BKV);  // [2][BQ] lse (nats)
     float *sD = sL + 2 * BQ;                              // [2][BQ]
     int *sSegQ = reinterpret_cast<int *>(sD + 2 * BQ);    // [2][BQ]
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-    const int kt = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z, T = p.T;
-    const int k0 = kt * BKV, kw0 = k0 + warp * 16;
+    const int T = p.T;
+    const int k0 = kt * BKV, kwl = warp * 16 * MT, kw0 = k0 + kwl;  // kwl: the warp's first key row in sK
     const int kvlen = attn_kvlen(p, b);
     bf16 *dkb = dk ? dk + (long long)b * T * p.kv_stride + (long long)kvh * HD : nullptr;
     bf16 *dvb = dv ? dv + (long long)b * T * p.kv_stride + (long long)kvh * HD : nullptr;
@@ -422,7 +480,7 @@ __global__ void __launch_bounds__(128) flash_bwd_kv_kernel(bf16 *__restrict__ dk
     load_tile<HD, BKV, NTH>(sK, kb, p.kv_stride, T - k0, tid);
     load_tile<HD, BKV, NTH>(sV, vb, p.kv_stride, T - k0, tid);
     if (segb)
-        for (int j = tid; j < BKV; j += NTH) sSegK[j] = k0 + j < T ? segb[k0 + j] : -1;
+        for (int j = tid; j < BKV; j += NTH) cp_async4(sSegK + j, segb + (k0 + j < T ? k0 + j : 0), k0 + j < T);
     cp_async_commit();
 
     // work items: (query head of the group) x (query tile), causal tiles entirely above the block skipped
@@ -436,21 +494,26 @@ __global__ void __launch_bounds__(128) flash_bwd_kv_kernel(bf16 *__restrict__ dk
         load_tile<HD, BQ, NTH>(sdO + buf * BQ * SROW, dout + ((long long)b * T + q0) * p.o_stride + (long long)h * HD,
                                p.o_stride, T - q0, tid);
         const long long lrow = ((long long)b * p.NH + h) * T;
+        // per-query lse, D and segment ids through cp.async as well: a plain load here would stall this
+        // warp for a full memory latency on every item. Rows >= T read as 0 and are masked (i < T).
         for (int r = tid; r < BQ; r += NTH) {
             const int i = q0 + r;
-            sL[buf * BQ + r] = i < T ? lse[lrow + i] * ATTN_LOG2E : 0.f;
-            sD[buf * BQ + r] = i < T ? Dsum[lrow + i] : 0.f;
-            sSegQ[buf * BQ + r] = segb && i < T ? segb[i] : -1;
+            const bool ok = i < T;
+            cp_async4(sL + buf * BQ + r, lse + lrow + (ok ? i : 0), ok);
+            cp_async4(sD + buf * BQ + r, Dsum + lrow + (ok ? i : 0), ok);
+            if (segb) cp_async4(sSegQ + buf * BQ + r, segb + (ok ? i : 0), ok);
         }
     };
     if (nitems > 0) load_item(0, 0);
     cp_async_commit();
 
-    float dka[DT][4], dva[DT][4];
+    float dka[MT][DT][4], dva[MT][DT][4];
     #pragma unroll
-    for (int d = 0; d < DT; d++)
+    for (int mt = 0; mt < MT; mt++)
         #pragma unroll
-        for (int e = 0; e < 4; e++) dka[d][e] = dva[d][e] = 0.f;
+        for (int d = 0; d < DT; d++)
+            #pragma unroll
+            for (int e = 0; e < 4; e++) dka[mt][d][e] = dva[mt][d][e] = 0.f;
 
     for (int it = 0; it < nitems; it++) {
         const int buf = it & 1;
@@ -462,84 +525,115 @@ __global__ void __launch_bounds__(128) flash_bwd_kv_kernel(bf16 *__restrict__ dk
         const bf16 *sQb = sQ + buf * BQ * SROW, *sdOb = sdO + buf * BQ * SROW;
         const float *sLb = sL + buf * BQ, *sDb = sD + buf * BQ;
 
-        // S^T (16 keys x BQ queries) = K_w Q^T
-        float st[NQT][4];
+        // S^T (16 MT keys x BQ queries) = K_w Q^T
+        float st[MT][NQT][4];
         #pragma unroll
-        for (int n = 0; n < NQT; n++) st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.f;
+        for (int mt = 0; mt < MT; mt++)
+            #pragma unroll
+            for (int n = 0; n < NQT; n++) st[mt][n][0] = st[mt][n][1] = st[mt][n][2] = st[mt][n][3] = 0.f;
         #pragma unroll
         for (int kk = 0; kk < KS; kk++) {
-            uint32_t a[4];
-            ldsm_x4(a[0], a[1], a[2], a[3], sK + (warp * 16 + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
+            uint32_t a[MT][4];
+            #pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+                ldsm_x4(a[mt][0], a[mt][1], a[mt][2], a[mt][3],
+                        sK + (kwl + 16 * mt + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
             #pragma unroll
             for (int n2 = 0; n2 < NQT / 2; n2++) {
                 uint32_t b0, b1, b2, b3;
                 ldsm_x4(b0, b1, b2, b3, sQb + (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane));
-                mma16816(st[2 * n2], a, b0, b1);
-                mma16816(st[2 * n2 + 1], a, b2, b3);
+                #pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816(st[mt][2 * n2], a[mt], b0, b1);
+                    mma16816(st[mt][2 * n2 + 1], a[mt], b2, b3);
+                }
             }
         }
         // P^T; masked entries (and query rows >= T) exactly 0
-        const bool need_mask = (p.causal && kw0 + 15 > q0) || (kw0 + 16 > kvlen) || (q0 + BQ > T) || segb != nullptr;
         #pragma unroll
-        for (int n = 0; n < NQT; n++) {
+        for (int mt = 0; mt < MT; mt++) {
+            const int km0 = kw0 + 16 * mt;
+            const bool need_mask =
+                (p.causal && km0 + 15 > q0) || (km0 + 16 > kvlen) || (q0 + BQ > T) || segb != nullptr;
             #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int il = n * 8 + 2 * t4 + (e & 1);
-                float pv = exp2f(st[n][e] * p.scale_log2 - sLb[il]);
-                if (need_mask) {
-                    const int jl = warp * 16 + g + 8 * (e >> 1), i = q0 + il;
-                    const int sj = segb ? sSegK[jl] : 0;
-                    if (!(i < T && attn_vis(i, k0 + jl, kvlen, p.causal, segb != nullptr, sSegQ[buf * BQ + il], sj)))
-                        pv = 0.f;
+            for (int n = 0; n < NQT; n++) {
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int il = n * 8 + 2 * t4 + (e & 1);
+                    float pv = exp2f(fmaf(st[mt][n][e], p.scale_log2, -sLb[il] * ATTN_LOG2E));
+                    if (need_mask) {
+                        const int jl = kwl + 16 * mt + g + 8 * (e >> 1), i = q0 + il;
+                        const int sj = segb ? sSegK[jl] : 0;
+                        if (!(i < T && attn_vis(i, k0 + jl, kvlen, p.causal, segb != nullptr, sSegQ[buf * BQ + il], sj)))
+                            pv = 0.f;
+                    }
+                    st[mt][n][e] = pv;
                 }
-                st[n][e] = pv;
             }
         }
-        // dV (16 x HD) += P^T (16 x BQ) dO (BQ x HD)
+        // dV (16 MT x HD) += P^T (16 MT x BQ) dO (BQ x HD)
         #pragma unroll
         for (int kk = 0; kk < BQ / 16; kk++) {
-            uint32_t a[4];
-            acc_to_a(a, st[2 * kk], st[2 * kk + 1]);
+            uint32_t a[MT][4];
+            #pragma unroll
+            for (int mt = 0; mt < MT; mt++) acc_to_a(a[mt], st[mt][2 * kk], st[mt][2 * kk + 1]);
             #pragma unroll
             for (int d2 = 0; d2 < HD / 16; d2++) {
                 uint32_t b0, b1, b2, b3;
                 ldsm_x4_t(b0, b1, b2, b3, sdOb + (kk * 16 + ldsm_bt_row(lane)) * SROW + d2 * 16 + ldsm_bt_col(lane));
-                mma16816(dva[2 * d2], a, b0, b1);
-                mma16816(dva[2 * d2 + 1], a, b2, b3);
+                #pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816(dva[mt][2 * d2], a[mt], b0, b1);
+                    mma16816(dva[mt][2 * d2 + 1], a[mt], b2, b3);
+                }
             }
         }
-        // dP^T (16 x BQ) = V_w dO^T
-        float dpt[NQT][4];
+        // dP^T (16 MT x BQ) = V_w dO^T, then dS^T = P^T (dP^T - D) in place
+        float dpt[MT][NQT][4];
         #pragma unroll
-        for (int n = 0; n < NQT; n++) dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.f;
+        for (int mt = 0; mt < MT; mt++)
+            #pragma unroll
+            for (int n = 0; n < NQT; n++) dpt[mt][n][0] = dpt[mt][n][1] = dpt[mt][n][2] = dpt[mt][n][3] = 0.f;
         #pragma unroll
         for (int kk = 0; kk < KS; kk++) {
-            uint32_t a[4];
-            ldsm_x4(a[0], a[1], a[2], a[3], sV + (warp * 16 + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
+            uint32_t a[MT][4];
+            #pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+                ldsm_x4(a[mt][0], a[mt][1], a[mt][2], a[mt][3],
+                        sV + (kwl + 16 * mt + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
             #pragma unroll
             for (int n2 = 0; n2 < NQT / 2; n2++) {
                 uint32_t b0, b1, b2, b3;
                 ldsm_x4(b0, b1, b2, b3, sdOb + (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane));
-                mma16816(dpt[2 * n2], a, b0, b1);
-                mma16816(dpt[2 * n2 + 1], a, b2, b3);
+                #pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816(dpt[mt][2 * n2], a[mt], b0, b1);
+                    mma16816(dpt[mt][2 * n2 + 1], a[mt], b2, b3);
+                }
             }
         }
-        // dS^T = P^T (dP^T - D)
         #pragma unroll
-        for (int n = 0; n < NQT; n++)
+        for (int mt = 0; mt < MT; mt++)
             #pragma unroll
-            for (int e = 0; e < 4; e++) dpt[n][e] = st[n][e] * (dpt[n][e] - sDb[n * 8 + 2 * t4 + (e & 1)]);
-        // dK (16 x HD) += dS^T (16 x BQ) Q (BQ x HD)
+            for (int n = 0; n < NQT; n++)
+                #pragma unroll
+                for (int e = 0; e < 4; e++)
+                    dpt[mt][n][e] = st[mt][n][e] * (dpt[mt][n][e] - sDb[n * 8 + 2 * t4 + (e & 1)]);
+        // dK (16 MT x HD) += dS^T (16 MT x BQ) Q (BQ x HD)
         #pragma unroll
         for (int kk = 0; kk < BQ / 16; kk++) {
-            uint32_t a[4];
-            acc_to_a(a, dpt[2 * kk], dpt[2 * kk + 1]);
+            uint32_t a[MT][4];
+            #pragma unroll
+            for (int mt = 0; mt < MT; mt++) acc_to_a(a[mt], dpt[mt][2 * kk], dpt[mt][2 * kk + 1]);
             #pragma unroll
             for (int d2 = 0; d2 < HD / 16; d2++) {
                 uint32_t b0, b1, b2, b3;
                 ldsm_x4_t(b0, b1, b2, b3, sQb + (kk * 16 + ldsm_bt_row(lane)) * SROW + d2 * 16 + ldsm_bt_col(lane));
-                mma16816(dka[2 * d2], a, b0, b1);
-                mma16816(dka[2 * d2 + 1], a, b2, b3);
+                #pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816(dka[mt][2 * d2], a[mt], b0, b1);
+                    mma16816(dka[mt][2 * d2 + 1], a[mt], b2, b3);
+                }
             }
         }
         __syncthreads();  // buffer `buf` free for item it+2
@@ -547,41 +641,46 @@ __global__ void __launch_bounds__(128) flash_bwd_kv_kernel(bf16 *__restrict__ dk
     cp_async_wait<0>();
 
     #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int j = kw0 + g + 8 * r;
-        if (j >= T) continue;
-        const long long off = (long long)j * p.kv_stride;
+    for (int mt = 0; mt < MT; mt++) {
         #pragma unroll
-        for (int d = 0; d < DT; d++) {
-            if (dkb)
-                *reinterpret_cast<__nv_bfloat162 *>(dkb + off + d * 8 + 2 * t4) =
-                    __floats2bfloat162_rn(dka[d][2 * r] * p.scale, dka[d][2 * r + 1] * p.scale);
-            if (dvb)
-                *reinterpret_cast<__nv_bfloat162 *>(dvb + off + d * 8 + 2 * t4) =
-                    __floats2bfloat162_rn(dva[d][2 * r], dva[d][2 * r + 1]);
+        for (int r = 0; r < 2; r++) {
+            const int j = kw0 + 16 * mt + g + 8 * r;
+            if (j >= T) continue;
+            const long long off = (long long)j * p.kv_stride;
+            #pragma unroll
+            for (int d = 0; d < DT; d++) {
+                if (dkb)
+                    *reinterpret_cast<__nv_bfloat162 *>(dkb + off + d * 8 + 2 * t4) =
+                        __floats2bfloat162_rn(dka[mt][d][2 * r] * p.scale, dka[mt][d][2 * r + 1] * p.scale);
+                if (dvb)
+                    *reinterpret_cast<__nv_bfloat162 *>(dvb + off + d * 8 + 2 * t4) =
+                        __floats2bfloat162_rn(dva[mt][d][2 * r], dva[mt][d][2 * r + 1]);
+            }
         }
     }
 }
 
 template <int HD>
 struct BwdQCfg {
-    static constexpr int NW = 4, NTHREADS = 32 * NW, BQ = 16 * NW, BK = HD <= 64 ? 64 : 32, SROW = HD + 8;
+    // MT = 16-row m-tiles per warp; Q and dO fragments stay in registers (2 * MT * HD/4 registers)
+    static constexpr int NW = 4, NTHREADS = 32 * NW, MT = HD <= 64 ? 2 : 1, BQ = 16 * MT * NW;
+    static constexpr int BK = HD <= 32 ? 64 : 32, SROW = HD + 8;
     // sQ, sdO [BQ][SROW]; sK, sV [2][BK][SROW] (bf16); sSeg [2][BK] (int)
     static constexpr size_t SMEM = (size_t)(2 * BQ + 4 * BK) * SROW * sizeof(bf16) + 2 * BK * sizeof(int);
 };
 
-// dQ. Grid (ceil(T/64), NH, B), causal tiles last-first as in the forward. Warp w owns query rows
-// q0 + 16w .. +15; Q and dO fragments stay in registers. Per key tile: S = Q K^T, P = exp2(S scale_log2 -
+// dQ for query tile qt of head h, row b. Warp w owns query rows
+// q0 + 16 MT w ..; Q and dO fragments stay in registers. Per key tile: S = Q K^T, P = exp2(S scale_log2 -
 // lse2) (masked 0), dP = dO V^T, dS = P (dP - D), dQ += dS K. Deterministic (fixed order, no atomics).
 template <int HD>
-__global__ void __launch_bounds__(128) flash_bwd_q_kernel(bf16 *__restrict__ dq, const bf16 *__restrict__ dout,
-                                                          const float *__restrict__ lse, const float *__restrict__ Dsum,
-                                                          const bf16 *__restrict__ q, const bf16 *__restrict__ k,
-                                                          const bf16 *__restrict__ v, const AttnParams p) {
+__device__ __forceinline__ void bwd_q_block(const int qt, const int h, const int b, unsigned char *smem,
+                                            bf16 *__restrict__ dq, const bf16 *__restrict__ dout,
+                                            const float *__restrict__ lse, const float *__restrict__ Dsum,
+                                            const bf16 *__restrict__ q, const bf16 *__restrict__ k,
+                                            const bf16 *__restrict__ v, const AttnParams &p) {
     using C = BwdQCfg<HD>;
-    constexpr int BQ = C::BQ, BK = C::BK, SROW = C::SROW, NTH = C::NTHREADS;
+    constexpr int BQ = C::BQ, BK = C::BK, SROW = C::SROW, NTH = C::NTHREADS, MT = C::MT;
     constexpr int KS = HD / 16, NT = BK / 8, DT = HD / 8;
-    extern __shared__ __align__(16) unsigned char smem[];
     bf16 *sQ = reinterpret_cast<bf16 *>(smem);
     bf16 *sdO = sQ + BQ * SROW;
     bf16 *sK = sdO + BQ * SROW;      // [2][BK][SROW]
@@ -589,9 +688,8 @@ __global__ void __launch_bounds__(128) flash_bwd_q_kernel(bf16 *__restrict__ dq,
     int *sSeg = reinterpret_cast<int *>(sV + 2 * BK * SROW);
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-    const int qt = p.causal ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x;
-    const int h = blockIdx.y, b = blockIdx.z, kvh = h / p.group, T = p.T;
-    const int q0 = qt * BQ, qw0 = q0 + warp * 16;
+    const int kvh = h / p.group, T = p.T;
+    const int q0 = qt * BQ, qwl = warp * 16 * MT, qw0 = q0 + qwl;
     const int kvlen = attn_kvlen(p, b);
     int kend = kvlen;
     if (p.causal) kend = min(kend, min(q0 + BQ, T));
@@ -609,26 +707,30 @@ __global__ void __launch_bounds__(128) flash_bwd_q_kernel(bf16 *__restrict__ dq,
         load_tile<HD, BK, NTH>(sK + buf * BK * SROW, kb + (long long)k0 * p.kv_stride, p.kv_stride, T - k0, tid);
         load_tile<HD, BK, NTH>(sV + buf * BK * SROW, vb + (long long)k0 * p.kv_stride, p.kv_stride, T - k0, tid);
         if (segb)
-            for (int j = tid; j < BK; j += NTH) sSeg[buf * BK + j] = k0 + j < T ? segb[k0 + j] : -1;
+            for (int j = tid; j < BK; j += NTH) cp_async4(sSeg + buf * BK + j, segb + (k0 + j < T ? k0 + j : 0), k0 + j < T);
     };
     if (ntiles > 0) load_kv(0, 0);
     cp_async_commit();
 
-    float lse2[2], Dr[2];
-    int segq[2];
+    float lse2[MT][2], Dr[MT][2];
+    int segq[MT][2];
     #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int i = qw0 + g + 8 * r;
-        const long long li = ((long long)b * p.NH + h) * T + i;
-        lse2[r] = i < T ? lse[li] * ATTN_LOG2E : 0.f;
-        Dr[r] = i < T ? Dsum[li] : 0.f;
-        segq[r] = segb && i < T ? segb[i] : -1;
-    }
+    for (int mt = 0; mt < MT; mt++)
+        #pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const int i = qw0 + 16 * mt + g + 8 * r;
+            const long long li = ((long long)b * p.NH + h) * T + i;
+            lse2[mt][r] = i < T ? lse[li] * ATTN_LOG2E : 0.f;
+            Dr[mt][r] = i < T ? Dsum[li] : 0.f;
+            segq[mt][r] = segb && i < T ? segb[i] : -1;
+        }
 
-    uint32_t qf[KS][4], df[KS][4];
-    float dqa[DT][4];
+    uint32_t qf[MT][KS][4], df[MT][KS][4];
+    float dqa[MT][DT][4];
     #pragma unroll
-    for (int d = 0; d < DT; d++) dqa[d][0] = dqa[d][1] = dqa[d][2] = dqa[d][3] = 0.f;
+    for (int mt = 0; mt < MT; mt++)
+        #pragma unroll
+        for (int d = 0; d < DT; d++) dqa[mt][d][0] = dqa[mt][d][1] = dqa[mt][d][2] = dqa[mt][d][3] = 0.f;
 
     for (int it = 0; it < ntiles; it++) {
         const int buf = it & 1, k0 = it * BK;
@@ -638,20 +740,24 @@ __global__ void __launch_bounds__(128) flash_bwd_q_kernel(bf16 *__restrict__ dq,
         __syncthreads();
         if (it == 0) {
             #pragma unroll
-            for (int kk = 0; kk < KS; kk++) {
-                const int off = (warp * 16 + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane);
-                ldsm_x4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], sQ + off);
-                ldsm_x4(df[kk][0], df[kk][1], df[kk][2], df[kk][3], sdO + off);
-            }
+            for (int mt = 0; mt < MT; mt++)
+                #pragma unroll
+                for (int kk = 0; kk < KS; kk++) {
+                    const int off = (qwl + 16 * mt + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane);
+                    ldsm_x4(qf[mt][kk][0], qf[mt][kk][1], qf[mt][kk][2], qf[mt][kk][3], sQ + off);
+                    ldsm_x4(df[mt][kk][0], df[mt][kk][1], df[mt][kk][2], df[mt][kk][3], sdO + off);
+                }
         }
         const bf16 *sKb = sK + buf * BK * SROW, *sVb = sV + buf * BK * SROW;
 
-        // S = Q K^T and dP = dO V^T (16 x BK each)
-        float s[NT][4], dp[NT][4];
+        // S = Q K^T and dP = dO V^T (16 MT x BK each)
+        float s[MT][NT][4], dp[MT][NT][4];
         #pragma unroll
-        for (int n = 0; n < NT; n++)
+        for (int mt = 0; mt < MT; mt++)
             #pragma unroll
-            for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.f;
+            for (int n = 0; n < NT; n++)
+                #pragma unroll
+                for (int e = 0; e < 4; e++) s[mt][n][e] = dp[mt][n][e] = 0.f;
         #pragma unroll
         for (int kk = 0; kk < KS; kk++) {
             #pragma unroll
@@ -659,40 +765,55 @@ __global__ void __launch_bounds__(128) flash_bwd_q_kernel(bf16 *__restrict__ dq,
                 uint32_t b0, b1, b2, b3;
                 const int off = (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane);
                 ldsm_x4(b0, b1, b2, b3, sKb + off);
-                mma16816(s[2 * n2], qf[kk], b0, b1);
-                mma16816(s[2 * n2 + 1], qf[kk], b2, b3);
+                #pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816(s[mt][2 * n2], qf[mt][kk], b0, b1);
+                    mma16816(s[mt][2 * n2 + 1], qf[mt][kk], b2, b3);
+                }
                 ldsm_x4(b0, b1, b2, b3, sVb + off);
-                mma16816(dp[2 * n2], df[kk], b0, b1);
-                mma16816(dp[2 * n2 + 1], df[kk], b2, b3);
+                #pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816(dp[mt][2 * n2], df[mt][kk], b0, b1);
+                    mma16816(dp[mt][2 * n2 + 1], df[mt][kk], b2, b3);
+                }
             }
         }
         // P and dS = P (dP - D), masked entries exactly 0
-        const bool need_mask = (k0 + BK > kvlen) || (p.causal && k0 + BK - 1 > qw0) || segb != nullptr;
         #pragma unroll
-        for (int n = 0; n < NT; n++) {
+        for (int mt = 0; mt < MT; mt++) {
+            const int qm0 = qw0 + 16 * mt;
+            const bool need_mask = (k0 + BK > kvlen) || (p.causal && k0 + BK - 1 > qm0) || segb != nullptr;
             #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int r = e >> 1;
-                float pv = exp2f(s[n][e] * p.scale_log2 - lse2[r]);
-                if (need_mask) {
-                    const int jl = n * 8 + 2 * t4 + (e & 1);
-                    const int sj = segb ? sSeg[buf * BK + jl] : 0;
-                    if (!attn_vis(qw0 + g + 8 * r, k0 + jl, kvlen, p.causal, segb != nullptr, segq[r], sj)) pv = 0.f;
+            for (int n = 0; n < NT; n++) {
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int r = e >> 1;
+                    float pv = exp2f(fmaf(s[mt][n][e], p.scale_log2, -lse2[mt][r]));
+                    if (need_mask) {
+                        const int jl = n * 8 + 2 * t4 + (e & 1);
+                        const int sj = segb ? sSeg[buf * BK + jl] : 0;
+                        if (!attn_vis(qm0 + g + 8 * r, k0 + jl, kvlen, p.causal, segb != nullptr, segq[mt][r], sj))
+                            pv = 0.f;
+                    }
+                    s[mt][n][e] = pv * (dp[mt][n][e] - Dr[mt][r]);
                 }
-                s[n][e] = pv * (dp[n][e] - Dr[r]);
             }
         }
-        // dQ (16 x HD) += dS (16 x BK) K (BK x HD)
+        // dQ (16 MT x HD) += dS (16 MT x BK) K (BK x HD)
         #pragma unroll
         for (int kk = 0; kk < BK / 16; kk++) {
-            uint32_t a[4];
-            acc_to_a(a, s[2 * kk], s[2 * kk + 1]);
+            uint32_t a[MT][4];
+            #pragma unroll
+            for (int mt = 0; mt < MT; mt++) acc_to_a(a[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
             #pragma unroll
             for (int d2 = 0; d2 < HD / 16; d2++) {
                 uint32_t b0, b1, b2, b3;
                 ldsm_x4_t(b0, b1, b2, b3, sKb + (kk * 16 + ldsm_bt_row(lane)) * SROW + d2 * 16 + ldsm_bt_col(lane));
-                mma16816(dqa[2 * d2], a, b0, b1);
-                mma16816(dqa[2 * d2 + 1], a, b2, b3);
+                #pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816(dqa[mt][2 * d2], a[mt], b0, b1);
+                    mma16816(dqa[mt][2 * d2 + 1], a[mt], b2, b3);
+                }
             }
         }
         __syncthreads();
@@ -700,14 +821,46 @@ __global__ void __launch_bounds__(128) flash_bwd_q_kernel(bf16 *__restrict__ dq,
     cp_async_wait<0>();
 
     #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int i = qw0 + g + 8 * r;
-        if (i >= T) continue;
-        bf16 *row = dq + ((long long)b * T + i) * p.q_stride + (long long)h * HD;
+    for (int mt = 0; mt < MT; mt++) {
         #pragma unroll
-        for (int d = 0; d < DT; d++)
-            *reinterpret_cast<__nv_bfloat162 *>(row + d * 8 + 2 * t4) =
-                __floats2bfloat162_rn(dqa[d][2 * r] * p.scale, dqa[d][2 * r + 1] * p.scale);
+        for (int r = 0; r < 2; r++) {
+            const int i = qw0 + 16 * mt + g + 8 * r;
+            if (i >= T) continue;
+            bf16 *row = dq + ((long long)b * T + i) * p.q_stride + (long long)h * HD;
+            #pragma unroll
+            for (int d = 0; d < DT; d++)
+                *reinterpret_cast<__nv_bfloat162 *>(row + d * 8 + 2 * t4) =
+                    __floats2bfloat162_rn(dqa[mt][d][2 * r] * p.scale, dqa[mt][d][2 * r + 1] * p.scale);
+        }
+    }
+}
+
+// The backward as one launch of key blocks (bwd_kv_block) and query blocks (bwd_q_block). The two
+// roles are independent (both read D, lse and the inputs), so one grid lets the short blocks of either
+// fill the other's tail. Blocks are ordered by tile rank, slowest: rank r holds the ck key blocks of key
+// tile r (all kv heads and rows), then the cq query blocks of query tile r, or of tile nt-1-r for causal.
+// For causal, rank 0 is then the heaviest of both kinds (keys [0, BKV) see every query; the last query
+// tile sees every key) and the ranks get lighter, so long blocks start first and short ones fill the tail.
+template <int HD>
+struct BwdCfg {
+    static constexpr size_t SMEM = BwdKVCfg<HD>::SMEM > BwdQCfg<HD>::SMEM ? BwdKVCfg<HD>::SMEM : BwdQCfg<HD>::SMEM;
+    static_assert(BwdKVCfg<HD>::BKV == BwdQCfg<HD>::BQ, "key and query tiles must have the same count");
+};
+
+template <int HD>
+__global__ void __launch_bounds__(128) flash_bwd_kernel(bf16 *__restrict__ dq, bf16 *__restrict__ dk,
+                                                        bf16 *__restrict__ dv, const bf16 *__restrict__ dout,
+                                                        const float *__restrict__ lse, const float *__restrict__ Dsum,
+                                                        const bf16 *__restrict__ q, const bf16 *__restrict__ k,
+                                                        const bf16 *__restrict__ v, const AttnParams p, const int ck,
+                                                        const int cq) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    const int rank = (int)(blockIdx.x / (unsigned)(ck + cq)), w = (int)(blockIdx.x % (unsigned)(ck + cq));
+    if (w < ck) {  // key block: key tile `rank`, kv head, row
+        bwd_kv_block<HD>(rank, w % p.NKV, w / p.NKV, smem, dk, dv, dout, lse, Dsum, q, k, v, p);
+    } else {       // query block
+        const int y = w - ck, nqt = (p.T + BwdQCfg<HD>::BQ - 1) / BwdQCfg<HD>::BQ;
+        bwd_q_block<HD>(p.causal ? nqt - 1 - rank : rank, y % p.NH, y / p.NH, smem, dq, dout, lse, Dsum, q, k, v, p);
     }
 }
 
@@ -958,8 +1111,9 @@ static void launch_fwd(bf16 *out, float *lse, const bf16 *q, const bf16 *k, cons
     using C = FwdCfg<HD>;
     static bool init = false;
     if (!init) { set_smem(flash_fwd_kernel<HD>, C::SMEM); init = true; }
-    dim3 grid((p.T + C::BQ - 1) / C::BQ, p.NH, p.B);
-    flash_fwd_kernel<HD><<<grid, C::NTHREADS, C::SMEM, attn_stream()>>>(out, lse, q, k, v, p);
+    const long long blocks = (long long)((p.T + C::BQ - 1) / C::BQ) * p.NH * p.B;
+    if (blocks > 0x7fffffffLL) fatal("attention_forward: %lld blocks exceed the grid limit", blocks);
+    flash_fwd_kernel<HD><<<(unsigned)blocks, C::NTHREADS, C::SMEM, attn_stream()>>>(out, lse, q, k, v, p);
     ATTN_LAUNCH_CHECK();
 }
 
@@ -969,21 +1123,16 @@ static void launch_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const flo
     using CKV = BwdKVCfg<HD>;
     using CQ = BwdQCfg<HD>;
     static bool init = false;
-    if (!init) {
-        set_smem(flash_bwd_kv_kernel<HD>, CKV::SMEM);
-        set_smem(flash_bwd_q_kernel<HD>, CQ::SMEM);
-        init = true;
-    }
-    if (dk || dv) {
-        dim3 grid((p.T + CKV::BKV - 1) / CKV::BKV, p.NKV, p.B);
-        flash_bwd_kv_kernel<HD><<<grid, CKV::NTHREADS, CKV::SMEM, attn_stream()>>>(dk, dv, dout, lse, D, q, k, v, p);
-        ATTN_LAUNCH_CHECK();
-    }
-    if (dq) {
-        dim3 grid((p.T + CQ::BQ - 1) / CQ::BQ, p.NH, p.B);
-        flash_bwd_q_kernel<HD><<<grid, CQ::NTHREADS, CQ::SMEM, attn_stream()>>>(dq, dout, lse, D, q, k, v, p);
-        ATTN_LAUNCH_CHECK();
-    }
+    if (!init) { set_smem(flash_bwd_kernel<HD>, BwdCfg<HD>::SMEM); init = true; }
+    // a NULL dq (or dk and dv) drops that role's blocks; bwd_kv_block skips a NULL dk or dv itself
+    const long long ck = (dk || dv) ? (long long)p.NKV * p.B : 0, cq = dq ? (long long)p.NH * p.B : 0;
+    const long long blocks = (long long)((p.T + CKV::BKV - 1) / CKV::BKV) * (ck + cq);
+    (void)sizeof(CQ);
+    if (blocks > 0x7fffffffLL) fatal("attention_backward: %lld blocks exceed the grid limit", blocks);
+    if (blocks == 0) return;
+    flash_bwd_kernel<HD><<<(unsigned)blocks, 128, BwdCfg<HD>::SMEM, attn_stream()>>>(dq, dk, dv, dout, lse, D, q, k, v,
+                                                                                     p, (int)ck, (int)cq);
+    ATTN_LAUNCH_CHECK();
 }
 
 template <int NC>
