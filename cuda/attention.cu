@@ -1228,7 +1228,9 @@ void flash_attention_backward(void *dq, void *dk, void *dv, const void *dout, co
 }
 
 // ----------------------------------------------------------------------------------------------------
-// run-time selection: VLM_ATTN=flash|cudnn (default flash); cudnn falls back to flash per shape
+// run-time selection: VLM_ATTN=flash|cudnn. The default is cuDNN where it is built in, the faster of the
+// two at every shape measured on the H100 (notes/perf.md); shapes cuDNN does not cover (segments, odd
+// head dims) fall back to flash per call.
 
 enum { ATTN_IMPL_UNSET = -1, ATTN_IMPL_FLASH = 0, ATTN_IMPL_CUDNN = 1 };
 static int g_attn_impl = ATTN_IMPL_UNSET;
@@ -1250,7 +1252,11 @@ void cuda_attention_select(const char *impl) {
 static int attn_impl(void) {
     if (g_attn_impl == ATTN_IMPL_UNSET) {
         const char *env = getenv("VLM_ATTN");
+#ifdef VLM_CUDNN
+        cuda_attention_select(env && env[0] ? env : "cudnn");
+#else
         cuda_attention_select(env && env[0] ? env : "flash");
+#endif
     }
     return g_attn_impl;
 }
