@@ -12,9 +12,11 @@ CFLAGS   += -I. -I/usr/include/stb -I/usr/include/cjson
 # .deps/ holds Debian packages unpacked for the GPU machine, which reaches no package registry
 DEPS_DIR := .deps
 CFLAGS   += $(if $(wildcard $(DEPS_DIR)/usr/include),-I$(DEPS_DIR)/usr/include -I$(DEPS_DIR)/usr/include/stb -I$(DEPS_DIR)/usr/include/cjson)
+# libjpeg-turbo's jconfig.h sits in the multiarch include folder
+CFLAGS   += $(if $(wildcard $(DEPS_DIR)/usr/include/x86_64-linux-gnu/jconfig.h),-I$(DEPS_DIR)/usr/include/x86_64-linux-gnu)
 # an absolute rpath: both ./vlm and build/test_vlm find the carried libraries
 LDLIBS   := $(if $(wildcard $(DEPS_DIR)/usr/lib/x86_64-linux-gnu),-L$(DEPS_DIR)/usr/lib/x86_64-linux-gnu -Wl$(,)-rpath$(,)$(abspath $(DEPS_DIR)/usr/lib/x86_64-linux-gnu))
-LDLIBS   += -lcjson -lstb -lz -lm -fopenmp -lpthread
+LDLIBS   += -lcjson -lstb -ljpeg -lz -lm -fopenmp -lpthread
 
 BUILD    ?= build
 SANITIZE ?=
@@ -110,7 +112,7 @@ demo:
 	@echo "make demo: the miniature study is not built yet (see README)."; exit 1
 
 deps:
-	@missing=""; for p in libstb-dev libcjson-dev zlib1g-dev; do \
+	@missing=""; for p in libstb-dev libcjson-dev libjpeg62-turbo-dev zlib1g-dev; do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then echo "deps: all installed"; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q $$missing; \
@@ -119,7 +121,7 @@ deps:
 # Unpack the runtime .deb files into .deps/ (git-ignored) for the GPU machine, which has no registry.
 deps-device:
 	@mkdir -p $(DEPS_DIR)/debs && cd $(DEPS_DIR)/debs && \
-	  apt-get download libcjson1 libcjson-dev libstb0 libstb-dev zlib1g-dev >/dev/null && \
+	  apt-get download libcjson1 libcjson-dev libstb0 libstb-dev libjpeg62-turbo libjpeg62-turbo-dev zlib1g-dev >/dev/null && \
 	  for f in *.deb; do dpkg -x $$f ..; done && echo "deps-device: unpacked into $(DEPS_DIR)/"
 
 fixtures:

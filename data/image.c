@@ -1,13 +1,17 @@
-// Image decoding with stb_image (the compiled libstb from Debian's libstb-dev; no implementation
-// macro here) and the PIL-compatible conversion to 8-bit RGB described in image.h.
+// Image decoding: JPEGs with libjpeg-turbo (Debian's libjpeg62-turbo-dev, the library PIL wheels
+// bundle), everything else with stb_image (the compiled libstb from Debian's libstb-dev; no
+// implementation macro here), and the PIL-compatible conversion to 8-bit RGB described in image.h.
 #include "image.h"
 
 #include <errno.h>
+#include <setjmp.h>
 #include <stdarg.h>
-#include <stdio.h>
+#include <stdio.h>  // before jpeglib.h, which uses FILE and size_t without including it
 #include <stdlib.h>
 #include <string.h>
 
+#include <jerror.h>
+#include <jpeglib.h>
 #include <stb_image.h>
 
 #include "../util/common.h"
@@ -69,9 +73,9 @@ static Format sniff_format(const uint8_t *p, size_t n) {
 }
 
 // Walks a JPEG's marker segments and entropy-coded scans and returns NULL when an end-of-image
-// marker is reached inside the data, else what is wrong. stb_image pads a scan that ends early with
-// zeros and "succeeds", returning a partly grey image; PIL raises "image file is truncated" there.
-// Bytes after EOI are ignored (as both decoders do).
+// marker is reached inside the data, else what is wrong. libjpeg reading from memory pads a scan
+// that ends early with a fake EOI, only warns, and returns a partly grey image; PIL (whose source
+// suspends instead) raises "image file is truncated" there. Bytes after EOI are ignored (as both do).
 static const char *jpeg_check_complete(const uint8_t *p, size_t n) {
     static const char *truncated = "truncated JPEG: the data ends before the end-of-image marker";
     if (n < 4 || p[0] != 0xFF || p[1] != 0xD8) return "not a JPEG: no start-of-image marker";
@@ -104,6 +108,113 @@ static const char *jpeg_check_complete(const uint8_t *p, size_t n) {
     }
 }
 
+// ---- JPEG: libjpeg-turbo with the settings PIL's JpegDecode.c uses ----
+// PIL leaves every decompression parameter at libjpeg's default (islow integer IDCT, fancy
+// upsampling, block smoothing for progressive files, no scaling; its "draft" mode, which changes
+// them, is opt-in), lets the library guess the colour space from the JFIF/Adobe markers and asks
+// for RGB (via JCS_EXT_RGBX, same values), gray, or CMYK by the number of components. With the same
+// library and the same settings our pixels are PIL's bit for bit: libjpeg-turbo's islow IDCT,
+// upsampling and colour conversion give the same results with and without SIMD, and Debian 12's
+// 2.1.5 matches the 3.2.0 bundled in Pillow 13's wheels on every fixture (tests/test_image.c).
+
+typedef struct {
+    struct jpeg_error_mgr pub;  // first: libjpeg hands us a pointer to it
+    jmp_buf jump;
+    char msg[JMSG_LENGTH_MAX];
+    int hit_eof;  // the data ran out (libjpeg then pads with an EOI and only warns)
+} JpegErr;
+
+static void jpeg_on_error(j_common_ptr cinfo) {
+    JpegErr *e = (JpegErr *)cinfo->err;
+    cinfo->err->format_message(cinfo, e->msg);
+    longjmp(e->jump, 1);
+}
+
+// Warnings (level -1: corrupt data that libjpeg recovers from) are silent as in PIL, whose decoder
+// ignores them too; traces (level >= 0) likewise. Running out of data is remembered: it is an error.
+static void jpeg_on_message(j_common_ptr cinfo, int level) {
+    JpegErr *e = (JpegErr *)cinfo->err;
+    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) e->hit_eof = 1;
+    if (level < 0) cinfo->err->num_warnings++;
+}
+
+// PIL's cmyk2rgb (Convert.c): r = (255 - k) - c * (255 - k) / 255, the product rounded as MULDIV255.
+static uint8_t cmyk_channel(uint8_t c, uint8_t k) {
+    int nk = 255 - k, t = c * nk + 128;
+    int v = nk - (((t >> 8) + t) >> 8);
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+// Decodes a complete JPEG (jpeg_check_complete passed) into RGB the way PIL's
+// Image.open(f).convert("RGB") does: 3 components as RGB (YCbCr converted by libjpeg), 1 as gray
+// replicated, 4 (CMYK, or YCCK converted to CMYK by libjpeg) read inverted as PIL does ("CMYK;I":
+// it assumes Adobe's inverted convention for every 4-component JPEG) and then turned into RGB by
+// PIL's cmyk2rgb formula. Other component counts are refused, as by PIL.
+static Image *jpeg_decode(const uint8_t *bytes, size_t len, const char *name, char *err, size_t errlen) {
+    struct jpeg_decompress_struct cinfo;
+    JpegErr jerr;
+    memset(&cinfo, 0, sizeof(cinfo));  // mem == NULL: jpeg_destroy_decompress is safe even if create fails
+    memset(&jerr, 0, sizeof(jerr));
+    cinfo.err = jpeg_std_error(&jerr.pub);
+    jerr.pub.error_exit = jpeg_on_error;
+    jerr.pub.emit_message = jpeg_on_message;
+    // set before setjmp and written after it: volatile, so their values survive the longjmp
+    Image *volatile im = NULL;
+    uint8_t *volatile row = NULL;
+    if (setjmp(jerr.jump)) {
+        set_err(err, errlen, "%s: cannot decode JPEG image: libjpeg: %s", name, jerr.msg);
+        jpeg_destroy_decompress(&cinfo);
+        image_free(im);
+        free(row);
+        return NULL;
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, bytes, (unsigned long)len);
+    jpeg_read_header(&cinfo, TRUE);
+    int nc = cinfo.num_components;
+    if (nc != 1 && nc != 3 && nc != 4) {
+        set_err(err, errlen, "%s: cannot decode JPEG image: %d color components (PIL and we handle 1, 3 or 4)", name, nc);
+        jpeg_destroy_decompress(&cinfo);
+        return NULL;
+    }
+    cinfo.out_color_space = nc == 1 ? JCS_GRAYSCALE : nc == 3 ? JCS_RGB : JCS_CMYK;
+    jpeg_start_decompress(&cinfo);
+    int w = (int)cinfo.output_width, h = (int)cinfo.output_height, oc = cinfo.output_components;
+    if (w <= 0 || h <= 0 || oc != (nc == 1 ? 1 : nc == 3 ? 3 : 4)) {
+        set_err(err, errlen, "%s: cannot decode JPEG image: unexpected size %dx%d with %d channels", name, w, h, oc);
+        jpeg_destroy_decompress(&cinfo);
+        return NULL;
+    }
+    im = image_new(w, h);
+    if (oc != 3) row = xmalloc((size_t)w * oc);
+    while (cinfo.output_scanline < cinfo.output_height) {
+        size_t y = cinfo.output_scanline;
+        uint8_t *d = im->data + y * w * 3;
+        JSAMPROW r = oc == 3 ? d : row;
+        if (jpeg_read_scanlines(&cinfo, &r, 1) != 1) break;  // cannot happen with an in-memory source
+        if (oc == 1) {
+            for (int x = 0; x < w; x++) d[3 * x] = d[3 * x + 1] = d[3 * x + 2] = row[x];
+        } else if (oc == 4) {
+            for (int x = 0; x < w; x++) {
+                const uint8_t *s = row + 4 * x;
+                uint8_t k = (uint8_t)~s[3];
+                for (int c = 0; c < 3; c++) d[3 * x + c] = cmyk_channel((uint8_t)~s[c], k);
+            }
+        }
+    }
+    int complete = cinfo.output_scanline == cinfo.output_height;
+    if (complete) jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    free(row);
+    if (!complete || jerr.hit_eof) {
+        // PIL raises "image file is truncated" here; libjpeg alone pads the missing part with grey
+        set_err(err, errlen, "%s: cannot decode image: truncated JPEG: libjpeg ran out of data (Premature end of JPEG file)", name);
+        image_free(im);
+        return NULL;
+    }
+    return im;
+}
+
 // PIL's alpha_composite of (c, a) over opaque white, in its integer arithmetic
 // (7 extra precision bits, rounded division by 255). With an opaque white destination the
 // coefficients simplify to c1 = a * 128 and c2 = (255 - a) * 128.
@@ -117,16 +228,17 @@ static uint8_t over_white(uint8_t c, uint8_t a) {
 
 Image *image_decode(const uint8_t *bytes, size_t len, const char *name, ImageAlpha alpha, char *err, size_t errlen) {
     if (len == 0) { set_err(err, errlen, "%s: empty file, not an image", name); return NULL; }
-    if (len > (size_t)0x7fffffff) { set_err(err, errlen, "%s: file too large for stb_image (%zu bytes)", name, len); return NULL; }
+    if (len > (size_t)0x7fffffff) { set_err(err, errlen, "%s: file too large to decode (%zu bytes)", name, len); return NULL; }
     Format fmt = sniff_format(bytes, len);
     const char *fname = format_names[fmt];
     if (fmt == FMT_WEBP || fmt == FMT_TIFF) {
-        set_err(err, errlen, "%s: %s images are not supported (stb_image decodes JPEG, PNG, BMP, GIF, PSD, PNM, TGA, HDR); convert it to PNG", name, fname);
+        set_err(err, errlen, "%s: %s images are not supported (we decode JPEG, PNG, BMP, GIF, PSD, PNM, TGA, HDR); convert it to PNG", name, fname);
         return NULL;
     }
     if (fmt == FMT_JPEG) {
         const char *why = jpeg_check_complete(bytes, len);
         if (why) { set_err(err, errlen, "%s: cannot decode image: %s", name, why); return NULL; }
+        return jpeg_decode(bytes, len, name, err, errlen);  // no alpha in a JPEG: `alpha` has no effect
     }
     int w = 0, h = 0, n = 0;
     int is16 = stbi_is_16_bit_from_memory(bytes, (int)len);
@@ -148,7 +260,7 @@ Image *image_decode(const uint8_t *bytes, size_t len, const char *name, ImageAlp
     if (!px) {
         const char *reason = stbi_failure_reason();
         if (fmt == FMT_UNKNOWN)
-            set_err(err, errlen, "%s: not a recognized image file (stb_image decodes JPEG, PNG, BMP, GIF, PSD, PNM, TGA, HDR)", name);
+            set_err(err, errlen, "%s: not a recognized image file (we decode JPEG, PNG, BMP, GIF, PSD, PNM, TGA, HDR)", name);
         else
             set_err(err, errlen, "%s: cannot decode %s image: stb_image: %s", name, fname, reason ? reason : "unknown error");
         return NULL;

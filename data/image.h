@@ -1,5 +1,6 @@
-// Images in memory and decoding from files (stb_image), converted to 8-bit RGB the way
-// PIL's Image.open(path).convert("RGB") does, which is what LLaVA and HF processors see.
+// Images in memory and decoding from files (JPEG: libjpeg-turbo; the rest: stb_image), converted to
+// 8-bit RGB the way PIL's Image.open(path).convert("RGB") does, which is what LLaVA and HF
+// processors see.
 //
 // Conversion rules (each checked against PIL in tests/test_image.c):
 //   RGB                      as is
@@ -12,8 +13,11 @@
 //   16-bit grayscale PNG     min(v, 255): PIL opens it as mode "I;16" and its I;16 -> RGB
 //                            conversion clips instead of scaling, so most such images come out
 //                            white. We match PIL on purpose (parity with the reference pipeline).
-// JPEGs are decoded by stb_image, not libjpeg-turbo as in PIL: pixels differ by a few levels
-// (IDCT rounding, chroma upsampling); tests measure and bound the difference.
+//   JPEG                     libjpeg-turbo with PIL's settings (islow IDCT, fancy upsampling):
+//                            bit-exact with PIL. Gray JPEGs replicated; CMYK/YCCK JPEGs read as
+//                            inverted (Adobe) CMYK and converted with PIL's cmyk2rgb formula.
+//                            A JPEG whose data ends before its end-of-image marker is an error
+//                            ("truncated JPEG"), as PIL's "image file is truncated".
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -37,7 +41,8 @@ Image *image_copy(const Image *im);
 
 // Decodes an encoded image (JPEG, PNG, BMP, GIF first frame, PNM, TGA, PSD, ...) held in memory.
 // name is used in messages only. On failure returns NULL and writes a message naming `name` and the
-// reason ("truncated JPEG ...", "not an image ...", stb_image's reason) into err[errlen] (err may be NULL).
+// reason ("truncated JPEG ...", "not an image ...", libjpeg's or stb_image's reason) into err[errlen]
+// (err may be NULL). Thread-safe for JPEGs; stb_image's failure reason is a global.
 Image *image_decode(const uint8_t *bytes, size_t len, const char *name, ImageAlpha alpha, char *err, size_t errlen);
 // Reads and decodes a file; NULL + message (naming the path) on a missing/unreadable file or a decode error.
 Image *image_load(const char *path, ImageAlpha alpha, char *err, size_t errlen);

@@ -11,21 +11,14 @@
 #include "image_fixtures.h"
 #include "test.h"
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcmp(s + a - b, suffix);
-}
-
 // For every shared image, sizes 336 and 32, with and without pad-to-square:
 //  - the uint8 image after pad/resize/crop and the final float32 values are compared by CRC with
 //    transformers' (bit-exact expected for PNG sources);
 //  - the max abs error after normalization is measured against the stored references (full
 //    float32 at 32; at 336 the uint8 geometry, in full for JPEGs and at stride 3 for PNGs, turned
 //    into the reference values by the same normalization, which the 32-pixel cases check bitwise).
-// PNG sources must match bit for bit. JPEG sources go through stb_image's decoder instead of
-// libjpeg-turbo (a few levels apart on some pixels, see image_decode_matches_pil); after resizing,
-// a few values stay 1-2 uint8 levels apart, i.e. up to 2 / 255 / 0.2613 = 0.030 after
-// normalization: more than the 0.02 we hold PNGs to, so JPEGs get max 2 levels and a mean bound.
+// Every source must match bit for bit: PNGs and JPEGs alike (JPEGs are decoded by libjpeg-turbo with
+// PIL's settings, see image_decode_matches_pil).
 TEST(preprocess_matches_clip_processor) {
     cJSON *m = image_manifest();
     EXPECTF(m, "missing %s/manifest.json: run tests/ref/make_image_fixtures.py", IMAGE_FIXTURES);
@@ -36,7 +29,6 @@ TEST(preprocess_matches_clip_processor) {
         const char *name = json_str(e, "name");
         char *path = shared_image_path(name);
         Image *im = image_load_or_die(path, IMAGE_ALPHA_DROP);
-        int is_jpeg = ends_with(name, ".jpg");
         const cJSON *c;
         cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(e, "cases")) {
             int size = (int)json_num(c, "size");
@@ -109,13 +101,9 @@ TEST(preprocess_matches_clip_processor) {
             printf("      %-22s %3d %-3s %s  max|uint8 diff| %s  max abs err %.4f  mean %.2e  values differing %.3f%%\n",
                    name, size, pad ? "pad" : "", geo_exact && px_exact ? "bit-exact" : "differs  ", u8, max_err, mean_err,
                    n_cmp ? 100.0 * n_diff / n_cmp : 0.0);
-            if (!is_jpeg) {
-                EXPECTF(geo_exact && px_exact, "%s size %d pad %d: not bit-exact with transformers", name, size, pad);
-                EXPECTF(max_err <= 0.02, "%s size %d pad %d: max abs error %g > 0.02", name, size, pad, max_err);
-            } else {
-                EXPECTF(max_err <= 2.0 / 255 / 0.26130258 + 1e-6 && mean_err < 1e-3,
-                        "%s size %d pad %d: max abs error %g, mean %g", name, size, pad, max_err, mean_err);
-            }
+            EXPECTF(geo_exact && px_exact, "%s size %d pad %d: not bit-exact with transformers", name, size, pad);
+            EXPECTF(max_err == 0 && max_u8 <= 0, "%s size %d pad %d: max abs error %g, max uint8 diff %d", name, size, pad,
+                    max_err, max_u8);
             free(px);
             free(chw);
             image_free(g);

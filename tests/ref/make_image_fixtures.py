@@ -9,19 +9,22 @@ Run from the repository root:  python3 tests/ref/make_image_fixtures.py
 What is stored, and why this way (the folder stays under ~2.5 MB; full fp32 outputs at 336 would
 be 1.35 MB per case):
 - decode: the CRC-32 of PIL's Image.open(f).convert("RGB") bytes for every shared image (an exact
-  check for PNGs in 4 bytes), plus, for JPEGs, PIL's pixels at a stride of 5 in both directions
-  stored as PNG (jpeg_<name>_s5.png) so the test can measure the decoder difference (stb_image vs
-  libjpeg-turbo). For images with transparency also the CRC of transformers 5's convert_to_rgb
+  check in 4 bytes), plus, for JPEGs, PIL's pixels at a stride of 5 in both directions stored as
+  PNG (jpeg_<name>_s5.png) so that, should the CRC differ (another libjpeg build, other decode
+  settings), the test says by how many levels. For images with transparency also the CRC of transformers 5's convert_to_rgb
   (alpha composited on white).
 - preprocess: for every image, at sizes 336 and 32, without and with LLaVA pad-to-square (the
   padded case only for non-square images, where it differs):
   * the CRC-32 of the final float32 pixel_values: an exact, bitwise check of the whole pipeline;
   * the processor run with do_rescale = do_normalize = False, i.e. the uint8 image after
-    pad/resize/crop, stored losslessly as PNG: in full for JPEG sources (whose decode differs, so
-    the test measures the error everywhere) and at a stride of 3 for PNG sources (for which we
-    expect the CRC to match; the sample says by how much when it does not);
+    pad/resize/crop, stored losslessly as PNG: in full for JPEG sources (from when our JPEG decoder
+    was stb_image's and differed, so the test measured the error everywhere) and at a stride of 3
+    for PNG sources (the CRC must match; the sample says by how much when it does not);
   * at size 32, the full float32 pixel_values (.npy, 12 KB each), compared value by value.
 - small 16-bit / gray+alpha PNGs made here, with PIL's RGB conversion of each.
+- small JPEGs made here from a 61x47 crop of coffee.png (gray, CMYK with Adobe's inverted
+  convention, progressive 4:2:0, 4:2:2, restart markers), with the CRC of PIL's convert("RGB") of
+  each: the decoder variants beyond the shared 4:4:4 / 4:2:0 baseline JPEGs.
 - resize: CRCs of PIL's Image.resize with every filter, shrinking and enlarging coffee.png.
 - augment: the SeVa/VCD diffusion schedule computed as VCD does in torch float32, bilinear
   antialiased resizes by torch.nn.functional.interpolate (aug_bilinear_*.npy), and HSV hue shifts
@@ -129,6 +132,8 @@ def main():
         manifest["extra_png"].append({"name": fn, "mode": im.mode, "rgb": rgb.reshape(-1).tolist(),
                                       "width": im.size[0], "height": im.size[1]})
 
+    manifest["extra_jpeg"] = jpeg_variant_fixtures()
+
     # Every PIL filter (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming), shrinking and
     # enlarging, by CRC of Image.resize's output on coffee.png. Some sizes shrink the height by more
     # than twice the width's pixels, where Pillow >= 13 runs the vertical pass first.
@@ -144,6 +149,25 @@ def main():
         json.dump(manifest, f, indent=1)
     total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
     print("wrote %s: %d files, %.2f MB" % (OUT, len(os.listdir(OUT)), total / 1e6))
+
+
+def jpeg_variant_fixtures():
+    """JPEG layouts the shared images lack, each with PIL's RGB pixels (CRC): odd sizes so the
+    chroma upsampling meets partial blocks at the right and bottom edges."""
+    src = Image.open(os.path.join(IMAGES, "coffee.png")).convert("RGB").crop((100, 50, 161, 97))
+    variants = [("jpeg_gray.jpg", src.convert("L"), {}),
+                ("jpeg_cmyk.jpg", src.convert("CMYK"), {}),  # PIL writes inverted CMYK + Adobe APP14
+                ("jpeg_progressive420.jpg", src, {"progressive": True, "subsampling": 2}),
+                ("jpeg_422.jpg", src, {"subsampling": 1}),
+                ("jpeg_restart444.jpg", src, {"subsampling": 0, "restart_marker_rows": 1})]
+    out = []
+    for fn, im, kw in variants:
+        path = os.path.join(OUT, fn)
+        im.save(path, "JPEG", quality=85, **kw)
+        back = Image.open(path)
+        a = np.array(back.convert("RGB"))
+        out.append({"name": fn, "mode": back.mode, "width": back.size[0], "height": back.size[1], "rgb_crc32": crc(a)})
+    return out
 
 
 def augment_fixtures():
