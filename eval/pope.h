@@ -25,7 +25,7 @@ typedef struct {
     int n;                   // questions
     int tp, fp, tn, fn;      // over the answers the chosen parser read (all of them for reference)
     int unparseable;         // answers the strict parser cannot read (diagnostic under reference)
-    int unparseable_yes;     // ... of which on questions labelled yes (strict: counted as missed positives)
+    int unparseable_yes;     // ... of which on questions labelled yes (strict: in recall's denominator, not in fn)
     double accuracy;         // (tp + tn) / n
     double precision;        // tp / (tp + fp), 0 when nothing was predicted yes
     double recall;           // tp / (questions labelled yes)

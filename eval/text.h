@@ -10,7 +10,7 @@
 // look for (COCO's 80 classes and their synonyms) and checked against the pair list in tests/test_eval.c.
 // In order:
 //   1. words shorter than 3 letters, and invariant words ending in s (is, this, gas, bus, news, series,
-//      species, scissors, pants, jeans, glasses-free plural-only nouns, ...) stay as they are;
+//      species, and plural-only nouns: scissors, pants, jeans, sunglasses, ...) stay as they are;
 //   2. irregular whole words: people, men, women, children, mice, geese, feet, teeth, oxen, knives, wives,
 //      lives, leaves, loaves, thieves, hooves, scarves, cacti, fungi, buses, lenses, tomatoes, potatoes,
 //      skis, taxis, menus, zebus, ...;
