@@ -25,7 +25,7 @@ CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 LDLIBS   += -fsanitize=address,undefined
 endif
 
-LIB_SRCS  := $(wildcard util/*.c model/*.c data/*.c train/*.c)
+LIB_SRCS  := $(wildcard util/*.c model/*.c data/*.c train/*.c eval/*.c)
 LIB_SRCS  := $(filter-out model/ops_cpu.c,$(LIB_SRCS))
 CLI_SRCS  := $(wildcard cli/*.c)
 TEST_SRCS := $(wildcard tests/*.c)

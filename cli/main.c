@@ -18,6 +18,7 @@ static const Command commands[] = {
     {"tokenize", cmd_tokenize, "JSONL {\"text\":..} on stdin -> {\"ids\":[..]}"},
     {"preprocess", cmd_preprocess, "the CLIP image pipeline to a float32 [3,N,N] .npy"},
     {"data", cmd_data, "dataset tools: pack (dataset + images -> binary shard), bench"},
+    {"eval", cmd_eval, "rule-based benchmark scorers: pope, chair, mmvp"},
 };
 
 static void usage(FILE *f) {
