@@ -58,6 +58,7 @@ int cmd_bench(int argc, char **argv) {
     double peak = arg_float(&a, "--peak-tflops", 760);
     int svco = !strcmp(workload, "svco"), dpo = !strcmp(workload, "dpo"), pack = !arg_flag(&a, "--no-pack");
     args_finish(&a);
+    if (steps < 1 || warmup < 0 || batch < 1) fatal("vlm bench: --steps and --batch must be at least 1, --warmup at least 0");
     if (!svco && !dpo && strcmp(workload, "sft")) fatal("vlm bench: --workload '%s': expected sft, dpo or svco", workload);
     LlavaConfig cfg;
     if (llava_config_preset(&cfg, shape)) fatal("vlm bench: --shape '%s': expected llava-1.4b, llava-7b or llava-tiny", shape);
