@@ -255,3 +255,40 @@ TEST(train_packing_is_exact) {
         free(a); free(data);
     }
 }
+
+// Training from a packed shard (vlm data pack: images decoded and resized once, normalized on load)
+// gives exactly the run that the JSON Lines file gives, and the run's data position is in its checkpoints.
+TEST(train_from_shard_equals_jsonl) {
+    char *dir = path_join(test_tmpdir(), "shard_train"), cmd[1024], args[2048], *err, *out;
+    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r tests/fixtures/models/llava_tok/images %s/", dir, dir, dir);
+    if (system(cmd) != 0) fatal("setup");
+    const char *text =
+        "{\"image\": \"images/c.png\", \"prompt\": \"What color is the circle?\", \"chosen\": \"It is red.\", \"rejected\": \"It is blue.\"}\n"
+        "{\"image\": \"images/c.png\", \"prompt\": \"Is there a dog?\", \"chosen\": \"No.\", \"rejected\": \"Yes, a big dog.\"}\n"
+        "{\"prompt\": \"How many stars?\", \"chosen\": \"Two.\", \"rejected\": \"Seven stars.\"}\n";
+    char *jsonl = path_join(dir, "pref.jsonl");
+    write_file_atomic(jsonl, text, strlen(text));
+    snprintf(args, sizeof(args), "data pack --input %s --kind pref --config tests/fixtures/models/llava_tok/preprocessor_config.json "
+             "--out %s/pref.shard.bin", jsonl, dir);
+    int rc = test_run_vlm(args, &out, &err);
+    EXPECTF(rc == 0, "pack: %s", err);
+    free(out); free(err);
+    double loss[2][8];
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof(args), "train --recipe dpo --model tests/fixtures/models/llava_tok --data %s/%s --out %s/run%d --steps 4 "
+                 "--batch 2 --lr 1e-2 --warmup-steps 0 --tokenizer %s/tokenizers/llama2_tokenizer.model --device cpu --quiet --save-every 2",
+                 dir, k ? "pref.shard.bin" : "pref.jsonl", dir, k, test_shared_data());
+        rc = run_train(args, &err);
+        EXPECTF(rc == 0, "train on %s: %s", k ? "the shard" : "the JSONL", err);
+        free(err);
+        char logf[600];
+        snprintf(logf, sizeof(logf), "%s/run%d/metrics.jsonl", dir, k);
+        EXPECT_INT_EQ(read_metric(logf, "loss", loss[k], 8), 4);
+    }
+    for (int i = 0; i < 4; i++) EXPECT_NEAR(loss[1][i], loss[0][i], 1e-12);
+    char state[600];
+    snprintf(state, sizeof(state), "%s/run1/checkpoint-00000002/state.json", dir);
+    char *st = read_file(state, NULL);
+    EXPECT(strstr(st, "\"epoch\"") && strstr(st, "\"cursor\""));  // the data position a resume continues from
+    free(st); free(jsonl); free(dir);
+}

@@ -7,7 +7,9 @@
 
 #include "../data/chat.h"
 #include "../data/image.h"
+#include "../data/datasets.h"
 #include "../data/records.h"
+#include "../data/shard.h"
 #include "../data/tokenizer_sp.h"
 #include "../util/common.h"
 #include "../util/jsonl.h"
@@ -43,6 +45,8 @@ typedef struct {
     const TrainDataOptions *opt;
     SpTokenizer *tok;
     int cap_ex, cap_img;
+    const Shard *shard;  // images named "shard:<index>" come from this shard (already preprocessed)
+    int *shard_map;      // shard image index -> our table index (-1: not loaded yet)
     char err[512];
 } Loader;
 
@@ -53,8 +57,43 @@ static unsigned long long fnv(unsigned long long h, const void *p, size_t n) {
 }
 
 // Index of the image in the table, loading and preprocessing it the first time.
+static int table_append(Loader *L, const float *px, char *name);
+
+// A shard's image: normalized from its uint8 pixels with the shard's own table (bit-exact with the
+// preprocessing the shard was packed with).
+static int shard_image_index(Loader *L, long idx, int line) {
+    const Shard *sh = L->shard;
+    if (idx < 0 || (uint64_t)idx >= sh->h->n_images) fatal("%s: record %d: image %ld is outside the shard", L->path, line, idx);
+    if (L->shard_map[idx] >= 0) return L->shard_map[idx];
+    const int S = L->d->image_size;
+    if ((int)sh->h->image_size != S) fatal("%s: images are %ux%u, the vision tower expects %dx%d", L->path, sh->h->image_size, sh->h->image_size, S, S);
+    ShardLut lut;
+    shard_lut_init(&lut, sh->h);
+    float *px = xmalloc(sizeof(float) * 3 * S * S);
+    shard_normalize(&lut, shard_image(sh, idx), S, px);
+    char name[64];
+    snprintf(name, sizeof(name), "(shard image %ld)", idx);
+    L->shard_map[idx] = table_append(L, px, xstrdup(name));
+    free(px);
+    return L->shard_map[idx];
+}
+
+static int table_append(Loader *L, const float *px, char *name) {
+    TrainData *d = L->d;
+    const int S = d->image_size;
+    if (d->n_images == L->cap_img) {
+        L->cap_img = L->cap_img ? 2 * L->cap_img : 64;
+        d->pixels = xrealloc(d->pixels, sizeof(float) * (size_t)L->cap_img * 3 * S * S);
+        d->image_names = xrealloc(d->image_names, sizeof(char *) * L->cap_img);
+    }
+    memcpy(d->pixels + (size_t)d->n_images * 3 * S * S, px, sizeof(float) * 3 * S * S);
+    d->image_names[d->n_images] = name;
+    return d->n_images++;
+}
+
 static int image_index(Loader *L, const char *rel, int line) {
     TrainData *d = L->d;
+    if (L->shard && !strncmp(rel, "shard:", 6)) return shard_image_index(L, atol(rel + 6), line);
     char *path = path_join(L->opt->images_dir ? L->opt->images_dir : L->dir, rel);
     for (int i = 0; i < d->n_images; i++)
         if (!strcmp(d->image_names[i], path)) { free(path); return i; }
@@ -65,35 +104,25 @@ static int image_index(Loader *L, const char *rel, int line) {
     float *px = preprocess_image(L->pcfg, im, &h, &w);
     image_free(im);
     if (h != S || w != S) fatal("%s:%d: %s preprocesses to %dx%d, the vision tower expects %dx%d", L->path, line, path, w, h, S, S);
-    if (d->n_images == L->cap_img) {
-        L->cap_img = L->cap_img ? 2 * L->cap_img : 64;
-        d->pixels = xrealloc(d->pixels, sizeof(float) * (size_t)L->cap_img * 3 * S * S);
-        d->image_names = xrealloc(d->image_names, sizeof(char *) * L->cap_img);
-    }
-    memcpy(d->pixels + (size_t)d->n_images * 3 * S * S, px, sizeof(float) * 3 * S * S);
+    int i = table_append(L, px, path);
     free(px);
-    d->image_names[d->n_images] = path;
-    return d->n_images++;
+    return i;
 }
 
 // mDPO's corrupted image: a random-resized crop of `src`, drawn once per example from (seed, example).
 static int corrupt_image(Loader *L, int src, int example) {
     TrainData *d = L->d;
     const int S = d->image_size;
-    if (d->n_images == L->cap_img) {
-        L->cap_img = L->cap_img ? 2 * L->cap_img : 64;
-        d->pixels = xrealloc(d->pixels, sizeof(float) * (size_t)L->cap_img * 3 * S * S);
-        d->image_names = xrealloc(d->image_names, sizeof(char *) * L->cap_img);
-    }
-    float *dst = d->pixels + (size_t)d->n_images * 3 * S * S;
-    memcpy(dst, d->pixels + (size_t)src * 3 * S * S, sizeof(float) * 3 * S * S);
+    float *px = xmalloc(sizeof(float) * 3 * S * S);
+    memcpy(px, d->pixels + (size_t)src * 3 * S * S, sizeof(float) * 3 * S * S);
     AugRng rng;
     augrng_seed(&rng, L->opt->seed * 1000003ULL + (unsigned long long)example);
-    augment_random_resized_crop(dst, 3, S, S, L->opt->crop_lo, L->opt->crop_hi, &rng);
+    augment_random_resized_crop(px, 3, S, S, L->opt->crop_lo, L->opt->crop_hi, &rng);
     char name[64];
     snprintf(name, sizeof(name), "(crop of image %d)", src);
-    d->image_names[d->n_images] = xstrdup(name);
-    return d->n_images++;
+    int i = table_append(L, px, xstrdup(name));
+    free(px);
+    return i;
 }
 
 static int *json_ids(const cJSON *arr, int *n) {
@@ -154,8 +183,8 @@ static int row_from_ids(Loader *L, TrainRow *r, const int *prompt, int np, const
     return 0;
 }
 
-// A row from text through the chat template.
-static int row_from_text(Loader *L, TrainRow *r, const char *system, const char *prompt, const char *resp, int with_image, int image) {
+// A row from text through the chat template: one (prompt, response) turn, or a whole conversation.
+static int row_from_turns(Loader *L, TrainRow *r, const char *system, const ChatTurn *turns, int n_turns, int with_image, int image) {
     if (!L->tok) { snprintf(L->err, sizeof(L->err), "text fields need a tokenizer (--tokenizer or tokenizer.model in the model folder)"); return -1; }
     ChatOptions o = {0};
     o.tmpl = L->opt->template_name ? (ChatTemplate)chat_template_from_name(L->opt->template_name) : CHAT_VICUNA_V1;
@@ -163,9 +192,8 @@ static int row_from_text(Loader *L, TrainRow *r, const char *system, const char 
     o.image = with_image;
     o.n_image_tokens = L->cfg->image_tokens;
     o.max_len = L->opt->max_len;
-    ChatTurn t = {prompt, resp};
     ChatTokens ct;
-    if (chat_build(L->tok, &o, &t, 1, &ct, L->err, sizeof(L->err)) != 0) return -1;
+    if (chat_build(L->tok, &o, turns, n_turns, &ct, L->err, sizeof(L->err)) != 0) return -1;
     r->n = ct.n;
     r->ids = xmalloc(sizeof(int) * ct.n);
     r->labels = xmalloc(sizeof(int) * ct.n);
@@ -230,7 +258,29 @@ static int pair_fields(Loader *L, const cJSON *j, PairFields *f, const char *pro
 static int make_row(Loader *L, TrainRow *r, const PairFields *f, int which, int with_image, int image) {
     if (f->prompt_ids)
         return row_from_ids(L, r, f->prompt_ids, f->np, which ? f->b_ids : f->a_ids, which ? f->nb : f->na, with_image, image);
-    return row_from_text(L, r, f->system, f->prompt, which ? f->b : f->a, with_image, image);
+    ChatTurn t = {f->prompt, which ? f->b : f->a};
+    return row_from_turns(L, r, f->system, &t, 1, with_image, image);
+}
+
+// LLaVA's conversation format: [{"from": "human", "value": ...}, {"from": "gpt", "value": ...}, ...]
+static int conversation_row(Loader *L, TrainRow *r, const cJSON *conv, int with_image) {
+    int n = cJSON_GetArraySize(conv);
+    if (n < 2 || n % 2) { snprintf(L->err, sizeof(L->err), "\"conversations\" needs human/gpt turns in pairs (%d entries)", n); return -1; }
+    ChatTurn *turns = xcalloc(n / 2, sizeof(ChatTurn));
+    for (int i = 0; i < n; i++) {
+        const cJSON *t = cJSON_GetArrayItem(conv, i);
+        const char *from = json_str(t, "from"), *value = json_str(t, "value");
+        const char *want = i % 2 ? "gpt" : "human";
+        if (!from || !value || strcmp(from, want) != 0) {
+            snprintf(L->err, sizeof(L->err), "conversation entry %d must be {\"from\": \"%s\", \"value\": text}", i, want);
+            free(turns);
+            return -1;
+        }
+        if (i % 2) turns[i / 2].assistant = value; else turns[i / 2].user = value;
+    }
+    int rc = row_from_turns(L, r, NULL, turns, n / 2, with_image, 0);
+    free(turns);
+    return rc;
 }
 
 // First path of an image field that may be a string or a list of strings (MVC); -1 if absent.
@@ -276,7 +326,11 @@ static int parse_example(Loader *L, const cJSON *j, int line, TrainExample *e) {
         e->image[0] = image_field(L, j, "image", line);
         if (rc == RECIPE_MDPO && e->image[0] < 0) { snprintf(L->err, sizeof(L->err), "mDPO needs an image"); return -1; }
         int img = e->image[0] >= 0;
-        if (rc == RECIPE_SFT) {
+        const cJSON *conv = cJSON_GetObjectItemCaseSensitive(j, "conversations");
+        if (rc == RECIPE_SFT && cJSON_IsArray(conv)) {
+            if (conversation_row(L, &e->rows[e->n_rows++], conv, img)) { example_free(e); return -1; }
+            return 0;
+        } else if (rc == RECIPE_SFT) {
             if (pair_fields(L, j, &f, "prompt", "response", NULL, NULL)) return -1;
             rc_ok = make_row(L, &e->rows[e->n_rows++], &f, 0, img, 0);
         } else {
@@ -294,22 +348,79 @@ static int parse_example(Loader *L, const cJSON *j, int line, TrainExample *e) {
     return 0;
 }
 
+// The records of a shard as the JSON objects the text formats above would give, with images named
+// "shard:<index>" (image_index resolves those from the shard).
+static cJSON *shard_records_json(const Shard *sh, const char *path) {
+    cJSON *arr = cJSON_CreateArray();
+    if (!(sh->h->flags & SHARD_HAS_TEXT)) fatal("%s: the shard has no text fields to train on", path);
+    for (uint64_t r = 0; r < sh->h->n_records; r++) {
+        const ShardRecord *rec = &sh->records[r];
+        const uint32_t *imgs = shard_record_images(sh, r);
+        cJSON *o = cJSON_CreateObject();
+        char name[32];
+#define FIELD(k) (shard_record_field(sh, r, (k)) ? shard_record_field(sh, r, (k)) : "")
+        if (rec->kind == DATA_PREF) {
+            if (rec->n_images) { snprintf(name, sizeof(name), "shard:%u", imgs[0]); cJSON_AddStringToObject(o, "image", name); }
+            cJSON_AddStringToObject(o, "prompt", FIELD(0));
+            cJSON_AddStringToObject(o, "chosen", FIELD(1));
+            cJSON_AddStringToObject(o, "rejected", FIELD(2));
+        } else if (rec->kind == DATA_MVC) {
+            cJSON *cw = cJSON_AddArrayToObject(o, "chosen_images"), *cl = cJSON_AddArrayToObject(o, "rejected_images");
+            for (uint32_t i = 0; i < rec->n_images; i++) {
+                snprintf(name, sizeof(name), "shard:%u", imgs[i]);
+                cJSON_AddItemToArray(i < rec->n_chosen_images ? cw : cl, cJSON_CreateString(name));
+            }
+            cJSON_AddStringToObject(o, "system_prompt", FIELD(0));
+            cJSON_AddStringToObject(o, "instruction_prompt", FIELD(1));
+            cJSON_AddStringToObject(o, "chosen_response", FIELD(2));
+            cJSON_AddStringToObject(o, "rejected_response", FIELD(3));
+        } else if (rec->kind == DATA_LLAVA) {
+            if (rec->n_images) { snprintf(name, sizeof(name), "shard:%u", imgs[0]); cJSON_AddStringToObject(o, "image", name); }
+            cJSON *conv = cJSON_AddArrayToObject(o, "conversations");
+            for (uint32_t k = 0; k < rec->n_fields; k++) {
+                cJSON *t = cJSON_CreateObject();
+                cJSON_AddStringToObject(t, "from", k % 2 ? "gpt" : "human");
+                cJSON_AddStringToObject(t, "value", FIELD(k));
+                cJSON_AddItemToArray(conv, t);
+            }
+        } else fatal("%s: record %llu is a %s record, which is not training data", path, (unsigned long long)r, data_kind_name(rec->kind));
+#undef FIELD
+        if (rec->kind == DATA_MVC && cJSON_GetObjectItemCaseSensitive(o, "system_prompt")->valuestring[0] == 0)
+            cJSON_DeleteItemFromObject(o, "system_prompt");  // empty: the template's own system line
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
 void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaConfig *cfg,
                      const PreprocessConfig *pcfg, const TrainDataOptions *opt) {
     memset(d, 0, sizeof(*d));
     if (recipe == RECIPE_CLIP) fatal("train_data_load: the clip recipe reads image-caption data (see train/clip_data)");
     d->recipe = recipe;
     d->image_size = cfg->vision.image_size;
-    Loader L = {d, path, path_dirname(path), cfg, pcfg, opt, NULL, 0, 0, {0}};
+    Loader L = {.d = d, .path = path, .dir = path_dirname(path), .cfg = cfg, .pcfg = pcfg, .opt = opt};
     if (opt->tokenizer) L.tok = sptok_load(opt->tokenizer);
-    // A JSON array (S-VCO's mvc.json) or JSON Lines
+    // A packed shard (vlm data pack), a JSON array (S-VCO's mvc.json, LLaVA's conversations) or JSON Lines
+    char magic[8] = {0};
+    FILE *mf = fopen(path, "rb");
+    if (mf) { if (fread(magic, 1, 8, mf) != 8) magic[0] = 0; fclose(mf); }
+    Shard shard;
+    cJSON *from_shard = NULL;
+    if (!memcmp(magic, SHARD_MAGIC, 8)) {
+        shard_open_or_die(&shard, path);
+        L.shard = &shard;
+        L.shard_map = xmalloc(sizeof(int) * (shard.h->n_images + 1));
+        for (uint64_t i = 0; i < shard.h->n_images; i++) L.shard_map[i] = -1;
+        from_shard = shard_records_json(&shard, path);
+    }
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = from_shard ? xstrdup("[]") : read_file(path, &len);
     size_t lead = strspn(text, " \t\r\n");
     cJSON *array = NULL;
     JsonlReader jr;
     int is_array = text[lead] == '[';
-    if (is_array) {
+    if (from_shard) array = from_shard;
+    else if (is_array) {
         array = cJSON_Parse(text);
         if (!array) fatal("%s: invalid JSON array near '%.30s'", path, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
     } else jsonl_open(&jr, path);
@@ -360,6 +471,7 @@ void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaC
     h = fnv(h, d->pixels, sizeof(float) * (size_t)d->n_images * 3 * d->image_size * d->image_size);
     d->hash = h;
     if (L.tok) sptok_free(L.tok);
+    if (L.shard) { shard_close(&shard); free(L.shard_map); }
     free(L.dir);
 }
 
