@@ -44,7 +44,7 @@ static double step_flops(const LlavaConfig *c, int n_images, const int *lengths,
 
 static void usage(void) {
     printf("usage: vlm bench [--shape llava-1.4b|llava-7b|llava-tiny] [--workload sft|dpo|svco] [--batch N] [--steps N]\n"
-           "                 [--warmup N] [--device auto|cpu|cuda] [--peak-tflops X] [--no-pack]\n\n"
+           "                 [--warmup N] [--device auto|cpu|cuda] [--peak-tflops X] [--no-pack] [--attention flash|cudnn]\n\n"
            "Times training steps with random weights. --batch is rows for sft, pairs for dpo and svco (default 8).\n"
            "MFU is reported against --peak-tflops (default 760: the bf16 GEMM ceiling measured on the H100).\n");
 }
@@ -54,6 +54,7 @@ int cmd_bench(int argc, char **argv) {
     if (args_help(&a)) { usage(); return 0; }
     const char *shape = arg_str(&a, "--shape", "llava-1.4b"), *workload = arg_str(&a, "--workload", "sft");
     const char *device = arg_str(&a, "--device", "auto");
+    backend_set_attention(arg_str(&a, "--attention", NULL));
     int batch = (int)arg_int(&a, "--batch", 8), steps = (int)arg_int(&a, "--steps", 10), warmup = (int)arg_int(&a, "--warmup", 3);
     double peak = arg_float(&a, "--peak-tflops", 760);
     int svco = !strcmp(workload, "svco"), dpo = !strcmp(workload, "dpo"), pack = !arg_flag(&a, "--no-pack");

@@ -32,6 +32,7 @@ static void usage(void) {
            "  --tokenizer FILE  SentencePiece tokenizer.model for text records (default DIR/tokenizer.model)\n"
            "  --device D        auto (default), cpu, cuda\n"
            "  --batch N         records per forward pass (default 8)\n"
+           "  --attention A     GPU attention: cudnn (default where built) or flash\n"
            "  --out FILE        write the results here (atomically) instead of stdout\n");
 }
 
@@ -41,6 +42,7 @@ int cmd_logprobs(int argc, char **argv) {
     const char *model_dir = arg_str(&a, "--model", NULL), *data = arg_str(&a, "--data", NULL);
     const char *device = arg_str(&a, "--device", "auto"), *out_path = arg_str(&a, "--out", NULL);
     const char *tok_path = arg_str(&a, "--tokenizer", NULL);
+    backend_set_attention(arg_str(&a, "--attention", NULL));
     int batch_size = (int)arg_int(&a, "--batch", 8);
     args_finish(&a);
     if (!model_dir || !data) fatal("vlm logprobs: --model and --data are required (see --help)");

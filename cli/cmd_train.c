@@ -40,7 +40,9 @@ static void usage(void) {
         "  --out DIR            metrics.jsonl, checkpoints (checkpoint-N/, latest), reference cache\n"
         "  --resume             continue from DIR/latest (bit-exact)\n"
         "  --stop-at N          stop with a checkpoint once step N is done (then --resume goes on)\n"
-        "  --save-every N  --eval-every N  --log-every N  --seed N  --device auto|cpu|cuda  --quiet\n");
+        "  --save-every N  --eval-every N  --log-every N  --seed N  --device auto|cpu|cuda  --quiet\n"
+        "  --attention flash|cudnn   GPU attention (default cudnn, faster; flash is bit-reproducible, which a\n"
+        "                       bit-exact --resume on the GPU needs)\n");
 }
 
 int cmd_train(int argc, char **argv) {
@@ -55,6 +57,7 @@ int cmd_train(int argc, char **argv) {
     c.val_path = arg_str(&a, "--val", NULL);
     c.out_dir = arg_str(&a, "--out", NULL);
     c.device = arg_str(&a, "--device", c.device);
+    backend_set_attention(arg_str(&a, "--attention", NULL));
     c.tokenizer = arg_str(&a, "--tokenizer", NULL);
     c.template_name = arg_str(&a, "--template", c.template_name);
     c.system = arg_str(&a, "--system", NULL);

@@ -6,6 +6,7 @@
 
 #ifdef VLM_CUDA
 extern const Backend backend_cuda;
+void cuda_attention_select(const char *impl);  // cuda/attention.cu
 int cuda_device_usable(char *why, size_t whylen);  // cuda/backend.cu
 #endif
 
@@ -25,4 +26,12 @@ const Backend *backend_select(const char *name) {
 #endif
     }
     fatal("--device '%s': expected auto, cpu, cpu64 or cuda", name);
+}
+
+void backend_set_attention(const char *impl) {
+    if (!impl) return;
+    if (strcmp(impl, "flash") && strcmp(impl, "cudnn")) fatal("--attention '%s': expected flash or cudnn", impl);
+#ifdef VLM_CUDA
+    cuda_attention_select(impl);
+#endif
 }

@@ -144,6 +144,10 @@ extern const Backend backend_cpu64;  // fp64, for finite-difference gradient che
 // Picks a backend by name: "cpu", "cpu64", "cuda", or "auto" (CUDA if a GPU is usable, else CPU with a
 // one-line notice). Dies with a clear message when the requested one is not available.
 const Backend *backend_select(const char *name);
+// --attention flash|cudnn for the CUDA backend (no effect on the CPU). cuDNN is the faster and the default
+// where built; its backward sums dQ with atomics, so only flash is bit-reproducible run to run (what a
+// bit-exact resume on the GPU needs). Dies on an unknown name.
+void backend_set_attention(const char *impl);
 
 // Byte offset helpers for slicing backend buffers without knowing the element type.
 static inline void *act_at(const Backend *be, const void *p, size_t elems) {
