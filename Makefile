@@ -124,8 +124,13 @@ deps-device:
 	  apt-get download libcjson1 libcjson-dev libstb0 libstb-dev libjpeg62-turbo libjpeg62-turbo-dev zlib1g-dev >/dev/null && \
 	  for f in *.deb; do dpkg -x $$f ..; done && echo "deps-device: unpacked into $(DEPS_DIR)/"
 
+# Regenerates every committed fixture (needs torch, transformers, sentencepiece, tokenizers, pillow, ftfy)
 fixtures:
 	python3 tests/ref/make_fixtures.py
+	python3 tests/ref/make_loss_fixtures.py
+	python3 tests/ref/make_image_fixtures.py
+	python3 tests/ref/make_tokenizer_fixtures.py
+	python3 tests/ref/make_safetensors_fixture.py
 
 clean:
 	rm -rf build build-asan vlm vlm-asan
