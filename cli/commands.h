@@ -10,4 +10,5 @@ VLM_COMMAND int cmd_train(int argc, char **argv);
 VLM_COMMAND int cmd_plot(int argc, char **argv);
 VLM_COMMAND int cmd_bench(int argc, char **argv);
 VLM_COMMAND int cmd_data(int argc, char **argv);
+VLM_COMMAND int cmd_export(int argc, char **argv);
 VLM_COMMAND int cmd_eval(int argc, char **argv);

@@ -14,6 +14,7 @@ static const Command commands[] = {
     {"train", cmd_train, "SFT, DPO, S-VCO, VCO, mDPO training of a LLaVA model"},
     {"plot", cmd_plot, "SVG charts of a training run's metrics"},
     {"bench", cmd_bench, "timed training steps at named shapes (random weights)"},
+    {"export", cmd_export, "a LLaVA folder transformers loads, from a model or a checkpoint"},
     {"logprobs", cmd_logprobs, "per-record summed log-prob of the response under a model"},
     {"tokenize", cmd_tokenize, "JSONL {\"text\":..} on stdin -> {\"ids\":[..]}"},
     {"preprocess", cmd_preprocess, "the CLIP image pipeline to a float32 [3,N,N] .npy"},

@@ -292,3 +292,36 @@ TEST(train_from_shard_equals_jsonl) {
     EXPECT(strstr(st, "\"epoch\"") && strstr(st, "\"cursor\""));  // the data position a resume continues from
     free(st); free(jsonl); free(dir);
 }
+
+// vlm export writes the Hub key layout with every tensor transformers expects (also those our model
+// does not load), and the exported folder scores exactly like the checkpoint it came from.
+TEST(train_export_to_hf) {
+    char *dir = path_join(test_tmpdir(), "export"), args[2048], *out, *err;
+    snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data tests/fixtures/train/dpo.jsonl --out %s/run --steps 3 "
+             "--batch 4 --lr 1e-2 --warmup-steps 0 --device cpu --quiet", dir);
+    EXPECT(run_train(args, &err) == 0);
+    free(err);
+    snprintf(args, sizeof(args), "export --model %s/run/checkpoint-00000003 --to-hf %s/hf", dir, dir);
+    int rc = test_run_vlm(args, &out, &err);
+    EXPECTF(rc == 0, "export: %s", err);
+    free(out); free(err);
+    char p[600];
+    snprintf(p, sizeof(p), "%s/hf/model.safetensors", dir);
+    SafeTensors *st = st_open_or_die(p);
+    SafeTensors *base = st_open_or_die(GQA "/model.safetensors");
+    EXPECT_INT_EQ(st->n, base->n);  // every tensor of the base model, incl. the vision layer LLaVA skips
+    EXPECT(st_find(st, "language_model.model.embed_tokens.weight") != NULL);
+    EXPECT(st_find(st, "vision_tower.vision_model.post_layernorm.weight") != NULL);
+    EXPECT(st_find(st, "language_model.lm_head.weight") != NULL);
+    st_close(st);
+    st_close(base);
+    char *a, *b;
+    snprintf(args, sizeof(args), "logprobs --model %s/hf --data " GQA "/records.jsonl --device cpu", dir);
+    EXPECT(test_run_vlm(args, &a, &err) == 0);
+    free(err);
+    snprintf(args, sizeof(args), "logprobs --model %s/run/checkpoint-00000003 --data " GQA "/records.jsonl --device cpu", dir);
+    EXPECT(test_run_vlm(args, &b, &err) == 0);
+    free(err);
+    EXPECTF(!strcmp(a, b), "exported model scores differently:\n%s\nvs\n%s", a, b);
+    free(a); free(b); free(dir);
+}

@@ -404,7 +404,7 @@ int train_run(const TrainConfig *c) {
     memset(&T, 0, sizeof(T));
     T.c = c;
     T.be = backend_select(c->device);
-    if (mkdir(c->out_dir, 0755) != 0 && errno != EEXIST) fatal("%s: cannot create: %s", c->out_dir, strerror(errno));
+    mkdir_p(c->out_dir);
     llava_load(&T.policy, T.be, c->model_dir, c->trainable);
     const LlavaConfig *cfg = &T.policy.cfg;
     PreprocessConfig pcfg = records_preprocess_config(c->model_dir, cfg->vision.image_size);

@@ -87,6 +87,20 @@ void write_file_atomic(const char *path, const void *data, size_t len) {
     free(tmp);
 }
 
+void mkdir_p(const char *path) {
+    char *p = xstrdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) fatal("%s: cannot create: %s", p, strerror(errno));
+        *s = '/';
+    }
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) fatal("%s: cannot create: %s", p, strerror(errno));
+    struct stat st;
+    if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) fatal("%s: exists and is not a folder", p);
+    free(p);
+}
+
 char *path_join(const char *dir, const char *name) {
     if (name[0] == '/' || !dir || !dir[0]) return xstrdup(name);
     size_t a = strlen(dir), b = strlen(name);
