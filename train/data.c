@@ -697,3 +697,22 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n)
     }
     free(gl);
 }
+
+void data_order_shuffle(DataOrder *o) {
+    for (int i = 0; i < o->n; i++) o->perm[i] = i;
+    AugRng rng;
+    augrng_seed(&rng, o->seed * 0x9E3779B97F4A7C15ULL + (unsigned long long)o->epoch);
+    for (int i = o->n - 1; i > 0; i--) {  // Fisher-Yates
+        int j = augrng_int(&rng, 0, i + 1);
+        int t = o->perm[i];
+        o->perm[i] = o->perm[j];
+        o->perm[j] = t;
+    }
+}
+
+void data_order_next(DataOrder *o, int *idx, int k) {
+    for (int i = 0; i < k; i++) {
+        if (o->cursor == o->n) { o->epoch++; o->cursor = 0; data_order_shuffle(o); }
+        idx[i] = o->perm[o->cursor++];
+    }
+}

@@ -71,6 +71,17 @@ void train_data_free(TrainData *d);
 void train_data_synthetic(TrainData *d, Recipe recipe, int n_examples, const LlavaConfig *cfg, int prompt_len,
                           int resp_len, unsigned long long seed);
 
+// The order examples are visited in: a seeded permutation per epoch; the position (epoch, cursor) is
+// what checkpoints save, so a resumed run continues with the same next example.
+typedef struct {
+    int n, epoch, cursor;
+    unsigned long long seed;
+    int *perm;  // (n) this epoch's order
+} DataOrder;
+
+void data_order_shuffle(DataOrder *o);                 // the permutation of o->epoch
+void data_order_next(DataOrder *o, int *idx, int k);   // the next k examples (crossing epochs as needed)
+
 // A micro-batch of examples laid out as model rows: distinct images once, each row pointing at one.
 //
 // Rows with an image and image-free rows go into separate groups, each padded to its own longest row:

@@ -59,34 +59,6 @@ void train_config_preset(TrainConfig *c, Recipe r) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// data order: a seeded permutation per epoch; the position is (epoch, cursor)
-
-typedef struct {
-    int n, epoch, cursor;
-    unsigned long long seed;
-    int *perm;
-} DataOrder;
-
-static void order_shuffle(DataOrder *o) {
-    for (int i = 0; i < o->n; i++) o->perm[i] = i;
-    AugRng rng;
-    augrng_seed(&rng, o->seed * 0x9E3779B97F4A7C15ULL + (unsigned long long)o->epoch);
-    for (int i = o->n - 1; i > 0; i--) {
-        int j = augrng_int(&rng, 0, i + 1);
-        int t = o->perm[i];
-        o->perm[i] = o->perm[j];
-        o->perm[j] = t;
-    }
-}
-
-static void order_next(DataOrder *o, int *idx, int k) {
-    for (int i = 0; i < k; i++) {
-        if (o->cursor == o->n) { o->epoch++; o->cursor = 0; order_shuffle(o); }
-        idx[i] = o->perm[o->cursor++];
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------
 // reference log-probs
 
 typedef struct {
@@ -380,7 +352,7 @@ static void resume(Trainer *T, const char *ckpt) {
     T->step = json_int(o, "step", ckpt);
     T->order.epoch = json_int(o, "epoch", ckpt);
     T->order.cursor = json_int(o, "cursor", ckpt);
-    order_shuffle(&T->order);
+    data_order_shuffle(&T->order);
     cJSON_Delete(o);
     free(text);
     // weights (canonical names) and optimizer state
@@ -434,7 +406,7 @@ int train_run(const TrainConfig *c) {
     optim_init(&T.opt, &oc, T.trainable, n);
 
     T.order = (DataOrder){T.data.n, 0, 0, c->seed, xmalloc(sizeof(int) * T.data.n)};
-    order_shuffle(&T.order);
+    data_order_shuffle(&T.order);
     char *latest = c->resume ? checkpoint_latest(c->out_dir) : NULL;
     if (c->resume && !latest) fprintf(stderr, "vlm train: --resume: no checkpoint in %s yet; starting from the base model\n", c->out_dir);
 
@@ -471,7 +443,7 @@ int train_run(const TrainConfig *c) {
         StepStats st;
         memset(&st, 0, sizeof(st));
         for (int micro = 0; micro < c->grad_accum; micro++) {
-            order_next(&T.order, idx, c->batch);
+            data_order_next(&T.order, idx, c->batch);
             train_batch_build(&T.tb, &T.data, idx, c->batch);
             batch_forward(&T.policy, &T.acts, &T.tb);
             batch_reference(&T, &T.tb, idx, T.ref, ref_rows);
