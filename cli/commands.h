@@ -10,3 +10,4 @@ VLM_COMMAND int cmd_train(int argc, char **argv);
 VLM_COMMAND int cmd_plot(int argc, char **argv);
 VLM_COMMAND int cmd_bench(int argc, char **argv);
 VLM_COMMAND int cmd_data(int argc, char **argv);
+VLM_COMMAND int cmd_sample(int argc, char **argv);
