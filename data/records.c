@@ -161,7 +161,6 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
         memset(&r, 0, sizeof(r));
         r.index = rs->n;
         r.line = jr.line;
-        if (!cJSON_IsObject(j)) fatal("%s:%d: a record must be a JSON object", path, jr.line);
         const cJSON *image = cJSON_GetObjectItemCaseSensitive(j, "image");
         if (image && !cJSON_IsNull(image)) {
             if (!cJSON_IsString(image) || !image->valuestring[0]) fatal("%s:%d: \"image\" must be a non-empty string", path, jr.line);
@@ -180,6 +179,9 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
             check_ids(path, jr.line, raw, n_raw, cfg);
         } else if (prompt) {
             if (!cJSON_IsString(prompt)) fatal("%s:%d: \"prompt\" must be a string", path, jr.line);
+            // the template would silently drop the placeholder (its image-free variant): a missing "image" is a mistake
+            if (!r.image && strstr(prompt->valuestring, "<image>"))
+                fatal("%s:%d: the prompt has \"<image>\" but the record has no \"image\"", path, jr.line);
             if (!tok) fatal("%s:%d: text records need a tokenizer (tokenizer.model in the model folder, or --tokenizer)", path, jr.line);
             const cJSON *system = cJSON_GetObjectItemCaseSensitive(j, "system");
             if (system && !cJSON_IsString(system)) fatal("%s:%d: \"system\" must be a string", path, jr.line);
