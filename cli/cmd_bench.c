@@ -58,6 +58,31 @@ static void bench_pixels(void *ctx, int prompt, float *out) {
 }
 static void bench_emit(void *ctx, const GenOutput *o) { (void)ctx; (void)o; }
 
+// Random weights in parallel: params_init_random draws one Box-Muller pair at a time from one stream, which
+// takes minutes for LLaVA-7B's 7 billion parameters. Timing needs finite, varied values only: uniform with the
+// same standard deviation, each element from a hash of (seed, tensor, element); norm weights 1, biases 0.
+static void bench_init_weights(ParamStore *ps, unsigned long long seed, float std) {
+    size_t max_numel = 1;
+    for (int i = 0; i < ps->n; i++) if (ps->info[i].numel > max_numel) max_numel = ps->info[i].numel;
+    float *tmp = xmalloc(sizeof(float) * max_numel);
+    const float half_width = std * 1.7320508f;  // uniform on [-a, a] has standard deviation a / sqrt(3)
+    for (int i = 0; i < ps->n; i++) {
+        const ParamInfo *p = &ps->info[i];
+        const int drawn = p->ndim >= 2 || strstr(p->name, "class_embedding");
+        const float fill = strstr(p->name, "norm") || strstr(p->name, "layrnorm") ? 1.0f : 0.0f;
+        #pragma omp parallel for schedule(static)
+        for (size_t k = 0; k < p->numel; k++) {
+            uint64_t z = seed * 0x9E3779B97F4A7C15ull + ((uint64_t)i << 40) + k;  // splitmix64's finalizer
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+            z ^= z >> 31;
+            tmp[k] = drawn ? half_width * (float)((double)(z >> 11) / 4503599627370496.0 - 1.0) : fill;
+        }
+        ps->be->upload_act(act_at(ps->be, ps->data, p->offset), tmp, p->numel);
+    }
+    free(tmp);
+}
+
 // Greedy generation for `batch` prompts at once, timed as prefill and decode (the driver's own clocks:
 // each part ends by reading the logits back, so the device has finished it).
 static int bench_decode(const LlavaConfig *cfg, const char *shape, const Backend *be, int batch, int new_tokens,
@@ -65,9 +90,9 @@ static int bench_decode(const LlavaConfig *cfg, const char *shape, const Backend
     if (batch < 1 || new_tokens < 2 || steps < 1 || warmup < 0) fatal("vlm bench decode: --batch >= 1, --new-tokens >= 2, --steps >= 1");
     Llava m;
     llava_init(&m, be, cfg, (LlavaTrainable){0, 0, 0});
-    params_init_random(&m.ps_vision, 1, 0.02f);
-    params_init_random(&m.ps_projector, 2, 0.02f);
-    params_init_random(&m.ps_text, 3, 0.02f);
+    bench_init_weights(&m.ps_vision, 1, 0.02f);
+    bench_init_weights(&m.ps_projector, 2, 0.02f);
+    bench_init_weights(&m.ps_text, 3, 0.02f);
     const int P = cfg->image_tokens, T = 1 + P + 31;
     int *ids = xmalloc(sizeof(int) * batch * T);
     GenPrompt *prompts = xmalloc(sizeof(GenPrompt) * batch);
