@@ -31,7 +31,8 @@ static void usage(void) {
            "  --model DIR         HF LLaVA directory: config.json, *.safetensors, preprocessor_config.json\n"
            "  --data FILE         JSON Lines: image (optional), prompt (text) or input_ids, question_id (optional)\n"
            "  --device D          auto (default), cpu, cuda\n"
-           "  --batch N           sequences generated together (default 8); finished ones are replaced at once\n"
+           "  --batch N           sequences generated together (default 8, rounded up to whole records of --n\n"
+           "                      samples); a finished sequence's place goes to the next record at once\n"
            "  --max-new-tokens N  new tokens per sequence at most (default 512)\n"
            "  --temperature T     0 (default): greedy, the argmax with the lowest id on ties; > 0: sampling\n"
            "  --top-k K           keep the K most likely tokens (0, the default: off)\n"
@@ -213,7 +214,11 @@ int cmd_sample(int argc, char **argv) {
 
     SamplerConfig sc = {(float)temperature, (int)top_k, (float)top_p};
     if (n_samples > 1 && sample_is_greedy(&sc)) fprintf(stderr, "vlm sample: greedy decoding: the %ld samples of a record will be identical\n", n_samples);
-    const int slots = batch > n_samples ? (int)batch : (int)n_samples, prefill_rows = slots / (int)n_samples;
+    // a record's samples are generated together: slots in whole records
+    const int per = (int)n_samples, slots = (int)((batch + per - 1) / per) * per, prefill_rows = slots / per;
+    if (rs.max_len + max_new > cfg.text.max_positions)
+        fprintf(stderr, "vlm sample: warning: prompts of up to %d tokens plus %ld new tokens pass the model's %d positions "
+                "(max_position_embeddings)\n", rs.max_len, max_new, cfg.text.max_positions);
     Generator g;
     gen_init(&g, &m, slots, rs.max_len, (int)max_new, prefill_rows);
     GenPrompt *prompts = xmalloc(sizeof(GenPrompt) * rs.n);
