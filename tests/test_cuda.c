@@ -501,9 +501,11 @@ TEST(cuda_copy_rows_strided) {
 }
 
 // attention_decode against the CPU: queries at a fused-row stride, rows in permuted cache slots, lengths
-// from 0 to past one chunk of the kernel (256 positions)
-static void check_attention_decode(int B, int NH, int NKV, int HD, int cap) {
-    const int qd = NH * HD, kd = NKV * HD, q_stride = qd + 2 * kd, slots = B + 1;
+// from 0 to past one chunk of the kernel (256 positions). The cases cover the generic kernel (head dim 12,
+// or a q stride that is not a multiple of 8) and the vectorized one, with and without split-K (which it
+// uses when rows x heads are fewer than two blocks per SM).
+static void check_attention_decode(int B, int NH, int NKV, int HD, int cap, int q_pad) {
+    const int qd = NH * HD, kd = NKV * HD, q_stride = qd + 2 * kd + q_pad, slots = B + 1;
     int *len = xmalloc(sizeof(int) * B), *slot = xmalloc(sizeof(int) * B);
     for (int b = 0; b < B; b++) {
         len[b] = b == 1 ? 0 : cap - (b * 37) % cap;
@@ -517,15 +519,19 @@ static void check_attention_decode(int B, int NH, int NKV, int HD, int cap) {
     dg.slot = sl.gpu;
     CPU()->attention_decode(out.cpu, q.cpu, k.cpu, v.cpu, &dc);
     GPU()->attention_decode(out.gpu, q.gpu, k.gpu, v.gpu, &dg);
-    EXPECT_CLOSE(out, TOL_ACT, "attention_decode B%d H%d/%d HD%d cap %d", B, NH, NKV, HD, cap);
+    EXPECT_CLOSE(out, TOL_ACT, "attention_decode B%d H%d/%d HD%d cap %d q_pad %d", B, NH, NKV, HD, cap, q_pad);
     buf_free(&q); buf_free(&k); buf_free(&v); buf_free(&out); ibuf_free(&l); ibuf_free(&sl); free(len); free(slot);
 }
 
 TEST(cuda_attention_decode) {
-    check_attention_decode(3, 4, 2, 12, 40);     // GQA, generic head dim, one chunk
-    check_attention_decode(2, 8, 1, 64, 300);    // one kv head, two chunks
-    check_attention_decode(5, 32, 32, 128, 700); // LLaVA-7B: prompt + new tokens, three chunks
-    check_attention_decode(2, 2, 2, 256, 9);     // head dim above the block size
+    check_attention_decode(3, 4, 2, 12, 40, 0);      // generic kernel: GQA, head dim 12
+    check_attention_decode(3, 4, 2, 128, 300, 1);    // generic kernel: odd q stride, two chunks
+    check_attention_decode(2, 8, 1, 64, 300, 0);     // one kv head; split in two
+    check_attention_decode(1, 32, 32, 128, 1200, 0); // LLaVA-7B, B=1: split-K
+    check_attention_decode(5, 32, 32, 128, 700, 0);  // split, each span over two chunks
+    check_attention_decode(16, 32, 32, 128, 700, 0); // LLaVA-7B, B=16: no split, three chunks
+    check_attention_decode(2, 2, 2, 256, 9, 0);      // head dim 256 (one 8-element group per lane)
+    check_attention_decode(4, 4, 4, 8, 33, 0);       // head dim 8 (one lane per key)
 }
 
 // Prefill and cached decode steps on the GPU against the CPU running the GPU's bf16-rounded weights, with
