@@ -7,6 +7,8 @@
 //   dpo   B pairs: chosen and rejected packed into one row per pair, cached reference, DPO loss
 //   svco  B pairs: 2 images encoded once per pair, 6 logical rows packed into 3 physical rows (two with
 //         an image, one image-free), cached reference log-probs, S-VCO loss, backward, AdamW
+//   decode  greedy generation with the KV cache (model/generate.h): B prompts of [BOS, image tokens, 31 text
+//         tokens] (bench/torch_ref.py decode's), prefilled together, then --new-tokens tokens each, EOS ignored
 // Output: one JSON line per workload (ms per step, samples or pairs per second, tokens/s, MFU, peak memory).
 #include <math.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "../cuda/cuda_backend.h"
+#include "../model/generate.h"
 #include "../model/llava.h"
 #include "../train/losses.h"
 #include "../train/optim.h"
@@ -43,10 +46,79 @@ static double step_flops(const LlavaConfig *c, int n_images, const int *lengths,
 }
 
 static void usage(void) {
-    printf("usage: vlm bench [--shape llava-1.4b|llava-7b|llava-tiny] [--workload sft|dpo|svco] [--batch N] [--steps N]\n"
-           "                 [--warmup N] [--device auto|cpu|cuda] [--peak-tflops X] [--no-pack] [--attention flash|cudnn]\n\n"
-           "Times training steps with random weights. --batch is rows for sft, pairs for dpo and svco (default 8).\n"
+    printf("usage: vlm bench [--shape llava-1.4b|llava-7b|llava-tiny] [--workload sft|dpo|svco|decode] [--batch N] [--steps N]\n"
+           "                 [--warmup N] [--device auto|cpu|cuda] [--peak-tflops X] [--no-pack] [--attention flash|cudnn]\n"
+           "                 [--new-tokens N]\n\n"
+           "Times training steps with random weights. --batch is rows for sft, pairs for dpo and svco (default 8);\n"
+           "decode times greedy generation of --new-tokens tokens (default 128) for --batch prompts.\n"
            "MFU is reported against --peak-tflops (default 760: the bf16 GEMM ceiling measured on the H100).\n");
+}
+
+static void bench_pixels(void *ctx, int prompt, float *out) {
+    const LlavaConfig *c = ctx;
+    const size_t n = (size_t)3 * c->vision.image_size * c->vision.image_size;
+    unsigned st = 17u + (unsigned)prompt;
+    for (size_t i = 0; i < n; i++) { st = st * 1664525u + 1013904223u; out[i] = ((int)(st >> 9) % 2000 - 1000) / 500.0f; }
+}
+static void bench_emit(void *ctx, const GenOutput *o) { (void)ctx; (void)o; }
+
+// Greedy generation for `batch` prompts at once, timed as prefill and decode (the driver's own clocks:
+// each part ends by reading the logits back, so the device has finished it).
+static int bench_decode(const LlavaConfig *cfg, const char *shape, const Backend *be, int batch, int new_tokens,
+                        int steps, int warmup) {
+    if (batch < 1 || new_tokens < 2 || steps < 1 || warmup < 0) fatal("vlm bench decode: --batch >= 1, --new-tokens >= 2, --steps >= 1");
+    Llava m;
+    llava_init(&m, be, cfg, (LlavaTrainable){0, 0, 0});
+    params_init_random(&m.ps_vision, 1, 0.02f);
+    params_init_random(&m.ps_projector, 2, 0.02f);
+    params_init_random(&m.ps_text, 3, 0.02f);
+    const int P = cfg->image_tokens, T = 1 + P + 31;
+    int *ids = xmalloc(sizeof(int) * batch * T);
+    GenPrompt *prompts = xmalloc(sizeof(GenPrompt) * batch);
+    unsigned st = 7;
+    for (int b = 0; b < batch; b++) {
+        for (int t = 0; t < T; t++) {
+            st = st * 1664525u + 1013904223u;
+            ids[b * T + t] = t == 0 ? 1 : t <= P ? cfg->image_token_id : 3 + (int)(st >> 8) % 31990;
+        }
+        prompts[b] = (GenPrompt){ids + b * T, T, 1};
+    }
+    Generator g;
+    gen_init(&g, &m, batch, T, new_tokens, batch);
+    GenConfig gc = {{0, 0, 1}, new_tokens, 1, 0, -1, NULL, 0};
+    GenCallbacks cb = {bench_pixels, NULL, bench_emit, (void *)cfg};
+    double *pre = xmalloc(sizeof(double) * (steps + warmup)), *dec = xmalloc(sizeof(double) * (steps + warmup));
+    long decode_steps = 0;
+    for (int it = 0; it < steps + warmup; it++) {
+        GenStats gs;
+        gen_run(&g, &gc, prompts, batch, &cb, &gs);
+        pre[it] = gs.prefill_seconds;
+        dec[it] = gs.decode_seconds;
+        decode_steps = gs.steps;
+        fprintf(stderr, "\rbench %s decode: run %d/%d, prefill %.1f ms, %.2f ms per decode step", shape, it + 1, steps + warmup,
+                pre[it] * 1e3, dec[it] * 1e3 / (gs.steps ? gs.steps : 1));
+    }
+    fprintf(stderr, "\n");
+    qsort(pre + warmup, steps, sizeof(double), cmp_double);
+    qsort(dec + warmup, steps, sizeof(double), cmp_double);
+    const double prefill_s = pre[warmup + steps / 2], decode_s = dec[warmup + steps / 2];
+    const double step_s = decode_s / (decode_steps ? decode_steps : 1);
+    // bytes a decode step must read at least: the decoder's weights but the embedding table, and the head
+    const size_t embed = (size_t)cfg->text.vocab * cfg->text.hidden;
+    const double weight_bytes = (double)(m.ps_text.numel - (cfg->text.tie_embeddings ? 0 : embed)) * be->act_bytes;
+    double mem_gib = 0;
+#ifdef VLM_CUDA
+    if (!strcmp(be->name, "cuda")) mem_gib = cuda_memory_used() / 1073741824.0;
+#endif
+    printf("{\"bench\": \"decode\", \"impl\": \"vlm.c\", \"backend\": \"%s\", \"shape\": \"%s\", \"batch\": %d, "
+           "\"prompt_tokens\": %d, \"new_tokens\": %d, \"prefill_ms\": %.2f, \"decode_ms_per_step\": %.3f, "
+           "\"decode_tokens_per_s\": %.1f, \"tokens_per_s\": %.1f, \"weight_read_gb_per_s\": %.1f, \"gpu_mem_gib\": %.2f}\n",
+           be->name, shape, batch, T, new_tokens, prefill_s * 1e3, step_s * 1e3, batch / step_s,
+           (double)batch * new_tokens / (prefill_s + decode_s), weight_bytes / step_s / 1e9, mem_gib);
+    free(pre); free(dec); free(ids); free(prompts);
+    gen_free(&g);
+    llava_free(&m);
+    return 0;
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -58,9 +130,15 @@ int cmd_bench(int argc, char **argv) {
     int batch = (int)arg_int(&a, "--batch", 8), steps = (int)arg_int(&a, "--steps", 10), warmup = (int)arg_int(&a, "--warmup", 3);
     double peak = arg_float(&a, "--peak-tflops", 760);
     int svco = !strcmp(workload, "svco"), dpo = !strcmp(workload, "dpo"), pack = !arg_flag(&a, "--no-pack");
+    int new_tokens = (int)arg_int(&a, "--new-tokens", 128);
     args_finish(&a);
     if (steps < 1 || warmup < 0 || batch < 1) fatal("vlm bench: --steps and --batch must be at least 1, --warmup at least 0");
-    if (!svco && !dpo && strcmp(workload, "sft")) fatal("vlm bench: --workload '%s': expected sft, dpo or svco", workload);
+    if (!strcmp(workload, "decode")) {
+        LlavaConfig dcfg;
+        if (llava_config_preset(&dcfg, shape)) fatal("vlm bench: --shape '%s': expected llava-1.4b, llava-7b or llava-tiny", shape);
+        return bench_decode(&dcfg, shape, backend_select(device), batch, new_tokens, steps, warmup);
+    }
+    if (!svco && !dpo && strcmp(workload, "sft")) fatal("vlm bench: --workload '%s': expected sft, dpo, svco or decode", workload);
     LlavaConfig cfg;
     if (llava_config_preset(&cfg, shape)) fatal("vlm bench: --shape '%s': expected llava-1.4b, llava-7b or llava-tiny", shape);
     const Backend *be = backend_select(device);

@@ -10,9 +10,10 @@
 
 static void usage(void) {
     printf(
-        "usage: vlm train --recipe sft|dpo|svco|vco|mdpo --model DIR --data FILE --out DIR [flags]\n\n"
-        "Trains a Hugging Face LLaVA model with one of the recipes of research/methods.md. Every recipe starts\n"
-        "from the paper's settings (printed at start); every value below overrides them.\n\n"
+        "usage: vlm train --recipe sft|dpo|svco|vco|mdpo|clip --model DIR --data FILE --out DIR [flags]\n\n"
+        "Trains a Hugging Face LLaVA model with one of the recipes of research/methods.md, or (clip) a CLIPModel\n"
+        "with the contrastive loss on {\"image\", \"caption\"} lines. Every recipe starts from the paper's\n"
+        "settings (printed at start); every value below overrides them.\n\n"
         "data and model\n"
         "  --model DIR          HF LLaVA folder (config.json, safetensors, preprocessor_config.json, tokenizer.model)\n"
         "  --data FILE          training examples (JSONL, or S-VCO's mvc.json); format in train/data.h\n"
@@ -24,6 +25,7 @@ static void usage(void) {
         "  --max-len N          cut responses so rows fit N tokens (an error if the prompt does not fit)\n"
         "  --skip-bad           skip and count malformed records instead of stopping\n"
         "  --train PARTS        comma list of vision,projector,decoder to train (default projector,decoder)\n"
+        "  --init random        the model folder has config.json only: start from random weights\n"
         "optimization\n"
         "  --steps N | --epochs E   length (default 1 epoch)\n"
         "  --batch N            examples per micro-batch (default 1)    --grad-accum K  (default 1)\n"
@@ -49,7 +51,7 @@ int cmd_train(int argc, char **argv) {
     Args a = args_init("vlm train", argc, argv);
     if (args_help(&a)) { usage(); return 0; }
     const char *recipe = arg_str(&a, "--recipe", NULL);
-    if (!recipe) fatal("vlm train: --recipe is required (sft, dpo, svco, vco, mdpo; see --help)");
+    if (!recipe) fatal("vlm train: --recipe is required (sft, dpo, svco, vco, mdpo, clip; see --help)");
     TrainConfig c;
     train_config_preset(&c, recipe_from_name(recipe));
     c.model_dir = arg_str(&a, "--model", NULL);
@@ -96,6 +98,9 @@ int cmd_train(int argc, char **argv) {
     c.stop_at = (int)arg_int(&a, "--stop-at", 0);
     c.quiet = arg_flag(&a, "--quiet");
     if (arg_flag(&a, "--no-pack")) c.pack = 0;
+    const char *init = arg_str(&a, "--init", NULL);
+    if (init && strcmp(init, "random")) fatal("vlm train: --init '%s': the only choice is random", init);
+    c.init_random = init != NULL;
     const char *parts = arg_str(&a, "--train", NULL);
     if (parts) {
         c.trainable = (LlavaTrainable){strstr(parts, "vision") != NULL, strstr(parts, "projector") != NULL,

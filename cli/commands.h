@@ -12,3 +12,4 @@ VLM_COMMAND int cmd_bench(int argc, char **argv);
 VLM_COMMAND int cmd_data(int argc, char **argv);
 VLM_COMMAND int cmd_export(int argc, char **argv);
 VLM_COMMAND int cmd_eval(int argc, char **argv);
+VLM_COMMAND int cmd_sample(int argc, char **argv);

@@ -16,6 +16,7 @@ static const Command commands[] = {
     {"bench", cmd_bench, "timed training steps at named shapes (random weights)"},
     {"export", cmd_export, "a LLaVA folder transformers loads, from a model or a checkpoint"},
     {"logprobs", cmd_logprobs, "per-record summed log-prob of the response under a model"},
+    {"sample", cmd_sample, "generation with a KV cache: greedy, temperature, top-k, top-p"},
     {"tokenize", cmd_tokenize, "JSONL {\"text\":..} on stdin -> {\"ids\":[..]}"},
     {"preprocess", cmd_preprocess, "the CLIP image pipeline to a float32 [3,N,N] .npy"},
     {"data", cmd_data, "dataset tools: pack (dataset + images -> binary shard), bench"},

@@ -262,4 +262,6 @@ extern "C" const Backend backend_cuda = {
     .im2col = cuda_im2col,
     .sumsq = cuda_sumsq,
     .adamw_update = cuda_adamw_update,
+    .copy_rows_strided = cuda_copy_rows_strided,
+    .attention_decode = cuda_attention_decode,
 };

@@ -137,3 +137,81 @@ PreprocessConfig records_preprocess_config(const char *model_dir, int image_size
     free(p);
     return cfg;
 }
+
+// ----------------------------------------------------------------------------------------------------
+// `vlm sample` records
+
+static void check_ids(const char *path, int line, const int *ids, int n, const LlavaConfig *cfg) {
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= cfg->text.vocab)
+            fatal("%s:%d: token id %d at position %d is outside the vocabulary (%d)", path, line, ids[i], i, cfg->text.vocab);
+}
+
+void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfig *cfg, const SpTokenizer *tok,
+                         ChatTemplate tmpl) {
+    memset(rs, 0, sizeof(*rs));
+    rs->path = path;
+    char *dir = strcmp(path, "-") ? path_dirname(path) : xstrdup(".");
+    JsonlReader jr;
+    jsonl_open(&jr, path);
+    int cap = 0;
+    cJSON *j;
+    while ((j = jsonl_next(&jr, 0, NULL))) {
+        SampleRecord r;
+        memset(&r, 0, sizeof(r));
+        r.index = rs->n;
+        r.line = jr.line;
+        const cJSON *image = cJSON_GetObjectItemCaseSensitive(j, "image");
+        if (image && !cJSON_IsNull(image)) {
+            if (!cJSON_IsString(image) || !image->valuestring[0]) fatal("%s:%d: \"image\" must be a non-empty string", path, jr.line);
+            r.image = path_join(dir, image->valuestring);
+            if (!file_exists(r.image)) fatal("%s:%d: image %s not found", path, jr.line, r.image);
+        }
+        const cJSON *qid = cJSON_GetObjectItemCaseSensitive(j, "question_id");
+        if (qid) r.question_id = cJSON_PrintUnformatted(qid);
+        const cJSON *input_ids = cJSON_GetObjectItemCaseSensitive(j, "input_ids");
+        const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt");
+        int *raw = NULL, n_raw = 0;
+        if (input_ids && prompt) fatal("%s:%d: give either \"prompt\" or \"input_ids\", not both", path, jr.line);
+        if (input_ids) {
+            if (!read_ids(input_ids, &raw, &n_raw)) fatal("%s:%d: \"input_ids\" must be an array of integers", path, jr.line);
+            if (n_raw == 0) fatal("%s:%d: \"input_ids\" is empty", path, jr.line);
+            check_ids(path, jr.line, raw, n_raw, cfg);
+        } else if (prompt) {
+            if (!cJSON_IsString(prompt)) fatal("%s:%d: \"prompt\" must be a string", path, jr.line);
+            // the template would silently drop the placeholder (its image-free variant): a missing "image" is a mistake
+            if (!r.image && strstr(prompt->valuestring, "<image>"))
+                fatal("%s:%d: the prompt has \"<image>\" but the record has no \"image\"", path, jr.line);
+            if (!tok) fatal("%s:%d: text records need a tokenizer (tokenizer.model in the model folder, or --tokenizer)", path, jr.line);
+            const cJSON *system = cJSON_GetObjectItemCaseSensitive(j, "system");
+            if (system && !cJSON_IsString(system)) fatal("%s:%d: \"system\" must be a string", path, jr.line);
+            ChatOptions opt = {tmpl, system ? system->valuestring : NULL, r.image != NULL, 1, 0};
+            ChatTurn turn = {prompt->valuestring, NULL};
+            ChatTokens ct;
+            char err[512];
+            if (chat_build(tok, &opt, &turn, 1, &ct, err, sizeof(err))) fatal("%s:%d: %s", path, jr.line, err);
+            raw = xmalloc(sizeof(int) * ct.n);
+            n_raw = ct.n;
+            for (int i = 0; i < ct.n; i++) raw[i] = ct.ids[i] == tok->image_id ? cfg->image_token_id : ct.ids[i];
+            chat_tokens_free(&ct);
+            check_ids(path, jr.line, raw, n_raw, cfg);
+        } else fatal("%s:%d: a record needs \"prompt\" (text) or \"input_ids\"", path, jr.line);
+        char err[256];
+        r.ids = records_expand_image_tokens(raw, n_raw, r.image != NULL, cfg, &r.n, err, sizeof(err));
+        if (!r.ids) fatal("%s:%d: %s", path, jr.line, err);
+        free(raw);
+        cJSON_Delete(j);
+        if (r.n > rs->max_len) rs->max_len = r.n;
+        if (rs->n == cap) rs->r = xrealloc(rs->r, sizeof(SampleRecord) * (cap = cap ? 2 * cap : 64));
+        rs->r[rs->n++] = r;
+    }
+    jsonl_close(&jr);
+    free(dir);
+    if (rs->n == 0) fatal("%s: no records", path);
+}
+
+void records_free_sample(SampleRecordSet *rs) {
+    for (int i = 0; i < rs->n; i++) { free(rs->r[i].ids); free(rs->r[i].image); free(rs->r[i].question_id); }
+    free(rs->r);
+    memset(rs, 0, sizeof(*rs));
+}

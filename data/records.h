@@ -2,6 +2,7 @@
 // the file, the line and the problem.
 #pragma once
 #include "../model/config.h"
+#include "chat.h"
 #include "preprocess.h"
 
 // One `vlm logprobs` record, resolved to token ids (image tokens expanded).
@@ -33,3 +34,30 @@ PreprocessConfig records_preprocess_config(const char *model_dir, int image_size
 // message in err when the count is neither (or the row has image tokens but no image, or vice versa).
 int *records_expand_image_tokens(const int *ids, int n, int has_image, const LlavaConfig *cfg, int *n_out,
                                  char *err, size_t errlen);
+
+// ---- `vlm sample` records
+
+
+// One `vlm sample` record: a prompt to continue.
+typedef struct {
+    int index;          // 0-based record number (blank lines not counted)
+    int line;           // line in the file
+    int *ids, n;        // the prompt's token ids, image tokens expanded
+    char *image;        // resolved path, or NULL for an image-free prompt
+    char *question_id;  // the record's "question_id" as JSON text (passed through), or NULL
+} SampleRecord;
+
+typedef struct {
+    const char *path;
+    SampleRecord *r;
+    int n;
+    int max_len;        // the longest prompt
+} SampleRecordSet;
+
+// Reads `vlm sample` records: "image" (optional, relative to the JSONL's folder; it must exist) and either
+// "prompt" (text, rendered with the chat template tmpl as the first user turn with the generation prompt
+// after it, an optional "system" replacing the template's system line; needs tok) or "input_ids" (ids, the
+// image token once or expanded). Dies naming the file and line on a bad record.
+void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfig *cfg, const SpTokenizer *tok,
+                         ChatTemplate tmpl);
+void records_free_sample(SampleRecordSet *rs);

@@ -144,6 +144,10 @@ void llama_forward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_se
         // q and k heads sit side by side in each row: one rotation call covers both
         be->rope_forward(a->qkv[l], a->pos, N, c->heads + c->kv_heads, HD, m->qkvdim, c->rope_theta);
         const void *q = a->qkv[l], *k = act_at(be, q, m->qdim), *v = act_at(be, q, m->qdim + m->kvdim);
+        if (a->kv) {  // generation prefill: keep this layer's keys (rotated) and values
+            be->copy_rows_strided(a->kv->k[l], a->kv->dst, m->kvdim, k, NULL, m->qkvdim, N, m->kvdim);
+            be->copy_rows_strided(a->kv->v[l], a->kv->dst, m->kvdim, v, NULL, m->qkvdim, N, m->kvdim);
+        }
         be->attention_forward(a->att[l], a->lse[l], q, k, v, &s);                            // (N, H*HD)
         be->matmul_forward(a->proj, a->att[l], w->o_w, w->o_b, N, m->qdim, D);
         be->add(a->mid[l], x, a->proj, (size_t)N * D);

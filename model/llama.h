@@ -26,8 +26,17 @@ void llama_free(Llama *m);
 // prefix: "model.language_model" (LLaVA) or "model" (LlamaForCausalLM); head: "lm_head.weight"
 void llama_bind(Llama *m, ParamStore *ps, void *base, int grads, const char *prefix, const char *head);
 
+// Generation prefill: with a capture attached to the activations (LlamaActs.kv), llama_forward also copies
+// every layer's rotated keys and its values into a KV cache, token n of the batch to cache row dst[n]
+// (negative: not kept, e.g. padding). Rows of the cache are (NKV*HD) wide; model/generate.h lays them out.
+typedef struct {
+    void **k, **v;    // (layers) backend memory, each (cache rows, NKV*HD)
+    const int *dst;   // (N) backend memory
+} LlamaKVCapture;
+
 typedef struct {
     int cap_tokens, cap_rows, cap_out, keep, backward;
+    const LlamaKVCapture *kv;  // NULL (the default): no capture
     void **res;   // (layers+1) (N, D)
     void **ln1, **ln1_rstd, **qkv, **att, **lse, **mid, **ln2, **ln2_rstd, **gu, **h;
     void *proj;   // (N, D) scratch

@@ -35,6 +35,18 @@ typedef struct {
     const int *segment;  // (B, T) backend memory or NULL
 } AttnShape;
 
+// Attention of one new token per row against a KV cache (generation). Row b's query sees the first len[b]
+// positions of cache slot slot[b] (its own key and value already appended there), no other mask: a cache
+// holds one sequence per slot, so padding and causality are expressed by len alone.
+typedef struct {
+    int B;               // query rows, one new token each
+    int NH, NKV, HD;     // query heads, key/value heads (query head h uses kv head h / (NH/NKV)), head dim
+    int q_stride;        // elements between consecutive rows of q (out is packed: NH*HD per row)
+    int cap;             // positions per cache slot
+    const int *len;      // (B) backend memory: positions row b attends to, 0..cap (0: the output is zero)
+    const int *slot;     // (B) backend memory: cache slot of row b; NULL means slot b
+} DecodeShape;
+
 typedef struct Backend {
     const char *name;
     int act_bytes;   // bytes per act element
@@ -136,6 +148,16 @@ typedef struct Backend {
     // otherwise); params is rewritten from it. m, v (acc, n).
     void (*adamw_update)(void *params, void *master, const void *grad, void *m, void *v, size_t n,
                          float lr, float b1, float b2, float eps, float wd, int t, float grad_scale);
+
+    // ---- generation (inference only: no backward) ----
+    // out[out_idx[m] * out_stride + c] = inp[inp_idx[m] * inp_stride + c] for m < M, c < C: rows of C elements
+    // at any row strides (elements). A NULL index means the identity; a row whose out or inp index is negative
+    // is skipped. Writes keys and values, read straight out of the fused qkv rows, into a KV cache.
+    void (*copy_rows_strided)(void *out, const int *out_idx, int out_stride, const void *inp, const int *inp_idx,
+                              int inp_stride, int M, int C);
+    // out (B, NH*HD) = softmax_j(q . k_j / sqrt(HD)) v_j over j < len[b] of cache slot slot[b];
+    // q (B, NH*HD) at row stride q_stride; k, v (slots, cap, NKV, HD). Softmax statistics in fp32 (acc).
+    void (*attention_decode)(void *out, const void *q, const void *k, const void *v, const DecodeShape *s);
 } Backend;
 
 extern const Backend backend_cpu;    // fp32 reference

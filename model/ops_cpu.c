@@ -590,6 +590,62 @@ static void cpu_adamw_update(void *params_, void *master_, const void *grad_, vo
 }
 
 // ----------------------------------------------------------------------------------------------------
+// generation
+
+static void cpu_copy_rows_strided(void *out_, const int *out_idx, int out_stride, const void *inp_, const int *inp_idx,
+                                  int inp_stride, int M, int C) {
+    real *out = out_;
+    const real *inp = inp_;
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        long o = out_idx ? out_idx[m] : m, i = inp_idx ? inp_idx[m] : m;
+        if (o < 0 || i < 0) continue;  // e.g. padding tokens that have no place in the cache
+        memmove(out + (size_t)o * out_stride, inp + (size_t)i * inp_stride, sizeof(real) * C);
+    }
+}
+
+// The same arithmetic as cpu_attention_forward (scores, max, exponentials, weighted sum in that order), so
+// a cached decode step reproduces the full forward pass to rounding.
+static void cpu_attention_decode(void *out_, const void *q_, const void *k_, const void *v_, const DecodeShape *s) {
+    real *out = out_;
+    const real *q = q_, *k = k_, *v = v_;
+    const int NH = s->NH, HD = s->HD, group = s->NH / s->NKV;
+    const size_t row = (size_t)s->NKV * HD;  // elements per cache position
+    const real scale = (real)(1.0 / sqrt((double)HD));
+    #pragma omp parallel
+    {
+        real *p = xmalloc(sizeof(real) * (s->cap > 0 ? s->cap : 1));
+        #pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < s->B; b++)
+            for (int h = 0; h < NH; h++) {
+                const int L = s->len[b], slot = s->slot ? s->slot[b] : b, kvh = h / group;
+                const real *qh = q + (size_t)b * s->q_stride + (size_t)h * HD;
+                const real *kb = k + (size_t)slot * s->cap * row + (size_t)kvh * HD;
+                const real *vb = v + (size_t)slot * s->cap * row + (size_t)kvh * HD;
+                real *o = out + (size_t)b * NH * HD + (size_t)h * HD;
+                for (int d = 0; d < HD; d++) o[d] = 0;
+                if (L <= 0) continue;
+                real maxs = -INFINITY;
+                for (int j = 0; j < L; j++) {
+                    const real *kj = kb + (size_t)j * row;
+                    real dot = 0;
+                    for (int d = 0; d < HD; d++) dot += qh[d] * kj[d];
+                    p[j] = dot * scale;
+                    if (p[j] > maxs) maxs = p[j];
+                }
+                real sum = 0;
+                for (int j = 0; j < L; j++) { p[j] = exp(p[j] - maxs); sum += p[j]; }
+                for (int j = 0; j < L; j++) {
+                    const real *vj = vb + (size_t)j * row;
+                    real w = p[j] / sum;
+                    for (int d = 0; d < HD; d++) o[d] += w * vj[d];
+                }
+            }
+        free(p);
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
 
 #define BACKEND_FIELDS                                                                                  \
     .act_bytes = sizeof(real), .acc_bytes = sizeof(real), .malloc = cpu_malloc, .free = cpu_free,       \
@@ -608,7 +664,8 @@ static void cpu_adamw_update(void *params_, void *master_, const void *grad_, vo
     .copy_rows = cpu_copy_rows, .add_rows = cpu_add_rows,                                              \
     .add_broadcast_forward = cpu_add_broadcast_forward,                                                \
     .add_broadcast_backward = cpu_add_broadcast_backward, .im2col = cpu_im2col, .sumsq = cpu_sumsq,    \
-    .adamw_update = cpu_adamw_update
+    .adamw_update = cpu_adamw_update, .copy_rows_strided = cpu_copy_rows_strided,                      \
+    .attention_decode = cpu_attention_decode
 
 #define CPU_NAME_float "cpu"
 #define CPU_NAME_double "cpu64"

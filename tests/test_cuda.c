@@ -12,6 +12,7 @@
 
 #include "../cuda/cuda_backend.h"
 #include "../model/clip.h"
+#include "../model/generate.h"
 #include "../model/llava.h"
 #include "../model/safetensors.h"
 #include "../util/common.h"
@@ -532,6 +533,145 @@ TEST(cuda_resume_is_bit_exact) {
         snprintf(b, sizeof(b), "%s/cres_b/checkpoint-00000004/%s", test_tmpdir(), files[i]);
         EXPECTF(same_bytes(a, b), "%s differs between the straight and the resumed GPU run", files[i]);
     }
+}
+
+// ------------------------------------------------------------------------------------------------- generation
+
+// copy_rows_strided: exact copies (bf16 in, bf16 out), rows with a negative index left as they were
+static void check_copy_rows_strided(int M, int C, int in_stride, int out_stride, int out_rows) {
+    int *oi = xmalloc(sizeof(int) * M), *ii = xmalloc(sizeof(int) * M);
+    for (int m = 0; m < M; m++) {
+        oi[m] = m % 7 == 3 ? -1 : (m * 5 + 2) % out_rows;  // distinct while M <= out_rows and gcd(5, out_rows) = 1
+        ii[m] = m % 11 == 5 ? -1 : (M - 1 - m);
+    }
+    IBuf o = ibuf(oi, M), i = ibuf(ii, M);
+    Buf in = buf_rand((size_t)M * in_stride, 1, 0), out = buf_rand((size_t)out_rows * out_stride, 1, 0);
+    CPU()->copy_rows_strided(out.cpu, o.cpu, out_stride, in.cpu, i.cpu, in_stride, M, C);
+    GPU()->copy_rows_strided(out.gpu, o.gpu, out_stride, in.gpu, i.gpu, in_stride, M, C);
+    EXPECT_CLOSE(out, 0, "copy_rows_strided M%d C%d strides %d/%d", M, C, in_stride, out_stride);
+    CPU()->copy_rows_strided(out.cpu, NULL, out_stride, in.cpu, NULL, in_stride, M < out_rows ? M : out_rows, C);
+    GPU()->copy_rows_strided(out.gpu, NULL, out_stride, in.gpu, NULL, in_stride, M < out_rows ? M : out_rows, C);
+    EXPECT_CLOSE(out, 0, "copy_rows_strided identity M%d C%d", M, C);
+    buf_free(&in); buf_free(&out); ibuf_free(&o); ibuf_free(&i); free(oi); free(ii);
+}
+
+TEST(cuda_copy_rows_strided) {
+    check_copy_rows_strided(12, 16, 48, 16, 13);    // 128-bit path: the k part of fused qkv rows into a cache
+    check_copy_rows_strided(9, 13, 29, 17, 11);     // odd sizes and strides: the scalar path
+    check_copy_rows_strided(300, 256, 768, 256, 301);
+}
+
+// attention_decode against the CPU: queries at a fused-row stride, rows in permuted cache slots, lengths
+// from 0 to past one chunk of the kernel (256 positions). The cases cover the generic kernel (head dim 12,
+// or a q stride that is not a multiple of 8) and the vectorized one, with and without split-K (which it
+// uses when rows x heads are fewer than two blocks per SM).
+static void check_attention_decode(int B, int NH, int NKV, int HD, int cap, int q_pad) {
+    const int qd = NH * HD, kd = NKV * HD, q_stride = qd + 2 * kd + q_pad, slots = B + 1;
+    int *len = xmalloc(sizeof(int) * B), *slot = xmalloc(sizeof(int) * B);
+    for (int b = 0; b < B; b++) {
+        len[b] = b == 1 ? 0 : cap - (b * 37) % cap;
+        slot[b] = (b + 2) % slots;
+    }
+    IBuf l = ibuf(len, B), sl = ibuf(slot, B);
+    Buf q = buf_rand((size_t)B * q_stride, 1.5f, 0), k = buf_rand((size_t)slots * cap * kd, 1.5f, 0);
+    Buf v = buf_rand((size_t)slots * cap * kd, 1, 0), out = buf_out((size_t)B * qd, 0);
+    DecodeShape dc = {B, NH, NKV, HD, q_stride, cap, l.cpu, sl.cpu}, dg = dc;
+    dg.len = l.gpu;
+    dg.slot = sl.gpu;
+    CPU()->attention_decode(out.cpu, q.cpu, k.cpu, v.cpu, &dc);
+    GPU()->attention_decode(out.gpu, q.gpu, k.gpu, v.gpu, &dg);
+    EXPECT_CLOSE(out, TOL_ACT, "attention_decode B%d H%d/%d HD%d cap %d q_pad %d", B, NH, NKV, HD, cap, q_pad);
+    buf_free(&q); buf_free(&k); buf_free(&v); buf_free(&out); ibuf_free(&l); ibuf_free(&sl); free(len); free(slot);
+}
+
+TEST(cuda_attention_decode) {
+    check_attention_decode(3, 4, 2, 12, 40, 0);      // generic kernel: GQA, head dim 12
+    check_attention_decode(3, 4, 2, 128, 300, 1);    // generic kernel: odd q stride, two chunks
+    check_attention_decode(2, 8, 1, 64, 300, 0);     // one kv head; split in two
+    check_attention_decode(1, 32, 32, 128, 1200, 0); // LLaVA-7B, B=1: split-K
+    check_attention_decode(5, 32, 32, 128, 700, 0);  // split, each span over two chunks
+    check_attention_decode(16, 32, 32, 128, 700, 0); // LLaVA-7B, B=16: no split, three chunks
+    check_attention_decode(2, 2, 2, 256, 9, 0);      // head dim 256 (one 8-element group per lane)
+    check_attention_decode(4, 4, 4, 8, 33, 0);       // head dim 8 (one lane per key)
+}
+
+// Prefill and cached decode steps on the GPU against the CPU running the GPU's bf16-rounded weights, with
+// the same forced tokens on both (greedy choices could differ at near-ties under bf16).
+TEST(cuda_generate_matches_cpu) {
+    const char *dir = "tests/fixtures/models/llava_gqa";
+    Llava mc, mg;
+    llava_load(&mc, CPU(), dir, (LlavaTrainable){0, 0, 0});
+    llava_load(&mg, GPU(), dir, (LlavaTrainable){0, 0, 0});
+    ParamStore *wc[3] = {&mc.ps_vision, &mc.ps_projector, &mc.ps_text}, *wg[3] = {&mg.ps_vision, &mg.ps_projector, &mg.ps_text};
+    for (int s = 0; s < 3; s++) {
+        float *w = xmalloc(sizeof(float) * wc[s]->numel);
+        GPU()->download_act(w, wg[s]->data, wc[s]->numel);
+        CPU()->upload_act(wc[s]->data, w, wc[s]->numel);
+        free(w);
+    }
+    SafeTensors *ex = st_open_or_die("tests/fixtures/models/llava_gqa/expected.safetensors");
+    const STTensor *tpx = st_get(ex, "pixel_values");
+    float *pixels = xmalloc(sizeof(float) * tpx->numel);
+    st_to_f32(tpx, pixels);
+    st_close(ex);
+    const int P = mc.cfg.image_tokens, V = mc.cfg.text.vocab, T = 1 + P + 4;
+    int ids[2 * 32], lengths[2] = {T, 6}, img_of[2] = {0, -1}, slot_of_row[2] = {1, 0};
+    for (int t = 0; t < T; t++) {
+        ids[t] = t == 0 ? 1 : t <= P ? mc.cfg.image_token_id : 10 + t;
+        ids[T + t] = t < 6 ? 1 + 7 * t : 0;
+    }
+    LlavaBatch bt = {.B = 2, .T = T, .ids = ids, .lengths = lengths, .image_of_row = img_of, .n_images = 1, .pixels = pixels};
+    Generator gc, gg;
+    gen_init(&gc, &mc, 2, T, 8, 2);
+    gen_init(&gg, &mg, 2, T, 8, 2);
+    Buf lg = {gc.logits, gg.logits, (size_t)2 * V, 0};
+    gen_prefill(&gc, &bt, slot_of_row);
+    gen_prefill(&gg, &bt, slot_of_row);
+    double worst = buf_err_l2(&lg);
+    EXPECT_CLOSE(lg, 5e-2, "prefill logits");
+    for (int step = 0; step < 6; step++) {
+        int slots[2] = {0, 1}, toks[2] = {3 + step, 40 + 3 * step};
+        gen_decode(&gc, 2, slots, toks);
+        gen_decode(&gg, 2, slots, toks);
+        double l2 = buf_err_l2(&lg);
+        if (l2 > worst) worst = l2;
+        EXPECT_CLOSE(lg, 5e-2, "decode step %d logits", step);
+    }
+    EXPECTF(worst <= 2e-2, "generation logits: L2-relative error %.3g", worst);
+    printf("      cached generation on the GPU: worst L2-relative logits error %.2e\n", worst);
+    gen_free(&gc); gen_free(&gg);
+    llava_free(&mc); llava_free(&mg);
+    free(pixels);
+}
+
+// vlm sample --device cuda runs the generation fixtures. Greedy tokens follow transformers' fp32 ones until
+// a near-tie that bf16 rounding decides otherwise (the fixtures only guarantee margins of 1e-3): the
+// agreement is reported, and a majority of first tokens must agree (garbage would not).
+TEST(cuda_sample_cli) {
+    char *out, *err;
+    int rc = test_run_vlm("sample --model tests/fixtures/models/llava_gqa --data tests/fixtures/models/llava_gqa/generate_records.jsonl "
+                          "--max-new-tokens 12 --device cuda --batch 3", &out, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    char *want = read_file("tests/fixtures/models/llava_gqa/generate_expected.jsonl", NULL);
+    const char *p = out, *q = want;
+    int records = 0, first_ok = 0, same = 0;
+    while ((p = strstr(p, "\"ids\": [")) && (q = strstr(q, "\"ids\": ["))) {
+        p += 8; q += 8;
+        records++;
+        for (int t = 0; *p != ']' && *q != ']'; t++) {
+            int a = (int)strtol(p, (char **)&p, 10), b = (int)strtol(q, (char **)&q, 10);
+            if (t == 0) first_ok += a == b;
+            if (a != b) break;
+            same++;
+            while (*p == ',' || *p == ' ') p++;
+            while (*q == ',' || *q == ' ') q++;
+        }
+    }
+    EXPECT_INT_EQ(records, 5);
+    EXPECTF(first_ok >= 3, "only %d of 5 first tokens agree with transformers", first_ok);
+    printf("      vlm sample --device cuda: %d of 5 first tokens and a common prefix of %d tokens with transformers\n",
+           first_ok, same);
+    free(out); free(err); free(want);
 }
 
 TEST(cuda_logprobs_cli) {

@@ -456,3 +456,76 @@ TEST(ops_fp32_matches_fp64) {
     for (int i = 0; i < N; i++) EXPECT_NEAR(lp32[i], lp64[i], 1e-5);
     free(x); free(w); free(b); free(xf); free(wf); free(bf);
 }
+
+// ------------------------------------------------------------------------------------------------ generation
+// (last in the file: the random inputs of the tests above stay what they were)
+
+// copy_rows_strided against its definition: strided rows, index arrays, negative indices skipped (the
+// destination keeps its values), NULL indices the identity.
+TEST(ops_copy_rows_strided) {
+    const int M = 5, C = 3, in_stride = 7, out_stride = 4, out_rows = 6;
+    double *inp = rand_vec((size_t)M * in_stride, 1), *out = rand_vec((size_t)out_rows * out_stride, 1);
+    double *before = copy_vec(out, (size_t)out_rows * out_stride);
+    int out_idx[5] = {4, -1, 0, 5, 2}, inp_idx[5] = {1, 0, 4, 3, -2};
+    be64()->copy_rows_strided(out, out_idx, out_stride, inp, inp_idx, in_stride, M, C);
+    int written[6] = {0};
+    for (int m = 0; m < M; m++) {
+        if (out_idx[m] < 0 || inp_idx[m] < 0) continue;
+        written[out_idx[m]] = 1;
+        for (int c = 0; c < C; c++)
+            EXPECTF(out[out_idx[m] * out_stride + c] == inp[inp_idx[m] * in_stride + c], "row %d col %d not copied", m, c);
+    }
+    for (int o = 0; o < out_rows; o++)
+        for (int c = 0; c < out_stride; c++)
+            if (!written[o] || c >= C) EXPECTF(out[o * out_stride + c] == before[o * out_stride + c], "row %d col %d touched", o, c);
+    be64()->copy_rows_strided(out, NULL, out_stride, inp, NULL, in_stride, 2, C);  // identity: rows 0, 1
+    for (int m = 0; m < 2; m++)
+        for (int c = 0; c < C; c++) EXPECT(out[m * out_stride + c] == inp[m * in_stride + c]);
+    free(inp); free(out); free(before);
+}
+
+// attention_decode at position i of a row = attention_forward (causal, key padding) at position i, when the
+// cache holds the row's first i + 1 keys and values. Rows live in permuted cache slots; q is read at a row
+// stride wider than NH*HD (the fused qkv rows); a row with length 0 gives zeros.
+static void check_attention_decode(int B, int T, int NH, int NKV, int HD) {
+    const int qd = NH * HD, kd = NKV * HD, stride = qd + 2 * kd, cap = T + 2, slots = B + 1;
+    double *qkv = rand_vec((size_t)B * T * stride, 1.5), *out = nan_vec((size_t)B * T * qd), *lse = nan_vec((size_t)B * NH * T);
+    int *kv_len = xmalloc(sizeof(int) * B);
+    for (int b = 0; b < B; b++) kv_len[b] = T - b % T;
+    AttnShape as = {B, T, NH, NKV, HD, stride, stride, 1, kv_len, NULL};
+    be64()->attention_forward(out, lse, qkv, qkv + qd, qkv + qd + kd, &as);
+    // every row's keys and values into slot (b + 1) % slots, at the cache's own row width
+    double *kc = nan_vec((size_t)slots * cap * kd), *vc = nan_vec((size_t)slots * cap * kd);
+    int *dst = xmalloc(sizeof(int) * B * T), *slot = xmalloc(sizeof(int) * (B + 1)), *len = xmalloc(sizeof(int) * (B + 1));
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) dst[b * T + t] = t < kv_len[b] ? ((b + 1) % slots) * cap + t : -1;
+    be64()->copy_rows_strided(kc, dst, kd, qkv + qd, NULL, stride, B * T, kd);
+    be64()->copy_rows_strided(vc, dst, kd, qkv + qd + kd, NULL, stride, B * T, kd);
+    // queries: row b at position i_b (its last real token, or an earlier one), gathered with their stride
+    int *qsrc = xmalloc(sizeof(int) * B), *pos = xmalloc(sizeof(int) * B);
+    for (int b = 0; b < B; b++) {
+        pos[b] = (kv_len[b] - 1) - (b % 2) * (kv_len[b] / 2);
+        qsrc[b] = b * T + pos[b];
+        slot[b] = (b + 1) % slots;
+        len[b] = pos[b] + 1;
+    }
+    slot[B] = 0;
+    len[B] = 0;  // one more query row, with nothing to attend to
+    double *q = rand_vec((size_t)(B + 1) * stride, 1), *o = nan_vec((size_t)(B + 1) * qd);
+    be64()->copy_rows_strided(q, NULL, stride, qkv, qsrc, stride, B, qd);
+    DecodeShape ds = {B + 1, NH, NKV, HD, stride, cap, len, slot};
+    be64()->attention_decode(o, q, kc, vc, &ds);
+    double maxd = 0;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < qd; i++) maxd = fmax(maxd, fabs(o[b * qd + i] - out[(size_t)qsrc[b] * qd + i]));
+    EXPECTF(maxd < 1e-12, "attention_decode B%d T%d H%d/%d HD%d differs from attention_forward by %g", B, T, NH, NKV, HD, maxd);
+    for (int i = 0; i < qd; i++) EXPECTF(o[B * qd + i] == 0, "a row with length 0 must give zeros");
+    free(qkv); free(out); free(lse); free(kv_len); free(kc); free(vc); free(dst); free(slot); free(len); free(qsrc);
+    free(pos); free(q); free(o);
+}
+
+TEST(ops_attention_decode_matches_forward) {
+    check_attention_decode(3, 7, 2, 2, 4);
+    check_attention_decode(4, 9, 4, 2, 6);   // grouped-query heads
+    check_attention_decode(2, 5, 6, 1, 8);   // one kv head for all
+}

@@ -47,7 +47,7 @@ static void clip_data_load(ClipData *d, const char *path, const ClipModel *m, co
     while ((j = jsonl_next(&jr, skip_bad, &n_bad))) {
         const cJSON *img = cJSON_GetObjectItemCaseSensitive(j, "image"), *cap_text = cJSON_GetObjectItemCaseSensitive(j, "caption");
         const cJSON *cap_ids = cJSON_GetObjectItemCaseSensitive(j, "caption_ids");
-        char why[256] = "";
+        char why[600] = "";
         if (!cJSON_IsString(img)) snprintf(why, sizeof(why), "needs \"image\" (a path)");
         else if (!cJSON_IsString(cap_text) && !cJSON_IsArray(cap_ids)) snprintf(why, sizeof(why), "needs \"caption\" (text) or \"caption_ids\"");
         int *row = xcalloc(T, sizeof(int));

@@ -395,7 +395,7 @@ static cJSON *shard_records_json(const Shard *sh, const char *path) {
 void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaConfig *cfg,
                      const PreprocessConfig *pcfg, const TrainDataOptions *opt) {
     memset(d, 0, sizeof(*d));
-    if (recipe == RECIPE_CLIP) fatal("train_data_load: the clip recipe reads image-caption data (see train/clip_data)");
+    if (recipe == RECIPE_CLIP) fatal("train_data_load: the clip recipe reads image-caption data (train/clip_train.c)");
     d->recipe = recipe;
     d->image_size = cfg->vision.image_size;
     Loader L = {.d = d, .path = path, .dir = path_dirname(path), .cfg = cfg, .pcfg = pcfg, .opt = opt};

@@ -369,7 +369,7 @@ static void resume(Trainer *T, const char *ckpt) {
 }
 
 int train_run(const TrainConfig *c) {
-    if (c->recipe == RECIPE_CLIP) fatal("vlm train --recipe clip is not built yet");
+    if (c->recipe == RECIPE_CLIP) return clip_train_run(c);
     if (!c->model_dir || !c->data_path || !c->out_dir) fatal("vlm train: --model, --data and --out are required");
     if (c->batch < 1 || c->grad_accum < 1) fatal("vlm train: --batch and --grad-accum must be at least 1");
     Trainer T;
@@ -377,7 +377,20 @@ int train_run(const TrainConfig *c) {
     T.c = c;
     T.be = backend_select(c->device);
     mkdir_p(c->out_dir);
-    llava_load(&T.policy, T.be, c->model_dir, c->trainable);
+    char probe_err[256];
+    SafeTensors *probe = st_open(c->model_dir, probe_err, sizeof(probe_err));
+    if (probe) {
+        st_close(probe);
+        llava_load(&T.policy, T.be, c->model_dir, c->trainable);
+    } else if (c->init_random) {  // from scratch: the config alone
+        LlavaConfig cfg0;
+        llava_config_load(&cfg0, c->model_dir);
+        llava_init(&T.policy, T.be, &cfg0, c->trainable);
+        params_init_random(&T.policy.ps_vision, c->seed, 0.02f);
+        params_init_random(&T.policy.ps_projector, c->seed + 1, 0.02f);
+        params_init_random(&T.policy.ps_text, c->seed + 2, 0.02f);
+        fprintf(stderr, "train: %s has no weights; random initialization (--init random)\n", c->model_dir);
+    } else fatal("%s: no weights (%s); give --init random to start from the config alone", c->model_dir, probe_err);
     const LlavaConfig *cfg = &T.policy.cfg;
     PreprocessConfig pcfg = records_preprocess_config(c->model_dir, cfg->vision.image_size);
     TrainDataOptions dopt = {c->tokenizer, c->template_name, c->system, c->images_dir, c->max_len, c->skip_bad, c->seed, 0.01, 0.2};

@@ -28,6 +28,7 @@ typedef struct {
     LlavaTrainable trainable;
     int max_len, skip_bad;
     int pack;                  // share the image + prompt prefix of rows that have the same (train/data.h)
+    int init_random;           // the model folder has a config.json but no weights: start from random weights
     int quiet;                 // no progress line
 } TrainConfig;
 
@@ -37,3 +38,5 @@ void train_config_preset(TrainConfig *c, Recipe r);
 // Runs the whole training; returns 0. Dies with a clear message on bad input or a non-finite loss (the
 // last good checkpoint stays in place).
 int train_run(const TrainConfig *c);
+// --recipe clip (train/clip_train.c): contrastive training of a CLIPModel folder.
+int clip_train_run(const TrainConfig *c);

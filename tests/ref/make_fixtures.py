@@ -13,6 +13,9 @@ Fixtures:
                 Hub key layout of llava-hf (language_model.model.*) with an old-style config (rope_theta)
   clip          CLIPModel: embeddings, logits, contrastive loss, gradients
   optim         torch.optim.AdamW steps and clip_grad_norm_ on random tensors
+Generation (`vlm sample`): llava_gqa, llava_full and llava_tok also get generate_records.jsonl and
+generate_expected.jsonl, transformers' greedy generate on id records (llava_gqa, llava_full) and on text
+records through the vicuna_v1 template (llava_tok, with the decoded text). The images are llava_gqa's.
 Requires torch and transformers (CPU wheels are enough).
 """
 import json
@@ -299,6 +302,7 @@ def text_logprobs_fixture():
         for r in results:
             f.write(json.dumps(r) + "\n")
     print(f"{name}: {len(records)} text records")
+    return model, tok
 
 
 def old_style_config(cfg):
@@ -369,6 +373,84 @@ def optim_fixture():
     print("optim: written")
 
 
+def greedy_reference(model, ids, pixel_values, max_new_tokens):
+    """transformers' generate, greedy, stopping at EOS (id 2). Returns the new ids and the smallest gap
+    between the two largest logits over the steps (how safe each argmax is against rounding)."""
+    kw = {"pixel_values": pixel_values} if pixel_values is not None else {}
+    with torch.no_grad():
+        out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, eos_token_id=2,
+                             pad_token_id=0, output_logits=True, return_dict_in_generate=True, **kw)
+    new = out.sequences[0, len(ids):].tolist()
+    logits = torch.stack(out.logits)[:, 0].double()
+    top2 = logits.topk(2, dim=-1).values
+    return new, (top2[:, 0] - top2[:, 1]).min().item()
+
+
+def generate_fixture(name, model, cfg, max_new_tokens=12, image_dir="images", tok=None):
+    """`vlm sample` greedy outputs: generate_records.jsonl (inputs in the command's format) and
+    generate_expected.jsonl (one line per record: the new ids, why generation ended, and for text records the
+    decoded text). Records mix image and image-free rows and prompt lengths. A record whose greedy path has
+    two logits within 1e-3 of each other at some step is redrawn, so that fp32 rounding differences between
+    the implementations cannot flip an argmax."""
+    from PIL import Image
+    d = os.path.join(ROOT, "models", name)
+    rng = np.random.RandomState(zlib.crc32(("generate:" + name).encode()) % 2**31)
+    S, P, img_id = cfg.vision_config.image_size, cfg.image_seq_length, cfg.image_token_index
+    proc = image_processor(S)
+    images = [image_dir + "/a.png", None, image_dir + "/b.png", None, image_dir + "/gray.png"]
+    questions = ["What is in the picture?", "Name three colors.", "Describe the scene in detail.",
+                 "Is there a dog?", "Count the stars, then the circles.", "Why is the sky blue?",
+                 "Write one sentence about shapes.", "Where is the red square?"]
+    records, expected = [], []
+    for i, img in enumerate(images):
+        pix = None
+        if img:
+            pix = proc(images=Image.open(os.path.join(d, img)), return_tensors="pt")["pixel_values"]
+        for attempt in range(50):
+            rec = {"question_id": f"q{i}"} if i % 2 == 0 else {"question_id": 100 + i}
+            if img:
+                rec["image"] = img
+            if tok is None:  # id records: BOS, some text ids, the image token (once or expanded), more text
+                before = [1] + [int(x) for x in rng.randint(3, img_id, size=1 + (i + attempt) % 3)]
+                after = [int(x) for x in rng.randint(3, img_id, size=2 + 3 * i)]
+                n_img = 0 if not img else (P if i == 2 else 1)
+                rec["input_ids"] = before + [img_id] * n_img + after
+                full = before + [img_id] * (P if img else 0) + after
+            else:  # text records through the vicuna_v1 template with the generation prompt
+                q = questions[(i + attempt) % len(questions)]
+                rec["prompt"] = q
+                text = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives "
+                        "helpful, detailed, and polite answers to the user's questions. USER: "
+                        + ("<image>\n" if img else "") + q + " ASSISTANT:")
+                prompt_ids = tok(text).input_ids
+                full = []
+                for t in prompt_ids:
+                    full += [img_id] * P if t == img_id else [t]
+            new, margin = greedy_reference(model, full, pix, max_new_tokens)
+            # text records: every generated id must be a real token of the tokenizer (the model's vocabulary
+            # has padding rows past it)
+            if margin >= 1e-3 and (tok is None or all(t < 32000 for t in new)):
+                break
+        else:
+            raise SystemExit(f"{name}: no record {i} with a safe greedy path")
+        exp = {"index": i, "ids": new, "finish": "eos" if new and new[-1] == 2 else "length",
+               "max_new_tokens": max_new_tokens, "min_margin": round(margin, 6)}
+        if tok is not None:
+            exp["prompt_ids"] = prompt_ids
+            exp["text"] = tok.decode(new, skip_special_tokens=True)
+        records.append(rec)
+        expected.append(exp)
+    with open(os.path.join(d, "generate_records.jsonl"), "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    with open(os.path.join(d, "generate_expected.jsonl"), "w") as f:
+        for r in expected:
+            f.write(json.dumps(r) + "\n")
+    print(f"{name}: {len(records)} generate records, finishes {[e['finish'] for e in expected]}, "
+          f"lengths {[len(e['ids']) for e in expected]}")
+
+
 def main():
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
                   image_size=28, patch_size=7, projection_dim=16)
@@ -388,10 +470,14 @@ def main():
                          rope_parameters={"rope_type": "default", "rope_theta": 500.0}),
         image_token_index=77, image_seq_length=17, vision_feature_layer=1, vision_feature_select_strategy="full",
         tie_word_embeddings=True)
-    llava_fixture("llava_full", full, "hub", config_edit=old_style_config)
-    text_logprobs_fixture()
+    full_model = llava_fixture("llava_full", full, "hub", config_edit=old_style_config)
+    tok_model, tok = text_logprobs_fixture()
     clip_fixture()
     optim_fixture()
+    # generation fixtures last: their random draws cannot change the fixtures above
+    generate_fixture("llava_gqa", model, gqa)
+    generate_fixture("llava_full", full_model, full, image_dir="../llava_gqa/images")
+    generate_fixture("llava_tok", tok_model, tok_model.config, image_dir="../llava_gqa/images", tok=tok)
 
 
 if __name__ == "__main__":

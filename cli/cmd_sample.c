@@ -1,0 +1,256 @@
+// vlm sample: generation with a KV cache for every record of a JSONL file (model/generate.h).
+//
+// Records (JSON Lines): "image" (optional, relative to the JSONL's folder) and either "prompt" (text: the
+// first user turn of the chat template, followed by the generation prompt "ASSISTANT:"; an optional
+// "system" replaces the template's system line) or "input_ids" (ids, the image token once or expanded).
+// An optional "question_id" (any JSON value) is passed through.
+// Output: one line per record and sample, in record order:
+//   {"index": i, "sample": j, "question_id": q, "text": "...", "ids": [...], "n_tokens": n, "finish": f}
+// with finish "eos" (the EOS token ended it; ids end with it, text does not show it), "stop" (a stop string
+// appeared in the text; ids include the token that completed it, text is cut before it) or "length"
+// (max_new_tokens). text is null when there is no tokenizer.
+#include <cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../data/image.h"
+#include "../data/preprocess.h"
+#include "../data/records.h"
+#include "../model/generate.h"
+#include "../util/args.h"
+#include "../util/common.h"
+#include "commands.h"
+
+static void usage(void) {
+    printf("usage: vlm sample --model DIR --data FILE.jsonl [--device auto|cpu|cuda] [--batch N]\n"
+           "                  [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--n N] [--seed S]\n"
+           "                  [--stop STR]... [--eos ID] [--template vicuna_v1|llava_hf] [--tokenizer FILE] [--out FILE]\n\n"
+           "Generates a continuation of every record's prompt, with a KV cache. Greedy by default.\n\n"
+           "  --model DIR         HF LLaVA directory: config.json, *.safetensors, preprocessor_config.json\n"
+           "  --data FILE         JSON Lines: image (optional), prompt (text) or input_ids, question_id (optional)\n"
+           "  --device D          auto (default), cpu, cuda\n"
+           "  --batch N           sequences generated together (default 8, rounded up to whole records of --n\n"
+           "                      samples); a finished sequence's place goes to the next record at once\n"
+           "  --max-new-tokens N  new tokens per sequence at most (default 512)\n"
+           "  --temperature T     0 (default): greedy, the argmax with the lowest id on ties; > 0: sampling\n"
+           "  --top-k K           keep the K most likely tokens (0, the default: off)\n"
+           "  --top-p P           nucleus: the smallest set of most likely tokens with probability >= P (1: off)\n"
+           "                      Order as in transformers: temperature, then top-k, then top-p.\n"
+           "  --n N               samples per record (default 1), each with its own random stream\n"
+           "  --seed S            random seed (default 0); sample j of record i draws from stream (S, i, j), so\n"
+           "                      outputs do not depend on --batch\n"
+           "  --stop STR          stop when the generated text contains STR (repeatable); the text is cut before it\n"
+           "  --eos ID            end-of-sequence token (default: generation_config.json, config.json, else 2;\n"
+           "                      -1: none)\n"
+           "  --template T        chat template for prompt records: vicuna_v1 (default, LLaVA-1.5) or llava_hf\n"
+           "  --tokenizer FILE    SentencePiece tokenizer.model (default DIR/tokenizer.model); without one, text\n"
+           "                      records are refused and \"text\" is null\n"
+           "  --out FILE          write the results here (atomically) instead of stdout\n");
+}
+
+// The model's end-of-sequence id: generation_config.json, then config.json (text_config, then top level).
+static int model_eos_id(const char *dir) {
+    const char *files[2] = {"generation_config.json", "config.json"};
+    for (int f = 0; f < 2; f++) {
+        char *p = path_join(dir, files[f]);
+        char *text = try_read_file(p, NULL);
+        free(p);
+        if (!text) continue;
+        cJSON *j = cJSON_Parse(text);
+        free(text);
+        if (!j) continue;
+        const cJSON *tc = cJSON_GetObjectItemCaseSensitive(j, "text_config");
+        const cJSON *e = tc ? cJSON_GetObjectItemCaseSensitive(tc, "eos_token_id") : NULL;
+        if (!e) e = cJSON_GetObjectItemCaseSensitive(j, "eos_token_id");
+        if (cJSON_IsArray(e)) e = cJSON_GetArrayItem(e, 0);  // a list: the first (LLaVA-1.5 has one)
+        int id = cJSON_IsNumber(e) ? (int)e->valuedouble : -2;
+        cJSON_Delete(j);
+        if (id >= 0) return id;
+    }
+    return 2;  // LlamaConfig's default
+}
+
+typedef struct {
+    const SampleRecordSet *rs;
+    PreprocessConfig pcfg;
+    int S;                       // the vision tower's image size
+    const SpTokenizer *tok;
+    int n_samples, n_total;      // samples per record, records x samples
+    char **lines;                // (n_total) finished output lines not yet written
+    int next_line;               // the first line not yet written
+    int *left;                   // (records) samples still running
+    int records_done;
+    long tokens;
+    FILE *out;                   // stdout, or NULL with --out
+    char *buf;                   // --out: everything, written at the end
+    size_t buf_len, buf_cap;
+    double t0, last_progress;
+} SampleRun;
+
+static void on_pixels(void *ctx, int prompt, float *out) {
+    SampleRun *r = ctx;
+    const SampleRecord *rec = &r->rs->r[prompt];
+    char err[512];
+    Image *im = image_load(rec->image, r->pcfg.alpha, err, sizeof(err));
+    if (!im) fatal("%s:%d: %s", r->rs->path, rec->line, err);
+    int h, w;
+    float *px = preprocess_image(&r->pcfg, im, &h, &w);
+    if (h != r->S || w != r->S)
+        fatal("%s:%d: the preprocessor gives %dx%d pixels but the vision tower expects %dx%d (check preprocessor_config.json)",
+              r->rs->path, rec->line, w, h, r->S, r->S);
+    memcpy(out, px, sizeof(float) * 3 * r->S * r->S);
+    free(px);
+    image_free(im);
+}
+
+// Ids past the tokenizer's vocabulary (LLaVA's embedding has padding rows beyond it) decode to nothing.
+static char *on_detok(void *ctx, const int *ids, int n) {
+    SampleRun *r = ctx;
+    int *keep = xmalloc(sizeof(int) * (n ? n : 1)), k = 0;
+    for (int i = 0; i < n; i++) if (ids[i] >= 0 && ids[i] < r->tok->vocab_size) keep[k++] = ids[i];
+    char *text = sptok_decode(r->tok, keep, k, 1, NULL);
+    free(keep);
+    return text;
+}
+
+static void progress(SampleRun *r, int final) {
+    double now = now_seconds(), dt = now - r->t0;
+    if (!final && now - r->last_progress < 0.25) return;
+    r->last_progress = now;
+    if (dt <= 0) dt = 1e-9;
+    fprintf(stderr, "\rsample: %d/%d records, %.2f records/s, %.1f tokens/s", r->records_done, r->rs->n,
+            r->records_done / dt, r->tokens / dt);
+    if (final) fprintf(stderr, "\n");
+}
+
+static void on_emit(void *ctx, const GenOutput *o) {
+    SampleRun *r = ctx;
+    const SampleRecord *rec = &r->rs->r[o->prompt];
+    char *line = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&line, &len);
+    if (!f) fatal("open_memstream failed");
+    fprintf(f, "{\"index\": %d, \"sample\": %d", rec->index, o->sample);
+    if (rec->question_id) fprintf(f, ", \"question_id\": %s", rec->question_id);
+    if (o->text) {
+        cJSON *s = cJSON_CreateString(o->text);
+        char *js = cJSON_PrintUnformatted(s);
+        fprintf(f, ", \"text\": %s", js);
+        free(js);
+        cJSON_Delete(s);
+    } else fprintf(f, ", \"text\": null");
+    fprintf(f, ", \"ids\": [");
+    for (int i = 0; i < o->n; i++) fprintf(f, i ? ", %d" : "%d", o->ids[i]);
+    fprintf(f, "], \"n_tokens\": %d, \"finish\": \"%s\"}\n", o->n, gen_finish_name(o->finish));
+    fclose(f);
+    r->lines[o->prompt * r->n_samples + o->sample] = line;
+    r->tokens += o->n;
+    if (--r->left[o->prompt] == 0) r->records_done++;
+    // write every line whose predecessors are all written: the output is in record order
+    while (r->next_line < r->n_total && r->lines[r->next_line]) {
+        char *l = r->lines[r->next_line];
+        size_t n = strlen(l);
+        if (r->out) fwrite(l, 1, n, r->out);
+        else {
+            while (r->buf_len + n + 1 > r->buf_cap) r->buf = xrealloc(r->buf, r->buf_cap = r->buf_cap ? 2 * r->buf_cap : 1 << 16);
+            memcpy(r->buf + r->buf_len, l, n);
+            r->buf_len += n;
+        }
+        free(l);
+        r->lines[r->next_line++] = NULL;
+    }
+    if (r->out) fflush(r->out);
+    progress(r, 0);
+}
+
+int cmd_sample(int argc, char **argv) {
+    Args a = args_init("vlm sample", argc, argv);
+    if (args_help(&a)) { usage(); return 0; }
+    // --stop may be repeated: collect every value (arg_str below marks them all as used)
+    const char **stop = xmalloc(sizeof(char *) * (argc + 1));
+    int n_stop = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--stop") && i + 1 < argc) stop[n_stop++] = argv[++i];
+        else if (!strncmp(argv[i], "--stop=", 7)) stop[n_stop++] = argv[i] + 7;
+    }
+    arg_str(&a, "--stop", NULL);
+    const char *model_dir = arg_str(&a, "--model", NULL), *data = arg_str(&a, "--data", NULL);
+    const char *device = arg_str(&a, "--device", "auto"), *out_path = arg_str(&a, "--out", NULL);
+    const char *tok_path = arg_str(&a, "--tokenizer", NULL), *tmpl_name = arg_str(&a, "--template", "vicuna_v1");
+    long batch = arg_int(&a, "--batch", 8), max_new = arg_int(&a, "--max-new-tokens", 512);
+    long top_k = arg_int(&a, "--top-k", 0), n_samples = arg_int(&a, "--n", 1), seed = arg_int(&a, "--seed", 0);
+    long eos = arg_int(&a, "--eos", -2);
+    double temperature = arg_float(&a, "--temperature", 0), top_p = arg_float(&a, "--top-p", 1);
+    args_finish(&a);
+    if (!model_dir || !data) fatal("vlm sample: --model and --data are required (see --help)");
+    if (batch < 1 || batch > 4096) fatal("vlm sample: --batch must be between 1 and 4096");
+    if (max_new < 1 || max_new > 1 << 20) fatal("vlm sample: --max-new-tokens must be at least 1");
+    if (!(temperature >= 0) || !isfinite(temperature)) fatal("vlm sample: --temperature must be 0 (greedy) or positive");
+    if (top_k < 0) fatal("vlm sample: --top-k must be 0 (off) or positive");
+    if (!(top_p > 0 && top_p <= 1)) fatal("vlm sample: --top-p must be in (0, 1]");
+    if (n_samples < 1 || n_samples > 4096) fatal("vlm sample: --n must be between 1 and 4096");
+    if (seed < 0) fatal("vlm sample: --seed must be non-negative");
+    if (eos < -2) fatal("vlm sample: --eos must be a token id or -1 (none)");
+    for (int i = 0; i < n_stop; i++) if (!stop[i][0]) fatal("vlm sample: --stop needs a non-empty string");
+    int tmpl = chat_template_from_name(tmpl_name);
+    if (tmpl < 0) fatal("vlm sample: --template '%s': expected vicuna_v1 or llava_hf", tmpl_name);
+
+    // the tokenizer: given, or the model's own when it has one
+    char *tp = tok_path ? xstrdup(tok_path) : path_join(model_dir, "tokenizer.model");
+    if (tok_path && !file_exists(tp)) fatal("vlm sample: tokenizer %s not found", tp);
+    SpTokenizer *tok = file_exists(tp) ? sptok_load(tp) : NULL;
+    free(tp);
+    if (n_stop > 0 && !tok) fatal("vlm sample: --stop needs a tokenizer to decode the text (tokenizer.model in %s, or --tokenizer)", model_dir);
+
+    LlavaConfig cfg;
+    llava_config_load(&cfg, model_dir);
+    SampleRecordSet rs;
+    records_read_sample(&rs, data, &cfg, tok, (ChatTemplate)tmpl);  // before the weights: bad records fail fast
+    const Backend *be = backend_select(device);
+    Llava m;
+    llava_load(&m, be, model_dir, (LlavaTrainable){0, 0, 0});
+
+    SamplerConfig sc = {(float)temperature, (int)top_k, (float)top_p};
+    if (n_samples > 1 && sample_is_greedy(&sc)) fprintf(stderr, "vlm sample: greedy decoding: the %ld samples of a record will be identical\n", n_samples);
+    // a record's samples are generated together: slots in whole records
+    const int per = (int)n_samples, slots = (int)((batch + per - 1) / per) * per, prefill_rows = slots / per;
+    if (rs.max_len + max_new > cfg.text.max_positions)
+        fprintf(stderr, "vlm sample: warning: prompts of up to %d tokens plus %ld new tokens pass the model's %d positions "
+                "(max_position_embeddings)\n", rs.max_len, max_new, cfg.text.max_positions);
+    Generator g;
+    gen_init(&g, &m, slots, rs.max_len, (int)max_new, prefill_rows);
+    GenPrompt *prompts = xmalloc(sizeof(GenPrompt) * rs.n);
+    for (int i = 0; i < rs.n; i++) prompts[i] = (GenPrompt){rs.r[i].ids, rs.r[i].n, rs.r[i].image != NULL};
+    GenConfig gc = {sc, (int)max_new, (int)n_samples, (uint64_t)seed, eos == -2 ? model_eos_id(model_dir) : (int)eos, stop, n_stop};
+    if (gc.eos_id >= cfg.text.vocab) fatal("vlm sample: --eos %d is outside the vocabulary (%d)", gc.eos_id, cfg.text.vocab);
+
+    SampleRun run;
+    memset(&run, 0, sizeof(run));
+    run.rs = &rs;
+    run.pcfg = records_preprocess_config(model_dir, cfg.vision.image_size);
+    run.S = cfg.vision.image_size;
+    run.tok = tok;
+    run.n_samples = (int)n_samples;
+    run.n_total = rs.n * (int)n_samples;
+    run.lines = xcalloc(run.n_total, sizeof(char *));
+    run.left = xmalloc(sizeof(int) * rs.n);
+    for (int i = 0; i < rs.n; i++) run.left[i] = (int)n_samples;
+    run.out = out_path ? NULL : stdout;
+    run.t0 = now_seconds();
+    GenCallbacks cb = {on_pixels, tok ? on_detok : NULL, on_emit, &run};
+    GenStats st;
+    gen_run(&g, &gc, prompts, rs.n, &cb, &st);
+    progress(&run, 1);
+    fprintf(stderr, "sample: %ld prompt tokens in %ld prefills (%.2f s), %ld new tokens, %ld decode steps (%.2f s, %.1f tokens/s)\n",
+            st.prompt_tokens, st.prefills, st.prefill_seconds, st.new_tokens, st.steps, st.decode_seconds,
+            st.decode_seconds > 0 ? st.new_tokens / st.decode_seconds : 0.0);
+    if (out_path) write_file_atomic(out_path, run.buf ? run.buf : "", run.buf_len);
+    free(run.buf); free(run.lines); free(run.left); free(prompts); free(stop);
+    gen_free(&g);
+    records_free_sample(&rs);
+    llava_free(&m);
+    if (tok) sptok_free(tok);
+    return 0;
+}
