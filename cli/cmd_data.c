@@ -186,14 +186,7 @@ static int data_pack(int argc, char **argv) {
     if (kind == DATA_NONE) fatal("vlm data pack: --kind must be llava, pref, mvc or pope, got '%s'", kind_name);
     if (size != -1 && (size < 1 || size > 16384)) fatal("vlm data pack: --size %ld is outside 1..16384", size);
 
-    PreprocessConfig cfg = config_path ? preprocess_config_load(config_path) : preprocess_config_clip(size > 0 ? (int)size : 336);
-    if (config_path && size > 0) {
-        cfg.do_resize = 1;
-        cfg.shortest_edge = (int)size;
-        cfg.do_center_crop = 1;
-        cfg.crop_height = cfg.crop_width = (int)size;
-    }
-    if (pad) cfg.do_pad = 1;
+    PreprocessConfig cfg = preprocess_config_from_flags(config_path, size, pad);
     // A shard holds square S x S images: the pipeline must end in a square crop (any input size).
     int S = cfg.crop_height;
     if (!cfg.do_center_crop || cfg.crop_height != cfg.crop_width || S < 1)

@@ -42,19 +42,6 @@ static DType parse_dtype(const char *s) {
     fatal("vlm export: --dtype '%s': expected f32, bf16 or f16", s);
 }
 
-static void copy_file(const char *src_dir, const char *dst_dir, const char *name) {
-    char *src = path_join(src_dir, name);
-    size_t n;
-    char *data = try_read_file(src, &n);
-    if (data) {
-        char *dst = path_join(dst_dir, name);
-        write_file_atomic(dst, data, n);
-        free(dst);
-        free(data);
-    }
-    free(src);
-}
-
 // Adds the tensors of `src` that the writer does not have yet (by Hub name), converted to dtype.
 static int add_missing(STWriter *w, char ***have, int *n_have, const char *src_dir, DType dtype) {
     if (!src_dir || !file_exists(src_dir)) return 0;
@@ -134,7 +121,7 @@ int cmd_export(int argc, char **argv) {
     stw_write(w, weights, meta);
     const char *files[] = {"config.json", "preprocessor_config.json", "tokenizer.model", "tokenizer.json",
                            "tokenizer_config.json", "special_tokens_map.json", "chat_template.json", "generation_config.json"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) copy_file(dir, out, files[i]);
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) copy_file_if_exists(dir, out, files[i]);
     fprintf(stderr, "export: %d tensors (%d copied from the source files) -> %s (%s)\n", n_have, copied, weights, dtype_name(dtype));
     for (int i = 0; i < n_have; i++) free(have[i]);
     free(have);

@@ -48,14 +48,7 @@ int cmd_preprocess(int argc, char **argv) {
     if (!out_path) fatal("vlm preprocess: --out is required (see vlm preprocess --help)");
     if (size != -1 && (size < 1 || size > 16384)) fatal("vlm preprocess: --size %ld is outside 1..16384", size);
 
-    PreprocessConfig cfg = config_path ? preprocess_config_load(config_path) : preprocess_config_clip(size > 0 ? (int)size : 336);
-    if (config_path && size > 0) {
-        cfg.do_resize = 1;
-        cfg.shortest_edge = (int)size;
-        cfg.do_center_crop = 1;
-        cfg.crop_height = cfg.crop_width = (int)size;
-    }
-    if (pad) cfg.do_pad = 1;
+    PreprocessConfig cfg = preprocess_config_from_flags(config_path, size, pad);
     if (!strcmp(alpha, "drop")) cfg.alpha = IMAGE_ALPHA_DROP;
     else if (!strcmp(alpha, "white")) cfg.alpha = IMAGE_ALPHA_WHITE;
     else fatal("vlm preprocess: --alpha must be drop or white, got '%s'", alpha);

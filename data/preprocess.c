@@ -509,3 +509,15 @@ void pixels_from_unit(const PreprocessConfig *cfg, float *x, int H, int W) {
             x[c * hw + i] = v;
         }
 }
+
+PreprocessConfig preprocess_config_from_flags(const char *config_path, long size, int pad) {
+    PreprocessConfig cfg = config_path ? preprocess_config_load(config_path) : preprocess_config_clip(size > 0 ? (int)size : 336);
+    if (config_path && size > 0) {
+        cfg.do_resize = 1;
+        cfg.shortest_edge = (int)size;
+        cfg.do_center_crop = 1;
+        cfg.crop_height = cfg.crop_width = (int)size;
+    }
+    if (pad) cfg.do_pad = 1;
+    return cfg;
+}

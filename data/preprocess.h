@@ -69,6 +69,10 @@ int preprocess_config_parse(PreprocessConfig *cfg, const char *json, const char 
 // Reads and parses a file (dies naming the file on error).
 PreprocessConfig preprocess_config_load(const char *path);
 
+// The settings of the CLI flags --config F (a preprocessor_config.json), --size N (the square output:
+// shortest-edge resize and center crop to N; with --config it overrides the file's sizes; -1 = unset)
+// and --pad (LLaVA's pad-to-square). Without --config: CLIP's defaults at N (336 when unset).
+PreprocessConfig preprocess_config_from_flags(const char *config_path, long size, int pad);
 // Output height and width for an input of w x h (after the optional pad, resize and crop).
 void preprocess_output_size(const PreprocessConfig *cfg, int w, int h, int *out_h, int *out_w);
 // The uint8 stage: pad-to-square, resize, center crop. Returns a fresh image.

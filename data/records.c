@@ -33,6 +33,14 @@ int *records_expand_image_tokens(const int *ids, int n, int has_image, const Lla
     return out;
 }
 
+// A record's "image": the path resolved against dir, or NULL when the record has none.
+static char *record_image(const cJSON *j, const char *dir, const char *path, int line) {
+    const cJSON *image = cJSON_GetObjectItemCaseSensitive(j, "image");
+    if (!image || cJSON_IsNull(image)) return NULL;
+    if (!cJSON_IsString(image) || !image->valuestring[0]) fatal("%s:%d: \"image\" must be a non-empty string", path, line);
+    return path_join(dir, image->valuestring);
+}
+
 static int read_ids(const cJSON *arr, int **ids, int *n) {
     if (!cJSON_IsArray(arr)) return 0;
     int len = cJSON_GetArraySize(arr);
@@ -62,11 +70,7 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
         memset(&r, 0, sizeof(r));
         r.index = rs->n;
         r.line = jr.line;
-        const cJSON *image = cJSON_GetObjectItemCaseSensitive(j, "image");
-        if (image && !cJSON_IsNull(image)) {
-            if (!cJSON_IsString(image) || !image->valuestring[0]) fatal("%s:%d: \"image\" must be a non-empty string", path, jr.line);
-            r.image = path_join(dir, image->valuestring);
-        }
+        r.image = record_image(j, dir, path, jr.line);
         const cJSON *input_ids = cJSON_GetObjectItemCaseSensitive(j, "input_ids");
         const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt");
         int *raw = NULL, n_raw = 0;
@@ -161,12 +165,8 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
         memset(&r, 0, sizeof(r));
         r.index = rs->n;
         r.line = jr.line;
-        const cJSON *image = cJSON_GetObjectItemCaseSensitive(j, "image");
-        if (image && !cJSON_IsNull(image)) {
-            if (!cJSON_IsString(image) || !image->valuestring[0]) fatal("%s:%d: \"image\" must be a non-empty string", path, jr.line);
-            r.image = path_join(dir, image->valuestring);
-            if (!file_exists(r.image)) fatal("%s:%d: image %s not found", path, jr.line, r.image);
-        }
+        r.image = record_image(j, dir, path, jr.line);
+        if (r.image && !file_exists(r.image)) fatal("%s:%d: image %s not found", path, jr.line, r.image);
         const cJSON *qid = cJSON_GetObjectItemCaseSensitive(j, "question_id");
         if (qid) r.question_id = cJSON_PrintUnformatted(qid);
         const cJSON *input_ids = cJSON_GetObjectItemCaseSensitive(j, "input_ids");

@@ -500,16 +500,6 @@ static void cpu_embedding_backward(void *dtable_, const void *dout_, const int *
     }
 }
 
-static void cpu_copy_rows(void *out_, const int *out_idx, const void *inp_, const int *inp_idx, int M, int C) {
-    real *out = out_;
-    const real *inp = inp_;
-    #pragma omp parallel for schedule(static)
-    for (int m = 0; m < M; m++) {
-        size_t o = out_idx ? (size_t)out_idx[m] : (size_t)m, i = inp_idx ? (size_t)inp_idx[m] : (size_t)m;
-        memcpy(out + o * C, inp + i * C, sizeof(real) * C);
-    }
-}
-
 static void cpu_add_rows(void *out_, const int *out_idx, const void *inp_, const int *inp_idx, int M, int C) {
     real *out = out_;
     const real *inp = inp_;
@@ -602,6 +592,11 @@ static void cpu_copy_rows_strided(void *out_, const int *out_idx, int out_stride
         if (o < 0 || i < 0) continue;  // e.g. padding tokens that have no place in the cache
         memmove(out + (size_t)o * out_stride, inp + (size_t)i * inp_stride, sizeof(real) * C);
     }
+}
+
+// contiguous rows are the strided case with stride C
+static void cpu_copy_rows(void *out, const int *out_idx, const void *inp, const int *inp_idx, int M, int C) {
+    cpu_copy_rows_strided(out, out_idx, C, inp, inp_idx, C, M, C);
 }
 
 // The same arithmetic as cpu_attention_forward (scores, max, exponentials, weighted sum in that order), so

@@ -29,19 +29,6 @@ static void add_store(STWriter *w, const ParamStore *ps, const void *buf, int by
     free(host);
 }
 
-static void copy_if_exists(const char *src_dir, const char *dst_dir, const char *name) {
-    char *src = path_join(src_dir, name);
-    size_t n;
-    char *data = try_read_file(src, &n);
-    if (data) {
-        char *dst = path_join(dst_dir, name);
-        write_file_atomic(dst, data, n);
-        free(dst);
-        free(data);
-    }
-    free(src);
-}
-
 static void remove_tree(const char *dir) {
     char cmd[4200];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
@@ -77,11 +64,11 @@ void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_s
     p = path_join(tmp, "state.json");
     write_file_atomic(p, state_json, strlen(state_json));
     free(p);
-    copy_if_exists(base_model_dir, tmp, "config.json");
-    copy_if_exists(base_model_dir, tmp, "preprocessor_config.json");
-    copy_if_exists(base_model_dir, tmp, "tokenizer.model");
-    copy_if_exists(base_model_dir, tmp, "tokenizer.json");
-    copy_if_exists(base_model_dir, tmp, "tokenizer_config.json");
+    copy_file_if_exists(base_model_dir, tmp, "config.json");
+    copy_file_if_exists(base_model_dir, tmp, "preprocessor_config.json");
+    copy_file_if_exists(base_model_dir, tmp, "tokenizer.model");
+    copy_file_if_exists(base_model_dir, tmp, "tokenizer.json");
+    copy_file_if_exists(base_model_dir, tmp, "tokenizer_config.json");
     // publish: the old folder of the same step (a re-run) goes first, then the rename, then `latest`
     remove_tree(final);
     if (rename(tmp, final) != 0) fatal("%s: cannot rename to %s: %s", tmp, final, strerror(errno));

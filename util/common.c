@@ -87,6 +87,19 @@ void write_file_atomic(const char *path, const void *data, size_t len) {
     free(tmp);
 }
 
+int copy_file_if_exists(const char *src_dir, const char *dst_dir, const char *name) {
+    char *src = path_join(src_dir, name);
+    size_t n;
+    char *data = try_read_file(src, &n);
+    free(src);
+    if (!data) return 0;
+    char *dst = path_join(dst_dir, name);
+    write_file_atomic(dst, data, n);
+    free(dst);
+    free(data);
+    return 1;
+}
+
 void mkdir_p(const char *path) {
     char *p = xstrdup(path);
     for (char *s = p + 1; *s; s++) {

@@ -22,6 +22,8 @@ char *try_read_file(const char *path, size_t *len);
 int file_exists(const char *path);
 // Writes data to path + ".tmp" then renames it over path, so a crash never leaves a half-written file.
 void write_file_atomic(const char *path, const void *data, size_t len);
+// Copies dir/name to dst_dir/name (atomically) when it exists; returns whether it did.
+int copy_file_if_exists(const char *src_dir, const char *dst_dir, const char *name);
 // Creates a folder and its missing parents (mkdir -p); dies naming the folder on failure.
 void mkdir_p(const char *path);
 // dir + "/" + name into a fresh string (name is returned as is when absolute).
