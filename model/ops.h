@@ -126,7 +126,8 @@ typedef struct Backend {
     void (*embedding_forward)(void *out, const int *ids, const void *table, int N, int C);
     // dtable (V, C) += dout rows at ids (ids < 0 skipped)
     void (*embedding_backward)(void *dtable, const void *dout, const int *ids, int N, int C);
-    // out[out_idx[m]] = inp[inp_idx[m]] for m < M, rows of C; a NULL index means the identity
+    // out[out_idx[m]] = inp[inp_idx[m]] for m < M, rows of C; a NULL index means the identity; a row whose
+    // index is negative is skipped
     void (*copy_rows)(void *out, const int *out_idx, const void *inp, const int *inp_idx, int M, int C);
     // out[out_idx[m]] += inp[inp_idx[m]]; repeated out_idx allowed (summed in order of m)
     void (*add_rows)(void *out, const int *out_idx, const void *inp, const int *inp_idx, int M, int C);
