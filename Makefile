@@ -91,7 +91,8 @@ $(BUILD)/%.o: %.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
-test: vlm $(BUILD)/test_vlm
+test: deps
+	$(MAKE) vlm $(BUILD)/test_vlm
 	$(BUILD)/test_vlm $(T)
 
 test-asan:
@@ -111,8 +112,10 @@ dev/check_cuda_ops: dev/check_cuda_ops.c $(BUILD)/model/ops_cpu32.o $(BUILD)/uti
 demo:
 	@echo "make demo: the miniature study is not built yet (see README)."; exit 1
 
+# `make test` runs this first: a no-op when the packages are there (or carried in .deps/ on the GPU machine)
 deps:
-	@missing=""; for p in libstb-dev libcjson-dev libjpeg62-turbo-dev zlib1g-dev; do \
+	@if [ -d $(DEPS_DIR)/usr/include/cjson ]; then echo "deps: using $(DEPS_DIR)/"; exit 0; fi; \
+	missing=""; for p in libstb-dev libcjson-dev libjpeg62-turbo-dev zlib1g-dev; do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then echo "deps: all installed"; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q $$missing; \
