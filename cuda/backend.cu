@@ -264,4 +264,6 @@ extern "C" const Backend backend_cuda = {
     .adamw_update = cuda_adamw_update,
     .copy_rows_strided = cuda_copy_rows_strided,
     .attention_decode = cuda_attention_decode,
+    .add_strided = cuda_add_strided,
+    .dropout = cuda_dropout,
 };

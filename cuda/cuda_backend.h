@@ -71,6 +71,9 @@ void cuda_adamw_update(void *params, void *master, const void *grad, void *m, vo
 void cuda_copy_rows_strided(void *out, const int *out_idx, int out_stride, const void *inp, const int *inp_idx,
                             int inp_stride, int M, int C);
 void cuda_attention_decode(void *out, const void *q, const void *k, const void *v, const DecodeShape *s);
+// LoRA (cuda/lora.cu)
+void cuda_add_strided(void *out, int out_stride, const void *inp, int inp_stride, int N, int C, float s);
+void cuda_dropout(void *out, const void *inp, size_t n, float p, unsigned long long seed);
 
 #ifdef __cplusplus
 }

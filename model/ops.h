@@ -159,7 +159,25 @@ typedef struct Backend {
     // out (B, NH*HD) = softmax_j(q . k_j / sqrt(HD)) v_j over j < len[b] of cache slot slot[b];
     // q (B, NH*HD) at row stride q_stride; k, v (slots, cap, NKV, HD). Softmax statistics in fp32 (acc).
     void (*attention_decode)(void *out, const void *q, const void *k, const void *v, const DecodeShape *s);
+
+    // ---- LoRA ----
+    // out (N rows at out_stride) += s * inp (N rows of C at inp_stride): a low-rank update added into the
+    // column slice of a fused projection's output that belongs to one module (and its gradient read back).
+    void (*add_strided)(void *out, int out_stride, const void *inp, int inp_stride, int N, int C, float s);
+    // out (n) = inp * keep_i / (1 - p), keep_i = [u(seed, i) >= p] with u a hash of (seed, i) in [0, 1):
+    // dropout whose mask is recomputed from the seed instead of stored. The same call is its own backward
+    // (the gradient of a fixed mask-multiply is that mask-multiply). out may alias inp.
+    void (*dropout)(void *out, const void *inp, size_t n, float p, unsigned long long seed);
 } Backend;
+
+// The keep decision of dropout element i (host and CPU backend; the CUDA kernel computes the same bits).
+static inline int dropout_keep(unsigned long long seed, size_t i, float p) {
+    unsigned long long z = seed + 0x9E3779B97F4A7C15ULL * (unsigned long long)(i + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return (float)((double)(z >> 40) / 16777216.0) >= p;
+}
 
 extern const Backend backend_cpu;    // fp32 reference
 extern const Backend backend_cpu64;  // fp64, for finite-difference gradient checks

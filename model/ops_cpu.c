@@ -642,6 +642,25 @@ static void cpu_attention_decode(void *out_, const void *q_, const void *k_, con
 
 // ----------------------------------------------------------------------------------------------------
 
+// ----------------------------------------------------------------------------------------------------
+// LoRA
+
+static void cpu_add_strided(void *out_, int out_stride, const void *inp_, int inp_stride, int N, int C, float s) {
+    real *out = out_;
+    const real *inp = inp_;
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) out[(size_t)n * out_stride + c] += (real)s * inp[(size_t)n * inp_stride + c];
+}
+
+static void cpu_dropout(void *out_, const void *inp_, size_t n, float p, unsigned long long seed) {
+    real *out = out_;
+    const real *inp = inp_;
+    const real k = p < 1 ? (real)1 / ((real)1 - (real)p) : 0;
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = dropout_keep(seed, i, p) ? inp[i] * k : 0;
+}
+
 #define BACKEND_FIELDS                                                                                  \
     .act_bytes = sizeof(real), .acc_bytes = sizeof(real), .malloc = cpu_malloc, .free = cpu_free,       \
     .zero = cpu_zero, .copy = cpu_copy, .to_device = cpu_copy, .to_host = cpu_copy,                    \
@@ -660,7 +679,7 @@ static void cpu_attention_decode(void *out_, const void *q_, const void *k_, con
     .add_broadcast_forward = cpu_add_broadcast_forward,                                                \
     .add_broadcast_backward = cpu_add_broadcast_backward, .im2col = cpu_im2col, .sumsq = cpu_sumsq,    \
     .adamw_update = cpu_adamw_update, .copy_rows_strided = cpu_copy_rows_strided,                      \
-    .attention_decode = cpu_attention_decode
+    .attention_decode = cpu_attention_decode, .add_strided = cpu_add_strided, .dropout = cpu_dropout
 
 #define CPU_NAME_float "cpu"
 #define CPU_NAME_double "cpu64"

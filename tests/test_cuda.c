@@ -374,6 +374,20 @@ TEST(cuda_embeddings_and_rows) {
     free(ids); free(oi); free(ii); free(perm);
 }
 
+TEST(cuda_lora_ops) {
+    int N = 37, C = 24, os = 101, is = 30;
+    Buf out = buf_rand((size_t)N * os, 1, 0), inp = buf_rand((size_t)N * is, 1, 0);
+    CPU()->add_strided(act_at(CPU(), out.cpu, 5), os, inp.cpu, is, N, C, 0.5f);
+    GPU()->add_strided(act_at(GPU(), out.gpu, 5), os, inp.gpu, is, N, C, 0.5f);
+    EXPECT_CLOSE(out, TOL_ACT, "add_strided");
+    size_t n = 100003;
+    Buf x = buf_rand(n, 1, 0), y = buf_out(n, 0);
+    CPU()->dropout(y.cpu, x.cpu, n, 0.3f, 1234);
+    GPU()->dropout(y.gpu, x.gpu, n, 0.3f, 1234);
+    EXPECT_CLOSE(y, TOL_ACT, "dropout (the same mask on both)");
+    buf_free(&out); buf_free(&inp); buf_free(&x); buf_free(&y);
+}
+
 TEST(cuda_optimizer) {
     size_t n = 100003;
     Buf g = buf_rand(n, 1, 0);

@@ -529,3 +529,48 @@ TEST(ops_attention_decode_matches_forward) {
     check_attention_decode(4, 9, 4, 2, 6);   // grouped-query heads
     check_attention_decode(2, 5, 6, 1, 8);   // one kv head for all
 }
+
+// ------------------------------------------------------------------------------------------------ LoRA ops
+// (last in the file: earlier tests keep their random inputs)
+
+typedef struct { double *out, *out0, *inp; int N, C, os, is; float s; } AddStridedCtx;
+static void add_strided_run(void *c_) {
+    AddStridedCtx *c = c_;
+    memcpy(c->out, c->out0, sizeof(double) * c->N * c->os);
+    be64()->add_strided(c->out, c->os, c->inp, c->is, c->N, c->C, c->s);
+}
+
+TEST(ops_add_strided_and_dropout_fd) {
+    // a (N, 3) update added into columns 2..4 of rows of 9, read from rows of 5
+    int N = 4, C = 3, os = 9, is = 5;
+    AddStridedCtx c = {nan_vec(N * os), rand_vec(N * os, 1), rand_vec(N * is, 1), N, C, os, is, 0.75f};
+    double *r = rand_vec(N * os, 1);
+    Fwd f = {add_strided_run, &c, c.out, r, (size_t)N * os};
+    loss_of(&f);
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < os; k++) {
+            double want = c.out0[n * os + k] + (k < C ? 0.75 * c.inp[n * is + k] : 0);
+            EXPECT_NEAR(c.out[n * os + k], want, 1e-15);
+        }
+    double *g = xcalloc(N * is, sizeof(double));  // d/d inp: s * r on the covered columns
+    for (int n = 0; n < N; n++) for (int k = 0; k < C; k++) g[n * is + k] = 0.75 * r[n * os + k];
+    fd_compare("add_strided", &f, c.inp, g, N * is);
+    // dropout: kept elements scaled by 1/(1-p), about p of them dropped, its own backward, seeded
+    size_t n = 20000;
+    double *x = rand_vec(n, 1), *y = nan_vec(n), *y2 = nan_vec(n);
+    be64()->dropout(y, x, n, 0.25f, 77);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        int k = dropout_keep(77, i, 0.25f);
+        kept += k;
+        EXPECT_NEAR(y[i], k ? x[i] / 0.75 : 0.0, 1e-15);
+    }
+    EXPECTF(fabs((double)kept / n - 0.75) < 0.02, "kept %.3f of the elements, expected 0.75", (double)kept / n);
+    be64()->dropout(y2, x, n, 0.25f, 78);
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++) same += (y[i] == 0) == (y2[i] == 0);
+    EXPECTF(same < n, "another seed must give another mask");
+    be64()->dropout(y2, x, n, 0.0f, 5);  // p = 0: the identity
+    for (size_t i = 0; i < 50; i++) EXPECT_NEAR(y2[i], x[i], 0);
+    free(c.out); free(c.out0); free(c.inp); free(r); free(g); free(x); free(y); free(y2);
+}

@@ -1,0 +1,47 @@
+// LoRA helpers: the strided add of a low-rank update into a fused projection's output, and dropout with a
+// counter-based mask. Tested against cpu_add_strided and cpu_dropout (model/ops_cpu.c).
+#include <cuda_bf16.h>
+
+#include "common.cuh"
+#include "cuda_backend.h"
+
+// out[n, c] += s * inp[n, c] over rows at their own strides
+__global__ void add_strided_kernel(bf16 *out, int out_stride, const bf16 *inp, int inp_stride, int N, int C, float s) {
+    const size_t total = (size_t)N * C;
+    for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
+        const size_t n = idx / C, c = idx % C;
+        bf16 *o = out + n * out_stride + c;
+        *o = __float2bfloat16(__bfloat162float(*o) + s * __bfloat162float(inp[n * inp_stride + c]));
+    }
+}
+
+// out[i] = inp[i] * keep(seed, i) / (1 - p): the same integer hash as dropout_keep in model/ops.h
+__global__ void dropout_kernel(bf16 *out, const bf16 *inp, size_t n, float p, unsigned long long seed) {
+    const float k = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        unsigned long long z = seed + 0x9E3779B97F4A7C15ULL * (unsigned long long)(i + 1);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        z ^= z >> 31;
+        const int keep = (float)((double)(z >> 40) / 16777216.0) >= p;
+        out[i] = __float2bfloat16(keep ? __bfloat162float(inp[i]) * k : 0.0f);
+    }
+}
+
+static int grid_for(size_t n) {
+    size_t blocks = (n + 255) / 256;
+    return (int)(blocks < 65535 * 4 ? (blocks ? blocks : 1) : 65535 * 4);
+}
+
+extern "C" void cuda_add_strided(void *out, int out_stride, const void *inp, int inp_stride, int N, int C, float s) {
+    if (N <= 0 || C <= 0) return;
+    add_strided_kernel<<<grid_for((size_t)N * C), 256, 0, (cudaStream_t)cuda_stream()>>>((bf16 *)out, out_stride,
+                                                                                        (const bf16 *)inp, inp_stride, N, C, s);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_dropout(void *out, const void *inp, size_t n, float p, unsigned long long seed) {
+    if (!n) return;
+    dropout_kernel<<<grid_for(n), 256, 0, (cudaStream_t)cuda_stream()>>>((bf16 *)out, (const bf16 *)inp, n, p, seed);
+    CUDA_LAUNCH_CHECK();
+}
