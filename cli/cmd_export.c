@@ -5,6 +5,7 @@
 // transformers version maps onto its own names. Tensors our model does not hold (vision layers past the
 // feature layer, the vision post-LayerNorm) are copied from the source folder or, for a training
 // checkpoint, from the base model its state.json names, so transformers finds every tensor it expects.
+// LoRA adapters of a checkpoint are merged into the decoder's weights (the loader does that).
 // config.json, preprocessor_config.json and the tokenizer files are copied.
 #include <cJSON.h>
 #include <stdio.h>
@@ -52,6 +53,7 @@ static int add_missing(STWriter *w, char ***have, int *n_have, const char *src_d
     for (int i = 0; i < st->n; i++) {
         const STTensor *t = &st->tensors[i];
         if (t->dtype != DT_F32 && t->dtype != DT_F16 && t->dtype != DT_BF16 && t->dtype != DT_F64) continue;
+        if (strstr(t->name, ".lora_A.") || strstr(t->name, ".lora_B.")) continue;  // already merged into the weights
         char name[300];
         hub_name(t->name, name, sizeof(name));
         int dup = 0;

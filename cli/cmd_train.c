@@ -26,6 +26,9 @@ static void usage(void) {
         "  --skip-bad           skip and count malformed records instead of stopping\n"
         "  --train PARTS        comma list of vision,projector,decoder to train (default projector,decoder)\n"
         "  --init random        the model folder has config.json only: start from random weights\n"
+        "  --lora-r R           LoRA adapters of rank R on the decoder (its own weights frozen); with\n"
+        "                       --lora-alpha A (default 2R), --lora-dropout P (0.05), --lora-targets q,k,v,o,gate,up,down|all;\n"
+        "                       the reference is the model with its adapters off (SeVa: --lora-r 1024 --lora-alpha 2048)\n"
         "optimization\n"
         "  --steps N | --epochs E   length (default 1 epoch)\n"
         "  --batch N            examples per micro-batch (default 1)    --grad-accum K  (default 1)\n"
@@ -98,6 +101,10 @@ int cmd_train(int argc, char **argv) {
     c.stop_at = (int)arg_int(&a, "--stop-at", 0);
     c.quiet = arg_flag(&a, "--quiet");
     if (arg_flag(&a, "--no-pack")) c.pack = 0;
+    c.lora.r = (int)arg_int(&a, "--lora-r", 0);
+    c.lora.alpha = (float)arg_float(&a, "--lora-alpha", 2.0 * c.lora.r);
+    c.lora.dropout = (float)arg_float(&a, "--lora-dropout", 0.05);
+    c.lora.targets = lora_targets_parse(arg_str(&a, "--lora-targets", "all"));
     const char *init = arg_str(&a, "--init", NULL);
     if (init && strcmp(init, "random")) fatal("vlm train: --init '%s': the only choice is random", init);
     c.init_random = init != NULL;
@@ -111,6 +118,7 @@ int cmd_train(int argc, char **argv) {
                 fatal("vlm train: --train '%s': parts are vision, projector, decoder", tok);
         free(copy);
     }
+    if (c.lora.r > 0 && !parts) c.trainable.train_text = 0;  // LoRA: the decoder's base weights stay frozen
     args_finish(&a);
     if (!c.model_dir || !c.data_path || !c.out_dir) fatal("vlm train: --model, --data and --out are required (see --help)");
     return train_run(&c);

@@ -117,9 +117,11 @@ void llama_acts_layout(LlamaActs *a, const Llama *m, int B, int N, int M, int ke
         a->dhsel = arena_act(ar, (size_t)M * D);
         a->dfin = arena_act(ar, (size_t)M * D);
     }
+    if (m->lora) lora_acts_layout(&a->lora, m->lora, m, N, backward, ar);
 }
 
 void llama_acts_free(LlamaActs *a) {
+    lora_acts_free(&a->lora);
     void **lists[] = {a->res, a->ln1, a->ln1_rstd, a->qkv, a->att, a->lse, a->mid, a->ln2, a->ln2_rstd, a->gu, a->h};
     for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) free(lists[i]);
 }
@@ -141,6 +143,8 @@ void llama_forward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_se
         void *x = a->res[l], *y = a->res[l + 1];
         be->rmsnorm_forward(a->ln1[l], a->ln1_rstd[l], x, w->ln1_w, N, D, c->eps);
         be->matmul_forward(a->qkv[l], a->ln1[l], w->qkv_w, w->qkv_b, N, D, m->qkvdim);   // (N, q | k | v)
+        if (m->lora)  // adapters add into their module's columns, before the rotation
+            for (int t = LORA_Q; t <= LORA_V; t++) lora_forward(m->lora, &a->lora, m, l, t, a->ln1[l], a->qkv[l], m->qkvdim, N);
         // q and k heads sit side by side in each row: one rotation call covers both
         be->rope_forward(a->qkv[l], a->pos, N, c->heads + c->kv_heads, HD, m->qkvdim, c->rope_theta);
         const void *q = a->qkv[l], *k = act_at(be, q, m->qdim), *v = act_at(be, q, m->qdim + m->kvdim);
@@ -150,11 +154,15 @@ void llama_forward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_se
         }
         be->attention_forward(a->att[l], a->lse[l], q, k, v, &s);                            // (N, H*HD)
         be->matmul_forward(a->proj, a->att[l], w->o_w, w->o_b, N, m->qdim, D);
+        if (m->lora) lora_forward(m->lora, &a->lora, m, l, LORA_O, a->att[l], a->proj, D, N);
         be->add(a->mid[l], x, a->proj, (size_t)N * D);
         be->rmsnorm_forward(a->ln2[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, N, D, c->eps);
         be->matmul_forward(a->gu[l], a->ln2[l], w->gu_w, w->gu_b, N, D, 2 * F);           // (N, gate | up)
+        if (m->lora)
+            for (int t = LORA_GATE; t <= LORA_UP; t++) lora_forward(m->lora, &a->lora, m, l, t, a->ln2[l], a->gu[l], 2 * F, N);
         be->swiglu_forward(a->h[l], a->gu[l], N, F);                                       // (N, F)
         be->matmul_forward(a->proj, a->h[l], w->down_w, w->down_b, N, F, D);
+        if (m->lora) lora_forward(m->lora, &a->lora, m, l, LORA_DOWN, a->h[l], a->proj, D, N);
         be->add(y, a->mid[l], a->proj, (size_t)N * D);
     }
     // head on the selected rows only
@@ -179,15 +187,21 @@ void llama_backward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_s
     for (int l = c->layers - 1; l >= 0; l--) {
         const LlamaLayerW *w = &m->lw[l], *g = &m->lg[l];
         be->matmul_backward(a->dh, g->down_w, g->down_b, a->dres, a->h[l], w->down_w, N, F, D);
+        if (m->lora) lora_backward(m->lora, &a->lora, m, l, LORA_DOWN, a->h[l], a->dres, D, a->dh, N);
         be->swiglu_backward(a->dgu, a->dh, a->gu[l], N, F);
         be->matmul_backward(a->dln, g->gu_w, g->gu_b, a->dgu, a->ln2[l], w->gu_w, N, D, 2 * F);
+        if (m->lora)
+            for (int t = LORA_GATE; t <= LORA_UP; t++) lora_backward(m->lora, &a->lora, m, l, t, a->ln2[l], a->dgu, 2 * F, a->dln, N);
         be->rmsnorm_backward(a->dres, g->ln2_w, a->dln, a->mid[l], w->ln2_w, a->ln2_rstd[l], N, D);
         be->matmul_backward(a->datt, g->o_w, g->o_b, a->dres, a->att[l], w->o_w, N, m->qdim, D);
+        if (m->lora) lora_backward(m->lora, &a->lora, m, l, LORA_O, a->att[l], a->dres, D, a->datt, N);
         const void *q = a->qkv[l], *k = act_at(be, q, m->qdim), *v = act_at(be, q, m->qdim + m->kvdim);
         be->attention_backward(a->dqkv, act_at(be, a->dqkv, m->qdim), act_at(be, a->dqkv, m->qdim + m->kvdim),
                                a->datt, a->att[l], a->lse[l], q, k, v, &s);
         be->rope_backward(a->dqkv, a->pos, N, c->heads + c->kv_heads, HD, m->qkvdim, c->rope_theta);
         be->matmul_backward(a->dln, g->qkv_w, g->qkv_b, a->dqkv, a->ln1[l], w->qkv_w, N, D, m->qkvdim);
+        if (m->lora)
+            for (int t = LORA_Q; t <= LORA_V; t++) lora_backward(m->lora, &a->lora, m, l, t, a->ln1[l], a->dqkv, m->qkvdim, a->dln, N);
         be->rmsnorm_backward(a->dres, g->ln1_w, a->dln, a->res[l], w->ln1_w, a->ln1_rstd[l], N, D);
     }
 }

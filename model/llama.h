@@ -8,17 +8,19 @@
 #pragma once
 #include "arena.h"
 #include "config.h"
+#include "lora.h"
 #include "params.h"
 
 typedef struct { void *ln1_w, *qkv_w, *qkv_b, *o_w, *o_b, *ln2_w, *gu_w, *gu_b, *down_w, *down_b; } LlamaLayerW;
 typedef struct { void *embed, *norm_w, *lm_head; } LlamaW;
 
-typedef struct {
+typedef struct Llama {
     const Backend *be;
     LlamaConfig cfg;
     int qdim, kvdim, qkvdim;  // heads*head_dim, kv_heads*head_dim, qdim + 2 kvdim
     LlamaLayerW *lw, *lg;     // (layers) weights and gradients
     LlamaW w, g;
+    Lora *lora;               // adapters on the linear layers, or NULL (model/lora.h)
 } Llama;
 
 void llama_init(Llama *m, const Backend *be, const LlamaConfig *cfg);
@@ -45,6 +47,7 @@ typedef struct {
     void *hsel, *fin, *fin_rstd, *logits; // (M, D), (M, D), (M), (M, V)
     void *logp, *lse_v, *dlogp;           // (M) acc
     void *dres, *dln, *dqkv, *datt, *dgu, *dh, *dhsel, *dfin;
+    LoraActs lora;            // laid out when the model has adapters
 } LlamaActs;
 
 void llama_acts_layout(LlamaActs *a, const Llama *m, int cap_rows, int cap_tokens, int cap_out, int keep, int backward, Arena *ar);

@@ -79,6 +79,15 @@ void llava_load(Llava *m, const Backend *be, const char *dir, LlavaTrainable tr)
     params_load(&m->ps_vision, st, llava_name_candidates);
     params_load(&m->ps_projector, st, llava_name_candidates);
     params_load(&m->ps_text, st, llava_name_candidates);
+    // a LoRA checkpoint of vlm train: the adapters are folded into the decoder's weights
+    LoraConfig lc;
+    if (lora_config_load(&lc, dir)) {
+        Lora lo;
+        lora_init(&lo, &m->lm, &lc, 0);
+        params_load(&lo.ps, st, NULL);
+        lora_merge(&lo, &m->lm);
+        lora_free(&lo);
+    }
     st_close(st);
 }
 

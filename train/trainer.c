@@ -233,13 +233,15 @@ typedef struct {
     const Backend *be;
     Llava policy, ref_model;
     int have_ref_model;
+    Lora lora;
+    int have_lora;
     TrainData data, val;
     double *ref, *val_ref;  // cached reference row log-probs (n, R)
     TrainBatch tb;
     BatchActs acts, ref_acts;
     Optimizer opt;
     DataOrder order;
-    ParamStore *trainable[3];
+    ParamStore *trainable[4];
     int n_trainable;
     int step, total_steps;
     MetricsLog log;
@@ -249,8 +251,12 @@ typedef struct {
 static void batch_reference(Trainer *T, const TrainBatch *tb, const int *idx, const double *cache, double *out) {
     const int R = recipe_rows(T->c->recipe);
     if (T->c->recipe == RECIPE_SFT) return;
-    if (T->have_ref_model) {
-        batch_forward(&T->ref_model, &T->ref_acts, tb);
+    if (T->have_ref_model || (T->have_lora && T->c->ref_online)) {
+        // LoRA: the reference is the policy with its adapters off, no second copy of the weights
+        int training = T->have_lora ? T->lora.training : 0;
+        if (T->have_lora) { T->lora.enabled = 0; T->lora.training = 0; }
+        batch_forward(T->have_lora ? &T->policy : &T->ref_model, &T->ref_acts, tb);
+        if (T->have_lora) { T->lora.enabled = 1; T->lora.training = training; }
         for (int b = 0; b < tb->B; b++) out[b] = T->ref_acts.row_logp[b];
         return;
     }
@@ -325,8 +331,13 @@ static void save(Trainer *T) {
               last ? last : "(none: no checkpoint was written)");
     }
     char *s = state_json(T);
-    ParamStore *all[3] = {&T->policy.ps_vision, &T->policy.ps_projector, &T->policy.ps_text};
-    checkpoint_save(T->c->out_dir, T->step, all, 3, &T->opt, s, T->c->model_dir);
+    ParamStore *all[4] = {&T->policy.ps_vision, &T->policy.ps_projector, &T->policy.ps_text, &T->lora.ps};
+    checkpoint_save(T->c->out_dir, T->step, all, T->have_lora ? 4 : 3, &T->opt, s, T->c->model_dir);
+    if (T->have_lora) {  // the adapters' settings next to their weights: loading the folder merges them
+        char *latest = checkpoint_latest(T->c->out_dir);
+        lora_config_save(&T->lora.cfg, latest);
+        free(latest);
+    }
     free(s);
 }
 
@@ -361,6 +372,7 @@ static void resume(Trainer *T, const char *ckpt) {
     params_load(&T->policy.ps_vision, st, NULL);
     params_load(&T->policy.ps_projector, st, NULL);
     params_load(&T->policy.ps_text, st, NULL);
+    if (T->have_lora) params_load(&T->lora.ps, st, NULL);
     st_close(st);
     free(w);
     checkpoint_load_optimizer(ckpt, &T->opt);
@@ -410,10 +422,17 @@ int train_run(const TrainConfig *c) {
     OptimConfig oc = c->optim;
     oc.total_steps = T.total_steps;
     if (oc.warmup_steps < 0) oc.warmup_steps = (int)ceil(c->warmup_ratio * T.total_steps);
+    if (c->lora.r > 0) {
+        if (T.policy.ps_text.grad) fatal("vlm train: with LoRA the decoder's own weights stay frozen (leave decoder out of --train)");
+        lora_init(&T.lora, &T.policy.lm, &c->lora, c->seed);
+        T.policy.lm.lora = &T.lora;
+        T.have_lora = 1;
+    }
     int n = 0;
     if (T.policy.ps_vision.grad) T.trainable[n++] = &T.policy.ps_vision;
     if (T.policy.ps_projector.grad) T.trainable[n++] = &T.policy.ps_projector;
     if (T.policy.ps_text.grad) T.trainable[n++] = &T.policy.ps_text;
+    if (T.have_lora) T.trainable[n++] = &T.lora.ps;
     if (n == 0) fatal("vlm train: nothing to train (--train names no part)");
     T.n_trainable = n;
     optim_init(&T.opt, &oc, T.trainable, n);
@@ -425,10 +444,10 @@ int train_run(const TrainConfig *c) {
 
     // reference log-probs: the pre-pass cache (computed before any update), or a frozen copy online
     if (c->recipe != RECIPE_SFT) {
-        if (c->ref_online) {
+        if (c->ref_online && !T.have_lora) {
             llava_load(&T.ref_model, T.be, c->model_dir, (LlavaTrainable){0, 0, 0});
             T.have_ref_model = 1;
-        } else {
+        } else if (!c->ref_online) {
             T.ref = reference_logps(c, &T.policy, &T.data, "train");
             if (c->val_path) T.val_ref = reference_logps(c, &T.policy, &T.val, "val");
         }
@@ -439,6 +458,7 @@ int train_run(const TrainConfig *c) {
     train_batch_init(&T.tb, &T.data, c->batch, c->pack);
     batch_acts_init(&T.acts, &T.policy, &T.tb, 1);
     if (T.have_ref_model) batch_acts_init(&T.ref_acts, &T.ref_model, &T.tb, 0);
+    else if (T.have_lora && c->ref_online) batch_acts_init(&T.ref_acts, &T.policy, &T.tb, 0);
     char *log_path = path_join(c->out_dir, "metrics.jsonl");
     metrics_open(&T.log, log_path, T.step);
     free(log_path);
@@ -458,6 +478,10 @@ int train_run(const TrainConfig *c) {
         for (int micro = 0; micro < c->grad_accum; micro++) {
             data_order_next(&T.order, idx, c->batch);
             train_batch_build(&T.tb, &T.data, idx, c->batch);
+            if (T.have_lora) {  // dropout on, with a mask that a resumed run draws again
+                T.lora.training = 1;
+                T.lora.seed = c->seed * 0x9E3779B97F4A7C15ULL + (unsigned long long)T.step * 4096 + micro;
+            }
             batch_forward(&T.policy, &T.acts, &T.tb);
             batch_reference(&T, &T.tb, idx, T.ref, ref_rows);
             double loss = batch_loss(c, &T.tb, &T.acts, ref_rows, drow, 1.0 / c->grad_accum, &st);
@@ -467,6 +491,7 @@ int train_run(const TrainConfig *c) {
                       last ? last : "(none yet: no checkpoint was written)");
             }
             batch_backward(&T.policy, &T.acts, &T.tb, drow, 1.0 / c->grad_accum);
+            if (T.have_lora) T.lora.training = 0;
         }
         double lr;
         double norm = optim_step(&T.opt, &lr);
@@ -532,6 +557,8 @@ int train_run(const TrainConfig *c) {
     free(T.ref); free(T.val_ref); free(T.order.perm);
     batch_acts_free(&T.acts);
     if (T.have_ref_model) { batch_acts_free(&T.ref_acts); llava_free(&T.ref_model); }
+    else if (T.have_lora && c->ref_online) batch_acts_free(&T.ref_acts);
+    if (T.have_lora) { T.policy.lm.lora = NULL; lora_free(&T.lora); }
     train_batch_free(&T.tb);
     optim_free(&T.opt);
     train_data_free(&T.data);

@@ -3,6 +3,7 @@
 // recipe, AdamW with the schedule, metrics, evaluation on held-out data, checkpoints and bit-exact resume.
 #pragma once
 #include "../model/llava.h"
+#include "../model/lora.h"
 #include "data.h"
 #include "losses.h"
 #include "optim.h"
@@ -29,6 +30,7 @@ typedef struct {
     int max_len, skip_bad;
     int pack;                  // share the image + prompt prefix of rows that have the same (train/data.h)
     int init_random;           // the model folder has a config.json but no weights: start from random weights
+    LoraConfig lora;           // r > 0: adapters on the decoder, whose base weights stay frozen
     int quiet;                 // no progress line
 } TrainConfig;
 
