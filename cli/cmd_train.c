@@ -24,11 +24,13 @@ static void usage(void) {
         "  --system TEXT        system prompt (default: the template's)\n"
         "  --max-len N          cut responses so rows fit N tokens (an error if the prompt does not fit)\n"
         "  --skip-bad           skip and count malformed records instead of stopping\n"
-        "  --train PARTS        comma list of vision,projector,decoder to train (default projector,decoder)\n"
+        "  --train PARTS        comma list of vision,projector,decoder to train (default projector,decoder), or none\n"
+        "                       (with LoRA: the adapters only)\n"
         "  --init random        the model folder has config.json only: start from random weights\n"
         "  --lora-r R           LoRA adapters of rank R on the decoder (its own weights frozen); with\n"
         "                       --lora-alpha A (default 2R), --lora-dropout P (0.05), --lora-targets q,k,v,o,gate,up,down|all;\n"
-        "                       the reference is the model with its adapters off (SeVa: --lora-r 1024 --lora-alpha 2048)\n"
+        "                       the reference is the model with its adapters off (SeVa: --lora-r 1024 --lora-alpha 2048);\n"
+        "                       with --ref online a trained projector is shared with the reference, as in SeVa's code\n"
         "optimization\n"
         "  --steps N | --epochs E   length (default 1 epoch)\n"
         "  --batch N            examples per micro-batch (default 1)    --grad-accum K  (default 1)\n"
@@ -114,8 +116,8 @@ int cmd_train(int argc, char **argv) {
                                        strstr(parts, "decoder") != NULL};
         char *copy = xstrdup(parts);
         for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ","))
-            if (strcmp(tok, "vision") && strcmp(tok, "projector") && strcmp(tok, "decoder"))
-                fatal("vlm train: --train '%s': parts are vision, projector, decoder", tok);
+            if (strcmp(tok, "vision") && strcmp(tok, "projector") && strcmp(tok, "decoder") && strcmp(tok, "none"))
+                fatal("vlm train: --train '%s': parts are vision, projector, decoder (or none: the LoRA adapters only)", tok);
         free(copy);
     }
     if (c.lora.r > 0 && !parts) c.trainable.train_text = 0;  // LoRA: the decoder's base weights stay frozen

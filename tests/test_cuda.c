@@ -493,19 +493,20 @@ TEST(cuda_model_llava_full) { check_llava_on_gpu("llava_full"); }
 
 // Every recipe trains on the GPU; its first step's loss and the mean row log-prob equal the CPU run's.
 TEST(cuda_train_recipes_match_cpu) {
-    const char *recipes[5] = {"sft", "dpo", "svco", "vco", "mdpo"};
-    const char *data[5] = {"sft.jsonl", "dpo.jsonl", "svco.jsonl", "svco.jsonl", "dpo.jsonl"};
-    for (int r = 0; r < 5; r++) {
+    const char *recipes[6] = {"sft", "dpo", "svco", "vco", "mdpo", "dpo"};
+    const char *data[6] = {"sft.jsonl", "dpo.jsonl", "svco.jsonl", "svco.jsonl", "dpo.jsonl", "dpo.jsonl"};
+    const char *extra[6] = {"", "", "", "", "", "--lora-r 4 --train projector"};  // the last: LoRA adapters
+    for (int r = 0; r < 6; r++) {
         double v[2][2];
         for (int dev = 0; dev < 2; dev++) {
             char args[1024], *out, *err;
             snprintf(args, sizeof(args), "train --recipe %s --model tests/fixtures/models/llava_gqa --data tests/fixtures/train/%s "
-                     "--out %s/gpu_%s_%d --steps 2 --batch 4 --lr 1e-3 --warmup-steps 0 --device %s --quiet",
-                     recipes[r], data[r], test_tmpdir(), recipes[r], dev, dev ? "cuda" : "cpu");
+                     "--out %s/gpu_%s%d_%d --steps 2 --batch 4 --lr 1e-3 --warmup-steps 0 --device %s --quiet %s",
+                     recipes[r], data[r], test_tmpdir(), recipes[r], r, dev, dev ? "cuda" : "cpu", extra[r]);
             int rc = test_run_vlm(args, &out, &err);
             EXPECTF(rc == 0, "%s on %s: %s", recipes[r], dev ? "cuda" : "cpu", err);
             char path[600];
-            snprintf(path, sizeof(path), "%s/gpu_%s_%d/metrics.jsonl", test_tmpdir(), recipes[r], dev);
+            snprintf(path, sizeof(path), "%s/gpu_%s%d_%d/metrics.jsonl", test_tmpdir(), recipes[r], r, dev);
             char *log = try_read_file(path, NULL);
             const char *l = log ? strstr(log, "\"loss\":") : NULL, *p = log ? strstr(log, "\"logps/mean\":") : NULL;
             v[dev][0] = l ? atof(l + 7) : NAN;

@@ -152,7 +152,9 @@ TEST(lora_training) {
     char args[2048], *out, *err, *dir = path_join(test_tmpdir(), "lora_train");
     const char *common = "--recipe dpo --model " GQA " --data tests/fixtures/train/dpo.jsonl --steps 6 --batch 4 --lr 3e-3 "
                          "--warmup-steps 0 --lora-r 4 --lora-dropout 0.1 --device cpu --quiet";
-    const char *runs[4][2] = {{"a", ""}, {"b", "--stop-at 3"}, {"b", "--resume"}, {"c", "--ref online"}};
+    // --train none: only the adapters learn, so the reference (adapters off) is exactly the base model
+    const char *runs[4][2] = {{"a", "--train none"}, {"b", "--train none --stop-at 3"}, {"b", "--train none --resume"},
+                              {"c", "--train none --ref online"}};
     for (int k = 0; k < 4; k++) {
         snprintf(args, sizeof(args), "train %s --out %s/%s %s", common, dir, runs[k][0], runs[k][1]);
         int rc = test_run_vlm(args, &out, &err);

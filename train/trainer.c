@@ -558,9 +558,9 @@ int train_run(const TrainConfig *c) {
     batch_acts_free(&T.acts);
     if (T.have_ref_model) { batch_acts_free(&T.ref_acts); llava_free(&T.ref_model); }
     else if (T.have_lora && c->ref_online) batch_acts_free(&T.ref_acts);
-    if (T.have_lora) { T.policy.lm.lora = NULL; lora_free(&T.lora); }
     train_batch_free(&T.tb);
-    optim_free(&T.opt);
+    optim_free(&T.opt);  // before the adapters' store it points to
+    if (T.have_lora) { T.policy.lm.lora = NULL; lora_free(&T.lora); }
     train_data_free(&T.data);
     if (c->val_path) train_data_free(&T.val);
     llava_free(&T.policy);
