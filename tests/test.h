@@ -14,6 +14,8 @@ const char *test_shared_data(void);
 // Runs the vlm binary with a shell command line (the binary path is prepended) and returns the exit status;
 // stdout and stderr are captured into out/err (malloc'd, may be NULL to discard).
 int test_run_vlm(const char *args, char **out, char **err);
+// 1 when the two files have the same bytes (dies naming a file it cannot read).
+int test_files_equal(const char *a, const char *b);
 // A fresh temporary directory for this test (removed at exit).
 const char *test_tmpdir(void);
 

@@ -519,14 +519,6 @@ TEST(cuda_train_recipes_match_cpu) {
     }
 }
 
-static int same_bytes(const char *a, const char *b) {
-    size_t na, nb;
-    char *x = read_file(a, &na), *y = read_file(b, &nb);
-    int eq = na == nb && !memcmp(x, y, na);
-    free(x); free(y);
-    return eq;
-}
-
 // Resume on the GPU is bit-exact with the deterministic kernels (flash attention): 4 steps straight
 // against 2 steps, a stop, and 2 resumed steps.
 TEST(cuda_resume_is_bit_exact) {
@@ -546,7 +538,7 @@ TEST(cuda_resume_is_bit_exact) {
         char a[600], b[600];
         snprintf(a, sizeof(a), "%s/cres_a/checkpoint-00000004/%s", test_tmpdir(), files[i]);
         snprintf(b, sizeof(b), "%s/cres_b/checkpoint-00000004/%s", test_tmpdir(), files[i]);
-        EXPECTF(same_bytes(a, b), "%s differs between the straight and the resumed GPU run", files[i]);
+        EXPECTF(test_files_equal(a, b), "%s differs between the straight and the resumed GPU run", files[i]);
     }
 }
 

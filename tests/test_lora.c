@@ -138,14 +138,6 @@ static int read_losses(const char *log, double *out, int max) {
     return n;
 }
 
-static int same_file(const char *a, const char *b) {
-    size_t na, nb;
-    char *x = read_file(a, &na), *y = read_file(b, &nb);
-    int eq = na == nb && !memcmp(x, y, na);
-    free(x); free(y);
-    return eq;
-}
-
 // vlm train with LoRA: learns, resumes bit-exactly with dropout on, the online reference (adapters off)
 // equals the cached one, and the checkpoint loads with the adapters merged (and exports that way).
 TEST(lora_training) {
@@ -175,7 +167,7 @@ TEST(lora_training) {
         char pa[600], pb[600];
         snprintf(pa, sizeof(pa), "%s/a/checkpoint-00000006/%s", dir, files[i]);
         snprintf(pb, sizeof(pb), "%s/b/checkpoint-00000006/%s", dir, files[i]);
-        EXPECTF(same_file(pa, pb), "%s differs after a LoRA resume", files[i]);
+        EXPECTF(test_files_equal(pa, pb), "%s differs after a LoRA resume", files[i]);
     }
     // the checkpoint scores differently from the base (the adapters are merged at load), like its export
     char *base, *ck, *ex;

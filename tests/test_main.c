@@ -58,6 +58,15 @@ static void remove_tmpdir(void) {
     }
 }
 
+int test_files_equal(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = read_file(a, &na), *y = read_file(b, &nb);
+    int eq = na == nb && !memcmp(x, y, na);
+    free(x);
+    free(y);
+    return eq;
+}
+
 int test_run_vlm(const char *args, char **out, char **err) {
     const char *bin = getenv("VLM_BIN") ? getenv("VLM_BIN") : "./vlm";
     const char *dir = test_tmpdir();

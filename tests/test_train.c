@@ -101,14 +101,6 @@ TEST(train_svco_learns) { check_recipe_learns("svco", 4 * log(2.0)); }
 TEST(train_vco_learns) { check_recipe_learns("vco", 2 * log(2.0)); }
 TEST(train_mdpo_learns) { check_recipe_learns("mdpo", 3 * log(2.0)); }
 
-static int files_equal(const char *a, const char *b) {
-    size_t na, nb;
-    char *x = read_file(a, &na), *y = read_file(b, &nb);
-    int eq = na == nb && !memcmp(x, y, na);
-    free(x); free(y);
-    return eq;
-}
-
 // 8 steps in one run against 4 steps, a stop, and a resumed run of 4 more: the same bytes.
 TEST(train_resume_is_bit_exact) {
     char *data = write_data("resume", "svco", 10, 0), args[2048], *err;
@@ -128,7 +120,7 @@ TEST(train_resume_is_bit_exact) {
         char pa[600], pb[600];
         snprintf(pa, sizeof(pa), "%s/checkpoint-00000008/%s", a, files[i]);
         snprintf(pb, sizeof(pb), "%s/checkpoint-00000008/%s", b, files[i]);
-        EXPECTF(files_equal(pa, pb), "%s differs between the straight and the resumed run", files[i]);
+        EXPECTF(test_files_equal(pa, pb), "%s differs between the straight and the resumed run", files[i]);
     }
     // the metrics log of the resumed run has each step once
     char log[600];
@@ -362,7 +354,7 @@ TEST(train_clip_learns_and_resumes) {
     char pa[600], pb[600];
     snprintf(pa, sizeof(pa), "%s/a/checkpoint-00000012/model.safetensors", o);
     snprintf(pb, sizeof(pb), "%s/b/checkpoint-00000012/model.safetensors", o);
-    EXPECTF(files_equal(pa, pb), "the resumed CLIP run differs");
+    EXPECTF(test_files_equal(pa, pb), "the resumed CLIP run differs");
     free(o); free(data);
 }
 
