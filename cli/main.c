@@ -11,9 +11,9 @@ typedef struct {
 } Command;
 
 static const Command commands[] = {
-    {"train", cmd_train, "SFT, DPO, S-VCO, VCO, mDPO training of a LLaVA model"},
+    {"train", cmd_train, "SFT, DPO, S-VCO, VCO, mDPO (LLaVA) and CLIP contrastive training"},
     {"plot", cmd_plot, "SVG charts of a training run's metrics"},
-    {"bench", cmd_bench, "timed training steps at named shapes (random weights)"},
+    {"bench", cmd_bench, "timed training steps or decoding at named shapes (random weights)"},
     {"export", cmd_export, "a LLaVA folder transformers loads, from a model or a checkpoint"},
     {"logprobs", cmd_logprobs, "per-record summed log-prob of the response under a model"},
     {"sample", cmd_sample, "generation with a KV cache: greedy, temperature, top-k, top-p"},
@@ -26,7 +26,7 @@ static const Command commands[] = {
 static void usage(FILE *f) {
     fprintf(f, "usage: vlm <command> [flags]   (vlm <command> --help for its flags)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (commands[i].run) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
 }
 
 int main(int argc, char **argv) {
@@ -35,7 +35,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (commands[i].run && !strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
     fprintf(stderr, "vlm: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
