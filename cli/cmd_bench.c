@@ -30,28 +30,15 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-// Model FLOPs of the step (research/llava.md §9): the frozen tower forward, 3x the trained parts
-static double step_flops(const LlavaConfig *c, int n_images, const int *lengths, int B, int n_label) {
-    const double Dv = c->vision.hidden, Fv = c->vision.intermediate, Nv = c->vision.image_size / c->vision.patch_size;
-    const double Pv = Nv * Nv, Tv = Pv + 1, Lv = c->vision_layers_run;
-    double vis = 2 * Pv * 3 * c->vision.patch_size * c->vision.patch_size * Dv + Lv * (8 * Tv * Dv * Dv + 4 * Tv * Dv * Fv + 4 * Tv * Tv * Dv);
-    const double D = c->text.hidden, F = c->text.intermediate, L = c->text.layers, Dkv = c->text.kv_heads * c->text.head_dim;
-    double proj = 2 * c->image_tokens * (Dv * D + D * D), dec = 0;
-    for (int b = 0; b < B; b++) {
-        double T = lengths[b];
-        dec += L * (2 * T * D * (2 * D + 2 * Dkv) + 6 * T * D * F + 2 * T * T * D);  // causal: half of 4 T^2 D
-    }
-    dec += 2.0 * n_label * D * c->text.vocab;  // the head runs on the labelled positions only
-    return n_images * vis + 3 * (n_images * proj + dec);
-}
-
 static void usage(void) {
     printf("usage: vlm bench [--shape llava-1.4b|llava-7b|llava-tiny] [--workload sft|dpo|svco|decode] [--batch N] [--steps N]\n"
            "                 [--warmup N] [--device auto|cpu|cuda] [--peak-tflops X] [--no-pack] [--attention flash|cudnn]\n"
-           "                 [--new-tokens N]\n\n"
+           "                 [--new-tokens N] [--recompute]\n\n"
            "Times training steps with random weights. --batch is rows for sft, pairs for dpo and svco (default 8);\n"
            "decode times greedy generation of --new-tokens tokens (default 128) for --batch prompts.\n"
-           "MFU is reported against --peak-tflops (default 760: the bf16 GEMM ceiling measured on the H100).\n");
+           "MFU is reported against --peak-tflops (default 760: the bf16 GEMM ceiling measured on the H100).\n"
+           "--recompute runs each decoder layer's forward again in the backward pass instead of keeping its\n"
+           "activations (less memory, one more forward of the layers).\n");
 }
 
 static void bench_pixels(void *ctx, int prompt, float *out) {
@@ -130,6 +117,7 @@ int cmd_bench(int argc, char **argv) {
     int batch = (int)arg_int(&a, "--batch", 8), steps = (int)arg_int(&a, "--steps", 10), warmup = (int)arg_int(&a, "--warmup", 3);
     double peak = arg_float(&a, "--peak-tflops", 760);
     int svco = !strcmp(workload, "svco"), dpo = !strcmp(workload, "dpo"), pack = !arg_flag(&a, "--no-pack");
+    int recompute = arg_flag(&a, "--recompute");
     int new_tokens = (int)arg_int(&a, "--new-tokens", 128);
     args_finish(&a);
     if (steps < 1 || warmup < 0 || batch < 1) fatal("vlm bench: --steps and --batch must be at least 1, --warmup at least 0");
@@ -162,15 +150,16 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 0; i < batch; i++) idx[i] = i;
     train_batch_build(&tb, &d, idx, batch);
     BatchActs ba;
-    batch_acts_init(&ba, &m, &tb, 1);
-    const int B = tb.B, NI = tb.n_images;
+    batch_acts_init(&ba, &m, &tb, recompute ? ACTS_BACKWARD_RECOMPUTE : ACTS_BACKWARD);
+    memory_report(stderr, &m, &opt, &ba, NULL, NULL);
+    const int B = tb.B;
     double *ref = xmalloc(sizeof(double) * B), *drow = xmalloc(sizeof(double) * B), *times = xmalloc(sizeof(double) * (steps + warmup));
     double *pc = xmalloc(sizeof(double) * batch * 4);
     SvcoParams sp = {{0.1, 0.1, 0.1, 0.1}};
     DpoParams dp = {0.1, 0, 0, 0};
     double loss = 0, first_loss = 0;
-    int n_label = 0, n_tokens = 0, *phys_len = xmalloc(sizeof(int) * (tb.g[0].B + tb.g[1].B + 1)), n_phys = 0;
-    for (int g = 0; g < 2; g++) for (int i = 0; i < tb.g[g].B; i++) { phys_len[n_phys++] = tb.g[g].lengths[i]; n_tokens += tb.g[g].lengths[i]; }
+    int n_tokens = 0;
+    for (int g = 0; g < 2; g++) for (int i = 0; i < tb.g[g].B; i++) n_tokens += tb.g[g].lengths[i];
     for (int it = 0; it < steps + warmup; it++) {
         be->synchronize();
         double t0 = now_seconds();
@@ -199,13 +188,12 @@ int cmd_bench(int argc, char **argv) {
         optim_zero_grad(&opt);
         be->synchronize();
         times[it] = now_seconds() - t0;
-        if (it == 0) for (int b = 0; b < B; b++) n_label += ba.row_count[b];
         fprintf(stderr, "\rbench %s %s: step %d/%d %.1f ms", shape, workload, it + 1, steps + warmup, times[it] * 1e3);
     }
     fprintf(stderr, "\n");
     qsort(times + warmup, steps, sizeof(double), cmp_double);
     double ms = times[warmup + steps / 2] * 1e3;
-    double flops = step_flops(&cfg, NI, phys_len, n_phys, n_label);
+    double flops = batch_step_flops(&m, &tb);
     double mem_gib = 0;
     const char *attn = "cpu";
 #ifdef VLM_CUDA
@@ -213,11 +201,11 @@ int cmd_bench(int argc, char **argv) {
 #endif
     printf("{\"bench\": \"%s\", \"impl\": \"vlm.c\", \"backend\": \"%s\", \"shape\": \"%s\", \"%s\": %d, \"ms_per_step\": %.3f, "
            "\"%s\": %.3f, \"tokens_per_s\": %.1f, \"model_tflops\": %.2f, \"mfu\": %.4f, \"gpu_mem_gib\": %.2f, "
-           "\"steps\": %d, \"first_loss\": %.6f, \"last_loss\": %.6f, \"attention\": \"%s\", \"packed\": %d}\n",
+           "\"steps\": %d, \"first_loss\": %.6f, \"last_loss\": %.6f, \"attention\": \"%s\", \"packed\": %d, \"recompute\": %d}\n",
            workload, be->name, shape, svco || dpo ? "pairs" : "batch", batch, ms, svco || dpo ? "pairs_per_s" : "samples_per_s",
            batch / ms * 1e3, n_tokens / ms * 1e3, flops / ms / 1e9, flops / ms / 1e9 / peak, mem_gib, steps + warmup, first_loss,
-           loss, attn, pack);
-    free(idx); free(ref); free(drow); free(times); free(pc); free(phys_len);
+           loss, attn, pack, recompute);
+    free(idx); free(ref); free(drow); free(times); free(pc);
     batch_acts_free(&ba);
     train_batch_free(&tb);
     train_data_free(&d);

@@ -43,11 +43,14 @@ static void usage(void) {
         "  --delta X            mDPO anchor margin (0)\n"
         "  --ref cache|online   reference log-probs: a cached pre-pass (default) or a frozen copy every step\n"
         "  --no-pack            do not share the image + prompt prefix of paired rows (packing is exact)\n"
+        "  --recompute          keep only each decoder layer's input and run its forward again in the backward\n"
+        "                       pass (activation recomputation: less memory for one more forward of the layers)\n"
         "run\n"
         "  --out DIR            metrics.jsonl, checkpoints (checkpoint-N/, latest), reference cache\n"
         "  --resume             continue from DIR/latest (bit-exact)\n"
         "  --stop-at N          stop with a checkpoint once step N is done (then --resume goes on)\n"
         "  --save-every N  --eval-every N  --log-every N  --seed N  --device auto|cpu|cuda  --quiet\n"
+        "  --peak-tflops X      the GPU's bf16 matmul ceiling for the MFU on the progress line (760: H100)\n"
         "  --attention flash|cudnn   GPU attention (default cudnn, faster; flash is bit-reproducible, which a\n"
         "                       bit-exact --resume on the GPU needs)\n");
 }
@@ -103,6 +106,8 @@ int cmd_train(int argc, char **argv) {
     c.stop_at = (int)arg_int(&a, "--stop-at", 0);
     c.quiet = arg_flag(&a, "--quiet");
     if (arg_flag(&a, "--no-pack")) c.pack = 0;
+    c.recompute = arg_flag(&a, "--recompute");
+    c.peak_tflops = arg_float(&a, "--peak-tflops", c.peak_tflops);
     c.lora.r = (int)arg_int(&a, "--lora-r", 0);
     c.lora.alpha = (float)arg_float(&a, "--lora-alpha", 2.0 * c.lora.r);
     c.lora.dropout = (float)arg_float(&a, "--lora-dropout", 0.05);

@@ -62,7 +62,7 @@ void llama_bind(Llama *m, ParamStore *ps, void *base, int grads, const char *pre
 #undef NAME
 }
 
-void llama_acts_layout(LlamaActs *a, const Llama *m, int B, int N, int M, int keep, int backward, Arena *ar) {
+void llama_acts_layout(LlamaActs *a, const Llama *m, int B, int N, int M, LlamaKeep keep, int backward, Arena *ar) {
     const LlamaConfig *c = &m->cfg;
     const int L = c->layers, D = c->hidden, F = c->intermediate, V = c->vocab;
     if (ar->measuring || !a->res) {
@@ -75,9 +75,11 @@ void llama_acts_layout(LlamaActs *a, const Llama *m, int B, int N, int M, int ke
     a->cap_out = M;
     a->keep = keep;
     a->backward = backward;
-    for (int l = 0; l <= L; l++) a->res[l] = (keep || l < 2) ? arena_act(ar, (size_t)N * D) : a->res[l % 2];
+    CHECK_OR_DIE(!backward || keep != LLAMA_KEEP_NONE, "decoder backward needs kept activations");
+    arena_section(ar, "decoder layers");
+    for (int l = 0; l <= L; l++) a->res[l] = (keep != LLAMA_KEEP_NONE || l < 2) ? arena_act(ar, (size_t)N * D) : a->res[l % 2];
     for (int l = 0; l < L; l++) {
-        if (!keep && l > 0) {  // inference: every layer reuses layer 0's buffers
+        if (keep != LLAMA_KEEP_ALL && l > 0) {  // every layer reuses layer 0's buffers
             a->ln1[l] = a->ln1[0]; a->ln1_rstd[l] = a->ln1_rstd[0]; a->qkv[l] = a->qkv[0]; a->att[l] = a->att[0];
             a->lse[l] = a->lse[0]; a->mid[l] = a->mid[0]; a->ln2[l] = a->ln2[0]; a->ln2_rstd[l] = a->ln2_rstd[0];
             a->gu[l] = a->gu[0]; a->h[l] = a->h[0];
@@ -95,6 +97,7 @@ void llama_acts_layout(LlamaActs *a, const Llama *m, int B, int N, int M, int ke
         a->h[l] = arena_act(ar, (size_t)N * F);
     }
     a->proj = arena_act(ar, (size_t)N * D);
+    arena_section(ar, "decoder inputs and head");
     a->pos = arena_int(ar, N);
     a->kv_len = arena_int(ar, B);
     a->segment = arena_int(ar, N);
@@ -108,6 +111,7 @@ void llama_acts_layout(LlamaActs *a, const Llama *m, int B, int N, int M, int ke
     a->lse_v = arena_acc(ar, M);
     a->dlogp = arena_acc(ar, M);
     if (backward) {
+        arena_section(ar, "decoder gradients");
         a->dres = arena_act(ar, (size_t)N * D);
         a->dln = arena_act(ar, (size_t)N * D);
         a->dqkv = arena_act(ar, (size_t)N * m->qkvdim);
@@ -117,7 +121,10 @@ void llama_acts_layout(LlamaActs *a, const Llama *m, int B, int N, int M, int ke
         a->dhsel = arena_act(ar, (size_t)M * D);
         a->dfin = arena_act(ar, (size_t)M * D);
     }
-    if (m->lora) lora_acts_layout(&a->lora, m->lora, m, N, backward, ar);
+    if (m->lora) {
+        arena_section(ar, "LoRA");
+        lora_acts_layout(&a->lora, m->lora, m, N, backward, ar);
+    }
 }
 
 void llama_acts_free(LlamaActs *a) {
@@ -132,39 +139,45 @@ static AttnShape llama_attn_shape(const Llama *m, const LlamaActs *a, int B, int
     return s;
 }
 
+// One decoder layer: res[l] -> res[l+1], keeping its activations in the layer's buffers.
+static void layer_forward(const Llama *m, LlamaActs *a, int l, const AttnShape *s, int N) {
+    const Backend *be = m->be;
+    const LlamaConfig *c = &m->cfg;
+    const int D = c->hidden, F = c->intermediate, HD = c->head_dim;
+    const LlamaLayerW *w = &m->lw[l];
+    void *x = a->res[l], *y = a->res[l + 1];
+    be->rmsnorm_forward(a->ln1[l], a->ln1_rstd[l], x, w->ln1_w, N, D, c->eps);
+    be->matmul_forward(a->qkv[l], a->ln1[l], w->qkv_w, w->qkv_b, N, D, m->qkvdim);   // (N, q | k | v)
+    if (m->lora)  // adapters add into their module's columns, before the rotation
+        for (int t = LORA_Q; t <= LORA_V; t++) lora_forward(m->lora, &a->lora, m, l, t, a->ln1[l], a->qkv[l], m->qkvdim, N);
+    // q and k heads sit side by side in each row: one rotation call covers both
+    be->rope_forward(a->qkv[l], a->pos, N, c->heads + c->kv_heads, HD, m->qkvdim, c->rope_theta);
+    const void *q = a->qkv[l], *k = act_at(be, q, m->qdim), *v = act_at(be, q, m->qdim + m->kvdim);
+    if (a->kv) {  // generation prefill: keep this layer's keys (rotated) and values
+        be->copy_rows_strided(a->kv->k[l], a->kv->dst, m->kvdim, k, NULL, m->qkvdim, N, m->kvdim);
+        be->copy_rows_strided(a->kv->v[l], a->kv->dst, m->kvdim, v, NULL, m->qkvdim, N, m->kvdim);
+    }
+    be->attention_forward(a->att[l], a->lse[l], q, k, v, s);                             // (N, H*HD)
+    be->matmul_forward(a->proj, a->att[l], w->o_w, w->o_b, N, m->qdim, D);
+    if (m->lora) lora_forward(m->lora, &a->lora, m, l, LORA_O, a->att[l], a->proj, D, N);
+    be->add(a->mid[l], x, a->proj, (size_t)N * D);
+    be->rmsnorm_forward(a->ln2[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, N, D, c->eps);
+    be->matmul_forward(a->gu[l], a->ln2[l], w->gu_w, w->gu_b, N, D, 2 * F);           // (N, gate | up)
+    if (m->lora)
+        for (int t = LORA_GATE; t <= LORA_UP; t++) lora_forward(m->lora, &a->lora, m, l, t, a->ln2[l], a->gu[l], 2 * F, N);
+    be->swiglu_forward(a->h[l], a->gu[l], N, F);                                       // (N, F)
+    be->matmul_forward(a->proj, a->h[l], w->down_w, w->down_b, N, F, D);
+    if (m->lora) lora_forward(m->lora, &a->lora, m, l, LORA_DOWN, a->h[l], a->proj, D, N);
+    be->add(y, a->mid[l], a->proj, (size_t)N * D);
+}
+
 void llama_forward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_segments) {
     const Backend *be = m->be;
     const LlamaConfig *c = &m->cfg;
-    const int N = B * T, D = c->hidden, F = c->intermediate, HD = c->head_dim;
+    const int N = B * T, D = c->hidden;
     CHECK_OR_DIE(N <= a->cap_tokens && B <= a->cap_rows && M <= a->cap_out, "decoder batch exceeds its layout");
     AttnShape s = llama_attn_shape(m, a, B, T, use_segments);
-    for (int l = 0; l < c->layers; l++) {
-        const LlamaLayerW *w = &m->lw[l];
-        void *x = a->res[l], *y = a->res[l + 1];
-        be->rmsnorm_forward(a->ln1[l], a->ln1_rstd[l], x, w->ln1_w, N, D, c->eps);
-        be->matmul_forward(a->qkv[l], a->ln1[l], w->qkv_w, w->qkv_b, N, D, m->qkvdim);   // (N, q | k | v)
-        if (m->lora)  // adapters add into their module's columns, before the rotation
-            for (int t = LORA_Q; t <= LORA_V; t++) lora_forward(m->lora, &a->lora, m, l, t, a->ln1[l], a->qkv[l], m->qkvdim, N);
-        // q and k heads sit side by side in each row: one rotation call covers both
-        be->rope_forward(a->qkv[l], a->pos, N, c->heads + c->kv_heads, HD, m->qkvdim, c->rope_theta);
-        const void *q = a->qkv[l], *k = act_at(be, q, m->qdim), *v = act_at(be, q, m->qdim + m->kvdim);
-        if (a->kv) {  // generation prefill: keep this layer's keys (rotated) and values
-            be->copy_rows_strided(a->kv->k[l], a->kv->dst, m->kvdim, k, NULL, m->qkvdim, N, m->kvdim);
-            be->copy_rows_strided(a->kv->v[l], a->kv->dst, m->kvdim, v, NULL, m->qkvdim, N, m->kvdim);
-        }
-        be->attention_forward(a->att[l], a->lse[l], q, k, v, &s);                            // (N, H*HD)
-        be->matmul_forward(a->proj, a->att[l], w->o_w, w->o_b, N, m->qdim, D);
-        if (m->lora) lora_forward(m->lora, &a->lora, m, l, LORA_O, a->att[l], a->proj, D, N);
-        be->add(a->mid[l], x, a->proj, (size_t)N * D);
-        be->rmsnorm_forward(a->ln2[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, N, D, c->eps);
-        be->matmul_forward(a->gu[l], a->ln2[l], w->gu_w, w->gu_b, N, D, 2 * F);           // (N, gate | up)
-        if (m->lora)
-            for (int t = LORA_GATE; t <= LORA_UP; t++) lora_forward(m->lora, &a->lora, m, l, t, a->ln2[l], a->gu[l], 2 * F, N);
-        be->swiglu_forward(a->h[l], a->gu[l], N, F);                                       // (N, F)
-        be->matmul_forward(a->proj, a->h[l], w->down_w, w->down_b, N, F, D);
-        if (m->lora) lora_forward(m->lora, &a->lora, m, l, LORA_DOWN, a->h[l], a->proj, D, N);
-        be->add(y, a->mid[l], a->proj, (size_t)N * D);
-    }
+    for (int l = 0; l < c->layers; l++) layer_forward(m, a, l, &s, N);
     // head on the selected rows only
     be->copy_rows(a->hsel, NULL, a->res[c->layers], a->idx_out, M, D);
     be->rmsnorm_forward(a->fin, a->fin_rstd, a->hsel, m->w.norm_w, M, D, c->eps);
@@ -176,7 +189,8 @@ void llama_backward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_s
     const Backend *be = m->be;
     const LlamaConfig *c = &m->cfg;
     const int N = B * T, D = c->hidden, F = c->intermediate, HD = c->head_dim;
-    CHECK_OR_DIE(a->keep && a->backward, "decoder backward needs activations laid out with keep and backward");
+    CHECK_OR_DIE(a->keep != LLAMA_KEEP_NONE && a->backward, "decoder backward needs activations laid out for it");
+    CHECK_OR_DIE(a->keep == LLAMA_KEEP_ALL || !a->kv, "a KV capture runs in inference only");
     AttnShape s = llama_attn_shape(m, a, B, T, use_segments);
     be->logprob_backward(a->logits, a->logits, a->lse_v, a->targets, a->dlogp, M, c->vocab);  // in place
     be->matmul_backward(a->dfin, m->g.lm_head, NULL, a->logits, a->fin, m->w.lm_head, M, D, c->vocab);
@@ -186,6 +200,8 @@ void llama_backward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_s
     be->add_rows(a->dres, a->idx_out, a->dhsel, NULL, M, D);
     for (int l = c->layers - 1; l >= 0; l--) {
         const LlamaLayerW *w = &m->lw[l], *g = &m->lg[l];
+        // the last layer's activations are still in the shared buffers from the forward pass
+        if (a->keep == LLAMA_KEEP_RESIDUALS && l < c->layers - 1) layer_forward(m, a, l, &s, N);
         be->matmul_backward(a->dh, g->down_w, g->down_b, a->dres, a->h[l], w->down_w, N, F, D);
         if (m->lora) lora_backward(m->lora, &a->lora, m, l, LORA_DOWN, a->h[l], a->dres, D, a->dh, N);
         be->swiglu_backward(a->dgu, a->dh, a->gu[l], N, F);

@@ -36,8 +36,17 @@ typedef struct {
     const int *dst;   // (N) backend memory
 } LlamaKVCapture;
 
+// Which activations the forward pass keeps for the backward pass.
+//   NONE       inference: every layer reuses one set of buffers
+//   ALL        every layer's activations (the fastest backward)
+//   RESIDUALS  each layer's input only; the backward pass runs a layer's forward again into one shared
+//              set of buffers before its backward (activation recomputation: about 1/16 of the decoder's
+//              activation memory at the llava shapes for one more forward pass of the layers)
+typedef enum { LLAMA_KEEP_NONE, LLAMA_KEEP_ALL, LLAMA_KEEP_RESIDUALS } LlamaKeep;
+
 typedef struct {
-    int cap_tokens, cap_rows, cap_out, keep, backward;
+    int cap_tokens, cap_rows, cap_out, backward;
+    LlamaKeep keep;
     const LlamaKVCapture *kv;  // NULL (the default): no capture
     void **res;   // (layers+1) (N, D)
     void **ln1, **ln1_rstd, **qkv, **att, **lse, **mid, **ln2, **ln2_rstd, **gu, **h;
@@ -50,11 +59,13 @@ typedef struct {
     LoraActs lora;            // laid out when the model has adapters
 } LlamaActs;
 
-void llama_acts_layout(LlamaActs *a, const Llama *m, int cap_rows, int cap_tokens, int cap_out, int keep, int backward, Arena *ar);
+void llama_acts_layout(LlamaActs *a, const Llama *m, int cap_rows, int cap_tokens, int cap_out, LlamaKeep keep, int backward,
+                       Arena *ar);
 void llama_acts_free(LlamaActs *a);
 // Runs the layers on a->res[0] (B*T, D) with a->pos, a->kv_len (and a->segment if use_segments), then the
 // head on the M rows a->idx_out with targets a->targets: a->logits (M, V) and a->logp (M).
 void llama_forward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_segments);
 // a->dlogp (M) holds dL/dlogp; on return a->dres holds dL/d res[0] (B*T, D). Weight gradients accumulate.
-// Destroys a->logits (the classifier gradient is written in place).
+// Destroys a->logits (the classifier gradient is written in place). With LLAMA_KEEP_RESIDUALS it runs each
+// layer's forward again first (same kernels, same inputs: the same activations, so the same gradients).
 void llama_backward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_segments);

@@ -99,8 +99,11 @@ void llava_free(Llava *m) {
     params_free(&m->ps_text);
 }
 
-void llava_acts_init(LlavaActs *a, const Llava *m, int cap_rows, int cap_len, int cap_images, int backward) {
+void llava_acts_init(LlavaActs *a, const Llava *m, int cap_rows, int cap_len, int cap_images, ActsMode mode) {
     memset(a, 0, sizeof(*a));
+    const int backward = mode != ACTS_INFERENCE;
+    const LlamaKeep keep = mode == ACTS_BACKWARD ? LLAMA_KEEP_ALL : mode == ACTS_BACKWARD_RECOMPUTE ? LLAMA_KEEP_RESIDUALS
+                                                                                                 : LLAMA_KEEP_NONE;
     const int N = cap_rows * cap_len, NI = cap_images > 0 ? cap_images : 1, P = m->cfg.image_tokens;
     const int Cv = m->cfg.vision.hidden, D = m->cfg.text.hidden, S = m->cfg.vision.image_size;
     const int vision_grad = backward && m->ps_vision.grad != NULL;
@@ -112,8 +115,10 @@ void llava_acts_init(LlavaActs *a, const Llava *m, int cap_rows, int cap_len, in
     a->arena = arena_new(m->be);
     for (int pass = 0; pass < 2; pass++) {
         Arena *ar = &a->arena;
+        arena_section(ar, "vision tower");
         vit_acts_layout(&a->v, &m->vision, NI, vision_grad, vision_grad, ar);
-        llama_acts_layout(&a->l, &m->lm, cap_rows, N, N, backward, backward, ar);
+        llama_acts_layout(&a->l, &m->lm, cap_rows, N, N, keep, backward, ar);
+        arena_section(ar, "projector and inputs");
         a->pixels = arena_act(ar, (size_t)NI * 3 * S * S);
         a->feats = arena_act(ar, (size_t)NI * P * Cv);
         a->p1 = arena_act(ar, (size_t)NI * P * D);

@@ -82,8 +82,12 @@ typedef struct {
     int B, T;
 } LlavaActs;
 
-// Capacity: rows, tokens per row, distinct images per batch; backward lays out what training needs.
-void llava_acts_init(LlavaActs *a, const Llava *m, int cap_rows, int cap_len, int cap_images, int backward);
+// What the activations are laid out for: a forward pass only, or training (every activation kept, or with
+// the decoder layers recomputed in the backward pass: see LlamaKeep in model/llama.h).
+typedef enum { ACTS_INFERENCE, ACTS_BACKWARD, ACTS_BACKWARD_RECOMPUTE } ActsMode;
+
+// Capacity: rows, tokens per row, distinct images per batch.
+void llava_acts_init(LlavaActs *a, const Llava *m, int cap_rows, int cap_len, int cap_images, ActsMode mode);
 void llava_acts_free(LlavaActs *a);
 // Validates the batch (ids in the vocabulary, image-token counts, lengths) with errors naming the row,
 // runs the model, and fills a->logp / a->row_logp. Returns 0, or dies with a clear message.

@@ -21,7 +21,7 @@ typedef struct {
     double w[8];  // per-row weights of the loss: L = sum_b w_b logp_b
 } LoraRig;
 
-static void rig_init(LoraRig *r, float dropout, int attach) {
+static void rig_init(LoraRig *r, float dropout, int attach, ActsMode mode) {
     memset(r, 0, sizeof(*r));
     llava_load(&r->m, &backend_cpu64, GQA, (LlavaTrainable){0, 0, 0});
     SafeTensors *ex = st_open_or_die(GQA "/expected.safetensors");
@@ -53,7 +53,7 @@ static void rig_init(LoraRig *r, float dropout, int attach) {
         r->lo.seed = 99;
         r->m.lm.lora = &r->lo;
     }
-    llava_acts_init(&r->a, &r->m, B, T, NI, 1);
+    llava_acts_init(&r->a, &r->m, B, T, NI, mode);
 }
 
 static double rig_loss(LoraRig *r) {
@@ -70,9 +70,9 @@ static void rig_free(LoraRig *r, int attached) {
     free(r->ids); free(r->labels); free(r->lengths); free(r->img); free(r->pixels);
 }
 
-static void check_lora_fd(float dropout) {
+static void check_lora_fd(float dropout, ActsMode mode) {
     LoraRig r;
-    rig_init(&r, dropout, 1);
+    rig_init(&r, dropout, 1, mode);
     rig_loss(&r);
     double *dlogp = xcalloc(r.a.M, sizeof(double));
     for (int i = 0; i < r.a.M; i++) dlogp[i] = r.a.out_target[i] >= 0 ? r.w[r.a.out_row[i]] : 0;
@@ -94,13 +94,15 @@ static void check_lora_fd(float dropout) {
     rig_free(&r, 1);
 }
 
-TEST(lora_gradients_fd) { check_lora_fd(0); }
-TEST(lora_gradients_fd_with_dropout) { check_lora_fd(0.3f); }
+TEST(lora_gradients_fd) { check_lora_fd(0, ACTS_BACKWARD); }
+TEST(lora_gradients_fd_with_dropout) { check_lora_fd(0.3f, ACTS_BACKWARD); }
+// recomputed layers draw the same dropout masks again (the mask is a function of the seed and the adapter)
+TEST(lora_gradients_fd_with_dropout_recompute) { check_lora_fd(0.3f, ACTS_BACKWARD_RECOMPUTE); }
 
 TEST(lora_merge_equals_unmerged_and_disable_is_base) {
     LoraRig base, r;
-    rig_init(&base, 0, 0);
-    rig_init(&r, 0, 1);
+    rig_init(&base, 0, 0, ACTS_BACKWARD);
+    rig_init(&r, 0, 1, ACTS_BACKWARD);
     double lb = rig_loss(&base);
     double with = rig_loss(&r);
     double *rows = xmalloc(sizeof(double) * r.b.B);
@@ -112,7 +114,7 @@ TEST(lora_merge_equals_unmerged_and_disable_is_base) {
     lora_merge(&r.lo, &r.m.lm);  // fold into the weights, then run without adapters
     r.m.lm.lora = NULL;
     LlavaActs plain;
-    llava_acts_init(&plain, &r.m, r.b.B, r.b.T, r.b.n_images, 0);
+    llava_acts_init(&plain, &r.m, r.b.B, r.b.T, r.b.n_images, ACTS_INFERENCE);
     llava_forward(&r.m, &plain, &r.b);
     for (int i = 0; i < r.b.B; i++) EXPECT_NEAR(plain.row_logp[i], rows[i], 1e-10);
     llava_acts_free(&plain);

@@ -89,7 +89,7 @@ static void compare_grads(ParamStore **stores, int n_stores, const SafeTensors *
     printf("      gradients: %d tensors, worst relative error %.2e (%s)\n", matched, worst, worst_name);
 }
 
-static void check_llava_fixture(const char *name) {
+static void check_llava_fixture(const char *name, ActsMode mode) {
     char dir[256], exp[300];
     snprintf(dir, sizeof(dir), FIXTURES "%s", name);
     snprintf(exp, sizeof(exp), "%s/expected.safetensors", dir);
@@ -107,7 +107,7 @@ static void check_llava_fixture(const char *name) {
     float *want_loss = ex_f32(ex, "loss", NULL);
 
     LlavaActs a;
-    llava_acts_init(&a, &m, B, T, NI, 1);
+    llava_acts_init(&a, &m, B, T, NI, mode);
     LlavaBatch batch = {.B = B, .T = T, .ids = ids, .labels = labels, .lengths = lengths, .image_of_row = image_of_row,
                         .n_images = NI, .pixels = pixels, .all_logits = 1};
     llava_forward(&m, &a, &batch);
@@ -148,8 +148,60 @@ static void check_llava_fixture(const char *name) {
     llava_free(&m);
 }
 
-TEST(parity_llava_gqa) { check_llava_fixture("llava_gqa"); }
-TEST(parity_llava_full_strategy_hub_layout) { check_llava_fixture("llava_full"); }
+TEST(parity_llava_gqa) { check_llava_fixture("llava_gqa", ACTS_BACKWARD); }
+TEST(parity_llava_full_strategy_hub_layout) { check_llava_fixture("llava_full", ACTS_BACKWARD); }
+// activation recomputation: the decoder layers run again in the backward pass, against the same fixtures
+TEST(parity_llava_gqa_recompute) { check_llava_fixture("llava_gqa", ACTS_BACKWARD_RECOMPUTE); }
+
+// Loss gradients of every parameter with the decoder's activations kept or recomputed: the recomputed
+// layers see the same inputs and run the same ops, so the gradients are the same bits; the recomputing
+// layout is smaller (only the layers' inputs are kept per layer).
+TEST(recompute_gradients_equal_kept_bitwise) {
+    const char *dir = FIXTURES "llava_gqa";
+    SafeTensors *ex = st_open_or_die(FIXTURES "llava_gqa/expected.safetensors");
+    int *ids = ex_i32(ex, "input_ids", NULL), *labels = ex_i32(ex, "labels", NULL);
+    int *lengths = ex_i32(ex, "lengths", NULL), *image_of_row = ex_i32(ex, "image_of_row", NULL);
+    const STTensor *tid = st_find(ex, "input_ids");
+    int B = (int)tid->shape[0], T = (int)tid->shape[1], NI = (int)st_find(ex, "pixel_values")->shape[0];
+    float *pixels = ex_f32(ex, "pixel_values", NULL);
+    LlavaBatch batch = {.B = B, .T = T, .ids = ids, .labels = labels, .lengths = lengths, .image_of_row = image_of_row,
+                        .n_images = NI, .pixels = pixels};
+    float *grads[2] = {NULL, NULL};
+    size_t n_grad = 0, arena_bytes[2];
+    double loss[2];
+    for (int k = 0; k < 2; k++) {
+        Llava m;
+        llava_load(&m, &backend_cpu, dir, (LlavaTrainable){1, 1, 1});
+        LlavaActs a;
+        llava_acts_init(&a, &m, B, T, NI, k == 0 ? ACTS_BACKWARD : ACTS_BACKWARD_RECOMPUTE);
+        arena_bytes[k] = a.arena.cap;
+        llava_forward(&m, &a, &batch);
+        double *dlogp = xcalloc(a.M, sizeof(double));
+        loss[k] = 0;
+        for (int i = 0; i < a.M; i++) {
+            dlogp[i] = a.out_target[i] >= 0 ? -0.1 * (1 + a.out_row[i]) : 0;  // a different weight per row
+            loss[k] += dlogp[i] * a.logp[i];
+        }
+        llava_backward(&m, &a, dlogp);
+        ParamStore *stores[3] = {&m.ps_vision, &m.ps_projector, &m.ps_text};
+        n_grad = 0;
+        for (int s = 0; s < 3; s++) n_grad += stores[s]->numel;
+        grads[k] = xmalloc(sizeof(float) * n_grad);
+        for (int s = 0, off = 0; s < 3; off += (int)stores[s]->numel, s++) memcpy(grads[k] + off, stores[s]->grad, sizeof(float) * stores[s]->numel);
+        free(dlogp);
+        llava_acts_free(&a);
+        llava_free(&m);
+    }
+    EXPECTF(loss[0] == loss[1], "the forward pass differs: %.9g vs %.9g", loss[0], loss[1]);
+    size_t differ = 0, nonzero = 0;
+    for (size_t i = 0; i < n_grad; i++) { differ += memcmp(&grads[0][i], &grads[1][i], sizeof(float)) != 0; nonzero += grads[0][i] != 0; }
+    EXPECTF(differ == 0, "%zu of %zu gradient entries differ with recomputation", differ, n_grad);
+    EXPECTF(nonzero > n_grad / 2, "only %zu of %zu gradient entries are nonzero", nonzero, n_grad);
+    EXPECTF(arena_bytes[1] < arena_bytes[0], "the recomputing layout (%zu bytes) should be smaller than %zu", arena_bytes[1], arena_bytes[0]);
+    printf("      activations %zu -> %zu bytes with recomputation\n", arena_bytes[0], arena_bytes[1]);
+    free(grads[0]); free(grads[1]); free(ids); free(labels); free(lengths); free(image_of_row); free(pixels);
+    st_close(ex);
+}
 
 TEST(parity_clip) {
     const char *dir = FIXTURES "clip";

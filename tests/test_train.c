@@ -130,6 +130,34 @@ TEST(train_resume_is_bit_exact) {
     free(a); free(b); free(data);
 }
 
+// --recompute (the decoder layers run again in the backward pass) trains to the same bytes, and the
+// run prints its memory plan with a smaller activation total.
+TEST(train_recompute_same_checkpoint) {
+    char *data = write_data("recompute", "dpo", 8, 0), args[2048], *err[2];
+    char *dir = path_join(test_tmpdir(), "recompute");
+    const char *mode[2] = {"kept", "recomputed"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s/%s --steps 3 --batch 4 --lr 1e-3 "
+                 "--warmup-steps 0 --device cpu%s", data, dir, mode[k], k ? " --recompute" : "");
+        EXPECTF(run_train(args, &err[k]) == 0, "%s: %s", mode[k], err[k]);
+    }
+    char pa[600], pb[600];
+    snprintf(pa, sizeof(pa), "%s/kept/checkpoint-00000003/model.safetensors", dir);
+    snprintf(pb, sizeof(pb), "%s/recomputed/checkpoint-00000003/model.safetensors", dir);
+    EXPECTF(test_files_equal(pa, pb), "the weights differ with --recompute");
+    double gib[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        const char *p = strstr(err[k], "  activations");
+        EXPECTF(p != NULL && strstr(err[k], "memory: ") && strstr(err[k], "decoder layers"), "no memory plan: %s", err[k]);
+        char unit[8] = "";
+        if (p && sscanf(p + strlen("  activations"), "%lf %3s", &gib[k], unit) == 2)
+            gib[k] /= !strcmp(unit, "KiB") ? 1048576.0 : !strcmp(unit, "MiB") ? 1024.0 : 1.0;
+        free(err[k]);
+    }
+    EXPECTF(gib[1] < gib[0], "activations %.4f GiB with --recompute, %.4f without", gib[1], gib[0]);
+    free(dir); free(data);
+}
+
 // The reference log-probs from the cached pre-pass equal those of a frozen copy run every step.
 TEST(train_online_reference_equals_cache) {
     char *data = write_data("refmode", "dpo", 8, 0), args[2048], *err;

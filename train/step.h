@@ -1,8 +1,11 @@
 // A batch's forward and backward through the model: one pass per row group of a TrainBatch (rows with
 // an image, image-free rows), log-probs gathered per logical row, gradients scattered back per token.
 #pragma once
+#include <stdio.h>
+
 #include "../model/llava.h"
 #include "data.h"
+#include "optim.h"
 
 typedef struct {
     LlavaActs a[2];
@@ -11,9 +14,19 @@ typedef struct {
     int *row_count;
 } BatchActs;
 
-void batch_acts_init(BatchActs *ba, const Llava *m, const TrainBatch *tb, int backward);
+void batch_acts_init(BatchActs *ba, const Llava *m, const TrainBatch *tb, ActsMode mode);
 void batch_acts_free(BatchActs *ba);
 // Runs every group; ba->row_logp[b], ba->row_count[b] are the summed response log-probs of each logical row.
 void batch_forward(const Llava *m, BatchActs *ba, const TrainBatch *tb);
 // drow (B): dL/d(row log-prob); every labelled token of a row gets its row's gradient times scale.
 void batch_backward(const Llava *m, BatchActs *ba, const TrainBatch *tb, const double *drow, double scale);
+
+// Prints where the memory of a training run goes, planned before the first step: weights, gradients and
+// optimizer state per store, and the activation arenas by section (policy, and the reference model's
+// forward-only arenas when `ref` is not NULL; `ref_weights` when the reference is a second copy).
+void memory_report(FILE *f, const Llava *m, const Optimizer *o, const BatchActs *ba, const BatchActs *ref,
+                   const Llava *ref_weights);
+// Model FLOPs of one training step on this batch (research/llava.md §9): the vision tower's forward (3x
+// when it is trained), 3x the projector and the decoder over the batch's physical rows, and the head on
+// the labelled positions only. Recomputation and the reference model are not counted (MFU convention).
+double batch_step_flops(const Llava *m, const TrainBatch *tb);

@@ -26,6 +26,7 @@ void train_config_preset(TrainConfig *c, Recipe r) {
     c->epochs = 1;
     c->seed = 42;
     c->log_every = 1;
+    c->peak_tflops = 760;  // the bf16 GEMM ceiling measured on the H100 (DESIGN.md §6)
     c->optim = (OptimConfig){2e-5, 0.9, 0.999, 1e-8, 0.0, 1.0, SCHED_COSINE, -1, 0};
     c->warmup_ratio = 0.03;
     c->trainable = (LlavaTrainable){0, 1, 1};  // the vision tower stays frozen in every paper recipe
@@ -78,7 +79,7 @@ static double *compute_ref(const Llava *m, const TrainData *d, int batch, int pa
     TrainBatch tb;
     train_batch_init(&tb, d, batch, pack);
     BatchActs ba;
-    batch_acts_init(&ba, m, &tb, 0);
+    batch_acts_init(&ba, m, &tb, ACTS_INFERENCE);
     int *idx = xmalloc(sizeof(int) * batch);
     double t0 = now_seconds();
     for (int s = 0; s < d->n; s += batch) {
@@ -132,6 +133,7 @@ static double *reference_logps(const TrainConfig *c, const Llava *policy, const 
 typedef struct {
     double loss, logp_mean;  // logp_mean: mean summed log-prob of the batch's rows (every recipe logs it)
     int n_examples, n_tokens, n_label_tokens;
+    double flops;            // model FLOPs of the step (train/step.h), for MFU
     DpoMetrics dpo;
     SvcoMetrics svco;
     MdpoMetrics mdpo;
@@ -271,7 +273,7 @@ static void evaluate(Trainer *T, StepStats *st) {
     TrainBatch tb;
     train_batch_init(&tb, d, bs, T->c->pack);
     BatchActs acts;
-    batch_acts_init(&acts, &T->policy, &tb, 0);
+    batch_acts_init(&acts, &T->policy, &tb, ACTS_INFERENCE);
     double *drow = xmalloc(sizeof(double) * (tb.cap_rows + 1)), *ref_rows = xmalloc(sizeof(double) * (tb.cap_rows + 1));
     for (int s = 0; s < d->n; s += bs) {
         int k = d->n - s < bs ? d->n - s : bs;
@@ -456,15 +458,19 @@ int train_run(const TrainConfig *c) {
     free(latest);
 
     train_batch_init(&T.tb, &T.data, c->batch, c->pack);
-    batch_acts_init(&T.acts, &T.policy, &T.tb, 1);
-    if (T.have_ref_model) batch_acts_init(&T.ref_acts, &T.ref_model, &T.tb, 0);
-    else if (T.have_lora && c->ref_online) batch_acts_init(&T.ref_acts, &T.policy, &T.tb, 0);
+    batch_acts_init(&T.acts, &T.policy, &T.tb, c->recompute ? ACTS_BACKWARD_RECOMPUTE : ACTS_BACKWARD);
+    if (T.have_ref_model) batch_acts_init(&T.ref_acts, &T.ref_model, &T.tb, ACTS_INFERENCE);
+    else if (T.have_lora && c->ref_online) batch_acts_init(&T.ref_acts, &T.policy, &T.tb, ACTS_INFERENCE);
     char *log_path = path_join(c->out_dir, "metrics.jsonl");
     metrics_open(&T.log, log_path, T.step);
     free(log_path);
     fprintf(stderr, "train: recipe %s, %d examples%s, %d steps of %d x %d examples, lr %g (%s, %d warm-up), backend %s\n",
             recipe_name(c->recipe), T.data.n, c->val_path ? " (+ validation)" : "", T.total_steps, c->batch, c->grad_accum,
             oc.lr, schedule_name(oc.schedule), oc.warmup_steps, T.be->name);
+    if (!c->quiet)
+        memory_report(stderr, &T.policy, &T.opt, &T.acts, T.have_ref_model || (T.have_lora && c->ref_online) ? &T.ref_acts : NULL,
+                      T.have_ref_model ? &T.ref_model : NULL);
+    const int on_gpu = strcmp(T.be->name, "cpu") != 0 && strcmp(T.be->name, "cpu64") != 0;
 
     int *idx = xmalloc(sizeof(int) * c->batch);
     double *ref_rows = xmalloc(sizeof(double) * (T.tb.cap_rows + 1)), *drow = xmalloc(sizeof(double) * (T.tb.cap_rows + 1));
@@ -491,6 +497,7 @@ int train_run(const TrainConfig *c) {
                       last ? last : "(none yet: no checkpoint was written)");
             }
             batch_backward(&T.policy, &T.acts, &T.tb, drow, 1.0 / c->grad_accum);
+            st.flops += batch_step_flops(&T.policy, &T.tb);
             if (T.have_lora) T.lora.training = 0;
         }
         double lr;
@@ -516,6 +523,8 @@ int train_run(const TrainConfig *c) {
         cJSON_AddNumberToObject(rec, "tokens", st.n_tokens);
         cJSON_AddNumberToObject(rec, "tokens_per_s", st.n_tokens / dt);
         cJSON_AddNumberToObject(rec, "step_time_s", dt);
+        const double mfu = st.flops / dt / (c->peak_tflops * 1e12);
+        if (on_gpu) cJSON_AddNumberToObject(rec, "mfu", mfu);
         int eval_now = c->val_path && c->eval_every > 0 && (T.step % c->eval_every == 0 || T.step == T.total_steps);
         StepStats ev;
         if (eval_now) {
@@ -530,8 +539,10 @@ int train_run(const TrainConfig *c) {
             if (c->recipe != RECIPE_SFT) snprintf(acc, sizeof(acc), " | acc %.2f", headline_accuracy(c, &st));
             char val[64] = "";
             if (eval_now) snprintf(val, sizeof(val), " | val %.4f", ev.loss);
-            fprintf(stderr, "step %d/%d | loss %.4f%s%s | lr %.2e | grad %.3f | %.0f tok/s | ETA %dm%02ds\n", T.step,
-                    T.total_steps, st.loss, acc, val, lr, norm, st.n_tokens / dt, (int)eta / 60, (int)eta % 60);
+            char mfu_s[32] = "";  // MFU means something against a GPU's matmul ceiling only
+            if (on_gpu) snprintf(mfu_s, sizeof(mfu_s), " | MFU %.1f%%", 100 * mfu);
+            fprintf(stderr, "step %d/%d | loss %.4f%s%s | lr %.2e | grad %.3f | %.0f tok/s%s | ETA %dm%02ds\n", T.step,
+                    T.total_steps, st.loss, acc, val, lr, norm, st.n_tokens / dt, mfu_s, (int)eta / 60, (int)eta % 60);
         }
         if (c->stop_at > 0 && T.step >= c->stop_at) break;
         if (c->save_every > 0 && T.step % c->save_every == 0 && T.step < T.total_steps) save(&T);

@@ -32,6 +32,8 @@ typedef struct {
     int init_random;           // the model folder has a config.json but no weights: start from random weights
     LoraConfig lora;           // r > 0: adapters on the decoder, whose base weights stay frozen
     int quiet;                 // no progress line
+    int recompute;             // recompute the decoder layers' activations in the backward pass (less memory)
+    double peak_tflops;        // the GPU's bf16 matmul ceiling, for the MFU on the progress line
 } TrainConfig;
 
 // The paper settings of a recipe (research/methods.md): S-VCO §1.4, SeVa DPO §3.3, mDPO §4; SFT and the
