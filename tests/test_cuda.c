@@ -542,6 +542,25 @@ TEST(cuda_resume_is_bit_exact) {
     }
 }
 
+// Activation recomputation on the GPU: `vlm train --recompute` with our (deterministic) flash attention
+// writes the same checkpoint bytes as keeping every activation.
+TEST(cuda_recompute_same_checkpoint) {
+    const char *common = "--recipe dpo --model tests/fixtures/models/llava_gqa --data tests/fixtures/train/dpo.jsonl --steps 3 "
+                         "--batch 4 --lr 1e-3 --warmup-steps 0 --device cuda --attention flash --quiet";
+    char args[1024], *out, *err;
+    const char *extra[2] = {"", "--recompute"}, *dirs[2] = {"crec_kept", "crec_recomputed"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof(args), "train %s --out %s/%s %s", common, test_tmpdir(), dirs[k], extra[k]);
+        int rc = test_run_vlm(args, &out, &err);
+        EXPECTF(rc == 0, "%s: %s", dirs[k], err);
+        free(out); free(err);
+    }
+    char a[600], b[600];
+    snprintf(a, sizeof(a), "%s/crec_kept/checkpoint-00000003/model.safetensors", test_tmpdir());
+    snprintf(b, sizeof(b), "%s/crec_recomputed/checkpoint-00000003/model.safetensors", test_tmpdir());
+    EXPECTF(test_files_equal(a, b), "the GPU weights differ with --recompute");
+}
+
 // ------------------------------------------------------------------------------------------------- generation
 
 // copy_rows_strided: exact copies (bf16 in, bf16 out), rows with a negative index left as they were

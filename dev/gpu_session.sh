@@ -1,0 +1,87 @@
+#!/bin/bash
+# Everything a GPU session checks, in phases that each fit one device call (10 minutes), with every log
+# under $OUT (the device tool brings that folder back). Run from the repository root on the GPU machine,
+# with .deps/ carried (make deps-device here first):
+#
+#   bash dev/gpu_session.sh build test        make all, make test-cuda, the attention test bench
+#   bash dev/gpu_session.sh train             vlm bench sft|dpo|svco at llava-1.4b next to bench/torch_ref.py
+#   bash dev/gpu_session.sh svco50            the 50-step S-VCO run at llava-1.4b, 8 pairs (issue 5's check)
+#   bash dev/gpu_session.sh decode            vlm bench decode at llava-7b, B=1 and 16, next to torch_ref.py
+#   bash dev/gpu_session.sh kernels           the kernel lab: build/bench_kernels and build/bench_attention bench
+#   bash dev/gpu_session.sh sanitize          compute-sanitizer memcheck on the GPU tests
+#
+# Each phase appends "phase step rc seconds" lines to $OUT/summary.txt and keeps going after a failure,
+# so one bad step does not cost the rest of the call. The JSON lines of the benches collect in
+# $OUT/bench.jsonl: vlm.c's and PyTorch's side by side, from the same call, as notes/perf.md wants.
+set -u
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+JOBS=${JOBS:-16}
+
+# run NAME CMD...: the command's output into $OUT/NAME.log, its JSON lines into bench.jsonl, a summary line
+run() {
+    local name=$1
+    shift
+    local t0=$SECONDS
+    echo "== $name: $*" | tee -a "$OUT/summary.txt"
+    "$@" >"$OUT/$name.log" 2>&1
+    local rc=$?
+    grep -h '^{' "$OUT/$name.log" >>"$OUT/bench.jsonl" 2>/dev/null
+    echo "$name rc=$rc $((SECONDS - t0))s" | tee -a "$OUT/summary.txt"
+    tail -n 4 "$OUT/$name.log"
+    return 0
+}
+
+header() {
+    {
+        echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with changes)')"
+        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
+        python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' 2>/dev/null
+    } | tee -a "$OUT/summary.txt"
+}
+
+header
+for phase in "$@"; do
+    case $phase in
+    build)
+        run build make -j"$JOBS" all
+        run build_bench make -j"$JOBS" bench-attention bench-kernels
+        ;;
+    test)
+        run test_cuda make test-cuda
+        run attention_test build/bench_attention test
+        ;;
+    train)
+        for w in sft dpo svco; do
+            run "vlm_$w" ./vlm bench --shape llava-1.4b --workload "$w" --batch 8 --device cuda
+        done
+        run vlm_svco_nopack ./vlm bench --shape llava-1.4b --workload svco --batch 8 --device cuda --no-pack
+        run vlm_sft_recompute ./vlm bench --shape llava-1.4b --workload sft --batch 8 --device cuda --recompute
+        run torch_sft python3 bench/torch_ref.py sft
+        run torch_sft_compile python3 bench/torch_ref.py sft --compile
+        run torch_svco python3 bench/torch_ref.py svco
+        ;;
+    svco50)
+        # 3 warm-up + 47 timed steps = 50 optimizer steps; bench stops at a non-finite loss
+        run vlm_svco50 ./vlm bench --shape llava-1.4b --workload svco --batch 8 --device cuda --steps 47 --warmup 3
+        ;;
+    decode)
+        for b in 1 16; do
+            run "vlm_decode_b$b" ./vlm bench --shape llava-7b --workload decode --batch "$b" --device cuda --steps 3 --warmup 1
+        done
+        run torch_decode python3 bench/torch_ref.py decode
+        ;;
+    kernels)
+        run bench_kernels build/bench_kernels --json "$OUT/kernels.json"
+        run bench_attention build/bench_attention bench
+        run torch_attention python3 bench/torch_ref.py attention
+        ;;
+    sanitize)
+        VLM_CUDA_TESTS=1 run sanitize compute-sanitizer --tool memcheck --target-processes all --error-exitcode 1 build/test_vlm cuda_
+        ;;
+    *)
+        echo "unknown phase '$phase' (build test train svco50 decode kernels sanitize)" | tee -a "$OUT/summary.txt"
+        ;;
+    esac
+done
