@@ -27,6 +27,8 @@ static void usage(void) {
         "  --train PARTS        comma list of vision,projector,decoder to train (default projector,decoder), or none\n"
         "                       (with LoRA: the adapters only)\n"
         "  --init random        the model folder has config.json only: start from random weights\n"
+        "  --vision-from DIR    with --init random: the vision tower from DIR (a CLIPModel, e.g. a --recipe clip\n"
+        "                       checkpoint, or a LLaVA folder); its config must match the vision_config\n"
         "  --lora-r R           LoRA adapters of rank R on the decoder (its own weights frozen); with\n"
         "                       --lora-alpha A (default 2R), --lora-dropout P (0.05), --lora-targets q,k,v,o,gate,up,down|all;\n"
         "                       the reference is the model with its adapters off (SeVa: --lora-r 1024 --lora-alpha 2048);\n"
@@ -115,6 +117,7 @@ int cmd_train(int argc, char **argv) {
     const char *init = arg_str(&a, "--init", NULL);
     if (init && strcmp(init, "random")) fatal("vlm train: --init '%s': the only choice is random", init);
     c.init_random = init != NULL;
+    c.vision_from = arg_str(&a, "--vision-from", NULL);
     const char *parts = arg_str(&a, "--train", NULL);
     if (parts) {
         c.trainable = (LlavaTrainable){strstr(parts, "vision") != NULL, strstr(parts, "projector") != NULL,

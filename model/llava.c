@@ -20,6 +20,8 @@ int llava_name_candidates(const char *name, char out[][256], int max) {
         {"model.multi_modal_projector.", "multi_modal_projector."},
         {"model.language_model.", "language_model.model."},
         {"lm_head.", "language_model.lm_head."},
+        // a CLIPModel's vision tower (e.g. one trained with `vlm train --recipe clip`) as LLaVA's
+        {"model.vision_tower.vision_model.", "vision_model."},
     };
     int n = 0;
     snprintf(out[n++], 256, "%s", name);

@@ -1,6 +1,7 @@
 // `vlm train` on the CPU with the tiny fixture LLaVA: every recipe lowers its loss, the first step's
 // loss is the step-0 identity (policy = reference), resume is bit-exact, the online reference equals the
 // cached one, a non-finite loss stops cleanly keeping the last checkpoint, and bad data gives clear errors.
+#include <cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -410,4 +411,62 @@ TEST(train_clip_from_scratch_and_errors) {
     EXPECTF(strstr(err, "bad.jsonl:1: caption_ids has no end-of-text id") != NULL, "message: %s", err);
     free(err);
     free(bad); free(dir); free(data);
+}
+
+// --init random --vision-from: a LLaVA born from a config, with the vision tower of a CLIPModel (the
+// demo's CLIP-pretrain-then-SFT path). The checkpoint's tower holds the CLIP tower's exact weights; a
+// tower whose depth does not match the config is refused by name.
+TEST(train_llava_vision_from_clip) {
+    char *data = write_data("vision_from", "sft", 8, 0), args[2048], *err, cmd[1024];
+    char *dir = path_join(test_tmpdir(), "vision_from_run");
+    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s/cfg", dir, dir);
+    if (system(cmd) != 0) fatal("setup");
+    // LLaVA config of the fixture, with a 2-layer tower like the CLIP fixture's (the fixture LLaVA has 3)
+    char *text = read_file(GQA "/config.json", NULL);
+    cJSON *cfg = cJSON_Parse(text);
+    cJSON *vis = cJSON_GetObjectItemCaseSensitive(cfg, "vision_config");
+    cJSON_ReplaceItemInObjectCaseSensitive(vis, "num_hidden_layers", cJSON_CreateNumber(2));
+    char *out = cJSON_Print(cfg), path[600];
+    snprintf(path, sizeof(path), "%s/cfg/config.json", dir);
+    write_file_atomic(path, out, strlen(out));
+    free(out); cJSON_Delete(cfg); free(text);
+    snprintf(args, sizeof(args), "train --recipe sft --model %s/cfg --data %s --out %s/run --steps 2 --batch 4 --device cpu --quiet "
+             "--init random --vision-from tests/fixtures/models/clip --train projector,decoder", dir, data, dir);
+    EXPECTF(run_train(args, &err) == 0, "%s", err);
+    EXPECTF(strstr(err, "vision tower from tests/fixtures/models/clip") != NULL, "message: %s", err);
+    free(err);
+    snprintf(path, sizeof(path), "%s/run/checkpoint-00000002/model.safetensors", dir);
+    SafeTensors *ck = st_open_or_die(path), *clip = st_open_or_die("tests/fixtures/models/clip/model.safetensors");
+    int compared = 0, equal = 0;
+    for (int i = 0; i < clip->n; i++) {
+        const STTensor *t = &clip->tensors[i];
+        if (strncmp(t->name, "vision_model.", 13) || strstr(t->name, "post_layernorm")) continue;
+        char name[300];
+        snprintf(name, sizeof(name), "model.vision_tower.%s", t->name);
+        const STTensor *u = st_find(ck, name);
+        // feature layer -2: the tower's last layer never runs, and LLaVA does not hold it
+        EXPECTF(u != NULL || strstr(t->name, "layers.1."), "%s not in the checkpoint", name);
+        if (!u) continue;
+        float *a = xmalloc(sizeof(float) * t->numel), *b = xmalloc(sizeof(float) * u->numel);
+        st_to_f32(t, a);
+        st_to_f32(u, b);
+        compared++;
+        equal += u->numel == t->numel && !memcmp(a, b, sizeof(float) * t->numel);
+        free(a); free(b);
+    }
+    EXPECTF(compared >= 10 && equal == compared, "%d of %d vision tensors equal the CLIP tower's", equal, compared);
+    st_close(ck); st_close(clip);
+    // a tower config that does not match the CLIP's (a wider MLP): a clear error naming the tensor
+    cfg = cJSON_Parse(text = read_file(GQA "/config.json", NULL));
+    cJSON_ReplaceItemInObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(cfg, "vision_config"), "intermediate_size",
+                                           cJSON_CreateNumber(80));
+    out = cJSON_Print(cfg);
+    snprintf(path, sizeof(path), "%s/cfg/config.json", dir);
+    write_file_atomic(path, out, strlen(out));
+    free(out); cJSON_Delete(cfg); free(text);
+    snprintf(args, sizeof(args), "train --recipe sft --model %s/cfg --data %s --out %s/bad --steps 2 --batch 4 --device cpu --quiet "
+             "--init random --vision-from tests/fixtures/models/clip", dir, data, dir);
+    EXPECT(run_train(args, &err) != 0);
+    EXPECTF(strstr(err, "fc1.weight' has shape [64, 32] but the config implies [80, 32]") != NULL, "message: %s", err);
+    free(err); free(dir); free(data);
 }

@@ -404,7 +404,14 @@ int train_run(const TrainConfig *c) {
         params_init_random(&T.policy.ps_projector, c->seed + 1, 0.02f);
         params_init_random(&T.policy.ps_text, c->seed + 2, 0.02f);
         fprintf(stderr, "train: %s has no weights; random initialization (--init random)\n", c->model_dir);
+        if (c->vision_from) {  // e.g. the tower of a CLIP trained first (DESIGN.md §5): names and shapes checked
+            SafeTensors *vst = st_open_or_die(c->vision_from);
+            params_load(&T.policy.ps_vision, vst, llava_name_candidates);
+            st_close(vst);
+            fprintf(stderr, "train: vision tower from %s\n", c->vision_from);
+        }
     } else fatal("%s: no weights (%s); give --init random to start from the config alone", c->model_dir, probe_err);
+    if (c->vision_from && !c->init_random) fatal("vlm train: --vision-from goes with --init random (a model with weights has its tower)");
     const LlavaConfig *cfg = &T.policy.cfg;
     PreprocessConfig pcfg = records_preprocess_config(c->model_dir, cfg->vision.image_size);
     TrainDataOptions dopt = {c->tokenizer, c->template_name, c->system, c->images_dir, c->max_len, c->skip_bad, c->seed, 0.01, 0.2};

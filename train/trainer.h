@@ -30,6 +30,7 @@ typedef struct {
     int max_len, skip_bad;
     int pack;                  // share the image + prompt prefix of rows that have the same (train/data.h)
     int init_random;           // the model folder has a config.json but no weights: start from random weights
+    const char *vision_from;   // with init_random: the vision tower's weights from this model folder (a CLIPModel or LLaVA)
     LoraConfig lora;           // r > 0: adapters on the decoder, whose base weights stay frozen
     int quiet;                 // no progress line
     int recompute;             // recompute the decoder layers' activations in the backward pass (less memory)
