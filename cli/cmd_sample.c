@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../data/augment.h"
 #include "../data/image.h"
 #include "../data/preprocess.h"
 #include "../data/records.h"
@@ -26,7 +27,8 @@
 static void usage(void) {
     printf("usage: vlm sample --model DIR --data FILE.jsonl [--device auto|cpu|cuda] [--batch N]\n"
            "                  [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--n N] [--seed S]\n"
-           "                  [--stop STR]... [--eos ID] [--template vicuna_v1|llava_hf] [--tokenizer FILE] [--out FILE]\n\n"
+           "                  [--stop STR]... [--eos ID] [--template vicuna_v1|llava_hf] [--tokenizer FILE] [--out FILE]\n"
+           "                  [--augment diffusion:T|crop:LO,HI|flip|moco] [--augment-seed S]\n\n"
            "Generates a continuation of every record's prompt, with a KV cache. Greedy by default.\n\n"
            "  --model DIR         HF LLaVA directory: config.json, *.safetensors, preprocessor_config.json\n"
            "  --data FILE         JSON Lines: image (optional), prompt (text) or input_ids, question_id (optional)\n"
@@ -47,7 +49,10 @@ static void usage(void) {
            "  --template T        chat template for prompt records: vicuna_v1 (default, LLaVA-1.5) or llava_hf\n"
            "  --tokenizer FILE    SentencePiece tokenizer.model (default DIR/tokenizer.model); without one, text\n"
            "                      records are refused and \"text\" is null\n"
-           "  --out FILE          write the results here (atomically) instead of stdout\n");
+           "  --out FILE          write the results here (atomically) instead of stdout\n"
+           "  --augment A         generate from an augmented image instead of the original (SeVa's negatives:\n"
+           "                      diffusion:500 or diffusion:800; mDPO's crop:0.01,0.2; flip; moco), applied to\n"
+           "                      the normalized pixels; record i draws from stream (--augment-seed, i) (default 0)\n");
 }
 
 // The model's end-of-sequence id: generation_config.json, then config.json (text_config, then top level).
@@ -77,6 +82,8 @@ typedef struct {
     PreprocessConfig pcfg;
     int S;                       // the vision tower's image size
     const SpTokenizer *tok;
+    AugSpec aug;                 // kind AUG_NONE: the images as they are
+    uint64_t aug_seed;
     int n_samples, n_total;      // samples per record, records x samples
     char **lines;                // (n_total) finished output lines not yet written
     int next_line;               // the first line not yet written
@@ -100,6 +107,11 @@ static void on_pixels(void *ctx, int prompt, float *out) {
     if (h != r->S || w != r->S)
         fatal("%s:%d: the preprocessor gives %dx%d pixels but the vision tower expects %dx%d (check preprocessor_config.json)",
               r->rs->path, rec->line, w, h, r->S, r->S);
+    if (r->aug.kind != AUG_NONE) {  // a stream per record: the same noise whatever the batching
+        AugRng rng;
+        augrng_seed(&rng, r->aug_seed * 0x9E3779B97F4A7C15ULL + (uint64_t)rec->index);
+        augment_apply(&r->aug, px, r->S, r->S, &r->pcfg, &rng);
+    }
     memcpy(out, px, sizeof(float) * 3 * r->S * r->S);
     free(px);
     image_free(im);
@@ -181,7 +193,8 @@ int cmd_sample(int argc, char **argv) {
     const char *tok_path = arg_str(&a, "--tokenizer", NULL), *tmpl_name = arg_str(&a, "--template", "vicuna_v1");
     long batch = arg_int(&a, "--batch", 8), max_new = arg_int(&a, "--max-new-tokens", 512);
     long top_k = arg_int(&a, "--top-k", 0), n_samples = arg_int(&a, "--n", 1), seed = arg_int(&a, "--seed", 0);
-    long eos = arg_int(&a, "--eos", -2);
+    long eos = arg_int(&a, "--eos", -2), aug_seed = arg_int(&a, "--augment-seed", 0);
+    const char *aug_spec = arg_str(&a, "--augment", NULL);
     double temperature = arg_float(&a, "--temperature", 0), top_p = arg_float(&a, "--top-p", 1);
     args_finish(&a);
     if (!model_dir || !data) fatal("vlm sample: --model and --data are required (see --help)");
@@ -193,6 +206,10 @@ int cmd_sample(int argc, char **argv) {
     if (n_samples < 1 || n_samples > 4096) fatal("vlm sample: --n must be between 1 and 4096");
     if (seed < 0) fatal("vlm sample: --seed must be non-negative");
     if (eos < -2) fatal("vlm sample: --eos must be a token id or -1 (none)");
+    AugSpec aug = {AUG_NONE, 0, 0, 0};
+    char aug_err[256];
+    if (aug_spec && augment_spec_parse(aug_spec, &aug, aug_err, sizeof(aug_err))) fatal("vlm sample: --augment: %s", aug_err);
+    if (aug_seed < 0) fatal("vlm sample: --augment-seed must be non-negative");
     for (int i = 0; i < n_stop; i++) if (!stop[i][0]) fatal("vlm sample: --stop needs a non-empty string");
     int tmpl = chat_template_from_name(tmpl_name);
     if (tmpl < 0) fatal("vlm sample: --template '%s': expected vicuna_v1 or llava_hf", tmpl_name);
@@ -232,6 +249,8 @@ int cmd_sample(int argc, char **argv) {
     run.pcfg = records_preprocess_config(model_dir, cfg.vision.image_size);
     run.S = cfg.vision.image_size;
     run.tok = tok;
+    run.aug = aug;
+    run.aug_seed = (uint64_t)aug_seed;
     run.n_samples = (int)n_samples;
     run.n_total = rs.n * (int)n_samples;
     run.lines = xcalloc(run.n_total, sizeof(char *));

@@ -11,3 +11,4 @@ int cmd_data(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_score(int argc, char **argv);

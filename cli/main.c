@@ -21,6 +21,7 @@ static const Command commands[] = {
     {"preprocess", cmd_preprocess, "the CLIP image pipeline to a float32 [3,N,N] .npy"},
     {"data", cmd_data, "dataset tools: pack (dataset + images -> binary shard), bench"},
     {"eval", cmd_eval, "rule-based benchmark scorers: pope, chair, mmvp"},
+    {"score", cmd_score, "CLIP similarity: image-text CLIPScore or image-image cosine per record"},
 };
 
 static void usage(FILE *f) {

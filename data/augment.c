@@ -303,3 +303,43 @@ void augment_moco_v2(float *x, int H, int W, AugRng *rng) {
     }
     if (augrng_uniform(rng) < 0.5) augment_hflip(x, 3, H, W);
 }
+
+// ---- named augmentations ----------------------------------------------------------------------------
+
+int augment_spec_parse(const char *spec, AugSpec *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof(*out));
+    char tail;
+    if (!strcmp(spec, "flip")) out->kind = AUG_FLIP;
+    else if (!strcmp(spec, "moco")) out->kind = AUG_MOCO;
+    else if (!strncmp(spec, "diffusion:", 10)) {
+        out->kind = AUG_DIFFUSION;
+        if (sscanf(spec + 10, "%d%c", &out->t, &tail) != 1 || out->t < 0 || out->t >= DIFFUSION_STEPS) {
+            snprintf(err, errlen, "augmentation '%s': the diffusion step must be an integer in [0, %d]", spec, DIFFUSION_STEPS - 1);
+            return -1;
+        }
+    } else if (!strncmp(spec, "crop:", 5)) {
+        out->kind = AUG_CROP;
+        if (sscanf(spec + 5, "%lf,%lf%c", &out->lo, &out->hi, &tail) != 2 || !(out->lo > 0 && out->lo <= out->hi && out->hi <= 1)) {
+            snprintf(err, errlen, "augmentation '%s': expected crop:LO,HI with 0 < LO <= HI <= 1 (mDPO: crop:0.01,0.2)", spec);
+            return -1;
+        }
+    } else {
+        snprintf(err, errlen, "augmentation '%s': expected diffusion:T, crop:LO,HI, flip or moco", spec);
+        return -1;
+    }
+    return 0;
+}
+
+void augment_apply(const AugSpec *a, float *x, int H, int W, const PreprocessConfig *pcfg, AugRng *rng) {
+    switch (a->kind) {
+    case AUG_NONE: break;
+    case AUG_DIFFUSION: augment_diffusion_noise(x, (size_t)3 * H * W, a->t, rng); break;
+    case AUG_CROP: augment_random_resized_crop(x, 3, H, W, a->lo, a->hi, rng); break;
+    case AUG_FLIP: augment_hflip(x, 3, H, W); break;
+    case AUG_MOCO:
+        pixels_to_unit(pcfg, x, H, W);
+        augment_moco_v2(x, H, W, rng);
+        pixels_from_unit(pcfg, x, H, W);
+        break;
+    }
+}

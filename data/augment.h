@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "preprocess.h"
+
 // xoshiro256** seeded through splitmix64: fast, 256-bit state, good statistical quality.
 typedef struct {
     uint64_t s[4];
@@ -84,3 +86,20 @@ void augment_gaussian_blur(float *x, int C, int H, int W, int ksize, double sigm
 // RandomResizedCrop(scale 0.2-1) -> ColorJitter(0.4, 0.4, 0.4, 0.1) with p 0.8 -> grayscale p 0.2
 // -> Gaussian blur sigma ~ U(0.1, 2), kernel ~10% of the side (odd), p 0.5 -> horizontal flip p 0.5.
 void augment_moco_v2(float *x, int H, int W, AugRng *rng);
+
+// ---- A named augmentation, for `vlm sample --augment` and the preference-data builders -----------
+//   diffusion:T      SeVa's noise at step T (0..999; SeVa used 500 and 800)
+//   crop:LO,HI       mDPO's RandomResizedCrop with area scale in [LO, HI] (mDPO: crop:0.01,0.2)
+//   flip             horizontal flip (MVC's left-right counterfactuals)
+//   moco             the MoCo-v2 recipe above
+typedef enum { AUG_NONE, AUG_DIFFUSION, AUG_CROP, AUG_FLIP, AUG_MOCO } AugKind;
+typedef struct {
+    AugKind kind;
+    int t;              // diffusion step
+    double lo, hi;      // crop area scale
+} AugSpec;
+// 0 and *out on success; -1 with a message in err otherwise.
+int augment_spec_parse(const char *spec, AugSpec *out, char *err, size_t errlen);
+// Applies the augmentation to normalized pixel values x [3][H][W] in place (moco converts to [0, 1]
+// with the preprocessor's mean and std and back, since its colour ops clamp there).
+void augment_apply(const AugSpec *a, float *x, int H, int W, const PreprocessConfig *pcfg, AugRng *rng);

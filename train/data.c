@@ -413,47 +413,21 @@ void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaC
         for (uint64_t i = 0; i < shard.h->n_images; i++) L.shard_map[i] = -1;
         from_shard = shard_records_json(&shard, path);
     }
-    size_t len;
-    char *text = from_shard ? xstrdup("[]") : read_file(path, &len);
-    size_t lead = strspn(text, " \t\r\n");
-    cJSON *array = NULL;
     JsonlReader jr;
-    int is_array = text[lead] == '[';
-    if (from_shard) array = from_shard;
-    else if (is_array) {
-        array = cJSON_Parse(text);
-        if (!array) fatal("%s: invalid JSON array near '%.30s'", path, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
-    } else jsonl_open(&jr, path);
-    free(text);
-    int idx = 0;
-    for (;;) {
-        cJSON *j;
-        int line;
-        if (is_array) {
-            j = cJSON_GetArrayItem(array, idx);
-            line = ++idx;
-            if (!j) break;
-            if (!cJSON_IsObject(j)) {
-                if (!opt->skip_bad) fatal("%s: record %d: expected a JSON object", path, line);
-                d->n_bad++;
-                continue;
-            }
-        } else {
-            j = jsonl_next(&jr, opt->skip_bad, &d->n_bad);
-            if (!j) break;
-            line = jr.line;
-        }
+    if (from_shard) jsonl_open_array(&jr, from_shard, path);
+    else jsonl_open(&jr, path);
+    cJSON *j;
+    while ((j = jsonl_next(&jr, opt->skip_bad, &d->n_bad))) {
         if (d->n == L.cap_ex) d->ex = xrealloc(d->ex, sizeof(TrainExample) * (L.cap_ex = L.cap_ex ? 2 * L.cap_ex : 256));
         TrainExample *e = &d->ex[d->n];
-        if (parse_example(&L, j, line, e) == 0) d->n++;
+        if (parse_example(&L, j, jr.line, e) == 0) d->n++;
         else if (opt->skip_bad) {
-            fprintf(stderr, "vlm: warning: %s:%d: %s, skipped\n", path, line, L.err);
+            fprintf(stderr, "vlm: warning: %s:%d: %s, skipped\n", path, jr.line, L.err);
             d->n_bad++;
-        } else fatal("%s:%d: %s", path, line, L.err);
-        if (!is_array) cJSON_Delete(j);
+        } else fatal("%s:%d: %s", path, jr.line, L.err);
+        cJSON_Delete(j);
     }
-    if (is_array) cJSON_Delete(array);
-    else jsonl_close(&jr);
+    jsonl_close(&jr);
     if (d->n == 0) fatal("%s: no usable %s examples%s", path, recipe_name(recipe), d->n_bad ? " (all were skipped)" : "");
     if (d->n_bad) fprintf(stderr, "vlm: %s: %d records skipped\n", path, d->n_bad);
     // the hash keys the reference cache: rows, labels and pixels

@@ -17,9 +17,46 @@ void jsonl_open(JsonlReader *r, const char *path) {
     if (!r->f) fatal("%s: cannot open: %s", path, strerror(errno));
     r->path = path;
     r->owns = 1;
+    int c;
+    while ((c = fgetc(r->f)) == ' ' || c == '\t' || c == '\r' || c == '\n') {}
+    if (c != '[') {
+        rewind(r->f);
+        return;
+    }
+    size_t len;
+    char *text = read_file(path, &len);
+    cJSON *array = cJSON_Parse(text);
+    if (!array || !cJSON_IsArray(array))
+        fatal("%s: invalid JSON array near '%.30s'", path, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
+    free(text);
+    fclose(r->f);
+    r->f = NULL;
+    r->owns = 0;
+    r->array = array;
+}
+
+void jsonl_open_array(JsonlReader *r, cJSON *array, const char *path) {
+    memset(r, 0, sizeof(*r));
+    r->path = path;
+    r->array = array;
+}
+
+// the next object of an array, detached (the caller owns it)
+static cJSON *array_next(JsonlReader *r, int skip_bad, int *n_bad) {
+    for (;;) {
+        cJSON *j = cJSON_DetachItemFromArray(r->array, 0);
+        if (!j) return NULL;
+        r->line++;
+        if (cJSON_IsObject(j)) return j;
+        cJSON_Delete(j);
+        if (!skip_bad) fatal("%s: record %d: expected a JSON object", r->path, r->line);
+        fprintf(stderr, "vlm: warning: %s: record %d: expected a JSON object, skipped\n", r->path, r->line);
+        if (n_bad) (*n_bad)++;
+    }
 }
 
 cJSON *jsonl_next(JsonlReader *r, int skip_bad, int *n_bad) {
+    if (r->array) return array_next(r, skip_bad, n_bad);
     for (;;) {
         ssize_t n = getline(&r->buf, &r->cap, r->f);
         if (n < 0) return NULL;
@@ -42,6 +79,7 @@ cJSON *jsonl_next(JsonlReader *r, int skip_bad, int *n_bad) {
 
 void jsonl_close(JsonlReader *r) {
     if (r->owns) fclose(r->f);
+    cJSON_Delete(r->array);
     free(r->buf);
     memset(r, 0, sizeof(*r));
 }

@@ -1,5 +1,6 @@
-// JSON Lines input: one JSON value per line, read with cJSON. Blank lines are skipped; a malformed line
-// is an error naming the file and the line number.
+// Record input: JSON Lines (one JSON object per line; blank lines skipped; a malformed line is an error
+// naming the file and the line number) or one JSON array of objects (S-VCO's mvc.json, LLaVA's
+// conversation files), told apart by the first character. For an array, `line` is the record number.
 #pragma once
 #include <cJSON.h>
 #include <stdio.h>
@@ -11,10 +12,14 @@ typedef struct {
     char *buf;
     size_t cap;
     int owns;
+    cJSON *array;       // the records of a JSON array, detached one by one; NULL for JSON Lines
 } JsonlReader;
 
-// path "-" reads standard input. Dies naming the file if it cannot be opened.
+// path "-" reads standard input (JSON Lines only). Dies naming the file if it cannot be opened or an
+// array does not parse.
 void jsonl_open(JsonlReader *r, const char *path);
+// The records of an array already in memory (taken over: jsonl_close frees it); path names it in messages.
+void jsonl_open_array(JsonlReader *r, cJSON *array, const char *path);
 // The next record as a JSON object (caller frees with cJSON_Delete), or NULL at end of file.
 // With skip_bad, malformed lines are counted in *n_bad (and reported on stderr) instead of fatal.
 cJSON *jsonl_next(JsonlReader *r, int skip_bad, int *n_bad);
