@@ -154,3 +154,18 @@ $(BUILD)/bench_attention: $(ATTN_BENCH_OBJS)
 	$(if $(CUDA_OBJS),,$(error bench-attention needs nvcc))
 	$(CC) -o $@ $^ -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart_static \
 	  $(if $(CUDNN_INC),-lcudnn) -lstdc++ -lm -ldl -lrt -lpthread -fopenmp
+
+# ---- kernel lab: a microbenchmark per CUDA kernel family (bench/bench_kernels.cu) ----
+# `make bench-kernels` builds build/bench_kernels (needs nvcc; runs on the GPU machine):
+#   build/bench_kernels [--only SUBSTRING] [--reps N] [--json FILE]   every family, fwd and bwd, at the
+#   llava-1.4b training and LLaVA-7B decode shapes: median ms, TFLOP/s or GB/s against the GEMM and copy
+#   ceilings measured in the same run. Links every CUDA object (backend.cu holds the stream and the
+#   scratch buffer they share), the CPU reference (its checks) and util/common.o, with a static CUDA
+#   runtime and cuBLASLt/cuBLAS/cuDNN as shared libraries found through an rpath, like bench-attention.
+KERN_BENCH_OBJS := $(BUILD)/bench/bench_kernels.o $(CUDA_OBJS) $(BUILD)/model/ops_cpu32.o $(BUILD)/util/common.o
+.PHONY: bench-kernels
+bench-kernels: $(BUILD)/bench_kernels
+$(BUILD)/bench_kernels: $(KERN_BENCH_OBJS)
+	$(if $(CUDA_OBJS),,$(error bench-kernels needs nvcc))
+	$(CC) -o $@ $^ -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcublasLt -lcublas -lcudart_static \
+	  $(if $(CUDNN_INC),-lcudnn) -Wl,-rpath,$(CUDA_HOME)/lib64 -lstdc++ -lm -ldl -lrt -lpthread -fopenmp
