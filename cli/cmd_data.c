@@ -1,7 +1,7 @@
 // vlm data: dataset builders and tools, one subcommand each.
 //   pack    a dataset file + its images -> a packed binary shard (data/shard.h)
 //   bench   the shard loader's sustained throughput on a synthetic shard
-// (synth, seva, clipdpo and mvc, the preference-data builders of DESIGN.md section 5, join this table.)
+//   seva, clipdpo, mvc  the preference-data builders of the three methods (cli/cmd_data_prefs.c)
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -432,6 +432,9 @@ typedef struct {
 static const Subcommand subcommands[] = {
     {"pack", data_pack, "a dataset file and its images -> a packed binary shard"},
     {"bench", data_bench, "shard loader throughput (normalized images/s) on a synthetic shard"},
+    {"seva", data_seva, "SeVa pairs: answers on original (chosen) vs augmented images (rejected)"},
+    {"clipdpo", data_clipdpo, "CLIP-DPO pairs: sampled candidates ranked by CLIPScore, best vs worst"},
+    {"mvc", data_mvc, "S-VCO minimal-contrast records kept by CLIP image-image similarity"},
 };
 
 static void data_usage(FILE *f) {

@@ -12,3 +12,7 @@ int cmd_export(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_score(int argc, char **argv);
+// vlm data subcommands that live in their own files (cli/cmd_data_prefs.c)
+int data_seva(int argc, char **argv);
+int data_clipdpo(int argc, char **argv);
+int data_mvc(int argc, char **argv);

@@ -1,0 +1,319 @@
+// vlm data seva | clipdpo | mvc: the preference-data builders of the three methods (research/methods.md),
+// each a join or a filter over files the other commands write, so every stage can be inspected:
+//
+//   seva     questions + `vlm sample` answers on the original images (chosen) + answers on augmented images
+//            (`vlm sample --augment diffusion:500`, rejected) -> DPO pairs (§3.2)
+//   clipdpo  questions + several sampled candidates per question (`vlm sample --n 5 --temperature 1`)
+//            -> CLIP-scored, best vs worst -> DPO pairs (§2.2)
+//   mvc      S-VCO's minimal-contrast records -> those whose two images the CLIP tower finds similar (§1.3)
+//
+// The outputs are JSON Lines that `vlm train --recipe dpo|mdpo` (seva, clipdpo) and `--recipe svco|vco`
+// (mvc) read. Image paths are written as the input gives them: keep the output next to the input.
+#include <cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../data/prefpairs.h"
+#include "../eval/clipscore.h"
+#include "../util/args.h"
+#include "../util/common.h"
+#include "../util/jsonl.h"
+#include "commands.h"
+
+// ---- shared: the question file and the sample files -----------------------------------------------------
+
+typedef struct {
+    cJSON **rec;       // (n) the question records (image, prompt, ...)
+    int n;
+    char **texts;      // (n * k) candidate texts per question, NULL where missing (sample files only)
+    int k;             // candidates per question
+} Questions;
+
+static void questions_read(Questions *q, const char *path) {
+    memset(q, 0, sizeof(*q));
+    JsonlReader jr;
+    jsonl_open(&jr, path);
+    int cap = 0;
+    cJSON *j;
+    while ((j = jsonl_next(&jr, 0, NULL))) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prompt");
+        if (!cJSON_IsString(p)) fatal("%s:%d: needs \"prompt\" (text)", path, jr.line);
+        const cJSON *im = cJSON_GetObjectItemCaseSensitive(j, "image");
+        if (im && !cJSON_IsString(im)) fatal("%s:%d: \"image\" must be a path", path, jr.line);
+        if (q->n == cap) q->rec = xrealloc(q->rec, sizeof(cJSON *) * (cap = cap ? 2 * cap : 256));
+        q->rec[q->n++] = j;
+    }
+    jsonl_close(&jr);
+    if (q->n == 0) fatal("%s: no questions", path);
+}
+
+// `vlm sample` output: {"index", "sample", "text", ...}; k samples per question. Each (index, sample) once.
+static char **samples_read(const char *path, int n_questions, int k) {
+    char **t = xcalloc((size_t)n_questions * k, sizeof(char *));
+    JsonlReader jr;
+    jsonl_open(&jr, path);
+    cJSON *j;
+    while ((j = jsonl_next(&jr, 0, NULL))) {
+        const cJSON *ix = cJSON_GetObjectItemCaseSensitive(j, "index"), *sm = cJSON_GetObjectItemCaseSensitive(j, "sample");
+        const cJSON *tx = cJSON_GetObjectItemCaseSensitive(j, "text");
+        if (!cJSON_IsNumber(ix) || !cJSON_IsString(tx)) fatal("%s:%d: needs \"index\" and \"text\" (vlm sample's output)", path, jr.line);
+        const int i = (int)ix->valuedouble, s = cJSON_IsNumber(sm) ? (int)sm->valuedouble : 0;
+        if (i < 0 || i >= n_questions) fatal("%s:%d: index %d: the question file has %d questions", path, jr.line, i, n_questions);
+        if (s < 0 || s >= k) fatal("%s:%d: sample %d outside 0..%d", path, jr.line, s, k - 1);
+        if (t[(size_t)i * k + s]) fatal("%s:%d: index %d sample %d appears twice", path, jr.line, i, s);
+        t[(size_t)i * k + s] = pref_clean_answer(xstrdup(tx->valuestring));
+        cJSON_Delete(j);
+    }
+    jsonl_close(&jr);
+    return t;
+}
+
+static void questions_free(Questions *q) {
+    for (int i = 0; i < q->n; i++) cJSON_Delete(q->rec[i]);
+    free(q->rec);
+}
+
+static const char *rec_str(const cJSON *j, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+// One DPO record {image?, prompt, chosen, rejected} (+ scores) appended to the output stream.
+static void write_pair(FILE *f, const cJSON *q, const char *chosen, const char *rejected, const char *extra_key,
+                       double extra_a, double extra_b) {
+    cJSON *o = cJSON_CreateObject();
+    const char *im = rec_str(q, "image");
+    if (im) cJSON_AddStringToObject(o, "image", im);
+    cJSON_AddStringToObject(o, "prompt", rec_str(q, "prompt"));
+    cJSON_AddStringToObject(o, "chosen", chosen);
+    cJSON_AddStringToObject(o, "rejected", rejected);
+    if (extra_key) {
+        char k[64];
+        snprintf(k, sizeof(k), "%s_chosen", extra_key);
+        cJSON_AddNumberToObject(o, k, extra_a);
+        snprintf(k, sizeof(k), "%s_rejected", extra_key);
+        cJSON_AddNumberToObject(o, k, extra_b);
+    }
+    char *line = cJSON_PrintUnformatted(o);
+    fprintf(f, "%s\n", line);
+    free(line);
+    cJSON_Delete(o);
+}
+
+typedef struct {
+    FILE *f;
+    char *buf;
+    size_t len;
+    const char *path;
+} Out;
+
+static void out_open(Out *o, const char *path) {
+    memset(o, 0, sizeof(*o));
+    o->path = path;
+    o->f = path ? open_memstream(&o->buf, &o->len) : stdout;
+    if (!o->f) fatal("open_memstream failed");
+}
+
+static void out_close(Out *o) {
+    if (!o->path) { fflush(stdout); return; }
+    fclose(o->f);
+    write_file_atomic(o->path, o->buf, o->len);
+    free(o->buf);
+}
+
+// ---- seva ---------------------------------------------------------------------------------------------
+
+static const char *seva_help =
+    "usage: vlm data seva --questions Q.jsonl --chosen A.jsonl --rejected B.jsonl [--repeat K] [--out FILE]\n"
+    "\n"
+    "SeVa's pairs (research/methods.md §3.2): A holds `vlm sample` answers on the original images, B the\n"
+    "answers on augmented images (`vlm sample --augment diffusion:500`, greedy both). A question becomes\n"
+    "{image, prompt, chosen: A's answer, rejected: B's answer} unless the two answers are the same string\n"
+    "after removing \"</s>\" and newlines (SeVa's filter). --repeat K writes each pair K times (SeVa used 2).\n";
+
+int data_seva(int argc, char **argv) {
+    Args a = args_init("vlm data seva", argc, argv);
+    if (args_help(&a)) { printf("%s", seva_help); return 0; }
+    const char *qp = arg_str(&a, "--questions", NULL), *ap = arg_str(&a, "--chosen", NULL), *bp = arg_str(&a, "--rejected", NULL);
+    const char *out_path = arg_str(&a, "--out", NULL);
+    long repeat = arg_int(&a, "--repeat", 1);
+    args_finish(&a);
+    if (!qp || !ap || !bp) fatal("vlm data seva: --questions, --chosen and --rejected are required (see --help)");
+    if (repeat < 1 || repeat > 100) fatal("vlm data seva: --repeat must be between 1 and 100");
+    Questions q;
+    questions_read(&q, qp);
+    char **ca = samples_read(ap, q.n, 1), **cb = samples_read(bp, q.n, 1);
+    Out o;
+    out_open(&o, out_path);
+    int kept = 0, same = 0, missing = 0;
+    for (int i = 0; i < q.n; i++) {
+        if (!ca[i] || !cb[i]) { missing++; continue; }
+        if (!seva_keep(ca[i], cb[i])) { same++; continue; }
+        for (int r = 0; r < repeat; r++) write_pair(o.f, q.rec[i], ca[i], cb[i], NULL, 0, 0);
+        kept++;
+    }
+    out_close(&o);
+    fprintf(stderr, "seva: %d questions -> %d pairs (x%ld), %d dropped as identical or empty, %d without both answers\n", q.n,
+            kept, repeat, same, missing);
+    for (int i = 0; i < q.n; i++) { free(ca[i]); free(cb[i]); }
+    free(ca); free(cb);
+    questions_free(&q);
+    if (kept == 0) fatal("vlm data seva: no pair survived: every question's two answers are the same");
+    return 0;
+}
+
+// ---- clipdpo --------------------------------------------------------------------------------------------
+
+static const char *clipdpo_help =
+    "usage: vlm data clipdpo --questions Q.jsonl --samples S.jsonl --clip DIR [--n K] [--tokenizer F]\n"
+    "                        [--min-gap G] [--max-length-ratio R] [--min-score X] [--device D] [--out FILE]\n"
+    "\n"
+    "CLIP-DPO's pairs (research/methods.md §2.2): S holds K sampled candidates per question (`vlm sample\n"
+    "--n K --temperature 1`); each gets its CLIPScore (100 x cosine) with the question's image under the\n"
+    "CLIPModel in DIR. The best becomes chosen and the worst rejected when their gap is at least G (default\n"
+    "2) and the longer is at most R times the shorter in words (default 2); candidates below --min-score\n"
+    "take no part. Identical candidates count once. Questions without an image are skipped.\n";
+
+int data_clipdpo(int argc, char **argv) {
+    Args a = args_init("vlm data clipdpo", argc, argv);
+    if (args_help(&a)) { printf("%s", clipdpo_help); return 0; }
+    const char *qp = arg_str(&a, "--questions", NULL), *sp = arg_str(&a, "--samples", NULL), *clip = arg_str(&a, "--clip", NULL);
+    const char *tok = arg_str(&a, "--tokenizer", NULL), *device = arg_str(&a, "--device", "auto");
+    const char *out_path = arg_str(&a, "--out", NULL);
+    long k = arg_int(&a, "--n", 5);
+    double min_gap = arg_float(&a, "--min-gap", 2), max_ratio = arg_float(&a, "--max-length-ratio", 2);
+    double min_score = arg_float(&a, "--min-score", -INFINITY);
+    args_finish(&a);
+    if (!qp || !sp || !clip) fatal("vlm data clipdpo: --questions, --samples and --clip are required (see --help)");
+    if (k < 2 || k > 4096) fatal("vlm data clipdpo: --n must be between 2 and 4096 (candidates per question)");
+    if (!(min_gap >= 0) || !(max_ratio >= 1)) fatal("vlm data clipdpo: --min-gap must be >= 0 and --max-length-ratio >= 1");
+    Questions q;
+    questions_read(&q, qp);
+    char **cand = samples_read(sp, q.n, (int)k);
+    char *dir = path_dirname(qp);
+    ClipScorer s;
+    clipscore_open(&s, clip, tok, backend_select(device), 64);
+    float *ei = xmalloc(sizeof(float) * s.P), *et = xmalloc(sizeof(float) * s.P * k);
+    double *score = xmalloc(sizeof(double) * k);
+    int *words = xmalloc(sizeof(int) * k), *idx = xmalloc(sizeof(int) * k);
+    const char **texts = xmalloc(sizeof(char *) * k);
+    Out o;
+    out_open(&o, out_path);
+    int kept = 0, no_image = 0, too_few = 0, filtered = 0;
+    for (int i = 0; i < q.n; i++) {
+        const char *im = rec_str(q.rec[i], "image");
+        if (!im) { no_image++; continue; }
+        int m = 0;  // distinct, non-empty candidates
+        for (int j = 0; j < k; j++) {
+            const char *t = cand[(size_t)i * k + j];
+            if (!t || !t[0]) continue;
+            int dup = 0;
+            for (int u = 0; u < m && !dup; u++) dup = !strcmp(texts[u], t);
+            if (!dup) { idx[m] = j; texts[m++] = t; }
+        }
+        if (m < 2) { too_few++; continue; }
+        char *ip = path_join(dir, im);
+        const char *ips[1] = {ip};
+        clipscore_images(&s, ips, 1, ei);
+        free(ip);
+        clipscore_texts(&s, texts, m, et);
+        for (int u = 0; u < m; u++) {
+            score[u] = 100.0 * clipscore_cosine(ei, et + (size_t)u * s.P, s.P);
+            words[u] = pref_word_count(texts[u]);
+        }
+        int c, r;
+        if (!clipdpo_pick(score, words, m, min_score, min_gap, max_ratio, &c, &r)) { filtered++; continue; }
+        write_pair(o.f, q.rec[i], texts[c], texts[r], "clip_score", score[c], score[r]);
+        kept++;
+        if (i % 16 == 15 || i == q.n - 1) fprintf(stderr, "\rclipdpo: %d/%d questions, %d pairs", i + 1, q.n, kept);
+    }
+    fprintf(stderr, "\n");
+    out_close(&o);
+    fprintf(stderr, "clipdpo: %d questions -> %d pairs; %d without an image, %d with fewer than 2 distinct candidates, "
+            "%d below the gap or over the length ratio\n", q.n, kept, no_image, too_few, filtered);
+    for (size_t i = 0; i < (size_t)q.n * k; i++) free(cand[i]);
+    free(cand); free(ei); free(et); free(score); free(words); free(idx); free(texts); free(dir);
+    clipscore_close(&s);
+    questions_free(&q);
+    if (kept == 0) fatal("vlm data clipdpo: no pair passed the filters");
+    return 0;
+}
+
+// ---- mvc ------------------------------------------------------------------------------------------------
+
+static const char *mvc_help =
+    "usage: vlm data mvc --data MVC.json --clip DIR [--min-sim X] [--max-sim Y] [--tokenizer F] [--images DIR]\n"
+    "                    [--device D] [--out FILE]\n"
+    "\n"
+    "S-VCO's vision-centric filter (research/methods.md §1.3): keeps the minimal-contrast records (JSON array\n"
+    "or JSON Lines with chosen_images, rejected_images, ...) whose first chosen and first rejected image have\n"
+    "an image-image cosine under the CLIPModel in DIR within [X, Y] (default [0.7, 1]: pairs a CLIP-like\n"
+    "encoder finds hard to tell apart). The paper's second condition (DINOv2 similarity < 0.5) needs a model\n"
+    "we do not have; --max-sim is the knob to drop near-duplicates instead. Records keep every field; each\n"
+    "gains \"image_cosine\". Output: JSON Lines.\n";
+
+int data_mvc(int argc, char **argv) {
+    Args a = args_init("vlm data mvc", argc, argv);
+    if (args_help(&a)) { printf("%s", mvc_help); return 0; }
+    const char *dp = arg_str(&a, "--data", NULL), *clip = arg_str(&a, "--clip", NULL), *tok = arg_str(&a, "--tokenizer", NULL);
+    const char *images = arg_str(&a, "--images", NULL), *device = arg_str(&a, "--device", "auto");
+    const char *out_path = arg_str(&a, "--out", NULL);
+    double lo = arg_float(&a, "--min-sim", 0.7), hi = arg_float(&a, "--max-sim", 1.0);
+    args_finish(&a);
+    if (!dp || !clip) fatal("vlm data mvc: --data and --clip are required (see --help)");
+    if (!(lo <= hi)) fatal("vlm data mvc: --min-sim must not exceed --max-sim");
+    char *dir = images ? xstrdup(images) : path_dirname(dp);
+    JsonlReader jr;
+    jsonl_open(&jr, dp);
+    cJSON **recs = NULL;
+    char **paths = NULL;  // (2n): chosen, rejected
+    int n = 0, cap = 0;
+    cJSON *j;
+    while ((j = jsonl_next(&jr, 0, NULL))) {
+        const cJSON *ci = cJSON_GetObjectItemCaseSensitive(j, "chosen_images"), *ri = cJSON_GetObjectItemCaseSensitive(j, "rejected_images");
+        const cJSON *c0 = cJSON_IsArray(ci) ? cJSON_GetArrayItem(ci, 0) : ci, *r0 = cJSON_IsArray(ri) ? cJSON_GetArrayItem(ri, 0) : ri;
+        if (!cJSON_IsString(c0) || !cJSON_IsString(r0))
+            fatal("%s:%d: needs chosen_images and rejected_images (lists of paths)", dp, jr.line);
+        if (n == cap) {
+            cap = cap ? 2 * cap : 256;
+            recs = xrealloc(recs, sizeof(cJSON *) * cap);
+            paths = xrealloc(paths, sizeof(char *) * 2 * cap);
+        }
+        recs[n] = j;
+        paths[2 * n] = path_join(dir, c0->valuestring);
+        paths[2 * n + 1] = path_join(dir, r0->valuestring);
+        n++;
+    }
+    jsonl_close(&jr);
+    if (n == 0) fatal("%s: no records", dp);
+    ClipScorer s;
+    clipscore_open(&s, clip, tok, backend_select(device), 64);
+    float *e = xmalloc(sizeof(float) * 2 * n * s.P);
+    clipscore_images(&s, (const char *const *)paths, 2 * n, e);
+    Out o;
+    out_open(&o, out_path);
+    int kept = 0;
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        const double c = clipscore_cosine(e + (size_t)2 * i * s.P, e + (size_t)(2 * i + 1) * s.P, s.P);
+        sum += c;
+        if (c >= lo && c <= hi) {
+            cJSON_AddNumberToObject(recs[i], "image_cosine", c);
+            char *line = cJSON_PrintUnformatted(recs[i]);
+            fprintf(o.f, "%s\n", line);
+            free(line);
+            kept++;
+        }
+        cJSON_Delete(recs[i]);
+        free(paths[2 * i]);
+        free(paths[2 * i + 1]);
+    }
+    out_close(&o);
+    fprintf(stderr, "mvc: %d records -> %d kept with image cosine in [%g, %g] (mean cosine %.3f)\n", n, kept, lo, hi, sum / n);
+    free(e); free(recs); free(paths); free(dir);
+    clipscore_close(&s);
+    if (kept == 0) fatal("vlm data mvc: no record passed the similarity filter");
+    return 0;
+}

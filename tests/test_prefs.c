@@ -1,0 +1,324 @@
+// The preference-data builders and their inputs: the pair rules (data/prefpairs.c), named augmentations
+// (vlm sample --augment), CLIP similarity (vlm score), and vlm data seva | clipdpo | mvc end to end on
+// tiny models.
+#include <cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../data/augment.h"
+#include "../data/prefpairs.h"
+#include "../eval/clipscore.h"
+#include "../util/common.h"
+#include "test.h"
+
+#define MODELS "tests/fixtures/models/"
+
+TEST(pref_pair_rules) {
+    char a[] = "  The cat sits.</s>\n", b[] = "line one\nline two</s>", c[] = "</s>";
+    EXPECT(!strcmp(pref_clean_answer(a), "The cat sits."));
+    EXPECT(!strcmp(pref_clean_answer(b), "line one line two"));
+    EXPECT(!strcmp(pref_clean_answer(c), ""));
+    EXPECT(seva_keep("yes", "no"));
+    EXPECT(!seva_keep("same", "same"));
+    EXPECT(!seva_keep("", "no"));
+    EXPECT_INT_EQ(pref_word_count("  a red  circle\tleft "), 4);
+    EXPECT_INT_EQ(pref_word_count(""), 0);
+    // CLIP-DPO: best vs worst, gap and length ratio
+    double s[4] = {20.0, 25.5, 19.0, 22.0};
+    int w[4] = {5, 6, 4, 20}, ch = -1, rj = -1;
+    EXPECT(clipdpo_pick(s, w, 4, -INFINITY, 2, 2, &ch, &rj));
+    EXPECT_INT_EQ(ch, 1);
+    EXPECT_INT_EQ(rj, 2);
+    EXPECT(!clipdpo_pick(s, w, 4, -INFINITY, 7, 2, &ch, &rj));          // gap 6.5 < 7
+    w[2] = 2;
+    EXPECT(!clipdpo_pick(s, w, 4, -INFINITY, 2, 2, &ch, &rj));          // 6 words vs 2: ratio 3 > 2
+    EXPECT(clipdpo_pick(s, w, 4, 19.5, 2, 2, &ch, &rj) && rj == 0);     // 19.0 is below --min-score
+    EXPECT(!clipdpo_pick(s, w, 1, -INFINITY, 0, 2, &ch, &rj));          // one candidate: no pair
+}
+
+TEST(augment_spec_parse_and_apply) {
+    AugSpec a;
+    char err[256];
+    EXPECT(augment_spec_parse("diffusion:500", &a, err, sizeof(err)) == 0 && a.kind == AUG_DIFFUSION && a.t == 500);
+    EXPECT(augment_spec_parse("crop:0.01,0.2", &a, err, sizeof(err)) == 0 && a.kind == AUG_CROP && a.lo == 0.01 && a.hi == 0.2);
+    EXPECT(augment_spec_parse("flip", &a, err, sizeof(err)) == 0 && a.kind == AUG_FLIP);
+    EXPECT(augment_spec_parse("moco", &a, err, sizeof(err)) == 0 && a.kind == AUG_MOCO);
+    const char *bad[5] = {"diffusion:1000", "diffusion:5x", "crop:0.3,0.2", "blur", "crop:0,0.5"};
+    for (int i = 0; i < 5; i++) {
+        EXPECTF(augment_spec_parse(bad[i], &a, err, sizeof(err)) != 0, "'%s' accepted", bad[i]);
+        EXPECTF(strstr(err, bad[i]) != NULL, "the message should name '%s': %s", bad[i], err);
+    }
+    // flip through augment_apply is the mirror image; diffusion at t keeps the mean scaled by sqrt(alpha_bar)
+    const int H = 4, W = 6;
+    float x[3 * 4 * 6], y[3 * 4 * 6];
+    for (int i = 0; i < 3 * H * W; i++) x[i] = y[i] = (float)i;
+    augment_spec_parse("flip", &a, err, sizeof(err));
+    augment_apply(&a, y, H, W, NULL, NULL);
+    for (int c = 0; c < 3; c++)
+        for (int h = 0; h < H; h++)
+            for (int w2 = 0; w2 < W; w2++) EXPECT(y[(c * H + h) * W + w2] == x[(c * H + h) * W + (W - 1 - w2)]);
+}
+
+// ---- vlm sample --augment --------------------------------------------------------------------------
+
+static char *run_ok(const char *args) {
+    char *out, *err;
+    int rc = test_run_vlm(args, &out, &err);
+    EXPECTF(rc == 0, "vlm %s: exit %d: %s", args, rc, err);
+    free(err);
+    return out;
+}
+
+TEST(sample_augment_is_seeded_and_changes_answers) {
+    const char *base = "sample --model " MODELS "llava_gqa --data " MODELS "llava_gqa/generate_records.jsonl --device cpu "
+                       "--max-new-tokens 6";
+    char args[1024];
+    char *plain = run_ok(base);
+    snprintf(args, sizeof(args), "%s --augment diffusion:999 --augment-seed 3", base);
+    char *noised = run_ok(args);
+    snprintf(args, sizeof(args), "%s --augment diffusion:999 --augment-seed 3 --batch 1", base);
+    char *again = run_ok(args);
+    snprintf(args, sizeof(args), "%s --augment diffusion:999 --augment-seed 4", base);
+    char *other = run_ok(args);
+    EXPECTF(!strcmp(noised, again), "the same seed gives other answers with --batch 1:\n%s\nvs\n%s", noised, again);
+    EXPECTF(strcmp(plain, noised) != 0, "heavy noise on every image left every answer unchanged");
+    EXPECTF(strcmp(noised, other) != 0, "another augment seed gave the same answers");
+    free(plain); free(noised); free(again); free(other);
+    char *out, *err;
+    snprintf(args, sizeof(args), "%s --augment blur", base);
+    EXPECT(test_run_vlm(args, &out, &err) != 0);
+    EXPECTF(strstr(err, "--augment") && strstr(err, "blur"), "message: %s", err);
+    free(out); free(err);
+}
+
+// ---- vlm data seva ---------------------------------------------------------------------------------
+
+static char *write_tmp(const char *name, const char *text) {
+    char *p = path_join(test_tmpdir(), name);
+    write_file_atomic(p, text, strlen(text));
+    return p;
+}
+
+static cJSON **read_lines(const char *text, int *n) {
+    cJSON **v = NULL;
+    *n = 0;
+    const char *p = text;
+    while (p && *p) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len > 0) {
+            char *line = xmalloc(len + 1);
+            memcpy(line, p, len);
+            line[len] = 0;
+            v = xrealloc(v, sizeof(cJSON *) * (*n + 1));
+            v[(*n)++] = cJSON_Parse(line);
+            free(line);
+        }
+        p = e ? e + 1 : NULL;
+    }
+    return v;
+}
+
+static void free_lines(cJSON **v, int n) {
+    for (int i = 0; i < n; i++) cJSON_Delete(v[i]);
+    free(v);
+}
+
+static const char *str_of(const cJSON *j, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+TEST(data_seva_pairs) {
+    char *q = write_tmp("seva_q.jsonl", "{\"image\": \"a.png\", \"prompt\": \"What shape?\"}\n"
+                                        "{\"image\": \"b.png\", \"prompt\": \"What color?\"}\n"
+                                        "{\"image\": \"c.png\", \"prompt\": \"How many?\"}\n"
+                                        "{\"image\": \"d.png\", \"prompt\": \"Where?\"}\n");
+    // question 1: the same answer; question 2: the same after SeVa's cleaning; question 3: no rejected answer
+    char *a = write_tmp("seva_a.jsonl", "{\"index\": 0, \"sample\": 0, \"text\": \"A circle.\"}\n"
+                                        "{\"index\": 1, \"sample\": 0, \"text\": \"Red.\"}\n"
+                                        "{\"index\": 2, \"sample\": 0, \"text\": \"Two.</s>\"}\n"
+                                        "{\"index\": 3, \"sample\": 0, \"text\": \"Left.\"}\n");
+    char *b = write_tmp("seva_b.jsonl", "{\"index\": 2, \"sample\": 0, \"text\": \"Two.\\n\"}\n"
+                                        "{\"index\": 0, \"sample\": 0, \"text\": \"A square.\"}\n"
+                                        "{\"index\": 1, \"sample\": 0, \"text\": \"Red.\"}\n");
+    char args[1024];
+    snprintf(args, sizeof(args), "data seva --questions %s --chosen %s --rejected %s --repeat 2", q, a, b);
+    char *out = run_ok(args);
+    int n;
+    cJSON **v = read_lines(out, &n);
+    EXPECT_INT_EQ(n, 2);  // one pair, twice
+    for (int i = 0; i < n; i++) {
+        EXPECT(!strcmp(str_of(v[i], "image"), "a.png") && !strcmp(str_of(v[i], "prompt"), "What shape?"));
+        EXPECT(!strcmp(str_of(v[i], "chosen"), "A circle.") && !strcmp(str_of(v[i], "rejected"), "A square."));
+    }
+    free_lines(v, n);
+    free(out);
+    // a sample index past the questions: named by file and line
+    char *bad = write_tmp("seva_bad.jsonl", "{\"index\": 0, \"text\": \"x\"}\n{\"index\": 9, \"text\": \"y\"}\n");
+    snprintf(args, sizeof(args), "data seva --questions %s --chosen %s --rejected %s", q, a, bad);
+    char *err;
+    EXPECT(test_run_vlm(args, &out, &err) != 0);
+    EXPECTF(strstr(err, "seva_bad.jsonl:2") && strstr(err, "index 9"), "message: %s", err);
+    free(out); free(err); free(bad); free(q); free(a); free(b);
+}
+
+// ---- CLIP scoring: a tiny CLIPModel with OpenAI's vocabulary, made by vlm train --recipe clip --init random
+
+static char *tiny_clip(void) {
+    static char *dir = NULL;
+    if (dir) return dir;
+    char *cfg_dir = path_join(test_tmpdir(), "tiny_clip_cfg"), cmd[2048];
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp " MODELS "clip/preprocessor_config.json %s/", cfg_dir, cfg_dir);
+    if (system(cmd) != 0) fatal("setup");
+    char *text = read_file(MODELS "clip/config.json", NULL);
+    cJSON *c = cJSON_Parse(text);
+    cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "text_config");
+    cJSON_ReplaceItemInObjectCaseSensitive(t, "vocab_size", cJSON_CreateNumber(49408));
+    cJSON_ReplaceItemInObjectCaseSensitive(t, "bos_token_id", cJSON_CreateNumber(49406));
+    cJSON_ReplaceItemInObjectCaseSensitive(t, "eos_token_id", cJSON_CreateNumber(49407));
+    cJSON_ReplaceItemInObjectCaseSensitive(t, "max_position_embeddings", cJSON_CreateNumber(20));
+    char *js = cJSON_Print(c), path[600];
+    snprintf(path, sizeof(path), "%s/config.json", cfg_dir);
+    write_file_atomic(path, js, strlen(js));
+    free(js); cJSON_Delete(c); free(text);
+    char *data = write_tmp("tiny_clip_data.jsonl", "");
+    free(data);
+    snprintf(cmd, sizeof(cmd), "cp " MODELS "llava_gqa/images/*.png %s/", test_tmpdir());
+    if (system(cmd) != 0) fatal("setup");
+    data = write_tmp("tiny_clip_data.jsonl", "{\"image\": \"a.png\", \"caption\": \"a red circle\"}\n"
+                                             "{\"image\": \"b.png\", \"caption\": \"two blue squares\"}\n"
+                                             "{\"image\": \"gray.png\", \"caption\": \"a gray picture\"}\n");
+    char args[2048], *out, *err;
+    snprintf(args, sizeof(args), "train --recipe clip --model %s --init random --data %s --out %s/tiny_clip_run --steps 2 --batch 3 "
+             "--device cpu --quiet --tokenizer %s/tokenizers/clip_bpe_simple_vocab_16e6.txt.gz", cfg_dir, data, test_tmpdir(), test_shared_data());
+    int rc = test_run_vlm(args, &out, &err);
+    if (rc != 0) fatal("tiny CLIP: %s", err);
+    free(out); free(err); free(data); free(cfg_dir);
+    dir = path_join(test_tmpdir(), "tiny_clip_run/checkpoint-00000002");
+    return dir;
+}
+
+static char *bpe_path(void) { return path_join(test_shared_data(), "tokenizers/clip_bpe_simple_vocab_16e6.txt.gz"); }
+
+TEST(score_cli_clip_similarity) {
+    char *clip = tiny_clip(), *bpe = bpe_path(), args[2048];
+    char *d = write_tmp("score.jsonl", "{\"image\": \"a.png\", \"text\": \"a red circle\", \"id\": 7}\n"
+                                       "{\"image\": \"a.png\", \"image2\": \"a.png\"}\n"
+                                       "{\"image\": \"b.png\", \"text\": \"two blue squares on the left\"}\n"
+                                       "{\"image\": \"a.png\", \"image2\": \"gray.png\"}\n");
+    snprintf(args, sizeof(args), "score --clip %s --tokenizer %s --data %s --device cpu", clip, bpe, d);
+    char *out = run_ok(args);
+    snprintf(args, sizeof(args), "score --clip %s --tokenizer %s --data %s --device cpu --batch 1", clip, bpe, d);
+    char *out1 = run_ok(args);
+    EXPECTF(!strcmp(out, out1), "scores depend on --batch:\n%s\nvs\n%s", out, out1);
+    int n;
+    cJSON **v = read_lines(out, &n);
+    EXPECT_INT_EQ(n, 4);
+    if (n == 4) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(v[0], "id");
+        EXPECT(cJSON_IsNumber(id) && id->valuedouble == 7);  // records come back whole
+        const cJSON *self = cJSON_GetObjectItemCaseSensitive(v[1], "image_cosine");
+        EXPECT(cJSON_IsNumber(self) && fabs(self->valuedouble - 1) < 1e-5);
+        const cJSON *ag = cJSON_GetObjectItemCaseSensitive(v[3], "image_cosine");
+        EXPECT(cJSON_IsNumber(ag) && ag->valuedouble < 1 - 1e-6 && ag->valuedouble > -1);
+        // the CLIPScore of record 0 against the library directly: 100 x the cosine of unit embeddings
+        ClipScorer s;
+        clipscore_open(&s, clip, bpe, &backend_cpu, 4);
+        char *ip = path_join(test_tmpdir(), "a.png");
+        const char *ips[1] = {ip}, *txt[1] = {"a red circle"};
+        float *ei = xmalloc(sizeof(float) * s.P), *et = xmalloc(sizeof(float) * s.P);
+        clipscore_images(&s, ips, 1, ei);
+        clipscore_texts(&s, txt, 1, et);
+        double norm = 0;
+        for (int k = 0; k < s.P; k++) norm += (double)ei[k] * ei[k];
+        EXPECT_NEAR(norm, 1.0, 1e-5);
+        const cJSON *cs = cJSON_GetObjectItemCaseSensitive(v[0], "clip_score");
+        EXPECT(cJSON_IsNumber(cs));
+        if (cJSON_IsNumber(cs)) EXPECT_NEAR(cs->valuedouble, 100 * clipscore_cosine(ei, et, s.P), 1e-6);
+        free(ei); free(et); free(ip);
+        clipscore_close(&s);
+    }
+    free_lines(v, n);
+    free(out); free(out1);
+    // a record with both "text" and "image2", and a CLIP whose vocabulary cannot hold the BPE ids
+    char *bad = write_tmp("score_bad.jsonl", "{\"image\": \"a.png\", \"text\": \"x\"}\n{\"image\": \"a.png\", \"text\": \"x\", \"image2\": \"b.png\"}\n");
+    char *err;
+    snprintf(args, sizeof(args), "score --clip %s --tokenizer %s --data %s --device cpu", clip, bpe, bad);
+    EXPECT(test_run_vlm(args, &out, &err) != 0);
+    EXPECTF(strstr(err, "score_bad.jsonl:2") && strstr(err, "exactly one"), "message: %s", err);
+    free(out); free(err);
+    snprintf(args, sizeof(args), "score --clip " MODELS "clip --tokenizer %s --data %s --device cpu", bpe, d);
+    EXPECT(test_run_vlm(args, &out, &err) != 0);
+    EXPECTF(strstr(err, "outside the text tower's vocabulary") != NULL, "message: %s", err);
+    free(out); free(err); free(bad); free(d); free(bpe);
+}
+
+TEST(data_clipdpo_and_mvc) {
+    char *clip = tiny_clip(), *bpe = bpe_path(), args[2048];
+    char *q = write_tmp("cd_q.jsonl", "{\"image\": \"a.png\", \"prompt\": \"Describe the image.\"}\n"
+                                      "{\"prompt\": \"No image here.\"}\n"
+                                      "{\"image\": \"b.png\", \"prompt\": \"Describe the image.\"}\n");
+    char *s = write_tmp("cd_s.jsonl", "{\"index\": 0, \"sample\": 0, \"text\": \"a red circle\"}\n"
+                                      "{\"index\": 0, \"sample\": 1, \"text\": \"a blue square\"}\n"
+                                      "{\"index\": 0, \"sample\": 2, \"text\": \"a gray picture\"}\n"
+                                      "{\"index\": 1, \"sample\": 0, \"text\": \"x\"}\n"
+                                      "{\"index\": 1, \"sample\": 1, \"text\": \"y\"}\n"
+                                      "{\"index\": 1, \"sample\": 2, \"text\": \"z\"}\n"
+                                      "{\"index\": 2, \"sample\": 0, \"text\": \"two squares\"}\n"
+                                      "{\"index\": 2, \"sample\": 1, \"text\": \"two squares</s>\"}\n"
+                                      "{\"index\": 2, \"sample\": 2, \"text\": \"two squares\"}\n");
+    snprintf(args, sizeof(args), "data clipdpo --questions %s --samples %s --clip %s --tokenizer %s --n 3 --min-gap 0 "
+             "--device cpu", q, s, clip, bpe);
+    char *out = run_ok(args);
+    int n;
+    cJSON **v = read_lines(out, &n);
+    EXPECT_INT_EQ(n, 1);  // question 1 has no image; question 2's candidates are one text
+    if (n == 1) {
+        EXPECT(!strcmp(str_of(v[0], "image"), "a.png"));
+        // chosen is the best of the three by vlm score's own numbers, rejected the worst
+        char *sd = write_tmp("cd_score.jsonl", "{\"image\": \"a.png\", \"text\": \"a red circle\"}\n"
+                                               "{\"image\": \"a.png\", \"text\": \"a blue square\"}\n"
+                                               "{\"image\": \"a.png\", \"text\": \"a gray picture\"}\n");
+        snprintf(args, sizeof(args), "score --clip %s --tokenizer %s --data %s --device cpu", clip, bpe, sd);
+        char *so = run_ok(args);
+        int m;
+        cJSON **sv = read_lines(so, &m);
+        int hi = 0, lo = 0;
+        double sc[3] = {0, 0, 0};
+        for (int i = 0; i < m && i < 3; i++) sc[i] = cJSON_GetObjectItemCaseSensitive(sv[i], "clip_score")->valuedouble;
+        for (int i = 1; i < 3; i++) { if (sc[i] > sc[hi]) hi = i; if (sc[i] < sc[lo]) lo = i; }
+        const char *texts[3] = {"a red circle", "a blue square", "a gray picture"};
+        EXPECTF(!strcmp(str_of(v[0], "chosen"), texts[hi]) && !strcmp(str_of(v[0], "rejected"), texts[lo]),
+                "chosen '%s' rejected '%s'; scores %.4f %.4f %.4f", str_of(v[0], "chosen"), str_of(v[0], "rejected"), sc[0], sc[1], sc[2]);
+        EXPECT_NEAR(cJSON_GetObjectItemCaseSensitive(v[0], "clip_score_chosen")->valuedouble, sc[hi], 1e-6);
+        free_lines(sv, m);
+        free(so); free(sd);
+    }
+    free_lines(v, n);
+    free(out);
+    // MVC: every record with its image cosine (identical images: 1), then a threshold between the two keeps one
+    char *mv = write_tmp("mvc_in.json", "[{\"instruction_prompt\": \"q\", \"chosen_images\": [\"a.png\"], \"rejected_images\": [\"a.png\"], "
+                                        "\"chosen_response\": \"x\", \"rejected_response\": \"y\"},\n"
+                                        " {\"instruction_prompt\": \"q\", \"chosen_images\": [\"a.png\"], \"rejected_images\": [\"gray.png\"], "
+                                        "\"chosen_response\": \"x\", \"rejected_response\": \"y\"}]\n");
+    snprintf(args, sizeof(args), "data mvc --data %s --clip %s --tokenizer %s --min-sim -1 --device cpu", mv, clip, bpe);
+    out = run_ok(args);
+    v = read_lines(out, &n);
+    EXPECT_INT_EQ(n, 2);
+    double cos[2] = {0, 0};
+    for (int i = 0; i < n && i < 2; i++) cos[i] = cJSON_GetObjectItemCaseSensitive(v[i], "image_cosine")->valuedouble;
+    EXPECT_NEAR(cos[0], 1.0, 1e-6);
+    EXPECTF(cos[1] < cos[0], "different images: cosine %.9f, identical %.9f", cos[1], cos[0]);
+    free_lines(v, n);
+    free(out);
+    snprintf(args, sizeof(args), "data mvc --data %s --clip %s --tokenizer %s --min-sim %.12f --device cpu", mv, clip, bpe,
+             (cos[0] + cos[1]) / 2);
+    out = run_ok(args);
+    v = read_lines(out, &n);
+    EXPECT_INT_EQ(n, 1);
+    if (n == 1) EXPECT(!strcmp(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(v[0], "rejected_images"), 0)->valuestring, "a.png"));
+    free_lines(v, n);
+    free(out); free(mv); free(q); free(s); free(bpe);
+}
