@@ -11,6 +11,7 @@
 #include "../eval/answers.h"
 #include "../eval/chair.h"
 #include "../eval/mmvp.h"
+#include "../eval/qa.h"
 #include "../eval/pope.h"
 #include "../util/args.h"
 #include "../util/common.h"
@@ -250,6 +251,56 @@ static int eval_mmvp(int argc, char **argv) {
     return 0;
 }
 
+// ---- vlm eval qa ------------------------------------------------------------------------------------
+
+static const char *qa_help =
+    "usage: vlm eval qa --questions FILE.jsonl --answers FILE.jsonl [--rule exact|contains] [--out FILE.json]\n"
+    "\n"
+    "Short-answer accuracy, overall and per question type (the miniature study's general QA).\n"
+    "\n"
+    "  --questions FILE  JSON Lines {question_id, type?, answer, ...} (vlm data synth's qa.jsonl)\n"
+    "  --answers FILE    generated answers (JSON Lines with \"text\"), matched by question_id, else by order\n"
+    "  --rule R          both sides lowercased, split into words, a/an/the dropped; then exact (default): the\n"
+    "                    same words (\"The circle.\" = \"circle\"); contains: the answer's words appear in a row\n"
+    "                    in the response (\"It is red.\" contains \"red\")\n"
+    "  --out FILE        write the metrics and every answer's grading as JSON (atomically)\n";
+
+static int eval_qa(int argc, char **argv) {
+    Args a = args_init("vlm eval qa", argc, argv);
+    if (args_help(&a)) { fputs(qa_help, stdout); return 0; }
+    const char *q = arg_str(&a, "--questions", NULL), *ans = arg_str(&a, "--answers", NULL);
+    const char *rule_name = arg_str(&a, "--rule", "exact"), *out = arg_str(&a, "--out", NULL);
+    args_finish(&a);
+    if (!q || !ans) fatal("vlm eval qa: --questions and --answers are required (see --help)");
+    QaRule rule;
+    if (!strcmp(rule_name, "exact")) rule = QA_RULE_EXACT;
+    else if (!strcmp(rule_name, "contains")) rule = QA_RULE_CONTAINS;
+    else fatal("vlm eval qa: --rule must be exact or contains, got '%s'", rule_name);
+    QaMetrics m;
+    cJSON *per = NULL;
+    int match;
+    qa_eval_files(q, ans, rule, &m, out ? &per : NULL, &match);
+    printf("QA, rule %s, answers matched by %s\n", rule_name, match_mode_name((MatchMode)match));
+    printf("%-16s %6s %8s\n", "type", "n", "acc");
+    for (int i = 0; i < m.n_types; i++)
+        printf("%-16s %6d %8.2f\n", m.types[i].name, m.types[i].n, 100.0 * m.types[i].correct / m.types[i].n);
+    printf("%-16s %6d %8.2f\n", "all", m.n, 100 * m.accuracy);
+    if (out) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "benchmark", "qa");
+        cJSON_AddStringToObject(j, "rule", rule_name);
+        cJSON_AddStringToObject(j, "questions", q);
+        cJSON_AddStringToObject(j, "answers", ans);
+        cJSON_AddStringToObject(j, "matched_by", match_mode_name((MatchMode)match));
+        cJSON_AddItemToObject(j, "metrics", qa_metrics_json(&m));
+        cJSON_AddItemToObject(j, "per_question", per);
+        write_json(j, out);
+        cJSON_Delete(j);
+    }
+    qa_metrics_free(&m);
+    return 0;
+}
+
 // ---- dispatch --------------------------------------------------------------------------------------
 
 typedef struct {
@@ -262,6 +313,7 @@ static const Sub subs[] = {
     {"pope", eval_pope, "POPE yes/no object probing: accuracy, precision, recall, F1, yes-ratio"},
     {"chair", eval_chair, "CHAIR object hallucination in captions: CHAIR_s, CHAIR_i, recall, length"},
     {"mmvp", eval_mmvp, "MMVP two-option pairs: per-question and paired accuracy"},
+    {"qa", eval_qa, "short-answer QA: accuracy overall and per question type"},
 };
 
 static void usage(FILE *f) {

@@ -12,6 +12,7 @@
 #include "../eval/csv.h"
 #include "../eval/mmvp.h"
 #include "../eval/pope.h"
+#include "../eval/qa.h"
 #include "../eval/text.h"
 #include "../util/common.h"
 #include "test.h"
@@ -681,4 +682,50 @@ TEST(eval_mmvp_pairs_by_hand) {
     snprintf(args, sizeof(args), "eval mmvp --questions %s --answers %s", csv, ans2);
     expect_cli_error(args, "Questions.csv has 4 questions", "mmvp_ans2.jsonl has 2 answers", NULL);
     free(csv); free(ans); free(odd); free(bad); free(ans2);
+}
+
+// ---- QA ----------------------------------------------------------------------------------------------
+
+TEST(eval_qa_rules) {
+    EXPECT(qa_correct("Red.", "red", QA_RULE_EXACT));
+    EXPECT(qa_correct("The circle", "circle", QA_RULE_EXACT));
+    EXPECT(qa_correct("top left", "Top-left", QA_RULE_EXACT) == 0);  // a hyphen joins words: "top-left" is one
+    EXPECT(!qa_correct("It is red.", "red", QA_RULE_EXACT));
+    EXPECT(qa_correct("It is red.", "red", QA_RULE_CONTAINS));
+    EXPECT(qa_correct("at the top left.", "top left", QA_RULE_CONTAINS));
+    EXPECT(!qa_correct("left top", "top left", QA_RULE_CONTAINS));
+    EXPECT(!qa_correct("reddish", "red", QA_RULE_CONTAINS));          // whole words only
+    EXPECT(!qa_correct("anything", "", QA_RULE_CONTAINS));            // an empty answer is never matched
+}
+
+TEST(eval_qa_cli_by_type) {
+    char *q = write_tmp("qa_q.jsonl", "{\"question_id\": 1, \"type\": \"color\", \"answer\": \"red\"}\n"
+                                      "{\"question_id\": 2, \"type\": \"count\", \"answer\": \"2\"}\n"
+                                      "{\"question_id\": 3, \"type\": \"color\", \"answer\": \"blue\"}\n"
+                                      "{\"question_id\": 4, \"type\": \"count\", \"answer\": \"3\"}\n");
+    // answers out of order, matched by question_id: 1 right, 2 right, 3 wrong, 4 right only with contains
+    char *a = write_tmp("qa_a.jsonl", "{\"question_id\": 3, \"text\": \"Green.\"}\n{\"question_id\": 1, \"text\": \"Red.\"}\n"
+                                      "{\"question_id\": 4, \"text\": \"There are 3.\"}\n{\"question_id\": 2, \"text\": \"2\"}\n");
+    char *o = path_join(test_tmpdir(), "qa.json"), args[2048], *out, *err;
+    snprintf(args, sizeof(args), "eval qa --questions %s --answers %s --out %s", q, a, o);
+    EXPECT(test_run_vlm(args, &out, &err) == 0);
+    free(out); free(err);
+    cJSON *j = read_json(o);
+    EXPECT_NEAR(num(j, "metrics", "accuracy", NULL), 0.5, 1e-12);
+    EXPECT_NEAR(num(j, "metrics", "by_type", "color", "accuracy", NULL), 0.5, 1e-12);
+    EXPECT_NEAR(num(j, "metrics", "by_type", "count", "accuracy", NULL), 0.5, 1e-12);
+    cJSON_Delete(j);
+    snprintf(args, sizeof(args), "eval qa --questions %s --answers %s --rule contains --out %s", q, a, o);
+    EXPECT(test_run_vlm(args, &out, &err) == 0);
+    free(out); free(err);
+    j = read_json(o);
+    EXPECT_NEAR(num(j, "metrics", "accuracy", NULL), 0.75, 1e-12);
+    EXPECT_NEAR(num(j, "metrics", "by_type", "count", "n", NULL), 2, 0);
+    cJSON_Delete(j);
+    char *bad = write_tmp("qa_bad.jsonl", "{\"question_id\": 1, \"answer\": 5}\n");
+    snprintf(args, sizeof(args), "eval qa --questions %s --answers %s", bad, a);
+    expect_cli_error(args, "qa_bad.jsonl:1", "answer", NULL);
+    snprintf(args, sizeof(args), "eval qa --questions %s --answers %s --rule fuzzy", q, a);
+    expect_cli_error(args, "--rule", "fuzzy", NULL);
+    free(q); free(a); free(o); free(bad);
 }
