@@ -459,11 +459,12 @@ static const char *synth_help =
     "                        label}; negatives random, most frequent in training, or prior-driven (a present\n"
     "                        shape in its typical colour, then co-occurring objects)   (vlm eval pope)\n"
     "  chair_prompts.jsonl, chair_objects.json, synonyms.txt   caption prompts, ground truth and the vocabulary\n"
-    "                        (one class per colour and shape)         (vlm eval chair)\n"
+    "                        (one class per colour and shape)         (vlm eval chair --no-coco-rules)\n"
     "  mmvp.csv, mmvp_prompts.jsonl   two-option questions on held-out contrast pairs (vlm eval mmvp)\n"
     "  qa.jsonl              general QA on held-out scenes {question_id, image, type, prompt, answer}\n"
     "  eval_scenes.jsonl     held-out scenes: image, image_id, true caption, objects, atypical\n"
-    "  world.json            the settings, the world's vocabulary and priors, and counts\n";
+    "  world.json            the settings, the world's vocabulary and priors, and counts\n"
+    "Prompts (sft, mvc, pope, chair, mmvp, qa) carry no \"<image>\": the chat template puts the image first.\n";
 
 static int data_synth(int argc, char **argv) {
     Args a = args_init("vlm data synth", argc, argv);
