@@ -199,9 +199,9 @@ static double lattice(uint32_t seed, int x, int y) {
 }
 
 // Background blend factor in [0, 1] at pixel (x, y): value noise, stripes or a linear gradient.
-static double background_t(const SynthScene *s, int x, int y, int size) {
+// ca, sa: cos and sin of the scene's background angle (computed once per image).
+static double background_t(const SynthScene *s, int x, int y, int size, double ca, double sa) {
     double fx = (x + 0.5) / size, fy = (y + 0.5) / size;
-    double ca = cos(s->bg_angle), sa = sin(s->bg_angle);
     switch (s->bg) {
     case SYNTH_BG_NOISE: {
         double gx = fx * 6, gy = fy * 6;  // a 6 x 6 lattice over the image, bilinear
@@ -239,9 +239,10 @@ Image *synth_render(const SynthScene *scene, int size) {
     const SynthScene *s = scene;
     if (scene->mirrored) { synth_scene_mirror(scene, &un); s = &un; }
     Image *im = image_new(size, size);
+    double ca = cos(s->bg_angle), sa = sin(s->bg_angle);
     for (int y = 0; y < size; y++)
         for (int x = 0; x < size; x++) {
-            double t = background_t(s, x, y, size);
+            double t = background_t(s, x, y, size, ca, sa);
             uint8_t *p = im->data + ((size_t)y * size + x) * 3;
             for (int c = 0; c < 3; c++) p[c] = (uint8_t)lround(s->bg_a[c] + (s->bg_b[c] - s->bg_a[c]) * t);
         }
