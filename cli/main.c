@@ -19,7 +19,7 @@ static const Command commands[] = {
     {"sample", cmd_sample, "generation with a KV cache: greedy, temperature, top-k, top-p"},
     {"tokenize", cmd_tokenize, "JSONL {\"text\":..} on stdin -> {\"ids\":[..]}"},
     {"preprocess", cmd_preprocess, "the CLIP image pipeline to a float32 [3,N,N] .npy"},
-    {"data", cmd_data, "dataset tools: pack (dataset + images -> binary shard), bench"},
+    {"data", cmd_data, "dataset tools: synth (the synthetic world of the miniature study), pack (dataset + images -> binary shard), bench"},
     {"eval", cmd_eval, "rule-based benchmark scorers: pope, chair, mmvp"},
     {"score", cmd_score, "CLIP similarity: image-text CLIPScore or image-image cosine per record"},
 };
