@@ -109,8 +109,12 @@ test-cuda: vlm $(BUILD)/test_vlm
 dev/check_cuda_ops: dev/check_cuda_ops.c $(BUILD)/model/ops_cpu32.o $(BUILD)/util/common.o $(CUDA_OBJS)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -o $@ $^ $(LDLIBS)
 
-demo:
-	@echo "make demo: the miniature study is not built yet (see README)."; exit 1
+# The miniature study (DESIGN.md section 5, demo/run.sh): the full configuration where a GPU answers,
+# the CPU smoke configuration (about 10 minutes on 2 cores) elsewhere; `make demo DEMO=smoke|full` picks.
+DEMO ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo full || echo smoke)
+demo: deps
+	$(MAKE) vlm
+	bash demo/run.sh $(DEMO)
 
 # `make test` runs this first: a no-op when the packages are there (or carried in .deps/ on the GPU machine)
 deps:

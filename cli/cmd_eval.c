@@ -4,6 +4,7 @@
 //   mmvp    two-option visual pattern questions: per-question and paired accuracy
 // Answers are what `vlm sample` writes (eval/answers.h), matched to questions by question_id or by order.
 #include <cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,6 +302,123 @@ static int eval_qa(int argc, char **argv) {
     return 0;
 }
 
+// ---- vlm eval table ---------------------------------------------------------------------------------
+
+static const char *table_help =
+    "usage: vlm eval table [--out FILE.md] RUN_DIR...\n"
+    "\n"
+    "One markdown table over evaluated models: each RUN_DIR holds pope.json, chair.json, mmvp.json and qa.json\n"
+    "(vlm eval ... --out). Runs whose folders share a name (seed1/eval/svco, seed2/eval/svco) form one row,\n"
+    "mean +- standard deviation over them; rows keep the order of first appearance. Missing files leave\n"
+    "their cells empty. Values in percent.\n";
+
+// a number at a path of keys in a JSON file's object, NaN when the file or the key is missing
+static double json_at(const cJSON *j, const char *k1, const char *k2) {
+    const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, k1) : NULL;
+    if (v && k2) v = cJSON_GetObjectItemCaseSensitive(v, k2);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static cJSON *json_file(const char *dir, const char *name) {
+    char *p = path_join(dir, name), *text = try_read_file(p, NULL);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    if (text && !j) fatal("%s: not valid JSON", p);
+    free(text);
+    free(p);
+    return j;
+}
+
+enum { TABLE_COLS = 10 };
+static const char *table_cols[TABLE_COLS] = {"POPE rand acc", "POPE pop acc", "POPE adv acc", "POPE adv F1", "adv yes %",
+                                             "CHAIR_s (lower)", "CHAIR_i (lower)", "MMVP acc", "MMVP pairs", "QA acc"};
+
+// the row of one run folder, in percent
+static void table_row(const char *dir, double v[TABLE_COLS]) {
+    for (int c = 0; c < TABLE_COLS; c++) v[c] = NAN;
+    cJSON *pope = json_file(dir, "pope.json"), *chair = json_file(dir, "chair.json");
+    cJSON *mmvp = json_file(dir, "mmvp.json"), *qa = json_file(dir, "qa.json");
+    const cJSON *splits = pope ? cJSON_GetObjectItemCaseSensitive(pope, "splits") : NULL;
+    // the splits in the order they were scored: random, popular, adversarial (demo/run.sh)
+    for (int k = 0; k < 3 && cJSON_IsArray(splits); k++) {
+        const cJSON *s = cJSON_GetArrayItem(splits, k);
+        v[k] = 100 * json_at(s, "accuracy", NULL);
+        if (k == 2) { v[3] = 100 * json_at(s, "f1", NULL); v[4] = 100 * json_at(s, "yes_ratio", NULL); }
+    }
+    v[5] = 100 * json_at(chair, "metrics", "chair_s");
+    v[6] = 100 * json_at(chair, "metrics", "chair_i");
+    v[7] = 100 * json_at(mmvp, "metrics", "accuracy");
+    v[8] = 100 * json_at(mmvp, "metrics", "pair_accuracy");
+    v[9] = 100 * json_at(qa, "metrics", "accuracy");
+    cJSON_Delete(pope); cJSON_Delete(chair); cJSON_Delete(mmvp); cJSON_Delete(qa);
+}
+
+static int eval_table(int argc, char **argv) {
+    const char *out = NULL;
+    int n = 0;
+    const char **dirs = xmalloc(sizeof(char *) * (argc + 1));
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(table_help, stdout); free(dirs); return 0; }
+        if (!strcmp(argv[i], "--out")) {
+            if (i + 1 == argc) fatal("vlm eval table: --out needs a file");
+            out = argv[++i];
+        } else if (argv[i][0] == '-') fatal("vlm eval table: unknown flag '%s' (see --help)", argv[i]);
+        else dirs[n++] = argv[i];
+    }
+    if (n == 0) fatal("vlm eval table: give at least one run folder (see --help)");
+    // rows: the folder names, in order of first appearance
+    char **names = xmalloc(sizeof(char *) * n);
+    int *row_of = xmalloc(sizeof(int) * n), rows = 0;
+    for (int i = 0; i < n; i++) {
+        char *copy = xstrdup(dirs[i]);
+        size_t len = strlen(copy);
+        while (len > 1 && copy[len - 1] == '/') copy[--len] = 0;
+        const char *slash = strrchr(copy, '/'), *base = slash ? slash + 1 : copy;
+        row_of[i] = -1;
+        for (int r = 0; r < rows && row_of[i] < 0; r++) if (!strcmp(names[r], base)) row_of[i] = r;
+        if (row_of[i] < 0) { names[rows] = xstrdup(base); row_of[i] = rows++; }
+        free(copy);
+    }
+    double *vals = xmalloc(sizeof(double) * n * TABLE_COLS);
+    for (int i = 0; i < n; i++) table_row(dirs[i], vals + (size_t)i * TABLE_COLS);
+    char *buf = NULL;
+    size_t blen = 0;
+    FILE *f = open_memstream(&buf, &blen);
+    if (!f) fatal("open_memstream failed");
+    fprintf(f, "| model | runs |");
+    for (int c = 0; c < TABLE_COLS; c++) fprintf(f, " %s |", table_cols[c]);
+    fprintf(f, "\n|---|---|");
+    for (int c = 0; c < TABLE_COLS; c++) fprintf(f, "---|");
+    fprintf(f, "\n");
+    for (int r = 0; r < rows; r++) {
+        int k = 0;
+        for (int i = 0; i < n; i++) k += row_of[i] == r;
+        fprintf(f, "| %s | %d |", names[r], k);
+        for (int c = 0; c < TABLE_COLS; c++) {
+            double sum = 0, sq = 0;
+            int m = 0;
+            for (int i = 0; i < n; i++) {
+                double x = vals[(size_t)i * TABLE_COLS + c];
+                if (row_of[i] != r || isnan(x)) continue;
+                sum += x; sq += x * x; m++;
+            }
+            if (m == 0) fprintf(f, " |");
+            else if (m == 1) fprintf(f, " %.1f |", sum);
+            else {
+                const double mean = sum / m, var = (sq - m * mean * mean) / (m - 1);  // sample standard deviation
+                fprintf(f, " %.1f ± %.1f |", mean, sqrt(var > 0 ? var : 0));
+            }
+        }
+        fprintf(f, "\n");
+    }
+    fclose(f);
+    fwrite(buf, 1, blen, stdout);
+    if (out) write_file_atomic(out, buf, blen);
+    free(buf); free(vals); free(row_of); free(dirs);
+    for (int r = 0; r < rows; r++) free(names[r]);
+    free(names);
+    return 0;
+}
+
 // ---- dispatch --------------------------------------------------------------------------------------
 
 typedef struct {
@@ -314,6 +432,7 @@ static const Sub subs[] = {
     {"chair", eval_chair, "CHAIR object hallucination in captions: CHAIR_s, CHAIR_i, recall, length"},
     {"mmvp", eval_mmvp, "MMVP two-option pairs: per-question and paired accuracy"},
     {"qa", eval_qa, "short-answer QA: accuracy overall and per question type"},
+    {"table", eval_table, "a markdown table of evaluated runs, mean +- std over seeds"},
 };
 
 static void usage(FILE *f) {

@@ -729,3 +729,51 @@ TEST(eval_qa_cli_by_type) {
     expect_cli_error(args, "--rule", "fuzzy", NULL);
     free(q); free(a); free(o); free(bad);
 }
+
+// ---- the results table -------------------------------------------------------------------------------
+
+static void write_run(const char *dir, double pope_adv_acc, double mmvp_pairs, int with_qa) {
+    char cmd[700], path[700], text[1024];
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s", dir);
+    if (system(cmd) != 0) fatal("setup");
+    snprintf(path, sizeof(path), "%s/pope.json", dir);
+    snprintf(text, sizeof(text), "{\"splits\": [{\"name\": \"r\", \"accuracy\": 0.9}, {\"name\": \"p\", \"accuracy\": 0.8}, "
+             "{\"name\": \"a\", \"accuracy\": %g, \"f1\": 0.5, \"yes_ratio\": 0.25}]}", pope_adv_acc);
+    write_file_atomic(path, text, strlen(text));
+    snprintf(path, sizeof(path), "%s/chair.json", dir);
+    snprintf(text, sizeof(text), "{\"metrics\": {\"chair_s\": 0.125, \"chair_i\": 0.0625}}");
+    write_file_atomic(path, text, strlen(text));
+    snprintf(path, sizeof(path), "%s/mmvp.json", dir);
+    snprintf(text, sizeof(text), "{\"metrics\": {\"accuracy\": 0.75, \"pair_accuracy\": %g}}", mmvp_pairs);
+    write_file_atomic(path, text, strlen(text));
+    if (with_qa) {
+        snprintf(path, sizeof(path), "%s/qa.json", dir);
+        snprintf(text, sizeof(text), "{\"metrics\": {\"accuracy\": 0.5}}");
+        write_file_atomic(path, text, strlen(text));
+    }
+}
+
+TEST(eval_table_mean_and_std_over_seeds) {
+    char a[600], b[600], c[600], out[600], args[4096];
+    snprintf(a, sizeof(a), "%s/table/seed1/svco", test_tmpdir());
+    snprintf(b, sizeof(b), "%s/table/seed2/svco/", test_tmpdir());  // a trailing slash names the same run
+    snprintf(c, sizeof(c), "%s/table/seed1/sft", test_tmpdir());
+    write_run(a, 0.6, 0.2, 1);
+    write_run(b, 0.7, 0.4, 1);
+    write_run(c, 0.55, 0.1, 0);
+    snprintf(out, sizeof(out), "%s/table.md", test_tmpdir());
+    snprintf(args, sizeof(args), "eval table --out %s %s %s %s", out, a, c, b);
+    char *o, *e;
+    EXPECT(test_run_vlm(args, &o, &e) == 0);
+    char *t = try_read_file(out, NULL);
+    EXPECTF(t && !strcmp(t, o), "the file and stdout differ");
+    // svco: adversarial accuracy 65 +- 7.07 (sample std of 60 and 70), pairs 30 +- 14.1; sft alone, no QA
+    EXPECTF(t && strstr(t, "| svco | 2 | 90.0 ± 0.0 | 80.0 ± 0.0 | 65.0 ± 7.1 | 50.0 ± 0.0 | 25.0 ± 0.0 | 12.5 ± 0.0 | 6.2 ± 0.0 | 75.0 ± 0.0 | 30.0 ± 14.1 | 50.0 ± 0.0 |"),
+            "table:\n%s", t ? t : "(none)");
+    EXPECTF(t && strstr(t, "| sft | 1 | 90.0 | 80.0 | 55.0 | 50.0 | 25.0 | 12.5 | 6.2 | 75.0 | 10.0 | |"), "table:\n%s", t ? t : "(none)");
+    EXPECTF(t && strstr(t, "| svco |") < strstr(t, "| sft |"), "rows keep the order of first appearance");
+    free(t); free(o); free(e);
+    expect_cli_error("eval table", "at least one run folder", NULL);
+    snprintf(args, sizeof(args), "eval table --bogus %s", a);
+    expect_cli_error(args, "--bogus", NULL);
+}
