@@ -154,14 +154,15 @@ void params_init_random(ParamStore *ps, unsigned long long seed, float std) {
         const ParamInfo *p = &ps->info[i];
         // matrices, embeddings and the class token are drawn; norm weights start at 1, biases at 0
         int drawn = p->ndim >= 2 || strstr(p->name, "class_embedding");
-        int is_norm = strstr(p->name, "norm") || strstr(p->name, "layrnorm");
+        const size_t nl = strlen(p->name);
+        int is_norm_weight = (strstr(p->name, "norm") || strstr(p->name, "layrnorm")) && nl > 6 && !strcmp(p->name + nl - 6, "weight");
         size_t nchunks = (p->numel + chunk - 1) / chunk;
         #pragma omp parallel for schedule(static)
         for (size_t c = 0; c < nchunks; c++) {
             unsigned long long state = seed * 0x9E3779B97F4A7C15ULL ^ ((unsigned long long)i << 40) ^ c;
             size_t end = (c + 1) * chunk < p->numel ? (c + 1) * chunk : p->numel;
             for (size_t k = c * chunk; k < end; k += 2) {
-                if (!drawn) { tmp[k] = is_norm ? 1.0f : 0.0f; if (k + 1 < end) tmp[k + 1] = tmp[k]; continue; }
+                if (!drawn) { tmp[k] = is_norm_weight ? 1.0f : 0.0f; if (k + 1 < end) tmp[k + 1] = tmp[k]; continue; }
                 double u1 = ((splitmix64(&state) >> 11) + 0.5) / 9007199254740992.0;
                 double u2 = ((splitmix64(&state) >> 11) + 0.5) / 9007199254740992.0;
                 double r = std * sqrt(-2 * log(u1));  // Box-Muller: two normals per pair of uniforms

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../model/llava.h"
 #include "../model/safetensors.h"
 #include "../util/common.h"
 #include "test.h"
@@ -469,4 +470,42 @@ TEST(train_llava_vision_from_clip) {
     EXPECT(run_train(args, &err) != 0);
     EXPECTF(strstr(err, "fc1.weight' has shape [64, 32] but the config implies [80, 32]") != NULL, "message: %s", err);
     free(err); free(dir); free(data);
+}
+
+// Random initialization: matrices ~ N(0, std), norm weights 1, every bias (norm biases included) 0. A norm
+// bias of 1 would add the same vector to every token and make every image look alike.
+TEST(params_init_random_values) {
+    LlavaConfig cfg;
+    EXPECT(llava_config_preset(&cfg, "llava-tiny") == 0);
+    cfg.projector_bias = 1;
+    Llava m;
+    llava_init(&m, &backend_cpu, &cfg, (LlavaTrainable){0, 0, 0});
+    ParamStore *stores[3] = {&m.ps_vision, &m.ps_projector, &m.ps_text};
+    int norm_w = 0, biases = 0, mats = 0;
+    for (int s = 0; s < 3; s++) {
+        params_init_random(stores[s], 5 + s, 0.02f);
+        const float *x = stores[s]->data;
+        for (int i = 0; i < stores[s]->n; i++) {
+            const ParamInfo *p = &stores[s]->info[i];
+            const float *v = x + p->offset;
+            const size_t nl = strlen(p->name);
+            const int is_bias = nl > 4 && !strcmp(p->name + nl - 4, "bias");
+            const int is_norm_w = (strstr(p->name, "norm") || strstr(p->name, "layrnorm")) && !is_bias;
+            if (p->ndim >= 2) {
+                double ss = 0;
+                for (size_t k = 0; k < p->numel; k++) ss += (double)v[k] * v[k];
+                const double sd = sqrt(ss / p->numel);
+                EXPECTF(fabs(sd - 0.02) < 0.02 * (p->numel > 4096 ? 0.05 : 0.5), "%s: std %.4f", p->name, sd);
+                mats++;
+            } else if (is_bias) {
+                for (size_t k = 0; k < p->numel; k++) EXPECTF(v[k] == 0, "%s[%zu] = %g, expected 0", p->name, k, v[k]);
+                biases++;
+            } else if (is_norm_w) {
+                for (size_t k = 0; k < p->numel; k++) EXPECTF(v[k] == 1, "%s[%zu] = %g, expected 1", p->name, k, v[k]);
+                norm_w++;
+            }
+        }
+    }
+    EXPECTF(norm_w >= 10 && biases >= 10 && mats >= 10, "checked %d norm weights, %d biases, %d matrices", norm_w, biases, mats);
+    llava_free(&m);
 }
