@@ -57,19 +57,10 @@
 
 extern "C" {
 #include "../model/ops.h"
-#include "../util/common.h"
 }
-#include "../cuda/cuda_backend.h"
+#include "../cuda/common.cuh"  // CUDA_CHECK, the bf16 type, fatal
 
-#define CK(call)                                                                                         \
-    do {                                                                                                 \
-        cudaError_t err_ = (call);                                                                       \
-        if (err_ != cudaSuccess)                                                                         \
-            fatal("%s:%d: CUDA error %s: %s (in %s)", __FILE__, __LINE__, cudaGetErrorName(err_),        \
-                  cudaGetErrorString(err_), #call);                                                      \
-    } while (0)
-
-typedef __nv_bfloat16 bf16;
+#define CK(call) CUDA_CHECK(call)
 
 // ----------------------------------------------------------------------------------------------------
 // options, results

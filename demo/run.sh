@@ -26,16 +26,16 @@ case $CONFIG in
 smoke)  # a 2-core CPU in about 10 minutes: checks that every stage runs, numbers mean little
     SEEDS=${SEEDS:-1}
     SIZE=32; TRAIN=600; EVAL=24; PAIRS=160
-    CLIP_WIDTH=64; CLIP_LAYERS=2; CLIP_STEPS=60; CLIP_BATCH=32
+    CLIP_WIDTH=64; CLIP_LAYERS=2; CLIP_STEPS=400; CLIP_BATCH=64; CLIP_LR=2e-3
     LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
-    SFT_STEPS=120; SFT_BATCH=16; SFT_LR=2e-3
+    SFT_STEPS=300; SFT_BATCH=16; SFT_LR=2e-3
     PREF_QUESTIONS=96; CANDIDATES=4; PREF_STEPS=24; PREF_BATCH=4; PREF_LR=2e-5
     MAX_NEW=24
     ;;
 full)   # one H100: the study proper
     SEEDS=${SEEDS:-1 2 3}
     SIZE=64; TRAIN=20000; EVAL=200; PAIRS=4000
-    CLIP_WIDTH=256; CLIP_LAYERS=6; CLIP_STEPS=3000; CLIP_BATCH=256
+    CLIP_WIDTH=256; CLIP_LAYERS=6; CLIP_STEPS=3000; CLIP_BATCH=256; CLIP_LR=1e-3
     LM_WIDTH=512; LM_LAYERS=6; LM_FFN=1376
     SFT_STEPS=3000; SFT_BATCH=64; SFT_LR=1e-3
     PREF_QUESTIONS=4000; CANDIDATES=5; PREF_STEPS=300; PREF_BATCH=16; PREF_LR=1e-5
@@ -80,8 +80,8 @@ EOF
 if [ ! -e "$OUT/clip/latest" ]; then
     stage "CLIP contrastive pretraining: $CLIP_STEPS steps of $CLIP_BATCH pairs"
     vlm train --recipe clip --model "$OUT/clip_config" --init random --data "$W/clip.jsonl" --tokenizer "$BPE" \
-        --out "$OUT/clip" --steps "$CLIP_STEPS" --batch "$CLIP_BATCH" --lr 1e-3 --warmup-steps $((CLIP_STEPS / 10)) \
-        --weight-decay 0.1 --device "$DEVICE" --log-every 10
+        --out "$OUT/clip" --steps "$CLIP_STEPS" --batch "$CLIP_BATCH" --lr "$CLIP_LR" --warmup-steps $((CLIP_STEPS / 10)) \
+        --weight-decay 0.1 --device "$DEVICE" --log-every 50
 fi
 CLIP=$(latest "$OUT/clip")
 

@@ -18,6 +18,8 @@ int test_run_vlm(const char *args, char **out, char **err);
 int test_files_equal(const char *a, const char *b);
 // A fresh temporary directory for this test (removed at exit).
 const char *test_tmpdir(void);
+// Writes text to NAME in the temporary directory; returns the path (malloc'd).
+char *test_write_tmp(const char *name, const char *text);
 
 #define TEST(name) \
     static void test_##name(void); \

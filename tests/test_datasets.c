@@ -11,12 +11,6 @@
 #include "test.h"
 
 // Writes text to a fresh file in the test folder; returns its path (malloc'd).
-static char *write_tmp(const char *name, const char *text) {
-    char *path = path_join(test_tmpdir(), name);
-    write_file_atomic(path, text, strlen(text));
-    return path;
-}
-
 // Reads a dataset in a child process, since readers die (fatal) on bad input. Returns the exit status;
 // *err gets the child's stderr (malloc'd).
 static int read_in_child(DataKind kind, const char *path, const DatasetOptions *opt, char **err) {
@@ -76,7 +70,7 @@ TEST(datasets_kind_names) {
 }
 
 TEST(datasets_llava_reads_conversations) {
-    char *path = write_tmp("ds_llava.json",
+    char *path = test_write_tmp("ds_llava.json",
         "[\n"
         " {\"id\": \"000000033471\", \"image\": \"coco/a.jpg\", \"conversations\": [\n"
         "   {\"from\": \"human\", \"value\": \"<image>\\nWhat color is the bus?\"},\n"
@@ -136,29 +130,29 @@ TEST(datasets_llava_bad_records_name_the_record) {
         {"[7]", "expected a JSON object"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char *path = write_tmp("ds_llava_bad.json", cases[i].json);
+        char *path = test_write_tmp("ds_llava_bad.json", cases[i].json);
         expect_error(DATA_LLAVA, path, "record 0", cases[i].piece);
         free(path);
     }
     // the id is named when there is one
-    char *path = write_tmp("ds_llava_bad.json", "[{\"id\": \"ok\", \"conversations\": [{\"from\": \"human\", \"value\": \"a\"},"
+    char *path = test_write_tmp("ds_llava_bad.json", "[{\"id\": \"ok\", \"conversations\": [{\"from\": \"human\", \"value\": \"a\"},"
                                                 " {\"from\": \"gpt\", \"value\": \"b\"}]}, {\"id\": \"abc\", \"conversations\": 5}]");
     expect_error(DATA_LLAVA, path, "record 1 (id \"abc\")", "list of turns");
     free(path);
     // malformed JSON: the line of the error; not an array
-    path = write_tmp("ds_llava_bad.json", "[\n {\"id\": 1},\n {\"id\": 2,,}\n]\n");
+    path = test_write_tmp("ds_llava_bad.json", "[\n {\"id\": 1},\n {\"id\": 2,,}\n]\n");
     expect_error(DATA_LLAVA, path, ":3: malformed JSON", NULL);
     free(path);
-    path = write_tmp("ds_llava_bad.json", "{\"id\": 1}");
+    path = test_write_tmp("ds_llava_bad.json", "{\"id\": 1}");
     expect_error(DATA_LLAVA, path, "expected a JSON array", NULL);
     free(path);
-    path = write_tmp("ds_llava_bad.json", "[]");
+    path = test_write_tmp("ds_llava_bad.json", "[]");
     expect_error(DATA_LLAVA, path, "no records", NULL);
     free(path);
 }
 
 TEST(datasets_llava_skip_bad_counts) {
-    char *path = write_tmp("ds_llava_skip.json",
+    char *path = test_write_tmp("ds_llava_skip.json",
         "[{\"conversations\": [{\"from\": \"human\", \"value\": \"q0\"}, {\"from\": \"gpt\", \"value\": \"a0\"}]},\n"
         " {\"conversations\": [{\"from\": \"human\", \"value\": \"q1\"}]},\n"
         " {\"conversations\": [{\"from\": \"human\", \"value\": \"q2\"}, {\"from\": \"gpt\", \"value\": \"a2\"}]},\n"
@@ -183,7 +177,7 @@ TEST(datasets_llava_skip_bad_counts) {
 }
 
 TEST(datasets_pref_reads_and_names_lines) {
-    char *path = write_tmp("ds_pref.jsonl",
+    char *path = test_write_tmp("ds_pref.jsonl",
         "{\"image\": \"img/1.png\", \"prompt\": \"<image>\\nWhat is it?\", \"chosen\": \"A dog.\", \"rejected\": \"A cat.\"}\n"
         "\n"
         "{\"prompt\": \"Say hi.\", \"chosen\": \"Hi.\", \"rejected\": \"No.\", \"extra\": 1}\n");
@@ -215,14 +209,14 @@ TEST(datasets_pref_reads_and_names_lines) {
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char text[512];
         snprintf(text, sizeof(text), "{\"prompt\": \"q\", \"chosen\": \"a\", \"rejected\": \"b\"}\n%s\n", cases[i].line);
-        path = write_tmp("ds_pref_bad.jsonl", text);
+        path = test_write_tmp("ds_pref_bad.jsonl", text);
         expect_error(DATA_PREF, path, "ds_pref_bad.jsonl:2:", cases[i].piece);
         free(path);
     }
 }
 
 TEST(datasets_pref_skip_bad_counts) {
-    char *path = write_tmp("ds_pref_skip.jsonl",
+    char *path = test_write_tmp("ds_pref_skip.jsonl",
         "{\"prompt\": \"q0\", \"chosen\": \"a\", \"rejected\": \"b\"}\n"
         "{\"prompt\": \"q1\", \"chosen\": \"a\", \"rejected\": \n"       // malformed JSON
         "{\"prompt\": \"q2\", \"chosen\": \"a\", \"rejected\": \"a\"}\n"  // no preference
@@ -247,7 +241,7 @@ TEST(datasets_pref_skip_bad_counts) {
     EXPECT_INT_EQ(ds.pref[1].src.index, 3);
     dataset_free(&ds);
     // nothing left is an error even when skipping
-    char *all_bad = write_tmp("ds_pref_allbad.jsonl", "{\"prompt\": 1}\n");
+    char *all_bad = test_write_tmp("ds_pref_allbad.jsonl", "{\"prompt\": 1}\n");
     EXPECT(read_in_child(DATA_PREF, all_bad, &opt, &err) != 0);
     EXPECTF(strstr(err, "no valid records") != NULL, "stderr: %s", err);
     free(err);
@@ -256,7 +250,7 @@ TEST(datasets_pref_skip_bad_counts) {
 }
 
 TEST(datasets_mvc_reads_pairs) {
-    char *path = write_tmp("ds_mvc.json",
+    char *path = test_write_tmp("ds_mvc.json",
         "[{\"system_prompt\": \"You are a helpful assistant.\", \"instruction_prompt\": \"Is the dog left of the cat?\",\n"
         "  \"chosen_images\": [\"flickr/1.jpg\"], \"rejected_images\": [\"flickr/1_flip.jpg\"],\n"
         "  \"chosen_response\": \"Yes, the dog is on the left.\", \"rejected_response\": \"No, the dog is on the right.\"},\n"
@@ -294,7 +288,7 @@ TEST(datasets_mvc_reads_pairs) {
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char text[1024];
         snprintf(text, sizeof(text), "[%s]", cases[i].rec);
-        path = write_tmp("ds_mvc_bad.json", text);
+        path = test_write_tmp("ds_mvc_bad.json", text);
         expect_error(DATA_MVC, path, "record 0", cases[i].piece);
         free(path);
     }
@@ -348,7 +342,7 @@ TEST(datasets_pope_bad_lines) {
         char text[512];
         snprintf(text, sizeof(text), "{\"question_id\": 1, \"image\": \"a.jpg\", \"text\": \"Is there a dog?\", \"label\": \"yes\"}\n%s\n",
                  cases[i].line);
-        char *path = write_tmp("ds_pope_bad.json", text);
+        char *path = test_write_tmp("ds_pope_bad.json", text);
         expect_error(DATA_POPE, path, "ds_pope_bad.json:2:", cases[i].piece);
         free(path);
     }

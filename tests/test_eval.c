@@ -17,12 +17,6 @@
 #include "../util/common.h"
 #include "test.h"
 
-static char *write_tmp(const char *name, const char *text) {
-    char *path = path_join(test_tmpdir(), name);
-    write_file_atomic(path, text, strlen(text));
-    return path;
-}
-
 // The JSON written by a --out flag, parsed (NULL with a recorded failure when missing).
 static cJSON *read_json(const char *path) {
     char *text = try_read_file(path, NULL);
@@ -149,16 +143,16 @@ static const char *pope_questions =
     "{\"question_id\": 13, \"image\": \"b.jpg\", \"text\": \"Is there a bus in the image?\", \"label\": \"no\"}\n";
 
 TEST(eval_pope_match_by_question_id_or_order) {
-    char *q = write_tmp("pope_q.json", pope_questions);
+    char *q = test_write_tmp("pope_q.json", pope_questions);
     // Shuffled, with question ids: question 10 (yes) <- "Yes", 11 (no) <- "No", 12 (yes) <- "No",
     // 13 (no) <- "Yes". TP 1, TN 1, FN 1, FP 1: accuracy 1/2, precision 1/2, recall 1/2, yes-ratio 1/2.
-    char *a_id = write_tmp("pope_a_id.jsonl",
+    char *a_id = test_write_tmp("pope_a_id.jsonl",
                            "{\"index\": 3, \"question_id\": 13, \"text\": \"Yes\"}\n"
                            "{\"index\": 0, \"question_id\": 10, \"text\": \"Yes\"}\n"
                            "{\"index\": 2, \"question_id\": 12, \"text\": \"No\"}\n"
                            "{\"index\": 1, \"question_id\": \"11\", \"text\": \"No\"}\n");
     // The same answers in order without ids (matched by position): the same metrics.
-    char *a_order = write_tmp("pope_a_order.jsonl",
+    char *a_order = test_write_tmp("pope_a_order.jsonl",
                               "{\"index\": 0, \"text\": \"Yes\"}\n{\"index\": 1, \"text\": \"No\"}\n"
                               "{\"index\": 2, \"text\": \"No\"}\n{\"index\": 3, \"text\": \"Yes\"}\n");
     const char *files[2] = {a_id, a_order}, *how[2] = {"question_id", "order"};
@@ -179,7 +173,7 @@ TEST(eval_pope_match_by_question_id_or_order) {
         free(out); free(err);
     }
     // In order mode an "index" out of place is caught (a shuffled file without question ids).
-    char *a_shuffled = write_tmp("pope_a_shuffled.jsonl",
+    char *a_shuffled = test_write_tmp("pope_a_shuffled.jsonl",
                                  "{\"index\": 0, \"text\": \"Yes\"}\n{\"index\": 2, \"text\": \"No\"}\n"
                                  "{\"index\": 1, \"text\": \"No\"}\n{\"index\": 3, \"text\": \"Yes\"}\n");
     char args[1024];
@@ -189,25 +183,25 @@ TEST(eval_pope_match_by_question_id_or_order) {
 }
 
 TEST(eval_pope_count_mismatch_and_duplicates) {
-    char *q = write_tmp("pope_q2.json", pope_questions);
-    char *three = write_tmp("pope_three.jsonl", "{\"text\": \"Yes\"}\n{\"text\": \"No\"}\n{\"text\": \"No\"}\n");
+    char *q = test_write_tmp("pope_q2.json", pope_questions);
+    char *three = test_write_tmp("pope_three.jsonl", "{\"text\": \"Yes\"}\n{\"text\": \"No\"}\n{\"text\": \"No\"}\n");
     char args[1024];
     snprintf(args, sizeof(args), "eval pope --questions %s --answers %s", q, three);
     expect_cli_error(args, "pope_q2.json has 4 questions", "pope_three.jsonl has 3 answers", NULL);
 
-    char *dup = write_tmp("pope_dup.jsonl",
+    char *dup = test_write_tmp("pope_dup.jsonl",
                           "{\"question_id\": 10, \"text\": \"Yes\"}\n{\"question_id\": 11, \"text\": \"No\"}\n"
                           "{\"question_id\": 10, \"text\": \"No\"}\n{\"question_id\": 13, \"text\": \"No\"}\n");
     snprintf(args, sizeof(args), "eval pope --questions %s --answers %s", q, dup);
     expect_cli_error(args, "pope_dup.jsonl: lines 1 and 3 both answer question_id 10", NULL);
 
-    char *other = write_tmp("pope_other.jsonl",
+    char *other = test_write_tmp("pope_other.jsonl",
                             "{\"question_id\": 10, \"text\": \"Yes\"}\n{\"question_id\": 11, \"text\": \"No\"}\n"
                             "{\"question_id\": 99, \"text\": \"No\"}\n{\"question_id\": 13, \"text\": \"No\"}\n");
     snprintf(args, sizeof(args), "eval pope --questions %s --answers %s", q, other);
     expect_cli_error(args, "pope_q2.json:3: question_id 12 has no answer in", "pope_other.jsonl", NULL);
 
-    char *notext = write_tmp("pope_notext.jsonl", "{\"index\": 0, \"ids\": [1, 2]}\n");
+    char *notext = test_write_tmp("pope_notext.jsonl", "{\"index\": 0, \"ids\": [1, 2]}\n");
     snprintf(args, sizeof(args), "eval pope --questions %s --answers %s", q, notext);
     expect_cli_error(args, "pope_notext.jsonl:1: no \"text\"", NULL);
 
@@ -220,12 +214,12 @@ TEST(eval_pope_count_mismatch_and_duplicates) {
 }
 
 TEST(eval_pope_strict_cli_and_mean_row) {
-    char *q = write_tmp("pope_q3.json", pope_questions);
+    char *q = test_write_tmp("pope_q3.json", pope_questions);
     // split A: "Yes" "No" "Yes" "No" -> all right: accuracy 1, precision 1, recall 1, F1 1, yes-ratio 1/2.
-    char *a = write_tmp("pope_a3.jsonl", "{\"text\": \"Yes\"}\n{\"text\": \"No\"}\n{\"text\": \"Yes\"}\n{\"text\": \"No\"}\n");
+    char *a = test_write_tmp("pope_a3.jsonl", "{\"text\": \"Yes\"}\n{\"text\": \"No\"}\n{\"text\": \"Yes\"}\n{\"text\": \"No\"}\n");
     // split B (strict): "Yes" TP, "Hmm" unparseable (no label: wrong), "I think so" unparseable (yes label),
     // "no" TN. accuracy 2/4; precision 1/1; recall 1/2; F1 = 2 * 1 * 0.5 / 1.5 = 2/3; yes-ratio 1/4.
-    char *b = write_tmp("pope_b3.jsonl", "{\"text\": \"Yes\"}\n{\"text\": \"Hmm\"}\n{\"text\": \"I think so\"}\n{\"text\": \"no\"}\n");
+    char *b = test_write_tmp("pope_b3.jsonl", "{\"text\": \"Yes\"}\n{\"text\": \"Hmm\"}\n{\"text\": \"I think so\"}\n{\"text\": \"no\"}\n");
     char *outp = path_join(test_tmpdir(), "pope3.json");
     char args[2048], *out, *err;
     snprintf(args, sizeof(args), "eval pope --questions %s --answers %s --questions=%s --answers=%s --parser strict "
@@ -400,7 +394,7 @@ static void mentions_are(const ChairVocab *v, const char *caption, const char *c
 }
 
 TEST(eval_chair_mentions_small_vocabulary) {
-    char *syn = write_tmp("small_syn.txt", small_synonyms);
+    char *syn = test_write_tmp("small_syn.txt", small_synonyms);
     ChairVocab v;
     chair_vocab_load(&v, syn, 1);
     EXPECT_INT_EQ(v.n_classes, 5);
@@ -468,9 +462,9 @@ TEST(eval_chair_coco_synonyms) {
 }
 
 TEST(eval_chair_metrics_by_hand) {
-    char *syn = write_tmp("chair_syn.txt", small_synonyms);
+    char *syn = test_write_tmp("chair_syn.txt", small_synonyms);
     // Ground truth: image 1 has a person and a dog; image 2 a dining table; image 3 nothing.
-    char *gt = write_tmp("chair_gt.json", "{\"1\": [\"person\", \"dogs\"], \"2\": [\"table\"], \"3\": []}");
+    char *gt = test_write_tmp("chair_gt.json", "{\"1\": [\"person\", \"dogs\"], \"2\": [\"table\"], \"3\": []}");
     // caption 1 (image 1): "A man and his puppy and another dog." mentions person, dog, dog: all grounded.
     //                      8 words. GT {person, dog}: both mentioned.
     // caption 2 (image 2): "Hot dogs and a phone on a desk." mentions hot dog (hallucinated), cell phone
@@ -479,7 +473,7 @@ TEST(eval_chair_metrics_by_hand) {
     // caption 4 (image 1): "People." mentions person. 1 word. GT {person, dog}: 1 mentioned.
     // CHAIR_s = 1 hallucinating caption / 4 = 0.25; CHAIR_i = 2 hallucinated / 7 mentions;
     // recall = (2 + 1 + 0 + 1) / (2 + 1 + 0 + 2) = 4/5; avg_len = (8 + 8 + 3 + 1)/4 = 5.
-    char *caps = write_tmp("chair_caps.jsonl",
+    char *caps = test_write_tmp("chair_caps.jsonl",
                            "{\"index\": 0, \"image_id\": 1, \"text\": \"A man and his puppy and another dog.\"}\n"
                            "{\"index\": 1, \"image_id\": \"2\", \"text\": \"Hot dogs and a phone on a desk.\"}\n"
                            "{\"index\": 2, \"image\": \"imgs/3.jpg\", \"text\": \"An empty room.\"}\n"
@@ -508,12 +502,12 @@ TEST(eval_chair_metrics_by_hand) {
     free(out); free(err);
 
     // The same captions without image fields, images taken from a questions file matched by question_id.
-    char *caps2 = write_tmp("chair_caps2.jsonl",
+    char *caps2 = test_write_tmp("chair_caps2.jsonl",
                             "{\"question_id\": \"q4\", \"text\": \"People.\"}\n"
                             "{\"question_id\": \"q1\", \"text\": \"A man and his puppy and another dog.\"}\n"
                             "{\"question_id\": \"q2\", \"text\": \"Hot dogs and a phone on a desk.\"}\n"
                             "{\"question_id\": \"q3\", \"text\": \"An empty room.\"}\n");
-    char *qs = write_tmp("chair_q.jsonl",
+    char *qs = test_write_tmp("chair_q.jsonl",
                          "{\"question_id\": \"q1\", \"image\": \"/coco/COCO_val2014_000000000001.jpg\", \"prompt\": \"Describe.\"}\n"
                          "{\"question_id\": \"q2\", \"image_id\": 2}\n"
                          "{\"question_id\": \"q3\", \"image_id\": 3}\n"
@@ -532,13 +526,13 @@ TEST(eval_chair_metrics_by_hand) {
     free(out); free(err);
 
     // Errors: an image without ground truth (naming the line), a ground-truth object outside the vocabulary.
-    char *caps3 = write_tmp("chair_caps3.jsonl", "{\"image_id\": 1, \"text\": \"A dog.\"}\n{\"image_id\": 7, \"text\": \"A dog.\"}\n");
+    char *caps3 = test_write_tmp("chair_caps3.jsonl", "{\"image_id\": 1, \"text\": \"A dog.\"}\n{\"image_id\": 7, \"text\": \"A dog.\"}\n");
     snprintf(args, sizeof(args), "eval chair --captions %s --objects %s --synonyms %s", caps3, gt, syn);
     expect_cli_error(args, "chair_caps3.jsonl:2: no ground-truth objects", "\"7\"", NULL);
-    char *gt_bad = write_tmp("chair_gt_bad.json", "{\"1\": [\"person\", \"unicorn\"]}");
+    char *gt_bad = test_write_tmp("chair_gt_bad.json", "{\"1\": [\"person\", \"unicorn\"]}");
     snprintf(args, sizeof(args), "eval chair --captions %s --objects %s --synonyms %s", caps3, gt_bad, syn);
     expect_cli_error(args, "chair_gt_bad.json: image \"1\": object \"unicorn\" is not in the synonyms file", NULL);
-    char *caps4 = write_tmp("chair_caps4.jsonl", "{\"text\": \"A dog.\"}\n");
+    char *caps4 = test_write_tmp("chair_caps4.jsonl", "{\"text\": \"A dog.\"}\n");
     snprintf(args, sizeof(args), "eval chair --captions %s --objects %s --synonyms %s", caps4, gt, syn);
     expect_cli_error(args, "chair_caps4.jsonl:1: the caption names no image", "--questions", NULL);
     free(syn); free(gt); free(caps); free(caps2); free(caps3); free(caps4); free(qs); free(gt_bad); free(outp);
@@ -547,16 +541,16 @@ TEST(eval_chair_metrics_by_hand) {
 TEST(eval_chair_coco_instances_and_captions) {
     // COCO-format ground truth: image 5 has a dog (category 18); image 6 has no annotation but is listed.
     // Reference captions add objects for image 6 ("a man on a bench" -> person, bench).
-    char *inst = write_tmp("instances.json",
+    char *inst = test_write_tmp("instances.json",
                            "{\"images\": [{\"id\": 5}, {\"id\": 6}], \"categories\": [{\"id\": 1, \"name\": \"person\"},"
                            " {\"id\": 18, \"name\": \"dog\"}, {\"id\": 15, \"name\": \"bench\"}],"
                            " \"annotations\": [{\"image_id\": 5, \"category_id\": 18}]}");
-    char *refs = write_tmp("captions.json", "{\"annotations\": [{\"image_id\": 6, \"caption\": \"A man on a bench.\"},"
+    char *refs = test_write_tmp("captions.json", "{\"annotations\": [{\"image_id\": 6, \"caption\": \"A man on a bench.\"},"
                                             " {\"image_id\": 99, \"caption\": \"A cat.\"}]}");
     // caption (5): "A dog and a cat." -> dog grounded, cat hallucinated. caption (6): "A woman sits on a bench."
     // -> person, bench, both grounded thanks to the reference captions. CHAIR_i = 1/4, CHAIR_s = 1/2,
     // recall = (1 + 2) / (1 + 2) = 1.
-    char *caps = write_tmp("coco_caps.jsonl",
+    char *caps = test_write_tmp("coco_caps.jsonl",
                            "{\"image\": \"COCO_val2014_000000000005.jpg\", \"text\": \"A dog and a cat.\"}\n"
                            "{\"image_id\": 6, \"text\": \"A woman sits on a bench.\"}\n");
     char *outp = path_join(test_tmpdir(), "chair_coco.json"), args[2048], *out, *err;
@@ -634,7 +628,7 @@ TEST(eval_mmvp_graders) {
 }
 
 TEST(eval_mmvp_pairs_by_hand) {
-    char *csv = write_tmp("Questions.csv",
+    char *csv = test_write_tmp("Questions.csv",
                           "Index,Question,Options,Correct Answer\n"
                           "1,Are the wings open or closed?,(a) Open (b) Closed,(a)\n"
                           "2,Are the wings open or closed?,(a) Open (b) Closed,(b)\n"
@@ -647,7 +641,7 @@ TEST(eval_mmvp_pairs_by_hand) {
     //  4      (a)    "Right"             wrong ("rig") b wrong
     // first4: 2/4 right; pair 1 (1,2) wrong, pair 2 (3,4) wrong -> pair accuracy 0/2.
     // letter: 3/4 right; pair 1 right, pair 2 wrong -> pair accuracy 1/2. Unparseable (letter rule): 0.
-    char *ans = write_tmp("mmvp_ans.jsonl",
+    char *ans = test_write_tmp("mmvp_ans.jsonl",
                           "{\"question_id\": 2, \"text\": \"The answer is (b)\"}\n"
                           "{\"question_id\": 1, \"text\": \"(a) Open\"}\n"
                           "{\"question_id\": 4, \"text\": \"Right\"}\n"
@@ -671,12 +665,12 @@ TEST(eval_mmvp_pairs_by_hand) {
         free(out); free(err); free(outp);
     }
     // an odd number of rows cannot form pairs; a label that is no option fails the letter rule
-    char *odd = write_tmp("odd.csv", "Index,Question,Options,Correct Answer\n1,Q?,(a) x (b) y,(a)\n");
+    char *odd = test_write_tmp("odd.csv", "Index,Question,Options,Correct Answer\n1,Q?,(a) x (b) y,(a)\n");
     char args[2048];
     snprintf(args, sizeof(args), "eval mmvp --questions %s --answers %s", odd, ans);
     expect_cli_error(args, "odd.csv: 1 questions, an odd number", NULL);
-    char *bad = write_tmp("badlabel.csv", "Index,Question,Options,Correct Answer\n1,Q?,(a) x (b) y,(c)\n2,Q?,(a) x (b) y,(a)\n");
-    char *ans2 = write_tmp("mmvp_ans2.jsonl", "{\"text\": \"a\"}\n{\"text\": \"a\"}\n");
+    char *bad = test_write_tmp("badlabel.csv", "Index,Question,Options,Correct Answer\n1,Q?,(a) x (b) y,(c)\n2,Q?,(a) x (b) y,(a)\n");
+    char *ans2 = test_write_tmp("mmvp_ans2.jsonl", "{\"text\": \"a\"}\n{\"text\": \"a\"}\n");
     snprintf(args, sizeof(args), "eval mmvp --questions %s --answers %s --rule letter", bad, ans2);
     expect_cli_error(args, "badlabel.csv:2: the correct answer \"(c)\" is not one of the options", NULL);
     snprintf(args, sizeof(args), "eval mmvp --questions %s --answers %s", csv, ans2);
@@ -699,12 +693,12 @@ TEST(eval_qa_rules) {
 }
 
 TEST(eval_qa_cli_by_type) {
-    char *q = write_tmp("qa_q.jsonl", "{\"question_id\": 1, \"type\": \"color\", \"answer\": \"red\"}\n"
+    char *q = test_write_tmp("qa_q.jsonl", "{\"question_id\": 1, \"type\": \"color\", \"answer\": \"red\"}\n"
                                       "{\"question_id\": 2, \"type\": \"count\", \"answer\": \"2\"}\n"
                                       "{\"question_id\": 3, \"type\": \"color\", \"answer\": \"blue\"}\n"
                                       "{\"question_id\": 4, \"type\": \"count\", \"answer\": \"3\"}\n");
     // answers out of order, matched by question_id: 1 right, 2 right, 3 wrong, 4 right only with contains
-    char *a = write_tmp("qa_a.jsonl", "{\"question_id\": 3, \"text\": \"Green.\"}\n{\"question_id\": 1, \"text\": \"Red.\"}\n"
+    char *a = test_write_tmp("qa_a.jsonl", "{\"question_id\": 3, \"text\": \"Green.\"}\n{\"question_id\": 1, \"text\": \"Red.\"}\n"
                                       "{\"question_id\": 4, \"text\": \"There are 3.\"}\n{\"question_id\": 2, \"text\": \"2\"}\n");
     char *o = path_join(test_tmpdir(), "qa.json"), args[2048], *out, *err;
     snprintf(args, sizeof(args), "eval qa --questions %s --answers %s --out %s", q, a, o);
@@ -722,7 +716,7 @@ TEST(eval_qa_cli_by_type) {
     EXPECT_NEAR(num(j, "metrics", "accuracy", NULL), 0.75, 1e-12);
     EXPECT_NEAR(num(j, "metrics", "by_type", "count", "n", NULL), 2, 0);
     cJSON_Delete(j);
-    char *bad = write_tmp("qa_bad.jsonl", "{\"question_id\": 1, \"answer\": 5}\n");
+    char *bad = test_write_tmp("qa_bad.jsonl", "{\"question_id\": 1, \"answer\": 5}\n");
     snprintf(args, sizeof(args), "eval qa --questions %s --answers %s", bad, a);
     expect_cli_error(args, "qa_bad.jsonl:1", "answer", NULL);
     snprintf(args, sizeof(args), "eval qa --questions %s --answers %s --rule fuzzy", q, a);

@@ -58,6 +58,12 @@ static void remove_tmpdir(void) {
     }
 }
 
+char *test_write_tmp(const char *name, const char *text) {
+    char *path = path_join(test_tmpdir(), name);
+    write_file_atomic(path, text, strlen(text));
+    return path;
+}
+
 int test_files_equal(const char *a, const char *b) {
     size_t na, nb;
     char *x = read_file(a, &na), *y = read_file(b, &nb);

@@ -94,12 +94,6 @@ TEST(sample_augment_is_seeded_and_changes_answers) {
 
 // ---- vlm data seva ---------------------------------------------------------------------------------
 
-static char *write_tmp(const char *name, const char *text) {
-    char *p = path_join(test_tmpdir(), name);
-    write_file_atomic(p, text, strlen(text));
-    return p;
-}
-
 static cJSON **read_lines(const char *text, int *n) {
     cJSON **v = NULL;
     *n = 0;
@@ -131,16 +125,16 @@ static const char *str_of(const cJSON *j, const char *k) {
 }
 
 TEST(data_seva_pairs) {
-    char *q = write_tmp("seva_q.jsonl", "{\"image\": \"a.png\", \"prompt\": \"What shape?\"}\n"
+    char *q = test_write_tmp("seva_q.jsonl", "{\"image\": \"a.png\", \"prompt\": \"What shape?\"}\n"
                                         "{\"image\": \"b.png\", \"prompt\": \"What color?\"}\n"
                                         "{\"image\": \"c.png\", \"prompt\": \"How many?\"}\n"
                                         "{\"image\": \"d.png\", \"prompt\": \"Where?\"}\n");
     // question 1: the same answer; question 2: the same after SeVa's cleaning; question 3: no rejected answer
-    char *a = write_tmp("seva_a.jsonl", "{\"index\": 0, \"sample\": 0, \"text\": \"A circle.\"}\n"
+    char *a = test_write_tmp("seva_a.jsonl", "{\"index\": 0, \"sample\": 0, \"text\": \"A circle.\"}\n"
                                         "{\"index\": 1, \"sample\": 0, \"text\": \"Red.\"}\n"
                                         "{\"index\": 2, \"sample\": 0, \"text\": \"Two.</s>\"}\n"
                                         "{\"index\": 3, \"sample\": 0, \"text\": \"Left.\"}\n");
-    char *b = write_tmp("seva_b.jsonl", "{\"index\": 2, \"sample\": 0, \"text\": \"Two.\\n\"}\n"
+    char *b = test_write_tmp("seva_b.jsonl", "{\"index\": 2, \"sample\": 0, \"text\": \"Two.\\n\"}\n"
                                         "{\"index\": 0, \"sample\": 0, \"text\": \"A square.\"}\n"
                                         "{\"index\": 1, \"sample\": 0, \"text\": \"Red.\"}\n");
     char args[1024];
@@ -156,7 +150,7 @@ TEST(data_seva_pairs) {
     free_lines(v, n);
     free(out);
     // a sample index past the questions: named by file and line
-    char *bad = write_tmp("seva_bad.jsonl", "{\"index\": 0, \"text\": \"x\"}\n{\"index\": 9, \"text\": \"y\"}\n");
+    char *bad = test_write_tmp("seva_bad.jsonl", "{\"index\": 0, \"text\": \"x\"}\n{\"index\": 9, \"text\": \"y\"}\n");
     snprintf(args, sizeof(args), "data seva --questions %s --chosen %s --rejected %s", q, a, bad);
     char *err;
     EXPECT(test_run_vlm(args, &out, &err) != 0);
@@ -183,11 +177,11 @@ static char *tiny_clip(void) {
     snprintf(path, sizeof(path), "%s/config.json", cfg_dir);
     write_file_atomic(path, js, strlen(js));
     free(js); cJSON_Delete(c); free(text);
-    char *data = write_tmp("tiny_clip_data.jsonl", "");
+    char *data = test_write_tmp("tiny_clip_data.jsonl", "");
     free(data);
     snprintf(cmd, sizeof(cmd), "cp " MODELS "llava_gqa/images/*.png %s/", test_tmpdir());
     if (system(cmd) != 0) fatal("setup");
-    data = write_tmp("tiny_clip_data.jsonl", "{\"image\": \"a.png\", \"caption\": \"a red circle\"}\n"
+    data = test_write_tmp("tiny_clip_data.jsonl", "{\"image\": \"a.png\", \"caption\": \"a red circle\"}\n"
                                              "{\"image\": \"b.png\", \"caption\": \"two blue squares\"}\n"
                                              "{\"image\": \"gray.png\", \"caption\": \"a gray picture\"}\n");
     char args[2048], *out, *err;
@@ -204,7 +198,7 @@ static char *bpe_path(void) { return path_join(test_shared_data(), "tokenizers/c
 
 TEST(score_cli_clip_similarity) {
     char *clip = tiny_clip(), *bpe = bpe_path(), args[2048];
-    char *d = write_tmp("score.jsonl", "{\"image\": \"a.png\", \"text\": \"a red circle\", \"id\": 7}\n"
+    char *d = test_write_tmp("score.jsonl", "{\"image\": \"a.png\", \"text\": \"a red circle\", \"id\": 7}\n"
                                        "{\"image\": \"a.png\", \"image2\": \"a.png\"}\n"
                                        "{\"image\": \"b.png\", \"text\": \"two blue squares on the left\"}\n"
                                        "{\"image\": \"a.png\", \"image2\": \"gray.png\"}\n");
@@ -243,7 +237,7 @@ TEST(score_cli_clip_similarity) {
     free_lines(v, n);
     free(out); free(out1);
     // a record with both "text" and "image2", and a CLIP whose vocabulary cannot hold the BPE ids
-    char *bad = write_tmp("score_bad.jsonl", "{\"image\": \"a.png\", \"text\": \"x\"}\n{\"image\": \"a.png\", \"text\": \"x\", \"image2\": \"b.png\"}\n");
+    char *bad = test_write_tmp("score_bad.jsonl", "{\"image\": \"a.png\", \"text\": \"x\"}\n{\"image\": \"a.png\", \"text\": \"x\", \"image2\": \"b.png\"}\n");
     char *err;
     snprintf(args, sizeof(args), "score --clip %s --tokenizer %s --data %s --device cpu", clip, bpe, bad);
     EXPECT(test_run_vlm(args, &out, &err) != 0);
@@ -257,10 +251,10 @@ TEST(score_cli_clip_similarity) {
 
 TEST(data_clipdpo_and_mvc) {
     char *clip = tiny_clip(), *bpe = bpe_path(), args[2048];
-    char *q = write_tmp("cd_q.jsonl", "{\"image\": \"a.png\", \"prompt\": \"Describe the image.\"}\n"
+    char *q = test_write_tmp("cd_q.jsonl", "{\"image\": \"a.png\", \"prompt\": \"Describe the image.\"}\n"
                                       "{\"prompt\": \"No image here.\"}\n"
                                       "{\"image\": \"b.png\", \"prompt\": \"Describe the image.\"}\n");
-    char *s = write_tmp("cd_s.jsonl", "{\"index\": 0, \"sample\": 0, \"text\": \"a red circle\"}\n"
+    char *s = test_write_tmp("cd_s.jsonl", "{\"index\": 0, \"sample\": 0, \"text\": \"a red circle\"}\n"
                                       "{\"index\": 0, \"sample\": 1, \"text\": \"a blue square\"}\n"
                                       "{\"index\": 0, \"sample\": 2, \"text\": \"a gray picture\"}\n"
                                       "{\"index\": 1, \"sample\": 0, \"text\": \"x\"}\n"
@@ -278,7 +272,7 @@ TEST(data_clipdpo_and_mvc) {
     if (n == 1) {
         EXPECT(!strcmp(str_of(v[0], "image"), "a.png"));
         // chosen is the best of the three by vlm score's own numbers, rejected the worst
-        char *sd = write_tmp("cd_score.jsonl", "{\"image\": \"a.png\", \"text\": \"a red circle\"}\n"
+        char *sd = test_write_tmp("cd_score.jsonl", "{\"image\": \"a.png\", \"text\": \"a red circle\"}\n"
                                                "{\"image\": \"a.png\", \"text\": \"a blue square\"}\n"
                                                "{\"image\": \"a.png\", \"text\": \"a gray picture\"}\n");
         snprintf(args, sizeof(args), "score --clip %s --tokenizer %s --data %s --device cpu", clip, bpe, sd);
@@ -299,7 +293,7 @@ TEST(data_clipdpo_and_mvc) {
     free_lines(v, n);
     free(out);
     // MVC: every record with its image cosine (identical images: 1), then a threshold between the two keeps one
-    char *mv = write_tmp("mvc_in.json", "[{\"instruction_prompt\": \"q\", \"chosen_images\": [\"a.png\"], \"rejected_images\": [\"a.png\"], "
+    char *mv = test_write_tmp("mvc_in.json", "[{\"instruction_prompt\": \"q\", \"chosen_images\": [\"a.png\"], \"rejected_images\": [\"a.png\"], "
                                         "\"chosen_response\": \"x\", \"rejected_response\": \"y\"},\n"
                                         " {\"instruction_prompt\": \"q\", \"chosen_images\": [\"a.png\"], \"rejected_images\": [\"gray.png\"], "
                                         "\"chosen_response\": \"x\", \"rejected_response\": \"y\"}]\n");

@@ -450,12 +450,6 @@ TEST(shard_batch_shares_images_between_records) {
 
 // ---- vlm data pack / bench ---------------------------------------------------------------------------
 
-static char *write_text(const char *name, const char *text) {
-    char *p = tmp_path(name);
-    write_file_atomic(p, text, strlen(text));
-    return p;
-}
-
 // Packs with the CLI; returns the exit status, stdout and stderr (malloc'd).
 static int pack(const char *input, const char *kind, const char *out, const char *extra, char **o, char **e) {
     char args[2048];
@@ -474,7 +468,7 @@ static void expect_image(const Shard *s, uint32_t i, const char *name, const Pre
 }
 
 TEST(shard_pack_cli_llava) {
-    char *in = write_text("pack_llava.json",
+    char *in = test_write_tmp("pack_llava.json",
         "[{\"id\": \"a\", \"image\": \"astronaut.png\", \"conversations\": [{\"from\": \"human\", \"value\": \"<image>\\nWho?\"},"
         " {\"from\": \"gpt\", \"value\": \"An astronaut.\"}]},\n"
         " {\"id\": \"b\", \"image\": \"chelsea.png\", \"conversations\": [{\"from\": \"human\", \"value\": \"<image>\\nWhat?\"},"
@@ -519,7 +513,7 @@ TEST(shard_pack_cli_llava) {
 }
 
 TEST(shard_pack_cli_pope_pref_mvc) {
-    char *in = write_text("pack_pope.json",
+    char *in = test_write_tmp("pack_pope.json",
         "{\"question_id\": 11, \"image\": \"coffee.png\", \"text\": \"Is there a cup in the image?\", \"label\": \"yes\"}\n"
         "{\"question_id\": 12, \"image\": \"coffee.png\", \"text\": \"Is there a dog in the image?\", \"label\": \"no\"}\n"
         "{\"question_id\": 13, \"image\": \"chelsea.png\", \"text\": \"Is there a cat in the image?\", \"label\": \"yes\"}\n");
@@ -540,7 +534,7 @@ TEST(shard_pack_cli_pope_pref_mvc) {
     shard_close(&s);
     free(o); free(e); free(out); free(in);
 
-    in = write_text("pack_pref.jsonl",
+    in = test_write_tmp("pack_pref.jsonl",
         "{\"image\": \"coffee.png\", \"prompt\": \"<image>\\nWhat is this?\", \"chosen\": \"Coffee.\", \"rejected\": \"Tea.\"}\n"
         "{\"prompt\": \"Say hi.\", \"chosen\": \"Hi.\", \"rejected\": \"No.\"}\n");
     out = tmp_path("pack_pref.shard");
@@ -554,7 +548,7 @@ TEST(shard_pack_cli_pope_pref_mvc) {
     shard_close(&s);
     free(o); free(e); free(out); free(in);
 
-    in = write_text("pack_mvc.json",
+    in = test_write_tmp("pack_mvc.json",
         "[{\"system_prompt\": \"sys\", \"instruction_prompt\": \"Which way does the motorcycle face?\",\n"
         "  \"chosen_images\": [\"motorcycle_left.png\"], \"rejected_images\": [\"motorcycle_right.png\"],\n"
         "  \"chosen_response\": \"Left view.\", \"rejected_response\": \"Right view.\"},\n"
@@ -585,7 +579,7 @@ TEST(shard_pack_cli_pope_pref_mvc) {
 TEST(shard_pack_cli_bad_input) {
     char *o, *e;
     // a bad record: named, non-zero exit, nothing written
-    char *in = write_text("pack_bad.json",
+    char *in = test_write_tmp("pack_bad.json",
         "[{\"image\": \"coffee.png\", \"conversations\": [{\"from\": \"human\", \"value\": \"q\"}, {\"from\": \"gpt\", \"value\": \"a\"}]},\n"
         " {\"image\": \"coffee.png\", \"conversations\": [{\"from\": \"gpt\", \"value\": \"a\"}]}]");
     char *out = tmp_path("pack_bad.shard"), *tmp = tmp_path("pack_bad.shard.tmp");
@@ -601,7 +595,7 @@ TEST(shard_pack_cli_bad_input) {
     // an unreadable image: names the record and the file
     out = tmp_path("pack_badimg.shard");
     tmp = tmp_path("pack_badimg.shard.tmp");
-    in = write_text("pack_badimg.jsonl",
+    in = test_write_tmp("pack_badimg.jsonl",
         "{\"image\": \"coffee.png\", \"prompt\": \"q\", \"chosen\": \"a\", \"rejected\": \"b\"}\n"
         "{\"image\": \"truncated.jpg\", \"prompt\": \"q\", \"chosen\": \"a\", \"rejected\": \"b\"}\n"
         "{\"image\": \"no_such.png\", \"prompt\": \"q\", \"chosen\": \"a\", \"rejected\": \"b\"}\n");

@@ -420,15 +420,9 @@ TEST(tokenizer_utf8) {
 // ---------------------------------------------------------------------------------------------------------------
 // vlm tokenize
 
-static char *write_tmp(const char *name, const char *content) {
-    char *p = path_join(test_tmpdir(), name);
-    write_file_atomic(p, content, strlen(content));
-    return p;
-}
-
 TEST(tokenizer_cli_encode) {
     char *model = sp_model_path();
-    char *in = write_tmp("tok_in.jsonl", "{\"text\": \"Hello world\"}\n\n{\"text\": \"USER: <image>\\nHi\"}\n"
+    char *in = test_write_tmp("tok_in.jsonl", "{\"text\": \"Hello world\"}\n\n{\"text\": \"USER: <image>\\nHi\"}\n"
                                          "{\"text\": \"\"}\n");
     char cmd[800], *out, *errs;
     snprintf(cmd, sizeof(cmd), "tokenize --tokenizer %s --bos < %s", model, in);
@@ -443,7 +437,7 @@ TEST(tokenizer_cli_encode) {
     EXPECTF(!strncmp(out, "{\"ids\":[15043,3186,2]}\n{\"ids\":[3148,1001,29901,529,3027,29958", 60), "stdout: %s", out);
     free(out); free(errs);
     // decode
-    char *din = write_tmp("tok_dec.jsonl", "{\"ids\": [1, 15043, 3186]}\n{\"ids\": [3148, 1001, 29901, 29871, 32000, 29871, 13]}\n");
+    char *din = test_write_tmp("tok_dec.jsonl", "{\"ids\": [1, 15043, 3186]}\n{\"ids\": [3148, 1001, 29901, 29871, 32000, 29871, 13]}\n");
     snprintf(cmd, sizeof(cmd), "tokenize --tokenizer %s --decode < %s", model, din);
     rc = test_run_vlm(cmd, &out, &errs);
     EXPECTF(rc == 0, "rc %d, stderr: %s", rc, errs);
@@ -462,7 +456,7 @@ TEST(tokenizer_cli_encode) {
 
 TEST(tokenizer_cli_clip) {
     char *vocab = clip_vocab_path();
-    char *in = write_tmp("clip_in.jsonl", "{\"text\": \"A photo of a cat\"}\n");
+    char *in = test_write_tmp("clip_in.jsonl", "{\"text\": \"A photo of a cat\"}\n");
     char cmd[800], *out, *errs;
     snprintf(cmd, sizeof(cmd), "tokenize --tokenizer %s --bos --eos < %s", vocab, in);
     int rc = test_run_vlm(cmd, &out, &errs);
@@ -477,7 +471,7 @@ TEST(tokenizer_cli_clip) {
     rc = test_run_vlm(cmd, &out, &errs);
     EXPECTF(!strcmp(out, "{\"ids\":[49406,320,1125,49407]}\n"), "stdout: %s", out);
     free(out); free(errs);
-    char *din = write_tmp("clip_dec.jsonl", "{\"ids\": [49406, 320, 1125, 539, 320, 2368, 49407]}\n");
+    char *din = test_write_tmp("clip_dec.jsonl", "{\"ids\": [49406, 320, 1125, 539, 320, 2368, 49407]}\n");
     snprintf(cmd, sizeof(cmd), "tokenize --tokenizer %s --decode < %s", vocab, din);
     rc = test_run_vlm(cmd, &out, &errs);
     EXPECTF(rc == 0 && !strcmp(out, "{\"text\":\"a photo of a cat \"}\n"), "stdout: %s", out);
@@ -499,7 +493,7 @@ TEST(tokenizer_cli_malformed) {
         {"{\"ids\": \"1 2\"}\n", "line 1: no \"ids\" array", "--decode"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char *in = write_tmp("bad_in.jsonl", cases[i].input);
+        char *in = test_write_tmp("bad_in.jsonl", cases[i].input);
         char cmd[800], *out, *errs;
         snprintf(cmd, sizeof(cmd), "tokenize --tokenizer %s %s < %s", model, cases[i].flags, in);
         int rc = test_run_vlm(cmd, &out, &errs);

@@ -270,7 +270,7 @@ int clip_train_run(const TrainConfig *c) {
         }
         metrics_write(&log, rec);
         cJSON_Delete(rec);
-        if (!c->quiet) {
+        if (!c->quiet && (step % (c->log_every > 0 ? c->log_every : 1) == 0 || step == total)) {
             double eta = rate > 0 ? (total - step) / rate : 0;
             fprintf(stderr, "step %d/%d | loss %.4f | acc i2t %.2f t2i %.2f%s | lr %.2e | %.0f pairs/s | ETA %dm%02ds\n", step, total,
                     loss, acc_i, acc_t, isfinite(vloss) ? " | val" : "", lr, B * c->grad_accum / dt, (int)eta / 60, (int)eta % 60);
