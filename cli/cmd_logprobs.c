@@ -60,7 +60,7 @@ int cmd_logprobs(int argc, char **argv) {
     int max_len = 0;
     for (int i = 0; i < rs.n; i++) if (rs.r[i].n > max_len) max_len = rs.r[i].n;
     LlavaActs acts;
-    llava_acts_init(&acts, &m, batch_size, max_len, batch_size, ACTS_INFERENCE);
+    llava_acts_init(&acts, &m, batch_size, max_len, batch_size, 0, ACTS_INFERENCE);
 
     const int S = c->vision.image_size;
     int *ids = xmalloc(sizeof(int) * batch_size * max_len), *labels = xmalloc(sizeof(int) * batch_size * max_len);

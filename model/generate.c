@@ -59,7 +59,7 @@ void gen_init(Generator *g, const Llava *m, int slots, int cap_prompt, int cap_n
         if (pass == 0) arena_commit(ar);
     }
     // the prefill is llava_forward itself: one image per row at most
-    llava_acts_init(&g->pre, m, prefill_rows, cap_prompt, prefill_rows, ACTS_INFERENCE);
+    llava_acts_init(&g->pre, m, prefill_rows, cap_prompt, prefill_rows, 0, ACTS_INFERENCE);
     g->capture.k = kv->k;
     g->capture.v = kv->v;
     g->capture.dst = g->dst_pre;

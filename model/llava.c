@@ -101,7 +101,7 @@ void llava_free(Llava *m) {
     params_free(&m->ps_text);
 }
 
-void llava_acts_init(LlavaActs *a, const Llava *m, int cap_rows, int cap_len, int cap_images, ActsMode mode) {
+void llava_acts_init(LlavaActs *a, const Llava *m, int cap_rows, int cap_len, int cap_images, int cap_out, ActsMode mode) {
     memset(a, 0, sizeof(*a));
     const int backward = mode != ACTS_INFERENCE;
     const LlamaKeep keep = mode == ACTS_BACKWARD ? LLAMA_KEEP_ALL : mode == ACTS_BACKWARD_RECOMPUTE ? LLAMA_KEEP_RESIDUALS
@@ -112,14 +112,14 @@ void llava_acts_init(LlavaActs *a, const Llava *m, int cap_rows, int cap_len, in
     a->cap_rows = cap_rows;
     a->cap_tokens = N;
     a->cap_images = NI;
-    a->cap_out = N;
+    a->cap_out = cap_out > 0 && cap_out < N ? cap_out : N;
     a->backward = backward;
     a->arena = arena_new(m->be);
     for (int pass = 0; pass < 2; pass++) {
         Arena *ar = &a->arena;
         arena_section(ar, "vision tower");
         vit_acts_layout(&a->v, &m->vision, NI, vision_grad, vision_grad, ar);
-        llama_acts_layout(&a->l, &m->lm, cap_rows, N, N, keep, backward, ar);
+        llama_acts_layout(&a->l, &m->lm, cap_rows, N, a->cap_out, keep, backward, ar);
         arena_section(ar, "projector and inputs");
         a->pixels = arena_act(ar, (size_t)NI * 3 * S * S);
         a->feats = arena_act(ar, (size_t)NI * P * Cv);

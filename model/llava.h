@@ -86,8 +86,10 @@ typedef struct {
 // the decoder layers recomputed in the backward pass: see LlamaKeep in model/llama.h).
 typedef enum { ACTS_INFERENCE, ACTS_BACKWARD, ACTS_BACKWARD_RECOMPUTE } ActsMode;
 
-// Capacity: rows, tokens per row, distinct images per batch.
-void llava_acts_init(LlavaActs *a, const Llava *m, int cap_rows, int cap_len, int cap_images, ActsMode mode);
+// Capacity: rows, tokens per row, distinct images per batch, and positions that get logits (cap_out; 0: every
+// token). The logits buffer is (cap_out, vocab): with 576 image tokens per row a training batch labels a
+// small part of its positions, so a tight cap_out saves most of that buffer.
+void llava_acts_init(LlavaActs *a, const Llava *m, int cap_rows, int cap_len, int cap_images, int cap_out, ActsMode mode);
 void llava_acts_free(LlavaActs *a);
 // Validates the batch (ids in the vocabulary, image-token counts, lengths) with errors naming the row,
 // runs the model, and fills a->logp / a->row_logp. Returns 0, or dies with a clear message.

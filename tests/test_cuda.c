@@ -452,8 +452,8 @@ static void check_llava_on_gpu(const char *name) {
         free(w);
     }
     LlavaActs ac, ag;
-    llava_acts_init(&ac, &mc, B, T, NI, ACTS_BACKWARD);
-    llava_acts_init(&ag, &mg, B, T, NI, ACTS_BACKWARD);
+    llava_acts_init(&ac, &mc, B, T, NI, 0, ACTS_BACKWARD);
+    llava_acts_init(&ag, &mg, B, T, NI, 0, ACTS_BACKWARD);
     LlavaBatch batch = {.B = B, .T = T, .ids = ids, .labels = labels, .lengths = lengths, .image_of_row = img,
                         .n_images = NI, .pixels = pixels, .all_logits = 1};
     llava_forward(&mc, &ac, &batch);

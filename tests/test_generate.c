@@ -258,7 +258,7 @@ static void check_cache_vs_full(const char *name) {
     Generator g;
     gen_init(&g, &m, 3, 32, steps + 1, 2);
     LlavaActs full;
-    llava_acts_init(&full, &m, 1, 32 + steps + 1, 1, ACTS_INFERENCE);
+    llava_acts_init(&full, &m, 1, 32 + steps + 1, 1, 0, ACTS_INFERENCE);
     // the prefill batch: right-padded rows, the image row's pixels as image 0
     const int T = rows[0]->n > rows[1]->n ? rows[0]->n : rows[1]->n, S = m.cfg.vision.image_size;
     int ids[2 * 64], lengths[2], img_of[2] = {0, -1};

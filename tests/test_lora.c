@@ -53,7 +53,7 @@ static void rig_init(LoraRig *r, float dropout, int attach, ActsMode mode) {
         r->lo.seed = 99;
         r->m.lm.lora = &r->lo;
     }
-    llava_acts_init(&r->a, &r->m, B, T, NI, mode);
+    llava_acts_init(&r->a, &r->m, B, T, NI, 0, mode);
 }
 
 static double rig_loss(LoraRig *r) {
@@ -114,7 +114,7 @@ TEST(lora_merge_equals_unmerged_and_disable_is_base) {
     lora_merge(&r.lo, &r.m.lm);  // fold into the weights, then run without adapters
     r.m.lm.lora = NULL;
     LlavaActs plain;
-    llava_acts_init(&plain, &r.m, r.b.B, r.b.T, r.b.n_images, ACTS_INFERENCE);
+    llava_acts_init(&plain, &r.m, r.b.B, r.b.T, r.b.n_images, 0, ACTS_INFERENCE);
     llava_forward(&r.m, &plain, &r.b);
     for (int i = 0; i < r.b.B; i++) EXPECT_NEAR(plain.row_logp[i], rows[i], 1e-10);
     llava_acts_free(&plain);

@@ -107,7 +107,7 @@ static void check_llava_fixture(const char *name, ActsMode mode) {
     float *want_loss = ex_f32(ex, "loss", NULL);
 
     LlavaActs a;
-    llava_acts_init(&a, &m, B, T, NI, mode);
+    llava_acts_init(&a, &m, B, T, NI, 0, mode);
     LlavaBatch batch = {.B = B, .T = T, .ids = ids, .labels = labels, .lengths = lengths, .image_of_row = image_of_row,
                         .n_images = NI, .pixels = pixels, .all_logits = 1};
     llava_forward(&m, &a, &batch);
@@ -173,7 +173,7 @@ TEST(recompute_gradients_equal_kept_bitwise) {
         Llava m;
         llava_load(&m, &backend_cpu, dir, (LlavaTrainable){1, 1, 1});
         LlavaActs a;
-        llava_acts_init(&a, &m, B, T, NI, k == 0 ? ACTS_BACKWARD : ACTS_BACKWARD_RECOMPUTE);
+        llava_acts_init(&a, &m, B, T, NI, 0, k == 0 ? ACTS_BACKWARD : ACTS_BACKWARD_RECOMPUTE);
         arena_bytes[k] = a.arena.cap;
         llava_forward(&m, &a, &batch);
         double *dlogp = xcalloc(a.M, sizeof(double));

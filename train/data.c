@@ -548,16 +548,25 @@ void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int p
     memset(b, 0, sizeof(*b));
     const int S = d->image_size;
     b->pack = pack;
-    // per group: the most physical rows one example puts there, and the longest such row in the data
-    int rows[2] = {0, 0}, len[2] = {1, 1};
+    // per group: the most physical rows one example puts there, the longest such row in the data, and the
+    // most labelled tokens one example has there (each is at most one output, a logits row)
+    int rows[2] = {0, 0}, len[2] = {1, 1}, outs[2] = {1, 1};
     for (int i = 0; i < d->n; i++) {
-        int plan[6][2], r[2] = {0, 0}, np = example_plan(&d->ex[i], pack, plan);
+        const TrainExample *ex = &d->ex[i];
+        int plan[6][2], r[2] = {0, 0}, o[2] = {0, 0}, np = example_plan(ex, pack, plan);
         for (int k = 0; k < np; k++) {
-            int g = d->ex[i].rows[plan[k][0]].image < 0, n = planned_length(&d->ex[i], plan[k]);
+            int g = ex->rows[plan[k][0]].image < 0, n = planned_length(ex, plan[k]);
             r[g]++;
             if (n > len[g]) len[g] = n;
         }
-        for (int g = 0; g < 2; g++) if (r[g] > rows[g]) rows[g] = r[g];
+        for (int k = 0; k < ex->n_rows; k++) {
+            const TrainRow *row = &ex->rows[k];
+            for (int t = 0; t < row->n; t++) o[row->image < 0] += row->labels[t] != -100;
+        }
+        for (int g = 0; g < 2; g++) {
+            if (r[g] > rows[g]) rows[g] = r[g];
+            if (o[g] > outs[g]) outs[g] = o[g];
+        }
     }
     b->cap_rows = max_examples * recipe_rows(d->recipe);
     b->cap_images = max_examples * 2;
@@ -569,7 +578,7 @@ void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int p
         BatchGroup *G = &b->g[g];
         G->cap_rows = max_examples * rows[g];
         G->cap_len = len[g];
-        G->cap_out = (G->cap_rows ? G->cap_rows : 1) * G->cap_len;
+        G->cap_out = max_examples * outs[g];
         size_t cells = (size_t)(G->cap_rows ? G->cap_rows : 1) * G->cap_len;
         G->ids = xmalloc(sizeof(int) * cells);
         G->pos = xmalloc(sizeof(int) * cells);

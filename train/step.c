@@ -11,7 +11,7 @@ void batch_acts_init(BatchActs *ba, const Llava *m, const TrainBatch *tb, ActsMo
     for (int g = 0; g < 2; g++) {
         const BatchGroup *G = &tb->g[g];
         if (G->cap_rows == 0) continue;
-        llava_acts_init(&ba->a[g], m, G->cap_rows, G->cap_len, g == 0 ? tb->cap_images : 0, mode);
+        llava_acts_init(&ba->a[g], m, G->cap_rows, G->cap_len, g == 0 ? tb->cap_images : 0, G->cap_out, mode);
         if (ba->a[g].cap_out < G->cap_out) fatal("internal: batch outputs exceed the activation layout");
         ba->dlogp[g] = xmalloc(sizeof(double) * ba->a[g].cap_tokens);
         ba->has[g] = 1;
