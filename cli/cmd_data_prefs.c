@@ -123,15 +123,23 @@ static void out_close(Out *o) {
     free(o->buf);
 }
 
+// An empty result is an error unless the caller allows it (the demo goes on without that method).
+static void no_pairs_check(int kept, int allow_empty, const char *what) {
+    if (kept > 0) return;
+    if (!allow_empty) fatal("%s", what);
+    fprintf(stderr, "vlm: warning: %s (--allow-empty: an empty file)\n", what);
+}
+
 // ---- seva ---------------------------------------------------------------------------------------------
 
 static const char *seva_help =
-    "usage: vlm data seva --questions Q.jsonl --chosen A.jsonl --rejected B.jsonl [--repeat K] [--out FILE]\n"
+    "usage: vlm data seva --questions Q.jsonl --chosen A.jsonl --rejected B.jsonl [--repeat K] [--allow-empty] [--out FILE]\n"
     "\n"
     "SeVa's pairs (research/methods.md §3.2): A holds `vlm sample` answers on the original images, B the\n"
     "answers on augmented images (`vlm sample --augment diffusion:500`, greedy both). A question becomes\n"
     "{image, prompt, chosen: A's answer, rejected: B's answer} unless the two answers are the same string\n"
-    "after removing \"</s>\" and newlines (SeVa's filter). --repeat K writes each pair K times (SeVa used 2).\n";
+    "after removing \"</s>\" and newlines (SeVa's filter). --repeat K writes each pair K times (SeVa used 2).\n"
+    "No pair at all is an error, unless --allow-empty (then an empty file and a warning).\n";
 
 int data_seva(int argc, char **argv) {
     Args a = args_init("vlm data seva", argc, argv);
@@ -139,6 +147,7 @@ int data_seva(int argc, char **argv) {
     const char *qp = arg_str(&a, "--questions", NULL), *ap = arg_str(&a, "--chosen", NULL), *bp = arg_str(&a, "--rejected", NULL);
     const char *out_path = arg_str(&a, "--out", NULL);
     long repeat = arg_int(&a, "--repeat", 1);
+    const int allow_empty = arg_flag(&a, "--allow-empty");
     args_finish(&a);
     if (!qp || !ap || !bp) fatal("vlm data seva: --questions, --chosen and --rejected are required (see --help)");
     if (repeat < 1 || repeat > 100) fatal("vlm data seva: --repeat must be between 1 and 100");
@@ -160,7 +169,7 @@ int data_seva(int argc, char **argv) {
     for (int i = 0; i < q.n; i++) { free(ca[i]); free(cb[i]); }
     free(ca); free(cb);
     questions_free(&q);
-    if (kept == 0) fatal("vlm data seva: no pair survived: every question's two answers are the same");
+    no_pairs_check(kept, allow_empty, "vlm data seva: no pair survived: every question's two answers are the same");
     return 0;
 }
 
@@ -168,13 +177,14 @@ int data_seva(int argc, char **argv) {
 
 static const char *clipdpo_help =
     "usage: vlm data clipdpo --questions Q.jsonl --samples S.jsonl --clip DIR [--n K] [--tokenizer F]\n"
-    "                        [--min-gap G] [--max-length-ratio R] [--min-score X] [--device D] [--out FILE]\n"
+    "                        [--min-gap G] [--max-length-ratio R] [--min-score X] [--device D] [--allow-empty] [--out FILE]\n"
     "\n"
     "CLIP-DPO's pairs (research/methods.md §2.2): S holds K sampled candidates per question (`vlm sample\n"
     "--n K --temperature 1`); each gets its CLIPScore (100 x cosine) with the question's image under the\n"
     "CLIPModel in DIR. The best becomes chosen and the worst rejected when their gap is at least G (default\n"
     "2) and the longer is at most R times the shorter in words (default 2); candidates below --min-score\n"
-    "take no part. Identical candidates count once. Questions without an image are skipped.\n";
+    "take no part. Identical candidates count once. Questions without an image are skipped.\n"
+    "No pair at all is an error, unless --allow-empty (then an empty file and a warning).\n";
 
 int data_clipdpo(int argc, char **argv) {
     Args a = args_init("vlm data clipdpo", argc, argv);
@@ -185,6 +195,7 @@ int data_clipdpo(int argc, char **argv) {
     long k = arg_int(&a, "--n", 5);
     double min_gap = arg_float(&a, "--min-gap", 2), max_ratio = arg_float(&a, "--max-length-ratio", 2);
     double min_score = arg_float(&a, "--min-score", -INFINITY);
+    const int allow_empty = arg_flag(&a, "--allow-empty");
     args_finish(&a);
     if (!qp || !sp || !clip) fatal("vlm data clipdpo: --questions, --samples and --clip are required (see --help)");
     if (k < 2 || k > 4096) fatal("vlm data clipdpo: --n must be between 2 and 4096 (candidates per question)");
@@ -237,7 +248,7 @@ int data_clipdpo(int argc, char **argv) {
     free(cand); free(ei); free(et); free(score); free(words); free(idx); free(texts); free(dir);
     clipscore_close(&s);
     questions_free(&q);
-    if (kept == 0) fatal("vlm data clipdpo: no pair passed the filters");
+    no_pairs_check(kept, allow_empty, "vlm data clipdpo: no pair passed the filters");
     return 0;
 }
 
@@ -245,14 +256,14 @@ int data_clipdpo(int argc, char **argv) {
 
 static const char *mvc_help =
     "usage: vlm data mvc --data MVC.json --clip DIR [--min-sim X] [--max-sim Y] [--tokenizer F] [--images DIR]\n"
-    "                    [--device D] [--out FILE]\n"
+    "                    [--device D] [--allow-empty] [--out FILE]\n"
     "\n"
     "S-VCO's vision-centric filter (research/methods.md §1.3): keeps the minimal-contrast records (JSON array\n"
     "or JSON Lines with chosen_images, rejected_images, ...) whose first chosen and first rejected image have\n"
     "an image-image cosine under the CLIPModel in DIR within [X, Y] (default [0.7, 1]: pairs a CLIP-like\n"
     "encoder finds hard to tell apart). The paper's second condition (DINOv2 similarity < 0.5) needs a model\n"
     "we do not have; --max-sim is the knob to drop near-duplicates instead. Records keep every field; each\n"
-    "gains \"image_cosine\". Output: JSON Lines.\n";
+    "gains \"image_cosine\". Output: JSON Lines. No record kept is an error, unless --allow-empty.\n";
 
 int data_mvc(int argc, char **argv) {
     Args a = args_init("vlm data mvc", argc, argv);
@@ -261,6 +272,7 @@ int data_mvc(int argc, char **argv) {
     const char *images = arg_str(&a, "--images", NULL), *device = arg_str(&a, "--device", "auto");
     const char *out_path = arg_str(&a, "--out", NULL);
     double lo = arg_float(&a, "--min-sim", 0.7), hi = arg_float(&a, "--max-sim", 1.0);
+    const int allow_empty = arg_flag(&a, "--allow-empty");
     args_finish(&a);
     if (!dp || !clip) fatal("vlm data mvc: --data and --clip are required (see --help)");
     if (!(lo <= hi)) fatal("vlm data mvc: --min-sim must not exceed --max-sim");
@@ -314,6 +326,6 @@ int data_mvc(int argc, char **argv) {
     fprintf(stderr, "mvc: %d records -> %d kept with image cosine in [%g, %g] (mean cosine %.3f)\n", n, kept, lo, hi, sum / n);
     free(e); free(recs); free(paths); free(dir);
     clipscore_close(&s);
-    if (kept == 0) fatal("vlm data mvc: no record passed the similarity filter");
+    no_pairs_check(kept, allow_empty, "vlm data mvc: no record passed the similarity filter");
     return 0;
 }

@@ -11,9 +11,11 @@
 #   6. every model evaluated on held-out scenes: POPE random/popular/adversarial, CHAIR, MMVP, QA;
 #      a table (mean +- std over seeds) and loss curves under notes/results/
 #
-# Usage: bash demo/run.sh [smoke|full] (what `make demo` runs: smoke on a machine without a GPU, full
-# with one). Environment: DEMO_OUT (work folder, default demo-out/CONFIG), SEEDS (default "1" for smoke,
-# "1 2 3" for full), VLM (the binary, default ./vlm), DEVICE (auto).
+# Usage: bash demo/run.sh [smoke|full|test] (what `make demo` runs: smoke on a machine without a GPU, full
+# with one; test is the test suite's tiny run). Environment: DEMO_OUT (work folder, default
+# demo-out/CONFIG), RESULTS (default notes/results/demo-CONFIG), SEEDS (default "1" for smoke and test,
+# "1 2 3" for full), VLM (the binary, default ./vlm), DEVICE (auto), BPE and SPM (the CLIP BPE and
+# LLaMA tokenizer files, default ../shared/data/tokenizers/).
 set -euo pipefail
 CONFIG=${1:-smoke}
 VLM=${VLM:-./vlm}
@@ -23,6 +25,15 @@ BPE=${BPE:-../shared/data/tokenizers/clip_bpe_simple_vocab_16e6.txt.gz}
 SPM=${SPM:-../shared/data/tokenizers/llama2_tokenizer.model}
 
 case $CONFIG in
+test)   # the test suite's run (tests/test_demo.c): every stage at the smallest size, in well under a minute
+    SEEDS=${SEEDS:-1}
+    SIZE=32; TRAIN=40; EVAL=4; PAIRS=16
+    CLIP_WIDTH=32; CLIP_LAYERS=1; CLIP_STEPS=6; CLIP_BATCH=16; CLIP_LR=2e-3
+    LM_WIDTH=32; LM_LAYERS=1; LM_FFN=64
+    SFT_STEPS=6; SFT_BATCH=8; SFT_LR=2e-3
+    PREF_QUESTIONS=8; CANDIDATES=3; PREF_STEPS=2; PREF_BATCH=2; PREF_LR=2e-5
+    MAX_NEW=6
+    ;;
 smoke)  # a 2-core CPU in about 10 minutes: checks that every stage runs, numbers mean little
     SEEDS=${SEEDS:-1}
     SIZE=32; TRAIN=600; EVAL=24; PAIRS=160
@@ -41,7 +52,7 @@ full)   # one H100: the study proper
     PREF_QUESTIONS=4000; CANDIDATES=5; PREF_STEPS=300; PREF_BATCH=16; PREF_LR=1e-5
     MAX_NEW=48
     ;;
-*) echo "demo/run.sh: unknown configuration '$CONFIG' (smoke or full)" >&2; exit 2 ;;
+*) echo "demo/run.sh: unknown configuration '$CONFIG' (smoke, full or test)" >&2; exit 2 ;;
 esac
 
 for f in "$BPE" "$SPM"; do
@@ -151,19 +162,19 @@ for seed in $SEEDS; do
         sample "$SFT" "$W/pref_questions.jsonl" "$P/seva_original.jsonl"
         sample "$SFT" "$W/pref_questions.jsonl" "$P/seva_noised.jsonl" --augment diffusion:500 --augment-seed "$seed"
         vlm data seva --questions "$W/pref_questions.jsonl" --chosen "$P/seva_original.jsonl" \
-            --rejected "$P/seva_noised.jsonl" --repeat 2 --out "$W/seva_seed$seed.jsonl"
+            --rejected "$P/seva_noised.jsonl" --repeat 2 --allow-empty --out "$W/seva_seed$seed.jsonl"
     fi
     if [ ! -f "$W/clipdpo_seed$seed.jsonl" ]; then
         stage "seed $seed: CLIP-DPO data ($CANDIDATES sampled captions per image, ranked by the CLIP)"
         sample "$SFT" "$W/caption_questions.jsonl" "$P/candidates.jsonl" --n "$CANDIDATES" --temperature 1 --top-p 0.95 \
             --seed "$seed"
         vlm data clipdpo --questions "$W/caption_questions.jsonl" --samples "$P/candidates.jsonl" --n "$CANDIDATES" \
-            --clip "$CLIP" --tokenizer "$BPE" --min-gap 1 --device "$DEVICE" --out "$W/clipdpo_seed$seed.jsonl"
+            --clip "$CLIP" --tokenizer "$BPE" --min-gap 1 --device "$DEVICE" --allow-empty --out "$W/clipdpo_seed$seed.jsonl"
     fi
     if [ ! -f "$W/mvc_filtered.jsonl" ]; then
         stage "MVC pairs kept by CLIP image similarity"
         vlm data mvc --data "$W/mvc.json" --clip "$CLIP" --tokenizer "$BPE" --min-sim 0.5 --device "$DEVICE" \
-            --out "$W/mvc_filtered.jsonl"
+            --allow-empty --out "$W/mvc_filtered.jsonl"
     fi
 
     # ---- 5. alignment at equal budget ----
@@ -172,6 +183,10 @@ for seed in $SEEDS; do
                 "vco vco mvc_filtered.jsonl" "svco svco mvc_filtered.jsonl"; do
         set -- $spec
         name=$1 recipe=$2 data=$3
+        if [ ! -s "$W/$data" ]; then  # a builder found no pair: the method has nothing to train on
+            stage "seed $seed: $name skipped: $data has no pairs"
+            continue
+        fi
         if [ ! -e "$S/$name/latest" ]; then
             stage "seed $seed: $name ($recipe on $data): $PREF_STEPS steps of $PREF_BATCH"
             vlm train --recipe "$recipe" --model "$SFT" --data "$W/$data" --out "$S/$name" --steps "$PREF_STEPS" \
@@ -185,7 +200,7 @@ for seed in $SEEDS; do
 done
 
 # ---- 6. the table and the curves ----------------------------------------------------------------------------
-R=notes/results/demo-$CONFIG
+R=${RESULTS:-notes/results/demo-$CONFIG}
 mkdir -p "$R"
 stage "results table"
 vlm eval table --out "$R/table.md" "${RUNS[@]}"

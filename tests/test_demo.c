@@ -1,0 +1,60 @@
+// make demo's pipeline (demo/run.sh) at its smallest size: every stage runs, every model is evaluated, the
+// table has a row per model, and a second run finds its stages done.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/common.h"
+#include "test.h"
+
+static int run_demo(const char *config, const char *out, char **log) {
+    const char *bin = getenv("VLM_BIN") ? getenv("VLM_BIN") : "./vlm";
+    char *log_path = path_join(test_tmpdir(), "demo_run.log"), cmd[2048];
+    snprintf(cmd, sizeof(cmd), "VLM=%s DEMO_OUT=%s RESULTS=%s/results DEVICE=cpu BPE=%s/tokenizers/clip_bpe_simple_vocab_16e6.txt.gz "
+             "SPM=%s/tokenizers/llama2_tokenizer.model bash demo/run.sh %s > %s 2>&1",
+             bin, out, out, test_shared_data(), test_shared_data(), config, log_path);
+    int rc = system(cmd);
+    *log = try_read_file(log_path, NULL);
+    if (!*log) *log = xstrdup("");
+    free(log_path);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+TEST(demo_pipeline_end_to_end) {
+    char *out = path_join(test_tmpdir(), "demo"), *log;
+    int rc = run_demo("test", out, &log);
+    EXPECTF(rc == 0, "demo/run.sh test: exit %d:\n%s", rc, log + (strlen(log) > 3000 ? strlen(log) - 3000 : 0));
+    const char *models[6] = {"sft", "dpo-seva", "dpo-clipdpo", "mdpo", "vco", "svco"};
+    char path[700];
+    snprintf(path, sizeof(path), "%s/results/table.md", out);
+    char *table = try_read_file(path, NULL);
+    EXPECTF(table != NULL, "no table at %s", path);
+    int rows = 0;
+    for (int i = 0; i < 6 && table; i++) {
+        char row[64];
+        snprintf(row, sizeof(row), "| %s | 1 |", models[i]);
+        // a method whose builder found no pair is skipped, and the log says so
+        char skipped[96];
+        snprintf(skipped, sizeof(skipped), "%s skipped", models[i]);
+        EXPECTF(strstr(table, row) || (i > 0 && strstr(log, skipped)), "no row for %s and no skip message:\n%s", models[i], table);
+        rows += strstr(table, row) != NULL;
+        if (!strstr(table, row)) continue;
+        const char *files[4] = {"pope.json", "chair.json", "mmvp.json", "qa.json"};
+        for (int f = 0; f < 4; f++) {
+            snprintf(path, sizeof(path), "%s/seed1/eval/%s/%s", out, models[i], files[f]);
+            EXPECTF(file_exists(path), "%s missing", path);
+        }
+    }
+    EXPECTF(rows >= 4, "only %d of 6 models in the table", rows);  // sft, vco and svco always have data
+    snprintf(path, sizeof(path), "%s/results/loss-clip.svg", out);
+    EXPECTF(file_exists(path), "%s missing", path);
+    free(table); free(log);
+    // again: every stage is found done (the table is made again)
+    rc = run_demo("test", out, &log);
+    EXPECTF(rc == 0 && !strstr(log, "CLIP contrastive pretraining") && !strstr(log, "SFT of the LLaVA") && strstr(log, "results table"),
+            "the second run redid finished stages (exit %d):\n%s", rc, log);
+    free(log);
+    rc = run_demo("bogus", out, &log);
+    EXPECTF(rc == 2 && strstr(log, "unknown configuration 'bogus'"), "exit %d: %s", rc, log);
+    free(log); free(out);
+}
