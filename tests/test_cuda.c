@@ -542,6 +542,35 @@ TEST(cuda_resume_is_bit_exact) {
     }
 }
 
+// CLIP contrastive training (the demo's first model) on the GPU: the first step's loss equals the CPU's.
+TEST(cuda_train_clip_matches_cpu) {
+    char *dir = path_join(test_tmpdir(), "cclip"), cmd[1024];
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp tests/fixtures/models/llava_gqa/images/*.png %s/", dir, dir);
+    EXPECT(system(cmd) == 0);
+    const char *text = "{\"image\": \"a.png\", \"caption_ids\": [62, 5, 6, 7, 63]}\n"
+                       "{\"image\": \"b.png\", \"caption_ids\": [62, 9, 10, 63, 0, 0]}\n"
+                       "{\"image\": \"gray.png\", \"caption_ids\": [62, 30, 63]}\n";
+    char *data = path_join(dir, "cap.jsonl");
+    write_file_atomic(data, text, strlen(text));
+    double first[2];
+    for (int dev = 0; dev < 2; dev++) {
+        char args[1024], *out, *err;
+        snprintf(args, sizeof(args), "train --recipe clip --model tests/fixtures/models/clip --data %s --out %s/run%d --steps 2 "
+                 "--batch 3 --lr 1e-3 --warmup-steps 0 --device %s --quiet", data, dir, dev, dev ? "cuda" : "cpu");
+        int rc = test_run_vlm(args, &out, &err);
+        EXPECTF(rc == 0, "clip on %s: %s", dev ? "cuda" : "cpu", err);
+        char path[700];
+        snprintf(path, sizeof(path), "%s/run%d/metrics.jsonl", dir, dev);
+        char *log = try_read_file(path, NULL);
+        const char *l = log ? strstr(log, "\"loss\":") : NULL;
+        first[dev] = l ? atof(l + 7) : NAN;
+        free(log); free(out); free(err);
+    }
+    EXPECTF(fabs(first[1] - first[0]) <= 2e-2 * fabs(first[0]), "clip first loss: cuda %.6f cpu %.6f", first[1], first[0]);
+    printf("      clip: first loss cuda %.6f / cpu %.6f\n", first[1], first[0]);
+    free(data); free(dir);
+}
+
 // Activation recomputation on the GPU: `vlm train --recompute` with our (deterministic) flash attention
 // writes the same checkpoint bytes as keeping every activation.
 TEST(cuda_recompute_same_checkpoint) {
