@@ -9,6 +9,8 @@
 #   bash dev/gpu_session.sh decode            vlm bench decode at llava-7b, B=1 and 16, next to torch_ref.py
 #   bash dev/gpu_session.sh kernels           the kernel lab: build/bench_kernels and build/bench_attention bench
 #   bash dev/gpu_session.sh sanitize          compute-sanitizer memcheck on the GPU tests
+#   bash dev/gpu_session.sh demo              the miniature study, full size, one seed (resumes finished stages
+#                                             while the machine stays warm); its table and log under $OUT
 #
 # Each phase appends "phase step rc seconds" lines to $OUT/summary.txt and keeps going after a failure,
 # so one bad step does not cost the rest of the call. The JSON lines of the benches collect in
@@ -80,8 +82,12 @@ for phase in "$@"; do
     sanitize)
         VLM_CUDA_TESTS=1 run sanitize compute-sanitizer --tool memcheck --target-processes all --error-exitcode 1 build/test_vlm cuda_
         ;;
+    demo)
+        run demo env SEEDS=1 DEMO_OUT=demo-out/full RESULTS="$OUT/demo-full" bash demo/run.sh full
+        cp demo-out/full/demo.log "$OUT/demo-full.log" 2>/dev/null
+        ;;
     *)
-        echo "unknown phase '$phase' (build test train svco50 decode kernels sanitize)" | tee -a "$OUT/summary.txt"
+        echo "unknown phase '$phase' (build test train svco50 decode kernels sanitize demo)" | tee -a "$OUT/summary.txt"
         ;;
     esac
 done
