@@ -34,7 +34,7 @@ test)   # the test suite's run (tests/test_demo.c): every stage at the smallest 
     PREF_QUESTIONS=8; CANDIDATES=3; PREF_STEPS=2; PREF_BATCH=2; PREF_LR=2e-5
     MAX_NEW=6
     ;;
-smoke)  # a 2-core CPU in about 10 minutes: checks that every stage runs, numbers mean little
+smoke)  # a 2-core CPU in about 5 minutes: checks that every stage runs, numbers mean little
     SEEDS=${SEEDS:-1}
     SIZE=32; TRAIN=600; EVAL=24; PAIRS=160
     CLIP_WIDTH=64; CLIP_LAYERS=2; CLIP_STEPS=400; CLIP_BATCH=64; CLIP_LR=2e-3
