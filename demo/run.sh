@@ -28,7 +28,7 @@ case $CONFIG in
 test)   # the test suite's run (tests/test_demo.c): every stage at the smallest size, in well under a minute
     SEEDS=${SEEDS:-1}
     SIZE=32; TRAIN=40; EVAL=4; PAIRS=16
-    CLIP_WIDTH=32; CLIP_LAYERS=1; CLIP_STEPS=6; CLIP_BATCH=16; CLIP_LR=2e-3
+    CLIP_WIDTH=32; CLIP_LAYERS=2; CLIP_STEPS=6; CLIP_BATCH=16; CLIP_LR=2e-3
     LM_WIDTH=32; LM_LAYERS=1; LM_FFN=64
     SFT_STEPS=6; SFT_BATCH=8; SFT_LR=2e-3
     PREF_QUESTIONS=8; CANDIDATES=3; PREF_STEPS=2; PREF_BATCH=2; PREF_LR=2e-5
@@ -37,7 +37,7 @@ test)   # the test suite's run (tests/test_demo.c): every stage at the smallest 
 smoke)  # a 2-core CPU in about 5 minutes: checks that every stage runs, numbers mean little
     SEEDS=${SEEDS:-1}
     SIZE=32; TRAIN=600; EVAL=24; PAIRS=160
-    CLIP_WIDTH=64; CLIP_LAYERS=2; CLIP_STEPS=400; CLIP_BATCH=64; CLIP_LR=2e-3
+    CLIP_WIDTH=64; CLIP_LAYERS=3; CLIP_STEPS=400; CLIP_BATCH=64; CLIP_LR=2e-3
     LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
     SFT_STEPS=300; SFT_BATCH=16; SFT_LR=2e-3
     PREF_QUESTIONS=96; CANDIDATES=4; PREF_STEPS=24; PREF_BATCH=4; PREF_LR=2e-5
@@ -97,11 +97,13 @@ fi
 CLIP=$(latest "$OUT/clip")
 
 # ---- 3. LLaVA: the CLIP tower + projector + decoder, SFT ------------------------------------------------
+# Features from the tower's second-to-last layer, as LLaVA takes them: CLIP's loss reads the class token of
+# the last layer only, so the last layer's patch tokens never get a gradient.
 mkdir -p "$OUT/llava_config"
 cp "$SPM" "$OUT/llava_config/tokenizer.model"
 cat > "$OUT/llava_config/config.json" <<EOF
 {"model_type": "llava", "image_token_index": 32000, "projector_hidden_act": "gelu",
- "vision_feature_layer": -1, "vision_feature_select_strategy": "default", "tie_word_embeddings": false,
+ "vision_feature_layer": -2, "vision_feature_select_strategy": "default", "tie_word_embeddings": false,
  "vision_config": {"model_type": "clip_vision_model", "hidden_size": $CLIP_WIDTH, "intermediate_size": $((4 * CLIP_WIDTH)),
    "num_hidden_layers": $CLIP_LAYERS, "num_attention_heads": 4, "image_size": $SIZE, "patch_size": $PATCH,
    "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5},
