@@ -179,6 +179,17 @@ static void buf_write(Buf *b, const char *dir, const char *name) {
     memset(b, 0, sizeof(*b));
 }
 
+// A whole JSON document (pretty-printed, newline-terminated) into dir/name; frees the document.
+static void json_write(cJSON *doc, const char *dir, const char *name) {
+    char *s = cJSON_Print(doc);
+    Buf b = {0};
+    buf_add(&b, s);
+    buf_add(&b, "\n");
+    buf_write(&b, dir, name);
+    free(s);
+    cJSON_Delete(doc);
+}
+
 static void png_sink(void *ctx, void *data, int size) {
     Buf *b = ctx;
     if (b->n + (size_t)size > b->cap) {
@@ -403,15 +414,7 @@ void synth_build(const SynthConfig *c) {
         cJSON_AddStringToObject(j, "rejected_response", a_wins ? ct.answer_b : ct.answer_a);
         cJSON_AddItemToArray(mvc, j);
     }
-    {
-        char *s = cJSON_Print(mvc);
-        Buf b = {0};
-        buf_add(&b, s);
-        buf_add(&b, "\n");
-        buf_write(&b, c->out, "mvc.json");
-        free(s);
-        cJSON_Delete(mvc);
-    }
+    json_write(mvc, c->out, "mvc.json");
 
     // ---- held-out scenes: POPE, CHAIR, QA -------------------------------------------------------------------
     Buf pope[3] = {{0}}, chair_prompts = {0}, qa_file = {0}, scenes = {0};
@@ -511,15 +514,7 @@ void synth_build(const SynthConfig *c) {
     buf_write(&chair_prompts, c->out, "chair_prompts.jsonl");
     buf_write(&qa_file, c->out, "qa.jsonl");
     buf_write(&scenes, c->out, "eval_scenes.jsonl");
-    {
-        char *s = cJSON_Print(chair_gt);
-        Buf b = {0};
-        buf_add(&b, s);
-        buf_add(&b, "\n");
-        buf_write(&b, c->out, "chair_objects.json");
-        free(s);
-        cJSON_Delete(chair_gt);
-    }
+    json_write(chair_gt, c->out, "chair_objects.json");
     // The CHAIR vocabulary: one class per (colour, shape), matched as a two-word phrase ("red circle"), so a
     // caption that gives the circle its typical colour when it is blue counts as a hallucination.
     {
@@ -617,15 +612,7 @@ void synth_build(const SynthConfig *c) {
     cJSON_AddNumberToObject(st, "eval_typical_color_fraction", eval_objects ? (double)eval_typical / eval_objects : 0.0);
     cJSON_AddNumberToObject(st, "pope_questions_per_split", (double)pope_n);
     cJSON_AddNumberToObject(st, "pope_yes_fraction", pope_n ? (double)pope_yes / pope_n : 0.0);
-    {
-        char *s = cJSON_Print(w);
-        Buf b = {0};
-        buf_add(&b, s);
-        buf_add(&b, "\n");
-        buf_write(&b, c->out, "world.json");
-        free(s);
-        cJSON_Delete(w);
-    }
+    json_write(w, c->out, "world.json");
     if (!c->quiet)
         printf("vlm data synth: %s: %d images (%dx%d) in %.1fs: %d training scenes (%ld SFT records, typical colour %.2f), "
                "%d contrast pairs, %d held-out scenes (%ld POPE questions per split), %d MMVP pairs\n",
