@@ -9,6 +9,8 @@
 #   bash dev/gpu_session.sh decode            vlm bench decode at llava-7b, B=1 and 16, next to torch_ref.py
 #   bash dev/gpu_session.sh kernels           the kernel lab: build/bench_kernels and build/bench_attention bench
 #   bash dev/gpu_session.sh sanitize          compute-sanitizer memcheck on the GPU tests
+#   bash dev/gpu_session.sh export            a GPU-trained checkpoint exported with vlm export --to-hf, loaded by the
+#                                             machine's transformers, log-probs compared (issue 5's check)
 #   bash dev/gpu_session.sh demo              the miniature study, full size, one seed (resumes finished stages
 #                                             while the machine stays warm); its table and log under $OUT
 #
@@ -82,12 +84,22 @@ for phase in "$@"; do
     sanitize)
         VLM_CUDA_TESTS=1 run sanitize compute-sanitizer --tool memcheck --target-processes all --error-exitcode 1 build/test_vlm cuda_
         ;;
+    export)
+        E=$OUT/export
+        rm -rf "$E" && mkdir -p "$E"
+        run export_train ./vlm train --recipe dpo --model tests/fixtures/models/llava_gqa --data tests/fixtures/train/dpo.jsonl \
+            --out "$E/run" --steps 5 --batch 4 --lr 1e-2 --warmup-steps 0 --device cuda --quiet
+        run export_hf ./vlm export --model "$E/run/checkpoint-00000005" --to-hf "$E/hf"
+        run export_ours ./vlm logprobs --model "$E/hf" --data tests/fixtures/models/llava_gqa/records.jsonl --device cpu \
+            --out "$E/ours.jsonl"
+        run export_check python3 tests/ref/check_export.py "$E/hf" tests/fixtures/models/llava_gqa/records.jsonl "$E/ours.jsonl"
+        ;;
     demo)
         run demo env SEEDS=1 DEMO_OUT=demo-out/full RESULTS="$OUT/demo-full" bash demo/run.sh full
         cp demo-out/full/demo.log "$OUT/demo-full.log" 2>/dev/null
         ;;
     *)
-        echo "unknown phase '$phase' (build test train svco50 decode kernels sanitize demo)" | tee -a "$OUT/summary.txt"
+        echo "unknown phase '$phase' (build test train svco50 decode kernels sanitize export demo)" | tee -a "$OUT/summary.txt"
         ;;
     esac
 done
