@@ -15,33 +15,22 @@ __global__ void add_strided_kernel(bf16 *out, int out_stride, const bf16 *inp, i
     }
 }
 
-// out[i] = inp[i] * keep(seed, i) / (1 - p): the same integer hash as dropout_keep in model/ops.h
+// out[i] = inp[i] * keep(seed, i) / (1 - p), with dropout_keep of model/ops.h: the CPU backend's mask bits
 __global__ void dropout_kernel(bf16 *out, const bf16 *inp, size_t n, float p, unsigned long long seed) {
     const float k = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        unsigned long long z = seed + 0x9E3779B97F4A7C15ULL * (unsigned long long)(i + 1);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-        z ^= z >> 31;
-        const int keep = (float)((double)(z >> 40) / 16777216.0) >= p;
-        out[i] = __float2bfloat16(keep ? __bfloat162float(inp[i]) * k : 0.0f);
-    }
-}
-
-static int grid_for(size_t n) {
-    size_t blocks = (n + 255) / 256;
-    return (int)(blocks < 65535 * 4 ? (blocks ? blocks : 1) : 65535 * 4);
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = __float2bfloat16(dropout_keep(seed, i, p) ? __bfloat162float(inp[i]) * k : 0.0f);
 }
 
 extern "C" void cuda_add_strided(void *out, int out_stride, const void *inp, int inp_stride, int N, int C, float s) {
     if (N <= 0 || C <= 0) return;
-    add_strided_kernel<<<grid_for((size_t)N * C), 256, 0, (cudaStream_t)cuda_stream()>>>((bf16 *)out, out_stride,
-                                                                                        (const bf16 *)inp, inp_stride, N, C, s);
+    add_strided_kernel<<<grid_for((size_t)N * C, 256), 256, 0, stream_main()>>>((bf16 *)out, out_stride, (const bf16 *)inp,
+                                                                            inp_stride, N, C, s);
     CUDA_LAUNCH_CHECK();
 }
 
 extern "C" void cuda_dropout(void *out, const void *inp, size_t n, float p, unsigned long long seed) {
     if (!n) return;
-    dropout_kernel<<<grid_for(n), 256, 0, (cudaStream_t)cuda_stream()>>>((bf16 *)out, (const bf16 *)inp, n, p, seed);
+    dropout_kernel<<<grid_for(n, 256), 256, 0, stream_main()>>>((bf16 *)out, (const bf16 *)inp, n, p, seed);
     CUDA_LAUNCH_CHECK();
 }

@@ -170,8 +170,14 @@ typedef struct Backend {
     void (*dropout)(void *out, const void *inp, size_t n, float p, unsigned long long seed);
 } Backend;
 
-// The keep decision of dropout element i (host and CPU backend; the CUDA kernel computes the same bits).
-static inline int dropout_keep(unsigned long long seed, size_t i, float p) {
+// The keep decision of dropout element i: one definition for the CPU backend and the CUDA kernel (where it
+// compiles for the device too), so both draw the same mask bits.
+#ifdef __CUDACC__
+#define VLM_HOST_DEVICE __host__ __device__
+#else
+#define VLM_HOST_DEVICE
+#endif
+static inline VLM_HOST_DEVICE int dropout_keep(unsigned long long seed, size_t i, float p) {
     unsigned long long z = seed + 0x9E3779B97F4A7C15ULL * (unsigned long long)(i + 1);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
