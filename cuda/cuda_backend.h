@@ -67,7 +67,8 @@ void cuda_im2col(void *patches, const void *pixels, int B, int Cin, int H, int W
 void cuda_sumsq(double *out, const void *x, size_t n);
 void cuda_adamw_update(void *params, void *master, const void *grad, void *m, void *v, size_t n, float lr,
                        float b1, float b2, float eps, float wd, int t, float grad_scale);
-// generation (cuda/decode.cu)
+// generation: the strided row copy that appends to a KV cache (cuda/rows.cu), attention over the cache
+// (cuda/decode.cu)
 void cuda_copy_rows_strided(void *out, const int *out_idx, int out_stride, const void *inp, const int *inp_idx,
                             int inp_stride, int M, int C);
 void cuda_attention_decode(void *out, const void *q, const void *k, const void *v, const DecodeShape *s);

@@ -1,6 +1,6 @@
-// Generation kernels: appending keys and values to a KV cache (copy_rows_strided) and attention of one new
-// token per row against the cache (attention_decode). Tested against cpu_copy_rows_strided and
-// cpu_attention_decode in model/ops_cpu.c (tests/test_cuda.c).
+// Attention of one new token per row against a KV cache (attention_decode), for generation; the cache rows
+// are appended by copy_rows_strided (cuda/rows.cu). Tested against cpu_attention_decode in model/ops_cpu.c
+// (tests/test_cuda.c).
 //
 // attention_decode is memory-bound: each row streams its cached keys and values once per layer (LLaVA-7B,
 // B=16, ~700 positions: 180 MB per layer, the largest read of a decode step after the weights), so the
@@ -24,36 +24,10 @@
 
 #include "common.cuh"
 
-#define COPY_THREADS 256
 #define DEC_THREADS 128
 #define DEC_CHUNK 256
 #define DEC_UNROLL 4      // key groups per lane in flight in the score pass
 #define DEC_MAX_SPLITS 16
-
-// out[out_idx[m] * out_stride + c] = inp[inp_idx[m] * inp_stride + c]; negative indices skipped
-__global__ void copy_rows_strided_kernel(bf16 *out, const int *out_idx, int out_stride, const bf16 *inp,
-                                         const int *inp_idx, int inp_stride, int M, int C, bool vec) {
-    const size_t per_row = ceil_div(C, 8), total = (size_t)M * per_row;
-    for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
-        const int m = (int)(idx / per_row);
-        const int c0 = (int)(idx % per_row) * 8, cnt = C - c0 < 8 ? C - c0 : 8;
-        const int o = out_idx ? out_idx[m] : m, i = inp_idx ? inp_idx[m] : m;
-        if (o < 0 || i < 0) continue;
-        float v[8];
-        load8(v, inp + (size_t)i * inp_stride + c0, cnt, vec);
-        store8(out + (size_t)o * out_stride + c0, v, cnt, vec);
-    }
-}
-
-extern "C" void cuda_copy_rows_strided(void *out, const int *out_idx, int out_stride, const void *inp,
-                                       const int *inp_idx, int inp_stride, int M, int C) {
-    if (M <= 0 || C <= 0) return;
-    // 128-bit accesses need every row start 16-byte aligned: aligned bases and strides in multiples of 8
-    bool vec = C % 8 == 0 && out_stride % 8 == 0 && inp_stride % 8 == 0 && is_aligned16(out) && is_aligned16(inp);
-    copy_rows_strided_kernel<<<grid_for((size_t)M * ceil_div(C, 8), COPY_THREADS), COPY_THREADS, 0, stream_main()>>>(
-        (bf16 *)out, out_idx, out_stride, (const bf16 *)inp, inp_idx, inp_stride, M, C, vec);
-    CUDA_LAUNCH_CHECK();
-}
 
 // Max over the block, returned to every thread (same pattern as block_sum in common.cuh: starts with a
 // barrier so it can follow other reductions).

@@ -1,5 +1,6 @@
-// Row movement: embedding lookup and its gradient, copy_rows, add_rows. Tested against
-// cpu_embedding_*, cpu_copy_rows and cpu_add_rows in model/ops_cpu.c.
+// Row movement: embedding lookup and its gradient, copy_rows (and its strided form, which appends keys and
+// values to a KV cache), add_rows. Tested against cpu_embedding_*, cpu_copy_rows, cpu_copy_rows_strided and
+// cpu_add_rows in model/ops_cpu.c.
 //
 // Scatter-adds where several rows may land on the same output row (embedding backward, add_rows) are
 // deterministic without atomics: the destination indices are sorted on the device together with their
@@ -27,9 +28,9 @@ __global__ void embedding_forward_kernel(bf16 *out, const int *ids, const bf16 *
     }
 }
 
-// out[out_idx[m]] = inp[inp_idx[m]] (NULL index: identity); rows with a negative index are skipped
-__global__ void copy_rows_kernel(bf16 *out, const int *out_idx, const bf16 *inp, const int *inp_idx, int M, int C,
-                                 bool vec_rows) {
+// out[out_idx[m] * out_stride + c] = inp[inp_idx[m] * inp_stride + c]; negative indices skipped
+__global__ void copy_rows_strided_kernel(bf16 *out, const int *out_idx, int out_stride, const bf16 *inp,
+                                         const int *inp_idx, int inp_stride, int M, int C, bool vec) {
     const size_t per_row = ceil_div(C, 8), total = (size_t)M * per_row;
     for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
         const int m = (int)(idx / per_row);
@@ -37,8 +38,8 @@ __global__ void copy_rows_kernel(bf16 *out, const int *out_idx, const bf16 *inp,
         const int o = out_idx ? out_idx[m] : m, i = inp_idx ? inp_idx[m] : m;
         if (o < 0 || i < 0) continue;
         float v[8];
-        load8(v, inp + (size_t)i * C + c0, cnt, vec_rows);
-        store8(out + (size_t)o * C + c0, v, cnt, vec_rows);
+        load8(v, inp + (size_t)i * inp_stride + c0, cnt, vec);
+        store8(out + (size_t)o * out_stride + c0, v, cnt, vec);
     }
 }
 
@@ -127,12 +128,19 @@ extern "C" void cuda_embedding_backward(void *dtable, const void *dout, const in
     scatter_add_rows((bf16 *)dtable, ids, (const bf16 *)dout, NULL, N, C);
 }
 
-extern "C" void cuda_copy_rows(void *out, const int *out_idx, const void *inp, const int *inp_idx, int M, int C) {
+extern "C" void cuda_copy_rows_strided(void *out, const int *out_idx, int out_stride, const void *inp,
+                                       const int *inp_idx, int inp_stride, int M, int C) {
     if (M <= 0 || C <= 0) return;
-    bool vec = C % 8 == 0 && is_aligned16(out) && is_aligned16(inp);
-    copy_rows_kernel<<<grid_for((size_t)M * ceil_div(C, 8), THREADS), THREADS, 0, stream_main()>>>(
-        (bf16 *)out, out_idx, (const bf16 *)inp, inp_idx, M, C, vec);
+    // 128-bit accesses need every row start 16-byte aligned: aligned bases and strides in multiples of 8
+    bool vec = C % 8 == 0 && out_stride % 8 == 0 && inp_stride % 8 == 0 && is_aligned16(out) && is_aligned16(inp);
+    copy_rows_strided_kernel<<<grid_for((size_t)M * ceil_div(C, 8), THREADS), THREADS, 0, stream_main()>>>(
+        (bf16 *)out, out_idx, out_stride, (const bf16 *)inp, inp_idx, inp_stride, M, C, vec);
     CUDA_LAUNCH_CHECK();
+}
+
+// copy_rows is the strided copy of whole rows
+extern "C" void cuda_copy_rows(void *out, const int *out_idx, const void *inp, const int *inp_idx, int M, int C) {
+    cuda_copy_rows_strided(out, out_idx, C, inp, inp_idx, C, M, C);
 }
 
 // out[out_idx[m]] += inp[inp_idx[m]]; repeated out_idx summed in order of m
