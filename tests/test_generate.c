@@ -686,7 +686,7 @@ TEST(generate_cli_errors) {
     char buf[1024];
     snprintf(buf, sizeof(buf), "%s{\"input_ids\": [1, 5,\n", good);
     expect_error("malformed", gqa, buf, "", "records.jsonl:2: malformed JSON");
-    expect_error("not_object", gqa, "[1, 2, 3]\n", "", "records.jsonl:1: expected a JSON object");
+    expect_error("not_object", gqa, "[1, 2, 3]\n", "", "records.jsonl: record 1: expected a JSON object");
     expect_error("neither", gqa, "{\"text\": \"hi\"}\n", "", "records.jsonl:1: a record needs \"prompt\" (text) or \"input_ids\"");
     expect_error("both", gqa, "{\"prompt\": \"hi\", \"input_ids\": [1]}\n", "", "not both");
     expect_error("empty_ids", gqa, "{\"input_ids\": []}\n", "", "\"input_ids\" is empty");
