@@ -11,7 +11,7 @@
 #   6. every model evaluated on held-out scenes: POPE random/popular/adversarial, CHAIR, MMVP, QA;
 #      a table (mean +- std over seeds) and loss curves under notes/results/
 #
-# Usage: bash demo/run.sh [smoke|full|test] (what `make demo` runs: smoke on a machine without a GPU, full
+# Usage: bash demo/run.sh [smoke|medium|full|test] (what `make demo` runs: smoke on a machine without a GPU, full
 # with one; test is the test suite's tiny run). Environment: DEMO_OUT (work folder, default
 # demo-out/CONFIG), RESULTS (default notes/results/demo-CONFIG), SEEDS (default "1" for smoke and test,
 # "1 2 3" for full), VLM (the binary, default ./vlm), DEVICE (auto), BPE and SPM (the CLIP BPE and
@@ -34,6 +34,15 @@ test)   # the test suite's run (tests/test_demo.c): every stage at the smallest 
     PREF_QUESTIONS=8; CANDIDATES=3; PREF_STEPS=2; PREF_BATCH=2; PREF_LR=2e-5
     MAX_NEW=6
     ;;
+medium) # a 2-core CPU in about 45 minutes: the smallest size measured where the SFT model starts to see
+    SEEDS=${SEEDS:-1}
+    SIZE=32; TRAIN=4000; EVAL=40; PAIRS=600
+    CLIP_WIDTH=64; CLIP_LAYERS=3; CLIP_STEPS=1200; CLIP_BATCH=64; CLIP_LR=2e-3
+    LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
+    SFT_STEPS=2500; SFT_BATCH=24; SFT_LR=2e-3
+    PREF_QUESTIONS=200; CANDIDATES=4; PREF_STEPS=60; PREF_BATCH=8; PREF_LR=1e-5
+    MAX_NEW=24
+    ;;
 smoke)  # a 2-core CPU in about 5 minutes: checks that every stage runs, numbers mean little
     SEEDS=${SEEDS:-1}
     SIZE=32; TRAIN=600; EVAL=24; PAIRS=160
@@ -52,7 +61,7 @@ full)   # one H100: the study proper
     PREF_QUESTIONS=4000; CANDIDATES=5; PREF_STEPS=300; PREF_BATCH=16; PREF_LR=1e-5
     MAX_NEW=48
     ;;
-*) echo "demo/run.sh: unknown configuration '$CONFIG' (smoke, full or test)" >&2; exit 2 ;;
+*) echo "demo/run.sh: unknown configuration '$CONFIG' (smoke, medium, full or test)" >&2; exit 2 ;;
 esac
 
 for f in "$BPE" "$SPM"; do
