@@ -13,6 +13,7 @@
 #include "../eval/chair.h"
 #include "../eval/mmvp.h"
 #include "../eval/qa.h"
+#include "../train/plot.h"
 #include "../eval/pope.h"
 #include "../util/args.h"
 #include "../util/common.h"
@@ -305,12 +306,12 @@ static int eval_qa(int argc, char **argv) {
 // ---- vlm eval table ---------------------------------------------------------------------------------
 
 static const char *table_help =
-    "usage: vlm eval table [--out FILE.md] RUN_DIR...\n"
+    "usage: vlm eval table [--out FILE.md] [--svg FILE.svg] RUN_DIR...\n"
     "\n"
     "One markdown table over evaluated models: each RUN_DIR holds pope.json, chair.json, mmvp.json and qa.json\n"
     "(vlm eval ... --out). Runs whose folders share a name (seed1/eval/svco, seed2/eval/svco) form one row,\n"
     "mean +- standard deviation over them; rows keep the order of first appearance. Missing files leave\n"
-    "their cells empty. Values in percent.\n";
+    "their cells empty. Values in percent. --svg also draws them as grouped bars (mean, +- std as a line).\n";
 
 // a number at a path of keys in a JSON file's object, NaN when the file or the key is missing
 static double json_at(const cJSON *j, const char *k1, const char *k2) {
@@ -353,14 +354,15 @@ static void table_row(const char *dir, double v[TABLE_COLS]) {
 }
 
 static int eval_table(int argc, char **argv) {
-    const char *out = NULL;
+    const char *out = NULL, *svg = NULL;
     int n = 0;
     const char **dirs = xmalloc(sizeof(char *) * (argc + 1));
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(table_help, stdout); free(dirs); return 0; }
-        if (!strcmp(argv[i], "--out")) {
-            if (i + 1 == argc) fatal("vlm eval table: --out needs a file");
-            out = argv[++i];
+        if (!strcmp(argv[i], "--out") || !strcmp(argv[i], "--svg")) {
+            if (i + 1 == argc) fatal("vlm eval table: %s needs a file", argv[i]);
+            if (!strcmp(argv[i], "--out")) out = argv[++i];
+            else svg = argv[++i];
         } else if (argv[i][0] == '-') fatal("vlm eval table: unknown flag '%s' (see --help)", argv[i]);
         else dirs[n++] = argv[i];
     }
@@ -389,6 +391,8 @@ static int eval_table(int argc, char **argv) {
     fprintf(f, "\n|---|---|");
     for (int c = 0; c < TABLE_COLS; c++) fprintf(f, "---|");
     fprintf(f, "\n");
+    // mean and sample standard deviation of each (row, column) over its runs; NaN where it has none
+    double *mean = xmalloc(sizeof(double) * rows * TABLE_COLS), *sd = xmalloc(sizeof(double) * rows * TABLE_COLS);
     for (int r = 0; r < rows; r++) {
         int k = 0;
         for (int i = 0; i < n; i++) k += row_of[i] == r;
@@ -401,16 +405,18 @@ static int eval_table(int argc, char **argv) {
                 if (row_of[i] != r || isnan(x)) continue;
                 sum += x; sq += x * x; m++;
             }
+            const double mu = m ? sum / m : NAN, var = m > 1 ? (sq - m * mu * mu) / (m - 1) : NAN;
+            mean[r * TABLE_COLS + c] = mu;
+            sd[r * TABLE_COLS + c] = m > 1 ? sqrt(var > 0 ? var : 0) : NAN;
             if (m == 0) fprintf(f, " |");
-            else if (m == 1) fprintf(f, " %.1f |", sum);
-            else {
-                const double mean = sum / m, var = (sq - m * mean * mean) / (m - 1);  // sample standard deviation
-                fprintf(f, " %.1f ± %.1f |", mean, sqrt(var > 0 ? var : 0));
-            }
+            else if (m == 1) fprintf(f, " %.1f |", mu);
+            else fprintf(f, " %.1f ± %.1f |", mu, sd[r * TABLE_COLS + c]);
         }
         fprintf(f, "\n");
     }
     fclose(f);
+    if (svg) plot_bars_svg(svg, "held-out scenes (percent)", table_cols, TABLE_COLS, (const char *const *)names, rows, mean, sd);
+    free(mean); free(sd);
     fwrite(buf, 1, blen, stdout);
     if (out) write_file_atomic(out, buf, blen);
     free(buf); free(vals); free(row_of); free(dirs);

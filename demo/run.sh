@@ -216,7 +216,7 @@ done
 R=${RESULTS:-notes/results/demo-$CONFIG}
 mkdir -p "$R"
 stage "results table"
-vlm eval table --out "$R/table.md" "${RUNS[@]}"
+vlm eval table --out "$R/table.md" --svg "$R/results.svg" "${RUNS[@]}"
 for seed in $SEEDS; do
     for name in dpo-seva dpo-clipdpo mdpo vco svco; do
         cp "$OUT/seed$seed/$name/loss.svg" "$R/loss-$name-seed$seed.svg" 2>/dev/null || true

@@ -756,7 +756,9 @@ TEST(eval_table_mean_and_std_over_seeds) {
     write_run(b, 0.7, 0.4, 1);
     write_run(c, 0.55, 0.1, 0);
     snprintf(out, sizeof(out), "%s/table.md", test_tmpdir());
-    snprintf(args, sizeof(args), "eval table --out %s %s %s %s", out, a, c, b);
+    char svg[640];
+    snprintf(svg, sizeof(svg), "%s/table.svg", test_tmpdir());
+    snprintf(args, sizeof(args), "eval table --out %s --svg %s %s %s %s", out, svg, a, c, b);
     char *o, *e;
     EXPECT(test_run_vlm(args, &o, &e) == 0);
     char *t = try_read_file(out, NULL);
@@ -766,6 +768,17 @@ TEST(eval_table_mean_and_std_over_seeds) {
             "table:\n%s", t ? t : "(none)");
     EXPECTF(t && strstr(t, "| sft | 1 | 90.0 | 80.0 | 55.0 | 50.0 | 25.0 | 12.5 | 6.2 | 75.0 | 10.0 | |"), "table:\n%s", t ? t : "(none)");
     EXPECTF(t && strstr(t, "| svco |") < strstr(t, "| sft |"), "rows keep the order of first appearance");
+    // the chart: a bar per (model, metric) with a value (sft has no QA: 19 of 20), an error bar per value with
+    // a spread (svco's adversarial accuracy and MMVP pairs), a legend entry per model
+    char *chart = try_read_file(svg, NULL);
+    int bars = 0, lines = 0;
+    for (const char *p = chart; p && (p = strstr(p, "<rect x=")); p++) bars++;
+    for (const char *p = chart; p && (p = strstr(p, "stroke=\"#222\"")); p++) lines++;
+    EXPECTF(chart && strncmp(chart, "<svg", 4) == 0 && strstr(chart, "</svg>"), "not an SVG document");
+    EXPECT_INT_EQ(bars, 19 + 1 + 2);  // 19 bars, the plot frame, 2 legend swatches
+    EXPECT_INT_EQ(lines, 2);
+    EXPECTF(chart && strstr(chart, ">svco</text>") && strstr(chart, ">sft</text>"), "legend missing");
+    free(chart);
     free(t); free(o); free(e);
     expect_cli_error("eval table", "at least one run folder", NULL);
     snprintf(args, sizeof(args), "eval table --bogus %s", a);

@@ -509,3 +509,27 @@ TEST(params_init_random_values) {
     EXPECTF(norm_w >= 10 && biases >= 10 && mats >= 10, "checked %d norm weights, %d biases, %d matrices", norm_w, biases, mats);
     llava_free(&m);
 }
+
+// vlm plot: one polyline per key that has data (steps without the key are left out of its line), a legend
+// entry per line, and a clear error for a log that is not JSON Lines.
+TEST(plot_cli_lines_and_legend) {
+    char *log = test_write_tmp("plot_metrics.jsonl", "{\"step\": 1, \"loss\": 2.0, \"val/loss\": 2.5}\n"
+                                                     "{\"step\": 2, \"loss\": 1.5}\n"
+                                                     "{\"step\": 3, \"loss\": 1.0, \"val/loss\": 1.8}\n");
+    char *svg = path_join(test_tmpdir(), "plot.svg"), args[2048], *out, *err;
+    snprintf(args, sizeof(args), "plot --log %s --out %s --keys loss,val/loss,missing --title demo", log, svg);
+    EXPECTF(test_run_vlm(args, &out, &err) == 0, "%s", err);
+    free(out); free(err);
+    char *text = try_read_file(svg, NULL);
+    int lines = 0;
+    for (const char *p = text; p && (p = strstr(p, "<polyline")); p++) lines++;
+    EXPECTF(text && !strncmp(text, "<svg", 4) && strstr(text, "</svg>"), "not an SVG document");
+    EXPECT_INT_EQ(lines, 2);  // loss, val/loss ("missing" has no data)
+    EXPECTF(text && strstr(text, ">val/loss</text>") && strstr(text, ">demo</text>"), "legend or title missing");
+    free(text);
+    char *bad = test_write_tmp("plot_bad.jsonl", "{\"step\": 1, \"loss\": 2.0}\nnot json\n");
+    snprintf(args, sizeof(args), "plot --log %s --out %s", bad, svg);
+    EXPECT(test_run_vlm(args, &out, &err) != 0);
+    EXPECTF(strstr(err, "plot_bad.jsonl:2") != NULL, "message: %s", err);
+    free(out); free(err); free(bad); free(svg); free(log);
+}

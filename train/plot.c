@@ -2,6 +2,7 @@
 
 #include <cJSON.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +16,34 @@ static double nice_step(double span, int target) {
     return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * p;
 }
 
+static const char *colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+
+// The SVG text, grown as needed.
+typedef struct {
+    char *s;
+    size_t len, cap;
+} Svg;
+
+static void svg_printf(Svg *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void svg_printf(Svg *b, const char *fmt, ...) {
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (b->s && (size_t)n < b->cap - b->len) { b->len += (size_t)n; return; }
+        b->cap = (b->cap ? 2 * b->cap : 1 << 16) + (size_t)n;
+        b->s = xrealloc(b->s, b->cap);
+    }
+}
+
+static void svg_finish(Svg *b, const char *path) {
+    svg_printf(b, "</svg>\n");
+    write_file_atomic(path, b->s, b->len);
+    free(b->s);
+}
+
 void plot_svg(const char *path, const char *title, const char *xlabel, const PlotSeries *s, int ns) {
-    static const char *colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"};
     const double W = 720, H = 420, L = 70, R = 170, T = 40, B = 50;
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     for (int k = 0; k < ns; k++)
@@ -30,11 +57,8 @@ void plot_svg(const char *path, const char *title, const char *xlabel, const Plo
     if (y1 == y0) { y0 -= 0.5; y1 += 0.5; }
     double pad = (y1 - y0) * 0.05;
     y0 -= pad; y1 += pad;
-    size_t cap = 1 << 16, len = 0;
-    char *out = xmalloc(cap);
-#define EMIT(...) do { int _n = snprintf(out + len, cap - len, __VA_ARGS__); \
-    while ((size_t)_n >= cap - len) { cap *= 2; out = xrealloc(out, cap); _n = snprintf(out + len, cap - len, __VA_ARGS__); } \
-    len += (size_t)_n; } while (0)
+    Svg svg = {0};
+#define EMIT(...) svg_printf(&svg, __VA_ARGS__)
 #define PX(x) (L + ((x) - x0) / (x1 - x0) * (W - L - R))
 #define PY(y) (H - B - ((y) - y0) / (y1 - y0) * (H - T - B))
     EMIT("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
@@ -69,12 +93,54 @@ void plot_svg(const char *path, const char *title, const char *xlabel, const Plo
         EMIT("<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"3\"/>\n", W - R + 12, W - R + 32, ly - 4, ly - 4, col);
         EMIT("<text x=\"%.0f\" y=\"%.1f\">%s</text>\n", W - R + 38, ly, s[k].name);
     }
-    EMIT("</svg>\n");
 #undef EMIT
 #undef PX
 #undef PY
-    write_file_atomic(path, out, len);
-    free(out);
+    svg_finish(&svg, path);
+}
+
+void plot_bars_svg(const char *path, const char *title, const char *const *groups, int n_groups,
+                   const char *const *series, int n_series, const double *value, const double *err) {
+    const double W = 180 + 110.0 * n_groups, H = 420, L = 60, R = 170, T = 40, B = 60;
+    double y1 = 0;
+    for (int i = 0; i < n_groups * n_series; i++)
+        if (isfinite(value[i])) y1 = fmax(y1, value[i] + (err && isfinite(err[i]) ? err[i] : 0));
+    const double ys = nice_step(y1 > 0 ? y1 : 1, 5);
+    y1 = ceil((y1 > 0 ? y1 : 1) / ys) * ys;
+    const double gw = (W - L - R) / n_groups, bw = gw * 0.8 / n_series;
+#define PY(y) (H - B - (y) / y1 * (H - T - B))
+    Svg svg = {0};
+    svg_printf(&svg, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
+    svg_printf(&svg, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+    svg_printf(&svg, "<text x=\"%.0f\" y=\"24\" font-size=\"15\" text-anchor=\"middle\">%s</text>\n", (L + W - R) / 2, title);
+    for (double v = 0; v <= y1 + ys * 1e-9; v += ys) {
+        svg_printf(&svg, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", L, W - R, PY(v), PY(v));
+        svg_printf(&svg, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.4g</text>\n", L - 6, PY(v) + 4, v);
+    }
+    for (int g = 0; g < n_groups; g++) {
+        const double gx = L + g * gw + gw * 0.1;
+        svg_printf(&svg, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", L + (g + 0.5) * gw, H - B + 18, groups[g]);
+        for (int k = 0; k < n_series; k++) {
+            const double v = value[k * n_groups + g];
+            if (!isfinite(v)) continue;  // no value: no bar
+            const double x = gx + k * bw;
+            svg_printf(&svg, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n", x, PY(v), bw * 0.9,
+                       PY(0) - PY(v), colors[k % 8]);
+            const double e = err ? err[k * n_groups + g] : NAN;
+            if (isfinite(e) && e > 0) {  // mean +- std
+                const double cx = x + bw * 0.45;
+                svg_printf(&svg, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#222\"/>\n", cx, cx, PY(v - e), PY(v + e));
+            }
+        }
+    }
+    svg_printf(&svg, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#444\"/>\n", L, T, W - L - R, H - T - B);
+    for (int k = 0; k < n_series; k++) {
+        const double ly = T + 14 + 18 * k;
+        svg_printf(&svg, "<rect x=\"%.0f\" y=\"%.1f\" width=\"14\" height=\"10\" fill=\"%s\"/>\n", W - R + 12, ly - 9, colors[k % 8]);
+        svg_printf(&svg, "<text x=\"%.0f\" y=\"%.1f\">%s</text>\n", W - R + 32, ly, series[k]);
+    }
+#undef PY
+    svg_finish(&svg, path);
 }
 
 int plot_metrics(const char *log_path, const char *keys, const char *svg_path, const char *title) {

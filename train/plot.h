@@ -1,4 +1,5 @@
-// Line charts as standalone SVG files (no dependencies): loss curves, metrics against steps.
+// Charts as standalone SVG files (no dependencies): line charts of loss curves and metrics against steps,
+// and grouped bar charts of evaluation results.
 #pragma once
 
 typedef struct {
@@ -14,3 +15,9 @@ void plot_svg(const char *path, const char *title, const char *xlabel, const Plo
 // Reads the numeric `keys` (comma separated) of a metrics.jsonl against "step" and writes one chart per
 // group: the keys of a group share an axis. Returns the number of series that had data.
 int plot_metrics(const char *log_path, const char *keys, const char *svg_path, const char *title);
+
+// Grouped bars: for each group g (a metric) one bar per series k (a model), value[k * n_groups + g], with an
+// error bar of err[k * n_groups + g] (err NULL, or NaN entries: none); NaN values draw no bar. The axis starts
+// at 0.
+void plot_bars_svg(const char *path, const char *title, const char *const *groups, int n_groups,
+                   const char *const *series, int n_series, const double *value, const double *err);
