@@ -755,6 +755,20 @@ static void bench_embedding(int N, int V, int C) {
 //   add_rows    out[m] += inp[idx[m]] (gather):    read inp M*C, read and write out M*C, read idx M
 //   add_rows    out[idx[m]] += inp[m] (scatter):   the same bytes, plus the sort the kernel does for
 //               determinism (not counted)
+// The check of the three row ops: row a_idx[probe[i]] of a equals row b_idx[probe[i]] of b exactly, for the
+// two probed positions (NULL index: the position itself).
+static int rows_equal(const char *name, const bf16 *a, const int *a_idx, const bf16 *b, const int *b_idx, const int probe[2],
+                      int C) {
+    int ok = 1;
+    for (int i = 0; i < 2 && ok; i++) {
+        const int ra = a_idx ? a_idx[probe[i]] : probe[i], rb = b_idx ? b_idx[probe[i]] : probe[i];
+        float *g = get_bf16(a + (size_t)ra * C, C), *r = get_bf16(b + (size_t)rb * C, C);
+        ok = close_enough(name, g, r, C, 0.0f);
+        free(g), free(r);
+    }
+    return ok;
+}
+
 static void bench_rows(int B, int T, int P, int C) {
     int do_c = want("rows", "copy_rows"), do_g = want("rows", "add_rows_gather"), do_s = want("rows", "add_rows_scatter");
     if (!do_c && !do_g && !do_s) return;
@@ -770,36 +784,21 @@ static void bench_rows(int B, int T, int P, int C) {
     const int probe[2] = {0, M - 1};
     if (do_c) {
         cuda_copy_rows(seq, idx, feat, NULL, M, C);
-        int ok = 1;
-        for (int i = 0; i < 2 && ok; i++) {
-            float *g = get_bf16(seq + (size_t)hidx[probe[i]] * C, C), *r = get_bf16(feat + (size_t)probe[i] * C, C);
-            ok = close_enough("copy_rows", g, r, C, 0.0f);
-            free(g), free(r);
-        }
+        const int ok = rows_equal("copy_rows", seq, hidx, feat, NULL, probe, C);
         TIMED(cuda_copy_rows(seq, idx, feat, NULL, M, C));
         report("rows", "copy_rows", shape, collect(), bytes2, 0, ok);
     }
     if (do_g) {
         dzero(feat, (size_t)M * C * 2);
         cuda_add_rows(feat, NULL, seq, idx, M, C);
-        int ok = 1;
-        for (int i = 0; i < 2 && ok; i++) {
-            float *g = get_bf16(feat + (size_t)probe[i] * C, C), *r = get_bf16(seq + (size_t)hidx[probe[i]] * C, C);
-            ok = close_enough("add_rows_gather", g, r, C, 0.0f);
-            free(g), free(r);
-        }
+        const int ok = rows_equal("add_rows_gather", feat, NULL, seq, hidx, probe, C);
         TIMED(cuda_add_rows(feat, NULL, seq, idx, M, C));
         report("rows", "add_rows_gather", shape, collect(), bytes3, 0, ok);
     }
     if (do_s) {
         dzero(seq, (size_t)N * C * 2);
         cuda_add_rows(seq, idx, feat, NULL, M, C);
-        int ok = 1;
-        for (int i = 0; i < 2 && ok; i++) {
-            float *g = get_bf16(seq + (size_t)hidx[probe[i]] * C, C), *r = get_bf16(feat + (size_t)probe[i] * C, C);
-            ok = close_enough("add_rows_scatter", g, r, C, 0.0f);
-            free(g), free(r);
-        }
+        const int ok = rows_equal("add_rows_scatter", seq, hidx, feat, NULL, probe, C);
         TIMED(cuda_add_rows(seq, idx, feat, NULL, M, C));
         report("rows", "add_rows_scatter", shape, collect(), bytes3, 0, ok);
     }
