@@ -126,10 +126,14 @@ deps:
 	else echo "deps: missing$$missing; run: sudo apt-get install -y$$missing"; exit 1; fi
 
 # Unpack the runtime .deb files into .deps/ (git-ignored) for the GPU machine, which has no registry.
+# The tokenizers travel too (the ../shared folder beside the checkout does not): the demo reads them from
+# $(DEPS_DIR)/shared/ when ../shared/data is not there.
 deps-device:
 	@mkdir -p $(DEPS_DIR)/debs && cd $(DEPS_DIR)/debs && \
 	  apt-get download libcjson1 libcjson-dev libstb0 libstb-dev libjpeg62-turbo libjpeg62-turbo-dev zlib1g-dev >/dev/null && \
 	  for f in *.deb; do dpkg -x $$f ..; done && echo "deps-device: unpacked into $(DEPS_DIR)/"
+	@if [ -d ../shared/data/tokenizers ]; then mkdir -p $(DEPS_DIR)/shared && cp -r ../shared/data/tokenizers $(DEPS_DIR)/shared/ && \
+	  echo "deps-device: tokenizers copied into $(DEPS_DIR)/shared/"; fi
 
 # Regenerates every committed fixture (needs torch, transformers, sentencepiece, tokenizers, pillow, ftfy)
 fixtures:

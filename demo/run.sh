@@ -15,14 +15,17 @@
 # with one; test is the test suite's tiny run). Environment: DEMO_OUT (work folder, default
 # demo-out/CONFIG), RESULTS (default notes/results/demo-CONFIG), SEEDS (default "1" for smoke and test,
 # "1 2 3" for full), VLM (the binary, default ./vlm), DEVICE (auto), BPE and SPM (the CLIP BPE and
-# LLaMA tokenizer files, default ../shared/data/tokenizers/).
+# LLaMA tokenizer files, default ../shared/data/tokenizers/, else .deps/shared/tokenizers/).
 set -euo pipefail
 CONFIG=${1:-smoke}
 VLM=${VLM:-./vlm}
 DEVICE=${DEVICE:-auto}
 OUT=${DEMO_OUT:-demo-out/$CONFIG}
-BPE=${BPE:-../shared/data/tokenizers/clip_bpe_simple_vocab_16e6.txt.gz}
-SPM=${SPM:-../shared/data/tokenizers/llama2_tokenizer.model}
+# the tokenizers: ../shared/data beside the checkout, or the copy `make deps-device` puts in .deps/shared
+TOK=../shared/data/tokenizers
+[ -d "$TOK" ] || TOK=.deps/shared/tokenizers
+BPE=${BPE:-$TOK/clip_bpe_simple_vocab_16e6.txt.gz}
+SPM=${SPM:-$TOK/llama2_tokenizer.model}
 
 case $CONFIG in
 test)   # the test suite's run (tests/test_demo.c): every stage at the smallest size, in well under a minute
@@ -67,7 +70,7 @@ full)   # one H100: the study proper
 esac
 
 for f in "$BPE" "$SPM"; do
-    [ -f "$f" ] || { echo "demo/run.sh: $f not found (set BPE and SPM, or run from the repository next to ../shared)" >&2; exit 2; }
+    [ -f "$f" ] || { echo "demo/run.sh: $f not found (set BPE and SPM, run from the repository next to ../shared, or make deps-device)" >&2; exit 2; }
 done
 [ -x "$VLM" ] || { echo "demo/run.sh: $VLM not built (make)" >&2; exit 2; }
 mkdir -p "$OUT"

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Everything a GPU session checks, in phases that each fit one device call (10 minutes), with every log
 # under $OUT (the device tool brings that folder back). Run from the repository root on the GPU machine,
-# with .deps/ carried (make deps-device here first):
+# with .deps/ carried (make deps-device here first: the Debian packages and the tokenizers the demo reads):
 #
 #   bash dev/gpu_session.sh build test        make all, make test-cuda, the attention test bench
 #   bash dev/gpu_session.sh train             vlm bench sft|dpo|svco at llava-1.4b next to bench/torch_ref.py
