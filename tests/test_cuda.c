@@ -426,6 +426,20 @@ TEST(cuda_optimizer) {
 
 // ------------------------------------------------------------------------------------- whole models
 
+// The model of dir on both backends, the CPU copy holding the GPU's bf16-rounded weights, so that a
+// comparison measures the kernels, not the storage.
+static void load_cpu_gpu_pair(const char *dir, LlavaTrainable tr, Llava *mc, Llava *mg) {
+    llava_load(mc, CPU(), dir, tr);
+    llava_load(mg, GPU(), dir, tr);
+    ParamStore *wc[3] = {&mc->ps_vision, &mc->ps_projector, &mc->ps_text}, *wg[3] = {&mg->ps_vision, &mg->ps_projector, &mg->ps_text};
+    for (int s = 0; s < 3; s++) {
+        float *w = xmalloc(sizeof(float) * wc[s]->numel);
+        GPU()->download_act(w, wg[s]->data, wc[s]->numel);
+        CPU()->upload_act(wc[s]->data, w, wc[s]->numel);
+        free(w);
+    }
+}
+
 static void check_llava_on_gpu(const char *name) {
     char dir[256], exp[300];
     snprintf(dir, sizeof(dir), "tests/fixtures/models/%s", name);
@@ -441,16 +455,7 @@ static void check_llava_on_gpu(const char *name) {
     float *pixels = xmalloc(sizeof(float) * tpx->numel);
     st_to_f32(tpx, pixels);
     Llava mc, mg;
-    llava_load(&mc, CPU(), dir, (LlavaTrainable){1, 1, 1});
-    llava_load(&mg, GPU(), dir, (LlavaTrainable){1, 1, 1});
-    // the CPU runs the GPU's bf16-rounded weights, so the comparison measures the kernels, not the storage
-    ParamStore *wc[3] = {&mc.ps_vision, &mc.ps_projector, &mc.ps_text}, *wg[3] = {&mg.ps_vision, &mg.ps_projector, &mg.ps_text};
-    for (int s = 0; s < 3; s++) {
-        float *w = xmalloc(sizeof(float) * wc[s]->numel);
-        GPU()->download_act(w, wg[s]->data, wc[s]->numel);
-        CPU()->upload_act(wc[s]->data, w, wc[s]->numel);
-        free(w);
-    }
+    load_cpu_gpu_pair(dir, (LlavaTrainable){1, 1, 1}, &mc, &mg);
     LlavaActs ac, ag;
     llava_acts_init(&ac, &mc, B, T, NI, 0, ACTS_BACKWARD);
     llava_acts_init(&ag, &mg, B, T, NI, 0, ACTS_BACKWARD);
@@ -655,15 +660,7 @@ TEST(cuda_attention_decode) {
 TEST(cuda_generate_matches_cpu) {
     const char *dir = "tests/fixtures/models/llava_gqa";
     Llava mc, mg;
-    llava_load(&mc, CPU(), dir, (LlavaTrainable){0, 0, 0});
-    llava_load(&mg, GPU(), dir, (LlavaTrainable){0, 0, 0});
-    ParamStore *wc[3] = {&mc.ps_vision, &mc.ps_projector, &mc.ps_text}, *wg[3] = {&mg.ps_vision, &mg.ps_projector, &mg.ps_text};
-    for (int s = 0; s < 3; s++) {
-        float *w = xmalloc(sizeof(float) * wc[s]->numel);
-        GPU()->download_act(w, wg[s]->data, wc[s]->numel);
-        CPU()->upload_act(wc[s]->data, w, wc[s]->numel);
-        free(w);
-    }
+    load_cpu_gpu_pair(dir, (LlavaTrainable){0, 0, 0}, &mc, &mg);
     SafeTensors *ex = st_open_or_die("tests/fixtures/models/llava_gqa/expected.safetensors");
     const STTensor *tpx = st_get(ex, "pixel_values");
     float *pixels = xmalloc(sizeof(float) * tpx->numel);
