@@ -278,9 +278,7 @@ static void read_json_array(Dataset *ds, DataKind kind, const char *path, const 
     cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
     if (!root) {
         // a JSON array is one value: no record to skip to, so this is fatal even with skip_bad
-        int line = 1;
-        for (const char *p = text; end && p < end && *p; p++) line += *p == '\n';
-        fatal("%s:%d: malformed JSON (a %s file is one JSON array)", path, line, data_kind_name(kind));
+        fatal("%s:%d: malformed JSON (a %s file is one JSON array)", path, json_error_line(text, end), data_kind_name(kind));
     }
     if (!cJSON_IsArray(root)) fatal("%s: expected a JSON array of records", path);
     char why[512];

@@ -316,3 +316,19 @@ TEST(data_clipdpo_and_mvc) {
     free_lines(v, n);
     free(out); free(mv); free(q); free(s); free(bpe);
 }
+
+// Record files may be one JSON array: a broken one is named with the line where parsing stopped, and an
+// array element that is not an object by its record number (before any model is loaded).
+TEST(records_json_array_errors) {
+    char *broken = test_write_tmp("arr_broken.json", "[{\"image\": \"a.png\", \"text\": \"x\"},\n {\"image\": \"b.png\",, }]\n");
+    char *scalar = test_write_tmp("arr_scalar.json", "[{\"image\": \"a.png\", \"text\": \"x\"}, 7]\n");
+    char args[1024], *out, *err;
+    snprintf(args, sizeof(args), "score --clip /nonexistent --data %s", broken);
+    EXPECT(test_run_vlm(args, &out, &err) != 0);
+    EXPECTF(strstr(err, "arr_broken.json:2: malformed JSON") != NULL, "message: %s", err);
+    free(out); free(err);
+    snprintf(args, sizeof(args), "score --clip /nonexistent --data %s", scalar);
+    EXPECT(test_run_vlm(args, &out, &err) != 0);
+    EXPECTF(strstr(err, "arr_scalar.json: record 2: expected a JSON object") != NULL, "message: %s", err);
+    free(out); free(err); free(broken); free(scalar);
+}

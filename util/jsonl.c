@@ -6,6 +6,12 @@
 
 #include "common.h"
 
+int json_error_line(const char *text, const char *end) {
+    int line = 1;
+    for (const char *p = text; end && p < end && *p; p++) line += *p == '\n';
+    return line;
+}
+
 void jsonl_open(JsonlReader *r, const char *path) {
     memset(r, 0, sizeof(*r));
     if (!strcmp(path, "-")) {
@@ -25,9 +31,10 @@ void jsonl_open(JsonlReader *r, const char *path) {
     }
     size_t len;
     char *text = read_file(path, &len);
-    cJSON *array = cJSON_Parse(text);
-    if (!array || !cJSON_IsArray(array))
-        fatal("%s: invalid JSON array near '%.30s'", path, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
+    const char *end = NULL;
+    cJSON *array = cJSON_ParseWithOpts(text, &end, 1);
+    if (!array) fatal("%s:%d: malformed JSON (the file is one JSON array)", path, json_error_line(text, end));
+    if (!cJSON_IsArray(array)) fatal("%s: expected a JSON array of records", path);
     free(text);
     fclose(r->f);
     r->f = NULL;

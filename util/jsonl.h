@@ -24,3 +24,5 @@ void jsonl_open_array(JsonlReader *r, cJSON *array, const char *path);
 // With skip_bad, malformed lines are counted in *n_bad (and reported on stderr) instead of fatal.
 cJSON *jsonl_next(JsonlReader *r, int skip_bad, int *n_bad);
 void jsonl_close(JsonlReader *r);
+// The 1-based line of text at which cJSON_ParseWithOpts stopped (its end pointer), for messages.
+int json_error_line(const char *text, const char *end);
