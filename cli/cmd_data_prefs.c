@@ -204,48 +204,61 @@ int data_clipdpo(int argc, char **argv) {
     questions_read(&q, qp);
     char **cand = samples_read(sp, q.n, (int)k);
     char *dir = path_dirname(qp);
-    ClipScorer s;
-    clipscore_open(&s, clip, tok, backend_select(device), 64);
-    float *ei = xmalloc(sizeof(float) * s.P), *et = xmalloc(sizeof(float) * s.P * k);
-    double *score = xmalloc(sizeof(double) * k);
-    int *words = xmalloc(sizeof(int) * k), *idx = xmalloc(sizeof(int) * k);
-    const char **texts = xmalloc(sizeof(char *) * k);
-    Out o;
-    out_open(&o, out_path);
-    int kept = 0, no_image = 0, too_few = 0, filtered = 0;
+    // pass 1: each question's distinct, non-empty candidates (first[i] .. first[i+1] in texts); questions
+    // without an image or with fewer than two candidates take no part
+    int *first = xmalloc(sizeof(int) * (q.n + 1)), n_texts = 0, n_images = 0, no_image = 0, too_few = 0;
+    const char **texts = xmalloc(sizeof(char *) * ((size_t)q.n * k + 1));
+    char **images = xmalloc(sizeof(char *) * (q.n + 1));
+    int *image_of = xmalloc(sizeof(int) * (q.n + 1));
     for (int i = 0; i < q.n; i++) {
+        first[i] = n_texts;
+        image_of[i] = -1;
         const char *im = rec_str(q.rec[i], "image");
         if (!im) { no_image++; continue; }
-        int m = 0;  // distinct, non-empty candidates
+        int m = 0;
         for (int j = 0; j < k; j++) {
             const char *t = cand[(size_t)i * k + j];
             if (!t || !t[0]) continue;
             int dup = 0;
-            for (int u = 0; u < m && !dup; u++) dup = !strcmp(texts[u], t);
-            if (!dup) { idx[m] = j; texts[m++] = t; }
+            for (int u = 0; u < m && !dup; u++) dup = !strcmp(texts[first[i] + u], t);
+            if (!dup) texts[first[i] + m++] = t;
         }
         if (m < 2) { too_few++; continue; }
-        char *ip = path_join(dir, im);
-        const char *ips[1] = {ip};
-        clipscore_images(&s, ips, 1, ei);
-        free(ip);
-        clipscore_texts(&s, texts, m, et);
+        n_texts += m;
+        image_of[i] = n_images;
+        images[n_images++] = path_join(dir, im);
+    }
+    first[q.n] = n_texts;
+    // pass 2: every image and every candidate through the CLIP in batches, then best vs worst per question
+    ClipScorer s;
+    clipscore_open(&s, clip, tok, backend_select(device), 64);
+    float *ei = xmalloc(sizeof(float) * s.P * (n_images + 1)), *et = xmalloc(sizeof(float) * s.P * (n_texts + 1));
+    fprintf(stderr, "clipdpo: scoring %d candidates against %d images\n", n_texts, n_images);
+    clipscore_images(&s, (const char *const *)images, n_images, ei);
+    clipscore_texts(&s, texts, n_texts, et);
+    double *score = xmalloc(sizeof(double) * k);
+    int *words = xmalloc(sizeof(int) * k);
+    Out o;
+    out_open(&o, out_path);
+    int kept = 0, filtered = 0;
+    for (int i = 0; i < q.n; i++) {
+        if (image_of[i] < 0) continue;
+        const int m = first[i + 1] - first[i];
         for (int u = 0; u < m; u++) {
-            score[u] = 100.0 * clipscore_cosine(ei, et + (size_t)u * s.P, s.P);
-            words[u] = pref_word_count(texts[u]);
+            score[u] = 100.0 * clipscore_cosine(ei + (size_t)image_of[i] * s.P, et + (size_t)(first[i] + u) * s.P, s.P);
+            words[u] = pref_word_count(texts[first[i] + u]);
         }
         int c, r;
         if (!clipdpo_pick(score, words, m, min_score, min_gap, max_ratio, &c, &r)) { filtered++; continue; }
-        write_pair(o.f, q.rec[i], texts[c], texts[r], "clip_score", score[c], score[r]);
+        write_pair(o.f, q.rec[i], texts[first[i] + c], texts[first[i] + r], "clip_score", score[c], score[r]);
         kept++;
-        if (i % 16 == 15 || i == q.n - 1) fprintf(stderr, "\rclipdpo: %d/%d questions, %d pairs", i + 1, q.n, kept);
     }
-    fprintf(stderr, "\n");
     out_close(&o);
     fprintf(stderr, "clipdpo: %d questions -> %d pairs; %d without an image, %d with fewer than 2 distinct candidates, "
             "%d below the gap or over the length ratio\n", q.n, kept, no_image, too_few, filtered);
     for (size_t i = 0; i < (size_t)q.n * k; i++) free(cand[i]);
-    free(cand); free(ei); free(et); free(score); free(words); free(idx); free(texts); free(dir);
+    for (int i = 0; i < n_images; i++) free(images[i]);
+    free(cand); free(ei); free(et); free(score); free(words); free(texts); free(images); free(image_of); free(first); free(dir);
     clipscore_close(&s);
     questions_free(&q);
     no_pairs_check(kept, allow_empty, "vlm data clipdpo: no pair passed the filters");
