@@ -15,7 +15,8 @@
 #                                             while the machine stays warm); its table and log under $OUT
 #
 # Each phase appends "phase step rc seconds" lines to $OUT/summary.txt and keeps going after a failure,
-# so one bad step does not cost the rest of the call. The JSON lines of the benches collect in
+# so one bad step does not cost the rest of the call; each step is stopped after STEP_TIMEOUT seconds
+# (default 300, rc 124), so one hang does not either. The JSON lines of the benches collect in
 # $OUT/bench.jsonl: vlm.c's and PyTorch's side by side, from the same call, as notes/perf.md wants.
 set -u
 OUT=${OUT:-gpu-out}
@@ -28,7 +29,7 @@ run() {
     shift
     local t0=$SECONDS
     echo "== $name: $*" | tee -a "$OUT/summary.txt"
-    "$@" >"$OUT/$name.log" 2>&1
+    timeout -k 10 "${STEP_TIMEOUT:-300}" "$@" >"$OUT/$name.log" 2>&1
     local rc=$?
     grep -h '^{' "$OUT/$name.log" >>"$OUT/bench.jsonl" 2>/dev/null
     echo "$name rc=$rc $((SECONDS - t0))s" | tee -a "$OUT/summary.txt"
