@@ -86,7 +86,7 @@ for phase in "$@"; do
         VLM_CUDA_TESTS=1 run sanitize compute-sanitizer --tool memcheck --target-processes all --error-exitcode 1 build/test_vlm cuda_
         ;;
     export)
-        E=$OUT/export
+        E=gpu-work/export  # outside $OUT: the device tool brings back 8 files at most
         rm -rf "$E" && mkdir -p "$E"
         run export_train ./vlm train --recipe dpo --model tests/fixtures/models/llava_gqa --data tests/fixtures/train/dpo.jsonl \
             --out "$E/run" --steps 5 --batch 4 --lr 1e-2 --warmup-steps 0 --device cuda --quiet
@@ -94,6 +94,7 @@ for phase in "$@"; do
         run export_ours ./vlm logprobs --model "$E/hf" --data tests/fixtures/models/llava_gqa/records.jsonl --device cpu \
             --out "$E/ours.jsonl"
         run export_check python3 tests/ref/check_export.py "$E/hf" tests/fixtures/models/llava_gqa/records.jsonl "$E/ours.jsonl"
+        cp "$E/ours.jsonl" "$OUT/export_ours.jsonl.log"
         ;;
     demo)
         run demo env SEEDS=1 DEMO_OUT=demo-out/full RESULTS="$OUT/demo-full" bash demo/run.sh full
@@ -104,3 +105,9 @@ for phase in "$@"; do
         ;;
     esac
 done
+
+# The device tool brings back at most 8 files: the logs travel as one archive beside summary.txt,
+# bench.jsonl and kernels.json.
+(cd "$OUT" && ls *.log >/dev/null 2>&1 && tar -czf logs.tgz *.log && rm -f *.log)
+echo "== summary"
+cat "$OUT/summary.txt"
