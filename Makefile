@@ -33,11 +33,12 @@ LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(if $(wildcard model/ops_cpu.c),$(BUI
 CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 
-# CUDA: built when nvcc exists (and not under the sanitizers). sm_90a for H100/H200, sm_80 for A100.
+# CUDA: built when nvcc exists (and not under the sanitizers, unless CUDA_ASAN=1: then the host C code runs
+# under ASan+UBSan beside kernels built as usual; `make test-cuda-asan`). sm_90a for H100/H200, sm_80 for A100.
 CUDA_SRCS := $(wildcard cuda/*.cu)
 ifneq ($(NVCC),)
 ifneq ($(CUDA_SRCS),)
-ifeq ($(SANITIZE),)
+ifeq ($(if $(CUDA_ASAN),,$(SANITIZE)),)
 ifneq ($(NO_CUDA),1)
 CUDA_HOME  := $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDNN_INC  := $(firstword $(wildcard $(CUDA_HOME)/include/cudnn.h /usr/include/x86_64-linux-gnu/cudnn.h /usr/include/cudnn.h $(DEPS_DIR)/usr/include/x86_64-linux-gnu/cudnn.h))
@@ -57,7 +58,7 @@ endif
 endif
 endif
 
-.PHONY: all test test-asan test-cuda demo deps deps-device bench clean flags fixtures
+.PHONY: all test test-asan test-cuda test-cuda-asan demo deps deps-device bench clean flags fixtures
 all: flags vlm $(BUILD)/test_vlm
 
 flags:
@@ -105,6 +106,13 @@ vlm-asan: $(CLI_OBJS) $(LIB_OBJS)
 test-cuda: vlm $(BUILD)/test_vlm
 	VLM_CUDA_TESTS=1 $(BUILD)/test_vlm cuda $(T)
 
+# The GPU tests with the host code under AddressSanitizer + UBSan (GPU machine). The CUDA runtime maps
+# memory where ASan keeps its shadow gap, hence protect_shadow_gap=0.
+test-cuda-asan:
+	$(MAKE) BUILD=build-asan-cuda SANITIZE=1 CUDA_ASAN=1 OPT=-O1 build-asan-cuda/test_vlm vlm
+	VLM_CUDA_TESTS=1 ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  build-asan-cuda/test_vlm cuda $(T)
+
 # Kernel lab bench (GPU machine): every CUDA op but attention against the CPU reference
 dev/check_cuda_ops: dev/check_cuda_ops.c $(BUILD)/model/ops_cpu32.o $(BUILD)/util/common.o $(CUDA_OBJS)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -o $@ $^ $(LDLIBS)
@@ -144,7 +152,7 @@ fixtures:
 	python3 tests/ref/make_safetensors_fixture.py
 
 clean:
-	rm -rf build build-asan vlm vlm-asan
+	rm -rf build build-asan build-asan-cuda vlm vlm-asan
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
