@@ -9,6 +9,7 @@
 #   bash dev/gpu_session.sh decode            vlm bench decode at llava-7b, B=1 and 16, next to torch_ref.py
 #   bash dev/gpu_session.sh kernels           the kernel lab: build/bench_kernels and build/bench_attention bench
 #   bash dev/gpu_session.sh sanitize          compute-sanitizer memcheck on the GPU tests
+#   bash dev/gpu_session.sh asan              the GPU tests with the host code under ASan+UBSan (make test-cuda-asan)
 #   bash dev/gpu_session.sh export            a GPU-trained checkpoint exported with vlm export --to-hf, loaded by the
 #                                             machine's transformers, log-probs compared (issue 5's check)
 #   bash dev/gpu_session.sh demo              the miniature study, full size, one seed (resumes finished stages
@@ -85,6 +86,9 @@ for phase in "$@"; do
     sanitize)
         VLM_CUDA_TESTS=1 run sanitize compute-sanitizer --tool memcheck --target-processes all --error-exitcode 1 build/test_vlm cuda_
         ;;
+    asan)
+        run test_cuda_asan make -j"$JOBS" test-cuda-asan
+        ;;
     export)
         E=gpu-work/export  # outside $OUT: the device tool brings back 8 files at most
         rm -rf "$E" && mkdir -p "$E"
@@ -101,7 +105,7 @@ for phase in "$@"; do
         cp demo-out/full/demo.log "$OUT/demo-full.log" 2>/dev/null
         ;;
     *)
-        echo "unknown phase '$phase' (build test train svco50 decode kernels sanitize export demo)" | tee -a "$OUT/summary.txt"
+        echo "unknown phase '$phase' (build test train svco50 decode kernels sanitize asan export demo)" | tee -a "$OUT/summary.txt"
         ;;
     esac
 done
