@@ -99,6 +99,9 @@ static void cuda_copy(void *dst, const void *src, size_t bytes) {
 
 static void *scratch_buf;
 static size_t scratch_bytes;
+static unsigned scratch_generation;
+
+unsigned cuda_scratch_generation(void) { return scratch_generation; }
 
 void *cuda_scratch(size_t bytes) {
     if (bytes > scratch_bytes) {
@@ -109,6 +112,7 @@ void *cuda_scratch(size_t bytes) {
         size_t want = bytes < ((size_t)1 << 20) ? ((size_t)1 << 20) : bytes + bytes / 4;
         CUDA_CHECK(cudaMalloc(&scratch_buf, want));
         scratch_bytes = want;
+        scratch_generation++;
     }
     return scratch_buf;
 }
@@ -235,6 +239,8 @@ extern "C" const Backend backend_cuda = {
     .upload_acc = cuda_upload_acc,
     .download_acc = cuda_download_acc,
     .synchronize = cuda_synchronize,
+    .replay = cuda_replay,
+    .replay_free = cuda_replay_free,
     .matmul_forward = cuda_matmul_forward,
     .matmul_backward = cuda_matmul_backward,
     .layernorm_forward = cuda_layernorm_forward,

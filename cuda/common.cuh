@@ -51,6 +51,8 @@ static inline cudaStream_t stream_main(void) { return (cudaStream_t)cuda_stream(
 // an op takes it, queues its kernels and is done with it; ops run in stream order, so the next op may
 // take it again at once. Growing it waits for the stream first.
 void *cuda_scratch(size_t bytes);
+// Counts the scratch buffer's reallocations: a CUDA graph that recorded the old address is stale.
+unsigned cuda_scratch_generation(void);
 
 // out (M) += column sums of in (R, M): fp32 sums in a fixed order, then one rounding into bf16. Used by
 // the bias gradient, add_broadcast_backward and the norms' weight gradients (cuda/elementwise.cu).

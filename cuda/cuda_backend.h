@@ -15,6 +15,9 @@ extern "C" {
 int cuda_device_usable(char *why, size_t whylen);  // 1 if a GPU can be used; else 0 and a reason
 void *cuda_stream(void);                           // the cudaStream_t everything runs on
 size_t cuda_memory_used(void);                     // bytes of device memory in use (total - free)
+// CUDA graphs of repeated op sequences (cuda/graph.cu; Backend.replay in model/ops.h)
+void cuda_replay(void **slot, void (*fn)(void *), void *arg);
+void cuda_replay_free(void *slot);
 
 // matmul (cuBLASLt)
 void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *b, int N, int C, int OC);

@@ -67,9 +67,14 @@ void gen_init(Generator *g, const Llava *m, int slots, int cap_prompt, int cap_n
     g->h_pos = xmalloc(sizeof(int) * R);
     g->h_len = xmalloc(sizeof(int) * R);
     g->h_dst = xmalloc(sizeof(int) * (R > (size_t)prefill_rows * cap_prompt ? R : (size_t)prefill_rows * cap_prompt));
+    g->replays = xcalloc(slots, sizeof(void *));
 }
 
 void gen_free(Generator *g) {
+    const Backend *be = g->m ? g->m->be : NULL;
+    for (int i = 0; g->replays && i < g->slots; i++)
+        if (g->replays[i] && be->replay_free) be->replay_free(g->replays[i]);
+    free(g->replays);
     llava_acts_free(&g->pre);
     arena_free(&g->arena);
     free(g->kv.k); free(g->kv.v); free(g->kv.len);
@@ -77,14 +82,17 @@ void gen_free(Generator *g) {
     memset(g, 0, sizeof(*g));
 }
 
-// Final norm and lm_head on n rows of x (n, D) -> host logits (n, V)
-static float *gen_head(Generator *g, int n) {
+// Final norm and lm_head on n rows of x (n, D) -> logits (n, V)
+static void gen_head(Generator *g, int n) {
     const Backend *be = g->m->be;
     const Llama *lm = &g->m->lm;
     const int D = lm->cfg.hidden, V = g->V;
     be->rmsnorm_forward(g->fin, g->fin_rstd, g->x, lm->w.norm_w, n, D, lm->cfg.eps);
     be->matmul_forward(g->logits, g->fin, lm->w.lm_head, NULL, n, D, V);  // (n, V)
-    be->download_act(g->logits_host, g->logits, (size_t)n * V);
+}
+
+static float *gen_logits_to_host(Generator *g, int n) {
+    g->m->be->download_act(g->logits_host, g->logits, (size_t)n * g->V);
     return g->logits_host;
 }
 
@@ -113,29 +121,25 @@ float *gen_prefill(Generator *g, const LlavaBatch *bt, const int *slot_of_row) {
     }
     be->to_device(g->sel, g->h_pos, sizeof(int) * B);
     be->copy_rows(g->x, NULL, a->l.res[L], g->sel, B, D);
-    return gen_head(g, B);
+    gen_head(g, B);
+    return gen_logits_to_host(g, B);
 }
 
-float *gen_decode(Generator *g, int n, const int *slots, const int *tokens) {
+typedef struct {
+    Generator *g;
+    int n;
+} DecodeStep;
+
+// The device work of a decode step on n rows whose inputs (ids, pos, len, slot, dst) are in place: the same
+// ops on the same buffers at every step with n rows, so the backend can replay it (Backend.replay).
+static void decode_step_ops(void *arg) {
+    const DecodeStep *st = (const DecodeStep *)arg;
+    Generator *g = st->g;
+    const int n = st->n;
     const Backend *be = g->m->be;
     const Llama *lm = &g->m->lm;
     const LlamaConfig *c = &lm->cfg;
     const int D = c->hidden, F = c->intermediate, HD = c->head_dim, qdim = lm->qdim, kvdim = lm->kvdim, qkvdim = lm->qkvdim;
-    CHECK_OR_DIE(n >= 1 && n <= g->slots, "decode step of %d rows with %d slots", n, g->slots);
-    for (int i = 0; i < n; i++) {
-        const int s = slots[i], p = g->kv.len[s];
-        CHECK_OR_DIE(s >= 0 && s < g->slots, "decode row %d: slot %d out of range", i, s);
-        if (p >= g->cap) fatal("slot %d: the KV cache is full (%d positions)", s, g->cap);
-        if (tokens[i] < 0 || tokens[i] >= g->V) fatal("decode row %d: token id %d is outside the vocabulary (%d)", i, tokens[i], g->V);
-        g->h_pos[i] = p;        // the new token's position: the sequence so far
-        g->h_len[i] = p + 1;    // it attends to itself too
-        g->h_dst[i] = s * g->cap + p;
-    }
-    be->to_device(g->ids, tokens, sizeof(int) * n);
-    be->to_device(g->pos, g->h_pos, sizeof(int) * n);
-    be->to_device(g->len, g->h_len, sizeof(int) * n);
-    be->to_device(g->slot, slots, sizeof(int) * n);
-    be->to_device(g->dst, g->h_dst, sizeof(int) * n);
     DecodeShape ds = {n, c->heads, c->kv_heads, HD, qkvdim, g->cap, g->len, g->slot};
     be->embedding_forward(g->x, g->ids, lm->w.embed, n, D);                                  // (n, D)
     for (int l = 0; l < c->layers; l++) {
@@ -155,8 +159,30 @@ float *gen_decode(Generator *g, int n, const int *slots, const int *tokens) {
         be->matmul_forward(g->proj, g->h, w->down_w, w->down_b, n, F, D);
         be->add(g->x, g->mid, g->proj, (size_t)n * D);
     }
+    gen_head(g, n);
+}
+
+float *gen_decode(Generator *g, int n, const int *slots, const int *tokens) {
+    const Backend *be = g->m->be;
+    CHECK_OR_DIE(n >= 1 && n <= g->slots, "decode step of %d rows with %d slots", n, g->slots);
+    for (int i = 0; i < n; i++) {
+        const int s = slots[i], p = g->kv.len[s];
+        CHECK_OR_DIE(s >= 0 && s < g->slots, "decode row %d: slot %d out of range", i, s);
+        if (p >= g->cap) fatal("slot %d: the KV cache is full (%d positions)", s, g->cap);
+        if (tokens[i] < 0 || tokens[i] >= g->V) fatal("decode row %d: token id %d is outside the vocabulary (%d)", i, tokens[i], g->V);
+        g->h_pos[i] = p;        // the new token's position: the sequence so far
+        g->h_len[i] = p + 1;    // it attends to itself too
+        g->h_dst[i] = s * g->cap + p;
+    }
+    be->to_device(g->ids, tokens, sizeof(int) * n);
+    be->to_device(g->pos, g->h_pos, sizeof(int) * n);
+    be->to_device(g->len, g->h_len, sizeof(int) * n);
+    be->to_device(g->slot, slots, sizeof(int) * n);
+    be->to_device(g->dst, g->h_dst, sizeof(int) * n);
+    DecodeStep st = {g, n};
+    be_replay(be, &g->replays[n - 1], decode_step_ops, &st);  // one cache per row count
     for (int i = 0; i < n; i++) g->kv.len[slots[i]]++;
-    return gen_head(g, n);
+    return gen_logits_to_host(g, n);
 }
 
 void gen_fork(Generator *g, int src, int dst) {

@@ -48,6 +48,7 @@ typedef struct {
     int *dst_pre;                   // (prefill_rows * cap_prompt) cache row of each prefill token
     float *logits_host;             // (rows, V)
     int *h_pos, *h_len, *h_dst;     // (rows) host staging
+    void **replays;                 // (slots) the backend's replay cache of a decode step of n rows, at n - 1
 } Generator;
 
 // slots: sequences in flight; cap_prompt: the longest prompt (image tokens expanded); cap_new: the most new

@@ -64,6 +64,12 @@ typedef struct Backend {
     void (*upload_acc)(void *dst, const double *host, size_t n);       // host fp64 -> acc type
     void (*download_acc)(double *host, const void *src, size_t n);     // acc type -> host fp64
     void (*synchronize)(void);
+    // Runs fn(arg), a sequence of ops that repeats with the same shapes and buffers (a decode step), through
+    // a cache the backend keeps in *slot (NULL at first; replay_free releases it). The CUDA backend records
+    // the ops into a CUDA graph on the second call and launches the graph after: one launch instead of
+    // hundreds of small ones. NULL where there is nothing to gain: be_replay then calls fn directly.
+    void (*replay)(void **slot, void (*fn)(void *), void *arg);
+    void (*replay_free)(void *slot);
 
     // ---- linear layers ----
     // out (N, OC) = inp (N, C) @ w (OC, C)^T + b (OC); b may be NULL
@@ -202,4 +208,10 @@ static inline void *act_at(const Backend *be, const void *p, size_t elems) {
 }
 static inline void *acc_at(const Backend *be, const void *p, size_t elems) {
     return p ? (char *)p + elems * (size_t)be->acc_bytes : NULL;
+}
+
+// fn(arg) through the backend's replay cache (see Backend.replay), or directly where it has none
+static inline void be_replay(const Backend *be, void **slot, void (*fn)(void *), void *arg) {
+    if (be->replay) be->replay(slot, fn, arg);
+    else fn(arg);
 }
