@@ -269,7 +269,7 @@ static int st_load_file(SafeTensors *st, const char *path, int *cap, char *err, 
     cJSON_Delete(root);
     free(text);
 
-    if (ok && n_spans) {
+    if (ok && n_spans > 0) {
         // Overlap: after sorting by begin, every non-empty span must start at or after the furthest end
         // seen so far. Empty tensors occupy no bytes and cannot overlap. Gaps are allowed (harmless).
         qsort(spans, (size_t)n_spans, sizeof(Span), span_cmp);

@@ -14,6 +14,9 @@ const char *test_shared_data(void);
 // Runs the vlm binary with a shell command line (the binary path is prepended) and returns the exit status;
 // stdout and stderr are captured into out/err (malloc'd, may be NULL to discard).
 int test_run_vlm(const char *args, char **out, char **err);
+// Runs a shell command line; returns its wait status as system() does (-1 if it could not start). It spawns
+// rather than forks (see tests/test_main.c).
+int test_shell(const char *cmd);
 // 1 when the two files have the same bytes (dies naming a file it cannot read).
 int test_files_equal(const char *a, const char *b);
 // A fresh temporary directory for this test (removed at exit).

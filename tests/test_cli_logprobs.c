@@ -65,7 +65,7 @@ static char *records_file(const char *name, const char *text) {
     char *dir = path_join(test_tmpdir(), name);
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp -r " GQA "/images %s/", dir, dir);
-    if (system(cmd) != 0) fatal("cannot prepare %s", dir);
+    if (test_shell(cmd) != 0) fatal("cannot prepare %s", dir);
     char *path = path_join(dir, "records.jsonl");
     write_file_atomic(path, text, strlen(text));
     free(dir);
@@ -121,7 +121,7 @@ static char *model_copy(const char *name) {
     char *dir = path_join(test_tmpdir(), name), cmd[1024];
     snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp " GQA "/config.json " GQA "/model.safetensors " GQA "/preprocessor_config.json %s/",
              dir, dir, dir);
-    if (system(cmd) != 0) fatal("cannot copy the fixture model to %s", dir);
+    if (test_shell(cmd) != 0) fatal("cannot copy the fixture model to %s", dir);
     return dir;
 }
 

@@ -551,7 +551,7 @@ TEST(cuda_resume_is_bit_exact) {
 TEST(cuda_train_clip_matches_cpu) {
     char *dir = path_join(test_tmpdir(), "cclip"), cmd[1024];
     snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp tests/fixtures/models/llava_gqa/images/*.png %s/", dir, dir);
-    EXPECT(system(cmd) == 0);
+    EXPECT(test_shell(cmd) == 0);
     const char *text = "{\"image\": \"a.png\", \"caption_ids\": [62, 5, 6, 7, 63]}\n"
                        "{\"image\": \"b.png\", \"caption_ids\": [62, 9, 10, 63, 0, 0]}\n"
                        "{\"image\": \"gray.png\", \"caption_ids\": [62, 30, 63]}\n";

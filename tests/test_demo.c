@@ -13,7 +13,7 @@ static int run_demo(const char *config, const char *out, char **log) {
     snprintf(cmd, sizeof(cmd), "VLM=%s DEMO_OUT=%s RESULTS=%s/results DEVICE=cpu BPE=%s/tokenizers/clip_bpe_simple_vocab_16e6.txt.gz "
              "SPM=%s/tokenizers/llama2_tokenizer.model bash demo/run.sh %s > %s 2>&1",
              bin, out, out, test_shared_data(), test_shared_data(), config, log_path);
-    int rc = system(cmd);
+    int rc = test_shell(cmd);
     *log = try_read_file(log_path, NULL);
     if (!*log) *log = xstrdup("");
     free(log_path);

@@ -729,7 +729,7 @@ TEST(eval_qa_cli_by_type) {
 static void write_run(const char *dir, double pope_adv_acc, double mmvp_pairs, int with_qa) {
     char cmd[700], path[700], text[1024];
     snprintf(cmd, sizeof(cmd), "mkdir -p %s", dir);
-    if (system(cmd) != 0) fatal("setup");
+    if (test_shell(cmd) != 0) fatal("setup");
     snprintf(path, sizeof(path), "%s/pope.json", dir);
     snprintf(text, sizeof(text), "{\"splits\": [{\"name\": \"r\", \"accuracy\": 0.9}, {\"name\": \"p\", \"accuracy\": 0.8}, "
              "{\"name\": \"a\", \"accuracy\": %g, \"f1\": 0.5, \"yes_ratio\": 0.25}]}", pope_adv_acc);

@@ -646,7 +646,7 @@ static char *records_file(const char *name, const char *text) {
     char *dir = path_join(test_tmpdir(), name);
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp -r " MODELS "llava_gqa/images %s/", dir, dir);
-    if (system(cmd) != 0) fatal("cannot prepare %s", dir);
+    if (test_shell(cmd) != 0) fatal("cannot prepare %s", dir);
     char *path = path_join(dir, "records.jsonl");
     write_file_atomic(path, text, strlen(text));
     free(dir);

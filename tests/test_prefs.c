@@ -165,7 +165,7 @@ static char *tiny_clip(void) {
     if (dir) return dir;
     char *cfg_dir = path_join(test_tmpdir(), "tiny_clip_cfg"), cmd[2048];
     snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp " MODELS "clip/preprocessor_config.json %s/", cfg_dir, cfg_dir);
-    if (system(cmd) != 0) fatal("setup");
+    if (test_shell(cmd) != 0) fatal("setup");
     char *text = read_file(MODELS "clip/config.json", NULL);
     cJSON *c = cJSON_Parse(text);
     cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "text_config");
@@ -180,7 +180,7 @@ static char *tiny_clip(void) {
     char *data = test_write_tmp("tiny_clip_data.jsonl", "");
     free(data);
     snprintf(cmd, sizeof(cmd), "cp " MODELS "llava_gqa/images/*.png %s/", test_tmpdir());
-    if (system(cmd) != 0) fatal("setup");
+    if (test_shell(cmd) != 0) fatal("setup");
     data = test_write_tmp("tiny_clip_data.jsonl", "{\"image\": \"a.png\", \"caption\": \"a red circle\"}\n"
                                              "{\"image\": \"b.png\", \"caption\": \"two blue squares\"}\n"
                                              "{\"image\": \"gray.png\", \"caption\": \"a gray picture\"}\n");

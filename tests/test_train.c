@@ -31,7 +31,7 @@ static void append_ids(char *buf, size_t cap, const char *key, int n, int with_i
 static char *write_data(const char *name, const char *recipe, int n, int bad_line) {
     char *dir = path_join(test_tmpdir(), name), cmd[1024];
     snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r " GQA "/images %s/", dir, dir, dir);
-    if (system(cmd) != 0) fatal("cannot prepare %s", dir);
+    if (test_shell(cmd) != 0) fatal("cannot prepare %s", dir);
     size_t cap = 1 << 20, len = 0;
     char *text = xmalloc(cap), line[4096];
     for (int i = 0; i < n; i++) {
@@ -228,7 +228,7 @@ TEST(train_bad_data) {
 TEST(train_text_examples_with_tokenizer) {
     char *dir = path_join(test_tmpdir(), "text"), cmd[1024], args[2048], *err;
     snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r tests/fixtures/models/llava_tok/images %s/", dir, dir, dir);
-    if (system(cmd) != 0) fatal("setup");
+    if (test_shell(cmd) != 0) fatal("setup");
     const char *text =
         "{\"image\": \"images/c.png\", \"prompt\": \"What color is the circle?\", \"chosen\": \"It is red.\", \"rejected\": \"It is blue.\"}\n"
         "{\"prompt\": \"Is there a dog?\", \"chosen\": \"No.\", \"rejected\": \"Yes, a big dog.\"}\n";
@@ -283,7 +283,7 @@ TEST(train_packing_is_exact) {
 TEST(train_from_shard_equals_jsonl) {
     char *dir = path_join(test_tmpdir(), "shard_train"), cmd[1024], args[2048], *err, *out;
     snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r tests/fixtures/models/llava_tok/images %s/", dir, dir, dir);
-    if (system(cmd) != 0) fatal("setup");
+    if (test_shell(cmd) != 0) fatal("setup");
     const char *text =
         "{\"image\": \"images/c.png\", \"prompt\": \"What color is the circle?\", \"chosen\": \"It is red.\", \"rejected\": \"It is blue.\"}\n"
         "{\"image\": \"images/c.png\", \"prompt\": \"Is there a dog?\", \"chosen\": \"No.\", \"rejected\": \"Yes, a big dog.\"}\n"
@@ -353,7 +353,7 @@ TEST(train_export_to_hf) {
 static char *clip_data(void) {
     char *dir = path_join(test_tmpdir(), "clipdata"), cmd[1024];
     snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp " GQA "/images/*.png tests/fixtures/models/llava_tok/images/c.png %s/", dir, dir, dir);
-    if (system(cmd) != 0) fatal("setup");
+    if (test_shell(cmd) != 0) fatal("setup");
     const char *text = "{\"image\": \"a.png\", \"caption_ids\": [62, 5, 6, 7, 63]}\n"
                        "{\"image\": \"b.png\", \"caption_ids\": [62, 9, 10, 63, 0, 0]}\n"
                        "{\"image\": \"c.png\", \"caption_ids\": [62, 20, 21, 22, 23, 63]}\n"
@@ -393,7 +393,7 @@ TEST(train_clip_from_scratch_and_errors) {
     char *dir = path_join(test_tmpdir(), "clip_cfg"), cmd[1024];
     snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp tests/fixtures/models/clip/config.json tests/fixtures/models/clip/preprocessor_config.json %s/",
              dir, dir, dir);
-    if (system(cmd) != 0) fatal("setup");
+    if (test_shell(cmd) != 0) fatal("setup");
     snprintf(args, sizeof(args), "train --recipe clip --model %s --data %s --out %s/run --steps 3 --batch 4 --device cpu --quiet", dir, data, dir);
     EXPECT(run_train(args, &err) != 0);
     EXPECTF(strstr(err, "--init random") != NULL, "message: %s", err);
@@ -421,7 +421,7 @@ TEST(train_llava_vision_from_clip) {
     char *data = write_data("vision_from", "sft", 8, 0), args[2048], *err, cmd[1024];
     char *dir = path_join(test_tmpdir(), "vision_from_run");
     snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s/cfg", dir, dir);
-    if (system(cmd) != 0) fatal("setup");
+    if (test_shell(cmd) != 0) fatal("setup");
     // LLaVA config of the fixture, with a 2-layer tower like the CLIP fixture's (the fixture LLaVA has 3)
     char *text = read_file(GQA "/config.json", NULL);
     cJSON *cfg = cJSON_Parse(text);
