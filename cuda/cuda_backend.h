@@ -21,6 +21,10 @@ void cuda_replay_free(void *slot);
 
 // matmul (cuBLASLt)
 void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *b, int N, int C, int OC);
+// matrix-vector products for matmul_forward with at most GEMV_MAX_N rows (cuda/gemv.cu): 1 when taken,
+// 0 when the shape or alignment does not fit (the caller then runs cuBLASLt)
+#define GEMV_MAX_N 4
+int cuda_gemv_forward(void *out, const void *inp, const void *w, const void *b, int N, int C, int OC);
 void cuda_matmul_backward(void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w,
                           int N, int C, int OC);
 // normalization

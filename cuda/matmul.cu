@@ -149,6 +149,7 @@ static void gemm(bf16 *D, const bf16 *A, const bf16 *B, int m, int n, int k, int
 extern "C" void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *b, int N, int C, int OC) {
     if (N <= 0 || OC <= 0) return;
     if (C <= 0) fatal("matmul_forward: C = %d", C);
+    if (cuda_gemv_forward(out, inp, w, b, N, C, OC)) return;  // a few rows (decode): bandwidth-bound
     gemm((bf16 *)out, (const bf16 *)w, (const bf16 *)inp, OC, N, C, 1, 0, (const bf16 *)b, 0);
 }
 
