@@ -1080,9 +1080,13 @@ void attn_fixup_padding(void *out, float *lse, void *dq, void *dk, void *dv, con
 // ----------------------------------------------------------------------------------------------------
 // host: path choice and launches
 
+#if ATTN_TENSOR_CORES
 static int g_force_generic = -1;  // -1: read VLM_ATTN_GENERIC once (1 = always use the generic kernels)
 
 void flash_attention_force_generic(int on) { g_force_generic = on ? 1 : 0; }
+#else
+void flash_attention_force_generic(int on) { (void)on; }  // the generic kernels are all the fp32 build has
+#endif
 
 static void check_shape(const AttnShape *s, const char *what) {
     if (s->B < 0 || s->T < 0 || s->NH <= 0 || s->NKV <= 0 || s->HD <= 0 || s->NH % s->NKV != 0)
