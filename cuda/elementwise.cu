@@ -211,7 +211,13 @@ __global__ void rope_kernel(floatX *x, const int *pos, int N, int heads, int HD,
     for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
         const size_t n = idx / half;
         const int i = (int)(idx % half);
+#ifdef VLM_CUDA_FP32
+        // as cpu_rope_forward computes it: pow in double, rounded once. powf is off by a few ulp, which times
+        // positions in the hundreds moves the angle by ~1e-4 rad, the whole tolerance of the fp32 build.
+        const float inv_freq = 1.0f / (float)pow((double)theta, (double)((float)(2 * i) / (float)HD));
+#else
         const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)HD);
+#endif
         const float angle = (float)pos[n] * inv_freq;
         float s, c;
         sincosf(angle, &s, &c);
