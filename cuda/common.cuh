@@ -12,7 +12,7 @@ extern "C" {
 #include "../util/common.h"
 }
 #include "cuda_backend.h"
-#include "floatx.cuh"  // floatX: the "act" type of the CUDA backend (bf16, or fp32 with VLM_CUDA_FP32); "acc" is float
+#include "floatx.cuh"  // floatX, the "act" type (bf16, or fp32 with VLM_CUDA_FP32); "acc" is float
 
 // ----------------------------------------------------------------------------------------------------
 // errors: every CUDA call and every launch is checked, and a failure names the place
