@@ -1,6 +1,7 @@
 # vlm.c build. `make` builds ./vlm (CPU backend always; CUDA backend when nvcc is found),
 # `make test` runs the CPU tests, `make test-asan` runs them under AddressSanitizer + UBSan,
-# `make test-cuda` runs the GPU tests (GPU machine), `make demo` runs the miniature study,
+# `make test-cuda` runs the GPU tests (GPU machine; `make test-cuda-fp32` with fp32 activations),
+# `make demo` runs the miniature study,
 # `make deps` installs the Debian packages the build needs.
 
 CC       ?= gcc
@@ -53,12 +54,18 @@ NVCCFLAGS  += -DVLM_CUDNN -I$(dir $(CUDNN_INC))
 CFLAGS     += -DVLM_CUDNN
 LDLIBS     += -lcudnn
 endif
+# CUDA_FP32=1: the CUDA backend with fp32 activations (cuda/floatx.cuh), a correctness build for exact
+# comparisons (`make test-cuda-fp32` builds it in its own tree)
+ifneq ($(CUDA_FP32),)
+NVCCFLAGS  += -DVLM_CUDA_FP32
+CFLAGS     += -DVLM_CUDA_FP32
+endif
 endif
 endif
 endif
 endif
 
-.PHONY: all test test-asan test-cuda test-cuda-asan demo deps deps-device bench clean flags fixtures
+.PHONY: all test test-asan test-cuda test-cuda-asan test-cuda-fp32 demo deps deps-device bench clean flags fixtures
 all: flags vlm $(BUILD)/test_vlm
 
 flags:
@@ -113,6 +120,17 @@ test-cuda-asan:
 	VLM_CUDA_TESTS=1 ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  build-asan-cuda/test_vlm cuda $(T)
 
+# The GPU tests against the CUDA backend built with fp32 activations (GPU machine), in its own tree and
+# binary: kernels and whole models against the CPU reference at fp32 tolerances, and `vlm logprobs
+# --device cuda` within 1e-4 of transformers.
+test-cuda-fp32:
+	$(MAKE) BUILD=build-fp32 CUDA_FP32=1 build-fp32/test_vlm vlm-fp32
+	VLM_CUDA_TESTS=1 VLM_BIN=./vlm-fp32 build-fp32/test_vlm cuda $(T)
+
+vlm-fp32: $(CLI_OBJS) $(LIB_OBJS) $(CUDA_OBJS)
+	$(if $(and $(CUDA_FP32),$(CUDA_OBJS)),,$(error vlm-fp32 needs nvcc and CUDA_FP32=1 (make test-cuda-fp32 builds it)))
+	$(CC) -o $@ $^ $(LDLIBS)
+
 # Kernel lab bench (GPU machine): every CUDA op but attention against the CPU reference
 dev/check_cuda_ops: dev/check_cuda_ops.c $(BUILD)/model/ops_cpu32.o $(BUILD)/util/common.o $(CUDA_OBJS)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -o $@ $^ $(LDLIBS)
@@ -152,7 +170,7 @@ fixtures:
 	python3 tests/ref/make_safetensors_fixture.py
 
 clean:
-	rm -rf build build-asan build-asan-cuda vlm vlm-asan
+	rm -rf build build-asan build-asan-cuda build-fp32 vlm vlm-asan vlm-fp32
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

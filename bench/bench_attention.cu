@@ -33,6 +33,12 @@ extern "C" {  // C headers: backend_cpu (the fp32 reference), fatal, bf16 conver
 #include <cudnn.h>
 #endif
 
+// Its buffers are bf16, the act type of every build but the fp32 one (make test-cuda-fp32), which has no
+// tensor-core or cuDNN path to measure.
+#ifdef VLM_CUDA_FP32
+#error "bench_attention measures the bf16 build; build it without VLM_CUDA_FP32"
+#endif
+
 // the backend's stream when linked into vlm; the legacy default stream when built alone
 extern "C" __attribute__((weak)) void *cuda_stream(void) { return NULL; }
 

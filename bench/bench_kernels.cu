@@ -58,7 +58,14 @@
 extern "C" {
 #include "../model/ops.h"
 }
-#include "../cuda/common.cuh"  // CUDA_CHECK, the bf16 type, fatal
+#include "../cuda/common.cuh"  // CUDA_CHECK, fatal
+
+// The lab measures the production build: its buffers are sized, filled and read back as bf16, which is
+// the act type floatX of every build but the fp32 one (make test-cuda-fp32), a correctness build.
+#ifdef VLM_CUDA_FP32
+#error "bench_kernels measures the bf16 build; build it without VLM_CUDA_FP32"
+#endif
+typedef __nv_bfloat16 bf16;
 
 #define CK(call) CUDA_CHECK(call)
 

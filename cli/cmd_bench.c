@@ -95,7 +95,7 @@ static int bench_decode(const LlavaConfig *cfg, const char *shape, const Backend
     const double weight_bytes = (double)(m.ps_text.numel - (cfg->text.tie_embeddings ? 0 : embed)) * be->act_bytes;
     double mem_gib = 0;
 #ifdef VLM_CUDA
-    if (!strcmp(be->name, "cuda")) mem_gib = cuda_memory_used() / 1073741824.0;
+    if (!strncmp(be->name, "cuda", 4)) mem_gib = cuda_memory_used() / 1073741824.0;
 #endif
     printf("{\"bench\": \"decode\", \"impl\": \"vlm.c\", \"backend\": \"%s\", \"shape\": \"%s\", \"batch\": %d, "
            "\"prompt_tokens\": %d, \"new_tokens\": %d, \"prefill_ms\": %.2f, \"decode_ms_per_step\": %.3f, "
@@ -197,7 +197,7 @@ int cmd_bench(int argc, char **argv) {
     double mem_gib = 0;
     const char *attn = "cpu";
 #ifdef VLM_CUDA
-    if (!strcmp(be->name, "cuda")) { mem_gib = cuda_memory_used() / 1073741824.0; attn = cuda_attention_selected(); }
+    if (!strncmp(be->name, "cuda", 4)) { mem_gib = cuda_memory_used() / 1073741824.0; attn = cuda_attention_selected(); }
 #endif
     printf("{\"bench\": \"%s\", \"impl\": \"vlm.c\", \"backend\": \"%s\", \"shape\": \"%s\", \"%s\": %d, \"ms_per_step\": %.3f, "
            "\"%s\": %.3f, \"tokens_per_s\": %.1f, \"model_tflops\": %.2f, \"mfu\": %.4f, \"gpu_mem_gib\": %.2f, "

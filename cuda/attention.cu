@@ -30,6 +30,7 @@
 //     (dK, dV), fp32 dot products with warp reductions. Slow, simple, exact; the tiny test models
 //     (HD 4..12) and odd head dims run here.
 // Every kernel handles any T (partial tiles are zero-filled and masked), padding, segments and GQA.
+// The fp32 build (VLM_CUDA_FP32) has only the generic path: the tensor-core kernels are bf16 by nature.
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <stdint.h>
@@ -39,8 +40,17 @@
 
 #include "attention_common.cuh"
 #include "cuda_backend.h"
+#include "floatx.cuh"
 
+// The tensor-core kernels take bf16 operands only (mma.sync with bf16 inputs, ldmatrix of 16-bit rows), so
+// they keep their own type. The fp32 build (VLM_CUDA_FP32) compiles them out and runs every shape on the
+// generic kernels, which, like the rest of the backend, read and write the act type floatX.
 typedef __nv_bfloat16 bf16;
+#ifdef VLM_CUDA_FP32
+#define ATTN_TENSOR_CORES 0
+#else
+#define ATTN_TENSOR_CORES 1
+#endif
 
 #define ATTN_LOG2E 1.4426950408889634f
 #define ATTN_LN2 0.6931471805599453f
@@ -87,6 +97,24 @@ __device__ __forceinline__ float warp_sum(float x) {
     return x;
 }
 
+// The first step of every backward (both paths):
+// D[b,h,i] = sum_d dout[b,i,h,d] * out[b,i,h,d]; one warp per (b, i, h) row of HD contiguous elements.
+__global__ void bwd_dot_kernel(float *__restrict__ D, const floatX *__restrict__ dout,
+                               const floatX *__restrict__ out, int B, int T, int NH, int HD) {
+    const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (row >= (long long)B * T * NH) return;
+    const floatX *a = dout + row * HD, *c = out + row * HD;
+    float sum = 0.f;
+    for (int d = lane; d < HD; d += 32) sum += to_f32(a[d]) * to_f32(c[d]);
+    sum = warp_sum(sum);
+    if (lane == 0) {
+        const int h = (int)(row % NH), t = (int)((row / NH) % T), b = (int)(row / ((long long)NH * T));
+        D[((long long)b * NH + h) * T + t] = sum;
+    }
+}
+
+#if ATTN_TENSOR_CORES
 // ----------------------------------------------------------------------------------------------------
 // PTX wrappers: cp.async (16-byte global -> shared copies, zero-fill), ldmatrix, mma.sync m16n8k16 bf16
 
@@ -404,22 +432,6 @@ __global__ void __launch_bounds__(128) flash_fwd_kernel(bf16 *__restrict__ out, 
 
 // ----------------------------------------------------------------------------------------------------
 // backward, tensor cores
-
-// D[b,h,i] = sum_d dout[b,i,h,d] * out[b,i,h,d]; one warp per (b, i, h) row of HD contiguous elements.
-__global__ void bwd_dot_kernel(float *__restrict__ D, const bf16 *__restrict__ dout, const bf16 *__restrict__ out,
-                               int B, int T, int NH, int HD) {
-    const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    const int lane = threadIdx.x & 31;
-    if (row >= (long long)B * T * NH) return;
-    const bf16 *a = dout + row * HD, *c = out + row * HD;
-    float sum = 0.f;
-    for (int d = lane; d < HD; d += 32) sum += __bfloat162float(a[d]) * __bfloat162float(c[d]);
-    sum = warp_sum(sum);
-    if (lane == 0) {
-        const int h = (int)(row % NH), t = (int)((row / NH) % T), b = (int)(row / ((long long)NH * T));
-        D[((long long)b * NH + h) * T + t] = sum;
-    }
-}
 
 #ifndef ATTN_KV_BQ64
 #define ATTN_KV_BQ64 32  // query tile of the key blocks at HD = 64 (tuning knob)
@@ -863,41 +875,42 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(bf16 *__restrict__ dq, b
         bwd_q_block<HD>(p.causal ? nqt - 1 - rank : rank, y % p.NH, y / p.NH, smem, dq, dout, lse, Dsum, q, k, v, p);
     }
 }
+#endif  // ATTN_TENSOR_CORES
 
 // ----------------------------------------------------------------------------------------------------
 // generic path: any HD <= 256 (NC = ceil(HD/32) elements per lane), any strides and alignment
 
 template <int NC>
-__device__ __forceinline__ void load_row(float x[NC], const bf16 *row, int HD, int lane) {
+__device__ __forceinline__ void load_row(float x[NC], const floatX *row, int HD, int lane) {
     #pragma unroll
     for (int c = 0; c < NC; c++) {
         const int d = lane + 32 * c;
-        x[c] = d < HD ? __bfloat162float(row[d]) : 0.f;
+        x[c] = d < HD ? to_f32(row[d]) : 0.f;
     }
 }
 template <int NC>
-__device__ __forceinline__ float dot_row(const float x[NC], const bf16 *row, int HD, int lane) {
+__device__ __forceinline__ float dot_row(const float x[NC], const floatX *row, int HD, int lane) {
     float s = 0.f;
     #pragma unroll
     for (int c = 0; c < NC; c++) {
         const int d = lane + 32 * c;
-        if (d < HD) s += x[c] * __bfloat162float(row[d]);
+        if (d < HD) s += x[c] * to_f32(row[d]);
     }
     return warp_sum(s);
 }
 template <int NC>
-__device__ __forceinline__ void store_row(bf16 *row, const float x[NC], float mul, int HD, int lane) {
+__device__ __forceinline__ void store_row(floatX *row, const float x[NC], float mul, int HD, int lane) {
     #pragma unroll
     for (int c = 0; c < NC; c++) {
         const int d = lane + 32 * c;
-        if (d < HD) row[d] = __float2bfloat16(x[c] * mul);
+        if (d < HD) row[d] = to_floatX(x[c] * mul);
     }
 }
 
 // one warp per query row (b, h, i), i fastest; online softmax in natural units
 template <int NC>
-__global__ void attn_fwd_generic_kernel(bf16 *__restrict__ out, float *__restrict__ lse, const bf16 *__restrict__ q,
-                                        const bf16 *__restrict__ k, const bf16 *__restrict__ v, const AttnParams p) {
+__global__ void attn_fwd_generic_kernel(floatX *__restrict__ out, float *__restrict__ lse, const floatX *__restrict__ q,
+                                        const floatX *__restrict__ k, const floatX *__restrict__ v, const AttnParams p) {
     const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31, T = p.T, HD = p.HD;
     if (row >= (long long)p.B * p.NH * T) return;  // whole warp
@@ -905,8 +918,8 @@ __global__ void attn_fwd_generic_kernel(bf16 *__restrict__ out, float *__restric
     const int kvh = h / p.group, kvlen = attn_kvlen(p, b);
     const int *segb = p.segment ? p.segment + (long long)b * T : nullptr;
     const int si = segb ? segb[i] : 0;
-    const bf16 *kb = k + (long long)b * T * p.kv_stride + (long long)kvh * HD;
-    const bf16 *vb = v + (long long)b * T * p.kv_stride + (long long)kvh * HD;
+    const floatX *kb = k + (long long)b * T * p.kv_stride + (long long)kvh * HD;
+    const floatX *vb = v + (long long)b * T * p.kv_stride + (long long)kvh * HD;
     float qr[NC], o[NC];
     load_row<NC>(qr, q + ((long long)b * T + i) * p.q_stride + (long long)h * HD, HD, lane);
     #pragma unroll
@@ -918,11 +931,11 @@ __global__ void attn_fwd_generic_kernel(bf16 *__restrict__ out, float *__restric
         const float s = dot_row<NC>(qr, kb + (long long)j * p.kv_stride, HD, lane) * p.scale;
         const float mn = fmaxf(m, s), alpha = expf(m - mn), pj = expf(s - mn);  // m = -inf: alpha = 0
         l = l * alpha + pj;
-        const bf16 *vj = vb + (long long)j * p.kv_stride;
+        const floatX *vj = vb + (long long)j * p.kv_stride;
         #pragma unroll
         for (int c = 0; c < NC; c++) {
             const int d = lane + 32 * c;
-            o[c] = o[c] * alpha + (d < HD ? pj * __bfloat162float(vj[d]) : 0.f);
+            o[c] = o[c] * alpha + (d < HD ? pj * to_f32(vj[d]) : 0.f);
         }
         m = mn;
     }
@@ -932,10 +945,10 @@ __global__ void attn_fwd_generic_kernel(bf16 *__restrict__ out, float *__restric
 
 // dQ: one warp per query row (b, h, i)
 template <int NC>
-__global__ void attn_bwd_q_generic_kernel(bf16 *__restrict__ dq, const bf16 *__restrict__ dout,
+__global__ void attn_bwd_q_generic_kernel(floatX *__restrict__ dq, const floatX *__restrict__ dout,
                                           const float *__restrict__ lse, const float *__restrict__ Dsum,
-                                          const bf16 *__restrict__ q, const bf16 *__restrict__ k,
-                                          const bf16 *__restrict__ v, const AttnParams p) {
+                                          const floatX *__restrict__ q, const floatX *__restrict__ k,
+                                          const floatX *__restrict__ v, const AttnParams p) {
     const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31, T = p.T, HD = p.HD;
     if (row >= (long long)p.B * p.NH * T) return;
@@ -943,8 +956,8 @@ __global__ void attn_bwd_q_generic_kernel(bf16 *__restrict__ dq, const bf16 *__r
     const int kvh = h / p.group, kvlen = attn_kvlen(p, b);
     const int *segb = p.segment ? p.segment + (long long)b * T : nullptr;
     const int si = segb ? segb[i] : 0;
-    const bf16 *kb = k + (long long)b * T * p.kv_stride + (long long)kvh * HD;
-    const bf16 *vb = v + (long long)b * T * p.kv_stride + (long long)kvh * HD;
+    const floatX *kb = k + (long long)b * T * p.kv_stride + (long long)kvh * HD;
+    const floatX *vb = v + (long long)b * T * p.kv_stride + (long long)kvh * HD;
     float qr[NC], gr[NC], acc[NC];
     load_row<NC>(qr, q + ((long long)b * T + i) * p.q_stride + (long long)h * HD, HD, lane);
     load_row<NC>(gr, dout + ((long long)b * T + i) * p.o_stride + (long long)h * HD, HD, lane);
@@ -955,14 +968,14 @@ __global__ void attn_bwd_q_generic_kernel(bf16 *__restrict__ dq, const bf16 *__r
     const int jend = p.causal ? min(kvlen, i + 1) : kvlen;
     for (int j = 0; j < jend; j++) {
         if (segb) { const int sj = segb[j]; if (sj != 0 && sj != si) continue; }
-        const bf16 *kj = kb + (long long)j * p.kv_stride;
+        const floatX *kj = kb + (long long)j * p.kv_stride;
         const float s = dot_row<NC>(qr, kj, HD, lane) * p.scale;
         const float dpv = dot_row<NC>(gr, vb + (long long)j * p.kv_stride, HD, lane);
         const float ds = expf(s - L) * (dpv - Di);
         #pragma unroll
         for (int c = 0; c < NC; c++) {
             const int d = lane + 32 * c;
-            if (d < HD) acc[c] += ds * __bfloat162float(kj[d]);
+            if (d < HD) acc[c] += ds * to_f32(kj[d]);
         }
     }
     store_row<NC>(dq + ((long long)b * T + i) * p.q_stride + (long long)h * HD, acc, p.scale, HD, lane);
@@ -970,10 +983,10 @@ __global__ void attn_bwd_q_generic_kernel(bf16 *__restrict__ dq, const bf16 *__r
 
 // dK, dV: one warp per key row (b, kv head, j), summing over the group's query heads and all queries
 template <int NC>
-__global__ void attn_bwd_kv_generic_kernel(bf16 *__restrict__ dk, bf16 *__restrict__ dv, const bf16 *__restrict__ dout,
+__global__ void attn_bwd_kv_generic_kernel(floatX *__restrict__ dk, floatX *__restrict__ dv, const floatX *__restrict__ dout,
                                            const float *__restrict__ lse, const float *__restrict__ Dsum,
-                                           const bf16 *__restrict__ q, const bf16 *__restrict__ k,
-                                           const bf16 *__restrict__ v, const AttnParams p) {
+                                           const floatX *__restrict__ q, const floatX *__restrict__ k,
+                                           const floatX *__restrict__ v, const AttnParams p) {
     const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31, T = p.T, HD = p.HD;
     if (row >= (long long)p.B * p.NKV * T) return;
@@ -992,8 +1005,8 @@ __global__ void attn_bwd_kv_generic_kernel(bf16 *__restrict__ dk, bf16 *__restri
             const long long lrow = ((long long)b * p.NH + h) * T;
             for (int i = p.causal ? j : 0; i < T; i++) {
                 if (segb && sj != 0 && sj != segb[i]) continue;
-                const bf16 *qi = q + ((long long)b * T + i) * p.q_stride + (long long)h * HD;
-                const bf16 *gi = dout + ((long long)b * T + i) * p.o_stride + (long long)h * HD;
+                const floatX *qi = q + ((long long)b * T + i) * p.q_stride + (long long)h * HD;
+                const floatX *gi = dout + ((long long)b * T + i) * p.o_stride + (long long)h * HD;
                 const float s = dot_row<NC>(kr, qi, HD, lane) * p.scale;
                 const float pj = expf(s - lse[lrow + i]);
                 const float dpv = dot_row<NC>(vr, gi, HD, lane);
@@ -1002,8 +1015,8 @@ __global__ void attn_bwd_kv_generic_kernel(bf16 *__restrict__ dk, bf16 *__restri
                 for (int c = 0; c < NC; c++) {
                     const int d = lane + 32 * c;
                     if (d < HD) {
-                        dva[c] += pj * __bfloat162float(gi[d]);
-                        dka[c] += ds * __bfloat162float(qi[d]);
+                        dva[c] += pj * to_f32(gi[d]);
+                        dka[c] += ds * to_f32(qi[d]);
                     }
                 }
             }
@@ -1035,21 +1048,21 @@ void *attn_scratch(int slot, size_t bytes) {
 }
 
 // one block per (b, t) token
-__global__ void attn_fixup_kernel(bf16 *out, float *lse, bf16 *dq, bf16 *dk, bf16 *dv, const AttnParams p) {
+__global__ void attn_fixup_kernel(floatX *out, float *lse, floatX *dq, floatX *dk, floatX *dv, const AttnParams p) {
     const int t = blockIdx.x % p.T, b = blockIdx.x / p.T;
     const int kvlen = attn_kvlen(p, b);
     const long long tok = (long long)b * p.T + t;
     if (t >= kvlen) {
         for (int e = threadIdx.x; e < p.NKV * p.HD; e += blockDim.x) {
             const long long off = tok * p.kv_stride + e;
-            if (dk) dk[off] = __float2bfloat16(0.f);
-            if (dv) dv[off] = __float2bfloat16(0.f);
+            if (dk) dk[off] = to_floatX(0.f);
+            if (dv) dv[off] = to_floatX(0.f);
         }
     }
     if (kvlen == 0) {  // no query of this row sees any key
         for (int e = threadIdx.x; e < p.NH * p.HD; e += blockDim.x) {
-            if (out) out[tok * p.o_stride + e] = __float2bfloat16(0.f);
-            if (dq) dq[tok * p.q_stride + e] = __float2bfloat16(0.f);
+            if (out) out[tok * p.o_stride + e] = to_floatX(0.f);
+            if (dq) dq[tok * p.q_stride + e] = to_floatX(0.f);
         }
         if (lse)
             for (int h = threadIdx.x; h < p.NH; h += blockDim.x) lse[((long long)b * p.NH + h) * p.T + t] = 0.f;
@@ -1060,16 +1073,20 @@ void attn_fixup_padding(void *out, float *lse, void *dq, void *dk, void *dv, con
     if (!s->kv_len || s->B <= 0 || s->T <= 0) return;
     const AttnParams p = attn_params(s);
     attn_fixup_kernel<<<(unsigned)((long long)s->B * s->T), 128, 0, attn_stream()>>>(
-        (bf16 *)out, lse, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, p);
+        (floatX *)out, lse, (floatX *)dq, (floatX *)dk, (floatX *)dv, p);
     ATTN_LAUNCH_CHECK();
 }
 
 // ----------------------------------------------------------------------------------------------------
 // host: path choice and launches
 
+#if ATTN_TENSOR_CORES
 static int g_force_generic = -1;  // -1: read VLM_ATTN_GENERIC once (1 = always use the generic kernels)
 
 void flash_attention_force_generic(int on) { g_force_generic = on ? 1 : 0; }
+#else
+void flash_attention_force_generic(int on) { (void)on; }  // the generic kernels are all the fp32 build has
+#endif
 
 static void check_shape(const AttnShape *s, const char *what) {
     if (s->B < 0 || s->T < 0 || s->NH <= 0 || s->NKV <= 0 || s->HD <= 0 || s->NH % s->NKV != 0)
@@ -1080,6 +1097,7 @@ static void check_shape(const AttnShape *s, const char *what) {
               s->NH * s->HD, s->NKV * s->HD);
 }
 
+#if ATTN_TENSOR_CORES
 static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 // the tensor-core kernels need HD a multiple of 16 (instantiated below) and 16-byte aligned rows
@@ -1134,17 +1152,19 @@ static void launch_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const flo
                                                                                      p, (int)ck, (int)cq);
     ATTN_LAUNCH_CHECK();
 }
+#endif  // ATTN_TENSOR_CORES
 
 template <int NC>
-static void launch_generic_fwd(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const AttnParams &p) {
+static void launch_generic_fwd(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
+                               const AttnParams &p) {
     const long long rows = (long long)p.B * p.NH * p.T;
     attn_fwd_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, attn_stream()>>>(out, lse, q, k, v, p);
     ATTN_LAUNCH_CHECK();
 }
 
 template <int NC>
-static void launch_generic_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const float *lse, const float *D,
-                               const bf16 *q, const bf16 *k, const bf16 *v, const AttnParams &p) {
+static void launch_generic_bwd(floatX *dq, floatX *dk, floatX *dv, const floatX *dout, const float *lse, const float *D,
+                               const floatX *q, const floatX *k, const floatX *v, const AttnParams &p) {
     if (dq) {
         const long long rows = (long long)p.B * p.NH * p.T;
         attn_bwd_q_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, attn_stream()>>>(dq, dout, lse, D, q, k, v, p);
@@ -1161,9 +1181,10 @@ void flash_attention_forward(void *out, void *lse, const void *q, const void *k,
     check_shape(s, "attention_forward");
     if (s->B == 0 || s->T == 0) return;
     const AttnParams p = attn_params(s);
-    bf16 *o = (bf16 *)out;
+    floatX *o = (floatX *)out;
     float *l = (float *)lse;
-    const bf16 *qq = (const bf16 *)q, *kk = (const bf16 *)k, *vv = (const bf16 *)v;
+    const floatX *qq = (const floatX *)q, *kk = (const floatX *)k, *vv = (const floatX *)v;
+#if ATTN_TENSOR_CORES
     if (use_tc(s, out, q, k, v, NULL, NULL)) {
         switch (s->HD) {
             case 16: launch_fwd<16>(o, l, qq, kk, vv, p); return;
@@ -1174,6 +1195,7 @@ void flash_attention_forward(void *out, void *lse, const void *q, const void *k,
             case 128: launch_fwd<128>(o, l, qq, kk, vv, p); return;
         }
     }
+#endif
     switch ((s->HD + 31) / 32) {
         case 1: launch_generic_fwd<1>(o, l, qq, kk, vv, p); return;
         case 2: launch_generic_fwd<2>(o, l, qq, kk, vv, p); return;
@@ -1197,13 +1219,15 @@ void flash_attention_backward(void *dq, void *dk, void *dv, const void *dout, co
     float *D = (float *)attn_scratch(0, sizeof(float) * (size_t)s->B * s->NH * s->T);
     {
         const long long rows = (long long)s->B * s->T * s->NH;
-        bwd_dot_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, attn_stream()>>>(D, (const bf16 *)dout, (const bf16 *)out,
-                                                                              s->B, s->T, s->NH, s->HD);
+        bwd_dot_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, attn_stream()>>>(D, (const floatX *)dout,
+                                                                              (const floatX *)out, s->B, s->T, s->NH,
+                                                                              s->HD);
         ATTN_LAUNCH_CHECK();
     }
-    bf16 *gq = (bf16 *)dq, *gk = (bf16 *)dk, *gv = (bf16 *)dv;
-    const bf16 *go = (const bf16 *)dout, *qq = (const bf16 *)q, *kk = (const bf16 *)k, *vv = (const bf16 *)v;
+    floatX *gq = (floatX *)dq, *gk = (floatX *)dk, *gv = (floatX *)dv;
+    const floatX *go = (const floatX *)dout, *qq = (const floatX *)q, *kk = (const floatX *)k, *vv = (const floatX *)v;
     const float *l = (const float *)lse;
+#if ATTN_TENSOR_CORES
     if (use_tc(s, dq, dk, dv, q, k, v) && aligned16(dout)) {
         switch (s->HD) {
             case 16: launch_bwd<16>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
@@ -1214,6 +1238,7 @@ void flash_attention_backward(void *dq, void *dk, void *dv, const void *dout, co
             case 128: launch_bwd<128>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
         }
     }
+#endif
     switch ((s->HD + 31) / 32) {
         case 1: launch_generic_bwd<1>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
         case 2: launch_generic_bwd<2>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
@@ -1230,7 +1255,8 @@ void flash_attention_backward(void *dq, void *dk, void *dv, const void *dout, co
 // ----------------------------------------------------------------------------------------------------
 // run-time selection: VLM_ATTN=flash|cudnn. The default is cuDNN where it is built in, the faster of the
 // two at every shape measured on the H100 (notes/perf.md); shapes cuDNN does not cover (segments, odd
-// head dims) fall back to flash per call.
+// head dims) fall back to flash per call. cuDNN's SDPA takes bf16 (or fp16) only: the fp32 build runs
+// flash (its generic kernels) whatever is asked, and says so once when cudnn is asked for.
 
 enum { ATTN_IMPL_UNSET = -1, ATTN_IMPL_FLASH = 0, ATTN_IMPL_CUDNN = 1 };
 static int g_attn_impl = ATTN_IMPL_UNSET;
@@ -1238,7 +1264,13 @@ static int g_attn_impl = ATTN_IMPL_UNSET;
 void cuda_attention_select(const char *impl) {
     if (!impl || !strcmp(impl, "flash")) { g_attn_impl = ATTN_IMPL_FLASH; return; }
     if (!strcmp(impl, "cudnn")) {
-#ifdef VLM_CUDNN
+#if defined(VLM_CUDA_FP32)
+        static int noticed = 0;
+        if (!noticed++)
+            fprintf(stderr, "vlm: notice: cuDNN attention takes bf16 only; this fp32 build runs the flash kernels\n");
+        g_attn_impl = ATTN_IMPL_FLASH;
+        return;
+#elif defined(VLM_CUDNN)
         g_attn_impl = ATTN_IMPL_CUDNN;
         return;
 #else
@@ -1252,7 +1284,7 @@ void cuda_attention_select(const char *impl) {
 static int attn_impl(void) {
     if (g_attn_impl == ATTN_IMPL_UNSET) {
         const char *env = getenv("VLM_ATTN");
-#ifdef VLM_CUDNN
+#if defined(VLM_CUDNN) && !defined(VLM_CUDA_FP32)
         cuda_attention_select(env && env[0] ? env : "cudnn");
 #else
         cuda_attention_select(env && env[0] ? env : "flash");

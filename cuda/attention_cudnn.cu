@@ -33,7 +33,8 @@
 // attn_fixup_padding() enforces our contract on padded rows (dk = dv = 0 for keys >= kv_len; out, lse,
 // dq = 0 for rows with kv_len = 0), which cuDNN leaves unspecified.
 //
-// Supported (else the caller uses our flash kernels): no segments (a tree mask is not expressible with
+// Supported (else the caller uses our flash kernels): the bf16 build only (cuDNN's SDPA has no fp32
+// engine; VLM_CUDA_FP32 builds run flash), no segments (a tree mask is not expressible with
 // these primitives), HD a multiple of 8 up to 128, strides multiples of 8 elements (16-byte rows),
 // T >= 2, and 16-byte aligned pointers (checked at the call; misaligned calls run flash).
 // Execution plans are built once per (direction, B, T, NH, NKV, HD, strides, causal) and cached; a
@@ -475,6 +476,10 @@ void execute(Plan *p, const int64_t *uids, void *const *ptrs, int n, void *works
 }  // namespace
 
 int cudnn_attention_supported(const AttnShape *s) {
+#ifdef VLM_CUDA_FP32
+    (void)s;
+    return 0;                                            // the graphs take bf16 tensors: the fp32 build runs flash
+#else
     if (s->segment) return 0;                            // tree masks: flash only
     if (s->HD % 8 != 0 || s->HD > 128) return 0;
     if (s->q_stride % 8 != 0 || s->kv_stride % 8 != 0) return 0;
@@ -482,6 +487,7 @@ int cudnn_attention_supported(const AttnShape *s) {
     const char *env = getenv("VLM_CUDNN_DISABLE");       // testing: pretend cuDNN covers nothing
     if (env && env[0] == '1') return 0;
     return 1;
+#endif
 }
 
 void cudnn_attention_forward(void *out, void *lse, const void *q, const void *k, const void *v, const AttnShape *s) {

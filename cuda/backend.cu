@@ -178,6 +178,11 @@ static void cuda_to_host(void *host, const void *src, size_t bytes) {
     }
 }
 
+#ifdef VLM_CUDA_FP32
+// the act type is fp32: the host floats travel as they are
+static void cuda_upload_act(void *dst, const float *host, size_t n) { cuda_to_device(dst, host, n * sizeof(float)); }
+static void cuda_download_act(float *host, const void *src, size_t n) { cuda_to_host(host, src, n * sizeof(float)); }
+#else
 // fp32 -> bf16 with round to nearest even (util's f32_to_bf16, the same rounding as __float2bfloat16_rn)
 static void cuda_upload_act(void *dst, const float *host, size_t n) {
     const size_t chunk = STAGING_CHUNK / sizeof(uint16_t);
@@ -201,6 +206,7 @@ static void cuda_download_act(float *host, const void *src, size_t n) {
         for (size_t i = 0; i < len; i++) h[i] = bf16_to_f32(p[i]);
     }
 }
+#endif
 
 static void cuda_upload_acc(void *dst, const double *host, size_t n) {
     const size_t chunk = STAGING_CHUNK / sizeof(float);
@@ -225,8 +231,12 @@ static void cuda_download_acc(double *host, const void *src, size_t n) {
 // the table (fields in the order of struct Backend: C++ wants designated initializers in order)
 
 extern "C" const Backend backend_cuda = {
+#ifdef VLM_CUDA_FP32
+    .name = "cuda-fp32",  // shows in logs and metrics which build ran (--device cuda selects either)
+#else
     .name = "cuda",
-    .act_bytes = 2,
+#endif
+    .act_bytes = sizeof(floatX),
     .acc_bytes = 4,
     .malloc = cuda_malloc,
     .free = cuda_free,

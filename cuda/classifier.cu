@@ -14,10 +14,10 @@ __device__ __forceinline__ float2 lse_combine(float2 a, float2 b) {
 
 // lse[n] = log sum_i exp(logits[n, i]);  logp[n] = logits[n, target] - lse[n]  (0 when target < 0,
 // NaN when target >= V so that a bad label cannot pass silently)
-__global__ void logprob_forward_kernel(float *logp, float *lse, const bf16 *logits, const int *targets, int V,
+__global__ void logprob_forward_kernel(float *logp, float *lse, const floatX *logits, const int *targets, int V,
                                        bool vec) {
     const int n = blockIdx.x;
-    const bf16 *x = logits + (size_t)n * V;
+    const floatX *x = logits + (size_t)n * V;
     float2 ms = make_float2(-INFINITY, 0.0f);
     for (int c0 = threadIdx.x * 8; c0 < V; c0 += blockDim.x * 8) {
         const int cnt = V - c0 < 8 ? V - c0 : 8;
@@ -52,16 +52,16 @@ __global__ void logprob_forward_kernel(float *logp, float *lse, const bf16 *logi
     const float l = total.x + logf(total.y);
     lse[n] = l;
     const int t = targets[n];
-    logp[n] = t < 0 ? 0.0f : t < V ? __bfloat162float(x[t]) - l : NAN;
+    logp[n] = t < 0 ? 0.0f : t < V ? to_f32(x[t]) - l : NAN;
 }
 
 // dlogits[n, i] = dlogp[n] * ((i == target) - exp(logits[n, i] - lse[n])), zero rows where target < 0.
 // In place allowed: each chunk is read before it is written, by the same thread.
-__global__ void logprob_backward_kernel(bf16 *dlogits, const bf16 *logits, const float *lse, const int *targets,
+__global__ void logprob_backward_kernel(floatX *dlogits, const floatX *logits, const float *lse, const int *targets,
                                         const float *dlogp, int V, bool vec) {
     const int n = blockIdx.x;
-    const bf16 *x = logits + (size_t)n * V;
-    bf16 *dx = dlogits + (size_t)n * V;
+    const floatX *x = logits + (size_t)n * V;
+    floatX *dx = dlogits + (size_t)n * V;
     const int t = targets[n];
     const float g = t < 0 ? 0.0f : dlogp[n], l = t < 0 ? 0.0f : lse[n];
     for (int c0 = threadIdx.x * 8; c0 < V; c0 += blockDim.x * 8) {
@@ -89,7 +89,7 @@ static int row_threads(int V) {
 extern "C" void cuda_logprob_forward(void *logp, void *lse, const void *logits, const int *targets, int N, int V) {
     if (N <= 0 || V <= 0) return;
     bool vec = V % 8 == 0 && is_aligned16(logits);
-    logprob_forward_kernel<<<N, row_threads(V), 0, stream_main()>>>((float *)logp, (float *)lse, (const bf16 *)logits,
+    logprob_forward_kernel<<<N, row_threads(V), 0, stream_main()>>>((float *)logp, (float *)lse, (const floatX *)logits,
                                                                      targets, V, vec);
     CUDA_LAUNCH_CHECK();
 }
@@ -98,7 +98,7 @@ extern "C" void cuda_logprob_backward(void *dlogits, const void *logits, const v
                                       const void *dlogp, int N, int V) {
     if (N <= 0 || V <= 0) return;
     bool vec = V % 8 == 0 && is_aligned16(logits) && is_aligned16(dlogits);
-    logprob_backward_kernel<<<N, row_threads(V), 0, stream_main()>>>((bf16 *)dlogits, (const bf16 *)logits,
+    logprob_backward_kernel<<<N, row_threads(V), 0, stream_main()>>>((floatX *)dlogits, (const floatX *)logits,
                                                                       (const float *)lse, targets, (const float *)dlogp,
                                                                       V, vec);
     CUDA_LAUNCH_CHECK();

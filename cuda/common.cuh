@@ -1,4 +1,4 @@
-// Shared by every cuda/*.cu file: error checks that name the file and line, the bf16 type, 128-bit
+// Shared by every cuda/*.cu file: error checks that name the file and line, the act type floatX, 128-bit
 // vector loads and stores, warp and block reductions, the one stream and a reusable scratch buffer.
 #pragma once
 #include <stddef.h>
@@ -12,8 +12,7 @@ extern "C" {
 #include "../util/common.h"
 }
 #include "cuda_backend.h"
-
-typedef __nv_bfloat16 bf16;  // the "act" type of the CUDA backend; "acc" is float
+#include "floatx.cuh"  // floatX, the "act" type (bf16, or fp32 with VLM_CUDA_FP32); "acc" is float
 
 // ----------------------------------------------------------------------------------------------------
 // errors: every CUDA call and every launch is checked, and a failure names the place
@@ -54,45 +53,61 @@ void *cuda_scratch(size_t bytes);
 // Counts the scratch buffer's reallocations: a CUDA graph that recorded the old address is stale.
 unsigned cuda_scratch_generation(void);
 
-// out (M) += column sums of in (R, M): fp32 sums in a fixed order, then one rounding into bf16. Used by
-// the bias gradient, add_broadcast_backward and the norms' weight gradients (cuda/elementwise.cu).
-void colsum_add_bf16(bf16 *out, const bf16 *in, size_t R, size_t M);
-void colsum_add_f32(bf16 *out, const float *in, size_t R, size_t M);
+// out (M) += column sums of in (R, M): fp32 sums in a fixed order, then one rounding into the act type.
+// Used by the bias gradient, add_broadcast_backward (in: act) and the norms' weight gradients (in: fp32
+// partial sums) (cuda/elementwise.cu).
+void colsum_add_act(floatX *out, const floatX *in, size_t R, size_t M);
+void colsum_add_f32(floatX *out, const float *in, size_t R, size_t M);
 
 // ----------------------------------------------------------------------------------------------------
 // device helpers
 
-// 8 bf16 in one 128-bit access, as llm.c's x128
+// 8 act elements: one 128-bit access in bf16 (llm.c's x128); 32 bytes in the fp32 build, moved as two
+// 128-bit accesses. Either way p must be 16-byte aligned, which is what the callers' is_aligned16 and
+// "multiple of 8 elements" checks guarantee for every chunk of 8.
 struct alignas(16) x128 {
-    bf16 v[8];
+    floatX v[8];
 };
 
-__device__ __forceinline__ x128 load128(const bf16 *p) { return *reinterpret_cast<const x128 *>(p); }
-__device__ __forceinline__ void store128(bf16 *p, x128 x) { *reinterpret_cast<x128 *>(p) = x; }
+#ifdef VLM_CUDA_FP32
+__device__ __forceinline__ x128 load128(const floatX *p) {
+    const float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];
+    x128 x;
+    x.v[0] = a.x, x.v[1] = a.y, x.v[2] = a.z, x.v[3] = a.w, x.v[4] = b.x, x.v[5] = b.y, x.v[6] = b.z, x.v[7] = b.w;
+    return x;
+}
+__device__ __forceinline__ void store128(floatX *p, x128 x) {
+    reinterpret_cast<float4 *>(p)[0] = make_float4(x.v[0], x.v[1], x.v[2], x.v[3]);
+    reinterpret_cast<float4 *>(p)[1] = make_float4(x.v[4], x.v[5], x.v[6], x.v[7]);
+}
+#else
+__device__ __forceinline__ x128 load128(const floatX *p) { return *reinterpret_cast<const x128 *>(p); }
+__device__ __forceinline__ void store128(floatX *p, x128 x) { *reinterpret_cast<x128 *>(p) = x; }
+#endif
 
-// Up to 8 consecutive bf16 as floats. `vec`: all 8 are in bounds and p is 16-byte aligned, so one
-// 128-bit load; otherwise `count` (<= 8) scalar loads and zeros after them. Every kernel that walks
-// rows in chunks of 8 goes through these two, so odd sizes and unaligned slices take the scalar path.
-__device__ __forceinline__ void load8(float out[8], const bf16 *p, int count, bool vec) {
+// Up to 8 consecutive act elements as floats. `vec`: all 8 are in bounds and p is 16-byte aligned, so
+// vector loads (load128); otherwise `count` (<= 8) scalar loads and zeros after them. Every kernel that
+// walks rows in chunks of 8 goes through these two, so odd sizes and unaligned slices take the scalar path.
+__device__ __forceinline__ void load8(float out[8], const floatX *p, int count, bool vec) {
     if (vec) {
         x128 x = load128(p);
 #pragma unroll
-        for (int k = 0; k < 8; k++) out[k] = __bfloat162float(x.v[k]);
+        for (int k = 0; k < 8; k++) out[k] = to_f32(x.v[k]);
     } else {
 #pragma unroll
-        for (int k = 0; k < 8; k++) out[k] = k < count ? __bfloat162float(p[k]) : 0.0f;
+        for (int k = 0; k < 8; k++) out[k] = k < count ? to_f32(p[k]) : 0.0f;
     }
 }
-__device__ __forceinline__ void store8(bf16 *p, const float in[8], int count, bool vec) {
+__device__ __forceinline__ void store8(floatX *p, const float in[8], int count, bool vec) {
     if (vec) {
         x128 x;
 #pragma unroll
-        for (int k = 0; k < 8; k++) x.v[k] = __float2bfloat16_rn(in[k]);
+        for (int k = 0; k < 8; k++) x.v[k] = to_floatX(in[k]);
         store128(p, x);
     } else {
 #pragma unroll
         for (int k = 0; k < 8; k++)
-            if (k < count) p[k] = __float2bfloat16_rn(in[k]);
+            if (k < count) p[k] = to_floatX(in[k]);
     }
 }
 

@@ -1,7 +1,8 @@
 // Host entry points of the CUDA kernels. Each has exactly the signature and semantics of the op of the
 // same name in model/ops.h (read that file: shapes, accumulate-vs-overwrite rules, aliasing), with
-// "act" buffers in bf16 (__nv_bfloat16) and "acc" buffers in fp32. cuda/backend.cu assembles them into
-// `backend_cuda`. All launches go to the one stream returned by cuda_stream().
+// "act" buffers in floatX (cuda/floatx.cuh: bf16, or fp32 when built with VLM_CUDA_FP32) and "acc"
+// buffers in fp32. cuda/backend.cu assembles them into `backend_cuda`. All launches go to the one stream
+// returned by cuda_stream().
 #pragma once
 #include <stddef.h>
 

@@ -20,6 +20,7 @@
 // Head dims that are not 8 x a power of two (or unaligned buffers) take a generic kernel: one warp per key
 // with lanes across the head dim, one thread per head-dim element for the values, no split.
 // With GQA the query heads of a group read the same kv head; the repeated reads hit L2.
+// The fp32 build (VLM_CUDA_FP32) runs the same kernels: its 8-element loads are two 16-byte loads (x128).
 #include <math.h>
 
 #include "common.cuh"
@@ -45,7 +46,7 @@ __device__ __forceinline__ float block_max(float v) {
 
 // The generic kernel, any head dim: grid (NH, B), DEC_THREADS threads; dynamic shared memory:
 // q (HD) | acc (HD) | p (DEC_CHUNK) floats
-__global__ void attention_decode_kernel(bf16 *out, const bf16 *q, const bf16 *k, const bf16 *v, const int *len,
+__global__ void attention_decode_kernel(floatX *out, const floatX *q, const floatX *k, const floatX *v, const int *len,
                                         const int *slot, int NH, int NKV, int HD, int q_stride, int cap) {
     extern __shared__ float sm[];
     float *qs = sm, *acc = sm + HD, *p = sm + 2 * HD;
@@ -53,21 +54,21 @@ __global__ void attention_decode_kernel(bf16 *out, const bf16 *q, const bf16 *k,
     const int L = len[b], s = slot ? slot[b] : b;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
     const float scale = rsqrtf((float)HD);
-    const bf16 *qh = q + (size_t)b * q_stride + (size_t)h * HD;
+    const floatX *qh = q + (size_t)b * q_stride + (size_t)h * HD;
     for (int d = threadIdx.x; d < HD; d += blockDim.x) {
-        qs[d] = __bfloat162float(qh[d]) * scale;
+        qs[d] = to_f32(qh[d]) * scale;
         acc[d] = 0.0f;
     }
     __syncthreads();
     const size_t row = (size_t)NKV * HD;  // elements per cache position
-    const bf16 *kb = k + (size_t)s * cap * row + (size_t)kvh * HD, *vb = v + (size_t)s * cap * row + (size_t)kvh * HD;
+    const floatX *kb = k + (size_t)s * cap * row + (size_t)kvh * HD, *vb = v + (size_t)s * cap * row + (size_t)kvh * HD;
     float m = -INFINITY, l = 0.0f;
     for (int j0 = 0; j0 < L; j0 += DEC_CHUNK) {
         const int n = L - j0 < DEC_CHUNK ? L - j0 : DEC_CHUNK;
         for (int j = warp; j < n; j += nwarps) {
-            const bf16 *kj = kb + (size_t)(j0 + j) * row;
+            const floatX *kj = kb + (size_t)(j0 + j) * row;
             float dot = 0.0f;
-            for (int d = lane; d < HD; d += 32) dot += qs[d] * __bfloat162float(kj[d]);
+            for (int d = lane; d < HD; d += 32) dot += qs[d] * to_f32(kj[d]);
             dot = warp_sum(dot);
             if (lane == 0) p[j] = dot;
         }
@@ -86,16 +87,16 @@ __global__ void attention_decode_kernel(bf16 *out, const bf16 *q, const bf16 *k,
         m = m_new;
         for (int d = threadIdx.x; d < HD; d += blockDim.x) {
             float a = acc[d] * corr;
-            const bf16 *vd = vb + (size_t)j0 * row + d;
+            const floatX *vd = vb + (size_t)j0 * row + d;
 #pragma unroll 8
-            for (int j = 0; j < n; j++) a += p[j] * __bfloat162float(vd[(size_t)j * row]);
+            for (int j = 0; j < n; j++) a += p[j] * to_f32(vd[(size_t)j * row]);
             acc[d] = a;
         }
         __syncthreads();  // p is rewritten by the next chunk
     }
-    bf16 *o = out + (size_t)b * NH * HD + (size_t)h * HD;
+    floatX *o = out + (size_t)b * NH * HD + (size_t)h * HD;
     const float inv = L > 0 ? 1.0f / l : 0.0f;
-    for (int d = threadIdx.x; d < HD; d += blockDim.x) o[d] = __float2bfloat16_rn(acc[d] * inv);
+    for (int d = threadIdx.x; d < HD; d += blockDim.x) o[d] = to_floatX(acc[d] * inv);
 }
 
 // The vectorized kernel for HD = 8 G, G a power of two <= 32 (HD 8 ... 256), 16-byte aligned q, k, v and
@@ -103,7 +104,7 @@ __global__ void attention_decode_kernel(bf16 *out, const bf16 *q, const bf16 *k,
 // (acc[HD], m, l) to ws[((b * NH + h) * splits + split) * (HD + 2)].
 template <int G>
 __global__ void __launch_bounds__(DEC_THREADS) attention_decode_vec_kernel(
-    bf16 *out, float *ws, const bf16 *q, const bf16 *k, const bf16 *v, const int *len, const int *slot, int NH,
+    floatX *out, float *ws, const floatX *q, const floatX *k, const floatX *v, const int *len, const int *slot, int NH,
     int NKV, int q_stride, int cap, int splits) {
     constexpr int HD = 8 * G, KPW = 32 / G, KG = DEC_THREADS / G, NWARPS = DEC_THREADS / 32;
     __shared__ float p[DEC_CHUNK];
@@ -120,12 +121,12 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_vec_kernel(
         const x128 x = load128(q + (size_t)b * q_stride + (size_t)h * HD + 8 * gl);
         const float scale = rsqrtf((float)HD);
 #pragma unroll
-        for (int i = 0; i < 8; i++) qv[i] = __bfloat162float(x.v[i]) * scale;
+        for (int i = 0; i < 8; i++) qv[i] = to_f32(x.v[i]) * scale;
     }
     for (int d = threadIdx.x; d < HD; d += DEC_THREADS) acc[d] = 0.0f;
     const size_t row = (size_t)NKV * HD;  // elements per cache position
-    const bf16 *kb = k + (size_t)s * cap * row + (size_t)kvh * HD + 8 * gl;
-    const bf16 *vb = v + (size_t)s * cap * row + (size_t)kvh * HD + 8 * gl;
+    const floatX *kb = k + (size_t)s * cap * row + (size_t)kvh * HD + 8 * gl;
+    const floatX *vb = v + (size_t)s * cap * row + (size_t)kvh * HD + 8 * gl;
     float m = -INFINITY, l = 0.0f;
     __syncthreads();
     for (int j0 = j_begin; j0 < j_end; j0 += DEC_CHUNK) {
@@ -139,14 +140,14 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_vec_kernel(
                 if (j < n) kx[u] = load128(kb + (size_t)(j0 + j) * row);
                 else {
 #pragma unroll
-                    for (int i = 0; i < 8; i++) kx[u].v[i] = __float2bfloat16_rn(0.0f);
+                    for (int i = 0; i < 8; i++) kx[u].v[i] = to_floatX(0.0f);
                 }
             }
 #pragma unroll
             for (int u = 0; u < DEC_UNROLL; u++) {
                 float dot = 0.0f;
 #pragma unroll
-                for (int i = 0; i < 8; i++) dot += qv[i] * __bfloat162float(kx[u].v[i]);
+                for (int i = 0; i < 8; i++) dot += qv[i] * to_f32(kx[u].v[i]);
 #pragma unroll
                 for (int o = G / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);  // within the group
                 const int j = base + u * KPW + grp;
@@ -181,14 +182,14 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_vec_kernel(
                 for (int u = 0; u < 4; u++) {
                     const float pj = p[j + u * KG];
 #pragma unroll
-                    for (int i = 0; i < 8; i++) a8[i] += pj * __bfloat162float(vx[u].v[i]);
+                    for (int i = 0; i < 8; i++) a8[i] += pj * to_f32(vx[u].v[i]);
                 }
             }
             for (; j < n; j += KG) {
                 const x128 vx = load128(vb + (size_t)(j0 + j) * row);
                 const float pj = p[j];
 #pragma unroll
-                for (int i = 0; i < 8; i++) a8[i] += pj * __bfloat162float(vx.v[i]);
+                for (int i = 0; i < 8; i++) a8[i] += pj * to_f32(vx.v[i]);
             }
 #pragma unroll
             for (int i = 0; i < 8; i++) red[kg * HD + 8 * gl + i] = a8[i];
@@ -202,9 +203,9 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_vec_kernel(
         __syncthreads();  // p and red are rewritten by the next chunk
     }
     if (splits == 1) {
-        bf16 *o = out + (size_t)b * NH * HD + (size_t)h * HD;
+        floatX *o = out + (size_t)b * NH * HD + (size_t)h * HD;
         const float inv = L > 0 ? 1.0f / l : 0.0f;
-        for (int d = threadIdx.x; d < HD; d += DEC_THREADS) o[d] = __float2bfloat16_rn(acc[d] * inv);
+        for (int d = threadIdx.x; d < HD; d += DEC_THREADS) o[d] = to_floatX(acc[d] * inv);
     } else {
         float *w = ws + (((size_t)b * NH + h) * splits + split) * (HD + 2);
         for (int d = threadIdx.x; d < HD; d += DEC_THREADS) w[d] = acc[d];
@@ -213,7 +214,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_vec_kernel(
 }
 
 // grid (NH, B): the splits' partial results of one (row, head) into out
-__global__ void attention_decode_combine_kernel(bf16 *out, const float *ws, int NH, int HD, int splits) {
+__global__ void attention_decode_combine_kernel(floatX *out, const float *ws, int NH, int HD, int splits) {
     const int h = blockIdx.x, b = blockIdx.y;
     const float *w = ws + ((size_t)b * NH + h) * splits * (HD + 2);
     float M = -INFINITY, den = 0.0f;
@@ -222,14 +223,14 @@ __global__ void attention_decode_combine_kernel(bf16 *out, const float *ws, int 
         const float ms = w[s * (HD + 2) + HD];
         if (ms > -INFINITY) den += expf(ms - M) * w[s * (HD + 2) + HD + 1];
     }
-    bf16 *o = out + (size_t)b * NH * HD + (size_t)h * HD;
+    floatX *o = out + (size_t)b * NH * HD + (size_t)h * HD;
     for (int d = threadIdx.x; d < HD; d += blockDim.x) {
         float num = 0.0f;
         for (int s = 0; s < splits; s++) {
             const float ms = w[s * (HD + 2) + HD];
             if (ms > -INFINITY) num += expf(ms - M) * w[s * (HD + 2) + d];
         }
-        o[d] = __float2bfloat16_rn(den > 0.0f ? num / den : 0.0f);  // den 0: the row attends to nothing
+        o[d] = to_floatX(den > 0.0f ? num / den : 0.0f);  // den 0: the row attends to nothing
     }
 }
 
@@ -244,7 +245,7 @@ static int sm_count(void) {
 }
 
 template <int G>
-static void launch_decode_vec(bf16 *out, const DecodeShape *s, const bf16 *q, const bf16 *k, const bf16 *v) {
+static void launch_decode_vec(floatX *out, const DecodeShape *s, const floatX *q, const floatX *k, const floatX *v) {
     // Fewer blocks than two per SM (B = 1): split each row's positions into spans for about four blocks per
     // SM, each span at least 32 positions of a full cache. A block's time is a chain of dependent load
     // rounds (scores, softmax, values) per chunk, so short spans on many blocks beat long spans on few:
@@ -272,8 +273,8 @@ extern "C" void cuda_attention_decode(void *out, const void *q, const void *k, c
     if (s->B <= 0 || s->NH <= 0 || s->HD <= 0) return;
     if (s->NKV <= 0 || s->NH % s->NKV) fatal("attention_decode: %d query heads do not divide into %d kv heads", s->NH, s->NKV);
     const bool aligned = s->q_stride % 8 == 0 && is_aligned16(q) && is_aligned16(k) && is_aligned16(v);
-    bf16 *o = (bf16 *)out;
-    const bf16 *qb = (const bf16 *)q, *kb = (const bf16 *)k, *vb = (const bf16 *)v;
+    floatX *o = (floatX *)out;
+    const floatX *qb = (const floatX *)q, *kb = (const floatX *)k, *vb = (const floatX *)v;
     if (aligned) {
         switch (s->HD) {
         case 8: launch_decode_vec<1>(o, s, qb, kb, vb); return;

@@ -1,10 +1,11 @@
 // Elementwise ops: activations, SwiGLU, add, scale, rotary embedding, broadcast add, im2col, and the
-// deterministic column sum used by every bias/weight gradient. Math in fp32 on bf16 storage; tested
+// deterministic column sum used by every bias/weight gradient. Math in fp32 on floatX storage; tested
 // against the cpu_* functions of the same names in model/ops_cpu.c.
 //
-// Flat kernels walk chunks of 8 elements (grid-stride, size_t indices): a chunk takes one 128-bit
-// access when the host found every base pointer 16-byte aligned and the chunk is whole, else scalar
-// accesses up to the end. So any size and any slice offset works, and the common case is vectorized.
+// Flat kernels walk chunks of 8 elements (grid-stride, size_t indices): a chunk takes 128-bit accesses
+// (one in bf16, two in the fp32 build) when the host found every base pointer 16-byte aligned and the
+// chunk is whole, else scalar accesses up to the end. So any size and any slice offset works, and the
+// common case is vectorized.
 #include <math.h>
 
 #include "common.cuh"
@@ -54,7 +55,7 @@ __device__ __forceinline__ float act_derivative(ActKind kind, float x) {
 }
 
 // out = act(inp)  (out may alias inp)
-__global__ void act_forward_kernel(ActKind kind, bf16 *out, const bf16 *inp, size_t n, bool aligned) {
+__global__ void act_forward_kernel(ActKind kind, floatX *out, const floatX *inp, size_t n, bool aligned) {
     for (size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 8; i < n; i += (size_t)gridDim.x * blockDim.x * 8) {
         const int cnt = n - i < 8 ? (int)(n - i) : 8;
         const bool vec = aligned && cnt == 8;
@@ -67,7 +68,8 @@ __global__ void act_forward_kernel(ActKind kind, bf16 *out, const bf16 *inp, siz
 }
 
 // dinp = dout * act'(inp)  (dinp may alias dout)
-__global__ void act_backward_kernel(ActKind kind, bf16 *dinp, const bf16 *dout, const bf16 *inp, size_t n, bool aligned) {
+__global__ void act_backward_kernel(ActKind kind, floatX *dinp, const floatX *dout, const floatX *inp, size_t n,
+                                    bool aligned) {
     for (size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 8; i < n; i += (size_t)gridDim.x * blockDim.x * 8) {
         const int cnt = n - i < 8 ? (int)(n - i) : 8;
         const bool vec = aligned && cnt == 8;
@@ -83,8 +85,8 @@ __global__ void act_backward_kernel(ActKind kind, bf16 *dinp, const bf16 *dout, 
 extern "C" void cuda_act_forward(ActKind kind, void *out, const void *inp, size_t n) {
     if (!n) return;
     bool aligned = is_aligned16(out) && is_aligned16(inp);
-    act_forward_kernel<<<grid_for(ceil_div(n, 8), THREADS), THREADS, 0, stream_main()>>>(kind, (bf16 *)out,
-                                                                                        (const bf16 *)inp, n, aligned);
+    act_forward_kernel<<<grid_for(ceil_div(n, 8), THREADS), THREADS, 0, stream_main()>>>(kind, (floatX *)out,
+                                                                                        (const floatX *)inp, n, aligned);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -92,19 +94,19 @@ extern "C" void cuda_act_backward(ActKind kind, void *dinp, const void *dout, co
     if (!n) return;
     bool aligned = is_aligned16(dinp) && is_aligned16(dout) && is_aligned16(inp);
     act_backward_kernel<<<grid_for(ceil_div(n, 8), THREADS), THREADS, 0, stream_main()>>>(
-        kind, (bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, n, aligned);
+        kind, (floatX *)dinp, (const floatX *)dout, (const floatX *)inp, n, aligned);
     CUDA_LAUNCH_CHECK();
 }
 
 // ----------------------------------------------------------------------------------------------------
 // SwiGLU: inp (N, 2F) = [gate | up],  out (N, F) = silu(gate) * up
 
-__global__ void swiglu_forward_kernel(bf16 *out, const bf16 *inp, int N, int F, bool vec_rows) {
+__global__ void swiglu_forward_kernel(floatX *out, const floatX *inp, int N, int F, bool vec_rows) {
     const size_t per_row = ceil_div(F, 8), total = (size_t)N * per_row;
     for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
         const size_t n = idx / per_row;
         const int f0 = (int)(idx % per_row) * 8, cnt = F - f0 < 8 ? F - f0 : 8;
-        const bf16 *gate = inp + n * 2 * F + f0, *up = gate + F;
+        const floatX *gate = inp + n * 2 * F + f0, *up = gate + F;
         float gv[8], uv[8];
         load8(gv, gate, cnt, vec_rows);
         load8(uv, up, cnt, vec_rows);
@@ -116,12 +118,12 @@ __global__ void swiglu_forward_kernel(bf16 *out, const bf16 *inp, int N, int F, 
 
 // d(up) = dout * silu(gate),  d(gate) = dout * up * s * (1 + gate * (1 - s)),  s = sigmoid(gate)
 // (each chunk reads gate, up and dout before writing, so dinp may even be inp)
-__global__ void swiglu_backward_kernel(bf16 *dinp, const bf16 *dout, const bf16 *inp, int N, int F, bool vec_rows) {
+__global__ void swiglu_backward_kernel(floatX *dinp, const floatX *dout, const floatX *inp, int N, int F, bool vec_rows) {
     const size_t per_row = ceil_div(F, 8), total = (size_t)N * per_row;
     for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
         const size_t n = idx / per_row;
         const int f0 = (int)(idx % per_row) * 8, cnt = F - f0 < 8 ? F - f0 : 8;
-        const bf16 *gate = inp + n * 2 * F + f0, *up = gate + F;
+        const floatX *gate = inp + n * 2 * F + f0, *up = gate + F;
         float gv[8], uv[8], dv[8], dgate[8], dup[8];
         load8(gv, gate, cnt, vec_rows);
         load8(uv, up, cnt, vec_rows);
@@ -132,7 +134,7 @@ __global__ void swiglu_backward_kernel(bf16 *dinp, const bf16 *dout, const bf16 
             dup[k] = dv[k] * gv[k] * s;
             dgate[k] = dv[k] * uv[k] * s * (1.0f + gv[k] * (1.0f - s));
         }
-        bf16 *dg = dinp + n * 2 * F + f0;
+        floatX *dg = dinp + n * 2 * F + f0;
         store8(dg, dgate, cnt, vec_rows);
         store8(dg + F, dup, cnt, vec_rows);
     }
@@ -142,7 +144,7 @@ extern "C" void cuda_swiglu_forward(void *out, const void *inp, int N, int F) {
     if (N <= 0 || F <= 0) return;
     bool vec = F % 8 == 0 && is_aligned16(out) && is_aligned16(inp);
     swiglu_forward_kernel<<<grid_for((size_t)N * ceil_div(F, 8), THREADS), THREADS, 0, stream_main()>>>(
-        (bf16 *)out, (const bf16 *)inp, N, F, vec);
+        (floatX *)out, (const floatX *)inp, N, F, vec);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -150,7 +152,7 @@ extern "C" void cuda_swiglu_backward(void *dinp, const void *dout, const void *i
     if (N <= 0 || F <= 0) return;
     bool vec = F % 8 == 0 && is_aligned16(dinp) && is_aligned16(dout) && is_aligned16(inp);
     swiglu_backward_kernel<<<grid_for((size_t)N * ceil_div(F, 8), THREADS), THREADS, 0, stream_main()>>>(
-        (bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, N, F, vec);
+        (floatX *)dinp, (const floatX *)dout, (const floatX *)inp, N, F, vec);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -158,7 +160,7 @@ extern "C" void cuda_swiglu_backward(void *dinp, const void *dout, const void *i
 // add, scale
 
 // out = a + b  (out may alias a or b: each chunk is read whole before it is written)
-__global__ void add_kernel(bf16 *out, const bf16 *a, const bf16 *b, size_t n, bool aligned) {
+__global__ void add_kernel(floatX *out, const floatX *a, const floatX *b, size_t n, bool aligned) {
     for (size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 8; i < n; i += (size_t)gridDim.x * blockDim.x * 8) {
         const int cnt = n - i < 8 ? (int)(n - i) : 8;
         const bool vec = aligned && cnt == 8;
@@ -172,7 +174,7 @@ __global__ void add_kernel(bf16 *out, const bf16 *a, const bf16 *b, size_t n, bo
 }
 
 // x *= s
-__global__ void scale_kernel(bf16 *x, float s, size_t n, bool aligned) {
+__global__ void scale_kernel(floatX *x, float s, size_t n, bool aligned) {
     for (size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 8; i < n; i += (size_t)gridDim.x * blockDim.x * 8) {
         const int cnt = n - i < 8 ? (int)(n - i) : 8;
         const bool vec = aligned && cnt == 8;
@@ -187,14 +189,14 @@ __global__ void scale_kernel(bf16 *x, float s, size_t n, bool aligned) {
 extern "C" void cuda_add(void *out, const void *a, const void *b, size_t n) {
     if (!n) return;
     bool aligned = is_aligned16(out) && is_aligned16(a) && is_aligned16(b);
-    add_kernel<<<grid_for(ceil_div(n, 8), THREADS), THREADS, 0, stream_main()>>>((bf16 *)out, (const bf16 *)a,
-                                                                                 (const bf16 *)b, n, aligned);
+    add_kernel<<<grid_for(ceil_div(n, 8), THREADS), THREADS, 0, stream_main()>>>((floatX *)out, (const floatX *)a,
+                                                                                 (const floatX *)b, n, aligned);
     CUDA_LAUNCH_CHECK();
 }
 
 extern "C" void cuda_scale(void *x, float s, size_t n) {
     if (!n) return;
-    scale_kernel<<<grid_for(ceil_div(n, 8), THREADS), THREADS, 0, stream_main()>>>((bf16 *)x, s, n, is_aligned16(x));
+    scale_kernel<<<grid_for(ceil_div(n, 8), THREADS), THREADS, 0, stream_main()>>>((floatX *)x, s, n, is_aligned16(x));
     CUDA_LAUNCH_CHECK();
 }
 
@@ -203,30 +205,36 @@ extern "C" void cuda_scale(void *x, float s, size_t n) {
 //   f_i = 1 / theta^(2i / HD) (fp32, as the CPU reference and HF compute it),  angle = pos[n] * f_i
 //   x[i] <- x[i] cos - x[i + HD/2] sin,  x[i + HD/2] <- x[i + HD/2] cos + x[i] sin   (sin negated for backward)
 
-__global__ void rope_kernel(bf16 *x, const int *pos, int N, int heads, int HD, int stride, float theta, float sign) {
+__global__ void rope_kernel(floatX *x, const int *pos, int N, int heads, int HD, int stride, float theta, float sign) {
     const int half = HD / 2;
     const size_t total = (size_t)N * half;
     for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
         const size_t n = idx / half;
         const int i = (int)(idx % half);
+#ifdef VLM_CUDA_FP32
+        // as cpu_rope_forward computes it: pow in double, rounded once. powf is off by a few ulp, which times
+        // positions in the hundreds moves the angle by ~1e-4 rad, the whole tolerance of the fp32 build.
+        const float inv_freq = 1.0f / (float)pow((double)theta, (double)((float)(2 * i) / (float)HD));
+#else
         const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)HD);
+#endif
         const float angle = (float)pos[n] * inv_freq;
         float s, c;
         sincosf(angle, &s, &c);
         s *= sign;
-        bf16 *row = x + n * (size_t)stride;
+        floatX *row = x + n * (size_t)stride;
         for (int h = 0; h < heads; h++) {
-            bf16 *xh = row + (size_t)h * HD;
-            const float a = __bfloat162float(xh[i]), b = __bfloat162float(xh[i + half]);
-            xh[i] = __float2bfloat16_rn(a * c - b * s);
-            xh[i + half] = __float2bfloat16_rn(b * c + a * s);
+            floatX *xh = row + (size_t)h * HD;
+            const float a = to_f32(xh[i]), b = to_f32(xh[i + half]);
+            xh[i] = to_floatX(a * c - b * s);
+            xh[i + half] = to_floatX(b * c + a * s);
         }
     }
 }
 
 static void rope_launch(void *x, const int *pos, int N, int heads, int HD, int stride, float theta, float sign) {
     if (N <= 0 || heads <= 0 || HD < 2) return;
-    rope_kernel<<<grid_for((size_t)N * (HD / 2), THREADS), THREADS, 0, stream_main()>>>((bf16 *)x, pos, N, heads, HD,
+    rope_kernel<<<grid_for((size_t)N * (HD / 2), THREADS), THREADS, 0, stream_main()>>>((floatX *)x, pos, N, heads, HD,
                                                                                         stride, theta, sign);
     CUDA_LAUNCH_CHECK();
 }
@@ -244,7 +252,7 @@ extern "C" void cuda_rope_backward(void *dx, const int *pos, int N, int heads, i
 // broadcast add over rows, its gradient, and the column sum behind every bias gradient
 
 // x (B, M) += y (M)
-__global__ void add_broadcast_kernel(bf16 *x, const bf16 *y, int B, size_t M, bool vec_rows) {
+__global__ void add_broadcast_kernel(floatX *x, const floatX *y, int B, size_t M, bool vec_rows) {
     const size_t per_row = ceil_div(M, 8), total = (size_t)B * per_row;
     for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
         const size_t b = idx / per_row, c0 = (idx % per_row) * 8;
@@ -262,39 +270,36 @@ extern "C" void cuda_add_broadcast_forward(void *x, const void *y, int B, size_t
     if (B <= 0 || !M) return;
     bool vec = M % 8 == 0 && is_aligned16(x) && is_aligned16(y);
     add_broadcast_kernel<<<grid_for((size_t)B * ceil_div(M, 8), THREADS), THREADS, 0, stream_main()>>>(
-        (bf16 *)x, (const bf16 *)y, B, M, vec);
+        (floatX *)x, (const floatX *)y, B, M, vec);
     CUDA_LAUNCH_CHECK();
 }
 
-__device__ __forceinline__ float as_float(float x) { return x; }
-__device__ __forceinline__ float as_float(bf16 x) { return __bfloat162float(x); }
-
 // out (M) += sum over r of in (R, M). Block (32 columns x 32 row lanes): lane y sums rows y, y + 32, ...
 // in order, then the 32 lane sums are added in lane order: a fixed tree, so deterministic, all in fp32,
-// with a single rounding into bf16. Tested against cpu_add_broadcast_backward and the bias sums.
+// with a single rounding into the act type. Tested against cpu_add_broadcast_backward and the bias sums.
 template <typename T>
-__global__ void colsum_add_kernel(bf16 *out, const T *in, size_t R, size_t M) {
+__global__ void colsum_add_kernel(floatX *out, const T *in, size_t R, size_t M) {
     __shared__ float part[32][33];
     const size_t c = (size_t)blockIdx.x * 32 + threadIdx.x;
     float s = 0.0f;
     if (c < M)
-        for (size_t r = threadIdx.y; r < R; r += 32) s += as_float(in[r * M + c]);
+        for (size_t r = threadIdx.y; r < R; r += 32) s += to_f32(in[r * M + c]);
     part[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
     if (threadIdx.y == 0 && c < M) {
         float total = 0.0f;
         for (int y = 0; y < 32; y++) total += part[y][threadIdx.x];
-        out[c] = __float2bfloat16_rn(__bfloat162float(out[c]) + total);
+        out[c] = to_floatX(to_f32(out[c]) + total);
     }
 }
 
-void colsum_add_bf16(bf16 *out, const bf16 *in, size_t R, size_t M) {
+void colsum_add_act(floatX *out, const floatX *in, size_t R, size_t M) {
     if (!R || !M) return;
-    colsum_add_kernel<bf16><<<(unsigned)ceil_div(M, 32), dim3(32, 32), 0, stream_main()>>>(out, in, R, M);
+    colsum_add_kernel<floatX><<<(unsigned)ceil_div(M, 32), dim3(32, 32), 0, stream_main()>>>(out, in, R, M);
     CUDA_LAUNCH_CHECK();
 }
 
-void colsum_add_f32(bf16 *out, const float *in, size_t R, size_t M) {
+void colsum_add_f32(floatX *out, const float *in, size_t R, size_t M) {
     if (!R || !M) return;
     colsum_add_kernel<float><<<(unsigned)ceil_div(M, 32), dim3(32, 32), 0, stream_main()>>>(out, in, R, M);
     CUDA_LAUNCH_CHECK();
@@ -303,14 +308,14 @@ void colsum_add_f32(bf16 *out, const float *in, size_t R, size_t M) {
 // dy (M) += sum over b of dx (B, M)
 extern "C" void cuda_add_broadcast_backward(void *dy, const void *dx, int B, size_t M) {
     if (B <= 0) return;
-    colsum_add_bf16((bf16 *)dy, (const bf16 *)dx, (size_t)B, M);
+    colsum_add_act((floatX *)dy, (const floatX *)dx, (size_t)B, M);
 }
 
 // ----------------------------------------------------------------------------------------------------
 // im2col: pixels (B, Cin, H, W) -> patches (B * gh * gw, Cin * P * P), row (c, ky, kx), grid row-major.
 // One thread per patch element: consecutive threads write consecutive elements and read runs of P.
 
-__global__ void im2col_kernel(bf16 *patches, const bf16 *pixels, int B, int Cin, int H, int W, int P) {
+__global__ void im2col_kernel(floatX *patches, const floatX *pixels, int B, int Cin, int H, int W, int P) {
     const int gh = H / P, gw = W / P, K = Cin * P * P;
     const size_t total = (size_t)B * gh * gw * K;
     for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
@@ -326,7 +331,7 @@ __global__ void im2col_kernel(bf16 *patches, const bf16 *pixels, int B, int Cin,
 extern "C" void cuda_im2col(void *patches, const void *pixels, int B, int Cin, int H, int W, int P) {
     if (B <= 0 || Cin <= 0 || P <= 0 || H < P || W < P) return;
     size_t total = (size_t)B * (H / P) * (W / P) * Cin * P * P;
-    im2col_kernel<<<grid_for(total, THREADS), THREADS, 0, stream_main()>>>((bf16 *)patches, (const bf16 *)pixels, B, Cin,
-                                                                           H, W, P);
+    im2col_kernel<<<grid_for(total, THREADS), THREADS, 0, stream_main()>>>((floatX *)patches, (const floatX *)pixels,
+                                                                           B, Cin, H, W, P);
     CUDA_LAUNCH_CHECK();
 }

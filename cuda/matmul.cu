@@ -1,5 +1,5 @@
-// Linear layers on cuBLASLt: bf16 operands, fp32 accumulation, bf16 results; tested against
-// cpu_matmul_forward / cpu_matmul_backward in model/ops_cpu.c.
+// Linear layers on cuBLASLt: bf16 operands, fp32 accumulation, bf16 results (fp32 throughout in the fp32
+// build); tested against cpu_matmul_forward / cpu_matmul_backward in model/ops_cpu.c.
 //
 // Row-major <-> column-major. cuBLAS is column-major; a row-major (R, K) matrix is the column-major
 // (K, R) matrix with leading dimension K, i.e. its transpose. With Wc = w^T (C x OC, ld C),
@@ -8,12 +8,12 @@
 //   dinp      dinp (N, C) = dout w        <=>  dinp^T (C x N, ld C)  = Wc Gc      (no transposes)
 //   dweight   dw (OC, C) += dout^T inp    <=>  dw^T (C x OC, ld C)  += Xc Gc^T    (B = Gc transposed, beta 1)
 // The bias is a per-row vector of the column-major result (length OC), which is what the BIAS epilogue
-// adds. The bias gradient is a column sum of dout done by our own kernel (colsum_add_bf16): cuBLASLt's
+// adds. The bias gradient is a column sum of dout done by our own kernel (colsum_add_act): cuBLASLt's
 // BGRADB epilogue overwrites rather than accumulates and needs the dw matmul to run; ours accumulates
 // in fp32 in a fixed order and adds into db with one rounding, also when dw is not wanted.
 //
 // cuBLASLt runs when every pointer is 16-byte aligned and the leading dimensions (C, OC) are multiples
-// of 8 (what the model's shapes are). Anything else (odd sizes, unaligned slices), or a shape for
+// of 16 bytes, 8 bf16 or 4 floats (what the model's shapes are). Anything else (odd sizes, unaligned slices), or a shape for
 // which the heuristic finds no algorithm, goes to cublasGemmEx, which takes any size, followed by a
 // bias kernel. Descriptors and the chosen algorithm are cached per shape.
 #include <cublasLt.h>
@@ -23,6 +23,17 @@
 #include "common.cuh"
 
 #define WORKSPACE_BYTES ((size_t)32 << 20)
+
+// cuBLAS's name for the act type. In the fp32 build the GEMMs are true fp32 (CUBLAS_COMPUTE_32F never
+// rounds operands to TF32; that takes CUBLAS_COMPUTE_32F_FAST_TF32), so they match the CPU reference to
+// rounding order.
+#ifdef VLM_CUDA_FP32
+#define CUDA_R_ACT CUDA_R_32F
+#else
+#define CUDA_R_ACT CUDA_R_16BF
+#endif
+// elements per 16 bytes: the leading-dimension multiple that keeps every column 16-byte aligned
+#define ACT_PER_16B ((int)(16 / sizeof(floatX)))
 
 static cublasLtHandle_t lt_handle;
 static cublasHandle_t blas_handle;
@@ -96,9 +107,9 @@ static GemmPlan *plan_get(int m, int n, int k, int transa, int transb, const voi
     if (has_bias)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
 
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, transa ? k : m, transa ? m : k, transa ? k : m));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, transb ? n : k, transb ? k : n, transb ? n : k));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->ld, CUDA_R_16BF, m, n, m));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_ACT, transa ? k : m, transa ? m : k, transa ? k : m));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_ACT, transb ? n : k, transb ? k : n, transb ? n : k));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->ld, CUDA_R_ACT, m, n, m));
 
     cublasLtMatmulPreference_t pref;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -119,12 +130,12 @@ static GemmPlan *plan_get(int m, int n, int k, int transa, int transb, const voi
 }
 
 // Column-major D (m x n, ld m) = op(A) op(B) (+ D when accumulate) (+ bias[row] when bias != NULL).
-static void gemm(bf16 *D, const bf16 *A, const bf16 *B, int m, int n, int k, int transa, int transb, const bf16 *bias,
-                 int accumulate) {
+static void gemm(floatX *D, const floatX *A, const floatX *B, int m, int n, int k, int transa, int transb,
+                 const floatX *bias, int accumulate) {
     matmul_init();
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    // leading dimensions are m or k (A), k or n (B), m (D): each must be a multiple of 8 elements
-    int aligned = (transa ? k : m) % 8 == 0 && (transb ? n : k) % 8 == 0 && m % 8 == 0;
+    // leading dimensions are m or k (A), k or n (B), m (D): each must be a multiple of 16 bytes
+    int aligned = (transa ? k : m) % ACT_PER_16B == 0 && (transb ? n : k) % ACT_PER_16B == 0 && m % ACT_PER_16B == 0;
     aligned = aligned && is_aligned16(A) && is_aligned16(B) && is_aligned16(D) && (!bias || is_aligned16(bias));
     if (aligned) {
         GemmPlan *p = plan_get(m, n, k, transa, transb, bias, accumulate);
@@ -139,8 +150,8 @@ static void gemm(bf16 *D, const bf16 *A, const bf16 *B, int m, int n, int k, int
         }
     }
     CUBLAS_CHECK(cublasGemmEx(blas_handle, transa ? CUBLAS_OP_T : CUBLAS_OP_N, transb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n,
-                              k, &alpha, A, CUDA_R_16BF, transa ? k : m, B, CUDA_R_16BF, transb ? n : k, &beta, D,
-                              CUDA_R_16BF, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                              k, &alpha, A, CUDA_R_ACT, transa ? k : m, B, CUDA_R_ACT, transb ? n : k, &beta, D,
+                              CUDA_R_ACT, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     // D is row-major (n, m) seen from our side: add bias (m) to each of its n rows
     if (bias) cuda_add_broadcast_forward(D, bias, n, (size_t)m);
 }
@@ -150,14 +161,14 @@ extern "C" void cuda_matmul_forward(void *out, const void *inp, const void *w, c
     if (N <= 0 || OC <= 0) return;
     if (C <= 0) fatal("matmul_forward: C = %d", C);
     if (cuda_gemv_forward(out, inp, w, b, N, C, OC)) return;  // a few rows (decode): bandwidth-bound
-    gemm((bf16 *)out, (const bf16 *)w, (const bf16 *)inp, OC, N, C, 1, 0, (const bf16 *)b, 0);
+    gemm((floatX *)out, (const floatX *)w, (const floatX *)inp, OC, N, C, 1, 0, (const floatX *)b, 0);
 }
 
 // dinp (N, C) = dout @ w (overwritten);  dw (OC, C) += dout^T @ inp;  db (OC) += column sums of dout
 extern "C" void cuda_matmul_backward(void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w,
                                      int N, int C, int OC) {
     if (N <= 0 || C <= 0 || OC <= 0) return;
-    if (dinp) gemm((bf16 *)dinp, (const bf16 *)w, (const bf16 *)dout, C, N, OC, 0, 0, NULL, 0);
-    if (dw) gemm((bf16 *)dw, (const bf16 *)inp, (const bf16 *)dout, C, OC, N, 0, 1, NULL, 1);
-    if (db) colsum_add_bf16((bf16 *)db, (const bf16 *)dout, (size_t)N, (size_t)OC);
+    if (dinp) gemm((floatX *)dinp, (const floatX *)w, (const floatX *)dout, C, N, OC, 0, 0, NULL, 0);
+    if (dw) gemm((floatX *)dw, (const floatX *)inp, (const floatX *)dout, C, OC, N, 0, 1, NULL, 1);
+    if (db) colsum_add_act((floatX *)db, (const floatX *)dout, (size_t)N, (size_t)OC);
 }

@@ -62,13 +62,13 @@ __device__ __forceinline__ int chunk_count(int c0, int C) { return c0 >= C ? 0 :
 
 // out = (x - mean) * rstd * w + b,  mean = sum(x) / C,  rstd = 1 / sqrt(sum((x - mean)^2) / C + eps)
 template <int J>
-__global__ void __launch_bounds__(512) layernorm_forward_kernel(bf16 *out, float *mean, float *rstd, const bf16 *inp,
-                                                                const bf16 *w, const bf16 *b, int N, int C, float eps,
+__global__ void __launch_bounds__(512) layernorm_forward_kernel(floatX *out, float *mean, float *rstd, const floatX *inp,
+                                                                const floatX *w, const floatX *b, int N, int C, float eps,
                                                                 int Tg, bool vec) {
     const int g = threadIdx.x / Tg, t = threadIdx.x % Tg;
     const int n = blockIdx.x * (blockDim.x / Tg) + g;
     const bool row_ok = n < N;
-    const bf16 *x = inp + (size_t)(row_ok ? n : 0) * C;
+    const floatX *x = inp + (size_t)(row_ok ? n : 0) * C;
     float xv[J][8];
     float sum = 0.0f;
 #pragma unroll
@@ -95,7 +95,7 @@ __global__ void __launch_bounds__(512) layernorm_forward_kernel(bf16 *out, float
     var = group_sum2(make_float2(var, 0.0f), Tg).x / C;
     const float s = 1.0f / sqrtf(var + eps);
     if (!row_ok) return;
-    bf16 *y = out + (size_t)n * C;
+    floatX *y = out + (size_t)n * C;
 #pragma unroll
     for (int j = 0; j < J; j++) {
         const int c0 = (t + j * Tg) * 8, cnt = chunk_count(c0, C);
@@ -118,8 +118,8 @@ __global__ void __launch_bounds__(512) layernorm_forward_kernel(bf16 *out, float
 //   dw_part[group] = sum over the group's rows of dout * xhat,  db_part[group] = sum of dout
 template <int J>
 __global__ void __launch_bounds__(512)
-    layernorm_backward_kernel(bf16 *dinp, float *dw_part, float *db_part, const bf16 *dout, const bf16 *inp,
-                              const bf16 *w, const float *mean, const float *rstd, int N, int C, int Tg,
+    layernorm_backward_kernel(floatX *dinp, float *dw_part, float *db_part, const floatX *dout, const floatX *inp,
+                              const floatX *w, const float *mean, const float *rstd, int N, int C, int Tg,
                               int rows_per_group, bool vec) {
     const int g = threadIdx.x / Tg, t = threadIdx.x % Tg;
     const int group = blockIdx.x * (blockDim.x / Tg) + g;
@@ -137,7 +137,7 @@ __global__ void __launch_bounds__(512)
     for (int r = 0; r < rows_per_group; r++) {
         const int n = group * rows_per_group + r;
         const bool row_ok = n < N;
-        const bf16 *x = inp + (size_t)(row_ok ? n : 0) * C, *gr = dout + (size_t)(row_ok ? n : 0) * C;
+        const floatX *x = inp + (size_t)(row_ok ? n : 0) * C, *gr = dout + (size_t)(row_ok ? n : 0) * C;
         const float m = row_ok ? mean[n] : 0.0f, s = row_ok ? rstd[n] : 0.0f;
         float xhat[J][8], gv[J][8];
         float sum_dn = 0.0f, sum_dn_xhat = 0.0f;
@@ -163,7 +163,7 @@ __global__ void __launch_bounds__(512)
         const float2 sums = group_sum2(make_float2(sum_dn, sum_dn_xhat), Tg);
         const float a = sums.x / C, bb = sums.y / C;
         if (!row_ok) continue;
-        bf16 *dx = dinp + (size_t)n * C;
+        floatX *dx = dinp + (size_t)n * C;
 #pragma unroll
         for (int j = 0; j < J; j++) {
             const int c0 = (t + j * Tg) * 8, cnt = chunk_count(c0, C);
@@ -191,12 +191,12 @@ __global__ void __launch_bounds__(512)
 
 // out = (x * rstd) * w,  rstd = 1 / sqrt(sum(x^2) / C + eps)   (HF: normalize first, then weight)
 template <int J>
-__global__ void __launch_bounds__(512) rmsnorm_forward_kernel(bf16 *out, float *rstd, const bf16 *inp, const bf16 *w,
-                                                              int N, int C, float eps, int Tg, bool vec) {
+__global__ void __launch_bounds__(512) rmsnorm_forward_kernel(floatX *out, float *rstd, const floatX *inp,
+                                                              const floatX *w, int N, int C, float eps, int Tg, bool vec) {
     const int g = threadIdx.x / Tg, t = threadIdx.x % Tg;
     const int n = blockIdx.x * (blockDim.x / Tg) + g;
     const bool row_ok = n < N;
-    const bf16 *x = inp + (size_t)(row_ok ? n : 0) * C;
+    const floatX *x = inp + (size_t)(row_ok ? n : 0) * C;
     float xv[J][8];
     float ss = 0.0f;
 #pragma unroll
@@ -212,7 +212,7 @@ __global__ void __launch_bounds__(512) rmsnorm_forward_kernel(bf16 *out, float *
     ss = group_sum2(make_float2(ss, 0.0f), Tg).x;
     const float s = 1.0f / sqrtf(ss / C + eps);
     if (!row_ok) return;
-    bf16 *y = out + (size_t)n * C;
+    floatX *y = out + (size_t)n * C;
 #pragma unroll
     for (int j = 0; j < J; j++) {
         const int c0 = (t + j * Tg) * 8, cnt = chunk_count(c0, C);
@@ -229,7 +229,7 @@ __global__ void __launch_bounds__(512) rmsnorm_forward_kernel(bf16 *out, float *
 // y = x s w:  dinp += s dn - x s^3 mean(dn x),  dn = dout w;  dw_part[group] = sum of dout * x * s
 template <int J>
 __global__ void __launch_bounds__(512)
-    rmsnorm_backward_kernel(bf16 *dinp, float *dw_part, const bf16 *dout, const bf16 *inp, const bf16 *w,
+    rmsnorm_backward_kernel(floatX *dinp, float *dw_part, const floatX *dout, const floatX *inp, const floatX *w,
                             const float *rstd, int N, int C, int Tg, int rows_per_group, bool vec) {
     const int g = threadIdx.x / Tg, t = threadIdx.x % Tg;
     const int group = blockIdx.x * (blockDim.x / Tg) + g;
@@ -247,7 +247,7 @@ __global__ void __launch_bounds__(512)
     for (int r = 0; r < rows_per_group; r++) {
         const int n = group * rows_per_group + r;
         const bool row_ok = n < N;
-        const bf16 *x = inp + (size_t)(row_ok ? n : 0) * C, *gr = dout + (size_t)(row_ok ? n : 0) * C;
+        const floatX *x = inp + (size_t)(row_ok ? n : 0) * C, *gr = dout + (size_t)(row_ok ? n : 0) * C;
         const float s = row_ok ? rstd[n] : 0.0f;
         float xv[J][8], gv[J][8];
         float dot = 0.0f;
@@ -268,7 +268,7 @@ __global__ void __launch_bounds__(512)
         if (!dinp) continue;  // uniform over the launch
         const float kk = group_sum2(make_float2(dot, 0.0f), Tg).x / C * s * s * s;
         if (!row_ok) continue;
-        bf16 *dx = dinp + (size_t)n * C;
+        floatX *dx = dinp + (size_t)n * C;
 #pragma unroll
         for (int j = 0; j < J; j++) {
             const int c0 = (t + j * Tg) * 8, cnt = chunk_count(c0, C);
@@ -321,8 +321,8 @@ extern "C" void cuda_layernorm_forward(void *out, void *mean, void *rstd, const 
     RowPlan p = row_plan(C, "layernorm_forward");
     bool vec = rows_vec(C, out, inp, w, b ? b : w);
     int grid = (int)ceil_div((size_t)N, (size_t)p.R);
-    LAUNCH_J(p.J, layernorm_forward_kernel, grid, p.threads, (bf16 *)out, (float *)mean, (float *)rstd,
-             (const bf16 *)inp, (const bf16 *)w, (const bf16 *)b, N, C, eps, p.Tg, vec);
+    LAUNCH_J(p.J, layernorm_forward_kernel, grid, p.threads, (floatX *)out, (float *)mean, (float *)rstd,
+             (const floatX *)inp, (const floatX *)w, (const floatX *)b, N, C, eps, p.Tg, vec);
 }
 
 extern "C" void cuda_layernorm_backward(void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w,
@@ -339,10 +339,10 @@ extern "C" void cuda_layernorm_backward(void *dinp, void *dw, void *db, const vo
         dw_part = (float *)cuda_scratch(2 * P * C * sizeof(float));
         db_part = dw_part + P * C;
     }
-    LAUNCH_J(p.J, layernorm_backward_kernel, grid, p.threads, (bf16 *)dinp, dw_part, db_part, (const bf16 *)dout,
-             (const bf16 *)inp, (const bf16 *)w, (const float *)mean, (const float *)rstd, N, C, p.Tg, rows, vec);
-    if (dw) colsum_add_f32((bf16 *)dw, dw_part, P, (size_t)C);
-    if (db) colsum_add_f32((bf16 *)db, db_part, P, (size_t)C);
+    LAUNCH_J(p.J, layernorm_backward_kernel, grid, p.threads, (floatX *)dinp, dw_part, db_part, (const floatX *)dout,
+             (const floatX *)inp, (const floatX *)w, (const float *)mean, (const float *)rstd, N, C, p.Tg, rows, vec);
+    if (dw) colsum_add_f32((floatX *)dw, dw_part, P, (size_t)C);
+    if (db) colsum_add_f32((floatX *)db, db_part, P, (size_t)C);
 }
 
 extern "C" void cuda_rmsnorm_forward(void *out, void *rstd, const void *inp, const void *w, int N, int C, float eps) {
@@ -350,8 +350,8 @@ extern "C" void cuda_rmsnorm_forward(void *out, void *rstd, const void *inp, con
     RowPlan p = row_plan(C, "rmsnorm_forward");
     bool vec = rows_vec(C, out, inp, w, w);
     int grid = (int)ceil_div((size_t)N, (size_t)p.R);
-    LAUNCH_J(p.J, rmsnorm_forward_kernel, grid, p.threads, (bf16 *)out, (float *)rstd, (const bf16 *)inp,
-             (const bf16 *)w, N, C, eps, p.Tg, vec);
+    LAUNCH_J(p.J, rmsnorm_forward_kernel, grid, p.threads, (floatX *)out, (float *)rstd, (const floatX *)inp,
+             (const floatX *)w, N, C, eps, p.Tg, vec);
 }
 
 extern "C" void cuda_rmsnorm_backward(void *dinp, void *dw, const void *dout, const void *inp, const void *w,
@@ -364,7 +364,7 @@ extern "C" void cuda_rmsnorm_backward(void *dinp, void *dw, const void *dout, co
     int grid = (int)ceil_div((size_t)groups, (size_t)p.R);
     size_t P = (size_t)grid * p.R;
     float *dw_part = dw ? (float *)cuda_scratch(P * C * sizeof(float)) : NULL;
-    LAUNCH_J(p.J, rmsnorm_backward_kernel, grid, p.threads, (bf16 *)dinp, dw_part, (const bf16 *)dout,
-             (const bf16 *)inp, (const bf16 *)w, (const float *)rstd, N, C, p.Tg, rows, vec);
-    if (dw) colsum_add_f32((bf16 *)dw, dw_part, P, (size_t)C);
+    LAUNCH_J(p.J, rmsnorm_backward_kernel, grid, p.threads, (floatX *)dinp, dw_part, (const floatX *)dout,
+             (const floatX *)inp, (const floatX *)w, (const float *)rstd, N, C, p.Tg, rows, vec);
+    if (dw) colsum_add_f32((floatX *)dw, dw_part, P, (size_t)C);
 }

@@ -1,4 +1,5 @@
-// Optimizer ops: the sum of squares behind the global gradient norm, and AdamW on fp32 master weights.
+// Optimizer ops: the sum of squares behind the global gradient norm, and AdamW (on fp32 master weights in
+// the bf16 build).
 // Tested against cpu_sumsq / cpu_adamw_update in model/ops_cpu.c.
 #include <math.h>
 
@@ -10,7 +11,7 @@
 // Stage 1: each block writes the sum of x^2 over its grid-stride share (8-element chunks summed in fp32,
 // chunks accumulated in fp64) to partial[blockIdx.x]. The grid depends only on n, so the order of
 // every addition is fixed: the result is the same bits on every run.
-__global__ void sumsq_partial_kernel(double *partial, const bf16 *x, size_t n, bool aligned) {
+__global__ void sumsq_partial_kernel(double *partial, const floatX *x, size_t n, bool aligned) {
     double acc = 0.0;
     for (size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 8; i < n; i += (size_t)gridDim.x * blockDim.x * 8) {
         const int cnt = n - i < 8 ? (int)(n - i) : 8;
@@ -42,7 +43,7 @@ extern "C" void cuda_sumsq(double *out, const void *x, size_t n) {
     unsigned blocks = (unsigned)ceil_div(ceil_div(n, 8), THREADS);
     if (blocks > SUMSQ_BLOCKS) blocks = SUMSQ_BLOCKS;
     double *partial = (double *)cuda_scratch((blocks + 1) * sizeof(double));
-    sumsq_partial_kernel<<<blocks, THREADS, 0, stream_main()>>>(partial, (const bf16 *)x, n, is_aligned16(x));
+    sumsq_partial_kernel<<<blocks, THREADS, 0, stream_main()>>>(partial, (const floatX *)x, n, is_aligned16(x));
     CUDA_LAUNCH_CHECK();
     sumsq_final_kernel<<<1, 1024, 0, stream_main()>>>(partial + blocks, partial, (int)blocks);
     CUDA_LAUNCH_CHECK();
@@ -54,8 +55,9 @@ extern "C" void cuda_sumsq(double *out, const void *x, size_t n) {
 //   g = grad * grad_scale;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   p -= lr * (wd * p + (m / bc1) / (sqrt(v / bc2) + eps)),  bc1 = 1 - b1^t, bc2 = 1 - b2^t (host, fp64 -> fp32)
 // p is the fp32 master copy when there is one (then params = bf16(p), round to nearest even), else the
-// bf16 params themselves.
-__global__ void adamw_kernel(bf16 *params, float *master, const bf16 *grad, float *m, float *v, size_t n, float lr,
+// params themselves. train/optim.c keeps masters only when the act type is narrower than fp32, so the
+// fp32 build (VLM_CUDA_FP32) updates its float params in place with master == NULL.
+__global__ void adamw_kernel(floatX *params, float *master, const floatX *grad, float *m, float *v, size_t n, float lr,
                              float b1, float b2, float one_minus_b1, float one_minus_b2, float eps, float wd, float bc1,
                              float bc2, float grad_scale, bool aligned) {
     for (size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 8; i < n; i += (size_t)gridDim.x * blockDim.x * 8) {
@@ -89,7 +91,7 @@ extern "C" void cuda_adamw_update(void *params, void *master, const void *grad, 
     bool aligned = is_aligned16(params) && is_aligned16(grad) && is_aligned16(m) && is_aligned16(v) &&
                    (!master || is_aligned16(master));
     adamw_kernel<<<grid_for(ceil_div(n, 8), THREADS), THREADS, 0, stream_main()>>>(
-        (bf16 *)params, (float *)master, (const bf16 *)grad, (float *)m, (float *)v, n, lr, b1, b2, 1.0f - b1,
+        (floatX *)params, (float *)master, (const floatX *)grad, (float *)m, (float *)v, n, lr, b1, b2, 1.0f - b1,
         1.0f - b2, eps, wd, bc1, bc2, grad_scale, aligned);
     CUDA_LAUNCH_CHECK();
 }

@@ -14,7 +14,7 @@
 #define THREADS 256
 
 // out (N, C) = table[ids[n]], zero rows where ids[n] < 0
-__global__ void embedding_forward_kernel(bf16 *out, const int *ids, const bf16 *table, int N, int C, bool vec_rows) {
+__global__ void embedding_forward_kernel(floatX *out, const int *ids, const floatX *table, int N, int C, bool vec_rows) {
     const size_t per_row = ceil_div(C, 8), total = (size_t)N * per_row;
     for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
         const size_t n = idx / per_row;
@@ -29,7 +29,7 @@ __global__ void embedding_forward_kernel(bf16 *out, const int *ids, const bf16 *
 }
 
 // out[out_idx[m] * out_stride + c] = inp[inp_idx[m] * inp_stride + c]; negative indices skipped
-__global__ void copy_rows_strided_kernel(bf16 *out, const int *out_idx, int out_stride, const bf16 *inp,
+__global__ void copy_rows_strided_kernel(floatX *out, const int *out_idx, int out_stride, const floatX *inp,
                                          const int *inp_idx, int inp_stride, int M, int C, bool vec) {
     const size_t per_row = ceil_div(C, 8), total = (size_t)M * per_row;
     for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
@@ -44,7 +44,8 @@ __global__ void copy_rows_strided_kernel(bf16 *out, const int *out_idx, int out_
 }
 
 // out[m] += inp[inp_idx[m]]: the destinations are distinct, no ordering question
-__global__ void add_rows_identity_kernel(bf16 *out, const bf16 *inp, const int *inp_idx, int M, int C, bool vec_rows) {
+__global__ void add_rows_identity_kernel(floatX *out, const floatX *inp, const int *inp_idx, int M, int C,
+                                         bool vec_rows) {
     const size_t per_row = ceil_div(C, 8), total = (size_t)M * per_row;
     for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
         const int m = (int)(idx / per_row);
@@ -66,7 +67,7 @@ __global__ void iota_kernel(int *x, int M) {
 
 // keys (M) sorted destinations, order (M) their positions m (ascending within equal keys).
 // Thread (j, chunk): if j starts a run of equal keys, out[key] += sum over the run of inp[src(m)].
-__global__ void scatter_add_sorted_kernel(bf16 *out, const int *keys, const int *order, const bf16 *inp,
+__global__ void scatter_add_sorted_kernel(floatX *out, const int *keys, const int *order, const floatX *inp,
                                           const int *inp_idx, int M, int C, bool vec_rows) {
     const size_t per_row = ceil_div(C, 8), total = (size_t)M * per_row;
     for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
@@ -85,7 +86,7 @@ __global__ void scatter_add_sorted_kernel(bf16 *out, const int *keys, const int 
             for (int k = 0; k < 8; k++) acc[k] += v[k];
         }
         float o[8];
-        bf16 *dst = out + (size_t)key * C + c0;
+        floatX *dst = out + (size_t)key * C + c0;
         load8(o, dst, cnt, vec_rows);
 #pragma unroll
         for (int k = 0; k < 8; k++) o[k] += acc[k];
@@ -96,7 +97,7 @@ __global__ void scatter_add_sorted_kernel(bf16 *out, const int *keys, const int 
 static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
 // out[out_idx[m]] += inp[inp_idx ? inp_idx[m] : m] for m < M, deterministic (see the top of the file)
-static void scatter_add_rows(bf16 *out, const int *out_idx, const bf16 *inp, const int *inp_idx, int M, int C) {
+static void scatter_add_rows(floatX *out, const int *out_idx, const floatX *inp, const int *inp_idx, int M, int C) {
     if (M <= 0 || C <= 0) return;
     cudaStream_t st = stream_main();
     size_t temp_bytes = 0;
@@ -119,13 +120,13 @@ extern "C" void cuda_embedding_forward(void *out, const int *ids, const void *ta
     if (N <= 0 || C <= 0) return;
     bool vec = C % 8 == 0 && is_aligned16(out) && is_aligned16(table);
     embedding_forward_kernel<<<grid_for((size_t)N * ceil_div(C, 8), THREADS), THREADS, 0, stream_main()>>>(
-        (bf16 *)out, ids, (const bf16 *)table, N, C, vec);
+        (floatX *)out, ids, (const floatX *)table, N, C, vec);
     CUDA_LAUNCH_CHECK();
 }
 
 // dtable (V, C) += dout rows at ids (ids < 0 skipped), repeated ids summed in order of n
 extern "C" void cuda_embedding_backward(void *dtable, const void *dout, const int *ids, int N, int C) {
-    scatter_add_rows((bf16 *)dtable, ids, (const bf16 *)dout, NULL, N, C);
+    scatter_add_rows((floatX *)dtable, ids, (const floatX *)dout, NULL, N, C);
 }
 
 extern "C" void cuda_copy_rows_strided(void *out, const int *out_idx, int out_stride, const void *inp,
@@ -134,7 +135,7 @@ extern "C" void cuda_copy_rows_strided(void *out, const int *out_idx, int out_st
     // 128-bit accesses need every row start 16-byte aligned: aligned bases and strides in multiples of 8
     bool vec = C % 8 == 0 && out_stride % 8 == 0 && inp_stride % 8 == 0 && is_aligned16(out) && is_aligned16(inp);
     copy_rows_strided_kernel<<<grid_for((size_t)M * ceil_div(C, 8), THREADS), THREADS, 0, stream_main()>>>(
-        (bf16 *)out, out_idx, out_stride, (const bf16 *)inp, inp_idx, inp_stride, M, C, vec);
+        (floatX *)out, out_idx, out_stride, (const floatX *)inp, inp_idx, inp_stride, M, C, vec);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -147,11 +148,11 @@ extern "C" void cuda_copy_rows(void *out, const int *out_idx, const void *inp, c
 extern "C" void cuda_add_rows(void *out, const int *out_idx, const void *inp, const int *inp_idx, int M, int C) {
     if (M <= 0 || C <= 0) return;
     if (out_idx) {
-        scatter_add_rows((bf16 *)out, out_idx, (const bf16 *)inp, inp_idx, M, C);
+        scatter_add_rows((floatX *)out, out_idx, (const floatX *)inp, inp_idx, M, C);
         return;
     }
     bool vec = C % 8 == 0 && is_aligned16(out) && is_aligned16(inp);
     add_rows_identity_kernel<<<grid_for((size_t)M * ceil_div(C, 8), THREADS), THREADS, 0, stream_main()>>>(
-        (bf16 *)out, (const bf16 *)inp, inp_idx, M, C, vec);
+        (floatX *)out, (const floatX *)inp, inp_idx, M, C, vec);
     CUDA_LAUNCH_CHECK();
 }

@@ -11,6 +11,10 @@
 #include "../model/ops.h"
 #include "../util/common.h"
 
+#ifdef VLM_CUDA_FP32  // its buffers are sized as bf16 (tests/test_cuda.c covers the fp32 build)
+#error "dev/check_cuda_ops checks the bf16 build; build it without VLM_CUDA_FP32"
+#endif
+
 extern const Backend backend_cuda;
 static const Backend *G = &backend_cuda, *H = &backend_cpu;
 static int failures, checks;

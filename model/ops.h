@@ -2,13 +2,14 @@
 //
 // The model graph (vit.c, llama.c, ...) is written once against this table; a backend fills it in.
 // model/ops_cpu.c is the readable reference (fp32, OpenMP; also built in fp64 for gradient checks),
-// cuda/ is the same contract as kernels (bf16 activations, fp32 statistics).
+// cuda/ is the same contract as kernels (bf16 activations, fp32 statistics; fp32 activations in the
+// VLM_CUDA_FP32 build).
 //
 // Conventions
 // - Pointers are backend memory. "act" buffers (activations, parameters, parameter gradients) hold the
-//   backend's act type (float on CPU, bf16 on CUDA, double on the fp64 CPU backend); "acc" buffers
-//   (norm statistics, log-sum-exp, log-probs, optimizer state) hold its accumulator type (float on CPU
-//   and CUDA, double on fp64). Index buffers are int32.
+//   backend's act type (float on CPU, bf16 on CUDA or float in its fp32 build, double on the fp64 CPU
+//   backend); "acc" buffers (norm statistics, log-sum-exp, log-probs, optimizer state) hold its
+//   accumulator type (float on CPU and CUDA, double on fp64). Index buffers are int32.
 // - Shapes in comments: (N, C) is row-major with C contiguous. N = number of tokens (B*T flattened).
 // - Linear weights are stored as in PyTorch: (OC, C), y = x W^T + b.
 // - Gradients: parameter gradients ACCUMULATE (+=) so micro-batches add up. Activation gradients are
