@@ -149,11 +149,19 @@ static void gemm(floatX *D, const floatX *A, const floatX *B, int m, int n, int 
             p->lt_ok = 0;  // refused at run time: remember and take the general path from now on
         }
     }
+    // D is row-major (n, m) seen from our side. With a bias (m) its rows start as the bias and the GEMM adds
+    // onto them (beta 1), so the sum is rounded into the act type once, as the fused epilogue does; adding
+    // the bias after would round twice (a relative error of 2e-2 where the product and the bias cancel).
+    float beta_general = beta;
+    if (bias && !accumulate) {
+        CUDA_CHECK(cudaMemsetAsync(D, 0, (size_t)n * m * sizeof(floatX), stream_main()));
+        cuda_add_broadcast_forward(D, bias, n, (size_t)m);
+        beta_general = 1.0f;
+    }
     CUBLAS_CHECK(cublasGemmEx(blas_handle, transa ? CUBLAS_OP_T : CUBLAS_OP_N, transb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n,
-                              k, &alpha, A, CUDA_R_ACT, transa ? k : m, B, CUDA_R_ACT, transb ? n : k, &beta, D,
-                              CUDA_R_ACT, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    // D is row-major (n, m) seen from our side: add bias (m) to each of its n rows
-    if (bias) cuda_add_broadcast_forward(D, bias, n, (size_t)m);
+                              k, &alpha, A, CUDA_R_ACT, transa ? k : m, B, CUDA_R_ACT, transb ? n : k, &beta_general,
+                              D, CUDA_R_ACT, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (bias && accumulate) cuda_add_broadcast_forward(D, bias, n, (size_t)m);
 }
 
 // out (N, OC) = inp (N, C) @ w (OC, C)^T + b (OC)

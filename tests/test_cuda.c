@@ -199,12 +199,14 @@ TEST(cuda_matmul) {
     check_matmul(300, 1024, 4096, 1);
     check_matmul(577, 1024, 3072, 1);
     check_matmul(129, 4096, 1031, 0);
-    // the matrix-vector kernel (cuda/gemv.cu): N <= 4, C a multiple of 8; and N = 5 on cuBLASLt
+    // the matrix-vector kernel (cuda/gemv.cu): N <= 4, OC >= 16384, C a multiple of 8; the same rows on
+    // cuBLASLt below those sizes and at N = 5
+    check_matmul(1, 4096, 16384, 0);
+    check_matmul(1, 1032, 22017, 1);
+    check_matmul(2, 8, 16390, 1);
+    check_matmul(3, 2056, 16391, 0);
+    check_matmul(4, 520, 32064, 1);
     check_matmul(1, 4096, 4096, 0);
-    check_matmul(1, 11008, 1000, 1);
-    check_matmul(2, 8, 3, 1);
-    check_matmul(3, 2056, 37, 0);
-    check_matmul(4, 1024, 4099, 1);
     check_matmul(5, 1024, 512, 1);
 }
 
