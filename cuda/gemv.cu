@@ -4,10 +4,13 @@
 // shapes with N = 1 (notes/perf.md, kernel lab). Here one warp computes one output feature: it streams its
 // weight row with 16-byte loads, several in flight per lane, marked evict-first (read once, they should not
 // push the activations out of L2), and reads the N input rows, which every warp shares, through L1.
-// Measured on the H100 (kernel lab, N = 1): ahead of cuBLASLt on the wide outputs (gate-up 22016: 88% vs
-// 83% of the copy ceiling; lm_head 32064: 92% vs 88%), behind it on the narrower ones (qkv 12288, o and
-// down 4096: 78/55/68% vs 83/60/79%), where one warp per output leaves too few warps per SM to hide the
-// latency. So it takes outputs of at least GEMV_MIN_OC features.
+//
+// Measured on the H100 (notes/perf.md): in the kernel lab, which flushes L2 before each run, it is ahead of
+// cuBLASLt on the wide outputs (gate-up 22016: 88% vs 83% of the copy ceiling; lm_head: 92% vs 88%) and
+// behind on the narrower ones (qkv, o, down: 78/55/68% vs 83/60/79%). The decode step itself, where the
+// input rows stay in L2, was faster with it on every matmul: the LLaVA-7B B=1 step took 6.11 ms so, and
+// 6.43 ms with it on the outputs of >= 16384 features only (6.52 and 6.62 ms on cuBLASLt alone in the
+// same calls). So it takes every matmul of a few rows.
 #include "common.cuh"
 
 #ifndef VLM_CUDA_FP32  // the fp32 build (make test-cuda-fp32) is for exactness, not speed: cuBLAS serves it
@@ -15,7 +18,6 @@ typedef __nv_bfloat16 bf16;
 
 #define GEMV_WARPS 8   // warps per block, one output feature each
 #define GEMV_UNROLL 4  // 16-byte weight loads in flight per lane
-#define GEMV_MIN_OC 16384
 
 template <int N>
 __global__ void gemv_kernel(bf16 *__restrict__ out, const bf16 *__restrict__ inp, const bf16 *__restrict__ w,
@@ -65,12 +67,12 @@ static int gemv_enabled(void) {
 
 #endif
 
-// 1 when it took the matmul: N <= GEMV_MAX_N, OC >= GEMV_MIN_OC, C a multiple of 8 and 16-byte aligned rows
+// 1 when it took the matmul: N <= GEMV_MAX_N, C a multiple of 8 and 16-byte aligned rows
 extern "C" int cuda_gemv_forward(void *out, const void *inp, const void *w, const void *b, int N, int C, int OC) {
 #ifdef VLM_CUDA_FP32
     return 0;
 #else
-    if (N < 1 || N > GEMV_MAX_N || OC < GEMV_MIN_OC || C % 8 || !is_aligned16(inp) || !is_aligned16(w) || !gemv_enabled())
+    if (N < 1 || N > GEMV_MAX_N || C % 8 || !is_aligned16(inp) || !is_aligned16(w) || !gemv_enabled())
         return 0;
     bf16 *o = (bf16 *)out;
     const bf16 *x = (const bf16 *)inp, *wt = (const bf16 *)w, *bias = (const bf16 *)b;

@@ -199,8 +199,7 @@ TEST(cuda_matmul) {
     check_matmul(300, 1024, 4096, 1);
     check_matmul(577, 1024, 3072, 1);
     check_matmul(129, 4096, 1031, 0);
-    // the matrix-vector kernel (cuda/gemv.cu): N <= 4, OC >= 16384, C a multiple of 8; the same rows on
-    // cuBLASLt below those sizes and at N = 5
+    // the matrix-vector kernel (cuda/gemv.cu): N <= 4, C a multiple of 8; N = 5 on cuBLASLt
     check_matmul(1, 4096, 16384, 0);
     check_matmul(1, 1032, 22017, 1);
     check_matmul(2, 8, 16390, 1);
