@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -42,6 +43,13 @@ extern "C" {
 
 __host__ __device__ static inline size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 static inline int is_aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+// A switch of the environment for timing what a part of the backend is worth (README): on unless the
+// variable is "0". Read once per call site: `static int on = -1; if (on < 0) on = env_switch_on("NAME");`
+static inline int env_switch_on(const char *name) {
+    const char *env = getenv(name);
+    return !(env && env[0] == '0');
+}
 
 // The one stream every kernel, copy and library call of the backend runs on (cuda/backend.cu).
 static inline cudaStream_t stream_main(void) { return (cudaStream_t)cuda_stream(); }

@@ -56,12 +56,9 @@ __global__ void gemv_kernel(bf16 *__restrict__ out, const bf16 *__restrict__ inp
     }
 }
 
-static int gemv_enabled(void) {
+static int gemv_enabled(void) {  // VLM_GEMV=0: cuBLASLt for every matmul
     static int on = -1;
-    if (on < 0) {
-        const char *env = getenv("VLM_GEMV");
-        on = !(env && env[0] == '0');  // VLM_GEMV=0: cuBLASLt for every matmul (for timing the difference)
-    }
+    if (on < 0) on = env_switch_on("VLM_GEMV");
     return on;
 }
 

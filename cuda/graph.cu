@@ -17,12 +17,9 @@ typedef struct {
     cudaGraphExec_t exec;
 } Replay;
 
-static int graphs_enabled(void) {
+static int graphs_enabled(void) {  // VLM_CUDA_GRAPHS=0: every call runs plainly
     static int on = -1;
-    if (on < 0) {
-        const char *env = getenv("VLM_CUDA_GRAPHS");
-        on = !(env && env[0] == '0');  // VLM_CUDA_GRAPHS=0: every call runs plainly (for timing the difference)
-    }
+    if (on < 0) on = env_switch_on("VLM_CUDA_GRAPHS");
     return on;
 }
 
