@@ -10,6 +10,7 @@
 #   bash dev/gpu_session.sh kernels           the kernel lab: build/bench_kernels and build/bench_attention bench
 #   bash dev/gpu_session.sh sanitize          compute-sanitizer memcheck on the GPU tests
 #   bash dev/gpu_session.sh asan              the GPU tests with the host code under ASan+UBSan (make test-cuda-asan)
+#   bash dev/gpu_session.sh fp32              the GPU tests on the fp32 build (make test-cuda-fp32)
 #   bash dev/gpu_session.sh export            a GPU-trained checkpoint exported with vlm export --to-hf, loaded by the
 #                                             machine's transformers, log-probs compared (issue 5's check)
 #   bash dev/gpu_session.sh demo              the miniature study, full size, one seed (resumes finished stages
@@ -95,6 +96,9 @@ for phase in "$@"; do
     asan)
         run test_cuda_asan make -j"$JOBS" test-cuda-asan
         ;;
+    fp32)
+        run test_cuda_fp32 make -j"$JOBS" test-cuda-fp32
+        ;;
     export)
         E=gpu-work/export  # outside $OUT: the device tool brings back 8 files at most
         rm -rf "$E" && mkdir -p "$E"
@@ -111,7 +115,7 @@ for phase in "$@"; do
         cp demo-out/full/demo.log "$OUT/demo-full.log" 2>/dev/null
         ;;
     *)
-        echo "unknown phase '$phase' (build test train svco50 decode kernels sanitize asan export demo)" | tee -a "$OUT/summary.txt"
+        echo "unknown phase '$phase' (build test train svco50 decode kernels sanitize asan fp32 export demo)" | tee -a "$OUT/summary.txt"
         ;;
     esac
 done
