@@ -336,37 +336,62 @@ static void bench_ceilings(void) {
 
 // decode: 1 = a GEMV shape reported in GB/s (bytes: weight OC*C + input N*C + output N*OC + bias OC,
 // bf16); 0 = training shape, 2*N*C*OC FLOPs
-static void bench_matmul_fwd(const char *name, int N, int C, int OC, int bias, int decode) {
+// x[r] . w[c] + b[c] in double from the device buffers, and the sum of the terms' magnitudes (dot_ok's scale)
+static double ref_dot(const bf16 *x, const bf16 *w, const bf16 *b, int r, int c, int C, double *mag) {
+    float *xr = get_bf16(x + (size_t)r * C, C), *wr = get_bf16(w + (size_t)c * C, C);
+    double ref = 0, m = 0;
+    for (int k = 0; k < C; k++) ref += (double)xr[k] * wr[k], m += fabs((double)xr[k] * wr[k]);
+    if (b) {
+        float *bb = get_bf16(b + c, 1);
+        ref += bb[0], m += fabs(bb[0]);
+        free(bb);
+    }
+    free(xr), free(wr);
+    *mag = m;
+    return ref;
+}
+
+// out (N, OC) = inp w^T (+ b); swiglu: w holds 2 * OC rows (gate, up) and out = silu(gate) * up
+// (matmul_swiglu_forward), checked at four elements against a double reference
+static void bench_matmul_fwd_kind(const char *name, int N, int C, int OC, int bias, int decode, int swiglu) {
     if (!want("matmul", name)) return;
-    bf16 *x = dev_bf16((size_t)N * C, 1.0f), *w = dev_bf16((size_t)OC * C, 1.0f / sqrtf((float)C));
-    bf16 *b = bias ? dev_bf16(OC, 1.0f) : NULL, *out = (bf16 *)dalloc((size_t)N * OC * 2);
-    cuda_matmul_forward(out, x, w, b, N, C, OC);
+    const int W = swiglu ? 2 * OC : OC;  // weight rows
+    bf16 *x = dev_bf16((size_t)N * C, 1.0f), *w = dev_bf16((size_t)W * C, 1.0f / sqrtf((float)C));
+    bf16 *b = bias ? dev_bf16(W, 1.0f) : NULL, *out = (bf16 *)dalloc((size_t)N * OC * 2);
+    bf16 *gu = swiglu ? (bf16 *)dalloc((size_t)N * W * 2) : NULL;  // workspace of the unfused fallback
+#define RUN_MATMUL() (swiglu ? cuda_matmul_swiglu_forward(out, gu, x, w, b, N, C, OC) : cuda_matmul_forward(out, x, w, b, N, C, OC))
+    RUN_MATMUL();
     int ok = 1;
     const int rows[4] = {0, N / 3, N / 2, N - 1}, cols[4] = {0, OC / 5, OC / 2 + 1, OC - 1};
     for (int s = 0; s < 4; s++) {
         int r = rows[s], c = cols[s];
-        float *xr = get_bf16(x + (size_t)r * C, C), *wr = get_bf16(w + (size_t)c * C, C), *o = get_bf16(out + (size_t)r * OC + c, 1);
-        double ref = 0, mag = 0;
-        for (int k = 0; k < C; k++) ref += (double)xr[k] * wr[k], mag += fabs((double)xr[k] * wr[k]);
-        if (b) {
-            float *bb = get_bf16(b + c, 1);
-            ref += bb[0], mag += fabs(bb[0]);
-            free(bb);
+        double mag, ref = ref_dot(x, w, b, r, c, C, &mag);
+        if (swiglu) {  // silu(gate) * up; the gate's and the up's errors scale with their own magnitudes
+            double mag_up, up = ref_dot(x, w, b, r, OC + c, C, &mag_up), sig = 1.0 / (1.0 + exp(-ref));
+            mag = mag * fabs(up) + fabs(ref * sig) * mag_up;
+            ref = ref * sig * up;
         }
+        float *o = get_bf16(out + (size_t)r * OC + c, 1);
         if (!dot_ok(o[0], ref, mag)) {
             printf("  CHECK FAILED matmul_fwd %s: out[%d, %d] = %g, ref %g\n", name, r, c, o[0], ref);
             ok = 0;
         }
-        free(xr), free(wr), free(o);
+        free(o);
     }
-    TIMED(cuda_matmul_forward(out, x, w, b, N, C, OC));
+    TIMED(RUN_MATMUL());
+#undef RUN_MATMUL
     Timing t = collect();
     char shape[96];
-    snprintf(shape, sizeof shape, "N%d C%d OC%d%s", N, C, OC, bias ? " +bias" : "");
-    if (decode) report("matmul", name, shape, t, 2.0 * ((double)OC * C + (double)N * C + (double)N * OC + (bias ? OC : 0)), 0, ok);
-    else report("matmul", name, shape, t, 2.0 * N * (double)C * OC, 1, ok);
+    snprintf(shape, sizeof shape, "N%d C%d OC%d%s%s", N, C, W, bias ? " +bias" : "", swiglu ? " swiglu" : "");
+    if (decode) report("matmul", name, shape, t, 2.0 * ((double)W * C + (double)N * C + (double)N * OC + (bias ? W : 0)), 0, ok);
+    else report("matmul", name, shape, t, 2.0 * N * (double)C * W, 1, ok);
     dfree(x), dfree(w), dfree(out);
     if (b) dfree(b);
+    if (gu) dfree(gu);
+}
+
+static void bench_matmul_fwd(const char *name, int N, int C, int OC, int bias, int decode) {
+    bench_matmul_fwd_kind(name, N, C, OC, bias, decode, 0);
 }
 
 // dinp (N, C) = dout w;  dw (OC, C) += dout^T inp;  db (OC) += colsum(dout). 4*N*C*OC FLOPs (the bias
@@ -1021,6 +1046,9 @@ int main(int argc, char **argv) {
             snprintf(nm, sizeof nm, "gemv7b_%s_M%d", g[i].what, m);
             bench_matmul_fwd(nm, m, g[i].C, g[i].OC, 0, 1);
         }
+        char nm[64];
+        snprintf(nm, sizeof nm, "gemv7b_gateup_swiglu_M%d", m);  // the fused form the decode step runs
+        bench_matmul_fwd_kind(nm, m, D7, F7, 0, 1, 1);
     }
 
     // ---- memory-bound families (GB/s against the copy ceiling) ----

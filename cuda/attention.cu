@@ -41,6 +41,7 @@
 #include "attention_common.cuh"
 #include "cuda_backend.h"
 #include "floatx.cuh"
+#include "mma.cuh"
 
 // The tensor-core kernels take bf16 operands only (mma.sync with bf16 inputs, ldmatrix of 16-bit rows), so
 // they keep their own type. The fp32 build (VLM_CUDA_FP32) compiles them out and runs every shape on the
@@ -116,7 +117,7 @@ __global__ void bwd_dot_kernel(float *__restrict__ D, const floatX *__restrict__
 
 #if ATTN_TENSOR_CORES
 // ----------------------------------------------------------------------------------------------------
-// PTX wrappers: cp.async (16-byte global -> shared copies, zero-fill), ldmatrix, mma.sync m16n8k16 bf16
+// PTX wrappers: cp.async (16-byte global -> shared copies, zero-fill), ldmatrix
 
 __device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
@@ -143,18 +144,6 @@ __device__ __forceinline__ void ldsm_x4(uint32_t &r0, uint32_t &r1, uint32_t &r2
 __device__ __forceinline__ void ldsm_x4_t(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(smem_u32(p)) : "memory");
-}
-
-// c (16x8 fp32) += a (16x16 bf16, row) * b (16x8 bf16, col). Fragment layout, g = lane/4, t = lane%4:
-//   a0 = A[g][2t..2t+1], a1 = A[g+8][2t..], a2 = A[g][2t+8..], a3 = A[g+8][2t+8..]
-//   b0 = B[2t..2t+1][g], b1 = B[2t+8..2t+9][g]
-//   c0,c1 = C[g][2t..2t+1], c2,c3 = C[g+8][2t..2t+1]
-// So an accumulator tile pair (n-tiles 2k, 2k+1 of a 16-wide k step) repacks directly into an A fragment.
-__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {

@@ -261,6 +261,7 @@ extern "C" const Backend backend_cuda = {
     .act_backward = cuda_act_backward,
     .swiglu_forward = cuda_swiglu_forward,
     .swiglu_backward = cuda_swiglu_backward,
+    .matmul_swiglu_forward = cuda_matmul_swiglu_forward,
     .add = cuda_add,
     .scale = cuda_scale,
     .rope_forward = cuda_rope_forward,

@@ -146,6 +146,9 @@ static inline unsigned grid_for(size_t work, size_t per_block) {
     return (unsigned)(g < 1 ? 1 : g > ((size_t)1 << 20) ? ((size_t)1 << 20) : g);
 }
 
+// the logistic function as SiLU and SwiGLU use it (cuda/elementwise.cu, the fused SwiGLU of cuda/gemv.cu)
+__device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

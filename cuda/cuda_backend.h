@@ -22,10 +22,12 @@ void cuda_replay_free(void *slot);
 
 // matmul (cuBLASLt)
 void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *b, int N, int C, int OC);
-// matrix-vector products for matmul_forward with at most GEMV_MAX_N rows (cuda/gemv.cu): 1 when taken,
-// 0 when the shape or alignment does not fit (the caller then runs cuBLASLt)
-#define GEMV_MAX_N 4
+// skinny matmuls for matmul_forward with at most GEMV_MAX_N rows (cuda/gemv.cu): 1 when taken, 0 when the
+// shape or alignment does not fit (the caller then runs cuBLASLt); the SwiGLU form writes
+// swiglu(inp @ w^T + b) for w (2F, C), as matmul_swiglu_forward defines it
+#define GEMV_MAX_N 16
 int cuda_gemv_forward(void *out, const void *inp, const void *w, const void *b, int N, int C, int OC);
+int cuda_gemv_swiglu_forward(void *out, const void *inp, const void *w, const void *b, int N, int C, int F);
 void cuda_matmul_backward(void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w,
                           int N, int C, int OC);
 // normalization
@@ -41,6 +43,7 @@ void cuda_act_forward(ActKind kind, void *out, const void *inp, size_t n);
 void cuda_act_backward(ActKind kind, void *dinp, const void *dout, const void *inp, size_t n);
 void cuda_swiglu_forward(void *out, const void *inp, int N, int F);
 void cuda_swiglu_backward(void *dinp, const void *dout, const void *inp, int N, int F);
+void cuda_matmul_swiglu_forward(void *out, void *gu, const void *inp, const void *w, const void *b, int N, int C, int F);
 void cuda_add(void *out, const void *a, const void *b, size_t n);
 void cuda_scale(void *x, float s, size_t n);
 void cuda_rope_forward(void *x, const int *pos, int N, int heads, int HD, int stride, float theta);

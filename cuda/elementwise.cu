@@ -15,8 +15,6 @@
 // ----------------------------------------------------------------------------------------------------
 // activations
 
-__device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 __device__ __forceinline__ float act_value(ActKind kind, float x) {
     switch (kind) {
     case ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));  // exact, erf

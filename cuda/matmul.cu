@@ -172,6 +172,16 @@ extern "C" void cuda_matmul_forward(void *out, const void *inp, const void *w, c
     gemm((floatX *)out, (const floatX *)w, (const floatX *)inp, OC, N, C, 1, 0, (const floatX *)b, 0);
 }
 
+// out (N, F) = swiglu(inp @ w (2F, C)^T + b): one skinny kernel for a decode step's few rows, else the matmul into
+// the workspace gu (N, 2F) and swiglu_forward
+extern "C" void cuda_matmul_swiglu_forward(void *out, void *gu, const void *inp, const void *w, const void *b, int N,
+                                           int C, int F) {
+    if (N <= 0 || F <= 0) return;
+    if (cuda_gemv_swiglu_forward(out, inp, w, b, N, C, F)) return;
+    cuda_matmul_forward(gu, inp, w, b, N, C, 2 * F);
+    cuda_swiglu_forward(out, gu, N, F);
+}
+
 // dinp (N, C) = dout @ w (overwritten);  dw (OC, C) += dout^T @ inp;  db (OC) += column sums of dout
 extern "C" void cuda_matmul_backward(void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w,
                                      int N, int C, int OC) {

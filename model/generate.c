@@ -154,8 +154,7 @@ static void decode_step_ops(void *arg) {
         be->matmul_forward(g->proj, g->att, w->o_w, w->o_b, n, qdim, D);
         be->add(g->mid, g->x, g->proj, (size_t)n * D);
         be->rmsnorm_forward(g->ln, g->rstd, g->mid, w->ln2_w, n, D, c->eps);
-        be->matmul_forward(g->gu, g->ln, w->gu_w, w->gu_b, n, D, 2 * F);                      // (n, gate | up)
-        be->swiglu_forward(g->h, g->gu, n, F);                                                 // (n, F)
+        be->matmul_swiglu_forward(g->h, g->gu, g->ln, w->gu_w, w->gu_b, n, D, F);             // (n, F)
         be->matmul_forward(g->proj, g->h, w->down_w, w->down_b, n, F, D);
         be->add(g->x, g->mid, g->proj, (size_t)n * D);
     }

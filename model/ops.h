@@ -101,6 +101,11 @@ typedef struct Backend {
     void (*swiglu_forward)(void *out, const void *inp, int N, int F);
     // dinp (N, 2F) = d(gate), d(up)
     void (*swiglu_backward)(void *dinp, const void *dout, const void *inp, int N, int F);
+    // out (N, F) = swiglu_forward(matmul_forward(inp, w, b)): inp (N, C), w (2F, C) the gate rows then the up
+    // rows, b (2F) or NULL. gu (N, 2F) is workspace for the pre-activation; whether it is written is up to the
+    // backend (CUDA's skinny kernel for a decode step's few rows keeps it in registers). Inference only.
+    void (*matmul_swiglu_forward)(void *out, void *gu, const void *inp, const void *w, const void *b, int N, int C,
+                                  int F);
     // out (n) = a + b; out may alias a or b
     void (*add)(void *out, const void *a, const void *b, size_t n);
     // x (n) *= s

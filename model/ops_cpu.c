@@ -277,6 +277,13 @@ static void cpu_swiglu_forward(void *out_, const void *inp_, int N, int F) {
     }
 }
 
+// the definition: the two ops in sequence, the pre-activation kept in gu
+static void cpu_matmul_swiglu_forward(void *out, void *gu, const void *inp, const void *w, const void *b, int N, int C,
+                                      int F) {
+    cpu_matmul_forward(gu, inp, w, b, N, C, 2 * F);
+    cpu_swiglu_forward(out, gu, N, F);
+}
+
 static void cpu_swiglu_backward(void *dinp_, const void *dout_, const void *inp_, int N, int F) {
     real *dinp = dinp_;
     const real *dout = dout_, *inp = inp_;
@@ -671,6 +678,7 @@ static void cpu_dropout(void *out_, const void *inp_, size_t n, float p, unsigne
     .rmsnorm_forward = cpu_rmsnorm_forward, .rmsnorm_backward = cpu_rmsnorm_backward,                  \
     .act_forward = cpu_act_forward, .act_backward = cpu_act_backward,                                  \
     .swiglu_forward = cpu_swiglu_forward, .swiglu_backward = cpu_swiglu_backward, .add = cpu_add,      \
+    .matmul_swiglu_forward = cpu_matmul_swiglu_forward,                                                \
     .scale = cpu_scale, .rope_forward = cpu_rope_forward, .rope_backward = cpu_rope_backward,          \
     .attention_forward = cpu_attention_forward, .attention_backward = cpu_attention_backward,          \
     .logprob_forward = cpu_logprob_forward, .logprob_backward = cpu_logprob_backward,                  \

@@ -199,14 +199,59 @@ TEST(cuda_matmul) {
     check_matmul(300, 1024, 4096, 1);
     check_matmul(577, 1024, 3072, 1);
     check_matmul(129, 4096, 1031, 0);
-    // the matrix-vector kernel (cuda/gemv.cu): N <= 4, C a multiple of 8; N = 5 on cuBLASLt
+    // the skinny kernel (cuda/gemv.cu): N <= 16, C a multiple of 8 (partial 32-wide k blocks: 1032, 8, 24, 1000),
+    // OC not a multiple of its 16-feature strips, one and two tiles of 8 rows; N = 17 on cuBLASLt
     check_matmul(1, 4096, 16384, 0);
     check_matmul(1, 1032, 22017, 1);
     check_matmul(2, 8, 16390, 1);
     check_matmul(3, 2056, 16391, 0);
     check_matmul(4, 520, 32064, 1);
     check_matmul(1, 4096, 4096, 0);
+    check_matmul(8, 11008, 4096, 1);
+    check_matmul(9, 1000, 515, 1);
+    check_matmul(16, 4096, 12288, 0);
+    check_matmul(16, 24, 100, 1);
     check_matmul(5, 1024, 512, 1);
+    check_matmul(17, 1024, 512, 1);
+}
+
+// The skinny kernel splits C the same way whatever N is, so row r of an N-row product is bitwise the product
+// of row r alone: what makes a batch's greedy decoding equal batch-of-one decoding. (The fp32 build runs cuBLAS,
+// which promises no such thing, so the test belongs to the bf16 build.)
+#ifndef VLM_CUDA_FP32
+TEST(cuda_skinny_matmul_batch_invariant) {
+    const int C = 4096, OC = 1040, N = 16;
+    Buf x = buf_rand((size_t)N * C, 1, 0), w = buf_rand((size_t)OC * C, 0.5f, 0), b = buf_rand(OC, 1, 0);
+    Buf all = buf_out((size_t)N * OC, 0), one = buf_out(OC, 0);
+    GPU()->matmul_forward(all.gpu, x.gpu, w.gpu, b.gpu, N, C, OC);
+    float *a = xmalloc(sizeof(float) * N * OC), *r = xmalloc(sizeof(float) * OC);
+    GPU()->download_act(a, all.gpu, (size_t)N * OC);
+    for (int n = 0; n < N; n += 5) {
+        GPU()->matmul_forward(one.gpu, act_at(GPU(), x.gpu, (size_t)n * C), w.gpu, b.gpu, 1, C, OC);
+        GPU()->download_act(r, one.gpu, OC);
+        EXPECTF(memcmp(r, a + (size_t)n * OC, sizeof(float) * OC) == 0, "row %d of %d differs from the row alone", n, N);
+    }
+    free(a); free(r);
+    buf_free(&x); buf_free(&w); buf_free(&b); buf_free(&all); buf_free(&one);
+}
+#endif
+
+// matmul_swiglu_forward: the fused skinny kernel (N <= 16) and the matmul + swiglu fallback, against the CPU
+static void check_matmul_swiglu(int N, int C, int F, int bias) {
+    Buf x = buf_rand((size_t)N * C, 1, 0), w = buf_rand((size_t)2 * F * C, 0.5f, 0), b = buf_rand(2 * F, 1, 0);
+    Buf out = buf_out((size_t)N * F, 0), gu = buf_out((size_t)N * 2 * F, 0);
+    CPU()->matmul_swiglu_forward(out.cpu, gu.cpu, x.cpu, w.cpu, bias ? b.cpu : NULL, N, C, F);
+    GPU()->matmul_swiglu_forward(out.gpu, gu.gpu, x.gpu, w.gpu, bias ? b.gpu : NULL, N, C, F);
+    EXPECT_CLOSE(out, TOL_ACT, "matmul_swiglu forward %dx%dx%d bias %d", N, C, F, bias);
+    buf_free(&x); buf_free(&w); buf_free(&b); buf_free(&out); buf_free(&gu);
+}
+
+TEST(cuda_matmul_swiglu) {
+    check_matmul_swiglu(1, 4096, 11008, 0);
+    check_matmul_swiglu(3, 1032, 1001, 1);
+    check_matmul_swiglu(16, 4096, 11008, 0);
+    check_matmul_swiglu(11, 24, 40, 1);
+    check_matmul_swiglu(40, 256, 300, 1);  // the fallback
 }
 
 static void check_norm(int rms, int N, int C) {
