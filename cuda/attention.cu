@@ -41,7 +41,7 @@
 #include "attention_common.cuh"
 #include "cuda_backend.h"
 #include "floatx.cuh"
-#include "mma.cuh"
+#include "ptx.cuh"
 
 // The tensor-core kernels take bf16 operands only (mma.sync with bf16 inputs, ldmatrix of 16-bit rows), so
 // they keep their own type. The fp32 build (VLM_CUDA_FP32) compiles them out and runs every shape on the
@@ -116,35 +116,7 @@ __global__ void bwd_dot_kernel(float *__restrict__ D, const floatX *__restrict__
 }
 
 #if ATTN_TENSOR_CORES
-// ----------------------------------------------------------------------------------------------------
-// PTX wrappers: cp.async (16-byte global -> shared copies, zero-fill), ldmatrix
-
-__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
-// copies 16 bytes, or writes 16 zero bytes when src_bytes == 0 (the source is then not read)
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem), "r"(src_bytes)
-                 : "memory");
-}
-// copies 4 bytes, or writes 4 zero bytes when !valid (the source is then not read)
-__device__ __forceinline__ void cp_async4(void *smem, const void *gmem, bool valid) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem), "r"(valid ? 4 : 0)
-                 : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
-
-// four 8x8 b16 matrices; lane l supplies the row address of matrix l/8, row l%8; register r gets matrix
-// r, of which thread l holds row l/4, columns 2(l%4), 2(l%4)+1 (transposed with .trans)
-__device__ __forceinline__ void ldsm_x4(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(smem_u32(p)) : "memory");
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(smem_u32(p)) : "memory");
-}
+// the PTX wrappers (cp.async, ldmatrix, mma.sync) are in cuda/ptx.cuh, shared with cuda/gemv.cu
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low 16 bits) = lo
