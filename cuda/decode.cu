@@ -46,31 +46,33 @@ __global__ void __launch_bounds__(1024) rope_kv_append_kernel(floatX *qkv, const
         rope_sincos(pos[n], i, HD, theta, &s, &c);
         cs[i] = make_float2(c, s);
     }
-    __syncthreads();
+    // items: chunks of 8 pairs (x[i0..], x[i0 + HD/2..]) of the q heads then the k heads, then chunks of 8
+    // elements of v; a thread's first item is loaded before the barrier, its latency hidden by the angles'
     const int pcs = (half + 7) / 8, rot_items = (NH + NKV) * pcs, items = rot_items + (kvdim + 7) / 8;
     floatX *row = qkv + (size_t)n * stride;
-    for (int it = threadIdx.x; it < items; it += blockDim.x) {
-        if (it < rot_items) {  // pairs i0.. of head h (q heads, then k heads)
-            const int h = it / pcs, i0 = (it % pcs) * 8, cnt = min(8, half - i0);
-            floatX *xh = row + (size_t)h * HD;
-            float lo[8], hi[8];
-            load8(lo, xh + i0, cnt, vec);
-            load8(hi, xh + i0 + half, cnt, vec);
+    for (int base = 0; base < items; base += blockDim.x) {  // uniform over the block
+        const int it = base + threadIdx.x;
+        const bool rot = it < rot_items, copy = !rot && it < items && d >= 0;
+        const int h = rot ? it / pcs : 0, i0 = rot ? (it % pcs) * 8 : 0, c0 = copy ? (it - rot_items) * 8 : 0;
+        const int cnt = rot ? min(8, half - i0) : copy ? min(8, kvdim - c0) : 0;
+        floatX *x = rot ? row + (size_t)h * HD + i0 : row + (size_t)(NH + NKV) * HD + c0;
+        float lo[8], hi[8];
+        if (cnt > 0) load8(lo, x, cnt, vec);
+        if (rot) load8(hi, x + half, cnt, vec);
+        if (base == 0) __syncthreads();  // the angles are in shared memory
+        if (rot) {
 #pragma unroll
             for (int k = 0; k < 8; k++)
                 if (k < cnt) rope_rotate(&lo[k], &hi[k], cs[i0 + k].x, cs[i0 + k].y);
-            store8(xh + i0, lo, cnt, vec);
-            store8(xh + i0 + half, hi, cnt, vec);
-            if (h >= NH && d >= 0) {
-                floatX *kc = kcache + (size_t)d * kvdim + (size_t)(h - NH) * HD;
-                store8(kc + i0, lo, cnt, vec);
-                store8(kc + i0 + half, hi, cnt, vec);
+            store8(x, lo, cnt, vec);
+            store8(x + half, hi, cnt, vec);
+            if (h >= NH && d >= 0) {  // a k head: to the cache too
+                floatX *kc = kcache + (size_t)d * kvdim + (size_t)(h - NH) * HD + i0;
+                store8(kc, lo, cnt, vec);
+                store8(kc + half, hi, cnt, vec);
             }
-        } else if (d >= 0) {  // elements c0.. of v
-            const int c0 = (it - rot_items) * 8, cnt = min(8, kvdim - c0);
-            float v[8];
-            load8(v, row + (size_t)(NH + NKV) * HD + c0, cnt, vec);
-            store8(vcache + (size_t)d * kvdim + c0, v, cnt, vec);
+        } else if (copy) {
+            store8(vcache + (size_t)d * kvdim + c0, lo, cnt, vec);
         }
     }
 }
