@@ -539,6 +539,49 @@ static void bench_rmsnorm(const char *tag, int N, int C) {
     dfree(x), dfree(w), dfree(out), dfree(rstd);
 }
 
+// The residual add fused with the RMSNorm after it (a decode step runs 2 per layer), beside what it
+// replaces, at one shape: add_rmsnorm_fwd (the fused op), add_then_rmsnorm (cuda_add + cuda_rmsnorm_forward)
+// and rmsnorm_fwd alone. Bytes of all three: those of the fused op, read a, b N*C and w C, write sum and
+// out N*C (bf16) and rstd N (fp32), so their rates compare directly. Checked: the fused op's first rows
+// (at most CHECK_ROWS) against backend_cpu.
+static void bench_add_rmsnorm(const char *tag, int N, int C) {
+    char fname[64], uname[64], pname[64], shape[96];
+    snprintf(fname, sizeof fname, "add_rmsnorm_fwd_%s", tag);
+    snprintf(uname, sizeof uname, "add_then_rmsnorm_%s", tag);
+    snprintf(pname, sizeof pname, "rmsnorm_fwd_%s", tag);
+    snprintf(shape, sizeof shape, "N%d C%d", N, C);
+    const int do_f = want("norm", fname), do_u = want("norm", uname), do_p = want("norm", pname);
+    if (!do_f && !do_u && !do_p) return;
+    const size_t n = (size_t)N * C;
+    bf16 *a = dev_bf16(n, 2.0f), *b = dev_bf16(n, 1.0f), *w = dev_bf16(C, 1.0f);
+    bf16 *sum = (bf16 *)dalloc(n * 2), *out = (bf16 *)dalloc(n * 2);
+    float *rstd = (float *)dalloc(N * 4);
+    const double bytes = 2.0 * (4.0 * n + C) + 4.0 * N;
+    cuda_add_rmsnorm_forward(sum, out, rstd, a, b, w, N, C, 1e-5f);
+    const int R = N < CHECK_ROWS ? N : CHECK_ROWS;
+    float *ha = get_bf16(a, (size_t)R * C), *hb = get_bf16(b, (size_t)R * C), *hw = get_bf16(w, C);
+    float *rsum = (float *)xmalloc((size_t)R * C * 4), *ref = (float *)xmalloc((size_t)R * C * 4), rrstd[CHECK_ROWS];
+    backend_cpu.add_rmsnorm_forward(rsum, ref, rrstd, ha, hb, hw, R, C, 1e-5f);
+    float *gs = get_bf16(sum, (size_t)R * C), *g = get_bf16(out, (size_t)R * C), *gr = get_f32(rstd, R);
+    const int ok = close_enough("add_rmsnorm_fwd sum", gs, rsum, (size_t)R * C, 1e-2f) &&
+                   close_enough("add_rmsnorm_fwd out", g, ref, (size_t)R * C, 2e-2f) &&
+                   close_enough("add_rmsnorm_fwd rstd", gr, rrstd, R, 1e-3f);
+    free(ha), free(hb), free(hw), free(rsum), free(ref), free(gs), free(g), free(gr);
+    if (do_f) {
+        TIMED(cuda_add_rmsnorm_forward(sum, out, rstd, a, b, w, N, C, 1e-5f));
+        report("norm", fname, shape, collect(), bytes, 0, ok);
+    }
+    if (do_u) {
+        TIMED((cuda_add(sum, a, b, n), cuda_rmsnorm_forward(out, rstd, sum, w, N, C, 1e-5f)));
+        report("norm", uname, shape, collect(), bytes, 0, ok);
+    }
+    if (do_p) {
+        TIMED(cuda_rmsnorm_forward(out, rstd, sum, w, N, C, 1e-5f));
+        report("norm", pname, shape, collect(), bytes, 0, ok);
+    }
+    dfree(a), dfree(b), dfree(w), dfree(sum), dfree(out), dfree(rstd);
+}
+
 // ----------------------------------------------------------------------------------------------------
 // elementwise. Checked: the first CHECK_ELEMS elements (or rows) against backend_cpu.
 
@@ -971,6 +1014,52 @@ static void bench_attention_decode(int B, int NH, int NKV, int HD, int len, int 
     dfree(q), dfree(out), dfree(k), dfree(v), dfree(dlen);
 }
 
+// The rotary embedding of B fused qkv rows with the append of their keys and values to the KV cache (a
+// decode step runs one per layer), beside the sequence it replaces: rope_kv_append_B and rope_then_copies_B
+// (cuda_rope_forward on the q and k heads, two cuda_copy_rows_strided). Bytes of both: read the row's q, k,
+// v B*(NH + 2 NKV)*HD, write q and k back B*(NH + NKV)*HD and k, v to the cache 2*B*NKV*HD (bf16), pos and
+// dst 2*B (int32). Checked: every row's rotated q and both cache rows against backend_cpu.
+static void bench_rope_kv_append(int B, int NH, int NKV, int HD, int cap) {
+    char fname[64], uname[64], shape[96];
+    snprintf(fname, sizeof fname, "rope_kv_append_B%d", B);
+    snprintf(uname, sizeof uname, "rope_then_copies_B%d", B);
+    const int do_f = want("decode", fname), do_u = want("decode", uname);
+    if (!do_f && !do_u) return;
+    snprintf(shape, sizeof shape, "B%d NH%d NKV%d HD%d", B, NH, NKV, HD);
+    const int qdim = NH * HD, kvdim = NKV * HD, stride = qdim + 2 * kvdim;
+    const float theta = 10000.0f;
+    int *hpos = (int *)xmalloc((size_t)B * 4), *hdst = (int *)xmalloc((size_t)B * 4);
+    for (int b = 0; b < B; b++) hpos[b] = 700 + b, hdst[b] = b * cap + 700 + b;  // slot b, position 700 + b
+    int *pos = dev_ints(hpos, B), *dst = dev_ints(hdst, B);
+    bf16 *qkv = dev_bf16((size_t)B * stride, 2.0f);
+    bf16 *kc = dev_bf16((size_t)B * cap * kvdim, 1.0f), *vc = dev_bf16((size_t)B * cap * kvdim, 1.0f);
+    const double bytes = 2.0 * B * ((double)(NH + 2 * NKV) * HD + (double)(NH + NKV) * HD + 2.0 * kvdim) + 8.0 * B;
+    float *hq = get_bf16(qkv, (size_t)B * stride);
+    cuda_rope_kv_append(qkv, pos, kc, vc, dst, B, NH, NKV, HD, stride, theta);
+    backend_cpu.rope_forward(hq, hpos, B, NH + NKV, HD, stride, theta);  // the rotated rows: q | k | v (v as it was)
+    int ok = 1;
+    for (int b = 0; b < B && ok; b++) {
+        float *gq = get_bf16(qkv + (size_t)b * stride, qdim);
+        float *gk = get_bf16(kc + (size_t)hdst[b] * kvdim, kvdim), *gv = get_bf16(vc + (size_t)hdst[b] * kvdim, kvdim);
+        const float *rq = hq + (size_t)b * stride;
+        ok = close_enough("rope_kv_append q", gq, rq, qdim, 2e-2f) && close_enough("rope_kv_append k", gk, rq + qdim, kvdim, 2e-2f) &&
+             close_enough("rope_kv_append v", gv, rq + qdim + kvdim, kvdim, 0.0f);
+        free(gq), free(gk), free(gv);
+    }
+    free(hq), free(hpos), free(hdst);
+    if (do_f) {
+        TIMED(cuda_rope_kv_append(qkv, pos, kc, vc, dst, B, NH, NKV, HD, stride, theta));
+        report("decode", fname, shape, collect(), bytes, 0, ok);
+    }
+    if (do_u) {
+        TIMED((cuda_rope_forward(qkv, pos, B, NH + NKV, HD, stride, theta),
+               cuda_copy_rows_strided(kc, dst, kvdim, qkv + qdim, NULL, stride, B, kvdim),
+               cuda_copy_rows_strided(vc, dst, kvdim, qkv + qdim + kvdim, NULL, stride, B, kvdim)));
+        report("decode", uname, shape, collect(), bytes, 0, ok);
+    }
+    dfree(pos), dfree(dst), dfree(qkv), dfree(kc), dfree(vc);
+}
+
 // ----------------------------------------------------------------------------------------------------
 
 int main(int argc, char **argv) {
@@ -1072,6 +1161,10 @@ int main(int argc, char **argv) {
     bench_classifier(N, V);
     bench_attention_decode(1, 32, 32, 128, 700, 1024);
     bench_attention_decode(16, 32, 32, 128, 700, 1024);
+    bench_rope_kv_append(1, 32, 32, 128, 1024);
+    bench_rope_kv_append(16, 32, 32, 128, 1024);
+    bench_add_rmsnorm("dec7b_M1", 1, D7);
+    bench_add_rmsnorm("dec7b_M16", 16, D7);
     bench_optim(g_opt_n);
 
     if (json) {

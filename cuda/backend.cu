@@ -256,6 +256,7 @@ extern "C" const Backend backend_cuda = {
     .layernorm_forward = cuda_layernorm_forward,
     .layernorm_backward = cuda_layernorm_backward,
     .rmsnorm_forward = cuda_rmsnorm_forward,
+    .add_rmsnorm_forward = cuda_add_rmsnorm_forward,
     .rmsnorm_backward = cuda_rmsnorm_backward,
     .act_forward = cuda_act_forward,
     .act_backward = cuda_act_backward,
@@ -281,6 +282,7 @@ extern "C" const Backend backend_cuda = {
     .adamw_update = cuda_adamw_update,
     .copy_rows_strided = cuda_copy_rows_strided,
     .attention_decode = cuda_attention_decode,
+    .rope_kv_append = cuda_rope_kv_append,
     .add_strided = cuda_add_strided,
     .dropout = cuda_dropout,
 };

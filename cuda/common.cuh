@@ -140,6 +140,27 @@ __device__ __forceinline__ void store8f(float *p, const float in[8], int count, 
     }
 }
 
+// Rotary embedding (model/ops.h rope_forward), the math of rope_kernel (cuda/elementwise.cu) and
+// rope_kv_append_kernel (cuda/decode.cu) in one place, so that both round identically.
+// The angle of frequency i at position pos: f_i = 1 / theta^(2i / HD) (fp32, as the CPU reference and HF
+// compute it), angle = pos * f_i; its sine and cosine.
+__device__ __forceinline__ void rope_sincos(int pos, int i, int HD, float theta, float *s, float *c) {
+#ifdef VLM_CUDA_FP32
+    // as cpu_rope_forward computes it: pow in double, rounded once. powf is off by a few ulp, which times
+    // positions in the hundreds moves the angle by ~1e-4 rad, the whole tolerance of the fp32 build.
+    const float inv_freq = 1.0f / (float)pow((double)theta, (double)((float)(2 * i) / (float)HD));
+#else
+    const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)HD);
+#endif
+    sincosf((float)pos * inv_freq, s, c);
+}
+// The pair (a, b) = (x[i], x[i + HD/2]) rotated: a cos - b sin, b cos + a sin (sin negated: the inverse).
+__device__ __forceinline__ void rope_rotate(float *a, float *b, float c, float s) {
+    const float a0 = *a, b0 = *b;
+    *a = a0 * c - b0 * s;
+    *b = b0 * c + a0 * s;
+}
+
 // Grid for a loop over `work` items, `per_block` per block, capped (the kernels loop grid-stride).
 static inline unsigned grid_for(size_t work, size_t per_block) {
     size_t g = ceil_div(work, per_block);

@@ -36,6 +36,8 @@ void cuda_layernorm_forward(void *out, void *mean, void *rstd, const void *inp, 
 void cuda_layernorm_backward(void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w,
                              const void *mean, const void *rstd, int N, int C);
 void cuda_rmsnorm_forward(void *out, void *rstd, const void *inp, const void *w, int N, int C, float eps);
+void cuda_add_rmsnorm_forward(void *sum, void *out, void *rstd, const void *a, const void *b, const void *w, int N, int C,
+                              float eps);
 void cuda_rmsnorm_backward(void *dinp, void *dw, const void *dout, const void *inp, const void *w,
                            const void *rstd, int N, int C);
 // elementwise
@@ -78,11 +80,13 @@ void cuda_im2col(void *patches, const void *pixels, int B, int Cin, int H, int W
 void cuda_sumsq(double *out, const void *x, size_t n);
 void cuda_adamw_update(void *params, void *master, const void *grad, void *m, void *v, size_t n, float lr,
                        float b1, float b2, float eps, float wd, int t, float grad_scale);
-// generation: the strided row copy that appends to a KV cache (cuda/rows.cu), attention over the cache
-// (cuda/decode.cu)
+// generation: the strided row copy (cuda/rows.cu); the rotary embedding fused with the append to a KV cache,
+// and attention over the cache (cuda/decode.cu)
 void cuda_copy_rows_strided(void *out, const int *out_idx, int out_stride, const void *inp, const int *inp_idx,
                             int inp_stride, int M, int C);
 void cuda_attention_decode(void *out, const void *q, const void *k, const void *v, const DecodeShape *s);
+void cuda_rope_kv_append(void *qkv, const int *pos, void *kcache, void *vcache, const int *dst, int N, int NH, int NKV,
+                         int HD, int qkv_stride, float theta);
 // LoRA (cuda/lora.cu)
 void cuda_add_strided(void *out, int out_stride, const void *inp, int inp_stride, int N, int C, float s);
 void cuda_dropout(void *out, const void *inp, size_t n, float p, unsigned long long seed);

@@ -1,6 +1,14 @@
-// Attention of one new token per row against a KV cache (attention_decode), for generation; the cache rows
-// are appended by copy_rows_strided (cuda/rows.cu). Tested against cpu_attention_decode in model/ops_cpu.c
+// The KV cache of generation: the rotary embedding of the fused qkv rows with the append of their keys and
+// values to the cache (rope_kv_append), and attention of one new token per row against the cache
+// (attention_decode). Tested against cpu_rope_kv_append and cpu_attention_decode in model/ops_cpu.c
 // (tests/test_cuda.c).
+//
+// rope_kv_append is rope_forward on the q and k heads of each row and two copy_rows_strided of its k and v
+// into cache row dst[n], in one kernel: one block per row computes the row's HD/2 angles once into shared
+// memory (rope_sincos, the same math as rope_kernel), then each thread takes a chunk of 8 pairs
+// (x[i..i+7], x[i+HD/2..]) of one head, 16-byte loads and stores, rotated with rope_rotate and written back
+// (and for a k head to the cache too), or a chunk of 8 elements of v to copy. LLaVA-7B: 64 heads x 8 pair
+// chunks + 512 v chunks, 1024 threads a row.
 //
 // attention_decode is memory-bound: each row streams its cached keys and values once per layer (LLaVA-7B,
 // B=16, ~700 positions: 180 MB per layer, the largest read of a decode step after the weights), so the
@@ -24,6 +32,70 @@
 #include <math.h>
 
 #include "common.cuh"
+
+// ----------------------------------------------------------------------------------------------------
+// rope_kv_append: grid (N), one block per row; dynamic shared memory: (HD/2) float2 (cos, sin)
+
+__global__ void __launch_bounds__(1024) rope_kv_append_kernel(floatX *qkv, const int *pos, floatX *kcache, floatX *vcache,
+                                                              const int *dst, int NH, int NKV, int HD, int stride,
+                                                              float theta, bool vec) {
+    extern __shared__ float2 cs[];
+    const int n = blockIdx.x, half = HD / 2, d = dst ? dst[n] : n, kvdim = NKV * HD;
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        float s, c;
+        rope_sincos(pos[n], i, HD, theta, &s, &c);
+        cs[i] = make_float2(c, s);
+    }
+    // items: chunks of 8 pairs (x[i0..], x[i0 + HD/2..]) of the q heads then the k heads, then chunks of 8
+    // elements of v; a thread's first item is loaded before the barrier, its latency hidden by the angles'
+    const int pcs = (half + 7) / 8, rot_items = (NH + NKV) * pcs, items = rot_items + (kvdim + 7) / 8;
+    floatX *row = qkv + (size_t)n * stride;
+    for (int base = 0; base < items; base += blockDim.x) {  // uniform over the block
+        const int it = base + threadIdx.x;
+        const bool rot = it < rot_items, copy = !rot && it < items && d >= 0;
+        const int h = rot ? it / pcs : 0, i0 = rot ? (it % pcs) * 8 : 0, c0 = copy ? (it - rot_items) * 8 : 0;
+        const int cnt = rot ? min(8, half - i0) : copy ? min(8, kvdim - c0) : 0;
+        floatX *x = rot ? row + (size_t)h * HD + i0 : row + (size_t)(NH + NKV) * HD + c0;
+        float lo[8], hi[8];
+        if (cnt > 0) load8(lo, x, cnt, vec);
+        if (rot) load8(hi, x + half, cnt, vec);
+        if (base == 0) __syncthreads();  // the angles are in shared memory
+        if (rot) {
+#pragma unroll
+            for (int k = 0; k < 8; k++)
+                if (k < cnt) rope_rotate(&lo[k], &hi[k], cs[i0 + k].x, cs[i0 + k].y);
+            store8(x, lo, cnt, vec);
+            store8(x + half, hi, cnt, vec);
+            if (h >= NH && d >= 0) {  // a k head: to the cache too
+                floatX *kc = kcache + (size_t)d * kvdim + (size_t)(h - NH) * HD + i0;
+                store8(kc, lo, cnt, vec);
+                store8(kc + half, hi, cnt, vec);
+            }
+        } else if (copy) {
+            store8(vcache + (size_t)d * kvdim + c0, lo, cnt, vec);
+        }
+    }
+}
+
+extern "C" void cuda_rope_kv_append(void *qkv, const int *pos, void *kcache, void *vcache, const int *dst, int N, int NH,
+                                    int NKV, int HD, int qkv_stride, float theta) {
+    if (N <= 0 || NH + NKV <= 0 || HD <= 0) return;
+    // the pairs (i, i + HD/2) cover a head only when HD is even; the cache would miss the last element
+    if (HD % 2) fatal("rope_kv_append: head dim %d is odd", HD);
+    const size_t smem = sizeof(float2) * (HD / 2);
+    if (smem > 48 * 1024) fatal("rope_kv_append: head dim %d is too large", HD);
+    // 16-byte accesses: whole chunks of 8 pairs (HD/2 a multiple of 8) at aligned row and head starts
+    const bool vec = HD % 16 == 0 && qkv_stride % 8 == 0 && is_aligned16(qkv) && is_aligned16(kcache) &&
+                     is_aligned16(vcache);
+    const int items = (NH + NKV) * ((HD / 2 + 7) / 8) + (NKV * HD + 7) / 8;
+    const int threads = items >= 1024 ? 1024 : (items + 31) / 32 * 32;
+    rope_kv_append_kernel<<<N, threads, smem, stream_main()>>>((floatX *)qkv, pos, (floatX *)kcache, (floatX *)vcache, dst,
+                                                               NH, NKV, HD, qkv_stride, theta, vec);
+    CUDA_LAUNCH_CHECK();
+}
+
+// ----------------------------------------------------------------------------------------------------
+// attention_decode
 
 #define DEC_THREADS 128
 #define DEC_CHUNK 256

@@ -202,6 +202,7 @@ extern "C" void cuda_scale(void *x, float s, size_t n) {
 // rotary embedding, HF half rotation, in place. One thread per (token, frequency i), looping over heads:
 //   f_i = 1 / theta^(2i / HD) (fp32, as the CPU reference and HF compute it),  angle = pos[n] * f_i
 //   x[i] <- x[i] cos - x[i + HD/2] sin,  x[i + HD/2] <- x[i + HD/2] cos + x[i] sin   (sin negated for backward)
+// (rope_sincos and rope_rotate in common.cuh; rope_kv_append in cuda/decode.cu uses them too)
 
 __global__ void rope_kernel(floatX *x, const int *pos, int N, int heads, int HD, int stride, float theta, float sign) {
     const int half = HD / 2;
@@ -209,23 +210,16 @@ __global__ void rope_kernel(floatX *x, const int *pos, int N, int heads, int HD,
     for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
         const size_t n = idx / half;
         const int i = (int)(idx % half);
-#ifdef VLM_CUDA_FP32
-        // as cpu_rope_forward computes it: pow in double, rounded once. powf is off by a few ulp, which times
-        // positions in the hundreds moves the angle by ~1e-4 rad, the whole tolerance of the fp32 build.
-        const float inv_freq = 1.0f / (float)pow((double)theta, (double)((float)(2 * i) / (float)HD));
-#else
-        const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)HD);
-#endif
-        const float angle = (float)pos[n] * inv_freq;
         float s, c;
-        sincosf(angle, &s, &c);
+        rope_sincos(pos[n], i, HD, theta, &s, &c);
         s *= sign;
         floatX *row = x + n * (size_t)stride;
         for (int h = 0; h < heads; h++) {
             floatX *xh = row + (size_t)h * HD;
-            const float a = to_f32(xh[i]), b = to_f32(xh[i + half]);
-            xh[i] = to_floatX(a * c - b * s);
-            xh[i + half] = to_floatX(b * c + a * s);
+            float a = to_f32(xh[i]), b = to_f32(xh[i + half]);
+            rope_rotate(&a, &b, c, s);
+            xh[i] = to_floatX(a);
+            xh[i + half] = to_floatX(b);
         }
     }
 }

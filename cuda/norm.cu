@@ -1,5 +1,6 @@
-// LayerNorm and RMSNorm, forward and backward; statistics in fp32. Tested against cpu_layernorm_* and
-// cpu_rmsnorm_* in model/ops_cpu.c.
+// LayerNorm and RMSNorm, forward and backward, and the residual add fused with the RMSNorm after it
+// (add_rmsnorm_forward: the RMSNorm forward kernel with ADD on); statistics in fp32. Tested against
+// cpu_layernorm_*, cpu_rmsnorm_* and cpu_add_rmsnorm_forward in model/ops_cpu.c.
 //
 // Layout shared by the four kernels: a row of C is split into chunks of 8 columns; a group of Tg threads
 // (a multiple of 32, at most 512) owns one row at a time, thread t holding chunks t, t + Tg, ... (J of
@@ -190,19 +191,32 @@ __global__ void __launch_bounds__(512)
 // rmsnorm
 
 // out = (x * rstd) * w,  rstd = 1 / sqrt(sum(x^2) / C + eps)   (HF: normalize first, then weight)
-template <int J>
-__global__ void __launch_bounds__(512) rmsnorm_forward_kernel(floatX *out, float *rstd, const floatX *inp,
-                                                              const floatX *w, int N, int C, float eps, int Tg, bool vec) {
+// ADD (add_rmsnorm_forward): x = inp + inp2 first, rounded to floatX as the add kernel rounds it and stored
+// to sum, then normalized from the rounded values. Each thread reads its chunks of inp and inp2 before it
+// writes the same chunks of sum, so sum may be inp or inp2.
+template <int J, bool ADD>
+__global__ void __launch_bounds__(512) rmsnorm_forward_kernel(floatX *out, float *rstd, floatX *sum, const floatX *inp,
+                                                              const floatX *inp2, const floatX *w, int N, int C,
+                                                              float eps, int Tg, bool vec) {
     const int g = threadIdx.x / Tg, t = threadIdx.x % Tg;
     const int n = blockIdx.x * (blockDim.x / Tg) + g;
     const bool row_ok = n < N;
-    const floatX *x = inp + (size_t)(row_ok ? n : 0) * C;
+    const size_t row = (size_t)(row_ok ? n : 0) * C;
     float xv[J][8];
     float ss = 0.0f;
 #pragma unroll
     for (int j = 0; j < J; j++) {
         const int c0 = (t + j * Tg) * 8, cnt = row_ok ? chunk_count(c0, C) : 0;
-        if (cnt > 0) load8(xv[j], x + c0, cnt, vec);
+        if (cnt > 0) {
+            load8(xv[j], inp + row + c0, cnt, vec);
+            if (ADD) {
+                float bv[8];
+                load8(bv, inp2 + row + c0, cnt, vec);
+#pragma unroll
+                for (int k = 0; k < 8; k++) xv[j][k] = to_f32(to_floatX(xv[j][k] + bv[k]));  // the stored sum
+                store8(sum + row + c0, xv[j], cnt, vec);
+            }
+        }
 #pragma unroll
         for (int k = 0; k < 8; k++) {
             if (cnt <= 0) xv[j][k] = 0.0f;
@@ -304,16 +318,19 @@ static int backward_rows_per_group(int N, const RowPlan *p) {
     return rows < 8 ? 8 : rows;
 }
 
-#define LAUNCH_J(J, kernel, grid, threads, ...)                                                          \
+// kernel<J targs> for the plan's J; targs: nothing, or further template arguments as TARGS(...)
+#define TARGS(...) , __VA_ARGS__
+#define LAUNCH_JT(J, kernel, targs, grid, threads, ...)                                                  \
     do {                                                                                                 \
         switch (J) {                                                                                     \
-        case 1: kernel<1><<<grid, threads, 0, stream_main()>>>(__VA_ARGS__); break;                      \
-        case 2: kernel<2><<<grid, threads, 0, stream_main()>>>(__VA_ARGS__); break;                      \
-        case 4: kernel<4><<<grid, threads, 0, stream_main()>>>(__VA_ARGS__); break;                      \
-        default: kernel<8><<<grid, threads, 0, stream_main()>>>(__VA_ARGS__); break;                     \
+        case 1: kernel<1 targs><<<grid, threads, 0, stream_main()>>>(__VA_ARGS__); break;                \
+        case 2: kernel<2 targs><<<grid, threads, 0, stream_main()>>>(__VA_ARGS__); break;                \
+        case 4: kernel<4 targs><<<grid, threads, 0, stream_main()>>>(__VA_ARGS__); break;                \
+        default: kernel<8 targs><<<grid, threads, 0, stream_main()>>>(__VA_ARGS__); break;               \
         }                                                                                                \
         CUDA_LAUNCH_CHECK();                                                                             \
     } while (0)
+#define LAUNCH_J(J, kernel, grid, threads, ...) LAUNCH_JT(J, kernel, , grid, threads, __VA_ARGS__)
 
 extern "C" void cuda_layernorm_forward(void *out, void *mean, void *rstd, const void *inp, const void *w, const void *b,
                                        int N, int C, float eps) {
@@ -350,8 +367,19 @@ extern "C" void cuda_rmsnorm_forward(void *out, void *rstd, const void *inp, con
     RowPlan p = row_plan(C, "rmsnorm_forward");
     bool vec = rows_vec(C, out, inp, w, w);
     int grid = (int)ceil_div((size_t)N, (size_t)p.R);
-    LAUNCH_J(p.J, rmsnorm_forward_kernel, grid, p.threads, (floatX *)out, (float *)rstd, (const floatX *)inp,
-             (const floatX *)w, N, C, eps, p.Tg, vec);
+    LAUNCH_JT(p.J, rmsnorm_forward_kernel, TARGS(false), grid, p.threads, (floatX *)out, (float *)rstd, (floatX *)NULL,
+              (const floatX *)inp, (const floatX *)NULL, (const floatX *)w, N, C, eps, p.Tg, vec);
+}
+
+// the same kernel and plan as cuda_rmsnorm_forward, so the norm is computed exactly as there
+extern "C" void cuda_add_rmsnorm_forward(void *sum, void *out, void *rstd, const void *a, const void *b, const void *w,
+                                         int N, int C, float eps) {
+    if (N <= 0 || C <= 0) return;
+    RowPlan p = row_plan(C, "add_rmsnorm_forward");
+    bool vec = rows_vec(C, out, a, w, w) && rows_vec(C, sum, b, sum, sum);
+    int grid = (int)ceil_div((size_t)N, (size_t)p.R);
+    LAUNCH_JT(p.J, rmsnorm_forward_kernel, TARGS(true), grid, p.threads, (floatX *)out, (float *)rstd, (floatX *)sum,
+              (const floatX *)a, (const floatX *)b, (const floatX *)w, N, C, eps, p.Tg, vec);
 }
 
 extern "C" void cuda_rmsnorm_backward(void *dinp, void *dw, const void *dout, const void *inp, const void *w,

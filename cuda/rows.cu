@@ -1,5 +1,5 @@
-// Row movement: embedding lookup and its gradient, copy_rows (and its strided form, which appends keys and
-// values to a KV cache), add_rows. Tested against cpu_embedding_*, cpu_copy_rows, cpu_copy_rows_strided and
+// Row movement: embedding lookup and its gradient, copy_rows (and its strided form, which can append keys
+// and values to a KV cache; generation uses rope_kv_append in cuda/decode.cu), add_rows. Tested against cpu_embedding_*, cpu_copy_rows, cpu_copy_rows_strided and
 // cpu_add_rows in model/ops_cpu.c.
 //
 // Scatter-adds where several rows may land on the same output row (embedding backward, add_rows) are

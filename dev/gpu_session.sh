@@ -91,7 +91,7 @@ for phase in "$@"; do
         # hung (notes/perf.md, 2026-11-23). The same tests are clean under make test-cuda-asan.
         VLM_CUDA_TESTS=1 run sanitize compute-sanitizer --tool memcheck --error-exitcode 1 build/test_vlm cuda_build \
             cuda_matmul cuda_norms cuda_elementwise cuda_rope cuda_attention_flash cuda_attention_cudnn cuda_embeddings \
-            cuda_lora cuda_optim cuda_model cuda_copy_rows cuda_attention_decode cuda_generate
+            cuda_lora cuda_optim cuda_model cuda_copy_rows cuda_attention_decode cuda_generate cuda_add_rmsnorm
         ;;
     asan)
         run test_cuda_asan make -j"$JOBS" test-cuda-asan

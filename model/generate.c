@@ -82,13 +82,10 @@ void gen_free(Generator *g) {
     memset(g, 0, sizeof(*g));
 }
 
-// Final norm and lm_head on n rows of x (n, D) -> logits (n, V)
+// lm_head on n rows of the final norm's output fin (n, D) -> logits (n, V)
 static void gen_head(Generator *g, int n) {
-    const Backend *be = g->m->be;
     const Llama *lm = &g->m->lm;
-    const int D = lm->cfg.hidden, V = g->V;
-    be->rmsnorm_forward(g->fin, g->fin_rstd, g->x, lm->w.norm_w, n, D, lm->cfg.eps);
-    be->matmul_forward(g->logits, g->fin, lm->w.lm_head, NULL, n, D, V);  // (n, V)
+    g->m->be->matmul_forward(g->logits, g->fin, lm->w.lm_head, NULL, n, lm->cfg.hidden, g->V);  // (n, V)
 }
 
 static float *gen_logits_to_host(Generator *g, int n) {
@@ -98,7 +95,8 @@ static float *gen_logits_to_host(Generator *g, int n) {
 
 float *gen_prefill(Generator *g, const LlavaBatch *bt, const int *slot_of_row) {
     const Backend *be = g->m->be;
-    const int B = bt->B, T = bt->T, D = g->m->cfg.text.hidden, L = g->m->cfg.text.layers;
+    const Llama *lm = &g->m->lm;
+    const int B = bt->B, T = bt->T, D = lm->cfg.hidden, L = lm->cfg.layers;
     if (B > g->prefill_rows || T > g->cap_prompt)
         fatal("prefill of %d rows x %d tokens exceeds the generator's %d rows x %d tokens", B, T, g->prefill_rows, g->cap_prompt);
     CHECK_OR_DIE(!bt->labels && !bt->all_logits, "the prefill batch takes no labels");
@@ -121,6 +119,7 @@ float *gen_prefill(Generator *g, const LlavaBatch *bt, const int *slot_of_row) {
     }
     be->to_device(g->sel, g->h_pos, sizeof(int) * B);
     be->copy_rows(g->x, NULL, a->l.res[L], g->sel, B, D);
+    be->rmsnorm_forward(g->fin, g->fin_rstd, g->x, lm->w.norm_w, B, D, lm->cfg.eps);
     gen_head(g, B);
     return gen_logits_to_host(g, B);
 }
@@ -139,24 +138,28 @@ static void decode_step_ops(void *arg) {
     const Backend *be = g->m->be;
     const Llama *lm = &g->m->lm;
     const LlamaConfig *c = &lm->cfg;
-    const int D = c->hidden, F = c->intermediate, HD = c->head_dim, qdim = lm->qdim, kvdim = lm->kvdim, qkvdim = lm->qkvdim;
+    const int D = c->hidden, F = c->intermediate, HD = c->head_dim, qdim = lm->qdim, qkvdim = lm->qkvdim;
     DecodeShape ds = {n, c->heads, c->kv_heads, HD, qkvdim, g->cap, g->len, g->slot};
+    // Each residual add is fused with the norm that reads its sum (add_rmsnorm_forward): the attention's with
+    // the layer's post-attention norm, the MLP's with the next layer's input norm, or after the last layer
+    // with the final norm. Only layer 0's input norm stands alone.
     be->embedding_forward(g->x, g->ids, lm->w.embed, n, D);                                  // (n, D)
+    be->rmsnorm_forward(g->ln, g->rstd, g->x, lm->lw[0].ln1_w, n, D, c->eps);
     for (int l = 0; l < c->layers; l++) {
         const LlamaLayerW *w = &lm->lw[l];
-        const void *k = act_at(be, g->qkv, qdim), *v = act_at(be, g->qkv, qdim + kvdim);
-        be->rmsnorm_forward(g->ln, g->rstd, g->x, w->ln1_w, n, D, c->eps);
         be->matmul_forward(g->qkv, g->ln, w->qkv_w, w->qkv_b, n, D, qkvdim);                  // (n, q | k | v)
-        be->rope_forward(g->qkv, g->pos, n, c->heads + c->kv_heads, HD, qkvdim, c->rope_theta);
-        be->copy_rows_strided(g->kv.k[l], g->dst, kvdim, k, NULL, qkvdim, n, kvdim);          // append to the cache
-        be->copy_rows_strided(g->kv.v[l], g->dst, kvdim, v, NULL, qkvdim, n, kvdim);
+        // q and k rotated, k and v appended to the cache at dst
+        be->rope_kv_append(g->qkv, g->pos, g->kv.k[l], g->kv.v[l], g->dst, n, c->heads, c->kv_heads, HD, qkvdim,
+                           c->rope_theta);
         be->attention_decode(g->att, g->qkv, g->kv.k[l], g->kv.v[l], &ds);                     // (n, H*HD)
         be->matmul_forward(g->proj, g->att, w->o_w, w->o_b, n, qdim, D);
-        be->add(g->mid, g->x, g->proj, (size_t)n * D);
-        be->rmsnorm_forward(g->ln, g->rstd, g->mid, w->ln2_w, n, D, c->eps);
+        be->add_rmsnorm_forward(g->mid, g->ln, g->rstd, g->x, g->proj, w->ln2_w, n, D, c->eps);  // mid = x + proj
         be->matmul_swiglu_forward(g->h, g->gu, g->ln, w->gu_w, w->gu_b, n, D, F);             // (n, F)
         be->matmul_forward(g->proj, g->h, w->down_w, w->down_b, n, F, D);
-        be->add(g->x, g->mid, g->proj, (size_t)n * D);
+        if (l + 1 < c->layers)  // x = mid + proj, the next layer's input
+            be->add_rmsnorm_forward(g->x, g->ln, g->rstd, g->mid, g->proj, lm->lw[l + 1].ln1_w, n, D, c->eps);
+        else
+            be->add_rmsnorm_forward(g->x, g->fin, g->fin_rstd, g->mid, g->proj, lm->w.norm_w, n, D, c->eps);
     }
     gen_head(g, n);
 }

@@ -13,9 +13,10 @@
 // embedding, then per layer RMSNorm -> fused qkv matmul -> rotary embedding at the sequence's own position
 // (its cache length) -> keys and values appended to its slot -> attention_decode over the slot's first
 // len + 1 positions -> o_proj -> residual -> RMSNorm -> SwiGLU MLP -> residual; final norm and lm_head on the
-// n rows. Every op is row-wise or indexed by slot, so a sequence's numbers do not depend on which other
-// sequences share the step (on the CPU backend they are bit-identical; cuBLAS may pick other kernels for
-// other row counts, so on the GPU they agree to bf16 rounding).
+// n rows (the rotation and the append are one op, rope_kv_append; each residual add is one op with the
+// norm that reads it, add_rmsnorm_forward). Every op is row-wise or indexed by slot, so a sequence's numbers
+// do not depend on which other sequences share the step (on the CPU backend they are bit-identical; cuBLAS
+// may pick other kernels for other row counts, so on the GPU they agree to bf16 rounding).
 //
 // The driver (gen_run) keeps up to `slots` sequences in flight: it admits prompts in order while slots are
 // free (a prompt takes n_samples slots; its prompt is prefilled once and the cache copied to the other

@@ -151,17 +151,17 @@ static void layer_forward(const Llama *m, LlamaActs *a, int l, const AttnShape *
     if (m->lora)  // adapters add into their module's columns, before the rotation
         for (int t = LORA_Q; t <= LORA_V; t++) lora_forward(m->lora, &a->lora, m, l, t, a->ln1[l], a->qkv[l], m->qkvdim, N);
     // q and k heads sit side by side in each row: one rotation call covers both
-    be->rope_forward(a->qkv[l], a->pos, N, c->heads + c->kv_heads, HD, m->qkvdim, c->rope_theta);
+    if (a->kv)  // generation prefill: the same rotation, and this layer's keys (rotated) and values kept
+        be->rope_kv_append(a->qkv[l], a->pos, a->kv->k[l], a->kv->v[l], a->kv->dst, N, c->heads, c->kv_heads, HD,
+                           m->qkvdim, c->rope_theta);
+    else
+        be->rope_forward(a->qkv[l], a->pos, N, c->heads + c->kv_heads, HD, m->qkvdim, c->rope_theta);
     const void *q = a->qkv[l], *k = act_at(be, q, m->qdim), *v = act_at(be, q, m->qdim + m->kvdim);
-    if (a->kv) {  // generation prefill: keep this layer's keys (rotated) and values
-        be->copy_rows_strided(a->kv->k[l], a->kv->dst, m->kvdim, k, NULL, m->qkvdim, N, m->kvdim);
-        be->copy_rows_strided(a->kv->v[l], a->kv->dst, m->kvdim, v, NULL, m->qkvdim, N, m->kvdim);
-    }
     be->attention_forward(a->att[l], a->lse[l], q, k, v, s);                             // (N, H*HD)
     be->matmul_forward(a->proj, a->att[l], w->o_w, w->o_b, N, m->qdim, D);
     if (m->lora) lora_forward(m->lora, &a->lora, m, l, LORA_O, a->att[l], a->proj, D, N);
-    be->add(a->mid[l], x, a->proj, (size_t)N * D);
-    be->rmsnorm_forward(a->ln2[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, N, D, c->eps);
+    // mid = x + proj and its norm in one op (the same values as add then rmsnorm_forward)
+    be->add_rmsnorm_forward(a->mid[l], a->ln2[l], a->ln2_rstd[l], x, a->proj, w->ln2_w, N, D, c->eps);
     be->matmul_forward(a->gu[l], a->ln2[l], w->gu_w, w->gu_b, N, D, 2 * F);           // (N, gate | up)
     if (m->lora)
         for (int t = LORA_GATE; t <= LORA_UP; t++) lora_forward(m->lora, &a->lora, m, l, t, a->ln2[l], a->gu[l], 2 * F, N);

@@ -88,6 +88,12 @@ typedef struct Backend {
                                const void *mean, const void *rstd, int N, int C);
     // out (N, C) = inp * rstd * w, rstd = 1/sqrt(mean(inp^2) + eps);  rstd (N) saved
     void (*rmsnorm_forward)(void *out, void *rstd, const void *inp, const void *w, int N, int C, float eps);
+    // The residual add and the norm that reads it, in one pass (twice per decoder layer):
+    //   sum (N, C) = a + b, rounded to the act type exactly as `add` rounds it;
+    //   out (N, C) = rmsnorm(sum) * w and rstd (N) exactly as rmsnorm_forward computes them from that sum.
+    // sum may alias a or b (the residual stream updated in place); out aliases none of the others.
+    void (*add_rmsnorm_forward)(void *sum, void *out, void *rstd, const void *a, const void *b, const void *w,
+                                int N, int C, float eps);
     // dinp += ... (accumulates into the residual stream), dw += ...
     void (*rmsnorm_backward)(void *dinp, void *dw, const void *dout, const void *inp, const void *w,
                              const void *rstd, int N, int C);
@@ -171,6 +177,15 @@ typedef struct Backend {
     // out (B, NH*HD) = softmax_j(q . k_j / sqrt(HD)) v_j over j < len[b] of cache slot slot[b];
     // q (B, NH*HD) at row stride q_stride; k, v (slots, cap, NKV, HD). Softmax statistics in fp32 (acc).
     void (*attention_decode)(void *out, const void *q, const void *k, const void *v, const DecodeShape *s);
+    // The rotary embedding of fused qkv rows and the append of their keys and values to a KV cache, in one
+    // pass: qkv (N rows at stride qkv_stride, each q (NH*HD) | k (NKV*HD) | v (NKV*HD)). Exactly
+    //   rope_forward(qkv, pos, N, NH + NKV, HD, qkv_stride, theta)       q and k rotated in place
+    //   copy_rows_strided(kcache, dst, NKV*HD, k, NULL, qkv_stride, N, NKV*HD)   rotated k to row dst[n]
+    //   copy_rows_strided(vcache, dst, NKV*HD, v, NULL, qkv_stride, N, NKV*HD)   v to row dst[n]
+    // with cache rows of NKV*HD contiguous elements (HD even); a row with dst[n] < 0 is rotated but not
+    // appended, and a NULL dst means row n.
+    void (*rope_kv_append)(void *qkv, const int *pos, void *kcache, void *vcache, const int *dst, int N, int NH,
+                           int NKV, int HD, int qkv_stride, float theta);
 
     // ---- LoRA ----
     // out (N rows at out_stride) += s * inp (N rows of C at inp_stride): a low-rank update added into the

@@ -648,6 +648,24 @@ static void cpu_attention_decode(void *out_, const void *q_, const void *k_, con
 }
 
 // ----------------------------------------------------------------------------------------------------
+// fused ops of the decode step: each is the sequence of ops it stands for, called in order, so it equals
+// that sequence by construction (the CUDA backend does the same work in one kernel)
+
+// the residual add, stored in `real`, then the norm reading that stored sum
+static void cpu_add_rmsnorm_forward(void *sum, void *out, void *rstd, const void *a, const void *b, const void *w,
+                                    int N, int C, float eps) {
+    cpu_add(sum, a, b, (size_t)N * C);
+    cpu_rmsnorm_forward(out, rstd, sum, w, N, C, eps);
+}
+
+// q and k rotated in place, then the rotated k and the v of each row appended to the caches
+static void cpu_rope_kv_append(void *qkv, const int *pos, void *kcache, void *vcache, const int *dst, int N, int NH,
+                               int NKV, int HD, int qkv_stride, float theta) {
+    const int qdim = NH * HD, kvdim = NKV * HD;
+    cpu_rope_forward(qkv, pos, N, NH + NKV, HD, qkv_stride, theta);
+    cpu_copy_rows_strided(kcache, dst, kvdim, (real *)qkv + qdim, NULL, qkv_stride, N, kvdim);
+    cpu_copy_rows_strided(vcache, dst, kvdim, (real *)qkv + qdim + kvdim, NULL, qkv_stride, N, kvdim);
+}
 
 // ----------------------------------------------------------------------------------------------------
 // LoRA
@@ -675,7 +693,8 @@ static void cpu_dropout(void *out_, const void *inp_, size_t n, float p, unsigne
     .download_acc = cpu_download_acc, .synchronize = cpu_synchronize,                                  \
     .matmul_forward = cpu_matmul_forward, .matmul_backward = cpu_matmul_backward,                      \
     .layernorm_forward = cpu_layernorm_forward, .layernorm_backward = cpu_layernorm_backward,          \
-    .rmsnorm_forward = cpu_rmsnorm_forward, .rmsnorm_backward = cpu_rmsnorm_backward,                  \
+    .rmsnorm_forward = cpu_rmsnorm_forward, .add_rmsnorm_forward = cpu_add_rmsnorm_forward,            \
+    .rmsnorm_backward = cpu_rmsnorm_backward,                                                          \
     .act_forward = cpu_act_forward, .act_backward = cpu_act_backward,                                  \
     .swiglu_forward = cpu_swiglu_forward, .swiglu_backward = cpu_swiglu_backward, .add = cpu_add,      \
     .matmul_swiglu_forward = cpu_matmul_swiglu_forward,                                                \
@@ -687,7 +706,8 @@ static void cpu_dropout(void *out_, const void *inp_, size_t n, float p, unsigne
     .add_broadcast_forward = cpu_add_broadcast_forward,                                                \
     .add_broadcast_backward = cpu_add_broadcast_backward, .im2col = cpu_im2col, .sumsq = cpu_sumsq,    \
     .adamw_update = cpu_adamw_update, .copy_rows_strided = cpu_copy_rows_strided,                      \
-    .attention_decode = cpu_attention_decode, .add_strided = cpu_add_strided, .dropout = cpu_dropout
+    .attention_decode = cpu_attention_decode, .rope_kv_append = cpu_rope_kv_append,                    \
+    .add_strided = cpu_add_strided, .dropout = cpu_dropout
 
 #define CPU_NAME_float "cpu"
 #define CPU_NAME_double "cpu64"

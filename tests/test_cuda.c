@@ -732,6 +732,106 @@ TEST(cuda_copy_rows_strided) {
     check_copy_rows_strided(300, 256, 768, 256, 301);
 }
 
+// ---- the fused ops of the decode step (model/ops.h add_rmsnorm_forward, rope_kv_append): against the CPU op
+// at the build's tolerances, and bit for bit against the unfused sequence of CUDA ops they stand for
+
+static void *gpu_dup(const void *src, size_t bytes) {
+    void *p = GPU()->malloc(bytes + 4);
+    GPU()->copy(p, src, bytes);
+    return p;
+}
+static int gpu_same_bytes(const void *x, const void *y, size_t bytes) {
+    char *a = xmalloc(bytes + 1), *b = xmalloc(bytes + 1);
+    GPU()->to_host(a, x, bytes);
+    GPU()->to_host(b, y, bytes);
+    int same = !memcmp(a, b, bytes);
+    free(a); free(b);
+    return same;
+}
+
+// alias: 0 sum in its own buffer, 1 sum = a, 2 sum = b (the residual stream updated in place)
+static void check_add_rmsnorm(int N, int C, int alias) {
+    const size_t n = (size_t)N * C, ab = (size_t)GPU()->act_bytes;
+    Buf a = buf_rand(n, 2, 0), b = buf_rand(n, 1, 0), w = buf_rand(C, 1, 0);
+    Buf own = buf_out(n, 0), out = buf_out(n, 0), rstd = buf_out(N, 1);
+    // the unfused sequence on the GPU first, from the inputs before an aliased sum overwrites them
+    void *sum1 = GPU()->malloc(n * ab + 4), *out1 = GPU()->malloc(n * ab + 4), *rstd1 = GPU()->malloc((size_t)N * 4 + 4);
+    GPU()->add(sum1, a.gpu, b.gpu, n);
+    GPU()->rmsnorm_forward(out1, rstd1, sum1, w.gpu, N, C, 1e-5f);
+    Buf *sum = alias == 1 ? &a : alias == 2 ? &b : &own;
+    CPU()->add_rmsnorm_forward(sum->cpu, out.cpu, rstd.cpu, a.cpu, b.cpu, w.cpu, N, C, 1e-5f);
+    GPU()->add_rmsnorm_forward(sum->gpu, out.gpu, rstd.gpu, a.gpu, b.gpu, w.gpu, N, C, 1e-5f);
+    EXPECT_CLOSE(*sum, TOL_ACT, "add_rmsnorm sum %dx%d alias %d", N, C, alias);
+    EXPECT_CLOSE(out, TOL_ACT, "add_rmsnorm out %dx%d alias %d", N, C, alias);
+    EXPECT_CLOSE(rstd, TOL_ACC, "add_rmsnorm rstd %dx%d alias %d", N, C, alias);
+    EXPECTF(gpu_same_bytes(sum->gpu, sum1, n * ab), "add_rmsnorm %dx%d alias %d: the sum differs from cuda add", N, C, alias);
+    EXPECTF(gpu_same_bytes(out.gpu, out1, n * ab), "add_rmsnorm %dx%d alias %d: out differs from cuda rmsnorm_forward", N, C, alias);
+    EXPECTF(gpu_same_bytes(rstd.gpu, rstd1, (size_t)N * 4), "add_rmsnorm %dx%d alias %d: rstd differs from cuda rmsnorm_forward", N, C, alias);
+    GPU()->free(sum1); GPU()->free(out1); GPU()->free(rstd1);
+    buf_free(&a); buf_free(&b); buf_free(&w); buf_free(&own); buf_free(&out); buf_free(&rstd);
+}
+
+TEST(cuda_add_rmsnorm) {
+    // odd sizes (scalar path), the LLaVA-7B decode rows (B = 1 and 16 of 4096), many rows, wider rows (J = 2, 4)
+    int shapes[][2] = {{7, 13}, {1, 4096}, {16, 4096}, {2, 33}, {333, 4096}, {3, 8192}, {4, 8200}, {1, 1}};
+    for (int i = 0; i < 8; i++)
+        for (int alias = 0; alias < 3; alias++) check_add_rmsnorm(shapes[i][0], shapes[i][1], alias);
+}
+
+// qkv (N, stride) rows with pad columns past v; caches of `rows` rows prefilled with random values (rows the
+// op does not name must keep them) and NaN in the rows it writes (an element it misses fails).
+static void check_rope_kv_append(int N, int NH, int NKV, int HD, int pad, int null_dst) {
+    const int qdim = NH * HD, kvdim = NKV * HD, stride = qdim + 2 * kvdim + pad, rows = 2 * N + 3;
+    const size_t nq = (size_t)N * stride, nc = (size_t)rows * kvdim, ab = (size_t)GPU()->act_bytes;
+    int *pos = xmalloc(sizeof(int) * N), *dst = xmalloc(sizeof(int) * N);
+    for (int i = 0; i < N; i++) {
+        pos[i] = (i * 131 + 7) % 2000;
+        dst[i] = null_dst ? i : i % 5 == 2 ? -1 : (2 * N + 2) - 2 * i;  // distinct; -1: rotated, not appended
+    }
+    IBuf p = ibuf(pos, N), d = ibuf(dst, N);
+    Buf qkv = buf_rand(nq, 1, 0), cache[2];
+    for (int c = 0; c < 2; c++) {
+        float *h = xmalloc(sizeof(float) * nc);
+        for (size_t i = 0; i < nc; i++) {
+            h[i] = frand();
+#ifndef VLM_CUDA_FP32
+            h[i] = bf16_to_f32(f32_to_bf16(h[i]));
+#endif
+        }
+        for (int i = 0; i < N; i++)
+            for (int k = 0; k < kvdim && dst[i] >= 0; k++) h[(size_t)dst[i] * kvdim + k] = NAN;
+        cache[c] = buf_from(h, nc, 0);
+        free(h);
+    }
+    // the unfused sequence on copies of the GPU buffers
+    void *qkv1 = gpu_dup(qkv.gpu, nq * ab), *kc1 = gpu_dup(cache[0].gpu, nc * ab), *vc1 = gpu_dup(cache[1].gpu, nc * ab);
+    const int *dg = null_dst ? NULL : d.gpu;
+    GPU()->rope_forward(qkv1, p.gpu, N, NH + NKV, HD, stride, 10000.0f);
+    GPU()->copy_rows_strided(kc1, dg, kvdim, act_at(GPU(), qkv1, qdim), NULL, stride, N, kvdim);
+    GPU()->copy_rows_strided(vc1, dg, kvdim, act_at(GPU(), qkv1, qdim + kvdim), NULL, stride, N, kvdim);
+    CPU()->rope_kv_append(qkv.cpu, p.cpu, cache[0].cpu, cache[1].cpu, null_dst ? NULL : d.cpu, N, NH, NKV, HD, stride, 10000.0f);
+    GPU()->rope_kv_append(qkv.gpu, p.gpu, cache[0].gpu, cache[1].gpu, dg, N, NH, NKV, HD, stride, 10000.0f);
+    EXPECT_CLOSE(qkv, TOL_ACT, "rope_kv_append qkv N%d H%d/%d HD%d pad %d", N, NH, NKV, HD, pad);
+    EXPECT_CLOSE(cache[0], TOL_ACT, "rope_kv_append key cache N%d H%d/%d HD%d pad %d", N, NH, NKV, HD, pad);
+    EXPECT_CLOSE(cache[1], 0, "rope_kv_append value cache N%d H%d/%d HD%d pad %d", N, NH, NKV, HD, pad);
+    EXPECTF(gpu_same_bytes(qkv.gpu, qkv1, nq * ab), "rope_kv_append N%d HD%d: qkv differs from cuda rope_forward", N, HD);
+    EXPECTF(gpu_same_bytes(cache[0].gpu, kc1, nc * ab), "rope_kv_append N%d HD%d: the key cache differs from the unfused ops", N, HD);
+    EXPECTF(gpu_same_bytes(cache[1].gpu, vc1, nc * ab), "rope_kv_append N%d HD%d: the value cache differs from the unfused ops", N, HD);
+    GPU()->free(qkv1); GPU()->free(kc1); GPU()->free(vc1);
+    buf_free(&qkv); buf_free(&cache[0]); buf_free(&cache[1]); ibuf_free(&p); ibuf_free(&d); free(pos); free(dst);
+}
+
+TEST(cuda_rope_kv_append) {
+    check_rope_kv_append(3, 4, 2, 6, 3, 0);       // scalar path: GQA, head dim 6, odd stride
+    check_rope_kv_append(5, 3, 1, 8, 0, 0);       // head dim 8: chunks of 4 pairs
+    check_rope_kv_append(7, 4, 2, 16, 0, 1);      // 16-byte path, NULL destinations
+    check_rope_kv_append(4, 2, 2, 128, 1, 0);     // odd stride: scalar path at HD 128
+    check_rope_kv_append(1, 32, 32, 128, 0, 0);   // LLaVA-7B decode, B = 1
+    check_rope_kv_append(16, 32, 32, 128, 0, 0);  // LLaVA-7B decode, B = 16
+    check_rope_kv_append(300, 32, 8, 128, 0, 0);  // a prefill's rows, GQA
+    check_rope_kv_append(9, 2, 2, 256, 8, 0);     // head dim 256
+}
+
 // attention_decode against the CPU: queries at a fused-row stride, rows in permuted cache slots, lengths
 // from 0 to past one chunk of the kernel (256 positions). The cases cover the generic kernel (head dim 12,
 // or a q stride that is not a multiple of 8) and the vectorized one, with and without split-K (which it

@@ -574,3 +574,137 @@ TEST(ops_add_strided_and_dropout_fd) {
     for (size_t i = 0; i < 50; i++) EXPECT_NEAR(y2[i], x[i], 0);
     free(c.out); free(c.out0); free(c.inp); free(r); free(g); free(x); free(y); free(y2);
 }
+
+// ------------------------------------------------------------------------------------------------ fused ops
+// (last in the file: earlier tests keep their random inputs)
+// A fused op equals the sequence of ops it stands for, bit for bit, on both CPU backends (fp32 and fp64):
+// outputs poisoned with NaN, buffers compared byte for byte.
+
+static void *be_upload(const Backend *be, const double *h, size_t n) {
+    float *f = xmalloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) f[i] = (float)h[i];
+    void *p = be->malloc(n * be->act_bytes + 1);
+    be->upload_act(p, f, n);
+    free(f);
+    return p;
+}
+static void *be_rand(const Backend *be, size_t n, double scale) {
+    double *h = rand_vec(n, scale);
+    void *p = be_upload(be, h, n);
+    free(h);
+    return p;
+}
+static void *be_nan(const Backend *be, size_t n) {
+    double *h = nan_vec(n);
+    void *p = be_upload(be, h, n);
+    free(h);
+    return p;
+}
+static void *be_dup(const Backend *be, const void *x, size_t bytes) {
+    void *p = be->malloc(bytes + 1);
+    memcpy(p, x, bytes);
+    return p;
+}
+static int be_same(const void *x, const void *y, size_t bytes) { return memcmp(x, y, bytes) == 0; }
+
+// sum = a + b and the RMSNorm of sum, fused, against add then rmsnorm_forward; and with sum aliasing a or b
+static void check_add_rmsnorm(const Backend *be, int N, int C) {
+    const size_t n = (size_t)N * C, act = n * be->act_bytes, acc = (size_t)N * be->acc_bytes;
+    void *a = be_rand(be, n, 2), *b = be_rand(be, n, 1), *w = be_rand(be, C, 1.5);
+    void *sum0 = be_nan(be, n), *out0 = be_nan(be, n), *rstd0 = be->malloc(acc);
+    be->add(sum0, a, b, n);
+    be->rmsnorm_forward(out0, rstd0, sum0, w, N, C, 1e-5f);
+    for (int alias = 0; alias < 3; alias++) {  // sum separate, sum = a, sum = b
+        void *ac = be_dup(be, a, act), *bc = be_dup(be, b, act), *out = be_nan(be, n), *rstd = be_nan(be, N);
+        void *sum = alias == 0 ? be_nan(be, n) : alias == 1 ? ac : bc;
+        be->add_rmsnorm_forward(sum, out, rstd, ac, bc, w, N, C, 1e-5f);
+        EXPECTF(be_same(sum, sum0, act), "%s add_rmsnorm N%d C%d alias %d: the sum differs from add", be->name, N, C, alias);
+        EXPECTF(be_same(out, out0, act), "%s add_rmsnorm N%d C%d alias %d: out differs from rmsnorm_forward", be->name, N, C, alias);
+        EXPECTF(be_same(rstd, rstd0, acc), "%s add_rmsnorm N%d C%d alias %d: rstd differs", be->name, N, C, alias);
+        if (alias != 1) EXPECTF(be_same(ac, a, act), "%s add_rmsnorm: a was written", be->name);
+        if (alias != 2) EXPECTF(be_same(bc, b, act), "%s add_rmsnorm: b was written", be->name);
+        if (alias == 0) be->free(sum);
+        be->free(ac); be->free(bc); be->free(out); be->free(rstd);
+    }
+    be->free(a); be->free(b); be->free(w); be->free(sum0); be->free(out0); be->free(rstd0);
+}
+
+TEST(ops_add_rmsnorm_equals_add_then_rmsnorm) {
+    const Backend *bes[2] = {&backend_cpu, &backend_cpu64};
+    for (int i = 0; i < 2; i++) {
+        check_add_rmsnorm(bes[i], 3, 13);
+        check_add_rmsnorm(bes[i], 1, 64);
+        check_add_rmsnorm(bes[i], 5, 4096);
+    }
+}
+
+// rope_kv_append against rope_forward and two copy_rows_strided: qkv rows at a stride wider than the heads
+// (the extra columns untouched), grouped-query heads, rows appended to scattered cache rows, a row with a
+// negative destination rotated but not appended, cache rows it does not name left as they were; and a NULL
+// destination list (row n to cache row n).
+static void check_rope_kv_append(const Backend *be, int N, int NH, int NKV, int HD, int pad) {
+    const int qdim = NH * HD, kvdim = NKV * HD, stride = qdim + 2 * kvdim + pad, rows = 2 * N + 3;
+    const size_t nq = (size_t)N * stride, nc = (size_t)rows * kvdim, ab = be->act_bytes;
+    int *pos = xmalloc(sizeof(int) * N), *dst = xmalloc(sizeof(int) * N);
+    for (int i = 0; i < N; i++) {
+        pos[i] = (i * 37 + 5) % 300;
+        dst[i] = i % 4 == 1 ? -1 : (2 * N + 2) - 2 * i;  // distinct, descending, from the end of the cache
+    }
+    for (int null_dst = 0; null_dst < 2; null_dst++) {
+        const int *d = null_dst ? NULL : dst;
+        void *qkv = be_rand(be, nq, 1), *kc = be_rand(be, nc, 1), *vc = be_rand(be, nc, 1);
+        void *qkv0 = be_dup(be, qkv, nq * ab), *kc0 = be_dup(be, kc, nc * ab), *vc0 = be_dup(be, vc, nc * ab);
+        be->rope_forward(qkv0, pos, N, NH + NKV, HD, stride, 10000.0f);
+        be->copy_rows_strided(kc0, d, kvdim, act_at(be, qkv0, qdim), NULL, stride, N, kvdim);
+        be->copy_rows_strided(vc0, d, kvdim, act_at(be, qkv0, qdim + kvdim), NULL, stride, N, kvdim);
+        be->rope_kv_append(qkv, pos, kc, vc, d, N, NH, NKV, HD, stride, 10000.0f);
+        EXPECTF(be_same(qkv, qkv0, nq * ab), "%s rope_kv_append N%d H%d/%d HD%d: qkv differs from rope_forward", be->name, N, NH, NKV, HD);
+        EXPECTF(be_same(kc, kc0, nc * ab), "%s rope_kv_append N%d H%d/%d HD%d dst %s: the key cache differs", be->name, N, NH, NKV, HD,
+                null_dst ? "NULL" : "scattered");
+        EXPECTF(be_same(vc, vc0, nc * ab), "%s rope_kv_append N%d H%d/%d HD%d dst %s: the value cache differs", be->name, N, NH, NKV, HD,
+                null_dst ? "NULL" : "scattered");
+        be->free(qkv); be->free(kc); be->free(vc); be->free(qkv0); be->free(kc0); be->free(vc0);
+    }
+    free(pos); free(dst);
+}
+
+TEST(ops_rope_kv_append_equals_rope_and_copies) {
+    const Backend *bes[2] = {&backend_cpu, &backend_cpu64};
+    for (int i = 0; i < 2; i++) {
+        check_rope_kv_append(bes[i], 3, 4, 2, 6, 3);     // grouped-query heads, odd padding
+        check_rope_kv_append(bes[i], 5, 3, 3, 8, 0);
+        check_rope_kv_append(bes[i], 6, 6, 1, 16, 8);    // one kv head
+        check_rope_kv_append(bes[i], 2, 32, 32, 128, 0); // LLaVA-7B heads
+    }
+    // the rotation by hand: position 1, head 0 of q, pair (0, HD/2) at frequency 1
+    double qkv[3 * 8], kc[8], vc[8];
+    for (int i = 0; i < 24; i++) qkv[i] = urand();
+    double a = qkv[0], b = qkv[4], k0 = qkv[8], k4 = qkv[12];
+    int pos[1] = {1}, dst[1] = {0};
+    be64()->rope_kv_append(qkv, pos, kc, vc, dst, 1, 1, 1, 8, 24, 10000.0f);
+    EXPECT_NEAR(qkv[0], a * cos(1.0) - b * sin(1.0), 1e-12);
+    EXPECT_NEAR(qkv[4], b * cos(1.0) + a * sin(1.0), 1e-12);
+    EXPECT_NEAR(kc[0], k0 * cos(1.0) - k4 * sin(1.0), 1e-12);
+    for (int i = 0; i < 8; i++) EXPECT(kc[i] == qkv[8 + i] && vc[i] == qkv[16 + i]);
+}
+
+// Every op of the contract is filled in every backend table, the CUDA one too where it is built (a NULL
+// entry would crash the first model that calls it). The fields from `malloc` on are function pointers;
+// replay and replay_free are the optional ones (model/ops.h).
+#ifdef VLM_CUDA
+extern const Backend backend_cuda;
+#endif
+TEST(ops_backend_tables_fill_every_op) {
+    const Backend *tables[3] = {&backend_cpu, &backend_cpu64, NULL};
+#ifdef VLM_CUDA
+    tables[2] = &backend_cuda;
+#endif
+    const size_t fp = sizeof(void (*)(void));
+    for (int t = 0; t < 3 && tables[t]; t++)
+        for (size_t off = offsetof(Backend, malloc); off + fp <= sizeof(Backend); off += fp) {
+            if (off == offsetof(Backend, replay) || off == offsetof(Backend, replay_free)) continue;
+            void (*f)(void);
+            memcpy(&f, (const char *)tables[t] + off, fp);
+            EXPECTF(f != NULL, "backend '%s': the op at byte %zu of struct Backend is NULL", tables[t]->name, off);
+        }
+}
