@@ -763,7 +763,9 @@ static void check_add_rmsnorm(int N, int C, int alias) {
     GPU()->add_rmsnorm_forward(sum->gpu, out.gpu, rstd.gpu, a.gpu, b.gpu, w.gpu, N, C, 1e-5f);
     EXPECT_CLOSE(*sum, TOL_ACT, "add_rmsnorm sum %dx%d alias %d", N, C, alias);
     EXPECT_CLOSE(out, TOL_ACT, "add_rmsnorm out %dx%d alias %d", N, C, alias);
-    EXPECT_CLOSE(rstd, TOL_ACC, "add_rmsnorm rstd %dx%d alias %d", N, C, alias);
+    // rstd comes from the sum as rounded to the act type (fp32 on the CPU, bf16 here), so for rows of a few
+    // elements it moves by up to that rounding (1.1e-3 to 2.0e-3 at 7x13 and 1x1 on the H100): the act tolerance
+    EXPECT_CLOSE(rstd, TOL_ACT, "add_rmsnorm rstd %dx%d alias %d", N, C, alias);
     EXPECTF(gpu_same_bytes(sum->gpu, sum1, n * ab), "add_rmsnorm %dx%d alias %d: the sum differs from cuda add", N, C, alias);
     EXPECTF(gpu_same_bytes(out.gpu, out1, n * ab), "add_rmsnorm %dx%d alias %d: out differs from cuda rmsnorm_forward", N, C, alias);
     EXPECTF(gpu_same_bytes(rstd.gpu, rstd1, (size_t)N * 4), "add_rmsnorm %dx%d alias %d: rstd differs from cuda rmsnorm_forward", N, C, alias);
