@@ -6,7 +6,8 @@
 #   bash dev/gpu_session.sh build test        make all, make test-cuda, the attention test bench
 #   bash dev/gpu_session.sh train             vlm bench sft|dpo|svco at llava-1.4b next to bench/torch_ref.py
 #   bash dev/gpu_session.sh svco50            the 50-step S-VCO run at llava-1.4b, 8 pairs (issue 5's check)
-#   bash dev/gpu_session.sh decode            vlm bench decode at llava-7b, B=1 and 16, next to torch_ref.py
+#   bash dev/gpu_session.sh decode            vlm bench decode at llava-7b, B=1 and 16 (also on cuBLASLt alone), next
+#                                             to torch_ref.py; the decode kernels in the kernel lab
 #   bash dev/gpu_session.sh kernels           the kernel lab: build/bench_kernels and build/bench_attention bench
 #   bash dev/gpu_session.sh sanitize          compute-sanitizer memcheck on the GPU tests
 #   bash dev/gpu_session.sh asan              the GPU tests with the host code under ASan+UBSan (make test-cuda-asan)
@@ -76,8 +77,15 @@ for phase in "$@"; do
     decode)
         for b in 1 16; do
             run "vlm_decode_b$b" ./vlm bench --shape llava-7b --workload decode --batch "$b" --device cuda --steps 3 --warmup 1
+            # the same step with cuBLASLt for every matmul (no skinny kernel, no fused gate-up + SwiGLU)
+            VLM_GEMV=0 run "vlm_decode_b${b}_cublas" ./vlm bench --shape llava-7b --workload decode --batch "$b" --device cuda --steps 3 --warmup 1
         done
         run torch_decode python3 bench/torch_ref.py decode
+        # the decode-step kernels in the kernel lab: skinny matmuls against cuBLASLt, fused ops against unfused
+        run lab_decode_skinny build/bench_kernels --only gemv7b
+        VLM_GEMV=0 run lab_decode_cublas build/bench_kernels --only gemv7b
+        run lab_decode_norm build/bench_kernels --only rmsnorm
+        run lab_decode_rope build/bench_kernels --only rope
         ;;
     kernels)
         run bench_kernels build/bench_kernels --json "$OUT/kernels.json"
