@@ -10,7 +10,7 @@
 // Loads. The weights come in stages of SK_KS k (256 bytes of each of the strip's rows), copied by cp.async into a
 // ring of SK_STAGES stages in shared memory, so SK_STAGES - 1 stages are in flight while one is multiplied and
 // the copies hold no registers. Each copy instruction moves 256 contiguous bytes of two rows: DRAM sees long runs
-// of one row, not 64-byte pieces of many. (Two earlier forms measured 48-65% of the copy ceiling: 16-byte loads
+// of one row, not 64-byte pieces of many. (Two earlier forms measured 48-69% of the copy ceiling: 16-byte loads
 // laid out as the MMA fragments, 64 bytes of each of 8 rows per instruction, whether into registers, where ptxas
 // issued one k block at a time, or through a cp.async ring of such pieces.) The input rows ride along in the
 // same stages.
