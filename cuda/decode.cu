@@ -32,6 +32,7 @@
 #include <math.h>
 
 #include "common.cuh"
+#include "ptx.cuh"
 
 // ----------------------------------------------------------------------------------------------------
 // rope_kv_append: grid (N), one block per row; dynamic shared memory: (HD/2) float2 (cos, sin)
@@ -179,6 +180,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_vec_kernel(
     floatX *out, float *ws, const floatX *q, const floatX *k, const floatX *v, const int *len, const int *slot, int NH,
     int NKV, int q_stride, int cap, int splits) {
     constexpr int HD = 8 * G, KPW = 32 / G, KG = DEC_THREADS / G, NWARPS = DEC_THREADS / 32;
+    griddep_launch_dependents();  // as in the combine kernel, when this one writes out
     __shared__ float p[DEC_CHUNK];
     __shared__ float acc[HD];
     __shared__ float red[KG * HD];  // the value pass's per-key-group sums (DEC_THREADS * 8 floats)
@@ -287,6 +289,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_vec_kernel(
 
 // grid (NH, B): the splits' partial results of one (row, head) into out
 __global__ void attention_decode_combine_kernel(floatX *out, const float *ws, int NH, int HD, int splits) {
+    griddep_launch_dependents();  // the o projection (a skinny matmul) may start streaming its weights
     const int h = blockIdx.x, b = blockIdx.y;
     const float *w = ws + ((size_t)b * NH + h) * splits * (HD + 2);
     float M = -INFINITY, den = 0.0f;

@@ -62,6 +62,7 @@ __global__ void __launch_bounds__(32 * SK_MAX_WARPS)
     int4 *ring = ring_all + (size_t)warp * SK_STAGES * R * SK_CHUNKS;
     const int ks_begin = warp * ks_per_warp, ks_end = min(ks_begin + ks_per_warp, (int)ceil_div(C, SK_KS));
     const int strips = (int)ceil_div(OC, SK_ROWS);
+    griddep_launch_dependents();  // the next matmul (down after gate-up) may start streaming its weights
 
     for (int strip = blockIdx.x; strip < strips; strip += gridDim.x) {
         const int o0 = strip * SK_ROWS;
@@ -80,14 +81,18 @@ __global__ void __launch_bounds__(32 * SK_MAX_WARPS)
                 src[i] = inp + (size_t)(n < N ? n : 0) * C;
             }
         }
-        auto issue = [&](int ks) {  // one commit group per stage, empty past the slice so the counting holds
-            if (ks < ks_end) {
-                int4 *st = ring + (size_t)((ks - ks_begin) % SK_STAGES) * R * SK_CHUNKS;
-                const int c = lane % 16, k = ks * SK_KS + 8 * c, bytes = k < C ? 16 : 0;  // C % 8 == 0
+        // the copies [first, last) of stage ks: the weight rows are copies [0, 8P), the input rows the rest
+        auto copy = [&](int ks, int first, int last) {
+            if (ks >= ks_end) return;
+            int4 *st = ring + (size_t)((ks - ks_begin) % SK_STAGES) * R * SK_CHUNKS;
+            const int c = lane % 16, k = ks * SK_KS + 8 * c, bytes = k < C ? 16 : 0;  // C % 8 == 0
 #pragma unroll
-                for (int i = 0; i < COPIES; i++)
-                    cp_async16(st + sk_slot(2 * i + lane / 16, c), bytes ? src[i] + k : src[i], bytes);
-            }
+            for (int i = 0; i < COPIES; i++)
+                if (i >= first && i < last) cp_async16(st + sk_slot(2 * i + lane / 16, c), bytes ? src[i] + k : src[i], bytes);
+        };
+        constexpr int WCOPIES = SK_ROWS * P / 2;
+        auto issue = [&](int ks) {  // one commit group per stage, empty past the slice so the counting holds
+            copy(ks, 0, COPIES);
             cp_async_commit();
         };
 
@@ -99,8 +104,18 @@ __global__ void __launch_bounds__(32 * SK_MAX_WARPS)
 #pragma unroll
                 for (int i = 0; i < 4; i++) acc[p][nt][i] = 0.0f;
 
+        // The weights do not depend on the kernel before this one, the inputs do: launched as a programmatic
+        // dependent (launch_skinny), the kernel starts streaming its first weights while that kernel finishes,
+        // and waits for it (griddep_wait) only before copying inputs. The first commit group holds all of
+        // the prologue's weight copies, which only makes the first wait a little longer.
 #pragma unroll
-        for (int i = 0; i < SK_STAGES - 1; i++) issue(ks_begin + i);
+        for (int i = 0; i < SK_STAGES - 1; i++) copy(ks_begin + i, 0, WCOPIES);
+        griddep_wait();
+#pragma unroll
+        for (int i = 0; i < SK_STAGES - 1; i++) {
+            copy(ks_begin + i, WCOPIES, COPIES);
+            cp_async_commit();
+        }
         for (int ks = ks_begin; ks < ks_end; ks++) {
             cp_async_wait<SK_STAGES - 2>();  // stage ks has landed
             __syncwarp();                    // for every lane: the chunks a lane reads were copied by others
@@ -226,8 +241,19 @@ static void launch_skinny(int S, bf16 *out, const bf16 *inp, const bf16 *w, cons
                           int ks_per_warp) {
     const size_t smem = (size_t)S * SK_STAGES * SK_TILE_ROWS(P, NT) * SK_CHUNKS * sizeof(int4);
     const int strips = (int)ceil_div(OC, SK_ROWS), resident = resident_blocks<P, NT>(S);
-    skinny_matmul_kernel<P, NT><<<strips < resident ? strips : resident, 32 * S, smem, stream_main()>>>(
-        out, inp, w, b, N, C, OC, ks_per_warp);
+    static int pdl = -1;  // VLM_PDL=0: launched in plain stream order
+    if (pdl < 0) pdl = env_switch_on("VLM_PDL");
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(strips < resident ? strips : resident);
+    cfg.blockDim = dim3(32 * S);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream_main();
+    cfg.attrs = &attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, skinny_matmul_kernel<P, NT>, out, inp, w, b, N, C, OC, ks_per_warp));
 }
 
 // 0 when the shape or alignment does not fit; OC features (of each of the P parts)

@@ -13,6 +13,7 @@
 // (P groups x C), and colsum_add_f32 adds the column sums of that matrix into dw (db) in a fixed order.
 // No atomics anywhere, so results are bit-identical run to run.
 #include "common.cuh"
+#include "ptx.cuh"
 
 #define MAX_GROUP 512
 
@@ -198,6 +199,7 @@ template <int J, bool ADD>
 __global__ void __launch_bounds__(512) rmsnorm_forward_kernel(floatX *out, float *rstd, floatX *sum, const floatX *inp,
                                                               const floatX *inp2, const floatX *w, int N, int C,
                                                               float eps, int Tg, bool vec) {
+    griddep_launch_dependents();  // a skinny matmul reading out may start streaming its weights (cuda/gemv.cu)
     const int g = threadIdx.x / Tg, t = threadIdx.x % Tg;
     const int n = blockIdx.x * (blockDim.x / Tg) + g;
     const bool row_ok = n < N;

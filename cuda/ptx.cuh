@@ -1,6 +1,6 @@
 // PTX wrappers for the hand-written tensor-core kernels (cuda/attention.cu, cuda/gemv.cu), sm_80 and later:
 // cp.async (16-byte global -> shared copies that need no registers, zero-fill), ldmatrix, and mma.sync m16n8k16
-// with bf16 operands and fp32 accumulators.
+// with bf16 operands and fp32 accumulators; and the two instructions of programmatic dependent launch.
 #pragma once
 #include <stdint.h>
 
@@ -41,4 +41,20 @@ __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32
                  "{%0,%1,%2,%3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Programmatic dependent launch (sm_90): a kernel launched with cudaLaunchAttributeProgrammaticStreamSerialization
+// may start before the kernel ahead of it in the stream has finished, once every block of that one has called
+// griddep_launch_dependents (or exited). griddep_wait then blocks until the kernel ahead has completed and its
+// writes are visible; what comes before it must not read them. Both do nothing in a kernel launched without
+// the attribute, and compile to nothing before sm_90.
+__device__ __forceinline__ void griddep_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void griddep_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
 }

@@ -79,6 +79,8 @@ for phase in "$@"; do
             run "vlm_decode_b$b" ./vlm bench --shape llava-7b --workload decode --batch "$b" --device cuda --steps 3 --warmup 1
             # the same step with cuBLASLt for every matmul (no skinny kernel, no fused gate-up + SwiGLU)
             VLM_GEMV=0 run "vlm_decode_b${b}_cublas" ./vlm bench --shape llava-7b --workload decode --batch "$b" --device cuda --steps 3 --warmup 1
+            # and with the skinny matmuls launched in plain stream order (no programmatic dependent launch)
+            VLM_PDL=0 run "vlm_decode_b${b}_nopdl" ./vlm bench --shape llava-7b --workload decode --batch "$b" --device cuda --steps 3 --warmup 1
         done
         run torch_decode python3 bench/torch_ref.py decode
         # the decode-step kernels in the kernel lab: skinny matmuls against cuBLASLt, fused ops against unfused
