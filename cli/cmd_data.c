@@ -426,28 +426,35 @@ static int data_bench(int argc, char **argv) {
 // ---- vlm data synth --------------------------------------------------------------------------------
 
 static const char *synth_help =
-    "usage: vlm data synth --out DIR [--seed S] [--train N] [--eval N] [--pairs N] [--size PX] [--prior P]\n"
-    "                      [--cooc P] [--qa K] [--quiet]\n"
+    "usage: vlm data synth --out DIR [--seed S] [--train N] [--eval N] [--val N] [--pairs N] [--size PX]\n"
+    "                      [--prior P] [--cooc P] [--hard P] [--faint-alpha A] [--qa K] [--quiet]\n"
     "\n"
     "Generates the synthetic visual world of the miniature study (DESIGN.md section 5): scenes of 1-4 shapes\n"
     "(circle, square, triangle, star, diamond, cross, hexagon) in 8 colours and 3 sizes on a 3x3 grid over a\n"
     "textured background, rendered anti-aliased. Training scenes carry language priors: each shape takes its\n"
     "typical colour with probability P and shapes co-occur with a partner; held-out scenes are unbiased, half\n"
-    "of them atypical (no object in its typical colour). Deterministic: the same flags give the same bytes.\n"
+    "of them atypical (no object in its typical colour). The difficulty knob: in every split an object is\n"
+    "faint (drawn at opacity A over the background: its colour hard to see) with probability --hard; held-out\n"
+    "questions say whether they are about a faint object (\"difficulty\": \"hard\") or not (\"easy\").\n"
+    "Deterministic: the same flags give the same bytes.\n"
     "\n"
     "  --out DIR     output folder (created); files are written to NAME.tmp and renamed\n"
     "  --seed S      random seed (default 1)\n"
     "  --train N     training scenes (default 200)\n"
-    "  --eval N      held-out scenes, and as many MMVP pairs (default 50)\n"
+    "  --eval N      held-out (test) scenes, and as many MMVP pairs (default 50)\n"
+    "  --val N       validation scenes, drawn as the held-out ones from their own streams, for choosing\n"
+    "                hyper-parameters without looking at the test files (default 0: none)\n"
     "  --pairs N     minimal-contrast pairs for S-VCO (default 100)\n"
     "  --size PX     image side in pixels, 32..4096 (default 96; objects are 21-29%% of the side)\n"
     "  --prior P     probability of a shape's typical colour in training scenes (default 0.8)\n"
     "  --cooc P      probability that a later object is an earlier one's partner shape (default 0.7)\n"
+    "  --hard P      probability that an object is faint, in every split (default 0)\n"
+    "  --faint-alpha A   opacity of a faint object, 0..1 (default 0.35)\n"
     "  --qa K        SFT questions per training scene besides its caption (default 3)\n"
     "  --quiet       no progress or summary lines\n"
     "\n"
     "Writes into DIR (image paths in the records are relative to DIR):\n"
-    "  images/{train,eval,pairs,mmvp}/*.png\n"
+    "  images/{train,eval,val,pairs,mmvp}/*.png\n"
     "  clip.jsonl            {image, caption} per training scene      (vlm train --recipe clip)\n"
     "  sft.jsonl             {image, prompt, response, type}: captions and QA (existence, colour, count,\n"
     "                        position, left/right), a fifth in the two-option form \"Q (a) X (b) Y\" -> \"(a) X\"\n"
@@ -456,13 +463,16 @@ static const char *synth_help =
     "                        removed, position, count, left-right mirror), the question whose answer differs,\n"
     "                        the chosen side random                   (vlm train --recipe svco|vco)\n"
     "  pope_{random,popular,adversarial}.jsonl   POPE questions on held-out scenes {question_id, image, text,\n"
-    "                        label}; negatives random, most frequent in training, or prior-driven (a present\n"
-    "                        shape in its typical colour, then co-occurring objects)   (vlm eval pope)\n"
+    "                        label, kind, difficulty}; negatives random, most frequent in training, or\n"
+    "                        prior-driven (a present shape in its typical colour, then co-occurring objects);\n"
+    "                        kind: present, prior_color, partner or other   (vlm eval pope)\n"
     "  chair_prompts.jsonl, chair_objects.json, synonyms.txt   caption prompts, ground truth and the vocabulary\n"
     "                        (one class per colour and shape)         (vlm eval chair --no-coco-rules)\n"
     "  mmvp.csv, mmvp_prompts.jsonl   two-option questions on held-out contrast pairs (vlm eval mmvp)\n"
-    "  qa.jsonl              general QA on held-out scenes {question_id, image, type, prompt, answer}\n"
-    "  eval_scenes.jsonl     held-out scenes: image, image_id, true caption, objects, atypical\n"
+    "  qa.jsonl              general QA on held-out scenes {question_id, image, type, prompt, answer,\n"
+    "                        atypical, difficulty; colour questions: prior_answer (the typical colour), typical}\n"
+    "  eval_scenes.jsonl     held-out scenes: image, image_id, true caption, objects, faint, atypical\n"
+    "  val_*                 the validation split's pope, qa, chair and scene files (with --val)\n"
     "  world.json            the settings, the world's vocabulary and priors, and counts\n"
     "Prompts (sft, mvc, pope, chair, mmvp, qa) carry no \"<image>\": the chat template puts the image first.\n";
 
@@ -476,23 +486,31 @@ static int data_synth(int argc, char **argv) {
     c.out = arg_str(&a, "--out", NULL);
     long seed = arg_int(&a, "--seed", 1);
     long n_train = arg_int(&a, "--train", 200), n_eval = arg_int(&a, "--eval", 50), n_pairs = arg_int(&a, "--pairs", 100);
+    long n_val = arg_int(&a, "--val", 0);
     long size = arg_int(&a, "--size", 96), qa = arg_int(&a, "--qa", 3);
     c.priors.prior = arg_float(&a, "--prior", 0.8);
     c.priors.cooc = arg_float(&a, "--cooc", 0.7);
+    c.priors.hard = arg_float(&a, "--hard", 0.0);
+    c.priors.faint_alpha = arg_float(&a, "--faint-alpha", 0.35);
     c.quiet = arg_flag(&a, "--quiet");
     args_finish(&a);
     if (!c.out) fatal("vlm data synth: --out DIR is required (see vlm data synth --help)");
     if (seed < 0) fatal("vlm data synth: --seed %ld must be >= 0", seed);
     if (n_train < 0 || n_train > 10000000) fatal("vlm data synth: --train %ld is outside 0..10000000", n_train);
     if (n_eval < 0 || n_eval > 1000000) fatal("vlm data synth: --eval %ld is outside 0..1000000", n_eval);
+    if (n_val < 0 || n_val > 1000000) fatal("vlm data synth: --val %ld is outside 0..1000000", n_val);
     if (n_pairs < 0 || n_pairs > 10000000) fatal("vlm data synth: --pairs %ld is outside 0..10000000", n_pairs);
     if (size < 32 || size > 4096) fatal("vlm data synth: --size %ld is outside 32..4096", size);
     if (qa < 0 || qa > 100) fatal("vlm data synth: --qa %ld is outside 0..100", qa);
     if (!(c.priors.prior >= 0 && c.priors.prior <= 1)) fatal("vlm data synth: --prior %g is outside 0..1", c.priors.prior);
     if (!(c.priors.cooc >= 0 && c.priors.cooc <= 1)) fatal("vlm data synth: --cooc %g is outside 0..1", c.priors.cooc);
+    if (!(c.priors.hard >= 0 && c.priors.hard <= 1)) fatal("vlm data synth: --hard %g is outside 0..1", c.priors.hard);
+    if (!(c.priors.faint_alpha > 0 && c.priors.faint_alpha <= 1))
+        fatal("vlm data synth: --faint-alpha %g is outside (0, 1]", c.priors.faint_alpha);
     c.seed = (uint64_t)seed;
     c.n_train = (int)n_train;
     c.n_eval = (int)n_eval;
+    c.n_val = (int)n_val;
     c.n_pairs = (int)n_pairs;
     c.size = (int)size;
     c.qa_per_scene = (int)qa;

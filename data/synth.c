@@ -58,6 +58,13 @@ static void place(SynthScene *s, AugRng *r, SynthObject *o, int cell) {
     o->dy = (float)augrng_uniform_range(r, -slack, slack);
 }
 
+// Whether a new object is faint (p->hard), and the opacity the scene draws faint objects with. One draw per
+// object whenever p is given, so the other draws of a stream do not depend on the knob's value.
+static void set_faint(SynthScene *s, AugRng *r, SynthObject *o, const SynthPriors *p) {
+    s->faint_alpha = p ? (float)p->faint_alpha : 1.0f;
+    o->faint = p && augrng_uniform(r) < p->hard;
+}
+
 static int free_cell(const SynthScene *s, AugRng *r) {
     int used[SYNTH_N_CELLS] = {0}, n_free = 0;
     for (int k = 0; k < s->n; k++) used[s->o[k].cell] = 1;
@@ -92,11 +99,12 @@ void synth_scene_train(SynthScene *s, AugRng *r, const SynthPriors *p) {
         int typical = synth_typical_color[o->shape];
         o->color = augrng_uniform(r) < p->prior ? typical : other_color(r, typical);
         place(s, r, o, free_cell(s, r));
+        set_faint(s, r, o, p);
         s->n = k + 1;
     }
 }
 
-void synth_scene_eval(SynthScene *s, AugRng *r, int atypical) {
+void synth_scene_eval(SynthScene *s, AugRng *r, int atypical, const SynthPriors *p) {
     memset(s, 0, sizeof(*s));
     scene_background(s, r);
     int n = augrng_int(r, 1, SYNTH_MAX_OBJECTS + 1);
@@ -105,6 +113,7 @@ void synth_scene_eval(SynthScene *s, AugRng *r, int atypical) {
         o->shape = augrng_int(r, 0, SYNTH_N_SHAPES);
         o->color = atypical ? other_color(r, synth_typical_color[o->shape]) : augrng_int(r, 0, SYNTH_N_COLORS);
         place(s, r, o, free_cell(s, r));
+        set_faint(s, r, o, p);
         s->n = k + 1;
     }
 }
@@ -262,7 +271,7 @@ Image *synth_render(const SynthScene *scene, int size) {
                     for (int sx = 0; sx < SS; sx++)
                         hits += shape_inside(&ol, (x + (sx + 0.5) / SS - cx) / r, (y + (sy + 0.5) / SS - cy) / r);
                 if (!hits) continue;
-                double a = (double)hits / (SS * SS);
+                double a = (double)hits / (SS * SS) * (o->faint ? s->faint_alpha : 1.0);
                 uint8_t *p = im->data + ((size_t)y * size + x) * 3;
                 for (int c = 0; c < 3; c++) p[c] = (uint8_t)lround(p[c] * (1 - a) + rgb[c] * a);
             }
@@ -278,9 +287,9 @@ Image *synth_render(const SynthScene *scene, int size) {
 
 // ---- minimal contrasts -----------------------------------------------------------------------------------
 
-static void base_scene(SynthScene *s, AugRng *r, const SynthPriors *p) {
-    if (p) synth_scene_train(s, r, p);
-    else synth_scene_eval(s, r, 0);
+static void base_scene(SynthScene *s, AugRng *r, const SynthPriors *p, int train) {
+    if (train) synth_scene_train(s, r, p);
+    else synth_scene_eval(s, r, 0, p);
 }
 
 // Objects whose (colour, shape) is unique in the scene, so "the red circle" names one of them.
@@ -292,7 +301,7 @@ static int unique_objects(const SynthScene *s, int *idx) {
 }
 
 // Fills c from base scene a; returns 0 when a does not admit the contrast type.
-static int contrast_try(SynthContrast *c, AugRng *r, int type) {
+static int contrast_try(SynthContrast *c, AugRng *r, int type, const SynthPriors *p) {
     SynthScene *a = &c->a, *b = &c->b;
     *b = *a;
     c->changed_a = c->changed_b = -1;
@@ -358,6 +367,7 @@ static int contrast_try(SynthContrast *c, AugRng *r, int type) {
         o->shape = shape;
         o->color = augrng_int(r, 0, SYNTH_N_COLORS);
         place(b, r, o, free_cell(b, r));
+        set_faint(b, r, o, p);
         c->changed_b = b->n++;
         snprintf(c->question, sizeof(c->question), "How many %s are there?", synth_shape_plurals[shape]);
         snprintf(c->answer_a, sizeof(c->answer_a), "%d", m);
@@ -389,12 +399,13 @@ static int contrast_try(SynthContrast *c, AugRng *r, int type) {
     return 1;
 }
 
-void synth_contrast(SynthContrast *c, AugRng *r, int type, const SynthPriors *p) {
+void synth_contrast(SynthContrast *c, AugRng *r, int type, const SynthPriors *p, int train) {
     memset(c, 0, sizeof(*c));
     c->type = type;
+    if (train && !p) fatal("synth_contrast: a training-split contrast needs the priors");
     for (int tries = 0; tries < 10000; tries++) {
-        base_scene(&c->a, r, p);
-        if (contrast_try(c, r, type)) return;
+        base_scene(&c->a, r, p, train);
+        if (contrast_try(c, r, type, p)) return;
     }
     fatal("synth_contrast: no scene admits a '%s' contrast after 10000 draws", synth_contrast_names[type]);
 }

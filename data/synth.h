@@ -37,6 +37,8 @@ extern const double synth_size_frac[SYNTH_N_SIZES];           // object width / 
 typedef struct {
     int shape, color, size, cell;
     float dx, dy;  // jitter of the centre, as a fraction of the image side (mirrored with the scene)
+    int faint;     // drawn at low opacity (the scene's faint_alpha): its colour, and its outline less so, are
+                   // hard to see; the "hard" difficulty, where a model that cannot see falls back to the priors
 } SynthObject;
 
 typedef struct {
@@ -47,20 +49,25 @@ typedef struct {
     float bg_angle, bg_period;           // stripes/gradient direction (radians), stripe period (fraction of side)
     uint32_t bg_seed;                    // noise lattice
     int mirrored;                        // the background is drawn mirrored (left-right contrasts)
+    float faint_alpha;                   // opacity of the faint objects (1: as clear as the others)
 } SynthScene;
 
+// The world's settings: the language priors of the training split and the visual difficulty of every split.
 typedef struct {
     double prior;        // P(typical colour) in the training split
     double cooc;         // P(second object = partner of the first) in the training split
+    double hard;         // P(an object is faint), every split: the difficulty knob
+    double faint_alpha;  // opacity of a faint object over the background (0..1)
 } SynthPriors;
 
 // Random numbers: splitmix64-seeded xoshiro256** (data/augment.h), one stream per (seed, split, index).
 #include "augment.h"
 void synth_rng(AugRng *r, uint64_t seed, int split, int index);
 
-// A training scene (priors on), or a held-out one (uniform; atypical: no object has its typical colour).
+// A training scene (priors on), or a held-out one (uniform; atypical: no object has its typical colour). Both
+// make objects faint with probability p->hard (p NULL: none).
 void synth_scene_train(SynthScene *s, AugRng *r, const SynthPriors *p);
-void synth_scene_eval(SynthScene *s, AugRng *r, int atypical);
+void synth_scene_eval(SynthScene *s, AugRng *r, int atypical, const SynthPriors *p);
 
 // The pixels of a scene, size x size RGB.
 Image *synth_render(const SynthScene *s, int size);
@@ -91,9 +98,10 @@ typedef struct {
     char option_a[48], option_b[48];   // two-option form: the option texts (answer_a, answer_b)
 } SynthContrast;
 
-// Draws a contrast of the given type from a base scene made with `train` (priors) or eval (uniform)
-// settings; retries internally until the base scene admits the type. p may be NULL for eval.
-void synth_contrast(SynthContrast *c, AugRng *r, int type, const SynthPriors *p);
+// Draws a contrast of the given type from a base scene made with training (train = 1: priors) or held-out
+// (uniform) settings, objects faint as p says (p NULL: none faint, uniform); retries internally until the
+// base scene admits the type.
+void synth_contrast(SynthContrast *c, AugRng *r, int type, const SynthPriors *p, int train);
 
 // ---- text (data/synth_text.c) ----------------------------------------------------------------------------
 
@@ -109,6 +117,9 @@ typedef struct {
     char q[160];     // "What color is the star?"
     char a[48];      // the right answer: "yes"/"no", a colour, a count ("2"), a cell name
     char d[48];      // a wrong answer of the same kind, for the two-option form
+    int hard;        // the question is about a faint object (exist-yes, colour, position: that object; count,
+                     // relation: any object it involves)
+    int prior;       // colour questions: the shape's typical colour (SYNTH_N_COLORS otherwise)
 } SynthQA;
 // A question of the type about the scene, drawn with r; returns 0 when the scene admits no question of that
 // type (e.g. a colour question needs a shape that occurs once). Answers are short and lowercase.
@@ -119,7 +130,7 @@ int synth_qa(const SynthScene *s, AugRng *r, int type, SynthQA *qa);
 typedef struct {
     const char *out;     // folder
     uint64_t seed;
-    int n_train, n_eval, n_pairs, size;
+    int n_train, n_eval, n_val, n_pairs, size;  // n_val: held-out scenes for choosing hyper-parameters
     SynthPriors priors;
     int qa_per_scene;    // SFT QA records per training scene (besides its caption)
     int quiet;           // no progress lines

@@ -48,6 +48,7 @@ static int pick(AugRng *r, const int *v, int n) { return v[augrng_int(r, 0, n)];
 int synth_qa(const SynthScene *s, AugRng *r, int type, SynthQA *qa) {
     memset(qa, 0, sizeof(*qa));
     qa->type = type;
+    qa->prior = SYNTH_N_COLORS;
     int idx[SYNTH_MAX_OBJECTS], n = 0;
     char name[64], name2[64];
     switch (type) {
@@ -56,6 +57,7 @@ int synth_qa(const SynthScene *s, AugRng *r, int type, SynthQA *qa) {
         if (yes) {
             const SynthObject *o = &s->o[augrng_int(r, 0, s->n)];
             shape = o->shape; color = o->color;
+            qa->hard = o->faint;
         } else {
             // half of the absent objects are a present shape in its typical colour: the prior's favourite lie
             const SynthObject *o = &s->o[augrng_int(r, 0, s->n)];
@@ -81,6 +83,8 @@ int synth_qa(const SynthScene *s, AugRng *r, int type, SynthQA *qa) {
         if (!n) return 0;
         {
             const SynthObject *o = &s->o[pick(r, idx, n)];
+            qa->hard = o->faint;
+            qa->prior = synth_typical_color[o->shape];
             snprintf(qa->q, sizeof(qa->q), "What color is the %s?", synth_shape_names[o->shape]);
             snprintf(qa->a, sizeof(qa->a), "%s", synth_color_names[o->color]);
             int d = augrng_int(r, 0, SYNTH_N_COLORS - 1);
@@ -91,6 +95,7 @@ int synth_qa(const SynthScene *s, AugRng *r, int type, SynthQA *qa) {
         // mostly shapes that are there; sometimes one that is not (answer 0)
         int shape = augrng_uniform(r) < 0.8 ? s->o[augrng_int(r, 0, s->n)].shape : augrng_int(r, 0, SYNTH_N_SHAPES);
         int m = synth_count(s, shape, -1);
+        for (int k = 0; k < s->n; k++) qa->hard |= s->o[k].shape == shape && s->o[k].faint;
         snprintf(qa->q, sizeof(qa->q), "How many %s are there?", synth_shape_plurals[shape]);
         snprintf(qa->a, sizeof(qa->a), "%d", m);
         snprintf(qa->d, sizeof(qa->d), "%d", m == 0 || augrng_uniform(r) < 0.5 ? m + 1 : m - 1);
@@ -102,6 +107,7 @@ int synth_qa(const SynthScene *s, AugRng *r, int type, SynthQA *qa) {
         if (!n) return 0;
         {
             const SynthObject *o = &s->o[pick(r, idx, n)];
+            qa->hard = o->faint;
             synth_object_name(o, name, sizeof(name));
             snprintf(qa->q, sizeof(qa->q), "Where is the %s?", name);
             snprintf(qa->a, sizeof(qa->a), "%s", synth_cell_names[o->cell]);
@@ -119,6 +125,7 @@ int synth_qa(const SynthScene *s, AugRng *r, int type, SynthQA *qa) {
         if (!np) return 0;
         int q = augrng_int(r, 0, np);
         const SynthObject *a = &s->o[pi[q]], *b = &s->o[pj[q]];
+        qa->hard = a->faint || b->faint;
         synth_object_name(a, name, sizeof(name));
         synth_object_name(b, name2, sizeof(name2));
         int left = synth_col(a->cell) < synth_col(b->cell);
@@ -249,7 +256,8 @@ static void images_write(const ImageList *l, const SynthConfig *c) {
     }
 }
 
-enum { SPLIT_TRAIN = 1, SPLIT_EVAL = 2, SPLIT_PAIRS = 3, SPLIT_MMVP = 4, SPLIT_SFT = 5, SPLIT_POPE = 6, SPLIT_QA = 7 };
+enum { SPLIT_TRAIN = 1, SPLIT_EVAL = 2, SPLIT_PAIRS = 3, SPLIT_MMVP = 4, SPLIT_SFT = 5, SPLIT_POPE = 6, SPLIT_QA = 7,
+       SPLIT_VAL_EVAL = 8, SPLIT_VAL_POPE = 9, SPLIT_VAL_QA = 10 };
 enum { N_COMBOS = SYNTH_N_SHAPES * SYNTH_N_COLORS };  // (colour, shape) objects: combo = shape * N_COLORS + color
 
 static int combo_of(const SynthObject *o) { return o->shape * SYNTH_N_COLORS + o->color; }
@@ -307,12 +315,171 @@ static int pope_negatives(const SynthScene *s, int split, AugRng *r, const long 
 
 static const char *const pope_split_names[3] = {"random", "popular", "adversarial"};
 
+// The random streams of one held-out split: its scenes, POPE questions and QA questions.
+typedef struct {
+    int eval, pope, qa;
+} HeldoutSplits;
+static const HeldoutSplits SPLITS_TEST = {SPLIT_EVAL, SPLIT_POPE, SPLIT_QA};
+static const HeldoutSplits SPLITS_VAL = {SPLIT_VAL_EVAL, SPLIT_VAL_POPE, SPLIT_VAL_QA};
+
+typedef struct {
+    long objects, typical, faint;  // objects in the split's scenes, in their typical colour, faint
+    long pope_n, pope_yes;         // POPE questions per split, of which "yes"
+} HeldoutStats;
+
+static const char *difficulty_name(int hard) { return hard ? "hard" : "easy"; }
+
+// What kind of absent object a POPE negative asks about, and how hard the evidence against it is to see:
+//   prior_color  a present shape in its typical colour ("red circle" beside a blue circle): the colour prior's lie;
+//                hard when an object of that shape is faint (its colour is hard to see)
+//   partner      the partner of a present shape, in its typical colour: the co-occurrence prior's lie
+//   other        anything else
+static const char *negative_kind(const SynthScene *s, SynthObject q, int *hard) {
+    *hard = 0;
+    int prior_color = 0, partner = 0;
+    for (int k = 0; k < s->n; k++) {
+        if (s->o[k].shape == q.shape && q.color == synth_typical_color[q.shape]) {
+            prior_color = 1;
+            *hard |= s->o[k].faint;
+        }
+        partner |= synth_partner_shape[s->o[k].shape] == q.shape && q.color == synth_typical_color[q.shape];
+    }
+    return prior_color ? "prior_color" : partner ? "partner" : "other";
+}
+
+// Writes one held-out split of n scenes (unbiased colours and shapes, half of them atypical; faint objects as
+// in training) into c->out with file names prefixed by `prefix`: POPE's three splits, CHAIR's prompts and
+// ground truth, QA, and the scenes. Every question names its object's difficulty, so metrics can be split by it.
+static HeldoutStats heldout_write(const SynthConfig *c, ImageList *images, const long *freq, const long *cooc, int n,
+                                  HeldoutSplits sp, const char *prefix, const char *image_fmt) {
+    Buf pope[3] = {{0}}, chair_prompts = {0}, qa_file = {0}, scenes = {0};
+    cJSON *chair_gt = cJSON_CreateObject();
+    HeldoutStats st = {0};
+    char caption[512];
+    for (int i = 0; i < n; i++) {
+        AugRng r;
+        synth_rng(&r, c->seed, sp.eval, i);
+        SynthScene s;
+        int atypical = i % 2;  // half unbiased, half with every object in an untypical colour
+        synth_scene_eval(&s, &r, atypical, &c->priors);
+        const char *rel = images_add(images, &s, image_fmt, i);
+        char image_id[32];  // the file's name without its folder and extension: e000001, v000001
+        snprintf(image_id, sizeof(image_id), "%s", strrchr(rel, '/') + 1);
+        *strrchr(image_id, '.') = 0;
+        synth_caption(&s, caption, sizeof(caption));
+        cJSON *objs = cJSON_CreateArray();
+        for (int k = 0; k < s.n; k++) {
+            char name[64];
+            synth_object_name(&s.o[k], name, sizeof(name));
+            cJSON_AddItemToArray(objs, cJSON_CreateString(name));
+            st.objects++;
+            st.typical += s.o[k].color == synth_typical_color[s.o[k].shape];
+            st.faint += s.o[k].faint;
+        }
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "image", rel);
+        cJSON_AddStringToObject(j, "image_id", image_id);
+        cJSON_AddStringToObject(j, "caption", caption);
+        cJSON_AddItemToObject(j, "objects", cJSON_Duplicate(objs, 1));
+        cJSON *faint = cJSON_AddArrayToObject(j, "faint");
+        for (int k = 0; k < s.n; k++) cJSON_AddItemToArray(faint, cJSON_CreateBool(s.o[k].faint));
+        cJSON_AddBoolToObject(j, "atypical", atypical);
+        buf_json_line(&scenes, j);
+        cJSON_AddItemToObject(chair_gt, image_id, objs);
+
+        j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "question_id", i);
+        cJSON_AddStringToObject(j, "image_id", image_id);
+        cJSON_AddStringToObject(j, "image", rel);
+        cJSON_AddStringToObject(j, "prompt", "Describe the image.");
+        buf_json_line(&chair_prompts, j);
+
+        // POPE: up to 3 present objects ("yes") and as many absent ones ("no"), alternating; the positives and
+        // the yes/no positions are the same in all three splits, as in POPE's files
+        AugRng rp;
+        synth_rng(&rp, c->seed, sp.pope, i);
+        int pos[N_COMBOS], n_pos = 0;
+        for (int k = 0; k < s.n; k++) {
+            int cb = combo_of(&s.o[k]), dup = 0;
+            for (int q = 0; q < n_pos; q++) dup |= pos[q] == cb;
+            if (!dup) pos[n_pos++] = cb;
+        }
+        for (int q = n_pos - 1; q > 0; q--) {
+            int t = augrng_int(&rp, 0, q + 1), x = pos[q];
+            pos[q] = pos[t]; pos[t] = x;
+        }
+        int k_q = n_pos < 3 ? n_pos : 3;
+        for (int split = 0; split < 3; split++) {
+            int neg[N_COMBOS];
+            AugRng rs = rp;  // the random split's shuffle: its own copy, the same for every split
+            pope_negatives(&s, split, &rs, freq, cooc, neg);
+            for (int q = 0; q < 2 * k_q; q++) {
+                int yes = q % 2 == 0;
+                SynthObject o = combo_object(yes ? pos[q / 2] : neg[q / 2]);
+                int hard = 1;
+                const char *kind = "present";
+                if (yes)  // hard when every object of that colour and shape is faint
+                    for (int k = 0; k < s.n; k++) hard &= !(combo_of(&s.o[k]) == combo_of(&o)) || s.o[k].faint;
+                else kind = negative_kind(&s, o, &hard);
+                char name[64], text[128];
+                synth_object_name(&o, name, sizeof(name));
+                snprintf(text, sizeof(text), "Is there %s %s in the image?", article(name), name);
+                j = cJSON_CreateObject();
+                cJSON_AddNumberToObject(j, "question_id", (double)i * 6 + q);
+                cJSON_AddStringToObject(j, "image", rel);
+                cJSON_AddStringToObject(j, "text", text);
+                cJSON_AddStringToObject(j, "prompt", text);  // what `vlm sample` reads
+                cJSON_AddStringToObject(j, "label", yes ? "yes" : "no");
+                cJSON_AddStringToObject(j, "kind", kind);
+                cJSON_AddStringToObject(j, "difficulty", difficulty_name(hard));
+                buf_json_line(&pope[split], j);
+                if (split == 0) { st.pope_n++; st.pope_yes += yes; }
+            }
+        }
+
+        // general QA: one question of each type the scene admits
+        AugRng rq;
+        synth_rng(&rq, c->seed, sp.qa, i);
+        for (int t = 0; t < SYNTH_N_QA; t++) {
+            SynthQA qa;
+            if (!synth_qa(&s, &rq, t, &qa)) continue;
+            j = cJSON_CreateObject();
+            cJSON_AddNumberToObject(j, "question_id", (double)i * SYNTH_N_QA + t);
+            cJSON_AddStringToObject(j, "image", rel);
+            cJSON_AddStringToObject(j, "type", synth_qa_names[t]);
+            cJSON_AddStringToObject(j, "prompt", qa.q);
+            cJSON_AddStringToObject(j, "answer", qa.a);
+            cJSON_AddBoolToObject(j, "atypical", atypical);
+            cJSON_AddStringToObject(j, "difficulty", difficulty_name(qa.hard));
+            if (qa.prior < SYNTH_N_COLORS) {  // colour questions: what the prior says, and whether it is right here
+                cJSON_AddStringToObject(j, "prior_answer", synth_color_names[qa.prior]);
+                cJSON_AddBoolToObject(j, "typical", !strcmp(qa.a, synth_color_names[qa.prior]));
+            }
+            buf_json_line(&qa_file, j);
+        }
+    }
+    for (int split = 0; split < 3; split++) {
+        char name[64];
+        snprintf(name, sizeof(name), "%spope_%s.jsonl", prefix, pope_split_names[split]);
+        buf_write(&pope[split], c->out, name);
+    }
+    const char *names[4] = {"chair_prompts.jsonl", "qa.jsonl", "eval_scenes.jsonl", "chair_objects.json"};
+    char path[4][64];
+    for (int k = 0; k < 4; k++) snprintf(path[k], sizeof(path[k]), "%s%s", prefix, names[k]);
+    buf_write(&chair_prompts, c->out, path[0]);
+    buf_write(&qa_file, c->out, path[1]);
+    buf_write(&scenes, c->out, path[2]);
+    json_write(chair_gt, c->out, path[3]);
+    return st;
+}
+
+
 void synth_build(const SynthConfig *c) {
     if (c->size < 32 || c->size > 4096) fatal("vlm data synth: --size %d is outside 32..4096", c->size);
     mkdir_p(c->out);
-    char *img_dirs[4] = {path_join(c->out, "images/train"), path_join(c->out, "images/eval"), path_join(c->out, "images/pairs"),
-                         path_join(c->out, "images/mmvp")};
-    for (int i = 0; i < 4; i++) { mkdir_p(img_dirs[i]); free(img_dirs[i]); }
+    char *img_dirs[5] = {path_join(c->out, "images/train"), path_join(c->out, "images/eval"), path_join(c->out, "images/pairs"),
+                         path_join(c->out, "images/mmvp"), path_join(c->out, "images/val")};
+    for (int i = 0; i < 5; i++) { mkdir_p(img_dirs[i]); free(img_dirs[i]); }
     double t0 = now_seconds();
     ImageList images = {0};
 
@@ -394,7 +561,7 @@ void synth_build(const SynthConfig *c) {
         AugRng r;
         synth_rng(&r, c->seed, SPLIT_PAIRS, i);
         SynthContrast ct;
-        synth_contrast(&ct, &r, augrng_int(&r, 0, SYNTH_N_CTS), &c->priors);
+        synth_contrast(&ct, &r, augrng_int(&r, 0, SYNTH_N_CTS), &c->priors, 1);
         ct_counts[ct.type]++;
         char ra[64], rb[64];
         snprintf(ra, sizeof(ra), "%s", images_add(&images, &ct.a, "images/pairs/p%06d_a.png", i));
@@ -416,105 +583,9 @@ void synth_build(const SynthConfig *c) {
     }
     json_write(mvc, c->out, "mvc.json");
 
-    // ---- held-out scenes: POPE, CHAIR, QA -------------------------------------------------------------------
-    Buf pope[3] = {{0}}, chair_prompts = {0}, qa_file = {0}, scenes = {0};
-    cJSON *chair_gt = cJSON_CreateObject();
-    long eval_objects = 0, eval_typical = 0, pope_n = 0, pope_yes = 0;
-    for (int i = 0; i < c->n_eval; i++) {
-        AugRng r;
-        synth_rng(&r, c->seed, SPLIT_EVAL, i);
-        SynthScene s;
-        int atypical = i % 2;  // half unbiased, half with every object in an untypical colour
-        synth_scene_eval(&s, &r, atypical);
-        const char *rel = images_add(&images, &s, "images/eval/e%06d.png", i);
-        char image_id[32];
-        snprintf(image_id, sizeof(image_id), "e%06d", i);
-        synth_caption(&s, caption, sizeof(caption));
-        cJSON *objs = cJSON_CreateArray();
-        for (int k = 0; k < s.n; k++) {
-            char name[64];
-            synth_object_name(&s.o[k], name, sizeof(name));
-            cJSON_AddItemToArray(objs, cJSON_CreateString(name));
-            eval_objects++;
-            eval_typical += s.o[k].color == synth_typical_color[s.o[k].shape];
-        }
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "image", rel);
-        cJSON_AddStringToObject(j, "image_id", image_id);
-        cJSON_AddStringToObject(j, "caption", caption);
-        cJSON_AddItemToObject(j, "objects", cJSON_Duplicate(objs, 1));
-        cJSON_AddBoolToObject(j, "atypical", atypical);
-        buf_json_line(&scenes, j);
-        cJSON_AddItemToObject(chair_gt, image_id, objs);
-
-        j = cJSON_CreateObject();
-        cJSON_AddNumberToObject(j, "question_id", i);
-        cJSON_AddStringToObject(j, "image_id", image_id);
-        cJSON_AddStringToObject(j, "image", rel);
-        cJSON_AddStringToObject(j, "prompt", "Describe the image.");
-        buf_json_line(&chair_prompts, j);
-
-        // POPE: up to 3 present objects ("yes") and as many absent ones ("no"), alternating; the positives and
-        // the yes/no positions are the same in all three splits, as in POPE's files
-        AugRng rp;
-        synth_rng(&rp, c->seed, SPLIT_POPE, i);
-        int pos[N_COMBOS], n_pos = 0;
-        for (int k = 0; k < s.n; k++) {
-            int cb = combo_of(&s.o[k]), dup = 0;
-            for (int q = 0; q < n_pos; q++) dup |= pos[q] == cb;
-            if (!dup) pos[n_pos++] = cb;
-        }
-        for (int q = n_pos - 1; q > 0; q--) {
-            int t = augrng_int(&rp, 0, q + 1), x = pos[q];
-            pos[q] = pos[t]; pos[t] = x;
-        }
-        int k_q = n_pos < 3 ? n_pos : 3;
-        for (int split = 0; split < 3; split++) {
-            int neg[N_COMBOS];
-            AugRng rs = rp;  // the random split's shuffle: its own copy, the same for every split
-            pope_negatives(&s, split, &rs, freq, cooc, neg);
-            for (int q = 0; q < 2 * k_q; q++) {
-                int yes = q % 2 == 0;
-                SynthObject o = combo_object(yes ? pos[q / 2] : neg[q / 2]);
-                char name[64], text[128];
-                synth_object_name(&o, name, sizeof(name));
-                snprintf(text, sizeof(text), "Is there %s %s in the image?", article(name), name);
-                j = cJSON_CreateObject();
-                cJSON_AddNumberToObject(j, "question_id", (double)i * 6 + q);
-                cJSON_AddStringToObject(j, "image", rel);
-                cJSON_AddStringToObject(j, "text", text);
-                cJSON_AddStringToObject(j, "prompt", text);  // what `vlm sample` reads
-                cJSON_AddStringToObject(j, "label", yes ? "yes" : "no");
-                buf_json_line(&pope[split], j);
-                if (split == 0) { pope_n++; pope_yes += yes; }
-            }
-        }
-
-        // general QA: one question of each type the scene admits
-        AugRng rq;
-        synth_rng(&rq, c->seed, SPLIT_QA, i);
-        for (int t = 0; t < SYNTH_N_QA; t++) {
-            SynthQA qa;
-            if (!synth_qa(&s, &rq, t, &qa)) continue;
-            j = cJSON_CreateObject();
-            cJSON_AddNumberToObject(j, "question_id", (double)i * SYNTH_N_QA + t);
-            cJSON_AddStringToObject(j, "image", rel);
-            cJSON_AddStringToObject(j, "type", synth_qa_names[t]);
-            cJSON_AddStringToObject(j, "prompt", qa.q);
-            cJSON_AddStringToObject(j, "answer", qa.a);
-            cJSON_AddBoolToObject(j, "atypical", atypical);
-            buf_json_line(&qa_file, j);
-        }
-    }
-    for (int split = 0; split < 3; split++) {
-        char name[64];
-        snprintf(name, sizeof(name), "pope_%s.jsonl", pope_split_names[split]);
-        buf_write(&pope[split], c->out, name);
-    }
-    buf_write(&chair_prompts, c->out, "chair_prompts.jsonl");
-    buf_write(&qa_file, c->out, "qa.jsonl");
-    buf_write(&scenes, c->out, "eval_scenes.jsonl");
-    json_write(chair_gt, c->out, "chair_objects.json");
+    // ---- held-out scenes: POPE, CHAIR, QA (the test split, and the validation split for choosing settings) --
+    HeldoutStats ev = heldout_write(c, &images, freq, cooc, c->n_eval, SPLITS_TEST, "", "images/eval/e%06d.png");
+    if (c->n_val > 0) heldout_write(c, &images, freq, cooc, c->n_val, SPLITS_VAL, "val_", "images/val/v%06d.png");
     // The CHAIR vocabulary: one class per (colour, shape), matched as a two-word phrase ("red circle"), so a
     // caption that gives the circle its typical colour when it is blue counts as a hallucination.
     {
@@ -540,7 +611,7 @@ void synth_build(const SynthConfig *c) {
         AugRng r;
         synth_rng(&r, c->seed, SPLIT_MMVP, i);
         SynthContrast ct;
-        synth_contrast(&ct, &r, i % SYNTH_N_CTS, NULL);
+        synth_contrast(&ct, &r, i % SYNTH_N_CTS, &c->priors, 0);
         char ra[64], rb[64];
         snprintf(ra, sizeof(ra), "%s", images_add(&images, &ct.a, "images/mmvp/m%06d_a.png", i));
         snprintf(rb, sizeof(rb), "%s", images_add(&images, &ct.b, "images/mmvp/m%06d_b.png", i));
@@ -572,7 +643,7 @@ void synth_build(const SynthConfig *c) {
     // ---- world.json: the settings and what came out, so a run can be reproduced and checked ------------------
     cJSON *w = cJSON_CreateObject();
     cJSON_AddStringToObject(w, "generator", "vlm data synth");
-    cJSON_AddNumberToObject(w, "version", 1);
+    cJSON_AddNumberToObject(w, "version", 2);
     cJSON_AddNumberToObject(w, "seed", (double)c->seed);
     cJSON_AddNumberToObject(w, "size", c->size);
     cJSON_AddNumberToObject(w, "train", c->n_train);
@@ -582,6 +653,9 @@ void synth_build(const SynthConfig *c) {
     cJSON_AddNumberToObject(w, "qa_per_scene", c->qa_per_scene);
     cJSON_AddNumberToObject(w, "prior", c->priors.prior);
     cJSON_AddNumberToObject(w, "cooc", c->priors.cooc);
+    cJSON_AddNumberToObject(w, "hard", c->priors.hard);
+    cJSON_AddNumberToObject(w, "faint_alpha", c->priors.faint_alpha);
+    cJSON_AddNumberToObject(w, "val", c->n_val);
     cJSON *shapes = cJSON_AddArrayToObject(w, "shapes");
     for (int k = 0; k < SYNTH_N_SHAPES; k++) {
         cJSON *o = cJSON_CreateObject();
@@ -609,15 +683,16 @@ void synth_build(const SynthConfig *c) {
     cJSON *cc = cJSON_AddObjectToObject(st, "contrasts");
     for (int t = 0; t < SYNTH_N_CTS; t++) cJSON_AddNumberToObject(cc, synth_contrast_names[t], (double)ct_counts[t]);
     cJSON_AddNumberToObject(st, "train_typical_color_fraction", n_objects ? (double)n_typical / n_objects : 0.0);
-    cJSON_AddNumberToObject(st, "eval_typical_color_fraction", eval_objects ? (double)eval_typical / eval_objects : 0.0);
-    cJSON_AddNumberToObject(st, "pope_questions_per_split", (double)pope_n);
-    cJSON_AddNumberToObject(st, "pope_yes_fraction", pope_n ? (double)pope_yes / pope_n : 0.0);
+    cJSON_AddNumberToObject(st, "eval_typical_color_fraction", ev.objects ? (double)ev.typical / ev.objects : 0.0);
+    cJSON_AddNumberToObject(st, "eval_faint_fraction", ev.objects ? (double)ev.faint / ev.objects : 0.0);
+    cJSON_AddNumberToObject(st, "pope_questions_per_split", (double)ev.pope_n);
+    cJSON_AddNumberToObject(st, "pope_yes_fraction", ev.pope_n ? (double)ev.pope_yes / ev.pope_n : 0.0);
     json_write(w, c->out, "world.json");
     if (!c->quiet)
         printf("vlm data synth: %s: %d images (%dx%d) in %.1fs: %d training scenes (%ld SFT records, typical colour %.2f), "
                "%d contrast pairs, %d held-out scenes (%ld POPE questions per split), %d MMVP pairs\n",
                c->out, images.n, c->size, c->size, now_seconds() - t0, c->n_train, n_sft,
-               n_objects ? (double)n_typical / n_objects : 0.0, c->n_pairs, c->n_eval, pope_n, n_mmvp);
+               n_objects ? (double)n_typical / n_objects : 0.0, c->n_pairs, c->n_eval, ev.pope_n, n_mmvp);
     free(images.v);
     free(cooc);
 }

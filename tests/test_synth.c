@@ -16,7 +16,7 @@
 #include "../util/common.h"
 #include "test.h"
 
-static const SynthPriors default_priors = {0.8, 0.7};
+static const SynthPriors default_priors = {0.8, 0.7, 0.0, 0.35};
 
 // A scene with one object in the middle cell, no jitter, on a flat background.
 static SynthScene single(int shape, int color, int size) {
@@ -123,7 +123,7 @@ TEST(synth_contrasts_minimal) {
             AugRng r;
             synth_rng(&r, 99, 3, type * 100 + t);
             SynthContrast c;
-            synth_contrast(&c, &r, type, t % 2 ? &default_priors : NULL);
+            synth_contrast(&c, &r, type, &default_priors, t % 2);
             EXPECTF(strcmp(c.answer_a, c.answer_b) != 0, "%s: the same answer '%s' on both sides", synth_contrast_names[type], c.answer_a);
             Image *a = synth_render(&c.a, S), *b = synth_render(&c.b, S);
             if (type == SYNTH_CT_FLIP) {
@@ -180,7 +180,7 @@ TEST(synth_contrasts_minimal) {
 // The training split carries the priors (typical colour ~ prior; partners co-occur), the held-out split not.
 TEST(synth_priors_hold_in_train_only) {
     const int N = 4000;
-    SynthPriors p = {0.7, 0.7};
+    SynthPriors p = {0.7, 0.7, 0.0, 0.35};
     long obj[3] = {0}, typ[3] = {0}, pairs[2] = {0}, partner[2] = {0};
     for (int i = 0; i < N; i++) {
         AugRng r;
@@ -188,9 +188,9 @@ TEST(synth_priors_hold_in_train_only) {
         synth_rng(&r, 5, 1, i);
         synth_scene_train(&s[0], &r, &p);
         synth_rng(&r, 5, 2, i);
-        synth_scene_eval(&s[1], &r, 0);
+        synth_scene_eval(&s[1], &r, 0, &p);
         synth_rng(&r, 5, 4, i);
-        synth_scene_eval(&s[2], &r, 1);
+        synth_scene_eval(&s[2], &r, 1, &p);
         for (int k = 0; k < 3; k++)
             for (int j = 0; j < s[k].n; j++) {
                 obj[k]++;
@@ -244,7 +244,7 @@ TEST(synth_qa_answers_true) {
         synth_rng(&r, 11, 1, i);
         SynthScene s;
         if (i % 2) synth_scene_train(&s, &r, &default_priors);
-        else synth_scene_eval(&s, &r, i % 4 == 0);
+        else synth_scene_eval(&s, &r, i % 4 == 0, &default_priors);
         // the caption lists exactly the scene's objects, each with its position
         char cap[512];
         synth_caption(&s, cap, sizeof(cap));
