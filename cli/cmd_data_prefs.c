@@ -269,21 +269,46 @@ int data_clipdpo(int argc, char **argv) {
 
 static const char *mvc_help =
     "usage: vlm data mvc --data MVC.json --clip DIR [--min-sim X] [--max-sim Y] [--tokenizer F] [--images DIR]\n"
-    "                    [--device D] [--allow-empty] [--out FILE]\n"
+    "                    [--device D] [--allow-empty] [--out FILE] [--dpo-out FILE]\n"
     "\n"
     "S-VCO's vision-centric filter (research/methods.md §1.3): keeps the minimal-contrast records (JSON array\n"
     "or JSON Lines with chosen_images, rejected_images, ...) whose first chosen and first rejected image have\n"
     "an image-image cosine under the CLIPModel in DIR within [X, Y] (default [0.7, 1]: pairs a CLIP-like\n"
     "encoder finds hard to tell apart). The paper's second condition (DINOv2 similarity < 0.5) needs a model\n"
     "we do not have; --max-sim is the knob to drop near-duplicates instead. Records keep every field; each\n"
-    "gains \"image_cosine\". Output: JSON Lines. No record kept is an error, unless --allow-empty.\n";
+    "gains \"image_cosine\". Output: JSON Lines. No record kept is an error, unless --allow-empty.\n"
+    "  --dpo-out FILE  the kept pairs also as DPO records, S-VCO's own DPO baseline (its Table 1): the chosen\n"
+    "                  image with the chosen and the rejected response, {image, prompt, chosen, rejected,\n"
+    "                  image_cosine}; the rejected image is not used\n";
+
+// One kept MVC record as a DPO pair on its chosen image: (I_w, y_w) preferred to (I_w, y_l).
+static void mvc_write_dpo(Out *o, const cJSON *rec, const char *path, int index) {
+    const cJSON *ci = cJSON_GetObjectItemCaseSensitive(rec, "chosen_images");
+    const cJSON *img = cJSON_IsArray(ci) ? cJSON_GetArrayItem(ci, 0) : ci;
+    const char *keys[3] = {"instruction_prompt", "chosen_response", "rejected_response"};
+    const cJSON *v[3];
+    for (int k = 0; k < 3; k++) {
+        v[k] = cJSON_GetObjectItemCaseSensitive(rec, keys[k]);
+        if (!cJSON_IsString(v[k])) fatal("%s: record %d: --dpo-out needs the string field \"%s\"", path, index + 1, keys[k]);
+    }
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "image", img->valuestring);
+    cJSON_AddStringToObject(d, "prompt", v[0]->valuestring);
+    cJSON_AddStringToObject(d, "chosen", v[1]->valuestring);
+    cJSON_AddStringToObject(d, "rejected", v[2]->valuestring);
+    cJSON_AddItemToObject(d, "image_cosine", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(rec, "image_cosine"), 0));
+    char *line = cJSON_PrintUnformatted(d);
+    fprintf(o->f, "%s\n", line);
+    free(line);
+    cJSON_Delete(d);
+}
 
 int data_mvc(int argc, char **argv) {
     Args a = args_init("vlm data mvc", argc, argv);
     if (args_help(&a)) { printf("%s", mvc_help); return 0; }
     const char *dp = arg_str(&a, "--data", NULL), *clip = arg_str(&a, "--clip", NULL), *tok = arg_str(&a, "--tokenizer", NULL);
     const char *images = arg_str(&a, "--images", NULL), *device = arg_str(&a, "--device", "auto");
-    const char *out_path = arg_str(&a, "--out", NULL);
+    const char *out_path = arg_str(&a, "--out", NULL), *dpo_path = arg_str(&a, "--dpo-out", NULL);
     double lo = arg_float(&a, "--min-sim", 0.7), hi = arg_float(&a, "--max-sim", 1.0);
     const int allow_empty = arg_flag(&a, "--allow-empty");
     args_finish(&a);
@@ -317,8 +342,9 @@ int data_mvc(int argc, char **argv) {
     clipscore_open(&s, clip, tok, backend_select(device), 64);
     float *e = xmalloc(sizeof(float) * 2 * n * s.P);
     clipscore_images(&s, (const char *const *)paths, 2 * n, e);
-    Out o;
+    Out o, od = {0};
     out_open(&o, out_path);
+    if (dpo_path) out_open(&od, dpo_path);
     int kept = 0;
     double sum = 0;
     for (int i = 0; i < n; i++) {
@@ -329,6 +355,7 @@ int data_mvc(int argc, char **argv) {
             char *line = cJSON_PrintUnformatted(recs[i]);
             fprintf(o.f, "%s\n", line);
             free(line);
+            if (dpo_path) mvc_write_dpo(&od, recs[i], dp, i);
             kept++;
         }
         cJSON_Delete(recs[i]);
@@ -336,6 +363,7 @@ int data_mvc(int argc, char **argv) {
         free(paths[2 * i + 1]);
     }
     out_close(&o);
+    if (dpo_path) out_close(&od);
     fprintf(stderr, "mvc: %d records -> %d kept with image cosine in [%g, %g] (mean cosine %.3f)\n", n, kept, lo, hi, sum / n);
     free(e); free(recs); free(paths); free(dir);
     clipscore_close(&s);

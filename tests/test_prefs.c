@@ -314,7 +314,25 @@ TEST(data_clipdpo_and_mvc) {
     EXPECT_INT_EQ(n, 1);
     if (n == 1) EXPECT(!strcmp(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(v[0], "rejected_images"), 0)->valuestring, "a.png"));
     free_lines(v, n);
-    free(out); free(mv); free(q); free(s); free(bpe);
+    free(out);
+    // --dpo-out: the same kept pairs as DPO records on the chosen image (S-VCO's DPO baseline)
+    char *dpo = path_join(test_tmpdir(), "mvc_dpo.jsonl");
+    snprintf(args, sizeof(args), "data mvc --data %s --clip %s --tokenizer %s --min-sim %.12f --device cpu --dpo-out %s", mv,
+             clip, bpe, (cos[0] + cos[1]) / 2, dpo);
+    free(run_ok(args));
+    char *text = read_file(dpo, NULL);
+    v = read_lines(text, &n);
+    EXPECT_INT_EQ(n, 1);
+    if (n == 1) {
+        const char *want[4][2] = {{"image", "a.png"}, {"prompt", "q"}, {"chosen", "x"}, {"rejected", "y"}};
+        for (int k = 0; k < 4; k++) {
+            const cJSON *f = cJSON_GetObjectItemCaseSensitive(v[0], want[k][0]);
+            EXPECTF(cJSON_IsString(f) && !strcmp(f->valuestring, want[k][1]), "dpo field %s", want[k][0]);
+        }
+        EXPECT(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(v[0], "image_cosine")));
+    }
+    free_lines(v, n);
+    free(text); free(dpo); free(mv); free(q); free(s); free(bpe);
 }
 
 // Record files may be one JSON array: a broken one is named with the line where parsing stopped, and an
