@@ -166,10 +166,10 @@ void world_tokenizer_write(const char *dir, int quiet) {
     free(s);
     cJSON_Delete(w);
     if (st.n_words_split > 0)
-        fprintf(stderr, "vlm data synth: warning: %s: the cap of 8000 pieces left %d of %d words in several pieces\n",
+        fprintf(stderr, "world tokenizer: warning: %s: the cap of 8000 pieces left %d of %d words in several pieces\n",
                 path, st.n_words_split, st.n_words);
     if (!quiet)
-        printf("vlm data synth: %s: %d pieces (%d characters, %d merges; %d words%s) from %ld texts in %.1fs; "
+        printf("world tokenizer: %s: %d pieces (%d characters, %d merges; %d words%s) from %ld texts in %.1fs; "
                "LLaVA: image_token_index %d, vocab_size %d\n",
                path, st.n_pieces, st.n_chars, st.n_merges, st.n_words, st.n_words_split ? "" : ", each one piece",
                n_texts, now_seconds() - t0, tok->image_id, vocab);
