@@ -16,6 +16,9 @@
 #include "../data/preprocess.h"
 #include "../data/shard.h"
 #include "../data/synth.h"
+#include "../data/tokenizer_train.h"
+#include "../data/world_tokenizer.h"
+#include "../util/jsonl.h"
 #include "../util/args.h"
 #include "../util/common.h"
 #include "commands.h"
@@ -474,6 +477,8 @@ static const char *synth_help =
     "  eval_scenes.jsonl     held-out scenes: image, image_id, true caption, objects, faint, atypical\n"
     "  val_*                 the validation split's pope, qa, chair and scene files (with --val)\n"
     "  world.json            the settings, the world's vocabulary and priors, and counts\n"
+    "  tokenizer.model       a SentencePiece BPE over the words of the files above (vlm data tokenizer);\n"
+    "                        world.json gets its size: tokenizer_pieces, image_token_index, vocab_size\n"
     "Prompts (sft, mvc, pope, chair, mmvp, qa) carry no \"<image>\": the chat template puts the image first.\n";
 
 static int data_synth(int argc, char **argv) {
@@ -518,6 +523,64 @@ static int data_synth(int argc, char **argv) {
     return 0;
 }
 
+// ---- vlm data tokenizer ----------------------------------------------------------------------------
+
+static const char *tokenizer_help =
+    "usage: vlm data tokenizer --world DIR\n"
+    "       vlm data tokenizer --texts FILE --out tokenizer.model [--max-pieces N]\n"
+    "\n"
+    "Trains a SentencePiece BPE tokenizer.model (LLaMA's format and normalization, byte fallback, <unk> <s> </s>\n"
+    "= 0 1 2) whose pieces are the words of a corpus: merges are learned until every word is one piece\n"
+    "(data/tokenizer_train.h). The same bytes for the same corpus.\n"
+    "\n"
+    "  --world DIR      a `vlm data synth` folder: train on the text of its *.json and *.jsonl files, write\n"
+    "                   DIR/tokenizer.model and its sizes into DIR/world.json (what synth does at its end;\n"
+    "                   for folders made before it did)\n"
+    "  --texts FILE     JSON lines {\"text\": ...} (a text may hold <image> and </s>, split out as the encoder does)\n"
+    "  --out FILE       where --texts writes the model\n"
+    "  --max-pieces N   cap on the vocabulary, fixed and byte pieces included (default 8000)\n";
+
+static int data_tokenizer(int argc, char **argv) {
+    Args a = args_init("vlm data tokenizer", argc, argv);
+    if (args_help(&a)) {
+        fputs(tokenizer_help, stdout);
+        return 0;
+    }
+    const char *world = arg_str(&a, "--world", NULL), *texts = arg_str(&a, "--texts", NULL);
+    const char *out = arg_str(&a, "--out", NULL);
+    long max_pieces = arg_int(&a, "--max-pieces", 8000);
+    args_finish(&a);
+    if (!world == !texts) fatal("vlm data tokenizer: give exactly one of --world DIR or --texts FILE (see --help)");
+    if (world) {
+        if (out) fatal("vlm data tokenizer: --out is for --texts; --world writes DIR/tokenizer.model");
+        world_tokenizer_write(world, 0);
+        return 0;
+    }
+    if (!out) fatal("vlm data tokenizer: --texts needs --out FILE");
+    if (max_pieces < 260 || max_pieces > 1000000) fatal("vlm data tokenizer: --max-pieces %ld is outside 260..1000000", max_pieces);
+    SpTrainer *tr = sptrain_new();
+    JsonlReader r;
+    jsonl_open(&r, texts);
+    for (cJSON *j; (j = jsonl_next(&r, 0, NULL));) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "text");
+        if (!cJSON_IsString(t)) fatal("%s:%d: no \"text\" string", texts, r.line);
+        sptrain_add(tr, t->valuestring, strlen(t->valuestring), 1);
+        cJSON_Delete(j);
+    }
+    jsonl_close(&r);
+    SpTrainStats st;
+    char err[512];
+    size_t len;
+    uint8_t *model = sptrain_build(tr, &(SpTrainOptions){.max_pieces = (int)max_pieces}, &len, &st, err, sizeof(err));
+    if (!model) fatal("vlm data tokenizer: %s: %s", texts, err);
+    write_file_atomic(out, model, len);
+    printf("vlm data tokenizer: %s: %d pieces (%d characters, %d merges); %d words, %d of them in several pieces\n",
+           out, st.n_pieces, st.n_chars, st.n_merges, st.n_words, st.n_words_split);
+    free(model);
+    sptrain_free(tr);
+    return 0;
+}
+
 // ---- dispatch --------------------------------------------------------------------------------------
 
 typedef struct {
@@ -530,6 +593,7 @@ static const Subcommand subcommands[] = {
     {"pack", data_pack, "a dataset file and its images -> a packed binary shard"},
     {"bench", data_bench, "shard loader throughput (normalized images/s) on a synthetic shard"},
     {"synth", data_synth, "the synthetic world of the miniature study: images, training and evaluation files"},
+    {"tokenizer", data_tokenizer, "a SentencePiece BPE tokenizer.model over a world's (or a corpus') words"},
     {"seva", data_seva, "SeVa pairs: answers on original (chosen) vs augmented images (rejected)"},
     {"clipdpo", data_clipdpo, "CLIP-DPO pairs: sampled candidates ranked by CLIPScore, best vs worst"},
     {"mvc", data_mvc, "S-VCO minimal-contrast records kept by CLIP image-image similarity"},
@@ -538,7 +602,7 @@ static const Subcommand subcommands[] = {
 static void data_usage(FILE *f) {
     fprintf(f, "usage: vlm data <subcommand> [flags]   (vlm data <subcommand> --help for its flags)\n\nsubcommands:\n");
     for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-        fprintf(f, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
+        fprintf(f, "  %-9s %s\n", subcommands[i].name, subcommands[i].summary);
 }
 
 int cmd_data(int argc, char **argv) {

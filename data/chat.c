@@ -49,45 +49,61 @@ static void put_user_without_image(StrBuf *b, const char *q) {
 
 static void puts_(StrBuf *b, const char *s) { strbuf_put(b, s, strlen(s)); }
 
-int chat_build(const SpTokenizer *tok, const ChatOptions *opt, const ChatTurn *turns, int n_turns, ChatTokens *out,
-               char *err, size_t errlen) {
-    memset(out, 0, sizeof(*out));
+// Renders the conversation's text and records the byte ranges of the answers (what the mask labels) into
+// spans (2 per answer). Returns 0, or -1 with a message in err (text left empty).
+static int render(const ChatOptions *opt, const ChatTurn *turns, int n_turns, StrBuf *text, size_t *spans,
+                  int *n_spans, char *err, size_t errlen) {
     if (n_turns < 1) return fail(err, errlen, "the conversation has no turns");
-    if (opt->n_image_tokens < 1) return fail(err, errlen, "n_image_tokens must be at least 1, got %d", opt->n_image_tokens);
+    if (n_turns > 64) return fail(err, errlen, "%d turns; at most 64 are supported", n_turns);
     for (int k = 0; k < n_turns; k++) {
         if (!turns[k].user) return fail(err, errlen, "turn %d has no user message", k + 1);
         if (!turns[k].assistant && k + 1 < n_turns)
             return fail(err, errlen, "turn %d has no answer; only the last turn may be left open for generation", k + 1);
     }
-    // Render, remembering the byte ranges of the answers (what the mask labels).
-    StrBuf text = {0};
-    strbuf_put(&text, "", 0);
-    size_t spans[2 * 64];
-    int n_spans = 0;
-    if (n_turns > 64) return fail(err, errlen, "%d turns; at most 64 are supported", n_turns);
+    strbuf_put(text, "", 0);
+    *n_spans = 0;
     const char *system = opt->system ? opt->system : opt->tmpl == CHAT_VICUNA_V1 ? CHAT_VICUNA_SYSTEM : "";
     if (opt->tmpl == CHAT_VICUNA_V1) {
-        puts_(&text, system);
-        puts_(&text, " ");
+        puts_(text, system);
+        puts_(text, " ");
     } else if (system[0]) {
-        puts_(&text, system);
-        puts_(&text, " ");
+        puts_(text, system);
+        puts_(text, " ");
     }
     for (int k = 0; k < n_turns; k++) {
-        puts_(&text, "USER: ");
+        puts_(text, "USER: ");
         if (k == 0) {
-            if (opt->image) puts_(&text, "<image>\n");
-            put_user_without_image(&text, turns[k].user);
-        } else puts_(&text, turns[k].user);
-        puts_(&text, " ");
-        if (!turns[k].assistant) { puts_(&text, "ASSISTANT:"); break; }
-        puts_(&text, "ASSISTANT: ");
-        spans[2 * n_spans] = text.len;
-        puts_(&text, turns[k].assistant);
-        puts_(&text, opt->tmpl == CHAT_VICUNA_V1 ? "</s>" : " ");
-        spans[2 * n_spans + 1] = text.len;
-        n_spans++;
+            if (opt->image) puts_(text, "<image>\n");
+            put_user_without_image(text, turns[k].user);
+        } else puts_(text, turns[k].user);
+        puts_(text, " ");
+        if (!turns[k].assistant) { puts_(text, "ASSISTANT:"); break; }
+        puts_(text, "ASSISTANT: ");
+        spans[2 * *n_spans] = text->len;
+        puts_(text, turns[k].assistant);
+        puts_(text, opt->tmpl == CHAT_VICUNA_V1 ? "</s>" : " ");
+        spans[2 * *n_spans + 1] = text->len;
+        (*n_spans)++;
     }
+    return 0;
+}
+
+char *chat_render(const ChatOptions *opt, const ChatTurn *turns, int n_turns, char *err, size_t errlen) {
+    StrBuf text = {0};
+    size_t spans[2 * 64];
+    int n_spans;
+    if (render(opt, turns, n_turns, &text, spans, &n_spans, err, errlen) != 0) { strbuf_free(&text); return NULL; }
+    return text.data;
+}
+
+int chat_build(const SpTokenizer *tok, const ChatOptions *opt, const ChatTurn *turns, int n_turns, ChatTokens *out,
+               char *err, size_t errlen) {
+    memset(out, 0, sizeof(*out));
+    if (opt->n_image_tokens < 1) return fail(err, errlen, "n_image_tokens must be at least 1, got %d", opt->n_image_tokens);
+    StrBuf text = {0};
+    size_t spans[2 * 64];
+    int n_spans;
+    if (render(opt, turns, n_turns, &text, spans, &n_spans, err, errlen) != 0) { strbuf_free(&text); return -1; }
     int *ids, *tspan;
     int n = sptok_encode(tok, text.data, text.len, SPTOK_BOS, &ids, &tspan);
     int training = turns[n_turns - 1].assistant != NULL;

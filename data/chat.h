@@ -72,3 +72,7 @@ typedef struct {
 int chat_build(const SpTokenizer *tok, const ChatOptions *opt, const ChatTurn *turns, int n_turns, ChatTokens *out,
                char *err, size_t errlen);
 void chat_tokens_free(ChatTokens *c);
+// The conversation's rendered text alone (what chat_build tokenizes; opt->n_image_tokens and max_len play no
+// part): a malloc'd string, or NULL with a message in err. The world tokenizer's trainer reads the templates'
+// fixed text through it (data/world_tokenizer.c).
+char *chat_render(const ChatOptions *opt, const ChatTurn *turns, int n_turns, char *err, size_t errlen);

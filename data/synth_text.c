@@ -9,6 +9,7 @@
 
 #include "../util/common.h"
 #include "synth.h"
+#include "world_tokenizer.h"
 
 const char *const synth_qa_names[SYNTH_N_QA] = {"exist", "color", "count", "position", "relation"};
 
@@ -688,6 +689,8 @@ void synth_build(const SynthConfig *c) {
     cJSON_AddNumberToObject(st, "pope_questions_per_split", (double)ev.pope_n);
     cJSON_AddNumberToObject(st, "pope_yes_fraction", ev.pope_n ? (double)ev.pope_yes / ev.pope_n : 0.0);
     json_write(w, c->out, "world.json");
+    // ---- tokenizer.model: a SentencePiece BPE over the text of the files above (data/world_tokenizer.h) ------
+    world_tokenizer_write(c->out, c->quiet);
     if (!c->quiet)
         printf("vlm data synth: %s: %d images (%dx%d) in %.1fs: %d training scenes (%ld SFT records, typical colour %.2f), "
                "%d contrast pairs, %d held-out scenes (%ld POPE questions per split), %d MMVP pairs\n",

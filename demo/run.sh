@@ -14,8 +14,9 @@
 # Usage: bash demo/run.sh [smoke|medium|full|test] (what `make demo` runs: smoke on a machine without a GPU, full
 # with one; test is the test suite's tiny run). Environment: DEMO_OUT (work folder, default
 # demo-out/CONFIG), RESULTS (default notes/results/demo-CONFIG), SEEDS (default "1" for smoke and test,
-# "1 2 3" for full), VLM (the binary, default ./vlm), DEVICE (auto), BPE and SPM (the CLIP BPE and
-# LLaMA tokenizer files, default ../shared/data/tokenizers/, else .deps/shared/tokenizers/).
+# "1 2 3" for full), VLM (the binary, default ./vlm), DEVICE (auto), BPE (the CLIP BPE file, default
+# ../shared/data/tokenizers/, else .deps/shared/tokenizers/). The LLaVA's tokenizer is the world's own
+# (vlm data synth writes it: a few hundred pieces instead of LLaMA's 32,000).
 set -euo pipefail
 CONFIG=${1:-smoke}
 VLM=${VLM:-./vlm}
@@ -25,7 +26,6 @@ OUT=${DEMO_OUT:-demo-out/$CONFIG}
 TOK=../shared/data/tokenizers
 [ -d "$TOK" ] || TOK=.deps/shared/tokenizers
 BPE=${BPE:-$TOK/clip_bpe_simple_vocab_16e6.txt.gz}
-SPM=${SPM:-$TOK/llama2_tokenizer.model}
 
 case $CONFIG in
 test)   # the test suite's run (tests/test_demo.c): every stage at the smallest size, in well under a minute
@@ -69,8 +69,8 @@ full)   # one H100: the study proper
 *) echo "demo/run.sh: unknown configuration '$CONFIG' (smoke, medium, full or test)" >&2; exit 2 ;;
 esac
 
-for f in "$BPE" "$SPM"; do
-    [ -f "$f" ] || { echo "demo/run.sh: $f not found (set BPE and SPM, run from the repository next to ../shared, or make deps-device)" >&2; exit 2; }
+for f in "$BPE"; do
+    [ -f "$f" ] || { echo "demo/run.sh: $f not found (set BPE, run from the repository next to ../shared, or make deps-device)" >&2; exit 2; }
 done
 [ -x "$VLM" ] || { echo "demo/run.sh: $VLM not built (make)" >&2; exit 2; }
 mkdir -p "$OUT"
@@ -113,15 +113,22 @@ CLIP=$(latest "$OUT/clip")
 # ---- 3. LLaVA: the CLIP tower + projector + decoder, SFT ------------------------------------------------
 # Features from the tower's second-to-last layer, as LLaVA takes them: CLIP's loss reads the class token of
 # the last layer only, so the last layer's patch tokens never get a gradient.
+# The decoder's vocabulary is the world's tokenizer (world.json: vocab_size = its pieces + <image> + <pad>, rounded
+# up to 64; <image> right after the pieces); a world folder from before synth wrote one gets it now.
+[ -f "$W/tokenizer.model" ] || vlm data tokenizer --world "$W" >/dev/null
+world_int() { awk -v k="\"$1\":" '$1 == k { gsub(/[^0-9]/, "", $2); print $2; exit }' "$W/world.json"; }
+VOCAB=$(world_int vocab_size)
+IMAGE_TOKEN=$(world_int image_token_index)
+[ -n "$VOCAB" ] && [ -n "$IMAGE_TOKEN" ] || { echo "demo/run.sh: $W/world.json has no vocab_size / image_token_index" >&2; exit 2; }
 mkdir -p "$OUT/llava_config"
-cp "$SPM" "$OUT/llava_config/tokenizer.model"
+cp "$W/tokenizer.model" "$OUT/llava_config/tokenizer.model"
 cat > "$OUT/llava_config/config.json" <<EOF
-{"model_type": "llava", "image_token_index": 32000, "projector_hidden_act": "gelu",
+{"model_type": "llava", "image_token_index": $IMAGE_TOKEN, "projector_hidden_act": "gelu",
  "vision_feature_layer": -2, "vision_feature_select_strategy": "default", "tie_word_embeddings": false,
  "vision_config": {"model_type": "clip_vision_model", "hidden_size": $CLIP_WIDTH, "intermediate_size": $((4 * CLIP_WIDTH)),
    "num_hidden_layers": $CLIP_LAYERS, "num_attention_heads": 4, "image_size": $SIZE, "patch_size": $PATCH,
    "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5},
- "text_config": {"model_type": "llama", "vocab_size": 32064, "hidden_size": $LM_WIDTH, "intermediate_size": $LM_FFN,
+ "text_config": {"model_type": "llama", "vocab_size": $VOCAB, "hidden_size": $LM_WIDTH, "intermediate_size": $LM_FFN,
    "num_hidden_layers": $LM_LAYERS, "num_attention_heads": 4, "num_key_value_heads": 4, "rms_norm_eps": 1e-5,
    "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2}}
 EOF
@@ -131,7 +138,7 @@ sample() {
     local model=$1 data=$2 out=$3
     shift 3
     [ -f "$out" ] || vlm sample --model "$model" --data "$data" --out "$out" --max-new-tokens "$MAX_NEW" --batch 64 \
-        --device "$DEVICE" "$@"
+        --template llava_hf --device "$DEVICE" "$@"
 }
 
 # evaluate MODEL DIR: every benchmark of the held-out world into DIR/*.json
@@ -158,7 +165,7 @@ for seed in $SEEDS; do
         stage "seed $seed: SFT of the LLaVA (CLIP tower frozen): $SFT_STEPS steps of $SFT_BATCH"
         vlm train --recipe sft --model "$OUT/llava_config" --init random --vision-from "$CLIP" --train projector,decoder \
             --data "$W/sft.jsonl" --out "$S/sft" --steps "$SFT_STEPS" --batch "$SFT_BATCH" --lr "$SFT_LR" \
-            --warmup-steps $((SFT_STEPS / 10)) --seed "$seed" --device "$DEVICE" --log-every 10
+            --warmup-steps $((SFT_STEPS / 10)) --seed "$seed" --template llava_hf --device "$DEVICE" --log-every 10
     fi
     SFT=$(latest "$S/sft")
     stage "seed $seed: evaluating the SFT model"
@@ -207,7 +214,7 @@ for seed in $SEEDS; do
             stage "seed $seed: $name ($recipe on $data): $PREF_STEPS steps of $PREF_BATCH"
             vlm train --recipe "$recipe" --model "$SFT" --data "$W/$data" --out "$S/$name" --steps "$PREF_STEPS" \
                 --batch "$PREF_BATCH" --lr "$PREF_LR" --warmup-steps $((PREF_STEPS / 10)) --seed "$seed" \
-                --device "$DEVICE" --log-every 10
+                --template llava_hf --device "$DEVICE" --log-every 10
         fi
         stage "seed $seed: evaluating $name"
         evaluate "$(latest "$S/$name")" "$S/eval/$name"
