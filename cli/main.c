@@ -2,7 +2,21 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../model/ops.h"
 #include "commands.h"
+
+// vlm device [auto|cpu|cuda]: the backend a command given --device would run on, as one word on stdout
+// ("cpu" or "cuda"), with the no-GPU notice on stderr once; scripts ask once and pass the answer on.
+static int cmd_device(int argc, char **argv) {
+    if (argc > 0 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
+        printf("usage: vlm device [auto|cpu|cuda]\n\nPrints the backend that --device NAME (default auto) selects: cpu or cuda.\n");
+        return 0;
+    }
+    if (argc > 1) { fprintf(stderr, "vlm device: expected at most one device name\n"); return 2; }
+    const Backend *be = backend_select(argc ? argv[0] : "auto");
+    printf("%s\n", be == &backend_cpu ? "cpu" : be == &backend_cpu64 ? "cpu64" : "cuda");
+    return 0;
+}
 
 typedef struct {
     const char *name;
@@ -22,6 +36,7 @@ static const Command commands[] = {
     {"data", cmd_data, "dataset tools: synth (the synthetic world of the miniature study), pack (dataset + images -> binary shard), bench"},
     {"eval", cmd_eval, "rule-based benchmark scorers: pope, chair, mmvp"},
     {"score", cmd_score, "CLIP similarity: image-text CLIPScore or image-image cosine per record"},
+    {"device", cmd_device, "the backend --device auto selects here: cpu or cuda"},
 };
 
 static void usage(FILE *f) {

@@ -1,102 +1,120 @@
 #!/bin/bash
 # The miniature study (DESIGN.md §5), end to end from nothing:
 #
-#   1. a synthetic world with language priors (vlm data synth)
-#   2. a tiny CLIP trained contrastively on its captions (vlm train --recipe clip --init random)
-#   3. a tiny LLaVA: that CLIP's vision tower (frozen) + projector + decoder, SFT on captions and QA
-#   4. preference data by each method: SeVa (answers on original vs diffusion-noised images), CLIP-DPO
-#      (sampled captions ranked by the CLIP), MVC (minimal-contrast pairs kept by CLIP similarity)
-#   5. alignment from the SFT model at equal budget: DPO (SeVa data), DPO (CLIP-DPO data), mDPO (SeVa
-#      data), VCO and S-VCO (MVC pairs)
-#   6. every model evaluated on held-out scenes: POPE random/popular/adversarial, CHAIR, MMVP, QA;
-#      a table (mean +- std over seeds) and loss curves under notes/results/
+#   1. a synthetic world with language priors and a difficulty knob (vlm data synth): each shape has a typical
+#      colour and a partner shape in training; some objects are faint (their colour hard to see), so a model
+#      that cannot see them falls back to the priors, as real VLMs do where visual evidence is weak
+#   2. a tiny CLIP trained contrastively on the captions (vlm train --recipe clip --init random): the scorer of
+#      CLIP-DPO and of the MVC filter, and the LLaVA's starting vision tower
+#   3. a tiny LLaVA: that tower + projector + decoder with the world's own tokenizer, SFT on captions and QA
+#   4. preference data by each method: SeVa (answers on original vs diffusion-noised images), CLIP-DPO (sampled
+#      captions ranked by the CLIP), MVC (minimal-contrast pairs kept by CLIP similarity; also as plain DPO
+#      pairs, S-VCO's own baseline)
+#   5. from the one SFT model, at equal budget (steps x pairs): DPO on SeVa pairs, DPO on CLIP-DPO pairs, DPO on
+#      MVC pairs, mDPO, VCO and S-VCO; each method's learning rate chosen from a small grid on the validation
+#      split (never the test files), then SEEDS alignment runs at that rate
+#   6. every model on the held-out test scenes: POPE random/popular/adversarial (>= 1,000 questions each in
+#      the cpu and full configurations), CHAIR, MMVP, QA, by difficulty; one table with 95% intervals and the
+#      paired differences against SFT and DPO-MVC (vlm eval table), loss curves, timings, in notes/results/
 #
-# Usage: bash demo/run.sh [smoke|medium|full|test] (what `make demo` runs: smoke on a machine without a GPU, full
-# with one; test is the test suite's tiny run). Environment: DEMO_OUT (work folder, default
-# demo-out/CONFIG), RESULTS (default notes/results/demo-CONFIG), SEEDS (default "1" for smoke and test,
-# "1 2 3" for full), VLM (the binary, default ./vlm), DEVICE (auto), BPE (the CLIP BPE file, default
-# ../shared/data/tokenizers/, else .deps/shared/tokenizers/). The LLaVA's tokenizer is the world's own
-# (vlm data synth writes it: a few hundred pieces instead of LLaMA's 32,000).
+# Usage: bash demo/run.sh [cpu|full|test]; without an argument (what `make demo` runs): full where a GPU
+# answers, cpu elsewhere. cpu is the study on a 2-core CPU in about 20 minutes; full is the same study at a
+# larger size for one GPU (several SFT seeds); test is the test suite's tiny run (every stage, numbers
+# meaningless). Environment: DEMO_OUT (work folder, default demo-out/CONFIG), RESULTS (default
+# notes/results/demo-CONFIG), SEEDS (alignment seeds), VLM (the binary, default ./vlm), DEVICE (default: asked
+# once of `vlm device`), BPE (the CLIP BPE file, default ../shared/data/tokenizers/, else .deps/shared/tokenizers/).
 set -euo pipefail
-CONFIG=${1:-smoke}
 VLM=${VLM:-./vlm}
-DEVICE=${DEVICE:-auto}
+[ -x "$VLM" ] || { echo "demo/run.sh: $VLM not built (make)" >&2; exit 2; }
+# one device decision for the whole run, so the no-GPU notice shows once
+DEVICE=${DEVICE:-$("$VLM" device auto)}
+CONFIG=${1:-$([ "$DEVICE" = cuda ] && echo full || echo cpu)}
 OUT=${DEMO_OUT:-demo-out/$CONFIG}
-# the tokenizers: ../shared/data beside the checkout, or the copy `make deps-device` puts in .deps/shared
 TOK=../shared/data/tokenizers
 [ -d "$TOK" ] || TOK=.deps/shared/tokenizers
 BPE=${BPE:-$TOK/clip_bpe_simple_vocab_16e6.txt.gz}
 
+# Sizes. TRAIN training scenes (each a caption and QA questions QA), EVAL test scenes (POPE: ~4.4 questions per
+# scene and split), VAL validation scenes, PAIRS minimal-contrast pairs; HARD the fraction of faint objects,
+# FAINT their opacity. The alignment budget is PREF_STEPS steps of PREF_BATCH pairs for every method; GRID the
+# learning rates tried on the validation split (the first seed's run at the chosen rate is reused).
 case $CONFIG in
 test)   # the test suite's run (tests/test_demo.c): every stage at the smallest size, in well under a minute
     SEEDS=${SEEDS:-1}
-    SIZE=32; TRAIN=40; EVAL=4; PAIRS=16
-    CLIP_WIDTH=32; CLIP_LAYERS=2; CLIP_STEPS=6; CLIP_BATCH=16; CLIP_LR=2e-3
-    LM_WIDTH=32; LM_LAYERS=1; LM_FFN=64
+    SIZE=32; PATCH=8; TRAIN=40; EVAL=4; VAL=3; PAIRS=16; HARD=0.2; FAINT=0.35; QA=3
+    CLIP_WIDTH=32; CLIP_LAYERS=1; CLIP_STEPS=6; CLIP_BATCH=16; CLIP_LR=2e-3
+    VIS_WIDTH=32; VIS_LAYERS=1; LM_WIDTH=32; LM_LAYERS=1; LM_FFN=64
     SFT_STEPS=6; SFT_BATCH=8; SFT_LR=2e-3
-    PREF_QUESTIONS=8; CANDIDATES=3; PREF_STEPS=2; PREF_BATCH=2; PREF_LR=2e-5
+    PREF_QUESTIONS=8; CANDIDATES=3; PREF_STEPS=2; PREF_BATCH=2; GRID="1e-4 1e-3"
     MAX_NEW=6
     ;;
-medium) # a 2-core CPU in about 45 minutes: the smallest size measured where the SFT model starts to see
-    SEEDS=${SEEDS:-1}
-    SIZE=32; TRAIN=4000; EVAL=40; PAIRS=600
-    CLIP_WIDTH=64; CLIP_LAYERS=3; CLIP_STEPS=1200; CLIP_BATCH=64; CLIP_LR=2e-3
-    LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
-    SFT_STEPS=2500; SFT_BATCH=24; SFT_LR=2e-3
-    PREF_QUESTIONS=200; CANDIDATES=4; PREF_STEPS=60; PREF_BATCH=8; PREF_LR=1e-5
-    MAX_NEW=24
-    ;;
-smoke)  # a 2-core CPU in about 5 minutes: checks that every stage runs, numbers mean little
-    SEEDS=${SEEDS:-1}
-    SIZE=32; TRAIN=600; EVAL=24; PAIRS=160
-    CLIP_WIDTH=64; CLIP_LAYERS=3; CLIP_STEPS=400; CLIP_BATCH=64; CLIP_LR=2e-3
-    LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
-    SFT_STEPS=300; SFT_BATCH=16; SFT_LR=2e-3
-    PREF_QUESTIONS=96; CANDIDATES=4; PREF_STEPS=24; PREF_BATCH=4; PREF_LR=2e-5
-    MAX_NEW=24
-    ;;
-full)   # one H100: the study proper
+cpu)    # 2 cores, about 20 minutes: the study, with one SFT model and SEEDS alignment runs of each method
     SEEDS=${SEEDS:-1 2 3}
-    SIZE=64; TRAIN=20000; EVAL=200; PAIRS=4000
-    CLIP_WIDTH=256; CLIP_LAYERS=6; CLIP_STEPS=3000; CLIP_BATCH=256; CLIP_LR=1e-3
-    LM_WIDTH=512; LM_LAYERS=6; LM_FFN=1376
+    SIZE=48; PATCH=8; TRAIN=4000; EVAL=240; VAL=60; PAIRS=1200; HARD=0.2; FAINT=0.35; QA=3
+    CLIP_WIDTH=96; CLIP_LAYERS=3; CLIP_STEPS=300; CLIP_BATCH=64; CLIP_LR=2e-3
+    VIS_WIDTH=96; VIS_LAYERS=3; LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
+    SFT_STEPS=600; SFT_BATCH=32; SFT_LR=2e-3
+    PREF_QUESTIONS=600; CANDIDATES=4; PREF_STEPS=60; PREF_BATCH=8; GRID="1e-5 1e-4 1e-3"
+    MAX_NEW=40
+    ;;
+full)   # one GPU: the same study, larger, three SFT seeds
+    SEEDS=${SEEDS:-1 2 3}
+    SIZE=64; PATCH=8; TRAIN=20000; EVAL=480; VAL=120; PAIRS=4000; HARD=0.2; FAINT=0.35; QA=3
+    CLIP_WIDTH=256; CLIP_LAYERS=6; CLIP_STEPS=2000; CLIP_BATCH=256; CLIP_LR=1e-3
+    VIS_WIDTH=256; VIS_LAYERS=6; LM_WIDTH=512; LM_LAYERS=6; LM_FFN=1376
     SFT_STEPS=3000; SFT_BATCH=64; SFT_LR=1e-3
-    # preference budget: on the medium model lr 1e-5 and 1e-4 (60 steps) moved nothing and 1e-3 (120 steps)
-    # moved POPE but broke answers (notes/results/README.md); 3e-4 is a guess between, to calibrate here
-    PREF_QUESTIONS=4000; CANDIDATES=5; PREF_STEPS=300; PREF_BATCH=16; PREF_LR=3e-4
+    PREF_QUESTIONS=4000; CANDIDATES=5; PREF_STEPS=300; PREF_BATCH=16; GRID="1e-5 1e-4 1e-3"
     MAX_NEW=48
     ;;
-*) echo "demo/run.sh: unknown configuration '$CONFIG' (smoke, medium, full or test)" >&2; exit 2 ;;
+*) echo "demo/run.sh: unknown configuration '$CONFIG' (cpu, full or test)" >&2; exit 2 ;;
 esac
+# the SFT seeds: one shared SFT model on the CPU, one per seed on the GPU (the whole pipeline per seed)
+SFT_SEEDS=$([ "$CONFIG" = full ] && echo "$SEEDS" || echo "${SEEDS%% *}")
 
-for f in "$BPE"; do
-    [ -f "$f" ] || { echo "demo/run.sh: $f not found (set BPE, run from the repository next to ../shared, or make deps-device)" >&2; exit 2; }
-done
-[ -x "$VLM" ] || { echo "demo/run.sh: $VLM not built (make)" >&2; exit 2; }
+[ -f "$BPE" ] || { echo "demo/run.sh: $BPE not found (set BPE, run from the repository next to ../shared, or make deps-device)" >&2; exit 2; }
 mkdir -p "$OUT"
 LOG="$OUT/demo.log"
+TIMES="$OUT/timings.tsv"
 T0=$SECONDS
-stage() { echo "== [$((SECONDS - T0))s] $*" | tee -a "$LOG"; }
-# run a vlm command, its stderr into the log (the progress lines stay visible on the terminal)
-vlm() { "$VLM" "$@" 2> >(tee -a "$LOG" >&2); }
+TSTAGE=$SECONDS
+STAGE_NAME=""
+# stage NAME: a header line, and the time of the stage before it into timings.tsv
+stage() {
+    [ -n "$STAGE_NAME" ] && printf '%s\t%d\n' "$STAGE_NAME" $((SECONDS - TSTAGE)) >> "$TIMES"
+    STAGE_NAME="$*"; TSTAGE=$SECONDS
+    echo "== [$((SECONDS - T0))s] $*" | tee -a "$LOG"
+}
+# a vlm command, its stderr into the log (the progress lines stay visible on the terminal); a failure stops
+# the run naming the command
+vlm() {
+    "$VLM" "$@" 2> >(tee -a "$LOG" >&2) || { echo "demo/run.sh: stage failed: vlm $* (see $LOG)" >&2; exit 1; }
+}
 # the newest checkpoint of a training output folder (its `latest` file names it)
 latest() { echo "$1/$(cat "$1/latest")"; }
 
 # ---- 1. the world ---------------------------------------------------------------------------------------
 W=$OUT/world
 if [ ! -f "$W/world.json" ]; then
-    stage "synthetic world: $TRAIN training scenes, $EVAL held-out, $PAIRS contrast pairs, ${SIZE}px"
-    vlm data synth --out "$W" --seed 1 --train "$TRAIN" --eval "$EVAL" --pairs "$PAIRS" --size "$SIZE" --quiet
+    stage "synthetic world: $TRAIN training scenes, $EVAL test and $VAL validation scenes, $PAIRS contrast pairs, ${SIZE}px, $HARD faint"
+    vlm data synth --out "$W" --seed 1 --train "$TRAIN" --eval "$EVAL" --val "$VAL" --pairs "$PAIRS" --size "$SIZE" \
+        --hard "$HARD" --faint-alpha "$FAINT" --qa "$QA" --quiet
 fi
+# the world's tokenizer: its size sets the decoder's vocabulary, <image> comes right after its pieces
+N_PIECES=$(sed -n 's/.*"tokenizer_pieces": *\([0-9]*\).*/\1/p' "$W/world.json")
+[ -n "$N_PIECES" ] || { echo "demo/run.sh: $W/world.json names no tokenizer_pieces" >&2; exit 1; }
+VOCAB=$(( (N_PIECES + 2 + 63) / 64 * 64 ))
 
 # ---- 2. CLIP --------------------------------------------------------------------------------------------
-PATCH=8
+vision_config() {  # WIDTH LAYERS
+    cat <<EOF
+{"model_type": "clip_vision_model", "hidden_size": $1, "intermediate_size": $((4 * $1)), "num_hidden_layers": $2,
+   "num_attention_heads": 4, "image_size": $SIZE, "patch_size": $PATCH, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5}
+EOF
+}
 mkdir -p "$OUT/clip_config"
 cat > "$OUT/clip_config/config.json" <<EOF
 {"model_type": "clip", "projection_dim": $CLIP_WIDTH, "logit_scale_init_value": 2.6592,
- "vision_config": {"model_type": "clip_vision_model", "hidden_size": $CLIP_WIDTH, "intermediate_size": $((4 * CLIP_WIDTH)),
-   "num_hidden_layers": $CLIP_LAYERS, "num_attention_heads": 4, "image_size": $SIZE, "patch_size": $PATCH,
-   "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5},
+ "vision_config": $(vision_config "$CLIP_WIDTH" "$CLIP_LAYERS"),
  "text_config": {"model_type": "clip_text_model", "vocab_size": 49408, "hidden_size": $CLIP_WIDTH,
    "intermediate_size": $((4 * CLIP_WIDTH)), "num_hidden_layers": $CLIP_LAYERS, "num_attention_heads": 4,
    "max_position_embeddings": 48, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
@@ -111,128 +129,184 @@ fi
 CLIP=$(latest "$OUT/clip")
 
 # ---- 3. LLaVA: the CLIP tower + projector + decoder, SFT ------------------------------------------------
-# Features from the tower's second-to-last layer, as LLaVA takes them: CLIP's loss reads the class token of
-# the last layer only, so the last layer's patch tokens never get a gradient.
-# The decoder's vocabulary is the world's tokenizer (world.json: vocab_size = its pieces + <image> + <pad>, rounded
-# up to 64; <image> right after the pieces); a world folder from before synth wrote one gets it now.
-[ -f "$W/tokenizer.model" ] || vlm data tokenizer --world "$W" >/dev/null
-world_int() { awk -v k="\"$1\":" '$1 == k { gsub(/[^0-9]/, "", $2); print $2; exit }' "$W/world.json"; }
-VOCAB=$(world_int vocab_size)
-IMAGE_TOKEN=$(world_int image_token_index)
-[ -n "$VOCAB" ] && [ -n "$IMAGE_TOKEN" ] || { echo "demo/run.sh: $W/world.json has no vocab_size / image_token_index" >&2; exit 2; }
+# Features from the tower's second-to-last layer, as LLaVA takes them. The tower trains with the rest in SFT:
+# a frozen tower of this size sees too little (notes/results/README.md, calibration).
 mkdir -p "$OUT/llava_config"
 cp "$W/tokenizer.model" "$OUT/llava_config/tokenizer.model"
 cat > "$OUT/llava_config/config.json" <<EOF
-{"model_type": "llava", "image_token_index": $IMAGE_TOKEN, "projector_hidden_act": "gelu",
+{"model_type": "llava", "image_token_index": $N_PIECES, "projector_hidden_act": "gelu",
  "vision_feature_layer": -2, "vision_feature_select_strategy": "default", "tie_word_embeddings": false,
- "vision_config": {"model_type": "clip_vision_model", "hidden_size": $CLIP_WIDTH, "intermediate_size": $((4 * CLIP_WIDTH)),
-   "num_hidden_layers": $CLIP_LAYERS, "num_attention_heads": 4, "image_size": $SIZE, "patch_size": $PATCH,
-   "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5},
+ "vision_config": $(vision_config "$VIS_WIDTH" "$VIS_LAYERS"),
  "text_config": {"model_type": "llama", "vocab_size": $VOCAB, "hidden_size": $LM_WIDTH, "intermediate_size": $LM_FFN,
    "num_hidden_layers": $LM_LAYERS, "num_attention_heads": 4, "num_key_value_heads": 4, "rms_norm_eps": 1e-5,
    "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2}}
 EOF
+VISION_FROM=()
+[ "$VIS_WIDTH" = "$CLIP_WIDTH" ] && [ "$VIS_LAYERS" = "$CLIP_LAYERS" ] && VISION_FROM=(--vision-from "$CLIP")
 
 # sample MODEL DATA OUT [flags]: greedy answers, short
 sample() {
     local model=$1 data=$2 out=$3
     shift 3
-    [ -f "$out" ] || vlm sample --model "$model" --data "$data" --out "$out" --max-new-tokens "$MAX_NEW" --batch 64 \
+    [ -f "$out" ] || vlm sample --model "$model" --data "$data" --out "$out" --max-new-tokens 4 --batch 128 \
         --template llava_hf --device "$DEVICE" "$@"
 }
 
-# evaluate MODEL DIR: every benchmark of the held-out world into DIR/*.json
+# evaluate MODEL DIR [PREFIX]: the test benchmarks (PREFIX val_: the validation split's POPE and QA) into DIR
 evaluate() {
-    local model=$1 dir=$2
+    local model=$1 dir=$2 p=${3:-}
     mkdir -p "$dir"
-    for split in random popular adversarial; do sample "$model" "$W/pope_$split.jsonl" "$dir/pope_$split.jsonl"; done
-    sample "$model" "$W/chair_prompts.jsonl" "$dir/chair.jsonl"
+    for split in random popular adversarial; do sample "$model" "$W/${p}pope_$split.jsonl" "$dir/pope_$split.jsonl"; done
+    sample "$model" "$W/${p}qa.jsonl" "$dir/qa.jsonl"
+    vlm eval pope --questions "$W/${p}pope_random.jsonl" --answers "$dir/pope_random.jsonl" \
+        --questions "$W/${p}pope_popular.jsonl" --answers "$dir/pope_popular.jsonl" \
+        --questions "$W/${p}pope_adversarial.jsonl" --answers "$dir/pope_adversarial.jsonl" \
+        --by difficulty --by kind --out "$dir/pope.json" >/dev/null
+    vlm eval qa --questions "$W/${p}qa.jsonl" --answers "$dir/qa.jsonl" --by type --by difficulty --by typical \
+        --out "$dir/qa.json" >/dev/null
+    [ -n "$p" ] && return
+    sample "$model" "$W/chair_prompts.jsonl" "$dir/chair.jsonl" --max-new-tokens "$MAX_NEW"
     sample "$model" "$W/mmvp_prompts.jsonl" "$dir/mmvp.jsonl"
-    sample "$model" "$W/qa.jsonl" "$dir/qa.jsonl"
-    vlm eval pope --questions "$W/pope_random.jsonl" --answers "$dir/pope_random.jsonl" \
-        --questions "$W/pope_popular.jsonl" --answers "$dir/pope_popular.jsonl" \
-        --questions "$W/pope_adversarial.jsonl" --answers "$dir/pope_adversarial.jsonl" --out "$dir/pope.json" >/dev/null
     vlm eval chair --captions "$dir/chair.jsonl" --questions "$W/chair_prompts.jsonl" --objects "$W/chair_objects.json" \
         --synonyms "$W/synonyms.txt" --no-coco-rules --out "$dir/chair.json" >/dev/null
     vlm eval mmvp --questions "$W/mmvp.csv" --answers "$dir/mmvp.jsonl" --out "$dir/mmvp.json" >/dev/null
-    vlm eval qa --questions "$W/qa.jsonl" --answers "$dir/qa.jsonl" --out "$dir/qa.json" >/dev/null
 }
 
+# validation score of an evaluated folder: the mean of its POPE accuracy over the three splits and its QA
+# accuracy, in percent (what the learning-rate grid maximizes, the same rule for every method)
+val_score() { "$VLM" eval table --metrics pope.mean.acc,qa.acc --format tsv "$1" | awk -F'\t' 'NR == 2 { print ($2 + $3) / 2 }'; }
+
+# the methods: name recipe data(file in the world folder, per SFT seed) extra-flags
+METHODS=("dpo-seva dpo seva" "dpo-clipdpo dpo clipdpo" "dpo-mvc dpo mvc_dpo" "mdpo mdpo seva" "vco vco mvc" "svco svco mvc")
+
 RUNS=()
-for seed in $SEEDS; do
-    S=$OUT/seed$seed
+for sseed in $SFT_SEEDS; do
+    S=$OUT/sft$sseed
     if [ ! -e "$S/sft/latest" ]; then
-        stage "seed $seed: SFT of the LLaVA (CLIP tower frozen): $SFT_STEPS steps of $SFT_BATCH"
-        vlm train --recipe sft --model "$OUT/llava_config" --init random --vision-from "$CLIP" --train projector,decoder \
-            --data "$W/sft.jsonl" --out "$S/sft" --steps "$SFT_STEPS" --batch "$SFT_BATCH" --lr "$SFT_LR" \
-            --warmup-steps $((SFT_STEPS / 10)) --seed "$seed" --template llava_hf --device "$DEVICE" --log-every 10
+        stage "SFT of the LLaVA (seed $sseed): $SFT_STEPS steps of $SFT_BATCH"
+        vlm train --recipe sft --model "$OUT/llava_config" --init random "${VISION_FROM[@]}" --train vision,projector,decoder \
+            --data "$W/sft.jsonl" --template llava_hf --out "$S/sft" --steps "$SFT_STEPS" --batch "$SFT_BATCH" --lr "$SFT_LR" \
+            --warmup-steps $((SFT_STEPS / 10)) --seed "$sseed" --device "$DEVICE" --log-every 25
     fi
     SFT=$(latest "$S/sft")
-    stage "seed $seed: evaluating the SFT model"
-    evaluate "$SFT" "$S/eval/sft"
-    RUNS+=("$S/eval/sft")
+    # the alignment seeds of this SFT model, and where its evaluation goes: on the CPU one SFT model serves
+    # every seed (one run, paired with each), on the GPU each seed has its own SFT model (the folder names the
+    # seed, so vlm eval table pairs it with that seed's runs)
+    if [ "$CONFIG" = full ]; then ASEEDS=$sseed; SFT_EVAL=$S/seed$sseed/eval/sft; else ASEEDS=$SEEDS; SFT_EVAL=$S/eval/sft; fi
+    if [ ! -f "$SFT_EVAL/mmvp.json" ]; then
+        stage "evaluating the SFT model (seed $sseed)"
+        evaluate "$SFT" "$SFT_EVAL"
+    fi
+    RUNS+=("$SFT_EVAL")
 
     # ---- 4. preference data ----
     P=$S/prefs
     mkdir -p "$P"
-    # the questions: SFT prompts of the training scenes (the image paths stay relative to the world)
+    # the questions: SFT prompts of the training scenes (image paths stay relative to the world folder)
     if [ ! -f "$W/pref_questions.jsonl" ]; then
         awk -v n="$PREF_QUESTIONS" '!/"type":"caption"/ && k < n { print; k++ }' "$W/sft.jsonl" > "$W/pref_questions.jsonl"
         awk -v n="$PREF_QUESTIONS" '/"type":"caption"/ && k < n { print; k++ }' "$W/sft.jsonl" > "$W/caption_questions.jsonl"
     fi
-    if [ ! -f "$W/seva_seed$seed.jsonl" ]; then
-        stage "seed $seed: SeVa data (answers on original and diffusion-noised images)"
+    if [ ! -f "$W/seva_sft$sseed.jsonl" ]; then
+        stage "SeVa data (answers on original and diffusion-noised images)"
         sample "$SFT" "$W/pref_questions.jsonl" "$P/seva_original.jsonl"
-        sample "$SFT" "$W/pref_questions.jsonl" "$P/seva_noised.jsonl" --augment diffusion:500 --augment-seed "$seed"
+        sample "$SFT" "$W/pref_questions.jsonl" "$P/seva_noised.jsonl" --augment diffusion:500 --augment-seed "$sseed"
         vlm data seva --questions "$W/pref_questions.jsonl" --chosen "$P/seva_original.jsonl" \
-            --rejected "$P/seva_noised.jsonl" --repeat 2 --allow-empty --out "$W/seva_seed$seed.jsonl"
+            --rejected "$P/seva_noised.jsonl" --allow-empty --out "$W/seva_sft$sseed.jsonl"
     fi
-    if [ ! -f "$W/clipdpo_seed$seed.jsonl" ]; then
-        stage "seed $seed: CLIP-DPO data ($CANDIDATES sampled captions per image, ranked by the CLIP)"
+    if [ ! -f "$W/clipdpo_sft$sseed.jsonl" ]; then
+        stage "CLIP-DPO data ($CANDIDATES sampled captions per image, ranked by the CLIP)"
         sample "$SFT" "$W/caption_questions.jsonl" "$P/candidates.jsonl" --n "$CANDIDATES" --temperature 1 --top-p 0.95 \
-            --seed "$seed"
+            --seed "$sseed" --max-new-tokens "$MAX_NEW"
         vlm data clipdpo --questions "$W/caption_questions.jsonl" --samples "$P/candidates.jsonl" --n "$CANDIDATES" \
-            --clip "$CLIP" --tokenizer "$BPE" --min-gap 1 --device "$DEVICE" --allow-empty --out "$W/clipdpo_seed$seed.jsonl"
+            --clip "$CLIP" --tokenizer "$BPE" --min-gap 1 --device "$DEVICE" --allow-empty --out "$W/clipdpo_sft$sseed.jsonl"
     fi
-    if [ ! -f "$W/mvc_filtered.jsonl" ]; then
-        stage "MVC pairs kept by CLIP image similarity"
+    if [ ! -f "$W/mvc_sft$sseed.jsonl" ]; then
+        stage "MVC pairs kept by CLIP image similarity (and the same pairs as plain DPO pairs)"
         vlm data mvc --data "$W/mvc.json" --clip "$CLIP" --tokenizer "$BPE" --min-sim 0.5 --device "$DEVICE" \
-            --allow-empty --out "$W/mvc_filtered.jsonl"
+            --allow-empty --out "$W/mvc_sft$sseed.jsonl" --dpo-out "$W/mvc_dpo_sft$sseed.jsonl"
     fi
 
-    # ---- 5. alignment at equal budget ----
-    # name recipe data
-    for spec in "dpo-seva dpo seva_seed$seed.jsonl" "dpo-clipdpo dpo clipdpo_seed$seed.jsonl" "mdpo mdpo seva_seed$seed.jsonl" \
-                "vco vco mvc_filtered.jsonl" "svco svco mvc_filtered.jsonl"; do
+    # ---- 5. alignment: the learning rate on the validation split, then every seed ----
+    # align NAME RECIPE DATA LR SEED DIR: one run (skipped when done)
+    align() {
+        local name=$1 recipe=$2 data=$3 lr=$4 seed=$5 dir=$6
+        [ -e "$dir/latest" ] && return
+        vlm train --recipe "$recipe" --model "$SFT" --data "$data" --template llava_hf --out "$dir" --steps "$PREF_STEPS" \
+            --batch "$PREF_BATCH" --lr "$lr" --warmup-steps $((PREF_STEPS / 10)) --seed "$seed" --device "$DEVICE" \
+            --log-every 10 --quiet
+    }
+    first=${ASEEDS%% *}
+    for spec in "${METHODS[@]}"; do
         set -- $spec
-        name=$1 recipe=$2 data=$3
-        if [ ! -s "$W/$data" ]; then  # a builder found no pair: the method has nothing to train on
-            stage "seed $seed: $name skipped: $data has no pairs"
+        name=$1 recipe=$2 data=$W/${3}_sft$sseed.jsonl
+        if [ ! -s "$data" ]; then  # a builder found no pair: the method has nothing to train on
+            stage "$name skipped: $(basename "$data") has no pairs"
             continue
         fi
-        if [ ! -e "$S/$name/latest" ]; then
-            stage "seed $seed: $name ($recipe on $data): $PREF_STEPS steps of $PREF_BATCH"
-            vlm train --recipe "$recipe" --model "$SFT" --data "$W/$data" --out "$S/$name" --steps "$PREF_STEPS" \
-                --batch "$PREF_BATCH" --lr "$PREF_LR" --warmup-steps $((PREF_STEPS / 10)) --seed "$seed" \
-                --template llava_hf --device "$DEVICE" --log-every 10
+        # the grid runs on the first SFT model only; later SFT seeds (full) reuse its choice
+        G=$OUT/grid/$name
+        if [ ! -f "$G/chosen" ]; then
+            stage "$name ($recipe on $(basename "$data")): learning rate from {$GRID} on the validation split"
+            best=""; best_score=-1
+            for lr in $GRID; do
+                align "$name" "$recipe" "$data" "$lr" "$first" "$G/lr$lr"
+                evaluate "$(latest "$G/lr$lr")" "$G/lr$lr/val" val_
+                score=$(val_score "$G/lr$lr/val")
+                echo "   $name lr $lr: validation score $score" | tee -a "$LOG"
+                if awk -v a="$score" -v b="$best_score" 'BEGIN { exit !(a > b) }'; then best=$lr; best_score=$score; fi
+            done
+            echo "$best" > "$G/chosen"
         fi
-        stage "seed $seed: evaluating $name"
-        evaluate "$(latest "$S/$name")" "$S/eval/$name"
-        RUNS+=("$S/eval/$name")
+        lr=$(cat "$G/chosen")
+        for seed in $ASEEDS; do
+            R=$S/seed$seed/$name
+            # the grid's run at the chosen rate is this seed's run (same SFT model, same seed)
+            if [ "$sseed" = "${SFT_SEEDS%% *}" ] && [ "$seed" = "$first" ] && [ ! -e "$R" ]; then
+                ln -sfn "$(cd "$G/lr$lr" && pwd)" "$R"
+            fi
+            if [ ! -e "$R/latest" ]; then
+                stage "$name seed $seed at lr $lr: $PREF_STEPS steps of $PREF_BATCH"
+                align "$name" "$recipe" "$data" "$lr" "$seed" "$R"
+            fi
+            E=$S/seed$seed/eval/$name
+            if [ ! -f "$E/qa.json" ] || [ ! -f "$E/mmvp.json" ]; then
+                stage "evaluating $name seed $seed"
+                evaluate "$(latest "$R")" "$E"
+            fi
+            printf '{"method": "%s", "recipe": "%s", "lr": %s, "steps": %s, "batch": %s, "sft_seed": %s, "seed": %s}\n' \
+                "$name" "$recipe" "$lr" "$PREF_STEPS" "$PREF_BATCH" "$sseed" "$seed" > "$E/run.json"
+            RUNS+=("$E")
+        done
     done
 done
 
-# ---- 6. the table and the curves ----------------------------------------------------------------------------
+# ---- 6. the table, the curves, the timings ----------------------------------------------------------------
 R=${RESULTS:-notes/results/demo-$CONFIG}
 mkdir -p "$R"
 stage "results table"
-vlm eval table --out "$R/table.md" --svg "$R/results.svg" "${RUNS[@]}"
-for seed in $SEEDS; do
-    for name in dpo-seva dpo-clipdpo mdpo vco svco; do
-        cp "$OUT/seed$seed/$name/loss.svg" "$R/loss-$name-seed$seed.svg" 2>/dev/null || true
+vlm eval table --out "$R/table.md" --json "$R/table.json" --svg "$R/results.svg" --baseline sft --baseline dpo-mvc \
+    "${RUNS[@]}" > /dev/null
+for sseed in $SFT_SEEDS; do
+    cp "$OUT/sft$sseed/sft/loss.svg" "$R/loss-sft-sft$sseed.svg" 2>/dev/null || true
+    for spec in "${METHODS[@]}"; do
+        set -- $spec
+        for seed in $SEEDS; do
+            cp "$OUT/sft$sseed/seed$seed/$1/loss.svg" "$R/loss-$1-seed$seed.svg" 2>/dev/null || true
+        done
     done
-    cp "$OUT/seed$seed/sft/loss.svg" "$R/loss-sft-seed$seed.svg" 2>/dev/null || true
 done
 cp "$OUT/clip/loss.svg" "$R/loss-clip.svg" 2>/dev/null || true
+stage "done"
+{
+    printf 'stage\tseconds\n'
+    cat "$TIMES"
+    printf 'total\t%d\n' $((SECONDS - T0))
+} > "$R/timings.tsv"
+rm -f "$TIMES"
+echo
 cat "$R/table.md"
-stage "done: $R/table.md"
+echo
+"$VLM" eval verdict --table "$R/table.json" --method svco --baseline sft --baseline dpo-mvc | tee "$R/verdict.txt"
+[ "$CONFIG" = test ] && echo "(the test configuration: every stage ran, but its models are far too small for the numbers to mean anything)"
+echo "results in $R (work files in $OUT; $((SECONDS - T0)) s)"
