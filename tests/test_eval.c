@@ -103,7 +103,7 @@ TEST(eval_pope_metrics_by_hand) {
     static const int labels[8] = {1, 1, 1, 1, 0, 0, 0, 0};
     static const char *const answers[8] = {"Yes", "yes", "No", "Maybe", "No", "Yes", "There is no cat.", "NO"};
     PopeMetrics m;
-    pope_score(labels, answers, 8, POPE_PARSER_REFERENCE, &m);
+    pope_score(labels, answers, 8, POPE_PARSER_REFERENCE, &m, NULL);
     // reference: TP 3, FP 2, TN 2, FN 1. accuracy 5/8; precision 3/5; recall 3/4;
     // F1 = 2 * 0.6 * 0.75 / (0.6 + 0.75) = 0.9 / 1.35 = 2/3; yes-ratio (3 + 2)/8 = 5/8.
     EXPECT_INT_EQ(m.n, 8);
@@ -116,7 +116,7 @@ TEST(eval_pope_metrics_by_hand) {
     EXPECT_NEAR(m.f1, 2.0 / 3, 1e-12);
     EXPECT_NEAR(m.yes_ratio, 5.0 / 8, 1e-12);
 
-    pope_score(labels, answers, 8, POPE_PARSER_STRICT, &m);
+    pope_score(labels, answers, 8, POPE_PARSER_STRICT, &m, NULL);
     // strict: TP 2, FP 1, TN 3, FN 1, unparseable 1 (wrong). accuracy (2 + 3)/8 = 5/8; precision 2/3;
     // recall 2/4 (all four yes labels, the unparseable one included); F1 = 2 * (2/3)(1/2) / (2/3 + 1/2)
     // = (2/3) / (7/6) = 4/7; yes-ratio (2 + 1)/8 = 3/8.
@@ -130,7 +130,7 @@ TEST(eval_pope_metrics_by_hand) {
 
     // Nothing predicted yes: precision and F1 are 0, not NaN.
     static const char *const nos[2] = {"No", "No"};
-    pope_score(labels, nos, 2, POPE_PARSER_REFERENCE, &m);
+    pope_score(labels, nos, 2, POPE_PARSER_REFERENCE, &m, NULL);
     EXPECT_NEAR(m.precision, 0, 1e-12);
     EXPECT_NEAR(m.f1, 0, 1e-12);
     EXPECT_NEAR(m.accuracy, 0, 1e-12);
