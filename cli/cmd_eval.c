@@ -112,8 +112,9 @@ static void pope_by(const PopeResult *r, const char *field, cJSON *s) {
         pope_score_preds(r->labels, r->preds, mask, n, &m);
         const int no = m.n - (m.tp + m.fn + m.unparseable_yes);
         const double fpr = no ? (double)m.fp / no : NAN;
-        printf("%-24s %-14s %6d %7.2f %7.2f %7.2f %6d %6d\n", r->name, names[g], m.n, 100 * m.accuracy, 100 * m.yes_ratio,
-               100 * fpr, no, m.fp);
+        printf("%-24s %-14s %6d %7.2f %7.2f ", r->name, names[g], m.n, 100 * m.accuracy, 100 * m.yes_ratio);
+        if (no) printf("%7.2f %6d %6d\n", 100 * fpr, no, m.fp);
+        else printf("%7s %6d %6d\n", "-", no, m.fp);
         if (jb) {
             cJSON *o = pope_metrics_json(cJSON_AddObjectToObject(jb, names[g]), &m);
             cJSON_AddNumberToObject(o, "labelled_no", no);

@@ -612,16 +612,22 @@ void table_run(const TableOptions *o) {
         for (int m = 0; m < M; m++) {
             fprintf(f, "| %s |", t.models[m]);
             for (int q = 0; q < nkeys; q++) {
-                char line[512] = "";
+                // the distinct values over the model's runs, in run order
+                char **seen = xmalloc(sizeof(char *) * (size_t)R);
+                int ns = 0;
                 for (int i = 0; i < R; i++) {
                     if (t.runs[i].model != m) continue;
                     const cJSON *v = get(t.runs[i].run_json, keys[q]);
                     char *s = v ? scalar_text(v) : xstrdup("–");
-                    if (!strstr(line, s) && strlen(line) + strlen(s) + 4 < sizeof(line))
-                        strcat(strcat(line, line[0] ? " / " : ""), s);
-                    free(s);
+                    int dup = 0;
+                    for (int x = 0; x < ns && !dup; x++) dup = !strcmp(seen[x], s);
+                    if (dup) free(s);
+                    else seen[ns++] = s;
                 }
-                fprintf(f, " %s |", line);
+                fprintf(f, " ");
+                for (int x = 0; x < ns; x++) { fprintf(f, "%s%s", x ? " / " : "", seen[x]); free(seen[x]); }
+                fprintf(f, " |");
+                free(seen);
             }
             fprintf(f, "\n");
         }
