@@ -468,25 +468,14 @@ void table_run(const TableOptions *o) {
             for (int q = 0; q < t.sets[t.metrics[k].set].n; q++) { a += num[i * K + k][q]; b += den[i * K + k][q]; }
             full[i * K + k] = ratio(a, b);
         }
-    // baselines and the pairing of every run with each baseline's run of the same seed
+    // the baselines' models and run counts
     const int NB = o->n_baselines;
-    int *base = xmalloc(sizeof(int) * (size_t)(NB ? NB : 1)), *partner = xmalloc(sizeof(int) * (size_t)(NB ? NB : 1) * R);
-    for (int b = 0; b < NB; b++) {
-        base[b] = -1;
-        for (int m = 0; m < M; m++) if (!strcmp(t.models[m], o->baselines[b])) base[b] = m;
-        if (base[b] < 0) fatal("vlm eval table: --baseline %s: no run folder is named %s", o->baselines[b], o->baselines[b]);
-        int nb = 0, only = -1;
-        for (int i = 0; i < R; i++) if (t.runs[i].model == base[b]) { nb++; only = i; }
-        for (int i = 0; i < R; i++) {
-            int p = nb == 1 ? only : -1;  // a single baseline run (one SFT model for all seeds) pairs with every seed
-            for (int j = 0; j < R && p < 0; j++)
-                if (t.runs[j].model == base[b] && !strcmp(t.runs[j].seed, t.runs[i].seed)) p = j;
-            if (p < 0 && t.runs[i].model != base[b])
-                fatal("vlm eval table: --baseline %s: no %s run in %s to pair %s with (the baseline has %d runs; runs "
-                      "pair by the folder above the model's)", o->baselines[b], o->baselines[b], t.runs[i].seed,
-                      t.runs[i].dir, nb);
-            partner[b * R + i] = p;
-        }
+    int *base = xmalloc(sizeof(int) * (size_t)(NB ? NB : 1)), *base_runs = xcalloc((size_t)(NB ? NB : 1), sizeof(int));
+    for (int c = 0; c < NB; c++) {
+        base[c] = -1;
+        for (int m = 0; m < M; m++) if (!strcmp(t.models[m], o->baselines[c])) base[c] = m;
+        if (base[c] < 0) fatal("vlm eval table: --baseline %s: no run folder is named %s", o->baselines[c], o->baselines[c]);
+        for (int i = 0; i < R; i++) base_runs[c] += t.runs[i].model == base[c];
     }
     // the bootstrap: boot[(b * R + i) * K + k] = run i's metric k on resample b's questions
     double *boot = xmalloc(sizeof(double) * (size_t)B * R * K);
@@ -517,6 +506,9 @@ void table_run(const TableOptions *o) {
     int *nruns = xcalloc((size_t)M, sizeof(int)), *runs_of = xmalloc(sizeof(int) * (size_t)R);
     double *vals = xmalloc(sizeof(double) * (size_t)B);
     int *drawn = xmalloc(sizeof(int) * (size_t)B * R);
+    // per baseline: the (model run, baseline run) pairs and their draws
+    int *pa = xmalloc(sizeof(int) * (size_t)R), *pb = xmalloc(sizeof(int) * (size_t)R);
+    int *pdrawn = xmalloc(sizeof(int) * (size_t)B * R);
     for (int m = 0; m < M; m++) {
         int S = 0;
         for (int i = 0; i < R; i++) if (t.runs[i].model == m) runs_of[S++] = i;
@@ -536,21 +528,64 @@ void table_run(const TableOptions *o) {
                 vals[b] = v / S;
             }
             percentiles(vals, B, &lo[m * K + k], &hi[m * K + k]);
-            for (int c = 0; c < NB; c++) {
-                double *dm = &dmean[(c * M + m) * K + k], *dl = &dlo[(c * M + m) * K + k], *dh = &dhi[(c * M + m) * K + k];
-                if (m == base[c]) { *dm = *dl = *dh = NAN; continue; }
+        }
+        for (int c = 0; c < NB; c++) {
+            if (m == base[c]) {
+                for (int k = 0; k < K; k++) dmean[(c * M + m) * K + k] = dlo[(c * M + m) * K + k] = dhi[(c * M + m) * K + k] = NAN;
+                continue;
+            }
+            // Pairs: each run with the baseline's run in the same seed folder; else, when the baseline has a
+            // single run (one SFT model for every seed), each run with it; else, when the model has a single
+            // run, it with each of the baseline's runs.
+            int P = 0, by_seed = 1;
+            for (int j = 0; j < S; j++) {
+                int p = -1;
+                for (int i = 0; i < R && p < 0; i++)
+                    if (t.runs[i].model == base[c] && !strcmp(t.runs[i].seed, t.runs[runs_of[j]].seed)) p = i;
+                if (p < 0) { by_seed = 0; break; }
+                pa[P] = runs_of[j];
+                pb[P++] = p;
+            }
+            if (!by_seed) {
+                P = 0;
+                if (base_runs[c] == 1 || S == 1) {
+                    for (int j = 0; j < S; j++)
+                        for (int i = 0; i < R; i++)
+                            if (t.runs[i].model == base[c]) { pa[P] = runs_of[j]; pb[P++] = i; }
+                } else {
+                    for (int j = 0; j < S; j++) {
+                        int p = -1;
+                        for (int i = 0; i < R && p < 0; i++)
+                            if (t.runs[i].model == base[c] && !strcmp(t.runs[i].seed, t.runs[runs_of[j]].seed)) p = i;
+                        if (p < 0)
+                            fatal("vlm eval table: --baseline %s: no %s run in %s to pair %s with (%s has %d runs, %s %d; "
+                                  "runs pair by the folder above the model's)", o->baselines[c], o->baselines[c],
+                                  t.runs[runs_of[j]].seed, t.runs[runs_of[j]].dir, o->baselines[c], base_runs[c],
+                                  t.models[m], S);
+                    }
+                }
+            }
+            // the seed level of a difference: pairs drawn with replacement, from the stream of (model, baseline)
+            char purpose[512];
+            snprintf(purpose, sizeof(purpose), "%s|%s", t.models[m], o->baselines[c]);
+            for (int b = 0; b < B; b++) {
+                uint64_t st = stream(b, purpose);
+                for (int j = 0; j < P; j++) pdrawn[b * R + j] = draw(&st, P);
+            }
+            for (int k = 0; k < K; k++) {
+                const int x = (c * M + m) * K + k;
                 double d = 0;
-                for (int j = 0; j < S; j++) d += full[runs_of[j] * K + k] - full[partner[c * R + runs_of[j]] * K + k];
-                *dm = d / S;
+                for (int j = 0; j < P; j++) d += full[pa[j] * K + k] - full[pb[j] * K + k];
+                dmean[x] = d / P;
                 for (int b = 0; b < B; b++) {
                     double v = 0;
-                    for (int j = 0; j < S; j++) {
-                        const int i = drawn[b * R + j];
-                        v += boot[((size_t)b * R + i) * K + k] - boot[((size_t)b * R + partner[c * R + i]) * K + k];
+                    for (int j = 0; j < P; j++) {
+                        const int q = pdrawn[b * R + j];
+                        v += boot[((size_t)b * R + pa[q]) * K + k] - boot[((size_t)b * R + pb[q]) * K + k];
                     }
-                    vals[b] = v / S;
+                    vals[b] = v / P;
                 }
-                percentiles(vals, B, dl, dh);
+                percentiles(vals, B, &dlo[x], &dhi[x]);
             }
         }
     }
@@ -721,7 +756,7 @@ void table_run(const TableOptions *o) {
         free(t.sets[s].ids); free(t.sets[s].key); free(t.sets[s].first);
         strmap_free(&t.sets[s].index);
     }
-    free(weight); free(t.sets); free(boot); free(base); free(partner); free(full);
+    free(weight); free(t.sets); free(boot); free(base); free(base_runs); free(pa); free(pb); free(pdrawn); free(full);
     for (int x = 0; x < R * K; x++) { free(num[x]); free(den[x]); }
     free(num); free(den);
     for (int i = 0; i < R; i++) {

@@ -11,10 +11,12 @@
 // draws the model's runs with replacement (the seed level), then the questions with replacement (the
 // item level; MMVP's unit is the pair), and averages the metric over the drawn runs; the interval is the
 // 2.5th and 97.5th percentile of the R values (linear interpolation). The question draw of resample b is
-// shared by every model and run, and a model's run draw is reused for its differences, so a difference
-// (model - baseline) is paired by seed and by question. The random streams are fixed (a seed per purpose,
-// hashed from the resample number and the item set's or model's name), so the output is the same every
-// time and one model's numbers do not depend on which other models are in the table.
+// shared by every model and run, so differences are paired by question. A difference (model - baseline)
+// pairs each model run with the baseline's run in the same seed folder (a baseline with one run pairs with
+// every run; a model with one run with every baseline run) and draws those pairs with replacement at the
+// seed level. The random streams are fixed (a seed per purpose, hashed from the resample number and the
+// item set's or model's name), so the output is the same every time and one model's numbers do not depend
+// on which other models are in the table.
 #pragma once
 
 typedef struct {

@@ -981,6 +981,15 @@ TEST(eval_table_shift_detected_with_enough_questions) {
         if (n == 10) EXPECTF(!marked && strstr(o, "| m | 2 | +20.0 [+0.0, "), "10 questions: not resolvable:\n%s", o);
         else EXPECTF(marked, "1000 questions: the shift is resolved:\n%s", o);
         free(o); free(e);
+        if (n != 1000) continue;
+        // against m (two runs) the single-run b pairs with each of them: -20 points, resolved
+        snprintf(args, sizeof(args), "eval table --baseline b --baseline m --metrics qa.acc %s %s %s", b, m1, m2);
+        rc = test_run_vlm(args, &o, &e);
+        EXPECTF(rc == 0, "exit %d: %s", rc, e);
+        row = strstr(o, "| b | 1 | -20.0 [");
+        end = row ? strchr(row, '\n') : NULL;
+        EXPECTF(row && end && memchr(row, '*', (size_t)(end - row)), "%s", o);
+        free(o); free(e);
     }
 }
 
@@ -1009,14 +1018,15 @@ TEST(eval_table_errors) {
     expect_cli_error(args, "no breakdown by \"type\"", "--by type", NULL);
     snprintf(args, sizeof(args), "eval table --metrics qa.acc --baseline dpo %s", a);
     expect_cli_error(args, "--baseline dpo", NULL);
-    // a baseline with several runs but none in a model's seed folder
-    char s3[600];
+    // a baseline with several runs but none in the seed folders of a model with several runs
+    char s3[600], s4[600], a2[600];
     snprintf(s3, sizeof(s3), "%s/terr/seed3/eval/svco", T);
-    write_items_run(s3, 10, 5, 0, 0, NULL);
-    char a2[600];
+    snprintf(s4, sizeof(s4), "%s/terr/seed4/eval/svco", T);
     snprintf(a2, sizeof(a2), "%s/terr/seed2/eval/sft", T);
+    write_items_run(s3, 10, 5, 0, 0, NULL);
+    write_items_run(s4, 10, 5, 0, 0, NULL);
     write_items_run(a2, 10, 5, 0, 0, NULL);
-    snprintf(args, sizeof(args), "eval table --metrics qa.acc --baseline sft %s %s %s", a, a2, s3);
+    snprintf(args, sizeof(args), "eval table --metrics qa.acc --baseline sft %s %s %s %s", a, a2, s3, s4);
     expect_cli_error(args, "no sft run in", "seed3", NULL);
     // eval JSON from before per-question items
     snprintf(args, sizeof(args), "mkdir -p %s", old);
