@@ -395,7 +395,7 @@ static const char *qa_help =
     "                    difficulty, atypical; records without it form the group \"none\"\n"
     "  --out FILE        write the metrics and every answer's grading as JSON (atomically), and per question\n"
     "                    \"items\": {\"ids\", \"correct\", \"prior\" (1/0 right for the prior answer, -1 none),\n"
-    "                    \"by\": {FIELD: values}} -- what vlm eval table pairs and resamples\n"
+    "                    \"by\": {FIELD: values}} (type always) -- what vlm eval table pairs and resamples\n"
     "\n"
     "Records with \"prior_answer\" (the answer the training prior suggests) add prior-following errors:\n"
     "of the wrong answers to them, the fraction right for the prior answer (prior err), overall and per group.\n";
@@ -484,6 +484,14 @@ static int eval_qa(int argc, char **argv) {
         fields_free(names, ng);
         fields_free(values, m.n);
         free(group);
+    }
+    // the question type is always kept per question, so that vlm eval table can break accuracy down by it
+    if (items && !cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(items, "by"), "type")) {
+        cJSON *ib = cJSON_GetObjectItemCaseSensitive(items, "by");
+        if (!ib) ib = cJSON_AddObjectToObject(items, "by");
+        char **values = fields_read(q, "type", m.n);
+        cJSON_AddItemToObject(ib, "type", cJSON_CreateStringArray((const char *const *)values, m.n));
+        fields_free(values, m.n);
     }
     if (j) {
         write_json(j, out);

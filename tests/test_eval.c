@@ -740,6 +740,7 @@ TEST(eval_qa_cli_by_type) {
     EXPECT_NEAR(num(j, "metrics", "accuracy", NULL), 0.5, 1e-12);
     EXPECT_NEAR(num(j, "metrics", "by_type", "color", "accuracy", NULL), 0.5, 1e-12);
     EXPECT_NEAR(num(j, "metrics", "by_type", "count", "accuracy", NULL), 0.5, 1e-12);
+    EXPECT_STRS(at(at(at(j, "items"), "by"), "type"), "color", "count", "color", "count");  // without --by type
     cJSON_Delete(j);
     snprintf(args, sizeof(args), "eval qa --questions %s --answers %s --rule contains --out %s", q, a, o);
     EXPECT(test_run_vlm(args, &out, &err) == 0);
