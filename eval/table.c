@@ -204,20 +204,33 @@ static const cJSON *run_items(Run *r, const Metric *m, char *key, size_t cap) {
     return items;
 }
 
-// An int array of the items, checked against the item count.
-static const cJSON *ints(const Run *r, const Metric *m, const cJSON *items, const char *name, int n) {
+// The n elements of a JSON array, walked once (cJSON_GetArrayItem walks the list from the start each call).
+static const cJSON **elems(const cJSON *a, int n) {
+    const cJSON **v = xmalloc(sizeof(cJSON *) * (size_t)(n ? n : 1));
+    int i = 0;
+    for (const cJSON *e = a ? a->child : NULL; e && i < n; e = e->next) v[i++] = e;
+    return v;
+}
+
+// An int list of the items, checked against the item count (malloc'd).
+static int *ints(const Run *r, const Metric *m, const cJSON *items, const char *name, int n) {
     const cJSON *a = get(items, name);
     if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n)
         fatal("vlm eval table: %s/%s: the items have no \"%s\" list of %d entries (needed for %s)", r->dir,
               bench_file[m->bench], name, n, m->name);
-    return a;
+    int *v = xmalloc(sizeof(int) * (size_t)(n ? n : 1)), i = 0;
+    for (const cJSON *e = a->child; e; e = e->next) v[i++] = e->valueint;
+    return v;
 }
 
 // Fills num/den (in the item set's order) for metric m in run r.
-static void run_metric(Table *t, Run *r, Metric *m, double *num, double *den, int *set_out) {
+// Every metric's per-question num and den are small whole numbers (0-2, or a caption's mention count), so
+// they are kept as ints: the bootstrap's weighted sums are then exact and vectorize.
+static void run_metric(Table *t, Run *r, Metric *m, int *num, int *den, int *set_out) {
     char key[300];
     const cJSON *items = run_items(r, m, key, sizeof(key)), *ids = get(items, "ids");
     const int n = cJSON_GetArraySize(ids);
+    const cJSON **idv = elems(ids, n);
     char where[700];
     snprintf(where, sizeof(where), "%s/%s%s%s", r->dir, bench_file[m->bench], m->split ? " split " : "",
              m->split ? key + 5 : "");
@@ -233,7 +246,7 @@ static void run_metric(Table *t, Run *r, Metric *m, double *num, double *den, in
         st->ids = xmalloc(sizeof(char *) * (size_t)(n ? n : 1));
         strmap_init(&st->index);
         for (int i = 0; i < n; i++) {
-            const cJSON *id = cJSON_GetArrayItem(ids, i);
+            const cJSON *id = idv[i];
             if (!cJSON_IsString(id)) fatal("vlm eval table: %s: item %d's id is not text", where, i);
             st->ids[i] = xstrdup(id->valuestring);
             if (strmap_put(&st->index, st->ids[i], i) >= 0) fatal("vlm eval table: %s: question id %s appears twice", where, st->ids[i]);
@@ -246,7 +259,7 @@ static void run_metric(Table *t, Run *r, Metric *m, double *num, double *den, in
               "answer the same questions)", where, n, st->first, st->n);
     int *pos = xmalloc(sizeof(int) * (size_t)(n ? n : 1));
     for (int i = 0; i < n; i++) {
-        const cJSON *id = cJSON_GetArrayItem(ids, i);
+        const cJSON *id = idv[i];
         pos[i] = cJSON_IsString(id) ? strmap_get(&st->index, id->valuestring) : -1;
         if (pos[i] < 0)
             fatal("vlm eval table: question ids differ between runs: %s has question id %s, which %s lacks (paired "
@@ -261,22 +274,24 @@ static void run_metric(Table *t, Run *r, Metric *m, double *num, double *den, in
             fatal("vlm eval table: %s: no breakdown by \"%s\" (needed for %s; score with %s --by %s)", where, m->field,
                   m->name, bench_cmd[m->bench], m->field);
         int any = 0;
+        const cJSON **vv = elems(vals, n);
         for (int i = 0; i < n; i++) {
-            const cJSON *v = cJSON_GetArrayItem(vals, i);
+            const cJSON *v = vv[i];
             in[i] = cJSON_IsString(v) && !strcmp(v->valuestring, m->value);
             any |= in[i];
         }
+        free(vv);
         if (!any) fatal("vlm eval table: %s: no question has %s = %s (metric %s)", where, m->field, m->value, m->name);
     }
     for (int i = 0; i < st->n; i++) num[i] = den[i] = 0;
     const char *ms = m->measure;
     if (m->bench == B_POPE) {
-        const cJSON *lab = ints(r, m, items, "label", n), *pred = ints(r, m, items, "pred", n);
+        int *lab = ints(r, m, items, "label", n), *pred = ints(r, m, items, "pred", n);
         for (int i = 0; i < n; i++) {
             if (!in[i]) continue;
-            const int l = cJSON_GetArrayItem(lab, i)->valueint, p = cJSON_GetArrayItem(pred, i)->valueint;
+            const int l = lab[i], p = pred[i];
             const int tp = p == 1 && l == 1, fp = p == 1 && l == 0;
-            double a = 0, b = 0;
+            int a = 0, b = 0;
             if (!strcmp(ms, "acc")) { a = p == l; b = 1; }
             else if (!strcmp(ms, "yes")) { a = p == 1; b = 1; }
             else if (!strcmp(ms, "f1")) { a = 2 * tp; b = l + tp + fp; }  // 2PR/(P+R) = 2TP/(labelled yes + TP + FP)
@@ -286,31 +301,36 @@ static void run_metric(Table *t, Run *r, Metric *m, double *num, double *den, in
             num[pos[i]] = a;
             den[pos[i]] = b;
         }
+        free(lab); free(pred);
     } else if (m->bench == B_CHAIR) {
-        const cJSON *men = ints(r, m, items, "mentions", n), *hal = ints(r, m, items, "hallucinated", n);
+        int *men = ints(r, m, items, "mentions", n), *hal = ints(r, m, items, "hallucinated", n);
         for (int i = 0; i < n; i++) {
             if (!in[i]) continue;
-            const int h = cJSON_GetArrayItem(hal, i)->valueint;
-            num[pos[i]] = !strcmp(ms, "s") ? h > 0 : h;
-            den[pos[i]] = !strcmp(ms, "s") ? 1 : cJSON_GetArrayItem(men, i)->valueint;
+            num[pos[i]] = !strcmp(ms, "s") ? hal[i] > 0 : hal[i];
+            den[pos[i]] = !strcmp(ms, "s") ? 1 : men[i];
         }
+        free(men); free(hal);
     } else if (m->bench == B_MMVP) {
-        const cJSON *a = ints(r, m, items, !strcmp(ms, "acc") ? "right" : "correct", n);
+        int *a = ints(r, m, items, !strcmp(ms, "acc") ? "right" : "correct", n);
         for (int i = 0; i < n; i++) {
             if (!in[i]) continue;
-            num[pos[i]] = cJSON_GetArrayItem(a, i)->valueint;
+            num[pos[i]] = a[i];
             den[pos[i]] = !strcmp(ms, "acc") ? 2 : 1;
         }
+        free(a);
     } else {
-        const cJSON *c = ints(r, m, items, "correct", n);
-        const cJSON *pr = !strcmp(ms, "prior_err") ? get(items, "prior") : NULL;
-        if (!strcmp(ms, "prior_err") && !(cJSON_IsArray(pr) && cJSON_GetArraySize(pr) == n))
-            fatal("vlm eval table: %s: no \"prior\" items (needed for %s: the questions need \"prior_answer\")", where, m->name);
+        int *c = ints(r, m, items, "correct", n);
+        int *pr = NULL;
+        if (!strcmp(ms, "prior_err")) {
+            if (!cJSON_IsArray(get(items, "prior")))
+                fatal("vlm eval table: %s: no \"prior\" items (needed for %s: the questions need \"prior_answer\")", where, m->name);
+            pr = ints(r, m, items, "prior", n);
+        }
         for (int i = 0; i < n; i++) {
             if (!in[i]) continue;
-            const int ok = cJSON_GetArrayItem(c, i)->valueint;
+            const int ok = c[i];
             if (pr) {
-                const int p = cJSON_GetArrayItem(pr, i)->valueint;
+                const int p = pr[i];
                 num[pos[i]] = !ok && p == 1;
                 den[pos[i]] = !ok && p >= 0;
             } else {
@@ -318,9 +338,11 @@ static void run_metric(Table *t, Run *r, Metric *m, double *num, double *den, in
                 den[pos[i]] = 1;
             }
         }
+        free(c); free(pr);
     }
     free(in);
     free(pos);
+    free(idv);
 }
 
 // ---- random streams and percentiles --------------------------------------------------------------------
@@ -451,7 +473,7 @@ void table_run(const TableOptions *o) {
     }
     const int R = t.n_runs, M = t.n_models;
     // per (run, metric): num and den per question of the metric's item set
-    double **num = xcalloc((size_t)R * K, sizeof(double *)), **den = xcalloc((size_t)R * K, sizeof(double *));
+    int **num = xcalloc((size_t)R * K, sizeof(int *)), **den = xcalloc((size_t)R * K, sizeof(int *));
     double *full = xmalloc(sizeof(double) * (size_t)R * K);  // each run's value on all questions
     for (int k = 0; k < K; k++)
         for (int i = 0; i < R; i++) {
@@ -461,10 +483,10 @@ void table_run(const TableOptions *o) {
             const cJSON *items = run_items(r, &t.metrics[k], key, sizeof(key));
             int n = cJSON_GetArraySize(get(items, "ids"));
             for (int s = 0; s < t.n_sets; s++) if (!strcmp(t.sets[s].key, key)) n = t.sets[s].n > n ? t.sets[s].n : n;
-            num[i * K + k] = xcalloc((size_t)(n ? n : 1), sizeof(double));
-            den[i * K + k] = xcalloc((size_t)(n ? n : 1), sizeof(double));
+            num[i * K + k] = xcalloc((size_t)(n ? n : 1), sizeof(int));
+            den[i * K + k] = xcalloc((size_t)(n ? n : 1), sizeof(int));
             run_metric(&t, r, &t.metrics[k], num[i * K + k], den[i * K + k], &t.metrics[k].set);
-            double a = 0, b = 0;
+            long a = 0, b = 0;
             for (int q = 0; q < t.sets[t.metrics[k].set].n; q++) { a += num[i * K + k][q]; b += den[i * K + k][q]; }
             full[i * K + k] = ratio(a, b);
         }
@@ -477,26 +499,31 @@ void table_run(const TableOptions *o) {
         if (base[c] < 0) fatal("vlm eval table: --baseline %s: no run folder is named %s", o->baselines[c], o->baselines[c]);
         for (int i = 0; i < R; i++) base_runs[c] += t.runs[i].model == base[c];
     }
-    // the bootstrap: boot[(b * R + i) * K + k] = run i's metric k on resample b's questions
+    // the bootstrap: boot[(b * R + i) * K + k] = run i's metric k on resample b's questions. Resamples are
+    // independent (each draws from its own streams), so threads split them without changing a number.
     double *boot = xmalloc(sizeof(double) * (size_t)B * R * K);
-    int **weight = xmalloc(sizeof(int *) * (size_t)(t.n_sets ? t.n_sets : 1));
-    for (int s = 0; s < t.n_sets; s++) weight[s] = xmalloc(sizeof(int) * (size_t)(t.sets[s].n ? t.sets[s].n : 1));
-    for (int b = 0; b < B; b++) {
-        for (int s = 0; s < t.n_sets; s++) {
-            const int n = t.sets[s].n;
-            memset(weight[s], 0, sizeof(int) * (size_t)n);
-            uint64_t st = stream(b, t.sets[s].key);
-            for (int q = 0; q < n; q++) weight[s][draw(&st, n)]++;
-        }
-        for (int i = 0; i < R; i++)
-            for (int k = 0; k < K; k++) {
-                const int s = t.metrics[k].set, n = t.sets[s].n;
-                const double *a = num[i * K + k], *d = den[i * K + k];
-                const int *w = weight[s];
-                double sa = 0, sd = 0;
-                for (int q = 0; q < n; q++) { sa += w[q] * a[q]; sd += w[q] * d[q]; }
-                boot[((size_t)b * R + i) * K + k] = ratio(sa, sd);
+    int max_n = 1;
+    for (int s = 0; s < t.n_sets; s++) max_n = t.sets[s].n > max_n ? t.sets[s].n : max_n;
+#pragma omp parallel
+    {
+        int *weight = xmalloc(sizeof(int) * (size_t)max_n);
+#pragma omp for schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int s = 0; s < t.n_sets; s++) {
+                const int n = t.sets[s].n;
+                memset(weight, 0, sizeof(int) * (size_t)n);
+                uint64_t st = stream(b, t.sets[s].key);
+                for (int q = 0; q < n; q++) weight[draw(&st, n)]++;
+                for (int i = 0; i < R; i++)
+                    for (int k = 0; k < K; k++) {
+                        if (t.metrics[k].set != s) continue;
+                        const int *a = num[i * K + k], *d = den[i * K + k];
+                        long sa = 0, sd = 0;
+                        for (int q = 0; q < n; q++) { sa += weight[q] * a[q]; sd += weight[q] * d[q]; }
+                        boot[((size_t)b * R + i) * K + k] = ratio((double)sa, (double)sd);
+                    }
             }
+        free(weight);
     }
     // per model: the runs, the mean and the interval; per baseline the paired difference and its interval
     double *mean = xmalloc(sizeof(double) * (size_t)M * K), *lo = xmalloc(sizeof(double) * (size_t)M * K),
@@ -751,12 +778,11 @@ void table_run(const TableOptions *o) {
     free(vals); free(drawn); free(nruns); free(runs_of);
     free(mean); free(lo); free(hi); free(dmean); free(dlo); free(dhi);
     for (int s = 0; s < t.n_sets; s++) {
-        free(weight[s]);
         for (int q = 0; q < t.sets[s].n; q++) free(t.sets[s].ids[q]);
         free(t.sets[s].ids); free(t.sets[s].key); free(t.sets[s].first);
         strmap_free(&t.sets[s].index);
     }
-    free(weight); free(t.sets); free(boot); free(base); free(base_runs); free(pa); free(pb); free(pdrawn); free(full);
+    free(t.sets); free(boot); free(base); free(base_runs); free(pa); free(pb); free(pdrawn); free(full);
     for (int x = 0; x < R * K; x++) { free(num[x]); free(den[x]); }
     free(num); free(den);
     for (int i = 0; i < R; i++) {
