@@ -697,8 +697,8 @@ void table_run(const TableOptions *o) {
     fprintf(f, "\nValues in percent, mean over a model's runs (seeds) [95%% interval]; \"(lower)\": lower is better. "
                "Intervals: two-level percentile bootstrap, %d resamples, fixed seed %d: runs drawn with replacement, "
                "then questions (MMVP: question pairs) with replacement, the same questions for every model; "
-               "differences paired by seed folder and question. With few seeds the seed level is coarse (3 seeds: "
-               "10 distinct draws) and tends to understate seed-to-seed spread.\n", B, RNG_SEED);
+               "differences paired by seed folder and question. With few seeds the interval is approximate: "
+               "conservative when the seeds agree, too narrow when they differ by several points.\n", B, RNG_SEED);
     fclose(f);
     fwrite(buf, 1, blen, stdout);
     if (o->out_md) write_file_atomic(o->out_md, buf, blen);

@@ -17,6 +17,16 @@
 // seed level. The random streams are fixed (a seed per purpose, hashed from the resample number and the
 // item set's or model's name), so the output is the same every time and one model's numbers do not depend
 // on which other models are in the table.
+//
+// How well it covers (simulated: 60 tables per line, 1000 questions, accuracy 75-78%, model - baseline =
+// +3 points, answers independent per seed, 95% nominal):
+//   1 seed                                   mean 95%,  difference 93%
+//   3 seeds, seed-to-seed spread 0-1 point   mean 98-100%, difference 98-100% (conservative: answer noise
+//                                            is counted at the seed level and again at the question level)
+//   5 seeds, spread 1 point                  mean 100%, difference 95%
+//   3 seeds, spread 3 / 5 points             mean 92% / 85%, difference 95% / 82% (3 seeds cannot show a
+//                                            large seed spread; the percentile interval of 3 draws is short)
+// So with 3 seeds read the intervals as approximate; more seeds make them honest.
 #pragma once
 
 typedef struct {
