@@ -418,7 +418,12 @@ static void fmt_cell(char *buf, size_t cap, double v, double lo, double hi, int 
     if (!isfinite(v)) { snprintf(buf, cap, "–"); return; }
     if (!isfinite(lo)) { snprintf(buf, cap, diff ? "%+.1f" : "%.1f", v); return; }
     const int sig = diff && (lo > 0 || hi < 0);
-    if (diff) snprintf(buf, cap, "%+.1f [%+.1f, %+.1f]%s", v, lo, hi, sig ? "*" : "");
+    // a bound that rounds to 0.0 but is not 0 gets two decimals, so a marked interval never reads [.., -0.0]
+    const char *fl = lo != 0 && fabs(lo) < 0.05 ? "%+.2f" : "%+.1f", *fh = hi != 0 && fabs(hi) < 0.05 ? "%+.2f" : "%+.1f";
+    char a[32], b[32];
+    snprintf(a, sizeof(a), fl, lo);
+    snprintf(b, sizeof(b), fh, hi);
+    if (diff) snprintf(buf, cap, "%+.1f [%s, %s]%s", v, a, b, sig ? "*" : "");
     else snprintf(buf, cap, "%.1f [%.1f, %.1f]", v, lo, hi);
 }
 
