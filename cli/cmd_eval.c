@@ -11,10 +11,12 @@
 
 #include "../eval/answers.h"
 #include "../eval/chair.h"
+#include "../eval/fields.h"
 #include "../eval/mmvp.h"
 #include "../eval/qa.h"
 #include "../train/plot.h"
 #include "../eval/pope.h"
+#include "../eval/table.h"
 #include "../util/args.h"
 #include "../util/common.h"
 #include "commands.h"
@@ -47,11 +49,23 @@ static void write_json(cJSON *j, const char *path) {
     free(s);
 }
 
+// The per-item block of an output JSON: {"ids": [...]} plus int arrays added by the caller. ids are the
+// question ids as text; vlm eval table pairs two runs question by question through them.
+static cJSON *items_json(char *const *ids, int n) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "ids", cJSON_CreateStringArray((const char *const *)ids, n));
+    return o;
+}
+
+static void add_ints(cJSON *o, const char *name, const int *v, int n) {
+    cJSON_AddItemToObject(o, name, cJSON_CreateIntArray(v, n));
+}
+
 // ---- vlm eval pope ---------------------------------------------------------------------------------
 
 static const char *pope_help =
     "usage: vlm eval pope --questions FILE --answers FILE.jsonl [--questions FILE --answers FILE.jsonl ...]\n"
-    "                     [--parser reference|strict] [--suffix TEXT] [--out FILE.json]\n"
+    "                     [--parser reference|strict] [--suffix TEXT] [--by FIELD ...] [--out FILE.json]\n"
     "\n"
     "Scores yes/no answers to POPE questions, positive class yes: accuracy, precision, recall, F1,\n"
     "yes-ratio, TP/FP/TN/FN, per question file (random, popular, adversarial) and their mean.\n"
@@ -68,7 +82,50 @@ static const char *pope_help =
     "                    Either way \"unparseable\" counts the answers the strict parser cannot read.\n"
     "  --suffix TEXT     the prompt suffix the answers were generated with (recorded in the output,\n"
     "                    e.g. LLaVA's \"\\nAnswer the question using a single word or phrase.\")\n"
-    "  --out FILE        write the results as JSON (atomically)\n";
+    "  --by FIELD        also per value of this field of the question records (repeatable), e.g.\n"
+    "                    difficulty, atypical, negative: n, accuracy, yes-ratio and the false-positive\n"
+    "                    rate (questions labelled no answered yes / questions labelled no); records\n"
+    "                    without the field form the group \"none\"\n"
+    "  --out FILE        write the results as JSON (atomically), with every question's outcome per split:\n"
+    "                    \"items\": {\"ids\", \"label\", \"pred\" (1 yes, 0 no, -1 unparseable), \"correct\",\n"
+    "                    \"by\": {FIELD: values}} -- what vlm eval table pairs and resamples\n";
+
+// The breakdown of one split by one field: printed, and added to the split's JSON (s) when s is not NULL.
+static void pope_by(const PopeResult *r, const char *field, cJSON *s) {
+    const int n = r->m.n;
+    char **values = fields_read(r->questions, field, n), **names;
+    int *group = xmalloc(sizeof(int) * (size_t)(n ? n : 1));
+    int ng = fields_groups(values, n, &names, group);
+    unsigned char *mask = xmalloc((size_t)(n ? n : 1));
+    cJSON *jb = NULL;
+    if (s) {
+        cJSON *by = cJSON_GetObjectItemCaseSensitive(s, "by");
+        if (!by) by = cJSON_AddObjectToObject(s, "by");
+        jb = cJSON_AddObjectToObject(by, field);
+        cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items"), *ib = cJSON_GetObjectItemCaseSensitive(items, "by");
+        if (!ib) ib = cJSON_AddObjectToObject(items, "by");
+        cJSON_AddItemToObject(ib, field, cJSON_CreateStringArray((const char *const *)values, n));
+    }
+    for (int g = 0; g < ng; g++) {
+        for (int i = 0; i < n; i++) mask[i] = group[i] == g;
+        PopeMetrics m;
+        pope_score_preds(r->labels, r->preds, mask, n, &m);
+        const int no = m.n - (m.tp + m.fn + m.unparseable_yes);
+        const double fpr = no ? (double)m.fp / no : NAN;
+        printf("%-24s %-14s %6d %7.2f %7.2f ", r->name, names[g], m.n, 100 * m.accuracy, 100 * m.yes_ratio);
+        if (no) printf("%7.2f %6d %6d\n", 100 * fpr, no, m.fp);
+        else printf("%7s %6d %6d\n", "-", no, m.fp);
+        if (jb) {
+            cJSON *o = pope_metrics_json(cJSON_AddObjectToObject(jb, names[g]), &m);
+            cJSON_AddNumberToObject(o, "labelled_no", no);
+            if (no) cJSON_AddNumberToObject(o, "fp_rate", fpr);
+            else cJSON_AddNullToObject(o, "fp_rate");
+        }
+    }
+    fields_free(names, ng);
+    fields_free(values, n);
+    free(group); free(mask);
+}
 
 static int eval_pope(int argc, char **argv) {
     Args a = args_init("vlm eval pope", argc, argv);
@@ -77,6 +134,8 @@ static int eval_pope(int argc, char **argv) {
     int nq = arg_all(&a, "--questions", qs, 16), na = arg_all(&a, "--answers", as, 16);
     const char *parser_name = arg_str(&a, "--parser", "reference"), *suffix = arg_str(&a, "--suffix", NULL);
     const char *out = arg_str(&a, "--out", NULL);
+    const char *by[16];
+    int nby = arg_all(&a, "--by", by, 16);
     args_finish(&a);
     if (nq == 0) fatal("vlm eval pope: --questions and --answers are required (see --help)");
     if (nq != na) fatal("vlm eval pope: %d --questions but %d --answers; give one answer file per question file", nq, na);
@@ -113,8 +172,10 @@ static int eval_pope(int argc, char **argv) {
     if (parser == POPE_PARSER_STRICT && mean.unparseable)
         printf("note: the %d unparseable answers are scored wrong (neither predicted yes nor no)\n", mean.unparseable);
 
+    // the JSON is built before the breakdowns, which print and add to it
+    cJSON *split_json[16] = {0}, *j = NULL;
     if (out) {
-        cJSON *j = cJSON_CreateObject();
+        j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "benchmark", "pope");
         cJSON_AddStringToObject(j, "parser", parser_name);
         if (suffix) cJSON_AddStringToObject(j, "prompt_suffix", suffix);
@@ -128,8 +189,24 @@ static int eval_pope(int argc, char **argv) {
             cJSON_AddStringToObject(s, "matched_by", match_mode_name((MatchMode)r[i].match));
             cJSON_AddNumberToObject(s, "imange_typos", r[i].typo_imange);
             cJSON_AddItemToArray(splits, pope_metrics_json(s, &r[i].m));
+            cJSON *items = items_json(r[i].ids, r[i].m.n);
+            add_ints(items, "label", r[i].labels, r[i].m.n);
+            add_ints(items, "pred", r[i].preds, r[i].m.n);
+            int *ok = xmalloc(sizeof(int) * (size_t)(r[i].m.n ? r[i].m.n : 1));
+            for (int k = 0; k < r[i].m.n; k++) ok[k] = r[i].preds[k] == r[i].labels[k];
+            add_ints(items, "correct", ok, r[i].m.n);
+            free(ok);
+            cJSON_AddItemToObject(s, "items", items);
+            split_json[i] = s;
         }
         cJSON_AddItemToObject(j, "mean", pope_metrics_json(cJSON_CreateObject(), &mean));
+    }
+    for (int f = 0; f < nby; f++) {
+        printf("\nby %s: fp rate = questions labelled no answered yes / questions labelled no\n", by[f]);
+        printf("%-24s %-14s %6s %7s %7s %7s %6s %6s\n", "split", by[f], "n", "acc", "yes%", "fp rate", "no", "fp");
+        for (int i = 0; i < nq; i++) pope_by(&r[i], by[f], split_json[i]);
+    }
+    if (j) {
         write_json(j, out);
         cJSON_Delete(j);
     }
@@ -156,10 +233,33 @@ static const char *chair_help =
     "  --gt-captions F    COCO reference captions: their objects join the ground truth, as in the original\n"
     "  --no-coco-rules    leave out chair.py's COCO phrase rules (baby/adult animals, passenger jet/train,\n"
     "                     bow tie, toilet seat, home plate) for a vocabulary of another world\n"
-    "  --out FILE         write the metrics and every caption's mentions as JSON (atomically)\n"
+    "  --out FILE         write the metrics and every caption's mentions as JSON (atomically), and per caption\n"
+    "                     \"items\": {\"ids\" (question_id, else the caption's 0-based position), \"mentions\",\n"
+    "                     \"hallucinated\"} -- what vlm eval table pairs and resamples\n"
     "\n"
     "Images are found under image_id, else the image path, its file name, the name without extension, or\n"
     "COCO's number in it (COCO_val2014_000000310196.jpg -> 310196).\n";
+
+// Per caption: its id, object mentions and hallucinated mentions, from the per-caption records.
+static cJSON *chair_items(const cJSON *per) {
+    const int n = cJSON_GetArraySize(per);
+    char **ids = xmalloc(sizeof(char *) * (size_t)(n ? n : 1));
+    int *men = xmalloc(sizeof(int) * (size_t)(n ? n : 1)), *hal = xmalloc(sizeof(int) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) {
+        const cJSON *rec = cJSON_GetArrayItem(per, i), *q = cJSON_GetObjectItemCaseSensitive(rec, "question_id");
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%d", i);
+        ids[i] = xstrdup(cJSON_IsString(q) ? q->valuestring : buf);
+        hal[i] = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(rec, "hallucinated"));
+        men[i] = hal[i] + cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(rec, "grounded"));
+    }
+    cJSON *items = items_json(ids, n);
+    add_ints(items, "mentions", men, n);
+    add_ints(items, "hallucinated", hal, n);
+    for (int i = 0; i < n; i++) free(ids[i]);
+    free(ids); free(men); free(hal);
+    return items;
+}
 
 static int eval_chair(int argc, char **argv) {
     Args a = args_init("vlm eval chair", argc, argv);
@@ -195,6 +295,7 @@ static int eval_chair(int argc, char **argv) {
         cJSON_AddBoolToObject(j, "coco_rules", o.coco_rules);
         if (match >= 0) cJSON_AddStringToObject(j, "matched_by", match_mode_name((MatchMode)match));
         cJSON_AddItemToObject(j, "metrics", chair_metrics_json(&m));
+        cJSON_AddItemToObject(j, "items", chair_items(per));
         cJSON_AddItemToObject(j, "per_caption", per);
         write_json(j, out);
         cJSON_Delete(j);
@@ -218,7 +319,30 @@ static const char *mmvp_help =
     "                   fails). letter: a standalone option letter -- \"(b)\", \"B\", \"B. Closed\",\n"
     "                   \"answer is b\", or the text of exactly one option\n"
     "                   Either way \"unparseable\" counts the answers the letter rule cannot read.\n"
-    "  --out FILE       write the metrics and every answer's grading as JSON (atomically)\n";
+    "  --out FILE       write the metrics and every answer's grading as JSON (atomically), and per pair\n"
+    "                   \"items\": {\"ids\" (the first row's Index), \"right\" (0-2), \"correct\" (both)}\n";
+
+// Per pair (rows 2k and 2k+1, the unit of MMVP's paired accuracy, so resampling keeps pairs whole): the
+// first row's Index as the id, questions right (0-2), and 1 when both are.
+static cJSON *mmvp_items(const cJSON *per) {
+    const int n = cJSON_GetArraySize(per) / 2;
+    char **ids = xmalloc(sizeof(char *) * (size_t)(n ? n : 1));
+    int *right = xmalloc(sizeof(int) * (size_t)(n ? n : 1)), *both = xmalloc(sizeof(int) * (size_t)(n ? n : 1));
+    for (int k = 0; k < n; k++) {
+        const cJSON *a = cJSON_GetArrayItem(per, 2 * k), *b = cJSON_GetArrayItem(per, 2 * k + 1);
+        const cJSON *ix = cJSON_GetObjectItemCaseSensitive(a, "index");
+        ids[k] = xstrdup(cJSON_IsString(ix) ? ix->valuestring : "?");
+        int ra = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "correct")), rb = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "correct"));
+        right[k] = ra + rb;
+        both[k] = ra && rb;
+    }
+    cJSON *items = items_json(ids, n);
+    add_ints(items, "right", right, n);
+    add_ints(items, "correct", both, n);
+    for (int k = 0; k < n; k++) free(ids[k]);
+    free(ids); free(right); free(both);
+    return items;
+}
 
 static int eval_mmvp(int argc, char **argv) {
     Args a = args_init("vlm eval mmvp", argc, argv);
@@ -246,6 +370,7 @@ static int eval_mmvp(int argc, char **argv) {
         cJSON_AddStringToObject(j, "answers", ans);
         cJSON_AddStringToObject(j, "matched_by", match_mode_name((MatchMode)match));
         cJSON_AddItemToObject(j, "metrics", mmvp_metrics_json(&m));
+        cJSON_AddItemToObject(j, "items", mmvp_items(per));
         cJSON_AddItemToObject(j, "per_question", per);
         write_json(j, out);
         cJSON_Delete(j);
@@ -256,22 +381,32 @@ static int eval_mmvp(int argc, char **argv) {
 // ---- vlm eval qa ------------------------------------------------------------------------------------
 
 static const char *qa_help =
-    "usage: vlm eval qa --questions FILE.jsonl --answers FILE.jsonl [--rule exact|contains] [--out FILE.json]\n"
+    "usage: vlm eval qa --questions FILE.jsonl --answers FILE.jsonl [--rule exact|contains] [--by FIELD ...]\n"
+    "                   [--out FILE.json]\n"
     "\n"
     "Short-answer accuracy, overall and per question type (the miniature study's general QA).\n"
     "\n"
-    "  --questions FILE  JSON Lines {question_id, type?, answer, ...} (vlm data synth's qa.jsonl)\n"
+    "  --questions FILE  JSON Lines {question_id, type?, answer, prior_answer?, ...} (vlm data synth's qa.jsonl)\n"
     "  --answers FILE    generated answers (JSON Lines with \"text\"), matched by question_id, else by order\n"
     "  --rule R          both sides lowercased, split into words, a/an/the dropped; then exact (default): the\n"
     "                    same words (\"The circle.\" = \"circle\"); contains: the answer's words appear in a row\n"
     "                    in the response (\"It is red.\" contains \"red\")\n"
-    "  --out FILE        write the metrics and every answer's grading as JSON (atomically)\n";
+    "  --by FIELD        also per value of this field of the question records (repeatable), e.g. type,\n"
+    "                    difficulty, atypical; records without it form the group \"none\"\n"
+    "  --out FILE        write the metrics and every answer's grading as JSON (atomically), and per question\n"
+    "                    \"items\": {\"ids\", \"correct\", \"prior\" (1/0 right for the prior answer, -1 none),\n"
+    "                    \"by\": {FIELD: values}} (type always) -- what vlm eval table pairs and resamples\n"
+    "\n"
+    "Records with \"prior_answer\" (the answer the training prior suggests) add prior-following errors:\n"
+    "of the wrong answers to them, the fraction right for the prior answer (prior err), overall and per group.\n";
 
 static int eval_qa(int argc, char **argv) {
     Args a = args_init("vlm eval qa", argc, argv);
     if (args_help(&a)) { fputs(qa_help, stdout); return 0; }
     const char *q = arg_str(&a, "--questions", NULL), *ans = arg_str(&a, "--answers", NULL);
     const char *rule_name = arg_str(&a, "--rule", "exact"), *out = arg_str(&a, "--out", NULL);
+    const char *by[16];
+    int nby = arg_all(&a, "--by", by, 16);
     args_finish(&a);
     if (!q || !ans) fatal("vlm eval qa: --questions and --answers are required (see --help)");
     QaRule rule;
@@ -287,15 +422,78 @@ static int eval_qa(int argc, char **argv) {
     for (int i = 0; i < m.n_types; i++)
         printf("%-16s %6d %8.2f\n", m.types[i].name, m.types[i].n, 100.0 * m.types[i].correct / m.types[i].n);
     printf("%-16s %6d %8.2f\n", "all", m.n, 100 * m.accuracy);
+    if (m.with_prior)
+        printf("prior-following errors: %d of %d wrong answers to the %d questions with a prior answer (%.2f%%)\n",
+               m.prior_following, m.wrong_with_prior, m.with_prior,
+               m.wrong_with_prior ? 100.0 * m.prior_following / m.wrong_with_prior : 0.0);
+    cJSON *j = NULL, *jby = NULL, *items = NULL;
     if (out) {
-        cJSON *j = cJSON_CreateObject();
+        j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "benchmark", "qa");
         cJSON_AddStringToObject(j, "rule", rule_name);
         cJSON_AddStringToObject(j, "questions", q);
         cJSON_AddStringToObject(j, "answers", ans);
         cJSON_AddStringToObject(j, "matched_by", match_mode_name((MatchMode)match));
-        cJSON_AddItemToObject(j, "metrics", qa_metrics_json(&m));
+        cJSON *mj = qa_metrics_json(&m);
+        cJSON_AddItemToObject(j, "metrics", mj);
+        if (nby) jby = cJSON_AddObjectToObject(mj, "by");
+        items = items_json(m.ids, m.n);
+        add_ints(items, "correct", m.item_correct, m.n);
+        if (m.with_prior) add_ints(items, "prior", m.item_prior, m.n);
+        cJSON_AddItemToObject(j, "items", items);
         cJSON_AddItemToObject(j, "per_question", per);
+    }
+    // breakdowns: per group n, accuracy and (with prior answers) the prior-following errors
+    for (int f = 0; f < nby; f++) {
+        char **values = fields_read(q, by[f], m.n), **names;
+        int *group = xmalloc(sizeof(int) * (size_t)m.n);
+        const int ng = fields_groups(values, m.n, &names, group);
+        printf("\nby %s:\n%-16s %6s %8s %7s %11s\n", by[f], by[f], "n", "acc", "wrong", "prior err %");
+        cJSON *jf = jby ? cJSON_AddObjectToObject(jby, by[f]) : NULL;
+        for (int g = 0; g < ng; g++) {
+            int n = 0, right = 0, wrong_p = 0, follow = 0, with_p = 0;
+            for (int i = 0; i < m.n; i++) {
+                if (group[i] != g) continue;
+                n++;
+                right += m.item_correct[i];
+                with_p += m.item_prior[i] >= 0;
+                if (!m.item_correct[i] && m.item_prior[i] >= 0) { wrong_p++; follow += m.item_prior[i]; }
+            }
+            const double pe = wrong_p ? (double)follow / wrong_p : NAN;
+            printf("%-16s %6d %8.2f %7d", names[g], n, 100.0 * right / n, n - right);
+            if (with_p) printf(" %11.2f\n", 100 * pe);
+            else printf(" %11s\n", "-");
+            if (jf) {
+                cJSON *o = cJSON_AddObjectToObject(jf, names[g]);
+                cJSON_AddNumberToObject(o, "n", n);
+                cJSON_AddNumberToObject(o, "correct", right);
+                cJSON_AddNumberToObject(o, "accuracy", (double)right / n);
+                if (with_p) {
+                    cJSON_AddNumberToObject(o, "wrong_with_prior", wrong_p);
+                    cJSON_AddNumberToObject(o, "prior_following", follow);
+                    if (wrong_p) cJSON_AddNumberToObject(o, "prior_err", pe);
+                    else cJSON_AddNullToObject(o, "prior_err");
+                }
+            }
+        }
+        if (items) {
+            cJSON *ib = cJSON_GetObjectItemCaseSensitive(items, "by");
+            if (!ib) ib = cJSON_AddObjectToObject(items, "by");
+            cJSON_AddItemToObject(ib, by[f], cJSON_CreateStringArray((const char *const *)values, m.n));
+        }
+        fields_free(names, ng);
+        fields_free(values, m.n);
+        free(group);
+    }
+    // the question type is always kept per question, so that vlm eval table can break accuracy down by it
+    if (items && !cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(items, "by"), "type")) {
+        cJSON *ib = cJSON_GetObjectItemCaseSensitive(items, "by");
+        if (!ib) ib = cJSON_AddObjectToObject(items, "by");
+        char **values = fields_read(q, "type", m.n);
+        cJSON_AddItemToObject(ib, "type", cJSON_CreateStringArray((const char *const *)values, m.n));
+        fields_free(values, m.n);
+    }
+    if (j) {
         write_json(j, out);
         cJSON_Delete(j);
     }
@@ -305,123 +503,76 @@ static int eval_qa(int argc, char **argv) {
 
 // ---- vlm eval table ---------------------------------------------------------------------------------
 
-static const char *table_help =
-    "usage: vlm eval table [--out FILE.md] [--svg FILE.svg] RUN_DIR...\n"
+static const char *table_help_head =
+    "usage: vlm eval table [--baseline NAME ...] [--metrics a,b,c] [--resamples N] [--out FILE.md]\n"
+    "                      [--json FILE.json] [--svg FILE.svg] RUN_DIR...\n"
     "\n"
-    "One markdown table over evaluated models: each RUN_DIR holds pope.json, chair.json, mmvp.json and qa.json\n"
-    "(vlm eval ... --out). Runs whose folders share a name (seed1/eval/svco, seed2/eval/svco) form one row,\n"
-    "mean +- standard deviation over them; rows keep the order of first appearance. Missing files leave\n"
-    "their cells empty. Values in percent. --svg also draws them as grouped bars (mean, +- std as a line).\n";
-
-// a number at a path of keys in a JSON file's object, NaN when the file or the key is missing
-static double json_at(const cJSON *j, const char *k1, const char *k2) {
-    const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, k1) : NULL;
-    if (v && k2) v = cJSON_GetObjectItemCaseSensitive(v, k2);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
-static cJSON *json_file(const char *dir, const char *name) {
-    char *p = path_join(dir, name), *text = try_read_file(p, NULL);
-    cJSON *j = text ? cJSON_Parse(text) : NULL;
-    if (text && !j) fatal("%s: not valid JSON", p);
-    free(text);
-    free(p);
-    return j;
-}
-
-enum { TABLE_COLS = 10 };
-static const char *table_cols[TABLE_COLS] = {"POPE rand acc", "POPE pop acc", "POPE adv acc", "POPE adv F1", "adv yes %",
-                                             "CHAIR_s (lower)", "CHAIR_i (lower)", "MMVP acc", "MMVP pairs", "QA acc"};
-
-// the row of one run folder, in percent
-static void table_row(const char *dir, double v[TABLE_COLS]) {
-    for (int c = 0; c < TABLE_COLS; c++) v[c] = NAN;
-    cJSON *pope = json_file(dir, "pope.json"), *chair = json_file(dir, "chair.json");
-    cJSON *mmvp = json_file(dir, "mmvp.json"), *qa = json_file(dir, "qa.json");
-    const cJSON *splits = pope ? cJSON_GetObjectItemCaseSensitive(pope, "splits") : NULL;
-    // the splits in the order they were scored: random, popular, adversarial (demo/run.sh)
-    for (int k = 0; k < 3 && cJSON_IsArray(splits); k++) {
-        const cJSON *s = cJSON_GetArrayItem(splits, k);
-        v[k] = 100 * json_at(s, "accuracy", NULL);
-        if (k == 2) { v[3] = 100 * json_at(s, "f1", NULL); v[4] = 100 * json_at(s, "yes_ratio", NULL); }
-    }
-    v[5] = 100 * json_at(chair, "metrics", "chair_s");
-    v[6] = 100 * json_at(chair, "metrics", "chair_i");
-    v[7] = 100 * json_at(mmvp, "metrics", "accuracy");
-    v[8] = 100 * json_at(mmvp, "metrics", "pair_accuracy");
-    v[9] = 100 * json_at(qa, "metrics", "accuracy");
-    cJSON_Delete(pope); cJSON_Delete(chair); cJSON_Delete(mmvp); cJSON_Delete(qa);
-}
+    "One markdown table over evaluated models, with 95% intervals, printed and written to --out. Each RUN_DIR\n"
+    "holds the pope.json, chair.json, mmvp.json and qa.json that vlm eval ... --out wrote (with their\n"
+    "per-question \"items\"; the metrics chosen say which files are needed). The folder's name is the model;\n"
+    "folders of the same name are its seeds (seed1/eval/svco, seed2/eval/svco), and the folder above\n"
+    "(seed1/eval) pairs a model's run with a baseline's. Rows keep the order of first appearance. A run.json\n"
+    "in a RUN_DIR (e.g. {\"method\": \"svco\", \"lr\": 1e-4, \"beta\": 0.1}) adds a table of hyper-parameters.\n"
+    "\n"
+    "Each cell: the mean over the model's runs of the metric on all questions, and a 95% percentile interval\n"
+    "from a two-level bootstrap (N resamples, fixed seed: the runs drawn with replacement, then the questions\n"
+    "-- MMVP: question pairs -- with replacement, the same questions for every model). Deterministic.\n"
+    "\n"
+    "  --baseline NAME  also a table of differences model - NAME (repeatable), paired by seed folder (a\n"
+    "                   baseline with a single run pairs with every seed, a model with a single run with\n"
+    "                   every baseline run) and by question (the same resampled questions on both\n"
+    "                   sides); the pairs are resampled at the seed level; * marks an interval that\n"
+    "                   excludes 0\n"
+    "  --metrics LIST   the columns, comma-separated (names below)\n"
+    "  --resamples N    bootstrap resamples (default 2000)\n"
+    "  --out FILE       the markdown table (atomically); the same text goes to stdout\n"
+    "  --json FILE      every number: per model and run, means, intervals, differences\n"
+    "  --svg FILE       grouped bars of the means, the 95% intervals as error bars\n"
+    "\n";
 
 static int eval_table(int argc, char **argv) {
-    const char *out = NULL, *svg = NULL;
-    int n = 0;
-    const char **dirs = xmalloc(sizeof(char *) * (argc + 1));
+    TableOptions o = {0};
+    o.resamples = 2000;
+    const char **dirs = xmalloc(sizeof(char *) * (argc + 1)), **bases = xmalloc(sizeof(char *) * (argc + 1));
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(table_help, stdout); free(dirs); return 0; }
-        if (!strcmp(argv[i], "--out") || !strcmp(argv[i], "--svg")) {
-            if (i + 1 == argc) fatal("vlm eval table: %s needs a file", argv[i]);
-            if (!strcmp(argv[i], "--out")) out = argv[++i];
-            else svg = argv[++i];
-        } else if (argv[i][0] == '-') fatal("vlm eval table: unknown flag '%s' (see --help)", argv[i]);
-        else dirs[n++] = argv[i];
-    }
-    if (n == 0) fatal("vlm eval table: give at least one run folder (see --help)");
-    // rows: the folder names, in order of first appearance
-    char **names = xmalloc(sizeof(char *) * n);
-    int *row_of = xmalloc(sizeof(int) * n), rows = 0;
-    for (int i = 0; i < n; i++) {
-        char *copy = xstrdup(dirs[i]);
-        size_t len = strlen(copy);
-        while (len > 1 && copy[len - 1] == '/') copy[--len] = 0;
-        const char *slash = strrchr(copy, '/'), *base = slash ? slash + 1 : copy;
-        row_of[i] = -1;
-        for (int r = 0; r < rows && row_of[i] < 0; r++) if (!strcmp(names[r], base)) row_of[i] = r;
-        if (row_of[i] < 0) { names[rows] = xstrdup(base); row_of[i] = rows++; }
-        free(copy);
-    }
-    double *vals = xmalloc(sizeof(double) * n * TABLE_COLS);
-    for (int i = 0; i < n; i++) table_row(dirs[i], vals + (size_t)i * TABLE_COLS);
-    char *buf = NULL;
-    size_t blen = 0;
-    FILE *f = open_memstream(&buf, &blen);
-    if (!f) fatal("open_memstream failed");
-    fprintf(f, "| model | runs |");
-    for (int c = 0; c < TABLE_COLS; c++) fprintf(f, " %s |", table_cols[c]);
-    fprintf(f, "\n|---|---|");
-    for (int c = 0; c < TABLE_COLS; c++) fprintf(f, "---|");
-    fprintf(f, "\n");
-    // mean and sample standard deviation of each (row, column) over its runs; NaN where it has none
-    double *mean = xmalloc(sizeof(double) * rows * TABLE_COLS), *sd = xmalloc(sizeof(double) * rows * TABLE_COLS);
-    for (int r = 0; r < rows; r++) {
-        int k = 0;
-        for (int i = 0; i < n; i++) k += row_of[i] == r;
-        fprintf(f, "| %s | %d |", names[r], k);
-        for (int c = 0; c < TABLE_COLS; c++) {
-            double sum = 0, sq = 0;
-            int m = 0;
-            for (int i = 0; i < n; i++) {
-                double x = vals[(size_t)i * TABLE_COLS + c];
-                if (row_of[i] != r || isnan(x)) continue;
-                sum += x; sq += x * x; m++;
-            }
-            const double mu = m ? sum / m : NAN, var = m > 1 ? (sq - m * mu * mu) / (m - 1) : NAN;
-            mean[r * TABLE_COLS + c] = mu;
-            sd[r * TABLE_COLS + c] = m > 1 ? sqrt(var > 0 ? var : 0) : NAN;
-            if (m == 0) fprintf(f, " |");
-            else if (m == 1) fprintf(f, " %.1f |", mu);
-            else fprintf(f, " %.1f ± %.1f |", mu, sd[r * TABLE_COLS + c]);
+        const char *s = argv[i];
+        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+            fputs(table_help_head, stdout);
+            fputs(table_metrics_help, stdout);
+            free(dirs); free(bases);
+            return 0;
         }
-        fprintf(f, "\n");
+        if (s[0] != '-') { dirs[o.n_dirs++] = s; continue; }
+        // "--flag value" or "--flag=value"
+        const char *eq = strchr(s, '='), *v;
+        size_t nlen = eq ? (size_t)(eq - s) : strlen(s);
+        static const char *const flags[] = {"--out", "--svg", "--json", "--baseline", "--metrics", "--resamples", NULL};
+        int fi = -1;
+        for (int k = 0; flags[k] && fi < 0; k++) if (strlen(flags[k]) == nlen && !strncmp(s, flags[k], nlen)) fi = k;
+        if (fi < 0) fatal("vlm eval table: unknown flag '%s' (see --help)", s);
+        if (eq) v = eq + 1;
+        else if (i + 1 < argc) v = argv[++i];
+        else fatal("vlm eval table: %s needs a value", s);
+        switch (fi) {
+        case 0: o.out_md = v; break;
+        case 1: o.out_svg = v; break;
+        case 2: o.out_json = v; break;
+        case 3: bases[o.n_baselines++] = v; break;
+        case 4: o.metrics = v; break;
+        case 5: {
+            char *end;
+            long r = strtol(v, &end, 10);
+            if (*end || r < 1 || r > 1000000) fatal("vlm eval table: --resamples must be a whole number from 1 to 1000000, got '%s'", v);
+            o.resamples = (int)r;
+            break;
+        }
+        }
     }
-    fclose(f);
-    if (svg) plot_bars_svg(svg, "held-out scenes (percent)", table_cols, TABLE_COLS, (const char *const *)names, rows, mean, sd);
-    free(mean); free(sd);
-    fwrite(buf, 1, blen, stdout);
-    if (out) write_file_atomic(out, buf, blen);
-    free(buf); free(vals); free(row_of); free(dirs);
-    for (int r = 0; r < rows; r++) free(names[r]);
-    free(names);
+    if (o.n_dirs == 0) fatal("vlm eval table: give at least one run folder (see --help)");
+    o.dirs = dirs;
+    o.baselines = bases;
+    table_run(&o);
+    free(dirs); free(bases);
     return 0;
 }
 
@@ -438,7 +589,7 @@ static const Sub subs[] = {
     {"chair", eval_chair, "CHAIR object hallucination in captions: CHAIR_s, CHAIR_i, recall, length"},
     {"mmvp", eval_mmvp, "MMVP two-option pairs: per-question and paired accuracy"},
     {"qa", eval_qa, "short-answer QA: accuracy overall and per question type"},
-    {"table", eval_table, "a markdown table of evaluated runs, mean +- std over seeds"},
+    {"table", eval_table, "a markdown table of evaluated runs: means, 95% intervals, paired differences"},
 };
 
 static void usage(FILE *f) {

@@ -483,6 +483,8 @@ void chair_eval_files(const ChairOptions *o, ChairMetrics *m, cJSON **per_captio
         if (rec) {
             cJSON_AddStringToObject(rec, "image", found);  // the ground-truth key it was found under
             cJSON_AddNumberToObject(rec, "line", a->line);
+            // the key vlm eval table pairs runs by
+            if (qi >= 0 && q.qids[qi]) cJSON_AddStringToObject(rec, "question_id", q.qids[qi]);
             cJSON_AddItemToArray(*per_caption, rec);
         }
     }

@@ -61,7 +61,7 @@ int pope_parse_strict(const char *answer) {
 
 static double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
 
-void pope_score(const int *labels, const char *const *answers, int n, PopeParser parser, PopeMetrics *m) {
+void pope_score(const int *labels, const char *const *answers, int n, PopeParser parser, PopeMetrics *m, int *preds) {
     memset(m, 0, sizeof(*m));
     m->n = n;
     int positives = 0;
@@ -70,6 +70,7 @@ void pope_score(const int *labels, const char *const *answers, int n, PopeParser
         positives += labels[i];
         if (strict < 0) { m->unparseable++; m->unparseable_yes += labels[i]; }
         int pred = parser == POPE_PARSER_STRICT ? strict : pope_parse_reference(answers[i]);
+        if (preds) preds[i] = pred;
         if (pred < 0) continue;  // strict: unparseable, wrong whatever the label
         if (pred && labels[i]) m->tp++;
         else if (pred) m->fp++;
@@ -83,6 +84,26 @@ void pope_score(const int *labels, const char *const *answers, int n, PopeParser
     m->recall = ratio(m->tp, positives);
     m->f1 = ratio(2 * m->precision * m->recall, m->precision + m->recall);
     m->yes_ratio = ratio(m->tp + m->fp, n);
+}
+
+void pope_score_preds(const int *labels, const int *preds, const unsigned char *mask, int n, PopeMetrics *m) {
+    memset(m, 0, sizeof(*m));
+    int positives = 0;
+    for (int i = 0; i < n; i++) {
+        if (mask && !mask[i]) continue;
+        m->n++;
+        positives += labels[i];
+        if (preds[i] < 0) { m->unparseable++; m->unparseable_yes += labels[i]; continue; }
+        if (preds[i] && labels[i]) m->tp++;
+        else if (preds[i]) m->fp++;
+        else if (labels[i]) m->fn++;
+        else m->tn++;
+    }
+    m->accuracy = ratio(m->tp + m->tn, m->n);
+    m->precision = ratio(m->tp, m->tp + m->fp);
+    m->recall = ratio(m->tp, positives);
+    m->f1 = ratio(2 * m->precision * m->recall, m->precision + m->recall);
+    m->yes_ratio = ratio(m->tp + m->fp, m->n);
 }
 
 void pope_mean(const PopeMetrics *ms, int k, PopeMetrics *mean) {
@@ -118,11 +139,15 @@ void pope_eval_files(const char *questions, const char *answers, PopeParser pars
     answers_read(&af, answers);
 
     char **qids = xmalloc(sizeof(char *) * (size_t)(ds.n ? ds.n : 1));
+    r->ids = xmalloc(sizeof(char *) * (size_t)(ds.n ? ds.n : 1));
+    r->labels = xmalloc(sizeof(int) * (size_t)(ds.n ? ds.n : 1));
+    r->preds = xmalloc(sizeof(int) * (size_t)(ds.n ? ds.n : 1));
     int *lines = xmalloc(sizeof(int) * (size_t)(ds.n ? ds.n : 1));
     for (int i = 0; i < ds.n; i++) {
         char buf[32];
         snprintf(buf, sizeof(buf), "%ld", ds.pope[i].question_id);
         qids[i] = xstrdup(buf);
+        r->ids[i] = xstrdup(buf);
         lines[i] = ds.pope[i].src.line;
         r->typo_imange += strstr(ds.pope[i].text, "imange") != NULL;
     }
@@ -136,7 +161,8 @@ void pope_eval_files(const char *questions, const char *answers, PopeParser pars
         labels[i] = ds.pope[i].label;
         texts[i] = af.v[order[i]].text;
     }
-    pope_score(labels, texts, ds.n, parser, &r->m);
+    pope_score(labels, texts, ds.n, parser, &r->m, r->preds);
+    memcpy(r->labels, labels, sizeof(int) * (size_t)ds.n);
 
     free(labels); free(texts); free(order);
     for (int i = 0; i < ds.n; i++) free(qids[i]);
@@ -146,6 +172,8 @@ void pope_eval_files(const char *questions, const char *answers, PopeParser pars
 }
 
 void pope_result_free(PopeResult *r) {
+    for (int i = 0; r->ids && i < r->m.n; i++) free(r->ids[i]);
+    free(r->ids); free(r->labels); free(r->preds);
     free(r->questions); free(r->answers); free(r->name);
     memset(r, 0, sizeof(*r));
 }

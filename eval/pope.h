@@ -33,8 +33,12 @@ typedef struct {
     double yes_ratio;        // (tp + fp) / n
 } PopeMetrics;
 
-// labels[i]: 1 yes, 0 no; answers[i]: the generated text for question i.
-void pope_score(const int *labels, const char *const *answers, int n, PopeParser parser, PopeMetrics *m);
+// labels[i]: 1 yes, 0 no; answers[i]: the generated text for question i. preds (NULL, or n entries) gets
+// each prediction: 1 yes, 0 no, -1 unparseable (strict only).
+void pope_score(const int *labels, const char *const *answers, int n, PopeParser parser, PopeMetrics *m, int *preds);
+// The metrics of the questions with mask[i] set, from labels and predictions as pope_score leaves them
+// (unparseable counted as under strict: wrong, in n).
+void pope_score_preds(const int *labels, const int *preds, const unsigned char *mask, int n, PopeMetrics *m);
 // The mean of the rates over k results (counts summed), for the mean row over splits.
 void pope_mean(const PopeMetrics *ms, int k, PopeMetrics *mean);
 
@@ -45,6 +49,11 @@ typedef struct {
     int match;                  // MatchMode used
     int typo_imange;            // questions containing "imange" (POPE before the spelling fix, e3e3926)
     PopeMetrics m;
+    // per question, in question-file order (m.n of each), so that runs can be paired question by question
+    // (vlm eval table): the question_id as text, the label (1 yes), the prediction (1 yes, 0 no, -1 the
+    // strict parser could not read it)
+    char **ids;
+    int *labels, *preds;
 } PopeResult;
 
 void pope_eval_files(const char *questions, const char *answers, PopeParser parser, PopeResult *r);

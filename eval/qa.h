@@ -5,6 +5,9 @@
 //   exact     the word sequences are equal ("Red." = "red"; "The circle." = "circle")
 //   contains  the answer's words appear as a contiguous run in the response ("It is red." contains "red")
 // Accuracy overall and per "type" (existence, colour, count, ...), in the order the types first appear.
+// Prior-following errors: when a record carries "prior_answer" (the answer the training prior suggests,
+// e.g. a shape's typical colour), a wrong response that is right for the prior answer (same rule) follows
+// the prior; prior_err = such errors / wrong answers to questions with a prior answer.
 #pragma once
 #include <cJSON.h>
 
@@ -23,6 +26,13 @@ typedef struct {
     double accuracy;
     QaType *types;
     int n_types;
+    int with_prior;         // questions that carry "prior_answer"
+    int wrong_with_prior;   // wrong answers to questions that carry "prior_answer"
+    int prior_following;    // ... of which right for the prior answer
+    // per question, in file order (n of each): question_id as text (the 0-based position when the record
+    // has none), 1 when right, 1/0 when the response is/is not right for the prior answer (-1: no prior)
+    char **ids;
+    int *item_correct, *item_prior;
 } QaMetrics;
 
 // *per_question (when not NULL) gets one JSON record per question; *match the MatchMode used.

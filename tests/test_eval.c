@@ -49,6 +49,27 @@ static void expect_cli_error(const char *args, ...) {
     free(out); free(err);
 }
 
+// expects the JSON array a to hold the n ints in want
+static void expect_ints(const char *file, int line, const cJSON *a, const int *want, int n) {
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n) { test_fail(file, line, "expected an array of %d ints", n); return; }
+    for (int i = 0; i < n; i++)
+        if (cJSON_GetArrayItem(a, i)->valueint != want[i])
+            test_fail(file, line, "entry %d is %d, expected %d", i, cJSON_GetArrayItem(a, i)->valueint, want[i]);
+}
+// ... and the n strings in want
+static void expect_strs(const char *file, int line, const cJSON *a, const char *const *want, int n) {
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n) { test_fail(file, line, "expected an array of %d strings", n); return; }
+    for (int i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetArrayItem(a, i);
+        if (!cJSON_IsString(v) || strcmp(v->valuestring, want[i]))
+            test_fail(file, line, "entry %d is %s, expected %s", i, cJSON_IsString(v) ? v->valuestring : "(not text)", want[i]);
+    }
+}
+#define EXPECT_INTS(a, ...) do { const int _w[] = {__VA_ARGS__}; expect_ints(__FILE__, __LINE__, a, _w, (int)(sizeof(_w) / sizeof(int))); } while (0)
+#define EXPECT_STRS(a, ...) do { const char *const _w[] = {__VA_ARGS__}; expect_strs(__FILE__, __LINE__, a, _w, (int)(sizeof(_w) / sizeof(char *))); } while (0)
+
+static const cJSON *at(const cJSON *j, const char *k) { return j ? cJSON_GetObjectItemCaseSensitive(j, k) : NULL; }
+
 // ---- POPE ------------------------------------------------------------------------------------------
 
 TEST(eval_pope_reference_parser_quirks) {
@@ -103,7 +124,7 @@ TEST(eval_pope_metrics_by_hand) {
     static const int labels[8] = {1, 1, 1, 1, 0, 0, 0, 0};
     static const char *const answers[8] = {"Yes", "yes", "No", "Maybe", "No", "Yes", "There is no cat.", "NO"};
     PopeMetrics m;
-    pope_score(labels, answers, 8, POPE_PARSER_REFERENCE, &m);
+    pope_score(labels, answers, 8, POPE_PARSER_REFERENCE, &m, NULL);
     // reference: TP 3, FP 2, TN 2, FN 1. accuracy 5/8; precision 3/5; recall 3/4;
     // F1 = 2 * 0.6 * 0.75 / (0.6 + 0.75) = 0.9 / 1.35 = 2/3; yes-ratio (3 + 2)/8 = 5/8.
     EXPECT_INT_EQ(m.n, 8);
@@ -116,7 +137,7 @@ TEST(eval_pope_metrics_by_hand) {
     EXPECT_NEAR(m.f1, 2.0 / 3, 1e-12);
     EXPECT_NEAR(m.yes_ratio, 5.0 / 8, 1e-12);
 
-    pope_score(labels, answers, 8, POPE_PARSER_STRICT, &m);
+    pope_score(labels, answers, 8, POPE_PARSER_STRICT, &m, NULL);
     // strict: TP 2, FP 1, TN 3, FN 1, unparseable 1 (wrong). accuracy (2 + 3)/8 = 5/8; precision 2/3;
     // recall 2/4 (all four yes labels, the unparseable one included); F1 = 2 * (2/3)(1/2) / (2/3 + 1/2)
     // = (2/3) / (7/6) = 4/7; yes-ratio (2 + 1)/8 = 3/8.
@@ -130,7 +151,7 @@ TEST(eval_pope_metrics_by_hand) {
 
     // Nothing predicted yes: precision and F1 are 0, not NaN.
     static const char *const nos[2] = {"No", "No"};
-    pope_score(labels, nos, 2, POPE_PARSER_REFERENCE, &m);
+    pope_score(labels, nos, 2, POPE_PARSER_REFERENCE, &m, NULL);
     EXPECT_NEAR(m.precision, 0, 1e-12);
     EXPECT_NEAR(m.f1, 0, 1e-12);
     EXPECT_NEAR(m.accuracy, 0, 1e-12);
@@ -497,6 +518,10 @@ TEST(eval_chair_metrics_by_hand) {
         EXPECT_NEAR(num(c2, "chair_i", NULL), 2.0 / 3, 1e-12);
         cJSON *c3 = cJSON_GetArrayItem(per, 2);
         EXPECT(!strcmp(cJSON_GetObjectItemCaseSensitive(c3, "image")->valuestring, "3"));  // from imgs/3.jpg
+        // per caption for vlm eval table: no questions file, so the ids are the positions
+        EXPECT_STRS(at(at(j, "items"), "ids"), "0", "1", "2", "3");
+        EXPECT_INTS(at(at(j, "items"), "mentions"), 3, 3, 0, 1);
+        EXPECT_INTS(at(at(j, "items"), "hallucinated"), 0, 2, 0, 0);
         cJSON_Delete(j);
     }
     free(out); free(err);
@@ -521,6 +546,9 @@ TEST(eval_chair_metrics_by_hand) {
         EXPECT_NEAR(num(j, "metrics", "chair_s", NULL), 0.25, 1e-12);
         EXPECT_NEAR(num(j, "metrics", "chair_i", NULL), 2.0 / 7, 1e-12);
         EXPECT_NEAR(num(j, "metrics", "recall", NULL), 0.8, 1e-12);
+        // matched to questions: the ids are the question ids, in caption order
+        EXPECT_STRS(at(at(j, "items"), "ids"), "q4", "q1", "q2", "q3");
+        EXPECT_INTS(at(at(j, "items"), "hallucinated"), 0, 0, 2, 0);
         cJSON_Delete(j);
     }
     free(out); free(err);
@@ -660,6 +688,10 @@ TEST(eval_mmvp_pairs_by_hand) {
             EXPECT_NEAR(num(j, "metrics", "pair_accuracy", NULL), pair_acc[r], 1e-12);
             EXPECT_NEAR(num(j, "metrics", "pairs", NULL), 2, 1e-12);
             EXPECT_NEAR(num(j, "metrics", "unparseable", NULL), 0, 1e-12);
+            // per pair (Index 1-2, 3-4): questions right and both right
+            EXPECT_STRS(at(at(j, "items"), "ids"), "1", "3");
+            if (r == 0) { EXPECT_INTS(at(at(j, "items"), "right"), 1, 1); EXPECT_INTS(at(at(j, "items"), "correct"), 0, 0); }
+            else { EXPECT_INTS(at(at(j, "items"), "right"), 2, 1); EXPECT_INTS(at(at(j, "items"), "correct"), 1, 0); }
             cJSON_Delete(j);
         }
         free(out); free(err); free(outp);
@@ -708,6 +740,7 @@ TEST(eval_qa_cli_by_type) {
     EXPECT_NEAR(num(j, "metrics", "accuracy", NULL), 0.5, 1e-12);
     EXPECT_NEAR(num(j, "metrics", "by_type", "color", "accuracy", NULL), 0.5, 1e-12);
     EXPECT_NEAR(num(j, "metrics", "by_type", "count", "accuracy", NULL), 0.5, 1e-12);
+    EXPECT_STRS(at(at(at(j, "items"), "by"), "type"), "color", "count", "color", "count");  // without --by type
     cJSON_Delete(j);
     snprintf(args, sizeof(args), "eval qa --questions %s --answers %s --rule contains --out %s", q, a, o);
     EXPECT(test_run_vlm(args, &out, &err) == 0);
@@ -724,62 +757,286 @@ TEST(eval_qa_cli_by_type) {
     free(q); free(a); free(o); free(bad);
 }
 
+// ---- per-question items and breakdowns ------------------------------------------------------------------
+
+TEST(eval_pope_items_and_breakdown_by_field) {
+    // five questions with the synthetic world's extra fields
+    char *q = test_write_tmp("pope_by.jsonl",
+        "{\"question_id\": 1, \"image\": \"a.png\", \"text\": \"Is there a red circle?\", \"label\": \"yes\", \"difficulty\": \"easy\"}\n"
+        "{\"question_id\": 2, \"image\": \"a.png\", \"text\": \"Is there a blue square?\", \"label\": \"no\", \"difficulty\": \"hard\", \"negative\": \"partner\"}\n"
+        "{\"question_id\": 3, \"image\": \"a.png\", \"text\": \"Is there a star?\", \"label\": \"no\", \"difficulty\": \"easy\", \"negative\": \"random\"}\n"
+        "{\"question_id\": 4, \"image\": \"b.png\", \"text\": \"Is there a cross?\", \"label\": \"yes\", \"difficulty\": \"hard\"}\n"
+        "{\"question_id\": 5, \"image\": \"b.png\", \"text\": \"Is there a circle?\", \"label\": \"no\", \"difficulty\": \"hard\", \"negative\": \"partner\"}\n");
+    // answers out of order: 1 Yes (TP), 2 Yes (FP), 3 No (TN), 4 No (FN), 5 No (TN)
+    char *a = test_write_tmp("pope_by_a.jsonl",
+        "{\"question_id\": 4, \"text\": \"No.\"}\n{\"question_id\": 1, \"text\": \"Yes.\"}\n{\"question_id\": 2, \"text\": \"Yes\"}\n"
+        "{\"question_id\": 5, \"text\": \"No\"}\n{\"question_id\": 3, \"text\": \"No\"}\n");
+    char *o = path_join(test_tmpdir(), "pope_by.json"), args[2048], *out, *err;
+    snprintf(args, sizeof(args), "eval pope --questions %s --answers %s --by negative --by=difficulty --out %s", q, a, o);
+    int rc = test_run_vlm(args, &out, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    EXPECTF(strstr(out, "by negative") && strstr(out, "partner") && strstr(out, "by difficulty"), "%s", out);
+    cJSON *j = read_json(o);
+    const cJSON *s = cJSON_GetArrayItem(at(j, "splits"), 0), *items = at(s, "items");
+    // per question in question-file order, whatever the answer order
+    EXPECT_STRS(at(items, "ids"), "1", "2", "3", "4", "5");
+    EXPECT_INTS(at(items, "label"), 1, 0, 0, 1, 0);
+    EXPECT_INTS(at(items, "pred"), 1, 1, 0, 0, 0);
+    EXPECT_INTS(at(items, "correct"), 1, 0, 1, 0, 1);
+    EXPECT_STRS(at(at(items, "by"), "negative"), "none", "partner", "random", "none", "partner");
+    // by negative: none {1, 4}: acc 1/2, yes 1/2, nothing labelled no (fp rate null);
+    // partner {2, 5}: acc 1/2, yes 1/2, fp rate 1/2; random {3}: acc 1, yes 0, fp rate 0
+    EXPECT_NEAR(num(s, "by", "negative", "none", "accuracy", NULL), 0.5, 1e-12);
+    EXPECT(cJSON_IsNull(at(at(at(at(s, "by"), "negative"), "none"), "fp_rate")));
+    EXPECT_NEAR(num(s, "by", "negative", "partner", "n", NULL), 2, 0);
+    EXPECT_NEAR(num(s, "by", "negative", "partner", "accuracy", NULL), 0.5, 1e-12);
+    EXPECT_NEAR(num(s, "by", "negative", "partner", "yes_ratio", NULL), 0.5, 1e-12);
+    EXPECT_NEAR(num(s, "by", "negative", "partner", "fp_rate", NULL), 0.5, 1e-12);
+    EXPECT_NEAR(num(s, "by", "negative", "random", "accuracy", NULL), 1.0, 1e-12);
+    EXPECT_NEAR(num(s, "by", "negative", "random", "fp_rate", NULL), 0.0, 1e-12);
+    // by difficulty: easy {1, 3}: acc 1, yes 1/2, fp rate 0/1; hard {2, 4, 5}: acc 1/3, yes 1/3, fp rate 1/2
+    EXPECT_NEAR(num(s, "by", "difficulty", "easy", "accuracy", NULL), 1.0, 1e-12);
+    EXPECT_NEAR(num(s, "by", "difficulty", "easy", "yes_ratio", NULL), 0.5, 1e-12);
+    EXPECT_NEAR(num(s, "by", "difficulty", "hard", "accuracy", NULL), 1.0 / 3, 1e-12);
+    EXPECT_NEAR(num(s, "by", "difficulty", "hard", "yes_ratio", NULL), 1.0 / 3, 1e-12);
+    EXPECT_NEAR(num(s, "by", "difficulty", "hard", "fp_rate", NULL), 0.5, 1e-12);
+    EXPECT_NEAR(num(s, "by", "difficulty", "hard", "labelled_no", NULL), 2, 0);
+    cJSON_Delete(j);
+    free(out); free(err); free(q); free(a); free(o);
+}
+
+TEST(eval_qa_prior_following_errors) {
+    // q1 typical colour answered right; q2, q5 wrong with the prior's colour; q3 wrong otherwise; q4 has no
+    // prior answer. Accuracy 1/5; wrong answers to questions with a prior: q2, q3, q5, of which q2 and q5
+    // follow the prior: prior err 2/3.
+    char *q = test_write_tmp("qa_prior.jsonl",
+        "{\"question_id\": 1, \"type\": \"color\", \"answer\": \"red\", \"prior_answer\": \"red\", \"atypical\": false}\n"
+        "{\"question_id\": 2, \"type\": \"color\", \"answer\": \"blue\", \"prior_answer\": \"red\", \"atypical\": true}\n"
+        "{\"question_id\": 3, \"type\": \"color\", \"answer\": \"green\", \"prior_answer\": \"yellow\", \"atypical\": true}\n"
+        "{\"question_id\": 4, \"type\": \"count\", \"answer\": \"2\"}\n"
+        "{\"question_id\": 5, \"type\": \"color\", \"answer\": \"pink\", \"prior_answer\": \"purple\", \"atypical\": true}\n");
+    char *a = test_write_tmp("qa_prior_a.jsonl", "{\"question_id\": 1, \"text\": \"red\"}\n{\"question_id\": 2, \"text\": \"Red.\"}\n"
+                             "{\"question_id\": 3, \"text\": \"blue\"}\n{\"question_id\": 4, \"text\": \"3\"}\n"
+                             "{\"question_id\": 5, \"text\": \"purple\"}\n");
+    char *o = path_join(test_tmpdir(), "qa_prior.json"), args[2048], *out, *err;
+    snprintf(args, sizeof(args), "eval qa --questions %s --answers %s --by atypical --by type --out %s", q, a, o);
+    int rc = test_run_vlm(args, &out, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    EXPECTF(strstr(out, "prior-following errors: 2 of 3 wrong answers"), "%s", out);
+    cJSON *j = read_json(o);
+    EXPECT_NEAR(num(j, "metrics", "accuracy", NULL), 0.2, 1e-12);
+    EXPECT_NEAR(num(j, "metrics", "prior_err", NULL), 2.0 / 3, 1e-12);
+    EXPECT_NEAR(num(j, "metrics", "wrong_with_prior", NULL), 3, 0);
+    EXPECT_STRS(at(at(j, "items"), "ids"), "1", "2", "3", "4", "5");
+    EXPECT_INTS(at(at(j, "items"), "correct"), 1, 0, 0, 0, 0);
+    EXPECT_INTS(at(at(j, "items"), "prior"), 1, 1, 0, -1, 1);  // right for the prior answer; -1: none
+    EXPECT_STRS(at(at(at(j, "items"), "by"), "atypical"), "false", "true", "true", "none", "true");
+    // atypical true {2, 3, 5}: acc 0, prior err 2/3; false {1}: acc 1, no wrong answer (null);
+    // none {4}: no prior answer at all (no prior fields)
+    EXPECT_NEAR(num(j, "metrics", "by", "atypical", "true", "accuracy", NULL), 0.0, 1e-12);
+    EXPECT_NEAR(num(j, "metrics", "by", "atypical", "true", "prior_err", NULL), 2.0 / 3, 1e-12);
+    EXPECT_NEAR(num(j, "metrics", "by", "atypical", "false", "accuracy", NULL), 1.0, 1e-12);
+    EXPECT(cJSON_IsNull(at(at(at(at(at(j, "metrics"), "by"), "atypical"), "false"), "prior_err")));
+    EXPECT(at(at(at(at(at(j, "metrics"), "by"), "atypical"), "none"), "prior_err") == NULL);
+    // type color {1, 2, 3, 5}: acc 1/4, prior err 2/3
+    EXPECT_NEAR(num(j, "metrics", "by", "type", "color", "accuracy", NULL), 0.25, 1e-12);
+    EXPECT_NEAR(num(j, "metrics", "by", "type", "color", "prior_err", NULL), 2.0 / 3, 1e-12);
+    cJSON_Delete(j);
+    free(out); free(err);
+    char *bad = test_write_tmp("qa_prior_bad.jsonl", "{\"question_id\": 1, \"answer\": \"red\", \"prior_answer\": 3}\n");
+    char *a1 = test_write_tmp("qa_prior_a1.jsonl", "{\"question_id\": 1, \"text\": \"red\"}\n");
+    snprintf(args, sizeof(args), "eval qa --questions %s --answers %s", bad, a1);
+    expect_cli_error(args, "qa_prior_bad.jsonl:1", "prior_answer", NULL);
+    free(q); free(a); free(o); free(bad); free(a1);
+}
+
 // ---- the results table -------------------------------------------------------------------------------
 
-static void write_run(const char *dir, double pope_adv_acc, double mmvp_pairs, int with_qa) {
-    char cmd[700], path[700], text[1024];
+// A run folder with qa.json and pope.json (one split, pope_adversarial) holding per-question items: n
+// questions with ids "q<first + i>" (written in reverse order when reversed), question i right when
+// i < right; every POPE label is yes, so right = answered yes. run_json (or NULL) goes to run.json.
+static void write_items_run(const char *dir, int n, int right, int first, int reversed, const char *run_json) {
+    char cmd[800];
     snprintf(cmd, sizeof(cmd), "mkdir -p %s", dir);
     if (test_shell(cmd) != 0) fatal("setup");
-    snprintf(path, sizeof(path), "%s/pope.json", dir);
-    snprintf(text, sizeof(text), "{\"splits\": [{\"name\": \"r\", \"accuracy\": 0.9}, {\"name\": \"p\", \"accuracy\": 0.8}, "
-             "{\"name\": \"a\", \"accuracy\": %g, \"f1\": 0.5, \"yes_ratio\": 0.25}]}", pope_adv_acc);
-    write_file_atomic(path, text, strlen(text));
-    snprintf(path, sizeof(path), "%s/chair.json", dir);
-    snprintf(text, sizeof(text), "{\"metrics\": {\"chair_s\": 0.125, \"chair_i\": 0.0625}}");
-    write_file_atomic(path, text, strlen(text));
-    snprintf(path, sizeof(path), "%s/mmvp.json", dir);
-    snprintf(text, sizeof(text), "{\"metrics\": {\"accuracy\": 0.75, \"pair_accuracy\": %g}}", mmvp_pairs);
-    write_file_atomic(path, text, strlen(text));
-    if (with_qa) {
-        snprintf(path, sizeof(path), "%s/qa.json", dir);
-        snprintf(text, sizeof(text), "{\"metrics\": {\"accuracy\": 0.5}}");
-        write_file_atomic(path, text, strlen(text));
+    cJSON *ids = cJSON_CreateArray(), *ok = cJSON_CreateArray(), *lab = cJSON_CreateArray();
+    for (int k = 0; k < n; k++) {
+        const int i = reversed ? n - 1 - k : k;
+        char id[32];
+        snprintf(id, sizeof(id), "q%d", first + i);
+        cJSON_AddItemToArray(ids, cJSON_CreateString(id));
+        cJSON_AddItemToArray(ok, cJSON_CreateNumber(i < right));
+        cJSON_AddItemToArray(lab, cJSON_CreateNumber(1));
+    }
+    cJSON *qa = cJSON_CreateObject(), *items = cJSON_AddObjectToObject(qa, "items");
+    cJSON_AddItemToObject(items, "ids", cJSON_Duplicate(ids, 1));
+    cJSON_AddItemToObject(items, "correct", cJSON_Duplicate(ok, 1));
+    cJSON *pope = cJSON_CreateObject(), *split = cJSON_CreateObject();
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(pope, "splits"), split);
+    cJSON_AddStringToObject(split, "name", "pope_adversarial");
+    items = cJSON_AddObjectToObject(split, "items");
+    cJSON_AddItemToObject(items, "ids", ids);
+    cJSON_AddItemToObject(items, "label", lab);
+    cJSON_AddItemToObject(items, "pred", cJSON_Duplicate(ok, 1));
+    cJSON_AddItemToObject(items, "correct", ok);
+    const char *names[2] = {"qa.json", "pope.json"};
+    cJSON *docs[2] = {qa, pope};
+    for (int f = 0; f < 2; f++) {
+        char *p = path_join(dir, names[f]), *text = cJSON_PrintUnformatted(docs[f]);
+        write_file_atomic(p, text, strlen(text));
+        free(p); free(text);
+        cJSON_Delete(docs[f]);
+    }
+    if (run_json) {
+        char *p = path_join(dir, "run.json");
+        write_file_atomic(p, run_json, strlen(run_json));
+        free(p);
     }
 }
 
-TEST(eval_table_mean_and_std_over_seeds) {
-    char a[600], b[600], c[600], out[600], args[4096];
-    snprintf(a, sizeof(a), "%s/table/seed1/svco", test_tmpdir());
-    snprintf(b, sizeof(b), "%s/table/seed2/svco/", test_tmpdir());  // a trailing slash names the same run
-    snprintf(c, sizeof(c), "%s/table/seed1/sft", test_tmpdir());
-    write_run(a, 0.6, 0.2, 1);
-    write_run(b, 0.7, 0.4, 1);
-    write_run(c, 0.55, 0.1, 0);
-    snprintf(out, sizeof(out), "%s/table.md", test_tmpdir());
-    char svg[640];
-    snprintf(svg, sizeof(svg), "%s/table.svg", test_tmpdir());
-    snprintf(args, sizeof(args), "eval table --out %s --svg %s %s %s %s", out, svg, a, c, b);
+TEST(eval_table_intervals_constant_identical_deterministic) {
+    char d[8][600], args[8192], md[600], js[600], js2[600], svg[600];
+    const char *T = test_tmpdir();
+    // 20 questions. sft: 14 right in both seeds; same: identical answers (seed 2's items in reverse order,
+    // so pairing must go by question id); all: every answer right.
+    snprintf(d[0], 600, "%s/t1/seed1/eval/sft", T);
+    snprintf(d[1], 600, "%s/t1/seed2/eval/sft", T);
+    snprintf(d[2], 600, "%s/t1/seed1/eval/same", T);
+    snprintf(d[3], 600, "%s/t1/seed2/eval/same", T);
+    snprintf(d[4], 600, "%s/t1/seed1/eval/all", T);
+    snprintf(d[5], 600, "%s/t1/seed2/eval/all", T);
+    write_items_run(d[0], 20, 14, 0, 0, NULL);
+    write_items_run(d[1], 20, 14, 0, 0, NULL);
+    write_items_run(d[2], 20, 14, 0, 0, NULL);
+    write_items_run(d[3], 20, 14, 0, 1, NULL);
+    write_items_run(d[4], 20, 20, 0, 0, "{\"method\": \"all\", \"lr\": 0.0001, \"beta\": 0.1, \"steps\": 100}");
+    write_items_run(d[5], 20, 20, 0, 0, "{\"method\": \"all\", \"lr\": 0.0002, \"beta\": 0.1, \"steps\": 100}");
+    snprintf(md, sizeof(md), "%s/t1.md", T);
+    snprintf(js, sizeof(js), "%s/t1.json", T);
+    snprintf(js2, sizeof(js2), "%s/t1b.json", T);
+    snprintf(svg, sizeof(svg), "%s/t1.svg", T);
+    snprintf(args, sizeof(args), "eval table --baseline sft --metrics qa.acc,pope.adversarial.yes --resamples 400 --out %s "
+             "--json %s --svg %s %s %s %s %s %s %s", md, js, svg, d[0], d[2], d[4], d[1], d[3], d[5]);
     char *o, *e;
-    EXPECT(test_run_vlm(args, &o, &e) == 0);
-    char *t = try_read_file(out, NULL);
+    int rc = test_run_vlm(args, &o, &e);
+    EXPECTF(rc == 0, "exit %d: %s", rc, e);
+    char *t = try_read_file(md, NULL);
     EXPECTF(t && !strcmp(t, o), "the file and stdout differ");
-    // svco: adversarial accuracy 65 +- 7.07 (sample std of 60 and 70), pairs 30 +- 14.1; sft alone, no QA
-    EXPECTF(t && strstr(t, "| svco | 2 | 90.0 ± 0.0 | 80.0 ± 0.0 | 65.0 ± 7.1 | 50.0 ± 0.0 | 25.0 ± 0.0 | 12.5 ± 0.0 | 6.2 ± 0.0 | 75.0 ± 0.0 | 30.0 ± 14.1 | 50.0 ± 0.0 |"),
-            "table:\n%s", t ? t : "(none)");
-    EXPECTF(t && strstr(t, "| sft | 1 | 90.0 | 80.0 | 55.0 | 50.0 | 25.0 | 12.5 | 6.2 | 75.0 | 10.0 | |"), "table:\n%s", t ? t : "(none)");
-    EXPECTF(t && strstr(t, "| svco |") < strstr(t, "| sft |"), "rows keep the order of first appearance");
-    // the chart: a bar per (model, metric) with a value (sft has no QA: 19 of 20), an error bar per value with
-    // a spread (svco's adversarial accuracy and MMVP pairs), a legend entry per model
+    // 14/20 = 70% in every run; the constant 100% has a zero-width interval
+    EXPECTF(t && strstr(t, "| all | 2 | 100.0 [100.0, 100.0] | 100.0 [100.0, 100.0] |"), "%s", t ? t : "");
+    EXPECTF(t && strstr(t, "| sft | 2 | 70.0 ["), "%s", t ? t : "");
+    // identical answers: difference 0 in every resample, so [0, 0], not marked
+    EXPECTF(t && strstr(t, "| same | 2 | +0.0 [+0.0, +0.0] | +0.0 [+0.0, +0.0] |"), "%s", t ? t : "");
+    // all - sft = +30 points; the hyper-parameters differ in lr between the seeds
+    EXPECTF(t && strstr(t, "| all | 2 | +30.0 ["), "%s", t ? t : "");
+    EXPECTF(t && strstr(t, "| all | all | 0.0001 / 0.0002 | 0.1 | 100 |"), "%s", t ? t : "");
+    EXPECTF(t && strstr(t, "two-level percentile bootstrap, 400 resamples"), "footnote: %s", t ? t : "");
+    cJSON *j = read_json(js);
+    const cJSON *models = at(j, "models"), *same = cJSON_GetArrayItem(models, 1);
+    EXPECT(same && !strcmp(at(same, "name")->valuestring, "same"));
+    EXPECT(cJSON_IsFalse(at(at(at(at(same, "vs"), "sft"), "qa.acc"), "excludes_zero")));
+    EXPECT_NEAR(num(same, "vs", "sft", "qa.acc", "hi", NULL), 0.0, 0);
+    EXPECT_NEAR(num(cJSON_GetArrayItem(models, 0), "values", "qa.acc", "mean", NULL), 70.0, 1e-12);
+    cJSON_Delete(j);
+    // the chart: an interval (line and caps) for each (model, metric) with a nonzero width: sft and same, 2 each
     char *chart = try_read_file(svg, NULL);
-    int bars = 0, lines = 0;
-    for (const char *p = chart; p && (p = strstr(p, "<rect x=")); p++) bars++;
-    for (const char *p = chart; p && (p = strstr(p, "stroke=\"#222\"")); p++) lines++;
-    EXPECTF(chart && strncmp(chart, "<svg", 4) == 0 && strstr(chart, "</svg>"), "not an SVG document");
-    EXPECT_INT_EQ(bars, 19 + 1 + 2);  // 19 bars, the plot frame, 2 legend swatches
-    EXPECT_INT_EQ(lines, 2);
-    EXPECTF(chart && strstr(chart, ">svco</text>") && strstr(chart, ">sft</text>"), "legend missing");
+    int caps = 0;
+    for (const char *p = chart; p && (p = strstr(p, "<path d=\"M")); p++) caps++;
+    EXPECTF(chart && !strncmp(chart, "<svg", 4), "not an SVG document");
+    EXPECT_INT_EQ(caps, 4);
     free(chart);
+    // deterministic: the same command gives the same bytes
+    snprintf(args, sizeof(args), "eval table --baseline sft --metrics qa.acc,pope.adversarial.yes --resamples 400 --json %s "
+             "%s %s %s %s %s %s", js2, d[0], d[2], d[4], d[1], d[3], d[5]);
+    char *o2, *e2;
+    EXPECT(test_run_vlm(args, &o2, &e2) == 0);
+    EXPECTF(!strcmp(o, o2), "two runs printed different tables");
+    EXPECT(test_files_equal(js, js2));
+    free(o2); free(e2);
     free(t); free(o); free(e);
+}
+
+TEST(eval_table_shift_detected_with_enough_questions) {
+    // baseline b right on 70% of the questions, model m on 90% (a superset): m - b = +20 points. With 10
+    // questions only 2 differ, and a resample misses both with probability 0.8^10 = 0.11 > 0.025, so the
+    // interval reaches 0; with 1000 questions (200 differ) it is about +20 +- 2.5 and excludes 0. b has a
+    // single run (one SFT model for every seed), paired with both of m's seeds.
+    const char *T = test_tmpdir();
+    int sizes[2] = {10, 1000};
+    for (int k = 0; k < 2; k++) {
+        const int n = sizes[k];
+        char b[600], m1[600], m2[600], args[4096], *o, *e;
+        snprintf(b, sizeof(b), "%s/shift%d/shared/eval/b", T, n);
+        snprintf(m1, sizeof(m1), "%s/shift%d/seed1/eval/m", T, n);
+        snprintf(m2, sizeof(m2), "%s/shift%d/seed2/eval/m", T, n);
+        write_items_run(b, n, n * 7 / 10, 0, 0, NULL);
+        write_items_run(m1, n, n * 9 / 10, 0, 0, NULL);
+        write_items_run(m2, n, n * 9 / 10, 0, 1, NULL);
+        snprintf(args, sizeof(args), "eval table --baseline=b --metrics=qa.acc %s %s %s", b, m1, m2);
+        int rc = test_run_vlm(args, &o, &e);
+        EXPECTF(rc == 0, "exit %d: %s", rc, e);
+        const char *row = strstr(o, "| m | 2 | +20.0 [");
+        EXPECTF(row != NULL, "%s", o);
+        const char *end = row ? strchr(row + 4, '\n') : NULL;
+        const int marked = row && end && memchr(row, '*', (size_t)(end - row)) != NULL;
+        if (n == 10) EXPECTF(!marked && strstr(o, "| m | 2 | +20.0 [+0.0, "), "10 questions: not resolvable:\n%s", o);
+        else EXPECTF(marked, "1000 questions: the shift is resolved:\n%s", o);
+        free(o); free(e);
+        if (n != 1000) continue;
+        // against m (two runs) the single-run b pairs with each of them: -20 points, resolved
+        snprintf(args, sizeof(args), "eval table --baseline b --baseline m --metrics qa.acc %s %s %s", b, m1, m2);
+        rc = test_run_vlm(args, &o, &e);
+        EXPECTF(rc == 0, "exit %d: %s", rc, e);
+        row = strstr(o, "| b | 1 | -20.0 [");
+        end = row ? strchr(row, '\n') : NULL;
+        EXPECTF(row && end && memchr(row, '*', (size_t)(end - row)), "%s", o);
+        free(o); free(e);
+    }
+}
+
+TEST(eval_table_errors) {
+    const char *T = test_tmpdir();
+    char a[600], b[600], c[600], old[600], args[4096];
+    snprintf(a, sizeof(a), "%s/terr/seed1/eval/sft", T);
+    snprintf(b, sizeof(b), "%s/terr/seed1/eval/svco", T);
+    snprintf(c, sizeof(c), "%s/terr/seed2/eval/svco", T);
+    snprintf(old, sizeof(old), "%s/terr/seed1/eval/old", T);
+    write_items_run(a, 10, 5, 0, 0, NULL);
+    write_items_run(b, 10, 5, 1, 0, NULL);  // ids q1..q10 against q0..q9
+    write_items_run(c, 9, 5, 0, 0, NULL);   // 9 questions
+    // a folder without chair.json
+    snprintf(args, sizeof(args), "eval table --metrics qa.acc,chair.s %s", a);
+    expect_cli_error(args, "sft/chair.json: missing", "vlm eval chair --out", NULL);
+    snprintf(args, sizeof(args), "eval table --metrics qa.acc %s %s", a, b);
+    expect_cli_error(args, "question ids differ", "has question id q10", NULL);
+    snprintf(args, sizeof(args), "eval table --metrics qa.acc %s %s", a, c);
+    expect_cli_error(args, "question ids differ", "has 9 questions", NULL);
+    snprintf(args, sizeof(args), "eval table --metrics qa.acc,qa.bogus %s", a);
+    expect_cli_error(args, "unknown metric 'qa.bogus'", NULL);
+    snprintf(args, sizeof(args), "eval table --metrics pope.sideways.acc %s", a);
+    expect_cli_error(args, "no split 'sideways'", "pope_adversarial", NULL);
+    snprintf(args, sizeof(args), "eval table --metrics qa.by.type.color.acc %s", a);
+    expect_cli_error(args, "no breakdown by \"type\"", "--by type", NULL);
+    snprintf(args, sizeof(args), "eval table --metrics qa.acc --baseline dpo %s", a);
+    expect_cli_error(args, "--baseline dpo", NULL);
+    // a baseline with several runs but none in the seed folders of a model with several runs
+    char s3[600], s4[600], a2[600];
+    snprintf(s3, sizeof(s3), "%s/terr/seed3/eval/svco", T);
+    snprintf(s4, sizeof(s4), "%s/terr/seed4/eval/svco", T);
+    snprintf(a2, sizeof(a2), "%s/terr/seed2/eval/sft", T);
+    write_items_run(s3, 10, 5, 0, 0, NULL);
+    write_items_run(s4, 10, 5, 0, 0, NULL);
+    write_items_run(a2, 10, 5, 0, 0, NULL);
+    snprintf(args, sizeof(args), "eval table --metrics qa.acc --baseline sft %s %s %s %s", a, a2, s3, s4);
+    expect_cli_error(args, "no sft run in", "seed3", NULL);
+    // eval JSON from before per-question items
+    snprintf(args, sizeof(args), "mkdir -p %s", old);
+    test_shell(args);
+    char *p = path_join(old, "qa.json");
+    write_file_atomic(p, "{\"metrics\": {\"accuracy\": 0.5}}", 30);
+    free(p);
+    snprintf(args, sizeof(args), "eval table --metrics qa.acc %s", old);
+    expect_cli_error(args, "old/qa.json", "no per-question \"items\"", NULL);
     expect_cli_error("eval table", "at least one run folder", NULL);
     snprintf(args, sizeof(args), "eval table --bogus %s", a);
     expect_cli_error(args, "--bogus", NULL);

@@ -100,11 +100,11 @@ void plot_svg(const char *path, const char *title, const char *xlabel, const Plo
 }
 
 void plot_bars_svg(const char *path, const char *title, const char *const *groups, int n_groups,
-                   const char *const *series, int n_series, const double *value, const double *err) {
+                   const char *const *series, int n_series, const double *value, const double *lo, const double *hi) {
     const double W = 180 + 110.0 * n_groups, H = 420, L = 60, R = 170, T = 40, B = 60;
     double y1 = 0;
     for (int i = 0; i < n_groups * n_series; i++)
-        if (isfinite(value[i])) y1 = fmax(y1, value[i] + (err && isfinite(err[i]) ? err[i] : 0));
+        if (isfinite(value[i])) y1 = fmax(y1, hi && isfinite(hi[i]) ? fmax(value[i], hi[i]) : value[i]);
     const double ys = nice_step(y1 > 0 ? y1 : 1, 5);
     y1 = ceil((y1 > 0 ? y1 : 1) / ys) * ys;
     const double gw = (W - L - R) / n_groups, bw = gw * 0.8 / n_series;
@@ -126,10 +126,12 @@ void plot_bars_svg(const char *path, const char *title, const char *const *group
             const double x = gx + k * bw;
             svg_printf(&svg, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n", x, PY(v), bw * 0.9,
                        PY(0) - PY(v), colors[k % 8]);
-            const double e = err ? err[k * n_groups + g] : NAN;
-            if (isfinite(e) && e > 0) {  // mean +- std
-                const double cx = x + bw * 0.45;
-                svg_printf(&svg, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#222\"/>\n", cx, cx, PY(v - e), PY(v + e));
+            const double a = lo ? lo[k * n_groups + g] : NAN, b = hi ? hi[k * n_groups + g] : NAN;
+            if (isfinite(a) && isfinite(b) && b > a) {  // the interval, with caps
+                const double cx = x + bw * 0.45, cw = bw * 0.2;
+                svg_printf(&svg, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#222\"/>\n", cx, cx, PY(fmax(a, 0)), PY(b));
+                svg_printf(&svg, "<path d=\"M%.1f %.1fH%.1fM%.1f %.1fH%.1f\" stroke=\"#222\"/>\n", cx - cw, PY(fmax(a, 0)),
+                           cx + cw, cx - cw, PY(b), cx + cw);
             }
         }
     }

@@ -17,7 +17,7 @@ void plot_svg(const char *path, const char *title, const char *xlabel, const Plo
 int plot_metrics(const char *log_path, const char *keys, const char *svg_path, const char *title);
 
 // Grouped bars: for each group g (a metric) one bar per series k (a model), value[k * n_groups + g], with an
-// error bar of err[k * n_groups + g] (err NULL, or NaN entries: none); NaN values draw no bar. The axis starts
-// at 0.
+// error bar from lo[k * n_groups + g] to hi[...] (an interval; lo/hi NULL, NaN entries or lo == hi: none);
+// NaN values draw no bar. The axis starts at 0.
 void plot_bars_svg(const char *path, const char *title, const char *const *groups, int n_groups,
-                   const char *const *series, int n_series, const double *value, const double *err);
+                   const char *const *series, int n_series, const double *value, const double *lo, const double *hi);
