@@ -28,9 +28,10 @@ static uint32_t fnv1a(const char *s, size_t n) {
     return h;
 }
 
-// Finds s in the map: returns its index, or -1 and sets *at to the empty slot where it would go.
+// The caller's strings the map's indices point into.
 typedef struct { char **str; int *len; } StrArrays;
 
+// Finds s in the map: returns its index, or -1 and sets *at to the empty slot where it would go.
 static int map_find(const StrMap *m, const StrArrays *a, const char *s, size_t n, uint32_t *at) {
     if (!m->slot) return -1;
     uint32_t i = fnv1a(s, n) & m->mask;

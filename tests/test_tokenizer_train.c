@@ -235,7 +235,10 @@ TEST(tokenizer_train_empty_corpus) {
     EXPECT(test_run_vlm(args, NULL, &e) != 0);
     EXPECTF(strstr(e, "empty.jsonl") && strstr(e, "no text"), "stderr: %s", e);
     free(e);
-    snprintf(args, sizeof(args), "data tokenizer --world %s", test_tmpdir());  // no world files there
+    char *bare = path_join(test_tmpdir(), "no_world");  // a folder without any JSON file
+    mkdir_p(bare);
+    snprintf(args, sizeof(args), "data tokenizer --world %s", bare);
+    free(bare);
     EXPECT(test_run_vlm(args, &out, &e) != 0);
     EXPECTF(strstr(e, "no text to train on"), "stderr: %s", e);
     free(out);
