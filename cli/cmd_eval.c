@@ -14,6 +14,7 @@
 #include "../eval/fields.h"
 #include "../eval/mmvp.h"
 #include "../eval/qa.h"
+#include "../eval/verdict.h"
 #include "../train/plot.h"
 #include "../eval/pope.h"
 #include "../eval/table.h"
@@ -576,6 +577,74 @@ static int eval_table(int argc, char **argv) {
     return 0;
 }
 
+// ---- vlm eval verdict | score -----------------------------------------------------------------------
+
+static const char *verdict_help =
+    "usage: vlm eval verdict --table T.json --method NAME [--baseline NAME ...] [--metric M] [--general M]\n"
+    "                        [--out FILE]\n"
+    "\n"
+    "What a table of vlm eval table --json says about one method, in words: its rank among the models on the\n"
+    "hallucination metric, its difference from each baseline on that metric and on the general one, with the\n"
+    "table's 95% intervals, and one sentence. The first baseline is the starting model (reduced / increased /\n"
+    "no measurable change), the others are rivals (ahead / behind / not resolved); an interval that contains 0\n"
+    "is never called a difference.\n"
+    "\n"
+    "  --metric M    the prior-driven hallucination metric (default pope.adversarial.acc)\n"
+    "  --general M   the general-ability metric (default qa.acc)\n"
+    "  --out FILE    also write the text here\n";
+
+static const char *score_help =
+    "usage: vlm eval score --table T.json --metrics a,b,c\n"
+    "\n"
+    "One line per model of a vlm eval table --json file: its name and the mean of the listed metrics' means\n"
+    "(a lower-is-better metric counts as 100 - value). The demo picks learning rates by this on validation runs.\n";
+
+// "--flag value" pairs; repeated --baseline collected. Returns the index of the flag in `flags` or dies.
+static int flag_index(const char *cmd, const char *s, const char *const *flags) {
+    for (int k = 0; flags[k]; k++) if (!strcmp(s, flags[k])) return k;
+    fatal("vlm eval %s: unknown flag '%s' (see --help)", cmd, s);
+}
+
+static int eval_verdict(int argc, char **argv) {
+    VerdictOptions o = {.hallucination = "pope.adversarial.acc", .general = "qa.acc"};
+    const char **bases = xmalloc(sizeof(char *) * (argc + 1));
+    static const char *const flags[] = {"--table", "--method", "--baseline", "--metric", "--general", "--out", NULL};
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(verdict_help, stdout); free(bases); return 0; }
+        int k = flag_index("verdict", argv[i], flags);
+        if (i + 1 == argc) fatal("vlm eval verdict: %s needs a value", argv[i]);
+        const char *v = argv[++i];
+        switch (k) {
+        case 0: o.table = v; break;
+        case 1: o.method = v; break;
+        case 2: bases[o.n_baselines++] = v; break;
+        case 3: o.hallucination = v; break;
+        case 4: o.general = v; break;
+        case 5: o.out = v; break;
+        }
+    }
+    if (!o.table || !o.method) fatal("vlm eval verdict: --table and --method are required (see --help)");
+    o.baselines = bases;
+    verdict_run(&o);
+    free(bases);
+    return 0;
+}
+
+static int eval_score(int argc, char **argv) {
+    const char *table = NULL, *metrics = NULL;
+    static const char *const flags[] = {"--table", "--metrics", NULL};
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(score_help, stdout); return 0; }
+        int k = flag_index("score", argv[i], flags);
+        if (i + 1 == argc) fatal("vlm eval score: %s needs a value", argv[i]);
+        if (k == 0) table = argv[++i];
+        else metrics = argv[++i];
+    }
+    if (!table || !metrics) fatal("vlm eval score: --table and --metrics are required (see --help)");
+    score_run(table, metrics);
+    return 0;
+}
+
 // ---- dispatch --------------------------------------------------------------------------------------
 
 typedef struct {
@@ -590,6 +659,8 @@ static const Sub subs[] = {
     {"mmvp", eval_mmvp, "MMVP two-option pairs: per-question and paired accuracy"},
     {"qa", eval_qa, "short-answer QA: accuracy overall and per question type"},
     {"table", eval_table, "a markdown table of evaluated runs: means, 95% intervals, paired differences"},
+    {"verdict", eval_verdict, "what a table says about one method, with its intervals, in a sentence"},
+    {"score", eval_score, "one number per model of a table: the mean of a few metrics (for choosing settings)"},
 };
 
 static void usage(FILE *f) {

@@ -58,3 +58,17 @@ TEST(demo_pipeline_end_to_end) {
     EXPECTF(rc == 2 && strstr(log, "unknown configuration 'bogus'"), "exit %d: %s", rc, log);
     free(log); free(out);
 }
+
+// vlm device names the backend --device selects, one word, so scripts ask once.
+TEST(cli_device) {
+    char *out, *err;
+    int rc = test_run_vlm("device cpu", &out, &err);
+    EXPECTF(rc == 0 && out && !strcmp(out, "cpu\n"), "exit %d: '%s'", rc, out ? out : "");
+    free(out); free(err);
+    rc = test_run_vlm("device auto", &out, &err);
+    EXPECTF(rc == 0 && out && (!strcmp(out, "cpu\n") || !strcmp(out, "cuda\n")), "exit %d: '%s'", rc, out ? out : "");
+    free(out); free(err);
+    rc = test_run_vlm("device tpu", &out, &err);
+    EXPECTF(rc != 0 && err && strstr(err, "--device 'tpu'"), "exit %d: %s", rc, err ? err : "");
+    free(out); free(err);
+}

@@ -1041,3 +1041,52 @@ TEST(eval_table_errors) {
     snprintf(args, sizeof(args), "eval table --bogus %s", a);
     expect_cli_error(args, "--bogus", NULL);
 }
+
+// vlm eval verdict and score read a table's JSON: the sentence follows the intervals (a difference whose
+// interval contains 0 is "not resolved", an interval above 0 on a higher-is-better metric is "reduced"), the
+// ranking follows the means, and a lower-is-better metric counts as 100 - value in a score.
+TEST(eval_verdict_and_score) {
+    const char *table =
+        "{\"metrics\": [{\"name\": \"pope.adversarial.acc\", \"label\": \"POPE adv acc\", \"lower_is_better\": false},"
+        "               {\"name\": \"qa.acc\", \"label\": \"QA acc\", \"lower_is_better\": false},"
+        "               {\"name\": \"chair.s\", \"label\": \"CHAIR_s\", \"lower_is_better\": true}],"
+        " \"models\": ["
+        "  {\"name\": \"sft\", \"values\": {\"pope.adversarial.acc\": {\"mean\": 70, \"lo\": 68, \"hi\": 72},"
+        "      \"qa.acc\": {\"mean\": 80, \"lo\": 79, \"hi\": 81}, \"chair.s\": {\"mean\": 30, \"lo\": 28, \"hi\": 32}}},"
+        "  {\"name\": \"dpo-mvc\", \"values\": {\"pope.adversarial.acc\": {\"mean\": 73, \"lo\": 71, \"hi\": 75},"
+        "      \"qa.acc\": {\"mean\": 80, \"lo\": 79, \"hi\": 81}, \"chair.s\": {\"mean\": 20, \"lo\": 18, \"hi\": 22}}},"
+        "  {\"name\": \"svco\", \"values\": {\"pope.adversarial.acc\": {\"mean\": 74, \"lo\": 72, \"hi\": 76},"
+        "      \"qa.acc\": {\"mean\": 79, \"lo\": 78, \"hi\": 80}, \"chair.s\": {\"mean\": 10, \"lo\": 8, \"hi\": 12}},"
+        "   \"vs\": {\"sft\": {\"pope.adversarial.acc\": {\"diff\": 4, \"lo\": 2.5, \"hi\": 5.5},"
+        "                    \"qa.acc\": {\"diff\": -1, \"lo\": -2.5, \"hi\": 0.4}},"
+        "            \"dpo-mvc\": {\"pope.adversarial.acc\": {\"diff\": 1, \"lo\": -0.5, \"hi\": 2.5},"
+        "                    \"qa.acc\": {\"diff\": -1, \"lo\": -1.8, \"hi\": -0.2}}}}]}\n";
+    char *t = test_write_tmp("verdict_table.json", table), args[1024], *out, *err;
+    snprintf(args, sizeof(args), "eval verdict --table %s --method svco --baseline sft --baseline dpo-mvc", t);
+    int rc = test_run_vlm(args, &out, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    EXPECTF(out && strstr(out, "svco reduced prior-driven hallucination relative to sft (POPE adv acc +4.0 points"), "%s", out);
+    EXPECTF(out && strstr(out, "ranked 1 of 3 models"), "%s", out);
+    EXPECTF(out && strstr(out, "against dpo-mvc it is not resolved at 95% (+1.0 [-0.5, +2.5])"), "%s", out);
+    EXPECTF(out && strstr(out, "General ability (QA acc) showed no measurable change (-1.0 [-2.5, +0.4]"), "%s", out);
+    EXPECTF(out && strstr(out, "ranking on POPE adv acc (mean over runs): svco 74.0, dpo-mvc 73.0, sft 70.0"), "%s", out);
+    free(out); free(err);
+    // a baseline the table has no differences against, an unknown model: named errors
+    snprintf(args, sizeof(args), "eval verdict --table %s --method svco --baseline mdpo", t);
+    EXPECT(test_run_vlm(args, &out, &err) != 0);
+    EXPECTF(err && strstr(err, "no differences against 'mdpo' (make the table with --baseline mdpo)"), "%s", err);
+    free(out); free(err);
+    snprintf(args, sizeof(args), "eval verdict --table %s --method nope", t);
+    EXPECT(test_run_vlm(args, &out, &err) != 0);
+    EXPECTF(err && strstr(err, "no model named 'nope'"), "%s", err);
+    free(out); free(err);
+    // score: the mean of the metrics, CHAIR_s as 100 - value
+    snprintf(args, sizeof(args), "eval score --table %s --metrics pope.adversarial.acc,chair.s", t);
+    rc = test_run_vlm(args, &out, &err);
+    EXPECTF(rc == 0 && out && strstr(out, "sft\t70.0000\ndpo-mvc\t76.5000\nsvco\t82.0000\n"), "exit %d: %s", rc, out ? out : "");
+    free(out); free(err);
+    snprintf(args, sizeof(args), "eval score --table %s --metrics qa.nope", t);
+    EXPECT(test_run_vlm(args, &out, &err) != 0);
+    EXPECTF(err && strstr(err, "the table has no metric 'qa.nope'"), "%s", err);
+    free(out); free(err); free(t);
+}
