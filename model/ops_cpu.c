@@ -10,6 +10,7 @@
 #include <tgmath.h>  // exp, log, erf... pick the float or double version from the argument type
 
 #include "../util/common.h"
+#include "gemm_cpu.h"
 #include "ops.h"
 
 #ifndef CPU_REAL
@@ -46,10 +47,26 @@ static void cpu_download_acc(double *host, const void *src, size_t n) {
 // ----------------------------------------------------------------------------------------------------
 // matmul
 
+// The fp32 build runs the products through the blocked AVX-512 kernel of model/gemm_cpu.c (the same
+// sums, each one FMA chain over C in order: deterministic and batch invariant); the loops below stay the
+// readable reference, which the fp64 build (gradient checks) and VLM_CPU_GEMM=0 run.
+static int fast_gemm(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("VLM_CPU_GEMM");
+        on = sizeof(real) == sizeof(float) && !(e && !strcmp(e, "0"));
+    }
+    return on;
+}
+
 // out (N, OC) = inp (N, C) @ w (OC, C)^T + b. Four input rows share each weight row load.
 static void cpu_matmul_forward(void *out_, const void *inp_, const void *w_, const void *b_, int N, int C, int OC) {
     real *out = out_;
     const real *inp = inp_, *w = w_, *b = b_;
+    if (fast_gemm()) {  // b(k, j) = w[j, k]: w read transposed
+        gemm_f32(N, OC, C, (const float *)inp, C, 1, (const float *)w, 1, C, (float *)out, OC, 0, (const float *)b);
+        return;
+    }
     const int R = 4;
     #pragma omp parallel for schedule(static)
     for (int n0 = 0; n0 < N; n0 += R) {
@@ -73,6 +90,19 @@ static void cpu_matmul_backward(void *dinp_, void *dw_, void *db_, const void *d
                                 const void *w_, int N, int C, int OC) {
     real *dinp = dinp_, *dw = dw_, *db = db_;
     const real *dout = dout_, *inp = inp_, *w = w_;
+    if (fast_gemm()) {
+        // dinp (N, C) = dout (N, OC) @ w (OC, C);  dw (OC, C) += dout^T @ inp, a(i, k) = dout[k, i]
+        if (dinp) gemm_f32(N, C, OC, (const float *)dout, OC, 1, (const float *)w, C, 1, (float *)dinp, C, 0, NULL);
+        if (dw) gemm_f32(OC, C, N, (const float *)dout, 1, OC, (const float *)inp, C, 1, (float *)dw, C, 1, NULL);
+        if (db) {  // column sums over n in order from 0, then added: the reference's order, vectorized over o
+            real *sum = xcalloc(OC, sizeof(real));
+            for (int n = 0; n < N; n++)
+                for (int o = 0; o < OC; o++) sum[o] += dout[(size_t)n * OC + o];
+            for (int o = 0; o < OC; o++) db[o] += sum[o];
+            free(sum);
+        }
+        return;
+    }
     if (dinp) {  // dinp (N, C) = dout (N, OC) @ w (OC, C)
         #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++) {
