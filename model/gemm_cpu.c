@@ -118,6 +118,9 @@ int gemm_f32_avx512(void) {
     return use_avx512;
 }
 
+// Forgets the kernel choice so that the next call reads VLM_CPU_GEMM again (tests/test_gemm.c compares both).
+void gemm_f32_reset_for_tests(void) { use_avx512 = -1; }
+
 void gemm_f32(int M, int Ncol, int K, const float *a, long rsa, long csa, const float *b, long rsb, long csb,
               float *c, long ldc, int accumulate, const float *bias) {
     if (M <= 0 || Ncol <= 0) return;

@@ -13,3 +13,5 @@ void gemm_f32(int M, int Ncol, int K, const float *a, long rsa, long csa, const 
 
 // 1 when the AVX-512 kernel is in use (the CPU has it and VLM_CPU_GEMM is not 0), else the plain C kernel.
 int gemm_f32_avx512(void);
+// Forgets the kernel choice so that the next call reads VLM_CPU_GEMM again (for tests).
+void gemm_f32_reset_for_tests(void);

@@ -18,6 +18,11 @@
 #endif
 typedef CPU_REAL real;
 
+// Below this many elements (or multiply-adds) an op runs on the calling thread: at the miniature study's
+// shapes a parallel region (wake the team, barrier) costs as much as a few thousand elements of work, and a
+// loaded machine makes it worse. The split never changes a result: the loops are over independent outputs.
+#define PAR_MIN 32768
+
 // ----------------------------------------------------------------------------------------------------
 // memory: CPU memory is host memory, so transfers are copies with conversion
 
@@ -143,7 +148,7 @@ static void cpu_layernorm_forward(void *out_, void *mean_, void *rstd_, const vo
                                   const void *b_, int N, int C, float eps) {
     real *out = out_, *mean = mean_, *rstd = rstd_;
     const real *inp = inp_, *w = w_, *b = b_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *x = inp + (size_t)n * C;
         double m = 0, v = 0;
@@ -164,7 +169,7 @@ static void cpu_layernorm_backward(void *dinp_, void *dw_, void *db_, const void
     real *dinp = dinp_, *dw = dw_, *db = db_;
     const real *dout = dout_, *inp = inp_, *w = w_, *mean = mean_, *rstd = rstd_;
     if (dinp) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
         for (int n = 0; n < N; n++) {
             const real *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
             real m = mean[n], s = rstd[n];
@@ -181,7 +186,7 @@ static void cpu_layernorm_backward(void *dinp_, void *dw_, void *db_, const void
         }
     }
     if (dw || db) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
         for (int c = 0; c < C; c++) {
             real sw = 0, sb = 0;
             for (int n = 0; n < N; n++) {
@@ -198,7 +203,7 @@ static void cpu_layernorm_backward(void *dinp_, void *dw_, void *db_, const void
 static void cpu_rmsnorm_forward(void *out_, void *rstd_, const void *inp_, const void *w_, int N, int C, float eps) {
     real *out = out_, *rstd = rstd_;
     const real *inp = inp_, *w = w_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *x = inp + (size_t)n * C;
         double ss = 0;
@@ -215,7 +220,7 @@ static void cpu_rmsnorm_backward(void *dinp_, void *dw_, const void *dout_, cons
     real *dinp = dinp_, *dw = dw_;
     const real *dout = dout_, *inp = inp_, *w = w_, *rstd = rstd_;
     if (dinp) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
         for (int n = 0; n < N; n++) {
             const real *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
             real s = rstd[n];
@@ -228,7 +233,7 @@ static void cpu_rmsnorm_backward(void *dinp_, void *dw_, const void *dout_, cons
         }
     }
     if (dw) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
         for (int c = 0; c < C; c++) {
             real sw = 0;
             for (int n = 0; n < N; n++) sw += dout[(size_t)n * C + c] * inp[(size_t)n * C + c] * rstd[n];
@@ -245,7 +250,7 @@ static inline real sigmoid(real x) { return 1 / (1 + exp(-x)); }
 static void cpu_act_forward(ActKind kind, void *out_, const void *inp_, size_t n) {
     real *out = out_;
     const real *inp = inp_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         real x = inp[i];
         switch (kind) {
@@ -264,7 +269,7 @@ static void cpu_act_forward(ActKind kind, void *out_, const void *inp_, size_t n
 static void cpu_act_backward(ActKind kind, void *dinp_, const void *dout_, const void *inp_, size_t n) {
     real *dinp = dinp_;
     const real *dout = dout_, *inp = inp_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         real x = inp[i], d = 0;
         switch (kind) {
@@ -299,7 +304,7 @@ static void cpu_act_backward(ActKind kind, void *dinp_, const void *dout_, const
 static void cpu_swiglu_forward(void *out_, const void *inp_, int N, int F) {
     real *out = out_;
     const real *inp = inp_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * F >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *gate = inp + (size_t)n * 2 * F, *up = gate + F;
         real *y = out + (size_t)n * F;
@@ -317,7 +322,7 @@ static void cpu_matmul_swiglu_forward(void *out, void *gu, const void *inp, cons
 static void cpu_swiglu_backward(void *dinp_, const void *dout_, const void *inp_, int N, int F) {
     real *dinp = dinp_;
     const real *dout = dout_, *inp = inp_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * F >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *gate = inp + (size_t)n * 2 * F, *up = gate + F, *g = dout + (size_t)n * F;
         real *dgate = dinp + (size_t)n * 2 * F, *dup = dgate + F;
@@ -333,7 +338,7 @@ static void cpu_swiglu_backward(void *dinp_, const void *dout_, const void *inp_
 static void cpu_add(void *out_, const void *a_, const void *b_, size_t n) {
     real *out = out_;
     const real *a = a_, *b = b_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
@@ -347,7 +352,7 @@ static void cpu_scale(void *x_, float s, size_t n) {
 
 static void rope_apply(real *x_, const int *pos, int N, int heads, int HD, int stride, float theta, real sign) {
     int half = HD / 2;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * heads * HD >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         real *x = x_ + (size_t)n * stride;
         for (int i = 0; i < half; i++) {
@@ -392,7 +397,7 @@ static void cpu_attention_forward(void *out_, void *lse_, const void *q_, const 
     const real *q = q_, *k = k_, *v = v_;
     const int B = s->B, T = s->T, NH = s->NH, HD = s->HD, group = s->NH / s->NKV;
     const real scale = (real)(1.0 / sqrt((double)HD));
-    #pragma omp parallel
+    #pragma omp parallel if ((size_t)B * NH * T * T * HD >= PAR_MIN)
     {
         real *p = xmalloc(sizeof(real) * T);
         #pragma omp for collapse(3) schedule(static)
@@ -441,7 +446,7 @@ static void cpu_attention_backward(void *dq_, void *dk_, void *dv_, const void *
     const real *dout = dout_, *out = out_, *lse = lse_, *q = q_, *k = k_, *v = v_;
     const int B = s->B, T = s->T, NH = s->NH, NKV = s->NKV, HD = s->HD, group = NH / NKV;
     const real scale = (real)(1.0 / sqrt((double)HD));
-    #pragma omp parallel for collapse(2) schedule(static)
+    #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * NH * T * T * HD >= PAR_MIN)
     for (int b = 0; b < B; b++)
         for (int kvh = 0; kvh < NKV; kvh++) {
             for (int j = 0; j < T; j++) {
@@ -484,7 +489,7 @@ static void cpu_attention_backward(void *dq_, void *dk_, void *dv_, const void *
 static void cpu_logprob_forward(void *logp_, void *lse_, const void *logits_, const int *targets, int N, int V) {
     real *logp = logp_, *lse = lse_;
     const real *logits = logits_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * V >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *x = logits + (size_t)n * V;
         real m = -INFINITY;
@@ -501,7 +506,7 @@ static void cpu_logprob_backward(void *dlogits_, const void *logits_, const void
                                  const void *dlogp_, int N, int V) {
     real *dlogits = dlogits_;
     const real *logits = logits_, *lse = lse_, *dlogp = dlogp_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * V >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *x = logits + (size_t)n * V;
         real *dx = dlogits + (size_t)n * V;  // may be x itself: each element is read before it is written
@@ -518,7 +523,7 @@ static void cpu_logprob_backward(void *dlogits_, const void *logits_, const void
 static void cpu_embedding_forward(void *out_, const int *ids, const void *table_, int N, int C) {
     real *out = out_;
     const real *table = table_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         real *y = out + (size_t)n * C;
         if (ids[n] < 0) { for (int c = 0; c < C; c++) y[c] = 0; continue; }
@@ -549,7 +554,7 @@ static void cpu_add_rows(void *out_, const int *out_idx, const void *inp_, const
 static void cpu_add_broadcast_forward(void *x_, const void *y_, int B, size_t M) {
     real *x = x_;
     const real *y = y_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)B * M >= PAR_MIN)
     for (int b = 0; b < B; b++)
         for (size_t i = 0; i < M; i++) x[(size_t)b * M + i] += y[i];
 }
@@ -565,7 +570,7 @@ static void cpu_im2col(void *patches_, const void *pixels_, int B, int Cin, int 
     real *patches = patches_;
     const real *pixels = pixels_;
     int gh = H / P, gw = W / P, K = Cin * P * P;
-    #pragma omp parallel for collapse(3) schedule(static)
+    #pragma omp parallel for collapse(3) schedule(static) if ((size_t)B * Cin * H * W >= PAR_MIN)
     for (int b = 0; b < B; b++)
         for (int py = 0; py < gh; py++)
             for (int px = 0; px < gw; px++) {
@@ -587,7 +592,7 @@ static void cpu_sumsq(double *out, const void *x_, size_t n) {
     const real *x = x_;
     const size_t chunk = 1 << 16, nchunks = (n + chunk - 1) / chunk;
     double *part = xcalloc(nchunks ? nchunks : 1, sizeof(double));
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t c = 0; c < nchunks; c++) {
         double s = 0;
         size_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
@@ -605,7 +610,7 @@ static void cpu_adamw_update(void *params_, void *master_, const void *grad_, vo
     real *p = master_ ? master_ : params_, *m = m_, *v = v_, *out = params_;
     const real *grad = grad_;
     double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         real g = grad[i] * (real)grad_scale;
         m[i] = (real)b1 * m[i] + (real)(1 - b1) * g;
@@ -623,7 +628,7 @@ static void cpu_copy_rows_strided(void *out_, const int *out_idx, int out_stride
                                   int inp_stride, int M, int C) {
     real *out = out_;
     const real *inp = inp_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)M * C >= PAR_MIN)
     for (int m = 0; m < M; m++) {
         long o = out_idx ? out_idx[m] : m, i = inp_idx ? inp_idx[m] : m;
         if (o < 0 || i < 0) continue;  // e.g. padding tokens that have no place in the cache
@@ -644,7 +649,7 @@ static void cpu_attention_decode(void *out_, const void *q_, const void *k_, con
     const int NH = s->NH, HD = s->HD, group = s->NH / s->NKV;
     const size_t row = (size_t)s->NKV * HD;  // elements per cache position
     const real scale = (real)(1.0 / sqrt((double)HD));
-    #pragma omp parallel
+    #pragma omp parallel if ((size_t)s->B * NH * s->cap * HD >= PAR_MIN)
     {
         real *p = xmalloc(sizeof(real) * (s->cap > 0 ? s->cap : 1));
         #pragma omp for collapse(2) schedule(static)
@@ -703,7 +708,7 @@ static void cpu_rope_kv_append(void *qkv, const int *pos, void *kcache, void *vc
 static void cpu_add_strided(void *out_, int out_stride, const void *inp_, int inp_stride, int N, int C, float s) {
     real *out = out_;
     const real *inp = inp_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) out[(size_t)n * out_stride + c] += (real)s * inp[(size_t)n * inp_stride + c];
 }
@@ -712,7 +717,7 @@ static void cpu_dropout(void *out_, const void *inp_, size_t n, float p, unsigne
     real *out = out_;
     const real *inp = inp_;
     const real k = p < 1 ? (real)1 / ((real)1 - (real)p) : 0;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = dropout_keep(seed, i, p) ? inp[i] * k : 0;
 }
 
