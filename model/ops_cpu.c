@@ -391,6 +391,25 @@ static inline int attn_visible(const AttnShape *s, int b, int i, int j) {
     return 1;
 }
 
+// kt (HD, T) = the T keys (or values) of row b, kv head kvh, transposed: the scores of one query against
+// all keys then vectorize over j with contiguous loads, each score still one sum over d in order
+static void attn_transpose(real *kt, const real *k, const AttnShape *s, int b, int kvh) {
+    for (int j = 0; j < s->T; j++) {
+        const real *kj = k + ((size_t)b * s->T + j) * s->kv_stride + (size_t)kvh * s->HD;
+        for (int d = 0; d < s->HD; d++) kt[(size_t)d * s->T + j] = kj[d];
+    }
+}
+
+// dot[j] = sum_d x[d] kt[d, j], d in order: bitwise the scalar loop `dot += x[d] * k_j[d]` of each key
+static void attn_dots(real *dot, const real *x, const real *kt, int T, int HD) {
+    for (int j = 0; j < T; j++) dot[j] = 0;
+    for (int d = 0; d < HD; d++) {
+        const real xd = x[d], *kd = kt + (size_t)d * T;
+        #pragma omp simd
+        for (int j = 0; j < T; j++) dot[j] += xd * kd[j];
+    }
+}
+
 static void cpu_attention_forward(void *out_, void *lse_, const void *q_, const void *k_, const void *v_,
                                   const AttnShape *s) {
     real *out = out_, *lse = lse_;
@@ -399,20 +418,19 @@ static void cpu_attention_forward(void *out_, void *lse_, const void *q_, const 
     const real scale = (real)(1.0 / sqrt((double)HD));
     #pragma omp parallel if ((size_t)B * NH * T * T * HD >= PAR_MIN)
     {
-        real *p = xmalloc(sizeof(real) * T);
-        #pragma omp for collapse(3) schedule(static)
+        real *p = xmalloc(sizeof(real) * T), *kt = xmalloc(sizeof(real) * T * HD);
+        #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
-            for (int h = 0; h < NH; h++)
+            for (int h = 0; h < NH; h++) {
+                const int kvh = h / group;
+                attn_transpose(kt, k, s, b, kvh);
                 for (int i = 0; i < T; i++) {
                     const real *qi = q + ((size_t)b * T + i) * s->q_stride + (size_t)h * HD;
-                    const int kvh = h / group;
+                    attn_dots(p, qi, kt, T, HD);
                     real maxs = -INFINITY;
                     for (int j = 0; j < T; j++) {
                         if (!attn_visible(s, b, i, j)) { p[j] = -INFINITY; continue; }
-                        const real *kj = k + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
-                        real dot = 0;
-                        for (int d = 0; d < HD; d++) dot += qi[d] * kj[d];
-                        p[j] = dot * scale;
+                        p[j] = p[j] * scale;
                         if (p[j] > maxs) maxs = p[j];
                     }
                     real *o = out + ((size_t)b * T + i) * NH * HD + (size_t)h * HD;
@@ -428,17 +446,22 @@ static void cpu_attention_forward(void *out_, void *lse_, const void *q_, const 
                         if (p[j] == 0) continue;
                         const real *vj = v + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
                         real w = p[j] / sum;
+                        #pragma omp simd
                         for (int d = 0; d < HD; d++) o[d] += w * vj[d];
                     }
                     *l = maxs + log(sum);
                 }
+            }
         free(p);
+        free(kt);
     }
 }
 
 // Recomputes the probabilities from q, k and the saved log-sum-exp (no T x T storage):
 //   P = exp(S - lse),  D_i = dout_i . out_i,  dS = P (dout v^T - D),  dq = dS k s,  dk = dS^T q s,  dv = P^T dout
-// Threads own one (row, kv head) pair each, so the GQA sums into dk, dv need no atomics.
+// Threads own one (row, kv head) pair each, so the GQA sums into dk, dv need no atomics. The scores and
+// dout . v of a query against all keys are computed first (vectorized over keys, each sum over d in
+// order), then the updates run over keys in order as before.
 static void cpu_attention_backward(void *dq_, void *dk_, void *dv_, const void *dout_, const void *out_,
                                    const void *lse_, const void *q_, const void *k_, const void *v_,
                                    const AttnShape *s) {
@@ -446,41 +469,49 @@ static void cpu_attention_backward(void *dq_, void *dk_, void *dv_, const void *
     const real *dout = dout_, *out = out_, *lse = lse_, *q = q_, *k = k_, *v = v_;
     const int B = s->B, T = s->T, NH = s->NH, NKV = s->NKV, HD = s->HD, group = NH / NKV;
     const real scale = (real)(1.0 / sqrt((double)HD));
-    #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * NH * T * T * HD >= PAR_MIN)
-    for (int b = 0; b < B; b++)
-        for (int kvh = 0; kvh < NKV; kvh++) {
-            for (int j = 0; j < T; j++) {
-                real *dkj = dk + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
-                real *dvj = dv + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
-                for (int d = 0; d < HD; d++) dkj[d] = dvj[d] = 0;
-            }
-            for (int h = kvh * group; h < (kvh + 1) * group; h++)
-                for (int i = 0; i < T; i++) {
-                    const real *qi = q + ((size_t)b * T + i) * s->q_stride + (size_t)h * HD;
-                    const real *oi = out + ((size_t)b * T + i) * NH * HD + (size_t)h * HD;
-                    const real *gi = dout + ((size_t)b * T + i) * NH * HD + (size_t)h * HD;
-                    real *dqi = dq + ((size_t)b * T + i) * s->q_stride + (size_t)h * HD;
-                    real l = lse[((size_t)b * NH + h) * T + i];
-                    real D = 0;
-                    for (int d = 0; d < HD; d++) { D += gi[d] * oi[d]; dqi[d] = 0; }
-                    for (int j = 0; j < T; j++) {
-                        if (!attn_visible(s, b, i, j)) continue;
-                        const real *kj = k + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
-                        const real *vj = v + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
-                        real dot = 0, dp = 0;
-                        for (int d = 0; d < HD; d++) { dot += qi[d] * kj[d]; dp += gi[d] * vj[d]; }
-                        real p = exp(dot * scale - l);
-                        real ds = p * (dp - D) * scale;
-                        real *dkj = dk + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
-                        real *dvj = dv + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
-                        for (int d = 0; d < HD; d++) {
-                            dqi[d] += ds * kj[d];
-                            dkj[d] += ds * qi[d];
-                            dvj[d] += p * gi[d];
+    #pragma omp parallel if ((size_t)B * NH * T * T * HD >= PAR_MIN)
+    {
+        real *kt = xmalloc(sizeof(real) * T * HD), *vt = xmalloc(sizeof(real) * T * HD);
+        real *dots = xmalloc(sizeof(real) * T), *dps = xmalloc(sizeof(real) * T);
+        #pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int kvh = 0; kvh < NKV; kvh++) {
+                for (int j = 0; j < T; j++) {
+                    real *dkj = dk + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                    real *dvj = dv + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                    for (int d = 0; d < HD; d++) dkj[d] = dvj[d] = 0;
+                }
+                attn_transpose(kt, k, s, b, kvh);
+                attn_transpose(vt, v, s, b, kvh);
+                for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                    for (int i = 0; i < T; i++) {
+                        const real *qi = q + ((size_t)b * T + i) * s->q_stride + (size_t)h * HD;
+                        const real *oi = out + ((size_t)b * T + i) * NH * HD + (size_t)h * HD;
+                        const real *gi = dout + ((size_t)b * T + i) * NH * HD + (size_t)h * HD;
+                        real *dqi = dq + ((size_t)b * T + i) * s->q_stride + (size_t)h * HD;
+                        real l = lse[((size_t)b * NH + h) * T + i];
+                        real D = 0;
+                        for (int d = 0; d < HD; d++) { D += gi[d] * oi[d]; dqi[d] = 0; }
+                        attn_dots(dots, qi, kt, T, HD);
+                        attn_dots(dps, gi, vt, T, HD);
+                        for (int j = 0; j < T; j++) {
+                            if (!attn_visible(s, b, i, j)) continue;
+                            const real *kj = k + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                            real p = exp(dots[j] * scale - l);
+                            real ds = p * (dps[j] - D) * scale;
+                            real *dkj = dk + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                            real *dvj = dv + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                            #pragma omp simd
+                            for (int d = 0; d < HD; d++) {
+                                dqi[d] += ds * kj[d];
+                                dkj[d] += ds * qi[d];
+                                dvj[d] += p * gi[d];
+                            }
                         }
                     }
-                }
-        }
+            }
+        free(kt); free(vt); free(dots); free(dps);
+    }
 }
 
 // ----------------------------------------------------------------------------------------------------
