@@ -694,13 +694,23 @@ static void cpu_attention_decode(void *out_, const void *q_, const void *k_, con
                 for (int d = 0; d < HD; d++) o[d] = 0;
                 if (L <= 0) continue;
                 real maxs = -INFINITY;
-                for (int j = 0; j < L; j++) {
+                // eight keys at a time: eight independent sums over d (each in order, as the forward pass's),
+                // not one dependent chain per key
+                int j = 0;
+                for (; j + 8 <= L; j += 8) {
+                    real dot[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                    for (int d = 0; d < HD; d++)
+                        for (int u = 0; u < 8; u++) dot[u] += qh[d] * kb[(size_t)(j + u) * row + d];
+                    for (int u = 0; u < 8; u++) p[j + u] = dot[u] * scale;
+                }
+                for (; j < L; j++) {
                     const real *kj = kb + (size_t)j * row;
                     real dot = 0;
                     for (int d = 0; d < HD; d++) dot += qh[d] * kj[d];
                     p[j] = dot * scale;
-                    if (p[j] > maxs) maxs = p[j];
                 }
+                for (j = 0; j < L; j++)
+                    if (p[j] > maxs) maxs = p[j];
                 real sum = 0;
                 for (int j = 0; j < L; j++) { p[j] = exp(p[j] - maxs); sum += p[j]; }
                 for (int j = 0; j < L; j++) {
