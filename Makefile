@@ -132,7 +132,7 @@ vlm-fp32: $(CLI_OBJS) $(LIB_OBJS) $(CUDA_OBJS)
 	$(CC) -o $@ $^ $(LDLIBS)
 
 # Kernel lab bench (GPU machine): every CUDA op but attention against the CPU reference
-dev/check_cuda_ops: dev/check_cuda_ops.c $(BUILD)/model/ops_cpu32.o $(BUILD)/util/common.o $(CUDA_OBJS)
+dev/check_cuda_ops: dev/check_cuda_ops.c $(BUILD)/model/ops_cpu32.o $(BUILD)/model/gemm_cpu.o $(BUILD)/util/common.o $(CUDA_OBJS)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -o $@ $^ $(LDLIBS)
 
 # The miniature study (DESIGN.md section 5, demo/run.sh): the full configuration where a GPU answers,
@@ -181,7 +181,7 @@ clean:
 # It links only the attention objects, the CPU reference and util/common.o (no cjson/stb), with a
 # static CUDA runtime, so the binary built here also runs there.
 ATTN_BENCH_OBJS := $(BUILD)/bench/bench_attention.o $(BUILD)/cuda/attention.o $(BUILD)/cuda/attention_cudnn.o \
-                   $(BUILD)/model/ops_cpu32.o $(BUILD)/util/common.o
+                   $(BUILD)/model/ops_cpu32.o $(BUILD)/model/gemm_cpu.o $(BUILD)/util/common.o
 .PHONY: bench-attention
 bench-attention: $(BUILD)/bench_attention
 $(BUILD)/bench_attention: $(ATTN_BENCH_OBJS)
@@ -196,7 +196,7 @@ $(BUILD)/bench_attention: $(ATTN_BENCH_OBJS)
 #   ceilings measured in the same run. Links every CUDA object (backend.cu holds the stream and the
 #   scratch buffer they share), the CPU reference (its checks) and util/common.o, with a static CUDA
 #   runtime and cuBLASLt/cuBLAS/cuDNN as shared libraries found through an rpath, like bench-attention.
-KERN_BENCH_OBJS := $(BUILD)/bench/bench_kernels.o $(CUDA_OBJS) $(BUILD)/model/ops_cpu32.o $(BUILD)/util/common.o
+KERN_BENCH_OBJS := $(BUILD)/bench/bench_kernels.o $(CUDA_OBJS) $(BUILD)/model/ops_cpu32.o $(BUILD)/model/gemm_cpu.o $(BUILD)/util/common.o
 .PHONY: bench-kernels
 bench-kernels: $(BUILD)/bench_kernels
 $(BUILD)/bench_kernels: $(KERN_BENCH_OBJS)

@@ -31,14 +31,18 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static void usage(void) {
-    printf("usage: vlm bench [--shape llava-1.4b|llava-7b|llava-tiny] [--workload sft|dpo|svco|decode] [--batch N] [--steps N]\n"
+    printf("usage: vlm bench [--shape llava-1.4b|llava-7b|llava-tiny|llava-demo] [--workload sft|dpo|svco|decode] [--batch N] [--steps N]\n"
            "                 [--warmup N] [--device auto|cpu|cuda] [--peak-tflops X] [--no-pack] [--attention flash|cudnn]\n"
-           "                 [--new-tokens N] [--recompute]\n\n"
+           "                 [--new-tokens N] [--recompute] [--prompt-len N] [--response-len N] [--decode-text N]\n"
+           "                 [--train-vision 0|1]\n\n"
            "Times training steps with random weights. --batch is rows for sft, pairs for dpo and svco (default 8);\n"
            "decode times greedy generation of --new-tokens tokens (default 128) for --batch prompts.\n"
            "MFU is reported against --peak-tflops (default 760: the bf16 GEMM ceiling measured on the H100).\n"
            "--recompute runs each decoder layer's forward again in the backward pass instead of keeping its\n"
-           "activations (less memory, one more forward of the layers).\n");
+           "activations (less memory, one more forward of the layers).\n"
+           "--shape llava-demo is the miniature study's model (bench/torch_cpu_ref.py times the same steps): its\n"
+           "defaults are 12 prompt + 8 response tokens a row, the vision tower trained in sft (--train-vision),\n"
+           "decode prompts of 1 + 64 image + 15 text tokens (--decode-text) and 8 new tokens.\n");
 }
 
 static void bench_pixels(void *ctx, int prompt, float *out) {
@@ -52,21 +56,21 @@ static void bench_emit(void *ctx, const GenOutput *o) { (void)ctx; (void)o; }
 // Greedy generation for `batch` prompts at once, timed as prefill and decode (the driver's own clocks:
 // each part ends by reading the logits back, so the device has finished it).
 static int bench_decode(const LlavaConfig *cfg, const char *shape, const Backend *be, int batch, int new_tokens,
-                        int steps, int warmup) {
+                        int text_tokens, int steps, int warmup) {
     if (batch < 1 || new_tokens < 2 || steps < 1 || warmup < 0) fatal("vlm bench decode: --batch >= 1, --new-tokens >= 2, --steps >= 1");
     Llava m;
     llava_init(&m, be, cfg, (LlavaTrainable){0, 0, 0});
     params_init_random(&m.ps_vision, 1, 0.02f);
     params_init_random(&m.ps_projector, 2, 0.02f);
     params_init_random(&m.ps_text, 3, 0.02f);
-    const int P = cfg->image_tokens, T = 1 + P + 31;
+    const int P = cfg->image_tokens, T = 1 + P + text_tokens, hi = cfg->text.vocab - 5 < 31990 ? cfg->text.vocab - 5 : 31990;
     int *ids = xmalloc(sizeof(int) * batch * T);
     GenPrompt *prompts = xmalloc(sizeof(GenPrompt) * batch);
     unsigned st = 7;
     for (int b = 0; b < batch; b++) {
         for (int t = 0; t < T; t++) {
             st = st * 1664525u + 1013904223u;
-            ids[b * T + t] = t == 0 ? 1 : t <= P ? cfg->image_token_id : 3 + (int)(st >> 8) % 31990;
+            ids[b * T + t] = t == 0 ? 1 : t <= P ? cfg->image_token_id : 3 + (int)(st >> 8) % hi;
         }
         prompts[b] = (GenPrompt){ids + b * T, T, 1};
     }
@@ -118,32 +122,38 @@ int cmd_bench(int argc, char **argv) {
     double peak = arg_float(&a, "--peak-tflops", 760);
     int svco = !strcmp(workload, "svco"), dpo = !strcmp(workload, "dpo"), pack = !arg_flag(&a, "--no-pack");
     int recompute = arg_flag(&a, "--recompute");
-    int new_tokens = (int)arg_int(&a, "--new-tokens", 128);
+    // the miniature study's shape has its own text lengths (issue 12): ~20 text tokens after 64 image tokens
+    // a training row, 80-token prompts and a few new tokens when sampling, the vision tower trained in SFT
+    const int demo = !strcmp(shape, "llava-demo");
+    int new_tokens = (int)arg_int(&a, "--new-tokens", demo ? 8 : 128);
+    int prompt_len = (int)arg_int(&a, "--prompt-len", demo ? 12 : 32), resp_len = (int)arg_int(&a, "--response-len", demo ? 8 : 32);
+    int decode_text = (int)arg_int(&a, "--decode-text", demo ? 15 : 31);
+    int train_vision = (int)arg_int(&a, "--train-vision", demo && !svco && !dpo);
     args_finish(&a);
     if (steps < 1 || warmup < 0 || batch < 1) fatal("vlm bench: --steps and --batch must be at least 1, --warmup at least 0");
     if (!strcmp(workload, "decode")) {
         LlavaConfig dcfg;
-        if (llava_config_preset(&dcfg, shape)) fatal("vlm bench: --shape '%s': expected llava-1.4b, llava-7b or llava-tiny", shape);
-        return bench_decode(&dcfg, shape, backend_select(device), batch, new_tokens, steps, warmup);
+        if (llava_config_preset(&dcfg, shape)) fatal("vlm bench: --shape '%s': expected llava-1.4b, llava-7b, llava-tiny or llava-demo", shape);
+        return bench_decode(&dcfg, shape, backend_select(device), batch, new_tokens, decode_text, steps, warmup);
     }
     if (!svco && !dpo && strcmp(workload, "sft")) fatal("vlm bench: --workload '%s': expected sft, dpo, svco or decode", workload);
     LlavaConfig cfg;
-    if (llava_config_preset(&cfg, shape)) fatal("vlm bench: --shape '%s': expected llava-1.4b, llava-7b or llava-tiny", shape);
+    if (llava_config_preset(&cfg, shape)) fatal("vlm bench: --shape '%s': expected llava-1.4b, llava-7b, llava-tiny or llava-demo", shape);
     const Backend *be = backend_select(device);
     Llava m;
-    llava_init(&m, be, &cfg, (LlavaTrainable){0, 1, 1});  // the paper setting: the vision tower is frozen
+    llava_init(&m, be, &cfg, (LlavaTrainable){train_vision, 1, 1});  // the paper setting: the vision tower is frozen
     params_init_random(&m.ps_vision, 1, 0.02f);
     params_init_random(&m.ps_projector, 2, 0.02f);
     params_init_random(&m.ps_text, 3, 0.02f);
-    ParamStore *tr[2] = {&m.ps_projector, &m.ps_text};
+    ParamStore *tr[3] = {&m.ps_projector, &m.ps_text, &m.ps_vision};
     OptimConfig oc = {1e-6, 0.9, 0.95, 1e-8, 0.02, 0, SCHED_CONSTANT, 0, steps + warmup};
     Optimizer opt;
-    optim_init(&opt, &oc, tr, 2);
+    optim_init(&opt, &oc, tr, train_vision ? 3 : 2);
 
     // examples through the training path: row groups, shared-prefix packing, explicit outputs
     TrainData d;
     Recipe recipe = svco ? RECIPE_SVCO : dpo ? RECIPE_DPO : RECIPE_SFT;
-    train_data_synthetic(&d, recipe, batch, &cfg, 32, 32, 7);  // 32 prompt + 32 response tokens (+ 576 image)
+    train_data_synthetic(&d, recipe, batch, &cfg, prompt_len, resp_len, 7);  // 32 prompt + 32 response tokens (+ image) by default
     TrainBatch tb;
     train_batch_init(&tb, &d, batch, pack);
     int *idx = xmalloc(sizeof(int) * batch);

@@ -348,7 +348,10 @@ int data_mvc(int argc, char **argv) {
     int kept = 0;
     double sum = 0;
     for (int i = 0; i < n; i++) {
-        const double c = clipscore_cosine(e + (size_t)2 * i * s.P, e + (size_t)(2 * i + 1) * s.P, s.P);
+        // unit vectors: a cosine past +-1 is the rounding of their fp32 norms (an image with itself can sum to
+        // 1 + 1e-7), which must not drop identical images from the default [0.7, 1]
+        double c = clipscore_cosine(e + (size_t)2 * i * s.P, e + (size_t)(2 * i + 1) * s.P, s.P);
+        c = c > 1 ? 1 : c < -1 ? -1 : c;
         sum += c;
         if (c >= lo && c <= hi) {
             cJSON_AddNumberToObject(recs[i], "image_cosine", c);

@@ -48,7 +48,8 @@ void clip_config_load(ClipConfig *c, const char *path);
 void llava_config_parse(LlavaConfig *c, const char *json, const char *source);
 void clip_config_parse(ClipConfig *c, const char *json, const char *source);
 // Named shapes for benchmarks and from-scratch runs: "llava-1.4b" (CLIP ViT-L/14-336 + LLaMA d2048 x 24,
-// FFN 5632, vocab 32064), "llava-7b" (llava-1.5-7b-hf), "llava-tiny" (a few hundred thousand parameters).
+// FFN 5632, vocab 32064), "llava-7b" (llava-1.5-7b-hf), "llava-tiny" (a few hundred thousand parameters),
+// "llava-demo" (the miniature study's model: 32 px images, 64 image tokens, vocabulary 512).
 // Returns 0, or -1 for an unknown name.
 int llava_config_preset(LlavaConfig *c, const char *name);
 // The config.json text of a preset (fresh string), for writing a model folder.

@@ -10,12 +10,18 @@
 #include <tgmath.h>  // exp, log, erf... pick the float or double version from the argument type
 
 #include "../util/common.h"
+#include "gemm_cpu.h"
 #include "ops.h"
 
 #ifndef CPU_REAL
 #error "compile with -DCPU_REAL=float or -DCPU_REAL=double"
 #endif
 typedef CPU_REAL real;
+
+// Below this many elements (or multiply-adds) an op runs on the calling thread: at the miniature study's
+// shapes a parallel region (wake the team, barrier) costs as much as a few thousand elements of work, and a
+// loaded machine makes it worse. The split never changes a result: the loops are over independent outputs.
+#define PAR_MIN 32768
 
 // ----------------------------------------------------------------------------------------------------
 // memory: CPU memory is host memory, so transfers are copies with conversion
@@ -46,10 +52,26 @@ static void cpu_download_acc(double *host, const void *src, size_t n) {
 // ----------------------------------------------------------------------------------------------------
 // matmul
 
+// The fp32 build runs the products through the blocked AVX-512 kernel of model/gemm_cpu.c (the same
+// sums, each one FMA chain over C in order: deterministic and batch invariant); the loops below stay the
+// readable reference, which the fp64 build (gradient checks) and VLM_CPU_GEMM=0 run.
+static int fast_gemm(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("VLM_CPU_GEMM");
+        on = sizeof(real) == sizeof(float) && !(e && !strcmp(e, "0"));
+    }
+    return on;
+}
+
 // out (N, OC) = inp (N, C) @ w (OC, C)^T + b. Four input rows share each weight row load.
 static void cpu_matmul_forward(void *out_, const void *inp_, const void *w_, const void *b_, int N, int C, int OC) {
     real *out = out_;
     const real *inp = inp_, *w = w_, *b = b_;
+    if (fast_gemm()) {  // b(k, j) = w[j, k]: w read transposed
+        gemm_f32(N, OC, C, (const float *)inp, C, 1, (const float *)w, 1, C, (float *)out, OC, 0, (const float *)b);
+        return;
+    }
     const int R = 4;
     #pragma omp parallel for schedule(static)
     for (int n0 = 0; n0 < N; n0 += R) {
@@ -73,6 +95,19 @@ static void cpu_matmul_backward(void *dinp_, void *dw_, void *db_, const void *d
                                 const void *w_, int N, int C, int OC) {
     real *dinp = dinp_, *dw = dw_, *db = db_;
     const real *dout = dout_, *inp = inp_, *w = w_;
+    if (fast_gemm()) {
+        // dinp (N, C) = dout (N, OC) @ w (OC, C);  dw (OC, C) += dout^T @ inp, a(i, k) = dout[k, i]
+        if (dinp) gemm_f32(N, C, OC, (const float *)dout, OC, 1, (const float *)w, C, 1, (float *)dinp, C, 0, NULL);
+        if (dw) gemm_f32(OC, C, N, (const float *)dout, 1, OC, (const float *)inp, C, 1, (float *)dw, C, 1, NULL);
+        if (db) {  // column sums over n in order from 0, then added: the reference's order, vectorized over o
+            real *sum = xcalloc(OC, sizeof(real));
+            for (int n = 0; n < N; n++)
+                for (int o = 0; o < OC; o++) sum[o] += dout[(size_t)n * OC + o];
+            for (int o = 0; o < OC; o++) db[o] += sum[o];
+            free(sum);
+        }
+        return;
+    }
     if (dinp) {  // dinp (N, C) = dout (N, OC) @ w (OC, C)
         #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++) {
@@ -113,7 +148,7 @@ static void cpu_layernorm_forward(void *out_, void *mean_, void *rstd_, const vo
                                   const void *b_, int N, int C, float eps) {
     real *out = out_, *mean = mean_, *rstd = rstd_;
     const real *inp = inp_, *w = w_, *b = b_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *x = inp + (size_t)n * C;
         double m = 0, v = 0;
@@ -134,7 +169,7 @@ static void cpu_layernorm_backward(void *dinp_, void *dw_, void *db_, const void
     real *dinp = dinp_, *dw = dw_, *db = db_;
     const real *dout = dout_, *inp = inp_, *w = w_, *mean = mean_, *rstd = rstd_;
     if (dinp) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
         for (int n = 0; n < N; n++) {
             const real *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
             real m = mean[n], s = rstd[n];
@@ -151,7 +186,7 @@ static void cpu_layernorm_backward(void *dinp_, void *dw_, void *db_, const void
         }
     }
     if (dw || db) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
         for (int c = 0; c < C; c++) {
             real sw = 0, sb = 0;
             for (int n = 0; n < N; n++) {
@@ -168,7 +203,7 @@ static void cpu_layernorm_backward(void *dinp_, void *dw_, void *db_, const void
 static void cpu_rmsnorm_forward(void *out_, void *rstd_, const void *inp_, const void *w_, int N, int C, float eps) {
     real *out = out_, *rstd = rstd_;
     const real *inp = inp_, *w = w_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *x = inp + (size_t)n * C;
         double ss = 0;
@@ -185,7 +220,7 @@ static void cpu_rmsnorm_backward(void *dinp_, void *dw_, const void *dout_, cons
     real *dinp = dinp_, *dw = dw_;
     const real *dout = dout_, *inp = inp_, *w = w_, *rstd = rstd_;
     if (dinp) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
         for (int n = 0; n < N; n++) {
             const real *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
             real s = rstd[n];
@@ -198,7 +233,7 @@ static void cpu_rmsnorm_backward(void *dinp_, void *dw_, const void *dout_, cons
         }
     }
     if (dw) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
         for (int c = 0; c < C; c++) {
             real sw = 0;
             for (int n = 0; n < N; n++) sw += dout[(size_t)n * C + c] * inp[(size_t)n * C + c] * rstd[n];
@@ -215,7 +250,7 @@ static inline real sigmoid(real x) { return 1 / (1 + exp(-x)); }
 static void cpu_act_forward(ActKind kind, void *out_, const void *inp_, size_t n) {
     real *out = out_;
     const real *inp = inp_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         real x = inp[i];
         switch (kind) {
@@ -234,7 +269,7 @@ static void cpu_act_forward(ActKind kind, void *out_, const void *inp_, size_t n
 static void cpu_act_backward(ActKind kind, void *dinp_, const void *dout_, const void *inp_, size_t n) {
     real *dinp = dinp_;
     const real *dout = dout_, *inp = inp_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         real x = inp[i], d = 0;
         switch (kind) {
@@ -269,7 +304,7 @@ static void cpu_act_backward(ActKind kind, void *dinp_, const void *dout_, const
 static void cpu_swiglu_forward(void *out_, const void *inp_, int N, int F) {
     real *out = out_;
     const real *inp = inp_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * F >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *gate = inp + (size_t)n * 2 * F, *up = gate + F;
         real *y = out + (size_t)n * F;
@@ -287,7 +322,7 @@ static void cpu_matmul_swiglu_forward(void *out, void *gu, const void *inp, cons
 static void cpu_swiglu_backward(void *dinp_, const void *dout_, const void *inp_, int N, int F) {
     real *dinp = dinp_;
     const real *dout = dout_, *inp = inp_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * F >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *gate = inp + (size_t)n * 2 * F, *up = gate + F, *g = dout + (size_t)n * F;
         real *dgate = dinp + (size_t)n * 2 * F, *dup = dgate + F;
@@ -303,7 +338,7 @@ static void cpu_swiglu_backward(void *dinp_, const void *dout_, const void *inp_
 static void cpu_add(void *out_, const void *a_, const void *b_, size_t n) {
     real *out = out_;
     const real *a = a_, *b = b_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
@@ -317,7 +352,7 @@ static void cpu_scale(void *x_, float s, size_t n) {
 
 static void rope_apply(real *x_, const int *pos, int N, int heads, int HD, int stride, float theta, real sign) {
     int half = HD / 2;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * heads * HD >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         real *x = x_ + (size_t)n * stride;
         for (int i = 0; i < half; i++) {
@@ -356,28 +391,46 @@ static inline int attn_visible(const AttnShape *s, int b, int i, int j) {
     return 1;
 }
 
+// kt (HD, T) = the T keys (or values) of row b, kv head kvh, transposed: the scores of one query against
+// all keys then vectorize over j with contiguous loads, each score still one sum over d in order
+static void attn_transpose(real *kt, const real *k, const AttnShape *s, int b, int kvh) {
+    for (int j = 0; j < s->T; j++) {
+        const real *kj = k + ((size_t)b * s->T + j) * s->kv_stride + (size_t)kvh * s->HD;
+        for (int d = 0; d < s->HD; d++) kt[(size_t)d * s->T + j] = kj[d];
+    }
+}
+
+// dot[j] = sum_d x[d] kt[d, j], d in order: bitwise the scalar loop `dot += x[d] * k_j[d]` of each key
+static void attn_dots(real *dot, const real *x, const real *kt, int T, int HD) {
+    for (int j = 0; j < T; j++) dot[j] = 0;
+    for (int d = 0; d < HD; d++) {
+        const real xd = x[d], *kd = kt + (size_t)d * T;
+        #pragma omp simd
+        for (int j = 0; j < T; j++) dot[j] += xd * kd[j];
+    }
+}
+
 static void cpu_attention_forward(void *out_, void *lse_, const void *q_, const void *k_, const void *v_,
                                   const AttnShape *s) {
     real *out = out_, *lse = lse_;
     const real *q = q_, *k = k_, *v = v_;
     const int B = s->B, T = s->T, NH = s->NH, HD = s->HD, group = s->NH / s->NKV;
     const real scale = (real)(1.0 / sqrt((double)HD));
-    #pragma omp parallel
+    #pragma omp parallel if ((size_t)B * NH * T * T * HD >= PAR_MIN)
     {
-        real *p = xmalloc(sizeof(real) * T);
-        #pragma omp for collapse(3) schedule(static)
+        real *p = xmalloc(sizeof(real) * T), *kt = xmalloc(sizeof(real) * T * HD);
+        #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
-            for (int h = 0; h < NH; h++)
+            for (int h = 0; h < NH; h++) {
+                const int kvh = h / group;
+                attn_transpose(kt, k, s, b, kvh);
                 for (int i = 0; i < T; i++) {
                     const real *qi = q + ((size_t)b * T + i) * s->q_stride + (size_t)h * HD;
-                    const int kvh = h / group;
+                    attn_dots(p, qi, kt, T, HD);
                     real maxs = -INFINITY;
                     for (int j = 0; j < T; j++) {
                         if (!attn_visible(s, b, i, j)) { p[j] = -INFINITY; continue; }
-                        const real *kj = k + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
-                        real dot = 0;
-                        for (int d = 0; d < HD; d++) dot += qi[d] * kj[d];
-                        p[j] = dot * scale;
+                        p[j] = p[j] * scale;
                         if (p[j] > maxs) maxs = p[j];
                     }
                     real *o = out + ((size_t)b * T + i) * NH * HD + (size_t)h * HD;
@@ -393,17 +446,22 @@ static void cpu_attention_forward(void *out_, void *lse_, const void *q_, const 
                         if (p[j] == 0) continue;
                         const real *vj = v + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
                         real w = p[j] / sum;
+                        #pragma omp simd
                         for (int d = 0; d < HD; d++) o[d] += w * vj[d];
                     }
                     *l = maxs + log(sum);
                 }
+            }
         free(p);
+        free(kt);
     }
 }
 
 // Recomputes the probabilities from q, k and the saved log-sum-exp (no T x T storage):
 //   P = exp(S - lse),  D_i = dout_i . out_i,  dS = P (dout v^T - D),  dq = dS k s,  dk = dS^T q s,  dv = P^T dout
-// Threads own one (row, kv head) pair each, so the GQA sums into dk, dv need no atomics.
+// Threads own one (row, kv head) pair each, so the GQA sums into dk, dv need no atomics. The scores and
+// dout . v of a query against all keys are computed first (vectorized over keys, each sum over d in
+// order), then the updates run over keys in order as before.
 static void cpu_attention_backward(void *dq_, void *dk_, void *dv_, const void *dout_, const void *out_,
                                    const void *lse_, const void *q_, const void *k_, const void *v_,
                                    const AttnShape *s) {
@@ -411,41 +469,49 @@ static void cpu_attention_backward(void *dq_, void *dk_, void *dv_, const void *
     const real *dout = dout_, *out = out_, *lse = lse_, *q = q_, *k = k_, *v = v_;
     const int B = s->B, T = s->T, NH = s->NH, NKV = s->NKV, HD = s->HD, group = NH / NKV;
     const real scale = (real)(1.0 / sqrt((double)HD));
-    #pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int kvh = 0; kvh < NKV; kvh++) {
-            for (int j = 0; j < T; j++) {
-                real *dkj = dk + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
-                real *dvj = dv + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
-                for (int d = 0; d < HD; d++) dkj[d] = dvj[d] = 0;
-            }
-            for (int h = kvh * group; h < (kvh + 1) * group; h++)
-                for (int i = 0; i < T; i++) {
-                    const real *qi = q + ((size_t)b * T + i) * s->q_stride + (size_t)h * HD;
-                    const real *oi = out + ((size_t)b * T + i) * NH * HD + (size_t)h * HD;
-                    const real *gi = dout + ((size_t)b * T + i) * NH * HD + (size_t)h * HD;
-                    real *dqi = dq + ((size_t)b * T + i) * s->q_stride + (size_t)h * HD;
-                    real l = lse[((size_t)b * NH + h) * T + i];
-                    real D = 0;
-                    for (int d = 0; d < HD; d++) { D += gi[d] * oi[d]; dqi[d] = 0; }
-                    for (int j = 0; j < T; j++) {
-                        if (!attn_visible(s, b, i, j)) continue;
-                        const real *kj = k + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
-                        const real *vj = v + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
-                        real dot = 0, dp = 0;
-                        for (int d = 0; d < HD; d++) { dot += qi[d] * kj[d]; dp += gi[d] * vj[d]; }
-                        real p = exp(dot * scale - l);
-                        real ds = p * (dp - D) * scale;
-                        real *dkj = dk + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
-                        real *dvj = dv + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
-                        for (int d = 0; d < HD; d++) {
-                            dqi[d] += ds * kj[d];
-                            dkj[d] += ds * qi[d];
-                            dvj[d] += p * gi[d];
+    #pragma omp parallel if ((size_t)B * NH * T * T * HD >= PAR_MIN)
+    {
+        real *kt = xmalloc(sizeof(real) * T * HD), *vt = xmalloc(sizeof(real) * T * HD);
+        real *dots = xmalloc(sizeof(real) * T), *dps = xmalloc(sizeof(real) * T);
+        #pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int kvh = 0; kvh < NKV; kvh++) {
+                for (int j = 0; j < T; j++) {
+                    real *dkj = dk + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                    real *dvj = dv + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                    for (int d = 0; d < HD; d++) dkj[d] = dvj[d] = 0;
+                }
+                attn_transpose(kt, k, s, b, kvh);
+                attn_transpose(vt, v, s, b, kvh);
+                for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                    for (int i = 0; i < T; i++) {
+                        const real *qi = q + ((size_t)b * T + i) * s->q_stride + (size_t)h * HD;
+                        const real *oi = out + ((size_t)b * T + i) * NH * HD + (size_t)h * HD;
+                        const real *gi = dout + ((size_t)b * T + i) * NH * HD + (size_t)h * HD;
+                        real *dqi = dq + ((size_t)b * T + i) * s->q_stride + (size_t)h * HD;
+                        real l = lse[((size_t)b * NH + h) * T + i];
+                        real D = 0;
+                        for (int d = 0; d < HD; d++) { D += gi[d] * oi[d]; dqi[d] = 0; }
+                        attn_dots(dots, qi, kt, T, HD);
+                        attn_dots(dps, gi, vt, T, HD);
+                        for (int j = 0; j < T; j++) {
+                            if (!attn_visible(s, b, i, j)) continue;
+                            const real *kj = k + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                            real p = exp(dots[j] * scale - l);
+                            real ds = p * (dps[j] - D) * scale;
+                            real *dkj = dk + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                            real *dvj = dv + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
+                            #pragma omp simd
+                            for (int d = 0; d < HD; d++) {
+                                dqi[d] += ds * kj[d];
+                                dkj[d] += ds * qi[d];
+                                dvj[d] += p * gi[d];
+                            }
                         }
                     }
-                }
-        }
+            }
+        free(kt); free(vt); free(dots); free(dps);
+    }
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -454,7 +520,7 @@ static void cpu_attention_backward(void *dq_, void *dk_, void *dv_, const void *
 static void cpu_logprob_forward(void *logp_, void *lse_, const void *logits_, const int *targets, int N, int V) {
     real *logp = logp_, *lse = lse_;
     const real *logits = logits_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * V >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *x = logits + (size_t)n * V;
         real m = -INFINITY;
@@ -471,7 +537,7 @@ static void cpu_logprob_backward(void *dlogits_, const void *logits_, const void
                                  const void *dlogp_, int N, int V) {
     real *dlogits = dlogits_;
     const real *logits = logits_, *lse = lse_, *dlogp = dlogp_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * V >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *x = logits + (size_t)n * V;
         real *dx = dlogits + (size_t)n * V;  // may be x itself: each element is read before it is written
@@ -488,7 +554,7 @@ static void cpu_logprob_backward(void *dlogits_, const void *logits_, const void
 static void cpu_embedding_forward(void *out_, const int *ids, const void *table_, int N, int C) {
     real *out = out_;
     const real *table = table_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         real *y = out + (size_t)n * C;
         if (ids[n] < 0) { for (int c = 0; c < C; c++) y[c] = 0; continue; }
@@ -519,7 +585,7 @@ static void cpu_add_rows(void *out_, const int *out_idx, const void *inp_, const
 static void cpu_add_broadcast_forward(void *x_, const void *y_, int B, size_t M) {
     real *x = x_;
     const real *y = y_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)B * M >= PAR_MIN)
     for (int b = 0; b < B; b++)
         for (size_t i = 0; i < M; i++) x[(size_t)b * M + i] += y[i];
 }
@@ -535,7 +601,7 @@ static void cpu_im2col(void *patches_, const void *pixels_, int B, int Cin, int 
     real *patches = patches_;
     const real *pixels = pixels_;
     int gh = H / P, gw = W / P, K = Cin * P * P;
-    #pragma omp parallel for collapse(3) schedule(static)
+    #pragma omp parallel for collapse(3) schedule(static) if ((size_t)B * Cin * H * W >= PAR_MIN)
     for (int b = 0; b < B; b++)
         for (int py = 0; py < gh; py++)
             for (int px = 0; px < gw; px++) {
@@ -557,7 +623,7 @@ static void cpu_sumsq(double *out, const void *x_, size_t n) {
     const real *x = x_;
     const size_t chunk = 1 << 16, nchunks = (n + chunk - 1) / chunk;
     double *part = xcalloc(nchunks ? nchunks : 1, sizeof(double));
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t c = 0; c < nchunks; c++) {
         double s = 0;
         size_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
@@ -575,7 +641,7 @@ static void cpu_adamw_update(void *params_, void *master_, const void *grad_, vo
     real *p = master_ ? master_ : params_, *m = m_, *v = v_, *out = params_;
     const real *grad = grad_;
     double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         real g = grad[i] * (real)grad_scale;
         m[i] = (real)b1 * m[i] + (real)(1 - b1) * g;
@@ -593,7 +659,7 @@ static void cpu_copy_rows_strided(void *out_, const int *out_idx, int out_stride
                                   int inp_stride, int M, int C) {
     real *out = out_;
     const real *inp = inp_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)M * C >= PAR_MIN)
     for (int m = 0; m < M; m++) {
         long o = out_idx ? out_idx[m] : m, i = inp_idx ? inp_idx[m] : m;
         if (o < 0 || i < 0) continue;  // e.g. padding tokens that have no place in the cache
@@ -614,7 +680,7 @@ static void cpu_attention_decode(void *out_, const void *q_, const void *k_, con
     const int NH = s->NH, HD = s->HD, group = s->NH / s->NKV;
     const size_t row = (size_t)s->NKV * HD;  // elements per cache position
     const real scale = (real)(1.0 / sqrt((double)HD));
-    #pragma omp parallel
+    #pragma omp parallel if ((size_t)s->B * NH * s->cap * HD >= PAR_MIN)
     {
         real *p = xmalloc(sizeof(real) * (s->cap > 0 ? s->cap : 1));
         #pragma omp for collapse(2) schedule(static)
@@ -628,13 +694,23 @@ static void cpu_attention_decode(void *out_, const void *q_, const void *k_, con
                 for (int d = 0; d < HD; d++) o[d] = 0;
                 if (L <= 0) continue;
                 real maxs = -INFINITY;
-                for (int j = 0; j < L; j++) {
+                // eight keys at a time: eight independent sums over d (each in order, as the forward pass's),
+                // not one dependent chain per key
+                int j = 0;
+                for (; j + 8 <= L; j += 8) {
+                    real dot[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                    for (int d = 0; d < HD; d++)
+                        for (int u = 0; u < 8; u++) dot[u] += qh[d] * kb[(size_t)(j + u) * row + d];
+                    for (int u = 0; u < 8; u++) p[j + u] = dot[u] * scale;
+                }
+                for (; j < L; j++) {
                     const real *kj = kb + (size_t)j * row;
                     real dot = 0;
                     for (int d = 0; d < HD; d++) dot += qh[d] * kj[d];
                     p[j] = dot * scale;
-                    if (p[j] > maxs) maxs = p[j];
                 }
+                for (j = 0; j < L; j++)
+                    if (p[j] > maxs) maxs = p[j];
                 real sum = 0;
                 for (int j = 0; j < L; j++) { p[j] = exp(p[j] - maxs); sum += p[j]; }
                 for (int j = 0; j < L; j++) {
@@ -673,7 +749,7 @@ static void cpu_rope_kv_append(void *qkv, const int *pos, void *kcache, void *vc
 static void cpu_add_strided(void *out_, int out_stride, const void *inp_, int inp_stride, int N, int C, float s) {
     real *out = out_;
     const real *inp = inp_;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) out[(size_t)n * out_stride + c] += (real)s * inp[(size_t)n * inp_stride + c];
 }
@@ -682,7 +758,7 @@ static void cpu_dropout(void *out_, const void *inp_, size_t n, float p, unsigne
     real *out = out_;
     const real *inp = inp_;
     const real k = p < 1 ? (real)1 / ((real)1 - (real)p) : 0;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = dropout_keep(seed, i, p) ? inp[i] * k : 0;
 }
 

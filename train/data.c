@@ -465,6 +465,8 @@ void train_data_synthetic(TrainData *d, Recipe recipe, int n_examples, const Lla
     for (int i = 0; i < d->n_images; i++) d->image_names[i] = xstrdup("(synthetic)");
     d->ex = xcalloc(n_examples, sizeof(TrainExample));
     d->n = n_examples;
+    // text ids in [3, 3 + hi]: below the image token for a small vocabulary (the draws are unchanged at 32k)
+    const int hi = cfg->text.vocab - 5 < 31000 ? cfg->text.vocab - 5 : 31000;
     int *prompt = xmalloc(sizeof(int) * prompt_len), *resp[2] = {xmalloc(sizeof(int) * resp_len), xmalloc(sizeof(int) * resp_len)};
     for (int e = 0; e < n_examples; e++) {
         TrainExample *ex = &d->ex[e];
@@ -472,8 +474,8 @@ void train_data_synthetic(TrainData *d, Recipe recipe, int n_examples, const Lla
         ex->image[0] = e * per;
         ex->image[1] = per == 2 ? e * per + 1 : -1;
         prompt[0] = 1;
-        for (int t = 1; t < prompt_len; t++) prompt[t] = 3 + augrng_int(&rng, 0, 31000);
-        for (int k = 0; k < 2; k++) for (int t = 0; t < resp_len; t++) resp[k][t] = 3 + augrng_int(&rng, 0, 31000);
+        for (int t = 1; t < prompt_len; t++) prompt[t] = 3 + augrng_int(&rng, 0, hi);
+        for (int k = 0; k < 2; k++) for (int t = 0; t < resp_len; t++) resp[k][t] = 3 + augrng_int(&rng, 0, hi);
         // (response, image slot) of each row, in the order train/data.h documents
         int rows[6][2], nr = 0;
         if (recipe == RECIPE_SFT) { rows[0][0] = 0; rows[0][1] = 0; nr = 1; }

@@ -53,8 +53,10 @@ void plot_svg(const char *path, const char *title, const char *xlabel, const Plo
             y0 = fmin(y0, s[k].y[i]); y1 = fmax(y1, s[k].y[i]);
         }
     if (!isfinite(x0)) { x0 = 0; x1 = 1; y0 = 0; y1 = 1; }
-    if (x1 == x0) x1 = x0 + 1;
-    if (y1 == y0) { y0 -= 0.5; y1 += 0.5; }
+    // a range within rounding of its values (two losses a float ulp apart) would give a tick step that
+    // v += step cannot advance: widen it as an empty range
+    if (x1 - x0 <= 1e-9 * fmax(fabs(x0), fabs(x1))) x1 = x0 + 1;
+    if (y1 - y0 <= 1e-9 * fmax(fabs(y0), fabs(y1))) { y0 -= 0.5; y1 += 0.5; }
     double pad = (y1 - y0) * 0.05;
     y0 -= pad; y1 += pad;
     Svg svg = {0};

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""The PyTorch side of the CPU figures in notes/perf.md: the CPU counterpart of bench/torch_ref.py, timing
+the workloads of `./vlm bench --device cpu --shape llava-demo` (cli/cmd_bench.c) with transformers on the
+CPU, fp32, eager attention, random weights, torch.set_num_threads(--threads). Median of the timed steps.
+
+  python3 bench/torch_cpu_ref.py sft     SFT step (fwd + bwd + AdamW), vision tower trained, batch 32
+  python3 bench/torch_cpu_ref.py dpo     DPO step, 16 pairs: chosen and rejected rows (each with its image),
+                                         cached reference log-probs (as vlm bench), vision frozen
+  python3 bench/torch_cpu_ref.py svco    S-VCO step, 16 pairs, official formation (4 image rows + 2 image-free
+                                         rows per pair), cached reference log-probs, vision frozen
+  python3 bench/torch_cpu_ref.py decode  greedy generate, batch 64, prompt 1 + 64 image + 15 text tokens,
+                                         8 new tokens
+
+Shape "llava-demo" (model/config.c): CLIP ViT 32 px, patch 4 (64 patches + CLS), hidden 96, 3 layers, 4 heads,
+MLP 384, quick_gelu, feature layer -2, CLS dropped; 2-layer GELU projector; LLaMA hidden 128, 2 layers,
+4 heads (kv 4), FFN 344, vocab 512 (image token 511). Rows: BOS, 64 image tokens, 11 prompt tokens, 8
+response tokens (--prompt-len 12 --response-len 8, as vlm bench's defaults for this shape).
+What vlm.c does differently at the same workload (and counts in its favour): it runs only the vision layers
+the selected feature needs (2 of 3; transformers runs all 3), and it packs a pair's rows over their shared
+prefix (DPO: chosen and rejected share one image and prompt; S-VCO: each image is encoded once per pair).
+Prints one JSON object per measurement.
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+IMAGE_TOKEN = 511
+
+
+def llava_config(args):
+    from transformers import LlavaConfig
+    vision = dict(hidden_size=96, intermediate_size=384, num_hidden_layers=3, num_attention_heads=4, image_size=32,
+                  patch_size=4, hidden_act="quick_gelu", projection_dim=96)
+    text = dict(model_type="llama", vocab_size=512, hidden_size=128, intermediate_size=344, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048, rms_norm_eps=1e-5)
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=IMAGE_TOKEN, image_seq_length=64,
+                      vision_feature_layer=-2, vision_feature_select_strategy="default", projector_hidden_act="gelu")
+    cfg._attn_implementation = args.attn
+    return cfg
+
+
+def build(args):
+    from transformers import LlavaForConditionalGeneration
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(llava_config(args)).float()
+    model.config._attn_implementation = args.attn
+    return model
+
+
+def rows(n, args, with_image=True):
+    """(ids, labels): BOS, [64 image tokens], prompt, response; labels on the response only."""
+    n_text = args.prompt_len + args.response_len
+    ids = torch.randint(3, IMAGE_TOKEN - 2, (n, n_text + (64 if with_image else 0)))
+    ids[:, 0] = 1
+    if with_image:
+        ids[:, 1:65] = IMAGE_TOKEN
+    labels = ids.clone()
+    labels[:, : labels.shape[1] - args.response_len] = -100
+    return ids, labels
+
+
+def timed(fn, warmup, iters):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def freeze_vision(model):
+    for p in model.model.vision_tower.parameters():
+        p.requires_grad_(False)
+
+
+def logps(logits, labels):
+    lp = torch.log_softmax(logits[:, :-1].float(), -1)
+    lab = labels[:, 1:]
+    mask = lab != -100
+    tok = lp.gather(-1, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (tok * mask).sum(-1)
+
+
+def emit(args, what, ms, unit, n, **extra):
+    d = {"bench": what, "impl": f"transformers eager ({args.attn})", "device": "cpu", "threads": args.threads,
+         "shape": "llava-demo", unit: n, "ms_per_step": ms, f"{'samples' if unit == 'batch' else unit}_per_s": n / ms * 1e3}
+    d.update(extra)
+    print(json.dumps(d), flush=True)
+
+
+def bench_sft(args):
+    model = build(args)  # the vision tower trains too (vlm bench's llava-demo sft default)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6, betas=(0.9, 0.95),
+                            weight_decay=0.02)
+    ids, labels = rows(args.batch, args)
+    pix = torch.randn(args.batch, 3, 32, 32)
+
+    def step():
+        out = model(input_ids=ids, pixel_values=pix, labels=labels)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    emit(args, "sft", timed(step, args.warmup, args.iters), "batch", args.batch)
+
+
+def pref_setup(args):
+    model = build(args)
+    freeze_vision(model)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6, betas=(0.9, 0.95),
+                            weight_decay=0.02)
+    return model, opt
+
+
+def bench_dpo(args):
+    model, opt = pref_setup(args)
+    P, beta = args.batch, 0.1
+    ids, labels = rows(2 * P, args)  # chosen rows then rejected rows, each with the pair's image
+    pix = torch.randn(P, 3, 32, 32).repeat(2, 1, 1, 1)
+    ref = torch.randn(2 * P) * 0.01 - 60  # cached reference log-probs
+
+    def step():
+        lp = logps(model(input_ids=ids, pixel_values=pix).logits, labels) - ref
+        loss = -F.logsigmoid(beta * (lp[:P] - lp[P:])).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    emit(args, "dpo", timed(step, args.warmup, args.iters), "pairs", P)
+
+
+def bench_svco(args):
+    model, opt = pref_setup(args)
+    P, beta = args.batch, 0.1
+    img_ids, img_labels = rows(4 * P, args)
+    txt_ids, txt_labels = rows(2 * P, args, with_image=False)
+    pix = torch.randn(4 * P, 3, 32, 32)
+    ref = torch.randn(6 * P) * 0.01 - 60  # cached reference log-probs
+
+    def step():
+        a = logps(model(input_ids=img_ids, pixel_values=pix).logits, img_labels)
+        b = logps(model(input_ids=txt_ids).logits, txt_labels)
+        r = (torch.cat([a, b]) - ref).view(6, P)  # rows: (w|Iw) (w|Il) (l|Iw) (l|Il) (w|0) (l|0)
+        loss = (-F.logsigmoid(beta * (r[0] - r[4])) - F.logsigmoid(beta * (r[4] - r[1]))
+                - F.logsigmoid(beta * (r[3] - r[5])) - F.logsigmoid(beta * (r[5] - r[2]))).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    emit(args, "svco", timed(step, args.warmup, args.iters), "pairs", P)
+
+
+def bench_decode(args):
+    model = build(args)
+    model.eval()
+    B = args.batch
+    ids = torch.randint(3, IMAGE_TOKEN - 2, (B, 1 + 64 + args.decode_text))
+    ids[:, 0] = 1
+    ids[:, 1:65] = IMAGE_TOKEN
+    pix = torch.randn(B, 3, 32, 32)
+    gen = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False, pad_token_id=0)
+
+    def run():
+        with torch.no_grad():
+            model.generate(input_ids=ids, pixel_values=pix, **gen)
+
+    ms = timed(run, args.warmup, args.iters)
+    emit(args, "decode", ms, "batch", B, prompt_tokens=ids.shape[1], new_tokens=args.new_tokens,
+         tokens_per_s=B * args.new_tokens / ms * 1e3)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["sft", "dpo", "svco", "decode"])
+    ap.add_argument("--batch", type=int, default=None, help="rows (sft, decode) or pairs (dpo, svco)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--attn", default="eager", choices=["eager", "sdpa"])
+    ap.add_argument("--prompt-len", type=int, default=12)
+    ap.add_argument("--response-len", type=int, default=8)
+    ap.add_argument("--decode-text", type=int, default=15)
+    ap.add_argument("--new-tokens", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=5)
+    args = ap.parse_args()
+    if args.batch is None:
+        args.batch = {"sft": 32, "dpo": 16, "svco": 16, "decode": 64}[args.what]
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
+    {"sft": bench_sft, "dpo": bench_dpo, "svco": bench_svco, "decode": bench_decode}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+// The fp32 matrix product of the CPU backend: a register-tiled AVX-512 kernel (plain C fallback).
+//
+// c (M, Ncol) = [c +] a (M, K) @ b (K, Ncol) [+ bias], strides free (see gemm_cpu.h). The three products of a
+// linear layer map onto it without copying activations:
+//   forward   out (N, OC) = inp (N, C) @ w^T:    a = inp (rsa C, csa 1),   b(k, j) = w[j, k]  (rsb 1, csb C)
+//   dinp      dinp (N, C) = dout (N, OC) @ w:    a = dout (rsa OC, csa 1), b = w row-major   (rsb C, csb 1)
+//   dw        dw (OC, C) += dout^T @ inp:       a(i, k) = dout[k, i] (rsa 1, csa OC), b = inp (rsb C, csb 1)
+//
+// Blocking. The output is cut into tiles of MR = 8 rows x NR = 32 columns (two 16-float vectors). A tile's
+// 16 accumulators stay in zmm registers for the whole reduction over k: per k the kernel loads one 32-wide
+// row of b (two vectors), broadcasts 8 values of a, and issues 16 FMAs; 16 independent chains cover the FMA
+// latency (4 cycles x 2 ports). b must be contiguous along j for the vector loads; where it is not (the
+// forward pass reads w transposed) each task first packs its 32 columns into a (K, 32) panel, a copy of
+// K x 32 floats against the 2 x rows x K x 32 flops the task then does. There is no blocking over k: at this
+// project's CPU shapes (C, OC <= a few thousand) a panel and 8 rows of a fit in L2, and a k split would
+// only add loads and stores of c.
+// Threads take tasks of (one 32-column panel, up to RB rows), panel-major so a thread's consecutive tasks
+// reuse its packed panel. Products under ~2^18 multiply-adds run on the calling thread: at the demo's
+// shapes a parallel region costs more than the work.
+//
+// Determinism. Every c(i, j) is one chain acc = fma(a(i, k), b(k, j), acc) over k = 0..K-1 in order, from 0
+// (or from c), then + bias: no partial sums, no reduction tree. Which tile, task, thread or lane computes an
+// element therefore changes nothing, so the result is bitwise independent of M (batch invariance: a row alone
+// equals that row in a batch), of the thread count and of the kernel (the plain C fallback uses fmaf, which
+// rounds as the vector FMA does). Rows past the end of a short tile are computed from a copy of row 0 and
+// not stored; columns past the end are masked.
+#include "gemm_cpu.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/common.h"
+
+#define MR 8
+#define NR 32
+#define RB (MR * 16)  // rows per task: 16 tiles share a packed panel
+
+// ---- the plain C kernel: the same chains, one element at a time ----
+static void tile_scalar(int mr, int nr, int K, const float *a, long rsa, long csa, const float *b, long ldb,
+                        float *c, long ldc, int accumulate, const float *bias) {
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) {
+            float acc = accumulate ? c[(long)i * ldc + j] : 0.0f;
+            for (int k = 0; k < K; k++) acc = fmaf(a[i * rsa + k * csa], b[(long)k * ldb + j], acc);
+            c[(long)i * ldc + j] = bias ? acc + bias[j] : acc;
+        }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX512_KERNEL 1
+
+// One MR x NR tile: a rows at row pointers ap[i] (stride csa along k), b (K, nr <= NR) at row stride ldb.
+__attribute__((target("avx512f"))) static void tile_avx512(int mr, int nr, int K, const float *a, long rsa, long csa,
+                                                            const float *b, long ldb, float *c, long ldc,
+                                                            int accumulate, const float *bias) {
+    const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    const float *ap[MR];
+    for (int i = 0; i < MR; i++) ap[i] = a + (i < mr ? i : 0) * rsa;  // short tile: repeat row 0, not stored
+    __m512 acc[MR][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        if (accumulate && i < mr) {
+            acc[i][0] = _mm512_maskz_loadu_ps(m0, c + (long)i * ldc);
+            acc[i][1] = _mm512_maskz_loadu_ps(m1, c + (long)i * ldc + 16);
+        } else acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    }
+    if (csa == 1) {
+        for (int k = 0; k < K; k++) {
+            const __m512 b0 = _mm512_maskz_loadu_ps(m0, b + (long)k * ldb);
+            const __m512 b1 = _mm512_maskz_loadu_ps(m1, b + (long)k * ldb + 16);
+#pragma GCC unroll 8
+            for (int i = 0; i < MR; i++) {
+                const __m512 x = _mm512_set1_ps(ap[i][k]);
+                acc[i][0] = _mm512_fmadd_ps(x, b0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(x, b1, acc[i][1]);
+            }
+        }
+    } else {
+        for (int k = 0; k < K; k++) {
+            const __m512 b0 = _mm512_maskz_loadu_ps(m0, b + (long)k * ldb);
+            const __m512 b1 = _mm512_maskz_loadu_ps(m1, b + (long)k * ldb + 16);
+            const long off = (long)k * csa;
+#pragma GCC unroll 8
+            for (int i = 0; i < MR; i++) {
+                const __m512 x = _mm512_set1_ps(ap[i][off]);
+                acc[i][0] = _mm512_fmadd_ps(x, b0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(x, b1, acc[i][1]);
+            }
+        }
+    }
+    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+    if (bias) { bias0 = _mm512_maskz_loadu_ps(m0, bias); bias1 = _mm512_maskz_loadu_ps(m1, bias + 16); }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        if (i >= mr) break;
+        __m512 y0 = acc[i][0], y1 = acc[i][1];
+        if (bias) { y0 = _mm512_add_ps(y0, bias0); y1 = _mm512_add_ps(y1, bias1); }
+        _mm512_mask_storeu_ps(c + (long)i * ldc, m0, y0);
+        _mm512_mask_storeu_ps(c + (long)i * ldc + 16, m1, y1);
+    }
+}
+#endif
+
+static int use_avx512 = -1;  // -1: not decided yet
+
+int gemm_f32_avx512(void) {
+    if (use_avx512 < 0) {
+#ifdef HAVE_AVX512_KERNEL
+        const char *e = getenv("VLM_CPU_GEMM");
+        use_avx512 = __builtin_cpu_supports("avx512f") && !(e && !strcmp(e, "scalar"));
+#else
+        use_avx512 = 0;
+#endif
+    }
+    return use_avx512;
+}
+
+// Forgets the kernel choice so that the next call reads VLM_CPU_GEMM again (tests/test_gemm.c compares both).
+void gemm_f32_reset_for_tests(void) { use_avx512 = -1; }
+
+void gemm_f32(int M, int Ncol, int K, const float *a, long rsa, long csa, const float *b, long rsb, long csb,
+              float *c, long ldc, int accumulate, const float *bias) {
+    if (M <= 0 || Ncol <= 0) return;
+    const int vec = gemm_f32_avx512();
+    const int panels = (Ncol + NR - 1) / NR, rblocks = (M + RB - 1) / RB, tasks = panels * rblocks;
+    const int pack = csb != 1;  // b not contiguous along j: copy each panel to (K, NR) first
+    const double work = (double)M * Ncol * (K > 0 ? K : 1);
+    #pragma omp parallel if (work >= (1 << 18) && tasks > 1)
+    {
+        float *panel = pack ? xmalloc(sizeof(float) * NR * (K > 0 ? K : 1)) : NULL;
+        int packed = -1;  // the panel now in `panel`
+        #pragma omp for schedule(static)
+        for (int t = 0; t < tasks; t++) {
+            const int p = t / rblocks, rb = t % rblocks, j0 = p * NR, nr = Ncol - j0 < NR ? Ncol - j0 : NR;
+            const float *bp;
+            long ldb;
+            if (pack) {
+                if (packed != p) {
+                    for (int k = 0; k < K; k++)
+                        for (int j = 0; j < NR; j++) panel[(long)k * NR + j] = j < nr ? b[k * rsb + (j0 + j) * csb] : 0.0f;
+                    packed = p;
+                }
+                bp = panel, ldb = NR;
+            } else bp = b + (long)j0 * csb, ldb = rsb;
+            const int i_end = (rb + 1) * RB < M ? (rb + 1) * RB : M;
+            for (int i0 = rb * RB; i0 < i_end; i0 += MR) {
+                const int mr = i_end - i0 < MR ? i_end - i0 : MR;
+                const float *ai = a + (long)i0 * rsa;
+                float *ci = c + (long)i0 * ldc + j0;
+                const float *bi = bias ? bias + j0 : NULL;
+#ifdef HAVE_AVX512_KERNEL
+                if (vec) { tile_avx512(mr, nr, K, ai, rsa, csa, bp, ldb, ci, ldc, accumulate, bi); continue; }
+#endif
+                tile_scalar(mr, nr, K, ai, rsa, csa, bp, ldb, ci, ldc, accumulate, bi);
+            }
+        }
+        free(panel);
+    }
+}
