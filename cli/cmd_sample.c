@@ -27,7 +27,7 @@
 static void usage(void) {
     printf("usage: vlm sample --model DIR --data FILE.jsonl [--device auto|cpu|cuda] [--batch N]\n"
            "                  [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--n N] [--seed S]\n"
-           "                  [--stop STR]... [--eos ID] [--template vicuna_v1|llava_hf] [--tokenizer FILE] [--out FILE]\n"
+           "                  [--stop STR]... [--eos ID] [--template vicuna_v1|llava_hf|llava_hf_image_last] [--tokenizer FILE] [--out FILE]\n"
            "                  [--augment diffusion:T|crop:LO,HI|flip|moco] [--augment-seed S]\n\n"
            "Generates a continuation of every record's prompt, with a KV cache. Greedy by default.\n\n"
            "  --model DIR         HF LLaVA directory: config.json, *.safetensors, preprocessor_config.json\n"
@@ -46,7 +46,8 @@ static void usage(void) {
            "  --stop STR          stop when the generated text contains STR (repeatable); the text is cut before it\n"
            "  --eos ID            end-of-sequence token (default: generation_config.json, config.json, else 2;\n"
            "                      -1: none)\n"
-           "  --template T        chat template for prompt records: vicuna_v1 (default, LLaVA-1.5) or llava_hf\n"
+           "  --template T        chat template for prompt records: vicuna_v1 (default, LLaVA-1.5), llava_hf or\n"
+           "                      llava_hf_image_last (the image after the question)\n"
            "  --tokenizer FILE    SentencePiece tokenizer.model (default DIR/tokenizer.model); without one, text\n"
            "                      records are refused and \"text\" is null\n"
            "  --out FILE          write the results here (atomically) instead of stdout\n"
@@ -212,7 +213,7 @@ int cmd_sample(int argc, char **argv) {
     if (aug_seed < 0) fatal("vlm sample: --augment-seed must be non-negative");
     for (int i = 0; i < n_stop; i++) if (!stop[i][0]) fatal("vlm sample: --stop needs a non-empty string");
     int tmpl = chat_template_from_name(tmpl_name);
-    if (tmpl < 0) fatal("vlm sample: --template '%s': expected vicuna_v1 or llava_hf", tmpl_name);
+    if (tmpl < 0) fatal("vlm sample: --template '%s': expected vicuna_v1, llava_hf or llava_hf_image_last", tmpl_name);
 
     // the tokenizer: given, or the model's own when it has one
     char *tp = tok_path ? xstrdup(tok_path) : path_join(model_dir, "tokenizer.model");

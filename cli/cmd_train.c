@@ -20,7 +20,7 @@ static void usage(void) {
         "  --val FILE           held-out examples: loss and accuracy every --eval-every steps\n"
         "  --images DIR         root of the image paths (default: the data file's folder)\n"
         "  --tokenizer FILE     SentencePiece model for text fields (default DIR/tokenizer.model)\n"
-        "  --template NAME      chat template: vicuna_v1 (default) or llava_hf\n"
+        "  --template NAME      chat template: vicuna_v1 (default), llava_hf or llava_hf_image_last\n"
         "  --system TEXT        system prompt (default: the template's)\n"
         "  --max-len N          cut responses so rows fit N tokens (an error if the prompt does not fit)\n"
         "  --skip-bad           skip and count malformed records instead of stopping\n"

@@ -16,10 +16,13 @@ const char *const CHAT_VICUNA_SYSTEM =
 int chat_template_from_name(const char *name) {
     if (!strcmp(name, "vicuna_v1")) return CHAT_VICUNA_V1;
     if (!strcmp(name, "llava_hf")) return CHAT_LLAVA_HF;
+    if (!strcmp(name, "llava_hf_image_last")) return CHAT_LLAVA_HF_IMAGE_LAST;
     return -1;
 }
 
-const char *chat_template_name(ChatTemplate t) { return t == CHAT_LLAVA_HF ? "llava_hf" : "vicuna_v1"; }
+const char *chat_template_name(ChatTemplate t) {
+    return t == CHAT_LLAVA_HF ? "llava_hf" : t == CHAT_LLAVA_HF_IMAGE_LAST ? "llava_hf_image_last" : "vicuna_v1";
+}
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
@@ -73,8 +76,10 @@ static int render(const ChatOptions *opt, const ChatTurn *turns, int n_turns, St
     for (int k = 0; k < n_turns; k++) {
         puts_(text, "USER: ");
         if (k == 0) {
-            if (opt->image) puts_(text, "<image>\n");
+            const int last = opt->tmpl == CHAT_LLAVA_HF_IMAGE_LAST;
+            if (opt->image && !last) puts_(text, "<image>\n");
             put_user_without_image(text, turns[k].user);
+            if (opt->image && last) puts_(text, "\n<image>");
         } else puts_(text, turns[k].user);
         puts_(text, " ");
         if (!turns[k].assistant) { puts_(text, "ASSISTANT:"); break; }
@@ -107,7 +112,7 @@ int chat_build(const SpTokenizer *tok, const ChatOptions *opt, const ChatTurn *t
     int *ids, *tspan;
     int n = sptok_encode(tok, text.data, text.len, SPTOK_BOS, &ids, &tspan);
     int training = turns[n_turns - 1].assistant != NULL;
-    int extra_eos = opt->tmpl == CHAT_LLAVA_HF && training;
+    int extra_eos = opt->tmpl != CHAT_VICUNA_V1 && training;
     // Labels: for each answer, every token from the first one that overlaps it to the last one that does.
     uint8_t *mask = xcalloc((size_t)n + 1, 1);
     for (int s = 0; s < n_spans; s++) {

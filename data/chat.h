@@ -13,6 +13,11 @@
 //                  [{system} ]USER: <image>\n{q1} ASSISTANT: {a1} USER: {q2} ASSISTANT: {a2} </s>
 //                No system line by default; generation ends with "ASSISTANT:" (e.g. "USER: <image>\n{q}
 //                ASSISTANT:", the prompt of the llava-hf model card).
+//   "llava_hf_image_last"   llava_hf with the image after the first user message instead of before it:
+//                  USER: {q1}\n<image> ASSISTANT: {a1} ... </s>
+//                A causal decoder then reads the question before the image, so each image token can already
+//                weigh itself against the question; the miniature study's decoders, trained from scratch,
+//                learn to answer existence questions this way and not the other (notes/results/README.md).
 //
 // Response mask: a token is a label when the text it came from overlaps an assistant answer (for vicuna_v1
 // the answer plus its "</s>"; for llava_hf the answer plus the space after it, the generation span of the
@@ -21,7 +26,8 @@
 // after the last answer and labels it, as s-vco/s-vco data_collator.py does for LLaVA-1.5. Prompt, system,
 // image and BOS tokens are never labels.
 //
-// Image: with opt.image the placeholder "<image>\n" goes in front of the first user message. A "<image>" already
+// Image: with opt.image the placeholder "<image>\n" goes in front of the first user message ("\n<image>" after it
+// for llava_hf_image_last). A "<image>" already
 // written in that message is moved there (removed with the "\n" after it, the message stripped, as LLaVA's
 // preprocess_multimodal does; both templates put the image first). The image-free variant (opt.image = 0,
 // S-VCO's no-image rows) is the same conversation without the placeholder: nothing else changes (S-VCO renders
@@ -38,9 +44,9 @@
 
 #include "tokenizer_sp.h"
 
-typedef enum { CHAT_VICUNA_V1 = 0, CHAT_LLAVA_HF = 1 } ChatTemplate;
+typedef enum { CHAT_VICUNA_V1 = 0, CHAT_LLAVA_HF = 1, CHAT_LLAVA_HF_IMAGE_LAST = 2 } ChatTemplate;
 
-// "vicuna_v1" or "llava_hf"; -1 if unknown.
+// "vicuna_v1", "llava_hf" or "llava_hf_image_last"; -1 if unknown.
 int chat_template_from_name(const char *name);
 const char *chat_template_name(ChatTemplate t);
 extern const char *const CHAT_VICUNA_SYSTEM;

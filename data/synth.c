@@ -77,7 +77,7 @@ static int free_cell(const SynthScene *s, AugRng *r) {
 }
 
 // A colour other than `not`, uniformly.
-static int other_color(AugRng *r, int not) {
+int synth_other_color(AugRng *r, int not) {
     int c = augrng_int(r, 0, SYNTH_N_COLORS - 1);
     return c >= not ? c + 1 : c;
 }
@@ -97,7 +97,7 @@ void synth_scene_train(SynthScene *s, AugRng *r, const SynthPriors *p) {
         if (k > 0 && augrng_uniform(r) < p->cooc) o->shape = synth_partner_shape[s->o[augrng_int(r, 0, k)].shape];
         else o->shape = augrng_int(r, 0, SYNTH_N_SHAPES);
         int typical = synth_typical_color[o->shape];
-        o->color = augrng_uniform(r) < p->prior ? typical : other_color(r, typical);
+        o->color = augrng_uniform(r) < p->prior ? typical : synth_other_color(r, typical);
         place(s, r, o, free_cell(s, r));
         set_faint(s, r, o, p);
         s->n = k + 1;
@@ -111,7 +111,7 @@ void synth_scene_eval(SynthScene *s, AugRng *r, int atypical, const SynthPriors 
     for (int k = 0; k < n; k++) {
         SynthObject *o = &s->o[k];
         o->shape = augrng_int(r, 0, SYNTH_N_SHAPES);
-        o->color = atypical ? other_color(r, synth_typical_color[o->shape]) : augrng_int(r, 0, SYNTH_N_COLORS);
+        o->color = atypical ? synth_other_color(r, synth_typical_color[o->shape]) : augrng_int(r, 0, SYNTH_N_COLORS);
         place(s, r, o, free_cell(s, r));
         set_faint(s, r, o, p);
         s->n = k + 1;
@@ -315,7 +315,7 @@ static int contrast_try(SynthContrast *c, AugRng *r, int type, const SynthPriors
         if (!n) return 0;
         int k = idx[augrng_int(r, 0, n)], c1 = a->o[k].color, typical = synth_typical_color[a->o[k].shape];
         // half of the pairs are typical vs atypical colour: the contrast the priors get wrong
-        int c2 = c1 != typical && augrng_uniform(r) < 0.5 ? typical : other_color(r, c1);
+        int c2 = c1 != typical && augrng_uniform(r) < 0.5 ? typical : synth_other_color(r, c1);
         b->o[k].color = c2;
         c->changed_a = c->changed_b = k;
         snprintf(c->question, sizeof(c->question), "What color is the %s?", synth_shape_names[a->o[k].shape]);

@@ -80,6 +80,8 @@ void synth_scene_mirror(const SynthScene *src, SynthScene *dst);
 int synth_count(const SynthScene *s, int shape, int color);
 int synth_find(const SynthScene *s, int shape, int color);
 int synth_count_color(const SynthScene *s, int color);
+// A colour other than `not`, uniformly.
+int synth_other_color(AugRng *r, int not);
 // The column (0 left .. 2 right) and row of a cell.
 static inline int synth_col(int cell) { return cell % 3; }
 static inline int synth_row(int cell) { return cell / 3; }
@@ -122,8 +124,9 @@ typedef struct {
     int prior;       // colour questions: the shape's typical colour (SYNTH_N_COLORS otherwise)
 } SynthQA;
 // A question of the type about the scene, drawn with r; returns 0 when the scene admits no question of that
-// type (e.g. a colour question needs a shape that occurs once). Answers are short and lowercase.
-int synth_qa(const SynthScene *s, AugRng *r, int type, SynthQA *qa);
+// type (e.g. a colour question needs a shape that occurs once). Answers are short and lowercase. typical: the
+// probability that an existence question about an absent object names its shape's typical colour.
+int synth_qa(const SynthScene *s, AugRng *r, int type, double typical, SynthQA *qa);
 
 // ---- the dataset (data/synth_text.c) ---------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ void synth_caption(const SynthScene *s, char *buf, int len) {
 
 static int pick(AugRng *r, const int *v, int n) { return v[augrng_int(r, 0, n)]; }
 
-int synth_qa(const SynthScene *s, AugRng *r, int type, SynthQA *qa) {
+int synth_qa(const SynthScene *s, AugRng *r, int type, double typical, SynthQA *qa) {
     memset(qa, 0, sizeof(*qa));
     qa->type = type;
     qa->prior = SYNTH_N_COLORS;
@@ -60,15 +60,18 @@ int synth_qa(const SynthScene *s, AugRng *r, int type, SynthQA *qa) {
             shape = o->shape; color = o->color;
             qa->hard = o->faint;
         } else {
-            // half of the absent objects are a present shape in its typical colour: the prior's favourite lie
-            const SynthObject *o = &s->o[augrng_int(r, 0, s->n)];
-            shape = o->shape;
-            color = synth_typical_color[shape];
-            if (synth_count(s, shape, color) > 0 || augrng_uniform(r) < 0.5) {
-                do {
-                    shape = augrng_int(r, 0, SYNTH_N_SHAPES);
-                    color = augrng_int(r, 0, SYNTH_N_COLORS);
-                } while (synth_count(s, shape, color) > 0);
+            // An absent object: half the time a present shape, and in its typical colour with probability
+            // `typical`. Training passes the colour prior itself, so the question's words say nothing about the
+            // answer (a "typical" object is as likely absent as present) and only the image does; otherwise a
+            // decoder learns "yes iff the colour is the shape's usual one" and never looks.
+            int tries = 0, typ = augrng_uniform(r) < typical;
+            do {  // the typical-or-not decision stays fixed while the shape is redrawn
+                shape = augrng_uniform(r) < 0.5 ? s->o[augrng_int(r, 0, s->n)].shape : augrng_int(r, 0, SYNTH_N_SHAPES);
+                color = typ ? synth_typical_color[shape] : synth_other_color(r, synth_typical_color[shape]);
+            } while (synth_count(s, shape, color) > 0 && ++tries < 100);
+            while (synth_count(s, shape, color) > 0) {  // every draw was present (a crowded scene): any absent one
+                shape = augrng_int(r, 0, SYNTH_N_SHAPES);
+                color = augrng_int(r, 0, SYNTH_N_COLORS);
             }
         }
         SynthObject q = {.shape = shape, .color = color};
@@ -443,7 +446,7 @@ static HeldoutStats heldout_write(const SynthConfig *c, ImageList *images, const
         synth_rng(&rq, c->seed, sp.qa, i);
         for (int t = 0; t < SYNTH_N_QA; t++) {
             SynthQA qa;
-            if (!synth_qa(&s, &rq, t, &qa)) continue;
+            if (!synth_qa(&s, &rq, t, 0.5, &qa)) continue;
             j = cJSON_CreateObject();
             cJSON_AddNumberToObject(j, "question_id", (double)i * SYNTH_N_QA + t);
             cJSON_AddStringToObject(j, "image", rel);
@@ -527,8 +530,10 @@ void synth_build(const SynthConfig *c) {
             do {  // a new question when the scene still has one (a one-object scene has few)
                 type = augrng_int(&rq, 0, SYNTH_N_QA);
                 dup = 0;
-                if (!synth_qa(&s, &rq, type, &qa)) { dup = 1; continue; }
-                for (int p = 0; p < n_asked; p++) dup |= !strcmp(asked[p], qa.q);
+                if (!synth_qa(&s, &rq, type, c->priors.prior, &qa)) { dup = 1; continue; }
+                // existence questions may repeat: a small scene has few "yes" ones, and dropping the repeats
+                // would leave more "no" than "yes" (an answer prior the image does not decide)
+                for (int p = 0; p < n_asked && type != SYNTH_QA_EXIST; p++) dup |= !strcmp(asked[p], qa.q);
             } while (dup && ++tries < 50);
             if (dup) continue;
             if (n_asked < 8) snprintf(asked[n_asked++], sizeof(asked[0]), "%s", qa.q);

@@ -28,7 +28,7 @@ static int key_in(const char *key, const char *const *keys, size_t n) {
 // the image first, where the segment after "<image>" starts with "\n" and the prompt's first word has no "▁".
 static void add_prompt(SpTrainer *tr, const char *text) {
     sptrain_add(tr, text, strlen(text), 1);
-    for (int tmpl = CHAT_VICUNA_V1; tmpl <= CHAT_LLAVA_HF; tmpl++) {
+    for (int tmpl = CHAT_VICUNA_V1; tmpl <= CHAT_LLAVA_HF_IMAGE_LAST; tmpl++) {
         ChatOptions opt = {.tmpl = (ChatTemplate)tmpl, .image = 1, .n_image_tokens = 1};
         ChatTurn turn = {text, NULL};
         char err[256];
@@ -122,7 +122,7 @@ void world_tokenizer_write(const char *dir, int quiet) {
               "*.jsonl files)", dir);
     // What every conversation has whatever the world says: the templates' fixed text in the training form of
     // two turns (vicuna's "</s>USER:", llava_hf's answer followed by a space), and what answers are made of.
-    for (int tmpl = CHAT_VICUNA_V1; tmpl <= CHAT_LLAVA_HF; tmpl++) {
+    for (int tmpl = CHAT_VICUNA_V1; tmpl <= CHAT_LLAVA_HF_IMAGE_LAST; tmpl++) {
         ChatOptions opt = {.tmpl = (ChatTemplate)tmpl, .image = 1, .n_image_tokens = 1};
         ChatTurn turns[2] = {{"Describe the image.", "yes"}, {"Describe the image.", "no"}};
         char *r = chat_render(&opt, turns, 2, NULL, 0);

@@ -100,9 +100,10 @@ if [ ! -f "$W/world.json" ]; then
         --hard "$HARD" --faint-alpha "$FAINT" --qa "$QA" --quiet
 fi
 # the world's tokenizer: its size sets the decoder's vocabulary, <image> comes right after its pieces
-N_PIECES=$(sed -n 's/.*"tokenizer_pieces": *\([0-9]*\).*/\1/p' "$W/world.json")
-[ -n "$N_PIECES" ] || { echo "demo/run.sh: $W/world.json names no tokenizer_pieces" >&2; exit 1; }
-VOCAB=$(( (N_PIECES + 2 + 63) / 64 * 64 ))
+world_int() { awk -v k="\"$1\"" '$1 == k":" || index($0, k":") { gsub(/[^0-9]/, "", $NF); print $NF; exit }' "$W/world.json"; }
+IMAGE_TOKEN=$(world_int image_token_index)
+VOCAB=$(world_int vocab_size)
+[ -n "$IMAGE_TOKEN" ] && [ -n "$VOCAB" ] || { echo "demo/run.sh: $W/world.json has no image_token_index / vocab_size" >&2; exit 1; }
 
 # ---- 2. CLIP --------------------------------------------------------------------------------------------
 vision_config() {  # WIDTH LAYERS
@@ -134,7 +135,7 @@ CLIP=$(latest "$OUT/clip")
 mkdir -p "$OUT/llava_config"
 cp "$W/tokenizer.model" "$OUT/llava_config/tokenizer.model"
 cat > "$OUT/llava_config/config.json" <<EOF
-{"model_type": "llava", "image_token_index": $N_PIECES, "projector_hidden_act": "gelu",
+{"model_type": "llava", "image_token_index": $IMAGE_TOKEN, "projector_hidden_act": "gelu",
  "vision_feature_layer": -2, "vision_feature_select_strategy": "default", "tie_word_embeddings": false,
  "vision_config": $(vision_config "$VIS_WIDTH" "$VIS_LAYERS"),
  "text_config": {"model_type": "llama", "vocab_size": $VOCAB, "hidden_size": $LM_WIDTH, "intermediate_size": $LM_FFN,
@@ -149,7 +150,7 @@ sample() {
     local model=$1 data=$2 out=$3
     shift 3
     [ -f "$out" ] || vlm sample --model "$model" --data "$data" --out "$out" --max-new-tokens 4 --batch 128 \
-        --template llava_hf --device "$DEVICE" "$@"
+        --template "$TEMPLATE" --device "$DEVICE" "$@"
 }
 
 # evaluate MODEL DIR [PREFIX]: the test benchmarks (PREFIX val_: the validation split's POPE and QA) into DIR
@@ -174,7 +175,11 @@ evaluate() {
 
 # validation score of an evaluated folder: the mean of its POPE accuracy over the three splits and its QA
 # accuracy, in percent (what the learning-rate grid maximizes, the same rule for every method)
-val_score() { "$VLM" eval table --metrics pope.mean.acc,qa.acc --format tsv "$1" | awk -F'\t' 'NR == 2 { print ($2 + $3) / 2 }'; }
+val_score() {
+    "$VLM" eval table --metrics pope.random.acc,pope.popular.acc,pope.adversarial.acc,qa.acc --resamples 1 \
+        --json "$1/val_table.json" "$1" > /dev/null
+    "$VLM" eval score --table "$1/val_table.json" --metrics pope.random.acc,pope.popular.acc,pope.adversarial.acc,qa.acc | cut -f2
+}
 
 # the methods: name recipe data(file in the world folder, per SFT seed) extra-flags
 METHODS=("dpo-seva dpo seva" "dpo-clipdpo dpo clipdpo" "dpo-mvc dpo mvc_dpo" "mdpo mdpo seva" "vco vco mvc" "svco svco mvc")
@@ -185,7 +190,7 @@ for sseed in $SFT_SEEDS; do
     if [ ! -e "$S/sft/latest" ]; then
         stage "SFT of the LLaVA (seed $sseed): $SFT_STEPS steps of $SFT_BATCH"
         vlm train --recipe sft --model "$OUT/llava_config" --init random "${VISION_FROM[@]}" --train vision,projector,decoder \
-            --data "$W/sft.jsonl" --template llava_hf --out "$S/sft" --steps "$SFT_STEPS" --batch "$SFT_BATCH" --lr "$SFT_LR" \
+            --data "$W/sft.jsonl" --template "$TEMPLATE" --out "$S/sft" --steps "$SFT_STEPS" --batch "$SFT_BATCH" --lr "$SFT_LR" \
             --warmup-steps $((SFT_STEPS / 10)) --seed "$sseed" --device "$DEVICE" --log-every 25
     fi
     SFT=$(latest "$S/sft")
@@ -232,7 +237,7 @@ for sseed in $SFT_SEEDS; do
     align() {
         local name=$1 recipe=$2 data=$3 lr=$4 seed=$5 dir=$6
         [ -e "$dir/latest" ] && return
-        vlm train --recipe "$recipe" --model "$SFT" --data "$data" --template llava_hf --out "$dir" --steps "$PREF_STEPS" \
+        vlm train --recipe "$recipe" --model "$SFT" --data "$data" --template "$TEMPLATE" --out "$dir" --steps "$PREF_STEPS" \
             --batch "$PREF_BATCH" --lr "$lr" --warmup-steps $((PREF_STEPS / 10)) --seed "$seed" --device "$DEVICE" \
             --log-every 10 --quiet
     }
@@ -307,6 +312,6 @@ rm -f "$TIMES"
 echo
 cat "$R/table.md"
 echo
-"$VLM" eval verdict --table "$R/table.json" --method svco --baseline sft --baseline dpo-mvc | tee "$R/verdict.txt"
+"$VLM" eval verdict --table "$R/table.json" --method svco --baseline sft --baseline dpo-mvc --out "$R/verdict.txt"
 [ "$CONFIG" = test ] && echo "(the test configuration: every stage ran, but its models are far too small for the numbers to mean anything)"
 echo "results in $R (work files in $OUT; $((SECONDS - T0)) s)"

@@ -272,7 +272,7 @@ TEST(synth_qa_answers_true) {
 
         for (int t = 0; t < SYNTH_N_QA; t++) {
             SynthQA qa;
-            if (!synth_qa(&s, &r, t, &qa)) continue;
+            if (!synth_qa(&s, &r, t, 0.5, &qa)) continue;
             checked[t]++;
             EXPECTF(strcmp(qa.a, qa.d) != 0, "'%s': the distractor equals the answer", qa.q);
             int shape = -1, color = -1, shape2 = -1, color2 = -1;
