@@ -109,6 +109,9 @@ void synth_contrast(SynthContrast *c, AugRng *r, int type, const SynthPriors *p,
 
 // "a red circle at the top left and a blue square in the center" (objects in reading order).
 void synth_caption(const SynthScene *s, char *buf, int len);
+// The caption of a kind: SYNTH_CAPTION_FULL as above, SYNTH_CAPTION_SHAPES the shapes alone ("a circle and a square").
+enum { SYNTH_CAPTION_FULL, SYNTH_CAPTION_SHAPES };
+void synth_caption_kind(const SynthScene *s, int kind, char *buf, int len);
 // "red circle"
 void synth_object_name(const SynthObject *o, char *buf, int len);
 
