@@ -42,27 +42,27 @@ case $CONFIG in
 test)   # the test suite's run (tests/test_demo.c): every stage at the smallest size, in well under a minute
     SEEDS=${SEEDS:-1}
     SIZE=32; PATCH=8; TRAIN=40; EVAL=4; VAL=3; PAIRS=16; HARD=0.2; FAINT=0.35; QA=3
-    CLIP_WIDTH=32; CLIP_LAYERS=1; CLIP_STEPS=6; CLIP_BATCH=16; CLIP_LR=2e-3
-    VIS_WIDTH=32; VIS_LAYERS=1; LM_WIDTH=32; LM_LAYERS=1; LM_FFN=64
-    SFT_STEPS=6; SFT_BATCH=8; SFT_LR=2e-3
+    CLIP_WIDTH=32; CLIP_LAYERS=2; CLIP_STEPS=6; CLIP_BATCH=16; CLIP_LR=5e-4
+    LM_WIDTH=32; LM_LAYERS=1; LM_FFN=64
+    SFT_STEPS=6; SFT_BATCH=8; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
     PREF_QUESTIONS=8; CANDIDATES=3; PREF_STEPS=2; PREF_BATCH=2; GRID="1e-4 1e-3"
     MAX_NEW=6
     ;;
 cpu)    # 2 cores, about 20 minutes: the study, with one SFT model and SEEDS alignment runs of each method
     SEEDS=${SEEDS:-1 2 3}
-    SIZE=48; PATCH=8; TRAIN=4000; EVAL=240; VAL=60; PAIRS=1200; HARD=0.2; FAINT=0.35; QA=3
-    CLIP_WIDTH=96; CLIP_LAYERS=3; CLIP_STEPS=300; CLIP_BATCH=64; CLIP_LR=2e-3
-    VIS_WIDTH=96; VIS_LAYERS=3; LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
-    SFT_STEPS=600; SFT_BATCH=32; SFT_LR=2e-3
-    PREF_QUESTIONS=600; CANDIDATES=4; PREF_STEPS=60; PREF_BATCH=8; GRID="1e-5 1e-4 1e-3"
+    SIZE=48; PATCH=16; TRAIN=6000; EVAL=240; VAL=60; PAIRS=1200; HARD=0.2; FAINT=0.35; QA=6
+    CLIP_WIDTH=96; CLIP_LAYERS=3; CLIP_STEPS=800; CLIP_BATCH=64; CLIP_LR=5e-4
+    LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
+    SFT_STEPS=3000; SFT_BATCH=32; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
+    PREF_QUESTIONS=600; CANDIDATES=4; PREF_STEPS=100; PREF_BATCH=8; GRID="1e-5 1e-4 1e-3"
     MAX_NEW=40
     ;;
 full)   # one GPU: the same study, larger, three SFT seeds
     SEEDS=${SEEDS:-1 2 3}
-    SIZE=64; PATCH=8; TRAIN=20000; EVAL=480; VAL=120; PAIRS=4000; HARD=0.2; FAINT=0.35; QA=3
-    CLIP_WIDTH=256; CLIP_LAYERS=6; CLIP_STEPS=2000; CLIP_BATCH=256; CLIP_LR=1e-3
-    VIS_WIDTH=256; VIS_LAYERS=6; LM_WIDTH=512; LM_LAYERS=6; LM_FFN=1376
-    SFT_STEPS=3000; SFT_BATCH=64; SFT_LR=1e-3
+    SIZE=64; PATCH=8; TRAIN=20000; EVAL=480; VAL=120; PAIRS=4000; HARD=0.2; FAINT=0.35; QA=6
+    CLIP_WIDTH=256; CLIP_LAYERS=6; CLIP_STEPS=3000; CLIP_BATCH=256; CLIP_LR=5e-4
+    LM_WIDTH=512; LM_LAYERS=6; LM_FFN=1376
+    SFT_STEPS=6000; SFT_BATCH=64; SFT_LR=5e-4; SFT_TRAIN=projector,decoder
     PREF_QUESTIONS=4000; CANDIDATES=5; PREF_STEPS=300; PREF_BATCH=16; GRID="1e-5 1e-4 1e-3"
     MAX_NEW=48
     ;;
@@ -112,7 +112,19 @@ vision_config() {  # WIDTH LAYERS
    "num_attention_heads": 4, "image_size": $SIZE, "patch_size": $PATCH, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5}
 EOF
 }
+# the chat template of every LLaVA stage: the image after the question (data/chat.h; notes/results/README.md)
+TEMPLATE=llava_hf_image_last
+# CLIP's image pipeline at the world's size, written beside each config so every checkpoint carries it
+preprocessor_config() {
+    cat <<EOF
+{"image_processor_type": "CLIPImageProcessor", "do_resize": true, "size": {"shortest_edge": $SIZE}, "resample": 3,
+ "do_center_crop": true, "crop_size": {"height": $SIZE, "width": $SIZE}, "do_rescale": true,
+ "rescale_factor": 0.00392156862745098, "do_normalize": true, "do_convert_rgb": true,
+ "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}
+EOF
+}
 mkdir -p "$OUT/clip_config"
+preprocessor_config > "$OUT/clip_config/preprocessor_config.json"
 cat > "$OUT/clip_config/config.json" <<EOF
 {"model_type": "clip", "projection_dim": $CLIP_WIDTH, "logit_scale_init_value": 2.6592,
  "vision_config": $(vision_config "$CLIP_WIDTH" "$CLIP_LAYERS"),
@@ -130,20 +142,20 @@ fi
 CLIP=$(latest "$OUT/clip")
 
 # ---- 3. LLaVA: the CLIP tower + projector + decoder, SFT ------------------------------------------------
-# Features from the tower's second-to-last layer, as LLaVA takes them. The tower trains with the rest in SFT:
-# a frozen tower of this size sees too little (notes/results/README.md, calibration).
+# Features from the tower's second-to-last layer, as LLaVA takes them. The tower comes from the CLIP and stays
+# frozen (SFT_TRAIN): trained through the language loss from the start it learns to erase the image
+# (notes/results/README.md, calibration).
 mkdir -p "$OUT/llava_config"
 cp "$W/tokenizer.model" "$OUT/llava_config/tokenizer.model"
+preprocessor_config > "$OUT/llava_config/preprocessor_config.json"
 cat > "$OUT/llava_config/config.json" <<EOF
 {"model_type": "llava", "image_token_index": $IMAGE_TOKEN, "projector_hidden_act": "gelu",
  "vision_feature_layer": -2, "vision_feature_select_strategy": "default", "tie_word_embeddings": false,
- "vision_config": $(vision_config "$VIS_WIDTH" "$VIS_LAYERS"),
+ "vision_config": $(vision_config "$CLIP_WIDTH" "$CLIP_LAYERS"),
  "text_config": {"model_type": "llama", "vocab_size": $VOCAB, "hidden_size": $LM_WIDTH, "intermediate_size": $LM_FFN,
    "num_hidden_layers": $LM_LAYERS, "num_attention_heads": 4, "num_key_value_heads": 4, "rms_norm_eps": 1e-5,
    "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2}}
 EOF
-VISION_FROM=()
-[ "$VIS_WIDTH" = "$CLIP_WIDTH" ] && [ "$VIS_LAYERS" = "$CLIP_LAYERS" ] && VISION_FROM=(--vision-from "$CLIP")
 
 # sample MODEL DATA OUT [flags]: greedy answers, short
 sample() {
@@ -189,7 +201,7 @@ for sseed in $SFT_SEEDS; do
     S=$OUT/sft$sseed
     if [ ! -e "$S/sft/latest" ]; then
         stage "SFT of the LLaVA (seed $sseed): $SFT_STEPS steps of $SFT_BATCH"
-        vlm train --recipe sft --model "$OUT/llava_config" --init random "${VISION_FROM[@]}" --train vision,projector,decoder \
+        vlm train --recipe sft --model "$OUT/llava_config" --init random --vision-from "$CLIP" --train "$SFT_TRAIN" \
             --data "$W/sft.jsonl" --template "$TEMPLATE" --out "$S/sft" --steps "$SFT_STEPS" --batch "$SFT_BATCH" --lr "$SFT_LR" \
             --warmup-steps $((SFT_STEPS / 10)) --seed "$sseed" --device "$DEVICE" --log-every 25
     fi
@@ -267,6 +279,7 @@ for sseed in $SFT_SEEDS; do
         for seed in $ASEEDS; do
             R=$S/seed$seed/$name
             # the grid's run at the chosen rate is this seed's run (same SFT model, same seed)
+            mkdir -p "$S/seed$seed"
             if [ "$sseed" = "${SFT_SEEDS%% *}" ] && [ "$seed" = "$first" ] && [ ! -e "$R" ]; then
                 ln -sfn "$(cd "$G/lr$lr" && pwd)" "$R"
             fi

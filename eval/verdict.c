@@ -79,7 +79,7 @@ static void verdict_write(FILE *f, const VerdictOptions *o, const cJSON *t) {
     if (!me) fatal("%s: no model named '%s'", o->table, o->method);
     MetricInfo h = metric_info(o->table, t, o->hallucination), g = metric_info(o->table, t, o->general);
     // rank on the hallucination metric, by mean
-    int n = 0, rank = 1;
+    int n = 0, rank = 1, ties = 0;
     double mine = num(o->table, me, "values", h.name, "mean", o->method);
     const cJSON *e;
     cJSON_ArrayForEach(e, models) {
@@ -87,6 +87,7 @@ static void verdict_write(FILE *f, const VerdictOptions *o, const cJSON *t) {
         double v = num(o->table, e, "values", h.name, "mean", nm->valuestring);
         n++;
         if (e != me && (h.lower_better ? v < mine : v > mine)) rank++;
+        ties += e != me && fabs(v - mine) < 0.05;  // equal at the printed precision
     }
     fprintf(f, "%s on %s (prior-driven hallucination; %s) and %s (general ability), 95%% intervals from the table:\n",
             o->method, h.label, h.lower_better ? "lower is better" : "higher is better", g.label);
@@ -117,13 +118,14 @@ static void verdict_write(FILE *f, const VerdictOptions *o, const cJSON *t) {
     // the sentence: the first baseline is the starting model, the others the method's rivals
     fprintf(f, "Verdict: %s ", o->method);
     if (o->n_baselines == 0) {
-        fprintf(f, "ranked %d of %d models on %s.\n", rank, n, h.label);
+        fprintf(f, "ranked %d of %d models on %s%s.\n", rank, n, h.label, ties ? " (tied)" : "");
         return;
     }
     const Delta *s = &dh[0];
     fprintf(f, "%s prior-driven hallucination relative to %s (%s %+.1f points, interval [%+.1f, %+.1f])",
             s->better ? "reduced" : s->worse ? "increased" : "did not measurably change", o->baselines[0], h.label, s->d, s->lo, s->hi);
     fprintf(f, " and ranked %d of %d models on it", rank, n);
+    if (ties) fprintf(f, " (tied with %d)", ties);
     for (int b = 1; b < o->n_baselines && b < 16; b++)
         fprintf(f, "; against %s it is %s (%+.1f [%+.1f, %+.1f])", o->baselines[b],
                 dh[b].better ? "ahead, resolved at 95%" : dh[b].worse ? "behind, resolved at 95%" : "not resolved at 95%",
