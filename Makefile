@@ -135,9 +135,9 @@ vlm-fp32: $(CLI_OBJS) $(LIB_OBJS) $(CUDA_OBJS)
 dev/check_cuda_ops: dev/check_cuda_ops.c $(BUILD)/model/ops_cpu32.o $(BUILD)/model/gemm_cpu.o $(BUILD)/util/common.o $(CUDA_OBJS)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -o $@ $^ $(LDLIBS)
 
-# The miniature study (DESIGN.md section 5, demo/run.sh): the full configuration where a GPU answers,
-# the CPU smoke configuration (about 10 minutes on 2 cores) elsewhere; `make demo DEMO=smoke|full` picks.
-DEMO ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo full || echo smoke)
+# The miniature study (DESIGN.md section 5, demo/run.sh): the full configuration where `vlm device` finds a
+# GPU, the cpu one (about 20 minutes on 2 cores) elsewhere; `make demo DEMO=cpu|full|test` picks.
+DEMO ?=
 demo: deps
 	$(MAKE) vlm
 	bash demo/run.sh $(DEMO)

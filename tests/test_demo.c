@@ -11,8 +11,8 @@ static int run_demo(const char *config, const char *out, char **log) {
     const char *bin = getenv("VLM_BIN") ? getenv("VLM_BIN") : "./vlm";
     char *log_path = path_join(test_tmpdir(), "demo_run.log"), cmd[2048];
     snprintf(cmd, sizeof(cmd), "VLM=%s DEMO_OUT=%s RESULTS=%s/results DEVICE=cpu BPE=%s/tokenizers/clip_bpe_simple_vocab_16e6.txt.gz "
-             "SPM=%s/tokenizers/llama2_tokenizer.model bash demo/run.sh %s > %s 2>&1",
-             bin, out, out, test_shared_data(), test_shared_data(), config, log_path);
+             "bash demo/run.sh %s > %s 2>&1",
+             bin, out, out, test_shared_data(), config, log_path);
     int rc = test_shell(cmd);
     *log = try_read_file(log_path, NULL);
     if (!*log) *log = xstrdup("");
@@ -24,13 +24,13 @@ TEST(demo_pipeline_end_to_end) {
     char *out = path_join(test_tmpdir(), "demo"), *log;
     int rc = run_demo("test", out, &log);
     EXPECTF(rc == 0, "demo/run.sh test: exit %d:\n%s", rc, log + (strlen(log) > 3000 ? strlen(log) - 3000 : 0));
-    const char *models[6] = {"sft", "dpo-seva", "dpo-clipdpo", "mdpo", "vco", "svco"};
+    const char *models[7] = {"sft", "dpo-seva", "dpo-clipdpo", "dpo-mvc", "mdpo", "vco", "svco"};
     char path[700];
     snprintf(path, sizeof(path), "%s/results/table.md", out);
     char *table = try_read_file(path, NULL);
     EXPECTF(table != NULL, "no table at %s", path);
     int rows = 0;
-    for (int i = 0; i < 6 && table; i++) {
+    for (int i = 0; i < 7 && table; i++) {
         char row[64];
         snprintf(row, sizeof(row), "| %s | 1 |", models[i]);
         // a method whose builder found no pair is skipped, and the log says so
@@ -39,15 +39,27 @@ TEST(demo_pipeline_end_to_end) {
         EXPECTF(strstr(table, row) || (i > 0 && strstr(log, skipped)), "no row for %s and no skip message:\n%s", models[i], table);
         rows += strstr(table, row) != NULL;
         if (!strstr(table, row)) continue;
+        // the SFT model is evaluated once (every seed pairs with it), each method per seed
         const char *files[4] = {"pope.json", "chair.json", "mmvp.json", "qa.json"};
         for (int f = 0; f < 4; f++) {
-            snprintf(path, sizeof(path), "%s/seed1/eval/%s/%s", out, models[i], files[f]);
+            if (i == 0) snprintf(path, sizeof(path), "%s/sft1/eval/sft/%s", out, files[f]);
+            else snprintf(path, sizeof(path), "%s/sft1/seed1/eval/%s/%s", out, models[i], files[f]);
             EXPECTF(file_exists(path), "%s missing", path);
         }
+        if (i == 0) continue;
+        // the learning rate came from the grid on the validation split, and the run says which
+        snprintf(path, sizeof(path), "%s/grid/%s/chosen", out, models[i]);
+        EXPECTF(file_exists(path), "%s missing", path);
+        snprintf(path, sizeof(path), "%s/sft1/seed1/eval/%s/run.json", out, models[i]);
+        EXPECTF(file_exists(path), "%s missing", path);
     }
-    EXPECTF(rows >= 4, "only %d of 6 models in the table", rows);  // sft, vco and svco always have data
-    snprintf(path, sizeof(path), "%s/results/loss-clip.svg", out);
-    EXPECTF(file_exists(path), "%s missing", path);
+    EXPECTF(rows >= 5, "only %d of 7 models in the table", rows);  // sft, dpo-mvc, vco and svco always have data
+    const char *outputs[5] = {"loss-clip.svg", "table.json", "verdict.txt", "timings.tsv", "results.svg"};
+    for (int k = 0; k < 5; k++) {
+        snprintf(path, sizeof(path), "%s/results/%s", out, outputs[k]);
+        EXPECTF(file_exists(path), "%s missing", path);
+    }
+    EXPECTF(strstr(log, "Verdict: svco") && strstr(log, "far too small"), "no verdict or no warning on screen:\n%s", log);
     free(table); free(log);
     // again: every stage is found done (the table is made again)
     rc = run_demo("test", out, &log);
