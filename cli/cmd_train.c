@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../data/chat.h"
 #include "../train/trainer.h"
 #include "../util/args.h"
 #include "../util/common.h"
@@ -72,6 +73,8 @@ int cmd_train(int argc, char **argv) {
     backend_set_attention(arg_str(&a, "--attention", NULL));
     c.tokenizer = arg_str(&a, "--tokenizer", NULL);
     c.template_name = arg_str(&a, "--template", c.template_name);
+    if (chat_template_from_name(c.template_name) < 0)  // never train a format that no other command renders
+        fatal("vlm train: --template '%s': expected vicuna_v1, llava_hf or llava_hf_image_last", c.template_name);
     c.system = arg_str(&a, "--system", NULL);
     c.images_dir = arg_str(&a, "--images", NULL);
     c.max_len = (int)arg_int(&a, "--max-len", 0);

@@ -241,5 +241,28 @@ TEST(chat_errors) {
     EXPECT(!strcmp(c.text, "USER: <image>\nWhat is shown in this image? ASSISTANT:"));
     EXPECT_INT_EQ(c.ids[c.n - 1], 29901);
     chat_tokens_free(&c);
+    // llava_hf_image_last: the image after the question, everything else as llava_hf (the answer's labels, EOS)
+    EXPECT_INT_EQ(chat_template_from_name("llava_hf_image_last"), CHAT_LLAVA_HF_IMAGE_LAST);
+    EXPECT(!strcmp(chat_template_name(CHAT_LLAVA_HF_IMAGE_LAST), "llava_hf_image_last"));
+    o.tmpl = CHAT_LLAVA_HF_IMAGE_LAST;
+    EXPECT(chat_build(tok, &o, &gen, 1, &c, err, sizeof(err)) == 0);
+    EXPECTF(!strcmp(c.text, "USER: What is shown in this image?\n<image> ASSISTANT:"), "text: %s", c.text);
+    EXPECT_INT_EQ(c.n_labels, 0);
+    EXPECT(c.image_start > 0 && c.ids[c.image_start] == tok->image_id && c.ids[c.image_start - 1] != tok->image_id);
+    chat_tokens_free(&c);
+    ChatTurn ans = {"<image>\nIs it red?", "yes"}, ans_hf = ans;
+    ChatTokens last, first;
+    EXPECT(chat_build(tok, &o, &ans, 1, &last, err, sizeof(err)) == 0);
+    o.tmpl = CHAT_LLAVA_HF;
+    EXPECT(chat_build(tok, &o, &ans_hf, 1, &first, err, sizeof(err)) == 0);
+    EXPECTF(!strcmp(last.text, "USER: Is it red?\n<image> ASSISTANT: yes "), "text: %s", last.text);
+    // the same labelled tail: "▁yes", the space, EOS
+    EXPECT_INT_EQ(last.n_labels, first.n_labels);
+    int same = last.n >= 3 && first.n >= 3;
+    for (int k = 1; k <= 3 && same; k++) same = last.ids[last.n - k] == first.ids[first.n - k] && last.mask[last.n - k] && first.mask[first.n - k];
+    EXPECT(same);
+    EXPECT_INT_EQ(last.ids[last.n - 1], tok->eos_id);
+    chat_tokens_free(&last);
+    chat_tokens_free(&first);
     sptok_free(tok);
 }

@@ -221,6 +221,10 @@ TEST(train_bad_data) {
     snprintf(args, sizeof(args), "train --recipe nope --model " GQA " --data %s --out %s", svco, o);
     EXPECT(run_train(args, &err) != 0);
     EXPECT(strstr(err, "expected sft, dpo, svco") != NULL);
+    free(err);
+    snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s --template chatml", data, o);
+    EXPECT(run_train(args, &err) != 0);
+    EXPECTF(strstr(err, "--template 'chatml': expected vicuna_v1, llava_hf or llava_hf_image_last") != NULL, "message: %s", err);
     free(err); free(svco); free(o); free(data);
 }
 
