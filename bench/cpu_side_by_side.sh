@@ -10,9 +10,9 @@
 #   VLM_BASE=/path/to/old/vlm bash bench/cpu_side_by_side.sh    adds that binary as a third column
 #
 # Any OMP_WAIT_POLICY / GOMP_SPINCOUNT in the environment reaches both (PyTorch's CPU build uses libgomp too).
-# Workloads (cli/cmd_bench.c and bench/torch_cpu_ref.py document them): sft batch 32 with the vision tower
-# trained; dpo and svco 16 pairs, vision frozen, cached reference log-probs; decode: greedy generation for 64
-# prompts of 80 tokens, 8 new tokens (the time of the whole generation: prefill and 8 steps).
+# Workloads (cli/cmd_bench.c and bench/torch_cpu_ref.py document them), the demo's final shape: sft batch 32;
+# dpo and svco 8 pairs, cached reference log-probs; the vision tower frozen in all; decode: greedy generation
+# for 128 prompts of 22 tokens, 4 new tokens (the time of the whole generation: prefill and the steps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEATS=${REPEATS:-3} THREADS=${THREADS:-2} WORKLOADS=${WORKLOADS:-"sft dpo svco decode"}
@@ -26,7 +26,7 @@ import json, os, statistics, subprocess, sys
 
 reps, threads = int(os.environ["REPEATS"]), os.environ["THREADS"]
 workloads = os.environ["WORKLOADS"].split()
-batch = {"sft": 32, "dpo": 16, "svco": 16, "decode": 64}
+batch = {"sft": 32, "dpo": 8, "svco": 8, "decode": 128}
 env = dict(os.environ, OMP_NUM_THREADS=threads)
 
 def last_json(out):
@@ -56,7 +56,7 @@ for r in range(reps):
             print(f"repeat {r + 1}/{reps} {w:6s} {c:8s} {t:9.1f} ms", file=sys.stderr, flush=True)
 policy = os.environ.get("OMP_WAIT_POLICY", "(default)")
 print(f"\nllava-demo, {threads} threads, OMP_WAIT_POLICY={policy}, median of {reps} interleaved repeats (ms per step;"
-      " decode: ms per 8-token generation of 64 prompts)")
+      " decode: ms per 4-token generation of 128 prompts)")
 head = "| workload | vlm.c ms |" + (" vlm.c base ms |" if "vlm_base" in times[workloads[0]] else "") + \
        " torch eager ms | torch / vlm.c | all vlm.c runs | all torch runs |"
 print(head)

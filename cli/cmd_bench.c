@@ -41,8 +41,9 @@ static void usage(void) {
            "--recompute runs each decoder layer's forward again in the backward pass instead of keeping its\n"
            "activations (less memory, one more forward of the layers).\n"
            "--shape llava-demo is the miniature study's model (bench/torch_cpu_ref.py times the same steps): its\n"
-           "defaults are 12 prompt + 8 response tokens a row, the vision tower trained in sft (--train-vision),\n"
-           "decode prompts of 1 + 64 image + 15 text tokens (--decode-text) and 8 new tokens.\n");
+           "defaults are 12 prompt + 4 response tokens a row after 9 image tokens, the vision tower frozen (as in every\n"
+           "stage of the demo; --train-vision 1 trains it), decode prompts of 1 + 9 image + 12 text tokens\n"
+           "(--decode-text) and 4 new tokens.\n");
 }
 
 static void bench_pixels(void *ctx, int prompt, float *out) {
@@ -122,13 +123,13 @@ int cmd_bench(int argc, char **argv) {
     double peak = arg_float(&a, "--peak-tflops", 760);
     int svco = !strcmp(workload, "svco"), dpo = !strcmp(workload, "dpo"), pack = !arg_flag(&a, "--no-pack");
     int recompute = arg_flag(&a, "--recompute");
-    // the miniature study's shape has its own text lengths (issue 12): ~20 text tokens after 64 image tokens
-    // a training row, 80-token prompts and a few new tokens when sampling, the vision tower trained in SFT
+    // the miniature study's shape has its own text lengths (issue 12): ~16 text tokens and 9 image tokens a
+    // training row, 22-token prompts and a few new tokens when sampling (yes/no answers), the tower frozen
     const int demo = !strcmp(shape, "llava-demo");
-    int new_tokens = (int)arg_int(&a, "--new-tokens", demo ? 8 : 128);
-    int prompt_len = (int)arg_int(&a, "--prompt-len", demo ? 12 : 32), resp_len = (int)arg_int(&a, "--response-len", demo ? 8 : 32);
-    int decode_text = (int)arg_int(&a, "--decode-text", demo ? 15 : 31);
-    int train_vision = (int)arg_int(&a, "--train-vision", demo && !svco && !dpo);
+    int new_tokens = (int)arg_int(&a, "--new-tokens", demo ? 4 : 128);
+    int prompt_len = (int)arg_int(&a, "--prompt-len", demo ? 12 : 32), resp_len = (int)arg_int(&a, "--response-len", demo ? 4 : 32);
+    int decode_text = (int)arg_int(&a, "--decode-text", demo ? 12 : 31);
+    int train_vision = (int)arg_int(&a, "--train-vision", 0);
     args_finish(&a);
     if (steps < 1 || warmup < 0 || batch < 1) fatal("vlm bench: --steps and --batch must be at least 1, --warmup at least 0");
     if (!strcmp(workload, "decode")) {

@@ -55,6 +55,11 @@ typedef struct {
     int *idx_out, *targets;               // (M) rows that get logits, and their target ids (-1: none)
     void *hsel, *fin, *fin_rstd, *logits; // (M, D), (M, D), (M), (M, V)
     void *logp, *lse_v, *dlogp;           // (M) acc
+    // The last layer after its attention on the M head rows only (see llama_forward): those rows of its
+    // input and of the attention output, and the gradient of the latter. last_rows: the rows the last
+    // layer's output res[layers] holds (N, or M when it ran on the head rows), set by llama_forward.
+    void *xsel, *attsel, *dattsel;        // (M, D), (M, H*HD), (M, H*HD)
+    int last_rows;
     void *dres, *dln, *dqkv, *datt, *dgu, *dh, *dhsel, *dfin;
     LoraActs lora;            // laid out when the model has adapters
 } LlamaActs;
