@@ -110,8 +110,8 @@ void llama_acts_layout(LlamaActs *a, const Llama *m, int B, int N, int M, LlamaK
     a->logp = arena_acc(ar, M);
     a->lse_v = arena_acc(ar, M);
     a->dlogp = arena_acc(ar, M);
-    a->xsel = arena_act(ar, (size_t)M * D);
-    a->attsel = arena_act(ar, (size_t)M * m->qdim);
+    a->xsel = arena_act(ar, (size_t)(M > B ? M : B) * D);
+    a->attsel = arena_act(ar, (size_t)(M > B ? M : B) * m->qdim);
     if (backward) {
         arena_section(ar, "decoder gradients");
         a->dres = arena_act(ar, (size_t)N * D);
@@ -143,11 +143,11 @@ static AttnShape llama_attn_shape(const Llama *m, const LlamaActs *a, int B, int
 }
 
 // One decoder layer: res[l] -> res[l+1], keeping its activations in the layer's buffers.
-// R < N (the last layer, when only the head's M = R rows a->idx_out are read): everything after the
-// attention works row by row, so it runs on those rows only (a->xsel, a->attsel gathered) and res[l+1]
+// R < N (the last layer, when only R rows sel are read: the head's a->idx_out, or a->last_sel): everything
+// after the attention works row by row, so it runs on those rows only (a->xsel, a->attsel gathered) and res[l+1]
 // holds R rows; the keys and values, and so the attention, still cover all N rows. The matmuls are batch
 // invariant, so each kept row comes out bitwise as it would in the full layer.
-static void layer_forward(const Llama *m, LlamaActs *a, int l, const AttnShape *s, int N, int R) {
+static void layer_forward(const Llama *m, LlamaActs *a, int l, const AttnShape *s, int N, int R, const int *sel) {
     const Backend *be = m->be;
     const LlamaConfig *c = &m->cfg;
     const int D = c->hidden, F = c->intermediate, HD = c->head_dim;
@@ -167,8 +167,8 @@ static void layer_forward(const Llama *m, LlamaActs *a, int l, const AttnShape *
     be->attention_forward(a->att[l], a->lse[l], q, k, v, s);                             // (N, H*HD)
     const void *att = a->att[l], *xr = x;
     if (R < N) {
-        be->copy_rows(a->attsel, NULL, a->att[l], a->idx_out, R, m->qdim);                // (R, H*HD)
-        be->copy_rows(a->xsel, NULL, x, a->idx_out, R, D);                                // (R, D)
+        be->copy_rows(a->attsel, NULL, a->att[l], sel, R, m->qdim);                       // (R, H*HD)
+        be->copy_rows(a->xsel, NULL, x, sel, R, D);                                       // (R, D)
         att = a->attsel, xr = a->xsel;
     }
     be->matmul_forward(a->proj, att, w->o_w, w->o_b, R, m->qdim, D);
@@ -184,12 +184,13 @@ static void layer_forward(const Llama *m, LlamaActs *a, int l, const AttnShape *
     be->add(y, a->mid[l], a->proj, (size_t)R * D);
 }
 
-// The rows the last layer runs on past its attention: the head's M rows when they are fewer than N and
-// nothing else reads the last layer's output (no adapters: LoRA's buffers are laid out for N rows).
-static int last_layer_rows(const Llama *m, int N, int M) {
+// The rows the last layer runs on past its attention: the head's M rows (or, with no head, the caller's
+// a->last_sel) when they are fewer than N (no adapters: LoRA's buffers are laid out for N rows).
+static int last_layer_rows(const Llama *m, const LlamaActs *a, int N, int M) {
     const char *e = getenv("VLM_PRUNE_LAST");  // "0": the full layer (tests compare the two)
-    if (e && !strcmp(e, "0")) return N;
-    return M > 0 && M < N && !m->lora ? M : N;
+    if ((e && !strcmp(e, "0")) || m->lora) return N;
+    if (M > 0) return M < N ? M : N;
+    return a->last_sel && a->n_last_sel < N && a->n_last_sel <= a->cap_rows ? a->n_last_sel : N;
 }
 
 void llama_forward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_segments) {
@@ -198,11 +199,12 @@ void llama_forward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_se
     const int N = B * T, D = c->hidden;
     CHECK_OR_DIE(N <= a->cap_tokens && B <= a->cap_rows && M <= a->cap_out, "decoder batch exceeds its layout");
     AttnShape s = llama_attn_shape(m, a, B, T, use_segments);
-    const int R = last_layer_rows(m, N, M);
-    for (int l = 0; l < c->layers; l++) layer_forward(m, a, l, &s, N, l == c->layers - 1 ? R : N);
+    const int R = last_layer_rows(m, a, N, M);
+    const int *sel = M > 0 ? a->idx_out : a->last_sel;
+    for (int l = 0; l < c->layers; l++) layer_forward(m, a, l, &s, N, l == c->layers - 1 ? R : N, sel);
     a->last_rows = R;
     // head on the selected rows only (already selected when the last layer ran on them)
-    be->copy_rows(a->hsel, NULL, a->res[c->layers], R < N ? NULL : a->idx_out, M, D);
+    if (M) be->copy_rows(a->hsel, NULL, a->res[c->layers], R < N ? NULL : a->idx_out, M, D);
     be->rmsnorm_forward(a->fin, a->fin_rstd, a->hsel, m->w.norm_w, M, D, c->eps);
     be->matmul_forward(a->logits, a->fin, m->w.lm_head, NULL, M, D, c->vocab);              // (M, V)
     be->logprob_forward(a->logp, a->lse_v, a->logits, a->targets, M, c->vocab);
@@ -225,7 +227,7 @@ void llama_backward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_s
     for (int l = c->layers - 1; l >= 0; l--) {
         const LlamaLayerW *w = &m->lw[l], *g = &m->lg[l];
         // the last layer's activations are still in the shared buffers from the forward pass
-        if (a->keep == LLAMA_KEEP_RESIDUALS && l < c->layers - 1) layer_forward(m, a, l, &s, N, N);
+        if (a->keep == LLAMA_KEEP_RESIDUALS && l < c->layers - 1) layer_forward(m, a, l, &s, N, N, NULL);
         // R rows up to the attention: dres (R, D) is dhsel for the pruned last layer
         const int R = l == c->layers - 1 ? RL : N;
         void *dres = R < N ? a->dhsel : a->dres, *datt = R < N ? a->dattsel : a->datt;
