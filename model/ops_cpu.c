@@ -350,15 +350,39 @@ static void cpu_scale(void *x_, float s, size_t n) {
 // ----------------------------------------------------------------------------------------------------
 // rotary embedding. Angles are computed as HF does: inv_freq in the working precision, then pos * inv_freq.
 
+// The angle of (position p, pair i) as HF computes it, in the working precision.
+static inline real rope_angle(int p, int i, int HD, float theta) {
+    real inv_freq = (real)1 / (real)pow((real)theta, (real)(2 * i) / (real)HD);
+    return (real)p * inv_freq;
+}
+
 static void rope_apply(real *x_, const int *pos, int N, int heads, int HD, int stride, float theta, real sign) {
-    int half = HD / 2;
+    int half = HD / 2, maxpos = 0;
+    for (int n = 0; n < N; n++) maxpos = pos[n] > maxpos ? pos[n] : maxpos;
+    // Rows share few positions (a training batch: B rows of T positions; a decode step: a few lengths), so
+    // the cosines and sines are tabulated per position first when that is fewer evaluations: each entry is
+    // computed by the same expression as in the direct loop, so the rotation is bitwise the same.
+    const int table = (size_t)(maxpos + 1) * 2 < (size_t)N;
+    real *cs = table ? xmalloc(sizeof(real) * 2 * (size_t)(maxpos + 1) * half) : NULL;  // (maxpos+1, half, cos|sin)
+    if (table)
+        for (int p = 0; p <= maxpos; p++)
+            for (int i = 0; i < half; i++) {
+                real ang = rope_angle(p, i, HD, theta);
+                cs[((size_t)p * half + i) * 2] = cos(ang);
+                cs[((size_t)p * half + i) * 2 + 1] = (real)sin(ang);
+            }
     #pragma omp parallel for schedule(static) if ((size_t)N * heads * HD >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         real *x = x_ + (size_t)n * stride;
         for (int i = 0; i < half; i++) {
-            real inv_freq = (real)1 / (real)pow((real)theta, (real)(2 * i) / (real)HD);
-            real ang = (real)pos[n] * inv_freq;
-            real c = cos(ang), s = sign * (real)sin(ang);
+            real c, s;
+            if (table && pos[n] >= 0) {
+                c = cs[((size_t)pos[n] * half + i) * 2];
+                s = sign * cs[((size_t)pos[n] * half + i) * 2 + 1];
+            } else {
+                real ang = rope_angle(pos[n], i, HD, theta);
+                c = cos(ang), s = sign * (real)sin(ang);
+            }
             for (int h = 0; h < heads; h++) {
                 real *xh = x + (size_t)h * HD;
                 real a = xh[i], b = xh[i + half];
@@ -367,6 +391,7 @@ static void rope_apply(real *x_, const int *pos, int N, int heads, int HD, int s
             }
         }
     }
+    free(cs);
 }
 
 static void cpu_rope_forward(void *x, const int *pos, int N, int heads, int HD, int stride, float theta) {
@@ -636,13 +661,58 @@ static void cpu_sumsq(double *out, const void *x_, size_t n) {
     *out = s;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX512_ADAMW 1
+// fp32 AdamW on 16 elements at a time, [i0, i1) with i1 - i0 a multiple of 16: the operations of the loop
+// in cpu_adamw_update in its order, each correctly rounded (that loop is compiled without contraction into
+// fused multiply-adds: ISO C mode, and no FMA in the baseline target), so the result is bitwise the same.
+__attribute__((target("avx512f"))) static void adamw_f32_avx512(float *p, float *out, float *m, float *v, const float *grad,
+                                                                size_t i0, size_t i1, float lr, float b1, float b2,
+                                                                float eps, float wd, float bc1, float bc2, float gs) {
+    const __m512 vgs = _mm512_set1_ps(gs), vb1 = _mm512_set1_ps(b1), vc1 = _mm512_set1_ps(1 - b1);
+    const __m512 vb2 = _mm512_set1_ps(b2), vc2 = _mm512_set1_ps(1 - b2), vbc1 = _mm512_set1_ps(bc1);
+    const __m512 vbc2 = _mm512_set1_ps(bc2), vlr = _mm512_set1_ps(lr), vwd = _mm512_set1_ps(wd), veps = _mm512_set1_ps(eps);
+    for (size_t i = i0; i < i1; i += 16) {
+        const __m512 g = _mm512_mul_ps(_mm512_loadu_ps(grad + i), vgs);
+        const __m512 mi = _mm512_add_ps(_mm512_mul_ps(vb1, _mm512_loadu_ps(m + i)), _mm512_mul_ps(vc1, g));
+        const __m512 vi = _mm512_add_ps(_mm512_mul_ps(vb2, _mm512_loadu_ps(v + i)), _mm512_mul_ps(_mm512_mul_ps(vc2, g), g));
+        _mm512_storeu_ps(m + i, mi);
+        _mm512_storeu_ps(v + i, vi);
+        const __m512 mhat = _mm512_div_ps(mi, vbc1), vhat = _mm512_div_ps(vi, vbc2), pi = _mm512_loadu_ps(p + i);
+        const __m512 upd = _mm512_add_ps(_mm512_mul_ps(vwd, pi), _mm512_div_ps(mhat, _mm512_add_ps(_mm512_sqrt_ps(vhat), veps)));
+        const __m512 pn = _mm512_sub_ps(pi, _mm512_mul_ps(vlr, upd));
+        _mm512_storeu_ps(p + i, pn);
+        _mm512_storeu_ps(out + i, pn);
+    }
+}
+#endif
+
+// The fp32 vector paths of this file (AdamW) are on unless VLM_CPU_VEC=0 (tests compare both).
+static int cpu_vec512(void) {
+    const char *e = getenv("VLM_CPU_VEC");
+    return sizeof(real) == 4 && gemm_f32_avx512() && !(e && !strcmp(e, "0"));
+}
+
 static void cpu_adamw_update(void *params_, void *master_, const void *grad_, void *m_, void *v_, size_t n,
                              float lr, float b1, float b2, float eps, float wd, int t, float grad_scale) {
     real *p = master_ ? master_ : params_, *m = m_, *v = v_, *out = params_;
     const real *grad = grad_;
     double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
-    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
+    size_t start = 0;
+#ifdef HAVE_AVX512_ADAMW
+    if (cpu_vec512()) {  // whole blocks of 16 in the vector kernel (blocks of 4096 per task), the tail below
+        start = n / 16 * 16;
+        const size_t blk = 4096, nb = (start + blk - 1) / blk;
+        #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (size_t b = 0; b < nb; b++)
+            adamw_f32_avx512((float *)p, (float *)out, (float *)m, (float *)v, (const float *)grad, b * blk,
+                             (b + 1) * blk < start ? (b + 1) * blk : start, lr, b1, b2, eps, wd, (float)bc1, (float)bc2,
+                             grad_scale);
+    }
+#endif
+    #pragma omp parallel for schedule(static) if (n - start >= PAR_MIN)
+    for (size_t i = start; i < n; i++) {
         real g = grad[i] * (real)grad_scale;
         m[i] = (real)b1 * m[i] + (real)(1 - b1) * g;
         v[i] = (real)b2 * v[i] + (real)(1 - b2) * g * g;

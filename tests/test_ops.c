@@ -246,6 +246,33 @@ TEST(ops_rope_fd) {
     free(c.x); free(c.x0); free(r); free(g);
 }
 
+// Many rows over few positions take the tabulated cosines and sines (model/ops_cpu.c, rope_apply): bitwise
+// each row rotated alone (the direct evaluation), forward and backward, fp32 and fp64.
+TEST(ops_rope_table_equals_direct) {
+    const Backend *bes[2] = {&backend_cpu, &backend_cpu64};
+    const int N = 64, heads = 6, HD = 32, stride = heads * HD;
+    for (int k = 0; k < 2; k++) {
+        const Backend *be = bes[k];
+        const size_t es = be->act_bytes, n = (size_t)N * stride;
+        int pos[64];
+        for (int i = 0; i < N; i++) pos[i] = (i * 5) % 13;
+        char *x = xmalloc(es * n), *y = xmalloc(es * n);
+        for (size_t i = 0; i < n; i++) {
+            double v = urand();
+            if (es == 4) ((float *)x)[i] = (float)v; else ((double *)x)[i] = v;
+        }
+        for (int dir = 0; dir < 2; dir++) {
+            memcpy(y, x, es * n);
+            void (*rope)(void *, const int *, int, int, int, int, float) = dir ? be->rope_backward : be->rope_forward;
+            rope(x, pos, N, heads, HD, stride, 10000.0f);                      // tabulated: 13 positions, 64 rows
+            for (int r = 0; r < N; r++) rope(y + es * r * stride, pos + r, 1, heads, HD, stride, 10000.0f);
+            EXPECTF(!memcmp(x, y, es * n), "rope %s (%s): the table differs from the direct angles", dir ? "backward" : "forward",
+                    be->name);
+        }
+        free(x); free(y);
+    }
+}
+
 // ------------------------------------------------------------------------------------------------ attention
 
 typedef struct { double *out, *lse, *qkv; AttnShape s; } AttnCtx;
