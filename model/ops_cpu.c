@@ -23,6 +23,19 @@ typedef CPU_REAL real;
 // loaded machine makes it worse. The split never changes a result: the loops are over independent outputs.
 #define PAR_MIN 32768
 
+// fp32 fast paths (AVX-512, chosen at run time; the loops below stay the reference and the fp64 build's
+// code): AdamW (bitwise the loop), and the exponentials of SwiGLU, the sigmoid activations and the
+// attention softmax (a polynomial exp within ~2 ulp of expf: not bitwise the loop, tests hold it to 1e-6).
+// Off with VLM_CPU_VEC=0 (tests compare both).
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX512 1
+#endif
+static int cpu_vec512(void) {
+    const char *e = getenv("VLM_CPU_VEC");
+    return sizeof(real) == 4 && gemm_f32_avx512() && !(e && !strcmp(e, "0"));
+}
+
 // ----------------------------------------------------------------------------------------------------
 // memory: CPU memory is host memory, so transfers are copies with conversion
 
@@ -247,9 +260,86 @@ static void cpu_rmsnorm_backward(void *dinp_, void *dw_, const void *dout_, cons
 
 static inline real sigmoid(real x) { return 1 / (1 + exp(-x)); }
 
+#ifdef HAVE_AVX512
+// exp(x) for 16 floats: x = n ln2 + r (|r| <= ln2/2, ln2 in two parts), exp(r) by Cephes' degree-6
+// polynomial, then scaled by 2^n (scalef: overflow to inf, underflow to 0 without special cases; NaN
+// passes through). Every lane computes the same way, so a value never depends on its place in a vector.
+__attribute__((target("avx512f"))) static inline __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_set1_ps(100.0f), _mm512_max_ps(_mm512_set1_ps(-110.0f), x));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(y, n);
+}
+__attribute__((target("avx512f"))) static inline __m512 sigmoid16(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+static inline __mmask16 tail16(long left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
+
+// y (F) = silu(gate) * up, the reference's order: (gate * sigmoid(gate)) * up
+__attribute__((target("avx512f"))) static void swiglu_fwd16(float *y, const float *gate, const float *up, int F) {
+    for (int f = 0; f < F; f += 16) {
+        const __mmask16 k = tail16(F - f);
+        const __m512 g = _mm512_maskz_loadu_ps(k, gate + f), u = _mm512_maskz_loadu_ps(k, up + f);
+        _mm512_mask_storeu_ps(y + f, k, _mm512_mul_ps(_mm512_mul_ps(g, sigmoid16(g)), u));
+    }
+}
+// dup = dy * silu; dgate = dy * up * s * (1 + gate * (1 - s)), in the reference's order
+__attribute__((target("avx512f"))) static void swiglu_bwd16(float *dgate, float *dup, const float *dy, const float *gate,
+                                                            const float *up, int F) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int f = 0; f < F; f += 16) {
+        const __mmask16 k = tail16(F - f);
+        const __m512 g = _mm512_maskz_loadu_ps(k, gate + f), u = _mm512_maskz_loadu_ps(k, up + f);
+        const __m512 d = _mm512_maskz_loadu_ps(k, dy + f), sg = sigmoid16(g), silu = _mm512_mul_ps(g, sg);
+        const __m512 t = _mm512_add_ps(one, _mm512_mul_ps(g, _mm512_sub_ps(one, sg)));
+        _mm512_mask_storeu_ps(dup + f, k, _mm512_mul_ps(d, silu));
+        _mm512_mask_storeu_ps(dgate + f, k, _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(d, u), sg), t));
+    }
+}
+// out = x * sigmoid(a x) (quick_gelu: a = 1.702; silu: a = 1) on [i0, i1)
+__attribute__((target("avx512f"))) static void sigmoid_act16(float *out, const float *inp, size_t i0, size_t i1, float a) {
+    const __m512 va = _mm512_set1_ps(a);
+    for (size_t i = i0; i < i1; i += 16) {
+        const __mmask16 k = tail16((long)(i1 - i));
+        const __m512 x = _mm512_maskz_loadu_ps(k, inp + i);
+        _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(x, sigmoid16(a == 1.0f ? x : _mm512_mul_ps(va, x))));
+    }
+}
+// p[j] = p[j] == -inf ? 0 : exp(p[j] - m), j < n
+__attribute__((target("avx512f"))) static void exp_shift16(float *p, int n, float m) {
+    const __m512 vm = _mm512_set1_ps(m), ninf = _mm512_set1_ps(-INFINITY);
+    for (int j = 0; j < n; j += 16) {
+        const __mmask16 k = tail16(n - j);
+        const __m512 x = _mm512_maskz_loadu_ps(k, p + j);
+        const __mmask16 masked = _mm512_cmp_ps_mask(x, ninf, _CMP_EQ_OQ);
+        _mm512_mask_storeu_ps(p + j, k, _mm512_maskz_mov_ps(~masked, exp16(_mm512_sub_ps(x, vm))));
+    }
+}
+#endif
+
 static void cpu_act_forward(ActKind kind, void *out_, const void *inp_, size_t n) {
     real *out = out_;
     const real *inp = inp_;
+#ifdef HAVE_AVX512
+    if ((kind == ACT_QUICK_GELU || kind == ACT_SILU) && cpu_vec512()) {
+        const size_t blk = 4096, nb = (n + blk - 1) / blk;  // whole vectors per block: blk % 16 == 0
+        #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (size_t b = 0; b < nb; b++)
+            sigmoid_act16((float *)out, (const float *)inp, b * blk, (b + 1) * blk < n ? (b + 1) * blk : n,
+                          kind == ACT_SILU ? 1.0f : 1.702f);
+        return;
+    }
+#endif
     #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         real x = inp[i];
@@ -304,10 +394,14 @@ static void cpu_act_backward(ActKind kind, void *dinp_, const void *dout_, const
 static void cpu_swiglu_forward(void *out_, const void *inp_, int N, int F) {
     real *out = out_;
     const real *inp = inp_;
+    const int vec = cpu_vec512();
     #pragma omp parallel for schedule(static) if ((size_t)N * F >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *gate = inp + (size_t)n * 2 * F, *up = gate + F;
         real *y = out + (size_t)n * F;
+#ifdef HAVE_AVX512
+        if (vec) { swiglu_fwd16((float *)y, (const float *)gate, (const float *)up, F); continue; }
+#endif
         for (int f = 0; f < F; f++) y[f] = gate[f] * sigmoid(gate[f]) * up[f];
     }
 }
@@ -322,10 +416,14 @@ static void cpu_matmul_swiglu_forward(void *out, void *gu, const void *inp, cons
 static void cpu_swiglu_backward(void *dinp_, const void *dout_, const void *inp_, int N, int F) {
     real *dinp = dinp_;
     const real *dout = dout_, *inp = inp_;
+    const int vec = cpu_vec512();
     #pragma omp parallel for schedule(static) if ((size_t)N * F >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *gate = inp + (size_t)n * 2 * F, *up = gate + F, *g = dout + (size_t)n * F;
         real *dgate = dinp + (size_t)n * 2 * F, *dup = dgate + F;
+#ifdef HAVE_AVX512
+        if (vec) { swiglu_bwd16((float *)dgate, (float *)dup, (const float *)g, (const float *)gate, (const float *)up, F); continue; }
+#endif
         for (int f = 0; f < F; f++) {
             real s = sigmoid(gate[f]), silu = gate[f] * s;
             real dg = g[f], u = up[f];  // read before writing: dinp may not alias, but keep it obvious
@@ -441,6 +539,7 @@ static void cpu_attention_forward(void *out_, void *lse_, const void *q_, const 
     const real *q = q_, *k = k_, *v = v_;
     const int B = s->B, T = s->T, NH = s->NH, HD = s->HD, group = s->NH / s->NKV;
     const real scale = (real)(1.0 / sqrt((double)HD));
+    const int vec = cpu_vec512();
     #pragma omp parallel if ((size_t)B * NH * T * T * HD >= PAR_MIN)
     {
         real *p = xmalloc(sizeof(real) * T), *kt = xmalloc(sizeof(real) * T * HD);
@@ -463,6 +562,12 @@ static void cpu_attention_forward(void *out_, void *lse_, const void *q_, const 
                     real *l = lse + ((size_t)b * NH + h) * T + i;
                     if (maxs == -INFINITY) { *l = 0; continue; }  // no visible key: output 0
                     real sum = 0;
+#ifdef HAVE_AVX512
+                    if (vec) {
+                        exp_shift16((float *)p, T, (float)maxs);
+                        for (int j = 0; j < T; j++) sum += p[j];
+                    } else
+#endif
                     for (int j = 0; j < T; j++) {
                         p[j] = p[j] == -INFINITY ? 0 : exp(p[j] - maxs);
                         sum += p[j];
@@ -661,9 +766,7 @@ static void cpu_sumsq(double *out, const void *x_, size_t n) {
     *out = s;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define HAVE_AVX512_ADAMW 1
+#ifdef HAVE_AVX512
 // fp32 AdamW on 16 elements at a time, [i0, i1) with i1 - i0 a multiple of 16: the operations of the loop
 // in cpu_adamw_update in its order, each correctly rounded (that loop is compiled without contraction into
 // fused multiply-adds: ISO C mode, and no FMA in the baseline target), so the result is bitwise the same.
@@ -688,19 +791,13 @@ __attribute__((target("avx512f"))) static void adamw_f32_avx512(float *p, float 
 }
 #endif
 
-// The fp32 vector paths of this file (AdamW) are on unless VLM_CPU_VEC=0 (tests compare both).
-static int cpu_vec512(void) {
-    const char *e = getenv("VLM_CPU_VEC");
-    return sizeof(real) == 4 && gemm_f32_avx512() && !(e && !strcmp(e, "0"));
-}
-
 static void cpu_adamw_update(void *params_, void *master_, const void *grad_, void *m_, void *v_, size_t n,
                              float lr, float b1, float b2, float eps, float wd, int t, float grad_scale) {
     real *p = master_ ? master_ : params_, *m = m_, *v = v_, *out = params_;
     const real *grad = grad_;
     double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
     size_t start = 0;
-#ifdef HAVE_AVX512_ADAMW
+#ifdef HAVE_AVX512
     if (cpu_vec512()) {  // whole blocks of 16 in the vector kernel (blocks of 4096 per task), the tail below
         start = n / 16 * 16;
         const size_t blk = 4096, nb = (start + blk - 1) / blk;
@@ -750,6 +847,7 @@ static void cpu_attention_decode(void *out_, const void *q_, const void *k_, con
     const int NH = s->NH, HD = s->HD, group = s->NH / s->NKV;
     const size_t row = (size_t)s->NKV * HD;  // elements per cache position
     const real scale = (real)(1.0 / sqrt((double)HD));
+    const int vec = cpu_vec512();
     #pragma omp parallel if ((size_t)s->B * NH * s->cap * HD >= PAR_MIN)
     {
         real *p = xmalloc(sizeof(real) * (s->cap > 0 ? s->cap : 1));
@@ -782,6 +880,12 @@ static void cpu_attention_decode(void *out_, const void *q_, const void *k_, con
                 for (j = 0; j < L; j++)
                     if (p[j] > maxs) maxs = p[j];
                 real sum = 0;
+#ifdef HAVE_AVX512
+                if (vec) {  // the forward pass's exponentials (exp_shift16), so a step still reproduces it
+                    exp_shift16((float *)p, L, (float)maxs);
+                    for (int j = 0; j < L; j++) sum += p[j];
+                } else
+#endif
                 for (int j = 0; j < L; j++) { p[j] = exp(p[j] - maxs); sum += p[j]; }
                 for (int j = 0; j < L; j++) {
                     const real *vj = vb + (size_t)j * row;
