@@ -906,11 +906,7 @@ static void cpu_attention_decode(void *out_, const void *q_, const void *k_, con
                 } else
 #endif
                 for (int j = 0; j < L; j++) { p[j] = exp(p[j] - maxs); sum += p[j]; }
-                for (int j = 0; j < L; j++) {
-                    const real *vj = vb + (size_t)j * row;
-                    real w = p[j] / sum;
-                    for (int d = 0; d < HD; d++) o[d] += w * vj[d];
-                }
+                for (int j = 0; j < L; j++) attn_axpy(o, p[j] / sum, vb + (size_t)j * row, HD);
             }
         free(p);
     }
