@@ -245,12 +245,17 @@ static void cpu_rmsnorm_backward(void *dinp_, void *dw_, const void *dout_, cons
             for (int c = 0; c < C; c++) dx[c] += s * g[c] * w[c] - x[c] * k;
         }
     }
-    if (dw) {
+    if (dw) {  // each column's sum over rows in order; rows outer, so the loads are contiguous (and vectorize)
+        const int cb = 64, nblk = (C + cb - 1) / cb;
         #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
-        for (int c = 0; c < C; c++) {
-            real sw = 0;
-            for (int n = 0; n < N; n++) sw += dout[(size_t)n * C + c] * inp[(size_t)n * C + c] * rstd[n];
-            dw[c] += sw;
+        for (int blk = 0; blk < nblk; blk++) {
+            const int c0 = blk * cb, nc = C - c0 < cb ? C - c0 : cb;
+            real sw[64] = {0};
+            for (int n = 0; n < N; n++) {
+                const real *g = dout + (size_t)n * C + c0, *x = inp + (size_t)n * C + c0, r = rstd[n];
+                for (int c = 0; c < nc; c++) sw[c] += g[c] * x[c] * r;
+            }
+            for (int c = 0; c < nc; c++) dw[c0 + c] += sw[c];
         }
     }
 }

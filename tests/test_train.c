@@ -192,7 +192,7 @@ TEST(train_last_layer_pruning_is_exact) {
             snprintf(pb, sizeof(pb), "%s/pruned/metrics.jsonl", dir);
             EXPECT_INT_EQ(read_metric(pa, "loss", x, 4), 3);
             EXPECT_INT_EQ(read_metric(pb, "loss", y, 4), 3);
-            for (int i = 0; i < 3; i++) EXPECT_NEAR(x[i], y[i], 1e-6);
+            for (int i = 0; i < 3; i++) EXPECT_NEAR(x[i], y[i], 1e-5);  // as packed against unpacked
         }
         free(dir); free(data);
     }
