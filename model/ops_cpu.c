@@ -21,7 +21,9 @@ typedef CPU_REAL real;
 // Below this many elements (or multiply-adds) an op runs on the calling thread: at the miniature study's
 // shapes a parallel region (wake the team, barrier) costs as much as a few thousand elements of work, and a
 // loaded machine makes it worse. The split never changes a result: the loops are over independent outputs.
+#ifndef PAR_MIN
 #define PAR_MIN 32768
+#endif
 
 // fp32 fast paths (AVX-512, chosen at run time; the loops below stay the reference and the fp64 build's
 // code): AdamW (bitwise the loop), and the exponentials of SwiGLU, the sigmoid activations and the
