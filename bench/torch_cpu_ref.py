@@ -3,18 +3,19 @@
 the workloads of `./vlm bench --device cpu --shape llava-demo` (cli/cmd_bench.c) with transformers on the
 CPU, fp32, eager attention, random weights, torch.set_num_threads(--threads). Median of the timed steps.
 
-  python3 bench/torch_cpu_ref.py sft     SFT step (fwd + bwd + AdamW), vision tower trained, batch 32
-  python3 bench/torch_cpu_ref.py dpo     DPO step, 16 pairs: chosen and rejected rows (each with its image),
+  python3 bench/torch_cpu_ref.py sft     SFT step (fwd + bwd + AdamW), vision tower frozen, batch 32
+  python3 bench/torch_cpu_ref.py dpo     DPO step, 8 pairs: chosen and rejected rows (each with its image),
                                          cached reference log-probs (as vlm bench), vision frozen
-  python3 bench/torch_cpu_ref.py svco    S-VCO step, 16 pairs, official formation (4 image rows + 2 image-free
+  python3 bench/torch_cpu_ref.py svco    S-VCO step, 8 pairs, official formation (4 image rows + 2 image-free
                                          rows per pair), cached reference log-probs, vision frozen
-  python3 bench/torch_cpu_ref.py decode  greedy generate, batch 64, prompt 1 + 64 image + 15 text tokens,
-                                         8 new tokens
+  python3 bench/torch_cpu_ref.py decode  greedy generate, batch 128, prompt 1 + 9 image + 12 text tokens,
+                                         4 new tokens
 
-Shape "llava-demo" (model/config.c): CLIP ViT 32 px, patch 4 (64 patches + CLS), hidden 96, 3 layers, 4 heads,
-MLP 384, quick_gelu, feature layer -2, CLS dropped; 2-layer GELU projector; LLaMA hidden 128, 2 layers,
-4 heads (kv 4), FFN 344, vocab 512 (image token 511). Rows: BOS, 64 image tokens, 11 prompt tokens, 8
-response tokens (--prompt-len 12 --response-len 8, as vlm bench's defaults for this shape).
+Shape "llava-demo" (model/config.c, the miniature study's final model): CLIP ViT 48 px, patch 16 (9 patches +
+CLS), hidden 96, 3 layers, 4 heads, MLP 384, quick_gelu, feature layer -2, CLS dropped; 2-layer GELU projector
+96 -> 128 -> 128; LLaMA hidden 128, 2 layers, 4 heads (kv 4), FFN 344, vocab 576 (image token 575). The vision
+tower is frozen in every stage (it runs forward only). Rows: BOS, 9 image tokens, 11 prompt tokens, 4 response
+tokens (--prompt-len 12 --response-len 4, as vlm bench's defaults for this shape).
 What vlm.c does differently at the same workload (and counts in its favour): it runs only the vision layers
 the selected feature needs (2 of 3; transformers runs all 3), and it packs a pair's rows over their shared
 prefix (DPO: chosen and rejected share one image and prompt; S-VCO: each image is encoded once per pair).
@@ -28,16 +29,18 @@ import time
 import torch
 import torch.nn.functional as F
 
-IMAGE_TOKEN = 511
+IMAGE_TOKEN = 575
+N_IMG = 9  # 48 px / patch 16: 3 x 3 patch tokens (CLS dropped)
+PX = 48
 
 
 def llava_config(args):
     from transformers import LlavaConfig
-    vision = dict(hidden_size=96, intermediate_size=384, num_hidden_layers=3, num_attention_heads=4, image_size=32,
-                  patch_size=4, hidden_act="quick_gelu", projection_dim=96)
-    text = dict(model_type="llama", vocab_size=512, hidden_size=128, intermediate_size=344, num_hidden_layers=2,
+    vision = dict(hidden_size=96, intermediate_size=384, num_hidden_layers=3, num_attention_heads=4, image_size=48,
+                  patch_size=16, hidden_act="quick_gelu", projection_dim=96)
+    text = dict(model_type="llama", vocab_size=576, hidden_size=128, intermediate_size=344, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048, rms_norm_eps=1e-5)
-    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=IMAGE_TOKEN, image_seq_length=64,
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=IMAGE_TOKEN, image_seq_length=N_IMG,
                       vision_feature_layer=-2, vision_feature_select_strategy="default", projector_hidden_act="gelu")
     cfg._attn_implementation = args.attn
     return cfg
@@ -52,12 +55,12 @@ def build(args):
 
 
 def rows(n, args, with_image=True):
-    """(ids, labels): BOS, [64 image tokens], prompt, response; labels on the response only."""
+    """(ids, labels): BOS, [9 image tokens], prompt, response; labels on the response only."""
     n_text = args.prompt_len + args.response_len
-    ids = torch.randint(3, IMAGE_TOKEN - 2, (n, n_text + (64 if with_image else 0)))
+    ids = torch.randint(3, IMAGE_TOKEN - 2, (n, n_text + (N_IMG if with_image else 0)))
     ids[:, 0] = 1
     if with_image:
-        ids[:, 1:65] = IMAGE_TOKEN
+        ids[:, 1:1 + N_IMG] = IMAGE_TOKEN
     labels = ids.clone()
     labels[:, : labels.shape[1] - args.response_len] = -100
     return ids, labels
@@ -95,11 +98,9 @@ def emit(args, what, ms, unit, n, **extra):
 
 
 def bench_sft(args):
-    model = build(args)  # the vision tower trains too (vlm bench's llava-demo sft default)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6, betas=(0.9, 0.95),
-                            weight_decay=0.02)
+    model, opt = pref_setup(args)  # projector and decoder train, the vision tower is frozen (the demo's SFT)
     ids, labels = rows(args.batch, args)
-    pix = torch.randn(args.batch, 3, 32, 32)
+    pix = torch.randn(args.batch, 3, PX, PX)
 
     def step():
         out = model(input_ids=ids, pixel_values=pix, labels=labels)
@@ -122,7 +123,7 @@ def bench_dpo(args):
     model, opt = pref_setup(args)
     P, beta = args.batch, 0.1
     ids, labels = rows(2 * P, args)  # chosen rows then rejected rows, each with the pair's image
-    pix = torch.randn(P, 3, 32, 32).repeat(2, 1, 1, 1)
+    pix = torch.randn(P, 3, PX, PX).repeat(2, 1, 1, 1)
     ref = torch.randn(2 * P) * 0.01 - 60  # cached reference log-probs
 
     def step():
@@ -140,7 +141,7 @@ def bench_svco(args):
     P, beta = args.batch, 0.1
     img_ids, img_labels = rows(4 * P, args)
     txt_ids, txt_labels = rows(2 * P, args, with_image=False)
-    pix = torch.randn(4 * P, 3, 32, 32)
+    pix = torch.randn(4 * P, 3, PX, PX)
     ref = torch.randn(6 * P) * 0.01 - 60  # cached reference log-probs
 
     def step():
@@ -160,10 +161,10 @@ def bench_decode(args):
     model = build(args)
     model.eval()
     B = args.batch
-    ids = torch.randint(3, IMAGE_TOKEN - 2, (B, 1 + 64 + args.decode_text))
+    ids = torch.randint(3, IMAGE_TOKEN - 2, (B, 1 + N_IMG + args.decode_text))
     ids[:, 0] = 1
-    ids[:, 1:65] = IMAGE_TOKEN
-    pix = torch.randn(B, 3, 32, 32)
+    ids[:, 1:1 + N_IMG] = IMAGE_TOKEN
+    pix = torch.randn(B, 3, PX, PX)
     gen = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False, pad_token_id=0)
 
     def run():
@@ -182,14 +183,14 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--attn", default="eager", choices=["eager", "sdpa"])
     ap.add_argument("--prompt-len", type=int, default=12)
-    ap.add_argument("--response-len", type=int, default=8)
-    ap.add_argument("--decode-text", type=int, default=15)
-    ap.add_argument("--new-tokens", type=int, default=8)
+    ap.add_argument("--response-len", type=int, default=4)
+    ap.add_argument("--decode-text", type=int, default=12)
+    ap.add_argument("--new-tokens", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
     args = ap.parse_args()
     if args.batch is None:
-        args.batch = {"sft": 32, "dpo": 16, "svco": 16, "decode": 64}[args.what]
+        args.batch = {"sft": 32, "dpo": 8, "svco": 8, "decode": 128}[args.what]
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
     {"sft": bench_sft, "dpo": bench_dpo, "svco": bench_svco, "decode": bench_decode}[args.what](args)

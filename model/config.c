@@ -248,10 +248,10 @@ char *llava_config_preset_json(const char *name) {
     else if (!strcmp(name, "llava-demo"))  // the miniature study's default model (issue 12): world-sized vocabulary
         snprintf(buf, sizeof(buf), "{\"model_type\": \"llava\", \"vision_config\": {\"model_type\": \"clip_vision_model\", "
                  "\"hidden_size\": 96, \"intermediate_size\": 384, \"num_hidden_layers\": 3, \"num_attention_heads\": 4, "
-                 "\"image_size\": 32, \"patch_size\": 4}, \"text_config\": {\"model_type\": \"llama\", "
-                 "\"vocab_size\": 512, \"hidden_size\": 128, \"intermediate_size\": 344, \"num_hidden_layers\": 2, "
+                 "\"image_size\": 48, \"patch_size\": 16}, \"text_config\": {\"model_type\": \"llama\", "
+                 "\"vocab_size\": 576, \"hidden_size\": 128, \"intermediate_size\": 344, \"num_hidden_layers\": 2, "
                  "\"num_attention_heads\": 4, \"num_key_value_heads\": 4, \"rms_norm_eps\": 1e-05}, "
-                 "\"vision_feature_layer\": -2, \"vision_feature_select_strategy\": \"default\", \"image_token_index\": 511}");
+                 "\"vision_feature_layer\": -2, \"vision_feature_select_strategy\": \"default\", \"image_token_index\": 575}");
     else return NULL;
     return xstrdup(buf);
 }

@@ -104,6 +104,46 @@ __attribute__((target("avx512f"))) static void tile_avx512(int mr, int nr, int K
 }
 #endif
 
+#ifdef HAVE_AVX512_KERNEL
+// The forward pass's panel: panel (K, NR) = columns j0.. j0+nr-1 of b where b(k, j) = w[j * csb + k] (rsb 1):
+// rows of w are contiguous along k, the panel along j, so 16 x 16 blocks are transposed in registers
+// (a copy: the same values as the scalar packing loop). Columns past nr are zero.
+__attribute__((target("avx512f"))) static void pack_panel_t_avx512(float *panel, const float *w, long csb, int K,
+                                                                  int j0, int nr) {
+    int k0 = 0;
+    for (; k0 + 16 <= K; k0 += 16)
+        for (int jb = 0; jb < NR; jb += 16) {
+            __m512 r[16];
+            for (int j = 0; j < 16; j++)
+                r[j] = jb + j < nr ? _mm512_loadu_ps(w + (long)(j0 + jb + j) * csb + k0) : _mm512_setzero_ps();
+            // 16 x 16 transpose: interleave pairs of columns, then quads (64-bit pairs), then 128-bit lanes
+            __m512 t[16];
+            for (int j = 0; j < 16; j += 2) {
+                t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
+                t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
+            }
+            for (int j = 0; j < 16; j += 4) {
+                r[j] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[j]), _mm512_castps_pd(t[j + 2])));
+                r[j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[j]), _mm512_castps_pd(t[j + 2])));
+                r[j + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[j + 1]), _mm512_castps_pd(t[j + 3])));
+                r[j + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[j + 1]), _mm512_castps_pd(t[j + 3])));
+            }
+            // now r[4g + c], 128-bit lane L, holds k = 4L + c of columns 4g..4g+3: a 4 x 4 transpose of lanes
+            for (int c = 0; c < 4; c++) {
+                const __m512 u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
+                const __m512 u2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
+                const __m512 u3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
+                _mm512_storeu_ps(panel + (long)(k0 + c) * NR + jb, _mm512_shuffle_f32x4(u0, u2, 0x88));
+                _mm512_storeu_ps(panel + (long)(k0 + 4 + c) * NR + jb, _mm512_shuffle_f32x4(u0, u2, 0xDD));
+                _mm512_storeu_ps(panel + (long)(k0 + 8 + c) * NR + jb, _mm512_shuffle_f32x4(u1, u3, 0x88));
+                _mm512_storeu_ps(panel + (long)(k0 + 12 + c) * NR + jb, _mm512_shuffle_f32x4(u1, u3, 0xDD));
+            }
+        }
+    for (int k = k0; k < K; k++)
+        for (int j = 0; j < NR; j++) panel[(long)k * NR + j] = j < nr ? w[(long)(j0 + j) * csb + k] : 0.0f;
+}
+#endif
+
 static int use_avx512 = -1;  // -1: not decided yet
 
 int gemm_f32_avx512(void) {
@@ -139,6 +179,10 @@ void gemm_f32(int M, int Ncol, int K, const float *a, long rsa, long csa, const 
             long ldb;
             if (pack) {
                 if (packed != p) {
+#ifdef HAVE_AVX512_KERNEL
+                    if (vec && rsb == 1) pack_panel_t_avx512(panel, b, csb, K, j0, nr);
+                    else
+#endif
                     for (int k = 0; k < K; k++)
                         for (int j = 0; j < NR; j++) panel[(long)k * NR + j] = j < nr ? b[k * rsb + (j0 + j) * csb] : 0.0f;
                     packed = p;

@@ -107,18 +107,20 @@ float *gen_prefill(Generator *g, const LlavaBatch *bt, const int *slot_of_row) {
         for (int t = 0; t < T; t++) g->h_dst[b * T + t] = t < len ? s * g->cap + t : -1;
     }
     be->to_device(g->dst_pre, g->h_dst, sizeof(int) * B * T);
+    // the head reads each row's last prompt token (llava_forward has checked the lengths): the last layer
+    // runs on those rows only past its attention (llama_forward), the keys and values cover every token
+    for (int b = 0; b < B; b++) g->h_pos[b] = b * T + (bt->lengths ? bt->lengths[b] : T) - 1;
+    be->to_device(g->sel, g->h_pos, sizeof(int) * B);
     LlavaActs *a = &g->pre;
     a->l.kv = &g->capture;
+    a->l.last_sel = g->sel;
+    a->l.n_last_sel = B;
     llava_forward(g->m, a, bt);  // no labels: no outputs, the layers run and fill the cache
     a->l.kv = NULL;
-    // the head on each row's last prompt token (llava_forward has checked the lengths)
-    for (int b = 0; b < B; b++) {
-        const int len = bt->lengths ? bt->lengths[b] : T;
-        g->h_pos[b] = b * T + len - 1;
-        g->kv.len[slot_of_row[b]] = len;
-    }
-    be->to_device(g->sel, g->h_pos, sizeof(int) * B);
-    be->copy_rows(g->x, NULL, a->l.res[L], g->sel, B, D);
+    a->l.last_sel = NULL;
+    for (int b = 0; b < B; b++) g->kv.len[slot_of_row[b]] = bt->lengths ? bt->lengths[b] : T;
+    const int pruned = a->l.last_rows < B * T;  // res[L] holds the B selected rows, in order
+    be->copy_rows(g->x, NULL, a->l.res[L], pruned ? NULL : g->sel, B, D);
     be->rmsnorm_forward(g->fin, g->fin_rstd, g->x, lm->w.norm_w, B, D, lm->cfg.eps);
     gen_head(g, B);
     return gen_logits_to_host(g, B);

@@ -110,6 +110,8 @@ void llama_acts_layout(LlamaActs *a, const Llama *m, int B, int N, int M, LlamaK
     a->logp = arena_acc(ar, M);
     a->lse_v = arena_acc(ar, M);
     a->dlogp = arena_acc(ar, M);
+    a->xsel = arena_act(ar, (size_t)(M > B ? M : B) * D);
+    a->attsel = arena_act(ar, (size_t)(M > B ? M : B) * m->qdim);
     if (backward) {
         arena_section(ar, "decoder gradients");
         a->dres = arena_act(ar, (size_t)N * D);
@@ -120,6 +122,7 @@ void llama_acts_layout(LlamaActs *a, const Llama *m, int B, int N, int M, LlamaK
         a->dh = arena_act(ar, (size_t)N * F);
         a->dhsel = arena_act(ar, (size_t)M * D);
         a->dfin = arena_act(ar, (size_t)M * D);
+        a->dattsel = arena_act(ar, (size_t)M * m->qdim);
     }
     if (m->lora) {
         arena_section(ar, "LoRA");
@@ -140,7 +143,11 @@ static AttnShape llama_attn_shape(const Llama *m, const LlamaActs *a, int B, int
 }
 
 // One decoder layer: res[l] -> res[l+1], keeping its activations in the layer's buffers.
-static void layer_forward(const Llama *m, LlamaActs *a, int l, const AttnShape *s, int N) {
+// R < N (the last layer, when only R rows sel are read: the head's a->idx_out, or a->last_sel): everything
+// after the attention works row by row, so it runs on those rows only (a->xsel, a->attsel gathered) and res[l+1]
+// holds R rows; the keys and values, and so the attention, still cover all N rows. The matmuls are batch
+// invariant, so each kept row comes out bitwise as it would in the full layer.
+static void layer_forward(const Llama *m, LlamaActs *a, int l, const AttnShape *s, int N, int R, const int *sel) {
     const Backend *be = m->be;
     const LlamaConfig *c = &m->cfg;
     const int D = c->hidden, F = c->intermediate, HD = c->head_dim;
@@ -158,17 +165,32 @@ static void layer_forward(const Llama *m, LlamaActs *a, int l, const AttnShape *
         be->rope_forward(a->qkv[l], a->pos, N, c->heads + c->kv_heads, HD, m->qkvdim, c->rope_theta);
     const void *q = a->qkv[l], *k = act_at(be, q, m->qdim), *v = act_at(be, q, m->qdim + m->kvdim);
     be->attention_forward(a->att[l], a->lse[l], q, k, v, s);                             // (N, H*HD)
-    be->matmul_forward(a->proj, a->att[l], w->o_w, w->o_b, N, m->qdim, D);
-    if (m->lora) lora_forward(m->lora, &a->lora, m, l, LORA_O, a->att[l], a->proj, D, N);
+    const void *att = a->att[l], *xr = x;
+    if (R < N) {
+        be->copy_rows(a->attsel, NULL, a->att[l], sel, R, m->qdim);                       // (R, H*HD)
+        be->copy_rows(a->xsel, NULL, x, sel, R, D);                                       // (R, D)
+        att = a->attsel, xr = a->xsel;
+    }
+    be->matmul_forward(a->proj, att, w->o_w, w->o_b, R, m->qdim, D);
+    if (m->lora) lora_forward(m->lora, &a->lora, m, l, LORA_O, att, a->proj, D, R);
     // mid = x + proj and its norm in one op (the same values as add then rmsnorm_forward)
-    be->add_rmsnorm_forward(a->mid[l], a->ln2[l], a->ln2_rstd[l], x, a->proj, w->ln2_w, N, D, c->eps);
-    be->matmul_forward(a->gu[l], a->ln2[l], w->gu_w, w->gu_b, N, D, 2 * F);           // (N, gate | up)
+    be->add_rmsnorm_forward(a->mid[l], a->ln2[l], a->ln2_rstd[l], xr, a->proj, w->ln2_w, R, D, c->eps);
+    be->matmul_forward(a->gu[l], a->ln2[l], w->gu_w, w->gu_b, R, D, 2 * F);           // (R, gate | up)
     if (m->lora)
-        for (int t = LORA_GATE; t <= LORA_UP; t++) lora_forward(m->lora, &a->lora, m, l, t, a->ln2[l], a->gu[l], 2 * F, N);
-    be->swiglu_forward(a->h[l], a->gu[l], N, F);                                       // (N, F)
-    be->matmul_forward(a->proj, a->h[l], w->down_w, w->down_b, N, F, D);
-    if (m->lora) lora_forward(m->lora, &a->lora, m, l, LORA_DOWN, a->h[l], a->proj, D, N);
-    be->add(y, a->mid[l], a->proj, (size_t)N * D);
+        for (int t = LORA_GATE; t <= LORA_UP; t++) lora_forward(m->lora, &a->lora, m, l, t, a->ln2[l], a->gu[l], 2 * F, R);
+    be->swiglu_forward(a->h[l], a->gu[l], R, F);                                       // (R, F)
+    be->matmul_forward(a->proj, a->h[l], w->down_w, w->down_b, R, F, D);
+    if (m->lora) lora_forward(m->lora, &a->lora, m, l, LORA_DOWN, a->h[l], a->proj, D, R);
+    be->add(y, a->mid[l], a->proj, (size_t)R * D);
+}
+
+// The rows the last layer runs on past its attention: the head's M rows (or, with no head, the caller's
+// a->last_sel) when they are fewer than N (no adapters: LoRA's buffers are laid out for N rows).
+static int last_layer_rows(const Llama *m, const LlamaActs *a, int N, int M) {
+    const char *e = getenv("VLM_PRUNE_LAST");  // "0": the full layer (tests compare the two)
+    if ((e && !strcmp(e, "0")) || m->lora) return N;
+    if (M > 0) return M < N ? M : N;
+    return a->last_sel && a->n_last_sel < N && a->n_last_sel <= a->cap_rows ? a->n_last_sel : N;
 }
 
 void llama_forward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_segments) {
@@ -177,9 +199,12 @@ void llama_forward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_se
     const int N = B * T, D = c->hidden;
     CHECK_OR_DIE(N <= a->cap_tokens && B <= a->cap_rows && M <= a->cap_out, "decoder batch exceeds its layout");
     AttnShape s = llama_attn_shape(m, a, B, T, use_segments);
-    for (int l = 0; l < c->layers; l++) layer_forward(m, a, l, &s, N);
-    // head on the selected rows only
-    be->copy_rows(a->hsel, NULL, a->res[c->layers], a->idx_out, M, D);
+    const int R = last_layer_rows(m, a, N, M);
+    const int *sel = M > 0 ? a->idx_out : a->last_sel;
+    for (int l = 0; l < c->layers; l++) layer_forward(m, a, l, &s, N, l == c->layers - 1 ? R : N, sel);
+    a->last_rows = R;
+    // head on the selected rows only (already selected when the last layer ran on them)
+    if (M) be->copy_rows(a->hsel, NULL, a->res[c->layers], R < N ? NULL : a->idx_out, M, D);
     be->rmsnorm_forward(a->fin, a->fin_rstd, a->hsel, m->w.norm_w, M, D, c->eps);
     be->matmul_forward(a->logits, a->fin, m->w.lm_head, NULL, M, D, c->vocab);              // (M, V)
     be->logprob_forward(a->logp, a->lse_v, a->logits, a->targets, M, c->vocab);
@@ -197,20 +222,30 @@ void llama_backward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_s
     be->zero(a->dhsel, (size_t)M * D * be->act_bytes);
     be->rmsnorm_backward(a->dhsel, m->g.norm_w, a->dfin, a->hsel, m->w.norm_w, a->fin_rstd, M, D);
     be->zero(a->dres, (size_t)N * D * be->act_bytes);
-    be->add_rows(a->dres, a->idx_out, a->dhsel, NULL, M, D);
+    const int RL = a->last_rows;  // < N: the last layer ran on the head rows past its attention
+    if (RL == N) be->add_rows(a->dres, a->idx_out, a->dhsel, NULL, M, D);
     for (int l = c->layers - 1; l >= 0; l--) {
         const LlamaLayerW *w = &m->lw[l], *g = &m->lg[l];
         // the last layer's activations are still in the shared buffers from the forward pass
-        if (a->keep == LLAMA_KEEP_RESIDUALS && l < c->layers - 1) layer_forward(m, a, l, &s, N);
-        be->matmul_backward(a->dh, g->down_w, g->down_b, a->dres, a->h[l], w->down_w, N, F, D);
-        if (m->lora) lora_backward(m->lora, &a->lora, m, l, LORA_DOWN, a->h[l], a->dres, D, a->dh, N);
-        be->swiglu_backward(a->dgu, a->dh, a->gu[l], N, F);
-        be->matmul_backward(a->dln, g->gu_w, g->gu_b, a->dgu, a->ln2[l], w->gu_w, N, D, 2 * F);
+        if (a->keep == LLAMA_KEEP_RESIDUALS && l < c->layers - 1) layer_forward(m, a, l, &s, N, N, NULL);
+        // R rows up to the attention: dres (R, D) is dhsel for the pruned last layer
+        const int R = l == c->layers - 1 ? RL : N;
+        void *dres = R < N ? a->dhsel : a->dres, *datt = R < N ? a->dattsel : a->datt;
+        const void *att = R < N ? a->attsel : a->att[l];
+        be->matmul_backward(a->dh, g->down_w, g->down_b, dres, a->h[l], w->down_w, R, F, D);
+        if (m->lora) lora_backward(m->lora, &a->lora, m, l, LORA_DOWN, a->h[l], dres, D, a->dh, R);
+        be->swiglu_backward(a->dgu, a->dh, a->gu[l], R, F);
+        be->matmul_backward(a->dln, g->gu_w, g->gu_b, a->dgu, a->ln2[l], w->gu_w, R, D, 2 * F);
         if (m->lora)
-            for (int t = LORA_GATE; t <= LORA_UP; t++) lora_backward(m->lora, &a->lora, m, l, t, a->ln2[l], a->dgu, 2 * F, a->dln, N);
-        be->rmsnorm_backward(a->dres, g->ln2_w, a->dln, a->mid[l], w->ln2_w, a->ln2_rstd[l], N, D);
-        be->matmul_backward(a->datt, g->o_w, g->o_b, a->dres, a->att[l], w->o_w, N, m->qdim, D);
-        if (m->lora) lora_backward(m->lora, &a->lora, m, l, LORA_O, a->att[l], a->dres, D, a->datt, N);
+            for (int t = LORA_GATE; t <= LORA_UP; t++) lora_backward(m->lora, &a->lora, m, l, t, a->ln2[l], a->dgu, 2 * F, a->dln, R);
+        be->rmsnorm_backward(dres, g->ln2_w, a->dln, a->mid[l], w->ln2_w, a->ln2_rstd[l], R, D);
+        be->matmul_backward(datt, g->o_w, g->o_b, dres, att, w->o_w, R, m->qdim, D);
+        if (m->lora) lora_backward(m->lora, &a->lora, m, l, LORA_O, att, dres, D, datt, R);
+        if (R < N) {  // back to all N rows: the other rows' gradients are zero up to here
+            be->zero(a->datt, (size_t)N * m->qdim * be->act_bytes);
+            be->add_rows(a->datt, a->idx_out, a->dattsel, NULL, R, m->qdim);
+            be->add_rows(a->dres, a->idx_out, a->dhsel, NULL, R, D);
+        }
         const void *q = a->qkv[l], *k = act_at(be, q, m->qdim), *v = act_at(be, q, m->qdim + m->kvdim);
         be->attention_backward(a->dqkv, act_at(be, a->dqkv, m->qdim), act_at(be, a->dqkv, m->qdim + m->kvdim),
                                a->datt, a->att[l], a->lse[l], q, k, v, &s);

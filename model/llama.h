@@ -55,6 +55,14 @@ typedef struct {
     int *idx_out, *targets;               // (M) rows that get logits, and their target ids (-1: none)
     void *hsel, *fin, *fin_rstd, *logits; // (M, D), (M, D), (M), (M, V)
     void *logp, *lse_v, *dlogp;           // (M) acc
+    // The last layer after its attention on the M head rows only (see llama_forward): those rows of its
+    // input and of the attention output, and the gradient of the latter. last_rows: the rows the last
+    // layer's output res[layers] holds (N, or M when it ran on the head rows), set by llama_forward.
+    // With no head (M = 0, generation's prefill) the caller may name the rows it will read from
+    // res[layers] in last_sel (n_last_sel <= cap_rows of them, device memory; NULL: all N).
+    void *xsel, *attsel, *dattsel;        // (max(M, B), D), (max(M, B), H*HD), (M, H*HD)
+    const int *last_sel;
+    int n_last_sel, last_rows;
     void *dres, *dln, *dqkv, *datt, *dgu, *dh, *dhsel, *dfin;
     LoraActs lora;            // laid out when the model has adapters
 } LlamaActs;

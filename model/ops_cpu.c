@@ -21,7 +21,22 @@ typedef CPU_REAL real;
 // Below this many elements (or multiply-adds) an op runs on the calling thread: at the miniature study's
 // shapes a parallel region (wake the team, barrier) costs as much as a few thousand elements of work, and a
 // loaded machine makes it worse. The split never changes a result: the loops are over independent outputs.
+#ifndef PAR_MIN
 #define PAR_MIN 32768
+#endif
+
+// fp32 fast paths (AVX-512, chosen at run time; the loops below stay the reference and the fp64 build's
+// code): AdamW (bitwise the loop), and the exponentials of SwiGLU, the sigmoid activations and the
+// attention softmax (a polynomial exp within ~2 ulp of expf: not bitwise the loop, tests hold it to 1e-6).
+// Off with VLM_CPU_VEC=0 (tests compare both).
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX512 1
+#endif
+static int cpu_vec512(void) {
+    const char *e = getenv("VLM_CPU_VEC");
+    return sizeof(real) == 4 && gemm_f32_avx512() && !(e && !strcmp(e, "0"));
+}
 
 // ----------------------------------------------------------------------------------------------------
 // memory: CPU memory is host memory, so transfers are copies with conversion
@@ -232,12 +247,17 @@ static void cpu_rmsnorm_backward(void *dinp_, void *dw_, const void *dout_, cons
             for (int c = 0; c < C; c++) dx[c] += s * g[c] * w[c] - x[c] * k;
         }
     }
-    if (dw) {
+    if (dw) {  // each column's sum over rows in order; rows outer, so the loads are contiguous (and vectorize)
+        const int cb = 64, nblk = (C + cb - 1) / cb;
         #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
-        for (int c = 0; c < C; c++) {
-            real sw = 0;
-            for (int n = 0; n < N; n++) sw += dout[(size_t)n * C + c] * inp[(size_t)n * C + c] * rstd[n];
-            dw[c] += sw;
+        for (int blk = 0; blk < nblk; blk++) {
+            const int c0 = blk * cb, nc = C - c0 < cb ? C - c0 : cb;
+            real sw[64] = {0};
+            for (int n = 0; n < N; n++) {
+                const real *g = dout + (size_t)n * C + c0, *x = inp + (size_t)n * C + c0, r = rstd[n];
+                for (int c = 0; c < nc; c++) sw[c] += g[c] * x[c] * r;
+            }
+            for (int c = 0; c < nc; c++) dw[c0 + c] += sw[c];
         }
     }
 }
@@ -247,9 +267,86 @@ static void cpu_rmsnorm_backward(void *dinp_, void *dw_, const void *dout_, cons
 
 static inline real sigmoid(real x) { return 1 / (1 + exp(-x)); }
 
+#ifdef HAVE_AVX512
+// exp(x) for 16 floats: x = n ln2 + r (|r| <= ln2/2, ln2 in two parts), exp(r) by Cephes' degree-6
+// polynomial, then scaled by 2^n (scalef: overflow to inf, underflow to 0 without special cases; NaN
+// passes through). Every lane computes the same way, so a value never depends on its place in a vector.
+__attribute__((target("avx512f"))) static inline __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_set1_ps(100.0f), _mm512_max_ps(_mm512_set1_ps(-110.0f), x));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(y, n);
+}
+__attribute__((target("avx512f"))) static inline __m512 sigmoid16(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+static inline __mmask16 tail16(long left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
+
+// y (F) = silu(gate) * up, the reference's order: (gate * sigmoid(gate)) * up
+__attribute__((target("avx512f"))) static void swiglu_fwd16(float *y, const float *gate, const float *up, int F) {
+    for (int f = 0; f < F; f += 16) {
+        const __mmask16 k = tail16(F - f);
+        const __m512 g = _mm512_maskz_loadu_ps(k, gate + f), u = _mm512_maskz_loadu_ps(k, up + f);
+        _mm512_mask_storeu_ps(y + f, k, _mm512_mul_ps(_mm512_mul_ps(g, sigmoid16(g)), u));
+    }
+}
+// dup = dy * silu; dgate = dy * up * s * (1 + gate * (1 - s)), in the reference's order
+__attribute__((target("avx512f"))) static void swiglu_bwd16(float *dgate, float *dup, const float *dy, const float *gate,
+                                                            const float *up, int F) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int f = 0; f < F; f += 16) {
+        const __mmask16 k = tail16(F - f);
+        const __m512 g = _mm512_maskz_loadu_ps(k, gate + f), u = _mm512_maskz_loadu_ps(k, up + f);
+        const __m512 d = _mm512_maskz_loadu_ps(k, dy + f), sg = sigmoid16(g), silu = _mm512_mul_ps(g, sg);
+        const __m512 t = _mm512_add_ps(one, _mm512_mul_ps(g, _mm512_sub_ps(one, sg)));
+        _mm512_mask_storeu_ps(dup + f, k, _mm512_mul_ps(d, silu));
+        _mm512_mask_storeu_ps(dgate + f, k, _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(d, u), sg), t));
+    }
+}
+// out = x * sigmoid(a x) (quick_gelu: a = 1.702; silu: a = 1) on [i0, i1)
+__attribute__((target("avx512f"))) static void sigmoid_act16(float *out, const float *inp, size_t i0, size_t i1, float a) {
+    const __m512 va = _mm512_set1_ps(a);
+    for (size_t i = i0; i < i1; i += 16) {
+        const __mmask16 k = tail16((long)(i1 - i));
+        const __m512 x = _mm512_maskz_loadu_ps(k, inp + i);
+        _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(x, sigmoid16(a == 1.0f ? x : _mm512_mul_ps(va, x))));
+    }
+}
+// p[j] = p[j] == -inf ? 0 : exp(p[j] - m), j < n
+__attribute__((target("avx512f"))) static void exp_shift16(float *p, int n, float m) {
+    const __m512 vm = _mm512_set1_ps(m), ninf = _mm512_set1_ps(-INFINITY);
+    for (int j = 0; j < n; j += 16) {
+        const __mmask16 k = tail16(n - j);
+        const __m512 x = _mm512_maskz_loadu_ps(k, p + j);
+        const __mmask16 masked = _mm512_cmp_ps_mask(x, ninf, _CMP_EQ_OQ);
+        _mm512_mask_storeu_ps(p + j, k, _mm512_maskz_mov_ps(~masked, exp16(_mm512_sub_ps(x, vm))));
+    }
+}
+#endif
+
 static void cpu_act_forward(ActKind kind, void *out_, const void *inp_, size_t n) {
     real *out = out_;
     const real *inp = inp_;
+#ifdef HAVE_AVX512
+    if ((kind == ACT_QUICK_GELU || kind == ACT_SILU) && cpu_vec512()) {
+        const size_t blk = 4096, nb = (n + blk - 1) / blk;  // whole vectors per block: blk % 16 == 0
+        #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (size_t b = 0; b < nb; b++)
+            sigmoid_act16((float *)out, (const float *)inp, b * blk, (b + 1) * blk < n ? (b + 1) * blk : n,
+                          kind == ACT_SILU ? 1.0f : 1.702f);
+        return;
+    }
+#endif
     #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         real x = inp[i];
@@ -304,10 +401,14 @@ static void cpu_act_backward(ActKind kind, void *dinp_, const void *dout_, const
 static void cpu_swiglu_forward(void *out_, const void *inp_, int N, int F) {
     real *out = out_;
     const real *inp = inp_;
+    const int vec = cpu_vec512();
     #pragma omp parallel for schedule(static) if ((size_t)N * F >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *gate = inp + (size_t)n * 2 * F, *up = gate + F;
         real *y = out + (size_t)n * F;
+#ifdef HAVE_AVX512
+        if (vec) { swiglu_fwd16((float *)y, (const float *)gate, (const float *)up, F); continue; }
+#endif
         for (int f = 0; f < F; f++) y[f] = gate[f] * sigmoid(gate[f]) * up[f];
     }
 }
@@ -322,10 +423,14 @@ static void cpu_matmul_swiglu_forward(void *out, void *gu, const void *inp, cons
 static void cpu_swiglu_backward(void *dinp_, const void *dout_, const void *inp_, int N, int F) {
     real *dinp = dinp_;
     const real *dout = dout_, *inp = inp_;
+    const int vec = cpu_vec512();
     #pragma omp parallel for schedule(static) if ((size_t)N * F >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *gate = inp + (size_t)n * 2 * F, *up = gate + F, *g = dout + (size_t)n * F;
         real *dgate = dinp + (size_t)n * 2 * F, *dup = dgate + F;
+#ifdef HAVE_AVX512
+        if (vec) { swiglu_bwd16((float *)dgate, (float *)dup, (const float *)g, (const float *)gate, (const float *)up, F); continue; }
+#endif
         for (int f = 0; f < F; f++) {
             real s = sigmoid(gate[f]), silu = gate[f] * s;
             real dg = g[f], u = up[f];  // read before writing: dinp may not alias, but keep it obvious
@@ -350,15 +455,39 @@ static void cpu_scale(void *x_, float s, size_t n) {
 // ----------------------------------------------------------------------------------------------------
 // rotary embedding. Angles are computed as HF does: inv_freq in the working precision, then pos * inv_freq.
 
+// The angle of (position p, pair i) as HF computes it, in the working precision.
+static inline real rope_angle(int p, int i, int HD, float theta) {
+    real inv_freq = (real)1 / (real)pow((real)theta, (real)(2 * i) / (real)HD);
+    return (real)p * inv_freq;
+}
+
 static void rope_apply(real *x_, const int *pos, int N, int heads, int HD, int stride, float theta, real sign) {
-    int half = HD / 2;
+    int half = HD / 2, maxpos = 0;
+    for (int n = 0; n < N; n++) maxpos = pos[n] > maxpos ? pos[n] : maxpos;
+    // Rows share few positions (a training batch: B rows of T positions; a decode step: a few lengths), so
+    // the cosines and sines are tabulated per position first when that is fewer evaluations: each entry is
+    // computed by the same expression as in the direct loop, so the rotation is bitwise the same.
+    const int table = (size_t)(maxpos + 1) * 2 < (size_t)N;
+    real *cs = table ? xmalloc(sizeof(real) * 2 * (size_t)(maxpos + 1) * half) : NULL;  // (maxpos+1, half, cos|sin)
+    if (table)
+        for (int p = 0; p <= maxpos; p++)
+            for (int i = 0; i < half; i++) {
+                real ang = rope_angle(p, i, HD, theta);
+                cs[((size_t)p * half + i) * 2] = cos(ang);
+                cs[((size_t)p * half + i) * 2 + 1] = (real)sin(ang);
+            }
     #pragma omp parallel for schedule(static) if ((size_t)N * heads * HD >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         real *x = x_ + (size_t)n * stride;
         for (int i = 0; i < half; i++) {
-            real inv_freq = (real)1 / (real)pow((real)theta, (real)(2 * i) / (real)HD);
-            real ang = (real)pos[n] * inv_freq;
-            real c = cos(ang), s = sign * (real)sin(ang);
+            real c, s;
+            if (table && pos[n] >= 0) {
+                c = cs[((size_t)pos[n] * half + i) * 2];
+                s = sign * cs[((size_t)pos[n] * half + i) * 2 + 1];
+            } else {
+                real ang = rope_angle(pos[n], i, HD, theta);
+                c = cos(ang), s = sign * (real)sin(ang);
+            }
             for (int h = 0; h < heads; h++) {
                 real *xh = x + (size_t)h * HD;
                 real a = xh[i], b = xh[i + half];
@@ -367,6 +496,7 @@ static void rope_apply(real *x_, const int *pos, int N, int heads, int HD, int s
             }
         }
     }
+    free(cs);
 }
 
 static void cpu_rope_forward(void *x, const int *pos, int N, int heads, int HD, int stride, float theta) {
@@ -400,13 +530,39 @@ static void attn_transpose(real *kt, const real *k, const AttnShape *s, int b, i
     }
 }
 
+// The attention's leaf loops are also compiled for AVX-512 (target_clones: chosen once at load time where
+// the CPU has it): 16 floats a vector instead of SSE's 4. Each is elementwise over its vector index, with
+// no reassociation and no contraction into FMA (ISO C mode), so both clones give the same bits.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VEC_CLONES __attribute__((target_clones("avx512f", "default")))
+#else
+#define VEC_CLONES
+#endif
+
 // dot[j] = sum_d x[d] kt[d, j], d in order: bitwise the scalar loop `dot += x[d] * k_j[d]` of each key
-static void attn_dots(real *dot, const real *x, const real *kt, int T, int HD) {
+VEC_CLONES static void attn_dots(real *dot, const real *x, const real *kt, int T, int HD) {
     for (int j = 0; j < T; j++) dot[j] = 0;
     for (int d = 0; d < HD; d++) {
         const real xd = x[d], *kd = kt + (size_t)d * T;
         #pragma omp simd
         for (int j = 0; j < T; j++) dot[j] += xd * kd[j];
+    }
+}
+
+// o[d] += w v[d]
+VEC_CLONES static void attn_axpy(real *restrict o, real w, const real *restrict v, int HD) {
+    #pragma omp simd
+    for (int d = 0; d < HD; d++) o[d] += w * v[d];
+}
+
+// one key's updates in the attention backward: dq += ds k, dk += ds q, dv += p dout
+VEC_CLONES static void attn_bwd_update(real *restrict dqi, real *restrict dkj, real *restrict dvj, const real *kj,
+                                       const real *qi, const real *gi, real ds, real p, int HD) {
+    #pragma omp simd
+    for (int d = 0; d < HD; d++) {
+        dqi[d] += ds * kj[d];
+        dkj[d] += ds * qi[d];
+        dvj[d] += p * gi[d];
     }
 }
 
@@ -416,6 +572,7 @@ static void cpu_attention_forward(void *out_, void *lse_, const void *q_, const 
     const real *q = q_, *k = k_, *v = v_;
     const int B = s->B, T = s->T, NH = s->NH, HD = s->HD, group = s->NH / s->NKV;
     const real scale = (real)(1.0 / sqrt((double)HD));
+    const int vec = cpu_vec512();
     #pragma omp parallel if ((size_t)B * NH * T * T * HD >= PAR_MIN)
     {
         real *p = xmalloc(sizeof(real) * T), *kt = xmalloc(sizeof(real) * T * HD);
@@ -438,6 +595,12 @@ static void cpu_attention_forward(void *out_, void *lse_, const void *q_, const 
                     real *l = lse + ((size_t)b * NH + h) * T + i;
                     if (maxs == -INFINITY) { *l = 0; continue; }  // no visible key: output 0
                     real sum = 0;
+#ifdef HAVE_AVX512
+                    if (vec) {
+                        exp_shift16((float *)p, T, (float)maxs);
+                        for (int j = 0; j < T; j++) sum += p[j];
+                    } else
+#endif
                     for (int j = 0; j < T; j++) {
                         p[j] = p[j] == -INFINITY ? 0 : exp(p[j] - maxs);
                         sum += p[j];
@@ -445,9 +608,7 @@ static void cpu_attention_forward(void *out_, void *lse_, const void *q_, const 
                     for (int j = 0; j < T; j++) {
                         if (p[j] == 0) continue;
                         const real *vj = v + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
-                        real w = p[j] / sum;
-                        #pragma omp simd
-                        for (int d = 0; d < HD; d++) o[d] += w * vj[d];
+                        attn_axpy(o, p[j] / sum, vj, HD);
                     }
                     *l = maxs + log(sum);
                 }
@@ -501,12 +662,7 @@ static void cpu_attention_backward(void *dq_, void *dk_, void *dv_, const void *
                             real ds = p * (dps[j] - D) * scale;
                             real *dkj = dk + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
                             real *dvj = dv + ((size_t)b * T + j) * s->kv_stride + (size_t)kvh * HD;
-                            #pragma omp simd
-                            for (int d = 0; d < HD; d++) {
-                                dqi[d] += ds * kj[d];
-                                dkj[d] += ds * qi[d];
-                                dvj[d] += p * gi[d];
-                            }
+                            attn_bwd_update(dqi, dkj, dvj, kj, qi, gi, ds, p, HD);
                         }
                     }
             }
@@ -636,13 +792,50 @@ static void cpu_sumsq(double *out, const void *x_, size_t n) {
     *out = s;
 }
 
+#ifdef HAVE_AVX512
+// fp32 AdamW on 16 elements at a time, [i0, i1) with i1 - i0 a multiple of 16: the operations of the loop
+// in cpu_adamw_update in its order, each correctly rounded (that loop is compiled without contraction into
+// fused multiply-adds: ISO C mode, and no FMA in the baseline target), so the result is bitwise the same.
+__attribute__((target("avx512f"))) static void adamw_f32_avx512(float *p, float *out, float *m, float *v, const float *grad,
+                                                                size_t i0, size_t i1, float lr, float b1, float b2,
+                                                                float eps, float wd, float bc1, float bc2, float gs) {
+    const __m512 vgs = _mm512_set1_ps(gs), vb1 = _mm512_set1_ps(b1), vc1 = _mm512_set1_ps(1 - b1);
+    const __m512 vb2 = _mm512_set1_ps(b2), vc2 = _mm512_set1_ps(1 - b2), vbc1 = _mm512_set1_ps(bc1);
+    const __m512 vbc2 = _mm512_set1_ps(bc2), vlr = _mm512_set1_ps(lr), vwd = _mm512_set1_ps(wd), veps = _mm512_set1_ps(eps);
+    for (size_t i = i0; i < i1; i += 16) {
+        const __m512 g = _mm512_mul_ps(_mm512_loadu_ps(grad + i), vgs);
+        const __m512 mi = _mm512_add_ps(_mm512_mul_ps(vb1, _mm512_loadu_ps(m + i)), _mm512_mul_ps(vc1, g));
+        const __m512 vi = _mm512_add_ps(_mm512_mul_ps(vb2, _mm512_loadu_ps(v + i)), _mm512_mul_ps(_mm512_mul_ps(vc2, g), g));
+        _mm512_storeu_ps(m + i, mi);
+        _mm512_storeu_ps(v + i, vi);
+        const __m512 mhat = _mm512_div_ps(mi, vbc1), vhat = _mm512_div_ps(vi, vbc2), pi = _mm512_loadu_ps(p + i);
+        const __m512 upd = _mm512_add_ps(_mm512_mul_ps(vwd, pi), _mm512_div_ps(mhat, _mm512_add_ps(_mm512_sqrt_ps(vhat), veps)));
+        const __m512 pn = _mm512_sub_ps(pi, _mm512_mul_ps(vlr, upd));
+        _mm512_storeu_ps(p + i, pn);
+        _mm512_storeu_ps(out + i, pn);
+    }
+}
+#endif
+
 static void cpu_adamw_update(void *params_, void *master_, const void *grad_, void *m_, void *v_, size_t n,
                              float lr, float b1, float b2, float eps, float wd, int t, float grad_scale) {
     real *p = master_ ? master_ : params_, *m = m_, *v = v_, *out = params_;
     const real *grad = grad_;
     double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
-    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
+    size_t start = 0;
+#ifdef HAVE_AVX512
+    if (cpu_vec512()) {  // whole blocks of 16 in the vector kernel (blocks of 4096 per task), the tail below
+        start = n / 16 * 16;
+        const size_t blk = 4096, nb = (start + blk - 1) / blk;
+        #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (size_t b = 0; b < nb; b++)
+            adamw_f32_avx512((float *)p, (float *)out, (float *)m, (float *)v, (const float *)grad, b * blk,
+                             (b + 1) * blk < start ? (b + 1) * blk : start, lr, b1, b2, eps, wd, (float)bc1, (float)bc2,
+                             grad_scale);
+    }
+#endif
+    #pragma omp parallel for schedule(static) if (n - start >= PAR_MIN)
+    for (size_t i = start; i < n; i++) {
         real g = grad[i] * (real)grad_scale;
         m[i] = (real)b1 * m[i] + (real)(1 - b1) * g;
         v[i] = (real)b2 * v[i] + (real)(1 - b2) * g * g;
@@ -680,6 +873,7 @@ static void cpu_attention_decode(void *out_, const void *q_, const void *k_, con
     const int NH = s->NH, HD = s->HD, group = s->NH / s->NKV;
     const size_t row = (size_t)s->NKV * HD;  // elements per cache position
     const real scale = (real)(1.0 / sqrt((double)HD));
+    const int vec = cpu_vec512();
     #pragma omp parallel if ((size_t)s->B * NH * s->cap * HD >= PAR_MIN)
     {
         real *p = xmalloc(sizeof(real) * (s->cap > 0 ? s->cap : 1));
@@ -712,12 +906,14 @@ static void cpu_attention_decode(void *out_, const void *q_, const void *k_, con
                 for (j = 0; j < L; j++)
                     if (p[j] > maxs) maxs = p[j];
                 real sum = 0;
+#ifdef HAVE_AVX512
+                if (vec) {  // the forward pass's exponentials (exp_shift16), so a step still reproduces it
+                    exp_shift16((float *)p, L, (float)maxs);
+                    for (int j = 0; j < L; j++) sum += p[j];
+                } else
+#endif
                 for (int j = 0; j < L; j++) { p[j] = exp(p[j] - maxs); sum += p[j]; }
-                for (int j = 0; j < L; j++) {
-                    const real *vj = vb + (size_t)j * row;
-                    real w = p[j] / sum;
-                    for (int d = 0; d < HD; d++) o[d] += w * vj[d];
-                }
+                for (int j = 0; j < L; j++) attn_axpy(o, p[j] / sum, vb + (size_t)j * row, HD);
             }
         free(p);
     }

@@ -271,6 +271,15 @@ static void check_cache_vs_full(const char *name) {
     float *want = xmalloc(sizeof(float) * V), *got = xmalloc(sizeof(float) * 3 * V);
     const float *lg = gen_prefill(&g, &bt, slot_of_row);
     memcpy(got, lg, sizeof(float) * 2 * V);
+    {  // the prefill's last layer runs on each row's last token only past its attention: bitwise the full layer
+        Generator g0;
+        gen_init(&g0, &m, 3, 32, steps + 1, 2);
+        setenv("VLM_PRUNE_LAST", "0", 1);
+        const float *lg0 = gen_prefill(&g0, &bt, slot_of_row);
+        unsetenv("VLM_PRUNE_LAST");
+        EXPECTF(!memcmp(lg0, got, sizeof(float) * 2 * V), "%s: prefill logits differ with the full last layer", name);
+        gen_free(&g0);
+    }
     gen_fork(&g, 2, 1);
     // sequences: slot 2 (row 0 greedy), slot 1 (row 0's prompt, forced tokens), slot 0 (row 1 greedy)
     int seq[3][64], n[3] = {rows[1]->n, rows[0]->n, rows[0]->n}, image[3] = {-1, rows[0]->image, rows[0]->image};

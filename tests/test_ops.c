@@ -708,3 +708,81 @@ TEST(ops_backend_tables_fill_every_op) {
             EXPECTF(f != NULL, "backend '%s': the op at byte %zu of struct Backend is NULL", tables[t]->name, off);
         }
 }
+
+// Many rows over few positions take the tabulated cosines and sines (model/ops_cpu.c, rope_apply): bitwise
+// each row rotated alone (the direct evaluation), forward and backward, fp32 and fp64.
+TEST(ops_rope_table_equals_direct) {
+    const Backend *bes[2] = {&backend_cpu, &backend_cpu64};
+    const int N = 64, heads = 6, HD = 32, stride = heads * HD;
+    for (int k = 0; k < 2; k++) {
+        const Backend *be = bes[k];
+        const size_t es = be->act_bytes, n = (size_t)N * stride;
+        int pos[64];
+        for (int i = 0; i < N; i++) pos[i] = (i * 5) % 13;
+        char *x = xmalloc(es * n), *y = xmalloc(es * n);
+        for (size_t i = 0; i < n; i++) {
+            double v = urand();
+            if (es == 4) ((float *)x)[i] = (float)v; else ((double *)x)[i] = v;
+        }
+        for (int dir = 0; dir < 2; dir++) {
+            memcpy(y, x, es * n);
+            void (*rope)(void *, const int *, int, int, int, int, float) = dir ? be->rope_backward : be->rope_forward;
+            rope(x, pos, N, heads, HD, stride, 10000.0f);                      // tabulated: 13 positions, 64 rows
+            for (int r = 0; r < N; r++) rope(y + es * r * stride, pos + r, 1, heads, HD, stride, 10000.0f);
+            EXPECTF(!memcmp(x, y, es * n), "rope %s (%s): the table differs from the direct angles", dir ? "backward" : "forward",
+                    be->name);
+        }
+        free(x); free(y);
+    }
+}
+
+// The fp32 vector exponentials (model/ops_cpu.c: exp16 in SwiGLU, the sigmoid activations and the attention
+// softmax) against the plain loops (VLM_CPU_VEC=0, libm's expf): within 2e-6 relative (a few ulp), at the
+// extremes too (exp under- and overflow, saturated sigmoids).
+static double rel_err32(const float *a, const float *b, size_t n) {
+    double e = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]) / fmax(fabs((double)b[i]), 1e-30);
+        if (!(d <= e)) e = d;  // NaN counts as the largest
+    }
+    return e;
+}
+static void run_vec_and_loop(void (*fn)(void *), void *ctx) {
+    setenv("VLM_CPU_VEC", "0", 1);
+    fn(ctx);
+    unsetenv("VLM_CPU_VEC");
+}
+typedef struct { int which; float *out, *inp, *dout; size_t n; int N, F; AttnShape s; float *lse; } VecCtx;
+static void vec_run(void *c_) {
+    VecCtx *c = c_;
+    if (c->which == 0) backend_cpu.act_forward(ACT_QUICK_GELU, c->out, c->inp, c->n);
+    if (c->which == 1) backend_cpu.act_forward(ACT_SILU, c->out, c->inp, c->n);
+    if (c->which == 2) backend_cpu.swiglu_forward(c->out, c->inp, c->N, c->F);
+    if (c->which == 3) backend_cpu.swiglu_backward(c->out, c->dout, c->inp, c->N, c->F);
+    if (c->which == 4) {
+        const int qd = c->s.NH * c->s.HD;
+        backend_cpu.attention_forward(c->out, c->lse, c->inp, c->inp + qd, c->inp + 2 * qd, &c->s);
+    }
+}
+TEST(ops_vector_exp_close_to_loop) {
+    const size_t n = 3001;
+    const int N = 5, F = 37;
+    float *inp = xmalloc(sizeof(float) * n), *dout = xmalloc(sizeof(float) * n);
+    float *a = xmalloc(sizeof(float) * n), *b = xmalloc(sizeof(float) * n), *la = xmalloc(4 * 512), *lb = xmalloc(4 * 512);
+    for (size_t i = 0; i < n; i++) { inp[i] = (float)(60 * urand()); dout[i] = (float)urand(); }
+    inp[0] = -200; inp[1] = 200; inp[2] = 0; inp[3] = -88; inp[4] = 89; inp[5] = -1e-6f;
+    const char *names[5] = {"quick_gelu", "silu", "swiglu forward", "swiglu backward", "attention forward"};
+    for (int w = 0; w < 5; w++) {
+        VecCtx c = {w, a, inp, dout, n, N, F, {2, 19, 2, 2, 8, 3 * 16, 3 * 16, 1, NULL, NULL}, la};
+        if (w == 4) for (size_t i = 0; i < 2 * 19 * 48; i++) inp[i] = (float)(3 * urand());
+        const size_t m = w < 2 ? n : w == 2 ? (size_t)N * F : w == 3 ? (size_t)N * 2 * F : 2 * 19 * 16;
+        memset(a, 0, sizeof(float) * n); memset(b, 0, sizeof(float) * n);
+        vec_run(&c);
+        c.out = b; c.lse = lb;
+        run_vec_and_loop(vec_run, &c);
+        double e = rel_err32(a, b, m);
+        EXPECTF(e <= 2e-6, "%s: the vector exp path differs from the loop by %.3g relative", names[w], e);
+        if (w == 4) EXPECTF(rel_err32(la, lb, 2 * 2 * 19) <= 2e-6, "attention lse differs");
+    }
+    free(inp); free(dout); free(a); free(b); free(la); free(lb);
+}

@@ -160,6 +160,44 @@ TEST(train_recompute_same_checkpoint) {
     free(dir); free(data);
 }
 
+// The last decoder layer runs past its attention on the head's rows only (model/llama.c, layer_forward).
+// sft: the same weights bit for bit after 3 steps as the full layer (VLM_PRUNE_LAST=0): its output rows are
+// distinct and in order, so every weight gradient sums the same products in the same order. dpo, svco
+// (packed): a pair's two answers share the prefix's last row, which the full layer backpropagates once
+// with both gradients summed and the pruned layer twice; the same losses to rounding.
+TEST(train_last_layer_pruning_is_exact) {
+    const char *recipes[3] = {"sft", "dpo", "svco"};
+    for (int r = 0; r < 3; r++) {
+        char name[64], args[2048], *err;
+        snprintf(name, sizeof(name), "prune_%s", recipes[r]);
+        char *data = write_data(name, recipes[r], 8, 0), *dir = path_join(test_tmpdir(), name);
+        const char *mode[2] = {"full", "pruned"};
+        for (int k = 0; k < 2; k++) {
+            if (k == 0) setenv("VLM_PRUNE_LAST", "0", 1);
+            else unsetenv("VLM_PRUNE_LAST");
+            snprintf(args, sizeof(args), "train --recipe %s --model " GQA " --data %s --out %s/%s --steps 3 --batch 4 "
+                     "--lr 1e-3 --warmup-steps 0 --device cpu --quiet", recipes[r], data, dir, mode[k]);
+            EXPECTF(run_train(args, &err) == 0, "%s %s: %s", recipes[r], mode[k], err);
+            free(err);
+        }
+        unsetenv("VLM_PRUNE_LAST");
+        char pa[600], pb[600];
+        if (r == 0) {
+            snprintf(pa, sizeof(pa), "%s/full/checkpoint-00000003/model.safetensors", dir);
+            snprintf(pb, sizeof(pb), "%s/pruned/checkpoint-00000003/model.safetensors", dir);
+            EXPECTF(test_files_equal(pa, pb), "sft: the weights differ when the last layer runs on the head rows only");
+        } else {
+            double x[4], y[4];
+            snprintf(pa, sizeof(pa), "%s/full/metrics.jsonl", dir);
+            snprintf(pb, sizeof(pb), "%s/pruned/metrics.jsonl", dir);
+            EXPECT_INT_EQ(read_metric(pa, "loss", x, 4), 3);
+            EXPECT_INT_EQ(read_metric(pb, "loss", y, 4), 3);
+            for (int i = 0; i < 3; i++) EXPECT_NEAR(x[i], y[i], 1e-5);  // as packed against unpacked
+        }
+        free(dir); free(data);
+    }
+}
+
 // The reference log-probs from the cached pre-pass equal those of a frozen copy run every step.
 TEST(train_online_reference_equals_cache) {
     char *data = write_data("refmode", "dpo", 8, 0), args[2048], *err;
