@@ -430,7 +430,8 @@ static int data_bench(int argc, char **argv) {
 
 static const char *synth_help =
     "usage: vlm data synth --out DIR [--seed S] [--train N] [--eval N] [--val N] [--pairs N] [--size PX]\n"
-    "                      [--prior P] [--cooc P] [--hard P] [--faint-alpha A] [--qa K] [--quiet]\n"
+    "                      [--prior P] [--cooc P] [--hard P] [--faint-alpha A] [--qa K] [--exist-share P]\n"
+    "                      [--quiet]\n"
     "\n"
     "Generates the synthetic visual world of the miniature study (DESIGN.md section 5): scenes of 1-4 shapes\n"
     "(circle, square, triangle, star, diamond, cross, hexagon) in 8 colours and 3 sizes on a 3x3 grid over a\n"
@@ -454,6 +455,8 @@ static const char *synth_help =
     "  --hard P      probability that an object is faint, in every split (default 0)\n"
     "  --faint-alpha A   opacity of a faint object, 0..1 (default 0.35)\n"
     "  --qa K        SFT questions per training scene besides its caption (default 3)\n"
+    "  --exist-share P   the fraction of those that are existence questions (default 0.2, the five types\n"
+    "                evenly); a small decoder learns existence only when it sees many (notes/results/README.md)\n"
     "  --quiet       no progress or summary lines\n"
     "\n"
     "Writes into DIR (image paths in the records are relative to DIR):\n"
@@ -497,6 +500,7 @@ static int data_synth(int argc, char **argv) {
     c.priors.cooc = arg_float(&a, "--cooc", 0.7);
     c.priors.hard = arg_float(&a, "--hard", 0.0);
     c.priors.faint_alpha = arg_float(&a, "--faint-alpha", 0.35);
+    c.exist_share = arg_float(&a, "--exist-share", 0.2);
     c.quiet = arg_flag(&a, "--quiet");
     args_finish(&a);
     if (!c.out) fatal("vlm data synth: --out DIR is required (see vlm data synth --help)");
@@ -510,6 +514,7 @@ static int data_synth(int argc, char **argv) {
     if (!(c.priors.prior >= 0 && c.priors.prior <= 1)) fatal("vlm data synth: --prior %g is outside 0..1", c.priors.prior);
     if (!(c.priors.cooc >= 0 && c.priors.cooc <= 1)) fatal("vlm data synth: --cooc %g is outside 0..1", c.priors.cooc);
     if (!(c.priors.hard >= 0 && c.priors.hard <= 1)) fatal("vlm data synth: --hard %g is outside 0..1", c.priors.hard);
+    if (!(c.exist_share >= 0 && c.exist_share <= 1)) fatal("vlm data synth: --exist-share %g is outside 0..1", c.exist_share);
     if (!(c.priors.faint_alpha > 0 && c.priors.faint_alpha <= 1))
         fatal("vlm data synth: --faint-alpha %g is outside (0, 1]", c.priors.faint_alpha);
     c.seed = (uint64_t)seed;

@@ -139,6 +139,7 @@ typedef struct {
     int n_train, n_eval, n_val, n_pairs, size;  // n_val: held-out scenes for choosing hyper-parameters
     SynthPriors priors;
     int qa_per_scene;    // SFT QA records per training scene (besides its caption)
+    double exist_share;  // the fraction of those that are existence questions (the others share the rest)
     int quiet;           // no progress lines
 } SynthConfig;
 

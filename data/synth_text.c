@@ -542,7 +542,8 @@ void synth_build(const SynthConfig *c) {
             SynthQA qa;
             int type, dup, tries = 0;
             do {  // a new question when the scene still has one (a one-object scene has few)
-                type = augrng_int(&rq, 0, SYNTH_N_QA);
+                // existence questions take their share, the other types split the rest evenly
+                type = augrng_uniform(&rq) < c->exist_share ? SYNTH_QA_EXIST : 1 + augrng_int(&rq, 0, SYNTH_N_QA - 1);
                 dup = 0;
                 if (!synth_qa(&s, &rq, type, c->priors.prior, &qa)) { dup = 1; continue; }
                 // existence questions may repeat: a small scene has few "yes" ones, and dropping the repeats
@@ -671,6 +672,7 @@ void synth_build(const SynthConfig *c) {
     cJSON_AddNumberToObject(w, "pairs", c->n_pairs);
     cJSON_AddNumberToObject(w, "mmvp_pairs", n_mmvp);
     cJSON_AddNumberToObject(w, "qa_per_scene", c->qa_per_scene);
+    cJSON_AddNumberToObject(w, "exist_share", c->exist_share);
     cJSON_AddNumberToObject(w, "prior", c->priors.prior);
     cJSON_AddNumberToObject(w, "cooc", c->priors.cooc);
     cJSON_AddNumberToObject(w, "hard", c->priors.hard);

@@ -25,6 +25,9 @@
 # once of `vlm device`), BPE (the CLIP BPE file, default ../shared/data/tokenizers/, else .deps/shared/tokenizers/).
 set -euo pipefail
 VLM=${VLM:-./vlm}
+# idle OpenMP threads sleep instead of spinning: on 2 cores shared with anything else, spinning threads make
+# the many short parallel regions 10-100x slower (notes/perf.md)
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 [ -x "$VLM" ] || { echo "demo/run.sh: $VLM not built (make)" >&2; exit 2; }
 # one device decision for the whole run, so the no-GPU notice shows once
 DEVICE=${DEVICE:-$("$VLM" device auto)}
@@ -41,7 +44,7 @@ BPE=${BPE:-$TOK/clip_bpe_simple_vocab_16e6.txt.gz}
 case $CONFIG in
 test)   # the test suite's run (tests/test_demo.c): every stage at the smallest size, in well under a minute
     SEEDS=${SEEDS:-1}
-    SIZE=32; PATCH=8; TRAIN=40; EVAL=4; VAL=3; PAIRS=16; HARD=0.2; FAINT=0.35; QA=3
+    SIZE=32; PATCH=8; TRAIN=40; EVAL=4; VAL=3; PAIRS=16; HARD=0.2; FAINT=0.35; QA=3; EXIST=0.5
     CLIP_WIDTH=32; CLIP_LAYERS=2; CLIP_STEPS=6; CLIP_BATCH=16; CLIP_LR=5e-4
     LM_WIDTH=32; LM_LAYERS=1; LM_FFN=64
     SFT_STEPS=6; SFT_BATCH=8; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
@@ -50,16 +53,16 @@ test)   # the test suite's run (tests/test_demo.c): every stage at the smallest 
     ;;
 cpu)    # 2 cores, about 20 minutes: the study, with one SFT model and SEEDS alignment runs of each method
     SEEDS=${SEEDS:-1 2 3}
-    SIZE=48; PATCH=16; TRAIN=6000; EVAL=240; VAL=60; PAIRS=1200; HARD=0.2; FAINT=0.35; QA=6
+    SIZE=48; PATCH=16; TRAIN=6000; EVAL=240; VAL=60; PAIRS=1200; HARD=0.2; FAINT=0.35; QA=6; EXIST=0.5
     CLIP_WIDTH=96; CLIP_LAYERS=3; CLIP_STEPS=800; CLIP_BATCH=64; CLIP_LR=5e-4
     LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
-    SFT_STEPS=3000; SFT_BATCH=32; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
+    SFT_STEPS=8000; SFT_BATCH=32; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
     PREF_QUESTIONS=600; CANDIDATES=4; PREF_STEPS=100; PREF_BATCH=8; GRID="1e-5 1e-4 1e-3"
     MAX_NEW=40
     ;;
 full)   # one GPU: the same study, larger, three SFT seeds
     SEEDS=${SEEDS:-1 2 3}
-    SIZE=64; PATCH=8; TRAIN=20000; EVAL=480; VAL=120; PAIRS=4000; HARD=0.2; FAINT=0.35; QA=6
+    SIZE=64; PATCH=8; TRAIN=20000; EVAL=480; VAL=120; PAIRS=4000; HARD=0.2; FAINT=0.35; QA=6; EXIST=0.5
     CLIP_WIDTH=256; CLIP_LAYERS=6; CLIP_STEPS=3000; CLIP_BATCH=256; CLIP_LR=5e-4
     LM_WIDTH=512; LM_LAYERS=6; LM_FFN=1376
     SFT_STEPS=6000; SFT_BATCH=64; SFT_LR=5e-4; SFT_TRAIN=projector,decoder
@@ -97,7 +100,7 @@ W=$OUT/world
 if [ ! -f "$W/world.json" ]; then
     stage "synthetic world: $TRAIN training scenes, $EVAL test and $VAL validation scenes, $PAIRS contrast pairs, ${SIZE}px, $HARD faint"
     vlm data synth --out "$W" --seed 1 --train "$TRAIN" --eval "$EVAL" --val "$VAL" --pairs "$PAIRS" --size "$SIZE" \
-        --hard "$HARD" --faint-alpha "$FAINT" --qa "$QA" --quiet
+        --hard "$HARD" --faint-alpha "$FAINT" --qa "$QA" --exist-share "$EXIST" --quiet
 fi
 # the world's tokenizer: its size sets the decoder's vocabulary, <image> comes right after its pieces
 world_int() { awk -v k="\"$1\"" '$1 == k":" || index($0, k":") { gsub(/[^0-9]/, "", $NF); print $NF; exit }' "$W/world.json"; }
