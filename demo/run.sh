@@ -57,7 +57,7 @@ cpu)    # 2 cores, about 20 minutes: the study, with one SFT model and SEEDS ali
     CLIP_WIDTH=96; CLIP_LAYERS=3; CLIP_STEPS=800; CLIP_BATCH=64; CLIP_LR=5e-4
     LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
     SFT_STEPS=8000; SFT_BATCH=32; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
-    PREF_QUESTIONS=600; CANDIDATES=4; PREF_STEPS=100; PREF_BATCH=8; GRID="1e-5 1e-4 1e-3"
+    PREF_QUESTIONS=600; CANDIDATES=4; PREF_STEPS=300; PREF_BATCH=16; GRID="3e-5 1e-4 3e-4"
     MAX_NEW=40
     ;;
 full)   # one GPU: the same study, larger, three SFT seeds
@@ -188,12 +188,16 @@ evaluate() {
     vlm eval mmvp --questions "$W/mmvp.csv" --answers "$dir/mmvp.jsonl" --out "$dir/mmvp.json" >/dev/null
 }
 
-# validation score of an evaluated folder: the mean of its POPE accuracy over the three splits and its QA
-# accuracy, in percent (what the learning-rate grid maximizes, the same rule for every method)
+# The metrics of the study: POPE (existence; the adversarial split's negatives are what the priors suggest),
+# QA, colour questions about atypically coloured objects (where the colour prior misleads) and how many wrong
+# answers name the typical colour, captions (CHAIR) and MMVP pairs.
+METRICS=pope.random.acc,pope.popular.acc,pope.adversarial.acc,pope.adversarial.yes,qa.acc,qa.by.typical.false.acc,qa.prior_err,chair.s,chair.i,mmvp.pairs
+# validation score of an evaluated folder, in percent: the mean of POPE adversarial accuracy, QA accuracy and
+# colour accuracy on atypical objects (what the learning-rate grid maximizes, the same rule for every method)
+VAL_METRICS=pope.adversarial.acc,qa.acc,qa.by.typical.false.acc
 val_score() {
-    "$VLM" eval table --metrics pope.random.acc,pope.popular.acc,pope.adversarial.acc,qa.acc --resamples 1 \
-        --json "$1/val_table.json" "$1" > /dev/null
-    "$VLM" eval score --table "$1/val_table.json" --metrics pope.random.acc,pope.popular.acc,pope.adversarial.acc,qa.acc | cut -f2
+    "$VLM" eval table --metrics "$VAL_METRICS" --resamples 1 --json "$1/val_table.json" "$1" > /dev/null
+    "$VLM" eval score --table "$1/val_table.json" --metrics "$VAL_METRICS" | cut -f2
 }
 
 # the methods: name recipe data(file in the world folder, per SFT seed) extra-flags
@@ -306,8 +310,8 @@ done
 R=${RESULTS:-notes/results/demo-$CONFIG}
 mkdir -p "$R"
 stage "results table"
-vlm eval table --out "$R/table.md" --json "$R/table.json" --svg "$R/results.svg" --baseline sft --baseline dpo-mvc \
-    "${RUNS[@]}" > /dev/null
+vlm eval table --metrics "$METRICS" --out "$R/table.md" --json "$R/table.json" --svg "$R/results.svg" \
+    --baseline sft --baseline dpo-mvc "${RUNS[@]}" > /dev/null
 for sseed in $SFT_SEEDS; do
     cp "$OUT/sft$sseed/sft/loss.svg" "$R/loss-sft-sft$sseed.svg" 2>/dev/null || true
     for spec in "${METHODS[@]}"; do
@@ -328,6 +332,11 @@ rm -f "$TIMES"
 echo
 cat "$R/table.md"
 echo
-"$VLM" eval verdict --table "$R/table.json" --method svco --baseline sft --baseline dpo-mvc --out "$R/verdict.txt"
+# the verdict on both kinds of prior-driven error: existence (POPE adversarial) and colour (atypical objects)
+{
+    "$VLM" eval verdict --table "$R/table.json" --method svco --baseline sft --baseline dpo-mvc
+    echo
+    "$VLM" eval verdict --table "$R/table.json" --method svco --baseline sft --baseline dpo-mvc --metric qa.by.typical.false.acc
+} | tee "$R/verdict.txt"
 [ "$CONFIG" = test ] && echo "(the test configuration: every stage ran, but its models are far too small for the numbers to mean anything)"
 echo "results in $R (work files in $OUT; $((SECONDS - T0)) s)"
