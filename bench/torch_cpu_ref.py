@@ -29,6 +29,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+# the GPU script's helpers (importing it touches no GPU): the frozen tower and the summed response log-probs
+from torch_ref import freeze_vision, logps
+
 IMAGE_TOKEN = 575
 N_IMG = 9  # 48 px / patch 16: 3 x 3 patch tokens (CLS dropped)
 PX = 48
@@ -75,19 +78,6 @@ def timed(fn, warmup, iters):
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
-
-
-def freeze_vision(model):
-    for p in model.model.vision_tower.parameters():
-        p.requires_grad_(False)
-
-
-def logps(logits, labels):
-    lp = torch.log_softmax(logits[:, :-1].float(), -1)
-    lab = labels[:, 1:]
-    mask = lab != -100
-    tok = lp.gather(-1, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (tok * mask).sum(-1)
 
 
 def emit(args, what, ms, unit, n, **extra):

@@ -150,6 +150,15 @@ typedef struct {
     int n_models;
 } Table;
 
+// The markdown header of a table: the model, its run count and one column per metric.
+static void table_header(FILE *f, const Table *t) {
+    fprintf(f, "| model | runs |");
+    for (int k = 0; k < t->n_metrics; k++) fprintf(f, " %s |", t->metrics[k].label);
+    fprintf(f, "\n|---|---|");
+    for (int k = 0; k < t->n_metrics; k++) fprintf(f, "---|");
+    fprintf(f, "\n");
+}
+
 static const cJSON *get(const cJSON *j, const char *k) { return j ? cJSON_GetObjectItemCaseSensitive(j, k) : NULL; }
 
 static cJSON *run_file(Run *r, Bench b, const char *why) {
@@ -626,11 +635,7 @@ void table_run(const TableOptions *o) {
     size_t blen = 0;
     FILE *f = open_memstream(&buf, &blen);
     if (!f) fatal("open_memstream failed");
-    fprintf(f, "| model | runs |");
-    for (int k = 0; k < K; k++) fprintf(f, " %s |", t.metrics[k].label);
-    fprintf(f, "\n|---|---|");
-    for (int k = 0; k < K; k++) fprintf(f, "---|");
-    fprintf(f, "\n");
+    table_header(f, &t);
     for (int m = 0; m < M; m++) {
         fprintf(f, "| %s | %d |", t.models[m], nruns[m]);
         for (int k = 0; k < K; k++) {
@@ -642,11 +647,7 @@ void table_run(const TableOptions *o) {
     for (int c = 0; c < NB; c++) {
         fprintf(f, "\nDifference from %s (model − %s, paired by seed and question; * the 95%% interval excludes 0):\n\n",
                 o->baselines[c], o->baselines[c]);
-        fprintf(f, "| model | runs |");
-        for (int k = 0; k < K; k++) fprintf(f, " %s |", t.metrics[k].label);
-        fprintf(f, "\n|---|---|");
-        for (int k = 0; k < K; k++) fprintf(f, "---|");
-        fprintf(f, "\n");
+        table_header(f, &t);
         for (int m = 0; m < M; m++) {
             if (m == base[c]) continue;
             fprintf(f, "| %s | %d |", t.models[m], nruns[m]);
