@@ -72,7 +72,7 @@ static long read_corpus(SpTrainer *tr, const char *dir) {
         names[n++] = xstrdup(e->d_name);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof(char *), cmp_names);
+    if (n > 1) qsort(names, (size_t)n, sizeof(char *), cmp_names);  // names is NULL when the folder has none
     long n_texts = 0;
     for (int i = 0; i < n; i++) {
         char *path = path_join(dir, names[i]);
