@@ -430,8 +430,8 @@ static int data_bench(int argc, char **argv) {
 
 static const char *synth_help =
     "usage: vlm data synth --out DIR [--seed S] [--train N] [--eval N] [--val N] [--pairs N] [--size PX]\n"
-    "                      [--prior P] [--cooc P] [--hard P] [--faint-alpha A] [--qa K] [--exist-share P]\n"
-    "                      [--quiet]\n"
+    "                      [--prior P] [--cooc P] [--hard P] [--faint-alpha A] [--faint-desaturate] [--qa K]\n"
+    "                      [--exist-share P] [--quiet]\n"
     "\n"
     "Generates the synthetic visual world of the miniature study (DESIGN.md section 5): scenes of 1-4 shapes\n"
     "(circle, square, triangle, star, diamond, cross, hexagon) in 8 colours and 3 sizes on a 3x3 grid over a\n"
@@ -454,6 +454,8 @@ static const char *synth_help =
     "  --cooc P      probability that a later object is an earlier one's partner shape (default 0.7)\n"
     "  --hard P      probability that an object is faint, in every split (default 0)\n"
     "  --faint-alpha A   opacity of a faint object, 0..1 (default 0.35)\n"
+    "  --faint-desaturate  faint objects keep their opacity and lose colour instead (A of it left, the rest\n"
+    "                its grey): the shape plain, the hue not\n"
     "  --qa K        SFT questions per training scene besides its caption (default 3)\n"
     "  --exist-share P   the fraction of those that are existence questions (default 0.2, the five types\n"
     "                evenly); a small decoder learns existence only when it sees many (notes/results/README.md)\n"
@@ -500,6 +502,7 @@ static int data_synth(int argc, char **argv) {
     c.priors.cooc = arg_float(&a, "--cooc", 0.7);
     c.priors.hard = arg_float(&a, "--hard", 0.0);
     c.priors.faint_alpha = arg_float(&a, "--faint-alpha", 0.35);
+    c.priors.faint_desaturate = arg_flag(&a, "--faint-desaturate");
     c.exist_share = arg_float(&a, "--exist-share", 0.2);
     c.quiet = arg_flag(&a, "--quiet");
     args_finish(&a);

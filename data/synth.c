@@ -62,6 +62,7 @@ static void place(SynthScene *s, AugRng *r, SynthObject *o, int cell) {
 // object whenever p is given, so the other draws of a stream do not depend on the knob's value.
 static void set_faint(SynthScene *s, AugRng *r, SynthObject *o, const SynthPriors *p) {
     s->faint_alpha = p ? (float)p->faint_alpha : 1.0f;
+    s->faint_desaturate = p ? p->faint_desaturate : 0;
     o->faint = p && augrng_uniform(r) < p->hard;
 }
 
@@ -264,6 +265,12 @@ Image *synth_render(const SynthScene *scene, int size) {
         int x0, y0, x1, y1;
         synth_object_bbox(s, k, size, &x0, &y0, &x1, &y1);
         const uint8_t *rgb = synth_color_rgb[o->color];
+        uint8_t grey_rgb[3];
+        if (o->faint && s->faint_desaturate) {  // the shape stays plain, the hue mostly goes
+            double g = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2];
+            for (int c = 0; c < 3; c++) grey_rgb[c] = (uint8_t)lround(g + (rgb[c] - g) * s->faint_alpha);
+            rgb = grey_rgb;
+        }
         for (int y = y0; y < y1; y++)
             for (int x = x0; x < x1; x++) {
                 int hits = 0;
@@ -271,7 +278,7 @@ Image *synth_render(const SynthScene *scene, int size) {
                     for (int sx = 0; sx < SS; sx++)
                         hits += shape_inside(&ol, (x + (sx + 0.5) / SS - cx) / r, (y + (sy + 0.5) / SS - cy) / r);
                 if (!hits) continue;
-                double a = (double)hits / (SS * SS) * (o->faint ? s->faint_alpha : 1.0);
+                double a = (double)hits / (SS * SS) * (o->faint && !s->faint_desaturate ? s->faint_alpha : 1.0);
                 uint8_t *p = im->data + ((size_t)y * size + x) * 3;
                 for (int c = 0; c < 3; c++) p[c] = (uint8_t)lround(p[c] * (1 - a) + rgb[c] * a);
             }

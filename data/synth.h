@@ -50,6 +50,8 @@ typedef struct {
     uint32_t bg_seed;                    // noise lattice
     int mirrored;                        // the background is drawn mirrored (left-right contrasts)
     float faint_alpha;                   // opacity of the faint objects (1: as clear as the others)
+    int faint_desaturate;                // faint objects keep full opacity and lose colour instead: their
+                                         // colour mixed toward its own grey, faint_alpha of it left
 } SynthScene;
 
 // The world's settings: the language priors of the training split and the visual difficulty of every split.
@@ -57,7 +59,9 @@ typedef struct {
     double prior;        // P(typical colour) in the training split
     double cooc;         // P(second object = partner of the first) in the training split
     double hard;         // P(an object is faint), every split: the difficulty knob
-    double faint_alpha;  // opacity of a faint object over the background (0..1)
+    double faint_alpha;  // opacity of a faint object over the background (0..1), or with faint_desaturate the
+                         // share of its colour left (the rest its grey)
+    int faint_desaturate;
 } SynthPriors;
 
 // Random numbers: splitmix64-seeded xoshiro256** (data/augment.h), one stream per (seed, split, index).

@@ -677,6 +677,7 @@ void synth_build(const SynthConfig *c) {
     cJSON_AddNumberToObject(w, "cooc", c->priors.cooc);
     cJSON_AddNumberToObject(w, "hard", c->priors.hard);
     cJSON_AddNumberToObject(w, "faint_alpha", c->priors.faint_alpha);
+    cJSON_AddBoolToObject(w, "faint_desaturate", c->priors.faint_desaturate);
     cJSON_AddNumberToObject(w, "val", c->n_val);
     cJSON *shapes = cJSON_AddArrayToObject(w, "shapes");
     for (int k = 0; k < SYNTH_N_SHAPES; k++) {

@@ -16,7 +16,7 @@
 #include "../util/common.h"
 #include "test.h"
 
-static const SynthPriors default_priors = {0.8, 0.7, 0.0, 0.35};
+static const SynthPriors default_priors = {0.8, 0.7, 0.0, 0.35, 0};
 
 // A scene with one object in the middle cell, no jitter, on a flat background.
 static SynthScene single(int shape, int color, int size) {
@@ -180,7 +180,7 @@ TEST(synth_contrasts_minimal) {
 // The training split carries the priors (typical colour ~ prior; partners co-occur), the held-out split not.
 TEST(synth_priors_hold_in_train_only) {
     const int N = 4000;
-    SynthPriors p = {0.7, 0.7, 0.0, 0.35};
+    SynthPriors p = {0.7, 0.7, 0.0, 0.35, 0};
     long obj[3] = {0}, typ[3] = {0}, pairs[2] = {0}, partner[2] = {0};
     for (int i = 0; i < N; i++) {
         AugRng r;
@@ -578,4 +578,23 @@ TEST(synth_cli_errors) {
     EXPECT(test_run_vlm(args, NULL, &err) != 0);
     EXPECTF(strstr(err, "plainfile") != NULL && strstr(err, "cannot create") != NULL, "message: %s", err);
     free(err);
+}
+
+// The difficulty knob: a faint object drawn at opacity A blends into the background; with faint_desaturate it
+// keeps full opacity and only A of its colour (the rest its grey), so its outline stays plain.
+TEST(synth_faint_objects) {
+    const int S = 96;
+    SynthScene s = single(SYNTH_SHAPE_CIRCLE, 0, 2);  // red on a flat 200-grey background
+    s.o[0].faint = 1;
+    s.faint_alpha = 0.25f;
+    Image *im = synth_render(&s, S);
+    const uint8_t *red = synth_color_rgb[0], *mid = im->data + ((size_t)(S / 2) * S + S / 2) * 3;
+    for (int c = 0; c < 3; c++) EXPECT_INT_EQ(mid[c], (int)lround(200 * 0.75 + red[c] * 0.25));
+    image_free(im);
+    s.faint_desaturate = 1;
+    im = synth_render(&s, S);
+    mid = im->data + ((size_t)(S / 2) * S + S / 2) * 3;
+    double g = 0.299 * red[0] + 0.587 * red[1] + 0.114 * red[2];
+    for (int c = 0; c < 3; c++) EXPECT_INT_EQ(mid[c], (int)lround(g + (red[c] - g) * 0.25));
+    image_free(im);
 }
