@@ -136,18 +136,17 @@ static void verdict_write(FILE *f, const VerdictOptions *o, const cJSON *t) {
 }
 
 void verdict_run(const VerdictOptions *o) {
+    // written once into memory, then to stdout and (atomically) to --out
     cJSON *t = load_table(o->table);
-    verdict_write(stdout, o, t);
-    if (o->out) {
-        char *buf = NULL;
-        size_t len = 0;
-        FILE *f = open_memstream(&buf, &len);
-        if (!f) fatal("open_memstream failed");
-        verdict_write(f, o, t);
-        fclose(f);
-        write_file_atomic(o->out, buf, len);
-        free(buf);
-    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) fatal("open_memstream failed");
+    verdict_write(f, o, t);
+    fclose(f);
+    fwrite(buf, 1, len, stdout);
+    if (o->out) write_file_atomic(o->out, buf, len);
+    free(buf);
     cJSON_Delete(t);
 }
 
