@@ -431,7 +431,7 @@ static int data_bench(int argc, char **argv) {
 static const char *synth_help =
     "usage: vlm data synth --out DIR [--seed S] [--train N] [--eval N] [--val N] [--pairs N] [--size PX]\n"
     "                      [--prior P] [--cooc P] [--hard P] [--faint-alpha A] [--faint-desaturate] [--qa K]\n"
-    "                      [--exist-share P] [--quiet]\n"
+    "                      [--exist-share P] [--unseen P] [--quiet]\n"
     "\n"
     "Generates the synthetic visual world of the miniature study (DESIGN.md section 5): scenes of 1-4 shapes\n"
     "(circle, square, triangle, star, diamond, cross, hexagon) in 8 colours and 3 sizes on a 3x3 grid over a\n"
@@ -456,6 +456,10 @@ static const char *synth_help =
     "  --faint-alpha A   opacity of a faint object, 0..1 (default 0.35)\n"
     "  --faint-desaturate  faint objects keep their opacity and lose colour instead (A of it left, the rest\n"
     "                its grey): the shape plain, the hue not\n"
+    "  --unseen P    probability that a partner the co-occurrence prior adds to a training scene is hidden:\n"
+    "                named in its SFT caption and answers but not drawn (CLIP's captions leave it out), as text\n"
+    "                written from context rather than the pixels; the co-occurrence prior is then what a model\n"
+    "                learns where the image cannot refute it, POPE's adversarial hallucination (default 0)\n"
     "  --qa K        SFT questions per training scene besides its caption (default 3)\n"
     "  --exist-share P   the fraction of those that are existence questions (default 0.2, the five types\n"
     "                evenly); a small decoder learns existence only when it sees many (notes/results/README.md)\n"
@@ -472,7 +476,7 @@ static const char *synth_help =
     "                        the chosen side random                   (vlm train --recipe svco|vco)\n"
     "  pope_{random,popular,adversarial}.jsonl   POPE questions on held-out scenes {question_id, image, text,\n"
     "                        label, kind, difficulty}; negatives random, most frequent in training, or\n"
-    "                        prior-driven (a present shape in its typical colour, then co-occurring objects);\n"
+    "                        co-occurring most with the present ones in training (POPE's adversarial);\n"
     "                        kind: present, prior_color, partner or other   (vlm eval pope)\n"
     "  chair_prompts.jsonl, chair_objects.json, synonyms.txt   caption prompts, ground truth and the vocabulary\n"
     "                        (one class per colour and shape)         (vlm eval chair --no-coco-rules)\n"
@@ -504,6 +508,7 @@ static int data_synth(int argc, char **argv) {
     c.priors.faint_alpha = arg_float(&a, "--faint-alpha", 0.35);
     c.priors.faint_desaturate = arg_flag(&a, "--faint-desaturate");
     c.exist_share = arg_float(&a, "--exist-share", 0.2);
+    c.priors.unseen = arg_float(&a, "--unseen", 0.0);
     c.quiet = arg_flag(&a, "--quiet");
     args_finish(&a);
     if (!c.out) fatal("vlm data synth: --out DIR is required (see vlm data synth --help)");
@@ -517,6 +522,7 @@ static int data_synth(int argc, char **argv) {
     if (!(c.priors.prior >= 0 && c.priors.prior <= 1)) fatal("vlm data synth: --prior %g is outside 0..1", c.priors.prior);
     if (!(c.priors.cooc >= 0 && c.priors.cooc <= 1)) fatal("vlm data synth: --cooc %g is outside 0..1", c.priors.cooc);
     if (!(c.priors.hard >= 0 && c.priors.hard <= 1)) fatal("vlm data synth: --hard %g is outside 0..1", c.priors.hard);
+    if (!(c.priors.unseen >= 0 && c.priors.unseen <= 1)) fatal("vlm data synth: --unseen %g is outside 0..1", c.priors.unseen);
     if (!(c.exist_share >= 0 && c.exist_share <= 1)) fatal("vlm data synth: --exist-share %g is outside 0..1", c.exist_share);
     if (!(c.priors.faint_alpha > 0 && c.priors.faint_alpha <= 1))
         fatal("vlm data synth: --faint-alpha %g is outside (0, 1]", c.priors.faint_alpha);

@@ -95,8 +95,11 @@ void synth_scene_train(SynthScene *s, AugRng *r, const SynthPriors *p) {
     for (int k = 0; k < n; k++) {
         SynthObject *o = &s->o[k];
         // co-occurrence prior: a later object is often the partner of an earlier one
-        if (k > 0 && augrng_uniform(r) < p->cooc) o->shape = synth_partner_shape[s->o[augrng_int(r, 0, k)].shape];
+        int partner = k > 0 && augrng_uniform(r) < p->cooc;
+        if (partner) o->shape = synth_partner_shape[s->o[augrng_int(r, 0, k)].shape];
         else o->shape = augrng_int(r, 0, SYNTH_N_SHAPES);
+        // drawn only when unseen > 0, so the streams of worlds without hidden partners stay as they were
+        if (partner && p->unseen > 0) o->hidden = augrng_uniform(r) < p->unseen;
         int typical = synth_typical_color[o->shape];
         o->color = augrng_uniform(r) < p->prior ? typical : synth_other_color(r, typical);
         place(s, r, o, free_cell(s, r));
@@ -258,6 +261,7 @@ Image *synth_render(const SynthScene *scene, int size) {
         }
     for (int k = 0; k < s->n; k++) {
         const SynthObject *o = &s->o[k];
+        if (o->hidden) continue;
         Outline ol;
         outline_make(&ol, o->shape);
         double cx, cy, r;
@@ -295,6 +299,9 @@ Image *synth_render(const SynthScene *scene, int size) {
 // ---- minimal contrasts -----------------------------------------------------------------------------------
 
 static void base_scene(SynthScene *s, AugRng *r, const SynthPriors *p, int train) {
+    // no hidden objects in a contrast: the pair's difference must be in the pixels
+    SynthPriors seen;
+    if (p) { seen = *p; seen.unseen = 0; p = &seen; }
     if (train) synth_scene_train(s, r, p);
     else synth_scene_eval(s, r, 0, p);
 }

@@ -39,6 +39,7 @@ typedef struct {
     float dx, dy;  // jitter of the centre, as a fraction of the image side (mirrored with the scene)
     int faint;     // drawn at low opacity (the scene's faint_alpha): its colour, and its outline less so, are
                    // hard to see; the "hard" difficulty, where a model that cannot see falls back to the priors
+    int hidden;    // named by the scene's text but not drawn (training scenes only, see SynthPriors.unseen)
 } SynthObject;
 
 typedef struct {
@@ -62,6 +63,10 @@ typedef struct {
     double faint_alpha;  // opacity of a faint object over the background (0..1), or with faint_desaturate the
                          // share of its colour left (the rest its grey)
     int faint_desaturate;
+    double unseen;       // P(a partner that the co-occurrence prior adds to a training scene is hidden): named
+                         // in the scene's captions and answers but not drawn, as text written from context
+                         // rather than from the pixels; where the image cannot refute it, the co-occurrence
+                         // prior is what a model learns (POPE's adversarial hallucination)
 } SynthPriors;
 
 // Random numbers: splitmix64-seeded xoshiro256** (data/augment.h), one stream per (seed, split, index).

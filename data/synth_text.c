@@ -63,17 +63,33 @@ int synth_qa(const SynthScene *s, AugRng *r, int type, double typical, SynthQA *
         if (yes) {
             const SynthObject *o = &s->o[augrng_int(r, 0, s->n)];
             shape = o->shape; color = o->color;
-            qa->hard = o->faint;
+            qa->hard = o->faint || o->hidden;
         } else {
-            // An absent object: half the time a present shape, and in its typical colour with probability
-            // `typical`. Training passes the colour prior itself, so the question's words say nothing about the
-            // answer (a "typical" object is as likely absent as present) and only the image does; otherwise a
-            // decoder learns "yes iff the colour is the shape's usual one" and never looks.
-            int tries = 0, typ = augrng_uniform(r) < typical;
-            do {  // the typical-or-not decision stays fixed while the shape is redrawn
-                shape = augrng_uniform(r) < 0.5 ? s->o[augrng_int(r, 0, s->n)].shape : augrng_int(r, 0, SYNTH_N_SHAPES);
-                color = typ ? synth_typical_color[shape] : synth_other_color(r, synth_typical_color[shape]);
-            } while (synth_count(s, shape, color) > 0 && ++tries < 100);
+            // An absent object of one of three kinds, drawn evenly: a present shape in another colour, a present
+            // colour on another shape, or any absent object (about a fifth of the negatives end up in each of the
+            // first two: the typical-colour draws below often rule them out). Without the second kind a decoder
+            // answers from the colour alone ("is there anything red?") and never learns shapes
+            // (notes/results/README.md).
+            // The object is in its shape's typical colour with probability `typical`. Training passes the colour
+            // prior itself, so the question's words say nothing about the answer (a "typical" object is as likely
+            // absent as present) and only the image does; otherwise a decoder learns "yes iff the colour is the
+            // shape's usual one" and never looks.
+            int tries = 0, typ = augrng_uniform(r) < typical, kind = augrng_int(r, 0, 3);
+            do {  // the typical-or-not decision stays fixed while the object is redrawn; a kind the scene does not
+                  // admit that way (a typical-coloured object whose colour's shape is itself) gives way to any
+                if (tries == 50) kind = 2;
+                const SynthObject *o = &s->o[augrng_int(r, 0, s->n)];
+                if (kind == 1) {  // o's colour; the shape whose typical colour it is, or one whose it is not
+                    color = o->color;
+                    shape = augrng_int(r, 0, SYNTH_N_SHAPES);
+                    for (int k = 0; typ && k < SYNTH_N_SHAPES; k++)
+                        if (synth_typical_color[k] == color) shape = k;
+                    if (typ != (synth_typical_color[shape] == color)) continue;
+                } else {
+                    shape = kind == 0 ? o->shape : augrng_int(r, 0, SYNTH_N_SHAPES);
+                    color = typ ? synth_typical_color[shape] : synth_other_color(r, synth_typical_color[shape]);
+                }
+            } while ((typ != (synth_typical_color[shape] == color) || synth_count(s, shape, color) > 0) && ++tries < 200);
             while (synth_count(s, shape, color) > 0) {  // every draw was present (a crowded scene): any absent one
                 shape = augrng_int(r, 0, SYNTH_N_SHAPES);
                 color = augrng_int(r, 0, SYNTH_N_COLORS);
@@ -292,9 +308,9 @@ static void csv_field(Buf *b, const char *s, int last) {
 // POPE negatives for one scene, in order of preference, by split:
 //   random       absent objects in a random order
 //   popular      absent objects by their frequency in the training split
-//   adversarial  the typical-colour version of a present shape ("red circle" beside a blue circle), then the
-//                objects that co-occur most with the present ones in training (partners in their typical colour
-//                lead), then by frequency
+//   adversarial  as POPE builds it: the objects that co-occur most with the present ones in the training split
+//                (with the co-occurrence prior, the present shapes' partners in their typical colours lead), then by
+//                frequency
 static int pope_negatives(const SynthScene *s, int split, AugRng *r, const long *freq, const long *cooc, int *out) {
     int present[N_COMBOS] = {0}, n = 0;
     for (int k = 0; k < s->n; k++) present[combo_of(&s->o[k])] = 1;
@@ -307,7 +323,6 @@ static int pope_negatives(const SynthScene *s, int split, AugRng *r, const long 
             for (int o = 0; o < s->n; o++) {
                 int ok = combo_of(&s->o[o]);
                 sc += cooc[ok * N_COMBOS + k];
-                if (k == s->o[o].shape * SYNTH_N_COLORS + synth_typical_color[s->o[o].shape]) sc += 1L << 40;
             }
             score[k] = sc * 1024 + (freq[k] < 1023 ? freq[k] : 1023);
         }
@@ -495,7 +510,7 @@ void synth_build(const SynthConfig *c) {
     // ---- training scenes: CLIP captions and SFT records -----------------------------------------------------
     Buf clip = {0}, sft = {0};
     long freq[N_COMBOS] = {0}, *cooc = xcalloc((size_t)N_COMBOS * N_COMBOS, sizeof(long));
-    long n_objects = 0, n_typical = 0, n_sft = 0, qa_counts[SYNTH_N_QA + 1] = {0};
+    long n_objects = 0, n_typical = 0, n_hidden = 0, n_sft = 0, qa_counts[SYNTH_N_QA + 1] = {0};
     char caption[512], path[64];
     for (int i = 0; i < c->n_train; i++) {
         AugRng r;
@@ -511,15 +526,24 @@ void synth_build(const SynthConfig *c) {
             for (int j = 0; j < s.n; j++)
                 if (j != k) cooc[combo_of(&s.o[k]) * N_COMBOS + combo_of(&s.o[j])]++;
         }
+        // CLIP's captions name what is drawn (alt text of the pixels): hidden partners are left out, so the tower
+        // learns to see and only the instruction data carries the co-occurrence prior's unseen objects
+        SynthScene drawn = s;
+        drawn.n = 0;
+        for (int k = 0; k < s.n; k++)
+            if (!s.o[k].hidden) drawn.o[drawn.n++] = s.o[k];
+        n_hidden += s.n - drawn.n;
+        char clip_caption[512];
+        synth_caption(&drawn, clip_caption, sizeof(clip_caption));
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "image", rel);
-        cJSON_AddStringToObject(j, "caption", caption);
+        cJSON_AddStringToObject(j, "caption", clip_caption);
         buf_json_line(&clip, j);
         // and the shapes alone: told apart in a batch only by what the shapes are, so CLIP's tower learns them
         // (with full captions alone colour and position settle almost every batch, and the tower stays
         // shape-blind: notes/results/README.md, calibration)
         char shapes[256];
-        synth_caption_kind(&s, SYNTH_CAPTION_SHAPES, shapes, sizeof(shapes));
+        synth_caption_kind(&drawn, SYNTH_CAPTION_SHAPES, shapes, sizeof(shapes));
         j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "image", rel);
         cJSON_AddStringToObject(j, "caption", shapes);
@@ -678,6 +702,7 @@ void synth_build(const SynthConfig *c) {
     cJSON_AddNumberToObject(w, "hard", c->priors.hard);
     cJSON_AddNumberToObject(w, "faint_alpha", c->priors.faint_alpha);
     cJSON_AddBoolToObject(w, "faint_desaturate", c->priors.faint_desaturate);
+    cJSON_AddNumberToObject(w, "unseen", c->priors.unseen);
     cJSON_AddNumberToObject(w, "val", c->n_val);
     cJSON *shapes = cJSON_AddArrayToObject(w, "shapes");
     for (int k = 0; k < SYNTH_N_SHAPES; k++) {
@@ -706,6 +731,7 @@ void synth_build(const SynthConfig *c) {
     cJSON *cc = cJSON_AddObjectToObject(st, "contrasts");
     for (int t = 0; t < SYNTH_N_CTS; t++) cJSON_AddNumberToObject(cc, synth_contrast_names[t], (double)ct_counts[t]);
     cJSON_AddNumberToObject(st, "train_typical_color_fraction", n_objects ? (double)n_typical / n_objects : 0.0);
+    cJSON_AddNumberToObject(st, "train_hidden_fraction", n_objects ? (double)n_hidden / n_objects : 0.0);
     cJSON_AddNumberToObject(st, "eval_typical_color_fraction", ev.objects ? (double)ev.typical / ev.objects : 0.0);
     cJSON_AddNumberToObject(st, "eval_faint_fraction", ev.objects ? (double)ev.faint / ev.objects : 0.0);
     cJSON_AddNumberToObject(st, "pope_questions_per_split", (double)ev.pope_n);

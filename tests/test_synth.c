@@ -16,7 +16,7 @@
 #include "../util/common.h"
 #include "test.h"
 
-static const SynthPriors default_priors = {0.8, 0.7, 0.0, 0.35, 0};
+static const SynthPriors default_priors = {0.8, 0.7, 0.0, 0.35, 0, 0.0};
 
 // A scene with one object in the middle cell, no jitter, on a flat background.
 static SynthScene single(int shape, int color, int size) {
@@ -180,7 +180,7 @@ TEST(synth_contrasts_minimal) {
 // The training split carries the priors (typical colour ~ prior; partners co-occur), the held-out split not.
 TEST(synth_priors_hold_in_train_only) {
     const int N = 4000;
-    SynthPriors p = {0.7, 0.7, 0.0, 0.35, 0};
+    SynthPriors p = {0.7, 0.7, 0.0, 0.35, 0, 0.0};
     long obj[3] = {0}, typ[3] = {0}, pairs[2] = {0}, partner[2] = {0};
     for (int i = 0; i < N; i++) {
         AugRng r;
@@ -382,6 +382,17 @@ TEST(synth_files_load) {
     EXPECTF(typical_neg[2] > typical_neg[0] && typical_neg[1] > typical_neg[0],
             "negatives in their shape's typical colour: random %d, popular %d, adversarial %d", typical_neg[0], typical_neg[1],
             typical_neg[2]);
+    // adversarial negatives, as POPE builds them, are what co-occurs with the present objects: partners lead
+    int partner_neg[3] = {0};
+    for (int k = 0; k < 3; k++) {
+        snprintf(p[0], sizeof(p[0]), "%s/pope_%s.jsonl", dir, splits[k]);
+        size_t len;
+        char *text = read_file(p[0], &len);
+        for (char *q = text; (q = strstr(q, "\"kind\":\"partner\"")); q++) partner_neg[k]++;
+        free(text);
+    }
+    EXPECTF(partner_neg[2] > 2 * partner_neg[0] && partner_neg[2] > 0, "partner negatives: random %d, adversarial %d",
+            partner_neg[0], partner_neg[2]);
     // vlm eval pope with "yes" to everything: yes-ratio 1, accuracy = the fraction of yes labels
     snprintf(p[0], sizeof(p[0]), "%s/pope_adversarial.jsonl", dir);
     snprintf(p[1], sizeof(p[1]), "%s/yes.jsonl", dir);
@@ -578,6 +589,67 @@ TEST(synth_cli_errors) {
     EXPECT(test_run_vlm(args, NULL, &err) != 0);
     EXPECTF(strstr(err, "plainfile") != NULL && strstr(err, "cannot create") != NULL, "message: %s", err);
     free(err);
+}
+
+// Hidden partners (SynthPriors.unseen): only partners the co-occurrence prior adds are hidden, a hidden object
+// is not drawn (the image equals the scene's without it), and unseen = 0 hides nothing.
+TEST(synth_unseen_partners) {
+    SynthPriors p = default_priors;
+    p.unseen = 0.5;
+    int hidden = 0, seen_partner = 0;
+    for (int i = 0; i < 400; i++) {
+        AugRng r;
+        synth_rng(&r, 9, 1, i);
+        SynthScene s;
+        synth_scene_train(&s, &r, &p);
+        SynthScene drawn = s;
+        drawn.n = 0;
+        for (int k = 0; k < s.n; k++) {
+            if (!s.o[k].hidden) { drawn.o[drawn.n++] = s.o[k]; continue; }
+            hidden++;
+            int anchored = 0;  // some earlier object has it as partner
+            for (int j = 0; j < k; j++) anchored |= synth_partner_shape[s.o[j].shape] == s.o[k].shape;
+            EXPECTF(k > 0 && anchored, "scene %d: hidden object %d is nobody's partner", i, k);
+        }
+        for (int k = 1; k < s.n; k++) seen_partner += !s.o[k].hidden && synth_partner_shape[s.o[0].shape] == s.o[k].shape;
+        if (i < 40 && drawn.n < s.n) {
+            Image *a = synth_render(&s, 48), *b = synth_render(&drawn, 48);
+            EXPECT(!memcmp(a->data, b->data, (size_t)48 * 48 * 3));
+            image_free(a);
+            image_free(b);
+        }
+        synth_rng(&r, 9, 1, i);
+        synth_scene_train(&s, &r, &default_priors);
+        for (int k = 0; k < s.n; k++) EXPECT(!s.o[k].hidden);
+    }
+    EXPECTF(hidden > 50 && seen_partner > 50, "hidden %d, visible partners %d", hidden, seen_partner);
+}
+
+// Existence questions about absent objects: many a present shape in another colour or a present colour
+// on another shape (without them a decoder answers from the colour alone; the colour prior makes a typical one
+// rare, so about a fifth each), and the question's words say nothing
+// about the answer: an object in its typical colour is as likely present as absent.
+TEST(synth_exist_negatives) {
+    long n[2][2] = {{0}}, same_color = 0, same_shape = 0, negatives = 0;  // n[typical][yes]
+    for (int i = 0; i < 6000; i++) {
+        AugRng r;
+        synth_rng(&r, 13, 1, i);
+        SynthScene s;
+        synth_scene_train(&s, &r, &default_priors);
+        SynthQA qa;
+        EXPECT(synth_qa(&s, &r, SYNTH_QA_EXIST, default_priors.prior, &qa));
+        int shape, color, yes = !strcmp(qa.a, "yes");
+        EXPECT(parse_object(qa.q + strlen("Is there "), &shape, &color) > 0);
+        n[color == synth_typical_color[shape]][yes]++;
+        if (yes) continue;
+        negatives++;
+        same_color += synth_count_color(&s, color) > 0;
+        same_shape += synth_count(&s, shape, -1) > 0;
+    }
+    double yes_typical = (double)n[1][1] / (n[1][0] + n[1][1]), yes_atypical = (double)n[0][1] / (n[0][0] + n[0][1]);
+    EXPECTF(fabs(yes_typical - yes_atypical) < 0.06, "P(yes | typical colour) %.3f, P(yes | other) %.3f", yes_typical, yes_atypical);
+    EXPECTF(same_color > negatives / 6 && same_shape > negatives / 6, "of %ld negatives %ld share a present colour, %ld a shape",
+            negatives, same_color, same_shape);
 }
 
 // The difficulty knob: a faint object drawn at opacity A blends into the background; with faint_desaturate it
