@@ -40,7 +40,7 @@ static long long first_nonfinite(const void *x, DType dt, size_t n) {
 static int add_store(STWriter *w, const ParamStore *ps, const void *buf, int bytes, DType dt, const char *prefix,
                      char *bad, size_t badlen) {
     size_t total = ps->numel * (size_t)bytes;
-    char *host = xmalloc(total ? total : 1);
+    char *host = xmalloc(total ? total : 1);  // (numel) values of dt, the store's tensors at their offsets
     ps->be->to_host(host, buf, total);
     int rc = 0;
     for (int i = 0; i < ps->n; i++) {

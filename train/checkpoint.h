@@ -23,8 +23,8 @@ char *checkpoint_latest(const char *out_dir);
 char *checkpoint_resume_dir(const char *out_dir);
 // Writes ckpt_dir/manifest.json: the size and CRC-32 of every other file in the folder.
 void checkpoint_write_manifest(const char *ckpt_dir);
-// Checks every file of ckpt_dir against its manifest.json; dies naming the file and what differs. A
-// checkpoint written before manifests existed is accepted with a warning.
+// Checks every file of ckpt_dir against its manifest.json (reading each file once); dies naming the file
+// and what differs. A checkpoint written before manifests existed is accepted with a warning.
 void checkpoint_verify(const char *ckpt_dir);
 // Loads the optimizer moments and master weights saved with the checkpoint (weights are loaded as a model).
 void checkpoint_load_optimizer(const char *ckpt_dir, Optimizer *opt);
