@@ -65,6 +65,8 @@ int cmd_train(int argc, char **argv) {
     if (!recipe) fatal("vlm train: --recipe is required (sft, dpo, svco, vco, mdpo, clip; see --help)");
     TrainConfig c;
     train_config_preset(&c, recipe_from_name(recipe));
+    c.argc = argc;
+    c.argv = argv;
     c.model_dir = arg_str(&a, "--model", NULL);
     c.data_path = arg_str(&a, "--data", NULL);
     c.val_path = arg_str(&a, "--val", NULL);

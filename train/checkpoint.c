@@ -1,10 +1,17 @@
 #include "checkpoint.h"
 
+#include <cJSON.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include "../model/safetensors.h"
 #include "../util/common.h"
@@ -14,52 +21,216 @@ static DType act_dtype(const Backend *be) {
 }
 static DType acc_dtype(const Backend *be) { return be->acc_bytes == 4 ? DT_F32 : DT_F64; }
 
+// Index of the first value of x (n elements of dt: BF16, F32 or F64) that is NaN or infinite, or -1.
+static long long first_nonfinite(const void *x, DType dt, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        int ok;
+        if (dt == DT_BF16) { uint16_t h; memcpy(&h, (const char *)x + 2 * i, 2); ok = (h & 0x7f80) != 0x7f80; }  // exponent all ones
+        else if (dt == DT_F32) { float f; memcpy(&f, (const char *)x + 4 * i, 4); ok = isfinite(f); }
+        else { double d; memcpy(&d, (const char *)x + 8 * i, 8); ok = isfinite(d); }
+        if (!ok) return (long long)i;
+    }
+    return -1;
+}
+
 // Adds every tensor of `buf` (laid out like the store, elements of `bytes` each) to the writer, named
-// prefix + tensor name. The data is copied to the host first.
-static void add_store(STWriter *w, const ParamStore *ps, const void *buf, int bytes, DType dt, const char *prefix) {
+// prefix + tensor name. The data is copied to the host first. Returns 0, or -1 with the first value that
+// is not finite named in `bad` (nothing non-finite may be published: a diverged run must not replace the
+// last good checkpoint, whose loss on one batch can still look finite).
+static int add_store(STWriter *w, const ParamStore *ps, const void *buf, int bytes, DType dt, const char *prefix,
+                     char *bad, size_t badlen) {
     size_t total = ps->numel * (size_t)bytes;
-    char *host = xmalloc(total ? total : 1);
+    char *host = xmalloc(total ? total : 1);  // (numel) values of dt, the store's tensors at their offsets
     ps->be->to_host(host, buf, total);
+    int rc = 0;
     for (int i = 0; i < ps->n; i++) {
         const ParamInfo *p = &ps->info[i];
+        const char *x = host + p->offset * (size_t)bytes;
+        long long k = first_nonfinite(x, dt, p->numel);
+        if (k >= 0 && !rc) {
+            float f = 0;
+            if (dt == DT_BF16) { uint16_t h; memcpy(&h, x + 2 * k, 2); f = bf16_to_f32(h); }
+            else if (dt == DT_F32) memcpy(&f, x + 4 * k, 4);
+            else { double d; memcpy(&d, x + 8 * k, 8); f = (float)d; }
+            snprintf(bad, badlen, "%s%s[%lld] is %g", prefix, p->name, k, f);
+            rc = -1;
+        }
         char name[300];
         snprintf(name, sizeof(name), "%s%s", prefix, p->name);
-        stw_add(w, name, dt, p->ndim, p->shape, host + p->offset * (size_t)bytes);
+        if (!rc) stw_add(w, name, dt, p->ndim, p->shape, x);
     }
     free(host);
+    return rc;
+}
+
+// Removes a file tree without a shell (no quoting to get wrong): children first, symbolic links as
+// links (never followed out of the tree).
+static int remove_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw) {
+    (void)sb; (void)ftw;
+    int rc = type == FTW_DP ? rmdir(path) : unlink(path);
+    if (rc != 0 && errno != ENOENT) fprintf(stderr, "vlm: warning: could not remove %s: %s\n", path, strerror(errno));
+    return 0;  // go on with the rest
 }
 
 static void remove_tree(const char *dir) {
-    char cmd[4200];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "vlm: warning: could not remove %s\n", dir);
+    struct stat st;
+    if (lstat(dir, &st) != 0) return;  // nothing there
+    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+        fprintf(stderr, "vlm: warning: could not remove %s: %s\n", dir, strerror(errno));
+}
+
+// fsync of a folder, so that renames in it survive a power cut (best effort: not every filesystem can)
+static void sync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    if (fsync(fd) != 0 && errno != EINVAL) fprintf(stderr, "vlm: warning: %s: fsync: %s\n", dir, strerror(errno));
+    close(fd);
+}
+
+// CRC-32 (zlib's) of a whole file and its size; returns -1 with errno set when it cannot be read.
+static int file_crc32(const char *path, unsigned long *crc, unsigned long long *bytes) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    enum { CHUNK = 1 << 20 };
+    unsigned char *buf = xmalloc(CHUNK);
+    unsigned long c = crc32(0L, Z_NULL, 0);
+    unsigned long long n = 0;
+    size_t k;
+    while ((k = fread(buf, 1, CHUNK, f)) > 0) { c = crc32(c, buf, (uInt)k); n += k; }
+    int err = ferror(f);
+    fclose(f);
+    free(buf);
+    if (err) { errno = EIO; return -1; }
+    *crc = c;
+    *bytes = n;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+void checkpoint_write_manifest(const char *ckpt_dir) {
+    DIR *d = opendir(ckpt_dir);
+    if (!d) fatal("%s: cannot list: %s", ckpt_dir, strerror(errno));
+    char **names = NULL;
+    int n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || !strcmp(e->d_name, "manifest.json")) continue;
+        if (n == cap) { cap = cap ? 2 * cap : 16; names = xrealloc(names, sizeof(char *) * cap); }
+        names[n++] = xstrdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof(char *), cmp_str);  // the same manifest for the same files
+    cJSON *o = cJSON_CreateObject(), *files = cJSON_AddArrayToObject(o, "files");
+    for (int i = 0; i < n; i++) {
+        char *p = path_join(ckpt_dir, names[i]);
+        unsigned long crc;
+        unsigned long long bytes;
+        if (file_crc32(p, &crc, &bytes) != 0) fatal("%s: cannot read back: %s", p, strerror(errno));
+        char hex[16];
+        snprintf(hex, sizeof(hex), "%08lx", crc);
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "name", names[i]);
+        cJSON_AddNumberToObject(f, "bytes", (double)bytes);
+        cJSON_AddStringToObject(f, "crc32", hex);
+        cJSON_AddItemToArray(files, f);
+        free(p);
+        free(names[i]);
+    }
+    free(names);
+    char *text = cJSON_Print(o), *p = path_join(ckpt_dir, "manifest.json");
+    write_file_atomic(p, text, strlen(text));
+    free(p);
+    free(text);
+    cJSON_Delete(o);
+}
+
+void checkpoint_verify(const char *ckpt_dir) {
+    char *mp = path_join(ckpt_dir, "manifest.json");
+    char *text = try_read_file(mp, NULL);
+    if (!text) {
+        if (errno != ENOENT) fatal("%s: cannot read: %s", mp, strerror(errno));
+        fprintf(stderr, "vlm: warning: %s has no manifest.json (written before checkpoints had checksums); its files are not verified\n",
+                ckpt_dir);
+        free(mp);
+        return;
+    }
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithOpts(text, &end, 1);
+    if (!o) fatal("%s: invalid JSON near byte %ld", mp, end ? (long)(end - text) : 0L);
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(o, "files"), *f;
+    if (!cJSON_IsArray(files)) fatal("%s: \"files\" must be an array", mp);
+    // what a resume reads must be covered: a manifest that leaves them out verifies nothing
+    const char *needed[3] = {"model.safetensors", "optimizer.safetensors", "state.json"};
+    int seen[3] = {0, 0, 0};
+    cJSON_ArrayForEach(f, files) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(f, "name"), *bytes = cJSON_GetObjectItemCaseSensitive(f, "bytes");
+        const cJSON *crc = cJSON_GetObjectItemCaseSensitive(f, "crc32");
+        if (!cJSON_IsString(name) || !name->valuestring[0] || strchr(name->valuestring, '/') || name->valuestring[0] == '.')
+            fatal("%s: an entry without a plain file \"name\"", mp);
+        if (!cJSON_IsNumber(bytes) || !(bytes->valuedouble >= 0 && bytes->valuedouble <= 9007199254740992.0) ||
+            bytes->valuedouble != floor(bytes->valuedouble))
+            fatal("%s: \"%s\": \"bytes\" must be a whole number of bytes", mp, name->valuestring);
+        char *stop = NULL;
+        unsigned long want = cJSON_IsString(crc) ? strtoul(crc->valuestring, &stop, 16) : 0;
+        if (!cJSON_IsString(crc) || strlen(crc->valuestring) != 8 || *stop)
+            fatal("%s: \"%s\": \"crc32\" must be 8 hex digits", mp, name->valuestring);
+        for (int k = 0; k < 3; k++) seen[k] |= !strcmp(name->valuestring, needed[k]);
+        char *p = path_join(ckpt_dir, name->valuestring);
+        unsigned long got;
+        unsigned long long n;
+        if (file_crc32(p, &got, &n) != 0) fatal("%s: cannot read (listed in %s): %s", p, mp, strerror(errno));
+        if (n != (unsigned long long)bytes->valuedouble)
+            fatal("%s: %llu bytes, but manifest.json says %.0f: the checkpoint is damaged (truncated or overwritten)", p, n,
+                  bytes->valuedouble);
+        if (got != want)
+            fatal("%s: CRC-32 %08lx, but manifest.json says %s: the checkpoint is damaged; resume from an earlier one "
+                  "(write its name into latest) or start afresh", p, got, crc->valuestring);
+        free(p);
+    }
+    for (int k = 0; k < 3; k++)
+        if (!seen[k]) fatal("%s: lists no %s", mp, needed[k]);
+    cJSON_Delete(o);
+    free(text);
+    free(mp);
 }
 
 void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_stores, const Optimizer *opt,
-                     const char *state_json, const char *base_model_dir) {
-    char name[64], tmpname[80];
+                     const char *state_json, const char *base_model_dir, void (*extra)(const char *dir, const void *ctx),
+                     const void *ctx) {
+    char name[64], tmpname[80], oldname[80];
     snprintf(name, sizeof(name), "checkpoint-%08d", step);
     snprintf(tmpname, sizeof(tmpname), "%s.tmp", name);
-    char *final = path_join(out_dir, name), *tmp = path_join(out_dir, tmpname);
-    remove_tree(tmp);
+    snprintf(oldname, sizeof(oldname), "%s.old", name);
+    char *final = path_join(out_dir, name), *tmp = path_join(out_dir, tmpname), *old = path_join(out_dir, oldname);
+    remove_tree(tmp);  // a save that was killed
     if (mkdir(tmp, 0755) != 0) fatal("%s: cannot create: %s", tmp, strerror(errno));
+    char bad[512] = "";
+    int rc = 0;
     // weights
     STWriter *w = stw_new();
-    for (int s = 0; s < n_stores; s++) add_store(w, stores[s], stores[s]->data, stores[s]->be->act_bytes, act_dtype(stores[s]->be), "");
+    for (int s = 0; s < n_stores && !rc; s++)
+        rc = add_store(w, stores[s], stores[s]->data, stores[s]->be->act_bytes, act_dtype(stores[s]->be), "", bad, sizeof(bad));
+    // optimizer
+    STWriter *wo = stw_new();
+    for (int s = 0; s < opt->n_stores && !rc; s++) {
+        const ParamStore *ps = opt->stores[s];
+        const Backend *be = ps->be;
+        rc = add_store(wo, ps, opt->m[s], be->acc_bytes, acc_dtype(be), "m.", bad, sizeof(bad));
+        if (!rc) rc = add_store(wo, ps, opt->v[s], be->acc_bytes, acc_dtype(be), "v.", bad, sizeof(bad));
+        if (!rc && opt->master[s]) rc = add_store(wo, ps, opt->master[s], be->acc_bytes, acc_dtype(be), "master.", bad, sizeof(bad));
+    }
+    if (rc) {
+        remove_tree(tmp);
+        char *last = checkpoint_latest(out_dir);
+        fatal("step %d: %s; not publishing %s. The last good checkpoint is %s", step, bad, name,
+              last ? last : "(none: no checkpoint was written)");
+    }
     char *p = path_join(tmp, "model.safetensors");
     stw_write(w, p, NULL);
     free(p);
-    // optimizer
-    w = stw_new();
-    for (int s = 0; s < opt->n_stores; s++) {
-        const ParamStore *ps = opt->stores[s];
-        const Backend *be = ps->be;
-        add_store(w, ps, opt->m[s], be->acc_bytes, acc_dtype(be), "m.");
-        add_store(w, ps, opt->v[s], be->acc_bytes, acc_dtype(be), "v.");
-        if (opt->master[s]) add_store(w, ps, opt->master[s], be->acc_bytes, acc_dtype(be), "master.");
-    }
     p = path_join(tmp, "optimizer.safetensors");
-    stw_write(w, p, NULL);
+    stw_write(wo, p, NULL);
     free(p);
     p = path_join(tmp, "state.json");
     write_file_atomic(p, state_json, strlen(state_json));
@@ -69,14 +240,38 @@ void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_s
     copy_file_if_exists(base_model_dir, tmp, "tokenizer.model");
     copy_file_if_exists(base_model_dir, tmp, "tokenizer.json");
     copy_file_if_exists(base_model_dir, tmp, "tokenizer_config.json");
-    // publish: the old folder of the same step (a re-run) goes first, then the rename, then `latest`
-    remove_tree(final);
-    if (rename(tmp, final) != 0) fatal("%s: cannot rename to %s: %s", tmp, final, strerror(errno));
+    if (extra) extra(tmp, ctx);
+    checkpoint_write_manifest(tmp);  // last: it seals every file above
+    // publish. A re-save of the same step swaps the new folder in atomically (RENAME_EXCHANGE), so
+    // `latest` names a complete folder at every instant; where the filesystem cannot, the old folder is
+    // renamed aside first and only removed once the new one is in place.
+    struct stat st;
+    if (lstat(final, &st) == 0) {
+        remove_tree(old);
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_EXCHANGE) == 0) {
+            if (rename(tmp, old) != 0) fatal("%s: cannot rename to %s: %s", tmp, old, strerror(errno));  // tmp holds the old one
+        } else {
+            if (rename(final, old) != 0) fatal("%s: cannot rename to %s: %s", final, old, strerror(errno));
+            if (rename(tmp, final) != 0) fatal("%s: cannot rename to %s: %s", tmp, final, strerror(errno));
+        }
+    } else if (rename(tmp, final) != 0) fatal("%s: cannot rename to %s: %s", tmp, final, strerror(errno));
+    sync_dir(out_dir);
     char *latest = path_join(out_dir, "latest");
     write_file_atomic(latest, name, strlen(name));
+    sync_dir(out_dir);
+    remove_tree(old);
     free(latest);
     free(final);
     free(tmp);
+    free(old);
+}
+
+// 1 for the name of a published checkpoint folder: "checkpoint-" and digits only (not .tmp or .old).
+static int is_checkpoint_name(const char *s) {
+    if (strncmp(s, "checkpoint-", 11) || !s[11]) return 0;
+    for (s += 11; *s; s++)
+        if (*s < '0' || *s > '9') return 0;
+    return 1;
 }
 
 char *checkpoint_latest(const char *out_dir) {
@@ -85,19 +280,110 @@ char *checkpoint_latest(const char *out_dir) {
     free(latest);
     if (!name) return NULL;
     name[strcspn(name, "\r\n")] = 0;
+    if (!is_checkpoint_name(name))  // never a path that leads out of --out
+        fatal("%s/latest holds '%.80s', not the name of a checkpoint folder (checkpoint-<step>)", out_dir, name);
     char *dir = path_join(out_dir, name);
-    free(name);
     char *state = path_join(dir, "state.json");
-    if (!file_exists(state)) fatal("%s names %s, which has no state.json", out_dir, dir);
+    if (!file_exists(state)) {
+        char *old = xmalloc(strlen(dir) + 8);
+        sprintf(old, "%s.old", dir);
+        if (file_exists(old))  // a re-save was stopped between its two renames (a filesystem without RENAME_EXCHANGE)
+            fatal("%s/latest names %s, which is missing; %s is that step's previous save: rename it back to %s", out_dir, dir,
+                  old, name);
+        fatal("%s/latest names %s, which has no state.json", out_dir, dir);
+    }
+    free(name);
     free(state);
     return dir;
 }
 
-char *checkpoint_read_state(const char *ckpt_dir) {
+char *checkpoint_resume_dir(const char *out_dir) {
+    char *dir = checkpoint_latest(out_dir);
+    if (!dir) {
+        // no `latest`: checkpoints beside it mean it was lost, and starting from step 0 would overwrite them
+        DIR *d = opendir(out_dir);
+        char **names = NULL;
+        int n = 0;
+        struct dirent *e;
+        while (d && (e = readdir(d)))
+            if (is_checkpoint_name(e->d_name)) { names = xrealloc(names, sizeof(char *) * (n + 1)); names[n++] = xstrdup(e->d_name); }
+        if (d) closedir(d);
+        if (!n) return NULL;
+        qsort(names, n, sizeof(char *), cmp_str);
+        char list[1024] = "";
+        for (int i = 0; i < n; i++) {
+            size_t k = strlen(list);
+            if (k + strlen(names[i]) + 8 >= sizeof(list)) { snprintf(list + k, sizeof(list) - k, ", ..."); break; }
+            snprintf(list + k, sizeof(list) - k, "%s%s", i ? ", " : "", names[i]);
+        }
+        fatal("--resume: %s/latest is missing, but %s holds %s. Write the name of the one to continue from into %s/latest "
+              "(the newest is %s), or give another --out", out_dir, out_dir, list, out_dir, names[n - 1]);
+    }
+    checkpoint_verify(dir);
+    return dir;
+}
+
+// An exact integer in [lo, hi] from key of o, or -1 with a message naming file, key and value.
+static int state_int(const cJSON *o, const char *key, long long lo, long long hi, const char *why, const char *file,
+                     int *out, char *err, size_t errlen) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v) { snprintf(err, errlen, "%s: \"%s\" is missing", file, key); return -1; }
+    if (!cJSON_IsNumber(v)) {
+        char *s = cJSON_PrintUnformatted(v);
+        snprintf(err, errlen, "%s: \"%s\" is %.40s, not a number", file, key, s ? s : "?");
+        free(s);
+        return -1;
+    }
+    const double x = v->valuedouble;
+    if (!(x >= (double)lo && x <= (double)hi) || x != floor(x)) {
+        snprintf(err, errlen, "%s: \"%s\" is %.17g; expected a whole number in [%lld, %lld] (%s)", file, key, x, lo, hi, why);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+int checkpoint_state_parse(const char *text, const char *file, const CheckpointLimits *lim, CheckpointState *out,
+                           char *err, size_t errlen) {
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithOpts(text, &end, 1);  // 1: nothing but whitespace may follow the object
+    if (!o || !cJSON_IsObject(o)) {
+        snprintf(err, errlen, "%s: not a JSON object (invalid near byte %ld)", file, o ? 0L : end ? (long)(end - text) : 0L);
+        cJSON_Delete(o);
+        return -1;
+    }
+    int rc = 0;
+    const cJSON *dh = cJSON_GetObjectItemCaseSensitive(o, "data_hash"), *rcp = cJSON_GetObjectItemCaseSensitive(o, "recipe");
+    char want[32], why[128];
+    snprintf(want, sizeof(want), "%016llx", lim->data_hash);
+    if (!cJSON_IsString(rcp) || strcmp(rcp->valuestring, lim->recipe) != 0) {
+        snprintf(err, errlen, "%s: \"recipe\" is %s, but this run's recipe is %s", file, cJSON_IsString(rcp) ? rcp->valuestring : "missing",
+                 lim->recipe);
+        rc = -1;
+    } else if (!cJSON_IsString(dh) || strcmp(dh->valuestring, want) != 0) {
+        snprintf(err, errlen, "%s: the checkpoint was trained on other data (\"data_hash\" %s, this run's data %s); use another --out",
+                 file, cJSON_IsString(dh) ? dh->valuestring : "missing", want);
+        rc = -1;
+    }
+    snprintf(why, sizeof(why), "this run has %d steps", lim->total_steps);
+    if (!rc) rc = state_int(o, "step", 0, lim->total_steps, why, file, &out->step, err, errlen);
+    snprintf(why, sizeof(why), "the data has %d examples", lim->n_examples);
+    if (!rc) rc = state_int(o, "cursor", 0, lim->n_examples, why, file, &out->cursor, err, errlen);
+    snprintf(why, sizeof(why), "%d steps over %d examples pass at most %d epochs", lim->total_steps, lim->n_examples, lim->max_epoch);
+    if (!rc) rc = state_int(o, "epoch", 0, lim->max_epoch, why, file, &out->epoch, err, errlen);
+    cJSON_Delete(o);
+    return rc;
+}
+
+CheckpointState checkpoint_read_state(const char *ckpt_dir, const CheckpointLimits *lim) {
     char *p = path_join(ckpt_dir, "state.json");
     char *s = read_file(p, NULL);
+    CheckpointState st;
+    char err[1024];
+    if (checkpoint_state_parse(s, p, lim, &st, err, sizeof(err)) != 0) fatal("%s", err);
+    free(s);
     free(p);
-    return s;
+    return st;
 }
 
 void checkpoint_load_optimizer(const char *ckpt_dir, Optimizer *opt) {

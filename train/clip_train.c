@@ -22,6 +22,7 @@
 #include "losses.h"
 #include "metrics.h"
 #include "plot.h"
+#include "run.h"
 #include "trainer.h"
 
 typedef struct {
@@ -150,7 +151,7 @@ static double clip_step_loss(const ClipModel *m, ClipActs *a, const ClipData *d,
 
 int clip_train_run(const TrainConfig *c) {
     const Backend *be = backend_select(c->device);
-    mkdir_p(c->out_dir);
+    run_lock_out(c->out_dir);
     ClipModel m;
     char *weights = NULL;
     SafeTensors *probe = NULL;
@@ -177,8 +178,7 @@ int clip_train_run(const TrainConfig *c) {
     free(tok);
     const int B = c->batch < data.n ? c->batch : data.n;
     if (B < 2) fatal("vlm train --recipe clip: --batch must be at least 2 (the other pairs are the negatives)");
-    int total = c->steps > 0 ? c->steps : (int)ceil(c->epochs * data.n / (B * c->grad_accum));
-    if (total < 1) total = 1;
+    const int total = run_total_steps(c, data.n, (long long)B * c->grad_accum);
     OptimConfig oc = c->optim;
     oc.total_steps = total;
     if (oc.warmup_steps < 0) oc.warmup_steps = (int)ceil(c->warmup_ratio * total);
@@ -188,19 +188,15 @@ int clip_train_run(const TrainConfig *c) {
     DataOrder order = {data.n, 0, 0, c->seed, xmalloc(sizeof(int) * data.n)};
     data_order_shuffle(&order);
     int step = 0;
-    char *latest = c->resume ? checkpoint_latest(c->out_dir) : NULL;
+    char *latest = c->resume ? checkpoint_resume_dir(c->out_dir) : NULL;
+    if (c->resume && !latest) fprintf(stderr, "vlm train: --resume: no checkpoint in %s yet; starting from the base model\n", c->out_dir);
     if (latest) {  // weights, optimizer, data position
-        char *s = checkpoint_read_state(latest);
-        cJSON *o = cJSON_Parse(s);
-        const cJSON *st = o ? cJSON_GetObjectItemCaseSensitive(o, "step") : NULL, *ep = o ? cJSON_GetObjectItemCaseSensitive(o, "epoch") : NULL;
-        const cJSON *cu = o ? cJSON_GetObjectItemCaseSensitive(o, "cursor") : NULL;
-        if (!cJSON_IsNumber(st) || !cJSON_IsNumber(ep) || !cJSON_IsNumber(cu)) fatal("%s/state.json: missing step, epoch or cursor", latest);
-        step = (int)st->valuedouble;
-        order.epoch = (int)ep->valuedouble;
-        order.cursor = (int)cu->valuedouble;
+        CheckpointLimits lim = run_checkpoint_limits("clip", data.hash, total, data.n, (long long)B * c->grad_accum);
+        CheckpointState cs = checkpoint_read_state(latest, &lim);
+        step = cs.step;
+        order.epoch = cs.epoch;
+        order.cursor = cs.cursor;
         data_order_shuffle(&order);
-        cJSON_Delete(o);
-        free(s);
         char *w = path_join(latest, "model.safetensors");
         SafeTensors *wst = st_open_or_die(w);
         params_load(&m.ps, wst, NULL);
@@ -221,6 +217,7 @@ int clip_train_run(const TrainConfig *c) {
     double t_start = now_seconds();
     int first = step;
     optim_zero_grad(&opt);
+    run_signals_install();  // from here a stop signal ends the run with a checkpoint
     while (step < total) {
         double t0 = now_seconds(), loss = 0, acc_i = 0, acc_t = 0;
         for (int micro = 0; micro < c->grad_accum; micro++) {
@@ -276,13 +273,15 @@ int clip_train_run(const TrainConfig *c) {
                     loss, acc_i, acc_t, isfinite(vloss) ? " | val" : "", lr, B * c->grad_accum / dt, (int)eta / 60, (int)eta % 60);
         }
         int stop = c->stop_at > 0 && step >= c->stop_at;
-        if (stop || step == total || (c->save_every > 0 && step % c->save_every == 0)) {
+        const int sig = run_stop_signal();
+        if (sig || stop || step == total || (c->save_every > 0 && step % c->save_every == 0)) {
             char state[512];
             snprintf(state, sizeof(state), "{\"step\": %d, \"total_steps\": %d, \"epoch\": %d, \"cursor\": %d, \"recipe\": \"clip\", "
                      "\"data_hash\": \"%016llx\", \"backend\": \"%s\"}", step, total, order.epoch, order.cursor, data.hash, be->name);
-            checkpoint_save(c->out_dir, step, stores, 1, &opt, state, c->model_dir);
+            checkpoint_save(c->out_dir, step, stores, 1, &opt, state, c->model_dir, NULL, NULL);
         }
         if (stop) break;
+        if (sig) run_exit_interrupted(c, sig, step);
     }
     metrics_close(&log);
     char *svg = path_join(c->out_dir, "loss.svg");

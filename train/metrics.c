@@ -34,15 +34,16 @@ void metrics_open(MetricsLog *m, const char *path, int resume_step) {
     if (!m->f) fatal("%s: cannot open for writing: %s", path, strerror(errno));
 }
 
+// A metrics line that cannot be written fails the run: a full disk must not leave a silently empty log
+// behind a run that says it succeeded.
 void metrics_write(MetricsLog *m, const cJSON *record) {
     char *s = cJSON_PrintUnformatted(record);
-    fprintf(m->f, "%s\n", s);
-    fflush(m->f);
+    if (fprintf(m->f, "%s\n", s) < 0 || fflush(m->f) != 0) fatal("%s: write failed: %s", m->path, strerror(errno));
     free(s);
 }
 
 void metrics_close(MetricsLog *m) {
-    if (m->f) fclose(m->f);
+    if (m->f && fclose(m->f) != 0) fatal("%s: close failed: %s", m->path, strerror(errno));
     free(m->path);
     memset(m, 0, sizeof(*m));
 }

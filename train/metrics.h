@@ -11,5 +11,6 @@ typedef struct {
 // resume_step > 0 keeps the lines of steps <= resume_step (a crashed run may have logged past its last
 // checkpoint) and appends after them; 0 starts a fresh file.
 void metrics_open(MetricsLog *m, const char *path, int resume_step);
+// Both die naming the file when a write, flush or close fails (a full disk fails the run).
 void metrics_write(MetricsLog *m, const cJSON *record);
 void metrics_close(MetricsLog *m);

@@ -14,6 +14,7 @@
 #include "checkpoint.h"
 #include "metrics.h"
 #include "plot.h"
+#include "run.h"
 #include "step.h"
 
 void train_config_preset(TrainConfig *c, Recipe r) {
@@ -313,6 +314,9 @@ static char *state_json(const Trainer *T) {
     return s;
 }
 
+// The adapters' settings next to their weights: loading the folder merges them.
+static void save_lora_config(const char *dir, const void *cfg) { lora_config_save((const LoraConfig *)cfg, dir); }
+
 // A checkpoint is only written when its weights give a finite loss on the first examples of the data:
 // a diverged run must not replace the last good checkpoint with garbage.
 static void save(Trainer *T) {
@@ -334,40 +338,20 @@ static void save(Trainer *T) {
     }
     char *s = state_json(T);
     ParamStore *all[4] = {&T->policy.ps_vision, &T->policy.ps_projector, &T->policy.ps_text, &T->lora.ps};
-    checkpoint_save(T->c->out_dir, T->step, all, T->have_lora ? 4 : 3, &T->opt, s, T->c->model_dir);
-    if (T->have_lora) {  // the adapters' settings next to their weights: loading the folder merges them
-        char *latest = checkpoint_latest(T->c->out_dir);
-        lora_config_save(&T->lora.cfg, latest);
-        free(latest);
-    }
+    checkpoint_save(T->c->out_dir, T->step, all, T->have_lora ? 4 : 3, &T->opt, s, T->c->model_dir,
+                    T->have_lora ? save_lora_config : NULL, &T->lora.cfg);
     free(s);
 }
 
-static int json_int(const cJSON *o, const char *key, const char *file) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v)) fatal("%s: missing or non-numeric \"%s\"", file, key);
-    return (int)v->valuedouble;
-}
-
 static void resume(Trainer *T, const char *ckpt) {
-    char *text = checkpoint_read_state(ckpt);
-    cJSON *o = cJSON_Parse(text);
-    if (!o) fatal("%s/state.json: invalid JSON", ckpt);
-    const cJSON *dh = cJSON_GetObjectItemCaseSensitive(o, "data_hash"), *rc = cJSON_GetObjectItemCaseSensitive(o, "recipe");
-    char want[32];
-    snprintf(want, sizeof(want), "%016llx", T->data.hash);
-    if (!cJSON_IsString(dh) || strcmp(dh->valuestring, want) != 0)
-        fatal("%s: the checkpoint was trained on other data (hash %s, this run's data %s); use another --out", ckpt,
-              cJSON_IsString(dh) ? dh->valuestring : "?", want);
-    if (!cJSON_IsString(rc) || strcmp(rc->valuestring, recipe_name(T->c->recipe)) != 0)
-        fatal("%s: the checkpoint was trained with recipe %s, not %s", ckpt, cJSON_IsString(rc) ? rc->valuestring : "?",
-              recipe_name(T->c->recipe));
-    T->step = json_int(o, "step", ckpt);
-    T->order.epoch = json_int(o, "epoch", ckpt);
-    T->order.cursor = json_int(o, "cursor", ckpt);
+    const TrainConfig *c = T->c;
+    CheckpointLimits lim = run_checkpoint_limits(recipe_name(c->recipe), T->data.hash, T->total_steps, T->data.n,
+                                                 (long long)c->batch * c->grad_accum);
+    CheckpointState cs = checkpoint_read_state(ckpt, &lim);
+    T->step = cs.step;
+    T->order.epoch = cs.epoch;
+    T->order.cursor = cs.cursor;
     data_order_shuffle(&T->order);
-    cJSON_Delete(o);
-    free(text);
     // weights (canonical names) and optimizer state
     char *w = path_join(ckpt, "model.safetensors");
     SafeTensors *st = st_open_or_die(w);
@@ -390,7 +374,7 @@ int train_run(const TrainConfig *c) {
     memset(&T, 0, sizeof(T));
     T.c = c;
     T.be = backend_select(c->device);
-    mkdir_p(c->out_dir);
+    run_lock_out(c->out_dir);
     char probe_err[256];
     SafeTensors *probe = st_open(c->model_dir, probe_err, sizeof(probe_err));
     if (probe) {
@@ -425,9 +409,7 @@ int train_run(const TrainConfig *c) {
     free(tok);
 
     // steps and warm-up
-    const int per_step = c->batch * c->grad_accum;
-    T.total_steps = c->steps > 0 ? c->steps : (int)ceil(c->epochs * T.data.n / per_step);
-    if (T.total_steps < 1) T.total_steps = 1;
+    T.total_steps = run_total_steps(c, T.data.n, (long long)c->batch * c->grad_accum);
     OptimConfig oc = c->optim;
     oc.total_steps = T.total_steps;
     if (oc.warmup_steps < 0) oc.warmup_steps = (int)ceil(c->warmup_ratio * T.total_steps);
@@ -448,7 +430,7 @@ int train_run(const TrainConfig *c) {
 
     T.order = (DataOrder){T.data.n, 0, 0, c->seed, xmalloc(sizeof(int) * T.data.n)};
     data_order_shuffle(&T.order);
-    char *latest = c->resume ? checkpoint_latest(c->out_dir) : NULL;
+    char *latest = c->resume ? checkpoint_resume_dir(c->out_dir) : NULL;
     if (c->resume && !latest) fprintf(stderr, "vlm train: --resume: no checkpoint in %s yet; starting from the base model\n", c->out_dir);
 
     // reference log-probs: the pre-pass cache (computed before any update), or a frozen copy online
@@ -484,6 +466,7 @@ int train_run(const TrainConfig *c) {
     double t_start = now_seconds(), tokens_total = 0;
     int first_step = T.step;
     optim_zero_grad(&T.opt);
+    run_signals_install();  // from here a stop signal ends the run with a checkpoint
     while (T.step < T.total_steps) {
         double t0 = now_seconds();
         StepStats st;
@@ -552,7 +535,9 @@ int train_run(const TrainConfig *c) {
                     T.total_steps, st.loss, acc, val, lr, norm, st.n_tokens / dt, mfu_s, (int)eta / 60, (int)eta % 60);
         }
         if (c->stop_at > 0 && T.step >= c->stop_at) break;
-        if (c->save_every > 0 && T.step % c->save_every == 0 && T.step < T.total_steps) save(&T);
+        const int sig = run_stop_signal();
+        if (sig || (c->save_every > 0 && T.step % c->save_every == 0 && T.step < T.total_steps)) save(&T);
+        if (sig) run_exit_interrupted(c, sig, T.step);
     }
     save(&T);
     fprintf(stderr, "train: done, %d steps in %.1f s (%.0f tokens/s); checkpoint in %s\n", T.step - first_step,

@@ -35,6 +35,8 @@ typedef struct {
     int quiet;                 // no progress line
     int recompute;             // recompute the decoder layers' activations in the backward pass (less memory)
     double peak_tflops;        // the GPU's bf16 matmul ceiling, for the MFU on the progress line
+    int argc;                  // the arguments after "vlm train" (NULL argv: unknown), for the command
+    char **argv;               // that resumes a run stopped by a signal (train/run.h)
 } TrainConfig;
 
 // The paper settings of a recipe (research/methods.md): S-VCO §1.4, SeVa DPO §3.3, mDPO §4; SFT and the

@@ -1,0 +1,376 @@
+// Checkpoints and runs as untrusted, interruptible things (issue 17): an --out with quotes in it never
+// reaches a shell, state.json values are range-checked, damaged files are caught by the manifest's
+// CRC-32 at --resume, non-finite values are never published, a lost `latest` is an error, a re-save
+// replaces the folder whole, a second run on one --out is refused, a full disk under the metrics fails
+// the run, and SIGINT/SIGTERM/SIGHUP stop with a checkpoint and the command that resumes.
+#include <cJSON.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../model/safetensors.h"
+#include "../train/checkpoint.h"
+#include "../util/common.h"
+#include "test.h"
+
+#define GQA "tests/fixtures/models/llava_gqa"
+// 8 SFT examples; a step takes about a millisecond on the CPU
+#define SFT "--recipe sft --model " GQA " --data tests/fixtures/train/sft.jsonl --batch 4 --device cpu --quiet"
+
+static const char *vlm_bin(void) { return getenv("VLM_BIN") ? getenv("VLM_BIN") : "./vlm"; }
+
+// s in single quotes for sh (a ' becomes '\''), into a fresh string.
+static char *shq(const char *s) {
+    char *q = xmalloc(4 * strlen(s) + 3), *p = q;
+    *p++ = '\'';
+    for (; *s; s++) {
+        if (*s == '\'') { memcpy(p, "'\\''", 4); p += 4; }
+        else *p++ = *s;
+    }
+    *p++ = '\'';
+    *p = 0;
+    return q;
+}
+
+static int run_args(const char *args, char **err) {
+    char *out;
+    int rc = test_run_vlm(args, &out, err);
+    free(out);
+    return rc;
+}
+
+// A fresh folder under the test's temporary directory (emptied if it exists).
+static char *fresh_dir(const char *name) {
+    char *dir = path_join(test_tmpdir(), name), cmd[1200];
+    char *q = shq(dir);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s", q, q);
+    if (test_shell(cmd) != 0) fatal("cannot prepare %s", dir);
+    free(q);
+    return dir;
+}
+
+static char *read_latest(const char *out) {
+    char *p = path_join(out, "latest"), *s = try_read_file(p, NULL);
+    free(p);
+    return s ? s : xstrdup("");
+}
+
+static int exists(const char *dir, const char *name) {
+    char *p = path_join(dir, name);
+    struct stat st;
+    int ok = lstat(p, &st) == 0;
+    free(p);
+    return ok;
+}
+
+// The exploit of the issue: with `rm -rf '%s'` this --out removed the sibling folder "victim". Now the
+// run saves, re-saves the same step and resumes in it, and the sibling keeps its file.
+TEST(checkpoint_out_with_quotes_never_reaches_a_shell) {
+    char *dir = fresh_dir("quotes"), *victim = path_join(dir, "victim"), args[4096], *err;
+    mkdir_p(victim);
+    char *keep = path_join(victim, "keep.txt");
+    write_file_atomic(keep, "x", 1);
+    char tail[1200];
+    snprintf(tail, sizeof(tail), "say \"hi\"/x' '%s' '", victim);
+    char *out = path_join(dir, tail), *q = shq(out);
+    const int steps[3] = {2, 2, 3};  // save; re-save of step 2 (--resume at the end); resume to step 3
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof(args), "train " SFT " --out %s --steps %d%s", q, steps[i], i ? " --resume" : "");
+        int rc = run_args(args, &err);
+        EXPECTF(rc == 0, "run %d: exit %d: %s", i, rc, err);
+        EXPECTF(!i || strstr(err, "resumed from"), "run %d did not resume: %s", i, err);
+        free(err);
+        EXPECTF(file_exists(keep), "run %d removed %s", i, keep);
+    }
+    char *latest = read_latest(out);
+    EXPECTF(!strcmp(latest, "checkpoint-00000003"), "latest is '%s'", latest);
+    EXPECT(exists(out, "checkpoint-00000002/manifest.json") && exists(out, "checkpoint-00000003/manifest.json"));
+    EXPECT(!exists(out, "checkpoint-00000002.tmp") && !exists(out, "checkpoint-00000002.old"));
+    free(latest); free(q); free(out); free(keep); free(victim); free(dir);
+}
+
+// state.json's values against the run's limits: exact integers in range, nothing after the object.
+TEST(checkpoint_state_json_values_are_checked) {
+    const CheckpointLimits lim = {"sft", 0xabcULL, 10, 8, 6};
+    const char *head = "{\"recipe\": \"sft\", \"data_hash\": \"0000000000000abc\", ";
+    struct { const char *body, *want; } cases[] = {
+        {"\"step\": 4, \"epoch\": 2, \"cursor\": 8}", NULL},  // cursor == n: the epoch is used up, valid
+        {"\"step\": 4, \"epoch\": 2, \"cursor\": 256}", "\"cursor\" is 256; expected a whole number in [0, 8]"},
+        {"\"step\": 4, \"epoch\": 2, \"cursor\": 4294967295}", "\"cursor\" is 4294967295"},
+        {"\"step\": 1e12, \"epoch\": 2, \"cursor\": 1}", "\"step\" is 1000000000000; expected a whole number in [0, 10]"},
+        {"\"step\": -1, \"epoch\": 0, \"cursor\": 1}", "\"step\" is -1"},
+        {"\"step\": 4, \"epoch\": -3, \"cursor\": 1}", "\"epoch\" is -3"},
+        {"\"step\": 4, \"epoch\": 7, \"cursor\": 1}", "\"epoch\" is 7; expected a whole number in [0, 6]"},
+        {"\"step\": 4.5, \"epoch\": 2, \"cursor\": 1}", "\"step\" is 4.5"},
+        {"\"step\": \"4\", \"epoch\": 2, \"cursor\": 1}", "\"step\" is \"4\", not a number"},
+        {"\"step\": 4, \"cursor\": 1}", "\"epoch\" is missing"},
+        {"\"step\": 4, \"epoch\": 2, \"cursor\": 1} trailing", "not a JSON object"},
+        {"\"step\": 4, \"epoch\": 2, \"cursor\": 1}\n\n", NULL},  // whitespace after the object is fine
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[512], err[512] = "";
+        snprintf(text, sizeof(text), "%s%s", head, cases[i].body);
+        CheckpointState st = {-7, -7, -7};
+        int rc = checkpoint_state_parse(text, "ck/state.json", &lim, &st, err, sizeof(err));
+        if (!cases[i].want) {
+            EXPECTF(rc == 0, "case %zu: %s", i, err);
+            EXPECTF(st.step == 4 && st.epoch == 2, "case %zu: step %d epoch %d", i, st.step, st.epoch);
+        } else {
+            EXPECTF(rc != 0, "case %zu accepted: %s", i, text);
+            EXPECTF(strstr(err, "ck/state.json: ") == err && strstr(err, cases[i].want), "case %zu: message '%s', expected '%s'", i,
+                    err, cases[i].want);
+        }
+    }
+    char err[512];
+    CheckpointState st;
+    EXPECT(checkpoint_state_parse("{\"recipe\": \"dpo\", \"data_hash\": \"0000000000000abc\", \"step\": 1, \"epoch\": 0, \"cursor\": 1}",
+                                  "s.json", &lim, &st, err, sizeof(err)) != 0 && strstr(err, "\"recipe\" is dpo"));
+    EXPECT(checkpoint_state_parse("{\"recipe\": \"sft\", \"data_hash\": \"0000000000000abd\", \"step\": 1, \"epoch\": 0, \"cursor\": 1}",
+                                  "s.json", &lim, &st, err, sizeof(err)) != 0 && strstr(err, "other data"));
+}
+
+// The same end to end: a crafted state.json (its manifest re-sealed, as a forger would) stops --resume with
+// an error naming the file, the key and the value, for both training loops.
+TEST(checkpoint_crafted_state_json_fails_resume) {
+    char *dir = fresh_dir("crafted"), args[2048], *err;
+    snprintf(args, sizeof(args), "train " SFT " --out %s/run --steps 2", dir);
+    EXPECTF(run_args(args, &err) == 0, "%s", err); free(err);
+    char ck[600], st[700];
+    snprintf(ck, sizeof(ck), "%s/run/checkpoint-00000002", dir);
+    snprintf(st, sizeof(st), "%s/state.json", ck);
+    const char *keys[3] = {"cursor", "step", "cursor"}, *values[3] = {"256", "1e12", "4294967295"};
+    for (int i = 0; i < 3; i++) {
+        char *text = read_file(st, NULL);
+        cJSON *o = cJSON_Parse(text);
+        cJSON_ReplaceItemInObjectCaseSensitive(o, keys[i], cJSON_CreateNumber(atof(values[i])));
+        char *bad = cJSON_Print(o);
+        write_file_atomic(st, bad, strlen(bad));
+        checkpoint_write_manifest(ck);
+        snprintf(args, sizeof(args), "train " SFT " --out %s/run --steps 4 --resume", dir);
+        int rc = run_args(args, &err);
+        char want[128];
+        snprintf(want, sizeof(want), "state.json: \"%s\" is %.17g;", keys[i], atof(values[i]));
+        EXPECTF(rc == 1 && strstr(err, want) && strstr(err, ck), "%s = %s: exit %d: %s", keys[i], values[i], rc, err);
+        free(err);
+        write_file_atomic(st, text, strlen(text));  // back to the good state
+        checkpoint_write_manifest(ck);
+        free(bad); cJSON_Delete(o); free(text);
+    }
+    snprintf(args, sizeof(args), "train " SFT " --out %s/run --steps 3 --resume", dir);
+    EXPECTF(run_args(args, &err) == 0, "the restored checkpoint does not resume: %s", err); free(err);
+    free(dir);
+}
+
+// Zeroed bytes inside the weights and a truncated optimizer file are caught by the manifest at --resume
+// (before, they trained on with exit 0); a checkpoint from before manifests resumes with a warning.
+TEST(checkpoint_damage_is_caught_at_resume) {
+    char *dir = fresh_dir("damage"), args[2048], *err;
+    snprintf(args, sizeof(args), "train " SFT " --out %s/run --steps 2", dir);
+    EXPECTF(run_args(args, &err) == 0, "%s", err); free(err);
+    char ck[600], p[700], save[700], cmd[4096];
+    snprintf(ck, sizeof(ck), "%s/run/checkpoint-00000002", dir);
+    snprintf(save, sizeof(save), "%s/saved", dir);
+    snprintf(cmd, sizeof(cmd), "cp -r %s %s", ck, save);
+    if (test_shell(cmd) != 0) fatal("setup");
+    snprintf(args, sizeof(args), "train " SFT " --out %s/run --steps 3 --resume", dir);
+    // 1000 zero bytes in the middle of the weights
+    snprintf(p, sizeof(p), "%s/model.safetensors", ck);
+    size_t n;
+    char *w = read_file(p, &n);
+    memset(w + n / 2, 0, 1000);
+    write_file_atomic(p, w, n);
+    free(w);
+    int rc = run_args(args, &err);
+    EXPECTF(rc == 1 && strstr(err, "model.safetensors: CRC-32") && strstr(err, "damaged"), "zeroed weights: exit %d: %s", rc, err);
+    free(err);
+    // a truncated optimizer file
+    snprintf(cmd, sizeof(cmd), "rm -rf %s && cp -r %s %s && truncate -s 1000 %s/optimizer.safetensors", ck, save, ck, ck);
+    if (test_shell(cmd) != 0) fatal("setup");
+    rc = run_args(args, &err);
+    EXPECTF(rc == 1 && strstr(err, "optimizer.safetensors: 1000 bytes, but manifest.json says"), "truncated: exit %d: %s", rc, err);
+    free(err);
+    // intact again, without its manifest: accepted, with a warning
+    snprintf(cmd, sizeof(cmd), "rm -rf %s && cp -r %s %s && rm %s/manifest.json", ck, save, ck, ck);
+    if (test_shell(cmd) != 0) fatal("setup");
+    rc = run_args(args, &err);
+    EXPECTF(rc == 0 && strstr(err, "has no manifest.json") && strstr(err, "resumed from"), "no manifest: exit %d: %s", rc, err);
+    free(err);
+    free(dir);
+}
+
+// A NaN in a row of embed_tokens that the data never reads: the loss stays finite (the old guard saw
+// nothing), but the checkpoint is refused, naming the tensor, and no folder is published.
+TEST(checkpoint_nonfinite_weights_are_not_published) {
+    char *dir = fresh_dir("nan"), cmd[1200], args[2048], *err;
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s/model && cp " GQA "/config.json " GQA "/preprocessor_config.json " GQA "/model.safetensors %s/model/",
+             dir, dir);
+    if (test_shell(cmd) != 0) fatal("setup");
+    char p[700];
+    snprintf(p, sizeof(p), "%s/model/model.safetensors", dir);
+    SafeTensors *st = st_open_or_die(p);
+    const STTensor *t = st_get(st, "model.language_model.embed_tokens.weight");  // (96, 48) F32
+    EXPECT_INT_EQ(t->dtype, DT_F32);
+    size_t off = (size_t)((const char *)t->data - (const char *)st->maps[0]) + sizeof(float) * 48 * 7 + 4 * 5;  // row 7: no example uses token 7
+    st_close(st);
+    size_t n;
+    char *w = read_file(p, &n);
+    const float nan = NAN;
+    memcpy(w + off, &nan, sizeof(nan));
+    write_file_atomic(p, w, n);
+    free(w);
+    snprintf(args, sizeof(args), "train --recipe sft --model %s/model --data tests/fixtures/train/sft.jsonl --batch 4 --device cpu --quiet "
+             "--out %s/run --steps 2", dir, dir);
+    int rc = run_args(args, &err);
+    EXPECTF(rc == 1 && strstr(err, "embed_tokens.weight[341] is nan; not publishing checkpoint-00000002"), "exit %d: %s", rc, err);
+    free(err);
+    char run[700];
+    snprintf(run, sizeof(run), "%s/run", dir);
+    EXPECT(!exists(run, "checkpoint-00000002") && !exists(run, "checkpoint-00000002.tmp") && !exists(run, "latest"));
+    free(dir);
+}
+
+// `latest` lost with checkpoints beside it: --resume names them instead of restarting from step 0 over
+// them. A re-save of a step replaces its folder whole, and a re-save left between its two renames (on a
+// filesystem without RENAME_EXCHANGE) says how to recover.
+TEST(checkpoint_latest_lost_and_resave) {
+    char *dir = fresh_dir("latest"), args[2048], *err, run[700], cmd[2400];
+    snprintf(run, sizeof(run), "%s/run", dir);
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 2 --save-every 1", run);
+    EXPECTF(run_args(args, &err) == 0, "%s", err); free(err);
+    char *latest = path_join(run, "latest");
+    unlink(latest);
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 3 --resume", run);
+    int rc = run_args(args, &err);
+    EXPECTF(rc == 1 && strstr(err, "latest is missing") && strstr(err, "checkpoint-00000001, checkpoint-00000002"), "exit %d: %s", rc,
+            err);
+    free(err);
+    EXPECT(exists(run, "checkpoint-00000001/model.safetensors") && !exists(run, "metrics.jsonl.tmp"));
+    // the re-save: a marker in the old folder is gone, the new one is complete, nothing left aside
+    write_file_atomic(latest, "checkpoint-00000002", 19);
+    char *marker = path_join(run, "checkpoint-00000002/marker");
+    write_file_atomic(marker, "old", 3);
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 2 --resume", run);
+    EXPECTF(run_args(args, &err) == 0, "re-save: %s", err); free(err);
+    EXPECTF(!file_exists(marker), "the old folder of step 2 is still there");
+    EXPECT(exists(run, "checkpoint-00000002/manifest.json") && !exists(run, "checkpoint-00000002.old"));
+    // an interrupted fallback re-save: the old folder aside, the new one not yet in
+    snprintf(cmd, sizeof(cmd), "mv %s/checkpoint-00000002 %s/checkpoint-00000002.old", run, run);
+    if (test_shell(cmd) != 0) fatal("setup");
+    rc = run_args(args, &err);
+    EXPECTF(rc == 1 && strstr(err, "checkpoint-00000002.old is that step's previous save: rename it back"), "exit %d: %s", rc, err);
+    free(err);
+    // `latest` must name a checkpoint folder, never a path out of --out
+    write_file_atomic(latest, "../../etc", 9);
+    rc = run_args(args, &err);
+    EXPECTF(rc == 1 && strstr(err, "not the name of a checkpoint folder"), "exit %d: %s", rc, err);
+    free(err);
+    free(marker); free(latest); free(dir);
+}
+
+// A second run on the same --out (here: this process holding OUT/.lock) is refused before it writes
+// anything, for both training loops; once the lock is free the run goes ahead.
+TEST(train_second_run_on_out_is_refused) {
+    char *dir = fresh_dir("lock"), args[2048], *err;
+    char *lock = path_join(dir, ".lock");
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    EXPECT(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0);
+    if (fd >= 0) EXPECT(write(fd, "4242\n", 5) == 5);
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 2", dir);
+    int rc = run_args(args, &err);
+    EXPECTF(rc == 1 && strstr(err, "is in use by another run (pid 4242 holds the lock"), "exit %d: %s", rc, err);
+    free(err);
+    EXPECT(!exists(dir, "metrics.jsonl"));
+    snprintf(args, sizeof(args), "train --recipe clip --model tests/fixtures/models/clip --data tests/fixtures/train/sft.jsonl --out %s "
+             "--steps 2 --device cpu", dir);
+    rc = run_args(args, &err);
+    EXPECTF(rc == 1 && strstr(err, "is in use by another run"), "clip: exit %d: %s", rc, err);
+    free(err);
+    if (fd >= 0) close(fd);  // the lock goes with the descriptor
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 2", dir);
+    EXPECTF(run_args(args, &err) == 0, "after the lock was freed: %s", err); free(err);
+    free(lock); free(dir);
+}
+
+// A full disk under metrics.jsonl (a file-size limit of 1-2 KiB, SIGXFSZ ignored so write() fails with
+// EFBIG) fails the run naming the file; before, the log was cut short and the run exited 0.
+TEST(train_metrics_write_error_fails_the_run) {
+    char *dir = fresh_dir("fulldisk"), cmd[2400];
+    snprintf(cmd, sizeof(cmd), "ulimit -f 2; trap '' XFSZ; exec %s train " SFT " --out %s --steps 50 >%s/out 2>%s/err", vlm_bin(), dir,
+             dir, dir);
+    int status = test_shell(cmd);
+    char errp[700];
+    snprintf(errp, sizeof(errp), "%s/err", dir);
+    char *err = try_read_file(errp, NULL);
+    EXPECTF(status != 0 && err && strstr(err, "metrics.jsonl: write failed: File too large"), "status %d: %s", status, err ? err : "");
+    free(err);
+    free(dir);
+}
+
+// A stop signal in the middle of a run: the step finishes, a checkpoint is written, the run exits 128 +
+// signal with the exact command that resumes, and that command goes on from there. Two signals: out at
+// once, no checkpoint. Both training loops.
+static void check_stop_signal(const char *name, const char *train_args, const char *sig, int signo) {
+    char *dir = fresh_dir(name), cmd[4096];
+    // SIGXFSZ aside, a step takes milliseconds: the run is far from its end when the signal comes
+    snprintf(cmd, sizeof(cmd),
+             "%s train %s --out %s/run --steps 100000 >%s/out 2>%s/err & pid=$!; i=0; "
+             "while [ ! -s %s/run/metrics.jsonl ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; "
+             "kill -%s $pid; wait $pid; echo $? >%s/rc",
+             vlm_bin(), train_args, dir, dir, dir, dir, sig, dir);
+    EXPECT(test_shell(cmd) == 0);
+    char p[700];
+    snprintf(p, sizeof(p), "%s/rc", dir);
+    char *rc = try_read_file(p, NULL);
+    snprintf(p, sizeof(p), "%s/err", dir);
+    char *err = try_read_file(p, NULL);
+    EXPECTF(rc && atoi(rc) == 128 + signo, "%s: exit %s", sig, rc ? rc : "?");
+    const char *resume = err ? strstr(err, "Resume with:\n  ") : NULL;
+    EXPECTF(resume && strstr(err, sig) && strstr(err, "stopped after step"), "%s: message: %s", sig, err ? err : "");
+    snprintf(p, sizeof(p), "%s/run", dir);
+    char *latest = read_latest(p);
+    int step = 0;
+    EXPECTF(sscanf(latest, "checkpoint-%d", &step) == 1 && step >= 1, "latest is '%s'", latest);
+    if (resume && step >= 1) {  // run the printed command, two steps further
+        char line[2048];
+        snprintf(line, sizeof(line), "%.*s", (int)strcspn(resume + 15, "\n"), resume + 15);
+        EXPECTF(strstr(line, " --resume") != NULL, "no --resume in: %s", line);
+        snprintf(cmd, sizeof(cmd), "%s --stop-at %d >%s/out2 2>%s/err2", line, step + 2, dir, dir);
+        EXPECTF(test_shell(cmd) == 0, "the printed command failed: %s", line);
+        char ck[64];
+        snprintf(ck, sizeof(ck), "checkpoint-%08d", step + 2);
+        EXPECTF(exists(p, ck), "no %s after the resumed run", ck);
+    }
+    free(latest); free(rc); free(err);
+    // two signals back to back: the second ends the run at once, before any checkpoint
+    snprintf(cmd, sizeof(cmd),
+             "%s train %s --out %s/twice --steps 100000 >%s/out 2>%s/err & pid=$!; i=0; "
+             "while [ ! -s %s/twice/metrics.jsonl ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; "
+             "kill -INT $pid; kill -TERM $pid; wait $pid; echo $? >%s/rc",
+             vlm_bin(), train_args, dir, dir, dir, dir, dir);
+    EXPECT(test_shell(cmd) == 0);
+    snprintf(p, sizeof(p), "%s/err", dir);
+    err = try_read_file(p, NULL);
+    EXPECTF(err && strstr(err, "a second signal: exiting at once, without a checkpoint"), "two signals: %s", err ? err : "");
+    snprintf(p, sizeof(p), "%s/twice", dir);
+    EXPECT(!exists(p, "latest"));
+    free(err);
+    free(dir);
+}
+
+TEST(train_stop_signal_saves_and_resumes) { check_stop_signal("sig_sft", SFT, "TERM", 15); }
+
+TEST(train_clip_stop_signal_saves_and_resumes) {
+    char *dir = fresh_dir("sig_clipdata"), cmd[1200], args[1200];
+    snprintf(cmd, sizeof(cmd), "cp " GQA "/images/*.png %s/", dir);
+    if (test_shell(cmd) != 0) fatal("setup");
+    const char *text = "{\"image\": \"a.png\", \"caption_ids\": [62, 5, 6, 7, 63]}\n"
+                       "{\"image\": \"b.png\", \"caption_ids\": [62, 9, 10, 63, 0, 0]}\n";
+    char *data = path_join(dir, "cap.jsonl");
+    write_file_atomic(data, text, strlen(text));
+    snprintf(args, sizeof(args), "--recipe clip --model tests/fixtures/models/clip --data %s --batch 2 --device cpu --quiet", data);
+    check_stop_signal("sig_clip", args, "HUP", 1);
+    free(data); free(dir);
+}
