@@ -1,6 +1,7 @@
 // PIL-compatible resizing and the CLIP preprocessing pipeline (see preprocess.h).
 #include "preprocess.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -187,6 +188,10 @@ int resize_vertical_first(int in_w, int in_h, int out_w, int out_h) {
 
 Image *image_resize_ordered(const Image *im, int out_w, int out_h, Resample filter, int vertical_first) {
     CHECK_OR_DIE(out_w > 0 && out_h > 0, "image_resize: bad output size %dx%d", out_w, out_h);
+    // the intermediate of two passes is out_w x in_h or in_w x out_h (image_new bounds the output)
+    CHECK_OR_DIE((long long)(vertical_first ? im->width : out_w) * (vertical_first ? out_h : im->height) <= IMAGE_MAX_PIXELS,
+                 "image_resize: %dx%d to %dx%d passes through more than %lld pixels", im->width, im->height, out_w, out_h,
+                 IMAGE_MAX_PIXELS);
     if (out_w == im->width && out_h == im->height) return image_copy(im);  // PIL returns a copy too
     if (filter == RESAMPLE_NEAREST) return resize_nearest(im, out_w, out_h);
     Filter f = filter_for(filter);
@@ -427,16 +432,51 @@ PreprocessConfig preprocess_config_load(const char *path) {
 // Pipeline
 
 // transformers' get_resize_output_image_size(default_to_square=False): the short side becomes
-// `edge`, the long side int(edge * long / short) (Python float division, then truncation).
-static void resize_size(const PreprocessConfig *cfg, int w, int h, int *rw, int *rh) {
+// `edge`, the long side int(edge * long / short) (Python float division, then truncation). In 64 bits:
+// an extreme aspect ratio makes the long side pass any int (preprocess_check_size refuses those).
+static void resize_size64(const PreprocessConfig *cfg, long long w, long long h, long long *rw, long long *rh) {
     if (cfg->shortest_edge > 0) {
-        int s = w <= h ? w : h, l = w <= h ? h : w;
-        int ns = cfg->shortest_edge, nl = (int)((double)ns * l / s);
+        long long s = w <= h ? w : h, l = w <= h ? h : w;
+        long long ns = cfg->shortest_edge;
+        double nl_d = (double)ns * (double)l / (double)s;
+        long long nl = nl_d < 9e18 ? (long long)nl_d : (long long)9e18;
         if (w <= h) { *rw = ns; *rh = nl; } else { *rw = nl; *rh = ns; }
     } else {
         *rw = cfg->resize_width;
         *rh = cfg->resize_height;
     }
+}
+
+static int clamp_int(long long v) { return v > INT_MAX ? INT_MAX : (int)v; }
+
+static void resize_size(const PreprocessConfig *cfg, int w, int h, int *rw, int *rh) {
+    long long a, b;
+    resize_size64(cfg, w, h, &a, &b);
+    *rw = clamp_int(a);
+    *rh = clamp_int(b);
+}
+
+int preprocess_check_size(const PreprocessConfig *cfg, int w, int h, const char *name, char *err, size_t errlen) {
+    long long W = w, H = h, most = W * H;
+    if (cfg->do_pad && W != H) { W = H = W > H ? W : H; most = W * H > most ? W * H : most; }
+    long long rw = W, rh = H;
+    if (cfg->do_resize) {
+        resize_size64(cfg, W, H, &rw, &rh);
+        if (rw > INT_MAX || rh > INT_MAX) most = LLONG_MAX;  // past any bound (and past int)
+        else {
+            // image_resize's intermediate: one axis resized, the other not yet (operands < 2^31: no wrap)
+            long long tmp = resize_vertical_first((int)W, (int)H, (int)rw, (int)rh) ? W * rh : rw * H;
+            if (tmp > most) most = tmp;
+            if (rw * rh > most) most = rw * rh;
+        }
+    }
+    if (cfg->do_center_crop && (long long)cfg->crop_width * cfg->crop_height > most)
+        most = (long long)cfg->crop_width * cfg->crop_height;
+    if (most <= IMAGE_MAX_PIXELS) return 0;
+    snprintf(err, errlen, "%s: the %dx%d image would be resized to %lldx%lld (%.3g pixels at the largest step), past the bound "
+             "of %lld pixels: its aspect ratio is too extreme for this preprocessor; crop or pad the image first",
+             name ? name : "image", w, h, rw, rh, (double)most, IMAGE_MAX_PIXELS);
+    return -1;
 }
 
 void preprocess_output_size(const PreprocessConfig *cfg, int w, int h, int *out_h, int *out_w) {
@@ -469,6 +509,8 @@ static Image *center_crop(const Image *im, int ch, int cw) {
 }
 
 Image *preprocess_geometry(const PreprocessConfig *cfg, const Image *im) {
+    char err[512];
+    if (preprocess_check_size(cfg, im->width, im->height, im->name, err, sizeof(err))) fatal("%s", err);
     Image *cur = image_copy(im);
     if (cfg->do_pad && cur->width != cur->height) {
         uint8_t fill[3];
