@@ -113,6 +113,7 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
         char err[256];
         r.ids = records_expand_image_tokens(raw, n_raw, r.image != NULL, cfg, &r.n, err, sizeof(err));
         if (!r.ids) fatal("%s:%d: %s", path, jr.line, err);
+        if (llava_check_row_length(cfg, r.n, err, sizeof(err))) fatal("%s:%d: record %d: %s", path, jr.line, r.index, err);
         free(raw);
         cJSON_Delete(j);
         if (rs->n == cap) rs->r = xrealloc(rs->r, sizeof(LogprobRecord) * (cap = cap ? 2 * cap : 64));
@@ -199,6 +200,7 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
         char err[256];
         r.ids = records_expand_image_tokens(raw, n_raw, r.image != NULL, cfg, &r.n, err, sizeof(err));
         if (!r.ids) fatal("%s:%d: %s", path, jr.line, err);
+        if (llava_check_row_length(cfg, r.n, err, sizeof(err))) fatal("%s:%d: record %d: %s", path, jr.line, r.index, err);
         free(raw);
         cJSON_Delete(j);
         if (r.n > rs->max_len) rs->max_len = r.n;

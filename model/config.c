@@ -313,6 +313,13 @@ void clip_config_load(ClipConfig *c, const char *path) {
     free(p);
 }
 
+int llava_check_row_length(const LlavaConfig *c, int n, char *err, size_t errlen) {
+    if (n <= c->text.max_positions) return 0;
+    snprintf(err, errlen, "the row has %d tokens (image tokens included), past the model's %d positions (max_position_embeddings)",
+             n, c->text.max_positions);
+    return -1;
+}
+
 char *config_model_type(const char *path) {
     char *p = config_path(path);
     size_t len;

@@ -61,5 +61,10 @@ int llava_config_preset(LlavaConfig *c, const char *name);
 // The config.json text of a preset (fresh string), for writing a model folder.
 char *llava_config_preset_json(const char *name);
 
+// 0 when a row of n tokens fits the decoder's max_position_embeddings; else -1 with a message giving both
+// lengths in err (the caller names the record). Training and scoring past the positions the model was
+// built for would run silently (RoPE has no table to overflow) on positions it never saw.
+int llava_check_row_length(const LlavaConfig *c, int n, char *err, size_t errlen);
+
 // The model_type of a config.json ("llava", "clip", ...), fresh string.
 char *config_model_type(const char *path);

@@ -160,7 +160,7 @@ TEST(cli_logprobs_bad_models) {
 
     d = model_copy("m_type");
     replace_in_config(d, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": \"two\"");
-    expect_model_error(d, "'num_hidden_layers' must be an integer");
+    expect_model_error(d, "text_config.num_hidden_layers = a string");
     free(d);
 
     d = model_copy("m_heads");
