@@ -32,6 +32,9 @@
 #define LLVMFuzzerTestOneInput fuzz_safetensors
 #include "fuzz/fuzz_safetensors.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_shard
+#include "fuzz/fuzz_shard.c"
+#undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fuzz_sentencepiece
 #include "fuzz/fuzz_sentencepiece.c"
 #undef LLVMFuzzerTestOneInput
@@ -82,6 +85,7 @@ TEST(fuzz_regression_corpus_replays) {
     EXPECT(replay(fuzz_records, "records") >= 5);
     EXPECT(replay(fuzz_safetensors, "safetensors") >= 1);
     EXPECT(replay(fuzz_preprocess_config, "preprocess_config") >= 1);
+    EXPECT(replay(fuzz_shard, "shard") >= 1);
     // no committed inputs yet for these two (their seeds are the shared tokenizers, 0.5 and 1.3 MB):
     // replayed when a crash input is added
     replay(fuzz_sentencepiece, "sentencepiece");
