@@ -75,7 +75,8 @@ static long long add64(long long a, long long b) {
 static void check_tensor(long long rows, long long cols, const char *what, const char *src) {
     long long n = mul64(rows, cols);
     if (n > MAX_TENSOR)
-        fatal("%s: %s would be %lld x %lld = %lld elements, past the %lld one weight matrix may hold", src, what, rows, cols, n, MAX_TENSOR);
+        fatal("%s: %s would be %lld x %lld = %lld elements, past the %lld elements a weight matrix may hold", src, what, rows,
+              cols, n, MAX_TENSOR);
 }
 
 static void check_params(long long n, const char *src) {

@@ -20,6 +20,9 @@
 #define LLVMFuzzerTestOneInput fuzz_config
 #include "fuzz/fuzz_config.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_eval
+#include "fuzz/fuzz_eval.c"
+#undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fuzz_image
 #include "fuzz/fuzz_image.c"
 #undef LLVMFuzzerTestOneInput
@@ -86,6 +89,7 @@ TEST(fuzz_regression_corpus_replays) {
     EXPECT(replay(fuzz_safetensors, "safetensors") >= 1);
     EXPECT(replay(fuzz_preprocess_config, "preprocess_config") >= 1);
     EXPECT(replay(fuzz_shard, "shard") >= 1);
+    EXPECT(replay(fuzz_eval, "eval") >= 2);
     // no committed inputs yet for these two (their seeds are the shared tokenizers, 0.5 and 1.3 MB):
     // replayed when a crash input is added
     replay(fuzz_sentencepiece, "sentencepiece");
