@@ -1,7 +1,7 @@
 # vlm.c build. `make` builds ./vlm (CPU backend always; CUDA backend when nvcc is found),
 # `make test` runs the CPU tests, `make test-asan` runs them under AddressSanitizer + UBSan,
 # `make test-cuda` runs the GPU tests (GPU machine; `make test-cuda-fp32` with fp32 activations),
-# `make demo` runs the miniature study,
+# `make demo` runs the miniature study, `make fuzz` fuzzes every parser (clang + libFuzzer, FUZZ_SECONDS each),
 # `make deps` installs the Debian packages the build needs.
 
 CC       ?= gcc
@@ -24,6 +24,10 @@ SANITIZE ?=
 ifneq ($(SANITIZE),)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDLIBS   += -fsanitize=address,undefined
+endif
+# FUZZ=1 (set by `make fuzz`, with CC=clang): coverage instrumentation for libFuzzer
+ifneq ($(FUZZ),)
+CFLAGS   += -fsanitize=fuzzer-no-link
 endif
 
 LIB_SRCS  := $(wildcard util/*.c model/*.c data/*.c train/*.c eval/*.c)
@@ -65,7 +69,7 @@ endif
 endif
 endif
 
-.PHONY: all test test-asan test-cuda test-cuda-asan test-cuda-fp32 demo deps deps-device bench clean flags fixtures
+.PHONY: all test test-asan test-cuda test-cuda-asan test-cuda-fp32 demo deps deps-device bench clean flags fixtures fuzz fuzz-build
 all: flags vlm $(BUILD)/test_vlm
 
 flags:
@@ -169,8 +173,53 @@ fixtures:
 	python3 tests/ref/make_tokenizer_fixtures.py
 	python3 tests/ref/make_safetensors_fixture.py
 
+# ---- fuzzing: libFuzzer targets for every parser of untrusted input (tests/fuzz/fuzz_*.c) ----
+# `make fuzz` builds each target with clang under ASan + UBSan into build-fuzz/ and runs it for
+# FUZZ_SECONDS (default 20) from its seed corpus (the repository's fixtures, the shared tokenizers when
+# ../shared/data is there, tests/fuzz/seeds/) and the regression corpus tests/fuzz/regress/NAME/;
+# FUZZ_TARGETS=config,image picks some. New inputs collect in build-fuzz/corpus/NAME/ (kept between
+# runs); a crash stops with the input in build-fuzz/crash-NAME-*: once fixed, commit it to
+# tests/fuzz/regress/NAME/, which `make test` replays (tests/test_fuzz_replay.c).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 20
+FUZZ_BUILD   := build-fuzz
+FUZZ_ALL     := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_TARGETS ?= $(FUZZ_ALL)
+FUZZ_NAMES   := $(subst $(,), ,$(FUZZ_TARGETS))
+FUZZ_SHARED  := $(firstword $(wildcard ../shared/data /work/shared/data))
+# seed files per target (patterns; missing ones are skipped)
+FUZZ_SEEDS_config            := tests/fixtures/models/*/config.json
+FUZZ_SEEDS_preprocess_config := tests/fixtures/models/*/preprocessor_config.json
+FUZZ_SEEDS_safetensors       := tests/fixtures/safetensors/*.safetensors tests/fixtures/models/clip/model.safetensors
+FUZZ_SEEDS_sentencepiece     := $(FUZZ_SHARED)/tokenizers/llama2_tokenizer.model
+FUZZ_SEEDS_clip_bpe          := $(FUZZ_SHARED)/tokenizers/clip_bpe_simple_vocab_16e6.txt.gz
+FUZZ_SEEDS_image             := tests/fixtures/image/*.jpg tests/fixtures/image/gray*.png tests/fixtures/image/la*.png \
+                                tests/fixtures/image/rgb*.png tests/fixtures/models/llava_gqa/images/*.png
+
+fuzz:
+	@command -v $(FUZZ_CC) >/dev/null || { echo "fuzz: $(FUZZ_CC) not found (libFuzzer comes with clang)"; exit 1; }
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) SANITIZE=1 FUZZ=1 OPT=-O1 NO_CUDA=1 fuzz-build
+	@$(foreach t,$(FUZZ_NAMES),mkdir -p $(FUZZ_BUILD)/seeds/$(t) $(FUZZ_BUILD)/corpus/$(t) \
+	  $(foreach f,$(wildcard $(FUZZ_SEEDS_$(t))),&& cp $(f) $(FUZZ_BUILD)/seeds/$(t)/$(subst /,_,$(f)));)
+	@set -e; for t in $(FUZZ_NAMES); do \
+	  [ -f tests/fuzz/fuzz_$$t.c ] || { echo "fuzz: no target $$t (have: $(FUZZ_ALL))"; exit 1; }; \
+	  dirs="$(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/seeds/$$t $$(ls -d tests/fuzz/seeds/$$t tests/fuzz/regress/$$t 2>/dev/null || true)"; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s ($$(find $$dirs -type f | wc -l) corpus and seed files)"; \
+	  if ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	     $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=4096 -detect_leaks=0 \
+	     -artifact_prefix=$(FUZZ_BUILD)/crash-$$t- $$dirs > $(FUZZ_BUILD)/fuzz_$$t.log 2>&1; then \
+	    grep -E "^Done [0-9]+ runs" $(FUZZ_BUILD)/fuzz_$$t.log | sed "s/^/fuzz: $$t: /"; \
+	  else tail -40 $(FUZZ_BUILD)/fuzz_$$t.log; \
+	    echo "fuzz: $$t FAILED; the input is in $(FUZZ_BUILD)/crash-$$t-*; once fixed, add it to tests/fuzz/regress/$$t/"; exit 1; fi; \
+	done
+
+fuzz-build: $(patsubst %,$(BUILD)/fuzz_%,$(FUZZ_ALL))
+
+$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(LIB_OBJS)
+	$(CC) $(filter-out -MMD -MP -fsanitize=fuzzer-no-link,$(CFLAGS)) -fsanitize=fuzzer -o $@ $< $(LIB_OBJS) $(LDLIBS)
+
 clean:
-	rm -rf build build-asan build-asan-cuda build-fp32 vlm vlm-asan vlm-fp32
+	rm -rf build build-asan build-asan-cuda build-fp32 build-fuzz vlm vlm-asan vlm-fp32
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

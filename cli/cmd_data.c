@@ -229,6 +229,11 @@ static int data_pack(int argc, char **argv) {
             char err[512];
             Image *im = image_load(pi->path, cfg.alpha, err, sizeof(err));
             if (!im) { pi->err = xstrdup(err); continue; }
+            if (preprocess_check_size(&cfg, im->width, im->height, pi->path, err, sizeof(err))) {
+                pi->err = xstrdup(err);  // an error for this record (skipped with --skip-bad), not for the run
+                image_free(im);
+                continue;
+            }
             Image *g = preprocess_geometry(&cfg, im);
             if (g->width != S || g->height != S) {
                 snprintf(err, sizeof(err), "%s: preprocessed to %dx%d, expected %dx%d", pi->path, g->width, g->height, S, S);

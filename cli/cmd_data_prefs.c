@@ -10,6 +10,7 @@
 // The outputs are JSON Lines that `vlm train --recipe dpo|mdpo` (seva, clipdpo) and `--recipe svco|vco`
 // (mvc) read. Image paths are written as the input gives them: keep the output next to the input.
 #include <cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "../eval/clipscore.h"
 #include "../util/args.h"
 #include "../util/common.h"
+#include "../util/json_check.h"
 #include "../util/jsonl.h"
 #include "commands.h"
 
@@ -59,7 +61,10 @@ static char **samples_read(const char *path, int n_questions, int k) {
         const cJSON *ix = cJSON_GetObjectItemCaseSensitive(j, "index"), *sm = cJSON_GetObjectItemCaseSensitive(j, "sample");
         const cJSON *tx = cJSON_GetObjectItemCaseSensitive(j, "text");
         if (!cJSON_IsNumber(ix) || !cJSON_IsString(tx)) fatal("%s:%d: needs \"index\" and \"text\" (vlm sample's output)", path, jr.line);
-        const int i = (int)ix->valuedouble, s = cJSON_IsNumber(sm) ? (int)sm->valuedouble : 0;
+        long long ii = -1, ss = 0;  // range-checked before any cast (an out-of-range double to int is undefined)
+        if (json_int(ix, -1, INT_MAX, &ii) || (cJSON_IsNumber(sm) && json_int(sm, -1, INT_MAX, &ss)))
+            fatal("%s:%d: \"index\" and \"sample\" must be integers from 0", path, jr.line);
+        const int i = (int)ii, s = (int)ss;
         if (i < 0 || i >= n_questions) fatal("%s:%d: index %d: the question file has %d questions", path, jr.line, i, n_questions);
         if (s < 0 || s >= k) fatal("%s:%d: sample %d outside 0..%d", path, jr.line, s, k - 1);
         if (t[(size_t)i * k + s]) fatal("%s:%d: index %d sample %d appears twice", path, jr.line, i, s);

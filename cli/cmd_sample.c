@@ -22,6 +22,7 @@
 #include "../model/generate.h"
 #include "../util/args.h"
 #include "../util/common.h"
+#include "../util/json_check.h"
 #include "commands.h"
 
 static void usage(void) {
@@ -57,23 +58,30 @@ static void usage(void) {
 }
 
 // The model's end-of-sequence id: generation_config.json, then config.json (text_config, then top level).
-static int model_eos_id(const char *dir) {
+// Both are untrusted: a broken file or an id outside the vocabulary is an error naming the file and value.
+static int model_eos_id(const char *dir, int vocab) {
     const char *files[2] = {"generation_config.json", "config.json"};
     for (int f = 0; f < 2; f++) {
-        char *p = path_join(dir, files[f]);
-        char *text = try_read_file(p, NULL);
-        free(p);
-        if (!text) continue;
-        cJSON *j = cJSON_Parse(text);
+        char *p = path_join(dir, files[f]), err[512];
+        size_t len;
+        char *text = try_read_file(p, &len);
+        if (!text) { free(p); continue; }
+        cJSON *j = json_parse_document(text, len, p, err, sizeof(err));
         free(text);
-        if (!j) continue;
+        if (!j) fatal("%s", err);
         const cJSON *tc = cJSON_GetObjectItemCaseSensitive(j, "text_config");
         const cJSON *e = tc ? cJSON_GetObjectItemCaseSensitive(tc, "eos_token_id") : NULL;
         if (!e) e = cJSON_GetObjectItemCaseSensitive(j, "eos_token_id");
         if (cJSON_IsArray(e)) e = cJSON_GetArrayItem(e, 0);  // a list: the first (LLaVA-1.5 has one)
-        int id = cJSON_IsNumber(e) ? (int)e->valuedouble : -2;
+        long long id = -1;
+        if (e && !cJSON_IsNull(e) && json_int(e, 0, vocab - 1, &id)) {
+            char val[96];
+            json_value_text(e, val, sizeof(val));
+            fatal("%s: eos_token_id = %s: expected an integer from 0 to %d (the vocabulary)", p, val, vocab - 1);
+        }
         cJSON_Delete(j);
-        if (id >= 0) return id;
+        free(p);
+        if (id >= 0) return (int)id;
     }
     return 2;  // LlamaConfig's default
 }
@@ -241,7 +249,7 @@ int cmd_sample(int argc, char **argv) {
     gen_init(&g, &m, slots, rs.max_len, (int)max_new, prefill_rows);
     GenPrompt *prompts = xmalloc(sizeof(GenPrompt) * rs.n);
     for (int i = 0; i < rs.n; i++) prompts[i] = (GenPrompt){rs.r[i].ids, rs.r[i].n, rs.r[i].image != NULL};
-    GenConfig gc = {sc, (int)max_new, (int)n_samples, (uint64_t)seed, eos == -2 ? model_eos_id(model_dir) : (int)eos, stop, n_stop};
+    GenConfig gc = {sc, (int)max_new, (int)n_samples, (uint64_t)seed, eos == -2 ? model_eos_id(model_dir, cfg.text.vocab) : (int)eos, stop, n_stop};
     if (gc.eos_id >= cfg.text.vocab) fatal("vlm sample: --eos %d is outside the vocabulary (%d)", gc.eos_id, cfg.text.vocab);
 
     SampleRun run;

@@ -17,10 +17,12 @@
 #include "../util/common.h"
 
 Image *image_new(int width, int height) {
-    CHECK_OR_DIE(width > 0 && height > 0, "image_new: bad size %dx%d", width, height);
+    CHECK_OR_DIE(width > 0 && height > 0 && (long long)width * height <= IMAGE_MAX_PIXELS,
+                 "image_new: bad size %dx%d (at most %lld pixels)", width, height, IMAGE_MAX_PIXELS);
     Image *im = xmalloc(sizeof(Image));
     im->width = width;
     im->height = height;
+    im->name = NULL;
     im->data = xmalloc((size_t)width * height * 3);
     return im;
 }
@@ -34,6 +36,7 @@ Image *image_new_filled(int width, int height, const uint8_t rgb[3]) {
 
 void image_free(Image *im) {
     if (!im) return;
+    free(im->name);
     free(im->data);
     free(im);
 }
@@ -51,6 +54,14 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+// 0 when a w x h image is within IMAGE_MAX_PIXELS, else -1 with a message naming the file and the size.
+static int check_pixels(long long w, long long h, const char *name, const char *fname, char *err, size_t errlen) {
+    if (w * h <= IMAGE_MAX_PIXELS) return 0;
+    set_err(err, errlen, "%s: the %s image is %lldx%lld (%lld pixels), past the bound of %lld pixels (PIL's decompression-bomb limit)",
+            name, fname, w, h, w * h, IMAGE_MAX_PIXELS);
+    return -1;
 }
 
 typedef enum { FMT_UNKNOWN, FMT_JPEG, FMT_PNG, FMT_GIF, FMT_BMP, FMT_PSD, FMT_PNM, FMT_HDR, FMT_WEBP, FMT_TIFF } Format;
@@ -171,6 +182,10 @@ static Image *jpeg_decode(const uint8_t *bytes, size_t len, const char *name, ch
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, bytes, (unsigned long)len);
     jpeg_read_header(&cinfo, TRUE);
+    if (check_pixels(cinfo.image_width, cinfo.image_height, name, "JPEG", err, errlen)) {
+        jpeg_destroy_decompress(&cinfo);
+        return NULL;
+    }
     int nc = cinfo.num_components;
     if (nc != 1 && nc != 3 && nc != 4) {
         set_err(err, errlen, "%s: cannot decode JPEG image: %d color components (PIL and we handle 1, 3 or 4)", name, nc);
@@ -186,6 +201,7 @@ static Image *jpeg_decode(const uint8_t *bytes, size_t len, const char *name, ch
         return NULL;
     }
     im = image_new(w, h);
+    im->name = name ? xstrdup(name) : NULL;
     if (oc != 3) row = xmalloc((size_t)w * oc);
     while (cinfo.output_scanline < cinfo.output_height) {
         size_t y = cinfo.output_scanline;
@@ -241,6 +257,8 @@ Image *image_decode(const uint8_t *bytes, size_t len, const char *name, ImageAlp
         return jpeg_decode(bytes, len, name, err, errlen);  // no alpha in a JPEG: `alpha` has no effect
     }
     int w = 0, h = 0, n = 0;
+    // the size from the header, before stb_image allocates for it (a header it cannot read fails below)
+    if (stbi_info_from_memory(bytes, (int)len, &w, &h, &n) && check_pixels(w, h, name, fname, err, errlen)) return NULL;
     int is16 = stbi_is_16_bit_from_memory(bytes, (int)len);
     // A 16-bit grayscale PNG (colour type 0, IHDR byte 25) is the one case PIL clips instead of
     // taking the high byte; every other 16-bit layout is taken by stb's own >> 8 conversion.
@@ -265,12 +283,14 @@ Image *image_decode(const uint8_t *bytes, size_t len, const char *name, ImageAlp
             set_err(err, errlen, "%s: cannot decode %s image: stb_image: %s", name, fname, reason ? reason : "unknown error");
         return NULL;
     }
-    if (w <= 0 || h <= 0 || n < 1 || n > 4) {
+    if (w <= 0 || h <= 0 || n < 1 || n > 4 || check_pixels(w, h, name, fname, err, errlen)) {
         if (gray16) free(px); else stbi_image_free(px);
-        set_err(err, errlen, "%s: cannot decode %s image: unexpected size %dx%d with %d channels", name, fname, w, h, n);
+        if (w <= 0 || h <= 0 || n < 1 || n > 4)
+            set_err(err, errlen, "%s: cannot decode %s image: unexpected size %dx%d with %d channels", name, fname, w, h, n);
         return NULL;
     }
     Image *im = image_new(w, h);
+    im->name = name ? xstrdup(name) : NULL;
     size_t npix = (size_t)w * h;
     int composite = alpha == IMAGE_ALPHA_WHITE && (n == 2 || n == 4);
     for (size_t i = 0; i < npix; i++) {

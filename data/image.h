@@ -25,14 +25,21 @@
 typedef struct {
     int width, height;
     uint8_t *data;  // [height][width][3] RGB, row-major, no padding
+    char *name;     // the file it was decoded from (for messages), or NULL
 } Image;
+
+// The most pixels a decoded image, or any image the preprocessor makes from one, may have: PIL's
+// DecompressionBombError threshold (2 * Image.MAX_IMAGE_PIXELS), 537 MB of RGB. Image files are
+// untrusted: a 106-byte PNG can declare 1 x 20000 pixels, and a shortest-edge resize of it to 336
+// would be 336 x 6720000 (6.8 GB).
+#define IMAGE_MAX_PIXELS 178956970LL
 
 typedef enum {
     IMAGE_ALPHA_DROP = 0,  // PIL convert("RGB"): ignore alpha (LLaVA's loader, transformers 4.x)
     IMAGE_ALPHA_WHITE = 1, // composite over opaque white with PIL's alpha_composite rounding (transformers 5.x)
 } ImageAlpha;
 
-// A fresh image, pixels uninitialized.
+// A fresh image, pixels uninitialized (name NULL); dies past IMAGE_MAX_PIXELS (callers check first).
 Image *image_new(int width, int height);
 // A fresh image filled with one colour.
 Image *image_new_filled(int width, int height, const uint8_t rgb[3]);
@@ -40,7 +47,8 @@ void image_free(Image *im);
 Image *image_copy(const Image *im);
 
 // Decodes an encoded image (JPEG, PNG, BMP, GIF first frame, PNM, TGA, PSD, ...) held in memory.
-// name is used in messages only. On failure returns NULL and writes a message naming `name` and the
+// name is used in messages (and kept in im->name). An image past IMAGE_MAX_PIXELS is refused from its
+// header, before anything is allocated for it. On failure returns NULL and writes a message naming `name` and the
 // reason ("truncated JPEG ...", "not an image ...", libjpeg's or stb_image's reason) into err[errlen]
 // (err may be NULL). Thread-safe for JPEGs; stb_image's failure reason is a global.
 Image *image_decode(const uint8_t *bytes, size_t len, const char *name, ImageAlpha alpha, char *err, size_t errlen);

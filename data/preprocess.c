@@ -1,6 +1,7 @@
 // PIL-compatible resizing and the CLIP preprocessing pipeline (see preprocess.h).
 #include "preprocess.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <cJSON.h>
 
 #include "../util/common.h"
+#include "../util/json_check.h"
 
 // ------------------------------------------------------------------------------------------------
 // Resampling filters, as Pillow defines them (support = half-width in source pixels at scale 1).
@@ -186,6 +188,10 @@ int resize_vertical_first(int in_w, int in_h, int out_w, int out_h) {
 
 Image *image_resize_ordered(const Image *im, int out_w, int out_h, Resample filter, int vertical_first) {
     CHECK_OR_DIE(out_w > 0 && out_h > 0, "image_resize: bad output size %dx%d", out_w, out_h);
+    // the intermediate of two passes is out_w x in_h or in_w x out_h (image_new bounds the output)
+    CHECK_OR_DIE((long long)(vertical_first ? im->width : out_w) * (vertical_first ? out_h : im->height) <= IMAGE_MAX_PIXELS,
+                 "image_resize: %dx%d to %dx%d passes through more than %lld pixels", im->width, im->height, out_w, out_h,
+                 IMAGE_MAX_PIXELS);
     if (out_w == im->width && out_h == im->height) return image_copy(im);  // PIL returns a copy too
     if (filter == RESAMPLE_NEAREST) return resize_nearest(im, out_w, out_h);
     Filter f = filter_for(filter);
@@ -266,38 +272,55 @@ static int json_bool(const cJSON *root, const char *key, int *out, const char *n
     return 0;
 }
 
-static int json_positive_int(const cJSON *v, int *out) {
-    if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 1e6 || v->valuedouble != (int)v->valuedouble) return -1;
-    *out = (int)v->valuedouble;
+// Sizes in pixels: 1 to 16384 a side (a real processor asks for 224 to 1024). The resized image is
+// bounded again by pixel count at run time (PREPROCESS_MAX_PIXELS), since the shortest-edge resize
+// scales the long side with the aspect ratio.
+#define MAX_SIDE 16384
+
+// The value for a message (one static buffer: the parser is not called from several threads).
+static const char *bad_text(const cJSON *v) {
+    static char buf[96];
+    json_value_text(v, buf, sizeof(buf));
+    return buf;
+}
+
+// *bad remembers the offending value for the message.
+static int json_positive_int(const cJSON *v, int *out, const cJSON **bad) {
+    long long x;
+    if (json_int(v, 1, MAX_SIDE, &x)) { *bad = v; return -1; }
+    *out = (int)x;
     return 0;
 }
 
 static int json_triple(const cJSON *root, const char *key, double out[3], const char *name, char *err, size_t errlen) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!v || cJSON_IsNull(v)) return 0;
-    if (cJSON_IsNumber(v)) { out[0] = out[1] = out[2] = v->valuedouble; return 0; }
+    if (cJSON_IsNumber(v) && isfinite(v->valuedouble)) { out[0] = out[1] = out[2] = v->valuedouble; return 0; }
     if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 3) {
         for (int i = 0; i < 3; i++) {
             const cJSON *e = cJSON_GetArrayItem(v, i);
-            if (!cJSON_IsNumber(e)) goto bad;
+            if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble)) goto bad;
             out[i] = e->valuedouble;
         }
         return 0;
     }
 bad:
-    snprintf(err, errlen, "%s: \"%s\" must be a number or a list of 3 numbers", name, key);
+    snprintf(err, errlen, "%s: \"%s\" must be a finite number or a list of 3 of them", name, key);
     return -1;
 }
 
 int preprocess_config_parse(PreprocessConfig *cfg, const char *json, const char *name, char *err, size_t errlen) {
     *cfg = preprocess_config_clip(224);  // CLIPImageProcessor's class defaults
-    cJSON *root = cJSON_Parse(json);
+    char perr[400];
+    cJSON *root = json_parse_document(json, strlen(json), name, perr, sizeof(perr));  // no text after the object
     if (!root || !cJSON_IsObject(root)) {
-        snprintf(err, errlen, "%s: not a JSON object%s", name, root ? "" : " (parse error)");
+        if (!root) snprintf(err, errlen, "%s (parse error)", perr);
+        else snprintf(err, errlen, "%s: not a JSON object", name);
         cJSON_Delete(root);
         return -1;
     }
     int rc = -1;
+    const cJSON *bad = NULL;  // the value a size error is about
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "image_processor_type");
     if (!cJSON_IsString(type)) type = cJSON_GetObjectItemCaseSensitive(root, "feature_extractor_type");
     const char *tname = cJSON_IsString(type) ? type->valuestring : "";
@@ -310,7 +333,7 @@ int preprocess_config_parse(PreprocessConfig *cfg, const char *json, const char 
     if (size && !cJSON_IsNull(size)) {
         int n;
         if (cJSON_IsNumber(size)) {
-            if (json_positive_int(size, &n)) goto bad_size;
+            if (json_positive_int(size, &n, &bad)) goto bad_size;
             if (int_size_is_edge) { cfg->shortest_edge = n; }
             else { cfg->shortest_edge = 0; cfg->resize_height = cfg->resize_width = n; }
         } else if (cJSON_IsObject(size)) {
@@ -322,36 +345,44 @@ int preprocess_config_parse(PreprocessConfig *cfg, const char *json, const char 
                 goto done;
             }
             if (se) {
-                if (json_positive_int(se, &cfg->shortest_edge)) goto bad_size;
+                if (json_positive_int(se, &cfg->shortest_edge, &bad)) goto bad_size;
             } else if (h && w) {
                 cfg->shortest_edge = 0;
-                if (json_positive_int(h, &cfg->resize_height) || json_positive_int(w, &cfg->resize_width)) goto bad_size;
+                if (json_positive_int(h, &cfg->resize_height, &bad) || json_positive_int(w, &cfg->resize_width, &bad)) goto bad_size;
             } else goto bad_size;
         } else goto bad_size;
     }
     const cJSON *crop = cJSON_GetObjectItemCaseSensitive(root, "crop_size");
     if (crop && !cJSON_IsNull(crop)) {
         if (cJSON_IsNumber(crop)) {
-            if (json_positive_int(crop, &cfg->crop_height)) goto bad_crop;
+            if (json_positive_int(crop, &cfg->crop_height, &bad)) goto bad_crop;
             cfg->crop_width = cfg->crop_height;
         } else if (cJSON_IsObject(crop)) {
-            if (json_positive_int(cJSON_GetObjectItemCaseSensitive(crop, "height"), &cfg->crop_height) ||
-                json_positive_int(cJSON_GetObjectItemCaseSensitive(crop, "width"), &cfg->crop_width)) goto bad_crop;
+            if (json_positive_int(cJSON_GetObjectItemCaseSensitive(crop, "height"), &cfg->crop_height, &bad) ||
+                json_positive_int(cJSON_GetObjectItemCaseSensitive(crop, "width"), &cfg->crop_width, &bad)) goto bad_crop;
         } else goto bad_crop;
     }
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "resample");
     if (rs && !cJSON_IsNull(rs)) {
-        if (!cJSON_IsNumber(rs) || rs->valuedouble < 0 || rs->valuedouble > 5 || rs->valuedouble != (int)rs->valuedouble) {
-            snprintf(err, errlen, "%s: \"resample\" must be a PIL filter code 0..5", name);
+        long long code;
+        if (json_int(rs, 0, 5, &code)) {
+            char val[96];
+            json_value_text(rs, val, sizeof(val));
+            snprintf(err, errlen, "%s: \"resample\" = %s: must be a PIL filter code 0..5", name, val);
             goto done;
         }
-        cfg->resample = (Resample)(int)rs->valuedouble;
+        cfg->resample = (Resample)code;
     }
     if (json_bool(root, "do_center_crop", &cfg->do_center_crop, name, err, errlen)) goto done;
     if (json_bool(root, "do_rescale", &cfg->do_rescale, name, err, errlen)) goto done;
     const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "rescale_factor");
     if (rf && !cJSON_IsNull(rf)) {
-        if (!cJSON_IsNumber(rf)) { snprintf(err, errlen, "%s: \"rescale_factor\" must be a number", name); goto done; }
+        if (!cJSON_IsNumber(rf) || !isfinite(rf->valuedouble)) {
+            char val[96];
+            json_value_text(rf, val, sizeof(val));
+            snprintf(err, errlen, "%s: \"rescale_factor\" = %s: must be a finite number", name, val);
+            goto done;
+        }
         cfg->rescale_factor = rf->valuedouble;
     }
     if (json_bool(root, "do_normalize", &cfg->do_normalize, name, err, errlen)) goto done;
@@ -375,17 +406,21 @@ int preprocess_config_parse(PreprocessConfig *cfg, const char *json, const char 
     rc = 0;
     goto done;
 bad_size:
-    snprintf(err, errlen, "%s: \"size\" must be a positive integer, {\"shortest_edge\": n} or {\"height\": h, \"width\": w}", name);
+    snprintf(err, errlen, "%s: \"size\" must be an integer from 1 to %d, {\"shortest_edge\": n} or {\"height\": h, \"width\": w}%s%s",
+             name, MAX_SIDE, bad ? "; got " : "", bad ? bad_text(bad) : "");
     goto done;
 bad_crop:
-    snprintf(err, errlen, "%s: \"crop_size\" must be a positive integer or {\"height\": h, \"width\": w}", name);
+    snprintf(err, errlen, "%s: \"crop_size\" must be an integer from 1 to %d or {\"height\": h, \"width\": w}%s%s", name, MAX_SIDE,
+             bad ? "; got " : "", bad ? bad_text(bad) : "");
 done:
     cJSON_Delete(root);
     return rc;
 }
 
 PreprocessConfig preprocess_config_load(const char *path) {
-    char *text = read_file(path, NULL);
+    size_t len;
+    char *text = read_file(path, &len);
+    if (strlen(text) != len) fatal("%s: a NUL byte at offset %zu inside the JSON text", path, strlen(text));
     PreprocessConfig cfg;
     char err[512];
     if (preprocess_config_parse(&cfg, text, path, err, sizeof(err))) fatal("%s", err);
@@ -397,16 +432,51 @@ PreprocessConfig preprocess_config_load(const char *path) {
 // Pipeline
 
 // transformers' get_resize_output_image_size(default_to_square=False): the short side becomes
-// `edge`, the long side int(edge * long / short) (Python float division, then truncation).
-static void resize_size(const PreprocessConfig *cfg, int w, int h, int *rw, int *rh) {
+// `edge`, the long side int(edge * long / short) (Python float division, then truncation). In 64 bits:
+// an extreme aspect ratio makes the long side pass any int (preprocess_check_size refuses those).
+static void resize_size64(const PreprocessConfig *cfg, long long w, long long h, long long *rw, long long *rh) {
     if (cfg->shortest_edge > 0) {
-        int s = w <= h ? w : h, l = w <= h ? h : w;
-        int ns = cfg->shortest_edge, nl = (int)((double)ns * l / s);
+        long long s = w <= h ? w : h, l = w <= h ? h : w;
+        long long ns = cfg->shortest_edge;
+        double nl_d = (double)ns * (double)l / (double)s;
+        long long nl = nl_d < 9e18 ? (long long)nl_d : (long long)9e18;
         if (w <= h) { *rw = ns; *rh = nl; } else { *rw = nl; *rh = ns; }
     } else {
         *rw = cfg->resize_width;
         *rh = cfg->resize_height;
     }
+}
+
+static int clamp_int(long long v) { return v > INT_MAX ? INT_MAX : (int)v; }
+
+static void resize_size(const PreprocessConfig *cfg, int w, int h, int *rw, int *rh) {
+    long long a, b;
+    resize_size64(cfg, w, h, &a, &b);
+    *rw = clamp_int(a);
+    *rh = clamp_int(b);
+}
+
+int preprocess_check_size(const PreprocessConfig *cfg, int w, int h, const char *name, char *err, size_t errlen) {
+    long long W = w, H = h, most = W * H;
+    if (cfg->do_pad && W != H) { W = H = W > H ? W : H; most = W * H > most ? W * H : most; }
+    long long rw = W, rh = H;
+    if (cfg->do_resize) {
+        resize_size64(cfg, W, H, &rw, &rh);
+        if (rw > INT_MAX || rh > INT_MAX) most = LLONG_MAX;  // past any bound (and past int)
+        else {
+            // image_resize's intermediate: one axis resized, the other not yet (operands < 2^31: no wrap)
+            long long tmp = resize_vertical_first((int)W, (int)H, (int)rw, (int)rh) ? W * rh : rw * H;
+            if (tmp > most) most = tmp;
+            if (rw * rh > most) most = rw * rh;
+        }
+    }
+    if (cfg->do_center_crop && (long long)cfg->crop_width * cfg->crop_height > most)
+        most = (long long)cfg->crop_width * cfg->crop_height;
+    if (most <= IMAGE_MAX_PIXELS) return 0;
+    snprintf(err, errlen, "%s: the %dx%d image would be resized to %lldx%lld (%.3g pixels at the largest step), past the bound "
+             "of %lld pixels: its aspect ratio is too extreme for this preprocessor; crop or pad the image first",
+             name ? name : "image", w, h, rw, rh, (double)most, IMAGE_MAX_PIXELS);
+    return -1;
 }
 
 void preprocess_output_size(const PreprocessConfig *cfg, int w, int h, int *out_h, int *out_w) {
@@ -439,6 +509,8 @@ static Image *center_crop(const Image *im, int ch, int cw) {
 }
 
 Image *preprocess_geometry(const PreprocessConfig *cfg, const Image *im) {
+    char err[512];
+    if (preprocess_check_size(cfg, im->width, im->height, im->name, err, sizeof(err))) fatal("%s", err);
     Image *cur = image_copy(im);
     if (cfg->do_pad && cur->width != cur->height) {
         uint8_t fill[3];

@@ -75,7 +75,13 @@ PreprocessConfig preprocess_config_load(const char *path);
 PreprocessConfig preprocess_config_from_flags(const char *config_path, long size, int pad);
 // Output height and width for an input of w x h (after the optional pad, resize and crop).
 void preprocess_output_size(const PreprocessConfig *cfg, int w, int h, int *out_h, int *out_w);
-// The uint8 stage: pad-to-square, resize, center crop. Returns a fresh image.
+// 0 when every image the pipeline makes from a w x h input (the padded square, the resize and its
+// intermediate pass, the crop) stays within IMAGE_MAX_PIXELS; else -1 with a message naming `name`
+// (the file), the input size and what it would resize to. A shortest-edge resize scales the long side
+// with the aspect ratio, so a tiny 1 x 20000 PNG would become 336 x 6720000.
+int preprocess_check_size(const PreprocessConfig *cfg, int w, int h, const char *name, char *err, size_t errlen);
+// The uint8 stage: pad-to-square, resize, center crop. Returns a fresh image; dies with
+// preprocess_check_size's message (naming im->name) when the input is too large for it.
 Image *preprocess_geometry(const PreprocessConfig *cfg, const Image *im);
 // The float stage: rescale and normalize a uint8 image into out [3][H][W].
 void preprocess_normalize(const PreprocessConfig *cfg, const Image *im, float *out);

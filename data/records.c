@@ -1,11 +1,13 @@
 #include "records.h"
 
 #include <cJSON.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../util/common.h"
+#include "../util/json_check.h"
 #include "../util/jsonl.h"
 #include "tokenizer_sp.h"
 
@@ -49,8 +51,9 @@ static int read_ids(const cJSON *arr, int **ids, int *n) {
     int i = 0;
     const cJSON *v;
     cJSON_ArrayForEach(v, arr) {
-        if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble) { free(*ids); return 0; }
-        (*ids)[i++] = (int)v->valuedouble;
+        long long x;  // range before the cast: (int) of 2^63 is undefined
+        if (json_int(v, INT_MIN, INT_MAX, &x)) { free(*ids); return 0; }
+        (*ids)[i++] = (int)x;
     }
     return 1;
 }
@@ -77,9 +80,10 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
         if (input_ids) {
             if (!read_ids(input_ids, &raw, &n_raw)) fatal("%s:%d: \"input_ids\" must be an array of integers", path, jr.line);
             const cJSON *nr = cJSON_GetObjectItemCaseSensitive(j, "n_response");
-            if (!cJSON_IsNumber(nr) || nr->valuedouble != (double)(int)nr->valuedouble)
+            long long nresp;
+            if (json_int(nr, INT_MIN, INT_MAX, &nresp))
                 fatal("%s:%d: \"n_response\" (an integer) is required with \"input_ids\"", path, jr.line);
-            r.n_response = (int)nr->valuedouble;
+            r.n_response = (int)nresp;
         } else if (prompt) {
             // HF semantics: the prompt with BOS (<image> is an added token: one id), the response on its own
             // (with the dummy prefix, as tokenizer(response, add_special_tokens=False)) and then EOS
@@ -113,6 +117,7 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
         char err[256];
         r.ids = records_expand_image_tokens(raw, n_raw, r.image != NULL, cfg, &r.n, err, sizeof(err));
         if (!r.ids) fatal("%s:%d: %s", path, jr.line, err);
+        if (llava_check_row_length(cfg, r.n, err, sizeof(err))) fatal("%s:%d: record %d: %s", path, jr.line, r.index, err);
         free(raw);
         cJSON_Delete(j);
         if (rs->n == cap) rs->r = xrealloc(rs->r, sizeof(LogprobRecord) * (cap = cap ? 2 * cap : 64));
@@ -199,6 +204,7 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
         char err[256];
         r.ids = records_expand_image_tokens(raw, n_raw, r.image != NULL, cfg, &r.n, err, sizeof(err));
         if (!r.ids) fatal("%s:%d: %s", path, jr.line, err);
+        if (llava_check_row_length(cfg, r.n, err, sizeof(err))) fatal("%s:%d: record %d: %s", path, jr.line, r.index, err);
         free(raw);
         cJSON_Delete(j);
         if (r.n > rs->max_len) rs->max_len = r.n;

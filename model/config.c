@@ -1,11 +1,13 @@
 #include "config.h"
 
 #include <cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../util/common.h"
+#include "../util/json_check.h"
 
 static char *config_path(const char *path) {
     size_t n = strlen(path);
@@ -13,29 +15,85 @@ static char *config_path(const char *path) {
     return path_join(path, "config.json");
 }
 
-static cJSON *parse_json(const char *json, const char *source) {
-    cJSON *root = cJSON_Parse(json);
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        fatal("%s: invalid JSON near '%.30s'", source, at ? at : "?");
-    }
+static cJSON *parse_json(const char *json, size_t len, const char *source) {
+    char err[512];
+    cJSON *root = json_parse_document(json, len, source, err, sizeof(err));
+    if (!root) fatal("%s", err);
     if (!cJSON_IsObject(root)) fatal("%s: expected a JSON object", source);
     return root;
 }
 
-// Typed field readers: absent or null -> default; present with the wrong type -> error.
-static int get_int(const cJSON *o, const char *key, int def, const char *src) {
+// Ceilings on the sizes a config may ask for: far above any model this code is meant for (llava-1.5-7b:
+// hidden 4096, FFN 11008, 32 layers, vocabulary 32064; LLaMA-3-405B: 16384, 53248, 126, 128256) and
+// low enough that every product of two of them fits 64 bits, so the size arithmetic below cannot wrap.
+#define MAX_HIDDEN (1 << 16)
+#define MAX_FFN (1 << 18)
+#define MAX_LAYERS 1024
+#define MAX_HEADS 1024
+#define MAX_HEAD_DIM 4096
+#define MAX_VOCAB (1 << 24)
+#define MAX_POSITIONS (1 << 24)     // a LLaMA's positions only bound RoPE; CLIP's are a table, bounded by MAX_TENSOR
+#define MAX_IMAGE_SIZE 4096         // vision tower input side in pixels
+#define MAX_IMAGE_TOKENS (1 << 16)  // patches per image
+// No single weight matrix past 2^31 - 1 elements: kernels index a matrix with 32-bit ints.
+#define MAX_TENSOR 2147483647LL
+// 1e11 parameters is 400 GB in fp32, beyond the memory of any machine this runs on: a config past it
+// is a typo or an attack, and failing here beats allocating until the kernel kills the process.
+#define MAX_PARAMS 100000000000LL
+
+// Typed field readers: absent or null -> default; present with the wrong type or out of range -> error
+// naming the file, the key (with its section, "text_config.hidden_size") and the value.
+static int get_int(const cJSON *o, const char *sec, const char *key, int def, long long lo, long long hi, const char *src) {
     const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
     if (!v || cJSON_IsNull(v)) return def;
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
-        fatal("%s: field '%s' must be an integer", src, key);
-    return (int)v->valuedouble;
+    long long x;
+    if (json_int(v, lo, hi, &x)) {
+        char val[96];
+        json_value_text(v, val, sizeof(val));
+        fatal("%s: %s%s = %s: expected an integer from %lld to %lld", src, sec, key, val, lo, hi);
+    }
+    return (int)x;
 }
 
-static double get_num(const cJSON *o, const char *key, double def, const char *src) {
+// An integer parameter the config derives (a default from other fields, or one checked against another
+// field's value): the same message shape for the range error.
+static void check_range(long long v, long long lo, long long hi, const char *sec, const char *key, const char *src) {
+    if (v < lo || v > hi) fatal("%s: %s%s = %lld: expected an integer from %lld to %lld", src, sec, key, v, lo, hi);
+}
+
+// a * b and a + b in 64 bits; the operands are non-negative and bounded by the ceilings, so these
+// never wrap in practice, but a saturating result keeps the totals honest if that ever changes
+static long long mul64(long long a, long long b) {
+    long long r;
+    return __builtin_mul_overflow(a, b, &r) ? LLONG_MAX : r;
+}
+static long long add64(long long a, long long b) {
+    long long r;
+    return __builtin_add_overflow(a, b, &r) ? LLONG_MAX : r;
+}
+
+static void check_tensor(long long rows, long long cols, const char *what, const char *src) {
+    long long n = mul64(rows, cols);
+    if (n > MAX_TENSOR)
+        fatal("%s: %s would be %lld x %lld = %lld elements, past the %lld elements a weight matrix may hold", src, what, rows,
+              cols, n, MAX_TENSOR);
+}
+
+static void check_params(long long n, const char *src) {
+    if (n > MAX_PARAMS)
+        fatal("%s: the config describes %lld parameters (%.1f GB in fp32), past the ceiling of %lld: check the sizes", src, n,
+              (double)n * 4 / 1e9, MAX_PARAMS);
+}
+
+// A real number in [lo, hi] (never inf: JSON has no literal for it, but 1e999 parses to it).
+static double get_num(const cJSON *o, const char *sec, const char *key, double def, double lo, double hi, const char *src) {
     const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
     if (!v || cJSON_IsNull(v)) return def;
-    if (!cJSON_IsNumber(v)) fatal("%s: field '%s' must be a number", src, key);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi)) {
+        char val[96];
+        json_value_text(v, val, sizeof(val));
+        fatal("%s: %s%s = %s: expected a number from %g to %g", src, sec, key, val, lo, hi);
+    }
     return v->valuedouble;
 }
 
@@ -68,156 +126,206 @@ static ActKind parse_act(const char *name, const char *field, const char *src) {
     fatal("%s: %s '%s' is not supported (gelu, quick_gelu, silu, gelu_pytorch_tanh)", src, field, name);
 }
 
-static void require_positive(int v, const char *field, const char *src) {
-    if (v <= 0) fatal("%s: %s must be positive, got %d", src, field, v);
-}
-
-// CLIPVisionConfig; `d` holds the defaults (the class's own, or LlavaConfig's when vision_config is absent)
-static void vision_parse(VisionConfig *c, const cJSON *o, VisionConfig d, const char *src) {
+// CLIPVisionConfig; `d` holds the defaults (the class's own, or LlavaConfig's when vision_config is absent).
+// Returns the tower's parameter count (all layers: a checkpoint holds them all).
+static long long vision_parse(VisionConfig *c, const cJSON *o, VisionConfig d, const char *src) {
+    const char *S = "vision_config.";
     const char *mt = get_str(o, "model_type", "clip_vision_model", src);
     if (strcmp(mt, "clip_vision_model") != 0)
         fatal("%s: vision_config model_type '%s' is not supported (clip_vision_model)", src, mt);
-    c->hidden = get_int(o, "hidden_size", d.hidden, src);
-    c->intermediate = get_int(o, "intermediate_size", d.intermediate, src);
-    c->layers = get_int(o, "num_hidden_layers", d.layers, src);
-    c->heads = get_int(o, "num_attention_heads", d.heads, src);
-    c->channels = get_int(o, "num_channels", d.channels, src);
-    c->image_size = get_int(o, "image_size", d.image_size, src);
-    c->patch_size = get_int(o, "patch_size", d.patch_size, src);
-    c->projection_dim = get_int(o, "projection_dim", d.projection_dim, src);
-    c->eps = (float)get_num(o, "layer_norm_eps", d.eps, src);
+    c->hidden = get_int(o, S, "hidden_size", d.hidden, 1, MAX_HIDDEN, src);
+    c->intermediate = get_int(o, S, "intermediate_size", d.intermediate, 1, MAX_FFN, src);
+    c->layers = get_int(o, S, "num_hidden_layers", d.layers, 1, MAX_LAYERS, src);
+    c->heads = get_int(o, S, "num_attention_heads", d.heads, 1, MAX_HEADS, src);
+    // the preprocessor always gives RGB and the pixel buffers hold 3 planes
+    c->channels = get_int(o, S, "num_channels", d.channels, 3, 3, src);
+    c->image_size = get_int(o, S, "image_size", d.image_size, 1, MAX_IMAGE_SIZE, src);
+    c->patch_size = get_int(o, S, "patch_size", d.patch_size, 1, c->image_size, src);
+    c->projection_dim = get_int(o, S, "projection_dim", d.projection_dim, 1, MAX_HIDDEN, src);
+    c->eps = (float)get_num(o, S, "layer_norm_eps", d.eps, 0, 1, src);
     c->act = parse_act(get_str(o, "hidden_act", "quick_gelu", src), "vision hidden_act", src);
-    require_positive(c->hidden, "vision hidden_size", src);
-    require_positive(c->layers, "vision num_hidden_layers", src);
-    require_positive(c->heads, "vision num_attention_heads", src);
-    require_positive(c->patch_size, "vision patch_size", src);
     if (c->hidden % c->heads) fatal("%s: vision hidden_size %d is not divisible by num_attention_heads %d", src, c->hidden, c->heads);
     if (c->image_size % c->patch_size)
         fatal("%s: vision image_size %d is not a multiple of patch_size %d", src, c->image_size, c->patch_size);
+    const long long C = c->hidden, F = c->intermediate, grid = c->image_size / c->patch_size, patches = grid * grid;
+    if (patches + 1 > MAX_IMAGE_TOKENS)
+        fatal("%s: vision image_size %d with patch_size %d gives %lld patches, past the ceiling of %d", src, c->image_size,
+              c->patch_size, patches, MAX_IMAGE_TOKENS - 1);
+    const long long patch_dim = 3LL * c->patch_size * c->patch_size;
+    check_tensor(C, patch_dim, "the vision patch embedding (hidden_size x 3 * patch_size^2)", src);
+    check_tensor(F, C, "a vision MLP matrix (intermediate_size x hidden_size)", src);
+    check_tensor(C, C, "a vision attention matrix (hidden_size^2)", src);
+    // per layer: q, k, v, o (C x C + C), fc1, fc2 (F x C + F, C x F + C), two LayerNorms
+    long long layer = add64(add64(mul64(4, mul64(C, C) + C), mul64(2, mul64(C, F)) + F + C), 4 * C);
+    long long n = add64(add64(mul64(C, patch_dim), mul64(patches + 1, C)), C + 4 * C);  // patch, positions, class, pre/post LN
+    return add64(n, mul64(c->layers, layer));
 }
 
 static const VisionConfig clip_vision_defaults = {768, 3072, 12, 12, 3, 224, 32, 512, 1e-5f, ACT_QUICK_GELU};
 
-static void text_llama_parse(LlamaConfig *c, const cJSON *o, const char *src) {
+// Returns the decoder's parameter count.
+static long long text_llama_parse(LlamaConfig *c, const cJSON *o, const char *src) {
+    const char *S = "text_config.";
     const char *mt = get_str(o, "model_type", "llama", src);
     if (strcmp(mt, "llama") != 0) fatal("%s: text_config model_type '%s' is not supported (llama)", src, mt);
-    c->vocab = get_int(o, "vocab_size", 32000, src);
-    c->hidden = get_int(o, "hidden_size", 4096, src);
-    c->intermediate = get_int(o, "intermediate_size", 11008, src);
-    c->layers = get_int(o, "num_hidden_layers", 32, src);
-    c->heads = get_int(o, "num_attention_heads", 32, src);
-    c->kv_heads = get_int(o, "num_key_value_heads", c->heads, src);
-    require_positive(c->heads, "num_attention_heads", src);
-    c->head_dim = get_int(o, "head_dim", c->hidden / c->heads, src);
-    c->max_positions = get_int(o, "max_position_embeddings", 2048, src);
-    c->eps = (float)get_num(o, "rms_norm_eps", 1e-6, src);
+    c->vocab = get_int(o, S, "vocab_size", 32000, 1, MAX_VOCAB, src);
+    c->hidden = get_int(o, S, "hidden_size", 4096, 1, MAX_HIDDEN, src);
+    c->intermediate = get_int(o, S, "intermediate_size", 11008, 1, MAX_FFN, src);
+    c->layers = get_int(o, S, "num_hidden_layers", 32, 1, MAX_LAYERS, src);
+    c->heads = get_int(o, S, "num_attention_heads", 32, 1, MAX_HEADS, src);
+    c->kv_heads = get_int(o, S, "num_key_value_heads", c->heads, 1, c->heads, src);
+    c->head_dim = get_int(o, S, "head_dim", c->hidden / c->heads, 1, MAX_HEAD_DIM, src);
+    check_range(c->head_dim, 1, MAX_HEAD_DIM, S, "head_dim (hidden_size / num_attention_heads)", src);
+    c->max_positions = get_int(o, S, "max_position_embeddings", 2048, 1, MAX_POSITIONS, src);
+    c->eps = (float)get_num(o, S, "rms_norm_eps", 1e-6, 0, 1, src);
     c->attention_bias = get_bool(o, "attention_bias", 0, src);
     c->mlp_bias = get_bool(o, "mlp_bias", 0, src);
     c->tie_embeddings = get_bool(o, "tie_word_embeddings", 0, src);
     c->act = parse_act(get_str(o, "hidden_act", "silu", src), "text hidden_act", src);
     // rope: transformers 5 writes rope_parameters {rope_type, rope_theta}; older files rope_theta + rope_scaling
-    c->rope_theta = (float)get_num(o, "rope_theta", 10000.0, src);
+    c->rope_theta = (float)get_num(o, S, "rope_theta", 10000.0, 1e-6, 1e12, src);
     const cJSON *rp = get_obj(o, "rope_parameters", src);
-    if (rp) c->rope_theta = (float)get_num(rp, "rope_theta", c->rope_theta, src);
+    if (rp) c->rope_theta = (float)get_num(rp, "text_config.rope_parameters.", "rope_theta", c->rope_theta, 1e-6, 1e12, src);
     const cJSON *rs = get_obj(o, "rope_scaling", src);
     const char *rope_type = get_str(rp ? rp : rs, "rope_type", NULL, src);
     if (!rope_type) rope_type = get_str(rs, "type", "default", src);
     if (strcmp(rope_type, "default") != 0) fatal("%s: rope type '%s' is not supported (default)", src, rope_type);
-    require_positive(c->vocab, "vocab_size", src);
-    require_positive(c->hidden, "hidden_size", src);
-    require_positive(c->layers, "num_hidden_layers", src);
-    require_positive(c->kv_heads, "num_key_value_heads", src);
-    require_positive(c->head_dim, "head_dim", src);
     if (c->heads % c->kv_heads)
         fatal("%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", src, c->heads, c->kv_heads);
     if (c->head_dim % 2) fatal("%s: head_dim %d must be even for rotary embeddings", src, c->head_dim);
+    const long long D = c->hidden, F = c->intermediate, Q = (long long)c->heads * c->head_dim, KV = (long long)c->kv_heads * c->head_dim;
+    check_tensor(c->vocab, D, "the token embedding (vocab_size x hidden_size)", src);
+    check_tensor(Q, D, "the query projection (num_attention_heads * head_dim x hidden_size)", src);
+    check_tensor(F, D, "an MLP matrix (intermediate_size x hidden_size)", src);
+    // per layer: q, k, v, o, gate, up, down (+ biases), two RMSNorms
+    long long layer = add64(add64(mul64(2, mul64(Q, D)), mul64(2, mul64(KV, D))), mul64(3, mul64(F, D)));
+    layer = add64(layer, 2 * D + (c->attention_bias ? Q + 2 * KV + D : 0) + (c->mlp_bias ? 2 * F + D : 0));
+    long long n = mul64(c->tie_embeddings ? 1 : 2, mul64(c->vocab, D)) + D;
+    return add64(n, mul64(c->layers, layer));
 }
 
 void llava_config_parse(LlavaConfig *c, const char *json, const char *src) {
+    llava_config_parse_len(c, json, strlen(json), src);
+}
+
+void llava_config_parse_len(LlavaConfig *c, const char *json, size_t len, const char *src) {
     memset(c, 0, sizeof(*c));
-    cJSON *root = parse_json(json, src);
+    cJSON *root = parse_json(json, len, src);
     const char *mt = get_str(root, "model_type", "llava", src);
     if (strcmp(mt, "llava") != 0) fatal("%s: model_type '%s' is not a LLaVA model (llava)", src, mt);
     // LlavaConfig builds CLIPVisionConfig(1024, 4096, 24 layers, 16 heads, 336 px, patch 14) when the
     // vision_config is absent, and the class defaults (ViT-B/32) for fields missing from a given one.
     const cJSON *vc = get_obj(root, "vision_config", src);
     VisionConfig llava_vision_defaults = {1024, 4096, 24, 16, 3, 336, 14, 768, 1e-5f, ACT_QUICK_GELU};
-    vision_parse(&c->vision, vc, vc ? clip_vision_defaults : llava_vision_defaults, src);
-    text_llama_parse(&c->text, get_obj(root, "text_config", src), src);
-    c->image_token_id = get_int(root, "image_token_index", 32000, src);
-    c->image_token_id = get_int(root, "image_token_id", c->image_token_id, src);
+    long long n = vision_parse(&c->vision, vc, vc ? clip_vision_defaults : llava_vision_defaults, src);
+    n = add64(n, text_llama_parse(&c->text, get_obj(root, "text_config", src), src));
+    // the image token must have an embedding row: it is looked up like any other id before the features replace it
+    c->image_token_id = get_int(root, "", "image_token_index", 32000, 0, c->text.vocab - 1, src);
+    c->image_token_id = get_int(root, "", "image_token_id", c->image_token_id, 0, c->text.vocab - 1, src);
+    check_range(c->image_token_id, 0, c->text.vocab - 1, "", "image_token_index (default 32000, below text_config.vocab_size)", src);
     const cJSON *fl = cJSON_GetObjectItemCaseSensitive(root, "vision_feature_layer");
     if (fl && cJSON_IsArray(fl)) {
         if (cJSON_GetArraySize(fl) != 1)
             fatal("%s: vision_feature_layer as a list of several layers is not supported (one layer)", src);
         fl = cJSON_GetArrayItem(fl, 0);
     }
-    if (fl && !cJSON_IsNumber(fl)) fatal("%s: vision_feature_layer must be an integer", src);
-    c->feature_layer = fl ? (int)fl->valuedouble : -2;
+    // hidden_states has layers + 1 entries (0 = embeddings after pre-LN); negative indices count from the end
+    const int nh = c->vision.layers + 1;
+    long long flv = -2;
+    if (fl && !cJSON_IsNull(fl) && json_int(fl, -nh, nh - 1, &flv)) {
+        char val[96];
+        json_value_text(fl, val, sizeof(val));
+        fatal("%s: vision_feature_layer = %s: expected an integer from %d to %d for %d vision layers", src, val, -nh, nh - 1,
+              c->vision.layers);
+    }
+    c->feature_layer = (int)flv;
     const char *strategy = get_str(root, "vision_feature_select_strategy", "default", src);
     if (!strcmp(strategy, "full")) c->select_full = 1;
     else if (strcmp(strategy, "default") != 0)
         fatal("%s: vision_feature_select_strategy '%s' is not supported (default, full)", src, strategy);
     c->projector_act = parse_act(get_str(root, "projector_hidden_act", "gelu", src), "projector_hidden_act", src);
     c->projector_bias = get_bool(root, "multimodal_projector_bias", 1, src);
-    // hidden_states has layers + 1 entries (0 = embeddings after pre-LN); only the layers up to the chosen
-    // entry are ever computed
-    int nh = c->vision.layers + 1, idx = c->feature_layer < 0 ? nh + c->feature_layer : c->feature_layer;
-    if (idx < 0 || idx >= nh)
-        fatal("%s: vision_feature_layer %d is out of range for %d vision layers", src, c->feature_layer, c->vision.layers);
-    c->vision_layers_run = idx;
+    // only the layers up to the chosen hidden state are ever computed
+    c->vision_layers_run = c->feature_layer < 0 ? nh + c->feature_layer : c->feature_layer;
     int grid = c->vision.image_size / c->vision.patch_size;
     c->image_tokens = grid * grid + (c->select_full ? 1 : 0);
-    if (c->image_token_id < 0) fatal("%s: image_token_index %d must be non-negative", src, c->image_token_id);
+    // projector: linear_1 (D x Cv + D), linear_2 (D x D + D)
+    const long long Cv = c->vision.hidden, D = c->text.hidden;
+    check_tensor(D, Cv, "the projector's linear_1 (text hidden_size x vision hidden_size)", src);
+    n = add64(n, add64(mul64(D, Cv), mul64(D, D)) + 2 * D);
+    check_params(n, src);
     cJSON_Delete(root);
 }
 
 void clip_config_parse(ClipConfig *c, const char *json, const char *src) {
+    clip_config_parse_len(c, json, strlen(json), src);
+}
+
+void clip_config_parse_len(ClipConfig *c, const char *json, size_t len, const char *src) {
     memset(c, 0, sizeof(*c));
-    cJSON *root = parse_json(json, src);
+    cJSON *root = parse_json(json, len, src);
     const char *mt = get_str(root, "model_type", "clip", src);
     if (strcmp(mt, "clip") != 0) fatal("%s: model_type '%s' is not a CLIP model (clip)", src, mt);
-    vision_parse(&c->vision, get_obj(root, "vision_config", src), clip_vision_defaults, src);
+    long long n = vision_parse(&c->vision, get_obj(root, "vision_config", src), clip_vision_defaults, src);
     const cJSON *t = get_obj(root, "text_config", src);
     ClipTextConfig *tc = &c->text;
-    tc->vocab = get_int(t, "vocab_size", 49408, src);
-    tc->hidden = get_int(t, "hidden_size", 512, src);
-    tc->intermediate = get_int(t, "intermediate_size", 2048, src);
-    tc->layers = get_int(t, "num_hidden_layers", 12, src);
-    tc->heads = get_int(t, "num_attention_heads", 8, src);
-    tc->max_positions = get_int(t, "max_position_embeddings", 77, src);
-    tc->projection_dim = get_int(t, "projection_dim", 512, src);
-    tc->eos_token_id = get_int(t, "eos_token_id", 49407, src);
-    tc->eps = (float)get_num(t, "layer_norm_eps", 1e-5, src);
+    const char *S = "text_config.";
+    tc->vocab = get_int(t, S, "vocab_size", 49408, 1, MAX_VOCAB, src);
+    tc->hidden = get_int(t, S, "hidden_size", 512, 1, MAX_HIDDEN, src);
+    tc->intermediate = get_int(t, S, "intermediate_size", 2048, 1, MAX_FFN, src);
+    tc->layers = get_int(t, S, "num_hidden_layers", 12, 1, MAX_LAYERS, src);
+    tc->heads = get_int(t, S, "num_attention_heads", 8, 1, MAX_HEADS, src);
+    tc->max_positions = get_int(t, S, "max_position_embeddings", 77, 1, MAX_POSITIONS, src);
+    tc->projection_dim = get_int(t, S, "projection_dim", 512, 1, MAX_HIDDEN, src);
+    // pooling looks for this id in the text, so it must be one the tokenizer can produce
+    tc->eos_token_id = get_int(t, S, "eos_token_id", 49407, 0, tc->vocab - 1, src);
+    check_range(tc->eos_token_id, 0, tc->vocab - 1, S, "eos_token_id (default 49407, below vocab_size)", src);
+    tc->eps = (float)get_num(t, S, "layer_norm_eps", 1e-5, 0, 1, src);
     tc->act = parse_act(get_str(t, "hidden_act", "quick_gelu", src), "text hidden_act", src);
-    require_positive(tc->heads, "text num_attention_heads", src);
-    require_positive(tc->layers, "text num_hidden_layers", src);
     if (tc->hidden % tc->heads) fatal("%s: text hidden_size %d is not divisible by num_attention_heads %d", src, tc->hidden, tc->heads);
-    c->projection_dim = get_int(root, "projection_dim", 512, src);
-    require_positive(c->projection_dim, "projection_dim", src);
+    c->projection_dim = get_int(root, "", "projection_dim", 512, 1, MAX_HIDDEN, src);
+    const long long C = tc->hidden, F = tc->intermediate;
+    check_tensor(tc->vocab, C, "the text token embedding (vocab_size x hidden_size)", src);
+    check_tensor(tc->max_positions, C, "the text position embedding (max_position_embeddings x hidden_size)", src);
+    check_tensor(F, C, "a text MLP matrix (intermediate_size x hidden_size)", src);
+    check_tensor(c->projection_dim, c->vision.hidden > C ? c->vision.hidden : C, "a projection (projection_dim x hidden_size)", src);
+    long long layer = add64(add64(mul64(4, mul64(C, C) + C), mul64(2, mul64(C, F)) + F + C), 4 * C);
+    n = add64(n, add64(mul64(add64(tc->vocab, tc->max_positions), C), mul64(tc->layers, layer)) + 2 * C);
+    n = add64(n, mul64(c->projection_dim, add64(c->vision.hidden, C)) + 1);  // projections, logit_scale
+    check_params(n, src);
     cJSON_Delete(root);
 }
 
 void llava_config_load(LlavaConfig *c, const char *path) {
     char *p = config_path(path);
-    char *json = read_file(p, NULL);
-    llava_config_parse(c, json, p);
+    size_t len;
+    char *json = read_file(p, &len);
+    llava_config_parse_len(c, json, len, p);
     free(json);
     free(p);
 }
 
 void clip_config_load(ClipConfig *c, const char *path) {
     char *p = config_path(path);
-    char *json = read_file(p, NULL);
-    clip_config_parse(c, json, p);
+    size_t len;
+    char *json = read_file(p, &len);
+    clip_config_parse_len(c, json, len, p);
     free(json);
     free(p);
 }
 
+int llava_check_row_length(const LlavaConfig *c, int n, char *err, size_t errlen) {
+    if (n <= c->text.max_positions) return 0;
+    snprintf(err, errlen, "the row has %d tokens (image tokens included), past the model's %d positions (max_position_embeddings)",
+             n, c->text.max_positions);
+    return -1;
+}
+
 char *config_model_type(const char *path) {
     char *p = config_path(path);
-    char *json = read_file(p, NULL);
-    cJSON *root = parse_json(json, p);
+    size_t len;
+    char *json = read_file(p, &len);
+    cJSON *root = parse_json(json, len, p);
     char *mt = xstrdup(get_str(root, "model_type", "", p));
     cJSON_Delete(root);
     free(json);

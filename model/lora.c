@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../util/common.h"
+#include "../util/json_check.h"
 #include "llama.h"
 
 static const char *target_names[LORA_TARGETS] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
@@ -126,15 +127,27 @@ void lora_merge(const Lora *lo, Llama *m) {
 
 int lora_config_load(LoraConfig *c, const char *dir) {
     char *p = path_join(dir, "lora_config.json");
-    char *text = try_read_file(p, NULL);
+    size_t len;
+    char *text = try_read_file(p, &len);
     if (!text) { free(p); return 0; }
-    cJSON *j = cJSON_Parse(text);
-    const cJSON *r = j ? cJSON_GetObjectItemCaseSensitive(j, "r") : NULL, *al = j ? cJSON_GetObjectItemCaseSensitive(j, "lora_alpha") : NULL;
-    const cJSON *dr = j ? cJSON_GetObjectItemCaseSensitive(j, "lora_dropout") : NULL, *tm = j ? cJSON_GetObjectItemCaseSensitive(j, "target_modules") : NULL;
+    char err[512];
+    cJSON *j = json_parse_document(text, len, p, err, sizeof(err));
+    if (!j) fatal("%s", err);
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "r"), *al = cJSON_GetObjectItemCaseSensitive(j, "lora_alpha");
+    const cJSON *dr = cJSON_GetObjectItemCaseSensitive(j, "lora_dropout"), *tm = cJSON_GetObjectItemCaseSensitive(j, "target_modules");
     if (!cJSON_IsNumber(r) || !cJSON_IsNumber(al) || !cJSON_IsArray(tm)) fatal("%s: needs r, lora_alpha and target_modules", p);
     memset(c, 0, sizeof(*c));
-    c->r = (int)r->valuedouble;
+    long long rank;
+    char val[96];
+    // the rank is a matrix dimension: a ceiling far above any real adapter keeps r * in from wrapping
+    if (json_int(r, 1, 65536, &rank)) { json_value_text(r, val, sizeof(val)); fatal("%s: r = %s: expected an integer from 1 to 65536", p, val); }
+    c->r = (int)rank;
+    if (!(fabs(al->valuedouble) <= 1e6)) { json_value_text(al, val, sizeof(val)); fatal("%s: lora_alpha = %s: expected a number from -1e6 to 1e6", p, val); }
     c->alpha = (float)al->valuedouble;
+    if (dr && !cJSON_IsNull(dr) && !(cJSON_IsNumber(dr) && dr->valuedouble >= 0 && dr->valuedouble < 1)) {
+        json_value_text(dr, val, sizeof(val));
+        fatal("%s: lora_dropout = %s: expected a number from 0 to below 1", p, val);
+    }
     c->dropout = cJSON_IsNumber(dr) ? (float)dr->valuedouble : 0;
     const cJSON *v;
     cJSON_ArrayForEach(v, tm) {

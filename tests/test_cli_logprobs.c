@@ -112,6 +112,9 @@ TEST(cli_logprobs_bad_records) {
                  cwd, test_shared_data());
     }
     expect_record_error("truncated_image", trunc, "truncated.jpg");
+    // numbers past int: refused before any cast (casting 2^63 to int is undefined behaviour)
+    expect_record_error("huge_id", "{\"input_ids\": [1, 9223372036854775808, 2], \"n_response\": 1}\n", "must be an array of integers");
+    expect_record_error("inf_n_response", "{\"input_ids\": [1, 5, 2], \"n_response\": -1e999}\n", "\"n_response\" (an integer)");
     expect_record_error("empty", "\n\n", "no records");
     expect_record_error("neither", "{\"text\": \"hello\"}\n", "a record needs");
 }
@@ -160,7 +163,7 @@ TEST(cli_logprobs_bad_models) {
 
     d = model_copy("m_type");
     replace_in_config(d, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": \"two\"");
-    expect_model_error(d, "'num_hidden_layers' must be an integer");
+    expect_model_error(d, "text_config.num_hidden_layers = a string");
     free(d);
 
     d = model_copy("m_heads");

@@ -179,6 +179,7 @@ static int row_from_ids(Loader *L, TrainRow *r, const int *prompt, int np, const
         }
         r->n = L->opt->max_len;  // only response tokens are cut
     }
+    if (llava_check_row_length(L->cfg, r->n, L->err, sizeof(L->err))) return -1;  // past max_position_embeddings
     r->image = with_image ? image : -1;
     return 0;
 }
@@ -208,6 +209,7 @@ static int row_from_turns(Loader *L, TrainRow *r, const char *system, const Chat
         }
     }
     chat_tokens_free(&ct);
+    if (llava_check_row_length(L->cfg, r->n, L->err, sizeof(L->err))) return -1;  // past max_position_embeddings
     r->image = with_image ? image : -1;
     return 0;
 }

@@ -8,9 +8,17 @@
 #include <time.h>
 #include <unistd.h>
 
+jmp_buf *fatal_catch = NULL;
+char fatal_message[1024];
+
 void fatal(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
+    if (fatal_catch) {
+        vsnprintf(fatal_message, sizeof(fatal_message), fmt, ap);
+        va_end(ap);
+        longjmp(*fatal_catch, 1);
+    }
     fflush(stdout);
     fprintf(stderr, "vlm: error: ");
     vfprintf(stderr, fmt, ap);

@@ -2,10 +2,17 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+#include <setjmp.h>
 #include <stdio.h>
 
 // Print "vlm: error: <message>" and exit(1). Messages name the file, the record or line, and the problem.
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+// For tests and fuzz targets, which must see an error without the process ending: while fatal_catch
+// points at a jmp_buf, fatal() keeps its message in fatal_message (without the "vlm: error: ") and
+// longjmps there with 1 instead of printing and exiting. Memory held by the interrupted code leaks;
+// single-threaded callers only. NULL (the default) everywhere else.
+extern jmp_buf *fatal_catch;
+extern char fatal_message[1024];
 // Like fatal, but for broken invariants inside the program: names the source file and line.
 #define CHECK_OR_DIE(cond, ...) do { if (!(cond)) { \
     fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); fatal(__VA_ARGS__); } } while (0)
