@@ -566,6 +566,316 @@ VEC_CLONES static void attn_bwd_update(real *restrict dqi, real *restrict dkj, r
     }
 }
 
+#ifdef HAVE_AVX512
+// ---- the fp32 attention in AVX-512: blocks of queries at once ----
+// The loops above take one query at a time and keep their sums in memory, so at this project's shapes
+// (T = 10-80 keys, HD = 24-64) they wait on load-store chains and run scalar tails. These kernels compute the
+// same sums with the same roundings, AQ queries at a time with the partial sums in registers:
+//   scores  S[r][j] = sum_d q_r[d] k_j[d]          (d in order, mul then add: as attn_dots)
+//   forward o_r[d]  = sum_j (p_rj / sum_r) v_j[d]   (j in order, as attn_axpy)
+//   backward dq_r = sum_j ds_rj k_j, dk_j = sum_(h,i) ds_ij q_i, dv_j = sum_(h,i) p_ij g_i, each in the
+//   reference's order (j in order; heads of the group, then queries, in order).
+// A key that a query cannot see adds 0 * x there: +-0 added to a sum that started at +0 leaves it unchanged
+// (such a sum is never -0), so the forward is bitwise the VLM_CPU_VEC path of the loops and the backward
+// differs from the loops only by its exponentials (exp16, as the forward's; the loops call expf).
+// Only the keys up to the last visible one are visited (causal rows: half the scores).
+// Query tokens outside s->q_rows are skipped (forward output and lse 0; in the backward their dout is zero,
+// so they add nothing: dq 0, dk and dv unchanged bitwise).
+#define AQ 8  // queries per block: 8 independent sums in flight cover the add latency
+
+// S (AQ, lds): S[r][j] = q_r . k_j for j < nj, q_r = x + r xs (r < nq; the rows past nq repeat row 0 and are
+// not stored); kt (HD, ldk) holds the keys transposed, ldk and lds multiples of 16 with zeros past T
+__attribute__((target("avx512f"))) static void attn_scores_vec(float *S, int lds, const float *x, long xs, int nq,
+                                                                const float *kt, int ldk, int nj, int HD) {
+    const float *xr[AQ];
+    for (int r = 0; r < AQ; r++) xr[r] = x + (r < nq ? r : 0) * xs;
+    for (int j0 = 0; j0 < nj; j0 += 16) {
+        __m512 acc[AQ];
+        for (int r = 0; r < AQ; r++) acc[r] = _mm512_setzero_ps();
+        for (int d = 0; d < HD; d++) {
+            const __m512 kv = _mm512_loadu_ps(kt + (long)d * ldk + j0);
+#pragma GCC unroll 8
+            for (int r = 0; r < AQ; r++) acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(_mm512_set1_ps(xr[r][d]), kv));
+        }
+        for (int r = 0; r < nq; r++) _mm512_storeu_ps(S + (long)r * lds + j0, acc[r]);
+    }
+}
+
+// out rows o_r (r < nq <= 4) = sum_j W[r][j] x_j over j < nj, x_j = x + j xs: HD <= 64 in NV vectors
+__attribute__((target("avx512f"), always_inline)) static inline void attn_wsum_vec(
+    float *o, long os, int nq, const float *W, int ldw, const float *x, long xs, int nj, int HD, int NV) {
+    __m512 acc[4][4];
+    __mmask16 m[4];
+    for (int v = 0; v < 4; v++) m[v] = HD - 16 * v >= 16 ? 0xFFFF : HD > 16 * v ? (__mmask16)((1u << (HD - 16 * v)) - 1) : 0;
+    const float *w[4];
+    for (int r = 0; r < 4; r++) {
+        w[r] = W + (long)(r < nq ? r : 0) * ldw;
+        for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
+    }
+    for (int j = 0; j < nj; j++) {
+        __m512 xv[4];
+        for (int v = 0; v < NV; v++) xv[v] = _mm512_maskz_loadu_ps(m[v], x + (long)j * xs + 16 * v);
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const __m512 wr = _mm512_set1_ps(w[r][j]);
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_add_ps(acc[r][v], _mm512_mul_ps(wr, xv[v]));
+        }
+    }
+    for (int r = 0; r < nq; r++)
+        for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(o + r * os + 16 * v, m[v], acc[r][v]);
+}
+__attribute__((target("avx512f"))) static void attn_wsum(float *o, long os, int nq, const float *W, int ldw,
+                                                          const float *x, long xs, int nj, int HD) {
+    for (int r0 = 0; r0 < nq; r0 += 4) {
+        const int n = nq - r0 < 4 ? nq - r0 : 4;
+        float *orow = o + r0 * os;
+        const float *wr = W + (long)r0 * ldw;
+        switch ((HD + 15) / 16) {  // constant vector counts: the accumulators stay in registers
+        case 1: attn_wsum_vec(orow, os, n, wr, ldw, x, xs, nj, HD, 1); break;
+        case 2: attn_wsum_vec(orow, os, n, wr, ldw, x, xs, nj, HD, 2); break;
+        case 3: attn_wsum_vec(orow, os, n, wr, ldw, x, xs, nj, HD, 3); break;
+        default: attn_wsum_vec(orow, os, n, wr, ldw, x, xs, nj, HD, 4); break;
+        }
+    }
+}
+
+// dk_j += sum_r dS[r][j] q_r and dv_j += sum_r P[r][j] g_r, r = 0..nq-1 in order, for keys j < nj (rows at
+// stride ks); two keys at a time so that four or more sums are in flight
+__attribute__((target("avx512f"), always_inline)) static inline void attn_kv_update_vec(
+    float *dk, float *dv, long ks, int nj, const float *dS, const float *P, int ld, const float *q, long qs,
+    const float *g, long gs, int nq, int HD, int NV) {
+    __mmask16 m[4];
+    for (int v = 0; v < 4; v++) m[v] = HD - 16 * v >= 16 ? 0xFFFF : HD > 16 * v ? (__mmask16)((1u << (HD - 16 * v)) - 1) : 0;
+    for (int j0 = 0; j0 < nj; j0 += 2) {
+        const int nk = nj - j0 < 2 ? 1 : 2;
+        __m512 ak[2][4], av[2][4];
+        for (int u = 0; u < 2; u++)
+            for (int v = 0; v < NV; v++) {
+                const long off = (long)(j0 + (u < nk ? u : 0)) * ks + 16 * v;
+                ak[u][v] = _mm512_maskz_loadu_ps(m[v], dk + off);
+                av[u][v] = _mm512_maskz_loadu_ps(m[v], dv + off);
+            }
+        for (int r = 0; r < nq; r++) {
+            __m512 qv[4], gv[4];
+            for (int v = 0; v < NV; v++) {
+                qv[v] = _mm512_maskz_loadu_ps(m[v], q + r * qs + 16 * v);
+                gv[v] = _mm512_maskz_loadu_ps(m[v], g + r * gs + 16 * v);
+            }
+            for (int u = 0; u < 2; u++) {
+                const int j = j0 + (u < nk ? u : 0);
+                const __m512 ds = _mm512_set1_ps(dS[(long)r * ld + j]), p = _mm512_set1_ps(P[(long)r * ld + j]);
+                for (int v = 0; v < NV; v++) {
+                    ak[u][v] = _mm512_add_ps(ak[u][v], _mm512_mul_ps(ds, qv[v]));
+                    av[u][v] = _mm512_add_ps(av[u][v], _mm512_mul_ps(p, gv[v]));
+                }
+            }
+        }
+        for (int u = 0; u < nk; u++)
+            for (int v = 0; v < NV; v++) {
+                _mm512_mask_storeu_ps(dk + (long)(j0 + u) * ks + 16 * v, m[v], ak[u][v]);
+                _mm512_mask_storeu_ps(dv + (long)(j0 + u) * ks + 16 * v, m[v], av[u][v]);
+            }
+    }
+}
+__attribute__((target("avx512f"))) static void attn_kv_update(float *dk, float *dv, long ks, int nj, const float *dS,
+                                                               const float *P, int ld, const float *q, long qs,
+                                                               const float *g, long gs, int nq, int HD) {
+    switch ((HD + 15) / 16) {
+    case 1: attn_kv_update_vec(dk, dv, ks, nj, dS, P, ld, q, qs, g, gs, nq, HD, 1); break;
+    case 2: attn_kv_update_vec(dk, dv, ks, nj, dS, P, ld, q, qs, g, gs, nq, HD, 2); break;
+    case 3: attn_kv_update_vec(dk, dv, ks, nj, dS, P, ld, q, qs, g, gs, nq, HD, 3); break;
+    default: attn_kv_update_vec(dk, dv, ks, nj, dS, P, ld, q, qs, g, gs, nq, HD, 4); break;
+    }
+}
+
+// The keys query i of row b sees among j0..j0+15: j < lim (causality and key padding) and its segment's
+static inline __attribute__((target("avx512f"))) __mmask16 attn_vis16(const AttnShape *s, int b, int i, int j0, int lim) {
+    if (lim <= j0) return 0;
+    __mmask16 m = tail16(lim - j0);
+    if (s->segment) {
+        const int *seg = s->segment + (size_t)b * s->T;
+        const __m512i sj = _mm512_maskz_loadu_epi32(m, seg + j0);
+        m &= _mm512_cmpeq_epi32_mask(sj, _mm512_setzero_si512()) | _mm512_cmpeq_epi32_mask(sj, _mm512_set1_epi32(seg[i]));
+    }
+    return m;
+}
+// keys that may be visible from any query of i0..i0+nq-1 of row b: j < attn_kend
+static inline int attn_kend(const AttnShape *s, int b, int i0, int nq) {
+    int e = s->causal ? i0 + nq : s->T;
+    if (s->kv_len && s->kv_len[b] < e) e = s->kv_len[b] < 0 ? 0 : s->kv_len[b];
+    return e;
+}
+static inline int attn_klim(const AttnShape *s, int b, int i) {  // the causal and padding bound of query i
+    int e = s->causal ? i + 1 : s->T;
+    if (s->kv_len && s->kv_len[b] < e) e = s->kv_len[b];
+    return e;
+}
+
+// kt (HD, ld) = keys (or values) of row b, kv head kvh, transposed; columns T..ld-1 zero
+static void attn_transpose_pad(float *kt, int ld, const float *k, const AttnShape *s, int b, int kvh) {
+    for (int d = 0; d < s->HD; d++)
+        for (int j = s->T; j < ld; j++) kt[(size_t)d * ld + j] = 0;
+    for (int j = 0; j < s->T; j++) {
+        const float *kj = k + ((size_t)b * s->T + j) * s->kv_stride + (size_t)kvh * s->HD;
+        for (int d = 0; d < s->HD; d++) kt[(size_t)d * ld + j] = kj[d];
+    }
+}
+
+// need[n] = 1 for the query tokens whose outputs are read (all when s->q_rows is NULL); caller frees
+static unsigned char *attn_needed(const AttnShape *s) {
+    const size_t N = (size_t)s->B * s->T;
+    unsigned char *need = xmalloc(N ? N : 1);
+    memset(need, s->q_rows ? 0 : 1, N);
+    if (s->q_rows)
+        for (int m = 0; m < s->n_q_rows; m++)
+            if (s->q_rows[m] >= 0 && (size_t)s->q_rows[m] < N) need[s->q_rows[m]] = 1;
+    return need;
+}
+
+__attribute__((target("avx512f"))) static void attention_forward_vec(float *out, float *lse, const float *q,
+                                                                      const float *k, const float *v,
+                                                                      const AttnShape *s) {
+    const int B = s->B, T = s->T, NH = s->NH, HD = s->HD, group = s->NH / s->NKV, ld = (T + 15) / 16 * 16;
+    const float scale = (float)(1.0 / sqrt((double)HD));
+    unsigned char *need = attn_needed(s);
+    #pragma omp parallel if ((size_t)B * NH * T * T * HD >= PAR_MIN)
+    {
+        float *kt = xmalloc(sizeof(float) * HD * ld), *S = xmalloc(sizeof(float) * AQ * ld);
+        #pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < NH; h++) {
+                const int kvh = h / group;
+                int any = 0;
+                for (int i = 0; i < T && !any; i++) any = need[(size_t)b * T + i];
+                if (any) attn_transpose_pad(kt, ld, k, s, b, kvh);
+                const float *vb = v + (size_t)b * T * s->kv_stride + (size_t)kvh * HD;
+                for (int i0 = 0; i0 < T; i0 += AQ) {
+                    const int nq = T - i0 < AQ ? T - i0 : AQ, nj = attn_kend(s, b, i0, nq);
+                    const float *qb = q + ((size_t)b * T + i0) * s->q_stride + (size_t)h * HD;
+                    float *ob = out + ((size_t)b * T + i0) * NH * HD + (size_t)h * HD;
+                    float *lb = lse + ((size_t)b * NH + h) * T + i0;
+                    int live = 0;
+                    for (int r = 0; r < nq; r++) live |= need[(size_t)b * T + i0 + r];
+                    if (!live || nj <= 0) {  // nothing read, or no visible key: outputs 0
+                        for (int r = 0; r < nq; r++) { memset(ob + (size_t)r * NH * HD, 0, sizeof(float) * HD); lb[r] = 0; }
+                        continue;
+                    }
+                    attn_scores_vec(S, ld, qb, s->q_stride, nq, kt, ld, nj, HD);
+                    for (int r = 0; r < nq; r++) {  // S row r -> the weights p / sum (0 where invisible)
+                        float *p = S + (size_t)r * ld;
+                        float maxs = -INFINITY;
+                        const int i = i0 + r, lim = attn_klim(s, b, i);
+                        if (need[(size_t)b * T + i])
+                            for (int j0 = 0; j0 < nj; j0 += 16) {
+                                const __mmask16 vis = attn_vis16(s, b, i, j0, lim);
+                                const __m512 x = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), vis,
+                                                                    _mm512_mul_ps(_mm512_loadu_ps(p + j0), _mm512_set1_ps(scale)));
+                                _mm512_storeu_ps(p + j0, x);
+                                maxs = fmaxf(maxs, _mm512_reduce_max_ps(x));
+                            }
+                        if (maxs == -INFINITY) {  // no visible key, or not needed: output 0
+                            for (int j = 0; j < nj; j++) p[j] = 0;
+                            lb[r] = 0;
+                            continue;
+                        }
+                        exp_shift16(p, nj, maxs);
+                        float sum = 0;
+                        for (int j = 0; j < nj; j++) sum += p[j];
+                        const __m512 vs = _mm512_set1_ps(sum);
+                        for (int j0 = 0; j0 < nj; j0 += 16)
+                            _mm512_storeu_ps(p + j0, _mm512_div_ps(_mm512_loadu_ps(p + j0), vs));
+                        lb[r] = maxs + logf(sum);
+                    }
+                    attn_wsum(ob, (long)NH * HD, nq, S, ld, vb, s->kv_stride, nj, HD);
+                }
+            }
+        free(kt);
+        free(S);
+    }
+    free(need);
+}
+
+__attribute__((target("avx512f"))) static void attention_backward_vec(float *dq, float *dk, float *dv,
+                                                                       const float *dout, const float *out,
+                                                                       const float *lse, const float *q,
+                                                                       const float *k, const float *v,
+                                                                       const AttnShape *s) {
+    const int B = s->B, T = s->T, NH = s->NH, NKV = s->NKV, HD = s->HD, group = NH / NKV, ld = (T + 15) / 16 * 16;
+    const float scale = (float)(1.0 / sqrt((double)HD));
+    unsigned char *need = attn_needed(s);
+    #pragma omp parallel if ((size_t)B * NH * T * T * HD >= PAR_MIN)
+    {
+        float *kt = xmalloc(sizeof(float) * HD * ld), *vt = xmalloc(sizeof(float) * HD * ld);
+        float *P = xmalloc(sizeof(float) * AQ * ld), *dS = xmalloc(sizeof(float) * AQ * ld);
+        float *qs = xmalloc(sizeof(float) * AQ * HD), *gs = xmalloc(sizeof(float) * AQ * HD);
+        float *dqs = xmalloc(sizeof(float) * AQ * HD);
+        #pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int kvh = 0; kvh < NKV; kvh++) {
+                float *dkb = dk + (size_t)b * T * s->kv_stride + (size_t)kvh * HD;
+                float *dvb = dv + (size_t)b * T * s->kv_stride + (size_t)kvh * HD;
+                for (int j = 0; j < T; j++) {
+                    memset(dkb + (size_t)j * s->kv_stride, 0, sizeof(float) * HD);
+                    memset(dvb + (size_t)j * s->kv_stride, 0, sizeof(float) * HD);
+                }
+                attn_transpose_pad(kt, ld, k, s, b, kvh);
+                attn_transpose_pad(vt, ld, v, s, b, kvh);
+                const float *kb = k + (size_t)b * T * s->kv_stride + (size_t)kvh * HD;
+                for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                    for (int i0 = 0; i0 < T; i0 += AQ) {
+                        const int nq0 = T - i0 < AQ ? T - i0 : AQ;
+                        // the needed queries of the block, gathered (in order) with their dout rows
+                        int rows[AQ], nq = 0;
+                        for (int r = 0; r < nq0; r++) {
+                            const size_t t = (size_t)b * T + i0 + r;
+                            float *dqi = dq + t * s->q_stride + (size_t)h * HD;
+                            memset(dqi, 0, sizeof(float) * HD);
+                            if (!need[t]) continue;
+                            memcpy(qs + nq * HD, q + t * s->q_stride + (size_t)h * HD, sizeof(float) * HD);
+                            memcpy(gs + nq * HD, dout + t * NH * HD + (size_t)h * HD, sizeof(float) * HD);
+                            rows[nq++] = i0 + r;
+                        }
+                        const int nj = attn_kend(s, b, i0, nq0);
+                        if (!nq || nj <= 0) continue;
+                        attn_scores_vec(P, ld, qs, HD, nq, kt, ld, nj, HD);   // scores
+                        attn_scores_vec(dS, ld, gs, HD, nq, vt, ld, nj, HD);  // dout . v
+                        for (int r = 0; r < nq; r++) {
+                            const int i = rows[r];
+                            const size_t t = (size_t)b * T + i;
+                            const float *gi = dout + t * NH * HD + (size_t)h * HD, *oi = out + t * NH * HD + (size_t)h * HD;
+                            float D = 0;
+                            for (int d = 0; d < HD; d++) D += gi[d] * oi[d];
+                            const float l = lse[((size_t)b * NH + h) * T + i];
+                            const int lim = attn_klim(s, b, i);
+                            float *p = P + (size_t)r * ld, *ds = dS + (size_t)r * ld;
+                            for (int j0 = 0; j0 < nj; j0 += 16) {
+                                const __mmask16 vis = attn_vis16(s, b, i, j0, lim);
+                                const __m512 x = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), vis,
+                                                                    _mm512_mul_ps(_mm512_loadu_ps(p + j0), _mm512_set1_ps(scale)));
+                                _mm512_storeu_ps(p + j0, x);
+                            }
+                            exp_shift16(p, nj, l);  // p = exp(s - lse), 0 where invisible
+                            const __m512 vD = _mm512_set1_ps(D), vscale = _mm512_set1_ps(scale);
+                            for (int j0 = 0; j0 < nj; j0 += 16) {
+                                const __mmask16 kk = tail16(nj - j0);
+                                const __m512 pv = _mm512_maskz_loadu_ps(kk, p + j0);
+                                const __m512 dsv = _mm512_mul_ps(_mm512_mul_ps(pv, _mm512_sub_ps(_mm512_maskz_loadu_ps(kk, ds + j0), vD)), vscale);
+                                _mm512_mask_storeu_ps(ds + j0, kk, dsv);
+                            }
+                        }
+                        // dq rows (in place of the zeros above): sum_j ds_j k_j
+                        attn_wsum(dqs, HD, nq, dS, ld, kb, s->kv_stride, nj, HD);
+                        for (int r = 0; r < nq; r++)
+                            memcpy(dq + ((size_t)b * T + rows[r]) * s->q_stride + (size_t)h * HD, dqs + r * HD, sizeof(float) * HD);
+                        attn_kv_update(dkb, dvb, s->kv_stride, nj, dS, P, ld, qs, HD, gs, HD, nq, HD);
+                    }
+            }
+        free(kt); free(vt); free(P); free(dS); free(qs); free(gs); free(dqs);
+    }
+    free(need);
+}
+#endif
+
 static void cpu_attention_forward(void *out_, void *lse_, const void *q_, const void *k_, const void *v_,
                                   const AttnShape *s) {
     real *out = out_, *lse = lse_;
@@ -573,6 +883,12 @@ static void cpu_attention_forward(void *out_, void *lse_, const void *q_, const 
     const int B = s->B, T = s->T, NH = s->NH, HD = s->HD, group = s->NH / s->NKV;
     const real scale = (real)(1.0 / sqrt((double)HD));
     const int vec = cpu_vec512();
+#ifdef HAVE_AVX512
+    if (vec && HD <= 64) {
+        attention_forward_vec((float *)out, (float *)lse, (const float *)q, (const float *)k, (const float *)v, s);
+        return;
+    }
+#endif
     #pragma omp parallel if ((size_t)B * NH * T * T * HD >= PAR_MIN)
     {
         real *p = xmalloc(sizeof(real) * T), *kt = xmalloc(sizeof(real) * T * HD);
@@ -630,6 +946,13 @@ static void cpu_attention_backward(void *dq_, void *dk_, void *dv_, const void *
     const real *dout = dout_, *out = out_, *lse = lse_, *q = q_, *k = k_, *v = v_;
     const int B = s->B, T = s->T, NH = s->NH, NKV = s->NKV, HD = s->HD, group = NH / NKV;
     const real scale = (real)(1.0 / sqrt((double)HD));
+#ifdef HAVE_AVX512
+    if (cpu_vec512() && HD <= 64) {
+        attention_backward_vec((float *)dq, (float *)dk, (float *)dv, (const float *)dout, (const float *)out,
+                               (const float *)lse, (const float *)q, (const float *)k, (const float *)v, s);
+        return;
+    }
+#endif
     #pragma omp parallel if ((size_t)B * NH * T * T * HD >= PAR_MIN)
     {
         real *kt = xmalloc(sizeof(real) * T * HD), *vt = xmalloc(sizeof(real) * T * HD);
