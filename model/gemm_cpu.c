@@ -127,31 +127,28 @@ __attribute__((target("avx512f"))) static void pack_panel_t_avx512(float *panel,
             __m512 r[16];
             for (int j = 0; j < 16; j++)
                 r[j] = jb + j < nr ? _mm512_loadu_ps(w + (long)(j0 + jb + j) * csb + k0) : _mm512_setzero_ps();
-            // 16 x 16 transpose: interleave pairs of columns, then quads (64-bit pairs), then 128-bit lanes
-            __m512 t[16];
-            for (int j = 0; j < 16; j += 2) {
-                t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
-                t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
-            }
-            for (int j = 0; j < 16; j += 4) {
-                r[j] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[j]), _mm512_castps_pd(t[j + 2])));
-                r[j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[j]), _mm512_castps_pd(t[j + 2])));
-                r[j + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[j + 1]), _mm512_castps_pd(t[j + 3])));
-                r[j + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[j + 1]), _mm512_castps_pd(t[j + 3])));
-            }
-            // now r[4g + c], 128-bit lane L, holds k = 4L + c of columns 4g..4g+3: a 4 x 4 transpose of lanes
-            for (int c = 0; c < 4; c++) {
-                const __m512 u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
-                const __m512 u2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
-                const __m512 u3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
-                _mm512_storeu_ps(panel + (long)(k0 + c) * NR + jb, _mm512_shuffle_f32x4(u0, u2, 0x88));
-                _mm512_storeu_ps(panel + (long)(k0 + 4 + c) * NR + jb, _mm512_shuffle_f32x4(u0, u2, 0xDD));
-                _mm512_storeu_ps(panel + (long)(k0 + 8 + c) * NR + jb, _mm512_shuffle_f32x4(u1, u3, 0x88));
-                _mm512_storeu_ps(panel + (long)(k0 + 12 + c) * NR + jb, _mm512_shuffle_f32x4(u1, u3, 0xDD));
-            }
+            transpose16x16_avx512(r);  // now r[kk] holds k = k0 + kk of the 16 columns
+            for (int kk = 0; kk < 16; kk++) _mm512_storeu_ps(panel + (long)(k0 + kk) * NR + jb, r[kk]);
         }
     for (int k = k0; k < K; k++)
         for (int j = 0; j < NR; j++) panel[(long)k * NR + j] = j < nr ? w[(long)(j0 + j) * csb + k] : 0.0f;
+}
+
+// The dw product's a strips: rows i_begin..i_end-1 of a, tile by tile, (i, k) of the tile at i0 stored at
+// strips[(i0 - i_begin) K + k MR + i] (a copy; rows past the end of a short tile are not written or read)
+__attribute__((target("avx512f"))) static void pack_strips_avx512(float *strips, const float *a, long rsa, long csa,
+                                                                 int K, int i_begin, int i_end) {
+    for (int i0 = i_begin; i0 < i_end; i0 += MR) {
+        const int mr = i_end - i0 < MR ? i_end - i0 : MR;
+        float *st = strips + (long)(i0 - i_begin) * K;
+        if (rsa == 1) {  // the tile's values at each k are contiguous
+            const __mmask16 m = (__mmask16)((1u << mr) - 1);
+            for (int k = 0; k < K; k++)
+                _mm512_mask_storeu_ps(st + (long)k * MR, m, _mm512_maskz_loadu_ps(m, a + i0 + (long)k * csa));
+        } else
+            for (int k = 0; k < K; k++)
+                for (int i = 0; i < mr; i++) st[(long)k * MR + i] = a[(long)(i0 + i) * rsa + (long)k * csa];
+    }
 }
 #endif
 
@@ -207,13 +204,10 @@ void gemm_f32(int M, int Ncol, int K, const float *a, long rsa, long csa, const 
                 bp = panel, ldb = NR;
             } else bp = b + (long)j0 * csb, ldb = rsb;
             const int i_end = (rb + 1) * RB < M ? (rb + 1) * RB : M;
-            if (apack && apacked != rb) {  // strip of tile i0: (i, k) at [(i0 - rb RB) K + k MR + i], i < mr
-                for (int i0 = rb * RB; i0 < i_end; i0 += MR) {
-                    const int mr = i_end - i0 < MR ? i_end - i0 : MR;
-                    float *st = astrips + (long)(i0 - rb * RB) * K;
-                    for (int k = 0; k < K; k++)
-                        for (int i = 0; i < mr; i++) st[(long)k * MR + i] = a[(long)(i0 + i) * rsa + (long)k * csa];
-                }
+            if (apack && apacked != rb) {
+#ifdef HAVE_AVX512_KERNEL
+                pack_strips_avx512(astrips, a, rsa, csa, K, rb * RB, i_end);
+#endif
                 apacked = rb;
             }
             for (int i0 = rb * RB; i0 < i_end; i0 += MR) {

@@ -711,14 +711,20 @@ static inline int attn_klim(const AttnShape *s, int b, int i) {  // the causal a
     return e;
 }
 
-// kt (HD, ld) = keys (or values) of row b, kv head kvh, transposed; columns T..ld-1 zero
-static void attn_transpose_pad(float *kt, int ld, const float *k, const AttnShape *s, int b, int kvh) {
-    for (int d = 0; d < s->HD; d++)
-        for (int j = s->T; j < ld; j++) kt[(size_t)d * ld + j] = 0;
-    for (int j = 0; j < s->T; j++) {
-        const float *kj = k + ((size_t)b * s->T + j) * s->kv_stride + (size_t)kvh * s->HD;
-        for (int d = 0; d < s->HD; d++) kt[(size_t)d * ld + j] = kj[d];
-    }
+// kt (HD, ld) = keys (or values) of row b, kv head kvh, transposed 16 x 16 in registers; columns T..ld-1 zero
+__attribute__((target("avx512f"))) static void attn_transpose_pad(float *kt, int ld, const float *k, const AttnShape *s,
+                                                                   int b, int kvh) {
+    const int T = s->T, HD = s->HD;
+    const float *kb = k + (size_t)b * T * s->kv_stride + (size_t)kvh * HD;
+    for (int j0 = 0; j0 < ld; j0 += 16)
+        for (int d0 = 0; d0 < HD; d0 += 16) {
+            const __mmask16 md = tail16(HD - d0);
+            __m512 r[16];
+            for (int j = 0; j < 16; j++)
+                r[j] = j0 + j < T ? _mm512_maskz_loadu_ps(md, kb + (size_t)(j0 + j) * s->kv_stride + d0) : _mm512_setzero_ps();
+            transpose16x16_avx512(r);
+            for (int d = 0; d < 16 && d0 + d < HD; d++) _mm512_storeu_ps(kt + (size_t)(d0 + d) * ld + j0, r[d]);
+        }
 }
 
 // need[n] = 1 for the query tokens whose outputs are read (all when s->q_rows is NULL); caller frees
@@ -1098,14 +1104,39 @@ static void cpu_im2col(void *patches_, const void *pixels_, int B, int Cin, int 
 
 // Fixed-size chunks summed in order: the result does not depend on the thread count or scheduling,
 // which a resumed run needs to reproduce the clipping factor bit for bit.
+#ifdef HAVE_AVX512
+// sum of x[i]^2 in double over i < n, as 16 interleaved sums (lane l takes i = l mod 16), then the 16 added
+// in lane order: a fixed order (the loop's single chain waits on every add)
+__attribute__((target("avx512f"))) static double sumsq16(const float *x, size_t n) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 k = tail16((long)(n - i));
+        const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        s0 = _mm512_add_pd(s0, _mm512_mul_pd(lo, lo));
+        s1 = _mm512_add_pd(s1, _mm512_mul_pd(hi, hi));
+    }
+    double lane[16], s = 0;
+    _mm512_storeu_pd(lane, s0);
+    _mm512_storeu_pd(lane + 8, s1);
+    for (int l = 0; l < 16; l++) s += lane[l];
+    return s;
+}
+#endif
+
 static void cpu_sumsq(double *out, const void *x_, size_t n) {
     const real *x = x_;
     const size_t chunk = 1 << 16, nchunks = (n + chunk - 1) / chunk;
     double *part = xcalloc(nchunks ? nchunks : 1, sizeof(double));
+    const int vec = cpu_vec512();
     #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t c = 0; c < nchunks; c++) {
         double s = 0;
         size_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
+#ifdef HAVE_AVX512
+        if (vec) { part[c] = sumsq16((const float *)x + c * chunk, end - c * chunk); continue; }
+#endif
         for (size_t i = c * chunk; i < end; i++) s += (double)x[i] * x[i];
         part[c] = s;
     }

@@ -5,6 +5,7 @@
 // gives dL/dx analytically; central differences (h = 1e-6) give it numerically. Accumulating gradients
 // start from random values (the test checks the increment), overwritten ones start as NaN (the test
 // catches unwritten elements).
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -872,4 +873,25 @@ TEST(ops_attention_vector_close_to_loop) {
     check_attention_vec(2, 19, 2, 1, 64, 1, 0, 1);   // tree mask of packed rows, 4 vectors
     check_attention_vec(2, 7, 2, 2, 8, 0, 1, 1);     // fewer keys than a vector
     check_attention_vec(1, 70, 2, 2, 16, 1, 1, 0);   // several key blocks
+}
+
+// The gradient norm's sum of squares (model/ops_cpu.c cpu_sumsq): the fp32 vector path (16 interleaved double
+// sums per chunk) within 1e-12 of the loop's single chain, and bitwise the same with 1 and 2 threads
+typedef struct { const float *x; size_t n; double s; } SumsqCtx;
+static void sumsq_run(void *c_) { SumsqCtx *c = c_; backend_cpu.sumsq(&c->s, c->x, c->n); }
+TEST(ops_sumsq_vector_close_to_loop) {
+    const size_t n = 200003;  // several chunks of 2^16 and a tail
+    float *x = xmalloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) x[i] = (float)urand() * (i % 7 == 0 ? 100.0f : 1.0f);
+    SumsqCtx a = {x, n, 0}, b = {x, n, 0}, c = {x, n, 0};
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    sumsq_run(&a);
+    run_vec_and_loop(sumsq_run, &b);
+    omp_set_num_threads(2);
+    sumsq_run(&c);
+    omp_set_num_threads(saved);
+    EXPECTF(fabs(a.s - b.s) <= 1e-12 * b.s, "sumsq: vector %.17g, loop %.17g", a.s, b.s);
+    EXPECTF(a.s == c.s, "sumsq: 2 threads %.17g, 1 thread %.17g", c.s, a.s);
+    free(x);
 }
