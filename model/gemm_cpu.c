@@ -138,16 +138,21 @@ __attribute__((target("avx512f"))) static void pack_panel_t_avx512(float *panel,
 // strips[(i0 - i_begin) K + k MR + i] (a copy; rows past the end of a short tile are not written or read)
 __attribute__((target("avx512f"))) static void pack_strips_avx512(float *strips, const float *a, long rsa, long csa,
                                                                  int K, int i_begin, int i_end) {
+    if (rsa == 1) {  // the block's values at each k are contiguous: read them once, k outer, all tiles inner
+        for (int k = 0; k < K; k++)
+            for (int i0 = i_begin; i0 < i_end; i0 += MR) {
+                const int mr = i_end - i0 < MR ? i_end - i0 : MR;
+                const __mmask16 m = (__mmask16)((1u << mr) - 1);
+                _mm512_mask_storeu_ps(strips + (long)(i0 - i_begin) * K + (long)k * MR, m,
+                                      _mm512_maskz_loadu_ps(m, a + i0 + (long)k * csa));
+            }
+        return;
+    }
     for (int i0 = i_begin; i0 < i_end; i0 += MR) {
         const int mr = i_end - i0 < MR ? i_end - i0 : MR;
         float *st = strips + (long)(i0 - i_begin) * K;
-        if (rsa == 1) {  // the tile's values at each k are contiguous
-            const __mmask16 m = (__mmask16)((1u << mr) - 1);
-            for (int k = 0; k < K; k++)
-                _mm512_mask_storeu_ps(st + (long)k * MR, m, _mm512_maskz_loadu_ps(m, a + i0 + (long)k * csa));
-        } else
-            for (int k = 0; k < K; k++)
-                for (int i = 0; i < mr; i++) st[(long)k * MR + i] = a[(long)(i0 + i) * rsa + (long)k * csa];
+        for (int k = 0; k < K; k++)
+            for (int i = 0; i < mr; i++) st[(long)k * MR + i] = a[(long)(i0 + i) * rsa + (long)k * csa];
     }
 }
 #endif

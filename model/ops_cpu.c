@@ -159,18 +159,83 @@ static void cpu_matmul_backward(void *dinp_, void *dw_, void *db_, const void *d
 // ----------------------------------------------------------------------------------------------------
 // normalization
 
+#ifdef HAVE_AVX512
+static inline __mmask16 tail16(long left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
+// Sums of a row in double for the norms and the gradient norm, vectorized: 16 interleaved sums (lane l takes
+// the elements i = l mod 16), added in lane order at the end. A fixed order for a given n, whatever the
+// thread or the row's place in a batch; the loops' single chain waits on every add (4 cycles an element).
+// sum_i (a_i b_i) e_i (e NULL: sum_i a_i b_i), each product in double
+__attribute__((target("avx512f"))) static inline void cvt16_pd(const float *x, __mmask16 k, __m512d *lo, __m512d *hi) {
+    const __m512 v = _mm512_maskz_loadu_ps(k, x);
+    *lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    *hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+__attribute__((target("avx512f"))) static inline double lanes_sum(__m512d s0, __m512d s1) {
+    double lane[16], s = 0;
+    _mm512_storeu_pd(lane, s0);
+    _mm512_storeu_pd(lane + 8, s1);
+    for (int l = 0; l < 16; l++) s += lane[l];
+    return s;
+}
+__attribute__((target("avx512f"))) static double dot_f64_16(const float *a, const float *b, const float *e, size_t n) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 k = tail16((long)(n - i));
+        __m512d a0, a1, b0, b1;
+        cvt16_pd(a + i, k, &a0, &a1);
+        cvt16_pd(b + i, k, &b0, &b1);
+        __m512d p0 = _mm512_mul_pd(a0, b0), p1 = _mm512_mul_pd(a1, b1);
+        if (e) {
+            __m512d e0, e1;
+            cvt16_pd(e + i, k, &e0, &e1);
+            p0 = _mm512_mul_pd(p0, e0), p1 = _mm512_mul_pd(p1, e1);
+        }
+        s0 = _mm512_add_pd(s0, p0), s1 = _mm512_add_pd(s1, p1);
+    }
+    return lanes_sum(s0, s1);
+}
+// layernorm's statistics: m = sum_i x_i / n, v = sum_i (x_i - m)^2 / n, in double
+__attribute__((target("avx512f"))) static void mean_var_f64_16(const float *x, int n, double *m, double *v) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (int i = 0; i < n; i += 16) {
+        __m512d x0, x1;
+        cvt16_pd(x + i, tail16(n - i), &x0, &x1);
+        s0 = _mm512_add_pd(s0, x0), s1 = _mm512_add_pd(s1, x1);
+    }
+    const double mean = lanes_sum(s0, s1) / n;
+    const __m512d vm = _mm512_set1_pd(mean);
+    s0 = s1 = _mm512_setzero_pd();
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 k = tail16(n - i);
+        __m512d x0, x1;
+        cvt16_pd(x + i, k, &x0, &x1);
+        const __m512d d0 = _mm512_maskz_sub_pd((__mmask8)k, x0, vm), d1 = _mm512_maskz_sub_pd((__mmask8)(k >> 8), x1, vm);
+        s0 = _mm512_add_pd(s0, _mm512_mul_pd(d0, d0)), s1 = _mm512_add_pd(s1, _mm512_mul_pd(d1, d1));
+    }
+    *m = mean, *v = lanes_sum(s0, s1) / n;
+}
+#endif
+
+
 static void cpu_layernorm_forward(void *out_, void *mean_, void *rstd_, const void *inp_, const void *w_,
                                   const void *b_, int N, int C, float eps) {
     real *out = out_, *mean = mean_, *rstd = rstd_;
     const real *inp = inp_, *w = w_, *b = b_;
+    const int vec = cpu_vec512();
     #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *x = inp + (size_t)n * C;
         double m = 0, v = 0;
-        for (int c = 0; c < C; c++) m += x[c];
-        m /= C;
-        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
-        v /= C;  // biased variance, as torch.nn.LayerNorm
+#ifdef HAVE_AVX512
+        if (vec) mean_var_f64_16((const float *)x, C, &m, &v);
+        else
+#endif
+        {
+            for (int c = 0; c < C; c++) m += x[c];
+            m /= C;
+            for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+            v /= C;  // biased variance, as torch.nn.LayerNorm
+        }
         real s = (real)(1.0 / sqrt(v + eps));
         real *y = out + (size_t)n * C;
         for (int c = 0; c < C; c++) y[c] = ((x[c] - (real)m) * s) * w[c] + (b ? b[c] : 0);
@@ -218,10 +283,15 @@ static void cpu_layernorm_backward(void *dinp_, void *dw_, void *db_, const void
 static void cpu_rmsnorm_forward(void *out_, void *rstd_, const void *inp_, const void *w_, int N, int C, float eps) {
     real *out = out_, *rstd = rstd_;
     const real *inp = inp_, *w = w_;
+    const int vec = cpu_vec512();
     #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *x = inp + (size_t)n * C;
         double ss = 0;
+#ifdef HAVE_AVX512
+        if (vec) ss = dot_f64_16((const float *)x, (const float *)x, NULL, C);
+        else
+#endif
         for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
         real s = (real)(1.0 / sqrt(ss / C + eps));
         real *y = out + (size_t)n * C;
@@ -235,12 +305,17 @@ static void cpu_rmsnorm_backward(void *dinp_, void *dw_, const void *dout_, cons
     real *dinp = dinp_, *dw = dw_;
     const real *dout = dout_, *inp = inp_, *w = w_, *rstd = rstd_;
     if (dinp) {
+        const int vec = cpu_vec512();
         #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
         for (int n = 0; n < N; n++) {
             const real *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
             real s = rstd[n];
             // y = x s w, s = (mean(x^2) + eps)^(-1/2):  dx = s dn - x s^3 mean(dn x),  dn = g w
             double dot = 0;
+#ifdef HAVE_AVX512
+            if (vec) dot = dot_f64_16((const float *)g, (const float *)w, (const float *)x, C);
+            else
+#endif
             for (int c = 0; c < C; c++) dot += (double)g[c] * w[c] * x[c];
             real k = (real)(dot / C) * s * s * s;
             real *dx = dinp + (size_t)n * C;
@@ -290,7 +365,6 @@ __attribute__((target("avx512f"))) static inline __m512 sigmoid16(__m512 x) {
     const __m512 one = _mm512_set1_ps(1.0f);
     return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
 }
-static inline __mmask16 tail16(long left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
 
 // y (F) = silu(gate) * up, the reference's order: (gate * sigmoid(gate)) * up
 __attribute__((target("avx512f"))) static void swiglu_fwd16(float *y, const float *gate, const float *up, int F) {
@@ -332,6 +406,7 @@ __attribute__((target("avx512f"))) static void exp_shift16(float *p, int n, floa
         _mm512_mask_storeu_ps(p + j, k, _mm512_maskz_mov_ps(~masked, exp16(_mm512_sub_ps(x, vm))));
     }
 }
+
 #endif
 
 static void cpu_act_forward(ActKind kind, void *out_, const void *inp_, size_t n) {
@@ -468,33 +543,39 @@ static void rope_apply(real *x_, const int *pos, int N, int heads, int HD, int s
     // the cosines and sines are tabulated per position first when that is fewer evaluations: each entry is
     // computed by the same expression as in the direct loop, so the rotation is bitwise the same.
     const int table = (size_t)(maxpos + 1) * 2 < (size_t)N;
-    real *cs = table ? xmalloc(sizeof(real) * 2 * (size_t)(maxpos + 1) * half) : NULL;  // (maxpos+1, half, cos|sin)
+    real *cs = table ? xmalloc(sizeof(real) * 2 * (size_t)(maxpos + 1) * half) : NULL;  // (maxpos+1, cos | sin, half)
     if (table)
         for (int p = 0; p <= maxpos; p++)
             for (int i = 0; i < half; i++) {
                 real ang = rope_angle(p, i, HD, theta);
-                cs[((size_t)p * half + i) * 2] = cos(ang);
-                cs[((size_t)p * half + i) * 2 + 1] = (real)sin(ang);
+                cs[(size_t)p * 2 * half + i] = cos(ang);
+                cs[(size_t)p * 2 * half + half + i] = (real)sin(ang);
             }
-    #pragma omp parallel for schedule(static) if ((size_t)N * heads * HD >= PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        real *x = x_ + (size_t)n * stride;
-        for (int i = 0; i < half; i++) {
-            real c, s;
-            if (table && pos[n] >= 0) {
-                c = cs[((size_t)pos[n] * half + i) * 2];
-                s = sign * cs[((size_t)pos[n] * half + i) * 2 + 1];
-            } else {
-                real ang = rope_angle(pos[n], i, HD, theta);
-                c = cos(ang), s = sign * (real)sin(ang);
-            }
+    #pragma omp parallel if ((size_t)N * heads * HD >= PAR_MIN)
+    {
+        real *own = xmalloc(sizeof(real) * 2 * (half > 0 ? half : 1));  // a row's cos | sin when not tabulated
+        #pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            real *x = x_ + (size_t)n * stride;
+            const real *c = own, *sn = own + half;
+            if (table && pos[n] >= 0) c = cs + (size_t)pos[n] * 2 * half, sn = c + half;
+            else
+                for (int i = 0; i < half; i++) {
+                    real ang = rope_angle(pos[n], i, HD, theta);
+                    own[i] = cos(ang), own[half + i] = (real)sin(ang);
+                }
+            // pairs (i, i + half) of every head, contiguous in i: the loop vectorizes
             for (int h = 0; h < heads; h++) {
                 real *xh = x + (size_t)h * HD;
-                real a = xh[i], b = xh[i + half];
-                xh[i] = a * c - b * s;
-                xh[i + half] = b * c + a * s;
+                #pragma omp simd
+                for (int i = 0; i < half; i++) {
+                    real a = xh[i], b = xh[i + half], si = sign * sn[i];
+                    xh[i] = a * c[i] - b * si;
+                    xh[i + half] = b * c[i] + a * si;
+                }
             }
         }
+        free(own);
     }
     free(cs);
 }
@@ -1104,26 +1185,6 @@ static void cpu_im2col(void *patches_, const void *pixels_, int B, int Cin, int 
 
 // Fixed-size chunks summed in order: the result does not depend on the thread count or scheduling,
 // which a resumed run needs to reproduce the clipping factor bit for bit.
-#ifdef HAVE_AVX512
-// sum of x[i]^2 in double over i < n, as 16 interleaved sums (lane l takes i = l mod 16), then the 16 added
-// in lane order: a fixed order (the loop's single chain waits on every add)
-__attribute__((target("avx512f"))) static double sumsq16(const float *x, size_t n) {
-    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-    for (size_t i = 0; i < n; i += 16) {
-        const __mmask16 k = tail16((long)(n - i));
-        const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
-        const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-        const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-        s0 = _mm512_add_pd(s0, _mm512_mul_pd(lo, lo));
-        s1 = _mm512_add_pd(s1, _mm512_mul_pd(hi, hi));
-    }
-    double lane[16], s = 0;
-    _mm512_storeu_pd(lane, s0);
-    _mm512_storeu_pd(lane + 8, s1);
-    for (int l = 0; l < 16; l++) s += lane[l];
-    return s;
-}
-#endif
 
 static void cpu_sumsq(double *out, const void *x_, size_t n) {
     const real *x = x_;
@@ -1135,7 +1196,11 @@ static void cpu_sumsq(double *out, const void *x_, size_t n) {
         double s = 0;
         size_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
 #ifdef HAVE_AVX512
-        if (vec) { part[c] = sumsq16((const float *)x + c * chunk, end - c * chunk); continue; }
+        if (vec) {
+            const float *xc = (const float *)x + c * chunk;
+            part[c] = dot_f64_16(xc, xc, NULL, end - c * chunk);
+            continue;
+        }
 #endif
         for (size_t i = c * chunk; i < end; i++) s += (double)x[i] * x[i];
         part[c] = s;

@@ -895,3 +895,37 @@ TEST(ops_sumsq_vector_close_to_loop) {
     EXPECTF(a.s == c.s, "sumsq: 2 threads %.17g, 1 thread %.17g", c.s, a.s);
     free(x);
 }
+
+// The norms' row sums in the fp32 vector path (model/ops_cpu.c dot_f64_16, mean_var_f64_16: 16 interleaved
+// double sums) against the loops' single chains: rmsnorm forward and backward, layernorm forward, at widths
+// that are and are not multiples of 16
+typedef struct { float *x, *g, *w, *b, *y, *r, *m, *dx; int N, C; } NormVecCtx;
+static void norm_vec_run(void *c_) {
+    NormVecCtx *c = c_;
+    backend_cpu.rmsnorm_forward(c->y, c->r, c->x, c->w, c->N, c->C, 1e-5f);
+    memset(c->dx, 0, sizeof(float) * c->N * c->C);
+    backend_cpu.rmsnorm_backward(c->dx, NULL, c->g, c->x, c->w, c->r, c->N, c->C);
+    backend_cpu.layernorm_forward(c->y + c->N * c->C, c->m, c->r + c->N, c->x, c->w, c->b, c->N, c->C, 1e-5f);
+}
+TEST(ops_norm_vector_sums_close_to_loop) {
+    const int widths[3] = {128, 96, 37}, N = 9;
+    for (int t = 0; t < 3; t++) {
+        const int C = widths[t];
+        NormVecCtx c[2];
+        float *x = xmalloc(sizeof(float) * N * C), *g = xmalloc(sizeof(float) * N * C);
+        float *w = xmalloc(sizeof(float) * C), *b = xmalloc(sizeof(float) * C);
+        for (int i = 0; i < N * C; i++) { x[i] = (float)(3 * urand() + 0.5); g[i] = (float)urand(); }
+        for (int i = 0; i < C; i++) { w[i] = (float)(1 + 0.3 * urand()); b[i] = (float)urand(); }
+        for (int v = 0; v < 2; v++)
+            c[v] = (NormVecCtx){x, g, w, b, xmalloc(sizeof(float) * 2 * N * C), xmalloc(sizeof(float) * 2 * N),
+                             xmalloc(sizeof(float) * N), xmalloc(sizeof(float) * N * C), N, C};
+        norm_vec_run(&c[0]);
+        run_vec_and_loop(norm_vec_run, &c[1]);
+        EXPECTF(max_abs_diff_rel(c[0].y, c[1].y, (size_t)2 * N * C) <= 1e-6, "C=%d: norm outputs: vector != loop", C);
+        EXPECTF(max_abs_diff_rel(c[0].r, c[1].r, (size_t)2 * N) <= 1e-6, "C=%d: rstd: vector != loop", C);
+        EXPECTF(max_abs_diff_rel(c[0].m, c[1].m, (size_t)N) <= 1e-6, "C=%d: layernorm mean: vector != loop", C);
+        EXPECTF(max_abs_diff_rel(c[0].dx, c[1].dx, (size_t)N * C) <= 1e-6, "C=%d: rmsnorm dinp: vector != loop", C);
+        for (int v = 0; v < 2; v++) { free(c[v].y); free(c[v].r); free(c[v].m); free(c[v].dx); }
+        free(x); free(g); free(w); free(b);
+    }
+}
