@@ -848,30 +848,32 @@ __attribute__((target("avx512f"))) static void attention_forward_vec(float *out,
                         continue;
                     }
                     attn_scores_vec(S, ld, qb, s->q_stride, nq, kt, ld, nj, HD);
-                    for (int r = 0; r < nq; r++) {  // S row r -> the weights p / sum (0 where invisible)
+                    float maxs[AQ], sum[AQ];
+                    for (int r = 0; r < nq; r++) {  // S row r -> exp(s - max) (0 where invisible)
                         float *p = S + (size_t)r * ld;
-                        float maxs = -INFINITY;
                         const int i = i0 + r, lim = attn_klim(s, b, i);
+                        maxs[r] = -INFINITY, sum[r] = 0;
                         if (need[(size_t)b * T + i])
                             for (int j0 = 0; j0 < nj; j0 += 16) {
                                 const __mmask16 vis = attn_vis16(s, b, i, j0, lim);
                                 const __m512 x = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), vis,
                                                                     _mm512_mul_ps(_mm512_loadu_ps(p + j0), _mm512_set1_ps(scale)));
                                 _mm512_storeu_ps(p + j0, x);
-                                maxs = fmaxf(maxs, _mm512_reduce_max_ps(x));
+                                maxs[r] = fmaxf(maxs[r], _mm512_reduce_max_ps(x));
                             }
-                        if (maxs == -INFINITY) {  // no visible key, or not needed: output 0
-                            for (int j = 0; j < nj; j++) p[j] = 0;
-                            lb[r] = 0;
-                            continue;
-                        }
-                        exp_shift16(p, nj, maxs);
-                        float sum = 0;
-                        for (int j = 0; j < nj; j++) sum += p[j];
-                        const __m512 vs = _mm512_set1_ps(sum);
+                        if (maxs[r] == -INFINITY) memset(p, 0, sizeof(float) * nj);  // no visible key, or not needed: output 0
+                        else exp_shift16(p, nj, maxs[r]);
+                    }
+                    // each query's sum over j in order, the queries' chains interleaved
+                    for (int j = 0; j < nj; j++)
+                        for (int r = 0; r < nq; r++) sum[r] += S[(size_t)r * ld + j];
+                    for (int r = 0; r < nq; r++) {  // -> the weights p / sum
+                        float *p = S + (size_t)r * ld;
+                        if (maxs[r] == -INFINITY) { lb[r] = 0; continue; }
+                        const __m512 vs = _mm512_set1_ps(sum[r]);
                         for (int j0 = 0; j0 < nj; j0 += 16)
                             _mm512_storeu_ps(p + j0, _mm512_div_ps(_mm512_loadu_ps(p + j0), vs));
-                        lb[r] = maxs + logf(sum);
+                        lb[r] = maxs[r] + logf(sum[r]);
                     }
                     attn_wsum(ob, (long)NH * HD, nq, S, ld, vb, s->kv_stride, nj, HD);
                 }
@@ -926,13 +928,14 @@ __attribute__((target("avx512f"))) static void attention_backward_vec(float *dq,
                         if (!nq || nj <= 0) continue;
                         attn_scores_vec(P, ld, qs, HD, nq, kt, ld, nj, HD);   // scores
                         attn_scores_vec(dS, ld, gs, HD, nq, vt, ld, nj, HD);  // dout . v
+                        float Ds[AQ];  // D_i = dout_i . out_i, each over d in order, the queries' chains interleaved
+                        const float *orow[AQ];
+                        for (int r = 0; r < nq; r++) Ds[r] = 0, orow[r] = out + ((size_t)b * T + rows[r]) * NH * HD + (size_t)h * HD;
+                        for (int d = 0; d < HD; d++)
+                            for (int r = 0; r < nq; r++) Ds[r] += gs[r * HD + d] * orow[r][d];
                         for (int r = 0; r < nq; r++) {
                             const int i = rows[r];
-                            const size_t t = (size_t)b * T + i;
-                            const float *gi = dout + t * NH * HD + (size_t)h * HD, *oi = out + t * NH * HD + (size_t)h * HD;
-                            float D = 0;
-                            for (int d = 0; d < HD; d++) D += gi[d] * oi[d];
-                            const float l = lse[((size_t)b * NH + h) * T + i];
+                            const float D = Ds[r], l = lse[((size_t)b * NH + h) * T + i];
                             const int lim = attn_klim(s, b, i);
                             float *p = P + (size_t)r * ld, *ds = dS + (size_t)r * ld;
                             for (int j0 = 0; j0 < nj; j0 += 16) {
