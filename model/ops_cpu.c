@@ -33,6 +33,16 @@ typedef CPU_REAL real;
 #include <immintrin.h>
 #define HAVE_AVX512 1
 #endif
+// Leaf loops (the attention's in the loops path, the norms' rows, the residual add, RoPE) are also compiled
+// for AVX-512 (target_clones: chosen once at load time where the CPU has it): 16 floats a vector instead of
+// SSE's 4. Each is elementwise over its vector index, with no reassociation and no contraction into FMA
+// (ISO C mode), so both clones give the same bits.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VEC_CLONES __attribute__((target_clones("avx512f", "default")))
+#else
+#define VEC_CLONES
+#endif
+
 static int cpu_vec512(void) {
     const char *e = getenv("VLM_CPU_VEC");
     return sizeof(real) == 4 && gemm_f32_avx512() && !(e && !strcmp(e, "0"));
@@ -162,7 +172,7 @@ static void cpu_matmul_backward(void *dinp_, void *dw_, void *db_, const void *d
 #ifdef HAVE_AVX512
 static inline __mmask16 tail16(long left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
 // Sums of a row in double for the norms and the gradient norm, vectorized: 16 interleaved sums (lane l takes
-// the elements i = l mod 16), added in lane order at the end. A fixed order for a given n, whatever the
+// the elements i = l mod 16), added as a fixed tree at the end. A fixed order for a given n, whatever the
 // thread or the row's place in a batch; the loops' single chain waits on every add (4 cycles an element).
 // sum_i (a_i b_i) e_i (e NULL: sum_i a_i b_i), each product in double
 __attribute__((target("avx512f"))) static inline void cvt16_pd(const float *x, __mmask16 k, __m512d *lo, __m512d *hi) {
@@ -170,12 +180,9 @@ __attribute__((target("avx512f"))) static inline void cvt16_pd(const float *x, _
     *lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
     *hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
+// the 16 sums added as a fixed tree (the same instructions every time)
 __attribute__((target("avx512f"))) static inline double lanes_sum(__m512d s0, __m512d s1) {
-    double lane[16], s = 0;
-    _mm512_storeu_pd(lane, s0);
-    _mm512_storeu_pd(lane + 8, s1);
-    for (int l = 0; l < 16; l++) s += lane[l];
-    return s;
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
 }
 __attribute__((target("avx512f"))) static double dot_f64_16(const float *a, const float *b, const float *e, size_t n) {
     __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
@@ -280,6 +287,18 @@ static void cpu_layernorm_backward(void *dinp_, void *dw_, void *db_, const void
     }
 }
 
+// the rmsnorm's row loops (VEC_CLONES): y = (x s) w (HF: normalize first, then weight); dx += s g w - x k;
+// sw += g x r
+VEC_CLONES static void rms_row_out(real *y, const real *x, real s, const real *w, int C) {
+    for (int c = 0; c < C; c++) y[c] = (x[c] * s) * w[c];
+}
+VEC_CLONES static void rms_row_dx(real *dx, const real *g, const real *x, const real *w, real s, real k, int C) {
+    for (int c = 0; c < C; c++) dx[c] += s * g[c] * w[c] - x[c] * k;
+}
+VEC_CLONES static void rms_dw_add(real *sw, const real *g, const real *x, real r, int nc) {
+    for (int c = 0; c < nc; c++) sw[c] += g[c] * x[c] * r;
+}
+
 static void cpu_rmsnorm_forward(void *out_, void *rstd_, const void *inp_, const void *w_, int N, int C, float eps) {
     real *out = out_, *rstd = rstd_;
     const real *inp = inp_, *w = w_;
@@ -294,8 +313,7 @@ static void cpu_rmsnorm_forward(void *out_, void *rstd_, const void *inp_, const
 #endif
         for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
         real s = (real)(1.0 / sqrt(ss / C + eps));
-        real *y = out + (size_t)n * C;
-        for (int c = 0; c < C; c++) y[c] = (x[c] * s) * w[c];  // HF: normalize first, then weight
+        rms_row_out(out + (size_t)n * C, x, s, w, C);
         rstd[n] = s;
     }
 }
@@ -318,8 +336,7 @@ static void cpu_rmsnorm_backward(void *dinp_, void *dw_, const void *dout_, cons
 #endif
             for (int c = 0; c < C; c++) dot += (double)g[c] * w[c] * x[c];
             real k = (real)(dot / C) * s * s * s;
-            real *dx = dinp + (size_t)n * C;
-            for (int c = 0; c < C; c++) dx[c] += s * g[c] * w[c] - x[c] * k;
+            rms_row_dx(dinp + (size_t)n * C, g, x, w, s, k, C);
         }
     }
     if (dw) {  // each column's sum over rows in order; rows outer, so the loads are contiguous (and vectorize)
@@ -328,10 +345,7 @@ static void cpu_rmsnorm_backward(void *dinp_, void *dw_, const void *dout_, cons
         for (int blk = 0; blk < nblk; blk++) {
             const int c0 = blk * cb, nc = C - c0 < cb ? C - c0 : cb;
             real sw[64] = {0};
-            for (int n = 0; n < N; n++) {
-                const real *g = dout + (size_t)n * C + c0, *x = inp + (size_t)n * C + c0, r = rstd[n];
-                for (int c = 0; c < nc; c++) sw[c] += g[c] * x[c] * r;
-            }
+            for (int n = 0; n < N; n++) rms_dw_add(sw, dout + (size_t)n * C + c0, inp + (size_t)n * C + c0, rstd[n], nc);
             for (int c = 0; c < nc; c++) dw[c0 + c] += sw[c];
         }
     }
@@ -515,11 +529,13 @@ static void cpu_swiglu_backward(void *dinp_, const void *dout_, const void *inp_
     }
 }
 
+VEC_CLONES static void add_span(real *out, const real *a, const real *b, size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; i++) out[i] = a[i] + b[i];
+}
 static void cpu_add(void *out_, const void *a_, const void *b_, size_t n) {
-    real *out = out_;
-    const real *a = a_, *b = b_;
+    const size_t blk = 4096, nb = (n + blk - 1) / blk;
     #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    for (size_t b = 0; b < nb; b++) add_span(out_, a_, b_, b * blk, (b + 1) * blk < n ? (b + 1) * blk : n);
 }
 
 static void cpu_scale(void *x_, float s, size_t n) {
@@ -534,6 +550,15 @@ static void cpu_scale(void *x_, float s, size_t n) {
 static inline real rope_angle(int p, int i, int HD, float theta) {
     real inv_freq = (real)1 / (real)pow((real)theta, (real)(2 * i) / (real)HD);
     return (real)p * inv_freq;
+}
+
+// pairs (i, i + half) of one head rotated by (c[i], sign sn[i]), contiguous in i
+VEC_CLONES static void rope_rotate(real *xh, const real *c, const real *sn, real sign, int half) {
+    for (int i = 0; i < half; i++) {
+        real a = xh[i], b = xh[i + half], si = sign * sn[i];
+        xh[i] = a * c[i] - b * si;
+        xh[i + half] = b * c[i] + a * si;
+    }
 }
 
 static void rope_apply(real *x_, const int *pos, int N, int heads, int HD, int stride, float theta, real sign) {
@@ -564,16 +589,7 @@ static void rope_apply(real *x_, const int *pos, int N, int heads, int HD, int s
                     real ang = rope_angle(pos[n], i, HD, theta);
                     own[i] = cos(ang), own[half + i] = (real)sin(ang);
                 }
-            // pairs (i, i + half) of every head, contiguous in i: the loop vectorizes
-            for (int h = 0; h < heads; h++) {
-                real *xh = x + (size_t)h * HD;
-                #pragma omp simd
-                for (int i = 0; i < half; i++) {
-                    real a = xh[i], b = xh[i + half], si = sign * sn[i];
-                    xh[i] = a * c[i] - b * si;
-                    xh[i + half] = b * c[i] + a * si;
-                }
-            }
+            for (int h = 0; h < heads; h++) rope_rotate(x + (size_t)h * HD, c, sn, sign, half);
         }
         free(own);
     }
@@ -610,15 +626,6 @@ static void attn_transpose(real *kt, const real *k, const AttnShape *s, int b, i
         for (int d = 0; d < s->HD; d++) kt[(size_t)d * s->T + j] = kj[d];
     }
 }
-
-// The attention's leaf loops are also compiled for AVX-512 (target_clones: chosen once at load time where
-// the CPU has it): 16 floats a vector instead of SSE's 4. Each is elementwise over its vector index, with
-// no reassociation and no contraction into FMA (ISO C mode), so both clones give the same bits.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define VEC_CLONES __attribute__((target_clones("avx512f", "default")))
-#else
-#define VEC_CLONES
-#endif
 
 // dot[j] = sum_d x[d] kt[d, j], d in order: bitwise the scalar loop `dot += x[d] * k_j[d]` of each key
 VEC_CLONES static void attn_dots(real *dot, const real *x, const real *kt, int T, int HD) {
