@@ -125,9 +125,11 @@ __attribute__((target("avx512f"))) static void pack_panel_t_avx512(float *panel,
     for (; k0 + 16 <= K; k0 += 16)
         for (int jb = 0; jb < NR; jb += 16) {
             __m512 r[16];
+#pragma GCC unroll 16
             for (int j = 0; j < 16; j++)
                 r[j] = jb + j < nr ? _mm512_loadu_ps(w + (long)(j0 + jb + j) * csb + k0) : _mm512_setzero_ps();
             transpose16x16_avx512(r);  // now r[kk] holds k = k0 + kk of the 16 columns
+#pragma GCC unroll 16
             for (int kk = 0; kk < 16; kk++) _mm512_storeu_ps(panel + (long)(k0 + kk) * NR + jb, r[kk]);
         }
     for (int k = k0; k < K; k++)

@@ -685,7 +685,9 @@ __attribute__((target("avx512f"))) static void attn_scores_vec(float *S, int lds
 #pragma GCC unroll 8
             for (int r = 0; r < AQ; r++) acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(_mm512_set1_ps(xr[r][d]), kv));
         }
-        for (int r = 0; r < nq; r++) _mm512_storeu_ps(S + (long)r * lds + j0, acc[r]);
+#pragma GCC unroll 8
+        for (int r = 0; r < AQ; r++)  // constant bounds keep acc[] in registers
+            if (r < nq) _mm512_storeu_ps(S + (long)r * lds + j0, acc[r]);
     }
 }
 
@@ -694,23 +696,31 @@ __attribute__((target("avx512f"), always_inline)) static inline void attn_wsum_v
     float *o, long os, int nq, const float *W, int ldw, const float *x, long xs, int nj, int HD, int NV) {
     __m512 acc[4][4];
     __mmask16 m[4];
+#pragma GCC unroll 4
     for (int v = 0; v < 4; v++) m[v] = HD - 16 * v >= 16 ? 0xFFFF : HD > 16 * v ? (__mmask16)((1u << (HD - 16 * v)) - 1) : 0;
     const float *w[4];
+#pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
         w[r] = W + (long)(r < nq ? r : 0) * ldw;
+#pragma GCC unroll 4
         for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
     }
     for (int j = 0; j < nj; j++) {
         __m512 xv[4];
+#pragma GCC unroll 4
         for (int v = 0; v < NV; v++) xv[v] = _mm512_maskz_loadu_ps(m[v], x + (long)j * xs + 16 * v);
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             const __m512 wr = _mm512_set1_ps(w[r][j]);
+#pragma GCC unroll 4
             for (int v = 0; v < NV; v++) acc[r][v] = _mm512_add_ps(acc[r][v], _mm512_mul_ps(wr, xv[v]));
         }
     }
-    for (int r = 0; r < nq; r++)
-        for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(o + r * os + 16 * v, m[v], acc[r][v]);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)  // constant bounds keep acc[][] in registers
+        if (r < nq)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(o + r * os + 16 * v, m[v], acc[r][v]);
 }
 __attribute__((target("avx512f"))) static void attn_wsum(float *o, long os, int nq, const float *W, int ldw,
                                                           const float *x, long xs, int nj, int HD) {
@@ -733,11 +743,14 @@ __attribute__((target("avx512f"), always_inline)) static inline void attn_kv_upd
     float *dk, float *dv, long ks, int nj, const float *dS, const float *P, int ld, const float *q, long qs,
     const float *g, long gs, int nq, int HD, int NV) {
     __mmask16 m[4];
+#pragma GCC unroll 4
     for (int v = 0; v < 4; v++) m[v] = HD - 16 * v >= 16 ? 0xFFFF : HD > 16 * v ? (__mmask16)((1u << (HD - 16 * v)) - 1) : 0;
     for (int j0 = 0; j0 < nj; j0 += 2) {
         const int nk = nj - j0 < 2 ? 1 : 2;
         __m512 ak[2][4], av[2][4];
+#pragma GCC unroll 4
         for (int u = 0; u < 2; u++)
+#pragma GCC unroll 4
             for (int v = 0; v < NV; v++) {
                 const long off = (long)(j0 + (u < nk ? u : 0)) * ks + 16 * v;
                 ak[u][v] = _mm512_maskz_loadu_ps(m[v], dk + off);
@@ -745,24 +758,30 @@ __attribute__((target("avx512f"), always_inline)) static inline void attn_kv_upd
             }
         for (int r = 0; r < nq; r++) {
             __m512 qv[4], gv[4];
+#pragma GCC unroll 4
             for (int v = 0; v < NV; v++) {
                 qv[v] = _mm512_maskz_loadu_ps(m[v], q + r * qs + 16 * v);
                 gv[v] = _mm512_maskz_loadu_ps(m[v], g + r * gs + 16 * v);
             }
+#pragma GCC unroll 4
             for (int u = 0; u < 2; u++) {
                 const int j = j0 + (u < nk ? u : 0);
                 const __m512 ds = _mm512_set1_ps(dS[(long)r * ld + j]), p = _mm512_set1_ps(P[(long)r * ld + j]);
+#pragma GCC unroll 4
                 for (int v = 0; v < NV; v++) {
                     ak[u][v] = _mm512_add_ps(ak[u][v], _mm512_mul_ps(ds, qv[v]));
                     av[u][v] = _mm512_add_ps(av[u][v], _mm512_mul_ps(p, gv[v]));
                 }
             }
         }
-        for (int u = 0; u < nk; u++)
-            for (int v = 0; v < NV; v++) {
-                _mm512_mask_storeu_ps(dk + (long)(j0 + u) * ks + 16 * v, m[v], ak[u][v]);
-                _mm512_mask_storeu_ps(dv + (long)(j0 + u) * ks + 16 * v, m[v], av[u][v]);
-            }
+#pragma GCC unroll 2
+        for (int u = 0; u < 2; u++)  // constant bounds keep ak[][], av[][] in registers
+            if (u < nk)
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++) {
+                    _mm512_mask_storeu_ps(dk + (long)(j0 + u) * ks + 16 * v, m[v], ak[u][v]);
+                    _mm512_mask_storeu_ps(dv + (long)(j0 + u) * ks + 16 * v, m[v], av[u][v]);
+                }
     }
 }
 __attribute__((target("avx512f"))) static void attn_kv_update(float *dk, float *dv, long ks, int nj, const float *dS,
@@ -808,10 +827,13 @@ __attribute__((target("avx512f"))) static void attn_transpose_pad(float *kt, int
         for (int d0 = 0; d0 < HD; d0 += 16) {
             const __mmask16 md = tail16(HD - d0);
             __m512 r[16];
+#pragma GCC unroll 16
             for (int j = 0; j < 16; j++)
                 r[j] = j0 + j < T ? _mm512_maskz_loadu_ps(md, kb + (size_t)(j0 + j) * s->kv_stride + d0) : _mm512_setzero_ps();
             transpose16x16_avx512(r);
-            for (int d = 0; d < 16 && d0 + d < HD; d++) _mm512_storeu_ps(kt + (size_t)(d0 + d) * ld + j0, r[d]);
+#pragma GCC unroll 16
+            for (int d = 0; d < 16; d++)
+                if (d0 + d < HD) _mm512_storeu_ps(kt + (size_t)(d0 + d) * ld + j0, r[d]);
         }
 }
 
@@ -859,7 +881,7 @@ __attribute__((target("avx512f"))) static void attention_forward_vec(float *out,
                     for (int r = 0; r < nq; r++) {  // S row r -> exp(s - max) (0 where invisible)
                         float *p = S + (size_t)r * ld;
                         const int i = i0 + r, lim = attn_klim(s, b, i);
-                        maxs[r] = -INFINITY, sum[r] = 0;
+                        maxs[r] = -INFINITY;
                         if (need[(size_t)b * T + i])
                             for (int j0 = 0; j0 < nj; j0 += 16) {
                                 const __mmask16 vis = attn_vis16(s, b, i, j0, lim);
@@ -872,8 +894,12 @@ __attribute__((target("avx512f"))) static void attention_forward_vec(float *out,
                         else exp_shift16(p, nj, maxs[r]);
                     }
                     // each query's sum over j in order, the queries' chains interleaved
+                    const float *srow[AQ];  // rows past nq repeat row 0 (constant bounds: sums in registers)
+#pragma GCC unroll 8
+                    for (int r = 0; r < AQ; r++) srow[r] = S + (size_t)(r < nq ? r : 0) * ld, sum[r] = 0;
                     for (int j = 0; j < nj; j++)
-                        for (int r = 0; r < nq; r++) sum[r] += S[(size_t)r * ld + j];
+#pragma GCC unroll 8
+                        for (int r = 0; r < AQ; r++) sum[r] += srow[r][j];
                     for (int r = 0; r < nq; r++) {  // -> the weights p / sum
                         float *p = S + (size_t)r * ld;
                         if (maxs[r] == -INFINITY) { lb[r] = 0; continue; }
@@ -935,11 +961,19 @@ __attribute__((target("avx512f"))) static void attention_backward_vec(float *dq,
                         if (!nq || nj <= 0) continue;
                         attn_scores_vec(P, ld, qs, HD, nq, kt, ld, nj, HD);   // scores
                         attn_scores_vec(dS, ld, gs, HD, nq, vt, ld, nj, HD);  // dout . v
-                        float Ds[AQ];  // D_i = dout_i . out_i, each over d in order, the queries' chains interleaved
-                        const float *orow[AQ];
-                        for (int r = 0; r < nq; r++) Ds[r] = 0, orow[r] = out + ((size_t)b * T + rows[r]) * NH * HD + (size_t)h * HD;
+                        // D_i = dout_i . out_i, each over d in order, the queries' chains interleaved (rows past
+                        // nq repeat row 0; constant bounds keep the sums in registers)
+                        float Ds[AQ];
+                        const float *orow[AQ], *grow[AQ];
+#pragma GCC unroll 8
+                        for (int r = 0; r < AQ; r++) {
+                            const int rr = r < nq ? r : 0;
+                            Ds[r] = 0, grow[r] = gs + rr * HD;
+                            orow[r] = out + ((size_t)b * T + rows[rr]) * NH * HD + (size_t)h * HD;
+                        }
                         for (int d = 0; d < HD; d++)
-                            for (int r = 0; r < nq; r++) Ds[r] += gs[r * HD + d] * orow[r][d];
+#pragma GCC unroll 8
+                            for (int r = 0; r < AQ; r++) Ds[r] += grow[r][d] * orow[r][d];
                         for (int r = 0; r < nq; r++) {
                             const int i = rows[r];
                             const float D = Ds[r], l = lse[((size_t)b * NH + h) * T + i];
