@@ -552,12 +552,16 @@ static inline real rope_angle(int p, int i, int HD, float theta) {
     return (real)p * inv_freq;
 }
 
-// pairs (i, i + half) of one head rotated by (c[i], sign sn[i]), contiguous in i
-VEC_CLONES static void rope_rotate(real *xh, const real *c, const real *sn, real sign, int half) {
-    for (int i = 0; i < half; i++) {
-        real a = xh[i], b = xh[i + half], si = sign * sn[i];
-        xh[i] = a * c[i] - b * si;
-        xh[i + half] = b * c[i] + a * si;
+// pairs (i, i + half) of each head of a row rotated by (c[i], sign sn[i]), contiguous in i
+VEC_CLONES static void rope_rotate(real *x, const real *c, const real *sn, real sign, int heads, int HD) {
+    const int half = HD / 2;
+    for (int h = 0; h < heads; h++) {
+        real *xh = x + (size_t)h * HD;
+        for (int i = 0; i < half; i++) {
+            real a = xh[i], b = xh[i + half], si = sign * sn[i];
+            xh[i] = a * c[i] - b * si;
+            xh[i + half] = b * c[i] + a * si;
+        }
     }
 }
 
@@ -589,7 +593,7 @@ static void rope_apply(real *x_, const int *pos, int N, int heads, int HD, int s
                     real ang = rope_angle(pos[n], i, HD, theta);
                     own[i] = cos(ang), own[half + i] = (real)sin(ang);
                 }
-            for (int h = 0; h < heads; h++) rope_rotate(x + (size_t)h * HD, c, sn, sign, half);
+            rope_rotate(x, c, sn, sign, heads, HD);
         }
         free(own);
     }
