@@ -667,9 +667,10 @@ VEC_CLONES static void attn_bwd_update(real *restrict dqi, real *restrict dkj, r
 //   forward o_r[d]  = sum_j (p_rj / sum_r) v_j[d]   (j in order, as attn_axpy)
 //   backward dq_r = sum_j ds_rj k_j, dk_j = sum_(h,i) ds_ij q_i, dv_j = sum_(h,i) p_ij g_i, each in the
 //   reference's order (j in order; heads of the group, then queries, in order).
+// The softmax sums and D_i = dout_i . out_i also run in the loops' order, several queries' chains interleaved.
 // A key that a query cannot see adds 0 * x there: +-0 added to a sum that started at +0 leaves it unchanged
-// (such a sum is never -0), so the forward is bitwise the VLM_CPU_VEC path of the loops and the backward
-// differs from the loops only by its exponentials (exp16, as the forward's; the loops call expf).
+// (such a sum is never -0; x finite), so the forward is bitwise the VLM_CPU_VEC path of the loops and the
+// backward differs from the loops only by its exponentials (exp16, as the forward's; the loops call expf).
 // Only the keys up to the last visible one are visited (causal rows: half the scores).
 // Query tokens outside s->q_rows are skipped (forward output and lse 0; in the backward their dout is zero,
 // so they add nothing: dq 0, dk and dv unchanged bitwise).
