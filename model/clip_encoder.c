@@ -84,7 +84,7 @@ void clip_encoder_acts_free(ClipEncoderActs *a) {
 }
 
 static AttnShape attn_shape(const ClipEncoder *e, int B, int T) {
-    AttnShape s = {B, T, e->NH, e->NH, e->C / e->NH, 3 * e->C, 3 * e->C, e->causal, NULL, NULL};
+    AttnShape s = {B, T, e->NH, e->NH, e->C / e->NH, 3 * e->C, 3 * e->C, e->causal, NULL, NULL, NULL, 0};
     return s;
 }
 

@@ -14,8 +14,12 @@
 // K x 32 floats against the 2 x rows x K x 32 flops the task then does. There is no blocking over k: at this
 // project's CPU shapes (C, OC <= a few thousand) a panel and 8 rows of a fit in L2, and a k split would
 // only add loads and stores of c.
+// Where a is read down its columns (the dw product: a(i, k) = dout[k, i]) each task first copies its row
+// block into (K, MR) strips, contiguous along k: read in place, a tile takes a new cache line per k and uses
+// 32 of its 64 bytes (~105 GFLOP/s at the demo's dw products against ~150 with the strips). Panels whose 32
+// columns are all in range load without masks.
 // Threads take tasks of (one 32-column panel, up to RB rows), panel-major so a thread's consecutive tasks
-// reuse its packed panel. Products under ~2^18 multiply-adds run on the calling thread: at the demo's
+// reuse its packed panel (row block first for the dw product, whose b is not packed, to reuse its strips). Products under ~2^18 multiply-adds run on the calling thread: at the demo's
 // shapes a parallel region costs more than the work.
 //
 // Determinism. Every c(i, j) is one chain acc = fma(a(i, k), b(k, j), acc) over k = 0..K-1 in order, from 0
@@ -51,10 +55,10 @@ static void tile_scalar(int mr, int nr, int K, const float *a, long rsa, long cs
 #include <immintrin.h>
 #define HAVE_AVX512_KERNEL 1
 
-// One MR x NR tile: a rows at row pointers ap[i] (stride csa along k), b (K, nr <= NR) at row stride ldb.
-__attribute__((target("avx512f"))) static void tile_avx512(int mr, int nr, int K, const float *a, long rsa, long csa,
-                                                            const float *b, long ldb, float *c, long ldc,
-                                                            int accumulate, const float *bias) {
+// full: nr == NR, so the panel's rows load without masks (the masks would sit in the loop as stack reloads)
+__attribute__((target("avx512f"), always_inline)) static inline void tile_avx512_body(
+    int mr, int nr, int K, const float *a, long rsa, long csa, const float *b, long ldb, float *c, long ldc,
+    int accumulate, const float *bias, const int full) {
     const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
     const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
     const float *ap[MR];
@@ -69,8 +73,8 @@ __attribute__((target("avx512f"))) static void tile_avx512(int mr, int nr, int K
     }
     if (csa == 1) {
         for (int k = 0; k < K; k++) {
-            const __m512 b0 = _mm512_maskz_loadu_ps(m0, b + (long)k * ldb);
-            const __m512 b1 = _mm512_maskz_loadu_ps(m1, b + (long)k * ldb + 16);
+            const __m512 b0 = full ? _mm512_loadu_ps(b + (long)k * ldb) : _mm512_maskz_loadu_ps(m0, b + (long)k * ldb);
+            const __m512 b1 = full ? _mm512_loadu_ps(b + (long)k * ldb + 16) : _mm512_maskz_loadu_ps(m1, b + (long)k * ldb + 16);
 #pragma GCC unroll 8
             for (int i = 0; i < MR; i++) {
                 const __m512 x = _mm512_set1_ps(ap[i][k]);
@@ -80,8 +84,8 @@ __attribute__((target("avx512f"))) static void tile_avx512(int mr, int nr, int K
         }
     } else {
         for (int k = 0; k < K; k++) {
-            const __m512 b0 = _mm512_maskz_loadu_ps(m0, b + (long)k * ldb);
-            const __m512 b1 = _mm512_maskz_loadu_ps(m1, b + (long)k * ldb + 16);
+            const __m512 b0 = full ? _mm512_loadu_ps(b + (long)k * ldb) : _mm512_maskz_loadu_ps(m0, b + (long)k * ldb);
+            const __m512 b1 = full ? _mm512_loadu_ps(b + (long)k * ldb + 16) : _mm512_maskz_loadu_ps(m1, b + (long)k * ldb + 16);
             const long off = (long)k * csa;
 #pragma GCC unroll 8
             for (int i = 0; i < MR; i++) {
@@ -102,6 +106,13 @@ __attribute__((target("avx512f"))) static void tile_avx512(int mr, int nr, int K
         _mm512_mask_storeu_ps(c + (long)i * ldc + 16, m1, y1);
     }
 }
+// One MR x NR tile: a rows at a + i rsa (stride csa along k), b (K, nr <= NR) at row stride ldb.
+__attribute__((target("avx512f"))) static void tile_avx512(int mr, int nr, int K, const float *a, long rsa, long csa,
+                                                            const float *b, long ldb, float *c, long ldc,
+                                                            int accumulate, const float *bias) {
+    if (nr == NR) tile_avx512_body(mr, nr, K, a, rsa, csa, b, ldb, c, ldc, accumulate, bias, 1);
+    else tile_avx512_body(mr, nr, K, a, rsa, csa, b, ldb, c, ldc, accumulate, bias, 0);
+}
 #endif
 
 #ifdef HAVE_AVX512_KERNEL
@@ -114,33 +125,37 @@ __attribute__((target("avx512f"))) static void pack_panel_t_avx512(float *panel,
     for (; k0 + 16 <= K; k0 += 16)
         for (int jb = 0; jb < NR; jb += 16) {
             __m512 r[16];
+#pragma GCC unroll 16
             for (int j = 0; j < 16; j++)
                 r[j] = jb + j < nr ? _mm512_loadu_ps(w + (long)(j0 + jb + j) * csb + k0) : _mm512_setzero_ps();
-            // 16 x 16 transpose: interleave pairs of columns, then quads (64-bit pairs), then 128-bit lanes
-            __m512 t[16];
-            for (int j = 0; j < 16; j += 2) {
-                t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
-                t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
-            }
-            for (int j = 0; j < 16; j += 4) {
-                r[j] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[j]), _mm512_castps_pd(t[j + 2])));
-                r[j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[j]), _mm512_castps_pd(t[j + 2])));
-                r[j + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[j + 1]), _mm512_castps_pd(t[j + 3])));
-                r[j + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[j + 1]), _mm512_castps_pd(t[j + 3])));
-            }
-            // now r[4g + c], 128-bit lane L, holds k = 4L + c of columns 4g..4g+3: a 4 x 4 transpose of lanes
-            for (int c = 0; c < 4; c++) {
-                const __m512 u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
-                const __m512 u2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
-                const __m512 u3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
-                _mm512_storeu_ps(panel + (long)(k0 + c) * NR + jb, _mm512_shuffle_f32x4(u0, u2, 0x88));
-                _mm512_storeu_ps(panel + (long)(k0 + 4 + c) * NR + jb, _mm512_shuffle_f32x4(u0, u2, 0xDD));
-                _mm512_storeu_ps(panel + (long)(k0 + 8 + c) * NR + jb, _mm512_shuffle_f32x4(u1, u3, 0x88));
-                _mm512_storeu_ps(panel + (long)(k0 + 12 + c) * NR + jb, _mm512_shuffle_f32x4(u1, u3, 0xDD));
-            }
+            transpose16x16_avx512(r);  // now r[kk] holds k = k0 + kk of the 16 columns
+#pragma GCC unroll 16
+            for (int kk = 0; kk < 16; kk++) _mm512_storeu_ps(panel + (long)(k0 + kk) * NR + jb, r[kk]);
         }
     for (int k = k0; k < K; k++)
         for (int j = 0; j < NR; j++) panel[(long)k * NR + j] = j < nr ? w[(long)(j0 + j) * csb + k] : 0.0f;
+}
+
+// The dw product's a strips: rows i_begin..i_end-1 of a, tile by tile, (i, k) of the tile at i0 stored at
+// strips[(i0 - i_begin) K + k MR + i] (a copy; rows past the end of a short tile are not written or read)
+__attribute__((target("avx512f"))) static void pack_strips_avx512(float *strips, const float *a, long rsa, long csa,
+                                                                 int K, int i_begin, int i_end) {
+    if (rsa == 1) {  // the block's values at each k are contiguous: read them once, k outer, all tiles inner
+        for (int k = 0; k < K; k++)
+            for (int i0 = i_begin; i0 < i_end; i0 += MR) {
+                const int mr = i_end - i0 < MR ? i_end - i0 : MR;
+                const __mmask16 m = (__mmask16)((1u << mr) - 1);
+                _mm512_mask_storeu_ps(strips + (long)(i0 - i_begin) * K + (long)k * MR, m,
+                                      _mm512_maskz_loadu_ps(m, a + i0 + (long)k * csa));
+            }
+        return;
+    }
+    for (int i0 = i_begin; i0 < i_end; i0 += MR) {
+        const int mr = i_end - i0 < MR ? i_end - i0 : MR;
+        float *st = strips + (long)(i0 - i_begin) * K;
+        for (int k = 0; k < K; k++)
+            for (int i = 0; i < mr; i++) st[(long)k * MR + i] = a[(long)(i0 + i) * rsa + (long)k * csa];
+    }
 }
 #endif
 
@@ -167,14 +182,20 @@ void gemm_f32(int M, int Ncol, int K, const float *a, long rsa, long csa, const 
     const int vec = gemm_f32_avx512();
     const int panels = (Ncol + NR - 1) / NR, rblocks = (M + RB - 1) / RB, tasks = panels * rblocks;
     const int pack = csb != 1;  // b not contiguous along j: copy each panel to (K, NR) first
+    // a read down its columns (csa != 1: the dw product, a = dout^T): a tile would take a new cache line per k
+    // and use half of it, so the AVX-512 path copies each row block's tiles to (K, MR) strips first
+    // (contiguous along k), in tasks ordered row block first so that every panel reuses the copy
+    const int apack = vec && csa != 1, rb_major = apack && !pack;
     const double work = (double)M * Ncol * (K > 0 ? K : 1);
     #pragma omp parallel if (work >= (1 << 18) && tasks > 1)
     {
         float *panel = pack ? xmalloc(sizeof(float) * NR * (K > 0 ? K : 1)) : NULL;
-        int packed = -1;  // the panel now in `panel`
+        float *astrips = apack ? xmalloc(sizeof(float) * RB * (K > 0 ? K : 1)) : NULL;
+        int packed = -1, apacked = -1;  // the panel now in `panel`, the row block now in `astrips`
         #pragma omp for schedule(static)
         for (int t = 0; t < tasks; t++) {
-            const int p = t / rblocks, rb = t % rblocks, j0 = p * NR, nr = Ncol - j0 < NR ? Ncol - j0 : NR;
+            const int p = rb_major ? t % panels : t / rblocks, rb = rb_major ? t / panels : t % rblocks;
+            const int j0 = p * NR, nr = Ncol - j0 < NR ? Ncol - j0 : NR;
             const float *bp;
             long ldb;
             if (pack) {
@@ -190,17 +211,28 @@ void gemm_f32(int M, int Ncol, int K, const float *a, long rsa, long csa, const 
                 bp = panel, ldb = NR;
             } else bp = b + (long)j0 * csb, ldb = rsb;
             const int i_end = (rb + 1) * RB < M ? (rb + 1) * RB : M;
+            if (apack && apacked != rb) {
+#ifdef HAVE_AVX512_KERNEL
+                pack_strips_avx512(astrips, a, rsa, csa, K, rb * RB, i_end);
+#endif
+                apacked = rb;
+            }
             for (int i0 = rb * RB; i0 < i_end; i0 += MR) {
                 const int mr = i_end - i0 < MR ? i_end - i0 : MR;
                 const float *ai = a + (long)i0 * rsa;
                 float *ci = c + (long)i0 * ldc + j0;
                 const float *bi = bias ? bias + j0 : NULL;
 #ifdef HAVE_AVX512_KERNEL
+                if (apack) {
+                    tile_avx512(mr, nr, K, astrips + (long)(i0 - rb * RB) * K, 1, MR, bp, ldb, ci, ldc, accumulate, bi);
+                    continue;
+                }
                 if (vec) { tile_avx512(mr, nr, K, ai, rsa, csa, bp, ldb, ci, ldc, accumulate, bi); continue; }
 #endif
                 tile_scalar(mr, nr, K, ai, rsa, csa, bp, ldb, ci, ldc, accumulate, bi);
             }
         }
         free(panel);
+        free(astrips);
     }
 }

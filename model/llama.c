@@ -138,7 +138,7 @@ void llama_acts_free(LlamaActs *a) {
 
 static AttnShape llama_attn_shape(const Llama *m, const LlamaActs *a, int B, int T, int use_segments) {
     AttnShape s = {B, T, m->cfg.heads, m->cfg.kv_heads, m->cfg.head_dim, m->qkvdim, m->qkvdim, 1, a->kv_len,
-                   use_segments ? a->segment : NULL};
+                   use_segments ? a->segment : NULL, NULL, 0};
     return s;
 }
 
@@ -164,7 +164,9 @@ static void layer_forward(const Llama *m, LlamaActs *a, int l, const AttnShape *
     else
         be->rope_forward(a->qkv[l], a->pos, N, c->heads + c->kv_heads, HD, m->qkvdim, c->rope_theta);
     const void *q = a->qkv[l], *k = act_at(be, q, m->qdim), *v = act_at(be, q, m->qdim + m->kvdim);
-    be->attention_forward(a->att[l], a->lse[l], q, k, v, s);                             // (N, H*HD)
+    AttnShape sq = *s;
+    if (R < N) sq.q_rows = sel, sq.n_q_rows = R;  // only the kept rows' queries are read
+    be->attention_forward(a->att[l], a->lse[l], q, k, v, &sq);                           // (N, H*HD)
     const void *att = a->att[l], *xr = x;
     if (R < N) {
         be->copy_rows(a->attsel, NULL, a->att[l], sel, R, m->qdim);                       // (R, H*HD)
@@ -247,8 +249,10 @@ void llama_backward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_s
             be->add_rows(a->dres, a->idx_out, a->dhsel, NULL, R, D);
         }
         const void *q = a->qkv[l], *k = act_at(be, q, m->qdim), *v = act_at(be, q, m->qdim + m->kvdim);
+        AttnShape sq = s;
+        if (R < N) sq.q_rows = a->idx_out, sq.n_q_rows = R;  // datt is zero on the other rows
         be->attention_backward(a->dqkv, act_at(be, a->dqkv, m->qdim), act_at(be, a->dqkv, m->qdim + m->kvdim),
-                               a->datt, a->att[l], a->lse[l], q, k, v, &s);
+                               a->datt, a->att[l], a->lse[l], q, k, v, &sq);
         be->rope_backward(a->dqkv, a->pos, N, c->heads + c->kv_heads, HD, m->qkvdim, c->rope_theta);
         be->matmul_backward(a->dln, g->qkv_w, g->qkv_b, a->dqkv, a->ln1[l], w->qkv_w, N, D, m->qkvdim);
         if (m->lora)

@@ -295,7 +295,8 @@ void llava_backward(const Llava *m, LlavaActs *a, const double *dlogp) {
     be->add_rows(a->dp2, a->img_src, a->l.dres, a->img_dst, a->n_img_tokens, D);
     be->matmul_backward(a->dp1, m->pg.w2, m->pg.b2, a->dp2, a->p1a, m->pw.w2, NI * P, D, D);
     be->act_backward(c->projector_act, a->dp1, a->dp1, a->p1, (size_t)NI * P * D);
-    be->matmul_backward(a->dfeats, m->pg.w1, m->pg.b1, a->dp1, a->feats, m->pw.w1, NI * P, Cv, D);
+    // the features' gradient only feeds a trained tower
+    be->matmul_backward(m->ps_vision.grad ? a->dfeats : NULL, m->pg.w1, m->pg.b1, a->dp1, a->feats, m->pw.w1, NI * P, Cv, D);
     if (m->ps_vision.grad) {
         be->zero(a->v.enc.dres, (size_t)NI * m->vision.n_tokens * Cv * be->act_bytes);
         be->add_rows(a->v.enc.dres, a->feat_sel, a->dfeats, NULL, NI * P, Cv);

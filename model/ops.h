@@ -34,6 +34,11 @@ typedef struct {
     int causal;
     const int *kv_len;   // (B) backend memory or NULL
     const int *segment;  // (B, T) backend memory or NULL
+    // Optional: the query tokens (b*T + i, backend memory) whose outputs are read, n_q_rows of them; NULL
+    // means all. A backend may skip the others: their outputs and lse are then 0, and the backward treats
+    // their dout as zero (the caller's dout must be zero there), so it equals the full computation.
+    const int *q_rows;
+    int n_q_rows;
 } AttnShape;
 
 // Attention of one new token per row against a KV cache (generation). Row b's query sees the first len[b]

@@ -33,6 +33,16 @@ typedef CPU_REAL real;
 #include <immintrin.h>
 #define HAVE_AVX512 1
 #endif
+// Leaf loops (the attention's in the loops path, the norms' rows, the residual add, RoPE) are also compiled
+// for AVX-512 (target_clones: chosen once at load time where the CPU has it): 16 floats a vector instead of
+// SSE's 4. Each is elementwise over its vector index, with no reassociation and no contraction into FMA
+// (ISO C mode), so both clones give the same bits.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VEC_CLONES __attribute__((target_clones("avx512f", "default")))
+#else
+#define VEC_CLONES
+#endif
+
 static int cpu_vec512(void) {
     const char *e = getenv("VLM_CPU_VEC");
     return sizeof(real) == 4 && gemm_f32_avx512() && !(e && !strcmp(e, "0"));
@@ -159,18 +169,80 @@ static void cpu_matmul_backward(void *dinp_, void *dw_, void *db_, const void *d
 // ----------------------------------------------------------------------------------------------------
 // normalization
 
+#ifdef HAVE_AVX512
+static inline __mmask16 tail16(long left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
+// Sums of a row in double for the norms and the gradient norm, vectorized: 16 interleaved sums (lane l takes
+// the elements i = l mod 16), added as a fixed tree at the end. A fixed order for a given n, whatever the
+// thread or the row's place in a batch; the loops' single chain waits on every add (4 cycles an element).
+// sum_i (a_i b_i) e_i (e NULL: sum_i a_i b_i), each product in double
+__attribute__((target("avx512f"))) static inline void cvt16_pd(const float *x, __mmask16 k, __m512d *lo, __m512d *hi) {
+    const __m512 v = _mm512_maskz_loadu_ps(k, x);
+    *lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    *hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+// the 16 sums added as a fixed tree (the same instructions every time)
+__attribute__((target("avx512f"))) static inline double lanes_sum(__m512d s0, __m512d s1) {
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+}
+__attribute__((target("avx512f"))) static double dot_f64_16(const float *a, const float *b, const float *e, size_t n) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 k = tail16((long)(n - i));
+        __m512d a0, a1, b0, b1;
+        cvt16_pd(a + i, k, &a0, &a1);
+        cvt16_pd(b + i, k, &b0, &b1);
+        __m512d p0 = _mm512_mul_pd(a0, b0), p1 = _mm512_mul_pd(a1, b1);
+        if (e) {
+            __m512d e0, e1;
+            cvt16_pd(e + i, k, &e0, &e1);
+            p0 = _mm512_mul_pd(p0, e0), p1 = _mm512_mul_pd(p1, e1);
+        }
+        s0 = _mm512_add_pd(s0, p0), s1 = _mm512_add_pd(s1, p1);
+    }
+    return lanes_sum(s0, s1);
+}
+// layernorm's statistics: m = sum_i x_i / n, v = sum_i (x_i - m)^2 / n, in double
+__attribute__((target("avx512f"))) static void mean_var_f64_16(const float *x, int n, double *m, double *v) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (int i = 0; i < n; i += 16) {
+        __m512d x0, x1;
+        cvt16_pd(x + i, tail16(n - i), &x0, &x1);
+        s0 = _mm512_add_pd(s0, x0), s1 = _mm512_add_pd(s1, x1);
+    }
+    const double mean = lanes_sum(s0, s1) / n;
+    const __m512d vm = _mm512_set1_pd(mean);
+    s0 = s1 = _mm512_setzero_pd();
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 k = tail16(n - i);
+        __m512d x0, x1;
+        cvt16_pd(x + i, k, &x0, &x1);
+        const __m512d d0 = _mm512_maskz_sub_pd((__mmask8)k, x0, vm), d1 = _mm512_maskz_sub_pd((__mmask8)(k >> 8), x1, vm);
+        s0 = _mm512_add_pd(s0, _mm512_mul_pd(d0, d0)), s1 = _mm512_add_pd(s1, _mm512_mul_pd(d1, d1));
+    }
+    *m = mean, *v = lanes_sum(s0, s1) / n;
+}
+#endif
+
+
 static void cpu_layernorm_forward(void *out_, void *mean_, void *rstd_, const void *inp_, const void *w_,
                                   const void *b_, int N, int C, float eps) {
     real *out = out_, *mean = mean_, *rstd = rstd_;
     const real *inp = inp_, *w = w_, *b = b_;
+    const int vec = cpu_vec512();
     #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *x = inp + (size_t)n * C;
         double m = 0, v = 0;
-        for (int c = 0; c < C; c++) m += x[c];
-        m /= C;
-        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
-        v /= C;  // biased variance, as torch.nn.LayerNorm
+#ifdef HAVE_AVX512
+        if (vec) mean_var_f64_16((const float *)x, C, &m, &v);
+        else
+#endif
+        {
+            for (int c = 0; c < C; c++) m += x[c];
+            m /= C;
+            for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+            v /= C;  // biased variance, as torch.nn.LayerNorm
+        }
         real s = (real)(1.0 / sqrt(v + eps));
         real *y = out + (size_t)n * C;
         for (int c = 0; c < C; c++) y[c] = ((x[c] - (real)m) * s) * w[c] + (b ? b[c] : 0);
@@ -215,17 +287,33 @@ static void cpu_layernorm_backward(void *dinp_, void *dw_, void *db_, const void
     }
 }
 
+// the rmsnorm's row loops (VEC_CLONES): y = (x s) w (HF: normalize first, then weight); dx += s g w - x k;
+// sw += g x r
+VEC_CLONES static void rms_row_out(real *y, const real *x, real s, const real *w, int C) {
+    for (int c = 0; c < C; c++) y[c] = (x[c] * s) * w[c];
+}
+VEC_CLONES static void rms_row_dx(real *dx, const real *g, const real *x, const real *w, real s, real k, int C) {
+    for (int c = 0; c < C; c++) dx[c] += s * g[c] * w[c] - x[c] * k;
+}
+VEC_CLONES static void rms_dw_add(real *sw, const real *g, const real *x, real r, int nc) {
+    for (int c = 0; c < nc; c++) sw[c] += g[c] * x[c] * r;
+}
+
 static void cpu_rmsnorm_forward(void *out_, void *rstd_, const void *inp_, const void *w_, int N, int C, float eps) {
     real *out = out_, *rstd = rstd_;
     const real *inp = inp_, *w = w_;
+    const int vec = cpu_vec512();
     #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *x = inp + (size_t)n * C;
         double ss = 0;
+#ifdef HAVE_AVX512
+        if (vec) ss = dot_f64_16((const float *)x, (const float *)x, NULL, C);
+        else
+#endif
         for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
         real s = (real)(1.0 / sqrt(ss / C + eps));
-        real *y = out + (size_t)n * C;
-        for (int c = 0; c < C; c++) y[c] = (x[c] * s) * w[c];  // HF: normalize first, then weight
+        rms_row_out(out + (size_t)n * C, x, s, w, C);
         rstd[n] = s;
     }
 }
@@ -235,16 +323,20 @@ static void cpu_rmsnorm_backward(void *dinp_, void *dw_, const void *dout_, cons
     real *dinp = dinp_, *dw = dw_;
     const real *dout = dout_, *inp = inp_, *w = w_, *rstd = rstd_;
     if (dinp) {
+        const int vec = cpu_vec512();
         #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
         for (int n = 0; n < N; n++) {
             const real *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
             real s = rstd[n];
             // y = x s w, s = (mean(x^2) + eps)^(-1/2):  dx = s dn - x s^3 mean(dn x),  dn = g w
             double dot = 0;
+#ifdef HAVE_AVX512
+            if (vec) dot = dot_f64_16((const float *)g, (const float *)w, (const float *)x, C);
+            else
+#endif
             for (int c = 0; c < C; c++) dot += (double)g[c] * w[c] * x[c];
             real k = (real)(dot / C) * s * s * s;
-            real *dx = dinp + (size_t)n * C;
-            for (int c = 0; c < C; c++) dx[c] += s * g[c] * w[c] - x[c] * k;
+            rms_row_dx(dinp + (size_t)n * C, g, x, w, s, k, C);
         }
     }
     if (dw) {  // each column's sum over rows in order; rows outer, so the loads are contiguous (and vectorize)
@@ -253,10 +345,7 @@ static void cpu_rmsnorm_backward(void *dinp_, void *dw_, const void *dout_, cons
         for (int blk = 0; blk < nblk; blk++) {
             const int c0 = blk * cb, nc = C - c0 < cb ? C - c0 : cb;
             real sw[64] = {0};
-            for (int n = 0; n < N; n++) {
-                const real *g = dout + (size_t)n * C + c0, *x = inp + (size_t)n * C + c0, r = rstd[n];
-                for (int c = 0; c < nc; c++) sw[c] += g[c] * x[c] * r;
-            }
+            for (int n = 0; n < N; n++) rms_dw_add(sw, dout + (size_t)n * C + c0, inp + (size_t)n * C + c0, rstd[n], nc);
             for (int c = 0; c < nc; c++) dw[c0 + c] += sw[c];
         }
     }
@@ -290,7 +379,6 @@ __attribute__((target("avx512f"))) static inline __m512 sigmoid16(__m512 x) {
     const __m512 one = _mm512_set1_ps(1.0f);
     return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
 }
-static inline __mmask16 tail16(long left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
 
 // y (F) = silu(gate) * up, the reference's order: (gate * sigmoid(gate)) * up
 __attribute__((target("avx512f"))) static void swiglu_fwd16(float *y, const float *gate, const float *up, int F) {
@@ -332,6 +420,7 @@ __attribute__((target("avx512f"))) static void exp_shift16(float *p, int n, floa
         _mm512_mask_storeu_ps(p + j, k, _mm512_maskz_mov_ps(~masked, exp16(_mm512_sub_ps(x, vm))));
     }
 }
+
 #endif
 
 static void cpu_act_forward(ActKind kind, void *out_, const void *inp_, size_t n) {
@@ -440,11 +529,13 @@ static void cpu_swiglu_backward(void *dinp_, const void *dout_, const void *inp_
     }
 }
 
+VEC_CLONES static void add_span(real *out, const real *a, const real *b, size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; i++) out[i] = a[i] + b[i];
+}
 static void cpu_add(void *out_, const void *a_, const void *b_, size_t n) {
-    real *out = out_;
-    const real *a = a_, *b = b_;
+    const size_t blk = 4096, nb = (n + blk - 1) / blk;
     #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    for (size_t b = 0; b < nb; b++) add_span(out_, a_, b_, b * blk, (b + 1) * blk < n ? (b + 1) * blk : n);
 }
 
 static void cpu_scale(void *x_, float s, size_t n) {
@@ -461,6 +552,19 @@ static inline real rope_angle(int p, int i, int HD, float theta) {
     return (real)p * inv_freq;
 }
 
+// pairs (i, i + half) of each head of a row rotated by (c[i], sign sn[i]), contiguous in i
+VEC_CLONES static void rope_rotate(real *x, const real *c, const real *sn, real sign, int heads, int HD) {
+    const int half = HD / 2;
+    for (int h = 0; h < heads; h++) {
+        real *xh = x + (size_t)h * HD;
+        for (int i = 0; i < half; i++) {
+            real a = xh[i], b = xh[i + half], si = sign * sn[i];
+            xh[i] = a * c[i] - b * si;
+            xh[i + half] = b * c[i] + a * si;
+        }
+    }
+}
+
 static void rope_apply(real *x_, const int *pos, int N, int heads, int HD, int stride, float theta, real sign) {
     int half = HD / 2, maxpos = 0;
     for (int n = 0; n < N; n++) maxpos = pos[n] > maxpos ? pos[n] : maxpos;
@@ -468,33 +572,30 @@ static void rope_apply(real *x_, const int *pos, int N, int heads, int HD, int s
     // the cosines and sines are tabulated per position first when that is fewer evaluations: each entry is
     // computed by the same expression as in the direct loop, so the rotation is bitwise the same.
     const int table = (size_t)(maxpos + 1) * 2 < (size_t)N;
-    real *cs = table ? xmalloc(sizeof(real) * 2 * (size_t)(maxpos + 1) * half) : NULL;  // (maxpos+1, half, cos|sin)
+    real *cs = table ? xmalloc(sizeof(real) * 2 * (size_t)(maxpos + 1) * half) : NULL;  // (maxpos+1, cos | sin, half)
     if (table)
         for (int p = 0; p <= maxpos; p++)
             for (int i = 0; i < half; i++) {
                 real ang = rope_angle(p, i, HD, theta);
-                cs[((size_t)p * half + i) * 2] = cos(ang);
-                cs[((size_t)p * half + i) * 2 + 1] = (real)sin(ang);
+                cs[(size_t)p * 2 * half + i] = cos(ang);
+                cs[(size_t)p * 2 * half + half + i] = (real)sin(ang);
             }
-    #pragma omp parallel for schedule(static) if ((size_t)N * heads * HD >= PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        real *x = x_ + (size_t)n * stride;
-        for (int i = 0; i < half; i++) {
-            real c, s;
-            if (table && pos[n] >= 0) {
-                c = cs[((size_t)pos[n] * half + i) * 2];
-                s = sign * cs[((size_t)pos[n] * half + i) * 2 + 1];
-            } else {
-                real ang = rope_angle(pos[n], i, HD, theta);
-                c = cos(ang), s = sign * (real)sin(ang);
-            }
-            for (int h = 0; h < heads; h++) {
-                real *xh = x + (size_t)h * HD;
-                real a = xh[i], b = xh[i + half];
-                xh[i] = a * c - b * s;
-                xh[i + half] = b * c + a * s;
-            }
+    #pragma omp parallel if ((size_t)N * heads * HD >= PAR_MIN)
+    {
+        real *own = xmalloc(sizeof(real) * 2 * (half > 0 ? half : 1));  // a row's cos | sin when not tabulated
+        #pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            real *x = x_ + (size_t)n * stride;
+            const real *c = own, *sn = own + half;
+            if (table && pos[n] >= 0) c = cs + (size_t)pos[n] * 2 * half, sn = c + half;
+            else
+                for (int i = 0; i < half; i++) {
+                    real ang = rope_angle(pos[n], i, HD, theta);
+                    own[i] = cos(ang), own[half + i] = (real)sin(ang);
+                }
+            rope_rotate(x, c, sn, sign, heads, HD);
         }
+        free(own);
     }
     free(cs);
 }
@@ -530,15 +631,6 @@ static void attn_transpose(real *kt, const real *k, const AttnShape *s, int b, i
     }
 }
 
-// The attention's leaf loops are also compiled for AVX-512 (target_clones: chosen once at load time where
-// the CPU has it): 16 floats a vector instead of SSE's 4. Each is elementwise over its vector index, with
-// no reassociation and no contraction into FMA (ISO C mode), so both clones give the same bits.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define VEC_CLONES __attribute__((target_clones("avx512f", "default")))
-#else
-#define VEC_CLONES
-#endif
-
 // dot[j] = sum_d x[d] kt[d, j], d in order: bitwise the scalar loop `dot += x[d] * k_j[d]` of each key
 VEC_CLONES static void attn_dots(real *dot, const real *x, const real *kt, int T, int HD) {
     for (int j = 0; j < T; j++) dot[j] = 0;
@@ -566,6 +658,360 @@ VEC_CLONES static void attn_bwd_update(real *restrict dqi, real *restrict dkj, r
     }
 }
 
+#ifdef HAVE_AVX512
+// ---- the fp32 attention in AVX-512: blocks of queries at once ----
+// The loops above take one query at a time and keep their sums in memory, so at this project's shapes
+// (T = 10-80 keys, HD = 24-64) they wait on load-store chains and run scalar tails. These kernels compute the
+// same sums with the same roundings, AQ queries at a time with the partial sums in registers:
+//   scores  S[r][j] = sum_d q_r[d] k_j[d]          (d in order, mul then add: as attn_dots)
+//   forward o_r[d]  = sum_j (p_rj / sum_r) v_j[d]   (j in order, as attn_axpy)
+//   backward dq_r = sum_j ds_rj k_j, dk_j = sum_(h,i) ds_ij q_i, dv_j = sum_(h,i) p_ij g_i, each in the
+//   reference's order (j in order; heads of the group, then queries, in order).
+// The softmax sums and D_i = dout_i . out_i also run in the loops' order, several queries' chains interleaved.
+// A key that a query cannot see adds 0 * x there: +-0 added to a sum that started at +0 leaves it unchanged
+// (such a sum is never -0; x finite), so the forward is bitwise the VLM_CPU_VEC path of the loops and the
+// backward differs from the loops only by its exponentials (exp16, as the forward's; the loops call expf).
+// Only the keys up to the last visible one are visited (causal rows: half the scores).
+// Query tokens outside s->q_rows are skipped (forward output and lse 0; in the backward their dout is zero,
+// so they add nothing: dq 0, dk and dv unchanged bitwise).
+#define AQ 8  // queries per block: 8 independent sums in flight cover the add latency
+
+// S (AQ, lds): S[r][j] = q_r . k_j for j < nj, q_r = x + r xs (r < nq; the rows past nq repeat row 0 and are
+// not stored); kt (HD, ldk) holds the keys transposed, ldk and lds multiples of 16 with zeros past T
+__attribute__((target("avx512f"))) static void attn_scores_vec(float *S, int lds, const float *x, long xs, int nq,
+                                                                const float *kt, int ldk, int nj, int HD) {
+    const float *xr[AQ];
+    for (int r = 0; r < AQ; r++) xr[r] = x + (r < nq ? r : 0) * xs;
+    for (int j0 = 0; j0 < nj; j0 += 16) {
+        __m512 acc[AQ];
+        for (int r = 0; r < AQ; r++) acc[r] = _mm512_setzero_ps();
+        for (int d = 0; d < HD; d++) {
+            const __m512 kv = _mm512_loadu_ps(kt + (long)d * ldk + j0);
+#pragma GCC unroll 8
+            for (int r = 0; r < AQ; r++) acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(_mm512_set1_ps(xr[r][d]), kv));
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < AQ; r++)  // constant bounds keep acc[] in registers
+            if (r < nq) _mm512_storeu_ps(S + (long)r * lds + j0, acc[r]);
+    }
+}
+
+// out rows o_r (r < nq <= 4) = sum_j W[r][j] x_j over j < nj, x_j = x + j xs: HD <= 64 in NV vectors
+__attribute__((target("avx512f"), always_inline)) static inline void attn_wsum_vec(
+    float *o, long os, int nq, const float *W, int ldw, const float *x, long xs, int nj, int HD, int NV) {
+    __m512 acc[4][4];
+    __mmask16 m[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) m[v] = HD - 16 * v >= 16 ? 0xFFFF : HD > 16 * v ? (__mmask16)((1u << (HD - 16 * v)) - 1) : 0;
+    const float *w[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+        w[r] = W + (long)(r < nq ? r : 0) * ldw;
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
+    }
+    for (int j = 0; j < nj; j++) {
+        __m512 xv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) xv[v] = _mm512_maskz_loadu_ps(m[v], x + (long)j * xs + 16 * v);
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const __m512 wr = _mm512_set1_ps(w[r][j]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_add_ps(acc[r][v], _mm512_mul_ps(wr, xv[v]));
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)  // constant bounds keep acc[][] in registers
+        if (r < nq)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(o + r * os + 16 * v, m[v], acc[r][v]);
+}
+__attribute__((target("avx512f"))) static void attn_wsum(float *o, long os, int nq, const float *W, int ldw,
+                                                          const float *x, long xs, int nj, int HD) {
+    for (int r0 = 0; r0 < nq; r0 += 4) {
+        const int n = nq - r0 < 4 ? nq - r0 : 4;
+        float *orow = o + r0 * os;
+        const float *wr = W + (long)r0 * ldw;
+        switch ((HD + 15) / 16) {  // constant vector counts: the accumulators stay in registers
+        case 1: attn_wsum_vec(orow, os, n, wr, ldw, x, xs, nj, HD, 1); break;
+        case 2: attn_wsum_vec(orow, os, n, wr, ldw, x, xs, nj, HD, 2); break;
+        case 3: attn_wsum_vec(orow, os, n, wr, ldw, x, xs, nj, HD, 3); break;
+        default: attn_wsum_vec(orow, os, n, wr, ldw, x, xs, nj, HD, 4); break;
+        }
+    }
+}
+
+// dk_j += sum_r dS[r][j] q_r and dv_j += sum_r P[r][j] g_r, r = 0..nq-1 in order, for keys j < nj (rows at
+// stride ks); two keys at a time so that four or more sums are in flight
+__attribute__((target("avx512f"), always_inline)) static inline void attn_kv_update_vec(
+    float *dk, float *dv, long ks, int nj, const float *dS, const float *P, int ld, const float *q, long qs,
+    const float *g, long gs, int nq, int HD, int NV) {
+    __mmask16 m[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) m[v] = HD - 16 * v >= 16 ? 0xFFFF : HD > 16 * v ? (__mmask16)((1u << (HD - 16 * v)) - 1) : 0;
+    for (int j0 = 0; j0 < nj; j0 += 2) {
+        const int nk = nj - j0 < 2 ? 1 : 2;
+        __m512 ak[2][4], av[2][4];
+#pragma GCC unroll 4
+        for (int u = 0; u < 2; u++)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) {
+                const long off = (long)(j0 + (u < nk ? u : 0)) * ks + 16 * v;
+                ak[u][v] = _mm512_maskz_loadu_ps(m[v], dk + off);
+                av[u][v] = _mm512_maskz_loadu_ps(m[v], dv + off);
+            }
+        for (int r = 0; r < nq; r++) {
+            __m512 qv[4], gv[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) {
+                qv[v] = _mm512_maskz_loadu_ps(m[v], q + r * qs + 16 * v);
+                gv[v] = _mm512_maskz_loadu_ps(m[v], g + r * gs + 16 * v);
+            }
+#pragma GCC unroll 4
+            for (int u = 0; u < 2; u++) {
+                const int j = j0 + (u < nk ? u : 0);
+                const __m512 ds = _mm512_set1_ps(dS[(long)r * ld + j]), p = _mm512_set1_ps(P[(long)r * ld + j]);
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++) {
+                    ak[u][v] = _mm512_add_ps(ak[u][v], _mm512_mul_ps(ds, qv[v]));
+                    av[u][v] = _mm512_add_ps(av[u][v], _mm512_mul_ps(p, gv[v]));
+                }
+            }
+        }
+#pragma GCC unroll 2
+        for (int u = 0; u < 2; u++)  // constant bounds keep ak[][], av[][] in registers
+            if (u < nk)
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++) {
+                    _mm512_mask_storeu_ps(dk + (long)(j0 + u) * ks + 16 * v, m[v], ak[u][v]);
+                    _mm512_mask_storeu_ps(dv + (long)(j0 + u) * ks + 16 * v, m[v], av[u][v]);
+                }
+    }
+}
+__attribute__((target("avx512f"))) static void attn_kv_update(float *dk, float *dv, long ks, int nj, const float *dS,
+                                                               const float *P, int ld, const float *q, long qs,
+                                                               const float *g, long gs, int nq, int HD) {
+    switch ((HD + 15) / 16) {
+    case 1: attn_kv_update_vec(dk, dv, ks, nj, dS, P, ld, q, qs, g, gs, nq, HD, 1); break;
+    case 2: attn_kv_update_vec(dk, dv, ks, nj, dS, P, ld, q, qs, g, gs, nq, HD, 2); break;
+    case 3: attn_kv_update_vec(dk, dv, ks, nj, dS, P, ld, q, qs, g, gs, nq, HD, 3); break;
+    default: attn_kv_update_vec(dk, dv, ks, nj, dS, P, ld, q, qs, g, gs, nq, HD, 4); break;
+    }
+}
+
+// The keys query i of row b sees among j0..j0+15: j < lim (causality and key padding) and its segment's
+static inline __attribute__((target("avx512f"))) __mmask16 attn_vis16(const AttnShape *s, int b, int i, int j0, int lim) {
+    if (lim <= j0) return 0;
+    __mmask16 m = tail16(lim - j0);
+    if (s->segment) {
+        const int *seg = s->segment + (size_t)b * s->T;
+        const __m512i sj = _mm512_maskz_loadu_epi32(m, seg + j0);
+        m &= _mm512_cmpeq_epi32_mask(sj, _mm512_setzero_si512()) | _mm512_cmpeq_epi32_mask(sj, _mm512_set1_epi32(seg[i]));
+    }
+    return m;
+}
+// keys that may be visible from any query of i0..i0+nq-1 of row b: j < attn_kend
+static inline int attn_kend(const AttnShape *s, int b, int i0, int nq) {
+    int e = s->causal ? i0 + nq : s->T;
+    if (s->kv_len && s->kv_len[b] < e) e = s->kv_len[b] < 0 ? 0 : s->kv_len[b];
+    return e;
+}
+static inline int attn_klim(const AttnShape *s, int b, int i) {  // the causal and padding bound of query i
+    int e = s->causal ? i + 1 : s->T;
+    if (s->kv_len && s->kv_len[b] < e) e = s->kv_len[b];
+    return e;
+}
+
+// kt (HD, ld) = keys (or values) of row b, kv head kvh, transposed 16 x 16 in registers; columns T..ld-1 zero
+__attribute__((target("avx512f"))) static void attn_transpose_pad(float *kt, int ld, const float *k, const AttnShape *s,
+                                                                   int b, int kvh) {
+    const int T = s->T, HD = s->HD;
+    const float *kb = k + (size_t)b * T * s->kv_stride + (size_t)kvh * HD;
+    for (int j0 = 0; j0 < ld; j0 += 16)
+        for (int d0 = 0; d0 < HD; d0 += 16) {
+            const __mmask16 md = tail16(HD - d0);
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)
+                r[j] = j0 + j < T ? _mm512_maskz_loadu_ps(md, kb + (size_t)(j0 + j) * s->kv_stride + d0) : _mm512_setzero_ps();
+            transpose16x16_avx512(r);
+#pragma GCC unroll 16
+            for (int d = 0; d < 16; d++)
+                if (d0 + d < HD) _mm512_storeu_ps(kt + (size_t)(d0 + d) * ld + j0, r[d]);
+        }
+}
+
+// need[n] = 1 for the query tokens whose outputs are read (all when s->q_rows is NULL); caller frees
+static unsigned char *attn_needed(const AttnShape *s) {
+    const size_t N = (size_t)s->B * s->T;
+    unsigned char *need = xmalloc(N ? N : 1);
+    memset(need, s->q_rows ? 0 : 1, N);
+    if (s->q_rows)
+        for (int m = 0; m < s->n_q_rows; m++)
+            if (s->q_rows[m] >= 0 && (size_t)s->q_rows[m] < N) need[s->q_rows[m]] = 1;
+    return need;
+}
+
+__attribute__((target("avx512f"))) static void attention_forward_vec(float *out, float *lse, const float *q,
+                                                                      const float *k, const float *v,
+                                                                      const AttnShape *s) {
+    const int B = s->B, T = s->T, NH = s->NH, HD = s->HD, group = s->NH / s->NKV, ld = (T + 15) / 16 * 16;
+    const float scale = (float)(1.0 / sqrt((double)HD));
+    unsigned char *need = attn_needed(s);
+    #pragma omp parallel if ((size_t)B * NH * T * T * HD >= PAR_MIN)
+    {
+        float *kt = xmalloc(sizeof(float) * HD * ld), *S = xmalloc(sizeof(float) * AQ * ld);
+        #pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < NH; h++) {
+                const int kvh = h / group;
+                int any = 0;
+                for (int i = 0; i < T && !any; i++) any = need[(size_t)b * T + i];
+                if (any) attn_transpose_pad(kt, ld, k, s, b, kvh);
+                const float *vb = v + (size_t)b * T * s->kv_stride + (size_t)kvh * HD;
+                for (int i0 = 0; i0 < T; i0 += AQ) {
+                    const int nq = T - i0 < AQ ? T - i0 : AQ, nj = attn_kend(s, b, i0, nq);
+                    const float *qb = q + ((size_t)b * T + i0) * s->q_stride + (size_t)h * HD;
+                    float *ob = out + ((size_t)b * T + i0) * NH * HD + (size_t)h * HD;
+                    float *lb = lse + ((size_t)b * NH + h) * T + i0;
+                    int live = 0;
+                    for (int r = 0; r < nq; r++) live |= need[(size_t)b * T + i0 + r];
+                    if (!live || nj <= 0) {  // nothing read, or no visible key: outputs 0
+                        for (int r = 0; r < nq; r++) { memset(ob + (size_t)r * NH * HD, 0, sizeof(float) * HD); lb[r] = 0; }
+                        continue;
+                    }
+                    attn_scores_vec(S, ld, qb, s->q_stride, nq, kt, ld, nj, HD);
+                    float maxs[AQ], sum[AQ];
+                    for (int r = 0; r < nq; r++) {  // S row r -> exp(s - max) (0 where invisible)
+                        float *p = S + (size_t)r * ld;
+                        const int i = i0 + r, lim = attn_klim(s, b, i);
+                        maxs[r] = -INFINITY;
+                        if (need[(size_t)b * T + i])
+                            for (int j0 = 0; j0 < nj; j0 += 16) {
+                                const __mmask16 vis = attn_vis16(s, b, i, j0, lim);
+                                const __m512 x = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), vis,
+                                                                    _mm512_mul_ps(_mm512_loadu_ps(p + j0), _mm512_set1_ps(scale)));
+                                _mm512_storeu_ps(p + j0, x);
+                                maxs[r] = fmaxf(maxs[r], _mm512_reduce_max_ps(x));
+                            }
+                        if (maxs[r] == -INFINITY) memset(p, 0, sizeof(float) * nj);  // no visible key, or not needed: output 0
+                        else exp_shift16(p, nj, maxs[r]);
+                    }
+                    // each query's sum over j in order, the queries' chains interleaved
+                    const float *srow[AQ];  // rows past nq repeat row 0 (constant bounds: sums in registers)
+#pragma GCC unroll 8
+                    for (int r = 0; r < AQ; r++) srow[r] = S + (size_t)(r < nq ? r : 0) * ld, sum[r] = 0;
+                    for (int j = 0; j < nj; j++)
+#pragma GCC unroll 8
+                        for (int r = 0; r < AQ; r++) sum[r] += srow[r][j];
+                    for (int r = 0; r < nq; r++) {  // -> the weights p / sum
+                        float *p = S + (size_t)r * ld;
+                        if (maxs[r] == -INFINITY) { lb[r] = 0; continue; }
+                        const __m512 vs = _mm512_set1_ps(sum[r]);
+                        for (int j0 = 0; j0 < nj; j0 += 16)
+                            _mm512_storeu_ps(p + j0, _mm512_div_ps(_mm512_loadu_ps(p + j0), vs));
+                        lb[r] = maxs[r] + logf(sum[r]);
+                    }
+                    attn_wsum(ob, (long)NH * HD, nq, S, ld, vb, s->kv_stride, nj, HD);
+                }
+            }
+        free(kt);
+        free(S);
+    }
+    free(need);
+}
+
+__attribute__((target("avx512f"))) static void attention_backward_vec(float *dq, float *dk, float *dv,
+                                                                       const float *dout, const float *out,
+                                                                       const float *lse, const float *q,
+                                                                       const float *k, const float *v,
+                                                                       const AttnShape *s) {
+    const int B = s->B, T = s->T, NH = s->NH, NKV = s->NKV, HD = s->HD, group = NH / NKV, ld = (T + 15) / 16 * 16;
+    const float scale = (float)(1.0 / sqrt((double)HD));
+    unsigned char *need = attn_needed(s);
+    #pragma omp parallel if ((size_t)B * NH * T * T * HD >= PAR_MIN)
+    {
+        float *kt = xmalloc(sizeof(float) * HD * ld), *vt = xmalloc(sizeof(float) * HD * ld);
+        float *P = xmalloc(sizeof(float) * AQ * ld), *dS = xmalloc(sizeof(float) * AQ * ld);
+        float *qs = xmalloc(sizeof(float) * AQ * HD), *gs = xmalloc(sizeof(float) * AQ * HD);
+        float *dqs = xmalloc(sizeof(float) * AQ * HD);
+        #pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int kvh = 0; kvh < NKV; kvh++) {
+                float *dkb = dk + (size_t)b * T * s->kv_stride + (size_t)kvh * HD;
+                float *dvb = dv + (size_t)b * T * s->kv_stride + (size_t)kvh * HD;
+                for (int j = 0; j < T; j++) {
+                    memset(dkb + (size_t)j * s->kv_stride, 0, sizeof(float) * HD);
+                    memset(dvb + (size_t)j * s->kv_stride, 0, sizeof(float) * HD);
+                }
+                attn_transpose_pad(kt, ld, k, s, b, kvh);
+                attn_transpose_pad(vt, ld, v, s, b, kvh);
+                const float *kb = k + (size_t)b * T * s->kv_stride + (size_t)kvh * HD;
+                for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                    for (int i0 = 0; i0 < T; i0 += AQ) {
+                        const int nq0 = T - i0 < AQ ? T - i0 : AQ;
+                        // the needed queries of the block, gathered (in order) with their dout rows
+                        int rows[AQ], nq = 0;
+                        for (int r = 0; r < nq0; r++) {
+                            const size_t t = (size_t)b * T + i0 + r;
+                            float *dqi = dq + t * s->q_stride + (size_t)h * HD;
+                            memset(dqi, 0, sizeof(float) * HD);
+                            if (!need[t]) continue;
+                            memcpy(qs + nq * HD, q + t * s->q_stride + (size_t)h * HD, sizeof(float) * HD);
+                            memcpy(gs + nq * HD, dout + t * NH * HD + (size_t)h * HD, sizeof(float) * HD);
+                            rows[nq++] = i0 + r;
+                        }
+                        const int nj = attn_kend(s, b, i0, nq0);
+                        if (!nq || nj <= 0) continue;
+                        attn_scores_vec(P, ld, qs, HD, nq, kt, ld, nj, HD);   // scores
+                        attn_scores_vec(dS, ld, gs, HD, nq, vt, ld, nj, HD);  // dout . v
+                        // D_i = dout_i . out_i, each over d in order, the queries' chains interleaved (rows past
+                        // nq repeat row 0; constant bounds keep the sums in registers)
+                        float Ds[AQ];
+                        const float *orow[AQ], *grow[AQ];
+#pragma GCC unroll 8
+                        for (int r = 0; r < AQ; r++) {
+                            const int rr = r < nq ? r : 0;
+                            Ds[r] = 0, grow[r] = gs + rr * HD;
+                            orow[r] = out + ((size_t)b * T + rows[rr]) * NH * HD + (size_t)h * HD;
+                        }
+                        for (int d = 0; d < HD; d++)
+#pragma GCC unroll 8
+                            for (int r = 0; r < AQ; r++) Ds[r] += grow[r][d] * orow[r][d];
+                        for (int r = 0; r < nq; r++) {
+                            const int i = rows[r];
+                            const float D = Ds[r], l = lse[((size_t)b * NH + h) * T + i];
+                            const int lim = attn_klim(s, b, i);
+                            float *p = P + (size_t)r * ld, *ds = dS + (size_t)r * ld;
+                            for (int j0 = 0; j0 < nj; j0 += 16) {
+                                const __mmask16 vis = attn_vis16(s, b, i, j0, lim);
+                                const __m512 x = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), vis,
+                                                                    _mm512_mul_ps(_mm512_loadu_ps(p + j0), _mm512_set1_ps(scale)));
+                                _mm512_storeu_ps(p + j0, x);
+                            }
+                            exp_shift16(p, nj, l);  // p = exp(s - lse), 0 where invisible
+                            const __m512 vD = _mm512_set1_ps(D), vscale = _mm512_set1_ps(scale);
+                            for (int j0 = 0; j0 < nj; j0 += 16) {
+                                const __mmask16 kk = tail16(nj - j0);
+                                const __m512 pv = _mm512_maskz_loadu_ps(kk, p + j0);
+                                const __m512 dsv = _mm512_mul_ps(_mm512_mul_ps(pv, _mm512_sub_ps(_mm512_maskz_loadu_ps(kk, ds + j0), vD)), vscale);
+                                _mm512_mask_storeu_ps(ds + j0, kk, dsv);
+                            }
+                        }
+                        // dq rows (in place of the zeros above): sum_j ds_j k_j
+                        attn_wsum(dqs, HD, nq, dS, ld, kb, s->kv_stride, nj, HD);
+                        for (int r = 0; r < nq; r++)
+                            memcpy(dq + ((size_t)b * T + rows[r]) * s->q_stride + (size_t)h * HD, dqs + r * HD, sizeof(float) * HD);
+                        attn_kv_update(dkb, dvb, s->kv_stride, nj, dS, P, ld, qs, HD, gs, HD, nq, HD);
+                    }
+            }
+        free(kt); free(vt); free(P); free(dS); free(qs); free(gs); free(dqs);
+    }
+    free(need);
+}
+#endif
+
 static void cpu_attention_forward(void *out_, void *lse_, const void *q_, const void *k_, const void *v_,
                                   const AttnShape *s) {
     real *out = out_, *lse = lse_;
@@ -573,6 +1019,12 @@ static void cpu_attention_forward(void *out_, void *lse_, const void *q_, const 
     const int B = s->B, T = s->T, NH = s->NH, HD = s->HD, group = s->NH / s->NKV;
     const real scale = (real)(1.0 / sqrt((double)HD));
     const int vec = cpu_vec512();
+#ifdef HAVE_AVX512
+    if (vec && HD <= 64) {
+        attention_forward_vec((float *)out, (float *)lse, (const float *)q, (const float *)k, (const float *)v, s);
+        return;
+    }
+#endif
     #pragma omp parallel if ((size_t)B * NH * T * T * HD >= PAR_MIN)
     {
         real *p = xmalloc(sizeof(real) * T), *kt = xmalloc(sizeof(real) * T * HD);
@@ -630,6 +1082,13 @@ static void cpu_attention_backward(void *dq_, void *dk_, void *dv_, const void *
     const real *dout = dout_, *out = out_, *lse = lse_, *q = q_, *k = k_, *v = v_;
     const int B = s->B, T = s->T, NH = s->NH, NKV = s->NKV, HD = s->HD, group = NH / NKV;
     const real scale = (real)(1.0 / sqrt((double)HD));
+#ifdef HAVE_AVX512
+    if (cpu_vec512() && HD <= 64) {
+        attention_backward_vec((float *)dq, (float *)dk, (float *)dv, (const float *)dout, (const float *)out,
+                               (const float *)lse, (const float *)q, (const float *)k, (const float *)v, s);
+        return;
+    }
+#endif
     #pragma omp parallel if ((size_t)B * NH * T * T * HD >= PAR_MIN)
     {
         real *kt = xmalloc(sizeof(real) * T * HD), *vt = xmalloc(sizeof(real) * T * HD);
@@ -775,14 +1234,23 @@ static void cpu_im2col(void *patches_, const void *pixels_, int B, int Cin, int 
 
 // Fixed-size chunks summed in order: the result does not depend on the thread count or scheduling,
 // which a resumed run needs to reproduce the clipping factor bit for bit.
+
 static void cpu_sumsq(double *out, const void *x_, size_t n) {
     const real *x = x_;
     const size_t chunk = 1 << 16, nchunks = (n + chunk - 1) / chunk;
     double *part = xcalloc(nchunks ? nchunks : 1, sizeof(double));
+    const int vec = cpu_vec512();
     #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t c = 0; c < nchunks; c++) {
         double s = 0;
         size_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
+#ifdef HAVE_AVX512
+        if (vec) {
+            const float *xc = (const float *)x + c * chunk;
+            part[c] = dot_f64_16(xc, xc, NULL, end - c * chunk);
+            continue;
+        }
+#endif
         for (size_t i = c * chunk; i < end; i++) s += (double)x[i] * x[i];
         part[c] = s;
     }

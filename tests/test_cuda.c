@@ -354,7 +354,7 @@ static void check_attention(const char *impl, int B, int T, int NH, int NKV, int
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) seg[b * T + t] = t < T / 2 ? 0 : 1 + (t % 3 == 0);
     IBuf kl = ibuf(kv_len, B), sg = ibuf(seg, (size_t)B * T);
-    AttnShape sc = {B, T, NH, NKV, HD, stride, stride, causal, pad ? kl.cpu : NULL, segs ? sg.cpu : NULL};
+    AttnShape sc = {B, T, NH, NKV, HD, stride, stride, causal, pad ? kl.cpu : NULL, segs ? sg.cpu : NULL, NULL, 0};
     AttnShape sgp = sc;
     sgp.kv_len = pad ? kl.gpu : NULL;
     sgp.segment = segs ? sg.gpu : NULL;
@@ -395,7 +395,7 @@ static void attention_suite(const char *impl) {
 
 TEST(cuda_attention_flash) { attention_suite("flash"); }
 TEST(cuda_attention_cudnn) {
-    AttnShape probe = {1, 640, 16, 16, 128, 3 * 2048, 3 * 2048, 1, NULL, NULL};
+    AttnShape probe = {1, 640, 16, 16, 128, 3 * 2048, 3 * 2048, 1, NULL, NULL, NULL, 0};
 #ifdef VLM_CUDA_FP32
     // cuDNN's SDPA takes bf16 only: asking for it runs flash (with a notice), and the results hold
     EXPECTF(!cudnn_attention_supported(&probe), "the fp32 build claims cuDNN attention");

@@ -136,3 +136,41 @@ TEST(gemm_bitwise_batch_and_thread_invariant) {
     free(x); free(w); free(b); free(g); free(y1); free(y2); free(row); free(dx1); free(dx2); free(drow);
     free(dw1); free(dw2); free(db1); free(db2); free(xb); free(gb); free(yb); free(dxb); free(ys);
 }
+
+// All three products of a linear layer through gemm_f32 (AVX-512 kernel: unmasked full panels, the dw
+// product's row blocks copied to strips, tasks ordered row block first) bitwise the plain C kernel's, at
+// shapes with several row blocks of 128, partial tiles and partial panels, with 1 and 2 threads
+TEST(gemm_vector_paths_equal_scalar_kernel) {
+    if (!gemm_f32_avx512()) return;
+    const int shapes[][3] = {{41, 77, 300}, {300, 96, 131}, {257, 64, 640}, {9, 32, 33}};  // N, C, OC
+    const int saved = omp_get_max_threads();
+    for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+        const int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
+        float *x = randv((size_t)N * C, 21), *w = randv((size_t)OC * C, 22), *g = randv((size_t)N * OC, 23);
+        float *out[3][3];  // [kernel: vector 1 thread, vector 2 threads, scalar][forward, dinp, dw]
+        for (int v = 0; v < 3; v++) {
+            if (v == 2) setenv("VLM_CPU_GEMM", "scalar", 1);
+            gemm_f32_reset_for_tests();
+            omp_set_num_threads(v == 1 ? 2 : 1);
+            out[v][0] = malloc(sizeof(float) * N * OC);
+            out[v][1] = malloc(sizeof(float) * N * C);
+            out[v][2] = randv((size_t)OC * C, 24);  // dw accumulates
+            gemm_f32(N, OC, C, x, C, 1, w, 1, C, out[v][0], OC, 0, NULL);
+            gemm_f32(N, C, OC, g, OC, 1, w, C, 1, out[v][1], C, 0, NULL);
+            gemm_f32(OC, C, N, g, 1, OC, x, C, 1, out[v][2], C, 1, NULL);
+            unsetenv("VLM_CPU_GEMM");
+        }
+        gemm_f32_reset_for_tests();
+        const size_t n[3] = {(size_t)N * OC, (size_t)N * C, (size_t)OC * C};
+        const char *names[3] = {"forward", "dinp", "dw"};
+        for (int k = 0; k < 3; k++) {
+            EXPECTF(!memcmp(out[0][k], out[2][k], sizeof(float) * n[k]), "%s N=%d C=%d OC=%d: AVX-512 != plain C",
+                    names[k], N, C, OC);
+            EXPECTF(!memcmp(out[0][k], out[1][k], sizeof(float) * n[k]), "%s N=%d C=%d OC=%d: 2 threads != 1",
+                    names[k], N, C, OC);
+        }
+        for (int v = 0; v < 3; v++) for (int k = 0; k < 3; k++) free(out[v][k]);
+        free(x); free(w); free(g);
+    }
+    omp_set_num_threads(saved);
+}

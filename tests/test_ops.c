@@ -5,9 +5,11 @@
 // gives dL/dx analytically; central differences (h = 1e-6) give it numerically. Accumulating gradients
 // start from random values (the test checks the increment), overwritten ones start as NaN (the test
 // catches unwritten elements).
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../model/gemm_cpu.h"
 #include "../model/ops.h"
 #include "../util/common.h"
 #include "test.h"
@@ -260,7 +262,7 @@ static void check_attention(int B, int T, int NH, int NKV, int HD, int causal, c
     int qd = NH * HD, kd = NKV * HD, stride = qd + 2 * kd;
     size_t nqkv = (size_t)B * T * stride, nout = (size_t)B * T * qd;
     AttnCtx c = {nan_vec(nout), nan_vec((size_t)B * NH * T), rand_vec(nqkv, 1.5),
-                 {B, T, NH, NKV, HD, stride, stride, causal, kv_len, seg}};
+                 {B, T, NH, NKV, HD, stride, stride, causal, kv_len, seg, NULL, 0}};
     double *r = rand_vec(nout, 1);
     Fwd f = {attn_run, &c, c.out, r, nout};
     loss_of(&f);
@@ -289,7 +291,7 @@ TEST(ops_attention_packing_equals_separate_rows) {
     memcpy(single, packed, sizeof(double) * P * stride);
     memcpy(single + P * stride, packed + (P + A) * stride, sizeof(double) * Bn * stride);
     int seg[8] = {0, 0, 0, 1, 1, 2, 2, 2};
-    AttnShape sp = {1, Tp, NH, NH, HD, stride, stride, 1, NULL, seg}, ss = {1, Ts, NH, NH, HD, stride, stride, 1, NULL, NULL};
+    AttnShape sp = {1, Tp, NH, NH, HD, stride, stride, 1, NULL, seg, NULL, 0}, ss = {1, Ts, NH, NH, HD, stride, stride, 1, NULL, NULL, NULL, 0};
     double out_p[8 * 8], lse_p[2 * 8], out_s[6 * 8], lse_s[2 * 6];
     int qd = NH * HD;
     be64()->attention_forward(out_p, lse_p, packed, packed + qd, packed + 2 * qd, &sp);
@@ -308,7 +310,7 @@ TEST(ops_attention_padding_invisible) {
     const int T = 6, len = 4, NH = 2, HD = 4, stride = 3 * NH * HD, qd = NH * HD;
     double *x = rand_vec((size_t)T * stride, 1), out_a[6 * 8], lse_a[12], out_b[4 * 8], lse_b[8];
     int kv_len[1] = {len};
-    AttnShape sa = {1, T, NH, NH, HD, stride, stride, 0, kv_len, NULL}, sb = {1, len, NH, NH, HD, stride, stride, 0, NULL, NULL};
+    AttnShape sa = {1, T, NH, NH, HD, stride, stride, 0, kv_len, NULL, NULL, 0}, sb = {1, len, NH, NH, HD, stride, stride, 0, NULL, NULL, NULL, 0};
     be64()->attention_forward(out_a, lse_a, x, x + qd, x + 2 * qd, &sa);
     be64()->attention_forward(out_b, lse_b, x, x + qd, x + 2 * qd, &sb);
     double maxd = 0;
@@ -492,7 +494,7 @@ static void check_attention_decode(int B, int T, int NH, int NKV, int HD) {
     double *qkv = rand_vec((size_t)B * T * stride, 1.5), *out = nan_vec((size_t)B * T * qd), *lse = nan_vec((size_t)B * NH * T);
     int *kv_len = xmalloc(sizeof(int) * B);
     for (int b = 0; b < B; b++) kv_len[b] = T - b % T;
-    AttnShape as = {B, T, NH, NKV, HD, stride, stride, 1, kv_len, NULL};
+    AttnShape as = {B, T, NH, NKV, HD, stride, stride, 1, kv_len, NULL, NULL, 0};
     be64()->attention_forward(out, lse, qkv, qkv + qd, qkv + qd + kd, &as);
     // every row's keys and values into slot (b + 1) % slots, at the cache's own row width
     double *kc = nan_vec((size_t)slots * cap * kd), *vc = nan_vec((size_t)slots * cap * kd);
@@ -773,7 +775,7 @@ TEST(ops_vector_exp_close_to_loop) {
     inp[0] = -200; inp[1] = 200; inp[2] = 0; inp[3] = -88; inp[4] = 89; inp[5] = -1e-6f;
     const char *names[5] = {"quick_gelu", "silu", "swiglu forward", "swiglu backward", "attention forward"};
     for (int w = 0; w < 5; w++) {
-        VecCtx c = {w, a, inp, dout, n, N, F, {2, 19, 2, 2, 8, 3 * 16, 3 * 16, 1, NULL, NULL}, la};
+        VecCtx c = {w, a, inp, dout, n, N, F, {2, 19, 2, 2, 8, 3 * 16, 3 * 16, 1, NULL, NULL, NULL, 0}, la};
         if (w == 4) for (size_t i = 0; i < 2 * 19 * 48; i++) inp[i] = (float)(3 * urand());
         const size_t m = w < 2 ? n : w == 2 ? (size_t)N * F : w == 3 ? (size_t)N * 2 * F : 2 * 19 * 16;
         memset(a, 0, sizeof(float) * n); memset(b, 0, sizeof(float) * n);
@@ -785,4 +787,145 @@ TEST(ops_vector_exp_close_to_loop) {
         if (w == 4) EXPECTF(rel_err32(la, lb, 2 * 2 * 19) <= 2e-6, "attention lse differs");
     }
     free(inp); free(dout); free(a); free(b); free(la); free(lb);
+}
+
+// The fp32 attention's vector kernels (model/ops_cpu.c, attention_forward_vec / attention_backward_vec:
+// blocks of queries, only keys up to the last visible one) against the plain loops (VLM_CPU_VEC=0): the same
+// sums in the same order, so they differ only by the exponentials (exp16 against expf): within 1e-5 of each
+// array's largest value, over causal and bidirectional masks, grouped-query heads, key padding, tree masks of
+// packed rows, head dims that are not multiples of 16 and T across the 16-key blocks. Then q_rows: the
+// listed queries bitwise the full computation, the others 0, and the backward with dout zero off the listed
+// rows bitwise the full backward.
+static double max_abs_diff_rel(const float *a, const float *b, size_t n) {
+    double m = 0, e = 0;
+    for (size_t i = 0; i < n; i++) {
+        m = fmax(m, fabs((double)b[i]));
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= e)) e = d;
+    }
+    return e / fmax(m, 1e-30);
+}
+typedef struct { float *out, *lse, *qkv, *dout, *dqkv; AttnShape s; } AttnVecCtx;
+static void attn_vec_run(void *c_) {
+    AttnVecCtx *c = c_;
+    const int qd = c->s.NH * c->s.HD, kd = c->s.NKV * c->s.HD;
+    backend_cpu.attention_forward(c->out, c->lse, c->qkv, c->qkv + qd, c->qkv + qd + kd, &c->s);
+    backend_cpu.attention_backward(c->dqkv, c->dqkv + qd, c->dqkv + qd + kd, c->dout, c->out, c->lse, c->qkv,
+                                   c->qkv + qd, c->qkv + qd + kd, &c->s);
+}
+static void check_attention_vec(int B, int T, int NH, int NKV, int HD, int causal, int pad, int packed) {
+    const int qd = NH * HD, kd = NKV * HD, stride = qd + 2 * kd, N = B * T;
+    const size_t nqkv = (size_t)N * stride, nout = (size_t)N * qd, nlse = (size_t)B * NH * T;
+    int *kv_len = xmalloc(sizeof(int) * B), *seg = xmalloc(sizeof(int) * N), *rows = xmalloc(sizeof(int) * N);
+    for (int b = 0; b < B; b++) kv_len[b] = T - (b * 3) % (T > 3 ? 3 : 1);
+    for (int n = 0; n < N; n++) seg[n] = (n % T) < T / 3 ? 0 : 1 + ((n % T) * 2 / T);
+    float *qkv = xmalloc(4 * nqkv), *dout = xmalloc(4 * nout);
+    for (size_t i = 0; i < nqkv; i++) qkv[i] = (float)(2 * urand());
+    for (size_t i = 0; i < nout; i++) dout[i] = (float)urand();
+    AttnVecCtx c[2];
+    for (int v = 0; v < 2; v++) {
+        c[v] = (AttnVecCtx){xmalloc(4 * nout), xmalloc(4 * nlse), qkv, dout, xmalloc(4 * nqkv),
+                            {B, T, NH, NKV, HD, stride, stride, causal, pad ? kv_len : NULL, packed ? seg : NULL, NULL, 0}};
+        for (size_t i = 0; i < nqkv; i++) c[v].dqkv[i] = 7;  // q, k, v columns all overwritten
+    }
+    attn_vec_run(&c[0]);                    // vector kernels
+    run_vec_and_loop(attn_vec_run, &c[1]);  // the loops
+    char what[96];
+    snprintf(what, sizeof(what), "B%d T%d H%d/%d HD%d causal %d pad %d packed %d", B, T, NH, NKV, HD, causal, pad, packed);
+    EXPECTF(max_abs_diff_rel(c[0].out, c[1].out, nout) <= 1e-5, "attention forward (%s): vector != loop", what);
+    EXPECTF(max_abs_diff_rel(c[0].lse, c[1].lse, nlse) <= 1e-5, "attention lse (%s): vector != loop", what);
+    EXPECTF(max_abs_diff_rel(c[0].dqkv, c[1].dqkv, nqkv) <= 1e-5, "attention backward (%s): vector != loop", what);
+    // q_rows: every third token plus the last of each row
+    int nr = 0;
+    for (int n = 0; n < N; n++) if (n % 3 == 1 || n % T == T - 1) rows[nr++] = n;
+    float *dsub = xmalloc(4 * nout), *full_dqkv = xmalloc(4 * nqkv);
+    memset(dsub, 0, 4 * nout);
+    for (int m = 0; m < nr; m++) memcpy(dsub + (size_t)rows[m] * qd, dout + (size_t)rows[m] * qd, 4 * qd);
+    c[1] = c[0];
+    c[1].dout = dsub; c[1].dqkv = full_dqkv;
+    c[1].out = xmalloc(4 * nout); c[1].lse = xmalloc(4 * nlse);
+    attn_vec_run(&c[1]);  // full, dout zero off the rows
+    AttnVecCtx sub = c[1];
+    sub.out = xmalloc(4 * nout); sub.lse = xmalloc(4 * nlse); sub.dqkv = xmalloc(4 * nqkv);
+    sub.s.q_rows = rows; sub.s.n_q_rows = nr;
+    for (size_t i = 0; i < nqkv; i++) sub.dqkv[i] = 7;
+    attn_vec_run(&sub);
+    int bad = 0;
+    for (int n = 0; n < N; n++) {
+        int listed = 0;
+        for (int m = 0; m < nr; m++) listed |= rows[m] == n;
+        for (int d = 0; d < qd; d++) {
+            const float a = sub.out[(size_t)n * qd + d], b = listed ? c[1].out[(size_t)n * qd + d] : 0;
+            bad += memcmp(&a, &b, 4) != 0;
+        }
+    }
+    EXPECTF(!bad, "attention q_rows (%s): %d outputs differ from the full forward (or are not 0)", what, bad);
+    EXPECTF(!memcmp(sub.dqkv, full_dqkv, 4 * nqkv), "attention q_rows backward (%s): not bitwise the full one", what);
+    for (int v = 0; v < 2; v++) { free(c[v].out); free(c[v].lse); }
+    free(c[0].dqkv); free(sub.out); free(sub.lse); free(sub.dqkv); free(full_dqkv); free(dsub);
+    free(qkv); free(dout); free(kv_len); free(seg); free(rows);
+}
+TEST(ops_attention_vector_close_to_loop) {
+    if (!gemm_f32_avx512()) return;  // no AVX-512: the loops are the only path
+    check_attention_vec(3, 25, 4, 4, 32, 1, 0, 0);   // the demo decoder's shape
+    check_attention_vec(4, 10, 4, 4, 24, 0, 0, 0);   // the demo tower's (bidirectional)
+    check_attention_vec(2, 33, 6, 2, 40, 1, 1, 0);   // grouped-query heads, key padding, 3 vectors of 40
+    check_attention_vec(2, 19, 2, 1, 64, 1, 0, 1);   // tree mask of packed rows, 4 vectors
+    check_attention_vec(2, 7, 2, 2, 8, 0, 1, 1);     // fewer keys than a vector
+    check_attention_vec(1, 70, 2, 2, 16, 1, 1, 0);   // several key blocks
+}
+
+// The gradient norm's sum of squares (model/ops_cpu.c cpu_sumsq): the fp32 vector path (16 interleaved double
+// sums per chunk) within 1e-12 of the loop's single chain, and bitwise the same with 1 and 2 threads
+typedef struct { const float *x; size_t n; double s; } SumsqCtx;
+static void sumsq_run(void *c_) { SumsqCtx *c = c_; backend_cpu.sumsq(&c->s, c->x, c->n); }
+TEST(ops_sumsq_vector_close_to_loop) {
+    const size_t n = 200003;  // several chunks of 2^16 and a tail
+    float *x = xmalloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) x[i] = (float)urand() * (i % 7 == 0 ? 100.0f : 1.0f);
+    SumsqCtx a = {x, n, 0}, b = {x, n, 0}, c = {x, n, 0};
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    sumsq_run(&a);
+    run_vec_and_loop(sumsq_run, &b);
+    omp_set_num_threads(2);
+    sumsq_run(&c);
+    omp_set_num_threads(saved);
+    EXPECTF(fabs(a.s - b.s) <= 1e-12 * b.s, "sumsq: vector %.17g, loop %.17g", a.s, b.s);
+    EXPECTF(a.s == c.s, "sumsq: 2 threads %.17g, 1 thread %.17g", c.s, a.s);
+    free(x);
+}
+
+// The norms' row sums in the fp32 vector path (model/ops_cpu.c dot_f64_16, mean_var_f64_16: 16 interleaved
+// double sums) against the loops' single chains: rmsnorm forward and backward, layernorm forward, at widths
+// that are and are not multiples of 16
+typedef struct { float *x, *g, *w, *b, *y, *r, *m, *dx; int N, C; } NormVecCtx;
+static void norm_vec_run(void *c_) {
+    NormVecCtx *c = c_;
+    backend_cpu.rmsnorm_forward(c->y, c->r, c->x, c->w, c->N, c->C, 1e-5f);
+    memset(c->dx, 0, sizeof(float) * c->N * c->C);
+    backend_cpu.rmsnorm_backward(c->dx, NULL, c->g, c->x, c->w, c->r, c->N, c->C);
+    backend_cpu.layernorm_forward(c->y + c->N * c->C, c->m, c->r + c->N, c->x, c->w, c->b, c->N, c->C, 1e-5f);
+}
+TEST(ops_norm_vector_sums_close_to_loop) {
+    const int widths[3] = {128, 96, 37}, N = 9;
+    for (int t = 0; t < 3; t++) {
+        const int C = widths[t];
+        NormVecCtx c[2];
+        float *x = xmalloc(sizeof(float) * N * C), *g = xmalloc(sizeof(float) * N * C);
+        float *w = xmalloc(sizeof(float) * C), *b = xmalloc(sizeof(float) * C);
+        for (int i = 0; i < N * C; i++) { x[i] = (float)(3 * urand() + 0.5); g[i] = (float)urand(); }
+        for (int i = 0; i < C; i++) { w[i] = (float)(1 + 0.3 * urand()); b[i] = (float)urand(); }
+        for (int v = 0; v < 2; v++)
+            c[v] = (NormVecCtx){x, g, w, b, xmalloc(sizeof(float) * 2 * N * C), xmalloc(sizeof(float) * 2 * N),
+                             xmalloc(sizeof(float) * N), xmalloc(sizeof(float) * N * C), N, C};
+        norm_vec_run(&c[0]);
+        run_vec_and_loop(norm_vec_run, &c[1]);
+        EXPECTF(max_abs_diff_rel(c[0].y, c[1].y, (size_t)2 * N * C) <= 1e-6, "C=%d: norm outputs: vector != loop", C);
+        EXPECTF(max_abs_diff_rel(c[0].r, c[1].r, (size_t)2 * N) <= 1e-6, "C=%d: rstd: vector != loop", C);
+        EXPECTF(max_abs_diff_rel(c[0].m, c[1].m, (size_t)N) <= 1e-6, "C=%d: layernorm mean: vector != loop", C);
+        EXPECTF(max_abs_diff_rel(c[0].dx, c[1].dx, (size_t)N * C) <= 1e-6, "C=%d: rmsnorm dinp: vector != loop", C);
+        for (int v = 0; v < 2; v++) { free(c[v].y); free(c[v].r); free(c[v].m); free(c[v].dx); }
+        free(x); free(g); free(w); free(b);
+    }
 }

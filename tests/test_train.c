@@ -575,3 +575,27 @@ TEST(plot_cli_lines_and_legend) {
     EXPECTF(strstr(err, "plot_bad.jsonl:2") != NULL, "message: %s", err);
     free(out); free(err); free(bad); free(svg); free(log);
 }
+
+// SFT weights after 3 steps are bitwise the same with 1 and 2 threads: every parallel op splits independent
+// outputs (matmul tiles, attention heads, rows, fixed chunks of the gradient norm), so the thread count
+// changes no sum's order. Last in this file: its data draws from the file's random ids, and tests whose
+// tolerances depend on their data (train_packing_is_exact) keep the draws they had.
+TEST(train_sft_thread_count_invariant) {
+    char *data = write_data("threads_sft", "sft", 16, 0), *dir = path_join(test_tmpdir(), "threads_sft"), args[2048], *err;
+    const char *saved = getenv("OMP_NUM_THREADS");
+    char *keep = saved ? xstrdup(saved) : NULL;
+    for (int t = 1; t <= 2; t++) {
+        setenv("OMP_NUM_THREADS", t == 1 ? "1" : "2", 1);
+        snprintf(args, sizeof(args), "train --recipe sft --model " GQA " --data %s --out %s/t%d --steps 3 --batch 8 "
+                 "--lr 1e-3 --warmup-steps 0 --device cpu --quiet", data, dir, t);
+        EXPECTF(run_train(args, &err) == 0, "%d threads: %s", t, err);
+        free(err);
+    }
+    if (keep) setenv("OMP_NUM_THREADS", keep, 1); else unsetenv("OMP_NUM_THREADS");
+    free(keep);
+    char pa[600], pb[600];
+    snprintf(pa, sizeof(pa), "%s/t1/checkpoint-00000003/model.safetensors", dir);
+    snprintf(pb, sizeof(pb), "%s/t2/checkpoint-00000003/model.safetensors", dir);
+    EXPECTF(test_files_equal(pa, pb), "sft: the weights after 3 steps differ between 1 and 2 threads");
+    free(dir); free(data);
+}
