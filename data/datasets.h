@@ -3,7 +3,8 @@
 //
 //   LLaVA conversations (SFT)   a JSON array of {"id", "image" (optional), "conversations":
 //                               [{"from": "human"|"gpt", "value": ...}, ...]} (llava_v1_5_mix665k.json)
-//   preference pairs (DPO/SeVa) JSON Lines {"image" (optional), "prompt", "chosen", "rejected"}
+//   preference pairs (DPO/SeVa) JSON Lines {"image" (optional; or TRL's "images": [path]), "prompt" (or
+//                               "question"), "chosen", "rejected"}; another key that looks like an image is an error
 //   MVC pairs (S-VCO)           a JSON array of {"system_prompt", "instruction_prompt", "chosen_images",
 //                               "rejected_images", "chosen_response", "rejected_response"}, images as
 //                               lists of paths (S-VCO's data/mvc.json)

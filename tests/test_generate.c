@@ -526,7 +526,8 @@ TEST(generate_prompt_ids_match_transformers) {
     LlavaConfig cfg;
     llava_config_load(&cfg, MODELS "llava_tok");
     SampleRecordSet rs;
-    records_read_sample(&rs, MODELS "llava_tok/generate_records.jsonl", &cfg, tok, CHAT_VICUNA_V1);
+    SampleReadOptions sopt = {CHAT_VICUNA_V1, NULL, NULL};
+    records_read_sample(&rs, MODELS "llava_tok/generate_records.jsonl", &cfg, tok, &sopt);
     int n;
     cJSON **want = jsonl_read(MODELS "llava_tok/generate_expected.jsonl", &n);
     EXPECT_INT_EQ(rs.n, n);
