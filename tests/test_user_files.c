@@ -247,3 +247,24 @@ TEST(user_files_train_flag_ranges) {
     }
     free(data); free(dir);
 }
+
+// `vlm data seva` reads the question files `vlm sample` reads ("question", POPE's "text", TRL's "images") and
+// writes pairs with "prompt" and "image", as `vlm train` reads them.
+TEST(user_files_seva_question_keys) {
+    char *q = test_write_tmp("uf_seva_q.jsonl", "{\"images\": [\"a.png\"], \"question\": \"What shape?\"}\n"
+                                                "{\"image\": \"b.png\", \"text\": \"What color?\"}\n");
+    char *a = test_write_tmp("uf_seva_a.jsonl", "{\"index\": 0, \"text\": \"A circle.\"}\n{\"index\": 1, \"text\": \"Red.\"}\n");
+    char *b = test_write_tmp("uf_seva_b.jsonl", "{\"index\": 0, \"text\": \"A square.\"}\n{\"index\": 1, \"text\": \"Blue.\"}\n");
+    char args[2048], *out, *err;
+    snprintf(args, sizeof(args), "data seva --questions %s --chosen %s --rejected %s", q, a, b);
+    int rc = vlm(args, &out, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    EXPECTF(strstr(out, "\"image\":\"a.png\",") && strstr(out, "\"prompt\":\"What shape?\"") && strstr(out, "\"image\":\"b.png\",")
+            && strstr(out, "\"prompt\":\"What color?\"") && !strstr(out, "\"images\""), "output: %s", out);
+    free(out); free(err);
+    char *bad = test_write_tmp("uf_seva_bad.jsonl", "{\"prompt\": \"What?\", \"img\": \"a.png\"}\n");
+    snprintf(args, sizeof(args), "data seva --questions %s --chosen %s --rejected %s", bad, a, b);
+    EXPECT(vlm(args, &out, &err) != 0);
+    EXPECTF(strstr(err, "uf_seva_bad.jsonl:1") && strstr(err, "\"img\" looks like an image"), "message: %s", err);
+    free(out); free(err); free(bad); free(q); free(a); free(b);
+}
