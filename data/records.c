@@ -253,6 +253,10 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
         } else fatal("%s:%d: a record needs \"prompt\" (or \"question\", or POPE's \"text\") or \"input_ids\"", path, jr.line);
         char err[256];
         r.ids = records_expand_image_tokens(raw, n_raw, r.image != NULL, cfg, &r.n, err, sizeof(err));
+        if (!r.ids && input_ids && r.image && !records_count_image_tokens(raw, n_raw, cfg))
+            fatal("%s:%d: the record has an \"image\" but its input_ids have no image token: write %d once where the image goes "
+                  "(LLaVA-1.5: right after the ids of \"USER:\"), or give a text \"prompt\", which gets it from the chat template",
+                  path, jr.line, cfg->image_token_id);
         if (!r.ids) fatal("%s:%d: %s", path, jr.line, err);
         free(raw);
         cJSON_Delete(j);

@@ -153,6 +153,15 @@ TEST(user_files_pope_in_sample) {
         char *ids0 = strstr(out[0], "\"ids\":"), *idsk = strstr(out[k], "\"ids\":");
         EXPECTF(ids0 && idsk && !strcmp(ids0, idsk), "hand-made: %s\nas released: %s", out[0], out[k]);
     }
+    // vlm data synth's POPE files carry the question as "text" and "prompt": the same text is one prompt,
+    // different texts are a guess nobody should make
+    char *two = write_in(dir, "q/two.jsonl", "{\"image\": \"c.png\", \"text\": \"Is there a circle?\", \"prompt\": \"Is there a square?\"}\n");
+    snprintf(args, sizeof(args), "sample --model " TOKM " --data %s --tokenizer %s/tokenizers/llama2_tokenizer.model %s --images %s", two,
+             test_shared_data(), tail, imgs);
+    EXPECT(vlm(args, NULL, &err) != 0);
+    EXPECTF(strstr(err, "two.jsonl:1: both \"prompt\" and \"text\", with different texts"), "message: %s", err);
+    free(err);
+    free(two);
     // without --images the relative name is looked up next to the file, and the message says what to give
     snprintf(args, sizeof(args), "sample --model " TOKM " --data %s --tokenizer %s/tokenizers/llama2_tokenizer.model %s", pope,
              test_shared_data(), tail);

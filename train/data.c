@@ -250,7 +250,10 @@ static int pair_fields(Loader *L, const cJSON *j, PairFields *f, const char *pro
     f->prompt = json_str(j, prompt_key);
     if (!strcmp(prompt_key, "prompt")) {  // VQA-style files name it "question"
         const char *q = json_str(j, "question");
-        if (q && cJSON_GetObjectItemCaseSensitive(j, "prompt")) { snprintf(L->err, sizeof(L->err), "both \"prompt\" and \"question\": give one"); return -1; }
+        if (q && f->prompt && strcmp(q, f->prompt)) {
+            snprintf(L->err, sizeof(L->err), "both \"prompt\" and \"question\", with different texts: give one");
+            return -1;
+        }
         if (q) f->prompt = q;
     }
     f->a = json_str(j, a_key);

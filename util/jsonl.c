@@ -129,8 +129,9 @@ int json_record_text(const cJSON *j, const char *const *keys, const char **out, 
     for (int i = 0; keys[i]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[i]);
         if (!v) continue;
-        if (*key) { snprintf(err, errlen, "both \"%s\" and \"%s\": give one", *key, keys[i]); return -1; }
         if (!cJSON_IsString(v)) { snprintf(err, errlen, "\"%s\" must be a string", keys[i]); return -1; }
+        if (*key && !strcmp(*out, v->valuestring)) continue;  // the same text twice (vlm data synth's POPE files)
+        if (*key) { snprintf(err, errlen, "both \"%s\" and \"%s\", with different texts: give one", *key, keys[i]); return -1; }
         *out = v->valuestring;
         *key = keys[i];
     }

@@ -36,7 +36,7 @@ int json_record_image(const cJSON *j, const char **out, const char **key, char *
 
 // A record's text under the first of keys (NULL-terminated, e.g. {"prompt", "question", NULL}) present.
 // Returns 0 with *out the text (not a copy; NULL when none is present) and *key its key; -1 with a message in
-// err when two of the keys are present (which one is meant is a guess) or the value is not a string.
+// err when two of the keys hold different texts (which one is meant would be a guess) or a value is not a string.
 int json_record_text(const cJSON *j, const char *const *keys, const char **out, const char **key, char *err,
                      size_t errlen);
 
