@@ -153,6 +153,18 @@ TEST(user_files_pope_in_sample) {
         char *ids0 = strstr(out[0], "\"ids\":"), *idsk = strstr(out[k], "\"ids\":");
         EXPECTF(ids0 && idsk && !strcmp(ids0, idsk), "hand-made: %s\nas released: %s", out[0], out[k]);
     }
+    // vlm eval pope takes the suffix from the answers, and refuses a different one
+    char *answers = write_in(dir, "answers.jsonl", out[1]);
+    snprintf(args, sizeof(args), "eval pope --questions %s --answers %s", pope, answers);
+    char *eval_out;
+    rc = vlm(args, &eval_out, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    EXPECTF(strstr(eval_out, "prompt suffix \"\nAnswer with one word.\""), "output: %s", eval_out);
+    free(eval_out); free(err);
+    snprintf(args, sizeof(args), "eval pope --questions %s --answers %s --suffix ' Answer yes or no.'", pope, answers);
+    EXPECT(vlm(args, NULL, &err) != 0);
+    EXPECTF(strstr(err, "answers.jsonl was generated with the prompt suffix"), "message: %s", err);
+    free(err); free(answers);
     // vlm data synth's POPE files carry the question as "text" and "prompt": the same text is one prompt,
     // different texts are a guess nobody should make
     char *two = write_in(dir, "q/two.jsonl", "{\"image\": \"c.png\", \"text\": \"Is there a circle?\", \"prompt\": \"Is there a square?\"}\n");
