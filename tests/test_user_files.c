@@ -289,3 +289,30 @@ TEST(user_files_seva_question_keys) {
     EXPECTF(strstr(err, "uf_seva_bad.jsonl:1") && strstr(err, "\"img\" looks like an image"), "message: %s", err);
     free(out); free(err); free(bad); free(q); free(a); free(b);
 }
+
+// `vlm train` text records in TRL's shape ("images": [path], "question") train exactly as "image" + "prompt".
+TEST(user_files_train_question_and_images) {
+    char *dir = path_join(test_tmpdir(), "trl_text"), cmd[1024], args[2048], *err;
+    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r " TOKM "/images %s/", dir, dir, dir);
+    if (test_shell(cmd) != 0) fatal("setup");
+    char *plain = write_in(dir, "plain.jsonl",
+        "{\"image\": \"images/c.png\", \"prompt\": \"What color is the circle?\", \"chosen\": \"It is red.\", \"rejected\": \"It is blue.\"}\n"
+        "{\"prompt\": \"Is there a dog?\", \"chosen\": \"No.\", \"rejected\": \"Yes, a big dog.\"}\n");
+    char *trl = write_in(dir, "trl.jsonl",
+        "{\"images\": [\"images/c.png\"], \"question\": \"What color is the circle?\", \"chosen\": \"It is red.\", \"rejected\": \"It is blue.\"}\n"
+        "{\"images\": [], \"question\": \"Is there a dog?\", \"chosen\": \"No.\", \"rejected\": \"Yes, a big dog.\"}\n");
+    double loss[2];
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof(args), "train --recipe dpo --model " TOKM " --data %s --out %s/run%d --steps 2 --batch 2 --lr 1e-2 "
+                 "--warmup-steps 0 --tokenizer %s/tokenizers/llama2_tokenizer.model --device cpu --quiet", k ? trl : plain, dir, k,
+                 test_shared_data());
+        int rc = vlm(args, NULL, &err);
+        EXPECTF(rc == 0, "exit %d: %s", rc, err);
+        free(err);
+        char run[600];
+        snprintf(run, sizeof(run), "%s/run%d", dir, k);
+        loss[k] = last_loss(run);
+    }
+    EXPECTF(loss[0] > 0 && loss[0] == loss[1], "image + prompt: loss %.9g; images + question: %.9g", loss[0], loss[1]);
+    free(plain); free(trl); free(dir);
+}
