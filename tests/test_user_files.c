@@ -303,7 +303,7 @@ TEST(user_files_train_question_and_images) {
         "{\"images\": [], \"question\": \"Is there a dog?\", \"chosen\": \"No.\", \"rejected\": \"Yes, a big dog.\"}\n");
     double loss[2];
     for (int k = 0; k < 2; k++) {
-        snprintf(args, sizeof(args), "train --recipe dpo --model " TOKM " --data %s --out %s/run%d --steps 2 --batch 2 --lr 1e-2 "
+        snprintf(args, sizeof(args), "train --recipe dpo --model " TOKM " --data %s --out %s/run%d --steps 2 --lr 1e-2 "
                  "--warmup-steps 0 --tokenizer %s/tokenizers/llama2_tokenizer.model --device cpu --quiet", k ? trl : plain, dir, k,
                  test_shared_data());
         int rc = vlm(args, NULL, &err);
