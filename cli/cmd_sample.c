@@ -37,8 +37,9 @@ static void usage(void) {
            "  --data FILE         JSON Lines: image (optional; or images: [path]), prompt, question or text (POPE's\n"
            "                      files as released) or input_ids, question_id (optional)\n"
            "  --images DIR        root of relative image paths (default: the data file's folder; POPE: val2014/)\n"
-           "  --prompt-suffix S   appended to every text prompt, e.g. \"\\nAnswer the question using a single word or\n"
-           "                      phrase.\" (LLaVA-1.5's POPE prompt); recorded as \"prompt_suffix\" on every output line\n"
+           "  --prompt-suffix S   appended to every text prompt, e.g. '\\nAnswer the question using a single word or\n"
+           "                      phrase.' (LLaVA-1.5's POPE prompt; \\n, \\t and \\\\ are read as escapes); recorded\n"
+           "                      as \"prompt_suffix\" on every output line\n"
            "  --device D          auto (default), cpu, cuda\n"
            "  --batch N           sequences generated together (default 8, rounded up to whole records of --n\n"
            "                      samples); a finished sequence's place goes to the next record at once\n"
@@ -193,6 +194,18 @@ static void on_emit(void *ctx, const GenOutput *o) {
     progress(r, 0);
 }
 
+// --prompt-suffix as typed in a shell: "\n", "\t" and "\\" become the characters (LLaVA's POPE suffix starts
+// with a newline, which '\n...' in single quotes does not give). A fresh string.
+static char *unescape(const char *s) {
+    char *out = xmalloc(strlen(s) + 1), *o = out;
+    for (; *s; s++) {
+        if (*s == '\\' && (s[1] == 'n' || s[1] == 't' || s[1] == '\\')) { s++; *o++ = *s == 'n' ? '\n' : *s == 't' ? '\t' : '\\'; }
+        else *o++ = *s;
+    }
+    *o = 0;
+    return out;
+}
+
 int cmd_sample(int argc, char **argv) {
     Args a = args_init("vlm sample", argc, argv);
     if (args_help(&a)) { usage(); return 0; }
@@ -211,7 +224,8 @@ int cmd_sample(int argc, char **argv) {
     long top_k = arg_int(&a, "--top-k", 0), n_samples = arg_int(&a, "--n", 1), seed = arg_int(&a, "--seed", 0);
     long eos = arg_int(&a, "--eos", -2), aug_seed = arg_int(&a, "--augment-seed", 0);
     const char *aug_spec = arg_str(&a, "--augment", NULL), *images_dir = arg_str(&a, "--images", NULL);
-    const char *prompt_suffix = arg_str(&a, "--prompt-suffix", NULL);
+    const char *suffix_arg = arg_str(&a, "--prompt-suffix", NULL);
+    char *prompt_suffix = suffix_arg ? unescape(suffix_arg) : NULL;
     double temperature = arg_float(&a, "--temperature", 0), top_p = arg_float(&a, "--top-p", 1);
     args_finish(&a);
     if (!model_dir || !data) fatal("vlm sample: --model and --data are required (see --help)");
@@ -287,7 +301,7 @@ int cmd_sample(int argc, char **argv) {
             st.prompt_tokens, st.prefills, st.prefill_seconds, st.new_tokens, st.steps, st.decode_seconds,
             st.decode_seconds > 0 ? st.new_tokens / st.decode_seconds : 0.0);
     if (out_path) write_file_atomic(out_path, run.buf ? run.buf : "", run.buf_len);
-    free(run.buf); free(run.lines); free(run.left); free(prompts); free(stop);
+    free(run.buf); free(run.lines); free(run.left); free(prompts); free(stop); free(prompt_suffix);
     gen_free(&g);
     records_free_sample(&rs);
     llava_free(&m);

@@ -144,7 +144,8 @@ TEST(user_files_pope_in_sample) {
     free(err);
     for (int k = 1; k < 3; k++) {
         snprintf(args, sizeof(args), "sample --model " TOKM " --data %s --tokenizer %s/tokenizers/llama2_tokenizer.model %s "
-                 "--images %s --prompt-suffix '\nAnswer with one word.'", k == 1 ? pope : vqa, test_shared_data(), tail, imgs);
+                 "--images %s --prompt-suffix '%sAnswer with one word.'", k == 1 ? pope : vqa, test_shared_data(), tail, imgs,
+                 k == 1 ? "\n" : "\\n");  // a newline, or the escape as typed in a shell
         rc = vlm(args, &out[k], &err);
         EXPECTF(rc == 0, "exit %d: %s", rc, err);
         free(err);
