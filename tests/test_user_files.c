@@ -120,7 +120,20 @@ TEST(user_files_pref_reader_keys) {
     snprintf(args, sizeof(args), "data pack --input %s --kind pref --out %s/p.shard", bad, dir);
     EXPECT(vlm(args, NULL, &err) != 0);
     EXPECTF(strstr(err, "uf_pref_bad.jsonl:1") && strstr(err, "\"photo\""), "message: %s", err);
-    free(err); free(bad); free(dir); free(path);
+    free(err); free(bad);
+    // the conversation and POPE readers too
+    char *conv = test_write_tmp("uf_conv.json", "[{\"id\": \"1\", \"img\": \"x.jpg\", \"conversations\": "
+                                                "[{\"from\": \"human\", \"value\": \"Hi?\"}, {\"from\": \"gpt\", \"value\": \"Hello.\"}]}]\n");
+    snprintf(args, sizeof(args), "data pack --input %s --kind llava --out %s/c.shard", conv, dir);
+    EXPECT(vlm(args, NULL, &err) != 0);
+    EXPECTF(strstr(err, "uf_conv.json: record 0") && strstr(err, "\"img\" looks like an image"), "message: %s", err);
+    free(err); free(conv);
+    char *pope = test_write_tmp("uf_pope.json", "{\"question_id\": 1, \"image\": \"a.jpg\", \"text\": \"Is there a cat?\", "
+                                                "\"label\": \"yes\", \"image_file\": \"b.jpg\"}\n");
+    snprintf(args, sizeof(args), "data pack --input %s --kind pope --out %s/q.shard", pope, dir);
+    EXPECT(vlm(args, NULL, &err) != 0);
+    EXPECTF(strstr(err, "uf_pope.json:1") && strstr(err, "\"image_file\" looks like an image"), "message: %s", err);
+    free(err); free(pope); free(dir); free(path);
 }
 
 // "question" (VQA files) and "text" (POPE) stand for "prompt"; POPE's released lines run as they are with

@@ -115,7 +115,7 @@ int json_record_image(const cJSON *j, const char **out, const char **key, char *
     }
     if (!v) return 0;
     if (!cJSON_IsString(v) || !v->valuestring[0]) {
-        snprintf(err, errlen, "\"%s\" must be %s", *key, list ? "a list of one non-empty path" : "a non-empty string (a path)");
+        snprintf(err, errlen, "\"%s\" must be %s", *key, list ? "a list of one non-empty path" : "a string: a non-empty path");
         return -1;
     }
     *out = v->valuestring;
