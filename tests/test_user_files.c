@@ -116,6 +116,7 @@ TEST(user_files_pref_reader_keys) {
     dataset_free(&ds);
     free(want);
     char *dir = path_join(test_tmpdir(), "uf_pack"), args[1024], *err;
+    mkdir_p(dir);  // the shards could be written: only the records can fail
     char *bad = test_write_tmp("uf_pref_bad.jsonl", "{\"prompt\": \"q\", \"chosen\": \"a\", \"rejected\": \"b\", \"photo\": \"x.jpg\"}\n");
     snprintf(args, sizeof(args), "data pack --input %s --kind pref --out %s/p.shard", bad, dir);
     EXPECT(vlm(args, NULL, &err) != 0);
