@@ -705,7 +705,7 @@ TEST(generate_cli_errors) {
     expect_error("image_tokens_no_image", gqa, "{\"input_ids\": [1, 90, 5]}\n", "", "no \"image\"");
     expect_error("image_no_tokens", gqa, "{\"image\": \"images/a.png\", \"input_ids\": [1, 5]}\n", "", "input_ids have no image token: write 90 once where the image goes");
     expect_error("missing_image", gqa, "{\"image\": \"images/nope.png\", \"input_ids\": [1, 90, 5]}\n", "", "nope.png not found");
-    expect_error("image_type", gqa, "{\"image\": 3, \"input_ids\": [1, 90, 5]}\n", "", "\"image\" must be a non-empty string");
+    expect_error("image_type", gqa, "{\"image\": 3, \"input_ids\": [1, 90, 5]}\n", "", "\"image\" must be a string (a path)");
     expect_error("text_without_tokenizer", gqa, "{\"prompt\": \"hi\"}\n", "", "text records need a tokenizer");
     char flags[512], *tp = tokenizer_path();
     snprintf(flags, sizeof(flags), "--tokenizer %s", tp);

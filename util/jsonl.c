@@ -115,7 +115,8 @@ int json_record_image(const cJSON *j, const char **out, const char **key, char *
     }
     if (!v) return 0;
     if (!cJSON_IsString(v) || !v->valuestring[0]) {
-        snprintf(err, errlen, "\"%s\" must be %s", *key, list ? "a list of one non-empty path" : "a string: a non-empty path");
+        if (list) snprintf(err, errlen, "\"images\" must be a list of one non-empty path");
+        else snprintf(err, errlen, "\"image\" must be a %s", cJSON_IsString(v) ? "non-empty string" : "string (a path)");
         return -1;
     }
     *out = v->valuestring;
