@@ -39,11 +39,22 @@ static void questions_read(Questions *q, const char *path) {
     jsonl_open(&jr, path);
     int cap = 0;
     cJSON *j;
+    // the question keys `vlm sample` reads: "prompt", "question" or POPE's "text"; "image" or TRL's "images"
+    static const char *const prompt_keys[] = {"prompt", "question", "text", NULL};
+    static const char *const used[] = {"image", "images", "prompt", "question", "text", "system", "question_id", NULL};
     while ((j = jsonl_next(&jr, 0, NULL))) {
-        const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prompt");
-        if (!cJSON_IsString(p)) fatal("%s:%d: needs \"prompt\" (text)", path, jr.line);
-        const cJSON *im = cJSON_GetObjectItemCaseSensitive(j, "image");
-        if (im && !cJSON_IsString(im)) fatal("%s:%d: \"image\" must be a path", path, jr.line);
+        const char *p, *pk, *im, *ik, *stray = json_stray_image_key(j, used, NULL);
+        char err[256];
+        if (stray) fatal("%s:%d: \"%s\" looks like an image but is not read: the image goes in \"image\" or \"images\"", path, jr.line, stray);
+        if (json_record_text(j, prompt_keys, &p, &pk, err, sizeof(err)) || json_record_image(j, &im, &ik, err, sizeof(err)))
+            fatal("%s:%d: %s", path, jr.line, err);
+        if (!p) fatal("%s:%d: needs \"prompt\" (or \"question\", or POPE's \"text\")", path, jr.line);
+        // the pairs are written with "prompt" and "image", as `vlm train` reads them
+        if (strcmp(pk, "prompt")) cJSON_AddStringToObject(j, "prompt", p);
+        if (ik && strcmp(ik, "image")) {
+            cJSON_AddStringToObject(j, "image", im);
+            cJSON_DeleteItemFromObjectCaseSensitive(j, "images");
+        }
         if (q->n == cap) q->rec = xrealloc(q->rec, sizeof(cJSON *) * (cap = cap ? 2 * cap : 256));
         q->rec[q->n++] = j;
     }

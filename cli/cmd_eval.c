@@ -20,6 +20,7 @@
 #include "../eval/table.h"
 #include "../util/args.h"
 #include "../util/common.h"
+#include "../util/jsonl.h"
 #include "commands.h"
 
 // Every value of a flag that may repeat ("--name V" or "--name=V"), in order; marks them used.
@@ -82,7 +83,8 @@ static const char *pope_help =
     "                    unparseable and scored wrong\n"
     "                    Either way \"unparseable\" counts the answers the strict parser cannot read.\n"
     "  --suffix TEXT     the prompt suffix the answers were generated with (recorded in the output,\n"
-    "                    e.g. LLaVA's \"\\nAnswer the question using a single word or phrase.\")\n"
+    "                    e.g. LLaVA's \"\\nAnswer the question using a single word or phrase.\"); default: the\n"
+    "                    \"prompt_suffix\" vlm sample --prompt-suffix wrote in the answers; a different one is an error\n"
     "  --by FIELD        also per value of this field of the question records (repeatable), e.g.\n"
     "                    difficulty, atypical, negative: n, accuracy, yes-ratio and the false-positive\n"
     "                    rate (questions labelled no answered yes / questions labelled no); records\n"
@@ -128,6 +130,18 @@ static void pope_by(const PopeResult *r, const char *field, cJSON *s) {
     free(group); free(mask);
 }
 
+// The "prompt_suffix" `vlm sample --prompt-suffix` wrote on the answers' first line; NULL when there is none.
+static char *answers_prompt_suffix(const char *path) {
+    JsonlReader jr;
+    jsonl_open(&jr, path);
+    cJSON *j = jsonl_next(&jr, 0, NULL);
+    const cJSON *s = j ? cJSON_GetObjectItemCaseSensitive(j, "prompt_suffix") : NULL;
+    char *out = cJSON_IsString(s) ? xstrdup(s->valuestring) : NULL;
+    cJSON_Delete(j);
+    jsonl_close(&jr);
+    return out;
+}
+
 static int eval_pope(int argc, char **argv) {
     Args a = args_init("vlm eval pope", argc, argv);
     if (args_help(&a)) { fputs(pope_help, stdout); return 0; }
@@ -140,6 +154,18 @@ static int eval_pope(int argc, char **argv) {
     args_finish(&a);
     if (nq == 0) fatal("vlm eval pope: --questions and --answers are required (see --help)");
     if (nq != na) fatal("vlm eval pope: %d --questions but %d --answers; give one answer file per question file", nq, na);
+    // the suffix the answers record (vlm sample --prompt-suffix): it fills in --suffix, and a different one is refused
+    char *recorded = NULL;
+    for (int i = 0; i < na; i++) {
+        char *rs = answers_prompt_suffix(as[i]);
+        if (rs && suffix && strcmp(rs, suffix))
+            fatal("vlm eval pope: --suffix \"%s\", but %s was generated with the prompt suffix \"%s\"", suffix, as[i], rs);
+        if (rs && recorded && strcmp(rs, recorded))
+            fatal("vlm eval pope: the answer files were generated with different prompt suffixes (\"%s\", \"%s\" in %s)", recorded, rs, as[i]);
+        if (rs && !recorded) recorded = rs;
+        else free(rs);
+    }
+    if (!suffix) suffix = recorded;
     PopeParser parser;
     if (!strcmp(parser_name, "reference")) parser = POPE_PARSER_REFERENCE;
     else if (!strcmp(parser_name, "strict")) parser = POPE_PARSER_STRICT;
@@ -212,6 +238,7 @@ static int eval_pope(int argc, char **argv) {
         cJSON_Delete(j);
     }
     for (int i = 0; i < nq; i++) pope_result_free(&r[i]);
+    free(recorded);
     return 0;
 }
 

@@ -1,11 +1,13 @@
 // vlm logprobs: the summed log-probability of each record's response under a LLaVA model.
 //
-// Records (JSON Lines): "image" (a path relative to the JSONL's folder; absent = image-free row) and
+// Records (JSON Lines): "image" (a path relative to --images DIR or the JSONL's folder; or TRL's "images":
+//   [path]; absent = image-free row) and
 //   "input_ids" + "n_response": token ids whose last n_response tokens are the response; the image token
 //   appears once (expanded here to the image's feature tokens) or exactly as many times as there are
 //   feature tokens (as HF processors emit), or
-//   "prompt" + "response": text; the prompt is tokenized with BOS and "<image>" marks the image, the
-//   response is tokenized on its own and followed by EOS.
+//   "prompt" (or "question") + "response": text; the prompt is tokenized with BOS and "<image>" marks the
+//   image (a prompt without one gets it where the chat templates put it: after the first "USER: ", else
+//   first), the response is tokenized on its own and followed by EOS.
 // Output: one line per record {"index": i, "logprob": x, "n_response": k}.
 #include <cJSON.h>
 #include <stdio.h>
@@ -23,12 +25,14 @@
 
 static void usage(void) {
     printf("usage: vlm logprobs --model DIR --data FILE.jsonl [--device auto|cpu|cuda] [--batch N]\n"
-           "                    [--out FILE] [--tokenizer FILE]\n\n"
+           "                    [--out FILE] [--tokenizer FILE] [--images DIR]\n\n"
            "Prints {\"index\", \"logprob\", \"n_response\"} per record: the summed log-probability of the\n"
            "response tokens given the image and the prompt (teacher forcing, fp32 log-softmax).\n\n"
            "  --model DIR       HF LLaVA directory: config.json, *.safetensors, preprocessor_config.json\n"
-           "  --data FILE       JSON Lines records: image (optional) and input_ids + n_response,\n"
-           "                    or prompt + response (text; needs the tokenizer)\n"
+           "  --data FILE       JSON Lines records: image (optional; or images: [path]) and input_ids + n_response,\n"
+           "                    or prompt (or question) + response (text; needs the tokenizer; a prompt without\n"
+           "                    \"<image>\" gets it after the first \"USER: \", else in front, as the chat templates)\n"
+           "  --images DIR      root of relative image paths (default: the data file's folder)\n"
            "  --tokenizer FILE  SentencePiece tokenizer.model for text records (default DIR/tokenizer.model)\n"
            "  --device D        auto (default), cpu, cuda\n"
            "  --batch N         records per forward pass (default 8)\n"
@@ -41,12 +45,13 @@ int cmd_logprobs(int argc, char **argv) {
     if (args_help(&a)) { usage(); return 0; }
     const char *model_dir = arg_str(&a, "--model", NULL), *data = arg_str(&a, "--data", NULL);
     const char *device = arg_str(&a, "--device", "auto"), *out_path = arg_str(&a, "--out", NULL);
-    const char *tok_path = arg_str(&a, "--tokenizer", NULL);
+    const char *tok_path = arg_str(&a, "--tokenizer", NULL), *images_dir = arg_str(&a, "--images", NULL);
     backend_set_attention(arg_str(&a, "--attention", NULL));
     int batch_size = (int)arg_int(&a, "--batch", 8);
     args_finish(&a);
     if (!model_dir || !data) fatal("vlm logprobs: --model and --data are required (see --help)");
     if (batch_size < 1) fatal("vlm logprobs: --batch must be at least 1");
+    if (images_dir && !file_exists(images_dir)) fatal("vlm logprobs: --images %s: no such folder", images_dir);
 
     const Backend *be = backend_select(device);
     Llava m;
@@ -54,7 +59,7 @@ int cmd_logprobs(int argc, char **argv) {
     const LlavaConfig *c = &m.cfg;
 
     RecordSet rs;
-    records_read_logprobs(&rs, data, c, model_dir, tok_path);
+    records_read_logprobs(&rs, data, c, model_dir, tok_path, images_dir);
     PreprocessConfig pcfg = records_preprocess_config(model_dir, c->vision.image_size);
 
     int max_len = 0;

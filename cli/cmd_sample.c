@@ -1,11 +1,13 @@
 // vlm sample: generation with a KV cache for every record of a JSONL file (model/generate.h).
 //
-// Records (JSON Lines): "image" (optional, relative to the JSONL's folder) and either "prompt" (text: the
-// first user turn of the chat template, followed by the generation prompt "ASSISTANT:"; an optional
-// "system" replaces the template's system line) or "input_ids" (ids, the image token once or expanded).
-// An optional "question_id" (any JSON value) is passed through.
+// Records (JSON Lines): "image" (optional, relative to --images DIR or the JSONL's folder; TRL's "images":
+// [path] too) and either a text prompt, "prompt", "question" or "text" (POPE's released files read as they
+// are) (the first user turn of the chat template, followed by the generation prompt "ASSISTANT:"; an
+// optional "system" replaces the template's system line; --prompt-suffix is appended to it) or "input_ids"
+// (ids, the image token once or expanded). An optional "question_id" (any JSON value) is passed through.
 // Output: one line per record and sample, in record order:
 //   {"index": i, "sample": j, "question_id": q, "text": "...", "ids": [...], "n_tokens": n, "finish": f}
+// plus "prompt_suffix": s when --prompt-suffix was given (so a result file says what was asked).
 // with finish "eos" (the EOS token ended it; ids end with it, text does not show it), "stop" (a stop string
 // appeared in the text; ids include the token that completed it, text is cut before it) or "length"
 // (max_new_tokens). text is null when there is no tokenizer.
@@ -29,10 +31,16 @@ static void usage(void) {
     printf("usage: vlm sample --model DIR --data FILE.jsonl [--device auto|cpu|cuda] [--batch N]\n"
            "                  [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--n N] [--seed S]\n"
            "                  [--stop STR]... [--eos ID] [--template vicuna_v1|llava_hf|llava_hf_image_last] [--tokenizer FILE] [--out FILE]\n"
-           "                  [--augment diffusion:T|crop:LO,HI|flip|moco] [--augment-seed S]\n\n"
+           "                  [--augment diffusion:T|crop:LO,HI|flip|moco] [--augment-seed S] [--images DIR]\n"
+           "                  [--prompt-suffix TEXT]\n\n"
            "Generates a continuation of every record's prompt, with a KV cache. Greedy by default.\n\n"
            "  --model DIR         HF LLaVA directory: config.json, *.safetensors, preprocessor_config.json\n"
-           "  --data FILE         JSON Lines: image (optional), prompt (text) or input_ids, question_id (optional)\n"
+           "  --data FILE         JSON Lines: image (optional; or images: [path]), prompt, question or text (POPE's\n"
+           "                      files as released) or input_ids, question_id (optional)\n"
+           "  --images DIR        root of relative image paths (default: the data file's folder; POPE: val2014/)\n"
+           "  --prompt-suffix S   appended to every text prompt, e.g. '\\nAnswer the question using a single word or\n"
+           "                      phrase.' (LLaVA-1.5's POPE prompt; \\n, \\t and \\\\ are read as escapes); recorded\n"
+           "                      as \"prompt_suffix\" on every output line\n"
            "  --device D          auto (default), cpu, cuda\n"
            "  --batch N           sequences generated together (default 8, rounded up to whole records of --n\n"
            "                      samples); a finished sequence's place goes to the next record at once\n"
@@ -91,6 +99,7 @@ typedef struct {
     PreprocessConfig pcfg;
     int S;                       // the vision tower's image size
     const SpTokenizer *tok;
+    const char *prompt_suffix;   // --prompt-suffix, recorded on every line (NULL: none)
     AugSpec aug;                 // kind AUG_NONE: the images as they are
     uint64_t aug_seed;
     int n_samples, n_total;      // samples per record, records x samples
@@ -155,6 +164,13 @@ static void on_emit(void *ctx, const GenOutput *o) {
     if (!f) fatal("open_memstream failed");
     fprintf(f, "{\"index\": %d, \"sample\": %d", rec->index, o->sample);
     if (rec->question_id) fprintf(f, ", \"question_id\": %s", rec->question_id);
+    if (r->prompt_suffix) {
+        cJSON *s = cJSON_CreateString(r->prompt_suffix);
+        char *js = cJSON_PrintUnformatted(s);
+        fprintf(f, ", \"prompt_suffix\": %s", js);
+        free(js);
+        cJSON_Delete(s);
+    }
     if (o->text) {
         cJSON *s = cJSON_CreateString(o->text);
         char *js = cJSON_PrintUnformatted(s);
@@ -186,6 +202,18 @@ static void on_emit(void *ctx, const GenOutput *o) {
     progress(r, 0);
 }
 
+// --prompt-suffix as typed in a shell: "\n", "\t" and "\\" become the characters (LLaVA's POPE suffix starts
+// with a newline, which '\n...' in single quotes does not give). A fresh string.
+static char *unescape(const char *s) {
+    char *out = xmalloc(strlen(s) + 1), *o = out;
+    for (; *s; s++) {
+        if (*s == '\\' && (s[1] == 'n' || s[1] == 't' || s[1] == '\\')) { s++; *o++ = *s == 'n' ? '\n' : *s == 't' ? '\t' : '\\'; }
+        else *o++ = *s;
+    }
+    *o = 0;
+    return out;
+}
+
 int cmd_sample(int argc, char **argv) {
     Args a = args_init("vlm sample", argc, argv);
     if (args_help(&a)) { usage(); return 0; }
@@ -203,7 +231,9 @@ int cmd_sample(int argc, char **argv) {
     long batch = arg_int(&a, "--batch", 8), max_new = arg_int(&a, "--max-new-tokens", 512);
     long top_k = arg_int(&a, "--top-k", 0), n_samples = arg_int(&a, "--n", 1), seed = arg_int(&a, "--seed", 0);
     long eos = arg_int(&a, "--eos", -2), aug_seed = arg_int(&a, "--augment-seed", 0);
-    const char *aug_spec = arg_str(&a, "--augment", NULL);
+    const char *aug_spec = arg_str(&a, "--augment", NULL), *images_dir = arg_str(&a, "--images", NULL);
+    const char *suffix_arg = arg_str(&a, "--prompt-suffix", NULL);
+    char *prompt_suffix = suffix_arg ? unescape(suffix_arg) : NULL;
     double temperature = arg_float(&a, "--temperature", 0), top_p = arg_float(&a, "--top-p", 1);
     args_finish(&a);
     if (!model_dir || !data) fatal("vlm sample: --model and --data are required (see --help)");
@@ -233,7 +263,10 @@ int cmd_sample(int argc, char **argv) {
     LlavaConfig cfg;
     llava_config_load(&cfg, model_dir);
     SampleRecordSet rs;
-    records_read_sample(&rs, data, &cfg, tok, (ChatTemplate)tmpl);  // before the weights: bad records fail fast
+    if (images_dir && !file_exists(images_dir)) fatal("vlm sample: --images %s: no such folder", images_dir);
+    if (prompt_suffix && !tok) fatal("vlm sample: --prompt-suffix goes with text prompts, which need a tokenizer (tokenizer.model in %s, or --tokenizer)", model_dir);
+    SampleReadOptions sopt = {(ChatTemplate)tmpl, images_dir, prompt_suffix};
+    records_read_sample(&rs, data, &cfg, tok, &sopt);  // before the weights: bad records fail fast
     const Backend *be = backend_select(device);
     Llava m;
     llava_load(&m, be, model_dir, (LlavaTrainable){0, 0, 0});
@@ -258,6 +291,7 @@ int cmd_sample(int argc, char **argv) {
     run.pcfg = records_preprocess_config(model_dir, cfg.vision.image_size);
     run.S = cfg.vision.image_size;
     run.tok = tok;
+    run.prompt_suffix = prompt_suffix;
     run.aug = aug;
     run.aug_seed = (uint64_t)aug_seed;
     run.n_samples = (int)n_samples;
@@ -275,7 +309,7 @@ int cmd_sample(int argc, char **argv) {
             st.prompt_tokens, st.prefills, st.prefill_seconds, st.new_tokens, st.steps, st.decode_seconds,
             st.decode_seconds > 0 ? st.new_tokens / st.decode_seconds : 0.0);
     if (out_path) write_file_atomic(out_path, run.buf ? run.buf : "", run.buf_len);
-    free(run.buf); free(run.lines); free(run.left); free(prompts); free(stop);
+    free(run.buf); free(run.lines); free(run.left); free(prompts); free(stop); free(prompt_suffix);
     gen_free(&g);
     records_free_sample(&rs);
     llava_free(&m);

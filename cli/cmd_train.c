@@ -1,4 +1,6 @@
 // vlm train: SFT, DPO (SeVa, CLIP-DPO), S-VCO, VCO and mDPO on a LLaVA model. See train/trainer.h.
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,14 +19,16 @@ static void usage(void) {
         "settings (printed at start); every value below overrides them.\n\n"
         "data and model\n"
         "  --model DIR          HF LLaVA folder (config.json, safetensors, preprocessor_config.json, tokenizer.model)\n"
-        "  --data FILE          training examples (JSONL, or S-VCO's mvc.json); format in train/data.h\n"
+        "  --data FILE          training examples (JSONL, or S-VCO's mvc.json; TRL's \"images\" and \"question\" read);\n"
+        "                       format in train/data.h\n"
         "  --val FILE           held-out examples: loss and accuracy every --eval-every steps\n"
         "  --images DIR         root of the image paths (default: the data file's folder)\n"
         "  --tokenizer FILE     SentencePiece model for text fields (default DIR/tokenizer.model)\n"
         "  --template NAME      chat template: vicuna_v1 (default), llava_hf or llava_hf_image_last\n"
         "  --system TEXT        system prompt (default: the template's)\n"
         "  --max-len N          cut responses so rows fit N tokens (an error if the prompt does not fit)\n"
-        "  --skip-bad           skip and count malformed records instead of stopping\n"
+        "  --skip-bad           skip and count malformed records and records whose image is missing or unreadable\n"
+        "                       instead of stopping\n"
         "  --train PARTS        comma list of vision,projector,decoder to train (default projector,decoder), or none\n"
         "                       (with LoRA: the adapters only)\n"
         "  --init random        the model folder has config.json only: start from random weights\n"
@@ -56,6 +60,43 @@ static void usage(void) {
         "  --peak-tflops X      the GPU's bf16 matmul ceiling for the MFU on the progress line (760: H100)\n"
         "  --attention flash|cudnn   GPU attention (default cudnn, faster; flash is bit-reproducible, which a\n"
         "                       bit-exact --resume on the GPU needs)\n");
+}
+
+// Out-of-range values die naming the flag and the value (a negative learning rate or a warm-up longer than the
+// run would train something, silently, that nobody asked for).
+static void need(int ok, const char *flag, double v, const char *what) {
+    if (!ok) fatal("vlm train: %s %.10g: %s", flag, v, what);
+}
+
+static void check_ranges(const TrainConfig *c, long warmup_steps, long seed) {
+    const OptimConfig *o = &c->optim;
+    need(isfinite(o->lr) && o->lr > 0, "--lr", o->lr, "must be a positive number");
+    need(isfinite(c->epochs) && c->epochs > 0, "--epochs", c->epochs, "must be a positive number");
+    need(c->steps >= 0, "--steps", c->steps, "must be 0 (use --epochs) or positive");
+    need(c->batch >= 1, "--batch", c->batch, "must be at least 1");
+    need(c->grad_accum >= 1, "--grad-accum", c->grad_accum, "must be at least 1");
+    need(o->beta1 >= 0 && o->beta1 < 1, "--beta1", o->beta1, "must be in [0, 1)");
+    need(o->beta2 >= 0 && o->beta2 < 1, "--beta2", o->beta2, "must be in [0, 1)");
+    need(isfinite(o->eps) && o->eps > 0, "--eps", o->eps, "must be a positive number");
+    need(isfinite(o->weight_decay) && o->weight_decay >= 0, "--weight-decay", o->weight_decay, "must be 0 or positive");
+    need(isfinite(o->max_grad_norm) && o->max_grad_norm >= 0, "--max-grad-norm", o->max_grad_norm, "must be 0 (off) or positive");
+    need(warmup_steps == LONG_MIN || (warmup_steps >= 0 && warmup_steps <= INT_MAX), "--warmup-steps", (double)warmup_steps,
+         "must be 0 or positive");
+    need(c->warmup_ratio >= 0 && c->warmup_ratio <= 1, "--warmup-ratio", c->warmup_ratio, "must be in [0, 1] (a fraction of the steps)");
+    need(isfinite(c->dpo.beta) && c->dpo.beta > 0, "--beta", c->dpo.beta, "must be a positive number");
+    for (int i = 0; i < 4; i++) need(isfinite(c->svco.beta[i]), "--betas", c->svco.beta[i], "must be finite numbers");
+    need(c->dpo.label_smoothing >= 0 && c->dpo.label_smoothing <= 0.5, "--label-smoothing", c->dpo.label_smoothing, "must be in [0, 0.5]");
+    need(isfinite(c->mdpo.delta), "--delta", c->mdpo.delta, "must be a finite number");
+    need(c->max_len >= 0, "--max-len", c->max_len, "must be 0 (no limit) or positive");
+    need(c->save_every >= 0, "--save-every", c->save_every, "must be 0 (off) or positive");
+    need(c->eval_every >= 0, "--eval-every", c->eval_every, "must be 0 (off) or positive");
+    need(c->log_every >= 1, "--log-every", c->log_every, "must be at least 1");
+    need(c->stop_at >= 0, "--stop-at", c->stop_at, "must be 0 (off) or positive");
+    need(seed >= 0, "--seed", (double)seed, "must be 0 or positive");
+    need(c->lora.r >= 0, "--lora-r", c->lora.r, "must be 0 (off) or positive");
+    need(isfinite(c->lora.alpha) && (c->lora.r == 0 || c->lora.alpha > 0), "--lora-alpha", c->lora.alpha, "must be a positive number");
+    need(c->lora.dropout >= 0 && c->lora.dropout < 1, "--lora-dropout", c->lora.dropout, "must be in [0, 1)");
+    need(isfinite(c->peak_tflops) && c->peak_tflops > 0, "--peak-tflops", c->peak_tflops, "must be a positive number");
 }
 
 int cmd_train(int argc, char **argv) {
@@ -92,7 +133,8 @@ int cmd_train(int argc, char **argv) {
     c.optim.weight_decay = arg_float(&a, "--weight-decay", c.optim.weight_decay);
     c.optim.max_grad_norm = arg_float(&a, "--max-grad-norm", c.optim.max_grad_norm);
     c.optim.schedule = schedule_from_name(arg_str(&a, "--schedule", schedule_name(c.optim.schedule)));
-    c.optim.warmup_steps = (int)arg_int(&a, "--warmup-steps", c.optim.warmup_steps);
+    const long warmup_steps = arg_int(&a, "--warmup-steps", LONG_MIN);  // LONG_MIN: not given
+    if (warmup_steps >= 0 && warmup_steps <= INT_MAX) c.optim.warmup_steps = (int)warmup_steps;
     c.warmup_ratio = arg_float(&a, "--warmup-ratio", c.warmup_ratio);
     c.dpo.beta = c.mdpo.beta = arg_float(&a, "--beta", c.dpo.beta);
     c.dpo.label_smoothing = arg_float(&a, "--label-smoothing", 0);
@@ -105,7 +147,8 @@ int cmd_train(int argc, char **argv) {
     const char *ref = arg_str(&a, "--ref", "cache");
     if (strcmp(ref, "cache") && strcmp(ref, "online")) fatal("vlm train: --ref '%s': expected cache or online", ref);
     c.ref_online = !strcmp(ref, "online");
-    c.seed = (unsigned long long)arg_int(&a, "--seed", (long)c.seed);
+    const long seed = arg_int(&a, "--seed", (long)c.seed);
+    c.seed = (unsigned long long)seed;
     c.save_every = (int)arg_int(&a, "--save-every", 0);
     c.eval_every = (int)arg_int(&a, "--eval-every", c.val_path ? 10 : 0);
     c.log_every = (int)arg_int(&a, "--log-every", 1);
@@ -135,6 +178,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (c.lora.r > 0 && !parts) c.trainable.train_text = 0;  // LoRA: the decoder's base weights stay frozen
     args_finish(&a);
+    check_ranges(&c, warmup_steps, seed);
     if (!c.model_dir || !c.data_path || !c.out_dir) fatal("vlm train: --model, --data and --out are required (see --help)");
     return train_run(&c);
 }

@@ -95,7 +95,11 @@ static int parse_llava(Ctx *c, const cJSON *j, void *rec) {
         snprintf(buf, sizeof(buf), "%.17g", id->valuedouble);
         r->id = xstrdup(buf);
     } else r->id = xstrdup("");
-    if (!get_image(c, j, "image", 0, &r->image)) return 0;
+    static const char *const used[] = {"id", "image", "images", "conversations", NULL};
+    const char *stray = json_stray_image_key(j, used, NULL), *im, *im_key;
+    if (stray) FAIL(c, "\"%s\" looks like an image but conversation records read it from \"image\" or \"images\"", stray);
+    if (json_record_image(j, &im, &im_key, c->why, c->why_len)) return 0;
+    r->image = im ? path_join(c->dir, im) : NULL;
     const cJSON *conv = cJSON_GetObjectItemCaseSensitive(j, "conversations");
     if (!conv) FAIL(c, "missing \"conversations\"");
     if (!cJSON_IsArray(conv)) FAIL(c, "\"conversations\" must be a list of turns");
@@ -131,8 +135,20 @@ static int parse_llava(Ctx *c, const cJSON *j, void *rec) {
 
 static int parse_pref(Ctx *c, const cJSON *j, void *rec) {
     PrefRecord *r = rec;
-    if (!get_image(c, j, "image", 0, &r->image)) return 0;
-    if (!get_str(c, j, "prompt", 1, 1, &r->prompt)) return 0;
+    // TRL's "images": [path] as well as "image"; "question" as well as "prompt"; any other image-like key is
+    // an error (the image would be silently dropped)
+    static const char *const used[] = {"image", "images", "prompt", "question", "chosen", "rejected", NULL};
+    const char *stray = json_stray_image_key(j, used, NULL);
+    if (stray) FAIL(c, "\"%s\" looks like an image but preference records read it from \"image\" or \"images\"", stray);
+    const char *im, *im_key;
+    if (json_record_image(j, &im, &im_key, c->why, c->why_len)) return 0;
+    r->image = im ? path_join(c->dir, im) : NULL;
+    static const char *const prompt_keys[] = {"prompt", "question", NULL};
+    const char *pr, *pr_key;
+    if (json_record_text(j, prompt_keys, &pr, &pr_key, c->why, c->why_len)) return 0;
+    if (!pr) FAIL(c, "missing \"prompt\" (or \"question\")");
+    if (!pr[0]) FAIL(c, "\"%s\" is empty", pr_key);
+    r->prompt = xstrdup(pr);
     if (!get_str(c, j, "chosen", 1, 1, &r->chosen)) return 0;
     if (!get_str(c, j, "rejected", 1, 1, &r->rejected)) return 0;
     int tags = count_image_tags(r->prompt);
@@ -163,6 +179,9 @@ static int parse_pope(Ctx *c, const cJSON *j, void *rec) {
     if (!cJSON_IsNumber(q) || fabs(q->valuedouble) > 9e15 || q->valuedouble != (double)(long)q->valuedouble)
         FAIL(c, "\"question_id\" must be an integer");
     r->question_id = (long)q->valuedouble;
+    static const char *const used[] = {"question_id", "image", "text", "label", "prompt", NULL};
+    const char *stray = json_stray_image_key(j, used, NULL);
+    if (stray) FAIL(c, "\"%s\" looks like an image but POPE records read it from \"image\"", stray);
     if (!get_image(c, j, "image", 1, &r->image)) return 0;
     if (!get_str(c, j, "text", 1, 1, &r->text)) return 0;
     const cJSON *label = cJSON_GetObjectItemCaseSensitive(j, "label");

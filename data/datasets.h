@@ -1,14 +1,16 @@
 // Dataset record readers: the training and evaluation files as released by the papers, read into
 // plain C structs and validated.
 //
-//   LLaVA conversations (SFT)   a JSON array of {"id", "image" (optional), "conversations":
+//   LLaVA conversations (SFT)   a JSON array of {"id", "image" (optional; or "images": [path]), "conversations":
 //                               [{"from": "human"|"gpt", "value": ...}, ...]} (llava_v1_5_mix665k.json)
-//   preference pairs (DPO/SeVa) JSON Lines {"image" (optional), "prompt", "chosen", "rejected"}
+//   preference pairs (DPO/SeVa) JSON Lines {"image" (optional; or TRL's "images": [path]), "prompt" (or
+//                               "question"), "chosen", "rejected"}
 //   MVC pairs (S-VCO)           a JSON array of {"system_prompt", "instruction_prompt", "chosen_images",
 //                               "rejected_images", "chosen_response", "rejected_response"}, images as
 //                               lists of paths (S-VCO's data/mvc.json)
 //   POPE questions              JSON Lines despite the .json name: {"question_id", "image", "text",
 //                               "label": "yes"|"no"} (RUCAIBox/POPE output/coco/*.json)
+//   (llava, pref and pope records: another key that looks like an image path is an error naming it)
 //
 // Errors name the file and the line (JSON Lines) or the record index (JSON arrays, 0-based) and the
 // problem, then exit (fatal). With skip_bad a bad record is reported on stderr as a warning, counted

@@ -11,6 +11,12 @@
 #include "../util/jsonl.h"
 #include "tokenizer_sp.h"
 
+int records_count_image_tokens(const int *ids, int n, const LlavaConfig *cfg) {
+    int count = 0;
+    for (int i = 0; i < n; i++) count += ids[i] == cfg->image_token_id;
+    return count;
+}
+
 int *records_expand_image_tokens(const int *ids, int n, int has_image, const LlavaConfig *cfg, int *n_out,
                                  char *err, size_t errlen) {
     const int P = cfg->image_tokens, img = cfg->image_token_id;
@@ -35,12 +41,37 @@ int *records_expand_image_tokens(const int *ids, int n, int has_image, const Lla
     return out;
 }
 
-// A record's "image": the path resolved against dir, or NULL when the record has none.
-static char *record_image(const cJSON *j, const char *dir, const char *path, int line) {
-    const cJSON *image = cJSON_GetObjectItemCaseSensitive(j, "image");
-    if (!image || cJSON_IsNull(image)) return NULL;
-    if (!cJSON_IsString(image) || !image->valuestring[0]) fatal("%s:%d: \"image\" must be a non-empty string", path, line);
-    return path_join(dir, image->valuestring);
+// A record's image ("image", or TRL's "images": [path]): the path resolved against dir, or NULL when the record
+// has none. Dies naming the file and line on a malformed one, or on another key that looks like an image (it
+// would be silently dropped); used lists the record's other keys.
+static char *record_image(const cJSON *j, const char *dir, const char *path, int line, const char *const *used) {
+    static const char *const image_keys[] = {"image", "images", NULL};
+    const char *rel, *key;
+    char err[256];
+    if (json_record_image(j, &rel, &key, err, sizeof(err))) fatal("%s:%d: %s", path, line, err);
+    const char *stray = json_stray_image_key(j, image_keys, used);
+    if (stray)
+        fatal("%s:%d: \"%s\" looks like an image but is not read: the image goes in \"image\" (a path) or \"images\" "
+              "(a list of one path)", path, line, stray);
+    return rel ? path_join(dir, rel) : NULL;
+}
+
+// The image root: --images DIR, else the JSONL's folder.
+static char *records_dir(const char *path, const char *images_dir) {
+    if (images_dir) return xstrdup(images_dir);
+    return strcmp(path, "-") ? path_dirname(path) : xstrdup(".");
+}
+
+// "<image>\n" where the chat templates put the image, for a text prompt that has none: after the first
+// "USER: " (vicuna_v1 and llava_hf render "USER: <image>\n{question}"), else in front of the prompt.
+char *records_place_image(const char *prompt) {
+    const char *user = strstr(prompt, "USER: ");
+    size_t at = user ? (size_t)(user - prompt) + 6 : 0, n = strlen(prompt);
+    char *out = xmalloc(n + 9);
+    memcpy(out, prompt, at);
+    memcpy(out + at, "<image>\n", 8);
+    memcpy(out + at + 8, prompt + at, n - at + 1);
+    return out;
 }
 
 static int read_ids(const cJSON *arr, int **ids, int *n) {
@@ -59,10 +90,13 @@ static int read_ids(const cJSON *arr, int **ids, int *n) {
 }
 
 void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *cfg, const char *model_dir,
-                           const char *tok_path) {
+                           const char *tok_path, const char *images_dir) {
+    static const char *const used[] = {"input_ids", "n_response", "prompt", "question", "response", NULL};
+    static const char *const prompt_keys[] = {"prompt", "question", NULL};
     memset(rs, 0, sizeof(*rs));
     rs->path = path;
-    char *dir = strcmp(path, "-") ? path_dirname(path) : xstrdup(".");
+    char *dir = records_dir(path, images_dir);
+    int placed = 0;  // text records whose image was placed here (reported once)
     JsonlReader jr;
     jsonl_open(&jr, path);
     int cap = 0;
@@ -73,9 +107,11 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
         memset(&r, 0, sizeof(r));
         r.index = rs->n;
         r.line = jr.line;
-        r.image = record_image(j, dir, path, jr.line);
+        r.image = record_image(j, dir, path, jr.line, used);
         const cJSON *input_ids = cJSON_GetObjectItemCaseSensitive(j, "input_ids");
-        const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt");
+        const char *prompt_text, *prompt_key;
+        char terr[256];
+        if (json_record_text(j, prompt_keys, &prompt_text, &prompt_key, terr, sizeof(terr))) fatal("%s:%d: %s", path, jr.line, terr);
         int *raw = NULL, n_raw = 0;
         if (input_ids) {
             if (!read_ids(input_ids, &raw, &n_raw)) fatal("%s:%d: \"input_ids\" must be an array of integers", path, jr.line);
@@ -84,12 +120,18 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
             if (json_int(nr, INT_MIN, INT_MAX, &nresp))
                 fatal("%s:%d: \"n_response\" (an integer) is required with \"input_ids\"", path, jr.line);
             r.n_response = (int)nresp;
-        } else if (prompt) {
+        } else if (prompt_text) {
             // HF semantics: the prompt with BOS (<image> is an added token: one id), the response on its own
             // (with the dummy prefix, as tokenizer(response, add_special_tokens=False)) and then EOS
             const cJSON *response = cJSON_GetObjectItemCaseSensitive(j, "response");
-            if (!cJSON_IsString(prompt) || !cJSON_IsString(response) || !response->valuestring[0])
-                fatal("%s:%d: \"prompt\" and \"response\" must be strings (the response non-empty)", path, jr.line);
+            if (!cJSON_IsString(response) || !response->valuestring[0])
+                fatal("%s:%d: \"%s\" and \"response\" must be strings (the response non-empty)", path, jr.line, prompt_key);
+            if (!r.image && strstr(prompt_text, "<image>"))
+                fatal("%s:%d: the %s has \"<image>\" but the record has no \"image\"", path, jr.line, prompt_key);
+            char *text = r.image && !strstr(prompt_text, "<image>") ? records_place_image(prompt_text) : xstrdup(prompt_text);
+            if (r.image && !strstr(prompt_text, "<image>") && !placed++)
+                fprintf(stderr, "vlm: %s:%d: the %s has no \"<image>\": placed as the chat templates do (after the first "
+                        "\"USER: \", else first); write \"<image>\" in the %s to put it elsewhere\n", path, jr.line, prompt_key, prompt_key);
             if (!tok) {
                 char *tp = tok_path ? xstrdup(tok_path) : path_join(model_dir, "tokenizer.model");
                 if (!file_exists(tp)) fatal("%s:%d: text records need a tokenizer: %s not found (give --tokenizer)", path, jr.line, tp);
@@ -97,7 +139,8 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
                 free(tp);
             }
             int *p_ids = NULL, *r_ids = NULL;
-            int np = sptok_encode(tok, prompt->valuestring, strlen(prompt->valuestring), SPTOK_BOS, &p_ids, NULL);
+            int np = sptok_encode(tok, text, strlen(text), SPTOK_BOS, &p_ids, NULL);
+            free(text);
             int nr = sptok_encode(tok, response->valuestring, strlen(response->valuestring), SPTOK_EOS, &r_ids, NULL);
             n_raw = np + nr;
             raw = xmalloc(sizeof(int) * n_raw);
@@ -106,7 +149,7 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
             r.n_response = nr;
             free(p_ids);
             free(r_ids);
-        } else fatal("%s:%d: a record needs \"input_ids\" + \"n_response\" or \"prompt\" + \"response\"", path, jr.line);
+        } else fatal("%s:%d: a record needs \"input_ids\" + \"n_response\" or \"prompt\" (or \"question\") + \"response\"", path, jr.line);
         for (int i = 0; i < n_raw; i++)
             if (raw[i] < 0 || raw[i] >= cfg->text.vocab)
                 fatal("%s:%d: token id %d at position %d is outside the vocabulary (%d)", path, jr.line, raw[i], i, cfg->text.vocab);
@@ -116,6 +159,10 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
             if (raw[i] == cfg->image_token_id) fatal("%s:%d: the response contains the image token (id %d)", path, jr.line, raw[i]);
         char err[256];
         r.ids = records_expand_image_tokens(raw, n_raw, r.image != NULL, cfg, &r.n, err, sizeof(err));
+        if (!r.ids && input_ids && r.image && !records_count_image_tokens(raw, n_raw, cfg))
+            fatal("%s:%d: the record has an \"image\" but its input_ids have no image token: write %d once where the image goes "
+                  "(LLaVA-1.5: right after the ids of \"USER:\"), or %d copies as HF processors do; or drop \"image\" for an "
+                  "image-free row", path, jr.line, cfg->image_token_id, cfg->image_tokens);
         if (!r.ids) fatal("%s:%d: %s", path, jr.line, err);
         if (llava_check_row_length(cfg, r.n, err, sizeof(err))) fatal("%s:%d: record %d: %s", path, jr.line, r.index, err);
         free(raw);
@@ -157,10 +204,12 @@ static void check_ids(const char *path, int line, const int *ids, int n, const L
 }
 
 void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfig *cfg, const SpTokenizer *tok,
-                         ChatTemplate tmpl) {
+                         const SampleReadOptions *opt) {
+    static const char *const used[] = {"input_ids", "prompt", "question", "text", "system", "question_id", NULL};
+    static const char *const prompt_keys[] = {"prompt", "question", "text", NULL};  // "text": POPE's released files
     memset(rs, 0, sizeof(*rs));
     rs->path = path;
-    char *dir = strcmp(path, "-") ? path_dirname(path) : xstrdup(".");
+    char *dir = records_dir(path, opt->images_dir);
     JsonlReader jr;
     jsonl_open(&jr, path);
     int cap = 0;
@@ -170,39 +219,49 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
         memset(&r, 0, sizeof(r));
         r.index = rs->n;
         r.line = jr.line;
-        r.image = record_image(j, dir, path, jr.line);
-        if (r.image && !file_exists(r.image)) fatal("%s:%d: image %s not found", path, jr.line, r.image);
+        r.image = record_image(j, dir, path, jr.line, used);
+        if (r.image && !file_exists(r.image))
+            fatal("%s:%d: image %s not found%s", path, jr.line, r.image, opt->images_dir ? "" : " (give --images DIR for image names relative to another folder)");
         const cJSON *qid = cJSON_GetObjectItemCaseSensitive(j, "question_id");
         if (qid) r.question_id = cJSON_PrintUnformatted(qid);
         const cJSON *input_ids = cJSON_GetObjectItemCaseSensitive(j, "input_ids");
-        const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt");
+        const char *prompt, *prompt_key;
+        char terr[256];
+        if (json_record_text(j, prompt_keys, &prompt, &prompt_key, terr, sizeof(terr))) fatal("%s:%d: %s", path, jr.line, terr);
         int *raw = NULL, n_raw = 0;
-        if (input_ids && prompt) fatal("%s:%d: give either \"prompt\" or \"input_ids\", not both", path, jr.line);
+        if (input_ids && prompt) fatal("%s:%d: give either \"%s\" or \"input_ids\", not both", path, jr.line, prompt_key);
         if (input_ids) {
             if (!read_ids(input_ids, &raw, &n_raw)) fatal("%s:%d: \"input_ids\" must be an array of integers", path, jr.line);
             if (n_raw == 0) fatal("%s:%d: \"input_ids\" is empty", path, jr.line);
             check_ids(path, jr.line, raw, n_raw, cfg);
         } else if (prompt) {
-            if (!cJSON_IsString(prompt)) fatal("%s:%d: \"prompt\" must be a string", path, jr.line);
             // the template would silently drop the placeholder (its image-free variant): a missing "image" is a mistake
-            if (!r.image && strstr(prompt->valuestring, "<image>"))
-                fatal("%s:%d: the prompt has \"<image>\" but the record has no \"image\"", path, jr.line);
+            if (!r.image && strstr(prompt, "<image>"))
+                fatal("%s:%d: the %s has \"<image>\" but the record has no \"image\"", path, jr.line, prompt_key);
             if (!tok) fatal("%s:%d: text records need a tokenizer (tokenizer.model in the model folder, or --tokenizer)", path, jr.line);
             const cJSON *system = cJSON_GetObjectItemCaseSensitive(j, "system");
             if (system && !cJSON_IsString(system)) fatal("%s:%d: \"system\" must be a string", path, jr.line);
-            ChatOptions opt = {tmpl, system ? system->valuestring : NULL, r.image != NULL, 1, 0};
-            ChatTurn turn = {prompt->valuestring, NULL};
+            ChatOptions copt = {opt->tmpl, system ? system->valuestring : NULL, r.image != NULL, 1, 0};
+            char *text = xmalloc(strlen(prompt) + (opt->prompt_suffix ? strlen(opt->prompt_suffix) : 0) + 1);
+            strcpy(text, prompt);
+            if (opt->prompt_suffix) strcat(text, opt->prompt_suffix);
+            ChatTurn turn = {text, NULL};
             ChatTokens ct;
             char err[512];
-            if (chat_build(tok, &opt, &turn, 1, &ct, err, sizeof(err))) fatal("%s:%d: %s", path, jr.line, err);
+            if (chat_build(tok, &copt, &turn, 1, &ct, err, sizeof(err))) fatal("%s:%d: %s", path, jr.line, err);
+            free(text);
             raw = xmalloc(sizeof(int) * ct.n);
             n_raw = ct.n;
             for (int i = 0; i < ct.n; i++) raw[i] = ct.ids[i] == tok->image_id ? cfg->image_token_id : ct.ids[i];
             chat_tokens_free(&ct);
             check_ids(path, jr.line, raw, n_raw, cfg);
-        } else fatal("%s:%d: a record needs \"prompt\" (text) or \"input_ids\"", path, jr.line);
+        } else fatal("%s:%d: a record needs \"prompt\" (or \"question\", or POPE's \"text\") or \"input_ids\"", path, jr.line);
         char err[256];
         r.ids = records_expand_image_tokens(raw, n_raw, r.image != NULL, cfg, &r.n, err, sizeof(err));
+        if (!r.ids && input_ids && r.image && !records_count_image_tokens(raw, n_raw, cfg))
+            fatal("%s:%d: the record has an \"image\" but its input_ids have no image token: write %d once where the image goes "
+                  "(LLaVA-1.5: right after the ids of \"USER:\"), or give a text \"prompt\", which gets it from the chat template",
+                  path, jr.line, cfg->image_token_id);
         if (!r.ids) fatal("%s:%d: %s", path, jr.line, err);
         if (llava_check_row_length(cfg, r.n, err, sizeof(err))) fatal("%s:%d: record %d: %s", path, jr.line, r.index, err);
         free(raw);

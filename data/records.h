@@ -20,10 +20,13 @@ typedef struct {
     int n;
 } RecordSet;
 
-// Reads `vlm logprobs` records (see cli/cmd_logprobs.c for the format). Image paths are resolved
-// relative to the JSONL's folder. Text records are tokenized with tok_path (or model_dir/tokenizer.model).
+// Reads `vlm logprobs` records (see cli/cmd_logprobs.c for the format). Image paths ("image", or TRL's
+// "images": [path]) are resolved relative to images_dir, or the JSONL's folder when it is NULL. Text records
+// ("prompt" or "question", and "response") are tokenized with tok_path (or model_dir/tokenizer.model); a text
+// prompt of a record with an image but no "<image>" gets it where the chat templates put it
+// (records_place_image). Any other key that looks like an image is an error.
 void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *cfg, const char *model_dir,
-                           const char *tok_path);
+                           const char *tok_path, const char *images_dir);
 void records_free(RecordSet *rs);
 
 // The model's preprocessor_config.json, or CLIP's defaults at the tower's image size when it has none.
@@ -32,6 +35,13 @@ PreprocessConfig records_preprocess_config(const char *model_dir, int image_size
 // Expands token ids for a model: an image token given once becomes image_tokens copies; a row that
 // already has exactly image_tokens copies is kept. Returns a fresh array (n_out set), or NULL with a
 // message in err when the count is neither (or the row has image tokens but no image, or vice versa).
+// "<image>\n" placed in a text prompt as the chat templates place it: after the first "USER: " (vicuna_v1 and
+// llava_hf render "USER: <image>\n{question}"), else in front. A fresh string.
+char *records_place_image(const char *prompt);
+
+// How many of ids are the image token.
+int records_count_image_tokens(const int *ids, int n, const LlavaConfig *cfg);
+
 int *records_expand_image_tokens(const int *ids, int n, int has_image, const LlavaConfig *cfg, int *n_out,
                                  char *err, size_t errlen);
 
@@ -54,10 +64,19 @@ typedef struct {
     int max_len;        // the longest prompt
 } SampleRecordSet;
 
-// Reads `vlm sample` records: "image" (optional, relative to the JSONL's folder; it must exist) and either
-// "prompt" (text, rendered with the chat template tmpl as the first user turn with the generation prompt
-// after it, an optional "system" replacing the template's system line; needs tok) or "input_ids" (ids, the
-// image token once or expanded). Dies naming the file and line on a bad record.
+typedef struct {
+    ChatTemplate tmpl;          // renders text prompts
+    const char *images_dir;     // root of relative image paths (NULL: the JSONL's folder)
+    const char *prompt_suffix;  // appended to every text prompt (POPE's " Answer the question using a single
+                                // word or phrase."), NULL: none
+} SampleReadOptions;
+
+// Reads `vlm sample` records: "image" (optional; or TRL's "images": [path]; relative to opt->images_dir or
+// the JSONL's folder; it must exist) and either a text prompt — "prompt", "question" or "text" (POPE's
+// released files) — rendered with the chat template as the first user turn with the generation prompt after
+// it (an optional "system" replacing the template's system line; needs tok), or "input_ids" (ids, the image
+// token once or expanded). Dies naming the file and line on a bad record, or on another key that looks like
+// an image (it would be silently dropped).
 void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfig *cfg, const SpTokenizer *tok,
-                         ChatTemplate tmpl);
+                         const SampleReadOptions *opt);
 void records_free_sample(SampleRecordSet *rs);

@@ -94,7 +94,7 @@ TEST(cli_logprobs_bad_records) {
     expect_record_error("nresp_missing", "{\"input_ids\": [1, 5, 6, 2]}\n", "\"n_response\"");
     expect_record_error("ids_type", "{\"input_ids\": [1, \"x\"], \"n_response\": 1}\n", "array of integers");
     expect_record_error("no_image_tokens", "{\"image\": \"images/a.png\", \"input_ids\": [1, 5, 6, 2], \"n_response\": 1}\n",
-                        "0 image tokens");
+                        "input_ids have no image token: write 90 once where the image goes");  // says what to write
     expect_record_error("tokens_no_image", "{\"input_ids\": [1, 90, 6, 2], \"n_response\": 1}\n", "no \"image\"");
     expect_record_error("three_image_tokens", "{\"image\": \"images/a.png\", \"input_ids\": [1, 90, 90, 90, 6, 2], \"n_response\": 1}\n",
                         "expected one (expanded here) or exactly 16");

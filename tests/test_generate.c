@@ -526,7 +526,8 @@ TEST(generate_prompt_ids_match_transformers) {
     LlavaConfig cfg;
     llava_config_load(&cfg, MODELS "llava_tok");
     SampleRecordSet rs;
-    records_read_sample(&rs, MODELS "llava_tok/generate_records.jsonl", &cfg, tok, CHAT_VICUNA_V1);
+    SampleReadOptions sopt = {CHAT_VICUNA_V1, NULL, NULL};
+    records_read_sample(&rs, MODELS "llava_tok/generate_records.jsonl", &cfg, tok, &sopt);
     int n;
     cJSON **want = jsonl_read(MODELS "llava_tok/generate_expected.jsonl", &n);
     EXPECT_INT_EQ(rs.n, n);
@@ -696,15 +697,15 @@ TEST(generate_cli_errors) {
     snprintf(buf, sizeof(buf), "%s{\"input_ids\": [1, 5,\n", good);
     expect_error("malformed", gqa, buf, "", "records.jsonl:2: malformed JSON");
     expect_error("not_object", gqa, "[1, 2, 3]\n", "", "records.jsonl: record 1: expected a JSON object");
-    expect_error("neither", gqa, "{\"text\": \"hi\"}\n", "", "records.jsonl:1: a record needs \"prompt\" (text) or \"input_ids\"");
+    expect_error("neither", gqa, "{\"query\": \"hi\"}\n", "", "records.jsonl:1: a record needs \"prompt\" (or \"question\", or POPE's \"text\") or \"input_ids\"");
     expect_error("both", gqa, "{\"prompt\": \"hi\", \"input_ids\": [1]}\n", "", "not both");
     expect_error("empty_ids", gqa, "{\"input_ids\": []}\n", "", "\"input_ids\" is empty");
     expect_error("ids_type", gqa, "{\"input_ids\": [1, 2.5]}\n", "", "array of integers");
     expect_error("oov", gqa, "{\"input_ids\": [1, 96]}\n", "", "records.jsonl:1: token id 96 at position 1 is outside the vocabulary (96)");
     expect_error("image_tokens_no_image", gqa, "{\"input_ids\": [1, 90, 5]}\n", "", "no \"image\"");
-    expect_error("image_no_tokens", gqa, "{\"image\": \"images/a.png\", \"input_ids\": [1, 5]}\n", "", "0 image tokens");
+    expect_error("image_no_tokens", gqa, "{\"image\": \"images/a.png\", \"input_ids\": [1, 5]}\n", "", "input_ids have no image token: write 90 once where the image goes");
     expect_error("missing_image", gqa, "{\"image\": \"images/nope.png\", \"input_ids\": [1, 90, 5]}\n", "", "nope.png not found");
-    expect_error("image_type", gqa, "{\"image\": 3, \"input_ids\": [1, 90, 5]}\n", "", "\"image\" must be a non-empty string");
+    expect_error("image_type", gqa, "{\"image\": 3, \"input_ids\": [1, 90, 5]}\n", "", "\"image\" must be a string (a path)");
     expect_error("text_without_tokenizer", gqa, "{\"prompt\": \"hi\"}\n", "", "text records need a tokenizer");
     char flags[512], *tp = tokenizer_path();
     snprintf(flags, sizeof(flags), "--tokenizer %s", tp);

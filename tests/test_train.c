@@ -250,11 +250,11 @@ TEST(train_bad_data) {
     EXPECT(run_train(args, &err) == 0);
     EXPECTF(strstr(err, "1 records skipped") != NULL, "message: %s", err);
     free(err);
-    // S-VCO data without the second image
+    // S-VCO data without the second image (DPO records: their "image" is not what S-VCO reads)
     char *svco = write_data("bad_svco", "dpo", 4, 0);
     snprintf(args, sizeof(args), "train --recipe svco --model " GQA " --data %s --out %s --steps 2 --device cpu", svco, o);
     EXPECT(run_train(args, &err) != 0);
-    EXPECTF(strstr(err, "needs two images") != NULL, "message: %s", err);
+    EXPECTF(strstr(err, "\"image\" looks like an image but svco reads the image from \"image_w\" and \"image_l\"") != NULL, "message: %s", err);
     free(err);
     snprintf(args, sizeof(args), "train --recipe nope --model " GQA " --data %s --out %s", svco, o);
     EXPECT(run_train(args, &err) != 0);

@@ -91,19 +91,24 @@ static int table_append(Loader *L, const float *px, char *name) {
     return d->n_images++;
 }
 
+// -1 with L->err when the image cannot be read or has the wrong size (--skip-bad skips the record then).
 static int image_index(Loader *L, const char *rel, int line) {
     TrainData *d = L->d;
     if (L->shard && !strncmp(rel, "shard:", 6)) return shard_image_index(L, atol(rel + 6), line);
     char *path = path_join(L->opt->images_dir ? L->opt->images_dir : L->dir, rel);
     for (int i = 0; i < d->n_images; i++)
         if (!strcmp(d->image_names[i], path)) { free(path); return i; }
-    char err[512];
-    Image *im = image_load(path, L->pcfg->alpha, err, sizeof(err));
-    if (!im) fatal("%s:%d: %s", L->path, line, err);
+    Image *im = image_load(path, L->pcfg->alpha, L->err, sizeof(L->err));
+    if (!im) { free(path); return -1; }
     int h, w, S = d->image_size;
     float *px = preprocess_image(L->pcfg, im, &h, &w);
     image_free(im);
-    if (h != S || w != S) fatal("%s:%d: %s preprocesses to %dx%d, the vision tower expects %dx%d", L->path, line, path, w, h, S, S);
+    if (h != S || w != S) {
+        snprintf(L->err, sizeof(L->err), "%s preprocesses to %dx%d, the vision tower expects %dx%d", path, w, h, S, S);
+        free(path);
+        free(px);
+        return -1;
+    }
     int i = table_append(L, px, path);
     free(px);
     return i;
@@ -245,12 +250,20 @@ static int pair_fields(Loader *L, const cJSON *j, PairFields *f, const char *pro
         return 0;
     }
     f->prompt = json_str(j, prompt_key);
+    if (!strcmp(prompt_key, "prompt")) {  // VQA-style files name it "question"
+        const char *q = json_str(j, "question");
+        if (q && f->prompt && strcmp(q, f->prompt)) {
+            snprintf(L->err, sizeof(L->err), "both \"prompt\" and \"question\", with different texts: give one");
+            return -1;
+        }
+        if (q) f->prompt = q;
+    }
     f->a = json_str(j, a_key);
     f->b = b_key ? json_str(j, b_key) : NULL;
     f->system = system_key ? json_str(j, system_key) : NULL;
     if (!f->prompt || !f->a || (b_key && !f->b)) {
-        snprintf(L->err, sizeof(L->err), "needs \"%s\", \"%s\"%s%s%s (strings) or the same fields with _ids", prompt_key, a_key,
-                 b_key ? " and \"" : "", b_key ? b_key : "", b_key ? "\"" : "");
+        snprintf(L->err, sizeof(L->err), "needs \"%s\"%s, \"%s\"%s%s%s (strings) or the same fields with _ids", prompt_key,
+                 strcmp(prompt_key, "prompt") ? "" : " (or \"question\")", a_key, b_key ? " and \"" : "", b_key ? b_key : "", b_key ? "\"" : "");
         return -1;
     }
     if (!f->a[0] || (b_key && !f->b[0])) { snprintf(L->err, sizeof(L->err), "empty response"); return -1; }
@@ -285,17 +298,34 @@ static int conversation_row(Loader *L, TrainRow *r, const cJSON *conv, int with_
     return rc;
 }
 
-// First path of an image field that may be a string or a list of strings (MVC); -1 if absent.
+// First path of an image field that may be a string or a list of strings (MVC, TRL's "images"): its index
+// in the image table; -1 if absent, -2 with L->err on a malformed field or an image that cannot be read.
 static int image_field(Loader *L, const cJSON *j, const char *key, int line) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
     if (!v || cJSON_IsNull(v)) return -1;
     if (cJSON_IsArray(v)) {
         int n = cJSON_GetArraySize(v);
-        if (n != 1) fatal("%s:%d: \"%s\" has %d images; one image per side is supported", L->path, line, key, n);
+        if (n != 1) { snprintf(L->err, sizeof(L->err), "\"%s\" has %d images; one image per side is supported", key, n); return -2; }
         v = cJSON_GetArrayItem(v, 0);
     }
-    if (!cJSON_IsString(v) || !v->valuestring[0]) fatal("%s:%d: \"%s\" must be an image path", L->path, line, key);
-    return image_index(L, v->valuestring, line);
+    if (!cJSON_IsString(v) || !v->valuestring[0]) { snprintf(L->err, sizeof(L->err), "\"%s\" must be an image path", key); return -2; }
+    int i = image_index(L, v->valuestring, line);
+    return i < 0 ? -2 : i;
+}
+
+// The keys a recipe reads: text fields (any recipe) and its image keys. Any other key that looks like an
+// image path is an error (json_stray_image_key): the image would be silently left out of training.
+static const char *const text_keys[] = {"prompt", "question", "response", "chosen", "rejected", "system", "conversations",
+                                        "prompt_ids", "question_ids", "response_ids", "chosen_ids", "rejected_ids",
+                                        "system_prompt", "instruction_prompt", "chosen_response", "rejected_response",
+                                        "instruction_prompt_ids", "chosen_response_ids", "rejected_response_ids", NULL};
+
+static int stray_image_key(Loader *L, const cJSON *j, const char *const *image_keys, const char *reads) {
+    const char *k = json_stray_image_key(j, text_keys, image_keys);
+    if (!k) return 0;
+    snprintf(L->err, sizeof(L->err), "\"%s\" looks like an image but %s reads the image from %s: rename it, or remove it "
+             "for a text-only record", k, recipe_name(L->d->recipe), reads);
+    return -1;
 }
 
 static void example_free(TrainExample *e) {
@@ -312,8 +342,13 @@ static int parse_example(Loader *L, const cJSON *j, int line, TrainExample *e) {
     int rc_ok = 0;
     if (rc == RECIPE_SVCO || rc == RECIPE_VCO) {
         int mvc = cJSON_GetObjectItemCaseSensitive(j, "chosen_images") != NULL;
+        static const char *const mvc_keys[] = {"chosen_images", "rejected_images", NULL}, *const wl_keys[] = {"image_w", "image_l", NULL};
+        if (stray_image_key(L, j, mvc ? mvc_keys : wl_keys, mvc ? "\"chosen_images\" and \"rejected_images\"" : "\"image_w\" and \"image_l\""))
+            return -1;
         e->image[0] = image_field(L, j, mvc ? "chosen_images" : "image_w", line);
+        if (e->image[0] == -2) return -1;
         e->image[1] = image_field(L, j, mvc ? "rejected_images" : "image_l", line);
+        if (e->image[1] == -2) return -1;
         if (e->image[0] < 0 || e->image[1] < 0) {
             snprintf(L->err, sizeof(L->err), "an S-VCO pair needs two images (%s)", mvc ? "chosen_images, rejected_images" : "image_w, image_l");
             return -1;
@@ -325,7 +360,16 @@ static int parse_example(Loader *L, const cJSON *j, int line, TrainExample *e) {
             for (int cond = 0; cond < 3 && !rc_ok; cond++)
                 rc_ok = make_row(L, &e->rows[e->n_rows++], &f, resp, cond < 2, cond < 2 ? cond : -1);
     } else {
-        e->image[0] = image_field(L, j, "image", line);
+        static const char *const image_keys[] = {"image", "images", NULL};
+        if (stray_image_key(L, j, image_keys, "\"image\" (a path) or \"images\" (TRL's list of one path)")) return -1;
+        if (cJSON_GetObjectItemCaseSensitive(j, "image") && cJSON_GetObjectItemCaseSensitive(j, "images")) {
+            snprintf(L->err, sizeof(L->err), "both \"image\" and \"images\": give one");
+            return -1;
+        }
+        const cJSON *images = cJSON_GetObjectItemCaseSensitive(j, "images");  // TRL: [] for a text-only record
+        int trl_empty = cJSON_IsArray(images) && cJSON_GetArraySize(images) == 0;
+        e->image[0] = trl_empty ? -1 : image_field(L, j, images ? "images" : "image", line);
+        if (e->image[0] == -2) return -1;
         if (rc == RECIPE_MDPO && e->image[0] < 0) { snprintf(L->err, sizeof(L->err), "mDPO needs an image"); return -1; }
         int img = e->image[0] >= 0;
         const cJSON *conv = cJSON_GetObjectItemCaseSensitive(j, "conversations");
@@ -400,6 +444,8 @@ void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaC
     if (recipe == RECIPE_CLIP) fatal("train_data_load: the clip recipe reads image-caption data (train/clip_train.c)");
     d->recipe = recipe;
     d->image_size = cfg->vision.image_size;
+    if (opt->template_name && chat_template_from_name(opt->template_name) < 0)  // never a format no other command renders
+        fatal("%s: template '%s': expected vicuna_v1, llava_hf or llava_hf_image_last", path, opt->template_name);
     Loader L = {.d = d, .path = path, .dir = path_dirname(path), .cfg = cfg, .pcfg = pcfg, .opt = opt};
     if (opt->tokenizer) L.tok = sptok_load(opt->tokenizer);
     // A packed shard (vlm data pack), a JSON array (S-VCO's mvc.json, LLaVA's conversations) or JSON Lines

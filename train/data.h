@@ -11,6 +11,8 @@
 // chat template, *_ids fields are taken as token ids (the image token once, where the image goes):
 //   sft   {"image"?, "prompt", "response"}            or {"image"?, "prompt_ids", "response_ids"}
 //   dpo   {"image"?, "prompt", "chosen", "rejected"}  or {"image"?, "prompt_ids", "chosen_ids", "rejected_ids"}
+//   ("image" may be TRL's "images": [path] ([] for a text-only record), "prompt" may be "question"; any other key
+//   that looks like an image is an error naming it: the image would silently be left out of training)
 //   mdpo  as dpo, with an image
 //   svco  MVC: {"chosen_images": [..], "rejected_images": [..], "instruction_prompt", "system_prompt"?,
 //               "chosen_response", "rejected_response"}
@@ -42,11 +44,11 @@ typedef struct {
 
 typedef struct {
     const char *tokenizer;   // SentencePiece tokenizer.model for text fields (NULL: ids only)
-    const char *template_name;  // "vicuna_v1" (default) or "llava_hf"
+    const char *template_name;  // "vicuna_v1" (default), "llava_hf" or "llava_hf_image_last"; others die
     const char *system;      // system prompt override (NULL: the template's)
     const char *images_dir;  // root for image paths (NULL: the data file's folder)
     int max_len;             // 0: no limit; longer rows are truncated in their response or rejected
-    int skip_bad;            // count and skip malformed records instead of stopping
+    int skip_bad;            // count and skip malformed records (and missing or unreadable images) instead of stopping
     unsigned long long seed; // for mDPO's corrupted crops (fixed per example, so a cached reference is exact)
     double crop_lo, crop_hi; // mDPO crop scale range (0.01, 0.2)
 } TrainDataOptions;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common.h"
 
@@ -89,4 +90,90 @@ void jsonl_close(JsonlReader *r) {
     cJSON_Delete(r->array);
     free(r->buf);
     memset(r, 0, sizeof(*r));
+}
+
+// ---- record fields
+
+int json_record_image(const cJSON *j, const char **out, const char **key, char *err, size_t errlen) {
+    *out = NULL;
+    *key = NULL;
+    const cJSON *one = cJSON_GetObjectItemCaseSensitive(j, "image"), *list = cJSON_GetObjectItemCaseSensitive(j, "images");
+    if (one && cJSON_IsNull(one)) one = NULL;
+    if (list && cJSON_IsNull(list)) list = NULL;
+    if (one && list) { snprintf(err, errlen, "both \"image\" and \"images\": give one"); return -1; }
+    const cJSON *v = one;
+    *key = one ? "image" : list ? "images" : NULL;
+    if (list) {  // TRL's vision datasets: "images": ["path"]
+        int n = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : -1;
+        if (n == 0) { *key = NULL; return 0; }  // TRL's text-only rows: an empty list
+        if (n != 1) {
+            if (n < 0) snprintf(err, errlen, "\"images\" must be a list of image paths (TRL's format)");
+            else snprintf(err, errlen, "\"images\" has %d images; one image per record is supported", n);
+            return -1;
+        }
+        v = cJSON_GetArrayItem(list, 0);
+    }
+    if (!v) return 0;
+    if (!cJSON_IsString(v) || !v->valuestring[0]) {
+        if (list) snprintf(err, errlen, "\"images\" must be a list of one non-empty path");
+        else snprintf(err, errlen, "\"image\" must be a %s", cJSON_IsString(v) ? "non-empty string" : "string (a path)");
+        return -1;
+    }
+    *out = v->valuestring;
+    return 0;
+}
+
+int json_record_text(const cJSON *j, const char *const *keys, const char **out, const char **key, char *err,
+                     size_t errlen) {
+    *out = NULL;
+    *key = NULL;
+    for (int i = 0; keys[i]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[i]);
+        if (!v) continue;
+        if (!cJSON_IsString(v)) { snprintf(err, errlen, "\"%s\" must be a string", keys[i]); return -1; }
+        if (*key && !strcmp(*out, v->valuestring)) continue;  // the same text twice (vlm data synth's POPE files)
+        if (*key) { snprintf(err, errlen, "both \"%s\" and \"%s\", with different texts: give one", *key, keys[i]); return -1; }
+        *out = v->valuestring;
+        *key = keys[i];
+    }
+    return 0;
+}
+
+static int has_image_extension(const char *s) {
+    static const char *ext[] = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", NULL};
+    size_t n = strlen(s);
+    for (int i = 0; ext[i]; i++) {
+        size_t k = strlen(ext[i]);
+        if (n > k && !strcasecmp(s + n - k, ext[i])) return 1;
+    }
+    return 0;
+}
+
+static int named_like_image(const char *key) {
+    char low[64];
+    size_t n = strlen(key);
+    if (n >= sizeof(low)) return 0;
+    for (size_t i = 0; i <= n; i++) low[i] = (char)(key[i] >= 'A' && key[i] <= 'Z' ? key[i] + 32 : key[i]);
+    if (n >= 3 && (!strcmp(low + n - 3, "_id") || (n >= 4 && !strcmp(low + n - 4, "_ids")))) return 0;
+    return strstr(low, "image") || strstr(low, "img") || strstr(low, "picture") || strstr(low, "photo");
+}
+
+static int in_list(const char *key, const char *const *list) {
+    for (int i = 0; list && list[i]; i++) if (!strcmp(key, list[i])) return 1;
+    return 0;
+}
+
+const char *json_stray_image_key(const cJSON *j, const char *const *used_a, const char *const *used_b) {
+    const cJSON *v;
+    cJSON_ArrayForEach(v, j) {
+        if (!v->string || in_list(v->string, used_a) || in_list(v->string, used_b)) continue;
+        const int named = named_like_image(v->string);
+        if (cJSON_IsString(v) && v->valuestring[0] && (named || has_image_extension(v->valuestring))) return v->string;
+        if (cJSON_IsArray(v)) {
+            const cJSON *e;
+            cJSON_ArrayForEach(e, v)
+                if (cJSON_IsString(e) && e->valuestring[0] && (named || has_image_extension(e->valuestring))) return v->string;
+        }
+    }
+    return NULL;
 }

@@ -26,3 +26,23 @@ cJSON *jsonl_next(JsonlReader *r, int skip_bad, int *n_bad);
 void jsonl_close(JsonlReader *r);
 // The 1-based line of text at which cJSON_ParseWithOpts stopped (its end pointer), for messages.
 int json_error_line(const char *text, const char *end);
+
+// ---- fields every record reader shares (the files users bring: TRL, POPE, VQA question files)
+
+// A record's image: "image" (a path) or TRL's "images" (a list holding one path). Returns 0 with *out the
+// path (not a copy; NULL when the record has neither, or "image" is null) and *key the key it came from; -1
+// with a message in err (both keys, a list of zero or several paths, a path that is not a non-empty string).
+int json_record_image(const cJSON *j, const char **out, const char **key, char *err, size_t errlen);
+
+// A record's text under the first of keys (NULL-terminated, e.g. {"prompt", "question", NULL}) present.
+// Returns 0 with *out the text (not a copy; NULL when none is present) and *key its key; -1 with a message in
+// err when two of the keys hold different texts (which one is meant would be a guess) or a value is not a string.
+int json_record_text(const cJSON *j, const char *const *keys, const char **out, const char **key, char *err,
+                     size_t errlen);
+
+// The first key of j that no reader consumed (it is in neither NULL-terminated list; either may be NULL) and
+// whose value looks like an image: a string, or a list of strings, ending in an image file extension (.png,
+// .jpg, ...), or a non-empty string under a key named like an image ("image", "img", "picture", "photo" in
+// it, but not an "*_id"). NULL when there is none. Readers make such a key an error: an image the record
+// names but training never sees would be silently dropped.
+const char *json_stray_image_key(const cJSON *j, const char *const *used_a, const char *const *used_b);
