@@ -386,7 +386,7 @@ TEST(train_clip_stop_signal_saves_and_resumes) {
 
 extern char **environ;
 
-#define KILL_STEPS 6
+#define KILL_STEPS 8
 // the kill -9 runs: KILL_STEPS steps with a checkpoint after each, resuming from what is there
 static pid_t spawn_train(const char *out, const char *errpath) {
     char steps[16];
@@ -441,40 +441,66 @@ static int latest_loads(const char *out, char *msg, size_t len) {
     return rc;
 }
 
-// kill -9 at random points of runs that save after every step: half the kills at a uniform time in the
-// run, half while a checkpoint is being written (a .tmp folder is there). After each kill the latest
-// checkpoint passes its manifest, the next run resumes from it (never an error), and once a run gets to
-// the end its weights and optimizer state are the bytes of an uninterrupted run.
+// 1 while pid runs (an ended one is left to be waited for)
+static int running(pid_t pid) {
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0;
+}
+
+// Waits for pid to end; returns its wait status.
+static int wait_pid(pid_t pid) {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {}
+    return status;
+}
+
+// kill -9 at random points of runs that save after every step, each run resuming from what the last one
+// left: odd kills at a uniform time in the run, even ones at a uniform time inside a save (after its
+// .tmp folder appears, within the save time measured on an uninterrupted run). After each kill the latest
+// checkpoint passes its manifest and the next run resumes from it (never an error), and the run that gets
+// to the end has the weights and optimizer state of the uninterrupted run, byte for byte. The kills wait
+// for events rather than fixed times, so a slow machine gets the same coverage.
 TEST(checkpoint_kill9_during_saves_resumes_bit_exactly) {
     char *ref = fresh_dir("kill_ref"), errp[700], msg[1024];
     snprintf(errp, sizeof(errp), "%s.err", ref);
-    double t0 = now_seconds();
+    // the uninterrupted run, watched: how long it takes and how long a save takes
+    double t0 = now_seconds(), t_saving = 0, t_seen = 0;
+    int saving = 0, status = 0;
     pid_t pid = spawn_train(ref, errp);
-    int status;
-    waitpid(pid, &status, 0);
-    const double t_run = now_seconds() - t0;
-    if (getenv("VLM_TEST_VERBOSE")) fprintf(stderr, "uninterrupted run %.2f s\n", t_run);
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        int now = save_in_progress(ref);
+        double t = now_seconds();
+        if (now && !saving) t_seen = t;
+        if (!now && saving) t_saving += t - t_seen;
+        saving = now;
+        sleep_s(0.0002);
+    }
+    // (a save shows a checkpoint-*.tmp folder, then latest.tmp: what the watch sees, over the saves)
+    const double t_run = now_seconds() - t0, t_save = t_saving > 0 ? t_saving / KILL_STEPS : 0.01;
     EXPECTF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the uninterrupted run failed (status %d)", status);
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     srand(seed);
     int kills = 0, mid_save = 0, rounds = 0;
-    // rounds of kills until a run completes; at least 8 kills with 3 in a save (bounded, in case saves are too fast to catch)
-    while ((kills < 8 || mid_save < 3) && rounds < 6) {
+    // rounds of kills until a run gets to the end; again while there were fewer than 8 kills (a round
+    // that resumes far each time ends early)
+    while (kills < 8 && rounds < 3 && !test_failures_in_current()) {
         char name[32];
         snprintf(name, sizeof(name), "kill_%d", rounds++);
         char *out = fresh_dir(name);
         snprintf(errp, sizeof(errp), "%s.err", out);
-        for (int trial = 0; trial < 40; trial++) {
+        for (int trial = 0;; trial++) {
+            const int last = trial == 12;  // then the run goes to the end
             pid = spawn_train(out, errp);
-            const int targeted = trial % 2;
-            double t = now_seconds(), wait = 0.8 * t_run * rand() / RAND_MAX;  // 0.8: a resumed run has less to do
-            if (targeted) {  // the kill comes while a save is writing, or just after one
-                while (!save_in_progress(out) && now_seconds() - t < 2 * t_run && waitpid(pid, &status, WNOHANG) == 0) sleep_s(0.0005);
-                wait = 0.02 * rand() / RAND_MAX;
-            }
-            sleep_s(wait);
-            kill(pid, SIGKILL);  // a no-op if the run is over (it stays a zombie until the waitpid below)
-            if (waitpid(pid, &status, 0) != pid) { EXPECTF(0, "waitpid"); break; }
+            if (!last && trial % 2 == 0) {  // inside a save
+                double t = now_seconds();
+                while (!save_in_progress(out) && now_seconds() - t < 5 * t_run && running(pid))
+                    sleep_s(0.0002);
+                sleep_s(1.2 * t_save * rand() / RAND_MAX);
+            } else if (!last)
+                sleep_s(0.6 * t_run * rand() / RAND_MAX);  // 0.6: a resumed run has less to do
+            if (!last) kill(pid, SIGKILL);  // a no-op if the run is over (a zombie until waited for)
+            status = wait_pid(pid);
             if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
                 kills++;
                 mid_save += save_in_progress(out);
@@ -496,12 +522,12 @@ TEST(checkpoint_kill9_during_saves_resumes_bit_exactly) {
             EXPECTF(file_exists(pb) && test_files_equal(pa, pb), "seed %u, round %d: %s differs from the uninterrupted run's", seed,
                     rounds, files[i]);
         }
-        if (getenv("VLM_TEST_VERBOSE")) fprintf(stderr, "round %d: %d kills so far, %.2f s\n", rounds, kills, now_seconds() - t0);
         free(out);
-        if (test_failures_in_current()) break;
     }
-    EXPECTF(kills >= 8 && mid_save >= 3, "only %d kills, %d of them during a save (%d rounds)", kills, mid_save, rounds);
-    if (getenv("VLM_TEST_VERBOSE")) fprintf(stderr, "kill -9: %d kills, %d during a save, %d rounds, seed %u\n", kills, mid_save, rounds, seed);
+    EXPECTF(kills >= 8 && mid_save >= 1, "only %d kills, %d of them during a save (%d rounds)", kills, mid_save, rounds);
+    if (getenv("VLM_TEST_VERBOSE"))
+        fprintf(stderr, "kill -9: %d kills, %d during a save, %d rounds; run %.2f s, save %.3f s, seed %u\n", kills, mid_save,
+                rounds, t_run, t_save, seed);
     free(ref);
 }
 
