@@ -411,16 +411,38 @@ static void sleep_s(double s) {
     while (nanosleep(&ts, &ts) != 0) {}
 }
 
-// 1 when out holds a save in progress: a checkpoint-*.tmp folder (or the .old one of a re-save, or latest.tmp)
-static int save_in_progress(const char *out) {
+// What a save leaves while it runs: a checkpoint-*.tmp folder (or the .old one of a re-save), latest.tmp.
+// Each is known by inode and change time, so that one a killed save left behind (a later save of that
+// step removes it) is told apart from one a new save made.
+typedef struct {
+    int n;
+    ino_t ino[32];
+    long long ctime_ns[32];
+} SaveMarks;
+
+// The save marks in out now (into *now, may be NULL); returns how many are not in *before (may be NULL):
+// nonzero while a save that started after `before` was taken is in progress.
+static int save_marks(const char *out, const SaveMarks *before, SaveMarks *now) {
     DIR *d = opendir(out);
-    int found = 0;
+    int fresh = 0;
+    if (now) now->n = 0;
     struct dirent *e;
-    while (d && (e = readdir(d)))
-        if (!strncmp(e->d_name, "checkpoint-", 11) && (strstr(e->d_name, ".tmp") || strstr(e->d_name, ".old"))) found = 1;
-        else if (!strcmp(e->d_name, "latest.tmp")) found = 1;
+    while (d && (e = readdir(d))) {
+        const int mark = (!strncmp(e->d_name, "checkpoint-", 11) && (strstr(e->d_name, ".tmp") || strstr(e->d_name, ".old"))) ||
+                         !strcmp(e->d_name, "latest.tmp");
+        struct stat st;
+        char *p = path_join(out, e->d_name);
+        int ok = mark && lstat(p, &st) == 0;
+        free(p);
+        if (!ok) continue;
+        const long long ct = (long long)st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec;
+        int seen = 0;
+        for (int i = 0; before && i < before->n; i++) seen |= before->ino[i] == st.st_ino && before->ctime_ns[i] == ct;
+        fresh += !seen;
+        if (now && now->n < 32) { now->ino[now->n] = st.st_ino; now->ctime_ns[now->n++] = ct; }
+    }
     if (d) closedir(d);
-    return found;
+    return fresh;
 }
 
 // checkpoint_resume_dir (latest, its folder, every file against the manifest) without dying; 0 when it
@@ -469,7 +491,7 @@ TEST(checkpoint_kill9_during_saves_resumes_bit_exactly) {
     int saving = 0, status = 0;
     pid_t pid = spawn_train(ref, errp);
     while (waitpid(pid, &status, WNOHANG) == 0) {
-        int now = save_in_progress(ref);
+        int now = save_marks(ref, NULL, NULL) > 0;
         double t = now_seconds();
         if (now && !saving) t_seen = t;
         if (!now && saving) t_saving += t - t_seen;
@@ -491,10 +513,12 @@ TEST(checkpoint_kill9_during_saves_resumes_bit_exactly) {
         snprintf(errp, sizeof(errp), "%s.err", out);
         for (int trial = 0;; trial++) {
             const int last = trial == 12;  // then the run goes to the end
+            SaveMarks before;
+            save_marks(out, NULL, &before);  // what earlier kills left
             pid = spawn_train(out, errp);
             if (!last && trial % 2 == 0) {  // inside a save
                 double t = now_seconds();
-                while (!save_in_progress(out) && now_seconds() - t < 5 * t_run && running(pid))
+                while (!save_marks(out, &before, NULL) && now_seconds() - t < 5 * t_run && running(pid))
                     sleep_s(0.0002);
                 sleep_s(1.2 * t_save * rand() / RAND_MAX);
             } else if (!last)
@@ -503,7 +527,7 @@ TEST(checkpoint_kill9_during_saves_resumes_bit_exactly) {
             status = wait_pid(pid);
             if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
                 kills++;
-                mid_save += save_in_progress(out);
+                mid_save += save_marks(out, &before, NULL) > 0;
                 EXPECTF(latest_loads(out, msg, sizeof(msg)) == 0, "seed %u, round %d, kill %d: the latest checkpoint does not load: %s",
                         seed, rounds, trial, msg);
                 continue;
