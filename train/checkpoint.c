@@ -197,7 +197,7 @@ void checkpoint_verify(const char *ckpt_dir) {
     free(mp);
 }
 
-// Bytes of base_dir/name, 0 when it is not there.
+// Bytes of dir/name, 0 when it is not there.
 static unsigned long long file_bytes(const char *dir, const char *name) {
     char *p = path_join(dir, name);
     struct stat st;
