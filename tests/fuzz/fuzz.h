@@ -29,7 +29,9 @@ static inline void fuzz_fds_restore(const FuzzFds *f) {
 }
 
 // Where scratch files go: /dev/shm (memory) when it is there, else /tmp. Rewriting a file on disk every
-// run is slow (ext4 flushes a truncated file on close): 100 times fewer runs on a busy 2-core machine.
+// run is slow (ext4 flushes a truncated file on close): in 5 s on an idle 2-core machine, /tmp against
+// /dev/shm gave records 19k against 66k runs, safetensors 14k against 34k, manifest 24k against 155k
+// (and manifest 4.5k in 16 s against 425k in 11 s while other jobs loaded the machine).
 static inline const char *fuzz_tmp_base(void) {
     static const char *base;
     if (!base) base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
