@@ -558,7 +558,7 @@ TEST(checkpoint_kill9_during_saves_resumes_bit_exactly) {
 // A save whose write fails halfway (a file-size limit of 128-256 KiB, below the 290 KiB of weights; dash
 // counts 512-byte blocks, bash 1 KiB; SIGXFSZ ignored so write() fails with EFBIG): the run fails naming
 // the file, `latest` still names the last good checkpoint, nothing half-written is published, and the
-// next run resumes from there and saves the step.
+// next runs resume from there, clear the half-written folder away and save the step.
 TEST(checkpoint_short_write_during_save) {
     char *dir = fresh_dir("shortwrite"), args[2048], cmd[2400], *err;
     snprintf(args, sizeof(args), "train " SFT " --out %s/run --steps 2", dir);
@@ -575,7 +575,11 @@ TEST(checkpoint_short_write_during_save) {
     free(err);
     char *latest = read_latest(run);
     EXPECTF(!strcmp(latest, "checkpoint-00000002"), "latest is '%s'", latest);
-    EXPECT(!exists(run, "checkpoint-00000004"));
+    EXPECT(!exists(run, "checkpoint-00000004") && exists(run, "checkpoint-00000004.tmp"));
+    // the next save, of another step, removes what the failed one left (its space counts on a full disk)
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 3 --resume", run);
+    EXPECTF(run_args(args, &err) == 0 && strstr(err, "resumed from"), "after the failed save: %s", err); free(err);
+    EXPECT(exists(run, "checkpoint-00000003/manifest.json") && !exists(run, "checkpoint-00000004.tmp"));
     snprintf(args, sizeof(args), "train " SFT " --out %s --steps 4 --resume", run);
     EXPECTF(run_args(args, &err) == 0 && strstr(err, "resumed from"), "after the failed save: %s", err); free(err);
     EXPECT(exists(run, "checkpoint-00000004/manifest.json") && !exists(run, "checkpoint-00000004.tmp"));
@@ -651,4 +655,30 @@ TEST(checkpoint_free_space_is_checked_before_a_save) {
     EXPECTF(run_prefixed("VLM_TEST_FREE_BYTES=18000000", args, &err) == 0, "with 18 MB free: %s", err); free(err);
     EXPECT(exists(run, "checkpoint-00000003/manifest.json"));
     free(latest); free(dir);
+}
+
+// The state a kill leaves between the first save's rename and its write of `latest` (the kill -9 loop
+// above found it: a folder without `latest`, refused by --resume as a lost `latest`): the first save
+// writes an empty `latest` before publishing, and --resume takes it as nothing published yet, starts
+// afresh and re-saves the step, to the bytes of an uninterrupted run.
+TEST(checkpoint_first_save_stopped_before_latest) {
+    char *dir = fresh_dir("firstsave"), args[2048], run[700], straight[700], *err;
+    snprintf(run, sizeof(run), "%s/run", dir);
+    snprintf(straight, sizeof(straight), "%s/straight", dir);
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 2", straight);
+    EXPECTF(run_args(args, &err) == 0, "%s", err); free(err);
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 2 --stop-at 1", run);
+    EXPECTF(run_args(args, &err) == 0, "%s", err); free(err);
+    char *latest = path_join(run, "latest");
+    write_file_atomic(latest, "", 0);
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 2 --resume", run);
+    int rc = run_args(args, &err);
+    EXPECTF(rc == 0 && strstr(err, "no checkpoint in") && !strstr(err, "resumed from"), "exit %d: %s", rc, err);
+    free(err);
+    char *name = read_latest(run), pa[800], pb[800];
+    EXPECTF(!strcmp(name, "checkpoint-00000002"), "latest is '%s'", name);
+    snprintf(pa, sizeof(pa), "%s/checkpoint-00000002/model.safetensors", straight);
+    snprintf(pb, sizeof(pb), "%s/checkpoint-00000002/model.safetensors", run);
+    EXPECTF(file_exists(pb) && test_files_equal(pa, pb), "the weights differ from an uninterrupted run's");
+    free(name); free(latest); free(dir);
 }

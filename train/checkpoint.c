@@ -234,6 +234,29 @@ static void check_free_space(const char *out_dir, const char *name, unsigned lon
           last ? last : "(none: no checkpoint was written)");
 }
 
+static int is_checkpoint_name(const char *s);
+
+// Removes every checkpoint-<step>.tmp folder in out_dir: what saves that were killed or failed (a full
+// disk) left, whatever their step. None can be a save in progress: the run holds the lock on --out.
+static void remove_stale_saves(const char *out_dir) {
+    DIR *d = opendir(out_dir);
+    if (!d) return;
+    char **stale = NULL;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t k = strlen(e->d_name);
+        if (k < 5 || strcmp(e->d_name + k - 4, ".tmp") != 0) continue;
+        char *name = xstrdup(e->d_name);
+        name[k - 4] = 0;
+        if (is_checkpoint_name(name)) { stale = xrealloc(stale, sizeof(char *) * (n + 1)); stale[n++] = path_join(out_dir, e->d_name); }
+        free(name);
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++) { remove_tree(stale[i]); free(stale[i]); }
+    free(stale);
+}
+
 void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_stores, const Optimizer *opt,
                      const char *state_json, const char *base_model_dir, void (*extra)(const char *dir, const void *ctx),
                      const void *ctx) {
@@ -242,7 +265,7 @@ void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_s
     snprintf(tmpname, sizeof(tmpname), "%s.tmp", name);
     snprintf(oldname, sizeof(oldname), "%s.old", name);
     char *final = path_join(out_dir, name), *tmp = path_join(out_dir, tmpname), *old = path_join(out_dir, oldname);
-    remove_tree(tmp);  // a save that was killed (and its space, before the free-space check)
+    remove_stale_saves(out_dir);  // and their space, before the free-space check
     char bad[512] = "";
     int rc = 0;
     // weights
@@ -285,7 +308,13 @@ void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_s
     // publish. A re-save of the same step swaps the new folder in atomically (RENAME_EXCHANGE), so
     // `latest` names a complete folder at every instant; where the filesystem cannot, the old folder is
     // renamed aside first and only removed once the new one is in place.
+    // The first save of a run writes an empty `latest` before its folder appears: a kill between the
+    // rename below and the write of `latest` then leaves "nothing published yet" (the next run starts
+    // afresh and re-saves this step), not a folder without `latest`, which --resume must refuse as a lost
+    // `latest` (found by the kill -9 test of tests/test_checkpoint.c).
+    char *latest = path_join(out_dir, "latest");
     struct stat st;
+    if (lstat(latest, &st) != 0) write_file_atomic(latest, "", 0);
     if (lstat(final, &st) == 0) {
         remove_tree(old);
         if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_EXCHANGE) == 0) {
@@ -296,7 +325,6 @@ void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_s
         }
     } else if (rename(tmp, final) != 0) fatal("%s: cannot rename to %s: %s", tmp, final, strerror(errno));
     sync_dir(out_dir);
-    char *latest = path_join(out_dir, "latest");
     write_file_atomic(latest, name, strlen(name));
     sync_dir(out_dir);
     remove_tree(old);
@@ -320,6 +348,7 @@ char *checkpoint_latest(const char *out_dir) {
     free(latest);
     if (!name) return NULL;
     name[strcspn(name, "\r\n")] = 0;
+    if (!name[0]) { free(name); return NULL; }  // written by a first save that did not get to the end: none yet
     if (!is_checkpoint_name(name))  // never a path that leads out of --out
         fatal("%s/latest holds '%.80s', not the name of a checkpoint folder (checkpoint-<step>)", out_dir, name);
     char *dir = path_join(out_dir, name);
@@ -339,6 +368,10 @@ char *checkpoint_latest(const char *out_dir) {
 
 char *checkpoint_resume_dir(const char *out_dir) {
     char *dir = checkpoint_latest(out_dir);
+    char *latest = path_join(out_dir, "latest");
+    const int have_latest = file_exists(latest);
+    free(latest);
+    if (!dir && have_latest) return NULL;  // an empty `latest`: the run's first save was stopped before it published
     if (!dir) {
         // no `latest`: checkpoints beside it mean it was lost, and starting from step 0 would overwrite them
         DIR *d = opendir(out_dir);
