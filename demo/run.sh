@@ -92,7 +92,8 @@ stage() {
 vlm() {
     "$VLM" "$@" 2> >(tee -a "$LOG" >&2) || { echo "demo/run.sh: stage failed: vlm $* (see $LOG)" >&2; exit 1; }
 }
-# the newest checkpoint of a training output folder (its `latest` file names it)
+# the newest checkpoint of a training output folder (its `latest` file names it; an empty one, left by a
+# first save that was stopped, means none yet: the checks below use -s)
 latest() { echo "$1/$(cat "$1/latest")"; }
 
 # ---- 1. the world ---------------------------------------------------------------------------------------
@@ -136,7 +137,7 @@ cat > "$OUT/clip_config/config.json" <<EOF
    "max_position_embeddings": 48, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
    "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 1}}
 EOF
-if [ ! -e "$OUT/clip/latest" ]; then
+if [ ! -s "$OUT/clip/latest" ]; then
     stage "CLIP contrastive pretraining: $CLIP_STEPS steps of $CLIP_BATCH pairs"
     vlm train --recipe clip --model "$OUT/clip_config" --init random --data "$W/clip.jsonl" --tokenizer "$BPE" \
         --out "$OUT/clip" --steps "$CLIP_STEPS" --batch "$CLIP_BATCH" --lr "$CLIP_LR" --warmup-steps $((CLIP_STEPS / 10)) \
@@ -206,7 +207,7 @@ METHODS=("dpo-seva dpo seva" "dpo-clipdpo dpo clipdpo" "dpo-mvc dpo mvc_dpo" "md
 RUNS=()
 for sseed in $SFT_SEEDS; do
     S=$OUT/sft$sseed
-    if [ ! -e "$S/sft/latest" ]; then
+    if [ ! -s "$S/sft/latest" ]; then
         stage "SFT of the LLaVA (seed $sseed): $SFT_STEPS steps of $SFT_BATCH"
         vlm train --recipe sft --model "$OUT/llava_config" --init random --vision-from "$CLIP" --train "$SFT_TRAIN" \
             --data "$W/sft.jsonl" --template "$TEMPLATE" --out "$S/sft" --steps "$SFT_STEPS" --batch "$SFT_BATCH" --lr "$SFT_LR" \
@@ -255,7 +256,7 @@ for sseed in $SFT_SEEDS; do
     # align NAME RECIPE DATA LR SEED DIR: one run (skipped when done)
     align() {
         local name=$1 recipe=$2 data=$3 lr=$4 seed=$5 dir=$6
-        [ -e "$dir/latest" ] && return
+        [ -s "$dir/latest" ] && return
         vlm train --recipe "$recipe" --model "$SFT" --data "$data" --template "$TEMPLATE" --out "$dir" --steps "$PREF_STEPS" \
             --batch "$PREF_BATCH" --lr "$lr" --warmup-steps $((PREF_STEPS / 10)) --seed "$seed" --device "$DEVICE" \
             --log-every 10 --quiet
@@ -290,7 +291,7 @@ for sseed in $SFT_SEEDS; do
             if [ "$sseed" = "${SFT_SEEDS%% *}" ] && [ "$seed" = "$first" ] && [ ! -e "$R" ]; then
                 ln -sfn "$(cd "$G/lr$lr" && pwd)" "$R"
             fi
-            if [ ! -e "$R/latest" ]; then
+            if [ ! -s "$R/latest" ]; then
                 stage "$name seed $seed at lr $lr: $PREF_STEPS steps of $PREF_BATCH"
                 align "$name" "$recipe" "$data" "$lr" "$seed" "$R"
             fi

@@ -643,6 +643,13 @@ static int write_order_cmp(const void *a, const void *b) {
     return x->idx - y->idx;
 }
 
+uint64_t stw_bytes_bound(const STWriter *w) {
+    // per tensor: its name, JSON-escaped at worst 6 bytes a byte, and its dtype/shape/offsets (< 256 bytes)
+    uint64_t n = 8 + 256;
+    for (int i = 0; i < w->n; i++) n += w->e[i].nbytes + 6 * strlen(w->e[i].name) + 256;
+    return n;
+}
+
 static void stw_free(STWriter *w) {
     for (int i = 0; i < w->n; i++) {
         free(w->e[i].name);

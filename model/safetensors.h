@@ -60,6 +60,8 @@ void stw_add(STWriter *w, const char *name, DType dtype, int ndim, const int64_t
 void stw_add_nocopy(STWriter *w, const char *name, DType dtype, int ndim, const int64_t *shape, const void *data);
 // Convenience: add fp32 host data stored as `dtype` (F32, F16 or BF16), converting with round-to-nearest-even.
 void stw_add_f32(STWriter *w, const char *name, DType dtype, int ndim, const int64_t *shape, const float *data);
+// An upper bound of the bytes stw_write will write: the tensors plus a generous header (for a free-space check).
+uint64_t stw_bytes_bound(const STWriter *w);
 // Writes to path (via path.tmp, fsync, rename) and frees the writer. Dies naming the file on I/O errors.
 // The header holds "__metadata__" {"format": "pt"} plus the pairs (a "format" pair replaces the default);
 // tensors are laid out largest element size first, so each is aligned to its element size in the file.

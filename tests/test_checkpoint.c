@@ -2,13 +2,20 @@
 // reaches a shell, state.json values are range-checked, damaged files are caught by the manifest's
 // CRC-32 at --resume, non-finite values are never published, a lost `latest` is an error, a re-save
 // replaces the folder whole, a second run on one --out is refused, a full disk under the metrics fails
-// the run, and SIGINT/SIGTERM/SIGHUP stop with a checkpoint and the command that resumes.
+// the run, and SIGINT/SIGTERM/SIGHUP stop with a checkpoint and the command that resumes. Faults during
+// the save itself: kill -9 at random points (the latest checkpoint always resumes, bit-exactly), a write
+// that fails halfway (file-size limit), a read-only --out, and too little free space.
 #include <cJSON.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../model/safetensors.h"
@@ -373,4 +380,312 @@ TEST(train_clip_stop_signal_saves_and_resumes) {
     snprintf(args, sizeof(args), "--recipe clip --model tests/fixtures/models/clip --data %s --batch 2 --device cpu --quiet", data);
     check_stop_signal("sig_clip", args, "HUP", 1);
     free(data); free(dir);
+}
+
+// ---- faults during a save ----
+
+extern char **environ;
+
+#define KILL_STEPS 8
+// the kill -9 runs: KILL_STEPS steps with a checkpoint after each, resuming from what is there
+static pid_t spawn_train(const char *out, const char *errpath) {
+    char steps[16];
+    snprintf(steps, sizeof(steps), "%d", KILL_STEPS);
+    char *argv[] = {(char *)vlm_bin(), "train", "--recipe", "sft", "--model", GQA, "--data", "tests/fixtures/train/sft.jsonl",
+                    "--batch", "4", "--device", "cpu", "--quiet", "--out", (char *)out, "--steps", steps, "--save-every", "1",
+                    "--resume", NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid;
+    // posix_spawn, not fork: the test process may hold OpenMP threads
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) fatal("cannot start %s: %s", argv[0], strerror(rc));
+    return pid;
+}
+
+static void sleep_s(double s) {
+    struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0) {}
+}
+
+// What a save leaves while it runs: a checkpoint-*.tmp folder (or the .old one of a re-save), latest.tmp.
+// Each is known by inode and change time, so that one a killed save left behind (a later save of that
+// step removes it) is told apart from one a new save made.
+typedef struct {
+    int n;
+    ino_t ino[32];
+    long long ctime_ns[32];
+} SaveMarks;
+
+// The save marks in out now (into *now, may be NULL); returns how many are not in *before (may be NULL):
+// nonzero while a save that started after `before` was taken is in progress.
+static int save_marks(const char *out, const SaveMarks *before, SaveMarks *now) {
+    DIR *d = opendir(out);
+    int fresh = 0;
+    if (now) now->n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        const int mark = (!strncmp(e->d_name, "checkpoint-", 11) && (strstr(e->d_name, ".tmp") || strstr(e->d_name, ".old"))) ||
+                         !strcmp(e->d_name, "latest.tmp");
+        struct stat st;
+        char *p = path_join(out, e->d_name);
+        int ok = mark && lstat(p, &st) == 0;
+        free(p);
+        if (!ok) continue;
+        const long long ct = (long long)st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec;
+        int seen = 0;
+        for (int i = 0; before && i < before->n; i++) seen |= before->ino[i] == st.st_ino && before->ctime_ns[i] == ct;
+        fresh += !seen;
+        if (now && now->n < 32) { now->ino[now->n] = st.st_ino; now->ctime_ns[now->n++] = ct; }
+    }
+    if (d) closedir(d);
+    return fresh;
+}
+
+// checkpoint_resume_dir (latest, its folder, every file against the manifest) without dying; 0 when it
+// passes or there is no checkpoint yet, else -1 with the message in msg.
+static int latest_loads(const char *out, char *msg, size_t len) {
+    jmp_buf jb;
+    jmp_buf *prev = fatal_catch;
+    fatal_catch = &jb;
+    int rc = 0;
+    if (setjmp(jb) == 0) {
+        char *dir = checkpoint_resume_dir(out);
+        free(dir);
+    } else {
+        snprintf(msg, len, "%s", fatal_message);
+        rc = -1;
+    }
+    fatal_catch = prev;
+    return rc;
+}
+
+// 1 while pid runs (an ended one is left to be waited for)
+static int running(pid_t pid) {
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0;
+}
+
+// Waits for pid to end; returns its wait status.
+static int wait_pid(pid_t pid) {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {}
+    return status;
+}
+
+// kill -9 at random points of runs that save after every step, each run resuming from what the last one
+// left: odd kills at a uniform time in the run, even ones at a uniform time inside a save (after its
+// .tmp folder appears, within the save time measured on an uninterrupted run). After each kill the latest
+// checkpoint passes its manifest and the next run resumes from it (never an error), and the run that gets
+// to the end has the weights and optimizer state of the uninterrupted run, byte for byte. The kills wait
+// for events rather than fixed times, so a slow machine gets the same coverage.
+TEST(checkpoint_kill9_during_saves_resumes_bit_exactly) {
+    char *ref = fresh_dir("kill_ref"), errp[700], msg[1024];
+    snprintf(errp, sizeof(errp), "%s.err", ref);
+    // the uninterrupted run, watched: how long it takes and how long a save takes
+    double t0 = now_seconds(), t_saving = 0, t_seen = 0;
+    int saving = 0, status = 0;
+    pid_t pid = spawn_train(ref, errp);
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        int now = save_marks(ref, NULL, NULL) > 0;
+        double t = now_seconds();
+        if (now && !saving) t_seen = t;
+        if (!now && saving) t_saving += t - t_seen;
+        saving = now;
+        sleep_s(0.0002);
+    }
+    // (a save shows a checkpoint-*.tmp folder, then latest.tmp: what the watch sees, over the saves)
+    const double t_run = now_seconds() - t0, t_save = t_saving > 0 ? t_saving / KILL_STEPS : 0.01;
+    EXPECTF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the uninterrupted run failed (status %d)", status);
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+    srand(seed);
+    int kills = 0, mid_save = 0, rounds = 0;
+    // rounds of kills until a run gets to the end; again while there were fewer than 8 kills (a round
+    // ends early when runs finish before their kill: the machine got faster than for the timed run)
+    while (kills < 8 && rounds < 4 && !test_failures_in_current()) {
+        char name[32];
+        snprintf(name, sizeof(name), "kill_%d", rounds++);
+        char *out = fresh_dir(name);
+        snprintf(errp, sizeof(errp), "%s.err", out);
+        for (int trial = 0;; trial++) {
+            const int last = trial == 12;  // then the run goes to the end
+            SaveMarks before;
+            save_marks(out, NULL, &before);  // what earlier kills left
+            pid = spawn_train(out, errp);
+            if (!last && trial % 2 == 0) {  // inside a save
+                double t = now_seconds();
+                while (!save_marks(out, &before, NULL) && now_seconds() - t < 5 * t_run && running(pid))
+                    sleep_s(0.0002);
+                sleep_s(1.2 * t_save * rand() / RAND_MAX);
+            } else if (!last) {  // a uniform time within what is left of the run: the start-up, then the steps still to do
+                char *name = read_latest(out);
+                int done = 0;
+                if (sscanf(name, "checkpoint-%d", &done) != 1) done = 0;
+                free(name);
+                sleep_s(t_run * (0.3 + 0.7 * (KILL_STEPS - done) / KILL_STEPS) * rand() / RAND_MAX);
+            }
+            if (!last) kill(pid, SIGKILL);  // a no-op if the run is over (a zombie until waited for)
+            status = wait_pid(pid);
+            if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+                kills++;
+                mid_save += save_marks(out, &before, NULL) > 0;
+                EXPECTF(latest_loads(out, msg, sizeof(msg)) == 0, "seed %u, round %d, kill %d: the latest checkpoint does not load: %s",
+                        seed, rounds, trial, msg);
+                continue;
+            }
+            char *err = try_read_file(errp, NULL);
+            EXPECTF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "seed %u, round %d, run %d after a kill -9: status %d: %s", seed,
+                    rounds, trial, status, err ? err : "");
+            free(err);
+            break;
+        }
+        const char *files[2] = {"model.safetensors", "optimizer.safetensors"};
+        for (int i = 0; i < 2; i++) {
+            char pa[700], pb[700];
+            snprintf(pa, sizeof(pa), "%s/checkpoint-%08d/%s", ref, KILL_STEPS, files[i]);
+            snprintf(pb, sizeof(pb), "%s/checkpoint-%08d/%s", out, KILL_STEPS, files[i]);
+            EXPECTF(file_exists(pb) && test_files_equal(pa, pb), "seed %u, round %d: %s differs from the uninterrupted run's", seed,
+                    rounds, files[i]);
+        }
+        free(out);
+    }
+    // the counts only show that the kills happened (the checks above are what a defect fails); on a busy
+    // machine fewer land, hence 6 of the 8 sought
+    EXPECTF(kills >= 6 && mid_save >= 1, "only %d kills, %d of them during a save (%d rounds)", kills, mid_save, rounds);
+    if (getenv("VLM_TEST_VERBOSE"))
+        fprintf(stderr, "kill -9: %d kills, %d during a save, %d rounds; run %.2f s, save %.3f s, seed %u\n", kills, mid_save,
+                rounds, t_run, t_save, seed);
+    free(ref);
+}
+
+// A save whose write fails halfway (a file-size limit of 128-256 KiB, below the 290 KiB of weights; dash
+// counts 512-byte blocks, bash 1 KiB; SIGXFSZ ignored so write() fails with EFBIG): the run fails naming
+// the file, `latest` still names the last good checkpoint, nothing half-written is published, and the
+// next runs resume from there, clear the half-written folder away and save the step.
+TEST(checkpoint_short_write_during_save) {
+    char *dir = fresh_dir("shortwrite"), args[2048], cmd[2400], *err;
+    snprintf(args, sizeof(args), "train " SFT " --out %s/run --steps 2", dir);
+    EXPECTF(run_args(args, &err) == 0, "%s", err); free(err);
+    snprintf(cmd, sizeof(cmd), "ulimit -f 256; trap '' XFSZ; exec %s train " SFT " --out %s/run --steps 4 --resume >%s/out 2>%s/err",
+             vlm_bin(), dir, dir, dir);
+    int status = test_shell(cmd);
+    char p[700], run[700];
+    snprintf(p, sizeof(p), "%s/err", dir);
+    snprintf(run, sizeof(run), "%s/run", dir);
+    err = try_read_file(p, NULL);
+    EXPECTF(status != 0 && err && strstr(err, "checkpoint-00000004.tmp/model.safetensors.tmp: write failed: File too large"),
+            "status %d: %s", status, err ? err : "");
+    free(err);
+    char *latest = read_latest(run);
+    EXPECTF(!strcmp(latest, "checkpoint-00000002"), "latest is '%s'", latest);
+    EXPECT(!exists(run, "checkpoint-00000004") && exists(run, "checkpoint-00000004.tmp"));
+    // the next save, of another step, removes what the failed one left (its space counts on a full disk)
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 3 --resume", run);
+    EXPECTF(run_args(args, &err) == 0 && strstr(err, "resumed from"), "after the failed save: %s", err); free(err);
+    EXPECT(exists(run, "checkpoint-00000003/manifest.json") && !exists(run, "checkpoint-00000004.tmp"));
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 4 --resume", run);
+    EXPECTF(run_args(args, &err) == 0 && strstr(err, "resumed from"), "after the failed save: %s", err); free(err);
+    EXPECT(exists(run, "checkpoint-00000004/manifest.json") && !exists(run, "checkpoint-00000004.tmp"));
+    free(latest); free(dir);
+}
+
+// Like run_args with `prefix` before the binary (an environment setting, a wrapper); the exit code as
+// test_run_vlm gives it.
+static int run_prefixed(const char *prefix, const char *args, char **err) {
+    char *errp = path_join(test_tmpdir(), "prefixed.err"), *cmd = xmalloc(strlen(prefix) + strlen(args) + strlen(errp) + 600);
+    sprintf(cmd, "%s %s %s >/dev/null 2>%s", prefix, vlm_bin(), args, errp);
+    int status = test_shell(cmd);
+    *err = try_read_file(errp, NULL);
+    if (!*err) *err = xstrdup("");
+    free(cmd); free(errp);
+    return status < 0 ? 127 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Runs the command line with write permission checks in force: as root (CI, containers) CAP_DAC_OVERRIDE
+// would let it write into a mode-555 folder, so the capability is dropped for the child (setpriv).
+static int run_args_unprivileged(const char *args, char **err) {
+    return run_prefixed(geteuid() == 0 ? "setpriv --bounding-set=-dac_override,-dac_read_search" : "", args, err);
+}
+
+// A read-only --out: resuming there, a fresh run into it, and a run below it all stop before training
+// with the path and the reason, and leave the checkpoint as it was; writable again, the run resumes.
+TEST(checkpoint_read_only_out) {
+    char *dir = fresh_dir("readonly"), args[2048], run[700], *err;
+    snprintf(run, sizeof(run), "%s/run", dir);
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 2", run);
+    EXPECTF(run_args(args, &err) == 0, "%s", err); free(err);
+    char *empty = path_join(dir, "empty");
+    mkdir_p(empty);
+    EXPECT(chmod(run, 0555) == 0 && chmod(empty, 0555) == 0);
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 4 --resume", run);
+    int rc = run_args_unprivileged(args, &err);
+    EXPECTF(rc == 1 && strstr(err, run) && strstr(err, "Permission denied"), "resume: exit %d: %s", rc, err);
+    free(err);
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 2", empty);
+    rc = run_args_unprivileged(args, &err);
+    EXPECTF(rc == 1 && strstr(err, "cannot open the lock file: Permission denied"), "fresh: exit %d: %s", rc, err);
+    free(err);
+    snprintf(args, sizeof(args), "train " SFT " --out %s/sub --steps 2", run);
+    rc = run_args_unprivileged(args, &err);
+    EXPECTF(rc == 1 && strstr(err, "/sub: cannot create: Permission denied"), "below: exit %d: %s", rc, err);
+    free(err);
+    EXPECT(chmod(run, 0755) == 0 && chmod(empty, 0755) == 0);
+    char *latest = read_latest(run);
+    EXPECTF(!strcmp(latest, "checkpoint-00000002"), "latest is '%s'", latest);
+    EXPECT(!exists(run, "sub") && !exists(run, "checkpoint-00000004") && !exists(empty, ".lock"));
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 3 --resume", run);
+    EXPECTF(run_args(args, &err) == 0 && strstr(err, "resumed from"), "writable again: %s", err); free(err);
+    free(latest); free(empty); free(dir);
+}
+
+// Too little free space for a checkpoint (VLM_TEST_FREE_BYTES stands in for statvfs): the save is refused
+// before anything is written, with both figures and the last good checkpoint; with room it goes ahead.
+TEST(checkpoint_free_space_is_checked_before_a_save) {
+    char *dir = fresh_dir("freespace"), args[2048], run[700], *err;
+    snprintf(run, sizeof(run), "%s/run", dir);
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 2", run);
+    EXPECTF(run_args(args, &err) == 0, "%s", err); free(err);
+    // 0.7 MB of checkpoint (weights, optimizer) fits in 1 MB, but not with the 16 MiB margin
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 3 --resume", run);
+    int rc = run_prefixed("VLM_TEST_FREE_BYTES=1000000", args, &err);
+    EXPECTF(rc == 1 && strstr(err, "1.0 MiB free, but checkpoint-00000003 needs 0.") && strstr(err, "plus a margin of 16.0 MiB") &&
+                strstr(err, "the last good checkpoint is") && strstr(err, "checkpoint-00000002"),
+            "exit %d: %s", rc, err);
+    free(err);
+    EXPECT(!exists(run, "checkpoint-00000003") && !exists(run, "checkpoint-00000003.tmp"));
+    char *latest = read_latest(run);
+    EXPECTF(!strcmp(latest, "checkpoint-00000002"), "latest is '%s'", latest);
+    EXPECTF(run_prefixed("VLM_TEST_FREE_BYTES=18000000", args, &err) == 0, "with 18 MB free: %s", err); free(err);
+    EXPECT(exists(run, "checkpoint-00000003/manifest.json"));
+    free(latest); free(dir);
+}
+
+// The state a kill leaves between the first save's rename and its write of `latest` (the kill -9 loop
+// above found it: a folder without `latest`, refused by --resume as a lost `latest`): the first save
+// writes an empty `latest` before publishing, and --resume takes it as nothing published yet, starts
+// afresh and re-saves the step, to the bytes of an uninterrupted run.
+TEST(checkpoint_first_save_stopped_before_latest) {
+    char *dir = fresh_dir("firstsave"), args[2048], run[700], straight[700], *err;
+    snprintf(run, sizeof(run), "%s/run", dir);
+    snprintf(straight, sizeof(straight), "%s/straight", dir);
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 2", straight);
+    EXPECTF(run_args(args, &err) == 0, "%s", err); free(err);
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 2 --stop-at 1", run);
+    EXPECTF(run_args(args, &err) == 0, "%s", err); free(err);
+    char *latest = path_join(run, "latest");
+    write_file_atomic(latest, "", 0);
+    snprintf(args, sizeof(args), "train " SFT " --out %s --steps 2 --resume", run);
+    int rc = run_args(args, &err);
+    EXPECTF(rc == 0 && strstr(err, "no checkpoint in") && !strstr(err, "resumed from"), "exit %d: %s", rc, err);
+    free(err);
+    char *name = read_latest(run), pa[800], pb[800];
+    EXPECTF(!strcmp(name, "checkpoint-00000002"), "latest is '%s'", name);
+    snprintf(pa, sizeof(pa), "%s/checkpoint-00000002/model.safetensors", straight);
+    snprintf(pb, sizeof(pb), "%s/checkpoint-00000002/model.safetensors", run);
+    EXPECTF(file_exists(pb) && test_files_equal(pa, pb), "the weights differ from an uninterrupted run's");
+    free(name); free(latest); free(dir);
 }

@@ -26,6 +26,9 @@
 #define LLVMFuzzerTestOneInput fuzz_image
 #include "fuzz/fuzz_image.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_manifest
+#include "fuzz/fuzz_manifest.c"
+#undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fuzz_preprocess_config
 #include "fuzz/fuzz_preprocess_config.c"
 #undef LLVMFuzzerTestOneInput
@@ -40,6 +43,9 @@
 #undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fuzz_sentencepiece
 #include "fuzz/fuzz_sentencepiece.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_state
+#include "fuzz/fuzz_state.c"
 #undef LLVMFuzzerTestOneInput
 
 typedef int (*FuzzFn)(const uint8_t *, size_t);
@@ -90,8 +96,35 @@ TEST(fuzz_regression_corpus_replays) {
     EXPECT(replay(fuzz_preprocess_config, "preprocess_config") >= 1);
     EXPECT(replay(fuzz_shard, "shard") >= 1);
     EXPECT(replay(fuzz_eval, "eval") >= 2);
+    EXPECT(replay(fuzz_state, "state") >= 4);
+    EXPECT(replay(fuzz_manifest, "manifest") >= 2);
     // no committed inputs yet for these two (their seeds are the shared tokenizers, 0.5 and 1.3 MB):
     // replayed when a crash input is added
     replay(fuzz_sentencepiece, "sentencepiece");
     replay(fuzz_clip_bpe, "clip_bpe");
+}
+
+// The checkpoint seeds start the fuzzer on the paths that pass, not only on refusals: every state.json
+// seed (from real runs) is valid under the target's limits, and good.json verifies the target's folder.
+TEST(fuzz_checkpoint_seeds_pass) {
+    const char *states[4] = {"sft_step4.json", "sft_step8.json", "sft_step12.json", "sft_batch3_step3.json"};
+    for (int i = 0; i < 4; i++) {
+        char *p = path_join("tests/fuzz/seeds/state", states[i]), *text = read_file(p, NULL), err[512] = "";
+        CheckpointState st;
+        EXPECTF(checkpoint_state_parse(text, p, &fuzz_state_limits, &st, err, sizeof(err)) == 0, "%s: %s", p, err);
+        free(text);
+        free(p);
+    }
+    size_t n;
+    char *good = read_file("tests/fuzz/seeds/manifest/good.json", &n);
+    fuzz_manifest((const uint8_t *)good, n);
+    EXPECTF(fatal_message[0] == 0, "good.json does not verify: %s", fatal_message);
+    // and a changed size is caught (the target reports refusals through fatal_message)
+    char *bad = xstrdup(good), *at = strstr(bad, "\"bytes\":\t8");
+    EXPECT(at != NULL);
+    if (at) at[9] = '9';
+    fuzz_manifest((const uint8_t *)bad, n);
+    EXPECTF(strstr(fatal_message, "model.safetensors: 8 bytes, but manifest.json says 9"), "changed size: '%s'", fatal_message);
+    free(bad);
+    free(good);
 }

@@ -4,12 +4,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -195,6 +197,66 @@ void checkpoint_verify(const char *ckpt_dir) {
     free(mp);
 }
 
+// Bytes of dir/name, 0 when it is not there.
+static unsigned long long file_bytes(const char *dir, const char *name) {
+    char *p = path_join(dir, name);
+    struct stat st;
+    unsigned long long n = stat(p, &st) == 0 ? (unsigned long long)st.st_size : 0;
+    free(p);
+    return n;
+}
+
+// The free bytes of the filesystem that holds dir, for an unprivileged writer; -1 when unknown.
+// VLM_TEST_FREE_BYTES replaces the figure (the tests use it to fill a disk that is not full).
+static long long free_bytes(const char *dir) {
+    const char *fake = getenv("VLM_TEST_FREE_BYTES");
+    if (fake && fake[0]) return strtoll(fake, NULL, 10);
+    struct statvfs v;
+    if (statvfs(dir, &v) != 0) return -1;
+    unsigned long long n = (unsigned long long)v.f_bavail * v.f_frsize;
+    return n > (unsigned long long)LLONG_MAX ? LLONG_MAX : (long long)n;
+}
+
+// Refuses a save that would not fit: before, a full disk was found by a failed write() halfway through the
+// folder, and with --save-every 0 only at the final save. The margin (5% + 16 MiB) leaves room for what
+// the run writes beside the checkpoint (metrics, the plot) and for filesystem overhead.
+static void check_free_space(const char *out_dir, const char *name, unsigned long long need) {
+    long long have = free_bytes(out_dir);
+    if (have < 0) {
+        fprintf(stderr, "vlm: warning: %s: cannot tell the free space (%s); saving %s anyway\n", out_dir, strerror(errno), name);
+        return;
+    }
+    const unsigned long long margin = need / 20 + (16ULL << 20);
+    if ((unsigned long long)have >= need + margin) return;
+    char *last = checkpoint_latest(out_dir);
+    fatal("%s: %.1f MiB free, but %s needs %.1f MiB plus a margin of %.1f MiB; not saving it. Free some space or move the run "
+          "to another --out; the last good checkpoint is %s", out_dir, have / 1048576.0, name, need / 1048576.0, margin / 1048576.0,
+          last ? last : "(none: no checkpoint was written)");
+}
+
+static int is_checkpoint_name(const char *s);
+
+// Removes every checkpoint-<step>.tmp folder in out_dir: what saves that were killed or failed (a full
+// disk) left, whatever their step. None can be a save in progress: the run holds the lock on --out.
+static void remove_stale_saves(const char *out_dir) {
+    DIR *d = opendir(out_dir);
+    if (!d) return;
+    char **stale = NULL;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t k = strlen(e->d_name);
+        if (k < 5 || strcmp(e->d_name + k - 4, ".tmp") != 0) continue;
+        char *name = xstrdup(e->d_name);
+        name[k - 4] = 0;
+        if (is_checkpoint_name(name)) { stale = xrealloc(stale, sizeof(char *) * (n + 1)); stale[n++] = path_join(out_dir, e->d_name); }
+        free(name);
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++) { remove_tree(stale[i]); free(stale[i]); }
+    free(stale);
+}
+
 void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_stores, const Optimizer *opt,
                      const char *state_json, const char *base_model_dir, void (*extra)(const char *dir, const void *ctx),
                      const void *ctx) {
@@ -203,8 +265,7 @@ void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_s
     snprintf(tmpname, sizeof(tmpname), "%s.tmp", name);
     snprintf(oldname, sizeof(oldname), "%s.old", name);
     char *final = path_join(out_dir, name), *tmp = path_join(out_dir, tmpname), *old = path_join(out_dir, oldname);
-    remove_tree(tmp);  // a save that was killed
-    if (mkdir(tmp, 0755) != 0) fatal("%s: cannot create: %s", tmp, strerror(errno));
+    remove_stale_saves(out_dir);  // and their space, before the free-space check
     char bad[512] = "";
     int rc = 0;
     // weights
@@ -221,11 +282,17 @@ void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_s
         if (!rc && opt->master[s]) rc = add_store(wo, ps, opt->master[s], be->acc_bytes, acc_dtype(be), "master.", bad, sizeof(bad));
     }
     if (rc) {
-        remove_tree(tmp);
         char *last = checkpoint_latest(out_dir);
         fatal("step %d: %s; not publishing %s. The last good checkpoint is %s", step, bad, name,
               last ? last : "(none: no checkpoint was written)");
     }
+    // what the folder will hold: the two tensor files, state.json, the base model's files copied below, and
+    // 64 KiB for the manifest and the extra files (the LoRA settings)
+    static const char *copied[5] = {"config.json", "preprocessor_config.json", "tokenizer.model", "tokenizer.json", "tokenizer_config.json"};
+    unsigned long long need = stw_bytes_bound(w) + stw_bytes_bound(wo) + strlen(state_json) + (64u << 10);
+    for (int i = 0; i < 5; i++) need += file_bytes(base_model_dir, copied[i]);
+    check_free_space(out_dir, name, need);
+    if (mkdir(tmp, 0755) != 0) fatal("%s: cannot create: %s", tmp, strerror(errno));
     char *p = path_join(tmp, "model.safetensors");
     stw_write(w, p, NULL);
     free(p);
@@ -235,17 +302,19 @@ void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_s
     p = path_join(tmp, "state.json");
     write_file_atomic(p, state_json, strlen(state_json));
     free(p);
-    copy_file_if_exists(base_model_dir, tmp, "config.json");
-    copy_file_if_exists(base_model_dir, tmp, "preprocessor_config.json");
-    copy_file_if_exists(base_model_dir, tmp, "tokenizer.model");
-    copy_file_if_exists(base_model_dir, tmp, "tokenizer.json");
-    copy_file_if_exists(base_model_dir, tmp, "tokenizer_config.json");
+    for (int i = 0; i < 5; i++) copy_file_if_exists(base_model_dir, tmp, copied[i]);
     if (extra) extra(tmp, ctx);
     checkpoint_write_manifest(tmp);  // last: it seals every file above
     // publish. A re-save of the same step swaps the new folder in atomically (RENAME_EXCHANGE), so
     // `latest` names a complete folder at every instant; where the filesystem cannot, the old folder is
     // renamed aside first and only removed once the new one is in place.
+    // The first save of a run writes an empty `latest` before its folder appears: a kill between the
+    // rename below and the write of `latest` then leaves "nothing published yet" (the next run starts
+    // afresh and re-saves this step), not a folder without `latest`, which --resume must refuse as a lost
+    // `latest` (found by the kill -9 test of tests/test_checkpoint.c).
+    char *latest = path_join(out_dir, "latest");
     struct stat st;
+    if (lstat(latest, &st) != 0) write_file_atomic(latest, "", 0);
     if (lstat(final, &st) == 0) {
         remove_tree(old);
         if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_EXCHANGE) == 0) {
@@ -256,7 +325,6 @@ void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_s
         }
     } else if (rename(tmp, final) != 0) fatal("%s: cannot rename to %s: %s", tmp, final, strerror(errno));
     sync_dir(out_dir);
-    char *latest = path_join(out_dir, "latest");
     write_file_atomic(latest, name, strlen(name));
     sync_dir(out_dir);
     remove_tree(old);
@@ -280,6 +348,7 @@ char *checkpoint_latest(const char *out_dir) {
     free(latest);
     if (!name) return NULL;
     name[strcspn(name, "\r\n")] = 0;
+    if (!name[0]) { free(name); return NULL; }  // written by a first save that did not get to the end: none yet
     if (!is_checkpoint_name(name))  // never a path that leads out of --out
         fatal("%s/latest holds '%.80s', not the name of a checkpoint folder (checkpoint-<step>)", out_dir, name);
     char *dir = path_join(out_dir, name);
@@ -299,6 +368,10 @@ char *checkpoint_latest(const char *out_dir) {
 
 char *checkpoint_resume_dir(const char *out_dir) {
     char *dir = checkpoint_latest(out_dir);
+    char *latest = path_join(out_dir, "latest");
+    const int have_latest = file_exists(latest);
+    free(latest);
+    if (!dir && have_latest) return NULL;  // an empty `latest`: the run's first save was stopped before it published
     if (!dir) {
         // no `latest`: checkpoints beside it mean it was lost, and starting from step 0 would overwrite them
         DIR *d = opendir(out_dir);

@@ -15,10 +15,12 @@
 void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_stores, const Optimizer *opt,
                      const char *state_json, const char *base_model_dir, void (*extra)(const char *dir, const void *ctx),
                      const void *ctx);
-// The newest checkpoint folder of out_dir (fresh string), or NULL when there is none.
+// The newest checkpoint folder of out_dir (fresh string), or NULL when there is none (no `latest`, or an
+// empty one: the first save writes it empty before publishing).
 char *checkpoint_latest(const char *out_dir);
 // The checkpoint --resume continues from (fresh string), its files verified against its manifest; NULL
-// when out_dir has no checkpoint. Dies when `latest` is missing but checkpoint folders are there (naming
+// when out_dir has no checkpoint or an empty `latest` (a first save stopped between publishing its folder
+// and naming it, which the next run saves again). Dies when `latest` is missing but checkpoint folders are there (naming
 // them), when it names a missing folder, or when a file does not match the manifest.
 char *checkpoint_resume_dir(const char *out_dir);
 // Writes ckpt_dir/manifest.json: the size and CRC-32 of every other file in the folder.

@@ -28,11 +28,35 @@ static inline void fuzz_fds_restore(const FuzzFds *f) {
         if (!f->open[fd] && fcntl(fd + 3, F_GETFD) != -1) close(fd + 3);
 }
 
+// Where scratch files go: /dev/shm (memory) when it is there, else /tmp. Rewriting a file on disk every
+// run is slow (ext4 flushes a truncated file on close): in 5 s on an idle 2-core machine, /tmp against
+// /dev/shm gave records 19k against 66k runs, safetensors 14k against 34k, manifest 24k against 155k
+// (and manifest 4.5k in 16 s against 425k in 11 s while other jobs loaded the machine).
+static inline const char *fuzz_tmp_base(void) {
+    static const char *base;
+    if (!base) base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    return base;
+}
+
+// The scratch files written so far (one per extension), removed at exit: in /dev/shm they hold memory.
+static char fuzz_scratch[8][128];
+static int fuzz_n_scratch;
+
+static inline void fuzz_scratch_remove(void) {
+    for (int i = 0; i < fuzz_n_scratch; i++) unlink(fuzz_scratch[i]);
+}
+
 // A per-process scratch file holding the input, for parsers that read from a path. `ext` matters to
 // readers that pick a format by name (".jsonl" vs ".json").
 static inline const char *fuzz_write_file(const uint8_t *data, size_t size, const char *ext) {
     static char path[128];
-    snprintf(path, sizeof(path), "/tmp/vlm_fuzz_%d%s", (int)getpid(), ext);
+    snprintf(path, sizeof(path), "%s/vlm_fuzz_%d%s", fuzz_tmp_base(), (int)getpid(), ext);
+    int known = 0;
+    for (int i = 0; i < fuzz_n_scratch; i++) known |= !strcmp(fuzz_scratch[i], path);
+    if (!known && fuzz_n_scratch < 8) {
+        if (!fuzz_n_scratch) atexit(fuzz_scratch_remove);
+        snprintf(fuzz_scratch[fuzz_n_scratch++], sizeof(fuzz_scratch[0]), "%s", path);
+    }
     FILE *f = fopen(path, "wb");
     if (!f) { perror(path); abort(); }
     if (size && fwrite(data, 1, size, f) != size) { perror(path); abort(); }
