@@ -39,12 +39,16 @@ BPE=${BPE:-$TOK/clip_bpe_simple_vocab_16e6.txt.gz}
 
 # Sizes. TRAIN training scenes (each a caption and QA questions QA), EVAL test scenes (POPE: ~4.4 questions per
 # scene and split), VAL validation scenes, PAIRS minimal-contrast pairs; HARD the fraction of faint objects,
-# FAINT their opacity. The alignment budget is PREF_STEPS steps of PREF_BATCH pairs for every method; GRID the
-# learning rates tried on the validation split (the first seed's run at the chosen rate is reused).
+# FAINT their opacity. The training split's priors: PRIOR how often a shape takes its typical colour, COOC how
+# often a later object is an earlier one's partner, UNSEEN how often such a partner is hidden (named by the
+# scene's SFT text, not drawn: where the image cannot refute it, the model learns the co-occurrence prior,
+# POPE's adversarial hallucination). The alignment budget is PREF_STEPS steps of PREF_BATCH pairs for every
+# method; GRID the learning rates tried on the validation split (the first seed's run at the chosen rate is
+# reused).
 case $CONFIG in
 test)   # the test suite's run (tests/test_demo.c): every stage at the smallest size, in well under a minute
     SEEDS=${SEEDS:-1}
-    SIZE=32; PATCH=8; TRAIN=40; EVAL=4; VAL=3; PAIRS=16; HARD=0.2; FAINT=0.35; QA=3; EXIST=0.5
+    SIZE=32; PATCH=8; TRAIN=40; EVAL=4; VAL=3; PAIRS=16; HARD=0.2; FAINT=0.35; QA=3; EXIST=0.5; PRIOR=0.6; COOC=0.9; UNSEEN=0.3
     CLIP_WIDTH=32; CLIP_LAYERS=2; CLIP_STEPS=6; CLIP_BATCH=16; CLIP_LR=5e-4
     LM_WIDTH=32; LM_LAYERS=1; LM_FFN=64
     SFT_STEPS=6; SFT_BATCH=8; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
@@ -53,8 +57,8 @@ test)   # the test suite's run (tests/test_demo.c): every stage at the smallest 
     ;;
 cpu)    # 2 cores, about 20 minutes: the study, with one SFT model and SEEDS alignment runs of each method
     SEEDS=${SEEDS:-1 2 3}
-    SIZE=48; PATCH=16; TRAIN=6000; EVAL=240; VAL=60; PAIRS=1200; HARD=0.2; FAINT=0.35; QA=6; EXIST=0.5
-    CLIP_WIDTH=96; CLIP_LAYERS=3; CLIP_STEPS=800; CLIP_BATCH=64; CLIP_LR=5e-4
+    SIZE=48; PATCH=16; TRAIN=6000; EVAL=240; VAL=60; PAIRS=1200; HARD=0.2; FAINT=0.35; QA=6; EXIST=0.5; PRIOR=0.6; COOC=0.9; UNSEEN=0.3
+    CLIP_WIDTH=96; CLIP_LAYERS=3; CLIP_STEPS=2400; CLIP_BATCH=64; CLIP_LR=5e-4
     LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
     SFT_STEPS=8000; SFT_BATCH=32; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
     PREF_QUESTIONS=600; CANDIDATES=4; PREF_STEPS=300; PREF_BATCH=16; GRID="3e-5 1e-4 3e-4"
@@ -62,7 +66,7 @@ cpu)    # 2 cores, about 20 minutes: the study, with one SFT model and SEEDS ali
     ;;
 full)   # one GPU: the same study, larger, three SFT seeds
     SEEDS=${SEEDS:-1 2 3}
-    SIZE=64; PATCH=8; TRAIN=20000; EVAL=480; VAL=120; PAIRS=4000; HARD=0.2; FAINT=0.35; QA=6; EXIST=0.5
+    SIZE=64; PATCH=8; TRAIN=20000; EVAL=480; VAL=120; PAIRS=4000; HARD=0.2; FAINT=0.35; QA=6; EXIST=0.5; PRIOR=0.6; COOC=0.9; UNSEEN=0.3
     CLIP_WIDTH=256; CLIP_LAYERS=6; CLIP_STEPS=3000; CLIP_BATCH=256; CLIP_LR=5e-4
     LM_WIDTH=512; LM_LAYERS=6; LM_FFN=1376
     SFT_STEPS=6000; SFT_BATCH=64; SFT_LR=5e-4; SFT_TRAIN=projector,decoder
@@ -99,9 +103,9 @@ latest() { echo "$1/$(cat "$1/latest")"; }
 # ---- 1. the world ---------------------------------------------------------------------------------------
 W=$OUT/world
 if [ ! -f "$W/world.json" ]; then
-    stage "synthetic world: $TRAIN training scenes, $EVAL test and $VAL validation scenes, $PAIRS contrast pairs, ${SIZE}px, $HARD faint"
+    stage "synthetic world: $TRAIN training scenes, $EVAL test and $VAL validation scenes, $PAIRS contrast pairs, ${SIZE}px, $HARD faint, $UNSEEN of partners hidden"
     vlm data synth --out "$W" --seed 1 --train "$TRAIN" --eval "$EVAL" --val "$VAL" --pairs "$PAIRS" --size "$SIZE" \
-        --hard "$HARD" --faint-alpha "$FAINT" --qa "$QA" --exist-share "$EXIST" --quiet
+        --hard "$HARD" --faint-alpha "$FAINT" --qa "$QA" --exist-share "$EXIST" --prior "$PRIOR" --cooc "$COOC" --unseen "$UNSEEN" --quiet
 fi
 # the world's tokenizer: its size sets the decoder's vocabulary, <image> comes right after its pieces
 world_int() { awk -v k="\"$1\"" '$1 == k":" || index($0, k":") { gsub(/[^0-9]/, "", $NF); print $NF; exit }' "$W/world.json"; }
@@ -192,7 +196,7 @@ evaluate() {
 # The metrics of the study: POPE (existence; the adversarial split's negatives are what the priors suggest),
 # QA, colour questions about atypically coloured objects (where the colour prior misleads) and how many wrong
 # answers name the typical colour, captions (CHAIR) and MMVP pairs.
-METRICS=pope.random.acc,pope.popular.acc,pope.adversarial.acc,pope.adversarial.yes,qa.acc,qa.by.typical.false.acc,qa.prior_err,chair.s,chair.i,mmvp.pairs
+METRICS=pope.random.acc,pope.popular.acc,pope.adversarial.acc,pope.adversarial.yes,pope.adversarial.by.kind.partner.fpr,qa.acc,qa.by.typical.false.acc,qa.prior_err,chair.s,chair.i,mmvp.pairs
 # validation score of an evaluated folder, in percent: the mean of POPE adversarial accuracy, QA accuracy and
 # colour accuracy on atypical objects (what the learning-rate grid maximizes, the same rule for every method)
 VAL_METRICS=pope.adversarial.acc,qa.acc,qa.by.typical.false.acc
