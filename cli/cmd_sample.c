@@ -155,6 +155,16 @@ static void progress(SampleRun *r, int final) {
     if (final) fprintf(stderr, "\n");
 }
 
+// ", \"key\": <value as a JSON string>" (null for NULL), escaped by cJSON.
+static void json_string_field(FILE *f, const char *key, const char *value) {
+    if (!value) { fprintf(f, ", \"%s\": null", key); return; }
+    cJSON *s = cJSON_CreateString(value);
+    char *js = cJSON_PrintUnformatted(s);
+    fprintf(f, ", \"%s\": %s", key, js);
+    free(js);
+    cJSON_Delete(s);
+}
+
 static void on_emit(void *ctx, const GenOutput *o) {
     SampleRun *r = ctx;
     const SampleRecord *rec = &r->rs->r[o->prompt];
@@ -164,20 +174,8 @@ static void on_emit(void *ctx, const GenOutput *o) {
     if (!f) fatal("open_memstream failed");
     fprintf(f, "{\"index\": %d, \"sample\": %d", rec->index, o->sample);
     if (rec->question_id) fprintf(f, ", \"question_id\": %s", rec->question_id);
-    if (r->prompt_suffix) {
-        cJSON *s = cJSON_CreateString(r->prompt_suffix);
-        char *js = cJSON_PrintUnformatted(s);
-        fprintf(f, ", \"prompt_suffix\": %s", js);
-        free(js);
-        cJSON_Delete(s);
-    }
-    if (o->text) {
-        cJSON *s = cJSON_CreateString(o->text);
-        char *js = cJSON_PrintUnformatted(s);
-        fprintf(f, ", \"text\": %s", js);
-        free(js);
-        cJSON_Delete(s);
-    } else fprintf(f, ", \"text\": null");
+    if (r->prompt_suffix) json_string_field(f, "prompt_suffix", r->prompt_suffix);
+    json_string_field(f, "text", o->text);
     fprintf(f, ", \"ids\": [");
     for (int i = 0; i < o->n; i++) fprintf(f, i ? ", %d" : "%d", o->ids[i]);
     fprintf(f, "], \"n_tokens\": %d, \"finish\": \"%s\"}\n", o->n, gen_finish_name(o->finish));

@@ -25,9 +25,10 @@
 # once of `vlm device`), BPE (the CLIP BPE file, default ../shared/data/tokenizers/, else .deps/shared/tokenizers/).
 set -euo pipefail
 VLM=${VLM:-./vlm}
-# idle OpenMP threads sleep instead of spinning: on 2 cores shared with anything else, spinning threads make
-# the many short parallel regions 10-100x slower (notes/perf.md)
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+# idle OpenMP threads spin briefly, then sleep: spinning without bound (libgomp's default when the machine looks
+# free) makes the many short parallel regions 10-100x slower on 2 cores shared with anything else, and sleeping
+# at once (OMP_WAIT_POLICY=passive) costs an SFT step 1.5x on an idle machine (notes/perf.md)
+[ -n "${OMP_WAIT_POLICY:-}" ] || export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-20000}
 [ -x "$VLM" ] || { echo "demo/run.sh: $VLM not built (make)" >&2; exit 2; }
 # one device decision for the whole run, so the no-GPU notice shows once
 DEVICE=${DEVICE:-$("$VLM" device auto)}
@@ -60,7 +61,7 @@ cpu)    # 2 cores, about 20 minutes: the study, with one SFT model and SEEDS ali
     SIZE=48; PATCH=16; TRAIN=6000; EVAL=240; VAL=60; PAIRS=1200; HARD=0.2; FAINT=0.35; QA=6; EXIST=0.5; PRIOR=0.6; COOC=0.9; UNSEEN=0.3
     CLIP_WIDTH=96; CLIP_LAYERS=3; CLIP_STEPS=2400; CLIP_BATCH=64; CLIP_LR=5e-4
     LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
-    SFT_STEPS=14000; SFT_BATCH=32; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
+    SFT_STEPS=10000; SFT_BATCH=32; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
     PREF_QUESTIONS=600; CANDIDATES=4; PREF_STEPS=300; PREF_BATCH=16; GRID="3e-5 1e-4 3e-4"
     MAX_NEW=40
     ;;

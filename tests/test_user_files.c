@@ -103,6 +103,17 @@ TEST(user_files_trl_images_key) {
     free(lp); free(sp); free(d1); free(d2); free(d3); free(d4); free(dir);
 }
 
+// `vlm data pack --kind KIND` of a file holding TEXT fails, its message naming WHERE and WHAT.
+static void pack_fails(const char *dir, const char *name, const char *text, const char *kind, const char *where,
+                       const char *what) {
+    char *in = test_write_tmp(name, text), args[1024], *err;
+    snprintf(args, sizeof(args), "data pack --input %s --kind %s --out %s/%s.shard", in, kind, dir, kind);
+    EXPECT(vlm(args, NULL, &err) != 0);
+    EXPECTF(strstr(err, where) && strstr(err, what), "message: %s", err);
+    free(err);
+    free(in);
+}
+
 // The preference reader behind `vlm data pack`: "images" and "question" read, an unread image key refused.
 TEST(user_files_pref_reader_keys) {
     char *path = test_write_tmp("uf_pref.jsonl",
@@ -115,26 +126,17 @@ TEST(user_files_pref_reader_keys) {
     EXPECTF(ds.pref[0].prompt && !strcmp(ds.pref[0].prompt, "What is it?"), "prompt %s", ds.pref[0].prompt ? ds.pref[0].prompt : "(none)");
     dataset_free(&ds);
     free(want);
-    char *dir = path_join(test_tmpdir(), "uf_pack"), args[1024], *err;
+    char *dir = path_join(test_tmpdir(), "uf_pack");
     mkdir_p(dir);  // the shards could be written: only the records can fail
-    char *bad = test_write_tmp("uf_pref_bad.jsonl", "{\"prompt\": \"q\", \"chosen\": \"a\", \"rejected\": \"b\", \"photo\": \"x.jpg\"}\n");
-    snprintf(args, sizeof(args), "data pack --input %s --kind pref --out %s/p.shard", bad, dir);
-    EXPECT(vlm(args, NULL, &err) != 0);
-    EXPECTF(strstr(err, "uf_pref_bad.jsonl:1") && strstr(err, "\"photo\""), "message: %s", err);
-    free(err); free(bad);
+    pack_fails(dir, "uf_pref_bad.jsonl", "{\"prompt\": \"q\", \"chosen\": \"a\", \"rejected\": \"b\", \"photo\": \"x.jpg\"}\n", "pref",
+               "uf_pref_bad.jsonl:1", "\"photo\"");
     // the conversation and POPE readers too
-    char *conv = test_write_tmp("uf_conv.json", "[{\"id\": \"1\", \"img\": \"x.jpg\", \"conversations\": "
-                                                "[{\"from\": \"human\", \"value\": \"Hi?\"}, {\"from\": \"gpt\", \"value\": \"Hello.\"}]}]\n");
-    snprintf(args, sizeof(args), "data pack --input %s --kind llava --out %s/c.shard", conv, dir);
-    EXPECT(vlm(args, NULL, &err) != 0);
-    EXPECTF(strstr(err, "uf_conv.json: record 0") && strstr(err, "\"img\" looks like an image"), "message: %s", err);
-    free(err); free(conv);
-    char *pope = test_write_tmp("uf_pope.json", "{\"question_id\": 1, \"image\": \"a.jpg\", \"text\": \"Is there a cat?\", "
-                                                "\"label\": \"yes\", \"image_file\": \"b.jpg\"}\n");
-    snprintf(args, sizeof(args), "data pack --input %s --kind pope --out %s/q.shard", pope, dir);
-    EXPECT(vlm(args, NULL, &err) != 0);
-    EXPECTF(strstr(err, "uf_pope.json:1") && strstr(err, "\"image_file\" looks like an image"), "message: %s", err);
-    free(err); free(pope); free(dir); free(path);
+    pack_fails(dir, "uf_conv.json", "[{\"id\": \"1\", \"img\": \"x.jpg\", \"conversations\": "
+               "[{\"from\": \"human\", \"value\": \"Hi?\"}, {\"from\": \"gpt\", \"value\": \"Hello.\"}]}]\n", "llava",
+               "uf_conv.json: record 0", "\"img\" looks like an image");
+    pack_fails(dir, "uf_pope.json", "{\"question_id\": 1, \"image\": \"a.jpg\", \"text\": \"Is there a cat?\", "
+               "\"label\": \"yes\", \"image_file\": \"b.jpg\"}\n", "pope", "uf_pope.json:1", "\"image_file\" looks like an image");
+    free(dir); free(path);
 }
 
 // "question" (VQA files) and "text" (POPE) stand for "prompt"; POPE's released lines run as they are with
