@@ -55,6 +55,16 @@ static double last_loss(const char *dir) {
     return x;
 }
 
+// Runs `vlm ARGS` (a training into DIR/runK), expects success, and returns its last logged loss.
+static double train_last_loss(const char *args, const char *dir, int k) {
+    char *err, run[600];
+    int rc = vlm(args, NULL, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    free(err);
+    snprintf(run, sizeof(run), "%s/run%d", dir, k);
+    return last_loss(run);
+}
+
 // TRL's "images": [path] is the record's image: the run equals the one with "image": path (before, the key was
 // ignored and DPO trained text-only, even on a file that does not exist).
 TEST(user_files_trl_images_key) {
@@ -69,12 +79,7 @@ TEST(user_files_trl_images_key) {
     double loss[2];
     for (int k = 0; k < 2; k++) {
         snprintf(args, sizeof(args), "train %s --data %s --out %s/run%d", common, k ? d2 : d1, dir, k);
-        int rc = vlm(args, NULL, &err);
-        EXPECTF(rc == 0, "exit %d: %s", rc, err);
-        free(err);
-        char run[600];
-        snprintf(run, sizeof(run), "%s/run%d", dir, k);
-        loss[k] = last_loss(run);
+        loss[k] = train_last_loss(args, dir, k);
     }
     EXPECTF(loss[0] > 0 && loss[0] == loss[1], "\"image\" run: loss %.9g; \"images\" run: %.9g", loss[0], loss[1]);
     snprintf(args, sizeof(args), "train %s --data %s --out %s/run_missing", common, d3, dir);
@@ -309,7 +314,7 @@ TEST(user_files_seva_question_keys) {
 
 // `vlm train` text records in TRL's shape ("images": [path], "question") train exactly as "image" + "prompt".
 TEST(user_files_train_question_and_images) {
-    char *dir = path_join(test_tmpdir(), "trl_text"), cmd[1024], args[2048], *err;
+    char *dir = path_join(test_tmpdir(), "trl_text"), cmd[1024], args[2048];
     snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r " TOKM "/images %s/", dir, dir, dir);
     if (test_shell(cmd) != 0) fatal("setup");
     char *plain = write_in(dir, "plain.jsonl",
@@ -323,12 +328,7 @@ TEST(user_files_train_question_and_images) {
         snprintf(args, sizeof(args), "train --recipe dpo --model " TOKM " --data %s --out %s/run%d --steps 2 --lr 1e-2 "
                  "--warmup-steps 0 --tokenizer %s/tokenizers/llama2_tokenizer.model --device cpu --quiet", k ? trl : plain, dir, k,
                  test_shared_data());
-        int rc = vlm(args, NULL, &err);
-        EXPECTF(rc == 0, "exit %d: %s", rc, err);
-        free(err);
-        char run[600];
-        snprintf(run, sizeof(run), "%s/run%d", dir, k);
-        loss[k] = last_loss(run);
+        loss[k] = train_last_loss(args, dir, k);
     }
     EXPECTF(loss[0] > 0 && loss[0] == loss[1], "image + prompt: loss %.9g; images + question: %.9g", loss[0], loss[1]);
     free(plain); free(trl); free(dir);
