@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../data/chat.h"
+#include "../train/plan.h"
 #include "../train/trainer.h"
 #include "../util/args.h"
 #include "../util/common.h"
@@ -59,7 +60,15 @@ static void usage(void) {
         "  --save-every N  --eval-every N  --log-every N  --seed N  --device auto|cpu|cuda  --quiet\n"
         "  --peak-tflops X      the GPU's bf16 matmul ceiling for the MFU on the progress line (760: H100)\n"
         "  --attention flash|cudnn   GPU attention (default cudnn, faster; flash is bit-reproducible, which a\n"
-        "                       bit-exact --resume on the GPU needs)\n");
+        "                       bit-exact --resume on the GPU needs)\n"
+        "memory plan\n"
+        "  --plan               print where the device memory of this run would go and exit, allocating nothing:\n"
+        "                       weights, gradients, fp32 masters, AdamW state, activations, reference, LoRA, and\n"
+        "                       what-if variants (--recompute, --ref, LoRA, ZeRO-1) against an H200 and an 80 GB GPU.\n"
+        "                       Reads --model DIR's config.json only (or --shape llava-7b|llava-1.4b|llava-tiny|\n"
+        "                       llava-demo), not --data: rows have --prompt-len N (64) + --response-len N (64) text\n"
+        "                       tokens besides the image's. --world-size N: the ZeRO-1 sharding over N ranks (a\n"
+        "                       projection: data-parallel training is not built yet). --device cpu plans the CPU backend\n");
 }
 
 // Out-of-range values die naming the flag and the value (a negative learning rate or a warm-up longer than the
@@ -177,8 +186,20 @@ int cmd_train(int argc, char **argv) {
         free(copy);
     }
     if (c.lora.r > 0 && !parts) c.trainable.train_text = 0;  // LoRA: the decoder's base weights stay frozen
+    const int plan = arg_flag(&a, "--plan");
+    const char *shape = arg_str(&a, "--shape", NULL);
+    const long prompt_len = arg_int(&a, "--prompt-len", 64), response_len = arg_int(&a, "--response-len", 64);
+    const long world = arg_int(&a, "--world-size", 1);
     args_finish(&a);
     check_ranges(&c, warmup_steps, seed);
+    if (plan) {
+        need(prompt_len >= 1 && prompt_len <= 1 << 20, "--prompt-len", (double)prompt_len, "must be from 1 to 2^20");
+        need(response_len >= 1 && response_len <= 1 << 20, "--response-len", (double)response_len, "must be from 1 to 2^20");
+        need(world >= 1 && world <= 1 << 16, "--world-size", (double)world, "must be from 1 to 65536");
+        return plan_train(stdout, &c, shape, (int)prompt_len, (int)response_len, (int)world);
+    }
+    if (shape || world != 1 || prompt_len != 64 || response_len != 64)
+        fatal("vlm train: --shape, --world-size, --prompt-len and --response-len go with --plan (training runs on one process)");
     if (!c.model_dir || !c.data_path || !c.out_dir) fatal("vlm train: --model, --data and --out are required (see --help)");
     return train_run(&c);
 }

@@ -1,4 +1,5 @@
 // Backend selection: --device auto|cpu|cpu64|cuda.
+#include <stdatomic.h>
 #include <string.h>
 
 #include "../util/common.h"
@@ -35,3 +36,16 @@ void backend_set_attention(const char *impl) {
     cuda_attention_select(impl);
 #endif
 }
+
+// The CPU backends' byte count (model/ops.h). Atomic: a buffer may be freed on another thread than the one
+// that allocated it.
+static _Atomic long long cpu_in_use, cpu_peak;
+
+void cpu_memory_count(long long delta) {
+    long long now = atomic_fetch_add(&cpu_in_use, delta) + delta;
+    long long peak = atomic_load(&cpu_peak);
+    while (now > peak && !atomic_compare_exchange_weak(&cpu_peak, &peak, now)) {}
+}
+size_t cpu_memory_in_use(void) { return (size_t)atomic_load(&cpu_in_use); }
+size_t cpu_memory_peak(void) { return (size_t)atomic_load(&cpu_peak); }
+void cpu_memory_reset_peak(void) { atomic_store(&cpu_peak, atomic_load(&cpu_in_use)); }

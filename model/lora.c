@@ -62,7 +62,7 @@ static void lora_bind(Lora *lo, const Llama *m, void *base, int grads) {
     params_end(&lo->ps);
 }
 
-void lora_init(Lora *lo, const Llama *m, const LoraConfig *cfg, unsigned long long seed) {
+void lora_layout(Lora *lo, const Llama *m, const LoraConfig *cfg) {
     memset(lo, 0, sizeof(*lo));
     if (cfg->r < 1) fatal("LoRA rank must be at least 1, got %d", cfg->r);
     if (cfg->dropout < 0 || cfg->dropout >= 1) fatal("LoRA dropout must be in [0, 1), got %g", cfg->dropout);
@@ -77,6 +77,10 @@ void lora_init(Lora *lo, const Llama *m, const LoraConfig *cfg, unsigned long lo
     params_alloc(&lo->ps, 1);
     lora_bind(lo, m, lo->ps.data, 0);
     lora_bind(lo, m, lo->ps.grad, 1);
+}
+
+void lora_init(Lora *lo, const Llama *m, const LoraConfig *cfg, unsigned long long seed) {
+    lora_layout(lo, m, cfg);
     // A ~ U(-1/sqrt(in), 1/sqrt(in)) (torch's kaiming_uniform_ with a = sqrt(5), as PEFT), B = 0
     unsigned long long st = seed * 0x9E3779B97F4A7C15ULL + 7;
     for (int i = 0; i < lo->ps.n; i++) {

@@ -35,6 +35,9 @@ typedef struct Lora {
 unsigned lora_targets_parse(const char *list);
 // Registers and allocates the adapters for the decoder m (with gradients), A random (seeded), B zero.
 void lora_init(Lora *lo, const struct Llama *m, const LoraConfig *cfg, unsigned long long seed);
+// What lora_init allocates, all zero, without drawing A: the memory plan (train/plan.h) lays adapters out
+// this way without spending seconds on the draws of a rank-1024 set.
+void lora_layout(Lora *lo, const struct Llama *m, const LoraConfig *cfg);
 void lora_free(Lora *lo);
 // Geometry of module t of the decoder: input width, output width, and the column where its output starts
 // in the fused projection output (q|k|v or gate|up; 0 for o and down).

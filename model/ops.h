@@ -220,6 +220,14 @@ static inline VLM_HOST_DEVICE int dropout_keep(unsigned long long seed, size_t i
 extern const Backend backend_cpu;    // fp32 reference
 extern const Backend backend_cpu64;  // fp64, for finite-difference gradient checks
 
+// What the CPU backends hold through their malloc now, and the most they have held since the last reset, in
+// bytes asked for: what a run really allocates, which tests/test_plan.c holds the memory plan (train/plan.h)
+// to. cpu_memory_count is model/ops_cpu.c's hook (delta: + on malloc, - on free), compiled once for both.
+size_t cpu_memory_in_use(void);
+size_t cpu_memory_peak(void);
+void cpu_memory_reset_peak(void);
+void cpu_memory_count(long long delta);
+
 // Picks a backend by name: "cpu", "cpu64", "cuda", or "auto" (CUDA if a GPU is usable, else CPU with a
 // one-line notice). Dies with a clear message when the requested one is not available.
 const Backend *backend_select(const char *name);

@@ -51,8 +51,23 @@ static int cpu_vec512(void) {
 // ----------------------------------------------------------------------------------------------------
 // memory: CPU memory is host memory, so transfers are copies with conversion
 
-static void *cpu_malloc(size_t bytes) { return xcalloc(1, bytes); }
-static void cpu_free(void *p) { free(p); }
+// Each buffer starts after a header that keeps its size, so cpu_free can take it off the count of
+// cpu_memory_in_use (model/ops.h). 64 bytes keep the alignment malloc gives.
+#define CPU_HEADER 64
+static void *cpu_malloc(size_t bytes) {
+    char *p = xcalloc(1, bytes + CPU_HEADER);
+    memcpy(p, &bytes, sizeof(bytes));
+    cpu_memory_count((long long)bytes);
+    return p + CPU_HEADER;
+}
+static void cpu_free(void *p) {
+    if (!p) return;
+    char *base = (char *)p - CPU_HEADER;
+    size_t bytes;
+    memcpy(&bytes, base, sizeof(bytes));
+    cpu_memory_count(-(long long)bytes);
+    free(base);
+}
 static void cpu_zero(void *p, size_t bytes) { if (bytes) memset(p, 0, bytes); }
 static void cpu_copy(void *dst, const void *src, size_t bytes) { if (bytes) memmove(dst, src, bytes); }
 static void cpu_synchronize(void) {}

@@ -15,6 +15,19 @@ Schedule schedule_from_name(const char *name) {
 
 const char *schedule_name(Schedule s) { return s == SCHED_CONSTANT ? "constant" : s == SCHED_LINEAR ? "linear" : "cosine"; }
 
+// The master copy exists where the act type is narrower than the acc type (bf16 on the GPU).
+static int keeps_master(const Backend *be) { return be->act_bytes < be->acc_bytes; }
+
+// Elements from m to v and from v to master in the one buffer of a store: numel rounded up to 64, so each
+// starts 256-byte aligned, as a buffer of its own would (the GPU's AdamW takes 16-byte vector loads then).
+static size_t state_stride(size_t numel) { return (numel + 63) & ~(size_t)63; }
+
+size_t optim_state_bytes(const Backend *be, size_t numel, size_t *master_bytes) {
+    const size_t one = state_stride(numel) * (size_t)be->acc_bytes;
+    if (master_bytes) *master_bytes = keeps_master(be) ? one : 0;
+    return one * (keeps_master(be) ? 3 : 2);
+}
+
 void optim_init(Optimizer *o, const OptimConfig *cfg, ParamStore **stores, int n_stores) {
     memset(o, 0, sizeof(*o));
     o->cfg = *cfg;
@@ -26,30 +39,31 @@ void optim_init(Optimizer *o, const OptimConfig *cfg, ParamStore **stores, int n
         ParamStore *ps = stores[s];
         CHECK_OR_DIE(ps->grad, "store %s has no gradients", ps->label);
         const Backend *be = ps->be;
+        const size_t n = ps->numel;
         o->stores[s] = ps;
-        o->m[s] = be->malloc(ps->numel * be->acc_bytes);
-        o->v[s] = be->malloc(ps->numel * be->acc_bytes);
-        if (be->act_bytes < be->acc_bytes) {  // keep full-precision weights next to the narrow ones
-            o->master[s] = be->malloc(ps->numel * be->acc_bytes);
-            float *tmp = xmalloc(sizeof(float) * ps->numel);
-            double *dtmp = xmalloc(sizeof(double) * ps->numel);
-            be->download_act(tmp, ps->data, ps->numel);
-            for (size_t i = 0; i < ps->numel; i++) dtmp[i] = tmp[i];
-            be->upload_acc(o->master[s], dtmp, ps->numel);
-            free(tmp);
-            free(dtmp);
+        o->m[s] = be->malloc(optim_state_bytes(be, n, NULL));  // (3 or 2, stride) acc: m, v, master
+        o->v[s] = acc_at(be, o->m[s], state_stride(n));
+        if (!keeps_master(be)) continue;
+        o->master[s] = acc_at(be, o->m[s], 2 * state_stride(n));
+        // the master starts as the narrow weights, converted a chunk at a time: a 7B decoder at once would
+        // take 80 GB of host buffers
+        const size_t chunk = (size_t)1 << 20;
+        float *tmp = xmalloc(sizeof(float) * chunk);
+        double *dtmp = xmalloc(sizeof(double) * chunk);
+        for (size_t off = 0; off < n; off += chunk) {
+            const size_t k = n - off < chunk ? n - off : chunk;
+            be->download_act(tmp, act_at(be, ps->data, off), k);
+            for (size_t i = 0; i < k; i++) dtmp[i] = tmp[i];
+            be->upload_acc(acc_at(be, o->master[s], off), dtmp, k);
         }
+        free(tmp);
+        free(dtmp);
     }
     o->n_stores = n_stores;
 }
 
 void optim_free(Optimizer *o) {
-    for (int s = 0; s < o->n_stores; s++) {
-        const Backend *be = o->stores[s]->be;
-        be->free(o->m[s]);
-        be->free(o->v[s]);
-        if (o->master[s]) be->free(o->master[s]);
-    }
+    for (int s = 0; s < o->n_stores; s++) o->stores[s]->be->free(o->m[s]);  // v and master live in m's buffer
     free(o->stores); free(o->m); free(o->v); free(o->master);
     memset(o, 0, sizeof(*o));
 }

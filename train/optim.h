@@ -23,6 +23,11 @@ typedef struct {
 } Optimizer;
 
 void optim_init(Optimizer *o, const OptimConfig *cfg, ParamStore **stores, int n_stores);
+// The bytes of optimizer state for a store of numel parameters on backend be: the moments m and v, and the
+// fp32 master copy where the act type is narrower (its share in *master_bytes when not NULL). optim_init
+// allocates exactly this per store (one buffer: m, v, master); the memory plan (train/plan.h) counts it
+// without allocating.
+size_t optim_state_bytes(const Backend *be, size_t numel, size_t *master_bytes);
 void optim_free(Optimizer *o);
 // The learning rate of optimizer step `step` (0-based), as HF's LambdaLR schedules compute it.
 double optim_lr(const OptimConfig *cfg, int step);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../util/common.h"
+#include "plan.h"
 
 void batch_acts_init(BatchActs *ba, const Llava *m, const TrainBatch *tb, ActsMode mode) {
     memset(ba, 0, sizeof(*ba));
@@ -56,50 +57,13 @@ void batch_backward(const Llava *m, BatchActs *ba, const TrainBatch *tb, const d
 }
 
 
-// "12.34 GiB", "56.7 MiB" or "8.0 KiB": the tiny test models and the 7B shapes print in one format
-static const char *human_bytes(char *buf, size_t bytes) {
-    const double x = (double)bytes;
-    if (x >= 1073741824.0) snprintf(buf, 32, "%.2f GiB", x / 1073741824.0);
-    else if (x >= 1048576.0) snprintf(buf, 32, "%.1f MiB", x / 1048576.0);
-    else snprintf(buf, 32, "%.1f KiB", x / 1024.0);
-    return buf;
-}
-
 void memory_report(FILE *f, const Llava *m, const Optimizer *o, const BatchActs *ba, const BatchActs *ref,
                    const Llava *ref_weights) {
-    const ParamStore *stores[3] = {&m->ps_vision, &m->ps_projector, &m->ps_text};
-    const size_t act = m->be->act_bytes, acc = m->be->acc_bytes;
-    size_t weights = 0, grads = 0, optim = 0, acts = 0;
-    for (int i = 0; i < 3; i++) {
-        weights += stores[i]->numel * act;
-        if (stores[i]->grad) grads += stores[i]->numel * act;
-    }
-    if (ref_weights) weights += (ref_weights->ps_vision.numel + ref_weights->ps_projector.numel + ref_weights->ps_text.numel) * act;
-    int master = 0;
-    for (int i = 0; o && i < o->n_stores; i++) {
-        master |= o->master && o->master[i];
-        optim += o->stores[i]->numel * acc * (o->master && o->master[i] ? 3 : 2);
-    }
-    const char *names[2 * ARENA_MAX_SECTIONS];
-    size_t bytes[2 * ARENA_MAX_SECTIONS];
-    int n = 0;
-    const BatchActs *sets[2] = {ba, ref};
-    for (int k = 0; k < 2; k++)
-        for (int g = 0; sets[k] && g < 2; g++)
-            if (sets[k]->has[g]) {
-                arena_sections_add(&sets[k]->a[g].arena, names, bytes, &n, 2 * ARENA_MAX_SECTIONS);
-                acts += sets[k]->a[g].arena.cap;
-            }
-    char b0[32], b1[32], b2[32], b3[32];
-    fprintf(f, "memory: %s planned on %s\n", human_bytes(b0, weights + grads + optim + acts), m->be->name);
-    fprintf(f, "  weights      %s (vision %s, projector %s, decoder %s%s)\n", human_bytes(b0, weights),
-            human_bytes(b1, m->ps_vision.numel * act), human_bytes(b2, m->ps_projector.numel * act),
-            human_bytes(b3, m->ps_text.numel * act), ref_weights ? ", and the reference copy" : "");
-    fprintf(f, "  gradients    %s (trained parts only)\n", human_bytes(b0, grads));
-    fprintf(f, "  optimizer    %s (AdamW moments%s)\n", human_bytes(b0, optim), master ? " and fp32 master weights" : "");
-    fprintf(f, "  activations  %s:", human_bytes(b0, acts));
-    for (int i = 0; i < n; i++) fprintf(f, "%s %s %s", i ? "," : "", names[i], human_bytes(b0, bytes[i]));
-    fprintf(f, "\n");
+    MemPlan p;
+    mem_plan_stores(&p, m, o->stores, o->n_stores, ref_weights, 1);
+    mem_plan_acts(&p, ba, ref);
+    mem_plan_finish(&p);
+    mem_plan_print(f, &p);
 }
 
 double batch_step_flops(const Llava *m, const TrainBatch *tb) {

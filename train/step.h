@@ -23,7 +23,8 @@ void batch_backward(const Llava *m, BatchActs *ba, const TrainBatch *tb, const d
 
 // Prints where the memory of a training run goes, planned before the first step: weights, gradients and
 // optimizer state per store, and the activation arenas by section (policy, and the reference model's
-// forward-only arenas when `ref` is not NULL; `ref_weights` when the reference is a second copy).
+// forward-only arenas when `ref` is not NULL; `ref_weights` when the reference is a second copy). The
+// accounting is train/plan.h's, which `vlm train --plan` computes without allocating.
 void memory_report(FILE *f, const Llava *m, const Optimizer *o, const BatchActs *ba, const BatchActs *ref,
                    const Llava *ref_weights);
 // Model FLOPs of one training step on this batch (research/llava.md §9): the vision tower's forward (3x
