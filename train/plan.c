@@ -139,10 +139,10 @@ static void dry_free(void *ptr) {
     fatal("internal: the memory plan freed a buffer it did not allocate");
 }
 
-static void dry_zero(void *p, size_t bytes) { (void)p; (void)bytes; }
-static void dry_copy(void *dst, const void *src, size_t bytes) { (void)dst; (void)src; (void)bytes; }
-static void dry_upload_act(void *dst, const float *host, size_t n) { (void)dst; (void)host; (void)n; }
-static void dry_upload_acc(void *dst, const double *host, size_t n) { (void)dst; (void)host; (void)n; }
+static void dry_zero(void *p, size_t bytes) {}
+static void dry_copy(void *dst, const void *src, size_t bytes) {}
+static void dry_upload_act(void *dst, const float *host, size_t n) {}
+static void dry_upload_acc(void *dst, const double *host, size_t n) {}
 static void dry_synchronize(void) {}
 static void dry_to_host(void *host, const void *src, size_t bytes) { fatal("internal: the memory plan read device memory"); }
 static void dry_download_act(float *host, const void *src, size_t n) { fatal("internal: the memory plan read device memory"); }
@@ -154,21 +154,25 @@ static Backend dry_backend = {
     .upload_acc = dry_upload_acc, .download_acc = dry_download_acc, .synchronize = dry_synchronize,
 };
 
-// The target's types: the CUDA backend keeps bf16 (act) and fp32 (acc) buffers, or fp32 for both in its
-// fp32 build; the CPU backend fp32 for both.
+#ifdef VLM_CUDA
+extern const Backend backend_cuda;
+#endif
+
+// The element sizes of the target backend ("cuda", "cpu" or "cpu64"), read from the backend itself; a build
+// without nvcc plans the CUDA backend's default types, bf16 act and fp32 acc (cuda/floatx.cuh).
 static const Backend *dry_start(const char *target) {
     free(dry.addr);
     free(dry.bytes);
     memset(&dry, 0, sizeof(dry));
     dry.next = (uintptr_t)1 << 44;
-    dry_backend.name = target;
-#ifdef VLM_CUDA_FP32
-    const int narrow = 0;
-#else
-    const int narrow = !strcmp(target, "cuda");
+    const Backend *real = !strcmp(target, "cpu") ? &backend_cpu : !strcmp(target, "cpu64") ? &backend_cpu64 : NULL;
+#ifdef VLM_CUDA
+    if (!strcmp(target, "cuda")) real = &backend_cuda;
 #endif
-    dry_backend.act_bytes = narrow ? 2 : 4;
-    dry_backend.acc_bytes = 4;
+    CHECK_OR_DIE(real || !strcmp(target, "cuda"), "memory plan: unknown backend '%s'", target);
+    dry_backend.name = target;
+    dry_backend.act_bytes = real ? real->act_bytes : 2;
+    dry_backend.acc_bytes = real ? real->acc_bytes : 4;
     return &dry_backend;
 }
 
@@ -292,7 +296,7 @@ static void variant_row(FILE *f, const PlanSpec *s, const MemPlan *m, int gpu) {
     char label[160], b[6][32];
     variant_label(label, sizeof(label), s);
     const size_t ref = m->ref_weights + m->ref_acts;
-    fprintf(f, "  %-56s %10s %10s %10s %10s %10s %10s", label, human_bytes(b[0], m->weights), human_bytes(b[1], m->grads),
+    fprintf(f, "  %-56s %10s %10s %10s %11s %10s %10s", label, human_bytes(b[0], m->weights), human_bytes(b[1], m->grads),
             human_bytes(b[2], m->optim), human_bytes(b[3], m->acts), ref ? human_bytes(b[4], ref) : "-", human_bytes(b[5], m->peak));
     if (gpu) for (int g = 0; g < 2; g++) fprintf(f, " %10s", fits(m, &gpus[g]) ? "fits" : "no");
     fprintf(f, "\n");
@@ -307,9 +311,11 @@ static void verdict(FILE *f, const char *where, const PlanSpec *s, const MemPlan
             cap / 1073741824.0, need <= cap ? "fits" : (snprintf(b1, sizeof(b1), "does not fit (%.2f GiB short)", (need - cap) / 1073741824.0), b1));
 }
 
+// "6.74 B", "290.9 M", "12,345"
 static void count_label(char *buf, double n) {
     if (n >= 1e9) snprintf(buf, 32, "%.2f B", n / 1e9);
-    else snprintf(buf, 32, "%.1f M", n / 1e6);
+    else if (n >= 1e6) snprintf(buf, 32, "%.1f M", n / 1e6);
+    else snprintf(buf, 32, "%.0f", n);
 }
 
 void plan_spec_init(PlanSpec *s, const TrainConfig *c, const char *shape, int prompt_len, int response_len, int world) {
@@ -331,7 +337,7 @@ void plan_spec_init(PlanSpec *s, const TrainConfig *c, const char *shape, int pr
     s->trainable = c->trainable;
     s->lora = c->lora;
     s->world = world;
-    s->backend = c->device && (!strcmp(c->device, "cpu") || !strcmp(c->device, "cpu64")) ? "cpu" : "cuda";
+    s->backend = c->device && (!strcmp(c->device, "cpu") || !strcmp(c->device, "cpu64")) ? c->device : "cuda";
 }
 
 int plan_train(FILE *f, const TrainConfig *c, const char *shape, int prompt_len, int response_len, int world) {
@@ -345,8 +351,9 @@ int plan_train(FILE *f, const TrainConfig *c, const char *shape, int prompt_len,
                "Nothing is allocated: the sizes are those of the layouts a run allocates (parameter registration, the\n"
                "activation arenas' measure pass, the optimizer's state).\n\n",
             recipe_name(s.recipe), shape ? shape : c->model_dir,
-            gpu ? "CUDA backend\n(bf16 weights, gradients and activations; fp32 master weights and AdamW moments)"
-                : "CPU backend (fp32 throughout, in host memory)");
+            gpu ? (run.mem.act_bytes == 2 ? "CUDA backend\n(bf16 weights, gradients and activations; fp32 master weights and AdamW moments)"
+                                          : "CUDA backend (its fp32 build: fp32 throughout)")
+                : run.mem.act_bytes == 8 ? "CPU backend (fp64 throughout, in host memory)" : "CPU backend (fp32 throughout, in host memory)");
     char n0[32], n1[32], n2[32];
     count_label(n0, (double)run.mem.params[0]);
     count_label(n1, (double)run.mem.params[1]);
@@ -399,7 +406,7 @@ int plan_train(FILE *f, const TrainConfig *c, const char *shape, int prompt_len,
     fprintf(f, "\nwhat-if, per GPU (optimizer: AdamW moments and fp32 masters; reference: a frozen copy of the weights and its\n"
                "forward arena; LoRA on every linear layer of the decoder%s)\n",
             gpu ? "; fits: peak + 1 GiB runtime within nvidia-smi's total,\nH200 143,771 MiB, 80GB 81,559 MiB" : "");
-    fprintf(f, "  %-56s %10s %10s %10s %10s %10s %10s", "variant", "weights", "gradients", "optimizer", "activation", "reference", "peak");
+    fprintf(f, "  %-56s %10s %10s %10s %11s %10s %10s", "variant", "weights", "gradients", "optimizer", "activations", "reference", "peak");
     if (gpu) for (int g = 0; g < 2; g++) fprintf(f, " %10s", gpus[g].name);
     fprintf(f, "\n");
     for (int i = 0; i < nv; i++) {

@@ -17,7 +17,7 @@
 #include "trainer.h"
 
 typedef struct {
-    const char *backend;          // "cuda" or "cpu": the act and acc types below
+    const char *backend;          // the backend's name (model/ops.h), whose act and acc types these are
     int act_bytes, acc_bytes;
     int world;                    // ranks the optimizer state is sharded over (ZeRO-1); 1: not sharded
     size_t params[3];             // parameters of the vision tower, projector and decoder
@@ -61,7 +61,7 @@ typedef struct {
     LlavaTrainable trainable;
     LoraConfig lora;              // r = 0: no adapters
     int world;
-    const char *backend;          // "cuda" (bf16 acts, fp32 acc: the CUDA build's types) or "cpu" (fp32)
+    const char *backend;          // "cuda" (bf16 act, fp32 acc), "cpu" (fp32) or "cpu64" (fp64)
 } PlanSpec;
 
 // The plan's result: the memory, and the micro-batch layout train_batch_init made for it.
@@ -77,7 +77,7 @@ void plan_compute(Plan *p, const PlanSpec *s);
 
 // The spec of the run c describes (cmd_train's flags), for the model of `shape` (a named shape of
 // model/config.h) or of c->model_dir's config.json (no weights are read); the target backend is the CPU for
-// --device cpu, else CUDA.
+// --device cpu or cpu64, else CUDA.
 void plan_spec_init(PlanSpec *s, const TrainConfig *c, const char *shape, int prompt_len, int response_len, int world);
 // `vlm train --plan`: the plan of the run c describes, for the model of `shape` (a named shape of
 // model/config.h) or of c->model_dir's config.json (no weights read), with rows of prompt_len + response_len
