@@ -46,7 +46,9 @@ static void usage(void) {
         "objective\n"
         "  --beta X             DPO / mDPO beta (0.1)\n"
         "  --betas a,b,c,d      S-VCO betas of attend_w, reject_w, attend_l, reject_l (0.1 each; <= 0 switches off)\n"
-        "  --label-smoothing X  --ipo  --reference-free   (DPO variants)\n"
+        "  --loss-type T[:W],...  DPO's loss, TRL's loss_type (train/losses.h has the math): one type, or a weighted\n"
+        "                       sum (MPO: sigmoid:0.8,bco_pair:0.2,sft:1); the types are listed below\n"
+        "  --label-smoothing X  e of cDPO (sigmoid) and rDPO (robust)   --reference-free   --ipo (= --loss-type ipo)\n"
         "  --delta X            mDPO anchor margin (0)\n"
         "  --crop-scale LO,HI   mDPO's corrupted image: a random-resized crop keeping LO..HI of the area (0.01,0.2),\n"
         "                       drawn once per example (so the policy and the cached reference see the same crop)\n"
@@ -66,6 +68,8 @@ static void usage(void) {
         "                       bit-exact --resume on the GPU needs)\n\n"
         "recipes (train/recipes.c) and their presets: flag, value, source\n");
     settings_print_recipes(stdout);
+    printf("\nDPO loss types (--loss-type)\n");
+    for (int t = 0; dpo_loss_type_name(t); t++) printf("  %-14s %s\n", dpo_loss_type_name(t), dpo_loss_type_summary(t));
 }
 
 // Out-of-range values die naming the flag and the value (a negative learning rate or a warm-up longer than the
@@ -92,6 +96,9 @@ static void check_ranges(const TrainConfig *c) {
     need(isfinite(l->dpo.beta) && l->dpo.beta > 0, "--beta", l->dpo.beta, "must be a positive number");
     for (int i = 0; i < 4; i++) need(isfinite(l->svco.beta[i]), "--betas", l->svco.beta[i], "must be finite numbers");
     need(l->dpo.label_smoothing >= 0 && l->dpo.label_smoothing <= 0.5, "--label-smoothing", l->dpo.label_smoothing, "must be in [0, 0.5]");
+    for (int k = 0; k < l->dpo.n_terms; k++)  // rDPO divides by 1 - 2e
+        need(l->dpo.term[k] != DPO_ROBUST || l->dpo.label_smoothing < 0.5, "--label-smoothing", l->dpo.label_smoothing,
+             "must be below 0.5 for the robust loss");
     need(isfinite(l->mdpo.delta), "--delta", l->mdpo.delta, "must be a finite number");
     need(c->crop_scale[0] > 0 && c->crop_scale[0] <= c->crop_scale[1] && c->crop_scale[1] <= 1, "--crop-scale", c->crop_scale[0],
          "the low end must be in (0, high] and the high end at most 1");
@@ -122,6 +129,10 @@ int cmd_train(int argc, char **argv) {
         if (!flag) break;
         const char *v = takes_value ? arg_str(&a, flag, NULL) : arg_flag(&a, flag) ? "" : NULL;
         if (v) settings_set_from_command_line(&c, flag, takes_value ? v : NULL);
+    }
+    if (arg_flag(&a, "--ipo")) {  // the older spelling of TRL's IPO
+        if (settings_given(&c, "--loss-type")) fatal("vlm train: --ipo and --loss-type: give one (--ipo is --loss-type ipo)");
+        settings_set_from_command_line(&c, "--loss-type", "ipo");
     }
     if (chat_template_from_name(c.template_name) < 0)  // never train a format that no other command renders
         fatal("vlm train: --template '%s': expected vicuna_v1, llava_hf or llava_hf_image_last", c.template_name);

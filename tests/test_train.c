@@ -104,6 +104,45 @@ TEST(train_svco_learns) { check_recipe_learns("svco", 4 * log(2.0)); }
 TEST(train_vco_learns) { check_recipe_learns("vco", 2 * log(2.0)); }
 TEST(train_mdpo_learns) { check_recipe_learns("mdpo", 3 * log(2.0)); }
 
+// TRL's loss family through `vlm train --loss-type` (train/losses.h): the first step (policy = reference) logs
+// each type's step-0 value (sigmoid, robust, sigmoid_norm log 2; hinge 1; ipo and ipo_sum 1/(2 beta)^2; bco_pair
+// 2 log 2; a weighted sum the weighted values), the loss falls, and --ipo is --loss-type ipo.
+TEST(train_dpo_loss_types) {
+    char *data = write_data("loss_types", "dpo", 8, 0), args[2048], *err;
+    const double l2 = log(2.0);
+    const struct { const char *type; double step0; } cases[] = {
+        {"sigmoid", l2}, {"hinge", 1}, {"ipo", 25}, {"ipo_sum", 25}, {"robust --label-smoothing 0.2", l2},
+        {"sigmoid_norm", l2}, {"bco_pair", 2 * l2}, {"sigmoid:0.5,bco_pair:2", 0.5 * l2 + 4 * l2}};
+    char *dir = path_join(test_tmpdir(), "loss_types");
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s/run%zu --steps 8 --batch 4 --lr 1e-3 "
+                 "--beta 0.1 --warmup-steps 0 --device cpu --quiet --loss-type %s", data, dir, k, cases[k].type);
+        EXPECTF(run_train(args, &err) == 0, "%s: %s", cases[k].type, err);
+        free(err);
+        char log[600];
+        snprintf(log, sizeof(log), "%s/run%zu/metrics.jsonl", dir, k);
+        double loss[16];
+        EXPECT_INT_EQ(read_metric(log, "loss", loss, 16), 8);
+        EXPECT_NEAR(loss[0], cases[k].step0, 1e-9);
+        EXPECTF(loss[7] < loss[0], "%s: loss %.4f -> %.4f", cases[k].type, loss[0], loss[7]);
+    }
+    // --ipo: the same run as --loss-type ipo (run2)
+    snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s/ipo_flag --steps 8 --batch 4 --lr 1e-3 "
+             "--beta 0.1 --warmup-steps 0 --device cpu --quiet --ipo", data, dir);
+    EXPECTF(run_train(args, &err) == 0, "--ipo: %s", err);
+    free(err);
+    char pa[600], pb[600];
+    snprintf(pa, sizeof(pa), "%s/run2/checkpoint-00000008/model.safetensors", dir);
+    snprintf(pb, sizeof(pb), "%s/ipo_flag/checkpoint-00000008/model.safetensors", dir);
+    EXPECTF(test_files_equal(pa, pb), "--ipo trains otherwise than --loss-type ipo");
+    snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s/bad --steps 1 --device cpu --loss-type sigmoid,nope",
+             data, dir);
+    EXPECT(run_train(args, &err) != 0);
+    EXPECTF(strstr(err, "--loss-type 'sigmoid,nope': nope is not a loss type (sigmoid, hinge"), "message: %s", err);
+    free(err);
+    free(dir); free(data);
+}
+
 // 8 steps in one run against 4 steps, a stop, and a resumed run of 4 more: the same bytes.
 TEST(train_resume_is_bit_exact) {
     char *data = write_data("resume", "svco", 10, 0), args[2048], *err;

@@ -21,18 +21,23 @@ static double sft_recipe_loss(const LossParams *p, int n, const double *pol, con
     return loss;
 }
 
-// DPO on rows (chosen, rejected) per example: dpo_loss (train/losses.h).
+// DPO and TRL's loss family (--loss-type) on rows (chosen, rejected) per example: dpo_loss (train/losses.h).
 static double dpo_recipe_loss(const LossParams *p, int n, const double *pol, const double *ref, const int *count,
                               double *dpol, double *metrics) {
     double *v = xmalloc(sizeof(double) * (n ? n : 1) * 6);
     double *pc = v, *pr = v + n, *rc = v + 2 * n, *rr = v + 3 * n, *dpc = v + 4 * n, *dpr = v + 5 * n;
-    for (int e = 0; e < n; e++) { pc[e] = pol[2 * e]; pr[e] = pol[2 * e + 1]; rc[e] = ref[2 * e]; rr[e] = ref[2 * e + 1]; }
+    int *len = xmalloc(sizeof(int) * (n ? n : 1) * 2), *nc = len, *nr = len + n;
+    for (int e = 0; e < n; e++) {
+        pc[e] = pol[2 * e]; pr[e] = pol[2 * e + 1]; rc[e] = ref[2 * e]; rr[e] = ref[2 * e + 1];
+        nc[e] = count[2 * e]; nr[e] = count[2 * e + 1];
+    }
     DpoMetrics m;
-    double loss = dpo_loss(&p->dpo, n, pc, pr, rc, rr, dpc, dpr, &m);
+    double loss = dpo_loss(&p->dpo, n, pc, pr, rc, rr, nc, nr, dpc, dpr, &m);
     for (int e = 0; e < n; e++) { dpol[2 * e] = dpc[e]; dpol[2 * e + 1] = dpr[e]; }
     const double out[6] = {m.reward_chosen, m.reward_rejected, m.reward_accuracy, m.reward_margin, m.logp_chosen, m.logp_rejected};
     memcpy(metrics, out, sizeof(out));
     free(v);
+    free(len);
     return loss;
 }
 
@@ -122,6 +127,7 @@ static const PresetValue seva_dpo[] = {
     {"--weight-decay", "0", "SeVa: not passed, the HF default"},
     {"--max-grad-norm", "0", "SeVa passes 1.0, which DeepSpeed ZeRO-3 without gradient_clipping never applies (methods.md §3.3)"},
     {"--beta", "0.1", "SeVa train_dpo_ours.py --beta 0.1 (methods.md §3.1)"},
+    {"--loss-type", "sigmoid", "SeVa: sigmoid DPO on summed log-probs, no SFT term (methods.md §3.1)"},
     {"--lora-dropout", "0.05", "SeVa's scripts pass 0.05; its trainer then disables dropout (issue 14 item 2)"},
     {NULL, NULL, NULL}};
 

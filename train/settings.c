@@ -20,6 +20,7 @@ typedef enum {
     K_REF,       // int ref_online, given as cache|online
     K_PARTS,     // LlavaTrainable, given as a comma list of vision, projector, decoder (or none)
     K_TARGETS,   // unsigned LoRA target mask, given as a comma list of modules or all
+    K_LOSS,      // DpoParams' terms, given as TYPE[:WEIGHT],... (train/losses.h)
 } Kind;
 
 // Every setting here changes the numbers a run computes, so a resumed run with another value does not continue
@@ -59,7 +60,7 @@ static const Setting settings[] = {
     {"--betas", K_DOUBLES, F(loss.svco.beta), -1, 4, "0.1,0.1,0.1,0.1", 0},
     {"--delta", K_DOUBLE, F(loss.mdpo.delta), -1, 0, "0", 0},
     {"--label-smoothing", K_DOUBLE, F(loss.dpo.label_smoothing), -1, 0, "0", 0},
-    {"--ipo", K_SWITCH, F(loss.dpo.ipo), -1, 1, NULL, 0},
+    {"--loss-type", K_LOSS, F(loss.dpo), -1, 0, "sigmoid", 0},
     {"--reference-free", K_SWITCH, F(loss.dpo.reference_free), -1, 1, NULL, 0},
     {"--crop-scale", K_DOUBLES, F(crop_scale), -1, 2, "0.01,0.2", 0},
     {"--ref", K_REF, F(ref_online), -1, 0, "cache", 0},
@@ -146,6 +147,11 @@ static void parse(TrainConfig *c, const Setting *s, const char *v) {
         break;
     }
     case K_TARGETS: *FIELD(c, s, unsigned) = lora_targets_parse(v); break;
+    case K_LOSS: {
+        char err[512];
+        if (dpo_loss_types_parse(FIELD(c, s, DpoParams), v, err, sizeof(err))) fatal("vlm train: %s %s", s->flag, err);
+        break;
+    }
     }
 }
 
@@ -197,6 +203,7 @@ static void format(const TrainConfig *c, const Setting *s, char *buf, size_t len
         break;
     }
     case K_TARGETS: lora_targets_format(*(const unsigned *)(base + s->off), buf, len); break;
+    case K_LOSS: dpo_loss_types_format((const DpoParams *)(base + s->off), buf, len); break;
     }
 }
 
