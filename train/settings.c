@@ -257,7 +257,7 @@ void settings_print(FILE *f, const TrainConfig *c) {
         const PresetValue *p = recipe_preset(r, settings[i].flag);
         const int given = c->given >> i & 1;
         if (!p && !given) continue;
-        char now[256];
+        char now[2048];
         format(c, &settings[i], now, sizeof(now));
         if (!given) fprintf(f, "  %-16s %-20s %s\n", settings[i].flag, now, p->source);
         else if (p) fprintf(f, "  %-16s %-20s command line (preset %s: %s)\n", settings[i].flag, now, p->value ? p->value : "unset", p->source);
@@ -282,7 +282,7 @@ void settings_print_recipes(FILE *f) {
 cJSON *settings_json(const TrainConfig *c, const char *backend) {
     cJSON *o = cJSON_CreateObject();
     for (int i = 0; i < N_SETTINGS; i++) {
-        char v[256];
+        char v[2048];
         format(c, &settings[i], v, sizeof(v));
         cJSON_AddStringToObject(o, settings[i].flag, v);
     }
@@ -305,14 +305,14 @@ void settings_check_resume(const TrainConfig *c, const cJSON *saved, const char 
     }
     for (int i = 0; i < N_SETTINGS; i++) {
         const cJSON *was = cJSON_GetObjectItemCaseSensitive(saved, settings[i].flag);
-        char now[256];
+        char now[2048];
         format(c, &settings[i], now, sizeof(now));
         if (cJSON_IsString(was) && !strcmp(was->valuestring, now)) continue;
         if (!cJSON_IsString(was)) {  // a setting newer than the checkpoint: its value then was the default
             TrainConfig d;
             memset(&d, 0, sizeof(d));
             settings_defaults(&d, c->recipe);
-            char def[256];
+            char def[2048];
             format(&d, &settings[i], def, sizeof(def));
             if (!strcmp(def, now)) continue;
         }
