@@ -18,9 +18,9 @@
 #include "../cuda/cuda_backend.h"
 #include "../model/generate.h"
 #include "../model/llava.h"
-#include "../train/losses.h"
 #include "../train/optim.h"
 #include "../train/step.h"
+#include "../train/trainer.h"
 #include "../util/args.h"
 #include "../util/common.h"
 #include "commands.h"
@@ -167,7 +167,9 @@ int cmd_bench(int argc, char **argv) {
 
     // examples through the training path: row groups, shared-prefix packing, explicit outputs
     TrainData d;
-    Recipe recipe = svco ? RECIPE_SVCO : dpo ? RECIPE_DPO : RECIPE_SFT;
+    const Recipe *recipe = recipe_find(workload);  // the workloads are recipes: their rows and their loss
+    TrainConfig preset;                            // the loss parameters of the recipe's paper preset
+    train_config_preset(&preset, recipe);
     train_data_synthetic(&d, recipe, batch, &cfg, prompt_len, resp_len, 7);  // 32 prompt + 32 response tokens (+ image) by default
     TrainBatch tb;
     train_batch_init(&tb, &d, batch, pack);
@@ -179,9 +181,7 @@ int cmd_bench(int argc, char **argv) {
     memory_report(stderr, &m, &opt, &ba, NULL, NULL);
     const int B = tb.B;
     double *ref = xmalloc(sizeof(double) * B), *drow = xmalloc(sizeof(double) * B), *times = xmalloc(sizeof(double) * (steps + warmup));
-    double *pc = xmalloc(sizeof(double) * batch * 4);
-    SvcoParams sp = {{0.1, 0.1, 0.1, 0.1}};
-    DpoParams dp = {0.1, 0, 0, 0};
+    double metrics[RECIPE_MAX_METRICS];
     double loss = 0, first_loss = 0;
     int n_tokens = 0;
     for (int g = 0; g < 2; g++) for (int i = 0; i < tb.g[g].B; i++) n_tokens += tb.g[g].lengths[i];
@@ -190,22 +190,8 @@ int cmd_bench(int argc, char **argv) {
         double t0 = now_seconds();
         batch_forward(&m, &ba, &tb);
         if (it == 0) for (int b = 0; b < B; b++) ref[b] = ba.row_logp[b] - 0.01 * (b % 3);  // a cached reference
-        if (svco) loss = svco_loss(&sp, batch, ba.row_logp, ref, drow, NULL);
-        else if (dpo) {
-            for (int e = 0; e < batch; e++) {
-                pc[e] = ba.row_logp[2 * e]; pc[batch + e] = ba.row_logp[2 * e + 1];
-                pc[2 * batch + e] = ref[2 * e]; pc[3 * batch + e] = ref[2 * e + 1];
-            }
-            double *dd = xmalloc(sizeof(double) * 2 * batch);
-            loss = dpo_loss(&dp, batch, pc, pc + batch, pc + 2 * batch, pc + 3 * batch, dd, dd + batch, NULL);
-            for (int e = 0; e < batch; e++) { drow[2 * e] = dd[e]; drow[2 * e + 1] = dd[batch + e]; }
-            free(dd);
-        } else {
-            int ntok = 0;
-            for (int b = 0; b < B; b++) ntok += ba.row_count[b];
-            loss = 0;
-            for (int b = 0; b < B; b++) { drow[b] = -1.0 / ntok; loss -= ba.row_logp[b] / ntok; }
-        }
+        loss = recipe->loss(&preset.loss, B / recipe->n_rows, ba.row_logp, recipe->uses_reference ? ref : NULL, ba.row_count,
+                            drow, metrics);
         if (it == 0) first_loss = loss;
         if (!isfinite(loss)) fatal("bench: step %d: the loss is %g", it + 1, loss);
         batch_backward(&m, &ba, &tb, drow, 1.0);
@@ -230,7 +216,7 @@ int cmd_bench(int argc, char **argv) {
            workload, be->name, shape, svco || dpo ? "pairs" : "batch", batch, ms, svco || dpo ? "pairs_per_s" : "samples_per_s",
            batch / ms * 1e3, n_tokens / ms * 1e3, flops / ms / 1e9, flops / ms / 1e9 / peak, mem_gib, steps + warmup, first_loss,
            loss, attn, pack, recompute);
-    free(idx); free(ref); free(drow); free(times); free(pc);
+    free(idx); free(ref); free(drow); free(times);
     batch_acts_free(&ba);
     train_batch_free(&tb);
     train_data_free(&d);

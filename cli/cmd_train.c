@@ -1,5 +1,4 @@
 // vlm train: SFT, DPO (SeVa, CLIP-DPO), S-VCO, VCO and mDPO on a LLaVA model. See train/trainer.h.
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +6,7 @@
 
 #include "../data/chat.h"
 #include "../train/plan.h"
+#include "../train/settings.h"
 #include "../train/trainer.h"
 #include "../util/args.h"
 #include "../util/common.h"
@@ -14,10 +14,10 @@
 
 static void usage(void) {
     printf(
-        "usage: vlm train --recipe sft|dpo|svco|vco|mdpo|clip --model DIR --data FILE --out DIR [flags]\n\n"
+        "usage: vlm train --recipe NAME --model DIR --data FILE --out DIR [flags]\n\n"
         "Trains a Hugging Face LLaVA model with one of the recipes of research/methods.md, or (clip) a CLIPModel\n"
         "with the contrastive loss on {\"image\", \"caption\"} lines. Every recipe starts from the paper's\n"
-        "settings (printed at start); every value below overrides them.\n\n"
+        "settings (printed at start with their sources, listed at the end); every flag below overrides them.\n\n"
         "data and model\n"
         "  --model DIR          HF LLaVA folder (config.json, safetensors, preprocessor_config.json, tokenizer.model)\n"
         "  --data FILE          training examples (JSONL, or S-VCO's mvc.json; TRL's \"images\" and \"question\" read);\n"
@@ -47,15 +47,21 @@ static void usage(void) {
         "objective\n"
         "  --beta X             DPO / mDPO beta (0.1)\n"
         "  --betas a,b,c,d      S-VCO betas of attend_w, reject_w, attend_l, reject_l (0.1 each; <= 0 switches off)\n"
-        "  --label-smoothing X  --ipo  --reference-free   (DPO variants)\n"
+        "  --loss-type T[:W],...  DPO's loss, TRL's loss_type (train/losses.h has the math): one type, or a weighted\n"
+        "                       sum (MPO: sigmoid:0.8,bco_pair:0.2,sft:1); the types are listed below\n"
+        "  --label-smoothing X  e of cDPO (sigmoid) and rDPO (robust)   --reference-free   --ipo (= --loss-type ipo)\n"
         "  --delta X            mDPO anchor margin (0)\n"
+        "  --crop-scale LO,HI   mDPO's corrupted image: a random-resized crop keeping LO..HI of the area (0.01,0.2),\n"
+        "                       drawn once per example (so the policy and the cached reference see the same crop)\n"
         "  --ref cache|online   reference log-probs: a cached pre-pass (default) or a frozen copy every step\n"
         "  --no-pack            do not share the image + prompt prefix of paired rows (packing is exact)\n"
         "  --recompute          keep only each decoder layer's input and run its forward again in the backward\n"
         "                       pass (activation recomputation: less memory for one more forward of the layers)\n"
         "run\n"
         "  --out DIR            metrics.jsonl, checkpoints (checkpoint-N/, latest), reference cache\n"
-        "  --resume             continue from DIR/latest (bit-exact)\n"
+        "  --resume             continue from DIR/latest (bit-exact); refuses when a setting above differs from the\n"
+        "                       run's (each is named), unless --force\n"
+        "  --force              with --resume: continue with the settings given (no longer bit-exact)\n"
         "  --stop-at N          stop with a checkpoint once step N is done (then --resume goes on)\n"
         "  --save-every N  --eval-every N  --log-every N  --seed N  --device auto|cpu|cuda  --quiet\n"
         "  --peak-tflops X      the GPU's bf16 matmul ceiling for the MFU on the progress line (760: H100)\n"
@@ -68,7 +74,11 @@ static void usage(void) {
         "                       Reads --model DIR's config.json only (or --shape llava-7b|llava-1.4b|llava-tiny|\n"
         "                       llava-demo), not --data: rows have --prompt-len N (64) + --response-len N (64) text\n"
         "                       tokens besides the image's. --world-size N: the ZeRO-1 sharding over N ranks (a\n"
-        "                       projection: data-parallel training is not built yet). --device cpu plans the CPU backend\n");
+        "                       projection: data-parallel training is not built yet). --device cpu plans the CPU backend\n\n"
+        "recipes (train/recipes.c) and their presets: flag, value, source\n");
+    settings_print_recipes(stdout);
+    printf("\nDPO loss types (--loss-type)\n");
+    for (int t = 0; dpo_loss_type_name(t); t++) printf("  %-14s %s\n", dpo_loss_type_name(t), dpo_loss_type_summary(t));
 }
 
 // Out-of-range values die naming the flag and the value (a negative learning rate or a warm-up longer than the
@@ -77,7 +87,7 @@ static void need(int ok, const char *flag, double v, const char *what) {
     if (!ok) fatal("vlm train: %s %.10g: %s", flag, v, what);
 }
 
-static void check_ranges(const TrainConfig *c, long warmup_steps, long seed) {
+static void check_ranges(const TrainConfig *c) {
     const OptimConfig *o = &c->optim;
     need(isfinite(o->lr) && o->lr > 0, "--lr", o->lr, "must be a positive number");
     need(isfinite(c->epochs) && c->epochs > 0, "--epochs", c->epochs, "must be a positive number");
@@ -89,19 +99,23 @@ static void check_ranges(const TrainConfig *c, long warmup_steps, long seed) {
     need(isfinite(o->eps) && o->eps > 0, "--eps", o->eps, "must be a positive number");
     need(isfinite(o->weight_decay) && o->weight_decay >= 0, "--weight-decay", o->weight_decay, "must be 0 or positive");
     need(isfinite(o->max_grad_norm) && o->max_grad_norm >= 0, "--max-grad-norm", o->max_grad_norm, "must be 0 (off) or positive");
-    need(warmup_steps == LONG_MIN || (warmup_steps >= 0 && warmup_steps <= INT_MAX), "--warmup-steps", (double)warmup_steps,
-         "must be 0 or positive");
+    need(!settings_given(c, "--warmup-steps") || o->warmup_steps >= 0, "--warmup-steps", o->warmup_steps, "must be 0 or positive");
     need(c->warmup_ratio >= 0 && c->warmup_ratio <= 1, "--warmup-ratio", c->warmup_ratio, "must be in [0, 1] (a fraction of the steps)");
-    need(isfinite(c->dpo.beta) && c->dpo.beta > 0, "--beta", c->dpo.beta, "must be a positive number");
-    for (int i = 0; i < 4; i++) need(isfinite(c->svco.beta[i]), "--betas", c->svco.beta[i], "must be finite numbers");
-    need(c->dpo.label_smoothing >= 0 && c->dpo.label_smoothing <= 0.5, "--label-smoothing", c->dpo.label_smoothing, "must be in [0, 0.5]");
-    need(isfinite(c->mdpo.delta), "--delta", c->mdpo.delta, "must be a finite number");
+    const LossParams *l = &c->loss;
+    need(isfinite(l->dpo.beta) && l->dpo.beta > 0, "--beta", l->dpo.beta, "must be a positive number");
+    for (int i = 0; i < 4; i++) need(isfinite(l->svco.beta[i]), "--betas", l->svco.beta[i], "must be finite numbers");
+    need(l->dpo.label_smoothing >= 0 && l->dpo.label_smoothing <= 0.5, "--label-smoothing", l->dpo.label_smoothing, "must be in [0, 0.5]");
+    for (int k = 0; k < l->dpo.n_terms; k++)  // rDPO divides by 1 - 2e
+        need(l->dpo.term[k] != DPO_ROBUST || l->dpo.label_smoothing < 0.5, "--label-smoothing", l->dpo.label_smoothing,
+             "must be below 0.5 for the robust loss");
+    need(isfinite(l->mdpo.delta), "--delta", l->mdpo.delta, "must be a finite number");
+    need(c->crop_scale[0] > 0 && c->crop_scale[0] <= c->crop_scale[1] && c->crop_scale[1] <= 1, "--crop-scale", c->crop_scale[0],
+         "the low end must be in (0, high] and the high end at most 1");
     need(c->max_len >= 0, "--max-len", c->max_len, "must be 0 (no limit) or positive");
     need(c->save_every >= 0, "--save-every", c->save_every, "must be 0 (off) or positive");
     need(c->eval_every >= 0, "--eval-every", c->eval_every, "must be 0 (off) or positive");
     need(c->log_every >= 1, "--log-every", c->log_every, "must be at least 1");
     need(c->stop_at >= 0, "--stop-at", c->stop_at, "must be 0 (off) or positive");
-    need(seed >= 0, "--seed", (double)seed, "must be 0 or positive");
     need(c->lora.r >= 0, "--lora-r", c->lora.r, "must be 0 (off) or positive");
     need(isfinite(c->lora.alpha) && (c->lora.r == 0 || c->lora.alpha > 0), "--lora-alpha", c->lora.alpha, "must be a positive number");
     need(c->lora.dropout >= 0 && c->lora.dropout < 1, "--lora-dropout", c->lora.dropout, "must be in [0, 1)");
@@ -112,11 +126,27 @@ int cmd_train(int argc, char **argv) {
     Args a = args_init("vlm train", argc, argv);
     if (args_help(&a)) { usage(); return 0; }
     const char *recipe = arg_str(&a, "--recipe", NULL);
-    if (!recipe) fatal("vlm train: --recipe is required (sft, dpo, svco, vco, mdpo, clip; see --help)");
+    if (!recipe) fatal("vlm train: --recipe is required (see --help for the recipes)");
     TrainConfig c;
-    train_config_preset(&c, recipe_from_name(recipe));
+    train_config_preset(&c, recipe_find(recipe));
     c.argc = argc;
     c.argv = argv;
+    // the settings (train/settings.h): what the recipe's preset sets, and what a resumed run must keep
+    for (int i = 0;; i++) {
+        int takes_value;
+        const char *flag = settings_flag(i, &takes_value);
+        if (!flag) break;
+        const char *v = takes_value ? arg_str(&a, flag, NULL) : arg_flag(&a, flag) ? "" : NULL;
+        if (v) settings_set_from_command_line(&c, flag, takes_value ? v : NULL);
+    }
+    if (arg_flag(&a, "--ipo")) {  // the older spelling of TRL's IPO
+        if (settings_given(&c, "--loss-type")) fatal("vlm train: --ipo and --loss-type: give one (--ipo is --loss-type ipo)");
+        settings_set_from_command_line(&c, "--loss-type", "ipo");
+    }
+    if (chat_template_from_name(c.template_name) < 0)  // never train a format that no other command renders
+        fatal("vlm train: --template '%s': expected vicuna_v1, llava_hf or llava_hf_image_last", c.template_name);
+    if (!settings_given(&c, "--lora-alpha")) c.lora.alpha = 2.0f * c.lora.r;  // PEFT's usual alpha = 2r
+    if (c.lora.r > 0 && !settings_given(&c, "--train")) c.trainable.train_text = 0;  // LoRA: the decoder's base weights stay frozen
     c.model_dir = arg_str(&a, "--model", NULL);
     c.data_path = arg_str(&a, "--data", NULL);
     c.val_path = arg_str(&a, "--val", NULL);
@@ -124,74 +154,27 @@ int cmd_train(int argc, char **argv) {
     c.device = arg_str(&a, "--device", c.device);
     backend_set_attention(arg_str(&a, "--attention", NULL));
     c.tokenizer = arg_str(&a, "--tokenizer", NULL);
-    c.template_name = arg_str(&a, "--template", c.template_name);
-    if (chat_template_from_name(c.template_name) < 0)  // never train a format that no other command renders
-        fatal("vlm train: --template '%s': expected vicuna_v1, llava_hf or llava_hf_image_last", c.template_name);
-    c.system = arg_str(&a, "--system", NULL);
     c.images_dir = arg_str(&a, "--images", NULL);
-    c.max_len = (int)arg_int(&a, "--max-len", 0);
     c.skip_bad = arg_flag(&a, "--skip-bad");
-    c.steps = (int)arg_int(&a, "--steps", 0);
-    c.epochs = arg_float(&a, "--epochs", c.epochs);
-    c.batch = (int)arg_int(&a, "--batch", c.batch);
-    c.grad_accum = (int)arg_int(&a, "--grad-accum", c.grad_accum);
-    c.optim.lr = arg_float(&a, "--lr", c.optim.lr);
-    c.optim.beta1 = arg_float(&a, "--beta1", c.optim.beta1);
-    c.optim.beta2 = arg_float(&a, "--beta2", c.optim.beta2);
-    c.optim.eps = arg_float(&a, "--eps", c.optim.eps);
-    c.optim.weight_decay = arg_float(&a, "--weight-decay", c.optim.weight_decay);
-    c.optim.max_grad_norm = arg_float(&a, "--max-grad-norm", c.optim.max_grad_norm);
-    c.optim.schedule = schedule_from_name(arg_str(&a, "--schedule", schedule_name(c.optim.schedule)));
-    const long warmup_steps = arg_int(&a, "--warmup-steps", LONG_MIN);  // LONG_MIN: not given
-    if (warmup_steps >= 0 && warmup_steps <= INT_MAX) c.optim.warmup_steps = (int)warmup_steps;
-    c.warmup_ratio = arg_float(&a, "--warmup-ratio", c.warmup_ratio);
-    c.dpo.beta = c.mdpo.beta = arg_float(&a, "--beta", c.dpo.beta);
-    c.dpo.label_smoothing = arg_float(&a, "--label-smoothing", 0);
-    c.dpo.ipo = arg_flag(&a, "--ipo");
-    c.dpo.reference_free = arg_flag(&a, "--reference-free");
-    c.mdpo.delta = arg_float(&a, "--delta", 0);
-    const char *betas = arg_str(&a, "--betas", NULL);
-    if (betas && sscanf(betas, "%lf,%lf,%lf,%lf", &c.svco.beta[0], &c.svco.beta[1], &c.svco.beta[2], &c.svco.beta[3]) != 4)
-        fatal("vlm train: --betas expects four comma-separated numbers, got '%s'", betas);
-    const char *ref = arg_str(&a, "--ref", "cache");
-    if (strcmp(ref, "cache") && strcmp(ref, "online")) fatal("vlm train: --ref '%s': expected cache or online", ref);
-    c.ref_online = !strcmp(ref, "online");
-    const long seed = arg_int(&a, "--seed", (long)c.seed);
-    c.seed = (unsigned long long)seed;
     c.save_every = (int)arg_int(&a, "--save-every", 0);
     c.eval_every = (int)arg_int(&a, "--eval-every", c.val_path ? 10 : 0);
     c.log_every = (int)arg_int(&a, "--log-every", 1);
     c.resume = arg_flag(&a, "--resume");
+    c.force = arg_flag(&a, "--force");
     c.stop_at = (int)arg_int(&a, "--stop-at", 0);
     c.quiet = arg_flag(&a, "--quiet");
-    if (arg_flag(&a, "--no-pack")) c.pack = 0;
     c.recompute = arg_flag(&a, "--recompute");
     c.peak_tflops = arg_float(&a, "--peak-tflops", c.peak_tflops);
-    c.lora.r = (int)arg_int(&a, "--lora-r", 0);
-    c.lora.alpha = (float)arg_float(&a, "--lora-alpha", 2.0 * c.lora.r);
-    c.lora.dropout = (float)arg_float(&a, "--lora-dropout", 0.05);
-    c.lora.targets = lora_targets_parse(arg_str(&a, "--lora-targets", "all"));
     const char *init = arg_str(&a, "--init", NULL);
     if (init && strcmp(init, "random")) fatal("vlm train: --init '%s': the only choice is random", init);
     c.init_random = init != NULL;
     c.vision_from = arg_str(&a, "--vision-from", NULL);
-    const char *parts = arg_str(&a, "--train", NULL);
-    if (parts) {
-        c.trainable = (LlavaTrainable){strstr(parts, "vision") != NULL, strstr(parts, "projector") != NULL,
-                                       strstr(parts, "decoder") != NULL};
-        char *copy = xstrdup(parts);
-        for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ","))
-            if (strcmp(tok, "vision") && strcmp(tok, "projector") && strcmp(tok, "decoder") && strcmp(tok, "none"))
-                fatal("vlm train: --train '%s': parts are vision, projector, decoder (or none: the LoRA adapters only)", tok);
-        free(copy);
-    }
-    if (c.lora.r > 0 && !parts) c.trainable.train_text = 0;  // LoRA: the decoder's base weights stay frozen
     const int plan = arg_flag(&a, "--plan");
     const char *shape = arg_str(&a, "--shape", NULL);
     const long prompt_len = arg_int(&a, "--prompt-len", 64), response_len = arg_int(&a, "--response-len", 64);
     const long world = arg_int(&a, "--world-size", 1);
     args_finish(&a);
-    check_ranges(&c, warmup_steps, seed);
+    check_ranges(&c);
     if (plan) {
         need(prompt_len >= 1 && prompt_len <= 1 << 20, "--prompt-len", (double)prompt_len, "must be from 1 to 2^20");
         need(response_len >= 1 && response_len <= 1 << 20, "--response-len", (double)response_len, "must be from 1 to 2^20");

@@ -29,6 +29,14 @@ unsigned lora_targets_parse(const char *list) {
     return mask;
 }
 
+void lora_targets_format(unsigned mask, char *buf, size_t len) {
+    if (mask == (1u << LORA_TARGETS) - 1) { snprintf(buf, len, "all"); return; }
+    size_t k = 0;
+    buf[0] = 0;
+    for (int t = 0; t < LORA_TARGETS; t++)
+        if (mask >> t & 1) k += snprintf(buf + k, k < len ? len - k : 0, "%s%s", k ? "," : "", short_names[t]);
+}
+
 void lora_geometry(const Llama *m, int t, int *in, int *out, int *col) {
     const int D = m->cfg.hidden, F = m->cfg.intermediate;
     switch (t) {

@@ -33,6 +33,8 @@ typedef struct Lora {
 
 // "q,k,v,o,gate,up,down" or "all" -> bit mask; dies naming an unknown module.
 unsigned lora_targets_parse(const char *list);
+// The mask back as "all" or a comma list of the short names (for messages and state.json).
+void lora_targets_format(unsigned mask, char *buf, size_t len);
 // Registers and allocates the adapters for the decoder m (with gradients), A random (seeded), B zero.
 void lora_init(Lora *lo, const struct Llama *m, const LoraConfig *cfg, unsigned long long seed);
 // What lora_init allocates, all zero, without drawing A: the memory plan (train/plan.h) lays adapters out

@@ -19,6 +19,9 @@ int test_run_vlm(const char *args, char **out, char **err);
 int test_shell(const char *cmd);
 // 1 when the two files have the same bytes (dies naming a file it cannot read).
 int test_files_equal(const char *a, const char *b);
+// NULL when the checkpoints of `step` in two runs' --out folders hold the same weights and optimizer state, else
+// the name of the first file that differs (a resumed run against a straight one).
+const char *test_checkpoints_differ(const char *run_a, const char *run_b, int step);
 // A fresh temporary directory for this test (removed at exit).
 const char *test_tmpdir(void);
 // Writes text to NAME in the temporary directory; returns the path (malloc'd).

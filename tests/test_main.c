@@ -89,6 +89,17 @@ int test_files_equal(const char *a, const char *b) {
     return eq;
 }
 
+const char *test_checkpoints_differ(const char *run_a, const char *run_b, int step) {
+    static const char *files[2] = {"model.safetensors", "optimizer.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char pa[1024], pb[1024];
+        snprintf(pa, sizeof(pa), "%s/checkpoint-%08d/%s", run_a, step, files[i]);
+        snprintf(pb, sizeof(pb), "%s/checkpoint-%08d/%s", run_b, step, files[i]);
+        if (!test_files_equal(pa, pb)) return files[i];
+    }
+    return NULL;
+}
+
 int test_run_vlm(const char *args, char **out, char **err) {
     const char *bin = getenv("VLM_BIN") ? getenv("VLM_BIN") : "./vlm";
     const char *dir = test_tmpdir();

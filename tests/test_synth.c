@@ -431,13 +431,13 @@ TEST(synth_files_load) {
     snprintf(p[3], sizeof(p[3]), "%s/tokenizers/llama2_tokenizer.model", test_shared_data());
     TrainDataOptions opt = {.tokenizer = p[3]};
     TrainData td;
-    train_data_load(&td, RECIPE_SVCO, p[0], &cfg, &pcfg, &opt);
+    train_data_load(&td, recipe_find("svco"), p[0], &cfg, &pcfg, &opt);
     EXPECT_INT_EQ(td.n, 18);
     EXPECT_INT_EQ(td.n_images, 36);
     EXPECT_INT_EQ(td.n_bad, 0);
     train_data_free(&td);
     snprintf(p[1], sizeof(p[1]), "%s/sft.jsonl", dir);
-    train_data_load(&td, RECIPE_SFT, p[1], &cfg, &pcfg, &opt);
+    train_data_load(&td, recipe_find("sft"), p[1], &cfg, &pcfg, &opt);
     EXPECT(td.n >= 24 * 3);
     EXPECT_INT_EQ(td.n_images, 24);
     train_data_free(&td);

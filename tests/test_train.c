@@ -2,6 +2,7 @@
 // loss is the step-0 identity (policy = reference), resume is bit-exact, the online reference equals the
 // cached one, a non-finite loss stops cleanly keeping the last checkpoint, and bad data gives clear errors.
 #include <cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,6 +104,45 @@ TEST(train_svco_learns) { check_recipe_learns("svco", 4 * log(2.0)); }
 TEST(train_vco_learns) { check_recipe_learns("vco", 2 * log(2.0)); }
 TEST(train_mdpo_learns) { check_recipe_learns("mdpo", 3 * log(2.0)); }
 
+// TRL's loss family through `vlm train --loss-type` (train/losses.h): the first step (policy = reference) logs
+// each type's step-0 value (sigmoid, robust, sigmoid_norm log 2; hinge 1; ipo and ipo_sum 1/(2 beta)^2; bco_pair
+// 2 log 2; a weighted sum the weighted values), the loss falls, and --ipo is --loss-type ipo.
+TEST(train_dpo_loss_types) {
+    char *data = write_data("loss_types", "dpo", 8, 0), args[2048], *err;
+    const double l2 = log(2.0);
+    const struct { const char *type; double step0; } cases[] = {
+        {"sigmoid", l2}, {"hinge", 1}, {"ipo", 25}, {"ipo_sum", 25}, {"robust --label-smoothing 0.2", l2},
+        {"sigmoid_norm", l2}, {"bco_pair", 2 * l2}, {"sigmoid:0.5,bco_pair:2", 0.5 * l2 + 4 * l2}};
+    char *dir = path_join(test_tmpdir(), "loss_types");
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s/run%zu --steps 8 --batch 4 --lr 1e-3 "
+                 "--beta 0.1 --warmup-steps 0 --device cpu --quiet --loss-type %s", data, dir, k, cases[k].type);
+        EXPECTF(run_train(args, &err) == 0, "%s: %s", cases[k].type, err);
+        free(err);
+        char log[600];
+        snprintf(log, sizeof(log), "%s/run%zu/metrics.jsonl", dir, k);
+        double loss[16];
+        EXPECT_INT_EQ(read_metric(log, "loss", loss, 16), 8);
+        EXPECT_NEAR(loss[0], cases[k].step0, 1e-9);
+        EXPECTF(loss[7] < loss[0], "%s: loss %.4f -> %.4f", cases[k].type, loss[0], loss[7]);
+    }
+    // --ipo: the same run as --loss-type ipo (run2)
+    snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s/ipo_flag --steps 8 --batch 4 --lr 1e-3 "
+             "--beta 0.1 --warmup-steps 0 --device cpu --quiet --ipo", data, dir);
+    EXPECTF(run_train(args, &err) == 0, "--ipo: %s", err);
+    free(err);
+    char pa[600], pb[600];
+    snprintf(pa, sizeof(pa), "%s/run2/checkpoint-00000008/model.safetensors", dir);
+    snprintf(pb, sizeof(pb), "%s/ipo_flag/checkpoint-00000008/model.safetensors", dir);
+    EXPECTF(test_files_equal(pa, pb), "--ipo trains otherwise than --loss-type ipo");
+    snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s/bad --steps 1 --device cpu --loss-type sigmoid,nope",
+             data, dir);
+    EXPECT(run_train(args, &err) != 0);
+    EXPECTF(strstr(err, "--loss-type 'sigmoid,nope': nope is not a loss type (sigmoid, hinge"), "message: %s", err);
+    free(err);
+    free(dir); free(data);
+}
+
 // 8 steps in one run against 4 steps, a stop, and a resumed run of 4 more: the same bytes.
 TEST(train_resume_is_bit_exact) {
     char *data = write_data("resume", "svco", 10, 0), args[2048], *err;
@@ -117,13 +157,8 @@ TEST(train_resume_is_bit_exact) {
     EXPECTF(run_train(args, &err) == 0, "resumed half: %s", err);
     EXPECTF(strstr(err, "resumed from") != NULL, "no resume message: %s", err);
     free(err);
-    const char *files[2] = {"model.safetensors", "optimizer.safetensors"};
-    for (int i = 0; i < 2; i++) {
-        char pa[600], pb[600];
-        snprintf(pa, sizeof(pa), "%s/checkpoint-00000008/%s", a, files[i]);
-        snprintf(pb, sizeof(pb), "%s/checkpoint-00000008/%s", b, files[i]);
-        EXPECTF(test_files_equal(pa, pb), "%s differs between the straight and the resumed run", files[i]);
-    }
+    const char *differs = test_checkpoints_differ(a, b, 8);
+    EXPECTF(!differs, "%s differs between the straight and the resumed run", differs);
     // the metrics log of the resumed run has each step once
     char log[600];
     snprintf(log, sizeof(log), "%s/metrics.jsonl", b);
@@ -454,6 +489,120 @@ TEST(train_clip_from_scratch_and_errors) {
     EXPECTF(strstr(err, "bad.jsonl:1: caption_ids has no end-of-text id") != NULL, "message: %s", err);
     free(err);
     free(bad); free(dir); free(data);
+}
+
+// The metrics log without its timing keys, one canonical JSON line per step (fresh string).
+static char *metrics_without_timing(const char *log) {
+    char *text = read_file(log, NULL), *out = xmalloc(strlen(text) + 1);
+    size_t k = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        if (!j) { k += sprintf(out + k, "(malformed)\n"); continue; }
+        const char *timing[] = {"tokens_per_s", "pairs_per_s", "step_time_s", "mfu"};
+        for (int i = 0; i < 4; i++) cJSON_DeleteItemFromObjectCaseSensitive(j, timing[i]);
+        char *s = cJSON_PrintUnformatted(j);
+        out = xrealloc(out, k + strlen(s) + strlen(text) + 2);
+        k += sprintf(out + k, "%s\n", s);
+        free(s);
+        cJSON_Delete(j);
+    }
+    out[k] = 0;
+    free(text);
+    return out;
+}
+
+// CLIP runs through the same loop as the LLaVA recipes (train/run.c): with accumulation, a save midway, a
+// stop and a resume, the weights, the optimizer state and every logged value are the straight run's.
+TEST(train_clip_resume_is_bit_exact) {
+    char *data = clip_data(), args[2048], *err;
+    char *o = path_join(test_tmpdir(), "clip_exact");
+    const char *common = "--recipe clip --model tests/fixtures/models/clip --steps 6 --batch 2 --grad-accum 2 --lr 3e-3 "
+                         "--warmup-steps 1 --save-every 2 --device cpu --quiet";
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/a", common, data, o);
+    EXPECTF(run_train(args, &err) == 0, "straight: %s", err); free(err);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/b --stop-at 3", common, data, o);
+    EXPECTF(run_train(args, &err) == 0, "first part: %s", err); free(err);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/b --resume", common, data, o);
+    EXPECTF(run_train(args, &err) == 0, "resumed: %s", err);
+    EXPECTF(strstr(err, "resumed from") && strstr(err, "checkpoint-00000003"), "no resume from step 3: %s", err);
+    free(err);
+    char la[600], lb[600];
+    snprintf(la, sizeof(la), "%s/a", o);
+    snprintf(lb, sizeof(lb), "%s/b", o);
+    const char *differs = test_checkpoints_differ(la, lb, 6);
+    EXPECTF(!differs, "%s differs between the straight and the resumed CLIP run", differs);
+    snprintf(la, sizeof(la), "%s/a/metrics.jsonl", o);
+    snprintf(lb, sizeof(lb), "%s/b/metrics.jsonl", o);
+    char *ma = metrics_without_timing(la), *mb = metrics_without_timing(lb);
+    EXPECTF(!strcmp(ma, mb), "the logged values differ:\n%s\nagainst\n%s", ma, mb);
+    EXPECTF(strstr(ma, "\"epoch\":") && strstr(ma, "\"logit_scale\":"), "CLIP's log lacks the loop's keys: %s", ma);
+    free(ma); free(mb); free(o); free(data);
+}
+
+// A resumed CLIP run checks what a resumed LLaVA run checks: the data (a changed caption), the recipe (a
+// checkpoint of another recipe in --out) and the settings (a changed --lr, accepted with --force).
+TEST(train_clip_resume_checks_data_recipe_settings) {
+    char *data = clip_data(), args[2048], *err;
+    char *o = path_join(test_tmpdir(), "clip_checks");
+    const char *common = "--recipe clip --model tests/fixtures/models/clip --steps 4 --batch 4 --lr 3e-3 --device cpu --quiet";
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/run --stop-at 2", common, data, o);
+    EXPECTF(run_train(args, &err) == 0, "first part: %s", err); free(err);
+    // the same records with one caption changed
+    char *text = read_file(data, NULL), *changed = path_join(test_tmpdir(), "clipdata/changed.jsonl");
+    char *p = strstr(text, "[62, 30, 63]");
+    EXPECT(p != NULL);
+    if (p) memcpy(p, "[62, 31, 63]", 12);
+    write_file_atomic(changed, text, strlen(text));
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/run --resume", common, changed, o);
+    EXPECT(run_train(args, &err) != 0);
+    EXPECTF(strstr(err, "trained on other data") != NULL, "changed data: %s", err);
+    free(err);
+    // another --lr: named, refused, then accepted with --force
+    snprintf(args, sizeof(args), "train --recipe clip --model tests/fixtures/models/clip --steps 4 --batch 4 --lr 1e-3 --device cpu "
+             "--quiet --data %s --out %s/run --resume", data, o);
+    EXPECT(run_train(args, &err) != 0);
+    EXPECTF(strstr(err, "--lr 0.001 (the run: 0.003)") && strstr(err, "--force"), "changed --lr: %s", err);
+    free(err);
+    strcat(args, " --force");
+    EXPECT(run_train(args, &err) == 0);
+    EXPECTF(strstr(err, "--lr 0.001 (the run: 0.003)") && strstr(err, "resumed from"), "--force: %s", err);
+    free(err);
+    // a checkpoint of an SFT run in --out
+    char *sft = write_data("clip_checks_sft", "sft", 4, 0);
+    snprintf(args, sizeof(args), "train --recipe sft --model " GQA " --data %s --out %s/other --steps 2 --stop-at 1 --device cpu --quiet",
+             sft, o);
+    EXPECTF(run_train(args, &err) == 0, "sft: %s", err); free(err);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/other --resume", common, data, o);
+    EXPECT(run_train(args, &err) != 0);
+    EXPECTF(strstr(err, "\"recipe\" is sft, but this run's recipe is clip") != NULL, "changed recipe: %s", err);
+    free(err);
+    free(sft); free(text); free(changed); free(o); free(data);
+}
+
+// CLIP's checkpoints pass the loop's finite-loss guard: a diverging run (lr 1e30 after a warm-up step at lr 0)
+// keeps the checkpoint of step 1 and never publishes weights that give a non-finite loss.
+TEST(train_clip_nonfinite_loss_keeps_last_good_checkpoint) {
+    char *data = clip_data(), args[2048], *err;
+    char *o = path_join(test_tmpdir(), "clip_nan");
+    snprintf(args, sizeof(args), "train --recipe clip --model tests/fixtures/models/clip --data %s --out %s --steps 20 --batch 4 "
+             "--lr 1e30 --warmup-steps 20 --save-every 1 --device cpu --quiet", data, o);
+    int rc = run_train(args, &err);
+    EXPECTF(rc != 0, "expected the run to stop");
+    EXPECTF(strstr(err, "last good checkpoint is") && strstr(err, "checkpoint-00000001"), "message: %s", err);
+    free(err);
+    char *latest = path_join(o, "latest"), *name = read_file(latest, NULL);
+    EXPECTF(!strcmp(name, "checkpoint-00000001"), "latest is %s", name);
+    // the kept checkpoint trains on: its loss is finite
+    snprintf(args, sizeof(args), "train --recipe clip --model %s/%s --data %s --out %s/again --steps 1 --batch 4 --device cpu --quiet",
+             o, name, data, o);
+    EXPECTF(run_train(args, &err) == 0, "the last checkpoint does not train: %s", err);
+    free(err);
+    double loss[2];
+    char log[600];
+    snprintf(log, sizeof(log), "%s/again/metrics.jsonl", o);
+    EXPECT_INT_EQ(read_metric(log, "loss", loss, 2), 1);
+    EXPECTF(isfinite(loss[0]), "loss %g", loss[0]);
+    free(latest); free(name); free(o); free(data);
 }
 
 // --init random --vision-from: a LLaVA born from a config, with the vision tower of a CLIPModel (the

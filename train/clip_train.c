@@ -1,5 +1,6 @@
 // vlm train --recipe clip: CLIP contrastive training of both towers (symmetric InfoNCE with a learnable
 // logit scale, train/losses.h), for the tiny CLIP of the miniature study and for fine-tuning CLIP models.
+// This file is the CLIP side of the one training loop (train/run.h): the data, the model and its step.
 //
 // Data: JSON Lines {"image": path, "caption": text} (or "caption_ids": token ids ending with the
 // end-of-text id). Captions are tokenized with OpenAI's CLIP BPE (--tokenizer FILE.txt.gz), truncated
@@ -18,18 +19,14 @@
 #include "../model/safetensors.h"
 #include "../util/common.h"
 #include "../util/jsonl.h"
-#include "checkpoint.h"
 #include "losses.h"
-#include "metrics.h"
-#include "plot.h"
 #include "run.h"
-#include "trainer.h"
 
 typedef struct {
     int n, S, T;              // pairs, image size, caption length (padded)
     float *pixels;            // (n, 3, S, S)
     int *ids;                 // (n, T)
-    unsigned long long hash;
+    unsigned long long hash;  // of the ids and (a sample of) the pixels: checked at --resume
 } ClipData;
 
 static void clip_data_load(ClipData *d, const char *path, const ClipModel *m, const PreprocessConfig *pcfg,
@@ -149,155 +146,104 @@ static double clip_step_loss(const ClipModel *m, ClipActs *a, const ClipData *d,
     return out->loss;
 }
 
-int clip_train_run(const TrainConfig *c) {
-    const Backend *be = backend_select(c->device);
-    run_lock_out(c->out_dir);
+typedef struct {
+    const TrainConfig *c;
     ClipModel m;
-    char *weights = NULL;
-    SafeTensors *probe = NULL;
+    ClipData data, val;
+    ClipActs acts;
+    int B;     // pairs per micro-batch: --batch, at most the pairs of the data
+    int *idx;  // (B) pairs of an evaluation or probe batch
+} ClipRun;
+
+static double clip_micro_step(TrainModel *M, const int *idx, int n, int step, int micro, double scale, StepStats *st) {
+    ClipRun *R = M->self;
+    ClipLossOut out;
+    double l = clip_step_loss(&R->m, &R->acts, &R->data, idx, n, 1, scale, &out);
+    st->loss += l * scale;
+    st->metric[0] += scale * out.acc_i2t;
+    st->metric[1] += scale * out.acc_t2i;
+    st->n_examples += n;
+    st->n_items += n;
+    clip_loss_out_free(&out);
+    return l;
+}
+
+static double clip_probe_loss(TrainModel *M) {
+    ClipRun *R = M->self;
+    for (int i = 0; i < R->B; i++) R->idx[i] = i;
+    ClipLossOut out;
+    double l = clip_step_loss(&R->m, &R->acts, &R->data, R->idx, R->B, 0, 1, &out);
+    clip_loss_out_free(&out);
+    return l;
+}
+
+// Held-out retrieval in batches of B (the pairs past the last full batch are left out: a smaller batch has
+// fewer negatives, and its loss would not compare).
+static void clip_evaluate(TrainModel *M, StepStats *st) {
+    ClipRun *R = M->self;
+    memset(st, 0, sizeof(*st));
+    double sum = 0, ai = 0, at = 0;
+    int nb = 0;
+    for (int s0 = 0; s0 + R->B <= R->val.n; s0 += R->B, nb++) {
+        for (int i = 0; i < R->B; i++) R->idx[i] = s0 + i;
+        ClipLossOut out;
+        sum += clip_step_loss(&R->m, &R->acts, &R->val, R->idx, R->B, 0, 1, &out);
+        ai += out.acc_i2t;
+        at += out.acc_t2i;
+        clip_loss_out_free(&out);
+    }
+    if (!nb) return;
+    st->loss = sum / nb;
+    st->metric[0] = ai / nb;
+    st->metric[1] = at / nb;
+    st->n_examples = nb * R->B;
+}
+
+static void clip_log_extra(TrainModel *M, cJSON *rec) {
+    ClipRun *R = M->self;
+    cJSON_AddNumberToObject(rec, "logit_scale", clip_model_logit_scale(&R->m));
+}
+
+static void clip_close(TrainModel *M) {
+    ClipRun *R = M->self;
+    free(R->idx);
+    clip_acts_free(&R->acts);
+    free(R->data.pixels); free(R->data.ids);
+    if (R->c->val_path) { free(R->val.pixels); free(R->val.ids); }
+    clip_model_free(&R->m);
+    free(R);
+}
+
+void clip_train_open(TrainModel *M, const TrainConfig *c, const Backend *be) {
+    ClipRun *R = xcalloc(1, sizeof(ClipRun));
+    R->c = c;
     char err[256];
-    probe = st_open(c->model_dir, err, sizeof(err));
+    SafeTensors *probe = st_open(c->model_dir, err, sizeof(err));
     if (probe) {
         st_close(probe);
-        clip_model_load(&m, be, c->model_dir, 1);
+        clip_model_load(&R->m, be, c->model_dir, 1);
     } else if (c->init_random) {
         ClipConfig cfg;
         clip_config_load(&cfg, c->model_dir);
-        clip_model_init(&m, be, &cfg, 1);
-        params_init_random(&m.ps, c->seed, 0.02f);
+        clip_model_init(&R->m, be, &cfg, 1);
+        params_init_random(&R->m.ps, c->seed, 0.02f);
         float ls = 2.6592f;  // CLIP's initial logit scale, log(1 / 0.07)
-        be->upload_act(m.w.logit_scale, &ls, 1);
+        be->upload_act(R->m.w.logit_scale, &ls, 1);
         fprintf(stderr, "train: %s has no weights; random initialization (--init random)\n", c->model_dir);
     } else fatal("%s: no weights (%s); give --init random to start from scratch", c->model_dir, err);
-    free(weights);
-    PreprocessConfig pcfg = records_preprocess_config(c->model_dir, m.cfg.vision.image_size);
+    if (c->vision_from) fatal("vlm train --recipe clip: --vision-from is for a LLaVA (a CLIP trains its own tower)");
+    PreprocessConfig pcfg = records_preprocess_config(c->model_dir, R->m.cfg.vision.image_size);
     char *tok = c->tokenizer ? xstrdup(c->tokenizer) : path_join(c->model_dir, "bpe_simple_vocab_16e6.txt.gz");
-    ClipData data, val;
-    clip_data_load(&data, c->data_path, &m, &pcfg, file_exists(tok) ? tok : NULL, c->images_dir, c->skip_bad);
-    if (c->val_path) clip_data_load(&val, c->val_path, &m, &pcfg, file_exists(tok) ? tok : NULL, c->images_dir, c->skip_bad);
+    clip_data_load(&R->data, c->data_path, &R->m, &pcfg, file_exists(tok) ? tok : NULL, c->images_dir, c->skip_bad);
+    if (c->val_path) clip_data_load(&R->val, c->val_path, &R->m, &pcfg, file_exists(tok) ? tok : NULL, c->images_dir, c->skip_bad);
     free(tok);
-    const int B = c->batch < data.n ? c->batch : data.n;
-    if (B < 2) fatal("vlm train --recipe clip: --batch must be at least 2 (the other pairs are the negatives)");
-    const int total = run_total_steps(c, data.n, (long long)B * c->grad_accum);
-    OptimConfig oc = c->optim;
-    oc.total_steps = total;
-    if (oc.warmup_steps < 0) oc.warmup_steps = (int)ceil(c->warmup_ratio * total);
-    ParamStore *stores[1] = {&m.ps};
-    Optimizer opt;
-    optim_init(&opt, &oc, stores, 1);
-    DataOrder order = {data.n, 0, 0, c->seed, xmalloc(sizeof(int) * data.n)};
-    data_order_shuffle(&order);
-    int step = 0;
-    char *latest = c->resume ? checkpoint_resume_dir(c->out_dir) : NULL;
-    if (c->resume && !latest) fprintf(stderr, "vlm train: --resume: no checkpoint in %s yet; starting from the base model\n", c->out_dir);
-    if (latest) {  // weights, optimizer, data position
-        CheckpointLimits lim = run_checkpoint_limits("clip", data.hash, total, data.n, (long long)B * c->grad_accum);
-        CheckpointState cs = checkpoint_read_state(latest, &lim);
-        step = cs.step;
-        order.epoch = cs.epoch;
-        order.cursor = cs.cursor;
-        data_order_shuffle(&order);
-        char *w = path_join(latest, "model.safetensors");
-        SafeTensors *wst = st_open_or_die(w);
-        params_load(&m.ps, wst, NULL);
-        st_close(wst);
-        free(w);
-        checkpoint_load_optimizer(latest, &opt);
-        opt.step = step;
-        fprintf(stderr, "resumed from %s at step %d\n", latest, step);
-    }
-    free(latest);
-    ClipActs acts;
-    clip_acts_init(&acts, &m, B, B, data.T, 1);
-    char *log_path = path_join(c->out_dir, "metrics.jsonl");
-    MetricsLog log;
-    metrics_open(&log, log_path, step);
-    fprintf(stderr, "train: recipe clip, %d pairs, %d steps of %d x %d pairs, lr %g, backend %s\n", data.n, total, B, c->grad_accum, oc.lr, be->name);
-    int *idx = xmalloc(sizeof(int) * B);
-    double t_start = now_seconds();
-    int first = step;
-    optim_zero_grad(&opt);
-    run_signals_install();  // from here a stop signal ends the run with a checkpoint
-    while (step < total) {
-        double t0 = now_seconds(), loss = 0, acc_i = 0, acc_t = 0;
-        for (int micro = 0; micro < c->grad_accum; micro++) {
-            data_order_next(&order, idx, B);
-            ClipLossOut out;
-            double l = clip_step_loss(&m, &acts, &data, idx, B, 1, 1.0 / c->grad_accum, &out);
-            if (!isfinite(l)) {
-                char *last = checkpoint_latest(c->out_dir);
-                fatal("step %d: the loss is %g; stopping. The last good checkpoint is %s", step + 1, l, last ? last : "(none yet)");
-            }
-            loss += l / c->grad_accum;
-            acc_i += out.acc_i2t / c->grad_accum;
-            acc_t += out.acc_t2i / c->grad_accum;
-            clip_loss_out_free(&out);
-        }
-        double lr, norm = optim_step(&opt, &lr);
-        optim_zero_grad(&opt);
-        step++;
-        be->synchronize();
-        double dt = now_seconds() - t0, rate = (step - first) / (now_seconds() - t_start);
-        cJSON *rec = cJSON_CreateObject();
-        cJSON_AddNumberToObject(rec, "step", step);
-        cJSON_AddNumberToObject(rec, "loss", loss);
-        cJSON_AddNumberToObject(rec, "accuracy/image_to_text", acc_i);
-        cJSON_AddNumberToObject(rec, "accuracy/text_to_image", acc_t);
-        cJSON_AddNumberToObject(rec, "logit_scale", clip_model_logit_scale(&m));
-        cJSON_AddNumberToObject(rec, "lr", lr);
-        cJSON_AddNumberToObject(rec, "grad_norm", norm);
-        cJSON_AddNumberToObject(rec, "pairs_per_s", B * c->grad_accum / dt);
-        double vloss = NAN;
-        if (c->val_path && c->eval_every > 0 && (step % c->eval_every == 0 || step == total)) {
-            // held-out retrieval in batches of B
-            double sum = 0, ai = 0;
-            int nb = 0;
-            for (int s0 = 0; s0 + B <= val.n; s0 += B, nb++) {
-                for (int i = 0; i < B; i++) idx[i] = s0 + i;
-                ClipLossOut out;
-                sum += clip_step_loss(&m, &acts, &val, idx, B, 0, 1, &out);
-                ai += out.acc_i2t;
-                clip_loss_out_free(&out);
-            }
-            if (nb) {
-                vloss = sum / nb;
-                cJSON_AddNumberToObject(rec, "val/loss", vloss);
-                cJSON_AddNumberToObject(rec, "val/accuracy/image_to_text", ai / nb);
-            }
-        }
-        metrics_write(&log, rec);
-        cJSON_Delete(rec);
-        if (!c->quiet && (step % (c->log_every > 0 ? c->log_every : 1) == 0 || step == total)) {
-            double eta = rate > 0 ? (total - step) / rate : 0;
-            fprintf(stderr, "step %d/%d | loss %.4f | acc i2t %.2f t2i %.2f%s | lr %.2e | %.0f pairs/s | ETA %dm%02ds\n", step, total,
-                    loss, acc_i, acc_t, isfinite(vloss) ? " | val" : "", lr, B * c->grad_accum / dt, (int)eta / 60, (int)eta % 60);
-        }
-        int stop = c->stop_at > 0 && step >= c->stop_at;
-        const int sig = run_stop_signal();
-        if (sig || stop || step == total || (c->save_every > 0 && step % c->save_every == 0)) {
-            char state[512];
-            snprintf(state, sizeof(state), "{\"step\": %d, \"total_steps\": %d, \"epoch\": %d, \"cursor\": %d, \"recipe\": \"clip\", "
-                     "\"data_hash\": \"%016llx\", \"backend\": \"%s\"}", step, total, order.epoch, order.cursor, data.hash, be->name);
-            checkpoint_save(c->out_dir, step, stores, 1, &opt, state, c->model_dir, NULL, NULL);
-        }
-        if (stop) break;
-        if (sig) run_exit_interrupted(c, sig, step);
-    }
-    metrics_close(&log);
-    char *svg = path_join(c->out_dir, "loss.svg");
-    plot_metrics(log_path, "loss,val/loss", svg, "CLIP contrastive loss");
-    free(svg);
-    svg = path_join(c->out_dir, "accuracy.svg");
-    plot_metrics(log_path, "accuracy/image_to_text,accuracy/text_to_image,val/accuracy/image_to_text", svg, "retrieval accuracy");
-    free(svg);
-    free(log_path);
-    fprintf(stderr, "train: done, %d steps in %.1f s; checkpoint in %s\n", step - first, now_seconds() - t_start, c->out_dir);
-    free(idx);
-    free(order.perm);
-    clip_acts_free(&acts);
-    optim_free(&opt);
-    free(data.pixels); free(data.ids);
-    if (c->val_path) { free(val.pixels); free(val.ids); }
-    clip_model_free(&m);
-    return 0;
+    R->B = c->batch < R->data.n ? c->batch : R->data.n;
+    if (R->B < 2) fatal("vlm train --recipe clip: --batch must be at least 2 (the other pairs are the negatives)");
+    clip_acts_init(&R->acts, &R->m, R->B, R->B, R->data.T, 1);
+    R->idx = xmalloc(sizeof(int) * R->B);
+
+    *M = (TrainModel){.self = R, .n_examples = R->data.n, .batch = R->B, .data_hash = R->data.hash, .unit = "pairs",
+                      .unit_short = "pairs", .stores = {&R->m.ps}, .n_stores = 1, .trainable = {&R->m.ps}, .n_trainable = 1,
+                      .has_val = c->val_path != NULL, .micro_step = clip_micro_step, .probe_loss = clip_probe_loss,
+                      .evaluate = clip_evaluate, .log_extra = clip_log_extra, .close = clip_close};
 }

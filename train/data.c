@@ -14,25 +14,6 @@
 #include "../util/common.h"
 #include "../util/jsonl.h"
 
-static const char *recipe_names[] = {"sft", "dpo", "svco", "vco", "mdpo", "clip"};
-
-Recipe recipe_from_name(const char *name) {
-    for (int i = 0; i < 6; i++) if (!strcmp(name, recipe_names[i])) return (Recipe)i;
-    fatal("--recipe '%s': expected sft, dpo, svco, vco, mdpo or clip", name);
-}
-
-const char *recipe_name(Recipe r) { return recipe_names[r]; }
-
-int recipe_rows(Recipe r) {
-    switch (r) {
-    case RECIPE_SFT: return 1;
-    case RECIPE_DPO: return 2;
-    case RECIPE_SVCO: case RECIPE_VCO: return 6;
-    case RECIPE_MDPO: return 3;
-    default: return 0;
-    }
-}
-
 // ---------------------------------------------------------------------------------------------------
 // loading state
 
@@ -324,7 +305,7 @@ static int stray_image_key(Loader *L, const cJSON *j, const char *const *image_k
     const char *k = json_stray_image_key(j, text_keys, image_keys);
     if (!k) return 0;
     snprintf(L->err, sizeof(L->err), "\"%s\" looks like an image but %s reads the image from %s: rename it, or remove it "
-             "for a text-only record", k, recipe_name(L->d->recipe), reads);
+             "for a text-only record", k, L->d->recipe->name, reads);
     return -1;
 }
 
@@ -332,15 +313,31 @@ static void example_free(TrainExample *e) {
     for (int i = 0; i < e->n_rows; i++) { free(e->rows[i].ids); free(e->rows[i].labels); }
 }
 
+// The recipe's rows of example e from its texts f (freed here): row k scores response rows[k].response under
+// image slot rows[k].image, or image-free when the slot is -1 or the record has no image there. mDPO's crop is
+// made when a row first needs it. Returns 0, or -1 with L->err.
+static int build_rows(Loader *L, TrainExample *e, PairFields *f) {
+    const Recipe *rc = L->d->recipe;
+    int failed = 0;
+    for (int k = 0; k < rc->n_rows && !failed; k++) {
+        const RowSpec *s = &rc->rows[k];
+        if (s->image == 1 && e->image[1] < 0 && rc->second_image == IMAGE2_CROP) e->image[1] = corrupt_image(L, e->image[0], L->d->n);
+        int with_image = s->image >= 0 && e->image[s->image] >= 0;
+        failed = make_row(L, &e->rows[e->n_rows++], f, s->response, with_image, with_image ? s->image : -1);
+    }
+    pair_fields_free(f);
+    if (failed) { example_free(e); return -1; }
+    return 0;
+}
+
 // Builds one example; returns 0, or -1 with L->err (the caller reports or skips it).
 static int parse_example(Loader *L, const cJSON *j, int line, TrainExample *e) {
     memset(e, 0, sizeof(*e));
     e->line = line;
     e->image[0] = e->image[1] = -1;
-    Recipe rc = L->d->recipe;
+    const Recipe *rc = L->d->recipe;
     PairFields f;
-    int rc_ok = 0;
-    if (rc == RECIPE_SVCO || rc == RECIPE_VCO) {
+    if (rc->records == RECORDS_MVC) {
         int mvc = cJSON_GetObjectItemCaseSensitive(j, "chosen_images") != NULL;
         static const char *const mvc_keys[] = {"chosen_images", "rejected_images", NULL}, *const wl_keys[] = {"image_w", "image_l", NULL};
         if (stray_image_key(L, j, mvc ? mvc_keys : wl_keys, mvc ? "\"chosen_images\" and \"rejected_images\"" : "\"image_w\" and \"image_l\""))
@@ -355,43 +352,31 @@ static int parse_example(Loader *L, const cJSON *j, int line, TrainExample *e) {
         }
         if (mvc ? pair_fields(L, j, &f, "instruction_prompt", "chosen_response", "rejected_response", "system_prompt")
                 : pair_fields(L, j, &f, "prompt", "chosen", "rejected", NULL)) return -1;
-        // rows in the order of SVCO_*: y_w under Iw, Il, none; y_l under Iw, Il, none
-        for (int resp = 0; resp < 2 && !rc_ok; resp++)
-            for (int cond = 0; cond < 3 && !rc_ok; cond++)
-                rc_ok = make_row(L, &e->rows[e->n_rows++], &f, resp, cond < 2, cond < 2 ? cond : -1);
-    } else {
-        static const char *const image_keys[] = {"image", "images", NULL};
-        if (stray_image_key(L, j, image_keys, "\"image\" (a path) or \"images\" (TRL's list of one path)")) return -1;
-        if (cJSON_GetObjectItemCaseSensitive(j, "image") && cJSON_GetObjectItemCaseSensitive(j, "images")) {
-            snprintf(L->err, sizeof(L->err), "both \"image\" and \"images\": give one");
-            return -1;
-        }
-        const cJSON *images = cJSON_GetObjectItemCaseSensitive(j, "images");  // TRL: [] for a text-only record
-        int trl_empty = cJSON_IsArray(images) && cJSON_GetArraySize(images) == 0;
-        e->image[0] = trl_empty ? -1 : image_field(L, j, images ? "images" : "image", line);
-        if (e->image[0] == -2) return -1;
-        if (rc == RECIPE_MDPO && e->image[0] < 0) { snprintf(L->err, sizeof(L->err), "mDPO needs an image"); return -1; }
-        int img = e->image[0] >= 0;
-        const cJSON *conv = cJSON_GetObjectItemCaseSensitive(j, "conversations");
-        if (rc == RECIPE_SFT && cJSON_IsArray(conv)) {
-            if (conversation_row(L, &e->rows[e->n_rows++], conv, img)) { example_free(e); return -1; }
-            return 0;
-        } else if (rc == RECIPE_SFT) {
-            if (pair_fields(L, j, &f, "prompt", "response", NULL, NULL)) return -1;
-            rc_ok = make_row(L, &e->rows[e->n_rows++], &f, 0, img, 0);
-        } else {
-            if (pair_fields(L, j, &f, "prompt", "chosen", "rejected", NULL)) return -1;
-            rc_ok = make_row(L, &e->rows[e->n_rows++], &f, 0, img, 0);
-            if (!rc_ok) rc_ok = make_row(L, &e->rows[e->n_rows++], &f, 1, img, 0);
-            if (!rc_ok && rc == RECIPE_MDPO) {
-                e->image[1] = corrupt_image(L, e->image[0], L->d->n);
-                rc_ok = make_row(L, &e->rows[e->n_rows++], &f, 0, 1, 1);
-            }
-        }
+        return build_rows(L, e, &f);
     }
-    pair_fields_free(&f);
-    if (rc_ok) { example_free(e); return -1; }
-    return 0;
+    CHECK_OR_DIE(rc->records == RECORDS_SFT || rc->records == RECORDS_PAIR, "recipe %s: records the LLaVA data builder does not read", rc->name);
+    static const char *const image_keys[] = {"image", "images", NULL};
+    if (stray_image_key(L, j, image_keys, "\"image\" (a path) or \"images\" (TRL's list of one path)")) return -1;
+    if (cJSON_GetObjectItemCaseSensitive(j, "image") && cJSON_GetObjectItemCaseSensitive(j, "images")) {
+        snprintf(L->err, sizeof(L->err), "both \"image\" and \"images\": give one");
+        return -1;
+    }
+    const cJSON *images = cJSON_GetObjectItemCaseSensitive(j, "images");  // TRL: [] for a text-only record
+    int trl_empty = cJSON_IsArray(images) && cJSON_GetArraySize(images) == 0;
+    e->image[0] = trl_empty ? -1 : image_field(L, j, images ? "images" : "image", line);
+    if (e->image[0] == -2) return -1;
+    if (rc->second_image == IMAGE2_CROP && e->image[0] < 0) {
+        snprintf(L->err, sizeof(L->err), "%s needs an image (its second image is a crop of it)", rc->name);
+        return -1;
+    }
+    const cJSON *conv = cJSON_GetObjectItemCaseSensitive(j, "conversations");
+    if (rc->records == RECORDS_SFT && cJSON_IsArray(conv)) {  // a whole conversation is the example's one row
+        if (conversation_row(L, &e->rows[e->n_rows++], conv, e->image[0] >= 0)) { example_free(e); return -1; }
+        return 0;
+    }
+    if (rc->records == RECORDS_SFT ? pair_fields(L, j, &f, "prompt", "response", NULL, NULL)
+                                   : pair_fields(L, j, &f, "prompt", "chosen", "rejected", NULL)) return -1;
+    return build_rows(L, e, &f);
 }
 
 // The records of a shard as the JSON objects the text formats above would give, with images named
@@ -438,10 +423,10 @@ static cJSON *shard_records_json(const Shard *sh, const char *path) {
     return arr;
 }
 
-void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaConfig *cfg,
+void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const LlavaConfig *cfg,
                      const PreprocessConfig *pcfg, const TrainDataOptions *opt) {
     memset(d, 0, sizeof(*d));
-    if (recipe == RECIPE_CLIP) fatal("train_data_load: the clip recipe reads image-caption data (train/clip_train.c)");
+    CHECK_OR_DIE(recipe->model == MODEL_LLAVA, "train_data_load: recipe %s does not train a LLaVA", recipe->name);
     d->recipe = recipe;
     d->image_size = cfg->vision.image_size;
     if (opt->template_name && chat_template_from_name(opt->template_name) < 0)  // never a format no other command renders
@@ -476,11 +461,11 @@ void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaC
         cJSON_Delete(j);
     }
     jsonl_close(&jr);
-    if (d->n == 0) fatal("%s: no usable %s examples%s", path, recipe_name(recipe), d->n_bad ? " (all were skipped)" : "");
+    if (d->n == 0) fatal("%s: no usable %s examples%s", path, recipe->name, d->n_bad ? " (all were skipped)" : "");
     if (d->n_bad) fprintf(stderr, "vlm: %s: %d records skipped\n", path, d->n_bad);
     // the hash keys the reference cache: rows, labels and pixels
     unsigned long long h = 1469598103934665603ULL;
-    h = fnv(h, &recipe, sizeof(recipe));
+    h = fnv(h, &recipe->id, sizeof(recipe->id));
     for (int i = 0; i < d->n; i++)
         for (int r = 0; r < d->ex[i].n_rows; r++) {
             TrainRow *row = &d->ex[i].rows[r];
@@ -497,13 +482,12 @@ void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaC
     free(L.dir);
 }
 
-void train_data_synthetic(TrainData *d, Recipe recipe, int n_examples, const LlavaConfig *cfg, int prompt_len,
+void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, const LlavaConfig *cfg, int prompt_len,
                           int resp_len, unsigned long long seed) {
     memset(d, 0, sizeof(*d));
     d->recipe = recipe;
     d->image_size = cfg->vision.image_size;
-    const int S = d->image_size, P = cfg->image_tokens, svco = recipe == RECIPE_SVCO || recipe == RECIPE_VCO;
-    const int per = svco || recipe == RECIPE_MDPO ? 2 : 1;
+    const int S = d->image_size, P = cfg->image_tokens, per = recipe->second_image != IMAGE2_NONE ? 2 : 1;
     AugRng rng;
     augrng_seed(&rng, seed);
     d->n_images = n_examples * per;
@@ -524,15 +508,10 @@ void train_data_synthetic(TrainData *d, Recipe recipe, int n_examples, const Lla
         prompt[0] = 1;
         for (int t = 1; t < prompt_len; t++) prompt[t] = 3 + augrng_int(&rng, 0, hi);
         for (int k = 0; k < 2; k++) for (int t = 0; t < resp_len; t++) resp[k][t] = 3 + augrng_int(&rng, 0, hi);
-        // (response, image slot) of each row, in the order train/data.h documents
-        int rows[6][2], nr = 0;
-        if (recipe == RECIPE_SFT) { rows[0][0] = 0; rows[0][1] = 0; nr = 1; }
-        else if (recipe == RECIPE_DPO) { int r[2][2] = {{0, 0}, {1, 0}}; memcpy(rows, r, sizeof(r)); nr = 2; }
-        else if (recipe == RECIPE_MDPO) { int r[3][2] = {{0, 0}, {1, 0}, {0, 1}}; memcpy(rows, r, sizeof(r)); nr = 3; }
-        else { int r[6][2] = {{0, 0}, {0, 1}, {0, -1}, {1, 0}, {1, 1}, {1, -1}}; memcpy(rows, r, sizeof(r)); nr = 6; }
+        const int nr = recipe->n_rows;  // the recipe's rows (train/recipes.h), every image slot filled
         for (int k = 0; k < nr; k++) {
             TrainRow *row = &ex->rows[k];
-            int img = rows[k][1], np = img >= 0 ? prompt_len + P : prompt_len;
+            int img = recipe->rows[k].image, np = img >= 0 ? prompt_len + P : prompt_len;
             row->n = np + resp_len;
             row->ids = xmalloc(sizeof(int) * row->n);
             row->labels = xmalloc(sizeof(int) * row->n);
@@ -541,7 +520,7 @@ void train_data_synthetic(TrainData *d, Recipe recipe, int n_examples, const Lla
             if (img >= 0) for (int p = 0; p < P; p++) row->ids[t++] = cfg->image_token_id;
             for (int q = 1; q < prompt_len; q++) row->ids[t++] = prompt[q];
             for (int q = 0; q < np; q++) row->labels[q] = -100;
-            for (int q = 0; q < resp_len; q++) { row->ids[np + q] = row->labels[np + q] = resp[rows[k][0]][q]; }
+            for (int q = 0; q < resp_len; q++) { row->ids[np + q] = row->labels[np + q] = resp[recipe->rows[k].response][q]; }
             row->image = img;
             if (row->n > d->max_row_len) d->max_row_len = row->n;
         }
@@ -575,7 +554,7 @@ static int rows_share_prefix(const TrainRow *a, const TrainRow *b) {
 
 // How an example's rows become physical rows: pairs (first, second) or singles (second = -1).
 static int example_plan(const TrainExample *ex, int pack, int plan[][2]) {
-    int used[6] = {0}, n = 0;
+    int used[RECIPE_MAX_ROWS] = {0}, n = 0;
     for (int i = 0; i < ex->n_rows; i++) {
         if (used[i]) continue;
         used[i] = 1;
@@ -603,7 +582,7 @@ void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int p
     int rows[2] = {0, 0}, len[2] = {1, 1}, outs[2] = {1, 1};
     for (int i = 0; i < d->n; i++) {
         const TrainExample *ex = &d->ex[i];
-        int plan[6][2], r[2] = {0, 0}, o[2] = {0, 0}, np = example_plan(ex, pack, plan);
+        int plan[RECIPE_MAX_ROWS][2], r[2] = {0, 0}, o[2] = {0, 0}, np = example_plan(ex, pack, plan);
         for (int k = 0; k < np; k++) {
             int g = ex->rows[plan[k][0]].image < 0, n = planned_length(ex, plan[k]);
             r[g]++;
@@ -618,7 +597,7 @@ void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int p
             if (o[g] > outs[g]) outs[g] = o[g];
         }
     }
-    b->cap_rows = max_examples * recipe_rows(d->recipe);
+    b->cap_rows = max_examples * d->recipe->n_rows;
     b->cap_images = max_examples * 2;
     b->example_of_row = xmalloc(sizeof(int) * b->cap_rows);
     b->kind_of_row = xmalloc(sizeof(int) * b->cap_rows);
@@ -683,7 +662,7 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n)
             b->length_of_row[b->B] = ex->rows[r].n;
             b->B++;
         }
-        int plan[6][2], np = example_plan(ex, b->pack, plan);
+        int plan[RECIPE_MAX_ROWS][2], np = example_plan(ex, b->pack, plan);
         for (int k = 0; k < np; k++) {
             const TrainRow *ra = &ex->rows[plan[k][0]];
             int g = ra->image < 0;

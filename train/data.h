@@ -1,32 +1,27 @@
 // Training examples for the LLaVA recipes, tokenized once at load time and turned into batch rows.
 //
-// Each example becomes a fixed set of rows, in the order the loss functions of train/losses.h expect:
-//   sft   1 row:  (image, prompt + response)
-//   dpo   2 rows: (image, chosen), (image, rejected)                       -> dpo_loss
-//   svco  6 rows: (Iw, y_w) (Il, y_w) (none, y_w) (Iw, y_l) (Il, y_l) (none, y_l)   -> svco_loss (SVCO_*)
-//   vco   the same rows as svco (the loss switches the symmetric terms off)
-//   mdpo  3 rows: (m, y_w) (m, y_l) (m', y_w), m' a random-resized crop of m  -> mdpo_loss (MDPO_*)
+// Each example becomes the rows its recipe lists (train/recipes.h: RowSpec), in the order the recipe's loss
+// reads them: sft 1 row, dpo 2 (chosen, rejected), svco and vco 6 (SVCO_*), mdpo 3 (MDPO_*, the third under a
+// random-resized crop m' of the image).
 //
 // Input files (JSON Lines, or a JSON array for S-VCO's released mvc.json); text fields go through the
-// chat template, *_ids fields are taken as token ids (the image token once, where the image goes):
-//   sft   {"image"?, "prompt", "response"}            or {"image"?, "prompt_ids", "response_ids"}
-//   dpo   {"image"?, "prompt", "chosen", "rejected"}  or {"image"?, "prompt_ids", "chosen_ids", "rejected_ids"}
+// chat template, *_ids fields are taken as token ids (the image token once, where the image goes). The
+// recipe's record kind says which keys are read:
+//   RECORDS_SFT   {"image"?, "prompt", "response"}            or {"image"?, "prompt_ids", "response_ids"}
+//                 or LLaVA's {"image"?, "conversations": [{"from": "human"|"gpt", "value"}, ...]}
+//   RECORDS_PAIR  {"image"?, "prompt", "chosen", "rejected"}  or {"image"?, "prompt_ids", "chosen_ids", "rejected_ids"}
 //   ("image" may be TRL's "images": [path] ([] for a text-only record), "prompt" may be "question"; any other key
-//   that looks like an image is an error naming it: the image would silently be left out of training)
-//   mdpo  as dpo, with an image
-//   svco  MVC: {"chosen_images": [..], "rejected_images": [..], "instruction_prompt", "system_prompt"?,
-//               "chosen_response", "rejected_response"}
-//         or {"image_w", "image_l", "prompt_ids", "chosen_ids", "rejected_ids"}
+//   that looks like an image is an error naming it: the image would silently be left out of training;
+//   mdpo needs an image, to crop)
+//   RECORDS_MVC   {"chosen_images": [..], "rejected_images": [..], "instruction_prompt", "system_prompt"?,
+//                  "chosen_response", "rejected_response"}
+//                 or {"image_w", "image_l", "prompt_ids", "chosen_ids", "rejected_ids"}
 // Image paths are relative to the data file's folder (or --images DIR).
 #pragma once
 #include "../data/augment.h"
 #include "../data/preprocess.h"
 #include "../model/config.h"
-
-typedef enum { RECIPE_SFT, RECIPE_DPO, RECIPE_SVCO, RECIPE_VCO, RECIPE_MDPO, RECIPE_CLIP } Recipe;
-Recipe recipe_from_name(const char *name);  // dies listing the names on an unknown one
-const char *recipe_name(Recipe r);
-int recipe_rows(Recipe r);                   // rows per example
+#include "recipes.h"
 
 typedef struct {
     int *ids;       // (n) image tokens expanded
@@ -38,7 +33,7 @@ typedef struct {
 typedef struct {
     int line;          // line (or array index + 1) in the input file
     int image[2];      // indices into TrainData.images, -1 if unused
-    TrainRow rows[6];
+    TrainRow rows[RECIPE_MAX_ROWS];  // (n_rows) in the recipe's row order
     int n_rows;
 } TrainExample;
 
@@ -50,11 +45,11 @@ typedef struct {
     int max_len;             // 0: no limit; longer rows are truncated in their response or rejected
     int skip_bad;            // count and skip malformed records (and missing or unreadable images) instead of stopping
     unsigned long long seed; // for mDPO's corrupted crops (fixed per example, so a cached reference is exact)
-    double crop_lo, crop_hi; // mDPO crop scale range (0.01, 0.2)
+    double crop_lo, crop_hi; // mDPO crop scale range (--crop-scale)
 } TrainDataOptions;
 
 typedef struct {
-    Recipe recipe;
+    const Recipe *recipe;
     TrainExample *ex;
     int n;
     int n_images, image_size;
@@ -65,12 +60,12 @@ typedef struct {
     unsigned long long hash; // of the tokenized rows and pixels: keys the reference log-prob cache
 } TrainData;
 
-void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaConfig *cfg,
+void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const LlavaConfig *cfg,
                      const PreprocessConfig *pcfg, const TrainDataOptions *opt);
 void train_data_free(TrainData *d);
 // Random examples for benchmarks: each has [BOS, image tokens, prompt_len - 1 text tokens] as its prompt
 // (image-free rows drop the image tokens) and random responses of resp_len tokens; random pixels.
-void train_data_synthetic(TrainData *d, Recipe recipe, int n_examples, const LlavaConfig *cfg, int prompt_len,
+void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, const LlavaConfig *cfg, int prompt_len,
                           int resp_len, unsigned long long seed);
 
 // The order examples are visited in: a seeded permutation per epoch; the position (epoch, cursor) is

@@ -11,7 +11,11 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "../model/safetensors.h"
 #include "../util/common.h"
+#include "metrics.h"
+#include "plot.h"
+#include "settings.h"
 
 void run_lock_out(const char *out_dir) {
     mkdir_p(out_dir);
@@ -132,4 +136,219 @@ void run_exit_interrupted(const TrainConfig *c, int sig, int step) {
     free(ckpt);
     free(cmd);
     exit(128 + sig);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// the training loop
+
+// The loss and the recipe's metrics of s into o, each key with `prefix` ("val/" for held-out values).
+static void put_stats(cJSON *o, const Recipe *r, const StepStats *s, const char *prefix) {
+    char k[96];
+    snprintf(k, sizeof(k), "%sloss", prefix);
+    cJSON_AddNumberToObject(o, k, s->loss);
+    for (int i = 0; i < RECIPE_MAX_METRICS && r->metrics[i]; i++) {
+        snprintf(k, sizeof(k), "%s%s", prefix, r->metrics[i]);
+        cJSON_AddNumberToObject(o, k, s->metric[i]);
+    }
+}
+
+// state.json: the position (step, epoch, cursor), what the run was (recipe, data hash, base model, data, backend)
+// and every setting (train/settings.h), which --resume compares.
+static char *state_json(const TrainConfig *c, const TrainModel *M, const DataOrder *order, int step, int total, const char *backend) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", step);
+    cJSON_AddNumberToObject(o, "total_steps", total);
+    cJSON_AddNumberToObject(o, "epoch", order->epoch);
+    cJSON_AddNumberToObject(o, "cursor", order->cursor);
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%llu", c->seed);
+    cJSON_AddStringToObject(o, "seed", buf);
+    snprintf(buf, sizeof(buf), "%016llx", M->data_hash);
+    cJSON_AddStringToObject(o, "data_hash", buf);
+    cJSON_AddStringToObject(o, "recipe", c->recipe->name);
+    cJSON_AddStringToObject(o, "base_model", c->model_dir);
+    cJSON_AddStringToObject(o, "data", c->data_path);
+    cJSON_AddNumberToObject(o, "lr", c->optim.lr);
+    cJSON_AddNumberToObject(o, "batch", c->batch);
+    cJSON_AddNumberToObject(o, "grad_accum", c->grad_accum);
+    cJSON_AddStringToObject(o, "backend", backend);
+    cJSON_AddItemToObject(o, "settings", settings_json(c, backend));
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+// A checkpoint is only written when its weights give a finite loss on the first examples of the data: a
+// diverged run must not replace the last good checkpoint with garbage.
+static void save(const TrainConfig *c, TrainModel *M, const Optimizer *opt, const DataOrder *order, int step, int total,
+                 const char *backend) {
+    double loss = M->probe_loss(M);
+    if (!isfinite(loss)) {
+        char *last = checkpoint_latest(c->out_dir);
+        fatal("step %d: the weights give a loss of %g; not saving them. The last good checkpoint is %s", step, loss,
+              last ? last : "(none: no checkpoint was written)");
+    }
+    char *s = state_json(c, M, order, step, total, backend);
+    checkpoint_save(c->out_dir, step, M->stores, M->n_stores, opt, s, c->model_dir, M->save_extra, M->save_ctx);
+    free(s);
+}
+
+// Continues from checkpoint `ckpt`: the settings, recipe and data must be the run's; then the position, the
+// weights and the optimizer state. Returns the step.
+static int resume(const TrainConfig *c, TrainModel *M, Optimizer *opt, DataOrder *order, int total, const char *ckpt,
+                  const char *backend) {
+    const Recipe *r = c->recipe;
+    // the settings first, when the recipe is the run's: a changed flag is named (the data hash would only
+    // say that the data differ when the flag changed the rows)
+    char *path = path_join(ckpt, "state.json");
+    char *text = try_read_file(path, NULL);
+    cJSON *state = text ? cJSON_Parse(text) : NULL;
+    const cJSON *rcp = state ? cJSON_GetObjectItemCaseSensitive(state, "recipe") : NULL;
+    if (cJSON_IsString(rcp) && !strcmp(rcp->valuestring, r->name))
+        settings_check_resume(c, cJSON_GetObjectItemCaseSensitive(state, "settings"), backend, path);
+    cJSON_Delete(state);
+    free(text);
+    free(path);
+    CheckpointLimits lim = run_checkpoint_limits(r->name, M->data_hash, total, M->n_examples, (long long)M->batch * c->grad_accum);
+    CheckpointState cs = checkpoint_read_state(ckpt, &lim);
+    order->epoch = cs.epoch;
+    order->cursor = cs.cursor;
+    data_order_shuffle(order);
+    char *w = path_join(ckpt, "model.safetensors");
+    SafeTensors *st = st_open_or_die(w);
+    for (int i = 0; i < M->n_stores; i++) params_load(M->stores[i], st, NULL);
+    st_close(st);
+    free(w);
+    checkpoint_load_optimizer(ckpt, opt);
+    opt->step = cs.step;
+    fprintf(stderr, "resumed from %s at step %d (epoch %d, example %d)\n", ckpt, cs.step, cs.epoch, cs.cursor);
+    return cs.step;
+}
+
+int train_run(const TrainConfig *c) {
+    if (!c->model_dir || !c->data_path || !c->out_dir) fatal("vlm train: --model, --data and --out are required");
+    if (c->batch < 1 || c->grad_accum < 1) fatal("vlm train: --batch and --grad-accum must be at least 1");
+    const Recipe *r = c->recipe;
+    const Backend *be = backend_select(c->device);
+    run_lock_out(c->out_dir);
+    settings_print(stderr, c);
+    TrainModel M;
+    if (r->model == MODEL_CLIP) clip_train_open(&M, c, be);
+    else llava_train_open(&M, c, be);
+
+    // steps, warm-up, optimizer, data order, and the checkpoint to continue from
+    const int total = run_total_steps(c, M.n_examples, (long long)M.batch * c->grad_accum);
+    OptimConfig oc = c->optim;
+    oc.total_steps = total;
+    if (oc.warmup_steps < 0) oc.warmup_steps = (int)ceil(c->warmup_ratio * total);
+    Optimizer opt;
+    optim_init(&opt, &oc, M.trainable, M.n_trainable);
+    DataOrder order = {M.n_examples, 0, 0, c->seed, xmalloc(sizeof(int) * M.n_examples)};
+    data_order_shuffle(&order);
+    int step = 0;
+    char *latest = c->resume ? checkpoint_resume_dir(c->out_dir) : NULL;
+    if (c->resume && !latest) fprintf(stderr, "vlm train: --resume: no checkpoint in %s yet; starting from the base model\n", c->out_dir);
+    if (latest) step = resume(c, &M, &opt, &order, total, latest, be->name);
+    free(latest);
+
+    char *log_path = path_join(c->out_dir, "metrics.jsonl");
+    MetricsLog log;
+    metrics_open(&log, log_path, step);
+    fprintf(stderr, "train: recipe %s, %d examples%s, %d steps of %d x %d examples, lr %g (%s, %d warm-up), backend %s\n", r->name,
+            M.n_examples, M.has_val ? " (+ validation)" : "", total, M.batch, c->grad_accum, oc.lr, schedule_name(oc.schedule),
+            oc.warmup_steps, be->name);
+    if (!c->quiet && M.memory_report) M.memory_report(&M, &opt);
+    const int on_gpu = strcmp(be->name, "cpu") != 0 && strcmp(be->name, "cpu64") != 0;
+    char per_s[64];
+    snprintf(per_s, sizeof(per_s), "%s_per_s", M.unit);
+
+    int *idx = xmalloc(sizeof(int) * M.batch);
+    double t_start = now_seconds(), items_total = 0;
+    const int first_step = step;
+    optim_zero_grad(&opt);
+    run_signals_install();  // from here a stop signal ends the run with a checkpoint
+    while (step < total) {
+        double t0 = now_seconds();
+        StepStats st;
+        memset(&st, 0, sizeof(st));
+        for (int micro = 0; micro < c->grad_accum; micro++) {
+            data_order_next(&order, idx, M.batch);
+            double loss = M.micro_step(&M, idx, M.batch, step, micro, 1.0 / c->grad_accum, &st);
+            if (!isfinite(loss)) {
+                char *last = checkpoint_latest(c->out_dir);
+                fatal("step %d: the loss is %g; stopping without an update. The last good checkpoint is %s", step + 1, loss,
+                      last ? last : "(none yet: no checkpoint was written)");
+            }
+        }
+        double lr, norm = optim_step(&opt, &lr);
+        if (!isfinite(norm)) {
+            char *last = checkpoint_latest(c->out_dir);
+            fatal("step %d: the gradient norm is %g; stopping. The last good checkpoint is %s", step + 1, norm, last ? last : "(none yet)");
+        }
+        optim_zero_grad(&opt);
+        step++;
+        be->synchronize();
+        double dt = now_seconds() - t0;
+        items_total += st.n_items;
+        double elapsed = now_seconds() - t_start, rate = (step - first_step) / elapsed;
+        double eta = rate > 0 ? (total - step) / rate : 0;
+        cJSON *rec = cJSON_CreateObject();
+        cJSON_AddNumberToObject(rec, "step", step);
+        cJSON_AddNumberToObject(rec, "epoch", order.epoch + (double)order.cursor / M.n_examples);
+        put_stats(rec, r, &st, "");
+        if (M.log_extra) M.log_extra(&M, rec);
+        cJSON_AddNumberToObject(rec, "lr", lr);
+        cJSON_AddNumberToObject(rec, "grad_norm", norm);
+        cJSON_AddNumberToObject(rec, M.unit, (double)st.n_items);
+        cJSON_AddNumberToObject(rec, per_s, st.n_items / dt);
+        cJSON_AddNumberToObject(rec, "step_time_s", dt);
+        const double mfu = st.flops / dt / (c->peak_tflops * 1e12);
+        if (on_gpu && st.flops > 0) cJSON_AddNumberToObject(rec, "mfu", mfu);
+        int eval_now = M.has_val && c->eval_every > 0 && (step % c->eval_every == 0 || step == total);
+        StepStats ev;
+        memset(&ev, 0, sizeof(ev));
+        if (eval_now) {
+            M.evaluate(&M, &ev);
+            eval_now = ev.n_examples > 0;  // CLIP: held-out data smaller than a batch gives nothing
+        }
+        if (eval_now) {
+            put_stats(rec, r, &ev, "val/");
+            if (r->headline) cJSON_AddNumberToObject(rec, "val/accuracy", r->headline(r, &c->loss, ev.metric));
+        }
+        metrics_write(&log, rec);
+        cJSON_Delete(rec);
+        if (!c->quiet && (step % (c->log_every > 0 ? c->log_every : 1) == 0 || step == total)) {
+            char acc[64] = "";
+            if (r->headline) snprintf(acc, sizeof(acc), " | acc %.2f", r->headline(r, &c->loss, st.metric));
+            char val[64] = "";
+            if (eval_now) snprintf(val, sizeof(val), " | val %.4f", ev.loss);
+            char mfu_s[32] = "";  // MFU means something against a GPU's matmul ceiling only
+            if (on_gpu && st.flops > 0) snprintf(mfu_s, sizeof(mfu_s), " | MFU %.1f%%", 100 * mfu);
+            fprintf(stderr, "step %d/%d | loss %.4f%s%s | lr %.2e | grad %.3f | %.0f %s/s%s | ETA %dm%02ds\n", step, total, st.loss,
+                    acc, val, lr, norm, st.n_items / dt, M.unit_short, mfu_s, (int)eta / 60, (int)eta % 60);
+        }
+        if (c->stop_at > 0 && step >= c->stop_at) break;
+        const int sig = run_stop_signal();
+        if (sig || (c->save_every > 0 && step % c->save_every == 0 && step < total)) save(c, &M, &opt, &order, step, total, be->name);
+        if (sig) run_exit_interrupted(c, sig, step);
+    }
+    save(c, &M, &opt, &order, step, total, be->name);
+    fprintf(stderr, "train: done, %d steps in %.1f s (%.0f %s/s); checkpoint in %s\n", step - first_step, now_seconds() - t_start,
+            items_total / (now_seconds() - t_start), M.unit, c->out_dir);
+    metrics_close(&log);
+    // the curves people look at: the loss (and validation loss), and the recipe's accuracy
+    char *svg = path_join(c->out_dir, "loss.svg");
+    plot_metrics(log_path, "loss,val/loss", svg, r->loss_plot_title);
+    free(svg);
+    if (r->acc_plot_keys) {
+        svg = path_join(c->out_dir, "accuracy.svg");
+        plot_metrics(log_path, r->acc_plot_keys, svg, r->acc_plot_title);
+        free(svg);
+    }
+    free(log_path);
+    free(idx);
+    free(order.perm);
+    optim_free(&opt);  // before the model's stores it points to
+    M.close(&M);
+    return 0;
 }

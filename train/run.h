@@ -1,8 +1,60 @@
-// What both training loops (train/trainer.c, train/clip_train.c) share around their steps: the lock on
-// --out, the length of the run, and the stop signals with the exact command that resumes.
+// The one training loop of every recipe (train_run, declared in train/trainer.h): load or initialize the
+// model, the schedule, resume with its checks (recipe, data hash, settings), gradient accumulation, the
+// finite-loss guard, metrics, the progress line, checkpoints and plots. What differs between models is a
+// per-model step behind TrainModel (train/trainer.c: LLaVA; train/clip_train.c: CLIP), chosen by the recipe's
+// model (train/recipes.h). Also here: the lock on --out, the length of the run, and the stop signals with the
+// exact command that resumes.
 #pragma once
+#include <cJSON.h>
+
 #include "checkpoint.h"
 #include "trainer.h"
+
+// The metrics of one optimizer step (or of an evaluation): means over its micro-batches.
+typedef struct {
+    double loss;
+    double metric[RECIPE_MAX_METRICS];  // (the recipe's metric names) train/recipes.h
+    int n_examples;
+    long long n_items;                  // throughput units of the step (TrainModel.unit)
+    double flops;                       // model FLOPs of the step for the MFU (0: not counted)
+} StepStats;
+
+// A model as the loop sees it. The model's open function fills it; `self` is the model's own state.
+typedef struct TrainModel {
+    void *self;
+    int n_examples;              // training examples: the data order runs over them
+    int batch;                   // examples per micro-batch
+    unsigned long long data_hash;  // of the training examples as the model sees them (checked at --resume)
+    const char *unit, *unit_short;  // throughput unit in metrics.jsonl ("tokens") and on the progress line ("tok")
+    ParamStore *stores[4];       // (n_stores) what a checkpoint holds, in order (loaded back the same way)
+    int n_stores;
+    ParamStore *trainable[4];    // (n_trainable) what the optimizer updates
+    int n_trainable;
+    int has_val;                 // held-out data was given: evaluate runs
+    // Forward, loss and backward of the training examples idx[0..n): gradients scaled by `scale`, metrics
+    // accumulated into st weighted by `scale`. `step` (0-based) and `micro` place the micro-batch (LoRA draws
+    // its dropout mask from them, so a resumed run draws the same). Returns the micro-batch's loss, unscaled.
+    double (*micro_step)(struct TrainModel *m, const int *idx, int n, int step, int micro, double scale, StepStats *st);
+    // The loss of the current weights on the first examples of the training data, forward only: a
+    // checkpoint is only written when it is finite.
+    double (*probe_loss)(struct TrainModel *m);
+    // Loss and metrics on the held-out data (has_val).
+    void (*evaluate)(struct TrainModel *m, StepStats *st);
+    // Prints where the memory goes, once the optimizer exists (may be NULL).
+    void (*memory_report)(const struct TrainModel *m, const Optimizer *opt);
+    // Adds model values to a step's metrics record after the update (may be NULL).
+    void (*log_extra)(struct TrainModel *m, cJSON *rec);
+    // Writes further files into a checkpoint folder before it is sealed (may be NULL), with save_ctx.
+    void (*save_extra)(const char *dir, const void *ctx);
+    const void *save_ctx;
+    void (*close)(struct TrainModel *m);
+} TrainModel;
+
+// The per-model opens: load the model (or initialize it with --init random), read the data, prepare what the
+// step needs (LLaVA: LoRA, the reference log-probs before any update). The stores' weights are the base
+// model's when they return; a resume loads the checkpoint's over them afterwards.
+void llava_train_open(TrainModel *m, const TrainConfig *c, const Backend *be);
+void clip_train_open(TrainModel *m, const TrainConfig *c, const Backend *be);
 
 // Creates --out and takes an exclusive lock on OUT/.lock for the life of the process, so two runs never
 // interleave their checkpoints and metrics; dies naming the folder (and the holder's pid) when another

@@ -1,15 +1,17 @@
-// The training loop for the LLaVA recipes (SFT, DPO, S-VCO, VCO, mDPO): batches of examples, policy
-// forward/backward, reference log-probs (cached in a pre-pass or computed online), the loss of the
-// recipe, AdamW with the schedule, metrics, evaluation on held-out data, checkpoints and bit-exact resume.
+// The configuration of a training run (every recipe, LLaVA and CLIP), and the LLaVA side of training: the
+// per-model step that train/run.c's loop runs for the LLaVA recipes (SFT, DPO, S-VCO, VCO, mDPO): batches of
+// examples, policy forward/backward, reference log-probs (cached in a pre-pass or computed online), the loss of
+// the recipe (train/recipes.h), evaluation on held-out data.
 #pragma once
 #include "../model/llava.h"
 #include "../model/lora.h"
 #include "data.h"
 #include "losses.h"
 #include "optim.h"
+#include "recipes.h"
 
 typedef struct {
-    Recipe recipe;
+    const Recipe *recipe;
     const char *model_dir, *data_path, *val_path, *out_dir, *device;
     const char *tokenizer, *template_name, *system, *images_dir;
     OptimConfig optim;
@@ -18,13 +20,13 @@ typedef struct {
     int grad_accum;            // micro-batches per optimizer step
     int steps;                 // optimizer steps; 0: from epochs
     double epochs;
-    DpoParams dpo;
-    SvcoParams svco;
-    MdpoParams mdpo;
+    LossParams loss;           // the parameters of the recipe's loss
+    double crop_scale[2];      // mDPO's corrupted image: a random-resized crop keeping this range of the area
     int ref_online;            // 1: a frozen copy of the model runs every step; 0: cached pre-pass
     unsigned long long seed;
     int save_every, eval_every, log_every;  // in optimizer steps; 0: never (a final checkpoint is always written)
     int resume;                // continue from out_dir/latest if it exists
+    int force;                 // --resume with settings that differ from the run's (no longer bit-exact)
     int stop_at;               // > 0: stop (with a checkpoint) once this step is reached; --resume goes on
     LlavaTrainable trainable;
     int max_len, skip_bad;
@@ -35,15 +37,15 @@ typedef struct {
     int quiet;                 // no progress line
     int recompute;             // recompute the decoder layers' activations in the backward pass (less memory)
     double peak_tflops;        // the GPU's bf16 matmul ceiling, for the MFU on the progress line
+    unsigned long long given;  // bit i: setting i of train/settings.h was given on the command line
     int argc;                  // the arguments after "vlm train" (NULL argv: unknown), for the command
     char **argv;               // that resumes a run stopped by a signal (train/run.h)
 } TrainConfig;
 
-// The paper settings of a recipe (research/methods.md): S-VCO §1.4, SeVa DPO §3.3, mDPO §4; SFT and the
-// others get LLaVA-style defaults. Everything is overridable afterwards.
-void train_config_preset(TrainConfig *c, Recipe r);
-// Runs the whole training; returns 0. Dies with a clear message on bad input or a non-finite loss (the
-// last good checkpoint stays in place).
+// Every setting at its default, then the recipe's paper preset (train/recipes.h, through train/settings.h);
+// the command line overrides them afterwards.
+void train_config_preset(TrainConfig *c, const Recipe *r);
+
+// Runs the whole training (train/run.c: the one loop of every recipe); returns 0. Dies with a clear message on
+// bad input or a non-finite loss (the last good checkpoint stays in place).
 int train_run(const TrainConfig *c);
-// --recipe clip (train/clip_train.c): contrastive training of a CLIPModel folder.
-int clip_train_run(const TrainConfig *c);
