@@ -1,4 +1,6 @@
-// vlm train: SFT, DPO (SeVa, CLIP-DPO), S-VCO, VCO and mDPO on a LLaVA model. See train/trainer.h.
+// vlm train: the recipes of the table (train/recipes.h: SFT, DPO (SeVa, CLIP-DPO), S-VCO, VCO and mDPO on a LLaVA
+// model, contrastive CLIP) through the one loop of train/run.h, and --plan, the memory plan of such a run
+// (train/plan.h).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +16,8 @@
 
 static void usage(void) {
     printf(
-        "usage: vlm train --recipe NAME --model DIR --data FILE --out DIR [flags]\n\n"
+        "usage: vlm train --recipe NAME --model DIR --data FILE --out DIR [flags]\n"
+        "       vlm train --recipe NAME (--model DIR | --shape NAME) --plan [flags]\n\n"
         "Trains a Hugging Face LLaVA model with one of the recipes of research/methods.md, or (clip) a CLIPModel\n"
         "with the contrastive loss on {\"image\", \"caption\"} lines. Every recipe starts from the paper's\n"
         "settings (printed at start with their sources, listed at the end); every flag below overrides them.\n\n"
@@ -74,7 +77,9 @@ static void usage(void) {
         "                       Reads --model DIR's config.json only (or --shape llava-7b|llava-1.4b|llava-tiny|\n"
         "                       llava-demo), not --data: rows have --prompt-len N (64) + --response-len N (64) text\n"
         "                       tokens besides the image's. --world-size N: the ZeRO-1 sharding over N ranks (a\n"
-        "                       projection: data-parallel training is not built yet). --device cpu plans the CPU backend\n\n"
+        "                       projection: data-parallel training is not built yet). --device cpu plans the CPU\n"
+        "                       backend. The flags above shape the plan as they shape the run (--batch, --train,\n"
+        "                       --lora-r, --ref, --recompute, --no-pack, --val); the LLaVA recipes only, not clip\n\n"
         "recipes (train/recipes.c) and their presets: flag, value, source\n");
     settings_print_recipes(stdout);
     printf("\nDPO loss types (--loss-type)\n");

@@ -15,19 +15,20 @@
 
 // n examples of a recipe in the ids form whose rows are laid out as train_data_synthetic lays out the plan's:
 // a prompt of prompt_len tokens (BOS first) plus the image token, responses of resp_len tokens.
-static char *write_rows(const char *name, Recipe r, int n, int prompt_len, int resp_len) {
+static char *write_rows(const char *name, const Recipe *r, int n, int prompt_len, int resp_len) {
     char *dir = path_join(test_tmpdir(), name), cmd[1024];
     snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r " GQA "/images %s/", dir, dir, dir);
     if (test_shell(cmd) != 0) fatal("cannot prepare %s", dir);
     size_t cap = 1 << 20, len = 0;
     char *text = xmalloc(cap);
     for (int i = 0; i < n; i++) {
-        if (r == RECIPE_SVCO || r == RECIPE_VCO) len += snprintf(text + len, cap - len, "{\"image_w\": \"images/a.png\", \"image_l\": \"images/b.png\"");
+        if (r->records == RECORDS_MVC) len += snprintf(text + len, cap - len, "{\"image_w\": \"images/a.png\", \"image_l\": \"images/b.png\"");
         else len += snprintf(text + len, cap - len, "{\"image\": \"images/%s\"", i % 2 ? "a.png" : "b.png");
         len += snprintf(text + len, cap - len, ", \"prompt_ids\": [1, 90");
         for (int t = 1; t < prompt_len; t++) len += snprintf(text + len, cap - len, ", %d", 3 + (i + t) % 70);
-        const char *keys[2] = {r == RECIPE_SFT ? "response_ids" : "chosen_ids", "rejected_ids"};
-        for (int k = 0; k < (r == RECIPE_SFT ? 1 : 2); k++) {
+        const int sft = r->records == RECORDS_SFT;
+        const char *keys[2] = {sft ? "response_ids" : "chosen_ids", "rejected_ids"};
+        for (int k = 0; k < (sft ? 1 : 2); k++) {
             len += snprintf(text + len, cap - len, "], \"%s\": [", keys[k]);
             for (int t = 0; t < resp_len; t++) len += snprintf(text + len, cap - len, "%s%d", t ? ", " : "", 3 + (i * 7 + t + k) % 70);
         }
@@ -42,18 +43,19 @@ static char *write_rows(const char *name, Recipe r, int n, int prompt_len, int r
 
 typedef struct {
     const char *name;
-    Recipe recipe;
+    const char *recipe;
     int recompute, ref_online, lora_r, train_vision, no_pack, val;
 } Case;
 
 // train_run on the CPU (in this process) against the plan of the same settings: the peak bytes must be equal.
 static void check_case(const Case *k) {
     const int prompt_len = 5, resp_len = 3;
-    char *data = write_rows(k->name, k->recipe, 4, prompt_len, resp_len);
+    const Recipe *r = recipe_find(k->recipe);
+    char *data = write_rows(k->name, r, 4, prompt_len, resp_len);
     char out[512];
     snprintf(out, sizeof(out), "%s/%s-run", test_tmpdir(), k->name);
     TrainConfig c;
-    train_config_preset(&c, k->recipe);
+    train_config_preset(&c, r);
     c.model_dir = GQA;
     c.data_path = data;
     c.out_dir = out;
@@ -89,14 +91,14 @@ static void check_case(const Case *k) {
 
 TEST(plan_equals_cpu_allocations) {
     const Case cases[] = {
-        {"plan_sft", RECIPE_SFT, 0, 0, 0, 0, 0, 0},
-        {"plan_sft_vision_rec", RECIPE_SFT, 1, 0, 0, 1, 0, 0},
-        {"plan_svco_cached_val", RECIPE_SVCO, 0, 0, 0, 0, 0, 1},
-        {"plan_svco_online", RECIPE_SVCO, 0, 1, 0, 0, 0, 0},
-        {"plan_svco_nopack_rec", RECIPE_SVCO, 1, 0, 0, 0, 1, 0},
-        {"plan_dpo_lora_cached", RECIPE_DPO, 0, 0, 4, 0, 0, 0},
-        {"plan_dpo_lora_online", RECIPE_DPO, 1, 1, 4, 0, 0, 0},
-        {"plan_mdpo", RECIPE_MDPO, 0, 0, 0, 0, 0, 0},
+        {"plan_sft", "sft", 0, 0, 0, 0, 0, 0},
+        {"plan_sft_vision_rec", "sft", 1, 0, 0, 1, 0, 0},
+        {"plan_svco_cached_val", "svco", 0, 0, 0, 0, 0, 1},
+        {"plan_svco_online", "svco", 0, 1, 0, 0, 0, 0},
+        {"plan_svco_nopack_rec", "svco", 1, 0, 0, 0, 1, 0},
+        {"plan_dpo_lora_cached", "dpo", 0, 0, 4, 0, 0, 0},
+        {"plan_dpo_lora_online", "dpo", 1, 1, 4, 0, 0, 0},
+        {"plan_mdpo", "mdpo", 0, 0, 0, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_case(&cases[i]);
 }
@@ -107,7 +109,7 @@ TEST(plan_equals_cpu_allocations) {
 // gradients, fp32 AdamW moments and masters, 1/8 of them per rank under ZeRO-1.
 TEST(plan_llava7b_terms) {
     TrainConfig c;
-    train_config_preset(&c, RECIPE_SVCO);
+    train_config_preset(&c, recipe_find("svco"));
     PlanSpec s;
     plan_spec_init(&s, &c, "llava-7b", 64, 64, 1);
     Plan p;

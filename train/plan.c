@@ -68,9 +68,9 @@ void mem_plan_acts(MemPlan *p, const BatchActs *train, const BatchActs *ref) {
 }
 
 void mem_plan_finish(MemPlan *p) {
-    const size_t stores = p->weights + p->grads + p->optim + p->ref_weights;
-    const size_t training = p->acts + p->ref_acts + p->eval;
-    p->peak = stores + (p->prepass > training ? p->prepass : training);
+    const size_t model = p->weights + p->grads + p->ref_weights;
+    const size_t training = p->optim + p->acts + p->ref_acts + p->eval;
+    p->peak = model + (p->prepass > training ? p->prepass : training);
 }
 
 void mem_plan_print(FILE *f, const MemPlan *p) {
@@ -178,13 +178,16 @@ static const Backend *dry_start(const char *target) {
 
 // ---------------------------------------------------------------------------------------------------
 
-// Mirrors train_run's allocations, in its order.
+// train_run's allocations, in its order: llava_train_open (train/trainer.c) allocates the model, the adapters,
+// the reference (a frozen copy, or the pre-pass's arena, freed) and the training arenas; then train_run
+// (train/run.c) the optimizer's state; each evaluation its arena, freed.
 void plan_compute(Plan *p, const PlanSpec *s) {
     memset(p, 0, sizeof(*p));
     if (s->batch < 1 || s->prompt_len < 1 || s->response_len < 1)
         fatal("memory plan: --batch, --prompt-len and --response-len must be at least 1");
+    CHECK_OR_DIE(s->recipe->model == MODEL_LLAVA, "memory plan: recipe %s does not train a LLaVA model", s->recipe->name);
     const Backend *be = dry_start(s->backend);
-    const int online = s->recipe != RECIPE_SFT && s->ref_online, cached = s->recipe != RECIPE_SFT && !s->ref_online;
+    const int online = s->recipe->uses_reference && s->ref_online, cached = s->recipe->uses_reference && !s->ref_online;
     char err[256];
     if (llava_check_row_length(&s->cfg, s->prompt_len + s->cfg.image_tokens + s->response_len, err, sizeof(err)))
         fatal("memory plan: rows of %d prompt + %d image + %d response tokens: %s", s->prompt_len, s->cfg.image_tokens,
@@ -199,7 +202,7 @@ void plan_compute(Plan *p, const PlanSpec *s) {
         lora_layout(&lo, &m.lm, &s->lora);
         m.lm.lora = &lo;
     }
-    // the optimizer: one state buffer per trained store (train/optim.c), 1/world of it under ZeRO-1
+    // the stores the optimizer updates
     ParamStore *trained[4];
     int n = 0;
     if (m.ps_vision.grad) trained[n++] = &m.ps_vision;
@@ -207,9 +210,6 @@ void plan_compute(Plan *p, const PlanSpec *s) {
     if (m.ps_text.grad) trained[n++] = &m.ps_text;
     if (have_lora) trained[n++] = &lo.ps;
     if (n == 0) fatal("memory plan: nothing to train (--train names no part)");
-    void *state[4];
-    const int world = s->world > 1 ? s->world : 1;
-    for (int i = 0; i < n; i++) state[i] = be->malloc(optim_state_bytes(be, (trained[i]->numel + world - 1) / world, NULL));
     // the online reference without LoRA: a frozen second copy (with LoRA: the policy with its adapters off)
     Llava ref;
     const int ref_copy = online && !have_lora;
@@ -228,6 +228,10 @@ void plan_compute(Plan *p, const PlanSpec *s) {
     }
     batch_acts_init(&acts, &m, &tb, s->recompute ? ACTS_BACKWARD_RECOMPUTE : ACTS_BACKWARD);
     if (online) batch_acts_init(&ref_acts, ref_copy ? &ref : &m, &tb, ACTS_INFERENCE);
+    // train_run: the optimizer, one state buffer per trained store (train/optim.c), 1/world of it under ZeRO-1
+    void *state[4];
+    const int world = s->world > 1 ? s->world : 1;
+    for (int i = 0; i < n; i++) state[i] = be->malloc(optim_state_bytes(be, (trained[i]->numel + world - 1) / world, NULL));
     if (s->with_val) {  // each evaluation: a forward-only arena next to the training ones
         batch_acts_init(&ev, &m, &tb, ACTS_INFERENCE);
         eval = acts_bytes(NULL, &ev);
@@ -248,12 +252,12 @@ void plan_compute(Plan *p, const PlanSpec *s) {
         p->len[g] = tb.g[g].cap_rows ? tb.g[g].cap_len : 0;
         p->outs[g] = tb.g[g].cap_rows ? tb.g[g].cap_out : 0;
     }
+    for (int i = 0; i < n; i++) be->free(state[i]);
     if (online) batch_acts_free(&ref_acts);
     batch_acts_free(&acts);
     train_batch_free(&tb);
     train_data_free(&d);
     if (ref_copy) llava_free(&ref);
-    for (int i = 0; i < n; i++) be->free(state[i]);
     if (have_lora) { m.lm.lora = NULL; lora_free(&lo); }
     llava_free(&m);
     CHECK_OR_DIE(dry.in_use == 0, "memory plan: %zu bytes left allocated", dry.in_use);
@@ -289,7 +293,7 @@ static void variant_label(char *buf, size_t n, const PlanSpec *s) {
     size_t k = 0;
     if (s->world > 1) k += (size_t)snprintf(buf, n, "ZeRO-1 x%d, ", s->world);
     k += (size_t)snprintf(buf + k, n - k, "%s, %s", parts, s->recompute ? "--recompute" : "acts kept");
-    if (s->recipe != RECIPE_SFT) snprintf(buf + k, n - k, ", %s ref", s->ref_online ? "online" : "cached");
+    if (s->recipe->uses_reference) snprintf(buf + k, n - k, ", %s ref", s->ref_online ? "online" : "cached");
 }
 
 static void variant_row(FILE *f, const PlanSpec *s, const MemPlan *m, int gpu) {
@@ -319,8 +323,14 @@ static void count_label(char *buf, double n) {
 }
 
 void plan_spec_init(PlanSpec *s, const TrainConfig *c, const char *shape, int prompt_len, int response_len, int world) {
-    if (c->recipe == RECIPE_CLIP)
-        fatal("vlm train --plan: the plan covers the LLaVA recipes (sft, dpo, svco, vco, mdpo); --recipe clip trains a CLIPModel");
+    if (c->recipe->model != MODEL_LLAVA) {  // the recipes it covers, from the table
+        char names[256] = "";
+        size_t k = 0;
+        for (int i = 0; recipe_at(i); i++)
+            if (recipe_at(i)->model == MODEL_LLAVA && k < sizeof(names))
+                k += (size_t)snprintf(names + k, sizeof(names) - k, "%s%s", k ? ", " : "", recipe_at(i)->name);
+        fatal("vlm train --plan: the plan covers the LLaVA recipes (%s); --recipe %s trains a CLIPModel", names, c->recipe->name);
+    }
     memset(s, 0, sizeof(*s));
     if (shape) {
         if (llava_config_preset(&s->cfg, shape)) fatal("vlm train --plan: --shape '%s': expected llava-1.4b, llava-7b, llava-tiny or llava-demo", shape);
@@ -343,14 +353,14 @@ void plan_spec_init(PlanSpec *s, const TrainConfig *c, const char *shape, int pr
 int plan_train(FILE *f, const TrainConfig *c, const char *shape, int prompt_len, int response_len, int world) {
     PlanSpec s;
     plan_spec_init(&s, c, shape, prompt_len, response_len, world);
-    const int gpu = !strcmp(s.backend, "cuda"), pref = s.recipe != RECIPE_SFT, R = recipe_rows(s.recipe);
+    const int gpu = !strcmp(s.backend, "cuda"), pref = s.recipe->uses_reference, R = s.recipe->n_rows;
     Plan run;
     plan_compute(&run, &s);
 
     fprintf(f, "vlm train --plan: recipe %s, model %s, %s.\n"
                "Nothing is allocated: the sizes are those of the layouts a run allocates (parameter registration, the\n"
                "activation arenas' measure pass, the optimizer's state).\n\n",
-            recipe_name(s.recipe), shape ? shape : c->model_dir,
+            s.recipe->name, shape ? shape : c->model_dir,
             gpu ? (run.mem.act_bytes == 2 ? "CUDA backend\n(bf16 weights, gradients and activations; fp32 master weights and AdamW moments)"
                                           : "CUDA backend (its fp32 build: fp32 throughout)")
                 : run.mem.act_bytes == 8 ? "CPU backend (fp64 throughout, in host memory)" : "CPU backend (fp32 throughout, in host memory)");
@@ -371,7 +381,7 @@ int plan_train(FILE *f, const TrainConfig *c, const char *shape, int prompt_len,
                                  run.rows[g] > 1 ? "s" : "", run.len[g]);
     fprintf(f, "%s,\n             %d labelled positions; rows of %d prompt + %d response text tokens (--prompt-len,\n"
                "             --response-len: the data file is not read) and %d tokens per image\n",
-            s.pack && pref ? " (image + prompt prefixes shared)" : "", run.outs[0] + run.outs[1], s.prompt_len,
+            run.logical_rows > run.rows[0] + run.rows[1] ? " (image + prompt prefixes shared)" : "", run.outs[0] + run.outs[1], s.prompt_len,
             s.response_len, s.cfg.image_tokens);
     fprintf(f, "\nthis run (%s%s%s):\n", s.recompute ? "--recompute" : "activations kept",
             pref ? (s.ref_online ? ", --ref online" : ", cached reference") : "", world > 1 ? ", ZeRO-1" : "");

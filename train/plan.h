@@ -3,10 +3,12 @@
 //
 // One accounting serves two callers. A run that has allocated its model prints it (memory_report in
 // train/step.h). `vlm train --plan` computes it without allocating anything: plan_compute runs the
-// initialization code of train_run (llava_init, lora_layout, train_batch_init, batch_acts_init) against a
-// backend whose malloc only counts, so the parameter layouts and the arenas' measure passes are the ones a
-// run allocates, not formulas written a second time. tests/test_plan.c holds the plan to the bytes the CPU
-// backend really allocates in train_run (model/ops.h: cpu_memory_peak).
+// allocating calls of train_run, in its order, against a backend whose malloc only counts: those of the LLaVA
+// model's open (train/trainer.c: llava_init, lora_layout for lora_init, the pre-pass arena, train_batch_init,
+// batch_acts_init), then the optimizer's state (train/run.c: optim_init, sized by optim_state_bytes). So the
+// parameter layouts and the arenas' measure passes are the ones a run allocates, not formulas written a second
+// time. tests/test_plan.c holds the plan to the bytes the CPU backend really allocates in train_run
+// (model/ops.h: cpu_memory_peak).
 #pragma once
 #include <stdio.h>
 
@@ -44,8 +46,10 @@ void mem_plan_stores(MemPlan *p, const Llava *m, ParamStore *const *trained, int
                      int world);
 // The arenas' terms: the training activations and the online reference's (NULL: none).
 void mem_plan_acts(MemPlan *p, const BatchActs *train, const BatchActs *ref);
-// peak = weights + grads + optim + ref_weights + max(prepass, acts + ref_acts + eval): train_run allocates the
-// stores first, runs the pre-pass in an arena it frees, then allocates the training arenas for good.
+// peak = weights + grads + ref_weights + max(prepass, optim + acts + ref_acts + eval): the LLaVA model's open
+// allocates the weights and gradients (and the online reference's copy), runs the pre-pass in an arena it frees,
+// then allocates the training arenas for good; train_run allocates the optimizer's state after it, and each
+// evaluation its arena while all of these are held.
 void mem_plan_finish(MemPlan *p);
 // The breakdown, one line per term.
 void mem_plan_print(FILE *f, const MemPlan *p);
@@ -53,7 +57,7 @@ void mem_plan_print(FILE *f, const MemPlan *p);
 // What `vlm train --plan` plans: a run's settings, the rows' lengths, a world size and a target backend.
 typedef struct {
     LlavaConfig cfg;
-    Recipe recipe;
+    const Recipe *recipe;         // a LLaVA recipe of the table (train/recipes.h)
     int batch;                    // examples per micro-batch
     int prompt_len, response_len; // text tokens of a prompt (BOS included) and of a response, as
                                   // train_data_synthetic lays rows out: [BOS, image tokens, prompt][response]
