@@ -1,6 +1,7 @@
 // LLaVA chat templates: a conversation -> token ids + a per-token response mask (the labels of SFT/DPO/S-VCO).
 //
-// Templates (rendered text; the tokenizer then splits out <image> and </s> and adds BOS, see tokenizer_sp.h):
+// Templates (rendered text; the tokenizer then splits out <image> and </s> and adds BOS, see tokenizer_sp.h; any
+// tokenizer of data/tokenizer.h works, the LLaMA ones being what these templates were written for):
 //
 //   "vicuna_v1"  original LLaVA-1.5 training and evaluation (haotian-liu/LLaVA llava/conversation.py,
 //                conv_vicuna_v1: SeparatorStyle.TWO, sep " ", sep2 "</s>"):
@@ -42,7 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tokenizer_sp.h"
+#include "tokenizer.h"
 
 typedef enum { CHAT_VICUNA_V1 = 0, CHAT_LLAVA_HF = 1, CHAT_LLAVA_HF_IMAGE_LAST = 2 } ChatTemplate;
 
@@ -75,7 +76,7 @@ typedef struct {
 } ChatTokens;
 
 // Renders and tokenizes a conversation. Returns 0, or -1 with a message in err (nothing allocated in out).
-int chat_build(const SpTokenizer *tok, const ChatOptions *opt, const ChatTurn *turns, int n_turns, ChatTokens *out,
+int chat_build(const Tokenizer *tok, const ChatOptions *opt, const ChatTurn *turns, int n_turns, ChatTokens *out,
                char *err, size_t errlen);
 void chat_tokens_free(ChatTokens *c);
 // The conversation's rendered text alone (what chat_build tokenizes; opt->n_image_tokens and max_len play no

@@ -13,9 +13,9 @@
 
 #define CHAT_FIXTURES "tests/fixtures/tokenizers/chat.jsonl"
 
-static SpTokenizer *load_sp(void) {
+static Tokenizer *load_sp(void) {
     char *p = path_join(test_shared_data(), "tokenizers/llama2_tokenizer.model");
-    SpTokenizer *t = sptok_load(p);
+    Tokenizer *t = tokenizer_load(p);
     free(p);
     return t;
 }
@@ -26,7 +26,7 @@ static ChatOptions opts(ChatTemplate tmpl, int image) {
 }
 
 TEST(chat_fixtures) {
-    SpTokenizer *tok = load_sp();
+    Tokenizer *tok = load_sp();
     int n;
     cJSON **rows = jsonl_read(CHAT_FIXTURES, &n);
     EXPECT(n >= 20);
@@ -65,13 +65,13 @@ TEST(chat_fixtures) {
         chat_tokens_free(&c);
     }
     jsonl_free(rows, n);
-    sptok_free(tok);
+    tokenizer_free(tok);
 }
 
 // The labels are exactly the answer's tokens (with the space before it, as its first "▁Word" piece) and the end
 // token: the tail of the sequence equals encode(answer) + </s>, and nothing before it is labelled.
 TEST(chat_response_mask) {
-    SpTokenizer *tok = load_sp();
+    Tokenizer *tok = load_sp();
     const char *answers[] = {"A red circle on a white background.", "No.", "Two stars,\nthree circles.", "yes"};
     for (int tm = 0; tm < 2; tm++) {
         for (size_t k = 0; k < sizeof(answers) / sizeof(answers[0]); k++) {
@@ -85,7 +85,7 @@ TEST(chat_response_mask) {
             strbuf_put(&a, answers[k], strlen(answers[k]));
             if (tm == CHAT_LLAVA_HF) strbuf_putc(&a, ' ');
             int *ids;
-            int m = sptok_encode(tok, a.data, a.len, SPTOK_EOS, &ids, NULL);
+            int m = tokenizer_encode(tok, a.data, a.len, TOK_EOS, &ids, NULL);
             EXPECT_INT_EQ(c.n_labels, m);
             for (int i = 0; i < c.n; i++) {
                 int in_tail = i >= c.n - m;
@@ -100,12 +100,12 @@ TEST(chat_response_mask) {
             chat_tokens_free(&c);
         }
     }
-    sptok_free(tok);
+    tokenizer_free(tok);
 }
 
 // S-VCO's image-free rows: the same conversation without "<image>\n", the same answer tokens.
 TEST(chat_image_free) {
-    SpTokenizer *tok = load_sp();
+    Tokenizer *tok = load_sp();
     for (int tm = 0; tm < 2; tm++) {
         ChatTurn t = {"Is there a blue square?", "No, there is a red circle."};
         ChatOptions oi = opts((ChatTemplate)tm, 1), on = opts((ChatTemplate)tm, 0);
@@ -148,12 +148,12 @@ TEST(chat_image_free) {
     EXPECT(chat_build(tok, &o, &moved, 1, &a, err, sizeof(err)) == 0);
     EXPECT(strstr(a.text, "<image>") == NULL && a.n_image == 0);
     chat_tokens_free(&a);
-    sptok_free(tok);
+    tokenizer_free(tok);
 }
 
 // n_image_tokens copies of the image id in place of the one placeholder, never labelled.
 TEST(chat_image_expand) {
-    SpTokenizer *tok = load_sp();
+    Tokenizer *tok = load_sp();
     ChatTurn t = {"Describe the image.", "A star."};
     ChatOptions o1 = opts(CHAT_LLAVA_HF, 1), o576 = opts(CHAT_LLAVA_HF, 1);
     o576.n_image_tokens = 576;
@@ -172,12 +172,12 @@ TEST(chat_image_expand) {
     EXPECT_INT_EQ(b.n_labels, a.n_labels);
     chat_tokens_free(&a);
     chat_tokens_free(&b);
-    sptok_free(tok);
+    tokenizer_free(tok);
 }
 
 // max_len: only answer/end tokens may be cut; cutting image or prompt tokens, or every answer token, is an error.
 TEST(chat_truncation) {
-    SpTokenizer *tok = load_sp();
+    Tokenizer *tok = load_sp();
     ChatTurn t = {"What is shown in this image?", "A red circle on a white background, next to a blue square."};
     ChatOptions o = opts(CHAT_VICUNA_V1, 1);
     o.n_image_tokens = 576;
@@ -215,11 +215,11 @@ TEST(chat_truncation) {
     EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) == 0 && c.n == full.n);
     chat_tokens_free(&c);
     chat_tokens_free(&full);
-    sptok_free(tok);
+    tokenizer_free(tok);
 }
 
 TEST(chat_errors) {
-    SpTokenizer *tok = load_sp();
+    Tokenizer *tok = load_sp();
     ChatTokens c;
     char err[300];
     ChatOptions o = opts(CHAT_VICUNA_V1, 1);
@@ -264,5 +264,5 @@ TEST(chat_errors) {
     EXPECT_INT_EQ(last.ids[last.n - 1], tok->eos_id);
     chat_tokens_free(&last);
     chat_tokens_free(&first);
-    sptok_free(tok);
+    tokenizer_free(tok);
 }

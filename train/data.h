@@ -43,7 +43,7 @@ typedef struct {
 } TrainExample;
 
 typedef struct {
-    const char *tokenizer;   // SentencePiece tokenizer.model for text fields (NULL: ids only)
+    const char *tokenizer;   // tokenizer.model or tokenizer.json for text fields (NULL: ids only)
     const char *template_name;  // "vicuna_v1" (default), "llava_hf" or "llava_hf_image_last"; others die
     const char *system;      // system prompt override (NULL: the template's)
     const char *images_dir;  // root for image paths (NULL: the data file's folder)
