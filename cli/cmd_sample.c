@@ -30,7 +30,7 @@
 static void usage(void) {
     printf("usage: vlm sample --model DIR --data FILE.jsonl [--device auto|cpu|cuda] [--batch N]\n"
            "                  [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--n N] [--seed S]\n"
-           "                  [--stop STR]... [--eos ID] [--template vicuna_v1|llava_hf|llava_hf_image_last] [--tokenizer FILE] [--out FILE]\n"
+           "                  [--stop STR]... [--eos ID] [--template NAME] [--tokenizer FILE] [--out FILE]\n"
            "                  [--augment diffusion:T|crop:LO,HI|flip|moco] [--augment-seed S] [--images DIR]\n"
            "                  [--prompt-suffix TEXT]\n\n"
            "Generates a continuation of every record's prompt, with a KV cache. Greedy by default.\n\n"
@@ -55,8 +55,9 @@ static void usage(void) {
            "  --stop STR          stop when the generated text contains STR (repeatable); the text is cut before it\n"
            "  --eos ID            end-of-sequence token (default: generation_config.json, config.json, else 2;\n"
            "                      -1: none)\n"
-           "  --template T        chat template for prompt records: vicuna_v1 (default, LLaVA-1.5), llava_hf or\n"
-           "                      llava_hf_image_last (the image after the question)\n"
+           "  --template T        chat template for prompt records: vicuna_v1 (default, LLaVA-1.5), llava_hf,\n"
+           "                      llava_hf_image_last (the image after the question) or llava_interleave (the\n"
+           "                      <|im_start|> turns of LLaVA-Interleave-Qwen)\n"
            "  --tokenizer FILE    tokenizer.model (SentencePiece) or tokenizer.json (byte-level BPE); default: DIR's,\n"
            "                      tokenizer.model first; without one, text records are refused and \"text\" is null\n"
            "  --out FILE          write the results here (atomically) instead of stdout\n"
@@ -249,7 +250,7 @@ int cmd_sample(int argc, char **argv) {
     if (aug_seed < 0) fatal("vlm sample: --augment-seed must be non-negative");
     for (int i = 0; i < n_stop; i++) if (!stop[i][0]) fatal("vlm sample: --stop needs a non-empty string");
     int tmpl = chat_template_from_name(tmpl_name);
-    if (tmpl < 0) fatal("vlm sample: --template '%s': expected vicuna_v1, llava_hf or llava_hf_image_last", tmpl_name);
+    if (tmpl < 0) fatal("vlm sample: --template '%s': expected " CHAT_TEMPLATE_NAMES, tmpl_name);
 
     // the tokenizer: given, or the model's own when it has one
     char *tp = tok_path ? xstrdup(tok_path) : tokenizer_find(model_dir);

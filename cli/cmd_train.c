@@ -24,7 +24,7 @@ static void usage(void) {
         "  --val FILE           held-out examples: loss and accuracy every --eval-every steps\n"
         "  --images DIR         root of the image paths (default: the data file's folder)\n"
         "  --tokenizer FILE     tokenizer.model or tokenizer.json for text fields (default: DIR's, .model first)\n"
-        "  --template NAME      chat template: vicuna_v1 (default), llava_hf or llava_hf_image_last\n"
+        "  --template NAME      chat template: vicuna_v1 (default), llava_hf, llava_hf_image_last or llava_interleave\n"
         "  --system TEXT        system prompt (default: the template's)\n"
         "  --max-len N          cut responses so rows fit N tokens (an error if the prompt does not fit)\n"
         "  --skip-bad           skip and count malformed records and records whose image is missing or unreadable\n"
@@ -117,7 +117,7 @@ int cmd_train(int argc, char **argv) {
     c.tokenizer = arg_str(&a, "--tokenizer", NULL);
     c.template_name = arg_str(&a, "--template", c.template_name);
     if (chat_template_from_name(c.template_name) < 0)  // never train a format that no other command renders
-        fatal("vlm train: --template '%s': expected vicuna_v1, llava_hf or llava_hf_image_last", c.template_name);
+        fatal("vlm train: --template '%s': expected " CHAT_TEMPLATE_NAMES, c.template_name);
     c.system = arg_str(&a, "--system", NULL);
     c.images_dir = arg_str(&a, "--images", NULL);
     c.max_len = (int)arg_int(&a, "--max-len", 0);

@@ -1,5 +1,6 @@
 // Chat templates against reference ids and masks (tests/ref/make_tokenizer_fixtures.py: vicuna_v1 as
-// haotian-liu/LLaVA renders it, llava_hf as transformers + S-VCO's collator build it), plus the mask,
+// haotian-liu/LLaVA renders it, llava_hf as transformers + S-VCO's collator build it;
+// tests/ref/make_hf_tokenizer_fixtures.py: llava_interleave as transformers renders it), plus the mask,
 // image-free, image expansion and truncation rules of data/chat.h.
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "test_jsonl.h"
 
 #define CHAT_FIXTURES "tests/fixtures/tokenizers/chat.jsonl"
+#define CHAT_INTERLEAVE_FIXTURES "tests/fixtures/tokenizers/chat_interleave.jsonl"
 
 static Tokenizer *load_sp(void) {
     char *p = path_join(test_shared_data(), "tokenizers/llama2_tokenizer.model");
@@ -25,11 +27,11 @@ static ChatOptions opts(ChatTemplate tmpl, int image) {
     return o;
 }
 
-TEST(chat_fixtures) {
-    Tokenizer *tok = load_sp();
+// Every conversation of a fixture file: rendered text, ids and mask.
+static void check_chat_fixtures(const Tokenizer *tok, const char *path, int min_rows) {
     int n;
-    cJSON **rows = jsonl_read(CHAT_FIXTURES, &n);
-    EXPECT(n >= 20);
+    cJSON **rows = jsonl_read(path, &n);
+    EXPECT(n >= min_rows);
     for (int r = 0; r < n; r++) {
         const cJSON *row = rows[r];
         const char *tname = cJSON_GetObjectItemCaseSensitive(row, "template")->valuestring;
@@ -50,7 +52,7 @@ TEST(chat_fixtures) {
         ChatTokens c;
         char err[300];
         int rc = chat_build(tok, &o, t, nt, &c, err, sizeof(err));
-        EXPECTF(rc == 0, "row %d: %s", r, err);
+        EXPECTF(rc == 0, "%s row %d: %s", path, r, err);
         if (rc) continue;
         const char *want_text = cJSON_GetObjectItemCaseSensitive(row, "text")->valuestring;
         EXPECTF(!strcmp(c.text, want_text), "row %d (%s): text\n'%s'\nexpected\n'%s'", r, tname, c.text, want_text);
@@ -65,7 +67,33 @@ TEST(chat_fixtures) {
         chat_tokens_free(&c);
     }
     jsonl_free(rows, n);
+}
+
+TEST(chat_fixtures) {
+    Tokenizer *tok = load_sp();
+    check_chat_fixtures(tok, CHAT_FIXTURES, 20);
     tokenizer_free(tok);
+}
+
+// LLaVA-Interleave's template with Qwen's tokenizer.json, against transformers' rendering and assistant masks: the
+// image placeholder before the "\n" of the text, <|im_end|> never a label, no EOS added, image-free rows as S-VCO's.
+TEST(chat_interleave_fixtures) {
+    char *p = path_join(test_shared_data(), "tokenizers/qwen2/tokenizer.json");
+    Tokenizer *tok = tokenizer_load(p);
+    EXPECT_INT_EQ(tok->image_id, 151646);
+    EXPECT_INT_EQ(tok->eos_id, 151645);  // <|im_end|>, from the tokenizer_config.json beside it
+    check_chat_fixtures(tok, CHAT_INTERLEAVE_FIXTURES, 15);
+    // 729 image tokens (SigLIP-so400m/384) replace the one placeholder; the labels stay the answer's
+    ChatOptions o = opts(CHAT_LLAVA_INTERLEAVE, 1);
+    o.n_image_tokens = 729;
+    ChatTurn t = {"Is there a dog?", "No."};
+    ChatTokens c;
+    char err[300];
+    EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) == 0);
+    EXPECT(c.n_image == 729 && c.image_start == 3 && c.n_labels == 3 && c.ids[c.n - 1] == 151645 && !c.mask[c.n - 1]);
+    chat_tokens_free(&c);
+    tokenizer_free(tok);
+    free(p);
 }
 
 // The labels are exactly the answer's tokens (with the space before it, as its first "▁Word" piece) and the end

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../data/tokenizer_hf.h"
+#include "../data/tokenizer.h"
 #include "../data/unicode.h"
 #include "../util/common.h"
 #include "test.h"
@@ -428,4 +428,62 @@ TEST(tokenizer_hf_cli) {
     EXPECTF(strstr(errs, "broken_tokenizer.json: model.merges[0]: 'b' is not in model.vocab"), "stderr: %s", errs);
     free(out); free(errs);
     free(bad); free(ids); free(in); free(p);
+}
+
+// A model folder with a tokenizer.json and no tokenizer.model: the loaders find it (data/tokenizer.h), with the end
+// token of the tokenizer_config.json beside it. `vlm logprobs` on the llava_tok fixture model with the tiny file as
+// its tokenizer counts each response in the tiny file's tokens; a folder with both files keeps tokenizer.model.
+TEST(tokenizer_hf_model_folder) {
+    char dir[512], cmd[2048];
+    snprintf(dir, sizeof(dir), "%s/hf_model", test_tmpdir());
+    char *cwd = realpath(".", NULL);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s && for f in config.json model.safetensors preprocessor_config.json; do "
+             "ln -s %s/tests/fixtures/models/llava_tok/$f %s/$f; done", dir, cwd, dir);
+    EXPECT(test_shell(cmd) == 0);
+    EXPECT(tokenizer_find(dir) == NULL);
+    snprintf(cmd, sizeof(cmd), "cp " TINY_JSON " %s/tokenizer.json", dir);
+    EXPECT(test_shell(cmd) == 0);
+    char *found = tokenizer_find(dir);
+    EXPECT(found && strstr(found, "/tokenizer.json"));
+    free(found);
+    // without tokenizer_config.json there is no end token: a response's EOS is an error that says so
+    snprintf(cmd, sizeof(cmd), "logprobs --model %s --data tests/fixtures/models/llava_tok/records.jsonl --device cpu", dir);
+    char *out, *errs;
+    int rc = test_run_vlm(cmd, &out, &errs);
+    EXPECTF(rc != 0 && strstr(errs, "tokenizer.json: the tokenizer has no end token"), "rc %d, stderr %s", rc, errs);
+    free(out); free(errs);
+    char cfg[600];
+    snprintf(cfg, sizeof(cfg), "%s/tokenizer_config.json", dir);
+    const char *cfg_text = "{\"bos_token\": null, \"eos_token\": {\"content\": \"<|endoftext|>\"}}";
+    write_file_atomic(cfg, cfg_text, strlen(cfg_text));
+    rc = test_run_vlm(cmd, &out, &errs);
+    EXPECTF(rc == 0, "rc %d: %s", rc, errs);
+    // the response lengths are the tiny file's: encode(response) + EOS
+    char *tp = path_join(dir, "tokenizer.json");
+    Tokenizer *tok = tokenizer_load(tp);
+    EXPECT_INT_EQ(tok->eos_id, 266);
+    EXPECT_INT_EQ(tok->bos_id, -1);
+    EXPECT_INT_EQ(tok->image_id, 267);
+    static const char *responses[] = {"It is red.", "No, there is no dog.", " Two squares, one star (yellow) and 3 circles!"};
+    const char *p = out;
+    for (int i = 0; i < 3; i++) {
+        int *ids, n = tokenizer_encode(tok, responses[i], strlen(responses[i]), TOK_EOS, &ids, NULL), got = -1;
+        EXPECT_INT_EQ(ids[n - 1], 266);
+        p = p ? strstr(p, "\"n_response\": ") : NULL;
+        if (p) { got = atoi(p + 14); p++; }
+        EXPECTF(got == n, "record %d: n_response %d, the tiny tokenizer gives %d", i, got, n);
+        free(ids);
+    }
+    free(out); free(errs);
+    tokenizer_free(tok);
+    // both files: tokenizer.model wins
+    char *shared = realpath(test_shared_data(), NULL);
+    snprintf(cmd, sizeof(cmd), "ln -s %s/tokenizers/llama2_tokenizer.model %s/tokenizer.model", shared, dir);
+    free(shared);
+    EXPECT(test_shell(cmd) == 0);
+    found = tokenizer_find(dir);
+    EXPECT(found && strstr(found, "/tokenizer.model"));
+    free(found);
+    free(tp);
+    free(cwd);
 }

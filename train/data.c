@@ -445,7 +445,7 @@ void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaC
     d->recipe = recipe;
     d->image_size = cfg->vision.image_size;
     if (opt->template_name && chat_template_from_name(opt->template_name) < 0)  // never a format no other command renders
-        fatal("%s: template '%s': expected vicuna_v1, llava_hf or llava_hf_image_last", path, opt->template_name);
+        fatal("%s: template '%s': expected " CHAT_TEMPLATE_NAMES, path, opt->template_name);
     Loader L = {.d = d, .path = path, .dir = path_dirname(path), .cfg = cfg, .pcfg = pcfg, .opt = opt};
     if (opt->tokenizer) L.tok = tokenizer_load(opt->tokenizer);
     // A packed shard (vlm data pack), a JSON array (S-VCO's mvc.json, LLaVA's conversations) or JSON Lines

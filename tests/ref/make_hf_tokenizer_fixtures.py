@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Reference ids for the C reader of Hugging Face tokenizer.json files (data/tokenizer_hf.c, tests/test_tokenizer_hf.c).
 
-Writes tests/fixtures/tokenizers/qwen2.jsonl and tests/fixtures/tokenizers/tiny_tokenizer.json. Run from the repository
-root:
+Writes tests/fixtures/tokenizers/qwen2.jsonl, tests/fixtures/tokenizers/tiny_tokenizer.json and
+tests/fixtures/tokenizers/chat_interleave.jsonl. Run from the repository root:
 
     python3 tests/ref/make_hf_tokenizer_fixtures.py [--data ../shared/data]
 
@@ -27,6 +27,12 @@ that merges are to be written as strings; the C test builds the same variant fro
 
 tiny_tokenizer.json is a small file of the same layout (the 256 byte symbols, a few merges, two added tokens), small
 enough to be the base of the malformed-file tests and the fuzzer's seed; rows with "tokenizer": "tiny" are its ids.
+
+chat_interleave.jsonl: conversations through LLaVA-Interleave's chat template (data/chat.c says where it is from) the
+way S-VCO's DatasetSVCOForLlavaInterleave builds them (an optional system message, the user message [text] + [image],
+the assistant message; add_generation_prompt when the last answer is missing), rendered by transformers'
+_render_with_assistant_indices and tokenized with the Qwen2 file; the mask is char_to_token of each generation range,
+as the processor's return_assistant_tokens_mask computes it. Rows as tests/fixtures/tokenizers/chat.jsonl.
 """
 import argparse
 import copy
@@ -38,9 +44,22 @@ import unicodedata
 
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
+from transformers.utils.chat_template_utils import _compile_jinja_template, _render_with_assistant_indices
 
 OUT = "tests/fixtures/tokenizers/qwen2.jsonl"
 TINY = "tests/fixtures/tokenizers/tiny_tokenizer.json"
+CHAT_OUT = "tests/fixtures/tokenizers/chat_interleave.jsonl"
+
+INTERLEAVE_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + ' '}}{# Render all images first #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>' }}{% endfor %}"
+    "{# Render all video then #}{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
+    "{{ '<video>' }}{% endfor %}{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ '\\n' + content['text'] }}"
+    "{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ '\\n' + content['text'] }}{% endgeneration %}{% endfor %}{% endif %}{{'<|im_end|>'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
                   r"\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -207,6 +226,49 @@ TINY_STRINGS = ["the cat", " the cat", "the cathe", "singing in the rain", "a<im
                 "café", "x  y\n", "😀", "thethe the", "ing", "  the"]
 
 
+def interleave_chat_rows(fast):
+    cases = [
+        (None, [("What is shown in this image?", "A red circle on a white background.")], True),
+        (None, [("Is there a blue square?", "No.")], True),
+        (None, [("Is there a blue square?", "No.")], False),
+        ("You are a helpful assistant.", [("Describe the image.", "Two  stars,\nthree circles. ")], True),
+        ("You are a helpful assistant.", [("Describe the image.", "Two stars.")], False),
+        (None, [("How many objects?", "3")], True),
+        (None, [("What is shown in this image?", None)], True),
+        (None, [("What is shown in this image?", None)], False),
+        ("Answer briefly.", [("What is shown in this image?", None)], True),
+        (None, [("What color is the circle?", "Red."), ("And the square?", "Blue."), ("Anything else?", None)], True),
+        (None, [("What color is the circle?", "Red."), ("And the square?", "Blue.")], True),
+        (None, [("What color is the circle?", "Red."), ("And the square?", "Blue.")], False),
+        (None, [("日本語で答えて。", "はい、わかりました 😀")], True),
+        (None, [("Answer:", "")], True),
+        (None, [("  spaces around  ", " It's  a cat.\n\n")], True),
+    ]
+    template = _compile_jinja_template(INTERLEAVE_CHAT_TEMPLATE)
+    rows = []
+    for system, turns, image in cases:
+        msgs = []
+        if system:
+            msgs.append({"role": "system", "content": [{"type": "text", "text": system}]})
+        for k, (q, a) in enumerate(turns):
+            content = [{"type": "text", "text": q}] + ([{"type": "image"}] if image and k == 0 else [])
+            msgs.append({"role": "user", "content": content})
+            if a is not None:
+                msgs.append({"role": "assistant", "content": [{"type": "text", "text": a}]})
+        gen = turns[-1][1] is None
+        text, gen_idx = _render_with_assistant_indices(template, msgs, None, None, gen)
+        enc = fast(text)
+        ids = enc.input_ids
+        mask = [0] * len(ids)
+        for a, b in gen_idx:
+            t0, t1 = enc.char_to_token(a), enc.char_to_token(b - 1)
+            for t in range(t0, (t1 + 1) if t1 is not None else len(ids)):
+                mask[t] = 1
+        rows.append({"template": "llava_interleave", "system": system if system else "",
+                     "turns": [list(t) for t in turns], "image": image, "text": text, "ids": ids, "mask": mask})
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=os.environ.get("VLM_SHARED_DATA", "../shared/data"))
@@ -263,6 +325,11 @@ def main():
         f.write(json.dumps({"variant_fields": fields}, ensure_ascii=False) + "\n")
         for r in vrows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    crows = interleave_chat_rows(PreTrainedTokenizerFast(tokenizer_file=path))
+    with open(CHAT_OUT, "w", encoding="utf-8") as f:
+        for r in crows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    print(f"wrote {CHAT_OUT}: {len(crows)} conversations")
     print(f"wrote {OUT}: {len(rows)} strings, {len(vrows)} on the variant and the tiny file, "
           f"{sum(len(r['ids']) for r in rows)} ids")
 
