@@ -148,14 +148,18 @@ int chat_build(const Tokenizer *tok, const ChatOptions *opt, const ChatTurn *tur
                char *err, size_t errlen) {
     memset(out, 0, sizeof(*out));
     if (opt->n_image_tokens < 1) return fail(err, errlen, "n_image_tokens must be at least 1, got %d", opt->n_image_tokens);
-    int training = turns[n_turns - 1].assistant != NULL;
-    int extra_eos = (opt->tmpl == CHAT_LLAVA_HF || opt->tmpl == CHAT_LLAVA_HF_IMAGE_LAST) && training;
-    if (opt->image && tok->image_id < 0) return fail(err, errlen, "the tokenizer %s has no <image> token", tok->path);
-    if (extra_eos && tok->eos_id < 0) return fail(err, errlen, "the tokenizer %s has no end token to close the answer", tok->path);
     StrBuf text = {0};
     size_t spans[2 * 64];
     int n_spans;
     if (render(opt, turns, n_turns, &text, spans, &n_spans, err, errlen) != 0) { strbuf_free(&text); return -1; }
+    int training = turns[n_turns - 1].assistant != NULL;  // render() checked n_turns >= 1
+    int extra_eos = (opt->tmpl == CHAT_LLAVA_HF || opt->tmpl == CHAT_LLAVA_HF_IMAGE_LAST) && training;
+    const char *missing = opt->image && tok->image_id < 0 ? "<image> token"
+                        : extra_eos && tok->eos_id < 0 ? "end token to close the answer" : NULL;
+    if (missing) {
+        strbuf_free(&text);
+        return fail(err, errlen, "the tokenizer %s has no %s", tok->path, missing);
+    }
     int *ids, *tspan;
     int n = tokenizer_encode(tok, text.data, text.len, TOK_BOS, &ids, &tspan);
     // Labels: for each answer, every token from the first one that overlaps it to the last one that does.

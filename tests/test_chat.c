@@ -94,6 +94,15 @@ TEST(chat_interleave_fixtures) {
     chat_tokens_free(&c);
     tokenizer_free(tok);
     free(p);
+    // a tokenizer.json without a tokenizer_config.json has no end token: llava_hf's answers need one
+    tok = tokenizer_load("tests/fixtures/tokenizers/tiny_tokenizer.json");
+    o = opts(CHAT_LLAVA_HF, 1);
+    EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) != 0);
+    EXPECTF(strstr(err, "tiny_tokenizer.json has no end token to close the answer"), "message: %s", err);
+    o = opts(CHAT_LLAVA_INTERLEAVE, 1);  // this template closes answers with <|im_end|> in the text
+    EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) == 0);
+    chat_tokens_free(&c);
+    tokenizer_free(tok);
 }
 
 // The labels are exactly the answer's tokens (with the space before it, as its first "▁Word" piece) and the end
