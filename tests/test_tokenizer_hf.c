@@ -205,18 +205,11 @@ TEST(tokenizer_hf_spans) {
 // A few MB of text per second (the priority-queue merge, whole words looked up first); decoding gives it back.
 TEST(tokenizer_hf_speed) {
     const HfTokenizer *t = qwen2();
-    static const char *words[] = {"the ", "image ", "shows ", "a ", "red ", "circle ", "left ", "of ", "blue ",
+    static const char *const words[] = {"the ", "image ", "shows ", "a ", "red ", "circle ", "left ", "of ", "blue ",
                                   "squares, ", "and ", "3 ", "stars. ", "日本語 ", "😀 ", "\n", "  ", "xyzzyq ",
                                   "don't ", "Qwen2-VL ", "12.5% ", "naïve "};
-    size_t cap = 2 << 20, len = 0;
-    char *text = xmalloc(cap + 64);
-    uint32_t rng = 12345;
-    while (len < cap) {
-        rng = rng * 1664525u + 1013904223u;
-        const char *w = words[(rng >> 16) % (sizeof(words) / sizeof(words[0]))];
-        memcpy(text + len, w, strlen(w));
-        len += strlen(w);
-    }
+    size_t len;
+    char *text = test_word_text(words, (int)(sizeof(words) / sizeof(words[0])), 2 << 20, &len);
     int *ids;
     hftok_encode(t, text, 4096, 0, &ids, NULL);  // a first call: the allocator settles after loading, not in the timing
     free(ids);

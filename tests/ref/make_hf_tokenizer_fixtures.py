@@ -46,6 +46,8 @@ from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 from transformers.utils.chat_template_utils import _compile_jinja_template, _render_with_assistant_indices
 
+from chat_ref import assistant_mask, svco_messages
+
 OUT = "tests/fixtures/tokenizers/qwen2.jsonl"
 TINY = "tests/fixtures/tokenizers/tiny_tokenizer.json"
 CHAT_OUT = "tests/fixtures/tokenizers/chat_interleave.jsonl"
@@ -247,23 +249,10 @@ def interleave_chat_rows(fast):
     template = _compile_jinja_template(INTERLEAVE_CHAT_TEMPLATE)
     rows = []
     for system, turns, image in cases:
-        msgs = []
-        if system:
-            msgs.append({"role": "system", "content": [{"type": "text", "text": system}]})
-        for k, (q, a) in enumerate(turns):
-            content = [{"type": "text", "text": q}] + ([{"type": "image"}] if image and k == 0 else [])
-            msgs.append({"role": "user", "content": content})
-            if a is not None:
-                msgs.append({"role": "assistant", "content": [{"type": "text", "text": a}]})
         gen = turns[-1][1] is None
-        text, gen_idx = _render_with_assistant_indices(template, msgs, None, None, gen)
+        text, gen_idx = _render_with_assistant_indices(template, svco_messages(system, turns, image), None, None, gen)
         enc = fast(text)
-        ids = enc.input_ids
-        mask = [0] * len(ids)
-        for a, b in gen_idx:
-            t0, t1 = enc.char_to_token(a), enc.char_to_token(b - 1)
-            for t in range(t0, (t1 + 1) if t1 is not None else len(ids)):
-                mask[t] = 1
+        ids, mask = enc.input_ids, assistant_mask(enc, gen_idx)
         rows.append({"template": "llava_interleave", "system": system if system else "",
                      "turns": [list(t) for t in turns], "image": image, "text": text, "ids": ids, "mask": mask})
     return rows
