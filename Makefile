@@ -173,6 +173,7 @@ fixtures:
 	python3 tests/ref/make_loss_fixtures.py
 	python3 tests/ref/make_image_fixtures.py
 	python3 tests/ref/make_tokenizer_fixtures.py
+	python3 tests/ref/make_hf_tokenizer_fixtures.py
 	python3 tests/ref/make_safetensors_fixture.py
 
 # ---- fuzzing: libFuzzer targets for every parser of untrusted input (tests/fuzz/fuzz_*.c) ----
@@ -195,6 +196,7 @@ FUZZ_SEEDS_preprocess_config := tests/fixtures/models/*/preprocessor_config.json
 FUZZ_SEEDS_safetensors       := tests/fixtures/safetensors/*.safetensors tests/fixtures/models/clip/model.safetensors
 FUZZ_SEEDS_sentencepiece     := $(FUZZ_SHARED)/tokenizers/llama2_tokenizer.model
 FUZZ_SEEDS_clip_bpe          := $(FUZZ_SHARED)/tokenizers/clip_bpe_simple_vocab_16e6.txt.gz
+FUZZ_SEEDS_hf_tokenizer      := tests/fixtures/tokenizers/tiny_tokenizer.json
 FUZZ_SEEDS_image             := tests/fixtures/image/*.jpg tests/fixtures/image/gray*.png tests/fixtures/image/la*.png \
                                 tests/fixtures/image/rgb*.png tests/fixtures/models/llava_gqa/images/*.png
 

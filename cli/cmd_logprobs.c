@@ -33,7 +33,7 @@ static void usage(void) {
            "                    or prompt (or question) + response (text; needs the tokenizer; a prompt without\n"
            "                    \"<image>\" gets it after the first \"USER: \", else in front, as the chat templates)\n"
            "  --images DIR      root of relative image paths (default: the data file's folder)\n"
-           "  --tokenizer FILE  SentencePiece tokenizer.model for text records (default DIR/tokenizer.model)\n"
+           "  --tokenizer FILE  tokenizer.model or tokenizer.json for text records (default: DIR's, .model first)\n"
            "  --device D        auto (default), cpu, cuda\n"
            "  --batch N         records per forward pass (default 8)\n"
            "  --attention A     GPU attention: cudnn (default where built) or flash\n"

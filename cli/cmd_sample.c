@@ -30,7 +30,7 @@
 static void usage(void) {
     printf("usage: vlm sample --model DIR --data FILE.jsonl [--device auto|cpu|cuda] [--batch N]\n"
            "                  [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--n N] [--seed S]\n"
-           "                  [--stop STR]... [--eos ID] [--template vicuna_v1|llava_hf|llava_hf_image_last] [--tokenizer FILE] [--out FILE]\n"
+           "                  [--stop STR]... [--eos ID] [--template NAME] [--tokenizer FILE] [--out FILE]\n"
            "                  [--augment diffusion:T|crop:LO,HI|flip|moco] [--augment-seed S] [--images DIR]\n"
            "                  [--prompt-suffix TEXT]\n\n"
            "Generates a continuation of every record's prompt, with a KV cache. Greedy by default.\n\n"
@@ -55,10 +55,11 @@ static void usage(void) {
            "  --stop STR          stop when the generated text contains STR (repeatable); the text is cut before it\n"
            "  --eos ID            end-of-sequence token (default: generation_config.json, config.json, else 2;\n"
            "                      -1: none)\n"
-           "  --template T        chat template for prompt records: vicuna_v1 (default, LLaVA-1.5), llava_hf or\n"
-           "                      llava_hf_image_last (the image after the question)\n"
-           "  --tokenizer FILE    SentencePiece tokenizer.model (default DIR/tokenizer.model); without one, text\n"
-           "                      records are refused and \"text\" is null\n"
+           "  --template T        chat template for prompt records: vicuna_v1 (default, LLaVA-1.5), llava_hf,\n"
+           "                      llava_hf_image_last (the image after the question) or llava_interleave (the\n"
+           "                      <|im_start|> turns of LLaVA-Interleave-Qwen)\n"
+           "  --tokenizer FILE    tokenizer.model (SentencePiece) or tokenizer.json (byte-level BPE); default: DIR's,\n"
+           "                      tokenizer.model first; without one, text records are refused and \"text\" is null\n"
            "  --out FILE          write the results here (atomically) instead of stdout\n"
            "  --augment A         generate from an augmented image instead of the original (SeVa's negatives:\n"
            "                      diffusion:500 or diffusion:800; mDPO's crop:0.01,0.2; flip; moco), applied to\n"
@@ -98,7 +99,7 @@ typedef struct {
     const SampleRecordSet *rs;
     PreprocessConfig pcfg;
     int S;                       // the vision tower's image size
-    const SpTokenizer *tok;
+    const Tokenizer *tok;
     const char *prompt_suffix;   // --prompt-suffix, recorded on every line (NULL: none)
     AugSpec aug;                 // kind AUG_NONE: the images as they are
     uint64_t aug_seed;
@@ -140,7 +141,7 @@ static char *on_detok(void *ctx, const int *ids, int n) {
     SampleRun *r = ctx;
     int *keep = xmalloc(sizeof(int) * (n ? n : 1)), k = 0;
     for (int i = 0; i < n; i++) if (ids[i] >= 0 && ids[i] < r->tok->vocab_size) keep[k++] = ids[i];
-    char *text = sptok_decode(r->tok, keep, k, 1, NULL);
+    char *text = tokenizer_decode(r->tok, keep, k, 1, NULL);
     free(keep);
     return text;
 }
@@ -249,20 +250,20 @@ int cmd_sample(int argc, char **argv) {
     if (aug_seed < 0) fatal("vlm sample: --augment-seed must be non-negative");
     for (int i = 0; i < n_stop; i++) if (!stop[i][0]) fatal("vlm sample: --stop needs a non-empty string");
     int tmpl = chat_template_from_name(tmpl_name);
-    if (tmpl < 0) fatal("vlm sample: --template '%s': expected vicuna_v1, llava_hf or llava_hf_image_last", tmpl_name);
+    if (tmpl < 0) fatal("vlm sample: --template '%s': expected " CHAT_TEMPLATE_NAMES, tmpl_name);
 
     // the tokenizer: given, or the model's own when it has one
-    char *tp = tok_path ? xstrdup(tok_path) : path_join(model_dir, "tokenizer.model");
+    char *tp = tok_path ? xstrdup(tok_path) : tokenizer_find(model_dir);
     if (tok_path && !file_exists(tp)) fatal("vlm sample: tokenizer %s not found", tp);
-    SpTokenizer *tok = file_exists(tp) ? sptok_load(tp) : NULL;
+    Tokenizer *tok = tp ? tokenizer_load(tp) : NULL;
     free(tp);
-    if (n_stop > 0 && !tok) fatal("vlm sample: --stop needs a tokenizer to decode the text (tokenizer.model in %s, or --tokenizer)", model_dir);
+    if (n_stop > 0 && !tok) fatal("vlm sample: --stop needs a tokenizer to decode the text (tokenizer.model or tokenizer.json in %s, or --tokenizer)", model_dir);
 
     LlavaConfig cfg;
     llava_config_load(&cfg, model_dir);
     SampleRecordSet rs;
     if (images_dir && !file_exists(images_dir)) fatal("vlm sample: --images %s: no such folder", images_dir);
-    if (prompt_suffix && !tok) fatal("vlm sample: --prompt-suffix goes with text prompts, which need a tokenizer (tokenizer.model in %s, or --tokenizer)", model_dir);
+    if (prompt_suffix && !tok) fatal("vlm sample: --prompt-suffix goes with text prompts, which need a tokenizer (tokenizer.model or tokenizer.json in %s, or --tokenizer)", model_dir);
     SampleReadOptions sopt = {(ChatTemplate)tmpl, images_dir, prompt_suffix};
     records_read_sample(&rs, data, &cfg, tok, &sopt);  // before the weights: bad records fail fast
     const Backend *be = backend_select(device);
@@ -311,6 +312,6 @@ int cmd_sample(int argc, char **argv) {
     gen_free(&g);
     records_free_sample(&rs);
     llava_free(&m);
-    if (tok) sptok_free(tok);
+    tokenizer_free(tok);
     return 0;
 }

@@ -1,27 +1,32 @@
 // vlm tokenize: JSONL {"text": ...} on stdin -> {"ids": [...]} on stdout (or the reverse with --decode),
-// with the LLaMA SentencePiece tokenizer (tokenizer.model) or the CLIP BPE (bpe_simple_vocab_16e6.txt.gz).
+// with a model's tokenizer (SentencePiece tokenizer.model or Hugging Face tokenizer.json, data/tokenizer.h) or the
+// CLIP BPE (bpe_simple_vocab_16e6.txt.gz).
 #include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../data/tokenizer_clip.h"
-#include "../data/tokenizer_sp.h"
+#include "../data/tokenizer.h"
 #include "../util/args.h"
 #include "../util/common.h"
 #include "commands.h"
 
 static const char *HELP =
-    "usage: vlm tokenize --tokenizer FILE [--kind auto|sp|clip] [--bos] [--eos] [--raw] [--context N]\n"
+    "usage: vlm tokenize --tokenizer FILE [--kind auto|sp|json|clip] [--bos] [--eos] [--raw] [--context N]\n"
     "                    [--pad-id N] [--decode [--keep-special]]\n"
     "\n"
     "Reads JSON lines {\"text\": \"...\"} from stdin and writes one {\"ids\": [...]} per line to stdout.\n"
     "Blank lines are skipped. A line that is not such an object stops the command with an error naming the line.\n"
     "\n"
-    "  --tokenizer FILE  a SentencePiece tokenizer.model (LLaMA/Vicuna/LLaVA) or the CLIP merges file\n"
+    "  --tokenizer FILE  a SentencePiece tokenizer.model (LLaMA/Vicuna/LLaVA), a Hugging Face tokenizer.json with\n"
+    "                    a byte-level BPE (Qwen2, LLaVA-Interleave-Qwen) or the CLIP merges file\n"
     "                    bpe_simple_vocab_16e6.txt.gz\n"
-    "  --kind K          auto (default: gzip or .txt -> clip, else sp), sp or clip\n"
-    "  --bos, --eos      add the begin/end token (sp: <s>=1 / </s>=2; clip: 49406 / 49407)\n"
+    "  --kind K          auto (default: gzip or .txt -> clip, .json or a JSON object -> json, else sp), sp, json\n"
+    "                    or clip\n"
+    "  --bos, --eos      add the begin/end token (sp: <s>=1 / </s>=2; clip: 49406 / 49407; json: --bos adds the\n"
+    "                    post-processor's tokens, as add_special_tokens=True does (none for Qwen2), --eos the\n"
+    "                    eos_token of the tokenizer_config.json beside the file)\n"
     "  --raw             sp: do not split out special tokens written in the text (<s>, </s>, <unk>, <image>,\n"
     "                    <pad>), i.e. the sentencepiece package's encode(); by default they map to their ids\n"
     "                    as in llava-hf's tokenizer (<image> = 32000, <pad> = 32001)\n"
@@ -32,13 +37,9 @@ static const char *HELP =
     "                    unless --keep-special\n"
     "\n"
     "sp encoding follows llava-hf/llava-1.5-7b-hf's tokenizer (legacy: each text piece between special tokens\n"
-    "gets the dummy-prefix space); clip cleans text as OpenAI's tokenizer does (see data/tokenizer_clip.h).\n"
+    "gets the dummy-prefix space); json follows the tokenizers library (added tokens, NFC, the Split pattern,\n"
+    "byte-level BPE; see data/tokenizer_hf.h); clip cleans text as OpenAI's tokenizer does (data/tokenizer_clip.h).\n"
     "A NUL character inside a JSON string ends the text there.\n";
-
-typedef struct {
-    SpTokenizer *sp;
-    ClipTokenizer *clip;
-} Tok;
 
 static void print_ids(const int *ids, int n) {
     fputs("{\"ids\":[", stdout);
@@ -70,17 +71,19 @@ int cmd_tokenize(int argc, char **argv) {
     if (!path) fatal("vlm tokenize: --tokenizer FILE is required (see vlm tokenize --help)");
     int is_clip;
     if (!strcmp(kind, "auto")) is_clip = detect_clip(path);
-    else if (!strcmp(kind, "sp")) is_clip = 0;
+    else if (!strcmp(kind, "sp") || !strcmp(kind, "json")) is_clip = 0;  // data/tokenizer.c tells the two apart
     else if (!strcmp(kind, "clip")) is_clip = 1;
-    else fatal("vlm tokenize: --kind must be auto, sp or clip, got '%s'", kind);
+    else fatal("vlm tokenize: --kind must be auto, sp, json or clip, got '%s'", kind);
     if (context && !is_clip) fatal("vlm tokenize: --context is for the CLIP tokenizer only");
     if (context < 0 || context > 1000000) fatal("vlm tokenize: --context %ld is out of range", context);
     if (context && context < 2) fatal("vlm tokenize: --context must be at least 2 (room for 49406 and 49407)");
     if (raw && is_clip) fatal("vlm tokenize: --raw is for the SentencePiece tokenizer only");
-    Tok tok = {0};
-    if (is_clip) tok.clip = cliptok_load(path);
-    else tok.sp = sptok_load(path);
-    int vocab = is_clip ? tok.clip->vocab_size : tok.sp->vocab_size;
+    ClipTokenizer *clip = is_clip ? cliptok_load(path) : NULL;
+    Tokenizer *tok = is_clip ? NULL : tokenizer_load(path);
+    if (tok && strcmp(kind, "auto") && !strcmp(kind, "sp") != (tok->sp != NULL))
+        fatal("vlm tokenize: %s is %s, not what --kind %s says", path, tok->sp ? "a SentencePiece model" : "a tokenizer.json", kind);
+    if (raw && tok && !tok->sp) fatal("vlm tokenize: --raw is for the SentencePiece tokenizer only");
+    int vocab = is_clip ? clip->vocab_size : tok->vocab_size;
 
     char *line = NULL;
     size_t cap = 0;
@@ -109,8 +112,8 @@ int cmd_tokenize(int argc, char **argv) {
                     fatal("vlm tokenize: stdin line %ld: ids[%d] is not a token id in 0..%d", lineno, k, vocab - 1);
                 ids[k++] = (int)v;
             }
-            char *text = is_clip ? cliptok_decode(tok.clip, ids, n, !keep_special, NULL)
-                                 : sptok_decode(tok.sp, ids, n, !keep_special, NULL);
+            char *text = is_clip ? cliptok_decode(clip, ids, n, !keep_special, NULL)
+                                 : tokenizer_decode(tok, ids, n, !keep_special, NULL);
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "text", text);
             char *s = cJSON_PrintUnformatted(o);
@@ -126,11 +129,11 @@ int cmd_tokenize(int argc, char **argv) {
             size_t tl = strlen(text);
             int *ids, n;
             if (is_clip && context) {
-                cliptok_tokenize(tok.clip, text, tl, (int)context, (int)pad_id, ctx_ids);
+                cliptok_tokenize(clip, text, tl, (int)context, (int)pad_id, ctx_ids);
                 print_ids(ctx_ids, (int)context);
             } else if (is_clip) {
                 int *body;
-                int m = cliptok_encode(tok.clip, text, tl, &body);
+                int m = cliptok_encode(clip, text, tl, &body);
                 ids = xmalloc(sizeof(int) * (size_t)(m + 2));
                 n = 0;
                 if (bos) ids[n++] = CLIP_SOT;
@@ -141,8 +144,8 @@ int cmd_tokenize(int argc, char **argv) {
                 free(body);
                 free(ids);
             } else {
-                int flags = (bos ? SPTOK_BOS : 0) | (eos ? SPTOK_EOS : 0) | (raw ? SPTOK_RAW : 0);
-                n = sptok_encode(tok.sp, text, tl, flags, &ids, NULL);
+                int flags = (bos ? TOK_BOS : 0) | (eos ? TOK_EOS : 0) | (raw ? TOK_RAW : 0);
+                n = tokenizer_encode(tok, text, tl, flags, &ids, NULL);
                 print_ids(ids, n);
                 free(ids);
             }
@@ -151,8 +154,8 @@ int cmd_tokenize(int argc, char **argv) {
     }
     free(line);
     free(ctx_ids);
-    sptok_free(tok.sp);
-    cliptok_free(tok.clip);
+    tokenizer_free(tok);
+    cliptok_free(clip);
     if (fflush(stdout) != 0) fatal("vlm tokenize: cannot write to stdout");
     return 0;
 }

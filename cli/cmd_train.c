@@ -22,13 +22,13 @@ static void usage(void) {
         "with the contrastive loss on {\"image\", \"caption\"} lines. Every recipe starts from the paper's\n"
         "settings (printed at start with their sources, listed at the end); every flag below overrides them.\n\n"
         "data and model\n"
-        "  --model DIR          HF LLaVA folder (config.json, safetensors, preprocessor_config.json, tokenizer.model)\n"
+        "  --model DIR          HF LLaVA folder (config.json, safetensors, preprocessor_config.json, tokenizer.model or .json)\n"
         "  --data FILE          training examples (JSONL, or S-VCO's mvc.json; TRL's \"images\" and \"question\" read);\n"
         "                       format in train/data.h\n"
         "  --val FILE           held-out examples: loss and accuracy every --eval-every steps\n"
         "  --images DIR         root of the image paths (default: the data file's folder)\n"
-        "  --tokenizer FILE     SentencePiece model for text fields (default DIR/tokenizer.model)\n"
-        "  --template NAME      chat template: vicuna_v1 (default), llava_hf or llava_hf_image_last\n"
+        "  --tokenizer FILE     tokenizer.model or tokenizer.json for text fields (default: DIR's, .model first)\n"
+        "  --template NAME      chat template: vicuna_v1 (default), llava_hf, llava_hf_image_last or llava_interleave\n"
         "  --system TEXT        system prompt (default: the template's)\n"
         "  --max-len N          cut responses so rows fit N tokens (an error if the prompt does not fit)\n"
         "  --skip-bad           skip and count malformed records and records whose image is missing or unreadable\n"
@@ -149,7 +149,7 @@ int cmd_train(int argc, char **argv) {
         settings_set_from_command_line(&c, "--loss-type", "ipo");
     }
     if (chat_template_from_name(c.template_name) < 0)  // never train a format that no other command renders
-        fatal("vlm train: --template '%s': expected vicuna_v1, llava_hf or llava_hf_image_last", c.template_name);
+        fatal("vlm train: --template '%s': expected " CHAT_TEMPLATE_NAMES, c.template_name);
     if (!settings_given(&c, "--lora-alpha")) c.lora.alpha = 2.0f * c.lora.r;  // PEFT's usual alpha = 2r
     if (c.lora.r > 0 && !settings_given(&c, "--train")) c.trainable.train_text = 0;  // LoRA: the decoder's base weights stay frozen
     c.model_dir = arg_str(&a, "--model", NULL);

@@ -87,3 +87,15 @@ void bpe_merge(BpeSymbol *syms, int n, BpeCanMerge can_merge, const void *ctx) {
     }
     free(h.a);
 }
+
+void bpe_byte_alphabet(uint32_t cp_of[256], int order[256]) {
+    int n = 0, extra = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int b = 0; b < 256; b++) {
+            int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+            if (printable != (pass == 0)) continue;
+            cp_of[b] = printable ? (uint32_t)b : 256 + (uint32_t)extra++;
+            if (order) order[n] = b;
+            n++;
+        }
+}

@@ -17,11 +17,13 @@ int chat_template_from_name(const char *name) {
     if (!strcmp(name, "vicuna_v1")) return CHAT_VICUNA_V1;
     if (!strcmp(name, "llava_hf")) return CHAT_LLAVA_HF;
     if (!strcmp(name, "llava_hf_image_last")) return CHAT_LLAVA_HF_IMAGE_LAST;
+    if (!strcmp(name, "llava_interleave")) return CHAT_LLAVA_INTERLEAVE;
     return -1;
 }
 
 const char *chat_template_name(ChatTemplate t) {
-    return t == CHAT_LLAVA_HF ? "llava_hf" : t == CHAT_LLAVA_HF_IMAGE_LAST ? "llava_hf_image_last" : "vicuna_v1";
+    return t == CHAT_LLAVA_HF ? "llava_hf" : t == CHAT_LLAVA_HF_IMAGE_LAST ? "llava_hf_image_last"
+         : t == CHAT_LLAVA_INTERLEAVE ? "llava_interleave" : "vicuna_v1";
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -52,6 +54,46 @@ static void put_user_without_image(StrBuf *b, const char *q) {
 
 static void puts_(StrBuf *b, const char *s) { strbuf_put(b, s, strlen(s)); }
 
+// llava_interleave: the chat template of llava-hf's Interleave processors, as transformers' tests of the llava-hf Qwen
+// processors carry it (tests/models/llava_onevision/test_processor_llava_onevision.py, prepare_processor_dict) and
+// as the llava-hf repositories got it with transformers PR #31691 (its docs give the llava-interleave prompt as
+// "<|im_start|>user <image>\nWhat is shown in this image?<|im_end|><|im_start|>assistant"; the hub file itself could
+// not be read from here):
+//   {% for message in messages %}{{'<|im_start|>' + message['role'] + ' '}}{# Render all images first #}
+//   {% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>' }}{% endfor %}
+//   {# Render all video then #}{% for content in ... 'video' %}{{ '<video>' }}{% endfor %}{# Render all text next #}
+//   {% if message['role'] != 'assistant' %}{% for content in ... 'text' %}{{ '\n' + content['text'] }}{% endfor %}
+//   {% else %}{% for content in ... 'text' %}{% generation %}{{ '\n' + content['text'] }}{% endgeneration %}
+//   {% endfor %}{% endif %}{{'<|im_end|>'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}
+//   {% endif %}
+// S-VCO (data_collator.py, DatasetSVCOForLlavaInterleave) builds the messages as an optional system message, the
+// user message [text] + [image] * n, the assistant message, and labels the generation span.
+static int render_interleave(const ChatOptions *opt, const ChatTurn *turns, int n_turns, StrBuf *text, size_t *spans,
+                             int *n_spans) {
+    if (opt->system && opt->system[0]) {
+        puts_(text, "<|im_start|>system \n");
+        puts_(text, opt->system);
+        puts_(text, "<|im_end|>");
+    }
+    for (int k = 0; k < n_turns; k++) {
+        puts_(text, "<|im_start|>user ");
+        if (k == 0 && opt->image) puts_(text, "<image>");
+        puts_(text, "\n");
+        if (k == 0) put_user_without_image(text, turns[k].user);
+        else puts_(text, turns[k].user);
+        puts_(text, "<|im_end|>");
+        if (!turns[k].assistant) { puts_(text, "<|im_start|>assistant\n"); break; }
+        puts_(text, "<|im_start|>assistant ");
+        spans[2 * *n_spans] = text->len;
+        puts_(text, "\n");
+        puts_(text, turns[k].assistant);
+        spans[2 * *n_spans + 1] = text->len;
+        (*n_spans)++;
+        puts_(text, "<|im_end|>");
+    }
+    return 0;
+}
+
 // Renders the conversation's text and records the byte ranges of the answers (what the mask labels) into
 // spans (2 per answer). Returns 0, or -1 with a message in err (text left empty).
 static int render(const ChatOptions *opt, const ChatTurn *turns, int n_turns, StrBuf *text, size_t *spans,
@@ -65,6 +107,7 @@ static int render(const ChatOptions *opt, const ChatTurn *turns, int n_turns, St
     }
     strbuf_put(text, "", 0);
     *n_spans = 0;
+    if (opt->tmpl == CHAT_LLAVA_INTERLEAVE) return render_interleave(opt, turns, n_turns, text, spans, n_spans);
     const char *system = opt->system ? opt->system : opt->tmpl == CHAT_VICUNA_V1 ? CHAT_VICUNA_SYSTEM : "";
     if (opt->tmpl == CHAT_VICUNA_V1) {
         puts_(text, system);
@@ -101,7 +144,7 @@ char *chat_render(const ChatOptions *opt, const ChatTurn *turns, int n_turns, ch
     return text.data;
 }
 
-int chat_build(const SpTokenizer *tok, const ChatOptions *opt, const ChatTurn *turns, int n_turns, ChatTokens *out,
+int chat_build(const Tokenizer *tok, const ChatOptions *opt, const ChatTurn *turns, int n_turns, ChatTokens *out,
                char *err, size_t errlen) {
     memset(out, 0, sizeof(*out));
     if (opt->n_image_tokens < 1) return fail(err, errlen, "n_image_tokens must be at least 1, got %d", opt->n_image_tokens);
@@ -109,10 +152,16 @@ int chat_build(const SpTokenizer *tok, const ChatOptions *opt, const ChatTurn *t
     size_t spans[2 * 64];
     int n_spans;
     if (render(opt, turns, n_turns, &text, spans, &n_spans, err, errlen) != 0) { strbuf_free(&text); return -1; }
+    int training = turns[n_turns - 1].assistant != NULL;  // render() checked n_turns >= 1
+    int extra_eos = (opt->tmpl == CHAT_LLAVA_HF || opt->tmpl == CHAT_LLAVA_HF_IMAGE_LAST) && training;
+    const char *missing = opt->image && tok->image_id < 0 ? "<image> token"
+                        : extra_eos && tok->eos_id < 0 ? "end token to close the answer" : NULL;
+    if (missing) {
+        strbuf_free(&text);
+        return fail(err, errlen, "the tokenizer %s has no %s", tok->path, missing);
+    }
     int *ids, *tspan;
-    int n = sptok_encode(tok, text.data, text.len, SPTOK_BOS, &ids, &tspan);
-    int training = turns[n_turns - 1].assistant != NULL;
-    int extra_eos = opt->tmpl != CHAT_VICUNA_V1 && training;
+    int n = tokenizer_encode(tok, text.data, text.len, TOK_BOS, &ids, &tspan);
     // Labels: for each answer, every token from the first one that overlaps it to the last one that does.
     uint8_t *mask = xcalloc((size_t)n + 1, 1);
     for (int s = 0; s < n_spans; s++) {

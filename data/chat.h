@@ -1,6 +1,8 @@
 // LLaVA chat templates: a conversation -> token ids + a per-token response mask (the labels of SFT/DPO/S-VCO).
 //
-// Templates (rendered text; the tokenizer then splits out <image> and </s> and adds BOS, see tokenizer_sp.h):
+// Templates (rendered text; the tokenizer then splits out <image>, </s>, <|im_end|> and adds BOS where its kind
+// does, see data/tokenizer.h; the first three templates go with LLaMA's tokenizer.model, llava_interleave with
+// Qwen's tokenizer.json):
 //
 //   "vicuna_v1"  original LLaVA-1.5 training and evaluation (haotian-liu/LLaVA llava/conversation.py,
 //                conv_vicuna_v1: SeparatorStyle.TWO, sep " ", sep2 "</s>"):
@@ -18,6 +20,14 @@
 //                A causal decoder then reads the question before the image, so each image token can already
 //                weigh itself against the question; the miniature study's decoders, trained from scratch,
 //                learn to answer existence questions this way and not the other (notes/results/README.md).
+//   "llava_interleave"   llava-hf/llava-interleave-qwen-7b-hf (Qwen1.5 LLM), its processor's chat template as
+//                transformers' apply_chat_template renders it (see chat.c for the template and where it is from):
+//                  [<|im_start|>system \n{system}<|im_end|>]<|im_start|>user <image>\n{q1}<|im_end|>
+//                  <|im_start|>assistant \n{a1}<|im_end|><|im_start|>user \n{q2}<|im_end|>...
+//                (one line here, no newlines between the turns), each message "<|im_start|>" + role + " ", its
+//                images, then "\n" + its text, then "<|im_end|>"; generation ends with "<|im_start|>assistant\n".
+//                No system message by default. The answer's generation span is "\n" + answer: <|im_end|> is no
+//                label and no EOS is added (S-VCO's DatasetSVCOForLlavaInterleave labels exactly that span).
 //
 // Response mask: a token is a label when the text it came from overlaps an assistant answer (for vicuna_v1
 // the answer plus its "</s>"; for llava_hf the answer plus the space after it, the generation span of the
@@ -27,13 +37,14 @@
 // image and BOS tokens are never labels.
 //
 // Image: with opt.image the placeholder "<image>\n" goes in front of the first user message ("\n<image>" after it
-// for llava_hf_image_last). A "<image>" already
+// for llava_hf_image_last, "<image>" before the "\n" of the text for llava_interleave). A "<image>" already
 // written in that message is moved there (removed with the "\n" after it, the message stripped, as LLaVA's
 // preprocess_multimodal does; both templates put the image first). The image-free variant (opt.image = 0,
 // S-VCO's no-image rows) is the same conversation without the placeholder: nothing else changes (S-VCO renders
 // its no-image rows with the same template and no image entry, so "<image>\n" disappears entirely).
 // "<image>" anywhere else (later turns, answers) is an error.
-// The placeholder is one id (32000) or, with n_image_tokens > 1, that many copies (an HF processor's expansion).
+// The placeholder is one id (the tokenizer's <image>: 32000 for LLaVA-1.5, 151646 for Interleave) or, with
+// n_image_tokens > 1, that many copies (an HF processor's expansion).
 //
 // Truncation (max_len > 0): tokens are cut from the end, which is allowed only when every cut token is a
 // label (answer/end tokens) and at least one label remains; cutting image tokens or any prompt token is an error
@@ -42,11 +53,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tokenizer_sp.h"
+#include "tokenizer.h"
 
-typedef enum { CHAT_VICUNA_V1 = 0, CHAT_LLAVA_HF = 1, CHAT_LLAVA_HF_IMAGE_LAST = 2 } ChatTemplate;
+typedef enum { CHAT_VICUNA_V1 = 0, CHAT_LLAVA_HF = 1, CHAT_LLAVA_HF_IMAGE_LAST = 2, CHAT_LLAVA_INTERLEAVE = 3 } ChatTemplate;
 
-// "vicuna_v1", "llava_hf" or "llava_hf_image_last"; -1 if unknown.
+// The names, for messages and help texts.
+#define CHAT_TEMPLATE_NAMES "vicuna_v1, llava_hf, llava_hf_image_last or llava_interleave"
+// One of CHAT_TEMPLATE_NAMES; -1 if unknown.
 int chat_template_from_name(const char *name);
 const char *chat_template_name(ChatTemplate t);
 extern const char *const CHAT_VICUNA_SYSTEM;
@@ -75,7 +88,7 @@ typedef struct {
 } ChatTokens;
 
 // Renders and tokenizes a conversation. Returns 0, or -1 with a message in err (nothing allocated in out).
-int chat_build(const SpTokenizer *tok, const ChatOptions *opt, const ChatTurn *turns, int n_turns, ChatTokens *out,
+int chat_build(const Tokenizer *tok, const ChatOptions *opt, const ChatTurn *turns, int n_turns, ChatTokens *out,
                char *err, size_t errlen);
 void chat_tokens_free(ChatTokens *c);
 // The conversation's rendered text alone (what chat_build tokenizes; opt->n_image_tokens and max_len play no

@@ -9,7 +9,7 @@
 #include "../util/common.h"
 #include "../util/json_check.h"
 #include "../util/jsonl.h"
-#include "tokenizer_sp.h"
+#include "tokenizer.h"
 
 int records_count_image_tokens(const int *ids, int n, const LlavaConfig *cfg) {
     int count = 0;
@@ -101,7 +101,7 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
     jsonl_open(&jr, path);
     int cap = 0;
     cJSON *j;
-    SpTokenizer *tok = NULL;  // loaded on the first text record
+    Tokenizer *tok = NULL;  // loaded on the first text record
     while ((j = jsonl_next(&jr, 0, NULL))) {
         LogprobRecord r;
         memset(&r, 0, sizeof(r));
@@ -133,15 +133,16 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
                 fprintf(stderr, "vlm: %s:%d: the %s has no \"<image>\": placed as the chat templates do (after the first "
                         "\"USER: \", else first); write \"<image>\" in the %s to put it elsewhere\n", path, jr.line, prompt_key, prompt_key);
             if (!tok) {
-                char *tp = tok_path ? xstrdup(tok_path) : path_join(model_dir, "tokenizer.model");
+                char *tp = tok_path ? xstrdup(tok_path) : tokenizer_find(model_dir);
+                if (!tp) fatal("%s:%d: text records need a tokenizer: no tokenizer.model or tokenizer.json in %s (give --tokenizer)", path, jr.line, model_dir);
                 if (!file_exists(tp)) fatal("%s:%d: text records need a tokenizer: %s not found (give --tokenizer)", path, jr.line, tp);
-                tok = sptok_load(tp);
+                tok = tokenizer_load(tp);
                 free(tp);
             }
             int *p_ids = NULL, *r_ids = NULL;
-            int np = sptok_encode(tok, text, strlen(text), SPTOK_BOS, &p_ids, NULL);
+            int np = tokenizer_encode(tok, text, strlen(text), TOK_BOS, &p_ids, NULL);
             free(text);
-            int nr = sptok_encode(tok, response->valuestring, strlen(response->valuestring), SPTOK_EOS, &r_ids, NULL);
+            int nr = tokenizer_encode(tok, response->valuestring, strlen(response->valuestring), TOK_EOS, &r_ids, NULL);
             n_raw = np + nr;
             raw = xmalloc(sizeof(int) * n_raw);
             for (int i = 0; i < np; i++) raw[i] = p_ids[i] == tok->image_id ? cfg->image_token_id : p_ids[i];
@@ -172,7 +173,7 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
     }
     jsonl_close(&jr);
     free(dir);
-    if (tok) sptok_free(tok);
+    tokenizer_free(tok);
     if (rs->n == 0) fatal("%s: no records", path);
 }
 
@@ -203,7 +204,7 @@ static void check_ids(const char *path, int line, const int *ids, int n, const L
             fatal("%s:%d: token id %d at position %d is outside the vocabulary (%d)", path, line, ids[i], i, cfg->text.vocab);
 }
 
-void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfig *cfg, const SpTokenizer *tok,
+void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfig *cfg, const Tokenizer *tok,
                          const SampleReadOptions *opt) {
     static const char *const used[] = {"input_ids", "prompt", "question", "text", "system", "question_id", NULL};
     static const char *const prompt_keys[] = {"prompt", "question", "text", NULL};  // "text": POPE's released files
@@ -238,7 +239,7 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
             // the template would silently drop the placeholder (its image-free variant): a missing "image" is a mistake
             if (!r.image && strstr(prompt, "<image>"))
                 fatal("%s:%d: the %s has \"<image>\" but the record has no \"image\"", path, jr.line, prompt_key);
-            if (!tok) fatal("%s:%d: text records need a tokenizer (tokenizer.model in the model folder, or --tokenizer)", path, jr.line);
+            if (!tok) fatal("%s:%d: text records need a tokenizer (tokenizer.model or tokenizer.json in the model folder, or --tokenizer)", path, jr.line);
             const cJSON *system = cJSON_GetObjectItemCaseSensitive(j, "system");
             if (system && !cJSON_IsString(system)) fatal("%s:%d: \"system\" must be a string", path, jr.line);
             ChatOptions copt = {opt->tmpl, system ? system->valuestring : NULL, r.image != NULL, 1, 0};

@@ -77,6 +77,6 @@ typedef struct {
 // it (an optional "system" replacing the template's system line; needs tok), or "input_ids" (ids, the image
 // token once or expanded). Dies naming the file and line on a bad record, or on another key that looks like
 // an image (it would be silently dropped).
-void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfig *cfg, const SpTokenizer *tok,
+void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfig *cfg, const Tokenizer *tok,
                          const SampleReadOptions *opt);
 void records_free_sample(SampleRecordSet *rs);

@@ -353,16 +353,6 @@ static int merge_find(const ClipTokenizer *t, int a, int b) {
     return -1;
 }
 
-// GPT-2's bytes_to_unicode: printable bytes ('!'..'~', '¡'..'¬', '®'..'ÿ') keep their code point, the other 68
-// bytes get 256, 257, ... in byte order. The vocabulary lists the printable ones first.
-static void byte_symbols(uint32_t cp_of[256], int order[256]) {
-    int n = 0, extra = 0;
-    for (int b = 0; b < 256; b++)
-        if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) { cp_of[b] = (uint32_t)b; order[n++] = b; }
-    for (int b = 0; b < 256; b++)
-        if (!((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF))) { cp_of[b] = 256 + (uint32_t)extra++; order[n++] = b; }
-}
-
 static void set_token(ClipTokenizer *t, int id, const char *s, size_t n) {
     t->tokens[id] = xmalloc(n + 1);
     memcpy(t->tokens[id], s, n);
@@ -409,7 +399,7 @@ ClipTokenizer *cliptok_load(const char *path) {
     t->token_len = xcalloc((size_t)t->vocab_size, sizeof(int));
     uint32_t cp_of[256];
     int order[256];
-    byte_symbols(cp_of, order);
+    bpe_byte_alphabet(cp_of, order);  // the vocabulary lists the printable bytes first
     memset(t->cp_to_byte, 0, sizeof(t->cp_to_byte));
     for (int i = 0; i < 256; i++) {
         char sym[8];

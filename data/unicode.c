@@ -13,6 +13,8 @@ extern const int unitab_letter_ranges_n, unitab_number_ranges_n, unitab_cased_ra
 extern const uint32_t unitab_nfd[][5], unitab_ccc[][3], unitab_ftfy_width[][4], unitab_ftfy_ligature[][4],
     unitab_nfc_compose[][3];
 extern const int unitab_nfd_n, unitab_ccc_n, unitab_ftfy_width_n, unitab_ftfy_ligature_n, unitab_nfc_compose_n;
+extern const uint32_t unitab_nfc_second[], unitab_onig_not_letter_ranges[][2], unitab_onig_not_number_ranges[][2];
+extern const int unitab_nfc_second_n, unitab_onig_not_letter_ranges_n, unitab_onig_not_number_ranges_n;
 
 int utf8_decode(const char *str, size_t n, uint32_t *cp) {
     const unsigned char *s = (const unsigned char *)str;
@@ -131,6 +133,16 @@ int uni_is_space(uint32_t cp) {
            cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
+int uni_is_white_space(uint32_t cp) { return cp != 0x1C && cp != 0x1D && cp != 0x1E && cp != 0x1F && uni_is_space(cp); }
+
+int uni_is_letter_onig(uint32_t cp) {
+    return uni_is_letter(cp) && (cp < 0x80 || !in_ranges(unitab_onig_not_letter_ranges, unitab_onig_not_letter_ranges_n, cp));
+}
+
+int uni_is_number_onig(uint32_t cp) {
+    return uni_is_number(cp) && (cp < 0x80 || !in_ranges(unitab_onig_not_number_ranges, unitab_onig_not_number_ranges_n, cp));
+}
+
 // Binary search over a table whose rows start with the key code point.
 static int find_row(const uint32_t *rows, int stride, int n, uint32_t cp) {
     int lo = 0, hi = n - 1;
@@ -188,6 +200,18 @@ static int nfd1(uint32_t cp, uint32_t *out) {
     int k = 0;
     while (k < 4 && unitab_nfd[i][1 + k]) { out[k] = unitab_nfd[i][1 + k]; k++; }
     return k;
+}
+
+static int nfc_second(uint32_t cp) {
+    if ((cp >= H_VBASE && cp < H_VBASE + H_VCOUNT) || (cp > H_TBASE && cp < H_TBASE + H_TCOUNT)) return 1;  // Hangul jamo
+    return find_row(unitab_nfc_second, 1, unitab_nfc_second_n, cp) >= 0;
+}
+
+int uni_nfc_boundary(uint32_t cp) {
+    if (cp < 0x300) return 1;  // no composition has a second half below U+0300, nor any class above 0 there
+    uint32_t d[4];
+    nfd1(cp, d);
+    return uni_ccc(cp) == 0 && uni_ccc(d[0]) == 0 && !nfc_second(cp) && !nfc_second(d[0]);
 }
 
 int uni_nfc(const uint32_t *in, int n, uint32_t *out) {

@@ -26,6 +26,9 @@ const char *test_checkpoints_differ(const char *run_a, const char *run_b, int st
 const char *test_tmpdir(void);
 // Writes text to NAME in the temporary directory; returns the path (malloc'd).
 char *test_write_tmp(const char *name, const char *text);
+// A text of at least min_len bytes: words drawn from words[0..n_words) by a fixed LCG (the same text every run),
+// for timing tokenizers. Malloc'd, NUL-terminated; *len gets its length.
+char *test_word_text(const char *const *words, int n_words, size_t min_len, size_t *len);
 
 #define TEST(name) \
     static void test_##name(void); \

@@ -1,5 +1,6 @@
 // Chat templates against reference ids and masks (tests/ref/make_tokenizer_fixtures.py: vicuna_v1 as
-// haotian-liu/LLaVA renders it, llava_hf as transformers + S-VCO's collator build it), plus the mask,
+// haotian-liu/LLaVA renders it, llava_hf as transformers + S-VCO's collator build it;
+// tests/ref/make_hf_tokenizer_fixtures.py: llava_interleave as transformers renders it), plus the mask,
 // image-free, image expansion and truncation rules of data/chat.h.
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,10 +13,11 @@
 #include "test_jsonl.h"
 
 #define CHAT_FIXTURES "tests/fixtures/tokenizers/chat.jsonl"
+#define CHAT_INTERLEAVE_FIXTURES "tests/fixtures/tokenizers/chat_interleave.jsonl"
 
-static SpTokenizer *load_sp(void) {
+static Tokenizer *load_sp(void) {
     char *p = path_join(test_shared_data(), "tokenizers/llama2_tokenizer.model");
-    SpTokenizer *t = sptok_load(p);
+    Tokenizer *t = tokenizer_load(p);
     free(p);
     return t;
 }
@@ -25,11 +27,11 @@ static ChatOptions opts(ChatTemplate tmpl, int image) {
     return o;
 }
 
-TEST(chat_fixtures) {
-    SpTokenizer *tok = load_sp();
+// Every conversation of a fixture file: rendered text, ids and mask.
+static void check_chat_fixtures(const Tokenizer *tok, const char *path, int min_rows) {
     int n;
-    cJSON **rows = jsonl_read(CHAT_FIXTURES, &n);
-    EXPECT(n >= 20);
+    cJSON **rows = jsonl_read(path, &n);
+    EXPECT(n >= min_rows);
     for (int r = 0; r < n; r++) {
         const cJSON *row = rows[r];
         const char *tname = cJSON_GetObjectItemCaseSensitive(row, "template")->valuestring;
@@ -50,7 +52,7 @@ TEST(chat_fixtures) {
         ChatTokens c;
         char err[300];
         int rc = chat_build(tok, &o, t, nt, &c, err, sizeof(err));
-        EXPECTF(rc == 0, "row %d: %s", r, err);
+        EXPECTF(rc == 0, "%s row %d: %s", path, r, err);
         if (rc) continue;
         const char *want_text = cJSON_GetObjectItemCaseSensitive(row, "text")->valuestring;
         EXPECTF(!strcmp(c.text, want_text), "row %d (%s): text\n'%s'\nexpected\n'%s'", r, tname, c.text, want_text);
@@ -65,13 +67,48 @@ TEST(chat_fixtures) {
         chat_tokens_free(&c);
     }
     jsonl_free(rows, n);
-    sptok_free(tok);
+}
+
+TEST(chat_fixtures) {
+    Tokenizer *tok = load_sp();
+    check_chat_fixtures(tok, CHAT_FIXTURES, 20);
+    tokenizer_free(tok);
+}
+
+// LLaVA-Interleave's template with Qwen's tokenizer.json, against transformers' rendering and assistant masks: the
+// image placeholder before the "\n" of the text, <|im_end|> never a label, no EOS added, image-free rows as S-VCO's.
+TEST(chat_interleave_fixtures) {
+    char *p = path_join(test_shared_data(), "tokenizers/qwen2/tokenizer.json");
+    Tokenizer *tok = tokenizer_load(p);
+    EXPECT_INT_EQ(tok->image_id, 151646);
+    EXPECT_INT_EQ(tok->eos_id, 151645);  // <|im_end|>, from the tokenizer_config.json beside it
+    check_chat_fixtures(tok, CHAT_INTERLEAVE_FIXTURES, 15);
+    // 729 image tokens (SigLIP-so400m/384) replace the one placeholder; the labels stay the answer's
+    ChatOptions o = opts(CHAT_LLAVA_INTERLEAVE, 1);
+    o.n_image_tokens = 729;
+    ChatTurn t = {"Is there a dog?", "No."};
+    ChatTokens c;
+    char err[300];
+    EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) == 0);
+    EXPECT(c.n_image == 729 && c.image_start == 3 && c.n_labels == 3 && c.ids[c.n - 1] == 151645 && !c.mask[c.n - 1]);
+    chat_tokens_free(&c);
+    tokenizer_free(tok);
+    free(p);
+    // a tokenizer.json without a tokenizer_config.json has no end token: llava_hf's answers need one
+    tok = tokenizer_load("tests/fixtures/tokenizers/tiny_tokenizer.json");
+    o = opts(CHAT_LLAVA_HF, 1);
+    EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) != 0);
+    EXPECTF(strstr(err, "tiny_tokenizer.json has no end token to close the answer"), "message: %s", err);
+    o = opts(CHAT_LLAVA_INTERLEAVE, 1);  // this template closes answers with <|im_end|> in the text
+    EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) == 0);
+    chat_tokens_free(&c);
+    tokenizer_free(tok);
 }
 
 // The labels are exactly the answer's tokens (with the space before it, as its first "▁Word" piece) and the end
 // token: the tail of the sequence equals encode(answer) + </s>, and nothing before it is labelled.
 TEST(chat_response_mask) {
-    SpTokenizer *tok = load_sp();
+    Tokenizer *tok = load_sp();
     const char *answers[] = {"A red circle on a white background.", "No.", "Two stars,\nthree circles.", "yes"};
     for (int tm = 0; tm < 2; tm++) {
         for (size_t k = 0; k < sizeof(answers) / sizeof(answers[0]); k++) {
@@ -85,7 +122,7 @@ TEST(chat_response_mask) {
             strbuf_put(&a, answers[k], strlen(answers[k]));
             if (tm == CHAT_LLAVA_HF) strbuf_putc(&a, ' ');
             int *ids;
-            int m = sptok_encode(tok, a.data, a.len, SPTOK_EOS, &ids, NULL);
+            int m = tokenizer_encode(tok, a.data, a.len, TOK_EOS, &ids, NULL);
             EXPECT_INT_EQ(c.n_labels, m);
             for (int i = 0; i < c.n; i++) {
                 int in_tail = i >= c.n - m;
@@ -100,12 +137,12 @@ TEST(chat_response_mask) {
             chat_tokens_free(&c);
         }
     }
-    sptok_free(tok);
+    tokenizer_free(tok);
 }
 
 // S-VCO's image-free rows: the same conversation without "<image>\n", the same answer tokens.
 TEST(chat_image_free) {
-    SpTokenizer *tok = load_sp();
+    Tokenizer *tok = load_sp();
     for (int tm = 0; tm < 2; tm++) {
         ChatTurn t = {"Is there a blue square?", "No, there is a red circle."};
         ChatOptions oi = opts((ChatTemplate)tm, 1), on = opts((ChatTemplate)tm, 0);
@@ -148,12 +185,12 @@ TEST(chat_image_free) {
     EXPECT(chat_build(tok, &o, &moved, 1, &a, err, sizeof(err)) == 0);
     EXPECT(strstr(a.text, "<image>") == NULL && a.n_image == 0);
     chat_tokens_free(&a);
-    sptok_free(tok);
+    tokenizer_free(tok);
 }
 
 // n_image_tokens copies of the image id in place of the one placeholder, never labelled.
 TEST(chat_image_expand) {
-    SpTokenizer *tok = load_sp();
+    Tokenizer *tok = load_sp();
     ChatTurn t = {"Describe the image.", "A star."};
     ChatOptions o1 = opts(CHAT_LLAVA_HF, 1), o576 = opts(CHAT_LLAVA_HF, 1);
     o576.n_image_tokens = 576;
@@ -172,12 +209,12 @@ TEST(chat_image_expand) {
     EXPECT_INT_EQ(b.n_labels, a.n_labels);
     chat_tokens_free(&a);
     chat_tokens_free(&b);
-    sptok_free(tok);
+    tokenizer_free(tok);
 }
 
 // max_len: only answer/end tokens may be cut; cutting image or prompt tokens, or every answer token, is an error.
 TEST(chat_truncation) {
-    SpTokenizer *tok = load_sp();
+    Tokenizer *tok = load_sp();
     ChatTurn t = {"What is shown in this image?", "A red circle on a white background, next to a blue square."};
     ChatOptions o = opts(CHAT_VICUNA_V1, 1);
     o.n_image_tokens = 576;
@@ -215,11 +252,11 @@ TEST(chat_truncation) {
     EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) == 0 && c.n == full.n);
     chat_tokens_free(&c);
     chat_tokens_free(&full);
-    sptok_free(tok);
+    tokenizer_free(tok);
 }
 
 TEST(chat_errors) {
-    SpTokenizer *tok = load_sp();
+    Tokenizer *tok = load_sp();
     ChatTokens c;
     char err[300];
     ChatOptions o = opts(CHAT_VICUNA_V1, 1);
@@ -264,5 +301,5 @@ TEST(chat_errors) {
     EXPECT_INT_EQ(last.ids[last.n - 1], tok->eos_id);
     chat_tokens_free(&last);
     chat_tokens_free(&first);
-    sptok_free(tok);
+    tokenizer_free(tok);
 }

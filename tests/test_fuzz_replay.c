@@ -23,6 +23,9 @@
 #define LLVMFuzzerTestOneInput fuzz_eval
 #include "fuzz/fuzz_eval.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_hf_tokenizer
+#include "fuzz/fuzz_hf_tokenizer.c"
+#undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fuzz_image
 #include "fuzz/fuzz_image.c"
 #undef LLVMFuzzerTestOneInput
@@ -98,10 +101,17 @@ TEST(fuzz_regression_corpus_replays) {
     EXPECT(replay(fuzz_eval, "eval") >= 2);
     EXPECT(replay(fuzz_state, "state") >= 4);
     EXPECT(replay(fuzz_manifest, "manifest") >= 2);
-    // no committed inputs yet for these two (their seeds are the shared tokenizers, 0.5 and 1.3 MB):
-    // replayed when a crash input is added
+    // no committed inputs yet for these three (their seeds are the shared tokenizers, 0.5 and 1.3 MB, and the
+    // tiny tokenizer.json fixture): replayed when a crash input is added
     replay(fuzz_sentencepiece, "sentencepiece");
     replay(fuzz_clip_bpe, "clip_bpe");
+    replay(fuzz_hf_tokenizer, "hf_tokenizer");
+    size_t n;
+    char *tiny = read_file("tests/fixtures/tokenizers/tiny_tokenizer.json", &n);  // the seed runs the accepting path
+    fatal_message[0] = 0;
+    fuzz_hf_tokenizer((const uint8_t *)tiny, n);  // aborts on an id or span out of range
+    EXPECTF(fatal_message[0] == 0, "the tiny tokenizer.json: %s", fatal_message);
+    free(tiny);
 }
 
 // The checkpoint seeds start the fuzzer on the paths that pass, not only on refusals: every state.json

@@ -522,7 +522,7 @@ TEST(generate_cli_matches_transformers) {
 // Our rendering and tokenization of the text records equals the ids transformers generated from.
 TEST(generate_prompt_ids_match_transformers) {
     char *tp = tokenizer_path();
-    SpTokenizer *tok = sptok_load(tp);
+    Tokenizer *tok = tokenizer_load(tp);
     LlavaConfig cfg;
     llava_config_load(&cfg, MODELS "llava_tok");
     SampleRecordSet rs;
@@ -543,7 +543,7 @@ TEST(generate_prompt_ids_match_transformers) {
     }
     jsonl_free(want, n);
     records_free_sample(&rs);
-    sptok_free(tok);
+    tokenizer_free(tok);
     free(tp);
 }
 

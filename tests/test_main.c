@@ -80,6 +80,23 @@ char *test_write_tmp(const char *name, const char *text) {
     return path;
 }
 
+char *test_word_text(const char *const *words, int n_words, size_t min_len, size_t *len) {
+    size_t cap = min_len + 256, n = 0;
+    char *text = xmalloc(cap);
+    uint32_t rng = 12345;
+    while (n < min_len) {
+        rng = rng * 1664525u + 1013904223u;
+        const char *w = words[(rng >> 16) % (uint32_t)n_words];
+        size_t k = strlen(w);
+        if (n + k + 1 > cap) text = xrealloc(text, cap = 2 * (n + k + 1));
+        memcpy(text + n, w, k);
+        n += k;
+    }
+    text[n] = 0;
+    *len = n;
+    return text;
+}
+
 int test_files_equal(const char *a, const char *b) {
     size_t na, nb;
     char *x = read_file(a, &na), *y = read_file(b, &nb);

@@ -207,17 +207,10 @@ TEST(tokenizer_sp_spans) {
 // 100 KB of text must tokenize well under a second (the merge loop is a priority queue, O(n log n)).
 TEST(tokenizer_sp_speed) {
     SpTokenizer *t = load_sp();
-    static const char *words[] = {"the ", "image ", "shows ", "a ", "red ", "circle ", "left ", "of ", "blue ",
+    static const char *const words[] = {"the ", "image ", "shows ", "a ", "red ", "circle ", "left ", "of ", "blue ",
                                   "squares, ", "and ", "3 ", "stars. ", "日本語 ", "😀 ", "\n", "  ", "xyzzyq "};
-    size_t cap = 100 * 1024, len = 0;
-    char *text = xmalloc(cap + 64);
-    uint32_t rng = 12345;
-    while (len < cap) {
-        rng = rng * 1664525u + 1013904223u;
-        const char *w = words[(rng >> 16) % (sizeof(words) / sizeof(words[0]))];
-        memcpy(text + len, w, strlen(w));
-        len += strlen(w);
-    }
+    size_t len;
+    char *text = test_word_text(words, (int)(sizeof(words) / sizeof(words[0])), 100 * 1024, &len);
     // One long word too: no spaces at all, the worst case for a quadratic merge loop.
     char *word = xmalloc(100 * 1024 + 1);
     for (int i = 0; i < 100 * 1024; i++) word[i] = "abcdefghij"[(i * 7 + i / 13) % 10];

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../data/chat.h"
 #include "../model/llava.h"
 #include "../model/safetensors.h"
 #include "../util/common.h"
@@ -297,7 +298,7 @@ TEST(train_bad_data) {
     free(err);
     snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s --template chatml", data, o);
     EXPECT(run_train(args, &err) != 0);
-    EXPECTF(strstr(err, "--template 'chatml': expected vicuna_v1, llava_hf or llava_hf_image_last") != NULL, "message: %s", err);
+    EXPECTF(strstr(err, "--template 'chatml': expected " CHAT_TEMPLATE_NAMES) != NULL, "message: %s", err);
     free(err); free(svco); free(o); free(data);
 }
 

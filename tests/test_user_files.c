@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../data/chat.h"
 #include "../data/datasets.h"
 #include "../util/common.h"
 #include "test.h"
@@ -235,7 +236,7 @@ TEST(user_files_logprobs_places_image) {
 TEST(user_files_unknown_template) {
     char *err;
     EXPECT(vlm("sample --model " GQA " --data " GQA "/generate_records.jsonl --device cpu --template chatml", NULL, &err) != 0);
-    EXPECTF(strstr(err, "--template 'chatml': expected vicuna_v1, llava_hf or llava_hf_image_last"), "message: %s", err);
+    EXPECTF(strstr(err, "--template 'chatml': expected " CHAT_TEMPLATE_NAMES), "message: %s", err);
     free(err);
     EXPECT(vlm("train --recipe sft --model " GQA " --data x.jsonl --out x --template chatml", NULL, &err) != 0);
     EXPECTF(strstr(err, "--template 'chatml'"), "message: %s", err);

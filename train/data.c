@@ -10,7 +10,7 @@
 #include "../data/datasets.h"
 #include "../data/records.h"
 #include "../data/shard.h"
-#include "../data/tokenizer_sp.h"
+#include "../data/tokenizer.h"
 #include "../util/common.h"
 #include "../util/jsonl.h"
 
@@ -24,7 +24,7 @@ typedef struct {
     const LlavaConfig *cfg;
     const PreprocessConfig *pcfg;
     const TrainDataOptions *opt;
-    SpTokenizer *tok;
+    Tokenizer *tok;
     int cap_ex, cap_img;
     const Shard *shard;  // images named "shard:<index>" come from this shard (already preprocessed)
     int *shard_map;      // shard image index -> our table index (-1: not loaded yet)
@@ -172,7 +172,7 @@ static int row_from_ids(Loader *L, TrainRow *r, const int *prompt, int np, const
 
 // A row from text through the chat template: one (prompt, response) turn, or a whole conversation.
 static int row_from_turns(Loader *L, TrainRow *r, const char *system, const ChatTurn *turns, int n_turns, int with_image, int image) {
-    if (!L->tok) { snprintf(L->err, sizeof(L->err), "text fields need a tokenizer (--tokenizer or tokenizer.model in the model folder)"); return -1; }
+    if (!L->tok) { snprintf(L->err, sizeof(L->err), "text fields need a tokenizer (--tokenizer, or tokenizer.model or tokenizer.json in the model folder)"); return -1; }
     ChatOptions o = {0};
     o.tmpl = L->opt->template_name ? (ChatTemplate)chat_template_from_name(L->opt->template_name) : CHAT_VICUNA_V1;
     o.system = system ? system : L->opt->system;
@@ -430,9 +430,9 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
     d->recipe = recipe;
     d->image_size = cfg->vision.image_size;
     if (opt->template_name && chat_template_from_name(opt->template_name) < 0)  // never a format no other command renders
-        fatal("%s: template '%s': expected vicuna_v1, llava_hf or llava_hf_image_last", path, opt->template_name);
+        fatal("%s: template '%s': expected " CHAT_TEMPLATE_NAMES, path, opt->template_name);
     Loader L = {.d = d, .path = path, .dir = path_dirname(path), .cfg = cfg, .pcfg = pcfg, .opt = opt};
-    if (opt->tokenizer) L.tok = sptok_load(opt->tokenizer);
+    if (opt->tokenizer) L.tok = tokenizer_load(opt->tokenizer);
     // A packed shard (vlm data pack), a JSON array (S-VCO's mvc.json, LLaVA's conversations) or JSON Lines
     char magic[8] = {0};
     FILE *mf = fopen(path, "rb");
@@ -477,7 +477,7 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
         }
     h = fnv(h, d->pixels, sizeof(float) * (size_t)d->n_images * 3 * d->image_size * d->image_size);
     d->hash = h;
-    if (L.tok) sptok_free(L.tok);
+    tokenizer_free(L.tok);
     if (L.shard) { shard_close(&shard); free(L.shard_map); }
     free(L.dir);
 }

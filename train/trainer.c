@@ -249,10 +249,7 @@ void llava_train_open(TrainModel *M, const TrainConfig *c, const Backend *be) {
     TrainDataOptions dopt = {c->tokenizer, c->template_name, c->system, c->images_dir, c->max_len, c->skip_bad, c->seed,
                              c->crop_scale[0], c->crop_scale[1]};
     char *tok = NULL;
-    if (!dopt.tokenizer) {
-        tok = path_join(c->model_dir, "tokenizer.model");
-        if (file_exists(tok)) dopt.tokenizer = tok;
-    }
+    if (!dopt.tokenizer) dopt.tokenizer = tok = tokenizer_find(c->model_dir);
     train_data_load(&T->data, c->recipe, c->data_path, cfg, &pcfg, &dopt);
     if (c->val_path) train_data_load(&T->val, c->recipe, c->val_path, cfg, &pcfg, &dopt);
     free(tok);

@@ -52,6 +52,8 @@ from transformers import CLIPTokenizer, PreTrainedTokenizerFast
 from transformers.tokenization_utils_base import generate_merges
 from transformers.utils.chat_template_utils import _compile_jinja_template, _render_with_assistant_indices
 
+from chat_ref import assistant_mask, svco_messages
+
 OUT_DIR = "tests/fixtures/tokenizers"
 
 # llava-hf/llava-1.5-7b-hf chat_template.json (also in transformers tests/models/llava/test_processor_llava.py).
@@ -336,17 +338,6 @@ def vicuna_v1_render(system, turns, image):
     return text, spans
 
 
-def mask_from_spans(enc, spans, n):
-    mask = [0] * n
-    for a, b in spans:
-        if b <= a:
-            continue
-        t0, t1 = enc.char_to_token(a), enc.char_to_token(b - 1)
-        for t in range(t0, t1 + 1):
-            mask[t] = 1
-    return mask
-
-
 def make_chat(model_path):
     hf = llava_hf_tokenizer(model_path)
     hf_eos = llava_hf_tokenizer(model_path, add_eos=True)
@@ -373,30 +364,18 @@ def make_chat(model_path):
         text, spans = vicuna_v1_render(sys_text, turns, image)
         enc = hf(text)
         rows.append({"template": "vicuna_v1", "system": system, "turns": [list(t) for t in turns], "image": image,
-                     "text": text, "ids": enc.input_ids, "mask": mask_from_spans(enc, spans, len(enc.input_ids))})
+                     "text": text, "ids": enc.input_ids, "mask": assistant_mask(enc, spans)})
         # llava_hf (the llava-hf chat_template.json, as S-VCO uses it)
-        msgs = []
-        if system:
-            msgs.append({"role": "system", "content": [{"type": "text", "text": system}]})
-        for k, (q, a) in enumerate(turns):
-            content = [{"type": "text", "text": q}] + ([{"type": "image"}] if image and k == 0 else [])
-            msgs.append({"role": "user", "content": content})
-            if a is not None:
-                msgs.append({"role": "assistant", "content": [{"type": "text", "text": a}]})
         gen = turns[-1][1] is None
         # s-vco chat_template_monkey_patch.py: render with the assistant (generation) character ranges, then
         # tokenize with add_special_tokens=True (so BOS, and EOS from add_eos_token=True, are added), and mark
         # tokens char_to_token(start) .. char_to_token(end - 1) of each range; the collator then forces the
         # last token (the EOS) into the mask. Generation prompts use the plain tokenizer (BOS only).
-        text, gen_idx = _render_with_assistant_indices(_compile_jinja_template(LLAVA_HF_CHAT_TEMPLATE), msgs,
-                                                       None, None, gen, **hf.special_tokens_map)
+        text, gen_idx = _render_with_assistant_indices(_compile_jinja_template(LLAVA_HF_CHAT_TEMPLATE),
+                                                       svco_messages(system, turns, image), None, None, gen,
+                                                       **hf.special_tokens_map)
         enc = (hf if gen else hf_eos)(text, add_special_tokens=True)
-        ids = enc.input_ids
-        mask = [0] * len(ids)
-        for a, b in gen_idx:
-            t0, t1 = enc.char_to_token(a), enc.char_to_token(b - 1)
-            for t in range(t0, (t1 + 1) if t1 is not None else len(ids)):
-                mask[t] = 1
+        ids, mask = enc.input_ids, assistant_mask(enc, gen_idx)
         if not gen:
             mask[-1] = 1  # s-vco data_collator.py: "include the last token in labels" (the EOS)
         rows.append({"template": "llava_hf", "system": system if system else "", "turns": [list(t) for t in turns],
