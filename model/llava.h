@@ -79,12 +79,20 @@ typedef struct {
     double *row_logp;                // (n_rows) sum over the row's targets
     int *row_count;                  // (n_rows) number of targets in the row
     int n_img_tokens;                // image positions in the batch
-    int B, T;
+    int B, T, N;                     // rows, their length, and the tokens the decoder ran on (B*T or fewer)
 } LlavaActs;
 
 // What the activations are laid out for: a forward pass only, or training (every activation kept, or with
 // the decoder layers recomputed in the backward pass: see LlamaKeep in model/llama.h).
 typedef enum { ACTS_INFERENCE, ACTS_BACKWARD, ACTS_BACKWARD_RECOMPUTE } ActsMode;
+
+// The decoder's tokens for a batch: the valid tokens of each row, row after row, the right padding dropped
+// (the layers do not compute it; the attention still sees the rows, model/llama.h). Writes the token index
+// of each row's first position into first (B) and returns the number of tokens N. With LoRA, or without
+// padding, the tokens are the B*T cells themselves (first[b] = b*T, N = B*T): LoRA's dropout masks are drawn
+// per element of its (N, in) input, so dropping the padding would change them. VLM_KEEP_PADDING=1 keeps the
+// cells always (the tests compare the two).
+int llava_token_layout(const Llava *m, const LlavaBatch *bt, int *first);
 
 // Capacity: rows, tokens per row, distinct images per batch, and positions that get logits (cap_out; 0: every
 // token). The logits buffer is (cap_out, vocab): with 576 image tokens per row a training batch labels a
