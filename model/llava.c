@@ -153,6 +153,35 @@ void llava_acts_free(LlavaActs *a) {
     free(a->out_row); free(a->out_pos); free(a->out_target); free(a->logp); free(a->row_logp); free(a->row_count);
 }
 
+// pixels (NI, 3, S, S) host -> a->feats (NI*P, Cv): the feature layer's hidden state of each image, class
+// token dropped unless "full"
+static void tower_forward(const Llava *m, LlavaActs *a, const float *pixels, int NI) {
+    const Backend *be = m->be;
+    const LlavaConfig *c = &m->cfg;
+    const int S = c->vision.image_size, N_v = m->vision.n_tokens, P = c->image_tokens, Cv = c->vision.hidden;
+    be->upload_act(a->pixels, pixels, (size_t)NI * 3 * S * S);
+    vit_forward(&m->vision, &a->v, a->pixels, NI, c->vision_layers_run);
+    int *sel = xmalloc(sizeof(int) * NI * P);
+    for (int i = 0; i < NI; i++)
+        for (int p = 0; p < P; p++) sel[i * P + p] = i * N_v + p + (c->select_full ? 0 : 1);  // drop the class token
+    be->to_device(a->feat_sel, sel, sizeof(int) * NI * P);
+    free(sel);
+    be->copy_rows(a->feats, NULL, a->v.enc.res[c->vision_layers_run], a->feat_sel, NI * P, Cv);   // (NI*P, Cv)
+}
+
+void llava_image_features(const Llava *m, const float *pixels, int n, float *out) {
+    const int chunk = 64, S = m->cfg.vision.image_size;
+    const size_t per = (size_t)m->cfg.image_tokens * m->cfg.vision.hidden;
+    LlavaActs a;
+    llava_acts_init(&a, m, 1, 1, chunk, 1, ACTS_INFERENCE);
+    for (int i = 0; i < n; i += chunk) {
+        const int k = n - i < chunk ? n - i : chunk;
+        tower_forward(m, &a, pixels + (size_t)i * 3 * S * S, k);
+        m->be->download_act(out + (size_t)i * per, a.feats, (size_t)k * per);
+    }
+    llava_acts_free(&a);
+}
+
 int llava_token_layout(const Llava *m, const LlavaBatch *bt, int *first) {
     const int B = bt->B, T = bt->T;
     int N = 0;
@@ -257,17 +286,12 @@ void llava_forward(const Llava *m, LlavaActs *a, const LlavaBatch *bt) {
     a->N = N;
     a->n_img_tokens = n_img;
 
-    // ---- vision tower and projector, once per distinct image
+    // ---- vision tower (or its features, given) and projector, once per distinct image
     if (NI > 0 && n_img > 0) {
-        const int S = c->vision.image_size, N_v = m->vision.n_tokens;
-        be->upload_act(a->pixels, bt->pixels, (size_t)NI * 3 * S * S);
-        vit_forward(&m->vision, &a->v, a->pixels, NI, c->vision_layers_run);
-        int *sel = xmalloc(sizeof(int) * NI * P);
-        for (int i = 0; i < NI; i++)
-            for (int p = 0; p < P; p++) sel[i * P + p] = i * N_v + p + (c->select_full ? 0 : 1);  // drop the class token
-        be->to_device(a->feat_sel, sel, sizeof(int) * NI * P);
-        free(sel);
-        be->copy_rows(a->feats, NULL, a->v.enc.res[c->vision_layers_run], a->feat_sel, NI * P, Cv);   // (NI*P, Cv)
+        if (bt->feats) {
+            if (a->backward && m->ps_vision.grad) fatal("precomputed image features with a trained vision tower");
+            be->upload_act(a->feats, bt->feats, (size_t)NI * P * Cv);
+        } else tower_forward(m, a, bt->pixels, NI);
         be->matmul_forward(a->p1, a->feats, m->pw.w1, m->pw.b1, NI * P, Cv, D);
         be->act_forward(c->projector_act, a->p1a, a->p1, (size_t)NI * P * D);
         be->matmul_forward(a->p2, a->p1a, m->pw.w2, m->pw.b2, NI * P, D, D);                        // (NI*P, D)

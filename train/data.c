@@ -556,6 +556,7 @@ void train_data_free(TrainData *d) {
     free(d->ex);
     free(d->image_names);
     free(d->pixels);
+    free(d->feats);
     memset(d, 0, sizeof(*d));
 }
 
@@ -623,7 +624,8 @@ void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int p
     b->example_of_row = xmalloc(sizeof(int) * b->cap_rows);
     b->kind_of_row = xmalloc(sizeof(int) * b->cap_rows);
     b->length_of_row = xmalloc(sizeof(int) * b->cap_rows);
-    b->pixels = xmalloc(sizeof(float) * (size_t)b->cap_images * 3 * S * S);
+    if (d->feats) b->feats = xmalloc(sizeof(float) * (size_t)b->cap_images * d->feat_size);
+    else b->pixels = xmalloc(sizeof(float) * (size_t)b->cap_images * 3 * S * S);
     for (int g = 0; g < 2; g++) {
         BatchGroup *G = &b->g[g];
         G->cap_rows = max_examples * rows[g];
@@ -648,14 +650,17 @@ void train_batch_free(TrainBatch *b) {
         free(G->ids); free(G->pos); free(G->segment); free(G->lengths); free(G->image_of_row);
         free(G->out_index); free(G->out_target); free(G->out_row); free(G->members);
     }
-    free(b->example_of_row); free(b->kind_of_row); free(b->length_of_row); free(b->pixels);
+    free(b->example_of_row); free(b->kind_of_row); free(b->length_of_row); free(b->pixels); free(b->feats);
     memset(b, 0, sizeof(*b));
 }
 
 typedef struct { const TrainRow *a, *b; int ra, rb, image; } Physical;  // one physical row of a group
 
 void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n) {
-    const size_t img_floats = (size_t)3 * d->image_size * d->image_size;
+    // each image's pixels, or its features when the data has them (train_data_encode_images)
+    const size_t img_floats = d->feats ? (size_t)d->feat_size : (size_t)3 * d->image_size * d->image_size;
+    const float *src = d->feats ? d->feats : d->pixels;
+    float *dst = d->feats ? b->feats : b->pixels;
     int *gl = xmalloc(sizeof(int) * (b->cap_images + 1));  // dataset image index of each batch image
     Physical *phys[2];
     for (int g = 0; g < 2; g++) {
@@ -672,7 +677,7 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n)
             for (int i = 0; i < b->n_images; i++) if (gl[i] == ex->image[k]) local[k] = i;  // shared image: once
             if (local[k] < 0) {
                 gl[b->n_images] = ex->image[k];
-                memcpy(b->pixels + b->n_images * img_floats, d->pixels + (size_t)ex->image[k] * img_floats, sizeof(float) * img_floats);
+                memcpy(dst + b->n_images * img_floats, src + (size_t)ex->image[k] * img_floats, sizeof(float) * img_floats);
                 local[k] = b->n_images++;
             }
         }

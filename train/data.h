@@ -58,7 +58,9 @@ typedef struct {
     TrainExample *ex;
     int n;
     int n_images, image_size;
-    float *pixels;           // (n_images, 3, S, S) preprocessed once
+    float *pixels;           // (n_images, 3, S, S) preprocessed once; NULL once feats replace them
+    float *feats;            // (n_images, feat_size) the frozen tower's features (train_data_encode_images), or NULL
+    int feat_size;           // image_tokens * vision hidden
     char **image_names;      // (n_images) for messages
     int max_row_len;
     int n_bad;               // records skipped with skip_bad
@@ -108,7 +110,8 @@ typedef struct {
 
 typedef struct {
     int B, n_images;                  // logical rows in all groups; distinct images
-    float *pixels;                    // (n_images, 3, S, S), read by the image group
+    float *pixels;                    // (n_images, 3, S, S), read by the image group; or, when the data has
+    float *feats;                     // features, (n_images, feat_size) and pixels NULL
     int *example_of_row, *kind_of_row, *length_of_row;  // (B) per logical row
     BatchGroup g[2];                  // 0: rows with an image, 1: image-free rows
     int cap_rows, cap_images, pack;

@@ -407,6 +407,17 @@ int train_run(const TrainConfig *c) {
     train_data_load(&T.data, c->recipe, c->data_path, cfg, &pcfg, &dopt);
     if (c->val_path) train_data_load(&T.val, c->recipe, c->val_path, cfg, &pcfg, &dopt);
     free(tok);
+    // a frozen tower's features, once per image instead of once per image and step (VLM_CACHE_FEATURES=0: the
+    // tower runs in every batch, as the tests compare)
+    const char *cf = getenv("VLM_CACHE_FEATURES");
+    if (!(cf && !strcmp(cf, "0"))) {
+        double t0 = now_seconds();
+        int n = train_data_encode_images(&T.data, &T.policy);
+        if (c->val_path) train_data_encode_images(&T.val, &T.policy);
+        if (n && !c->quiet)
+            fprintf(stderr, "train: vision tower frozen: features of %d images computed once (%.1f MiB, %.1f s)\n",
+                    T.data.n_images, (double)T.data.n_images * T.data.feat_size * sizeof(float) / 1048576, now_seconds() - t0);
+    }
 
     // steps and warm-up
     T.total_steps = run_total_steps(c, T.data.n, (long long)c->batch * c->grad_accum);
