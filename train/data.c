@@ -13,6 +13,7 @@
 #include "../data/tokenizer_sp.h"
 #include "../util/common.h"
 #include "../util/jsonl.h"
+#include "../util/strmap.h"
 
 static const char *recipe_names[] = {"sft", "dpo", "svco", "vco", "mdpo", "clip"};
 
@@ -47,6 +48,7 @@ typedef struct {
     int cap_ex, cap_img;
     const Shard *shard;  // images named "shard:<index>" come from this shard (already preprocessed)
     int *shard_map;      // shard image index -> our table index (-1: not loaded yet)
+    StrMap image_of;     // image path -> our table index: a data set names each image in many records
     char err[512];
 } Loader;
 
@@ -96,8 +98,8 @@ static int image_index(Loader *L, const char *rel, int line) {
     TrainData *d = L->d;
     if (L->shard && !strncmp(rel, "shard:", 6)) return shard_image_index(L, atol(rel + 6), line);
     char *path = path_join(L->opt->images_dir ? L->opt->images_dir : L->dir, rel);
-    for (int i = 0; i < d->n_images; i++)
-        if (!strcmp(d->image_names[i], path)) { free(path); return i; }
+    const int known = strmap_get(&L->image_of, path);
+    if (known >= 0) { free(path); return known; }
     Image *im = image_load(path, L->pcfg->alpha, L->err, sizeof(L->err));
     if (!im) { free(path); return -1; }
     int h, w, S = d->image_size;
@@ -110,6 +112,7 @@ static int image_index(Loader *L, const char *rel, int line) {
         return -1;
     }
     int i = table_append(L, px, path);
+    strmap_put(&L->image_of, path, i);
     free(px);
     return i;
 }
@@ -447,6 +450,7 @@ void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaC
     if (opt->template_name && chat_template_from_name(opt->template_name) < 0)  // never a format no other command renders
         fatal("%s: template '%s': expected vicuna_v1, llava_hf or llava_hf_image_last", path, opt->template_name);
     Loader L = {.d = d, .path = path, .dir = path_dirname(path), .cfg = cfg, .pcfg = pcfg, .opt = opt};
+    strmap_init(&L.image_of);
     if (opt->tokenizer) L.tok = sptok_load(opt->tokenizer);
     // A packed shard (vlm data pack), a JSON array (S-VCO's mvc.json, LLaVA's conversations) or JSON Lines
     char magic[8] = {0};
@@ -494,6 +498,7 @@ void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaC
     d->hash = h;
     if (L.tok) sptok_free(L.tok);
     if (L.shard) { shard_close(&shard); free(L.shard_map); }
+    strmap_free(&L.image_of);
     free(L.dir);
 }
 
