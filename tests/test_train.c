@@ -430,6 +430,29 @@ TEST(train_clip_learns_and_resumes) {
     free(o); free(data);
 }
 
+// The text tower runs each caption up to its end-of-text token only, not the padding to the batch's longest
+// caption nor what follows the token (model/clip_text.h): the weights after 4 steps are bitwise those of the
+// run that computes every position (VLM_KEEP_PADDING=1), on captions of 3 to 6 tokens, one with ids past its end.
+TEST(train_clip_text_tokens_only_is_exact) {
+    char *data = clip_data(), args[2048], *err;
+    char *o = path_join(test_tmpdir(), "clip_tokens");
+    const char *mode[2] = {"padded", "tokens"};
+    for (int k = 0; k < 2; k++) {
+        if (k == 0) setenv("VLM_KEEP_PADDING", "1", 1);
+        else unsetenv("VLM_KEEP_PADDING");
+        snprintf(args, sizeof(args), "train --recipe clip --model tests/fixtures/models/clip --data %s --out %s/%s --steps 4 "
+                 "--batch 4 --lr 3e-3 --warmup-steps 0 --device cpu --quiet", data, o, mode[k]);
+        EXPECTF(run_train(args, &err) == 0, "%s: %s", mode[k], err);
+        free(err);
+    }
+    unsetenv("VLM_KEEP_PADDING");
+    char pa[600], pb[600];
+    snprintf(pa, sizeof(pa), "%s/padded/checkpoint-00000004/model.safetensors", o);
+    snprintf(pb, sizeof(pb), "%s/tokens/checkpoint-00000004/model.safetensors", o);
+    EXPECTF(test_files_equal(pa, pb), "the CLIP weights differ when the text after each caption's end is not computed");
+    free(o); free(data);
+}
+
 TEST(train_clip_from_scratch_and_errors) {
     char *data = clip_data(), args[2048], *err;
     char *dir = path_join(test_tmpdir(), "clip_cfg"), cmd[1024];
