@@ -92,7 +92,7 @@ static int bench_decode(const LlavaConfig *cfg, const char *shape, const Backend
     GenConfig gc = {{0, 0, 1}, new_tokens, 1, 0, -1, NULL, 0};
     BenchPixels bp;
     bench_pixels_make(&bp, cfg, batch);
-    GenCallbacks cb = {bench_pixels, NULL, bench_emit, &bp};
+    GenCallbacks cb = {bench_pixels, NULL, bench_emit, &bp, NULL};
     double *pre = xmalloc(sizeof(double) * (steps + warmup)), *dec = xmalloc(sizeof(double) * (steps + warmup));
     long decode_steps = 0;
     for (int it = 0; it < steps + warmup; it++) {

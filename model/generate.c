@@ -290,6 +290,7 @@ void gen_run(Generator *g, const GenConfig *c, const GenPrompt *prompts, int n_p
     for (int t = 0; t < nthreads; t++) sample_work_init(&work[t], V);
     int *ids = xmalloc(sizeof(int) * P * g->cap_prompt), *lengths = xmalloc(sizeof(int) * P);
     int *img_of = xmalloc(sizeof(int) * P), *row_slot = xmalloc(sizeof(int) * P), *row_prompt = xmalloc(sizeof(int) * P);
+    int *img_key = xmalloc(sizeof(int) * P);  // the key of each image of the prefill (GenCallbacks.image_key)
     float *pixels = xmalloc(sizeof(float) * (size_t)P * 3 * S * S);
     int *act_slot = xmalloc(sizeof(int) * g->slots), *act_tok = xmalloc(sizeof(int) * g->slots), *next_tok = xmalloc(sizeof(int) * g->slots);
     int next = 0;
@@ -308,9 +309,14 @@ void gen_run(Generator *g, const GenConfig *c, const GenPrompt *prompts, int n_p
             n_free -= ns;
             row_prompt[B] = next;
             img_of[B] = -1;
-            if (prompts[next].has_image) {
-                cb->pixels(cb->ctx, next, pixels + (size_t)NI * 3 * S * S);
-                img_of[B] = NI++;
+            if (prompts[next].has_image) {  // an image the prefill already has (same key) is shared, not encoded again
+                const int key = cb->image_key ? cb->image_key(cb->ctx, next) : -1;
+                for (int i = 0; key >= 0 && i < NI && img_of[B] < 0; i++) if (img_key[i] == key) img_of[B] = i;
+                if (img_of[B] < 0) {
+                    cb->pixels(cb->ctx, next, pixels + (size_t)NI * 3 * S * S);
+                    img_key[NI] = key;
+                    img_of[B] = NI++;
+                }
             }
             if (prompts[next].n > T) T = prompts[next].n;
             B++;
@@ -363,6 +369,6 @@ void gen_run(Generator *g, const GenConfig *c, const GenPrompt *prompts, int n_p
     }
     for (int t = 0; t < nthreads; t++) sample_work_free(&work[t]);
     for (int s = 0; s < g->slots; s++) free(r.seq[s].ids);
-    free(r.seq); free(work); free(ids); free(lengths); free(img_of); free(row_slot); free(row_prompt); free(pixels);
+    free(r.seq); free(work); free(ids); free(lengths); free(img_of); free(img_key); free(row_slot); free(row_prompt); free(pixels);
     free(act_slot); free(act_tok); free(next_tok);
 }
