@@ -839,12 +839,15 @@ static inline int attn_klim(const AttnShape *s, int b, int i) {  // the causal a
     return e;
 }
 
-// kt (HD, ld) = keys (or values) of row b, kv head kvh, transposed 16 x 16 in registers; columns T..ld-1 zero
+// kt (HD, ld) = keys (or values) of row b, kv head kvh, transposed 16 x 16 in registers, up to the row's key
+// bound (T, or kv_len[b]: no query visits a key past it, attn_kend) with zeros to the next multiple of 16; the
+// columns past that are not written (a padded row of the decoder's grid is a third padding)
 __attribute__((target("avx512f"))) static void attn_transpose_pad(float *kt, int ld, const float *k, const AttnShape *s,
                                                                    int b, int kvh) {
-    const int T = s->T, HD = s->HD;
-    const float *kb = k + (size_t)b * T * s->kv_stride + (size_t)kvh * HD;
-    for (int j0 = 0; j0 < ld; j0 += 16)
+    const int HD = s->HD, T = s->kv_len && s->kv_len[b] < s->T ? (s->kv_len[b] > 0 ? s->kv_len[b] : 0) : s->T;
+    const int end = (T + 15) / 16 * 16 < ld ? (T + 15) / 16 * 16 : ld;
+    const float *kb = k + (size_t)b * s->T * s->kv_stride + (size_t)kvh * HD;
+    for (int j0 = 0; j0 < end; j0 += 16)
         for (int d0 = 0; d0 < HD; d0 += 16) {
             const __mmask16 md = tail16(HD - d0);
             __m512 r[16];
