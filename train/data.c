@@ -503,7 +503,7 @@ void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaC
 }
 
 void train_data_synthetic(TrainData *d, Recipe recipe, int n_examples, const LlavaConfig *cfg, int prompt_len,
-                          int resp_len, unsigned long long seed) {
+                          int resp_len, int long_resp_len, unsigned long long seed) {
     memset(d, 0, sizeof(*d));
     d->recipe = recipe;
     d->image_size = cfg->vision.image_size;
@@ -520,15 +520,17 @@ void train_data_synthetic(TrainData *d, Recipe recipe, int n_examples, const Lla
     d->n = n_examples;
     // text ids in [3, 3 + hi]: below the image token for a small vocabulary (the draws are unchanged at 32k)
     const int hi = cfg->text.vocab - 5 < 31000 ? cfg->text.vocab - 5 : 31000;
-    int *prompt = xmalloc(sizeof(int) * prompt_len), *resp[2] = {xmalloc(sizeof(int) * resp_len), xmalloc(sizeof(int) * resp_len)};
+    const int rcap = long_resp_len > resp_len ? long_resp_len : resp_len;
+    int *prompt = xmalloc(sizeof(int) * prompt_len), *resp[2] = {xmalloc(sizeof(int) * rcap), xmalloc(sizeof(int) * rcap)};
     for (int e = 0; e < n_examples; e++) {
         TrainExample *ex = &d->ex[e];
+        const int rlen = long_resp_len > 0 && e % 7 == 6 ? long_resp_len : resp_len;
         ex->line = e + 1;
         ex->image[0] = e * per;
         ex->image[1] = per == 2 ? e * per + 1 : -1;
         prompt[0] = 1;
         for (int t = 1; t < prompt_len; t++) prompt[t] = 3 + augrng_int(&rng, 0, hi);
-        for (int k = 0; k < 2; k++) for (int t = 0; t < resp_len; t++) resp[k][t] = 3 + augrng_int(&rng, 0, hi);
+        for (int k = 0; k < 2; k++) for (int t = 0; t < rlen; t++) resp[k][t] = 3 + augrng_int(&rng, 0, hi);
         // (response, image slot) of each row, in the order train/data.h documents
         int rows[6][2], nr = 0;
         if (recipe == RECIPE_SFT) { rows[0][0] = 0; rows[0][1] = 0; nr = 1; }
@@ -538,7 +540,7 @@ void train_data_synthetic(TrainData *d, Recipe recipe, int n_examples, const Lla
         for (int k = 0; k < nr; k++) {
             TrainRow *row = &ex->rows[k];
             int img = rows[k][1], np = img >= 0 ? prompt_len + P : prompt_len;
-            row->n = np + resp_len;
+            row->n = np + rlen;
             row->ids = xmalloc(sizeof(int) * row->n);
             row->labels = xmalloc(sizeof(int) * row->n);
             int t = 0;
@@ -546,7 +548,7 @@ void train_data_synthetic(TrainData *d, Recipe recipe, int n_examples, const Lla
             if (img >= 0) for (int p = 0; p < P; p++) row->ids[t++] = cfg->image_token_id;
             for (int q = 1; q < prompt_len; q++) row->ids[t++] = prompt[q];
             for (int q = 0; q < np; q++) row->labels[q] = -100;
-            for (int q = 0; q < resp_len; q++) { row->ids[np + q] = row->labels[np + q] = resp[rows[k][0]][q]; }
+            for (int q = 0; q < rlen; q++) { row->ids[np + q] = row->labels[np + q] = resp[rows[k][0]][q]; }
             row->image = img;
             if (row->n > d->max_row_len) d->max_row_len = row->n;
         }

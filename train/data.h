@@ -71,9 +71,11 @@ void train_data_load(TrainData *d, Recipe recipe, const char *path, const LlavaC
                      const PreprocessConfig *pcfg, const TrainDataOptions *opt);
 void train_data_free(TrainData *d);
 // Random examples for benchmarks: each has [BOS, image tokens, prompt_len - 1 text tokens] as its prompt
-// (image-free rows drop the image tokens) and random responses of resp_len tokens; random pixels.
+// (image-free rows drop the image tokens) and random responses of resp_len tokens, except every seventh
+// example (e % 7 == 6) when long_resp_len > 0: responses of long_resp_len tokens (the demo's SFT data has a
+// caption among each scene's six questions); random pixels.
 void train_data_synthetic(TrainData *d, Recipe recipe, int n_examples, const LlavaConfig *cfg, int prompt_len,
-                          int resp_len, unsigned long long seed);
+                          int resp_len, int long_resp_len, unsigned long long seed);
 
 // The order examples are visited in: a seeded permutation per epoch; the position (epoch, cursor) is
 // what checkpoints save, so a resumed run continues with the same next example.
