@@ -258,13 +258,14 @@ for sseed in $SFT_SEEDS; do
     fi
 
     # ---- 5. alignment: the learning rate on the validation split, then every seed ----
-    # align NAME RECIPE DATA LR SEED DIR: one run (skipped when done)
+    # align NAME RECIPE DATA LR SEED DIR: one run (skipped when done); the runs of one SFT model share the
+    # reference pre-pass of each data set (--ref-cache: grid and seeds compute it once)
     align() {
         local name=$1 recipe=$2 data=$3 lr=$4 seed=$5 dir=$6
         [ -s "$dir/latest" ] && return
         vlm train --recipe "$recipe" --model "$SFT" --data "$data" --template "$TEMPLATE" --out "$dir" --steps "$PREF_STEPS" \
             --batch "$PREF_BATCH" --lr "$lr" --warmup-steps $((PREF_STEPS / 10)) --seed "$seed" --device "$DEVICE" \
-            --log-every 10 --quiet
+            --log-every 10 --quiet --ref-cache "$S/refcache"
     }
     first=${ASEEDS%% *}
     for spec in "${METHODS[@]}"; do

@@ -711,3 +711,32 @@ TEST(train_frozen_tower_features_once_is_exact) {
         free(dir); free(data);
     }
 }
+
+// Runs of one model on one data set share the reference pre-pass through --ref-cache: the second run reads
+// the first one's file (another learning rate and seed do not change the reference) and trains exactly as it
+// does with its own pre-pass; another data set gets its own file.
+TEST(train_shared_reference_cache) {
+    char *data = write_data("refshare", "dpo", 8, 0), *other = write_data("refshare2", "dpo", 6, 0), args[2048], *err;
+    char *dir = path_join(test_tmpdir(), "refshare_runs");
+    const char *common = "--recipe dpo --model " GQA " --steps 3 --batch 2 --warmup-steps 0 --device cpu --quiet";
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/a --lr 1e-3 --ref-cache %s/cache", common, data, dir, dir);
+    EXPECTF(run_train(args, &err) == 0, "a: %s", err);
+    EXPECTF(!strstr(err, "reference log-probs from"), "the first run found a cache: %s", err);
+    free(err);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/b --lr 3e-3 --seed 7 --ref-cache %s/cache", common, data, dir, dir);
+    EXPECTF(run_train(args, &err) == 0, "b: %s", err);
+    EXPECTF(strstr(err, "reference log-probs from") != NULL, "the second run computed its own pre-pass: %s", err);
+    free(err);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/c --lr 3e-3 --seed 7", common, data, dir);
+    EXPECTF(run_train(args, &err) == 0, "c: %s", err);
+    free(err);
+    char pa[600], pb[600];
+    snprintf(pa, sizeof(pa), "%s/b/checkpoint-00000003/model.safetensors", dir);
+    snprintf(pb, sizeof(pb), "%s/c/checkpoint-00000003/model.safetensors", dir);
+    EXPECTF(test_files_equal(pa, pb), "the run on the shared cache differs from the run with its own pre-pass");
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/d --lr 1e-3 --ref-cache %s/cache", common, other, dir, dir);
+    EXPECTF(run_train(args, &err) == 0, "d: %s", err);
+    EXPECTF(!strstr(err, "reference log-probs from"), "another data set read the cache: %s", err);
+    free(err);
+    free(dir); free(data); free(other);
+}

@@ -98,13 +98,15 @@ static double *compute_ref(const Llava *m, const TrainData *d, int batch, int pa
     return out;
 }
 
-// The cached pre-pass: out_dir/ref-<data hash>.bin, valid when model, data and recipe hashes all match.
-// Called before any update (and before a resume loads newer weights), so `policy` holds the base weights.
+// The cached pre-pass: ref-<data hash>-<model hash>.bin in --ref-cache (default --out), valid when model, data
+// and recipe hashes all match (the header). Called before any update (and before a resume loads newer weights),
+// so `policy` holds the base weights.
 static double *reference_logps(const TrainConfig *c, const Llava *policy, const TrainData *d, const char *what) {
     const int R = recipe_rows(d->recipe);
     char name[64];
-    snprintf(name, sizeof(name), "ref-%016llx.bin", d->hash);
-    char *path = path_join(c->out_dir, name);
+    snprintf(name, sizeof(name), "ref-%016llx-%016llx.bin", d->hash, model_hash(policy));
+    if (c->ref_cache) mkdir_p(c->ref_cache);
+    char *path = path_join(c->ref_cache ? c->ref_cache : c->out_dir, name);
     RefCacheHeader want = {{'V', 'L', 'M', 'R', 'E', 'F', 'L', 'P'}, 1, (int)d->recipe, d->n, R, model_hash(policy), d->hash};
     size_t len;
     char *buf = try_read_file(path, &len);
