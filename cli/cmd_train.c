@@ -50,6 +50,8 @@ static void usage(void) {
         "  --label-smoothing X  --ipo  --reference-free   (DPO variants)\n"
         "  --delta X            mDPO anchor margin (0)\n"
         "  --ref cache|online   reference log-probs: a cached pre-pass (default) or a frozen copy every step\n"
+        "  --ref-cache DIR      where the pre-pass's cache goes (default --out): runs of one model on one data set\n"
+        "                       (a learning-rate grid, seeds) that share DIR compute it once\n"
         "  --no-pack            do not share the image + prompt prefix of paired rows (packing is exact)\n"
         "  --recompute          keep only each decoder layer's input and run its forward again in the backward\n"
         "                       pass (activation recomputation: less memory for one more forward of the layers)\n"
@@ -156,6 +158,7 @@ int cmd_train(int argc, char **argv) {
     const char *ref = arg_str(&a, "--ref", "cache");
     if (strcmp(ref, "cache") && strcmp(ref, "online")) fatal("vlm train: --ref '%s': expected cache or online", ref);
     c.ref_online = !strcmp(ref, "online");
+    c.ref_cache = arg_str(&a, "--ref-cache", NULL);
     const long seed = arg_int(&a, "--seed", (long)c.seed);
     c.seed = (unsigned long long)seed;
     c.save_every = (int)arg_int(&a, "--save-every", 0);

@@ -276,13 +276,14 @@ for sseed in $SFT_SEEDS; do
     fi
 
     # ---- 5. alignment: the learning rate on the validation split, then every seed ----
-    # align NAME RECIPE DATA LR SEED DIR: one run (skipped when done)
+    # align NAME RECIPE DATA LR SEED DIR: one run (skipped when done); the runs of one SFT model share the
+    # reference pre-pass of each data set (--ref-cache: grid and seeds compute it once)
     align() {
         local name=$1 recipe=$2 data=$3 lr=$4 seed=$5 dir=$6
         [ -s "$dir/latest" ] && return
         vlm train --recipe "$recipe" --model "$SFT" --data "$data" --template "$TEMPLATE" --out "$dir" --steps "$PREF_STEPS" \
             --batch "$PREF_BATCH" --lr "$lr" --warmup-steps $((PREF_STEPS / 10)) --seed "$seed" --device "$DEVICE" \
-            --log-every 10 --quiet
+            --log-every 10 --quiet --ref-cache "$S/refcache"
     }
     # method_runs NAME RECIPE DATA: one method's grid (first SFT model only), its seeds' runs and evaluations;
     # runs as a background job beside the others, so its stage lines go to the log and timings as they finish

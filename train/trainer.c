@@ -98,13 +98,15 @@ static double *compute_ref(const Llava *m, const TrainData *d, int batch, int pa
     return out;
 }
 
-// The cached pre-pass: out_dir/ref-<data hash>.bin, valid when model, data and recipe hashes all match.
-// Called before any update (and before a resume loads newer weights), so `policy` holds the base weights.
+// The cached pre-pass: ref-<data hash>-<model hash>.bin in --ref-cache (default --out), valid when model, data
+// and recipe hashes all match (the header). Called before any update (and before a resume loads newer weights),
+// so `policy` holds the base weights.
 static double *reference_logps(const TrainConfig *c, const Llava *policy, const TrainData *d, const char *what) {
     const int R = recipe_rows(d->recipe);
     char name[64];
-    snprintf(name, sizeof(name), "ref-%016llx.bin", d->hash);
-    char *path = path_join(c->out_dir, name);
+    snprintf(name, sizeof(name), "ref-%016llx-%016llx.bin", d->hash, model_hash(policy));
+    if (c->ref_cache) mkdir_p(c->ref_cache);
+    char *path = path_join(c->ref_cache ? c->ref_cache : c->out_dir, name);
     RefCacheHeader want = {{'V', 'L', 'M', 'R', 'E', 'F', 'L', 'P'}, 1, (int)d->recipe, d->n, R, model_hash(policy), d->hash};
     size_t len;
     char *buf = try_read_file(path, &len);
@@ -407,6 +409,17 @@ int train_run(const TrainConfig *c) {
     train_data_load(&T.data, c->recipe, c->data_path, cfg, &pcfg, &dopt);
     if (c->val_path) train_data_load(&T.val, c->recipe, c->val_path, cfg, &pcfg, &dopt);
     free(tok);
+    // a frozen tower's features, once per image instead of once per image and step (VLM_CACHE_FEATURES=0: the
+    // tower runs in every batch, as the tests compare)
+    const char *cf = getenv("VLM_CACHE_FEATURES");
+    if (!(cf && !strcmp(cf, "0"))) {
+        double t0 = now_seconds();
+        int n = train_data_encode_images(&T.data, &T.policy);
+        if (c->val_path) train_data_encode_images(&T.val, &T.policy);
+        if (n && !c->quiet)
+            fprintf(stderr, "train: vision tower frozen: features of %d images computed once (%.1f MiB, %.1f s)\n",
+                    T.data.n_images, (double)T.data.n_images * T.data.feat_size * sizeof(float) / 1048576, now_seconds() - t0);
+    }
 
     // steps and warm-up
     T.total_steps = run_total_steps(c, T.data.n, (long long)c->batch * c->grad_accum);
