@@ -66,10 +66,10 @@ test)   # the test suite's run (tests/test_demo.c): every stage at the smallest 
     ;;
 cpu)    # 2 cores, about 20 minutes: the study, with one SFT model and SEEDS alignment runs of each method
     SEEDS=${SEEDS:-1 2 3}
-    SIZE=48; PATCH=16; TRAIN=6000; EVAL=240; VAL=60; PAIRS=1200; HARD=0.2; FAINT=0.35; QA=6; EXIST=0.5; PRIOR=0.6; COOC=0.9; UNSEEN=0.3
+    SIZE=48; PATCH=16; TRAIN=6000; EVAL=240; VAL=60; PAIRS=1200; HARD=0.2; FAINT=0.35; QA=6; EXIST=0.5; PRIOR=0.6; COOC=0.9; UNSEEN=0.6
     CLIP_WIDTH=96; CLIP_LAYERS=3; CLIP_STEPS=2400; CLIP_BATCH=64; CLIP_LR=5e-4
     LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
-    SFT_STEPS=10000; SFT_BATCH=32; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
+    SFT_STEPS=14000; SFT_BATCH=32; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
     PREF_QUESTIONS=600; CANDIDATES=4; PREF_STEPS=300; PREF_BATCH=16; GRID="3e-5 1e-4 3e-4"
     MAX_NEW=40
     ;;

@@ -216,7 +216,7 @@ void plan_compute(Plan *p, const PlanSpec *s) {
     if (ref_copy) llava_init(&ref, be, &s->cfg, (LlavaTrainable){0, 0, 0});
     // one example of the planned lengths gives the batch capacities, as the data file's longest rows would
     TrainData d;
-    train_data_synthetic(&d, s->recipe, 1, &s->cfg, s->prompt_len, s->response_len, 1);
+    train_data_synthetic(&d, s->recipe, 1, &s->cfg, s->prompt_len, s->response_len, 0, 1);
     TrainBatch tb;
     train_batch_init(&tb, &d, s->batch, s->pack);
     BatchActs pre, acts, ref_acts, ev;
