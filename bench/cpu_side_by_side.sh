@@ -5,17 +5,18 @@
 # repeats, each repeat itself the median of its timed steps. Prints one table: workload, vlm ms, torch ms,
 # ratio (torch / vlm: above 1 means vlm.c is faster), and the best run of each side with their ratio.
 #
-#   bash bench/cpu_side_by_side.sh                      sft dpo svco decode, 3 repeats, 2 threads
+#   bash bench/cpu_side_by_side.sh                      sft sftcap dpo svco decode, 3 repeats, 2 threads
 #   REPEATS=5 THREADS=2 WORKLOADS="sft decode" bash bench/cpu_side_by_side.sh
 #   VLM_BASE=/path/to/old/vlm bash bench/cpu_side_by_side.sh    adds that binary as a third column
 #
 # Any OMP_WAIT_POLICY / GOMP_SPINCOUNT in the environment reaches both (PyTorch's CPU build uses libgomp too).
 # Workloads (cli/cmd_bench.c and bench/torch_cpu_ref.py document them), the demo's final shape: sft batch 32;
-# dpo and svco 8 pairs, cached reference log-probs; the vision tower frozen in all; decode: greedy generation
+# sftcap the same with every seventh row a 30-token caption answer (--caption-len 30: rows of different
+# lengths, as the demo's SFT data; transformers pads them to the longest); dpo and svco 8 pairs, cached reference log-probs; the vision tower frozen in all; decode: greedy generation
 # for 128 prompts of 22 tokens, 4 new tokens (the time of the whole generation: prefill and the steps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPEATS=${REPEATS:-3} THREADS=${THREADS:-2} WORKLOADS=${WORKLOADS:-"sft dpo svco decode"}
+REPEATS=${REPEATS:-3} THREADS=${THREADS:-2} WORKLOADS=${WORKLOADS:-"sft sftcap dpo svco decode"}
 VLM=${VLM:-./vlm} VLM_BASE=${VLM_BASE:-}
 [ -x "$VLM" ] || { echo "cpu_side_by_side: build ./vlm first (make vlm)" >&2; exit 1; }
 python3 -c "import torch, transformers" 2>/dev/null || {
@@ -26,22 +27,24 @@ import json, os, statistics, subprocess, sys
 
 reps, threads = int(os.environ["REPEATS"]), os.environ["THREADS"]
 workloads = os.environ["WORKLOADS"].split()
-batch = {"sft": 32, "dpo": 8, "svco": 8, "decode": 128}
+batch = {"sft": 32, "sftcap": 32, "dpo": 8, "svco": 8, "decode": 128}
+extra = {"sftcap": ["--caption-len", "30"]}  # a workload that is another's with these flags, on both sides
+base = {"sftcap": "sft"}
 env = dict(os.environ, OMP_NUM_THREADS=threads)
 
 def last_json(out):
     return json.loads([l for l in out.splitlines() if l.startswith("{")][-1])
 
 def run_vlm(binary, w):
-    cmd = [binary, "bench", "--shape", "llava-demo", "--workload", w, "--batch", str(batch[w]), "--device", "cpu",
-           "--steps", "5", "--warmup", "2"]
+    cmd = [binary, "bench", "--shape", "llava-demo", "--workload", base.get(w, w), "--batch", str(batch[w]), "--device", "cpu",
+           "--steps", "5", "--warmup", "2"] + extra.get(w, [])
     d = last_json(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout)
     if w == "decode":  # the whole generation: prefill and every step, as transformers' generate is timed
         return d["batch"] * d["new_tokens"] / d["tokens_per_s"] * 1e3
     return d["ms_per_step"]
 
 def run_torch(w):
-    cmd = [sys.executable, "bench/torch_cpu_ref.py", w, "--threads", threads, "--iters", "5", "--warmup", "2"]
+    cmd = [sys.executable, "bench/torch_cpu_ref.py", base.get(w, w), "--threads", threads, "--iters", "5", "--warmup", "2"] + extra.get(w, [])
     return last_json(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout)["ms_per_step"]
 
 cols = [("vlm", lambda w: run_vlm(os.environ["VLM"], w)), ("torch", run_torch)]

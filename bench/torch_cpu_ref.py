@@ -3,7 +3,9 @@
 the workloads of `./vlm bench --device cpu --shape llava-demo` (cli/cmd_bench.c) with transformers on the
 CPU, fp32, eager attention, random weights, torch.set_num_threads(--threads). Median of the timed steps.
 
-  python3 bench/torch_cpu_ref.py sft     SFT step (fwd + bwd + AdamW), vision tower frozen, batch 32
+  python3 bench/torch_cpu_ref.py sft     SFT step (fwd + bwd + AdamW), vision tower frozen, batch 32; with
+                                         --caption-len N every seventh row has an N-token response and the batch
+                                         is right-padded to its longest row (an attention mask, labels -100)
   python3 bench/torch_cpu_ref.py dpo     DPO step, 8 pairs: chosen and rejected rows (each with its image),
                                          cached reference log-probs (as vlm bench), vision frozen
   python3 bench/torch_cpu_ref.py svco    S-VCO step, 8 pairs, official formation (4 image rows + 2 image-free
@@ -69,6 +71,24 @@ def rows(n, args, with_image=True):
     return ids, labels
 
 
+def caption_rows(n, args):
+    """(ids, labels, attention_mask) as rows(), but every seventh row (i % 7 == 6) has a --caption-len response
+    (vlm bench --caption-len): the rows right-padded to the longest, as transformers' collators pad a batch."""
+    lens = [args.caption_len if i % 7 == 6 else args.response_len for i in range(n)]
+    T = 1 + N_IMG + args.prompt_len - 1 + max(lens)
+    ids = torch.zeros(n, T, dtype=torch.long)
+    labels = torch.full((n, T), -100, dtype=torch.long)
+    mask = torch.zeros(n, T, dtype=torch.long)
+    for i, r in enumerate(lens):
+        L = 1 + N_IMG + args.prompt_len - 1 + r
+        ids[i, :L] = torch.randint(3, IMAGE_TOKEN - 2, (L,))
+        ids[i, 0] = 1
+        ids[i, 1:1 + N_IMG] = IMAGE_TOKEN
+        labels[i, L - r:L] = ids[i, L - r:L]
+        mask[i, :L] = 1
+    return ids, labels, mask
+
+
 def timed(fn, warmup, iters):
     for _ in range(warmup):
         fn()
@@ -89,11 +109,14 @@ def emit(args, what, ms, unit, n, **extra):
 
 def bench_sft(args):
     model, opt = pref_setup(args)  # projector and decoder train, the vision tower is frozen (the demo's SFT)
-    ids, labels = rows(args.batch, args)
+    if args.caption_len:
+        ids, labels, mask = caption_rows(args.batch, args)
+    else:
+        (ids, labels), mask = rows(args.batch, args), None
     pix = torch.randn(args.batch, 3, PX, PX)
 
     def step():
-        out = model(input_ids=ids, pixel_values=pix, labels=labels)
+        out = model(input_ids=ids, pixel_values=pix, labels=labels, attention_mask=mask)
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -176,6 +199,7 @@ def main():
     ap.add_argument("--response-len", type=int, default=4)
     ap.add_argument("--decode-text", type=int, default=12)
     ap.add_argument("--new-tokens", type=int, default=4)
+    ap.add_argument("--caption-len", type=int, default=0, help="sft: every seventh row's response (0: none)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
     args = ap.parse_args()

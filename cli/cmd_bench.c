@@ -34,7 +34,7 @@ static void usage(void) {
     printf("usage: vlm bench [--shape llava-1.4b|llava-7b|llava-tiny|llava-demo] [--workload sft|dpo|svco|decode] [--batch N] [--steps N]\n"
            "                 [--warmup N] [--device auto|cpu|cuda] [--peak-tflops X] [--no-pack] [--attention flash|cudnn]\n"
            "                 [--new-tokens N] [--recompute] [--prompt-len N] [--response-len N] [--decode-text N]\n"
-           "                 [--train-vision 0|1]\n\n"
+           "                 [--train-vision 0|1] [--caption-len N]\n\n"
            "Times training steps with random weights. --batch is rows for sft, pairs for dpo and svco (default 8);\n"
            "decode times greedy generation of --new-tokens tokens (default 128) for --batch prompts.\n"
            "MFU is reported against --peak-tflops (default 760: the bf16 GEMM ceiling measured on the H100).\n"
@@ -43,7 +43,10 @@ static void usage(void) {
            "--shape llava-demo is the miniature study's model (bench/torch_cpu_ref.py times the same steps): its\n"
            "defaults are 12 prompt + 4 response tokens a row after 9 image tokens, the vision tower frozen (as in every\n"
            "stage of the demo; --train-vision 1 trains it), decode prompts of 1 + 9 image + 12 text tokens\n"
-           "(--decode-text) and 4 new tokens.\n");
+           "(--decode-text) and 4 new tokens.\n"
+           "--caption-len N gives every seventh example an N-token response (the demo's SFT data: one caption\n"
+           "among each scene's questions), so a batch's rows differ in length; vlm.c computes each row's tokens,\n"
+           "bench/torch_cpu_ref.py --caption-len N pads them to the longest, as transformers' collators do.\n");
 }
 
 // The pixels of prompt `prompt`, made once before the timed runs (transformers' side gets its tensor
@@ -92,7 +95,7 @@ static int bench_decode(const LlavaConfig *cfg, const char *shape, const Backend
     GenConfig gc = {{0, 0, 1}, new_tokens, 1, 0, -1, NULL, 0};
     BenchPixels bp;
     bench_pixels_make(&bp, cfg, batch);
-    GenCallbacks cb = {bench_pixels, NULL, bench_emit, &bp};
+    GenCallbacks cb = {bench_pixels, NULL, bench_emit, &bp, NULL};
     double *pre = xmalloc(sizeof(double) * (steps + warmup)), *dec = xmalloc(sizeof(double) * (steps + warmup));
     long decode_steps = 0;
     for (int it = 0; it < steps + warmup; it++) {
@@ -143,9 +146,11 @@ int cmd_bench(int argc, char **argv) {
     int new_tokens = (int)arg_int(&a, "--new-tokens", demo ? 4 : 128);
     int prompt_len = (int)arg_int(&a, "--prompt-len", demo ? 12 : 32), resp_len = (int)arg_int(&a, "--response-len", demo ? 4 : 32);
     int decode_text = (int)arg_int(&a, "--decode-text", demo ? 12 : 31);
+    int caption_len = (int)arg_int(&a, "--caption-len", 0);
     int train_vision = (int)arg_int(&a, "--train-vision", 0);
     args_finish(&a);
     if (steps < 1 || warmup < 0 || batch < 1) fatal("vlm bench: --steps and --batch must be at least 1, --warmup at least 0");
+    if (caption_len < 0) fatal("vlm bench: --caption-len must be 0 (off) or positive");
     if (!strcmp(workload, "decode")) {
         LlavaConfig dcfg;
         if (llava_config_preset(&dcfg, shape)) fatal("vlm bench: --shape '%s': expected llava-1.4b, llava-7b, llava-tiny or llava-demo", shape);
@@ -170,7 +175,8 @@ int cmd_bench(int argc, char **argv) {
     const Recipe *recipe = recipe_find(workload);  // the workloads are recipes: their rows and their loss
     TrainConfig preset;                            // the loss parameters of the recipe's paper preset
     train_config_preset(&preset, recipe);
-    train_data_synthetic(&d, recipe, batch, &cfg, prompt_len, resp_len, 7);  // 32 prompt + 32 response tokens (+ image) by default
+    // 32 prompt + 32 response tokens (+ image) by default; with --caption-len every seventh example's response
+    train_data_synthetic(&d, recipe, batch, &cfg, prompt_len, resp_len, caption_len, 7);
     TrainBatch tb;
     train_batch_init(&tb, &d, batch, pack);
     int *idx = xmalloc(sizeof(int) * batch);

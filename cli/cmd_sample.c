@@ -25,6 +25,7 @@
 #include "../util/args.h"
 #include "../util/common.h"
 #include "../util/json_check.h"
+#include "../util/strmap.h"
 #include "commands.h"
 
 static void usage(void) {
@@ -103,6 +104,7 @@ typedef struct {
     const char *prompt_suffix;   // --prompt-suffix, recorded on every line (NULL: none)
     AugSpec aug;                 // kind AUG_NONE: the images as they are
     uint64_t aug_seed;
+    int *image_key;              // (records) index of the record's image among the distinct paths, -1 with --augment
     int n_samples, n_total;      // samples per record, records x samples
     char **lines;                // (n_total) finished output lines not yet written
     int next_line;               // the first line not yet written
@@ -135,6 +137,10 @@ static void on_pixels(void *ctx, int prompt, float *out) {
     free(px);
     image_free(im);
 }
+
+// Records that name the same image file share its pixels (and, in one prefill, its features), unless each
+// record's image is augmented with its own noise.
+static int on_image_key(void *ctx, int prompt) { return ((SampleRun *)ctx)->image_key[prompt]; }
 
 // Ids past the tokenizer's vocabulary (LLaVA's embedding has padding rows beyond it) decode to nothing.
 static char *on_detok(void *ctx, const int *ids, int n) {
@@ -300,7 +306,18 @@ int cmd_sample(int argc, char **argv) {
     for (int i = 0; i < rs.n; i++) run.left[i] = (int)n_samples;
     run.out = out_path ? NULL : stdout;
     run.t0 = now_seconds();
-    GenCallbacks cb = {on_pixels, tok ? on_detok : NULL, on_emit, &run};
+    StrMap paths;
+    strmap_init(&paths);
+    run.image_key = xmalloc(sizeof(int) * (rs.n ? rs.n : 1));
+    for (int i = 0; i < rs.n; i++) {
+        run.image_key[i] = -1;
+        if (!rs.r[i].image || aug.kind != AUG_NONE) continue;
+        int k = strmap_get(&paths, rs.r[i].image);
+        if (k < 0) strmap_put(&paths, rs.r[i].image, k = paths.n);  // the next index
+        run.image_key[i] = k;
+    }
+    strmap_free(&paths);
+    GenCallbacks cb = {on_pixels, tok ? on_detok : NULL, on_emit, &run, on_image_key};
     GenStats st;
     gen_run(&g, &gc, prompts, rs.n, &cb, &st);
     progress(&run, 1);
@@ -308,7 +325,7 @@ int cmd_sample(int argc, char **argv) {
             st.prompt_tokens, st.prefills, st.prefill_seconds, st.new_tokens, st.steps, st.decode_seconds,
             st.decode_seconds > 0 ? st.new_tokens / st.decode_seconds : 0.0);
     if (out_path) write_file_atomic(out_path, run.buf ? run.buf : "", run.buf_len);
-    free(run.buf); free(run.lines); free(run.left); free(prompts); free(stop); free(prompt_suffix);
+    free(run.buf); free(run.lines); free(run.left); free(run.image_key); free(prompts); free(stop); free(prompt_suffix);
     gen_free(&g);
     records_free_sample(&rs);
     llava_free(&m);

@@ -57,6 +57,8 @@ static void usage(void) {
         "  --crop-scale LO,HI   mDPO's corrupted image: a random-resized crop keeping LO..HI of the area (0.01,0.2),\n"
         "                       drawn once per example (so the policy and the cached reference see the same crop)\n"
         "  --ref cache|online   reference log-probs: a cached pre-pass (default) or a frozen copy every step\n"
+        "  --ref-cache DIR      where the pre-pass's cache goes (default --out): runs of one model on one data set\n"
+        "                       (a learning-rate grid, seeds) that share DIR compute it once\n"
         "  --no-pack            do not share the image + prompt prefix of paired rows (packing is exact)\n"
         "  --recompute          keep only each decoder layer's input and run its forward again in the backward\n"
         "                       pass (activation recomputation: less memory for one more forward of the layers)\n"
@@ -161,6 +163,7 @@ int cmd_train(int argc, char **argv) {
     c.tokenizer = arg_str(&a, "--tokenizer", NULL);
     c.images_dir = arg_str(&a, "--images", NULL);
     c.skip_bad = arg_flag(&a, "--skip-bad");
+    c.ref_cache = arg_str(&a, "--ref-cache", NULL);  // where, not what: the cache's header checks model, data and recipe
     c.save_every = (int)arg_int(&a, "--save-every", 0);
     c.eval_every = (int)arg_int(&a, "--eval-every", c.val_path ? 10 : 0);
     c.log_every = (int)arg_int(&a, "--log-every", 1);

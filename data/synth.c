@@ -102,6 +102,9 @@ void synth_scene_train(SynthScene *s, AugRng *r, const SynthPriors *p) {
         if (partner && p->unseen > 0) o->hidden = augrng_uniform(r) < p->unseen;
         int typical = synth_typical_color[o->shape];
         o->color = augrng_uniform(r) < p->prior ? typical : synth_other_color(r, typical);
+        // text written from context names the stereotype: a partner nobody saw is named in its typical colour
+        // (the one POPE's adversarial split asks about), so the prior it teaches is "anchor -> that object"
+        if (o->hidden) o->color = typical;
         place(s, r, o, free_cell(s, r));
         set_faint(s, r, o, p);
         s->n = k + 1;

@@ -507,6 +507,21 @@ void synth_build(const SynthConfig *c) {
     double t0 = now_seconds();
     ImageList images = {0};
 
+    // The share of training objects in their shape's typical colour: the colour prior, and more where hidden
+    // partners (always typical) are many. Absent objects in existence questions are named typical with this
+    // probability, so a question's colour word says nothing about its answer overall; only the image, and the
+    // co-occurrence of the asked object with what is seen, do (a pre-pass over the scenes, which are cheap).
+    long share_n = 0, share_typical = 0;
+    for (int i = 0; i < c->n_train; i++) {
+        AugRng r;
+        synth_rng(&r, c->seed, SPLIT_TRAIN, i);
+        SynthScene s;
+        synth_scene_train(&s, &r, &c->priors);
+        for (int k = 0; k < s.n; k++) share_typical += s.o[k].color == synth_typical_color[s.o[k].shape];
+        share_n += s.n;
+    }
+    double typical_share = share_n ? (double)share_typical / share_n : c->priors.prior;
+
     // ---- training scenes: CLIP captions and SFT records -----------------------------------------------------
     Buf clip = {0}, sft = {0};
     long freq[N_COMBOS] = {0}, *cooc = xcalloc((size_t)N_COMBOS * N_COMBOS, sizeof(long));
@@ -569,7 +584,7 @@ void synth_build(const SynthConfig *c) {
                 // existence questions take their share, the other types split the rest evenly
                 type = augrng_uniform(&rq) < c->exist_share ? SYNTH_QA_EXIST : 1 + augrng_int(&rq, 0, SYNTH_N_QA - 1);
                 dup = 0;
-                if (!synth_qa(&s, &rq, type, c->priors.prior, &qa)) { dup = 1; continue; }
+                if (!synth_qa(&s, &rq, type, typical_share, &qa)) { dup = 1; continue; }
                 // existence questions may repeat: a small scene has few "yes" ones, and dropping the repeats
                 // would leave more "no" than "yes" (an answer prior the image does not decide)
                 for (int p = 0; p < n_asked && type != SYNTH_QA_EXIST; p++) dup |= !strcmp(asked[p], qa.q);

@@ -22,7 +22,8 @@
 # larger size for one GPU (several SFT seeds); test is the test suite's tiny run (every stage, numbers
 # meaningless). Environment: DEMO_OUT (work folder, default demo-out/CONFIG), RESULTS (default
 # notes/results/demo-CONFIG), SEEDS (alignment seeds), VLM (the binary, default ./vlm), DEVICE (default: asked
-# once of `vlm device`), BPE (the CLIP BPE file, default ../shared/data/tokenizers/, else .deps/shared/tokenizers/).
+# once of `vlm device`), BPE (the CLIP BPE file, default ../shared/data/tokenizers/, else .deps/shared/tokenizers/),
+# JOBS (alignment methods run side by side: the CPU count up to 6 on the CPU, 1 on a GPU).
 set -euo pipefail
 VLM=${VLM:-./vlm}
 # idle OpenMP threads spin briefly, then sleep: spinning without bound (libgomp's default when the machine looks
@@ -33,6 +34,13 @@ VLM=${VLM:-./vlm}
 # one device decision for the whole run, so the no-GPU notice shows once
 DEVICE=${DEVICE:-$("$VLM" device auto)}
 CONFIG=${1:-$([ "$DEVICE" = cuda ] && echo full || echo cpu)}
+# The six alignment methods run JOBS at a time, each with THREADS_PER_JOB threads: at the demo's sizes a step
+# gains little from a second thread (hundreds of short parallel regions) and nearly 2x from a second process
+# (notes/perf.md). One at a time on a GPU.
+NCPU=${OMP_NUM_THREADS:-$(nproc)}
+if [ "$DEVICE" = cuda ]; then JOBS=${JOBS:-1}; else JOBS=${JOBS:-$((NCPU < 6 ? NCPU : 6))}; fi
+[ "$JOBS" -ge 1 ] 2>/dev/null || { echo "demo/run.sh: JOBS must be a positive integer (got '$JOBS')" >&2; exit 2; }
+THREADS_PER_JOB=$([ "$DEVICE" = cuda ] || echo $((NCPU / JOBS > 1 ? NCPU / JOBS : 1)))
 OUT=${DEMO_OUT:-demo-out/$CONFIG}
 TOK=../shared/data/tokenizers
 [ -d "$TOK" ] || TOK=.deps/shared/tokenizers
@@ -58,10 +66,10 @@ test)   # the test suite's run (tests/test_demo.c): every stage at the smallest 
     ;;
 cpu)    # 2 cores, about 20 minutes: the study, with one SFT model and SEEDS alignment runs of each method
     SEEDS=${SEEDS:-1 2 3}
-    SIZE=48; PATCH=16; TRAIN=6000; EVAL=240; VAL=60; PAIRS=1200; HARD=0.2; FAINT=0.35; QA=6; EXIST=0.5; PRIOR=0.6; COOC=0.9; UNSEEN=0.3
+    SIZE=48; PATCH=16; TRAIN=6000; EVAL=240; VAL=60; PAIRS=1200; HARD=0.2; FAINT=0.35; QA=6; EXIST=0.5; PRIOR=0.6; COOC=0.9; UNSEEN=0.6
     CLIP_WIDTH=96; CLIP_LAYERS=3; CLIP_STEPS=2400; CLIP_BATCH=64; CLIP_LR=5e-4
     LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
-    SFT_STEPS=10000; SFT_BATCH=32; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
+    SFT_STEPS=14000; SFT_BATCH=32; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
     PREF_QUESTIONS=600; CANDIDATES=4; PREF_STEPS=300; PREF_BATCH=16; GRID="3e-5 1e-4 3e-4"
     MAX_NEW=40
     ;;
@@ -90,7 +98,17 @@ STAGE_NAME=""
 stage() {
     [ -n "$STAGE_NAME" ] && printf '%s\t%d\n' "$STAGE_NAME" $((SECONDS - TSTAGE)) >> "$TIMES"
     STAGE_NAME="$*"; TSTAGE=$SECONDS
-    echo "== [$((SECONDS - T0))s] $*" | tee -a "$LOG"
+    [ -n "$*" ] && echo "== [$((SECONDS - T0))s] $*" | tee -a "$LOG"
+    return 0
+}
+# a failed background job (its own message says which command): stop the others and the run
+stop_jobs() {
+    local running
+    running=$(jobs -rp)
+    [ -n "$running" ] && kill $running 2>/dev/null
+    wait 2>/dev/null
+    echo "demo/run.sh: an alignment job failed (see $LOG); stopped the others" >&2
+    exit 1
 }
 # a vlm command, its stderr into the log (the progress lines stay visible on the terminal); a failure stops
 # the run naming the command
@@ -258,27 +276,26 @@ for sseed in $SFT_SEEDS; do
     fi
 
     # ---- 5. alignment: the learning rate on the validation split, then every seed ----
-    # align NAME RECIPE DATA LR SEED DIR: one run (skipped when done)
+    # align NAME RECIPE DATA LR SEED DIR: one run (skipped when done); the runs of one SFT model share the
+    # reference pre-pass of each data set (--ref-cache: grid and seeds compute it once)
     align() {
         local name=$1 recipe=$2 data=$3 lr=$4 seed=$5 dir=$6
         [ -s "$dir/latest" ] && return
         vlm train --recipe "$recipe" --model "$SFT" --data "$data" --template "$TEMPLATE" --out "$dir" --steps "$PREF_STEPS" \
             --batch "$PREF_BATCH" --lr "$lr" --warmup-steps $((PREF_STEPS / 10)) --seed "$seed" --device "$DEVICE" \
-            --log-every 10 --quiet
+            --log-every 10 --quiet --ref-cache "$S/refcache"
     }
-    first=${ASEEDS%% *}
-    for spec in "${METHODS[@]}"; do
-        set -- $spec
-        name=$1 recipe=$2 data=$W/${3}_sft$sseed.jsonl
-        if [ ! -s "$data" ]; then  # a builder found no pair: the method has nothing to train on
-            stage "$name skipped: $(basename "$data") has no pairs"
-            continue
-        fi
+    # method_runs NAME RECIPE DATA: one method's grid (first SFT model only), its seeds' runs and evaluations;
+    # runs as a background job beside the others, so its stage lines go to the log and timings as they finish
+    method_runs() {
+        local name=$1 recipe=$2 data=$3 first=${ASEEDS%% *} lr seed R E
+        STAGE_NAME=""
+        [ -n "$THREADS_PER_JOB" ] && export OMP_NUM_THREADS=$THREADS_PER_JOB
         # the grid runs on the first SFT model only; later SFT seeds (full) reuse its choice
-        G=$OUT/grid/$name
+        local G=$OUT/grid/$name
         if [ ! -f "$G/chosen" ]; then
             stage "$name ($recipe on $(basename "$data")): learning rate from {$GRID} on the validation split"
-            best=""; best_score=-1
+            local best="" best_score=-1 score
             for lr in $GRID; do
                 align "$name" "$recipe" "$data" "$lr" "$first" "$G/lr$lr"
                 evaluate "$(latest "$G/lr$lr")" "$G/lr$lr/val" val_
@@ -307,7 +324,25 @@ for sseed in $SFT_SEEDS; do
             fi
             printf '{"method": "%s", "recipe": "%s", "lr": %s, "steps": %s, "batch": %s, "sft_seed": %s, "seed": %s}\n' \
                 "$name" "$recipe" "$lr" "$PREF_STEPS" "$PREF_BATCH" "$sseed" "$seed" > "$E/run.json"
-            RUNS+=("$E")
+        done
+        stage ""  # the last stage's time into timings.tsv
+    }
+    stage "alignment of the six methods, $JOBS at a time (threads each: ${THREADS_PER_JOB:-all})"
+    for spec in "${METHODS[@]}"; do
+        set -- $spec
+        name=$1 recipe=$2 data=$W/${3}_sft$sseed.jsonl
+        if [ ! -s "$data" ]; then  # a builder found no pair: the method has nothing to train on
+            echo "   $name skipped: $(basename "$data") has no pairs" | tee -a "$LOG"
+            continue
+        fi
+        while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || stop_jobs; done
+        method_runs "$name" "$recipe" "$data" &
+    done
+    while [ -n "$(jobs -rp)" ]; do wait -n || stop_jobs; done
+    for spec in "${METHODS[@]}"; do
+        set -- $spec
+        for seed in $ASEEDS; do
+            [ -f "$S/seed$seed/eval/$1/run.json" ] && RUNS+=("$S/seed$seed/eval/$1")
         done
     done
 done

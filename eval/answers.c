@@ -8,7 +8,7 @@
 
 #include "../util/common.h"
 #include "../util/jsonl.h"
-#include "strmap.h"
+#include "../util/strmap.h"
 
 char *answers_id_text(const void *item, const char *where, const char *field) {
     const cJSON *j = item;

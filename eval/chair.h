@@ -27,7 +27,7 @@
 #include <cJSON.h>
 #include <stdint.h>
 
-#include "strmap.h"
+#include "../util/strmap.h"
 
 typedef struct {
     char **classes;      // class names (the first entry of each line), in file order

@@ -7,7 +7,7 @@
 
 #include "../util/common.h"
 #include "../util/jsonl.h"
-#include "strmap.h"
+#include "../util/strmap.h"
 
 char **fields_read(const char *path, const char *field, int n) {
     char **v = xcalloc((size_t)(n ? n : 1), sizeof(char *));

@@ -9,7 +9,7 @@
 
 #include "../train/plot.h"
 #include "../util/common.h"
-#include "strmap.h"
+#include "../util/strmap.h"
 
 const char *table_metrics_help =
     "Metric names (--metrics, comma-separated), values in percent:\n"

@@ -33,7 +33,8 @@ void clip_encoder_bind(ClipEncoder *e, ParamStore *ps, void *base, ClipLayerW *d
 #undef P2
 }
 
-void clip_encoder_acts_layout(ClipEncoderActs *a, const ClipEncoder *e, int cap_tokens, int keep, int backward, Arena *ar) {
+void clip_encoder_acts_layout(ClipEncoderActs *a, const ClipEncoder *e, int cap_tokens, int keep, int backward, int tokens,
+                              Arena *ar) {
     const int L = e->layers, N = cap_tokens, C = e->C, F = e->F;
     if (ar->measuring || !a->res) {
         a->res = xcalloc(L + 1, sizeof(void *));
@@ -75,6 +76,13 @@ void clip_encoder_acts_layout(ClipEncoderActs *a, const ClipEncoder *e, int cap_
         a->datt = arena_act(ar, (size_t)N * C);
         a->dfc = arena_act(ar, (size_t)N * F);
     }
+    if (tokens) {
+        a->qkv_tok = arena_act(ar, (size_t)(N + 1) * 3 * C);  // + the zero row that padding cells copy
+        a->att_tok = arena_act(ar, (size_t)N * C);
+        if (backward) a->datt_tok = arena_act(ar, (size_t)(N + 1) * C);
+        a->tok_pos = arena_int(ar, N);
+        a->cell_tok = arena_int(ar, N);
+    }
 }
 
 void clip_encoder_acts_free(ClipEncoderActs *a) {
@@ -88,20 +96,23 @@ static AttnShape attn_shape(const ClipEncoder *e, int B, int T) {
     return s;
 }
 
-void clip_encoder_forward(const ClipEncoder *e, ClipEncoderActs *a, int B, int T, int n_layers) {
+void clip_encoder_forward(const ClipEncoder *e, ClipEncoderActs *a, int B, int T, int N, int n_layers) {
     const Backend *be = e->be;
-    const int N = B * T, C = e->C, F = e->F;
-    CHECK_OR_DIE(N <= a->cap_tokens, "encoder batch of %d tokens exceeds the %d laid out", N, a->cap_tokens);
+    const int G = B * T, C = e->C, F = e->F, grid = N < G;
+    CHECK_OR_DIE(G <= a->cap_tokens && N <= G && (!grid || a->qkv_tok), "encoder batch of %d tokens (%d cells) exceeds its layout", N, G);
     CHECK_OR_DIE(n_layers <= e->layers, "asked for %d of %d layers", n_layers, e->layers);
     AttnShape s = attn_shape(e, B, T);
+    if (grid) s.q_rows = a->tok_pos, s.n_q_rows = N;  // the padding's queries are not read
     for (int l = 0; l < n_layers; l++) {
         const ClipLayerW *w = &e->w[l];
-        void *x = a->res[l], *y = a->res[l + 1];
+        void *x = a->res[l], *y = a->res[l + 1], *qkv = grid ? a->qkv_tok : a->qkv[l], *att = grid ? a->att_tok : a->att[l];
         be->layernorm_forward(a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], x, w->ln1_w, w->ln1_b, N, C, e->eps);
-        be->matmul_forward(a->qkv[l], a->ln1[l], w->qkv_w, w->qkv_b, N, C, 3 * C);           // (N, 3C)
+        be->matmul_forward(qkv, a->ln1[l], w->qkv_w, w->qkv_b, N, C, 3 * C);                  // (N, 3C)
+        if (grid) be->copy_rows(a->qkv[l], NULL, qkv, a->cell_tok, G, 3 * C);                  // (B*T, 3C), padding 0
         const void *q = a->qkv[l], *k = act_at(be, q, C), *v = act_at(be, q, 2 * C);
-        be->attention_forward(a->att[l], a->lse[l], q, k, v, &s);                             // (N, C)
-        be->matmul_forward(a->proj, a->att[l], w->o_w, w->o_b, N, C, C);
+        be->attention_forward(a->att[l], a->lse[l], q, k, v, &s);                             // (B*T, C)
+        if (grid) be->copy_rows(att, NULL, a->att[l], a->tok_pos, N, C);                      // (N, C)
+        be->matmul_forward(a->proj, att, w->o_w, w->o_b, N, C, C);
         be->add(a->mid[l], x, a->proj, (size_t)N * C);
         be->layernorm_forward(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, w->ln2_b, N, C, e->eps);
         be->matmul_forward(a->fc1[l], a->ln2[l], w->fc1_w, w->fc1_b, N, C, F);                // (N, F)
@@ -111,11 +122,12 @@ void clip_encoder_forward(const ClipEncoder *e, ClipEncoderActs *a, int B, int T
     }
 }
 
-void clip_encoder_backward(const ClipEncoder *e, ClipEncoderActs *a, int B, int T, int n_layers) {
+void clip_encoder_backward(const ClipEncoder *e, ClipEncoderActs *a, int B, int T, int N, int n_layers) {
     const Backend *be = e->be;
-    const int N = B * T, C = e->C, F = e->F;
+    const int G = B * T, C = e->C, F = e->F, grid = N < G;
     CHECK_OR_DIE(a->keep && a->backward, "encoder backward needs activations laid out with keep and backward");
     AttnShape s = attn_shape(e, B, T);
+    if (grid) s.q_rows = a->tok_pos, s.n_q_rows = N;  // the padding's output gradient is zero
     for (int l = n_layers - 1; l >= 0; l--) {
         const ClipLayerW *w = &e->w[l];
         const ClipLayerW *g = &e->g[l];
@@ -124,12 +136,23 @@ void clip_encoder_backward(const ClipEncoder *e, ClipEncoderActs *a, int B, int 
         be->act_backward(e->act, a->dfc, a->dfc, a->fc1[l], (size_t)N * F);
         be->matmul_backward(a->dln, g->fc1_w, g->fc1_b, a->dfc, a->ln2[l], w->fc1_w, N, C, F);
         be->layernorm_backward(a->dres, g->ln2_w, g->ln2_b, a->dln, a->mid[l], w->ln2_w, a->ln2_mean[l], a->ln2_rstd[l], N, C);
-        // mid = x + out_proj(attn(qkv(ln1(x))))
-        be->matmul_backward(a->datt, g->o_w, g->o_b, a->dres, a->att[l], w->o_w, N, C, C);
+        // mid = x + out_proj(attn(qkv(ln1(x)))); on the grid through the token rows (clip_encoder.h)
+        const void *att = a->att[l];
+        if (grid) {
+            be->copy_rows(a->att_tok, NULL, a->att[l], a->tok_pos, N, C);
+            att = a->att_tok;
+        }
+        be->matmul_backward(grid ? a->datt_tok : a->datt, g->o_w, g->o_b, a->dres, att, w->o_w, N, C, C);
+        if (grid) be->copy_rows(a->datt, NULL, a->datt_tok, a->cell_tok, G, C);
         const void *q = a->qkv[l], *k = act_at(be, q, C), *v = act_at(be, q, 2 * C);
         be->attention_backward(a->dqkv, act_at(be, a->dqkv, C), act_at(be, a->dqkv, 2 * C), a->datt, a->att[l],
                                a->lse[l], q, k, v, &s);
-        be->matmul_backward(a->dln, g->qkv_w, g->qkv_b, a->dqkv, a->ln1[l], w->qkv_w, N, C, 3 * C);
+        void *dqkv = a->dqkv;
+        if (grid) {  // qkv_tok is free in the backward pass
+            be->copy_rows(a->qkv_tok, NULL, a->dqkv, a->tok_pos, N, 3 * C);
+            dqkv = a->qkv_tok;
+        }
+        be->matmul_backward(a->dln, g->qkv_w, g->qkv_b, dqkv, a->ln1[l], w->qkv_w, N, C, 3 * C);
         be->layernorm_backward(a->dres, g->ln1_w, g->ln1_b, a->dln, a->res[l], w->ln1_w, a->ln1_mean[l], a->ln1_rstd[l], N, C);
     }
 }

@@ -21,17 +21,29 @@ typedef struct {
 // Registers/binds `layers` layers named "<prefix>.<i>.self_attn.q_proj.weight" ... into dst.
 void clip_encoder_bind(ClipEncoder *e, ParamStore *ps, void *base, ClipLayerW *dst, const char *prefix);
 
+// The layers run on N token rows. N = B*T (the vision tower: every image has all its patches), or, with
+// `tokens` laid out, fewer: the text tower's rows end at their end-of-text token, and what follows it in the
+// (B, T) grid cannot reach the pooled token through the causal attention, so only the N tokens up to each
+// row's end are computed. Then, as in the decoder (model/llama.h, tokens and the grid), the attention runs on
+// the grid: qkv[l], att[l], lse[l] are (B*T) cells, filled from and gathered into the token rows through
+// tok_pos (N, each token's cell) and cell_tok (B*T, each cell's token, padding -> the zero row cap_tokens of
+// qkv_tok and datt_tok). Each token's numbers are bitwise those of the full grid.
 typedef struct {
     int cap_tokens, keep, backward;  // capacity in tokens (B*T); keep = store every layer (for backward)
-    void **res;                      // (layers+1) (B*T, C): res[0] input, res[l+1] output of layer l
+    void **res;                      // (layers+1) (N, C): res[0] input, res[l+1] output of layer l
     void **ln1, **ln1_mean, **ln1_rstd, **qkv, **att, **lse, **mid, **ln2, **ln2_mean, **ln2_rstd, **fc1, **fc1a;
-    void *proj;                      // (B*T, C) scratch
+    void *proj;                      // (N, C) scratch
     void *dres, *dln, *dqkv, *datt, *dfc;  // backward scratch; dres holds the residual-stream gradient
+    void *qkv_tok, *att_tok, *datt_tok;    // with tokens: (cap + 1, 3C), (cap, C), (cap + 1, C) token rows
+    int *tok_pos, *cell_tok;               // with tokens: (cap), (cap) backend memory, filled by the caller
 } ClipEncoderActs;
 
-void clip_encoder_acts_layout(ClipEncoderActs *a, const ClipEncoder *e, int cap_tokens, int keep, int backward, Arena *ar);
+// tokens: lay out for N < B*T token rows (the buffers above)
+void clip_encoder_acts_layout(ClipEncoderActs *a, const ClipEncoder *e, int cap_tokens, int keep, int backward, int tokens,
+                              Arena *ar);
 void clip_encoder_acts_free(ClipEncoderActs *a);
-// Runs layers [0, n_layers) on res[0] (B, T, C) -> res[n_layers].
-void clip_encoder_forward(const ClipEncoder *e, ClipEncoderActs *a, int B, int T, int n_layers);
+// Runs layers [0, n_layers) on the N tokens res[0] (N, C) of B rows of T (N = B*T, or fewer with tok_pos and
+// cell_tok filled) -> res[n_layers].
+void clip_encoder_forward(const ClipEncoder *e, ClipEncoderActs *a, int B, int T, int N, int n_layers);
 // a->dres holds dL/d res[n_layers]; on return it holds dL/d res[0]. Weight gradients accumulate.
-void clip_encoder_backward(const ClipEncoder *e, ClipEncoderActs *a, int B, int T, int n_layers);
+void clip_encoder_backward(const ClipEncoder *e, ClipEncoderActs *a, int B, int T, int N, int n_layers);

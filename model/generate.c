@@ -100,26 +100,34 @@ float *gen_prefill(Generator *g, const LlavaBatch *bt, const int *slot_of_row) {
     if (B > g->prefill_rows || T > g->cap_prompt)
         fatal("prefill of %d rows x %d tokens exceeds the generator's %d rows x %d tokens", B, T, g->prefill_rows, g->cap_prompt);
     CHECK_OR_DIE(!bt->labels && !bt->all_logits, "the prefill batch takes no labels");
-    // cache row of every token; padding is not kept
+    // The decoder runs on the rows' tokens, row after row without the padding (llava_token_layout), as
+    // llava_forward lays them out: the cache row of every token, and the token (and grid cell) of each
+    // row's last prompt token, which the head reads (llava_forward has checked the lengths); the last
+    // layer runs on those rows only past its attention (llama_forward), the keys and values cover every token.
+    int *cell = xmalloc(sizeof(int) * B);
+    const int N = llava_token_layout(g->m, bt, g->h_pos);  // h_pos: each row's first token
     for (int b = 0; b < B; b++) {
-        const int len = bt->lengths ? bt->lengths[b] : T, s = slot_of_row[b];
+        const int len = bt->lengths ? bt->lengths[b] : T, s = slot_of_row[b], n0 = g->h_pos[b];
         CHECK_OR_DIE(s >= 0 && s < g->slots, "prefill row %d: slot %d out of range", b, s);
-        for (int t = 0; t < T; t++) g->h_dst[b * T + t] = t < len ? s * g->cap + t : -1;
+        for (int t = 0; t < len; t++) g->h_dst[n0 + t] = s * g->cap + t;
+        if (N == B * T) for (int t = len; t < T; t++) g->h_dst[n0 + t] = -1;  // the grid: padding is not kept
+        g->h_pos[b] = n0 + len - 1;
+        cell[b] = b * T + len - 1;
     }
-    be->to_device(g->dst_pre, g->h_dst, sizeof(int) * B * T);
-    // the head reads each row's last prompt token (llava_forward has checked the lengths): the last layer
-    // runs on those rows only past its attention (llama_forward), the keys and values cover every token
-    for (int b = 0; b < B; b++) g->h_pos[b] = b * T + (bt->lengths ? bt->lengths[b] : T) - 1;
+    be->to_device(g->dst_pre, g->h_dst, sizeof(int) * N);
     be->to_device(g->sel, g->h_pos, sizeof(int) * B);
     LlavaActs *a = &g->pre;
+    be->to_device(a->l.sel_grid, cell, sizeof(int) * B);
+    free(cell);
     a->l.kv = &g->capture;
     a->l.last_sel = g->sel;
     a->l.n_last_sel = B;
     llava_forward(g->m, a, bt);  // no labels: no outputs, the layers run and fill the cache
     a->l.kv = NULL;
     a->l.last_sel = NULL;
+    CHECK_OR_DIE(a->N == N, "internal: the prefill's token layout");
     for (int b = 0; b < B; b++) g->kv.len[slot_of_row[b]] = bt->lengths ? bt->lengths[b] : T;
-    const int pruned = a->l.last_rows < B * T;  // res[L] holds the B selected rows, in order
+    const int pruned = a->l.last_rows < N;  // res[L] holds the B selected rows, in order
     be->copy_rows(g->x, NULL, a->l.res[L], pruned ? NULL : g->sel, B, D);
     be->rmsnorm_forward(g->fin, g->fin_rstd, g->x, lm->w.norm_w, B, D, lm->cfg.eps);
     gen_head(g, B);
@@ -282,6 +290,7 @@ void gen_run(Generator *g, const GenConfig *c, const GenPrompt *prompts, int n_p
     for (int t = 0; t < nthreads; t++) sample_work_init(&work[t], V);
     int *ids = xmalloc(sizeof(int) * P * g->cap_prompt), *lengths = xmalloc(sizeof(int) * P);
     int *img_of = xmalloc(sizeof(int) * P), *row_slot = xmalloc(sizeof(int) * P), *row_prompt = xmalloc(sizeof(int) * P);
+    int *img_key = xmalloc(sizeof(int) * P);  // the key of each image of the prefill (GenCallbacks.image_key)
     float *pixels = xmalloc(sizeof(float) * (size_t)P * 3 * S * S);
     int *act_slot = xmalloc(sizeof(int) * g->slots), *act_tok = xmalloc(sizeof(int) * g->slots), *next_tok = xmalloc(sizeof(int) * g->slots);
     int next = 0;
@@ -300,9 +309,14 @@ void gen_run(Generator *g, const GenConfig *c, const GenPrompt *prompts, int n_p
             n_free -= ns;
             row_prompt[B] = next;
             img_of[B] = -1;
-            if (prompts[next].has_image) {
-                cb->pixels(cb->ctx, next, pixels + (size_t)NI * 3 * S * S);
-                img_of[B] = NI++;
+            if (prompts[next].has_image) {  // an image the prefill already has (same key) is shared, not encoded again
+                const int key = cb->image_key ? cb->image_key(cb->ctx, next) : -1;
+                for (int i = 0; key >= 0 && i < NI && img_of[B] < 0; i++) if (img_key[i] == key) img_of[B] = i;
+                if (img_of[B] < 0) {
+                    cb->pixels(cb->ctx, next, pixels + (size_t)NI * 3 * S * S);
+                    img_key[NI] = key;
+                    img_of[B] = NI++;
+                }
             }
             if (prompts[next].n > T) T = prompts[next].n;
             B++;
@@ -355,6 +369,6 @@ void gen_run(Generator *g, const GenConfig *c, const GenPrompt *prompts, int n_p
     }
     for (int t = 0; t < nthreads; t++) sample_work_free(&work[t]);
     for (int s = 0; s < g->slots; s++) free(r.seq[s].ids);
-    free(r.seq); free(work); free(ids); free(lengths); free(img_of); free(row_slot); free(row_prompt); free(pixels);
+    free(r.seq); free(work); free(ids); free(lengths); free(img_of); free(img_key); free(row_slot); free(row_prompt); free(pixels);
     free(act_slot); free(act_tok); free(next_tok);
 }

@@ -104,6 +104,11 @@ typedef struct {
     // each sequence as it finishes (not in prompt order); the output's memory is valid during the call
     void (*emit)(void *ctx, const GenOutput *o);
     void *ctx;
+    // optional: a key of prompt i's image, equal (and >= 0) for prompts whose pixels are the same (one image
+    // file, not augmented), or -1. A prefill then encodes each key's image once and its rows share the
+    // features (POPE asks ~4.5 questions of each scene, in a row); the tower's ops are per image, so the
+    // outputs do not change. NULL: every prompt's image is its own.
+    int (*image_key)(void *ctx, int prompt);
 } GenCallbacks;
 
 typedef struct {

@@ -97,10 +97,15 @@ void llama_acts_layout(LlamaActs *a, const Llama *m, int B, int N, int M, LlamaK
         a->h[l] = arena_act(ar, (size_t)N * F);
     }
     a->proj = arena_act(ar, (size_t)N * D);
+    a->qkv_tok = arena_act(ar, (size_t)(N + 1) * m->qkvdim);  // + the zero row that padding cells copy
+    a->att_tok = arena_act(ar, (size_t)N * m->qdim);
     arena_section(ar, "decoder inputs and head");
     a->pos = arena_int(ar, N);
     a->kv_len = arena_int(ar, B);
     a->segment = arena_int(ar, N);
+    a->tok_pos = arena_int(ar, N);
+    a->cell_tok = arena_int(ar, N);
+    a->sel_grid = arena_int(ar, M > B ? M : B);
     a->idx_out = arena_int(ar, M);
     a->targets = arena_int(ar, M);
     a->hsel = arena_act(ar, (size_t)M * D);
@@ -115,6 +120,7 @@ void llama_acts_layout(LlamaActs *a, const Llama *m, int B, int N, int M, LlamaK
     if (backward) {
         arena_section(ar, "decoder gradients");
         a->dres = arena_act(ar, (size_t)N * D);
+        a->datt_tok = arena_act(ar, (size_t)(N + 1) * m->qdim);
         a->dln = arena_act(ar, (size_t)N * D);
         a->dqkv = arena_act(ar, (size_t)N * m->qkvdim);
         a->datt = arena_act(ar, (size_t)N * m->qdim);
@@ -142,7 +148,8 @@ static AttnShape llama_attn_shape(const Llama *m, const LlamaActs *a, int B, int
     return s;
 }
 
-// One decoder layer: res[l] -> res[l+1], keeping its activations in the layer's buffers.
+// One decoder layer: res[l] -> res[l+1], keeping its activations in the layer's buffers. N tokens; when
+// N < B*T (grid) the attention runs on the grid cells of the tokens (see LlamaActs).
 // R < N (the last layer, when only R rows sel are read: the head's a->idx_out, or a->last_sel): everything
 // after the attention works row by row, so it runs on those rows only (a->xsel, a->attsel gathered) and res[l+1]
 // holds R rows; the keys and values, and so the attention, still cover all N rows. The matmuls are batch
@@ -150,28 +157,36 @@ static AttnShape llama_attn_shape(const Llama *m, const LlamaActs *a, int B, int
 static void layer_forward(const Llama *m, LlamaActs *a, int l, const AttnShape *s, int N, int R, const int *sel) {
     const Backend *be = m->be;
     const LlamaConfig *c = &m->cfg;
-    const int D = c->hidden, F = c->intermediate, HD = c->head_dim;
+    const int D = c->hidden, F = c->intermediate, HD = c->head_dim, G = s->B * s->T, grid = N < G;
     const LlamaLayerW *w = &m->lw[l];
     void *x = a->res[l], *y = a->res[l + 1];
+    void *qkv = grid ? a->qkv_tok : a->qkv[l];
     be->rmsnorm_forward(a->ln1[l], a->ln1_rstd[l], x, w->ln1_w, N, D, c->eps);
-    be->matmul_forward(a->qkv[l], a->ln1[l], w->qkv_w, w->qkv_b, N, D, m->qkvdim);   // (N, q | k | v)
+    be->matmul_forward(qkv, a->ln1[l], w->qkv_w, w->qkv_b, N, D, m->qkvdim);           // (N, q | k | v)
     if (m->lora)  // adapters add into their module's columns, before the rotation
-        for (int t = LORA_Q; t <= LORA_V; t++) lora_forward(m->lora, &a->lora, m, l, t, a->ln1[l], a->qkv[l], m->qkvdim, N);
+        for (int t = LORA_Q; t <= LORA_V; t++) lora_forward(m->lora, &a->lora, m, l, t, a->ln1[l], qkv, m->qkvdim, N);
     // q and k heads sit side by side in each row: one rotation call covers both
     if (a->kv)  // generation prefill: the same rotation, and this layer's keys (rotated) and values kept
-        be->rope_kv_append(a->qkv[l], a->pos, a->kv->k[l], a->kv->v[l], a->kv->dst, N, c->heads, c->kv_heads, HD,
+        be->rope_kv_append(qkv, a->pos, a->kv->k[l], a->kv->v[l], a->kv->dst, N, c->heads, c->kv_heads, HD,
                            m->qkvdim, c->rope_theta);
     else
-        be->rope_forward(a->qkv[l], a->pos, N, c->heads + c->kv_heads, HD, m->qkvdim, c->rope_theta);
+        be->rope_forward(qkv, a->pos, N, c->heads + c->kv_heads, HD, m->qkvdim, c->rope_theta);
+    if (grid)  // the tokens into their cells, zeros into the padding's: no backend reads stale values there
+        be->copy_rows(a->qkv[l], NULL, qkv, a->cell_tok, G, m->qkvdim);                 // (B*T, q | k | v)
     const void *q = a->qkv[l], *k = act_at(be, q, m->qdim), *v = act_at(be, q, m->qdim + m->kvdim);
     AttnShape sq = *s;
-    if (R < N) sq.q_rows = sel, sq.n_q_rows = R;  // only the kept rows' queries are read
-    be->attention_forward(a->att[l], a->lse[l], q, k, v, &sq);                           // (N, H*HD)
+    const int *sel_cells = grid ? a->sel_grid : sel;
+    if (R < N) sq.q_rows = sel_cells, sq.n_q_rows = R;  // only the kept rows' queries are read
+    else if (grid) sq.q_rows = a->tok_pos, sq.n_q_rows = N;  // not the padding's
+    be->attention_forward(a->att[l], a->lse[l], q, k, v, &sq);                           // (B*T or N, H*HD)
     const void *att = a->att[l], *xr = x;
     if (R < N) {
-        be->copy_rows(a->attsel, NULL, a->att[l], sel, R, m->qdim);                       // (R, H*HD)
+        be->copy_rows(a->attsel, NULL, a->att[l], sel_cells, R, m->qdim);                 // (R, H*HD)
         be->copy_rows(a->xsel, NULL, x, sel, R, D);                                       // (R, D)
         att = a->attsel, xr = a->xsel;
+    } else if (grid) {
+        be->copy_rows(a->att_tok, NULL, a->att[l], a->tok_pos, N, m->qdim);               // (N, H*HD)
+        att = a->att_tok;
     }
     be->matmul_forward(a->proj, att, w->o_w, w->o_b, R, m->qdim, D);
     if (m->lora) lora_forward(m->lora, &a->lora, m, l, LORA_O, att, a->proj, D, R);
@@ -195,11 +210,12 @@ static int last_layer_rows(const Llama *m, const LlamaActs *a, int N, int M) {
     return a->last_sel && a->n_last_sel < N && a->n_last_sel <= a->cap_rows ? a->n_last_sel : N;
 }
 
-void llama_forward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_segments) {
+void llama_forward(const Llama *m, LlamaActs *a, int B, int T, int N, int M, int use_segments) {
     const Backend *be = m->be;
     const LlamaConfig *c = &m->cfg;
-    const int N = B * T, D = c->hidden;
-    CHECK_OR_DIE(N <= a->cap_tokens && B <= a->cap_rows && M <= a->cap_out, "decoder batch exceeds its layout");
+    const int D = c->hidden;
+    CHECK_OR_DIE(B * T <= a->cap_tokens && N <= B * T && B <= a->cap_rows && M <= a->cap_out, "decoder batch exceeds its layout");
+    a->n_tokens = N;
     AttnShape s = llama_attn_shape(m, a, B, T, use_segments);
     const int R = last_layer_rows(m, a, N, M);
     const int *sel = M > 0 ? a->idx_out : a->last_sel;
@@ -212,10 +228,10 @@ void llama_forward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_se
     be->logprob_forward(a->logp, a->lse_v, a->logits, a->targets, M, c->vocab);
 }
 
-void llama_backward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_segments) {
+void llama_backward(const Llama *m, LlamaActs *a, int B, int T, int N, int M, int use_segments) {
     const Backend *be = m->be;
     const LlamaConfig *c = &m->cfg;
-    const int N = B * T, D = c->hidden, F = c->intermediate, HD = c->head_dim;
+    const int D = c->hidden, F = c->intermediate, HD = c->head_dim, G = B * T, grid = N < G;
     CHECK_OR_DIE(a->keep != LLAMA_KEEP_NONE && a->backward, "decoder backward needs activations laid out for it");
     CHECK_OR_DIE(a->keep == LLAMA_KEEP_ALL || !a->kv, "a KV capture runs in inference only");
     AttnShape s = llama_attn_shape(m, a, B, T, use_segments);
@@ -232,8 +248,12 @@ void llama_backward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_s
         if (a->keep == LLAMA_KEEP_RESIDUALS && l < c->layers - 1) layer_forward(m, a, l, &s, N, N, NULL);
         // R rows up to the attention: dres (R, D) is dhsel for the pruned last layer
         const int R = l == c->layers - 1 ? RL : N;
-        void *dres = R < N ? a->dhsel : a->dres, *datt = R < N ? a->dattsel : a->datt;
+        void *dres = R < N ? a->dhsel : a->dres, *datt = R < N ? a->dattsel : grid ? a->datt_tok : a->datt;
         const void *att = R < N ? a->attsel : a->att[l];
+        if (R == N && grid) {  // the o-projection's input: the tokens' rows of the grid, gathered again
+            be->copy_rows(a->att_tok, NULL, a->att[l], a->tok_pos, N, m->qdim);
+            att = a->att_tok;
+        }
         be->matmul_backward(a->dh, g->down_w, g->down_b, dres, a->h[l], w->down_w, R, F, D);
         if (m->lora) lora_backward(m->lora, &a->lora, m, l, LORA_DOWN, a->h[l], dres, D, a->dh, R);
         be->swiglu_backward(a->dgu, a->dh, a->gu[l], R, F);
@@ -243,20 +263,30 @@ void llama_backward(const Llama *m, LlamaActs *a, int B, int T, int M, int use_s
         be->rmsnorm_backward(dres, g->ln2_w, a->dln, a->mid[l], w->ln2_w, a->ln2_rstd[l], R, D);
         be->matmul_backward(datt, g->o_w, g->o_b, dres, att, w->o_w, R, m->qdim, D);
         if (m->lora) lora_backward(m->lora, &a->lora, m, l, LORA_O, att, dres, D, datt, R);
+        // the attention's output gradient on its B*T (or N) rows: zero where no row reads the output
+        const int *sel_cells = grid ? a->sel_grid : a->idx_out;
         if (R < N) {  // back to all N rows: the other rows' gradients are zero up to here
-            be->zero(a->datt, (size_t)N * m->qdim * be->act_bytes);
-            be->add_rows(a->datt, a->idx_out, a->dattsel, NULL, R, m->qdim);
+            be->zero(a->datt, (size_t)(grid ? G : N) * m->qdim * be->act_bytes);
+            be->add_rows(a->datt, sel_cells, a->dattsel, NULL, R, m->qdim);
             be->add_rows(a->dres, a->idx_out, a->dhsel, NULL, R, D);
+        } else if (grid) {
+            be->copy_rows(a->datt, NULL, a->datt_tok, a->cell_tok, G, m->qdim);
         }
         const void *q = a->qkv[l], *k = act_at(be, q, m->qdim), *v = act_at(be, q, m->qdim + m->kvdim);
         AttnShape sq = s;
-        if (R < N) sq.q_rows = a->idx_out, sq.n_q_rows = R;  // datt is zero on the other rows
+        if (R < N) sq.q_rows = sel_cells, sq.n_q_rows = R;  // datt is zero on the other rows
+        else if (grid) sq.q_rows = a->tok_pos, sq.n_q_rows = N;  // and on the padding cells
         be->attention_backward(a->dqkv, act_at(be, a->dqkv, m->qdim), act_at(be, a->dqkv, m->qdim + m->kvdim),
                                a->datt, a->att[l], a->lse[l], q, k, v, &sq);
-        be->rope_backward(a->dqkv, a->pos, N, c->heads + c->kv_heads, HD, m->qkvdim, c->rope_theta);
-        be->matmul_backward(a->dln, g->qkv_w, g->qkv_b, a->dqkv, a->ln1[l], w->qkv_w, N, D, m->qkvdim);
+        void *dqkv = a->dqkv;
+        if (grid) {  // the tokens' rows of the grid's gradient (qkv_tok is free in the backward pass)
+            be->copy_rows(a->qkv_tok, NULL, a->dqkv, a->tok_pos, N, m->qkvdim);
+            dqkv = a->qkv_tok;
+        }
+        be->rope_backward(dqkv, a->pos, N, c->heads + c->kv_heads, HD, m->qkvdim, c->rope_theta);
+        be->matmul_backward(a->dln, g->qkv_w, g->qkv_b, dqkv, a->ln1[l], w->qkv_w, N, D, m->qkvdim);
         if (m->lora)
-            for (int t = LORA_Q; t <= LORA_V; t++) lora_backward(m->lora, &a->lora, m, l, t, a->ln1[l], a->dqkv, m->qkvdim, a->dln, N);
+            for (int t = LORA_Q; t <= LORA_V; t++) lora_backward(m->lora, &a->lora, m, l, t, a->ln1[l], dqkv, m->qkvdim, a->dln, N);
         be->rmsnorm_backward(a->dres, g->ln1_w, a->dln, a->res[l], w->ln1_w, a->ln1_rstd[l], N, D);
     }
 }

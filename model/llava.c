@@ -153,31 +153,90 @@ void llava_acts_free(LlavaActs *a) {
     free(a->out_row); free(a->out_pos); free(a->out_target); free(a->logp); free(a->row_logp); free(a->row_count);
 }
 
+// pixels (NI, 3, S, S) host -> a->feats (NI*P, Cv): the feature layer's hidden state of each image, class
+// token dropped unless "full"
+static void tower_forward(const Llava *m, LlavaActs *a, const float *pixels, int NI) {
+    const Backend *be = m->be;
+    const LlavaConfig *c = &m->cfg;
+    const int S = c->vision.image_size, N_v = m->vision.n_tokens, P = c->image_tokens, Cv = c->vision.hidden;
+    be->upload_act(a->pixels, pixels, (size_t)NI * 3 * S * S);
+    vit_forward(&m->vision, &a->v, a->pixels, NI, c->vision_layers_run);
+    int *sel = xmalloc(sizeof(int) * NI * P);
+    for (int i = 0; i < NI; i++)
+        for (int p = 0; p < P; p++) sel[i * P + p] = i * N_v + p + (c->select_full ? 0 : 1);  // drop the class token
+    be->to_device(a->feat_sel, sel, sizeof(int) * NI * P);
+    free(sel);
+    be->copy_rows(a->feats, NULL, a->v.enc.res[c->vision_layers_run], a->feat_sel, NI * P, Cv);   // (NI*P, Cv)
+}
+
+void llava_features_acts_init(LlavaActs *a, const Llava *m) {
+    llava_acts_init(a, m, 1, 1, LLAVA_FEATURE_CHUNK, 1, ACTS_INFERENCE);
+}
+
+void llava_image_features(const Llava *m, const float *pixels, int n, float *out) {
+    const int chunk = LLAVA_FEATURE_CHUNK, S = m->cfg.vision.image_size;
+    const size_t per = (size_t)m->cfg.image_tokens * m->cfg.vision.hidden;
+    LlavaActs a;
+    llava_features_acts_init(&a, m);
+    for (int i = 0; i < n; i += chunk) {
+        const int k = n - i < chunk ? n - i : chunk;
+        tower_forward(m, &a, pixels + (size_t)i * 3 * S * S, k);
+        m->be->download_act(out + (size_t)i * per, a.feats, (size_t)k * per);
+    }
+    llava_acts_free(&a);
+}
+
+int llava_token_layout(const Llava *m, const LlavaBatch *bt, int *first) {
+    const int B = bt->B, T = bt->T;
+    int N = 0;
+    for (int b = 0; b < B; b++) N += bt->lengths ? bt->lengths[b] : T;
+    const char *e = getenv("VLM_KEEP_PADDING");  // "1": compute the padding too (tests compare the two)
+    const int grid = N < B * T && !m->lm.lora && !(e && !strcmp(e, "1"));
+    for (int b = 0, n = 0; b < B; b++) {
+        first[b] = grid ? n : b * T;
+        n += bt->lengths ? bt->lengths[b] : T;
+    }
+    return grid ? N : B * T;
+}
+
 void llava_forward(const Llava *m, LlavaActs *a, const LlavaBatch *bt) {
     const Backend *be = m->be;
     const LlavaConfig *c = &m->cfg;
-    const int B = bt->B, T = bt->T, N = B * T, V = c->text.vocab, D = c->text.hidden;
+    const int B = bt->B, T = bt->T, G = B * T, V = c->text.vocab, D = c->text.hidden;
     const int P = c->image_tokens, NI = bt->n_images, Cv = c->vision.hidden;
-    if (B > a->cap_rows || N > a->cap_tokens) fatal("batch of %d rows x %d tokens exceeds the capacity of %d rows x %d tokens", B, T, a->cap_rows, a->cap_tokens / a->cap_rows);
+    if (B > a->cap_rows || G > a->cap_tokens) fatal("batch of %d rows x %d tokens exceeds the capacity of %d rows x %d tokens", B, T, a->cap_rows, a->cap_tokens / a->cap_rows);
     if (NI > a->cap_images) fatal("batch has %d images, capacity is %d", NI, a->cap_images);
     a->B = B;
     a->T = T;
 
     // ---- host: validate, and build the index arrays
-    int *embed_ids = xmalloc(sizeof(int) * N), *img_dst = xmalloc(sizeof(int) * N), *img_src = xmalloc(sizeof(int) * N);
-    int *pos = xmalloc(sizeof(int) * N), *kv_len = xmalloc(sizeof(int) * B), *targets = xmalloc(sizeof(int) * N);
-    int n_img = 0, M = 0;
+    // The decoder's tokens (llava_token_layout): tok_of[b*T + t] is the token of cell (b, t), -1 for padding
+    // that is not computed
+    int *kv_len = xmalloc(sizeof(int) * B), *first = xmalloc(sizeof(int) * B), *tok_of = xmalloc(sizeof(int) * G);
     for (int b = 0; b < B; b++) {
         int len = bt->lengths ? bt->lengths[b] : T;
         if (len < 1 || len > T) fatal("row %d: length %d is outside 1..%d", b, len, T);
+        kv_len[b] = len;
+    }
+    const int N = llava_token_layout(m, bt, first), grid = N < G;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) tok_of[b * T + t] = !grid ? b * T + t : t < kv_len[b] ? first[b] + t : -1;
+    free(first);
+    int *embed_ids = xmalloc(sizeof(int) * N), *img_dst = xmalloc(sizeof(int) * N), *img_src = xmalloc(sizeof(int) * N);
+    int *pos = xmalloc(sizeof(int) * N), *tok_pos = xmalloc(sizeof(int) * N), *targets = xmalloc(sizeof(int) * G);
+    int n_img = 0, M = 0;
+    for (int b = 0; b < B; b++) {
+        const int len = kv_len[b];
         int img = bt->image_of_row ? bt->image_of_row[b] : -1;
         if (img < -1 || img >= NI) fatal("row %d: image index %d but the batch has %d images", b, img, NI);
         int count = 0;
         for (int t = 0; t < T; t++) {
-            int n = b * T + t, id = bt->ids[n];
-            pos[n] = t;
+            int g = b * T + t, n = tok_of[g], id = bt->ids[g];
+            if (n < 0) continue;  // padding that is not computed
+            pos[n] = bt->pos ? bt->pos[g] : t;
+            tok_pos[n] = g;
             embed_ids[n] = -1;
-            if (t >= len) continue;  // padding: a zero row, never attended to
+            if (t >= len) continue;  // padding on the grid: a zero row, never attended to
             if (id < 0 || id >= V) fatal("row %d, position %d: token id %d is outside the vocabulary (%d)", b, t, id, V);
             if (id == c->image_token_id) {
                 if (img >= 0 && count < P) { img_dst[n_img] = n; img_src[n_img] = img * P + count; n_img++; }
@@ -188,13 +247,11 @@ void llava_forward(const Llava *m, LlavaActs *a, const LlavaBatch *bt) {
             fatal("row %d: %d image tokens (id %d) but an image gives %d features%s", b, count, c->image_token_id, P,
                   count < P ? " (were image tokens truncated?)" : "");
         if (img < 0 && count > 0) fatal("row %d: %d image tokens (id %d) but the row has no image", b, count, c->image_token_id);
-        kv_len[b] = len;
-        if (bt->pos) for (int t = 0; t < T; t++) pos[b * T + t] = bt->pos[b * T + t];
         if (bt->n_out > 0) continue;  // explicit outputs: taken below
         for (int t = 0; t < len; t++) {
-            int n = b * T + t, target = -1;
+            int g = b * T + t, target = -1;
             if (bt->labels && t + 1 < len) {
-                int lab = bt->labels[n + 1];
+                int lab = bt->labels[g + 1];
                 if (lab != -100) {
                     if (lab < 0 || lab >= V) fatal("row %d, position %d: label %d is outside the vocabulary (%d)", b, t + 1, lab, V);
                     target = lab;
@@ -212,33 +269,33 @@ void llava_forward(const Llava *m, LlavaActs *a, const LlavaBatch *bt) {
     if (bt->n_out > 0) {
         if (bt->n_out > a->cap_out) fatal("batch has %d outputs, capacity is %d", bt->n_out, a->cap_out);
         for (int i = 0; i < bt->n_out; i++) {
-            int n = bt->out_index[i], tg = bt->out_target[i];
-            if (n < 0 || n >= N || n % T >= kv_len[n / T]) fatal("output %d: position %d is outside the batch's tokens", i, n);
+            int g = bt->out_index[i], tg = bt->out_target[i];
+            if (g < 0 || g >= G || g % T >= kv_len[g / T]) fatal("output %d: position %d is outside the batch's tokens", i, g);
             if (tg < 0 || tg >= V) fatal("output %d: target %d is outside the vocabulary (%d)", i, tg, V);
             if (bt->out_row[i] < 0 || bt->out_row[i] >= bt->n_logical) fatal("output %d: row %d of %d", i, bt->out_row[i], bt->n_logical);
             a->out_row[M] = bt->out_row[i];
-            a->out_pos[M] = n % T;
+            a->out_pos[M] = g % T;
             a->out_target[M] = tg;
             targets[M] = tg;
             M++;
         }
     }
-    int *idx_out = xmalloc(sizeof(int) * (M ? M : 1));
-    for (int i = 0; i < M; i++) idx_out[i] = bt->n_out > 0 ? bt->out_index[i] : a->out_row[i] * T + a->out_pos[i];
+    // the outputs' token rows, and their grid cells (the pruned last layer's attention queries)
+    int *idx_out = xmalloc(sizeof(int) * (M ? M : 1)), *out_cell = xmalloc(sizeof(int) * (M ? M : 1));
+    for (int i = 0; i < M; i++) {
+        out_cell[i] = bt->n_out > 0 ? bt->out_index[i] : a->out_row[i] * T + a->out_pos[i];
+        idx_out[i] = tok_of[out_cell[i]];
+    }
     a->M = M;
+    a->N = N;
     a->n_img_tokens = n_img;
 
-    // ---- vision tower and projector, once per distinct image
+    // ---- vision tower (or its features, given) and projector, once per distinct image
     if (NI > 0 && n_img > 0) {
-        const int S = c->vision.image_size, N_v = m->vision.n_tokens;
-        be->upload_act(a->pixels, bt->pixels, (size_t)NI * 3 * S * S);
-        vit_forward(&m->vision, &a->v, a->pixels, NI, c->vision_layers_run);
-        int *sel = xmalloc(sizeof(int) * NI * P);
-        for (int i = 0; i < NI; i++)
-            for (int p = 0; p < P; p++) sel[i * P + p] = i * N_v + p + (c->select_full ? 0 : 1);  // drop the class token
-        be->to_device(a->feat_sel, sel, sizeof(int) * NI * P);
-        free(sel);
-        be->copy_rows(a->feats, NULL, a->v.enc.res[c->vision_layers_run], a->feat_sel, NI * P, Cv);   // (NI*P, Cv)
+        if (bt->feats) {
+            if (a->backward && m->ps_vision.grad) fatal("precomputed image features with a trained vision tower");
+            be->upload_act(a->feats, bt->feats, (size_t)NI * P * Cv);
+        } else tower_forward(m, a, bt->pixels, NI);
         be->matmul_forward(a->p1, a->feats, m->pw.w1, m->pw.b1, NI * P, Cv, D);
         be->act_forward(c->projector_act, a->p1a, a->p1, (size_t)NI * P * D);
         be->matmul_forward(a->p2, a->p1a, m->pw.w2, m->pw.b2, NI * P, D, D);                        // (NI*P, D)
@@ -254,13 +311,19 @@ void llava_forward(const Llava *m, LlavaActs *a, const LlavaBatch *bt) {
     }
     be->to_device(a->l.pos, pos, sizeof(int) * N);
     be->to_device(a->l.kv_len, kv_len, sizeof(int) * B);
+    if (grid) {  // padding cells copy the zero row past the last token row (model/llama.h)
+        for (int g = 0; g < G; g++) if (tok_of[g] < 0) tok_of[g] = a->l.cap_tokens;
+        be->to_device(a->l.tok_pos, tok_pos, sizeof(int) * N);
+        be->to_device(a->l.cell_tok, tok_of, sizeof(int) * G);
+        if (M) be->to_device(a->l.sel_grid, out_cell, sizeof(int) * M);
+    }
     a->use_segments = bt->segment != NULL;
-    if (bt->segment) be->to_device(a->l.segment, bt->segment, sizeof(int) * N);
+    if (bt->segment) be->to_device(a->l.segment, bt->segment, sizeof(int) * G);
     if (M) {
         be->to_device(a->l.idx_out, idx_out, sizeof(int) * M);
         be->to_device(a->l.targets, targets, sizeof(int) * M);
     }
-    llama_forward(&m->lm, &a->l, B, T, M, a->use_segments);
+    llama_forward(&m->lm, &a->l, B, T, N, M, a->use_segments);
 
     // ---- per-token and per-row log-probs on the host
     if (M) be->download_acc(a->logp, a->l.logp, M);
@@ -274,15 +337,16 @@ void llava_forward(const Llava *m, LlavaActs *a, const LlavaBatch *bt) {
     for (int i = 0; i < M; i++)
         if (targets[i] >= 0) { a->row_logp[a->out_row[i]] += a->logp[i]; a->row_count[a->out_row[i]]++; }
     free(embed_ids); free(img_dst); free(img_src); free(pos); free(kv_len); free(targets); free(idx_out);
+    free(tok_of); free(tok_pos); free(out_cell);
 }
 
 void llava_backward(const Llava *m, LlavaActs *a, const double *dlogp) {
     const Backend *be = m->be;
     const LlavaConfig *c = &m->cfg;
-    const int B = a->B, T = a->T, N = B * T, D = c->text.hidden, Cv = c->vision.hidden, P = c->image_tokens;
+    const int B = a->B, T = a->T, N = a->N, D = c->text.hidden, Cv = c->vision.hidden, P = c->image_tokens;
     CHECK_OR_DIE(a->backward, "llava_backward needs activations laid out for backward");
     if (a->M) be->upload_acc(a->l.dlogp, dlogp, a->M);
-    llama_backward(&m->lm, &a->l, B, T, a->M, a->use_segments);
+    llama_backward(&m->lm, &a->l, B, T, N, a->M, a->use_segments);
     if (m->lm.g.embed) be->embedding_backward(m->lm.g.embed, a->l.dres, a->embed_ids, N, D);
     int NI = 0;  // images actually encoded: recover from the largest source row used
     if (a->n_img_tokens == 0 || (!m->ps_projector.grad && !m->ps_vision.grad)) return;

@@ -51,6 +51,8 @@ typedef struct {
     const int *image_of_row;  // (B) host: index into the images, -1 = image-free row; NULL = no images
     int n_images;
     const float *pixels;      // (n_images, 3, S, S) host fp32, preprocessed
+    const float *feats;       // or (n_images, image_tokens, vision hidden) host fp32: the frozen tower's
+                              // features of each image (llava_image_features), instead of running it
     int all_logits;           // logits for every position (parity tests), not only the labelled ones
     const int *pos;           // (B, T) host positions, or NULL for 0..T-1
     const int *segment;       // (B, T) host segment ids, or NULL (plain causal rows)
@@ -79,12 +81,30 @@ typedef struct {
     double *row_logp;                // (n_rows) sum over the row's targets
     int *row_count;                  // (n_rows) number of targets in the row
     int n_img_tokens;                // image positions in the batch
-    int B, T;
+    int B, T, N;                     // rows, their length, and the tokens the decoder ran on (B*T or fewer)
 } LlavaActs;
 
 // What the activations are laid out for: a forward pass only, or training (every activation kept, or with
 // the decoder layers recomputed in the backward pass: see LlamaKeep in model/llama.h).
 typedef enum { ACTS_INFERENCE, ACTS_BACKWARD, ACTS_BACKWARD_RECOMPUTE } ActsMode;
+
+// The vision tower's features of n images, pixels (n, 3, S, S) -> out (n, image_tokens, vision hidden), host
+// fp32: what llava_forward gives the projector. The tower's ops are per image (row-wise, batch-invariant
+// matmuls, attention within an image), so on the CPU each image's features are bitwise those computed in any
+// batch; a frozen tower's features can be computed once and passed as LlavaBatch.feats.
+void llava_image_features(const Llava *m, const float *pixels, int n, float *out);
+// The forward-only arena llava_image_features runs the tower in (LLAVA_FEATURE_CHUNK images at a time); the
+// memory plan (train/plan.c) allocates the same one.
+enum { LLAVA_FEATURE_CHUNK = 64 };
+void llava_features_acts_init(LlavaActs *a, const Llava *m);
+
+// The decoder's tokens for a batch: the valid tokens of each row, row after row, the right padding dropped
+// (the layers do not compute it; the attention still sees the rows, model/llama.h). Writes the token index
+// of each row's first position into first (B) and returns the number of tokens N. With LoRA, or without
+// padding, the tokens are the B*T cells themselves (first[b] = b*T, N = B*T): LoRA's dropout masks are drawn
+// per element of its (N, in) input, so dropping the padding would change them. VLM_KEEP_PADDING=1 keeps the
+// cells always (the tests compare the two).
+int llava_token_layout(const Llava *m, const LlavaBatch *bt, int *first);
 
 // Capacity: rows, tokens per row, distinct images per batch, and positions that get logits (cap_out; 0: every
 // token). The logits buffer is (cap_out, vocab): with 576 image tokens per row a training batch labels a

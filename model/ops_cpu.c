@@ -216,6 +216,22 @@ __attribute__((target("avx512f"))) static double dot_f64_16(const float *a, cons
     }
     return lanes_sum(s0, s1);
 }
+// sum_i x_i^2 as dot_f64_16(x, x, NULL, n) computes it, bitwise, skipping blocks of 16 zeros: their squares
+// are +0, and a lane's sum (from +0, of squares) is never -0, so adding them changes no bit. A gradient's
+// unused embedding rows (the CLIP text tower's 49,408 rows, of which the demo's captions use ~100) are such
+// blocks, and the test is cheaper than the conversions.
+__attribute__((target("avx512f"))) static double sumsq_f64_16(const float *x, size_t n) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 k = tail16((long)(n - i));
+        if (!_mm512_test_epi32_mask(_mm512_maskz_loadu_epi32(k, x + i), magnitude)) continue;
+        __m512d a0, a1;
+        cvt16_pd(x + i, k, &a0, &a1);
+        s0 = _mm512_add_pd(s0, _mm512_mul_pd(a0, a0)), s1 = _mm512_add_pd(s1, _mm512_mul_pd(a1, a1));
+    }
+    return lanes_sum(s0, s1);
+}
 // layernorm's statistics: m = sum_i x_i / n, v = sum_i (x_i - m)^2 / n, in double
 __attribute__((target("avx512f"))) static void mean_var_f64_16(const float *x, int n, double *m, double *v) {
     __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
@@ -838,12 +854,15 @@ static inline int attn_klim(const AttnShape *s, int b, int i) {  // the causal a
     return e;
 }
 
-// kt (HD, ld) = keys (or values) of row b, kv head kvh, transposed 16 x 16 in registers; columns T..ld-1 zero
+// kt (HD, ld) = keys (or values) of row b, kv head kvh, transposed 16 x 16 in registers, up to the row's key
+// bound (T, or kv_len[b]: no query visits a key past it, attn_kend) with zeros to the next multiple of 16; the
+// columns past that are not written (a padded row of the decoder's grid is a third padding)
 __attribute__((target("avx512f"))) static void attn_transpose_pad(float *kt, int ld, const float *k, const AttnShape *s,
                                                                    int b, int kvh) {
-    const int T = s->T, HD = s->HD;
-    const float *kb = k + (size_t)b * T * s->kv_stride + (size_t)kvh * HD;
-    for (int j0 = 0; j0 < ld; j0 += 16)
+    const int HD = s->HD, T = s->kv_len && s->kv_len[b] < s->T ? (s->kv_len[b] > 0 ? s->kv_len[b] : 0) : s->T;
+    const int end = (T + 15) / 16 * 16 < ld ? (T + 15) / 16 * 16 : ld;
+    const float *kb = k + (size_t)b * s->T * s->kv_stride + (size_t)kvh * HD;
+    for (int j0 = 0; j0 < end; j0 += 16)
         for (int d0 = 0; d0 < HD; d0 += 16) {
             const __mmask16 md = tail16(HD - d0);
             __m512 r[16];
@@ -1262,7 +1281,7 @@ static void cpu_sumsq(double *out, const void *x_, size_t n) {
 #ifdef HAVE_AVX512
         if (vec) {
             const float *xc = (const float *)x + c * chunk;
-            part[c] = dot_f64_16(xc, xc, NULL, end - c * chunk);
+            part[c] = sumsq_f64_16(xc, end - c * chunk);
             continue;
         }
 #endif
@@ -1285,10 +1304,23 @@ __attribute__((target("avx512f"))) static void adamw_f32_avx512(float *p, float 
     const __m512 vgs = _mm512_set1_ps(gs), vb1 = _mm512_set1_ps(b1), vc1 = _mm512_set1_ps(1 - b1);
     const __m512 vb2 = _mm512_set1_ps(b2), vc2 = _mm512_set1_ps(1 - b2), vbc1 = _mm512_set1_ps(bc1);
     const __m512 vbc2 = _mm512_set1_ps(bc2), vlr = _mm512_set1_ps(lr), vwd = _mm512_set1_ps(wd), veps = _mm512_set1_ps(eps);
+    const int finite_gs = isfinite(gs);
     for (size_t i = i0; i < i1; i += 16) {
-        const __m512 g = _mm512_mul_ps(_mm512_loadu_ps(grad + i), vgs);
-        const __m512 mi = _mm512_add_ps(_mm512_mul_ps(vb1, _mm512_loadu_ps(m + i)), _mm512_mul_ps(vc1, g));
-        const __m512 vi = _mm512_add_ps(_mm512_mul_ps(vb2, _mm512_loadu_ps(v + i)), _mm512_mul_ps(_mm512_mul_ps(vc2, g), g));
+        const __m512 graw = _mm512_loadu_ps(grad + i), m0 = _mm512_loadu_ps(m + i), v0 = _mm512_loadu_ps(v + i);
+        // g, m and v all +0 (an embedding row the run has not used yet): m and v stay +0, and the update term
+        // is +0 / (sqrt(+0) + eps) = +0, so p - lr (wd p + 0) below is the loop's result bit for bit, without
+        // the divisions and the square root
+        const __m512i any = _mm512_or_si512(_mm512_castps_si512(graw), _mm512_or_si512(_mm512_castps_si512(m0), _mm512_castps_si512(v0)));
+        if (finite_gs && !_mm512_test_epi32_mask(any, any)) {
+            const __m512 pi = _mm512_loadu_ps(p + i);
+            const __m512 pn = _mm512_sub_ps(pi, _mm512_mul_ps(vlr, _mm512_add_ps(_mm512_mul_ps(vwd, pi), _mm512_setzero_ps())));
+            _mm512_storeu_ps(p + i, pn);
+            _mm512_storeu_ps(out + i, pn);
+            continue;
+        }
+        const __m512 g = _mm512_mul_ps(graw, vgs);
+        const __m512 mi = _mm512_add_ps(_mm512_mul_ps(vb1, m0), _mm512_mul_ps(vc1, g));
+        const __m512 vi = _mm512_add_ps(_mm512_mul_ps(vb2, v0), _mm512_mul_ps(_mm512_mul_ps(vc2, g), g));
         _mm512_storeu_ps(m + i, mi);
         _mm512_storeu_ps(v + i, vi);
         const __m512 mhat = _mm512_div_ps(mi, vbc1), vhat = _mm512_div_ps(vi, vbc2), pi = _mm512_loadu_ps(p + i);

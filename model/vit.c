@@ -53,7 +53,7 @@ void vit_bind(ViT *m, ParamStore *ps, void *base, int grads, const char *prefix)
 void vit_acts_layout(ViTActs *a, const ViT *m, int B, int keep, int backward, Arena *ar) {
     const int C = m->cfg.hidden, NP = m->n_patches, N = m->n_tokens, K = m->patch_dim;
     a->cap_images = B;
-    clip_encoder_acts_layout(&a->enc, &m->enc, B * N, keep, backward, ar);
+    clip_encoder_acts_layout(&a->enc, &m->enc, B * N, keep, backward, 0, ar);
     a->patches = arena_act(ar, (size_t)B * NP * K);
     a->pe = arena_act(ar, (size_t)B * NP * C);
     a->emb = arena_act(ar, (size_t)B * N * C);
@@ -96,7 +96,7 @@ void vit_forward(const ViT *m, ViTActs *a, const void *pixels, int B, int n_laye
     be->copy_rows(a->emb, a->idx_cls, m->w.cls, a->idx_zero, B, C);                   // row 0: the class token
     be->add_broadcast_forward(a->emb, m->w.pos, B, (size_t)N * C);
     be->layernorm_forward(a->enc.res[0], a->pre_mean, a->pre_rstd, a->emb, m->w.pre_w, m->w.pre_b, B * N, C, m->cfg.eps);
-    clip_encoder_forward(&m->enc, &a->enc, B, N, n_layers);
+    clip_encoder_forward(&m->enc, &a->enc, B, N, B * N, n_layers);
     if (m->with_post_ln) {
         be->copy_rows(a->cls_rows, NULL, a->enc.res[n_layers], a->idx_cls, B, C);
         be->layernorm_forward(a->pooled, a->post_mean, a->post_rstd, a->cls_rows, m->w.post_w, m->w.post_b, B, C, m->cfg.eps);
@@ -112,7 +112,7 @@ void vit_backward(const ViT *m, ViTActs *a, const void *dpooled, int B, int n_la
         be->layernorm_backward(a->dcls, m->g.post_w, m->g.post_b, dpooled, a->cls_rows, m->w.post_w, a->post_mean, a->post_rstd, B, C);
         be->add_rows(a->enc.dres, a->idx_cls, a->dcls, NULL, B, C);
     }
-    clip_encoder_backward(&m->enc, &a->enc, B, N, n_layers);
+    clip_encoder_backward(&m->enc, &a->enc, B, N, B * N, n_layers);
     be->zero(a->demb, (size_t)B * N * C * be->act_bytes);
     be->layernorm_backward(a->demb, m->g.pre_w, m->g.pre_b, a->enc.dres, a->emb, m->w.pre_w, a->pre_mean, a->pre_rstd, B * N, C);
     if (m->g.pos) be->add_broadcast_backward(m->g.pos, a->demb, B, (size_t)N * C);

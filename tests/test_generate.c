@@ -327,13 +327,15 @@ typedef struct {
     const Prompt *p;
     const float *pixels;
     int S, n_samples;
-    int ids[5][4][32], n[5][4], finish[5][4], emitted;
+    int ids[5][4][32], n[5][4], finish[5][4], emitted, images;  // images: pixels asked for
 } Collect;
 
 static void c_pixels(void *ctx, int prompt, float *out) {
     Collect *c = ctx;
     memcpy(out, c->pixels + (size_t)c->p[prompt].image * 3 * c->S * c->S, sizeof(float) * 3 * c->S * c->S);
+    c->images++;
 }
+static int c_image_key(void *ctx, int prompt) { return ((Collect *)ctx)->p[prompt].image; }
 static void c_emit(void *ctx, const GenOutput *o) {
     Collect *c = ctx;
     memcpy(c->ids[o->prompt][o->sample], o->ids, sizeof(int) * o->n);
@@ -342,8 +344,9 @@ static void c_emit(void *ctx, const GenOutput *o) {
     c->emitted++;
 }
 
+// share: prompts with the same fixture image share it in a prefill (GenCallbacks.image_key)
 static void run_driver(const Llava *m, const Prompt *p, const float *pixels, int slots, int prefill_rows,
-                       const GenConfig *gc, Collect *c) {
+                       const GenConfig *gc, Collect *c, int share) {
     memset(c, 0, sizeof(*c));
     c->p = p;
     c->pixels = pixels;
@@ -354,7 +357,7 @@ static void run_driver(const Llava *m, const Prompt *p, const float *pixels, int
     for (int i = 0; i < 5; i++) { gp[i] = (GenPrompt){p[i].ids, p[i].n, p[i].image >= 0}; if (p[i].n > cap) cap = p[i].n; }
     Generator g;
     gen_init(&g, m, slots, cap, gc->max_new_tokens, prefill_rows);
-    GenCallbacks cb = {c_pixels, NULL, c_emit, c};
+    GenCallbacks cb = {c_pixels, NULL, c_emit, c, share ? c_image_key : NULL};
     gen_run(&g, gc, gp, 5, &cb, NULL);
     gen_free(&g);
 }
@@ -381,16 +384,20 @@ TEST(generate_batch_invariance) {
     GenConfig sampled = {{1.3f, 20, 0.95f}, 10, 3, 42, 2, NULL, 0};
     Collect *ref = xmalloc(sizeof(Collect)), *other = xmalloc(sizeof(Collect));
     const int layouts[3][2] = {{1, 1}, {4, 3}, {5, 2}};  // slots, prefill rows
-    run_driver(&m, p, pixels, 1, 1, &greedy, ref);
+    run_driver(&m, p, pixels, 1, 1, &greedy, ref, 0);
     EXPECT_INT_EQ(ref->emitted, 5);
     for (int l = 1; l < 3; l++) {
-        run_driver(&m, p, pixels, layouts[l][0], layouts[l][1], &greedy, other);
+        run_driver(&m, p, pixels, layouts[l][0], layouts[l][1], &greedy, other, 0);
         EXPECTF(same_outputs(ref, other, 1), "greedy outputs with %d slots differ from one slot", layouts[l][0]);
     }
-    run_driver(&m, p, pixels, 3, 1, &sampled, ref);
+    // prompts 0 and 4 show the same image: one prefill of all five encodes it once, the same outputs
+    run_driver(&m, p, pixels, 5, 5, &greedy, other, 1);
+    EXPECTF(same_outputs(ref, other, 1), "greedy outputs differ when prompts share their image's features");
+    EXPECT_INT_EQ(other->images, 2);
+    run_driver(&m, p, pixels, 3, 1, &sampled, ref, 0);
     EXPECT_INT_EQ(ref->emitted, 15);
     for (int slots = 4; slots <= 9; slots += 5) {
-        run_driver(&m, p, pixels, slots, slots / 3, &sampled, other);
+        run_driver(&m, p, pixels, slots, slots / 3, &sampled, other, 0);
         EXPECTF(same_outputs(ref, other, 3), "sampled outputs with %d slots differ from 3 slots", slots);
     }
     // the samples of a prompt differ from each other, and another seed gives other samples
@@ -399,7 +406,7 @@ TEST(generate_batch_invariance) {
         differ += ref->n[i][0] != ref->n[i][1] || memcmp(ref->ids[i][0], ref->ids[i][1], sizeof(int) * ref->n[i][0]);
     EXPECTF(differ >= 3, "only %d of 5 prompts have distinct samples", differ);
     sampled.seed = 43;
-    run_driver(&m, p, pixels, 3, 1, &sampled, other);
+    run_driver(&m, p, pixels, 3, 1, &sampled, other, 0);
     EXPECT(!same_outputs(ref, other, 3));
     free(ref); free(other); free(pixels);
     llava_free(&m);
@@ -415,13 +422,13 @@ TEST(generate_eos_and_max_new_tokens) {
     make_prompts(&m, p);
     Collect *free_run = xmalloc(sizeof(Collect)), *c = xmalloc(sizeof(Collect));
     GenConfig gc = {{0, 0, 1}, 12, 1, 0, -1, NULL, 0};  // no EOS: every sequence runs to the length
-    run_driver(&m, p, pixels, 2, 2, &gc, free_run);
+    run_driver(&m, p, pixels, 2, 2, &gc, free_run, 0);
     for (int i = 0; i < 5; i++) {
         EXPECT_INT_EQ(free_run->n[i][0], 12);
         EXPECT_INT_EQ(free_run->finish[i][0], GEN_FINISH_LENGTH);
     }
     gc.eos_id = free_run->ids[0][0][3];  // prompt 0's fourth token becomes the EOS
-    run_driver(&m, p, pixels, 2, 2, &gc, c);
+    run_driver(&m, p, pixels, 2, 2, &gc, c, 0);
     for (int i = 0; i < 5; i++) {
         int stop_at = -1;
         for (int t = 0; t < 12 && stop_at < 0; t++) if (free_run->ids[i][0][t] == gc.eos_id) stop_at = t;
@@ -432,7 +439,7 @@ TEST(generate_eos_and_max_new_tokens) {
     EXPECT(c->n[0][0] <= 4);
     gc.eos_id = -1;
     gc.max_new_tokens = 1;
-    run_driver(&m, p, pixels, 3, 1, &gc, c);
+    run_driver(&m, p, pixels, 3, 1, &gc, c, 0);
     for (int i = 0; i < 5; i++) {
         EXPECT_INT_EQ(c->n[i][0], 1);
         EXPECT_INT_EQ(c->ids[i][0][0], free_run->ids[i][0][0]);

@@ -72,6 +72,44 @@ TEST(optim_adamw_vector_equals_loop) {
     free(g);
 }
 
+// The vector AdamW's shortcut for blocks whose gradient and moments are all +0 (rows of an embedding no
+// token has used yet) gives the loop's bits: zero gradients throughout (+0 and -0 ones, weights +0, -0 and
+// not), gradients that stop after the first step (moments still non-zero), and blocks that mix these, over
+// four steps with weight decay.
+TEST(optim_adamw_unused_rows_equal_loop) {
+    const size_t n = 3 * 4096 + 37;
+    float *p[2], *w[2], *m[2], *v[2], *g = xmalloc(sizeof(float) * n);
+    unsigned st = 11;
+    for (int k = 0; k < 2; k++) {
+        p[k] = xmalloc(sizeof(float) * n); w[k] = xmalloc(sizeof(float) * n);
+        m[k] = xcalloc(n, sizeof(float)); v[k] = xcalloc(n, sizeof(float));
+    }
+    for (size_t i = 0; i < n; i++) {
+        st = st * 1664525u + 1013904223u;
+        p[0][i] = p[1][i] = i % 97 == 0 ? 0.0f : i % 89 == 0 ? -0.0f : ((int)(st >> 8) % 2001 - 1000) * 1e-3f;
+    }
+    for (int step = 1; step <= 4; step++) {
+        for (size_t i = 0; i < n; i++) {
+            st = st * 1664525u + 1013904223u;
+            const float r = ((int)(st >> 8) % 2001 - 1000) * 1e-4f;
+            g[i] = i < 1000 ? 0.0f                          // never used
+                 : i < 2000 ? (step == 1 ? r : 0.0f)        // used once: moments decay, not zero
+                 : i < 3000 ? -0.0f                         // negative zeros
+                 : i % 50 < 30 ? 0.0f : r;                  // some of each block
+        }
+        for (int k = 0; k < 2; k++) {
+            if (k == 0) setenv("VLM_CPU_VEC", "0", 1);
+            backend_cpu.adamw_update(w[k], p[k], g, m[k], v[k], n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step, step == 2 ? 0.5f : 1.0f);
+            unsetenv("VLM_CPU_VEC");
+        }
+    }
+    EXPECTF(!memcmp(p[0], p[1], sizeof(float) * n) && !memcmp(w[0], w[1], sizeof(float) * n) &&
+            !memcmp(m[0], m[1], sizeof(float) * n) && !memcmp(v[0], v[1], sizeof(float) * n),
+            "the vector AdamW differs from the loop on zero gradients");
+    for (int k = 0; k < 2; k++) { free(p[k]); free(w[k]); free(m[k]); free(v[k]); }
+    free(g);
+}
+
 TEST(optim_adamw_matches_torch) {
     // hyper-parameters travel as float (0.95f is not 0.95), which bounds the fp64 agreement near 1e-9
     check_adamw(&backend_cpu64, 1e-8);

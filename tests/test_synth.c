@@ -607,6 +607,7 @@ TEST(synth_unseen_partners) {
         for (int k = 0; k < s.n; k++) {
             if (!s.o[k].hidden) { drawn.o[drawn.n++] = s.o[k]; continue; }
             hidden++;
+            EXPECTF(s.o[k].color == synth_typical_color[s.o[k].shape], "scene %d: hidden object %d not in its typical colour", i, k);
             int anchored = 0;  // some earlier object has it as partner
             for (int j = 0; j < k; j++) anchored |= synth_partner_shape[s.o[j].shape] == s.o[k].shape;
             EXPECTF(k > 0 && anchored, "scene %d: hidden object %d is nobody's partner", i, k);
@@ -650,6 +651,42 @@ TEST(synth_exist_negatives) {
     EXPECTF(fabs(yes_typical - yes_atypical) < 0.06, "P(yes | typical colour) %.3f, P(yes | other) %.3f", yes_typical, yes_atypical);
     EXPECTF(same_color > negatives / 6 && same_shape > negatives / 6, "of %ld negatives %ld share a present colour, %ld a shape",
             negatives, same_color, same_shape);
+}
+
+// With many hidden partners (all in their typical colour) the written SFT questions still give nothing away by
+// their colour word: absent objects are named typical as often as the training objects are, so P(yes | typical)
+// stays P(yes | other). Before the share was measured, unseen 0.5 gave 0.535 against 0.434.
+TEST(synth_exist_words_balanced_with_hidden) {
+    char dir[512], args[1024], *err;
+    snprintf(dir, sizeof(dir), "%s/balanced", test_tmpdir());
+    snprintf(args, sizeof(args), "data synth --out %s --seed 5 --train 2500 --eval 2 --val 2 --pairs 2 --size 32 --qa 6 "
+             "--prior 0.6 --cooc 0.9 --unseen 0.5 --quiet", dir);
+    EXPECTF(test_run_vlm(args, NULL, &err) == 0, "%s", err);
+    free(err);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/sft.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    EXPECT(f != NULL);
+    if (!f) return;
+    long n[2][2] = {{0}};  // n[typical][yes]
+    char line[1024];
+    while (fgets(line, sizeof(line), f)) {
+        cJSON *j = cJSON_Parse(line);
+        EXPECT(j != NULL);
+        if (!j) break;
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(j, "type"));
+        const char *q = cJSON_GetStringValue(cJSON_GetObjectItem(j, "prompt"));
+        const char *a = cJSON_GetStringValue(cJSON_GetObjectItem(j, "response"));
+        int shape, color;
+        if (type && q && a && !strcmp(type, "exist") && !strncmp(q, "Is there ", 9) && parse_object(q + 9, &shape, &color) > 0)
+            n[color == synth_typical_color[shape]][!strcmp(a, "yes")]++;
+        cJSON_Delete(j);
+    }
+    fclose(f);
+    double yes_typical = (double)n[1][1] / (n[1][0] + n[1][1] + 1e-9), yes_atypical = (double)n[0][1] / (n[0][0] + n[0][1] + 1e-9);
+    EXPECTF(n[1][0] + n[1][1] > 1000 && n[0][0] + n[0][1] > 500, "too few existence questions: %ld typical, %ld other",
+            n[1][0] + n[1][1], n[0][0] + n[0][1]);
+    EXPECTF(fabs(yes_typical - yes_atypical) < 0.04, "P(yes | typical colour) %.3f, P(yes | other) %.3f", yes_typical, yes_atypical);
 }
 
 // The difficulty knob: a faint object drawn at opacity A blends into the background; with faint_desaturate it

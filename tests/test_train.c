@@ -466,6 +466,29 @@ TEST(train_clip_learns_and_resumes) {
     free(o); free(data);
 }
 
+// The text tower runs each caption up to its end-of-text token only, not the padding to the batch's longest
+// caption nor what follows the token (model/clip_text.h): the weights after 4 steps are bitwise those of the
+// run that computes every position (VLM_KEEP_PADDING=1), on captions of 3 to 6 tokens, one with ids past its end.
+TEST(train_clip_text_tokens_only_is_exact) {
+    char *data = clip_data(), args[2048], *err;
+    char *o = path_join(test_tmpdir(), "clip_tokens");
+    const char *mode[2] = {"padded", "tokens"};
+    for (int k = 0; k < 2; k++) {
+        if (k == 0) setenv("VLM_KEEP_PADDING", "1", 1);
+        else unsetenv("VLM_KEEP_PADDING");
+        snprintf(args, sizeof(args), "train --recipe clip --model tests/fixtures/models/clip --data %s --out %s/%s --steps 4 "
+                 "--batch 4 --lr 3e-3 --warmup-steps 0 --device cpu --quiet", data, o, mode[k]);
+        EXPECTF(run_train(args, &err) == 0, "%s: %s", mode[k], err);
+        free(err);
+    }
+    unsetenv("VLM_KEEP_PADDING");
+    char pa[600], pb[600];
+    snprintf(pa, sizeof(pa), "%s/padded/checkpoint-00000004/model.safetensors", o);
+    snprintf(pb, sizeof(pb), "%s/tokens/checkpoint-00000004/model.safetensors", o);
+    EXPECTF(test_files_equal(pa, pb), "the CLIP weights differ when the text after each caption's end is not computed");
+    free(o); free(data);
+}
+
 TEST(train_clip_from_scratch_and_errors) {
     char *data = clip_data(), args[2048], *err;
     char *dir = path_join(test_tmpdir(), "clip_cfg"), cmd[1024];
@@ -748,4 +771,122 @@ TEST(train_sft_thread_count_invariant) {
     snprintf(pb, sizeof(pb), "%s/t2/checkpoint-00000003/model.safetensors", dir);
     EXPECTF(test_files_equal(pa, pb), "sft: the weights after 3 steps differ between 1 and 2 threads");
     free(dir); free(data);
+}
+
+// Rows of different lengths: the decoder runs on their tokens only, not on the padding to the longest row
+// (llava_token_layout). Every op but the attention is row-wise or a batch-invariant matmul, the attention sees
+// the same padded rows, and each weight gradient sums the same tokens' products in the same order (the padding
+// added zeros), so the weights after 3 steps are bitwise those of the padded run (VLM_KEEP_PADDING=1): sft
+// (also with the layers recomputed in the backward pass), dpo and svco (packed rows, tree masks, image-free
+// rows), in a batch whose responses take 1 to 12 tokens.
+TEST(train_dropping_padding_is_exact) {
+    const char *recipes[3] = {"sft", "dpo", "svco"};
+    unsigned s = 12345;
+#define DRAW(lo, hi) (s = s * 1103515245u + 12345u, (lo) + (int)((s >> 8) % (unsigned)((hi) - (lo))))
+    for (int r = 0; r < 4; r++) {
+        const char *recipe = recipes[r < 3 ? r : 0];
+        char name[64], args[2048], *err, line[4096];
+        snprintf(name, sizeof(name), "padding_%s%s", recipe, r == 3 ? "_recompute" : "");
+        char *dir = path_join(test_tmpdir(), name), cmd[1024];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r " GQA "/images %s/", dir, dir, dir);
+        EXPECT(test_shell(cmd) == 0);
+        size_t cap = 1 << 16, len = 0;
+        char *text = xmalloc(cap);
+        for (int i = 0; i < 8; i++) {
+            const int svco = !strcmp(recipe, "svco");
+            const char *a = i % 2 ? "a.png" : "b.png", *b = i % 2 ? "b.png" : "a.png";
+            size_t k = svco ? snprintf(line, sizeof(line), "{\"image_w\": \"images/%s\", \"image_l\": \"images/%s\", \"prompt_ids\": [1, 5, 90", a, b)
+                            : snprintf(line, sizeof(line), "{\"image\": \"images/%s\", \"prompt_ids\": [1, 5, 90", a);
+            for (int t = DRAW(0, 6); t > 0; t--) k += snprintf(line + k, sizeof(line) - k, ", %d", DRAW(3, 80));
+            const char *keys[2] = {!strcmp(recipe, "sft") ? "response_ids" : "chosen_ids", "rejected_ids"};
+            for (int j = 0; j < (!strcmp(recipe, "sft") ? 1 : 2); j++) {
+                k += snprintf(line + k, sizeof(line) - k, "], \"%s\": [%d", keys[j], DRAW(3, 80));
+                for (int t = DRAW(0, 11); t > 0; t--) k += snprintf(line + k, sizeof(line) - k, ", %d", DRAW(3, 80));
+            }
+            k += snprintf(line + k, sizeof(line) - k, ", 2]}\n");
+            len += snprintf(text + len, cap - len, "%s", line);
+        }
+        char *data = path_join(dir, "data.jsonl");
+        write_file_atomic(data, text, len);
+        free(text);
+        const char *mode[2] = {"padded", "tokens"};
+        for (int m = 0; m < 2; m++) {
+            if (m == 0) setenv("VLM_KEEP_PADDING", "1", 1);
+            else unsetenv("VLM_KEEP_PADDING");
+            snprintf(args, sizeof(args), "train --recipe %s --model " GQA " --data %s --out %s/%s --steps 3 --batch 4 "
+                     "--lr 1e-3 --warmup-steps 0 --device cpu --quiet%s", recipe, data, dir, mode[m], r == 3 ? " --recompute" : "");
+            EXPECTF(run_train(args, &err) == 0, "%s %s: %s", name, mode[m], err);
+            free(err);
+        }
+        unsetenv("VLM_KEEP_PADDING");
+        char pa[600], pb[600];
+        snprintf(pa, sizeof(pa), "%s/padded/checkpoint-00000003/model.safetensors", dir);
+        snprintf(pb, sizeof(pb), "%s/tokens/checkpoint-00000003/model.safetensors", dir);
+        EXPECTF(test_files_equal(pa, pb), "%s: the weights differ when the padding is not computed", name);
+        free(dir); free(data);
+    }
+#undef DRAW
+}
+
+// A frozen tower's features are computed once per image before training (train_data_encode_images) instead
+// of in every batch: the tower's ops are per image, so the weights after 3 steps are bitwise those of the run
+// that encodes each batch's images (VLM_CACHE_FEATURES=0), for sft, mdpo (its cropped images; the reference
+// pre-pass sees the features too) and svco (two images a pair, image-free rows), with a validation split.
+TEST(train_frozen_tower_features_once_is_exact) {
+    const char *recipes[3] = {"sft", "mdpo", "svco"};
+    for (int r = 0; r < 3; r++) {
+        char name[64], args[2048], *err;
+        snprintf(name, sizeof(name), "features_%s", recipes[r]);
+        char *data = write_data(name, recipes[r], 8, 0), *dir = path_join(test_tmpdir(), name);
+        const char *mode[2] = {"each_step", "once"};
+        for (int k = 0; k < 2; k++) {
+            if (k == 0) setenv("VLM_CACHE_FEATURES", "0", 1);
+            else unsetenv("VLM_CACHE_FEATURES");
+            snprintf(args, sizeof(args), "train --recipe %s --model " GQA " --data %s --val %s --eval-every 2 --out %s/%s "
+                     "--steps 3 --batch 4 --lr 1e-3 --warmup-steps 0 --device cpu --quiet", recipes[r], data, data, dir, mode[k]);
+            EXPECTF(run_train(args, &err) == 0, "%s %s: %s", recipes[r], mode[k], err);
+            free(err);
+        }
+        unsetenv("VLM_CACHE_FEATURES");
+        char pa[600], pb[600];
+        snprintf(pa, sizeof(pa), "%s/each_step/checkpoint-00000003/model.safetensors", dir);
+        snprintf(pb, sizeof(pb), "%s/once/checkpoint-00000003/model.safetensors", dir);
+        EXPECTF(test_files_equal(pa, pb), "%s: the weights differ when the tower's features are computed once", recipes[r]);
+        snprintf(pa, sizeof(pa), "%s/each_step/metrics.jsonl", dir);
+        snprintf(pb, sizeof(pb), "%s/once/metrics.jsonl", dir);
+        double x[4], y[4];
+        EXPECT_INT_EQ(read_metric(pa, "val/loss", x, 4), 2);
+        EXPECT_INT_EQ(read_metric(pb, "val/loss", y, 4), 2);
+        for (int i = 0; i < 2; i++) EXPECTF(x[i] == y[i], "%s: validation loss %.17g vs %.17g", recipes[r], x[i], y[i]);
+        free(dir); free(data);
+    }
+}
+
+// Runs of one model on one data set share the reference pre-pass through --ref-cache: the second run reads
+// the first one's file (another learning rate and seed do not change the reference) and trains exactly as it
+// does with its own pre-pass; another data set gets its own file.
+TEST(train_shared_reference_cache) {
+    char *data = write_data("refshare", "dpo", 8, 0), *other = write_data("refshare2", "dpo", 6, 0), args[2048], *err;
+    char *dir = path_join(test_tmpdir(), "refshare_runs");
+    const char *common = "--recipe dpo --model " GQA " --steps 3 --batch 2 --warmup-steps 0 --device cpu --quiet";
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/a --lr 1e-3 --ref-cache %s/cache", common, data, dir, dir);
+    EXPECTF(run_train(args, &err) == 0, "a: %s", err);
+    EXPECTF(!strstr(err, "reference log-probs from"), "the first run found a cache: %s", err);
+    free(err);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/b --lr 3e-3 --seed 7 --ref-cache %s/cache", common, data, dir, dir);
+    EXPECTF(run_train(args, &err) == 0, "b: %s", err);
+    EXPECTF(strstr(err, "reference log-probs from") != NULL, "the second run computed its own pre-pass: %s", err);
+    free(err);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/c --lr 3e-3 --seed 7", common, data, dir);
+    EXPECTF(run_train(args, &err) == 0, "c: %s", err);
+    free(err);
+    char pa[600], pb[600];
+    snprintf(pa, sizeof(pa), "%s/b/checkpoint-00000003/model.safetensors", dir);
+    snprintf(pb, sizeof(pb), "%s/c/checkpoint-00000003/model.safetensors", dir);
+    EXPECTF(test_files_equal(pa, pb), "the run on the shared cache differs from the run with its own pre-pass");
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/d --lr 1e-3 --ref-cache %s/cache", common, other, dir, dir);
+    EXPECTF(run_train(args, &err) == 0, "d: %s", err);
+    EXPECTF(!strstr(err, "reference log-probs from"), "another data set read the cache: %s", err);
+    free(err);
+    free(dir); free(data); free(other);
 }

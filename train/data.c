@@ -13,6 +13,7 @@
 #include "../data/tokenizer.h"
 #include "../util/common.h"
 #include "../util/jsonl.h"
+#include "../util/strmap.h"
 
 // ---------------------------------------------------------------------------------------------------
 // loading state
@@ -28,6 +29,7 @@ typedef struct {
     int cap_ex, cap_img;
     const Shard *shard;  // images named "shard:<index>" come from this shard (already preprocessed)
     int *shard_map;      // shard image index -> our table index (-1: not loaded yet)
+    StrMap image_of;     // image path -> our table index: a data set names each image in many records
     char err[512];
 } Loader;
 
@@ -77,8 +79,8 @@ static int image_index(Loader *L, const char *rel, int line) {
     TrainData *d = L->d;
     if (L->shard && !strncmp(rel, "shard:", 6)) return shard_image_index(L, atol(rel + 6), line);
     char *path = path_join(L->opt->images_dir ? L->opt->images_dir : L->dir, rel);
-    for (int i = 0; i < d->n_images; i++)
-        if (!strcmp(d->image_names[i], path)) { free(path); return i; }
+    const int known = strmap_get(&L->image_of, path);
+    if (known >= 0) { free(path); return known; }
     Image *im = image_load(path, L->pcfg->alpha, L->err, sizeof(L->err));
     if (!im) { free(path); return -1; }
     int h, w, S = d->image_size;
@@ -91,6 +93,7 @@ static int image_index(Loader *L, const char *rel, int line) {
         return -1;
     }
     int i = table_append(L, px, path);
+    strmap_put(&L->image_of, path, i);
     free(px);
     return i;
 }
@@ -432,6 +435,7 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
     if (opt->template_name && chat_template_from_name(opt->template_name) < 0)  // never a format no other command renders
         fatal("%s: template '%s': expected " CHAT_TEMPLATE_NAMES, path, opt->template_name);
     Loader L = {.d = d, .path = path, .dir = path_dirname(path), .cfg = cfg, .pcfg = pcfg, .opt = opt};
+    strmap_init(&L.image_of);
     if (opt->tokenizer) L.tok = tokenizer_load(opt->tokenizer);
     // A packed shard (vlm data pack), a JSON array (S-VCO's mvc.json, LLaVA's conversations) or JSON Lines
     char magic[8] = {0};
@@ -479,11 +483,12 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
     d->hash = h;
     tokenizer_free(L.tok);
     if (L.shard) { shard_close(&shard); free(L.shard_map); }
+    strmap_free(&L.image_of);
     free(L.dir);
 }
 
 void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, const LlavaConfig *cfg, int prompt_len,
-                          int resp_len, unsigned long long seed) {
+                          int resp_len, int long_resp_len, unsigned long long seed) {
     memset(d, 0, sizeof(*d));
     d->recipe = recipe;
     d->image_size = cfg->vision.image_size;
@@ -499,20 +504,22 @@ void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, co
     d->n = n_examples;
     // text ids in [3, 3 + hi]: below the image token for a small vocabulary (the draws are unchanged at 32k)
     const int hi = cfg->text.vocab - 5 < 31000 ? cfg->text.vocab - 5 : 31000;
-    int *prompt = xmalloc(sizeof(int) * prompt_len), *resp[2] = {xmalloc(sizeof(int) * resp_len), xmalloc(sizeof(int) * resp_len)};
+    const int rcap = long_resp_len > resp_len ? long_resp_len : resp_len;
+    int *prompt = xmalloc(sizeof(int) * prompt_len), *resp[2] = {xmalloc(sizeof(int) * rcap), xmalloc(sizeof(int) * rcap)};
     for (int e = 0; e < n_examples; e++) {
         TrainExample *ex = &d->ex[e];
+        const int rlen = long_resp_len > 0 && e % 7 == 6 ? long_resp_len : resp_len;
         ex->line = e + 1;
         ex->image[0] = e * per;
         ex->image[1] = per == 2 ? e * per + 1 : -1;
         prompt[0] = 1;
         for (int t = 1; t < prompt_len; t++) prompt[t] = 3 + augrng_int(&rng, 0, hi);
-        for (int k = 0; k < 2; k++) for (int t = 0; t < resp_len; t++) resp[k][t] = 3 + augrng_int(&rng, 0, hi);
+        for (int k = 0; k < 2; k++) for (int t = 0; t < rlen; t++) resp[k][t] = 3 + augrng_int(&rng, 0, hi);
         const int nr = recipe->n_rows;  // the recipe's rows (train/recipes.h), every image slot filled
         for (int k = 0; k < nr; k++) {
             TrainRow *row = &ex->rows[k];
             int img = recipe->rows[k].image, np = img >= 0 ? prompt_len + P : prompt_len;
-            row->n = np + resp_len;
+            row->n = np + rlen;
             row->ids = xmalloc(sizeof(int) * row->n);
             row->labels = xmalloc(sizeof(int) * row->n);
             int t = 0;
@@ -520,7 +527,7 @@ void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, co
             if (img >= 0) for (int p = 0; p < P; p++) row->ids[t++] = cfg->image_token_id;
             for (int q = 1; q < prompt_len; q++) row->ids[t++] = prompt[q];
             for (int q = 0; q < np; q++) row->labels[q] = -100;
-            for (int q = 0; q < resp_len; q++) { row->ids[np + q] = row->labels[np + q] = resp[recipe->rows[k].response][q]; }
+            for (int q = 0; q < rlen; q++) { row->ids[np + q] = row->labels[np + q] = resp[recipe->rows[k].response][q]; }
             row->image = img;
             if (row->n > d->max_row_len) d->max_row_len = row->n;
         }
@@ -535,6 +542,7 @@ void train_data_free(TrainData *d) {
     free(d->ex);
     free(d->image_names);
     free(d->pixels);
+    free(d->feats);
     memset(d, 0, sizeof(*d));
 }
 
@@ -602,7 +610,8 @@ void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int p
     b->example_of_row = xmalloc(sizeof(int) * b->cap_rows);
     b->kind_of_row = xmalloc(sizeof(int) * b->cap_rows);
     b->length_of_row = xmalloc(sizeof(int) * b->cap_rows);
-    b->pixels = xmalloc(sizeof(float) * (size_t)b->cap_images * 3 * S * S);
+    if (d->feats) b->feats = xmalloc(sizeof(float) * (size_t)b->cap_images * d->feat_size);
+    else b->pixels = xmalloc(sizeof(float) * (size_t)b->cap_images * 3 * S * S);
     for (int g = 0; g < 2; g++) {
         BatchGroup *G = &b->g[g];
         G->cap_rows = max_examples * rows[g];
@@ -627,14 +636,17 @@ void train_batch_free(TrainBatch *b) {
         free(G->ids); free(G->pos); free(G->segment); free(G->lengths); free(G->image_of_row);
         free(G->out_index); free(G->out_target); free(G->out_row); free(G->members);
     }
-    free(b->example_of_row); free(b->kind_of_row); free(b->length_of_row); free(b->pixels);
+    free(b->example_of_row); free(b->kind_of_row); free(b->length_of_row); free(b->pixels); free(b->feats);
     memset(b, 0, sizeof(*b));
 }
 
 typedef struct { const TrainRow *a, *b; int ra, rb, image; } Physical;  // one physical row of a group
 
 void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n) {
-    const size_t img_floats = (size_t)3 * d->image_size * d->image_size;
+    // each image's pixels, or its features when the data has them (train_data_encode_images)
+    const size_t img_floats = d->feats ? (size_t)d->feat_size : (size_t)3 * d->image_size * d->image_size;
+    const float *src = d->feats ? d->feats : d->pixels;
+    float *dst = d->feats ? b->feats : b->pixels;
     int *gl = xmalloc(sizeof(int) * (b->cap_images + 1));  // dataset image index of each batch image
     Physical *phys[2];
     for (int g = 0; g < 2; g++) {
@@ -651,7 +663,7 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n)
             for (int i = 0; i < b->n_images; i++) if (gl[i] == ex->image[k]) local[k] = i;  // shared image: once
             if (local[k] < 0) {
                 gl[b->n_images] = ex->image[k];
-                memcpy(b->pixels + b->n_images * img_floats, d->pixels + (size_t)ex->image[k] * img_floats, sizeof(float) * img_floats);
+                memcpy(dst + b->n_images * img_floats, src + (size_t)ex->image[k] * img_floats, sizeof(float) * img_floats);
                 local[k] = b->n_images++;
             }
         }

@@ -53,7 +53,9 @@ typedef struct {
     TrainExample *ex;
     int n;
     int n_images, image_size;
-    float *pixels;           // (n_images, 3, S, S) preprocessed once
+    float *pixels;           // (n_images, 3, S, S) preprocessed once; NULL once feats replace them
+    float *feats;            // (n_images, feat_size) the frozen tower's features (train_data_encode_images), or NULL
+    int feat_size;           // image_tokens * vision hidden
     char **image_names;      // (n_images) for messages
     int max_row_len;
     int n_bad;               // records skipped with skip_bad
@@ -64,9 +66,11 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
                      const PreprocessConfig *pcfg, const TrainDataOptions *opt);
 void train_data_free(TrainData *d);
 // Random examples for benchmarks: each has [BOS, image tokens, prompt_len - 1 text tokens] as its prompt
-// (image-free rows drop the image tokens) and random responses of resp_len tokens; random pixels.
+// (image-free rows drop the image tokens) and random responses of resp_len tokens, except every seventh
+// example (e % 7 == 6) when long_resp_len > 0: responses of long_resp_len tokens (the demo's SFT data has a
+// caption among each scene's six questions); random pixels.
 void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, const LlavaConfig *cfg, int prompt_len,
-                          int resp_len, unsigned long long seed);
+                          int resp_len, int long_resp_len, unsigned long long seed);
 
 // The order examples are visited in: a seeded permutation per epoch; the position (epoch, cursor) is
 // what checkpoints save, so a resumed run continues with the same next example.
@@ -103,7 +107,8 @@ typedef struct {
 
 typedef struct {
     int B, n_images;                  // logical rows in all groups; distinct images
-    float *pixels;                    // (n_images, 3, S, S), read by the image group
+    float *pixels;                    // (n_images, 3, S, S), read by the image group; or, when the data has
+    float *feats;                     // features, (n_images, feat_size) and pixels NULL
     int *example_of_row, *kind_of_row, *length_of_row;  // (B) per logical row
     BatchGroup g[2];                  // 0: rows with an image, 1: image-free rows
     int cap_rows, cap_images, pack;

@@ -92,7 +92,7 @@ void mem_plan_print(FILE *f, const MemPlan *p) {
     if (p->ref_acts) fprintf(f, " (the online reference's forward %s of it)", human_bytes(b0, p->ref_acts));
     fprintf(f, "\n");
     if (p->prepass)
-        fprintf(f, "  pre-pass     %s (the cached reference's forward arena, freed before training)\n", human_bytes(b0, p->prepass));
+        fprintf(f, "  pre-pass     %s (the frozen tower's features and the cached reference: forward arenas, freed before training)\n", human_bytes(b0, p->prepass));
     if (p->eval) fprintf(f, "  evaluation   %s (the --val forward arena, while an evaluation runs)\n", human_bytes(b0, p->eval));
 }
 
@@ -216,14 +216,21 @@ void plan_compute(Plan *p, const PlanSpec *s) {
     if (ref_copy) llava_init(&ref, be, &s->cfg, (LlavaTrainable){0, 0, 0});
     // one example of the planned lengths gives the batch capacities, as the data file's longest rows would
     TrainData d;
-    train_data_synthetic(&d, s->recipe, 1, &s->cfg, s->prompt_len, s->response_len, 1);
+    train_data_synthetic(&d, s->recipe, 1, &s->cfg, s->prompt_len, s->response_len, 0, 1);
     TrainBatch tb;
     train_batch_init(&tb, &d, s->batch, s->pack);
     BatchActs pre, acts, ref_acts, ev;
     size_t prepass = 0, eval = 0;
+    if (train_caches_features(&m, s->cfg.vision.image_size)) {  // a frozen tower's features, computed once, freed
+        LlavaActs fa;
+        llava_features_acts_init(&fa, &m);
+        prepass = fa.arena.cap;
+        llava_acts_free(&fa);
+    }
     if (cached) {  // the pre-pass: a forward-only arena, freed before training (again for --val's examples)
         batch_acts_init(&pre, &m, &tb, ACTS_INFERENCE);
-        prepass = acts_bytes(NULL, &pre);
+        const size_t b = acts_bytes(NULL, &pre);
+        if (b > prepass) prepass = b;
         batch_acts_free(&pre);
     }
     batch_acts_init(&acts, &m, &tb, s->recompute ? ACTS_BACKWARD_RECOMPUTE : ACTS_BACKWARD);

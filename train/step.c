@@ -7,6 +7,23 @@
 #include "../util/common.h"
 #include "plan.h"
 
+int train_caches_features(const Llava *m, int image_size) {
+    const size_t feat = (size_t)m->cfg.image_tokens * m->cfg.vision.hidden, px = (size_t)3 * image_size * image_size;
+    const char *e = getenv("VLM_CACHE_FEATURES");
+    return !m->ps_vision.grad && feat <= px && !(e && !strcmp(e, "0"));
+}
+
+int train_data_encode_images(TrainData *d, const Llava *m) {
+    const size_t feat = (size_t)m->cfg.image_tokens * m->cfg.vision.hidden;
+    if (!train_caches_features(m, d->image_size) || d->n_images == 0 || d->feats) return 0;
+    d->feats = xmalloc(sizeof(float) * d->n_images * feat);
+    llava_image_features(m, d->pixels, d->n_images, d->feats);
+    d->feat_size = (int)feat;
+    free(d->pixels);
+    d->pixels = NULL;
+    return 1;
+}
+
 void batch_acts_init(BatchActs *ba, const Llava *m, const TrainBatch *tb, ActsMode mode) {
     memset(ba, 0, sizeof(*ba));
     for (int g = 0; g < 2; g++) {
@@ -33,7 +50,7 @@ void batch_forward(const Llava *m, BatchActs *ba, const TrainBatch *tb) {
         const BatchGroup *G = &tb->g[g];
         if (G->B == 0) continue;
         LlavaBatch lb = {.B = G->B, .T = G->T, .ids = G->ids, .lengths = G->lengths, .image_of_row = G->image_of_row,
-                         .n_images = g == 0 ? tb->n_images : 0, .pixels = tb->pixels, .pos = G->pos,
+                         .n_images = g == 0 ? tb->n_images : 0, .pixels = tb->pixels, .feats = tb->feats, .pos = G->pos,
                          .segment = G->packed ? G->segment : NULL, .n_out = G->n_out, .out_index = G->out_index,
                          .out_target = G->out_target, .out_row = G->out_row, .n_logical = tb->B};
         llava_forward(m, &ba->a[g], &lb);

@@ -14,6 +14,15 @@ typedef struct {
     int *row_count;
 } BatchActs;
 
+// A frozen vision tower gives each image the same features at every step: they are computed once here and
+// replace the data's pixels (batches then carry features, and llava_forward skips the tower), when they take
+// no more memory than the pixels (the demo: 9 x 96 floats against 3 x 48 x 48). The same numbers as running
+// the tower in each batch (llava_image_features). Returns 1 if it did; a trained tower keeps the pixels.
+// VLM_CACHE_FEATURES=0 turns it off (the tower runs in every batch, as the tests compare).
+int train_data_encode_images(TrainData *d, const Llava *m);
+// Whether train_data_encode_images would replace images of image_size pixels by features (the memory plan asks).
+int train_caches_features(const Llava *m, int image_size);
+
 void batch_acts_init(BatchActs *ba, const Llava *m, const TrainBatch *tb, ActsMode mode);
 void batch_acts_free(BatchActs *ba);
 // Runs every group; ba->row_logp[b], ba->row_count[b] are the summed response log-probs of each logical row.

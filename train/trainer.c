@@ -49,13 +49,15 @@ static double *compute_ref(const Llava *m, const TrainData *d, int batch, int pa
     return out;
 }
 
-// The cached pre-pass: out_dir/ref-<data hash>.bin, valid when model, data and recipe hashes all match.
-// Called before any update (and before a resume loads newer weights), so `policy` holds the base weights.
+// The cached pre-pass: ref-<data hash>-<model hash>.bin in --ref-cache (default --out), valid when model, data
+// and recipe hashes all match (the header). Called before any update (and before a resume loads newer weights),
+// so `policy` holds the base weights.
 static double *reference_logps(const TrainConfig *c, const Llava *policy, const TrainData *d, const char *what) {
     const int R = d->recipe->n_rows;
     char name[64];
-    snprintf(name, sizeof(name), "ref-%016llx.bin", d->hash);
-    char *path = path_join(c->out_dir, name);
+    snprintf(name, sizeof(name), "ref-%016llx-%016llx.bin", d->hash, model_hash(policy));
+    if (c->ref_cache) mkdir_p(c->ref_cache);
+    char *path = path_join(c->ref_cache ? c->ref_cache : c->out_dir, name);
     RefCacheHeader want = {{'V', 'L', 'M', 'R', 'E', 'F', 'L', 'P'}, 1, d->recipe->id, d->n, R, model_hash(policy), d->hash};
     size_t len;
     char *buf = try_read_file(path, &len);
@@ -253,7 +255,6 @@ void llava_train_open(TrainModel *M, const TrainConfig *c, const Backend *be) {
     train_data_load(&T->data, c->recipe, c->data_path, cfg, &pcfg, &dopt);
     if (c->val_path) train_data_load(&T->val, c->recipe, c->val_path, cfg, &pcfg, &dopt);
     free(tok);
-
     if (c->lora.r > 0) {
         if (T->policy.ps_text.grad) fatal("vlm train: with LoRA the decoder's own weights stay frozen (leave decoder out of --train)");
         lora_init(&T->lora, &T->policy.lm, &c->lora, c->seed);
@@ -270,14 +271,20 @@ void llava_train_open(TrainModel *M, const TrainConfig *c, const Backend *be) {
 
     // reference log-probs: the pre-pass cache (computed before any update, and before a resume loads newer
     // weights), or a frozen copy online
-    if (c->recipe->uses_reference) {
-        if (c->ref_online && !T->have_lora) {
-            llava_load(&T->ref_model, be, c->model_dir, (LlavaTrainable){0, 0, 0});
-            T->have_ref_model = 1;
-        } else if (!c->ref_online) {
-            T->ref = reference_logps(c, &T->policy, &T->data, "train");
-            if (c->val_path) T->val_ref = reference_logps(c, &T->policy, &T->val, "val");
-        }
+    if (c->recipe->uses_reference && c->ref_online && !T->have_lora) {
+        llava_load(&T->ref_model, be, c->model_dir, (LlavaTrainable){0, 0, 0});
+        T->have_ref_model = 1;
+    }
+    // a frozen tower's features, once per image instead of once per image and step (the pre-pass below uses
+    // them too); here, after the model's stores are all allocated, is where the memory plan counts its arena
+    double t0 = now_seconds();
+    if (train_data_encode_images(&T->data, &T->policy) && !c->quiet)
+        fprintf(stderr, "train: vision tower frozen: features of %d images computed once (%.1f MiB, %.1f s)\n",
+                T->data.n_images, (double)T->data.n_images * T->data.feat_size * sizeof(float) / 1048576, now_seconds() - t0);
+    if (c->val_path) train_data_encode_images(&T->val, &T->policy);
+    if (c->recipe->uses_reference && !c->ref_online) {
+        T->ref = reference_logps(c, &T->policy, &T->data, "train");
+        if (c->val_path) T->val_ref = reference_logps(c, &T->policy, &T->val, "val");
     }
     train_batch_init(&T->tb, &T->data, c->batch, c->pack);
     batch_acts_init(&T->acts, &T->policy, &T->tb, c->recompute ? ACTS_BACKWARD_RECOMPUTE : ACTS_BACKWARD);

@@ -23,6 +23,8 @@ typedef struct {
     LossParams loss;           // the parameters of the recipe's loss
     double crop_scale[2];      // mDPO's corrupted image: a random-resized crop keeping this range of the area
     int ref_online;            // 1: a frozen copy of the model runs every step; 0: cached pre-pass
+    const char *ref_cache;     // folder of the pre-pass's cache files (NULL: out_dir); runs of one model on one
+                               // data set can share it (the files are keyed by both)
     unsigned long long seed;
     int save_every, eval_every, log_every;  // in optimizer steps; 0: never (a final checkpoint is always written)
     int resume;                // continue from out_dir/latest if it exists

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util/common.h"
+#include "common.h"
 
 static uint64_t fnv1a(const char *s) {
     uint64_t h = 1469598103934665603ull;

@@ -1,5 +1,5 @@
 // A string -> int map (open addressing, FNV-1a). The scorers use it for synonym look-ups, question ids
-// and image ids. Keys are copied; values are whatever the caller stores (usually an index).
+// and image ids, the training data loader for image paths. Keys are copied; values are whatever the caller stores (usually an index).
 #pragma once
 
 typedef struct {
