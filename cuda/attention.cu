@@ -31,16 +31,9 @@
 //     (HD 4..12) and odd head dims run here.
 // Every kernel handles any T (partial tiles are zero-filled and masked), padding, segments and GQA.
 // The fp32 build (VLM_CUDA_FP32) has only the generic path: the tensor-core kernels are bf16 by nature.
-#include <cuda_runtime.h>
-#include <cuda_bf16.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "attention_common.cuh"
-#include "cuda_backend.h"
-#include "floatx.cuh"
+#include "common.cuh"
 #include "ptx.cuh"
 
 // The tensor-core kernels take bf16 operands only (mma.sync with bf16 inputs, ldmatrix of 16-bit rows), so
@@ -90,12 +83,6 @@ __device__ __forceinline__ int attn_kvlen(const AttnParams &p, int b) {
 // the mask of attn_visible() in model/ops_cpu.c; si, sj are the segment ids (ignored when !hasseg)
 __device__ __forceinline__ bool attn_vis(int i, int j, int kvlen, int causal, bool hasseg, int si, int sj) {
     return j < kvlen && (!causal || j <= i) && (!hasseg || sj == 0 || sj == si);
-}
-
-__device__ __forceinline__ float warp_sum(float x) {
-    #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-    return x;
 }
 
 // The first step of every backward (both paths):
@@ -988,25 +975,7 @@ __global__ void attn_bwd_kv_generic_kernel(floatX *__restrict__ dk, floatX *__re
 }
 
 // ----------------------------------------------------------------------------------------------------
-// scratch and padding fixup (shared with the cuDNN path)
-
-static void *g_scratch[3];
-static size_t g_scratch_bytes[3];
-
-void *attn_scratch(int slot, size_t bytes) {
-    if (slot < 0 || slot >= 3) fatal("attn_scratch: bad slot %d", slot);
-    if (bytes > g_scratch_bytes[slot]) {
-        if (g_scratch[slot]) {
-            ATTN_CUDA_CHECK(cudaStreamSynchronize(attn_stream()));  // earlier work may still read it
-            ATTN_CUDA_CHECK(cudaFree(g_scratch[slot]));
-        }
-        size_t want = bytes + bytes / 4 + (1 << 20);
-        if (cudaMalloc(&g_scratch[slot], want) != cudaSuccess)
-            fatal("attention: out of GPU memory allocating %zu bytes of scratch", want);
-        g_scratch_bytes[slot] = want;
-    }
-    return g_scratch[slot];
-}
+// padding fixup (shared with the cuDNN path)
 
 // one block per (b, t) token
 __global__ void attn_fixup_kernel(floatX *out, float *lse, floatX *dq, floatX *dk, floatX *dv, const AttnParams p) {
@@ -1033,9 +1002,9 @@ __global__ void attn_fixup_kernel(floatX *out, float *lse, floatX *dq, floatX *d
 void attn_fixup_padding(void *out, float *lse, void *dq, void *dk, void *dv, const AttnShape *s) {
     if (!s->kv_len || s->B <= 0 || s->T <= 0) return;
     const AttnParams p = attn_params(s);
-    attn_fixup_kernel<<<(unsigned)((long long)s->B * s->T), 128, 0, attn_stream()>>>(
+    attn_fixup_kernel<<<(unsigned)((long long)s->B * s->T), 128, 0, stream_main()>>>(
         (floatX *)out, lse, (floatX *)dq, (floatX *)dk, (floatX *)dv, p);
-    ATTN_LAUNCH_CHECK();
+    CUDA_LAUNCH_CHECK();
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -1059,8 +1028,6 @@ static void check_shape(const AttnShape *s, const char *what) {
 }
 
 #if ATTN_TENSOR_CORES
-static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
-
 // the tensor-core kernels need HD a multiple of 16 (instantiated below) and 16-byte aligned rows
 static int use_tc(const AttnShape *s, const void *a, const void *b, const void *c, const void *d, const void *e,
                   const void *f) {
@@ -1076,13 +1043,13 @@ static int use_tc(const AttnShape *s, const void *a, const void *b, const void *
     if (s->q_stride % 8 || s->kv_stride % 8) return 0;
     const void *ps[6] = {a, b, c, d, e, f};
     for (int i = 0; i < 6; i++)
-        if (ps[i] && !aligned16(ps[i])) return 0;
+        if (ps[i] && !is_aligned16(ps[i])) return 0;
     return 1;
 }
 
 template <typename K>
 static void set_smem(K kernel, size_t bytes) {
-    if (bytes > 48 * 1024) ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    if (bytes > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
 template <int HD>
@@ -1092,8 +1059,8 @@ static void launch_fwd(bf16 *out, float *lse, const bf16 *q, const bf16 *k, cons
     if (!init) { set_smem(flash_fwd_kernel<HD>, C::SMEM); init = true; }
     const long long blocks = (long long)((p.T + C::BQ - 1) / C::BQ) * p.NH * p.B;
     if (blocks > 0x7fffffffLL) fatal("attention_forward: %lld blocks exceed the grid limit", blocks);
-    flash_fwd_kernel<HD><<<(unsigned)blocks, C::NTHREADS, C::SMEM, attn_stream()>>>(out, lse, q, k, v, p);
-    ATTN_LAUNCH_CHECK();
+    flash_fwd_kernel<HD><<<(unsigned)blocks, C::NTHREADS, C::SMEM, stream_main()>>>(out, lse, q, k, v, p);
+    CUDA_LAUNCH_CHECK();
 }
 
 template <int HD>
@@ -1109,9 +1076,9 @@ static void launch_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const flo
     (void)sizeof(CQ);
     if (blocks > 0x7fffffffLL) fatal("attention_backward: %lld blocks exceed the grid limit", blocks);
     if (blocks == 0) return;
-    flash_bwd_kernel<HD><<<(unsigned)blocks, 128, BwdCfg<HD>::SMEM, attn_stream()>>>(dq, dk, dv, dout, lse, D, q, k, v,
+    flash_bwd_kernel<HD><<<(unsigned)blocks, 128, BwdCfg<HD>::SMEM, stream_main()>>>(dq, dk, dv, dout, lse, D, q, k, v,
                                                                                      p, (int)ck, (int)cq);
-    ATTN_LAUNCH_CHECK();
+    CUDA_LAUNCH_CHECK();
 }
 #endif  // ATTN_TENSOR_CORES
 
@@ -1119,8 +1086,8 @@ template <int NC>
 static void launch_generic_fwd(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                                const AttnParams &p) {
     const long long rows = (long long)p.B * p.NH * p.T;
-    attn_fwd_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, attn_stream()>>>(out, lse, q, k, v, p);
-    ATTN_LAUNCH_CHECK();
+    attn_fwd_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, stream_main()>>>(out, lse, q, k, v, p);
+    CUDA_LAUNCH_CHECK();
 }
 
 template <int NC>
@@ -1128,13 +1095,13 @@ static void launch_generic_bwd(floatX *dq, floatX *dk, floatX *dv, const floatX 
                                const floatX *q, const floatX *k, const floatX *v, const AttnParams &p) {
     if (dq) {
         const long long rows = (long long)p.B * p.NH * p.T;
-        attn_bwd_q_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, attn_stream()>>>(dq, dout, lse, D, q, k, v, p);
-        ATTN_LAUNCH_CHECK();
+        attn_bwd_q_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, stream_main()>>>(dq, dout, lse, D, q, k, v, p);
+        CUDA_LAUNCH_CHECK();
     }
     if (dk || dv) {
         const long long rows = (long long)p.B * p.NKV * p.T;
-        attn_bwd_kv_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, attn_stream()>>>(dk, dv, dout, lse, D, q, k, v, p);
-        ATTN_LAUNCH_CHECK();
+        attn_bwd_kv_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, stream_main()>>>(dk, dv, dout, lse, D, q, k, v, p);
+        CUDA_LAUNCH_CHECK();
     }
 }
 
@@ -1177,19 +1144,19 @@ void flash_attention_backward(void *dq, void *dk, void *dv, const void *dout, co
     if (!dq && !dk && !dv) return;
     const AttnParams p = attn_params(s);
     // D = rowsum(dO * O): (B, NH, T) fp32 scratch
-    float *D = (float *)attn_scratch(0, sizeof(float) * (size_t)s->B * s->NH * s->T);
+    float *D = (float *)cuda_scratch(sizeof(float) * (size_t)s->B * s->NH * s->T);
     {
         const long long rows = (long long)s->B * s->T * s->NH;
-        bwd_dot_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, attn_stream()>>>(D, (const floatX *)dout,
+        bwd_dot_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, stream_main()>>>(D, (const floatX *)dout,
                                                                               (const floatX *)out, s->B, s->T, s->NH,
                                                                               s->HD);
-        ATTN_LAUNCH_CHECK();
+        CUDA_LAUNCH_CHECK();
     }
     floatX *gq = (floatX *)dq, *gk = (floatX *)dk, *gv = (floatX *)dv;
     const floatX *go = (const floatX *)dout, *qq = (const floatX *)q, *kk = (const floatX *)k, *vv = (const floatX *)v;
     const float *l = (const float *)lse;
 #if ATTN_TENSOR_CORES
-    if (use_tc(s, dq, dk, dv, q, k, v) && aligned16(dout)) {
+    if (use_tc(s, dq, dk, dv, q, k, v) && is_aligned16(dout)) {
         switch (s->HD) {
             case 16: launch_bwd<16>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
             case 32: launch_bwd<32>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
