@@ -194,44 +194,48 @@ static inline unsigned grid_for(size_t work, size_t per_block) {
 // the logistic function as SiLU and SwiGLU use it (cuda/elementwise.cu, the fused SwiGLU of cuda/gemv.cu)
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-__device__ __forceinline__ double warp_sum_double(double v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
+// ----------------------------------------------------------------------------------------------------
+// reductions over a warp and over a block, in a fixed order (lanes by xor tree, then warps in index order),
+// so that a result is the same bits on every run. `op` combines two partial results (SumOp, MaxOp, or a
+// kernel's own, like the classifier's (max, sum of exp) pairs); T is float, double or float2.
 
-// Sum over the whole block (blockDim.x a multiple of 32, at most 1024), returned to every thread.
-// The order is fixed (lanes by xor tree, then warps in index order), so results are deterministic.
-// Starts with a barrier so that it can be called several times in a row.
-__device__ __forceinline__ float block_sum(float v) {
-    __shared__ float warp_part[32];
+struct SumOp {
+    template <typename T>
+    __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+struct MaxOp {
+    __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+__device__ __forceinline__ float shfl_xor(float v, int o) { return __shfl_xor_sync(0xffffffffu, v, o); }
+__device__ __forceinline__ double shfl_xor(double v, int o) { return __shfl_xor_sync(0xffffffffu, v, o); }
+__device__ __forceinline__ float2 shfl_xor(float2 v, int o) { return make_float2(shfl_xor(v.x, o), shfl_xor(v.y, o)); }
+
+// op over the 32 lanes of the warp, returned to every lane
+template <typename T, typename Op>
+__device__ __forceinline__ T warp_reduce(T v, Op op) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = op(v, shfl_xor(v, o));
+    return v;
+}
+__device__ __forceinline__ float warp_sum(float v) { return warp_reduce(v, SumOp()); }
+__device__ __forceinline__ float warp_max(float v) { return warp_reduce(v, MaxOp()); }
+
+// op over the whole block (blockDim.x a multiple of 32, at most 1024), returned to every thread; `identity`
+// is op's neutral element. Starts with a barrier so that it can be called several times in a row, and its
+// barriers also publish the shared-memory writes made before it.
+template <typename T, typename Op>
+__device__ __forceinline__ T block_reduce(T v, T identity, Op op) {
+    __shared__ T warp_part[32];  // one array per (T, Op) instantiation
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    v = warp_sum(v);
+    v = warp_reduce(v, op);
     __syncthreads();
     if (lane == 0) warp_part[warp] = v;
     __syncthreads();
-    float s = 0.0f;
-    for (int w = 0; w < nwarps; w++) s += warp_part[w];
+    T s = identity;
+    for (int w = 0; w < nwarps; w++) s = op(s, warp_part[w]);
     return s;
 }
-__device__ __forceinline__ double block_sum_double(double v) {
-    __shared__ double warp_part_d[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    v = warp_sum_double(v);
-    __syncthreads();
-    if (lane == 0) warp_part_d[warp] = v;
-    __syncthreads();
-    double s = 0.0;
-    for (int w = 0; w < nwarps; w++) s += warp_part_d[w];
-    return s;
-}
+__device__ __forceinline__ float block_sum(float v) { return block_reduce(v, 0.0f, SumOp()); }
+__device__ __forceinline__ double block_sum(double v) { return block_reduce(v, 0.0, SumOp()); }
+__device__ __forceinline__ float block_max(float v) { return block_reduce(v, -INFINITY, MaxOp()); }

@@ -103,20 +103,6 @@ extern "C" void cuda_rope_kv_append(void *qkv, const int *pos, void *kcache, voi
 #define DEC_UNROLL 4      // key groups per lane in flight in the score pass
 #define DEC_MAX_SPLITS 16
 
-// Max over the block, returned to every thread (same pattern as block_sum in common.cuh: starts with a
-// barrier so it can follow other reductions).
-__device__ __forceinline__ float block_max(float v) {
-    __shared__ float warp_part_max[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) warp_part_max[warp] = v;
-    __syncthreads();
-    float m = -INFINITY;
-    for (int w = 0; w < nwarps; w++) m = fmaxf(m, warp_part_max[w]);
-    return m;
-}
-
 // The generic kernel, any head dim: grid (NH, B), DEC_THREADS threads; dynamic shared memory:
 // q (HD) | acc (HD) | p (DEC_CHUNK) floats
 __global__ void attention_decode_kernel(floatX *out, const floatX *q, const floatX *k, const floatX *v, const int *len,

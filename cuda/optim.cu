@@ -22,7 +22,7 @@ __global__ void sumsq_partial_kernel(double *partial, const floatX *x, size_t n,
         for (int k = 0; k < 8; k++) s += v[k] * v[k];
         acc += s;
     }
-    acc = block_sum_double(acc);
+    acc = block_sum(acc);
     if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
 
@@ -30,7 +30,7 @@ __global__ void sumsq_partial_kernel(double *partial, const floatX *x, size_t n,
 __global__ void sumsq_final_kernel(double *out, const double *partial, int count) {
     double acc = 0.0;
     for (int i = threadIdx.x; i < count; i += blockDim.x) acc += partial[i];
-    acc = block_sum_double(acc);
+    acc = block_sum(acc);
     if (threadIdx.x == 0) *out = acc;
 }
 
