@@ -134,6 +134,118 @@ __device__ __forceinline__ int ldsm_bn_col(int lane) { return ((lane >> 3) & 1) 
 #define ldsm_bt_row ldsm_a_row
 #define ldsm_bt_col ldsm_a_col
 
+// ----------------------------------------------------------------------------------------------------
+// warp tile products: every matrix product of the tensor-core kernels is one of these two, computed by one
+// warp with mma.sync m16n8k16 (bf16 operands, fp32 accumulators; fragment layouts in cuda/ptx.cuh).
+//
+//   warp_mma_abt   C (16 MT x 8 NT) += A (16 MT x 16 KS) B^T
+//                  B (8 NT x 16 KS) is stored [n][k] in shared memory, so its rows are rows of K, Q, V or dO
+//                  with the head dim as k: S = Q K^T, S^T = K Q^T, dP = dO V^T, dP^T = V dO^T.
+//                  A comes from shared memory stored [m][k] (SmemA: the tile and the warp's first row) or from
+//                  fragments already in registers (RegA: f[mt][kk] as load_a_tiles gave them).
+//   warp_mma_pb    C (16 MT x 8 NT) += P (16 MT x 16 KT) B
+//                  P is held as the fp32 accumulator tiles p[MT][2 KT][4] of an earlier product (S, P^T, dS,
+//                  dS^T after the softmax step) and rounded to bf16 on the way in (acc_to_a: an accumulator
+//                  pair of n-tiles is exactly an A fragment); B (16 KT x 8 NT) is stored [k][n] in shared memory,
+//                  rows of V, dO, Q or K with the head dim as n, read with ldmatrix .trans: O += P V,
+//                  dV += P^T dO, dK += dS^T Q, dQ += dS K.
+//
+// Fragments per thread (g = lane/4, t = lane%4): C is c[MT][NT][4], c[mt][n] the 16 x 8 tile of rows 16 mt..,
+// columns 8 n.., of which the thread holds C[g][2t], C[g][2t+1], C[g+8][2t], C[g+8][2t+1]; an A fragment is
+// 4 registers of 2 bf16 (the 16 x 16 block of m-tile mt, k step kk), a B fragment 2 registers per n-tile, one
+// ldmatrix.x4 giving n-tiles 2j and 2j+1. Each B fragment feeds all MT m-tiles, so MT = 2 halves the shared-
+// memory reads per FLOP. Shared tiles have pitch SROW (HD + 8). Every element of C sums its k steps in
+// increasing order, one mma each: bit-identical to the loops these replaced.
+
+// A fragments from shared memory stored [m][k]. The warp's first row is an offset, not a moved pointer: the
+// same address arithmetic as the loops this replaced, with which ptxas allocates registers as before (a moved
+// pointer cost the HD 64 backward a spill slot).
+template <int SROW>
+struct SmemA {
+    const bf16 *p;  // the tile, [rows][SROW]
+    int row0;       // the warp's first row
+    int lane;
+    __device__ __forceinline__ void operator()(uint32_t (&a)[4], int mt, int kk) const {
+        const int row = row0 + 16 * mt + ldsm_a_row(lane);
+        ldsm_x4(a[0], a[1], a[2], a[3], p + row * SROW + kk * 16 + ldsm_a_col(lane));
+    }
+};
+
+// A fragments already in registers, loaded once for many products (Q and dO in the query blocks). Every loop
+// over them is unrolled, so the indices are constants and the caller's array stays in registers.
+template <int KS>
+struct RegA {
+    const uint32_t (*f)[KS][4];  // f[mt][kk]: m-tile mt, k step kk
+    __device__ __forceinline__ void operator()(uint32_t (&a)[4], int mt, int kk) const {
+        #pragma unroll
+        for (int e = 0; e < 4; e++) a[e] = f[mt][kk][e];
+    }
+};
+
+// The A fragments of a warp's 16 MT x 16 KS tile, from shared memory into registers (for RegA)
+template <int SROW, int MT, int KS>
+__device__ __forceinline__ void load_a_tiles(uint32_t (&f)[MT][KS][4], const SmemA<SROW> &src) {
+    #pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        #pragma unroll
+        for (int kk = 0; kk < KS; kk++) src(f[mt][kk], mt, kk);
+}
+
+// c[mt][2j] and c[mt][2j+1] += a[mt] times the B fragments b[0..1] (n-tile 2j) and b[2..3] (n-tile 2j+1), for
+// every m-tile: one B fragment pair serves all MT m-tiles
+template <int MT, int NT>
+__device__ __forceinline__ void mma_ntile_pair(float (&c)[MT][NT][4], const uint32_t (&a)[MT][4], int j,
+                                               const uint32_t (&b)[4]) {
+    #pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        mma16816(c[mt][2 * j], a[mt], b[0], b[1]);
+        mma16816(c[mt][2 * j + 1], a[mt], b[2], b[3]);
+    }
+}
+
+template <int SROW, int KS, int MT, int NT, typename AFrag>
+__device__ __forceinline__ void warp_mma_abt(float (&c)[MT][NT][4], const AFrag &afrag, const bf16 *sB, int lane) {
+    static_assert(NT % 2 == 0, "B fragments come in pairs of n-tiles");
+    #pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+        uint32_t a[MT][4];
+        #pragma unroll
+        for (int mt = 0; mt < MT; mt++) afrag(a[mt], mt, kk);
+        #pragma unroll
+        for (int n2 = 0; n2 < NT / 2; n2++) {
+            uint32_t b[4];
+            ldsm_x4(b[0], b[1], b[2], b[3], sB + (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane));
+            mma_ntile_pair(c, a, n2, b);
+        }
+    }
+}
+
+template <int SROW, int MT, int NT, int NP>
+__device__ __forceinline__ void warp_mma_pb(float (&c)[MT][NT][4], const float (&p)[MT][NP][4], const bf16 *sB,
+                                            int lane) {
+    static_assert(NT % 2 == 0 && NP % 2 == 0, "fragments come in pairs of n-tiles");
+    #pragma unroll
+    for (int kk = 0; kk < NP / 2; kk++) {
+        uint32_t a[MT][4];
+        #pragma unroll
+        for (int mt = 0; mt < MT; mt++) acc_to_a(a[mt], p[mt][2 * kk], p[mt][2 * kk + 1]);
+        #pragma unroll
+        for (int n2 = 0; n2 < NT / 2; n2++) {
+            uint32_t b[4];
+            ldsm_x4_t(b[0], b[1], b[2], b[3], sB + (kk * 16 + ldsm_bt_row(lane)) * SROW + n2 * 16 + ldsm_bt_col(lane));
+            mma_ntile_pair(c, a, n2, b);
+        }
+    }
+}
+
+template <int MT, int NT>
+__device__ __forceinline__ void zero_tiles(float (&c)[MT][NT][4]) {
+    #pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        #pragma unroll
+        for (int n = 0; n < NT; n++) c[mt][n][0] = c[mt][n][1] = c[mt][n][2] = c[mt][n][3] = 0.f;
+}
+
 // Issues cp.async copies of a ROWS x HD tile (global rows at `stride` elements) into shared memory at
 // pitch HD + 8. Rows >= valid_rows are zero-filled: padded keys then give finite scores (masked later)
 // and padded values contribute exactly 0 (0 * garbage could be NaN; 0 * 0 cannot).
@@ -234,10 +346,9 @@ __global__ void __launch_bounds__(128) flash_fwd_kernel(bf16 *__restrict__ out, 
     uint32_t qf[QREG ? MT : 1][QREG ? KS : 1][4];
     float o[MT][DT][4];
     float m[MT][2], l[MT][2];
+    zero_tiles(o);
     #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
-        #pragma unroll
-        for (int d = 0; d < DT; d++) o[mt][d][0] = o[mt][d][1] = o[mt][d][2] = o[mt][d][3] = 0.f;
         m[mt][0] = m[mt][1] = -INFINITY;
         l[mt][0] = l[mt][1] = 0.f;
     }
@@ -248,47 +359,16 @@ __global__ void __launch_bounds__(128) flash_fwd_kernel(bf16 *__restrict__ out, 
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();  // tile `it` (and Q) visible to all warps
-        if (QREG && it == 0) {
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-                #pragma unroll
-                for (int kk = 0; kk < KS; kk++)
-                    ldsm_x4(qf[QREG ? mt : 0][QREG ? kk : 0][0], qf[QREG ? mt : 0][QREG ? kk : 0][1],
-                            qf[QREG ? mt : 0][QREG ? kk : 0][2], qf[QREG ? mt : 0][QREG ? kk : 0][3],
-                            sQ + (warp * 16 * MT + 16 * mt + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
+        if constexpr (QREG) {
+            if (it == 0) load_a_tiles(qf, SmemA<SROW>{sQ, warp * 16 * MT, lane});
         }
         const bf16 *sKb = sK + buf * BK * SROW, *sVb = sV + buf * BK * SROW;
 
         // S (32 x BK per warp) = Q K^T
         float s[MT][NT][4];
-        #pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-            #pragma unroll
-            for (int n = 0; n < NT; n++) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.f;
-        #pragma unroll
-        for (int kk = 0; kk < KS; kk++) {
-            uint32_t a[MT][4];
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                if (QREG) {
-                    #pragma unroll
-                    for (int e = 0; e < 4; e++) a[mt][e] = qf[QREG ? mt : 0][QREG ? kk : 0][e];
-                } else {
-                    ldsm_x4(a[mt][0], a[mt][1], a[mt][2], a[mt][3],
-                            sQ + (warp * 16 * MT + 16 * mt + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
-                }
-            }
-            #pragma unroll
-            for (int n2 = 0; n2 < NT / 2; n2++) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4(b0, b1, b2, b3, sKb + (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane));
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(s[mt][2 * n2], a[mt], b0, b1);
-                    mma16816(s[mt][2 * n2 + 1], a[mt], b2, b3);
-                }
-            }
-        }
+        zero_tiles(s);
+        if constexpr (QREG) warp_mma_abt<SROW, KS>(s, RegA<KS>{qf}, sKb, lane);
+        else warp_mma_abt<SROW, KS>(s, SmemA<SROW>{sQ, warp * 16 * MT, lane}, sKb, lane);
 
         #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
@@ -335,22 +415,7 @@ __global__ void __launch_bounds__(128) flash_fwd_kernel(bf16 *__restrict__ out, 
         }
 
         // O (32 x HD) += P (32 x BK, bf16) V (BK x HD)
-        #pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++) {
-            uint32_t a[MT][4];
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++) acc_to_a(a[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
-            #pragma unroll
-            for (int d2 = 0; d2 < HD / 16; d2++) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4_t(b0, b1, b2, b3, sVb + (kk * 16 + ldsm_bt_row(lane)) * SROW + d2 * 16 + ldsm_bt_col(lane));
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(o[mt][2 * d2], a[mt], b0, b1);
-                    mma16816(o[mt][2 * d2 + 1], a[mt], b2, b3);
-                }
-            }
-        }
+        warp_mma_pb<SROW>(o, s, sVb, lane);
         __syncthreads();  // all warps done with buffer `buf` before iteration it+1 refills it
     }
     cp_async_wait<0>();
@@ -468,12 +533,8 @@ __device__ __forceinline__ void bwd_kv_block(const int kt, const int kvh, const 
     cp_async_commit();
 
     float dka[MT][DT][4], dva[MT][DT][4];
-    #pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-        #pragma unroll
-        for (int d = 0; d < DT; d++)
-            #pragma unroll
-            for (int e = 0; e < 4; e++) dka[mt][d][e] = dva[mt][d][e] = 0.f;
+    zero_tiles(dka);
+    zero_tiles(dva);
 
     for (int it = 0; it < nitems; it++) {
         const int buf = it & 1;
@@ -487,28 +548,8 @@ __device__ __forceinline__ void bwd_kv_block(const int kt, const int kvh, const 
 
         // S^T (16 MT keys x BQ queries) = K_w Q^T
         float st[MT][NQT][4];
-        #pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-            #pragma unroll
-            for (int n = 0; n < NQT; n++) st[mt][n][0] = st[mt][n][1] = st[mt][n][2] = st[mt][n][3] = 0.f;
-        #pragma unroll
-        for (int kk = 0; kk < KS; kk++) {
-            uint32_t a[MT][4];
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-                ldsm_x4(a[mt][0], a[mt][1], a[mt][2], a[mt][3],
-                        sK + (kwl + 16 * mt + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
-            #pragma unroll
-            for (int n2 = 0; n2 < NQT / 2; n2++) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4(b0, b1, b2, b3, sQb + (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane));
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(st[mt][2 * n2], a[mt], b0, b1);
-                    mma16816(st[mt][2 * n2 + 1], a[mt], b2, b3);
-                }
-            }
-        }
+        zero_tiles(st);
+        warp_mma_abt<SROW, KS>(st, SmemA<SROW>{sK, kwl, lane}, sQb, lane);
         // P^T; masked entries (and query rows >= T) exactly 0
         #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
@@ -532,46 +573,11 @@ __device__ __forceinline__ void bwd_kv_block(const int kt, const int kvh, const 
             }
         }
         // dV (16 MT x HD) += P^T (16 MT x BQ) dO (BQ x HD)
-        #pragma unroll
-        for (int kk = 0; kk < BQ / 16; kk++) {
-            uint32_t a[MT][4];
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++) acc_to_a(a[mt], st[mt][2 * kk], st[mt][2 * kk + 1]);
-            #pragma unroll
-            for (int d2 = 0; d2 < HD / 16; d2++) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4_t(b0, b1, b2, b3, sdOb + (kk * 16 + ldsm_bt_row(lane)) * SROW + d2 * 16 + ldsm_bt_col(lane));
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(dva[mt][2 * d2], a[mt], b0, b1);
-                    mma16816(dva[mt][2 * d2 + 1], a[mt], b2, b3);
-                }
-            }
-        }
+        warp_mma_pb<SROW>(dva, st, sdOb, lane);
         // dP^T (16 MT x BQ) = V_w dO^T, then dS^T = P^T (dP^T - D) in place
         float dpt[MT][NQT][4];
-        #pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-            #pragma unroll
-            for (int n = 0; n < NQT; n++) dpt[mt][n][0] = dpt[mt][n][1] = dpt[mt][n][2] = dpt[mt][n][3] = 0.f;
-        #pragma unroll
-        for (int kk = 0; kk < KS; kk++) {
-            uint32_t a[MT][4];
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-                ldsm_x4(a[mt][0], a[mt][1], a[mt][2], a[mt][3],
-                        sV + (kwl + 16 * mt + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
-            #pragma unroll
-            for (int n2 = 0; n2 < NQT / 2; n2++) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4(b0, b1, b2, b3, sdOb + (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane));
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(dpt[mt][2 * n2], a[mt], b0, b1);
-                    mma16816(dpt[mt][2 * n2 + 1], a[mt], b2, b3);
-                }
-            }
-        }
+        zero_tiles(dpt);
+        warp_mma_abt<SROW, KS>(dpt, SmemA<SROW>{sV, kwl, lane}, sdOb, lane);
         #pragma unroll
         for (int mt = 0; mt < MT; mt++)
             #pragma unroll
@@ -580,22 +586,7 @@ __device__ __forceinline__ void bwd_kv_block(const int kt, const int kvh, const 
                 for (int e = 0; e < 4; e++)
                     dpt[mt][n][e] = st[mt][n][e] * (dpt[mt][n][e] - sDb[n * 8 + 2 * t4 + (e & 1)]);
         // dK (16 MT x HD) += dS^T (16 MT x BQ) Q (BQ x HD)
-        #pragma unroll
-        for (int kk = 0; kk < BQ / 16; kk++) {
-            uint32_t a[MT][4];
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++) acc_to_a(a[mt], dpt[mt][2 * kk], dpt[mt][2 * kk + 1]);
-            #pragma unroll
-            for (int d2 = 0; d2 < HD / 16; d2++) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4_t(b0, b1, b2, b3, sQb + (kk * 16 + ldsm_bt_row(lane)) * SROW + d2 * 16 + ldsm_bt_col(lane));
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(dka[mt][2 * d2], a[mt], b0, b1);
-                    mma16816(dka[mt][2 * d2 + 1], a[mt], b2, b3);
-                }
-            }
-        }
+        warp_mma_pb<SROW>(dka, dpt, sQb, lane);
         __syncthreads();  // buffer `buf` free for item it+2
     }
     cp_async_wait<0>();
@@ -687,10 +678,7 @@ __device__ __forceinline__ void bwd_q_block(const int qt, const int h, const int
 
     uint32_t qf[MT][KS][4], df[MT][KS][4];
     float dqa[MT][DT][4];
-    #pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-        #pragma unroll
-        for (int d = 0; d < DT; d++) dqa[mt][d][0] = dqa[mt][d][1] = dqa[mt][d][2] = dqa[mt][d][3] = 0.f;
+    zero_tiles(dqa);
 
     for (int it = 0; it < ntiles; it++) {
         const int buf = it & 1, k0 = it * BK;
@@ -699,45 +687,17 @@ __device__ __forceinline__ void bwd_q_block(const int qt, const int h, const int
         cp_async_wait<1>();
         __syncthreads();
         if (it == 0) {
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-                #pragma unroll
-                for (int kk = 0; kk < KS; kk++) {
-                    const int off = (qwl + 16 * mt + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane);
-                    ldsm_x4(qf[mt][kk][0], qf[mt][kk][1], qf[mt][kk][2], qf[mt][kk][3], sQ + off);
-                    ldsm_x4(df[mt][kk][0], df[mt][kk][1], df[mt][kk][2], df[mt][kk][3], sdO + off);
-                }
+            load_a_tiles(qf, SmemA<SROW>{sQ, qwl, lane});
+            load_a_tiles(df, SmemA<SROW>{sdO, qwl, lane});
         }
         const bf16 *sKb = sK + buf * BK * SROW, *sVb = sV + buf * BK * SROW;
 
         // S = Q K^T and dP = dO V^T (16 MT x BK each)
         float s[MT][NT][4], dp[MT][NT][4];
-        #pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-            #pragma unroll
-            for (int n = 0; n < NT; n++)
-                #pragma unroll
-                for (int e = 0; e < 4; e++) s[mt][n][e] = dp[mt][n][e] = 0.f;
-        #pragma unroll
-        for (int kk = 0; kk < KS; kk++) {
-            #pragma unroll
-            for (int n2 = 0; n2 < NT / 2; n2++) {
-                uint32_t b0, b1, b2, b3;
-                const int off = (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane);
-                ldsm_x4(b0, b1, b2, b3, sKb + off);
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(s[mt][2 * n2], qf[mt][kk], b0, b1);
-                    mma16816(s[mt][2 * n2 + 1], qf[mt][kk], b2, b3);
-                }
-                ldsm_x4(b0, b1, b2, b3, sVb + off);
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(dp[mt][2 * n2], df[mt][kk], b0, b1);
-                    mma16816(dp[mt][2 * n2 + 1], df[mt][kk], b2, b3);
-                }
-            }
-        }
+        zero_tiles(s);
+        zero_tiles(dp);
+        warp_mma_abt<SROW, KS>(s, RegA<KS>{qf}, sKb, lane);
+        warp_mma_abt<SROW, KS>(dp, RegA<KS>{df}, sVb, lane);
         // P and dS = P (dP - D), masked entries exactly 0
         #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
@@ -760,22 +720,7 @@ __device__ __forceinline__ void bwd_q_block(const int qt, const int h, const int
             }
         }
         // dQ (16 MT x HD) += dS (16 MT x BK) K (BK x HD)
-        #pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++) {
-            uint32_t a[MT][4];
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++) acc_to_a(a[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
-            #pragma unroll
-            for (int d2 = 0; d2 < HD / 16; d2++) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4_t(b0, b1, b2, b3, sKb + (kk * 16 + ldsm_bt_row(lane)) * SROW + d2 * 16 + ldsm_bt_col(lane));
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(dqa[mt][2 * d2], a[mt], b0, b1);
-                    mma16816(dqa[mt][2 * d2 + 1], a[mt], b2, b3);
-                }
-            }
-        }
+        warp_mma_pb<SROW>(dqa, s, sKb, lane);
         __syncthreads();
     }
     cp_async_wait<0>();
