@@ -1,6 +1,9 @@
 // Attention on the GPU: our flash-attention forward and backward kernels, and the run-time choice
 // between them and cuDNN's SDPA (cuda/attention_cudnn.cu).
 //
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_attention_flash (every path against the CPU op), the
+// fixture models; build/bench_attention test (odd shapes, all-padded rows, determinism of the backward).
+//
 // Math (tested against cpu_attention_forward / cpu_attention_backward in model/ops_cpu.c):
 //   S = q k^T * scale (scale = 1/sqrt(HD)),  masked entries -inf,  P = softmax(S) row-wise,  out = P v,
 //   lse_i = log sum_j exp(S_ij) (natural log);  a query with no visible key: out = 0, lse = 0.

@@ -1,5 +1,6 @@
 // Attention through cuDNN's fused SDPA ("flash") engines, built with the backend graph C API
 // (cudnn_graph.h): no cudnn-frontend, no C++ dependency beyond this file.
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_attention_cudnn; build/bench_attention test.
 //
 // cuDNN recognizes scaled-dot-product attention as a pattern of primitive operations and runs it as
 // one fused kernel. The graphs below are the ones cudnn-frontend (1.x, CompositeSDPANode and

@@ -1,6 +1,7 @@
 // The classifier: log-softmax over the vocabulary, the label's log-prob and its gradient, never storing
 // probabilities. One block per row, online max/sum in fp32, 128-bit loads. Tested against
 // cpu_logprob_forward / cpu_logprob_backward in model/ops_cpu.c.
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_logprob, cuda_unaligned_slices.
 #include <math.h>
 
 #include "common.cuh"

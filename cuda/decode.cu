@@ -1,7 +1,8 @@
 // The KV cache of generation: the rotary embedding of the fused qkv rows with the append of their keys and
 // values to the cache (rope_kv_append), and attention of one new token per row against the cache
-// (attention_decode). Tested against cpu_rope_kv_append and cpu_attention_decode in model/ops_cpu.c
-// (tests/test_cuda.c).
+// (attention_decode). Tested against cpu_rope_kv_append and cpu_attention_decode in model/ops_cpu.c.
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_rope_kv_append, cuda_attention_decode,
+// cuda_generate_matches_cpu.
 //
 // rope_kv_append is rope_forward on the q and k heads of each row and two copy_rows_strided of its k and v
 // into cache row dst[n], in one kernel: one block per row computes the row's HD/2 angles once into shared

@@ -1,6 +1,8 @@
 // Optimizer ops: the sum of squares behind the global gradient norm, and AdamW (on fp32 master weights in
 // the bf16 build).
 // Tested against cpu_sumsq / cpu_adamw_update in model/ops_cpu.c.
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_optimizer, cuda_optional_outputs (no master copy),
+// cuda_deterministic (sumsq), cuda_unaligned_slices.
 #include <math.h>
 
 #include "common.cuh"
