@@ -137,10 +137,6 @@ vlm-fp32: $(CLI_OBJS) $(LIB_OBJS) $(CUDA_OBJS)
 	$(if $(and $(CUDA_FP32),$(CUDA_OBJS)),,$(error vlm-fp32 needs nvcc and CUDA_FP32=1 (make test-cuda-fp32 builds it)))
 	$(CC) -o $@ $^ $(LDLIBS)
 
-# Kernel lab bench (GPU machine): every CUDA op but attention against the CPU reference
-dev/check_cuda_ops: dev/check_cuda_ops.c $(BUILD)/model/ops_cpu32.o $(BUILD)/model/gemm_cpu.o $(BUILD)/util/common.o $(CUDA_OBJS)
-	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -o $@ $^ $(LDLIBS)
-
 # The miniature study (DESIGN.md section 5, demo/run.sh): the full configuration where `vlm device` finds a
 # GPU, the cpu one (about 20 minutes on 2 cores) elsewhere; `make demo DEMO=cpu|full|test` picks.
 DEMO ?=
