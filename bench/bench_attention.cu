@@ -225,7 +225,7 @@ static int run_tests(int only, int maxT) {
 // ----------------------------------------------------------------------------------------------------
 // benchmark
 
-typedef struct { const char *name; int B, T, NH, NKV, HD, causal; } BenchShape;
+typedef struct { const char *name, *key; int B, T, NH, NKV, HD, causal; } BenchShape;  // key: as torch_ref.py names it
 
 static float median(std::vector<float> v) {
     std::sort(v.begin(), v.end());
@@ -234,9 +234,9 @@ static float median(std::vector<float> v) {
 
 static void run_bench(int only, int reps, int Bover, int shape) {
     const BenchShape shapes[] = {
-        {"ViT-L 577x16x64 bidirectional", 8, 577, 16, 16, 64, 0},
-        {"decoder 640x16x128 causal", 8, 640, 16, 16, 128, 1},
-        {"decoder 2048x32x128 causal", 8, 2048, 32, 32, 128, 1},
+        {"ViT-L 577x16x64 bidirectional", "vit-l", 8, 577, 16, 16, 64, 0},
+        {"decoder 640x16x128 causal", "decoder-640", 8, 640, 16, 16, 128, 1},
+        {"decoder 2048x32x128 causal", "decoder-2048", 8, 2048, 32, 32, 128, 1},
     };
     cudaEvent_t e0, e1;
     CUDA_CHECK(cudaEventCreate(&e0));
@@ -298,6 +298,10 @@ static void run_bench(int only, int reps, int Bover, int shape) {
             printf("  %-6s fwd %8.3f ms %6.1f TFLOP/s | bwd %8.3f ms %6.1f TFLOP/s | fwd+bwd %6.1f TFLOP/s\n",
                    impl ? "cudnn" : "flash", tf[impl], fwd_flops / tf[impl] * 1e-9, tb[impl], bwd_flops / tb[impl] * 1e-9,
                    (fwd_flops + bwd_flops) / (tf[impl] + tb[impl]) * 1e-9);
+            // the same as one JSON line, for dev/gpu_table.py (fwd+bwd, as bench/torch_ref.py attention times it)
+            printf("{\"bench\": \"attention\", \"impl\": \"%s\", \"shape\": \"%s\", \"batch\": %d, \"fwd_ms\": %.4f, "
+                   "\"bwd_ms\": %.4f, \"ms\": %.4f, \"tflops\": %.2f}\n", impl ? "cudnn" : "flash", bs.key, B, tf[impl],
+                   tb[impl], tf[impl] + tb[impl], (fwd_flops + bwd_flops) / (tf[impl] + tb[impl]) * 1e-9);
             fflush(stdout);
         }
         if (tf[0] > 0 && tf[1] > 0) {
