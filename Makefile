@@ -231,14 +231,16 @@ clean:
 #   llava-1.4b training and LLaVA-7B decode shapes: median ms, TFLOP/s or GB/s against the GEMM and copy
 #   ceilings measured in the same run.
 # Each links every CUDA object (backend.cu holds the stream and the scratch buffer they share), the CPU
-# reference (their checks) and util/common.o (no cjson/stb), with a static CUDA runtime and cuBLASLt/cuBLAS/
-# cuDNN as shared libraries found through an rpath.
+# reference (their checks; model/backend.o keeps its byte count, and backend_select needs ops_cpu64.o) and
+# util/common.o (no cjson/stb), with a static CUDA runtime and cuBLASLt/cuBLAS/cuDNN as shared libraries
+# found through an rpath.
 BENCH_LIBS := -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcublasLt -lcublas -lcudart_static \
               $(if $(CUDNN_INC),-lcudnn) -Wl,-rpath,$(CUDA_HOME)/lib64 -lstdc++ -lm -ldl -lrt -lpthread -fopenmp
 .PHONY: bench-attention bench-kernels
 bench-attention: $(BUILD)/bench_attention
 bench-kernels: $(BUILD)/bench_kernels
 $(BUILD)/bench_attention $(BUILD)/bench_kernels: $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(CUDA_OBJS) \
-                                                   $(BUILD)/model/ops_cpu32.o $(BUILD)/model/gemm_cpu.o $(BUILD)/util/common.o
+    $(BUILD)/model/ops_cpu32.o $(BUILD)/model/ops_cpu64.o $(BUILD)/model/gemm_cpu.o $(BUILD)/model/backend.o \
+    $(BUILD)/util/common.o
 	$(if $(CUDA_OBJS),,$(error $@ needs nvcc))
 	$(CC) -o $@ $^ $(BENCH_LIBS)
