@@ -60,7 +60,7 @@ NVCCFLAGS  += -DVLM_CUDNN -I$(dir $(CUDNN_INC))
 CFLAGS     += -DVLM_CUDNN
 LDLIBS     += -lcudnn
 endif
-# CUDA_FP32=1: the CUDA backend with fp32 activations (cuda/floatx.cuh), a correctness build for exact
+# CUDA_FP32=1: the CUDA backend with fp32 activations (floatX in cuda/common.cuh), a correctness build for exact
 # comparisons (`make test-cuda-fp32` builds it in its own tree)
 ifneq ($(CUDA_FP32),)
 NVCCFLAGS  += -DVLM_CUDA_FP32
@@ -136,10 +136,6 @@ test-cuda-fp32:
 vlm-fp32: $(CLI_OBJS) $(LIB_OBJS) $(CUDA_OBJS)
 	$(if $(and $(CUDA_FP32),$(CUDA_OBJS)),,$(error vlm-fp32 needs nvcc and CUDA_FP32=1 (make test-cuda-fp32 builds it)))
 	$(CC) -o $@ $^ $(LDLIBS)
-
-# Kernel lab bench (GPU machine): every CUDA op but attention against the CPU reference
-dev/check_cuda_ops: dev/check_cuda_ops.c $(BUILD)/model/ops_cpu32.o $(BUILD)/model/gemm_cpu.o $(BUILD)/util/common.o $(CUDA_OBJS)
-	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -o $@ $^ $(LDLIBS)
 
 # The miniature study (DESIGN.md section 5, demo/run.sh): the full configuration where `vlm device` finds a
 # GPU, the cpu one (about 20 minutes on 2 cores) elsewhere; `make demo DEMO=cpu|full|test` picks.
@@ -227,32 +223,26 @@ clean:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
-# ---- attention: GPU check and benchmark of cuda/attention.cu (flash) and cuda/attention_cudnn.cu ----
-# `make bench-attention` builds build/bench_attention (needs nvcc; runs on the GPU machine):
+# ---- GPU benchmarks (need nvcc; run on the GPU machine) ----
+# `make bench-attention` builds build/bench_attention, the check and benchmark of cuda/attention.cu (flash)
+# and cuda/attention_cudnn.cu:
 #   build/bench_attention test    every attention path against the CPU reference at odd shapes
 #   build/bench_attention bench   flash vs cuDNN forward/backward TFLOP/s at the DESIGN.md shapes
-# It links only the attention objects, the CPU reference and util/common.o (no cjson/stb), with a
-# static CUDA runtime, so the binary built here also runs there.
-ATTN_BENCH_OBJS := $(BUILD)/bench/bench_attention.o $(BUILD)/cuda/attention.o $(BUILD)/cuda/attention_cudnn.o \
-                   $(BUILD)/model/ops_cpu32.o $(BUILD)/model/gemm_cpu.o $(BUILD)/util/common.o
-.PHONY: bench-attention
-bench-attention: $(BUILD)/bench_attention
-$(BUILD)/bench_attention: $(ATTN_BENCH_OBJS)
-	$(if $(CUDA_OBJS),,$(error bench-attention needs nvcc))
-	$(CC) -o $@ $^ -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart_static \
-	  $(if $(CUDNN_INC),-lcudnn) -lstdc++ -lm -ldl -lrt -lpthread -fopenmp
-
-# ---- kernel lab: a microbenchmark per CUDA kernel family (bench/bench_kernels.cu) ----
-# `make bench-kernels` builds build/bench_kernels (needs nvcc; runs on the GPU machine):
+# `make bench-kernels` builds build/bench_kernels, the kernel lab (bench/bench_kernels.cu):
 #   build/bench_kernels [--only SUBSTRING] [--reps N] [--json FILE]   every family, fwd and bwd, at the
 #   llava-1.4b training and LLaVA-7B decode shapes: median ms, TFLOP/s or GB/s against the GEMM and copy
-#   ceilings measured in the same run. Links every CUDA object (backend.cu holds the stream and the
-#   scratch buffer they share), the CPU reference (its checks) and util/common.o, with a static CUDA
-#   runtime and cuBLASLt/cuBLAS/cuDNN as shared libraries found through an rpath, like bench-attention.
-KERN_BENCH_OBJS := $(BUILD)/bench/bench_kernels.o $(CUDA_OBJS) $(BUILD)/model/ops_cpu32.o $(BUILD)/model/gemm_cpu.o $(BUILD)/util/common.o
-.PHONY: bench-kernels
+#   ceilings measured in the same run.
+# Each links every CUDA object (backend.cu holds the stream and the scratch buffer they share), the CPU
+# reference (their checks; model/backend.o keeps its byte count, and backend_select needs ops_cpu64.o) and
+# util/common.o (no cjson/stb), with a static CUDA runtime and cuBLASLt/cuBLAS/cuDNN as shared libraries
+# found through an rpath.
+BENCH_LIBS := -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcublasLt -lcublas -lcudart_static \
+              $(if $(CUDNN_INC),-lcudnn) -Wl,-rpath,$(CUDA_HOME)/lib64 -lstdc++ -lm -ldl -lrt -lpthread -fopenmp
+.PHONY: bench-attention bench-kernels
+bench-attention: $(BUILD)/bench_attention
 bench-kernels: $(BUILD)/bench_kernels
-$(BUILD)/bench_kernels: $(KERN_BENCH_OBJS)
-	$(if $(CUDA_OBJS),,$(error bench-kernels needs nvcc))
-	$(CC) -o $@ $^ -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcublasLt -lcublas -lcudart_static \
-	  $(if $(CUDNN_INC),-lcudnn) -Wl,-rpath,$(CUDA_HOME)/lib64 -lstdc++ -lm -ldl -lrt -lpthread -fopenmp
+$(BUILD)/bench_attention $(BUILD)/bench_kernels: $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(CUDA_OBJS) \
+    $(BUILD)/model/ops_cpu32.o $(BUILD)/model/ops_cpu64.o $(BUILD)/model/gemm_cpu.o $(BUILD)/model/backend.o \
+    $(BUILD)/util/common.o
+	$(if $(CUDA_OBJS),,$(error $@ needs nvcc))
+	$(CC) -o $@ $^ $(BENCH_LIBS)

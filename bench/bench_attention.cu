@@ -27,8 +27,7 @@ extern "C" {  // C headers: backend_cpu (the fp32 reference), fatal, bf16 conver
 #include "../model/ops.h"
 #include "../util/common.h"
 }
-#include "../cuda/attention_common.cuh"
-#include "../cuda/cuda_backend.h"
+#include "../cuda/common.cuh"  // CUDA_CHECK, stream_main, the attention entry points
 #ifdef VLM_CUDNN
 #include <cudnn.h>
 #endif
@@ -38,11 +37,6 @@ extern "C" {  // C headers: backend_cpu (the fp32 reference), fatal, bf16 conver
 #ifdef VLM_CUDA_FP32
 #error "bench_attention measures the bf16 build; build it without VLM_CUDA_FP32"
 #endif
-
-// the backend's stream when linked into vlm; the legacy default stream when built alone
-extern "C" __attribute__((weak)) void *cuda_stream(void) { return NULL; }
-
-#define CK(call) ATTN_CUDA_CHECK(call)
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
 static float frand(void) {  // uniform [-1, 1)
@@ -54,11 +48,11 @@ static float bf16_round(float x) { return bf16_to_f32(f32_to_bf16(x)); }
 static void upload_bf16(void *d, const float *h, size_t n) {
     std::vector<uint16_t> t(n);
     for (size_t i = 0; i < n; i++) t[i] = f32_to_bf16(h[i]);
-    CK(cudaMemcpy(d, t.data(), n * 2, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(d, t.data(), n * 2, cudaMemcpyHostToDevice));
 }
 static void download_bf16(float *h, const void *d, size_t n) {
     std::vector<uint16_t> t(n);
-    CK(cudaMemcpy(t.data(), d, n * 2, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(t.data(), d, n * 2, cudaMemcpyDeviceToHost));
     for (size_t i = 0; i < n; i++) h[i] = bf16_to_f32(t[i]);
 }
 
@@ -124,18 +118,19 @@ static int run_case(const Case *c, int impl) {
 
     void *d_qkv, *d_dqkv, *d_out, *d_dout, *d_lse;
     int *d_kvl, *d_seg;
-    CK(cudaMalloc(&d_qkv, nqkv * 2)); CK(cudaMalloc(&d_dqkv, nqkv * 2)); CK(cudaMalloc(&d_out, nout * 2));
-    CK(cudaMalloc(&d_dout, nout * 2)); CK(cudaMalloc(&d_lse, nlse * 4));
-    CK(cudaMalloc(&d_kvl, B * 4)); CK(cudaMalloc(&d_seg, (size_t)B * T * 4));
+    CUDA_CHECK(cudaMalloc(&d_qkv, nqkv * 2)); CUDA_CHECK(cudaMalloc(&d_dqkv, nqkv * 2));
+    CUDA_CHECK(cudaMalloc(&d_out, nout * 2));
+    CUDA_CHECK(cudaMalloc(&d_dout, nout * 2)); CUDA_CHECK(cudaMalloc(&d_lse, nlse * 4));
+    CUDA_CHECK(cudaMalloc(&d_kvl, B * 4)); CUDA_CHECK(cudaMalloc(&d_seg, (size_t)B * T * 4));
     upload_bf16(d_qkv, qkv.data(), nqkv);
     upload_bf16(d_dout, dout.data(), nout);
-    CK(cudaMemcpy(d_kvl, kvl.data(), B * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(d_seg, seg.data(), (size_t)B * T * 4, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(d_kvl, kvl.data(), B * 4, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(d_seg, seg.data(), (size_t)B * T * 4, cudaMemcpyHostToDevice));
     // sentinels: 7.0 everywhere in dqkv, NaN in out and lse, so unwritten or wrongly written places show
     std::vector<float> sent(nqkv, 7.f);
     upload_bf16(d_dqkv, sent.data(), nqkv);
-    CK(cudaMemset(d_out, 0xFF, nout * 2));
-    CK(cudaMemset(d_lse, 0xFF, nlse * 4));
+    CUDA_CHECK(cudaMemset(d_out, 0xFF, nout * 2));
+    CUDA_CHECK(cudaMemset(d_lse, 0xFF, nlse * 4));
 
     AttnShape ds = hs;
     ds.kv_len = c->pad ? d_kvl : NULL;
@@ -151,11 +146,11 @@ static int run_case(const Case *c, int impl) {
         flash_attention_forward(d_out, d_lse, q, k, v, &ds);
         flash_attention_backward(dq, dk, dv, d_dout, d_out, d_lse, q, k, v, &ds);
     }
-    CK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaDeviceSynchronize());
 
     std::vector<float> out(nout), lse(nlse), dqkv(nqkv);
     download_bf16(out.data(), d_out, nout);
-    CK(cudaMemcpy(lse.data(), d_lse, nlse * 4, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(lse.data(), d_lse, nlse * 4, cudaMemcpyDeviceToHost));
     download_bf16(dqkv.data(), d_dqkv, nqkv);
 
     int ok = 1;
@@ -177,9 +172,9 @@ static int run_case(const Case *c, int impl) {
     // determinism of the flash backward: a second run must give identical bits
     if (ok && impl != 2) {
         std::vector<uint16_t> a(nqkv), b2(nqkv);
-        CK(cudaMemcpy(a.data(), d_dqkv, nqkv * 2, cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemcpy(a.data(), d_dqkv, nqkv * 2, cudaMemcpyDeviceToHost));
         flash_attention_backward(dq, dk, dv, d_dout, d_out, d_lse, q, k, v, &ds);
-        CK(cudaMemcpy(b2.data(), d_dqkv, nqkv * 2, cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemcpy(b2.data(), d_dqkv, nqkv * 2, cudaMemcpyDeviceToHost));
         if (memcmp(a.data(), b2.data(), nqkv * 2)) { printf("    backward not deterministic\n"); ok = 0; }
     }
     flash_attention_force_generic(0);
@@ -230,7 +225,7 @@ static int run_tests(int only, int maxT) {
 // ----------------------------------------------------------------------------------------------------
 // benchmark
 
-typedef struct { const char *name; int B, T, NH, NKV, HD, causal; } BenchShape;
+typedef struct { const char *name, *key; int B, T, NH, NKV, HD, causal; } BenchShape;  // key: as torch_ref.py names it
 
 static float median(std::vector<float> v) {
     std::sort(v.begin(), v.end());
@@ -239,14 +234,14 @@ static float median(std::vector<float> v) {
 
 static void run_bench(int only, int reps, int Bover, int shape) {
     const BenchShape shapes[] = {
-        {"ViT-L 577x16x64 bidirectional", 8, 577, 16, 16, 64, 0},
-        {"decoder 640x16x128 causal", 8, 640, 16, 16, 128, 1},
-        {"decoder 2048x32x128 causal", 8, 2048, 32, 32, 128, 1},
+        {"ViT-L 577x16x64 bidirectional", "vit-l", 8, 577, 16, 16, 64, 0},
+        {"decoder 640x16x128 causal", "decoder-640", 8, 640, 16, 16, 128, 1},
+        {"decoder 2048x32x128 causal", "decoder-2048", 8, 2048, 32, 32, 128, 1},
     };
     cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
-    cudaStream_t st = attn_stream();
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
+    cudaStream_t st = stream_main();
     for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
         if (shape >= 0 && (int)si != shape) continue;
         BenchShape bs = shapes[si];
@@ -256,9 +251,13 @@ static void run_bench(int only, int reps, int Bover, int shape) {
         const size_t nqkv = (size_t)B * T * W, nout = (size_t)B * T * NH * HD, nlse = (size_t)B * NH * T;
         std::vector<float> h(nqkv > nout ? nqkv : nout);
         void *qkv, *dqkv, *out[2], *dout, *lse[2], *dq2;
-        CK(cudaMalloc(&qkv, nqkv * 2)); CK(cudaMalloc(&dqkv, nqkv * 2)); CK(cudaMalloc(&dq2, nqkv * 2));
-        CK(cudaMalloc(&dout, nout * 2));
-        for (int i = 0; i < 2; i++) { CK(cudaMalloc(&out[i], nout * 2)); CK(cudaMalloc(&lse[i], nlse * 4)); }
+        CUDA_CHECK(cudaMalloc(&qkv, nqkv * 2)); CUDA_CHECK(cudaMalloc(&dqkv, nqkv * 2));
+        CUDA_CHECK(cudaMalloc(&dq2, nqkv * 2));
+        CUDA_CHECK(cudaMalloc(&dout, nout * 2));
+        for (int i = 0; i < 2; i++) {
+            CUDA_CHECK(cudaMalloc(&out[i], nout * 2));
+            CUDA_CHECK(cudaMalloc(&lse[i], nlse * 4));
+        }
         for (size_t i = 0; i < nqkv; i++) h[i] = frand();
         upload_bf16(qkv, h.data(), nqkv);
         for (size_t i = 0; i < nout; i++) h[i] = frand();
@@ -278,20 +277,20 @@ static void run_bench(int only, int reps, int Bover, int shape) {
             void *dk = dqb + (size_t)NH * HD * 2, *dv = dqb + (size_t)(NH + NKV) * HD * 2;
             std::vector<float> fw, bw;
             for (int r = 0; r < reps + 3; r++) {
-                CK(cudaEventRecord(e0, st));
+                CUDA_CHECK(cudaEventRecord(e0, st));
                 if (impl) cudnn_attention_forward(out[impl], lse[impl], q, k, v, &s);
                 else flash_attention_forward(out[impl], lse[impl], q, k, v, &s);
-                CK(cudaEventRecord(e1, st));
-                CK(cudaEventSynchronize(e1));
+                CUDA_CHECK(cudaEventRecord(e1, st));
+                CUDA_CHECK(cudaEventSynchronize(e1));
                 float ms;
-                CK(cudaEventElapsedTime(&ms, e0, e1));
+                CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
                 if (r >= 3) fw.push_back(ms);
-                CK(cudaEventRecord(e0, st));
+                CUDA_CHECK(cudaEventRecord(e0, st));
                 if (impl) cudnn_attention_backward(dqb, dk, dv, dout, out[impl], lse[impl], q, k, v, &s);
                 else flash_attention_backward(dqb, dk, dv, dout, out[impl], lse[impl], q, k, v, &s);
-                CK(cudaEventRecord(e1, st));
-                CK(cudaEventSynchronize(e1));
-                CK(cudaEventElapsedTime(&ms, e0, e1));
+                CUDA_CHECK(cudaEventRecord(e1, st));
+                CUDA_CHECK(cudaEventSynchronize(e1));
+                CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
                 if (r >= 3) bw.push_back(ms);
             }
             tf[impl] = median(fw);
@@ -299,6 +298,10 @@ static void run_bench(int only, int reps, int Bover, int shape) {
             printf("  %-6s fwd %8.3f ms %6.1f TFLOP/s | bwd %8.3f ms %6.1f TFLOP/s | fwd+bwd %6.1f TFLOP/s\n",
                    impl ? "cudnn" : "flash", tf[impl], fwd_flops / tf[impl] * 1e-9, tb[impl], bwd_flops / tb[impl] * 1e-9,
                    (fwd_flops + bwd_flops) / (tf[impl] + tb[impl]) * 1e-9);
+            // the same as one JSON line, for dev/gpu_table.py (fwd+bwd, as bench/torch_ref.py attention times it)
+            printf("{\"bench\": \"attention\", \"impl\": \"%s\", \"shape\": \"%s\", \"batch\": %d, \"fwd_ms\": %.4f, "
+                   "\"bwd_ms\": %.4f, \"ms\": %.4f, \"tflops\": %.2f}\n", impl ? "cudnn" : "flash", bs.key, B, tf[impl],
+                   tb[impl], tf[impl] + tb[impl], (fwd_flops + bwd_flops) / (tf[impl] + tb[impl]) * 1e-9);
             fflush(stdout);
         }
         if (tf[0] > 0 && tf[1] > 0) {
@@ -310,8 +313,8 @@ static void run_bench(int only, int reps, int Bover, int shape) {
             download_bf16(b.data(), out[1], nout);
             Err eo = compare(a.data(), b.data(), 1, (int)nout, 0, 0);
             std::vector<float> la(nlse), lb(nlse);
-            CK(cudaMemcpy(la.data(), lse[0], nlse * 4, cudaMemcpyDeviceToHost));
-            CK(cudaMemcpy(lb.data(), lse[1], nlse * 4, cudaMemcpyDeviceToHost));
+            CUDA_CHECK(cudaMemcpy(la.data(), lse[0], nlse * 4, cudaMemcpyDeviceToHost));
+            CUDA_CHECK(cudaMemcpy(lb.data(), lse[1], nlse * 4, cudaMemcpyDeviceToHost));
             Err el = compare(la.data(), lb.data(), 1, (int)nlse, 0, 0);
             download_bf16(a.data(), dqkv, nqkv);
             download_bf16(b.data(), dq2, nqkv);
@@ -342,8 +345,8 @@ int main(int argc, char **argv) {
     }
     int dev = 0;
     cudaDeviceProp prop;
-    CK(cudaGetDevice(&dev));
-    CK(cudaGetDeviceProperties(&prop, dev));
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
     printf("device: %s, %d SMs; attention default: %s\n", prop.name, prop.multiProcessorCount, cuda_attention_selected());
 #ifdef VLM_CUDNN
     printf("cuDNN: built against %d, running %zu\n", CUDNN_VERSION, cudnnGetVersion());

@@ -40,7 +40,7 @@
 // (backend_cpu in model/ops.h) on a few rows or sampled elements, or against a closed form where that
 // is cheaper (sum of squares of a known distribution); a bench that fails reports no rate ("FAIL" in
 // the table, null in the JSON) and the program exits 1. These are cheap sanity checks so that a broken
-// kernel cannot post a fast number; tests/test_cuda.c and dev/check_cuda_ops.c are the real tests.
+// kernel cannot post a fast number; tests/test_cuda.c (make test-cuda) is the real test.
 //
 // Shapes (DESIGN.md section 6). llava-1.4b: decoder d 2048, 16 heads x 128 (MHA, fused qkv 6144), FFN
 // 5632 (fused gate|up 11264), vocab 32064, batch 8 x 640 tokens = 5120 rows; vision tower ViT-L/14-336:

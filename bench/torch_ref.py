@@ -7,6 +7,8 @@ call as `vlm bench`). Random weights, bf16, SDPA attention, CUDA events, median 
                                                  per pair, a frozen reference copy), 8 pairs
   python3 bench/torch_ref.py attention           SDPA forward+backward at the ViT and decoder shapes
   python3 bench/torch_ref.py decode              LLaVA-7B-shaped greedy decode, 128 new tokens, B=1 and B=16
+  python3 bench/torch_ref.py ceiling             the device's two ceilings: bf16 GEMM 8192^3 on random data
+                                                 and a 1 GiB device-to-device copy (bytes read + written)
 
 Shape "llava-1.4b" (DESIGN.md §6): CLIP ViT-L/14-336 (frozen) + 2-layer GELU projector + LLaMA decoder
 (d 2048, 24 layers, 16 heads, FFN 5632, vocab 32064); 576 image tokens + 64 text tokens per row.
@@ -176,9 +178,23 @@ def bench_decode(args):
                           "seconds": dt, "tokens_per_s": B * 128 / dt}), flush=True)
 
 
+def bench_ceiling(args):
+    """What MFU and bandwidth fractions are measured against, in the same run as the workloads (DESIGN.md
+    section 6): never zeros, which multiply faster than random data."""
+    n = 8192
+    a, b = (torch.randn(n, n, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    gemm_ms = timed(lambda: a @ b, 3, 10)
+    x = torch.randn(2**29, device="cuda", dtype=torch.bfloat16)  # 1 GiB
+    y = torch.empty_like(x)
+    copy_ms = timed(lambda: y.copy_(x), 3, 10)
+    print(json.dumps({"bench": "ceiling", "impl": "torch", "device": torch.cuda.get_device_name(),
+                      "gemm_tflops": 2 * n**3 / gemm_ms / 1e9, "copy_gb_per_s": 2 * x.numel() * 2 / copy_ms / 1e6}),
+          flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["sft", "svco", "attention", "decode"])
+    ap.add_argument("what", choices=["sft", "svco", "attention", "decode", "ceiling"])
     ap.add_argument("--shape", default="llava-1.4b")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--compile", action="store_true")
@@ -186,7 +202,8 @@ def main():
     ap.add_argument("--iters", type=int, default=10)
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
-    {"sft": bench_sft, "svco": bench_svco, "attention": bench_attention, "decode": bench_decode}[args.what](args)
+    {"sft": bench_sft, "svco": bench_svco, "attention": bench_attention, "decode": bench_decode,
+     "ceiling": bench_ceiling}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 // Attention on the GPU: our flash-attention forward and backward kernels, and the run-time choice
 // between them and cuDNN's SDPA (cuda/attention_cudnn.cu).
 //
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_attention_flash (every path against the CPU op), the
+// fixture models; build/bench_attention test (odd shapes, all-padded rows, determinism of the backward).
+//
 // Math (tested against cpu_attention_forward / cpu_attention_backward in model/ops_cpu.c):
 //   S = q k^T * scale (scale = 1/sqrt(HD)),  masked entries -inf,  P = softmax(S) row-wise,  out = P v,
 //   lse_i = log sum_j exp(S_ij) (natural log);  a query with no visible key: out = 0, lse = 0.
@@ -31,16 +34,9 @@
 //     (HD 4..12) and odd head dims run here.
 // Every kernel handles any T (partial tiles are zero-filled and masked), padding, segments and GQA.
 // The fp32 build (VLM_CUDA_FP32) has only the generic path: the tensor-core kernels are bf16 by nature.
-#include <cuda_runtime.h>
-#include <cuda_bf16.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "attention_common.cuh"
-#include "cuda_backend.h"
-#include "floatx.cuh"
+#include "common.cuh"
 #include "ptx.cuh"
 
 // The tensor-core kernels take bf16 operands only (mma.sync with bf16 inputs, ldmatrix of 16-bit rows), so
@@ -92,12 +88,6 @@ __device__ __forceinline__ bool attn_vis(int i, int j, int kvlen, int causal, bo
     return j < kvlen && (!causal || j <= i) && (!hasseg || sj == 0 || sj == si);
 }
 
-__device__ __forceinline__ float warp_sum(float x) {
-    #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-    return x;
-}
-
 // The first step of every backward (both paths):
 // D[b,h,i] = sum_d dout[b,i,h,d] * out[b,i,h,d]; one warp per (b, i, h) row of HD contiguous elements.
 __global__ void bwd_dot_kernel(float *__restrict__ D, const floatX *__restrict__ dout,
@@ -146,6 +136,118 @@ __device__ __forceinline__ int ldsm_bn_col(int lane) { return ((lane >> 3) & 1) 
 // .trans B from [k][n]: same addressing as the A operand
 #define ldsm_bt_row ldsm_a_row
 #define ldsm_bt_col ldsm_a_col
+
+// ----------------------------------------------------------------------------------------------------
+// warp tile products: every matrix product of the tensor-core kernels is one of these two, computed by one
+// warp with mma.sync m16n8k16 (bf16 operands, fp32 accumulators; fragment layouts in cuda/ptx.cuh).
+//
+//   warp_mma_abt   C (16 MT x 8 NT) += A (16 MT x 16 KS) B^T
+//                  B (8 NT x 16 KS) is stored [n][k] in shared memory, so its rows are rows of K, Q, V or dO
+//                  with the head dim as k: S = Q K^T, S^T = K Q^T, dP = dO V^T, dP^T = V dO^T.
+//                  A comes from shared memory stored [m][k] (SmemA: the tile and the warp's first row) or from
+//                  fragments already in registers (RegA: f[mt][kk] as load_a_tiles gave them).
+//   warp_mma_pb    C (16 MT x 8 NT) += P (16 MT x 16 KT) B
+//                  P is held as the fp32 accumulator tiles p[MT][2 KT][4] of an earlier product (S, P^T, dS,
+//                  dS^T after the softmax step) and rounded to bf16 on the way in (acc_to_a: an accumulator
+//                  pair of n-tiles is exactly an A fragment); B (16 KT x 8 NT) is stored [k][n] in shared memory,
+//                  rows of V, dO, Q or K with the head dim as n, read with ldmatrix .trans: O += P V,
+//                  dV += P^T dO, dK += dS^T Q, dQ += dS K.
+//
+// Fragments per thread (g = lane/4, t = lane%4): C is c[MT][NT][4], c[mt][n] the 16 x 8 tile of rows 16 mt..,
+// columns 8 n.., of which the thread holds C[g][2t], C[g][2t+1], C[g+8][2t], C[g+8][2t+1]; an A fragment is
+// 4 registers of 2 bf16 (the 16 x 16 block of m-tile mt, k step kk), a B fragment 2 registers per n-tile, one
+// ldmatrix.x4 giving n-tiles 2j and 2j+1. Each B fragment feeds all MT m-tiles, so MT = 2 halves the shared-
+// memory reads per FLOP. Shared tiles have pitch SROW (HD + 8). Every element of C sums its k steps in
+// increasing order, one mma each: bit-identical to the loops these replaced.
+
+// A fragments from shared memory stored [m][k]. The warp's first row is an offset, not a moved pointer: the
+// same address arithmetic as the loops this replaced, with which ptxas allocates registers as before (a moved
+// pointer cost the HD 64 backward a spill slot).
+template <int SROW>
+struct SmemA {
+    const bf16 *p;  // the tile, [rows][SROW]
+    int row0;       // the warp's first row
+    int lane;
+    __device__ __forceinline__ void operator()(uint32_t (&a)[4], int mt, int kk) const {
+        const int row = row0 + 16 * mt + ldsm_a_row(lane);
+        ldsm_x4(a[0], a[1], a[2], a[3], p + row * SROW + kk * 16 + ldsm_a_col(lane));
+    }
+};
+
+// A fragments already in registers, loaded once for many products (Q and dO in the query blocks). Every loop
+// over them is unrolled, so the indices are constants and the caller's array stays in registers.
+template <int KS>
+struct RegA {
+    const uint32_t (*f)[KS][4];  // f[mt][kk]: m-tile mt, k step kk
+    __device__ __forceinline__ void operator()(uint32_t (&a)[4], int mt, int kk) const {
+        #pragma unroll
+        for (int e = 0; e < 4; e++) a[e] = f[mt][kk][e];
+    }
+};
+
+// The A fragments of a warp's 16 MT x 16 KS tile, from shared memory into registers (for RegA)
+template <int SROW, int MT, int KS>
+__device__ __forceinline__ void load_a_tiles(uint32_t (&f)[MT][KS][4], const SmemA<SROW> &src) {
+    #pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        #pragma unroll
+        for (int kk = 0; kk < KS; kk++) src(f[mt][kk], mt, kk);
+}
+
+// c[mt][2j] and c[mt][2j+1] += a[mt] times the B fragments b[0..1] (n-tile 2j) and b[2..3] (n-tile 2j+1), for
+// every m-tile: one B fragment pair serves all MT m-tiles
+template <int MT, int NT>
+__device__ __forceinline__ void mma_ntile_pair(float (&c)[MT][NT][4], const uint32_t (&a)[MT][4], int j,
+                                               const uint32_t (&b)[4]) {
+    #pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        mma16816(c[mt][2 * j], a[mt], b[0], b[1]);
+        mma16816(c[mt][2 * j + 1], a[mt], b[2], b[3]);
+    }
+}
+
+template <int SROW, int KS, int MT, int NT, typename AFrag>
+__device__ __forceinline__ void warp_mma_abt(float (&c)[MT][NT][4], const AFrag &afrag, const bf16 *sB, int lane) {
+    static_assert(NT % 2 == 0, "B fragments come in pairs of n-tiles");
+    #pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+        uint32_t a[MT][4];
+        #pragma unroll
+        for (int mt = 0; mt < MT; mt++) afrag(a[mt], mt, kk);
+        #pragma unroll
+        for (int n2 = 0; n2 < NT / 2; n2++) {
+            uint32_t b[4];
+            ldsm_x4(b[0], b[1], b[2], b[3], sB + (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane));
+            mma_ntile_pair(c, a, n2, b);
+        }
+    }
+}
+
+template <int SROW, int MT, int NT, int NP>
+__device__ __forceinline__ void warp_mma_pb(float (&c)[MT][NT][4], const float (&p)[MT][NP][4], const bf16 *sB,
+                                            int lane) {
+    static_assert(NT % 2 == 0 && NP % 2 == 0, "fragments come in pairs of n-tiles");
+    #pragma unroll
+    for (int kk = 0; kk < NP / 2; kk++) {
+        uint32_t a[MT][4];
+        #pragma unroll
+        for (int mt = 0; mt < MT; mt++) acc_to_a(a[mt], p[mt][2 * kk], p[mt][2 * kk + 1]);
+        #pragma unroll
+        for (int n2 = 0; n2 < NT / 2; n2++) {
+            uint32_t b[4];
+            ldsm_x4_t(b[0], b[1], b[2], b[3], sB + (kk * 16 + ldsm_bt_row(lane)) * SROW + n2 * 16 + ldsm_bt_col(lane));
+            mma_ntile_pair(c, a, n2, b);
+        }
+    }
+}
+
+template <int MT, int NT>
+__device__ __forceinline__ void zero_tiles(float (&c)[MT][NT][4]) {
+    #pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        #pragma unroll
+        for (int n = 0; n < NT; n++) c[mt][n][0] = c[mt][n][1] = c[mt][n][2] = c[mt][n][3] = 0.f;
+}
 
 // Issues cp.async copies of a ROWS x HD tile (global rows at `stride` elements) into shared memory at
 // pitch HD + 8. Rows >= valid_rows are zero-filled: padded keys then give finite scores (masked later)
@@ -247,10 +349,9 @@ __global__ void __launch_bounds__(128) flash_fwd_kernel(bf16 *__restrict__ out, 
     uint32_t qf[QREG ? MT : 1][QREG ? KS : 1][4];
     float o[MT][DT][4];
     float m[MT][2], l[MT][2];
+    zero_tiles(o);
     #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
-        #pragma unroll
-        for (int d = 0; d < DT; d++) o[mt][d][0] = o[mt][d][1] = o[mt][d][2] = o[mt][d][3] = 0.f;
         m[mt][0] = m[mt][1] = -INFINITY;
         l[mt][0] = l[mt][1] = 0.f;
     }
@@ -261,47 +362,16 @@ __global__ void __launch_bounds__(128) flash_fwd_kernel(bf16 *__restrict__ out, 
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();  // tile `it` (and Q) visible to all warps
-        if (QREG && it == 0) {
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-                #pragma unroll
-                for (int kk = 0; kk < KS; kk++)
-                    ldsm_x4(qf[QREG ? mt : 0][QREG ? kk : 0][0], qf[QREG ? mt : 0][QREG ? kk : 0][1],
-                            qf[QREG ? mt : 0][QREG ? kk : 0][2], qf[QREG ? mt : 0][QREG ? kk : 0][3],
-                            sQ + (warp * 16 * MT + 16 * mt + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
+        if constexpr (QREG) {
+            if (it == 0) load_a_tiles(qf, SmemA<SROW>{sQ, warp * 16 * MT, lane});
         }
         const bf16 *sKb = sK + buf * BK * SROW, *sVb = sV + buf * BK * SROW;
 
         // S (32 x BK per warp) = Q K^T
         float s[MT][NT][4];
-        #pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-            #pragma unroll
-            for (int n = 0; n < NT; n++) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.f;
-        #pragma unroll
-        for (int kk = 0; kk < KS; kk++) {
-            uint32_t a[MT][4];
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                if (QREG) {
-                    #pragma unroll
-                    for (int e = 0; e < 4; e++) a[mt][e] = qf[QREG ? mt : 0][QREG ? kk : 0][e];
-                } else {
-                    ldsm_x4(a[mt][0], a[mt][1], a[mt][2], a[mt][3],
-                            sQ + (warp * 16 * MT + 16 * mt + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
-                }
-            }
-            #pragma unroll
-            for (int n2 = 0; n2 < NT / 2; n2++) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4(b0, b1, b2, b3, sKb + (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane));
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(s[mt][2 * n2], a[mt], b0, b1);
-                    mma16816(s[mt][2 * n2 + 1], a[mt], b2, b3);
-                }
-            }
-        }
+        zero_tiles(s);
+        if constexpr (QREG) warp_mma_abt<SROW, KS>(s, RegA<KS>{qf}, sKb, lane);
+        else warp_mma_abt<SROW, KS>(s, SmemA<SROW>{sQ, warp * 16 * MT, lane}, sKb, lane);
 
         #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
@@ -348,22 +418,7 @@ __global__ void __launch_bounds__(128) flash_fwd_kernel(bf16 *__restrict__ out, 
         }
 
         // O (32 x HD) += P (32 x BK, bf16) V (BK x HD)
-        #pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++) {
-            uint32_t a[MT][4];
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++) acc_to_a(a[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
-            #pragma unroll
-            for (int d2 = 0; d2 < HD / 16; d2++) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4_t(b0, b1, b2, b3, sVb + (kk * 16 + ldsm_bt_row(lane)) * SROW + d2 * 16 + ldsm_bt_col(lane));
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(o[mt][2 * d2], a[mt], b0, b1);
-                    mma16816(o[mt][2 * d2 + 1], a[mt], b2, b3);
-                }
-            }
-        }
+        warp_mma_pb<SROW>(o, s, sVb, lane);
         __syncthreads();  // all warps done with buffer `buf` before iteration it+1 refills it
     }
     cp_async_wait<0>();
@@ -481,12 +536,8 @@ __device__ __forceinline__ void bwd_kv_block(const int kt, const int kvh, const 
     cp_async_commit();
 
     float dka[MT][DT][4], dva[MT][DT][4];
-    #pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-        #pragma unroll
-        for (int d = 0; d < DT; d++)
-            #pragma unroll
-            for (int e = 0; e < 4; e++) dka[mt][d][e] = dva[mt][d][e] = 0.f;
+    zero_tiles(dka);
+    zero_tiles(dva);
 
     for (int it = 0; it < nitems; it++) {
         const int buf = it & 1;
@@ -500,28 +551,8 @@ __device__ __forceinline__ void bwd_kv_block(const int kt, const int kvh, const 
 
         // S^T (16 MT keys x BQ queries) = K_w Q^T
         float st[MT][NQT][4];
-        #pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-            #pragma unroll
-            for (int n = 0; n < NQT; n++) st[mt][n][0] = st[mt][n][1] = st[mt][n][2] = st[mt][n][3] = 0.f;
-        #pragma unroll
-        for (int kk = 0; kk < KS; kk++) {
-            uint32_t a[MT][4];
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-                ldsm_x4(a[mt][0], a[mt][1], a[mt][2], a[mt][3],
-                        sK + (kwl + 16 * mt + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
-            #pragma unroll
-            for (int n2 = 0; n2 < NQT / 2; n2++) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4(b0, b1, b2, b3, sQb + (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane));
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(st[mt][2 * n2], a[mt], b0, b1);
-                    mma16816(st[mt][2 * n2 + 1], a[mt], b2, b3);
-                }
-            }
-        }
+        zero_tiles(st);
+        warp_mma_abt<SROW, KS>(st, SmemA<SROW>{sK, kwl, lane}, sQb, lane);
         // P^T; masked entries (and query rows >= T) exactly 0
         #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
@@ -545,46 +576,11 @@ __device__ __forceinline__ void bwd_kv_block(const int kt, const int kvh, const 
             }
         }
         // dV (16 MT x HD) += P^T (16 MT x BQ) dO (BQ x HD)
-        #pragma unroll
-        for (int kk = 0; kk < BQ / 16; kk++) {
-            uint32_t a[MT][4];
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++) acc_to_a(a[mt], st[mt][2 * kk], st[mt][2 * kk + 1]);
-            #pragma unroll
-            for (int d2 = 0; d2 < HD / 16; d2++) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4_t(b0, b1, b2, b3, sdOb + (kk * 16 + ldsm_bt_row(lane)) * SROW + d2 * 16 + ldsm_bt_col(lane));
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(dva[mt][2 * d2], a[mt], b0, b1);
-                    mma16816(dva[mt][2 * d2 + 1], a[mt], b2, b3);
-                }
-            }
-        }
+        warp_mma_pb<SROW>(dva, st, sdOb, lane);
         // dP^T (16 MT x BQ) = V_w dO^T, then dS^T = P^T (dP^T - D) in place
         float dpt[MT][NQT][4];
-        #pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-            #pragma unroll
-            for (int n = 0; n < NQT; n++) dpt[mt][n][0] = dpt[mt][n][1] = dpt[mt][n][2] = dpt[mt][n][3] = 0.f;
-        #pragma unroll
-        for (int kk = 0; kk < KS; kk++) {
-            uint32_t a[MT][4];
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-                ldsm_x4(a[mt][0], a[mt][1], a[mt][2], a[mt][3],
-                        sV + (kwl + 16 * mt + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane));
-            #pragma unroll
-            for (int n2 = 0; n2 < NQT / 2; n2++) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4(b0, b1, b2, b3, sdOb + (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane));
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(dpt[mt][2 * n2], a[mt], b0, b1);
-                    mma16816(dpt[mt][2 * n2 + 1], a[mt], b2, b3);
-                }
-            }
-        }
+        zero_tiles(dpt);
+        warp_mma_abt<SROW, KS>(dpt, SmemA<SROW>{sV, kwl, lane}, sdOb, lane);
         #pragma unroll
         for (int mt = 0; mt < MT; mt++)
             #pragma unroll
@@ -593,22 +589,7 @@ __device__ __forceinline__ void bwd_kv_block(const int kt, const int kvh, const 
                 for (int e = 0; e < 4; e++)
                     dpt[mt][n][e] = st[mt][n][e] * (dpt[mt][n][e] - sDb[n * 8 + 2 * t4 + (e & 1)]);
         // dK (16 MT x HD) += dS^T (16 MT x BQ) Q (BQ x HD)
-        #pragma unroll
-        for (int kk = 0; kk < BQ / 16; kk++) {
-            uint32_t a[MT][4];
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++) acc_to_a(a[mt], dpt[mt][2 * kk], dpt[mt][2 * kk + 1]);
-            #pragma unroll
-            for (int d2 = 0; d2 < HD / 16; d2++) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4_t(b0, b1, b2, b3, sQb + (kk * 16 + ldsm_bt_row(lane)) * SROW + d2 * 16 + ldsm_bt_col(lane));
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(dka[mt][2 * d2], a[mt], b0, b1);
-                    mma16816(dka[mt][2 * d2 + 1], a[mt], b2, b3);
-                }
-            }
-        }
+        warp_mma_pb<SROW>(dka, dpt, sQb, lane);
         __syncthreads();  // buffer `buf` free for item it+2
     }
     cp_async_wait<0>();
@@ -700,10 +681,7 @@ __device__ __forceinline__ void bwd_q_block(const int qt, const int h, const int
 
     uint32_t qf[MT][KS][4], df[MT][KS][4];
     float dqa[MT][DT][4];
-    #pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-        #pragma unroll
-        for (int d = 0; d < DT; d++) dqa[mt][d][0] = dqa[mt][d][1] = dqa[mt][d][2] = dqa[mt][d][3] = 0.f;
+    zero_tiles(dqa);
 
     for (int it = 0; it < ntiles; it++) {
         const int buf = it & 1, k0 = it * BK;
@@ -712,45 +690,17 @@ __device__ __forceinline__ void bwd_q_block(const int qt, const int h, const int
         cp_async_wait<1>();
         __syncthreads();
         if (it == 0) {
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-                #pragma unroll
-                for (int kk = 0; kk < KS; kk++) {
-                    const int off = (qwl + 16 * mt + ldsm_a_row(lane)) * SROW + kk * 16 + ldsm_a_col(lane);
-                    ldsm_x4(qf[mt][kk][0], qf[mt][kk][1], qf[mt][kk][2], qf[mt][kk][3], sQ + off);
-                    ldsm_x4(df[mt][kk][0], df[mt][kk][1], df[mt][kk][2], df[mt][kk][3], sdO + off);
-                }
+            load_a_tiles(qf, SmemA<SROW>{sQ, qwl, lane});
+            load_a_tiles(df, SmemA<SROW>{sdO, qwl, lane});
         }
         const bf16 *sKb = sK + buf * BK * SROW, *sVb = sV + buf * BK * SROW;
 
         // S = Q K^T and dP = dO V^T (16 MT x BK each)
         float s[MT][NT][4], dp[MT][NT][4];
-        #pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-            #pragma unroll
-            for (int n = 0; n < NT; n++)
-                #pragma unroll
-                for (int e = 0; e < 4; e++) s[mt][n][e] = dp[mt][n][e] = 0.f;
-        #pragma unroll
-        for (int kk = 0; kk < KS; kk++) {
-            #pragma unroll
-            for (int n2 = 0; n2 < NT / 2; n2++) {
-                uint32_t b0, b1, b2, b3;
-                const int off = (n2 * 16 + ldsm_bn_row(lane)) * SROW + kk * 16 + ldsm_bn_col(lane);
-                ldsm_x4(b0, b1, b2, b3, sKb + off);
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(s[mt][2 * n2], qf[mt][kk], b0, b1);
-                    mma16816(s[mt][2 * n2 + 1], qf[mt][kk], b2, b3);
-                }
-                ldsm_x4(b0, b1, b2, b3, sVb + off);
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(dp[mt][2 * n2], df[mt][kk], b0, b1);
-                    mma16816(dp[mt][2 * n2 + 1], df[mt][kk], b2, b3);
-                }
-            }
-        }
+        zero_tiles(s);
+        zero_tiles(dp);
+        warp_mma_abt<SROW, KS>(s, RegA<KS>{qf}, sKb, lane);
+        warp_mma_abt<SROW, KS>(dp, RegA<KS>{df}, sVb, lane);
         // P and dS = P (dP - D), masked entries exactly 0
         #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
@@ -773,22 +723,7 @@ __device__ __forceinline__ void bwd_q_block(const int qt, const int h, const int
             }
         }
         // dQ (16 MT x HD) += dS (16 MT x BK) K (BK x HD)
-        #pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++) {
-            uint32_t a[MT][4];
-            #pragma unroll
-            for (int mt = 0; mt < MT; mt++) acc_to_a(a[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
-            #pragma unroll
-            for (int d2 = 0; d2 < HD / 16; d2++) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4_t(b0, b1, b2, b3, sKb + (kk * 16 + ldsm_bt_row(lane)) * SROW + d2 * 16 + ldsm_bt_col(lane));
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(dqa[mt][2 * d2], a[mt], b0, b1);
-                    mma16816(dqa[mt][2 * d2 + 1], a[mt], b2, b3);
-                }
-            }
-        }
+        warp_mma_pb<SROW>(dqa, s, sKb, lane);
         __syncthreads();
     }
     cp_async_wait<0>();
@@ -988,25 +923,7 @@ __global__ void attn_bwd_kv_generic_kernel(floatX *__restrict__ dk, floatX *__re
 }
 
 // ----------------------------------------------------------------------------------------------------
-// scratch and padding fixup (shared with the cuDNN path)
-
-static void *g_scratch[3];
-static size_t g_scratch_bytes[3];
-
-void *attn_scratch(int slot, size_t bytes) {
-    if (slot < 0 || slot >= 3) fatal("attn_scratch: bad slot %d", slot);
-    if (bytes > g_scratch_bytes[slot]) {
-        if (g_scratch[slot]) {
-            ATTN_CUDA_CHECK(cudaStreamSynchronize(attn_stream()));  // earlier work may still read it
-            ATTN_CUDA_CHECK(cudaFree(g_scratch[slot]));
-        }
-        size_t want = bytes + bytes / 4 + (1 << 20);
-        if (cudaMalloc(&g_scratch[slot], want) != cudaSuccess)
-            fatal("attention: out of GPU memory allocating %zu bytes of scratch", want);
-        g_scratch_bytes[slot] = want;
-    }
-    return g_scratch[slot];
-}
+// padding fixup (shared with the cuDNN path)
 
 // one block per (b, t) token
 __global__ void attn_fixup_kernel(floatX *out, float *lse, floatX *dq, floatX *dk, floatX *dv, const AttnParams p) {
@@ -1033,9 +950,9 @@ __global__ void attn_fixup_kernel(floatX *out, float *lse, floatX *dq, floatX *d
 void attn_fixup_padding(void *out, float *lse, void *dq, void *dk, void *dv, const AttnShape *s) {
     if (!s->kv_len || s->B <= 0 || s->T <= 0) return;
     const AttnParams p = attn_params(s);
-    attn_fixup_kernel<<<(unsigned)((long long)s->B * s->T), 128, 0, attn_stream()>>>(
+    attn_fixup_kernel<<<(unsigned)((long long)s->B * s->T), 128, 0, stream_main()>>>(
         (floatX *)out, lse, (floatX *)dq, (floatX *)dk, (floatX *)dv, p);
-    ATTN_LAUNCH_CHECK();
+    CUDA_LAUNCH_CHECK();
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -1059,8 +976,6 @@ static void check_shape(const AttnShape *s, const char *what) {
 }
 
 #if ATTN_TENSOR_CORES
-static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
-
 // the tensor-core kernels need HD a multiple of 16 (instantiated below) and 16-byte aligned rows
 static int use_tc(const AttnShape *s, const void *a, const void *b, const void *c, const void *d, const void *e,
                   const void *f) {
@@ -1076,13 +991,13 @@ static int use_tc(const AttnShape *s, const void *a, const void *b, const void *
     if (s->q_stride % 8 || s->kv_stride % 8) return 0;
     const void *ps[6] = {a, b, c, d, e, f};
     for (int i = 0; i < 6; i++)
-        if (ps[i] && !aligned16(ps[i])) return 0;
+        if (ps[i] && !is_aligned16(ps[i])) return 0;
     return 1;
 }
 
 template <typename K>
 static void set_smem(K kernel, size_t bytes) {
-    if (bytes > 48 * 1024) ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    if (bytes > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
 template <int HD>
@@ -1092,8 +1007,8 @@ static void launch_fwd(bf16 *out, float *lse, const bf16 *q, const bf16 *k, cons
     if (!init) { set_smem(flash_fwd_kernel<HD>, C::SMEM); init = true; }
     const long long blocks = (long long)((p.T + C::BQ - 1) / C::BQ) * p.NH * p.B;
     if (blocks > 0x7fffffffLL) fatal("attention_forward: %lld blocks exceed the grid limit", blocks);
-    flash_fwd_kernel<HD><<<(unsigned)blocks, C::NTHREADS, C::SMEM, attn_stream()>>>(out, lse, q, k, v, p);
-    ATTN_LAUNCH_CHECK();
+    flash_fwd_kernel<HD><<<(unsigned)blocks, C::NTHREADS, C::SMEM, stream_main()>>>(out, lse, q, k, v, p);
+    CUDA_LAUNCH_CHECK();
 }
 
 template <int HD>
@@ -1109,9 +1024,9 @@ static void launch_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const flo
     (void)sizeof(CQ);
     if (blocks > 0x7fffffffLL) fatal("attention_backward: %lld blocks exceed the grid limit", blocks);
     if (blocks == 0) return;
-    flash_bwd_kernel<HD><<<(unsigned)blocks, 128, BwdCfg<HD>::SMEM, attn_stream()>>>(dq, dk, dv, dout, lse, D, q, k, v,
+    flash_bwd_kernel<HD><<<(unsigned)blocks, 128, BwdCfg<HD>::SMEM, stream_main()>>>(dq, dk, dv, dout, lse, D, q, k, v,
                                                                                      p, (int)ck, (int)cq);
-    ATTN_LAUNCH_CHECK();
+    CUDA_LAUNCH_CHECK();
 }
 #endif  // ATTN_TENSOR_CORES
 
@@ -1119,8 +1034,8 @@ template <int NC>
 static void launch_generic_fwd(floatX *out, float *lse, const floatX *q, const floatX *k, const floatX *v,
                                const AttnParams &p) {
     const long long rows = (long long)p.B * p.NH * p.T;
-    attn_fwd_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, attn_stream()>>>(out, lse, q, k, v, p);
-    ATTN_LAUNCH_CHECK();
+    attn_fwd_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, stream_main()>>>(out, lse, q, k, v, p);
+    CUDA_LAUNCH_CHECK();
 }
 
 template <int NC>
@@ -1128,13 +1043,13 @@ static void launch_generic_bwd(floatX *dq, floatX *dk, floatX *dv, const floatX 
                                const floatX *q, const floatX *k, const floatX *v, const AttnParams &p) {
     if (dq) {
         const long long rows = (long long)p.B * p.NH * p.T;
-        attn_bwd_q_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, attn_stream()>>>(dq, dout, lse, D, q, k, v, p);
-        ATTN_LAUNCH_CHECK();
+        attn_bwd_q_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, stream_main()>>>(dq, dout, lse, D, q, k, v, p);
+        CUDA_LAUNCH_CHECK();
     }
     if (dk || dv) {
         const long long rows = (long long)p.B * p.NKV * p.T;
-        attn_bwd_kv_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, attn_stream()>>>(dk, dv, dout, lse, D, q, k, v, p);
-        ATTN_LAUNCH_CHECK();
+        attn_bwd_kv_generic_kernel<NC><<<(unsigned)((rows + 3) / 4), 128, 0, stream_main()>>>(dk, dv, dout, lse, D, q, k, v, p);
+        CUDA_LAUNCH_CHECK();
     }
 }
 
@@ -1177,19 +1092,19 @@ void flash_attention_backward(void *dq, void *dk, void *dv, const void *dout, co
     if (!dq && !dk && !dv) return;
     const AttnParams p = attn_params(s);
     // D = rowsum(dO * O): (B, NH, T) fp32 scratch
-    float *D = (float *)attn_scratch(0, sizeof(float) * (size_t)s->B * s->NH * s->T);
+    float *D = (float *)cuda_scratch(sizeof(float) * (size_t)s->B * s->NH * s->T);
     {
         const long long rows = (long long)s->B * s->T * s->NH;
-        bwd_dot_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, attn_stream()>>>(D, (const floatX *)dout,
+        bwd_dot_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, stream_main()>>>(D, (const floatX *)dout,
                                                                               (const floatX *)out, s->B, s->T, s->NH,
                                                                               s->HD);
-        ATTN_LAUNCH_CHECK();
+        CUDA_LAUNCH_CHECK();
     }
     floatX *gq = (floatX *)dq, *gk = (floatX *)dk, *gv = (floatX *)dv;
     const floatX *go = (const floatX *)dout, *qq = (const floatX *)q, *kk = (const floatX *)k, *vv = (const floatX *)v;
     const float *l = (const float *)lse;
 #if ATTN_TENSOR_CORES
-    if (use_tc(s, dq, dk, dv, q, k, v) && aligned16(dout)) {
+    if (use_tc(s, dq, dk, dv, q, k, v) && is_aligned16(dout)) {
         switch (s->HD) {
             case 16: launch_bwd<16>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;
             case 32: launch_bwd<32>(gq, gk, gv, go, l, D, qq, kk, vv, p); return;

@@ -1,5 +1,6 @@
 // Attention through cuDNN's fused SDPA ("flash") engines, built with the backend graph C API
 // (cudnn_graph.h): no cudnn-frontend, no C++ dependency beyond this file.
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_attention_cudnn; build/bench_attention test.
 //
 // cuDNN recognizes scaled-dot-product attention as a pattern of primitive operations and runs it as
 // one fused kernel. The graphs below are the ones cudnn-frontend (1.x, CompositeSDPANode and
@@ -39,13 +40,9 @@
 // T >= 2, and 16-byte aligned pointers (checked at the call; misaligned calls run flash).
 // Execution plans are built once per (direction, B, T, NH, NKV, HD, strides, causal) and cached; a
 // shape whose graph cuDNN rejects is remembered and runs flash, with one notice on stderr.
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "attention_common.cuh"
-#include "cuda_backend.h"
+#include "common.cuh"
 
 #ifdef VLM_CUDNN
 #include <cudnn.h>
@@ -453,8 +450,6 @@ __global__ void seq_len_kernel(int *seq_q, int *seq_kv, const int *kv_len, int B
 
 size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
-int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
-
 void execute(Plan *p, const int64_t *uids, void *const *ptrs, int n, void *workspace) {
     cudnnBackendDescriptor_t vp = nullptr;
     cudnnStatus_t st = cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &vp);
@@ -462,7 +457,7 @@ void execute(Plan *p, const int64_t *uids, void *const *ptrs, int n, void *works
     if (st == CUDNN_STATUS_SUCCESS) st = cudnnBackendSetAttribute(vp, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs);
     if (st == CUDNN_STATUS_SUCCESS) st = cudnnBackendSetAttribute(vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
     if (st == CUDNN_STATUS_SUCCESS) st = cudnnBackendFinalize(vp);
-    if (st == CUDNN_STATUS_SUCCESS) st = cudnnSetStream(g_handle, attn_stream());
+    if (st == CUDNN_STATUS_SUCCESS) st = cudnnSetStream(g_handle, stream_main());
     if (st == CUDNN_STATUS_SUCCESS) st = cudnnBackendExecute(g_handle, p->plan, vp);
     if (vp) cudnnBackendDestroyDescriptor(vp);
     if (st != CUDNN_STATUS_SUCCESS) {
@@ -491,18 +486,18 @@ int cudnn_attention_supported(const AttnShape *s) {
 }
 
 void cudnn_attention_forward(void *out, void *lse, const void *q, const void *k, const void *v, const AttnShape *s) {
-    if (!cudnn_attention_supported(s) || !aligned16(out) || !aligned16(q) || !aligned16(k) || !aligned16(v) ||
-        !aligned16(lse)) {
+    if (!cudnn_attention_supported(s) || !is_aligned16(out) || !is_aligned16(q) || !is_aligned16(k) ||
+        !is_aligned16(v) || !is_aligned16(lse)) {
         flash_attention_forward(out, lse, q, k, v, s);
         return;
     }
     Plan *p = get_plan(0, s);
     if (p->failed) { flash_attention_forward(out, lse, q, k, v, s); return; }
     const size_t ws = align256((size_t)p->workspace), seq = align256(sizeof(int) * (size_t)s->B);
-    char *base = (char *)attn_scratch(1, ws + 2 * seq);
+    char *base = (char *)cuda_scratch(ws + 2 * seq);
     int *seq_q = (int *)(base + ws), *seq_kv = (int *)(base + ws + seq);
-    seq_len_kernel<<<(s->B + 127) / 128, 128, 0, attn_stream()>>>(seq_q, seq_kv, s->kv_len, s->B, s->T);
-    ATTN_LAUNCH_CHECK();
+    seq_len_kernel<<<(s->B + 127) / 128, 128, 0, stream_main()>>>(seq_q, seq_kv, s->kv_len, s->B, s->T);
+    CUDA_LAUNCH_CHECK();
     float scale = (float)(1.0 / sqrt((double)s->HD)), neg_inf = -INFINITY;
     const int64_t uids[9] = {UID_Q, UID_K, UID_V, UID_O, UID_STATS, UID_SEQ_Q, UID_SEQ_KV, UID_SCALE, UID_NEG_INF};
     void *ptrs[9] = {(void *)q, (void *)k, (void *)v, out, lse, seq_q, seq_kv, &scale, &neg_inf};
@@ -512,8 +507,9 @@ void cudnn_attention_forward(void *out, void *lse, const void *q, const void *k,
 
 void cudnn_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out, const void *lse,
                               const void *q, const void *k, const void *v, const AttnShape *s) {
-    if (!cudnn_attention_supported(s) || !dq || !dk || !dv || !aligned16(dq) || !aligned16(dk) || !aligned16(dv) ||
-        !aligned16(dout) || !aligned16(out) || !aligned16(lse) || !aligned16(q) || !aligned16(k) || !aligned16(v)) {
+    if (!cudnn_attention_supported(s) || !dq || !dk || !dv || !is_aligned16(dq) || !is_aligned16(dk) ||
+        !is_aligned16(dv) || !is_aligned16(dout) || !is_aligned16(out) || !is_aligned16(lse) || !is_aligned16(q) ||
+        !is_aligned16(k) || !is_aligned16(v)) {
         flash_attention_backward(dq, dk, dv, dout, out, lse, q, k, v, s);
         return;
     }
@@ -524,13 +520,13 @@ void cudnn_attention_backward(void *dq, void *dk, void *dv, const void *dout, co
     const size_t dsum = align256(sizeof(float) * (size_t)s->B * s->NH * s->T);
     const size_t dqacc = align256(sizeof(float) * (size_t)s->B * s->NH * s->T * s->HD);
     const size_t seq = align256(sizeof(int) * (size_t)s->B);
-    char *base = (char *)attn_scratch(1, ws + dsum + dqacc + 2 * seq);
+    char *base = (char *)cuda_scratch(ws + dsum + dqacc + 2 * seq);
     void *Dsum = base + ws, *dQacc = base + ws + dsum;
     int *seq_q = (int *)(base + ws + dsum + dqacc), *seq_kv = (int *)(base + ws + dsum + dqacc + seq);
-    seq_len_kernel<<<(s->B + 127) / 128, 128, 0, attn_stream()>>>(seq_q, seq_kv, s->kv_len, s->B, s->T);
-    ATTN_LAUNCH_CHECK();
+    seq_len_kernel<<<(s->B + 127) / 128, 128, 0, stream_main()>>>(seq_q, seq_kv, s->kv_len, s->B, s->T);
+    CUDA_LAUNCH_CHECK();
     // cuDNN < 9.6 expects the dQ accumulator zeroed by the caller; later versions zero it themselves
-    if (g_cudnn_version < 90600) ATTN_CUDA_CHECK(cudaMemsetAsync(dQacc, 0, dqacc, attn_stream()));
+    if (g_cudnn_version < 90600) CUDA_CHECK(cudaMemsetAsync(dQacc, 0, dqacc, stream_main()));
     float scale = (float)(1.0 / sqrt((double)s->HD)), neg_inf = -INFINITY, one = 1.f;
     const int64_t uids[16] = {UID_Q,  UID_K,  UID_V,      UID_O,      UID_DO,    UID_STATS, UID_DQ,   UID_DK,
                               UID_DV, UID_SEQ_Q, UID_SEQ_KV, UID_SCALE, UID_NEG_INF, UID_ONE, UID_DSUM, UID_DQ_ACC};

@@ -1,5 +1,7 @@
 // The CUDA backend: device check, the one stream, memory and host transfers, and the table `backend_cuda`
 // that model/backend.c hands out for --device cuda|auto. The ops themselves live in the other cuda/*.cu.
+// Checked by: every test of tests/test_cuda.c (make test-cuda) goes through it; cuda_build_precision checks
+// the act type it reports, cuda_resume_is_bit_exact its transfers.
 #include <stdlib.h>
 #include <string.h>
 

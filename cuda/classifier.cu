@@ -1,16 +1,20 @@
 // The classifier: log-softmax over the vocabulary, the label's log-prob and its gradient, never storing
 // probabilities. One block per row, online max/sum in fp32, 128-bit loads. Tested against
 // cpu_logprob_forward / cpu_logprob_backward in model/ops_cpu.c.
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_logprob, cuda_unaligned_slices.
 #include <math.h>
 
 #include "common.cuh"
 
-// (max, sum of exp(x - max)) pairs combine as  M = max(m1, m2),  s = s1 e^(m1 - M) + s2 e^(m2 - M)
-__device__ __forceinline__ float2 lse_combine(float2 a, float2 b) {
-    const float m = fmaxf(a.x, b.x);
-    if (m == -INFINITY) return make_float2(-INFINITY, 0.0f);
-    return make_float2(m, a.y * expf(a.x - m) + b.y * expf(b.x - m));
-}
+// (max, sum of exp(x - max)) pairs combine as  M = max(m1, m2),  s = s1 e^(m1 - M) + s2 e^(m2 - M);
+// (-inf, 0) is the identity (combined with it, a pair comes back exactly: 0 e^-inf + s e^0)
+struct LseCombine {
+    __device__ __forceinline__ float2 operator()(float2 a, float2 b) const {
+        const float m = fmaxf(a.x, b.x);
+        if (m == -INFINITY) return make_float2(-INFINITY, 0.0f);
+        return make_float2(m, a.y * expf(a.x - m) + b.y * expf(b.x - m));
+    }
+};
 
 // lse[n] = log sum_i exp(logits[n, i]);  logp[n] = logits[n, target] - lse[n]  (0 when target < 0,
 // NaN when target >= V so that a bad label cannot pass silently)
@@ -36,19 +40,8 @@ __global__ void logprob_forward_kernel(float *logp, float *lse, const floatX *lo
         for (int k = 0; k < 8; k++)
             if (k < cnt) ms.y += expf(v[k] - ms.x);
     }
-    // fixed-order reduction: xor tree within warps, then warps in index order
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        float2 other = make_float2(__shfl_xor_sync(0xffffffffu, ms.x, o), __shfl_xor_sync(0xffffffffu, ms.y, o));
-        ms = lse_combine(ms, other);
-    }
-    __shared__ float2 warp_part[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) warp_part[warp] = ms;
-    __syncthreads();
+    const float2 total = block_reduce(ms, make_float2(-INFINITY, 0.0f), LseCombine());
     if (threadIdx.x != 0) return;
-    float2 total = warp_part[0];
-    for (int w = 1; w < (int)(blockDim.x >> 5); w++) total = lse_combine(total, warp_part[w]);
     const float l = total.x + logf(total.y);
     lse[n] = l;
     const int t = targets[n];

@@ -1,5 +1,5 @@
 // Shared by every cuda/*.cu file: error checks that name the file and line, the act type floatX, 128-bit
-// vector loads and stores, warp and block reductions, the one stream and a reusable scratch buffer.
+// vector loads and stores, warp and block reductions, the one stream and the one reusable scratch buffer.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -13,7 +13,31 @@ extern "C" {
 #include "../util/common.h"
 }
 #include "cuda_backend.h"
-#include "floatx.cuh"  // floatX, the "act" type (bf16, or fp32 with VLM_CUDA_FP32); "acc" is float
+
+// ----------------------------------------------------------------------------------------------------
+// The "act" type of the CUDA backend (model/ops.h: activations, parameters and their gradients), named
+// floatX as in llm.c: bf16 by default; fp32 when built with -DVLM_CUDA_FP32 (`make test-cuda-fp32`), a
+// build for exact comparisons with the CPU reference and transformers (DESIGN.md section 4), not for
+// speed. "acc" buffers are float in both. Kernels convert through to_f32 / to_floatX so that one source
+// serves both builds; in the bf16 build they are exactly the intrinsics they replace.
+
+#ifdef VLM_CUDA_FP32
+typedef float floatX;
+#else
+typedef __nv_bfloat16 floatX;
+#endif
+
+__host__ __device__ __forceinline__ float to_f32(float x) { return x; }
+__host__ __device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+// float -> act type: round to nearest even into bf16; exact in the fp32 build
+__host__ __device__ __forceinline__ floatX to_floatX(float x) {
+#ifdef VLM_CUDA_FP32
+    return x;
+#else
+    return __float2bfloat16_rn(x);
+#endif
+}
 
 // ----------------------------------------------------------------------------------------------------
 // errors: every CUDA call and every launch is checked, and a failure names the place
@@ -170,44 +194,48 @@ static inline unsigned grid_for(size_t work, size_t per_block) {
 // the logistic function as SiLU and SwiGLU use it (cuda/elementwise.cu, the fused SwiGLU of cuda/gemv.cu)
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-__device__ __forceinline__ double warp_sum_double(double v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
+// ----------------------------------------------------------------------------------------------------
+// reductions over a warp and over a block, in a fixed order (lanes by xor tree, then warps in index order),
+// so that a result is the same bits on every run. `op` combines two partial results (SumOp, MaxOp, or a
+// kernel's own, like the classifier's (max, sum of exp) pairs); T is float, double or float2.
 
-// Sum over the whole block (blockDim.x a multiple of 32, at most 1024), returned to every thread.
-// The order is fixed (lanes by xor tree, then warps in index order), so results are deterministic.
-// Starts with a barrier so that it can be called several times in a row.
-__device__ __forceinline__ float block_sum(float v) {
-    __shared__ float warp_part[32];
+struct SumOp {
+    template <typename T>
+    __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+struct MaxOp {
+    __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+__device__ __forceinline__ float shfl_xor(float v, int o) { return __shfl_xor_sync(0xffffffffu, v, o); }
+__device__ __forceinline__ double shfl_xor(double v, int o) { return __shfl_xor_sync(0xffffffffu, v, o); }
+__device__ __forceinline__ float2 shfl_xor(float2 v, int o) { return make_float2(shfl_xor(v.x, o), shfl_xor(v.y, o)); }
+
+// op over the 32 lanes of the warp, returned to every lane
+template <typename T, typename Op>
+__device__ __forceinline__ T warp_reduce(T v, Op op) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = op(v, shfl_xor(v, o));
+    return v;
+}
+__device__ __forceinline__ float warp_sum(float v) { return warp_reduce(v, SumOp()); }
+__device__ __forceinline__ float warp_max(float v) { return warp_reduce(v, MaxOp()); }
+
+// op over the whole block (blockDim.x a multiple of 32, at most 1024), returned to every thread; `identity`
+// is op's neutral element. Starts with a barrier so that it can be called several times in a row, and its
+// barriers also publish the shared-memory writes made before it.
+template <typename T, typename Op>
+__device__ __forceinline__ T block_reduce(T v, T identity, Op op) {
+    __shared__ T warp_part[32];  // one array per (T, Op) instantiation
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    v = warp_sum(v);
+    v = warp_reduce(v, op);
     __syncthreads();
     if (lane == 0) warp_part[warp] = v;
     __syncthreads();
-    float s = 0.0f;
-    for (int w = 0; w < nwarps; w++) s += warp_part[w];
+    T s = identity;
+    for (int w = 0; w < nwarps; w++) s = op(s, warp_part[w]);
     return s;
 }
-__device__ __forceinline__ double block_sum_double(double v) {
-    __shared__ double warp_part_d[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    v = warp_sum_double(v);
-    __syncthreads();
-    if (lane == 0) warp_part_d[warp] = v;
-    __syncthreads();
-    double s = 0.0;
-    for (int w = 0; w < nwarps; w++) s += warp_part_d[w];
-    return s;
-}
+__device__ __forceinline__ float block_sum(float v) { return block_reduce(v, 0.0f, SumOp()); }
+__device__ __forceinline__ double block_sum(double v) { return block_reduce(v, 0.0, SumOp()); }
+__device__ __forceinline__ float block_max(float v) { return block_reduce(v, -INFINITY, MaxOp()); }

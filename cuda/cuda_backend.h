@@ -1,6 +1,6 @@
 // Host entry points of the CUDA kernels. Each has exactly the signature and semantics of the op of the
 // same name in model/ops.h (read that file: shapes, accumulate-vs-overwrite rules, aliasing), with
-// "act" buffers in floatX (cuda/floatx.cuh: bf16, or fp32 when built with VLM_CUDA_FP32) and "acc"
+// "act" buffers in floatX (cuda/common.cuh: bf16, or fp32 when built with VLM_CUDA_FP32) and "acc"
 // buffers in fp32. cuda/backend.cu assembles them into `backend_cuda`. All launches go to the one stream
 // returned by cuda_stream().
 #pragma once
@@ -64,6 +64,13 @@ void cudnn_attention_backward(void *dq, void *dk, void *dv, const void *dout, co
 void flash_attention_forward(void *out, void *lse, const void *q, const void *k, const void *v, const AttnShape *s);
 void flash_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out, const void *lse,
                               const void *q, const void *k, const void *v, const AttnShape *s);
+// Enforces the contract's padding semantics after a kernel that may leave padded rows unspecified
+// (cuDNN): keys j >= kv_len[b] get dk = dv = 0; rows with kv_len[b] <= 0 (no visible key anywhere)
+// get out = 0, lse = 0 and dq = 0. Any pointer may be NULL (skipped). Launched only when kv_len != NULL.
+void attn_fixup_padding(void *out, float *lse, void *dq, void *dk, void *dv, const AttnShape *s);
+// Testing hook: 1 forces the generic (non-tensor-core) flash kernels for every shape, 0 restores the normal
+// choice. Without a call, the environment variable VLM_ATTN_GENERIC=1 does the same.
+void flash_attention_force_generic(int on);
 // classifier
 void cuda_logprob_forward(void *logp, void *lse, const void *logits, const int *targets, int N, int V);
 void cuda_logprob_backward(void *dlogits, const void *logits, const void *lse, const int *targets,

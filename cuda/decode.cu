@@ -1,7 +1,8 @@
 // The KV cache of generation: the rotary embedding of the fused qkv rows with the append of their keys and
 // values to the cache (rope_kv_append), and attention of one new token per row against the cache
-// (attention_decode). Tested against cpu_rope_kv_append and cpu_attention_decode in model/ops_cpu.c
-// (tests/test_cuda.c).
+// (attention_decode). Tested against cpu_rope_kv_append and cpu_attention_decode in model/ops_cpu.c.
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_rope_kv_append, cuda_attention_decode,
+// cuda_generate_matches_cpu.
 //
 // rope_kv_append is rope_forward on the q and k heads of each row and two copy_rows_strided of its k and v
 // into cache row dst[n], in one kernel: one block per row computes the row's HD/2 angles once into shared
@@ -102,20 +103,6 @@ extern "C" void cuda_rope_kv_append(void *qkv, const int *pos, void *kcache, voi
 #define DEC_CHUNK 256
 #define DEC_UNROLL 4      // key groups per lane in flight in the score pass
 #define DEC_MAX_SPLITS 16
-
-// Max over the block, returned to every thread (same pattern as block_sum in common.cuh: starts with a
-// barrier so it can follow other reductions).
-__device__ __forceinline__ float block_max(float v) {
-    __shared__ float warp_part_max[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) warp_part_max[warp] = v;
-    __syncthreads();
-    float m = -INFINITY;
-    for (int w = 0; w < nwarps; w++) m = fmaxf(m, warp_part_max[w]);
-    return m;
-}
 
 // The generic kernel, any head dim: grid (NH, B), DEC_THREADS threads; dynamic shared memory:
 // q (HD) | acc (HD) | p (DEC_CHUNK) floats

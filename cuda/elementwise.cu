@@ -1,6 +1,8 @@
 // Elementwise ops: activations, SwiGLU, add, scale, rotary embedding, broadcast add, im2col, and the
 // deterministic column sum used by every bias/weight gradient. Math in fp32 on floatX storage; tested
 // against the cpu_* functions of the same names in model/ops_cpu.c.
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_elementwise, cuda_rope, cuda_embeddings_and_rows
+// (broadcast add, im2col), cuda_matmul (the bias sums), cuda_unaligned_slices, cuda_deterministic.
 //
 // Flat kernels walk chunks of 8 elements (grid-stride, size_t indices): a chunk takes 128-bit accesses
 // (one in bf16, two in the fp32 build) when the host found every base pointer 16-byte aligned and the

@@ -2,6 +2,8 @@
 // (16) rows. Such a matmul streams the weights once (2 bytes each, used N times), so its speed is the memory
 // bandwidth it reaches; cuBLASLt reached 58-88% of the copy ceiling at LLaVA-7B's decode shapes (notes/perf.md,
 // kernel lab), and nothing else in the step comes close to the weights' 13 GB.
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_matmul (N = 1..16), cuda_matmul_swiglu,
+// cuda_skinny_matmul_batch_invariant.
 //
 // A warp computes a strip of 16 output features over a slice of C with tensor-core MMAs (mma16816 in
 // cuda/ptx.cuh: m16n8k16, bf16 in, fp32 accumulate): A = 16 weight rows x 16 k, B = 16 k x 8 input rows, so one

@@ -1,6 +1,8 @@
 // CUDA graphs for op sequences that repeat with the same shapes and buffers: a decode step of the
 // generator queues about 14 kernels per layer, most of them tiny (one row), so at batch 1 the GPU spends
 // a large part of the step between launches. Recorded once into a graph, the step is one launch.
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_generate_matches_cpu and cuda_sample_cli (their decode
+// steps replay graphs).
 //
 // What a recorded sequence must not do (the ops of a decode step don't): synchronize, allocate, or take
 // different shapes, pointers or host-side values from call to call. Values that change (token ids,

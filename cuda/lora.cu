@@ -1,5 +1,6 @@
 // LoRA helpers: the strided add of a low-rank update into a fused projection's output, and dropout with a
 // counter-based mask. Tested against cpu_add_strided and cpu_dropout (model/ops_cpu.c).
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_lora_ops.
 #include <cuda_bf16.h>
 
 #include "common.cuh"

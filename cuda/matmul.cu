@@ -1,5 +1,6 @@
 // Linear layers on cuBLASLt: bf16 operands, fp32 accumulation, bf16 results (fp32 throughout in the fp32
 // build); tested against cpu_matmul_forward / cpu_matmul_backward in model/ops_cpu.c.
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_matmul, cuda_optional_outputs, cuda_unaligned_slices.
 //
 // Row-major <-> column-major. cuBLAS is column-major; a row-major (R, K) matrix is the column-major
 // (K, R) matrix with leading dimension K, i.e. its transpose. With Wc = w^T (C x OC, ld C),

@@ -1,6 +1,8 @@
 // LayerNorm and RMSNorm, forward and backward, and the residual add fused with the RMSNorm after it
 // (add_rmsnorm_forward: the RMSNorm forward kernel with ADD on); statistics in fp32. Tested against
 // cpu_layernorm_*, cpu_rmsnorm_* and cpu_add_rmsnorm_forward in model/ops_cpu.c.
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_norms, cuda_add_rmsnorm, cuda_optional_outputs,
+// cuda_deterministic, cuda_unaligned_slices.
 //
 // Layout shared by the four kernels: a row of C is split into chunks of 8 columns; a group of Tg threads
 // (a multiple of 32, at most 512) owns one row at a time, thread t holding chunks t, t + Tg, ... (J of

@@ -1,6 +1,8 @@
 // Optimizer ops: the sum of squares behind the global gradient norm, and AdamW (on fp32 master weights in
 // the bf16 build).
 // Tested against cpu_sumsq / cpu_adamw_update in model/ops_cpu.c.
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_optimizer, cuda_optional_outputs (no master copy),
+// cuda_deterministic (sumsq), cuda_unaligned_slices.
 #include <math.h>
 
 #include "common.cuh"
@@ -22,7 +24,7 @@ __global__ void sumsq_partial_kernel(double *partial, const floatX *x, size_t n,
         for (int k = 0; k < 8; k++) s += v[k] * v[k];
         acc += s;
     }
-    acc = block_sum_double(acc);
+    acc = block_sum(acc);
     if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
 
@@ -30,7 +32,7 @@ __global__ void sumsq_partial_kernel(double *partial, const floatX *x, size_t n,
 __global__ void sumsq_final_kernel(double *out, const double *partial, int count) {
     double acc = 0.0;
     for (int i = threadIdx.x; i < count; i += blockDim.x) acc += partial[i];
-    acc = block_sum_double(acc);
+    acc = block_sum(acc);
     if (threadIdx.x == 0) *out = acc;
 }
 

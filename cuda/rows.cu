@@ -1,6 +1,8 @@
 // Row movement: embedding lookup and its gradient, copy_rows (and its strided form, which can append keys
-// and values to a KV cache; generation uses rope_kv_append in cuda/decode.cu), add_rows. Tested against cpu_embedding_*, cpu_copy_rows, cpu_copy_rows_strided and
-// cpu_add_rows in model/ops_cpu.c.
+// and values to a KV cache; generation uses rope_kv_append in cuda/decode.cu), add_rows. Tested against
+// cpu_embedding_*, cpu_copy_rows, cpu_copy_rows_strided and cpu_add_rows in model/ops_cpu.c.
+// Checked by: tests/test_cuda.c (make test-cuda): cuda_embeddings_and_rows, cuda_copy_rows_strided,
+// cuda_deterministic, cuda_unaligned_slices.
 //
 // Scatter-adds where several rows may land on the same output row (embedding backward, add_rows) are
 // deterministic without atomics: the destination indices are sorted on the device together with their

@@ -3,7 +3,9 @@
 //
 // Every op runs on both backends with the same inputs (random values, rounded to bf16 first in the bf16
 // build, fresh each run), outputs of the GPU poisoned with NaN before the call so an unwritten element
-// fails, accumulating outputs pre-filled with the same random values on both sides. Tolerances (DESIGN.md
+// fails, accumulating outputs pre-filled with the same random values on both sides; again on unaligned
+// slices (the kernels' scalar paths), with the optional outputs left out, and twice from the same inputs
+// where the result must be the same bits (the scatter-adds and the fixed-order reductions). Tolerances (DESIGN.md
 // §4, the TOL_* constants below): bf16 outputs within 1e-2 of the output's scale, fp32 statistics within
 // 1e-3; in the fp32 build, where the only differences are the order of fp32 roundings, 1e-4 and 1e-5. NaN
 // never passes. Then the whole fixture models forward and backward, and `vlm logprobs --device cuda`
@@ -75,13 +77,20 @@ static float frand(void) {  // uniform [-1, 1)
     return (float)((double)(seed_state >> 11) / (double)(1ULL << 53) * 2 - 1);
 }
 
-// A tensor present on both backends. acc = accumulator type (fp32 on both).
-typedef struct { void *cpu, *gpu; size_t n; int acc; } Buf;
+// A tensor present on both backends. acc = accumulator type (fp32 on both). gpu_base: the allocation gpu lies
+// in (buf_free frees it); NULL for views of buffers owned elsewhere (the models' logits and gradients).
+typedef struct { void *cpu, *gpu; size_t n; int acc; void *gpu_base; } Buf;
+
+// Elements in front of every act buffer made while it is set: with 1, no GPU act pointer is 16-byte aligned,
+// so every kernel takes its general (scalar) path, as it must for slices of a buffer at odd offsets.
+static size_t slice_pad;
 
 static Buf buf_from(const float *h, size_t n, int acc) {
-    Buf b = {NULL, NULL, n, acc};
+    Buf b = {NULL, NULL, n, acc, NULL};
+    const size_t pad = acc ? 0 : slice_pad;
     b.cpu = CPU()->malloc(n * 4 + 4);
-    b.gpu = GPU()->malloc(n * (acc ? GPU()->acc_bytes : GPU()->act_bytes) + 4);
+    b.gpu_base = GPU()->malloc((n + pad) * (acc ? GPU()->acc_bytes : GPU()->act_bytes) + 4);
+    b.gpu = act_at(GPU(), b.gpu_base, pad);
     if (acc) {
         double *d = xmalloc(sizeof(double) * (n + 1));
         for (size_t i = 0; i < n; i++) d[i] = h[i];
@@ -118,9 +127,15 @@ static Buf buf_out(size_t n, int acc) {
     return b;
 }
 
+// act buffers owned elsewhere, seen as a Buf to compare them (not to free)
+static Buf buf_view(void *cpu, void *gpu, size_t n) {
+    Buf b = {cpu, gpu, n, 0, NULL};
+    return b;
+}
+
 static void buf_free(Buf *b) {
     CPU()->free(b->cpu);
-    GPU()->free(b->gpu);
+    GPU()->free(b->gpu_base);
 }
 
 typedef struct { int *cpu, *gpu; } IBuf;
@@ -174,6 +189,21 @@ static double buf_err_l2(const Buf *b) {
     if (!(_e <= (tol))) { char _w[160]; snprintf(_w, sizeof(_w), __VA_ARGS__); \
         test_fail(__FILE__, __LINE__, "%s: relative error %.3g > %g", _w, _e, (double)(tol)); } } while (0)
 
+// a copy of a GPU buffer, and whether two GPU buffers hold the same bytes
+static void *gpu_dup(const void *src, size_t bytes) {
+    void *p = GPU()->malloc(bytes + 4);
+    GPU()->copy(p, src, bytes);
+    return p;
+}
+static int gpu_same_bytes(const void *x, const void *y, size_t bytes) {
+    char *a = xmalloc(bytes + 1), *b = xmalloc(bytes + 1);
+    GPU()->to_host(a, x, bytes);
+    GPU()->to_host(b, y, bytes);
+    int same = !memcmp(a, b, bytes);
+    free(a); free(b);
+    return same;
+}
+
 // ---------------------------------------------------------------------------------------------------
 
 static void check_matmul(int N, int C, int OC, int bias) {
@@ -213,6 +243,8 @@ TEST(cuda_matmul) {
     check_matmul(16, 24, 100, 1);
     check_matmul(5, 1024, 512, 1);
     check_matmul(17, 1024, 512, 1);
+    check_matmul(17, 40, 24, 0);
+    check_matmul(5, 1024, 8, 1);
 }
 
 // The skinny kernel splits C the same way whatever N is, so row r of an N-row product is bitwise the product
@@ -284,65 +316,79 @@ static void check_norm(int rms, int N, int C) {
 }
 
 TEST(cuda_norms) {
-    int shapes[][2] = {{7, 13}, {1, 1}, {64, 1024}, {333, 4096}, {2, 33}};
-    for (int i = 0; i < 5; i++) { check_norm(0, shapes[i][0], shapes[i][1]); check_norm(1, shapes[i][0], shapes[i][1]); }
+    // odd sizes, the models' widths, rows wider than one pass of a block (5000 to 30000 columns), many rows
+    int shapes[][2] = {{7, 13}, {1, 1}, {64, 1024}, {333, 4096}, {2, 33}, {3, 5000}, {4, 10000}, {2, 30000},
+                       {2000, 256}};
+    for (int i = 0; i < 9; i++)
+        for (int rms = 0; rms < 2; rms++) check_norm(rms, shapes[i][0], shapes[i][1]);
+}
+
+// the activations forward and backward, add (also in place: out = b) and scale over n elements
+static void check_elementwise(size_t n) {
+    const ActKind kinds[] = {ACT_GELU, ACT_QUICK_GELU, ACT_SILU, ACT_GELU_TANH};
+    for (int k = 0; k < 4; k++) {
+        Buf x = buf_rand(n, 4, 0), y = buf_out(n, 0), g = buf_rand(n, 1, 0), dx = buf_out(n, 0);
+        CPU()->act_forward(kinds[k], y.cpu, x.cpu, n);
+        GPU()->act_forward(kinds[k], y.gpu, x.gpu, n);
+        EXPECT_CLOSE(y, TOL_ACT, "act %d forward n=%zu", k, n);
+        CPU()->act_backward(kinds[k], dx.cpu, g.cpu, x.cpu, n);
+        GPU()->act_backward(kinds[k], dx.gpu, g.gpu, x.gpu, n);
+        EXPECT_CLOSE(dx, TOL_ACT, "act %d backward n=%zu", k, n);
+        buf_free(&x); buf_free(&y); buf_free(&g); buf_free(&dx);
+    }
+    Buf a = buf_rand(n, 1, 0), b = buf_rand(n, 1, 0), o = buf_out(n, 0);
+    CPU()->add(o.cpu, a.cpu, b.cpu, n);
+    GPU()->add(o.gpu, a.gpu, b.gpu, n);
+    EXPECT_CLOSE(o, TOL_ACT, "add n=%zu", n);
+    CPU()->scale(o.cpu, 0.37f, n);
+    GPU()->scale(o.gpu, 0.37f, n);
+    EXPECT_CLOSE(o, TOL_ACT, "scale n=%zu", n);
+    CPU()->add(b.cpu, a.cpu, b.cpu, n);
+    GPU()->add(b.gpu, a.gpu, b.gpu, n);
+    EXPECT_CLOSE(b, TOL_ACT, "add in place (out = b) n=%zu", n);
+    buf_free(&a); buf_free(&b); buf_free(&o);
+}
+
+static void check_swiglu(int N, int F) {
+    Buf x = buf_rand((size_t)N * 2 * F, 3, 0), y = buf_out((size_t)N * F, 0), g = buf_rand((size_t)N * F, 1, 0);
+    Buf dx = buf_out((size_t)N * 2 * F, 0);
+    CPU()->swiglu_forward(y.cpu, x.cpu, N, F);
+    GPU()->swiglu_forward(y.gpu, x.gpu, N, F);
+    EXPECT_CLOSE(y, TOL_ACT, "swiglu forward %dx%d", N, F);
+    CPU()->swiglu_backward(dx.cpu, g.cpu, x.cpu, N, F);
+    GPU()->swiglu_backward(dx.gpu, g.gpu, x.gpu, N, F);
+    EXPECT_CLOSE(dx, TOL_ACT, "swiglu backward %dx%d", N, F);
+    buf_free(&x); buf_free(&y); buf_free(&g); buf_free(&dx);
 }
 
 TEST(cuda_elementwise) {
-    const ActKind kinds[] = {ACT_GELU, ACT_QUICK_GELU, ACT_SILU, ACT_GELU_TANH};
-    size_t sizes[] = {1, 7, 1000, 65537};
-    for (int s = 0; s < 4; s++) {
-        size_t n = sizes[s];
-        for (int k = 0; k < 4; k++) {
-            Buf x = buf_rand(n, 4, 0), y = buf_out(n, 0), g = buf_rand(n, 1, 0), dx = buf_out(n, 0);
-            CPU()->act_forward(kinds[k], y.cpu, x.cpu, n);
-            GPU()->act_forward(kinds[k], y.gpu, x.gpu, n);
-            EXPECT_CLOSE(y, TOL_ACT, "act %d forward n=%zu", k, n);
-            CPU()->act_backward(kinds[k], dx.cpu, g.cpu, x.cpu, n);
-            GPU()->act_backward(kinds[k], dx.gpu, g.gpu, x.gpu, n);
-            EXPECT_CLOSE(dx, TOL_ACT, "act %d backward n=%zu", k, n);
-            buf_free(&x); buf_free(&y); buf_free(&g); buf_free(&dx);
-        }
-        Buf a = buf_rand(n, 1, 0), b = buf_rand(n, 1, 0), o = buf_out(n, 0);
-        CPU()->add(o.cpu, a.cpu, b.cpu, n);
-        GPU()->add(o.gpu, a.gpu, b.gpu, n);
-        EXPECT_CLOSE(o, TOL_ACT, "add n=%zu", n);
-        CPU()->scale(o.cpu, 0.37f, n);
-        GPU()->scale(o.gpu, 0.37f, n);
-        EXPECT_CLOSE(o, TOL_ACT, "scale n=%zu", n);
-        buf_free(&a); buf_free(&b); buf_free(&o);
-    }
-    int swi[][2] = {{3, 5}, {64, 5632}, {7, 11008}};
-    for (int i = 0; i < 3; i++) {
-        int N = swi[i][0], F = swi[i][1];
-        Buf x = buf_rand((size_t)N * 2 * F, 3, 0), y = buf_out((size_t)N * F, 0), g = buf_rand((size_t)N * F, 1, 0);
-        Buf dx = buf_out((size_t)N * 2 * F, 0);
-        CPU()->swiglu_forward(y.cpu, x.cpu, N, F);
-        GPU()->swiglu_forward(y.gpu, x.gpu, N, F);
-        EXPECT_CLOSE(y, TOL_ACT, "swiglu forward %dx%d", N, F);
-        CPU()->swiglu_backward(dx.cpu, g.cpu, x.cpu, N, F);
-        GPU()->swiglu_backward(dx.gpu, g.gpu, x.gpu, N, F);
-        EXPECT_CLOSE(dx, TOL_ACT, "swiglu backward %dx%d", N, F);
-        buf_free(&x); buf_free(&y); buf_free(&g); buf_free(&dx);
-    }
+    size_t sizes[] = {1, 7, 1000, 65537, 1 << 20};
+    for (int s = 0; s < 5; s++) check_elementwise(sizes[s]);
+    check_swiglu(3, 5);
+    check_swiglu(64, 5632);
+    check_swiglu(7, 11008);
+}
+
+// rope forward then backward over N rows of `heads` heads at a row stride, positions in [0, max_pos)
+static void check_rope(int N, int heads, int HD, int stride, int max_pos, float theta) {
+    int *pos = xmalloc(sizeof(int) * N);
+    for (int i = 0; i < N; i++) pos[i] = (int)(((long long)i * 7919 + 13) % max_pos);
+    IBuf p = ibuf(pos, N);
+    Buf x = buf_rand((size_t)N * stride, 1, 0);
+    CPU()->rope_forward(x.cpu, p.cpu, N, heads, HD, stride, theta);
+    GPU()->rope_forward(x.gpu, p.gpu, N, heads, HD, stride, theta);
+    EXPECT_CLOSE(x, TOL_ACT, "rope forward N=%d HD=%d theta %g", N, HD, theta);
+    CPU()->rope_backward(x.cpu, p.cpu, N, heads, HD, stride, theta);
+    GPU()->rope_backward(x.gpu, p.gpu, N, heads, HD, stride, theta);
+    EXPECT_CLOSE(x, TOL_ACT, "rope backward N=%d HD=%d theta %g", N, HD, theta);
+    buf_free(&x); ibuf_free(&p); free(pos);
 }
 
 TEST(cuda_rope) {
-    int cases[][4] = {{5, 3, 8, 28}, {640, 24, 128, 24 * 128 + 64}, {33, 6, 12, 100}};  // N, heads, HD, stride
-    for (int c = 0; c < 3; c++) {
-        int N = cases[c][0], heads = cases[c][1], HD = cases[c][2], stride = cases[c][3];
-        int *pos = xmalloc(sizeof(int) * N);
-        for (int i = 0; i < N; i++) pos[i] = (i * 7) % 700;
-        IBuf p = ibuf(pos, N);
-        Buf x = buf_rand((size_t)N * stride, 1, 0);
-        CPU()->rope_forward(x.cpu, p.cpu, N, heads, HD, stride, 10000.0f);
-        GPU()->rope_forward(x.gpu, p.gpu, N, heads, HD, stride, 10000.0f);
-        EXPECT_CLOSE(x, TOL_ACT, "rope forward N=%d HD=%d", N, HD);
-        CPU()->rope_backward(x.cpu, p.cpu, N, heads, HD, stride, 10000.0f);
-        GPU()->rope_backward(x.gpu, p.gpu, N, heads, HD, stride, 10000.0f);
-        EXPECT_CLOSE(x, TOL_ACT, "rope backward N=%d HD=%d", N, HD);
-        buf_free(&x); ibuf_free(&p); free(pos);
-    }
+    check_rope(5, 3, 8, 28, 700, 10000.0f);
+    check_rope(640, 24, 128, 24 * 128 + 64, 700, 10000.0f);
+    check_rope(33, 6, 12, 100, 700, 10000.0f);
+    check_rope(9, 3, 64, 3 * 64 + 5, 4000, 500000.0f);  // long positions, LLaMA-3's theta, spare columns
 }
 
 // Attention with q, k, v as slices of one fused buffer, as the models call it.
@@ -408,77 +454,99 @@ TEST(cuda_attention_cudnn) {
     cuda_attention_select("flash");
 }
 
+// targets: some -1 (masked), the first the last class
+static void check_logprob(int N, int V) {
+    int *t = xmalloc(sizeof(int) * N);
+    for (int i = 0; i < N; i++) t[i] = i % 4 == 1 ? -1 : (i * 7919) % V;
+    t[0] = V - 1;
+    IBuf tg = ibuf(t, N);
+    Buf logits = buf_rand((size_t)N * V, 5, 0), logp = buf_out(N, 1), lse = buf_out(N, 1), dlogp = buf_rand(N, 1, 1);
+    CPU()->logprob_forward(logp.cpu, lse.cpu, logits.cpu, tg.cpu, N, V);
+    GPU()->logprob_forward(logp.gpu, lse.gpu, logits.gpu, tg.gpu, N, V);
+    EXPECT_CLOSE(logp, TOL_ACC, "logprob forward %dx%d", N, V);
+    EXPECT_CLOSE(lse, TOL_ACC, "logprob lse %dx%d", N, V);
+    CPU()->logprob_backward(logits.cpu, logits.cpu, lse.cpu, tg.cpu, dlogp.cpu, N, V);  // in place
+    GPU()->logprob_backward(logits.gpu, logits.gpu, lse.gpu, tg.gpu, dlogp.gpu, N, V);
+    EXPECT_CLOSE(logits, TOL_ACT, "logprob backward %dx%d", N, V);
+    buf_free(&logits); buf_free(&logp); buf_free(&lse); buf_free(&dlogp); ibuf_free(&tg); free(t);
+}
+
 TEST(cuda_logprob) {
-    int cases[][2] = {{5, 11}, {64, 32064}, {9, 49408}, {3, 80}};
-    for (int c = 0; c < 4; c++) {
-        int N = cases[c][0], V = cases[c][1];
-        int *t = xmalloc(sizeof(int) * N);
-        for (int i = 0; i < N; i++) t[i] = i % 4 == 1 ? -1 : (i * 7919) % V;
-        IBuf tg = ibuf(t, N);
-        Buf logits = buf_rand((size_t)N * V, 5, 0), logp = buf_out(N, 1), lse = buf_out(N, 1), dlogp = buf_rand(N, 1, 1);
-        CPU()->logprob_forward(logp.cpu, lse.cpu, logits.cpu, tg.cpu, N, V);
-        GPU()->logprob_forward(logp.gpu, lse.gpu, logits.gpu, tg.gpu, N, V);
-        EXPECT_CLOSE(logp, TOL_ACC, "logprob forward %dx%d", N, V);
-        EXPECT_CLOSE(lse, TOL_ACC, "logprob lse %dx%d", N, V);
-        CPU()->logprob_backward(logits.cpu, logits.cpu, lse.cpu, tg.cpu, dlogp.cpu, N, V);  // in place
-        GPU()->logprob_backward(logits.gpu, logits.gpu, lse.gpu, tg.gpu, dlogp.gpu, N, V);
-        EXPECT_CLOSE(logits, TOL_ACT, "logprob backward %dx%d", N, V);
-        buf_free(&logits); buf_free(&logp); buf_free(&lse); buf_free(&dlogp); ibuf_free(&tg); free(t);
-    }
+    int cases[][2] = {{5, 11}, {64, 32064}, {9, 49408}, {3, 80}, {7, 13}, {7, 96}};
+    for (int c = 0; c < 6; c++) check_logprob(cases[c][0], cases[c][1]);
+}
+
+// embedding forward and backward (ids with many repeats and -1s), add_rows (repeated destinations), copy_rows
+// gathering and scattering, and the identity forms of both (NULL index lists); N ids into a V-row table
+static void check_rows(int V, int C, int N) {
+    const int R = V < 17 ? V : 17;  // ids from the first R rows: many repeats
+    int *ids = xmalloc(sizeof(int) * N);
+    for (int i = 0; i < N; i++) ids[i] = i % 11 == 0 ? -1 : (i * 31) % R;
+    IBuf id = ibuf(ids, N);
+    Buf table = buf_rand((size_t)V * C, 1, 0), out = buf_out((size_t)N * C, 0), dtable = buf_rand((size_t)V * C, 1, 0);
+    Buf g = buf_rand((size_t)N * C, 1, 0);
+    CPU()->embedding_forward(out.cpu, id.cpu, table.cpu, N, C);
+    GPU()->embedding_forward(out.gpu, id.gpu, table.gpu, N, C);
+    EXPECT_CLOSE(out, TOL_ACT, "embedding forward V%d C%d N%d", V, C, N);
+    CPU()->embedding_backward(dtable.cpu, g.cpu, id.cpu, N, C);
+    GPU()->embedding_backward(dtable.gpu, g.gpu, id.gpu, N, C);
+    EXPECT_CLOSE(dtable, TOL_ACT, "embedding backward V%d C%d N%d", V, C, N);
+    // M = N / 2 rows: into 40 rows (repeated destinations), gathered, scattered to distinct rows 2m + 1 < N
+    const int M = N / 2, D = 40;
+    int *oi = xmalloc(sizeof(int) * M), *ii = xmalloc(sizeof(int) * M), *perm = xmalloc(sizeof(int) * M);
+    for (int m = 0; m < M; m++) { oi[m] = (m * 13) % D; ii[m] = (m * 7) % N; perm[m] = 2 * m + 1; }
+    IBuf o = ibuf(oi, M), in = ibuf(ii, M), pm = ibuf(perm, M);
+    Buf dst = buf_rand((size_t)D * C, 1, 0), dst_id = buf_rand((size_t)M * C, 1, 0);
+    CPU()->add_rows(dst.cpu, o.cpu, out.cpu, in.cpu, M, C);
+    GPU()->add_rows(dst.gpu, o.gpu, out.gpu, in.gpu, M, C);
+    EXPECT_CLOSE(dst, TOL_ACT, "add_rows M%d C%d", M, C);
+    CPU()->add_rows(dst_id.cpu, NULL, out.cpu, in.cpu, M, C);
+    GPU()->add_rows(dst_id.gpu, NULL, out.gpu, in.gpu, M, C);
+    EXPECT_CLOSE(dst_id, TOL_ACT, "add_rows identity destinations M%d C%d", M, C);
+    Buf gath = buf_out((size_t)M * C, 0), sc = buf_rand((size_t)N * C, 1, 0), cp = buf_out((size_t)M * C, 0);
+    CPU()->copy_rows(gath.cpu, NULL, out.cpu, in.cpu, M, C);
+    GPU()->copy_rows(gath.gpu, NULL, out.gpu, in.gpu, M, C);
+    EXPECT_CLOSE(gath, 0, "copy_rows gather M%d C%d", M, C);
+    CPU()->copy_rows(sc.cpu, pm.cpu, gath.cpu, NULL, M, C);
+    GPU()->copy_rows(sc.gpu, pm.gpu, gath.gpu, NULL, M, C);
+    EXPECT_CLOSE(sc, 0, "copy_rows scatter M%d C%d", M, C);
+    CPU()->copy_rows(cp.cpu, NULL, g.cpu, NULL, M, C);
+    GPU()->copy_rows(cp.gpu, NULL, g.gpu, NULL, M, C);
+    EXPECT_CLOSE(cp, 0, "copy_rows identity M%d C%d", M, C);
+    buf_free(&table); buf_free(&out); buf_free(&dtable); buf_free(&g); buf_free(&dst); buf_free(&dst_id);
+    buf_free(&gath); buf_free(&sc); buf_free(&cp);
+    ibuf_free(&id); ibuf_free(&o); ibuf_free(&in); ibuf_free(&pm);
+    free(ids); free(oi); free(ii); free(perm);
+}
+
+// x (B, M) += y (M) broadcast over B rows, and dy (M) += the column sums of dx
+static void check_add_broadcast(int B, size_t M) {
+    Buf x = buf_rand(B * M, 1, 0), y = buf_rand(M, 1, 0), dy = buf_rand(M, 1, 0);
+    CPU()->add_broadcast_forward(x.cpu, y.cpu, B, M);
+    GPU()->add_broadcast_forward(x.gpu, y.gpu, B, M);
+    EXPECT_CLOSE(x, TOL_ACT, "add_broadcast forward B%d M%zu", B, M);
+    CPU()->add_broadcast_backward(dy.cpu, x.cpu, B, M);
+    GPU()->add_broadcast_backward(dy.gpu, x.gpu, B, M);
+    EXPECT_CLOSE(dy, TOL_ACT, "add_broadcast backward B%d M%zu", B, M);
+    buf_free(&x); buf_free(&y); buf_free(&dy);
+}
+
+// pixels (B, Cin, H, W) into patch rows (B * H/P * W/P, Cin * P * P): exact copies
+static void check_im2col(int B, int Cin, int H, int W, int P) {
+    Buf px = buf_rand((size_t)B * Cin * H * W, 1, 0), col = buf_out((size_t)B * (H / P) * (W / P) * Cin * P * P, 0);
+    CPU()->im2col(col.cpu, px.cpu, B, Cin, H, W, P);
+    GPU()->im2col(col.gpu, px.gpu, B, Cin, H, W, P);
+    EXPECT_CLOSE(col, 0, "im2col B%d Cin%d %dx%d P%d", B, Cin, H, W, P);
+    buf_free(&px); buf_free(&col);
 }
 
 TEST(cuda_embeddings_and_rows) {
-    int V = 97, C = 130, N = 300;
-    int *ids = xmalloc(sizeof(int) * N);
-    for (int i = 0; i < N; i++) ids[i] = i % 11 == 0 ? -1 : (i * 31) % 17;  // many repeats
-    IBuf id = ibuf(ids, N);
-    Buf table = buf_rand((size_t)V * C, 1, 0), out = buf_out((size_t)N * C, 0), g = buf_rand((size_t)N * C, 1, 0);
-    Buf dtable = buf_rand((size_t)V * C, 1, 0);
-    CPU()->embedding_forward(out.cpu, id.cpu, table.cpu, N, C);
-    GPU()->embedding_forward(out.gpu, id.gpu, table.gpu, N, C);
-    EXPECT_CLOSE(out, TOL_ACT, "embedding forward");
-    CPU()->embedding_backward(dtable.cpu, g.cpu, id.cpu, N, C);
-    GPU()->embedding_backward(dtable.gpu, g.gpu, id.gpu, N, C);
-    EXPECT_CLOSE(dtable, TOL_ACT, "embedding backward");
-    // copy_rows / add_rows with repeated destinations
-    int M = 150, *oi = xmalloc(sizeof(int) * M), *ii = xmalloc(sizeof(int) * M);
-    for (int m = 0; m < M; m++) { oi[m] = (m * 13) % 40; ii[m] = (m * 7) % N; }
-    IBuf o = ibuf(oi, M), in = ibuf(ii, M);
-    Buf dst = buf_rand((size_t)40 * C, 1, 0);
-    CPU()->add_rows(dst.cpu, o.cpu, out.cpu, in.cpu, M, C);
-    GPU()->add_rows(dst.gpu, o.gpu, out.gpu, in.gpu, M, C);
-    EXPECT_CLOSE(dst, TOL_ACT, "add_rows");
-    Buf gath = buf_out((size_t)M * C, 0);
-    CPU()->copy_rows(gath.cpu, NULL, out.cpu, in.cpu, M, C);
-    GPU()->copy_rows(gath.gpu, NULL, out.gpu, in.gpu, M, C);
-    EXPECT_CLOSE(gath, 0, "copy_rows gather");
-    Buf sc = buf_rand((size_t)N * C, 1, 0);
-    int *perm = xmalloc(sizeof(int) * M);
-    for (int m = 0; m < M; m++) perm[m] = (m * 2 + 1) % N;  // distinct destinations
-    IBuf pm = ibuf(perm, M);
-    CPU()->copy_rows(sc.cpu, pm.cpu, gath.cpu, NULL, M, C);
-    GPU()->copy_rows(sc.gpu, pm.gpu, gath.gpu, NULL, M, C);
-    EXPECT_CLOSE(sc, 0, "copy_rows scatter");
-    // broadcast add (position embeddings)
-    int Bb = 5;
-    size_t Mb = 77 * 33;
-    Buf x = buf_rand(Bb * Mb, 1, 0), y = buf_rand(Mb, 1, 0), dy = buf_rand(Mb, 1, 0);
-    CPU()->add_broadcast_forward(x.cpu, y.cpu, Bb, Mb);
-    GPU()->add_broadcast_forward(x.gpu, y.gpu, Bb, Mb);
-    EXPECT_CLOSE(x, TOL_ACT, "add_broadcast forward");
-    CPU()->add_broadcast_backward(dy.cpu, x.cpu, Bb, Mb);
-    GPU()->add_broadcast_backward(dy.gpu, x.gpu, Bb, Mb);
-    EXPECT_CLOSE(dy, TOL_ACT, "add_broadcast backward");
-    // im2col
-    int Bi = 2, Cin = 3, H = 28, W = 21, P = 7;
-    Buf px = buf_rand((size_t)Bi * Cin * H * W, 1, 0), col = buf_out((size_t)Bi * (H / P) * (W / P) * Cin * P * P, 0);
-    CPU()->im2col(col.cpu, px.cpu, Bi, Cin, H, W, P);
-    GPU()->im2col(col.gpu, px.gpu, Bi, Cin, H, W, P);
-    EXPECT_CLOSE(col, 0, "im2col");
-    buf_free(&table); buf_free(&out); buf_free(&g); buf_free(&dtable); buf_free(&dst); buf_free(&gath); buf_free(&sc);
-    buf_free(&x); buf_free(&y); buf_free(&dy); buf_free(&px); buf_free(&col);
-    ibuf_free(&id); ibuf_free(&o); ibuf_free(&in); ibuf_free(&pm);
-    free(ids); free(oi); free(ii); free(perm);
+    check_rows(97, 130, 300);
+    check_rows(5, 7, 13);            // fewer table rows than ids
+    check_rows(4000, 1024, 2000);    // wide rows: the 128-bit path, many blocks
+    check_add_broadcast(5, 77 * 33); // position embeddings
+    check_im2col(2, 3, 28, 21, 7);
+    check_im2col(2, 3, 28, 30, 14);
 }
 
 TEST(cuda_lora_ops) {
@@ -495,6 +563,44 @@ TEST(cuda_lora_ops) {
     buf_free(&out); buf_free(&inp); buf_free(&x); buf_free(&y);
 }
 
+// `steps` AdamW steps over n parameters. use_master: as training runs it (train/optim.c): in bf16 the GPU keeps an
+// fp32 master copy, which must equal the CPU's fp32 parameters; without (and in the fp32 build) the act
+// parameters are updated in place.
+static void check_adamw(size_t n, int use_master, int steps) {
+    Buf g = buf_rand(n, 1, 0), p = buf_rand(n, 1, 0), m = buf_out(n, 1), v = buf_out(n, 1);
+    float *hp = xmalloc(sizeof(float) * n);
+    CPU()->download_act(hp, p.cpu, n);
+    double *hpd = xmalloc(sizeof(double) * n);
+    for (size_t i = 0; i < n; i++) hpd[i] = hp[i];
+    void *gmaster = NULL;
+    if (use_master && GPU()->act_bytes < GPU()->acc_bytes) {
+        gmaster = GPU()->malloc(n * 4);
+        GPU()->upload_acc(gmaster, hpd, n);
+    }
+    CPU()->zero(m.cpu, n * 4); CPU()->zero(v.cpu, n * 4);
+    GPU()->zero(m.gpu, n * 4); GPU()->zero(v.gpu, n * 4);
+    for (int t = 1; t <= steps; t++) {
+        CPU()->adamw_update(p.cpu, NULL, g.cpu, m.cpu, v.cpu, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.02f, t, 0.5f);
+        GPU()->adamw_update(p.gpu, gmaster, g.gpu, m.gpu, v.gpu, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.02f, t, 0.5f);
+    }
+    EXPECT_CLOSE(m, TOL_ACC, "adamw m n%zu master %d", n, use_master);
+    EXPECT_CLOSE(v, TOL_ACC, "adamw v n%zu master %d", n, use_master);
+    EXPECT_CLOSE(p, TOL_ACT, "adamw params n%zu master %d", n, use_master);
+    if (gmaster) {
+        double *gm = xmalloc(sizeof(double) * n);
+        float *cp = xmalloc(sizeof(float) * n);
+        GPU()->download_acc(gm, gmaster, n);
+        CPU()->download_act(cp, p.cpu, n);
+        double worst = 0;
+        for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(gm[i] - cp[i]));
+        EXPECTF(worst < 1e-5, "adamw master weights differ from the fp32 reference by %g", worst);
+        GPU()->free(gmaster);
+        free(gm); free(cp);
+    }
+    buf_free(&g); buf_free(&p); buf_free(&m); buf_free(&v);
+    free(hp); free(hpd);
+}
+
 TEST(cuda_optimizer) {
     size_t n = 100003;
     Buf g = buf_rand(n, 1, 0);
@@ -502,39 +608,133 @@ TEST(cuda_optimizer) {
     CPU()->sumsq(&sc, g.cpu, n);
     GPU()->sumsq(&sg, g.gpu, n);
     EXPECT_NEAR(sg, sc, 1e-5);
-    // AdamW as training runs it (train/optim.c): in bf16 the GPU keeps an fp32 master copy; fp32 params are
-    // updated in place, like the CPU reference's
-    Buf p = buf_rand(n, 1, 0), master = buf_rand(0, 1, 1), m = buf_out(n, 1), v = buf_out(n, 1);
-    float *hp = xmalloc(sizeof(float) * n);
-    CPU()->download_act(hp, p.cpu, n);
-    double *hpd = xmalloc(sizeof(double) * n);
-    for (size_t i = 0; i < n; i++) hpd[i] = hp[i];
-    void *gmaster = NULL;
-    if (GPU()->act_bytes < GPU()->acc_bytes) {
-        gmaster = GPU()->malloc(n * 4);
-        GPU()->upload_acc(gmaster, hpd, n);
+    buf_free(&g);
+    check_adamw(n, 1, 3);
+}
+
+// ------------------------------------------------------------------------ unaligned, optional outputs, repeats
+
+// Every family again on buffers that start one element past an aligned address: the general paths the
+// 128-bit kernels fall back to for slices at odd offsets.
+TEST(cuda_unaligned_slices) {
+    slice_pad = 1;
+    check_matmul(16, 64, 64, 1);
+    check_matmul(5, 1024, 512, 1);  // a skinny kernel's shape, but unaligned rows: cuBLAS
+    check_norm(0, 7, 64);
+    check_norm(1, 7, 64);
+    check_elementwise(13);
+    check_elementwise(4099);
+    check_swiglu(9, 64);
+    check_rope(9, 3, 64, 3 * 64 + 5, 4000, 10000.0f);
+    check_logprob(5, 96);
+    check_rows(100, 33, 40);
+    check_add_broadcast(3, 64 * 8);
+    check_im2col(1, 3, 14, 14, 7);
+    check_adamw(4099, 1, 1);
+    slice_pad = 0;
+}
+
+// Any NULL gradient pointer means "not needed" (model/ops.h): each output of the backward ops alone. The ones
+// not asked for must be left as they were (accumulating outputs start equal on both sides, so any write shows).
+static void check_backward_outputs(int N, int C, int OC) {
+    Buf x = buf_rand((size_t)N * C, 1, 0), w = buf_rand((size_t)OC * C, 0.5f, 0), dout = buf_rand((size_t)N * OC, 1, 0);
+    Buf xn = buf_rand((size_t)N * C, 2, 0), wn = buf_rand(C, 1, 0), bn = buf_rand(C, 1, 0);
+    Buf gn = buf_rand((size_t)N * C, 1, 0);
+    Buf yn = buf_out((size_t)N * C, 0), mean = buf_out(N, 1), rstd = buf_out(N, 1), rrstd = buf_out(N, 1);
+    CPU()->layernorm_forward(yn.cpu, mean.cpu, rstd.cpu, xn.cpu, wn.cpu, bn.cpu, N, C, 1e-5f);
+    GPU()->layernorm_forward(yn.gpu, mean.gpu, rstd.gpu, xn.gpu, wn.gpu, bn.gpu, N, C, 1e-5f);
+    CPU()->rmsnorm_forward(yn.cpu, rrstd.cpu, xn.cpu, wn.cpu, N, C, 1e-5f);
+    GPU()->rmsnorm_forward(yn.gpu, rrstd.gpu, xn.gpu, wn.gpu, N, C, 1e-5f);
+    for (int only = 0; only < 3; only++) {  // 0: the input gradient, 1: the weight gradient, 2: the bias gradient
+        Buf dx = buf_rand((size_t)N * C, 1, 0), dw = buf_rand((size_t)OC * C, 1, 0), db = buf_rand(OC, 1, 0);
+        CPU()->matmul_backward(only == 0 ? dx.cpu : NULL, only == 1 ? dw.cpu : NULL, only == 2 ? db.cpu : NULL,
+                               dout.cpu, x.cpu, w.cpu, N, C, OC);
+        GPU()->matmul_backward(only == 0 ? dx.gpu : NULL, only == 1 ? dw.gpu : NULL, only == 2 ? db.gpu : NULL,
+                               dout.gpu, x.gpu, w.gpu, N, C, OC);
+        EXPECT_CLOSE(dx, TOL_ACT, "matmul backward, only output %d: dinp %dx%dx%d", only, N, C, OC);
+        EXPECT_CLOSE(dw, TOL_ACT, "matmul backward, only output %d: dw %dx%dx%d", only, N, C, OC);
+        EXPECT_CLOSE(db, TOL_ACT, "matmul backward, only output %d: db %dx%dx%d", only, N, C, OC);
+        buf_free(&dx); buf_free(&dw); buf_free(&db);
     }
-    CPU()->zero(m.cpu, n * 4); CPU()->zero(v.cpu, n * 4);
-    GPU()->zero(m.gpu, n * 4); GPU()->zero(v.gpu, n * 4);
-    for (int t = 1; t <= 3; t++) {
-        CPU()->adamw_update(p.cpu, NULL, g.cpu, m.cpu, v.cpu, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.02f, t, 0.5f);
-        GPU()->adamw_update(p.gpu, gmaster, g.gpu, m.gpu, v.gpu, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.02f, t, 0.5f);
+    for (int only = 0; only < 2; only++) {  // 0: dinp alone, 1: the weight (and bias) gradients alone
+        Buf dx = buf_rand((size_t)N * C, 1, 0), dw = buf_rand(C, 1, 0), db = buf_rand(C, 1, 0);
+        CPU()->layernorm_backward(only ? NULL : dx.cpu, only ? dw.cpu : NULL, only ? db.cpu : NULL, gn.cpu, xn.cpu,
+                                  wn.cpu, mean.cpu, rstd.cpu, N, C);
+        GPU()->layernorm_backward(only ? NULL : dx.gpu, only ? dw.gpu : NULL, only ? db.gpu : NULL, gn.gpu, xn.gpu,
+                                  wn.gpu, mean.gpu, rstd.gpu, N, C);
+        EXPECT_CLOSE(dx, TOL_ACT, "layernorm backward, only %s: dinp %dx%d", only ? "dw, db" : "dinp", N, C);
+        EXPECT_CLOSE(dw, TOL_ACT, "layernorm backward, only %s: dw %dx%d", only ? "dw, db" : "dinp", N, C);
+        EXPECT_CLOSE(db, TOL_ACT, "layernorm backward, only %s: db %dx%d", only ? "dw, db" : "dinp", N, C);
+        CPU()->rmsnorm_backward(only ? NULL : dx.cpu, only ? dw.cpu : NULL, gn.cpu, xn.cpu, wn.cpu, rrstd.cpu, N, C);
+        GPU()->rmsnorm_backward(only ? NULL : dx.gpu, only ? dw.gpu : NULL, gn.gpu, xn.gpu, wn.gpu, rrstd.gpu, N, C);
+        EXPECT_CLOSE(dx, TOL_ACT, "rmsnorm backward, only %s: dinp %dx%d", only ? "dw" : "dinp", N, C);
+        EXPECT_CLOSE(dw, TOL_ACT, "rmsnorm backward, only %s: dw %dx%d", only ? "dw" : "dinp", N, C);
+        buf_free(&dx); buf_free(&dw); buf_free(&db);
     }
-    EXPECT_CLOSE(m, TOL_ACC, "adamw m");
-    EXPECT_CLOSE(v, TOL_ACC, "adamw v");
-    EXPECT_CLOSE(p, TOL_ACT, "adamw params");
-    double *gm = xmalloc(sizeof(double) * n);
-    float *cp = xmalloc(sizeof(float) * n);
-    if (gmaster) {
-        GPU()->download_acc(gm, gmaster, n);
-        CPU()->download_act(cp, p.cpu, n);
-        double worst = 0;
-        for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(gm[i] - cp[i]));
-        EXPECTF(worst < 1e-5, "adamw master weights differ from the fp32 reference by %g", worst);
-        GPU()->free(gmaster);
+    buf_free(&x); buf_free(&w); buf_free(&dout); buf_free(&xn); buf_free(&wn); buf_free(&bn); buf_free(&gn);
+    buf_free(&yn); buf_free(&mean); buf_free(&rstd); buf_free(&rrstd);
+}
+
+TEST(cuda_optional_outputs) {
+    check_backward_outputs(7, 13, 33);
+    check_backward_outputs(64, 256, 512);
+    // AdamW with no master copy: the act parameters updated in place (in bf16, not how training runs it)
+    check_adamw(4099, 0, 1);
+}
+
+// Two runs from the same start must give the same bits wherever the sums have a fixed order (no atomics):
+// the norms' weight gradients, the scatter-adds (embedding backward, add_rows with repeated destinations),
+// the bias gradient's column sums and the sum of squares. Bit-exact resume relies on it.
+typedef struct { void *run[2]; size_t bytes; const char *what; } Twin;  // two copies of one starting buffer
+static Twin twin(const Buf *start, const char *what) {
+    const size_t bytes = start->n * (size_t)(start->acc ? GPU()->acc_bytes : GPU()->act_bytes);
+    Twin t = {{gpu_dup(start->gpu, bytes), gpu_dup(start->gpu, bytes)}, bytes, what};
+    return t;
+}
+static void twin_expect_same(Twin *t) {
+    EXPECTF(gpu_same_bytes(t->run[0], t->run[1], t->bytes), "%s: two runs from the same start differ", t->what);
+    GPU()->free(t->run[0]);
+    GPU()->free(t->run[1]);
+}
+
+TEST(cuda_deterministic) {
+    const int N = 2000, C = 256, V = 500;
+    Buf x = buf_rand((size_t)N * C, 2, 0), w = buf_rand(C, 1, 0), b = buf_rand(C, 1, 0);
+    Buf dout = buf_rand((size_t)N * C, 1, 0);
+    Buf y = buf_out((size_t)N * C, 0), mean = buf_out(N, 1), rstd = buf_out(N, 1), start = buf_rand(C, 1, 0);
+    Buf table = buf_rand((size_t)V * C, 1, 0);
+    GPU()->layernorm_forward(y.gpu, mean.gpu, rstd.gpu, x.gpu, w.gpu, b.gpu, N, C, 1e-5f);
+    Twin dw = twin(&start, "layernorm_backward dw"), db = twin(&start, "layernorm_backward db");
+    for (int r = 0; r < 2; r++)
+        GPU()->layernorm_backward(NULL, dw.run[r], db.run[r], dout.gpu, x.gpu, w.gpu, mean.gpu, rstd.gpu, N, C);
+    twin_expect_same(&dw);
+    twin_expect_same(&db);
+    GPU()->rmsnorm_forward(y.gpu, rstd.gpu, x.gpu, w.gpu, N, C, 1e-5f);
+    Twin rw = twin(&start, "rmsnorm_backward dw");
+    for (int r = 0; r < 2; r++) GPU()->rmsnorm_backward(NULL, rw.run[r], dout.gpu, x.gpu, w.gpu, rstd.gpu, N, C);
+    twin_expect_same(&rw);
+    Twin bias = twin(&start, "matmul_backward db (column sums)");
+    for (int r = 0; r < 2; r++)  // db alone reads dout (N, OC = C) only
+        GPU()->matmul_backward(NULL, NULL, bias.run[r], dout.gpu, NULL, NULL, N, C, C);
+    twin_expect_same(&bias);
+    int *ids = xmalloc(sizeof(int) * N), *rows_to = xmalloc(sizeof(int) * N);
+    for (int i = 0; i < N; i++) {
+        rows_to[i] = (i * 31) % 23;            // 23 rows, each hit about 87 times
+        ids[i] = i % 9 == 0 ? -1 : rows_to[i];  // and some skipped ids
     }
-    buf_free(&g); buf_free(&p); buf_free(&master); buf_free(&m); buf_free(&v);
-    free(hp); free(hpd); free(gm); free(cp);
+    IBuf id = ibuf(ids, N), to = ibuf(rows_to, N);
+    Twin emb = twin(&table, "embedding_backward");
+    for (int r = 0; r < 2; r++) GPU()->embedding_backward(emb.run[r], dout.gpu, id.gpu, N, C);
+    twin_expect_same(&emb);
+    Twin rows = twin(&table, "add_rows");
+    for (int r = 0; r < 2; r++) GPU()->add_rows(rows.run[r], to.gpu, dout.gpu, NULL, N, C);
+    twin_expect_same(&rows);
+    double s1, s2;
+    GPU()->sumsq(&s1, dout.gpu, (size_t)N * C);
+    GPU()->sumsq(&s2, dout.gpu, (size_t)N * C);
+    EXPECTF(s1 == s2, "sumsq: two runs differ (%.17g, %.17g)", s1, s2);
+    buf_free(&x); buf_free(&w); buf_free(&b); buf_free(&dout); buf_free(&y); buf_free(&mean); buf_free(&rstd);
+    buf_free(&start); buf_free(&table); ibuf_free(&id); ibuf_free(&to); free(ids); free(rows_to);
 }
 
 // ------------------------------------------------------------------------------------- whole models
@@ -580,7 +780,7 @@ static void check_llava_on_gpu(const char *name) {
     EXPECT_INT_EQ(ag.M, ac.M);
     int V = mc.cfg.text.vocab;
     // whole-model tolerances (TOL_MODEL_*, at the top)
-    Buf lg = {ac.l.logits, ag.l.logits, (size_t)ac.M * V, 0};
+    Buf lg = buf_view(ac.l.logits, ag.l.logits, (size_t)ac.M * V);
     EXPECT_CLOSE(lg, TOL_MODEL_LOGITS, "%s logits", name);
     double l2 = buf_err_l2(&lg);
     EXPECTF(l2 <= TOL_MODEL_LOGITS_L2, "%s logits: L2-relative error %.3g", name, l2);
@@ -592,7 +792,7 @@ static void check_llava_on_gpu(const char *name) {
     llava_backward(&mg, &ag, dlogp);
     ParamStore *sc[3] = {&mc.ps_vision, &mc.ps_projector, &mc.ps_text}, *sg[3] = {&mg.ps_vision, &mg.ps_projector, &mg.ps_text};
     for (int s = 0; s < 3; s++) {
-        Buf gb = {sc[s]->grad, sg[s]->grad, sc[s]->numel, 0};
+        Buf gb = buf_view(sc[s]->grad, sg[s]->grad, sc[s]->numel);
         double l2g = buf_err_l2(&gb);
         EXPECT_CLOSE(gb, TOL_MODEL_GRADS, "%s gradients of the %s", name, sc[s]->label);
         EXPECTF(l2g <= TOL_MODEL_GRADS_L2, "%s gradients of the %s: L2-relative error %.3g", name, sc[s]->label, l2g);
@@ -735,20 +935,6 @@ TEST(cuda_copy_rows_strided) {
 // ---- the fused ops of the decode step (model/ops.h add_rmsnorm_forward, rope_kv_append): against the CPU op
 // at the build's tolerances, and bit for bit against the unfused sequence of CUDA ops they stand for
 
-static void *gpu_dup(const void *src, size_t bytes) {
-    void *p = GPU()->malloc(bytes + 4);
-    GPU()->copy(p, src, bytes);
-    return p;
-}
-static int gpu_same_bytes(const void *x, const void *y, size_t bytes) {
-    char *a = xmalloc(bytes + 1), *b = xmalloc(bytes + 1);
-    GPU()->to_host(a, x, bytes);
-    GPU()->to_host(b, y, bytes);
-    int same = !memcmp(a, b, bytes);
-    free(a); free(b);
-    return same;
-}
-
 // alias: 0 sum in its own buffer, 1 sum = a, 2 sum = b (the residual stream updated in place)
 static void check_add_rmsnorm(int N, int C, int alias) {
     const size_t n = (size_t)N * C, ab = (size_t)GPU()->act_bytes;
@@ -889,7 +1075,7 @@ TEST(cuda_generate_matches_cpu) {
     Generator gc, gg;
     gen_init(&gc, &mc, 2, T, 8, 2);
     gen_init(&gg, &mg, 2, T, 8, 2);
-    Buf lg = {gc.logits, gg.logits, (size_t)2 * V, 0};
+    Buf lg = buf_view(gc.logits, gg.logits, (size_t)2 * V);
     gen_prefill(&gc, &bt, slot_of_row);
     gen_prefill(&gg, &bt, slot_of_row);
     // the whole-model tolerance of cuda_model_*: in bf16, activations and the KV cache round at each layer

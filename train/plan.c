@@ -159,7 +159,7 @@ extern const Backend backend_cuda;
 #endif
 
 // The element sizes of the target backend ("cuda", "cpu" or "cpu64"), read from the backend itself; a build
-// without nvcc plans the CUDA backend's default types, bf16 act and fp32 acc (cuda/floatx.cuh).
+// without nvcc plans the CUDA backend's default types, bf16 act and fp32 acc (floatX in cuda/common.cuh).
 static const Backend *dry_start(const char *target) {
     free(dry.addr);
     free(dry.bytes);
@@ -277,8 +277,8 @@ void plan_compute(Plan *p, const PlanSpec *s) {
 typedef struct { const char *name; double mib; } Gpu;
 static const Gpu gpus[2] = {{"H200 141GB", 143771}, {"80GB GPU", 81559}};
 // What the CUDA backend holds beside its malloc: the context, cuBLASLt's and cuDNN's workspaces, the kernels'
-// scratch (cuda_scratch, attn_scratch), none of them planned term by term. Measured on the H100 at the
-// llava-1.4b shape: 0.6 to 0.85 GiB over this plan (README, "The memory plan").
+// scratch buffer (cuda_scratch, attention's included), none of them planned term by term. Measured on the H100
+// at the llava-1.4b shape: 0.6 to 0.85 GiB over this plan (README, "The memory plan").
 #define RUNTIME_RESERVE ((size_t)1 << 30)
 
 static int fits(const MemPlan *p, const Gpu *g) { return (double)(p->peak + RUNTIME_RESERVE) <= g->mib * 1048576.0; }
