@@ -185,7 +185,7 @@ FUZZ_BUILD   := build-fuzz
 FUZZ_ALL     := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 FUZZ_NAMES   := $(subst $(,), ,$(FUZZ_TARGETS))
-FUZZ_SHARED  := $(firstword $(wildcard ../shared/data /work/shared/data))
+FUZZ_SHARED  := $(firstword $(VLM_SHARED_DATA) $(wildcard ../shared/data ../../shared/data ../../../shared/data))
 # seed files per target (patterns; missing ones are skipped)
 FUZZ_SEEDS_config            := tests/fixtures/models/*/config.json
 FUZZ_SEEDS_preprocess_config := tests/fixtures/models/*/preprocessor_config.json

@@ -39,8 +39,12 @@ int test_failures_in_current(void) { return current_failures; }
 const char *test_shared_data(void) {
     const char *env = getenv("VLM_SHARED_DATA");
     if (env) return env;
-    if (file_exists("../shared/data")) return "../shared/data";
-    return "/work/shared/data";  // where this workplace keeps it, for clones made elsewhere
+    // next to the checkout, or next to a folder above it (make test runs from the repository root); .ci/run
+    // sets VLM_SHARED_DATA the same way
+    static const char *const near[] = {"../shared/data", "../../shared/data", "../../../shared/data"};
+    for (int i = 0; i < 3; i++)
+        if (file_exists(near[i])) return near[i];
+    return near[0];  // absent: the tests that need it say which file is missing
 }
 
 const char *test_tmpdir(void) {
