@@ -43,33 +43,52 @@ static void check_adamw(const Backend *be, double tol) {
     st_close(st);
 }
 
+// Two copies of one AdamW state (weights p, master copy w, moments m and v): the plain loop (VLM_CPU_VEC=0)
+// steps the first, the AVX-512 path of model/ops_cpu.c the second
+typedef struct { float *p[2], *w[2], *m[2], *v[2]; size_t n; } AdamwPair;
+
+static void adamw_pair_init(AdamwPair *a, const float *p0, size_t n) {
+    a->n = n;
+    for (int k = 0; k < 2; k++) {
+        a->p[k] = xmalloc(sizeof(float) * n); a->w[k] = xmalloc(sizeof(float) * n);
+        a->m[k] = xcalloc(n, sizeof(float)); a->v[k] = xcalloc(n, sizeof(float));
+        memcpy(a->p[k], p0, sizeof(float) * n);
+    }
+}
+static void adamw_pair_step(AdamwPair *a, const float *g, float wd, int step, float grad_scale) {
+    for (int k = 0; k < 2; k++) {
+        if (k == 0) setenv("VLM_CPU_VEC", "0", 1);
+        backend_cpu.adamw_update(a->w[k], a->p[k], g, a->m[k], a->v[k], a->n, 1e-3f, 0.9f, 0.95f, 1e-8f, wd, step, grad_scale);
+        unsetenv("VLM_CPU_VEC");
+    }
+}
+static int adamw_pair_equal(const AdamwPair *a) {
+    const size_t b = sizeof(float) * a->n;
+    return !memcmp(a->p[0], a->p[1], b) && !memcmp(a->w[0], a->w[1], b) && !memcmp(a->m[0], a->m[1], b) && !memcmp(a->v[0], a->v[1], b);
+}
+static void adamw_pair_free(AdamwPair *a) {
+    for (int k = 0; k < 2; k++) { free(a->p[k]); free(a->w[k]); free(a->m[k]); free(a->v[k]); }
+}
+
 // The fp32 AdamW's AVX-512 path (model/ops_cpu.c) is bitwise the plain loop (VLM_CPU_VEC=0), with a tail
 // that is not a multiple of 16, a gradient scale and a master copy; 3 steps.
 TEST(optim_adamw_vector_equals_loop) {
     const size_t n = 70000 + 7;
-    float *p[2], *w[2], *m[2], *v[2], *g = xmalloc(sizeof(float) * n);
+    float *p0 = xmalloc(sizeof(float) * n), *g = xmalloc(sizeof(float) * n);
     unsigned st = 5;
-    for (int k = 0; k < 2; k++) {
-        p[k] = xmalloc(sizeof(float) * n); w[k] = xmalloc(sizeof(float) * n);
-        m[k] = xcalloc(n, sizeof(float)); v[k] = xcalloc(n, sizeof(float));
-    }
     for (size_t i = 0; i < n; i++) {
         st = st * 1664525u + 1013904223u;
-        p[0][i] = p[1][i] = ((int)(st >> 8) % 2001 - 1000) * 1e-3f;
+        p0[i] = ((int)(st >> 8) % 2001 - 1000) * 1e-3f;
     }
+    AdamwPair a;
+    adamw_pair_init(&a, p0, n);
     for (int step = 1; step <= 3; step++) {
         for (size_t i = 0; i < n; i++) { st = st * 1664525u + 1013904223u; g[i] = ((int)(st >> 8) % 2001 - 1000) * 1e-4f; }
-        for (int k = 0; k < 2; k++) {
-            if (k == 0) setenv("VLM_CPU_VEC", "0", 1);
-            backend_cpu.adamw_update(w[k], p[k], g, m[k], v[k], n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.02f, step, 0.5f);
-            unsetenv("VLM_CPU_VEC");
-        }
+        adamw_pair_step(&a, g, 0.02f, step, 0.5f);
     }
-    EXPECTF(!memcmp(p[0], p[1], sizeof(float) * n) && !memcmp(w[0], w[1], sizeof(float) * n) &&
-            !memcmp(m[0], m[1], sizeof(float) * n) && !memcmp(v[0], v[1], sizeof(float) * n),
-            "the vector AdamW differs from the loop");
-    for (int k = 0; k < 2; k++) { free(p[k]); free(w[k]); free(m[k]); free(v[k]); }
-    free(g);
+    EXPECTF(adamw_pair_equal(&a), "the vector AdamW differs from the loop");
+    adamw_pair_free(&a);
+    free(p0); free(g);
 }
 
 // The vector AdamW's shortcut for blocks whose gradient and moments are all +0 (rows of an embedding no
@@ -78,16 +97,14 @@ TEST(optim_adamw_vector_equals_loop) {
 // four steps with weight decay.
 TEST(optim_adamw_unused_rows_equal_loop) {
     const size_t n = 3 * 4096 + 37;
-    float *p[2], *w[2], *m[2], *v[2], *g = xmalloc(sizeof(float) * n);
+    float *p0 = xmalloc(sizeof(float) * n), *g = xmalloc(sizeof(float) * n);
     unsigned st = 11;
-    for (int k = 0; k < 2; k++) {
-        p[k] = xmalloc(sizeof(float) * n); w[k] = xmalloc(sizeof(float) * n);
-        m[k] = xcalloc(n, sizeof(float)); v[k] = xcalloc(n, sizeof(float));
-    }
     for (size_t i = 0; i < n; i++) {
         st = st * 1664525u + 1013904223u;
-        p[0][i] = p[1][i] = i % 97 == 0 ? 0.0f : i % 89 == 0 ? -0.0f : ((int)(st >> 8) % 2001 - 1000) * 1e-3f;
+        p0[i] = i % 97 == 0 ? 0.0f : i % 89 == 0 ? -0.0f : ((int)(st >> 8) % 2001 - 1000) * 1e-3f;
     }
+    AdamwPair a;
+    adamw_pair_init(&a, p0, n);
     for (int step = 1; step <= 4; step++) {
         for (size_t i = 0; i < n; i++) {
             st = st * 1664525u + 1013904223u;
@@ -97,17 +114,11 @@ TEST(optim_adamw_unused_rows_equal_loop) {
                  : i < 3000 ? -0.0f                         // negative zeros
                  : i % 50 < 30 ? 0.0f : r;                  // some of each block
         }
-        for (int k = 0; k < 2; k++) {
-            if (k == 0) setenv("VLM_CPU_VEC", "0", 1);
-            backend_cpu.adamw_update(w[k], p[k], g, m[k], v[k], n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step, step == 2 ? 0.5f : 1.0f);
-            unsetenv("VLM_CPU_VEC");
-        }
+        adamw_pair_step(&a, g, 0.1f, step, step == 2 ? 0.5f : 1.0f);
     }
-    EXPECTF(!memcmp(p[0], p[1], sizeof(float) * n) && !memcmp(w[0], w[1], sizeof(float) * n) &&
-            !memcmp(m[0], m[1], sizeof(float) * n) && !memcmp(v[0], v[1], sizeof(float) * n),
-            "the vector AdamW differs from the loop on zero gradients");
-    for (int k = 0; k < 2; k++) { free(p[k]); free(w[k]); free(m[k]); free(v[k]); }
-    free(g);
+    EXPECTF(adamw_pair_equal(&a), "the vector AdamW differs from the loop on zero gradients");
+    adamw_pair_free(&a);
+    free(p0); free(g);
 }
 
 TEST(optim_adamw_matches_torch) {

@@ -70,12 +70,42 @@ static int read_metric(const char *log, const char *key, double *out, int max) {
     return n;
 }
 
+// Expects `key` to be logged n times in each of two metrics logs, pairwise within tol (0: the same bits).
+static void expect_same_metric(const char *log_a, const char *log_b, const char *key, int n, double tol) {
+    double x[16], y[16];
+    EXPECT_INT_EQ(read_metric(log_a, key, x, 16), n);
+    EXPECT_INT_EQ(read_metric(log_b, key, y, 16), n);
+    for (int i = 0; i < n && i < 16; i++)
+        EXPECTF(tol > 0 ? fabs(x[i] - y[i]) <= tol : x[i] == y[i], "%s, line %d: %.17g vs %.17g", key, i + 1, x[i], y[i]);
+}
+
 static int run_train(const char *args, char **err) {
     char *out, *e;
     int rc = test_run_vlm(args, &out, &e);
     free(out);
     if (err) *err = e; else free(e);
     return rc;
+}
+
+// Runs `vlm train ARGS --out DIR/a` with the environment variable ENV set to VALUE, then `... --out DIR/b`
+// without it (the computation a switch leaves out, and the one it keeps); returns 1 when both ran and their
+// weights after STEPS steps are byte-identical, 0 after reporting what failed.
+static int same_weights_with_env(const char *env, const char *value, const char *args, const char *dir, int steps) {
+    char cmd[2048], pa[600], pb[600], *err;
+    int ok = 1;
+    for (int k = 0; k < 2; k++) {
+        if (k == 0) setenv(env, value, 1);
+        else unsetenv(env);
+        snprintf(cmd, sizeof(cmd), "train %s --out %s/%c", args, dir, "ab"[k]);
+        const int rc = run_train(cmd, &err);
+        EXPECTF(rc == 0, "%s%s%s: %s", k ? "" : env, k ? "" : "=", k ? "" : value, err);
+        ok &= rc == 0;
+        free(err);
+    }
+    unsetenv(env);
+    snprintf(pa, sizeof(pa), "%s/a/checkpoint-%08d/model.safetensors", dir, steps);
+    snprintf(pb, sizeof(pb), "%s/b/checkpoint-%08d/model.safetensors", dir, steps);
+    return ok && test_files_equal(pa, pb);
 }
 
 static void check_recipe_learns(const char *recipe, double first_loss) {
@@ -246,10 +276,7 @@ TEST(train_online_reference_equals_cache) {
     char la[600], lb[600];
     snprintf(la, sizeof(la), "%s/metrics.jsonl", a);
     snprintf(lb, sizeof(lb), "%s/metrics.jsonl", b);
-    double x[8], y[8];
-    EXPECT_INT_EQ(read_metric(la, "rewards/margins", x, 8), 4);
-    EXPECT_INT_EQ(read_metric(lb, "rewards/margins", y, 8), 4);
-    for (int i = 0; i < 4; i++) EXPECT_NEAR(x[i], y[i], 1e-9);
+    expect_same_metric(la, lb, "rewards/margins", 4, 1e-9);
     free(a); free(b); free(data);
 }
 
@@ -470,22 +497,12 @@ TEST(train_clip_learns_and_resumes) {
 // caption nor what follows the token (model/clip_text.h): the weights after 4 steps are bitwise those of the
 // run that computes every position (VLM_KEEP_PADDING=1), on captions of 3 to 6 tokens, one with ids past its end.
 TEST(train_clip_text_tokens_only_is_exact) {
-    char *data = clip_data(), args[2048], *err;
+    char *data = clip_data(), args[2048];
     char *o = path_join(test_tmpdir(), "clip_tokens");
-    const char *mode[2] = {"padded", "tokens"};
-    for (int k = 0; k < 2; k++) {
-        if (k == 0) setenv("VLM_KEEP_PADDING", "1", 1);
-        else unsetenv("VLM_KEEP_PADDING");
-        snprintf(args, sizeof(args), "train --recipe clip --model tests/fixtures/models/clip --data %s --out %s/%s --steps 4 "
-                 "--batch 4 --lr 3e-3 --warmup-steps 0 --device cpu --quiet", data, o, mode[k]);
-        EXPECTF(run_train(args, &err) == 0, "%s: %s", mode[k], err);
-        free(err);
-    }
-    unsetenv("VLM_KEEP_PADDING");
-    char pa[600], pb[600];
-    snprintf(pa, sizeof(pa), "%s/padded/checkpoint-00000004/model.safetensors", o);
-    snprintf(pb, sizeof(pb), "%s/tokens/checkpoint-00000004/model.safetensors", o);
-    EXPECTF(test_files_equal(pa, pb), "the CLIP weights differ when the text after each caption's end is not computed");
+    snprintf(args, sizeof(args), "--recipe clip --model tests/fixtures/models/clip --data %s --steps 4 --batch 4 --lr 3e-3 "
+             "--warmup-steps 0 --device cpu --quiet", data);
+    EXPECTF(same_weights_with_env("VLM_KEEP_PADDING", "1", args, o, 4),
+            "the CLIP weights differ when the text after each caption's end is not computed");
     free(o); free(data);
 }
 
@@ -785,7 +802,7 @@ TEST(train_dropping_padding_is_exact) {
 #define DRAW(lo, hi) (s = s * 1103515245u + 12345u, (lo) + (int)((s >> 8) % (unsigned)((hi) - (lo))))
     for (int r = 0; r < 4; r++) {
         const char *recipe = recipes[r < 3 ? r : 0];
-        char name[64], args[2048], *err, line[4096];
+        char name[64], args[2048], line[4096];
         snprintf(name, sizeof(name), "padding_%s%s", recipe, r == 3 ? "_recompute" : "");
         char *dir = path_join(test_tmpdir(), name), cmd[1024];
         snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r " GQA "/images %s/", dir, dir, dir);
@@ -809,20 +826,11 @@ TEST(train_dropping_padding_is_exact) {
         char *data = path_join(dir, "data.jsonl");
         write_file_atomic(data, text, len);
         free(text);
-        const char *mode[2] = {"padded", "tokens"};
-        for (int m = 0; m < 2; m++) {
-            if (m == 0) setenv("VLM_KEEP_PADDING", "1", 1);
-            else unsetenv("VLM_KEEP_PADDING");
-            snprintf(args, sizeof(args), "train --recipe %s --model " GQA " --data %s --out %s/%s --steps 3 --batch 4 "
-                     "--lr 1e-3 --warmup-steps 0 --device cpu --quiet%s", recipe, data, dir, mode[m], r == 3 ? " --recompute" : "");
-            EXPECTF(run_train(args, &err) == 0, "%s %s: %s", name, mode[m], err);
-            free(err);
-        }
-        unsetenv("VLM_KEEP_PADDING");
-        char pa[600], pb[600];
-        snprintf(pa, sizeof(pa), "%s/padded/checkpoint-00000003/model.safetensors", dir);
-        snprintf(pb, sizeof(pb), "%s/tokens/checkpoint-00000003/model.safetensors", dir);
-        EXPECTF(test_files_equal(pa, pb), "%s: the weights differ when the padding is not computed", name);
+        char *runs = path_join(dir, "runs");
+        snprintf(args, sizeof(args), "--recipe %s --model " GQA " --data %s --steps 3 --batch 4 --lr 1e-3 --warmup-steps 0 "
+                 "--device cpu --quiet%s", recipe, data, r == 3 ? " --recompute" : "");
+        EXPECTF(same_weights_with_env("VLM_KEEP_PADDING", "1", args, runs, 3), "%s: the weights differ when the padding is not computed", name);
+        free(runs);
         free(dir); free(data);
     }
 #undef DRAW
@@ -835,29 +843,17 @@ TEST(train_dropping_padding_is_exact) {
 TEST(train_frozen_tower_features_once_is_exact) {
     const char *recipes[3] = {"sft", "mdpo", "svco"};
     for (int r = 0; r < 3; r++) {
-        char name[64], args[2048], *err;
+        char name[64], args[2048];
         snprintf(name, sizeof(name), "features_%s", recipes[r]);
         char *data = write_data(name, recipes[r], 8, 0), *dir = path_join(test_tmpdir(), name);
-        const char *mode[2] = {"each_step", "once"};
-        for (int k = 0; k < 2; k++) {
-            if (k == 0) setenv("VLM_CACHE_FEATURES", "0", 1);
-            else unsetenv("VLM_CACHE_FEATURES");
-            snprintf(args, sizeof(args), "train --recipe %s --model " GQA " --data %s --val %s --eval-every 2 --out %s/%s "
-                     "--steps 3 --batch 4 --lr 1e-3 --warmup-steps 0 --device cpu --quiet", recipes[r], data, data, dir, mode[k]);
-            EXPECTF(run_train(args, &err) == 0, "%s %s: %s", recipes[r], mode[k], err);
-            free(err);
-        }
-        unsetenv("VLM_CACHE_FEATURES");
+        snprintf(args, sizeof(args), "--recipe %s --model " GQA " --data %s --val %s --eval-every 2 --steps 3 --batch 4 --lr 1e-3 "
+                 "--warmup-steps 0 --device cpu --quiet", recipes[r], data, data);
+        EXPECTF(same_weights_with_env("VLM_CACHE_FEATURES", "0", args, dir, 3),
+                "%s: the weights differ when the tower's features are computed once", recipes[r]);
         char pa[600], pb[600];
-        snprintf(pa, sizeof(pa), "%s/each_step/checkpoint-00000003/model.safetensors", dir);
-        snprintf(pb, sizeof(pb), "%s/once/checkpoint-00000003/model.safetensors", dir);
-        EXPECTF(test_files_equal(pa, pb), "%s: the weights differ when the tower's features are computed once", recipes[r]);
-        snprintf(pa, sizeof(pa), "%s/each_step/metrics.jsonl", dir);
-        snprintf(pb, sizeof(pb), "%s/once/metrics.jsonl", dir);
-        double x[4], y[4];
-        EXPECT_INT_EQ(read_metric(pa, "val/loss", x, 4), 2);
-        EXPECT_INT_EQ(read_metric(pb, "val/loss", y, 4), 2);
-        for (int i = 0; i < 2; i++) EXPECTF(x[i] == y[i], "%s: validation loss %.17g vs %.17g", recipes[r], x[i], y[i]);
+        snprintf(pa, sizeof(pa), "%s/a/metrics.jsonl", dir);
+        snprintf(pb, sizeof(pb), "%s/b/metrics.jsonl", dir);
+        expect_same_metric(pa, pb, "val/loss", 2, 0);
         free(dir); free(data);
     }
 }
