@@ -23,6 +23,7 @@
 #include "../train/trainer.h"
 #include "../util/args.h"
 #include "../util/common.h"
+#include "../util/threads.h"
 #include "commands.h"
 
 static int cmp_double(const void *a, const void *b) {
@@ -131,6 +132,7 @@ static int bench_decode(const LlavaConfig *cfg, const char *shape, const Backend
 }
 
 int cmd_bench(int argc, char **argv) {
+    threads_adapt_off();  // a benchmark times the thread count it is given
     Args a = args_init("vlm bench", argc, argv);
     if (args_help(&a)) { usage(); return 0; }
     const char *shape = arg_str(&a, "--shape", "llava-1.4b"), *workload = arg_str(&a, "--workload", "sft");

@@ -26,6 +26,7 @@
 #include "../util/common.h"
 #include "../util/json_check.h"
 #include "../util/strmap.h"
+#include "../util/threads.h"
 #include "commands.h"
 
 static void usage(void) {
@@ -220,6 +221,7 @@ static char *unescape(const char *s) {
 }
 
 int cmd_sample(int argc, char **argv) {
+    threads_adapt();  // starts watching the machine's load (util/threads.h)
     Args a = args_init("vlm sample", argc, argv);
     if (args_help(&a)) { usage(); return 0; }
     // --stop may be repeated: collect every value (arg_str below marks them all as used)

@@ -28,7 +28,8 @@ set -euo pipefail
 VLM=${VLM:-./vlm}
 # idle OpenMP threads spin briefly, then sleep: spinning without bound (libgomp's default when the machine looks
 # free) makes the many short parallel regions 10-100x slower on 2 cores shared with anything else, and sleeping
-# at once (OMP_WAIT_POLICY=passive) costs an SFT step 1.5x on an idle machine (notes/perf.md)
+# at once (OMP_WAIT_POLICY=passive) costs an SFT step 1.5x on an idle machine (notes/perf.md). While other
+# processes keep the cores busy, vlm itself drops to 1 thread (util/threads.h; OMP_NUM_THREADS fixes the count).
 [ -n "${OMP_WAIT_POLICY:-}" ] || export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-20000}
 [ -x "$VLM" ] || { echo "demo/run.sh: $VLM not built (make)" >&2; exit 2; }
 # one device decision for the whole run, so the no-GPU notice shows once

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../util/common.h"
+#include "../util/threads.h"
 
 void gen_init(Generator *g, const Llava *m, int slots, int cap_prompt, int cap_new, int prefill_rows) {
     memset(g, 0, sizeof(*g));
@@ -295,6 +296,7 @@ void gen_run(Generator *g, const GenConfig *c, const GenPrompt *prompts, int n_p
     int *act_slot = xmalloc(sizeof(int) * g->slots), *act_tok = xmalloc(sizeof(int) * g->slots), *next_tok = xmalloc(sizeof(int) * g->slots);
     int next = 0;
     for (;;) {
+        threads_adapt();  // 1 thread while other processes hold the cores (util/threads.h); the same outputs
         // ---- admit prompts into free slots and prefill them together
         int n_free = 0, B = 0, T = 0, NI = 0;
         for (int s = 0; s < g->slots; s++) n_free += r.seq[s].prompt < 0;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../util/common.h"
+#include "../util/threads.h"
 
 typedef struct { const char *name, *file; TestFn fn; } TestCase;
 static TestCase tests[1024];
@@ -138,6 +139,7 @@ int test_run_vlm(const char *args, char **out, char **err) {
 
 int main(int argc, char **argv) {
     atexit(remove_tmpdir);
+    threads_adapt_off();  // the tests set the thread counts they compare; the vlm they start adapts its own
     int passed = 0, failed = 0, gpu_skipped = 0;
     double t_all = now_seconds();
     for (int i = 0; i < n_tests; i++) {

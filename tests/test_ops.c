@@ -12,6 +12,7 @@
 #include "../model/gemm_cpu.h"
 #include "../model/ops.h"
 #include "../util/common.h"
+#include "../util/threads.h"
 #include "test.h"
 
 static const Backend *be64(void) { return &backend_cpu64; }
@@ -929,4 +930,16 @@ TEST(ops_norm_vector_sums_close_to_loop) {
         for (int v = 0; v < 2; v++) { free(c[v].y); free(c[v].r); free(c[v].m); free(c[v].dx); }
         free(x); free(g); free(w); free(b);
     }
+}
+
+// The thread count for the machine's load (util/threads.h): every thread when other processes took under a
+// third of a core, 1 above half a core, and in between the count it had (no flapping around one threshold)
+TEST(ops_threads_choose_follows_load) {
+    EXPECT_INT_EQ(threads_choose(0.0, 2, 2), 2);
+    EXPECT_INT_EQ(threads_choose(0.2, 1, 2), 2);
+    EXPECT_INT_EQ(threads_choose(0.9, 2, 2), 1);
+    EXPECT_INT_EQ(threads_choose(3.5, 2, 2), 1);
+    EXPECT_INT_EQ(threads_choose(0.4, 1, 2), 1);
+    EXPECT_INT_EQ(threads_choose(0.4, 2, 2), 2);
+    EXPECT_INT_EQ(threads_choose(0.0, 1, 1), 1);
 }

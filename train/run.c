@@ -13,6 +13,7 @@
 
 #include "../model/safetensors.h"
 #include "../util/common.h"
+#include "../util/threads.h"
 #include "metrics.h"
 #include "plot.h"
 #include "settings.h"
@@ -229,6 +230,7 @@ int train_run(const TrainConfig *c) {
     if (!c->model_dir || !c->data_path || !c->out_dir) fatal("vlm train: --model, --data and --out are required");
     if (c->batch < 1 || c->grad_accum < 1) fatal("vlm train: --batch and --grad-accum must be at least 1");
     const Recipe *r = c->recipe;
+    threads_adapt();  // starts watching the machine's load (util/threads.h)
     const Backend *be = backend_select(c->device);
     run_lock_out(c->out_dir);
     settings_print(stderr, c);
@@ -268,6 +270,7 @@ int train_run(const TrainConfig *c) {
     optim_zero_grad(&opt);
     run_signals_install();  // from here a stop signal ends the run with a checkpoint
     while (step < total) {
+        threads_adapt();  // 1 thread while other processes hold the cores (util/threads.h); the same results
         double t0 = now_seconds();
         StepStats st;
         memset(&st, 0, sizeof(st));

@@ -8,6 +8,7 @@
 #include "../data/records.h"
 #include "../model/safetensors.h"
 #include "../util/common.h"
+#include "../util/threads.h"
 #include "run.h"
 #include "step.h"
 
@@ -35,6 +36,7 @@ static double *compute_ref(const Llava *m, const TrainData *d, int batch, int pa
     int *idx = xmalloc(sizeof(int) * batch);
     double t0 = now_seconds();
     for (int s = 0; s < d->n; s += batch) {
+        threads_adapt();
         int k = d->n - s < batch ? d->n - s : batch;
         for (int i = 0; i < k; i++) idx[i] = s + i;
         train_batch_build(&tb, d, idx, k);
