@@ -932,14 +932,16 @@ TEST(ops_norm_vector_sums_close_to_loop) {
     }
 }
 
-// The thread count for the machine's load (util/threads.h): every thread when other processes took under a
-// third of a core, 1 above half a core, and in between the count it had (no flapping around one threshold)
+// The thread count for the machine's load (util/threads.h): the cores the other processes leave, rounded,
+// at least 1 and at most the maximum, and the current count near a midpoint (no flapping around it)
 TEST(ops_threads_choose_follows_load) {
-    EXPECT_INT_EQ(threads_choose(0.0, 2, 2), 2);
-    EXPECT_INT_EQ(threads_choose(0.2, 1, 2), 2);
-    EXPECT_INT_EQ(threads_choose(0.9, 2, 2), 1);
-    EXPECT_INT_EQ(threads_choose(3.5, 2, 2), 1);
-    EXPECT_INT_EQ(threads_choose(0.4, 1, 2), 1);
-    EXPECT_INT_EQ(threads_choose(0.4, 2, 2), 2);
-    EXPECT_INT_EQ(threads_choose(0.0, 1, 1), 1);
+    EXPECT_INT_EQ(threads_choose(0.0, 2, 2, 2), 2);
+    EXPECT_INT_EQ(threads_choose(0.2, 1, 2, 2), 2);
+    EXPECT_INT_EQ(threads_choose(0.9, 2, 2, 2), 1);
+    EXPECT_INT_EQ(threads_choose(3.5, 2, 2, 2), 1);
+    EXPECT_INT_EQ(threads_choose(0.45, 1, 2, 2), 1);
+    EXPECT_INT_EQ(threads_choose(0.45, 2, 2, 2), 2);
+    EXPECT_INT_EQ(threads_choose(0.0, 1, 1, 2), 1);
+    EXPECT_INT_EQ(threads_choose(1.0, 16, 16, 16), 15);  // a larger machine gives up one core for one busy process
+    EXPECT_INT_EQ(threads_choose(0.0, 3, 8, 16), 8);
 }

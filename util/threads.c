@@ -1,5 +1,6 @@
 #include "threads.h"
 
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,11 +9,13 @@
 
 #include "common.h"
 
-int threads_choose(double others, int current, int max) {
-    if (max <= 1) return 1;
-    if (others > 0.5) return 1;
-    if (others < 0.33) return max;
-    return current < 1 ? 1 : current > max ? max : current;  // between the two: no flapping
+int threads_choose(double others, int current, int max, int ncpu) {
+    const double free = ncpu - others;  // the cores the other processes leave
+    int target = (int)floor(free + 0.5);
+    // within a sixth of a core of the midpoint between two counts, keep the current one (no flapping)
+    const int lo = (int)floor(free);
+    if (fabs(free - lo - 0.5) < 1.0 / 6 && (current == lo || current == lo + 1)) target = current;
+    return target < 1 ? 1 : target > max ? max : target;
 }
 
 // The machine's busy CPU time (all CPUs) and this process's own, both in clock ticks; 0 on failure.
@@ -62,7 +65,7 @@ void threads_adapt(void) {
     double busy, own;
     if (!cpu_ticks(&busy, &own)) return;
     const double others = (busy - busy_last - (own - own_last)) / (double)sysconf(_SC_CLK_TCK) / (t - t_last);
-    const int next = threads_choose(others, current, max);
+    const int next = threads_choose(others, current, max, omp_get_num_procs());
     if (verbose) fprintf(stderr, "vlm: other processes used %.2f cores over %.2f s: %d thread%s\n", others, t - t_last, next, next > 1 ? "s" : "");
     if (next != current) omp_set_num_threads(next);
     current = next;

@@ -5,8 +5,8 @@
 // project's 2-core machine at load 4-5 (notes/perf.md), a demo SFT step took 95-137 ms with 2 threads and
 // 39-54 ms with 1; on an idle machine 2 threads are 1.1-1.4x faster than 1. threads_adapt(), called between
 // steps, looks at most once a second at how much CPU the other processes took since its last look, and
-// runs the next steps with every thread OpenMP would use when they took less than a third of a core, with
-// 1 thread when they took more than half a core (in between it keeps the count it has).
+// runs the next steps on as many threads as they left cores free (rounded; at least 1, at most what OpenMP
+// would use): on 2 cores, 2 threads while the others take under a third of a core, 1 above two thirds.
 //
 // Every parallel op splits independent outputs, so no result depends on the thread count (the tests check
 // 1 against 2 threads bitwise): this changes the time only. An explicit OMP_NUM_THREADS, or
@@ -19,5 +19,6 @@ void threads_adapt(void);
 // Keeps the thread count as it is from now on (benchmarks time a given count).
 void threads_adapt_off(void);
 // The decision: `others` the cores other processes used on average over the interval, `current` the team
-// size now, `max` the most threads to use. Returns the team size for the next interval.
-int threads_choose(double others, int current, int max);
+// size now, `max` the most threads to use, `ncpu` the machine's cores. Returns the team size for the next
+// interval: ncpu - others rounded, or the current size when that is within a sixth of a core of a midpoint.
+int threads_choose(double others, int current, int max, int ncpu);
