@@ -18,7 +18,7 @@
 #      paired differences against SFT and DPO-MVC (vlm eval table), loss curves, timings, in notes/results/
 #
 # Usage: bash demo/run.sh [cpu|full|test]; without an argument (what `make demo` runs): full where a GPU
-# answers, cpu elsewhere. cpu is the study on a 2-core CPU in about 20 minutes; full is the same study at a
+# answers, cpu elsewhere. cpu is the study on a 2-core CPU in about 12 minutes; full is the same study at a
 # larger size for one GPU (several SFT seeds); test is the test suite's tiny run (every stage, numbers
 # meaningless). Environment: DEMO_OUT (work folder, default demo-out/CONFIG), RESULTS (default
 # notes/results/demo-CONFIG), SEEDS (alignment seeds), VLM (the binary, default ./vlm), DEVICE (default: asked
@@ -65,7 +65,7 @@ test)   # the test suite's run (tests/test_demo.c): every stage at the smallest 
     PREF_QUESTIONS=8; CANDIDATES=3; PREF_STEPS=2; PREF_BATCH=2; GRID="1e-4 1e-3"
     MAX_NEW=6
     ;;
-cpu)    # 2 cores, about 20 minutes: the study, with one SFT model and SEEDS alignment runs of each method
+cpu)    # 2 cores, about 12 minutes: the study, with one SFT model and SEEDS alignment runs of each method
     SEEDS=${SEEDS:-1 2 3}
     SIZE=48; PATCH=16; TRAIN=6000; EVAL=240; VAL=60; PAIRS=1200; HARD=0.2; FAINT=0.35; QA=6; EXIST=0.5; PRIOR=0.6; COOC=0.9; UNSEEN=0.6
     CLIP_WIDTH=96; CLIP_LAYERS=3; CLIP_STEPS=2400; CLIP_BATCH=64; CLIP_LR=5e-4
