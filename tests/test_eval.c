@@ -9,6 +9,7 @@
 
 #include "../eval/answers.h"
 #include "../eval/chair.h"
+#include "../eval/choice.h"
 #include "../eval/csv.h"
 #include "../eval/mmvp.h"
 #include "../eval/pope.h"
@@ -624,35 +625,35 @@ TEST(eval_csv_reader) {
 }
 
 TEST(eval_mmvp_graders) {
-    MmvpOptions o;
-    mmvp_options_parse("(a) Open (b) Closed", &o);
+    ChoiceOptions o;
+    choice_options_parse("(a) Open (b) Closed", &o);
     EXPECT_INT_EQ(o.n_options, 2);
     EXPECT(o.letters[0] == 'a' && o.letters[1] == 'b');
     EXPECT(!strcmp(o.texts[0], "Open") && !strcmp(o.texts[1], "Closed"));
     // S-VCO's first-4 rule: the first 4 characters, parentheses and spaces removed, equal the cleaned label.
-    EXPECT(mmvp_first4_correct("(a) Open", "(a)"));      // "(a) " -> "a"
-    EXPECT(mmvp_first4_correct("A", "(a)"));
-    EXPECT(mmvp_first4_correct("  (A)", "(a)"));
-    EXPECT(!mmvp_first4_correct("a. Open", "(a)"));      // "a.op" -> "a.op"
-    EXPECT(!mmvp_first4_correct("The answer is (a)", "(a)"));
-    EXPECT(!mmvp_first4_correct("(b)", "(a)"));
-    EXPECT(!mmvp_first4_correct("Open", "(a)"));
+    EXPECT(choice_first4_correct("(a) Open", "(a)"));      // "(a) " -> "a"
+    EXPECT(choice_first4_correct("A", "(a)"));
+    EXPECT(choice_first4_correct("  (A)", "(a)"));
+    EXPECT(!choice_first4_correct("a. Open", "(a)"));      // "a.op" -> "a.op"
+    EXPECT(!choice_first4_correct("The answer is (a)", "(a)"));
+    EXPECT(!choice_first4_correct("(b)", "(a)"));
+    EXPECT(!choice_first4_correct("Open", "(a)"));
     // the letter rule
-    EXPECT(mmvp_parse_letter("(a) Open", &o) == 'a');
-    EXPECT(mmvp_parse_letter("The answer is (b).", &o) == 'b');
-    EXPECT(mmvp_parse_letter("B", &o) == 'b');
-    EXPECT(mmvp_parse_letter(" b. ", &o) == 'b');
-    EXPECT(mmvp_parse_letter("A. Open", &o) == 'a');
-    EXPECT(mmvp_parse_letter("b) Closed", &o) == 'b');
-    EXPECT(mmvp_parse_letter("The answer is B", &o) == 'b');
-    EXPECT(mmvp_parse_letter("Option A is right", &o) == 'a');
-    EXPECT(mmvp_parse_letter("The wings are closed.", &o) == 'b');
-    EXPECT(mmvp_parse_letter("A butterfly with open wings", &o) == 'a');  // the article is not option A
-    EXPECT(mmvp_parse_letter("(a) or (b)", &o) == 0);                     // ambiguous
-    EXPECT(mmvp_parse_letter("Open or closed, hard to say", &o) == 0);
-    EXPECT(mmvp_parse_letter("", &o) == 0);
-    EXPECT(mmvp_parse_letter("Reopened", &o) == 0);                       // whole words only
-    mmvp_options_free(&o);
+    EXPECT(choice_parse_letter("(a) Open", &o) == 'a');
+    EXPECT(choice_parse_letter("The answer is (b).", &o) == 'b');
+    EXPECT(choice_parse_letter("B", &o) == 'b');
+    EXPECT(choice_parse_letter(" b. ", &o) == 'b');
+    EXPECT(choice_parse_letter("A. Open", &o) == 'a');
+    EXPECT(choice_parse_letter("b) Closed", &o) == 'b');
+    EXPECT(choice_parse_letter("The answer is B", &o) == 'b');
+    EXPECT(choice_parse_letter("Option A is right", &o) == 'a');
+    EXPECT(choice_parse_letter("The wings are closed.", &o) == 'b');
+    EXPECT(choice_parse_letter("A butterfly with open wings", &o) == 'a');  // the article is not option A
+    EXPECT(choice_parse_letter("(a) or (b)", &o) == 0);                     // ambiguous
+    EXPECT(choice_parse_letter("Open or closed, hard to say", &o) == 0);
+    EXPECT(choice_parse_letter("", &o) == 0);
+    EXPECT(choice_parse_letter("Reopened", &o) == 0);                       // whole words only
+    choice_options_free(&o);
 }
 
 TEST(eval_mmvp_pairs_by_hand) {

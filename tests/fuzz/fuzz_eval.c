@@ -3,6 +3,7 @@
 #include "fuzz.h"
 
 #include "../../eval/answers.h"
+#include "../../eval/choice.h"
 #include "../../eval/csv.h"
 #include "../../eval/mmvp.h"
 
@@ -16,11 +17,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             int col = csv_column(&c, "Options");
             for (int r = 1; r < c.n && col >= 0; r++)
                 if (col < c.rows[r].n) {
-                    MmvpOptions o;
-                    mmvp_options_parse(c.rows[r].f[col], &o);
+                    ChoiceOptions o;
+                    choice_options_parse(c.rows[r].f[col], &o);
                     if (o.n_options < 0 || o.n_options > 26) abort();
-                    mmvp_parse_letter("The answer is (b).", &o);
-                    mmvp_options_free(&o);
+                    choice_parse_letter("The answer is (b).", &o);
+                    choice_options_free(&o);
                 }
             csv_free(&c);
         FUZZ_END
