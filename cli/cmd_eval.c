@@ -2,6 +2,7 @@
 //   pope    yes/no object probing: accuracy, precision, recall, F1, yes-ratio per split and their mean
 //   chair   object hallucination in captions: CHAIR_s, CHAIR_i, recall, average length
 //   mmvp    two-option visual pattern questions: per-question and paired accuracy
+//   cvbench multiple-choice vision-centric questions: per source and task, CV-Bench's 2D/3D combination
 // Answers are what `vlm sample` writes (eval/answers.h), matched to questions by question_id or by order.
 #include <cJSON.h>
 #include <math.h>
@@ -11,6 +12,7 @@
 
 #include "../eval/answers.h"
 #include "../eval/chair.h"
+#include "../eval/cvbench.h"
 #include "../eval/fields.h"
 #include "../eval/mmvp.h"
 #include "../eval/qa.h"
@@ -406,6 +408,100 @@ static int eval_mmvp(int argc, char **argv) {
     return 0;
 }
 
+// ---- vlm eval cvbench ------------------------------------------------------------------------------
+
+static const char *cvbench_help =
+    "usage: vlm eval cvbench --questions FILE --answers FILE.jsonl [--questions F --answers F ...]\n"
+    "                        [--rule first4|cambrian|letter] [--out FILE.json]\n"
+    "\n"
+    "CV-Bench's multiple-choice questions (Cambrian-1): accuracy per source (ADE20K, COCO, Omni3D) and per\n"
+    "task (Count, Relation, Depth, Distance), and the CV-Bench number as the dataset card computes it:\n"
+    "2D = mean of the ADE20K and COCO accuracies, 3D = the Omni3D accuracy, CV-Bench = mean of 2D and 3D\n"
+    "(the accuracy over all questions is printed beside it).\n"
+    "\n"
+    "  --questions FILE  the released annotations (test_2d.jsonl, test_3d.jsonl, or S-VCO's cvbench_test.jsonl:\n"
+    "                    JSON Lines or a JSON array with idx, source, task, choices, answer \"(C)\"); repeat\n"
+    "                    the --questions/--answers pair for several files, pooled into one score\n"
+    "  --answers FILE    generated answers (JSON Lines with \"text\", or S-VCO's \"response\"), matched by\n"
+    "                    question_id (the question's question_id, else idx), else by order\n"
+    "  --rule R          first4 (default): S-VCO's grader -- the first 4 characters of the answer without\n"
+    "                    parentheses and spaces must equal the label (\"(C) 1\" and \"C\" pass).\n"
+    "                    cambrian: Cambrian-1's extract_mcq_answer -- the text after \"answer is\"/\"answer:\",\n"
+    "                    stripped of '.', '(' and ')', its first character must be the label's letter (on\n"
+    "                    Omni3D questions also ':' and ',' are stripped, and the option text itself counts).\n"
+    "                    letter: a standalone option letter (\"(c)\", \"C.\", \"answer is c\") or the text of\n"
+    "                    exactly one option. Either way \"unparseable\" counts the answers the letter rule\n"
+    "                    cannot read.\n"
+    "  --out FILE        write the metrics and every answer's grading as JSON (atomically), and per question\n"
+    "                    \"items\": {\"ids\", \"correct\", \"by\": {\"source\", \"task\"}}\n";
+
+static int eval_cvbench(int argc, char **argv) {
+    Args a = args_init("vlm eval cvbench", argc, argv);
+    if (args_help(&a)) { fputs(cvbench_help, stdout); return 0; }
+    const char *qs[16], *as[16];
+    int nq = arg_all(&a, "--questions", qs, 16), na = arg_all(&a, "--answers", as, 16);
+    const char *rule_name = arg_str(&a, "--rule", "first4"), *out = arg_str(&a, "--out", NULL);
+    args_finish(&a);
+    if (nq == 0) fatal("vlm eval cvbench: --questions and --answers are required (see --help)");
+    if (nq != na) fatal("vlm eval cvbench: %d --questions but %d --answers; give one answer file per question file", nq, na);
+    CvbenchRule rule;
+    if (!strcmp(rule_name, "first4")) rule = CVBENCH_RULE_FIRST4;
+    else if (!strcmp(rule_name, "cambrian")) rule = CVBENCH_RULE_CAMBRIAN;
+    else if (!strcmp(rule_name, "letter")) rule = CVBENCH_RULE_LETTER;
+    else fatal("vlm eval cvbench: --rule must be first4, cambrian or letter, got '%s'", rule_name);
+    CvbenchResult r;
+    cJSON *per = NULL;
+    int match[16];
+    cvbench_eval_files(qs, as, nq, rule, &r, out ? &per : NULL, match);
+    printf("CV-Bench, rule %s, answers matched by %s", rule_name, match_mode_name((MatchMode)match[0]));
+    for (int i = 1; i < nq; i++) printf(", %s", match_mode_name((MatchMode)match[i]));
+    printf("\n%-12s %6s %8s\n", "source", "n", "acc");
+    for (int i = 0; i < r.n_sources; i++)
+        printf("%-12s %6d %8.2f\n", r.sources[i].name, r.sources[i].n, 100.0 * r.sources[i].correct / r.sources[i].n);
+    printf("%-12s %6s %8s\n", "task", "n", "acc");
+    for (int i = 0; i < r.n_tasks; i++)
+        printf("%-12s %6d %8.2f\n", r.tasks[i].name, r.tasks[i].n, 100.0 * r.tasks[i].correct / r.tasks[i].n);
+    const struct { const char *name; double v; const char *missing; } rows[3] = {
+        {"2D (mean of ADE20K and COCO)", r.acc_2d, "needs ADE20K and COCO questions"},
+        {"3D (Omni3D)", r.acc_3d, "needs Omni3D questions"},
+        {"CV-Bench (mean of 2D and 3D)", r.combined, "needs all three sources"}};
+    for (int k = 0; k < 3; k++) {
+        if (isnan(rows[k].v)) printf("%-30s %8s  (%s)\n", rows[k].name, "-", rows[k].missing);
+        else printf("%-30s %8.2f\n", rows[k].name, 100 * rows[k].v);
+    }
+    printf("%-30s %8.2f  (%d of %d; unparseable by the letter rule: %d)\n", "all questions", 100 * r.accuracy,
+           r.correct, r.n, r.unparseable);
+    if (out) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "benchmark", "cvbench");
+        cJSON_AddStringToObject(j, "rule", rule_name);
+        cJSON *files = cJSON_AddArrayToObject(j, "files");
+        for (int i = 0; i < nq; i++) {
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddStringToObject(f, "questions", qs[i]);
+            cJSON_AddStringToObject(f, "answers", as[i]);
+            cJSON_AddStringToObject(f, "matched_by", match_mode_name((MatchMode)match[i]));
+            cJSON_AddItemToArray(files, f);
+        }
+        cJSON_AddItemToObject(j, "metrics", cvbench_metrics_json(&r));
+        cJSON *items = items_json(r.ids, r.n);
+        add_ints(items, "correct", r.item_correct, r.n);
+        cJSON *by = cJSON_AddObjectToObject(items, "by");
+        const char **names = xmalloc(sizeof(char *) * (size_t)r.n);
+        for (int i = 0; i < r.n; i++) names[i] = r.sources[r.item_source[i]].name;
+        cJSON_AddItemToObject(by, "source", cJSON_CreateStringArray(names, r.n));
+        for (int i = 0; i < r.n; i++) names[i] = r.tasks[r.item_task[i]].name;
+        cJSON_AddItemToObject(by, "task", cJSON_CreateStringArray(names, r.n));
+        free(names);
+        cJSON_AddItemToObject(j, "items", items);
+        cJSON_AddItemToObject(j, "per_question", per);
+        write_json(j, out);
+        cJSON_Delete(j);
+    }
+    cvbench_result_free(&r);
+    return 0;
+}
+
 // ---- vlm eval qa ------------------------------------------------------------------------------------
 
 static const char *qa_help =
@@ -684,6 +780,7 @@ static const Sub subs[] = {
     {"pope", eval_pope, "POPE yes/no object probing: accuracy, precision, recall, F1, yes-ratio"},
     {"chair", eval_chair, "CHAIR object hallucination in captions: CHAIR_s, CHAIR_i, recall, length"},
     {"mmvp", eval_mmvp, "MMVP two-option pairs: per-question and paired accuracy"},
+    {"cvbench", eval_cvbench, "CV-Bench multiple choice: accuracy per source and task, the 2D/3D combination"},
     {"qa", eval_qa, "short-answer QA: accuracy overall and per question type"},
     {"table", eval_table, "a markdown table of evaluated runs: means, 95% intervals, paired differences"},
     {"verdict", eval_verdict, "what a table says about one method, with its intervals, in a sentence"},

@@ -11,6 +11,7 @@
 #include "../eval/chair.h"
 #include "../eval/choice.h"
 #include "../eval/csv.h"
+#include "../eval/cvbench.h"
 #include "../eval/mmvp.h"
 #include "../eval/pope.h"
 #include "../eval/qa.h"
@@ -1090,4 +1091,187 @@ TEST(eval_verdict_and_score) {
     EXPECT(test_run_vlm(args, &out, &err) != 0);
     EXPECTF(err && strstr(err, "the table has no metric 'qa.nope'"), "%s", err);
     free(out); free(err); free(t);
+}
+
+// ---- CV-Bench ---------------------------------------------------------------------------------------
+
+TEST(eval_choice_cambrian_extract) {
+    // Cambrian-1's extract_mcq_answer: lowercase, strip, keep what follows "answer is" / "answer is:" /
+    // "answer:", strip, drop a trailing '.', a leading '(' and a trailing ')', keep the first character.
+    static const char *const cases[][3] = {
+        // response, ADE20K/COCO variant, Omni3D variant
+        {"(C) 1", "c", "c"},
+        {"The answer is (A).", "a", "a"},
+        {"Answer: B,", "b", "b"},
+        {"b", "b", "b"},
+        {"  (d)  ", "d", "d"},
+        {"above", "a", "a"},                 // any word reads as its first letter
+        {"", "", ""},
+        {"()", "", ""},
+        {".", "", ""},
+        {"answer is: c", ":", ":"},          // "answer is" splits first, leaving ": c"
+        {"the answer is a. the answer is b", "b", "b"},  // after the last occurrence
+        {"x:", "x", "x"},
+        {":", ":", ""},                      // the Omni3D variant strips ':' and ','
+        {"\xC3\x89t\xC3\xA9", "\xC3\x89", "\xC3\x89"},  // the first code point (bytes >= 0x80 are not lowercased)
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        for (int omni = 0; omni < 2; omni++) {
+            char *got = choice_cambrian_extract(cases[i][0], omni);
+            EXPECTF(!strcmp(got, cases[i][1 + omni]), "\"%s\" (%s): got \"%s\", expected \"%s\"", cases[i][0],
+                    omni ? "Omni3D" : "ADE20K", got, cases[i][1 + omni]);
+            free(got);
+        }
+    ChoiceOptions o;
+    const char *texts[2] = {"x", "y"};
+    EXPECT(choice_options_from_list(texts, 2, &o));
+    EXPECT(choice_cambrian_correct("y", "(B)", &o, 1));   // Omni3D: the option text itself counts
+    EXPECT(!choice_cambrian_correct("y", "(B)", &o, 0));
+    EXPECT(choice_cambrian_correct("B) y", "(B)", &o, 0));
+    EXPECT_INT_EQ(choice_label_letter("(C)"), 'c');
+    EXPECT_INT_EQ(choice_label_letter(" b "), 'b');
+    EXPECT_INT_EQ(choice_label_letter("(AB)"), 0);
+    EXPECT_INT_EQ(choice_label_letter("(1)"), 0);
+    choice_options_free(&o);
+}
+
+// tests/fixtures/cvbench: 11 questions (ADE20K 0-2, COCO 3-5, Omni3D 6-10) and these answers:
+//   i  source  task      label  choices          answer                  first4  cambrian  letter
+//   0  ADE20K  Count     (C)    3 2 1 0          "(C) 1"                 yes     yes       yes
+//   1  ADE20K  Count     (A)    4 5 8            "The answer is (A)."    no      yes       yes
+//   2  ADE20K  Relation  (B)    left right       "It is hard to tell."   no      no        no (unparseable)
+//   3  COCO    Count     (D)    2 4 3 1          "D"                     yes     yes       yes
+//   4  COCO    Relation  (A)    above below      "(A) above"             yes     yes       yes
+//   5  COCO    Count     (B)    0 1 2            "b. 1"                  no      yes       yes
+//   6  Omni3D  Depth     (A)    lamp chair       "(A)"                   yes     yes       yes
+//   7  Omni3D  Distance  (B)    table sofa       "B"                     yes     yes       yes
+//   8  Omni3D  Depth     (B)    x y              "y"                     no      yes (text) yes (text)
+//   9  Omni3D  Distance  (A)    bed desk         "I think it is the bed." no     no        yes (text)
+//  10  Omni3D  Distance  (B)    door window      "Answer: B,"            no      yes       yes
+// first4:   ADE20K 1/3, COCO 2/3, Omni3D 2/5; 2D = 1/2, 3D = 2/5, CV-Bench = 0.45; all 5/11
+// cambrian: ADE20K 2/3, COCO 3/3, Omni3D 4/5; 2D = 5/6, 3D = 4/5, CV-Bench = 49/60; all 9/11
+// letter:   ADE20K 2/3, COCO 3/3, Omni3D 5/5; 2D = 5/6, 3D = 1, CV-Bench = 11/12; all 10/11
+// Tasks under first4: Count 2/4, Relation 1/2, Depth 1/2, Distance 1/3.
+#define CVB_Q "tests/fixtures/cvbench/questions.jsonl"
+#define CVB_A "tests/fixtures/cvbench/answers.jsonl"
+
+TEST(eval_cvbench_by_hand) {
+    static const char *const rules[3] = {"first4", "cambrian", "letter"};
+    const double want[3][7] = {
+        // ADE20K, COCO, Omni3D, 2D, 3D, CV-Bench, all
+        {1.0 / 3, 2.0 / 3, 2.0 / 5, 0.5, 0.4, 0.45, 5.0 / 11},
+        {2.0 / 3, 1.0, 4.0 / 5, 5.0 / 6, 0.8, 49.0 / 60, 9.0 / 11},
+        {2.0 / 3, 1.0, 1.0, 5.0 / 6, 1.0, 11.0 / 12, 10.0 / 11},
+    };
+    for (int k = 0; k < 3; k++) {
+        char *outp = path_join(test_tmpdir(), "cvbench.json"), args[1024], *out, *err;
+        snprintf(args, sizeof(args), "eval cvbench --questions %s --answers %s --rule %s --out %s", CVB_Q, CVB_A, rules[k], outp);
+        int rc = test_run_vlm(args, &out, &err);
+        EXPECTF(rc == 0, "exit %d: %s", rc, err);
+        EXPECTF(strstr(out, "CV-Bench (mean of 2D and 3D)") != NULL, "%s", out);
+        cJSON *j = read_json(outp);
+        if (j) {
+            const cJSON *m = at(j, "metrics");
+            EXPECT_NEAR(num(m, "by_source", "ADE20K", "accuracy", NULL), want[k][0], 1e-12);
+            EXPECT_NEAR(num(m, "by_source", "COCO", "accuracy", NULL), want[k][1], 1e-12);
+            EXPECT_NEAR(num(m, "by_source", "Omni3D", "accuracy", NULL), want[k][2], 1e-12);
+            EXPECT_NEAR(num(m, "accuracy_2d", NULL), want[k][3], 1e-12);
+            EXPECT_NEAR(num(m, "accuracy_3d", NULL), want[k][4], 1e-12);
+            EXPECT_NEAR(num(m, "cv_bench", NULL), want[k][5], 1e-12);
+            EXPECT_NEAR(num(m, "accuracy", NULL), want[k][6], 1e-12);
+            EXPECT_NEAR(num(m, "unparseable", NULL), 1, 0);
+            EXPECT_STRS(at(at(j, "items"), "ids"), "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10");
+            if (k == 0) {
+                EXPECT_NEAR(num(m, "by_task", "Count", "accuracy", NULL), 0.5, 1e-12);
+                EXPECT_NEAR(num(m, "by_task", "Relation", "accuracy", NULL), 0.5, 1e-12);
+                EXPECT_NEAR(num(m, "by_task", "Depth", "accuracy", NULL), 0.5, 1e-12);
+                EXPECT_NEAR(num(m, "by_task", "Distance", "accuracy", NULL), 1.0 / 3, 1e-12);
+                EXPECT_INTS(at(at(j, "items"), "correct"), 1, 0, 0, 1, 1, 0, 1, 1, 0, 0, 0);
+            }
+            cJSON_Delete(j);
+        }
+        free(out); free(err); free(outp);
+    }
+}
+
+// The official graders' verdicts and aggregates on the same files (tests/fixtures/cvbench/official.json,
+// written by tests/ref/cvbench_official.py running S-VCO's cvbench_rule_grader.py and Cambrian-1's
+// {ade,coco,omni}_test.py).
+TEST(eval_cvbench_matches_official_graders) {
+    char *text = read_file("tests/fixtures/cvbench/official.json", NULL);
+    cJSON *off = cJSON_Parse(text);
+    free(text);
+    if (!off) { test_fail(__FILE__, __LINE__, "official.json does not parse"); return; }
+    static const char *const rules[2] = {"first4", "cambrian"};
+    for (int k = 0; k < 2; k++) {
+        const char *qs[1] = {CVB_Q}, *as[1] = {CVB_A};
+        CvbenchResult r;
+        int match[1];
+        cvbench_eval_files(qs, as, 1, k ? CVBENCH_RULE_CAMBRIAN : CVBENCH_RULE_FIRST4, &r, NULL, match);
+        const cJSON *o = at(off, rules[k]), *correct = at(o, "correct");
+        EXPECT_INT_EQ(cJSON_GetArraySize(correct), r.n);
+        for (int i = 0; i < r.n && i < cJSON_GetArraySize(correct); i++)
+            EXPECTF(cJSON_IsTrue(cJSON_GetArrayItem(correct, i)) == r.item_correct[i], "%s, question %d: official %d, vlm %d",
+                    rules[k], i, cJSON_IsTrue(cJSON_GetArrayItem(correct, i)), r.item_correct[i]);
+        for (int s = 0; s < r.n_sources; s++)
+            EXPECT_NEAR((double)r.sources[s].correct / r.sources[s].n, num(o, "by_source", r.sources[s].name, NULL), 1e-15);
+        for (int t = 0; k == 0 && t < r.n_tasks; t++)
+            EXPECT_NEAR((double)r.tasks[t].correct / r.tasks[t].n, num(o, "by_task", r.tasks[t].name, NULL), 1e-15);
+        EXPECT_NEAR(r.acc_2d, num(o, "accuracy_2d", NULL), 1e-15);
+        EXPECT_NEAR(r.acc_3d, num(o, "accuracy_3d", NULL), 1e-15);
+        EXPECT_NEAR(r.combined, num(o, "cv_bench", NULL), 1e-15);
+        cvbench_result_free(&r);
+    }
+    cJSON_Delete(off);
+}
+
+TEST(eval_cvbench_errors_and_partial_files) {
+    // only the 2D questions: 2D and the per-source numbers, no 3D or CV-Bench number
+    char *q2d = test_write_tmp("cvb_2d.jsonl",
+        "{\"idx\": 0, \"task\": \"Count\", \"source\": \"ADE20K\", \"choices\": [\"1\", \"2\"], \"answer\": \"(A)\"}\n"
+        "{\"idx\": 1, \"task\": \"Count\", \"source\": \"COCO\", \"choices\": [\"1\", \"2\"], \"answer\": \"(B)\"}\n");
+    // by question_id, shuffled: question 0 <- "(A)" right, question 1 <- "(A)" wrong; 2D = (1 + 0) / 2
+    char *a2d = test_write_tmp("cvb_2d_a.jsonl", "{\"question_id\": 1, \"text\": \"(A)\"}\n{\"question_id\": 0, \"text\": \"(A)\"}\n");
+    char *outp = path_join(test_tmpdir(), "cvb_2d.json"), args[2048], *out, *err;
+    snprintf(args, sizeof(args), "eval cvbench --questions %s --answers %s --out %s", q2d, a2d, outp);
+    int rc = test_run_vlm(args, &out, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    EXPECTF(strstr(out, "needs Omni3D questions") != NULL && strstr(out, "question_id") != NULL, "%s", out);
+    cJSON *j = read_json(outp);
+    if (j) {
+        EXPECT_NEAR(num(j, "metrics", "accuracy_2d", NULL), 0.5, 1e-12);
+        EXPECT(cJSON_IsNull(at(at(j, "metrics"), "cv_bench")));
+        cJSON_Delete(j);
+    }
+    free(out); free(err); free(outp);
+
+    static const struct { const char *line, *want; } bad[] = {
+        {"{\"idx\": 0, \"task\": \"Count\", \"choices\": [\"1\", \"2\"], \"answer\": \"(A)\"}", "cvb_bad.jsonl:2: no \"source\""},
+        {"{\"idx\": 0, \"task\": \"Count\", \"source\": \"COCO\", \"choices\": [\"1\", \"2\"], \"answer\": \"(C)\"}",
+         "cvb_bad.jsonl:2: \"answer\" \"(C)\" does not name one of the 2 choices"},
+        {"{\"idx\": 0, \"task\": \"Count\", \"source\": \"COCO\", \"choices\": \"1, 2\", \"answer\": \"(A)\"}",
+         "cvb_bad.jsonl:2: \"choices\" must be a list"},
+        {"{\"idx\": 0, \"task\": \"Count\", \"source\": \"COCO\", \"choices\": [\"1\", 2], \"answer\": \"(A)\"}",
+         "cvb_bad.jsonl:2: choice 2 is not a string"},
+        {"{\"idx\": 0, \"task\": \"Count\", \"source\": \"COCO\", \"choices\": [\"1\", \"2\"], \"answer\": 1}",
+         "cvb_bad.jsonl:2: \"answer\" must be a non-empty string"},
+        {"{\"idx\": 0.5, \"task\": \"Count\", \"source\": \"COCO\", \"choices\": [\"1\", \"2\"], \"answer\": \"(A)\"}",
+         "cvb_bad.jsonl:2: \"idx\" must be an integer or a string"},
+        {"{\"idx\": 0, \"task\": \"Count\",", "cvb_bad.jsonl:2"},
+    };
+    char *two = test_write_tmp("cvb_two.jsonl", "{\"text\": \"A\"}\n{\"text\": \"B\"}\n");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[1024];
+        snprintf(text, sizeof(text), "{\"idx\": 5, \"task\": \"Depth\", \"source\": \"Omni3D\", \"choices\": [\"a\", \"b\"], \"answer\": \"(A)\"}\n%s\n", bad[i].line);
+        char *q = test_write_tmp("cvb_bad.jsonl", text);
+        snprintf(args, sizeof(args), "eval cvbench --questions %s --answers %s", q, two);
+        expect_cli_error(args, bad[i].want, NULL);
+        free(q);
+    }
+    char *three = test_write_tmp("cvb_three.jsonl", "{\"text\": \"A\"}\n{\"text\": \"B\"}\n{\"text\": \"B\"}\n");
+    snprintf(args, sizeof(args), "eval cvbench --questions %s --answers %s", q2d, three);
+    expect_cli_error(args, "cvb_2d.jsonl has 2 questions", "cvb_three.jsonl has 3 answers", NULL);
+    snprintf(args, sizeof(args), "eval cvbench --questions %s --answers %s --rule guess", q2d, two);
+    expect_cli_error(args, "--rule must be first4, cambrian or letter", NULL);
+    free(q2d); free(a2d); free(two); free(three);
 }
