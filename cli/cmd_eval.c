@@ -2,6 +2,7 @@
 //   pope    yes/no object probing: accuracy, precision, recall, F1, yes-ratio per split and their mean
 //   chair   object hallucination in captions: CHAIR_s, CHAIR_i, recall, average length
 //   mmvp    two-option visual pattern questions: per-question and paired accuracy
+//   amber   AMBER: generative CHAIR, Cover, Hal, Cog and discriminative yes/no metrics per dimension
 //   cvbench multiple-choice vision-centric questions: per source and task, CV-Bench's 2D/3D combination
 // Answers are what `vlm sample` writes (eval/answers.h), matched to questions by question_id or by order.
 #include <cJSON.h>
@@ -9,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "../eval/amber.h"
 #include "../eval/answers.h"
 #include "../eval/chair.h"
 #include "../eval/cvbench.h"
@@ -408,6 +411,153 @@ static int eval_mmvp(int argc, char **argv) {
     return 0;
 }
 
+// ---- vlm eval amber ---------------------------------------------------------------------------------
+
+static const char *amber_help =
+    "usage: vlm eval amber --answers FILE (--data AMBER/data | --annotations F --relation F --safe-words F)\n"
+    "                      [--questions QUERY.json] [--parser exact|strict|reference] [--nouns TABLE.tsv]\n"
+    "                      [--similar TABLE.tsv] [--similarity T] [--out FILE.json]\n"
+    "\n"
+    "AMBER hallucination benchmark (junyangwang0410/AMBER, scored as its inference.py scores):\n"
+    "  generative (captions, ids 1-1004): CHAIR (hallucinated nouns / nouns), Cover (truth objects\n"
+    "    mentioned), Hal (captions with a hallucination), Cog (likely-hallucinated objects mentioned);\n"
+    "  discriminative (yes/no, ids 1005-): accuracy, and precision, recall, F1 with \"No\" as the positive\n"
+    "    class, overall and for existence, attribute (state, number, action) and relation.\n"
+    "Printed as the official script prints them (percent, its 0.001 denominators, rounded to 0.1); --out\n"
+    "also keeps the exact ratios and every count.\n"
+    "\n"
+    "  --answers FILE      responses: AMBER's [{\"id\", \"response\"}] or what vlm sample writes (\"text\");\n"
+    "                      without an \"id\" each, give --questions\n"
+    "  --data DIR          AMBER's data/ folder: annotations.json, relation.json, safe_words.txt in it\n"
+    "  --annotations F, --relation F, --safe-words F   the three files one by one (override --data)\n"
+    "  --questions F       the query file the answers follow (data/query/query_*.json), matched by id, else\n"
+    "                      by order; every query must be answered\n"
+    "  --parser P          exact (default): the official rule, a response is \"Yes\" or \"No\" exactly as\n"
+    "                      written and anything else scores wrong (counted as \"neither\");\n"
+    "                      strict / reference: POPE's parsers read yes/no from free text first\n"
+    "  --nouns TABLE       the noun table (default: eval/data/amber_nouns.tsv beside the vlm binary):\n"
+    "                      word form -> AMBER object, NLTK's WordNet lemmatizer run once by\n"
+    "                      tests/ref/make_amber_tables.py. AMBER keeps only tokens NLTK's POS tagger calls\n"
+    "                      nouns; that tagger could not be run here, so every token whose lemma is an object\n"
+    "                      counts (a verb or adjective use of an object word may count where AMBER skips it)\n"
+    "  --similar TABLE     spaCy en_core_web_lg similarities of object words (\"word<TAB>word<TAB>sim\", as\n"
+    "                      tests/ref/make_amber_tables.py writes where the model installs); none ships, since\n"
+    "                      the model could not be installed here: without it only identical words match,\n"
+    "                      which can only raise CHAIR and Hal and lower Cover and Cog against AMBER's numbers\n"
+    "  --similarity T      near-synonyms are pairs above T (default 0.8, AMBER's --similarity_score)\n"
+    "  --out FILE          write the results as JSON (atomically), with every answer's outcome (\"per_item\")\n"
+    "                      and \"items\": {\"ids\", \"correct\" (yes/no questions; -1 for captions),\n"
+    "                      \"hallucinated\" (nouns, captions; -1 for questions)}\n";
+
+// The folder of the running binary (where the repository's eval/data is), or NULL.
+static char *binary_dir(void) {
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+    if (n <= 0) return NULL;
+    buf[n] = 0;
+    return path_dirname(buf);
+}
+
+static int eval_amber(int argc, char **argv) {
+    Args a = args_init("vlm eval amber", argc, argv);
+    if (args_help(&a)) { fputs(amber_help, stdout); return 0; }
+    AmberOptions o = {0};
+    o.answers = arg_str(&a, "--answers", NULL);
+    o.questions = arg_str(&a, "--questions", NULL);
+    const char *data = arg_str(&a, "--data", NULL);
+    o.annotations = arg_str(&a, "--annotations", NULL);
+    o.relation = arg_str(&a, "--relation", NULL);
+    o.safe_words = arg_str(&a, "--safe-words", NULL);
+    o.nouns = arg_str(&a, "--nouns", NULL);
+    o.similar = arg_str(&a, "--similar", NULL);
+    o.threshold = arg_float(&a, "--similarity", 0.8f);
+    const char *parser_name = arg_str(&a, "--parser", "exact"), *out = arg_str(&a, "--out", NULL);
+    args_finish(&a);
+    if (!o.answers) fatal("vlm eval amber: --answers is required (see --help)");
+    char *owned[4] = {0};
+    if (data) {
+        if (!o.annotations) o.annotations = owned[0] = path_join(data, "annotations.json");
+        if (!o.relation) o.relation = owned[1] = path_join(data, "relation.json");
+        if (!o.safe_words) o.safe_words = owned[2] = path_join(data, "safe_words.txt");
+    }
+    if (!o.annotations || !o.relation || !o.safe_words)
+        fatal("vlm eval amber: give --data (AMBER's data/ folder) or --annotations, --relation and --safe-words");
+    if (!o.nouns) {
+        char *dir = binary_dir();
+        o.nouns = owned[3] = path_join(dir ? dir : ".", "eval/data/amber_nouns.tsv");
+        free(dir);
+        if (!file_exists(o.nouns)) fatal("vlm eval amber: no noun table at %s; give --nouns eval/data/amber_nouns.tsv", o.nouns);
+    }
+    if (!(o.threshold >= -1 && o.threshold <= 1)) fatal("vlm eval amber: --similarity must be in [-1, 1], got %g", o.threshold);
+    if (!strcmp(parser_name, "exact")) o.parser = AMBER_PARSER_EXACT;
+    else if (!strcmp(parser_name, "strict")) o.parser = AMBER_PARSER_STRICT;
+    else if (!strcmp(parser_name, "reference")) o.parser = AMBER_PARSER_REFERENCE;
+    else fatal("vlm eval amber: --parser must be exact, strict or reference, got '%s'", parser_name);
+
+    AmberResult r;
+    cJSON *per = NULL;
+    amber_eval_files(&o, &r, out ? &per : NULL);
+    if (r.not_in_table)
+        fprintf(stderr, "vlm eval amber: warning: %d objects of %s are not in the noun table %s (made for another "
+                "relation.json?): they count only as written\n", r.not_in_table, o.relation, o.nouns);
+    printf("AMBER, parser %s, similarity table %s%s%s\n", parser_name, o.similar ? o.similar : "none (identical words only)",
+           r.match >= 0 ? ", answers matched to the queries by " : "", r.match >= 0 ? match_mode_name((MatchMode)r.match) : "");
+    if (r.gen.captions) {
+        AmberGenRates g;
+        amber_gen_official(&r.gen, &g);
+        printf("generative: %d captions, %ld nouns\n%8s %8s %8s %8s\n%8.1f %8.1f %8.1f %8.1f\n", r.gen.captions, r.gen.nouns,
+               "CHAIR", "Cover", "Hal", "Cog", g.chair, g.cover, g.hal, g.cog);
+    }
+    const AmberQaCounts *all = &r.dims[AMBER_DISCRIMINATIVE];
+    if (all->n) {
+        printf("discriminative (\"No\" is the positive class):\n%-12s %6s %8s %9s %8s %8s %8s\n", "dimension", "n", "accuracy",
+               "precision", "recall", "f1", "neither");
+        static const AmberDim order[] = {AMBER_DISCRIMINATIVE, AMBER_EXISTENCE, AMBER_ATTRIBUTE, AMBER_STATE,
+                                         AMBER_NUMBER, AMBER_ACTION, AMBER_RELATION};
+        for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
+            const AmberQaCounts *c = &r.dims[order[k]];
+            if (!c->n) continue;
+            AmberQaRates q;
+            amber_qa_official(c, order[k], &q);
+            printf("%-12s %6d %8.1f %9.1f %8.1f %8.1f %8d\n", amber_dim_name(order[k]), c->n, q.accuracy, q.precision,
+                   q.recall, q.f1, c->other);
+        }
+        if (all->other && o.parser == AMBER_PARSER_EXACT)
+            printf("note: %d responses are neither \"Yes\" nor \"No\" exactly and score wrong, as in the official script "
+                   "(--parser strict reads yes/no words)\n", all->other);
+    }
+    if (out) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "benchmark", "amber");
+        cJSON_AddStringToObject(j, "parser", parser_name);
+        cJSON_AddStringToObject(j, "answers", o.answers);
+        cJSON_AddStringToObject(j, "annotations", o.annotations);
+        cJSON_AddStringToObject(j, "nouns", o.nouns);
+        if (o.similar) cJSON_AddStringToObject(j, "similar", o.similar);
+        else cJSON_AddNullToObject(j, "similar");
+        cJSON_AddNumberToObject(j, "similarity", o.threshold);
+        if (r.match >= 0) cJSON_AddStringToObject(j, "matched_by", match_mode_name((MatchMode)r.match));
+        cJSON_AddItemToObject(j, "metrics", amber_result_json(&r));
+        cJSON *items = items_json(r.ids, r.n_items);
+        int *correct = xmalloc(sizeof(int) * (size_t)(r.n_items ? r.n_items : 1));
+        int *hall = xmalloc(sizeof(int) * (size_t)(r.n_items ? r.n_items : 1));
+        for (int i = 0; i < r.n_items; i++) {
+            correct[i] = r.item_generative[i] ? -1 : r.item_value[i];
+            hall[i] = r.item_generative[i] ? r.item_value[i] : -1;
+        }
+        add_ints(items, "correct", correct, r.n_items);
+        add_ints(items, "hallucinated", hall, r.n_items);
+        free(correct); free(hall);
+        cJSON_AddItemToObject(j, "items", items);
+        cJSON_AddItemToObject(j, "per_item", per);
+        write_json(j, out);
+        cJSON_Delete(j);
+    }
+    amber_result_free(&r);
+    for (int i = 0; i < 4; i++) free(owned[i]);
+    return 0;
+}
+
 // ---- vlm eval cvbench ------------------------------------------------------------------------------
 
 static const char *cvbench_help =
@@ -780,6 +930,7 @@ static const Sub subs[] = {
     {"pope", eval_pope, "POPE yes/no object probing: accuracy, precision, recall, F1, yes-ratio"},
     {"chair", eval_chair, "CHAIR object hallucination in captions: CHAIR_s, CHAIR_i, recall, length"},
     {"mmvp", eval_mmvp, "MMVP two-option pairs: per-question and paired accuracy"},
+    {"amber", eval_amber, "AMBER hallucination: CHAIR, Cover, Hal, Cog; yes/no accuracy, precision, recall, F1"},
     {"cvbench", eval_cvbench, "CV-Bench multiple choice: accuracy per source and task, the 2D/3D combination"},
     {"qa", eval_qa, "short-answer QA: accuracy overall and per question type"},
     {"table", eval_table, "a markdown table of evaluated runs: means, 95% intervals, paired differences"},
