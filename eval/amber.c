@@ -389,9 +389,11 @@ static double round1(double x) {
 static double official_pct(double num, double den) { return round1(num / (den + 0.001) * 100); }
 
 void amber_qa_official(const AmberQaCounts *c, AmberDim d, AmberQaRates *r) {
-    r->accuracy = official_pct(c->correct, c->n);
-    r->precision = official_pct(c->tp, c->ans_no);
-    r->recall = official_pct(c->tp, c->truth_no);
+    // the attribute numbers add the state, number and action counts, so their denominators carry 3 x 0.001
+    const double extra = d == AMBER_ATTRIBUTE ? 0.002 : 0.0;
+    r->accuracy = official_pct(c->correct, c->n + extra);
+    r->precision = official_pct(c->tp, c->ans_no + extra);
+    r->recall = official_pct(c->tp, c->truth_no + extra);
     const double p = r->precision / 100, q = r->recall / 100, eps = d == AMBER_EXISTENCE ? 0.001 : 0.0001;
     r->f1 = round1(2 * p * q / (p + q + eps) * 100);
 }

@@ -44,7 +44,8 @@
 // raise CHAIR and Hal and lower Cover and Cog relative to AMBER. Objects of a relation.json that the table
 // does not list (another release) count only as written, with a warning.
 //
-// The official script starts every denominator at 0.001 and F1's at 0.0001 (existence: 0.001), computes F1
+// The official script starts every denominator at 0.001 (attribute, the sum of three: 0.003) and F1's at
+// 0.0001 (existence: 0.001), computes F1
 // from the precision and recall rounded to 0.1, and prints percentages rounded to 0.1; amber_official gives
 // those numbers from the counts, beside the exact ratios.
 #pragma once
