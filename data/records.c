@@ -206,8 +206,9 @@ static void check_ids(const char *path, int line, const int *ids, int n, const L
 
 void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfig *cfg, const Tokenizer *tok,
                          const SampleReadOptions *opt) {
-    static const char *const used[] = {"input_ids", "prompt", "question", "text", "system", "question_id", NULL};
-    static const char *const prompt_keys[] = {"prompt", "question", "text", NULL};  // "text": POPE's released files
+    static const char *const used[] = {"input_ids", "prompt", "question", "text", "query", "system", "question_id", NULL};
+    // "text": POPE's released files; "query": AMBER's (data/query/query_*.json)
+    static const char *const prompt_keys[] = {"prompt", "question", "text", "query", NULL};
     memset(rs, 0, sizeof(*rs));
     rs->path = path;
     char *dir = records_dir(path, opt->images_dir);
@@ -228,7 +229,16 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
         const cJSON *input_ids = cJSON_GetObjectItemCaseSensitive(j, "input_ids");
         const char *prompt, *prompt_key;
         char terr[256];
-        if (json_record_text(j, prompt_keys, &prompt, &prompt_key, terr, sizeof(terr))) fatal("%s:%d: %s", path, jr.line, terr);
+        // CV-Bench's records carry the bare "question" and the "prompt" made of it and the lettered choices:
+        // a prompt that begins with the question is the one meant
+        const cJSON *pj = cJSON_GetObjectItemCaseSensitive(j, "prompt"), *qj = cJSON_GetObjectItemCaseSensitive(j, "question");
+        if (cJSON_IsString(pj) && cJSON_IsString(qj) && !cJSON_GetObjectItemCaseSensitive(j, "text") &&
+            !cJSON_GetObjectItemCaseSensitive(j, "query") && !strncmp(pj->valuestring, qj->valuestring, strlen(qj->valuestring))) {
+            prompt = pj->valuestring;
+            prompt_key = "prompt";
+        } else if (json_record_text(j, prompt_keys, &prompt, &prompt_key, terr, sizeof(terr))) {
+            fatal("%s:%d: %s", path, jr.line, terr);
+        }
         int *raw = NULL, n_raw = 0;
         if (input_ids && prompt) fatal("%s:%d: give either \"%s\" or \"input_ids\", not both", path, jr.line, prompt_key);
         if (input_ids) {
