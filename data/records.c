@@ -266,7 +266,7 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
             for (int i = 0; i < ct.n; i++) raw[i] = ct.ids[i] == tok->image_id ? cfg->image_token_id : ct.ids[i];
             chat_tokens_free(&ct);
             check_ids(path, jr.line, raw, n_raw, cfg);
-        } else fatal("%s:%d: a record needs \"prompt\" (or \"question\", or POPE's \"text\") or \"input_ids\"", path, jr.line);
+        } else fatal("%s:%d: a record needs \"prompt\" (or \"question\", POPE's \"text\", AMBER's \"query\") or \"input_ids\"", path, jr.line);
         char err[256];
         r.ids = records_expand_image_tokens(raw, n_raw, r.image != NULL, cfg, &r.n, err, sizeof(err));
         if (!r.ids && input_ids && r.image && !records_count_image_tokens(raw, n_raw, cfg))
