@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../util/common.h"
+#include "../util/json_check.h"
 #include "../util/jsonl.h"
 #include "answers.h"
 #include "pope.h"
@@ -27,12 +28,18 @@ static int add_word(AmberVocab *v, const char *w, int *cap) {
     return v->n_words++;
 }
 
-static void load_relation(AmberVocab *v, const char *path) {
-    char *text = read_file(path, NULL);
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithOpts(text, &end, 0);
-    if (!j) fatal("%s:%d: not valid JSON", path, json_error_line(text, end));
+// A whole JSON file (nothing after the value), or a fatal naming the file and line.
+static cJSON *read_json_file(const char *path) {
+    size_t len;
+    char *text = read_file(path, &len), err[600];
+    cJSON *j = json_parse_document(text, len, path, err, sizeof(err));
     free(text);
+    if (!j) fatal("%s", err);
+    return j;
+}
+
+static void load_relation(AmberVocab *v, const char *path) {
+    cJSON *j = read_json_file(path);
     if (!cJSON_IsObject(j)) fatal("%s: expected an object {\"object\": [associated words], ...}", path);
     int cap = 0, n_keys = 0;
     const cJSON *e;
@@ -209,11 +216,7 @@ static int *object_list(const AmberVocab *v, const cJSON *list, const char *wher
 
 void amber_annotations_load(AmberAnnotations *a, const AmberVocab *v, const char *path) {
     memset(a, 0, sizeof(*a));
-    char *text = read_file(path, NULL);
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithOpts(text, &end, 0);
-    if (!j) fatal("%s:%d: not valid JSON", path, json_error_line(text, end));
-    free(text);
+    cJSON *j = read_json_file(path);
     if (!cJSON_IsArray(j)) fatal("%s: expected a list of {\"id\", \"type\", \"truth\"} records", path);
     int max = 0, r = 0;
     const cJSON *e;
