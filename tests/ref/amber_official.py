@@ -76,10 +76,10 @@ def parse_printout(text):
     return out
 
 
-def run(amber, data, answers, similar):
+def run(amber, data, answers, similar, wordnet):
     """inference.py's printout and its metrics dict (every count, before the division)."""
     from make_amber_tables import wordnet_source
-    wordnet_source("/usr/share/wordnet")
+    wordnet_source(wordnet)
     install_stand_ins(similar)
     path = os.path.join(amber, "inference.py")
     argv = ["inference.py", "--inference_data", answers, "--evaluation_type", "a",
@@ -110,12 +110,14 @@ def main():
     ap.add_argument("--answers")
     ap.add_argument("--similar")
     ap.add_argument("--out")
+    ap.add_argument("--wordnet", default="/usr/share/wordnet", help="WordNet 3.0 dict files, when NLTK has none")
     ap.add_argument("--fixtures", action="store_true", help="score tests/fixtures/amber and rewrite its official.json")
     args = ap.parse_args()
     if args.fixtures:
         args.data, args.answers = FIX, os.path.join(FIX, "answers.json")
         args.similar, args.out = os.path.join(FIX, "similar.tsv"), os.path.join(FIX, "official.json")
-    printed, counts = run(args.amber, args.data or os.path.join(args.amber, "data"), args.answers, args.similar)
+    printed, counts = run(args.amber, args.data or os.path.join(args.amber, "data"), args.answers, args.similar,
+                          args.wordnet)
     print(printed)
     if args.out:
         result = parse_printout(printed)
