@@ -164,7 +164,8 @@ static long long vision_parse(VisionConfig *c, const cJSON *o, VisionConfig d, i
     c->act = parse_act(get_str(o, "hidden_act", siglip ? "gelu_pytorch_tanh" : "quick_gelu", src), "vision hidden_act", src);
     c->use_head = siglip ? get_bool(o, "vision_use_head", d.use_head, src) : 0;
     if (c->hidden % c->heads) fatal("%s: vision hidden_size %d is not divisible by num_attention_heads %d", src, c->hidden, c->heads);
-    if (c->image_size % c->patch_size)
+    // SigLIP's patch convolution drops the pixels past the last whole patch (so400m: 384 px, patch 14, a 27 x 27 grid)
+    if (!siglip && c->image_size % c->patch_size)
         fatal("%s: vision image_size %d is not a multiple of patch_size %d", src, c->image_size, c->patch_size);
     const long long C = c->hidden, F = c->intermediate, grid = c->image_size / c->patch_size, patches = grid * grid;
     if (patches + 1 > MAX_IMAGE_TOKENS)

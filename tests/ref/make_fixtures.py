@@ -17,8 +17,9 @@ Fixtures:
   llava_siglip_qwen2_tied  the same kinds with the tower's pooling head present (unused by LLaVA), feature layer -2,
                            "full", embeddings tied by the top-level tie_word_embeddings only, the Hub key layout and an
                            old-style config
-  siglip_vision SiglipVisionModel with its attention-pooling head: last_hidden_state, pooler_output and the
-                gradient of every parameter for a loss on both
+  siglip_vision SiglipVisionModel with its attention-pooling head, 30 px images in patches of 7 (the pixels past
+                the last whole patch unused): last_hidden_state, pooler_output and the gradient of every parameter
+                for a loss on both
   optim         torch.optim.AdamW steps and clip_grad_norm_ on random tensors
 Generation (`vlm sample`): llava_gqa, llava_full, llava_tok and llava_siglip_qwen2 also get generate_records.jsonl and
 generate_expected.jsonl, transformers' greedy generate on id records (llava_gqa, llava_full) and on text
@@ -373,13 +374,14 @@ def siglip_vision_fixture():
     transformers 5's in-memory names (without the prefix): the loader must know both."""
     name = "siglip_vision"
     torch.manual_seed(zlib.crc32(name.encode()))
+    # 30 px in patches of 7: the convolution drops the last 2 rows and columns (as so400m's 384 / 14 does)
     cfg = SiglipVisionConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                             image_size=28, patch_size=7, vision_use_head=True)
+                             image_size=30, patch_size=7, vision_use_head=True)
     model = SiglipVisionModel(cfg).float()
     randomize(model)
     model.eval()
-    B, N, C = 3, (28 // 7) ** 2, 32
-    pixels = torch.randn(B, 3, 28, 28)
+    B, N, C = 3, (30 // 7) ** 2, 32
+    pixels = torch.randn(B, 3, 30, 30)
     dpooled, dhidden = torch.randn(B, C), torch.randn(B, N, C)
     model.zero_grad()
     out = model(pixel_values=pixels)
@@ -390,7 +392,7 @@ def siglip_vision_fixture():
     for pname, p in model.named_parameters():
         tensors["grad." + pname] = p.grad.detach().clone()
     path = os.path.join(ROOT, "models", name)
-    write_dir(path, model, tensors, image_size=28, siglip=True)
+    write_dir(path, model, tensors, image_size=30, siglip=True)
     from safetensors.torch import load_file
     sd = load_file(os.path.join(path, "model.safetensors"))
     save_file({"vision_model." + k: v for k, v in sd.items()}, os.path.join(path, "model.safetensors"),
