@@ -1148,11 +1148,13 @@ TEST(cuda_attention_decode) {
 
 // Prefill and cached decode steps on the GPU against the CPU running the GPU's weights (bf16-rounded in the
 // bf16 build), with the same forced tokens on both (greedy choices could differ at near-ties under bf16).
-TEST(cuda_generate_matches_cpu) {
-    const char *dir = "tests/fixtures/models/llava_gqa";
+static void check_generate_on_gpu(const char *name) {
+    char dir[256], exp[300];
+    snprintf(dir, sizeof(dir), "tests/fixtures/models/%s", name);
+    snprintf(exp, sizeof(exp), "%s/expected.safetensors", dir);
     Llava mc, mg;
     load_cpu_gpu_pair(dir, (LlavaTrainable){0, 0, 0}, &mc, &mg);
-    SafeTensors *ex = st_open_or_die("tests/fixtures/models/llava_gqa/expected.safetensors");
+    SafeTensors *ex = st_open_or_die(exp);
     const STTensor *tpx = st_get(ex, "pixel_values");
     float *pixels = xmalloc(sizeof(float) * tpx->numel);
     st_to_f32(tpx, pixels);
@@ -1172,7 +1174,7 @@ TEST(cuda_generate_matches_cpu) {
     gen_prefill(&gg, &bt, slot_of_row);
     // the whole-model tolerance of cuda_model_*: in bf16, activations and the KV cache round at each layer
     double l2 = buf_err_l2(&lg);
-    printf("      cached generation on the GPU, L2-relative logits error: prefill %.2e, decode steps", l2);
+    printf("      %s: cached generation on the GPU, L2-relative logits error: prefill %.2e, decode steps", name, l2);
     EXPECT_CLOSE(lg, TOL_MODEL_LOGITS, "prefill logits");
     for (int step = 0; step < 6; step++) {
         int slots[2] = {0, 1}, toks[2] = {3 + step, 40 + 3 * step};
@@ -1185,6 +1187,11 @@ TEST(cuda_generate_matches_cpu) {
     gen_free(&gc); gen_free(&gg);
     llava_free(&mc); llava_free(&mg);
     free(pixels);
+}
+
+TEST(cuda_generate_matches_cpu) {
+    check_generate_on_gpu("llava_gqa");
+    check_generate_on_gpu("llava_siglip_qwen2");  // q/k/v biases without an o bias through the decode kernels
 }
 
 // The "ids" lists of two vlm sample outputs (or fixtures), record by record: how many records, how many
@@ -1217,10 +1224,10 @@ static IdsAgreement compare_sample_ids(const char *p, const char *q) {
 // guarantee margins of 1e-3): the agreement is reported, and a majority of first tokens must agree (garbage
 // would not). In the fp32 build, whose logits differ from the CPU's and transformers' far below those
 // margins, every token of every record must agree with both.
-TEST(cuda_sample_cli) {
-    const char *args = "sample --model tests/fixtures/models/llava_gqa --data tests/fixtures/models/llava_gqa/generate_records.jsonl "
-                       "--max-new-tokens 12 --batch 3 --device ";
-    char cmd[512], *gpu, *cpu, *err;
+static void check_sample_cli(const char *name) {
+    char args[512], cmd[600], path[256], *gpu, *cpu, *err;
+    snprintf(args, sizeof(args), "sample --model tests/fixtures/models/%s --data tests/fixtures/models/%s/generate_records.jsonl "
+             "--max-new-tokens 12 --batch 3 --device ", name, name);
     snprintf(cmd, sizeof(cmd), "%scuda", args);
     int rc = test_run_vlm(cmd, &gpu, &err);
     EXPECTF(rc == 0, "exit %d: %s", rc, err);
@@ -1228,7 +1235,8 @@ TEST(cuda_sample_cli) {
     snprintf(cmd, sizeof(cmd), "%scpu", args);
     rc = test_run_vlm(cmd, &cpu, &err);
     EXPECTF(rc == 0, "exit %d: %s", rc, err);
-    char *want = read_file("tests/fixtures/models/llava_gqa/generate_expected.jsonl", NULL);
+    snprintf(path, sizeof(path), "tests/fixtures/models/%s/generate_expected.jsonl", name);
+    char *want = read_file(path, NULL);
     const IdsAgreement tf = compare_sample_ids(gpu, want), cb = compare_sample_ids(gpu, cpu);
     EXPECT_INT_EQ(tf.records, 5);
     EXPECT_INT_EQ(cb.records, 5);
@@ -1238,10 +1246,15 @@ TEST(cuda_sample_cli) {
     EXPECTF(cb.identical == 5, "greedy output on the GPU differs from the CPU backend's in %d of 5 records", 5 - cb.identical);
     EXPECTF(tf.identical == 5, "greedy output on the GPU differs from transformers' in %d of 5 records", 5 - tf.identical);
 #endif
-    printf("      vlm sample --device cuda: %d of 5 first tokens and a common prefix of %d tokens with transformers;\n"
+    printf("      vlm sample --device cuda, %s: %d of 5 first tokens and a common prefix of %d tokens with transformers;\n"
            "      %d of 5 records token for token the CPU backend's (common prefix %d tokens)\n",
-           tf.first_ok, tf.same_prefix, cb.identical, cb.same_prefix);
+           name, tf.first_ok, tf.same_prefix, cb.identical, cb.same_prefix);
     free(gpu); free(cpu); free(err); free(want);
+}
+
+TEST(cuda_sample_cli) {
+    check_sample_cli("llava_gqa");
+    check_sample_cli("llava_siglip_qwen2");
 }
 
 static void check_logprobs_cli(const char *name) {
