@@ -15,6 +15,21 @@ static char *config_path(const char *path) {
     return path_join(path, "config.json");
 }
 
+// The text of path/config.json (or of path itself when it names a .json file) and that file's name for messages.
+typedef struct { char *path, *json; size_t len; } ConfigText;
+
+static ConfigText config_text(const char *path) {
+    ConfigText t;
+    t.path = config_path(path);
+    t.json = read_file(t.path, &t.len);
+    return t;
+}
+
+static void config_text_free(ConfigText *t) {
+    free(t->json);
+    free(t->path);
+}
+
 static cJSON *parse_json(const char *json, size_t len, const char *source) {
     char err[512];
     cJSON *root = json_parse_document(json, len, source, err, sizeof(err));
@@ -381,30 +396,21 @@ void siglip_vision_config_parse_len(VisionConfig *c, const char *json, size_t le
 }
 
 void siglip_vision_config_load(VisionConfig *c, const char *path) {
-    char *p = config_path(path);
-    size_t len;
-    char *json = read_file(p, &len);
-    siglip_vision_config_parse_len(c, json, len, p);
-    free(json);
-    free(p);
+    ConfigText t = config_text(path);
+    siglip_vision_config_parse_len(c, t.json, t.len, t.path);
+    config_text_free(&t);
 }
 
 void llava_config_load(LlavaConfig *c, const char *path) {
-    char *p = config_path(path);
-    size_t len;
-    char *json = read_file(p, &len);
-    llava_config_parse_len(c, json, len, p);
-    free(json);
-    free(p);
+    ConfigText t = config_text(path);
+    llava_config_parse_len(c, t.json, t.len, t.path);
+    config_text_free(&t);
 }
 
 void clip_config_load(ClipConfig *c, const char *path) {
-    char *p = config_path(path);
-    size_t len;
-    char *json = read_file(p, &len);
-    clip_config_parse_len(c, json, len, p);
-    free(json);
-    free(p);
+    ConfigText t = config_text(path);
+    clip_config_parse_len(c, t.json, t.len, t.path);
+    config_text_free(&t);
 }
 
 int llava_check_row_length(const LlavaConfig *c, int n, char *err, size_t errlen) {
@@ -415,14 +421,11 @@ int llava_check_row_length(const LlavaConfig *c, int n, char *err, size_t errlen
 }
 
 char *config_model_type(const char *path) {
-    char *p = config_path(path);
-    size_t len;
-    char *json = read_file(p, &len);
-    cJSON *root = parse_json(json, len, p);
-    char *mt = xstrdup(get_str(root, "model_type", "", p));
+    ConfigText t = config_text(path);
+    cJSON *root = parse_json(t.json, t.len, t.path);
+    char *mt = xstrdup(get_str(root, "model_type", "", t.path));
     cJSON_Delete(root);
-    free(json);
-    free(p);
+    config_text_free(&t);
     return mt;
 }
 
