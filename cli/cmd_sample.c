@@ -296,7 +296,7 @@ int cmd_sample(int argc, char **argv) {
     SampleRun run;
     memset(&run, 0, sizeof(run));
     run.rs = &rs;
-    run.pcfg = records_preprocess_config(model_dir, cfg.vision.image_size);
+    run.pcfg = records_tower_preprocess_config(model_dir, &cfg.vision);
     run.S = cfg.vision.image_size;
     run.tok = tok;
     run.prompt_suffix = prompt_suffix;

@@ -183,16 +183,22 @@ void records_free(RecordSet *rs) {
     memset(rs, 0, sizeof(*rs));
 }
 
-PreprocessConfig records_preprocess_config(const char *model_dir, int image_size) {
+PreprocessConfig records_tower_preprocess_config(const char *model_dir, const VisionConfig *tower) {
     char *p = path_join(model_dir, "preprocessor_config.json");
     PreprocessConfig cfg;
+    const int siglip = tower->kind == VISION_SIGLIP;
     if (file_exists(p)) cfg = preprocess_config_load(p);
     else {
-        fprintf(stderr, "vlm: %s not found; using CLIP preprocessing at %d px\n", p, image_size);
-        cfg = preprocess_config_clip(image_size);
+        fprintf(stderr, "vlm: %s not found; using %s preprocessing at %d px\n", p, siglip ? "SigLIP" : "CLIP", tower->image_size);
+        cfg = siglip ? preprocess_config_siglip(tower->image_size) : preprocess_config_clip(tower->image_size);
     }
     free(p);
     return cfg;
+}
+
+PreprocessConfig records_preprocess_config(const char *model_dir, int image_size) {
+    VisionConfig clip = {.kind = VISION_CLIP, .image_size = image_size};
+    return records_tower_preprocess_config(model_dir, &clip);
 }
 
 // ----------------------------------------------------------------------------------------------------

@@ -319,6 +319,7 @@ static void check_cache_vs_full(const char *name) {
 TEST(generate_kv_cache_matches_full_forward) {
     check_cache_vs_full("llava_gqa");
     check_cache_vs_full("llava_full");
+    check_cache_vs_full("llava_siglip_qwen2");  // q/k/v biases without an o bias
 }
 
 // ------------------------------------------------------------------------------------------------ driver
@@ -520,6 +521,7 @@ static void check_expected(const char *name, const char *extra) {
 TEST(generate_cli_matches_transformers) {
     check_expected("llava_gqa", "");
     check_expected("llava_full", "");
+    check_expected("llava_siglip_qwen2", "");  // SigLIP tower (its preprocessing of the PNGs), Qwen2 decoder
     char extra[512], *tp = tokenizer_path();
     snprintf(extra, sizeof(extra), "--tokenizer %s", tp);
     check_expected("llava_tok", extra);  // text prompts through vicuna_v1, decoded text

@@ -249,7 +249,7 @@ void llava_train_open(TrainModel *M, const TrainConfig *c, const Backend *be) {
     } else fatal("%s: no weights (%s); give --init random to start from the config alone", c->model_dir, probe_err);
     if (c->vision_from && !c->init_random) fatal("vlm train: --vision-from goes with --init random (a model with weights has its tower)");
     const LlavaConfig *cfg = &T->policy.cfg;
-    PreprocessConfig pcfg = records_preprocess_config(c->model_dir, cfg->vision.image_size);
+    PreprocessConfig pcfg = records_tower_preprocess_config(c->model_dir, &cfg->vision);
     TrainDataOptions dopt = {c->tokenizer, c->template_name, c->system, c->images_dir, c->max_len, c->skip_bad, c->seed,
                              c->crop_scale[0], c->crop_scale[1]};
     char *tok = NULL;
