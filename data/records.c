@@ -196,11 +196,6 @@ PreprocessConfig records_tower_preprocess_config(const char *model_dir, const Vi
     return cfg;
 }
 
-PreprocessConfig records_preprocess_config(const char *model_dir, int image_size) {
-    VisionConfig clip = {.kind = VISION_CLIP, .image_size = image_size};
-    return records_tower_preprocess_config(model_dir, &clip);
-}
-
 // ----------------------------------------------------------------------------------------------------
 // `vlm sample` records
 

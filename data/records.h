@@ -32,8 +32,6 @@ void records_free(RecordSet *rs);
 // The model's preprocessor_config.json, or, when it has none, the defaults of its tower's processor (CLIP's or
 // SigLIP's) at the tower's image size.
 PreprocessConfig records_tower_preprocess_config(const char *model_dir, const VisionConfig *tower);
-// The same for a CLIP tower of image_size pixels.
-PreprocessConfig records_preprocess_config(const char *model_dir, int image_size);
 
 // Expands token ids for a model: an image token given once becomes image_tokens copies; a row that
 // already has exactly image_tokens copies is kept. Returns a fresh array (n_out set), or NULL with a

@@ -16,7 +16,7 @@ void clipscore_open(ClipScorer *s, const char *dir, const char *tokenizer, const
     s->T = s->m.cfg.text.max_positions;
     s->P = s->m.cfg.projection_dim;
     s->batch = batch;
-    s->pcfg = records_preprocess_config(dir, s->S);
+    s->pcfg = records_tower_preprocess_config(dir, &s->m.cfg.vision);
     char *tp = tokenizer ? xstrdup(tokenizer) : path_join(dir, "bpe_simple_vocab_16e6.txt.gz");
     if (!file_exists(tp)) fatal("CLIP scorer: tokenizer %s not found (give the CLIP BPE file bpe_simple_vocab_16e6.txt.gz)", tp);
     s->tok = cliptok_load(tp);
