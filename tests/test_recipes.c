@@ -1,14 +1,16 @@
 // The recipe table (train/recipes.h) and the settings it presets (train/settings.h): every entry is
 // well-formed and its loss agrees with its metric names and with finite differences through the table; the
 // presets reach `vlm train --help` and a run's start with their sources; --resume names a changed setting
-// and refuses it unless --force.
+// and refuses it unless --force; with default flags S-VCO's rows are token for token its official collator's.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../data/preprocess.h"
 #include "../train/settings.h"
 #include "../util/common.h"
 #include "test.h"
+#include "test_jsonl.h"
 
 #define GQA "tests/fixtures/models/llava_gqa"
 
@@ -75,6 +77,62 @@ TEST(recipes_losses_through_the_table) {
             }
         }
     }
+}
+
+// S-VCO's rows with the svco preset (no flag given) are token for token what s-vco/s-vco's own collator builds
+// (tests/ref/make_svco_collator_fixtures.py ran data_collator.py as released on the 30 MVC-style records of
+// svco_collator.json): ids and labels of every row, the image one id (our rows expand it to the tower's tokens);
+// and with --max-text-len 128 what the collator builds at run_svco_example.sh's 128 (the EOS cut off long rows).
+TEST(recipes_svco_rows_match_official_collator) {
+    char *text = read_file("tests/fixtures/train/svco_collator_rows.json", NULL);
+    cJSON *fx = cJSON_Parse(text);
+    free(text);
+    EXPECT(fx != NULL);
+    if (!fx) return;
+    LlavaConfig cfg;
+    EXPECT(llava_config_preset(&cfg, "llava-tiny") == 0);
+    PreprocessConfig pcfg = preprocess_config_clip(cfg.vision.image_size);
+    char *tok = path_join(test_shared_data(), "tokenizers/llama2_tokenizer.model");
+    const char *lengths[2] = {"2048", "128"};
+    // our rows (SVCO_* order) against the collator's four: y_w under I_w and I_l, y_w image-free, then y_l
+    static const char *const official[SVCO_ROWS] = {"img_chosen", "img_chosen", "no_img_chosen", "img_rejected", "img_rejected",
+                                                    "no_img_rejected"};
+    for (int L = 0; L < 2; L++) {
+        TrainConfig c;
+        train_config_preset(&c, recipe_find("svco"));
+        c.images_dir = test_shared_data();
+        if (L == 1) settings_set_from_command_line(&c, "--max-text-len", "128");
+        TrainDataOptions opt = train_config_data_options(&c, tok);
+        TrainData td;
+        train_data_load(&td, c.recipe, "tests/fixtures/train/svco_collator.json", &cfg, &pcfg, &opt);
+        const cJSON *want = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(fx, "lengths"), lengths[L]);
+        EXPECT_INT_EQ(td.n, cJSON_GetArraySize(want));
+        int rows = 0, cut = 0;
+        for (int e = 0; e < td.n && e < cJSON_GetArraySize(want); e++)
+            for (int k = 0; k < SVCO_ROWS; k++) {
+                const TrainRow *r = &td.ex[e].rows[k];
+                const cJSON *w = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(want, e), official[k]);
+                // the image's tokens collapsed to the collator's one <image> id
+                int *ids = xmalloc(sizeof(int) * (r->n + 1)), *labels = xmalloc(sizeof(int) * (r->n + 1)), n = 0;
+                for (int t = 0; t < r->n; t++) {
+                    if (r->ids[t] == cfg.image_token_id && t > 0 && r->ids[t - 1] == cfg.image_token_id) continue;
+                    ids[n] = r->ids[t];
+                    labels[n++] = r->labels[t];
+                }
+                char what[96];
+                snprintf(what, sizeof(what), "max %s, record %d, row %d (%s) ids", lengths[L], e, k, official[k]);
+                rows += EXPECT_IDS(ids, n, cJSON_GetObjectItemCaseSensitive(w, "ids"), what);
+                snprintf(what, sizeof(what), "max %s, record %d, row %d (%s) labels", lengths[L], e, k, official[k]);
+                EXPECT_IDS(labels, n, cJSON_GetObjectItemCaseSensitive(w, "labels"), what);
+                cut += L == 1 && n == 128 && ids[n - 1] != 2;  // cut rows have lost their EOS
+                free(ids); free(labels);
+            }
+        EXPECTF(rows == td.n * SVCO_ROWS, "max %s: %d of %d rows equal the collator's", lengths[L], rows, td.n * SVCO_ROWS);
+        if (L == 1) EXPECTF(cut >= 6, "%d rows cut at 128 text tokens: the fixture should exercise the cut", cut);
+        train_data_free(&td);
+    }
+    free(tok);
+    cJSON_Delete(fx);
 }
 
 // `vlm train --help` lists every recipe with every preset value and its source, from the table.

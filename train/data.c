@@ -161,12 +161,20 @@ static int row_from_ids(Loader *L, TrainRow *r, const int *prompt, int np, const
             return -1;
         }
     free(p);
-    if (L->opt->max_len > 0 && r->n > L->opt->max_len) {
-        if (r->n - nr >= L->opt->max_len) {
-            snprintf(L->err, sizeof(L->err), "the prompt (%d tokens with the image) does not fit in --max-len %d", r->n - nr, L->opt->max_len);
+    // --max-text-len counts the image as one token, --max-len as the tokens it expands to; only response tokens
+    // are cut, as chat_build cuts text rows
+    const int n_img = with_image ? c->image_tokens : 0, image_extra = n_img > 0 ? n_img - 1 : 0;
+    const int limits[2] = {L->opt->max_text_len > 0 ? L->opt->max_text_len + image_extra : 0, L->opt->max_len};
+    const char *flags[2] = {"--max-text-len", "--max-len"};
+    for (int k = 0; k < 2; k++) {
+        if (limits[k] <= 0 || r->n <= limits[k]) continue;
+        if (r->n - nr >= limits[k]) {
+            const int counted = k == 0 ? image_extra : 0;  // --max-text-len: the image as one token
+            snprintf(L->err, sizeof(L->err), "the prompt (%d tokens with the image%s) does not fit in %s %d", r->n - nr - counted,
+                     counted ? " as one" : "", flags[k], limits[k] - counted);
             return -1;
         }
-        r->n = L->opt->max_len;  // only response tokens are cut
+        r->n = limits[k];
     }
     if (llava_check_row_length(L->cfg, r->n, L->err, sizeof(L->err))) return -1;  // past max_position_embeddings
     r->image = with_image ? image : -1;
@@ -178,10 +186,11 @@ static int row_from_turns(Loader *L, TrainRow *r, const char *system, const Chat
     if (!L->tok) { snprintf(L->err, sizeof(L->err), "text fields need a tokenizer (--tokenizer, or tokenizer.model or tokenizer.json in the model folder)"); return -1; }
     ChatOptions o = {0};
     o.tmpl = L->opt->template_name ? (ChatTemplate)chat_template_from_name(L->opt->template_name) : CHAT_VICUNA_V1;
-    o.system = system ? system : L->opt->system;
+    o.system = L->opt->system ? L->opt->system : system;
     o.image = with_image;
     o.n_image_tokens = L->cfg->image_tokens;
     o.max_len = L->opt->max_len;
+    o.max_text_len = L->opt->max_text_len;
     ChatTokens ct;
     if (chat_build(L->tok, &o, turns, n_turns, &ct, L->err, sizeof(L->err)) != 0) return -1;
     r->n = ct.n;

@@ -40,9 +40,11 @@ typedef struct {
 typedef struct {
     const char *tokenizer;   // tokenizer.model or tokenizer.json for text fields (NULL: ids only)
     const char *template_name;  // one of CHAT_TEMPLATE_NAMES (data/chat.h), "vicuna_v1" by default; others die
-    const char *system;      // system prompt override (NULL: the template's)
+    const char *system;      // system prompt for every row, a record's own included (NULL: the record's, else the
+                             // template's)
     const char *images_dir;  // root for image paths (NULL: the data file's folder)
     int max_len;             // 0: no limit; longer rows are truncated in their response or rejected
+    int max_text_len;        // 0: no limit; the same with the image counted as one token (S-VCO's 128, data/chat.h)
     int skip_bad;            // count and skip malformed records (and missing or unreadable images) instead of stopping
     unsigned long long seed; // for mDPO's corrupted crops (fixed per example, so a cached reference is exact)
     double crop_lo, crop_hi; // mDPO crop scale range (--crop-scale)

@@ -126,15 +126,21 @@ static const PresetValue seva_dpo[] = {
     {"--warmup-ratio", "0.03", "SeVa: --warmup_steps 0 falls back to warmup_ratio 0.03 (methods.md §3.3)"},
     {"--weight-decay", "0", "SeVa: not passed, the HF default"},
     {"--max-grad-norm", "0", "SeVa passes 1.0, which DeepSpeed ZeRO-3 without gradient_clipping never applies (methods.md §3.3)"},
+    {"--system", NULL, "vicuna_v1's own \"curious user\" line: SeVa trains with --version v1 (train_dpo_ours.py l.657-658, "
+                       "conv_vicuna_v1 at seva/llava/conversation.py l.252-254); its answers were generated with \"curious "
+                       "human\" (vlm sample --preset seva)"},
     {"--beta", "0.1", "SeVa train_dpo_ours.py --beta 0.1 (methods.md §3.1)"},
     {"--loss-type", "sigmoid", "SeVa: sigmoid DPO on summed log-probs, no SFT term (methods.md §3.1)"},
-    {"--lora-dropout", "0.05", "SeVa's scripts pass 0.05; its trainer then disables dropout (issue 14 item 2)"},
+    {"--lora-dropout", "0", "SeVa: train_dpo_ours.py l.607 gives PEFT 0.05, then LlavaDPOTrainer (base_dpo_trainer.py l.128, "
+                            "l.189-190: disable_dropout=True) sets every Dropout's p to 0 (trainer/utils.py l.499-502)"},
     {NULL, NULL, NULL}};
 
 // S-VCO (methods.md §1.1, §1.4).
 static const PresetValue svco_paper[] = {
-    {"--template", "vicuna_v1", "vlm.c; S-VCO's collator renders llava-hf's chat template instead (issue 14 item 2)"},
-    {"--max-len", "0", "vlm.c: not cut; S-VCO cuts at 128 text tokens (methods.md §1.2, issue 14 item 2)"},
+    {"--template", "llava_hf", "S-VCO data_collator.py DatasetSVCOForLlava15: llava-hf's chat template (processor.apply_chat_template)"},
+    {"--system", NULL, "each MVC record's system_prompt (S-VCO data_collator.py); MVC's are empty: no system line"},
+    {"--max-text-len", "0", "vlm.c: rows are not cut; S-VCO cuts at 128 with the image as one (run_svco_example.sh "
+                            "MODEL_MAX_LENGTH=128): --max-text-len 128"},
     {"--train", "projector,decoder", "S-VCO run.py: fix_vit, the projector trained (methods.md §1.4)"},
     {"--lr", "1e-6", "S-VCO run_svco_example.sh (methods.md §1.4)"},
     {"--schedule", "cosine", "S-VCO run_svco_example.sh"},
@@ -158,9 +164,9 @@ static const PresetValue mdpo_paper[] = {
     {"--weight-decay", "0.05", "mDPO bunny/config.yaml"},
     {"--beta", "0.1", "mDPO bunny/config.yaml"},
     {"--delta", "0", "mDPO mdpo_trainer.py: the anchor's margin is 0 (methods.md §4)"},
-    {"--crop-scale", "0.01,0.2", "mDPO crop_images: RandomResizedCrop scale (0.01, 0.2); vlm.c draws one crop per example, "
-                                 "the official code one per forward pass (issue 14 item 2)"},
-    {"--lora-dropout", "0.05", "vlm.c; mDPO's trainer disables dropout (issue 14 item 2)"},
+    {"--crop-scale", "0.01,0.2", "mDPO bunny/modeling_bunny_phi.py l.2361 crop_images: RandomResizedCrop scale (0.01, 0.2)"},
+    {"--lora-dropout", "0", "mDPO: run_mdpo_bunny.py l.237 gives PEFT 0.05, then TRL 0.7.2's DPOTrainer (disable_dropout=True, "
+                            "dpo_trainer.py l.215-216) sets every Dropout's p to 0 after wrapping (l.138)"},
     {NULL, NULL, NULL}};
 
 // The miniature study's CLIP pretraining (DESIGN.md §5): no paper fixes these, they are vlm.c's.

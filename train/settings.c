@@ -41,6 +41,7 @@ static const Setting settings[] = {
     {"--template", K_TEXT, F(template_name), -1, 0, "vicuna_v1", 0},
     {"--system", K_TEXT, F(system), -1, 0, NULL, 0},
     {"--max-len", K_INT, F(max_len), -1, 0, "0", 0},
+    {"--max-text-len", K_INT, F(max_text_len), -1, 0, "0", 0},
     {"--train", K_PARTS, F(trainable), -1, 0, "projector,decoder", 0},
     {"--lr", K_DOUBLE, F(optim.lr), -1, 0, "2e-5", 0},
     {"--beta1", K_DOUBLE, F(optim.beta1), -1, 0, "0.9", 0},

@@ -223,6 +223,12 @@ static void llava_memory_report(const TrainModel *M, const Optimizer *opt) {
     memory_report(stderr, &T->policy, opt, &T->acts, ref_acts ? &T->ref_acts : NULL, T->have_ref_model ? &T->ref_model : NULL);
 }
 
+TrainDataOptions train_config_data_options(const TrainConfig *c, const char *tokenizer) {
+    return (TrainDataOptions){.tokenizer = tokenizer, .template_name = c->template_name, .system = c->system,
+                              .images_dir = c->images_dir, .max_len = c->max_len, .max_text_len = c->max_text_len,
+                              .skip_bad = c->skip_bad, .seed = c->seed, .crop_lo = c->crop_scale[0], .crop_hi = c->crop_scale[1]};
+}
+
 void llava_train_open(TrainModel *M, const TrainConfig *c, const Backend *be) {
     LlavaRun *T = xcalloc(1, sizeof(LlavaRun));
     T->c = c;
@@ -250,10 +256,8 @@ void llava_train_open(TrainModel *M, const TrainConfig *c, const Backend *be) {
     if (c->vision_from && !c->init_random) fatal("vlm train: --vision-from goes with --init random (a model with weights has its tower)");
     const LlavaConfig *cfg = &T->policy.cfg;
     PreprocessConfig pcfg = records_preprocess_config(c->model_dir, cfg->vision.image_size);
-    TrainDataOptions dopt = {c->tokenizer, c->template_name, c->system, c->images_dir, c->max_len, c->skip_bad, c->seed,
-                             c->crop_scale[0], c->crop_scale[1]};
-    char *tok = NULL;
-    if (!dopt.tokenizer) dopt.tokenizer = tok = tokenizer_find(c->model_dir);
+    char *tok = c->tokenizer ? NULL : tokenizer_find(c->model_dir);
+    TrainDataOptions dopt = train_config_data_options(c, c->tokenizer ? c->tokenizer : tok);
     train_data_load(&T->data, c->recipe, c->data_path, cfg, &pcfg, &dopt);
     if (c->val_path) train_data_load(&T->val, c->recipe, c->val_path, cfg, &pcfg, &dopt);
     free(tok);
