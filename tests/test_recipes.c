@@ -135,6 +135,67 @@ TEST(recipes_svco_rows_match_official_collator) {
     cJSON_Delete(fx);
 }
 
+// S-VCO's diagnostics under its own names (trainer.py get_batch_metrics): the |policy log-ratio| distance of each
+// term and the policy log-prob of each row, batch means; VCO's evaluation has all four terms at beta 0.1 (the
+// official eval), so its held-out loss at policy = reference is 4 log 2 while its training loss is 2 log 2.
+TEST(recipes_svco_distances_logps_and_vco_eval) {
+    const Recipe *r = recipe_find("svco");
+    TrainConfig c;
+    train_config_preset(&c, r);
+    enum { E = 3 };
+    double pol[E * SVCO_ROWS], ref[E * SVCO_ROWS], d[E * SVCO_ROWS], m[RECIPE_MAX_METRICS] = {0};
+    int count[E * SVCO_ROWS];
+    for (int i = 0; i < E * SVCO_ROWS; i++) { pol[i] = -5 - 10 * uniform(); ref[i] = pol[i] + uniform() - 0.5; count[i] = 3; }
+    r->loss(&c.loss, E, pol, ref, count, d, m + 1);  // m[0] is logps/mean, the step's own
+    static const struct { const char *name; int a, b; } dist[4] = {
+        {"pi_logratios/pi_logratios_img_win_vs_no_img_distance", SVCO_W_IW, SVCO_W_NONE},
+        {"pi_logratios/pi_logratios_no_img_vs_img_lose_distance", SVCO_W_NONE, SVCO_W_IL},
+        {"pi_logratios/pi_logratios_img_lose_vs_no_img_distance", SVCO_L_IL, SVCO_L_NONE},
+        {"pi_logratios/pi_logratios_no_img_vs_img_win_distance", SVCO_L_NONE, SVCO_L_IW}};
+    for (int t = 0; t < 4; t++) {
+        double want = 0;
+        for (int e = 0; e < E; e++) want += fabs(pol[e * SVCO_ROWS + dist[t].a] - pol[e * SVCO_ROWS + dist[t].b]) / E;
+        const int k = recipe_metric_index(r, dist[t].name);
+        EXPECTF(k > 0, "no metric %s", dist[t].name);
+        if (k > 0) EXPECT_NEAR(m[k], want, 1e-12);
+    }
+    static const char *const logps[SVCO_ROWS] = {"logps/policy_logps_img_chosen_res_chosen", "logps/policy_logps_img_rejected_res_chosen",
+                                                 "logps/policy_logps_no_img_res_chosen", "logps/policy_logps_img_chosen_res_rejected",
+                                                 "logps/policy_logps_img_rejected_res_rejected", "logps/policy_logps_no_img_res_rejected"};
+    for (int row = 0; row < SVCO_ROWS; row++) {
+        double want = 0;
+        for (int e = 0; e < E; e++) want += pol[e * SVCO_ROWS + row] / E;
+        const int k = recipe_metric_index(r, logps[row]);
+        EXPECTF(k > 0, "no metric %s", logps[row]);
+        if (k > 0) EXPECT_NEAR(m[k], want, 1e-12);
+    }
+    // VCO: trained on two terms, evaluated on four
+    const Recipe *v = recipe_find("vco");
+    train_config_preset(&c, v);
+    EXPECT_NEAR(v->loss(&c.loss, E, pol, pol, count, d, m + 1), 2 * log(2.0), 1e-15);
+    LossParams ev = c.loss;
+    EXPECT(v->eval_params != NULL);
+    if (v->eval_params) v->eval_params(&ev);
+    EXPECT_NEAR(v->loss(&ev, E, pol, pol, count, d, m + 1), 4 * log(2.0), 1e-15);
+    // end to end: the first step's val/loss (lr 1e-12: policy = reference to 1e-9) is 4 log 2, the loss 2 log 2,
+    // and the distances reach metrics.jsonl
+    char *out, *err, args[1024];
+    char *o = path_join(test_tmpdir(), "vco_eval");
+    snprintf(args, sizeof(args), "train --recipe vco --model " GQA " --data tests/fixtures/train/svco.jsonl --val "
+             "tests/fixtures/train/svco.jsonl --out %s --steps 1 --batch 2 --lr 1e-12 --eval-every 1 --device cpu --quiet", o);
+    EXPECT(test_run_vlm(args, &out, &err) == 0);
+    free(out); free(err);
+    char *mpath = path_join(o, "metrics.jsonl"), *text = read_file(mpath, NULL);
+    cJSON *j = cJSON_Parse(text);
+    const cJSON *vl = cJSON_GetObjectItemCaseSensitive(j, "val/loss"), *tl = cJSON_GetObjectItemCaseSensitive(j, "loss");
+    EXPECTF(cJSON_IsNumber(vl) && fabs(vl->valuedouble - 4 * log(2.0)) < 1e-6, "val/loss %g", cJSON_IsNumber(vl) ? vl->valuedouble : NAN);
+    EXPECTF(cJSON_IsNumber(tl) && fabs(tl->valuedouble - 2 * log(2.0)) < 1e-6, "loss %g", cJSON_IsNumber(tl) ? tl->valuedouble : NAN);
+    EXPECT(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "pi_logratios/pi_logratios_no_img_vs_img_win_distance")));
+    EXPECT(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "val/logps/policy_logps_no_img_res_rejected")));
+    cJSON_Delete(j);
+    free(text); free(mpath); free(o);
+}
+
 // `vlm train --help` lists every recipe with every preset value and its source, from the table.
 TEST(recipes_help_lists_presets_with_sources) {
     char *out, *err;

@@ -41,7 +41,8 @@ static double dpo_recipe_loss(const LossParams *p, int n, const double *pol, con
     return loss;
 }
 
-// S-VCO and VCO on the six rows of SVCO_*: svco_loss. Metrics per term (loss, accuracy, margin), then the rewards.
+// S-VCO and VCO on the six rows of SVCO_*: svco_loss. Metrics per term (loss, accuracy, margin), the rewards, the
+// distances per term and the policy log-probs per row (SVCO_METRICS).
 static double svco_recipe_loss(const LossParams *p, int n, const double *pol, const double *ref, const int *count,
                                double *dpol, double *metrics) {
     SvcoMetrics m;
@@ -50,9 +51,19 @@ static double svco_recipe_loss(const LossParams *p, int n, const double *pol, co
         metrics[3 * t] = m.term[t];
         metrics[3 * t + 1] = m.accuracy[t];
         metrics[3 * t + 2] = m.margin[t];
+        metrics[18 + t] = m.distance[t];
     }
-    for (int r = 0; r < SVCO_ROWS; r++) metrics[12 + r] = m.reward[r];
+    for (int r = 0; r < SVCO_ROWS; r++) {
+        metrics[12 + r] = m.reward[r];
+        metrics[22 + r] = m.logp[r];
+    }
     return loss;
+}
+
+// S-VCO's evaluation (trainer.py dpo_loss, train_eval == "eval"): every term on, a term switched off for training
+// (beta <= 0) at beta 0.1, so VCO's validation loss has all four terms, as the official eval computes it.
+static void svco_eval_params(LossParams *p) {
+    for (int t = 0; t < 4; t++) if (p->svco.beta[t] <= 0) p->svco.beta[t] = 0.1;
 }
 
 // mDPO on the three rows of MDPO_*: mdpo_loss. Metrics per term (loss, accuracy), then the rewards.
@@ -182,13 +193,20 @@ static const PresetValue clip_defaults[] = {
 
 #define PLOT_LOSS "loss"
 // S-VCO and VCO share rows and metrics: rows in the order of SVCO_* (train/losses.h), y_w under I_w, I_l and
-// no image, then y_l under the same; per term its loss, accuracy and margin (svco_recipe_loss), then the rewards
+// no image, then y_l under the same; per term its loss, accuracy and margin (svco_recipe_loss), the rewards, then
+// the |policy log-ratio| distances of the terms and the policy log-probs of the rows under S-VCO's own names
+// (trainer.py get_batch_metrics: pi_logratios/..._distance, logps/policy_logps_...; its train_/eval_ prefix is
+// our "" and "val/")
 #define SVCO_ROW_SPECS {{0, 0}, {0, 1}, {0, -1}, {1, 0}, {1, 1}, {1, -1}}
 #define SVCO_METRICS                                                                                                      \
     {"logps/mean", "loss/attend_w", "accuracy/attend_w", "margin/attend_w", "loss/reject_w", "accuracy/reject_w",         \
      "margin/reject_w", "loss/attend_l", "accuracy/attend_l", "margin/attend_l", "loss/reject_l", "accuracy/reject_l",     \
      "margin/reject_l", "rewards/w|Iw", "rewards/w|Il", "rewards/w|none", "rewards/l|Iw", "rewards/l|Il", "rewards/l|none", \
-     NULL}
+     "pi_logratios/pi_logratios_img_win_vs_no_img_distance", "pi_logratios/pi_logratios_no_img_vs_img_lose_distance",       \
+     "pi_logratios/pi_logratios_img_lose_vs_no_img_distance", "pi_logratios/pi_logratios_no_img_vs_img_win_distance",       \
+     "logps/policy_logps_img_chosen_res_chosen", "logps/policy_logps_img_rejected_res_chosen",                              \
+     "logps/policy_logps_no_img_res_chosen", "logps/policy_logps_img_chosen_res_rejected",                                  \
+     "logps/policy_logps_img_rejected_res_rejected", "logps/policy_logps_no_img_res_rejected", NULL}
 static const Recipe recipes[] = {
     {.name = "sft", .id = 0, .summary = "supervised fine-tuning: mean cross-entropy of the response tokens (LLaVA-1.5)",
      .model = MODEL_LLAVA, .records = RECORDS_SFT, .n_rows = 1, .rows = {{0, 0}}, .second_image = IMAGE2_NONE,
@@ -204,14 +222,14 @@ static const Recipe recipes[] = {
     {.name = "svco", .id = 2, .summary = "S-VCO: four image-conditioned terms on MVC pairs of minimally different images (methods.md §1)",
      .model = MODEL_LLAVA, .records = RECORDS_MVC, .n_rows = 6, .rows = SVCO_ROW_SPECS,
      .second_image = IMAGE2_RECORD, .uses_reference = 1, .loss = svco_recipe_loss,
-     .metrics = SVCO_METRICS,
+     .metrics = SVCO_METRICS, .eval_params = svco_eval_params,
      .headline = svco_headline, .loss_plot_title = PLOT_LOSS,
      .acc_plot_keys = "accuracy/attend_w,accuracy/reject_w,accuracy/attend_l,accuracy/reject_l,val/accuracy",
      .acc_plot_title = "reward accuracy", .presets = {adamw_defaults, llava_defaults, reference_cached, svco_paper}},
     {.name = "vco", .id = 3, .summary = "VCO: S-VCO without its symmetric terms (the ablation of methods.md §1.1)",
      .model = MODEL_LLAVA, .records = RECORDS_MVC, .n_rows = 6, .rows = SVCO_ROW_SPECS,
      .second_image = IMAGE2_RECORD, .uses_reference = 1, .loss = svco_recipe_loss,
-     .metrics = SVCO_METRICS,
+     .metrics = SVCO_METRICS, .eval_params = svco_eval_params,
      .headline = svco_headline, .loss_plot_title = PLOT_LOSS,
      .acc_plot_keys = "accuracy/attend_w,accuracy/reject_w,accuracy/attend_l,accuracy/reject_l,val/accuracy",
      .acc_plot_title = "reward accuracy",

@@ -38,7 +38,7 @@ typedef struct {
     int image;     // image slot 0 or 1, or -1 for an image-free row (the prompt without its image)
 } RowSpec;
 
-enum { RECIPE_MAX_ROWS = 6, RECIPE_MAX_METRICS = 24 };
+enum { RECIPE_MAX_ROWS = 6, RECIPE_MAX_METRICS = 32 };
 
 // One value of a paper preset: the `vlm train` flag it is the default of, its value as that flag takes it
 // (NULL: unset, e.g. the template's own system prompt) and where the value comes from.
@@ -76,6 +76,7 @@ typedef struct Recipe {
     RecipeLoss loss;              // NULL for CLIP: its loss is on the embeddings (clip_contrastive_loss)
     const char *metrics[RECIPE_MAX_METRICS];  // names of the logged metrics, NULL-terminated; LLaVA recipes
                                   // start with "logps/mean" (the mean summed log-prob of the batch's rows)
+    void (*eval_params)(LossParams *p);  // the loss's parameters on held-out data, from the run's (NULL: the same)
     double (*headline)(const struct Recipe *r, const LossParams *p, const double *metrics);  // the accuracy
                                   // of the progress line and of val/accuracy, from the metrics above; NULL: none
     const char *loss_plot_title;  // loss.svg: loss and val/loss

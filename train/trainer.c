@@ -117,17 +117,17 @@ static void batch_reference(LlavaRun *T, const TrainBatch *tb, const int *idx, c
     for (int b = 0; b < tb->B; b++) out[b] = cache[(size_t)idx[tb->example_of_row[b]] * R + tb->kind_of_row[b]];
 }
 
-// The recipe's loss from the policy row log-probs (ba) and the reference row log-probs (ref_rows, one per batch
-// row); writes dL/d(row log-prob) into drow (B) and accumulates the loss and the metrics, weighted by `scale`,
-// into st. Returns the loss. Logical rows are in example order, n_rows per example, as the loss reads them.
-static double batch_loss(const TrainConfig *c, const TrainBatch *tb, const BatchActs *ba, const double *ref_rows,
+// The recipe's loss with parameters lp from the policy row log-probs (ba) and the reference row log-probs
+// (ref_rows, one per batch row); writes dL/d(row log-prob) into drow (B) and accumulates the loss and the metrics,
+// weighted by `scale`, into st. Returns the loss. Logical rows are in example order, n_rows per example, as the
+// loss reads them.
+static double batch_loss(const Recipe *r, const LossParams *lp, const TrainBatch *tb, const BatchActs *ba, const double *ref_rows,
                          double *drow, double scale, StepStats *st) {
-    const Recipe *r = c->recipe;
     const int E = tb->B / r->n_rows, nm = recipe_n_metrics(r);
     const double *pol = ba->row_logp;
     double m[RECIPE_MAX_METRICS] = {0};
     // metric 0 is "logps/mean" (every LLaVA recipe logs it); the loss writes the others
-    double loss = r->loss(&c->loss, E, pol, r->uses_reference ? ref_rows : NULL, ba->row_count, drow, m + 1);
+    double loss = r->loss(lp, E, pol, r->uses_reference ? ref_rows : NULL, ba->row_count, drow, m + 1);
     for (int k = 1; k < nm; k++) st->metric[k] += scale * m[k];
     st->loss += loss * scale;
     for (int b = 0; b < tb->B; b++) st->metric[0] += pol[b] / tb->B * scale;
@@ -146,7 +146,7 @@ static double llava_micro_step(TrainModel *M, const int *idx, int n, int step, i
     }
     batch_forward(&T->policy, &T->acts, &T->tb);
     batch_reference(T, &T->tb, idx, T->ref, T->ref_rows);
-    double loss = batch_loss(c, &T->tb, &T->acts, T->ref_rows, T->drow, scale, st);
+    double loss = batch_loss(c->recipe, &c->loss, &T->tb, &T->acts, T->ref_rows, T->drow, scale, st);
     if (isfinite(loss)) {  // a non-finite loss stops the run before any update (the loop says so)
         batch_backward(&T->policy, &T->acts, &T->tb, T->drow, scale);
         st->flops += batch_step_flops(&T->policy, &T->tb);
@@ -167,7 +167,7 @@ static double llava_probe_loss(TrainModel *M) {
     batch_reference(T, &T->tb, T->idx, T->ref, ref_rows);
     StepStats st;
     memset(&st, 0, sizeof(st));
-    double loss = batch_loss(c, &T->tb, &T->acts, ref_rows, T->drow, 1, &st);
+    double loss = batch_loss(c->recipe, &c->loss, &T->tb, &T->acts, ref_rows, T->drow, 1, &st);
     free(ref_rows);
     return loss;
 }
@@ -175,6 +175,9 @@ static double llava_probe_loss(TrainModel *M) {
 static void llava_evaluate(TrainModel *M, StepStats *st) {
     LlavaRun *T = M->self;
     memset(st, 0, sizeof(*st));
+    const Recipe *r = T->c->recipe;
+    LossParams lp = T->c->loss;  // the recipe's evaluation may differ from its training (S-VCO: every term on)
+    if (r->eval_params) r->eval_params(&lp);
     const TrainData *d = &T->val;
     const int bs = T->c->batch;
     int *idx = xmalloc(sizeof(int) * bs);
@@ -189,7 +192,7 @@ static void llava_evaluate(TrainModel *M, StepStats *st) {
         train_batch_build(&tb, d, idx, k);
         batch_forward(&T->policy, &acts, &tb);
         batch_reference(T, &tb, idx, T->val_ref, ref_rows);
-        batch_loss(T->c, &tb, &acts, ref_rows, drow, (double)k / d->n, st);
+        batch_loss(r, &lp, &tb, &acts, ref_rows, drow, (double)k / d->n, st);
     }
     free(drow);
     batch_acts_free(&acts);
