@@ -65,6 +65,7 @@ static void check_case(const Case *k) {
     c.quiet = 1;
     c.recompute = k->recompute;
     c.ref_online = k->ref_online;
+    c.crop_fixed = !k->ref_online;  // mDPO: a cached reference scores crops fixed per example (fresh ones go online)
     c.trainable.train_vision = k->train_vision;
     if (k->no_pack) c.pack = 0;
     if (k->val) { c.val_path = data; c.eval_every = 1; }
@@ -98,7 +99,8 @@ TEST(plan_equals_cpu_allocations) {
         {"plan_svco_nopack_rec", "svco", 1, 0, 0, 0, 1, 0},
         {"plan_dpo_lora_cached", "dpo", 0, 0, 4, 0, 0, 0},
         {"plan_dpo_lora_online", "dpo", 1, 1, 4, 0, 0, 0},
-        {"plan_mdpo", "mdpo", 0, 0, 0, 0, 0, 0},
+        {"plan_mdpo_fixed_cached", "mdpo", 0, 0, 0, 0, 0, 0},
+        {"plan_mdpo_fresh_online", "mdpo", 0, 1, 0, 0, 0, 1},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_case(&cases[i]);
 }

@@ -108,13 +108,13 @@ static int same_weights_with_env(const char *env, const char *value, const char 
     return ok && test_files_equal(pa, pb);
 }
 
-static void check_recipe_learns(const char *recipe, double first_loss) {
+static void check_recipe_learns(const char *recipe, const char *flags, double first_loss) {
     char name[64], args[2048], *err;
     snprintf(name, sizeof(name), "learn_%s", recipe);
     char *data = write_data(name, recipe, 16, 0);
     char *out = path_join(test_tmpdir(), name);
     snprintf(args, sizeof(args), "train --recipe %s --model " GQA " --data %s --out %s/run --steps 24 --batch 4 --lr 2e-3 "
-             "--warmup-steps 0 --device cpu --quiet", recipe, data, out);
+             "--warmup-steps 0 --device cpu --quiet %s", recipe, data, out, flags);
     int rc = run_train(args, &err);
     EXPECTF(rc == 0, "%s: exit %d: %s", recipe, rc, err);
     char log[512];
@@ -129,11 +129,50 @@ static void check_recipe_learns(const char *recipe, double first_loss) {
     free(err); free(data); free(out);
 }
 
-TEST(train_sft_learns) { check_recipe_learns("sft", 0); }
-TEST(train_dpo_learns) { check_recipe_learns("dpo", log(2.0)); }
-TEST(train_svco_learns) { check_recipe_learns("svco", 4 * log(2.0)); }
-TEST(train_vco_learns) { check_recipe_learns("vco", 2 * log(2.0)); }
-TEST(train_mdpo_learns) { check_recipe_learns("mdpo", 3 * log(2.0)); }
+TEST(train_sft_learns) { check_recipe_learns("sft", "", 0); }
+TEST(train_dpo_learns) { check_recipe_learns("dpo", "", log(2.0)); }
+TEST(train_svco_learns) { check_recipe_learns("svco", "", 4 * log(2.0)); }
+TEST(train_vco_learns) { check_recipe_learns("vco", "", 2 * log(2.0)); }
+// one crop per example, shared by the policy and the cached reference: the step-0 identity holds
+TEST(train_mdpo_learns) { check_recipe_learns("mdpo", "--crop fixed", 3 * log(2.0)); }
+
+// mDPO's preset draws a fresh crop in every forward pass, as its code does (crop_images inside forward): the policy
+// and the reference (run online) see different crops, so at step 1 (policy = reference) the response and anchor
+// terms are log 2 and the image term is not; the run learns, resumes bit-exactly (the crops come from the step's
+// streams), and a cached reference is refused with the choices named.
+TEST(train_mdpo_fresh_crops) {
+    check_recipe_learns("mdpo", "", -1);
+    char *data = write_data("mdpo_fresh", "mdpo", 8, 0), args[2048], *err;
+    char *dir = path_join(test_tmpdir(), "mdpo_fresh_runs");
+    const char *common = "--recipe mdpo --model " GQA " --steps 4 --batch 2 --lr 1e-3 --warmup-steps 0 --device cpu --quiet";
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/a", common, data, dir);
+    EXPECTF(run_train(args, &err) == 0, "a: %s", err);
+    EXPECTF(strstr(err, "--crop") && strstr(err, "fresh") && strstr(err, "l.2326"), "the preset's crop and its source: %s", err);
+    free(err);
+    char mlog[600];
+    snprintf(mlog, sizeof(mlog), "%s/a/metrics.jsonl", dir);
+    double v[8];
+    EXPECT_INT_EQ(read_metric(mlog, "loss/response", v, 8), 4);
+    EXPECT_NEAR(v[0], log(2.0), 1e-9);
+    EXPECT_INT_EQ(read_metric(mlog, "loss/anchor", v, 8), 4);
+    EXPECT_NEAR(v[0], log(2.0), 1e-9);
+    EXPECT_INT_EQ(read_metric(mlog, "loss/image", v, 8), 4);
+    EXPECTF(fabs(v[0] - log(2.0)) > 1e-6, "the image term at step 1 is log 2 (%.12f): policy and reference saw the same crop", v[0]);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/b --stop-at 2", common, data, dir);
+    EXPECTF(run_train(args, &err) == 0, "b: %s", err); free(err);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/b --resume", common, data, dir);
+    EXPECTF(run_train(args, &err) == 0, "b resumed: %s", err); free(err);
+    char a4[600], b4[600];
+    snprintf(a4, sizeof(a4), "%s/a", dir);
+    snprintf(b4, sizeof(b4), "%s/b", dir);
+    const char *differs = test_checkpoints_differ(a4, b4, 4);
+    EXPECTF(!differs, "%s differs between the straight and the resumed run", differs);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/c --ref cache", common, data, dir);
+    EXPECT(run_train(args, &err) != 0);
+    EXPECTF(strstr(err, "--crop fresh") && strstr(err, "--ref online") && strstr(err, "--crop fixed"), "message: %s", err);
+    free(err);
+    free(dir); free(data);
+}
 
 // TRL's loss family through `vlm train --loss-type` (train/losses.h): the first step (policy = reference) logs
 // each type's step-0 value (sigmoid, robust, sigmoid_norm log 2; hinge 1; ipo and ipo_sum 1/(2 beta)^2; bco_pair
@@ -838,7 +877,7 @@ TEST(train_dropping_padding_is_exact) {
 
 // A frozen tower's features are computed once per image before training (train_data_encode_images) instead
 // of in every batch: the tower's ops are per image, so the weights after 3 steps are bitwise those of the run
-// that encodes each batch's images (VLM_CACHE_FEATURES=0), for sft, mdpo (its cropped images; the reference
+// that encodes each batch's images (VLM_CACHE_FEATURES=0), for sft, mdpo (its fixed crops; the reference
 // pre-pass sees the features too) and svco (two images a pair, image-free rows), with a validation split.
 TEST(train_frozen_tower_features_once_is_exact) {
     const char *recipes[3] = {"sft", "mdpo", "svco"};
@@ -847,7 +886,8 @@ TEST(train_frozen_tower_features_once_is_exact) {
         snprintf(name, sizeof(name), "features_%s", recipes[r]);
         char *data = write_data(name, recipes[r], 8, 0), *dir = path_join(test_tmpdir(), name);
         snprintf(args, sizeof(args), "--recipe %s --model " GQA " --data %s --val %s --eval-every 2 --steps 3 --batch 4 --lr 1e-3 "
-                 "--warmup-steps 0 --device cpu --quiet", recipes[r], data, data);
+                 "--warmup-steps 0 --device cpu --quiet%s", recipes[r], data, data,
+                 r == 1 ? " --crop fixed" : "");  // fresh crops go through the tower in every pass: nothing to cache
         EXPECTF(same_weights_with_env("VLM_CACHE_FEATURES", "0", args, dir, 3),
                 "%s: the weights differ when the tower's features are computed once", recipes[r]);
         char pa[600], pb[600];

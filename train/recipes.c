@@ -176,6 +176,10 @@ static const PresetValue mdpo_paper[] = {
     {"--beta", "0.1", "mDPO bunny/config.yaml"},
     {"--delta", "0", "mDPO mdpo_trainer.py: the anchor's margin is 0 (methods.md §4)"},
     {"--crop-scale", "0.01,0.2", "mDPO bunny/modeling_bunny_phi.py l.2361 crop_images: RandomResizedCrop scale (0.01, 0.2)"},
+    {"--crop", "fresh", "mDPO modeling_bunny_phi.py l.2326-2327: crop_images inside forward, so every pass (the policy's, "
+                        "the reference's) draws its own crop"},
+    {"--ref", "online", "mDPO mdpo_trainer.py l.154-172 get_batch_metrics: the reference's forward in every step (the model "
+                        "with its adapters off); a fresh crop's log-prob cannot be cached"},
     {"--lora-dropout", "0", "mDPO: run_mdpo_bunny.py l.237 gives PEFT 0.05, then TRL 0.7.2's DPOTrainer (disable_dropout=True, "
                             "dpo_trainer.py l.215-216) sets every Dropout's p to 0 after wrapping (l.138)"},
     {NULL, NULL, NULL}};

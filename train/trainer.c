@@ -117,6 +117,18 @@ static void batch_reference(LlavaRun *T, const TrainBatch *tb, const int *idx, c
     for (int b = 0; b < tb->B; b++) out[b] = cache[(size_t)idx[tb->example_of_row[b]] * R + tb->kind_of_row[b]];
 }
 
+// The reference's and then the policy's forward pass over a batch of d: the reference row log-probs into ref_out,
+// the policy's into acts. With fresh crops (mDPO) each pass draws its own crops, from the stream of (seed, step,
+// micro, pass) as its code draws one inside every forward; the reference goes first so that the pixels the
+// policy saw stay for its backward.
+static void batch_forwards(LlavaRun *T, BatchActs *acts, TrainBatch *tb, const TrainData *d, const int *idx, const double *cache,
+                           double *ref_out, int step, int micro) {
+    train_batch_draw_crops(tb, d, train_crop_stream(T->c->seed, step, micro, 1));
+    batch_reference(T, tb, idx, cache, ref_out);
+    train_batch_draw_crops(tb, d, train_crop_stream(T->c->seed, step, micro, 0));
+    batch_forward(&T->policy, acts, tb);
+}
+
 // The recipe's loss with parameters lp from the policy row log-probs (ba) and the reference row log-probs
 // (ref_rows, one per batch row); writes dL/d(row log-prob) into drow (B) and accumulates the loss and the metrics,
 // weighted by `scale`, into st. Returns the loss. Logical rows are in example order, n_rows per example, as the
@@ -144,8 +156,7 @@ static double llava_micro_step(TrainModel *M, const int *idx, int n, int step, i
         T->lora.training = 1;
         T->lora.seed = c->seed * 0x9E3779B97F4A7C15ULL + (unsigned long long)step * 4096 + micro;
     }
-    batch_forward(&T->policy, &T->acts, &T->tb);
-    batch_reference(T, &T->tb, idx, T->ref, T->ref_rows);
+    batch_forwards(T, &T->acts, &T->tb, &T->data, idx, T->ref, T->ref_rows, step, micro);
     double loss = batch_loss(c->recipe, &c->loss, &T->tb, &T->acts, T->ref_rows, T->drow, scale, st);
     if (isfinite(loss)) {  // a non-finite loss stops the run before any update (the loop says so)
         batch_backward(&T->policy, &T->acts, &T->tb, T->drow, scale);
@@ -162,9 +173,8 @@ static double llava_probe_loss(TrainModel *M) {
     int k = T->data.n < c->batch ? T->data.n : c->batch;
     for (int i = 0; i < k; i++) T->idx[i] = i;
     train_batch_build(&T->tb, &T->data, T->idx, k);
-    batch_forward(&T->policy, &T->acts, &T->tb);
     double *ref_rows = xcalloc(T->tb.cap_rows + 1, sizeof(double));
-    batch_reference(T, &T->tb, T->idx, T->ref, ref_rows);
+    batch_forwards(T, &T->acts, &T->tb, &T->data, T->idx, T->ref, ref_rows, -1, 0);  // step -1: the probe's crops
     StepStats st;
     memset(&st, 0, sizeof(st));
     double loss = batch_loss(c->recipe, &c->loss, &T->tb, &T->acts, ref_rows, T->drow, 1, &st);
@@ -190,8 +200,7 @@ static void llava_evaluate(TrainModel *M, StepStats *st) {
         int k = d->n - s < bs ? d->n - s : bs;
         for (int i = 0; i < k; i++) idx[i] = s + i;
         train_batch_build(&tb, d, idx, k);
-        batch_forward(&T->policy, &acts, &tb);
-        batch_reference(T, &tb, idx, T->val_ref, ref_rows);
+        batch_forwards(T, &acts, &tb, d, idx, T->val_ref, ref_rows, -2, s);  // step -2: each evaluation's same crops
         batch_loss(r, &lp, &tb, &acts, ref_rows, drow, (double)k / d->n, st);
     }
     free(drow);
@@ -229,10 +238,16 @@ static void llava_memory_report(const TrainModel *M, const Optimizer *opt) {
 TrainDataOptions train_config_data_options(const TrainConfig *c, const char *tokenizer) {
     return (TrainDataOptions){.tokenizer = tokenizer, .template_name = c->template_name, .system = c->system,
                               .images_dir = c->images_dir, .max_len = c->max_len, .max_text_len = c->max_text_len,
-                              .skip_bad = c->skip_bad, .seed = c->seed, .crop_lo = c->crop_scale[0], .crop_hi = c->crop_scale[1]};
+                              .skip_bad = c->skip_bad, .seed = c->seed, .crop_lo = c->crop_scale[0], .crop_hi = c->crop_scale[1],
+                              .fresh_crops = c->recipe->second_image == IMAGE2_CROP && !c->crop_fixed};
 }
 
 void llava_train_open(TrainModel *M, const TrainConfig *c, const Backend *be) {
+    if (c->recipe->second_image == IMAGE2_CROP && !c->crop_fixed && c->recipe->uses_reference && !c->ref_online)
+        fatal("vlm train --recipe %s: --crop fresh draws a new corrupted crop in every forward pass, so the reference's "
+              "log-prob of a crop exists only in the pass that drew it and cannot be cached: give --ref online (the "
+              "preset: the reference runs every step on crops of its own, as in mDPO's code), or --crop fixed (one crop "
+              "per example, drawn at load and shared by the policy, the cached reference and every epoch)", c->recipe->name);
     LlavaRun *T = xcalloc(1, sizeof(LlavaRun));
     T->c = c;
     T->be = be;

@@ -22,6 +22,8 @@ typedef struct {
     double epochs;
     LossParams loss;           // the parameters of the recipe's loss
     double crop_scale[2];      // mDPO's corrupted image: a random-resized crop keeping this range of the area
+    int crop_fixed;            // 0 (--crop fresh): a new crop in every forward pass, the policy's and the reference's
+                               // each their own; 1 (--crop fixed): one crop per example, drawn at load
     int ref_online;            // 1: a frozen copy of the model runs every step; 0: cached pre-pass
     const char *ref_cache;     // folder of the pre-pass's cache files (NULL: out_dir); runs of one model on one
                                // data set can share it (the files are keyed by both)
