@@ -56,7 +56,9 @@ static void usage(void) {
         "  --beta X             DPO / mDPO beta (0.1)\n"
         "  --betas a,b,c,d      S-VCO betas of attend_w, reject_w, attend_l, reject_l (0.1 each; <= 0 switches off)\n"
         "  --loss-type T[:W],...  DPO's loss, TRL's loss_type (train/losses.h has the math): one type, or a weighted\n"
-        "                       sum (MPO: sigmoid:0.8,bco_pair:0.2,sft:1); the types are listed below\n"
+        "                       sum (MPO: sigmoid:0.8,bco_pair:0.2,sft:1); the types are listed below. --recipe dpo's\n"
+        "                       only: S-VCO's and mDPO's losses are their papers' (given to them, it is an error, as is\n"
+        "                       any flag a recipe does not read, e.g. --betas to dpo or --template to clip)\n"
         "  --label-smoothing X  e of cDPO (sigmoid) and rDPO (robust)   --reference-free   --ipo (= --loss-type ipo)\n"
         "  --delta X            mDPO anchor margin (0)\n"
         "  --crop-scale LO,HI   mDPO's corrupted image: a random-resized crop keeping LO..HI of the area (0.01,0.2)\n"
@@ -160,6 +162,8 @@ int cmd_train(int argc, char **argv) {
     }
     if (arg_flag(&a, "--ipo")) {  // the older spelling of TRL's IPO
         if (settings_given(&c, "--loss-type")) fatal("vlm train: --ipo and --loss-type: give one (--ipo is --loss-type ipo)");
+        if (!(recipe_reads(c.recipe) & READS_DPO_LOSS))
+            fatal("vlm train: --ipo is --loss-type ipo, DPO's loss, which --recipe %s does not read (%s)", c.recipe->name, c.recipe->summary);
         settings_set_from_command_line(&c, "--loss-type", "ipo");
     }
     if (chat_template_from_name(c.template_name) < 0)  // never train a format that no other command renders

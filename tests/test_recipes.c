@@ -196,6 +196,40 @@ TEST(recipes_svco_distances_logps_and_vco_eval) {
     free(text); free(mpath); free(o);
 }
 
+// A flag that sets what a recipe does not read is refused, naming the recipe and the recipes that read it: TRL's
+// loss types apply to dpo only (S-VCO's and mDPO's losses are their papers'), --beta to dpo and mdpo, --betas to
+// svco and vco, the LLaVA flags not to clip; the ones a recipe reads pass.
+TEST(recipes_refuse_flags_they_do_not_read) {
+    const struct { const char *args, *want[3]; } refused[] = {
+        {"--recipe svco --loss-type ipo", {"--loss-type sets DPO's loss", "--recipe svco does not read", "read it: dpo"}},
+        {"--recipe mdpo --loss-type hinge", {"--loss-type", "--recipe mdpo does not read", "read it: dpo"}},
+        {"--recipe vco --label-smoothing 0.1", {"--label-smoothing", "--recipe vco", "read it: dpo"}},
+        {"--recipe svco --ipo", {"--ipo is --loss-type ipo", "--recipe svco does not read", ""}},
+        {"--recipe sft --beta 0.2", {"--beta sets the beta", "--recipe sft", "read it: dpo, mdpo"}},
+        {"--recipe dpo --betas 0.1,0.1,0,0", {"--betas", "--recipe dpo", "read it: svco, vco"}},
+        {"--recipe svco --crop fixed", {"--crop", "--recipe svco", "read it: mdpo"}},
+        {"--recipe sft --ref online", {"--ref sets the frozen reference", "--recipe sft", "read it: dpo, svco, vco, mdpo"}},
+        {"--recipe clip --template llava_hf", {"--template", "--recipe clip", "sft, dpo"}},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        char args[256], *out, *err;
+        snprintf(args, sizeof(args), "train %s --model x --data y --out z", refused[i].args);
+        EXPECTF(test_run_vlm(args, &out, &err) != 0, "accepted: %s", args);
+        for (int k = 0; k < 3; k++) EXPECTF(strstr(err, refused[i].want[k]), "%s: message: %s", args, err);
+        free(out); free(err);
+    }
+    // read: parsed, so the run gets as far as the missing model
+    const char *read[] = {"--recipe dpo --loss-type hinge --beta 0.2", "--recipe mdpo --beta 0.2 --crop fixed --delta 0.1",
+                          "--recipe vco --betas 0.1,0.1,0,0", "--recipe sft --template llava_hf"};
+    for (size_t i = 0; i < sizeof(read) / sizeof(read[0]); i++) {
+        char args[256], *out, *err;
+        snprintf(args, sizeof(args), "train %s --model /nonexistent --data y --out %s/read%zu", read[i], test_tmpdir(), i);
+        EXPECT(test_run_vlm(args, &out, &err) != 0);
+        EXPECTF(!strstr(err, "does not read"), "%s: %s", read[i], err);
+        free(out); free(err);
+    }
+}
+
 // `vlm train --help` lists every recipe with every preset value and its source, from the table.
 TEST(recipes_help_lists_presets_with_sources) {
     char *out, *err;

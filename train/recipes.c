@@ -1,5 +1,6 @@
 #include "recipes.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,21 +219,21 @@ static const Recipe recipes[] = {
      .loss_plot_title = PLOT_LOSS, .presets = {adamw_defaults, llava_defaults, NULL}},
     {.name = "dpo", .id = 1, .summary = "DPO on preference pairs, as SeVa and CLIP-DPO train it (methods.md §2, §3)",
      .model = MODEL_LLAVA, .records = RECORDS_PAIR, .n_rows = 2, .rows = {{0, 0}, {1, 0}}, .second_image = IMAGE2_NONE,
-     .uses_reference = 1, .loss = dpo_recipe_loss,
+     .uses_reference = 1, .reads = READS_DPO_LOSS | READS_BETA, .loss = dpo_recipe_loss,
      .metrics = {"logps/mean", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
                  "logps/rejected", NULL},
      .headline = dpo_headline, .loss_plot_title = PLOT_LOSS, .acc_plot_keys = "rewards/accuracies,val/rewards/accuracies",
      .acc_plot_title = "reward accuracy", .presets = {adamw_defaults, llava_defaults, reference_cached, seva_dpo}},
     {.name = "svco", .id = 2, .summary = "S-VCO: four image-conditioned terms on MVC pairs of minimally different images (methods.md §1)",
      .model = MODEL_LLAVA, .records = RECORDS_MVC, .n_rows = 6, .rows = SVCO_ROW_SPECS,
-     .second_image = IMAGE2_RECORD, .uses_reference = 1, .loss = svco_recipe_loss,
+     .second_image = IMAGE2_RECORD, .uses_reference = 1, .reads = READS_SVCO_BETAS, .loss = svco_recipe_loss,
      .metrics = SVCO_METRICS, .eval_params = svco_eval_params,
      .headline = svco_headline, .loss_plot_title = PLOT_LOSS,
      .acc_plot_keys = "accuracy/attend_w,accuracy/reject_w,accuracy/attend_l,accuracy/reject_l,val/accuracy",
      .acc_plot_title = "reward accuracy", .presets = {adamw_defaults, llava_defaults, reference_cached, svco_paper}},
     {.name = "vco", .id = 3, .summary = "VCO: S-VCO without its symmetric terms (the ablation of methods.md §1.1)",
      .model = MODEL_LLAVA, .records = RECORDS_MVC, .n_rows = 6, .rows = SVCO_ROW_SPECS,
-     .second_image = IMAGE2_RECORD, .uses_reference = 1, .loss = svco_recipe_loss,
+     .second_image = IMAGE2_RECORD, .uses_reference = 1, .reads = READS_SVCO_BETAS, .loss = svco_recipe_loss,
      .metrics = SVCO_METRICS, .eval_params = svco_eval_params,
      .headline = svco_headline, .loss_plot_title = PLOT_LOSS,
      .acc_plot_keys = "accuracy/attend_w,accuracy/reject_w,accuracy/attend_l,accuracy/reject_l,val/accuracy",
@@ -241,7 +242,7 @@ static const Recipe recipes[] = {
     // rows in the order of MDPO_*: (m, y_w), (m, y_l), (m', y_w) with m' the corrupted crop
     {.name = "mdpo", .id = 4, .summary = "mDPO: DPO + preference of the image over a corrupted crop + an anchor (methods.md §4)",
      .model = MODEL_LLAVA, .records = RECORDS_PAIR, .n_rows = 3, .rows = {{0, 0}, {1, 0}, {0, 1}}, .second_image = IMAGE2_CROP,
-     .uses_reference = 1, .loss = mdpo_recipe_loss,
+     .uses_reference = 1, .reads = READS_BETA | READS_MDPO, .loss = mdpo_recipe_loss,
      .metrics = {"logps/mean", "loss/response", "accuracy/response", "loss/image", "accuracy/image", "loss/anchor",
                  "accuracy/anchor", "rewards/chosen", "rewards/rejected", "rewards/corrupted", NULL},
      .headline = mdpo_headline, .loss_plot_title = PLOT_LOSS, .acc_plot_keys = "accuracy/response,accuracy/image,val/accuracy",
@@ -264,6 +265,38 @@ const Recipe *recipe_find(const char *name) {
     for (int i = 0; i < N_RECIPES; i++)
         k += snprintf(list + k, sizeof(list) - k, "%s%s", i == 0 ? "" : i + 1 < N_RECIPES ? ", " : " or ", recipes[i].name);
     fatal("--recipe '%s': expected %s", name, list);
+}
+
+unsigned recipe_reads(const Recipe *r) {
+    return r->reads | (r->uses_reference ? READS_REFERENCE : 0) | (r->model == MODEL_LLAVA ? READS_LLAVA : 0);
+}
+
+const char *recipe_reads_name(unsigned bit) {
+    static const char *const names[READS_KINDS] = {"DPO's loss (TRL's loss_type family, train/losses.h)",
+                                                   "the beta of DPO's and mDPO's sigmoids", "S-VCO's per-term betas",
+                                                   "mDPO's anchor margin and corrupted crop", "the frozen reference",
+                                                   "the LLaVA model and its chat-templated data"};
+    for (int i = 0; i < READS_KINDS; i++) if (bit == 1u << i) return names[i];
+    return "?";
+}
+
+double recipe_step0_loss(const Recipe *r, const LossParams *p, char *label, size_t label_len) {
+    if (label_len) label[0] = 0;
+    if (!r->loss || !r->uses_reference) return NAN;
+    // policy = reference at two log-prob levels: a loss of the log-ratios alone gives one value, the identity
+    double v[2], pol[RECIPE_MAX_ROWS], d[RECIPE_MAX_ROWS], m[RECIPE_MAX_METRICS];
+    int count[RECIPE_MAX_ROWS];
+    for (int level = 0; level < 2; level++) {
+        for (int k = 0; k < r->n_rows; k++) { pol[k] = level ? -7.5 : -1.25; count[k] = 1 + k; }
+        v[level] = r->loss(p, 1, pol, pol, count, d, m);
+    }
+    if (!isfinite(v[0]) || fabs(v[0] - v[1]) > 1e-12 * fmax(1, fabs(v[0]))) return NAN;
+    const double k = v[0] / log(2.0);
+    if (fabs(k - round(k)) < 1e-9 && round(k) >= 1) {
+        if (round(k) == 1) snprintf(label, label_len, "step 0 (policy = reference): log 2");
+        else snprintf(label, label_len, "step 0 (policy = reference): %.0f log 2", round(k));
+    } else snprintf(label, label_len, "step 0 (policy = reference): %.4g", v[0]);
+    return v[0];
 }
 
 int recipe_n_metrics(const Recipe *r) {
