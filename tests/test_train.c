@@ -9,6 +9,7 @@
 #include "../data/chat.h"
 #include "../model/llava.h"
 #include "../model/safetensors.h"
+#include "../train/plot.h"
 #include "../util/common.h"
 #include "test.h"
 
@@ -781,6 +782,75 @@ TEST(params_init_random_values) {
     llava_free(&m);
 }
 
+// The smoothed line: debiased from the first point, flat on a flat series, through the points below 40 of them,
+// and over 2,000 noisy points within a fifth of the noise of the mean; a chart of 5,000 points stays small (the
+// raw values as a band of each pixel column's extremes, the smoothed line one point a column) and draws the
+// step-0 marker when given.
+TEST(plot_smoothed_lines_over_raw_points) {
+    enum { N = 5000 };
+    double *x = xmalloc(sizeof(double) * N), *y = xmalloc(sizeof(double) * N), *sm = xmalloc(sizeof(double) * N);
+    unsigned r = 7;
+    for (int i = 0; i < N; i++) {
+        x[i] = i + 1;
+        r = r * 1103515245u + 12345u;
+        y[i] = 1 + ((r >> 8) / 16777216.0 - 0.5);  // 1 +- 0.5
+    }
+    plot_smooth(y, 2000, sm);
+    EXPECT(sm[0] == y[0]);
+    double worst = 0;
+    for (int i = 300; i < 2000; i++) worst = fmax(worst, fabs(sm[i] - 1));
+    EXPECTF(worst < 0.1, "smoothed values stray %.3f from the mean (raw: 0.5)", worst);
+    plot_smooth(y, 30, sm);
+    for (int i = 0; i < 30; i++) EXPECT(sm[i] == y[i]);
+    double flat[100];
+    for (int i = 0; i < 100; i++) flat[i] = 0.5;
+    plot_smooth(flat, 100, sm);
+    for (int i = 0; i < 100; i++) EXPECT_NEAR(sm[i], 0.5, 1e-15);
+    char *svg = path_join(test_tmpdir(), "smooth.svg");
+    PlotSeries s = {"loss", x, y, N};
+    plot_svg(svg, "t", "step", &s, 1, log(2.0), "step 0: log 2");
+    size_t len;
+    char *text = read_file(svg, &len);
+    EXPECTF(len < 60000, "%zu bytes for %d points", len, N);
+    EXPECT(strstr(text, "<polyline class=\"raw\"") && strstr(text, "<polyline class=\"smooth\""));
+    EXPECT(strstr(text, "class=\"mark\"") && strstr(text, ">step 0: log 2</text>"));
+    const char *sp = strstr(text, "class=\"smooth\"");
+    int pts = 0;
+    for (const char *q = sp; q && *q && *q != '/'; q++) pts += *q == ',';
+    EXPECTF(pts > 100 && pts <= 481, "%d points on the smoothed line (the plot spans 481 pixel columns)", pts);
+    free(text); free(svg); free(x); free(y); free(sm);
+}
+
+// A run redraws loss.svg every --log-every steps, not only at its end: a run that diverges at step 3 (and so never
+// reaches the end) leaves the chart of its first steps, with the step-0 identity of its loss marked (DPO: log 2);
+// S-VCO's chart marks 4 log 2, mDPO's 3 log 2.
+TEST(train_plots_refresh_during_the_run) {
+    char *data = write_data("plots_live", "dpo", 8, 0), args[2048], *err;
+    char *o = path_join(test_tmpdir(), "plots_live_run");
+    snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s --steps 40 --batch 2 --lr 1e30 "
+             "--warmup-steps 20 --device cpu --quiet", data, o);  // step 1 has lr 0, then it diverges
+    EXPECT(run_train(args, &err) != 0);
+    free(err);
+    char *svg = path_join(o, "loss.svg"), *text = try_read_file(svg, NULL);
+    EXPECTF(text != NULL, "no %s after the run stopped", svg);
+    EXPECTF(text && strstr(text, "class=\"smooth\"") && strstr(text, "policy = reference): log 2</text>"), "%s", text ? text : "");
+    free(text); free(svg); free(o);
+    const char *recipes[2][2] = {{"svco", "4 log 2"}, {"mdpo", "3 log 2"}};
+    for (int k = 0; k < 2; k++) {
+        char name[64];
+        snprintf(name, sizeof(name), "plots_%s", recipes[k][0]);
+        char *d = write_data(name, recipes[k][0], 4, 0), *dir = path_join(test_tmpdir(), name);
+        snprintf(args, sizeof(args), "train --recipe %s --model " GQA " --data %s --out %s --steps 2 --batch 2 --device cpu --quiet",
+                 recipes[k][0], d, dir);
+        EXPECTF(run_train(args, &err) == 0, "%s: %s", recipes[k][0], err);
+        free(err);
+        char *p = path_join(dir, "loss.svg"), *t = try_read_file(p, NULL);
+        EXPECTF(t && strstr(t, recipes[k][1]), "%s: no %s marker", recipes[k][0], recipes[k][1]);
+        free(t); free(p); free(d); free(dir);
+    }
+    free(data);
+}
+
 // vlm plot: one polyline per key that has data (steps without the key are left out of its line), a legend
 // entry per line, and a clear error for a log that is not JSON Lines.
 TEST(plot_cli_lines_and_legend) {
@@ -792,10 +862,12 @@ TEST(plot_cli_lines_and_legend) {
     EXPECTF(test_run_vlm(args, &out, &err) == 0, "%s", err);
     free(out); free(err);
     char *text = try_read_file(svg, NULL);
-    int lines = 0;
-    for (const char *p = text; p && (p = strstr(p, "<polyline")); p++) lines++;
+    int lines = 0, dots = 0;
+    for (const char *p = text; p && (p = strstr(p, "<polyline class=\"smooth\"")); p++) lines++;
+    for (const char *p = text; p && (p = strstr(p, "<circle")); p++) dots++;
     EXPECTF(text && !strncmp(text, "<svg", 4) && strstr(text, "</svg>"), "not an SVG document");
     EXPECT_INT_EQ(lines, 2);  // loss, val/loss ("missing" has no data)
+    EXPECT_INT_EQ(dots, 5);   // their raw points
     EXPECTF(text && strstr(text, ">val/loss</text>") && strstr(text, ">demo</text>"), "legend or title missing");
     free(text);
     char *bad = test_write_tmp("plot_bad.jsonl", "{\"step\": 1, \"loss\": 2.0}\nnot json\n");
