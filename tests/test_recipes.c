@@ -230,6 +230,74 @@ TEST(recipes_refuse_flags_they_do_not_read) {
     }
 }
 
+// The presets are the official recipes' settings (issue 14): S-VCO and VCO on llava-hf's chat template with each
+// MVC record's own system prompt and no cut; SeVa's DPO on vicuna_v1 with its "curious user" line, sigmoid DPO,
+// LoRA dropout 0 (its trainer zeroes every dropout after wrapping); mDPO with a fresh crop in every pass and the
+// reference run online, LoRA dropout 0; IPO on length-averaged log-probs (TRL >= 0.7.11), the summed form ipo_sum.
+TEST(recipes_presets_are_the_official_settings) {
+    TrainConfig c;
+    const char *mvc[2] = {"svco", "vco"};
+    for (int k = 0; k < 2; k++) {
+        train_config_preset(&c, recipe_find(mvc[k]));
+        EXPECTF(!strcmp(c.template_name, "llava_hf") && c.system == NULL && c.max_text_len == 0 && c.max_len == 0,
+                "%s: template %s, system %s, cut %d/%d", mvc[k], c.template_name, c.system ? c.system : "(record's)", c.max_len, c.max_text_len);
+    }
+    train_config_preset(&c, recipe_find("dpo"));
+    EXPECT(!strcmp(c.template_name, "vicuna_v1") && c.system == NULL && c.lora.dropout == 0);
+    EXPECT(c.loss.dpo.n_terms == 0 || (c.loss.dpo.n_terms == 1 && c.loss.dpo.term[0] == DPO_SIGMOID));
+    train_config_preset(&c, recipe_find("mdpo"));
+    EXPECT(c.crop_fixed == 0 && c.ref_online == 1 && c.lora.dropout == 0);
+    EXPECT(c.crop_scale[0] == 0.01 && c.crop_scale[1] == 0.2);
+    train_config_preset(&c, recipe_find("sft"));
+    EXPECT(c.lora.dropout == 0.05f);  // LLaVA-1.5's finetune_lora.sh, which keeps its dropout
+    // "ipo" is TRL's averaged form: (h_c / n_c - h_r / n_r - 1 / (2 beta))^2
+    DpoParams p = {.beta = 0.1};
+    char err[128];
+    EXPECT(dpo_loss_types_parse(&p, "ipo", err, sizeof(err)) == 0 && p.n_terms == 1 && p.term[0] == DPO_IPO);
+    const double pc = -3, pr = -9, rc = -4, rr = -5;
+    const int nc = 2, nr = 5;
+    double dpc, dpr;
+    DpoMetrics m;
+    const double want = pow((pc - rc) / nc - (pr - rr) / nr - 5, 2);
+    EXPECT_NEAR(dpo_loss(&p, 1, &pc, &pr, &rc, &rr, &nc, &nr, &dpc, &dpr, &m), want, 1e-12);
+    EXPECT(dpo_loss_types_parse(&p, "ipo_sum", err, sizeof(err)) == 0 && p.term[0] == DPO_IPO_SUM);
+    EXPECT_NEAR(dpo_loss(&p, 1, &pc, &pr, &rc, &rr, &nc, &nr, &dpc, &dpr, &m), pow((pc - rc) - (pr - rr) - 5, 2), 1e-12);
+}
+
+// --max-text-len on records given as ids: the image counts as one token however many it expands to, only response
+// tokens are cut, and a prompt that does not fit is an error naming the flag.
+TEST(recipes_max_text_len_on_id_records) {
+    LlavaConfig cfg;
+    llava_config_load(&cfg, GQA);  // its image token is 90
+    EXPECT_INT_EQ(cfg.image_token_id, 90);
+    PreprocessConfig pcfg = preprocess_config_clip(cfg.vision.image_size);
+    char *data = test_write_tmp("mtl_ids.jsonl", "{\"image_w\": \"images/a.png\", \"image_l\": \"images/b.png\", \"prompt_ids\": "
+                                                 "[1, 90, 5, 6, 7], \"chosen_ids\": [8, 9, 10, 11, 2], \"rejected_ids\": [12, 13, 2]}\n");
+    TrainConfig c;
+    train_config_preset(&c, recipe_find("svco"));
+    c.images_dir = "tests/fixtures/models/llava_gqa";
+    settings_set_from_command_line(&c, "--max-text-len", "8");
+    TrainDataOptions opt = train_config_data_options(&c, NULL);
+    TrainData td;
+    train_data_load(&td, c.recipe, data, &cfg, &pcfg, &opt);
+    const int P = cfg.image_tokens;
+    EXPECT(P > 1);
+    const TrainRow *w = &td.ex[0].rows[SVCO_W_IW], *w0 = &td.ex[0].rows[SVCO_W_NONE], *l = &td.ex[0].rows[SVCO_L_IW];
+    EXPECT_INT_EQ(w->n, 8 + P - 1);       // [1, image, 5, 6, 7, 8, 9, 10]: the response's last two cut
+    EXPECT_INT_EQ(w->ids[w->n - 1], 10);
+    EXPECT_INT_EQ(w0->n, 8);              // [1, 5, 6, 7, 8, 9, 10, 11]: one more response token without the image
+    EXPECT_INT_EQ(w0->ids[7], 11);
+    EXPECT_INT_EQ(l->n, 8 + P - 1);       // [1, image, 5, 6, 7, 12, 13, 2]: 8, not cut
+    EXPECT_INT_EQ(l->ids[l->n - 1], 2);
+    train_data_free(&td);
+    char *out, *err, args[1024];
+    snprintf(args, sizeof(args), "train --recipe svco --model " GQA " --data %s --images tests/fixtures/models/llava_gqa --out %s/mtl "
+             "--max-text-len 4 --steps 1 --device cpu --quiet", data, test_tmpdir());
+    EXPECT(test_run_vlm(args, &out, &err) != 0);
+    EXPECTF(strstr(err, "does not fit in --max-text-len 4") && strstr(err, "with the image as one"), "message: %s", err);
+    free(out); free(err); free(data);
+}
+
 // `vlm train --help` lists every recipe with every preset value and its source, from the table.
 TEST(recipes_help_lists_presets_with_sources) {
     char *out, *err;
@@ -258,6 +326,8 @@ TEST(recipes_run_prints_preset_sources) {
     EXPECTF(strstr(err, "S-VCO run_svco_example.sh") && strstr(err, "0.95"), "no preset beta2 with its source: %s", err);
     EXPECTF(strstr(err, "command line (preset 1e-6: S-VCO run_svco_example.sh"), "the --lr override: %s", err);
     EXPECTF(strstr(err, "--betas") && strstr(err, "0.1,0.1,0.1,0.1"), "no betas: %s", err);
+    EXPECTF(strstr(err, "llava_hf") && strstr(err, "S-VCO data_collator.py") && strstr(err, "--max-text-len"),
+            "no template or cut with their sources: %s", err);
     free(out); free(err); free(o);
 }
 
