@@ -47,7 +47,7 @@ typedef struct {
     int max_len;             // 0: no limit; longer rows are truncated in their response or rejected
     int max_text_len;        // 0: no limit; the same with the image counted as one token (S-VCO's 128, data/chat.h)
     int skip_bad;            // count and skip malformed records (and missing or unreadable images) instead of stopping
-    unsigned long long seed; // for mDPO's corrupted crops drawn once per example (fixed_crops)
+    unsigned long long seed; // for mDPO's corrupted crops drawn once per example (--crop fixed)
     double crop_lo, crop_hi; // mDPO crop scale range (--crop-scale)
     int fresh_crops;         // mDPO's crop drawn in every forward pass (train_batch_draw_crops), not at load
 } TrainDataOptions;
