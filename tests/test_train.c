@@ -808,7 +808,7 @@ TEST(plot_smoothed_lines_over_raw_points) {
     for (int i = 0; i < 100; i++) EXPECT_NEAR(sm[i], 0.5, 1e-15);
     char *svg = path_join(test_tmpdir(), "smooth.svg");
     PlotSeries s = {"loss", x, y, N};
-    plot_svg(svg, "t", "step", &s, 1, log(2.0), "step 0: log 2");
+    EXPECT(plot_svg(svg, "t", "step", &s, 1, log(2.0), "step 0: log 2", NULL, 0) == 0);
     size_t len;
     char *text = read_file(svg, &len);
     EXPECTF(len < 60000, "%zu bytes for %d points", len, N);
@@ -823,7 +823,7 @@ TEST(plot_smoothed_lines_over_raw_points) {
 
 // A run redraws loss.svg every --log-every steps, not only at its end: a run that diverges at step 3 (and so never
 // reaches the end) leaves the chart of its first steps, with the step-0 identity of its loss marked (DPO: log 2);
-// S-VCO's chart marks 4 log 2, mDPO's 3 log 2.
+// S-VCO's chart marks 4 log 2, mDPO's 3 log 2; a chart that cannot be written does not stop a run.
 TEST(train_plots_refresh_during_the_run) {
     char *data = write_data("plots_live", "dpo", 8, 0), args[2048], *err;
     char *o = path_join(test_tmpdir(), "plots_live_run");
@@ -840,7 +840,7 @@ TEST(train_plots_refresh_during_the_run) {
         char name[64];
         snprintf(name, sizeof(name), "plots_%s", recipes[k][0]);
         char *d = write_data(name, recipes[k][0], 4, 0), *dir = path_join(test_tmpdir(), name);
-        snprintf(args, sizeof(args), "train --recipe %s --model " GQA " --data %s --out %s --steps 2 --batch 2 --device cpu --quiet",
+        snprintf(args, sizeof(args), "train --recipe %s --model " GQA " --data %s --out %s --steps 1 --batch 2 --device cpu --quiet",
                  recipes[k][0], d, dir);
         EXPECTF(run_train(args, &err) == 0, "%s: %s", recipes[k][0], err);
         free(err);
@@ -848,6 +848,15 @@ TEST(train_plots_refresh_during_the_run) {
         EXPECTF(t && strstr(t, recipes[k][1]), "%s: no %s marker", recipes[k][0], recipes[k][1]);
         free(t); free(p); free(d); free(dir);
     }
+    // a chart that cannot be written (here a folder in its place) is a warning: the run goes on and ends well
+    char *blocked = path_join(test_tmpdir(), "plots_blocked"), cmd[1024];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s/loss.svg", blocked, blocked);
+    EXPECT(test_shell(cmd) == 0);
+    snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s --steps 2 --batch 2 --device cpu --quiet", data,
+             blocked);
+    EXPECTF(run_train(args, &err) == 0, "a chart that cannot be written ended the run: %s", err);
+    EXPECTF(strstr(err, "warning") && strstr(err, "loss.svg") && strstr(err, "no longer redrawn"), "message: %s", err);
+    free(err); free(blocked);
     free(data);
 }
 

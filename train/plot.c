@@ -37,10 +37,14 @@ static void svg_printf(Svg *b, const char *fmt, ...) {
     }
 }
 
-static void svg_finish(Svg *b, const char *path) {
+// Writes the document; with err NULL a failure dies naming the file, else it returns -1 with the message in err.
+static int svg_finish(Svg *b, const char *path, char *err, size_t errlen) {
     svg_printf(b, "</svg>\n");
-    write_file_atomic(path, b->s, b->len);
+    int rc = 0;
+    if (err) rc = try_write_file_atomic(path, b->s, b->len, err, errlen);
+    else write_file_atomic(path, b->s, b->len);
     free(b->s);
+    return rc;
 }
 
 void plot_smooth(const double *y, int n, double *out) {
@@ -53,8 +57,8 @@ void plot_smooth(const double *y, int n, double *out) {
     }
 }
 
-void plot_svg(const char *path, const char *title, const char *xlabel, const PlotSeries *s, int ns, double mark,
-              const char *mark_label) {
+int plot_svg(const char *path, const char *title, const char *xlabel, const PlotSeries *s, int ns, double mark,
+             const char *mark_label, char *err, size_t errlen) {
     const double W = 720, H = 420, L = 70, R = 170, T = 40, B = 50;
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     for (int k = 0; k < ns; k++)
@@ -135,7 +139,7 @@ void plot_svg(const char *path, const char *title, const char *xlabel, const Plo
 #undef EMIT
 #undef PX
 #undef PY
-    svg_finish(&svg, path);
+    return svg_finish(&svg, path, err, errlen);
 }
 
 void plot_bars_svg(const char *path, const char *title, const char *const *groups, int n_groups,
@@ -181,7 +185,7 @@ void plot_bars_svg(const char *path, const char *title, const char *const *group
         svg_printf(&svg, "<text x=\"%.0f\" y=\"%.1f\">%s</text>\n", W - R + 32, ly, series[k]);
     }
 #undef PY
-    svg_finish(&svg, path);
+    svg_finish(&svg, path, NULL, 0);
 }
 
 void plot_chart_init(PlotChart *c, const char *keys, double mark, const char *mark_label) {
@@ -220,11 +224,11 @@ void plot_chart_add_log(PlotChart *c, const char *log_path) {
     jsonl_close(&r);
 }
 
-int plot_chart_write(const PlotChart *c, const char *path, const char *title) {
+int plot_chart_write(const PlotChart *c, const char *path, const char *title, char *err, size_t errlen) {
     PlotSeries s[PLOT_MAX_KEYS];
     int ns = 0;
     for (int k = 0; k < c->n_keys; k++) if (c->n[k]) s[ns++] = (PlotSeries){c->keys[k], c->x[k], c->y[k], c->n[k]};
-    if (ns) plot_svg(path, title, "step", s, ns, c->mark, c->mark_label);
+    if (ns && plot_svg(path, title, "step", s, ns, c->mark, c->mark_label, err, errlen)) return -1;
     return ns;
 }
 
@@ -237,7 +241,7 @@ int plot_metrics(const char *log_path, const char *keys, const char *svg_path, c
     PlotChart c;
     plot_chart_init(&c, keys, NAN, NULL);
     plot_chart_add_log(&c, log_path);
-    const int ns = plot_chart_write(&c, svg_path, title);
+    const int ns = plot_chart_write(&c, svg_path, title, NULL, 0);
     plot_chart_free(&c);
     return ns;
 }

@@ -13,9 +13,9 @@ typedef struct {
 // band between each pixel column's lowest and highest value, so the file stays small however long the run) and a
 // smoothed line drawn over them (plot_smooth, one point per pixel column at most), axes with ticks and a legend;
 // with a finite mark, a dashed horizontal line at that value labelled mark_label (the step-0 identity of a
-// preference loss). Dies naming the file on write errors.
-void plot_svg(const char *path, const char *title, const char *xlabel, const PlotSeries *series, int n_series, double mark,
-              const char *mark_label);
+// preference loss). Returns 0; on a write error -1 with the message (naming the file) in err, or, err NULL, dies.
+int plot_svg(const char *path, const char *title, const char *xlabel, const PlotSeries *series, int n_series, double mark,
+             const char *mark_label, char *err, size_t errlen);
 // The smoothed line of y (n): an exponential moving average debiased at the start, as TensorBoard smooths, with
 // its span a twentieth of the points (none below 40 points: the line goes through them). out (n) may be y.
 void plot_smooth(const double *y, int n, double *out);
@@ -39,8 +39,9 @@ void plot_chart_init(PlotChart *c, const char *keys, double mark, const char *ma
 void plot_chart_add(PlotChart *c, const cJSON *record);
 // Every line of a metrics log (dies naming the file and line on one that is not JSON).
 void plot_chart_add_log(PlotChart *c, const char *log_path);
-// Writes the chart to path; returns the number of keys with data (0: nothing is written).
-int plot_chart_write(const PlotChart *c, const char *path, const char *title);
+// Writes the chart to path; returns the number of keys with data (0: nothing is written), or -1 on a write error
+// with the message in err (err NULL: dies).
+int plot_chart_write(const PlotChart *c, const char *path, const char *title, char *err, size_t errlen);
 void plot_chart_free(PlotChart *c);
 
 // Reads the numeric `keys` (comma separated) of a metrics.jsonl against "step" and writes them as one chart

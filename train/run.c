@@ -155,9 +155,10 @@ static void put_stats(cJSON *o, const Recipe *r, const StepStats *s, const char 
 
 // loss.svg and accuracy.svg of a run, in memory, redrawn every --log-every steps while that costs at most about 1%
 // of the run's time (a redraw is bounded: plot_svg draws at most two points a pixel column, however long the run).
+// A chart that cannot be written is a warning, not the end of the run: metrics.jsonl holds every value.
 typedef struct {
     PlotChart loss, acc;
-    int has_acc;
+    int has_acc, failed;
     char *loss_path, *acc_path;
     const char *loss_title, *acc_title;
     double last, cost;  // when the charts were last written, and how long that took (s)
@@ -187,12 +188,19 @@ static void charts_add(Charts *ch, const cJSON *rec) {
     if (ch->has_acc) plot_chart_add(&ch->acc, rec);
 }
 
-// Writes the charts; unless `final`, only when the time since the last write is 100 times what a write takes.
+// Writes the charts; unless `final`, only when the time since the last write is 100 times what a write takes (and
+// no write has failed).
 static void charts_refresh(Charts *ch, int final) {
     const double t0 = now_seconds();
-    if (!final && t0 - ch->last < 100 * ch->cost) return;
-    plot_chart_write(&ch->loss, ch->loss_path, ch->loss_title);
-    if (ch->has_acc) plot_chart_write(&ch->acc, ch->acc_path, ch->acc_title);
+    if (!final && (ch->failed || t0 - ch->last < 100 * ch->cost)) return;
+    char err[1024];
+    if (plot_chart_write(&ch->loss, ch->loss_path, ch->loss_title, err, sizeof(err)) < 0 ||
+        (ch->has_acc && plot_chart_write(&ch->acc, ch->acc_path, ch->acc_title, err, sizeof(err)) < 0)) {
+        if (!ch->failed || final)
+            fprintf(stderr, "vlm: warning: %s; the charts are %s (metrics.jsonl has every value: vlm plot draws them)\n", err,
+                    final ? "not written" : "no longer redrawn during the run");
+        ch->failed = 1;
+    }
     ch->last = now_seconds();
     ch->cost = ch->last - t0;
 }
