@@ -2,15 +2,20 @@
 //   pope    yes/no object probing: accuracy, precision, recall, F1, yes-ratio per split and their mean
 //   chair   object hallucination in captions: CHAIR_s, CHAIR_i, recall, average length
 //   mmvp    two-option visual pattern questions: per-question and paired accuracy
+//   amber   AMBER: generative CHAIR, Cover, Hal, Cog and discriminative yes/no metrics per dimension
+//   cvbench multiple-choice vision-centric questions: per source and task, CV-Bench's 2D/3D combination
 // Answers are what `vlm sample` writes (eval/answers.h), matched to questions by question_id or by order.
 #include <cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "../eval/amber.h"
 #include "../eval/answers.h"
 #include "../eval/chair.h"
+#include "../eval/cvbench.h"
 #include "../eval/fields.h"
 #include "../eval/mmvp.h"
 #include "../eval/qa.h"
@@ -406,6 +411,247 @@ static int eval_mmvp(int argc, char **argv) {
     return 0;
 }
 
+// ---- vlm eval amber ---------------------------------------------------------------------------------
+
+static const char *amber_help =
+    "usage: vlm eval amber --answers FILE (--data AMBER/data | --annotations F --relation F --safe-words F)\n"
+    "                      [--questions QUERY.json] [--parser exact|strict|reference] [--nouns TABLE.tsv]\n"
+    "                      [--similar TABLE.tsv] [--similarity T] [--out FILE.json]\n"
+    "\n"
+    "AMBER hallucination benchmark (junyangwang0410/AMBER, scored as its inference.py scores):\n"
+    "  generative (captions, ids 1-1004): CHAIR (hallucinated nouns / nouns), Cover (truth objects\n"
+    "    mentioned), Hal (captions with a hallucination), Cog (likely-hallucinated objects mentioned);\n"
+    "  discriminative (yes/no, ids 1005-): accuracy, and precision, recall, F1 with \"No\" as the positive\n"
+    "    class, overall and for existence, attribute (state, number, action) and relation.\n"
+    "Printed as the official script prints them (percent, its 0.001 denominators, rounded to 0.1); --out\n"
+    "also keeps the exact ratios and every count.\n"
+    "\n"
+    "  --answers FILE      responses: AMBER's [{\"id\", \"response\"}] or what vlm sample writes (\"text\");\n"
+    "                      without an \"id\" each, give --questions\n"
+    "  --data DIR          AMBER's data/ folder: annotations.json, relation.json, safe_words.txt in it\n"
+    "  --annotations F, --relation F, --safe-words F   the three files one by one (override --data)\n"
+    "  --questions F       the query file the answers follow (data/query/query_*.json), matched by id, else\n"
+    "                      by order; every query must be answered\n"
+    "  --parser P          exact (default): the official rule, a response is \"Yes\" or \"No\" exactly as\n"
+    "                      written and anything else scores wrong (counted as \"neither\");\n"
+    "                      strict / reference: POPE's parsers read yes/no from free text first\n"
+    "  --nouns TABLE       the noun table (default: eval/data/amber_nouns.tsv beside the vlm binary):\n"
+    "                      word form -> AMBER object, NLTK's WordNet lemmatizer run once by\n"
+    "                      tests/ref/make_amber_tables.py. AMBER keeps only tokens NLTK's POS tagger calls\n"
+    "                      nouns; that tagger could not be run here, so every token whose lemma is an object\n"
+    "                      counts (a verb or adjective use of an object word may count where AMBER skips it)\n"
+    "  --similar TABLE     spaCy en_core_web_lg similarities of object words (\"word<TAB>word<TAB>sim\", as\n"
+    "                      tests/ref/make_amber_tables.py writes where the model installs); none ships, since\n"
+    "                      the model could not be installed here: without it only identical words match,\n"
+    "                      which can only raise CHAIR and Hal and lower Cover and Cog against AMBER's numbers\n"
+    "  --similarity T      near-synonyms are pairs above T (default 0.8, AMBER's --similarity_score)\n"
+    "  --out FILE          write the results as JSON (atomically), with every answer's outcome (\"per_item\")\n"
+    "                      and \"items\": {\"ids\", \"correct\" (yes/no questions; -1 for captions),\n"
+    "                      \"hallucinated\" (nouns, captions; -1 for questions)}\n";
+
+// The folder of the running binary (where the repository's eval/data is), or NULL.
+static char *binary_dir(void) {
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+    if (n <= 0) return NULL;
+    buf[n] = 0;
+    return path_dirname(buf);
+}
+
+static int eval_amber(int argc, char **argv) {
+    Args a = args_init("vlm eval amber", argc, argv);
+    if (args_help(&a)) { fputs(amber_help, stdout); return 0; }
+    AmberOptions o = {0};
+    o.answers = arg_str(&a, "--answers", NULL);
+    o.questions = arg_str(&a, "--questions", NULL);
+    const char *data = arg_str(&a, "--data", NULL);
+    o.annotations = arg_str(&a, "--annotations", NULL);
+    o.relation = arg_str(&a, "--relation", NULL);
+    o.safe_words = arg_str(&a, "--safe-words", NULL);
+    o.nouns = arg_str(&a, "--nouns", NULL);
+    o.similar = arg_str(&a, "--similar", NULL);
+    o.threshold = arg_float(&a, "--similarity", 0.8f);
+    const char *parser_name = arg_str(&a, "--parser", "exact"), *out = arg_str(&a, "--out", NULL);
+    args_finish(&a);
+    if (!o.answers) fatal("vlm eval amber: --answers is required (see --help)");
+    char *owned[4] = {0};
+    if (data) {
+        if (!o.annotations) o.annotations = owned[0] = path_join(data, "annotations.json");
+        if (!o.relation) o.relation = owned[1] = path_join(data, "relation.json");
+        if (!o.safe_words) o.safe_words = owned[2] = path_join(data, "safe_words.txt");
+    }
+    if (!o.annotations || !o.relation || !o.safe_words)
+        fatal("vlm eval amber: give --data (AMBER's data/ folder) or --annotations, --relation and --safe-words");
+    if (!o.nouns) {
+        char *dir = binary_dir();
+        o.nouns = owned[3] = path_join(dir ? dir : ".", "eval/data/amber_nouns.tsv");
+        free(dir);
+        if (!file_exists(o.nouns)) fatal("vlm eval amber: no noun table at %s; give --nouns eval/data/amber_nouns.tsv", o.nouns);
+    }
+    if (!(o.threshold >= -1 && o.threshold <= 1)) fatal("vlm eval amber: --similarity must be in [-1, 1], got %g", o.threshold);
+    if (!strcmp(parser_name, "exact")) o.parser = AMBER_PARSER_EXACT;
+    else if (!strcmp(parser_name, "strict")) o.parser = AMBER_PARSER_STRICT;
+    else if (!strcmp(parser_name, "reference")) o.parser = AMBER_PARSER_REFERENCE;
+    else fatal("vlm eval amber: --parser must be exact, strict or reference, got '%s'", parser_name);
+
+    AmberResult r;
+    cJSON *per = NULL;
+    amber_eval_files(&o, &r, out ? &per : NULL);
+    if (r.not_in_table)
+        fprintf(stderr, "vlm eval amber: warning: %d objects of %s are not in the noun table %s (made for another "
+                "relation.json?): they count only as written\n", r.not_in_table, o.relation, o.nouns);
+    printf("AMBER, parser %s, similarity table %s%s%s\n", parser_name, o.similar ? o.similar : "none (identical words only)",
+           r.match >= 0 ? ", answers matched to the queries by " : "", r.match >= 0 ? match_mode_name((MatchMode)r.match) : "");
+    if (r.gen.captions) {
+        AmberGenRates g;
+        amber_gen_official(&r.gen, &g);
+        printf("generative: %d captions, %ld nouns\n%8s %8s %8s %8s\n%8.1f %8.1f %8.1f %8.1f\n", r.gen.captions, r.gen.nouns,
+               "CHAIR", "Cover", "Hal", "Cog", g.chair, g.cover, g.hal, g.cog);
+    }
+    const AmberQaCounts *all = &r.dims[AMBER_DISCRIMINATIVE];
+    if (all->n) {
+        printf("discriminative (\"No\" is the positive class):\n%-12s %6s %8s %9s %8s %8s %8s\n", "dimension", "n", "accuracy",
+               "precision", "recall", "f1", "neither");
+        static const AmberDim order[] = {AMBER_DISCRIMINATIVE, AMBER_EXISTENCE, AMBER_ATTRIBUTE, AMBER_STATE,
+                                         AMBER_NUMBER, AMBER_ACTION, AMBER_RELATION};
+        for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
+            const AmberQaCounts *c = &r.dims[order[k]];
+            if (!c->n) continue;
+            AmberQaRates q;
+            amber_qa_official(c, order[k], &q);
+            printf("%-12s %6d %8.1f %9.1f %8.1f %8.1f %8d\n", amber_dim_name(order[k]), c->n, q.accuracy, q.precision,
+                   q.recall, q.f1, c->other);
+        }
+        if (all->other && o.parser == AMBER_PARSER_EXACT)
+            printf("note: %d responses are neither \"Yes\" nor \"No\" exactly and score wrong, as in the official script "
+                   "(--parser strict reads yes/no words)\n", all->other);
+    }
+    if (out) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "benchmark", "amber");
+        cJSON_AddStringToObject(j, "parser", parser_name);
+        cJSON_AddStringToObject(j, "answers", o.answers);
+        cJSON_AddStringToObject(j, "annotations", o.annotations);
+        cJSON_AddStringToObject(j, "nouns", o.nouns);
+        if (o.similar) cJSON_AddStringToObject(j, "similar", o.similar);
+        else cJSON_AddNullToObject(j, "similar");
+        cJSON_AddNumberToObject(j, "similarity", o.threshold);
+        if (r.match >= 0) cJSON_AddStringToObject(j, "matched_by", match_mode_name((MatchMode)r.match));
+        cJSON_AddItemToObject(j, "metrics", amber_result_json(&r));
+        cJSON *items = items_json(r.ids, r.n_items);
+        int *correct = xmalloc(sizeof(int) * (size_t)(r.n_items ? r.n_items : 1));
+        int *hall = xmalloc(sizeof(int) * (size_t)(r.n_items ? r.n_items : 1));
+        for (int i = 0; i < r.n_items; i++) {
+            correct[i] = r.item_generative[i] ? -1 : r.item_value[i];
+            hall[i] = r.item_generative[i] ? r.item_value[i] : -1;
+        }
+        add_ints(items, "correct", correct, r.n_items);
+        add_ints(items, "hallucinated", hall, r.n_items);
+        free(correct); free(hall);
+        cJSON_AddItemToObject(j, "items", items);
+        cJSON_AddItemToObject(j, "per_item", per);
+        write_json(j, out);
+        cJSON_Delete(j);
+    }
+    amber_result_free(&r);
+    for (int i = 0; i < 4; i++) free(owned[i]);
+    return 0;
+}
+
+// ---- vlm eval cvbench ------------------------------------------------------------------------------
+
+static const char *cvbench_help =
+    "usage: vlm eval cvbench --questions FILE --answers FILE.jsonl [--questions F --answers F ...]\n"
+    "                        [--rule first4|cambrian|letter] [--out FILE.json]\n"
+    "\n"
+    "CV-Bench's multiple-choice questions (Cambrian-1): accuracy per source (ADE20K, COCO, Omni3D) and per\n"
+    "task (Count, Relation, Depth, Distance), and the CV-Bench number as the dataset card computes it:\n"
+    "2D = mean of the ADE20K and COCO accuracies, 3D = the Omni3D accuracy, CV-Bench = mean of 2D and 3D\n"
+    "(the accuracy over all questions is printed beside it).\n"
+    "\n"
+    "  --questions FILE  the released annotations (test_2d.jsonl, test_3d.jsonl, or S-VCO's cvbench_test.jsonl:\n"
+    "                    JSON Lines or a JSON array with idx, source, task, choices, answer \"(C)\"); repeat\n"
+    "                    the --questions/--answers pair for several files, pooled into one score\n"
+    "  --answers FILE    generated answers (JSON Lines with \"text\", or S-VCO's \"response\"), matched by\n"
+    "                    question_id (the question's question_id, else idx), else by order\n"
+    "  --rule R          first4 (default): S-VCO's grader -- the first 4 characters of the answer without\n"
+    "                    parentheses and spaces must equal the label (\"(C) 1\" and \"C\" pass).\n"
+    "                    cambrian: Cambrian-1's extract_mcq_answer -- the text after \"answer is\"/\"answer:\",\n"
+    "                    stripped of '.', '(' and ')', its first character must be the label's letter (on\n"
+    "                    Omni3D questions also ':' and ',' are stripped, and the option text itself counts).\n"
+    "                    letter: a standalone option letter (\"(c)\", \"C.\", \"answer is c\") or the text of\n"
+    "                    exactly one option. Either way \"unparseable\" counts the answers the letter rule\n"
+    "                    cannot read.\n"
+    "  --out FILE        write the metrics and every answer's grading as JSON (atomically), and per question\n"
+    "                    \"items\": {\"ids\", \"correct\", \"by\": {\"source\", \"task\"}}\n";
+
+static int eval_cvbench(int argc, char **argv) {
+    Args a = args_init("vlm eval cvbench", argc, argv);
+    if (args_help(&a)) { fputs(cvbench_help, stdout); return 0; }
+    const char *qs[16], *as[16];
+    int nq = arg_all(&a, "--questions", qs, 16), na = arg_all(&a, "--answers", as, 16);
+    const char *rule_name = arg_str(&a, "--rule", "first4"), *out = arg_str(&a, "--out", NULL);
+    args_finish(&a);
+    if (nq == 0) fatal("vlm eval cvbench: --questions and --answers are required (see --help)");
+    if (nq != na) fatal("vlm eval cvbench: %d --questions but %d --answers; give one answer file per question file", nq, na);
+    CvbenchRule rule;
+    if (!strcmp(rule_name, "first4")) rule = CVBENCH_RULE_FIRST4;
+    else if (!strcmp(rule_name, "cambrian")) rule = CVBENCH_RULE_CAMBRIAN;
+    else if (!strcmp(rule_name, "letter")) rule = CVBENCH_RULE_LETTER;
+    else fatal("vlm eval cvbench: --rule must be first4, cambrian or letter, got '%s'", rule_name);
+    CvbenchResult r;
+    cJSON *per = NULL;
+    int match[16];
+    cvbench_eval_files(qs, as, nq, rule, &r, out ? &per : NULL, match);
+    printf("CV-Bench, rule %s, answers matched by %s", rule_name, match_mode_name((MatchMode)match[0]));
+    for (int i = 1; i < nq; i++) printf(", %s", match_mode_name((MatchMode)match[i]));
+    printf("\n%-12s %6s %8s\n", "source", "n", "acc");
+    for (int i = 0; i < r.n_sources; i++)
+        printf("%-12s %6d %8.2f\n", r.sources[i].name, r.sources[i].n, 100.0 * r.sources[i].correct / r.sources[i].n);
+    printf("%-12s %6s %8s\n", "task", "n", "acc");
+    for (int i = 0; i < r.n_tasks; i++)
+        printf("%-12s %6d %8.2f\n", r.tasks[i].name, r.tasks[i].n, 100.0 * r.tasks[i].correct / r.tasks[i].n);
+    const struct { const char *name; double v; const char *missing; } rows[3] = {
+        {"2D (mean of ADE20K and COCO)", r.acc_2d, "needs ADE20K and COCO questions"},
+        {"3D (Omni3D)", r.acc_3d, "needs Omni3D questions"},
+        {"CV-Bench (mean of 2D and 3D)", r.combined, "needs all three sources"}};
+    for (int k = 0; k < 3; k++) {
+        if (isnan(rows[k].v)) printf("%-30s %8s  (%s)\n", rows[k].name, "-", rows[k].missing);
+        else printf("%-30s %8.2f\n", rows[k].name, 100 * rows[k].v);
+    }
+    printf("%-30s %8.2f  (%d of %d; unparseable by the letter rule: %d)\n", "all questions", 100 * r.accuracy,
+           r.correct, r.n, r.unparseable);
+    if (out) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "benchmark", "cvbench");
+        cJSON_AddStringToObject(j, "rule", rule_name);
+        cJSON *files = cJSON_AddArrayToObject(j, "files");
+        for (int i = 0; i < nq; i++) {
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddStringToObject(f, "questions", qs[i]);
+            cJSON_AddStringToObject(f, "answers", as[i]);
+            cJSON_AddStringToObject(f, "matched_by", match_mode_name((MatchMode)match[i]));
+            cJSON_AddItemToArray(files, f);
+        }
+        cJSON_AddItemToObject(j, "metrics", cvbench_metrics_json(&r));
+        cJSON *items = items_json(r.ids, r.n);
+        add_ints(items, "correct", r.item_correct, r.n);
+        cJSON *by = cJSON_AddObjectToObject(items, "by");
+        const char **names = xmalloc(sizeof(char *) * (size_t)r.n);
+        for (int i = 0; i < r.n; i++) names[i] = r.sources[r.item_source[i]].name;
+        cJSON_AddItemToObject(by, "source", cJSON_CreateStringArray(names, r.n));
+        for (int i = 0; i < r.n; i++) names[i] = r.tasks[r.item_task[i]].name;
+        cJSON_AddItemToObject(by, "task", cJSON_CreateStringArray(names, r.n));
+        free(names);
+        cJSON_AddItemToObject(j, "items", items);
+        cJSON_AddItemToObject(j, "per_question", per);
+        write_json(j, out);
+        cJSON_Delete(j);
+    }
+    cvbench_result_free(&r);
+    return 0;
+}
+
 // ---- vlm eval qa ------------------------------------------------------------------------------------
 
 static const char *qa_help =
@@ -684,6 +930,8 @@ static const Sub subs[] = {
     {"pope", eval_pope, "POPE yes/no object probing: accuracy, precision, recall, F1, yes-ratio"},
     {"chair", eval_chair, "CHAIR object hallucination in captions: CHAIR_s, CHAIR_i, recall, length"},
     {"mmvp", eval_mmvp, "MMVP two-option pairs: per-question and paired accuracy"},
+    {"amber", eval_amber, "AMBER hallucination: CHAIR, Cover, Hal, Cog; yes/no accuracy, precision, recall, F1"},
+    {"cvbench", eval_cvbench, "CV-Bench multiple choice: accuracy per source and task, the 2D/3D combination"},
     {"qa", eval_qa, "short-answer QA: accuracy overall and per question type"},
     {"table", eval_table, "a markdown table of evaluated runs: means, 95% intervals, paired differences"},
     {"verdict", eval_verdict, "what a table says about one method, with its intervals, in a sentence"},

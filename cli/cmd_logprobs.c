@@ -60,7 +60,7 @@ int cmd_logprobs(int argc, char **argv) {
 
     RecordSet rs;
     records_read_logprobs(&rs, data, c, model_dir, tok_path, images_dir);
-    PreprocessConfig pcfg = records_preprocess_config(model_dir, c->vision.image_size);
+    PreprocessConfig pcfg = records_tower_preprocess_config(model_dir, &c->vision);
 
     int max_len = 0;
     for (int i = 0; i < rs.n; i++) if (rs.r[i].n > max_len) max_len = rs.r[i].n;

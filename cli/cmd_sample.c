@@ -1,8 +1,8 @@
 // vlm sample: generation with a KV cache for every record of a JSONL file (model/generate.h).
 //
 // Records (JSON Lines): "image" (optional, relative to --images DIR or the JSONL's folder; TRL's "images":
-// [path] too) and either a text prompt, "prompt", "question" or "text" (POPE's released files read as they
-// are) (the first user turn of the chat template, followed by the generation prompt "ASSISTANT:"; an
+// [path] too) and either a text prompt, "prompt", "question", "text" (POPE's released files read as they
+// are) or "query" (AMBER's) (CV-Bench's "prompt", which begins with its "question", is taken over it) (the first user turn of the chat template, followed by the generation prompt "ASSISTANT:"; an
 // optional "system" replaces the template's system line; --prompt-suffix is appended to it) or "input_ids"
 // (ids, the image token once or expanded). An optional "question_id" (any JSON value) is passed through.
 // Output: one line per record and sample, in record order:
@@ -72,8 +72,9 @@ static void usage(void) {
            "                  [--prompt-suffix TEXT] [--system TEXT] [--preset seva]\n\n"
            "Generates a continuation of every record's prompt, with a KV cache. Greedy by default.\n\n"
            "  --model DIR         HF LLaVA directory: config.json, *.safetensors, preprocessor_config.json\n"
-           "  --data FILE         JSON Lines: image (optional; or images: [path]), prompt, question or text (POPE's\n"
-           "                      files as released) or input_ids, question_id (optional)\n"
+           "  --data FILE         JSON Lines: image (optional; or images: [path]), prompt, question, text (POPE's\n"
+           "                      files as released) or query (AMBER's) or input_ids, question_id (optional);\n"
+           "                      CV-Bench's prompt (its question and the lettered choices) is taken over its question\n"
            "  --images DIR        root of relative image paths (default: the data file's folder; POPE: val2014/)\n"
            "  --prompt-suffix S   appended to every text prompt, e.g. '\\nAnswer the question using a single word or\n"
            "                      phrase.' (LLaVA-1.5's POPE prompt; \\n, \\t and \\\\ are read as escapes); recorded\n"
@@ -344,7 +345,7 @@ int cmd_sample(int argc, char **argv) {
     SampleRun run;
     memset(&run, 0, sizeof(run));
     run.rs = &rs;
-    run.pcfg = records_preprocess_config(model_dir, cfg.vision.image_size);
+    run.pcfg = records_tower_preprocess_config(model_dir, &cfg.vision);
     run.S = cfg.vision.image_size;
     run.tok = tok;
     run.prompt_suffix = prompt_suffix;

@@ -264,6 +264,17 @@ PreprocessConfig preprocess_config_clip(int size) {
     return c;
 }
 
+PreprocessConfig preprocess_config_siglip(int size) {
+    PreprocessConfig c = {
+        .do_resize = 1, .shortest_edge = 0, .resize_height = size, .resize_width = size, .resample = RESAMPLE_BICUBIC,
+        .do_center_crop = 0, .crop_height = size, .crop_width = size,
+        .do_rescale = 1, .rescale_factor = 1.0 / 255.0,
+        .do_normalize = 1, .image_mean = {0.5, 0.5, 0.5}, .image_std = {0.5, 0.5, 0.5},
+        .do_pad = 0, .alpha = IMAGE_ALPHA_DROP,
+    };
+    return c;
+}
+
 static int json_bool(const cJSON *root, const char *key, int *out, const char *name, char *err, size_t errlen) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!v || cJSON_IsNull(v)) return 0;
@@ -310,7 +321,7 @@ bad:
 }
 
 int preprocess_config_parse(PreprocessConfig *cfg, const char *json, const char *name, char *err, size_t errlen) {
-    *cfg = preprocess_config_clip(224);  // CLIPImageProcessor's class defaults
+    *cfg = preprocess_config_clip(224);
     char perr[400];
     cJSON *root = json_parse_document(json, strlen(json), name, perr, sizeof(perr));  // no text after the object
     if (!root || !cJSON_IsObject(root)) {
@@ -327,6 +338,9 @@ int preprocess_config_parse(PreprocessConfig *cfg, const char *json, const char 
     // A bare integer "size" means the shortest edge for CLIP-family processors (default_to_square
     // = False) but a square for e.g. SigLIP's (default_to_square = True).
     int int_size_is_edge = !tname[0] || strstr(tname, "CLIP") || strstr(tname, "Llava");
+    // absent fields take the class defaults: SiglipImageProcessor's (a 224 square, no crop, mean = std = 0.5) or
+    // CLIPImageProcessor's (every other type)
+    if (strstr(tname, "Siglip")) *cfg = preprocess_config_siglip(224);
 
     if (json_bool(root, "do_resize", &cfg->do_resize, name, err, errlen)) goto done;
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(root, "size");
@@ -586,9 +600,13 @@ PreprocessConfig preprocess_config_from_flags(const char *config_path, long size
     PreprocessConfig cfg = config_path ? preprocess_config_load(config_path) : preprocess_config_clip(size > 0 ? (int)size : 336);
     if (config_path && size > 0) {
         cfg.do_resize = 1;
-        cfg.shortest_edge = (int)size;
-        cfg.do_center_crop = 1;
-        cfg.crop_height = cfg.crop_width = (int)size;
+        if (cfg.shortest_edge == 0 && !cfg.do_center_crop) {  // a square resize (SigLIP's) stays one
+            cfg.resize_height = cfg.resize_width = (int)size;
+        } else {
+            cfg.shortest_edge = (int)size;
+            cfg.do_center_crop = 1;
+            cfg.crop_height = cfg.crop_width = (int)size;
+        }
     }
     if (pad) cfg.do_pad = 1;
     return cfg;

@@ -1,6 +1,6 @@
-// The image side of a CLIP-style model: PIL-compatible resizing and the CLIPImageProcessor /
-// LlavaImageProcessor pipeline (optional pad-to-square, resize, center crop, rescale, normalize)
-// from an image to float32 CHW pixel values, as transformers' PIL backend computes them.
+// The image side of a CLIP- or SigLIP-style model: PIL-compatible resizing and the CLIPImageProcessor /
+// LlavaImageProcessor / SiglipImageProcessor pipeline (optional pad-to-square, resize, center crop, rescale,
+// normalize) from an image to float32 CHW pixel values, as transformers' PIL backend computes them.
 //
 // Exactness: image_resize reproduces Pillow's Resample.c arithmetic (double-precision filter
 // weights, 22-bit fixed-point coefficients, uint8 rounding and clamping after each pass, Pillow 13's
@@ -59,8 +59,11 @@ typedef struct {
 // CLIPImageProcessor defaults at a given size: shortest edge `size`, center crop size x size,
 // bicubic, rescale 1/255, OpenAI CLIP mean/std, no padding. size 336 is llava-1.5's tower.
 PreprocessConfig preprocess_config_clip(int size);
-// Fills cfg from an HF preprocessor_config.json text. Fields absent from the file keep the CLIP
-// defaults. Understands: size (int, {shortest_edge} or {height, width}), crop_size (int or
+// SiglipImageProcessor's defaults at a given size: resize to size x size (the aspect ratio not kept), no crop,
+// bicubic, rescale 1/255, mean = std = 0.5. size 384 is SigLIP-so400m/14-384's (LLaVA-Interleave's tower).
+PreprocessConfig preprocess_config_siglip(int size);
+// Fills cfg from an HF preprocessor_config.json text. Fields absent from the file keep the class defaults of its
+// image_processor_type: SiglipImageProcessor's for a Siglip type, else CLIP's. Understands: size (int, {shortest_edge} or {height, width}), crop_size (int or
 // {height, width}), do_resize, resample, do_center_crop, do_rescale, rescale_factor, do_normalize,
 // image_mean, image_std (3 numbers or one), do_convert_rgb (must not be false), and pad-to-square
 // from "do_pad" of a LlavaImageProcessor or an original-LLaVA "image_aspect_ratio": "pad".
@@ -70,7 +73,8 @@ int preprocess_config_parse(PreprocessConfig *cfg, const char *json, const char 
 PreprocessConfig preprocess_config_load(const char *path);
 
 // The settings of the CLI flags --config F (a preprocessor_config.json), --size N (the square output:
-// shortest-edge resize and center crop to N; with --config it overrides the file's sizes; -1 = unset)
+// shortest-edge resize and center crop to N, or with a SigLIP-style config, a square resize to N; with --config it
+// overrides the file's sizes; -1 = unset)
 // and --pad (LLaVA's pad-to-square). Without --config: CLIP's defaults at N (336 when unset).
 PreprocessConfig preprocess_config_from_flags(const char *config_path, long size, int pad);
 // Output height and width for an input of w x h (after the optional pad, resize and crop).

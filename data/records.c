@@ -183,16 +183,22 @@ void records_free(RecordSet *rs) {
     memset(rs, 0, sizeof(*rs));
 }
 
-PreprocessConfig records_preprocess_config(const char *model_dir, int image_size) {
+PreprocessConfig records_tower_preprocess_config(const char *model_dir, const VisionConfig *tower) {
     char *p = path_join(model_dir, "preprocessor_config.json");
     PreprocessConfig cfg;
+    const int siglip = tower->kind == VISION_SIGLIP;
     if (file_exists(p)) cfg = preprocess_config_load(p);
     else {
-        fprintf(stderr, "vlm: %s not found; using CLIP preprocessing at %d px\n", p, image_size);
-        cfg = preprocess_config_clip(image_size);
+        fprintf(stderr, "vlm: %s not found; using %s preprocessing at %d px\n", p, siglip ? "SigLIP" : "CLIP", tower->image_size);
+        cfg = siglip ? preprocess_config_siglip(tower->image_size) : preprocess_config_clip(tower->image_size);
     }
     free(p);
     return cfg;
+}
+
+PreprocessConfig records_preprocess_config(const char *model_dir, int image_size) {
+    VisionConfig clip = {.kind = VISION_CLIP, .image_size = image_size};
+    return records_tower_preprocess_config(model_dir, &clip);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -206,8 +212,9 @@ static void check_ids(const char *path, int line, const int *ids, int n, const L
 
 void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfig *cfg, const Tokenizer *tok,
                          const SampleReadOptions *opt) {
-    static const char *const used[] = {"input_ids", "prompt", "question", "text", "system", "question_id", NULL};
-    static const char *const prompt_keys[] = {"prompt", "question", "text", NULL};  // "text": POPE's released files
+    static const char *const used[] = {"input_ids", "prompt", "question", "text", "query", "system", "question_id", NULL};
+    // "text": POPE's released files; "query": AMBER's (data/query/query_*.json)
+    static const char *const prompt_keys[] = {"prompt", "question", "text", "query", NULL};
     memset(rs, 0, sizeof(*rs));
     rs->path = path;
     char *dir = records_dir(path, opt->images_dir);
@@ -228,7 +235,16 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
         const cJSON *input_ids = cJSON_GetObjectItemCaseSensitive(j, "input_ids");
         const char *prompt, *prompt_key;
         char terr[256];
-        if (json_record_text(j, prompt_keys, &prompt, &prompt_key, terr, sizeof(terr))) fatal("%s:%d: %s", path, jr.line, terr);
+        // CV-Bench's records carry the bare "question" and the "prompt" made of it and the lettered choices:
+        // a prompt that begins with the question is the one meant
+        const cJSON *pj = cJSON_GetObjectItemCaseSensitive(j, "prompt"), *qj = cJSON_GetObjectItemCaseSensitive(j, "question");
+        if (cJSON_IsString(pj) && cJSON_IsString(qj) && !cJSON_GetObjectItemCaseSensitive(j, "text") &&
+            !cJSON_GetObjectItemCaseSensitive(j, "query") && !strncmp(pj->valuestring, qj->valuestring, strlen(qj->valuestring))) {
+            prompt = pj->valuestring;
+            prompt_key = "prompt";
+        } else if (json_record_text(j, prompt_keys, &prompt, &prompt_key, terr, sizeof(terr))) {
+            fatal("%s:%d: %s", path, jr.line, terr);
+        }
         int *raw = NULL, n_raw = 0;
         if (input_ids && prompt) fatal("%s:%d: give either \"%s\" or \"input_ids\", not both", path, jr.line, prompt_key);
         if (input_ids) {
@@ -257,7 +273,7 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
             for (int i = 0; i < ct.n; i++) raw[i] = ct.ids[i] == tok->image_id ? cfg->image_token_id : ct.ids[i];
             chat_tokens_free(&ct);
             check_ids(path, jr.line, raw, n_raw, cfg);
-        } else fatal("%s:%d: a record needs \"prompt\" (or \"question\", or POPE's \"text\") or \"input_ids\"", path, jr.line);
+        } else fatal("%s:%d: a record needs \"prompt\" (or \"question\", POPE's \"text\", AMBER's \"query\") or \"input_ids\"", path, jr.line);
         char err[256];
         r.ids = records_expand_image_tokens(raw, n_raw, r.image != NULL, cfg, &r.n, err, sizeof(err));
         if (!r.ids && input_ids && r.image && !records_count_image_tokens(raw, n_raw, cfg))

@@ -29,7 +29,10 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
                            const char *tok_path, const char *images_dir);
 void records_free(RecordSet *rs);
 
-// The model's preprocessor_config.json, or CLIP's defaults at the tower's image size when it has none.
+// The model's preprocessor_config.json, or, when it has none, the defaults of its tower's processor (CLIP's or
+// SigLIP's) at the tower's image size.
+PreprocessConfig records_tower_preprocess_config(const char *model_dir, const VisionConfig *tower);
+// The same for a CLIP tower of image_size pixels.
 PreprocessConfig records_preprocess_config(const char *model_dir, int image_size);
 
 // Expands token ids for a model: an image token given once becomes image_tokens copies; a row that

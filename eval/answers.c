@@ -45,6 +45,7 @@ void answers_read(AnswerFile *af, const char *path) {
         if (!cJSON_IsString(t)) fatal("%s: \"%s\" must be a string", where, t->string);
         a->text = xstrdup(t->valuestring);
         a->qid = answers_id_text(cJSON_GetObjectItemCaseSensitive(j, "question_id"), where, "question_id");
+        if (!a->qid) a->qid = answers_id_text(cJSON_GetObjectItemCaseSensitive(j, "id"), where, "id");
         a->image_id = answers_id_text(cJSON_GetObjectItemCaseSensitive(j, "image_id"), where, "image_id");
         const cJSON *im = cJSON_GetObjectItemCaseSensitive(j, "image");
         if (im && !cJSON_IsNull(im)) {

@@ -4,7 +4,8 @@
 //   {"index": i, "question_id"?: ..., "text": "generated answer", "ids": [...], ...}
 // The answer text is "text"; "response" (S-VCO's answer files) and "caption" (OPERA's CHAIR files) are
 // accepted when "text" is absent. "image_id" and "image" are kept for CHAIR, which needs to know which
-// image a caption describes.
+// image a caption describes. The question id is "question_id", or "id" where that is absent (AMBER's
+// response files, {"id": 1005, "response": "Yes"}).
 //
 // Matching (answers_match): by question_id when every question and every answer carries one (numbers and
 // strings compare by their text, so 7 and "7" match); otherwise by order, where answer i belongs to
@@ -15,7 +16,7 @@
 
 typedef struct {
     char *text;      // the generated answer
-    char *qid;       // question_id as text, or NULL
+    char *qid;       // question_id (else id) as text, or NULL
     char *image_id;  // image_id as text, or NULL
     char *image;     // image path as written, or NULL
     long index;      // the "index" field, or -1

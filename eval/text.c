@@ -29,7 +29,8 @@ static int is_word_char(unsigned char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
 }
 
-void text_words(const char *s, Words *out) {
+// Appends the words of s to out, lowercased when lower.
+static void split_words(const char *s, Words *out, int lower) {
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
         if (!is_word_char(*p)) { p++; continue; }
@@ -37,9 +38,12 @@ void text_words(const char *s, Words *out) {
         while (is_word_char(*p) || (*p == '-' && p > start && is_word_char(p[1]))) p++;
         size_t len = (size_t)(p - start);
         words_push(out, (const char *)start, len);
-        text_lower(out->w[out->n - 1]);
+        if (lower) text_lower(out->w[out->n - 1]);
     }
 }
+
+void text_words(const char *s, Words *out) { split_words(s, out, 1); }
+void text_tokens(const char *s, Words *out) { split_words(s, out, 0); }
 
 // ---- singularizer ----------------------------------------------------------------------------------
 

@@ -46,5 +46,7 @@ void words_push(Words *ws, const char *s, size_t len);  // copies s[0..len)
 void text_lower(char *s);  // ASCII letters only, in place
 // Appends the lowercase words of s to out (see the rules above).
 void text_words(const char *s, Words *out);
+// The same words as written (case kept), for scorers whose vocabulary is case-sensitive (AMBER's).
+void text_tokens(const char *s, Words *out);
 // The singular of a lowercase word, as a fresh string.
 char *text_singular(const char *word);

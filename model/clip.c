@@ -99,7 +99,7 @@ void clip_model_backward(const ClipModel *m, ClipActs *a, const float *dimg, int
         be->upload_act(a->dimg_emb, dimg, (size_t)Bi * P);
         be->matmul_backward(a->dvpooled, m->g.vproj, NULL, a->dimg_emb, a->v.pooled, m->w.vproj, Bi, Cv, P);
         be->zero(a->v.enc.dres, (size_t)Bi * m->vision.n_tokens * Cv * be->act_bytes);
-        vit_backward(&m->vision, &a->v, a->dvpooled, Bi, m->cfg.vision.layers);
+        vit_backward(&m->vision, &a->v, a->dvpooled, NULL, Bi, m->cfg.vision.layers);
     }
     if (Bt > 0 && dtxt) {
         be->upload_act(a->dtxt_emb, dtxt, (size_t)Bt * P);

@@ -1,4 +1,5 @@
-// The CLIP transformer encoder (shared by the vision tower, bidirectional, and the text tower, causal):
+// The CLIP transformer encoder (shared by the vision towers, bidirectional, and the text tower, causal; SigLIP's
+// encoder is the same layer with its own activation and eps, under the same tensor names):
 // pre-LN layers  h = x + out_proj(MHA(LN1(x))),  y = h + fc2(act(fc1(LN2(h)))),  all projections biased.
 // q, k, v projections are registered back to back so one matmul computes them as a (C -> 3C) layer.
 #pragma once

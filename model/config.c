@@ -15,6 +15,21 @@ static char *config_path(const char *path) {
     return path_join(path, "config.json");
 }
 
+// The text of path/config.json (or of path itself when it names a .json file) and that file's name for messages.
+typedef struct { char *path, *json; size_t len; } ConfigText;
+
+static ConfigText config_text(const char *path) {
+    ConfigText t;
+    t.path = config_path(path);
+    t.json = read_file(t.path, &t.len);
+    return t;
+}
+
+static void config_text_free(ConfigText *t) {
+    free(t->json);
+    free(t->path);
+}
+
 static cJSON *parse_json(const char *json, size_t len, const char *source) {
     char err[512];
     cJSON *root = json_parse_document(json, len, source, err, sizeof(err));
@@ -126,13 +141,31 @@ static ActKind parse_act(const char *name, const char *field, const char *src) {
     fatal("%s: %s '%s' is not supported (gelu, quick_gelu, silu, gelu_pytorch_tanh)", src, field, name);
 }
 
-// CLIPVisionConfig; `d` holds the defaults (the class's own, or LlavaConfig's when vision_config is absent).
-// Returns the tower's parameter count (all layers: a checkpoint holds them all).
-static long long vision_parse(VisionConfig *c, const cJSON *o, VisionConfig d, const char *src) {
+// The class defaults of each tower's config (transformers' CLIPVisionConfig, SiglipVisionConfig).
+static const VisionConfig clip_vision_defaults = {768, 3072, 12, 12, 3, 224, 32, 512, 1e-5f, ACT_QUICK_GELU, VISION_CLIP, 0};
+static const VisionConfig siglip_vision_defaults = {768, 3072, 12, 12, 3, 224, 16, 0, 1e-6f, ACT_GELU_TANH, VISION_SIGLIP, 1};
+
+int vision_config_tokens(const VisionConfig *c) {
+    const int grid = c->image_size / c->patch_size;
+    return grid * grid + (c->kind == VISION_CLIP ? 1 : 0);
+}
+
+// A vision tower's config object `o` (NULL: absent). Its model_type picks the kind and the class defaults;
+// `d` replaces CLIP's defaults (LlavaConfig builds a ViT-L/14-336 when the vision_config is absent), and
+// `allow_siglip` says whether the caller takes a SigLIP tower (a CLIPModel does not). Returns the tower's
+// parameter count (all layers, post-LayerNorm and head: a checkpoint holds them all).
+static long long vision_parse(VisionConfig *c, const cJSON *o, VisionConfig d, int allow_siglip, const char *src) {
     const char *S = "vision_config.";
-    const char *mt = get_str(o, "model_type", "clip_vision_model", src);
-    if (strcmp(mt, "clip_vision_model") != 0)
-        fatal("%s: vision_config model_type '%s' is not supported (clip_vision_model)", src, mt);
+    const char *mt = get_str(o, "model_type", d.kind == VISION_SIGLIP ? "siglip_vision_model" : "clip_vision_model", src);
+    if (allow_siglip && !strcmp(mt, "siglip_vision_model")) {
+        if (d.kind != VISION_SIGLIP) d = siglip_vision_defaults;
+    } else if (!strcmp(mt, "clip_vision_model")) {
+        if (d.kind != VISION_CLIP) d = clip_vision_defaults;
+    } else
+        fatal("%s: vision_config model_type '%s' is not supported (%s)", src, mt,
+              allow_siglip ? "clip_vision_model, siglip_vision_model" : "clip_vision_model");
+    const int siglip = d.kind == VISION_SIGLIP;
+    c->kind = d.kind;
     c->hidden = get_int(o, S, "hidden_size", d.hidden, 1, MAX_HIDDEN, src);
     c->intermediate = get_int(o, S, "intermediate_size", d.intermediate, 1, MAX_FFN, src);
     c->layers = get_int(o, S, "num_hidden_layers", d.layers, 1, MAX_LAYERS, src);
@@ -141,11 +174,13 @@ static long long vision_parse(VisionConfig *c, const cJSON *o, VisionConfig d, c
     c->channels = get_int(o, S, "num_channels", d.channels, 3, 3, src);
     c->image_size = get_int(o, S, "image_size", d.image_size, 1, MAX_IMAGE_SIZE, src);
     c->patch_size = get_int(o, S, "patch_size", d.patch_size, 1, c->image_size, src);
-    c->projection_dim = get_int(o, S, "projection_dim", d.projection_dim, 1, MAX_HIDDEN, src);
+    c->projection_dim = siglip ? 0 : get_int(o, S, "projection_dim", d.projection_dim, 1, MAX_HIDDEN, src);
     c->eps = (float)get_num(o, S, "layer_norm_eps", d.eps, 0, 1, src);
-    c->act = parse_act(get_str(o, "hidden_act", "quick_gelu", src), "vision hidden_act", src);
+    c->act = parse_act(get_str(o, "hidden_act", siglip ? "gelu_pytorch_tanh" : "quick_gelu", src), "vision hidden_act", src);
+    c->use_head = siglip ? get_bool(o, "vision_use_head", d.use_head, src) : 0;
     if (c->hidden % c->heads) fatal("%s: vision hidden_size %d is not divisible by num_attention_heads %d", src, c->hidden, c->heads);
-    if (c->image_size % c->patch_size)
+    // SigLIP's patch convolution drops the pixels past the last whole patch (so400m: 384 px, patch 14, a 27 x 27 grid)
+    if (!siglip && c->image_size % c->patch_size)
         fatal("%s: vision image_size %d is not a multiple of patch_size %d", src, c->image_size, c->patch_size);
     const long long C = c->hidden, F = c->intermediate, grid = c->image_size / c->patch_size, patches = grid * grid;
     if (patches + 1 > MAX_IMAGE_TOKENS)
@@ -157,29 +192,67 @@ static long long vision_parse(VisionConfig *c, const cJSON *o, VisionConfig d, c
     check_tensor(C, C, "a vision attention matrix (hidden_size^2)", src);
     // per layer: q, k, v, o (C x C + C), fc1, fc2 (F x C + F, C x F + C), two LayerNorms
     long long layer = add64(add64(mul64(4, mul64(C, C) + C), mul64(2, mul64(C, F)) + F + C), 4 * C);
-    long long n = add64(add64(mul64(C, patch_dim), mul64(patches + 1, C)), C + 4 * C);  // patch, positions, class, pre/post LN
+    long long n;
+    if (siglip) {  // patch (+ bias), positions, post-LN; the head: probe, in/out projections, LayerNorm, MLP
+        n = add64(add64(mul64(C, patch_dim) + C, mul64(patches, C)), 2 * C);
+        if (c->use_head) n = add64(n, add64(add64(mul64(4, mul64(C, C)) + 4 * C, mul64(2, mul64(C, F)) + F + C), 3 * C));
+    } else {  // patch, positions, class, pre/post LN
+        n = add64(add64(mul64(C, patch_dim), mul64(patches + 1, C)), C + 4 * C);
+    }
     return add64(n, mul64(c->layers, layer));
 }
 
-static const VisionConfig clip_vision_defaults = {768, 3072, 12, 12, 3, 224, 32, 512, 1e-5f, ACT_QUICK_GELU};
+// The set of attention layers a Qwen2 config describes must all be full attention: sliding-window layers are
+// not implemented, and running them as full attention would be silently wrong past the window.
+static void qwen2_check_full_attention(const cJSON *o, int layers, const char *src) {
+    const cJSON *lt = o ? cJSON_GetObjectItemCaseSensitive(o, "layer_types") : NULL;
+    if (lt && !cJSON_IsNull(lt)) {
+        if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != layers)
+            fatal("%s: text_config.layer_types must be a list of %d strings (one per layer)", src, layers);
+        int i = 0;
+        for (const cJSON *e = lt->child; e; e = e->next, i++) {
+            if (!cJSON_IsString(e)) fatal("%s: text_config.layer_types[%d] must be a string", src, i);
+            if (strcmp(e->valuestring, "full_attention") != 0)
+                fatal("%s: text_config.layer_types[%d] = '%s': only full_attention layers are supported (sliding-window "
+                      "attention is not implemented)", src, i, e->valuestring);
+        }
+        return;
+    }
+    // transformers derives layer_types from these: layers from max_window_layers on slide when enabled
+    const int sliding = get_bool(o, "use_sliding_window", 0, src);
+    const cJSON *w = o ? cJSON_GetObjectItemCaseSensitive(o, "sliding_window") : NULL;
+    const int window_layers = get_int(o, "text_config.", "max_window_layers", 28, 0, MAX_LAYERS, src);
+    if (sliding && w && !cJSON_IsNull(w) && window_layers < layers)
+        fatal("%s: text_config.use_sliding_window is true (layers %d to %d would use sliding-window attention, which is "
+              "not implemented)", src, window_layers, layers - 1);
+}
 
-// Returns the decoder's parameter count.
-static long long text_llama_parse(LlamaConfig *c, const cJSON *o, const char *src) {
+// LlamaConfig or Qwen2Config (text_config.model_type "llama" or "qwen2"), with each class's defaults. Returns
+// the decoder's parameter count.
+static long long text_decoder_parse(LlamaConfig *c, const cJSON *o, const char *src) {
     const char *S = "text_config.";
     const char *mt = get_str(o, "model_type", "llama", src);
-    if (strcmp(mt, "llama") != 0) fatal("%s: text_config model_type '%s' is not supported (llama)", src, mt);
-    c->vocab = get_int(o, S, "vocab_size", 32000, 1, MAX_VOCAB, src);
+    const int qwen2 = !strcmp(mt, "qwen2");
+    if (!qwen2 && strcmp(mt, "llama") != 0) fatal("%s: text_config model_type '%s' is not supported (llama, qwen2)", src, mt);
+    c->vocab = get_int(o, S, "vocab_size", qwen2 ? 151936 : 32000, 1, MAX_VOCAB, src);
     c->hidden = get_int(o, S, "hidden_size", 4096, 1, MAX_HIDDEN, src);
-    c->intermediate = get_int(o, S, "intermediate_size", 11008, 1, MAX_FFN, src);
+    c->intermediate = get_int(o, S, "intermediate_size", qwen2 ? 22016 : 11008, 1, MAX_FFN, src);
     c->layers = get_int(o, S, "num_hidden_layers", 32, 1, MAX_LAYERS, src);
     c->heads = get_int(o, S, "num_attention_heads", 32, 1, MAX_HEADS, src);
     c->kv_heads = get_int(o, S, "num_key_value_heads", c->heads, 1, c->heads, src);
     c->head_dim = get_int(o, S, "head_dim", c->hidden / c->heads, 1, MAX_HEAD_DIM, src);
     check_range(c->head_dim, 1, MAX_HEAD_DIM, S, "head_dim (hidden_size / num_attention_heads)", src);
-    c->max_positions = get_int(o, S, "max_position_embeddings", 2048, 1, MAX_POSITIONS, src);
+    c->max_positions = get_int(o, S, "max_position_embeddings", qwen2 ? 32768 : 2048, 1, MAX_POSITIONS, src);
     c->eps = (float)get_num(o, S, "rms_norm_eps", 1e-6, 0, 1, src);
-    c->attention_bias = get_bool(o, "attention_bias", 0, src);
-    c->mlp_bias = get_bool(o, "mlp_bias", 0, src);
+    if (qwen2) {  // Qwen2Attention: q, k, v with biases, o without; the MLP without (the class has no switches)
+        c->qkv_bias = 1;
+        c->o_bias = 0;
+        c->mlp_bias = 0;
+        qwen2_check_full_attention(o, c->layers, src);
+    } else {
+        c->qkv_bias = c->o_bias = get_bool(o, "attention_bias", 0, src);
+        c->mlp_bias = get_bool(o, "mlp_bias", 0, src);
+    }
     c->tie_embeddings = get_bool(o, "tie_word_embeddings", 0, src);
     c->act = parse_act(get_str(o, "hidden_act", "silu", src), "text hidden_act", src);
     // rope: transformers 5 writes rope_parameters {rope_type, rope_theta}; older files rope_theta + rope_scaling
@@ -199,7 +272,7 @@ static long long text_llama_parse(LlamaConfig *c, const cJSON *o, const char *sr
     check_tensor(F, D, "an MLP matrix (intermediate_size x hidden_size)", src);
     // per layer: q, k, v, o, gate, up, down (+ biases), two RMSNorms
     long long layer = add64(add64(mul64(2, mul64(Q, D)), mul64(2, mul64(KV, D))), mul64(3, mul64(F, D)));
-    layer = add64(layer, 2 * D + (c->attention_bias ? Q + 2 * KV + D : 0) + (c->mlp_bias ? 2 * F + D : 0));
+    layer = add64(layer, 2 * D + (c->qkv_bias ? Q + 2 * KV : 0) + (c->o_bias ? D : 0) + (c->mlp_bias ? 2 * F + D : 0));
     long long n = mul64(c->tie_embeddings ? 1 : 2, mul64(c->vocab, D)) + D;
     return add64(n, mul64(c->layers, layer));
 }
@@ -216,9 +289,17 @@ void llava_config_parse_len(LlavaConfig *c, const char *json, size_t len, const 
     // LlavaConfig builds CLIPVisionConfig(1024, 4096, 24 layers, 16 heads, 336 px, patch 14) when the
     // vision_config is absent, and the class defaults (ViT-B/32) for fields missing from a given one.
     const cJSON *vc = get_obj(root, "vision_config", src);
-    VisionConfig llava_vision_defaults = {1024, 4096, 24, 16, 3, 336, 14, 768, 1e-5f, ACT_QUICK_GELU};
-    long long n = vision_parse(&c->vision, vc, vc ? clip_vision_defaults : llava_vision_defaults, src);
-    n = add64(n, text_llama_parse(&c->text, get_obj(root, "text_config", src), src));
+    VisionConfig llava_vision_defaults = {1024, 4096, 24, 16, 3, 336, 14, 768, 1e-5f, ACT_QUICK_GELU, VISION_CLIP, 0};
+    long long n = vision_parse(&c->vision, vc, vc ? clip_vision_defaults : llava_vision_defaults, 1, src);
+    const cJSON *tc = get_obj(root, "text_config", src);
+    const int tie_text = get_bool(tc, "tie_word_embeddings", 0, src);  // (before the decoder's count uses it)
+    n = add64(n, text_decoder_parse(&c->text, tc, src));
+    // LlavaConfig ties the head to the embeddings when either level asks (its own tie_word_embeddings, or the
+    // text_config's, which older files carry): the parameter count is then one table smaller
+    if (get_bool(root, "tie_word_embeddings", 0, src) && !tie_text) {
+        c->text.tie_embeddings = 1;
+        n -= (long long)c->text.vocab * c->text.hidden;
+    }
     // the image token must have an embedding row: it is looked up like any other id before the features replace it
     c->image_token_id = get_int(root, "", "image_token_index", 32000, 0, c->text.vocab - 1, src);
     c->image_token_id = get_int(root, "", "image_token_id", c->image_token_id, 0, c->text.vocab - 1, src);
@@ -247,8 +328,11 @@ void llava_config_parse_len(LlavaConfig *c, const char *json, size_t len, const 
     c->projector_bias = get_bool(root, "multimodal_projector_bias", 1, src);
     // only the layers up to the chosen hidden state are ever computed
     c->vision_layers_run = c->feature_layer < 0 ? nh + c->feature_layer : c->feature_layer;
-    int grid = c->vision.image_size / c->vision.patch_size;
-    c->image_tokens = grid * grid + (c->select_full ? 1 : 0);
+    // "default" drops the first token of each image (CLIP's class token; with SigLIP a patch, as transformers does)
+    c->image_tokens = vision_config_tokens(&c->vision) - (c->select_full ? 0 : 1);
+    if (c->image_tokens < 1)
+        fatal("%s: vision_feature_select_strategy 'default' drops the only token of a %dx%d image with patch_size %d", src,
+              c->vision.image_size, c->vision.image_size, c->vision.patch_size);
     // projector: linear_1 (D x Cv + D), linear_2 (D x D + D)
     const long long Cv = c->vision.hidden, D = c->text.hidden;
     check_tensor(D, Cv, "the projector's linear_1 (text hidden_size x vision hidden_size)", src);
@@ -266,7 +350,7 @@ void clip_config_parse_len(ClipConfig *c, const char *json, size_t len, const ch
     cJSON *root = parse_json(json, len, src);
     const char *mt = get_str(root, "model_type", "clip", src);
     if (strcmp(mt, "clip") != 0) fatal("%s: model_type '%s' is not a CLIP model (clip)", src, mt);
-    long long n = vision_parse(&c->vision, get_obj(root, "vision_config", src), clip_vision_defaults, src);
+    long long n = vision_parse(&c->vision, get_obj(root, "vision_config", src), clip_vision_defaults, 0, src);
     const cJSON *t = get_obj(root, "text_config", src);
     ClipTextConfig *tc = &c->text;
     const char *S = "text_config.";
@@ -296,22 +380,37 @@ void clip_config_parse_len(ClipConfig *c, const char *json, size_t len, const ch
     cJSON_Delete(root);
 }
 
+void siglip_vision_config_parse_len(VisionConfig *c, const char *json, size_t len, const char *src) {
+    memset(c, 0, sizeof(*c));
+    cJSON *root = parse_json(json, len, src);
+    const char *mt = get_str(root, "model_type", "siglip_vision_model", src);
+    const cJSON *vc = root;
+    if (!strcmp(mt, "siglip")) vc = get_obj(root, "vision_config", src);  // a SiglipModel's tower (absent: the defaults)
+    else if (strcmp(mt, "siglip_vision_model") != 0)
+        fatal("%s: model_type '%s' is not a SigLIP vision model (siglip_vision_model, siglip)", src, mt);
+    const char *vmt = get_str(vc, "model_type", "siglip_vision_model", src);
+    if (strcmp(vmt, "siglip_vision_model") != 0) fatal("%s: vision model_type '%s' is not siglip_vision_model", src, vmt);
+    long long n = vision_parse(c, vc, siglip_vision_defaults, 1, src);
+    check_params(n, src);
+    cJSON_Delete(root);
+}
+
+void siglip_vision_config_load(VisionConfig *c, const char *path) {
+    ConfigText t = config_text(path);
+    siglip_vision_config_parse_len(c, t.json, t.len, t.path);
+    config_text_free(&t);
+}
+
 void llava_config_load(LlavaConfig *c, const char *path) {
-    char *p = config_path(path);
-    size_t len;
-    char *json = read_file(p, &len);
-    llava_config_parse_len(c, json, len, p);
-    free(json);
-    free(p);
+    ConfigText t = config_text(path);
+    llava_config_parse_len(c, t.json, t.len, t.path);
+    config_text_free(&t);
 }
 
 void clip_config_load(ClipConfig *c, const char *path) {
-    char *p = config_path(path);
-    size_t len;
-    char *json = read_file(p, &len);
-    clip_config_parse_len(c, json, len, p);
-    free(json);
-    free(p);
+    ConfigText t = config_text(path);
+    clip_config_parse_len(c, t.json, t.len, t.path);
+    config_text_free(&t);
 }
 
 int llava_check_row_length(const LlavaConfig *c, int n, char *err, size_t errlen) {
@@ -322,14 +421,11 @@ int llava_check_row_length(const LlavaConfig *c, int n, char *err, size_t errlen
 }
 
 char *config_model_type(const char *path) {
-    char *p = config_path(path);
-    size_t len;
-    char *json = read_file(p, &len);
-    cJSON *root = parse_json(json, len, p);
-    char *mt = xstrdup(get_str(root, "model_type", "", p));
+    ConfigText t = config_text(path);
+    cJSON *root = parse_json(t.json, t.len, t.path);
+    char *mt = xstrdup(get_str(root, "model_type", "", t.path));
     cJSON_Delete(root);
-    free(json);
-    free(p);
+    config_text_free(&t);
     return mt;
 }
 

@@ -3,10 +3,16 @@
 #pragma once
 #include "ops.h"
 
-typedef struct {  // CLIPVisionConfig
+// The vision towers: CLIP's (class token, pre-LayerNorm, patch convolution without bias) and SigLIP's (no class
+// token, no pre-LayerNorm, patch bias, post-LayerNorm of every token, the optional attention-pooling head).
+typedef enum { VISION_CLIP, VISION_SIGLIP } VisionKind;
+
+typedef struct {  // CLIPVisionConfig or SiglipVisionConfig
     int hidden, intermediate, layers, heads, channels, image_size, patch_size, projection_dim;
     float eps;
     ActKind act;
+    VisionKind kind;
+    int use_head;  // SigLIP's vision_use_head: the attention-pooling head (pooler_output); 0 for CLIP
 } VisionConfig;
 
 typedef struct {  // CLIPTextConfig
@@ -15,10 +21,10 @@ typedef struct {  // CLIPTextConfig
     ActKind act;
 } ClipTextConfig;
 
-typedef struct {  // LlamaConfig
+typedef struct {  // LlamaConfig or Qwen2Config: the same decoder, Qwen2 with q/k/v biases and no others
     int vocab, hidden, intermediate, layers, heads, kv_heads, head_dim, max_positions;
     float eps, rope_theta;
-    int attention_bias, mlp_bias, tie_embeddings;
+    int qkv_bias, o_bias, mlp_bias, tie_embeddings;  // LLaMA: attention_bias sets qkv and o; Qwen2: qkv only
     ActKind act;
 } LlamaConfig;
 
@@ -27,11 +33,13 @@ typedef struct {  // LlavaConfig
     LlamaConfig text;
     int image_token_id;
     int feature_layer;       // vision_feature_layer: index into hidden_states (negative counts from the end)
-    int select_full;         // vision_feature_select_strategy "full" (keep CLS) vs "default" (drop it)
+    int select_full;         // vision_feature_select_strategy "full" (every token) vs "default" (drops the first:
+                             // CLIP's class token; SigLIP, which has none, loses its first patch, as in transformers)
     ActKind projector_act;
     int projector_bias;
     int vision_layers_run;   // encoder layers actually needed for the selected hidden state
-    int image_tokens;        // feature tokens per image (grid^2, +1 with "full")
+    int image_tokens;        // feature tokens per image: the tower's tokens (grid^2, +1 for CLIP's class token),
+                             // -1 with "default"
 } LlavaConfig;
 
 typedef struct {  // CLIPConfig
@@ -40,10 +48,17 @@ typedef struct {  // CLIPConfig
     int projection_dim;
 } ClipConfig;
 
+// A vision tower's tokens: grid^2 patches, + the class token for CLIP.
+int vision_config_tokens(const VisionConfig *c);
+
 // Each reads path/config.json (path may also name the file itself) and dies naming the file and field on
 // a wrong type, an unsupported value or inconsistent sizes.
 void llava_config_load(LlavaConfig *c, const char *path);
 void clip_config_load(ClipConfig *c, const char *path);
+// A SigLIP vision tower's config: a SiglipVisionModel's (model_type siglip_vision_model) or the vision_config of
+// a SiglipModel (model_type siglip).
+void siglip_vision_config_load(VisionConfig *c, const char *path);
+void siglip_vision_config_parse_len(VisionConfig *c, const char *json, size_t len, const char *source);
 // Parses from a JSON text (for tests); `source` names it in messages.
 void llava_config_parse(LlavaConfig *c, const char *json, const char *source);
 void clip_config_parse(ClipConfig *c, const char *json, const char *source);

@@ -38,13 +38,13 @@ void llama_bind(Llama *m, ParamStore *ps, void *base, int grads, const char *pre
         param(ps, base, NAME("%s.layers.%d.%s.k_proj.weight", prefix, l, a), 2, m->kvdim, D, 0, 0);
         param(ps, base, NAME("%s.layers.%d.%s.v_proj.weight", prefix, l, a), 2, m->kvdim, D, 0, 0);
         L->qkv_b = NULL;
-        if (c->attention_bias) {
+        if (c->qkv_bias) {
             L->qkv_b = param(ps, base, NAME("%s.layers.%d.%s.q_proj.bias", prefix, l, a), 1, m->qdim, 0, 0, 0);
             param(ps, base, NAME("%s.layers.%d.%s.k_proj.bias", prefix, l, a), 1, m->kvdim, 0, 0, 0);
             param(ps, base, NAME("%s.layers.%d.%s.v_proj.bias", prefix, l, a), 1, m->kvdim, 0, 0, 0);
         }
         L->o_w = param(ps, base, NAME("%s.layers.%d.%s.o_proj.weight", prefix, l, a), 2, D, m->qdim, 0, 0);
-        L->o_b = c->attention_bias ? param(ps, base, NAME("%s.layers.%d.%s.o_proj.bias", prefix, l, a), 1, D, 0, 0, 0) : NULL;
+        L->o_b = c->o_bias ? param(ps, base, NAME("%s.layers.%d.%s.o_proj.bias", prefix, l, a), 1, D, 0, 0, 0) : NULL;
         L->ln2_w = param(ps, base, NAME("%s.layers.%d.post_attention_layernorm.weight", prefix, l), 1, D, 0, 0, 0);
         L->gu_w = param(ps, base, NAME("%s.layers.%d.%s.gate_proj.weight", prefix, l, f), 2, F, D, 0, 0);
         param(ps, base, NAME("%s.layers.%d.%s.up_proj.weight", prefix, l, f), 2, F, D, 0, 0);

@@ -364,6 +364,6 @@ void llava_backward(const Llava *m, LlavaActs *a, const double *dlogp) {
     if (m->ps_vision.grad) {
         be->zero(a->v.enc.dres, (size_t)NI * m->vision.n_tokens * Cv * be->act_bytes);
         be->add_rows(a->v.enc.dres, a->feat_sel, a->dfeats, NULL, NI * P, Cv);
-        vit_backward(&m->vision, &a->v, NULL, NI, c->vision_layers_run);
+        vit_backward(&m->vision, &a->v, NULL, NULL, NI, c->vision_layers_run);
     }
 }

@@ -1,17 +1,39 @@
-// CLIP vision tower: patch embedding (a conv with stride = kernel, done as im2col + matmul), class token,
-// learned positions, pre-LayerNorm ("pre_layrnorm" in HF names), the encoder, and the post-LayerNorm of
-// the pooled class token (CLIPModel only; LLaVA reads an intermediate hidden state instead).
+// The vision towers, CLIP's and SigLIP's, around one encoder (model/clip_encoder.h):
+//   CLIP    patch embedding (a conv with stride = kernel, done as im2col + matmul, no bias), class token, learned
+//           positions, pre-LayerNorm ("pre_layrnorm" in HF names), the encoder, and the post-LayerNorm of the
+//           class token (the pooled output: CLIPModel only; LLaVA reads an intermediate hidden state instead).
+//   SigLIP  patch embedding with a bias, learned positions, no class token and no pre-LayerNorm, the encoder, the
+//           post-LayerNorm of every token (last_hidden_state) and, with vision_use_head, the attention-pooling
+//           head (pooler_output): a learned probe query attends over the tokens (nn.MultiheadAttention), then
+//           a LayerNorm and an MLP on a residual. LLaVA reads an encoder hidden state here too.
 #pragma once
 #include "clip_encoder.h"
 #include "config.h"
 
-typedef struct { void *patch_w, *cls, *pos, *pre_w, *pre_b, *post_w, *post_b; } ViTW;
+// SiglipMultiheadAttentionPoolingHead. in_w holds the q, k and v projections back to back (PyTorch's
+// in_proj_weight), so k and v are one (2C, C) matmul from its second third.
+typedef struct {
+    void *probe;             // (C)
+    void *in_w, *in_b;       // (3C, C), (3C)
+    void *out_w, *out_b;     // (C, C), (C)
+    void *ln_w, *ln_b;       // (C), (C)
+    void *fc1_w, *fc1_b, *fc2_w, *fc2_b;  // (F, C), (F), (C, F), (C)
+} ViTHeadW;
+
+typedef struct {
+    void *patch_w, *patch_b;  // (C, 3, P, P), SigLIP's (C)
+    void *cls, *pos;          // CLIP's (C); (n_tokens, C)
+    void *pre_w, *pre_b;      // CLIP's (C), (C)
+    void *post_w, *post_b;    // (C), (C)
+    ViTHeadW head;            // SigLIP with vision_use_head
+} ViTW;
 
 typedef struct {
     VisionConfig cfg;
     ClipEncoder enc;    // enc.layers = layers registered (LLaVA: only those up to the feature layer)
-    int with_post_ln;
-    int grid, n_patches, n_tokens, patch_dim;  // grid^2 patches, +1 class token, 3*P*P
+    int with_post_ln;   // the tower's own outputs: CLIP's pooled class token; SigLIP's post-LN hidden states and head
+    int has_head;       // SigLIP's attention-pooling head (with_post_ln and vision_use_head)
+    int grid, n_patches, n_tokens, patch_dim;  // grid^2 patches, +1 class token (CLIP), 3*P*P
     ViTW w, g;
 } ViT;
 
@@ -26,15 +48,23 @@ typedef struct {
     int cap_images;
     ClipEncoderActs enc;
     void *patches, *pe, *emb, *pre_mean, *pre_rstd;   // (B*NP, K), (B*NP, C), (B*N, C), (B*N), (B*N)
-    void *cls_rows, *pooled, *post_mean, *post_rstd;  // (B, C), (B, C), (B), (B)
+    void *cls_rows, *pooled, *post_mean, *post_rstd;  // (B, C), (B, C), (B or SigLIP B*N), (B or B*N)
     void *dpe, *demb, *dcls;                          // backward scratch
-    int *idx_patch, *idx_cls, *idx_zero;              // (B*NP) patch rows, (B) class rows, (B) zeros
+    int *idx_patch, *idx_cls, *idx_zero;              // (B*NP) patch rows, (B) first token of each image, (B) zeros
+    // SigLIP's outputs: the post-LayerNorm of every token, and the head on them
+    void *post;                       // (B*N, C) last_hidden_state
+    void *hprobe, *hq, *hqg, *hkv;    // (B, C) probe rows, (B, C) their queries, (B*N, C) query grid, (B*N, 2C) keys|values
+    void *hatt, *hlse, *hatt_rows;    // (B*N, C) attention grid, (B, NH, N) acc, (B, C) the probe rows of it
+    void *hres, *hln, *hln_mean, *hln_rstd, *hfc1, *hfc1a, *hfc2;  // (B, C), (B, C), (B), (B), (B, F), (B, F), (B, C)
+    void *dpost, *dhfc, *dhln, *dhres, *dhatt, *dhq, *dhkv;        // backward: (B*N, C), (B, F), (B, C), (B, C),
+                                                                    // (B*N, C), (B*N, C), (B*N, 2C)
 } ViTActs;
 
 void vit_acts_layout(ViTActs *a, const ViT *m, int cap_images, int keep, int backward, Arena *ar);
 void vit_acts_free(ViTActs *a);
-// pixels (B, 3, H, W) act -> a->enc.res[n_layers] (B*N, C); with post_ln also a->pooled (B, C)
+// pixels (B, 3, H, W) act -> a->enc.res[n_layers] (B*N, C); with post_ln also a->pooled (B, C) (CLIP: the class
+// token's post-LayerNorm; SigLIP: the head's output, when it has one) and, for SigLIP, a->post (B*N, C)
 void vit_forward(const ViT *m, ViTActs *a, const void *pixels, int B, int n_layers);
-// Precondition: a->enc.dres holds dL/d res[n_layers] (zero it if only the pooled output has a gradient).
-// dpooled (B, C) or NULL. Accumulates all weight gradients.
-void vit_backward(const ViT *m, ViTActs *a, const void *dpooled, int B, int n_layers);
+// Precondition: a->enc.dres holds dL/d res[n_layers] (zero it if only the tower's outputs have gradients).
+// dpooled (B, C) or NULL; dhidden (B*N, C), SigLIP's dL/d a->post, or NULL. Accumulates all weight gradients.
+void vit_backward(const ViT *m, ViTActs *a, const void *dpooled, const void *dhidden, int B, int n_layers);

@@ -22,8 +22,10 @@ static int parse_results(const char *text, int *index, double *logprob, int *n_r
     return n;
 }
 
-static void check_against_expected(const char *out) {
-    char *want = read_file(GQA "/logprobs_expected.jsonl", NULL);
+static void check_against_model(const char *dir, const char *out) {
+    char *path = path_join(dir, "logprobs_expected.jsonl");
+    char *want = read_file(path, NULL);
+    free(path);
     int wi[16], gi[16], wk[16], gk[16];
     double wl[16], gl[16];
     int nw = parse_results(want, wi, wl, wk, 16), ng = parse_results(out, gi, gl, gk, 16);
@@ -37,11 +39,23 @@ static void check_against_expected(const char *out) {
     free(want);
 }
 
+static void check_against_expected(const char *out) { check_against_model(GQA, out); }
+
 TEST(cli_logprobs_matches_transformers) {
     char *out, *err;
     int rc = test_run_vlm("logprobs --model " GQA " --data " GQA "/records.jsonl --device cpu", &out, &err);
     EXPECTF(rc == 0, "exit %d: %s", rc, err);
     check_against_expected(out);
+    free(out); free(err);
+}
+
+// A SigLIP tower (SiglipImageProcessor's preprocessing of the same PNGs, squashed to the square) and a Qwen2 decoder
+#define SIGLIP_QWEN2 "tests/fixtures/models/llava_siglip_qwen2"
+TEST(cli_logprobs_siglip_qwen2_matches_transformers) {
+    char *out, *err;
+    int rc = test_run_vlm("logprobs --model " SIGLIP_QWEN2 " --data " SIGLIP_QWEN2 "/records.jsonl --device cpu --batch 2", &out, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    check_against_model(SIGLIP_QWEN2, out);
     free(out); free(err);
 }
 

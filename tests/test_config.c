@@ -10,6 +10,7 @@
 #include "../model/clip.h"
 #include "../model/config.h"
 #include "../model/llava.h"
+#include "../model/siglip.h"
 #include "../util/common.h"
 #include "test.h"
 
@@ -17,11 +18,21 @@
 
 // Parses (and, when that succeeds and build is set, builds the model with zeroed weights on the CPU),
 // catching fatal errors in process: 0 on success, 1 with the message in fatal_message.
-static int try_config(int clip, const char *json, size_t len, int build) {
+enum { KIND_LLAVA, KIND_CLIP, KIND_SIGLIP };
+
+static int try_config(int kind, const char *json, size_t len, int build) {
     jmp_buf jb;
     fatal_catch = &jb;
     if (setjmp(jb)) { fatal_catch = NULL; return 1; }
-    if (clip) {
+    if (kind == KIND_SIGLIP) {
+        VisionConfig c;
+        siglip_vision_config_parse_len(&c, json, len, SRC);
+        if (build) {
+            SiglipVision m;
+            siglip_vision_init(&m, &backend_cpu, &c, 0);
+            siglip_vision_free(&m);
+        }
+    } else if (kind == KIND_CLIP) {
         ClipConfig c;
         clip_config_parse_len(&c, json, len, SRC);
         if (build) {
@@ -75,20 +86,20 @@ static char *with_value(cJSON *root, cJSON *node, const char *value) {
     return out;
 }
 
-static void sweep(int clip, const char *fixture, int *n_ok, int *n_err) {
+static void sweep(int kind, const char *fixture, int *n_ok, int *n_err) {
     char *text = read_file(fixture, NULL);
     cJSON *root = cJSON_Parse(text);
     free(text);
     IntFields f = {0};
     collect_ints(root, &f);
-    EXPECTF(f.n >= 15, "%s: only %d integer fields found", fixture, f.n);
+    EXPECTF(f.n >= (kind == KIND_SIGLIP ? 7 : 15), "%s: only %d integer fields found", fixture, f.n);
     // the values of the issue, then 2^64, -inf (1e999 overflows to it) and a fraction
     const char *values[] = {"0", "-1", "2147483647", "9223372036854775808", "18446744073709551616", "-1e999", "2.5"};
     const char *shown[] = {"0", "-1", "2147483647", "9.2233720368547758e+18", "1.8446744073709552e+19", "-inf", "2.5"};
     for (int i = 0; i < f.n; i++)
         for (int k = 0; k < (int)(sizeof(values) / sizeof(values[0])); k++) {
             char *json = with_value(root, f.node[i], values[k]);
-            if (try_config(clip, json, strlen(json), 1) == 0) (*n_ok)++;
+            if (try_config(kind, json, strlen(json), 1) == 0) (*n_ok)++;
             else {
                 (*n_err)++;
                 const char *msg = fatal_message;
@@ -104,7 +115,7 @@ static void sweep(int clip, const char *fixture, int *n_ok, int *n_err) {
 
 TEST(config_sweep_every_integer_field_llava) {
     int ok = 0, err = 0;
-    sweep(0, "tests/fixtures/models/llava_gqa/config.json", &ok, &err);
+    sweep(KIND_LLAVA, "tests/fixtures/models/llava_gqa/config.json", &ok, &err);
     // the legal ones: fields the loader does not read (bos/eos/pad ids, image_seq_length, pretraining_tp),
     // image_token_index 0, vision_feature_layer 0 and -1
     EXPECTF(err > 80 && ok > 10, "%d errors, %d loads", err, ok);
@@ -113,9 +124,19 @@ TEST(config_sweep_every_integer_field_llava) {
 
 TEST(config_sweep_every_integer_field_clip) {
     int ok = 0, err = 0;
-    sweep(1, "tests/fixtures/models/clip/config.json", &ok, &err);
+    sweep(KIND_CLIP, "tests/fixtures/models/clip/config.json", &ok, &err);
     EXPECTF(err > 70 && ok > 5, "%d errors, %d loads", err, ok);
     if (getenv("VLM_TEST_VERBOSE")) fprintf(stderr, "    clip sweep: %d errors, %d loads\n", err, ok);
+}
+
+// A SigLIP tower with a Qwen2 decoder (Qwen2's layer_types, max_window_layers, ...), and a SiglipVisionModel
+TEST(config_sweep_every_integer_field_siglip_qwen2) {
+    int ok = 0, err = 0;
+    sweep(KIND_LLAVA, "tests/fixtures/models/llava_siglip_qwen2_tied/config.json", &ok, &err);
+    EXPECTF(err > 80 && ok > 10, "llava: %d errors, %d loads", err, ok);
+    ok = err = 0;
+    sweep(KIND_SIGLIP, "tests/fixtures/models/siglip_vision/config.json", &ok, &err);
+    EXPECTF(err > 40, "siglip: %d errors, %d loads", err, ok);
 }
 
 // One edit to the llava_gqa config (find -> replace); returns try_config's result.
@@ -126,10 +147,101 @@ static int edited(const char *find, const char *replace) {
     if (!at) { free(text); return -1; }
     char *json = xmalloc(strlen(text) + strlen(replace) + 1);
     sprintf(json, "%.*s%s%s", (int)(at - text), text, replace, at + strlen(find));
-    int rc = try_config(0, json, strlen(json), 0);
+    int rc = try_config(KIND_LLAVA, json, strlen(json), 0);
     free(json);
     free(text);
     return rc;
+}
+
+// A LLaVA config of a SigLIP tower and a Qwen2 decoder with `vision` and `text` spliced into their sections and
+// `top` at the top level; parsed into *c. Returns try_config's result.
+static int siglip_qwen2(LlavaConfig *c, const char *vision, const char *text, const char *top) {
+    char json[2048];
+    snprintf(json, sizeof(json), "{\"model_type\": \"llava\", %s \"image_token_index\": 90, \"vision_config\": {%s "
+             "\"model_type\": \"siglip_vision_model\", \"hidden_size\": 32, \"intermediate_size\": 64, \"num_hidden_layers\": 3, "
+             "\"num_attention_heads\": 4, \"image_size\": 28, \"patch_size\": 7}, \"text_config\": {%s \"model_type\": \"qwen2\", "
+             "\"vocab_size\": 96, \"hidden_size\": 48, \"intermediate_size\": 80, \"num_hidden_layers\": 2, "
+             "\"num_attention_heads\": 4, \"num_key_value_heads\": 2}}", top, vision, text);
+    int rc = try_config(KIND_LLAVA, json, strlen(json), 0);
+    if (rc == 0) llava_config_parse(c, json, SRC);
+    return rc;
+}
+
+// What the SigLIP and Qwen2 configs mean, and what they refuse
+TEST(config_siglip_qwen2_fields) {
+    LlavaConfig c;
+    // class defaults: SigLIP (gelu_pytorch_tanh, eps 1e-6, the head), Qwen2 (q/k/v biases only, eps 1e-6, 32768
+    // positions), LLaVA's "default" strategy dropping the first patch (SigLIP has no class token)
+    EXPECT_INT_EQ(siglip_qwen2(&c, "", "", ""), 0);
+    EXPECT(c.vision.kind == VISION_SIGLIP && c.vision.act == ACT_GELU_TANH && c.vision.use_head == 1);
+    EXPECT_NEAR(c.vision.eps, 1e-6, 1e-7);  // (relative; a float)
+    EXPECT(c.text.qkv_bias == 1 && c.text.o_bias == 0 && c.text.mlp_bias == 0 && c.text.tie_embeddings == 0);
+    EXPECT(c.text.max_positions == 32768 && c.text.head_dim == 12);
+    EXPECT_NEAR(c.text.eps, 1e-6, 1e-7);
+    EXPECT_INT_EQ(c.image_tokens, 15);  // 16 patches, the first dropped
+    EXPECT_INT_EQ(c.vision_layers_run, 2);  // feature layer -2
+    EXPECT_INT_EQ(siglip_qwen2(&c, "\"vision_use_head\": false,", "\"rms_norm_eps\": 1e-5, \"rope_theta\": 1000000.0,",
+                               "\"vision_feature_select_strategy\": \"full\", \"vision_feature_layer\": -1,"), 0);
+    EXPECT(c.image_tokens == 16 && c.vision_layers_run == 3 && c.vision.use_head == 0);
+    EXPECT_NEAR(c.text.rope_theta, 1e6, 1e-3);
+    // either level of tie_word_embeddings ties the head (LlavaConfig's rule)
+    EXPECT_INT_EQ(siglip_qwen2(&c, "", "", "\"tie_word_embeddings\": true,"), 0);
+    EXPECT_INT_EQ(c.text.tie_embeddings, 1);
+    EXPECT_INT_EQ(siglip_qwen2(&c, "", "\"tie_word_embeddings\": true,", ""), 0);
+    EXPECT_INT_EQ(c.text.tie_embeddings, 1);
+    // Qwen2's defaults where the text_config says almost nothing: its vocabulary and width
+    const char *bare = "{\"model_type\": \"llava\", \"image_token_index\": 151646, \"text_config\": {\"model_type\": \"qwen2\"}}";
+    EXPECT_INT_EQ(try_config(KIND_LLAVA, bare, strlen(bare), 0), 0);
+    llava_config_parse(&c, bare, SRC);
+    EXPECT(c.text.vocab == 151936 && c.text.hidden == 4096 && c.text.intermediate == 22016 && c.text.kv_heads == 32);
+    // sliding-window attention is not implemented: refused, naming the field
+    EXPECT_INT_EQ(siglip_qwen2(&c, "", "\"use_sliding_window\": true, \"sliding_window\": 4096, \"max_window_layers\": 1,", ""), 1);
+    EXPECTF(strstr(fatal_message, SRC) && strstr(fatal_message, "use_sliding_window") && strstr(fatal_message, "sliding-window"), "%s",
+            fatal_message);
+    EXPECT_INT_EQ(siglip_qwen2(&c, "", "\"use_sliding_window\": true, \"sliding_window\": 4096, \"max_window_layers\": 2,", ""), 0);
+    EXPECT_INT_EQ(siglip_qwen2(&c, "", "\"layer_types\": [\"full_attention\", \"sliding_attention\"],", ""), 1);
+    EXPECTF(strstr(fatal_message, "layer_types[1] = 'sliding_attention'"), "%s", fatal_message);
+    EXPECT_INT_EQ(siglip_qwen2(&c, "", "\"layer_types\": [\"full_attention\"],", ""), 1);
+    EXPECTF(strstr(fatal_message, "layer_types must be a list of 2"), "%s", fatal_message);
+    EXPECT_INT_EQ(siglip_qwen2(&c, "", "\"layer_types\": [\"full_attention\", 3],", ""), 1);
+    EXPECT_INT_EQ(siglip_qwen2(&c, "", "\"use_sliding_window\": \"yes\",", ""), 1);
+    EXPECTF(strstr(fatal_message, "use_sliding_window"), "%s", fatal_message);
+    // other model types, in either section, and a SigLIP tower where a CLIPModel needs CLIP's
+    EXPECT_INT_EQ(siglip_qwen2(&c, "", "\"model_type\": \"qwen3\",", ""), 1);
+    EXPECTF(strstr(fatal_message, "'qwen3'") && strstr(fatal_message, "llama, qwen2"), "%s", fatal_message);
+    EXPECT_INT_EQ(siglip_qwen2(&c, "\"model_type\": \"dinov2\",", "", ""), 1);
+    EXPECTF(strstr(fatal_message, "'dinov2'") && strstr(fatal_message, "siglip_vision_model"), "%s", fatal_message);
+    EXPECT_INT_EQ(siglip_qwen2(&c, "\"vision_use_head\": 1,", "", ""), 1);
+    EXPECTF(strstr(fatal_message, "vision_use_head"), "%s", fatal_message);
+    const char *clip_siglip = "{\"model_type\": \"clip\", \"vision_config\": {\"model_type\": \"siglip_vision_model\"}}";
+    EXPECT_INT_EQ(try_config(KIND_CLIP, clip_siglip, strlen(clip_siglip), 0), 1);
+    EXPECTF(strstr(fatal_message, "'siglip_vision_model'") && strstr(fatal_message, "(clip_vision_model)"), "%s", fatal_message);
+    // "default" with a one-patch SigLIP tower leaves no token
+    EXPECT_INT_EQ(siglip_qwen2(&c, "\"image_size\": 7,", "", ""), 1);
+    EXPECTF(strstr(fatal_message, "drops the only token"), "%s", fatal_message);
+}
+
+// A SigLIP vision model's config: SiglipVisionModel's, or the vision_config of a SiglipModel
+TEST(config_siglip_vision_model) {
+    const char *dual = "{\"model_type\": \"siglip\", \"text_config\": {\"vocab_size\": 50}, \"vision_config\": {"
+                       "\"model_type\": \"siglip_vision_model\", \"hidden_size\": 1152, \"intermediate_size\": 4304, "
+                       "\"num_hidden_layers\": 27, \"num_attention_heads\": 16, \"image_size\": 384, \"patch_size\": 14}}";
+    EXPECT_INT_EQ(try_config(KIND_SIGLIP, dual, strlen(dual), 0), 0);
+    VisionConfig v;
+    siglip_vision_config_parse_len(&v, dual, strlen(dual), SRC);
+    EXPECT(v.kind == VISION_SIGLIP && v.hidden == 1152 && v.layers == 27 && v.use_head == 1 && vision_config_tokens(&v) == 729);
+    const char *bare = "{\"model_type\": \"siglip\"}";  // the class defaults: ViT-B/16 at 224
+    siglip_vision_config_parse_len(&v, bare, strlen(bare), SRC);
+    EXPECT(v.hidden == 768 && v.patch_size == 16 && v.image_size == 224 && vision_config_tokens(&v) == 196);
+    const char *bad[][2] = {{"{\"model_type\": \"clip\"}", "not a SigLIP vision model"},
+                            {"{\"model_type\": \"siglip\", \"vision_config\": {\"model_type\": \"clip_vision_model\"}}",
+                             "'clip_vision_model' is not siglip_vision_model"},
+                            {"{\"model_type\": \"siglip_vision_model\", \"patch_size\": 300}", "patch_size = 300"},
+                            {"{\"model_type\": \"siglip_vision_model\", \"hidden_act\": \"relu\"}", "'relu'"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        EXPECTF(try_config(KIND_SIGLIP, bad[i][0], strlen(bad[i][0]), 0) == 1, "accepted %s", bad[i][0]);
+        EXPECTF(strstr(fatal_message, SRC) && strstr(fatal_message, bad[i][1]), "for %s: %s", bad[i][0], fatal_message);
+    }
 }
 
 TEST(config_sizes_and_text_are_checked) {
@@ -159,14 +271,14 @@ TEST(config_sizes_and_text_are_checked) {
 
     // text after the JSON value, and a NUL byte inside the text
     const char *good = "{\"model_type\": \"clip\"}";
-    EXPECT_INT_EQ(try_config(1, good, strlen(good), 0), 0);
+    EXPECT_INT_EQ(try_config(KIND_CLIP, good, strlen(good), 0), 0);
     const char *trailing = "{\"model_type\": \"clip\"} {\"x\": 1}";
-    EXPECT_INT_EQ(try_config(1, trailing, strlen(trailing), 0), 1);
+    EXPECT_INT_EQ(try_config(KIND_CLIP, trailing, strlen(trailing), 0), 1);
     EXPECTF(strstr(fatal_message, SRC) && strstr(fatal_message, "{\"x\": 1}"), "%s", fatal_message);
     const char *ws = "{\"model_type\": \"clip\"}\n\t \n";
-    EXPECT_INT_EQ(try_config(1, ws, strlen(ws), 0), 0);
+    EXPECT_INT_EQ(try_config(KIND_CLIP, ws, strlen(ws), 0), 0);
     const char nul[] = "{\"model_type\": \"clip\"}\0garbage";
-    EXPECT_INT_EQ(try_config(1, nul, sizeof(nul) - 1, 0), 1);
+    EXPECT_INT_EQ(try_config(KIND_CLIP, nul, sizeof(nul) - 1, 0), 1);
     EXPECTF(strstr(fatal_message, "NUL"), "%s", fatal_message);
 }
 

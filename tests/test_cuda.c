@@ -20,6 +20,7 @@
 #include "../model/generate.h"
 #include "../model/llava.h"
 #include "../model/safetensors.h"
+#include "../model/siglip.h"
 #include "../util/common.h"
 #include "test.h"
 
@@ -439,7 +440,57 @@ static void attention_suite(const char *impl) {
     check_attention(impl, 1, 640, 16, 16, 128, 1, 0, 0);
 }
 
-TEST(cuda_attention_flash) { attention_suite("flash"); }
+// The layout of SigLIP's pooling head (model/vit.c): q (B*T rows at stride C, only row b*T of each image read,
+// q_rows), k and v from one (B*T, 2C) buffer, no mask. Compared on the rows read; the backward's output gradient
+// is zero elsewhere, as the contract asks of the caller.
+static void check_attention_probe(const char *impl, int B, int T, int NH, int HD) {
+    cuda_attention_select(impl);
+    const int C = NH * HD;
+    const size_t N = (size_t)B * T;
+    int *rows = xmalloc(sizeof(int) * B);
+    for (int b = 0; b < B; b++) rows[b] = b * T;
+    IBuf qr = ibuf(rows, B);
+    AttnShape sc = {B, T, NH, NH, HD, C, 2 * C, 0, NULL, NULL, qr.cpu, B}, sg = sc;
+    sg.q_rows = qr.gpu;
+    Buf q = buf_rand(N * C, 1.5f, 0), kv = buf_rand(N * 2 * C, 1.5f, 0), out = buf_out(N * C, 0), lse = buf_out((size_t)B * NH * T, 1);
+    const Backend *c = CPU(), *g = GPU();
+    c->attention_forward(out.cpu, lse.cpu, q.cpu, kv.cpu, act_at(c, kv.cpu, C), &sc);
+    g->attention_forward(out.gpu, lse.gpu, q.gpu, kv.gpu, act_at(g, kv.gpu, C), &sg);
+    float *oc = xmalloc(sizeof(float) * N * C), *og = xmalloc(sizeof(float) * N * C), *dh = xcalloc(N * C, sizeof(float));
+    c->download_act(oc, out.cpu, N * C);
+    g->download_act(og, out.gpu, N * C);
+    double num = 0, den = 0;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < C; i++) {
+            const size_t k = (size_t)rows[b] * C + i;
+            num = fmax(num, isnan(og[k]) ? INFINITY : fabs(og[k] - oc[k]));
+            den = fmax(den, fabs(oc[k]));
+            dh[k] = frand();
+#ifndef VLM_CUDA_FP32
+            dh[k] = bf16_to_f32(f32_to_bf16(dh[k]));
+#endif
+        }
+    EXPECTF(num / fmax(den, 1e-6) <= TOL_ACT, "%s probe attention forward B%d T%d H%d HD%d: relative error %.3g", impl, B, T, NH, HD,
+            num / fmax(den, 1e-6));
+    // backward from the CPU's forward outputs, the output gradient on the probe rows only
+    g->upload_act(out.gpu, oc, N * C);
+    double *hl = xmalloc(sizeof(double) * B * NH * T);
+    c->download_acc(hl, lse.cpu, (size_t)B * NH * T);
+    g->upload_acc(lse.gpu, hl, (size_t)B * NH * T);
+    Buf dout = buf_from(dh, N * C, 0), dq = buf_out(N * C, 0), dkv = buf_out(N * 2 * C, 0);
+    c->attention_backward(dq.cpu, dkv.cpu, act_at(c, dkv.cpu, C), dout.cpu, out.cpu, lse.cpu, q.cpu, kv.cpu, act_at(c, kv.cpu, C), &sc);
+    g->attention_backward(dq.gpu, dkv.gpu, act_at(g, dkv.gpu, C), dout.gpu, out.gpu, lse.gpu, q.gpu, kv.gpu, act_at(g, kv.gpu, C), &sg);
+    EXPECT_CLOSE(dkv, 2 * TOL_ACT, "%s probe attention dk, dv B%d T%d H%d HD%d", impl, B, T, NH, HD);
+    EXPECT_CLOSE(dq, 2 * TOL_ACT, "%s probe attention dq B%d T%d H%d HD%d", impl, B, T, NH, HD);
+    buf_free(&q); buf_free(&kv); buf_free(&out); buf_free(&lse); buf_free(&dout); buf_free(&dq); buf_free(&dkv);
+    ibuf_free(&qr); free(rows); free(oc); free(og); free(dh); free(hl);
+}
+
+TEST(cuda_attention_flash) {
+    attention_suite("flash");
+    check_attention_probe("flash", 3, 16, 4, 8);     // the siglip_vision fixture's head
+    check_attention_probe("flash", 2, 729, 16, 72);  // SigLIP-so400m's head: 27 x 27 tokens, head dim 72
+}
 TEST(cuda_attention_cudnn) {
     AttnShape probe = {1, 640, 16, 16, 128, 3 * 2048, 3 * 2048, 1, NULL, NULL, NULL, 0};
 #ifdef VLM_CUDA_FP32
@@ -450,6 +501,7 @@ TEST(cuda_attention_cudnn) {
 #else
     EXPECTF(cudnn_attention_supported(&probe), "cuDNN attention is not available in this build");
     attention_suite("cudnn");  // shapes cuDNN does not cover fall back to flash inside
+    check_attention_probe("cudnn", 2, 729, 16, 72);
 #endif
     cuda_attention_select("flash");
 }
@@ -806,6 +858,46 @@ static void check_llava_on_gpu(const char *name) {
 
 TEST(cuda_model_llava_gqa) { check_llava_on_gpu("llava_gqa"); }
 TEST(cuda_model_llava_full) { check_llava_on_gpu("llava_full"); }
+TEST(cuda_model_llava_siglip_qwen2) { check_llava_on_gpu("llava_siglip_qwen2"); }
+TEST(cuda_model_llava_siglip_qwen2_tied) { check_llava_on_gpu("llava_siglip_qwen2_tied"); }
+
+// The SigLIP vision model with its pooling head: both outputs, and every gradient of a loss on both
+TEST(cuda_model_siglip_vision) {
+    const char *dir = "tests/fixtures/models/siglip_vision";
+    SiglipVision mc, mg;
+    siglip_vision_load(&mc, CPU(), dir, 1);
+    siglip_vision_load(&mg, GPU(), dir, 1);
+    float *w = xmalloc(sizeof(float) * mc.ps.numel);  // the CPU holds the GPU's weights as it stores them
+    GPU()->download_act(w, mg.ps.data, mc.ps.numel);
+    CPU()->upload_act(mc.ps.data, w, mc.ps.numel);
+    free(w);
+    SafeTensors *ex = st_open_or_die("tests/fixtures/models/siglip_vision/expected.safetensors");
+    const STTensor *tp = st_find(ex, "pixel_values"), *tdp = st_find(ex, "dpooled"), *tdh = st_find(ex, "dhidden");
+    const int B = (int)tp->shape[0], N = mc.vision.n_tokens, C = mc.cfg.hidden;
+    float *pixels = xmalloc(sizeof(float) * tp->numel), *dp = xmalloc(sizeof(float) * tdp->numel), *dh = xmalloc(sizeof(float) * tdh->numel);
+    st_to_f32(tp, pixels);
+    st_to_f32(tdp, dp);
+    st_to_f32(tdh, dh);
+    SiglipVisionActs ac, ag;
+    siglip_vision_acts_init(&ac, &mc, B, 1);
+    siglip_vision_acts_init(&ag, &mg, B, 1);
+    siglip_vision_forward(&mc, &ac, pixels, B);
+    siglip_vision_forward(&mg, &ag, pixels, B);
+    Buf hid = buf_view(ac.v.post, ag.v.post, (size_t)B * N * C), pool = buf_view(ac.v.pooled, ag.v.pooled, (size_t)B * C);
+    EXPECT_CLOSE(hid, TOL_MODEL_LOGITS, "siglip_vision last_hidden_state");
+    EXPECT_CLOSE(pool, TOL_MODEL_LOGITS, "siglip_vision pooler_output");
+    siglip_vision_backward(&mc, &ac, dp, dh, B);
+    siglip_vision_backward(&mg, &ag, dp, dh, B);
+    Buf gb = buf_view(mc.ps.grad, mg.ps.grad, mc.ps.numel);
+    EXPECT_CLOSE(gb, TOL_MODEL_GRADS, "siglip_vision gradients");
+    EXPECTF(buf_err_l2(&gb) <= TOL_MODEL_GRADS_L2, "siglip_vision gradients: L2-relative error %.3g", buf_err_l2(&gb));
+    printf("      siglip_vision: hidden %.2e, pooled %.2e, gradients %.2e (L2 %.2e) max-relative\n", buf_err(&hid), buf_err(&pool),
+           buf_err(&gb), buf_err_l2(&gb));
+    free(pixels); free(dp); free(dh);
+    siglip_vision_acts_free(&ac); siglip_vision_acts_free(&ag);
+    siglip_vision_free(&mc); siglip_vision_free(&mg);
+    st_close(ex);
+}
 
 // Every recipe trains on the GPU; its first step's loss and the mean row log-prob equal the CPU run's.
 TEST(cuda_train_recipes_match_cpu) {
@@ -1056,11 +1148,13 @@ TEST(cuda_attention_decode) {
 
 // Prefill and cached decode steps on the GPU against the CPU running the GPU's weights (bf16-rounded in the
 // bf16 build), with the same forced tokens on both (greedy choices could differ at near-ties under bf16).
-TEST(cuda_generate_matches_cpu) {
-    const char *dir = "tests/fixtures/models/llava_gqa";
+static void check_generate_on_gpu(const char *name) {
+    char dir[256], exp[300];
+    snprintf(dir, sizeof(dir), "tests/fixtures/models/%s", name);
+    snprintf(exp, sizeof(exp), "%s/expected.safetensors", dir);
     Llava mc, mg;
     load_cpu_gpu_pair(dir, (LlavaTrainable){0, 0, 0}, &mc, &mg);
-    SafeTensors *ex = st_open_or_die("tests/fixtures/models/llava_gqa/expected.safetensors");
+    SafeTensors *ex = st_open_or_die(exp);
     const STTensor *tpx = st_get(ex, "pixel_values");
     float *pixels = xmalloc(sizeof(float) * tpx->numel);
     st_to_f32(tpx, pixels);
@@ -1080,7 +1174,7 @@ TEST(cuda_generate_matches_cpu) {
     gen_prefill(&gg, &bt, slot_of_row);
     // the whole-model tolerance of cuda_model_*: in bf16, activations and the KV cache round at each layer
     double l2 = buf_err_l2(&lg);
-    printf("      cached generation on the GPU, L2-relative logits error: prefill %.2e, decode steps", l2);
+    printf("      %s: cached generation on the GPU, L2-relative logits error: prefill %.2e, decode steps", name, l2);
     EXPECT_CLOSE(lg, TOL_MODEL_LOGITS, "prefill logits");
     for (int step = 0; step < 6; step++) {
         int slots[2] = {0, 1}, toks[2] = {3 + step, 40 + 3 * step};
@@ -1093,6 +1187,11 @@ TEST(cuda_generate_matches_cpu) {
     gen_free(&gc); gen_free(&gg);
     llava_free(&mc); llava_free(&mg);
     free(pixels);
+}
+
+TEST(cuda_generate_matches_cpu) {
+    check_generate_on_gpu("llava_gqa");
+    check_generate_on_gpu("llava_siglip_qwen2");  // q/k/v biases without an o bias through the decode kernels
 }
 
 // The "ids" lists of two vlm sample outputs (or fixtures), record by record: how many records, how many
@@ -1125,10 +1224,10 @@ static IdsAgreement compare_sample_ids(const char *p, const char *q) {
 // guarantee margins of 1e-3): the agreement is reported, and a majority of first tokens must agree (garbage
 // would not). In the fp32 build, whose logits differ from the CPU's and transformers' far below those
 // margins, every token of every record must agree with both.
-TEST(cuda_sample_cli) {
-    const char *args = "sample --model tests/fixtures/models/llava_gqa --data tests/fixtures/models/llava_gqa/generate_records.jsonl "
-                       "--max-new-tokens 12 --batch 3 --device ";
-    char cmd[512], *gpu, *cpu, *err;
+static void check_sample_cli(const char *name) {
+    char args[512], cmd[600], path[256], *gpu, *cpu, *err;
+    snprintf(args, sizeof(args), "sample --model tests/fixtures/models/%s --data tests/fixtures/models/%s/generate_records.jsonl "
+             "--max-new-tokens 12 --batch 3 --device ", name, name);
     snprintf(cmd, sizeof(cmd), "%scuda", args);
     int rc = test_run_vlm(cmd, &gpu, &err);
     EXPECTF(rc == 0, "exit %d: %s", rc, err);
@@ -1136,7 +1235,8 @@ TEST(cuda_sample_cli) {
     snprintf(cmd, sizeof(cmd), "%scpu", args);
     rc = test_run_vlm(cmd, &cpu, &err);
     EXPECTF(rc == 0, "exit %d: %s", rc, err);
-    char *want = read_file("tests/fixtures/models/llava_gqa/generate_expected.jsonl", NULL);
+    snprintf(path, sizeof(path), "tests/fixtures/models/%s/generate_expected.jsonl", name);
+    char *want = read_file(path, NULL);
     const IdsAgreement tf = compare_sample_ids(gpu, want), cb = compare_sample_ids(gpu, cpu);
     EXPECT_INT_EQ(tf.records, 5);
     EXPECT_INT_EQ(cb.records, 5);
@@ -1146,18 +1246,25 @@ TEST(cuda_sample_cli) {
     EXPECTF(cb.identical == 5, "greedy output on the GPU differs from the CPU backend's in %d of 5 records", 5 - cb.identical);
     EXPECTF(tf.identical == 5, "greedy output on the GPU differs from transformers' in %d of 5 records", 5 - tf.identical);
 #endif
-    printf("      vlm sample --device cuda: %d of 5 first tokens and a common prefix of %d tokens with transformers;\n"
+    printf("      vlm sample --device cuda, %s: %d of 5 first tokens and a common prefix of %d tokens with transformers;\n"
            "      %d of 5 records token for token the CPU backend's (common prefix %d tokens)\n",
-           tf.first_ok, tf.same_prefix, cb.identical, cb.same_prefix);
+           name, tf.first_ok, tf.same_prefix, cb.identical, cb.same_prefix);
     free(gpu); free(cpu); free(err); free(want);
 }
 
-TEST(cuda_logprobs_cli) {
-    char *out, *err;
-    int rc = test_run_vlm("logprobs --model tests/fixtures/models/llava_gqa --data tests/fixtures/models/llava_gqa/records.jsonl --device cuda",
-                          &out, &err);
+TEST(cuda_sample_cli) {
+    check_sample_cli("llava_gqa");
+    check_sample_cli("llava_siglip_qwen2");
+}
+
+static void check_logprobs_cli(const char *name) {
+    char *out, *err, cmd[512], path[256];
+    snprintf(cmd, sizeof(cmd), "logprobs --model tests/fixtures/models/%s --data tests/fixtures/models/%s/records.jsonl --device cuda",
+             name, name);
+    int rc = test_run_vlm(cmd, &out, &err);
     EXPECTF(rc == 0, "exit %d: %s", rc, err);
-    char *want = read_file("tests/fixtures/models/llava_gqa/logprobs_expected.jsonl", NULL);
+    snprintf(path, sizeof(path), "tests/fixtures/models/%s/logprobs_expected.jsonl", name);
+    char *want = read_file(path, NULL);
     const char *p = out, *q = want;
     int n = 0;
     double worst = 0;
@@ -1167,9 +1274,14 @@ TEST(cuda_logprobs_cli) {
         p++; q++; n++;
     }
     EXPECT_INT_EQ(n, 5);
-    EXPECTF(worst <= TOL_TRANSFORMERS, "logprobs on the GPU (%s) differ from transformers by %.3g relative",
+    EXPECTF(worst <= TOL_TRANSFORMERS, "%s: logprobs on the GPU (%s) differ from transformers by %.3g relative", name,
             GPU_ACT_NAME, worst);
-    printf("      vlm logprobs --device cuda: worst relative difference to transformers %.2e\n", worst);
+    printf("      vlm logprobs --device cuda, %s: worst relative difference to transformers %.2e\n", name, worst);
     free(out); free(err); free(want);
+}
+
+TEST(cuda_logprobs_cli) {
+    check_logprobs_cli("llava_gqa");
+    check_logprobs_cli("llava_siglip_qwen2");  // SigLIP tower and preprocessing, Qwen2 decoder
 }
 #endif

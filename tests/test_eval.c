@@ -7,9 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../eval/amber.h"
 #include "../eval/answers.h"
 #include "../eval/chair.h"
+#include "../eval/choice.h"
 #include "../eval/csv.h"
+#include "../eval/cvbench.h"
 #include "../eval/mmvp.h"
 #include "../eval/pope.h"
 #include "../eval/qa.h"
@@ -624,35 +627,35 @@ TEST(eval_csv_reader) {
 }
 
 TEST(eval_mmvp_graders) {
-    MmvpOptions o;
-    mmvp_options_parse("(a) Open (b) Closed", &o);
+    ChoiceOptions o;
+    choice_options_parse("(a) Open (b) Closed", &o);
     EXPECT_INT_EQ(o.n_options, 2);
     EXPECT(o.letters[0] == 'a' && o.letters[1] == 'b');
     EXPECT(!strcmp(o.texts[0], "Open") && !strcmp(o.texts[1], "Closed"));
     // S-VCO's first-4 rule: the first 4 characters, parentheses and spaces removed, equal the cleaned label.
-    EXPECT(mmvp_first4_correct("(a) Open", "(a)"));      // "(a) " -> "a"
-    EXPECT(mmvp_first4_correct("A", "(a)"));
-    EXPECT(mmvp_first4_correct("  (A)", "(a)"));
-    EXPECT(!mmvp_first4_correct("a. Open", "(a)"));      // "a.op" -> "a.op"
-    EXPECT(!mmvp_first4_correct("The answer is (a)", "(a)"));
-    EXPECT(!mmvp_first4_correct("(b)", "(a)"));
-    EXPECT(!mmvp_first4_correct("Open", "(a)"));
+    EXPECT(choice_first4_correct("(a) Open", "(a)"));      // "(a) " -> "a"
+    EXPECT(choice_first4_correct("A", "(a)"));
+    EXPECT(choice_first4_correct("  (A)", "(a)"));
+    EXPECT(!choice_first4_correct("a. Open", "(a)"));      // "a.op" -> "a.op"
+    EXPECT(!choice_first4_correct("The answer is (a)", "(a)"));
+    EXPECT(!choice_first4_correct("(b)", "(a)"));
+    EXPECT(!choice_first4_correct("Open", "(a)"));
     // the letter rule
-    EXPECT(mmvp_parse_letter("(a) Open", &o) == 'a');
-    EXPECT(mmvp_parse_letter("The answer is (b).", &o) == 'b');
-    EXPECT(mmvp_parse_letter("B", &o) == 'b');
-    EXPECT(mmvp_parse_letter(" b. ", &o) == 'b');
-    EXPECT(mmvp_parse_letter("A. Open", &o) == 'a');
-    EXPECT(mmvp_parse_letter("b) Closed", &o) == 'b');
-    EXPECT(mmvp_parse_letter("The answer is B", &o) == 'b');
-    EXPECT(mmvp_parse_letter("Option A is right", &o) == 'a');
-    EXPECT(mmvp_parse_letter("The wings are closed.", &o) == 'b');
-    EXPECT(mmvp_parse_letter("A butterfly with open wings", &o) == 'a');  // the article is not option A
-    EXPECT(mmvp_parse_letter("(a) or (b)", &o) == 0);                     // ambiguous
-    EXPECT(mmvp_parse_letter("Open or closed, hard to say", &o) == 0);
-    EXPECT(mmvp_parse_letter("", &o) == 0);
-    EXPECT(mmvp_parse_letter("Reopened", &o) == 0);                       // whole words only
-    mmvp_options_free(&o);
+    EXPECT(choice_parse_letter("(a) Open", &o) == 'a');
+    EXPECT(choice_parse_letter("The answer is (b).", &o) == 'b');
+    EXPECT(choice_parse_letter("B", &o) == 'b');
+    EXPECT(choice_parse_letter(" b. ", &o) == 'b');
+    EXPECT(choice_parse_letter("A. Open", &o) == 'a');
+    EXPECT(choice_parse_letter("b) Closed", &o) == 'b');
+    EXPECT(choice_parse_letter("The answer is B", &o) == 'b');
+    EXPECT(choice_parse_letter("Option A is right", &o) == 'a');
+    EXPECT(choice_parse_letter("The wings are closed.", &o) == 'b');
+    EXPECT(choice_parse_letter("A butterfly with open wings", &o) == 'a');  // the article is not option A
+    EXPECT(choice_parse_letter("(a) or (b)", &o) == 0);                     // ambiguous
+    EXPECT(choice_parse_letter("Open or closed, hard to say", &o) == 0);
+    EXPECT(choice_parse_letter("", &o) == 0);
+    EXPECT(choice_parse_letter("Reopened", &o) == 0);                       // whole words only
+    choice_options_free(&o);
 }
 
 TEST(eval_mmvp_pairs_by_hand) {
@@ -1089,4 +1092,467 @@ TEST(eval_verdict_and_score) {
     EXPECT(test_run_vlm(args, &out, &err) != 0);
     EXPECTF(err && strstr(err, "the table has no metric 'qa.nope'"), "%s", err);
     free(out); free(err); free(t);
+}
+
+// ---- CV-Bench ---------------------------------------------------------------------------------------
+
+TEST(eval_choice_cambrian_extract) {
+    // Cambrian-1's extract_mcq_answer: lowercase, strip, keep what follows "answer is" / "answer is:" /
+    // "answer:", strip, drop a trailing '.', a leading '(' and a trailing ')', keep the first character.
+    static const char *const cases[][3] = {
+        // response, ADE20K/COCO variant, Omni3D variant
+        {"(C) 1", "c", "c"},
+        {"The answer is (A).", "a", "a"},
+        {"Answer: B,", "b", "b"},
+        {"b", "b", "b"},
+        {"  (d)  ", "d", "d"},
+        {"above", "a", "a"},                 // any word reads as its first letter
+        {"", "", ""},
+        {"()", "", ""},
+        {".", "", ""},
+        {"answer is: c", ":", ":"},          // "answer is" splits first, leaving ": c"
+        {"the answer is a. the answer is b", "b", "b"},  // after the last occurrence
+        {"x:", "x", "x"},
+        {":", ":", ""},                      // the Omni3D variant strips ':' and ','
+        {"\xC3\x89t\xC3\xA9", "\xC3\x89", "\xC3\x89"},  // the first code point (bytes >= 0x80 are not lowercased)
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        for (int omni = 0; omni < 2; omni++) {
+            char *got = choice_cambrian_extract(cases[i][0], omni);
+            EXPECTF(!strcmp(got, cases[i][1 + omni]), "\"%s\" (%s): got \"%s\", expected \"%s\"", cases[i][0],
+                    omni ? "Omni3D" : "ADE20K", got, cases[i][1 + omni]);
+            free(got);
+        }
+    ChoiceOptions o;
+    const char *texts[2] = {"x", "y"};
+    EXPECT(choice_options_from_list(texts, 2, &o));
+    EXPECT(choice_cambrian_correct("y", "(B)", &o, 1));   // Omni3D: the option text itself counts
+    EXPECT(!choice_cambrian_correct("y", "(B)", &o, 0));
+    EXPECT(choice_cambrian_correct("B) y", "(B)", &o, 0));
+    EXPECT_INT_EQ(choice_label_letter("(C)"), 'c');
+    EXPECT_INT_EQ(choice_label_letter(" b "), 'b');
+    EXPECT_INT_EQ(choice_label_letter("(AB)"), 0);
+    EXPECT_INT_EQ(choice_label_letter("(1)"), 0);
+    choice_options_free(&o);
+}
+
+// tests/fixtures/cvbench: 11 questions (ADE20K 0-2, COCO 3-5, Omni3D 6-10) and these answers:
+//   i  source  task      label  choices          answer                  first4  cambrian  letter
+//   0  ADE20K  Count     (C)    3 2 1 0          "(C) 1"                 yes     yes       yes
+//   1  ADE20K  Count     (A)    4 5 8            "The answer is (A)."    no      yes       yes
+//   2  ADE20K  Relation  (B)    left right       "It is hard to tell."   no      no        no (unparseable)
+//   3  COCO    Count     (D)    2 4 3 1          "D"                     yes     yes       yes
+//   4  COCO    Relation  (A)    above below      "(A) above"             yes     yes       yes
+//   5  COCO    Count     (B)    0 1 2            "b. 1"                  no      yes       yes
+//   6  Omni3D  Depth     (A)    lamp chair       "(A)"                   yes     yes       yes
+//   7  Omni3D  Distance  (B)    table sofa       "B"                     yes     yes       yes
+//   8  Omni3D  Depth     (B)    x y              "y"                     no      yes (text) yes (text)
+//   9  Omni3D  Distance  (A)    bed desk         "I think it is the bed." no     no        yes (text)
+//  10  Omni3D  Distance  (B)    door window      "Answer: B,"            no      yes       yes
+// first4:   ADE20K 1/3, COCO 2/3, Omni3D 2/5; 2D = 1/2, 3D = 2/5, CV-Bench = 0.45; all 5/11
+// cambrian: ADE20K 2/3, COCO 3/3, Omni3D 4/5; 2D = 5/6, 3D = 4/5, CV-Bench = 49/60; all 9/11
+// letter:   ADE20K 2/3, COCO 3/3, Omni3D 5/5; 2D = 5/6, 3D = 1, CV-Bench = 11/12; all 10/11
+// Tasks under first4: Count 2/4, Relation 1/2, Depth 1/2, Distance 1/3.
+#define CVB_Q "tests/fixtures/cvbench/questions.jsonl"
+#define CVB_A "tests/fixtures/cvbench/answers.jsonl"
+
+TEST(eval_cvbench_by_hand) {
+    static const char *const rules[3] = {"first4", "cambrian", "letter"};
+    const double want[3][7] = {
+        // ADE20K, COCO, Omni3D, 2D, 3D, CV-Bench, all
+        {1.0 / 3, 2.0 / 3, 2.0 / 5, 0.5, 0.4, 0.45, 5.0 / 11},
+        {2.0 / 3, 1.0, 4.0 / 5, 5.0 / 6, 0.8, 49.0 / 60, 9.0 / 11},
+        {2.0 / 3, 1.0, 1.0, 5.0 / 6, 1.0, 11.0 / 12, 10.0 / 11},
+    };
+    for (int k = 0; k < 3; k++) {
+        char *outp = path_join(test_tmpdir(), "cvbench.json"), args[1024], *out, *err;
+        snprintf(args, sizeof(args), "eval cvbench --questions %s --answers %s --rule %s --out %s", CVB_Q, CVB_A, rules[k], outp);
+        int rc = test_run_vlm(args, &out, &err);
+        EXPECTF(rc == 0, "exit %d: %s", rc, err);
+        EXPECTF(strstr(out, "CV-Bench (mean of 2D and 3D)") != NULL, "%s", out);
+        cJSON *j = read_json(outp);
+        if (j) {
+            const cJSON *m = at(j, "metrics");
+            EXPECT_NEAR(num(m, "by_source", "ADE20K", "accuracy", NULL), want[k][0], 1e-12);
+            EXPECT_NEAR(num(m, "by_source", "COCO", "accuracy", NULL), want[k][1], 1e-12);
+            EXPECT_NEAR(num(m, "by_source", "Omni3D", "accuracy", NULL), want[k][2], 1e-12);
+            EXPECT_NEAR(num(m, "accuracy_2d", NULL), want[k][3], 1e-12);
+            EXPECT_NEAR(num(m, "accuracy_3d", NULL), want[k][4], 1e-12);
+            EXPECT_NEAR(num(m, "cv_bench", NULL), want[k][5], 1e-12);
+            EXPECT_NEAR(num(m, "accuracy", NULL), want[k][6], 1e-12);
+            EXPECT_NEAR(num(m, "unparseable", NULL), 1, 0);
+            EXPECT_STRS(at(at(j, "items"), "ids"), "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10");
+            if (k == 0) {
+                EXPECT_NEAR(num(m, "by_task", "Count", "accuracy", NULL), 0.5, 1e-12);
+                EXPECT_NEAR(num(m, "by_task", "Relation", "accuracy", NULL), 0.5, 1e-12);
+                EXPECT_NEAR(num(m, "by_task", "Depth", "accuracy", NULL), 0.5, 1e-12);
+                EXPECT_NEAR(num(m, "by_task", "Distance", "accuracy", NULL), 1.0 / 3, 1e-12);
+                EXPECT_INTS(at(at(j, "items"), "correct"), 1, 0, 0, 1, 1, 0, 1, 1, 0, 0, 0);
+            }
+            cJSON_Delete(j);
+        }
+        free(out); free(err); free(outp);
+    }
+}
+
+// The official graders' verdicts and aggregates on the same files (tests/fixtures/cvbench/official.json,
+// written by tests/ref/cvbench_official.py running S-VCO's cvbench_rule_grader.py and Cambrian-1's
+// {ade,coco,omni}_test.py).
+TEST(eval_cvbench_matches_official_graders) {
+    char *text = read_file("tests/fixtures/cvbench/official.json", NULL);
+    cJSON *off = cJSON_Parse(text);
+    free(text);
+    if (!off) { test_fail(__FILE__, __LINE__, "official.json does not parse"); return; }
+    static const char *const rules[2] = {"first4", "cambrian"};
+    for (int k = 0; k < 2; k++) {
+        const char *qs[1] = {CVB_Q}, *as[1] = {CVB_A};
+        CvbenchResult r;
+        int match[1];
+        cvbench_eval_files(qs, as, 1, k ? CVBENCH_RULE_CAMBRIAN : CVBENCH_RULE_FIRST4, &r, NULL, match);
+        const cJSON *o = at(off, rules[k]), *correct = at(o, "correct");
+        EXPECT_INT_EQ(cJSON_GetArraySize(correct), r.n);
+        for (int i = 0; i < r.n && i < cJSON_GetArraySize(correct); i++)
+            EXPECTF(cJSON_IsTrue(cJSON_GetArrayItem(correct, i)) == r.item_correct[i], "%s, question %d: official %d, vlm %d",
+                    rules[k], i, cJSON_IsTrue(cJSON_GetArrayItem(correct, i)), r.item_correct[i]);
+        for (int s = 0; s < r.n_sources; s++)
+            EXPECT_NEAR((double)r.sources[s].correct / r.sources[s].n, num(o, "by_source", r.sources[s].name, NULL), 1e-15);
+        for (int t = 0; k == 0 && t < r.n_tasks; t++)
+            EXPECT_NEAR((double)r.tasks[t].correct / r.tasks[t].n, num(o, "by_task", r.tasks[t].name, NULL), 1e-15);
+        EXPECT_NEAR(r.acc_2d, num(o, "accuracy_2d", NULL), 1e-15);
+        EXPECT_NEAR(r.acc_3d, num(o, "accuracy_3d", NULL), 1e-15);
+        EXPECT_NEAR(r.combined, num(o, "cv_bench", NULL), 1e-15);
+        cvbench_result_free(&r);
+    }
+    cJSON_Delete(off);
+}
+
+TEST(eval_cvbench_errors_and_partial_files) {
+    // only the 2D questions: 2D and the per-source numbers, no 3D or CV-Bench number
+    char *q2d = test_write_tmp("cvb_2d.jsonl",
+        "{\"idx\": 0, \"task\": \"Count\", \"source\": \"ADE20K\", \"choices\": [\"1\", \"2\"], \"answer\": \"(A)\"}\n"
+        "{\"idx\": 1, \"task\": \"Count\", \"source\": \"COCO\", \"choices\": [\"1\", \"2\"], \"answer\": \"(B)\"}\n");
+    // by question_id, shuffled: question 0 <- "(A)" right, question 1 <- "(A)" wrong; 2D = (1 + 0) / 2
+    char *a2d = test_write_tmp("cvb_2d_a.jsonl", "{\"question_id\": 1, \"text\": \"(A)\"}\n{\"question_id\": 0, \"text\": \"(A)\"}\n");
+    char *outp = path_join(test_tmpdir(), "cvb_2d.json"), args[2048], *out, *err;
+    snprintf(args, sizeof(args), "eval cvbench --questions %s --answers %s --out %s", q2d, a2d, outp);
+    int rc = test_run_vlm(args, &out, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    EXPECTF(strstr(out, "needs Omni3D questions") != NULL && strstr(out, "question_id") != NULL, "%s", out);
+    cJSON *j = read_json(outp);
+    if (j) {
+        EXPECT_NEAR(num(j, "metrics", "accuracy_2d", NULL), 0.5, 1e-12);
+        EXPECT(cJSON_IsNull(at(at(j, "metrics"), "cv_bench")));
+        cJSON_Delete(j);
+    }
+    free(out); free(err); free(outp);
+
+    static const struct { const char *line, *want; } bad[] = {
+        {"{\"idx\": 0, \"task\": \"Count\", \"choices\": [\"1\", \"2\"], \"answer\": \"(A)\"}", "cvb_bad.jsonl:2: no \"source\""},
+        {"{\"idx\": 0, \"task\": \"Count\", \"source\": \"COCO\", \"choices\": [\"1\", \"2\"], \"answer\": \"(C)\"}",
+         "cvb_bad.jsonl:2: \"answer\" \"(C)\" does not name one of the 2 choices"},
+        {"{\"idx\": 0, \"task\": \"Count\", \"source\": \"COCO\", \"choices\": \"1, 2\", \"answer\": \"(A)\"}",
+         "cvb_bad.jsonl:2: \"choices\" must be a list"},
+        {"{\"idx\": 0, \"task\": \"Count\", \"source\": \"COCO\", \"choices\": [\"1\", 2], \"answer\": \"(A)\"}",
+         "cvb_bad.jsonl:2: choice 2 is not a string"},
+        {"{\"idx\": 0, \"task\": \"Count\", \"source\": \"COCO\", \"choices\": [\"1\", \"2\"], \"answer\": 1}",
+         "cvb_bad.jsonl:2: \"answer\" must be a non-empty string"},
+        {"{\"idx\": 0.5, \"task\": \"Count\", \"source\": \"COCO\", \"choices\": [\"1\", \"2\"], \"answer\": \"(A)\"}",
+         "cvb_bad.jsonl:2: \"idx\" must be an integer or a string"},
+        {"{\"idx\": 0, \"task\": \"Count\",", "cvb_bad.jsonl:2"},
+    };
+    char *two = test_write_tmp("cvb_two.jsonl", "{\"text\": \"A\"}\n{\"text\": \"B\"}\n");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[1024];
+        snprintf(text, sizeof(text), "{\"idx\": 5, \"task\": \"Depth\", \"source\": \"Omni3D\", \"choices\": [\"a\", \"b\"], \"answer\": \"(A)\"}\n%s\n", bad[i].line);
+        char *q = test_write_tmp("cvb_bad.jsonl", text);
+        snprintf(args, sizeof(args), "eval cvbench --questions %s --answers %s", q, two);
+        expect_cli_error(args, bad[i].want, NULL);
+        free(q);
+    }
+    char *three = test_write_tmp("cvb_three.jsonl", "{\"text\": \"A\"}\n{\"text\": \"B\"}\n{\"text\": \"B\"}\n");
+    snprintf(args, sizeof(args), "eval cvbench --questions %s --answers %s", q2d, three);
+    expect_cli_error(args, "cvb_2d.jsonl has 2 questions", "cvb_three.jsonl has 3 answers", NULL);
+    snprintf(args, sizeof(args), "eval cvbench --questions %s --answers %s --rule guess", q2d, two);
+    expect_cli_error(args, "--rule must be first4, cambrian or letter", NULL);
+    free(q2d); free(a2d); free(two); free(three);
+}
+
+// ---- AMBER ------------------------------------------------------------------------------------------
+
+// tests/fixtures/amber: a 16-word vocabulary (relation.json: person -> man, woman, people; grass -> ground;
+// table -> desk; car -> vehicle, tire; ground -> floor; dog, cat, bird, cup), safe word "floor", hand-made
+// similarities (similar.tsv: cat~dog 0.85, bird~car 0.81, cup~table 0.6 below 0.8), and these answers:
+//  id 1  truth person grass grass, hallu dog car
+//        "Two men and a Dog stand on the grass. A woman sits on the floor near cars."
+//        nouns grass, woman, floor, car ("men" lemmatizes to "men", no object; "Dog" is capitalized: no noun)
+//        grass covers truth 2 (its first copy; the third, the second grass, is never covered), woman covers
+//        person through its association; floor is a safe word; car covers hallu car and is hallucinated
+//        -> 4 nouns, 1 hallucinated, truth 2/3, hallu 1/2
+//  id 2  truth table cup, hallu cat person; "A cat and a bird on the desk, with cups."
+//        cat covers hallu cat, hallucinated; bird hallucinated; desk covers table; cups -> cup covers cup
+//        -> 4 nouns, 2 hallucinated, truth 2/2, hallu 1/2
+//  id 3  truth dog, hallu bird; "A cat on the ground, and a car."
+//        cat ~ dog (0.85) covers dog, grounded; ground hallucinated; car ~ bird (0.81) covers bird, and is
+//        hallucinated (nothing in the truth is like it) -> 3 nouns, 2 hallucinated, truth 1/1, hallu 1/1
+//  id 12 truth cup, hallu cat; "Nothing much." -> no nouns, truth 0/1, hallu 0/1
+// CHAIR 5/11 = 45.45%, Cover 5/7 = 71.43%, Hal 3/4 = 75%, Cog 3/6 = 50%.
+// Questions ("No" positive; exact parser: only "Yes"/"No" as written):
+//   4 existence no "No" tp; 5 existence yes "Yes" right; 11 existence no "Yes" wrong;
+//   6 state yes "No" wrong (answered no); 7 number no "No." neither; 8 action no "No" tp;
+//   9 relation yes "yes" neither; 10 relation no "No" tp.
+//   all: n 8, right 4, truth no 5, answered no 4, tp 3 -> acc 1/2, P 3/4, R 3/5, F1 2/3
+//   existence: n 3, right 2, truth no 2, answered no 1, tp 1 -> acc 2/3, P 1, R 1/2, F1 2/3
+//   attribute: n 3, right 1, truth no 2, answered no 2, tp 1 -> 1/3, 1/2, 1/2, 1/2
+//   relation: n 2, right 1, truth no 1, answered no 1, tp 1 -> 1/2, 1, 1, 1
+// With --parser strict "No." and "yes" are read: all right 6, answered no 5, tp 4 -> 3/4, 4/5, 4/5, 4/5.
+#define AMBER_FIX "tests/fixtures/amber"
+#define AMBER_ARGS "eval amber --data " AMBER_FIX " --nouns eval/data/amber_nouns.tsv --similar " AMBER_FIX "/similar.tsv"
+
+static const cJSON *amber_dim(const cJSON *j, const char *dim) { return at(at(at(j, "metrics"), "discriminative"), dim); }
+
+TEST(eval_amber_by_hand) {
+    char *outp = path_join(test_tmpdir(), "amber.json"), args[1024], *out, *err;
+    snprintf(args, sizeof(args), AMBER_ARGS " --answers " AMBER_FIX "/answers.json --out %s", outp);
+    int rc = test_run_vlm(args, &out, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    EXPECTF(strstr(out, "2 responses are neither \"Yes\" nor \"No\"") != NULL, "%s", out);
+    EXPECTF(err[0] == 0, "no warning expected: %s", err);  // every object is in the noun table
+    cJSON *j = read_json(outp);
+    if (j) {
+        const cJSON *g = at(at(j, "metrics"), "generative");
+        EXPECT_NEAR(num(g, "chair", NULL), 5.0 / 11, 1e-12);
+        EXPECT_NEAR(num(g, "cover", NULL), 5.0 / 7, 1e-12);
+        EXPECT_NEAR(num(g, "hal", NULL), 0.75, 1e-12);
+        EXPECT_NEAR(num(g, "cog", NULL), 0.5, 1e-12);
+        EXPECT_NEAR(num(g, "nouns", NULL), 11, 0);
+        const struct { const char *dim; double acc, p, r, f1; int other; } want[] = {
+            {"all", 0.5, 0.75, 0.6, 2.0 / 3, 2}, {"existence", 2.0 / 3, 1, 0.5, 2.0 / 3, 0},
+            {"attribute", 1.0 / 3, 0.5, 0.5, 0.5, 1}, {"state", 0, 0, 0, 0, 0}, {"number", 0, 0, 0, 0, 1},
+            {"action", 1, 1, 1, 1, 0}, {"relation", 0.5, 1, 1, 1, 1}};
+        for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+            const cJSON *d = amber_dim(j, want[k].dim);
+            EXPECTF(d != NULL, "no %s", want[k].dim);
+            EXPECT_NEAR(num(d, "accuracy", NULL), want[k].acc, 1e-12);
+            EXPECT_NEAR(num(d, "precision", NULL), want[k].p, 1e-12);
+            EXPECT_NEAR(num(d, "recall", NULL), want[k].r, 1e-12);
+            EXPECT_NEAR(num(d, "f1", NULL), want[k].f1, 1e-12);
+            EXPECT_NEAR(num(d, "neither_yes_nor_no", NULL), want[k].other, 0);
+        }
+        // the per-answer record of caption 1: which nouns, which covered
+        const cJSON *per = at(j, "per_item"), *c1 = cJSON_GetArrayItem(per, 1);
+        EXPECT_NEAR(num(c1, "id", NULL), 1, 0);
+        EXPECT_STRS(at(c1, "nouns"), "grass", "woman", "floor", "car");
+        EXPECT_STRS(at(c1, "hallucinated"), "car");
+        EXPECT_STRS(at(c1, "truth_covered"), "person", "grass");
+        EXPECT_STRS(at(c1, "hallu_covered"), "car");
+        EXPECT_STRS(at(at(j, "items"), "ids"), "3", "1", "12", "2", "11", "4", "5", "6", "7", "8", "9", "10");
+        EXPECT_INTS(at(at(j, "items"), "correct"), -1, -1, -1, -1, 0, 1, 1, 0, 0, 1, 0, 1);
+        EXPECT_INTS(at(at(j, "items"), "hallucinated"), 2, 1, 0, 2, -1, -1, -1, -1, -1, -1, -1, -1);
+        cJSON_Delete(j);
+    }
+    free(out); free(err);
+
+    // --parser strict reads "No." and "yes"
+    snprintf(args, sizeof(args), AMBER_ARGS " --answers " AMBER_FIX "/answers.json --parser strict --out %s", outp);
+    rc = test_run_vlm(args, &out, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    j = read_json(outp);
+    if (j) {
+        const cJSON *d = amber_dim(j, "all");
+        EXPECT_NEAR(num(d, "accuracy", NULL), 0.75, 1e-12);
+        EXPECT_NEAR(num(d, "precision", NULL), 0.8, 1e-12);
+        EXPECT_NEAR(num(d, "recall", NULL), 0.8, 1e-12);
+        EXPECT_NEAR(num(d, "f1", NULL), 0.8, 1e-12);
+        cJSON_Delete(j);
+    }
+    free(out); free(err);
+
+    // without the similarity table: cat is no longer like dog (caption 3's cat is hallucinated, dog not
+    // covered) and car no longer like bird: CHAIR 6/11, Cover 4/7, Hal 3/4, Cog 2/6 (and the noun table is the
+    // default one, eval/data beside the binary)
+    snprintf(args, sizeof(args), "eval amber --data " AMBER_FIX " --answers " AMBER_FIX
+             "/answers.json --out %s", outp);
+    rc = test_run_vlm(args, &out, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    j = read_json(outp);
+    if (j) {
+        const cJSON *g = at(at(j, "metrics"), "generative");
+        EXPECT_NEAR(num(g, "chair", NULL), 6.0 / 11, 1e-12);
+        EXPECT_NEAR(num(g, "cover", NULL), 4.0 / 7, 1e-12);
+        EXPECT_NEAR(num(g, "hal", NULL), 0.75, 1e-12);
+        EXPECT_NEAR(num(g, "cog", NULL), 2.0 / 6, 1e-12);
+        cJSON_Delete(j);
+    }
+    free(out); free(err); free(outp);
+}
+
+// AMBER's inference.py itself on the same files (tests/fixtures/amber/official.json from
+// tests/ref/amber_official.py, its spaCy, POS tagger and Punkt stood in for as that script says): every count
+// it keeps, and every number it prints.
+TEST(eval_amber_matches_official_scorer) {
+    char *text = read_file(AMBER_FIX "/official.json", NULL);
+    cJSON *off = cJSON_Parse(text);
+    free(text);
+    if (!off) { test_fail(__FILE__, __LINE__, "official.json does not parse"); return; }
+    AmberOptions o = {.answers = AMBER_FIX "/answers.json", .annotations = AMBER_FIX "/annotations.json",
+                      .relation = AMBER_FIX "/relation.json", .safe_words = AMBER_FIX "/safe_words.txt",
+                      .nouns = "eval/data/amber_nouns.tsv", .similar = AMBER_FIX "/similar.tsv", .threshold = 0.8};
+    AmberResult r;
+    amber_eval_files(&o, &r, NULL);
+    const cJSON *c = at(off, "counts");
+    const AmberGenCounts *g = &r.gen;
+    EXPECT_NEAR(num(c, "chair_score", NULL), g->hallucinated_nouns, 0);
+    EXPECT_NEAR(num(c, "chair_num", NULL), g->nouns, 0);
+    EXPECT_NEAR(num(c, "safe_cover_score", NULL), g->truth_covered, 0);
+    EXPECT_NEAR(num(c, "safe_cover_num", NULL), g->truth, 0);
+    EXPECT_NEAR(num(c, "hallu_cover_score", NULL), g->hallu_covered, 0);
+    EXPECT_NEAR(num(c, "hallu_cover_num", NULL), g->hallu, 0);
+    EXPECT_NEAR(num(c, "non_hallu_score", NULL), g->captions - g->hallucinated_captions, 0);
+    EXPECT_NEAR(num(c, "non_hallu_num", NULL), g->captions, 0);
+    AmberGenRates gr;
+    amber_gen_official(g, &gr);
+    const cJSON *gt = at(off, "Generative Task");
+    EXPECT_NEAR(num(gt, "CHAIR", NULL), gr.chair, 1e-9);
+    EXPECT_NEAR(num(gt, "Cover", NULL), gr.cover, 1e-9);
+    EXPECT_NEAR(num(gt, "Hal", NULL), gr.hal, 1e-9);
+    EXPECT_NEAR(num(gt, "Cog", NULL), gr.cog, 1e-9);
+    // the script's count prefixes and printed sections for each dimension
+    const struct { AmberDim d; const char *prefix, *section; } dims[] = {
+        {AMBER_DISCRIMINATIVE, "qa", "Descriminative Task"}, {AMBER_EXISTENCE, "ha_qa", "Exsitence"},
+        {AMBER_STATE, "as_qa", "State"}, {AMBER_NUMBER, "an_qa", "Number"}, {AMBER_ACTION, "aa_qa", "Action"},
+        {AMBER_RELATION, "asso_qa", "Relation"}, {AMBER_ATTRIBUTE, NULL, "Attribute"}};
+    for (size_t k = 0; k < sizeof(dims) / sizeof(dims[0]); k++) {
+        const AmberQaCounts *q = &r.dims[dims[k].d];
+        if (dims[k].prefix) {
+            const struct { const char *suffix; int v; } counts[] = {
+                {"correct_score", q->correct}, {"correct_num", q->n}, {"no_score", q->tp}, {"no_num", q->truth_no},
+                {"ans_no_score", q->tp}, {"ans_no_num", q->ans_no}};
+            for (size_t m = 0; m < 6; m++) {
+                char key[64];
+                snprintf(key, sizeof(key), "%s_%s", dims[k].prefix, counts[m].suffix);
+                EXPECTF(num(c, key, NULL) == counts[m].v, "%s: official %g, vlm %d", key, num(c, key, NULL), counts[m].v);
+            }
+        }
+        AmberQaRates qr;
+        amber_qa_official(q, dims[k].d, &qr);
+        const cJSON *s = at(off, dims[k].section);
+        EXPECTF(num(s, "Accuracy", NULL) == qr.accuracy, "%s accuracy: %g vs %g", dims[k].section, num(s, "Accuracy", NULL), qr.accuracy);
+        EXPECTF(num(s, "Precision", NULL) == qr.precision, "%s precision: %g vs %g", dims[k].section, num(s, "Precision", NULL), qr.precision);
+        EXPECTF(num(s, "Recall", NULL) == qr.recall, "%s recall: %g vs %g", dims[k].section, num(s, "Recall", NULL), qr.recall);
+        EXPECTF(num(s, "F1", NULL) == qr.f1, "%s F1: %g vs %g", dims[k].section, num(s, "F1", NULL), qr.f1);
+    }
+    amber_result_free(&r);
+    cJSON_Delete(off);
+}
+
+TEST(eval_amber_answers_by_query_order) {
+    // what vlm sample writes for query.json (no ids, in query order) scores as the id-keyed answers do
+    char *outp = path_join(test_tmpdir(), "amber_q.json"), args[1024], *out, *err;
+    snprintf(args, sizeof(args), AMBER_ARGS " --answers " AMBER_FIX "/answers_sample.jsonl --questions " AMBER_FIX
+             "/query.json --out %s", outp);
+    int rc = test_run_vlm(args, &out, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    EXPECTF(strstr(out, "matched to the queries by order") != NULL, "%s", out);
+    cJSON *j = read_json(outp);
+    if (j) {
+        EXPECT_NEAR(num(j, "metrics", "generative", "chair", NULL), 5.0 / 11, 1e-12);
+        EXPECT_NEAR(num(amber_dim(j, "all"), "f1", NULL), 2.0 / 3, 1e-12);
+        cJSON_Delete(j);
+    }
+    free(out); free(err); free(outp);
+    // without the query file these answers carry no id
+    snprintf(args, sizeof(args), AMBER_ARGS " --answers " AMBER_FIX "/answers_sample.jsonl");
+    expect_cli_error(args, "answers_sample.jsonl:1: the answer has no \"id\"", "--questions", NULL);
+}
+
+TEST(eval_amber_tables_and_lemmas) {
+    AmberVocab v;
+    amber_vocab_load(&v, AMBER_FIX "/relation.json", AMBER_FIX "/safe_words.txt", "eval/data/amber_nouns.tsv",
+                     AMBER_FIX "/similar.tsv", 0.8);
+    EXPECT_INT_EQ(v.n_words, 16);
+    EXPECT_INT_EQ(v.not_in_table, 0);
+    // NLTK's lemmas, as the table keeps them; AMBER's lemmatizer is case-sensitive
+    static const char *const forms[][2] = {
+        {"dogs", "dog"}, {"people", "people"}, {"tires", "tire"}, {"women", "woman"}, {"desks", "desk"},
+        {"cups", "cup"}, {"men", NULL}, {"Dog", NULL}, {"DOG", NULL}, {"doggy", NULL}, {"grasses", "grass"}};
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        int w = amber_noun(&v, forms[i][0]);
+        EXPECTF(forms[i][1] ? w >= 0 && !strcmp(v.words[w], forms[i][1]) : w < 0, "%s -> %s, expected %s", forms[i][0],
+                w >= 0 ? v.words[w] : "(none)", forms[i][1] ? forms[i][1] : "(none)");
+    }
+    const int cat = strmap_get(&v.index, "cat"), dog = strmap_get(&v.index, "dog"), cup = strmap_get(&v.index, "cup"),
+              table = strmap_get(&v.index, "table");
+    EXPECT(amber_similar(&v, cat, dog) && amber_similar(&v, dog, cat) && amber_similar(&v, cup, cup));
+    EXPECT(!amber_similar(&v, cup, table));  // 0.6
+    EXPECT(v.safe[strmap_get(&v.index, "floor")] && !v.safe[cat]);
+    amber_vocab_free(&v);
+    // the released vocabulary's lemmas that differ from the word (tests/ref/make_amber_tables.py's table)
+    char *tsv = read_file("eval/data/amber_nouns.tsv", NULL);
+    EXPECT(strstr(tsv, "\nknives\tknife\n") && strstr(tsv, "\nchildren\tchild\n") && strstr(tsv, "\nmice\tmouse\n"));
+    EXPECT(strstr(tsv, "\nsunglasses\t-\n") != NULL);  // WordNet's shortest lemma is "sunglass", not an object
+    free(tsv);
+
+    // an object the table does not list counts as written, with a warning
+    char *rel = test_write_tmp("amber_rel.json", "{\"zorb\": [], \"dog\": [\"cat\"]}");
+    char *ann = test_write_tmp("amber_ann.json", "[{\"id\": 1, \"type\": \"generative\", \"truth\": [\"dog\"], \"hallu\": [\"zorb\"]}]");
+    char *ans = test_write_tmp("amber_ans.json", "[{\"id\": 1, \"response\": \"A zorb, zorbs and cats.\"}]");
+    char *outp = path_join(test_tmpdir(), "amber_z.json"), args[2048], *out, *err;
+    snprintf(args, sizeof(args), "eval amber --annotations %s --relation %s --safe-words " AMBER_FIX "/safe_words.txt "
+             "--nouns eval/data/amber_nouns.tsv --answers %s --out %s", ann, rel, ans, outp);
+    int rc = test_run_vlm(args, &out, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    EXPECTF(strstr(err, "warning: 1 objects of") != NULL, "%s", err);
+    cJSON *j = read_json(outp);
+    if (j) {  // zorb (as written; not "zorbs") and cats -> cat, an association of dog: 2 nouns, zorb hallucinated
+        const cJSON *c = cJSON_GetArrayItem(at(j, "per_item"), 0);
+        EXPECT_STRS(at(c, "nouns"), "zorb", "cat");
+        EXPECT_STRS(at(c, "hallucinated"), "zorb");
+        EXPECT_STRS(at(c, "truth_covered"), "dog");
+        cJSON_Delete(j);
+    }
+    free(out); free(err); free(outp); free(rel); free(ann); free(ans);
+}
+
+TEST(eval_amber_bad_input) {
+    char args[2048];
+    char *ans = test_write_tmp("amber_e_ans.json", "[{\"id\": 4, \"response\": \"No\"}, {\"id\": 99, \"response\": \"No\"}]");
+    snprintf(args, sizeof(args), AMBER_ARGS " --answers %s", ans);
+    expect_cli_error(args, "amber_e_ans.json:2: id 99 is not annotated in", NULL);
+    char *dup = test_write_tmp("amber_e_dup.json", "[{\"id\": 4, \"response\": \"No\"}, {\"id\": \"4\", \"response\": \"Yes\"}]");
+    snprintf(args, sizeof(args), AMBER_ARGS " --answers %s", dup);
+    expect_cli_error(args, "amber_e_dup.json:2: id 4 is answered twice", NULL);
+    char *noresp = test_write_tmp("amber_e_noresp.json", "[{\"id\": 4, \"answer\": \"No\"}]");
+    snprintf(args, sizeof(args), AMBER_ARGS " --answers %s", noresp);
+    expect_cli_error(args, "amber_e_noresp.json:1: no \"text\"", NULL);
+
+    static const struct { const char *file, *text, *flag, *want; } bad[] = {
+        {"amber_e_ann1.json", "[{\"id\": 1, \"type\": \"generative\", \"truth\": [\"unicorn\"], \"hallu\": []}]", "--annotations",
+         "amber_e_ann1.json: record 1 (id 1): truth object \"unicorn\" is not a key of relation.json"},
+        {"amber_e_ann2.json", "[{\"id\": 4, \"type\": \"discriminative-colour\", \"truth\": \"no\"}]", "--annotations",
+         "amber_e_ann2.json: record 1 (id 4): unknown \"type\" \"discriminative-colour\""},
+        {"amber_e_ann3.json", "[{\"id\": 4, \"type\": \"relation\", \"truth\": \"maybe\"}]", "--annotations",
+         "amber_e_ann3.json: record 1 (id 4): \"truth\" of a yes/no question must be \"yes\" or \"no\""},
+        {"amber_e_ann4.json", "[{\"id\": 4, \"type\": \"relation\", \"truth\": \"no\"}, {\"id\": 4, \"type\": \"relation\", \"truth\": \"no\"}]",
+         "--annotations", "amber_e_ann4.json: record 2 (id 4): the id is annotated twice"},
+        {"amber_e_ann5.json", "[{\"id\": 0, \"type\": \"relation\", \"truth\": \"no\"}]", "--annotations",
+         "amber_e_ann5.json: record 1: \"id\" must be a positive integer"},
+        {"amber_e_ann6.json", "[{\"id\": 1, \"type\": \"generative\", \"truth\": [\"dog\"]}]", "--annotations",
+         "amber_e_ann6.json: record 1 (id 1): \"hallu\" must be a list of objects"},
+        {"amber_e_rel1.json", "{\"dog\": \"puppy\"}", "--relation", "amber_e_rel1.json: \"dog\": expected a list of associated words"},
+        {"amber_e_rel2.json", "{\"dog\": [\n\"puppy\",\n", "--relation", "amber_e_rel2.json:3: invalid JSON"},
+        {"amber_e_nouns.tsv", "# a table\ndogs\tdog\ncats cat\n", "--nouns", "amber_e_nouns.tsv:3: expected \"form<TAB>object\""},
+        {"amber_e_sim.tsv", "cat\tdog\t0.9\ncat\tdog\tvery\n", "--similar", "amber_e_sim.tsv:2: expected \"word<TAB>word<TAB>similarity\""},
+        {"amber_e_sim2.tsv", "cat\tdog\t0.9\ndog\tcat\t0.8\n", "--similar", "amber_e_sim2.tsv:2: the pair dog, cat is listed twice"},
+    };
+    char *good = test_write_tmp("amber_e_good.json", "[{\"id\": 4, \"response\": \"No\"}]");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *f = test_write_tmp(bad[i].file, bad[i].text);
+        snprintf(args, sizeof(args), AMBER_ARGS " --answers %s %s %s", good, bad[i].flag, f);
+        expect_cli_error(args, bad[i].want, NULL);
+        free(f);
+    }
+    snprintf(args, sizeof(args), AMBER_ARGS " --answers %s --parser loose", good);
+    expect_cli_error(args, "--parser must be exact, strict or reference", NULL);
+    expect_cli_error("eval amber --answers x.json", "give --data", NULL);
+    free(ans); free(dup); free(noresp); free(good);
 }

@@ -98,7 +98,7 @@ TEST(fuzz_regression_corpus_replays) {
     EXPECT(replay(fuzz_safetensors, "safetensors") >= 1);
     EXPECT(replay(fuzz_preprocess_config, "preprocess_config") >= 1);
     EXPECT(replay(fuzz_shard, "shard") >= 1);
-    EXPECT(replay(fuzz_eval, "eval") >= 2);
+    EXPECT(replay(fuzz_eval, "eval") >= 7);
     EXPECT(replay(fuzz_state, "state") >= 4);
     EXPECT(replay(fuzz_manifest, "manifest") >= 2);
     // no committed inputs yet for these three (their seeds are the shared tokenizers, 0.5 and 1.3 MB, and the
@@ -112,6 +112,21 @@ TEST(fuzz_regression_corpus_replays) {
     fuzz_hf_tokenizer((const uint8_t *)tiny, n);  // aborts on an id or span out of range
     EXPECTF(fatal_message[0] == 0, "the tiny tokenizer.json: %s", fatal_message);
     free(tiny);
+}
+
+// The AMBER and CV-Bench seeds reach the scoring, not only the refusals: each parses without a fatal.
+TEST(fuzz_eval_benchmark_seeds_pass) {
+    static const char *const seeds[] = {"amber_relation.json", "amber_annotations.json", "amber_nouns.tsv", "amber_similar.tsv", "cvbench.jsonl"};
+    for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+        char *path = path_join("tests/fuzz/seeds/eval", seeds[i]);
+        size_t n;
+        char *data = read_file(path, &n);
+        fatal_message[0] = 0;
+        fuzz_eval((const uint8_t *)data, n);
+        EXPECTF(fatal_message[0] == 0, "%s: %s", seeds[i], fatal_message);
+        free(data);
+        free(path);
+    }
 }
 
 // The checkpoint seeds start the fuzzer on the paths that pass, not only on refusals: every state.json

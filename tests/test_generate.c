@@ -319,6 +319,7 @@ static void check_cache_vs_full(const char *name) {
 TEST(generate_kv_cache_matches_full_forward) {
     check_cache_vs_full("llava_gqa");
     check_cache_vs_full("llava_full");
+    check_cache_vs_full("llava_siglip_qwen2");  // q/k/v biases without an o bias
 }
 
 // ------------------------------------------------------------------------------------------------ driver
@@ -520,6 +521,7 @@ static void check_expected(const char *name, const char *extra) {
 TEST(generate_cli_matches_transformers) {
     check_expected("llava_gqa", "");
     check_expected("llava_full", "");
+    check_expected("llava_siglip_qwen2", "");  // SigLIP tower (its preprocessing of the PNGs), Qwen2 decoder
     char extra[512], *tp = tokenizer_path();
     snprintf(extra, sizeof(extra), "--tokenizer %s", tp);
     check_expected("llava_tok", extra);  // text prompts through vicuna_v1, decoded text
@@ -704,7 +706,7 @@ TEST(generate_cli_errors) {
     snprintf(buf, sizeof(buf), "%s{\"input_ids\": [1, 5,\n", good);
     expect_error("malformed", gqa, buf, "", "records.jsonl:2: malformed JSON");
     expect_error("not_object", gqa, "[1, 2, 3]\n", "", "records.jsonl: record 1: expected a JSON object");
-    expect_error("neither", gqa, "{\"query\": \"hi\"}\n", "", "records.jsonl:1: a record needs \"prompt\" (or \"question\", or POPE's \"text\") or \"input_ids\"");
+    expect_error("neither", gqa, "{\"instruction\": \"hi\"}\n", "", "records.jsonl:1: a record needs \"prompt\" (or \"question\", POPE's \"text\", AMBER's \"query\") or \"input_ids\"");
     expect_error("both", gqa, "{\"prompt\": \"hi\", \"input_ids\": [1]}\n", "", "not both");
     expect_error("empty_ids", gqa, "{\"input_ids\": []}\n", "", "\"input_ids\" is empty");
     expect_error("ids_type", gqa, "{\"input_ids\": [1, 2.5]}\n", "", "array of integers");

@@ -283,6 +283,54 @@ TEST(ops_attention_fd) {
     check_attention(2, 7, 2, 2, 4, 1, NULL, seg);          // tree mask of packed rows
 }
 
+// The layout of SigLIP's attention-pooling head (model/vit.c): one query per image (row b*T of a q buffer at
+// stride C, named by q_rows), keys and values from a separate (B*T, 2C) buffer, no mask. The cotangent is zero
+// off the read rows, as the contract asks of the caller; the gradient of the unread queries must then be 0.
+typedef struct { double *out, *lse, *q, *kv; AttnShape s; } ProbeCtx;
+static void probe_run(void *c_) {
+    ProbeCtx *c = c_;
+    be64()->attention_forward(c->out, c->lse, c->q, c->kv, c->kv + c->s.NH * c->s.HD, &c->s);
+}
+
+TEST(ops_attention_probe_rows_fd) {
+    const int B = 2, T = 5, NH = 2, HD = 4, C = NH * HD;
+    int rows[2] = {0, T};
+    ProbeCtx c = {nan_vec((size_t)B * T * C), nan_vec((size_t)B * NH * T), rand_vec((size_t)B * T * C, 1.5),
+                  rand_vec((size_t)B * T * 2 * C, 1.5), {B, T, NH, NH, HD, C, 2 * C, 0, NULL, NULL, rows, B}};
+    double *r = xcalloc((size_t)B * T * C, sizeof(double));
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < C; i++) r[(size_t)rows[b] * C + i] = urand();
+    Fwd f = {probe_run, &c, c.out, r, (size_t)B * T * C};
+    loss_of(&f);
+    // the read rows against the definition: softmax over the image's T keys of q.k / sqrt(HD), then v
+    double maxerr = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            double sc[8], mx = -INFINITY, z = 0;
+            for (int j = 0; j < T; j++) {
+                sc[j] = 0;
+                for (int d = 0; d < HD; d++) sc[j] += c.q[(size_t)rows[b] * C + h * HD + d] * c.kv[((size_t)b * T + j) * 2 * C + h * HD + d];
+                sc[j] /= sqrt((double)HD);
+                mx = fmax(mx, sc[j]);
+            }
+            for (int j = 0; j < T; j++) z += exp(sc[j] - mx);
+            for (int d = 0; d < HD; d++) {
+                double o = 0;
+                for (int j = 0; j < T; j++) o += exp(sc[j] - mx) / z * c.kv[((size_t)b * T + j) * 2 * C + C + h * HD + d];
+                maxerr = fmax(maxerr, fabs(o - c.out[(size_t)rows[b] * C + h * HD + d]));
+            }
+        }
+    EXPECTF(maxerr < 1e-12, "probe attention forward off by %g", maxerr);
+    double *dq = nan_vec((size_t)B * T * C), *dkv = nan_vec((size_t)B * T * 2 * C);
+    be64()->attention_backward(dq, dkv, dkv + C, r, c.out, c.lse, c.q, c.kv, c.kv + C, &c.s);
+    fd_compare("probe attention dq", &f, c.q, dq, (size_t)B * T * C);
+    fd_compare("probe attention dk, dv", &f, c.kv, dkv, (size_t)B * T * 2 * C);
+    for (int b = 0; b < B; b++)
+        for (int t = 1; t < T; t++)
+            for (int i = 0; i < C; i++) EXPECT(dq[((size_t)b * T + t) * C + i] == 0);
+    free(c.out); free(c.lse); free(c.q); free(c.kv); free(r); free(dq); free(dkv);
+}
+
 // A packed row [prefix][a][b] with segments gives the b tokens exactly what the plain row [prefix][b]
 // gives them (the positions of b restart after the prefix; attention itself does not see positions).
 TEST(ops_attention_packing_equals_separate_rows) {

@@ -6,6 +6,7 @@
 
 #include "../model/clip.h"
 #include "../model/llava.h"
+#include "../model/siglip.h"
 #include "../model/safetensors.h"
 #include "../train/losses.h"
 #include "../util/common.h"
@@ -150,6 +151,9 @@ static void check_llava_fixture(const char *name, ActsMode mode) {
 
 TEST(parity_llava_gqa) { check_llava_fixture("llava_gqa", ACTS_BACKWARD); }
 TEST(parity_llava_full_strategy_hub_layout) { check_llava_fixture("llava_full", ACTS_BACKWARD); }
+// SigLIP towers and Qwen2 decoders (LLaVA-Interleave's kinds): feature layers -1 and -2, "full", untied and tied
+TEST(parity_llava_siglip_qwen2) { check_llava_fixture("llava_siglip_qwen2", ACTS_BACKWARD); }
+TEST(parity_llava_siglip_qwen2_tied_hub_layout) { check_llava_fixture("llava_siglip_qwen2_tied", ACTS_BACKWARD); }
 // activation recomputation: the decoder layers run again in the backward pass, against the same fixtures
 TEST(parity_llava_gqa_recompute) { check_llava_fixture("llava_gqa", ACTS_BACKWARD_RECOMPUTE); }
 
@@ -241,4 +245,43 @@ TEST(parity_clip) {
     clip_acts_free(&a);
     st_close(ex);
     clip_model_free(&m);
+}
+
+// SiglipVisionModel with its pooling head: last_hidden_state, pooler_output and every gradient of a loss on both
+TEST(parity_siglip_vision) {
+    SiglipVision m;
+    siglip_vision_load(&m, &backend_cpu, FIXTURES "siglip_vision", 1);
+    EXPECT(m.vision.has_head);
+    SafeTensors *ex = st_open_or_die(FIXTURES "siglip_vision/expected.safetensors");
+    const int B = (int)st_find(ex, "pixel_values")->shape[0], N = m.vision.n_tokens, C = m.cfg.hidden;
+    float *pixels = ex_f32(ex, "pixel_values", NULL), *want_hidden = ex_f32(ex, "last_hidden_state", NULL);
+    float *want_pooled = ex_f32(ex, "pooler_output", NULL), *dpooled = ex_f32(ex, "dpooled", NULL);
+    float *dhidden = ex_f32(ex, "dhidden", NULL), *want_loss = ex_f32(ex, "loss", NULL);
+    SiglipVisionActs a;
+    siglip_vision_acts_init(&a, &m, B, 1);
+    siglip_vision_forward(&m, &a, pixels, B);
+    float *hidden = xmalloc(sizeof(float) * B * N * C), *pooled = xmalloc(sizeof(float) * B * C);
+    backend_cpu.download_act(hidden, a.v.post, (size_t)B * N * C);
+    backend_cpu.download_act(pooled, a.v.pooled, (size_t)B * C);
+    double e_hidden = rel_err(hidden, want_hidden, (size_t)B * N * C), e_pooled = rel_err(pooled, want_pooled, (size_t)B * C);
+    EXPECTF(e_hidden <= 1e-4, "last_hidden_state: relative error %.3g", e_hidden);
+    EXPECTF(e_pooled <= 1e-4, "pooler_output: relative error %.3g", e_pooled);
+    double loss = 0;
+    for (int i = 0; i < B * C; i++) loss += (double)pooled[i] * dpooled[i];
+    for (int i = 0; i < B * N * C; i++) loss += (double)hidden[i] * dhidden[i];
+    EXPECT_NEAR(loss, want_loss[0], 1e-4 * fabs(want_loss[0]));
+    siglip_vision_backward(&m, &a, dpooled, dhidden, B);
+    printf("      siglip_vision: hidden %.2e, pooled %.2e relative error, loss %.6f (transformers %.6f)\n", e_hidden, e_pooled,
+           loss, want_loss[0]);
+    ParamStore *stores[1] = {&m.ps};
+    compare_grads(stores, 1, ex, siglip_name_candidates, 1e-4);
+    // the embedding helper gives the same pooled rows
+    float *emb = xmalloc(sizeof(float) * B * C);
+    siglip_vision_embed(&m, pixels, B, emb);
+    EXPECTF(!memcmp(emb, pooled, sizeof(float) * B * C), "siglip_vision_embed differs from the forward pass");
+    free(emb); free(hidden); free(pooled); free(pixels); free(want_hidden); free(want_pooled); free(dpooled); free(dhidden);
+    free(want_loss);
+    siglip_vision_acts_free(&a);
+    st_close(ex);
+    siglip_vision_free(&m);
 }

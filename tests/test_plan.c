@@ -45,6 +45,7 @@ typedef struct {
     const char *name;
     const char *recipe;
     int recompute, ref_online, lora_r, train_vision, no_pack, val;
+    const char *model;  // NULL: llava_gqa
 } Case;
 
 // train_run on the CPU (in this process) against the plan of the same settings: the peak bytes must be equal.
@@ -56,7 +57,7 @@ static void check_case(const Case *k) {
     snprintf(out, sizeof(out), "%s/%s-run", test_tmpdir(), k->name);
     TrainConfig c;
     train_config_preset(&c, r);
-    c.model_dir = GQA;
+    c.model_dir = k->model ? k->model : GQA;
     c.data_path = data;
     c.out_dir = out;
     c.device = "cpu";
@@ -92,15 +93,18 @@ static void check_case(const Case *k) {
 
 TEST(plan_equals_cpu_allocations) {
     const Case cases[] = {
-        {"plan_sft", "sft", 0, 0, 0, 0, 0, 0},
-        {"plan_sft_vision_rec", "sft", 1, 0, 0, 1, 0, 0},
-        {"plan_svco_cached_val", "svco", 0, 0, 0, 0, 0, 1},
-        {"plan_svco_online", "svco", 0, 1, 0, 0, 0, 0},
-        {"plan_svco_nopack_rec", "svco", 1, 0, 0, 0, 1, 0},
-        {"plan_dpo_lora_cached", "dpo", 0, 0, 4, 0, 0, 0},
-        {"plan_dpo_lora_online", "dpo", 1, 1, 4, 0, 0, 0},
-        {"plan_mdpo_fixed_cached", "mdpo", 0, 0, 0, 0, 0, 0},
-        {"plan_mdpo_fresh_online", "mdpo", 0, 1, 0, 0, 0, 1},
+        {"plan_sft", "sft", 0, 0, 0, 0, 0, 0, NULL},
+        {"plan_sft_vision_rec", "sft", 1, 0, 0, 1, 0, 0, NULL},
+        {"plan_svco_cached_val", "svco", 0, 0, 0, 0, 0, 1, NULL},
+        {"plan_svco_online", "svco", 0, 1, 0, 0, 0, 0, NULL},
+        {"plan_svco_nopack_rec", "svco", 1, 0, 0, 0, 1, 0, NULL},
+        {"plan_dpo_lora_cached", "dpo", 0, 0, 4, 0, 0, 0, NULL},
+        {"plan_dpo_lora_online", "dpo", 1, 1, 4, 0, 0, 0, NULL},
+        {"plan_mdpo_fixed_cached", "mdpo", 0, 0, 0, 0, 0, 0, NULL},
+        {"plan_mdpo_fresh_online", "mdpo", 0, 1, 0, 0, 0, 1, NULL},
+        // a SigLIP tower (no class token; trained: its activations) and a Qwen2 decoder
+        {"plan_siglip_svco", "svco", 0, 0, 0, 0, 0, 0, "tests/fixtures/models/llava_siglip_qwen2"},
+        {"plan_siglip_sft_vision", "sft", 1, 0, 0, 1, 0, 0, "tests/fixtures/models/llava_siglip_qwen2"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_case(&cases[i]);
 }

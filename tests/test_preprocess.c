@@ -1,5 +1,5 @@
-// The CLIP / LLaVA preprocessing pipeline against transformers' CLIPImageProcessor (PIL backend),
-// and the `vlm preprocess` command.
+// The CLIP / LLaVA / SigLIP preprocessing pipelines against transformers' CLIPImageProcessor and
+// SiglipImageProcessor (PIL backend), and the `vlm preprocess` command.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +115,39 @@ TEST(preprocess_matches_clip_processor) {
     EXPECT(n_cases >= 38);
 }
 
+// SiglipImageProcessor (PIL backend) for every shared image: the square resize without a crop, with its filter,
+// rescale and the 0.5 mean/std, bit for bit (CRC of the float32 values) at 384 and 32 (bicubic) and 45 (bilinear).
+TEST(preprocess_matches_siglip_processor) {
+    cJSON *m = image_manifest();
+    EXPECTF(m, "missing %s/manifest.json: run tests/ref/make_image_fixtures.py", IMAGE_FIXTURES);
+    if (!m) return;
+    const cJSON *e;
+    int n_cases = 0, n_exact = 0;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(m, "images")) {
+        const char *name = json_str(e, "name");
+        char *path = shared_image_path(name);
+        Image *im = image_load_or_die(path, IMAGE_ALPHA_DROP);
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(e, "siglip")) {
+            const int size = (int)json_num(c, "size");
+            PreprocessConfig cfg = preprocess_config_siglip(size);
+            cfg.resample = (Resample)(int)json_num(c, "resample");
+            int h, w;
+            float *px = preprocess_image(&cfg, im, &h, &w);
+            EXPECTF(h == size && w == size, "%s: %dx%d, expected %dx%d", name, w, h, size, size);
+            const int exact = crc32_bytes(px, sizeof(float) * 3 * (size_t)size * size) == (unsigned long)json_num(c, "pixel_values_crc32");
+            EXPECTF(exact, "%s size %d resample %d: not bit-exact with SiglipImageProcessor", name, size, cfg.resample);
+            n_exact += exact;
+            n_cases++;
+            free(px);
+        }
+        image_free(im);
+        free(path);
+    }
+    printf("      %d of %d SigLIP cases bit-exact\n", n_exact, n_cases);
+    EXPECT(n_cases >= 36);
+}
+
 TEST(preprocess_resize_output_size) {
     PreprocessConfig cfg = preprocess_config_clip(336);
     cfg.do_center_crop = 0;
@@ -223,6 +256,21 @@ TEST(preprocess_config_json) {
     int h, w;
     preprocess_output_size(&c, 640, 427, &h, &w);
     EXPECT(h == 384 && w == 384);
+    // LLaVA-Interleave's file (llava-hf/llava-interleave-qwen-7b-hf): no crop or pad fields, so SiglipImageProcessor's
+    // class defaults hold (no center crop), not CLIP's (a 224 crop)
+    const char *interleave = "{\"do_convert_rgb\": null, \"do_normalize\": true, \"do_rescale\": true, \"do_resize\": true,"
+                             " \"image_mean\": [0.5, 0.5, 0.5], \"image_processor_type\": \"SiglipImageProcessor\","
+                             " \"image_std\": [0.5, 0.5, 0.5], \"processor_class\": \"LlavaProcessor\", \"resample\": 3,"
+                             " \"rescale_factor\": 0.00392156862745098, \"size\": {\"height\": 384, \"width\": 384}}";
+    EXPECT(!preprocess_config_parse(&c, interleave, "interleave.json", err, sizeof(err)));
+    EXPECT(c.do_center_crop == 0 && c.shortest_edge == 0 && c.resize_width == 384 && c.resample == RESAMPLE_BICUBIC);
+    preprocess_output_size(&c, 640, 427, &h, &w);
+    EXPECT(h == 384 && w == 384);
+    // a bare SiglipImageProcessor type: every field the class default (224 square, 0.5 mean and std)
+    EXPECT(!preprocess_config_parse(&c, "{\"image_processor_type\": \"SiglipImageProcessor\"}", "s.json", err, sizeof(err)));
+    PreprocessConfig d = preprocess_config_siglip(224);
+    EXPECT(c.resize_height == 224 && c.resize_width == 224 && !c.do_center_crop && c.image_mean[1] == 0.5 && c.image_std[0] == 0.5);
+    EXPECT(c.resample == d.resample && c.rescale_factor == d.rescale_factor && c.do_normalize && c.do_rescale);
     // errors name the file and the field
     const char *bad[][2] = {{"{\"size\": -3}", "\"size\""}, {"{\"crop_size\": \"big\"}", "crop_size"},
                             {"{\"image_mean\": [1, 2]}", "image_mean"}, {"{\"do_resize\": 1}", "do_resize"},
@@ -286,6 +334,19 @@ TEST(preprocess_cli_writes_npy) {
     EXPECT_INT_EQ(test_run_vlm(cmd, NULL, NULL), 0);
     NpyArray a = load_npy_or_fail(out);
     EXPECT(a.ndim == 3 && a.shape[1] == 24 && a.shape[2] == 24);
+    npy_free(&a);
+    // a SigLIP config with --size: the square resize at that size (no crop), equal to the library call
+    const char *sg = "{\"image_processor_type\": \"SiglipImageProcessor\", \"size\": {\"height\": 384, \"width\": 384}}";
+    write_file_atomic(cfgp, sg, strlen(sg));
+    snprintf(cmd, sizeof(cmd), "preprocess --image %s --config %s --size 30 --out %s", img, cfgp, out);
+    EXPECT_INT_EQ(test_run_vlm(cmd, NULL, NULL), 0);
+    a = load_npy_or_fail(out);
+    PreprocessConfig sc = preprocess_config_siglip(30);
+    Image *im = image_load_or_die(img, IMAGE_ALPHA_DROP);
+    float *want = preprocess_image(&sc, im, NULL, NULL);
+    EXPECT(a.ndim == 3 && a.shape[1] == 30 && a.shape[2] == 30 && a.count == 3 * 30 * 30 && !memcmp(a.data, want, a.count * 4));
+    free(want);
+    image_free(im);
     npy_free(&a);
     free(cfgp);
     free(out);

@@ -188,6 +188,22 @@ TEST(user_files_pope_in_sample) {
     EXPECT(vlm(args, NULL, &err) != 0);
     EXPECTF(strstr(err, "answers.jsonl was generated with the prompt suffix"), "message: %s", err);
     free(err); free(answers);
+    // AMBER's query files ("query") and CV-Bench's records (a "prompt" that begins with the "question") as released
+    char *amber = write_in(dir, "q/amber.json", "[{\"id\": 1005, \"image\": \"c.png\", \"query\": \"Is there a circle in the image?\"}]");
+    char *cvb = write_in(dir, "q/cvbench.jsonl", "{\"idx\": 0, \"image\": \"c.png\", \"question\": \"Is there a circle in the image?\", "
+                         "\"prompt\": \"Is there a circle in the image?\\nAnswer with one word.\", \"choices\": [\"yes\", \"no\"]}\n");
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof(args), "sample --model " TOKM " --data %s --tokenizer %s/tokenizers/llama2_tokenizer.model %s "
+                 "--images %s%s", k ? cvb : amber, test_shared_data(), tail, imgs, k ? "" : " --prompt-suffix '\\nAnswer with one word.'");
+        char *o;
+        rc = vlm(args, &o, &err);
+        EXPECTF(rc == 0, "exit %d: %s", rc, err);
+        free(err);
+        char *ids0 = strstr(out[0], "\"ids\":"), *idsk = rc == 0 ? strstr(o, "\"ids\":") : NULL;
+        EXPECTF(ids0 && idsk && !strncmp(ids0, idsk, strcspn(ids0, "]")), "hand-made: %s\nas released: %s", out[0], rc == 0 ? o : "");
+        free(o);
+    }
+    free(amber); free(cvb);
     // vlm data synth's POPE files carry the question as "text" and "prompt": the same text is one prompt,
     // different texts are a guess nobody should make
     char *two = write_in(dir, "q/two.jsonl", "{\"image\": \"c.png\", \"text\": \"Is there a circle?\", \"prompt\": \"Is there a square?\"}\n");

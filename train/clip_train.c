@@ -232,7 +232,7 @@ void clip_train_open(TrainModel *M, const TrainConfig *c, const Backend *be) {
         fprintf(stderr, "train: %s has no weights; random initialization (--init random)\n", c->model_dir);
     } else fatal("%s: no weights (%s); give --init random to start from scratch", c->model_dir, err);
     if (c->vision_from) fatal("vlm train --recipe clip: --vision-from is for a LLaVA (a CLIP trains its own tower)");
-    PreprocessConfig pcfg = records_preprocess_config(c->model_dir, R->m.cfg.vision.image_size);
+    PreprocessConfig pcfg = records_tower_preprocess_config(c->model_dir, &R->m.cfg.vision);
     char *tok = c->tokenizer ? xstrdup(c->tokenizer) : path_join(c->model_dir, "bpe_simple_vocab_16e6.txt.gz");
     clip_data_load(&R->data, c->data_path, &R->m, &pcfg, file_exists(tok) ? tok : NULL, c->images_dir, c->skip_bad);
     if (c->val_path) clip_data_load(&R->val, c->val_path, &R->m, &pcfg, file_exists(tok) ? tok : NULL, c->images_dir, c->skip_bad);

@@ -86,7 +86,7 @@ void memory_report(FILE *f, const Llava *m, const Optimizer *o, const BatchActs 
 double batch_step_flops(const Llava *m, const TrainBatch *tb) {
     const LlavaConfig *c = &m->cfg;
     const double Dv = c->vision.hidden, Fv = c->vision.intermediate, Nv = c->vision.image_size / c->vision.patch_size;
-    const double Pv = Nv * Nv, Tv = Pv + 1, Lv = c->vision_layers_run;
+    const double Pv = Nv * Nv, Tv = vision_config_tokens(&c->vision), Lv = c->vision_layers_run;  // + CLIP's class token
     const double vis = 2 * Pv * 3 * c->vision.patch_size * c->vision.patch_size * Dv +
                        Lv * (8 * Tv * Dv * Dv + 4 * Tv * Dv * Fv + 4 * Tv * Tv * Dv);
     const double D = c->text.hidden, F = c->text.intermediate, L = c->text.layers, Dkv = c->text.kv_heads * c->text.head_dim;

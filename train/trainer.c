@@ -273,7 +273,7 @@ void llava_train_open(TrainModel *M, const TrainConfig *c, const Backend *be) {
     } else fatal("%s: no weights (%s); give --init random to start from the config alone", c->model_dir, probe_err);
     if (c->vision_from && !c->init_random) fatal("vlm train: --vision-from goes with --init random (a model with weights has its tower)");
     const LlavaConfig *cfg = &T->policy.cfg;
-    PreprocessConfig pcfg = records_preprocess_config(c->model_dir, cfg->vision.image_size);
+    PreprocessConfig pcfg = records_tower_preprocess_config(c->model_dir, &cfg->vision);
     char *tok = c->tokenizer ? NULL : tokenizer_find(c->model_dir);
     TrainDataOptions dopt = train_config_data_options(c, c->tokenizer ? c->tokenizer : tok);
     train_data_load(&T->data, c->recipe, c->data_path, cfg, &pcfg, &dopt);

@@ -12,11 +12,20 @@ Fixtures:
   llava_full    feature layer 1, "full" strategy, attention and MLP biases, tied embeddings, written in the
                 Hub key layout of llava-hf (language_model.model.*) with an old-style config (rope_theta)
   clip          CLIPModel: embeddings, logits, contrastive loss, gradients
+  llava_siglip_qwen2       a SigLIP tower (no head, as LLaVA-Interleave's) and a Qwen2 decoder (q/k/v biases, GQA,
+                           rope_theta 1e6, untied head): feature layer -1, "full" strategy; SigLIP preprocessing
+  llava_siglip_qwen2_tied  the same kinds with the tower's pooling head present (unused by LLaVA), feature layer -2,
+                           "full", embeddings tied by the top-level tie_word_embeddings only, the Hub key layout and an
+                           old-style config
+  siglip_vision SiglipVisionModel with its attention-pooling head, 30 px images in patches of 7 (the pixels past
+                the last whole patch unused): last_hidden_state, pooler_output and the gradient of every parameter
+                for a loss on both
   optim         torch.optim.AdamW steps and clip_grad_norm_ on random tensors
-Generation (`vlm sample`): llava_gqa, llava_full and llava_tok also get generate_records.jsonl and
+Generation (`vlm sample`): llava_gqa, llava_full, llava_tok and llava_siglip_qwen2 also get generate_records.jsonl and
 generate_expected.jsonl, transformers' greedy generate on id records (llava_gqa, llava_full) and on text
 records through the vicuna_v1 template (llava_tok, with the decoded text). The images are llava_gqa's.
-Requires torch and transformers (CPU wheels are enough).
+Requires torch and transformers (CPU wheels are enough). `make_fixtures.py NAME...` writes only the named
+fixtures (each draws from its own seeds, so the others do not change).
 """
 import json
 import os
@@ -27,7 +36,8 @@ import zlib
 import numpy as np
 import torch
 from safetensors.torch import save_file
-from transformers import (CLIPConfig, CLIPModel, LlavaConfig, LlavaForConditionalGeneration)
+from transformers import (CLIPConfig, CLIPModel, LlavaConfig, LlavaForConditionalGeneration, SiglipVisionConfig,
+                          SiglipVisionModel)
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
 torch.manual_seed(1234)
@@ -46,7 +56,16 @@ def randomize(model, scale=0.2):
                 p.copy_(scale * torch.randn_like(p))
 
 
-def preprocessor_config(size):
+def is_siglip(cfg):
+    """Whether a LlavaConfig's tower is SigLIP's (its preprocessing is SiglipImageProcessor's)."""
+    return cfg.vision_config.model_type == "siglip_vision_model"
+
+
+def preprocessor_config(size, siglip=False):
+    if siglip:  # SiglipImageProcessor: resize to the square, no crop, mean = std = 0.5
+        return {"do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": [0.5, 0.5, 0.5],
+                "image_std": [0.5, 0.5, 0.5], "image_processor_type": "SiglipImageProcessor", "resample": 3,
+                "rescale_factor": 0.00392156862745098, "size": {"height": size, "width": size}}
     return {
         "crop_size": {"height": size, "width": size}, "do_center_crop": True, "do_convert_rgb": True,
         "do_normalize": True, "do_rescale": True, "do_resize": True,
@@ -83,7 +102,7 @@ def llava_key(name, layout):
     return LAYOUTS[layout][part] + rest
 
 
-def write_dir(path, model, tensors, layout=None, config_edit=None, image_size=None):
+def write_dir(path, model, tensors, layout=None, config_edit=None, image_size=None, siglip=False):
     """config.json from transformers; weights written by us in the chosen key layout (LLaVA) or as named."""
     if os.path.exists(path):
         shutil.rmtree(path)
@@ -104,7 +123,7 @@ def write_dir(path, model, tensors, layout=None, config_edit=None, image_size=No
             json.dump(cfg, f, indent=2, sort_keys=True)
     if image_size:
         with open(os.path.join(path, "preprocessor_config.json"), "w") as f:
-            json.dump(preprocessor_config(image_size), f, indent=2)
+            json.dump(preprocessor_config(image_size, siglip), f, indent=2)
     save_file({k: v.detach().contiguous().float() if v.is_floating_point() else v.contiguous() for k, v in tensors.items()},
               os.path.join(path, "expected.safetensors"))
 
@@ -174,17 +193,18 @@ def llava_fixture(name, cfg, layout, config_edit=None):
         if p.grad is not None:  # layers past the feature layer get none: they are never computed
             tensors["grad." + llava_key(pname, "new")] = p.grad.detach().clone()
     write_dir(os.path.join(ROOT, "models", name), model, tensors, layout=layout, config_edit=config_edit,
-              image_size=S)
+              image_size=S, siglip=is_siglip(cfg))
     print(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, B={B} T={T}, loss {total_loss:.6f}")
     return model
 
 
-def image_processor(size):
+def image_processor(size, siglip=False):
     try:  # transformers >= 5: the PIL-backed processor is a separate class
-        from transformers import CLIPImageProcessorPil as Proc
+        from transformers import CLIPImageProcessorPil as Clip, SiglipImageProcessorPil as Siglip
     except ImportError:
-        from transformers import CLIPImageProcessor as Proc
-    cfg = preprocessor_config(size)
+        from transformers import CLIPImageProcessor as Clip, SiglipImageProcessor as Siglip
+    Proc = Siglip if siglip else Clip
+    cfg = preprocessor_config(size, siglip)
     cfg.pop("image_processor_type")
     return Proc(**cfg)
 
@@ -202,7 +222,7 @@ def logprobs_fixture(name, model, cfg):
         arr = rng.randint(0, 256, size=(h, w, 3)).astype(np.uint8)
         im = Image.fromarray(arr).convert("L") if fname == "gray.png" else Image.fromarray(arr)
         im.save(os.path.join(d, "images", fname))
-    proc = image_processor(S)
+    proc = image_processor(S, is_siglip(cfg))
     records, results = [], []
     specs = [("a.png", "once"), ("b.png", "expanded"), (None, None), ("a.png", "once"), ("gray.png", "once")]
     for i, (img, form) in enumerate(specs):
@@ -347,6 +367,39 @@ def clip_fixture():
     print(f"clip: loss {out.loss.item():.6f}")
 
 
+def siglip_vision_fixture():
+    """SiglipVisionModel with its pooling head. The loss is a fixed random weighting of both outputs,
+    sum(pooler_output * dpooled) + sum(last_hidden_state * dhidden), so its gradients reach the head, the
+    post-LayerNorm and the encoder. Weights are written as the Hub names them (vision_model.*), gradients under
+    transformers 5's in-memory names (without the prefix): the loader must know both."""
+    name = "siglip_vision"
+    torch.manual_seed(zlib.crc32(name.encode()))
+    # 30 px in patches of 7: the convolution drops the last 2 rows and columns (as so400m's 384 / 14 does)
+    cfg = SiglipVisionConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                             image_size=30, patch_size=7, vision_use_head=True)
+    model = SiglipVisionModel(cfg).float()
+    randomize(model)
+    model.eval()
+    B, N, C = 3, (30 // 7) ** 2, 32
+    pixels = torch.randn(B, 3, 30, 30)
+    dpooled, dhidden = torch.randn(B, C), torch.randn(B, N, C)
+    model.zero_grad()
+    out = model(pixel_values=pixels)
+    loss = (out.pooler_output * dpooled).sum() + (out.last_hidden_state * dhidden).sum()
+    loss.backward()
+    tensors = {"pixel_values": pixels, "last_hidden_state": out.last_hidden_state, "pooler_output": out.pooler_output,
+               "dpooled": dpooled, "dhidden": dhidden, "loss": loss.detach().double()}
+    for pname, p in model.named_parameters():
+        tensors["grad." + pname] = p.grad.detach().clone()
+    path = os.path.join(ROOT, "models", name)
+    write_dir(path, model, tensors, image_size=30, siglip=True)
+    from safetensors.torch import load_file
+    sd = load_file(os.path.join(path, "model.safetensors"))
+    save_file({"vision_model." + k: v for k, v in sd.items()}, os.path.join(path, "model.safetensors"),
+              metadata={"format": "pt"})
+    print(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, loss {loss.item():.6f}")
+
+
 def optim_fixture():
     torch.manual_seed(11)
     p = torch.randn(37, dtype=torch.float64, requires_grad=True)
@@ -397,7 +450,7 @@ def generate_fixture(name, model, cfg, max_new_tokens=12, image_dir="images", to
     d = os.path.join(ROOT, "models", name)
     rng = np.random.RandomState(zlib.crc32(("generate:" + name).encode()) % 2**31)
     S, P, img_id = cfg.vision_config.image_size, cfg.image_seq_length, cfg.image_token_index
-    proc = image_processor(S)
+    proc = image_processor(S, is_siglip(cfg))
     images = [image_dir + "/a.png", None, image_dir + "/b.png", None, image_dir + "/gray.png"]
     questions = ["What is in the picture?", "Name three colors.", "Describe the scene in detail.",
                  "Is there a dog?", "Count the stars, then the circles.", "Why is the sky blue?",
@@ -451,7 +504,26 @@ def generate_fixture(name, model, cfg, max_new_tokens=12, image_dir="images", to
           f"lengths {[len(e['ids']) for e in expected]}")
 
 
-def main():
+def siglip_qwen2_configs():
+    """LLaVA-Interleave's kinds of tower and decoder at a tiny size: SigLIP (gelu_pytorch_tanh, eps 1e-6) and
+    Qwen2 (q/k/v biases only, GQA, rope_theta 1e6), "full" strategy."""
+    siglip = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                  num_attention_heads=4, image_size=28, patch_size=7)
+    qwen2 = dict(model_type="qwen2", vocab_size=96, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, max_position_embeddings=256,
+                 rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, eos_token_id=2)
+    untied = LlavaConfig(vision_config=dict(siglip, vision_use_head=False), text_config=qwen2, image_token_index=90,
+                         image_seq_length=16, vision_feature_layer=-1, vision_feature_select_strategy="full")
+    tied = LlavaConfig(vision_config=dict(siglip, vision_use_head=True),
+                       text_config=dict(qwen2, vocab_size=80, num_key_value_heads=1, rms_norm_eps=1e-5,
+                                        rope_parameters={"rope_type": "default", "rope_theta": 5000.0}),
+                       image_token_index=77, image_seq_length=16, vision_feature_layer=-2,
+                       vision_feature_select_strategy="full", tie_word_embeddings=True)
+    return untied, tied
+
+
+def main(only=None):
+    want = lambda name: not only or name in only
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
                   image_size=28, patch_size=7, projection_dim=16)
     gqa = LlavaConfig(
@@ -460,8 +532,6 @@ def main():
                          num_attention_heads=4, num_key_value_heads=2, head_dim=12, rms_norm_eps=1e-5,
                          max_position_embeddings=256),
         image_token_index=90, image_seq_length=16, vision_feature_layer=-2, vision_feature_select_strategy="default")
-    model = llava_fixture("llava_gqa", gqa, "new")
-    logprobs_fixture("llava_gqa", model, gqa)
     full = LlavaConfig(
         vision_config=dict(vision, hidden_act="quick_gelu"),
         text_config=dict(model_type="llama", vocab_size=80, hidden_size=32, intermediate_size=56, num_hidden_layers=2,
@@ -470,15 +540,37 @@ def main():
                          rope_parameters={"rope_type": "default", "rope_theta": 500.0}),
         image_token_index=77, image_seq_length=17, vision_feature_layer=1, vision_feature_select_strategy="full",
         tie_word_embeddings=True)
-    full_model = llava_fixture("llava_full", full, "hub", config_edit=old_style_config)
-    tok_model, tok = text_logprobs_fixture()
-    clip_fixture()
-    optim_fixture()
+    sq_untied, sq_tied = siglip_qwen2_configs()
+    models = {}
+    if want("llava_gqa"):
+        models["llava_gqa"] = llava_fixture("llava_gqa", gqa, "new")
+        logprobs_fixture("llava_gqa", models["llava_gqa"], gqa)
+    if want("llava_full"):
+        models["llava_full"] = llava_fixture("llava_full", full, "hub", config_edit=old_style_config)
+    if want("llava_tok"):
+        models["llava_tok"], tok = text_logprobs_fixture()
+    if want("clip"):
+        clip_fixture()
+    if want("optim"):
+        optim_fixture()
+    if want("llava_siglip_qwen2"):
+        models["llava_siglip_qwen2"] = llava_fixture("llava_siglip_qwen2", sq_untied, "new")
+        logprobs_fixture("llava_siglip_qwen2", models["llava_siglip_qwen2"], sq_untied)
+    if want("llava_siglip_qwen2_tied"):
+        llava_fixture("llava_siglip_qwen2_tied", sq_tied, "hub", config_edit=old_style_config)
+    if want("siglip_vision"):
+        siglip_vision_fixture()
     # generation fixtures last: their random draws cannot change the fixtures above
-    generate_fixture("llava_gqa", model, gqa)
-    generate_fixture("llava_full", full_model, full, image_dir="../llava_gqa/images")
-    generate_fixture("llava_tok", tok_model, tok_model.config, image_dir="../llava_gqa/images", tok=tok)
+    if want("llava_gqa"):
+        generate_fixture("llava_gqa", models["llava_gqa"], gqa)
+    if want("llava_full"):
+        generate_fixture("llava_full", models["llava_full"], full, image_dir="../llava_gqa/images")
+    if want("llava_tok"):
+        generate_fixture("llava_tok", models["llava_tok"], models["llava_tok"].config, image_dir="../llava_gqa/images",
+                         tok=tok)
+    if want("llava_siglip_qwen2"):
+        generate_fixture("llava_siglip_qwen2", models["llava_siglip_qwen2"], sq_untied)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(set(sys.argv[1:])))

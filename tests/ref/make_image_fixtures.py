@@ -13,6 +13,8 @@ be 1.35 MB per case):
   PNG (jpeg_<name>_s5.png) so that, should the CRC differ (another libjpeg build, other decode
   settings), the test says by how many levels. For images with transparency also the CRC of transformers 5's convert_to_rgb
   (alpha composited on white).
+- siglip: for every image, SiglipImageProcessor's float32 pixel_values (CRC-32) at 384 and 32 (bicubic) and 45
+  (bilinear): the square resize without a crop and the 0.5 mean/std.
 - preprocess: for every image, at sizes 336 and 32, without and with LLaVA pad-to-square (the
   padded case only for non-square images, where it differs):
   * the CRC-32 of the final float32 pixel_values: an exact, bitwise check of the whole pipeline;
@@ -68,6 +70,19 @@ def processors():
     return Clip, Llava
 
 
+def siglip_processor():
+    try:
+        from transformers import SiglipImageProcessorPil as Siglip
+    except ImportError:
+        from transformers import SiglipImageProcessor as Siglip
+    return Siglip
+
+
+# SiglipImageProcessor cases per image: (square size, PIL resample filter). 384 with bicubic is SigLIP-so400m's
+# (LLaVA-Interleave's tower); the others shrink further and take another filter from the config.
+SIGLIP_CASES = [(384, 3), (32, 3), (45, 2)]
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):
@@ -116,6 +131,13 @@ def main():
                     np.save(os.path.join(OUT, stem + ".npy"), pv)
                     case["pixel_values_npy"] = stem + ".npy"
                 entry["cases"].append(case)
+        # SiglipImageProcessor: resize to the square (no crop), mean = std = 0.5; the CRC of the float32 values
+        entry["siglip"] = []
+        for size, resample in SIGLIP_CASES:
+            proc = siglip_processor()(size={"height": size, "width": size}, resample=resample)
+            pv = proc(images=rgb, return_tensors="np")["pixel_values"][0].astype(np.float32)
+            assert pv.shape == (3, size, size)
+            entry["siglip"].append({"size": size, "resample": resample, "pixel_values_crc32": crc(pv)})
         manifest["images"].append(entry)
         print(name, pil.mode, pil.size)
 
