@@ -63,7 +63,10 @@ static void questions_read(Questions *q, const char *path) {
 }
 
 // `vlm sample` output: {"index", "sample", "text", ...}; k samples per question. Each (index, sample) once.
-static char **samples_read(const char *path, int n_questions, int k) {
+// raw: SeVa's answer as its generation wrote it (data/step2/generate_with_aug.py l.163 decodes the new ids with
+// the special tokens, so an answer that the end token ended carries "</s>": "text" + "</s>" when "finish" is
+// "eos"); else CLIP-DPO's candidate, cleaned (pref_clean_answer).
+static char **samples_read(const char *path, int n_questions, int k, int raw) {
     char **t = xcalloc((size_t)n_questions * k, sizeof(char *));
     JsonlReader jr;
     jsonl_open(&jr, path);
@@ -79,7 +82,13 @@ static char **samples_read(const char *path, int n_questions, int k) {
         if (i < 0 || i >= n_questions) fatal("%s:%d: index %d: the question file has %d questions", path, jr.line, i, n_questions);
         if (s < 0 || s >= k) fatal("%s:%d: sample %d outside 0..%d", path, jr.line, s, k - 1);
         if (t[(size_t)i * k + s]) fatal("%s:%d: index %d sample %d appears twice", path, jr.line, i, s);
-        t[(size_t)i * k + s] = pref_clean_answer(xstrdup(tx->valuestring));
+        if (raw) {
+            const cJSON *fin = cJSON_GetObjectItemCaseSensitive(j, "finish");
+            const int eos = cJSON_IsString(fin) && !strcmp(fin->valuestring, "eos");
+            char *a = xmalloc(strlen(tx->valuestring) + 5);
+            sprintf(a, "%s%s", tx->valuestring, eos ? "</s>" : "");
+            t[(size_t)i * k + s] = a;
+        } else t[(size_t)i * k + s] = pref_clean_answer(xstrdup(tx->valuestring));
         cJSON_Delete(j);
     }
     jsonl_close(&jr);
@@ -153,8 +162,11 @@ static const char *seva_help =
     "\n"
     "SeVa's pairs (research/methods.md §3.2): A holds `vlm sample` answers on the original images, B the\n"
     "answers on augmented images (`vlm sample --augment diffusion:500`, greedy both). A question becomes\n"
-    "{image, prompt, chosen: A's answer, rejected: B's answer} unless the two answers are the same string\n"
-    "after removing \"</s>\" and newlines (SeVa's filter). --repeat K writes each pair K times (SeVa used 2).\n"
+    "{image, prompt, chosen: A's answer, rejected: B's answer} unless the two raw answers are the same string\n"
+    "(\"</s>\" ending an answer that the end token stopped, as SeVa's generation decodes it); the answers are then\n"
+    "cleaned as SeVa's step 3 does: every \"</s>\" and every newline deleted (data/step3/make_pair_*.py l.24-30).\n"
+    "A pair whose cleaned answer is empty is dropped (training refuses empty responses). --repeat K writes each\n"
+    "pair K times (SeVa used 2). Generate A and B with `vlm sample --preset seva` (SeVa's generation settings).\n"
     "No pair at all is an error, unless --allow-empty (then an empty file and a warning).\n";
 
 int data_seva(int argc, char **argv) {
@@ -169,19 +181,22 @@ int data_seva(int argc, char **argv) {
     if (repeat < 1 || repeat > 100) fatal("vlm data seva: --repeat must be between 1 and 100");
     Questions q;
     questions_read(&q, qp);
-    char **ca = samples_read(ap, q.n, 1), **cb = samples_read(bp, q.n, 1);
+    char **ca = samples_read(ap, q.n, 1, 1), **cb = samples_read(bp, q.n, 1, 1);
     Out o;
     out_open(&o, out_path);
-    int kept = 0, same = 0, missing = 0;
+    int kept = 0, same = 0, empty = 0, missing = 0;
     for (int i = 0; i < q.n; i++) {
         if (!ca[i] || !cb[i]) { missing++; continue; }
-        if (!seva_keep(ca[i], cb[i])) { same++; continue; }
+        if (!seva_keep(ca[i], cb[i])) { same++; continue; }  // the raw strings, before the cleaning
+        seva_clean_answer(ca[i]);
+        seva_clean_answer(cb[i]);
+        if (!ca[i][0] || !cb[i][0]) { empty++; continue; }
         for (int r = 0; r < repeat; r++) write_pair(o.f, q.rec[i], ca[i], cb[i], NULL, 0, 0);
         kept++;
     }
     out_close(&o);
-    fprintf(stderr, "seva: %d questions -> %d pairs (x%ld), %d dropped as identical or empty, %d without both answers\n", q.n,
-            kept, repeat, same, missing);
+    fprintf(stderr, "seva: %d questions -> %d pairs (x%ld), %d dropped as identical, %d as empty, %d without both answers\n",
+            q.n, kept, repeat, same, empty, missing);
     for (int i = 0; i < q.n; i++) { free(ca[i]); free(cb[i]); }
     free(ca); free(cb);
     questions_free(&q);
@@ -218,7 +233,7 @@ int data_clipdpo(int argc, char **argv) {
     if (!(min_gap >= 0) || !(max_ratio >= 1)) fatal("vlm data clipdpo: --min-gap must be >= 0 and --max-length-ratio >= 1");
     Questions q;
     questions_read(&q, qp);
-    char **cand = samples_read(sp, q.n, (int)k);
+    char **cand = samples_read(sp, q.n, (int)k, 0);
     char *dir = path_dirname(qp);
     // pass 1: each question's distinct, non-empty candidates (first[i] .. first[i+1] in texts); questions
     // without an image or with fewer than two candidates take no part

@@ -29,12 +29,47 @@
 #include "../util/threads.h"
 #include "commands.h"
 
+// --preset NAME: a method's generation settings, each flag's value with its source; a flag given on the
+// command line replaces the preset's value. SeVa generates both answers of its pairs (the chosen one on the
+// original image, the rejected one on a diffusion-noised copy: add --augment diffusion:500) this way.
+typedef struct {
+    const char *flag, *value, *source;
+} SamplePresetValue;
+static const SamplePresetValue seva_preset[] = {
+    {"--template", "vicuna_v1", "SeVa data/step2/generate_with_aug.py l.90: conv_mode llava_v1, vicuna_v1's layout "
+                                "(SeparatorStyle.TWO, sep2 </s>; seva/llava/conversation.py l.335-345)"},
+    {"--system", NULL, "conv_llava_v1's \"curious human\" line (seva/llava/conversation.py l.336-337); SeVa trains with "
+                       "vicuna_v1's \"curious user\" (--version v1, l.252-254)"},
+    {"--max-new-tokens", "512", "generate_with_aug.py l.159"},
+    {"--temperature", "0", "generate_with_aug.py l.157: do_sample=False, greedy"},
+    {NULL, NULL, NULL}};
+
+static const SamplePresetValue *sample_preset(const char *name) {
+    if (!name) return NULL;
+    if (!strcmp(name, "seva")) return seva_preset;
+    fatal("vlm sample: --preset '%s': the only preset is seva", name);
+}
+
+// The preset's value of flag (the system line: LLaVA's conv_llava_v1's), else def.
+static const char *preset_value(const SamplePresetValue *p, const char *flag, const char *def) {
+    for (; p && p->flag; p++)
+        if (!strcmp(p->flag, flag)) return !strcmp(flag, "--system") ? CHAT_LLAVA_V1_SYSTEM : p->value;
+    return def;
+}
+
+static int argv_has(int argc, char **argv, const char *flag) {
+    const size_t n = strlen(flag);
+    for (int i = 0; i < argc; i++)
+        if (!strncmp(argv[i], flag, n) && (argv[i][n] == 0 || argv[i][n] == '=')) return 1;
+    return 0;
+}
+
 static void usage(void) {
     printf("usage: vlm sample --model DIR --data FILE.jsonl [--device auto|cpu|cuda] [--batch N]\n"
            "                  [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--n N] [--seed S]\n"
            "                  [--stop STR]... [--eos ID] [--template NAME] [--tokenizer FILE] [--out FILE]\n"
            "                  [--augment diffusion:T|crop:LO,HI|flip|moco] [--augment-seed S] [--images DIR]\n"
-           "                  [--prompt-suffix TEXT]\n\n"
+           "                  [--prompt-suffix TEXT] [--system TEXT] [--preset seva]\n\n"
            "Generates a continuation of every record's prompt, with a KV cache. Greedy by default.\n\n"
            "  --model DIR         HF LLaVA directory: config.json, *.safetensors, preprocessor_config.json\n"
            "  --data FILE         JSON Lines: image (optional; or images: [path]), prompt, question, text (POPE's\n"
@@ -61,6 +96,11 @@ static void usage(void) {
            "  --template T        chat template for prompt records: vicuna_v1 (default, LLaVA-1.5), llava_hf,\n"
            "                      llava_hf_image_last (the image after the question) or llava_interleave (the\n"
            "                      <|im_start|> turns of LLaVA-Interleave-Qwen)\n"
+           "  --system TEXT       the system line of records without a \"system\" (default: the template's own; \"\": none)\n"
+           "  --preset seva       SeVa's generation of its pairs' answers (data/step2/generate_with_aug.py): vicuna_v1\n"
+           "                      with LLaVA's conv_llava_v1 system line (\"curious human\"; SeVa trains with the\n"
+           "                      \"curious user\" one), greedy, 512 new tokens; printed at start with the sources; flags\n"
+           "                      given replace its values (the rejected answers: add --augment diffusion:500)\n"
            "  --tokenizer FILE    tokenizer.model (SentencePiece) or tokenizer.json (byte-level BPE); default: DIR's,\n"
            "                      tokenizer.model first; without one, text records are refused and \"text\" is null\n"
            "  --out FILE          write the results here (atomically) instead of stdout\n"
@@ -235,15 +275,23 @@ int cmd_sample(int argc, char **argv) {
     arg_str(&a, "--stop", NULL);
     const char *model_dir = arg_str(&a, "--model", NULL), *data = arg_str(&a, "--data", NULL);
     const char *device = arg_str(&a, "--device", "auto"), *out_path = arg_str(&a, "--out", NULL);
-    const char *tok_path = arg_str(&a, "--tokenizer", NULL), *tmpl_name = arg_str(&a, "--template", "vicuna_v1");
-    long batch = arg_int(&a, "--batch", 8), max_new = arg_int(&a, "--max-new-tokens", 512);
+    const SamplePresetValue *preset = sample_preset(arg_str(&a, "--preset", NULL));
+    const char *tok_path = arg_str(&a, "--tokenizer", NULL);
+    const char *tmpl_name = arg_str(&a, "--template", preset_value(preset, "--template", "vicuna_v1"));
+    const char *system = arg_str(&a, "--system", preset_value(preset, "--system", NULL));
+    long batch = arg_int(&a, "--batch", 8), max_new = arg_int(&a, "--max-new-tokens", atol(preset_value(preset, "--max-new-tokens", "512")));
     long top_k = arg_int(&a, "--top-k", 0), n_samples = arg_int(&a, "--n", 1), seed = arg_int(&a, "--seed", 0);
     long eos = arg_int(&a, "--eos", -2), aug_seed = arg_int(&a, "--augment-seed", 0);
     const char *aug_spec = arg_str(&a, "--augment", NULL), *images_dir = arg_str(&a, "--images", NULL);
     const char *suffix_arg = arg_str(&a, "--prompt-suffix", NULL);
     char *prompt_suffix = suffix_arg ? unescape(suffix_arg) : NULL;
-    double temperature = arg_float(&a, "--temperature", 0), top_p = arg_float(&a, "--top-p", 1);
+    double temperature = arg_float(&a, "--temperature", atof(preset_value(preset, "--temperature", "0"))), top_p = arg_float(&a, "--top-p", 1);
     args_finish(&a);
+    for (const SamplePresetValue *p = preset; p && p->flag; p++) {  // the values this run uses, with their sources
+        const char *v = preset_value(preset, p->flag, NULL);
+        if (argv_has(argc, argv, p->flag)) fprintf(stderr, "sample: preset seva: %-16s command line (preset %s: %s)\n", p->flag, v, p->source);
+        else fprintf(stderr, "sample: preset seva: %-16s %s  (%s)\n", p->flag, v, p->source);
+    }
     if (!model_dir || !data) fatal("vlm sample: --model and --data are required (see --help)");
     if (batch < 1 || batch > 4096) fatal("vlm sample: --batch must be between 1 and 4096");
     if (max_new < 1 || max_new > 1 << 20) fatal("vlm sample: --max-new-tokens must be at least 1");
@@ -273,7 +321,8 @@ int cmd_sample(int argc, char **argv) {
     SampleRecordSet rs;
     if (images_dir && !file_exists(images_dir)) fatal("vlm sample: --images %s: no such folder", images_dir);
     if (prompt_suffix && !tok) fatal("vlm sample: --prompt-suffix goes with text prompts, which need a tokenizer (tokenizer.model or tokenizer.json in %s, or --tokenizer)", model_dir);
-    SampleReadOptions sopt = {(ChatTemplate)tmpl, images_dir, prompt_suffix};
+    if (system && !tok) fatal("vlm sample: --system goes with text prompts, which need a tokenizer (tokenizer.model or tokenizer.json in %s, or --tokenizer)", model_dir);
+    SampleReadOptions sopt = {.tmpl = (ChatTemplate)tmpl, .images_dir = images_dir, .prompt_suffix = prompt_suffix, .system = system};
     records_read_sample(&rs, data, &cfg, tok, &sopt);  // before the weights: bad records fail fast
     const Backend *be = backend_select(device);
     Llava m;

@@ -28,9 +28,14 @@ static void usage(void) {
         "  --val FILE           held-out examples: loss and accuracy every --eval-every steps\n"
         "  --images DIR         root of the image paths (default: the data file's folder)\n"
         "  --tokenizer FILE     tokenizer.model or tokenizer.json for text fields (default: DIR's, .model first)\n"
-        "  --template NAME      chat template: vicuna_v1 (default), llava_hf, llava_hf_image_last or llava_interleave\n"
-        "  --system TEXT        system prompt (default: the template's)\n"
+        "  --template NAME      chat template: vicuna_v1, llava_hf (svco's and vco's preset), llava_hf_image_last or\n"
+        "                       llava_interleave (default: the recipe's preset, listed below)\n"
+        "  --system TEXT        system prompt of every row, an MVC record's own system_prompt included (default: the\n"
+        "                       record's, else the template's; \"\": none)\n"
         "  --max-len N          cut responses so rows fit N tokens (an error if the prompt does not fit)\n"
+        "  --max-text-len N     the same with the image counted as one token: S-VCO's cut (128 in its\n"
+        "                       run_svco_example.sh), which drops a long row's EOS and cuts an image row one text token\n"
+        "                       shorter than its image-free row\n"
         "  --skip-bad           skip and count malformed records and records whose image is missing or unreadable\n"
         "                       instead of stopping\n"
         "  --train PARTS        comma list of vision,projector,decoder to train (default projector,decoder), or none\n"
@@ -51,12 +56,20 @@ static void usage(void) {
         "  --beta X             DPO / mDPO beta (0.1)\n"
         "  --betas a,b,c,d      S-VCO betas of attend_w, reject_w, attend_l, reject_l (0.1 each; <= 0 switches off)\n"
         "  --loss-type T[:W],...  DPO's loss, TRL's loss_type (train/losses.h has the math): one type, or a weighted\n"
-        "                       sum (MPO: sigmoid:0.8,bco_pair:0.2,sft:1); the types are listed below\n"
+        "                       sum (MPO: sigmoid:0.8,bco_pair:0.2,sft:1); the types are listed below. --recipe dpo's\n"
+        "                       only: S-VCO's and mDPO's losses are their papers' (given to them, it is an error, as is\n"
+        "                       any flag a recipe does not read, e.g. --betas to dpo or --template to clip)\n"
         "  --label-smoothing X  e of cDPO (sigmoid) and rDPO (robust)   --reference-free   --ipo (= --loss-type ipo)\n"
         "  --delta X            mDPO anchor margin (0)\n"
-        "  --crop-scale LO,HI   mDPO's corrupted image: a random-resized crop keeping LO..HI of the area (0.01,0.2),\n"
-        "                       drawn once per example (so the policy and the cached reference see the same crop)\n"
-        "  --ref cache|online   reference log-probs: a cached pre-pass (default) or a frozen copy every step\n"
+        "  --crop-scale LO,HI   mDPO's corrupted image: a random-resized crop keeping LO..HI of the area (0.01,0.2)\n"
+        "  --crop fresh|fixed   mDPO's crop. fresh (the preset, as mDPO's code crops inside forward): a new crop in\n"
+        "                       every forward pass, so the policy and the reference see different crops and the\n"
+        "                       reference must run every step (--ref online, the preset; a cache is refused). fixed:\n"
+        "                       one crop per example, drawn at load and shared by the policy, the reference and every\n"
+        "                       epoch, so the reference can be the cached pre-pass (--ref cache) and step 1's loss is\n"
+        "                       exactly 3 log 2\n"
+        "  --ref cache|online   reference log-probs: a cached pre-pass (the preset of dpo, svco, vco) or the frozen\n"
+        "                       model every step (mdpo's preset)\n"
         "  --ref-cache DIR      where the pre-pass's cache goes (default --out): runs of one model on one data set\n"
         "                       (a learning-rate grid, seeds) that share DIR compute it once\n"
         "  --no-pack            do not share the image + prompt prefix of paired rows (packing is exact)\n"
@@ -119,6 +132,7 @@ static void check_ranges(const TrainConfig *c) {
     need(c->crop_scale[0] > 0 && c->crop_scale[0] <= c->crop_scale[1] && c->crop_scale[1] <= 1, "--crop-scale", c->crop_scale[0],
          "the low end must be in (0, high] and the high end at most 1");
     need(c->max_len >= 0, "--max-len", c->max_len, "must be 0 (no limit) or positive");
+    need(c->max_text_len >= 0, "--max-text-len", c->max_text_len, "must be 0 (no limit) or positive");
     need(c->save_every >= 0, "--save-every", c->save_every, "must be 0 (off) or positive");
     need(c->eval_every >= 0, "--eval-every", c->eval_every, "must be 0 (off) or positive");
     need(c->log_every >= 1, "--log-every", c->log_every, "must be at least 1");
@@ -148,6 +162,8 @@ int cmd_train(int argc, char **argv) {
     }
     if (arg_flag(&a, "--ipo")) {  // the older spelling of TRL's IPO
         if (settings_given(&c, "--loss-type")) fatal("vlm train: --ipo and --loss-type: give one (--ipo is --loss-type ipo)");
+        if (!(recipe_reads(c.recipe) & READS_DPO_LOSS))
+            fatal("vlm train: --ipo is --loss-type ipo, DPO's loss, which --recipe %s does not read (%s)", c.recipe->name, c.recipe->summary);
         settings_set_from_command_line(&c, "--loss-type", "ipo");
     }
     if (chat_template_from_name(c.template_name) < 0)  // never train a format that no other command renders

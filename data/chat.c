@@ -13,6 +13,11 @@ const char *const CHAT_VICUNA_SYSTEM =
     "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
     "detailed, and polite answers to the user's questions.";
 
+// Kevinz-code/SeVa seva/llava/conversation.py l.335-337 (conv_llava_v1), as haotian-liu/LLaVA has it.
+const char *const CHAT_LLAVA_V1_SYSTEM =
+    "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the human's questions.";
+
 int chat_template_from_name(const char *name) {
     if (!strcmp(name, "vicuna_v1")) return CHAT_VICUNA_V1;
     if (!strcmp(name, "llava_hf")) return CHAT_LLAVA_HF;
@@ -108,11 +113,10 @@ static int render(const ChatOptions *opt, const ChatTurn *turns, int n_turns, St
     strbuf_put(text, "", 0);
     *n_spans = 0;
     if (opt->tmpl == CHAT_LLAVA_INTERLEAVE) return render_interleave(opt, turns, n_turns, text, spans, n_spans);
+    // An empty system prompt is no system line at all, in every template: LLaVA's conversation.py would write
+    // " USER:" for vicuna_v1, whose leading space tokenizes to a lone "▁" that no released model saw (issue 14).
     const char *system = opt->system ? opt->system : opt->tmpl == CHAT_VICUNA_V1 ? CHAT_VICUNA_SYSTEM : "";
-    if (opt->tmpl == CHAT_VICUNA_V1) {
-        puts_(text, system);
-        puts_(text, " ");
-    } else if (system[0]) {
+    if (system[0]) {
         puts_(text, system);
         puts_(text, " ");
     }
@@ -126,8 +130,14 @@ static int render(const ChatOptions *opt, const ChatTurn *turns, int n_turns, St
         } else puts_(text, turns[k].user);
         puts_(text, " ");
         if (!turns[k].assistant) { puts_(text, "ASSISTANT:"); break; }
-        puts_(text, "ASSISTANT: ");
-        spans[2 * *n_spans] = text->len;
+        // vicuna_v1's labels are LLaVA's (llava/train/train.py preprocess_v1): everything after the tokens of
+        // "... ASSISTANT:", so the separator's space is in the answer's span and a lone "▁" before an answer that
+        // starts with a digit ("▁", "3") is a label. llava_hf's are transformers' assistant mask: the generation
+        // span starts at the answer's first character.
+        puts_(text, "ASSISTANT:");
+        if (opt->tmpl == CHAT_VICUNA_V1) spans[2 * *n_spans] = text->len;
+        puts_(text, " ");
+        if (opt->tmpl != CHAT_VICUNA_V1) spans[2 * *n_spans] = text->len;
         puts_(text, turns[k].assistant);
         puts_(text, opt->tmpl == CHAT_VICUNA_V1 ? "</s>" : " ");
         spans[2 * *n_spans + 1] = text->len;
@@ -142,6 +152,27 @@ char *chat_render(const ChatOptions *opt, const ChatTurn *turns, int n_turns, ch
     int n_spans;
     if (render(opt, turns, n_turns, &text, spans, &n_spans, err, errlen) != 0) { strbuf_free(&text); return NULL; }
     return text.data;
+}
+
+// Cuts a row (mask: *n tokens, *labels of them labels, n_img image ids from img_at) to L tokens from the end:
+// only labels may go, and one must stay. Returns 0 (nothing to do when *n <= L), or -1 with a message.
+static int cut_to(const uint8_t *mask, int *n, int *labels, int img_at, int n_img, int L, const char *what,
+                  char *err, size_t errlen) {
+    if (*n <= L) return 0;
+    if (n_img && img_at + n_img > L)
+        return fail(err, errlen, "the conversation is %d tokens; truncating it to %s %d would cut image tokens (they end "
+                    "at token %d)", *n, what, L, img_at + n_img);
+    for (int i = L; i < *n; i++)
+        if (!mask[i])
+            return fail(err, errlen, "the conversation is %d tokens; truncating it to %s %d would cut the prompt (token %d "
+                        "is not part of an answer)", *n, what, L, i);
+    int kept = 0;
+    for (int i = 0; i < L; i++) kept += mask[i];
+    if (*labels > 0 && kept == 0)
+        return fail(err, errlen, "the conversation is %d tokens; truncating it to %s %d leaves no answer token", *n, what, L);
+    *n = L;
+    *labels = kept;
+    return 0;
 }
 
 int chat_build(const Tokenizer *tok, const ChatOptions *opt, const ChatTurn *turns, int n_turns, ChatTokens *out,
@@ -186,6 +217,12 @@ int chat_build(const Tokenizer *tok, const ChatOptions *opt, const ChatTurn *tur
         return fail(err, errlen, "the conversation has %d <image> placeholders, expected %d (\"<image>\" may only "
                     "appear in the first user message)", n_img, opt->image ? 1 : 0);
     }
+    int labels = 0;
+    for (int i = 0; i < n; i++) labels += mask[i];
+    if (opt->max_text_len > 0 && cut_to(mask, &n, &labels, img_at, n_img, opt->max_text_len, "max_text_len", err, errlen)) {
+        free(ids); free(mask); strbuf_free(&text);
+        return -1;
+    }
     if (n_img && opt->n_image_tokens > 1) {  // expand the placeholder to the image's feature tokens
         int m = opt->n_image_tokens, n2 = n + m - 1;
         int *ids2 = xmalloc(sizeof(int) * (size_t)n2);
@@ -198,25 +235,9 @@ int chat_build(const Tokenizer *tok, const ChatOptions *opt, const ChatTurn *tur
         free(ids); free(mask);
         ids = ids2; mask = mask2; n = n2; n_img = m;
     }
-    int labels = 0;
-    for (int i = 0; i < n; i++) labels += mask[i];
-    if (opt->max_len > 0 && n > opt->max_len) {
-        int L = opt->max_len, bad = 0;
-        if (n_img && img_at + n_img > L)
-            bad = fail(err, errlen, "the conversation is %d tokens; truncating it to max_len %d would cut image "
-                       "tokens (they end at token %d)", n, L, img_at + n_img);
-        for (int i = L; !bad && i < n; i++)
-            if (!mask[i])
-                bad = fail(err, errlen, "the conversation is %d tokens; truncating it to max_len %d would cut the "
-                           "prompt (token %d is not part of an answer)", n, L, i);
-        int kept = 0;
-        for (int i = 0; !bad && i < L; i++) kept += mask[i];
-        if (!bad && labels > 0 && kept == 0)
-            bad = fail(err, errlen, "the conversation is %d tokens; truncating it to max_len %d leaves no answer "
-                       "token", n, L);
-        if (bad) { free(ids); free(mask); strbuf_free(&text); return -1; }
-        n = L;
-        labels = kept;
+    if (opt->max_len > 0 && cut_to(mask, &n, &labels, img_at, n_img, opt->max_len, "max_len", err, errlen)) {
+        free(ids); free(mask); strbuf_free(&text);
+        return -1;
     }
     out->ids = ids;
     out->mask = mask;

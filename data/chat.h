@@ -29,12 +29,17 @@
 //                No system message by default. The answer's generation span is "\n" + answer: <|im_end|> is no
 //                label and no EOS is added (S-VCO's DatasetSVCOForLlavaInterleave labels exactly that span).
 //
-// Response mask: a token is a label when the text it came from overlaps an assistant answer (for vicuna_v1
-// the answer plus its "</s>"; for llava_hf the answer plus the space after it, the generation span of the
-// template) — the rule of transformers' char_to_token-based assistant masks. So the token holding the space
-// before the answer's first word is a label (it is that word's "▁Word" piece). llava_hf adds the EOS (</s>)
-// after the last answer and labels it, as s-vco/s-vco data_collator.py does for LLaVA-1.5. Prompt, system,
-// image and BOS tokens are never labels.
+// Response mask: a token is a label when the text it came from overlaps an assistant answer span — the rule of
+// transformers' char_to_token-based assistant masks. For llava_hf the span is the answer plus the space after
+// it (the generation span of the template); for vicuna_v1 it is the space after "ASSISTANT:", the answer and
+// its "</s>", which gives the labels LLaVA's own arithmetic gives (llava/train/train.py preprocess_v1: every
+// token after those of "... ASSISTANT:"), so that an answer starting with a digit keeps the lone "▁" piece
+// before it as a label. Either way the token holding the space before the answer's first word is a label (it
+// is that word's "▁Word" piece). llava_hf adds the EOS (</s>) after the last answer and labels it, as
+// s-vco/s-vco data_collator.py does for LLaVA-1.5. Prompt, system, image and BOS tokens are never labels.
+//
+// System: NULL is the template's own (vicuna_v1: LLaVA's line; the others: none); "" is no system line in
+// every template (nothing before "USER:", so no stray "▁" token).
 //
 // Image: with opt.image the placeholder "<image>\n" goes in front of the first user message ("\n<image>" after it
 // for llava_hf_image_last, "<image>" before the "\n" of the text for llava_interleave). A "<image>" already
@@ -48,7 +53,10 @@
 //
 // Truncation (max_len > 0): tokens are cut from the end, which is allowed only when every cut token is a
 // label (answer/end tokens) and at least one label remains; cutting image tokens or any prompt token is an error
-// (the row would silently lose its image or question). Errors come back as a message, not an exit.
+// (the row would silently lose its image or question). max_text_len > 0 cuts the same way, before the image is
+// expanded, counting the image as one token: S-VCO's collator cuts its rows at 128 such tokens (s-vco/s-vco
+// data_collator.py, after forcing the EOS into the labels, so the EOS falls off a long row; an image row keeps
+// max_text_len - 1 tokens besides its image, its image-free row max_text_len). Errors come back as a message.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -63,6 +71,9 @@ typedef enum { CHAT_VICUNA_V1 = 0, CHAT_LLAVA_HF = 1, CHAT_LLAVA_HF_IMAGE_LAST =
 int chat_template_from_name(const char *name);
 const char *chat_template_name(ChatTemplate t);
 extern const char *const CHAT_VICUNA_SYSTEM;
+// LLaVA's conv_llava_v1 system line ("curious human"), the one SeVa generates its pairs' answers with (vicuna_v1's
+// layout otherwise; SeVa trains with vicuna_v1's own "curious user" line): `vlm sample --preset seva`.
+extern const char *const CHAT_LLAVA_V1_SYSTEM;
 
 typedef struct {
     const char *user;       // the user's message (may contain "<image>" to place the image)
@@ -71,10 +82,11 @@ typedef struct {
 
 typedef struct {
     ChatTemplate tmpl;
-    const char *system;     // NULL: the template's default (vicuna_v1: LLaVA's system line; llava_hf: none)
+    const char *system;     // NULL: the template's default (vicuna_v1: LLaVA's system line; llava_hf: none); "": none
     int image;              // 1: an image in the first user turn; 0: the image-free variant
     int n_image_tokens;     // ids per image: 1 (one <image> id) or the number of feature tokens (576 for LLaVA-1.5)
     int max_len;            // 0: no limit
+    int max_text_len;       // 0: no limit; else at most this many tokens with the image counted as one
 } ChatOptions;
 
 typedef struct {

@@ -18,9 +18,18 @@ char *pref_clean_answer(char *s) {
     return s;
 }
 
-int seva_keep(const char *chosen, const char *rejected) {
-    return chosen[0] && rejected[0] && strcmp(chosen, rejected) != 0;
+char *seva_clean_answer(char *s) {
+    char *w = s;
+    for (const char *r = s; *r;) {
+        if (!strncmp(r, "</s>", 4)) { r += 4; continue; }  // .replace('</s>', '')
+        if (*r == '\n') { r++; continue; }                 // .replace('\n', '')
+        *w++ = *r++;
+    }
+    *w = 0;
+    return s;
 }
+
+int seva_keep(const char *raw_chosen, const char *raw_rejected) { return strcmp(raw_chosen, raw_rejected) != 0; }
 
 int pref_word_count(const char *s) {
     int n = 0, in = 0;

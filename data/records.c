@@ -253,7 +253,8 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
             if (!tok) fatal("%s:%d: text records need a tokenizer (tokenizer.model or tokenizer.json in the model folder, or --tokenizer)", path, jr.line);
             const cJSON *system = cJSON_GetObjectItemCaseSensitive(j, "system");
             if (system && !cJSON_IsString(system)) fatal("%s:%d: \"system\" must be a string", path, jr.line);
-            ChatOptions copt = {opt->tmpl, system ? system->valuestring : NULL, r.image != NULL, 1, 0};
+            ChatOptions copt = {.tmpl = opt->tmpl, .system = system ? system->valuestring : opt->system, .image = r.image != NULL,
+                                .n_image_tokens = 1};
             char *text = xmalloc(strlen(prompt) + (opt->prompt_suffix ? strlen(opt->prompt_suffix) : 0) + 1);
             strcpy(text, prompt);
             if (opt->prompt_suffix) strcat(text, opt->prompt_suffix);

@@ -70,12 +70,13 @@ typedef struct {
     const char *images_dir;     // root of relative image paths (NULL: the JSONL's folder)
     const char *prompt_suffix;  // appended to every text prompt (POPE's " Answer the question using a single
                                 // word or phrase."), NULL: none
+    const char *system;         // the system line of records without a "system" (NULL: the template's own)
 } SampleReadOptions;
 
 // Reads `vlm sample` records: "image" (optional; or TRL's "images": [path]; relative to opt->images_dir or
 // the JSONL's folder; it must exist) and either a text prompt — "prompt", "question" or "text" (POPE's
 // released files) — rendered with the chat template as the first user turn with the generation prompt after
-// it (an optional "system" replacing the template's system line; needs tok), or "input_ids" (ids, the image
+// it (an optional "system" replacing opt->system or else the template's system line; needs tok), or "input_ids" (ids, the image
 // token once or expanded). Dies naming the file and line on a bad record, or on another key that looks like
 // an image (it would be silently dropped).
 void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfig *cfg, const Tokenizer *tok,

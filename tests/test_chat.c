@@ -23,7 +23,7 @@ static Tokenizer *load_sp(void) {
 }
 
 static ChatOptions opts(ChatTemplate tmpl, int image) {
-    ChatOptions o = {tmpl, NULL, image, 1, 0};
+    ChatOptions o = {.tmpl = tmpl, .image = image, .n_image_tokens = 1};
     return o;
 }
 
@@ -252,6 +252,44 @@ TEST(chat_truncation) {
     EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) == 0 && c.n == full.n);
     chat_tokens_free(&c);
     chat_tokens_free(&full);
+    tokenizer_free(tok);
+}
+
+// max_text_len (S-VCO's cut at 128): the image counts as one token however many it expands to (an image row
+// keeps max_text_len - 1 tokens besides the image, its image-free row max_text_len), and the end token falls off
+// a long row.
+TEST(chat_max_text_len_counts_the_image_as_one) {
+    Tokenizer *tok = load_sp();
+    ChatTurn t = {"What is shown in this image?", "A red circle on a white background, next to a blue square."};
+    ChatOptions o = opts(CHAT_LLAVA_HF, 1), none = opts(CHAT_LLAVA_HF, 0);
+    o.n_image_tokens = 576;
+    ChatTokens full, free_full, c, d;
+    char err[300];
+    EXPECT(chat_build(tok, &o, &t, 1, &full, err, sizeof(err)) == 0);
+    EXPECT(chat_build(tok, &none, &t, 1, &free_full, err, sizeof(err)) == 0);
+    const int text = full.n - 575;  // tokens with the image as one
+    EXPECT_INT_EQ(full.ids[full.n - 1], tok->eos_id);
+    const int M = free_full.n - 2, cut = text - M;  // both rows cut, the image row by more
+    EXPECT(cut > 2);
+    o.max_text_len = none.max_text_len = M;
+    EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) == 0);
+    EXPECT(chat_build(tok, &none, &t, 1, &d, err, sizeof(err)) == 0);
+    EXPECT_INT_EQ(c.n, full.n - cut);          // text tokens cut, the EOS among them
+    EXPECT_INT_EQ(c.n_labels, full.n_labels - cut);
+    EXPECT_INT_EQ(c.n_image, 576);
+    for (int i = 0; i < c.n; i++) { EXPECT_INT_EQ(c.ids[i], full.ids[i]); EXPECT_INT_EQ(c.mask[i], full.mask[i]); }
+    EXPECT(c.ids[c.n - 1] != tok->eos_id);
+    EXPECT_INT_EQ(d.n, M);                     // the image-free row: as many tokens as the image row has with its
+    EXPECT_INT_EQ(d.n - (c.n - 576), 1);       // image as one, one more besides the image
+    for (int i = 0; i < d.n; i++) EXPECT_INT_EQ(d.ids[i], free_full.ids[i]);
+    chat_tokens_free(&c);
+    chat_tokens_free(&d);
+    // the image counted as one: a limit below the prompt with the image as one token is an error
+    o.max_text_len = 5;
+    EXPECT(chat_build(tok, &o, &t, 1, &c, err, sizeof(err)) != 0);
+    EXPECTF(strstr(err, "max_text_len 5") != NULL, "message: %s", err);
+    chat_tokens_free(&full);
+    chat_tokens_free(&free_full);
     tokenizer_free(tok);
 }
 

@@ -535,7 +535,7 @@ TEST(generate_prompt_ids_match_transformers) {
     LlavaConfig cfg;
     llava_config_load(&cfg, MODELS "llava_tok");
     SampleRecordSet rs;
-    SampleReadOptions sopt = {CHAT_VICUNA_V1, NULL, NULL};
+    SampleReadOptions sopt = {.tmpl = CHAT_VICUNA_V1};
     records_read_sample(&rs, MODELS "llava_tok/generate_records.jsonl", &cfg, tok, &sopt);
     int n;
     cJSON **want = jsonl_read(MODELS "llava_tok/generate_expected.jsonl", &n);

@@ -66,6 +66,7 @@ static void check_case(const Case *k) {
     c.quiet = 1;
     c.recompute = k->recompute;
     c.ref_online = k->ref_online;
+    c.crop_fixed = !k->ref_online;  // mDPO: a cached reference scores crops fixed per example (fresh ones go online)
     c.trainable.train_vision = k->train_vision;
     if (k->no_pack) c.pack = 0;
     if (k->val) { c.val_path = data; c.eval_every = 1; }
@@ -99,7 +100,8 @@ TEST(plan_equals_cpu_allocations) {
         {"plan_svco_nopack_rec", "svco", 1, 0, 0, 0, 1, 0, NULL},
         {"plan_dpo_lora_cached", "dpo", 0, 0, 4, 0, 0, 0, NULL},
         {"plan_dpo_lora_online", "dpo", 1, 1, 4, 0, 0, 0, NULL},
-        {"plan_mdpo", "mdpo", 0, 0, 0, 0, 0, 0, NULL},
+        {"plan_mdpo_fixed_cached", "mdpo", 0, 0, 0, 0, 0, 0, NULL},
+        {"plan_mdpo_fresh_online", "mdpo", 0, 1, 0, 0, 0, 1, NULL},
         // a SigLIP tower (no class token; trained: its activations) and a Qwen2 decoder
         {"plan_siglip_svco", "svco", 0, 0, 0, 0, 0, 0, "tests/fixtures/models/llava_siglip_qwen2"},
         {"plan_siglip_sft_vision", "sft", 1, 0, 0, 1, 0, 0, "tests/fixtures/models/llava_siglip_qwen2"},

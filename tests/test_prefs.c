@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "../data/augment.h"
+#include "../data/chat.h"
 #include "../data/prefpairs.h"
+#include "../data/records.h"
 #include "../eval/clipscore.h"
 #include "../util/common.h"
 #include "test.h"
@@ -19,9 +21,13 @@ TEST(pref_pair_rules) {
     EXPECT(!strcmp(pref_clean_answer(a), "The cat sits."));
     EXPECT(!strcmp(pref_clean_answer(b), "line one line two"));
     EXPECT(!strcmp(pref_clean_answer(c), ""));
+    // SeVa as released: the raw strings compared, then "</s>" and "\n" deleted (no space, no trimming)
+    char d[] = " Line one.\nLine two.</s>", e[] = "a</s>b\n\nc ";
+    EXPECT(!strcmp(seva_clean_answer(d), " Line one.Line two."));
+    EXPECT(!strcmp(seva_clean_answer(e), "abc "));
     EXPECT(seva_keep("yes", "no"));
     EXPECT(!seva_keep("same", "same"));
-    EXPECT(!seva_keep("", "no"));
+    EXPECT(seva_keep("Two.</s>", "Two.\n"));  // different raw strings, the same once cleaned: a pair, as in SeVa
     EXPECT_INT_EQ(pref_word_count("  a red  circle\tleft "), 4);
     EXPECT_INT_EQ(pref_word_count(""), 0);
     // CLIP-DPO: best vs worst, gap and length ratio
@@ -68,6 +74,48 @@ static char *run_ok(const char *args) {
     EXPECTF(rc == 0, "vlm %s: exit %d: %s", args, rc, err);
     free(err);
     return out;
+}
+
+// `vlm sample --preset seva`: SeVa's generation settings, each printed with its source, and the same run as the
+// flags written out (vicuna_v1 with LLaVA's "curious human" line, greedy, the budget given on the command line);
+// the system line reaches the prompt's tokens.
+TEST(sample_preset_seva) {
+    char base[1024], args[2048], *out, *err;
+    snprintf(base, sizeof(base), "sample --model " MODELS "llava_tok --data " MODELS "llava_tok/generate_records.jsonl "
+             "--tokenizer %s/tokenizers/llama2_tokenizer.model --device cpu --max-new-tokens 3", test_shared_data());
+    snprintf(args, sizeof(args), "%s --preset seva", base);
+    EXPECT(test_run_vlm(args, &out, &err) == 0);
+    EXPECTF(strstr(err, "generate_with_aug.py l.90") && strstr(err, "curious human") && strstr(err, "do_sample=False"),
+            "the preset's values and sources: %s", err);
+    EXPECTF(strstr(err, "--max-new-tokens command line (preset 512"), "the command line's value: %s", err);
+    snprintf(args, sizeof(args), "%s --template vicuna_v1 --temperature 0 --system \"%s\"", base, CHAT_LLAVA_V1_SYSTEM);
+    char *spelled = run_ok(args);
+    EXPECTF(!strcmp(out, spelled), "--preset seva:\n%s\nthe flags written out:\n%s", out, spelled);
+    free(out); free(err); free(spelled);
+    EXPECT(test_run_vlm("sample --model x --data y --preset sevaa", &out, &err) != 0);
+    EXPECTF(strstr(err, "--preset 'sevaa'"), "message: %s", err);
+    free(out); free(err);
+    // the record's prompt carries the system line (a record's own "system" would replace it)
+    char *tp = path_join(test_shared_data(), "tokenizers/llama2_tokenizer.model");
+    Tokenizer *tok = tokenizer_load(tp);
+    LlavaConfig cfg;
+    llava_config_load(&cfg, MODELS "llava_tok");
+    SampleRecordSet rs;
+    SampleReadOptions sopt = {.tmpl = CHAT_VICUNA_V1, .system = CHAT_LLAVA_V1_SYSTEM};
+    records_read_sample(&rs, MODELS "llava_tok/generate_records.jsonl", &cfg, tok, &sopt);
+    ChatOptions o = {.tmpl = CHAT_VICUNA_V1, .system = CHAT_LLAVA_V1_SYSTEM, .image = rs.r[0].image != NULL,
+                     .n_image_tokens = cfg.image_tokens};
+    ChatTurn t = {"What is in the picture?", NULL};
+    ChatTokens c;
+    char e[256];
+    EXPECT(chat_build(tok, &o, &t, 1, &c, e, sizeof(e)) == 0);
+    EXPECTF(strstr(c.text, "curious human") == c.text + 17, "%s", c.text);
+    EXPECT_INT_EQ(rs.r[0].n, c.n);
+    for (int i = 0; i < c.n && i < rs.r[0].n; i++) EXPECT_INT_EQ(rs.r[0].ids[i], c.ids[i]);
+    chat_tokens_free(&c);
+    records_free_sample(&rs);
+    tokenizer_free(tok);
+    free(tp);
 }
 
 TEST(sample_augment_is_seeded_and_changes_answers) {
@@ -125,27 +173,41 @@ static const char *str_of(const cJSON *j, const char *k) {
 }
 
 TEST(data_seva_pairs) {
+    // as SeVa's step 3 (data/step3/make_pair_*.py l.24-30): question 0 a pair; question 1 the same answer, dropped;
+    // question 2 two raw answers that differ ("</s>" against "\n") but are the same once cleaned: kept, as SeVa
+    // keeps them; question 3 the same text, one ended by the end token (raw "Left.</s>"), one by the length: kept;
+    // question 4 cleaned to nothing: dropped; question 5 no rejected answer
     char *q = test_write_tmp("seva_q.jsonl", "{\"image\": \"a.png\", \"prompt\": \"What shape?\"}\n"
                                         "{\"image\": \"b.png\", \"prompt\": \"What color?\"}\n"
                                         "{\"image\": \"c.png\", \"prompt\": \"How many?\"}\n"
-                                        "{\"image\": \"d.png\", \"prompt\": \"Where?\"}\n");
-    // question 1: the same answer; question 2: the same after SeVa's cleaning; question 3: no rejected answer
-    char *a = test_write_tmp("seva_a.jsonl", "{\"index\": 0, \"sample\": 0, \"text\": \"A circle.\"}\n"
-                                        "{\"index\": 1, \"sample\": 0, \"text\": \"Red.\"}\n"
+                                        "{\"image\": \"d.png\", \"prompt\": \"Where?\"}\n"
+                                        "{\"image\": \"e.png\", \"prompt\": \"Why?\"}\n"
+                                        "{\"image\": \"f.png\", \"prompt\": \"Who?\"}\n");
+    char *a = test_write_tmp("seva_a.jsonl", "{\"index\": 0, \"sample\": 0, \"text\": \"A circle.\\nIt is red.\", \"finish\": \"eos\"}\n"
+                                        "{\"index\": 1, \"sample\": 0, \"text\": \"Red.\", \"finish\": \"eos\"}\n"
                                         "{\"index\": 2, \"sample\": 0, \"text\": \"Two.</s>\"}\n"
-                                        "{\"index\": 3, \"sample\": 0, \"text\": \"Left.\"}\n");
+                                        "{\"index\": 3, \"sample\": 0, \"text\": \"Left.\", \"finish\": \"eos\"}\n"
+                                        "{\"index\": 4, \"sample\": 0, \"text\": \"\\n\"}\n"
+                                        "{\"index\": 5, \"sample\": 0, \"text\": \"Bob.\"}\n");
     char *b = test_write_tmp("seva_b.jsonl", "{\"index\": 2, \"sample\": 0, \"text\": \"Two.\\n\"}\n"
-                                        "{\"index\": 0, \"sample\": 0, \"text\": \"A square.\"}\n"
-                                        "{\"index\": 1, \"sample\": 0, \"text\": \"Red.\"}\n");
+                                        "{\"index\": 0, \"sample\": 0, \"text\": \"A square.\", \"finish\": \"eos\"}\n"
+                                        "{\"index\": 1, \"sample\": 0, \"text\": \"Red.\", \"finish\": \"eos\"}\n"
+                                        "{\"index\": 3, \"sample\": 0, \"text\": \"Left.\", \"finish\": \"length\"}\n"
+                                        "{\"index\": 4, \"sample\": 0, \"text\": \"</s>\"}\n");
     char args[1024];
     snprintf(args, sizeof(args), "data seva --questions %s --chosen %s --rejected %s --repeat 2", q, a, b);
     char *out = run_ok(args);
     int n;
     cJSON **v = read_lines(out, &n);
-    EXPECT_INT_EQ(n, 2);  // one pair, twice
-    for (int i = 0; i < n; i++) {
-        EXPECT(!strcmp(str_of(v[i], "image"), "a.png") && !strcmp(str_of(v[i], "prompt"), "What shape?"));
-        EXPECT(!strcmp(str_of(v[i], "chosen"), "A circle.") && !strcmp(str_of(v[i], "rejected"), "A square."));
+    EXPECT_INT_EQ(n, 6);  // three pairs, twice each
+    static const char *const want[3][4] = {{"a.png", "What shape?", "A circle.It is red.", "A square."},
+                                           {"c.png", "How many?", "Two.", "Two."},
+                                           {"d.png", "Where?", "Left.", "Left."}};
+    for (int i = 0; i < n && i < 6; i++) {
+        const char *const *w = want[i / 2];
+        EXPECTF(!strcmp(str_of(v[i], "image"), w[0]) && !strcmp(str_of(v[i], "prompt"), w[1]), "pair %d: %s", i, str_of(v[i], "prompt"));
+        EXPECTF(!strcmp(str_of(v[i], "chosen"), w[2]) && !strcmp(str_of(v[i], "rejected"), w[3]), "pair %d: '%s' / '%s'", i,
+                str_of(v[i], "chosen"), str_of(v[i], "rejected"));
     }
     free_lines(v, n);
     free(out);

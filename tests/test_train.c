@@ -9,6 +9,7 @@
 #include "../data/chat.h"
 #include "../model/llava.h"
 #include "../model/safetensors.h"
+#include "../train/plot.h"
 #include "../util/common.h"
 #include "test.h"
 
@@ -109,13 +110,13 @@ static int same_weights_with_env(const char *env, const char *value, const char 
 }
 
 // The ids of write_data (random ids 3..79, image token 90) fit the vocabulary of the model in `model`.
-static void check_recipe_learns_on(const char *model, const char *recipe, double first_loss) {
+static void check_recipe_learns_on(const char *model, const char *recipe, const char *flags, double first_loss) {
     char name[128], args[2048], *err;
     snprintf(name, sizeof(name), "learn_%s_%s", recipe, strrchr(model, '/') + 1);
     char *data = write_data(name, recipe, 16, 0);
     char *out = path_join(test_tmpdir(), name);
     snprintf(args, sizeof(args), "train --recipe %s --model %s --data %s --out %s/run --steps 24 --batch 4 --lr 2e-3 "
-             "--warmup-steps 0 --device cpu --quiet", recipe, model, data, out);
+             "--warmup-steps 0 --device cpu --quiet %s", recipe, model, data, out, flags);
     int rc = run_train(args, &err);
     EXPECTF(rc == 0, "%s: exit %d: %s", recipe, rc, err);
     char log[512];
@@ -130,15 +131,56 @@ static void check_recipe_learns_on(const char *model, const char *recipe, double
     free(err); free(data); free(out);
 }
 
-static void check_recipe_learns(const char *recipe, double first_loss) { check_recipe_learns_on(GQA, recipe, first_loss); }
+static void check_recipe_learns(const char *recipe, const char *flags, double first_loss) {
+    check_recipe_learns_on(GQA, recipe, flags, first_loss);
+}
 
-TEST(train_sft_learns) { check_recipe_learns("sft", 0); }
+TEST(train_sft_learns) { check_recipe_learns("sft", "", 0); }
 // LLaVA-Interleave's kinds of model: a SigLIP tower (its preprocessing of the PNGs) and a Qwen2 decoder
-TEST(train_svco_learns_siglip_qwen2) { check_recipe_learns_on("tests/fixtures/models/llava_siglip_qwen2", "svco", 4 * log(2.0)); }
-TEST(train_dpo_learns) { check_recipe_learns("dpo", log(2.0)); }
-TEST(train_svco_learns) { check_recipe_learns("svco", 4 * log(2.0)); }
-TEST(train_vco_learns) { check_recipe_learns("vco", 2 * log(2.0)); }
-TEST(train_mdpo_learns) { check_recipe_learns("mdpo", 3 * log(2.0)); }
+TEST(train_svco_learns_siglip_qwen2) { check_recipe_learns_on("tests/fixtures/models/llava_siglip_qwen2", "svco", "", 4 * log(2.0)); }
+TEST(train_dpo_learns) { check_recipe_learns("dpo", "", log(2.0)); }
+TEST(train_svco_learns) { check_recipe_learns("svco", "", 4 * log(2.0)); }
+TEST(train_vco_learns) { check_recipe_learns("vco", "", 2 * log(2.0)); }
+// one crop per example, shared by the policy and the cached reference: the step-0 identity holds
+TEST(train_mdpo_learns) { check_recipe_learns("mdpo", "--crop fixed", 3 * log(2.0)); }
+
+// mDPO's preset draws a fresh crop in every forward pass, as its code does (crop_images inside forward): the policy
+// and the reference (run online) see different crops, so at step 1 (policy = reference) the response and anchor
+// terms are log 2 and the image term is not; the run learns, resumes bit-exactly (the crops come from the step's
+// streams), and a cached reference is refused with the choices named.
+TEST(train_mdpo_fresh_crops) {
+    check_recipe_learns("mdpo", "", -1);
+    char *data = write_data("mdpo_fresh", "mdpo", 8, 0), args[2048], *err;
+    char *dir = path_join(test_tmpdir(), "mdpo_fresh_runs");
+    const char *common = "--recipe mdpo --model " GQA " --steps 4 --batch 2 --lr 1e-3 --warmup-steps 0 --device cpu --quiet";
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/a", common, data, dir);
+    EXPECTF(run_train(args, &err) == 0, "a: %s", err);
+    EXPECTF(strstr(err, "--crop") && strstr(err, "fresh") && strstr(err, "l.2326"), "the preset's crop and its source: %s", err);
+    free(err);
+    char mlog[600];
+    snprintf(mlog, sizeof(mlog), "%s/a/metrics.jsonl", dir);
+    double v[8];
+    EXPECT_INT_EQ(read_metric(mlog, "loss/response", v, 8), 4);
+    EXPECT_NEAR(v[0], log(2.0), 1e-9);
+    EXPECT_INT_EQ(read_metric(mlog, "loss/anchor", v, 8), 4);
+    EXPECT_NEAR(v[0], log(2.0), 1e-9);
+    EXPECT_INT_EQ(read_metric(mlog, "loss/image", v, 8), 4);
+    EXPECTF(fabs(v[0] - log(2.0)) > 1e-6, "the image term at step 1 is log 2 (%.12f): policy and reference saw the same crop", v[0]);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/b --stop-at 2", common, data, dir);
+    EXPECTF(run_train(args, &err) == 0, "b: %s", err); free(err);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/b --resume", common, data, dir);
+    EXPECTF(run_train(args, &err) == 0, "b resumed: %s", err); free(err);
+    char a4[600], b4[600];
+    snprintf(a4, sizeof(a4), "%s/a", dir);
+    snprintf(b4, sizeof(b4), "%s/b", dir);
+    const char *differs = test_checkpoints_differ(a4, b4, 4);
+    EXPECTF(!differs, "%s differs between the straight and the resumed run", differs);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s/c --ref cache", common, data, dir);
+    EXPECT(run_train(args, &err) != 0);
+    EXPECTF(strstr(err, "--crop fresh") && strstr(err, "--ref online") && strstr(err, "--crop fixed"), "message: %s", err);
+    free(err);
+    free(dir); free(data);
+}
 
 // TRL's loss family through `vlm train --loss-type` (train/losses.h): the first step (policy = reference) logs
 // each type's step-0 value (sigmoid, robust, sigmoid_norm log 2; hinge 1; ipo and ipo_sum 1/(2 beta)^2; bco_pair
@@ -747,6 +789,84 @@ TEST(params_init_random_values) {
     llava_free(&m);
 }
 
+// The smoothed line: debiased from the first point, flat on a flat series, through the points below 40 of them,
+// and over 2,000 noisy points within a fifth of the noise of the mean; a chart of 5,000 points stays small (the
+// raw values as a band of each pixel column's extremes, the smoothed line one point a column) and draws the
+// step-0 marker when given.
+TEST(plot_smoothed_lines_over_raw_points) {
+    enum { N = 5000 };
+    double *x = xmalloc(sizeof(double) * N), *y = xmalloc(sizeof(double) * N), *sm = xmalloc(sizeof(double) * N);
+    unsigned r = 7;
+    for (int i = 0; i < N; i++) {
+        x[i] = i + 1;
+        r = r * 1103515245u + 12345u;
+        y[i] = 1 + ((r >> 8) / 16777216.0 - 0.5);  // 1 +- 0.5
+    }
+    plot_smooth(y, 2000, sm);
+    EXPECT(sm[0] == y[0]);
+    double worst = 0;
+    for (int i = 300; i < 2000; i++) worst = fmax(worst, fabs(sm[i] - 1));
+    EXPECTF(worst < 0.1, "smoothed values stray %.3f from the mean (raw: 0.5)", worst);
+    plot_smooth(y, 30, sm);
+    for (int i = 0; i < 30; i++) EXPECT(sm[i] == y[i]);
+    double flat[100];
+    for (int i = 0; i < 100; i++) flat[i] = 0.5;
+    plot_smooth(flat, 100, sm);
+    for (int i = 0; i < 100; i++) EXPECT_NEAR(sm[i], 0.5, 1e-15);
+    char *svg = path_join(test_tmpdir(), "smooth.svg");
+    PlotSeries s = {"loss", x, y, N};
+    EXPECT(plot_svg(svg, "t", "step", &s, 1, log(2.0), "step 0: log 2", NULL, 0) == 0);
+    size_t len;
+    char *text = read_file(svg, &len);
+    EXPECTF(len < 60000, "%zu bytes for %d points", len, N);
+    EXPECT(strstr(text, "<polyline class=\"raw\"") && strstr(text, "<polyline class=\"smooth\""));
+    EXPECT(strstr(text, "class=\"mark\"") && strstr(text, ">step 0: log 2</text>"));
+    const char *sp = strstr(text, "class=\"smooth\"");
+    int pts = 0;
+    for (const char *q = sp; q && *q && *q != '/'; q++) pts += *q == ',';
+    EXPECTF(pts > 100 && pts <= 481, "%d points on the smoothed line (the plot spans 481 pixel columns)", pts);
+    free(text); free(svg); free(x); free(y); free(sm);
+}
+
+// A run redraws loss.svg every --log-every steps, not only at its end: a run that diverges at step 3 (and so never
+// reaches the end) leaves the chart of its first steps, with the step-0 identity of its loss marked (DPO: log 2);
+// S-VCO's chart marks 4 log 2, mDPO's 3 log 2; a chart that cannot be written does not stop a run.
+TEST(train_plots_refresh_during_the_run) {
+    char *data = write_data("plots_live", "dpo", 8, 0), args[2048], *err;
+    char *o = path_join(test_tmpdir(), "plots_live_run");
+    snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s --steps 40 --batch 2 --lr 1e30 "
+             "--warmup-steps 20 --device cpu --quiet", data, o);  // step 1 has lr 0, then it diverges
+    EXPECT(run_train(args, &err) != 0);
+    free(err);
+    char *svg = path_join(o, "loss.svg"), *text = try_read_file(svg, NULL);
+    EXPECTF(text != NULL, "no %s after the run stopped", svg);
+    EXPECTF(text && strstr(text, "class=\"smooth\"") && strstr(text, "policy = reference): log 2</text>"), "%s", text ? text : "");
+    free(text); free(svg); free(o);
+    const char *recipes[2][2] = {{"svco", "4 log 2"}, {"mdpo", "3 log 2"}};
+    for (int k = 0; k < 2; k++) {
+        char name[64];
+        snprintf(name, sizeof(name), "plots_%s", recipes[k][0]);
+        char *d = write_data(name, recipes[k][0], 4, 0), *dir = path_join(test_tmpdir(), name);
+        snprintf(args, sizeof(args), "train --recipe %s --model " GQA " --data %s --out %s --steps 1 --batch 2 --device cpu --quiet",
+                 recipes[k][0], d, dir);
+        EXPECTF(run_train(args, &err) == 0, "%s: %s", recipes[k][0], err);
+        free(err);
+        char *p = path_join(dir, "loss.svg"), *t = try_read_file(p, NULL);
+        EXPECTF(t && strstr(t, recipes[k][1]), "%s: no %s marker", recipes[k][0], recipes[k][1]);
+        free(t); free(p); free(d); free(dir);
+    }
+    // a chart that cannot be written (here a folder in its place) is a warning: the run goes on and ends well
+    char *blocked = path_join(test_tmpdir(), "plots_blocked"), cmd[1024];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s/loss.svg", blocked, blocked);
+    EXPECT(test_shell(cmd) == 0);
+    snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s --steps 2 --batch 2 --device cpu --quiet", data,
+             blocked);
+    EXPECTF(run_train(args, &err) == 0, "a chart that cannot be written ended the run: %s", err);
+    EXPECTF(strstr(err, "warning") && strstr(err, "loss.svg") && strstr(err, "no longer redrawn"), "message: %s", err);
+    free(err); free(blocked);
+    free(data);
+}
+
 // vlm plot: one polyline per key that has data (steps without the key are left out of its line), a legend
 // entry per line, and a clear error for a log that is not JSON Lines.
 TEST(plot_cli_lines_and_legend) {
@@ -758,10 +878,12 @@ TEST(plot_cli_lines_and_legend) {
     EXPECTF(test_run_vlm(args, &out, &err) == 0, "%s", err);
     free(out); free(err);
     char *text = try_read_file(svg, NULL);
-    int lines = 0;
-    for (const char *p = text; p && (p = strstr(p, "<polyline")); p++) lines++;
+    int lines = 0, dots = 0;
+    for (const char *p = text; p && (p = strstr(p, "<polyline class=\"smooth\"")); p++) lines++;
+    for (const char *p = text; p && (p = strstr(p, "<circle")); p++) dots++;
     EXPECTF(text && !strncmp(text, "<svg", 4) && strstr(text, "</svg>"), "not an SVG document");
     EXPECT_INT_EQ(lines, 2);  // loss, val/loss ("missing" has no data)
+    EXPECT_INT_EQ(dots, 5);   // their raw points
     EXPECTF(text && strstr(text, ">val/loss</text>") && strstr(text, ">demo</text>"), "legend or title missing");
     free(text);
     char *bad = test_write_tmp("plot_bad.jsonl", "{\"step\": 1, \"loss\": 2.0}\nnot json\n");
@@ -843,7 +965,7 @@ TEST(train_dropping_padding_is_exact) {
 
 // A frozen tower's features are computed once per image before training (train_data_encode_images) instead
 // of in every batch: the tower's ops are per image, so the weights after 3 steps are bitwise those of the run
-// that encodes each batch's images (VLM_CACHE_FEATURES=0), for sft, mdpo (its cropped images; the reference
+// that encodes each batch's images (VLM_CACHE_FEATURES=0), for sft, mdpo (its fixed crops; the reference
 // pre-pass sees the features too) and svco (two images a pair, image-free rows), with a validation split.
 TEST(train_frozen_tower_features_once_is_exact) {
     const char *recipes[3] = {"sft", "mdpo", "svco"};
@@ -852,7 +974,8 @@ TEST(train_frozen_tower_features_once_is_exact) {
         snprintf(name, sizeof(name), "features_%s", recipes[r]);
         char *data = write_data(name, recipes[r], 8, 0), *dir = path_join(test_tmpdir(), name);
         snprintf(args, sizeof(args), "--recipe %s --model " GQA " --data %s --val %s --eval-every 2 --steps 3 --batch 4 --lr 1e-3 "
-                 "--warmup-steps 0 --device cpu --quiet", recipes[r], data, data);
+                 "--warmup-steps 0 --device cpu --quiet%s", recipes[r], data, data,
+                 r == 1 ? " --crop fixed" : "");  // fresh crops go through the tower in every pass: nothing to cache
         EXPECTF(same_weights_with_env("VLM_CACHE_FEATURES", "0", args, dir, 3),
                 "%s: the weights differ when the tower's features are computed once", recipes[r]);
         char pa[600], pb[600];

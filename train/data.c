@@ -161,12 +161,20 @@ static int row_from_ids(Loader *L, TrainRow *r, const int *prompt, int np, const
             return -1;
         }
     free(p);
-    if (L->opt->max_len > 0 && r->n > L->opt->max_len) {
-        if (r->n - nr >= L->opt->max_len) {
-            snprintf(L->err, sizeof(L->err), "the prompt (%d tokens with the image) does not fit in --max-len %d", r->n - nr, L->opt->max_len);
+    // --max-text-len counts the image as one token, --max-len as the tokens it expands to; only response tokens
+    // are cut, as chat_build cuts text rows
+    const int n_img = with_image ? c->image_tokens : 0, image_extra = n_img > 0 ? n_img - 1 : 0;
+    const int limits[2] = {L->opt->max_text_len > 0 ? L->opt->max_text_len + image_extra : 0, L->opt->max_len};
+    const char *flags[2] = {"--max-text-len", "--max-len"};
+    for (int k = 0; k < 2; k++) {
+        if (limits[k] <= 0 || r->n <= limits[k]) continue;
+        if (r->n - nr >= limits[k]) {
+            const int counted = k == 0 ? image_extra : 0;  // --max-text-len: the image as one token
+            snprintf(L->err, sizeof(L->err), "the prompt (%d tokens with the image%s) does not fit in %s %d", r->n - nr - counted,
+                     counted ? " as one" : "", flags[k], limits[k] - counted);
             return -1;
         }
-        r->n = L->opt->max_len;  // only response tokens are cut
+        r->n = limits[k];
     }
     if (llava_check_row_length(L->cfg, r->n, L->err, sizeof(L->err))) return -1;  // past max_position_embeddings
     r->image = with_image ? image : -1;
@@ -178,10 +186,11 @@ static int row_from_turns(Loader *L, TrainRow *r, const char *system, const Chat
     if (!L->tok) { snprintf(L->err, sizeof(L->err), "text fields need a tokenizer (--tokenizer, or tokenizer.model or tokenizer.json in the model folder)"); return -1; }
     ChatOptions o = {0};
     o.tmpl = L->opt->template_name ? (ChatTemplate)chat_template_from_name(L->opt->template_name) : CHAT_VICUNA_V1;
-    o.system = system ? system : L->opt->system;
+    o.system = L->opt->system ? L->opt->system : system;
     o.image = with_image;
     o.n_image_tokens = L->cfg->image_tokens;
     o.max_len = L->opt->max_len;
+    o.max_text_len = L->opt->max_text_len;
     ChatTokens ct;
     if (chat_build(L->tok, &o, turns, n_turns, &ct, L->err, sizeof(L->err)) != 0) return -1;
     r->n = ct.n;
@@ -324,7 +333,8 @@ static int build_rows(Loader *L, TrainExample *e, PairFields *f) {
     int failed = 0;
     for (int k = 0; k < rc->n_rows && !failed; k++) {
         const RowSpec *s = &rc->rows[k];
-        if (s->image == 1 && e->image[1] < 0 && rc->second_image == IMAGE2_CROP) e->image[1] = corrupt_image(L, e->image[0], L->d->n);
+        if (s->image == 1 && e->image[1] < 0 && rc->second_image == IMAGE2_CROP)  // fresh crops: drawn per pass
+            e->image[1] = L->d->fresh_crops ? e->image[0] : corrupt_image(L, e->image[0], L->d->n);
         int with_image = s->image >= 0 && e->image[s->image] >= 0;
         failed = make_row(L, &e->rows[e->n_rows++], f, s->response, with_image, with_image ? s->image : -1);
     }
@@ -432,6 +442,9 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
     CHECK_OR_DIE(recipe->model == MODEL_LLAVA, "train_data_load: recipe %s does not train a LLaVA", recipe->name);
     d->recipe = recipe;
     d->image_size = cfg->vision.image_size;
+    d->fresh_crops = opt->fresh_crops && recipe->second_image == IMAGE2_CROP;
+    d->crop_lo = opt->crop_lo;
+    d->crop_hi = opt->crop_hi;
     if (opt->template_name && chat_template_from_name(opt->template_name) < 0)  // never a format no other command renders
         fatal("%s: template '%s': expected " CHAT_TEMPLATE_NAMES, path, opt->template_name);
     Loader L = {.d = d, .path = path, .dir = path_dirname(path), .cfg = cfg, .pcfg = pcfg, .opt = opt};
@@ -470,6 +483,7 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
     // the hash keys the reference cache: rows, labels and pixels
     unsigned long long h = 1469598103934665603ULL;
     h = fnv(h, &recipe->id, sizeof(recipe->id));
+    if (d->fresh_crops) h = fnv(h, "fresh crops", 11);  // (fixed crops are in the pixels)
     for (int i = 0; i < d->n; i++)
         for (int r = 0; r < d->ex[i].n_rows; r++) {
             TrainRow *row = &d->ex[i].rows[r];
@@ -607,6 +621,8 @@ void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int p
     }
     b->cap_rows = max_examples * d->recipe->n_rows;
     b->cap_images = max_examples * 2;
+    b->crop_source = xmalloc(sizeof(int) * (b->cap_images + 1));
+    b->crop_example = xmalloc(sizeof(int) * (b->cap_images + 1));
     b->example_of_row = xmalloc(sizeof(int) * b->cap_rows);
     b->kind_of_row = xmalloc(sizeof(int) * b->cap_rows);
     b->length_of_row = xmalloc(sizeof(int) * b->cap_rows);
@@ -637,6 +653,7 @@ void train_batch_free(TrainBatch *b) {
         free(G->out_index); free(G->out_target); free(G->out_row); free(G->members);
     }
     free(b->example_of_row); free(b->kind_of_row); free(b->length_of_row); free(b->pixels); free(b->feats);
+    free(b->crop_source); free(b->crop_example);
     memset(b, 0, sizeof(*b));
 }
 
@@ -660,9 +677,12 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n)
         int local[2] = {-1, -1};
         for (int k = 0; k < 2; k++) {
             if (ex->image[k] < 0) continue;
-            for (int i = 0; i < b->n_images; i++) if (gl[i] == ex->image[k]) local[k] = i;  // shared image: once
+            const int crop = k == 1 && d->fresh_crops;  // a crop is the example's own, never shared
+            for (int i = 0; i < b->n_images && !crop; i++) if (gl[i] == ex->image[k] && b->crop_source[i] < 0) local[k] = i;
             if (local[k] < 0) {
                 gl[b->n_images] = ex->image[k];
+                b->crop_source[b->n_images] = crop ? ex->image[k] : -1;
+                b->crop_example[b->n_images] = crop ? idx[e] : -1;
                 memcpy(dst + b->n_images * img_floats, src + (size_t)ex->image[k] * img_floats, sizeof(float) * img_floats);
                 local[k] = b->n_images++;
             }
@@ -720,6 +740,25 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n)
         free(phys[g]);
     }
     free(gl);
+}
+
+unsigned long long train_crop_stream(unsigned long long seed, int step, int micro, int pass) {
+    return (seed * 0x9E3779B97F4A7C15ULL + (unsigned long long)step) * 0xBF58476D1CE4E5B9ULL + (unsigned long long)micro * 2 + pass;
+}
+
+void train_batch_draw_crops(TrainBatch *b, const TrainData *d, unsigned long long stream) {
+    if (!d->fresh_crops) return;
+    CHECK_OR_DIE(b->pixels && d->pixels, "fresh crops need the images' pixels (no feature cache)");
+    const int S = d->image_size;
+    const size_t img = (size_t)3 * S * S;
+    for (int i = 0; i < b->n_images; i++) {
+        if (b->crop_source[i] < 0) continue;
+        float *px = b->pixels + i * img;
+        memcpy(px, d->pixels + (size_t)b->crop_source[i] * img, sizeof(float) * img);
+        AugRng rng;
+        augrng_seed(&rng, stream * 1000003ULL + (unsigned long long)b->crop_example[i]);
+        augment_random_resized_crop(px, 3, S, S, d->crop_lo, d->crop_hi, &rng);
+    }
 }
 
 void data_order_shuffle(DataOrder *o) {

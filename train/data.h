@@ -2,7 +2,8 @@
 //
 // Each example becomes the rows its recipe lists (train/recipes.h: RowSpec), in the order the recipe's loss
 // reads them: sft 1 row, dpo 2 (chosen, rejected), svco and vco 6 (SVCO_*), mdpo 3 (MDPO_*, the third under a
-// random-resized crop m' of the image).
+// random-resized crop m' of the image: drawn anew in every forward pass, TrainData.fresh_crops, or once per
+// example at load).
 //
 // Input files (JSON Lines, or a JSON array for S-VCO's released mvc.json); text fields go through the
 // chat template, *_ids fields are taken as token ids (the image token once, where the image goes). The
@@ -40,12 +41,15 @@ typedef struct {
 typedef struct {
     const char *tokenizer;   // tokenizer.model or tokenizer.json for text fields (NULL: ids only)
     const char *template_name;  // one of CHAT_TEMPLATE_NAMES (data/chat.h), "vicuna_v1" by default; others die
-    const char *system;      // system prompt override (NULL: the template's)
+    const char *system;      // system prompt for every row, a record's own included (NULL: the record's, else the
+                             // template's)
     const char *images_dir;  // root for image paths (NULL: the data file's folder)
     int max_len;             // 0: no limit; longer rows are truncated in their response or rejected
+    int max_text_len;        // 0: no limit; the same with the image counted as one token (S-VCO's 128, data/chat.h)
     int skip_bad;            // count and skip malformed records (and missing or unreadable images) instead of stopping
-    unsigned long long seed; // for mDPO's corrupted crops (fixed per example, so a cached reference is exact)
+    unsigned long long seed; // for mDPO's corrupted crops drawn once per example (--crop fixed)
     double crop_lo, crop_hi; // mDPO crop scale range (--crop-scale)
+    int fresh_crops;         // mDPO's crop drawn in every forward pass (train_batch_draw_crops), not at load
 } TrainDataOptions;
 
 typedef struct {
@@ -60,6 +64,10 @@ typedef struct {
     int max_row_len;
     int n_bad;               // records skipped with skip_bad
     unsigned long long hash; // of the tokenized rows and pixels: keys the reference log-prob cache
+    int fresh_crops;         // image slot 1 of every example is a crop of its slot-0 image, drawn anew for every
+                             // forward pass by train_batch_draw_crops (mDPO's code crops inside forward); the
+                             // pixels stay (no feature cache: each crop goes through the tower)
+    double crop_lo, crop_hi; // the crops' scale range
 } TrainData;
 
 void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const LlavaConfig *cfg,
@@ -107,6 +115,8 @@ typedef struct {
 
 typedef struct {
     int B, n_images;                  // logical rows in all groups; distinct images
+    int *crop_source, *crop_example;  // (n_images) with fresh crops: the data's image a batch image is a crop of
+                                      // and the example it belongs to; -1 for an image that is not a crop
     float *pixels;                    // (n_images, 3, S, S), read by the image group; or, when the data has
     float *feats;                     // features, (n_images, feat_size) and pixels NULL
     int *example_of_row, *kind_of_row, *length_of_row;  // (B) per logical row
@@ -117,5 +127,13 @@ typedef struct {
 // pack: merge rows that share image and prompt (see above).
 void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int pack);
 void train_batch_free(TrainBatch *b);
-// Fills b with the rows of examples idx[0..n).
+// Fills b with the rows of examples idx[0..n). With fresh crops each example's crop is a batch image of its own,
+// uncropped until train_batch_draw_crops.
 void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n);
+// Fresh crops: draws every crop image of the batch again from its source image, example e's from the random
+// stream (stream, e), so that each forward pass (the policy's, the reference's) gets crops of its own, the same
+// ones for the same stream. Nothing to do without fresh crops.
+void train_batch_draw_crops(TrainBatch *b, const TrainData *d, unsigned long long stream);
+// The stream of a forward pass: the run's seed, the optimizer step and micro-batch (or evaluation batch), and
+// which pass (0: the policy, 1: the reference).
+unsigned long long train_crop_stream(unsigned long long seed, int step, int micro, int pass);

@@ -279,10 +279,16 @@ double svco_loss(const SvcoParams *p, int n, const double *pol, const double *re
         const double *pp = pol + (size_t)i * SVCO_ROWS, *rp = ref + (size_t)i * SVCO_ROWS;
         double *dp = dpol + (size_t)i * SVCO_ROWS;
         double r[SVCO_ROWS];
-        for (int k = 0; k < SVCO_ROWS; k++) { r[k] = pp[k] - rp[k]; dp[k] = 0; acc.reward[k] += r[k] / n; }
+        for (int k = 0; k < SVCO_ROWS; k++) {
+            r[k] = pp[k] - rp[k];
+            dp[k] = 0;
+            acc.reward[k] += r[k] / n;
+            acc.logp[k] += pp[k] / n;
+        }
         for (int t = 0; t < 4; t++) {
             double arg = r[first[t]] - r[second[t]];
             acc.margin[t] += arg / n;
+            acc.distance[t] += fabs(pp[first[t]] - pp[second[t]]) / n;
             acc.accuracy[t] += (arg > 0) / (double)n;
             if (p->beta[t] <= 0) continue;  // a term switched off contributes nothing (the code returns 0)
             double bx = p->beta[t] * arg, l = neg_log_sigmoid(bx);

@@ -81,6 +81,9 @@ typedef struct {
     double reward[SVCO_ROWS];         // mean r = log pi - log pi_ref for every (response, condition)
     double accuracy[4];               // fraction of pairs with each term's comparison won (argument > 0)
     double margin[4];                 // mean argument of each term (before beta)
+    double distance[4];               // mean |policy log-ratio| of each term's two rows, the reference left out
+                                      // (S-VCO trainer.py dpo_loss: dist_* = (policy_logps_a - policy_logps_b).abs())
+    double logp[SVCO_ROWS];           // mean policy log-prob of every (response, condition)
 } SvcoMetrics;
 
 // pol, ref (n, SVCO_ROWS); dpol (n, SVCO_ROWS) gradients.

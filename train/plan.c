@@ -221,7 +221,7 @@ void plan_compute(Plan *p, const PlanSpec *s) {
     train_batch_init(&tb, &d, s->batch, s->pack);
     BatchActs pre, acts, ref_acts, ev;
     size_t prepass = 0, eval = 0;
-    if (train_caches_features(&m, s->cfg.vision.image_size)) {  // a frozen tower's features, computed once, freed
+    if (train_caches_features(&m, s->cfg.vision.image_size, s->fresh_crops)) {  // a frozen tower's features, computed once, freed
         LlavaActs fa;
         llava_features_acts_init(&fa, &m);
         prepass = fa.arena.cap;
@@ -350,6 +350,7 @@ void plan_spec_init(PlanSpec *s, const TrainConfig *c, const char *shape, int pr
     s->pack = c->pack;
     s->recompute = c->recompute;
     s->ref_online = c->ref_online;
+    s->fresh_crops = c->recipe->second_image == IMAGE2_CROP && !c->crop_fixed;
     s->with_val = c->val_path != NULL;
     s->trainable = c->trainable;
     s->lora = c->lora;
@@ -419,6 +420,7 @@ int plan_train(FILE *f, const TrainConfig *c, const char *shape, int prompt_len,
     const int i_zero = nv;
     v[nv] = full; v[nv].recompute = 1; v[nv].ref_online = 0; v[nv++].world = zworld;
     v[nv] = full; v[nv].recompute = 0; v[nv].ref_online = 0; v[nv++].world = zworld;
+    for (int i = 0; i < nv; i++) if (!v[i].ref_online) v[i].fresh_crops = 0;  // a cached reference: crops fixed per example
     Plan vp[7];
     fprintf(f, "\nwhat-if, per GPU (optimizer: AdamW moments and fp32 masters; reference: a frozen copy of the weights and its\n"
                "forward arena; LoRA on every linear layer of the decoder%s)\n",

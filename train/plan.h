@@ -62,6 +62,7 @@ typedef struct {
     int prompt_len, response_len; // text tokens of a prompt (BOS included) and of a response, as
                                   // train_data_synthetic lays rows out: [BOS, image tokens, prompt][response]
     int pack, recompute, ref_online, with_val;
+    int fresh_crops;              // mDPO's crop drawn in every pass: the tower runs on every batch (no feature cache)
     LlavaTrainable trainable;
     LoraConfig lora;              // r = 0: no adapters
     int world;

@@ -37,13 +37,28 @@ static void svg_printf(Svg *b, const char *fmt, ...) {
     }
 }
 
-static void svg_finish(Svg *b, const char *path) {
+// Writes the document; with err NULL a failure dies naming the file, else it returns -1 with the message in err.
+static int svg_finish(Svg *b, const char *path, char *err, size_t errlen) {
     svg_printf(b, "</svg>\n");
-    write_file_atomic(path, b->s, b->len);
+    int rc = 0;
+    if (err) rc = try_write_file_atomic(path, b->s, b->len, err, errlen);
+    else write_file_atomic(path, b->s, b->len);
     free(b->s);
+    return rc;
 }
 
-void plot_svg(const char *path, const char *title, const char *xlabel, const PlotSeries *s, int ns) {
+void plot_smooth(const double *y, int n, double *out) {
+    const double span = n / 20.0, w = span > 2 ? 1 - 1 / span : 0;  // the EMA's weight of the past
+    double ema = 0, norm = 0;
+    for (int i = 0; i < n; i++) {
+        ema = w * ema + (1 - w) * y[i];
+        norm = w * norm + (1 - w);  // 1 - w^(i+1): the debiasing of the zero start
+        out[i] = ema / norm;
+    }
+}
+
+int plot_svg(const char *path, const char *title, const char *xlabel, const PlotSeries *s, int ns, double mark,
+             const char *mark_label, char *err, size_t errlen) {
     const double W = 720, H = 420, L = 70, R = 170, T = 40, B = 50;
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     for (int k = 0; k < ns; k++)
@@ -53,6 +68,7 @@ void plot_svg(const char *path, const char *title, const char *xlabel, const Plo
             y0 = fmin(y0, s[k].y[i]); y1 = fmax(y1, s[k].y[i]);
         }
     if (!isfinite(x0)) { x0 = 0; x1 = 1; y0 = 0; y1 = 1; }
+    if (isfinite(mark)) { y0 = fmin(y0, mark); y1 = fmax(y1, mark); }  // the marker is always in view
     // a range within rounding of its values (two losses a float ulp apart) would give a tick step that
     // v += step cannot advance: widen it as an empty range
     if (x1 - x0 <= 1e-9 * fmax(fabs(x0), fabs(x1))) x1 = x0 + 1;
@@ -77,28 +93,53 @@ void plot_svg(const char *path, const char *title, const char *xlabel, const Plo
     }
     EMIT("<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#444\"/>\n", L, T, W - L - R, H - T - B);
     EMIT("<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>\n", (L + W - R) / 2, H - 12, xlabel);
+    if (isfinite(mark)) {
+        EMIT("<line class=\"mark\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#555\" stroke-dasharray=\"6,4\"/>\n", L,
+             W - R, PY(mark), PY(mark));
+        EMIT("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%s</text>\n", W - R - 4, PY(mark) - 4, mark_label ? mark_label : "");
+    }
+    const int cols = (int)(W - L - R);  // drawn points per line at most: one (smoothed) or two (raw band) a pixel column
     for (int k = 0; k < ns; k++) {
         const char *col = colors[k % 8];
-        EMIT("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\" points=\"", col);
-        int pen = 0;
-        for (int i = 0; i < s[k].n; i++) {
-            if (!isfinite(s[k].y[i])) {  // a gap: close this polyline and start another
-                if (pen) EMIT("\"/>\n<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\" points=\"", col);
-                pen = 0;
-                continue;
+        double *xv = xmalloc(sizeof(double) * (s[k].n + 1)), *yv = xmalloc(sizeof(double) * (s[k].n + 1));
+        int n = 0;
+        for (int i = 0; i < s[k].n; i++)
+            if (isfinite(s[k].y[i])) { xv[n] = s[k].x[i]; yv[n++] = s[k].y[i]; }
+        // the raw points, faint
+        if (n <= 400) {
+            EMIT("<g class=\"raw\" fill=\"%s\" fill-opacity=\"0.35\">", col);
+            for (int i = 0; i < n; i++) EMIT("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"1.6\"/>", PX(xv[i]), PY(yv[i]));
+            EMIT("</g>\n");
+        } else {  // each pixel column's lowest and highest value: every spike stays visible
+            EMIT("<polyline class=\"raw\" fill=\"none\" stroke=\"%s\" stroke-opacity=\"0.3\" stroke-width=\"1\" points=\"", col);
+            for (int i = 0; i < n;) {
+                const int c = (int)PX(xv[i]) - (int)L;
+                double lo = yv[i], hi = yv[i];
+                int j = i + 1;
+                for (; j < n && (int)PX(xv[j]) - (int)L == c; j++) { lo = fmin(lo, yv[j]); hi = fmax(hi, yv[j]); }
+                EMIT("%.1f,%.1f %.1f,%.1f ", PX(xv[i]), PY(lo), PX(xv[j - 1]), PY(hi));
+                i = j;
             }
-            EMIT("%.1f,%.1f ", PX(s[k].x[i]), PY(s[k].y[i]));
-            pen = 1;
+            EMIT("\"/>\n");
         }
+        // the smoothed line over them: its last point in each pixel column
+        plot_smooth(yv, n, yv);
+        EMIT("<polyline class=\"smooth\" fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\" points=\"", col);
+        for (int i = 0; i < n; i++)
+            if (i + 1 == n || (int)PX(xv[i + 1]) != (int)PX(xv[i]) || n <= cols) EMIT("%.1f,%.1f ", PX(xv[i]), PY(yv[i]));
         EMIT("\"/>\n");
+        free(xv);
+        free(yv);
         double ly = T + 14 + 18 * k;
         EMIT("<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"3\"/>\n", W - R + 12, W - R + 32, ly - 4, ly - 4, col);
         EMIT("<text x=\"%.0f\" y=\"%.1f\">%s</text>\n", W - R + 38, ly, s[k].name);
     }
+    EMIT("<text x=\"%.0f\" y=\"%.1f\" fill=\"#777\" font-size=\"10\">dots: every step; lines: smoothed</text>\n", W - R + 12,
+         T + 14 + 18 * ns + 4);
 #undef EMIT
 #undef PX
 #undef PY
-    svg_finish(&svg, path);
+    return svg_finish(&svg, path, err, errlen);
 }
 
 void plot_bars_svg(const char *path, const char *title, const char *const *groups, int n_groups,
@@ -144,40 +185,63 @@ void plot_bars_svg(const char *path, const char *title, const char *const *group
         svg_printf(&svg, "<text x=\"%.0f\" y=\"%.1f\">%s</text>\n", W - R + 32, ly, series[k]);
     }
 #undef PY
-    svg_finish(&svg, path);
+    svg_finish(&svg, path, NULL, 0);
 }
 
-int plot_metrics(const char *log_path, const char *keys, const char *svg_path, const char *title) {
+void plot_chart_init(PlotChart *c, const char *keys, double mark, const char *mark_label) {
+    memset(c, 0, sizeof(*c));
     char *copy = xstrdup(keys);
-    char *names[16];
-    int nk = 0;
-    for (char *t = strtok(copy, ","); t && nk < 16; t = strtok(NULL, ",")) names[nk++] = t;
-    double *xs[16], *ys[16];
-    int n[16] = {0}, cap = 256;
-    for (int k = 0; k < nk; k++) { xs[k] = xmalloc(sizeof(double) * cap); ys[k] = xmalloc(sizeof(double) * cap); }
+    for (char *t = strtok(copy, ","); t && c->n_keys < PLOT_MAX_KEYS; t = strtok(NULL, ",")) c->keys[c->n_keys++] = xstrdup(t);
+    free(copy);
+    c->mark = mark;
+    snprintf(c->mark_label, sizeof(c->mark_label), "%s", mark_label ? mark_label : "");
+}
+
+void plot_chart_add(PlotChart *c, const cJSON *record) {
+    const cJSON *step = cJSON_GetObjectItemCaseSensitive(record, "step");
+    if (!cJSON_IsNumber(step)) return;
+    for (int k = 0; k < c->n_keys; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(record, c->keys[k]);
+        if (!cJSON_IsNumber(v)) continue;
+        if (c->n[k] == c->cap[k]) {
+            c->cap[k] = c->cap[k] ? 2 * c->cap[k] : 256;
+            c->x[k] = xrealloc(c->x[k], sizeof(double) * c->cap[k]);
+            c->y[k] = xrealloc(c->y[k], sizeof(double) * c->cap[k]);
+        }
+        c->x[k][c->n[k]] = step->valuedouble;
+        c->y[k][c->n[k]++] = v->valuedouble;
+    }
+}
+
+void plot_chart_add_log(PlotChart *c, const char *log_path) {
     JsonlReader r;
     jsonl_open(&r, log_path);
     cJSON *j;
     while ((j = jsonl_next(&r, 0, NULL))) {
-        const cJSON *step = cJSON_GetObjectItemCaseSensitive(j, "step");
-        for (int k = 0; k < nk && cJSON_IsNumber(step); k++) {
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, names[k]);
-            if (!cJSON_IsNumber(v)) continue;
-            if (n[k] == cap) {
-                cap *= 2;
-                for (int q = 0; q < nk; q++) { xs[q] = xrealloc(xs[q], sizeof(double) * cap); ys[q] = xrealloc(ys[q], sizeof(double) * cap); }
-            }
-            xs[k][n[k]] = step->valuedouble;
-            ys[k][n[k]++] = v->valuedouble;
-        }
+        plot_chart_add(c, j);
         cJSON_Delete(j);
     }
     jsonl_close(&r);
-    PlotSeries s[16];
+}
+
+int plot_chart_write(const PlotChart *c, const char *path, const char *title, char *err, size_t errlen) {
+    PlotSeries s[PLOT_MAX_KEYS];
     int ns = 0;
-    for (int k = 0; k < nk; k++) if (n[k]) s[ns++] = (PlotSeries){names[k], xs[k], ys[k], n[k]};
-    if (ns) plot_svg(svg_path, title, "step", s, ns);
-    for (int k = 0; k < nk; k++) { free(xs[k]); free(ys[k]); }
-    free(copy);
+    for (int k = 0; k < c->n_keys; k++) if (c->n[k]) s[ns++] = (PlotSeries){c->keys[k], c->x[k], c->y[k], c->n[k]};
+    if (ns && plot_svg(path, title, "step", s, ns, c->mark, c->mark_label, err, errlen)) return -1;
+    return ns;
+}
+
+void plot_chart_free(PlotChart *c) {
+    for (int k = 0; k < c->n_keys; k++) { free(c->keys[k]); free(c->x[k]); free(c->y[k]); }
+    memset(c, 0, sizeof(*c));
+}
+
+int plot_metrics(const char *log_path, const char *keys, const char *svg_path, const char *title) {
+    PlotChart c;
+    plot_chart_init(&c, keys, NAN, NULL);
+    plot_chart_add_log(&c, log_path);
+    const int ns = plot_chart_write(&c, svg_path, title, NULL, 0);
+    plot_chart_free(&c);
     return ns;
 }

@@ -1,19 +1,51 @@
 // Charts as standalone SVG files (no dependencies): line charts of loss curves and metrics against steps,
 // and grouped bar charts of evaluation results.
 #pragma once
+#include <cJSON.h>
 
 typedef struct {
     const char *name;
-    const double *x, *y;  // (n) points; NaN y values leave a gap
+    const double *x, *y;  // (n) points; NaN y values are left out
     int n;
 } PlotSeries;
 
-// Writes an SVG chart with one line per series, axes with ticks, and a legend. Dies naming the file on
-// write errors.
-void plot_svg(const char *path, const char *title, const char *xlabel, const PlotSeries *series, int n_series);
+// Writes an SVG chart of the series against x: each series' points raw and faint (dots, or past 400 points the
+// band between each pixel column's lowest and highest value, so the file stays small however long the run) and a
+// smoothed line drawn over them (plot_smooth, one point per pixel column at most), axes with ticks and a legend;
+// with a finite mark, a dashed horizontal line at that value labelled mark_label (the step-0 identity of a
+// preference loss). Returns 0; on a write error -1 with the message (naming the file) in err, or, err NULL, dies.
+int plot_svg(const char *path, const char *title, const char *xlabel, const PlotSeries *series, int n_series, double mark,
+             const char *mark_label, char *err, size_t errlen);
+// The smoothed line of y (n): an exponential moving average debiased at the start, as TensorBoard smooths, with
+// its span a twentieth of the points (none below 40 points: the line goes through them). out (n) may be y.
+void plot_smooth(const double *y, int n, double *out);
 
-// Reads the numeric `keys` (comma separated) of a metrics.jsonl against "step" and writes one chart per
-// group: the keys of a group share an axis. Returns the number of series that had data.
+enum { PLOT_MAX_KEYS = 16 };
+
+// A chart of numeric metrics against the step, kept in memory: a training run adds each step's record and redraws
+// the chart as it logs (train/run.c), and `vlm plot` draws a finished log with the same code.
+typedef struct {
+    int n_keys;
+    char *keys[PLOT_MAX_KEYS];         // (n_keys) the metric names, a line each
+    double *x[PLOT_MAX_KEYS], *y[PLOT_MAX_KEYS];  // (n[k]) steps and values of key k
+    int n[PLOT_MAX_KEYS], cap[PLOT_MAX_KEYS];
+    double mark;                       // a dashed line at this value (NaN: none)
+    char mark_label[96];
+} PlotChart;
+
+// keys: comma separated (at most PLOT_MAX_KEYS); mark, mark_label: see plot_svg.
+void plot_chart_init(PlotChart *c, const char *keys, double mark, const char *mark_label);
+// The record's "step" against the value of each key it has (records without a step add nothing).
+void plot_chart_add(PlotChart *c, const cJSON *record);
+// Every line of a metrics log (dies naming the file and line on one that is not JSON).
+void plot_chart_add_log(PlotChart *c, const char *log_path);
+// Writes the chart to path; returns the number of keys with data (0: nothing is written), or -1 on a write error
+// with the message in err (err NULL: dies).
+int plot_chart_write(const PlotChart *c, const char *path, const char *title, char *err, size_t errlen);
+void plot_chart_free(PlotChart *c);
+
+// Reads the numeric `keys` (comma separated) of a metrics.jsonl against "step" and writes them as one chart
+// (a PlotChart). Returns the number of series that had data.
 int plot_metrics(const char *log_path, const char *keys, const char *svg_path, const char *title);
 
 // Grouped bars: for each group g (a metric) one bar per series k (a model), value[k * n_groups + g], with an

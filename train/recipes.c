@@ -1,5 +1,6 @@
 #include "recipes.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,8 @@ static double dpo_recipe_loss(const LossParams *p, int n, const double *pol, con
     return loss;
 }
 
-// S-VCO and VCO on the six rows of SVCO_*: svco_loss. Metrics per term (loss, accuracy, margin), then the rewards.
+// S-VCO and VCO on the six rows of SVCO_*: svco_loss. Metrics per term (loss, accuracy, margin), the rewards, the
+// distances per term and the policy log-probs per row (SVCO_METRICS).
 static double svco_recipe_loss(const LossParams *p, int n, const double *pol, const double *ref, const int *count,
                                double *dpol, double *metrics) {
     SvcoMetrics m;
@@ -50,9 +52,19 @@ static double svco_recipe_loss(const LossParams *p, int n, const double *pol, co
         metrics[3 * t] = m.term[t];
         metrics[3 * t + 1] = m.accuracy[t];
         metrics[3 * t + 2] = m.margin[t];
+        metrics[18 + t] = m.distance[t];
     }
-    for (int r = 0; r < SVCO_ROWS; r++) metrics[12 + r] = m.reward[r];
+    for (int r = 0; r < SVCO_ROWS; r++) {
+        metrics[12 + r] = m.reward[r];
+        metrics[22 + r] = m.logp[r];
+    }
     return loss;
+}
+
+// S-VCO's evaluation (trainer.py dpo_loss, train_eval == "eval"): every term on, a term switched off for training
+// (beta <= 0) at beta 0.1, so VCO's validation loss has all four terms, as the official eval computes it.
+static void svco_eval_params(LossParams *p) {
+    for (int t = 0; t < 4; t++) if (p->svco.beta[t] <= 0) p->svco.beta[t] = 0.1;
 }
 
 // mDPO on the three rows of MDPO_*: mdpo_loss. Metrics per term (loss, accuracy), then the rewards.
@@ -126,15 +138,21 @@ static const PresetValue seva_dpo[] = {
     {"--warmup-ratio", "0.03", "SeVa: --warmup_steps 0 falls back to warmup_ratio 0.03 (methods.md §3.3)"},
     {"--weight-decay", "0", "SeVa: not passed, the HF default"},
     {"--max-grad-norm", "0", "SeVa passes 1.0, which DeepSpeed ZeRO-3 without gradient_clipping never applies (methods.md §3.3)"},
+    {"--system", NULL, "vicuna_v1's own \"curious user\" line: SeVa trains with --version v1 (train_dpo_ours.py l.657-658, "
+                       "conv_vicuna_v1 at seva/llava/conversation.py l.252-254); its answers were generated with \"curious "
+                       "human\" (vlm sample --preset seva)"},
     {"--beta", "0.1", "SeVa train_dpo_ours.py --beta 0.1 (methods.md §3.1)"},
     {"--loss-type", "sigmoid", "SeVa: sigmoid DPO on summed log-probs, no SFT term (methods.md §3.1)"},
-    {"--lora-dropout", "0.05", "SeVa's scripts pass 0.05; its trainer then disables dropout (issue 14 item 2)"},
+    {"--lora-dropout", "0", "SeVa: train_dpo_ours.py l.607 gives PEFT 0.05, then LlavaDPOTrainer (base_dpo_trainer.py l.128, "
+                            "l.189-190: disable_dropout=True) sets every Dropout's p to 0 (trainer/utils.py l.499-502)"},
     {NULL, NULL, NULL}};
 
 // S-VCO (methods.md §1.1, §1.4).
 static const PresetValue svco_paper[] = {
-    {"--template", "vicuna_v1", "vlm.c; S-VCO's collator renders llava-hf's chat template instead (issue 14 item 2)"},
-    {"--max-len", "0", "vlm.c: not cut; S-VCO cuts at 128 text tokens (methods.md §1.2, issue 14 item 2)"},
+    {"--template", "llava_hf", "S-VCO data_collator.py DatasetSVCOForLlava15: llava-hf's chat template (processor.apply_chat_template)"},
+    {"--system", NULL, "each MVC record's system_prompt (S-VCO data_collator.py); MVC's are empty: no system line"},
+    {"--max-text-len", "0", "vlm.c: rows are not cut; S-VCO cuts at 128 with the image as one (run_svco_example.sh "
+                            "MODEL_MAX_LENGTH=128): --max-text-len 128"},
     {"--train", "projector,decoder", "S-VCO run.py: fix_vit, the projector trained (methods.md §1.4)"},
     {"--lr", "1e-6", "S-VCO run_svco_example.sh (methods.md §1.4)"},
     {"--schedule", "cosine", "S-VCO run_svco_example.sh"},
@@ -158,9 +176,13 @@ static const PresetValue mdpo_paper[] = {
     {"--weight-decay", "0.05", "mDPO bunny/config.yaml"},
     {"--beta", "0.1", "mDPO bunny/config.yaml"},
     {"--delta", "0", "mDPO mdpo_trainer.py: the anchor's margin is 0 (methods.md §4)"},
-    {"--crop-scale", "0.01,0.2", "mDPO crop_images: RandomResizedCrop scale (0.01, 0.2); vlm.c draws one crop per example, "
-                                 "the official code one per forward pass (issue 14 item 2)"},
-    {"--lora-dropout", "0.05", "vlm.c; mDPO's trainer disables dropout (issue 14 item 2)"},
+    {"--crop-scale", "0.01,0.2", "mDPO bunny/modeling_bunny_phi.py l.2361 crop_images: RandomResizedCrop scale (0.01, 0.2)"},
+    {"--crop", "fresh", "mDPO modeling_bunny_phi.py l.2326-2327: crop_images inside forward, so every pass (the policy's, "
+                        "the reference's) draws its own crop"},
+    {"--ref", "online", "mDPO mdpo_trainer.py l.154-172 get_batch_metrics: the reference's forward in every step (the model "
+                        "with its adapters off); a fresh crop's log-prob cannot be cached"},
+    {"--lora-dropout", "0", "mDPO: run_mdpo_bunny.py l.237 gives PEFT 0.05, then TRL 0.7.2's DPOTrainer (disable_dropout=True, "
+                            "dpo_trainer.py l.215-216) sets every Dropout's p to 0 after wrapping (l.138)"},
     {NULL, NULL, NULL}};
 
 // The miniature study's CLIP pretraining (DESIGN.md §5): no paper fixes these, they are vlm.c's.
@@ -176,13 +198,20 @@ static const PresetValue clip_defaults[] = {
 
 #define PLOT_LOSS "loss"
 // S-VCO and VCO share rows and metrics: rows in the order of SVCO_* (train/losses.h), y_w under I_w, I_l and
-// no image, then y_l under the same; per term its loss, accuracy and margin (svco_recipe_loss), then the rewards
+// no image, then y_l under the same; per term its loss, accuracy and margin (svco_recipe_loss), the rewards, then
+// the |policy log-ratio| distances of the terms and the policy log-probs of the rows under S-VCO's own names
+// (trainer.py get_batch_metrics: pi_logratios/..._distance, logps/policy_logps_...; its train_/eval_ prefix is
+// our "" and "val/")
 #define SVCO_ROW_SPECS {{0, 0}, {0, 1}, {0, -1}, {1, 0}, {1, 1}, {1, -1}}
 #define SVCO_METRICS                                                                                                      \
     {"logps/mean", "loss/attend_w", "accuracy/attend_w", "margin/attend_w", "loss/reject_w", "accuracy/reject_w",         \
      "margin/reject_w", "loss/attend_l", "accuracy/attend_l", "margin/attend_l", "loss/reject_l", "accuracy/reject_l",     \
      "margin/reject_l", "rewards/w|Iw", "rewards/w|Il", "rewards/w|none", "rewards/l|Iw", "rewards/l|Il", "rewards/l|none", \
-     NULL}
+     "pi_logratios/pi_logratios_img_win_vs_no_img_distance", "pi_logratios/pi_logratios_no_img_vs_img_lose_distance",       \
+     "pi_logratios/pi_logratios_img_lose_vs_no_img_distance", "pi_logratios/pi_logratios_no_img_vs_img_win_distance",       \
+     "logps/policy_logps_img_chosen_res_chosen", "logps/policy_logps_img_rejected_res_chosen",                              \
+     "logps/policy_logps_no_img_res_chosen", "logps/policy_logps_img_chosen_res_rejected",                                  \
+     "logps/policy_logps_img_rejected_res_rejected", "logps/policy_logps_no_img_res_rejected", NULL}
 static const Recipe recipes[] = {
     {.name = "sft", .id = 0, .summary = "supervised fine-tuning: mean cross-entropy of the response tokens (LLaVA-1.5)",
      .model = MODEL_LLAVA, .records = RECORDS_SFT, .n_rows = 1, .rows = {{0, 0}}, .second_image = IMAGE2_NONE,
@@ -190,22 +219,22 @@ static const Recipe recipes[] = {
      .loss_plot_title = PLOT_LOSS, .presets = {adamw_defaults, llava_defaults, NULL}},
     {.name = "dpo", .id = 1, .summary = "DPO on preference pairs, as SeVa and CLIP-DPO train it (methods.md §2, §3)",
      .model = MODEL_LLAVA, .records = RECORDS_PAIR, .n_rows = 2, .rows = {{0, 0}, {1, 0}}, .second_image = IMAGE2_NONE,
-     .uses_reference = 1, .loss = dpo_recipe_loss,
+     .uses_reference = 1, .reads = READS_DPO_LOSS | READS_BETA, .loss = dpo_recipe_loss,
      .metrics = {"logps/mean", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
                  "logps/rejected", NULL},
      .headline = dpo_headline, .loss_plot_title = PLOT_LOSS, .acc_plot_keys = "rewards/accuracies,val/rewards/accuracies",
      .acc_plot_title = "reward accuracy", .presets = {adamw_defaults, llava_defaults, reference_cached, seva_dpo}},
     {.name = "svco", .id = 2, .summary = "S-VCO: four image-conditioned terms on MVC pairs of minimally different images (methods.md §1)",
      .model = MODEL_LLAVA, .records = RECORDS_MVC, .n_rows = 6, .rows = SVCO_ROW_SPECS,
-     .second_image = IMAGE2_RECORD, .uses_reference = 1, .loss = svco_recipe_loss,
-     .metrics = SVCO_METRICS,
+     .second_image = IMAGE2_RECORD, .uses_reference = 1, .reads = READS_SVCO_BETAS, .loss = svco_recipe_loss,
+     .metrics = SVCO_METRICS, .eval_params = svco_eval_params,
      .headline = svco_headline, .loss_plot_title = PLOT_LOSS,
      .acc_plot_keys = "accuracy/attend_w,accuracy/reject_w,accuracy/attend_l,accuracy/reject_l,val/accuracy",
      .acc_plot_title = "reward accuracy", .presets = {adamw_defaults, llava_defaults, reference_cached, svco_paper}},
     {.name = "vco", .id = 3, .summary = "VCO: S-VCO without its symmetric terms (the ablation of methods.md §1.1)",
      .model = MODEL_LLAVA, .records = RECORDS_MVC, .n_rows = 6, .rows = SVCO_ROW_SPECS,
-     .second_image = IMAGE2_RECORD, .uses_reference = 1, .loss = svco_recipe_loss,
-     .metrics = SVCO_METRICS,
+     .second_image = IMAGE2_RECORD, .uses_reference = 1, .reads = READS_SVCO_BETAS, .loss = svco_recipe_loss,
+     .metrics = SVCO_METRICS, .eval_params = svco_eval_params,
      .headline = svco_headline, .loss_plot_title = PLOT_LOSS,
      .acc_plot_keys = "accuracy/attend_w,accuracy/reject_w,accuracy/attend_l,accuracy/reject_l,val/accuracy",
      .acc_plot_title = "reward accuracy",
@@ -213,7 +242,7 @@ static const Recipe recipes[] = {
     // rows in the order of MDPO_*: (m, y_w), (m, y_l), (m', y_w) with m' the corrupted crop
     {.name = "mdpo", .id = 4, .summary = "mDPO: DPO + preference of the image over a corrupted crop + an anchor (methods.md §4)",
      .model = MODEL_LLAVA, .records = RECORDS_PAIR, .n_rows = 3, .rows = {{0, 0}, {1, 0}, {0, 1}}, .second_image = IMAGE2_CROP,
-     .uses_reference = 1, .loss = mdpo_recipe_loss,
+     .uses_reference = 1, .reads = READS_BETA | READS_MDPO, .loss = mdpo_recipe_loss,
      .metrics = {"logps/mean", "loss/response", "accuracy/response", "loss/image", "accuracy/image", "loss/anchor",
                  "accuracy/anchor", "rewards/chosen", "rewards/rejected", "rewards/corrupted", NULL},
      .headline = mdpo_headline, .loss_plot_title = PLOT_LOSS, .acc_plot_keys = "accuracy/response,accuracy/image,val/accuracy",
@@ -236,6 +265,38 @@ const Recipe *recipe_find(const char *name) {
     for (int i = 0; i < N_RECIPES; i++)
         k += snprintf(list + k, sizeof(list) - k, "%s%s", i == 0 ? "" : i + 1 < N_RECIPES ? ", " : " or ", recipes[i].name);
     fatal("--recipe '%s': expected %s", name, list);
+}
+
+unsigned recipe_reads(const Recipe *r) {
+    return r->reads | (r->uses_reference ? READS_REFERENCE : 0) | (r->model == MODEL_LLAVA ? READS_LLAVA : 0);
+}
+
+const char *recipe_reads_name(unsigned bit) {
+    static const char *const names[READS_KINDS] = {"DPO's loss (TRL's loss_type family, train/losses.h)",
+                                                   "the beta of DPO's and mDPO's sigmoids", "S-VCO's per-term betas",
+                                                   "mDPO's anchor margin and corrupted crop", "the frozen reference",
+                                                   "the LLaVA model and its chat-templated data"};
+    for (int i = 0; i < READS_KINDS; i++) if (bit == 1u << i) return names[i];
+    return "?";
+}
+
+double recipe_step0_loss(const Recipe *r, const LossParams *p, char *label, size_t label_len) {
+    if (label_len) label[0] = 0;
+    if (!r->loss || !r->uses_reference) return NAN;
+    // policy = reference at two log-prob levels: a loss of the log-ratios alone gives one value, the identity
+    double v[2], pol[RECIPE_MAX_ROWS], d[RECIPE_MAX_ROWS], m[RECIPE_MAX_METRICS];
+    int count[RECIPE_MAX_ROWS];
+    for (int level = 0; level < 2; level++) {
+        for (int k = 0; k < r->n_rows; k++) { pol[k] = level ? -7.5 : -1.25; count[k] = 1 + k; }
+        v[level] = r->loss(p, 1, pol, pol, count, d, m);
+    }
+    if (!isfinite(v[0]) || fabs(v[0] - v[1]) > 1e-12 * fmax(1, fabs(v[0]))) return NAN;
+    const double k = v[0] / log(2.0);
+    if (fabs(k - round(k)) < 1e-9 && round(k) >= 1) {
+        if (round(k) == 1) snprintf(label, label_len, "step 0 (policy = reference): log 2");
+        else snprintf(label, label_len, "step 0 (policy = reference): %.0f log 2", round(k));
+    } else snprintf(label, label_len, "step 0 (policy = reference): %.4g", v[0]);
+    return v[0];
 }
 
 int recipe_n_metrics(const Recipe *r) {

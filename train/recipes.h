@@ -38,7 +38,19 @@ typedef struct {
     int image;     // image slot 0 or 1, or -1 for an image-free row (the prompt without its image)
 } RowSpec;
 
-enum { RECIPE_MAX_ROWS = 6, RECIPE_MAX_METRICS = 24 };
+enum { RECIPE_MAX_ROWS = 6, RECIPE_MAX_METRICS = 32 };
+
+// What only some recipes read (train/settings.c marks the flags that set each): a flag given to a recipe that does
+// not read what it sets is an error naming the recipe and the recipes that do read it, never silently ignored.
+enum {
+    READS_DPO_LOSS = 1 << 0,    // --loss-type, --label-smoothing, --reference-free (--ipo): dpo_loss's family
+    READS_BETA = 1 << 1,        // --beta: the beta of DPO's and mDPO's sigmoids
+    READS_SVCO_BETAS = 1 << 2,  // --betas: S-VCO's per-term betas
+    READS_MDPO = 1 << 3,        // --delta, --crop-scale, --crop: mDPO's anchor margin and corrupted image
+    READS_REFERENCE = 1 << 4,   // --ref: the frozen reference (every recipe with uses_reference)
+    READS_LLAVA = 1 << 5,       // the LLaVA model's and its chat data's flags (every MODEL_LLAVA recipe)
+    READS_KINDS = 6
+};
 
 // One value of a paper preset: the `vlm train` flag it is the default of, its value as that flag takes it
 // (NULL: unset, e.g. the template's own system prompt) and where the value comes from.
@@ -72,10 +84,12 @@ typedef struct Recipe {
     RowSpec rows[RECIPE_MAX_ROWS];  // (n_rows) in the order the loss reads them
     SecondImage second_image;
     int uses_reference;           // the loss compares with a frozen reference (the cached pre-pass or --ref online)
+    unsigned reads;               // READS_* of its loss (READS_REFERENCE and READS_LLAVA follow from the entry)
     // loss and metrics
     RecipeLoss loss;              // NULL for CLIP: its loss is on the embeddings (clip_contrastive_loss)
     const char *metrics[RECIPE_MAX_METRICS];  // names of the logged metrics, NULL-terminated; LLaVA recipes
                                   // start with "logps/mean" (the mean summed log-prob of the batch's rows)
+    void (*eval_params)(LossParams *p);  // the loss's parameters on held-out data, from the run's (NULL: the same)
     double (*headline)(const struct Recipe *r, const LossParams *p, const double *metrics);  // the accuracy
                                   // of the progress line and of val/accuracy, from the metrics above; NULL: none
     const char *loss_plot_title;  // loss.svg: loss and val/loss
@@ -90,6 +104,14 @@ typedef struct Recipe {
 const Recipe *recipe_find(const char *name);
 // The i-th recipe of the table (NULL past the end), in the order of `vlm train --help`.
 const Recipe *recipe_at(int i);
+// The READS_* bits of r: its loss's, READS_REFERENCE when it uses a reference, READS_LLAVA when it trains a LLaVA.
+unsigned recipe_reads(const Recipe *r);
+// What a READS_* bit stands for, for messages ("DPO's loss type family").
+const char *recipe_reads_name(unsigned bit);
+// The loss of r with parameters p when the policy is the reference (every step-1 preference loss: DPO log 2,
+// S-VCO 4 log 2, VCO 2 log 2, mDPO 3 log 2; hinge 1, IPO 1/(4 beta^2)), with a label for the loss plot's marker
+// ("3 log 2"); NaN when r has no reference or its loss also reads the log-probs themselves (an sft term).
+double recipe_step0_loss(const Recipe *r, const LossParams *p, char *label, size_t label_len);
 // Number of metric names of r, and the index of `name` among them (-1: none).
 int recipe_n_metrics(const Recipe *r);
 int recipe_metric_index(const Recipe *r, const char *name);

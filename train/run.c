@@ -153,6 +153,65 @@ static void put_stats(cJSON *o, const Recipe *r, const StepStats *s, const char 
     }
 }
 
+// loss.svg and accuracy.svg of a run, in memory, redrawn every --log-every steps while that costs at most about 1%
+// of the run's time (a redraw is bounded: plot_svg draws at most two points a pixel column, however long the run).
+// A chart that cannot be written is a warning, not the end of the run: metrics.jsonl holds every value.
+typedef struct {
+    PlotChart loss, acc;
+    int has_acc, failed;
+    char *loss_path, *acc_path;
+    const char *loss_title, *acc_title;
+    double last, cost;  // when the charts were last written, and how long that took (s)
+} Charts;
+
+static void charts_open(Charts *ch, const TrainConfig *c, const char *log_path, int resume_step) {
+    const Recipe *r = c->recipe;
+    memset(ch, 0, sizeof(*ch));
+    char label[96];
+    const double step0 = recipe_step0_loss(r, &c->loss, label, sizeof(label));
+    plot_chart_init(&ch->loss, "loss,val/loss", step0, label);
+    ch->has_acc = r->acc_plot_keys != NULL;
+    if (ch->has_acc) plot_chart_init(&ch->acc, r->acc_plot_keys, NAN, NULL);
+    ch->loss_path = path_join(c->out_dir, "loss.svg");
+    ch->acc_path = path_join(c->out_dir, "accuracy.svg");
+    ch->loss_title = r->loss_plot_title;
+    ch->acc_title = r->acc_plot_title;
+    ch->last = -INFINITY;
+    if (resume_step > 0) {  // metrics_open kept the log's lines up to the checkpoint
+        plot_chart_add_log(&ch->loss, log_path);
+        if (ch->has_acc) plot_chart_add_log(&ch->acc, log_path);
+    }
+}
+
+static void charts_add(Charts *ch, const cJSON *rec) {
+    plot_chart_add(&ch->loss, rec);
+    if (ch->has_acc) plot_chart_add(&ch->acc, rec);
+}
+
+// Writes the charts; unless `final`, only when the time since the last write is 100 times what a write takes (and
+// no write has failed).
+static void charts_refresh(Charts *ch, int final) {
+    const double t0 = now_seconds();
+    if (!final && (ch->failed || t0 - ch->last < 100 * ch->cost)) return;
+    char err[1024];
+    if (plot_chart_write(&ch->loss, ch->loss_path, ch->loss_title, err, sizeof(err)) < 0 ||
+        (ch->has_acc && plot_chart_write(&ch->acc, ch->acc_path, ch->acc_title, err, sizeof(err)) < 0)) {
+        if (!ch->failed || final)
+            fprintf(stderr, "vlm: warning: %s; the charts are %s (metrics.jsonl has every value: vlm plot draws them)\n", err,
+                    final ? "not written" : "no longer redrawn during the run");
+        ch->failed = 1;
+    }
+    ch->last = now_seconds();
+    ch->cost = ch->last - t0;
+}
+
+static void charts_close(Charts *ch) {
+    plot_chart_free(&ch->loss);
+    if (ch->has_acc) plot_chart_free(&ch->acc);
+    free(ch->loss_path);
+    free(ch->acc_path);
+}
+
 // state.json: the position (step, epoch, cursor), what the run was (recipe, data hash, base model, data, backend)
 // and every setting (train/settings.h), which --resume compares.
 static char *state_json(const TrainConfig *c, const TrainModel *M, const DataOrder *order, int step, int total, const char *backend) {
@@ -256,6 +315,10 @@ int train_run(const TrainConfig *c) {
     char *log_path = path_join(c->out_dir, "metrics.jsonl");
     MetricsLog log;
     metrics_open(&log, log_path, step);
+    // the curves people look at, redrawn as the run logs: the loss (with the validation loss and, for a preference
+    // loss, its step-0 identity) and the recipe's accuracy; a resumed run's start from its log
+    Charts charts;
+    charts_open(&charts, c, log_path, step);
     fprintf(stderr, "train: recipe %s, %d examples%s, %d steps of %d x %d examples, lr %g (%s, %d warm-up), backend %s\n", r->name,
             M.n_examples, M.has_val ? " (+ validation)" : "", total, M.batch, c->grad_accum, oc.lr, schedule_name(oc.schedule),
             oc.warmup_steps, be->name);
@@ -319,7 +382,9 @@ int train_run(const TrainConfig *c) {
             if (r->headline) cJSON_AddNumberToObject(rec, "val/accuracy", r->headline(r, &c->loss, ev.metric));
         }
         metrics_write(&log, rec);
+        charts_add(&charts, rec);
         cJSON_Delete(rec);
+        if (step % (c->log_every > 0 ? c->log_every : 1) == 0) charts_refresh(&charts, 0);
         if (!c->quiet && (step % (c->log_every > 0 ? c->log_every : 1) == 0 || step == total)) {
             char acc[64] = "";
             if (r->headline) snprintf(acc, sizeof(acc), " | acc %.2f", r->headline(r, &c->loss, st.metric));
@@ -339,15 +404,8 @@ int train_run(const TrainConfig *c) {
     fprintf(stderr, "train: done, %d steps in %.1f s (%.0f %s/s); checkpoint in %s\n", step - first_step, now_seconds() - t_start,
             items_total / (now_seconds() - t_start), M.unit, c->out_dir);
     metrics_close(&log);
-    // the curves people look at: the loss (and validation loss), and the recipe's accuracy
-    char *svg = path_join(c->out_dir, "loss.svg");
-    plot_metrics(log_path, "loss,val/loss", svg, r->loss_plot_title);
-    free(svg);
-    if (r->acc_plot_keys) {
-        svg = path_join(c->out_dir, "accuracy.svg");
-        plot_metrics(log_path, r->acc_plot_keys, svg, r->acc_plot_title);
-        free(svg);
-    }
+    charts_refresh(&charts, 1);
+    charts_close(&charts);
     free(log_path);
     free(idx);
     free(order.perm);

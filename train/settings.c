@@ -17,7 +17,7 @@ typedef enum {
     K_DOUBLES,   // double[n], given as "a,b,..."
     K_SWITCH,    // int: a bare flag that stores n (e.g. --no-pack stores 0 into pack)
     K_SCHEDULE,  // Schedule
-    K_REF,       // int ref_online, given as cache|online
+    K_CHOICE,    // int: the index of the value among the setting's choices ("cache|online": 0 or 1)
     K_PARTS,     // LlavaTrainable, given as a comma list of vision, projector, decoder (or none)
     K_TARGETS,   // unsigned LoRA target mask, given as a comma list of modules or all
     K_LOSS,      // DpoParams' terms, given as TYPE[:WEIGHT],... (train/losses.h)
@@ -34,41 +34,45 @@ typedef struct {
     const char *def;  // the default, as the flag takes it (K_SWITCH: none, the field is !n)
     int length;     // the run's length (--steps, --epochs): a resumed run may lengthen or shorten the run (the
                     // schedule then spans the new length), so a change is reported, not refused
+    unsigned needs;       // the READS_* bit of what it sets (train/recipes.h); 0: every recipe reads it
+    const char *choices;  // K_CHOICE: the values, "|"-separated, in the order of the numbers they store
 } Setting;
 
 #define F(field) offsetof(TrainConfig, field)
 static const Setting settings[] = {
-    {"--template", K_TEXT, F(template_name), -1, 0, "vicuna_v1", 0},
-    {"--system", K_TEXT, F(system), -1, 0, NULL, 0},
-    {"--max-len", K_INT, F(max_len), -1, 0, "0", 0},
-    {"--train", K_PARTS, F(trainable), -1, 0, "projector,decoder", 0},
-    {"--lr", K_DOUBLE, F(optim.lr), -1, 0, "2e-5", 0},
-    {"--beta1", K_DOUBLE, F(optim.beta1), -1, 0, "0.9", 0},
-    {"--beta2", K_DOUBLE, F(optim.beta2), -1, 0, "0.999", 0},
-    {"--eps", K_DOUBLE, F(optim.eps), -1, 0, "1e-8", 0},
-    {"--weight-decay", K_DOUBLE, F(optim.weight_decay), -1, 0, "0", 0},
-    {"--max-grad-norm", K_DOUBLE, F(optim.max_grad_norm), -1, 0, "1", 0},
-    {"--schedule", K_SCHEDULE, F(optim.schedule), -1, 0, "cosine", 0},
-    {"--warmup-steps", K_INT, F(optim.warmup_steps), -1, 0, "-1", 0},  // -1: from --warmup-ratio
-    {"--warmup-ratio", K_DOUBLE, F(warmup_ratio), -1, 0, "0.03", 0},
-    {"--steps", K_INT, F(steps), -1, 0, "0", 1},
-    {"--epochs", K_DOUBLE, F(epochs), -1, 0, "1", 1},
-    {"--batch", K_INT, F(batch), -1, 0, "1", 0},
-    {"--grad-accum", K_INT, F(grad_accum), -1, 0, "1", 0},
-    {"--seed", K_SEED, F(seed), -1, 0, "42", 0},
-    {"--beta", K_DOUBLE, F(loss.dpo.beta), (long)F(loss.mdpo.beta), 0, "0.1", 0},
-    {"--betas", K_DOUBLES, F(loss.svco.beta), -1, 4, "0.1,0.1,0.1,0.1", 0},
-    {"--delta", K_DOUBLE, F(loss.mdpo.delta), -1, 0, "0", 0},
-    {"--label-smoothing", K_DOUBLE, F(loss.dpo.label_smoothing), -1, 0, "0", 0},
-    {"--loss-type", K_LOSS, F(loss.dpo), -1, 0, "sigmoid", 0},
-    {"--reference-free", K_SWITCH, F(loss.dpo.reference_free), -1, 1, NULL, 0},
-    {"--crop-scale", K_DOUBLES, F(crop_scale), -1, 2, "0.01,0.2", 0},
-    {"--ref", K_REF, F(ref_online), -1, 0, "cache", 0},
-    {"--no-pack", K_SWITCH, F(pack), -1, 0, NULL, 0},
-    {"--lora-r", K_INT, F(lora.r), -1, 0, "0", 0},
-    {"--lora-alpha", K_FLOAT, F(lora.alpha), -1, 0, "0", 0},  // 0: twice the rank (cmd_train)
-    {"--lora-dropout", K_FLOAT, F(lora.dropout), -1, 0, "0.05", 0},
-    {"--lora-targets", K_TARGETS, F(lora.targets), -1, 0, "all", 0},
+    {"--template", K_TEXT, F(template_name), -1, 0, "vicuna_v1", 0, READS_LLAVA, NULL},
+    {"--system", K_TEXT, F(system), -1, 0, NULL, 0, READS_LLAVA, NULL},
+    {"--max-len", K_INT, F(max_len), -1, 0, "0", 0, READS_LLAVA, NULL},
+    {"--max-text-len", K_INT, F(max_text_len), -1, 0, "0", 0, READS_LLAVA, NULL},
+    {"--train", K_PARTS, F(trainable), -1, 0, "projector,decoder", 0, READS_LLAVA, NULL},
+    {"--lr", K_DOUBLE, F(optim.lr), -1, 0, "2e-5", 0, 0, NULL},
+    {"--beta1", K_DOUBLE, F(optim.beta1), -1, 0, "0.9", 0, 0, NULL},
+    {"--beta2", K_DOUBLE, F(optim.beta2), -1, 0, "0.999", 0, 0, NULL},
+    {"--eps", K_DOUBLE, F(optim.eps), -1, 0, "1e-8", 0, 0, NULL},
+    {"--weight-decay", K_DOUBLE, F(optim.weight_decay), -1, 0, "0", 0, 0, NULL},
+    {"--max-grad-norm", K_DOUBLE, F(optim.max_grad_norm), -1, 0, "1", 0, 0, NULL},
+    {"--schedule", K_SCHEDULE, F(optim.schedule), -1, 0, "cosine", 0, 0, NULL},
+    {"--warmup-steps", K_INT, F(optim.warmup_steps), -1, 0, "-1", 0, 0, NULL},  // -1: from --warmup-ratio
+    {"--warmup-ratio", K_DOUBLE, F(warmup_ratio), -1, 0, "0.03", 0, 0, NULL},
+    {"--steps", K_INT, F(steps), -1, 0, "0", 1, 0, NULL},
+    {"--epochs", K_DOUBLE, F(epochs), -1, 0, "1", 1, 0, NULL},
+    {"--batch", K_INT, F(batch), -1, 0, "1", 0, 0, NULL},
+    {"--grad-accum", K_INT, F(grad_accum), -1, 0, "1", 0, 0, NULL},
+    {"--seed", K_SEED, F(seed), -1, 0, "42", 0, 0, NULL},
+    {"--beta", K_DOUBLE, F(loss.dpo.beta), (long)F(loss.mdpo.beta), 0, "0.1", 0, READS_BETA, NULL},
+    {"--betas", K_DOUBLES, F(loss.svco.beta), -1, 4, "0.1,0.1,0.1,0.1", 0, READS_SVCO_BETAS, NULL},
+    {"--delta", K_DOUBLE, F(loss.mdpo.delta), -1, 0, "0", 0, READS_MDPO, NULL},
+    {"--label-smoothing", K_DOUBLE, F(loss.dpo.label_smoothing), -1, 0, "0", 0, READS_DPO_LOSS, NULL},
+    {"--loss-type", K_LOSS, F(loss.dpo), -1, 0, "sigmoid", 0, READS_DPO_LOSS, NULL},
+    {"--reference-free", K_SWITCH, F(loss.dpo.reference_free), -1, 1, NULL, 0, READS_DPO_LOSS, NULL},
+    {"--crop-scale", K_DOUBLES, F(crop_scale), -1, 2, "0.01,0.2", 0, READS_MDPO, NULL},
+    {"--crop", K_CHOICE, F(crop_fixed), -1, 0, "fresh", 0, READS_MDPO, "fresh|fixed"},
+    {"--ref", K_CHOICE, F(ref_online), -1, 0, "cache", 0, READS_REFERENCE, "cache|online"},
+    {"--no-pack", K_SWITCH, F(pack), -1, 0, NULL, 0, READS_LLAVA, NULL},
+    {"--lora-r", K_INT, F(lora.r), -1, 0, "0", 0, READS_LLAVA, NULL},
+    {"--lora-alpha", K_FLOAT, F(lora.alpha), -1, 0, "0", 0, READS_LLAVA, NULL},  // 0: twice the rank (cmd_train)
+    {"--lora-dropout", K_FLOAT, F(lora.dropout), -1, 0, "0.05", 0, READS_LLAVA, NULL},
+    {"--lora-targets", K_TARGETS, F(lora.targets), -1, 0, "all", 0, READS_LLAVA, NULL},
 };
 #undef F
 enum { N_SETTINGS = sizeof(settings) / sizeof(settings[0]) };
@@ -128,10 +132,17 @@ static void parse(TrainConfig *c, const Setting *s, const char *v) {
     }
     case K_SWITCH: *FIELD(c, s, int) = s->n; break;
     case K_SCHEDULE: *FIELD(c, s, Schedule) = schedule_from_name(v); break;
-    case K_REF:
-        if (strcmp(v, "cache") && strcmp(v, "online")) fatal("vlm train: %s '%s': expected cache or online", s->flag, v);
-        *FIELD(c, s, int) = !strcmp(v, "online");
+    case K_CHOICE: {
+        int i = 0;
+        for (const char *p = s->choices;; i++) {
+            const size_t n = strcspn(p, "|");
+            if (strlen(v) == n && !strncmp(p, v, n)) break;
+            if (!p[n]) fatal("vlm train: %s '%s': expected %s", s->flag, v, s->choices);
+            p += n + 1;
+        }
+        *FIELD(c, s, int) = i;
         break;
+    }
     case K_PARTS: {
         LlavaTrainable *t = FIELD(c, s, LlavaTrainable);
         *t = (LlavaTrainable){0, 0, 0};
@@ -194,7 +205,12 @@ static void format(const TrainConfig *c, const Setting *s, char *buf, size_t len
     }
     case K_SWITCH: snprintf(buf, len, "%s", *(const int *)(base + s->off) == s->n ? "on" : "off"); break;
     case K_SCHEDULE: snprintf(buf, len, "%s", schedule_name(*(const Schedule *)(base + s->off))); break;
-    case K_REF: snprintf(buf, len, "%s", *(const int *)(base + s->off) ? "online" : "cache"); break;
+    case K_CHOICE: {
+        const char *p = s->choices;
+        for (int i = *(const int *)(base + s->off); i > 0 && strchr(p, '|'); i--) p = strchr(p, '|') + 1;
+        snprintf(buf, len, "%.*s", (int)strcspn(p, "|"), p);
+        break;
+    }
     case K_PARTS: {
         const LlavaTrainable *t = (const LlavaTrainable *)(base + s->off);
         snprintf(buf, len, "%s%s%s%s%s%s", t->train_vision ? "vision" : "", t->train_vision && (t->train_projector || t->train_text) ? "," : "",
@@ -234,6 +250,15 @@ void settings_defaults(TrainConfig *c, const Recipe *r) {
 int settings_set_from_command_line(TrainConfig *c, const char *flag, const char *value) {
     const Setting *s = find(flag);
     if (!s) return -1;
+    if (s->needs && !(recipe_reads(c->recipe) & s->needs)) {  // never set what the recipe then ignores
+        char readers[256] = "";
+        size_t k = 0;
+        for (int i = 0; recipe_at(i); i++)
+            if (recipe_reads(recipe_at(i)) & s->needs && k < sizeof(readers))
+                k += (size_t)snprintf(readers + k, sizeof(readers) - k, "%s%s", k ? ", " : "", recipe_at(i)->name);
+        fatal("vlm train: %s sets %s, which --recipe %s does not read (%s); the recipes that read it: %s", flag,
+              recipe_reads_name(s->needs), c->recipe->name, c->recipe->summary, readers);
+    }
     parse(c, s, value);
     c->given |= 1ULL << (s - settings);
     return 0;

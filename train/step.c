@@ -7,15 +7,15 @@
 #include "../util/common.h"
 #include "plan.h"
 
-int train_caches_features(const Llava *m, int image_size) {
+int train_caches_features(const Llava *m, int image_size, int fresh_crops) {
     const size_t feat = (size_t)m->cfg.image_tokens * m->cfg.vision.hidden, px = (size_t)3 * image_size * image_size;
     const char *e = getenv("VLM_CACHE_FEATURES");
-    return !m->ps_vision.grad && feat <= px && !(e && !strcmp(e, "0"));
+    return !m->ps_vision.grad && !fresh_crops && feat <= px && !(e && !strcmp(e, "0"));
 }
 
 int train_data_encode_images(TrainData *d, const Llava *m) {
     const size_t feat = (size_t)m->cfg.image_tokens * m->cfg.vision.hidden;
-    if (!train_caches_features(m, d->image_size) || d->n_images == 0 || d->feats) return 0;
+    if (!train_caches_features(m, d->image_size, d->fresh_crops) || d->n_images == 0 || d->feats) return 0;
     d->feats = xmalloc(sizeof(float) * d->n_images * feat);
     llava_image_features(m, d->pixels, d->n_images, d->feats);
     d->feat_size = (int)feat;

@@ -18,10 +18,11 @@ typedef struct {
 // replace the data's pixels (batches then carry features, and llava_forward skips the tower), when they take
 // no more memory than the pixels (the demo: 9 x 96 floats against 3 x 48 x 48). The same numbers as running
 // the tower in each batch (llava_image_features). Returns 1 if it did; a trained tower keeps the pixels.
-// VLM_CACHE_FEATURES=0 turns it off (the tower runs in every batch, as the tests compare).
+// VLM_CACHE_FEATURES=0 turns it off (the tower runs in every batch, as the tests compare), and so do fresh crops
+// (mDPO's crops are new in every pass: each goes through the tower, and the pixels stay to draw them from).
 int train_data_encode_images(TrainData *d, const Llava *m);
 // Whether train_data_encode_images would replace images of image_size pixels by features (the memory plan asks).
-int train_caches_features(const Llava *m, int image_size);
+int train_caches_features(const Llava *m, int image_size, int fresh_crops);
 
 void batch_acts_init(BatchActs *ba, const Llava *m, const TrainBatch *tb, ActsMode mode);
 void batch_acts_free(BatchActs *ba);

@@ -117,17 +117,29 @@ static void batch_reference(LlavaRun *T, const TrainBatch *tb, const int *idx, c
     for (int b = 0; b < tb->B; b++) out[b] = cache[(size_t)idx[tb->example_of_row[b]] * R + tb->kind_of_row[b]];
 }
 
-// The recipe's loss from the policy row log-probs (ba) and the reference row log-probs (ref_rows, one per batch
-// row); writes dL/d(row log-prob) into drow (B) and accumulates the loss and the metrics, weighted by `scale`,
-// into st. Returns the loss. Logical rows are in example order, n_rows per example, as the loss reads them.
-static double batch_loss(const TrainConfig *c, const TrainBatch *tb, const BatchActs *ba, const double *ref_rows,
+// The reference's and then the policy's forward pass over a batch of d: the reference row log-probs into ref_out,
+// the policy's into acts. With fresh crops (mDPO) each pass draws its own crops, from the stream of (seed, step,
+// micro, pass) as its code draws one inside every forward; the reference goes first so that the pixels the
+// policy saw stay for its backward.
+static void batch_forwards(LlavaRun *T, BatchActs *acts, TrainBatch *tb, const TrainData *d, const int *idx, const double *cache,
+                           double *ref_out, int step, int micro) {
+    train_batch_draw_crops(tb, d, train_crop_stream(T->c->seed, step, micro, 1));
+    batch_reference(T, tb, idx, cache, ref_out);
+    train_batch_draw_crops(tb, d, train_crop_stream(T->c->seed, step, micro, 0));
+    batch_forward(&T->policy, acts, tb);
+}
+
+// The recipe's loss with parameters lp from the policy row log-probs (ba) and the reference row log-probs
+// (ref_rows, one per batch row); writes dL/d(row log-prob) into drow (B) and accumulates the loss and the metrics,
+// weighted by `scale`, into st. Returns the loss. Logical rows are in example order, n_rows per example, as the
+// loss reads them.
+static double batch_loss(const Recipe *r, const LossParams *lp, const TrainBatch *tb, const BatchActs *ba, const double *ref_rows,
                          double *drow, double scale, StepStats *st) {
-    const Recipe *r = c->recipe;
     const int E = tb->B / r->n_rows, nm = recipe_n_metrics(r);
     const double *pol = ba->row_logp;
     double m[RECIPE_MAX_METRICS] = {0};
     // metric 0 is "logps/mean" (every LLaVA recipe logs it); the loss writes the others
-    double loss = r->loss(&c->loss, E, pol, r->uses_reference ? ref_rows : NULL, ba->row_count, drow, m + 1);
+    double loss = r->loss(lp, E, pol, r->uses_reference ? ref_rows : NULL, ba->row_count, drow, m + 1);
     for (int k = 1; k < nm; k++) st->metric[k] += scale * m[k];
     st->loss += loss * scale;
     for (int b = 0; b < tb->B; b++) st->metric[0] += pol[b] / tb->B * scale;
@@ -144,9 +156,8 @@ static double llava_micro_step(TrainModel *M, const int *idx, int n, int step, i
         T->lora.training = 1;
         T->lora.seed = c->seed * 0x9E3779B97F4A7C15ULL + (unsigned long long)step * 4096 + micro;
     }
-    batch_forward(&T->policy, &T->acts, &T->tb);
-    batch_reference(T, &T->tb, idx, T->ref, T->ref_rows);
-    double loss = batch_loss(c, &T->tb, &T->acts, T->ref_rows, T->drow, scale, st);
+    batch_forwards(T, &T->acts, &T->tb, &T->data, idx, T->ref, T->ref_rows, step, micro);
+    double loss = batch_loss(c->recipe, &c->loss, &T->tb, &T->acts, T->ref_rows, T->drow, scale, st);
     if (isfinite(loss)) {  // a non-finite loss stops the run before any update (the loop says so)
         batch_backward(&T->policy, &T->acts, &T->tb, T->drow, scale);
         st->flops += batch_step_flops(&T->policy, &T->tb);
@@ -162,12 +173,11 @@ static double llava_probe_loss(TrainModel *M) {
     int k = T->data.n < c->batch ? T->data.n : c->batch;
     for (int i = 0; i < k; i++) T->idx[i] = i;
     train_batch_build(&T->tb, &T->data, T->idx, k);
-    batch_forward(&T->policy, &T->acts, &T->tb);
     double *ref_rows = xcalloc(T->tb.cap_rows + 1, sizeof(double));
-    batch_reference(T, &T->tb, T->idx, T->ref, ref_rows);
+    batch_forwards(T, &T->acts, &T->tb, &T->data, T->idx, T->ref, ref_rows, -1, 0);  // step -1: the probe's crops
     StepStats st;
     memset(&st, 0, sizeof(st));
-    double loss = batch_loss(c, &T->tb, &T->acts, ref_rows, T->drow, 1, &st);
+    double loss = batch_loss(c->recipe, &c->loss, &T->tb, &T->acts, ref_rows, T->drow, 1, &st);
     free(ref_rows);
     return loss;
 }
@@ -175,6 +185,9 @@ static double llava_probe_loss(TrainModel *M) {
 static void llava_evaluate(TrainModel *M, StepStats *st) {
     LlavaRun *T = M->self;
     memset(st, 0, sizeof(*st));
+    const Recipe *r = T->c->recipe;
+    LossParams lp = T->c->loss;  // the recipe's evaluation may differ from its training (S-VCO: every term on)
+    if (r->eval_params) r->eval_params(&lp);
     const TrainData *d = &T->val;
     const int bs = T->c->batch;
     int *idx = xmalloc(sizeof(int) * bs);
@@ -187,9 +200,8 @@ static void llava_evaluate(TrainModel *M, StepStats *st) {
         int k = d->n - s < bs ? d->n - s : bs;
         for (int i = 0; i < k; i++) idx[i] = s + i;
         train_batch_build(&tb, d, idx, k);
-        batch_forward(&T->policy, &acts, &tb);
-        batch_reference(T, &tb, idx, T->val_ref, ref_rows);
-        batch_loss(T->c, &tb, &acts, ref_rows, drow, (double)k / d->n, st);
+        batch_forwards(T, &acts, &tb, d, idx, T->val_ref, ref_rows, -2, s);  // step -2: each evaluation's same crops
+        batch_loss(r, &lp, &tb, &acts, ref_rows, drow, (double)k / d->n, st);
     }
     free(drow);
     batch_acts_free(&acts);
@@ -223,7 +235,19 @@ static void llava_memory_report(const TrainModel *M, const Optimizer *opt) {
     memory_report(stderr, &T->policy, opt, &T->acts, ref_acts ? &T->ref_acts : NULL, T->have_ref_model ? &T->ref_model : NULL);
 }
 
+TrainDataOptions train_config_data_options(const TrainConfig *c, const char *tokenizer) {
+    return (TrainDataOptions){.tokenizer = tokenizer, .template_name = c->template_name, .system = c->system,
+                              .images_dir = c->images_dir, .max_len = c->max_len, .max_text_len = c->max_text_len,
+                              .skip_bad = c->skip_bad, .seed = c->seed, .crop_lo = c->crop_scale[0], .crop_hi = c->crop_scale[1],
+                              .fresh_crops = c->recipe->second_image == IMAGE2_CROP && !c->crop_fixed};
+}
+
 void llava_train_open(TrainModel *M, const TrainConfig *c, const Backend *be) {
+    if (c->recipe->second_image == IMAGE2_CROP && !c->crop_fixed && c->recipe->uses_reference && !c->ref_online)
+        fatal("vlm train --recipe %s: --crop fresh draws a new corrupted crop in every forward pass, so the reference's "
+              "log-prob of a crop exists only in the pass that drew it and cannot be cached: give --ref online (the "
+              "preset: the reference runs every step on crops of its own, as in mDPO's code), or --crop fixed (one crop "
+              "per example, drawn at load and shared by the policy, the cached reference and every epoch)", c->recipe->name);
     LlavaRun *T = xcalloc(1, sizeof(LlavaRun));
     T->c = c;
     T->be = be;
@@ -250,10 +274,8 @@ void llava_train_open(TrainModel *M, const TrainConfig *c, const Backend *be) {
     if (c->vision_from && !c->init_random) fatal("vlm train: --vision-from goes with --init random (a model with weights has its tower)");
     const LlavaConfig *cfg = &T->policy.cfg;
     PreprocessConfig pcfg = records_tower_preprocess_config(c->model_dir, &cfg->vision);
-    TrainDataOptions dopt = {c->tokenizer, c->template_name, c->system, c->images_dir, c->max_len, c->skip_bad, c->seed,
-                             c->crop_scale[0], c->crop_scale[1]};
-    char *tok = NULL;
-    if (!dopt.tokenizer) dopt.tokenizer = tok = tokenizer_find(c->model_dir);
+    char *tok = c->tokenizer ? NULL : tokenizer_find(c->model_dir);
+    TrainDataOptions dopt = train_config_data_options(c, c->tokenizer ? c->tokenizer : tok);
     train_data_load(&T->data, c->recipe, c->data_path, cfg, &pcfg, &dopt);
     if (c->val_path) train_data_load(&T->val, c->recipe, c->val_path, cfg, &pcfg, &dopt);
     free(tok);

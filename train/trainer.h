@@ -22,6 +22,8 @@ typedef struct {
     double epochs;
     LossParams loss;           // the parameters of the recipe's loss
     double crop_scale[2];      // mDPO's corrupted image: a random-resized crop keeping this range of the area
+    int crop_fixed;            // 0 (--crop fresh): a new crop in every forward pass, the policy's and the reference's
+                               // each their own; 1 (--crop fixed): one crop per example, drawn at load
     int ref_online;            // 1: a frozen copy of the model runs every step; 0: cached pre-pass
     const char *ref_cache;     // folder of the pre-pass's cache files (NULL: out_dir); runs of one model on one
                                // data set can share it (the files are keyed by both)
@@ -32,6 +34,7 @@ typedef struct {
     int stop_at;               // > 0: stop (with a checkpoint) once this step is reached; --resume goes on
     LlavaTrainable trainable;
     int max_len, skip_bad;
+    int max_text_len;          // S-VCO's cut: at most this many tokens a row with the image counted as one (0: none)
     int pack;                  // share the image + prompt prefix of rows that have the same (train/data.h)
     int init_random;           // the model folder has a config.json but no weights: start from random weights
     const char *vision_from;   // with init_random: the vision tower's weights from this model folder (a CLIPModel or LLaVA)
@@ -47,6 +50,10 @@ typedef struct {
 // Every setting at its default, then the recipe's paper preset (train/recipes.h, through train/settings.h);
 // the command line overrides them afterwards.
 void train_config_preset(TrainConfig *c, const Recipe *r);
+
+// How the LLaVA data builder reads this run's data (tokenizer: the run's, found in the model folder when
+// c->tokenizer is NULL).
+TrainDataOptions train_config_data_options(const TrainConfig *c, const char *tokenizer);
 
 // Runs the whole training (train/run.c: the one loop of every recipe); returns 0. Dies with a clear message on
 // bad input or a non-finite loss (the last good checkpoint stays in place).

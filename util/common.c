@@ -83,16 +83,30 @@ int file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
-void write_file_atomic(const char *path, const void *data, size_t len) {
+int try_write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {
     char *tmp = xmalloc(strlen(path) + 8);
     sprintf(tmp, "%s.tmp", path);
+    const char *what = NULL;
+    int e = 0;  // the errno of the first failure
     FILE *f = fopen(tmp, "wb");
-    if (!f) fatal("%s: cannot create: %s", tmp, strerror(errno));
-    if (len && fwrite(data, 1, len, f) != len) fatal("%s: write failed: %s", tmp, strerror(errno));
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) fatal("%s: flush failed: %s", tmp, strerror(errno));
-    if (fclose(f) != 0) fatal("%s: close failed: %s", tmp, strerror(errno));
-    if (rename(tmp, path) != 0) fatal("%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+    if (!f) { what = "cannot create"; e = errno; }
+    else {
+        if (len && fwrite(data, 1, len, f) != len) { what = "write failed"; e = errno; }
+        else if (fflush(f) != 0 || fsync(fileno(f)) != 0) { what = "flush failed"; e = errno; }
+        if (fclose(f) != 0 && !what) { what = "close failed"; e = errno; }
+        if (!what && rename(tmp, path) != 0) { what = "cannot rename into place"; e = errno; }
+    }
+    if (what) {
+        snprintf(err, errlen, "%s: %s: %s", tmp, what, strerror(e));
+        if (f) unlink(tmp);  // no half-written file left behind
+    }
     free(tmp);
+    return what ? -1 : 0;
+}
+
+void write_file_atomic(const char *path, const void *data, size_t len) {
+    char err[1024];
+    if (try_write_file_atomic(path, data, len, err, sizeof(err))) fatal("%s", err);
 }
 
 int copy_file_if_exists(const char *src_dir, const char *dst_dir, const char *name) {

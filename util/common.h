@@ -29,6 +29,8 @@ char *try_read_file(const char *path, size_t *len);
 int file_exists(const char *path);
 // Writes data to path + ".tmp" then renames it over path, so a crash never leaves a half-written file.
 void write_file_atomic(const char *path, const void *data, size_t len);
+// The same, returning -1 with a message naming the file in err instead of dying (0 on success).
+int try_write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
 // Copies dir/name to dst_dir/name (atomically) when it exists; returns whether it did.
 int copy_file_if_exists(const char *src_dir, const char *dst_dir, const char *name);
 // Creates a folder and its missing parents (mkdir -p); dies naming the folder on failure.

@@ -263,7 +263,7 @@ def text_logprobs_fixture():
     weights to keep the file small), prompts and responses tokenized by the llava-hf tokenizer."""
     from PIL import Image
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from make_tokenizer_fixtures import llava_hf_tokenizer
+    from chat_ref import llava_hf_tokenizer
     shared = os.environ.get("VLM_SHARED_DATA", os.path.join(ROOT, "..", "..", "..", "shared", "data"))
     tok = llava_hf_tokenizer(os.path.join(shared, "tokenizers", "llama2_tokenizer.model"))
     torch.manual_seed(21)

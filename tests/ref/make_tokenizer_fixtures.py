@@ -24,9 +24,8 @@ References, and why these and not others:
   CLIPTokenizer built from a vocab.json/merges.txt derived from the same .gz (they differ only where ftfy or html
   unescaping changes the text, which the fast tokenizer does not do; those cases are counted and printed).
 - Chat templates ("chat.jsonl"): vicuna_v1 rendered as haotian-liu/LLaVA llava/conversation.py does
-  (SeparatorStyle.TWO, sep " ", sep2 "</s>"), tokenized with the llava-hf tokenizer; the response mask is every
-  token from the one holding the response's first character to the one holding its last (the </s> included),
-  as transformers' char_to_token-based assistant masks do. llava_hf rendered by transformers'
+  (SeparatorStyle.TWO, sep " ", sep2 "</s>"; an empty system is no system line, vlm.c's choice), tokenized with
+  the llava-hf tokenizer; the response mask is the labels LLaVA's preprocess_v1 computes (llava_v1_labels). llava_hf rendered by transformers'
   apply_chat_template with llava-hf's chat_template.json, the way S-VCO calls it for LLaVA-1.5
   (s-vco/s-vco chat_template_monkey_patch.py + data_collator.py): the template's generation ranges give the
   assistant mask via char_to_token, the text is tokenized with add_special_tokens=True and add_eos_token=True
@@ -45,27 +44,13 @@ import types
 import ftfy
 import regex
 import sentencepiece as spm
-from sentencepiece import sentencepiece_model_pb2 as sp_pb2
-from tokenizers import AddedToken, Tokenizer, decoders, normalizers, processors
-from tokenizers.models import BPE
-from transformers import CLIPTokenizer, PreTrainedTokenizerFast
-from transformers.tokenization_utils_base import generate_merges
+from transformers import CLIPTokenizer
 from transformers.utils.chat_template_utils import _compile_jinja_template, _render_with_assistant_indices
 
-from chat_ref import assistant_mask, svco_messages
+from chat_ref import LLAVA_HF_CHAT_TEMPLATE, assistant_mask, llava_hf_tokenizer, svco_messages
 
 OUT_DIR = "tests/fixtures/tokenizers"
 
-# llava-hf/llava-1.5-7b-hf chat_template.json (also in transformers tests/models/llava/test_processor_llava.py).
-LLAVA_HF_CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
-    "{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
-    "{{ '<image>\n' }}{% endfor %}{# Render all text next #}{% if message['role'] != 'assistant' %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}"
-    "{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
-    "{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
-)
 VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
                  "The assistant gives helpful, detailed, and polite answers to the user's questions.")
 
@@ -163,38 +148,9 @@ def clip_strings(rng, base):
 # -------------------------------------------------------------------------------------------------------------
 # LLaMA / llava-hf reference
 
-def llava_hf_tokenizer(model_path, add_eos=False):
-    m = sp_pb2.ModelProto()
-    with open(model_path, "rb") as f:
-        m.ParseFromString(f.read())
-    vocab = {p.piece: i for i, p in enumerate(m.pieces)}
-    scores = {p.piece: p.score for p in m.pieces}
-    merges = generate_merges(vocab, scores)  # ordered by score, as the legacy converter did
-    tk = Tokenizer(BPE(vocab, merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True, dropout=None))
-    tk.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    tk.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
-                                    decoders.Strip(" ", 1, 0)])
-    tk.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in ["<unk>", "<s>", "</s>"]])
-    tk.add_special_tokens([AddedToken("<image>", normalized=False, special=True),
-                           AddedToken("<pad>", normalized=False, special=True)])
-    single = "<s> $A </s>" if add_eos else "<s> $A"
-    special = [("<s>", 1), ("</s>", 2)] if add_eos else [("<s>", 1)]
-    tk.post_processor = processors.TemplateProcessing(single=single, special_tokens=special)
-    t = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                pad_token="<pad>")
-    t.chat_template = LLAVA_HF_CHAT_TEMPLATE
-    assert t.convert_tokens_to_ids(["<image>", "<pad>"]) == [32000, 32001]
-    return t
-
-
 def make_sp(model_path, strings):
     sp = spm.SentencePieceProcessor(model_file=model_path)
-    hf = llava_hf_tokenizer(model_path)
-    # transformers tests/models/llava/test_processor_llava.py expects exactly these ids for this prompt.
-    want = [1, 3148, 1001, 29901, 29871, 32000, 29871, 13, 5618, 338, 4318, 297, 445, 1967, 29973, 319, 1799,
-            9047, 13566, 29901]
-    got = hf("USER: <image>\nWhat is shown in this image? ASSISTANT:").input_ids
-    assert got == want, (got, want)
+    hf = llava_hf_tokenizer(model_path)  # checks the ids transformers' own LLaVA processor test expects
     specials = ("<s>", "</s>", "<unk>", "<image>", "<pad>")
     rows = []
     for s in strings:
@@ -320,22 +276,41 @@ def make_clip(gz_path, strings):
 def vicuna_v1_render(system, turns, image):
     """llava/conversation.py conv_vicuna_v1.get_prompt(): system + sep, then "ROLE: message" + sep / sep2 per
     message (sep " " after user, "</s>" after assistant), "ROLE:" for an empty (generation) message. The image goes
-    in front of the first user message as "<image>\\n". Returns the text and the character spans of responses
-    (response text + the "</s>" after it)."""
-    text = system + " "
-    spans = []
+    in front of the first user message as "<image>\\n". One deviation, vlm.c's (issue 14): an empty system is no
+    system line at all; conversation.py would write " USER: ...", whose leading space tokenizes to a lone "▁"."""
+    text = system + " " if system else ""
     for k, (q, a) in enumerate(turns):
         if k == 0 and image:
             q = "<image>\n" + q
         text += "USER: " + q + " "
-        if a is None:
-            text += "ASSISTANT:"
-        else:
-            text += "ASSISTANT: "
-            start = len(text)
-            text += a + "</s>"
-            spans.append((start, len(text)))
-    return text, spans
+        text += "ASSISTANT:" if a is None else "ASSISTANT: " + a + "</s>"
+    return text
+
+
+def llava_v1_labels(tok, text):
+    """The response mask as LLaVA computes its labels (haotian-liu/LLaVA llava/train/train.py preprocess_v1, the
+    branch of a legacy tokenizer such as llava-hf's): the text split into rounds at "</s>", each round into its
+    instruction and answer at " ASSISTANT: "; a round's tokens are len(tokenizer(round)) (its BOS standing for the
+    "</s>" that ends it), of which the first len(tokenizer(instruction + " ASSISTANT: ")) - 2 are not labels (the
+    - 2 drops that BOS and the lone "▁" of the trailing space). So every token after "ASSISTANT:" is a label: the
+    answer, its "</s>", and the lone "▁" before an answer that starts with a digit. A generation prompt's open
+    round ends the loop (no " ASSISTANT: " in it)."""
+    n = len(tok(text).input_ids)
+    mask = [0] * n
+    cur = 1  # the BOS
+    sep = " ASSISTANT: "
+    for rou in text.split("</s>"):
+        if rou == "":
+            break
+        parts = rou.split(sep)
+        if len(parts) != 2:
+            break
+        round_len = len(tok(rou).input_ids)
+        instruction_len = len(tok(parts[0] + sep).input_ids) - 2
+        for t in range(cur + instruction_len, min(cur + round_len, n)):
+            mask[t] = 1
+        cur += round_len
+    return mask
 
 
 def make_chat(model_path):
@@ -348,6 +323,7 @@ def make_chat(model_path):
         (None, [("Is there a blue square?", "No.")], False),
         (None, [("Describe the image.", "Two  stars,\nthree circles. ")], True),
         (None, [("How many objects?", "3")], True),
+        ("", [("How many circles?", "2 circles."), ("And squares?", "10")], True),
         (None, [("What is shown in this image?", None)], True),
         ("", [("What is shown in this image?", None)], True),
         ("", [("What is shown in this image?", None)], False),
@@ -361,10 +337,10 @@ def make_chat(model_path):
     for system, turns, image in cases:
         sys_text = VICUNA_SYSTEM if system is None else system
         # vicuna_v1 (original LLaVA-1.5 training/eval template)
-        text, spans = vicuna_v1_render(sys_text, turns, image)
+        text = vicuna_v1_render(sys_text, turns, image)
         enc = hf(text)
         rows.append({"template": "vicuna_v1", "system": system, "turns": [list(t) for t in turns], "image": image,
-                     "text": text, "ids": enc.input_ids, "mask": assistant_mask(enc, spans)})
+                     "text": text, "ids": enc.input_ids, "mask": llava_v1_labels(hf, text)})
         # llava_hf (the llava-hf chat_template.json, as S-VCO uses it)
         gen = turns[-1][1] is None
         # s-vco chat_template_monkey_patch.py: render with the assistant (generation) character ranges, then
