@@ -104,18 +104,30 @@ static void build_token_base(Dinov2 *m) {
     free(pos); free(cls); free(base);
 }
 
-void dinov2_load(Dinov2 *m, const Backend *be, const char *dir, int image_size) {
+static void dinov2_setup(Dinov2 *m, const Backend *be, const VisionConfig *cfg) {
+    CHECK_OR_DIE(cfg->kind == VISION_DINOV2, "dinov2: not a DINOv2 config");
     memset(m, 0, sizeof(*m));
     m->be = be;
-    dinov2_config_load(&m->cfg, dir);
-    if (image_size > 0) m->cfg.image_size = image_size;
-    if (m->cfg.image_size < m->cfg.patch_size)
-        fatal("%s: images of %d px are smaller than one %d px patch", dir, m->cfg.image_size, m->cfg.patch_size);
+    m->cfg = *cfg;
     vit_init(&m->vision, be, &m->cfg, m->cfg.layers, 1);
     params_init(&m->ps, be, "dinov2");
     bind_all(m, NULL);
     params_alloc(&m->ps, 0);
     bind_all(m, m->ps.data);
+}
+
+void dinov2_init(Dinov2 *m, const Backend *be, const VisionConfig *cfg) {
+    dinov2_setup(m, be, cfg);
+    build_token_base(m);
+}
+
+void dinov2_load(Dinov2 *m, const Backend *be, const char *dir, int image_size) {
+    VisionConfig cfg;
+    dinov2_config_load(&cfg, dir);
+    if (image_size > 0) cfg.image_size = image_size;
+    if (cfg.image_size < cfg.patch_size)
+        fatal("%s: images of %d px are smaller than one %d px patch", dir, cfg.image_size, cfg.patch_size);
+    dinov2_setup(m, be, &cfg);
     SafeTensors *st = st_open_or_die(dir);
     params_load(&m->ps, st, dinov2_name_candidates);
     st_close(st);

@@ -22,6 +22,8 @@ typedef struct {
 // the position embeddings are interpolated as transformers does (bicubic; antialiased for the registers model).
 // Each layer scale is folded into the projection before it (o_proj, fc2).
 void dinov2_load(Dinov2 *m, const Backend *be, const char *dir, int image_size);
+// The model with zeroed weights for a parsed config (cfg->image_size the run size), its token table built.
+void dinov2_init(Dinov2 *m, const Backend *be, const VisionConfig *cfg);
 void dinov2_free(Dinov2 *m);
 // our canonical names -> the candidates in a file
 int dinov2_name_candidates(const char *canonical, char out[][256], int max);
