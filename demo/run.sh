@@ -117,6 +117,9 @@ stop_jobs() {
 vlm() {
     "$VLM" "$@" 2> >(tee -a "$LOG" >&2) || { echo "demo/run.sh: stage failed: vlm $* (see $LOG)" >&2; exit 1; }
 }
+# --resume where a training stage was stopped part way (its folder has a log or checkpoints): it continues from
+# its last checkpoint, bit-exactly; a new run in such a folder would be refused
+resume_flag() { if [ -e "$1/metrics.jsonl" ] || [ -e "$1/latest" ]; then echo --resume; fi; }
 # the newest checkpoint of a training output folder (its `latest` file names it; an empty one, left by a
 # first save that was stopped, means none yet: the checks below use -s)
 latest() { echo "$1/$(cat "$1/latest")"; }
@@ -164,7 +167,7 @@ cat > "$OUT/clip_config/config.json" <<EOF
 EOF
 if [ ! -s "$OUT/clip/latest" ]; then
     stage "CLIP contrastive pretraining: $CLIP_STEPS steps of $CLIP_BATCH pairs"
-    vlm train --recipe clip --model "$OUT/clip_config" --init random --data "$W/clip.jsonl" --tokenizer "$BPE" \
+    vlm train --recipe clip --model "$OUT/clip_config" --init random --data "$W/clip.jsonl" --tokenizer "$BPE" $(resume_flag "$OUT/clip") \
         --out "$OUT/clip" --steps "$CLIP_STEPS" --batch "$CLIP_BATCH" --lr "$CLIP_LR" --warmup-steps $((CLIP_STEPS / 10)) \
         --weight-decay 0.1 --device "$DEVICE" --log-every 50
 fi
@@ -237,7 +240,7 @@ for sseed in $SFT_SEEDS; do
     S=$OUT/sft$sseed
     if [ ! -s "$S/sft/latest" ]; then
         stage "SFT of the LLaVA (seed $sseed): $SFT_STEPS steps of $SFT_BATCH"
-        vlm train --recipe sft --model "$OUT/llava_config" --init random --vision-from "$CLIP" --train "$SFT_TRAIN" \
+        vlm train --recipe sft --model "$OUT/llava_config" --init random --vision-from "$CLIP" --train "$SFT_TRAIN" $(resume_flag "$S/sft") \
             --data "$W/sft.jsonl" --template "$TEMPLATE" --out "$S/sft" --steps "$SFT_STEPS" --batch "$SFT_BATCH" --lr "$SFT_LR" \
             --warmup-steps $((SFT_STEPS / 10)) --seed "$sseed" --device "$DEVICE" --log-every 25
     fi
@@ -286,7 +289,7 @@ for sseed in $SFT_SEEDS; do
     align() {
         local name=$1 recipe=$2 data=$3 lr=$4 seed=$5 dir=$6
         [ -s "$dir/latest" ] && return
-        vlm train --recipe "$recipe" --model "$SFT" --data "$data" --template "$TEMPLATE" --out "$dir" --steps "$PREF_STEPS" \
+        vlm train --recipe "$recipe" --model "$SFT" --data "$data" --template "$TEMPLATE" --out "$dir" --steps "$PREF_STEPS" $(resume_flag "$dir") \
             --batch "$PREF_BATCH" --lr "$lr" --warmup-steps $((PREF_STEPS / 10)) --seed "$seed" --device "$DEVICE" \
             --log-every 10 --quiet --ref-cache "$S/refcache"
     }

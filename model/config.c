@@ -21,6 +21,19 @@ typedef struct { char *path, *json; size_t len; } ConfigText;
 static ConfigText config_text(const char *path) {
     ConfigText t;
     t.path = config_path(path);
+    if (!file_exists(t.path)) {
+        // a training run's --out: the model folders are its checkpoints, `latest` names the newest
+        char *latest = path_join(path, "latest"), name[256] = "";
+        FILE *f = fopen(latest, "r");
+        if (f) {
+            if (!fgets(name, sizeof(name), f)) name[0] = 0;
+            fclose(f);
+            name[strcspn(name, "\r\n")] = 0;
+            fatal("%s is a training run's output folder, not a model folder: give its checkpoint %s/%s (the one "
+                  "`latest` names)", path, path, name[0] ? name : "checkpoint-N");
+        }
+        free(latest);
+    }
     t.json = read_file(t.path, &t.len);
     return t;
 }

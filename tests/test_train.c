@@ -349,6 +349,42 @@ TEST(train_nonfinite_loss_stops_cleanly) {
     free(out); free(e); free(name); free(latest); free(o); free(data);
 }
 
+// A new run in an --out that holds one is refused (it would mix the two logs and checkpoint sets) unless
+// --force; the run names the checkpoint folder it saved, and that folder (not --out) is what --model takes.
+TEST(train_out_holding_a_run) {
+    char *data = write_data("used_out", "sft", 4, -1), args[2048], *err;
+    char *o = path_join(test_tmpdir(), "used_out_run");
+    snprintf(args, sizeof(args), "train --recipe sft --model " GQA " --data %s --out %s --steps 2 --batch 2 --device cpu --quiet", data, o);
+    EXPECT(run_train(args, &err) == 0);
+    char *ckpt = path_join(o, "checkpoint-00000002");
+    EXPECTF(strstr(err, ckpt) != NULL, "the done line names the checkpoint folder %s: %s", ckpt, err);
+    free(err);
+    EXPECT(run_train(args, &err) != 0);
+    EXPECTF(strstr(err, "holds a run (latest)") && strstr(err, "--resume") && strstr(err, "--force"), "message: %s", err);
+    free(err);
+    char forced[2100];
+    snprintf(forced, sizeof(forced), "%s --force", args);
+    EXPECT(run_train(forced, &err) == 0);
+    EXPECTF(strstr(err, "--force: a new run in") != NULL, "message: %s", err);
+    free(err);
+    // a folder with only a metrics log (a run stopped before its first save) counts too
+    char *o2 = path_join(test_tmpdir(), "used_out_log");
+    mkdir_p(o2);
+    char *log = path_join(o2, "metrics.jsonl");
+    write_file_atomic(log, "{\"step\": 1}\n", 12);
+    snprintf(args, sizeof(args), "train --recipe sft --model " GQA " --data %s --out %s --steps 2 --batch 2 --device cpu --quiet", data, o2);
+    EXPECT(run_train(args, &err) != 0);
+    EXPECTF(strstr(err, "holds a run (metrics.jsonl)") != NULL, "message: %s", err);
+    free(err);
+    // --model given the run's folder says which folder to give
+    char *out;
+    snprintf(args, sizeof(args), "logprobs --model %s --data " GQA "/records.jsonl --device cpu", o);
+    EXPECT(test_run_vlm(args, &out, &err) != 0);
+    EXPECTF(strstr(err, "is a training run's output folder") && strstr(err, ckpt), "message: %s", err);
+    free(out); free(err);
+    free(log); free(o2); free(ckpt); free(o); free(data);
+}
+
 TEST(train_bad_data) {
     char *data = write_data("bad", "dpo", 6, 3), args[2048], *err;
     char *o = path_join(test_tmpdir(), "bad_run");
@@ -362,6 +398,8 @@ TEST(train_bad_data) {
     free(err);
     // S-VCO data without the second image (DPO records: their "image" is not what S-VCO reads)
     char *svco = write_data("bad_svco", "dpo", 4, 0);
+    free(o);
+    o = path_join(test_tmpdir(), "bad_run_svco");  // bad_run holds the run above: a new one there is refused
     snprintf(args, sizeof(args), "train --recipe svco --model " GQA " --data %s --out %s --steps 2 --device cpu", svco, o);
     EXPECT(run_train(args, &err) != 0);
     EXPECTF(strstr(err, "\"image\" looks like an image but svco reads the image from \"image_w\" and \"image_l\"") != NULL, "message: %s", err);

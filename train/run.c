@@ -1,5 +1,6 @@
 #include "run.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -39,6 +40,27 @@ void run_lock_out(const char *out_dir) {
     if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, n, 0) != n)
         fprintf(stderr, "vlm: warning: %s: cannot write the pid: %s\n", path, strerror(errno));
     free(path);
+}
+
+void run_refuse_used_out(const char *out_dir, int force) {
+    // what a run leaves: `latest`, its checkpoints, its metrics log
+    const char *found = NULL;
+    char *latest = path_join(out_dir, "latest"), *log = path_join(out_dir, "metrics.jsonl");
+    if (file_exists(latest)) found = "latest";
+    else if (file_exists(log)) found = "metrics.jsonl";
+    DIR *d = found ? NULL : opendir(out_dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (!strncmp(e->d_name, "checkpoint-", 11)) { found = "checkpoint folders"; break; }
+    if (d) closedir(d);
+    free(latest);
+    free(log);
+    if (!found) return;
+    if (!force)
+        fatal("%s holds a run (%s): a new run there would mix the two. Give --resume to continue it, --force to start "
+              "a new run over it (its metrics log restarts; its checkpoints are replaced as the new run saves), or "
+              "another --out", out_dir, found);
+    fprintf(stderr, "vlm train: --force: a new run in %s, over the one there (%s)\n", out_dir, found);
 }
 
 int run_total_steps(const TrainConfig *c, int n_examples, long long per_step) {
@@ -292,6 +314,7 @@ int train_run(const TrainConfig *c) {
     threads_adapt();  // starts watching the machine's load (util/threads.h)
     const Backend *be = backend_select(c->device);
     run_lock_out(c->out_dir);
+    if (!c->resume) run_refuse_used_out(c->out_dir, c->force);
     settings_print(stderr, c);
     TrainModel M;
     if (r->model == MODEL_CLIP) clip_train_open(&M, c, be);
@@ -401,8 +424,10 @@ int train_run(const TrainConfig *c) {
         if (sig) run_exit_interrupted(c, sig, step);
     }
     save(c, &M, &opt, &order, step, total, be->name);
+    char *saved = checkpoint_latest(c->out_dir);  // the model folder --model takes
     fprintf(stderr, "train: done, %d steps in %.1f s (%.0f %s/s); checkpoint in %s\n", step - first_step, now_seconds() - t_start,
-            items_total / (now_seconds() - t_start), M.unit, c->out_dir);
+            items_total / (now_seconds() - t_start), M.unit, saved ? saved : c->out_dir);
+    free(saved);
     metrics_close(&log);
     charts_refresh(&charts, 1);
     charts_close(&charts);

@@ -60,6 +60,9 @@ void clip_train_open(TrainModel *m, const TrainConfig *c, const Backend *be);
 // interleave their checkpoints and metrics; dies naming the folder (and the holder's pid) when another
 // run holds it. The lock goes with the process (flock), so a killed run never leaves a stale lock.
 void run_lock_out(const char *out_dir);
+// A new run (no --resume) in a folder that already holds one (`latest`, checkpoints, metrics.jsonl) would mix
+// the two: dies saying what to give (--resume, --force, another --out); with force, says it and goes on.
+void run_refuse_used_out(const char *out_dir, int force);
 // Optimizer steps of the run: --steps, else ceil(epochs * n / per_step), at least 1. Dies when that does
 // not fit an int (a huge --epochs).
 int run_total_steps(const TrainConfig *c, int n_examples, long long per_step);
