@@ -16,6 +16,11 @@ int train_caches_features(const Llava *m, int image_size, int fresh_crops) {
 int train_data_encode_images(TrainData *d, const Llava *m) {
     const size_t feat = (size_t)m->cfg.image_tokens * m->cfg.vision.hidden, img = (size_t)3 * d->image_size * d->image_size;
     if (!train_caches_features(m, d->image_size, d->fresh_crops) || d->n_images == 0 || d->feats) return 0;
+    // the cache grows with the data set: past VLM_FEATURE_CACHE_MB (1024 by default) the tower runs in every batch
+    // instead, so memory stays bounded by the batch (the same numbers either way)
+    const char *e = getenv("VLM_FEATURE_CACHE_MB");
+    const double budget = (e && *e ? atof(e) : 1024) * 1048576;
+    if ((double)d->n_images * feat * sizeof(float) > budget) return 0;
     // the images stream through the loader (a micro-batch of examples at a time), each encoded the first time it
     // comes: memory is the features and the loader's slots, never the data set's pixels
     float *feats = xmalloc(sizeof(float) * d->n_images * feat), *px = xmalloc(sizeof(float) * 2 * LLAVA_FEATURE_CHUNK * img);
