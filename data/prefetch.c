@@ -1,5 +1,6 @@
 #include "prefetch.h"
 
+#include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,9 @@ static int claim_next(Prefetch *p) {
 
 static void *worker_main(void *arg) {
     Prefetch *p = arg;
+    // the workers are the loader's parallelism: an OpenMP loop inside a fill (preprocess.c's resize) runs on this
+    // thread alone instead of starting a team per worker next to the training step's own
+    omp_set_num_threads(1);
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->stop && !p->ended && p->state[p->next_claim % (uint64_t)p->depth] != SLOT_FREE)
