@@ -1,9 +1,10 @@
-// Training examples for the LLaVA recipes, tokenized once at load time and turned into batch rows.
+// Training examples for the LLaVA recipes, tokenized once at load time and turned into batch rows; their images
+// are only named at load and made when a batch needs them, by the streaming loader (TrainStream, below).
 //
 // Each example becomes the rows its recipe lists (train/recipes.h: RowSpec), in the order the recipe's loss
 // reads them: sft 1 row, dpo 2 (chosen, rejected), svco and vco 6 (SVCO_*), mdpo 3 (MDPO_*, the third under a
-// random-resized crop m' of the image: drawn anew in every forward pass, TrainData.fresh_crops, or once per
-// example at load).
+// random-resized crop m' of the image: drawn anew in every forward pass, TrainData.fresh_crops, or with --crop
+// fixed the same crop for an example every time, from (seed, example), made with the batch).
 //
 // Input files (JSON Lines, or a JSON array for S-VCO's released mvc.json); text fields go through the
 // chat template, *_ids fields are taken as token ids (the image token once, where the image goes). The
