@@ -183,7 +183,7 @@ int cmd_bench(int argc, char **argv) {
     train_batch_init(&tb, &d, batch, pack);
     int *idx = xmalloc(sizeof(int) * batch);
     for (int i = 0; i < batch; i++) idx[i] = i;
-    train_batch_build(&tb, &d, idx, batch);
+    train_batch_build(&tb, &d, idx, batch, NULL);
     BatchActs ba;
     batch_acts_init(&ba, &m, &tb, recompute ? ACTS_BACKWARD_RECOMPUTE : ACTS_BACKWARD);
     memory_report(stderr, &m, &opt, &ba, NULL, NULL);

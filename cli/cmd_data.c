@@ -18,6 +18,11 @@
 #include "../data/synth.h"
 #include "../data/tokenizer_train.h"
 #include "../data/world_tokenizer.h"
+#include "../data/records.h"
+#include "../data/tokenizer.h"
+#include "../model/config.h"
+#include "../train/data.h"
+#include "../train/recipes.h"
 #include "../util/jsonl.h"
 #include "../util/args.h"
 #include "../util/common.h"
@@ -313,6 +318,12 @@ static int data_pack(int argc, char **argv) {
 static const char *bench_help =
     "usage: vlm data bench [--records N] [--size S] [--batch B] [--workers W] [--epochs E] [--repeat R]\n"
     "                      [--pin] [--shard PATH] [--keep]\n"
+    "       vlm data bench --data FILE --model DIR [--recipe R] [--batch B] [--workers W] [--images N]\n"
+    "\n"
+    "With --data: training's streaming loader on a real data set (JSONL, JSON array or shard) as `vlm train\n"
+    "--model DIR` reads it: the load time, then W threads decode and preprocess the images of micro-batches of\n"
+    "B examples in the seeded order while this thread takes them, until N images (default 2000); prints the\n"
+    "images/s the loader sustains (what a training step needs is B images per step time).\n"
     "\n"
     "Writes a shard of N synthetic random S x S images (one per record), then measures the loader:\n"
     "W prefetch threads normalize uint8 pixels to float (3, S, S) while this thread consumes batches\n"
@@ -330,8 +341,50 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+// The training loader on a data set: load time, then images/s through TrainStream.
+static int data_bench_train(const char *data, const char *model, const char *recipe_name, long batch, long workers, long images) {
+    if (batch < 1 || workers < 0 || workers > 64 || images < 1) fatal("vlm data bench: bad arguments (see --help)");
+    const Recipe *recipe = recipe_find(recipe_name);
+    if (!recipe || recipe->model != MODEL_LLAVA) fatal("vlm data bench: --recipe %s: not a LLaVA recipe", recipe_name);
+    LlavaConfig cfg;
+    llava_config_load(&cfg, model);
+    PreprocessConfig pcfg = records_tower_preprocess_config(model, &cfg.vision);
+    char *tok = tokenizer_find(model);
+    TrainDataOptions opt = {.tokenizer = tok, .crop_lo = 0.01, .crop_hi = 0.2};
+    double t0 = now_seconds();
+    TrainData d;
+    train_data_load(&d, recipe, data, &cfg, &pcfg, &opt);
+    const double t_load = now_seconds() - t0;
+    printf("data: %d examples, %d distinct images, loaded (tokenized, images probed) in %.2f s\n", d.n, d.n_images, t_load);
+    DataOrder order = {d.n, 0, 0, 1, xmalloc(sizeof(int) * d.n)};
+    data_order_shuffle(&order);
+    TrainStream *s = train_stream_open(&d, &order, (int)batch, (int)workers, 0);
+    train_stream_next(s);  // the first batch: what a run waits for before its first step
+    const double t_first = now_seconds() - t0;
+    long done = 0;
+    const double c0 = cpu_seconds();
+    t0 = now_seconds();
+    while (done < images) done += train_stream_next(s)->n_images;
+    const double dt = now_seconds() - t0, dc = cpu_seconds() - c0;
+    train_stream_close(s);
+    printf("loader: %ld images of %dx%d in %.2f s with %ld workers: %.1f images/s (%.1f per CPU-second); first batch %.2f s "
+           "after the start\n", done, d.image_size, d.image_size, dt, workers, done / dt, done / dc, t_first);
+    free(order.perm);
+    train_data_free(&d);
+    free(tok);
+    return 0;
+}
+
 static int data_bench(int argc, char **argv) {
     Args a = args_init("vlm data bench", argc, argv);
+    const char *train_data = arg_str(&a, "--data", NULL);
+    if (train_data) {
+        const char *model = arg_str(&a, "--model", NULL), *recipe = arg_str(&a, "--recipe", "sft");
+        long batch = arg_int(&a, "--batch", 4), workers = arg_int(&a, "--workers", 2), images = arg_int(&a, "--images", 2000);
+        args_finish(&a);
+        if (!model) fatal("vlm data bench: --data needs --model (the tower's image size and preprocessing, the tokenizer)");
+        return data_bench_train(train_data, model, recipe, batch, workers, images);
+    }
     if (args_help(&a)) {
         fputs(bench_help, stdout);
         return 0;

@@ -321,6 +321,31 @@ Image *image_load(const char *path, ImageAlpha alpha, char *err, size_t errlen) 
     return im;
 }
 
+int image_probe(const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { set_err(err, errlen, "%s: cannot read image: %s", path, strerror(errno)); return -1; }
+    uint8_t head[4096];  // enough for every header stbi_info reads (a PNG's IHDR, a BMP's info header, ...)
+    size_t n = fread(head, 1, sizeof(head), f);
+    fclose(f);
+    if (n == 0) { set_err(err, errlen, "%s: empty file, not an image", path); return -1; }
+    Format fmt = sniff_format(head, n);
+    if (fmt == FMT_WEBP || fmt == FMT_TIFF) {
+        set_err(err, errlen, "%s: %s images are not supported (we decode JPEG, PNG, BMP, GIF, PSD, PNM, TGA, HDR); convert it to PNG", path,
+                format_names[fmt]);
+        return -1;
+    }
+    if (fmt == FMT_JPEG) return 0;  // libjpeg reads the header; a broken body is found when it is decoded
+    int w = 0, h = 0, c = 0;
+    if (!stbi_info_from_memory(head, (int)n, &w, &h, &c)) {
+        if (fmt == FMT_UNKNOWN)
+            set_err(err, errlen, "%s: not a recognized image file (we decode JPEG, PNG, BMP, GIF, PSD, PNM, TGA, HDR)", path);
+        else
+            set_err(err, errlen, "%s: cannot decode %s image: its header is unreadable", path, format_names[fmt]);
+        return -1;
+    }
+    return check_pixels(w, h, path, format_names[fmt], err, errlen) ? -1 : 0;
+}
+
 Image *image_load_or_die(const char *path, ImageAlpha alpha) {
     char err[512];
     Image *im = image_load(path, alpha, err, sizeof(err));

@@ -54,6 +54,10 @@ Image *image_copy(const Image *im);
 Image *image_decode(const uint8_t *bytes, size_t len, const char *name, ImageAlpha alpha, char *err, size_t errlen);
 // Reads and decodes a file; NULL + message (naming the path) on a missing/unreadable file or a decode error.
 Image *image_load(const char *path, ImageAlpha alpha, char *err, size_t errlen);
+// Checks from the first bytes of a file that it exists and has a header we decode (the format, the size), without
+// decoding it: 0, or -1 with a message as image_load's. Training checks every image so at load and decodes it when a
+// batch needs it.
+int image_probe(const char *path, char *err, size_t errlen);
 // Like image_load but dies (fatal) with the message.
 Image *image_load_or_die(const char *path, ImageAlpha alpha);
 

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include "../util/common.h"
 #include "augment.h"
 #include "datasets.h"
+#include "prefetch.h"
 
 _Static_assert(sizeof(ShardHeader) == SHARD_HEADER_BYTES, "ShardHeader must be 256 bytes");
 _Static_assert(sizeof(ShardRecord) == 72, "ShardRecord layout is part of the file format");
@@ -453,11 +453,8 @@ ShardPos shard_pos_advance(const Shard *s, ShardPos pos, uint64_t k) {
 
 // ---- loader ----------------------------------------------------------------------------------------
 
-enum { SLOT_FREE, SLOT_FILLING, SLOT_READY };
-
 typedef struct {
     ShardBatch b;
-    int state;
     uint32_t *records, *images, *slot_first, *record_slots;
     float *pixels;
 } Slot;
@@ -467,25 +464,19 @@ struct ShardLoader {
     ShardLoaderConfig cfg;
     ShardLut lut;
     int max_images;       // per batch: batch_size * the most images a record uses
-    // guarded by mu:
+    Prefetch *ring;       // the threads and the order of the batches (data/prefetch.h)
+    Slot *slots;          // (prefetch_depth(ring))
+    // guarded by the ring's lock (touched in claim only):
     ShardPos cursor;      // where the next claimed batch starts
     uint32_t *order;      // cursor.epoch's order
     uint64_t order_epoch;
-    Slot *slots;
-    uint64_t next_claim;  // next batch number a worker claims
-    uint64_t next_take;   // next batch number the consumer takes
-    int held;             // the consumer holds batch next_take - 1
-    int stop;
-    pthread_mutex_t mu;
-    pthread_cond_t cv_ready, cv_free;
-    pthread_t *threads;
 };
 
-// Under the lock: takes the next batch number and its records from the cursor.
-static Slot *claim(ShardLoader *l) {
-    Slot *sl = &l->slots[l->next_claim % (uint64_t)l->cfg.depth];
-    sl->state = SLOT_FILLING;
-    sl->b.seq = l->next_claim++;
+// Under the ring's lock: batch `seq` takes the next records from the cursor (the stream never ends).
+static int claim(void *ctx, int slot, uint64_t seq) {
+    ShardLoader *l = ctx;
+    Slot *sl = &l->slots[slot];
+    sl->b.seq = seq;
     sl->b.pos = l->cursor;
     uint64_t n = l->s->h->n_records;
     for (int j = 0; j < l->cfg.batch_size; j++) {
@@ -497,11 +488,13 @@ static Slot *claim(ShardLoader *l) {
         l->cursor = shard_pos_advance(l->s, l->cursor, 1);
     }
     sl->b.next = l->cursor;
-    return sl;
+    return 1;
 }
 
 // Outside the lock: finds the batch's distinct images and normalizes each once.
-static void fill(ShardLoader *l, Slot *sl) {
+static void fill(void *ctx, int slot) {
+    ShardLoader *l = ctx;
+    Slot *sl = &l->slots[slot];
     const Shard *s = l->s;
     int S = (int)s->h->image_size, n_images = 0, k = 0;
     size_t plane = (size_t)3 * S * S;
@@ -530,39 +523,19 @@ static void fill(ShardLoader *l, Slot *sl) {
     b->record_slots = sl->record_slots;
 }
 
-static void *worker_main(void *arg) {
-    ShardLoader *l = arg;
-    pthread_mutex_lock(&l->mu);
-    for (;;) {
-        while (!l->stop && l->slots[l->next_claim % (uint64_t)l->cfg.depth].state != SLOT_FREE)
-            pthread_cond_wait(&l->cv_free, &l->mu);
-        if (l->stop) break;
-        Slot *sl = claim(l);
-        pthread_mutex_unlock(&l->mu);
-        fill(l, sl);
-        pthread_mutex_lock(&l->mu);
-        sl->state = SLOT_READY;
-        pthread_cond_broadcast(&l->cv_ready);
-    }
-    pthread_mutex_unlock(&l->mu);
-    return NULL;
-}
-
 ShardLoader *shard_loader_open(const Shard *s, const ShardLoaderConfig *cfg, ShardPos start) {
     uint64_t n = s->h->n_records;
     if (n == 0) fatal("%s: the shard has no records", s->path);
     if (n > UINT32_MAX) fatal("%s: %llu records, the loader handles at most 2^32 - 1", s->path, (unsigned long long)n);
     if (cfg->batch_size < 1) fatal("%s: batch size %d", s->path, cfg->batch_size);
-    if (cfg->n_workers < 0 || cfg->n_workers > 64) fatal("%s: %d loader workers (0..64)", s->path, cfg->n_workers);
     if (start.index >= n)
         fatal("%s: the resume position (epoch %llu, index %llu) is past the shard's %llu records: a different shard?", s->path,
               (unsigned long long)start.epoch, (unsigned long long)start.index, (unsigned long long)n);
     ShardLoader *l = xcalloc(1, sizeof(ShardLoader));
     l->s = s;
     l->cfg = *cfg;
-    if (l->cfg.n_workers == 0) l->cfg.depth = 1;
-    else if (l->cfg.depth <= 0) l->cfg.depth = 2 * l->cfg.n_workers + 1;
-    else if (l->cfg.depth < 2) l->cfg.depth = 2;  // one slot for the consumer, at least one to fill
+    l->ring = prefetch_open(cfg->n_workers, cfg->depth, l, claim, fill, s->path);
+    l->cfg.depth = prefetch_depth(l->ring);
     shard_lut_init(&l->lut, s->h);
     l->max_images = cfg->batch_size * s->max_record_images;
     l->cursor = start;
@@ -575,58 +548,25 @@ ShardLoader *shard_loader_open(const Shard *s, const ShardLoaderConfig *cfg, Sha
         Slot *sl = &l->slots[i];
         sl->records = xmalloc(sizeof(uint32_t) * (size_t)cfg->batch_size);
         sl->slot_first = xmalloc(sizeof(uint32_t) * ((size_t)cfg->batch_size + 1));
-        sl->images = xmalloc(sizeof(uint32_t) * (size_t)l->max_images);
-        sl->record_slots = xmalloc(sizeof(uint32_t) * (size_t)l->max_images);
-        sl->pixels = xmalloc(sizeof(float) * 3 * S * S * (size_t)l->max_images);  // (max_images, 3, S, S)
+        sl->images = xmalloc(sizeof(uint32_t) * (size_t)(l->max_images + 1));
+        sl->record_slots = xmalloc(sizeof(uint32_t) * (size_t)(l->max_images + 1));
+        sl->pixels = xmalloc(sizeof(float) * 3 * S * S * (size_t)(l->max_images + 1));  // (max_images, 3, S, S)
     }
-    pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->cv_ready, NULL);
-    pthread_cond_init(&l->cv_free, NULL);
-    l->threads = xcalloc((size_t)(l->cfg.n_workers ? l->cfg.n_workers : 1), sizeof(pthread_t));
-    for (int i = 0; i < l->cfg.n_workers; i++) {
-        int rc = pthread_create(&l->threads[i], NULL, worker_main, l);
-        if (rc) fatal("%s: cannot start a loader thread: %s", s->path, strerror(rc));
-    }
+    prefetch_start(l->ring);
     return l;
 }
 
 const ShardBatch *shard_loader_next(ShardLoader *l) {
-    pthread_mutex_lock(&l->mu);
-    if (l->held) {  // the batch handed out last time is done with: its slot can be refilled
-        l->slots[(l->next_take - 1) % (uint64_t)l->cfg.depth].state = SLOT_FREE;
-        l->held = 0;
-        pthread_cond_broadcast(&l->cv_free);
-    }
-    Slot *sl = &l->slots[l->next_take % (uint64_t)l->cfg.depth];
-    if (l->cfg.n_workers == 0) {
-        sl = claim(l);
-        pthread_mutex_unlock(&l->mu);
-        fill(l, sl);
-        pthread_mutex_lock(&l->mu);
-        sl->state = SLOT_READY;
-    }
-    while (!(sl->state == SLOT_READY && sl->b.seq == l->next_take)) pthread_cond_wait(&l->cv_ready, &l->mu);
-    l->next_take++;
-    l->held = 1;
-    pthread_mutex_unlock(&l->mu);
-    return &sl->b;
+    return &l->slots[prefetch_next(l->ring)].b;  // the stream is endless: always a slot
 }
 
 void shard_loader_close(ShardLoader *l) {
-    pthread_mutex_lock(&l->mu);
-    l->stop = 1;
-    pthread_cond_broadcast(&l->cv_free);
-    pthread_mutex_unlock(&l->mu);
-    for (int i = 0; i < l->cfg.n_workers; i++) pthread_join(l->threads[i], NULL);
-    pthread_mutex_destroy(&l->mu);
-    pthread_cond_destroy(&l->cv_ready);
-    pthread_cond_destroy(&l->cv_free);
+    prefetch_close(l->ring);
     for (int i = 0; i < l->cfg.depth; i++) {
         Slot *sl = &l->slots[i];
         free(sl->records); free(sl->slot_first); free(sl->images); free(sl->record_slots); free(sl->pixels);
     }
     free(l->slots);
-    free(l->threads);
     free(l->order);
     free(l);
 }

@@ -7,8 +7,10 @@
 #include <string.h>
 
 #include "../data/chat.h"
+#include "../data/records.h"
 #include "../model/llava.h"
 #include "../model/safetensors.h"
+#include "../train/data.h"
 #include "../train/plot.h"
 #include "../util/common.h"
 #include "test.h"
@@ -1051,4 +1053,100 @@ TEST(train_shared_reference_cache) {
     EXPECTF(!strstr(err, "reference log-probs from"), "another data set read the cache: %s", err);
     free(err);
     free(dir); free(data); free(other);
+}
+
+// The streaming loader (train/data.h: TrainStream) makes each micro-batch's images on its threads ahead of the step:
+// the weights are bitwise those of making every batch's images on the training thread (VLM_LOADER_WORKERS=0), for
+// svco (two images a pair), mdpo with fresh crops (drawn per pass from the streamed image) and with fixed crops
+// (made per batch from (seed, example)), with a validation split and the reference pre-pass streaming too.
+TEST(train_streaming_loader_is_exact) {
+    static const char *const cases[3][2] = {{"svco", ""}, {"mdpo", " --ref online"}, {"mdpo", " --crop fixed"}};
+    setenv("VLM_CACHE_FEATURES", "0", 1);  // the tower runs on the streamed pixels in every batch
+    for (int r = 0; r < 3; r++) {
+        char name[64], args[2048];
+        snprintf(name, sizeof(name), "stream_%s_%d", cases[r][0], r);
+        char *data = write_data(name, cases[r][0], 9, 0), *dir = path_join(test_tmpdir(), name);
+        snprintf(args, sizeof(args), "--recipe %s --model " GQA " --data %s --val %s --eval-every 2 --steps 3 --batch 2 "
+                 "--grad-accum 2 --lr 1e-3 --warmup-steps 0 --device cpu --quiet%s", cases[r][0], data, data, cases[r][1]);
+        EXPECTF(same_weights_with_env("VLM_LOADER_WORKERS", "0", args, dir, 3),
+                "%s%s: the weights differ between the prefetching loader and images made on the training thread", cases[r][0],
+                cases[r][1]);
+        free(dir); free(data);
+    }
+    unsetenv("VLM_CACHE_FEATURES");
+}
+
+// A run stopped mid-epoch and resumed with the streaming loader (3 threads, a ring of 2 slots) continues with the
+// batches it would have seen: the same weights and optimizer state as a straight run whose images are made on
+// the training thread. 10 examples in micro-batches of 3: the stop after step 3 falls at example 9 of epoch 0,
+// and micro-batches span epochs.
+TEST(train_streaming_resume_mid_epoch) {
+    char *data = write_data("stream_resume", "dpo", 10, 0), args[2048], *err;
+    const char *common = "--recipe dpo --model " GQA " --steps 7 --batch 3 --lr 1e-3 --warmup-steps 1 --device cpu --quiet";
+    char *a = path_join(test_tmpdir(), "stream_resume_a"), *b = path_join(test_tmpdir(), "stream_resume_b");
+    setenv("VLM_LOADER_WORKERS", "0", 1);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s", common, data, a);
+    EXPECTF(run_train(args, &err) == 0, "straight run: %s", err); free(err);
+    setenv("VLM_LOADER_WORKERS", "3", 1);
+    setenv("VLM_LOADER_DEPTH", "2", 1);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s --stop-at 3", common, data, b);
+    EXPECTF(run_train(args, &err) == 0, "first part: %s", err); free(err);
+    char state[600];
+    snprintf(state, sizeof(state), "%s/checkpoint-00000003/state.json", b);
+    char *text = try_read_file(state, NULL);
+    EXPECTF(text && strstr(text, "\"cursor\":\t9") && strstr(text, "\"epoch\":\t0"), "not mid-epoch: %s", text ? text : "(none)");
+    free(text);
+    snprintf(args, sizeof(args), "train %s --data %s --out %s --resume", common, data, b);
+    EXPECTF(run_train(args, &err) == 0, "resumed: %s", err);
+    EXPECTF(strstr(err, "resumed from") != NULL, "no resume message: %s", err);
+    free(err);
+    unsetenv("VLM_LOADER_WORKERS");
+    unsetenv("VLM_LOADER_DEPTH");
+    const char *differs = test_checkpoints_differ(a, b, 7);
+    EXPECTF(!differs, "%s differs between the straight run and the streamed, resumed one", differs);
+    free(a); free(b); free(data);
+}
+
+// Loading keeps no pixels: each distinct image once (by its path, through the hash map), probed but not decoded;
+// its pixels are made when a batch needs them, the same as a batch made from a prefetched micro-batch.
+TEST(train_data_holds_no_pixels) {
+    char *data = write_data("stream_lazy", "dpo", 6, 0);
+    LlavaConfig cfg;
+    llava_config_load(&cfg, GQA);
+    PreprocessConfig pcfg = records_tower_preprocess_config(GQA, &cfg.vision);
+    TrainDataOptions opt = {.max_len = 0};
+    TrainData d;
+    train_data_load(&d, recipe_find("dpo"), data, &cfg, &pcfg, &opt);
+    EXPECT(d.pixels == NULL && d.feats == NULL);
+    EXPECT(d.n_images >= 1 && d.n_images < d.n);  // write_data names a few images in many records
+    for (int i = 0; i < d.n_images; i++) EXPECT_INT_EQ(d.images[i].kind, TRAIN_IMAGE_FILE);
+    TrainBatch direct, streamed;
+    train_batch_init(&direct, &d, 4, 1);
+    train_batch_init(&streamed, &d, 4, 1);
+    DataOrder order = {d.n, 0, 0, 5, xmalloc(sizeof(int) * d.n)};
+    data_order_shuffle(&order);
+    TrainStream *s = train_stream_open(&d, &order, 4, 2, 3);
+    for (int k = 0; k < 4; k++) {  // crossing the epoch: 16 examples of 6
+        int idx[4];
+        data_order_next(&order, idx, 4);
+        const TrainPrefetched *pre = train_stream_next(s);
+        EXPECT(pre && pre->n == 4 && !memcmp(pre->idx, idx, sizeof(idx)));
+        train_batch_build(&direct, &d, idx, 4, NULL);
+        train_batch_build(&streamed, &d, idx, 4, pre);
+        const size_t px = (size_t)direct.n_images * 3 * d.image_size * d.image_size;
+        EXPECT(direct.n_images == streamed.n_images && !memcmp(direct.pixels, streamed.pixels, sizeof(float) * px));
+    }
+    train_stream_close(s);
+    s = train_stream_open(&d, NULL, 4, 1, 0);  // file order: 4 + 2, then the end
+    const TrainPrefetched *pre = train_stream_next(s);
+    EXPECT(pre && pre->n == 4 && pre->idx[0] == 0);
+    pre = train_stream_next(s);
+    EXPECT(pre && pre->n == 2 && pre->idx[1] == 5);
+    EXPECT(train_stream_next(s) == NULL);
+    train_stream_close(s);
+    free(order.perm);
+    train_batch_free(&direct);
+    train_batch_free(&streamed);
+    train_data_free(&d);
+    free(data);
 }

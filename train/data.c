@@ -1,12 +1,15 @@
 #include "data.h"
 
 #include <cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../data/chat.h"
 #include "../data/image.h"
+#include "../data/prefetch.h"
 #include "../data/datasets.h"
 #include "../data/records.h"
 #include "../data/shard.h"
@@ -27,8 +30,8 @@ typedef struct {
     const TrainDataOptions *opt;
     Tokenizer *tok;
     int cap_ex, cap_img;
-    const Shard *shard;  // images named "shard:<index>" come from this shard (already preprocessed)
-    int *shard_map;      // shard image index -> our table index (-1: not loaded yet)
+    int *shard_map;      // shard image index -> our table index (-1: not named yet)
+    unsigned long long image_hash;  // of the file images' identities, in table order
     StrMap image_of;     // image path -> our table index: a data set names each image in many records
     char err[512];
 } Loader;
@@ -39,79 +42,92 @@ static unsigned long long fnv(unsigned long long h, const void *p, size_t n) {
     return h;
 }
 
-// Index of the image in the table, loading and preprocessing it the first time.
-static int table_append(Loader *L, const float *px, char *name);
+void train_data_image(const TrainData *d, int i, float *out) {
+    const TrainImage *im = &d->images[i];
+    const int S = d->image_size;
+    const size_t img = (size_t)3 * S * S;
+    if (im->kind == TRAIN_IMAGE_MEMORY) { memcpy(out, d->pixels + (size_t)im->index * img, sizeof(float) * img); return; }
+    if (im->kind == TRAIN_IMAGE_SHARD) {
+        ShardLut lut;  // 3 x 256 floats: cheaper to make than to share across the loader's threads
+        shard_lut_init(&lut, d->shard->h);
+        shard_normalize(&lut, shard_image(d->shard, (uint64_t)im->index), S, out);
+        return;
+    }
+    if (im->kind == TRAIN_IMAGE_CROP) {
+        train_data_image(d, (int)im->index, out);
+        AugRng rng;
+        augrng_seed(&rng, d->crop_seed * 1000003ULL + (unsigned long long)im->example);
+        augment_random_resized_crop(out, 3, S, S, d->crop_lo, d->crop_hi, &rng);
+        return;
+    }
+    char err[512] = "";
+    Image *decoded = image_load(im->name, d->pcfg.alpha, err, sizeof(err));
+    if (!decoded) fatal("%s:%d: %s (the image was readable when the data was loaded)", d->path, im->line, err);
+    int h, w;
+    float *px = preprocess_image(&d->pcfg, decoded, &h, &w);
+    image_free(decoded);
+    if (h != S || w != S) fatal("%s:%d: %s preprocesses to %dx%d, the vision tower expects %dx%d", d->path, im->line, im->name, w, h, S, S);
+    memcpy(out, px, sizeof(float) * img);
+    free(px);
+}
 
-// A shard's image: normalized from its uint8 pixels with the shard's own table (bit-exact with the
-// preprocessing the shard was packed with).
+static int table_append(Loader *L, TrainImage im) {
+    TrainData *d = L->d;
+    if (d->n_images == L->cap_img) {
+        L->cap_img = L->cap_img ? 2 * L->cap_img : 64;
+        d->images = xrealloc(d->images, sizeof(TrainImage) * L->cap_img);
+    }
+    d->images[d->n_images] = im;
+    return d->n_images++;
+}
+
+// A shard's image: normalized from its uint8 pixels when a batch needs it (train_data_image).
 static int shard_image_index(Loader *L, long idx, int line) {
-    const Shard *sh = L->shard;
+    const Shard *sh = L->d->shard;
     if (idx < 0 || (uint64_t)idx >= sh->h->n_images) fatal("%s: record %d: image %ld is outside the shard", L->path, line, idx);
     if (L->shard_map[idx] >= 0) return L->shard_map[idx];
     const int S = L->d->image_size;
     if ((int)sh->h->image_size != S) fatal("%s: images are %ux%u, the vision tower expects %dx%d", L->path, sh->h->image_size, sh->h->image_size, S, S);
-    ShardLut lut;
-    shard_lut_init(&lut, sh->h);
-    float *px = xmalloc(sizeof(float) * 3 * S * S);
-    shard_normalize(&lut, shard_image(sh, idx), S, px);
     char name[64];
     snprintf(name, sizeof(name), "(shard image %ld)", idx);
-    L->shard_map[idx] = table_append(L, px, xstrdup(name));
-    free(px);
+    L->shard_map[idx] = table_append(L, (TrainImage){TRAIN_IMAGE_SHARD, xstrdup(name), idx, -1, line});
     return L->shard_map[idx];
 }
 
-static int table_append(Loader *L, const float *px, char *name) {
-    TrainData *d = L->d;
-    const int S = d->image_size;
-    if (d->n_images == L->cap_img) {
-        L->cap_img = L->cap_img ? 2 * L->cap_img : 64;
-        d->pixels = xrealloc(d->pixels, sizeof(float) * (size_t)L->cap_img * 3 * S * S);
-        d->image_names = xrealloc(d->image_names, sizeof(char *) * L->cap_img);
-    }
-    memcpy(d->pixels + (size_t)d->n_images * 3 * S * S, px, sizeof(float) * 3 * S * S);
-    d->image_names[d->n_images] = name;
-    return d->n_images++;
-}
-
-// -1 with L->err when the image cannot be read or has the wrong size (--skip-bad skips the record then).
+// Each distinct image once: the path -> index hash map finds the ones named before (a data set names each image in
+// many records). The file is only probed here (it exists, its header is one we decode); its pixels are made when a
+// batch needs them. -1 with L->err when it cannot be read (--skip-bad skips the record then).
 static int image_index(Loader *L, const char *rel, int line) {
-    TrainData *d = L->d;
-    if (L->shard && !strncmp(rel, "shard:", 6)) return shard_image_index(L, atol(rel + 6), line);
+    if (L->d->shard && !strncmp(rel, "shard:", 6)) return shard_image_index(L, atol(rel + 6), line);
     char *path = path_join(L->opt->images_dir ? L->opt->images_dir : L->dir, rel);
     const int known = strmap_get(&L->image_of, path);
     if (known >= 0) { free(path); return known; }
-    Image *im = image_load(path, L->pcfg->alpha, L->err, sizeof(L->err));
-    if (!im) { free(path); return -1; }
-    int h, w, S = d->image_size;
-    float *px = preprocess_image(L->pcfg, im, &h, &w);
-    image_free(im);
-    if (h != S || w != S) {
-        snprintf(L->err, sizeof(L->err), "%s preprocesses to %dx%d, the vision tower expects %dx%d", path, w, h, S, S);
+    struct stat st;
+    if (image_probe(path, L->err, sizeof(L->err)) < 0 || stat(path, &st) != 0) {
+        if (!L->err[0]) snprintf(L->err, sizeof(L->err), "%s: cannot read image: %s", path, strerror(errno));
         free(path);
-        free(px);
         return -1;
     }
-    int i = table_append(L, px, path);
+    // the source's identity keys the data hash: the name the record gives, the size and the modification time
+    L->image_hash = fnv(L->image_hash, rel, strlen(rel) + 1);
+    L->image_hash = fnv(L->image_hash, &st.st_size, sizeof(st.st_size));
+    L->image_hash = fnv(L->image_hash, &st.st_mtim, sizeof(st.st_mtim));
+    int i = table_append(L, (TrainImage){TRAIN_IMAGE_FILE, path, 0, -1, line});
     strmap_put(&L->image_of, path, i);
-    free(px);
+    if (i == 0) {  // the first image is made now: a preprocessing that does not give the tower's size stops the load
+        float *px = xmalloc(sizeof(float) * 3 * L->d->image_size * L->d->image_size);
+        train_data_image(L->d, 0, px);
+        free(px);
+    }
     return i;
 }
 
-// mDPO's corrupted image: a random-resized crop of `src`, drawn once per example from (seed, example).
+// mDPO's corrupted image with --crop fixed: a random-resized crop of `src`, drawn from (seed, example) when a batch
+// needs it, the same every time.
 static int corrupt_image(Loader *L, int src, int example) {
-    TrainData *d = L->d;
-    const int S = d->image_size;
-    float *px = xmalloc(sizeof(float) * 3 * S * S);
-    memcpy(px, d->pixels + (size_t)src * 3 * S * S, sizeof(float) * 3 * S * S);
-    AugRng rng;
-    augrng_seed(&rng, L->opt->seed * 1000003ULL + (unsigned long long)example);
-    augment_random_resized_crop(px, 3, S, S, L->opt->crop_lo, L->opt->crop_hi, &rng);
     char name[64];
     snprintf(name, sizeof(name), "(crop of image %d)", src);
-    int i = table_append(L, px, xstrdup(name));
-    free(px);
-    return i;
+    return table_append(L, (TrainImage){TRAIN_IMAGE_CROP, xstrdup(name), src, example, L->d->images[src].line});
 }
 
 static int *json_ids(const cJSON *arr, int *n) {
@@ -445,6 +461,9 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
     d->fresh_crops = opt->fresh_crops && recipe->second_image == IMAGE2_CROP;
     d->crop_lo = opt->crop_lo;
     d->crop_hi = opt->crop_hi;
+    d->crop_seed = opt->seed;
+    d->path = xstrdup(path);
+    d->pcfg = *pcfg;
     if (opt->template_name && chat_template_from_name(opt->template_name) < 0)  // never a format no other command renders
         fatal("%s: template '%s': expected " CHAT_TEMPLATE_NAMES, path, opt->template_name);
     Loader L = {.d = d, .path = path, .dir = path_dirname(path), .cfg = cfg, .pcfg = pcfg, .opt = opt};
@@ -454,14 +473,14 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
     char magic[8] = {0};
     FILE *mf = fopen(path, "rb");
     if (mf) { if (fread(magic, 1, 8, mf) != 8) magic[0] = 0; fclose(mf); }
-    Shard shard;
     cJSON *from_shard = NULL;
-    if (!memcmp(magic, SHARD_MAGIC, 8)) {
-        shard_open_or_die(&shard, path);
-        L.shard = &shard;
-        L.shard_map = xmalloc(sizeof(int) * (shard.h->n_images + 1));
-        for (uint64_t i = 0; i < shard.h->n_images; i++) L.shard_map[i] = -1;
-        from_shard = shard_records_json(&shard, path);
+    if (!memcmp(magic, SHARD_MAGIC, 8)) {  // kept mapped: batches normalize its images as they need them
+        d->shard = xmalloc(sizeof(Shard));
+        shard_open_or_die(d->shard, path);
+        L.shard_map = xmalloc(sizeof(int) * (d->shard->h->n_images + 1));
+        for (uint64_t i = 0; i < d->shard->h->n_images; i++) L.shard_map[i] = -1;
+        from_shard = shard_records_json(d->shard, path);
+        L.image_hash = fnv(L.image_hash, &d->shard->h->payload_crc, sizeof(d->shard->h->payload_crc));
     }
     JsonlReader jr;
     if (from_shard) jsonl_open_array(&jr, from_shard, path);
@@ -480,10 +499,11 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
     jsonl_close(&jr);
     if (d->n == 0) fatal("%s: no usable %s examples%s", path, recipe->name, d->n_bad ? " (all were skipped)" : "");
     if (d->n_bad) fprintf(stderr, "vlm: %s: %d records skipped\n", path, d->n_bad);
-    // the hash keys the reference cache: rows, labels and pixels
+    // the hash keys the reference cache: rows, labels and the images' sources (never their pixels: those are made
+    // when batches need them)
     unsigned long long h = 1469598103934665603ULL;
     h = fnv(h, &recipe->id, sizeof(recipe->id));
-    if (d->fresh_crops) h = fnv(h, "fresh crops", 11);  // (fixed crops are in the pixels)
+    if (d->fresh_crops) h = fnv(h, "fresh crops", 11);
     for (int i = 0; i < d->n; i++)
         for (int r = 0; r < d->ex[i].n_rows; r++) {
             TrainRow *row = &d->ex[i].rows[r];
@@ -493,10 +513,21 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
             h = fnv(h, &row->image, sizeof(int));
             if (row->n > d->max_row_len) d->max_row_len = row->n;
         }
-    h = fnv(h, d->pixels, sizeof(float) * (size_t)d->n_images * 3 * d->image_size * d->image_size);
+    h = fnv(h, &L.image_hash, sizeof(L.image_hash));
+    for (int i = 0; i < d->n_images; i++) {  // which images are shard images and crops, of what, from which seed
+        const TrainImage *im = &d->images[i];
+        h = fnv(h, &im->kind, sizeof(im->kind));
+        h = fnv(h, &im->index, sizeof(im->index));
+        h = fnv(h, &im->example, sizeof(im->example));
+        if (im->kind == TRAIN_IMAGE_CROP) {
+            h = fnv(h, &d->crop_seed, sizeof(d->crop_seed));
+            h = fnv(h, &d->crop_lo, sizeof(d->crop_lo));
+            h = fnv(h, &d->crop_hi, sizeof(d->crop_hi));
+        }
+    }
     d->hash = h;
     tokenizer_free(L.tok);
-    if (L.shard) { shard_close(&shard); free(L.shard_map); }
+    free(L.shard_map);
     strmap_free(&L.image_of);
     free(L.dir);
 }
@@ -511,9 +542,9 @@ void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, co
     augrng_seed(&rng, seed);
     d->n_images = n_examples * per;
     d->pixels = xmalloc(sizeof(float) * (size_t)d->n_images * 3 * S * S);
-    d->image_names = xmalloc(sizeof(char *) * d->n_images);
+    d->images = xmalloc(sizeof(TrainImage) * d->n_images);
     for (size_t i = 0; i < (size_t)d->n_images * 3 * S * S; i++) d->pixels[i] = (float)augrng_normal(&rng);
-    for (int i = 0; i < d->n_images; i++) d->image_names[i] = xstrdup("(synthetic)");
+    for (int i = 0; i < d->n_images; i++) d->images[i] = (TrainImage){TRAIN_IMAGE_MEMORY, xstrdup("(synthetic)"), i, -1, i / per + 1};
     d->ex = xcalloc(n_examples, sizeof(TrainExample));
     d->n = n_examples;
     // text ids in [3, 3 + hi]: below the image token for a small vocabulary (the draws are unchanged at 32k)
@@ -552,10 +583,12 @@ void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, co
 
 void train_data_free(TrainData *d) {
     for (int i = 0; i < d->n; i++) example_free(&d->ex[i]);
-    for (int i = 0; i < d->n_images; i++) free(d->image_names[i]);
+    for (int i = 0; i < d->n_images; i++) free(d->images[i].name);
     free(d->ex);
-    free(d->image_names);
+    free(d->images);
     free(d->pixels);
+    if (d->shard) { shard_close(d->shard); free(d->shard); }
+    free(d->path);
     free(d->feats);
     memset(d, 0, sizeof(*d));
 }
@@ -659,10 +692,17 @@ void train_batch_free(TrainBatch *b) {
 
 typedef struct { const TrainRow *a, *b; int ra, rb, image; } Physical;  // one physical row of a group
 
-void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n) {
+// The pixels of data image g into dst: from the prefetched batch when it has them, else made here.
+static void batch_image_pixels(const TrainData *d, const TrainPrefetched *pre, int g, float *dst) {
+    const size_t img = (size_t)3 * d->image_size * d->image_size;
+    for (int i = 0; pre && i < pre->n_images; i++)
+        if (pre->images[i] == g) { memcpy(dst, pre->pixels + i * img, sizeof(float) * img); return; }
+    train_data_image(d, g, dst);
+}
+
+void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n, const TrainPrefetched *pre) {
     // each image's pixels, or its features when the data has them (train_data_encode_images)
     const size_t img_floats = d->feats ? (size_t)d->feat_size : (size_t)3 * d->image_size * d->image_size;
-    const float *src = d->feats ? d->feats : d->pixels;
     float *dst = d->feats ? b->feats : b->pixels;
     int *gl = xmalloc(sizeof(int) * (b->cap_images + 1));  // dataset image index of each batch image
     Physical *phys[2];
@@ -681,9 +721,11 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n)
             for (int i = 0; i < b->n_images && !crop; i++) if (gl[i] == ex->image[k] && b->crop_source[i] < 0) local[k] = i;
             if (local[k] < 0) {
                 gl[b->n_images] = ex->image[k];
-                b->crop_source[b->n_images] = crop ? ex->image[k] : -1;
+                b->crop_source[b->n_images] = crop ? local[0] : -1;  // a crop's source is the example's image 0
                 b->crop_example[b->n_images] = crop ? idx[e] : -1;
-                memcpy(dst + b->n_images * img_floats, src + (size_t)ex->image[k] * img_floats, sizeof(float) * img_floats);
+                if (d->feats) memcpy(dst + b->n_images * img_floats, d->feats + (size_t)ex->image[k] * img_floats, sizeof(float) * img_floats);
+                else if (crop) memcpy(dst + b->n_images * img_floats, dst + local[0] * img_floats, sizeof(float) * img_floats);
+                else batch_image_pixels(d, pre, ex->image[k], dst + b->n_images * img_floats);
                 local[k] = b->n_images++;
             }
         }
@@ -748,13 +790,13 @@ unsigned long long train_crop_stream(unsigned long long seed, int step, int micr
 
 void train_batch_draw_crops(TrainBatch *b, const TrainData *d, unsigned long long stream) {
     if (!d->fresh_crops) return;
-    CHECK_OR_DIE(b->pixels && d->pixels, "fresh crops need the images' pixels (no feature cache)");
+    CHECK_OR_DIE(b->pixels, "fresh crops need the images' pixels (no feature cache)");
     const int S = d->image_size;
     const size_t img = (size_t)3 * S * S;
     for (int i = 0; i < b->n_images; i++) {
         if (b->crop_source[i] < 0) continue;
         float *px = b->pixels + i * img;
-        memcpy(px, d->pixels + (size_t)b->crop_source[i] * img, sizeof(float) * img);
+        memcpy(px, b->pixels + (size_t)b->crop_source[i] * img, sizeof(float) * img);  // the uncropped source image
         AugRng rng;
         augrng_seed(&rng, stream * 1000003ULL + (unsigned long long)b->crop_example[i]);
         augment_random_resized_crop(px, 3, S, S, d->crop_lo, d->crop_hi, &rng);
@@ -779,3 +821,109 @@ void data_order_next(DataOrder *o, int *idx, int k) {
         idx[i] = o->perm[o->cursor++];
     }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// the streaming loader
+
+typedef struct {
+    TrainPrefetched b;
+    int *idx, *images;  // (batch), (2 * batch)
+    float *pixels;      // (2 * batch, 3, S, S); NULL when the data has features (nothing to decode)
+} StreamSlot;
+
+struct TrainStream {
+    const TrainData *d;
+    int batch;
+    Prefetch *ring;
+    StreamSlot *slots;  // (prefetch_depth(ring))
+    // guarded by the ring's lock (touched in claim only):
+    DataOrder order;    // the run's order from where the stream started (perm NULL: file order)
+    int next_file;      // file order: the next example
+};
+
+// Under the ring's lock, in batch order: the next micro-batch's examples.
+static int stream_claim(void *ctx, int slot, uint64_t seq) {
+    (void)seq;
+    TrainStream *s = ctx;
+    StreamSlot *sl = &s->slots[slot];
+    if (s->order.perm) {
+        data_order_next(&s->order, sl->idx, s->batch);
+        sl->b.n = s->batch;
+        return 1;
+    }
+    if (s->next_file >= s->d->n) return 0;
+    sl->b.n = s->d->n - s->next_file < s->batch ? s->d->n - s->next_file : s->batch;
+    for (int i = 0; i < sl->b.n; i++) sl->idx[i] = s->next_file++;
+    return 1;
+}
+
+// On a worker: the distinct images of the batch, each made once.
+static void stream_fill(void *ctx, int slot) {
+    TrainStream *s = ctx;
+    StreamSlot *sl = &s->slots[slot];
+    const TrainData *d = s->d;
+    const size_t img = (size_t)3 * d->image_size * d->image_size;
+    sl->b.n_images = 0;
+    if (!sl->pixels) return;
+    for (int e = 0; e < sl->b.n; e++)
+        for (int k = 0; k < 2; k++) {
+            const int g = d->ex[sl->idx[e]].image[k];
+            int seen = g < 0;
+            for (int i = 0; i < sl->b.n_images && !seen; i++) seen = sl->images[i] == g;
+            if (seen) continue;
+            train_data_image(d, g, sl->pixels + sl->b.n_images * img);
+            sl->images[sl->b.n_images++] = g;
+        }
+}
+
+TrainStream *train_stream_open(const TrainData *d, const DataOrder *order, int batch, int workers, int depth) {
+    TrainStream *s = xcalloc(1, sizeof(TrainStream));
+    s->d = d;
+    s->batch = batch;
+    if (order) {
+        s->order = *order;
+        s->order.perm = xmalloc(sizeof(int) * (order->n ? order->n : 1));
+        memcpy(s->order.perm, order->perm, sizeof(int) * order->n);
+    }
+    s->ring = prefetch_open(workers, depth, s, stream_claim, stream_fill, d->path ? d->path : "training data");
+    const int n_slots = prefetch_depth(s->ring);
+    s->slots = xcalloc((size_t)n_slots, sizeof(StreamSlot));
+    const size_t img = (size_t)3 * d->image_size * d->image_size;
+    for (int i = 0; i < n_slots; i++) {
+        StreamSlot *sl = &s->slots[i];
+        sl->idx = xmalloc(sizeof(int) * batch);
+        sl->images = xmalloc(sizeof(int) * 2 * batch);
+        if (!d->feats) sl->pixels = xmalloc(sizeof(float) * 2 * batch * img);
+        sl->b.idx = sl->idx;
+        sl->b.images = sl->images;
+        sl->b.pixels = sl->pixels;
+    }
+    prefetch_start(s->ring);
+    return s;
+}
+
+const TrainPrefetched *train_stream_next(TrainStream *s) {
+    int slot = prefetch_next(s->ring);
+    return slot < 0 ? NULL : &s->slots[slot].b;
+}
+
+void train_stream_close(TrainStream *s) {
+    const int n_slots = prefetch_depth(s->ring);
+    prefetch_close(s->ring);
+    for (int i = 0; i < n_slots; i++) { free(s->slots[i].idx); free(s->slots[i].images); free(s->slots[i].pixels); }
+    free(s->slots);
+    free(s->order.perm);
+    free(s);
+}
+
+static int env_int(const char *name, int fallback, int lo, int hi) {
+    const char *e = getenv(name);
+    if (!e || !*e) return fallback;
+    char *end;
+    long v = strtol(e, &end, 10);
+    if (*end || v < lo || v > hi) fatal("%s=%s: expected a whole number in [%d, %d]", name, e, lo, hi);
+    return (int)v;
+}
+
+int train_stream_workers(void) { return env_int("VLM_LOADER_WORKERS", 2, 0, 64); }
+int train_stream_depth(void) { return env_int("VLM_LOADER_DEPTH", 0, 0, 1024); }

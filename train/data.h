@@ -1,9 +1,10 @@
-// Training examples for the LLaVA recipes, tokenized once at load time and turned into batch rows.
+// Training examples for the LLaVA recipes, tokenized once at load time and turned into batch rows; their images
+// are only named at load and made when a batch needs them, by the streaming loader (TrainStream, below).
 //
 // Each example becomes the rows its recipe lists (train/recipes.h: RowSpec), in the order the recipe's loss
 // reads them: sft 1 row, dpo 2 (chosen, rejected), svco and vco 6 (SVCO_*), mdpo 3 (MDPO_*, the third under a
-// random-resized crop m' of the image: drawn anew in every forward pass, TrainData.fresh_crops, or once per
-// example at load).
+// random-resized crop m' of the image: drawn anew in every forward pass, TrainData.fresh_crops, or with --crop
+// fixed the same crop for an example every time, from (seed, example), made with the batch).
 //
 // Input files (JSON Lines, or a JSON array for S-VCO's released mvc.json); text fields go through the
 // chat template, *_ids fields are taken as token ids (the image token once, where the image goes). The
@@ -21,6 +22,7 @@
 #pragma once
 #include "../data/augment.h"
 #include "../data/preprocess.h"
+#include "../data/shard.h"
 #include "../model/config.h"
 #include "recipes.h"
 
@@ -52,27 +54,52 @@ typedef struct {
     int fresh_crops;         // mDPO's crop drawn in every forward pass (train_batch_draw_crops), not at load
 } TrainDataOptions;
 
+// Where an image of the data comes from. Its pixels are made when a batch needs them (train_data_image), on
+// the prefetching loader's threads (TrainStream): nothing holds the data set's pixels, so memory is bounded by the
+// batch and the prefetch depth whatever the number of images.
+typedef enum {
+    TRAIN_IMAGE_FILE,    // decoded and preprocessed from a file
+    TRAIN_IMAGE_SHARD,   // normalized from a packed shard's uint8 pixels
+    TRAIN_IMAGE_CROP,    // mDPO's corrupted image with --crop fixed: a crop of another image, drawn from (seed, example)
+    TRAIN_IMAGE_MEMORY,  // a row of TrainData.pixels (synthetic data)
+} TrainImageKind;
+
+typedef struct {
+    int kind;       // TrainImageKind
+    char *name;     // FILE: the path; otherwise a description, for messages
+    long index;     // SHARD: the shard's image index; CROP: the source image (ours); MEMORY: the row of TrainData.pixels
+    int example;    // CROP: the example whose seed draws the crop
+    int line;       // the record that first named the image, for messages
+} TrainImage;
+
 typedef struct {
     const Recipe *recipe;
     TrainExample *ex;
     int n;
     int n_images, image_size;
-    float *pixels;           // (n_images, 3, S, S) preprocessed once; NULL once feats replace them
+    TrainImage *images;      // (n_images) where each image's pixels come from, each distinct source once
+    float *pixels;           // (n_memory_images, 3, S, S) the pixels of TRAIN_IMAGE_MEMORY images (synthetic data), or NULL
     float *feats;            // (n_images, feat_size) the frozen tower's features (train_data_encode_images), or NULL
     int feat_size;           // image_tokens * vision hidden
-    char **image_names;      // (n_images) for messages
     int max_row_len;
     int n_bad;               // records skipped with skip_bad
-    unsigned long long hash; // of the tokenized rows and pixels: keys the reference log-prob cache
+    unsigned long long hash; // of the tokenized rows and the images' sources: keys the reference log-prob cache
     int fresh_crops;         // image slot 1 of every example is a crop of its slot-0 image, drawn anew for every
                              // forward pass by train_batch_draw_crops (mDPO's code crops inside forward); the
                              // pixels stay (no feature cache: each crop goes through the tower)
     double crop_lo, crop_hi; // the crops' scale range
+    unsigned long long crop_seed;  // --crop fixed: the run's seed the crops are drawn from
+    char *path;              // the data file, for messages
+    PreprocessConfig pcfg;   // how file images become pixels
+    Shard *shard;            // the packed shard the data came from (kept mapped), or NULL
 } TrainData;
 
 void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const LlavaConfig *cfg,
                      const PreprocessConfig *pcfg, const TrainDataOptions *opt);
 void train_data_free(TrainData *d);
+// The pixels of image i, (3, S, S) into out: decoded and preprocessed (or normalized, or cropped) now. Thread-safe.
+// An image that can no longer be read dies naming the file, the record and the problem.
+void train_data_image(const TrainData *d, int i, float *out);
 // Random examples for benchmarks: each has [BOS, image tokens, prompt_len - 1 text tokens] as its prompt
 // (image-free rows drop the image tokens) and random responses of resp_len tokens, except every seventh
 // example (e % 7 == 6) when long_resp_len > 0: responses of long_resp_len tokens (the demo's SFT data has a
@@ -115,8 +142,8 @@ typedef struct {
 
 typedef struct {
     int B, n_images;                  // logical rows in all groups; distinct images
-    int *crop_source, *crop_example;  // (n_images) with fresh crops: the data's image a batch image is a crop of
-                                      // and the example it belongs to; -1 for an image that is not a crop
+    int *crop_source, *crop_example;  // (n_images) with fresh crops: the batch image (uncropped) a batch image is a
+                                      // crop of and the example it belongs to; -1 for an image that is not a crop
     float *pixels;                    // (n_images, 3, S, S), read by the image group; or, when the data has
     float *feats;                     // features, (n_images, feat_size) and pixels NULL
     int *example_of_row, *kind_of_row, *length_of_row;  // (B) per logical row
@@ -124,12 +151,39 @@ typedef struct {
     int cap_rows, cap_images, pack;
 } TrainBatch;
 
+// ---------------------------------------------------------------------------------------------------
+// the streaming loader
+
+// A micro-batch made ahead by a TrainStream: its examples and the pixels of their distinct images.
+typedef struct {
+    int n, *idx;             // (n) examples, in batch order
+    int n_images, *images;   // (n_images) data image indices, distinct
+    float *pixels;           // (n_images, 3, S, S)
+} TrainPrefetched;
+
+// Micro-batches of a TrainData produced by background threads (data/prefetch.h), in order: the run's example order
+// from a position (the same as DataOrder's, so a resumed run streams the same batches), or every example in file
+// order once (the reference pre-pass, the feature cache). Memory: depth slots of a micro-batch's images.
+typedef struct TrainStream TrainStream;
+
+// order: the position to start from (copied; the stream walks its own copy), endless; NULL: examples 0..n-1 in
+// batches of `batch`, the last one short, then the end. workers: decode threads (0: on the calling thread);
+// depth: ring slots (0: 2 * workers + 1).
+TrainStream *train_stream_open(const TrainData *d, const DataOrder *order, int batch, int workers, int depth);
+// The next micro-batch (valid until the next call), or NULL after the last one of a file-order stream.
+const TrainPrefetched *train_stream_next(TrainStream *s);
+void train_stream_close(TrainStream *s);
+// The loader's threads: VLM_LOADER_WORKERS, or 2 by default; the depth VLM_LOADER_DEPTH, or 0 (the default).
+int train_stream_workers(void);
+int train_stream_depth(void);
+
 // pack: merge rows that share image and prompt (see above).
 void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int pack);
 void train_batch_free(TrainBatch *b);
 // Fills b with the rows of examples idx[0..n). With fresh crops each example's crop is a batch image of its own,
-// uncropped until train_batch_draw_crops.
-void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n);
+// uncropped until train_batch_draw_crops. pre: the batch's images made ahead by a TrainStream (NULL, or an image
+// it lacks: made here).
+void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n, const TrainPrefetched *pre);
 // Fresh crops: draws every crop image of the batch again from its source image, example e's from the random
 // stream (stream, e), so that each forward pass (the policy's, the reference's) gets crops of its own, the same
 // ones for the same stream. Nothing to do without fresh crops.

@@ -351,6 +351,7 @@ int train_run(const TrainConfig *c) {
     snprintf(per_s, sizeof(per_s), "%s_per_s", M.unit);
 
     int *idx = xmalloc(sizeof(int) * M.batch);
+    if (M.stream_from) M.stream_from(&M, &order);  // the loader prefetches the micro-batches this loop will ask for
     double t_start = now_seconds(), items_total = 0;
     const int first_step = step;
     optim_zero_grad(&opt);

@@ -35,6 +35,9 @@ typedef struct TrainModel {
     // accumulated into st weighted by `scale`. `step` (0-based) and `micro` place the micro-batch (LoRA draws
     // its dropout mask from them, so a resumed run draws the same). Returns the micro-batch's loss, unscaled.
     double (*micro_step)(struct TrainModel *m, const int *idx, int n, int step, int micro, double scale, StepStats *st);
+    // The batch source: from here on micro_step is called with the micro-batches of `order` (copied) in turn, so a
+    // loader may make them ahead on its threads (may be NULL: micro_step makes each batch when called).
+    void (*stream_from)(struct TrainModel *m, const DataOrder *order);
     // The loss of the current weights on the first examples of the training data, forward only: a
     // checkpoint is only written when it is finite.
     double (*probe_loss)(struct TrainModel *m);

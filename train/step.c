@@ -14,13 +14,40 @@ int train_caches_features(const Llava *m, int image_size, int fresh_crops) {
 }
 
 int train_data_encode_images(TrainData *d, const Llava *m) {
-    const size_t feat = (size_t)m->cfg.image_tokens * m->cfg.vision.hidden;
+    const size_t feat = (size_t)m->cfg.image_tokens * m->cfg.vision.hidden, img = (size_t)3 * d->image_size * d->image_size;
     if (!train_caches_features(m, d->image_size, d->fresh_crops) || d->n_images == 0 || d->feats) return 0;
-    d->feats = xmalloc(sizeof(float) * d->n_images * feat);
-    llava_image_features(m, d->pixels, d->n_images, d->feats);
+    // the cache grows with the data set: past VLM_FEATURE_CACHE_MB (1024 by default) the tower runs in every batch
+    // instead, so memory stays bounded by the batch (the same numbers either way)
+    const char *e = getenv("VLM_FEATURE_CACHE_MB");
+    const double budget = (e && *e ? atof(e) : 1024) * 1048576;
+    if ((double)d->n_images * feat * sizeof(float) > budget) return 0;
+    // the images stream through the loader (a micro-batch of examples at a time), each encoded the first time it
+    // comes: memory is the features and the loader's slots, never the data set's pixels
+    float *feats = xmalloc(sizeof(float) * d->n_images * feat), *px = xmalloc(sizeof(float) * 2 * LLAVA_FEATURE_CHUNK * img);
+    unsigned char *done = xcalloc((size_t)d->n_images, 1);
+    int *which = xmalloc(sizeof(int) * 2 * LLAVA_FEATURE_CHUNK);
+    TrainStream *s = train_stream_open(d, NULL, LLAVA_FEATURE_CHUNK, train_stream_workers(), train_stream_depth());
+    const TrainPrefetched *pre;
+    while ((pre = train_stream_next(s))) {
+        int k = 0;
+        for (int i = 0; i < pre->n_images; i++) {
+            if (done[pre->images[i]]) continue;
+            done[pre->images[i]] = 1;
+            which[k] = pre->images[i];
+            memcpy(px + k++ * img, pre->pixels + i * img, sizeof(float) * img);
+        }
+        float *out = xmalloc(sizeof(float) * (k ? k : 1) * feat);
+        if (k) llava_image_features(m, px, k, out);
+        for (int i = 0; i < k; i++) memcpy(feats + which[i] * feat, out + i * feat, sizeof(float) * feat);
+        free(out);
+    }
+    train_stream_close(s);
+    // an image no example names (a record skipped after its image was named) is encoded anyway: every row is defined
+    for (int i = 0; i < d->n_images; i++)
+        if (!done[i]) { train_data_image(d, i, px); llava_image_features(m, px, 1, feats + i * feat); }
+    free(done); free(which); free(px);
+    d->feats = feats;
     d->feat_size = (int)feat;
-    free(d->pixels);
-    d->pixels = NULL;
     return 1;
 }
 

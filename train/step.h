@@ -14,11 +14,12 @@ typedef struct {
     int *row_count;
 } BatchActs;
 
-// A frozen vision tower gives each image the same features at every step: they are computed once here and
-// replace the data's pixels (batches then carry features, and llava_forward skips the tower), when they take
-// no more memory than the pixels (the demo: 9 x 96 floats against 3 x 48 x 48). The same numbers as running
+// A frozen vision tower gives each image the same features at every step: they are computed once here, the
+// images streaming through the loader, and batches then carry features (llava_forward skips the tower), when
+// they take no more memory than the pixels (the demo: 9 x 96 floats against 3 x 48 x 48). The same numbers as running
 // the tower in each batch (llava_image_features). Returns 1 if it did; a trained tower keeps the pixels.
-// VLM_CACHE_FEATURES=0 turns it off (the tower runs in every batch, as the tests compare), and so do fresh crops
+// Not when the features of all the images would pass VLM_FEATURE_CACHE_MB (1024 by default): memory stays
+// bounded by the batch, not the data set. VLM_CACHE_FEATURES=0 turns it off (the tower runs in every batch, as the tests compare), and so do fresh crops
 // (mDPO's crops are new in every pass: each goes through the tower, and the pixels stay to draw them from).
 int train_data_encode_images(TrainData *d, const Llava *m);
 // Whether train_data_encode_images would replace images of image_size pixels by features (the memory plan asks).

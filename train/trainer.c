@@ -33,19 +33,19 @@ static double *compute_ref(const Llava *m, const TrainData *d, int batch, int pa
     train_batch_init(&tb, d, batch, pack);
     BatchActs ba;
     batch_acts_init(&ba, m, &tb, ACTS_INFERENCE);
-    int *idx = xmalloc(sizeof(int) * batch);
     double t0 = now_seconds();
-    for (int s = 0; s < d->n; s += batch) {
+    // the examples stream through the loader in file order: the next batches' images are made while this one runs
+    TrainStream *st = train_stream_open(d, NULL, batch, train_stream_workers(), train_stream_depth());
+    const TrainPrefetched *pre;
+    for (int s = 0; (pre = train_stream_next(st)); s += pre->n) {
         threads_adapt();
-        int k = d->n - s < batch ? d->n - s : batch;
-        for (int i = 0; i < k; i++) idx[i] = s + i;
-        train_batch_build(&tb, d, idx, k);
+        train_batch_build(&tb, d, pre->idx, pre->n, pre);
         batch_forward(m, &ba, &tb);
         for (int b = 0; b < tb.B; b++) out[(size_t)(s + tb.example_of_row[b]) * R + tb.kind_of_row[b]] = ba.row_logp[b];
-        fprintf(stderr, "\r%s: reference log-probs %d/%d examples (%.0f s)", what, s + k, d->n, now_seconds() - t0);
+        fprintf(stderr, "\r%s: reference log-probs %d/%d examples (%.0f s)", what, s + pre->n, d->n, now_seconds() - t0);
     }
     fprintf(stderr, "\n");
-    free(idx);
+    train_stream_close(st);
     batch_acts_free(&ba);
     train_batch_free(&tb);
     return out;
@@ -97,6 +97,7 @@ typedef struct {
     double *ref, *val_ref;  // cached reference row log-probs (n, R) of data and val
     TrainBatch tb;
     BatchActs acts, ref_acts;
+    TrainStream *stream;    // the run's micro-batches with their images made ahead (llava_stream_from), or NULL
     int *idx;               // (batch) examples of the micro-batch being probed
     double *ref_rows, *drow;  // (cap_rows + 1) reference log-probs and dL/d(row log-prob) of the batch's rows
 } LlavaRun;
@@ -151,7 +152,11 @@ static double batch_loss(const Recipe *r, const LossParams *lp, const TrainBatch
 static double llava_micro_step(TrainModel *M, const int *idx, int n, int step, int micro, double scale, StepStats *st) {
     LlavaRun *T = M->self;
     const TrainConfig *c = T->c;
-    train_batch_build(&T->tb, &T->data, idx, n);
+    // the loader walks the same order as the loop: its next batch is this one, images made
+    const TrainPrefetched *pre = T->stream ? train_stream_next(T->stream) : NULL;
+    if (pre && (pre->n != n || memcmp(pre->idx, idx, sizeof(int) * n)))
+        fatal("internal: the data loader's micro-batch is not the one the training loop asks for");
+    train_batch_build(&T->tb, &T->data, idx, n, pre);
     if (T->have_lora) {  // dropout on, with a mask that a resumed run draws again
         T->lora.training = 1;
         T->lora.seed = c->seed * 0x9E3779B97F4A7C15ULL + (unsigned long long)step * 4096 + micro;
@@ -172,7 +177,7 @@ static double llava_probe_loss(TrainModel *M) {
     const TrainConfig *c = T->c;
     int k = T->data.n < c->batch ? T->data.n : c->batch;
     for (int i = 0; i < k; i++) T->idx[i] = i;
-    train_batch_build(&T->tb, &T->data, T->idx, k);
+    train_batch_build(&T->tb, &T->data, T->idx, k, NULL);
     double *ref_rows = xcalloc(T->tb.cap_rows + 1, sizeof(double));
     batch_forwards(T, &T->acts, &T->tb, &T->data, T->idx, T->ref, ref_rows, -1, 0);  // step -1: the probe's crops
     StepStats st;
@@ -196,13 +201,16 @@ static void llava_evaluate(TrainModel *M, StepStats *st) {
     BatchActs acts;
     batch_acts_init(&acts, &T->policy, &tb, ACTS_INFERENCE);
     double *drow = xmalloc(sizeof(double) * (tb.cap_rows + 1)), *ref_rows = xmalloc(sizeof(double) * (tb.cap_rows + 1));
-    for (int s = 0; s < d->n; s += bs) {
-        int k = d->n - s < bs ? d->n - s : bs;
-        for (int i = 0; i < k; i++) idx[i] = s + i;
-        train_batch_build(&tb, d, idx, k);
+    TrainStream *stream = train_stream_open(d, NULL, bs, train_stream_workers(), train_stream_depth());
+    const TrainPrefetched *pre;
+    for (int s = 0; (pre = train_stream_next(stream)); s += pre->n) {
+        const int k = pre->n;
+        memcpy(idx, pre->idx, sizeof(int) * k);
+        train_batch_build(&tb, d, idx, k, pre);
         batch_forwards(T, &acts, &tb, d, idx, T->val_ref, ref_rows, -2, s);  // step -2: each evaluation's same crops
         batch_loss(r, &lp, &tb, &acts, ref_rows, drow, (double)k / d->n, st);
     }
+    train_stream_close(stream);
     free(drow);
     batch_acts_free(&acts);
     train_batch_free(&tb);
@@ -215,6 +223,7 @@ static void save_lora_config(const char *dir, const void *cfg) { lora_config_sav
 static void llava_close(TrainModel *M) {
     LlavaRun *T = M->self;
     const TrainConfig *c = T->c;
+    if (T->stream) train_stream_close(T->stream);
     free(T->idx); free(T->ref_rows); free(T->drow);
     free(T->ref); free(T->val_ref);
     batch_acts_free(&T->acts);
@@ -226,6 +235,14 @@ static void llava_close(TrainModel *M) {
     if (c->val_path) train_data_free(&T->val);
     llava_free(&T->policy);
     free(T);
+}
+
+// The loop's order from its position (after a resume): from here micro_step takes each micro-batch's images from
+// the loader, made ahead on its threads.
+static void llava_stream_from(TrainModel *M, const DataOrder *order) {
+    LlavaRun *T = M->self;
+    if (T->stream) train_stream_close(T->stream);
+    T->stream = train_stream_open(&T->data, order, T->c->batch, train_stream_workers(), train_stream_depth());
 }
 
 // The memory plan of a LLaVA run (weights, gradients, optimizer, activations), once the optimizer exists.
@@ -321,7 +338,7 @@ void llava_train_open(TrainModel *M, const TrainConfig *c, const Backend *be) {
     *M = (TrainModel){.self = T, .n_examples = T->data.n, .batch = c->batch, .data_hash = T->data.hash, .unit = "tokens",
                       .unit_short = "tok", .stores = {&T->policy.ps_vision, &T->policy.ps_projector, &T->policy.ps_text, &T->lora.ps},
                       .n_stores = T->have_lora ? 4 : 3, .n_trainable = n, .has_val = c->val_path != NULL,
-                      .micro_step = llava_micro_step, .probe_loss = llava_probe_loss, .evaluate = llava_evaluate,
+                      .micro_step = llava_micro_step, .stream_from = llava_stream_from, .probe_loss = llava_probe_loss, .evaluate = llava_evaluate,
                       .memory_report = llava_memory_report, .save_extra = T->have_lora ? save_lora_config : NULL,
                       .save_ctx = &T->lora.cfg, .close = llava_close};
     memcpy(M->trainable, trainable, sizeof(trainable));
