@@ -9,6 +9,7 @@
 #include "../model/safetensors.h"
 #include "../util/common.h"
 #include "../util/threads.h"
+#include "dist.h"
 #include "run.h"
 #include "step.h"
 
@@ -25,26 +26,36 @@ static unsigned long long model_hash(const Llava *m) {
     return m->ps_vision.source_hash * 31 + m->ps_projector.source_hash * 17 + m->ps_text.source_hash;
 }
 
-// Row log-probs of every example under `m` (forward only), in example order: (n, rows).
+// Row log-probs of every example under `m` (forward only), in example order: (n, rows). Data parallel, rank r
+// runs batches r, r + world, ... (the same batches as one process runs, so the same numbers) and the ranks'
+// rows are put together on every rank.
 static double *compute_ref(const Llava *m, const TrainData *d, int batch, int pack, const char *what) {
     const int R = d->recipe->n_rows;
-    double *out = xmalloc(sizeof(double) * (size_t)d->n * R);
+    double *out = xcalloc((size_t)d->n * R, sizeof(double));
+    const int rank = dist_rank(), world = dist_world();
     TrainBatch tb;
     train_batch_init(&tb, d, batch, pack);
     BatchActs ba;
     batch_acts_init(&ba, m, &tb, ACTS_INFERENCE);
     int *idx = xmalloc(sizeof(int) * batch);
     double t0 = now_seconds();
-    for (int s = 0; s < d->n; s += batch) {
+    for (int s = rank * batch; s < d->n; s += world * batch) {
         threads_adapt();
         int k = d->n - s < batch ? d->n - s : batch;
         for (int i = 0; i < k; i++) idx[i] = s + i;
         train_batch_build(&tb, d, idx, k);
         batch_forward(m, &ba, &tb);
         for (int b = 0; b < tb.B; b++) out[(size_t)(s + tb.example_of_row[b]) * R + tb.kind_of_row[b]] = ba.row_logp[b];
-        fprintf(stderr, "\r%s: reference log-probs %d/%d examples (%.0f s)", what, s + k, d->n, now_seconds() - t0);
+        if (rank == 0)
+            fprintf(stderr, "\r%s: reference log-probs %d/%d examples (%.0f s)", what, s + world * k < d->n ? s + world * k : d->n,
+                    d->n, now_seconds() - t0);
     }
-    fprintf(stderr, "\n");
+    if (rank == 0) fprintf(stderr, "\n");
+    // each rank's batches into every rank's table: batch j's rows come from rank j mod world
+    for (int j = 0; j * batch < d->n && world > 1; j++) {
+        const int s = j * batch, k = d->n - s < batch ? d->n - s : batch;
+        dist_broadcast_doubles(out + (size_t)s * R, (size_t)k * R, j % world);
+    }
     free(idx);
     batch_acts_free(&ba);
     train_batch_free(&tb);
@@ -67,7 +78,7 @@ static double *reference_logps(const TrainConfig *c, const Llava *policy, const 
         double *out = xmalloc(sizeof(double) * (size_t)d->n * R);
         memcpy(out, buf + sizeof(want), sizeof(double) * (size_t)d->n * R);
         free(buf);
-        fprintf(stderr, "%s: reference log-probs from %s\n", what, path);
+        if (dist_rank() == 0) fprintf(stderr, "%s: reference log-probs from %s\n", what, path);
         free(path);
         return out;
     }
@@ -77,7 +88,7 @@ static double *reference_logps(const TrainConfig *c, const Llava *policy, const 
     char *file = xmalloc(n);
     memcpy(file, &want, sizeof(want));
     memcpy(file + sizeof(want), out, sizeof(double) * (size_t)d->n * R);
-    write_file_atomic(path, file, n);
+    if (dist_rank() == 0) write_file_atomic(path, file, n);  // every rank has the whole table; one writes it
     free(file);
     free(path);
     return out;
