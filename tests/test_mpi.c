@@ -102,6 +102,23 @@ static double max_tensor_diff(const char *a, const char *b) {
     return worst;
 }
 
+// The 2-rank run of run_args (3 steps, ZeRO-1), made once for the tests that compare with it; NULL when it failed.
+static const char *two_rank_run(void) {
+    static char *out, *data;
+    static int done, ok;
+    if (done) return ok ? out : NULL;
+    done = 1;
+    data = write_dpo_data("mpi_two");
+    out = path_join(test_tmpdir(), "mpi_two_rank_run");
+    char *a = run_args(data, out, ""), *err = NULL;
+    int rc = train(1, a, &err);
+    EXPECTF(rc == 0, "mpirun -np 2 exited with %d:\n%s", rc, err);
+    ok = rc == 0;
+    free(err);
+    free(a);
+    return ok ? out : NULL;
+}
+
 static char *ckpt_file(const char *out, int step, const char *file) {
     char *p = xmalloc(strlen(out) + 64);
     sprintf(p, "%s/checkpoint-%08d/%s", out, step, file);
@@ -113,15 +130,12 @@ static char *ckpt_file(const char *out, int step, const char *file) {
 // gradient into the first's; two ranks add the two whole gradients). `mpirun -np 1` is the one process
 // exactly: world 1 takes no collective.
 TEST(mpi_two_ranks_equal_one_rank) {
+    const char *two = two_rank_run();
+    if (!two) return;
     char *data = write_dpo_data("mpi_eq");
-    char *one = path_join(test_tmpdir(), "mpi_eq_1"), *two = path_join(test_tmpdir(), "mpi_eq_2"),
-         *np1 = path_join(test_tmpdir(), "mpi_eq_np1");
-    char *a1 = run_args(data, one, ""), *a2 = run_args(data, two, ""), *a3 = run_args(data, np1, "");
-    char *err = NULL;
+    char *one = path_join(test_tmpdir(), "mpi_eq_1"), *np1 = path_join(test_tmpdir(), "mpi_eq_np1");
+    char *a1 = run_args(data, one, ""), *a3 = run_args(data, np1, "");
     EXPECT_INT_EQ(train(0, a1, NULL), 0);
-    int rc = train(1, a2, &err);
-    EXPECTF(rc == 0, "mpirun -np 2 exited with %d:\n%s", rc, err);
-    free(err);
     char cmd[2048];
     snprintf(cmd, sizeof(cmd), "timeout 120 mpirun -np 1 --allow-run-as-root %s train %s >/dev/null 2>&1", vlm_bin(), a3);
     EXPECT_INT_EQ(test_shell(cmd), 0);
@@ -132,7 +146,7 @@ TEST(mpi_two_ranks_equal_one_rank) {
         EXPECT_INT_EQ(read_metric(l1, keys[k], x, 8), 3);
         EXPECT_INT_EQ(read_metric(l2, keys[k], y, 8), 3);
         for (int i = 0; i < 3; i++)
-            EXPECTF(fabs(x[i] - y[i]) <= 1e-5 * fmax(1, fabs(x[i])), "%s step %d: %.9g (1 rank) vs %.9g (2 ranks)", keys[k], i + 1,
+            EXPECTF(fabs(x[i] - y[i]) <= 1e-6 * fmax(1, fabs(x[i])), "%s step %d: %.9g (1 rank) vs %.9g (2 ranks)", keys[k], i + 1,
                     x[i], y[i]);
     }
     double examples[8];
@@ -146,20 +160,18 @@ TEST(mpi_two_ranks_equal_one_rank) {
     const char *what = test_checkpoints_differ(one, np1, 3);
     EXPECTF(!what, "mpirun -np 1 differs from the plain process in %s", what);
     free(w1); free(w2); free(l1); free(l2);
-    free(a1); free(a2); free(a3); free(one); free(two); free(np1); free(data);
+    free(a1); free(a3); free(one); free(np1); free(data);
 }
 
 // ZeRO-1 (each rank 1/2 of the AdamW state) and --no-zero (the whole state on each rank) sum the same gradients
 // the same way and take the same norm: the same bits, weights and the optimizer state the checkpoint gathers.
 TEST(mpi_zero1_equals_whole_optimizer) {
+    const char *z = two_rank_run();
+    if (!z) return;
     char *data = write_dpo_data("mpi_zero");
-    char *z = path_join(test_tmpdir(), "mpi_zero_1"), *w = path_join(test_tmpdir(), "mpi_zero_0");
-    char *az = run_args(data, z, ""), *aw = run_args(data, w, "--no-zero");
-    char *err = NULL;
-    int rc = train(1, az, &err);
-    EXPECTF(rc == 0, "ZeRO-1 run exited with %d:\n%s", rc, err);
-    free(err);
-    rc = train(1, aw, &err);
+    char *w = path_join(test_tmpdir(), "mpi_zero_0");
+    char *aw = run_args(data, w, "--no-zero"), *err = NULL;
+    int rc = train(1, aw, &err);
     EXPECTF(rc == 0, "--no-zero run exited with %d:\n%s", rc, err);
     free(err);
     const char *what = test_checkpoints_differ(z, w, 3);
@@ -169,22 +181,21 @@ TEST(mpi_zero1_equals_whole_optimizer) {
     EXPECT_INT_EQ(read_metric(lz, "grad_norm", x, 8), 3);
     EXPECT_INT_EQ(read_metric(lw, "grad_norm", y, 8), 3);
     for (int i = 0; i < 3; i++) EXPECTF(x[i] == y[i], "grad_norm step %d: %.17g vs %.17g", i + 1, x[i], y[i]);
-    free(lz); free(lw); free(az); free(aw); free(z); free(w); free(data);
+    free(lz); free(lw); free(aw); free(w); free(data);
 }
 
 // A 2-rank checkpoint (its sharded optimizer state gathered whole) resumes on 1 rank, and that one's on 2
 // again: the run ends where an uninterrupted 2-rank run ends, up to the order of fp32 sums of the one step run
 // on 1 rank; and a 2-rank run stopped and resumed on 2 ranks is the uninterrupted one bit for bit.
 TEST(mpi_resume_across_rank_counts) {
+    const char *full = two_rank_run();
+    if (!full) return;
     char *data = write_dpo_data("mpi_resume");
-    char *full = path_join(test_tmpdir(), "mpi_res_full"), *mix = path_join(test_tmpdir(), "mpi_res_mix"),
-         *same = path_join(test_tmpdir(), "mpi_res_same");
-    char *af = run_args(data, full, ""), *a1 = run_args(data, mix, "--stop-at 1"), *a2 = run_args(data, mix, "--resume --stop-at 2"),
+    char *mix = path_join(test_tmpdir(), "mpi_res_mix"), *same = path_join(test_tmpdir(), "mpi_res_same");
+    char *a1 = run_args(data, mix, "--stop-at 1"), *a2 = run_args(data, mix, "--resume --stop-at 2"),
          *a3 = run_args(data, mix, "--resume"), *s1 = run_args(data, same, "--stop-at 2"), *s2 = run_args(data, same, "--resume");
     char *err = NULL;
-    int rc = train(1, af, &err);
-    EXPECTF(rc == 0, "uninterrupted 2-rank run: %d\n%s", rc, err);
-    free(err);
+    int rc;
     EXPECT_INT_EQ(train(1, a1, NULL), 0);  // 2 ranks: step 1
     rc = train(0, a2, &err);               // 1 rank: step 2 from the 2-rank checkpoint
     EXPECTF(rc == 0, "1 rank resuming a 2-rank checkpoint: %d\n%s", rc, err);
@@ -203,7 +214,7 @@ TEST(mpi_resume_across_rank_counts) {
     const char *what = test_checkpoints_differ(full, same, 3);
     EXPECTF(!what, "2 ranks stopped and resumed on 2 ranks differ from the uninterrupted run in %s", what);
     free(wf); free(wm); free(of); free(om);
-    free(af); free(a1); free(a2); free(a3); free(s1); free(s2); free(full); free(mix); free(same); free(data);
+    free(a1); free(a2); free(a3); free(s1); free(s2); free(mix); free(same); free(data);
 }
 
 // A rank killed mid-run (SIGKILL, no chance to say anything) ends the job with an error instead of leaving the
