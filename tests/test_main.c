@@ -137,6 +137,22 @@ int test_run_vlm(const char *args, char **out, char **err) {
     return rc;
 }
 
+char *test_image_dir(const char *name) {
+    char *dir = path_join(test_tmpdir(), name), cmd[1024];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r tests/fixtures/models/llava_gqa/images %s/", dir, dir, dir);
+    if (test_shell(cmd) != 0) fatal("cannot prepare %s", dir);
+    return dir;
+}
+
+int test_read_metric(const char *log, const char *key, double *out, int max) {
+    char *text = read_file(log, NULL), pat[96];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    int n = 0;
+    for (char *p = text; n < max && (p = strstr(p, pat)); p += strlen(pat)) out[n++] = atof(p + strlen(pat));
+    free(text);
+    return n;
+}
+
 int main(int argc, char **argv) {
     atexit(remove_tmpdir);
     threads_adapt_off();  // the tests set the thread counts they compare; the vlm they start adapts its own

@@ -19,9 +19,7 @@
 
 // 8 DPO examples (ids form) with the fixture's images, in a fresh folder; returns the data file.
 static char *write_dpo_data(const char *name) {
-    char *dir = path_join(test_tmpdir(), name), cmd[1024];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r " GQA "/images %s/", dir, dir, dir);
-    if (test_shell(cmd) != 0) fatal("cannot prepare %s", dir);
+    char *dir = test_image_dir(name);
     char text[8192] = "";
     unsigned rng = 777;
     for (int i = 0; i < 8; i++) {
@@ -75,16 +73,6 @@ static char *run_args(const char *data, const char *out, const char *extra) {
     return a;
 }
 
-// Reads "key" of every line of a metrics log into out (returns the count).
-static int read_metric(const char *log, const char *key, double *out, int max) {
-    char *text = read_file(log, NULL), pat[96];
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    int n = 0;
-    for (char *p = text; n < max && (p = strstr(p, pat)); p += strlen(pat)) out[n++] = atof(p + strlen(pat));
-    free(text);
-    return n;
-}
-
 // The largest |a - b| over every tensor of two safetensors files with the same tensors (fp32).
 static double max_tensor_diff(const char *a, const char *b) {
     SafeTensors *x = st_open_or_die(a), *y = st_open_or_die(b);
@@ -103,20 +91,34 @@ static double max_tensor_diff(const char *a, const char *b) {
 }
 
 // The 2-rank run of run_args (3 steps, ZeRO-1), made once for the tests that compare with it; NULL when it failed.
-static const char *two_rank_run(void) {
-    static char *out, *data;
+// Not --quiet: its memory report is in *log (rank 0's stderr).
+static const char *two_rank_run(const char **log) {
+    static char *out, *data, *err;
     static int done, ok;
-    if (done) return ok ? out : NULL;
-    done = 1;
-    data = write_dpo_data("mpi_two");
-    out = path_join(test_tmpdir(), "mpi_two_rank_run");
-    char *a = run_args(data, out, ""), *err = NULL;
-    int rc = train(1, a, &err);
-    EXPECTF(rc == 0, "mpirun -np 2 exited with %d:\n%s", rc, err);
-    ok = rc == 0;
-    free(err);
-    free(a);
+    if (!done) {
+        done = 1;
+        data = write_dpo_data("mpi_two");
+        out = path_join(test_tmpdir(), "mpi_two_rank_run");
+        char *a = run_args(data, out, "");
+        *strstr(a, " --quiet") = 0;  // the last flag but the extra ones (none here)
+        int rc = train(1, a, &err);
+        EXPECTF(rc == 0, "mpirun -np 2 exited with %d:\n%s", rc, err);
+        ok = rc == 0;
+        free(a);
+    }
+    if (log) *log = err;
     return ok ? out : NULL;
+}
+
+// The line of `text` that starts with `prefix` (fresh string; "" when none).
+static char *line_of(const char *text, const char *prefix) {
+    const char *p = strstr(text, prefix);
+    if (!p) return xstrdup("");
+    size_t n = strcspn(p, "\n");
+    char *l = xmalloc(n + 1);
+    memcpy(l, p, n);
+    l[n] = 0;
+    return l;
 }
 
 static char *ckpt_file(const char *out, int step, const char *file) {
@@ -130,7 +132,7 @@ static char *ckpt_file(const char *out, int step, const char *file) {
 // gradient into the first's; two ranks add the two whole gradients). `mpirun -np 1` is the one process
 // exactly: world 1 takes no collective.
 TEST(mpi_two_ranks_equal_one_rank) {
-    const char *two = two_rank_run();
+    const char *two = two_rank_run(NULL);
     if (!two) return;
     char *data = write_dpo_data("mpi_eq");
     char *one = path_join(test_tmpdir(), "mpi_eq_1"), *np1 = path_join(test_tmpdir(), "mpi_eq_np1");
@@ -143,16 +145,16 @@ TEST(mpi_two_ranks_equal_one_rank) {
     const char *keys[3] = {"loss", "grad_norm", "logps/mean"};
     for (int k = 0; k < 3; k++) {
         double x[8], y[8];
-        EXPECT_INT_EQ(read_metric(l1, keys[k], x, 8), 3);
-        EXPECT_INT_EQ(read_metric(l2, keys[k], y, 8), 3);
+        EXPECT_INT_EQ(test_read_metric(l1, keys[k], x, 8), 3);
+        EXPECT_INT_EQ(test_read_metric(l2, keys[k], y, 8), 3);
         for (int i = 0; i < 3; i++)
             EXPECTF(fabs(x[i] - y[i]) <= 1e-6 * fmax(1, fabs(x[i])), "%s step %d: %.9g (1 rank) vs %.9g (2 ranks)", keys[k], i + 1,
                     x[i], y[i]);
     }
     double examples[8];
-    EXPECT_INT_EQ(read_metric(l2, "tokens", examples, 8), 3);  // the global batch's tokens, summed over the ranks
+    EXPECT_INT_EQ(test_read_metric(l2, "tokens", examples, 8), 3);  // the global batch's tokens, summed over the ranks
     double ex1[8];
-    read_metric(l1, "tokens", ex1, 8);
+    test_read_metric(l1, "tokens", ex1, 8);
     for (int i = 0; i < 3; i++) EXPECTF(examples[i] == ex1[i], "tokens step %d: %g vs %g", i + 1, ex1[i], examples[i]);
     char *w1 = ckpt_file(one, 3, "model.safetensors"), *w2 = ckpt_file(two, 3, "model.safetensors");
     double d = max_tensor_diff(w1, w2);
@@ -163,11 +165,17 @@ TEST(mpi_two_ranks_equal_one_rank) {
     free(a1); free(a3); free(one); free(np1); free(data);
 }
 
-// ZeRO-1 (each rank 1/2 of the AdamW state) and --no-zero (the whole state on each rank) sum the same gradients
+// ZeRO-1 (each rank 1/2 of the AdamW state, as the memory plan counts it) and --no-zero (the whole state on each rank) sum the same gradients
 // the same way and take the same norm: the same bits, weights and the optimizer state the checkpoint gathers.
 TEST(mpi_zero1_equals_whole_optimizer) {
-    const char *z = two_rank_run();
+    const char *log = NULL, *z = two_rank_run(&log);
     if (!z) return;
+    // the optimizer state each rank allocated, as its memory report counts it, is what --plan --world-size 2 plans
+    char *out = NULL, *perr = NULL;
+    EXPECT_INT_EQ(test_run_vlm("train --recipe dpo --model " GQA " --plan --world-size 2 --device cpu --batch 2", &out, &perr), 0);
+    char *planned = line_of(out, "  optimizer "), *ran = line_of(log, "  optimizer ");
+    EXPECTF(strstr(ran, "1/2: ZeRO-1") && !strcmp(planned, ran), "the 2-rank run's optimizer:\n%s\nthe plan's:\n%s", ran, planned);
+    free(planned); free(ran); free(out); free(perr);
     char *data = write_dpo_data("mpi_zero");
     char *w = path_join(test_tmpdir(), "mpi_zero_0");
     char *aw = run_args(data, w, "--no-zero"), *err = NULL;
@@ -178,8 +186,8 @@ TEST(mpi_zero1_equals_whole_optimizer) {
     EXPECTF(!what, "ZeRO-1 and the whole optimizer differ in %s", what);
     char *lz = path_join(z, "metrics.jsonl"), *lw = path_join(w, "metrics.jsonl");
     double x[8], y[8];
-    EXPECT_INT_EQ(read_metric(lz, "grad_norm", x, 8), 3);
-    EXPECT_INT_EQ(read_metric(lw, "grad_norm", y, 8), 3);
+    EXPECT_INT_EQ(test_read_metric(lz, "grad_norm", x, 8), 3);
+    EXPECT_INT_EQ(test_read_metric(lw, "grad_norm", y, 8), 3);
     for (int i = 0; i < 3; i++) EXPECTF(x[i] == y[i], "grad_norm step %d: %.17g vs %.17g", i + 1, x[i], y[i]);
     free(lz); free(lw); free(aw); free(w); free(data);
 }
@@ -188,7 +196,7 @@ TEST(mpi_zero1_equals_whole_optimizer) {
 // again: the run ends where an uninterrupted 2-rank run ends, up to the order of fp32 sums of the one step run
 // on 1 rank; and a 2-rank run stopped and resumed on 2 ranks is the uninterrupted one bit for bit.
 TEST(mpi_resume_across_rank_counts) {
-    const char *full = two_rank_run();
+    const char *full = two_rank_run(NULL);
     if (!full) return;
     char *data = write_dpo_data("mpi_resume");
     char *mix = path_join(test_tmpdir(), "mpi_res_mix"), *same = path_join(test_tmpdir(), "mpi_res_same");

@@ -477,7 +477,9 @@ void checkpoint_load_optimizer(const char *ckpt_dir, Optimizer *opt) {
         const char *prefixes[3] = {"m.", "v.", "master."};
         for (int k = 0; k < 3; k++) {
             if (k == 2 && !opt->master[s]) continue;
-            char *host = xmalloc(ps->numel * (size_t)be->acc_bytes + 1);
+            // this rank's shard only (ZeRO-1: 1/world of the store; else all of it), from the part of each tensor in it
+            const size_t lo = opt->shard_lo[s], hi = opt->shard_hi[s], bytes = (size_t)be->acc_bytes;
+            char *host = xmalloc((hi - lo) * bytes + 1);
             for (int i = 0; i < ps->n; i++) {
                 const ParamInfo *pi = &ps->info[i];
                 char name[300];
@@ -487,9 +489,10 @@ void checkpoint_load_optimizer(const char *ckpt_dir, Optimizer *opt) {
                 if (t->dtype != acc_dtype(be) || t->numel != pi->numel)
                     fatal("%s: tensor '%s' is %s with %zu elements, expected %s with %zu", p, name, dtype_name(t->dtype),
                           t->numel, dtype_name(acc_dtype(be)), pi->numel);
-                memcpy(host + pi->offset * (size_t)be->acc_bytes, t->data, t->nbytes);
+                const size_t a = pi->offset > lo ? pi->offset : lo, b = pi->offset + pi->numel < hi ? pi->offset + pi->numel : hi;
+                if (a < b) memcpy(host + (a - lo) * bytes, (const char *)t->data + (a - pi->offset) * bytes, (b - a) * bytes);
             }
-            optim_state_upload(opt, s, k, host);  // this rank's shard of it
+            optim_state_upload(opt, s, k, host);
             free(host);
         }
     }

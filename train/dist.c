@@ -99,7 +99,10 @@ void dist_init(void) {
         lib[strcspn(lib, ",\n")] = 0;
         snprintf(D.describe, sizeof(D.describe), "MPI (%.100s)", lib);
         if (want > 0 && want != D.world) fprintf(stderr, "vlm: warning: the launcher's environment says %d ranks, MPI %d\n", want, D.world);
+        return;
     }
+    if (want > 1)  // WORLD_SIZE alone: a torchrun-style launch, whose rendezvous is not built
+        fatal("WORLD_SIZE=%d asks for %d ranks without an MPI launcher; vlm's ranks start with mpirun -np %d", want, want, want);
 #else
     if (want > 1)
         fatal("the launcher asks for %d ranks, but this vlm was built without MPI (no mpicc at build time, or NO_MPI=1): "

@@ -177,9 +177,8 @@ void *optim_state_download(const Optimizer *o, int s, int k) {
     return NULL;
 }
 
-void optim_state_upload(Optimizer *o, int s, int k, const void *host) {
+void optim_state_upload(Optimizer *o, int s, int k, const void *shard) {
     if (!state_buffer(o, s, k)) return;
     const Backend *be = o->stores[s]->be;
-    const size_t lo = o->shard_lo[s], bytes = (size_t)be->acc_bytes;
-    be->to_device(state_buffer(o, s, k), (const char *)host + lo * bytes, (o->shard_hi[s] - lo) * bytes);
+    be->to_device(state_buffer(o, s, k), shard, (o->shard_hi[s] - o->shard_lo[s]) * (size_t)be->acc_bytes);
 }

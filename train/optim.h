@@ -50,8 +50,8 @@ void optim_zero_grad(Optimizer *o);
 // holds it: a fresh buffer on rank 0 (NULL elsewhere, and NULL for a master the optimizer does not keep).
 // Sharded: every rank must call it (its shard goes to rank 0).
 void *optim_state_download(const Optimizer *o, int s, int k);
-// The inverse at --resume: this rank's part of the whole state buffer `host` (numel acc elements) into buffer k
-// of store s; a checkpoint of any rank count loads on any other.
-void optim_state_upload(Optimizer *o, int s, int k, const void *host);
+// The inverse at --resume: this rank's shard of state buffer k of store s (shard_hi - shard_lo acc elements in
+// host memory, cut from the whole buffer a checkpoint holds, so one of any rank count loads on any other).
+void optim_state_upload(Optimizer *o, int s, int k, const void *shard);
 Schedule schedule_from_name(const char *name);
 const char *schedule_name(Schedule s);

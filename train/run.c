@@ -132,9 +132,12 @@ void run_exit_interrupted(const TrainConfig *c, int sig, int step) {
     snprintf(name, sizeof(name), "checkpoint-%08d", step);
     char *ckpt = path_join(c->out_dir, name);
     fflush(stdout);
-    fprintf(stderr, "vlm: %s: stopped after step %d with a checkpoint in %s. Resume with:\n  %s\n",
-            sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "signal", step, ckpt,
-            c->argv ? cmd : "the same command with --resume");
+    char ranks[64] = "";  // a data-parallel run resumes under mpirun, with this rank count or another
+    if (dist_world() > 1) snprintf(ranks, sizeof(ranks), "mpirun -np %d ", dist_world());
+    if (dist_rank() == 0)  // every rank stops at this step; one says so
+        fprintf(stderr, "vlm: %s: stopped after step %d with a checkpoint in %s. Resume with:\n  %s%s\n",
+                sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "signal", step, ckpt, ranks,
+                c->argv ? cmd : "the same command with --resume");
     free(ckpt);
     free(cmd);
     exit(128 + sig);
@@ -411,7 +414,7 @@ int train_run(const TrainConfig *config) {
         cJSON_AddNumberToObject(rec, M.unit, (double)st.n_items);
         cJSON_AddNumberToObject(rec, per_s, st.n_items / dt);
         cJSON_AddNumberToObject(rec, "step_time_s", dt);
-        const double mfu = st.flops / dt / (c->peak_tflops * 1e12);
+        const double mfu = st.flops / dt / (c->peak_tflops * 1e12 * world);  // the job's FLOPs against its GPUs' ceiling
         if (on_gpu && st.flops > 0) cJSON_AddNumberToObject(rec, "mfu", mfu);
         // rank 0 evaluates (the others wait for it at the next step) and logs
         int eval_now = rank == 0 && M.has_val && c->eval_every > 0 && (step % c->eval_every == 0 || step == total);
