@@ -136,6 +136,7 @@ test-mpi: deps
 test-asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 OPT=-O1 build-asan/test_vlm vlm-asan
 	VLM_BIN=./vlm-asan ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 build-asan/test_vlm $(T)
+	$(if $(T),,$(if $(MPICC),VLM_BIN=./vlm-asan ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 build-asan/test_vlm mpi))
 
 vlm-asan: $(CLI_OBJS) $(LIB_OBJS)
 	$(CC) -o $@ $^ $(LDLIBS)
