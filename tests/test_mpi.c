@@ -65,11 +65,13 @@ static int train(int mpi, const char *args, char **err) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-// The common run: DPO, 2 examples a micro-batch, 2 micro-batches a step (a global batch of 4), 3 steps.
+// The common run: DPO, 2 examples a micro-batch, 2 micro-batches a step (a global batch of 4), 3 steps, the
+// training data held out too (its reference pre-pass then finds the training one's cache file: rank 0 must
+// decide that for every rank) and evaluated at the end.
 static char *run_args(const char *data, const char *out, const char *extra) {
     char *a = xmalloc(2048);
     snprintf(a, 2048, "--recipe dpo --model " GQA " --data %s --out %s --device cpu --batch 2 --grad-accum 2 --steps 3 --lr 1e-3 "
-             "--warmup-steps 0 --seed 5 --quiet %s", data, out, extra);
+             "--warmup-steps 0 --seed 5 --val %s --eval-every 3 --quiet %s", data, out, data, extra);
     return a;
 }
 
@@ -142,12 +144,13 @@ TEST(mpi_two_ranks_equal_one_rank) {
     snprintf(cmd, sizeof(cmd), "timeout 120 mpirun -np 1 --allow-run-as-root %s train %s >/dev/null 2>&1", vlm_bin(), a3);
     EXPECT_INT_EQ(test_shell(cmd), 0);
     char *l1 = path_join(one, "metrics.jsonl"), *l2 = path_join(two, "metrics.jsonl");
-    const char *keys[3] = {"loss", "grad_norm", "logps/mean"};
-    for (int k = 0; k < 3; k++) {
+    const char *keys[4] = {"loss", "grad_norm", "logps/mean", "val/loss"};
+    for (int k = 0; k < 4; k++) {
         double x[8], y[8];
-        EXPECT_INT_EQ(test_read_metric(l1, keys[k], x, 8), 3);
-        EXPECT_INT_EQ(test_read_metric(l2, keys[k], y, 8), 3);
-        for (int i = 0; i < 3; i++)
+        const int n = k == 3 ? 1 : 3;  // every step; the evaluation at step 3
+        EXPECT_INT_EQ(test_read_metric(l1, keys[k], x, 8), n);
+        EXPECT_INT_EQ(test_read_metric(l2, keys[k], y, 8), n);
+        for (int i = 0; i < n; i++)
             EXPECTF(fabs(x[i] - y[i]) <= 1e-6 * fmax(1, fabs(x[i])), "%s step %d: %.9g (1 rank) vs %.9g (2 ranks)", keys[k], i + 1,
                     x[i], y[i]);
     }
@@ -159,6 +162,9 @@ TEST(mpi_two_ranks_equal_one_rank) {
     char *w1 = ckpt_file(one, 3, "model.safetensors"), *w2 = ckpt_file(two, 3, "model.safetensors");
     double d = max_tensor_diff(w1, w2);
     EXPECTF(d <= 2e-6, "weights after 3 steps: 1 rank and 2 ranks differ by up to %g", d);
+    // the reference pre-pass split over the ranks (batch j on rank j mod 2) is the one process's, bit for bit
+    snprintf(cmd, sizeof(cmd), "cmp -s %s/ref-*.bin %s/ref-*.bin", one, two);
+    EXPECTF(test_shell(cmd) == 0, "the reference cache of 2 ranks differs from 1 rank's (%s)", cmd);
     const char *what = test_checkpoints_differ(one, np1, 3);
     EXPECTF(!what, "mpirun -np 1 differs from the plain process in %s", what);
     free(w1); free(w2); free(l1); free(l2);

@@ -81,9 +81,8 @@ void dist_init(void) {
     if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK")) {
 #ifdef VLM_CUDA
         // the GPU first: CUDA's context must come up on this rank's device
-        char why[256] = "";
-        if (!cuda_dist_set_device(D.local_rank, why, sizeof(why)) && want > 1)
-            fprintf(stderr, "vlm: rank with local rank %d: %s\n", D.local_rank, why);
+        char why[256] = "";  // no GPU: nothing to take (--device cuda then says why; the CPU backend needs none)
+        cuda_dist_set_device(D.local_rank, why, sizeof(why));
 #endif
         mpi_check(MPI_Init(NULL, NULL), "MPI_Init");
         D.mpi = 1;

@@ -72,11 +72,16 @@ static double *reference_logps(const TrainConfig *c, const Llava *policy, const 
     if (c->ref_cache) mkdir_p(c->ref_cache);
     char *path = path_join(c->ref_cache ? c->ref_cache : c->out_dir, name);
     RefCacheHeader want = {{'V', 'L', 'M', 'R', 'E', 'F', 'L', 'P'}, 1, d->recipe->id, d->n, R, model_hash(policy), d->hash};
-    size_t len;
-    char *buf = try_read_file(path, &len);
-    if (buf && len == sizeof(want) + sizeof(double) * (size_t)d->n * R && !memcmp(buf, &want, sizeof(want))) {
-        double *out = xmalloc(sizeof(double) * (size_t)d->n * R);
-        memcpy(out, buf + sizeof(want), sizeof(double) * (size_t)d->n * R);
+    // data parallel: rank 0 alone reads the cache and hands it out, so every rank takes the same way (a rank that
+    // saw the file another had just written would skip the pre-pass's collectives)
+    const size_t n_rows = (size_t)d->n * R;
+    size_t len = 0;
+    char *buf = dist_rank() == 0 ? try_read_file(path, &len) : NULL;
+    const int hit = dist_max_int(buf && len == sizeof(want) + sizeof(double) * n_rows && !memcmp(buf, &want, sizeof(want)));
+    if (hit) {
+        double *out = xmalloc(sizeof(double) * n_rows);
+        if (dist_rank() == 0) memcpy(out, buf + sizeof(want), sizeof(double) * n_rows);
+        dist_broadcast_doubles(out, n_rows, 0);
         free(buf);
         if (dist_rank() == 0) fprintf(stderr, "%s: reference log-probs from %s\n", what, path);
         free(path);
