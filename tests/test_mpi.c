@@ -1,7 +1,7 @@
 // Data-parallel training on the CPU backend (train/dist.h): `mpirun -np 2 vlm train` with the tiny fixture
 // LLaVA against one process on the same global batch, ZeRO-1 against the whole optimizer on every rank, a
-// checkpoint resumed across rank counts, and a rank that dies or fails ending the job with an error, never a
-// hang. They start mpirun, so they run when asked for by name (`build/test_vlm mpi`, which `make test` and
+// checkpoint resumed across rank counts, a rank that dies or fails ending the job with an error, never a
+// hang, and a build without MPI refusing to be one of several ranks. They start mpirun, so they run when asked for by name (`build/test_vlm mpi`, which `make test` and
 // `make test-mpi` run with the MPI build).
 #include <math.h>
 #include <stdlib.h>
@@ -263,4 +263,28 @@ TEST(mpi_failing_rank_ends_the_job) {
     EXPECTF(rc != 0 && rc != 124, "mpirun with a failing rank exited with %d (124: it hung)\n%s", rc, err ? err : "");
     EXPECTF(err && strstr(err, "mpi_missing.jsonl") && strstr(err, "rank 1 of 2 failed"), "no clear message:\n%s", err ? err : "");
     free(err); free(errp); free(bad); free(b); free(a); free(out); free(data);
+}
+
+// A binary built without MPI (make NO_MPI=1, or no mpicc) runs one process: started as one of several ranks it
+// refuses by name instead of training alone N times over. train/dist.c compiled here without VLM_MPI, as such
+// a build compiles it, behind a main that joins the job.
+TEST(mpi_build_without_mpi_refuses_ranks) {
+    const char *dir = test_tmpdir();
+    char *src = test_write_tmp("nompi_main.c", "#include \"train/dist.h\"\n#include <stdio.h>\n"
+                                               "int main(void) { dist_init(); printf(\"world %d\\n\", dist_world()); return 0; }\n");
+    char *bin = path_join(dir, "nompi"), *log = path_join(dir, "nompi.log"), cmd[2048];
+    snprintf(cmd, sizeof(cmd), "cc -std=c11 -D_GNU_SOURCE -I. -o %s %s train/dist.c util/common.c -lm 2>%s", bin, src, log);
+    int rc = test_shell(cmd);
+    EXPECTF(rc == 0, "cannot build train/dist.c without MPI: %s", cmd);
+    if (rc != 0) { free(src); free(bin); free(log); return; }
+    snprintf(cmd, sizeof(cmd), "%s >%s 2>&1", bin, log);
+    EXPECT_INT_EQ(test_shell(cmd), 0);  // no launcher: one rank
+    char *out = read_file(log, NULL);
+    EXPECTF(strstr(out, "world 1"), "alone: %s", out);
+    free(out);
+    snprintf(cmd, sizeof(cmd), "OMPI_COMM_WORLD_SIZE=2 %s >%s 2>&1", bin, log);
+    EXPECT(test_shell(cmd) != 0);
+    out = read_file(log, NULL);
+    EXPECTF(strstr(out, "asks for 2 ranks, but this vlm was built without MPI") && !strstr(out, "world"), "as rank of 2: %s", out);
+    free(out); free(src); free(bin); free(log);
 }
