@@ -196,6 +196,7 @@ fixtures:
 	python3 tests/ref/make_tokenizer_fixtures.py
 	python3 tests/ref/make_hf_tokenizer_fixtures.py
 	python3 tests/ref/make_safetensors_fixture.py
+	python3 tests/ref/make_dinov2_fixtures.py
 
 # ---- fuzzing: libFuzzer targets for every parser of untrusted input (tests/fuzz/fuzz_*.c) ----
 # `make fuzz` builds each target with clang under ASan + UBSan into build-fuzz/ and runs it for

@@ -615,7 +615,7 @@ static const Subcommand subcommands[] = {
     {"tokenizer", data_tokenizer, "a SentencePiece BPE tokenizer.model over a world's (or a corpus') words"},
     {"seva", data_seva, "SeVa pairs: answers on original (chosen) vs augmented images (rejected)"},
     {"clipdpo", data_clipdpo, "CLIP-DPO pairs: sampled candidates ranked by CLIPScore, best vs worst"},
-    {"mvc", data_mvc, "S-VCO minimal-contrast records kept by CLIP image-image similarity"},
+    {"mvc", data_mvc, "S-VCO minimal-contrast records kept by CLIP image-image similarity, or SigLIP-similar and DINOv2-different as released"},
 };
 
 static void data_usage(FILE *f) {

@@ -5,7 +5,8 @@
 //            (`vlm sample --augment diffusion:500`, rejected) -> DPO pairs (§3.2)
 //   clipdpo  questions + several sampled candidates per question (`vlm sample --n 5 --temperature 1`)
 //            -> CLIP-scored, best vs worst -> DPO pairs (§2.2)
-//   mvc      S-VCO's minimal-contrast records -> those whose two images the CLIP tower finds similar (§1.3)
+//   mvc      S-VCO's minimal-contrast records -> those whose two images the CLIP tower finds similar (§1.3), or, as
+//            released, those one encoder (SigLIP) finds similar and another (DINOv2) different
 //
 // The outputs are JSON Lines that `vlm train --recipe dpo|mdpo` (seva, clipdpo) and `--recipe svco|vco`
 // (mvc) read. Image paths are written as the input gives them: keep the output next to the input.
@@ -301,7 +302,15 @@ int data_clipdpo(int argc, char **argv) {
 static const char *mvc_help =
     "usage: vlm data mvc --data MVC.json --clip DIR [--min-sim X] [--max-sim Y] [--tokenizer F] [--images DIR]\n"
     "                    [--device D] [--allow-empty] [--out FILE] [--dpo-out FILE]\n"
+    "       vlm data mvc --data MVC.json --similar DIR --different DIR [--similar-above X] [--different-below Y] [...]\n"
     "\n"
+    "Two encoders, as the released MVC was filtered (s-vco/s-vco README.md line 35: SigLIP-so400m similarity > 0.7\n"
+    "and DINOv2-large similarity < 0.5): keeps the records whose first chosen and first rejected image have a cosine\n"
+    "above X (default 0.7) under --similar DIR and below Y (default 0.5) under --different DIR. Either folder is a\n"
+    "CLIPModel, a SigLIP vision model with its pooling head or a DINOv2 (see `vlm score --help`). Kept records gain\n"
+    "\"similar_cosine\" and \"different_cosine\" (also in --dpo-out's records).\n"
+    "\n"
+    "One encoder:\n"
     "S-VCO's vision-centric filter (research/methods.md §1.3): keeps the minimal-contrast records (JSON array\n"
     "or JSON Lines with chosen_images, rejected_images, ...) whose first chosen and first rejected image have\n"
     "an image-image cosine under the CLIPModel in DIR within [X, Y] (default [0.7, 1]: pairs a CLIP-like\n"
@@ -327,11 +336,64 @@ static void mvc_write_dpo(Out *o, const cJSON *rec, const char *path, int index)
     cJSON_AddStringToObject(d, "prompt", v[0]->valuestring);
     cJSON_AddStringToObject(d, "chosen", v[1]->valuestring);
     cJSON_AddStringToObject(d, "rejected", v[2]->valuestring);
-    cJSON_AddItemToObject(d, "image_cosine", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(rec, "image_cosine"), 0));
+    static const char *const scores[] = {"image_cosine", "similar_cosine", "different_cosine"};
+    for (int k = 0; k < 3; k++) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(rec, scores[k]);
+        if (c) cJSON_AddItemToObject(d, scores[k], cJSON_Duplicate(c, 0));
+    }
     char *line = cJSON_PrintUnformatted(d);
     fprintf(o->f, "%s\n", line);
     free(line);
     cJSON_Delete(d);
+}
+
+// unit vectors: a cosine past +-1 is the rounding of their fp32 norms (an image with itself can sum to 1 + 1e-7)
+static double clamped_cosine(const float *a, const float *b, int P) {
+    double c = clipscore_cosine(a, b, P);
+    return c > 1 ? 1 : c < -1 ? -1 : c;
+}
+
+// paths (2n): each record's chosen and rejected image
+static void mvc_two_encoders(const char *dp, cJSON **recs, char **paths, int n, const char *sim_dir, const char *diff_dir,
+                             double above, double below, const Backend *be, const char *out_path, const char *dpo_path,
+                             int allow_empty) {
+    double *cs = xmalloc(sizeof(double) * n), *cd = xmalloc(sizeof(double) * n);
+    const char *dirs[2] = {sim_dir, diff_dir};
+    const char *names[2];
+    for (int k = 0; k < 2; k++) {  // one encoder in memory at a time
+        ImageEncoder e;
+        image_encoder_open(&e, dirs[k], be, 64);
+        names[k] = e.name;
+        float *emb = xmalloc(sizeof(float) * 2 * (size_t)n * e.P);
+        image_encoder_images(&e, (const char *const *)paths, 2 * n, emb);
+        for (int i = 0; i < n; i++)
+            (k ? cd : cs)[i] = clamped_cosine(emb + (size_t)2 * i * e.P, emb + (size_t)(2 * i + 1) * e.P, e.P);
+        free(emb);
+        image_encoder_close(&e);
+    }
+    Out o, od = {0};
+    out_open(&o, out_path);
+    if (dpo_path) out_open(&od, dpo_path);
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        if (cs[i] > above && cd[i] < below) {  // strict, as the release states it
+            cJSON_AddNumberToObject(recs[i], "similar_cosine", cs[i]);
+            cJSON_AddNumberToObject(recs[i], "different_cosine", cd[i]);
+            char *line = cJSON_PrintUnformatted(recs[i]);
+            fprintf(o.f, "%s\n", line);
+            free(line);
+            if (dpo_path) mvc_write_dpo(&od, recs[i], dp, i);
+            kept++;
+        }
+        cJSON_Delete(recs[i]);
+    }
+    out_close(&o);
+    if (dpo_path) out_close(&od);
+    fprintf(stderr, "mvc: %d records -> %d kept with %s cosine > %g and %s cosine < %g\n", n, kept, names[0], above, names[1],
+            below);
+    free(cs);
+    free(cd);
+    no_pairs_check(kept, allow_empty, "vlm data mvc: no record passed the two-encoder filter");
 }
 
 int data_mvc(int argc, char **argv) {
@@ -340,11 +402,24 @@ int data_mvc(int argc, char **argv) {
     const char *dp = arg_str(&a, "--data", NULL), *clip = arg_str(&a, "--clip", NULL), *tok = arg_str(&a, "--tokenizer", NULL);
     const char *images = arg_str(&a, "--images", NULL), *device = arg_str(&a, "--device", "auto");
     const char *out_path = arg_str(&a, "--out", NULL), *dpo_path = arg_str(&a, "--dpo-out", NULL);
-    double lo = arg_float(&a, "--min-sim", 0.7), hi = arg_float(&a, "--max-sim", 1.0);
+    const char *sim_dir = arg_str(&a, "--similar", NULL), *diff_dir = arg_str(&a, "--different", NULL);
+    const int two = sim_dir || diff_dir;
+    double lo = 0.7, hi = 1.0, above = 0.7, below = 0.5;
+    if (two) {  // the released filter's two thresholds; the one-encoder window's flags do not apply
+        above = arg_float(&a, "--similar-above", 0.7);
+        below = arg_float(&a, "--different-below", 0.5);
+    } else {
+        lo = arg_float(&a, "--min-sim", 0.7);
+        hi = arg_float(&a, "--max-sim", 1.0);
+    }
     const int allow_empty = arg_flag(&a, "--allow-empty");
     args_finish(&a);
-    if (!dp || !clip) fatal("vlm data mvc: --data and --clip are required (see --help)");
+    if (two && (!sim_dir || !diff_dir)) fatal("vlm data mvc: --similar and --different go together (see --help)");
+    if (two && (clip || tok)) fatal("vlm data mvc: --clip and --tokenizer are the one-encoder filter; with --similar and --different, give the encoders' folders only");
+    if (!dp || (!clip && !two)) fatal("vlm data mvc: --data and --clip (or --similar and --different) are required (see --help)");
     if (!(lo <= hi)) fatal("vlm data mvc: --min-sim must not exceed --max-sim");
+    if (!(above >= -1 && above <= 1 && below >= -1 && below <= 1))
+        fatal("vlm data mvc: --similar-above and --different-below are cosines, from -1 to 1");
     char *dir = images ? xstrdup(images) : path_dirname(dp);
     JsonlReader jr;
     jsonl_open(&jr, dp);
@@ -369,6 +444,13 @@ int data_mvc(int argc, char **argv) {
     }
     jsonl_close(&jr);
     if (n == 0) fatal("%s: no records", dp);
+    if (two) {
+        mvc_two_encoders(dp, recs, paths, n, sim_dir, diff_dir, above, below, backend_select(device), out_path, dpo_path,
+                         allow_empty);
+        for (int i = 0; i < 2 * n; i++) free(paths[i]);
+        free(recs); free(paths); free(dir);
+        return 0;
+    }
     ClipScorer s;
     clipscore_open(&s, clip, tok, backend_select(device), 64);
     float *e = xmalloc(sizeof(float) * 2 * n * s.P);

@@ -242,6 +242,55 @@ void resample_planes(const float *src, int C, int H, int W, float *dst, int out_
     coeffs_free(&cv);
 }
 
+// torch's cubic convolution (upsample_bicubic2d, A = -0.75): the 4 tap weights at fraction t past the left tap
+static void torch_cubic_weights(float t, float w[4]) {
+    const float A = -0.75f;
+#define CUBIC1(x) ((((A + 2) * (x)) - (A + 3)) * (x) * (x) + 1)        /* |x| <= 1 */
+#define CUBIC2(x) ((((A * (x)) - 5 * A) * (x) + 8 * A) * (x) - 4 * A)  /* 1 < |x| < 2 */
+    w[0] = CUBIC2(t + 1.0f);
+    w[1] = CUBIC1(t);
+    w[2] = CUBIC1(1.0f - t);
+    w[3] = CUBIC2(2.0f - t);
+#undef CUBIC1
+#undef CUBIC2
+}
+
+// Each output index's first tap (unclamped) and weights: source coordinate scale * (i + 0.5) - 0.5 with
+// scale = in / out in float, as area_pixel_compute_source_index does for cubic
+static void torch_cubic_taps(int in, int out, int *first, float *w) {
+    const float scale = (float)in / (float)out;
+    for (int i = 0; i < out; i++) {
+        const float real = scale * ((float)i + 0.5f) - 0.5f;
+        const int idx = (int)floorf(real);
+        float t = real - (float)idx;
+        t = t < 0 ? 0 : t > 1 ? 1 : t;
+        first[i] = idx - 1;
+        torch_cubic_weights(t, w + 4 * i);
+    }
+}
+
+void interpolate_bicubic_planes(const float *src, int C, int H, int W, float *dst, int out_h, int out_w) {
+    int *fx = xmalloc(sizeof(int) * out_w), *fy = xmalloc(sizeof(int) * out_h);
+    float *wx = xmalloc(sizeof(float) * 4 * out_w), *wy = xmalloc(sizeof(float) * 4 * out_h);
+    torch_cubic_taps(W, out_w, fx, wx);
+    torch_cubic_taps(H, out_h, fy, wy);
+#define CLAMP(v, n) ((v) < 0 ? 0 : (v) >= (n) ? (n) - 1 : (v))
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < out_h; y++)
+            for (int x = 0; x < out_w; x++) {
+                float acc = 0;  // each of the 4 rows along x, then the rows along y, summed in tap order
+                for (int j = 0; j < 4; j++) {
+                    const float *row = src + ((size_t)c * H + CLAMP(fy[y] + j, H)) * W;
+                    float r = 0;
+                    for (int k = 0; k < 4; k++) r += wx[4 * x + k] * row[CLAMP(fx[x] + k, W)];
+                    acc += wy[4 * y + j] * r;
+                }
+                dst[((size_t)c * out_h + y) * out_w + x] = acc;
+            }
+#undef CLAMP
+    free(fx); free(fy); free(wx); free(wy);
+}
+
 // ------------------------------------------------------------------------------------------------
 // Configuration
 

@@ -35,6 +35,11 @@ int resize_vertical_first(int in_w, int in_h, int out_w, int out_h);
 // align_corners=False, antialias=True), which is also plain bilinear when upscaling.
 void resample_planes(const float *src, int C, int H, int W, float *dst, int out_h, int out_w, Resample filter);
 
+// torch.nn.functional.interpolate(mode="bicubic", align_corners=False) without antialias, in float as torch's CPU
+// kernel computes it: src [C][H][W] -> dst [C][out_h][out_w]. (With antialias=True torch uses Pillow's bicubic
+// filter, resample_planes(..., RESAMPLE_BICUBIC).) DINOv2 interpolates its position embeddings this way.
+void interpolate_bicubic_planes(const float *src, int C, int H, int W, float *dst, int out_h, int out_w);
+
 // LLaVA's pad colour: tuple(int(x * 255) for x in image_mean), (122, 116, 104) for CLIP.
 void preprocess_pad_color(const double mean[3], unsigned char rgb[3]);
 

@@ -456,6 +456,7 @@ static HeldoutStats heldout_write(const SynthConfig *c, ImageList *images, const
                 cJSON_AddStringToObject(j, "label", yes ? "yes" : "no");
                 cJSON_AddStringToObject(j, "kind", kind);
                 cJSON_AddStringToObject(j, "difficulty", difficulty_name(hard));
+                cJSON_AddNumberToObject(j, "n_objects", s.n);  // clutter: a breakdown with --by n_objects
                 buf_json_line(&pope[split], j);
                 if (split == 0) { st.pope_n++; st.pope_yes += yes; }
             }
@@ -475,6 +476,7 @@ static HeldoutStats heldout_write(const SynthConfig *c, ImageList *images, const
             cJSON_AddStringToObject(j, "answer", qa.a);
             cJSON_AddBoolToObject(j, "atypical", atypical);
             cJSON_AddStringToObject(j, "difficulty", difficulty_name(qa.hard));
+            cJSON_AddNumberToObject(j, "n_objects", s.n);
             if (qa.prior < SYNTH_N_COLORS) {  // colour questions: what the prior says, and whether it is right here
                 cJSON_AddStringToObject(j, "prior_answer", synth_color_names[qa.prior]);
                 cJSON_AddBoolToObject(j, "typical", !strcmp(qa.a, synth_color_names[qa.prior]));

@@ -10,6 +10,22 @@
 #include "../util/strmap.h"
 
 char **fields_read(const char *path, const char *field, int n) {
+    const char *plus = strchr(field, '+');
+    if (plus) {  // "a+b": the values of a and of b joined by '+', one group per combination
+        if (plus == field || !plus[1]) fatal("--by %s: a field name on each side of '+'", field);
+        char *first = xstrdup(field);
+        first[plus - field] = '\0';
+        char **a = fields_read(path, first, n), **b = fields_read(path, plus + 1, n);
+        free(first);
+        for (int i = 0; i < n; i++) {
+            char *joined = xmalloc(strlen(a[i]) + strlen(b[i]) + 2);
+            sprintf(joined, "%s+%s", a[i], b[i]);
+            free(a[i]);
+            a[i] = joined;
+        }
+        fields_free(b, n);
+        return a;
+    }
     char **v = xcalloc((size_t)(n ? n : 1), sizeof(char *));
     JsonlReader r;
     jsonl_open(&r, path);

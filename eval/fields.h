@@ -6,7 +6,8 @@
 // The value of `field` in every record of a JSON Lines file, as text: strings as they are, true/false,
 // numbers as %g, "none" where the record lacks the field (or has null). Dies naming the file when the
 // file has a number of records other than n (the scorer read n questions from it) or a value is an
-// object or array. Returns n malloc'd strings.
+// object or array. A field "a+b" (any number of '+') gives each record's values of a and b joined by '+',
+// so a breakdown can cross two fields (e.g. "type+n_objects": "color+3"). Returns n malloc'd strings.
 char **fields_read(const char *path, const char *field, int n);
 void fields_free(char **values, int n);
 

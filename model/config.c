@@ -142,12 +142,12 @@ static ActKind parse_act(const char *name, const char *field, const char *src) {
 }
 
 // The class defaults of each tower's config (transformers' CLIPVisionConfig, SiglipVisionConfig).
-static const VisionConfig clip_vision_defaults = {768, 3072, 12, 12, 3, 224, 32, 512, 1e-5f, ACT_QUICK_GELU, VISION_CLIP, 0};
-static const VisionConfig siglip_vision_defaults = {768, 3072, 12, 12, 3, 224, 16, 0, 1e-6f, ACT_GELU_TANH, VISION_SIGLIP, 1};
+static const VisionConfig clip_vision_defaults = {768, 3072, 12, 12, 3, 224, 32, 512, 1e-5f, ACT_QUICK_GELU, VISION_CLIP, 0, 0, 0, 0};
+static const VisionConfig siglip_vision_defaults = {768, 3072, 12, 12, 3, 224, 16, 0, 1e-6f, ACT_GELU_TANH, VISION_SIGLIP, 1, 0, 0, 0};
 
 int vision_config_tokens(const VisionConfig *c) {
     const int grid = c->image_size / c->patch_size;
-    return grid * grid + (c->kind == VISION_CLIP ? 1 : 0);
+    return grid * grid + (c->kind == VISION_CLIP ? 1 : c->kind == VISION_DINOV2 ? 1 + c->n_registers : 0);
 }
 
 // A vision tower's config object `o` (NULL: absent). Its model_type picks the kind and the class defaults;
@@ -289,7 +289,7 @@ void llava_config_parse_len(LlavaConfig *c, const char *json, size_t len, const 
     // LlavaConfig builds CLIPVisionConfig(1024, 4096, 24 layers, 16 heads, 336 px, patch 14) when the
     // vision_config is absent, and the class defaults (ViT-B/32) for fields missing from a given one.
     const cJSON *vc = get_obj(root, "vision_config", src);
-    VisionConfig llava_vision_defaults = {1024, 4096, 24, 16, 3, 336, 14, 768, 1e-5f, ACT_QUICK_GELU, VISION_CLIP, 0};
+    VisionConfig llava_vision_defaults = {1024, 4096, 24, 16, 3, 336, 14, 768, 1e-5f, ACT_QUICK_GELU, VISION_CLIP, 0, 0, 0, 0};
     long long n = vision_parse(&c->vision, vc, vc ? clip_vision_defaults : llava_vision_defaults, 1, src);
     const cJSON *tc = get_obj(root, "text_config", src);
     const int tie_text = get_bool(tc, "tie_word_embeddings", 0, src);  // (before the decoder's count uses it)
@@ -466,4 +466,60 @@ int llava_config_preset(LlavaConfig *c, const char *name) {
     llava_config_parse(c, json, name);
     free(json);
     return 0;
+}
+
+// Dinov2Config / Dinov2WithRegistersConfig (transformers' class defaults: ViT-B/14 at 224 px, mlp_ratio 4, GELU,
+// eps 1e-6; registers: 4 tokens, patch 16)
+void dinov2_config_parse_len(VisionConfig *c, const char *json, size_t len, const char *src) {
+    memset(c, 0, sizeof(*c));
+    cJSON *root = parse_json(json, len, src);
+    const char *mt = get_str(root, "model_type", "dinov2", src);
+    const int reg = !strcmp(mt, "dinov2_with_registers");
+    if (!reg && strcmp(mt, "dinov2") != 0)
+        fatal("%s: model_type '%s' is not a DINOv2 model (dinov2, dinov2_with_registers)", src, mt);
+    const char *S = "";
+    c->kind = VISION_DINOV2;
+    c->hidden = get_int(root, S, "hidden_size", 768, 1, MAX_HIDDEN, src);
+    c->layers = get_int(root, S, "num_hidden_layers", 12, 1, MAX_LAYERS, src);
+    c->heads = get_int(root, S, "num_attention_heads", 12, 1, MAX_HEADS, src);
+    // transformers sizes the MLP as int(hidden_size * mlp_ratio)
+    const double ratio = get_num(root, S, "mlp_ratio", 4, 1e-6, MAX_FFN, src);
+    const double F = floor(c->hidden * ratio);
+    if (F < 1 || F > MAX_FFN)
+        fatal("%s: hidden_size %d x mlp_ratio %g = %.0f: the MLP width must be from 1 to %d", src, c->hidden, ratio, F, MAX_FFN);
+    c->intermediate = (int)F;
+    c->channels = get_int(root, S, "num_channels", 3, 3, 3, src);
+    const cJSON *is = cJSON_GetObjectItemCaseSensitive(root, "image_size"), *ps = cJSON_GetObjectItemCaseSensitive(root, "patch_size");
+    if ((is && cJSON_IsArray(is)) || (ps && cJSON_IsArray(ps)))
+        fatal("%s: image_size and patch_size must be integers (rectangular grids are not supported)", src);
+    c->image_size = get_int(root, S, "image_size", 224, 1, MAX_IMAGE_SIZE, src);
+    c->patch_size = get_int(root, S, "patch_size", reg ? 16 : 14, 1, c->image_size, src);
+    c->pos_grid = c->image_size / c->patch_size;
+    c->pos_antialias = reg;
+    c->n_registers = reg ? get_int(root, S, "num_register_tokens", 4, 0, MAX_IMAGE_TOKENS, src) : 0;
+    c->eps = (float)get_num(root, S, "layer_norm_eps", 1e-6, 0, 1, src);
+    c->act = parse_act(get_str(root, "hidden_act", "gelu", src), "hidden_act", src);
+    if (get_bool(root, "use_swiglu_ffn", 0, src))
+        fatal("%s: use_swiglu_ffn is true (the SwiGLU MLP of ViT-g): not supported (the GELU MLP of ViT-S/B/L)", src);
+    if (!get_bool(root, "qkv_bias", 1, src)) fatal("%s: qkv_bias is false: not supported (DINOv2's q, k, v have biases)", src);
+    if (c->hidden % c->heads) fatal("%s: hidden_size %d is not divisible by num_attention_heads %d", src, c->hidden, c->heads);
+    const long long C = c->hidden, Fl = c->intermediate, positions = (long long)c->pos_grid * c->pos_grid + 1;
+    if (positions + c->n_registers > MAX_IMAGE_TOKENS)
+        fatal("%s: image_size %d with patch_size %d and %d registers gives %lld tokens, past the ceiling of %d", src,
+              c->image_size, c->patch_size, c->n_registers, positions + c->n_registers, MAX_IMAGE_TOKENS);
+    const long long patch_dim = 3LL * c->patch_size * c->patch_size;
+    check_tensor(C, patch_dim, "the patch embedding (hidden_size x 3 * patch_size^2)", src);
+    check_tensor(Fl, C, "an MLP matrix (hidden_size * mlp_ratio x hidden_size)", src);
+    check_tensor(positions, C, "the position embeddings", src);
+    // per layer: q, k, v, o, fc1, fc2 with biases, two LayerNorms, two layer scales
+    long long layer = add64(add64(mul64(4, mul64(C, C) + C), mul64(2, mul64(C, Fl)) + Fl + C), 6 * C);
+    long long n = add64(add64(mul64(C, patch_dim) + C, mul64(positions + 1 + c->n_registers, C)), 3 * C);
+    check_params(add64(n, mul64(c->layers, layer)), src);
+    cJSON_Delete(root);
+}
+
+void dinov2_config_load(VisionConfig *c, const char *path) {
+    ConfigText t = config_text(path);
+    dinov2_config_parse_len(c, t.json, t.len, t.path);
+    config_text_free(&t);
 }

@@ -3,9 +3,11 @@
 #pragma once
 #include "ops.h"
 
-// The vision towers: CLIP's (class token, pre-LayerNorm, patch convolution without bias) and SigLIP's (no class
-// token, no pre-LayerNorm, patch bias, post-LayerNorm of every token, the optional attention-pooling head).
-typedef enum { VISION_CLIP, VISION_SIGLIP } VisionKind;
+// The vision towers: CLIP's (class token, pre-LayerNorm, patch convolution without bias), SigLIP's (no class
+// token, no pre-LayerNorm, patch bias, post-LayerNorm of every token, the optional attention-pooling head) and
+// DINOv2's (class token and optional register tokens, patch bias, no pre-LayerNorm, layer scale, position embeddings
+// interpolated to the input's grid, the final LayerNorm of every token; its embedding is the class token's).
+typedef enum { VISION_CLIP, VISION_SIGLIP, VISION_DINOV2 } VisionKind;
 
 typedef struct {  // CLIPVisionConfig or SiglipVisionConfig
     int hidden, intermediate, layers, heads, channels, image_size, patch_size, projection_dim;
@@ -13,6 +15,11 @@ typedef struct {  // CLIPVisionConfig or SiglipVisionConfig
     ActKind act;
     VisionKind kind;
     int use_head;  // SigLIP's vision_use_head: the attention-pooling head (pooler_output); 0 for CLIP
+    // DINOv2: image_size is the side of the images the tower runs on (the processor's crop), pos_grid the side of
+    // the position-embedding grid it was trained with (config image_size / patch_size), n_registers its register
+    // tokens (dinov2_with_registers), pos_antialias whether its position interpolation is antialiased (transformers'
+    // dinov2_with_registers; plain dinov2's is not). 0 for the others.
+    int pos_grid, n_registers, pos_antialias;
 } VisionConfig;
 
 typedef struct {  // CLIPTextConfig
@@ -48,7 +55,7 @@ typedef struct {  // CLIPConfig
     int projection_dim;
 } ClipConfig;
 
-// A vision tower's tokens: grid^2 patches, + the class token for CLIP.
+// A vision tower's tokens: grid^2 patches, + the class token for CLIP, + class and register tokens for DINOv2.
 int vision_config_tokens(const VisionConfig *c);
 
 // Each reads path/config.json (path may also name the file itself) and dies naming the file and field on
@@ -59,6 +66,11 @@ void clip_config_load(ClipConfig *c, const char *path);
 // a SiglipModel (model_type siglip).
 void siglip_vision_config_load(VisionConfig *c, const char *path);
 void siglip_vision_config_parse_len(VisionConfig *c, const char *json, size_t len, const char *source);
+// A Dinov2Model's or Dinov2WithRegistersModel's config (model_type dinov2, dinov2_with_registers). image_size is
+// left at the config's (the pretraining size); the caller sets the size it runs at (dinov2_load: the processor's
+// crop). SwiGLU MLPs (use_swiglu_ffn, ViT-g) and qkv_bias false are refused by name.
+void dinov2_config_load(VisionConfig *c, const char *path);
+void dinov2_config_parse_len(VisionConfig *c, const char *json, size_t len, const char *source);
 // Parses from a JSON text (for tests); `source` names it in messages.
 void llava_config_parse(LlavaConfig *c, const char *json, const char *source);
 void clip_config_parse(ClipConfig *c, const char *json, const char *source);

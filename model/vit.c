@@ -14,6 +14,7 @@ void vit_init(ViT *m, const Backend *be, const VisionConfig *cfg, int layers, in
     m->n_patches = m->grid * m->grid;
     m->n_tokens = vision_config_tokens(cfg);
     m->has_head = with_post_ln && cfg->kind == VISION_SIGLIP && cfg->use_head;
+    m->first_patch = cfg->kind == VISION_CLIP ? 1 : cfg->kind == VISION_DINOV2 ? 1 + cfg->n_registers : 0;
     m->patch_dim = cfg->channels * cfg->patch_size * cfg->patch_size;
     ClipEncoder *e = &m->enc;
     e->be = be;
@@ -26,16 +27,48 @@ void vit_init(ViT *m, const Backend *be, const VisionConfig *cfg, int layers, in
     e->causal = 0;
     e->w = xcalloc(layers ? layers : 1, sizeof(ClipLayerW));
     e->g = xcalloc(layers ? layers : 1, sizeof(ClipLayerW));
+    if (cfg->kind == VISION_DINOV2) {
+        m->w.ls = xcalloc(2 * (size_t)(layers ? layers : 1), sizeof(void *));
+        m->g.ls = xcalloc(2 * (size_t)(layers ? layers : 1), sizeof(void *));
+    }
 }
 
 void vit_free(ViT *m) {
     free(m->enc.w);
     free(m->enc.g);
+    free(m->w.ls);
+    free(m->g.ls);
+}
+
+// DINOv2's tensors, named as Dinov2Model names them (under `prefix`); the encoder layers under CLIP's names, which
+// model/dinov2.c maps to DINOv2's in the file
+static void dinov2_bind(ViT *m, ParamStore *ps, void *base, ViTW *d, const char *prefix) {
+    const int C = m->cfg.hidden, P = m->cfg.patch_size, G = m->cfg.pos_grid, R = m->cfg.n_registers;
+    char n[256];
+#define NAME(s) (snprintf(n, sizeof(n), "%s.%s", prefix, s), n)
+    d->cls = param(ps, base, NAME("embeddings.cls_token"), 3, 1, 1, C, 0);
+    if (R) d->registers = param(ps, base, NAME("embeddings.register_tokens"), 3, 1, R, C, 0);
+    d->patch_w = param(ps, base, NAME("embeddings.patch_embeddings.projection.weight"), 4, C, m->cfg.channels, P, P);
+    d->patch_b = param(ps, base, NAME("embeddings.patch_embeddings.projection.bias"), 1, C, 0, 0, 0);
+    d->pos = param(ps, base, NAME("embeddings.position_embeddings"), 3, 1, 1 + (int64_t)G * G, C, 0);
+    clip_encoder_bind(&m->enc, ps, base, d == &m->g ? m->enc.g : m->enc.w, NAME("encoder.layers"));
+    for (int l = 0; l < m->enc.layers; l++)
+        for (int k = 0; k < 2; k++) {
+            snprintf(n, sizeof(n), "%s.encoder.layers.%d.layer_scale%d.lambda1", prefix, l, k + 1);
+            d->ls[2 * l + k] = param(ps, base, n, 1, C, 0, 0, 0);
+        }
+    d->post_w = param(ps, base, NAME("layernorm.weight"), 1, C, 0, 0, 0);
+    d->post_b = param(ps, base, NAME("layernorm.bias"), 1, C, 0, 0, 0);
+#undef NAME
 }
 
 void vit_bind(ViT *m, ParamStore *ps, void *base, int grads, const char *prefix) {
     const int C = m->cfg.hidden, F = m->cfg.intermediate, P = m->cfg.patch_size, siglip = m->cfg.kind == VISION_SIGLIP;
     ViTW *d = grads ? &m->g : &m->w;
+    if (m->cfg.kind == VISION_DINOV2) {
+        dinov2_bind(m, ps, base, d, prefix);
+        return;
+    }
     char n[256];
 #define NAME(s) (snprintf(n, sizeof(n), "%s.%s", prefix, s), n)
     if (!siglip) d->cls = param(ps, base, NAME("embeddings.class_embedding"), 1, C, 0, 0, 0);
@@ -70,13 +103,21 @@ void vit_bind(ViT *m, ParamStore *ps, void *base, int grads, const char *prefix)
 
 void vit_acts_layout(ViTActs *a, const ViT *m, int B, int keep, int backward, Arena *ar) {
     const int C = m->cfg.hidden, F = m->cfg.intermediate, NP = m->n_patches, N = m->n_tokens, K = m->patch_dim;
-    const int siglip = m->cfg.kind == VISION_SIGLIP;
+    const int siglip = m->cfg.kind == VISION_SIGLIP, dino = m->cfg.kind == VISION_DINOV2;
+    CHECK_OR_DIE(!dino || !backward, "DINOv2 towers are inference only (their layer scales are folded into the weights)");
     a->cap_images = B;
     clip_encoder_acts_layout(&a->enc, &m->enc, B * N, keep, backward, 0, ar);
     a->patches = arena_act(ar, (size_t)B * NP * K);
     a->idx_cls = arena_int(ar, B);
     a->idx_zero = arena_int(ar, B);
-    if (!siglip) {  // SigLIP's patch embeddings go straight into the encoder's input
+    if (dino) {  // the patch embeddings scatter into the encoder's input; post-LayerNorm of every token
+        a->pe = arena_act(ar, (size_t)B * NP * C);
+        a->idx_patch = arena_int(ar, (size_t)B * NP);
+        a->post = arena_act(ar, (size_t)B * N * C);
+        a->post_mean = arena_acc(ar, (size_t)B * N);
+        a->post_rstd = arena_acc(ar, (size_t)B * N);
+        a->pooled = arena_act(ar, (size_t)B * C);
+    } else if (!siglip) {  // SigLIP's patch embeddings go straight into the encoder's input
         a->pe = arena_act(ar, (size_t)B * NP * C);
         a->emb = arena_act(ar, (size_t)B * N * C);
         a->pre_mean = arena_acc(ar, (size_t)B * N);
@@ -126,7 +167,7 @@ void vit_acts_layout(ViTActs *a, const ViT *m, int B, int keep, int backward, Ar
         int *h = xmalloc(sizeof(int) * (size_t)B * (NP > 1 ? NP : 1));
         if (!siglip) {
             for (int b = 0; b < B; b++)
-                for (int p = 0; p < NP; p++) h[b * NP + p] = b * N + 1 + p;
+                for (int p = 0; p < NP; p++) h[b * NP + p] = b * N + m->first_patch + p;
             m->enc.be->to_device(a->idx_patch, h, sizeof(int) * (size_t)B * NP);
         }
         for (int b = 0; b < B; b++) h[b] = b * N;
@@ -212,6 +253,19 @@ void vit_forward(const ViT *m, ViTActs *a, const void *pixels, int B, int n_laye
     const int C = m->cfg.hidden, NP = m->n_patches, N = m->n_tokens, K = m->patch_dim, S = m->cfg.image_size;
     CHECK_OR_DIE(B <= a->cap_images, "vision batch of %d images exceeds the %d laid out", B, a->cap_images);
     be->im2col(a->patches, pixels, B, m->cfg.channels, S, S, m->cfg.patch_size);     // (B*NP, K)
+    if (m->cfg.kind == VISION_DINOV2) {  // [class, registers, patches] + tok_base, no pre-LayerNorm
+        CHECK_OR_DIE(m->w.tok_base, "DINOv2 tower used before dinov2_load built its token table");
+        void *x = a->enc.res[0];
+        be->matmul_forward(a->pe, a->patches, m->w.patch_w, m->w.patch_b, B * NP, K, C);      // (B*NP, C)
+        be->zero(x, (size_t)B * N * C * be->act_bytes);
+        be->copy_rows(x, a->idx_patch, a->pe, NULL, B * NP, C);                              // patch rows of each image
+        be->add_broadcast_forward(x, m->w.tok_base, B, (size_t)N * C);                       // (B*N, C)
+        clip_encoder_forward(&m->enc, &a->enc, B, N, B * N, n_layers);
+        be->layernorm_forward(a->post, a->post_mean, a->post_rstd, a->enc.res[n_layers], m->w.post_w, m->w.post_b, B * N, C,
+                              m->cfg.eps);                                                   // last_hidden_state
+        be->copy_rows(a->pooled, NULL, a->post, a->idx_cls, B, C);                            // (B, C) the class token
+        return;
+    }
     if (m->cfg.kind == VISION_SIGLIP) {  // the patches are the tokens: embedded in place, no pre-LayerNorm
         be->matmul_forward(a->enc.res[0], a->patches, m->w.patch_w, m->w.patch_b, B * NP, K, C);  // (B*N, C)
         be->add_broadcast_forward(a->enc.res[0], m->w.pos, B, (size_t)N * C);
@@ -234,6 +288,7 @@ void vit_forward(const ViT *m, ViTActs *a, const void *pixels, int B, int n_laye
 void vit_backward(const ViT *m, ViTActs *a, const void *dpooled, const void *dhidden, int B, int n_layers) {
     const Backend *be = m->enc.be;
     const int C = m->cfg.hidden, NP = m->n_patches, N = m->n_tokens, K = m->patch_dim;
+    CHECK_OR_DIE(m->cfg.kind != VISION_DINOV2, "DINOv2 towers are inference only (their layer scales are folded into the weights)");
     if (m->cfg.kind == VISION_SIGLIP) {
         if (dpooled || dhidden) {
             CHECK_OR_DIE(m->with_post_ln, "output gradients given to a tower without its outputs");

@@ -6,6 +6,12 @@
 //           post-LayerNorm of every token (last_hidden_state) and, with vision_use_head, the attention-pooling
 //           head (pooler_output): a learned probe query attends over the tokens (nn.MultiheadAttention), then
 //           a LayerNorm and an MLP on a residual. LLaVA reads an encoder hidden state here too.
+//   DINOv2  patch embedding with a bias, the class token, the register tokens (dinov2_with_registers) after it,
+//           learned positions for the class token and the patches (interpolated by the loader to the grid the
+//           images give), no pre-LayerNorm, the encoder with layer scale, the final LayerNorm of every token
+//           (last_hidden_state) and the class token's row of it (pooler_output, the image embedding). Inference
+//           only: model/dinov2.c folds each layer scale into the projection before it, so the encoder layer is
+//           CLIP's, and builds tok_base from the class token, registers and positions.
 #pragma once
 #include "clip_encoder.h"
 #include "config.h"
@@ -21,8 +27,13 @@ typedef struct {
 } ViTHeadW;
 
 typedef struct {
-    void *patch_w, *patch_b;  // (C, 3, P, P), SigLIP's (C)
-    void *cls, *pos;          // CLIP's (C); (n_tokens, C)
+    void *patch_w, *patch_b;  // (C, 3, P, P), SigLIP's and DINOv2's (C)
+    void *cls, *pos;          // CLIP's and DINOv2's (C); (n_tokens, C), DINOv2's (1 + pos_grid^2, C)
+    void *registers;          // DINOv2 with registers: (n_registers, C)
+    void **ls;                // DINOv2: (2 * layers) pointers to layer l's (C) attention and MLP layer scales
+    void *tok_base;           // DINOv2: (n_tokens, C) each token before its patch embedding is added: class token +
+                              // its position, the registers, the patch positions at this grid (not a parameter:
+                              // built from the weights by dinov2_load)
     void *pre_w, *pre_b;      // CLIP's (C), (C)
     void *post_w, *post_b;    // (C), (C)
     ViTHeadW head;            // SigLIP with vision_use_head
@@ -33,6 +44,7 @@ typedef struct {
     ClipEncoder enc;    // enc.layers = layers registered (LLaVA: only those up to the feature layer)
     int with_post_ln;   // the tower's own outputs: CLIP's pooled class token; SigLIP's post-LN hidden states and head
     int has_head;       // SigLIP's attention-pooling head (with_post_ln and vision_use_head)
+    int first_patch;    // token row of each image's first patch: 1 (CLIP), 0 (SigLIP), 1 + registers (DINOv2)
     int grid, n_patches, n_tokens, patch_dim;  // grid^2 patches, +1 class token (CLIP), 3*P*P
     ViTW w, g;
 } ViT;
@@ -52,7 +64,7 @@ typedef struct {
     void *dpe, *demb, *dcls;                          // backward scratch
     int *idx_patch, *idx_cls, *idx_zero;              // (B*NP) patch rows, (B) first token of each image, (B) zeros
     // SigLIP's outputs: the post-LayerNorm of every token, and the head on them
-    void *post;                       // (B*N, C) last_hidden_state
+    void *post;                       // (B*N, C) last_hidden_state (SigLIP and DINOv2)
     void *hprobe, *hq, *hqg, *hkv;    // (B, C) probe rows, (B, C) their queries, (B*N, C) query grid, (B*N, 2C) keys|values
     void *hatt, *hlse, *hatt_rows;    // (B*N, C) attention grid, (B, NH, N) acc, (B, C) the probe rows of it
     void *hres, *hln, *hln_mean, *hln_rstd, *hfc1, *hfc1a, *hfc2;  // (B, C), (B, C), (B), (B), (B, F), (B, F), (B, C)
@@ -62,8 +74,8 @@ typedef struct {
 
 void vit_acts_layout(ViTActs *a, const ViT *m, int cap_images, int keep, int backward, Arena *ar);
 void vit_acts_free(ViTActs *a);
-// pixels (B, 3, H, W) act -> a->enc.res[n_layers] (B*N, C); with post_ln also a->pooled (B, C) (CLIP: the class
-// token's post-LayerNorm; SigLIP: the head's output, when it has one) and, for SigLIP, a->post (B*N, C)
+// pixels (B, 3, H, W) act -> a->enc.res[n_layers] (B*N, C); with post_ln also a->pooled (B, C) (CLIP and DINOv2: the
+// class token's post-LayerNorm; SigLIP: the head's output, when it has one) and, for SigLIP and DINOv2, a->post (B*N, C)
 void vit_forward(const ViT *m, ViTActs *a, const void *pixels, int B, int n_layers);
 // Precondition: a->enc.dres holds dL/d res[n_layers] (zero it if only the tower's outputs have gradients).
 // dpooled (B, C) or NULL; dhidden (B*N, C), SigLIP's dL/d a->post, or NULL. Accumulates all weight gradients.

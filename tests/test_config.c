@@ -9,6 +9,7 @@
 
 #include "../model/clip.h"
 #include "../model/config.h"
+#include "../model/dinov2.h"
 #include "../model/llava.h"
 #include "../model/siglip.h"
 #include "../util/common.h"
@@ -18,13 +19,21 @@
 
 // Parses (and, when that succeeds and build is set, builds the model with zeroed weights on the CPU),
 // catching fatal errors in process: 0 on success, 1 with the message in fatal_message.
-enum { KIND_LLAVA, KIND_CLIP, KIND_SIGLIP };
+enum { KIND_LLAVA, KIND_CLIP, KIND_SIGLIP, KIND_DINOV2 };
 
 static int try_config(int kind, const char *json, size_t len, int build) {
     jmp_buf jb;
     fatal_catch = &jb;
     if (setjmp(jb)) { fatal_catch = NULL; return 1; }
-    if (kind == KIND_SIGLIP) {
+    if (kind == KIND_DINOV2) {
+        VisionConfig c;
+        dinov2_config_parse_len(&c, json, len, SRC);
+        if (build) {
+            Dinov2 m;
+            dinov2_init(&m, &backend_cpu, &c);
+            dinov2_free(&m);
+        }
+    } else if (kind == KIND_SIGLIP) {
         VisionConfig c;
         siglip_vision_config_parse_len(&c, json, len, SRC);
         if (build) {
@@ -92,7 +101,7 @@ static void sweep(int kind, const char *fixture, int *n_ok, int *n_err) {
     free(text);
     IntFields f = {0};
     collect_ints(root, &f);
-    EXPECTF(f.n >= (kind == KIND_SIGLIP ? 7 : 15), "%s: only %d integer fields found", fixture, f.n);
+    EXPECTF(f.n >= (kind == KIND_SIGLIP || kind == KIND_DINOV2 ? 7 : 15), "%s: only %d integer fields found", fixture, f.n);
     // the values of the issue, then 2^64, -inf (1e999 overflows to it) and a fraction
     const char *values[] = {"0", "-1", "2147483647", "9223372036854775808", "18446744073709551616", "-1e999", "2.5"};
     const char *shown[] = {"0", "-1", "2147483647", "9.2233720368547758e+18", "1.8446744073709552e+19", "-inf", "2.5"};
@@ -295,4 +304,35 @@ TEST(config_cli_error_names_file_key_value) {
     EXPECTF(rc != 0, "exit %d", rc);
     EXPECTF(err && strstr(err, "config.json") && strstr(err, "text_config.num_hidden_layers = 100000000"), "stderr: %s", err ? err : "");
     free(err);
+}
+
+// DINOv2's config (dinov2, dinov2_with_registers): every integer field swept, the class defaults, and what is refused
+TEST(config_dinov2) {
+    int ok = 0, err = 0;
+    sweep(KIND_DINOV2, "tests/fixtures/models/dinov2/config.json", &ok, &err);
+    EXPECTF(err > 30, "dinov2: %d errors, %d loads", err, ok);
+    ok = err = 0;
+    sweep(KIND_DINOV2, "tests/fixtures/models/dinov2_reg/config.json", &ok, &err);
+    EXPECTF(err > 30, "dinov2_with_registers: %d errors, %d loads", err, ok);
+    VisionConfig v;
+    const char *large = "{\"model_type\": \"dinov2\", \"hidden_size\": 1024, \"num_hidden_layers\": 24, "
+                        "\"num_attention_heads\": 16, \"image_size\": 518, \"patch_size\": 14, \"mlp_ratio\": 4}";
+    dinov2_config_parse_len(&v, large, strlen(large), SRC);  // facebook/dinov2-large
+    EXPECT(v.kind == VISION_DINOV2 && v.intermediate == 4096 && v.pos_grid == 37 && v.n_registers == 0 && !v.pos_antialias);
+    const char *reg = "{\"model_type\": \"dinov2_with_registers\"}";
+    dinov2_config_parse_len(&v, reg, strlen(reg), SRC);
+    EXPECT(v.n_registers == 4 && v.patch_size == 16 && v.pos_antialias && vision_config_tokens(&v) == 14 * 14 + 5);
+    const char *bad[][2] = {{"{\"model_type\": \"siglip\"}", "not a DINOv2 model"},
+                            {"{\"model_type\": \"dinov2\", \"use_swiglu_ffn\": true}", "use_swiglu_ffn"},
+                            {"{\"model_type\": \"dinov2\", \"qkv_bias\": false}", "qkv_bias"},
+                            {"{\"model_type\": \"dinov2\", \"mlp_ratio\": 0}", "mlp_ratio"},
+                            {"{\"model_type\": \"dinov2\", \"mlp_ratio\": 0.0001}", "mlp_ratio"},
+                            {"{\"model_type\": \"dinov2\", \"patch_size\": [14, 14]}", "patch_size"},
+                            {"{\"model_type\": \"dinov2\", \"hidden_size\": 100}", "num_attention_heads"},
+                            {"{\"model_type\": \"dinov2_with_registers\", \"num_register_tokens\": -1}", "num_register_tokens"},
+                            {"{\"model_type\": \"dinov2\", \"hidden_act\": \"relu\"}", "'relu'"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        EXPECTF(try_config(KIND_DINOV2, bad[i][0], strlen(bad[i][0]), 0) == 1, "accepted %s", bad[i][0]);
+        EXPECTF(strstr(fatal_message, SRC) && strstr(fatal_message, bad[i][1]), "for %s: %s", bad[i][0], fatal_message);
+    }
 }

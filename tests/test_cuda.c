@@ -20,6 +20,7 @@
 #include "../model/generate.h"
 #include "../model/llava.h"
 #include "../model/safetensors.h"
+#include "../model/dinov2.h"
 #include "../model/siglip.h"
 #include "../util/common.h"
 #include "test.h"
@@ -896,6 +897,40 @@ TEST(cuda_model_siglip_vision) {
     free(pixels); free(dp); free(dh);
     siglip_vision_acts_free(&ac); siglip_vision_acts_free(&ag);
     siglip_vision_free(&mc); siglip_vision_free(&mg);
+    st_close(ex);
+}
+
+// DINOv2 at a size whose grid interpolates the position embeddings (42 px on a 4 x 4 table: 6 x 6), forward only:
+// the CPU runs with the GPU's stored weights (layer scales folded) and token table
+TEST(cuda_model_dinov2) {
+    const char *dir = "tests/fixtures/models/dinov2";
+    Dinov2 mc, mg;
+    dinov2_load(&mc, CPU(), dir, 42);
+    dinov2_load(&mg, GPU(), dir, 42);
+    const int N = mc.vision.n_tokens, C = mc.cfg.hidden;
+    float *w = xmalloc(sizeof(float) * (mc.ps.numel > (size_t)N * C ? mc.ps.numel : (size_t)N * C));
+    GPU()->download_act(w, mg.ps.data, mc.ps.numel);
+    CPU()->upload_act(mc.ps.data, w, mc.ps.numel);
+    GPU()->download_act(w, mg.vision.w.tok_base, (size_t)N * C);
+    CPU()->upload_act(mc.vision.w.tok_base, w, (size_t)N * C);
+    free(w);
+    SafeTensors *ex = st_open_or_die("tests/fixtures/models/dinov2/expected.safetensors");
+    const STTensor *tp = st_find(ex, "pixel_values_42");
+    const int B = (int)tp->shape[0];
+    float *pixels = xmalloc(sizeof(float) * tp->numel);
+    st_to_f32(tp, pixels);
+    Dinov2Acts ac, ag;
+    dinov2_acts_init(&ac, &mc, B);
+    dinov2_acts_init(&ag, &mg, B);
+    dinov2_forward(&mc, &ac, pixels, B);
+    dinov2_forward(&mg, &ag, pixels, B);
+    Buf hid = buf_view(ac.v.post, ag.v.post, (size_t)B * N * C), pool = buf_view(ac.v.pooled, ag.v.pooled, (size_t)B * C);
+    EXPECT_CLOSE(hid, TOL_MODEL_LOGITS, "dinov2 last_hidden_state");
+    EXPECT_CLOSE(pool, TOL_MODEL_LOGITS, "dinov2 pooler_output");
+    printf("      dinov2 at 42 px: hidden %.2e, pooled %.2e max-relative\n", buf_err(&hid), buf_err(&pool));
+    free(pixels);
+    dinov2_acts_free(&ac); dinov2_acts_free(&ag);
+    dinov2_free(&mc); dinov2_free(&mg);
     st_close(ex);
 }
 

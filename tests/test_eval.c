@@ -822,7 +822,7 @@ TEST(eval_qa_prior_following_errors) {
                              "{\"question_id\": 3, \"text\": \"blue\"}\n{\"question_id\": 4, \"text\": \"3\"}\n"
                              "{\"question_id\": 5, \"text\": \"purple\"}\n");
     char *o = path_join(test_tmpdir(), "qa_prior.json"), args[2048], *out, *err;
-    snprintf(args, sizeof(args), "eval qa --questions %s --answers %s --by atypical --by type --out %s", q, a, o);
+    snprintf(args, sizeof(args), "eval qa --questions %s --answers %s --by atypical --by type --by type+atypical --out %s", q, a, o);
     int rc = test_run_vlm(args, &out, &err);
     EXPECTF(rc == 0, "exit %d: %s", rc, err);
     EXPECTF(strstr(out, "prior-following errors: 2 of 3 wrong answers"), "%s", out);
@@ -844,8 +844,16 @@ TEST(eval_qa_prior_following_errors) {
     // type color {1, 2, 3, 5}: acc 1/4, prior err 2/3
     EXPECT_NEAR(num(j, "metrics", "by", "type", "color", "accuracy", NULL), 0.25, 1e-12);
     EXPECT_NEAR(num(j, "metrics", "by", "type", "color", "prior_err", NULL), 2.0 / 3, 1e-12);
+    // crossed fields (--by type+atypical): color+false {1}: acc 1; color+true {2, 3, 5}: acc 0; count+none {4}
+    EXPECT_STRS(at(at(at(j, "items"), "by"), "type+atypical"), "color+false", "color+true", "color+true", "count+none", "color+true");
+    EXPECT_NEAR(num(j, "metrics", "by", "type+atypical", "color+false", "accuracy", NULL), 1.0, 1e-12);
+    EXPECT_NEAR(num(j, "metrics", "by", "type+atypical", "color+true", "accuracy", NULL), 0.0, 1e-12);
+    EXPECT_NEAR(num(j, "metrics", "by", "type+atypical", "color+true", "n", NULL), 3, 0);
+    EXPECT_NEAR(num(j, "metrics", "by", "type+atypical", "count+none", "n", NULL), 1, 0);
     cJSON_Delete(j);
     free(out); free(err);
+    snprintf(args, sizeof(args), "eval qa --questions %s --answers %s --by type+", q, a);
+    expect_cli_error(args, "type+", "a field name on each side", NULL);
     char *bad = test_write_tmp("qa_prior_bad.jsonl", "{\"question_id\": 1, \"answer\": \"red\", \"prior_answer\": 3}\n");
     char *a1 = test_write_tmp("qa_prior_a1.jsonl", "{\"question_id\": 1, \"text\": \"red\"}\n");
     snprintf(args, sizeof(args), "eval qa --questions %s --answers %s", bad, a1);

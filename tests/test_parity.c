@@ -4,9 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../data/preprocess.h"
 #include "../model/clip.h"
 #include "../model/llava.h"
 #include "../model/siglip.h"
+#include "../model/dinov2.h"
 #include "../model/safetensors.h"
 #include "../train/losses.h"
 #include "../util/common.h"
@@ -284,4 +286,78 @@ TEST(parity_siglip_vision) {
     siglip_vision_acts_free(&a);
     st_close(ex);
     siglip_vision_free(&m);
+}
+
+// A DINOv2 fixture at each of its image sizes: the pretraining grid and sizes whose grid needs the position
+// embeddings interpolated (bicubic up and down; antialiased for the registers model)
+static void dinov2_parity(const char *name, const int *sizes, int n_sizes) {
+    char dir[256], path[300], key[64];
+    snprintf(dir, sizeof(dir), FIXTURES "%s", name);
+    snprintf(path, sizeof(path), "%s/expected.safetensors", dir);
+    SafeTensors *ex = st_open_or_die(path);
+    for (int s = 0; s < n_sizes; s++) {
+        const int S = sizes[s];
+        Dinov2 m;
+        dinov2_load(&m, &backend_cpu, dir, S);
+        snprintf(key, sizeof(key), "pixel_values_%d", S);
+        const int B = (int)st_find(ex, key)->shape[0], N = m.vision.n_tokens, C = m.cfg.hidden;
+        float *pixels = ex_f32(ex, key, NULL);
+        snprintf(key, sizeof(key), "last_hidden_state_%d", S);
+        EXPECT(st_find(ex, key)->shape[1] == N);
+        float *want_hidden = ex_f32(ex, key, NULL);
+        snprintf(key, sizeof(key), "pooler_output_%d", S);
+        float *want_pooled = ex_f32(ex, key, NULL);
+        Dinov2Acts a;
+        dinov2_acts_init(&a, &m, B);
+        dinov2_forward(&m, &a, pixels, B);
+        float *hidden = xmalloc(sizeof(float) * B * N * C), *pooled = xmalloc(sizeof(float) * B * C);
+        backend_cpu.download_act(hidden, a.v.post, (size_t)B * N * C);
+        backend_cpu.download_act(pooled, a.v.pooled, (size_t)B * C);
+        double e_hidden = rel_err(hidden, want_hidden, (size_t)B * N * C), e_pooled = rel_err(pooled, want_pooled, (size_t)B * C);
+        printf("      %s at %d px (grid %d, trained %d): hidden %.2e, pooled %.2e relative error\n", name, S, m.vision.grid,
+               m.cfg.pos_grid, e_hidden, e_pooled);
+        EXPECTF(e_hidden <= 1e-4, "%s at %d px: last_hidden_state relative error %.3g", name, S, e_hidden);
+        EXPECTF(e_pooled <= 1e-4, "%s at %d px: pooler_output relative error %.3g", name, S, e_pooled);
+        float *emb = xmalloc(sizeof(float) * B * C);
+        dinov2_embed(&m, pixels, B, emb);
+        EXPECTF(!memcmp(emb, pooled, sizeof(float) * B * C), "dinov2_embed differs from the forward pass");
+        free(emb); free(hidden); free(pooled); free(pixels); free(want_hidden); free(want_pooled);
+        dinov2_acts_free(&a);
+        dinov2_free(&m);
+    }
+    st_close(ex);
+}
+
+// Dinov2Model in the Hub's key layout: 28 px (the 4 x 4 grid it was built for), 42 px (6 x 6) and 21 px (3 x 3)
+TEST(parity_dinov2) {
+    const int sizes[] = {28, 42, 21};
+    dinov2_parity("dinov2", sizes, 3);
+}
+
+// Dinov2WithRegistersModel (2 registers) under transformers 5's names: 28 px and 35 px (antialiased bicubic)
+TEST(parity_dinov2_registers) {
+    const int sizes[] = {28, 35};
+    dinov2_parity("dinov2_reg", sizes, 2);
+}
+
+// torch.nn.functional.interpolate(mode="bicubic", align_corners=False) with and without antialias on 5 x 5 planes
+TEST(dinov2_interpolate_matches_torch) {
+    SafeTensors *ex = st_open_or_die(FIXTURES "dinov2/interp.safetensors");
+    float *src = ex_f32(ex, "src", NULL);
+    const int shapes[][2] = {{3, 3}, {8, 8}, {2, 7}, {11, 4}};
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+        for (int aa = 0; aa < 2; aa++) {
+            const int h = shapes[i][0], w = shapes[i][1];
+            char key[64];
+            snprintf(key, sizeof(key), "out_%dx%d_aa%d", h, w, aa);
+            float *want = ex_f32(ex, key, NULL), *got = xmalloc(sizeof(float) * 3 * h * w);
+            if (aa) resample_planes(src, 3, 5, 5, got, h, w, RESAMPLE_BICUBIC);
+            else interpolate_bicubic_planes(src, 3, 5, 5, got, h, w);
+            double e = rel_err(got, want, (size_t)3 * h * w);
+            EXPECTF(e <= 1e-6, "%s: relative error %.3g", key, e);
+            free(want);
+            free(got);
+        }
+    free(src);
+    st_close(ex);
 }

@@ -412,3 +412,118 @@ TEST(records_json_array_errors) {
     EXPECTF(strstr(err, "arr_scalar.json: record 2: expected a JSON object") != NULL, "message: %s", err);
     free(out); free(err); free(broken); free(scalar);
 }
+
+// ---- the released MVC filter: SigLIP and DINOv2 image embeddings ------------------------------------------
+
+#define MVC_FILTER "tests/fixtures/mvc_filter/"
+
+// transformers' cosine of record i under encoder key ("siglip_cosine" or "dinov2_cosine")
+static double mvc_expected(const cJSON *ex, int i, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ex, i), key)->valuedouble;
+}
+
+// `vlm score --encoder` with each encoder: PIL-exact preprocessing (SiglipImageProcessor; dinov2's BitImageProcessor
+// with its shortest-edge resize, crop and ImageNet statistics, at a crop whose grid needs the positions
+// interpolated) and the models' pooler_output, against transformers' cosines of the same files
+TEST(score_encoder_matches_transformers) {
+    char *ej = read_file(MVC_FILTER "expected.json", NULL);
+    cJSON *ex = cJSON_Parse(ej);
+    char *recs = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&recs, &len);
+    static const char *const pairs[6][2] = {{"a", "b"}, {"a", "c"}, {"a", "d"}, {"e", "f"}, {"c", "c"}, {"d", "e"}};
+    for (int i = 0; i < 6; i++) fprintf(f, "{\"image\": \"images/%s.png\", \"image2\": \"images/%s.png\"}\n", pairs[i][0], pairs[i][1]);
+    fclose(f);
+    char *data = test_write_tmp("mvc_filter_pairs.jsonl", recs);
+    const char *encoders[2][2] = {{"siglip", "siglip_cosine"}, {"dinov2", "dinov2_cosine"}};
+    for (int k = 0; k < 2; k++) {
+        char args[1024];
+        snprintf(args, sizeof(args), "score --encoder " MVC_FILTER "%s --data %s --images " MVC_FILTER " --device cpu",
+                 encoders[k][0], data);
+        char *out = run_ok(args);
+        int n;
+        cJSON **v = read_lines(out, &n);
+        EXPECT_INT_EQ(n, 6);
+        double worst = 0;
+        for (int i = 0; i < n && i < 6; i++) {
+            const double got = cJSON_GetObjectItemCaseSensitive(v[i], "image_cosine")->valuedouble;
+            const double want = mvc_expected(ex, i, encoders[k][1]), e = fabs(got - want) / fabs(want);
+            worst = e > worst ? e : worst;
+        }
+        printf("      %s: image cosines within %.2e relative of transformers\n", encoders[k][0], worst);
+        EXPECTF(worst <= 1e-4, "%s: relative error %.3g", encoders[k][0], worst);
+        free_lines(v, n);
+        free(out);
+    }
+    // the encoder scores image pairs only; a text record is an error naming the line
+    char *txt = test_write_tmp("mvc_filter_text.jsonl", "{\"image\": \"images/a.png\", \"image2\": \"images/b.png\"}\n"
+                                                      "{\"image\": \"images/a.png\", \"text\": \"a red box\"}\n");
+    char args[1024], *out, *err;
+    snprintf(args, sizeof(args), "score --encoder " MVC_FILTER "dinov2 --data %s --device cpu", txt);
+    EXPECT(test_run_vlm(args, &out, &err) != 0);
+    EXPECTF(strstr(err, "mvc_filter_text.jsonl:2") && strstr(err, "image2"), "message: %s", err);
+    free(out); free(err);
+    // a folder that is not an image encoder
+    snprintf(args, sizeof(args), "score --encoder " MODELS "llava_gqa --data %s --device cpu", data);
+    EXPECT(test_run_vlm(args, &out, &err) != 0);
+    EXPECTF(strstr(err, "model_type 'llava' is not an image encoder"), "message: %s", err);
+    free(out); free(err); free(txt); free(data); free(recs); free(ej);
+    cJSON_Delete(ex);
+}
+
+// `vlm data mvc --similar --different`: kept when SigLIP's cosine > X and DINOv2's < Y, both cosines written;
+// the defaults (0.7, 0.5) keep none of these random models' pairs (every DINOv2 cosine is above 0.85)
+TEST(data_mvc_two_encoders) {
+    char *ej = read_file(MVC_FILTER "expected.json", NULL);
+    cJSON *ex = cJSON_Parse(ej);
+    char args[1024], *out, *err;
+    char *dpo = path_join(test_tmpdir(), "mvc_two_dpo.jsonl");
+    const double above = 0.75, below = 0.95;
+    snprintf(args, sizeof(args), "data mvc --data " MVC_FILTER "mvc.json --similar " MVC_FILTER "siglip --different " MVC_FILTER
+             "dinov2 --similar-above %g --different-below %g --device cpu --dpo-out %s", above, below, dpo);
+    out = run_ok(args);
+    int n, kept_want = 0;
+    cJSON **v = read_lines(out, &n);
+    for (int i = 0; i < cJSON_GetArraySize(ex); i++) {
+        const int keep = mvc_expected(ex, i, "siglip_cosine") > above && mvc_expected(ex, i, "dinov2_cosine") < below;
+        kept_want += keep;
+        int found = -1;
+        for (int j = 0; j < n; j++)
+            if (cJSON_GetObjectItemCaseSensitive(v[j], "id")->valueint == i) found = j;
+        EXPECTF((found >= 0) == keep, "record %d: kept %d, expected %d", i, found >= 0, keep);
+        if (found >= 0) {
+            EXPECT_NEAR(cJSON_GetObjectItemCaseSensitive(v[found], "similar_cosine")->valuedouble, mvc_expected(ex, i, "siglip_cosine"), 1e-4);
+            EXPECT_NEAR(cJSON_GetObjectItemCaseSensitive(v[found], "different_cosine")->valuedouble, mvc_expected(ex, i, "dinov2_cosine"), 1e-4);
+        }
+    }
+    EXPECTF(kept_want >= 2 && kept_want < cJSON_GetArraySize(ex), "the thresholds should split the fixture (%d kept)", kept_want);
+    EXPECT_INT_EQ(n, kept_want);
+    free_lines(v, n);
+    free(out);
+    char *text = read_file(dpo, NULL);
+    v = read_lines(text, &n);
+    EXPECT_INT_EQ(n, kept_want);
+    for (int j = 0; j < n; j++)
+        EXPECT(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(v[j], "similar_cosine")) &&
+               cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(v[j], "different_cosine")));
+    free_lines(v, n);
+    free(text);
+    // the released thresholds: nothing passes here, an error unless --allow-empty
+    snprintf(args, sizeof(args), "data mvc --data " MVC_FILTER "mvc.json --similar " MVC_FILTER "siglip --different " MVC_FILTER
+             "dinov2 --device cpu");
+    EXPECT(test_run_vlm(args, &out, &err) != 0);
+    EXPECTF(strstr(err, "SigLIP cosine > 0.7 and DINOv2 cosine < 0.5") && strstr(err, "no record passed"), "message: %s", err);
+    free(out); free(err);
+    // flags of the other mode, or one encoder of the two, are errors
+    const char *bad[3][2] = {{"--similar " MVC_FILTER "siglip", "go together"},
+                             {"--similar " MVC_FILTER "siglip --different " MVC_FILTER "dinov2 --min-sim 0.5", "--min-sim"},
+                             {"--similar " MVC_FILTER "siglip --different " MVC_FILTER "dinov2 --clip x", "--clip"}};
+    for (int k = 0; k < 3; k++) {
+        snprintf(args, sizeof(args), "data mvc --data " MVC_FILTER "mvc.json %s --device cpu", bad[k][0]);
+        EXPECT(test_run_vlm(args, &out, &err) != 0);
+        EXPECTF(strstr(err, bad[k][1]), "%s: message: %s", bad[k][0], err);
+        free(out); free(err);
+    }
+    free(dpo); free(ej);
+    cJSON_Delete(ex);
+}
