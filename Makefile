@@ -1,6 +1,7 @@
 # vlm.c build. `make` builds ./vlm (CPU backend always; CUDA backend when nvcc is found),
 # `make test` runs the CPU tests, `make test-asan` runs them under AddressSanitizer + UBSan,
 # `make test-cuda` runs the GPU tests (GPU machine; `make test-cuda-fp32` with fp32 activations),
+# `make test-mpi` runs the data-parallel tests (mpirun -np 2 on the CPU),
 # `make demo` runs the miniature study, `make fuzz` fuzzes every parser (clang + libFuzzer, FUZZ_SECONDS each),
 # `make deps` installs the Debian packages the build needs.
 
@@ -18,6 +19,14 @@ CFLAGS   += $(if $(wildcard $(DEPS_DIR)/usr/include/x86_64-linux-gnu/jconfig.h),
 # an absolute rpath: both ./vlm and build/test_vlm find the carried libraries
 LDLIBS   := $(if $(wildcard $(DEPS_DIR)/usr/lib/x86_64-linux-gnu),-L$(DEPS_DIR)/usr/lib/x86_64-linux-gnu -Wl$(,)-rpath$(,)$(abspath $(DEPS_DIR)/usr/lib/x86_64-linux-gnu))
 LDLIBS   += -lcjson -lstb -ljpeg -lz -lm -fopenmp -lpthread
+
+# MPI (data-parallel training, train/dist.h): built in when mpicc (Open MPI, libopenmpi-dev) is found; NO_MPI=1
+# builds without it (a binary that runs one process and refuses mpirun -np N > 1)
+MPICC    ?= $(if $(filter 1,$(NO_MPI)),,$(shell command -v mpicc 2>/dev/null))
+ifneq ($(MPICC),)
+CFLAGS   += -DVLM_MPI $(shell $(MPICC) --showme:compile 2>/dev/null)
+LDLIBS   += $(shell $(MPICC) --showme:link 2>/dev/null)
+endif
 
 BUILD    ?= build
 SANITIZE ?=
@@ -55,6 +64,14 @@ CUDA_OBJS  := $(CUDA_SRCS:%.cu=$(BUILD)/%.o)
 CFLAGS     += -DVLM_CUDA
 LDLIBS     += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcublasLt -lcublas -lcudart -lstdc++ \
               -Wl,-rpath,$(CUDA_HOME)/lib64
+# NCCL (the CUDA backend's collectives in data-parallel training, cuda/nccl.cu) where nccl.h is found
+NCCL_INC   := $(firstword $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h $(DEPS_DIR)/usr/include/nccl.h))
+NCCL_LIB   := $(firstword $(wildcard $(CUDA_HOME)/lib/libnccl.so $(CUDA_HOME)/lib64/libnccl.so /usr/lib/x86_64-linux-gnu/libnccl.so))
+ifneq ($(and $(NCCL_INC),$(NCCL_LIB)),)
+NVCCFLAGS  += -DVLM_NCCL -I$(dir $(NCCL_INC))
+CFLAGS     += -DVLM_NCCL
+LDLIBS     += -L$(dir $(NCCL_LIB)) -lnccl -Wl,-rpath,$(abspath $(dir $(NCCL_LIB)))
+endif
 ifneq ($(CUDNN_INC),)
 NVCCFLAGS  += -DVLM_CUDNN -I$(dir $(CUDNN_INC))
 CFLAGS     += -DVLM_CUDNN
@@ -71,7 +88,7 @@ endif
 endif
 endif
 
-.PHONY: all test test-asan test-cuda test-cuda-asan test-cuda-fp32 demo deps deps-device bench clean flags fixtures fuzz fuzz-build
+.PHONY: all test test-mpi test-asan test-cuda test-cuda-asan test-cuda-fp32 demo deps deps-device bench clean flags fixtures fuzz fuzz-build
 all: flags vlm $(BUILD)/test_vlm
 
 flags:
@@ -108,10 +125,18 @@ $(BUILD)/%.o: %.cu $(FLAGS_STAMP)
 test: deps
 	$(MAKE) vlm $(BUILD)/test_vlm
 	$(BUILD)/test_vlm $(T)
+	$(if $(T),,$(if $(MPICC),$(BUILD)/test_vlm mpi,@echo "test: the mpirun tests need the MPI build (make deps)"; exit 1))
+
+# The data-parallel tests (tests/test_mpi.c, run by `make test` too): 2 ranks against 1 on the CPU backend, ZeRO-1 against the
+# whole optimizer, a checkpoint resumed across rank counts, a killed rank. Needs the MPI build (make deps).
+test-mpi: deps
+	$(MAKE) vlm $(BUILD)/test_vlm
+	$(BUILD)/test_vlm mpi
 
 test-asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 OPT=-O1 build-asan/test_vlm vlm-asan
 	VLM_BIN=./vlm-asan ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 build-asan/test_vlm $(T)
+	$(if $(T),,$(if $(MPICC),VLM_BIN=./vlm-asan ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 build-asan/test_vlm mpi))
 
 vlm-asan: $(CLI_OBJS) $(LIB_OBJS)
 	$(CC) -o $@ $^ $(LDLIBS)
@@ -147,7 +172,7 @@ demo: deps
 # `make test` runs this first: a no-op when the packages are there (or carried in .deps/ on the GPU machine)
 deps:
 	@if [ -d $(DEPS_DIR)/usr/include/cjson ]; then echo "deps: using $(DEPS_DIR)/"; exit 0; fi; \
-	missing=""; for p in libstb-dev libcjson-dev libjpeg62-turbo-dev zlib1g-dev; do \
+	missing=""; for p in libstb-dev libcjson-dev libjpeg62-turbo-dev zlib1g-dev libopenmpi-dev openmpi-bin; do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then echo "deps: all installed"; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q $$missing; \

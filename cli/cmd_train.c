@@ -86,14 +86,19 @@ static void usage(void) {
         "  --peak-tflops X      the GPU's bf16 matmul ceiling for the MFU on the progress line (760: H100)\n"
         "  --attention flash|cudnn   GPU attention (default cudnn, faster; flash is bit-reproducible, which a\n"
         "                       bit-exact --resume on the GPU needs)\n"
+        "data parallel: mpirun -np N vlm train ... (one rank per GPU; gradients summed over NCCL on the GPU, MPI on\n"
+        "  the CPU): each step's --batch x --grad-accum examples are shared, --grad-accum / N micro-batches a rank\n"
+        "                       (--grad-accum must be a multiple of N); rank 0 logs and writes checkpoints, which\n"
+        "                       resume on any rank count\n"
+        "  --no-zero            every rank keeps the whole AdamW state (default: ZeRO-1, 1/N of it a rank; the same bits)\n"
         "memory plan\n"
         "  --plan               print where the device memory of this run would go and exit, allocating nothing:\n"
         "                       weights, gradients, fp32 masters, AdamW state, activations, reference, LoRA, and\n"
         "                       what-if variants (--recompute, --ref, LoRA, ZeRO-1) against an H200 and an 80 GB GPU.\n"
         "                       Reads --model DIR's config.json only (or --shape llava-7b|llava-1.4b|llava-tiny|\n"
         "                       llava-demo), not --data: rows have --prompt-len N (64) + --response-len N (64) text\n"
-        "                       tokens besides the image's. --world-size N: the ZeRO-1 sharding over N ranks (a\n"
-        "                       projection: data-parallel training is not built yet). --device cpu plans the CPU\n"
+        "                       tokens besides the image's. --world-size N: the ZeRO-1 sharding over N ranks (as\n"
+        "                       mpirun -np N allocates it). --device cpu plans the CPU\n"
         "                       backend. The flags above shape the plan as they shape the run (--batch, --train,\n"
         "                       --lora-r, --ref, --recompute, --no-pack, --val); the LLaVA recipes only, not clip\n\n"
         "recipes (train/recipes.c) and their presets: flag, value, source\n");
@@ -189,6 +194,7 @@ int cmd_train(int argc, char **argv) {
     c.stop_at = (int)arg_int(&a, "--stop-at", 0);
     c.quiet = arg_flag(&a, "--quiet");
     c.recompute = arg_flag(&a, "--recompute");
+    c.no_zero = arg_flag(&a, "--no-zero");
     c.peak_tflops = arg_float(&a, "--peak-tflops", c.peak_tflops);
     const char *init = arg_str(&a, "--init", NULL);
     if (init && strcmp(init, "random")) fatal("vlm train: --init '%s': the only choice is random", init);
@@ -207,7 +213,8 @@ int cmd_train(int argc, char **argv) {
         return plan_train(stdout, &c, shape, (int)prompt_len, (int)response_len, (int)world);
     }
     if (shape || world != 1 || prompt_len != 64 || response_len != 64)
-        fatal("vlm train: --shape, --world-size, --prompt-len and --response-len go with --plan (training runs on one process)");
+        fatal("vlm train: --shape, --world-size, --prompt-len and --response-len go with --plan (a data-parallel run's ranks "
+              "come from mpirun -np N)");
     if (!c.model_dir || !c.data_path || !c.out_dir) fatal("vlm train: --model, --data and --out are required (see --help)");
     return train_run(&c);
 }

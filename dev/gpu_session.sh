@@ -31,6 +31,9 @@
 #     export          a GPU-trained checkpoint exported with vlm export --to-hf, loaded by the machine's
 #                     transformers, log-probs compared (issue 5's check)
 #     demo            the miniature study, full size, one seed; its table and log under $OUT
+#     dist            data-parallel training on the CUDA backend (train/dist.h): the NCCL library's version, a
+#                     DPO run at world size 1 under mpirun, and 2 ranks on the one GPU (NCCL_MULTI_RANK_GPU_ENABLE=1,
+#                     NCCL 2.30 or newer) whose losses must match the 1-rank run's (bf16 tolerance)
 #
 # Every step has its own timeout (STEP_TIMEOUT overrides them all), never longer than what is left of BUDGET,
 # so one hang cannot eat the run; a step that no longer fits is recorded "skipped: budget". A failed step does
@@ -266,8 +269,39 @@ for phase in "${PHASES[@]}"; do
         step demo demo gpu 570 env SEEDS=1 DEMO_OUT=demo-out/full RESULTS="$OUT/demo-full" bash demo/run.sh full
         cp demo-out/full/demo.log "$OUT/demo-full.log" 2>/dev/null
         ;;
+    dist)
+        D=$WORK/dist
+        rm -rf "$D" && mkdir -p "$D"
+        # the version of the libnccl this vlm loads (the header's may differ), as an integer: 23001 is 2.30.1
+        lib=$(ldd ./vlm 2>/dev/null | awk '/libnccl/ {print $3; exit}')
+        ver=$(python3 -c "import ctypes,sys; v=ctypes.c_int(); ctypes.CDLL(sys.argv[1]).ncclGetVersion(ctypes.byref(v)); print(v.value)" \
+            "$lib" 2>/dev/null)
+        echo "dist: libnccl ${lib:-not linked} version ${ver:-unknown}" | tee -a "$OUT/summary.txt"
+        args="--recipe dpo --model tests/fixtures/models/llava_gqa --data tests/fixtures/train/dpo.jsonl --steps 5 --batch 2 \
+            --grad-accum 2 --lr 1e-3 --warmup-steps 0 --device cuda --attention flash --quiet"
+        if ! command -v mpirun >/dev/null; then
+            skip dist_w1 dist "no mpirun on this machine (Open MPI is not installed)"
+            skip dist_w2 dist "no mpirun on this machine (Open MPI is not installed)"
+        else
+            mpi="mpirun --oversubscribe --allow-run-as-root"
+            step dist_w1 dist gpu 180 $mpi -np 1 ./vlm train $args --out "$D/w1"
+            if [ -n "$ver" ] && [ "$ver" -ge 23000 ]; then
+                step dist_w2 dist gpu 180 $mpi -np 2 -x NCCL_MULTI_RANK_GPU_ENABLE=1 ./vlm train $args --out "$D/w2"
+                # the losses of the two runs, step by step, within bf16's summation tolerance
+                step dist_compare dist gpu 30 python3 -c "
+import json, sys
+a = [json.loads(l)['loss'] for l in open('$D/w1/metrics.jsonl')]
+b = [json.loads(l)['loss'] for l in open('$D/w2/metrics.jsonl')]
+print('1 rank ', a); print('2 ranks', b)
+sys.exit(0 if len(a) == len(b) == 5 and all(abs(x - y) <= 2e-2 * max(1, abs(x)) for x, y in zip(a, b)) else 1)"
+            else
+                skip dist_w2 dist "NCCL ${ver:-unknown} is older than 2.30: two ranks cannot share one GPU"
+            fi
+        fi
+        for w in w1 w2; do cp "$D/$w/metrics.jsonl" "$OUT/dist_${w}_metrics.log" 2>/dev/null; done
+        ;;
     *)
-        echo "unknown phase '$phase' (all build test train svco50 decode kernels sanitize asan fp32 export demo)" |
+        echo "unknown phase '$phase' (all build test train svco50 decode kernels sanitize asan fp32 export demo dist)" |
             tee -a "$OUT/summary.txt"
         ;;
     esac

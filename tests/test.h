@@ -14,6 +14,10 @@ const char *test_shared_data(void);
 // Runs the vlm binary with a shell command line (the binary path is prepended) and returns the exit status;
 // stdout and stderr are captured into out/err (malloc'd, may be NULL to discard).
 int test_run_vlm(const char *args, char **out, char **err);
+// A fresh folder NAME in the test's temporary directory with the GQA fixture's images in NAME/images (fresh string).
+char *test_image_dir(const char *name);
+// Reads "key" of every line of a metrics log (metrics.jsonl) into out; returns the count.
+int test_read_metric(const char *log, const char *key, double *out, int max);
 // Runs a shell command line; returns its wait status as system() does (-1 if it could not start). It spawns
 // rather than forks (see tests/test_main.c).
 int test_shell(const char *cmd);

@@ -137,18 +137,37 @@ int test_run_vlm(const char *args, char **out, char **err) {
     return rc;
 }
 
+char *test_image_dir(const char *name) {
+    char *dir = path_join(test_tmpdir(), name), cmd[1024];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r tests/fixtures/models/llava_gqa/images %s/", dir, dir, dir);
+    if (test_shell(cmd) != 0) fatal("cannot prepare %s", dir);
+    return dir;
+}
+
+int test_read_metric(const char *log, const char *key, double *out, int max) {
+    char *text = read_file(log, NULL), pat[96];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    int n = 0;
+    for (char *p = text; n < max && (p = strstr(p, pat)); p += strlen(pat)) out[n++] = atof(p + strlen(pat));
+    free(text);
+    return n;
+}
+
 int main(int argc, char **argv) {
     atexit(remove_tmpdir);
     threads_adapt_off();  // the tests set the thread counts they compare; the vlm they start adapts its own
-    int passed = 0, failed = 0, gpu_skipped = 0;
+    int passed = 0, failed = 0, gpu_skipped = 0, mpi_skipped = 0;
     double t_all = now_seconds();
     for (int i = 0; i < n_tests; i++) {
         int selected = argc <= 1;
         for (int a = 1; a < argc; a++) if (strstr(tests[i].name, argv[a])) selected = 1;
-        // GPU tests run only when asked for by name (make test-cuda), and the summary says how many were not run
-        int gpu = !strncmp(tests[i].name, "cuda_", 5), asked = 0;
+        // GPU tests run only when asked for by name (make test-cuda), and the summary says how many were not run;
+        // so do the tests that start mpirun (make test runs them in a second pass, `build/test_vlm mpi`)
+        int gpu = !strncmp(tests[i].name, "cuda_", 5), mpi = !strncmp(tests[i].name, "mpi_", 4), asked = 0, asked_mpi = 0;
         for (int a = 1; a < argc; a++) if (!strncmp(argv[a], "cuda", 4)) asked = 1;
+        for (int a = 1; a < argc; a++) if (!strncmp(argv[a], "mpi", 3)) asked_mpi = 1;
         if (gpu && !asked) { gpu_skipped += selected; continue; }
+        if (mpi && !asked_mpi) { mpi_skipped += selected; continue; }
         if (!selected) continue;
         current_failures = 0;
         double t0 = now_seconds();
@@ -160,6 +179,7 @@ int main(int argc, char **argv) {
     }
     printf("total time %.1fs\n", now_seconds() - t_all);
     if (gpu_skipped) printf("%d GPU tests not run here (make test-cuda runs them on a GPU machine)\n", gpu_skipped);
+    if (mpi_skipped) printf("%d mpirun tests not run in this pass (build/test_vlm mpi, make test-mpi, runs them)\n", mpi_skipped);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -34,9 +34,7 @@ static void append_ids(char *buf, size_t cap, const char *key, int n, int with_i
 
 // Writes n examples of a recipe (ids form) into a fresh folder with the fixture images; returns the file.
 static char *write_data(const char *name, const char *recipe, int n, int bad_line) {
-    char *dir = path_join(test_tmpdir(), name), cmd[1024];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r " GQA "/images %s/", dir, dir, dir);
-    if (test_shell(cmd) != 0) fatal("cannot prepare %s", dir);
+    char *dir = test_image_dir(name);
     size_t cap = 1 << 20, len = 0;
     char *text = xmalloc(cap), line[4096];
     for (int i = 0; i < n; i++) {
@@ -63,21 +61,11 @@ static char *write_data(const char *name, const char *recipe, int n, int bad_lin
     return path;
 }
 
-// Reads "key" of every line of a metrics log into out (returns the count).
-static int read_metric(const char *log, const char *key, double *out, int max) {
-    char *text = read_file(log, NULL), pat[96];
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    int n = 0;
-    for (char *p = text; n < max && (p = strstr(p, pat)); p += strlen(pat)) out[n++] = atof(p + strlen(pat));
-    free(text);
-    return n;
-}
-
 // Expects `key` to be logged n times in each of two metrics logs, pairwise within tol (0: the same bits).
 static void expect_same_metric(const char *log_a, const char *log_b, const char *key, int n, double tol) {
     double x[16], y[16];
-    EXPECT_INT_EQ(read_metric(log_a, key, x, 16), n);
-    EXPECT_INT_EQ(read_metric(log_b, key, y, 16), n);
+    EXPECT_INT_EQ(test_read_metric(log_a, key, x, 16), n);
+    EXPECT_INT_EQ(test_read_metric(log_b, key, y, 16), n);
     for (int i = 0; i < n && i < 16; i++)
         EXPECTF(tol > 0 ? fabs(x[i] - y[i]) <= tol : x[i] == y[i], "%s, line %d: %.17g vs %.17g", key, i + 1, x[i], y[i]);
 }
@@ -124,7 +112,7 @@ static void check_recipe_learns_on(const char *model, const char *recipe, const 
     char log[512];
     snprintf(log, sizeof(log), "%s/run/metrics.jsonl", out);
     double loss[64];
-    int n = read_metric(log, "loss", loss, 64);
+    int n = test_read_metric(log, "loss", loss, 64);
     EXPECT_INT_EQ(n, 24);
     if (first_loss > 0) EXPECT_NEAR(loss[0], first_loss, 1e-9);  // policy = reference at step 1
     double a = (loss[0] + loss[1] + loss[2]) / 3, b = (loss[n - 1] + loss[n - 2] + loss[n - 3]) / 3;
@@ -162,11 +150,11 @@ TEST(train_mdpo_fresh_crops) {
     char mlog[600];
     snprintf(mlog, sizeof(mlog), "%s/a/metrics.jsonl", dir);
     double v[8];
-    EXPECT_INT_EQ(read_metric(mlog, "loss/response", v, 8), 4);
+    EXPECT_INT_EQ(test_read_metric(mlog, "loss/response", v, 8), 4);
     EXPECT_NEAR(v[0], log(2.0), 1e-9);
-    EXPECT_INT_EQ(read_metric(mlog, "loss/anchor", v, 8), 4);
+    EXPECT_INT_EQ(test_read_metric(mlog, "loss/anchor", v, 8), 4);
     EXPECT_NEAR(v[0], log(2.0), 1e-9);
-    EXPECT_INT_EQ(read_metric(mlog, "loss/image", v, 8), 4);
+    EXPECT_INT_EQ(test_read_metric(mlog, "loss/image", v, 8), 4);
     EXPECTF(fabs(v[0] - log(2.0)) > 1e-6, "the image term at step 1 is log 2 (%.12f): policy and reference saw the same crop", v[0]);
     snprintf(args, sizeof(args), "train %s --data %s --out %s/b --stop-at 2", common, data, dir);
     EXPECTF(run_train(args, &err) == 0, "b: %s", err); free(err);
@@ -202,7 +190,7 @@ TEST(train_dpo_loss_types) {
         char log[600];
         snprintf(log, sizeof(log), "%s/run%zu/metrics.jsonl", dir, k);
         double loss[16];
-        EXPECT_INT_EQ(read_metric(log, "loss", loss, 16), 8);
+        EXPECT_INT_EQ(test_read_metric(log, "loss", loss, 16), 8);
         EXPECT_NEAR(loss[0], cases[k].step0, 1e-9);
         EXPECTF(loss[7] < loss[0], "%s: loss %.4f -> %.4f", cases[k].type, loss[0], loss[7]);
     }
@@ -243,7 +231,7 @@ TEST(train_resume_is_bit_exact) {
     char log[600];
     snprintf(log, sizeof(log), "%s/metrics.jsonl", b);
     double steps[32];
-    EXPECT_INT_EQ(read_metric(log, "step", steps, 32), 8);
+    EXPECT_INT_EQ(test_read_metric(log, "step", steps, 32), 8);
     free(a); free(b); free(data);
 }
 
@@ -305,8 +293,8 @@ TEST(train_last_layer_pruning_is_exact) {
             double x[4], y[4];
             snprintf(pa, sizeof(pa), "%s/full/metrics.jsonl", dir);
             snprintf(pb, sizeof(pb), "%s/pruned/metrics.jsonl", dir);
-            EXPECT_INT_EQ(read_metric(pa, "loss", x, 4), 3);
-            EXPECT_INT_EQ(read_metric(pb, "loss", y, 4), 3);
+            EXPECT_INT_EQ(test_read_metric(pa, "loss", x, 4), 3);
+            EXPECT_INT_EQ(test_read_metric(pb, "loss", y, 4), 3);
             for (int i = 0; i < 3; i++) EXPECT_NEAR(x[i], y[i], 1e-5);  // as packed against unpacked
         }
         free(dir); free(data);
@@ -435,7 +423,7 @@ TEST(train_text_examples_with_tokenizer) {
     char logf[600];
     snprintf(logf, sizeof(logf), "%s/run/metrics.jsonl", dir);
     double loss[8];
-    EXPECT_INT_EQ(read_metric(logf, "loss", loss, 8), 6);
+    EXPECT_INT_EQ(test_read_metric(logf, "loss", loss, 8), 6);
     EXPECT_NEAR(loss[0], log(2.0), 1e-9);
     EXPECTF(loss[5] < loss[0], "loss %.4f -> %.4f", loss[0], loss[5]);
     free(path); free(dir);
@@ -459,12 +447,12 @@ TEST(train_packing_is_exact) {
         snprintf(la, sizeof(la), "%s/packed/metrics.jsonl", a);
         snprintf(lb, sizeof(lb), "%s/plain/metrics.jsonl", a);
         double x[8], y[8], tx[8], ty[8];
-        EXPECT_INT_EQ(read_metric(la, "loss", x, 8), 5);
-        EXPECT_INT_EQ(read_metric(lb, "loss", y, 8), 5);
+        EXPECT_INT_EQ(test_read_metric(la, "loss", x, 8), 5);
+        EXPECT_INT_EQ(test_read_metric(lb, "loss", y, 8), 5);
         for (int i = 0; i < 5; i++) EXPECT_NEAR(x[i], y[i], 1e-5);
         // and packing really removed tokens: the shared prefixes are counted once
-        read_metric(la, "tokens", tx, 8);
-        read_metric(lb, "tokens", ty, 8);
+        test_read_metric(la, "tokens", tx, 8);
+        test_read_metric(lb, "tokens", ty, 8);
         EXPECTF(tx[0] == ty[0], "both runs count the logical rows' tokens (%g vs %g)", tx[0], ty[0]);
         free(a); free(data);
     }
@@ -497,7 +485,7 @@ TEST(train_from_shard_equals_jsonl) {
         free(err);
         char logf[600];
         snprintf(logf, sizeof(logf), "%s/run%d/metrics.jsonl", dir, k);
-        EXPECT_INT_EQ(read_metric(logf, "loss", loss[k], 8), 4);
+        EXPECT_INT_EQ(test_read_metric(logf, "loss", loss[k], 8), 4);
     }
     for (int i = 0; i < 4; i++) EXPECT_NEAR(loss[1][i], loss[0][i], 1e-12);
     char state[600];
@@ -565,8 +553,8 @@ TEST(train_clip_learns_and_resumes) {
     char logf[600];
     snprintf(logf, sizeof(logf), "%s/a/metrics.jsonl", o);
     double loss[16], acc[16];
-    EXPECT_INT_EQ(read_metric(logf, "loss", loss, 16), 12);
-    read_metric(logf, "accuracy/image_to_text", acc, 16);
+    EXPECT_INT_EQ(test_read_metric(logf, "loss", loss, 16), 12);
+    test_read_metric(logf, "accuracy/image_to_text", acc, 16);
     EXPECTF(loss[11] < 0.3 * loss[0], "clip loss %.4f -> %.4f", loss[0], loss[11]);
     EXPECT_NEAR(acc[11], 1.0, 0);
     snprintf(args, sizeof(args), "train %s --data %s --out %s/b --stop-at 5", common, data, o);
@@ -728,7 +716,7 @@ TEST(train_clip_nonfinite_loss_keeps_last_good_checkpoint) {
     double loss[2];
     char log[600];
     snprintf(log, sizeof(log), "%s/again/metrics.jsonl", o);
-    EXPECT_INT_EQ(read_metric(log, "loss", loss, 2), 1);
+    EXPECT_INT_EQ(test_read_metric(log, "loss", loss, 2), 1);
     EXPECTF(isfinite(loss[0]), "loss %g", loss[0]);
     free(latest); free(name); free(o); free(data);
 }

@@ -14,12 +14,7 @@
 #define TOKM "tests/fixtures/models/llava_tok"
 
 // A fresh folder NAME in the test's temporary directory with the GQA fixture images in NAME/images.
-static char *fresh_dir(const char *name) {
-    char *dir = path_join(test_tmpdir(), name), cmd[1024];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r " GQA "/images %s/", dir, dir, dir);
-    if (test_shell(cmd) != 0) fatal("cannot prepare %s", dir);
-    return dir;
-}
+static char *fresh_dir(const char *name) { return test_image_dir(name); }
 
 static char *write_in(const char *dir, const char *name, const char *text) {
     char *p = path_join(dir, name);

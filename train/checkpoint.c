@@ -39,11 +39,10 @@ static long long first_nonfinite(const void *x, DType dt, size_t n) {
 // prefix + tensor name. The data is copied to the host first. Returns 0, or -1 with the first value that
 // is not finite named in `bad` (nothing non-finite may be published: a diverged run must not replace the
 // last good checkpoint, whose loss on one batch can still look finite).
-static int add_store(STWriter *w, const ParamStore *ps, const void *buf, int bytes, DType dt, const char *prefix,
-                     char *bad, size_t badlen) {
-    size_t total = ps->numel * (size_t)bytes;
-    char *host = xmalloc(total ? total : 1);  // (numel) values of dt, the store's tensors at their offsets
-    ps->be->to_host(host, buf, total);
+// The tensors of a store from `host` (numel values of dt, each tensor at its offset) into w, named prefix + name;
+// -1 with the first non-finite value named in bad.
+static int add_host(STWriter *w, const ParamStore *ps, const char *host, int bytes, DType dt, const char *prefix, char *bad,
+                    size_t badlen) {
     int rc = 0;
     for (int i = 0; i < ps->n; i++) {
         const ParamInfo *p = &ps->info[i];
@@ -61,6 +60,16 @@ static int add_store(STWriter *w, const ParamStore *ps, const void *buf, int byt
         snprintf(name, sizeof(name), "%s%s", prefix, p->name);
         if (!rc) stw_add(w, name, dt, p->ndim, p->shape, x);
     }
+    return rc;
+}
+
+// The store's weights (a backend buffer) into w.
+static int add_store(STWriter *w, const ParamStore *ps, char *bad, size_t badlen) {
+    const int bytes = ps->be->act_bytes;
+    size_t total = ps->numel * (size_t)bytes;
+    char *host = xmalloc(total ? total : 1);  // (numel) values of dt, the store's tensors at their offsets
+    ps->be->to_host(host, ps->data, total);
+    int rc = add_host(w, ps, host, bytes, act_dtype(ps->be), "", bad, badlen);
     free(host);
     return rc;
 }
@@ -258,7 +267,7 @@ static void remove_stale_saves(const char *out_dir) {
 }
 
 void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_stores, const Optimizer *opt,
-                     const char *state_json, const char *base_model_dir, void (*extra)(const char *dir, const void *ctx),
+                     void *const *opt_state, const char *state_json, const char *base_model_dir, void (*extra)(const char *dir, const void *ctx),
                      const void *ctx) {
     char name[64], tmpname[80], oldname[80];
     snprintf(name, sizeof(name), "checkpoint-%08d", step);
@@ -271,15 +280,15 @@ void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_s
     // weights
     STWriter *w = stw_new();
     for (int s = 0; s < n_stores && !rc; s++)
-        rc = add_store(w, stores[s], stores[s]->data, stores[s]->be->act_bytes, act_dtype(stores[s]->be), "", bad, sizeof(bad));
+        rc = add_store(w, stores[s], bad, sizeof(bad));
     // optimizer
     STWriter *wo = stw_new();
     for (int s = 0; s < opt->n_stores && !rc; s++) {
         const ParamStore *ps = opt->stores[s];
         const Backend *be = ps->be;
-        rc = add_store(wo, ps, opt->m[s], be->acc_bytes, acc_dtype(be), "m.", bad, sizeof(bad));
-        if (!rc) rc = add_store(wo, ps, opt->v[s], be->acc_bytes, acc_dtype(be), "v.", bad, sizeof(bad));
-        if (!rc && opt->master[s]) rc = add_store(wo, ps, opt->master[s], be->acc_bytes, acc_dtype(be), "master.", bad, sizeof(bad));
+        static const char *const prefixes[3] = {"m.", "v.", "master."};
+        for (int k = 0; k < 3 && !rc; k++)
+            if (opt_state[3 * s + k]) rc = add_host(wo, ps, opt_state[3 * s + k], be->acc_bytes, acc_dtype(be), prefixes[k], bad, sizeof(bad));
     }
     if (rc) {
         char *last = checkpoint_latest(out_dir);
@@ -465,11 +474,12 @@ void checkpoint_load_optimizer(const char *ckpt_dir, Optimizer *opt) {
     for (int s = 0; s < opt->n_stores; s++) {
         const ParamStore *ps = opt->stores[s];
         const Backend *be = ps->be;
-        void *bufs[3] = {opt->m[s], opt->v[s], opt->master[s]};
         const char *prefixes[3] = {"m.", "v.", "master."};
         for (int k = 0; k < 3; k++) {
-            if (!bufs[k]) continue;
-            char *host = xmalloc(ps->numel * (size_t)be->acc_bytes + 1);
+            if (k == 2 && !opt->master[s]) continue;
+            // this rank's shard only (ZeRO-1: 1/world of the store; else all of it), from the part of each tensor in it
+            const size_t lo = opt->shard_lo[s], hi = opt->shard_hi[s], bytes = (size_t)be->acc_bytes;
+            char *host = xmalloc((hi - lo) * bytes + 1);
             for (int i = 0; i < ps->n; i++) {
                 const ParamInfo *pi = &ps->info[i];
                 char name[300];
@@ -479,9 +489,10 @@ void checkpoint_load_optimizer(const char *ckpt_dir, Optimizer *opt) {
                 if (t->dtype != acc_dtype(be) || t->numel != pi->numel)
                     fatal("%s: tensor '%s' is %s with %zu elements, expected %s with %zu", p, name, dtype_name(t->dtype),
                           t->numel, dtype_name(acc_dtype(be)), pi->numel);
-                memcpy(host + pi->offset * (size_t)be->acc_bytes, t->data, t->nbytes);
+                const size_t a = pi->offset > lo ? pi->offset : lo, b = pi->offset + pi->numel < hi ? pi->offset + pi->numel : hi;
+                if (a < b) memcpy(host + (a - lo) * bytes, (const char *)t->data + (a - pi->offset) * bytes, (b - a) * bytes);
             }
-            be->to_device(bufs[k], host, ps->numel * (size_t)be->acc_bytes);
+            optim_state_upload(opt, s, k, host);
             free(host);
         }
     }

@@ -9,11 +9,13 @@
 #include "../model/params.h"
 #include "optim.h"
 
-// state_json: the trainer's state object as JSON text (written as state.json). extra (may be NULL) writes
+// opt_state (3 * opt->n_stores): the optimizer's m, v and master of each store whole in host memory
+// (optim_state_download; NULL for a master it does not keep). state_json: the trainer's state object as JSON
+// text (written as state.json). extra (may be NULL) writes
 // further files into the folder before it is sealed and published (e.g. the LoRA settings). Dies, leaving
 // the last good checkpoint in place, when a value is not finite or a write fails.
 void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_stores, const Optimizer *opt,
-                     const char *state_json, const char *base_model_dir, void (*extra)(const char *dir, const void *ctx),
+                     void *const *opt_state, const char *state_json, const char *base_model_dir, void (*extra)(const char *dir, const void *ctx),
                      const void *ctx);
 // The newest checkpoint folder of out_dir (fresh string), or NULL when there is none (no `latest`, or an
 // empty one: the first save writes it empty before publishing).
@@ -28,7 +30,8 @@ void checkpoint_write_manifest(const char *ckpt_dir);
 // Checks every file of ckpt_dir against its manifest.json (reading each file once); dies naming the file
 // and what differs. A checkpoint written before manifests existed is accepted with a warning.
 void checkpoint_verify(const char *ckpt_dir);
-// Loads the optimizer moments and master weights saved with the checkpoint (weights are loaded as a model).
+// Loads the optimizer moments and master weights saved with the checkpoint (weights are loaded as a model): each
+// rank its shard (train/optim.h), whatever rank count wrote them.
 void checkpoint_load_optimizer(const char *ckpt_dir, Optimizer *opt);
 
 // The position a resumed run continues from, and what state.json's values must lie within.

@@ -15,6 +15,7 @@
 #include "../model/safetensors.h"
 #include "../util/common.h"
 #include "../util/threads.h"
+#include "dist.h"
 #include "metrics.h"
 #include "plot.h"
 #include "settings.h"
@@ -153,9 +154,12 @@ void run_exit_interrupted(const TrainConfig *c, int sig, int step) {
     snprintf(name, sizeof(name), "checkpoint-%08d", step);
     char *ckpt = path_join(c->out_dir, name);
     fflush(stdout);
-    fprintf(stderr, "vlm: %s: stopped after step %d with a checkpoint in %s. Resume with:\n  %s\n",
-            sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "signal", step, ckpt,
-            c->argv ? cmd : "the same command with --resume");
+    char ranks[64] = "";  // a data-parallel run resumes under mpirun, with this rank count or another
+    if (dist_world() > 1) snprintf(ranks, sizeof(ranks), "mpirun -np %d ", dist_world());
+    if (dist_rank() == 0)  // every rank stops at this step; one says so
+        fprintf(stderr, "vlm: %s: stopped after step %d with a checkpoint in %s. Resume with:\n  %s%s\n",
+                sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "signal", step, ckpt, ranks,
+                c->argv ? cmd : "the same command with --resume");
     free(ckpt);
     free(cmd);
     exit(128 + sig);
@@ -261,18 +265,26 @@ static char *state_json(const TrainConfig *c, const TrainModel *M, const DataOrd
 }
 
 // A checkpoint is only written when its weights give a finite loss on the first examples of the data: a
-// diverged run must not replace the last good checkpoint with garbage.
+// diverged run must not replace the last good checkpoint with garbage. Every rank calls it (the optimizer's
+// shards gather at rank 0); rank 0 writes.
 static void save(const TrainConfig *c, TrainModel *M, const Optimizer *opt, const DataOrder *order, int step, int total,
                  const char *backend) {
-    double loss = M->probe_loss(M);
+    const int root = dist_rank() == 0;
+    double loss = root ? M->probe_loss(M) : 0;
     if (!isfinite(loss)) {
         char *last = checkpoint_latest(c->out_dir);
         fatal("step %d: the weights give a loss of %g; not saving them. The last good checkpoint is %s", step, loss,
               last ? last : "(none: no checkpoint was written)");
     }
-    char *s = state_json(c, M, order, step, total, backend);
-    checkpoint_save(c->out_dir, step, M->stores, M->n_stores, opt, s, c->model_dir, M->save_extra, M->save_ctx);
-    free(s);
+    void **state = xcalloc(3 * (size_t)opt->n_stores, sizeof(void *));  // (n_stores, 3) m, v, master whole on rank 0
+    for (int i = 0; i < 3 * opt->n_stores; i++) state[i] = optim_state_download(opt, i / 3, i % 3);
+    if (root) {
+        char *s = state_json(c, M, order, step, total, backend);
+        checkpoint_save(c->out_dir, step, M->stores, M->n_stores, opt, state, s, c->model_dir, M->save_extra, M->save_ctx);
+        free(s);
+    }
+    for (int i = 0; i < 3 * opt->n_stores; i++) free(state[i]);
+    free(state);
 }
 
 // Continues from checkpoint `ckpt`: the settings, recipe and data must be the run's; then the position, the
@@ -303,19 +315,46 @@ static int resume(const TrainConfig *c, TrainModel *M, Optimizer *opt, DataOrder
     free(w);
     checkpoint_load_optimizer(ckpt, opt);
     opt->step = cs.step;
-    fprintf(stderr, "resumed from %s at step %d (epoch %d, example %d)\n", ckpt, cs.step, cs.epoch, cs.cursor);
+    if (dist_rank() == 0) fprintf(stderr, "resumed from %s at step %d (epoch %d, example %d)\n", ckpt, cs.step, cs.epoch, cs.cursor);
     return cs.step;
 }
 
-int train_run(const TrainConfig *c) {
+// The step's metrics summed over the ranks (each rank's are weighted by 1/grad_accum of the global batch, so
+// the sums are the global batch's means), and the stop signal any rank got: every rank stops at the same step.
+static int sum_over_ranks(StepStats *st, int sig) {
+    if (dist_world() == 1) return sig;
+    double x[RECIPE_MAX_METRICS + 4];
+    x[0] = st->loss; x[1] = st->n_examples; x[2] = (double)st->n_items; x[3] = st->flops;
+    memcpy(x + 4, st->metric, sizeof(st->metric));
+    dist_sum(x, RECIPE_MAX_METRICS + 4);
+    st->loss = x[0]; st->n_examples = (int)x[1]; st->n_items = (long long)x[2]; st->flops = x[3];
+    memcpy(st->metric, x + 4, sizeof(st->metric));
+    return dist_max_int(sig);  // mpirun hands a signal to every rank; one that got none stops with the others
+}
+
+int train_run(const TrainConfig *config) {
+    const TrainConfig *c = config;
     if (!c->model_dir || !c->data_path || !c->out_dir) fatal("vlm train: --model, --data and --out are required");
     if (c->batch < 1 || c->grad_accum < 1) fatal("vlm train: --batch and --grad-accum must be at least 1");
     const Recipe *r = c->recipe;
+    // data parallel (train/dist.h): the ranks share every step's global batch of --batch x --grad-accum examples,
+    // each running grad_accum / world of its micro-batches; rank 0 alone locks --out, logs and writes
+    dist_init();
+    const int rank = dist_rank(), world = dist_world();
+    if (c->grad_accum % world != 0)
+        fatal("vlm train: %d ranks share each step's %d micro-batches (--grad-accum %d) of %d examples: --grad-accum must be a "
+              "multiple of the rank count (e.g. --grad-accum %d for a global batch of %d examples)", world, c->grad_accum,
+              c->grad_accum, c->batch, world * ((c->grad_accum + world - 1) / world), c->batch * world * ((c->grad_accum + world - 1) / world));
+    TrainConfig quiet_rank;  // the other ranks print nothing of their own
+    if (rank != 0) { quiet_rank = *c; quiet_rank.quiet = 1; c = &quiet_rank; }
     threads_adapt();  // starts watching the machine's load (util/threads.h)
     const Backend *be = backend_select(c->device);
-    run_lock_out(c->out_dir);
-    if (!c->resume) run_refuse_used_out(c->out_dir, c->force);
-    settings_print(stderr, c);
+    dist_use_backend(be);
+    if (rank == 0) {
+        run_lock_out(c->out_dir);
+        if (!c->resume) run_refuse_used_out(c->out_dir, c->force);
+        settings_print(stderr, c);
+    }
     TrainModel M;
     if (r->model == MODEL_CLIP) clip_train_open(&M, c, be);
     else llava_train_open(&M, c, be);
@@ -326,25 +365,30 @@ int train_run(const TrainConfig *c) {
     oc.total_steps = total;
     if (oc.warmup_steps < 0) oc.warmup_steps = (int)ceil(c->warmup_ratio * total);
     Optimizer opt;
-    optim_init(&opt, &oc, M.trainable, M.n_trainable);
+    optim_init_dist(&opt, &oc, M.trainable, M.n_trainable, !c->no_zero);
     DataOrder order = {M.n_examples, 0, 0, c->seed, xmalloc(sizeof(int) * M.n_examples)};
     data_order_shuffle(&order);
     int step = 0;
     char *latest = c->resume ? checkpoint_resume_dir(c->out_dir) : NULL;
-    if (c->resume && !latest) fprintf(stderr, "vlm train: --resume: no checkpoint in %s yet; starting from the base model\n", c->out_dir);
+    if (c->resume && !latest && rank == 0) fprintf(stderr, "vlm train: --resume: no checkpoint in %s yet; starting from the base model\n", c->out_dir);
     if (latest) step = resume(c, &M, &opt, &order, total, latest, be->name);
     free(latest);
 
     char *log_path = path_join(c->out_dir, "metrics.jsonl");
     MetricsLog log;
-    metrics_open(&log, log_path, step);
     // the curves people look at, redrawn as the run logs: the loss (with the validation loss and, for a preference
     // loss, its step-0 identity) and the recipe's accuracy; a resumed run's start from its log
     Charts charts;
-    charts_open(&charts, c, log_path, step);
-    fprintf(stderr, "train: recipe %s, %d examples%s, %d steps of %d x %d examples, lr %g (%s, %d warm-up), backend %s\n", r->name,
-            M.n_examples, M.has_val ? " (+ validation)" : "", total, M.batch, c->grad_accum, oc.lr, schedule_name(oc.schedule),
-            oc.warmup_steps, be->name);
+    if (rank == 0) {
+        metrics_open(&log, log_path, step);
+        charts_open(&charts, c, log_path, step);
+        fprintf(stderr, "train: recipe %s, %d examples%s, %d steps of %d x %d examples, lr %g (%s, %d warm-up), backend %s\n",
+                r->name, M.n_examples, M.has_val ? " (+ validation)" : "", total, M.batch, c->grad_accum, oc.lr,
+                schedule_name(oc.schedule), oc.warmup_steps, be->name);
+        if (world > 1)
+            fprintf(stderr, "train: %d ranks over %s, %d micro-batches each per step, optimizer state %s\n", world,
+                    dist_describe(), c->grad_accum / world, opt.sharded ? "sharded (ZeRO-1)" : "whole on every rank (--no-zero)");
+    }
     if (!c->quiet && M.memory_report) M.memory_report(&M, &opt);
     const int on_gpu = strcmp(be->name, "cpu") != 0 && strcmp(be->name, "cpu64") != 0;
     char per_s[64];
@@ -363,6 +407,7 @@ int train_run(const TrainConfig *c) {
         memset(&st, 0, sizeof(st));
         for (int micro = 0; micro < c->grad_accum; micro++) {
             data_order_next(&order, idx, M.batch);
+            if (micro % world != rank) continue;  // another rank's slice of the global batch
             double loss = M.micro_step(&M, idx, M.batch, step, micro, 1.0 / c->grad_accum, &st);
             if (!isfinite(loss)) {
                 char *last = checkpoint_latest(c->out_dir);
@@ -378,6 +423,7 @@ int train_run(const TrainConfig *c) {
         optim_zero_grad(&opt);
         step++;
         be->synchronize();
+        const int sig = sum_over_ranks(&st, run_stop_signal());
         double dt = now_seconds() - t0;
         items_total += st.n_items;
         double elapsed = now_seconds() - t_start, rate = (step - first_step) / elapsed;
@@ -392,9 +438,10 @@ int train_run(const TrainConfig *c) {
         cJSON_AddNumberToObject(rec, M.unit, (double)st.n_items);
         cJSON_AddNumberToObject(rec, per_s, st.n_items / dt);
         cJSON_AddNumberToObject(rec, "step_time_s", dt);
-        const double mfu = st.flops / dt / (c->peak_tflops * 1e12);
+        const double mfu = st.flops / dt / (c->peak_tflops * 1e12 * world);  // the job's FLOPs against its GPUs' ceiling
         if (on_gpu && st.flops > 0) cJSON_AddNumberToObject(rec, "mfu", mfu);
-        int eval_now = M.has_val && c->eval_every > 0 && (step % c->eval_every == 0 || step == total);
+        // rank 0 evaluates (the others wait for it at the next step) and logs
+        int eval_now = rank == 0 && M.has_val && c->eval_every > 0 && (step % c->eval_every == 0 || step == total);
         StepStats ev;
         memset(&ev, 0, sizeof(ev));
         if (eval_now) {
@@ -405,10 +452,12 @@ int train_run(const TrainConfig *c) {
             put_stats(rec, r, &ev, "val/");
             if (r->headline) cJSON_AddNumberToObject(rec, "val/accuracy", r->headline(r, &c->loss, ev.metric));
         }
-        metrics_write(&log, rec);
-        charts_add(&charts, rec);
+        if (rank == 0) {
+            metrics_write(&log, rec);
+            charts_add(&charts, rec);
+            if (step % (c->log_every > 0 ? c->log_every : 1) == 0) charts_refresh(&charts, 0);
+        }
         cJSON_Delete(rec);
-        if (step % (c->log_every > 0 ? c->log_every : 1) == 0) charts_refresh(&charts, 0);
         if (!c->quiet && (step % (c->log_every > 0 ? c->log_every : 1) == 0 || step == total)) {
             char acc[64] = "";
             if (r->headline) snprintf(acc, sizeof(acc), " | acc %.2f", r->headline(r, &c->loss, st.metric));
@@ -420,18 +469,19 @@ int train_run(const TrainConfig *c) {
                     acc, val, lr, norm, st.n_items / dt, M.unit_short, mfu_s, (int)eta / 60, (int)eta % 60);
         }
         if (c->stop_at > 0 && step >= c->stop_at) break;
-        const int sig = run_stop_signal();
         if (sig || (c->save_every > 0 && step % c->save_every == 0 && step < total)) save(c, &M, &opt, &order, step, total, be->name);
         if (sig) run_exit_interrupted(c, sig, step);
     }
     save(c, &M, &opt, &order, step, total, be->name);
-    char *saved = checkpoint_latest(c->out_dir);  // the model folder --model takes
-    fprintf(stderr, "train: done, %d steps in %.1f s (%.0f %s/s); checkpoint in %s\n", step - first_step, now_seconds() - t_start,
-            items_total / (now_seconds() - t_start), M.unit, saved ? saved : c->out_dir);
-    free(saved);
-    metrics_close(&log);
-    charts_refresh(&charts, 1);
-    charts_close(&charts);
+    if (rank == 0) {
+        char *saved = checkpoint_latest(c->out_dir);  // the model folder --model takes
+        fprintf(stderr, "train: done, %d steps in %.1f s (%.0f %s/s); checkpoint in %s\n", step - first_step,
+                now_seconds() - t_start, items_total / (now_seconds() - t_start), M.unit, saved ? saved : c->out_dir);
+        free(saved);
+        metrics_close(&log);
+        charts_refresh(&charts, 1);
+        charts_close(&charts);
+    }
     free(log_path);
     free(idx);
     free(order.perm);

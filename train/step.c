@@ -104,7 +104,7 @@ void batch_backward(const Llava *m, BatchActs *ba, const TrainBatch *tb, const d
 void memory_report(FILE *f, const Llava *m, const Optimizer *o, const BatchActs *ba, const BatchActs *ref,
                    const Llava *ref_weights) {
     MemPlan p;
-    mem_plan_stores(&p, m, o->stores, o->n_stores, ref_weights, 1);
+    mem_plan_stores(&p, m, o->stores, o->n_stores, ref_weights, o->sharded ? o->world : 1);  // as optim_init_dist shards it
     mem_plan_acts(&p, ba, ref);
     mem_plan_finish(&p);
     mem_plan_print(f, &p);

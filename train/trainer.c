@@ -9,6 +9,7 @@
 #include "../model/safetensors.h"
 #include "../util/common.h"
 #include "../util/threads.h"
+#include "dist.h"
 #include "run.h"
 #include "step.h"
 
@@ -20,32 +21,45 @@ typedef struct {
     int version, recipe, n_examples, rows;
     unsigned long long model_hash, data_hash;
 } RefCacheHeader;
+_Static_assert(sizeof(RefCacheHeader) == 40, "tests/test_mpi.c compares reference caches after their 40-byte header");
 
 static unsigned long long model_hash(const Llava *m) {
     return m->ps_vision.source_hash * 31 + m->ps_projector.source_hash * 17 + m->ps_text.source_hash;
 }
 
-// Row log-probs of every example under `m` (forward only), in example order: (n, rows).
+// Row log-probs of every example under `m` (forward only), in example order: (n, rows). Data parallel, rank r
+// runs batches r, r + world, ... (the same batches as one process runs, so the same numbers) and the ranks'
+// rows are put together on every rank.
 static double *compute_ref(const Llava *m, const TrainData *d, int batch, int pack, const char *what) {
     const int R = d->recipe->n_rows;
-    double *out = xmalloc(sizeof(double) * (size_t)d->n * R);
+    double *out = xcalloc((size_t)d->n * R, sizeof(double));
+    const int rank = dist_rank(), world = dist_world();
     TrainBatch tb;
     train_batch_init(&tb, d, batch, pack);
     BatchActs ba;
     batch_acts_init(&ba, m, &tb, ACTS_INFERENCE);
     double t0 = now_seconds();
-    // the examples stream through the loader in file order: the next batches' images are made while this one runs
+    // the examples stream through the loader in file order: the next batches' images are made while this one
+    // runs. Data parallel, batch j is rank j mod world's (every rank's loader makes every batch's images: the
+    // pre-pass is forward only, and the skipped batches cost their decoding, not their forward)
     TrainStream *st = train_stream_open(d, NULL, batch, train_stream_workers(), train_stream_depth());
     const TrainPrefetched *pre;
-    for (int s = 0; (pre = train_stream_next(st)); s += pre->n) {
+    for (int s = 0, j = 0; (pre = train_stream_next(st)); s += pre->n, j++) {
+        if (j % world != rank) continue;
         threads_adapt();
         train_batch_build(&tb, d, pre->idx, pre->n, pre);
         batch_forward(m, &ba, &tb);
         for (int b = 0; b < tb.B; b++) out[(size_t)(s + tb.example_of_row[b]) * R + tb.kind_of_row[b]] = ba.row_logp[b];
-        fprintf(stderr, "\r%s: reference log-probs %d/%d examples (%.0f s)", what, s + pre->n, d->n, now_seconds() - t0);
+        if (rank == 0)
+            fprintf(stderr, "\r%s: reference log-probs %d/%d examples (%.0f s)", what, s + pre->n, d->n, now_seconds() - t0);
     }
-    fprintf(stderr, "\n");
+    if (rank == 0) fprintf(stderr, "\n");
     train_stream_close(st);
+    // each rank's batches into every rank's table: batch j's rows come from rank j mod world
+    for (int j = 0; j * batch < d->n && world > 1; j++) {
+        const int s = j * batch, k = d->n - s < batch ? d->n - s : batch;
+        dist_broadcast_doubles(out + (size_t)s * R, (size_t)k * R, j % world);
+    }
     batch_acts_free(&ba);
     train_batch_free(&tb);
     return out;
@@ -61,13 +75,18 @@ static double *reference_logps(const TrainConfig *c, const Llava *policy, const 
     if (c->ref_cache) mkdir_p(c->ref_cache);
     char *path = path_join(c->ref_cache ? c->ref_cache : c->out_dir, name);
     RefCacheHeader want = {{'V', 'L', 'M', 'R', 'E', 'F', 'L', 'P'}, 1, d->recipe->id, d->n, R, model_hash(policy), d->hash};
-    size_t len;
-    char *buf = try_read_file(path, &len);
-    if (buf && len == sizeof(want) + sizeof(double) * (size_t)d->n * R && !memcmp(buf, &want, sizeof(want))) {
-        double *out = xmalloc(sizeof(double) * (size_t)d->n * R);
-        memcpy(out, buf + sizeof(want), sizeof(double) * (size_t)d->n * R);
+    // data parallel: rank 0 alone reads the cache and hands it out, so every rank takes the same way (a rank that
+    // saw the file another had just written would skip the pre-pass's collectives)
+    const size_t n_rows = (size_t)d->n * R;
+    size_t len = 0;
+    char *buf = dist_rank() == 0 ? try_read_file(path, &len) : NULL;
+    const int hit = dist_max_int(buf && len == sizeof(want) + sizeof(double) * n_rows && !memcmp(buf, &want, sizeof(want)));
+    if (hit) {
+        double *out = xmalloc(sizeof(double) * n_rows);
+        if (dist_rank() == 0) memcpy(out, buf + sizeof(want), sizeof(double) * n_rows);
+        dist_broadcast_doubles(out, n_rows, 0);
         free(buf);
-        fprintf(stderr, "%s: reference log-probs from %s\n", what, path);
+        if (dist_rank() == 0) fprintf(stderr, "%s: reference log-probs from %s\n", what, path);
         free(path);
         return out;
     }
@@ -77,7 +96,7 @@ static double *reference_logps(const TrainConfig *c, const Llava *policy, const 
     char *file = xmalloc(n);
     memcpy(file, &want, sizeof(want));
     memcpy(file + sizeof(want), out, sizeof(double) * (size_t)d->n * R);
-    write_file_atomic(path, file, n);
+    if (dist_rank() == 0) write_file_atomic(path, file, n);  // every rank has the whole table; one writes it
     free(file);
     free(path);
     return out;
@@ -98,6 +117,7 @@ typedef struct {
     TrainBatch tb;
     BatchActs acts, ref_acts;
     TrainStream *stream;    // the run's micro-batches with their images made ahead (llava_stream_from), or NULL
+    int stream_skip;        // data parallel: the other ranks' micro-batches to let by before this rank's next one
     int *idx;               // (batch) examples of the micro-batch being probed
     double *ref_rows, *drow;  // (cap_rows + 1) reference log-probs and dL/d(row log-prob) of the batch's rows
 } LlavaRun;
@@ -152,8 +172,12 @@ static double batch_loss(const Recipe *r, const LossParams *lp, const TrainBatch
 static double llava_micro_step(TrainModel *M, const int *idx, int n, int step, int micro, double scale, StepStats *st) {
     LlavaRun *T = M->self;
     const TrainConfig *c = T->c;
-    // the loader walks the same order as the loop: its next batch is this one, images made
+    // the loader walks the same order as the loop: its next batch is this one, images made. Data parallel, it
+    // walks every rank's micro-batches: rank r takes micro-batches r, r + world, ... (train/run.c), so the
+    // world - 1 between two of its own (r before its first) go by unused
+    for (; T->stream && T->stream_skip > 0; T->stream_skip--) train_stream_next(T->stream);
     const TrainPrefetched *pre = T->stream ? train_stream_next(T->stream) : NULL;
+    T->stream_skip = dist_world() - 1;
     if (pre && (pre->n != n || memcmp(pre->idx, idx, sizeof(int) * n)))
         fatal("internal: the data loader's micro-batch is not the one the training loop asks for");
     train_batch_build(&T->tb, &T->data, idx, n, pre);
@@ -243,6 +267,7 @@ static void llava_stream_from(TrainModel *M, const DataOrder *order) {
     LlavaRun *T = M->self;
     if (T->stream) train_stream_close(T->stream);
     T->stream = train_stream_open(&T->data, order, T->c->batch, train_stream_workers(), train_stream_depth());
+    T->stream_skip = dist_rank();  // the order starts a step: micro-batches 0 .. rank - 1 are other ranks'
 }
 
 // The memory plan of a LLaVA run (weights, gradients, optimizer, activations), once the optimizer exists.

@@ -40,6 +40,7 @@ typedef struct {
     const char *vision_from;   // with init_random: the vision tower's weights from this model folder (a CLIPModel or LLaVA)
     LoraConfig lora;           // r > 0: adapters on the decoder, whose base weights stay frozen
     int quiet;                 // no progress line
+    int no_zero;               // data parallel: every rank keeps the whole optimizer state (default: ZeRO-1 shards)
     int recompute;             // recompute the decoder layers' activations in the backward pass (less memory)
     double peak_tflops;        // the GPU's bf16 matmul ceiling, for the MFU on the progress line
     unsigned long long given;  // bit i: setting i of train/settings.h was given on the command line

@@ -10,6 +10,7 @@
 
 jmp_buf *fatal_catch = NULL;
 char fatal_message[1024];
+void (*fatal_hook)(void) = NULL;
 
 void fatal(const char *fmt, ...) {
     va_list ap;
@@ -24,6 +25,7 @@ void fatal(const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
+    if (fatal_hook) fatal_hook();
     exit(1);
 }
 

@@ -13,6 +13,9 @@ void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn))
 // single-threaded callers only. NULL (the default) everywhere else.
 extern jmp_buf *fatal_catch;
 extern char fatal_message[1024];
+// Called by fatal() after the message, before exit(1) (NULL: none): a data-parallel job ends every rank there
+// (train/dist.h), which must not wait for this one in a collective.
+extern void (*fatal_hook)(void);
 // Like fatal, but for broken invariants inside the program: names the source file and line.
 #define CHECK_OR_DIE(cond, ...) do { if (!(cond)) { \
     fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); fatal(__VA_ARGS__); } } while (0)
