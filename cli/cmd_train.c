@@ -37,6 +37,7 @@ static void usage(void) {
         "                       run_svco_example.sh), which drops a long row's EOS and cuts an image row one text token\n"
         "                       shorter than its image-free row\n"
         "  --skip-bad           skip and count malformed records and records whose image is missing or unreadable\n"
+        "                       (each image is then decoded whole once at load, a corrupt body included)\n"
         "                       instead of stopping\n"
         "  --train PARTS        comma list of vision,projector,decoder to train (default projector,decoder), or none\n"
         "                       (with LoRA: the adapters only)\n"

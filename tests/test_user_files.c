@@ -260,9 +260,15 @@ TEST(user_files_skip_bad_images) {
     char *dir = fresh_dir("skip_img"), args[2048], *err;
     char *junk = path_join(dir, "images/corrupt.png");
     write_file_atomic(junk, "not a png at all", 16);
-    const char *recs[4] = {"\"image\": \"images/a.png\"", "\"image\": \"images/missing.png\"", "\"image\": \"images/corrupt.png\"",
-                           "\"image\": \"images/b.png\""};
-    char *data = dpo_records(dir, "data.jsonl", recs, 4);
+    // a sound header over a body cut short: the load's header check passes it, decoding does not
+    char *good = path_join(dir, "images/a.png"), *cut = path_join(dir, "images/cut.png");
+    size_t len;
+    char *bytes = read_file(good, &len);
+    write_file_atomic(cut, bytes, len / 2);
+    free(bytes); free(good); free(cut);
+    const char *recs[5] = {"\"image\": \"images/a.png\"", "\"image\": \"images/missing.png\"", "\"image\": \"images/corrupt.png\"",
+                           "\"image\": \"images/b.png\"", "\"image\": \"images/cut.png\""};
+    char *data = dpo_records(dir, "data.jsonl", recs, 5);
     snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s/run --steps 2 --device cpu --quiet", data, dir);
     EXPECT(vlm(args, NULL, &err) != 0);
     EXPECTF(strstr(err, "data.jsonl:2") && strstr(err, "missing.png"), "message: %s", err);
@@ -270,7 +276,8 @@ TEST(user_files_skip_bad_images) {
     snprintf(args, sizeof(args), "train --recipe dpo --model " GQA " --data %s --out %s/run2 --steps 2 --device cpu --quiet --skip-bad", data, dir);
     int rc = vlm(args, NULL, &err);
     EXPECTF(rc == 0, "exit %d: %s", rc, err);
-    EXPECTF(strstr(err, "data.jsonl:2") && strstr(err, "data.jsonl:3") && strstr(err, "2 records skipped"), "stderr: %s", err);
+    EXPECTF(strstr(err, "data.jsonl:2") && strstr(err, "data.jsonl:3") && strstr(err, "data.jsonl:5") && strstr(err, "3 records skipped"),
+            "stderr: %s", err);
     free(err); free(junk); free(data); free(dir);
 }
 

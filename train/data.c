@@ -108,6 +108,13 @@ static int image_index(Loader *L, const char *rel, int line) {
         free(path);
         return -1;
     }
+    if (L->opt->skip_bad) {
+        // --skip-bad promises a run that meets no bad image: a sound header can hide a corrupt body, so each
+        // image is decoded whole once here (its pixels dropped: memory stays bounded, the load takes longer)
+        Image *whole = image_load(path, L->d->pcfg.alpha, L->err, sizeof(L->err));
+        if (!whole) { free(path); return -1; }
+        image_free(whole);
+    }
     // the source's identity keys the data hash: the name the record gives, the size and the modification time
     L->image_hash = fnv(L->image_hash, rel, strlen(rel) + 1);
     L->image_hash = fnv(L->image_hash, &st.st_size, sizeof(st.st_size));
