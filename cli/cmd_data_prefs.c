@@ -347,6 +347,14 @@ static void mvc_write_dpo(Out *o, const cJSON *rec, const char *path, int index)
     cJSON_Delete(d);
 }
 
+// A kept MVC record (its scores already added) into the output, and as a DPO pair into --dpo-out when given.
+static void mvc_keep(Out *o, Out *od, const cJSON *rec, const char *dpo_path, const char *path, int index) {
+    char *line = cJSON_PrintUnformatted(rec);
+    fprintf(o->f, "%s\n", line);
+    free(line);
+    if (dpo_path) mvc_write_dpo(od, rec, path, index);
+}
+
 // unit vectors: a cosine past +-1 is the rounding of their fp32 norms (an image with itself can sum to 1 + 1e-7)
 static double clamped_cosine(const float *a, const float *b, int P) {
     double c = clipscore_cosine(a, b, P);
@@ -379,10 +387,7 @@ static void mvc_two_encoders(const char *dp, cJSON **recs, char **paths, int n, 
         if (cs[i] > above && cd[i] < below) {  // strict, as the release states it
             cJSON_AddNumberToObject(recs[i], "similar_cosine", cs[i]);
             cJSON_AddNumberToObject(recs[i], "different_cosine", cd[i]);
-            char *line = cJSON_PrintUnformatted(recs[i]);
-            fprintf(o.f, "%s\n", line);
-            free(line);
-            if (dpo_path) mvc_write_dpo(&od, recs[i], dp, i);
+            mvc_keep(&o, &od, recs[i], dpo_path, dp, i);
             kept++;
         }
         cJSON_Delete(recs[i]);
@@ -468,10 +473,7 @@ int data_mvc(int argc, char **argv) {
         sum += c;
         if (c >= lo && c <= hi) {
             cJSON_AddNumberToObject(recs[i], "image_cosine", c);
-            char *line = cJSON_PrintUnformatted(recs[i]);
-            fprintf(o.f, "%s\n", line);
-            free(line);
-            if (dpo_path) mvc_write_dpo(&od, recs[i], dp, i);
+            mvc_keep(&o, &od, recs[i], dpo_path, dp, i);
             kept++;
         }
         cJSON_Delete(recs[i]);
