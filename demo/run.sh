@@ -364,6 +364,10 @@ vlm eval table --metrics "$METRICS" --out "$R/table.md" --json "$R/table.json" -
 # (not in the test configuration: its four test scenes lack some of the groups, and the table refuses an empty one)
 [ "$CONFIG" = test ] || vlm eval table --metrics "$DIFFICULTY_METRICS" --out "$R/difficulty.md" \
     --json "$R/difficulty.json" --baseline sft "${RUNS[@]}" > /dev/null
+# the run folders in the JSON tables relative to the work folder: the results name no path of this machine
+for f in "$R/table.json" "$R/difficulty.json"; do
+    if [ -f "$f" ]; then sed -i "s|\"$OUT/|\"|g" "$f"; fi
+done
 for sseed in $SFT_SEEDS; do
     cp "$OUT/sft$sseed/sft/loss.svg" "$R/loss-sft-sft$sseed.svg" 2>/dev/null || true
     for spec in "${METHODS[@]}"; do
