@@ -255,16 +255,18 @@ TEST(mpi_failing_rank_ends_the_job) {
     EXPECTF(err && strstr(err, "signal 9"), "mpirun does not name the killed rank's signal:\n%s", err ? err : "");
     free(err);
     // rank 1 reads a file that is not there: its error, and every rank stops
-    char *bad = path_join(dir, "mpi_missing.jsonl"), *b = run_args(bad, out, "--steps 100000");
+    // (a fresh --out: the killed run's holds its log, and a new run there is refused)
+    char *out2 = path_join(dir, "mpi_kill_2"), *a2 = run_args(data, out2, "--steps 100000");
+    char *bad = path_join(dir, "mpi_missing.jsonl"), *b = run_args(bad, out2, "--steps 100000");
     snprintf(args, sizeof(args), "sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then exec %s train %s; fi; exec %s train %s'",
-             vlm_bin(), b, vlm_bin(), a);
+             vlm_bin(), b, vlm_bin(), a2);
     snprintf(cmd, sizeof(cmd), MPIRUN "%s >/dev/null 2>%s", args, errp);
     status = test_shell(cmd);
     rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     err = try_read_file(errp, NULL);
     EXPECTF(rc != 0 && rc != 124, "mpirun with a failing rank exited with %d (124: it hung)\n%s", rc, err ? err : "");
     EXPECTF(err && strstr(err, "mpi_missing.jsonl") && strstr(err, "rank 1 of 2 failed"), "no clear message:\n%s", err ? err : "");
-    free(err); free(errp); free(bad); free(b); free(a); free(out); free(data);
+    free(err); free(errp); free(bad); free(b); free(a); free(a2); free(out); free(out2); free(data);
 }
 
 // A binary built without MPI (make NO_MPI=1, or no mpicc) runs one process: started as one of several ranks it

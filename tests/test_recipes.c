@@ -321,8 +321,21 @@ TEST(recipes_run_prints_preset_sources) {
     char *out, *err, args[1024];
     char *o = path_join(test_tmpdir(), "preset_print");
     snprintf(args, sizeof(args), "train --recipe svco --model " GQA " --data tests/fixtures/train/svco.jsonl --out %s --steps 1 "
-             "--batch 2 --lr 1e-3 --device cpu --quiet", o);
+             "--batch 2 --lr 1e-3 --device cpu", o);
     EXPECT(test_run_vlm(args, &out, &err) == 0);
+    // the same table in OUT/settings.txt, and there alone with --quiet (the terminal keeps only what went wrong)
+    char *sp = path_join(o, "settings.txt"), *table = read_file(sp, NULL);
+    EXPECTF(strstr(table, "command line (preset 1e-6: S-VCO run_svco_example.sh") && strstr(table, "0.1,0.1,0.1,0.1"),
+            "settings.txt: %s", table);
+    free(table);
+    char *oq = path_join(test_tmpdir(), "preset_print_quiet"), *out2, *err2, qargs[1100];
+    snprintf(qargs, sizeof(qargs), "train --recipe svco --model " GQA " --data tests/fixtures/train/svco.jsonl --out %s --steps 1 "
+             "--batch 2 --lr 1e-3 --device cpu --quiet", oq);
+    EXPECT(test_run_vlm(qargs, &out2, &err2) == 0);
+    EXPECTF(!strstr(err2, "run_svco_example.sh"), "--quiet printed the settings: %s", err2);
+    char *sq = path_join(oq, "settings.txt"), *tq = read_file(sq, NULL);
+    EXPECTF(strstr(tq, "command line (preset 1e-6: S-VCO run_svco_example.sh"), "settings.txt with --quiet: %s", tq);
+    free(tq); free(sq); free(out2); free(err2); free(oq); free(sp);
     EXPECTF(strstr(err, "S-VCO run_svco_example.sh") && strstr(err, "0.95"), "no preset beta2 with its source: %s", err);
     EXPECTF(strstr(err, "command line (preset 1e-6: S-VCO run_svco_example.sh"), "the --lr override: %s", err);
     EXPECTF(strstr(err, "--betas") && strstr(err, "0.1,0.1,0.1,0.1"), "no betas: %s", err);

@@ -64,6 +64,19 @@ void run_refuse_used_out(const char *out_dir, int force) {
     fprintf(stderr, "vlm train: --force: a new run in %s, over the one there (%s)\n", out_dir, found);
 }
 
+void run_write_settings(const TrainConfig *c) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) fatal("vlm train: cannot build the settings table: %s", strerror(errno));
+    settings_print(f, c);
+    fclose(f);
+    char *path = path_join(c->out_dir, "settings.txt"), err[512];
+    if (try_write_file_atomic(path, text, len, err, sizeof(err)) != 0) fprintf(stderr, "vlm: warning: %s\n", err);
+    free(path);
+    free(text);
+}
+
 int run_total_steps(const TrainConfig *c, int n_examples, long long per_step) {
     if (c->steps > 0) return c->steps;
     double t = ceil(c->epochs * n_examples / (double)(per_step > 0 ? per_step : 1));
@@ -353,7 +366,8 @@ int train_run(const TrainConfig *config) {
     if (rank == 0) {
         run_lock_out(c->out_dir);
         if (!c->resume) run_refuse_used_out(c->out_dir, c->force);
-        settings_print(stderr, c);
+        if (!c->quiet) settings_print(stderr, c);
+        run_write_settings(c);
     }
     TrainModel M;
     if (r->model == MODEL_CLIP) clip_train_open(&M, c, be);

@@ -66,6 +66,9 @@ void run_lock_out(const char *out_dir);
 // A new run (no --resume) in a folder that already holds one (`latest`, checkpoints, metrics.jsonl) would mix
 // the two: dies saying what to give (--resume, --force, another --out); with force, says it and goes on.
 void run_refuse_used_out(const char *out_dir, int force);
+// OUT/settings.txt: the table `vlm train` prints at start (every setting the recipe presets or the command line
+// gives, with its source), written whether or not --quiet keeps it off the terminal.
+void run_write_settings(const TrainConfig *c);
 // Optimizer steps of the run: --steps, else ceil(epochs * n / per_step), at least 1. Dies when that does
 // not fit an int (a huge --epochs).
 int run_total_steps(const TrainConfig *c, int n_examples, long long per_step);
