@@ -23,11 +23,8 @@ static ConfigText config_text(const char *path) {
     t.path = config_path(path);
     if (!file_exists(t.path)) {
         // a training run's --out: the model folders are its checkpoints, `latest` names the newest
-        char *latest = path_join(path, "latest"), name[256] = "";
-        FILE *f = fopen(latest, "r");
-        if (f) {
-            if (!fgets(name, sizeof(name), f)) name[0] = 0;
-            fclose(f);
+        char *latest = path_join(path, "latest"), *name = try_read_file(latest, NULL);
+        if (name) {
             name[strcspn(name, "\r\n")] = 0;
             fatal("%s is a training run's output folder, not a model folder: give its checkpoint %s/%s (the one "
                   "`latest` names)", path, path, name[0] ? name : "checkpoint-N");

@@ -375,6 +375,27 @@ char *checkpoint_latest(const char *out_dir) {
     return dir;
 }
 
+// The checkpoint folders' names in out_dir, sorted (by step: the names are zero-padded); *n gets their count.
+static char **checkpoint_names(const char *out_dir, int *n) {
+    DIR *d = opendir(out_dir);
+    char **names = NULL;
+    struct dirent *e;
+    *n = 0;
+    while (d && (e = readdir(d)))
+        if (is_checkpoint_name(e->d_name)) { names = xrealloc(names, sizeof(char *) * (*n + 1)); names[(*n)++] = xstrdup(e->d_name); }
+    if (d) closedir(d);
+    if (*n) qsort(names, *n, sizeof(char *), cmp_str);
+    return names;
+}
+
+int checkpoint_any(const char *out_dir) {
+    int n;
+    char **names = checkpoint_names(out_dir, &n);
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    return n > 0;
+}
+
 char *checkpoint_resume_dir(const char *out_dir) {
     char *dir = checkpoint_latest(out_dir);
     char *latest = path_join(out_dir, "latest");
@@ -383,15 +404,9 @@ char *checkpoint_resume_dir(const char *out_dir) {
     if (!dir && have_latest) return NULL;  // an empty `latest`: the run's first save was stopped before it published
     if (!dir) {
         // no `latest`: checkpoints beside it mean it was lost, and starting from step 0 would overwrite them
-        DIR *d = opendir(out_dir);
-        char **names = NULL;
-        int n = 0;
-        struct dirent *e;
-        while (d && (e = readdir(d)))
-            if (is_checkpoint_name(e->d_name)) { names = xrealloc(names, sizeof(char *) * (n + 1)); names[n++] = xstrdup(e->d_name); }
-        if (d) closedir(d);
+        int n;
+        char **names = checkpoint_names(out_dir, &n);
         if (!n) return NULL;
-        qsort(names, n, sizeof(char *), cmp_str);
         char list[1024] = "";
         for (int i = 0; i < n; i++) {
             size_t k = strlen(list);

@@ -20,6 +20,8 @@ void checkpoint_save(const char *out_dir, int step, ParamStore **stores, int n_s
 // The newest checkpoint folder of out_dir (fresh string), or NULL when there is none (no `latest`, or an
 // empty one: the first save writes it empty before publishing).
 char *checkpoint_latest(const char *out_dir);
+// Whether out_dir holds any checkpoint folder (published or not named by `latest`).
+int checkpoint_any(const char *out_dir);
 // The checkpoint --resume continues from (fresh string), its files verified against its manifest; NULL
 // when out_dir has no checkpoint or an empty `latest` (a first save stopped between publishing its folder
 // and naming it, which the next run saves again). Dies when `latest` is missing but checkpoint folders are there (naming

@@ -103,17 +103,18 @@ static int image_index(Loader *L, const char *rel, int line) {
     const int known = strmap_get(&L->image_of, path);
     if (known >= 0) { free(path); return known; }
     struct stat st;
-    if (image_probe(path, L->err, sizeof(L->err)) < 0 || stat(path, &st) != 0) {
+    // --skip-bad promises a run that meets no bad image: a sound header can hide a corrupt body, so there each
+    // image is decoded whole once instead of probed (its pixels dropped: memory stays bounded, the load is slower)
+    int readable;
+    if (L->opt->skip_bad) {
+        Image *whole = image_load(path, L->d->pcfg.alpha, L->err, sizeof(L->err));
+        readable = whole != NULL;
+        image_free(whole);
+    } else readable = image_probe(path, L->err, sizeof(L->err)) == 0;
+    if (!readable || stat(path, &st) != 0) {
         if (!L->err[0]) snprintf(L->err, sizeof(L->err), "%s: cannot read image: %s", path, strerror(errno));
         free(path);
         return -1;
-    }
-    if (L->opt->skip_bad) {
-        // --skip-bad promises a run that meets no bad image: a sound header can hide a corrupt body, so each
-        // image is decoded whole once here (its pixels dropped: memory stays bounded, the load takes longer)
-        Image *whole = image_load(path, L->d->pcfg.alpha, L->err, sizeof(L->err));
-        if (!whole) { free(path); return -1; }
-        image_free(whole);
     }
     // the source's identity keys the data hash: the name the record gives, the size and the modification time
     L->image_hash = fnv(L->image_hash, rel, strlen(rel) + 1);

@@ -1,6 +1,5 @@
 #include "run.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -49,11 +48,7 @@ void run_refuse_used_out(const char *out_dir, int force) {
     char *latest = path_join(out_dir, "latest"), *log = path_join(out_dir, "metrics.jsonl");
     if (file_exists(latest)) found = "latest";
     else if (file_exists(log)) found = "metrics.jsonl";
-    DIR *d = found ? NULL : opendir(out_dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        if (!strncmp(e->d_name, "checkpoint-", 11)) { found = "checkpoint folders"; break; }
-    if (d) closedir(d);
+    else if (checkpoint_any(out_dir)) found = "checkpoint folders";
     free(latest);
     free(log);
     if (!found) return;
