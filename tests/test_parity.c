@@ -92,16 +92,19 @@ static void compare_grads(ParamStore **stores, int n_stores, const SafeTensors *
     printf("      gradients: %d tensors, worst relative error %.2e (%s)\n", matched, worst, worst_name);
 }
 
-static void check_llava_fixture(const char *name, ActsMode mode) {
+// expected: the fixture file, expected.safetensors (make_fixtures.py) or multi_image.safetensors
+// (make_multi_image_fixtures.py: several images in a row, images_of_row given)
+static void check_llava_fixture_file(const char *name, const char *expected, ActsMode mode) {
     char dir[256], exp[300];
     snprintf(dir, sizeof(dir), FIXTURES "%s", name);
-    snprintf(exp, sizeof(exp), "%s/expected.safetensors", dir);
+    snprintf(exp, sizeof(exp), "%s/%s", dir, expected);
     Llava m;
     llava_load(&m, &backend_cpu, dir, (LlavaTrainable){1, 1, 1});
     SafeTensors *ex = st_open_or_die(exp);
     size_t n_ids, n_img;
     int *ids = ex_i32(ex, "input_ids", &n_ids), *labels = ex_i32(ex, "labels", NULL);
     int *lengths = ex_i32(ex, "lengths", NULL), *image_of_row = ex_i32(ex, "image_of_row", NULL);
+    int *images_of_row = st_find(ex, "images_of_row") ? ex_i32(ex, "images_of_row", NULL) : NULL;
     const STTensor *tid = st_find(ex, "input_ids");
     int B = (int)tid->shape[0], T = (int)tid->shape[1], V = m.cfg.text.vocab;
     float *pixels = ex_f32(ex, "pixel_values", &n_img);
@@ -112,7 +115,7 @@ static void check_llava_fixture(const char *name, ActsMode mode) {
     LlavaActs a;
     llava_acts_init(&a, &m, B, T, NI, 0, mode);
     LlavaBatch batch = {.B = B, .T = T, .ids = ids, .labels = labels, .lengths = lengths, .image_of_row = image_of_row,
-                        .n_images = NI, .pixels = pixels, .all_logits = 1};
+                        .images_of_row = images_of_row, .n_images = NI, .pixels = pixels, .all_logits = 1};
     llava_forward(&m, &a, &batch);
 
     // logits at every valid position
@@ -144,18 +147,25 @@ static void check_llava_fixture(const char *name, ActsMode mode) {
     printf("      %s: logits relative error %.2e, loss %.6f (transformers %.6f)\n", name, e_logits, loss, want_loss[0]);
     compare_grads(stores, 3, ex, llava_name_candidates, 1e-4);
 
-    free(dlogp); free(logits); free(ref); free(ids); free(labels); free(lengths); free(image_of_row);
+    free(dlogp); free(logits); free(ref); free(ids); free(labels); free(lengths); free(image_of_row); free(images_of_row);
     free(pixels); free(want_logits); free(want_row); free(want_loss);
     llava_acts_free(&a);
     st_close(ex);
     llava_free(&m);
 }
 
+static void check_llava_fixture(const char *name, ActsMode mode) { check_llava_fixture_file(name, "expected.safetensors", mode); }
+
 TEST(parity_llava_gqa) { check_llava_fixture("llava_gqa", ACTS_BACKWARD); }
 TEST(parity_llava_full_strategy_hub_layout) { check_llava_fixture("llava_full", ACTS_BACKWARD); }
 // SigLIP towers and Qwen2 decoders (LLaVA-Interleave's kinds): feature layers -1 and -2, "full", untied and tied
 TEST(parity_llava_siglip_qwen2) { check_llava_fixture("llava_siglip_qwen2", ACTS_BACKWARD); }
 TEST(parity_llava_siglip_qwen2_tied_hub_layout) { check_llava_fixture("llava_siglip_qwen2_tied", ACTS_BACKWARD); }
+// several images in one prompt, each image's tokens taking its own features in order (CLIP and SigLIP towers)
+TEST(parity_llava_multi_image) { check_llava_fixture_file("llava_gqa", "multi_image.safetensors", ACTS_BACKWARD); }
+TEST(parity_llava_multi_image_siglip_qwen2) {
+    check_llava_fixture_file("llava_siglip_qwen2", "multi_image.safetensors", ACTS_BACKWARD);
+}
 // activation recomputation: the decoder layers run again in the backward pass, against the same fixtures
 TEST(parity_llava_gqa_recompute) { check_llava_fixture("llava_gqa", ACTS_BACKWARD_RECOMPUTE); }
 
