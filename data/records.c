@@ -17,21 +17,23 @@ int records_count_image_tokens(const int *ids, int n, const LlavaConfig *cfg) {
     return count;
 }
 
-int *records_expand_image_tokens(const int *ids, int n, int has_image, const LlavaConfig *cfg, int *n_out,
+int *records_expand_image_tokens(const int *ids, int n, int n_images, const LlavaConfig *cfg, int *n_out,
                                  char *err, size_t errlen) {
     const int P = cfg->image_tokens, img = cfg->image_token_id;
     int count = 0;
     for (int i = 0; i < n; i++) count += ids[i] == img;
-    if (!has_image && count > 0) {
+    if (!n_images && count > 0) {
         snprintf(err, errlen, "%d image tokens (id %d) but no \"image\"", count, img);
         return NULL;
     }
-    if (has_image && count != 1 && count != P) {
-        snprintf(err, errlen, "%d image tokens (id %d): expected one (expanded here) or exactly %d", count, img, P);
+    if (n_images && count != n_images && count != n_images * P) {
+        if (n_images == 1) snprintf(err, errlen, "%d image tokens (id %d): expected one (expanded here) or exactly %d", count, img, P);
+        else snprintf(err, errlen, "%d image tokens (id %d) for %d images: expected %d (one per image, expanded here) or "
+                      "exactly %d", count, img, n_images, n_images, n_images * P);
         return NULL;
     }
-    int expand = has_image && count == 1 && P != 1;
-    int total = expand ? n + P - 1 : n;
+    const int expand = n_images && count == n_images && P != 1;  // each image token given once
+    const int total = expand ? n + count * (P - 1) : n;
     int *out = xmalloc(sizeof(int) * (total ? total : 1)), k = 0;
     for (int i = 0; i < n; i++) {
         if (expand && ids[i] == img) for (int p = 0; p < P; p++) out[k++] = img;

@@ -33,9 +33,6 @@ void records_free(RecordSet *rs);
 // SigLIP's) at the tower's image size.
 PreprocessConfig records_tower_preprocess_config(const char *model_dir, const VisionConfig *tower);
 
-// Expands token ids for a model: an image token given once becomes image_tokens copies; a row that
-// already has exactly image_tokens copies is kept. Returns a fresh array (n_out set), or NULL with a
-// message in err when the count is neither (or the row has image tokens but no image, or vice versa).
 // "<image>\n" placed in a text prompt as the chat templates place it: after the first "USER: " (vicuna_v1 and
 // llava_hf render "USER: <image>\n{question}"), else in front. A fresh string.
 char *records_place_image(const char *prompt);
@@ -43,7 +40,11 @@ char *records_place_image(const char *prompt);
 // How many of ids are the image token.
 int records_count_image_tokens(const int *ids, int n, const LlavaConfig *cfg);
 
-int *records_expand_image_tokens(const int *ids, int n, int has_image, const LlavaConfig *cfg, int *n_out,
+// Expands token ids for a model with n_images images: each image token given once (n_images of them) becomes
+// image_tokens copies; a row that already has exactly n_images * image_tokens copies is kept. Returns a fresh
+// array (n_out set), or NULL with a message in err when the count is neither (or the row has image tokens but no
+// image, or vice versa).
+int *records_expand_image_tokens(const int *ids, int n, int n_images, const LlavaConfig *cfg, int *n_out,
                                  char *err, size_t errlen);
 
 // ---- `vlm sample` records

@@ -156,13 +156,13 @@ static const char *json_str(const cJSON *o, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-// A row from ids: prompt (with the image token once, or expanded) + response; labels on the response.
-// with_image = 0 drops the image tokens (the image-free variant). Returns 0 or -1 with L->err set.
-static int row_from_ids(Loader *L, TrainRow *r, const int *prompt, int np, const int *resp, int nr, int with_image, int image) {
+// A row from ids: prompt (with the image token once per image, or expanded) + response; labels on the response.
+// n_images = 0 drops the image tokens (the image-free variant). Returns 0 or -1 with L->err set.
+static int row_from_ids(Loader *L, TrainRow *r, const int *prompt, int np, const int *resp, int nr, int n_images, int image) {
     const LlavaConfig *c = L->cfg;
     int *p = NULL, n = 0;
-    if (with_image) {
-        p = records_expand_image_tokens(prompt, np, 1, c, &n, L->err, sizeof(L->err));
+    if (n_images) {
+        p = records_expand_image_tokens(prompt, np, n_images, c, &n, L->err, sizeof(L->err));
         if (!p) return -1;
     } else {
         p = xmalloc(sizeof(int) * (np ? np : 1));
@@ -185,33 +185,34 @@ static int row_from_ids(Loader *L, TrainRow *r, const int *prompt, int np, const
             return -1;
         }
     free(p);
-    // --max-text-len counts the image as one token, --max-len as the tokens it expands to; only response tokens
+    // --max-text-len counts each image as one token, --max-len as the tokens it expands to; only response tokens
     // are cut, as chat_build cuts text rows
-    const int n_img = with_image ? c->image_tokens : 0, image_extra = n_img > 0 ? n_img - 1 : 0;
+    const int image_extra = n_images * (c->image_tokens - 1);
     const int limits[2] = {L->opt->max_text_len > 0 ? L->opt->max_text_len + image_extra : 0, L->opt->max_len};
     const char *flags[2] = {"--max-text-len", "--max-len"};
     for (int k = 0; k < 2; k++) {
         if (limits[k] <= 0 || r->n <= limits[k]) continue;
         if (r->n - nr >= limits[k]) {
-            const int counted = k == 0 ? image_extra : 0;  // --max-text-len: the image as one token
+            const int counted = k == 0 ? image_extra : 0;  // --max-text-len: each image as one token
             snprintf(L->err, sizeof(L->err), "the prompt (%d tokens with the image%s) does not fit in %s %d", r->n - nr - counted,
-                     counted ? " as one" : "", flags[k], limits[k] - counted);
+                     counted ? (n_images > 1 ? "s as one each" : " as one") : n_images > 1 ? "s" : "", flags[k], limits[k] - counted);
             return -1;
         }
         r->n = limits[k];
     }
     if (llava_check_row_length(L->cfg, r->n, L->err, sizeof(L->err))) return -1;  // past max_position_embeddings
-    r->image = with_image ? image : -1;
+    r->image = n_images ? image : -1;
     return 0;
 }
 
-// A row from text through the chat template: one (prompt, response) turn, or a whole conversation.
-static int row_from_turns(Loader *L, TrainRow *r, const char *system, const ChatTurn *turns, int n_turns, int with_image, int image) {
+// A row from text through the chat template: one (prompt, response) turn, or a whole conversation, with n_images
+// images (their placeholders where the text has them, else in front: data/chat.h).
+static int row_from_turns(Loader *L, TrainRow *r, const char *system, const ChatTurn *turns, int n_turns, int n_images, int image) {
     if (!L->tok) { snprintf(L->err, sizeof(L->err), "text fields need a tokenizer (--tokenizer, or tokenizer.model or tokenizer.json in the model folder)"); return -1; }
     ChatOptions o = {0};
     o.tmpl = L->opt->template_name ? (ChatTemplate)chat_template_from_name(L->opt->template_name) : CHAT_VICUNA_V1;
     o.system = L->opt->system ? L->opt->system : system;
-    o.image = with_image;
+    o.image = n_images;
     o.n_image_tokens = L->cfg->image_tokens;
     o.max_len = L->opt->max_len;
     o.max_text_len = L->opt->max_text_len;
@@ -232,7 +233,7 @@ static int row_from_turns(Loader *L, TrainRow *r, const char *system, const Chat
     }
     chat_tokens_free(&ct);
     if (llava_check_row_length(L->cfg, r->n, L->err, sizeof(L->err))) return -1;  // past max_position_embeddings
-    r->image = with_image ? image : -1;
+    r->image = n_images ? image : -1;
     return 0;
 }
 
@@ -287,15 +288,15 @@ static int pair_fields(Loader *L, const cJSON *j, PairFields *f, const char *pro
     return 0;
 }
 
-static int make_row(Loader *L, TrainRow *r, const PairFields *f, int which, int with_image, int image) {
+static int make_row(Loader *L, TrainRow *r, const PairFields *f, int which, int n_images, int image) {
     if (f->prompt_ids)
-        return row_from_ids(L, r, f->prompt_ids, f->np, which ? f->b_ids : f->a_ids, which ? f->nb : f->na, with_image, image);
+        return row_from_ids(L, r, f->prompt_ids, f->np, which ? f->b_ids : f->a_ids, which ? f->nb : f->na, n_images, image);
     ChatTurn t = {f->prompt, which ? f->b : f->a};
-    return row_from_turns(L, r, f->system, &t, 1, with_image, image);
+    return row_from_turns(L, r, f->system, &t, 1, n_images, image);
 }
 
 // LLaVA's conversation format: [{"from": "human", "value": ...}, {"from": "gpt", "value": ...}, ...]
-static int conversation_row(Loader *L, TrainRow *r, const cJSON *conv, int with_image) {
+static int conversation_row(Loader *L, TrainRow *r, const cJSON *conv, int n_images) {
     int n = cJSON_GetArraySize(conv);
     if (n < 2 || n % 2) { snprintf(L->err, sizeof(L->err), "\"conversations\" needs human/gpt turns in pairs (%d entries)", n); return -1; }
     ChatTurn *turns = xcalloc(n / 2, sizeof(ChatTurn));
@@ -310,24 +311,31 @@ static int conversation_row(Loader *L, TrainRow *r, const cJSON *conv, int with_
         }
         if (i % 2) turns[i / 2].assistant = value; else turns[i / 2].user = value;
     }
-    int rc = row_from_turns(L, r, NULL, turns, n / 2, with_image, 0);
+    int rc = row_from_turns(L, r, NULL, turns, n / 2, n_images, 0);
     free(turns);
     return rc;
 }
 
-// First path of an image field that may be a string or a list of strings (MVC, TRL's "images"): its index
-// in the image table; -1 if absent, -2 with L->err on a malformed field or an image that cannot be read.
-static int image_field(Loader *L, const cJSON *j, const char *key, int line) {
+// The paths of an image field, a string or a list of strings (MVC, TRL's "images"), as indices into the image
+// table in out (TRAIN_MAX_SIDE_IMAGES at most): how many (0 if absent), or -1 with L->err on a malformed field, too
+// many images, or an image that cannot be read.
+static int image_list(Loader *L, const cJSON *j, const char *key, int line, int *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!v || cJSON_IsNull(v)) return -1;
-    if (cJSON_IsArray(v)) {
-        int n = cJSON_GetArraySize(v);
-        if (n != 1) { snprintf(L->err, sizeof(L->err), "\"%s\" has %d images; one image per side is supported", key, n); return -2; }
-        v = cJSON_GetArrayItem(v, 0);
+    if (!v || cJSON_IsNull(v)) return 0;
+    const int list = cJSON_IsArray(v), n = list ? cJSON_GetArraySize(v) : 1;
+    if (n > TRAIN_MAX_SIDE_IMAGES) {
+        snprintf(L->err, sizeof(L->err), "\"%s\" has %d images; at most %d per side are supported", key, n, TRAIN_MAX_SIDE_IMAGES);
+        return -1;
     }
-    if (!cJSON_IsString(v) || !v->valuestring[0]) { snprintf(L->err, sizeof(L->err), "\"%s\" must be an image path", key); return -2; }
-    int i = image_index(L, v->valuestring, line);
-    return i < 0 ? -2 : i;
+    for (int i = 0; i < n; i++) {
+        const cJSON *p = list ? cJSON_GetArrayItem(v, i) : v;
+        if (!cJSON_IsString(p) || !p->valuestring[0]) {
+            snprintf(L->err, sizeof(L->err), "\"%s\" must be an image path or a list of them", key);
+            return -1;
+        }
+        if ((out[i] = image_index(L, p->valuestring, line)) < 0) return -1;
+    }
+    return n;
 }
 
 // The keys a recipe reads: text fields (any recipe) and its image keys. Any other key that looks like an
@@ -357,10 +365,12 @@ static int build_rows(Loader *L, TrainExample *e, PairFields *f) {
     int failed = 0;
     for (int k = 0; k < rc->n_rows && !failed; k++) {
         const RowSpec *s = &rc->rows[k];
-        if (s->image == 1 && e->image[1] < 0 && rc->second_image == IMAGE2_CROP)  // fresh crops: drawn per pass
-            e->image[1] = L->d->fresh_crops ? e->image[0] : corrupt_image(L, e->image[0], L->d->n);
-        int with_image = s->image >= 0 && e->image[s->image] >= 0;
-        failed = make_row(L, &e->rows[e->n_rows++], f, s->response, with_image, with_image ? s->image : -1);
+        if (s->image == 1 && !e->n_image[1] && rc->second_image == IMAGE2_CROP) {  // fresh crops: drawn per pass
+            e->image[1][0] = L->d->fresh_crops ? e->image[0][0] : corrupt_image(L, e->image[0][0], L->d->n);
+            e->n_image[1] = 1;
+        }
+        const int n_images = s->image >= 0 ? e->n_image[s->image] : 0;
+        failed = make_row(L, &e->rows[e->n_rows++], f, s->response, n_images, n_images ? s->image : -1);
     }
     pair_fields_free(f);
     if (failed) { example_free(e); return -1; }
@@ -371,7 +381,6 @@ static int build_rows(Loader *L, TrainExample *e, PairFields *f) {
 static int parse_example(Loader *L, const cJSON *j, int line, TrainExample *e) {
     memset(e, 0, sizeof(*e));
     e->line = line;
-    e->image[0] = e->image[1] = -1;
     const Recipe *rc = L->d->recipe;
     PairFields f;
     if (rc->records == RECORDS_MVC) {
@@ -379,11 +388,11 @@ static int parse_example(Loader *L, const cJSON *j, int line, TrainExample *e) {
         static const char *const mvc_keys[] = {"chosen_images", "rejected_images", NULL}, *const wl_keys[] = {"image_w", "image_l", NULL};
         if (stray_image_key(L, j, mvc ? mvc_keys : wl_keys, mvc ? "\"chosen_images\" and \"rejected_images\"" : "\"image_w\" and \"image_l\""))
             return -1;
-        e->image[0] = image_field(L, j, mvc ? "chosen_images" : "image_w", line);
-        if (e->image[0] == -2) return -1;
-        e->image[1] = image_field(L, j, mvc ? "rejected_images" : "image_l", line);
-        if (e->image[1] == -2) return -1;
-        if (e->image[0] < 0 || e->image[1] < 0) {
+        e->n_image[0] = image_list(L, j, mvc ? "chosen_images" : "image_w", line, e->image[0]);
+        if (e->n_image[0] < 0) return -1;
+        e->n_image[1] = image_list(L, j, mvc ? "rejected_images" : "image_l", line, e->image[1]);
+        if (e->n_image[1] < 0) return -1;
+        if (!e->n_image[0] || !e->n_image[1]) {
             snprintf(L->err, sizeof(L->err), "an S-VCO pair needs two images (%s)", mvc ? "chosen_images, rejected_images" : "image_w, image_l");
             return -1;
         }
@@ -393,22 +402,23 @@ static int parse_example(Loader *L, const cJSON *j, int line, TrainExample *e) {
     }
     CHECK_OR_DIE(rc->records == RECORDS_SFT || rc->records == RECORDS_PAIR, "recipe %s: records the LLaVA data builder does not read", rc->name);
     static const char *const image_keys[] = {"image", "images", NULL};
-    if (stray_image_key(L, j, image_keys, "\"image\" (a path) or \"images\" (TRL's list of one path)")) return -1;
+    if (stray_image_key(L, j, image_keys, "\"image\" (a path or a list) or \"images\" (TRL's list of paths)")) return -1;
     if (cJSON_GetObjectItemCaseSensitive(j, "image") && cJSON_GetObjectItemCaseSensitive(j, "images")) {
         snprintf(L->err, sizeof(L->err), "both \"image\" and \"images\": give one");
         return -1;
     }
-    const cJSON *images = cJSON_GetObjectItemCaseSensitive(j, "images");  // TRL: [] for a text-only record
-    int trl_empty = cJSON_IsArray(images) && cJSON_GetArraySize(images) == 0;
-    e->image[0] = trl_empty ? -1 : image_field(L, j, images ? "images" : "image", line);
-    if (e->image[0] == -2) return -1;
-    if (rc->second_image == IMAGE2_CROP && e->image[0] < 0) {
-        snprintf(L->err, sizeof(L->err), "%s needs an image (its second image is a crop of it)", rc->name);
+    // TRL's "images": [] is a text-only record
+    const int has_images = cJSON_GetObjectItemCaseSensitive(j, "images") != NULL;
+    e->n_image[0] = image_list(L, j, has_images ? "images" : "image", line, e->image[0]);
+    if (e->n_image[0] < 0) return -1;
+    if (rc->second_image == IMAGE2_CROP && e->n_image[0] != 1) {
+        snprintf(L->err, sizeof(L->err), "%s needs one image (its second image is a crop of it), the record has %d", rc->name,
+                 e->n_image[0]);
         return -1;
     }
     const cJSON *conv = cJSON_GetObjectItemCaseSensitive(j, "conversations");
     if (rc->records == RECORDS_SFT && cJSON_IsArray(conv)) {  // a whole conversation is the example's one row
-        if (conversation_row(L, &e->rows[e->n_rows++], conv, e->image[0] >= 0)) { example_free(e); return -1; }
+        if (conversation_row(L, &e->rows[e->n_rows++], conv, e->n_image[0])) { example_free(e); return -1; }
         return 0;
     }
     if (rc->records == RECORDS_SFT ? pair_fields(L, j, &f, "prompt", "response", NULL, NULL)
@@ -512,6 +522,15 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
     unsigned long long h = 1469598103934665603ULL;
     h = fnv(h, &recipe->id, sizeof(recipe->id));
     if (d->fresh_crops) h = fnv(h, "fresh crops", 11);
+    d->max_example_images = 2;
+    for (int i = 0; i < d->n; i++) {
+        const TrainExample *e = &d->ex[i];
+        for (int k = 0; k < 2; k++) {  // which images each side sees, in order: a row's log-prob depends on all of them
+            h = fnv(h, &e->n_image[k], sizeof(int));
+            h = fnv(h, e->image[k], sizeof(int) * e->n_image[k]);
+        }
+        if (e->n_image[0] + e->n_image[1] > d->max_example_images) d->max_example_images = e->n_image[0] + e->n_image[1];
+    }
     for (int i = 0; i < d->n; i++)
         for (int r = 0; r < d->ex[i].n_rows; r++) {
             TrainRow *row = &d->ex[i].rows[r];
@@ -549,6 +568,7 @@ void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, co
     AugRng rng;
     augrng_seed(&rng, seed);
     d->n_images = n_examples * per;
+    d->max_example_images = 2;
     d->pixels = xmalloc(sizeof(float) * (size_t)d->n_images * 3 * S * S);
     d->images = xmalloc(sizeof(TrainImage) * d->n_images);
     for (size_t i = 0; i < (size_t)d->n_images * 3 * S * S; i++) d->pixels[i] = (float)augrng_normal(&rng);
@@ -563,8 +583,10 @@ void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, co
         TrainExample *ex = &d->ex[e];
         const int rlen = long_resp_len > 0 && e % 7 == 6 ? long_resp_len : resp_len;
         ex->line = e + 1;
-        ex->image[0] = e * per;
-        ex->image[1] = per == 2 ? e * per + 1 : -1;
+        ex->image[0][0] = e * per;
+        ex->image[1][0] = e * per + 1;
+        ex->n_image[0] = 1;
+        ex->n_image[1] = per == 2;
         prompt[0] = 1;
         for (int t = 1; t < prompt_len; t++) prompt[t] = 3 + augrng_int(&rng, 0, hi);
         for (int k = 0; k < 2; k++) for (int t = 0; t < rlen; t++) resp[k][t] = 3 + augrng_int(&rng, 0, hi);
@@ -661,7 +683,7 @@ void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int p
         }
     }
     b->cap_rows = max_examples * d->recipe->n_rows;
-    b->cap_images = max_examples * 2;
+    b->cap_images = max_examples * d->max_example_images;
     b->crop_source = xmalloc(sizeof(int) * (b->cap_images + 1));
     b->crop_example = xmalloc(sizeof(int) * (b->cap_images + 1));
     b->example_of_row = xmalloc(sizeof(int) * b->cap_rows);
@@ -680,6 +702,7 @@ void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int p
         G->segment = xmalloc(sizeof(int) * cells);
         G->lengths = xmalloc(sizeof(int) * (G->cap_rows + 1));
         G->image_of_row = xmalloc(sizeof(int) * (G->cap_rows + 1));
+        G->images_of_row = xmalloc(sizeof(int) * (G->cap_rows + 1));
         G->out_index = xmalloc(sizeof(int) * G->cap_out);
         G->out_target = xmalloc(sizeof(int) * G->cap_out);
         G->out_row = xmalloc(sizeof(int) * G->cap_out);
@@ -690,7 +713,7 @@ void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int p
 void train_batch_free(TrainBatch *b) {
     for (int g = 0; g < 2; g++) {
         BatchGroup *G = &b->g[g];
-        free(G->ids); free(G->pos); free(G->segment); free(G->lengths); free(G->image_of_row);
+        free(G->ids); free(G->pos); free(G->segment); free(G->lengths); free(G->image_of_row); free(G->images_of_row);
         free(G->out_index); free(G->out_target); free(G->out_row); free(G->members);
     }
     free(b->example_of_row); free(b->kind_of_row); free(b->length_of_row); free(b->pixels); free(b->feats);
@@ -698,7 +721,7 @@ void train_batch_free(TrainBatch *b) {
     memset(b, 0, sizeof(*b));
 }
 
-typedef struct { const TrainRow *a, *b; int ra, rb, image; } Physical;  // one physical row of a group
+typedef struct { const TrainRow *a, *b; int ra, rb, image, n_images; } Physical;  // one physical row of a group
 
 // The pixels of data image g into dst: from the prefetched batch when it has them, else made here.
 static void batch_image_pixels(const TrainData *d, const TrainPrefetched *pre, int g, float *dst) {
@@ -722,19 +745,28 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n,
     b->n_images = 0;
     for (int e = 0; e < n; e++) {
         const TrainExample *ex = &d->ex[idx[e]];
-        int local[2] = {-1, -1};
+        int local[2] = {-1, -1};  // each side's first batch image; its images are consecutive from there
         for (int k = 0; k < 2; k++) {
-            if (ex->image[k] < 0) continue;
+            const int n_side = ex->n_image[k];
+            if (!n_side) continue;
             const int crop = k == 1 && d->fresh_crops;  // a crop is the example's own, never shared
-            for (int i = 0; i < b->n_images && !crop; i++) if (gl[i] == ex->image[k] && b->crop_source[i] < 0) local[k] = i;
-            if (local[k] < 0) {
-                gl[b->n_images] = ex->image[k];
+            // an earlier run of the same images in the same order (one image: any earlier copy of it) is shared
+            for (int i = 0; i + n_side <= b->n_images && !crop && local[k] < 0; i++) {
+                int same = 1;
+                for (int q = 0; q < n_side && same; q++) same = gl[i + q] == ex->image[k][q] && b->crop_source[i + q] < 0;
+                if (same) local[k] = i;
+            }
+            if (local[k] >= 0) continue;
+            local[k] = b->n_images;
+            for (int q = 0; q < n_side; q++, b->n_images++) {
+                const int g = ex->image[k][q];
+                gl[b->n_images] = g;
                 b->crop_source[b->n_images] = crop ? local[0] : -1;  // a crop's source is the example's image 0
                 b->crop_example[b->n_images] = crop ? idx[e] : -1;
-                if (d->feats) memcpy(dst + b->n_images * img_floats, d->feats + (size_t)ex->image[k] * img_floats, sizeof(float) * img_floats);
-                else if (crop) memcpy(dst + b->n_images * img_floats, dst + local[0] * img_floats, sizeof(float) * img_floats);
-                else batch_image_pixels(d, pre, ex->image[k], dst + b->n_images * img_floats);
-                local[k] = b->n_images++;
+                float *to = dst + b->n_images * img_floats;
+                if (d->feats) memcpy(to, d->feats + (size_t)g * img_floats, sizeof(float) * img_floats);
+                else if (crop) memcpy(to, dst + local[0] * img_floats, sizeof(float) * img_floats);
+                else batch_image_pixels(d, pre, g, to);
             }
         }
         const int first = b->B;  // logical rows of this example, in its row order
@@ -751,7 +783,8 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n,
             BatchGroup *G = &b->g[g];
             Physical *P = &phys[g][G->B++];
             *P = (Physical){ra, plan[k][1] >= 0 ? &ex->rows[plan[k][1]] : NULL, first + plan[k][0],
-                            plan[k][1] >= 0 ? first + plan[k][1] : -1, ra->image >= 0 ? local[ra->image] : -1};
+                            plan[k][1] >= 0 ? first + plan[k][1] : -1, ra->image >= 0 ? local[ra->image] : -1,
+                            ra->image >= 0 ? ex->n_image[ra->image] : 0};
             int len = planned_length(ex, plan[k]);
             if (len > G->T) G->T = len;
             G->members[G->n_members++] = P->ra;
@@ -786,6 +819,7 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n,
             for (int t = len; t < G->T; t++) { ids[t] = 0; pos[t] = t; seg[t] = 0; }
             G->lengths[i] = len;
             G->image_of_row[i] = P->image;
+            G->images_of_row[i] = P->n_images;
         }
         free(phys[g]);
     }
@@ -835,8 +869,8 @@ void data_order_next(DataOrder *o, int *idx, int k) {
 
 typedef struct {
     TrainPrefetched b;
-    int *idx, *images;  // (batch), (2 * batch)
-    float *pixels;      // (2 * batch, 3, S, S); NULL when the data has features (nothing to decode)
+    int *idx, *images;  // (batch), (max_example_images * batch)
+    float *pixels;      // (max_example_images * batch, 3, S, S); NULL when the data has features (nothing to decode)
 } StreamSlot;
 
 struct TrainStream {
@@ -873,15 +907,18 @@ static void stream_fill(void *ctx, int slot) {
     const size_t img = (size_t)3 * d->image_size * d->image_size;
     sl->b.n_images = 0;
     if (!sl->pixels) return;
-    for (int e = 0; e < sl->b.n; e++)
-        for (int k = 0; k < 2; k++) {
-            const int g = d->ex[sl->idx[e]].image[k];
-            int seen = g < 0;
-            for (int i = 0; i < sl->b.n_images && !seen; i++) seen = sl->images[i] == g;
-            if (seen) continue;
-            train_data_image(d, g, sl->pixels + sl->b.n_images * img);
-            sl->images[sl->b.n_images++] = g;
-        }
+    for (int e = 0; e < sl->b.n; e++) {
+        const TrainExample *ex = &d->ex[sl->idx[e]];
+        for (int k = 0; k < 2; k++)
+            for (int q = 0; q < ex->n_image[k]; q++) {  // every image of each side
+                const int g = ex->image[k][q];
+                int seen = 0;
+                for (int i = 0; i < sl->b.n_images && !seen; i++) seen = sl->images[i] == g;
+                if (seen) continue;
+                train_data_image(d, g, sl->pixels + sl->b.n_images * img);
+                sl->images[sl->b.n_images++] = g;
+            }
+    }
 }
 
 TrainStream *train_stream_open(const TrainData *d, const DataOrder *order, int batch, int workers, int depth) {
@@ -900,8 +937,8 @@ TrainStream *train_stream_open(const TrainData *d, const DataOrder *order, int b
     for (int i = 0; i < n_slots; i++) {
         StreamSlot *sl = &s->slots[i];
         sl->idx = xmalloc(sizeof(int) * batch);
-        sl->images = xmalloc(sizeof(int) * 2 * batch);
-        if (!d->feats) sl->pixels = xmalloc(sizeof(float) * 2 * batch * img);
+        sl->images = xmalloc(sizeof(int) * d->max_example_images * batch);
+        if (!d->feats) sl->pixels = xmalloc(sizeof(float) * d->max_example_images * batch * img);
         sl->b.idx = sl->idx;
         sl->b.images = sl->images;
         sl->b.pixels = sl->pixels;

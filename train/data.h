@@ -12,12 +12,16 @@
 //   RECORDS_SFT   {"image"?, "prompt", "response"}            or {"image"?, "prompt_ids", "response_ids"}
 //                 or LLaVA's {"image"?, "conversations": [{"from": "human"|"gpt", "value"}, ...]}
 //   RECORDS_PAIR  {"image"?, "prompt", "chosen", "rejected"}  or {"image"?, "prompt_ids", "chosen_ids", "rejected_ids"}
-//   ("image" may be TRL's "images": [path] ([] for a text-only record), "prompt" may be "question"; any other key
+//   ("image" may be a list of paths, or TRL's "images": [paths] ([] for a text-only record): several images go
+//   in order where the conversation's "<image>" placeholders are, one per image, or in front of the first user
+//   message when it has none (data/chat.h; *_ids rows: the image token once per image, or expanded);
+//   "prompt" may be "question"; any other key
 //   that looks like an image is an error naming it: the image would silently be left out of training;
 //   mdpo needs an image, to crop)
 //   RECORDS_MVC   {"chosen_images": [..], "rejected_images": [..], "instruction_prompt", "system_prompt"?,
 //                  "chosen_response", "rejected_response"}
-//                 or {"image_w", "image_l", "prompt_ids", "chosen_ids", "rejected_ids"}
+//                 or {"image_w", "image_l", "prompt_ids", "chosen_ids", "rejected_ids"} (each a path or a list)
+//                 each side a list of up to TRAIN_MAX_SIDE_IMAGES images, which its rows see in order
 // Image paths are relative to the data file's folder (or --images DIR).
 #pragma once
 #include "../data/augment.h"
@@ -30,12 +34,16 @@ typedef struct {
     int *ids;       // (n) image tokens expanded
     int *labels;    // (n) HF labels: the id on response tokens, -100 elsewhere
     int n;
-    int image;      // which image of the example this row sees (0 or 1), -1 for an image-free row
+    int image;      // which image side of the example this row sees (0 or 1; all its images), -1 for an image-free row
 } TrainRow;
+
+// The most images one side of an example may have (LLaVA-NeXT-Interleave's rows have a few).
+enum { TRAIN_MAX_SIDE_IMAGES = 8 };
 
 typedef struct {
     int line;          // line (or array index + 1) in the input file
-    int image[2];      // indices into TrainData.images, -1 if unused
+    int image[2][TRAIN_MAX_SIDE_IMAGES];  // each side's images in prompt order, indices into TrainData.images
+    int n_image[2];    // images of each side, 0 if unused
     TrainRow rows[RECIPE_MAX_ROWS];  // (n_rows) in the recipe's row order
     int n_rows;
 } TrainExample;
@@ -82,6 +90,7 @@ typedef struct {
     float *feats;            // (n_images, feat_size) the frozen tower's features (train_data_encode_images), or NULL
     int feat_size;           // image_tokens * vision hidden
     int max_row_len;
+    int max_example_images;  // the most images one example names (both sides), at least 2: a batch's room per example
     int n_bad;               // records skipped with skip_bad
     unsigned long long hash; // of the tokenized rows and the images' sources: keys the reference log-prob cache
     int fresh_crops;         // image slot 1 of every example is a crop of its slot-0 image, drawn anew for every
@@ -118,7 +127,8 @@ typedef struct {
 void data_order_shuffle(DataOrder *o);                 // the permutation of o->epoch
 void data_order_next(DataOrder *o, int *idx, int k);   // the next k examples (crossing epochs as needed)
 
-// A micro-batch of examples laid out as model rows: distinct images once, each row pointing at one.
+// A micro-batch of examples laid out as model rows: distinct images once, each row pointing at its side's images
+// (consecutive batch images; a side with several images shares them with another row only as the same list).
 //
 // Rows with an image and image-free rows go into separate groups, each padded to its own longest row:
 // S-VCO's image-free rows are ~600 tokens shorter than its image rows, and padding them to the image
@@ -133,6 +143,7 @@ void data_order_next(DataOrder *o, int *idx, int k);   // the next k examples (c
 typedef struct {
     int B, T;                                     // physical rows (packed or single) and their length
     int *ids, *lengths, *image_of_row;            // (B*T), (B), (B) as LlavaBatch wants them
+    int *images_of_row;                           // (B) the row's images, consecutive from image_of_row (0: none)
     int *pos, *segment;                           // (B*T) positions and tree-mask segments
     int packed;                                   // some row holds two sequences: segments are needed
     int n_out, *out_index, *out_target, *out_row; // explicit outputs, out_row = logical batch row

@@ -77,6 +77,7 @@ void batch_forward(const Llava *m, BatchActs *ba, const TrainBatch *tb) {
         const BatchGroup *G = &tb->g[g];
         if (G->B == 0) continue;
         LlavaBatch lb = {.B = G->B, .T = G->T, .ids = G->ids, .lengths = G->lengths, .image_of_row = G->image_of_row,
+                         .images_of_row = G->images_of_row,
                          .n_images = g == 0 ? tb->n_images : 0, .pixels = tb->pixels, .feats = tb->feats, .pos = G->pos,
                          .segment = G->packed ? G->segment : NULL, .n_out = G->n_out, .out_index = G->out_index,
                          .out_target = G->out_target, .out_row = G->out_row, .n_logical = tb->B};
