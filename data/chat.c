@@ -137,9 +137,9 @@ static int render(const ChatOptions *opt, const ChatTurn *turns, int n_turns, St
     }
     if (opt->image < 0) return fail(err, errlen, "%d images", opt->image);
     const int in_text = user_placeholders(turns, n_turns), in_place = images_in_place(opt, turns, n_turns);
-    if (opt->image > 1 && in_text != 0 && in_text != opt->image)
-        return fail(err, errlen, "the conversation has %d <image> placeholders for %d images (give one per image, or none "
-                    "to put the images in front of the first message)", in_text, opt->image);
+    if (opt->image > 0 && in_text != 0 && in_text != opt->image)
+        return fail(err, errlen, "the conversation has %d <image> placeholders for %d image%s (give one per image, or none "
+                    "to put the images in front of the first message)", in_text, opt->image, opt->image == 1 ? "" : "s");
     strbuf_put(text, "", 0);
     *n_spans = 0;
     if (opt->tmpl == CHAT_LLAVA_INTERLEAVE) return render_interleave(opt, turns, n_turns, text, spans, n_spans);
