@@ -32,6 +32,26 @@ static void append_ids(char *buf, size_t cap, const char *key, int n, int with_i
     snprintf(buf + k, cap - k, "]");
 }
 
+// The recipe's response fields (random ids and EOS) and the record's end, appended to a record's line.
+static void append_responses(char *line, size_t cap, const char *recipe) {
+    if (!strcmp(recipe, "sft")) append_ids(line, cap, "response_ids", 3, 0, 1);
+    else {
+        append_ids(line, cap, "chosen_ids", 3, 0, 1);
+        strcat(line, ", ");
+        append_ids(line, cap, "rejected_ids", 4, 0, 1);
+    }
+    strcat(line, "}\n");
+}
+
+// dir/data.jsonl with the records' text (both freed); returns its path.
+static char *save_data(char *dir, char *text, size_t len) {
+    char *path = path_join(dir, "data.jsonl");
+    write_file_atomic(path, text, len);
+    free(text);
+    free(dir);
+    return path;
+}
+
 // Writes n examples of a recipe (ids form) into a fresh folder with the fixture images; returns the file.
 static char *write_data(const char *name, const char *recipe, int n, int bad_line) {
     char *dir = test_image_dir(name);
@@ -45,20 +65,10 @@ static char *write_data(const char *name, const char *recipe, int n, int bad_lin
         else snprintf(line, sizeof(line), "{\"image\": \"images/%s\", ", i % 3 ? "a.png" : "b.png");
         append_ids(line, sizeof(line), "prompt_ids", 5, 1, 0);
         strcat(line, ", ");
-        if (!strcmp(recipe, "sft")) append_ids(line, sizeof(line), "response_ids", 3, 0, 1);
-        else {
-            append_ids(line, sizeof(line), "chosen_ids", 3, 0, 1);
-            strcat(line, ", ");
-            append_ids(line, sizeof(line), "rejected_ids", 4, 0, 1);
-        }
-        strcat(line, "}\n");
+        append_responses(line, sizeof(line), recipe);
         len += snprintf(text + len, cap - len, "%s", line);
     }
-    char *path = path_join(dir, "data.jsonl");
-    write_file_atomic(path, text, len);
-    free(text);
-    free(dir);
-    return path;
+    return save_data(dir, text, len);
 }
 
 // Expects `key` to be logged n times in each of two metrics logs, pairwise within tol (0: the same bits).
@@ -1164,20 +1174,10 @@ static char *write_multi_data(const char *name, const char *recipe, int n) {
         size_t m = strlen(line);
         for (int q = 0; q < 4; q++) m += snprintf(line + m, sizeof(line) - m, ", %d%s", rnd(3, 80), q < k ? ", 90" : "");
         m += snprintf(line + m, sizeof(line) - m, "], ");
-        if (!strcmp(recipe, "sft")) append_ids(line, sizeof(line), "response_ids", 3, 0, 1);
-        else {
-            append_ids(line, sizeof(line), "chosen_ids", 3, 0, 1);
-            strcat(line, ", ");
-            append_ids(line, sizeof(line), "rejected_ids", 4, 0, 1);
-        }
-        strcat(line, "}\n");
+        append_responses(line, sizeof(line), recipe);
         len += snprintf(text + len, cap - len, "%s", line);
     }
-    char *path = path_join(dir, "data.jsonl");
-    write_file_atomic(path, text, len);
-    free(text);
-    free(dir);
-    return path;
+    return save_data(dir, text, len);
 }
 
 // Loading: each side's images in order, the rows' prompts with one run of image tokens per image; a batch gives each
