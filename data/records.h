@@ -11,8 +11,12 @@ typedef struct {
     int line;         // line in the file
     int *ids, n;      // token ids
     int n_response;   // the last n_response ids are the response
-    char *image;      // resolved path, or NULL for an image-free row
+    char **images;    // (n_images) resolved paths in prompt order; none for an image-free row
+    int n_images;
 } LogprobRecord;
+
+// The most images one `vlm logprobs` record may have.
+enum { RECORDS_MAX_IMAGES = 8 };
 
 typedef struct {
     const char *path;
@@ -20,11 +24,11 @@ typedef struct {
     int n;
 } RecordSet;
 
-// Reads `vlm logprobs` records (see cli/cmd_logprobs.c for the format). Image paths ("image", or TRL's
-// "images": [path]) are resolved relative to images_dir, or the JSONL's folder when it is NULL. Text records
+// Reads `vlm logprobs` records (see cli/cmd_logprobs.c for the format). Image paths ("image", a path or a list, or
+// TRL's "images": [paths]) are resolved relative to images_dir, or the JSONL's folder when it is NULL. Text records
 // ("prompt" or "question", and "response") are tokenized with tok_path (or model_dir/tokenizer.model); a text
-// prompt of a record with an image but no "<image>" gets it where the chat templates put it
-// (records_place_image). Any other key that looks like an image is an error.
+// prompt of a record with images but no "<image>" gets one per image where the chat templates put the image
+// (records_place_image); one with some must have one per image. Any other key that looks like an image is an error.
 void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *cfg, const char *model_dir,
                            const char *tok_path, const char *images_dir);
 void records_free(RecordSet *rs);

@@ -9,8 +9,12 @@ several places. transformers scatters the stacked features of a prompt's images 
 (masked_scatter); the C side gives row b the consecutive images image_of_row[b] .. + images_of_row[b] - 1.
 
 Tensors as make_fixtures.py's expected.safetensors (input_ids, labels, lengths, image_of_row, pixel_values, logits,
-row_logp, loss, grad.*) plus images_of_row. Requires torch and transformers (CPU wheels are enough).
+row_logp, loss, grad.*) plus images_of_row. And `vlm logprobs` records with image lists over the fixture's PNG
+files (multi_image_records.jsonl: ids with the image token once per image or expanded, a list shared by two
+records, a single image, none) with transformers' summed response log-probs from the same files, its own PIL
+preprocessing included (multi_image_logprobs_expected.jsonl). Requires torch, transformers and pillow.
 """
+import json
 import os
 import sys
 import zlib
@@ -21,7 +25,7 @@ from safetensors.torch import save_file
 from transformers import LlavaForConditionalGeneration
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_fixtures import ROOT, llava_key  # noqa: E402
+from make_fixtures import ROOT, image_processor, is_siglip, llava_key  # noqa: E402
 
 
 def rows_for(cfg, seed):
@@ -87,6 +91,46 @@ def fixture(name):
     save_file({k: v.detach().contiguous().float() if v.is_floating_point() else v.contiguous() for k, v in tensors.items()},
               os.path.join(d, "multi_image.safetensors"))
     print(f"{name}: B={B} T={T}, images per row {[r[3] for r in rows]}, loss {total:.6f}, row_logp {row_logp.tolist()}")
+    logprobs_records(name, model)
+
+
+def logprobs_records(name, model):
+    from PIL import Image
+    d = os.path.join(ROOT, "models", name)
+    cfg = model.config
+    rng = np.random.RandomState(zlib.crc32(("records " + name).encode()) % 2**31)
+    P, img_id = cfg.image_seq_length, cfg.image_token_index
+    proc = image_processor(cfg.vision_config.image_size, is_siglip(cfg))
+    specs = [(["a.png", "b.png"], "once"), (["b.png", "gray.png"], "expanded"), (["gray.png"], "once"),
+             (["a.png", "b.png"], "once"), ([], None)]
+    records, results = [], []
+    for i, (imgs, form) in enumerate(specs):
+        runs = [[1] + list(rng.randint(3, img_id, size=2))] + [list(rng.randint(3, img_id, size=2 + k)) for k in range(len(imgs))]
+        resp = list(rng.randint(3, img_id, size=2 + i % 3)) + [2]
+        given, full = list(runs[0]), list(runs[0])
+        for k in range(len(imgs)):
+            given += [img_id] * (1 if form == "once" else P) + runs[k + 1]
+            full += [img_id] * P + runs[k + 1]
+        rec = {"image": ["images/" + f for f in imgs]} if imgs else {}
+        rec["input_ids"] = [int(x) for x in given + resp]
+        rec["n_response"] = len(resp)
+        records.append(rec)
+        full += resp
+        kw = {}
+        if imgs:
+            pils = [Image.open(os.path.join(d, "images", f)) for f in imgs]
+            kw["pixel_values"] = proc(images=pils, return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([full]), **kw).logits[0].double()
+        n = len(full)
+        logp = torch.log_softmax(logits[:-1], dim=-1)
+        lp = logp[torch.arange(n - 1), torch.tensor(full[1:])][n - 1 - len(resp):].sum().item()
+        results.append({"index": i, "logprob": lp, "n_response": len(resp)})
+    for fname, rows in (("multi_image_records.jsonl", records), ("multi_image_logprobs_expected.jsonl", results)):
+        with open(os.path.join(d, fname), "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+    print(f"{name}: {len(records)} multi-image logprobs records, {[r['logprob'] for r in results]}")
 
 
 if __name__ == "__main__":
