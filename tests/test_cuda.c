@@ -363,12 +363,33 @@ static void check_swiglu(int N, int F) {
     buf_free(&x); buf_free(&y); buf_free(&g); buf_free(&dx);
 }
 
+// DINOv2's layer scale: out = inp * s per channel; dinp = dout * s, ds += column sums of dout * inp (also in place)
+static void check_channel_scale(int N, int C) {
+    const size_t n = (size_t)N * C;
+    Buf x = buf_rand(n, 2, 0), s = buf_rand(C, 1, 0), y = buf_out(n, 0), g = buf_rand(n, 1, 0), dx = buf_out(n, 0);
+    Buf ds = buf_rand(C, 1, 0);
+    CPU()->channel_scale_forward(y.cpu, x.cpu, s.cpu, N, C);
+    GPU()->channel_scale_forward(y.gpu, x.gpu, s.gpu, N, C);
+    EXPECT_CLOSE(y, TOL_ACT, "channel_scale forward %dx%d", N, C);
+    CPU()->channel_scale_backward(dx.cpu, ds.cpu, g.cpu, x.cpu, s.cpu, N, C);
+    GPU()->channel_scale_backward(dx.gpu, ds.gpu, g.gpu, x.gpu, s.gpu, N, C);
+    EXPECT_CLOSE(dx, TOL_ACT, "channel_scale backward dinp %dx%d", N, C);
+    EXPECT_CLOSE(ds, TOL_ACT, "channel_scale backward ds %dx%d", N, C);
+    CPU()->channel_scale_backward(g.cpu, ds.cpu, g.cpu, x.cpu, s.cpu, N, C);
+    GPU()->channel_scale_backward(g.gpu, ds.gpu, g.gpu, x.gpu, s.gpu, N, C);
+    EXPECT_CLOSE(g, TOL_ACT, "channel_scale backward in place %dx%d", N, C);
+    EXPECT_CLOSE(ds, TOL_ACT, "channel_scale backward in place ds %dx%d", N, C);
+    buf_free(&x); buf_free(&s); buf_free(&y); buf_free(&g); buf_free(&dx); buf_free(&ds);
+}
+
 TEST(cuda_elementwise) {
     size_t sizes[] = {1, 7, 1000, 65537, 1 << 20};
     for (int s = 0; s < 5; s++) check_elementwise(sizes[s]);
     check_swiglu(3, 5);
     check_swiglu(64, 5632);
     check_swiglu(7, 11008);
+    check_channel_scale(5, 7);       // channels not a multiple of 8: the scalar path
+    check_channel_scale(257, 1024);  // DINOv2-large's width: 128-bit accesses
 }
 
 // rope forward then backward over N rows of `heads` heads at a row stride, positions in [0, max_pos)
