@@ -298,7 +298,7 @@ static void dinov2_parity(const char *name, const int *sizes, int n_sizes) {
     for (int s = 0; s < n_sizes; s++) {
         const int S = sizes[s];
         Dinov2 m;
-        dinov2_load(&m, &backend_cpu, dir, S);
+        dinov2_load(&m, &backend_cpu, dir, S, 0);
         snprintf(key, sizeof(key), "pixel_values_%d", S);
         const int B = (int)st_find(ex, key)->shape[0], N = m.vision.n_tokens, C = m.cfg.hidden;
         float *pixels = ex_f32(ex, key, NULL);
@@ -308,7 +308,7 @@ static void dinov2_parity(const char *name, const int *sizes, int n_sizes) {
         snprintf(key, sizeof(key), "pooler_output_%d", S);
         float *want_pooled = ex_f32(ex, key, NULL);
         Dinov2Acts a;
-        dinov2_acts_init(&a, &m, B);
+        dinov2_acts_init(&a, &m, B, 0);
         dinov2_forward(&m, &a, pixels, B);
         float *hidden = xmalloc(sizeof(float) * B * N * C), *pooled = xmalloc(sizeof(float) * B * C);
         backend_cpu.download_act(hidden, a.v.post, (size_t)B * N * C);
