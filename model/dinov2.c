@@ -56,13 +56,16 @@ static void bind_all(Dinov2 *m, void *base, int grads) {
 
 void dinov2_position_map(int G0, int G, int registers_model, float *map) {
     const int P0 = G0 * G0, P = G * G;
-    // the interpolation is linear and the same for every channel: interpolate the P0 unit impulses as P0 planes
-    float *src = xcalloc((size_t)P0 * P0, sizeof(float)), *dst = xmalloc(sizeof(float) * (size_t)P0 * P);
-    for (int q = 0; q < P0; q++) src[(size_t)q * P0 + q] = 1;
-    if (registers_model) resample_planes(src, P0, G0, G0, dst, G, G, RESAMPLE_BICUBIC);  // antialias=True
-    else interpolate_bicubic_planes(src, P0, G0, G0, dst, G, G);
-    for (int p = 0; p < P; p++)
-        for (int q = 0; q < P0; q++) map[(size_t)p * P0 + q] = dst[(size_t)q * P + p];
+    // the interpolation is linear and the same for every channel: column q of the map is the interpolation of the
+    // unit impulse at table position q (one plane at a time: P0 planes at once would be P0^2 floats)
+    float *src = xcalloc(P0, sizeof(float)), *dst = xmalloc(sizeof(float) * P);
+    for (int q = 0; q < P0; q++) {
+        src[q] = 1;
+        if (registers_model) resample_planes(src, 1, G0, G0, dst, G, G, RESAMPLE_BICUBIC);  // antialias=True
+        else interpolate_bicubic_planes(src, 1, G0, G0, dst, G, G);
+        src[q] = 0;
+        for (int p = 0; p < P; p++) map[(size_t)p * P0 + q] = dst[p];
+    }
     free(src);
     free(dst);
 }
