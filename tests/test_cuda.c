@@ -379,6 +379,14 @@ static void check_channel_scale(int N, int C) {
     GPU()->channel_scale_backward(g.gpu, ds.gpu, g.gpu, x.gpu, s.gpu, N, C);
     EXPECT_CLOSE(g, TOL_ACT, "channel_scale backward in place %dx%d", N, C);
     EXPECT_CLOSE(ds, TOL_ACT, "channel_scale backward in place ds %dx%d", N, C);
+    // either output alone (model/ops.h: NULL is "not needed"), the other left as it was
+    CPU()->channel_scale_backward(NULL, ds.cpu, g.cpu, x.cpu, s.cpu, N, C);
+    GPU()->channel_scale_backward(NULL, ds.gpu, g.gpu, x.gpu, s.gpu, N, C);
+    EXPECT_CLOSE(ds, TOL_ACT, "channel_scale backward ds alone %dx%d", N, C);
+    CPU()->channel_scale_backward(dx.cpu, NULL, g.cpu, x.cpu, s.cpu, N, C);
+    GPU()->channel_scale_backward(dx.gpu, NULL, g.gpu, x.gpu, s.gpu, N, C);
+    EXPECT_CLOSE(dx, TOL_ACT, "channel_scale backward dinp alone %dx%d", N, C);
+    EXPECT_CLOSE(ds, TOL_ACT, "channel_scale backward ds untouched %dx%d", N, C);
     buf_free(&x); buf_free(&s); buf_free(&y); buf_free(&g); buf_free(&dx); buf_free(&ds);
 }
 
@@ -699,6 +707,7 @@ TEST(cuda_unaligned_slices) {
     check_elementwise(13);
     check_elementwise(4099);
     check_swiglu(9, 64);
+    check_channel_scale(9, 64);
     check_rope(9, 3, 64, 3 * 64 + 5, 4000, 10000.0f);
     check_logprob(5, 96);
     check_rows(100, 33, 40);
