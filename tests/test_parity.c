@@ -46,10 +46,13 @@ static double rel_err(const float *a, const float *b, size_t n) {
     return num / (den > 1e-6 ? den : 1e-6);
 }
 
-// Compares every gradient in the stores with the fixture's grad.<name>; every fixture gradient must be used.
-static void compare_grads(ParamStore **stores, int n_stores, const SafeTensors *ex, NameCandidates cand, double tol) {
+// Compares every gradient in the stores with the fixture's <prefix><name> (prefix "grad." where one fixture has one
+// set of gradients); every fixture gradient under the prefix must be used.
+static void compare_grads_at(ParamStore **stores, int n_stores, const SafeTensors *ex, const char *prefix, NameCandidates cand,
+                             double tol) {
     int matched = 0, expected = 0;
-    for (int i = 0; i < ex->n; i++) if (!strncmp(ex->tensors[i].name, "grad.", 5)) expected++;
+    const size_t np = strlen(prefix);
+    for (int i = 0; i < ex->n; i++) if (!strncmp(ex->tensors[i].name, prefix, np)) expected++;
     double worst = 0;
     const char *worst_name = "";
     for (int s = 0; s < n_stores; s++) {
@@ -62,7 +65,7 @@ static void compare_grads(ParamStore **stores, int n_stores, const SafeTensors *
             int nc = cand ? cand(p->name, names, 8) : 0;
             if (!nc) { snprintf(names[0], 256, "%s", p->name); nc = 1; }
             const STTensor *t = NULL;
-            for (int c = 0; c < nc && !t; c++) { snprintf(key, sizeof(key), "grad.%.256s", names[c]); t = st_find(ex, key); }
+            for (int c = 0; c < nc && !t; c++) { snprintf(key, sizeof(key), "%.20s%.256s", prefix, names[c]); t = st_find(ex, key); }
             EXPECTF(t != NULL, "no fixture gradient for %s", p->name);
             if (!t) continue;
             EXPECT_INT_EQ(t->numel, p->numel);
@@ -90,6 +93,10 @@ static void compare_grads(ParamStore **stores, int n_stores, const SafeTensors *
     }
     EXPECTF(matched == expected, "compared %d gradients, the fixture has %d", matched, expected);
     printf("      gradients: %d tensors, worst relative error %.2e (%s)\n", matched, worst, worst_name);
+}
+
+static void compare_grads(ParamStore **stores, int n_stores, const SafeTensors *ex, NameCandidates cand, double tol) {
+    compare_grads_at(stores, n_stores, ex, "grad.", cand, tol);
 }
 
 // expected: the fixture file, expected.safetensors (make_fixtures.py) or multi_image.safetensors
@@ -299,7 +306,9 @@ TEST(parity_siglip_vision) {
 }
 
 // A DINOv2 fixture at each of its image sizes: the pretraining grid and sizes whose grid needs the position
-// embeddings interpolated (bicubic up and down; antialiased for the registers model)
+// embeddings interpolated (bicubic up and down; antialiased for the registers model). Outputs, and every parameter's
+// gradient of sum(pooler_output * dpooled): layer scales, class token, registers, position table (through the
+// interpolation), patch embedding, norms, attention and MLP.
 static void dinov2_parity(const char *name, const int *sizes, int n_sizes) {
     char dir[256], path[300], key[64];
     snprintf(dir, sizeof(dir), FIXTURES "%s", name);
@@ -308,7 +317,7 @@ static void dinov2_parity(const char *name, const int *sizes, int n_sizes) {
     for (int s = 0; s < n_sizes; s++) {
         const int S = sizes[s];
         Dinov2 m;
-        dinov2_load(&m, &backend_cpu, dir, S);
+        dinov2_load(&m, &backend_cpu, dir, S, 1);
         snprintf(key, sizeof(key), "pixel_values_%d", S);
         const int B = (int)st_find(ex, key)->shape[0], N = m.vision.n_tokens, C = m.cfg.hidden;
         float *pixels = ex_f32(ex, key, NULL);
@@ -318,7 +327,7 @@ static void dinov2_parity(const char *name, const int *sizes, int n_sizes) {
         snprintf(key, sizeof(key), "pooler_output_%d", S);
         float *want_pooled = ex_f32(ex, key, NULL);
         Dinov2Acts a;
-        dinov2_acts_init(&a, &m, B);
+        dinov2_acts_init(&a, &m, B, 1);
         dinov2_forward(&m, &a, pixels, B);
         float *hidden = xmalloc(sizeof(float) * B * N * C), *pooled = xmalloc(sizeof(float) * B * C);
         backend_cpu.download_act(hidden, a.v.post, (size_t)B * N * C);
@@ -328,6 +337,19 @@ static void dinov2_parity(const char *name, const int *sizes, int n_sizes) {
                m.cfg.pos_grid, e_hidden, e_pooled);
         EXPECTF(e_hidden <= 1e-4, "%s at %d px: last_hidden_state relative error %.3g", name, S, e_hidden);
         EXPECTF(e_pooled <= 1e-4, "%s at %d px: pooler_output relative error %.3g", name, S, e_pooled);
+        snprintf(key, sizeof(key), "dpooled_%d", S);
+        float *dpooled = ex_f32(ex, key, NULL);
+        snprintf(key, sizeof(key), "loss_%d", S);
+        float *want_loss = ex_f32(ex, key, NULL);
+        double loss = 0;
+        for (int i = 0; i < B * C; i++) loss += (double)pooled[i] * dpooled[i];
+        EXPECT_NEAR(loss, want_loss[0], 1e-4 * fabs(want_loss[0]));
+        dinov2_backward(&m, &a, dpooled, B);
+        printf("      %s at %d px: loss %.6f (transformers %.6f)\n", name, S, loss, want_loss[0]);
+        snprintf(key, sizeof(key), "grad_%d.", S);
+        ParamStore *stores[1] = {&m.ps};
+        compare_grads_at(stores, 1, ex, key, dinov2_name_candidates, 1e-4);
+        free(dpooled); free(want_loss);
         float *emb = xmalloc(sizeof(float) * B * C);
         dinov2_embed(&m, pixels, B, emb);
         EXPECTF(!memcmp(emb, pooled, sizeof(float) * B * C), "dinov2_embed differs from the forward pass");
