@@ -1109,16 +1109,21 @@ TEST(train_streaming_resume_mid_epoch) {
     free(a); free(b); free(data);
 }
 
+// Loads a recipe's data for the fixture model GQA (its config into cfg), with the default options.
+static void load_gqa_data(TrainData *d, const char *recipe, const char *data, LlavaConfig *cfg) {
+    llava_config_load(cfg, GQA);
+    PreprocessConfig pcfg = records_tower_preprocess_config(GQA, &cfg->vision);
+    TrainDataOptions opt = {.max_len = 0};
+    train_data_load(d, recipe_find(recipe), data, cfg, &pcfg, &opt);
+}
+
 // Loading keeps no pixels: each distinct image once (by its path, through the hash map), probed but not decoded;
 // its pixels are made when a batch needs them, the same as a batch made from a prefetched micro-batch.
 TEST(train_data_holds_no_pixels) {
     char *data = write_data("stream_lazy", "dpo", 6, 0);
-    LlavaConfig cfg;
-    llava_config_load(&cfg, GQA);
-    PreprocessConfig pcfg = records_tower_preprocess_config(GQA, &cfg.vision);
-    TrainDataOptions opt = {.max_len = 0};
     TrainData d;
-    train_data_load(&d, recipe_find("dpo"), data, &cfg, &pcfg, &opt);
+    LlavaConfig cfg;
+    load_gqa_data(&d, "dpo", data, &cfg);
     EXPECT(d.pixels == NULL && d.feats == NULL);
     EXPECT(d.n_images >= 1 && d.n_images < d.n);  // write_data names a few images in many records
     for (int i = 0; i < d.n_images; i++) EXPECT_INT_EQ(d.images[i].kind, TRAIN_IMAGE_FILE);
@@ -1184,12 +1189,9 @@ static char *write_multi_data(const char *name, const char *recipe, int n) {
 // side its images as consecutive batch images (a one-image side shares an earlier copy) and each row their count.
 TEST(train_multi_image_rows) {
     char *data = write_multi_data("multi_rows", "svco", 3);
-    LlavaConfig cfg;
-    llava_config_load(&cfg, GQA);
-    PreprocessConfig pcfg = records_tower_preprocess_config(GQA, &cfg.vision);
-    TrainDataOptions opt = {.max_len = 0};
     TrainData d;
-    train_data_load(&d, recipe_find("svco"), data, &cfg, &pcfg, &opt);
+    LlavaConfig cfg;
+    load_gqa_data(&d, "svco", data, &cfg);
     EXPECT_INT_EQ(d.n, 3);
     EXPECT_INT_EQ(d.n_images, 3);
     EXPECT_INT_EQ(d.max_example_images, 4);
@@ -1307,14 +1309,11 @@ TEST(train_multi_image_reference_cache_key) {
         snprintf(path[v], sizeof(path[v]), "%s/data%d.jsonl", dir, v);
         write_file_atomic(path[v], text, m);
     }
-    LlavaConfig cfg;
-    llava_config_load(&cfg, GQA);
-    PreprocessConfig pcfg = records_tower_preprocess_config(GQA, &cfg.vision);
-    TrainDataOptions opt = {.max_len = 0};
     unsigned long long h[4];
     for (int v = 0; v < 4; v++) {
         TrainData d;
-        train_data_load(&d, recipe_find("svco"), path[v % 3], &cfg, &pcfg, &opt);
+        LlavaConfig cfg;
+        load_gqa_data(&d, "svco", path[v % 3], &cfg);
         EXPECT_INT_EQ(d.n, 2);
         h[v] = d.hash;
         train_data_free(&d);
