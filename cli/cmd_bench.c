@@ -64,7 +64,7 @@ static void bench_pixels_make(BenchPixels *bp, const LlavaConfig *c, int batch) 
         }
     }
 }
-static void bench_pixels(void *ctx, int prompt, float *out) {
+static void bench_pixels(void *ctx, int prompt, int k, float *out) {
     const BenchPixels *bp = ctx;
     memcpy(out, bp->pixels + prompt * bp->n, sizeof(float) * bp->n);
 }
@@ -92,7 +92,7 @@ static int bench_decode(const LlavaConfig *cfg, const char *shape, const Backend
         prompts[b] = (GenPrompt){ids + b * T, T, 1};
     }
     Generator g;
-    gen_init(&g, &m, batch, T, new_tokens, batch);
+    gen_init(&g, &m, batch, T, new_tokens, batch, 1);
     GenConfig gc = {{0, 0, 1}, new_tokens, 1, 0, -1, NULL, 0};
     BenchPixels bp;
     bench_pixels_make(&bp, cfg, batch);

@@ -1,10 +1,10 @@
 // vlm sample: generation with a KV cache for every record of a JSONL file (model/generate.h).
 //
-// Records (JSON Lines): "image" (optional, relative to --images DIR or the JSONL's folder; TRL's "images":
-// [path] too) and either a text prompt, "prompt", "question", "text" (POPE's released files read as they
+// Records (JSON Lines): "image" (optional, relative to --images DIR or the JSONL's folder: a path or a list of
+// paths, each filling the prompt's next image placeholder; TRL's "images": [paths] too) and either a text prompt, "prompt", "question", "text" (POPE's released files read as they
 // are) or "query" (AMBER's) (CV-Bench's "prompt", which begins with its "question", is taken over it) (the first user turn of the chat template, followed by the generation prompt "ASSISTANT:"; an
-// optional "system" replaces the template's system line; --prompt-suffix is appended to it) or "input_ids"
-// (ids, the image token once or expanded). An optional "question_id" (any JSON value) is passed through.
+// optional "system" replaces the template's system line; --prompt-suffix is appended to it; one "<image>" per
+// image in place, or none: all in front) or "input_ids" (ids, the image token once per image or expanded). An optional "question_id" (any JSON value) is passed through.
 // Output: one line per record and sample, in record order:
 //   {"index": i, "sample": j, "question_id": q, "text": "...", "ids": [...], "n_tokens": n, "finish": f}
 // plus "prompt_suffix": s when --prompt-suffix was given (so a result file says what was asked).
@@ -72,9 +72,11 @@ static void usage(void) {
            "                  [--prompt-suffix TEXT] [--system TEXT] [--preset seva]\n\n"
            "Generates a continuation of every record's prompt, with a KV cache. Greedy by default.\n\n"
            "  --model DIR         HF LLaVA directory: config.json, *.safetensors, preprocessor_config.json\n"
-           "  --data FILE         JSON Lines: image (optional; or images: [path]), prompt, question, text (POPE's\n"
-           "                      files as released) or query (AMBER's) or input_ids, question_id (optional);\n"
-           "                      CV-Bench's prompt (its question and the lettered choices) is taken over its question\n"
+           "  --data FILE         JSON Lines: image (optional: a path or a list; or images: [paths]), prompt,\n"
+           "                      question, text (POPE's files as released) or query (AMBER's) or input_ids,\n"
+           "                      question_id (optional); CV-Bench's prompt (its question and the lettered choices)\n"
+           "                      is taken over its question. Several images fill the prompt's \"<image>\"s in order\n"
+           "                      (none written: all go in front), or input_ids' image tokens (once per image or expanded)\n"
            "  --images DIR        root of relative image paths (default: the data file's folder; POPE: val2014/)\n"
            "  --prompt-suffix S   appended to every text prompt, e.g. '\\nAnswer the question using a single word or\n"
            "                      phrase.' (LLaVA-1.5's POPE prompt; \\n, \\t and \\\\ are read as escapes); recorded\n"
@@ -106,7 +108,8 @@ static void usage(void) {
            "  --out FILE          write the results here (atomically) instead of stdout\n"
            "  --augment A         generate from an augmented image instead of the original (SeVa's negatives:\n"
            "                      diffusion:500 or diffusion:800; mDPO's crop:0.01,0.2; flip; moco), applied to\n"
-           "                      the normalized pixels; record i draws from stream (--augment-seed, i) (default 0)\n");
+           "                      the normalized pixels; record i draws from stream (--augment-seed, i),\n"
+           "                      its later images from streams of their own (default 0)\n");
 }
 
 // The model's end-of-sequence id: generation_config.json, then config.json (text_config, then top level).
@@ -146,7 +149,8 @@ typedef struct {
     const char *prompt_suffix;   // --prompt-suffix, recorded on every line (NULL: none)
     AugSpec aug;                 // kind AUG_NONE: the images as they are
     uint64_t aug_seed;
-    int *image_key;              // (records) index of the record's image among the distinct paths, -1 with --augment
+    int *image_key;              // (records, max_images) index of each image among the distinct paths, -1 with --augment
+    int max_images;              // the most images a record has (image_key's row length)
     int n_samples, n_total;      // samples per record, records x samples
     char **lines;                // (n_total) finished output lines not yet written
     int next_line;               // the first line not yet written
@@ -159,20 +163,20 @@ typedef struct {
     double t0, last_progress;
 } SampleRun;
 
-static void on_pixels(void *ctx, int prompt, float *out) {
+static void on_pixels(void *ctx, int prompt, int k, float *out) {
     SampleRun *r = ctx;
     const SampleRecord *rec = &r->rs->r[prompt];
     char err[512];
-    Image *im = image_load(rec->image, r->pcfg.alpha, err, sizeof(err));
+    Image *im = image_load(rec->images[k], r->pcfg.alpha, err, sizeof(err));
     if (!im) fatal("%s:%d: %s", r->rs->path, rec->line, err);
     int h, w;
     float *px = preprocess_image(&r->pcfg, im, &h, &w);
     if (h != r->S || w != r->S)
         fatal("%s:%d: the preprocessor gives %dx%d pixels but the vision tower expects %dx%d (check preprocessor_config.json)",
               r->rs->path, rec->line, w, h, r->S, r->S);
-    if (r->aug.kind != AUG_NONE) {  // a stream per record: the same noise whatever the batching
-        AugRng rng;
-        augrng_seed(&rng, r->aug_seed * 0x9E3779B97F4A7C15ULL + (uint64_t)rec->index);
+    if (r->aug.kind != AUG_NONE) {  // a stream per record and image: the same noise whatever the batching
+        AugRng rng;                  // (a record's first image: the stream of one-image records)
+        augrng_seed(&rng, r->aug_seed * 0x9E3779B97F4A7C15ULL + (uint64_t)rec->index + (uint64_t)k * 0xD1B54A32D192ED03ULL);
         augment_apply(&r->aug, px, r->S, r->S, &r->pcfg, &rng);
     }
     memcpy(out, px, sizeof(float) * 3 * r->S * r->S);
@@ -180,9 +184,12 @@ static void on_pixels(void *ctx, int prompt, float *out) {
     image_free(im);
 }
 
-// Records that name the same image file share its pixels (and, in one prefill, its features), unless each
-// record's image is augmented with its own noise.
-static int on_image_key(void *ctx, int prompt) { return ((SampleRun *)ctx)->image_key[prompt]; }
+// Records that name the same image files share their pixels (and, in one prefill, their features), unless each
+// record's images are augmented with their own noise.
+static int on_image_key(void *ctx, int prompt, int k) {
+    const SampleRun *r = ctx;
+    return r->image_key[(size_t)prompt * r->max_images + k];
+}
 
 // Ids past the tokenizer's vocabulary (LLaVA's embedding has padding rows beyond it) decode to nothing.
 static char *on_detok(void *ctx, const int *ids, int n) {
@@ -336,9 +343,10 @@ int cmd_sample(int argc, char **argv) {
         fprintf(stderr, "vlm sample: warning: prompts of up to %d tokens plus %ld new tokens pass the model's %d positions "
                 "(max_position_embeddings)\n", rs.max_len, max_new, cfg.text.max_positions);
     Generator g;
-    gen_init(&g, &m, slots, rs.max_len, (int)max_new, prefill_rows);
+    const int max_images = rs.max_images > 1 ? rs.max_images : 1;
+    gen_init(&g, &m, slots, rs.max_len, (int)max_new, prefill_rows, max_images);
     GenPrompt *prompts = xmalloc(sizeof(GenPrompt) * rs.n);
-    for (int i = 0; i < rs.n; i++) prompts[i] = (GenPrompt){rs.r[i].ids, rs.r[i].n, rs.r[i].image != NULL};
+    for (int i = 0; i < rs.n; i++) prompts[i] = (GenPrompt){rs.r[i].ids, rs.r[i].n, rs.r[i].n_images};
     GenConfig gc = {sc, (int)max_new, (int)n_samples, (uint64_t)seed, eos == -2 ? model_eos_id(model_dir, cfg.text.vocab) : (int)eos, stop, n_stop};
     if (gc.eos_id >= cfg.text.vocab) fatal("vlm sample: --eos %d is outside the vocabulary (%d)", gc.eos_id, cfg.text.vocab);
 
@@ -360,14 +368,16 @@ int cmd_sample(int argc, char **argv) {
     run.t0 = now_seconds();
     StrMap paths;
     strmap_init(&paths);
-    run.image_key = xmalloc(sizeof(int) * (rs.n ? rs.n : 1));
-    for (int i = 0; i < rs.n; i++) {
-        run.image_key[i] = -1;
-        if (!rs.r[i].image || aug.kind != AUG_NONE) continue;
-        int k = strmap_get(&paths, rs.r[i].image);
-        if (k < 0) strmap_put(&paths, rs.r[i].image, k = paths.n);  // the next index
-        run.image_key[i] = k;
-    }
+    run.max_images = max_images;
+    run.image_key = xmalloc(sizeof(int) * (size_t)rs.n * max_images);
+    for (int i = 0; i < rs.n; i++)
+        for (int j = 0; j < rs.r[i].n_images; j++) {
+            int *key = &run.image_key[(size_t)i * max_images + j];
+            *key = -1;
+            if (aug.kind != AUG_NONE) continue;
+            if ((*key = strmap_get(&paths, rs.r[i].images[j])) < 0)
+                strmap_put(&paths, rs.r[i].images[j], *key = paths.n);  // the next index
+        }
     strmap_free(&paths);
     GenCallbacks cb = {on_pixels, tok ? on_detok : NULL, on_emit, &run, on_image_key};
     GenStats st;

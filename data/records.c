@@ -61,11 +61,6 @@ static int record_images(const cJSON *j, const char *dir, const char *path, int 
     return n;
 }
 
-// A record's one image (`vlm sample`: a prompt to continue has one at most), or NULL when it has none.
-static char *record_image(const cJSON *j, const char *dir, const char *path, int line, const char *const *used) {
-    char *one = NULL;
-    return record_images(j, dir, path, line, used, 1, &one) ? one : NULL;
-}
 
 // The image root: --images DIR, else the JSONL's folder.
 static char *records_dir(const char *path, const char *images_dir) {
@@ -250,9 +245,14 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
         memset(&r, 0, sizeof(r));
         r.index = rs->n;
         r.line = jr.line;
-        r.image = record_image(j, dir, path, jr.line, used);
-        if (r.image && !file_exists(r.image))
-            fatal("%s:%d: image %s not found%s", path, jr.line, r.image, opt->images_dir ? "" : " (give --images DIR for image names relative to another folder)");
+        char *paths[RECORDS_MAX_IMAGES];
+        r.n_images = record_images(j, dir, path, jr.line, used, RECORDS_MAX_IMAGES, paths);
+        r.images = r.n_images ? xmalloc(sizeof(char *) * r.n_images) : NULL;
+        for (int k = 0; k < r.n_images; k++) {
+            r.images[k] = paths[k];
+            if (!file_exists(paths[k]))
+                fatal("%s:%d: image %s not found%s", path, jr.line, paths[k], opt->images_dir ? "" : " (give --images DIR for image names relative to another folder)");
+        }
         const cJSON *qid = cJSON_GetObjectItemCaseSensitive(j, "question_id");
         if (qid) r.question_id = cJSON_PrintUnformatted(qid);
         const cJSON *input_ids = cJSON_GetObjectItemCaseSensitive(j, "input_ids");
@@ -276,12 +276,12 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
             check_ids(path, jr.line, raw, n_raw, cfg);
         } else if (prompt) {
             // the template would silently drop the placeholder (its image-free variant): a missing "image" is a mistake
-            if (!r.image && strstr(prompt, "<image>"))
+            if (!r.n_images && strstr(prompt, "<image>"))
                 fatal("%s:%d: the %s has \"<image>\" but the record has no \"image\"", path, jr.line, prompt_key);
             if (!tok) fatal("%s:%d: text records need a tokenizer (tokenizer.model or tokenizer.json in the model folder, or --tokenizer)", path, jr.line);
             const cJSON *system = cJSON_GetObjectItemCaseSensitive(j, "system");
             if (system && !cJSON_IsString(system)) fatal("%s:%d: \"system\" must be a string", path, jr.line);
-            ChatOptions copt = {.tmpl = opt->tmpl, .system = system ? system->valuestring : opt->system, .image = r.image != NULL,
+            ChatOptions copt = {.tmpl = opt->tmpl, .system = system ? system->valuestring : opt->system, .image = r.n_images,
                                 .n_image_tokens = 1};
             char *text = xmalloc(strlen(prompt) + (opt->prompt_suffix ? strlen(opt->prompt_suffix) : 0) + 1);
             strcpy(text, prompt);
@@ -298,9 +298,9 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
             check_ids(path, jr.line, raw, n_raw, cfg);
         } else fatal("%s:%d: a record needs \"prompt\" (or \"question\", POPE's \"text\", AMBER's \"query\") or \"input_ids\"", path, jr.line);
         char err[256];
-        r.ids = records_expand_image_tokens(raw, n_raw, r.image != NULL, cfg, &r.n, err, sizeof(err));
-        if (!r.ids && input_ids && r.image && !records_count_image_tokens(raw, n_raw, cfg))
-            fatal("%s:%d: the record has an \"image\" but its input_ids have no image token: write %d once where the image goes "
+        r.ids = records_expand_image_tokens(raw, n_raw, r.n_images, cfg, &r.n, err, sizeof(err));
+        if (!r.ids && input_ids && r.n_images && !records_count_image_tokens(raw, n_raw, cfg))
+            fatal("%s:%d: the record has an \"image\" but its input_ids have no image token: write %d once where each image goes "
                   "(LLaVA-1.5: right after the ids of \"USER:\"), or give a text \"prompt\", which gets it from the chat template",
                   path, jr.line, cfg->image_token_id);
         if (!r.ids) fatal("%s:%d: %s", path, jr.line, err);
@@ -308,6 +308,7 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
         free(raw);
         cJSON_Delete(j);
         if (r.n > rs->max_len) rs->max_len = r.n;
+        if (r.n_images > rs->max_images) rs->max_images = r.n_images;
         if (rs->n == cap) rs->r = xrealloc(rs->r, sizeof(SampleRecord) * (cap = cap ? 2 * cap : 64));
         rs->r[rs->n++] = r;
     }
@@ -317,7 +318,12 @@ void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfi
 }
 
 void records_free_sample(SampleRecordSet *rs) {
-    for (int i = 0; i < rs->n; i++) { free(rs->r[i].ids); free(rs->r[i].image); free(rs->r[i].question_id); }
+    for (int i = 0; i < rs->n; i++) {
+        free(rs->r[i].ids);
+        for (int k = 0; k < rs->r[i].n_images; k++) free(rs->r[i].images[k]);
+        free(rs->r[i].images);
+        free(rs->r[i].question_id);
+    }
     free(rs->r);
     memset(rs, 0, sizeof(*rs));
 }

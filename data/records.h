@@ -15,7 +15,7 @@ typedef struct {
     int n_images;
 } LogprobRecord;
 
-// The most images one `vlm logprobs` record may have.
+// The most images one `vlm logprobs` or `vlm sample` record may have.
 enum { RECORDS_MAX_IMAGES = 8 };
 
 typedef struct {
@@ -59,7 +59,8 @@ typedef struct {
     int index;          // 0-based record number (blank lines not counted)
     int line;           // line in the file
     int *ids, n;        // the prompt's token ids, image tokens expanded
-    char *image;        // resolved path, or NULL for an image-free prompt
+    char **images;      // (n_images) resolved paths in prompt order (their token runs in order); none: image-free
+    int n_images;
     char *question_id;  // the record's "question_id" as JSON text (passed through), or NULL
 } SampleRecord;
 
@@ -68,6 +69,7 @@ typedef struct {
     SampleRecord *r;
     int n;
     int max_len;        // the longest prompt
+    int max_images;     // the most images a record has
 } SampleRecordSet;
 
 typedef struct {
@@ -78,11 +80,12 @@ typedef struct {
     const char *system;         // the system line of records without a "system" (NULL: the template's own)
 } SampleReadOptions;
 
-// Reads `vlm sample` records: "image" (optional; or TRL's "images": [path]; relative to opt->images_dir or
-// the JSONL's folder; it must exist) and either a text prompt — "prompt", "question" or "text" (POPE's
+// Reads `vlm sample` records: "image" (optional: a path or a list; or TRL's "images": [paths]; relative to
+// opt->images_dir or the JSONL's folder; each must exist) and either a text prompt — "prompt", "question" or "text" (POPE's
 // released files) — rendered with the chat template as the first user turn with the generation prompt after
-// it (an optional "system" replacing opt->system or else the template's system line; needs tok), or "input_ids" (ids, the image
-// token once or expanded). Dies naming the file and line on a bad record, or on another key that looks like
+// it (an optional "system" replacing opt->system or else the template's system line; needs tok; one "<image>" per
+// image where the user wrote them, or none: all in front, as chat_build places them), or "input_ids" (ids, the image
+// token once per image or expanded). Dies naming the file and line on a bad record, or on another key that looks like
 // an image (it would be silently dropped).
 void records_read_sample(SampleRecordSet *rs, const char *path, const LlavaConfig *cfg, const Tokenizer *tok,
                          const SampleReadOptions *opt);

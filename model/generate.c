@@ -8,9 +8,10 @@
 #include "../util/common.h"
 #include "../util/threads.h"
 
-void gen_init(Generator *g, const Llava *m, int slots, int cap_prompt, int cap_new, int prefill_rows) {
+void gen_init(Generator *g, const Llava *m, int slots, int cap_prompt, int cap_new, int prefill_rows, int max_images) {
     memset(g, 0, sizeof(*g));
-    CHECK_OR_DIE(slots >= 1 && cap_prompt >= 1 && cap_new >= 1 && prefill_rows >= 1, "generator sizes must be positive");
+    CHECK_OR_DIE(slots >= 1 && cap_prompt >= 1 && cap_new >= 1 && prefill_rows >= 1 && max_images >= 1,
+                 "generator sizes must be positive");
     const Backend *be = m->be;
     const Llama *lm = &m->lm;
     const LlamaConfig *c = &lm->cfg;
@@ -20,6 +21,7 @@ void gen_init(Generator *g, const Llava *m, int slots, int cap_prompt, int cap_n
     g->cap_prompt = cap_prompt;
     g->cap = cap_prompt + cap_new;
     g->prefill_rows = prefill_rows;
+    g->max_images = max_images;
     g->rows = slots > prefill_rows ? slots : prefill_rows;
     g->V = V;
     KVCache *kv = &g->kv;
@@ -59,8 +61,8 @@ void gen_init(Generator *g, const Llava *m, int slots, int cap_prompt, int cap_n
         g->dst_pre = arena_int(ar, (size_t)prefill_rows * cap_prompt);
         if (pass == 0) arena_commit(ar);
     }
-    // the prefill is llava_forward itself: one image per row at most
-    llava_acts_init(&g->pre, m, prefill_rows, cap_prompt, prefill_rows, 0, ACTS_INFERENCE);
+    // the prefill is llava_forward itself: max_images per row at most
+    llava_acts_init(&g->pre, m, prefill_rows, cap_prompt, prefill_rows * max_images, 0, ACTS_INFERENCE);
     g->capture.k = kv->k;
     g->capture.v = kv->v;
     g->capture.dst = g->dst_pre;
@@ -280,19 +282,23 @@ void gen_run(Generator *g, const GenConfig *c, const GenPrompt *prompts, int n_p
         if (prompts[i].n < 1) fatal("prompt %d is empty", i);
         if (prompts[i].n > g->cap_prompt)
             fatal("prompt %d has %d tokens, more than the generator's %d", i, prompts[i].n, g->cap_prompt);
+        if (prompts[i].n_images < 0 || prompts[i].n_images > g->max_images)
+            fatal("prompt %d has %d images; the generator takes 0 to %d", i, prompts[i].n_images, g->max_images);
     }
     GenStats st_local;
     GenStats *st = stats ? stats : &st_local;
     memset(st, 0, sizeof(*st));
     Run r = {g, c, cb, st, xcalloc(g->slots, sizeof(Seq))};
     for (int s = 0; s < g->slots; s++) { r.seq[s].prompt = -1; r.seq[s].ids = xmalloc(sizeof(int) * max_new); }
-    const int P = g->prefill_rows, nthreads = omp_get_max_threads();
+    const int P = g->prefill_rows, PI = P * g->max_images, nthreads = omp_get_max_threads();
     SampleWork *work = xmalloc(sizeof(SampleWork) * nthreads);
     for (int t = 0; t < nthreads; t++) sample_work_init(&work[t], V);
     int *ids = xmalloc(sizeof(int) * P * g->cap_prompt), *lengths = xmalloc(sizeof(int) * P);
-    int *img_of = xmalloc(sizeof(int) * P), *row_slot = xmalloc(sizeof(int) * P), *row_prompt = xmalloc(sizeof(int) * P);
-    int *img_key = xmalloc(sizeof(int) * P);  // the key of each image of the prefill (GenCallbacks.image_key)
-    float *pixels = xmalloc(sizeof(float) * (size_t)P * 3 * S * S);
+    int *img_of = xmalloc(sizeof(int) * P), *n_img_of = xmalloc(sizeof(int) * P);
+    int *row_slot = xmalloc(sizeof(int) * P), *row_prompt = xmalloc(sizeof(int) * P);
+    int *img_key = xmalloc(sizeof(int) * PI);  // the key of each image of the prefill (GenCallbacks.image_key)
+    int *keys = xmalloc(sizeof(int) * g->max_images);  // the admitted prompt's image keys
+    float *pixels = xmalloc(sizeof(float) * (size_t)PI * 3 * S * S);
     int *act_slot = xmalloc(sizeof(int) * g->slots), *act_tok = xmalloc(sizeof(int) * g->slots), *next_tok = xmalloc(sizeof(int) * g->slots);
     int next = 0;
     for (;;) {
@@ -310,14 +316,20 @@ void gen_run(Generator *g, const GenConfig *c, const GenPrompt *prompts, int n_p
             }
             n_free -= ns;
             row_prompt[B] = next;
+            // the row's images are consecutive prefill images (model/llava.h): a run the prefill already has
+            // (the same keys) is shared, not encoded again; else each image goes into the next place
+            const int k_n = prompts[next].n_images;
             img_of[B] = -1;
-            if (prompts[next].has_image) {  // an image the prefill already has (same key) is shared, not encoded again
-                const int key = cb->image_key ? cb->image_key(cb->ctx, next) : -1;
-                for (int i = 0; key >= 0 && i < NI && img_of[B] < 0; i++) if (img_key[i] == key) img_of[B] = i;
-                if (img_of[B] < 0) {
-                    cb->pixels(cb->ctx, next, pixels + (size_t)NI * 3 * S * S);
-                    img_key[NI] = key;
-                    img_of[B] = NI++;
+            n_img_of[B] = k_n;
+            int keyed = k_n > 0 && cb->image_key;
+            for (int k = 0; k < k_n && keyed; k++) keyed = (keys[k] = cb->image_key(cb->ctx, next, k)) >= 0;
+            for (int i = 0; keyed && i + k_n <= NI && img_of[B] < 0; i++)
+                if (!memcmp(img_key + i, keys, sizeof(int) * k_n)) img_of[B] = i;
+            if (k_n > 0 && img_of[B] < 0) {
+                img_of[B] = NI;
+                for (int k = 0; k < k_n; k++, NI++) {
+                    cb->pixels(cb->ctx, next, k, pixels + (size_t)NI * 3 * S * S);
+                    img_key[NI] = keyed ? keys[k] : -1;
                 }
             }
             if (prompts[next].n > T) T = prompts[next].n;
@@ -333,7 +345,7 @@ void gen_run(Generator *g, const GenConfig *c, const GenPrompt *prompts, int n_p
             }
             double t0 = now_seconds();
             LlavaBatch bt = {.B = B, .T = T, .ids = ids, .lengths = lengths, .image_of_row = NI ? img_of : NULL,
-                             .n_images = NI, .pixels = pixels};
+                             .images_of_row = NI ? n_img_of : NULL, .n_images = NI, .pixels = pixels};
             const float *lg = gen_prefill(g, &bt, row_slot);
             st->prefill_seconds += now_seconds() - t0;
             st->prefills++;
@@ -371,6 +383,6 @@ void gen_run(Generator *g, const GenConfig *c, const GenPrompt *prompts, int n_p
     }
     for (int t = 0; t < nthreads; t++) sample_work_free(&work[t]);
     for (int s = 0; s < g->slots; s++) free(r.seq[s].ids);
-    free(r.seq); free(work); free(ids); free(lengths); free(img_of); free(img_key); free(row_slot); free(row_prompt); free(pixels);
+    free(r.seq); free(work); free(ids); free(lengths); free(img_of); free(n_img_of); free(img_key); free(keys); free(row_slot); free(row_prompt); free(pixels);
     free(act_slot); free(act_tok); free(next_tok);
 }

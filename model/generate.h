@@ -5,7 +5,7 @@
 // once. A slot holds one sequence; its length (positions filled) lives on the host.
 //
 // Prefill runs the prompts through llava_forward, exactly as training and `vlm logprobs` do (image features
-// written at the image-token positions, rows right-padded with per-row lengths as key masks), with a capture
+// written at the image-token positions, each row's images in order into its image-token runs, rows right-padded with per-row lengths as key masks), with a capture
 // attached to the decoder (LlamaActs.kv) that copies each layer's keys and values into the rows' cache slots;
 // then the head runs on each row's last prompt token.
 //
@@ -38,6 +38,7 @@ typedef struct {
 typedef struct {
     const Llava *m;
     int slots, cap, cap_prompt, prefill_rows, rows, V;  // rows = max(slots, prefill_rows): step buffers
+    int max_images;                 // images per prompt at most
     KVCache kv;
     LlavaActs pre;                  // prefill activations: prefill_rows x cap_prompt tokens
     LlamaKVCapture capture;
@@ -53,11 +54,12 @@ typedef struct {
 } Generator;
 
 // slots: sequences in flight; cap_prompt: the longest prompt (image tokens expanded); cap_new: the most new
-// tokens per sequence; prefill_rows: prompts per prefill pass (each may carry one image).
-void gen_init(Generator *g, const Llava *m, int slots, int cap_prompt, int cap_new, int prefill_rows);
+// tokens per sequence; prefill_rows: prompts per prefill pass; max_images: images per prompt at most (>= 1).
+void gen_init(Generator *g, const Llava *m, int slots, int cap_prompt, int cap_new, int prefill_rows, int max_images);
 void gen_free(Generator *g);
 
-// Runs the rows of bt (ids with image tokens expanded, lengths, images: as for llava_forward; no labels) and
+// Runs the rows of bt (ids with image tokens expanded, lengths, images: as for llava_forward, at most
+// prefill_rows * max_images of them; no labels) and
 // stores row b's keys and values in cache slot slot_of_row[b] (its length becomes lengths[b]). Returns the
 // logits of each row's last prompt token, (B, V) host fp32, valid until the next call.
 float *gen_prefill(Generator *g, const LlavaBatch *bt, const int *slot_of_row);
@@ -82,7 +84,7 @@ typedef struct {
 typedef struct {
     const int *ids;           // (n) the prompt with image tokens expanded
     int n;
-    int has_image;
+    int n_images;             // its images (0 to the generator's max_images), filling its image-token runs in order
 } GenPrompt;
 
 typedef enum { GEN_FINISH_EOS, GEN_FINISH_STOP, GEN_FINISH_LENGTH } GenFinish;
@@ -97,18 +99,18 @@ typedef struct {
 } GenOutput;
 
 typedef struct {
-    // pixels (3, S, S) fp32 of prompt i, called for prompts with an image when they are admitted
-    void (*pixels)(void *ctx, int prompt, float *out);
+    // pixels (3, S, S) fp32 of image k of prompt i, called for each image of a prompt when it is admitted
+    void (*pixels)(void *ctx, int prompt, int k, float *out);
     // decoded text of ids, malloc'd; NULL: no text (and no stop strings)
     char *(*detok)(void *ctx, const int *ids, int n);
     // each sequence as it finishes (not in prompt order); the output's memory is valid during the call
     void (*emit)(void *ctx, const GenOutput *o);
     void *ctx;
-    // optional: a key of prompt i's image, equal (and >= 0) for prompts whose pixels are the same (one image
-    // file, not augmented), or -1. A prefill then encodes each key's image once and its rows share the
-    // features (POPE asks ~4.5 questions of each scene, in a row); the tower's ops are per image, so the
-    // outputs do not change. NULL: every prompt's image is its own.
-    int (*image_key)(void *ctx, int prompt);
+    // optional: a key of image k of prompt i, equal (and >= 0) for images whose pixels are the same (one image
+    // file, not augmented), or -1. A prefill then encodes each key's image once and rows whose whole image
+    // lists have the same keys share the features (POPE asks ~4.5 questions of each scene, in a row); the
+    // tower's ops are per image, so the outputs do not change. NULL: every prompt's images are its own.
+    int (*image_key)(void *ctx, int prompt, int k);
 } GenCallbacks;
 
 typedef struct {

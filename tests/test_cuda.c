@@ -1241,8 +1241,8 @@ static void check_generate_on_gpu(const char *name) {
     }
     LlavaBatch bt = {.B = 2, .T = T, .ids = ids, .lengths = lengths, .image_of_row = img_of, .n_images = 1, .pixels = pixels};
     Generator gc, gg;
-    gen_init(&gc, &mc, 2, T, 8, 2);
-    gen_init(&gg, &mg, 2, T, 8, 2);
+    gen_init(&gc, &mc, 2, T, 8, 2, 1);
+    gen_init(&gg, &mg, 2, T, 8, 2, 1);
     Buf lg = buf_view(gc.logits, gg.logits, (size_t)2 * V);
     gen_prefill(&gc, &bt, slot_of_row);
     gen_prefill(&gg, &bt, slot_of_row);

@@ -182,26 +182,34 @@ TEST(generate_sampler_temperature_to_zero) {
 
 typedef struct {
     int ids[64], n, image;  // prompt (image tokens expanded), image index into the fixture's pixels or -1
+    int second;             // a second image's index (its tokens two text tokens after the first's), or -1
 } Prompt;
 
-// Prompts for a fixture model: with and without an image, different lengths.
+// The driver's prompts: make_prompts' first five, then two with two images each (the fixture's images in both
+// orders).
+enum { N_PROMPTS = 7 };
+
+// Prompts for a fixture model: with and without an image, different lengths, two images.
 static int make_prompts(const Llava *m, Prompt *p) {
     const int P = m->cfg.image_tokens, img = m->cfg.image_token_id, V = m->cfg.text.vocab;
-    const int shape[5][3] = {{2, 3, 0}, {5, 0, -1}, {1, 7, 1}, {9, 0, -1}, {3, 2, 0}};  // before, after, image
+    const int shape[N_PROMPTS][4] = {{2, 3, 0, -1}, {5, 0, -1, -1}, {1, 7, 1, -1}, {9, 0, -1, -1}, {3, 2, 0, -1},
+                                     {2, 4, 0, 1}, {1, 3, 1, 0}};  // before, after, image, second image
     unsigned st = 99;
-    for (int r = 0; r < 5; r++) {
+    for (int r = 0; r < N_PROMPTS; r++) {
         Prompt *q = &p[r];
         q->n = 0;
         q->image = shape[r][2];
+        q->second = shape[r][3];
         q->ids[q->n++] = 1;
         for (int k = 0; k < shape[r][0] + shape[r][1]; k++) {
             if (k == shape[r][0] && q->image >= 0) for (int i = 0; i < P; i++) q->ids[q->n++] = img;
+            if (k == shape[r][0] + 2 && q->second >= 0) for (int i = 0; i < P; i++) q->ids[q->n++] = img;
             st = st * 1664525u + 1013904223u;
             int id = 3 + (int)((st >> 8) % (unsigned)(V - 3));
             q->ids[q->n++] = id == img ? 4 : id;
         }
     }
-    return 5;
+    return N_PROMPTS;
 }
 
 static float *fixture_pixels(const char *name, int *n_images) {
@@ -251,12 +259,12 @@ static void check_cache_vs_full(const char *name) {
     const int V = m.cfg.text.vocab, steps = 6;
     int n_img;
     float *pixels = fixture_pixels(name, &n_img);
-    Prompt p[5];
+    Prompt p[N_PROMPTS];
     make_prompts(&m, p);
     const Prompt *rows[2] = {&p[2], &p[1]};
     const int slot_of_row[2] = {2, 0};
     Generator g;
-    gen_init(&g, &m, 3, 32, steps + 1, 2);
+    gen_init(&g, &m, 3, 32, steps + 1, 2, 1);
     LlavaActs full;
     llava_acts_init(&full, &m, 1, 32 + steps + 1, 1, 0, ACTS_INFERENCE);
     // the prefill batch: right-padded rows, the image row's pixels as image 0
@@ -273,7 +281,7 @@ static void check_cache_vs_full(const char *name) {
     memcpy(got, lg, sizeof(float) * 2 * V);
     {  // the prefill's last layer runs on each row's last token only past its attention: bitwise the full layer
         Generator g0;
-        gen_init(&g0, &m, 3, 32, steps + 1, 2);
+        gen_init(&g0, &m, 3, 32, steps + 1, 2, 1);
         setenv("VLM_PRUNE_LAST", "0", 1);
         const float *lg0 = gen_prefill(&g0, &bt, slot_of_row);
         unsetenv("VLM_PRUNE_LAST");
@@ -328,15 +336,16 @@ typedef struct {
     const Prompt *p;
     const float *pixels;
     int S, n_samples;
-    int ids[5][4][32], n[5][4], finish[5][4], emitted, images;  // images: pixels asked for
+    int ids[N_PROMPTS][4][32], n[N_PROMPTS][4], finish[N_PROMPTS][4], emitted, images;  // images: pixels asked for
 } Collect;
 
-static void c_pixels(void *ctx, int prompt, float *out) {
+static int c_image(const Collect *c, int prompt, int k) { return k ? c->p[prompt].second : c->p[prompt].image; }
+static void c_pixels(void *ctx, int prompt, int k, float *out) {
     Collect *c = ctx;
-    memcpy(out, c->pixels + (size_t)c->p[prompt].image * 3 * c->S * c->S, sizeof(float) * 3 * c->S * c->S);
+    memcpy(out, c->pixels + (size_t)c_image(c, prompt, k) * 3 * c->S * c->S, sizeof(float) * 3 * c->S * c->S);
     c->images++;
 }
-static int c_image_key(void *ctx, int prompt) { return ((Collect *)ctx)->p[prompt].image; }
+static int c_image_key(void *ctx, int prompt, int k) { return c_image(ctx, prompt, k); }
 static void c_emit(void *ctx, const GenOutput *o) {
     Collect *c = ctx;
     memcpy(c->ids[o->prompt][o->sample], o->ids, sizeof(int) * o->n);
@@ -353,18 +362,21 @@ static void run_driver(const Llava *m, const Prompt *p, const float *pixels, int
     c->pixels = pixels;
     c->S = m->cfg.vision.image_size;
     c->n_samples = gc->n_samples;
-    GenPrompt gp[5];
+    GenPrompt gp[N_PROMPTS];
     int cap = 0;
-    for (int i = 0; i < 5; i++) { gp[i] = (GenPrompt){p[i].ids, p[i].n, p[i].image >= 0}; if (p[i].n > cap) cap = p[i].n; }
+    for (int i = 0; i < N_PROMPTS; i++) {
+        gp[i] = (GenPrompt){p[i].ids, p[i].n, (p[i].image >= 0) + (p[i].second >= 0)};
+        if (p[i].n > cap) cap = p[i].n;
+    }
     Generator g;
-    gen_init(&g, m, slots, cap, gc->max_new_tokens, prefill_rows);
+    gen_init(&g, m, slots, cap, gc->max_new_tokens, prefill_rows, 2);
     GenCallbacks cb = {c_pixels, NULL, c_emit, c, share ? c_image_key : NULL};
-    gen_run(&g, gc, gp, 5, &cb, NULL);
+    gen_run(&g, gc, gp, N_PROMPTS, &cb, NULL);
     gen_free(&g);
 }
 
 static int same_outputs(const Collect *a, const Collect *b, int ns) {
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < N_PROMPTS; i++)
         for (int j = 0; j < ns; j++) {
             if (a->n[i][j] != b->n[i][j] || a->finish[i][j] != b->finish[i][j]) return 0;
             if (memcmp(a->ids[i][j], b->ids[i][j], sizeof(int) * a->n[i][j])) return 0;
@@ -379,33 +391,34 @@ TEST(generate_batch_invariance) {
     llava_load(&m, &backend_cpu, MODELS "llava_gqa", (LlavaTrainable){0, 0, 0});
     int n_img;
     float *pixels = fixture_pixels("llava_gqa", &n_img);
-    Prompt p[5];
+    Prompt p[N_PROMPTS];
     make_prompts(&m, p);
     GenConfig greedy = {{0, 0, 1}, 10, 1, 0, 2, NULL, 0};
     GenConfig sampled = {{1.3f, 20, 0.95f}, 10, 3, 42, 2, NULL, 0};
     Collect *ref = xmalloc(sizeof(Collect)), *other = xmalloc(sizeof(Collect));
     const int layouts[3][2] = {{1, 1}, {4, 3}, {5, 2}};  // slots, prefill rows
     run_driver(&m, p, pixels, 1, 1, &greedy, ref, 0);
-    EXPECT_INT_EQ(ref->emitted, 5);
+    EXPECT_INT_EQ(ref->emitted, N_PROMPTS);
     for (int l = 1; l < 3; l++) {
         run_driver(&m, p, pixels, layouts[l][0], layouts[l][1], &greedy, other, 0);
         EXPECTF(same_outputs(ref, other, 1), "greedy outputs with %d slots differ from one slot", layouts[l][0]);
     }
-    // prompts 0 and 4 show the same image: one prefill of all five encodes it once, the same outputs
-    run_driver(&m, p, pixels, 5, 5, &greedy, other, 1);
-    EXPECTF(same_outputs(ref, other, 1), "greedy outputs differ when prompts share their image's features");
-    EXPECT_INT_EQ(other->images, 2);
+    // one prefill of all seven: prompts 0 and 4 show image 0 and prompt 2 image 1, encoded once each; prompt 5's
+    // images 0, 1 are that run of prefill images, shared; prompt 6's 1, 0 are not (order counts): 4 encoded
+    run_driver(&m, p, pixels, N_PROMPTS, N_PROMPTS, &greedy, other, 1);
+    EXPECTF(same_outputs(ref, other, 1), "greedy outputs differ when prompts share their images' features");
+    EXPECT_INT_EQ(other->images, 4);
     run_driver(&m, p, pixels, 3, 1, &sampled, ref, 0);
-    EXPECT_INT_EQ(ref->emitted, 15);
+    EXPECT_INT_EQ(ref->emitted, 3 * N_PROMPTS);
     for (int slots = 4; slots <= 9; slots += 5) {
         run_driver(&m, p, pixels, slots, slots / 3, &sampled, other, 0);
         EXPECTF(same_outputs(ref, other, 3), "sampled outputs with %d slots differ from 3 slots", slots);
     }
     // the samples of a prompt differ from each other, and another seed gives other samples
     int differ = 0;
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < N_PROMPTS; i++)
         differ += ref->n[i][0] != ref->n[i][1] || memcmp(ref->ids[i][0], ref->ids[i][1], sizeof(int) * ref->n[i][0]);
-    EXPECTF(differ >= 3, "only %d of 5 prompts have distinct samples", differ);
+    EXPECTF(differ >= 4, "only %d of %d prompts have distinct samples", differ, N_PROMPTS);
     sampled.seed = 43;
     run_driver(&m, p, pixels, 3, 1, &sampled, other, 0);
     EXPECT(!same_outputs(ref, other, 3));
@@ -419,18 +432,18 @@ TEST(generate_eos_and_max_new_tokens) {
     llava_load(&m, &backend_cpu, MODELS "llava_gqa", (LlavaTrainable){0, 0, 0});
     int n_img;
     float *pixels = fixture_pixels("llava_gqa", &n_img);
-    Prompt p[5];
+    Prompt p[N_PROMPTS];
     make_prompts(&m, p);
     Collect *free_run = xmalloc(sizeof(Collect)), *c = xmalloc(sizeof(Collect));
     GenConfig gc = {{0, 0, 1}, 12, 1, 0, -1, NULL, 0};  // no EOS: every sequence runs to the length
     run_driver(&m, p, pixels, 2, 2, &gc, free_run, 0);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < N_PROMPTS; i++) {
         EXPECT_INT_EQ(free_run->n[i][0], 12);
         EXPECT_INT_EQ(free_run->finish[i][0], GEN_FINISH_LENGTH);
     }
     gc.eos_id = free_run->ids[0][0][3];  // prompt 0's fourth token becomes the EOS
     run_driver(&m, p, pixels, 2, 2, &gc, c, 0);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < N_PROMPTS; i++) {
         int stop_at = -1;
         for (int t = 0; t < 12 && stop_at < 0; t++) if (free_run->ids[i][0][t] == gc.eos_id) stop_at = t;
         EXPECT_INT_EQ(c->n[i][0], stop_at >= 0 ? stop_at + 1 : 12);
@@ -441,7 +454,7 @@ TEST(generate_eos_and_max_new_tokens) {
     gc.eos_id = -1;
     gc.max_new_tokens = 1;
     run_driver(&m, p, pixels, 3, 1, &gc, c, 0);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < N_PROMPTS; i++) {
         EXPECT_INT_EQ(c->n[i][0], 1);
         EXPECT_INT_EQ(c->ids[i][0][0], free_run->ids[i][0][0]);
     }
@@ -545,7 +558,7 @@ TEST(generate_prompt_ids_match_transformers) {
         // expand the fixture's single image id as the reader does
         int ne;
         char err[256], what[64];
-        int *we = records_expand_image_tokens(w, nw, rs.r[i].image != NULL, &cfg, &ne, err, sizeof(err));
+        int *we = records_expand_image_tokens(w, nw, rs.r[i].n_images, &cfg, &ne, err, sizeof(err));
         snprintf(what, sizeof(what), "record %d prompt ids", i);
         EXPECTF(we && ne == rs.r[i].n && !memcmp(we, rs.r[i].ids, sizeof(int) * ne), "%s differ from transformers'", what);
         free(w); free(we);

@@ -103,7 +103,7 @@ TEST(sample_preset_seva) {
     SampleRecordSet rs;
     SampleReadOptions sopt = {.tmpl = CHAT_VICUNA_V1, .system = CHAT_LLAVA_V1_SYSTEM};
     records_read_sample(&rs, MODELS "llava_tok/generate_records.jsonl", &cfg, tok, &sopt);
-    ChatOptions o = {.tmpl = CHAT_VICUNA_V1, .system = CHAT_LLAVA_V1_SYSTEM, .image = rs.r[0].image != NULL,
+    ChatOptions o = {.tmpl = CHAT_VICUNA_V1, .system = CHAT_LLAVA_V1_SYSTEM, .image = rs.r[0].n_images,
                      .n_image_tokens = cfg.image_tokens};
     ChatTurn t = {"What is in the picture?", NULL};
     ChatTokens c;
