@@ -492,17 +492,18 @@ static int json_int(const cJSON *o, const char *key) {
 
 static char *tokenizer_path(void) { return path_join(test_shared_data(), "tokenizers/llama2_tokenizer.model"); }
 
-// The outputs against generate_expected.jsonl: ids, finish, text (where expected), index, sample, question_id.
-static void check_expected(const char *name, const char *extra) {
+// The outputs against {prefix}generate_expected.jsonl (of {prefix}generate_records.jsonl, max_new new tokens): ids,
+// finish, text (where expected), index, sample, question_id; one record at a time and three together.
+static void check_expected_files(const char *name, const char *prefix, int max_new, const char *extra) {
     char args[1024], exp_path[256];
     for (int batch = 1; batch <= 3; batch += 2) {
-        snprintf(args, sizeof(args), "--model " MODELS "%s --data " MODELS "%s/generate_records.jsonl --max-new-tokens 12 --batch %d %s",
-                 name, name, batch, extra);
+        snprintf(args, sizeof(args), "--model " MODELS "%s --data " MODELS "%s/%sgenerate_records.jsonl --max-new-tokens %d --batch %d %s",
+                 name, name, prefix, max_new, batch, extra);
         int n, ne;
         cJSON **got = run_sample(args, &n, 1);
-        snprintf(exp_path, sizeof(exp_path), MODELS "%s/generate_expected.jsonl", name);
+        snprintf(exp_path, sizeof(exp_path), MODELS "%s/%sgenerate_expected.jsonl", name, prefix);
         cJSON **want = jsonl_read(exp_path, &ne);
-        snprintf(exp_path, sizeof(exp_path), MODELS "%s/generate_records.jsonl", name);
+        snprintf(exp_path, sizeof(exp_path), MODELS "%s/%sgenerate_records.jsonl", name, prefix);
         cJSON **recs = jsonl_read(exp_path, &ne);
         EXPECT_INT_EQ(n, ne);
         for (int i = 0; i < n && i < ne; i++) {
@@ -531,6 +532,8 @@ static void check_expected(const char *name, const char *extra) {
     }
 }
 
+static void check_expected(const char *name, const char *extra) { check_expected_files(name, "", 12, extra); }
+
 TEST(generate_cli_matches_transformers) {
     check_expected("llava_gqa", "");
     check_expected("llava_full", "");
@@ -539,6 +542,49 @@ TEST(generate_cli_matches_transformers) {
     snprintf(extra, sizeof(extra), "--tokenizer %s", tp);
     check_expected("llava_tok", extra);  // text prompts through vicuna_v1, decoded text
     free(tp);
+}
+
+// Two-image prompts (make_multi_image_fixtures.py): each image's features fill its image-token run in order, as
+// transformers' greedy generate has them; the image token once per image or expanded, a pair in both orders.
+TEST(generate_cli_multi_image_matches_transformers) {
+    check_expected_files("llava_gqa", "multi_image_", 10, "");
+    check_expected_files("llava_siglip_qwen2", "multi_image_", 10, "");
+}
+
+static char *records_file(const char *name, const char *text);
+
+// A text prompt with two "<image>" gets each image's token run where its placeholder is, in order; one without
+// any gets both runs in front of the question (after "USER: ").
+TEST(generate_records_two_image_text_prompt) {
+    char *tp = tokenizer_path();
+    Tokenizer *tok = tokenizer_load(tp);
+    LlavaConfig cfg;
+    llava_config_load(&cfg, MODELS "llava_tok");
+    char *path = records_file("two_image_text", "{\"image\": [\"a.png\", \"b.png\"], \"prompt\": \"<image> left, <image> right: which differs?\"}\n"
+                                                "{\"image\": [\"a.png\", \"b.png\"], \"prompt\": \"Which differs?\"}\n");
+    SampleRecordSet rs;
+    SampleReadOptions sopt = {.tmpl = CHAT_VICUNA_V1, .images_dir = MODELS "llava_gqa/images"};
+    records_read_sample(&rs, path, &cfg, tok, &sopt);
+    EXPECT_INT_EQ(rs.n, 2);
+    EXPECT_INT_EQ(rs.max_images, 2);
+    for (int i = 0; i < rs.n; i++) {
+        const SampleRecord *r = &rs.r[i];
+        EXPECT_INT_EQ(r->n_images, 2);
+        EXPECTF(r->n_images == 2 && strstr(r->images[1], "b.png"), "record %d: images in the record's order", i);
+        int runs = 0, tokens = 0, gap = 0;  // gap: text tokens between the two runs
+        for (int t = 0; t < r->n; t++) {
+            const int img = r->ids[t] == cfg.image_token_id;
+            tokens += img;
+            runs += img && (t == 0 || r->ids[t - 1] != cfg.image_token_id);
+            gap += !img && runs == 1;
+        }
+        EXPECT_INT_EQ(tokens, 2 * cfg.image_tokens);
+        if (i == 0) EXPECTF(runs == 2 && gap >= 3, "record 0: %d runs, %d tokens between them", runs, gap);
+        else EXPECTF(runs == 2 && gap >= 1 && gap <= 2, "record 1: %d runs, %d tokens between them (the placeholder's \"\\n\" only)", runs, gap);
+    }
+    records_free_sample(&rs);
+    tokenizer_free(tok);
+    free(path); free(tp);
 }
 
 // Our rendering and tokenization of the text records equals the ids transformers generated from.
@@ -725,7 +771,7 @@ TEST(generate_cli_errors) {
     expect_error("ids_type", gqa, "{\"input_ids\": [1, 2.5]}\n", "", "array of integers");
     expect_error("oov", gqa, "{\"input_ids\": [1, 96]}\n", "", "records.jsonl:1: token id 96 at position 1 is outside the vocabulary (96)");
     expect_error("image_tokens_no_image", gqa, "{\"input_ids\": [1, 90, 5]}\n", "", "no \"image\"");
-    expect_error("image_no_tokens", gqa, "{\"image\": \"images/a.png\", \"input_ids\": [1, 5]}\n", "", "input_ids have no image token: write 90 once where the image goes");
+    expect_error("image_no_tokens", gqa, "{\"image\": \"images/a.png\", \"input_ids\": [1, 5]}\n", "", "input_ids have no image token: write 90 once where each image goes");
     expect_error("missing_image", gqa, "{\"image\": \"images/nope.png\", \"input_ids\": [1, 90, 5]}\n", "", "nope.png not found");
     expect_error("image_type", gqa, "{\"image\": 3, \"input_ids\": [1, 90, 5]}\n", "", "\"image\" must be a string (a path)");
     expect_error("text_without_tokenizer", gqa, "{\"prompt\": \"hi\"}\n", "", "text records need a tokenizer");
@@ -736,6 +782,14 @@ TEST(generate_cli_errors) {
     expect_error("prompt_type", tok_model, "{\"prompt\": 5}\n", flags, "\"prompt\" must be a string");
     expect_error("system_type", tok_model, "{\"prompt\": \"hi\", \"system\": []}\n", flags, "\"system\" must be a string");
     expect_error("empty_file", gqa, "\n\n", "", "no records");
+    // image lists: one image token per image (or all expanded), one "<image>" per image (or none)
+    const char *pair = "{\"image\": [\"images/a.png\", \"images/b.png\"], ";
+    snprintf(buf, sizeof(buf), "%s\"input_ids\": [1, 90, 5]}\n", pair);
+    expect_error("two_images_one_token", gqa, buf, "--images " MODELS "llava_gqa", "records.jsonl:1: 1 image tokens (id 90) for 2 images");
+    snprintf(buf, sizeof(buf), "%s\"prompt\": \"<image>\\nWhich differs?\"}\n", pair);
+    snprintf(flags, sizeof(flags), "--tokenizer %s --images " MODELS "llava_gqa", tp);
+    expect_error("two_images_one_placeholder", tok_model, buf, flags, "records.jsonl:1: the conversation has 1 <image> placeholders for 2 images");
+    snprintf(flags, sizeof(flags), "--tokenizer %s", tp);
     // a broken image fails with the file and line of its record
     char trunc[1024], cwd[512];
     if (!getcwd(cwd, sizeof(cwd))) fatal("getcwd failed");

@@ -12,7 +12,10 @@ Tensors as make_fixtures.py's expected.safetensors (input_ids, labels, lengths, 
 row_logp, loss, grad.*) plus images_of_row. And `vlm logprobs` records with image lists over the fixture's PNG
 files (multi_image_records.jsonl: ids with the image token once per image or expanded, a list shared by two
 records, a single image, none) with transformers' summed response log-probs from the same files, its own PIL
-preprocessing included (multi_image_logprobs_expected.jsonl). Requires torch, transformers and pillow.
+preprocessing included (multi_image_logprobs_expected.jsonl). And `vlm sample` records with two images each
+(multi_image_generate_records.jsonl: the image token once per image or expanded, both orders of a pair) with
+transformers' greedy generate from the same files (multi_image_generate_expected.jsonl, as make_fixtures.py's
+generate_expected.jsonl). Requires torch, transformers and pillow.
 """
 import json
 import os
@@ -25,7 +28,7 @@ from safetensors.torch import save_file
 from transformers import LlavaForConditionalGeneration
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_fixtures import ROOT, image_processor, is_siglip, llava_key  # noqa: E402
+from make_fixtures import ROOT, greedy_reference, image_processor, is_siglip, llava_key  # noqa: E402
 
 
 def rows_for(cfg, seed):
@@ -92,6 +95,7 @@ def fixture(name):
               os.path.join(d, "multi_image.safetensors"))
     print(f"{name}: B={B} T={T}, images per row {[r[3] for r in rows]}, loss {total:.6f}, row_logp {row_logp.tolist()}")
     logprobs_records(name, model)
+    generate_records(name, model)
 
 
 def logprobs_records(name, model):
@@ -131,6 +135,43 @@ def logprobs_records(name, model):
             for r in rows:
                 f.write(json.dumps(r) + "\n")
     print(f"{name}: {len(records)} multi-image logprobs records, {[r['logprob'] for r in results]}")
+
+
+def generate_records(name, model, max_new_tokens=10):
+    """Greedy continuations of two-image prompts; a record whose greedy path has two logits within 1e-3 at some
+    step is redrawn (make_fixtures.py's generate_fixture does the same), so rounding cannot flip an argmax."""
+    from PIL import Image
+    d = os.path.join(ROOT, "models", name)
+    cfg = model.config
+    rng = np.random.RandomState(zlib.crc32(("generate records " + name).encode()) % 2**31)
+    P, img_id = cfg.image_seq_length, cfg.image_token_index
+    proc = image_processor(cfg.vision_config.image_size, is_siglip(cfg))
+    specs = [(["a.png", "b.png"], "once"), (["b.png", "a.png"], "once"), (["b.png", "gray.png"], "expanded")]
+    records, expected = [], []
+    for i, (imgs, form) in enumerate(specs):
+        pils = [Image.open(os.path.join(d, "images", f)) for f in imgs]
+        pix = proc(images=pils, return_tensors="pt")["pixel_values"]
+        for attempt in range(50):
+            runs = [[1] + list(rng.randint(3, img_id, size=1 + attempt % 3))]
+            runs += [list(rng.randint(3, img_id, size=2 + k + i)) for k in range(len(imgs))]
+            given, full = list(runs[0]), list(runs[0])
+            for k in range(len(imgs)):
+                given += [img_id] * (1 if form == "once" else P) + runs[k + 1]
+                full += [img_id] * P + runs[k + 1]
+            new, margin = greedy_reference(model, [int(x) for x in full], pix, max_new_tokens)
+            if margin >= 1e-3:
+                break
+        else:
+            raise SystemExit(f"{name}: no two-image generate record {i} with a safe greedy path")
+        records.append({"question_id": f"m{i}", "image": ["images/" + f for f in imgs], "input_ids": [int(x) for x in given]})
+        expected.append({"index": i, "ids": new, "finish": "eos" if new and new[-1] == 2 else "length",
+                         "max_new_tokens": max_new_tokens, "min_margin": round(margin, 6)})
+    for fname, rows in (("multi_image_generate_records.jsonl", records), ("multi_image_generate_expected.jsonl", expected)):
+        with open(os.path.join(d, fname), "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+    print(f"{name}: {len(records)} two-image generate records, lengths {[len(e['ids']) for e in expected]}, "
+          f"margins {[e['min_margin'] for e in expected]}")
 
 
 if __name__ == "__main__":
