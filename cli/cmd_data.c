@@ -102,7 +102,7 @@ static int imageset_add(ImageSet *set, const char *path, int record) {
 
 // A record's images (in shard order), text fields and kind-specific metadata.
 typedef struct {
-    const char *images[2];   // for kinds with at most one image
+    const char *images[2];   // POPE's one image
     const char **image_list; // all images (points at images[] or an MVC's lists, gathered)
     int n_images, n_chosen_images;
     const char *fields[4];
@@ -119,7 +119,8 @@ static void pack_record(const Dataset *ds, int i, PackRecord *p, const char **sc
     switch (ds->kind) {
     case DATA_LLAVA: {
         const LlavaRecord *r = &ds->llava[i];
-        if (r->image) p->images[p->n_images++] = r->image;
+        p->image_list = (const char **)r->images;
+        p->n_images = r->n_images;
         p->field_list = (const char *const *)r->turns;
         p->n_fields = r->n_turns;
         p->source_index = r->src.index;
@@ -127,7 +128,8 @@ static void pack_record(const Dataset *ds, int i, PackRecord *p, const char **sc
     }
     case DATA_PREF: {
         const PrefRecord *r = &ds->pref[i];
-        if (r->image) p->images[p->n_images++] = r->image;
+        p->image_list = (const char **)r->images;
+        p->n_images = r->n_images;
         p->fields[0] = r->prompt; p->fields[1] = r->chosen; p->fields[2] = r->rejected;
         p->n_fields = 3;
         p->source_index = r->src.index;
@@ -160,9 +162,11 @@ static void pack_record(const Dataset *ds, int i, PackRecord *p, const char **sc
 
 static int max_images_per_record(const Dataset *ds) {
     int m = 1;
-    if (ds->kind == DATA_MVC)
-        for (int i = 0; i < ds->n; i++)
-            if (ds->mvc[i].n_chosen_images + ds->mvc[i].n_rejected_images > m) m = ds->mvc[i].n_chosen_images + ds->mvc[i].n_rejected_images;
+    for (int i = 0; i < ds->n; i++) {
+        const int k = ds->kind == DATA_MVC ? ds->mvc[i].n_chosen_images + ds->mvc[i].n_rejected_images
+                    : ds->kind == DATA_LLAVA ? ds->llava[i].n_images : ds->kind == DATA_PREF ? ds->pref[i].n_images : 1;
+        if (k > m) m = k;
+    }
     return m;
 }
 

@@ -73,6 +73,15 @@ static int get_image_list(Ctx *c, const cJSON *j, const char *key, char ***out, 
     return 1;
 }
 
+// A LLaVA or preference record's images ("image": a path or a list; TRL's "images": [paths]), resolved.
+static int get_record_images(Ctx *c, const cJSON *j, char ***out, int *n) {
+    const char *rel[DATASET_MAX_RECORD_IMAGES], *key;
+    if (json_record_images(j, rel, DATASET_MAX_RECORD_IMAGES, n, &key, c->why, c->why_len)) return 0;
+    *out = *n ? xcalloc((size_t)*n, sizeof(char *)) : NULL;
+    for (int i = 0; i < *n; i++) (*out)[i] = path_join(c->dir, rel[i]);
+    return 1;
+}
+
 static int count_image_tags(const char *s) {
     int n = 0;
     for (const char *p = s; (p = strstr(p, "<image>")); p += 7) n++;
@@ -96,10 +105,9 @@ static int parse_llava(Ctx *c, const cJSON *j, void *rec) {
         r->id = xstrdup(buf);
     } else r->id = xstrdup("");
     static const char *const used[] = {"id", "image", "images", "conversations", NULL};
-    const char *stray = json_stray_image_key(j, used, NULL), *im, *im_key;
+    const char *stray = json_stray_image_key(j, used, NULL);
     if (stray) FAIL(c, "\"%s\" looks like an image but conversation records read it from \"image\" or \"images\"", stray);
-    if (json_record_image(j, &im, &im_key, c->why, c->why_len)) return 0;
-    r->image = im ? path_join(c->dir, im) : NULL;
+    if (!get_record_images(c, j, &r->images, &r->n_images)) return 0;
     const cJSON *conv = cJSON_GetObjectItemCaseSensitive(j, "conversations");
     if (!conv) FAIL(c, "missing \"conversations\"");
     if (!cJSON_IsArray(conv)) FAIL(c, "\"conversations\" must be a list of turns");
@@ -123,13 +131,17 @@ static int parse_llava(Ctx *c, const cJSON *j, void *rec) {
         // An empty turn is a broken record: an empty question, or an answer with nothing to learn.
         if (!value->valuestring[strspn(value->valuestring, " \t\r\n")]) FAIL(c, "turn %d (%s) is empty", k, expect);
         int nt = count_image_tags(value->valuestring);
-        if (nt && k != 0) FAIL(c, "turn %d (%s) contains <image>: LLaVA puts the image in the first human turn", k, expect);
+        if (nt && k % 2) FAIL(c, "turn %d (gpt) contains <image>: images go in human turns", k);
+        if (nt && k != 0 && r->n_images < 2)
+            FAIL(c, "turn %d (%s) contains <image>: LLaVA puts the image in the first human turn", k, expect);
         tags += nt;
         r->turns[r->n_turns++] = xstrdup(value->valuestring);
     }
     if (n % 2) FAIL(c, "the last turn (%d) is from human: a conversation must end with a gpt answer", n - 1);
-    if (tags > 1) FAIL(c, "<image> appears %d times; at most once (one image per conversation)", tags);
-    if (tags && !r->image) FAIL(c, "the first turn has <image> but the record has no \"image\"");
+    if (tags && !r->n_images) FAIL(c, "the first turn has <image> but the record has no \"image\"");
+    if (tags > 1 && r->n_images < 2) FAIL(c, "<image> appears %d times; at most once (one image per conversation)", tags);
+    if (tags && r->n_images > 1 && tags != r->n_images)
+        FAIL(c, "<image> appears %d times for %d images: write one per image, or none to put them all first", tags, r->n_images);
     return 1;
 }
 
@@ -140,9 +152,7 @@ static int parse_pref(Ctx *c, const cJSON *j, void *rec) {
     static const char *const used[] = {"image", "images", "prompt", "question", "chosen", "rejected", NULL};
     const char *stray = json_stray_image_key(j, used, NULL);
     if (stray) FAIL(c, "\"%s\" looks like an image but preference records read it from \"image\" or \"images\"", stray);
-    const char *im, *im_key;
-    if (json_record_image(j, &im, &im_key, c->why, c->why_len)) return 0;
-    r->image = im ? path_join(c->dir, im) : NULL;
+    if (!get_record_images(c, j, &r->images, &r->n_images)) return 0;
     static const char *const prompt_keys[] = {"prompt", "question", NULL};
     const char *pr, *pr_key;
     if (json_record_text(j, prompt_keys, &pr, &pr_key, c->why, c->why_len)) return 0;
@@ -152,8 +162,10 @@ static int parse_pref(Ctx *c, const cJSON *j, void *rec) {
     if (!get_str(c, j, "chosen", 1, 1, &r->chosen)) return 0;
     if (!get_str(c, j, "rejected", 1, 1, &r->rejected)) return 0;
     int tags = count_image_tags(r->prompt);
-    if (tags > 1) FAIL(c, "<image> appears %d times in \"prompt\"; at most once", tags);
-    if (tags && !r->image) FAIL(c, "\"prompt\" has <image> but the record has no \"image\"");
+    if (tags && !r->n_images) FAIL(c, "\"prompt\" has <image> but the record has no \"image\"");
+    if (tags && tags != r->n_images)
+        FAIL(c, "<image> appears %d times in \"prompt\" for %d image%s: write one per image, or none", tags, r->n_images,
+             r->n_images == 1 ? "" : "s");
     if (count_image_tags(r->chosen) || count_image_tags(r->rejected)) FAIL(c, "a response contains <image>");
     // SeVa drops pairs whose two answers are the same string: they carry no preference.
     if (!strcmp(r->chosen, r->rejected)) FAIL(c, "\"chosen\" and \"rejected\" are identical");
@@ -192,8 +204,8 @@ static int parse_pope(Ctx *c, const cJSON *j, void *rec) {
     return 1;
 }
 
-static void free_llava(LlavaRecord *r) { free(r->id); free(r->image); free_list(r->turns, r->n_turns); }
-static void free_pref(PrefRecord *r) { free(r->image); free(r->prompt); free(r->chosen); free(r->rejected); }
+static void free_llava(LlavaRecord *r) { free(r->id); free_list(r->images, r->n_images); free_list(r->turns, r->n_turns); }
+static void free_pref(PrefRecord *r) { free_list(r->images, r->n_images); free(r->prompt); free(r->chosen); free(r->rejected); }
 static void free_mvc(MvcRecord *r) {
     free(r->system_prompt); free(r->instruction_prompt);
     free_list(r->chosen_images, r->n_chosen_images); free_list(r->rejected_images, r->n_rejected_images);

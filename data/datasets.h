@@ -46,21 +46,28 @@ typedef struct {
     int line;   // 1-based line (JSON Lines), 0 for JSON arrays
 } RecordSource;
 
+// The most images one LLaVA or preference record may list (as training's TRAIN_MAX_SIDE_IMAGES).
+enum { DATASET_MAX_RECORD_IMAGES = 8 };
+
 // LLaVA conversation. Turns alternate human, gpt, human, gpt, ... and end with gpt, so turn t is the
-// human's when t is even. "<image>" appears at most once, only in turn 0, and only when there is an
-// image; an image whose turn 0 has no "<image>" goes before the first question (LLaVA-1.5's layout).
+// human's when t is even. One image: "<image>" appears at most once, only in turn 0; an image whose turn 0
+// has no "<image>" goes before the first question (LLaVA-1.5's layout). Several images ("image" as a list):
+// one "<image>" per image in the human turns, in order, or none (all go before the first question).
 typedef struct {
     RecordSource src;
     char *id;         // the "id" field as text ("" when absent; numbers are printed)
-    char *image;      // resolved path, or NULL for a text-only conversation
+    char **images;    // (n_images) resolved paths in order; none for a text-only conversation
+    int n_images;
     char **turns;     // (n_turns) UTF-8 values
     int n_turns;
 } LlavaRecord;
 
-// Preference pair: the same image and prompt, a preferred and a dispreferred response.
+// Preference pair: the same images and prompt, a preferred and a dispreferred response. The prompt has one
+// "<image>" per image or none.
 typedef struct {
     RecordSource src;
-    char *image;      // resolved path or NULL
+    char **images;    // (n_images) resolved paths in order; none for an image-free pair
+    int n_images;
     char *prompt, *chosen, *rejected;
 } PrefRecord;
 

@@ -87,15 +87,15 @@ TEST(datasets_llava_reads_conversations) {
     EXPECT_INT_EQ(ds.n, 3);
     EXPECT_INT_EQ(ds.n_bad, 0);
     char *want = path_join(test_tmpdir(), "coco/a.jpg");
-    EXPECTF(!strcmp(ds.llava[0].image, want), "image %s, expected %s", ds.llava[0].image, want);
+    EXPECTF(!strcmp(ds.llava[0].images[0], want), "image %s, expected %s", ds.llava[0].images[0], want);
     EXPECT(!strcmp(ds.llava[0].id, "000000033471"));
     EXPECT_INT_EQ(ds.llava[0].n_turns, 4);
     EXPECT(!strcmp(ds.llava[0].turns[0], "<image>\nWhat color is the bus?"));
     EXPECT(!strcmp(ds.llava[0].turns[3], "Two."));
-    EXPECT(ds.llava[1].image == NULL);
+    EXPECT_INT_EQ(ds.llava[1].n_images, 0);
     EXPECT(!strcmp(ds.llava[1].id, "17"));
     EXPECT(!strcmp(ds.llava[1].turns[1], "Hello \xc3\xa9"));  // UTF-8 kept
-    EXPECT(!strcmp(ds.llava[2].image, "/abs/b.png"));          // absolute paths are kept
+    EXPECT(!strcmp(ds.llava[2].images[0], "/abs/b.png"));          // absolute paths are kept
     EXPECT_INT_EQ(ds.llava[2].src.index, 2);
     char where[512];
     dataset_where(&ds, 2, where, sizeof(where));
@@ -104,7 +104,7 @@ TEST(datasets_llava_reads_conversations) {
     // an image root replaces the file's folder
     DatasetOptions opt = {"/data/images", 0};
     dataset_read_llava(&ds, path, &opt);
-    EXPECT(!strcmp(ds.llava[0].image, "/data/images/coco/a.jpg"));
+    EXPECT(!strcmp(ds.llava[0].images[0], "/data/images/coco/a.jpg"));
     dataset_free(&ds);
     free(want);
     free(path);
@@ -185,9 +185,9 @@ TEST(datasets_pref_reads_and_names_lines) {
     dataset_read_pref(&ds, path, NULL);
     EXPECT_INT_EQ(ds.n, 2);
     char *want = path_join(test_tmpdir(), "img/1.png");
-    EXPECT(!strcmp(ds.pref[0].image, want));
+    EXPECT(!strcmp(ds.pref[0].images[0], want));
     EXPECT(!strcmp(ds.pref[0].chosen, "A dog."));
-    EXPECT(ds.pref[1].image == NULL);
+    EXPECT_INT_EQ(ds.pref[1].n_images, 0);
     EXPECT_INT_EQ(ds.pref[1].src.line, 3);  // blank lines count as lines, not records
     EXPECT_INT_EQ(ds.pref[1].src.index, 1);
     char where[512];

@@ -472,41 +472,70 @@ TEST(train_packing_is_exact) {
     }
 }
 
-// Training from a packed shard (vlm data pack: images decoded and resized once, normalized on load)
-// gives exactly the run that the JSON Lines file gives, and the run's data position is in its checkpoints.
-TEST(train_from_shard_equals_jsonl) {
-    char *dir = path_join(test_tmpdir(), "shard_train"), cmd[1024], args[2048], *err, *out;
-    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r tests/fixtures/models/llava_tok/images %s/", dir, dir, dir);
+// Training from a packed shard (vlm data pack: images decoded and resized once, normalized on load) gives exactly
+// the run that the JSON Lines file gives (records of `kind` trained with `recipe`); with save_every, the run's
+// data position is in its checkpoints.
+static void check_shard_equals_jsonl(const char *name, const char *kind, const char *recipe, const char *text, int steps,
+                                     int save_every) {
+    char *dir = path_join(test_tmpdir(), name), cmd[1024], args[2048], *err, *out;
+    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s && cp -r tests/fixtures/models/llava_tok/images %s/ && cp " GQA "/images/*.png %s/images/",
+             dir, dir, dir, dir);
     if (test_shell(cmd) != 0) fatal("setup");
-    const char *text =
-        "{\"image\": \"images/c.png\", \"prompt\": \"What color is the circle?\", \"chosen\": \"It is red.\", \"rejected\": \"It is blue.\"}\n"
-        "{\"image\": \"images/c.png\", \"prompt\": \"Is there a dog?\", \"chosen\": \"No.\", \"rejected\": \"Yes, a big dog.\"}\n"
-        "{\"prompt\": \"How many stars?\", \"chosen\": \"Two.\", \"rejected\": \"Seven stars.\"}\n";
-    char *jsonl = path_join(dir, "pref.jsonl");
+    char *jsonl = path_join(dir, "data.jsonl");
     write_file_atomic(jsonl, text, strlen(text));
-    snprintf(args, sizeof(args), "data pack --input %s --kind pref --config tests/fixtures/models/llava_tok/preprocessor_config.json "
-             "--out %s/pref.shard.bin", jsonl, dir);
+    snprintf(args, sizeof(args), "data pack --input %s --kind %s --config tests/fixtures/models/llava_tok/preprocessor_config.json "
+             "--out %s/data.shard.bin", jsonl, kind, dir);
     int rc = test_run_vlm(args, &out, &err);
-    EXPECTF(rc == 0, "pack: %s", err);
+    EXPECTF(rc == 0, "%s: pack: %s", name, err);
     free(out); free(err);
     double loss[2][8];
     for (int k = 0; k < 2; k++) {
-        snprintf(args, sizeof(args), "train --recipe dpo --model tests/fixtures/models/llava_tok --data %s/%s --out %s/run%d --steps 4 "
-                 "--batch 2 --lr 1e-2 --warmup-steps 0 --tokenizer %s/tokenizers/llama2_tokenizer.model --device cpu --quiet --save-every 2",
-                 dir, k ? "pref.shard.bin" : "pref.jsonl", dir, k, test_shared_data());
+        snprintf(args, sizeof(args), "train --recipe %s --model tests/fixtures/models/llava_tok --data %s/%s --out %s/run%d --steps %d "
+                 "--batch 2 --lr 1e-2 --warmup-steps 0 --tokenizer %s/tokenizers/llama2_tokenizer.model --device cpu --quiet%s",
+                 recipe, dir, k ? "data.shard.bin" : "data.jsonl", dir, k, steps, test_shared_data(), save_every ? " --save-every 2" : "");
         rc = run_train(args, &err);
-        EXPECTF(rc == 0, "train on %s: %s", k ? "the shard" : "the JSONL", err);
+        EXPECTF(rc == 0, "%s: train on %s: %s", name, k ? "the shard" : "the JSONL", err);
         free(err);
         char logf[600];
         snprintf(logf, sizeof(logf), "%s/run%d/metrics.jsonl", dir, k);
-        EXPECT_INT_EQ(test_read_metric(logf, "loss", loss[k], 8), 4);
+        EXPECT_INT_EQ(test_read_metric(logf, "loss", loss[k], 8), steps);
     }
-    for (int i = 0; i < 4; i++) EXPECT_NEAR(loss[1][i], loss[0][i], 1e-12);
-    char state[600];
-    snprintf(state, sizeof(state), "%s/run1/checkpoint-00000002/state.json", dir);
-    char *st = read_file(state, NULL);
-    EXPECT(strstr(st, "\"epoch\"") && strstr(st, "\"cursor\""));  // the data position a resume continues from
-    free(st); free(jsonl); free(dir);
+    for (int i = 0; i < steps; i++) EXPECTF(loss[1][i] == loss[0][i], "%s step %d: loss %.17g from the shard, %.17g from the JSONL",
+                                        name, i, loss[1][i], loss[0][i]);
+    if (save_every) {
+        char state[600];
+        snprintf(state, sizeof(state), "%s/run1/checkpoint-00000002/state.json", dir);
+        char *st = read_file(state, NULL);
+        EXPECT(strstr(st, "\"epoch\"") && strstr(st, "\"cursor\""));  // the data position a resume continues from
+        free(st);
+    }
+    free(jsonl); free(dir);
+}
+
+TEST(train_from_shard_equals_jsonl) {
+    check_shard_equals_jsonl("shard_train", "pref", "dpo",
+        "{\"image\": \"images/c.png\", \"prompt\": \"What color is the circle?\", \"chosen\": \"It is red.\", \"rejected\": \"It is blue.\"}\n"
+        "{\"image\": \"images/c.png\", \"prompt\": \"Is there a dog?\", \"chosen\": \"No.\", \"rejected\": \"Yes, a big dog.\"}\n"
+        "{\"prompt\": \"How many stars?\", \"chosen\": \"Two.\", \"rejected\": \"Seven stars.\"}\n", 4, 1);
+}
+
+// Records with image lists: the shard keeps each record's images in order (placeholders in place or none), and
+// training from it is the JSONL's run, for preference pairs (DPO) and LLaVA conversations (SFT).
+TEST(train_from_shard_equals_jsonl_image_lists) {
+    check_shard_equals_jsonl("shard_train_pref_lists", "pref", "dpo",
+        "{\"image\": [\"images/c.png\", \"images/a.png\"], \"prompt\": \"<image> left, <image> right: which is red?\", "
+        "\"chosen\": \"The left.\", \"rejected\": \"The right one.\"}\n"
+        "{\"image\": [\"images/a.png\", \"images/c.png\"], \"prompt\": \"Which is red?\", \"chosen\": \"The second.\", "
+        "\"rejected\": \"The first.\"}\n"
+        "{\"image\": \"images/b.png\", \"prompt\": \"Is there a dog?\", \"chosen\": \"No.\", \"rejected\": \"Yes, a big dog.\"}\n"
+        "{\"prompt\": \"How many stars?\", \"chosen\": \"Two.\", \"rejected\": \"Seven stars.\"}\n", 2, 0);
+    check_shard_equals_jsonl("shard_train_llava_lists", "llava", "sft",  // LLaVA's format: one JSON array
+        "[{\"image\": [\"images/c.png\", \"images/gray.png\"], \"conversations\": [{\"from\": \"human\", \"value\": \"Compare <image> "
+        "with <image>.\"}, {\"from\": \"gpt\", \"value\": \"The first has a circle.\"}]},\n"
+        "{\"image\": [\"images/b.png\", \"images/c.png\", \"images/a.png\"], \"conversations\": [{\"from\": \"human\", \"value\": "
+        "\"What changes?\"}, {\"from\": \"gpt\", \"value\": \"The colors.\"}]},\n"
+        "{\"image\": \"images/a.png\", \"conversations\": [{\"from\": \"human\", \"value\": \"<image>\\nWhat is it?\"}, "
+        "{\"from\": \"gpt\", \"value\": \"A picture.\"}]}]\n", 2, 0);
 }
 
 // vlm export writes the Hub key layout with every tensor transformers expects (also those our model

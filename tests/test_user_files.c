@@ -123,7 +123,7 @@ TEST(user_files_pref_reader_keys) {
     dataset_read_pref(&ds, path, NULL);
     EXPECT_INT_EQ(ds.n, 1);
     char *want = path_join(test_tmpdir(), "img/1.png");
-    EXPECTF(ds.pref[0].image && !strcmp(ds.pref[0].image, want), "image %s", ds.pref[0].image ? ds.pref[0].image : "(none)");
+    EXPECTF(ds.pref[0].n_images == 1 && !strcmp(ds.pref[0].images[0], want), "image %s", ds.pref[0].n_images ? ds.pref[0].images[0] : "(none)");
     EXPECTF(ds.pref[0].prompt && !strcmp(ds.pref[0].prompt, "What is it?"), "prompt %s", ds.pref[0].prompt ? ds.pref[0].prompt : "(none)");
     dataset_free(&ds);
     free(want);

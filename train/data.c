@@ -426,6 +426,21 @@ static int parse_example(Loader *L, const cJSON *j, int line, TrainExample *e) {
     return build_rows(L, e, &f);
 }
 
+// A record's "image" from its n shard images: the name of one, a list of several (in order), none without.
+static void add_shard_images(cJSON *o, const uint32_t *imgs, uint32_t n) {
+    char name[32];
+    if (n == 1) {
+        snprintf(name, sizeof(name), "shard:%u", imgs[0]);
+        cJSON_AddStringToObject(o, "image", name);
+        return;
+    }
+    cJSON *list = n ? cJSON_AddArrayToObject(o, "image") : NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "shard:%u", imgs[i]);
+        cJSON_AddItemToArray(list, cJSON_CreateString(name));
+    }
+}
+
 // The records of a shard as the JSON objects the text formats above would give, with images named
 // "shard:<index>" (image_index resolves those from the shard).
 static cJSON *shard_records_json(const Shard *sh, const char *path) {
@@ -438,7 +453,7 @@ static cJSON *shard_records_json(const Shard *sh, const char *path) {
         char name[32];
 #define FIELD(k) (shard_record_field(sh, r, (k)) ? shard_record_field(sh, r, (k)) : "")
         if (rec->kind == DATA_PREF) {
-            if (rec->n_images) { snprintf(name, sizeof(name), "shard:%u", imgs[0]); cJSON_AddStringToObject(o, "image", name); }
+            add_shard_images(o, imgs, rec->n_images);
             cJSON_AddStringToObject(o, "prompt", FIELD(0));
             cJSON_AddStringToObject(o, "chosen", FIELD(1));
             cJSON_AddStringToObject(o, "rejected", FIELD(2));
@@ -453,7 +468,7 @@ static cJSON *shard_records_json(const Shard *sh, const char *path) {
             cJSON_AddStringToObject(o, "chosen_response", FIELD(2));
             cJSON_AddStringToObject(o, "rejected_response", FIELD(3));
         } else if (rec->kind == DATA_LLAVA) {
-            if (rec->n_images) { snprintf(name, sizeof(name), "shard:%u", imgs[0]); cJSON_AddStringToObject(o, "image", name); }
+            add_shard_images(o, imgs, rec->n_images);
             cJSON *conv = cJSON_AddArrayToObject(o, "conversations");
             for (uint32_t k = 0; k < rec->n_fields; k++) {
                 cJSON *t = cJSON_CreateObject();
