@@ -42,6 +42,8 @@ static const char *pack_help =
     "\n"
     "  --input FILE   llava: LLaVA conversation JSON (array of {id, image, conversations})\n"
     "                 pref:  preference JSON Lines {image, prompt, chosen, rejected}\n"
+    "                        (llava, pref: image is a path or a list, one <image> per image in the text or none;\n"
+    "                        the shard keeps each record's images in order)\n"
     "                 mvc:   S-VCO MVC JSON (array of {system_prompt, instruction_prompt, chosen_images,\n"
     "                        rejected_images, chosen_response, rejected_response})\n"
     "                 pope:  POPE question file (JSON Lines {question_id, image, text, label})\n"

@@ -1253,6 +1253,82 @@ TEST(train_multi_image_rows) {
     free(data);
 }
 
+// mDPO on records with image lists: the corrupted row crops every image of the record, each with its own draw (mDPO's
+// crop_images crops each image of its list), with --crop fixed (a table image per crop, (seed, example, part)) and
+// with fresh crops (drawn per pass); a record showing one image twice gets two different crops of it. Training runs
+// on such records, and with fixed crops the step-0 loss is 3 log 2 (policy = reference).
+TEST(train_mdpo_multi_image_crops) {
+    char *dir = test_image_dir("mdpo_multi_crops");
+    const char *rec = "{\"image\": [\"images/a.png\", \"images/a.png\"], \"prompt_ids\": [1, 5, 90, 6, 90, 7], "
+                      "\"chosen_ids\": [6, 2], \"rejected_ids\": [7, 2]}\n"
+                      "{\"image\": [\"images/b.png\", \"images/gray.png\", \"images/a.png\"], \"prompt_ids\": [1, 90, 90, 8, 90], "
+                      "\"chosen_ids\": [9, 2], \"rejected_ids\": [10, 2]}\n";
+    char *data = save_data(dir, xstrdup(rec), strlen(rec));
+    LlavaConfig cfg;
+    llava_config_load(&cfg, GQA);
+    PreprocessConfig pcfg = records_tower_preprocess_config(GQA, &cfg.vision);
+    const int S = cfg.vision.image_size;
+    const size_t img = (size_t)3 * S * S;
+    float *px = xmalloc(sizeof(float) * img * 3);
+    for (int fresh = 0; fresh < 2; fresh++) {
+        TrainDataOptions opt = {.seed = 7, .crop_lo = 0.01, .crop_hi = 0.2, .fresh_crops = fresh};
+        TrainData d;
+        train_data_load(&d, recipe_find("mdpo"), data, &cfg, &pcfg, &opt);
+        EXPECT(d.ex[0].n_image[1] == 2 && d.ex[1].n_image[1] == 3);
+        EXPECT_INT_EQ(d.max_example_images, 6);
+        for (int e = 0; e < 2; e++)
+            for (int r = 0; r < d.ex[e].n_rows; r++) {  // every row (the cropped one too) has a run per image
+                const TrainRow *row = &d.ex[e].rows[r];
+                int n_img = 0;
+                for (int t = 0; t < row->n; t++) n_img += row->ids[t] == cfg.image_token_id;
+                EXPECT_INT_EQ(n_img, d.ex[e].n_image[0] * cfg.image_tokens);
+            }
+        if (!fresh) {
+            for (int e = 0; e < 2; e++)
+                for (int q = 0; q < d.ex[e].n_image[1]; q++) {
+                    const TrainImage *c = &d.images[d.ex[e].image[1][q]];
+                    EXPECTF(c->kind == TRAIN_IMAGE_CROP && c->index == d.ex[e].image[0][q] && c->part == q,
+                            "example %d crop %d: kind %d of image %ld, part %d", e, q, c->kind, c->index, c->part);
+                }
+            train_data_image(&d, d.ex[0].image[0][0], px);            // a.png
+            train_data_image(&d, d.ex[0].image[1][0], px + img);      // its first crop
+            train_data_image(&d, d.ex[0].image[1][1], px + 2 * img);  // its second
+        } else {
+            TrainBatch b;
+            train_batch_init(&b, &d, 2, 0);
+            const int idx[2] = {0, 1};
+            train_batch_build(&b, &d, idx, 2, NULL);
+            train_batch_draw_crops(&b, &d, train_crop_stream(7, 0, 0, 0));
+            // batch images: ex 0 (a, a), its crops, ex 1 (b, gray, a), its crops
+            EXPECT_INT_EQ(b.n_images, 10);
+            for (int i = 0; i < b.n_images; i++) {
+                const int crop = (i >= 2 && i < 4) || i >= 7, q = i < 4 ? i - 2 : i - 7;
+                EXPECTF(b.crop_source[i] == (crop ? (i < 4 ? q : 4 + q) : -1) && b.crop_part[i] == (crop ? q : -1),
+                        "batch image %d: crop of %d, part %d", i, b.crop_source[i], b.crop_part[i]);
+            }
+            memcpy(px, b.pixels, sizeof(float) * img * 3);
+            memcpy(px + img, b.pixels + 2 * img, sizeof(float) * img * 2);
+            train_batch_free(&b);
+        }
+        EXPECTF(memcmp(px, px + img, sizeof(float) * img) && memcmp(px + img, px + 2 * img, sizeof(float) * img),
+                "%s crops: the two crops of one image are the image or each other", fresh ? "fresh" : "fixed");
+        train_data_free(&d);
+    }
+    free(px);
+    char *out = path_join(test_tmpdir(), "mdpo_multi_crops_runs"), args[2048], *err, mlog[600];
+    for (int fresh = 0; fresh < 2; fresh++) {
+        snprintf(args, sizeof(args), "train --recipe mdpo --model " GQA " --data %s --out %s/%d --steps 2 --batch 2 --lr 1e-3 "
+                 "--warmup-steps 0 --device cpu --quiet%s", data, out, fresh, fresh ? " --ref online" : " --crop fixed");
+        EXPECTF(run_train(args, &err) == 0, "mdpo %s crops: %s", fresh ? "fresh" : "fixed", err);
+        free(err);
+        snprintf(mlog, sizeof(mlog), "%s/%d/metrics.jsonl", out, fresh);
+        double v[4];
+        EXPECT_INT_EQ(test_read_metric(mlog, "loss", v, 4), 2);
+        if (!fresh) EXPECT_NEAR(v[0], 3 * log(2.0), 1e-9);
+    }
+    free(out); free(data);
+}
+
 // S-VCO on MVC pairs with two images a side: packing gives the same losses as separate rows, the step-0 loss is the
 // policy = reference identity, and the streaming loader decodes every image of a row (the same weights as images
 // made on the training thread). DPO on records with image lists, packed and not, the same.
@@ -1371,8 +1447,8 @@ TEST(train_multi_image_errors) {
          "\"images/a.png\", \"images/a.png\", \"images/a.png\", \"images/a.png\"], \"image_l\": \"images/b.png\", "
          "\"prompt_ids\": [1, 90, 5], \"chosen_ids\": [6, 2], \"rejected_ids\": [7, 2]}",
          "data.jsonl:2: \"image_w\" has 9 images; at most 8 per side are supported"},
-        {"mdpo", GQA, "{\"image\": [\"images/a.png\", \"images/b.png\"], \"prompt_ids\": [1, 90, 90, 5], \"chosen_ids\": [6, 2], "
-         "\"rejected_ids\": [7, 2]}", "data.jsonl:2: mdpo needs one image (its second image is a crop of it), the record has 2"},
+        {"mdpo", GQA, "{\"prompt_ids\": [1, 5], \"chosen_ids\": [6, 2], \"rejected_ids\": [7, 2]}",
+         "data.jsonl:2: mdpo needs an image (its corrupted images are crops of the record's), the record has none"},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         char text[2048], path[700];

@@ -42,6 +42,13 @@ static unsigned long long fnv(unsigned long long h, const void *p, size_t n) {
     return h;
 }
 
+// The random stream of mDPO's crop of image `part` of example `example` (fixed crops: stream is the run's seed;
+// fresh crops: the pass's train_crop_stream). A record's first image draws as one-image records always have; each
+// later image of a list draws its own crop.
+static unsigned long long crop_rng_seed(unsigned long long stream, int example, int part) {
+    return stream * 1000003ULL + (unsigned long long)example + (unsigned long long)part * 0xD1B54A32D192ED03ULL;
+}
+
 void train_data_image(const TrainData *d, int i, float *out) {
     const TrainImage *im = &d->images[i];
     const int S = d->image_size;
@@ -56,7 +63,7 @@ void train_data_image(const TrainData *d, int i, float *out) {
     if (im->kind == TRAIN_IMAGE_CROP) {
         train_data_image(d, (int)im->index, out);
         AugRng rng;
-        augrng_seed(&rng, d->crop_seed * 1000003ULL + (unsigned long long)im->example);
+        augrng_seed(&rng, crop_rng_seed(d->crop_seed, im->example, im->part));
         augment_random_resized_crop(out, 3, S, S, d->crop_lo, d->crop_hi, &rng);
         return;
     }
@@ -90,7 +97,7 @@ static int shard_image_index(Loader *L, long idx, int line) {
     if ((int)sh->h->image_size != S) fatal("%s: images are %ux%u, the vision tower expects %dx%d", L->path, sh->h->image_size, sh->h->image_size, S, S);
     char name[64];
     snprintf(name, sizeof(name), "(shard image %ld)", idx);
-    L->shard_map[idx] = table_append(L, (TrainImage){TRAIN_IMAGE_SHARD, xstrdup(name), idx, -1, line});
+    L->shard_map[idx] = table_append(L, (TrainImage){TRAIN_IMAGE_SHARD, xstrdup(name), idx, -1, 0, line});
     return L->shard_map[idx];
 }
 
@@ -120,7 +127,7 @@ static int image_index(Loader *L, const char *rel, int line) {
     L->image_hash = fnv(L->image_hash, rel, strlen(rel) + 1);
     L->image_hash = fnv(L->image_hash, &st.st_size, sizeof(st.st_size));
     L->image_hash = fnv(L->image_hash, &st.st_mtim, sizeof(st.st_mtim));
-    int i = table_append(L, (TrainImage){TRAIN_IMAGE_FILE, path, 0, -1, line});
+    int i = table_append(L, (TrainImage){TRAIN_IMAGE_FILE, path, 0, -1, 0, line});
     strmap_put(&L->image_of, path, i);
     if (i == 0) {  // the first image is made now: a preprocessing that does not give the tower's size stops the load
         float *px = xmalloc(sizeof(float) * 3 * L->d->image_size * L->d->image_size);
@@ -130,12 +137,12 @@ static int image_index(Loader *L, const char *rel, int line) {
     return i;
 }
 
-// mDPO's corrupted image with --crop fixed: a random-resized crop of `src`, drawn from (seed, example) when a batch
-// needs it, the same every time.
-static int corrupt_image(Loader *L, int src, int example) {
+// mDPO's corrupted image with --crop fixed: a random-resized crop of `src`, image `part` of the example, drawn from
+// (seed, example, part) when a batch needs it, the same every time.
+static int corrupt_image(Loader *L, int src, int example, int part) {
     char name[64];
     snprintf(name, sizeof(name), "(crop of image %d)", src);
-    return table_append(L, (TrainImage){TRAIN_IMAGE_CROP, xstrdup(name), src, example, L->d->images[src].line});
+    return table_append(L, (TrainImage){TRAIN_IMAGE_CROP, xstrdup(name), src, example, part, L->d->images[src].line});
 }
 
 static int *json_ids(const cJSON *arr, int *n) {
@@ -358,16 +365,19 @@ static void example_free(TrainExample *e) {
 }
 
 // The recipe's rows of example e from its texts f (freed here): row k scores response rows[k].response under
-// image slot rows[k].image, or image-free when the slot is -1 or the record has no image there. mDPO's crop is
-// made when a row first needs it. Returns 0, or -1 with L->err.
+// image slot rows[k].image, or image-free when the slot is -1 or the record has no image there. mDPO's crops are
+// made when a row first needs them: every image of the record is cropped, each with its own draw (mDPO's
+// crop_images crops each image of its list with its own RandomResizedCrop; bunny/modeling_bunny_phi.py), so the
+// corrupted row keeps the record's placeholders. Returns 0, or -1 with L->err.
 static int build_rows(Loader *L, TrainExample *e, PairFields *f) {
     const Recipe *rc = L->d->recipe;
     int failed = 0;
     for (int k = 0; k < rc->n_rows && !failed; k++) {
         const RowSpec *s = &rc->rows[k];
         if (s->image == 1 && !e->n_image[1] && rc->second_image == IMAGE2_CROP) {  // fresh crops: drawn per pass
-            e->image[1][0] = L->d->fresh_crops ? e->image[0][0] : corrupt_image(L, e->image[0][0], L->d->n);
-            e->n_image[1] = 1;
+            for (int q = 0; q < e->n_image[0]; q++)
+                e->image[1][q] = L->d->fresh_crops ? e->image[0][q] : corrupt_image(L, e->image[0][q], L->d->n, q);
+            e->n_image[1] = e->n_image[0];
         }
         const int n_images = s->image >= 0 ? e->n_image[s->image] : 0;
         failed = make_row(L, &e->rows[e->n_rows++], f, s->response, n_images, n_images ? s->image : -1);
@@ -411,9 +421,9 @@ static int parse_example(Loader *L, const cJSON *j, int line, TrainExample *e) {
     const int has_images = cJSON_GetObjectItemCaseSensitive(j, "images") != NULL;
     e->n_image[0] = image_list(L, j, has_images ? "images" : "image", line, e->image[0]);
     if (e->n_image[0] < 0) return -1;
-    if (rc->second_image == IMAGE2_CROP && e->n_image[0] != 1) {
-        snprintf(L->err, sizeof(L->err), "%s needs one image (its second image is a crop of it), the record has %d", rc->name,
-                 e->n_image[0]);
+    if (rc->second_image == IMAGE2_CROP && e->n_image[0] < 1) {
+        snprintf(L->err, sizeof(L->err), "%s needs an image (its corrupted images are crops of the record's), the record has none",
+                 rc->name);
         return -1;
     }
     const cJSON *conv = cJSON_GetObjectItemCaseSensitive(j, "conversations");
@@ -562,6 +572,7 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
         h = fnv(h, &im->index, sizeof(im->index));
         h = fnv(h, &im->example, sizeof(im->example));
         if (im->kind == TRAIN_IMAGE_CROP) {
+            if (im->part) h = fnv(h, &im->part, sizeof(im->part));  // a later image of a list: its own draw
             h = fnv(h, &d->crop_seed, sizeof(d->crop_seed));
             h = fnv(h, &d->crop_lo, sizeof(d->crop_lo));
             h = fnv(h, &d->crop_hi, sizeof(d->crop_hi));
@@ -587,7 +598,7 @@ void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, co
     d->pixels = xmalloc(sizeof(float) * (size_t)d->n_images * 3 * S * S);
     d->images = xmalloc(sizeof(TrainImage) * d->n_images);
     for (size_t i = 0; i < (size_t)d->n_images * 3 * S * S; i++) d->pixels[i] = (float)augrng_normal(&rng);
-    for (int i = 0; i < d->n_images; i++) d->images[i] = (TrainImage){TRAIN_IMAGE_MEMORY, xstrdup("(synthetic)"), i, -1, i / per + 1};
+    for (int i = 0; i < d->n_images; i++) d->images[i] = (TrainImage){TRAIN_IMAGE_MEMORY, xstrdup("(synthetic)"), i, -1, 0, i / per + 1};
     d->ex = xcalloc(n_examples, sizeof(TrainExample));
     d->n = n_examples;
     // text ids in [3, 3 + hi]: below the image token for a small vocabulary (the draws are unchanged at 32k)
@@ -701,6 +712,7 @@ void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int p
     b->cap_images = max_examples * d->max_example_images;
     b->crop_source = xmalloc(sizeof(int) * (b->cap_images + 1));
     b->crop_example = xmalloc(sizeof(int) * (b->cap_images + 1));
+    b->crop_part = xmalloc(sizeof(int) * (b->cap_images + 1));
     b->example_of_row = xmalloc(sizeof(int) * b->cap_rows);
     b->kind_of_row = xmalloc(sizeof(int) * b->cap_rows);
     b->length_of_row = xmalloc(sizeof(int) * b->cap_rows);
@@ -732,7 +744,7 @@ void train_batch_free(TrainBatch *b) {
         free(G->out_index); free(G->out_target); free(G->out_row); free(G->members);
     }
     free(b->example_of_row); free(b->kind_of_row); free(b->length_of_row); free(b->pixels); free(b->feats);
-    free(b->crop_source); free(b->crop_example);
+    free(b->crop_source); free(b->crop_example); free(b->crop_part);
     memset(b, 0, sizeof(*b));
 }
 
@@ -776,11 +788,12 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n,
             for (int q = 0; q < n_side; q++, b->n_images++) {
                 const int g = ex->image[k][q];
                 gl[b->n_images] = g;
-                b->crop_source[b->n_images] = crop ? local[0] : -1;  // a crop's source is the example's image 0
+                b->crop_source[b->n_images] = crop ? local[0] + q : -1;  // crop q's source: the example's image q
                 b->crop_example[b->n_images] = crop ? idx[e] : -1;
+                b->crop_part[b->n_images] = crop ? q : -1;
                 float *to = dst + b->n_images * img_floats;
                 if (d->feats) memcpy(to, d->feats + (size_t)g * img_floats, sizeof(float) * img_floats);
-                else if (crop) memcpy(to, dst + local[0] * img_floats, sizeof(float) * img_floats);
+                else if (crop) memcpy(to, dst + (local[0] + q) * img_floats, sizeof(float) * img_floats);
                 else batch_image_pixels(d, pre, g, to);
             }
         }
@@ -855,7 +868,7 @@ void train_batch_draw_crops(TrainBatch *b, const TrainData *d, unsigned long lon
         float *px = b->pixels + i * img;
         memcpy(px, b->pixels + (size_t)b->crop_source[i] * img, sizeof(float) * img);  // the uncropped source image
         AugRng rng;
-        augrng_seed(&rng, stream * 1000003ULL + (unsigned long long)b->crop_example[i]);
+        augrng_seed(&rng, crop_rng_seed(stream, b->crop_example[i], b->crop_part[i]));
         augment_random_resized_crop(px, 3, S, S, d->crop_lo, d->crop_hi, &rng);
     }
 }

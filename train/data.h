@@ -68,7 +68,8 @@ typedef struct {
 typedef enum {
     TRAIN_IMAGE_FILE,    // decoded and preprocessed from a file
     TRAIN_IMAGE_SHARD,   // normalized from a packed shard's uint8 pixels
-    TRAIN_IMAGE_CROP,    // mDPO's corrupted image with --crop fixed: a crop of another image, drawn from (seed, example)
+    TRAIN_IMAGE_CROP,    // mDPO's corrupted image with --crop fixed: a crop of another image, drawn from (seed, example,
+                         // part)
     TRAIN_IMAGE_MEMORY,  // a row of TrainData.pixels (synthetic data)
 } TrainImageKind;
 
@@ -77,6 +78,7 @@ typedef struct {
     char *name;     // FILE: the path; otherwise a description, for messages
     long index;     // SHARD: the shard's image index; CROP: the source image (ours); MEMORY: the row of TrainData.pixels
     int example;    // CROP: the example whose seed draws the crop
+    int part;       // CROP: which of the example's images it crops (each image of a list draws its own crop)
     int line;       // the record that first named the image, for messages
 } TrainImage;
 
@@ -93,7 +95,7 @@ typedef struct {
     int max_example_images;  // the most images one example names (both sides), at least 2: a batch's room per example
     int n_bad;               // records skipped with skip_bad
     unsigned long long hash; // of the tokenized rows and the images' sources: keys the reference log-prob cache
-    int fresh_crops;         // image slot 1 of every example is a crop of its slot-0 image, drawn anew for every
+    int fresh_crops;         // image slot 1 of every example crops its slot-0 images (each its own), drawn anew for every
                              // forward pass by train_batch_draw_crops (mDPO's code crops inside forward); the
                              // pixels stay (no feature cache: each crop goes through the tower)
     double crop_lo, crop_hi; // the crops' scale range
@@ -155,6 +157,7 @@ typedef struct {
     int B, n_images;                  // logical rows in all groups; distinct images
     int *crop_source, *crop_example;  // (n_images) with fresh crops: the batch image (uncropped) a batch image is a
                                       // crop of and the example it belongs to; -1 for an image that is not a crop
+    int *crop_part;                   // (n_images) with fresh crops: which of the example's images it crops
     float *pixels;                    // (n_images, 3, S, S), read by the image group; or, when the data has
     float *feats;                     // features, (n_images, feat_size) and pixels NULL
     int *example_of_row, *kind_of_row, *length_of_row;  // (B) per logical row
