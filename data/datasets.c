@@ -76,9 +76,11 @@ static int get_image_list(Ctx *c, const cJSON *j, const char *key, char ***out, 
 // A LLaVA or preference record's images ("image": a path or a list; TRL's "images": [paths]), resolved.
 static int get_record_images(Ctx *c, const cJSON *j, char ***out, int *n) {
     const char *rel[DATASET_MAX_RECORD_IMAGES], *key;
-    if (json_record_images(j, rel, DATASET_MAX_RECORD_IMAGES, n, &key, c->why, c->why_len)) return 0;
-    *out = *n ? xcalloc((size_t)*n, sizeof(char *)) : NULL;
-    for (int i = 0; i < *n; i++) (*out)[i] = path_join(c->dir, rel[i]);
+    int count = 0;  // set only on success: the record's free reads *n
+    if (json_record_images(j, rel, DATASET_MAX_RECORD_IMAGES, &count, &key, c->why, c->why_len)) return 0;
+    *out = count ? xcalloc((size_t)count, sizeof(char *)) : NULL;
+    for (int i = 0; i < count; i++) (*out)[i] = path_join(c->dir, rel[i]);
+    *n = count;
     return 1;
 }
 

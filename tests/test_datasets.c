@@ -125,6 +125,10 @@ TEST(datasets_llava_bad_records_name_the_record) {
          " {\"from\": \"gpt\", \"value\": \"b\"}]}]", "2 times"},
         {"[{\"image\": \"a.jpg\", \"conversations\": [{\"from\": \"human\", \"value\": \"a\"}, {\"from\": \"gpt\", \"value\": \"b\"},"
          " {\"from\": \"human\", \"value\": \"<image>c\"}, {\"from\": \"gpt\", \"value\": \"d\"}]}]", "first human turn"},
+        {"[{\"image\": [\"a.jpg\", \"b.jpg\"], \"conversations\": [{\"from\": \"human\", \"value\": \"<image> a\"},"
+         " {\"from\": \"gpt\", \"value\": \"b\"}]}]", "1 times for 2 images"},
+        {"[{\"image\": [\"a.jpg\", \"b.jpg\"], \"conversations\": [{\"from\": \"human\", \"value\": \"<image> a <image>\"},"
+         " {\"from\": \"gpt\", \"value\": \"b <image>\"}]}]", "turn 1 (gpt) contains <image>"},
         {"[{\"image\": 3, \"conversations\": []}]", "\"image\" must be a string"},
         {"[{\"id\": \"q1\"}]", "missing \"conversations\""},
         {"[7]", "expected a JSON object"},
@@ -180,10 +184,13 @@ TEST(datasets_pref_reads_and_names_lines) {
     char *path = test_write_tmp("ds_pref.jsonl",
         "{\"image\": \"img/1.png\", \"prompt\": \"<image>\\nWhat is it?\", \"chosen\": \"A dog.\", \"rejected\": \"A cat.\"}\n"
         "\n"
-        "{\"prompt\": \"Say hi.\", \"chosen\": \"Hi.\", \"rejected\": \"No.\", \"extra\": 1}\n");
+        "{\"prompt\": \"Say hi.\", \"chosen\": \"Hi.\", \"rejected\": \"No.\", \"extra\": 1}\n"
+        "{\"image\": [\"img/2.png\", \"img/1.png\"], \"prompt\": \"<image> or <image>?\", \"chosen\": \"The first.\", \"rejected\": \"No.\"}\n");
     Dataset ds;
     dataset_read_pref(&ds, path, NULL);
-    EXPECT_INT_EQ(ds.n, 2);
+    EXPECT_INT_EQ(ds.n, 3);
+    EXPECTF(ds.pref[2].n_images == 2 && strstr(ds.pref[2].images[0], "img/2.png") && strstr(ds.pref[2].images[1], "img/1.png"),
+            "an image list in order (%d images)", ds.pref[2].n_images);
     char *want = path_join(test_tmpdir(), "img/1.png");
     EXPECT(!strcmp(ds.pref[0].images[0], want));
     EXPECT(!strcmp(ds.pref[0].chosen, "A dog."));
@@ -204,6 +211,8 @@ TEST(datasets_pref_reads_and_names_lines) {
         {"{\"prompt\": \"q\", \"chosen\": 1, \"rejected\": \"b\"}", "\"chosen\" must be a string"},
         {"{\"prompt\": \"q\", \"chosen\": \"same\", \"rejected\": \"same\"}", "identical"},
         {"{\"prompt\": \"<image> q\", \"chosen\": \"a\", \"rejected\": \"b\"}", "no \"image\""},
+        {"{\"image\": [\"a.png\", \"b.png\"], \"prompt\": \"<image> q\", \"chosen\": \"a\", \"rejected\": \"b\"}",
+         "1 times in \"prompt\" for 2 images"},
         {"[1, 2]", "expected a JSON object"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
