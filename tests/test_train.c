@@ -1136,9 +1136,63 @@ TEST(train_data_holds_no_pixels) {
     EXPECT(pre && pre->n == 2 && pre->idx[1] == 5);
     EXPECT(train_stream_next(s) == NULL);
     train_stream_close(s);
+    s = train_stream_open_part(&d, NULL, 2, 1, 0, 1, 2);  // part 1 of 2 (a rank's share): batches 1 (2, 3) and 3 (none)
+    pre = train_stream_next(s);
+    EXPECT(pre && pre->n == 2 && pre->idx[0] == 2 && pre->idx[1] == 3);
+    EXPECT(train_stream_next(s) == NULL);
+    train_stream_close(s);
     free(order.perm);
     train_batch_free(&direct);
     train_batch_free(&streamed);
     train_data_free(&d);
     free(data);
+}
+
+// Load only indexes the records (no rows: tokenizing waits for the batch that needs one); a record whose rows
+// cannot be made stops the run when a batch reaches it, naming the file and the line, or with --skip-bad is
+// skipped at load; the data hash follows the file's bytes.
+TEST(train_data_records_tokenized_when_needed) {
+    char *data = write_data("lazy_records", "sft", 6, 0);
+    LlavaConfig cfg;
+    llava_config_load(&cfg, GQA);
+    PreprocessConfig pcfg = records_tower_preprocess_config(GQA, &cfg.vision);
+    TrainDataOptions opt = {.max_len = 0};
+    TrainData d;
+    train_data_load(&d, recipe_find("sft"), data, &cfg, &pcfg, &opt);
+    EXPECT(d.ex == NULL && d.rec != NULL && d.n == 6);
+    TrainExample scratch;
+    const TrainExample *ex = train_data_example(&d, 4, &scratch);
+    EXPECT(ex == &scratch && ex->line == 5 && ex->n_rows == 1 && ex->rows[0].n == 5 + cfg.image_tokens - 1 + 4);
+    EXPECT_INT_EQ(ex->rows[0].labels[ex->rows[0].n - 1], 2);  // the response's EOS is labelled
+    train_example_free(&scratch);
+    const unsigned long long h = d.hash;
+    train_data_free(&d);
+    train_data_load(&d, recipe_find("sft"), data, &cfg, &pcfg, &opt);
+    EXPECT(d.hash == h);  // the same bytes: the same hash
+    train_data_free(&d);
+    // line 3: a token id outside the vocabulary (only tokenizing finds it), appended with a changed byte elsewhere
+    size_t len;
+    char *text = read_file(data, &len), *bad = xmalloc(len + 256), *nl = strchr(strchr(text, '\n') + 1, '\n') + 1;
+    size_t head = (size_t)(nl - text);
+    memcpy(bad, text, head);
+    int k = snprintf(bad + head, 256, "{\"image\": \"images/a.png\", \"prompt_ids\": [1, 90, 5], \"response_ids\": [7, 99999, 2]}\n");
+    memcpy(bad + head + k, nl, len - head);
+    write_file_atomic(data, bad, len + k);
+    train_data_load(&d, recipe_find("sft"), data, &cfg, &pcfg, &opt);
+    EXPECT(d.n == 7 && d.hash != h);  // indexed, not tokenized: the bad record is not found at load
+    train_data_free(&d);
+    char args[1024], *err;
+    char *out = path_join(test_tmpdir(), "lazy_records_run");
+    snprintf(args, sizeof(args), "train --recipe sft --model " GQA " --data %s --out %s --steps 4 --batch 2 --device cpu --quiet", data, out);
+    EXPECT(run_train(args, &err) != 0);
+    char want[700];
+    snprintf(want, sizeof(want), "%s:3: token id 99999 is outside the vocabulary", data);
+    EXPECTF(strstr(err, want) != NULL, "message: %s", err);
+    free(err);
+    snprintf(args, sizeof(args), "train --recipe sft --model " GQA " --data %s --out %s-skip --steps 4 --batch 2 --device cpu --quiet --skip-bad",
+             data, out);
+    EXPECTF(run_train(args, &err) == 0, "--skip-bad: %s", err);
+    EXPECTF(strstr(err, ":3: token id 99999") && strstr(err, "1 records skipped"), "message: %s", err);
+    free(err);
+    free(text); free(bad); free(out); free(data);
 }
