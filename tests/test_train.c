@@ -1099,7 +1099,7 @@ TEST(train_streaming_resume_mid_epoch) {
     free(a); free(b); free(data);
 }
 
-// Loading keeps no pixels: each distinct image once (by its path, through the hash map), probed but not decoded;
+// Loading keeps no pixels: each distinct image once (by its path, through the hash map), found but not decoded;
 // its pixels are made when a batch needs them, the same as a batch made from a prefetched micro-batch.
 TEST(train_data_holds_no_pixels) {
     char *data = write_data("stream_lazy", "dpo", 6, 0);

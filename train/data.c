@@ -33,7 +33,7 @@ typedef struct {
     const PreprocessConfig *pcfg;
     const TrainDataOptions *opt;
     Tokenizer *tok;
-    int cap_ex, cap_img;
+    int cap_img;
     int *shard_map;      // shard image index -> our table index (-1: not named yet)
     unsigned long long image_hash;  // of the file images' identities, in table order
     StrMap image_of;     // image path -> our table index: a data set names each image in many records
@@ -100,8 +100,7 @@ static int shard_image_index(Loader *L, long idx, int line) {
 }
 
 // Each distinct image once: the path -> index hash map finds the ones named before (a data set names each image in
-// many records). The file is only probed here (it exists, its header is one we decode); its pixels are made when a
-// batch needs them. -1 with L->err when it cannot be read (--skip-bad skips the record then).
+// many records). The file is only found here (it exists); its pixels are made when a batch needs them. -1 with L->err when it cannot be read (--skip-bad skips the record then).
 static int image_index(Loader *L, const char *rel, int line) {
     if (L->d->shard && !strncmp(rel, "shard:", 6)) return shard_image_index(L, atol(rel + 6), line);
     char *path = path_join(L->opt->images_dir ? L->opt->images_dir : L->dir, rel);
@@ -989,14 +988,7 @@ void data_order_shuffle(DataOrder *o) {
 void data_order_next(DataOrder *o, int *idx, int k) {
     for (int i = 0; i < k; i++) {
         if (o->cursor == o->n) { o->epoch++; o->cursor = 0; data_order_shuffle(o); }
-        idx[i] = o->perm[o->cursor++];
-    }
-}
-
-// Moves o past k examples (crossing epochs as data_order_next does).
-static void order_skip(DataOrder *o, int k) {
-    for (int i = 0; i < k; i++) {
-        if (o->cursor == o->n) { o->epoch++; o->cursor = 0; data_order_shuffle(o); }
+        if (idx) idx[i] = o->perm[o->cursor];
         o->cursor++;
     }
 }
@@ -1030,7 +1022,7 @@ static int stream_claim(void *ctx, int slot, uint64_t seq) {
     if (s->order.perm) {
         data_order_next(&s->order, sl->idx, s->batch);
         sl->b.n = s->batch;
-        order_skip(&s->order, (s->parts - 1) * s->batch);  // the other parts' micro-batches
+        data_order_next(&s->order, NULL, (s->parts - 1) * s->batch);  // the other parts' micro-batches
         return 1;
     }
     if (s->next_file >= s->d->n) return 0;
@@ -1081,7 +1073,7 @@ TrainStream *train_stream_open_part(const TrainData *d, const DataOrder *order, 
         s->order = *order;
         s->order.perm = xmalloc(sizeof(int) * (order->n ? order->n : 1));
         memcpy(s->order.perm, order->perm, sizeof(int) * order->n);
-        order_skip(&s->order, part * batch);  // the micro-batches of the parts before this one
+        data_order_next(&s->order, NULL, part * batch);  // the micro-batches of the parts before this one
     }
     s->next_file = part * batch;
     s->ring = prefetch_open(workers, depth, s, stream_claim, stream_fill, d->path ? d->path : "training data");

@@ -150,7 +150,7 @@ typedef struct {
 } DataOrder;
 
 void data_order_shuffle(DataOrder *o);                 // the permutation of o->epoch
-void data_order_next(DataOrder *o, int *idx, int k);   // the next k examples (crossing epochs as needed)
+void data_order_next(DataOrder *o, int *idx, int k);   // the next k examples (crossing epochs as needed); idx NULL: skips them
 
 // A micro-batch of examples laid out as model rows: distinct images once, each row pointing at one.
 //
