@@ -191,6 +191,7 @@ deps-device:
 # Regenerates every committed fixture (needs torch, transformers, sentencepiece, tokenizers, pillow, ftfy)
 fixtures:
 	python3 tests/ref/make_fixtures.py
+	python3 tests/ref/make_multi_image_fixtures.py
 	python3 tests/ref/make_loss_fixtures.py
 	python3 tests/ref/make_image_fixtures.py
 	python3 tests/ref/make_tokenizer_fixtures.py

@@ -1,13 +1,13 @@
 // vlm logprobs: the summed log-probability of each record's response under a LLaVA model.
 //
-// Records (JSON Lines): "image" (a path relative to --images DIR or the JSONL's folder; or TRL's "images":
-//   [path]; absent = image-free row) and
+// Records (JSON Lines): "image" (a path relative to --images DIR or the JSONL's folder, or a list of paths; or
+//   TRL's "images": [paths]; absent = image-free row) and
 //   "input_ids" + "n_response": token ids whose last n_response tokens are the response; the image token
-//   appears once (expanded here to the image's feature tokens) or exactly as many times as there are
+//   appears once per image (expanded here to its feature tokens) or exactly as many times as the images have
 //   feature tokens (as HF processors emit), or
-//   "prompt" (or "question") + "response": text; the prompt is tokenized with BOS and "<image>" marks the
-//   image (a prompt without one gets it where the chat templates put it: after the first "USER: ", else
-//   first), the response is tokenized on its own and followed by EOS.
+//   "prompt" (or "question") + "response": text; the prompt is tokenized with BOS and "<image>" marks each
+//   image in order (a prompt without any gets one per image where the chat templates put the image: after the
+//   first "USER: ", else first), the response is tokenized on its own and followed by EOS.
 // Output: one line per record {"index": i, "logprob": x, "n_response": k}.
 #include <cJSON.h>
 #include <stdio.h>
@@ -29,9 +29,10 @@ static void usage(void) {
            "Prints {\"index\", \"logprob\", \"n_response\"} per record: the summed log-probability of the\n"
            "response tokens given the image and the prompt (teacher forcing, fp32 log-softmax).\n\n"
            "  --model DIR       HF LLaVA directory: config.json, *.safetensors, preprocessor_config.json\n"
-           "  --data FILE       JSON Lines records: image (optional; or images: [path]) and input_ids + n_response,\n"
-           "                    or prompt (or question) + response (text; needs the tokenizer; a prompt without\n"
-           "                    \"<image>\" gets it after the first \"USER: \", else in front, as the chat templates)\n"
+           "  --data FILE       JSON Lines records: image (optional: a path or a list; or images: [paths]) and\n"
+           "                    input_ids + n_response, or prompt (or question) + response (text; needs the\n"
+           "                    tokenizer; one \"<image>\" per image in order, or none: then they go after the\n"
+           "                    first \"USER: \", else in front, as the chat templates put an image)\n"
            "  --images DIR      root of relative image paths (default: the data file's folder)\n"
            "  --tokenizer FILE  tokenizer.model or tokenizer.json for text records (default: DIR's, .model first)\n"
            "  --device D        auto (default), cpu, cuda\n"
@@ -62,16 +63,21 @@ int cmd_logprobs(int argc, char **argv) {
     records_read_logprobs(&rs, data, c, model_dir, tok_path, images_dir);
     PreprocessConfig pcfg = records_tower_preprocess_config(model_dir, &c->vision);
 
-    int max_len = 0;
-    for (int i = 0; i < rs.n; i++) if (rs.r[i].n > max_len) max_len = rs.r[i].n;
+    int max_len = 0, max_images = 1;  // the longest row, the most images a record has
+    for (int i = 0; i < rs.n; i++) {
+        if (rs.r[i].n > max_len) max_len = rs.r[i].n;
+        if (rs.r[i].n_images > max_images) max_images = rs.r[i].n_images;
+    }
+    const int cap_images = batch_size * max_images;
     LlavaActs acts;
-    llava_acts_init(&acts, &m, batch_size, max_len, batch_size, 0, ACTS_INFERENCE);
+    llava_acts_init(&acts, &m, batch_size, max_len, cap_images, 0, ACTS_INFERENCE);
 
     const int S = c->vision.image_size;
     int *ids = xmalloc(sizeof(int) * batch_size * max_len), *labels = xmalloc(sizeof(int) * batch_size * max_len);
     int *lengths = xmalloc(sizeof(int) * batch_size), *img_of = xmalloc(sizeof(int) * batch_size);
-    float *pixels = xmalloc(sizeof(float) * (size_t)batch_size * 3 * S * S);
-    const char **img_names = xmalloc(sizeof(char *) * batch_size);
+    int *n_img_of = xmalloc(sizeof(int) * batch_size);
+    float *pixels = xmalloc(sizeof(float) * (size_t)cap_images * 3 * S * S);
+    const char **img_names = xmalloc(sizeof(char *) * cap_images);
     size_t out_cap = 1 << 16, out_len = 0;
     char *out = xmalloc(out_cap);
     double t0 = now_seconds();
@@ -85,26 +91,35 @@ int cmd_logprobs(int argc, char **argv) {
                 ids[b * T + t] = t < r->n ? r->ids[t] : 0;
                 labels[b * T + t] = (t < r->n && t >= r->n - r->n_response) ? r->ids[t] : -100;
             }
+            // the row's images are consecutive batch images (model/llava.h): an earlier run of the same paths is
+            // shared, else each is decoded into the next slots
             img_of[b] = -1;
-            if (!r->image) continue;
-            for (int i = 0; i < NI; i++) if (!strcmp(img_names[i], r->image)) img_of[b] = i;  // decoded once
+            n_img_of[b] = r->n_images;
+            if (!r->n_images) continue;
+            for (int i = 0; i + r->n_images <= NI && img_of[b] < 0; i++) {
+                int same = 1;
+                for (int k = 0; k < r->n_images && same; k++) same = !strcmp(img_names[i + k], r->images[k]);
+                if (same) img_of[b] = i;
+            }
             if (img_of[b] >= 0) continue;
-            char err[512];
-            Image *im = image_load(r->image, pcfg.alpha, err, sizeof(err));
-            if (!im) fatal("%s:%d: %s", rs.path, r->line, err);
-            int h, w;
-            float *px = preprocess_image(&pcfg, im, &h, &w);
-            if (h != S || w != S)
-                fatal("%s:%d: the preprocessor gives %dx%d pixels but the vision tower expects %dx%d (check preprocessor_config.json)",
-                      rs.path, r->line, w, h, S, S);
-            memcpy(pixels + (size_t)NI * 3 * S * S, px, sizeof(float) * 3 * S * S);
-            free(px);
-            image_free(im);
-            img_names[NI] = r->image;
-            img_of[b] = NI++;
+            img_of[b] = NI;
+            for (int k = 0; k < r->n_images; k++, NI++) {
+                char err[512];
+                Image *im = image_load(r->images[k], pcfg.alpha, err, sizeof(err));
+                if (!im) fatal("%s:%d: %s", rs.path, r->line, err);
+                int h, w;
+                float *px = preprocess_image(&pcfg, im, &h, &w);
+                if (h != S || w != S)
+                    fatal("%s:%d: the preprocessor gives %dx%d pixels but the vision tower expects %dx%d (check preprocessor_config.json)",
+                          rs.path, r->line, w, h, S, S);
+                memcpy(pixels + (size_t)NI * 3 * S * S, px, sizeof(float) * 3 * S * S);
+                free(px);
+                image_free(im);
+                img_names[NI] = r->images[k];
+            }
         }
         LlavaBatch batch = {.B = B, .T = T, .ids = ids, .labels = labels, .lengths = lengths, .image_of_row = img_of,
-                            .n_images = NI, .pixels = pixels};
+                            .images_of_row = n_img_of, .n_images = NI, .pixels = pixels};
         llava_forward(&m, &acts, &batch);
         for (int b = 0; b < B; b++) {
             if (out_len + 128 > out_cap) out = xrealloc(out, out_cap *= 2);
@@ -117,7 +132,7 @@ int cmd_logprobs(int argc, char **argv) {
     }
     fprintf(stderr, "\n");
     if (out_path) write_file_atomic(out_path, out, out_len);
-    free(out); free(ids); free(labels); free(lengths); free(img_of); free(pixels); free(img_names);
+    free(out); free(ids); free(labels); free(lengths); free(img_of); free(n_img_of); free(pixels); free(img_names);
     llava_acts_free(&acts);
     records_free(&rs);
     llava_free(&m);

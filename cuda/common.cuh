@@ -89,6 +89,7 @@ unsigned cuda_scratch_generation(void);
 // Used by the bias gradient, add_broadcast_backward (in: act) and the norms' weight gradients (in: fp32
 // partial sums) (cuda/elementwise.cu).
 void colsum_add_act(floatX *out, const floatX *in, size_t R, size_t M);
+void colsum_mul_add_act(floatX *out, const floatX *in, const floatX *mul, size_t R, size_t M);  // sums of in * mul
 void colsum_add_f32(floatX *out, const float *in, size_t R, size_t M);
 
 // ----------------------------------------------------------------------------------------------------

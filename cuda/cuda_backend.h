@@ -48,6 +48,8 @@ void cuda_swiglu_backward(void *dinp, const void *dout, const void *inp, int N, 
 void cuda_matmul_swiglu_forward(void *out, void *gu, const void *inp, const void *w, const void *b, int N, int C, int F);
 void cuda_add(void *out, const void *a, const void *b, size_t n);
 void cuda_scale(void *x, float s, size_t n);
+void cuda_channel_scale_forward(void *out, const void *inp, const void *s, int N, int C);
+void cuda_channel_scale_backward(void *dinp, void *ds, const void *dout, const void *inp, const void *s, int N, int C);
 void cuda_rope_forward(void *x, const int *pos, int N, int heads, int HD, int stride, float theta);
 void cuda_rope_backward(void *dx, const int *pos, int N, int heads, int HD, int stride, float theta);
 // attention: our flash-attention kernels (cuda/attention.cu) and cuDNN's (cuda/attention_cudnn.cu)

@@ -201,6 +201,42 @@ extern "C" void cuda_scale(void *x, float s, size_t n) {
 }
 
 // ----------------------------------------------------------------------------------------------------
+// channel scale (DINOv2's layer scale): out (N, C) = inp * s (C). 8 elements a thread; with C % 8 == 0 and
+// aligned buffers the 8 share a row and are 128-bit accesses, else each element finds its channel.
+
+__global__ void channel_scale_kernel(floatX *out, const floatX *inp, const floatX *s, size_t n, int C, bool vec) {
+    for (size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 8; i < n; i += (size_t)gridDim.x * blockDim.x * 8) {
+        const int cnt = n - i < 8 ? (int)(n - i) : 8;
+        float x[8], g[8];
+        load8(x, inp + i, cnt, vec);
+        if (vec) load8(g, s + i % C, 8, true);
+        else
+            for (int k = 0; k < cnt; k++) g[k] = to_f32(s[(i + k) % C]);
+#pragma unroll
+        for (int k = 0; k < 8; k++) x[k] *= g[k];
+        store8(out + i, x, cnt, vec);
+    }
+}
+
+extern "C" void cuda_channel_scale_forward(void *out, const void *inp, const void *s, int N, int C) {
+    if (N <= 0 || C <= 0) return;
+    const size_t n = (size_t)N * C;
+    const bool vec = C % 8 == 0 && is_aligned16(out) && is_aligned16(inp) && is_aligned16(s);
+    channel_scale_kernel<<<grid_for(ceil_div(n, 8), THREADS), THREADS, 0, stream_main()>>>(
+        (floatX *)out, (const floatX *)inp, (const floatX *)s, n, C, vec);
+    CUDA_LAUNCH_CHECK();
+}
+
+// ds (C) += column sums of dout * inp (colsum_add's fixed order), then dinp = dout * s: in that order, as dinp
+// may alias dout
+extern "C" void cuda_channel_scale_backward(void *dinp, void *ds, const void *dout, const void *inp, const void *s, int N,
+                                            int C) {
+    if (N <= 0 || C <= 0) return;
+    if (ds) colsum_mul_add_act((floatX *)ds, (const floatX *)dout, (const floatX *)inp, (size_t)N, (size_t)C);
+    if (dinp) cuda_channel_scale_forward(dinp, dout, s, N, C);
+}
+
+// ----------------------------------------------------------------------------------------------------
 // rotary embedding, HF half rotation, in place. One thread per (token, frequency i), looping over heads:
 //   f_i = 1 / theta^(2i / HD) (fp32, as the CPU reference and HF compute it),  angle = pos[n] * f_i
 //   x[i] <- x[i] cos - x[i + HD/2] sin,  x[i + HD/2] <- x[i + HD/2] cos + x[i] sin   (sin negated for backward)
@@ -271,13 +307,17 @@ extern "C" void cuda_add_broadcast_forward(void *x, const void *y, int B, size_t
 // out (M) += sum over r of in (R, M). Block (32 columns x 32 row lanes): lane y sums rows y, y + 32, ...
 // in order, then the 32 lane sums are added in lane order: a fixed tree, so deterministic, all in fp32,
 // with a single rounding into the act type. Tested against cpu_add_broadcast_backward and the bias sums.
+// With mul (R, M) non-NULL the sums are of in * mul, each product rounded to fp32 (the channel scale's gradient).
 template <typename T>
-__global__ void colsum_add_kernel(floatX *out, const T *in, size_t R, size_t M) {
+__global__ void colsum_add_kernel(floatX *out, const T *in, const floatX *mul, size_t R, size_t M) {
     __shared__ float part[32][33];
     const size_t c = (size_t)blockIdx.x * 32 + threadIdx.x;
     float s = 0.0f;
     if (c < M)
-        for (size_t r = threadIdx.y; r < R; r += 32) s += to_f32(in[r * M + c]);
+        for (size_t r = threadIdx.y; r < R; r += 32) {
+            const float x = to_f32(in[r * M + c]);
+            s += mul ? x * to_f32(mul[r * M + c]) : x;
+        }
     part[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
     if (threadIdx.y == 0 && c < M) {
@@ -289,13 +329,19 @@ __global__ void colsum_add_kernel(floatX *out, const T *in, size_t R, size_t M) 
 
 void colsum_add_act(floatX *out, const floatX *in, size_t R, size_t M) {
     if (!R || !M) return;
-    colsum_add_kernel<floatX><<<(unsigned)ceil_div(M, 32), dim3(32, 32), 0, stream_main()>>>(out, in, R, M);
+    colsum_add_kernel<floatX><<<(unsigned)ceil_div(M, 32), dim3(32, 32), 0, stream_main()>>>(out, in, NULL, R, M);
+    CUDA_LAUNCH_CHECK();
+}
+
+void colsum_mul_add_act(floatX *out, const floatX *in, const floatX *mul, size_t R, size_t M) {
+    if (!R || !M) return;
+    colsum_add_kernel<floatX><<<(unsigned)ceil_div(M, 32), dim3(32, 32), 0, stream_main()>>>(out, in, mul, R, M);
     CUDA_LAUNCH_CHECK();
 }
 
 void colsum_add_f32(floatX *out, const float *in, size_t R, size_t M) {
     if (!R || !M) return;
-    colsum_add_kernel<float><<<(unsigned)ceil_div(M, 32), dim3(32, 32), 0, stream_main()>>>(out, in, R, M);
+    colsum_add_kernel<float><<<(unsigned)ceil_div(M, 32), dim3(32, 32), 0, stream_main()>>>(out, in, NULL, R, M);
     CUDA_LAUNCH_CHECK();
 }
 

@@ -59,6 +59,31 @@ static void put_user_without_image(StrBuf *b, const char *q) {
 
 static void puts_(StrBuf *b, const char *s) { strbuf_put(b, s, strlen(s)); }
 
+// How many "<image>" the user messages hold.
+static int user_placeholders(const ChatTurn *turns, int n_turns) {
+    int n = 0;
+    for (int k = 0; k < n_turns; k++)
+        for (const char *p = turns[k].user ? strstr(turns[k].user, "<image>") : NULL; p; p = strstr(p + 7, "<image>")) n++;
+    return n;
+}
+
+// Several images whose placeholders the user wrote (one per image) stay where they are, interleaved with the text
+// (LLaVA-NeXT-Interleave's data); otherwise the images go in front of the first user message, as one image does.
+static int images_in_place(const ChatOptions *opt, const ChatTurn *turns, int n_turns) {
+    return opt->image > 1 && user_placeholders(turns, n_turns) == opt->image;
+}
+
+// The first user message's front placement: `each` once per image (none for the image-free variant).
+static void put_images(StrBuf *b, const ChatOptions *opt, const char *each) {
+    for (int i = 0; i < opt->image; i++) puts_(b, each);
+}
+
+// A user message: verbatim when the images stay in place, else turn 0 without its placeholders.
+static void put_user(StrBuf *b, const ChatTurn *t, int k, int in_place) {
+    if (k == 0 && !in_place) put_user_without_image(b, t->user);
+    else puts_(b, t->user);
+}
+
 // llava_interleave: the chat template of llava-hf's Interleave processors, as transformers' tests of the llava-hf Qwen
 // processors carry it (tests/models/llava_onevision/test_processor_llava_onevision.py, prepare_processor_dict) and
 // as the llava-hf repositories got it with transformers PR #31691 (its docs give the llava-interleave prompt as
@@ -75,6 +100,7 @@ static void puts_(StrBuf *b, const char *s) { strbuf_put(b, s, strlen(s)); }
 // user message [text] + [image] * n, the assistant message, and labels the generation span.
 static int render_interleave(const ChatOptions *opt, const ChatTurn *turns, int n_turns, StrBuf *text, size_t *spans,
                              int *n_spans) {
+    const int in_place = images_in_place(opt, turns, n_turns);
     if (opt->system && opt->system[0]) {
         puts_(text, "<|im_start|>system \n");
         puts_(text, opt->system);
@@ -82,10 +108,9 @@ static int render_interleave(const ChatOptions *opt, const ChatTurn *turns, int 
     }
     for (int k = 0; k < n_turns; k++) {
         puts_(text, "<|im_start|>user ");
-        if (k == 0 && opt->image) puts_(text, "<image>");
+        if (k == 0 && !in_place) put_images(text, opt, "<image>");
         puts_(text, "\n");
-        if (k == 0) put_user_without_image(text, turns[k].user);
-        else puts_(text, turns[k].user);
+        put_user(text, &turns[k], k, in_place);
         puts_(text, "<|im_end|>");
         if (!turns[k].assistant) { puts_(text, "<|im_start|>assistant\n"); break; }
         puts_(text, "<|im_start|>assistant ");
@@ -110,6 +135,11 @@ static int render(const ChatOptions *opt, const ChatTurn *turns, int n_turns, St
         if (!turns[k].assistant && k + 1 < n_turns)
             return fail(err, errlen, "turn %d has no answer; only the last turn may be left open for generation", k + 1);
     }
+    if (opt->image < 0) return fail(err, errlen, "%d images", opt->image);
+    const int in_text = user_placeholders(turns, n_turns), in_place = images_in_place(opt, turns, n_turns);
+    if (opt->image > 0 && in_text != 0 && in_text != opt->image)
+        return fail(err, errlen, "the conversation has %d <image> placeholders for %d image%s (give one per image, or none "
+                    "to put the images in front of the first message)", in_text, opt->image, opt->image == 1 ? "" : "s");
     strbuf_put(text, "", 0);
     *n_spans = 0;
     if (opt->tmpl == CHAT_LLAVA_INTERLEAVE) return render_interleave(opt, turns, n_turns, text, spans, n_spans);
@@ -122,12 +152,10 @@ static int render(const ChatOptions *opt, const ChatTurn *turns, int n_turns, St
     }
     for (int k = 0; k < n_turns; k++) {
         puts_(text, "USER: ");
-        if (k == 0) {
-            const int last = opt->tmpl == CHAT_LLAVA_HF_IMAGE_LAST;
-            if (opt->image && !last) puts_(text, "<image>\n");
-            put_user_without_image(text, turns[k].user);
-            if (opt->image && last) puts_(text, "\n<image>");
-        } else puts_(text, turns[k].user);
+        const int last = opt->tmpl == CHAT_LLAVA_HF_IMAGE_LAST;
+        if (k == 0 && !in_place && !last) put_images(text, opt, "<image>\n");
+        put_user(text, &turns[k], k, in_place);
+        if (k == 0 && !in_place && last) put_images(text, opt, "\n<image>");
         puts_(text, " ");
         if (!turns[k].assistant) { puts_(text, "ASSISTANT:"); break; }
         // vicuna_v1's labels are LLaVA's (llava/train/train.py preprocess_v1): everything after the tokens of
@@ -154,14 +182,13 @@ char *chat_render(const ChatOptions *opt, const ChatTurn *turns, int n_turns, ch
     return text.data;
 }
 
-// Cuts a row (mask: *n tokens, *labels of them labels, n_img image ids from img_at) to L tokens from the end:
+// Cuts a row (mask: *n tokens, *labels of them labels, image ids before img_end) to L tokens from the end:
 // only labels may go, and one must stay. Returns 0 (nothing to do when *n <= L), or -1 with a message.
-static int cut_to(const uint8_t *mask, int *n, int *labels, int img_at, int n_img, int L, const char *what,
-                  char *err, size_t errlen) {
+static int cut_to(const uint8_t *mask, int *n, int *labels, int img_end, int L, const char *what, char *err, size_t errlen) {
     if (*n <= L) return 0;
-    if (n_img && img_at + n_img > L)
+    if (img_end > L)
         return fail(err, errlen, "the conversation is %d tokens; truncating it to %s %d would cut image tokens (they end "
-                    "at token %d)", *n, what, L, img_at + n_img);
+                    "at token %d)", *n, what, L, img_end);
     for (int i = L; i < *n; i++)
         if (!mask[i])
             return fail(err, errlen, "the conversation is %d tokens; truncating it to %s %d would cut the prompt (token %d "
@@ -208,34 +235,34 @@ int chat_build(const Tokenizer *tok, const ChatOptions *opt, const ChatTurn *tur
         mask[n] = 1;
         n++;
     }
-    // The image: exactly one placeholder id when asked for, none otherwise.
-    int n_img = 0, img_at = -1;
+    // The images: exactly one placeholder id per image, none for the image-free variant.
+    int n_img = 0, img_at = -1, img_end = 0;
     for (int i = 0; i < n; i++)
-        if (ids[i] == tok->image_id) { if (img_at < 0) img_at = i; n_img++; }
-    if (n_img != (opt->image ? 1 : 0)) {
+        if (ids[i] == tok->image_id) { if (img_at < 0) img_at = i; n_img++; img_end = i + 1; }
+    if (n_img != opt->image) {
         free(ids); free(mask); strbuf_free(&text);
         return fail(err, errlen, "the conversation has %d <image> placeholders, expected %d (\"<image>\" may only "
-                    "appear in the first user message)", n_img, opt->image ? 1 : 0);
+                    "appear in user messages: the first one for one image, anywhere for one each of several)", n_img, opt->image);
     }
     int labels = 0;
     for (int i = 0; i < n; i++) labels += mask[i];
-    if (opt->max_text_len > 0 && cut_to(mask, &n, &labels, img_at, n_img, opt->max_text_len, "max_text_len", err, errlen)) {
+    if (opt->max_text_len > 0 && cut_to(mask, &n, &labels, img_end, opt->max_text_len, "max_text_len", err, errlen)) {
         free(ids); free(mask); strbuf_free(&text);
         return -1;
     }
-    if (n_img && opt->n_image_tokens > 1) {  // expand the placeholder to the image's feature tokens
-        int m = opt->n_image_tokens, n2 = n + m - 1;
+    if (n_img && opt->n_image_tokens > 1) {  // expand each placeholder to its image's feature tokens
+        const int m = opt->n_image_tokens, n2 = n + n_img * (m - 1);
         int *ids2 = xmalloc(sizeof(int) * (size_t)n2);
-        uint8_t *mask2 = xcalloc((size_t)n2, 1);
-        memcpy(ids2, ids, sizeof(int) * (size_t)img_at);
-        memcpy(mask2, mask, (size_t)img_at);
-        for (int i = 0; i < m; i++) ids2[img_at + i] = tok->image_id;
-        memcpy(ids2 + img_at + m, ids + img_at + 1, sizeof(int) * (size_t)(n - img_at - 1));
-        memcpy(mask2 + img_at + m, mask + img_at + 1, (size_t)(n - img_at - 1));
+        uint8_t *mask2 = xcalloc((size_t)n2, 1);  // image tokens are never labels
+        for (int i = 0, o = 0; i < n; i++) {
+            if (ids[i] != tok->image_id) { ids2[o] = ids[i]; mask2[o++] = mask[i]; continue; }
+            for (int r = 0; r < m; r++) ids2[o++] = tok->image_id;
+            img_end = o;
+        }
         free(ids); free(mask);
-        ids = ids2; mask = mask2; n = n2; n_img = m;
+        ids = ids2; mask = mask2; n = n2; n_img *= m;
     }
-    if (opt->max_len > 0 && cut_to(mask, &n, &labels, img_at, n_img, opt->max_len, "max_len", err, errlen)) {
+    if (opt->max_len > 0 && cut_to(mask, &n, &labels, img_end, opt->max_len, "max_len", err, errlen)) {
         free(ids); free(mask); strbuf_free(&text);
         return -1;
     }

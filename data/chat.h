@@ -48,6 +48,10 @@
 // S-VCO's no-image rows) is the same conversation without the placeholder: nothing else changes (S-VCO renders
 // its no-image rows with the same template and no image entry, so "<image>\n" disappears entirely).
 // "<image>" anywhere else (later turns, answers) is an error.
+// Several images (opt.image = n > 1, LLaVA-NeXT-Interleave's rows, MVC sides with image lists): with exactly n
+// "<image>" in the user messages each stays where it is written (any user turn), so image i's features go where
+// the user put its placeholder; with none, the n placeholders go in front of the first user message as one image
+// does (the chat templates render all of a message's images first); any other count is an error naming both.
 // The placeholder is one id (the tokenizer's <image>: 32000 for LLaVA-1.5, 151646 for Interleave) or, with
 // n_image_tokens > 1, that many copies (an HF processor's expansion).
 //
@@ -83,7 +87,8 @@ typedef struct {
 typedef struct {
     ChatTemplate tmpl;
     const char *system;     // NULL: the template's default (vicuna_v1: LLaVA's system line; llava_hf: none); "": none
-    int image;              // 1: an image in the first user turn; 0: the image-free variant
+    int image;              // images: 1 in the first user turn; n > 1 one per "<image>" the user messages hold
+                            // (in place), or n in front of the first one when they hold none; 0: the image-free variant
     int n_image_tokens;     // ids per image: 1 (one <image> id) or the number of feature tokens (576 for LLaVA-1.5)
     int max_len;            // 0: no limit
     int max_text_len;       // 0: no limit; else at most this many tokens with the image counted as one
@@ -95,7 +100,7 @@ typedef struct {
     int n;
     int n_labels;     // number of 1s in mask
     int image_start;  // index of the first image id, -1 when there is none
-    int n_image;      // image ids in ids
+    int n_image;      // image ids in ids (all images)
     char *text;       // the rendered text (before tokenization)
 } ChatTokens;
 

@@ -17,21 +17,23 @@ int records_count_image_tokens(const int *ids, int n, const LlavaConfig *cfg) {
     return count;
 }
 
-int *records_expand_image_tokens(const int *ids, int n, int has_image, const LlavaConfig *cfg, int *n_out,
+int *records_expand_image_tokens(const int *ids, int n, int n_images, const LlavaConfig *cfg, int *n_out,
                                  char *err, size_t errlen) {
     const int P = cfg->image_tokens, img = cfg->image_token_id;
     int count = 0;
     for (int i = 0; i < n; i++) count += ids[i] == img;
-    if (!has_image && count > 0) {
+    if (!n_images && count > 0) {
         snprintf(err, errlen, "%d image tokens (id %d) but no \"image\"", count, img);
         return NULL;
     }
-    if (has_image && count != 1 && count != P) {
-        snprintf(err, errlen, "%d image tokens (id %d): expected one (expanded here) or exactly %d", count, img, P);
+    if (n_images && count != n_images && count != n_images * P) {
+        if (n_images == 1) snprintf(err, errlen, "%d image tokens (id %d): expected one (expanded here) or exactly %d", count, img, P);
+        else snprintf(err, errlen, "%d image tokens (id %d) for %d images: expected %d (one per image, expanded here) or "
+                      "exactly %d", count, img, n_images, n_images, n_images * P);
         return NULL;
     }
-    int expand = has_image && count == 1 && P != 1;
-    int total = expand ? n + P - 1 : n;
+    const int expand = n_images && count == n_images && P != 1;  // each image token given once
+    const int total = expand ? n + count * (P - 1) : n;
     int *out = xmalloc(sizeof(int) * (total ? total : 1)), k = 0;
     for (int i = 0; i < n; i++) {
         if (expand && ids[i] == img) for (int p = 0; p < P; p++) out[k++] = img;
@@ -41,19 +43,28 @@ int *records_expand_image_tokens(const int *ids, int n, int has_image, const Lla
     return out;
 }
 
-// A record's image ("image", or TRL's "images": [path]): the path resolved against dir, or NULL when the record
-// has none. Dies naming the file and line on a malformed one, or on another key that looks like an image (it
-// would be silently dropped); used lists the record's other keys.
-static char *record_image(const cJSON *j, const char *dir, const char *path, int line, const char *const *used) {
+// A record's images ("image", a path or a list, or TRL's "images": [paths]; at most max): the paths resolved against
+// dir into out, their count returned. Dies naming the file and line on a malformed one, or on another key that
+// looks like an image (it would be silently dropped); used lists the record's other keys.
+static int record_images(const cJSON *j, const char *dir, const char *path, int line, const char *const *used, int max,
+                         char **out) {
     static const char *const image_keys[] = {"image", "images", NULL};
-    const char *rel, *key;
+    const char *rel[RECORDS_MAX_IMAGES], *key;
     char err[256];
-    if (json_record_image(j, &rel, &key, err, sizeof(err))) fatal("%s:%d: %s", path, line, err);
+    int n;
+    if (json_record_images(j, rel, max, &n, &key, err, sizeof(err))) fatal("%s:%d: %s", path, line, err);
     const char *stray = json_stray_image_key(j, image_keys, used);
     if (stray)
         fatal("%s:%d: \"%s\" looks like an image but is not read: the image goes in \"image\" (a path) or \"images\" "
-              "(a list of one path)", path, line, stray);
-    return rel ? path_join(dir, rel) : NULL;
+              "(a list of paths)", path, line, stray);
+    for (int i = 0; i < n; i++) out[i] = path_join(dir, rel[i]);
+    return n;
+}
+
+// A record's one image (`vlm sample`: a prompt to continue has one at most), or NULL when it has none.
+static char *record_image(const cJSON *j, const char *dir, const char *path, int line, const char *const *used) {
+    char *one = NULL;
+    return record_images(j, dir, path, line, used, 1, &one) ? one : NULL;
 }
 
 // The image root: --images DIR, else the JSONL's folder.
@@ -107,7 +118,10 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
         memset(&r, 0, sizeof(r));
         r.index = rs->n;
         r.line = jr.line;
-        r.image = record_image(j, dir, path, jr.line, used);
+        char *paths[RECORDS_MAX_IMAGES];
+        r.n_images = record_images(j, dir, path, jr.line, used, RECORDS_MAX_IMAGES, paths);
+        r.images = r.n_images ? xmalloc(sizeof(char *) * r.n_images) : NULL;
+        if (r.n_images) memcpy(r.images, paths, sizeof(char *) * r.n_images);
         const cJSON *input_ids = cJSON_GetObjectItemCaseSensitive(j, "input_ids");
         const char *prompt_text, *prompt_key;
         char terr[256];
@@ -126,10 +140,20 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
             const cJSON *response = cJSON_GetObjectItemCaseSensitive(j, "response");
             if (!cJSON_IsString(response) || !response->valuestring[0])
                 fatal("%s:%d: \"%s\" and \"response\" must be strings (the response non-empty)", path, jr.line, prompt_key);
-            if (!r.image && strstr(prompt_text, "<image>"))
+            if (!r.n_images && strstr(prompt_text, "<image>"))
                 fatal("%s:%d: the %s has \"<image>\" but the record has no \"image\"", path, jr.line, prompt_key);
-            char *text = r.image && !strstr(prompt_text, "<image>") ? records_place_image(prompt_text) : xstrdup(prompt_text);
-            if (r.image && !strstr(prompt_text, "<image>") && !placed++)
+            int in_text = 0;
+            for (const char *q = strstr(prompt_text, "<image>"); q; q = strstr(q + 7, "<image>")) in_text++;
+            if (in_text && in_text != r.n_images)
+                fatal("%s:%d: the %s has %d \"<image>\" for %d images: write one per image, or none to put them in front",
+                      path, jr.line, prompt_key, in_text, r.n_images);
+            char *text = xstrdup(prompt_text);
+            for (int i = 0; i < r.n_images && !in_text; i++) {  // each image's placeholder where the templates put one
+                char *placed_text = records_place_image(text);
+                free(text);
+                text = placed_text;
+            }
+            if (r.n_images && !in_text && !placed++)
                 fprintf(stderr, "vlm: %s:%d: the %s has no \"<image>\": placed as the chat templates do (after the first "
                         "\"USER: \", else first); write \"<image>\" in the %s to put it elsewhere\n", path, jr.line, prompt_key, prompt_key);
             if (!tok) {
@@ -159,8 +183,8 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
         for (int i = n_raw - r.n_response; i < n_raw; i++)
             if (raw[i] == cfg->image_token_id) fatal("%s:%d: the response contains the image token (id %d)", path, jr.line, raw[i]);
         char err[256];
-        r.ids = records_expand_image_tokens(raw, n_raw, r.image != NULL, cfg, &r.n, err, sizeof(err));
-        if (!r.ids && input_ids && r.image && !records_count_image_tokens(raw, n_raw, cfg))
+        r.ids = records_expand_image_tokens(raw, n_raw, r.n_images, cfg, &r.n, err, sizeof(err));
+        if (!r.ids && input_ids && r.n_images && !records_count_image_tokens(raw, n_raw, cfg))
             fatal("%s:%d: the record has an \"image\" but its input_ids have no image token: write %d once where the image goes "
                   "(LLaVA-1.5: right after the ids of \"USER:\"), or %d copies as HF processors do; or drop \"image\" for an "
                   "image-free row", path, jr.line, cfg->image_token_id, cfg->image_tokens);
@@ -178,7 +202,11 @@ void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *c
 }
 
 void records_free(RecordSet *rs) {
-    for (int i = 0; i < rs->n; i++) { free(rs->r[i].ids); free(rs->r[i].image); }
+    for (int i = 0; i < rs->n; i++) {
+        free(rs->r[i].ids);
+        for (int k = 0; k < rs->r[i].n_images; k++) free(rs->r[i].images[k]);
+        free(rs->r[i].images);
+    }
     free(rs->r);
     memset(rs, 0, sizeof(*rs));
 }

@@ -11,8 +11,12 @@ typedef struct {
     int line;         // line in the file
     int *ids, n;      // token ids
     int n_response;   // the last n_response ids are the response
-    char *image;      // resolved path, or NULL for an image-free row
+    char **images;    // (n_images) resolved paths in prompt order; none for an image-free row
+    int n_images;
 } LogprobRecord;
+
+// The most images one `vlm logprobs` record may have.
+enum { RECORDS_MAX_IMAGES = 8 };
 
 typedef struct {
     const char *path;
@@ -20,11 +24,11 @@ typedef struct {
     int n;
 } RecordSet;
 
-// Reads `vlm logprobs` records (see cli/cmd_logprobs.c for the format). Image paths ("image", or TRL's
-// "images": [path]) are resolved relative to images_dir, or the JSONL's folder when it is NULL. Text records
+// Reads `vlm logprobs` records (see cli/cmd_logprobs.c for the format). Image paths ("image", a path or a list, or
+// TRL's "images": [paths]) are resolved relative to images_dir, or the JSONL's folder when it is NULL. Text records
 // ("prompt" or "question", and "response") are tokenized with tok_path (or model_dir/tokenizer.model); a text
-// prompt of a record with an image but no "<image>" gets it where the chat templates put it
-// (records_place_image). Any other key that looks like an image is an error.
+// prompt of a record with images but no "<image>" gets one per image where the chat templates put the image
+// (records_place_image); one with some must have one per image. Any other key that looks like an image is an error.
 void records_read_logprobs(RecordSet *rs, const char *path, const LlavaConfig *cfg, const char *model_dir,
                            const char *tok_path, const char *images_dir);
 void records_free(RecordSet *rs);
@@ -33,9 +37,6 @@ void records_free(RecordSet *rs);
 // SigLIP's) at the tower's image size.
 PreprocessConfig records_tower_preprocess_config(const char *model_dir, const VisionConfig *tower);
 
-// Expands token ids for a model: an image token given once becomes image_tokens copies; a row that
-// already has exactly image_tokens copies is kept. Returns a fresh array (n_out set), or NULL with a
-// message in err when the count is neither (or the row has image tokens but no image, or vice versa).
 // "<image>\n" placed in a text prompt as the chat templates place it: after the first "USER: " (vicuna_v1 and
 // llava_hf render "USER: <image>\n{question}"), else in front. A fresh string.
 char *records_place_image(const char *prompt);
@@ -43,7 +44,11 @@ char *records_place_image(const char *prompt);
 // How many of ids are the image token.
 int records_count_image_tokens(const int *ids, int n, const LlavaConfig *cfg);
 
-int *records_expand_image_tokens(const int *ids, int n, int has_image, const LlavaConfig *cfg, int *n_out,
+// Expands token ids for a model with n_images images: each image token given once (n_images of them) becomes
+// image_tokens copies; a row that already has exactly n_images * image_tokens copies is kept. Returns a fresh
+// array (n_out set), or NULL with a message in err when the count is neither (or the row has image tokens but no
+// image, or vice versa).
+int *records_expand_image_tokens(const int *ids, int n, int n_images, const LlavaConfig *cfg, int *n_out,
                                  char *err, size_t errlen);
 
 // ---- `vlm sample` records

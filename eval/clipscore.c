@@ -140,7 +140,7 @@ void image_encoder_open(ImageEncoder *e, const char *dir, const Backend *be, int
         dinov2_config_load(&vc, dir);
         e->pcfg = records_tower_preprocess_config(dir, &vc);  // without a file: CLIP-style at the config's size
         e->S = processed_side(&e->pcfg, dir);
-        dinov2_load(&e->dino, be, dir, e->S);  // the positions interpolated to the processor's crop (224 of 518)
+        dinov2_load(&e->dino, be, dir, e->S, 0);  // the positions interpolated to the processor's crop (224 of 518)
         e->P = e->dino.cfg.hidden;
     } else {
         fatal("%s/config.json: model_type '%s' is not an image encoder here (clip, siglip, siglip_vision_model, dinov2, "

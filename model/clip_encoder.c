@@ -28,6 +28,10 @@ void clip_encoder_bind(ClipEncoder *e, ParamStore *ps, void *base, ClipLayerW *d
         P1(fc1_b, "mlp.fc1.bias", F);
         P2(fc2_w, "mlp.fc2.weight", C, F);
         P1(fc2_b, "mlp.fc2.bias", C);
+        if (e->layer_scale) {
+            P1(ls1, "layer_scale1.lambda1", C);
+            P1(ls2, "layer_scale2.lambda1", C);
+        }
     }
 #undef P1
 #undef P2
@@ -38,8 +42,8 @@ void clip_encoder_acts_layout(ClipEncoderActs *a, const ClipEncoder *e, int cap_
     const int L = e->layers, N = cap_tokens, C = e->C, F = e->F;
     if (ar->measuring || !a->res) {
         a->res = xcalloc(L + 1, sizeof(void *));
-        void ***lists[] = {&a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->att, &a->lse,
-                           &a->mid, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fc1, &a->fc1a};
+        void ***lists[] = {&a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->att, &a->lse, &a->mid,
+                           &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fc1, &a->fc1a, &a->attn_out, &a->mlp_out};
         for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) *lists[i] = xcalloc(L ? L : 1, sizeof(void *));
     }
     a->cap_tokens = N;
@@ -53,6 +57,7 @@ void clip_encoder_acts_layout(ClipEncoderActs *a, const ClipEncoder *e, int cap_
             a->qkv[l] = a->qkv[0]; a->att[l] = a->att[0]; a->lse[l] = a->lse[0]; a->mid[l] = a->mid[0];
             a->ln2[l] = a->ln2[0]; a->ln2_mean[l] = a->ln2_mean[0]; a->ln2_rstd[l] = a->ln2_rstd[0];
             a->fc1[l] = a->fc1[0]; a->fc1a[l] = a->fc1a[0];
+            a->attn_out[l] = a->attn_out[0]; a->mlp_out[l] = a->mlp_out[0];
             continue;
         }
         a->ln1[l] = arena_act(ar, (size_t)N * C);
@@ -67,6 +72,10 @@ void clip_encoder_acts_layout(ClipEncoderActs *a, const ClipEncoder *e, int cap_
         a->ln2_rstd[l] = arena_acc(ar, N);
         a->fc1[l] = arena_act(ar, (size_t)N * F);
         a->fc1a[l] = arena_act(ar, (size_t)N * F);
+        if (e->layer_scale) {
+            a->attn_out[l] = arena_act(ar, (size_t)N * C);
+            a->mlp_out[l] = arena_act(ar, (size_t)N * C);
+        }
     }
     a->proj = arena_act(ar, (size_t)N * C);
     if (backward) {
@@ -86,8 +95,8 @@ void clip_encoder_acts_layout(ClipEncoderActs *a, const ClipEncoder *e, int cap_
 }
 
 void clip_encoder_acts_free(ClipEncoderActs *a) {
-    void **lists[] = {a->res, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->att, a->lse,
-                      a->mid, a->ln2, a->ln2_mean, a->ln2_rstd, a->fc1, a->fc1a};
+    void **lists[] = {a->res, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->att, a->lse, a->mid,
+                      a->ln2, a->ln2_mean, a->ln2_rstd, a->fc1, a->fc1a, a->attn_out, a->mlp_out};
     for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) free(lists[i]);
 }
 
@@ -112,12 +121,17 @@ void clip_encoder_forward(const ClipEncoder *e, ClipEncoderActs *a, int B, int T
         const void *q = a->qkv[l], *k = act_at(be, q, C), *v = act_at(be, q, 2 * C);
         be->attention_forward(a->att[l], a->lse[l], q, k, v, &s);                             // (B*T, C)
         if (grid) be->copy_rows(att, NULL, a->att[l], a->tok_pos, N, C);                      // (N, C)
-        be->matmul_forward(a->proj, att, w->o_w, w->o_b, N, C, C);
+        // with layer scale the branch is kept unscaled for the backward pass and its scaled copy added
+        void *branch = e->layer_scale ? a->attn_out[l] : a->proj;
+        be->matmul_forward(branch, att, w->o_w, w->o_b, N, C, C);
+        if (e->layer_scale) be->channel_scale_forward(a->proj, branch, w->ls1, N, C);
         be->add(a->mid[l], x, a->proj, (size_t)N * C);
         be->layernorm_forward(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, w->ln2_b, N, C, e->eps);
         be->matmul_forward(a->fc1[l], a->ln2[l], w->fc1_w, w->fc1_b, N, C, F);                // (N, F)
         be->act_forward(e->act, a->fc1a[l], a->fc1[l], (size_t)N * F);
-        be->matmul_forward(a->proj, a->fc1a[l], w->fc2_w, w->fc2_b, N, F, C);
+        branch = e->layer_scale ? a->mlp_out[l] : a->proj;
+        be->matmul_forward(branch, a->fc1a[l], w->fc2_w, w->fc2_b, N, F, C);
+        if (e->layer_scale) be->channel_scale_forward(a->proj, branch, w->ls2, N, C);
         be->add(y, a->mid[l], a->proj, (size_t)N * C);
     }
 }
@@ -131,18 +145,29 @@ void clip_encoder_backward(const ClipEncoder *e, ClipEncoderActs *a, int B, int 
     for (int l = n_layers - 1; l >= 0; l--) {
         const ClipLayerW *w = &e->w[l];
         const ClipLayerW *g = &e->g[l];
-        // y = mid + fc2(act(fc1(ln2(mid)))): dres is dy, and the residual path passes it to d mid unchanged
-        be->matmul_backward(a->dfc, g->fc2_w, g->fc2_b, a->dres, a->fc1a[l], w->fc2_w, N, F, C);
+        // y = mid + ls2 * fc2(act(fc1(ln2(mid)))): dres is dy, and the residual path passes it to d mid unchanged;
+        // the branch's gradient goes through the layer scale into proj (free scratch in the backward pass)
+        const void *dbranch = a->dres;
+        if (e->layer_scale) {
+            be->channel_scale_backward(a->proj, g->ls2, a->dres, a->mlp_out[l], w->ls2, N, C);
+            dbranch = a->proj;
+        }
+        be->matmul_backward(a->dfc, g->fc2_w, g->fc2_b, dbranch, a->fc1a[l], w->fc2_w, N, F, C);
         be->act_backward(e->act, a->dfc, a->dfc, a->fc1[l], (size_t)N * F);
         be->matmul_backward(a->dln, g->fc1_w, g->fc1_b, a->dfc, a->ln2[l], w->fc1_w, N, C, F);
         be->layernorm_backward(a->dres, g->ln2_w, g->ln2_b, a->dln, a->mid[l], w->ln2_w, a->ln2_mean[l], a->ln2_rstd[l], N, C);
-        // mid = x + out_proj(attn(qkv(ln1(x)))); on the grid through the token rows (clip_encoder.h)
+        // mid = x + ls1 * out_proj(attn(qkv(ln1(x)))); on the grid through the token rows (clip_encoder.h)
+        dbranch = a->dres;
+        if (e->layer_scale) {
+            be->channel_scale_backward(a->proj, g->ls1, a->dres, a->attn_out[l], w->ls1, N, C);
+            dbranch = a->proj;
+        }
         const void *att = a->att[l];
         if (grid) {
             be->copy_rows(a->att_tok, NULL, a->att[l], a->tok_pos, N, C);
             att = a->att_tok;
         }
-        be->matmul_backward(grid ? a->datt_tok : a->datt, g->o_w, g->o_b, a->dres, att, w->o_w, N, C, C);
+        be->matmul_backward(grid ? a->datt_tok : a->datt, g->o_w, g->o_b, dbranch, att, w->o_w, N, C, C);
         if (grid) be->copy_rows(a->datt, NULL, a->datt_tok, a->cell_tok, G, C);
         const void *q = a->qkv[l], *k = act_at(be, q, C), *v = act_at(be, q, 2 * C);
         be->attention_backward(a->dqkv, act_at(be, a->dqkv, C), act_at(be, a->dqkv, 2 * C), a->datt, a->att[l],

@@ -2,12 +2,15 @@
 // encoder is the same layer with its own activation and eps, under the same tensor names):
 // pre-LN layers  h = x + out_proj(MHA(LN1(x))),  y = h + fc2(act(fc1(LN2(h)))),  all projections biased.
 // q, k, v projections are registered back to back so one matmul computes them as a (C -> 3C) layer.
+// With layer_scale (DINOv2) each branch is scaled per channel before its residual add (Dinov2LayerScale, the
+// "lambda1" vectors): h = x + ls1 * out_proj(...), y = h + ls2 * fc2(...).
 #pragma once
 #include "arena.h"
 #include "params.h"
 
 typedef struct {
     void *ln1_w, *ln1_b, *qkv_w, *qkv_b, *o_w, *o_b, *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+    void *ls1, *ls2;  // with layer_scale: (C), (C) the attention's and the MLP's layer scales
 } ClipLayerW;
 
 typedef struct {
@@ -16,10 +19,12 @@ typedef struct {
     float eps;
     ActKind act;
     int causal;
+    int layer_scale;       // DINOv2's per-channel scale on each branch (ls1, ls2)
     ClipLayerW *w, *g;     // (layers) weights and gradients (g's pointers NULL when frozen)
 } ClipEncoder;
 
-// Registers/binds `layers` layers named "<prefix>.<i>.self_attn.q_proj.weight" ... into dst.
+// Registers/binds `layers` layers named "<prefix>.<i>.self_attn.q_proj.weight" ... into dst (with layer_scale also
+// "<prefix>.<i>.layer_scale1.lambda1" and "layer_scale2.lambda1", as DINOv2 names them).
 void clip_encoder_bind(ClipEncoder *e, ParamStore *ps, void *base, ClipLayerW *dst, const char *prefix);
 
 // The layers run on N token rows. N = B*T (the vision tower: every image has all its patches), or, with
@@ -33,6 +38,7 @@ typedef struct {
     int cap_tokens, keep, backward;  // capacity in tokens (B*T); keep = store every layer (for backward)
     void **res;                      // (layers+1) (N, C): res[0] input, res[l+1] output of layer l
     void **ln1, **ln1_mean, **ln1_rstd, **qkv, **att, **lse, **mid, **ln2, **ln2_mean, **ln2_rstd, **fc1, **fc1a;
+    void **attn_out, **mlp_out;      // with layer_scale: (layers) (N, C) each branch before its scale (backward reads it)
     void *proj;                      // (N, C) scratch
     void *dres, *dln, *dqkv, *datt, *dfc;  // backward scratch; dres holds the residual-stream gradient
     void *qkv_tok, *att_tok, *datt_tok;    // with tokens: (cap + 1, 3C), (cap, C), (cap + 1, C) token rows

@@ -48,112 +48,81 @@ int dinov2_name_candidates(const char *name, char out[][256], int max) {
     return n;
 }
 
-static void bind_all(Dinov2 *m, void *base) {
+static void bind_all(Dinov2 *m, void *base, int grads) {
     params_begin(&m->ps);
-    vit_bind(&m->vision, &m->ps, base, 0, PREFIX);
+    vit_bind(&m->vision, &m->ps, base, grads, PREFIX);
     params_end(&m->ps);
 }
 
-void dinov2_interpolate_positions(const float *pos, int G0, int C, int G, int registers_model, float *out) {
-    const float *patch = pos + C;  // row 0 is the class token's
-    if (G == G0) {  // transformers uses the table as it is
-        memcpy(out, patch, sizeof(float) * (size_t)G * G * C);
-        return;
+void dinov2_position_map(int G0, int G, int registers_model, float *map) {
+    const int P0 = G0 * G0, P = G * G;
+    // the interpolation is linear and the same for every channel: column q of the map is the interpolation of the
+    // unit impulse at table position q (one plane at a time: P0 planes at once would be P0^2 floats)
+    float *src = xcalloc(P0, sizeof(float)), *dst = xmalloc(sizeof(float) * P);
+    for (int q = 0; q < P0; q++) {
+        src[q] = 1;
+        if (registers_model) resample_planes(src, 1, G0, G0, dst, G, G, RESAMPLE_BICUBIC);  // antialias=True
+        else interpolate_bicubic_planes(src, 1, G0, G0, dst, G, G);
+        src[q] = 0;
+        for (int p = 0; p < P; p++) map[(size_t)p * P0 + q] = dst[p];
     }
-    float *src = xmalloc(sizeof(float) * (size_t)C * G0 * G0), *dst = xmalloc(sizeof(float) * (size_t)C * G * G);
-    for (int p = 0; p < G0 * G0; p++)  // (G0*G0, C) rows -> [C][G0][G0] planes, as the reshape and permute
-        for (int c = 0; c < C; c++) src[(size_t)c * G0 * G0 + p] = patch[(size_t)p * C + c];
-    if (registers_model) resample_planes(src, C, G0, G0, dst, G, G, RESAMPLE_BICUBIC);  // antialias=True
-    else interpolate_bicubic_planes(src, C, G0, G0, dst, G, G);
-    for (int p = 0; p < G * G; p++)
-        for (int c = 0; c < C; c++) out[(size_t)p * C + c] = dst[(size_t)c * G * G + p];
     free(src);
     free(dst);
 }
 
-static float *download(const Backend *be, const void *p, size_t n) {
-    float *h = xmalloc(sizeof(float) * n);
-    be->download_act(h, p, n);
-    return h;
+// pos_map when the images' grid is not the table's (vit.h)
+static void build_position_map(Dinov2 *m) {
+    const int G0 = m->cfg.pos_grid, G = m->vision.grid;
+    if (G == G0) return;
+    const size_t n = (size_t)G * G * G0 * G0;
+    float *map = xmalloc(sizeof(float) * n);
+    dinov2_position_map(G0, G, m->cfg.pos_antialias, map);
+    m->vision.pos_map = m->be->malloc(n * m->be->act_bytes);
+    m->be->upload_act(m->vision.pos_map, map, n);
+    free(map);
 }
 
-// w (rows, cols) and b (rows) scaled row by row by s (rows): s * (W x + b) = (s W) x + s b
-static void fold_scale(const Backend *be, void *w, void *b, const void *s, int rows, int cols) {
-    float *hw = download(be, w, (size_t)rows * cols), *hb = download(be, b, rows), *hs = download(be, s, rows);
-    for (int r = 0; r < rows; r++) {
-        for (int c = 0; c < cols; c++) hw[(size_t)r * cols + c] *= hs[r];
-        hb[r] *= hs[r];
-    }
-    be->upload_act(w, hw, (size_t)rows * cols);
-    be->upload_act(b, hb, rows);
-    free(hw); free(hb); free(hs);
-}
-
-// tok_base (N, C): [class token + position 0, the registers, the patch positions at this grid]
-static void build_token_base(Dinov2 *m) {
-    const Backend *be = m->be;
-    const ViT *v = &m->vision;
-    const int C = m->cfg.hidden, G0 = m->cfg.pos_grid, G = v->grid, R = m->cfg.n_registers, N = v->n_tokens;
-    float *pos = download(be, v->w.pos, (size_t)(1 + G0 * G0) * C), *cls = download(be, v->w.cls, C);
-    float *base = xcalloc((size_t)N * C, sizeof(float));
-    for (int c = 0; c < C; c++) base[c] = cls[c] + pos[c];
-    if (R) be->download_act(base + C, v->w.registers, (size_t)R * C);
-    dinov2_interpolate_positions(pos, G0, C, G, m->cfg.pos_antialias, base + (size_t)(1 + R) * C);
-    m->vision.w.tok_base = be->malloc((size_t)N * C * be->act_bytes);
-    be->upload_act(m->vision.w.tok_base, base, (size_t)N * C);
-    free(pos); free(cls); free(base);
-}
-
-static void dinov2_setup(Dinov2 *m, const Backend *be, const VisionConfig *cfg) {
+void dinov2_init(Dinov2 *m, const Backend *be, const VisionConfig *cfg, int with_grad) {
     CHECK_OR_DIE(cfg->kind == VISION_DINOV2, "dinov2: not a DINOv2 config");
     memset(m, 0, sizeof(*m));
     m->be = be;
     m->cfg = *cfg;
     vit_init(&m->vision, be, &m->cfg, m->cfg.layers, 1);
     params_init(&m->ps, be, "dinov2");
-    bind_all(m, NULL);
-    params_alloc(&m->ps, 0);
-    bind_all(m, m->ps.data);
+    bind_all(m, NULL, 0);
+    params_alloc(&m->ps, with_grad);
+    bind_all(m, m->ps.data, 0);
+    bind_all(m, m->ps.grad, 1);
+    build_position_map(m);
 }
 
-void dinov2_init(Dinov2 *m, const Backend *be, const VisionConfig *cfg) {
-    dinov2_setup(m, be, cfg);
-    build_token_base(m);
-}
-
-void dinov2_load(Dinov2 *m, const Backend *be, const char *dir, int image_size) {
+void dinov2_load(Dinov2 *m, const Backend *be, const char *dir, int image_size, int with_grad) {
     VisionConfig cfg;
     dinov2_config_load(&cfg, dir);
     if (image_size > 0) cfg.image_size = image_size;
     if (cfg.image_size < cfg.patch_size)
         fatal("%s: images of %d px are smaller than one %d px patch", dir, cfg.image_size, cfg.patch_size);
-    dinov2_setup(m, be, &cfg);
+    dinov2_init(m, be, &cfg, with_grad);
     SafeTensors *st = st_open_or_die(dir);
     params_load(&m->ps, st, dinov2_name_candidates);
     st_close(st);
-    const int C = m->cfg.hidden, F = m->cfg.intermediate;
-    for (int l = 0; l < m->cfg.layers; l++) {
-        const ClipLayerW *w = &m->vision.enc.w[l];
-        fold_scale(be, w->o_w, w->o_b, m->vision.w.ls[2 * l], C, C);
-        fold_scale(be, w->fc2_w, w->fc2_b, m->vision.w.ls[2 * l + 1], C, F);
-    }
-    build_token_base(m);
 }
 
 void dinov2_free(Dinov2 *m) {
-    if (m->vision.w.tok_base) m->be->free(m->vision.w.tok_base);
+    if (m->vision.pos_map) m->be->free(m->vision.pos_map);
     vit_free(&m->vision);
     params_free(&m->ps);
 }
 
-void dinov2_acts_init(Dinov2Acts *a, const Dinov2 *m, int cap_images) {
+void dinov2_acts_init(Dinov2Acts *a, const Dinov2 *m, int cap_images, int backward) {
     memset(a, 0, sizeof(*a));
     a->arena = arena_new(m->be);
     a->cap_images = cap_images;
     const int S = m->cfg.image_size;
     for (int pass = 0; pass < 2; pass++) {
-        vit_acts_layout(&a->v, &m->vision, cap_images, 0, 0, &a->arena);
+        vit_acts_layout(&a->v, &m->vision, cap_images, backward, backward, &a->arena);
         a->pixels = arena_act(&a->arena, (size_t)cap_images * 3 * S * S);
+        if (backward) a->dpooled = arena_act(&a->arena, (size_t)cap_images * m->cfg.hidden);
         if (pass == 0) arena_commit(&a->arena);
     }
 }
@@ -170,11 +139,21 @@ void dinov2_forward(const Dinov2 *m, Dinov2Acts *a, const float *pixels, int B) 
     vit_forward(&m->vision, &a->v, a->pixels, B, m->cfg.layers);
 }
 
+void dinov2_backward(const Dinov2 *m, Dinov2Acts *a, const float *dpooled, int B) {
+    const Backend *be = m->be;
+    const int C = m->cfg.hidden, N = m->vision.n_tokens;
+    CHECK_OR_DIE(a->dpooled, "dinov2_backward needs activations laid out for backward");
+    CHECK_OR_DIE(m->ps.grad, "dinov2_backward needs a model loaded with its gradients");
+    be->upload_act(a->dpooled, dpooled, (size_t)B * C);
+    be->zero(a->v.enc.dres, (size_t)B * N * C * be->act_bytes);  // only the pooled output has a gradient
+    vit_backward(&m->vision, &a->v, a->dpooled, NULL, B, m->cfg.layers);
+}
+
 void dinov2_embed(const Dinov2 *m, const float *pixels, int n, float *out) {
     enum { CHUNK = 32 };
     const int S = m->cfg.image_size, C = m->cfg.hidden;
     Dinov2Acts a;
-    dinov2_acts_init(&a, m, n < CHUNK ? (n > 0 ? n : 1) : CHUNK);
+    dinov2_acts_init(&a, m, n < CHUNK ? (n > 0 ? n : 1) : CHUNK, 0);
     for (int i = 0; i < n; i += CHUNK) {
         const int k = n - i < CHUNK ? n - i : CHUNK;
         dinov2_forward(m, &a, pixels + (size_t)i * 3 * S * S, k);

@@ -227,8 +227,11 @@ void llava_forward(const Llava *m, LlavaActs *a, const LlavaBatch *bt) {
     int n_img = 0, M = 0;
     for (int b = 0; b < B; b++) {
         const int len = kv_len[b];
-        int img = bt->image_of_row ? bt->image_of_row[b] : -1;
+        const int img = bt->image_of_row ? bt->image_of_row[b] : -1;
+        const int k_img = img < 0 ? 0 : bt->images_of_row ? bt->images_of_row[b] : 1;  // the row's images
         if (img < -1 || img >= NI) fatal("row %d: image index %d but the batch has %d images", b, img, NI);
+        if (img >= 0 && (k_img < 1 || img + k_img > NI))
+            fatal("row %d: %d images from image %d but the batch has %d images", b, k_img, img, NI);
         int count = 0;
         for (int t = 0; t < T; t++) {
             int g = b * T + t, n = tok_of[g], id = bt->ids[g];
@@ -239,13 +242,14 @@ void llava_forward(const Llava *m, LlavaActs *a, const LlavaBatch *bt) {
             if (t >= len) continue;  // padding on the grid: a zero row, never attended to
             if (id < 0 || id >= V) fatal("row %d, position %d: token id %d is outside the vocabulary (%d)", b, t, id, V);
             if (id == c->image_token_id) {
-                if (img >= 0 && count < P) { img_dst[n_img] = n; img_src[n_img] = img * P + count; n_img++; }
+                // the row's images are consecutive: its count-th image token is row count of their features
+                if (img >= 0 && count < k_img * P) { img_dst[n_img] = n; img_src[n_img] = img * P + count; n_img++; }
                 count++;
             } else embed_ids[n] = id;
         }
-        if (img >= 0 && count != P)
-            fatal("row %d: %d image tokens (id %d) but an image gives %d features%s", b, count, c->image_token_id, P,
-                  count < P ? " (were image tokens truncated?)" : "");
+        if (img >= 0 && count != k_img * P)
+            fatal("row %d: %d image tokens (id %d) but its %d image%s give%s %d features%s", b, count, c->image_token_id, k_img,
+                  k_img == 1 ? "" : "s", k_img == 1 ? "s" : "", k_img * P, count < k_img * P ? " (were image tokens truncated?)" : "");
         if (img < 0 && count > 0) fatal("row %d: %d image tokens (id %d) but the row has no image", b, count, c->image_token_id);
         if (bt->n_out > 0) continue;  // explicit outputs: taken below
         for (int t = 0; t < len; t++) {

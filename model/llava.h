@@ -37,6 +37,11 @@ int llava_name_candidates(const char *canonical, char out[][256], int max);
 // One batch of rows. ids are full token ids with every image expanded to cfg.image_tokens copies of
 // image_token_id; labels are HF labels (-100 = ignored), aligned with ids (the shift happens inside).
 //
+// Several images in a row (LLaVA-NeXT-Interleave's data, MVC sides with image lists): row b's images are the
+// consecutive batch images image_of_row[b] .. image_of_row[b] + images_of_row[b] - 1, and its image tokens, read
+// left to right, take their features in that order, cfg.image_tokens each: image-token k of the row gets feature
+// row k of the concatenated images, as transformers' masked_scatter of the stacked features does.
+//
 // Packed rows (optional): a row may hold several sequences that share a prefix, e.g. S-VCO's
 // [image + prompt][y_w][y_l]. Then `pos` restarts the positions of each later sequence after the prefix,
 // `segment` gives the tree mask (0 = the shared prefix, k > 0 = sequence k, which sees the prefix and
@@ -48,7 +53,9 @@ typedef struct {
     const int *ids;           // (B, T) host
     const int *labels;        // (B, T) host, or NULL
     const int *lengths;       // (B) host: valid tokens per row (right padding); NULL = all T
-    const int *image_of_row;  // (B) host: index into the images, -1 = image-free row; NULL = no images
+    const int *image_of_row;  // (B) host: index into the images (the row's first), -1 = image-free row; NULL = no images
+    const int *images_of_row; // (B) host: how many consecutive images row b has (0 for an image-free row); NULL =
+                              // one for each row with an image
     int n_images;
     const float *pixels;      // (n_images, 3, S, S) host fp32, preprocessed
     const float *feats;       // or (n_images, image_tokens, vision hidden) host fp32: the frozen tower's

@@ -121,6 +121,11 @@ typedef struct Backend {
     void (*add)(void *out, const void *a, const void *b, size_t n);
     // x (n) *= s
     void (*scale)(void *x, float s, size_t n);
+    // out (N, C) = inp * s (C) per channel: DINOv2's layer scale on a residual branch. out may alias inp (the
+    // backward then needs the input kept elsewhere).
+    void (*channel_scale_forward)(void *out, const void *inp, const void *s, int N, int C);
+    // dinp (N, C) = dout * s (dinp may alias dout);  ds (C) += column sums of dout * inp
+    void (*channel_scale_backward)(void *dinp, void *ds, const void *dout, const void *inp, const void *s, int N, int C);
 
     // ---- rotary embedding, HF half-rotation convention, in place ----
     // x (N, heads, HD) at row stride `stride`; token n has position pos[n];

@@ -574,6 +574,29 @@ static void cpu_scale(void *x_, float s, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] *= (real)s;
 }
 
+static void cpu_channel_scale_forward(void *out_, const void *inp_, const void *s_, int N, int C) {
+    real *out = out_;
+    const real *inp = inp_, *s = s_;
+    #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) out[(size_t)n * C + c] = inp[(size_t)n * C + c] * s[c];
+}
+
+// ds first (dinp may alias dout): column sums over n in order from 0, then added, as the bias gradient sums
+static void cpu_channel_scale_backward(void *dinp_, void *ds_, const void *dout_, const void *inp_, const void *s_, int N,
+                                       int C) {
+    real *dinp = dinp_, *ds = ds_;
+    const real *dout = dout_, *inp = inp_, *s = s_;
+    if (ds) {
+        real *sum = xcalloc(C ? C : 1, sizeof(real));
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++) sum[c] += dout[(size_t)n * C + c] * inp[(size_t)n * C + c];
+        for (int c = 0; c < C; c++) ds[c] += sum[c];
+        free(sum);
+    }
+    if (dinp) cpu_channel_scale_forward(dinp, dout, s, N, C);
+}
+
 // ----------------------------------------------------------------------------------------------------
 // rotary embedding. Angles are computed as HF does: inv_freq in the working precision, then pos * inv_freq.
 
@@ -1485,7 +1508,9 @@ static void cpu_dropout(void *out_, const void *inp_, size_t n, float p, unsigne
     .act_forward = cpu_act_forward, .act_backward = cpu_act_backward,                                  \
     .swiglu_forward = cpu_swiglu_forward, .swiglu_backward = cpu_swiglu_backward, .add = cpu_add,      \
     .matmul_swiglu_forward = cpu_matmul_swiglu_forward,                                                \
-    .scale = cpu_scale, .rope_forward = cpu_rope_forward, .rope_backward = cpu_rope_backward,          \
+    .scale = cpu_scale, .channel_scale_forward = cpu_channel_scale_forward,                            \
+    .channel_scale_backward = cpu_channel_scale_backward,                                              \
+    .rope_forward = cpu_rope_forward, .rope_backward = cpu_rope_backward,                              \
     .attention_forward = cpu_attention_forward, .attention_backward = cpu_attention_backward,          \
     .logprob_forward = cpu_logprob_forward, .logprob_backward = cpu_logprob_backward,                  \
     .embedding_forward = cpu_embedding_forward, .embedding_backward = cpu_embedding_backward,          \

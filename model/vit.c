@@ -25,19 +25,14 @@ void vit_init(ViT *m, const Backend *be, const VisionConfig *cfg, int layers, in
     e->eps = cfg->eps;
     e->act = cfg->act;
     e->causal = 0;
+    e->layer_scale = cfg->kind == VISION_DINOV2;
     e->w = xcalloc(layers ? layers : 1, sizeof(ClipLayerW));
     e->g = xcalloc(layers ? layers : 1, sizeof(ClipLayerW));
-    if (cfg->kind == VISION_DINOV2) {
-        m->w.ls = xcalloc(2 * (size_t)(layers ? layers : 1), sizeof(void *));
-        m->g.ls = xcalloc(2 * (size_t)(layers ? layers : 1), sizeof(void *));
-    }
 }
 
 void vit_free(ViT *m) {
     free(m->enc.w);
     free(m->enc.g);
-    free(m->w.ls);
-    free(m->g.ls);
 }
 
 // DINOv2's tensors, named as Dinov2Model names them (under `prefix`); the encoder layers under CLIP's names, which
@@ -51,12 +46,7 @@ static void dinov2_bind(ViT *m, ParamStore *ps, void *base, ViTW *d, const char 
     d->patch_w = param(ps, base, NAME("embeddings.patch_embeddings.projection.weight"), 4, C, m->cfg.channels, P, P);
     d->patch_b = param(ps, base, NAME("embeddings.patch_embeddings.projection.bias"), 1, C, 0, 0, 0);
     d->pos = param(ps, base, NAME("embeddings.position_embeddings"), 3, 1, 1 + (int64_t)G * G, C, 0);
-    clip_encoder_bind(&m->enc, ps, base, d == &m->g ? m->enc.g : m->enc.w, NAME("encoder.layers"));
-    for (int l = 0; l < m->enc.layers; l++)
-        for (int k = 0; k < 2; k++) {
-            snprintf(n, sizeof(n), "%s.encoder.layers.%d.layer_scale%d.lambda1", prefix, l, k + 1);
-            d->ls[2 * l + k] = param(ps, base, n, 1, C, 0, 0, 0);
-        }
+    clip_encoder_bind(&m->enc, ps, base, d == &m->g ? m->enc.g : m->enc.w, NAME("encoder.layers"));  // with layer scales
     d->post_w = param(ps, base, NAME("layernorm.weight"), 1, C, 0, 0, 0);
     d->post_b = param(ps, base, NAME("layernorm.bias"), 1, C, 0, 0, 0);
 #undef NAME
@@ -104,7 +94,6 @@ void vit_bind(ViT *m, ParamStore *ps, void *base, int grads, const char *prefix)
 void vit_acts_layout(ViTActs *a, const ViT *m, int B, int keep, int backward, Arena *ar) {
     const int C = m->cfg.hidden, F = m->cfg.intermediate, NP = m->n_patches, N = m->n_tokens, K = m->patch_dim;
     const int siglip = m->cfg.kind == VISION_SIGLIP, dino = m->cfg.kind == VISION_DINOV2;
-    CHECK_OR_DIE(!dino || !backward, "DINOv2 towers are inference only (their layer scales are folded into the weights)");
     a->cap_images = B;
     clip_encoder_acts_layout(&a->enc, &m->enc, B * N, keep, backward, 0, ar);
     a->patches = arena_act(ar, (size_t)B * NP * K);
@@ -113,10 +102,16 @@ void vit_acts_layout(ViTActs *a, const ViT *m, int B, int keep, int backward, Ar
     if (dino) {  // the patch embeddings scatter into the encoder's input; post-LayerNorm of every token
         a->pe = arena_act(ar, (size_t)B * NP * C);
         a->idx_patch = arena_int(ar, (size_t)B * NP);
+        a->tok = arena_act(ar, (size_t)N * C);
         a->post = arena_act(ar, (size_t)B * N * C);
         a->post_mean = arena_acc(ar, (size_t)B * N);
         a->post_rstd = arena_acc(ar, (size_t)B * N);
         a->pooled = arena_act(ar, (size_t)B * C);
+        if (backward) {
+            a->dtok = arena_act(ar, (size_t)N * C);
+            a->dpe = arena_act(ar, (size_t)B * NP * C);
+            a->dpost = arena_act(ar, (size_t)B * N * C);
+        }
     } else if (!siglip) {  // SigLIP's patch embeddings go straight into the encoder's input
         a->pe = arena_act(ar, (size_t)B * NP * C);
         a->emb = arena_act(ar, (size_t)B * N * C);
@@ -248,18 +243,68 @@ static void siglip_outputs_backward(const ViT *m, ViTActs *a, const void *dpoole
                            a->post_rstd, B * N, C);
 }
 
+// DINOv2's token table tok (N, C) from the parameters: [class token + position 0, the registers, the patch
+// positions at this grid (the table's own, or through pos_map: Dinov2Embeddings.interpolate_pos_encoding)]
+static void dinov2_tokens_forward(const ViT *m, void *tok) {
+    const Backend *be = m->enc.be;
+    const int C = m->cfg.hidden, R = m->cfg.n_registers, G0 = m->cfg.pos_grid, NP = m->n_patches;
+    be->add(tok, m->w.cls, m->w.pos, C);
+    if (R) be->copy(act_at(be, tok, C), m->w.registers, (size_t)R * C * be->act_bytes);
+    void *patch_pos = act_at(be, tok, (size_t)(1 + R) * C);
+    const void *table = act_at(be, m->w.pos, C);  // (G0*G0, C) the patch rows of the table
+    if (!m->pos_map) {
+        be->copy(patch_pos, table, (size_t)NP * C * be->act_bytes);
+        return;
+    }
+    // (NP, C) = pos_map (NP, G0*G0) @ table (G0*G0, C): matmul_backward's input gradient is exactly this product
+    be->matmul_backward(patch_pos, NULL, NULL, m->pos_map, NULL, table, NP, C, G0 * G0);
+}
+
+// The gradients of DINOv2's tower from its pooled output's: the final LayerNorm, the encoder, the token table
+// (into the class token, the registers and the position table, through pos_map's transpose) and the patch embedding
+static void dinov2_tower_backward(const ViT *m, ViTActs *a, const void *dpooled, const void *dhidden, int B, int n_layers) {
+    const Backend *be = m->enc.be;
+    const int C = m->cfg.hidden, R = m->cfg.n_registers, G0 = m->cfg.pos_grid, NP = m->n_patches, N = m->n_tokens;
+    const int K = m->patch_dim;
+    CHECK_OR_DIE(!dhidden, "a hidden-state gradient given to a DINOv2 tower (its gradients start at the pooled output)");
+    CHECK_OR_DIE(a->dtok, "DINOv2 backward needs activations laid out for backward");
+    if (dpooled) {  // pooled = the class token's row of the final LayerNorm
+        be->zero(a->dpost, (size_t)B * N * C * be->act_bytes);
+        be->copy_rows(a->dpost, a->idx_cls, dpooled, NULL, B, C);
+        be->layernorm_backward(a->enc.dres, m->g.post_w, m->g.post_b, a->dpost, a->enc.res[n_layers], m->w.post_w,
+                               a->post_mean, a->post_rstd, B * N, C);
+    }
+    clip_encoder_backward(&m->enc, &a->enc, B, N, B * N, n_layers);
+    // x = scatter(patch embeddings) + tok broadcast over the images
+    be->zero(a->dtok, (size_t)N * C * be->act_bytes);
+    be->add_broadcast_backward(a->dtok, a->enc.dres, B, (size_t)N * C);
+    if (m->g.cls) be->add(m->g.cls, m->g.cls, a->dtok, C);
+    if (m->g.pos) {
+        be->add(m->g.pos, m->g.pos, a->dtok, C);
+        void *dtable = act_at(be, m->g.pos, C);
+        const void *dpatch_pos = act_at(be, a->dtok, (size_t)(1 + R) * C);
+        if (!m->pos_map) be->add(dtable, dtable, dpatch_pos, (size_t)NP * C);
+        else be->matmul_backward(NULL, dtable, NULL, m->pos_map, dpatch_pos, NULL, NP, C, G0 * G0);  // += pos_map^T @ d
+    }
+    if (R && m->g.registers) be->add(m->g.registers, m->g.registers, act_at(be, a->dtok, C), (size_t)R * C);
+    if (m->g.patch_w) {
+        be->copy_rows(a->dpe, NULL, a->enc.dres, a->idx_patch, B * NP, C);
+        be->matmul_backward(NULL, m->g.patch_w, m->g.patch_b, a->dpe, a->patches, m->w.patch_w, B * NP, K, C);
+    }
+}
+
 void vit_forward(const ViT *m, ViTActs *a, const void *pixels, int B, int n_layers) {
     const Backend *be = m->enc.be;
     const int C = m->cfg.hidden, NP = m->n_patches, N = m->n_tokens, K = m->patch_dim, S = m->cfg.image_size;
     CHECK_OR_DIE(B <= a->cap_images, "vision batch of %d images exceeds the %d laid out", B, a->cap_images);
     be->im2col(a->patches, pixels, B, m->cfg.channels, S, S, m->cfg.patch_size);     // (B*NP, K)
-    if (m->cfg.kind == VISION_DINOV2) {  // [class, registers, patches] + tok_base, no pre-LayerNorm
-        CHECK_OR_DIE(m->w.tok_base, "DINOv2 tower used before dinov2_load built its token table");
+    if (m->cfg.kind == VISION_DINOV2) {  // [class, registers, patches] + tok, no pre-LayerNorm
         void *x = a->enc.res[0];
+        dinov2_tokens_forward(m, a->tok);                                                    // (N, C)
         be->matmul_forward(a->pe, a->patches, m->w.patch_w, m->w.patch_b, B * NP, K, C);      // (B*NP, C)
         be->zero(x, (size_t)B * N * C * be->act_bytes);
         be->copy_rows(x, a->idx_patch, a->pe, NULL, B * NP, C);                              // patch rows of each image
-        be->add_broadcast_forward(x, m->w.tok_base, B, (size_t)N * C);                       // (B*N, C)
+        be->add_broadcast_forward(x, a->tok, B, (size_t)N * C);                              // (B*N, C)
         clip_encoder_forward(&m->enc, &a->enc, B, N, B * N, n_layers);
         be->layernorm_forward(a->post, a->post_mean, a->post_rstd, a->enc.res[n_layers], m->w.post_w, m->w.post_b, B * N, C,
                               m->cfg.eps);                                                   // last_hidden_state
@@ -288,7 +333,10 @@ void vit_forward(const ViT *m, ViTActs *a, const void *pixels, int B, int n_laye
 void vit_backward(const ViT *m, ViTActs *a, const void *dpooled, const void *dhidden, int B, int n_layers) {
     const Backend *be = m->enc.be;
     const int C = m->cfg.hidden, NP = m->n_patches, N = m->n_tokens, K = m->patch_dim;
-    CHECK_OR_DIE(m->cfg.kind != VISION_DINOV2, "DINOv2 towers are inference only (their layer scales are folded into the weights)");
+    if (m->cfg.kind == VISION_DINOV2) {
+        dinov2_tower_backward(m, a, dpooled, dhidden, B, n_layers);
+        return;
+    }
     if (m->cfg.kind == VISION_SIGLIP) {
         if (dpooled || dhidden) {
             CHECK_OR_DIE(m->with_post_ln, "output gradients given to a tower without its outputs");

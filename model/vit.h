@@ -7,11 +7,11 @@
 //           head (pooler_output): a learned probe query attends over the tokens (nn.MultiheadAttention), then
 //           a LayerNorm and an MLP on a residual. LLaVA reads an encoder hidden state here too.
 //   DINOv2  patch embedding with a bias, the class token, the register tokens (dinov2_with_registers) after it,
-//           learned positions for the class token and the patches (interpolated by the loader to the grid the
-//           images give), no pre-LayerNorm, the encoder with layer scale, the final LayerNorm of every token
-//           (last_hidden_state) and the class token's row of it (pooler_output, the image embedding). Inference
-//           only: model/dinov2.c folds each layer scale into the projection before it, so the encoder layer is
-//           CLIP's, and builds tok_base from the class token, registers and positions.
+//           learned positions for the class token and the patches (interpolated in the forward pass to the grid
+//           the images give), no pre-LayerNorm, the encoder with layer scale, the final LayerNorm of every token
+//           (last_hidden_state) and the class token's row of it (pooler_output, the image embedding). The encoder
+//           layer is CLIP's with its layer scales (clip_encoder.h, layer_scale); forward and backward, every
+//           parameter with its gradient, the position interpolation included (through pos_map).
 #pragma once
 #include "clip_encoder.h"
 #include "config.h"
@@ -30,10 +30,6 @@ typedef struct {
     void *patch_w, *patch_b;  // (C, 3, P, P), SigLIP's and DINOv2's (C)
     void *cls, *pos;          // CLIP's and DINOv2's (C); (n_tokens, C), DINOv2's (1 + pos_grid^2, C)
     void *registers;          // DINOv2 with registers: (n_registers, C)
-    void **ls;                // DINOv2: (2 * layers) pointers to layer l's (C) attention and MLP layer scales
-    void *tok_base;           // DINOv2: (n_tokens, C) each token before its patch embedding is added: class token +
-                              // its position, the registers, the patch positions at this grid (not a parameter:
-                              // built from the weights by dinov2_load)
     void *pre_w, *pre_b;      // CLIP's (C), (C)
     void *post_w, *post_b;    // (C), (C)
     ViTHeadW head;            // SigLIP with vision_use_head
@@ -47,6 +43,10 @@ typedef struct {
     int first_patch;    // token row of each image's first patch: 1 (CLIP), 0 (SigLIP), 1 + registers (DINOv2)
     int grid, n_patches, n_tokens, patch_dim;  // grid^2 patches, +1 class token (CLIP), 3*P*P
     ViTW w, g;
+    // DINOv2 at a grid other than its table's (pos_grid): (grid^2, pos_grid^2) the bicubic map from the table's patch
+    // positions to this grid's, a linear map transformers' interpolation equals (not a parameter: model/dinov2.c
+    // builds it); NULL at the table's own grid
+    void *pos_map;
 } ViT;
 
 // Sets up the module (no memory): registers `layers` encoder layers under prefix ("vision_model" or
@@ -61,6 +61,8 @@ typedef struct {
     ClipEncoderActs enc;
     void *patches, *pe, *emb, *pre_mean, *pre_rstd;   // (B*NP, K), (B*NP, C), (B*N, C), (B*N), (B*N)
     void *cls_rows, *pooled, *post_mean, *post_rstd;  // (B, C), (B, C), (B or SigLIP B*N), (B or B*N)
+    void *tok, *dtok;   // DINOv2: (N, C) every image's tokens before its patch embeddings are added (class token + its
+                        // position, the registers, the patch positions at this grid), and its gradient
     void *dpe, *demb, *dcls;                          // backward scratch
     int *idx_patch, *idx_cls, *idx_zero;              // (B*NP) patch rows, (B) first token of each image, (B) zeros
     // SigLIP's outputs: the post-LayerNorm of every token, and the head on them
@@ -78,5 +80,6 @@ void vit_acts_free(ViTActs *a);
 // class token's post-LayerNorm; SigLIP: the head's output, when it has one) and, for SigLIP and DINOv2, a->post (B*N, C)
 void vit_forward(const ViT *m, ViTActs *a, const void *pixels, int B, int n_layers);
 // Precondition: a->enc.dres holds dL/d res[n_layers] (zero it if only the tower's outputs have gradients).
-// dpooled (B, C) or NULL; dhidden (B*N, C), SigLIP's dL/d a->post, or NULL. Accumulates all weight gradients.
+// dpooled (B, C) or NULL; dhidden (B*N, C), SigLIP's dL/d a->post, or NULL (DINOv2: NULL, its pooled output
+// only). Accumulates all weight gradients.
 void vit_backward(const ViT *m, ViTActs *a, const void *dpooled, const void *dhidden, int B, int n_layers);

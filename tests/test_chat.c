@@ -341,3 +341,57 @@ TEST(chat_errors) {
     chat_tokens_free(&first);
     tokenizer_free(tok);
 }
+
+// Several images: their placeholders stay where the user messages have them (one per image, any user turn), or go
+// in front of the first message when there are none; each expands to its own run of feature tokens, none of them
+// labels; any other count is an error naming both counts.
+TEST(chat_multi_image) {
+    Tokenizer *tok = load_sp();
+    char err[300];
+    ChatTurn in_place[2] = {{"Is <image> the same as <image>?", "No."}, {"And <image>?", "Yes."}};
+    ChatOptions o = opts(CHAT_VICUNA_V1, 3);
+    o.system = "";
+    char *t = chat_render(&o, in_place, 2, err, sizeof(err));
+    EXPECTF(t && !strcmp(t, "USER: Is <image> the same as <image>? ASSISTANT: No.</s>USER: And <image>? ASSISTANT: Yes.</s>"),
+            "rendered: %s", t ? t : err);
+    free(t);
+    ChatTurn none = {"Which differs?", "The left one."};
+    o.image = 2;
+    t = chat_render(&o, &none, 1, err, sizeof(err));
+    EXPECTF(t && !strcmp(t, "USER: <image>\n<image>\nWhich differs? ASSISTANT: The left one.</s>"), "rendered: %s", t ? t : err);
+    free(t);
+    ChatOptions oi = opts(CHAT_LLAVA_INTERLEAVE, 2);  // the Interleave template renders a message's images first
+    t = chat_render(&oi, &none, 1, err, sizeof(err));
+    EXPECTF(t && !strncmp(t, "<|im_start|>user <image><image>\nWhich differs?<|im_end|>", 55), "rendered: %s", t ? t : err);
+    free(t);
+    // expanded: 3 runs of 4 image ids at the placeholders, in order, never labels
+    o.image = 3;
+    o.n_image_tokens = 4;
+    ChatTokens c;
+    EXPECTF(chat_build(tok, &o, in_place, 2, &c, err, sizeof(err)) == 0, "%s", err);
+    int runs = 0, n_img = 0;
+    for (int i = 0; i < c.n; i++) {
+        if (c.ids[i] != tok->image_id) continue;
+        n_img++;
+        EXPECT_INT_EQ(c.mask[i], 0);
+        if (i == 0 || c.ids[i - 1] != tok->image_id) runs++;
+    }
+    EXPECT_INT_EQ(n_img, 12);
+    EXPECT_INT_EQ(c.n_image, 12);
+    EXPECT_INT_EQ(runs, 3);
+    EXPECT(c.n_labels > 0);
+    chat_tokens_free(&c);
+    // the image-free variant drops the front placement only; placeholders written for several images are an error there
+    ChatTurn one = {"Is <image> the same as <image>?", "No."};
+    o.image = 3;
+    EXPECT(chat_build(tok, &o, &one, 1, &c, err, sizeof(err)) != 0);
+    EXPECTF(strstr(err, "2 <image> placeholders for 3 images") != NULL, "message: %s", err);
+    o.image = 1;
+    EXPECT(chat_build(tok, &o, &one, 1, &c, err, sizeof(err)) != 0);
+    EXPECTF(strstr(err, "2 <image> placeholders for 1 image ") != NULL, "message: %s", err);
+    ChatTurn in_answer = {"Compare <image> and <image>.", "Like <image>."};
+    o.image = 2;
+    EXPECT(chat_build(tok, &o, &in_answer, 1, &c, err, sizeof(err)) != 0);
+    EXPECTF(strstr(err, "has 3 <image> placeholders, expected 2") != NULL, "message: %s", err);
+    tokenizer_free(tok);
+}

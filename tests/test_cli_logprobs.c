@@ -22,8 +22,9 @@ static int parse_results(const char *text, int *index, double *logprob, int *n_r
     return n;
 }
 
-static void check_against_model(const char *dir, const char *out) {
-    char *path = path_join(dir, "logprobs_expected.jsonl");
+// out against dir/expected (transformers' results on the fixture's records, 5 of them)
+static void check_against_file(const char *dir, const char *expected, const char *out) {
+    char *path = path_join(dir, expected);
     char *want = read_file(path, NULL);
     free(path);
     int wi[16], gi[16], wk[16], gk[16];
@@ -39,6 +40,8 @@ static void check_against_model(const char *dir, const char *out) {
     free(want);
 }
 
+static void check_against_model(const char *dir, const char *out) { check_against_file(dir, "logprobs_expected.jsonl", out); }
+
 static void check_against_expected(const char *out) { check_against_model(GQA, out); }
 
 TEST(cli_logprobs_matches_transformers) {
@@ -47,6 +50,22 @@ TEST(cli_logprobs_matches_transformers) {
     EXPECTF(rc == 0, "exit %d: %s", rc, err);
     check_against_expected(out);
     free(out); free(err);
+}
+
+// Records with image lists (two images in a prompt, ids once per image or expanded, a list two records share, one
+// image, none), against transformers on the same PNG files; in batches of 5 (the shared list decoded once) and 2.
+TEST(cli_logprobs_multi_image_matches_transformers) {
+    static const char *const models[2] = {GQA, "tests/fixtures/models/llava_siglip_qwen2"};
+    for (int k = 0; k < 2; k++)
+        for (int batch = 2; batch <= 5; batch += 3) {
+            char args[700], *out, *err;
+            snprintf(args, sizeof(args), "logprobs --model %s --data %s/multi_image_records.jsonl --device cpu --batch %d",
+                     models[k], models[k], batch);
+            int rc = test_run_vlm(args, &out, &err);
+            EXPECTF(rc == 0, "exit %d: %s", rc, err);
+            check_against_file(models[k], "multi_image_logprobs_expected.jsonl", out);
+            free(out); free(err);
+        }
 }
 
 // A SigLIP tower (SiglipImageProcessor's preprocessing of the same PNGs, squashed to the square) and a Qwen2 decoder
@@ -112,6 +131,11 @@ TEST(cli_logprobs_bad_records) {
     expect_record_error("tokens_no_image", "{\"input_ids\": [1, 90, 6, 2], \"n_response\": 1}\n", "no \"image\"");
     expect_record_error("three_image_tokens", "{\"image\": \"images/a.png\", \"input_ids\": [1, 90, 90, 90, 6, 2], \"n_response\": 1}\n",
                         "expected one (expanded here) or exactly 16");
+    expect_record_error("two_images_one_token", "{\"image\": [\"images/a.png\", \"images/b.png\"], \"input_ids\": [1, 90, 6, 2], "
+                        "\"n_response\": 1}\n", "records.jsonl:1: 1 image tokens (id 90) for 2 images: expected 2 (one per image, "
+                        "expanded here) or exactly 32");
+    expect_record_error("nine_images", "{\"image\": [\"a\", \"a\", \"a\", \"a\", \"a\", \"a\", \"a\", \"a\", \"a\"], \"input_ids\": "
+                        "[1, 90, 6, 2], \"n_response\": 1}\n", "\"image\" has 9 images; at most 8 per record are supported");
     expect_record_error("image_in_response", "{\"image\": \"images/a.png\", \"input_ids\": [1, 90, 6, 90], \"n_response\": 1}\n",
                         "response contains the image token");
     expect_record_error("missing_image", "{\"image\": \"images/nope.png\", \"input_ids\": [1, 90, 6, 2], \"n_response\": 1}\n",

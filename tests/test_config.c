@@ -30,7 +30,7 @@ static int try_config(int kind, const char *json, size_t len, int build) {
         dinov2_config_parse_len(&c, json, len, SRC);
         if (build) {
             Dinov2 m;
-            dinov2_init(&m, &backend_cpu, &c);
+            dinov2_init(&m, &backend_cpu, &c, 0);
             dinov2_free(&m);
         }
     } else if (kind == KIND_SIGLIP) {

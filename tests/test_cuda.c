@@ -363,12 +363,41 @@ static void check_swiglu(int N, int F) {
     buf_free(&x); buf_free(&y); buf_free(&g); buf_free(&dx);
 }
 
+// DINOv2's layer scale: out = inp * s per channel; dinp = dout * s, ds += column sums of dout * inp (also in place)
+static void check_channel_scale(int N, int C) {
+    const size_t n = (size_t)N * C;
+    Buf x = buf_rand(n, 2, 0), s = buf_rand(C, 1, 0), y = buf_out(n, 0), g = buf_rand(n, 1, 0), dx = buf_out(n, 0);
+    Buf ds = buf_rand(C, 1, 0);
+    CPU()->channel_scale_forward(y.cpu, x.cpu, s.cpu, N, C);
+    GPU()->channel_scale_forward(y.gpu, x.gpu, s.gpu, N, C);
+    EXPECT_CLOSE(y, TOL_ACT, "channel_scale forward %dx%d", N, C);
+    CPU()->channel_scale_backward(dx.cpu, ds.cpu, g.cpu, x.cpu, s.cpu, N, C);
+    GPU()->channel_scale_backward(dx.gpu, ds.gpu, g.gpu, x.gpu, s.gpu, N, C);
+    EXPECT_CLOSE(dx, TOL_ACT, "channel_scale backward dinp %dx%d", N, C);
+    EXPECT_CLOSE(ds, TOL_ACT, "channel_scale backward ds %dx%d", N, C);
+    CPU()->channel_scale_backward(g.cpu, ds.cpu, g.cpu, x.cpu, s.cpu, N, C);
+    GPU()->channel_scale_backward(g.gpu, ds.gpu, g.gpu, x.gpu, s.gpu, N, C);
+    EXPECT_CLOSE(g, TOL_ACT, "channel_scale backward in place %dx%d", N, C);
+    EXPECT_CLOSE(ds, TOL_ACT, "channel_scale backward in place ds %dx%d", N, C);
+    // either output alone (model/ops.h: NULL is "not needed"), the other left as it was
+    CPU()->channel_scale_backward(NULL, ds.cpu, g.cpu, x.cpu, s.cpu, N, C);
+    GPU()->channel_scale_backward(NULL, ds.gpu, g.gpu, x.gpu, s.gpu, N, C);
+    EXPECT_CLOSE(ds, TOL_ACT, "channel_scale backward ds alone %dx%d", N, C);
+    CPU()->channel_scale_backward(dx.cpu, NULL, g.cpu, x.cpu, s.cpu, N, C);
+    GPU()->channel_scale_backward(dx.gpu, NULL, g.gpu, x.gpu, s.gpu, N, C);
+    EXPECT_CLOSE(dx, TOL_ACT, "channel_scale backward dinp alone %dx%d", N, C);
+    EXPECT_CLOSE(ds, TOL_ACT, "channel_scale backward ds untouched %dx%d", N, C);
+    buf_free(&x); buf_free(&s); buf_free(&y); buf_free(&g); buf_free(&dx); buf_free(&ds);
+}
+
 TEST(cuda_elementwise) {
     size_t sizes[] = {1, 7, 1000, 65537, 1 << 20};
     for (int s = 0; s < 5; s++) check_elementwise(sizes[s]);
     check_swiglu(3, 5);
     check_swiglu(64, 5632);
     check_swiglu(7, 11008);
+    check_channel_scale(5, 7);       // channels not a multiple of 8: the scalar path
+    check_channel_scale(257, 1024);  // DINOv2-large's width: 128-bit accesses
 }
 
 // rope forward then backward over N rows of `heads` heads at a row stride, positions in [0, max_pos)
@@ -678,6 +707,7 @@ TEST(cuda_unaligned_slices) {
     check_elementwise(13);
     check_elementwise(4099);
     check_swiglu(9, 64);
+    check_channel_scale(9, 64);
     check_rope(9, 3, 64, 3 * 64 + 5, 4000, 10000.0f);
     check_logprob(5, 96);
     check_rows(100, 33, 40);
@@ -900,35 +930,44 @@ TEST(cuda_model_siglip_vision) {
     st_close(ex);
 }
 
-// DINOv2 at a size whose grid interpolates the position embeddings (42 px on a 4 x 4 table: 6 x 6), forward only:
-// the CPU runs with the GPU's stored weights (layer scales folded) and token table
+// DINOv2 at a size whose grid interpolates the position embeddings (42 px on a 4 x 4 table: 6 x 6): both outputs
+// and every gradient of a loss on the pooled output. The CPU runs with the GPU's stored weights and position map.
 TEST(cuda_model_dinov2) {
     const char *dir = "tests/fixtures/models/dinov2";
     Dinov2 mc, mg;
-    dinov2_load(&mc, CPU(), dir, 42);
-    dinov2_load(&mg, GPU(), dir, 42);
-    const int N = mc.vision.n_tokens, C = mc.cfg.hidden;
-    float *w = xmalloc(sizeof(float) * (mc.ps.numel > (size_t)N * C ? mc.ps.numel : (size_t)N * C));
+    dinov2_load(&mc, CPU(), dir, 42, 1);
+    dinov2_load(&mg, GPU(), dir, 42, 1);
+    const int N = mc.vision.n_tokens, C = mc.cfg.hidden, G0 = mc.cfg.pos_grid;
+    const size_t n_map = (size_t)mc.vision.n_patches * G0 * G0;
+    EXPECT(mc.vision.pos_map && mg.vision.pos_map);
+    float *w = xmalloc(sizeof(float) * (mc.ps.numel > n_map ? mc.ps.numel : n_map));
     GPU()->download_act(w, mg.ps.data, mc.ps.numel);
     CPU()->upload_act(mc.ps.data, w, mc.ps.numel);
-    GPU()->download_act(w, mg.vision.w.tok_base, (size_t)N * C);
-    CPU()->upload_act(mc.vision.w.tok_base, w, (size_t)N * C);
+    GPU()->download_act(w, mg.vision.pos_map, n_map);
+    CPU()->upload_act(mc.vision.pos_map, w, n_map);
     free(w);
     SafeTensors *ex = st_open_or_die("tests/fixtures/models/dinov2/expected.safetensors");
-    const STTensor *tp = st_find(ex, "pixel_values_42");
+    const STTensor *tp = st_find(ex, "pixel_values_42"), *tdp = st_find(ex, "dpooled_42");
     const int B = (int)tp->shape[0];
-    float *pixels = xmalloc(sizeof(float) * tp->numel);
+    float *pixels = xmalloc(sizeof(float) * tp->numel), *dp = xmalloc(sizeof(float) * tdp->numel);
     st_to_f32(tp, pixels);
+    st_to_f32(tdp, dp);
     Dinov2Acts ac, ag;
-    dinov2_acts_init(&ac, &mc, B);
-    dinov2_acts_init(&ag, &mg, B);
+    dinov2_acts_init(&ac, &mc, B, 1);
+    dinov2_acts_init(&ag, &mg, B, 1);
     dinov2_forward(&mc, &ac, pixels, B);
     dinov2_forward(&mg, &ag, pixels, B);
     Buf hid = buf_view(ac.v.post, ag.v.post, (size_t)B * N * C), pool = buf_view(ac.v.pooled, ag.v.pooled, (size_t)B * C);
     EXPECT_CLOSE(hid, TOL_MODEL_LOGITS, "dinov2 last_hidden_state");
     EXPECT_CLOSE(pool, TOL_MODEL_LOGITS, "dinov2 pooler_output");
-    printf("      dinov2 at 42 px: hidden %.2e, pooled %.2e max-relative\n", buf_err(&hid), buf_err(&pool));
-    free(pixels);
+    dinov2_backward(&mc, &ac, dp, B);
+    dinov2_backward(&mg, &ag, dp, B);
+    Buf gb = buf_view(mc.ps.grad, mg.ps.grad, mc.ps.numel);
+    EXPECT_CLOSE(gb, TOL_MODEL_GRADS, "dinov2 gradients");
+    EXPECTF(buf_err_l2(&gb) <= TOL_MODEL_GRADS_L2, "dinov2 gradients: L2-relative error %.3g", buf_err_l2(&gb));
+    printf("      dinov2 at 42 px: hidden %.2e, pooled %.2e, gradients %.2e (L2 %.2e) max-relative\n", buf_err(&hid),
+           buf_err(&pool), buf_err(&gb), buf_err_l2(&gb));
+    free(pixels); free(dp);
     dinov2_acts_free(&ac); dinov2_acts_free(&ag);
     dinov2_free(&mc); dinov2_free(&mg);
     st_close(ex);

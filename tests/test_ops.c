@@ -993,3 +993,34 @@ TEST(ops_threads_choose_follows_load) {
     EXPECT_INT_EQ(threads_choose(1.0, 16, 16, 16), 15);  // a larger machine gives up one core for one busy process
     EXPECT_INT_EQ(threads_choose(0.0, 3, 8, 16), 8);
 }
+
+// ------------------------------------------------------------------------------------------------ channel scale
+// (at the end of the file: the tests above keep the random inputs they were tuned with)
+
+typedef struct { double *out, *inp, *s; int N, C; } ChannelScaleCtx;
+static void channel_scale_run(void *c_) {
+    ChannelScaleCtx *c = c_;
+    be64()->channel_scale_forward(c->out, c->inp, c->s, c->N, c->C);
+}
+
+// DINOv2's layer scale: d inp = dout * s, ds accumulates the column sums of dout * inp; in place (dinp = dout) too
+TEST(ops_channel_scale_fd) {
+    const int N = 5, C = 7;
+    ChannelScaleCtx c = {nan_vec(N * C), rand_vec(N * C, 1), rand_vec(C, 1.5), N, C};
+    double *r = rand_vec(N * C, 1);
+    Fwd f = {channel_scale_run, &c, c.out, r, (size_t)N * C};
+    loss_of(&f);
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < C; k++) EXPECT_NEAR(c.out[n * C + k], c.inp[n * C + k] * c.s[k], 0);
+    double *dinp = nan_vec(N * C), *ds0 = rand_vec(C, 1), *ds = copy_vec(ds0, C);
+    be64()->channel_scale_backward(dinp, ds, r, c.inp, c.s, N, C);
+    double *d_s = delta(ds, ds0, C);
+    fd_compare("channel_scale dinp", &f, c.inp, dinp, (size_t)N * C);
+    fd_compare("channel_scale ds", &f, c.s, d_s, C);
+    double *inplace = copy_vec(r, N * C);  // dinp aliasing dout: ds still reads the incoming gradient
+    memcpy(ds, ds0, sizeof(double) * C);
+    be64()->channel_scale_backward(inplace, ds, inplace, c.inp, c.s, N, C);
+    for (int i = 0; i < N * C; i++) EXPECT_NEAR(inplace[i], dinp[i], 0);
+    for (int k = 0; k < C; k++) EXPECT_NEAR(ds[k] - ds0[k], d_s[k], 1e-15);
+    free(c.out); free(c.inp); free(c.s); free(r); free(dinp); free(ds0); free(ds); free(d_s); free(inplace);
+}

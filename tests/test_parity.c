@@ -46,10 +46,13 @@ static double rel_err(const float *a, const float *b, size_t n) {
     return num / (den > 1e-6 ? den : 1e-6);
 }
 
-// Compares every gradient in the stores with the fixture's grad.<name>; every fixture gradient must be used.
-static void compare_grads(ParamStore **stores, int n_stores, const SafeTensors *ex, NameCandidates cand, double tol) {
+// Compares every gradient in the stores with the fixture's <prefix><name> (prefix "grad." where one fixture has one
+// set of gradients); every fixture gradient under the prefix must be used.
+static void compare_grads_at(ParamStore **stores, int n_stores, const SafeTensors *ex, const char *prefix, NameCandidates cand,
+                             double tol) {
     int matched = 0, expected = 0;
-    for (int i = 0; i < ex->n; i++) if (!strncmp(ex->tensors[i].name, "grad.", 5)) expected++;
+    const size_t np = strlen(prefix);
+    for (int i = 0; i < ex->n; i++) if (!strncmp(ex->tensors[i].name, prefix, np)) expected++;
     double worst = 0;
     const char *worst_name = "";
     for (int s = 0; s < n_stores; s++) {
@@ -62,7 +65,7 @@ static void compare_grads(ParamStore **stores, int n_stores, const SafeTensors *
             int nc = cand ? cand(p->name, names, 8) : 0;
             if (!nc) { snprintf(names[0], 256, "%s", p->name); nc = 1; }
             const STTensor *t = NULL;
-            for (int c = 0; c < nc && !t; c++) { snprintf(key, sizeof(key), "grad.%.256s", names[c]); t = st_find(ex, key); }
+            for (int c = 0; c < nc && !t; c++) { snprintf(key, sizeof(key), "%.20s%.256s", prefix, names[c]); t = st_find(ex, key); }
             EXPECTF(t != NULL, "no fixture gradient for %s", p->name);
             if (!t) continue;
             EXPECT_INT_EQ(t->numel, p->numel);
@@ -92,16 +95,23 @@ static void compare_grads(ParamStore **stores, int n_stores, const SafeTensors *
     printf("      gradients: %d tensors, worst relative error %.2e (%s)\n", matched, worst, worst_name);
 }
 
-static void check_llava_fixture(const char *name, ActsMode mode) {
+static void compare_grads(ParamStore **stores, int n_stores, const SafeTensors *ex, NameCandidates cand, double tol) {
+    compare_grads_at(stores, n_stores, ex, "grad.", cand, tol);
+}
+
+// expected: the fixture file, expected.safetensors (make_fixtures.py) or multi_image.safetensors
+// (make_multi_image_fixtures.py: several images in a row, images_of_row given)
+static void check_llava_fixture_file(const char *name, const char *expected, ActsMode mode) {
     char dir[256], exp[300];
     snprintf(dir, sizeof(dir), FIXTURES "%s", name);
-    snprintf(exp, sizeof(exp), "%s/expected.safetensors", dir);
+    snprintf(exp, sizeof(exp), "%s/%s", dir, expected);
     Llava m;
     llava_load(&m, &backend_cpu, dir, (LlavaTrainable){1, 1, 1});
     SafeTensors *ex = st_open_or_die(exp);
     size_t n_ids, n_img;
     int *ids = ex_i32(ex, "input_ids", &n_ids), *labels = ex_i32(ex, "labels", NULL);
     int *lengths = ex_i32(ex, "lengths", NULL), *image_of_row = ex_i32(ex, "image_of_row", NULL);
+    int *images_of_row = st_find(ex, "images_of_row") ? ex_i32(ex, "images_of_row", NULL) : NULL;
     const STTensor *tid = st_find(ex, "input_ids");
     int B = (int)tid->shape[0], T = (int)tid->shape[1], V = m.cfg.text.vocab;
     float *pixels = ex_f32(ex, "pixel_values", &n_img);
@@ -112,7 +122,7 @@ static void check_llava_fixture(const char *name, ActsMode mode) {
     LlavaActs a;
     llava_acts_init(&a, &m, B, T, NI, 0, mode);
     LlavaBatch batch = {.B = B, .T = T, .ids = ids, .labels = labels, .lengths = lengths, .image_of_row = image_of_row,
-                        .n_images = NI, .pixels = pixels, .all_logits = 1};
+                        .images_of_row = images_of_row, .n_images = NI, .pixels = pixels, .all_logits = 1};
     llava_forward(&m, &a, &batch);
 
     // logits at every valid position
@@ -144,18 +154,25 @@ static void check_llava_fixture(const char *name, ActsMode mode) {
     printf("      %s: logits relative error %.2e, loss %.6f (transformers %.6f)\n", name, e_logits, loss, want_loss[0]);
     compare_grads(stores, 3, ex, llava_name_candidates, 1e-4);
 
-    free(dlogp); free(logits); free(ref); free(ids); free(labels); free(lengths); free(image_of_row);
+    free(dlogp); free(logits); free(ref); free(ids); free(labels); free(lengths); free(image_of_row); free(images_of_row);
     free(pixels); free(want_logits); free(want_row); free(want_loss);
     llava_acts_free(&a);
     st_close(ex);
     llava_free(&m);
 }
 
+static void check_llava_fixture(const char *name, ActsMode mode) { check_llava_fixture_file(name, "expected.safetensors", mode); }
+
 TEST(parity_llava_gqa) { check_llava_fixture("llava_gqa", ACTS_BACKWARD); }
 TEST(parity_llava_full_strategy_hub_layout) { check_llava_fixture("llava_full", ACTS_BACKWARD); }
 // SigLIP towers and Qwen2 decoders (LLaVA-Interleave's kinds): feature layers -1 and -2, "full", untied and tied
 TEST(parity_llava_siglip_qwen2) { check_llava_fixture("llava_siglip_qwen2", ACTS_BACKWARD); }
 TEST(parity_llava_siglip_qwen2_tied_hub_layout) { check_llava_fixture("llava_siglip_qwen2_tied", ACTS_BACKWARD); }
+// several images in one prompt, each image's tokens taking its own features in order (CLIP and SigLIP towers)
+TEST(parity_llava_multi_image) { check_llava_fixture_file("llava_gqa", "multi_image.safetensors", ACTS_BACKWARD); }
+TEST(parity_llava_multi_image_siglip_qwen2) {
+    check_llava_fixture_file("llava_siglip_qwen2", "multi_image.safetensors", ACTS_BACKWARD);
+}
 // activation recomputation: the decoder layers run again in the backward pass, against the same fixtures
 TEST(parity_llava_gqa_recompute) { check_llava_fixture("llava_gqa", ACTS_BACKWARD_RECOMPUTE); }
 
@@ -289,7 +306,9 @@ TEST(parity_siglip_vision) {
 }
 
 // A DINOv2 fixture at each of its image sizes: the pretraining grid and sizes whose grid needs the position
-// embeddings interpolated (bicubic up and down; antialiased for the registers model)
+// embeddings interpolated (bicubic up and down; antialiased for the registers model). Outputs, and every parameter's
+// gradient of sum(pooler_output * dpooled): layer scales, class token, registers, position table (through the
+// interpolation), patch embedding, norms, attention and MLP.
 static void dinov2_parity(const char *name, const int *sizes, int n_sizes) {
     char dir[256], path[300], key[64];
     snprintf(dir, sizeof(dir), FIXTURES "%s", name);
@@ -298,7 +317,7 @@ static void dinov2_parity(const char *name, const int *sizes, int n_sizes) {
     for (int s = 0; s < n_sizes; s++) {
         const int S = sizes[s];
         Dinov2 m;
-        dinov2_load(&m, &backend_cpu, dir, S);
+        dinov2_load(&m, &backend_cpu, dir, S, 1);
         snprintf(key, sizeof(key), "pixel_values_%d", S);
         const int B = (int)st_find(ex, key)->shape[0], N = m.vision.n_tokens, C = m.cfg.hidden;
         float *pixels = ex_f32(ex, key, NULL);
@@ -308,7 +327,7 @@ static void dinov2_parity(const char *name, const int *sizes, int n_sizes) {
         snprintf(key, sizeof(key), "pooler_output_%d", S);
         float *want_pooled = ex_f32(ex, key, NULL);
         Dinov2Acts a;
-        dinov2_acts_init(&a, &m, B);
+        dinov2_acts_init(&a, &m, B, 1);
         dinov2_forward(&m, &a, pixels, B);
         float *hidden = xmalloc(sizeof(float) * B * N * C), *pooled = xmalloc(sizeof(float) * B * C);
         backend_cpu.download_act(hidden, a.v.post, (size_t)B * N * C);
@@ -318,6 +337,19 @@ static void dinov2_parity(const char *name, const int *sizes, int n_sizes) {
                m.cfg.pos_grid, e_hidden, e_pooled);
         EXPECTF(e_hidden <= 1e-4, "%s at %d px: last_hidden_state relative error %.3g", name, S, e_hidden);
         EXPECTF(e_pooled <= 1e-4, "%s at %d px: pooler_output relative error %.3g", name, S, e_pooled);
+        snprintf(key, sizeof(key), "dpooled_%d", S);
+        float *dpooled = ex_f32(ex, key, NULL);
+        snprintf(key, sizeof(key), "loss_%d", S);
+        float *want_loss = ex_f32(ex, key, NULL);
+        double loss = 0;
+        for (int i = 0; i < B * C; i++) loss += (double)pooled[i] * dpooled[i];
+        EXPECT_NEAR(loss, want_loss[0], 1e-4 * fabs(want_loss[0]));
+        dinov2_backward(&m, &a, dpooled, B);
+        printf("      %s at %d px: loss %.6f (transformers %.6f)\n", name, S, loss, want_loss[0]);
+        snprintf(key, sizeof(key), "grad_%d.", S);
+        ParamStore *stores[1] = {&m.ps};
+        compare_grads_at(stores, 1, ex, key, dinov2_name_candidates, 1e-4);
+        free(dpooled); free(want_loss);
         float *emb = xmalloc(sizeof(float) * B * C);
         dinov2_embed(&m, pixels, B, emb);
         EXPECTF(!memcmp(emb, pooled, sizeof(float) * B * C), "dinov2_embed differs from the forward pass");

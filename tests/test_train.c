@@ -32,6 +32,26 @@ static void append_ids(char *buf, size_t cap, const char *key, int n, int with_i
     snprintf(buf + k, cap - k, "]");
 }
 
+// The recipe's response fields (random ids and EOS) and the record's end, appended to a record's line.
+static void append_responses(char *line, size_t cap, const char *recipe) {
+    if (!strcmp(recipe, "sft")) append_ids(line, cap, "response_ids", 3, 0, 1);
+    else {
+        append_ids(line, cap, "chosen_ids", 3, 0, 1);
+        strcat(line, ", ");
+        append_ids(line, cap, "rejected_ids", 4, 0, 1);
+    }
+    strcat(line, "}\n");
+}
+
+// dir/data.jsonl with the records' text (both freed); returns its path.
+static char *save_data(char *dir, char *text, size_t len) {
+    char *path = path_join(dir, "data.jsonl");
+    write_file_atomic(path, text, len);
+    free(text);
+    free(dir);
+    return path;
+}
+
 // Writes n examples of a recipe (ids form) into a fresh folder with the fixture images; returns the file.
 static char *write_data(const char *name, const char *recipe, int n, int bad_line) {
     char *dir = test_image_dir(name);
@@ -45,20 +65,10 @@ static char *write_data(const char *name, const char *recipe, int n, int bad_lin
         else snprintf(line, sizeof(line), "{\"image\": \"images/%s\", ", i % 3 ? "a.png" : "b.png");
         append_ids(line, sizeof(line), "prompt_ids", 5, 1, 0);
         strcat(line, ", ");
-        if (!strcmp(recipe, "sft")) append_ids(line, sizeof(line), "response_ids", 3, 0, 1);
-        else {
-            append_ids(line, sizeof(line), "chosen_ids", 3, 0, 1);
-            strcat(line, ", ");
-            append_ids(line, sizeof(line), "rejected_ids", 4, 0, 1);
-        }
-        strcat(line, "}\n");
+        append_responses(line, sizeof(line), recipe);
         len += snprintf(text + len, cap - len, "%s", line);
     }
-    char *path = path_join(dir, "data.jsonl");
-    write_file_atomic(path, text, len);
-    free(text);
-    free(dir);
-    return path;
+    return save_data(dir, text, len);
 }
 
 // Expects `key` to be logged n times in each of two metrics logs, pairwise within tol (0: the same bits).
@@ -1099,16 +1109,21 @@ TEST(train_streaming_resume_mid_epoch) {
     free(a); free(b); free(data);
 }
 
+// Loads a recipe's data for the fixture model GQA (its config into cfg), with the default options.
+static void load_gqa_data(TrainData *d, const char *recipe, const char *data, LlavaConfig *cfg) {
+    llava_config_load(cfg, GQA);
+    PreprocessConfig pcfg = records_tower_preprocess_config(GQA, &cfg->vision);
+    TrainDataOptions opt = {.max_len = 0};
+    train_data_load(d, recipe_find(recipe), data, cfg, &pcfg, &opt);
+}
+
 // Loading keeps no pixels: each distinct image once (by its path, through the hash map), found but not decoded;
 // its pixels are made when a batch needs them, the same as a batch made from a prefetched micro-batch.
 TEST(train_data_holds_no_pixels) {
     char *data = write_data("stream_lazy", "dpo", 6, 0);
-    LlavaConfig cfg;
-    llava_config_load(&cfg, GQA);
-    PreprocessConfig pcfg = records_tower_preprocess_config(GQA, &cfg.vision);
-    TrainDataOptions opt = {.max_len = 0};
     TrainData d;
-    train_data_load(&d, recipe_find("dpo"), data, &cfg, &pcfg, &opt);
+    LlavaConfig cfg;
+    load_gqa_data(&d, "dpo", data, &cfg);
     EXPECT(d.pixels == NULL && d.feats == NULL);
     EXPECT(d.n_images >= 1 && d.n_images < d.n);  // write_data names a few images in many records
     for (int i = 0; i < d.n_images; i++) EXPECT_INT_EQ(d.images[i].kind, TRAIN_IMAGE_FILE);
@@ -1154,11 +1169,8 @@ TEST(train_data_holds_no_pixels) {
 TEST(train_data_records_tokenized_when_needed) {
     char *data = write_data("lazy_records", "sft", 6, 0);
     LlavaConfig cfg;
-    llava_config_load(&cfg, GQA);
-    PreprocessConfig pcfg = records_tower_preprocess_config(GQA, &cfg.vision);
-    TrainDataOptions opt = {.max_len = 0};
     TrainData d;
-    train_data_load(&d, recipe_find("sft"), data, &cfg, &pcfg, &opt);
+    load_gqa_data(&d, "sft", data, &cfg);
     EXPECT(d.ex == NULL && d.rec != NULL && d.n == 6);
     TrainExample scratch;
     const TrainExample *ex = train_data_example(&d, 4, &scratch);
@@ -1167,7 +1179,7 @@ TEST(train_data_records_tokenized_when_needed) {
     train_example_free(&scratch);
     const unsigned long long h = d.hash;
     train_data_free(&d);
-    train_data_load(&d, recipe_find("sft"), data, &cfg, &pcfg, &opt);
+    load_gqa_data(&d, "sft", data, &cfg);
     EXPECT(d.hash == h);  // the same bytes: the same hash
     train_data_free(&d);
     // line 3: a token id outside the vocabulary (only tokenizing finds it), appended with a changed byte elsewhere
@@ -1178,7 +1190,7 @@ TEST(train_data_records_tokenized_when_needed) {
     int k = snprintf(bad + head, 256, "{\"image\": \"images/a.png\", \"prompt_ids\": [1, 90, 5], \"response_ids\": [7, 99999, 2]}\n");
     memcpy(bad + head + k, nl, len - head);
     write_file_atomic(data, bad, len + k);
-    train_data_load(&d, recipe_find("sft"), data, &cfg, &pcfg, &opt);
+    load_gqa_data(&d, "sft", data, &cfg);
     EXPECT(d.n == 7 && d.hash != h);  // indexed, not tokenized: the bad record is not found at load
     train_data_free(&d);
     char args[1024], *err;
@@ -1195,4 +1207,222 @@ TEST(train_data_records_tokenized_when_needed) {
     EXPECTF(strstr(err, ":3: token id 99999") && strstr(err, "1 records skipped"), "message: %s", err);
     free(err);
     free(text); free(bad); free(out); free(data);
+}
+
+// ---- several images per row (MVC sides and records with image lists)
+
+// n examples (ids form) whose image sides are lists: svco/vco {"image_w": [..], "image_l": [..]}, otherwise
+// {"image": [..]}; each prompt has one image token per image (expanded when loaded). Example i's sides take two
+// or (every third) one of the fixture images, so sides share images, and lists share them in other orders.
+static char *write_multi_data(const char *name, const char *recipe, int n) {
+    static const char *const img[3] = {"images/a.png", "images/b.png", "images/gray.png"};
+    char *dir = test_image_dir(name);
+    size_t cap = 1 << 20, len = 0;
+    char *text = xmalloc(cap), line[4096];
+    const int svco = !strcmp(recipe, "svco") || !strcmp(recipe, "vco");
+    for (int i = 0; i < n; i++) {
+        const int k = i % 3 == 2 ? 1 : 2;  // images per side
+        char sides[2][128];
+        for (int s = 0; s < 2; s++)
+            snprintf(sides[s], sizeof(sides[s]), k == 2 ? "[\"%s\", \"%s\"]" : "[\"%s\"]", img[(i + s) % 3], img[(i + s + 1) % 3]);
+        if (svco) snprintf(line, sizeof(line), "{\"image_w\": %s, \"image_l\": %s, \"prompt_ids\": [1", sides[0], sides[1]);
+        else snprintf(line, sizeof(line), "{\"image\": %s, \"prompt_ids\": [1", sides[0]);
+        size_t m = strlen(line);
+        for (int q = 0; q < 4; q++) m += snprintf(line + m, sizeof(line) - m, ", %d%s", rnd(3, 80), q < k ? ", 90" : "");
+        m += snprintf(line + m, sizeof(line) - m, "], ");
+        append_responses(line, sizeof(line), recipe);
+        len += snprintf(text + len, cap - len, "%s", line);
+    }
+    return save_data(dir, text, len);
+}
+
+// Loading: each side's images in order, the rows' prompts with one run of image tokens per image; a batch gives each
+// side its images as consecutive batch images (a one-image side shares an earlier copy) and each row their count.
+TEST(train_multi_image_rows) {
+    char *data = write_multi_data("multi_rows", "svco", 3);
+    TrainData d;
+    LlavaConfig cfg;
+    load_gqa_data(&d, "svco", data, &cfg);
+    EXPECT_INT_EQ(d.n, 3);
+    EXPECT_INT_EQ(d.n_images, 3);
+    EXPECT_INT_EQ(d.max_example_images, 4);
+    TrainExample scratch[3];
+    const TrainExample *ex[3];
+    for (int i = 0; i < 3; i++) ex[i] = train_data_example(&d, i, &scratch[i]);  // the records' rows, as a batch makes them
+    EXPECT(ex[0]->n_image[0] == 2 && ex[0]->n_image[1] == 2 && ex[2]->n_image[0] == 1 && ex[2]->n_image[1] == 1);
+    // example 0: w = (a, b), l = (b, gray); example 1: w = (b, gray), l = (gray, a)
+    EXPECT(ex[0]->image[0][0] == ex[1]->image[1][1] && ex[0]->image[0][1] == ex[1]->image[0][0]);
+    int n_side;
+    const int *side = train_data_example_images(&d, 1, 1, &n_side);  // the index holds the same lists
+    EXPECT(n_side == 2 && side[0] == ex[1]->image[1][0] && side[1] == ex[1]->image[1][1]);
+    for (int r = 0; r < ex[0]->n_rows; r++) {
+        const TrainRow *row = &ex[0]->rows[r];
+        int n_img = 0;
+        for (int t = 0; t < row->n; t++) n_img += row->ids[t] == cfg.image_token_id;
+        EXPECT_INT_EQ(n_img, row->image >= 0 ? 2 * cfg.image_tokens : 0);
+    }
+    for (int i = 0; i < 3; i++) train_example_free(&scratch[i]);
+    TrainBatch b;
+    train_batch_init(&b, &d, 3, 0);
+    EXPECT_INT_EQ(b.cap_images, 12);
+    const int idx[3] = {0, 1, 2};
+    train_batch_build(&b, &d, idx, 3, NULL);
+    // batch images: ex 0 w (a, b) l (b, gray), ex 1 w (b, gray) = ex 0's l, l (gray, a), ex 2 w (gray) shared, l (a)
+    EXPECT_INT_EQ(b.n_images, 6);
+    const BatchGroup *G = &b.g[0];
+    int rows_seen[3] = {0, 0, 0};
+    for (int i = 0; i < G->B; i++) {
+        EXPECT(G->image_of_row[i] >= 0 && G->image_of_row[i] + G->images_of_row[i] <= b.n_images);
+        EXPECT_INT_EQ(G->images_of_row[i], b.example_of_row[G->members[i]] == 2 ? 1 : 2);
+        rows_seen[b.example_of_row[G->members[i]]]++;
+    }
+    EXPECT(rows_seen[0] == 4 && rows_seen[1] == 4 && rows_seen[2] == 4);  // S-VCO's four image rows, unpacked
+    train_batch_free(&b);
+    train_data_free(&d);
+    free(data);
+}
+
+// S-VCO on MVC pairs with two images a side: packing gives the same losses as separate rows, the step-0 loss is the
+// policy = reference identity, and the streaming loader decodes every image of a row (the same weights as images
+// made on the training thread). DPO on records with image lists, packed and not, the same.
+TEST(train_multi_image_packing_is_exact) {
+    static const char *const recipes[2] = {"svco", "dpo"};
+    for (int k = 0; k < 2; k++) {
+        char name[64], args[2048], *err, la[600], lb[600];
+        snprintf(name, sizeof(name), "multi_pack_%s", recipes[k]);
+        char *data = write_multi_data(name, recipes[k], 6), *a = path_join(test_tmpdir(), name);
+        for (int p = 0; p < 2; p++) {
+            snprintf(args, sizeof(args), "train --recipe %s --model " GQA " --data %s --out %s/%s --steps 3 --batch 3 --lr 2e-3 "
+                     "--warmup-steps 0 --device cpu --quiet%s", recipes[k], data, a, p ? "plain" : "packed", p ? " --no-pack" : "");
+            EXPECTF(run_train(args, &err) == 0, "%s %s: %s", recipes[k], p ? "plain" : "packed", err);
+            free(err);
+        }
+        snprintf(la, sizeof(la), "%s/packed/metrics.jsonl", a);
+        snprintf(lb, sizeof(lb), "%s/plain/metrics.jsonl", a);
+        double x[4], y[4];
+        EXPECT_INT_EQ(test_read_metric(la, "loss", x, 4), 3);
+        EXPECT_INT_EQ(test_read_metric(lb, "loss", y, 4), 3);
+        EXPECT_NEAR(x[0], (k == 0 ? 4 : 1) * log(2.0), 1e-9);
+        for (int i = 0; i < 3; i++) EXPECT_NEAR(x[i], y[i], 1e-5);
+        EXPECTF(x[2] != x[0], "%s: the loss did not move (%.9f)", recipes[k], x[2]);
+        printf("      %s: losses %.6f %.6f %.6f packed, %.6f %.6f %.6f not\n", recipes[k], x[0], x[1], x[2], y[0], y[1], y[2]);
+        if (k == 0) {
+            char dir[700];
+            snprintf(dir, sizeof(dir), "%s/stream", a);
+            snprintf(args, sizeof(args), "--recipe svco --model " GQA " --data %s --steps 2 --batch 3 --lr 2e-3 --warmup-steps 0 "
+                     "--device cpu --quiet", data);
+            setenv("VLM_CACHE_FEATURES", "0", 1);  // the tower runs on the streamed pixels
+            EXPECTF(same_weights_with_env("VLM_LOADER_WORKERS", "0", args, dir, 2),
+                    "multi-image svco: the weights differ between the prefetching loader and images made on the training thread");
+            unsetenv("VLM_CACHE_FEATURES");
+        }
+        free(a); free(data);
+    }
+}
+
+// SFT on records with image lists trains (ids form), and its loss depends on the second image: swapping the two
+// images of every record changes the first loss.
+TEST(train_multi_image_sft) {
+    char *data = write_multi_data("multi_sft", "sft", 6), *dir = path_join(test_tmpdir(), "multi_sft_runs"), args[2048], *err;
+    snprintf(args, sizeof(args), "train --recipe sft --model " GQA " --data %s --out %s/a --steps 4 --batch 3 --lr 2e-3 "
+             "--warmup-steps 0 --device cpu --quiet", data, dir);
+    EXPECTF(run_train(args, &err) == 0, "%s", err);
+    free(err);
+    char *text = read_file(data, NULL), *swapped = path_join(dir, "swapped.jsonl"), logs[2][700];
+    for (char *p = text; (p = strstr(p, "\"images/a.png\", \"images/b.png\"")); p += 10)  // (a, b) -> (b, a)
+        memcpy(p, "\"images/b.png\", \"images/a.png\"", 30);
+    write_file_atomic(swapped, text, strlen(text));
+    char cmd[1200], *src_dir = path_dirname(data);
+    snprintf(cmd, sizeof(cmd), "cp -r %s/images %s/", src_dir, dir);
+    EXPECT(test_shell(cmd) == 0);
+    snprintf(args, sizeof(args), "train --recipe sft --model " GQA " --data %s --out %s/b --steps 4 --batch 3 --lr 2e-3 "
+             "--warmup-steps 0 --device cpu --quiet", swapped, dir);
+    EXPECTF(run_train(args, &err) == 0, "%s", err);
+    free(err);
+    double x[4], y[4];
+    snprintf(logs[0], sizeof(logs[0]), "%s/a/metrics.jsonl", dir);
+    snprintf(logs[1], sizeof(logs[1]), "%s/b/metrics.jsonl", dir);
+    EXPECT_INT_EQ(test_read_metric(logs[0], "loss", x, 4), 4);
+    EXPECT_INT_EQ(test_read_metric(logs[1], "loss", y, 4), 4);
+    EXPECTF(x[3] < x[0], "sft loss %.4f -> %.4f", x[0], x[3]);
+    EXPECTF(fabs(x[0] - y[0]) > 1e-6, "swapping the images left the loss at %.9f", x[0]);
+    free(text); free(swapped); free(src_dir); free(dir); free(data);
+}
+
+// The reference log-prob cache is keyed by the data hash, which depends on every image of every side in order: data
+// that differ only in a row's second image (or in the order of its images) hash differently.
+TEST(train_multi_image_reference_cache_key) {
+    // row 1's w images, row 2's w images: variant 1 changes row 2's second image, variant 2 swaps row 1's images
+    static const char *const w[3][2] = {{"a.png\", \"images/b.png", "a.png\", \"images/b.png"},
+                                        {"a.png\", \"images/b.png", "a.png\", \"images/gray.png"},
+                                        {"b.png\", \"images/a.png", "a.png\", \"images/b.png"}};
+    char *dir = test_image_dir("multi_hash"), path[3][600];
+    for (int v = 0; v < 3; v++) {
+        char text[1024];
+        size_t m = 0;
+        for (int r = 0; r < 2; r++)
+            m += snprintf(text + m, sizeof(text) - m, "{\"image_w\": [\"images/%s\"], \"image_l\": [\"images/gray.png\", "
+                          "\"images/a.png\"], \"prompt_ids\": [1, 5, 90, 6, 90, 7], \"chosen_ids\": [8, 2], \"rejected_ids\": [9, 2]}\n",
+                          w[v][r]);
+        snprintf(path[v], sizeof(path[v]), "%s/data%d.jsonl", dir, v);
+        write_file_atomic(path[v], text, m);
+    }
+    unsigned long long h[4];
+    for (int v = 0; v < 4; v++) {
+        TrainData d;
+        LlavaConfig cfg;
+        load_gqa_data(&d, "svco", path[v % 3], &cfg);
+        EXPECT_INT_EQ(d.n, 2);
+        h[v] = d.hash;
+        train_data_free(&d);
+    }
+    EXPECTF(h[0] != h[1], "the rows differ in their second image only, the hashes are the same");
+    EXPECTF(h[0] != h[2], "the rows differ in the order of their images only, the hashes are the same");
+    EXPECT(h[3] == h[0]);  // the same data: the same key
+    free(dir);
+}
+
+// Mismatched counts and too many images are errors naming the file, the record and the two counts.
+TEST(train_multi_image_errors) {
+    char *dir = test_image_dir("multi_errors"), args[2048], *err, cmd[1200];
+    snprintf(cmd, sizeof(cmd), "cp tests/fixtures/models/llava_tok/images/c.png %s/images/", dir);
+    EXPECT(test_shell(cmd) == 0);
+    static const struct { const char *recipe, *model, *record, *want; } cases[] = {
+        {"sft", GQA, "{\"image\": [\"images/a.png\", \"images/b.png\"], \"prompt_ids\": [1, 90, 5], \"response_ids\": [6, 2]}",
+         "data.jsonl:2: 1 image tokens (id 90) for 2 images: expected 2 (one per image, expanded here) or exactly 32"},
+        {"svco", GQA, "{\"image_w\": [\"images/a.png\", \"images/b.png\"], \"image_l\": [\"images/a.png\"], \"prompt_ids\": "
+         "[1, 90, 90, 5], \"chosen_ids\": [6, 2], \"rejected_ids\": [7, 2]}",
+         "data.jsonl:2: 2 image tokens (id 90): expected one (expanded here) or exactly 16"},
+        {"sft", "tests/fixtures/models/llava_tok", "{\"image\": [\"images/c.png\", \"images/c.png\"], \"conversations\": "
+         "[{\"from\": \"human\", \"value\": \"<image>\\nWhat is it?\"}, {\"from\": \"gpt\", \"value\": \"A circle.\"}]}",
+         "data.jsonl:2: the conversation has 1 <image> placeholders for 2 images"},
+        {"svco", GQA, "{\"image_w\": [\"images/a.png\", \"images/a.png\", \"images/a.png\", \"images/a.png\", \"images/a.png\", "
+         "\"images/a.png\", \"images/a.png\", \"images/a.png\", \"images/a.png\"], \"image_l\": \"images/b.png\", "
+         "\"prompt_ids\": [1, 90, 5], \"chosen_ids\": [6, 2], \"rejected_ids\": [7, 2]}",
+         "data.jsonl:2: \"image_w\" has 9 images; at most 8 per side are supported"},
+        {"mdpo", GQA, "{\"image\": [\"images/a.png\", \"images/b.png\"], \"prompt_ids\": [1, 90, 90, 5], \"chosen_ids\": [6, 2], "
+         "\"rejected_ids\": [7, 2]}", "data.jsonl:2: mdpo needs one image (its second image is a crop of it), the record has 2"},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        char text[2048], path[700];
+        // a good record first: the bad one is record (line) 2
+        const int tok = strstr(cases[c].model, "llava_tok") != NULL;
+        snprintf(text, sizeof(text), "%s\n%s\n",
+                 tok ? "{\"image\": \"images/c.png\", \"prompt\": \"What is it?\", \"response\": \"A circle.\"}"
+                 : !strcmp(cases[c].recipe, "svco") ? "{\"image_w\": \"images/a.png\", \"image_l\": \"images/b.png\", \"prompt_ids\": "
+                 "[1, 90, 5], \"chosen_ids\": [6, 2], \"rejected_ids\": [7, 2]}"
+                 : !strcmp(cases[c].recipe, "mdpo") ? "{\"image\": \"images/a.png\", \"prompt_ids\": [1, 90, 5], \"chosen_ids\": [6, 2], "
+                 "\"rejected_ids\": [7, 2]}" : "{\"image\": \"images/a.png\", \"prompt_ids\": [1, 90, 5], \"response_ids\": [6, 2]}",
+                 cases[c].record);
+        snprintf(path, sizeof(path), "%s/data.jsonl", dir);
+        write_file_atomic(path, text, strlen(text));
+        char tok_flag[600] = "";
+        if (tok) snprintf(tok_flag, sizeof(tok_flag), " --tokenizer %s/tokenizers/llama2_tokenizer.model", test_shared_data());
+        snprintf(args, sizeof(args), "train --recipe %s --model %s --data %s --out %s/run%zu --steps 1 --device cpu --quiet%s",
+                 cases[c].recipe, cases[c].model, path, dir, c, tok_flag);
+        EXPECTF(run_train(args, &err) != 0, "case %zu ran", c);
+        EXPECTF(strstr(err, cases[c].want) != NULL, "case %zu: message: %s", c, err);
+        free(err);
+    }
+    free(dir);
 }

@@ -162,13 +162,13 @@ static const char *json_str(const cJSON *o, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-// A row from ids: prompt (with the image token once, or expanded) + response; labels on the response.
-// with_image = 0 drops the image tokens (the image-free variant). Returns 0 or -1 with L->err set.
-static int row_from_ids(Loader *L, TrainRow *r, const int *prompt, int np, const int *resp, int nr, int with_image, int image) {
+// A row from ids: prompt (with the image token once per image, or expanded) + response; labels on the response.
+// n_images = 0 drops the image tokens (the image-free variant). Returns 0 or -1 with L->err set.
+static int row_from_ids(Loader *L, TrainRow *r, const int *prompt, int np, const int *resp, int nr, int n_images, int image) {
     const LlavaConfig *c = L->cfg;
     int *p = NULL, n = 0;
-    if (with_image) {
-        p = records_expand_image_tokens(prompt, np, 1, c, &n, L->err, sizeof(L->err));
+    if (n_images) {
+        p = records_expand_image_tokens(prompt, np, n_images, c, &n, L->err, sizeof(L->err));
         if (!p) return -1;
     } else {
         p = xmalloc(sizeof(int) * (np ? np : 1));
@@ -191,33 +191,34 @@ static int row_from_ids(Loader *L, TrainRow *r, const int *prompt, int np, const
             return -1;
         }
     free(p);
-    // --max-text-len counts the image as one token, --max-len as the tokens it expands to; only response tokens
+    // --max-text-len counts each image as one token, --max-len as the tokens it expands to; only response tokens
     // are cut, as chat_build cuts text rows
-    const int n_img = with_image ? c->image_tokens : 0, image_extra = n_img > 0 ? n_img - 1 : 0;
+    const int image_extra = n_images * (c->image_tokens - 1);
     const int limits[2] = {L->opt->max_text_len > 0 ? L->opt->max_text_len + image_extra : 0, L->opt->max_len};
     const char *flags[2] = {"--max-text-len", "--max-len"};
     for (int k = 0; k < 2; k++) {
         if (limits[k] <= 0 || r->n <= limits[k]) continue;
         if (r->n - nr >= limits[k]) {
-            const int counted = k == 0 ? image_extra : 0;  // --max-text-len: the image as one token
+            const int counted = k == 0 ? image_extra : 0;  // --max-text-len: each image as one token
             snprintf(L->err, sizeof(L->err), "the prompt (%d tokens with the image%s) does not fit in %s %d", r->n - nr - counted,
-                     counted ? " as one" : "", flags[k], limits[k] - counted);
+                     counted ? (n_images > 1 ? "s as one each" : " as one") : n_images > 1 ? "s" : "", flags[k], limits[k] - counted);
             return -1;
         }
         r->n = limits[k];
     }
     if (llava_check_row_length(L->cfg, r->n, L->err, sizeof(L->err))) return -1;  // past max_position_embeddings
-    r->image = with_image ? image : -1;
+    r->image = n_images ? image : -1;
     return 0;
 }
 
-// A row from text through the chat template: one (prompt, response) turn, or a whole conversation.
-static int row_from_turns(Loader *L, TrainRow *r, const char *system, const ChatTurn *turns, int n_turns, int with_image, int image) {
+// A row from text through the chat template: one (prompt, response) turn, or a whole conversation, with n_images
+// images (their placeholders where the text has them, else in front: data/chat.h).
+static int row_from_turns(Loader *L, TrainRow *r, const char *system, const ChatTurn *turns, int n_turns, int n_images, int image) {
     if (!L->tok) { snprintf(L->err, sizeof(L->err), "text fields need a tokenizer (--tokenizer, or tokenizer.model or tokenizer.json in the model folder)"); return -1; }
     ChatOptions o = {0};
     o.tmpl = L->opt->template_name ? (ChatTemplate)chat_template_from_name(L->opt->template_name) : CHAT_VICUNA_V1;
     o.system = L->opt->system ? L->opt->system : system;
-    o.image = with_image;
+    o.image = n_images;
     o.n_image_tokens = L->cfg->image_tokens;
     o.max_len = L->opt->max_len;
     o.max_text_len = L->opt->max_text_len;
@@ -238,7 +239,7 @@ static int row_from_turns(Loader *L, TrainRow *r, const char *system, const Chat
     }
     chat_tokens_free(&ct);
     if (llava_check_row_length(L->cfg, r->n, L->err, sizeof(L->err))) return -1;  // past max_position_embeddings
-    r->image = with_image ? image : -1;
+    r->image = n_images ? image : -1;
     return 0;
 }
 
@@ -293,11 +294,11 @@ static int pair_fields(Loader *L, const cJSON *j, PairFields *f, const char *pro
     return 0;
 }
 
-static int make_row(Loader *L, TrainRow *r, const PairFields *f, int which, int with_image, int image) {
+static int make_row(Loader *L, TrainRow *r, const PairFields *f, int which, int n_images, int image) {
     if (f->prompt_ids)
-        return row_from_ids(L, r, f->prompt_ids, f->np, which ? f->b_ids : f->a_ids, which ? f->nb : f->na, with_image, image);
+        return row_from_ids(L, r, f->prompt_ids, f->np, which ? f->b_ids : f->a_ids, which ? f->nb : f->na, n_images, image);
     ChatTurn t = {f->prompt, which ? f->b : f->a};
-    return row_from_turns(L, r, f->system, &t, 1, with_image, image);
+    return row_from_turns(L, r, f->system, &t, 1, n_images, image);
 }
 
 // LLaVA's conversation format: [{"from": "human", "value": ...}, {"from": "gpt", "value": ...}, ...], as turns
@@ -321,28 +322,36 @@ static int conversation_turns(Loader *L, const cJSON *conv, ChatTurn **out) {
     return n / 2;
 }
 
-static int conversation_row(Loader *L, TrainRow *r, const cJSON *conv, int with_image) {
+// A conversation's one row, with n_images images (their placeholders where its messages have them, else in front).
+static int conversation_row(Loader *L, TrainRow *r, const cJSON *conv, int n_images) {
     ChatTurn *turns;
     int n = conversation_turns(L, conv, &turns);
     if (n < 0) return -1;
-    int rc = row_from_turns(L, r, NULL, turns, n, with_image, 0);
+    int rc = row_from_turns(L, r, NULL, turns, n, n_images, 0);
     free(turns);
     return rc;
 }
 
-// First path of an image field that may be a string or a list of strings (MVC, TRL's "images"): its index
-// in the image table; -1 if absent, -2 with L->err on a malformed field or an image that cannot be read.
-static int image_field(Loader *L, const cJSON *j, const char *key, int line) {
+// The paths of an image field, a string or a list of strings (MVC, TRL's "images"), as indices into the image
+// table in out (TRAIN_MAX_SIDE_IMAGES at most): how many (0 if absent), or -1 with L->err on a malformed field, too
+// many images, or an image that cannot be read.
+static int image_list(Loader *L, const cJSON *j, const char *key, int line, int *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!v || cJSON_IsNull(v)) return -1;
-    if (cJSON_IsArray(v)) {
-        int n = cJSON_GetArraySize(v);
-        if (n != 1) { snprintf(L->err, sizeof(L->err), "\"%s\" has %d images; one image per side is supported", key, n); return -2; }
-        v = cJSON_GetArrayItem(v, 0);
+    if (!v || cJSON_IsNull(v)) return 0;
+    const int list = cJSON_IsArray(v), n = list ? cJSON_GetArraySize(v) : 1;
+    if (n > TRAIN_MAX_SIDE_IMAGES) {
+        snprintf(L->err, sizeof(L->err), "\"%s\" has %d images; at most %d per side are supported", key, n, TRAIN_MAX_SIDE_IMAGES);
+        return -1;
     }
-    if (!cJSON_IsString(v) || !v->valuestring[0]) { snprintf(L->err, sizeof(L->err), "\"%s\" must be an image path", key); return -2; }
-    int i = image_index(L, v->valuestring, line);
-    return i < 0 ? -2 : i;
+    for (int i = 0; i < n; i++) {
+        const cJSON *p = list ? cJSON_GetArrayItem(v, i) : v;
+        if (!cJSON_IsString(p) || !p->valuestring[0]) {
+            snprintf(L->err, sizeof(L->err), "\"%s\" must be an image path or a list of them", key);
+            return -1;
+        }
+        if ((out[i] = image_index(L, p->valuestring, line)) < 0) return -1;
+    }
+    return n;
 }
 
 // The keys a recipe reads: text fields (any recipe) and its image keys. Any other key that looks like an
@@ -390,51 +399,52 @@ static int record_rows(Loader *L, const cJSON *j, TrainExample *e) {
     const cJSON *conv;
     if (record_texts(L, j, &f, &conv)) return -1;
     int failed = 0;
-    if (conv) failed = conversation_row(L, &e->rows[e->n_rows++], conv, e->image[0] >= 0);
+    if (conv) failed = conversation_row(L, &e->rows[e->n_rows++], conv, e->n_image[0]);
     for (int k = 0; k < rc->n_rows && !failed && !conv; k++) {
         const RowSpec *s = &rc->rows[k];
-        int with_image = s->image >= 0 && e->image[s->image] >= 0;
-        failed = make_row(L, &e->rows[e->n_rows++], &f, s->response, with_image, with_image ? s->image : -1);
+        const int n_images = s->image >= 0 ? e->n_image[s->image] : 0;
+        failed = make_row(L, &e->rows[e->n_rows++], &f, s->response, n_images, n_images ? s->image : -1);
     }
     pair_fields_free(&f);
     if (failed) { train_example_free(e); return -1; }
     return 0;
 }
 
-// The load's look at a record: its keys, its images (named in the table: e->image), and that the fields its recipe
-// reads are there, without tokenizing anything. mDPO's crop is named here too. Returns 0, or -1 with L->err (the
-// caller reports or skips it).
+// The load's look at a record: its keys, each side's images (named in the table: e->image, e->n_image), and that
+// the fields its recipe reads are there, without tokenizing anything. mDPO's crop is named here too. Returns 0, or
+// -1 with L->err (the caller reports or skips it).
 static int record_index(Loader *L, const cJSON *j, TrainExample *e) {
     const int line = e->line;
-    e->image[0] = e->image[1] = -1;
+    e->n_image[0] = e->n_image[1] = 0;
     const Recipe *rc = L->d->recipe;
     if (rc->records == RECORDS_MVC) {
         int mvc = cJSON_GetObjectItemCaseSensitive(j, "chosen_images") != NULL;
         static const char *const mvc_keys[] = {"chosen_images", "rejected_images", NULL}, *const wl_keys[] = {"image_w", "image_l", NULL};
         if (stray_image_key(L, j, mvc ? mvc_keys : wl_keys, mvc ? "\"chosen_images\" and \"rejected_images\"" : "\"image_w\" and \"image_l\""))
             return -1;
-        e->image[0] = image_field(L, j, mvc ? "chosen_images" : "image_w", line);
-        if (e->image[0] == -2) return -1;
-        e->image[1] = image_field(L, j, mvc ? "rejected_images" : "image_l", line);
-        if (e->image[1] == -2) return -1;
-        if (e->image[0] < 0 || e->image[1] < 0) {
+        e->n_image[0] = image_list(L, j, mvc ? "chosen_images" : "image_w", line, e->image[0]);
+        if (e->n_image[0] < 0) return -1;
+        e->n_image[1] = image_list(L, j, mvc ? "rejected_images" : "image_l", line, e->image[1]);
+        if (e->n_image[1] < 0) return -1;
+        if (!e->n_image[0] || !e->n_image[1]) {
             snprintf(L->err, sizeof(L->err), "an S-VCO pair needs two images (%s)", mvc ? "chosen_images, rejected_images" : "image_w, image_l");
             return -1;
         }
     } else {
         CHECK_OR_DIE(rc->records == RECORDS_SFT || rc->records == RECORDS_PAIR, "recipe %s: records the LLaVA data builder does not read", rc->name);
         static const char *const image_keys[] = {"image", "images", NULL};
-        if (stray_image_key(L, j, image_keys, "\"image\" (a path) or \"images\" (TRL's list of one path)")) return -1;
+        if (stray_image_key(L, j, image_keys, "\"image\" (a path or a list) or \"images\" (TRL's list of paths)")) return -1;
         if (cJSON_GetObjectItemCaseSensitive(j, "image") && cJSON_GetObjectItemCaseSensitive(j, "images")) {
             snprintf(L->err, sizeof(L->err), "both \"image\" and \"images\": give one");
             return -1;
         }
-        const cJSON *images = cJSON_GetObjectItemCaseSensitive(j, "images");  // TRL: [] for a text-only record
-        int trl_empty = cJSON_IsArray(images) && cJSON_GetArraySize(images) == 0;
-        e->image[0] = trl_empty ? -1 : image_field(L, j, images ? "images" : "image", line);
-        if (e->image[0] == -2) return -1;
-        if (rc->second_image == IMAGE2_CROP && e->image[0] < 0) {
-            snprintf(L->err, sizeof(L->err), "%s needs an image (its second image is a crop of it)", rc->name);
+        // TRL's "images": [] is a text-only record
+        const int has_images = cJSON_GetObjectItemCaseSensitive(j, "images") != NULL;
+        e->n_image[0] = image_list(L, j, has_images ? "images" : "image", line, e->image[0]);
+        if (e->n_image[0] < 0) return -1;
+        if (rc->second_image == IMAGE2_CROP && e->n_image[0] != 1) {
+            snprintf(L->err, sizeof(L->err), "%s needs one image (its second image is a crop of it), the record has %d", rc->name,
+                     e->n_image[0]);
             return -1;
         }
     }
@@ -451,8 +461,10 @@ static int record_index(Loader *L, const cJSON *j, TrainExample *e) {
     // mDPO's corrupted image: with fresh crops the slot-0 image, cropped per pass; with --crop fixed a crop of it
     // drawn from (seed, example)
     for (int k = 0; k < rc->n_rows; k++)
-        if (rc->rows[k].image == 1 && e->image[1] < 0 && rc->second_image == IMAGE2_CROP)
-            e->image[1] = L->d->fresh_crops ? e->image[0] : corrupt_image(L, e->image[0], L->out->n);
+        if (rc->rows[k].image == 1 && !e->n_image[1] && rc->second_image == IMAGE2_CROP) {
+            e->image[1][0] = L->d->fresh_crops ? e->image[0][0] : corrupt_image(L, e->image[0][0], L->out->n);
+            e->n_image[1] = 1;
+        }
     return 0;
 }
 
@@ -554,7 +566,8 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
     else jsonl_open(&jr, path);
     // JSON Lines are read again by offset when a batch needs a record; an array's records stay parsed
     if (!jr.array && (d->fd = open(path, O_RDONLY)) < 0) fatal("%s: cannot open: %s", path, strerror(errno));
-    int cap_rec = 0, cap_items = 0;
+    int cap_rec = 0, cap_items = 0, cap_rec_images = 0;
+    d->max_example_images = 2;
     cJSON *j;
     while ((j = jsonl_next(&jr, opt->skip_bad, &d->n_bad))) {
         TrainExample e;
@@ -575,7 +588,13 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
         if (d->n == cap_rec) d->rec = xrealloc(d->rec, sizeof(TrainRecord) * (cap_rec = cap_rec ? 2 * cap_rec : 256));
         if (!jr.array && jr.len > INT_MAX) fatal("%s:%d: a line of %zu bytes is too long", path, jr.line, jr.len);
         TrainRecord *r = &d->rec[d->n++];
-        *r = (TrainRecord){jr.array ? d->n_items : jr.offset, (int)jr.len, jr.line, {e.image[0], e.image[1]}};
+        *r = (TrainRecord){jr.array ? d->n_items : jr.offset, (int)jr.len, jr.line, d->n_record_images, {e.n_image[0], e.n_image[1]}};
+        const int n_ex_images = e.n_image[0] + e.n_image[1];
+        if (d->n_record_images + n_ex_images > cap_rec_images)
+            d->record_images = xrealloc(d->record_images, sizeof(int) * (cap_rec_images = 2 * cap_rec_images + n_ex_images + 256));
+        for (int k = 0; k < 2; k++)  // side 0's images, then side 1's
+            for (int q = 0; q < e.n_image[k]; q++) d->record_images[d->n_record_images++] = e.image[k][q];
+        if (n_ex_images > d->max_example_images) d->max_example_images = n_ex_images;
         if (!jr.array) { cJSON_Delete(j); continue; }
         if (d->n_items == cap_items) d->items = xrealloc(d->items, sizeof(cJSON *) * (cap_items = cap_items ? 2 * cap_items : 256));
         d->items[d->n_items++] = j;
@@ -584,8 +603,8 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
     if (d->n == 0) fatal("%s: no usable %s examples%s", path, recipe->name, d->n_bad ? " (all were skipped)" : "");
     if (d->n_bad) fprintf(stderr, "vlm: %s: %d records skipped\n", path, d->n_bad);
     // the hash keys the reference cache and --resume: what the rows are made from (the file's bytes, the tokenizer's,
-    // the options that shape rows, which records were kept) and the images' sources (never their pixels: those are
-    // made when batches need them)
+    // the options that shape rows, which records were kept, the images each side of each sees in order) and the
+    // images' sources (never their pixels: those are made when batches need them)
     unsigned long long h = 1469598103934665603ULL;
     h = fnv(h, &recipe->id, sizeof(recipe->id));
     if (d->fresh_crops) h = fnv(h, "fresh crops", 11);
@@ -595,7 +614,15 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
     for (int k = 0; k < 2; k++) h = fnv(h, texts[k], strlen(texts[k]) + 1);
     const int shape[5] = {opt->max_len, opt->max_text_len, cfg->image_tokens, cfg->image_token_id, cfg->text.vocab};
     h = fnv(h, shape, sizeof(shape));
-    for (int i = 0; i < d->n; i++) h = fnv(h, &d->rec[i].line, sizeof(int));
+    for (int i = 0; i < d->n; i++) {
+        h = fnv(h, &d->rec[i].line, sizeof(int));
+        for (int k = 0; k < 2; k++) {  // which images each side sees, in order: a row's log-prob depends on all of them
+            int n_side;
+            const int *side = train_data_example_images(d, i, k, &n_side);
+            h = fnv(h, &n_side, sizeof(int));
+            h = fnv(h, side, sizeof(int) * n_side);
+        }
+    }
     h = fnv(h, &L.image_hash, sizeof(L.image_hash));
     for (int i = 0; i < d->n_images; i++) {  // which images are shard images and crops, of what, from which seed
         const TrainImage *im = &d->images[i];
@@ -635,17 +662,23 @@ const TrainExample *train_data_example(const TrainData *d, int i, TrainExample *
     Loader L = {.d = d, .path = d->path, .cfg = &d->cfg, .pcfg = &d->pcfg, .opt = &d->opt, .tok = d->tok};
     memset(scratch, 0, sizeof(*scratch));
     scratch->line = r->line;
-    scratch->image[0] = r->image[0];
-    scratch->image[1] = r->image[1];
+    for (int k = 0; k < 2; k++) {
+        const int *side = train_data_example_images(d, i, k, &scratch->n_image[k]);
+        memcpy(scratch->image[k], side, sizeof(int) * scratch->n_image[k]);
+    }
     if (record_rows(&L, j, scratch)) fatal("%s:%d: %s", d->path, r->line, L.err);
     if (!d->items) cJSON_Delete(j);
     return scratch;
 }
 
-void train_data_example_images(const TrainData *d, int i, int image[2]) {
-    const int *src = d->ex ? d->ex[i].image : d->rec[i].image;
-    image[0] = src[0];
-    image[1] = src[1];
+const int *train_data_example_images(const TrainData *d, int i, int side, int *n) {
+    if (d->ex) {
+        *n = d->ex[i].n_image[side];
+        return d->ex[i].image[side];
+    }
+    const TrainRecord *r = &d->rec[i];
+    *n = r->n_image[side];
+    return d->record_images + r->image_at + (side ? r->n_image[0] : 0);
 }
 
 void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, const LlavaConfig *cfg, int prompt_len,
@@ -659,6 +692,7 @@ void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, co
     AugRng rng;
     augrng_seed(&rng, seed);
     d->n_images = n_examples * per;
+    d->max_example_images = 2;
     d->pixels = xmalloc(sizeof(float) * (size_t)d->n_images * 3 * S * S);
     d->images = xmalloc(sizeof(TrainImage) * d->n_images);
     for (size_t i = 0; i < (size_t)d->n_images * 3 * S * S; i++) d->pixels[i] = (float)augrng_normal(&rng);
@@ -673,8 +707,10 @@ void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, co
         TrainExample *ex = &d->ex[e];
         const int rlen = long_resp_len > 0 && e % 7 == 6 ? long_resp_len : resp_len;
         ex->line = e + 1;
-        ex->image[0] = e * per;
-        ex->image[1] = per == 2 ? e * per + 1 : -1;
+        ex->image[0][0] = e * per;
+        ex->image[1][0] = e * per + 1;
+        ex->n_image[0] = 1;
+        ex->n_image[1] = per == 2;
         prompt[0] = 1;
         for (int t = 1; t < prompt_len; t++) prompt[t] = 3 + augrng_int(&rng, 0, hi);
         for (int k = 0; k < 2; k++) for (int t = 0; t < rlen; t++) resp[k][t] = 3 + augrng_int(&rng, 0, hi);
@@ -702,6 +738,7 @@ void train_data_free(TrainData *d) {
     for (int i = 0; d->ex && i < d->n; i++) train_example_free(&d->ex[i]);
     for (int i = 0; i < d->n_items; i++) cJSON_Delete(d->items[i]);
     free(d->items);
+    free(d->record_images);
     free(d->rec);
     if (d->rec && !d->items && d->fd >= 0) close(d->fd);
     tokenizer_free(d->tok);
@@ -756,7 +793,7 @@ static int planned_length(const TrainExample *ex, const int pr[2]) {
 // rows of up to len tokens (freed first: they hold nothing between batches).
 static void group_alloc(TrainBatch *b, int g, int len) {
     BatchGroup *G = &b->g[g];
-    free(G->ids); free(G->pos); free(G->segment); free(G->lengths); free(G->image_of_row);
+    free(G->ids); free(G->pos); free(G->segment); free(G->lengths); free(G->image_of_row); free(G->images_of_row);
     free(G->out_index); free(G->out_target); free(G->out_row); free(G->members);
     G->cap_rows = b->max_examples * b->ex_rows[g];
     G->cap_len = len;
@@ -767,6 +804,7 @@ static void group_alloc(TrainBatch *b, int g, int len) {
     G->segment = xmalloc(sizeof(int) * cells);
     G->lengths = xmalloc(sizeof(int) * (G->cap_rows + 1));
     G->image_of_row = xmalloc(sizeof(int) * (G->cap_rows + 1));
+    G->images_of_row = xmalloc(sizeof(int) * (G->cap_rows + 1));
     G->out_index = xmalloc(sizeof(int) * G->cap_out);
     G->out_target = xmalloc(sizeof(int) * G->cap_out);
     G->out_row = xmalloc(sizeof(int) * G->cap_out);
@@ -804,7 +842,7 @@ void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int p
     b->pack = pack;
     b->max_examples = max_examples;
     b->cap_rows = max_examples * d->recipe->n_rows;
-    b->cap_images = max_examples * 2;
+    b->cap_images = max_examples * d->max_example_images;
     b->crop_source = xmalloc(sizeof(int) * (b->cap_images + 1));
     b->crop_example = xmalloc(sizeof(int) * (b->cap_images + 1));
     b->example_of_row = xmalloc(sizeof(int) * b->cap_rows);
@@ -835,7 +873,7 @@ void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int p
 void train_batch_free(TrainBatch *b) {
     for (int g = 0; g < 2; g++) {
         BatchGroup *G = &b->g[g];
-        free(G->ids); free(G->pos); free(G->segment); free(G->lengths); free(G->image_of_row);
+        free(G->ids); free(G->pos); free(G->segment); free(G->lengths); free(G->image_of_row); free(G->images_of_row);
         free(G->out_index); free(G->out_target); free(G->out_row); free(G->members);
     }
     free(b->example_of_row); free(b->kind_of_row); free(b->length_of_row); free(b->pixels); free(b->feats);
@@ -843,7 +881,7 @@ void train_batch_free(TrainBatch *b) {
     memset(b, 0, sizeof(*b));
 }
 
-typedef struct { const TrainRow *a, *b; int ra, rb, image; } Physical;  // one physical row of a group
+typedef struct { const TrainRow *a, *b; int ra, rb, image, n_images; } Physical;  // one physical row of a group
 
 // The pixels of data image g into dst: from the prefetched batch when it has them, else made here.
 static void batch_image_pixels(const TrainData *d, const TrainPrefetched *pre, int g, float *dst) {
@@ -881,19 +919,28 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n,
     b->n_images = 0;
     for (int e = 0; e < n; e++) {
         const TrainExample *ex = exs[e];
-        int local[2] = {-1, -1};
+        int local[2] = {-1, -1};  // each side's first batch image; its images are consecutive from there
         for (int k = 0; k < 2; k++) {
-            if (ex->image[k] < 0) continue;
+            const int n_side = ex->n_image[k];
+            if (!n_side) continue;
             const int crop = k == 1 && d->fresh_crops;  // a crop is the example's own, never shared
-            for (int i = 0; i < b->n_images && !crop; i++) if (gl[i] == ex->image[k] && b->crop_source[i] < 0) local[k] = i;
-            if (local[k] < 0) {
-                gl[b->n_images] = ex->image[k];
+            // an earlier run of the same images in the same order (one image: any earlier copy of it) is shared
+            for (int i = 0; i + n_side <= b->n_images && !crop && local[k] < 0; i++) {
+                int same = 1;
+                for (int q = 0; q < n_side && same; q++) same = gl[i + q] == ex->image[k][q] && b->crop_source[i + q] < 0;
+                if (same) local[k] = i;
+            }
+            if (local[k] >= 0) continue;
+            local[k] = b->n_images;
+            for (int q = 0; q < n_side; q++, b->n_images++) {
+                const int g = ex->image[k][q];
+                gl[b->n_images] = g;
                 b->crop_source[b->n_images] = crop ? local[0] : -1;  // a crop's source is the example's image 0
                 b->crop_example[b->n_images] = crop ? idx[e] : -1;
-                if (d->feats) memcpy(dst + b->n_images * img_floats, d->feats + (size_t)ex->image[k] * img_floats, sizeof(float) * img_floats);
-                else if (crop) memcpy(dst + b->n_images * img_floats, dst + local[0] * img_floats, sizeof(float) * img_floats);
-                else batch_image_pixels(d, pre, ex->image[k], dst + b->n_images * img_floats);
-                local[k] = b->n_images++;
+                float *to = dst + b->n_images * img_floats;
+                if (d->feats) memcpy(to, d->feats + (size_t)g * img_floats, sizeof(float) * img_floats);
+                else if (crop) memcpy(to, dst + local[0] * img_floats, sizeof(float) * img_floats);
+                else batch_image_pixels(d, pre, g, to);
             }
         }
         const int first = b->B;  // logical rows of this example, in its row order
@@ -910,7 +957,8 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n,
             BatchGroup *G = &b->g[g];
             Physical *P = &phys[g][G->B++];
             *P = (Physical){ra, plan[k][1] >= 0 ? &ex->rows[plan[k][1]] : NULL, first + plan[k][0],
-                            plan[k][1] >= 0 ? first + plan[k][1] : -1, ra->image >= 0 ? local[ra->image] : -1};
+                            plan[k][1] >= 0 ? first + plan[k][1] : -1, ra->image >= 0 ? local[ra->image] : -1,
+                            ra->image >= 0 ? ex->n_image[ra->image] : 0};
             int len = planned_length(ex, plan[k]);
             if (len > G->T) G->T = len;
             G->members[G->n_members++] = P->ra;
@@ -945,6 +993,7 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n,
             for (int t = len; t < G->T; t++) { ids[t] = 0; pos[t] = t; seg[t] = 0; }
             G->lengths[i] = len;
             G->image_of_row[i] = P->image;
+            G->images_of_row[i] = P->n_images;
         }
         free(phys[g]);
     }
@@ -999,8 +1048,8 @@ void data_order_next(DataOrder *o, int *idx, int k) {
 typedef struct {
     TrainPrefetched b;
     TrainExample *ex;   // (batch) the examples' rows (a file's data; NULL for synthetic data, which has them)
-    int *idx, *images;  // (batch), (2 * batch)
-    float *pixels;      // (2 * batch, 3, S, S); NULL when the data has features (nothing to decode)
+    int *idx, *images;  // (batch), (max_example_images * batch)
+    float *pixels;      // (max_example_images * batch, 3, S, S); NULL when the data has features (nothing to decode)
 } StreamSlot;
 
 struct TrainStream {
@@ -1032,7 +1081,7 @@ static int stream_claim(void *ctx, int slot, uint64_t seq) {
     return 1;
 }
 
-// On a worker: the distinct images of the batch, each made once.
+// On a worker: the batch's rows (its records tokenized) and the distinct images of all its rows, each made once.
 static void stream_fill(void *ctx, int slot) {
     TrainStream *s = ctx;
     StreamSlot *sl = &s->slots[slot];
@@ -1046,14 +1095,16 @@ static void stream_fill(void *ctx, int slot) {
     if (!sl->pixels) return;
     for (int e = 0; e < sl->b.n; e++)
         for (int k = 0; k < 2; k++) {
-            int im[2];
-            train_data_example_images(d, sl->idx[e], im);
-            const int g = im[k];
-            int seen = g < 0;
-            for (int i = 0; i < sl->b.n_images && !seen; i++) seen = sl->images[i] == g;
-            if (seen) continue;
-            train_data_image(d, g, sl->pixels + sl->b.n_images * img);
-            sl->images[sl->b.n_images++] = g;
+            int n_side;
+            const int *side = train_data_example_images(d, sl->idx[e], k, &n_side);
+            for (int q = 0; q < n_side; q++) {  // every image of each side
+                const int g = side[q];
+                int seen = 0;
+                for (int i = 0; i < sl->b.n_images && !seen; i++) seen = sl->images[i] == g;
+                if (seen) continue;
+                train_data_image(d, g, sl->pixels + sl->b.n_images * img);
+                sl->images[sl->b.n_images++] = g;
+            }
         }
 }
 
@@ -1083,10 +1134,10 @@ TrainStream *train_stream_open_part(const TrainData *d, const DataOrder *order, 
     for (int i = 0; i < n_slots; i++) {
         StreamSlot *sl = &s->slots[i];
         sl->idx = xmalloc(sizeof(int) * batch);
-        sl->images = xmalloc(sizeof(int) * 2 * batch);
+        sl->images = xmalloc(sizeof(int) * d->max_example_images * batch);
         if (!d->ex) sl->ex = xcalloc((size_t)batch, sizeof(TrainExample));
         sl->b.ex = sl->ex;
-        if (!d->feats) sl->pixels = xmalloc(sizeof(float) * 2 * batch * img);
+        if (!d->feats) sl->pixels = xmalloc(sizeof(float) * d->max_example_images * batch * img);
         sl->b.idx = sl->idx;
         sl->b.images = sl->images;
         sl->b.pixels = sl->pixels;

@@ -21,12 +21,16 @@
 //   RECORDS_SFT   {"image"?, "prompt", "response"}            or {"image"?, "prompt_ids", "response_ids"}
 //                 or LLaVA's {"image"?, "conversations": [{"from": "human"|"gpt", "value"}, ...]}
 //   RECORDS_PAIR  {"image"?, "prompt", "chosen", "rejected"}  or {"image"?, "prompt_ids", "chosen_ids", "rejected_ids"}
-//   ("image" may be TRL's "images": [path] ([] for a text-only record), "prompt" may be "question"; any other key
+//   ("image" may be a list of paths, or TRL's "images": [paths] ([] for a text-only record): several images go
+//   in order where the conversation's "<image>" placeholders are, one per image, or in front of the first user
+//   message when it has none (data/chat.h; *_ids rows: the image token once per image, or expanded);
+//   "prompt" may be "question"; any other key
 //   that looks like an image is an error naming it: the image would silently be left out of training;
 //   mdpo needs an image, to crop)
 //   RECORDS_MVC   {"chosen_images": [..], "rejected_images": [..], "instruction_prompt", "system_prompt"?,
 //                  "chosen_response", "rejected_response"}
-//                 or {"image_w", "image_l", "prompt_ids", "chosen_ids", "rejected_ids"}
+//                 or {"image_w", "image_l", "prompt_ids", "chosen_ids", "rejected_ids"} (each a path or a list)
+//                 each side a list of up to TRAIN_MAX_SIDE_IMAGES images, which its rows see in order
 // Image paths are relative to the data file's folder (or --images DIR).
 #pragma once
 #include <cJSON.h>
@@ -42,12 +46,16 @@ typedef struct {
     int *ids;       // (n) image tokens expanded
     int *labels;    // (n) HF labels: the id on response tokens, -100 elsewhere
     int n;
-    int image;      // which image of the example this row sees (0 or 1), -1 for an image-free row
+    int image;      // which image side of the example this row sees (0 or 1; all its images), -1 for an image-free row
 } TrainRow;
+
+// The most images one side of an example may have (LLaVA-NeXT-Interleave's rows have a few).
+enum { TRAIN_MAX_SIDE_IMAGES = 8 };
 
 typedef struct {
     int line;          // line (or array index + 1) in the input file
-    int image[2];      // indices into TrainData.images, -1 if unused
+    int image[2][TRAIN_MAX_SIDE_IMAGES];  // each side's images in prompt order, indices into TrainData.images
+    int n_image[2];    // images of each side, 0 if unused
     TrainRow rows[RECIPE_MAX_ROWS];  // (n_rows) in the recipe's row order
     int n_rows;
 } TrainExample;
@@ -84,27 +92,33 @@ typedef struct {
     int line;       // the record that first named the image, for messages
 } TrainImage;
 
-// Where a record of lazily loaded data is, and the images it names (found at load).
+// Where a record of lazily loaded data is, and the images it names (found at load). Its image lists live in one
+// array shared by all records (TrainData.record_images): a record costs the same whatever its sides' image counts.
 typedef struct {
     long long at;   // JSON Lines: the byte offset of its line; a JSON array or a shard: its index in TrainData.items
     int len;        // JSON Lines: the line's length in bytes
     int line;       // line (or array index + 1) in the input file
-    int image[2];   // indices into TrainData.images, -1 if unused (as TrainExample.image)
+    int image_at;   // its images in TrainData.record_images: side 0's n_image[0], then side 1's n_image[1]
+    int n_image[2]; // images of each side, 0 if unused (as TrainExample.n_image)
 } TrainRecord;
 
 typedef struct {
     const Recipe *recipe;
     TrainExample *ex;        // (n) examples made whole at load (synthetic data); NULL for a file's data (rec)
     TrainRecord *rec;        // (n) a file's records, tokenized when a batch needs them (train_data_example)
+    int *record_images;      // (n_record_images) the records' image lists (TrainRecord.image_at), indices into images
+    int n_record_images;
     int n;
     int n_images, image_size;
     TrainImage *images;      // (n_images) where each image's pixels come from, each distinct source once
     float *pixels;           // (n_memory_images, 3, S, S) the pixels of TRAIN_IMAGE_MEMORY images (synthetic data), or NULL
     float *feats;            // (n_images, feat_size) the frozen tower's features (train_data_encode_images), or NULL
     int feat_size;           // image_tokens * vision hidden
+    int max_example_images;  // the most images one example names (both sides), at least 2: a batch's room per example
     int n_bad;               // records skipped with skip_bad
     unsigned long long hash; // of what the rows are made from (the file's bytes, the tokenizer's, the options that
-                             // shape rows) and the images' sources: keys the reference log-prob cache and --resume
+                             // shape rows), each record's image lists in order and the images' sources: keys the
+                             // reference log-prob cache and --resume
     int fresh_crops;         // image slot 1 of every example is a crop of its slot-0 image, drawn anew for every
                              // forward pass by train_batch_draw_crops (mDPO's code crops inside forward); the
                              // pixels stay (no feature cache: each crop goes through the tower)
@@ -129,8 +143,8 @@ void train_data_free(TrainData *d);
 // train_example_free). Thread-safe. A record whose rows cannot be made dies naming the file, the line and the problem.
 const TrainExample *train_data_example(const TrainData *d, int i, TrainExample *scratch);
 void train_example_free(TrainExample *e);
-// The images (TrainData.images indices, -1 if unused) of example i.
-void train_data_example_images(const TrainData *d, int i, int image[2]);
+// The images of side (0 or 1) of example i, in prompt order: *n of them (0 if unused), TrainData.images indices.
+const int *train_data_example_images(const TrainData *d, int i, int side, int *n);
 // The pixels of image i, (3, S, S) into out: decoded and preprocessed (or normalized, or cropped) now. Thread-safe.
 // An image that can no longer be read dies naming the file, the record and the problem.
 void train_data_image(const TrainData *d, int i, float *out);
@@ -152,7 +166,8 @@ typedef struct {
 void data_order_shuffle(DataOrder *o);                 // the permutation of o->epoch
 void data_order_next(DataOrder *o, int *idx, int k);   // the next k examples (crossing epochs as needed); idx NULL: skips them
 
-// A micro-batch of examples laid out as model rows: distinct images once, each row pointing at one.
+// A micro-batch of examples laid out as model rows: distinct images once, each row pointing at its side's images
+// (consecutive batch images; a side with several images shares them with another row only as the same list).
 //
 // Rows with an image and image-free rows go into separate groups, each padded to its own longest row:
 // S-VCO's image-free rows are ~600 tokens shorter than its image rows, and padding them to the image
@@ -167,6 +182,7 @@ void data_order_next(DataOrder *o, int *idx, int k);   // the next k examples (c
 typedef struct {
     int B, T;                                     // physical rows (packed or single) and their length
     int *ids, *lengths, *image_of_row;            // (B*T), (B), (B) as LlavaBatch wants them
+    int *images_of_row;                           // (B) the row's images, consecutive from image_of_row (0: none)
     int *pos, *segment;                           // (B*T) positions and tree-mask segments
     int packed;                                   // some row holds two sequences: segments are needed
     int n_out, *out_index, *out_target, *out_row; // explicit outputs, out_row = logical batch row

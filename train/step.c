@@ -23,9 +23,11 @@ int train_data_encode_images(TrainData *d, const Llava *m) {
     if ((double)d->n_images * feat * sizeof(float) > budget) return 0;
     // the images stream through the loader (a micro-batch of examples at a time), each encoded the first time it
     // comes: memory is the features and the loader's slots, never the data set's pixels
-    float *feats = xmalloc(sizeof(float) * d->n_images * feat), *px = xmalloc(sizeof(float) * 2 * LLAVA_FEATURE_CHUNK * img);
+    // a micro-batch of LLAVA_FEATURE_CHUNK examples has up to max_example_images distinct images each
+    const size_t chunk_images = (size_t)d->max_example_images * LLAVA_FEATURE_CHUNK;
+    float *feats = xmalloc(sizeof(float) * d->n_images * feat), *px = xmalloc(sizeof(float) * chunk_images * img);
     unsigned char *done = xcalloc((size_t)d->n_images, 1);
-    int *which = xmalloc(sizeof(int) * 2 * LLAVA_FEATURE_CHUNK);
+    int *which = xmalloc(sizeof(int) * chunk_images);
     TrainStream *s = train_stream_open(d, NULL, LLAVA_FEATURE_CHUNK, train_stream_workers(), train_stream_depth());
     const TrainPrefetched *pre;
     while ((pre = train_stream_next(s))) {
@@ -94,6 +96,7 @@ void batch_forward(const Llava *m, BatchActs *ba, const TrainBatch *tb) {
         }
         if (G->B == 0) continue;
         LlavaBatch lb = {.B = G->B, .T = G->T, .ids = G->ids, .lengths = G->lengths, .image_of_row = G->image_of_row,
+                         .images_of_row = G->images_of_row,
                          .n_images = g == 0 ? tb->n_images : 0, .pixels = tb->pixels, .feats = tb->feats, .pos = G->pos,
                          .segment = G->packed ? G->segment : NULL, .n_out = G->n_out, .out_index = G->out_index,
                          .out_target = G->out_target, .out_row = G->out_row, .n_logical = tb->B};

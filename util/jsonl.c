@@ -96,32 +96,41 @@ void jsonl_close(JsonlReader *r) {
 
 // ---- record fields
 
-int json_record_image(const cJSON *j, const char **out, const char **key, char *err, size_t errlen) {
-    *out = NULL;
+int json_record_images(const cJSON *j, const char **out, int max, int *n, const char **key, char *err, size_t errlen) {
+    *n = 0;
     *key = NULL;
     const cJSON *one = cJSON_GetObjectItemCaseSensitive(j, "image"), *list = cJSON_GetObjectItemCaseSensitive(j, "images");
     if (one && cJSON_IsNull(one)) one = NULL;
     if (list && cJSON_IsNull(list)) list = NULL;
     if (one && list) { snprintf(err, errlen, "both \"image\" and \"images\": give one"); return -1; }
-    const cJSON *v = one;
-    *key = one ? "image" : list ? "images" : NULL;
-    if (list) {  // TRL's vision datasets: "images": ["path"]
-        int n = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : -1;
-        if (n == 0) { *key = NULL; return 0; }  // TRL's text-only rows: an empty list
-        if (n != 1) {
-            if (n < 0) snprintf(err, errlen, "\"images\" must be a list of image paths (TRL's format)");
-            else snprintf(err, errlen, "\"images\" has %d images; one image per record is supported", n);
-            return -1;
-        }
-        v = cJSON_GetArrayItem(list, 0);
-    }
+    const cJSON *v = one ? one : list;
     if (!v) return 0;
-    if (!cJSON_IsString(v) || !v->valuestring[0]) {
-        if (list) snprintf(err, errlen, "\"images\" must be a list of one non-empty path");
-        else snprintf(err, errlen, "\"image\" must be a %s", cJSON_IsString(v) ? "non-empty string" : "string (a path)");
+    *key = one ? "image" : "images";
+    if (list && !cJSON_IsArray(list)) { snprintf(err, errlen, "\"images\" must be a list of image paths (TRL's format)"); return -1; }
+    const int is_list = cJSON_IsArray(v), count = is_list ? cJSON_GetArraySize(v) : 1;
+    if (count == 0) { *key = NULL; return 0; }  // TRL's text-only rows: an empty list
+    if (count > max) {
+        if (max == 1) snprintf(err, errlen, "\"%s\" has %d images; one image per record is supported", *key, count);
+        else snprintf(err, errlen, "\"%s\" has %d images; at most %d per record are supported", *key, count, max);
         return -1;
     }
-    *out = v->valuestring;
+    for (int i = 0; i < count; i++) {
+        const cJSON *p = is_list ? cJSON_GetArrayItem(v, i) : v;
+        if (!cJSON_IsString(p) || !p->valuestring[0]) {
+            if (is_list) snprintf(err, errlen, "\"%s\" must be a list of non-empty paths", *key);
+            else snprintf(err, errlen, "\"image\" must be a %s", cJSON_IsString(p) ? "non-empty string" : "string (a path)");
+            return -1;
+        }
+        out[i] = p->valuestring;
+    }
+    *n = count;
+    return 0;
+}
+
+int json_record_image(const cJSON *j, const char **out, const char **key, char *err, size_t errlen) {
+    int n;
+    *out = NULL;
+    if (json_record_images(j, out, 1, &n, key, err, errlen)) return -1;
     return 0;
 }
 

@@ -36,6 +36,9 @@ int json_error_line(const char *text, const char *end);
 // path (not a copy; NULL when the record has neither, or "image" is null) and *key the key it came from; -1
 // with a message in err (both keys, a list of zero or several paths, a path that is not a non-empty string).
 int json_record_image(const cJSON *j, const char **out, const char **key, char *err, size_t errlen);
+// A record's images: "image" (a path or a list of paths) or TRL's "images" (a list; [] is none), at most max, in
+// order into out (not copies), their count in *n and the key in *key (NULL when none); -1 with a message in err.
+int json_record_images(const cJSON *j, const char **out, int max, int *n, const char **key, char *err, size_t errlen);
 
 // A record's text under the first of keys (NULL-terminated, e.g. {"prompt", "question", NULL}) present.
 // Returns 0 with *out the text (not a copy; NULL when none is present) and *key its key; -1 with a message in

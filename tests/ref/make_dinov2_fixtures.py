@@ -5,9 +5,11 @@ tests/fixtures/models/dinov2       a tiny random Dinov2Model (random layer scale
                                    Hub key layout (encoder.layer.N.attention.attention.query, ...); inputs at the
                                    pretraining grid (28 px, patches of 7: no interpolation) and at 42 px (6 x 6,
                                    bicubic up) and 21 px (3 x 3, bicubic down) where transformers interpolates the
-                                   position embeddings; last_hidden_state and pooler_output of each
+                                   position embeddings; last_hidden_state and pooler_output of each, and
+                                   every parameter's gradient of sum(pooler_output * dpooled) (grad_<px>.<name>)
 tests/fixtures/models/dinov2_reg   Dinov2WithRegistersModel with 2 register tokens, weights under transformers 5's
-                                   in-memory names (attention.q_proj, ...); 28 px and 35 px (antialiased bicubic)
+                                   in-memory names (attention.q_proj, ...); 28 px and 35 px (antialiased bicubic);
+                                   outputs and gradients as above
 tests/fixtures/mvc_filter/         a few image pairs (PNG, made here) with a tiny SigLIP vision model (with its head)
                                    and a tiny DINOv2, each with its preprocessor_config.json (SiglipImageProcessor;
                                    dinov2's BitImageProcessor: shortest edge, center crop, ImageNet mean/std);
@@ -50,16 +52,18 @@ def write_model(path, model, hub_names, preprocessor=None):
         shutil.rmtree(path)
     os.makedirs(path)
     model.config.save_pretrained(path)
-    sd = {}
-    for k, v in model.state_dict().items():
-        if hub_names:
-            for new, old in HUB_NAMES:
-                k = k.replace(new, old)
-        sd[k] = v.detach().contiguous()
+    sd = {hub_name(k, hub_names): v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(sd, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
     if preprocessor:
         with open(os.path.join(path, "preprocessor_config.json"), "w") as f:
             json.dump(preprocessor, f, indent=2)
+
+
+def hub_name(name, hub_names):
+    if hub_names:
+        for new, old in HUB_NAMES:
+            name = name.replace(new, old)
+    return name
 
 
 def dinov2_fixture(name, cls, cfg, sizes, hub_names):
@@ -68,16 +72,29 @@ def dinov2_fixture(name, cls, cfg, sizes, hub_names):
     randomize(model)
     model.eval()
     tensors = {}
-    with torch.no_grad():
-        for s in sizes:
-            px = torch.randn(2, 3, s, s)
-            out = model(pixel_values=px)
-            tensors[f"pixel_values_{s}"] = px
-            tensors[f"last_hidden_state_{s}"] = out.last_hidden_state
-            tensors[f"pooler_output_{s}"] = out.pooler_output
+    # the loss weights come from their own generator, so the models and pixels stay those of the fixtures before
+    gen = torch.Generator().manual_seed(zlib.crc32((name + "/dpooled").encode()))
+    for s in sizes:
+        px = torch.randn(2, 3, s, s)
+        model.zero_grad()
+        out = model(pixel_values=px)
+        # a loss on the image embedding (pooler_output, the class token after the final LayerNorm): a fixed random
+        # weighting, so every parameter's gradient is that of sum(pooler_output * dpooled)
+        dpooled = torch.randn(out.pooler_output.shape, generator=gen)
+        loss = (out.pooler_output * dpooled).sum()
+        loss.backward()
+        tensors[f"pixel_values_{s}"] = px
+        tensors[f"last_hidden_state_{s}"] = out.last_hidden_state.detach()
+        tensors[f"pooler_output_{s}"] = out.pooler_output.detach()
+        tensors[f"dpooled_{s}"] = dpooled
+        tensors[f"loss_{s}"] = loss.detach().double().reshape(1)
+        for pname, p in model.named_parameters():
+            if p.grad is not None:  # embeddings.mask_token is only read with bool_masked_pos
+                tensors[f"grad_{s}." + hub_name(pname, hub_names)] = p.grad.detach().clone()
     path = os.path.join(ROOT, "models", name)
     write_model(path, model, hub_names)
-    save_file({k: v.contiguous().float() for k, v in tensors.items()}, os.path.join(path, "expected.safetensors"))
+    save_file({k: v.contiguous() if k.startswith("loss") else v.contiguous().float() for k, v in tensors.items()},
+              os.path.join(path, "expected.safetensors"))
     print(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, sizes {sizes}")
 
 
