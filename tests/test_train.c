@@ -1349,6 +1349,30 @@ TEST(train_multi_image_sft) {
     free(text); free(swapped); free(src_dir); free(dir); free(data);
 }
 
+// The frozen tower's feature cache encodes the data a micro-batch of LLAVA_FEATURE_CHUNK examples at a time: with
+// three distinct images per example a chunk has more than two per example (192 paths, links to one file), and the
+// cached features train the same weights as the tower run in every batch.
+TEST(train_multi_image_feature_cache_chunk) {
+    enum { N = LLAVA_FEATURE_CHUNK, PER = 3 };
+    char *dir = test_image_dir("multi_feature_chunk"), cmd[1200];
+    snprintf(cmd, sizeof(cmd), "cd %s/images && for i in $(seq 0 %d); do ln -s a.png i$i.png; done", dir, N * PER - 1);
+    EXPECT(test_shell(cmd) == 0);
+    size_t cap = 1 << 20, len = 0;
+    char *text = xmalloc(cap), line[1024];
+    for (int i = 0; i < N; i++) {
+        snprintf(line, sizeof(line), "{\"image\": [\"images/i%d.png\", \"images/i%d.png\", \"images/i%d.png\"], "
+                 "\"prompt_ids\": [1, 90, 90, 90, %d], ", PER * i, PER * i + 1, PER * i + 2, rnd(3, 80));
+        append_responses(line, sizeof(line), "sft");
+        len += snprintf(text + len, cap - len, "%s", line);
+    }
+    char *data = save_data(xstrdup(dir), text, len), *runs = path_join(dir, "runs"), args[1024];
+    snprintf(args, sizeof(args), "--recipe sft --model " GQA " --data %s --steps 1 --batch 2 --lr 2e-3 --warmup-steps 0 --device cpu "
+             "--quiet", data);
+    EXPECTF(same_weights_with_env("VLM_CACHE_FEATURES", "0", args, runs, 1),
+            "192 images in a chunk of 64 examples: the weights differ between cached features and the tower run per batch");
+    free(runs); free(data); free(dir);
+}
+
 // The reference log-prob cache is keyed by the data hash, which depends on every image of every side in order: data
 // that differ only in a row's second image (or in the order of its images) hash differently.
 TEST(train_multi_image_reference_cache_key) {

@@ -390,9 +390,9 @@ static int record_texts(Loader *L, const cJSON *j, PairFields *f, const cJSON **
                                       : pair_fields(L, j, f, "prompt", "chosen", "rejected", NULL);
 }
 
-// The recipe's rows of a record whose images e->image already holds (record_index): row k scores response
-// rows[k].response under image slot rows[k].image, or image-free when the slot is -1 or the record has no image
-// there; a LLaVA conversation is the example's one row. Tokenizes. Returns 0, or -1 with L->err and no rows.
+// The recipe's rows of a record whose image lists e->image, e->n_image already hold (record_index): row k scores
+// response rows[k].response under every image of side rows[k].image, in order, or image-free when the side is -1
+// or the record has no image there; a LLaVA conversation is the example's one row (side 0's images). Tokenizes. Returns 0, or -1 with L->err and no rows.
 static int record_rows(Loader *L, const cJSON *j, TrainExample *e) {
     const Recipe *rc = L->d->recipe;
     PairFields f;
