@@ -347,7 +347,8 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-// The training loader on a data set: load time, then images/s through TrainStream.
+// The training loader on a data set: load (index) time, then images/s through TrainStream (records tokenized and
+// images made on its threads).
 static int data_bench_train(const char *data, const char *model, const char *recipe_name, long batch, long workers, long images) {
     if (batch < 1 || workers < 0 || workers > 64 || images < 1) fatal("vlm data bench: bad arguments (see --help)");
     const Recipe *recipe = recipe_find(recipe_name);
@@ -361,7 +362,7 @@ static int data_bench_train(const char *data, const char *model, const char *rec
     TrainData d;
     train_data_load(&d, recipe, data, &cfg, &pcfg, &opt);
     const double t_load = now_seconds() - t0;
-    printf("data: %d examples, %d distinct images, loaded (tokenized, images probed) in %.2f s\n", d.n, d.n_images, t_load);
+    printf("data: %d examples, %d distinct images, indexed (records read, image files found; rows are tokenized by the loader) in %.2f s\n", d.n, d.n_images, t_load);
     DataOrder order = {d.n, 0, 0, 1, xmalloc(sizeof(int) * d.n)};
     data_order_shuffle(&order);
     TrainStream *s = train_stream_open(&d, &order, (int)batch, (int)workers, 0);

@@ -110,7 +110,9 @@ TEST(recipes_svco_rows_match_official_collator) {
         int rows = 0, cut = 0;
         for (int e = 0; e < td.n && e < cJSON_GetArraySize(want); e++)
             for (int k = 0; k < SVCO_ROWS; k++) {
-                const TrainRow *r = &td.ex[e].rows[k];
+                TrainExample scratch;
+                const TrainExample *ex = train_data_example(&td, e, &scratch);
+                const TrainRow *r = &ex->rows[k];
                 const cJSON *w = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(want, e), official[k]);
                 // the image's tokens collapsed to the collator's one <image> id
                 int *ids = xmalloc(sizeof(int) * (r->n + 1)), *labels = xmalloc(sizeof(int) * (r->n + 1)), n = 0;
@@ -126,6 +128,7 @@ TEST(recipes_svco_rows_match_official_collator) {
                 EXPECT_IDS(labels, n, cJSON_GetObjectItemCaseSensitive(w, "labels"), what);
                 cut += L == 1 && n == 128 && ids[n - 1] != 2;  // cut rows have lost their EOS
                 free(ids); free(labels);
+                if (ex == &scratch) train_example_free(&scratch);
             }
         EXPECTF(rows == td.n * SVCO_ROWS, "max %s: %d of %d rows equal the collator's", lengths[L], rows, td.n * SVCO_ROWS);
         if (L == 1) EXPECTF(cut >= 6, "%d rows cut at 128 text tokens: the fixture should exercise the cut", cut);
@@ -282,13 +285,16 @@ TEST(recipes_max_text_len_on_id_records) {
     train_data_load(&td, c.recipe, data, &cfg, &pcfg, &opt);
     const int P = cfg.image_tokens;
     EXPECT(P > 1);
-    const TrainRow *w = &td.ex[0].rows[SVCO_W_IW], *w0 = &td.ex[0].rows[SVCO_W_NONE], *l = &td.ex[0].rows[SVCO_L_IW];
+    TrainExample ex0;
+    train_data_example(&td, 0, &ex0);
+    const TrainRow *w = &ex0.rows[SVCO_W_IW], *w0 = &ex0.rows[SVCO_W_NONE], *l = &ex0.rows[SVCO_L_IW];
     EXPECT_INT_EQ(w->n, 8 + P - 1);       // [1, image, 5, 6, 7, 8, 9, 10]: the response's last two cut
     EXPECT_INT_EQ(w->ids[w->n - 1], 10);
     EXPECT_INT_EQ(w0->n, 8);              // [1, 5, 6, 7, 8, 9, 10, 11]: one more response token without the image
     EXPECT_INT_EQ(w0->ids[7], 11);
     EXPECT_INT_EQ(l->n, 8 + P - 1);       // [1, image, 5, 6, 7, 12, 13, 2]: 8, not cut
     EXPECT_INT_EQ(l->ids[l->n - 1], 2);
+    train_example_free(&ex0);
     train_data_free(&td);
     char *out, *err, args[1024];
     snprintf(args, sizeof(args), "train --recipe svco --model " GQA " --data %s --images tests/fixtures/models/llava_gqa --out %s/mtl "

@@ -1146,7 +1146,7 @@ static void load_gqa_data(TrainData *d, const char *recipe, const char *data, Ll
     train_data_load(d, recipe_find(recipe), data, cfg, &pcfg, &opt);
 }
 
-// Loading keeps no pixels: each distinct image once (by its path, through the hash map), probed but not decoded;
+// Loading keeps no pixels: each distinct image once (by its path, through the hash map), found but not decoded;
 // its pixels are made when a batch needs them, the same as a batch made from a prefetched micro-batch.
 TEST(train_data_holds_no_pixels) {
     char *data = write_data("stream_lazy", "dpo", 6, 0);
@@ -1180,11 +1180,62 @@ TEST(train_data_holds_no_pixels) {
     EXPECT(pre && pre->n == 2 && pre->idx[1] == 5);
     EXPECT(train_stream_next(s) == NULL);
     train_stream_close(s);
+    s = train_stream_open_part(&d, NULL, 2, 1, 0, 1, 2);  // part 1 of 2 (a rank's share): batches 1 (2, 3) and 3 (none)
+    pre = train_stream_next(s);
+    EXPECT(pre && pre->n == 2 && pre->idx[0] == 2 && pre->idx[1] == 3);
+    EXPECT(train_stream_next(s) == NULL);
+    train_stream_close(s);
     free(order.perm);
     train_batch_free(&direct);
     train_batch_free(&streamed);
     train_data_free(&d);
     free(data);
+}
+
+// Load only indexes the records (no rows: tokenizing waits for the batch that needs one); a record whose rows
+// cannot be made stops the run when a batch reaches it, naming the file and the line, or with --skip-bad is
+// skipped at load; the data hash follows the file's bytes.
+TEST(train_data_records_tokenized_when_needed) {
+    char *data = write_data("lazy_records", "sft", 6, 0);
+    LlavaConfig cfg;
+    TrainData d;
+    load_gqa_data(&d, "sft", data, &cfg);
+    EXPECT(d.ex == NULL && d.rec != NULL && d.n == 6);
+    TrainExample scratch;
+    const TrainExample *ex = train_data_example(&d, 4, &scratch);
+    EXPECT(ex == &scratch && ex->line == 5 && ex->n_rows == 1 && ex->rows[0].n == 5 + cfg.image_tokens - 1 + 4);
+    EXPECT_INT_EQ(ex->rows[0].labels[ex->rows[0].n - 1], 2);  // the response's EOS is labelled
+    train_example_free(&scratch);
+    const unsigned long long h = d.hash;
+    train_data_free(&d);
+    load_gqa_data(&d, "sft", data, &cfg);
+    EXPECT(d.hash == h);  // the same bytes: the same hash
+    train_data_free(&d);
+    // line 3: a token id outside the vocabulary (only tokenizing finds it), appended with a changed byte elsewhere
+    size_t len;
+    char *text = read_file(data, &len), *bad = xmalloc(len + 256), *nl = strchr(strchr(text, '\n') + 1, '\n') + 1;
+    size_t head = (size_t)(nl - text);
+    memcpy(bad, text, head);
+    int k = snprintf(bad + head, 256, "{\"image\": \"images/a.png\", \"prompt_ids\": [1, 90, 5], \"response_ids\": [7, 99999, 2]}\n");
+    memcpy(bad + head + k, nl, len - head);
+    write_file_atomic(data, bad, len + k);
+    load_gqa_data(&d, "sft", data, &cfg);
+    EXPECT(d.n == 7 && d.hash != h);  // indexed, not tokenized: the bad record is not found at load
+    train_data_free(&d);
+    char args[1024], *err;
+    char *out = path_join(test_tmpdir(), "lazy_records_run");
+    snprintf(args, sizeof(args), "train --recipe sft --model " GQA " --data %s --out %s --steps 4 --batch 2 --device cpu --quiet", data, out);
+    EXPECT(run_train(args, &err) != 0);
+    char want[700];
+    snprintf(want, sizeof(want), "%s:3: token id 99999 is outside the vocabulary", data);
+    EXPECTF(strstr(err, want) != NULL, "message: %s", err);
+    free(err);
+    snprintf(args, sizeof(args), "train --recipe sft --model " GQA " --data %s --out %s-skip --steps 4 --batch 2 --device cpu --quiet --skip-bad",
+             data, out);
+    EXPECTF(run_train(args, &err) == 0, "--skip-bad: %s", err);
+    EXPECTF(strstr(err, ":3: token id 99999") && strstr(err, "1 records skipped"), "message: %s", err);
+    free(err);
+    free(text); free(bad); free(out); free(data);
 }
 
 // ---- several images per row (MVC sides and records with image lists)
@@ -1224,15 +1275,22 @@ TEST(train_multi_image_rows) {
     EXPECT_INT_EQ(d.n, 3);
     EXPECT_INT_EQ(d.n_images, 3);
     EXPECT_INT_EQ(d.max_example_images, 4);
-    EXPECT(d.ex[0].n_image[0] == 2 && d.ex[0].n_image[1] == 2 && d.ex[2].n_image[0] == 1 && d.ex[2].n_image[1] == 1);
+    TrainExample scratch[3];
+    const TrainExample *ex[3];
+    for (int i = 0; i < 3; i++) ex[i] = train_data_example(&d, i, &scratch[i]);  // the records' rows, as a batch makes them
+    EXPECT(ex[0]->n_image[0] == 2 && ex[0]->n_image[1] == 2 && ex[2]->n_image[0] == 1 && ex[2]->n_image[1] == 1);
     // example 0: w = (a, b), l = (b, gray); example 1: w = (b, gray), l = (gray, a)
-    EXPECT(d.ex[0].image[0][0] == d.ex[1].image[1][1] && d.ex[0].image[0][1] == d.ex[1].image[0][0]);
-    for (int r = 0; r < d.ex[0].n_rows; r++) {
-        const TrainRow *row = &d.ex[0].rows[r];
+    EXPECT(ex[0]->image[0][0] == ex[1]->image[1][1] && ex[0]->image[0][1] == ex[1]->image[0][0]);
+    int n_side;
+    const int *side = train_data_example_images(&d, 1, 1, &n_side);  // the index holds the same lists
+    EXPECT(n_side == 2 && side[0] == ex[1]->image[1][0] && side[1] == ex[1]->image[1][1]);
+    for (int r = 0; r < ex[0]->n_rows; r++) {
+        const TrainRow *row = &ex[0]->rows[r];
         int n_img = 0;
         for (int t = 0; t < row->n; t++) n_img += row->ids[t] == cfg.image_token_id;
         EXPECT_INT_EQ(n_img, row->image >= 0 ? 2 * cfg.image_tokens : 0);
     }
+    for (int i = 0; i < 3; i++) train_example_free(&scratch[i]);
     TrainBatch b;
     train_batch_init(&b, &d, 3, 0);
     EXPECT_INT_EQ(b.cap_images, 12);
@@ -1274,25 +1332,28 @@ TEST(train_mdpo_multi_image_crops) {
         TrainDataOptions opt = {.seed = 7, .crop_lo = 0.01, .crop_hi = 0.2, .fresh_crops = fresh};
         TrainData d;
         train_data_load(&d, recipe_find("mdpo"), data, &cfg, &pcfg, &opt);
-        EXPECT(d.ex[0].n_image[1] == 2 && d.ex[1].n_image[1] == 3);
+        TrainExample scratch[2] = {0};
+        const TrainExample *ex[2];
+        for (int e = 0; e < 2; e++) ex[e] = train_data_example(&d, e, &scratch[e]);  // the rows, as a batch makes them
+        EXPECT(ex[0]->n_image[1] == 2 && ex[1]->n_image[1] == 3);
         EXPECT_INT_EQ(d.max_example_images, 6);
         for (int e = 0; e < 2; e++)
-            for (int r = 0; r < d.ex[e].n_rows; r++) {  // every row (the cropped one too) has a run per image
-                const TrainRow *row = &d.ex[e].rows[r];
+            for (int r = 0; r < ex[e]->n_rows; r++) {  // every row (the cropped one too) has a run per image
+                const TrainRow *row = &ex[e]->rows[r];
                 int n_img = 0;
                 for (int t = 0; t < row->n; t++) n_img += row->ids[t] == cfg.image_token_id;
-                EXPECT_INT_EQ(n_img, d.ex[e].n_image[0] * cfg.image_tokens);
+                EXPECT_INT_EQ(n_img, ex[e]->n_image[0] * cfg.image_tokens);
             }
         if (!fresh) {
             for (int e = 0; e < 2; e++)
-                for (int q = 0; q < d.ex[e].n_image[1]; q++) {
-                    const TrainImage *c = &d.images[d.ex[e].image[1][q]];
-                    EXPECTF(c->kind == TRAIN_IMAGE_CROP && c->index == d.ex[e].image[0][q] && c->part == q,
+                for (int q = 0; q < ex[e]->n_image[1]; q++) {
+                    const TrainImage *c = &d.images[ex[e]->image[1][q]];
+                    EXPECTF(c->kind == TRAIN_IMAGE_CROP && c->index == ex[e]->image[0][q] && c->part == q,
                             "example %d crop %d: kind %d of image %ld, part %d", e, q, c->kind, c->index, c->part);
                 }
-            train_data_image(&d, d.ex[0].image[0][0], px);            // a.png
-            train_data_image(&d, d.ex[0].image[1][0], px + img);      // its first crop
-            train_data_image(&d, d.ex[0].image[1][1], px + 2 * img);  // its second
+            train_data_image(&d, ex[0]->image[0][0], px);            // a.png
+            train_data_image(&d, ex[0]->image[1][0], px + img);      // its first crop
+            train_data_image(&d, ex[0]->image[1][1], px + 2 * img);  // its second
         } else {
             TrainBatch b;
             train_batch_init(&b, &d, 2, 0);
@@ -1312,6 +1373,7 @@ TEST(train_mdpo_multi_image_crops) {
         }
         EXPECTF(memcmp(px, px + img, sizeof(float) * img) && memcmp(px + img, px + 2 * img, sizeof(float) * img),
                 "%s crops: the two crops of one image are the image or each other", fresh ? "fresh" : "fixed");
+        for (int e = 0; e < 2; e++) train_example_free(&scratch[e]);
         train_data_free(&d);
     }
     free(px);
@@ -1394,6 +1456,30 @@ TEST(train_multi_image_sft) {
     EXPECTF(x[3] < x[0], "sft loss %.4f -> %.4f", x[0], x[3]);
     EXPECTF(fabs(x[0] - y[0]) > 1e-6, "swapping the images left the loss at %.9f", x[0]);
     free(text); free(swapped); free(src_dir); free(dir); free(data);
+}
+
+// The frozen tower's feature cache encodes the data a micro-batch of LLAVA_FEATURE_CHUNK examples at a time: with
+// three distinct images per example a chunk has more than two per example (192 paths, links to one file), and the
+// cached features train the same weights as the tower run in every batch.
+TEST(train_multi_image_feature_cache_chunk) {
+    enum { N = LLAVA_FEATURE_CHUNK, PER = 3 };
+    char *dir = test_image_dir("multi_feature_chunk"), cmd[1200];
+    snprintf(cmd, sizeof(cmd), "cd %s/images && for i in $(seq 0 %d); do ln -s a.png i$i.png; done", dir, N * PER - 1);
+    EXPECT(test_shell(cmd) == 0);
+    size_t cap = 1 << 20, len = 0;
+    char *text = xmalloc(cap), line[1024];
+    for (int i = 0; i < N; i++) {
+        snprintf(line, sizeof(line), "{\"image\": [\"images/i%d.png\", \"images/i%d.png\", \"images/i%d.png\"], "
+                 "\"prompt_ids\": [1, 90, 90, 90, %d], ", PER * i, PER * i + 1, PER * i + 2, rnd(3, 80));
+        append_responses(line, sizeof(line), "sft");
+        len += snprintf(text + len, cap - len, "%s", line);
+    }
+    char *data = save_data(xstrdup(dir), text, len), *runs = path_join(dir, "runs"), args[1024];
+    snprintf(args, sizeof(args), "--recipe sft --model " GQA " --data %s --steps 1 --batch 2 --lr 2e-3 --warmup-steps 0 --device cpu "
+             "--quiet", data);
+    EXPECTF(same_weights_with_env("VLM_CACHE_FEATURES", "0", args, runs, 1),
+            "192 images in a chunk of 64 examples: the weights differ between cached features and the tower run per batch");
+    free(runs); free(data); free(dir);
 }
 
 // The reference log-prob cache is keyed by the data hash, which depends on every image of every side in order: data

@@ -2,10 +2,13 @@
 
 #include <cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../data/chat.h"
 #include "../data/image.h"
@@ -22,14 +25,15 @@
 // loading state
 
 typedef struct {
-    TrainData *d;
+    const TrainData *d;
+    TrainData *out;      // loading: the data being indexed (NULL when a record's rows are made later)
     const char *path;
     char *dir;
     const LlavaConfig *cfg;
     const PreprocessConfig *pcfg;
     const TrainDataOptions *opt;
     Tokenizer *tok;
-    int cap_ex, cap_img;
+    int cap_img;
     int *shard_map;      // shard image index -> our table index (-1: not named yet)
     unsigned long long image_hash;  // of the file images' identities, in table order
     StrMap image_of;     // image path -> our table index: a data set names each image in many records
@@ -69,7 +73,7 @@ void train_data_image(const TrainData *d, int i, float *out) {
     }
     char err[512] = "";
     Image *decoded = image_load(im->name, d->pcfg.alpha, err, sizeof(err));
-    if (!decoded) fatal("%s:%d: %s (the image was readable when the data was loaded)", d->path, im->line, err);
+    if (!decoded) fatal("%s:%d: %s", d->path, im->line, err);
     int h, w;
     float *px = preprocess_image(&d->pcfg, decoded, &h, &w);
     image_free(decoded);
@@ -79,7 +83,7 @@ void train_data_image(const TrainData *d, int i, float *out) {
 }
 
 static int table_append(Loader *L, TrainImage im) {
-    TrainData *d = L->d;
+    TrainData *d = L->out;
     if (d->n_images == L->cap_img) {
         L->cap_img = L->cap_img ? 2 * L->cap_img : 64;
         d->images = xrealloc(d->images, sizeof(TrainImage) * L->cap_img);
@@ -97,27 +101,29 @@ static int shard_image_index(Loader *L, long idx, int line) {
     if ((int)sh->h->image_size != S) fatal("%s: images are %ux%u, the vision tower expects %dx%d", L->path, sh->h->image_size, sh->h->image_size, S, S);
     char name[64];
     snprintf(name, sizeof(name), "(shard image %ld)", idx);
+    CHECK_OR_DIE(L->out, "internal: a shard image named after the load");
     L->shard_map[idx] = table_append(L, (TrainImage){TRAIN_IMAGE_SHARD, xstrdup(name), idx, -1, 0, line});
     return L->shard_map[idx];
 }
 
 // Each distinct image once: the path -> index hash map finds the ones named before (a data set names each image in
-// many records). The file is only probed here (it exists, its header is one we decode); its pixels are made when a
-// batch needs them. -1 with L->err when it cannot be read (--skip-bad skips the record then).
+// many records). The file is only found here (it exists); its pixels are made when a batch needs them. -1 with L->err when it cannot be read (--skip-bad skips the record then).
 static int image_index(Loader *L, const char *rel, int line) {
     if (L->d->shard && !strncmp(rel, "shard:", 6)) return shard_image_index(L, atol(rel + 6), line);
     char *path = path_join(L->opt->images_dir ? L->opt->images_dir : L->dir, rel);
     const int known = strmap_get(&L->image_of, path);
     if (known >= 0) { free(path); return known; }
     struct stat st;
-    // --skip-bad promises a run that meets no bad image: a sound header can hide a corrupt body, so there each
-    // image is decoded whole once instead of probed (its pixels dropped: memory stays bounded, the load is slower)
-    int readable;
+    // Only that the file exists is checked here (a stat: the load stays cheap per record); a file that does not
+    // decode stops the run at the batch that needs it, naming the record. --skip-bad promises a run that meets no
+    // bad image, so there each image is decoded whole once (its pixels dropped: memory stays bounded, the load is
+    // slower and grows with the data set)
+    int readable = 1;
     if (L->opt->skip_bad) {
         Image *whole = image_load(path, L->d->pcfg.alpha, L->err, sizeof(L->err));
         readable = whole != NULL;
         image_free(whole);
-    } else readable = image_probe(path, L->err, sizeof(L->err)) == 0;
+    }
     if (!readable || stat(path, &st) != 0) {
         if (!L->err[0]) snprintf(L->err, sizeof(L->err), "%s: cannot read image: %s", path, strerror(errno));
         free(path);
@@ -131,7 +137,7 @@ static int image_index(Loader *L, const char *rel, int line) {
     strmap_put(&L->image_of, path, i);
     if (i == 0) {  // the first image is made now: a preprocessing that does not give the tower's size stops the load
         float *px = xmalloc(sizeof(float) * 3 * L->d->image_size * L->d->image_size);
-        train_data_image(L->d, 0, px);
+        train_data_image(L->out, 0, px);
         free(px);
     }
     return i;
@@ -302,8 +308,9 @@ static int make_row(Loader *L, TrainRow *r, const PairFields *f, int which, int 
     return row_from_turns(L, r, f->system, &t, 1, n_images, image);
 }
 
-// LLaVA's conversation format: [{"from": "human", "value": ...}, {"from": "gpt", "value": ...}, ...]
-static int conversation_row(Loader *L, TrainRow *r, const cJSON *conv, int n_images) {
+// LLaVA's conversation format: [{"from": "human", "value": ...}, {"from": "gpt", "value": ...}, ...], as turns
+// (*out, n / 2 of them, freed by the caller); -1 with L->err when malformed.
+static int conversation_turns(Loader *L, const cJSON *conv, ChatTurn **out) {
     int n = cJSON_GetArraySize(conv);
     if (n < 2 || n % 2) { snprintf(L->err, sizeof(L->err), "\"conversations\" needs human/gpt turns in pairs (%d entries)", n); return -1; }
     ChatTurn *turns = xcalloc(n / 2, sizeof(ChatTurn));
@@ -318,7 +325,16 @@ static int conversation_row(Loader *L, TrainRow *r, const cJSON *conv, int n_ima
         }
         if (i % 2) turns[i / 2].assistant = value; else turns[i / 2].user = value;
     }
-    int rc = row_from_turns(L, r, NULL, turns, n / 2, n_images, 0);
+    *out = turns;
+    return n / 2;
+}
+
+// A conversation's one row, with n_images images (their placeholders where its messages have them, else in front).
+static int conversation_row(Loader *L, TrainRow *r, const cJSON *conv, int n_images) {
+    ChatTurn *turns;
+    int n = conversation_turns(L, conv, &turns);
+    if (n < 0) return -1;
+    int rc = row_from_turns(L, r, NULL, turns, n, n_images, 0);
     free(turns);
     return rc;
 }
@@ -360,39 +376,54 @@ static int stray_image_key(Loader *L, const cJSON *j, const char *const *image_k
     return -1;
 }
 
-static void example_free(TrainExample *e) {
+void train_example_free(TrainExample *e) {
     for (int i = 0; i < e->n_rows; i++) { free(e->rows[i].ids); free(e->rows[i].labels); }
+    e->n_rows = 0;
 }
 
-// The recipe's rows of example e from its texts f (freed here): row k scores response rows[k].response under
-// image slot rows[k].image, or image-free when the slot is -1 or the record has no image there. mDPO's crops are
-// made when a row first needs them: every image of the record is cropped, each with its own draw (mDPO's
-// crop_images crops each image of its list with its own RandomResizedCrop; bunny/modeling_bunny_phi.py), so the
-// corrupted row keeps the record's placeholders. Returns 0, or -1 with L->err.
-static int build_rows(Loader *L, TrainExample *e, PairFields *f) {
+// The text fields of a record as its recipe reads them: a LLaVA conversation (*conv, f unset) or the texts of
+// a pair or a single response (f, freed by the caller). Returns 0, or -1 with L->err.
+static int record_texts(Loader *L, const cJSON *j, PairFields *f, const cJSON **conv) {
     const Recipe *rc = L->d->recipe;
+    memset(f, 0, sizeof(*f));
+    *conv = NULL;
+    if (rc->records == RECORDS_MVC)
+        return cJSON_GetObjectItemCaseSensitive(j, "chosen_images")
+                   ? pair_fields(L, j, f, "instruction_prompt", "chosen_response", "rejected_response", "system_prompt")
+                   : pair_fields(L, j, f, "prompt", "chosen", "rejected", NULL);
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "conversations");
+    if (rc->records == RECORDS_SFT && cJSON_IsArray(c)) { *conv = c; return 0; }
+    return rc->records == RECORDS_SFT ? pair_fields(L, j, f, "prompt", "response", NULL, NULL)
+                                      : pair_fields(L, j, f, "prompt", "chosen", "rejected", NULL);
+}
+
+// The recipe's rows of a record whose image lists e->image, e->n_image already hold (record_index): row k scores
+// response rows[k].response under every image of side rows[k].image, in order, or image-free when the side is -1
+// or the record has no image there; a LLaVA conversation is the example's one row (side 0's images). Tokenizes. Returns 0, or -1 with L->err and no rows.
+static int record_rows(Loader *L, const cJSON *j, TrainExample *e) {
+    const Recipe *rc = L->d->recipe;
+    PairFields f;
+    const cJSON *conv;
+    if (record_texts(L, j, &f, &conv)) return -1;
     int failed = 0;
-    for (int k = 0; k < rc->n_rows && !failed; k++) {
+    if (conv) failed = conversation_row(L, &e->rows[e->n_rows++], conv, e->n_image[0]);
+    for (int k = 0; k < rc->n_rows && !failed && !conv; k++) {
         const RowSpec *s = &rc->rows[k];
-        if (s->image == 1 && !e->n_image[1] && rc->second_image == IMAGE2_CROP) {  // fresh crops: drawn per pass
-            for (int q = 0; q < e->n_image[0]; q++)
-                e->image[1][q] = L->d->fresh_crops ? e->image[0][q] : corrupt_image(L, e->image[0][q], L->d->n, q);
-            e->n_image[1] = e->n_image[0];
-        }
         const int n_images = s->image >= 0 ? e->n_image[s->image] : 0;
-        failed = make_row(L, &e->rows[e->n_rows++], f, s->response, n_images, n_images ? s->image : -1);
+        failed = make_row(L, &e->rows[e->n_rows++], &f, s->response, n_images, n_images ? s->image : -1);
     }
-    pair_fields_free(f);
-    if (failed) { example_free(e); return -1; }
+    pair_fields_free(&f);
+    if (failed) { train_example_free(e); return -1; }
     return 0;
 }
 
-// Builds one example; returns 0, or -1 with L->err (the caller reports or skips it).
-static int parse_example(Loader *L, const cJSON *j, int line, TrainExample *e) {
-    memset(e, 0, sizeof(*e));
-    e->line = line;
+// The load's look at a record: its keys, each side's images (named in the table: e->image, e->n_image), and that
+// the fields its recipe reads are there, without tokenizing anything. mDPO's crop is named here too. Returns 0, or
+// -1 with L->err (the caller reports or skips it).
+static int record_index(Loader *L, const cJSON *j, TrainExample *e) {
+    const int line = e->line;
+    e->n_image[0] = e->n_image[1] = 0;
     const Recipe *rc = L->d->recipe;
-    PairFields f;
     if (rc->records == RECORDS_MVC) {
         int mvc = cJSON_GetObjectItemCaseSensitive(j, "chosen_images") != NULL;
         static const char *const mvc_keys[] = {"chosen_images", "rejected_images", NULL}, *const wl_keys[] = {"image_w", "image_l", NULL};
@@ -406,34 +437,45 @@ static int parse_example(Loader *L, const cJSON *j, int line, TrainExample *e) {
             snprintf(L->err, sizeof(L->err), "an S-VCO pair needs two images (%s)", mvc ? "chosen_images, rejected_images" : "image_w, image_l");
             return -1;
         }
-        if (mvc ? pair_fields(L, j, &f, "instruction_prompt", "chosen_response", "rejected_response", "system_prompt")
-                : pair_fields(L, j, &f, "prompt", "chosen", "rejected", NULL)) return -1;
-        return build_rows(L, e, &f);
+    } else {
+        CHECK_OR_DIE(rc->records == RECORDS_SFT || rc->records == RECORDS_PAIR, "recipe %s: records the LLaVA data builder does not read", rc->name);
+        static const char *const image_keys[] = {"image", "images", NULL};
+        if (stray_image_key(L, j, image_keys, "\"image\" (a path or a list) or \"images\" (TRL's list of paths)")) return -1;
+        if (cJSON_GetObjectItemCaseSensitive(j, "image") && cJSON_GetObjectItemCaseSensitive(j, "images")) {
+            snprintf(L->err, sizeof(L->err), "both \"image\" and \"images\": give one");
+            return -1;
+        }
+        // TRL's "images": [] is a text-only record
+        const int has_images = cJSON_GetObjectItemCaseSensitive(j, "images") != NULL;
+        e->n_image[0] = image_list(L, j, has_images ? "images" : "image", line, e->image[0]);
+        if (e->n_image[0] < 0) return -1;
+        if (rc->second_image == IMAGE2_CROP && e->n_image[0] < 1) {
+            snprintf(L->err, sizeof(L->err), "%s needs an image (its corrupted images are crops of the record's), the record has none",
+                     rc->name);
+            return -1;
+        }
     }
-    CHECK_OR_DIE(rc->records == RECORDS_SFT || rc->records == RECORDS_PAIR, "recipe %s: records the LLaVA data builder does not read", rc->name);
-    static const char *const image_keys[] = {"image", "images", NULL};
-    if (stray_image_key(L, j, image_keys, "\"image\" (a path or a list) or \"images\" (TRL's list of paths)")) return -1;
-    if (cJSON_GetObjectItemCaseSensitive(j, "image") && cJSON_GetObjectItemCaseSensitive(j, "images")) {
-        snprintf(L->err, sizeof(L->err), "both \"image\" and \"images\": give one");
-        return -1;
-    }
-    // TRL's "images": [] is a text-only record
-    const int has_images = cJSON_GetObjectItemCaseSensitive(j, "images") != NULL;
-    e->n_image[0] = image_list(L, j, has_images ? "images" : "image", line, e->image[0]);
-    if (e->n_image[0] < 0) return -1;
-    if (rc->second_image == IMAGE2_CROP && e->n_image[0] < 1) {
-        snprintf(L->err, sizeof(L->err), "%s needs an image (its corrupted images are crops of the record's), the record has none",
-                 rc->name);
-        return -1;
-    }
-    const cJSON *conv = cJSON_GetObjectItemCaseSensitive(j, "conversations");
-    if (rc->records == RECORDS_SFT && cJSON_IsArray(conv)) {  // a whole conversation is the example's one row
-        if (conversation_row(L, &e->rows[e->n_rows++], conv, e->n_image[0])) { example_free(e); return -1; }
+    PairFields f;
+    const cJSON *conv;
+    if (record_texts(L, j, &f, &conv)) return -1;
+    pair_fields_free(&f);
+    if (conv) {
+        ChatTurn *turns;
+        if (conversation_turns(L, conv, &turns) < 0) return -1;
+        free(turns);
         return 0;
     }
-    if (rc->records == RECORDS_SFT ? pair_fields(L, j, &f, "prompt", "response", NULL, NULL)
-                                   : pair_fields(L, j, &f, "prompt", "chosen", "rejected", NULL)) return -1;
-    return build_rows(L, e, &f);
+    // mDPO's corrupted images: every image of the record cropped, each with its own draw (mDPO's crop_images crops
+    // each image of its list with its own RandomResizedCrop; bunny/modeling_bunny_phi.py), so the corrupted row
+    // keeps the record's placeholders. With fresh crops the slot-0 images, cropped per pass; with --crop fixed
+    // crops drawn from (seed, example, image)
+    for (int k = 0; k < rc->n_rows; k++)
+        if (rc->rows[k].image == 1 && !e->n_image[1] && rc->second_image == IMAGE2_CROP) {
+            for (int q = 0; q < e->n_image[0]; q++)
+                e->image[1][q] = L->d->fresh_crops ? e->image[0][q] : corrupt_image(L, e->image[0][q], L->out->n, q);
+            e->n_image[1] = e->n_image[0];
+        }
+    return 0;
 }
 
 // A record's "image" from its n shard images: the name of one, a list of several (in order), none without.
@@ -495,6 +537,18 @@ static cJSON *shard_records_json(const Shard *sh, const char *path) {
     return arr;
 }
 
+// The bytes of a file, hashed (the data hash: what a lazily loaded data set's rows are made from).
+static unsigned long long file_hash(unsigned long long h, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fatal("%s: cannot open: %s", path, strerror(errno));
+    char *buf = xmalloc(1 << 20);
+    size_t n;
+    while ((n = fread(buf, 1, 1 << 20, f)) > 0) h = fnv(h, buf, n);
+    free(buf);
+    fclose(f);
+    return h;
+}
+
 void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const LlavaConfig *cfg,
                      const PreprocessConfig *pcfg, const TrainDataOptions *opt) {
     memset(d, 0, sizeof(*d));
@@ -507,11 +561,18 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
     d->crop_seed = opt->seed;
     d->path = xstrdup(path);
     d->pcfg = *pcfg;
+    d->fd = -1;
+    d->cfg = *cfg;
+    d->opt = *opt;  // what the loader's threads make rows with: the strings the run's options point at are copied
+    d->opt.tokenizer = d->opt.images_dir = NULL;
+    d->opt.template_name = opt->template_name ? xstrdup(opt->template_name) : NULL;
+    d->opt.system = opt->system ? xstrdup(opt->system) : NULL;
     if (opt->template_name && chat_template_from_name(opt->template_name) < 0)  // never a format no other command renders
         fatal("%s: template '%s': expected " CHAT_TEMPLATE_NAMES, path, opt->template_name);
-    Loader L = {.d = d, .path = path, .dir = path_dirname(path), .cfg = cfg, .pcfg = pcfg, .opt = opt};
+    if (!strcmp(path, "-")) fatal("vlm train: training data is read again batch by batch: give a file, not standard input");
+    Loader L = {.d = d, .out = d, .path = path, .dir = path_dirname(path), .cfg = cfg, .pcfg = pcfg, .opt = opt};
     strmap_init(&L.image_of);
-    if (opt->tokenizer) L.tok = tokenizer_load(opt->tokenizer);
+    if (opt->tokenizer) d->tok = L.tok = tokenizer_load(opt->tokenizer);
     // A packed shard (vlm data pack), a JSON array (S-VCO's mvc.json, LLaVA's conversations) or JSON Lines
     char magic[8] = {0};
     FILE *mf = fopen(path, "rb");
@@ -528,43 +589,65 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
     JsonlReader jr;
     if (from_shard) jsonl_open_array(&jr, from_shard, path);
     else jsonl_open(&jr, path);
+    // JSON Lines are read again by offset when a batch needs a record; an array's records stay parsed
+    if (!jr.array && (d->fd = open(path, O_RDONLY)) < 0) fatal("%s: cannot open: %s", path, strerror(errno));
+    int cap_rec = 0, cap_items = 0, cap_rec_images = 0;
+    d->max_example_images = 2;
     cJSON *j;
     while ((j = jsonl_next(&jr, opt->skip_bad, &d->n_bad))) {
-        if (d->n == L.cap_ex) d->ex = xrealloc(d->ex, sizeof(TrainExample) * (L.cap_ex = L.cap_ex ? 2 * L.cap_ex : 256));
-        TrainExample *e = &d->ex[d->n];
-        if (parse_example(&L, j, jr.line, e) == 0) d->n++;
-        else if (opt->skip_bad) {
+        TrainExample e;
+        memset(&e, 0, sizeof(e));
+        e.line = jr.line;
+        int bad = record_index(&L, j, &e);
+        if (!bad && opt->skip_bad) {  // the careful load: every record's rows made (and dropped) now, to skip the bad
+            bad = record_rows(&L, j, &e);
+            train_example_free(&e);
+        }
+        if (bad) {
+            if (!opt->skip_bad) fatal("%s:%d: %s", path, jr.line, L.err);
             fprintf(stderr, "vlm: warning: %s:%d: %s, skipped\n", path, jr.line, L.err);
             d->n_bad++;
-        } else fatal("%s:%d: %s", path, jr.line, L.err);
-        cJSON_Delete(j);
+            cJSON_Delete(j);
+            continue;
+        }
+        if (d->n == cap_rec) d->rec = xrealloc(d->rec, sizeof(TrainRecord) * (cap_rec = cap_rec ? 2 * cap_rec : 256));
+        if (!jr.array && jr.len > INT_MAX) fatal("%s:%d: a line of %zu bytes is too long", path, jr.line, jr.len);
+        TrainRecord *r = &d->rec[d->n++];
+        *r = (TrainRecord){jr.array ? d->n_items : jr.offset, (int)jr.len, jr.line, d->n_record_images, {e.n_image[0], e.n_image[1]}};
+        const int n_ex_images = e.n_image[0] + e.n_image[1];
+        if (d->n_record_images + n_ex_images > cap_rec_images)
+            d->record_images = xrealloc(d->record_images, sizeof(int) * (cap_rec_images = 2 * cap_rec_images + n_ex_images + 256));
+        for (int k = 0; k < 2; k++)  // side 0's images, then side 1's
+            for (int q = 0; q < e.n_image[k]; q++) d->record_images[d->n_record_images++] = e.image[k][q];
+        if (n_ex_images > d->max_example_images) d->max_example_images = n_ex_images;
+        if (!jr.array) { cJSON_Delete(j); continue; }
+        if (d->n_items == cap_items) d->items = xrealloc(d->items, sizeof(cJSON *) * (cap_items = cap_items ? 2 * cap_items : 256));
+        d->items[d->n_items++] = j;
     }
     jsonl_close(&jr);
     if (d->n == 0) fatal("%s: no usable %s examples%s", path, recipe->name, d->n_bad ? " (all were skipped)" : "");
     if (d->n_bad) fprintf(stderr, "vlm: %s: %d records skipped\n", path, d->n_bad);
-    // the hash keys the reference cache: rows, labels and the images' sources (never their pixels: those are made
-    // when batches need them)
+    // the hash keys the reference cache and --resume: what the rows are made from (the file's bytes, the tokenizer's,
+    // the options that shape rows, which records were kept, the images each side of each sees in order) and the
+    // images' sources (never their pixels: those are made when batches need them)
     unsigned long long h = 1469598103934665603ULL;
     h = fnv(h, &recipe->id, sizeof(recipe->id));
     if (d->fresh_crops) h = fnv(h, "fresh crops", 11);
-    d->max_example_images = 2;
+    if (!d->shard) h = file_hash(h, path);  // a shard's payload checksum is in the image hash
+    if (opt->tokenizer) h = file_hash(h, opt->tokenizer);
+    const char *texts[2] = {d->opt.template_name ? d->opt.template_name : "", d->opt.system ? d->opt.system : ""};
+    for (int k = 0; k < 2; k++) h = fnv(h, texts[k], strlen(texts[k]) + 1);
+    const int shape[5] = {opt->max_len, opt->max_text_len, cfg->image_tokens, cfg->image_token_id, cfg->text.vocab};
+    h = fnv(h, shape, sizeof(shape));
     for (int i = 0; i < d->n; i++) {
-        const TrainExample *e = &d->ex[i];
+        h = fnv(h, &d->rec[i].line, sizeof(int));
         for (int k = 0; k < 2; k++) {  // which images each side sees, in order: a row's log-prob depends on all of them
-            h = fnv(h, &e->n_image[k], sizeof(int));
-            h = fnv(h, e->image[k], sizeof(int) * e->n_image[k]);
+            int n_side;
+            const int *side = train_data_example_images(d, i, k, &n_side);
+            h = fnv(h, &n_side, sizeof(int));
+            h = fnv(h, side, sizeof(int) * n_side);
         }
-        if (e->n_image[0] + e->n_image[1] > d->max_example_images) d->max_example_images = e->n_image[0] + e->n_image[1];
     }
-    for (int i = 0; i < d->n; i++)
-        for (int r = 0; r < d->ex[i].n_rows; r++) {
-            TrainRow *row = &d->ex[i].rows[r];
-            h = fnv(h, &row->n, sizeof(int));
-            h = fnv(h, row->ids, sizeof(int) * row->n);
-            h = fnv(h, row->labels, sizeof(int) * row->n);
-            h = fnv(h, &row->image, sizeof(int));
-            if (row->n > d->max_row_len) d->max_row_len = row->n;
-        }
     h = fnv(h, &L.image_hash, sizeof(L.image_hash));
     for (int i = 0; i < d->n_images; i++) {  // which images are shard images and crops, of what, from which seed
         const TrainImage *im = &d->images[i];
@@ -579,15 +662,56 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
         }
     }
     d->hash = h;
-    tokenizer_free(L.tok);
     free(L.shard_map);
     strmap_free(&L.image_of);
     free(L.dir);
 }
 
+const TrainExample *train_data_example(const TrainData *d, int i, TrainExample *scratch) {
+    if (d->ex) return &d->ex[i];
+    const TrainRecord *r = &d->rec[i];
+    cJSON *j;
+    if (d->items) j = d->items[r->at];
+    else {  // the record's line, read again from where the load found it
+        char *buf = xmalloc((size_t)r->len + 1);
+        size_t got = 0;
+        while (got < (size_t)r->len) {
+            ssize_t k = pread(d->fd, buf + got, (size_t)r->len - got, (off_t)(r->at + (long long)got));
+            if (k <= 0) fatal("%s:%d: cannot read the record again: %s", d->path, r->line, k < 0 ? strerror(errno) : "the file is shorter than at load");
+            got += (size_t)k;
+        }
+        buf[got] = 0;
+        j = cJSON_ParseWithLength(buf, got);
+        free(buf);
+        if (!cJSON_IsObject(j)) fatal("%s:%d: the record no longer parses: the file changed since the load", d->path, r->line);
+    }
+    Loader L = {.d = d, .path = d->path, .cfg = &d->cfg, .pcfg = &d->pcfg, .opt = &d->opt, .tok = d->tok};
+    memset(scratch, 0, sizeof(*scratch));
+    scratch->line = r->line;
+    for (int k = 0; k < 2; k++) {
+        const int *side = train_data_example_images(d, i, k, &scratch->n_image[k]);
+        memcpy(scratch->image[k], side, sizeof(int) * scratch->n_image[k]);
+    }
+    if (record_rows(&L, j, scratch)) fatal("%s:%d: %s", d->path, r->line, L.err);
+    if (!d->items) cJSON_Delete(j);
+    return scratch;
+}
+
+const int *train_data_example_images(const TrainData *d, int i, int side, int *n) {
+    if (d->ex) {
+        *n = d->ex[i].n_image[side];
+        return d->ex[i].image[side];
+    }
+    const TrainRecord *r = &d->rec[i];
+    *n = r->n_image[side];
+    return d->record_images + r->image_at + (side ? r->n_image[0] : 0);
+}
+
 void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, const LlavaConfig *cfg, int prompt_len,
                           int resp_len, int long_resp_len, unsigned long long seed) {
     memset(d, 0, sizeof(*d));
+    d->fd = -1;
+    d->cfg = *cfg;
     d->recipe = recipe;
     d->image_size = cfg->vision.image_size;
     const int S = d->image_size, P = cfg->image_tokens, per = recipe->second_image != IMAGE2_NONE ? 2 : 1;
@@ -630,7 +754,6 @@ void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, co
             for (int q = 0; q < np; q++) row->labels[q] = -100;
             for (int q = 0; q < rlen; q++) { row->ids[np + q] = row->labels[np + q] = resp[recipe->rows[k].response][q]; }
             row->image = img;
-            if (row->n > d->max_row_len) d->max_row_len = row->n;
         }
         ex->n_rows = nr;
     }
@@ -638,7 +761,15 @@ void train_data_synthetic(TrainData *d, const Recipe *recipe, int n_examples, co
 }
 
 void train_data_free(TrainData *d) {
-    for (int i = 0; i < d->n; i++) example_free(&d->ex[i]);
+    for (int i = 0; d->ex && i < d->n; i++) train_example_free(&d->ex[i]);
+    for (int i = 0; i < d->n_items; i++) cJSON_Delete(d->items[i]);
+    free(d->items);
+    free(d->record_images);
+    free(d->rec);
+    if (d->rec && !d->items && d->fd >= 0) close(d->fd);
+    tokenizer_free(d->tok);
+    free((char *)d->opt.template_name);
+    free((char *)d->opt.system);
     for (int i = 0; i < d->n_images; i++) free(d->images[i].name);
     free(d->ex);
     free(d->images);
@@ -684,30 +815,58 @@ static int planned_length(const TrainExample *ex, const int pr[2]) {
     return a->n + ex->rows[pr[1]].n - row_prefix(a);
 }
 
+// The buffers of group g for max_examples examples of b->ex_rows[g] physical rows and b->ex_outs[g] outputs each,
+// rows of up to len tokens (freed first: they hold nothing between batches).
+static void group_alloc(TrainBatch *b, int g, int len) {
+    BatchGroup *G = &b->g[g];
+    free(G->ids); free(G->pos); free(G->segment); free(G->lengths); free(G->image_of_row); free(G->images_of_row);
+    free(G->out_index); free(G->out_target); free(G->out_row); free(G->members);
+    G->cap_rows = b->max_examples * b->ex_rows[g];
+    G->cap_len = len;
+    G->cap_out = b->max_examples * b->ex_outs[g];
+    size_t cells = (size_t)(G->cap_rows ? G->cap_rows : 1) * G->cap_len;
+    G->ids = xmalloc(sizeof(int) * cells);
+    G->pos = xmalloc(sizeof(int) * cells);
+    G->segment = xmalloc(sizeof(int) * cells);
+    G->lengths = xmalloc(sizeof(int) * (G->cap_rows + 1));
+    G->image_of_row = xmalloc(sizeof(int) * (G->cap_rows + 1));
+    G->images_of_row = xmalloc(sizeof(int) * (G->cap_rows + 1));
+    G->out_index = xmalloc(sizeof(int) * G->cap_out);
+    G->out_target = xmalloc(sizeof(int) * G->cap_out);
+    G->out_row = xmalloc(sizeof(int) * G->cap_out);
+    G->members = xmalloc(sizeof(int) * (b->cap_rows + 1));
+}
+
+// What example ex puts in each group: physical rows, the longest of them, outputs (labelled tokens).
+static void example_needs(const TrainExample *ex, int pack, int rows[2], int len[2], int outs[2]) {
+    int plan[RECIPE_MAX_ROWS][2], np = example_plan(ex, pack, plan);
+    for (int g = 0; g < 2; g++) rows[g] = len[g] = outs[g] = 0;
+    for (int k = 0; k < np; k++) {
+        int g = ex->rows[plan[k][0]].image < 0, n = planned_length(ex, plan[k]);
+        rows[g]++;
+        if (n > len[g]) len[g] = n;
+    }
+    for (int k = 0; k < ex->n_rows; k++) {
+        const TrainRow *row = &ex->rows[k];
+        for (int t = 0; t < row->n; t++) outs[row->image < 0] += row->labels[t] != -100;
+    }
+}
+
+// Grows b's groups to hold examples that need rows, len and outs (example_needs) per example.
+static void batch_fit(TrainBatch *b, const int rows[2], const int len[2], const int outs[2]) {
+    for (int g = 0; g < 2; g++) {
+        if (rows[g] <= b->ex_rows[g] && len[g] <= b->g[g].cap_len && outs[g] <= b->ex_outs[g]) continue;
+        if (rows[g] > b->ex_rows[g]) b->ex_rows[g] = rows[g];
+        if (outs[g] > b->ex_outs[g]) b->ex_outs[g] = outs[g];
+        group_alloc(b, g, len[g] > b->g[g].cap_len ? len[g] : b->g[g].cap_len);
+    }
+}
+
 void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int pack) {
     memset(b, 0, sizeof(*b));
     const int S = d->image_size;
     b->pack = pack;
-    // per group: the most physical rows one example puts there, the longest such row in the data, and the
-    // most labelled tokens one example has there (each is at most one output, a logits row)
-    int rows[2] = {0, 0}, len[2] = {1, 1}, outs[2] = {1, 1};
-    for (int i = 0; i < d->n; i++) {
-        const TrainExample *ex = &d->ex[i];
-        int plan[RECIPE_MAX_ROWS][2], r[2] = {0, 0}, o[2] = {0, 0}, np = example_plan(ex, pack, plan);
-        for (int k = 0; k < np; k++) {
-            int g = ex->rows[plan[k][0]].image < 0, n = planned_length(ex, plan[k]);
-            r[g]++;
-            if (n > len[g]) len[g] = n;
-        }
-        for (int k = 0; k < ex->n_rows; k++) {
-            const TrainRow *row = &ex->rows[k];
-            for (int t = 0; t < row->n; t++) o[row->image < 0] += row->labels[t] != -100;
-        }
-        for (int g = 0; g < 2; g++) {
-            if (r[g] > rows[g]) rows[g] = r[g];
-            if (o[g] > outs[g]) outs[g] = o[g];
-        }
-    }
+    b->max_examples = max_examples;
     b->cap_rows = max_examples * d->recipe->n_rows;
     b->cap_images = max_examples * d->max_example_images;
     b->crop_source = xmalloc(sizeof(int) * (b->cap_images + 1));
@@ -718,22 +877,23 @@ void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int p
     b->length_of_row = xmalloc(sizeof(int) * b->cap_rows);
     if (d->feats) b->feats = xmalloc(sizeof(float) * (size_t)b->cap_images * d->feat_size);
     else b->pixels = xmalloc(sizeof(float) * (size_t)b->cap_images * 3 * S * S);
+    // per group: the most physical rows one example puts there, the longest such row, and the most labelled tokens
+    // one example has there (each is at most one output, a logits row): over d's examples when it has them whole,
+    // else grown by the batches (train_batch_build)
+    int rows[2] = {0, 0}, len[2] = {1, 1}, outs[2] = {1, 1};
+    for (int i = 0; d->ex && i < d->n; i++) {
+        int r[2], l[2], o[2];
+        example_needs(&d->ex[i], pack, r, l, o);
+        for (int g = 0; g < 2; g++) {
+            if (r[g] > rows[g]) rows[g] = r[g];
+            if (l[g] > len[g]) len[g] = l[g];
+            if (o[g] > outs[g]) outs[g] = o[g];
+        }
+    }
     for (int g = 0; g < 2; g++) {
-        BatchGroup *G = &b->g[g];
-        G->cap_rows = max_examples * rows[g];
-        G->cap_len = len[g];
-        G->cap_out = max_examples * outs[g];
-        size_t cells = (size_t)(G->cap_rows ? G->cap_rows : 1) * G->cap_len;
-        G->ids = xmalloc(sizeof(int) * cells);
-        G->pos = xmalloc(sizeof(int) * cells);
-        G->segment = xmalloc(sizeof(int) * cells);
-        G->lengths = xmalloc(sizeof(int) * (G->cap_rows + 1));
-        G->image_of_row = xmalloc(sizeof(int) * (G->cap_rows + 1));
-        G->images_of_row = xmalloc(sizeof(int) * (G->cap_rows + 1));
-        G->out_index = xmalloc(sizeof(int) * G->cap_out);
-        G->out_target = xmalloc(sizeof(int) * G->cap_out);
-        G->out_row = xmalloc(sizeof(int) * G->cap_out);
-        G->members = xmalloc(sizeof(int) * (b->cap_rows + 1));
+        b->ex_rows[g] = rows[g];
+        b->ex_outs[g] = outs[g];
+        group_alloc(b, g, len[g]);
     }
 }
 
@@ -759,6 +919,20 @@ static void batch_image_pixels(const TrainData *d, const TrainPrefetched *pre, i
 }
 
 void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n, const TrainPrefetched *pre) {
+    // the examples with their rows: prefetched (tokenized on the loader's threads), d's own, or made here
+    const TrainExample **exs = xmalloc(sizeof(TrainExample *) * (n ? n : 1));
+    TrainExample *made = NULL;
+    if (pre && (pre->n != n || memcmp(pre->idx, idx, sizeof(int) * n))) fatal("internal: the prefetched batch is another one");
+    for (int e = 0; e < n; e++) {
+        if (pre && pre->ex) { exs[e] = &pre->ex[e]; continue; }
+        if (!d->ex && !made) made = xcalloc((size_t)n, sizeof(TrainExample));
+        exs[e] = train_data_example(d, idx[e], made ? &made[e] : NULL);
+    }
+    for (int e = 0; e < n; e++) {  // grow the groups for longer rows than they have held
+        int rows[2], len[2], outs[2];
+        example_needs(exs[e], b->pack, rows, len, outs);
+        batch_fit(b, rows, len, outs);
+    }
     // each image's pixels, or its features when the data has them (train_data_encode_images)
     const size_t img_floats = d->feats ? (size_t)d->feat_size : (size_t)3 * d->image_size * d->image_size;
     float *dst = d->feats ? b->feats : b->pixels;
@@ -771,7 +945,7 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n,
     b->B = 0;
     b->n_images = 0;
     for (int e = 0; e < n; e++) {
-        const TrainExample *ex = &d->ex[idx[e]];
+        const TrainExample *ex = exs[e];
         int local[2] = {-1, -1};  // each side's first batch image; its images are consecutive from there
         for (int k = 0; k < 2; k++) {
             const int n_side = ex->n_image[k];
@@ -852,6 +1026,9 @@ void train_batch_build(TrainBatch *b, const TrainData *d, const int *idx, int n,
         free(phys[g]);
     }
     free(gl);
+    for (int e = 0; made && e < n; e++) train_example_free(&made[e]);
+    free(made);
+    free(exs);
 }
 
 unsigned long long train_crop_stream(unsigned long long seed, int step, int micro, int pass) {
@@ -888,7 +1065,8 @@ void data_order_shuffle(DataOrder *o) {
 void data_order_next(DataOrder *o, int *idx, int k) {
     for (int i = 0; i < k; i++) {
         if (o->cursor == o->n) { o->epoch++; o->cursor = 0; data_order_shuffle(o); }
-        idx[i] = o->perm[o->cursor++];
+        if (idx) idx[i] = o->perm[o->cursor];
+        o->cursor++;
     }
 }
 
@@ -897,6 +1075,7 @@ void data_order_next(DataOrder *o, int *idx, int k) {
 
 typedef struct {
     TrainPrefetched b;
+    TrainExample *ex;   // (batch) the examples' rows (a file's data; NULL for synthetic data, which has them)
     int *idx, *images;  // (batch), (max_example_images * batch)
     float *pixels;      // (max_example_images * batch, 3, S, S); NULL when the data has features (nothing to decode)
 } StreamSlot;
@@ -909,6 +1088,7 @@ struct TrainStream {
     // guarded by the ring's lock (touched in claim only):
     DataOrder order;    // the run's order from where the stream started (perm NULL: file order)
     int next_file;      // file order: the next example
+    int part, parts;    // this stream makes micro-batches part, part + parts, ... of the sequence (a rank's share)
 };
 
 // Under the ring's lock, in batch order: the next micro-batch's examples.
@@ -919,45 +1099,62 @@ static int stream_claim(void *ctx, int slot, uint64_t seq) {
     if (s->order.perm) {
         data_order_next(&s->order, sl->idx, s->batch);
         sl->b.n = s->batch;
+        data_order_next(&s->order, NULL, (s->parts - 1) * s->batch);  // the other parts' micro-batches
         return 1;
     }
     if (s->next_file >= s->d->n) return 0;
     sl->b.n = s->d->n - s->next_file < s->batch ? s->d->n - s->next_file : s->batch;
     for (int i = 0; i < sl->b.n; i++) sl->idx[i] = s->next_file++;
+    s->next_file += (s->parts - 1) * s->batch;  // the other parts' batches
     return 1;
 }
 
-// On a worker: the distinct images of the batch, each made once.
+// On a worker: the batch's rows (its records tokenized) and the distinct images of all its rows, each made once.
 static void stream_fill(void *ctx, int slot) {
     TrainStream *s = ctx;
     StreamSlot *sl = &s->slots[slot];
     const TrainData *d = s->d;
     const size_t img = (size_t)3 * d->image_size * d->image_size;
     sl->b.n_images = 0;
+    for (int e = 0; sl->ex && e < sl->b.n; e++) {  // the batch's rows: its records tokenized
+        train_example_free(&sl->ex[e]);
+        train_data_example(d, sl->idx[e], &sl->ex[e]);
+    }
     if (!sl->pixels) return;
-    for (int e = 0; e < sl->b.n; e++) {
-        const TrainExample *ex = &d->ex[sl->idx[e]];
-        for (int k = 0; k < 2; k++)
-            for (int q = 0; q < ex->n_image[k]; q++) {  // every image of each side
-                const int g = ex->image[k][q];
+    for (int e = 0; e < sl->b.n; e++)
+        for (int k = 0; k < 2; k++) {
+            int n_side;
+            const int *side = train_data_example_images(d, sl->idx[e], k, &n_side);
+            for (int q = 0; q < n_side; q++) {  // every image of each side
+                const int g = side[q];
                 int seen = 0;
                 for (int i = 0; i < sl->b.n_images && !seen; i++) seen = sl->images[i] == g;
                 if (seen) continue;
                 train_data_image(d, g, sl->pixels + sl->b.n_images * img);
                 sl->images[sl->b.n_images++] = g;
             }
-    }
+        }
 }
 
 TrainStream *train_stream_open(const TrainData *d, const DataOrder *order, int batch, int workers, int depth) {
+    return train_stream_open_part(d, order, batch, workers, depth, 0, 1);
+}
+
+TrainStream *train_stream_open_part(const TrainData *d, const DataOrder *order, int batch, int workers, int depth, int part,
+                                    int parts) {
+    CHECK_OR_DIE(parts >= 1 && part >= 0 && part < parts, "train_stream_open_part: part %d of %d", part, parts);
     TrainStream *s = xcalloc(1, sizeof(TrainStream));
     s->d = d;
     s->batch = batch;
+    s->part = part;
+    s->parts = parts;
     if (order) {
         s->order = *order;
         s->order.perm = xmalloc(sizeof(int) * (order->n ? order->n : 1));
         memcpy(s->order.perm, order->perm, sizeof(int) * order->n);
+        data_order_next(&s->order, NULL, part * batch);  // the micro-batches of the parts before this one
     }
+    s->next_file = part * batch;
     s->ring = prefetch_open(workers, depth, s, stream_claim, stream_fill, d->path ? d->path : "training data");
     const int n_slots = prefetch_depth(s->ring);
     s->slots = xcalloc((size_t)n_slots, sizeof(StreamSlot));
@@ -966,6 +1163,8 @@ TrainStream *train_stream_open(const TrainData *d, const DataOrder *order, int b
         StreamSlot *sl = &s->slots[i];
         sl->idx = xmalloc(sizeof(int) * batch);
         sl->images = xmalloc(sizeof(int) * d->max_example_images * batch);
+        if (!d->ex) sl->ex = xcalloc((size_t)batch, sizeof(TrainExample));
+        sl->b.ex = sl->ex;
         if (!d->feats) sl->pixels = xmalloc(sizeof(float) * d->max_example_images * batch * img);
         sl->b.idx = sl->idx;
         sl->b.images = sl->images;
@@ -983,7 +1182,11 @@ const TrainPrefetched *train_stream_next(TrainStream *s) {
 void train_stream_close(TrainStream *s) {
     const int n_slots = prefetch_depth(s->ring);
     prefetch_close(s->ring);
-    for (int i = 0; i < n_slots; i++) { free(s->slots[i].idx); free(s->slots[i].images); free(s->slots[i].pixels); }
+    for (int i = 0; i < n_slots; i++) {
+        StreamSlot *sl = &s->slots[i];
+        for (int e = 0; sl->ex && e < s->batch; e++) train_example_free(&sl->ex[e]);
+        free(sl->ex); free(sl->idx); free(sl->images); free(sl->pixels);
+    }
     free(s->slots);
     free(s->order.perm);
     free(s);

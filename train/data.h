@@ -1,5 +1,14 @@
-// Training examples for the LLaVA recipes, tokenized once at load time and turned into batch rows; their images
-// are only named at load and made when a batch needs them, by the streaming loader (TrainStream, below).
+// Training examples for the LLaVA recipes, turned into batch rows; nothing of the data set's size is made at load
+// but an index: each record's place in its file and the images it names. Its text is tokenized and its images are
+// made when a batch needs them, by the streaming loader's threads (TrainStream, below), so the time to the first
+// step does not grow with the data set (notes/perf.md, streaming).
+//
+// Load checks each record's JSON and structure (its keys, its image fields, the fields its recipe reads) and that
+// its image files exist (stat). What needs the tokenizer or the pixels (a prompt longer than --max-text-len, a
+// token outside the vocabulary, an image that does not decode) is found when a batch reaches the record, and
+// stops the run there naming the file, the line and the problem. --skip-bad instead tokenizes every record and
+// decodes every image at load (the slow, careful load): the bad ones are skipped and counted before step 1, so
+// that the run that follows meets none.
 //
 // Each example becomes the rows its recipe lists (train/recipes.h: RowSpec), in the order the recipe's loss
 // reads them: sft 1 row, dpo 2 (chosen, rejected), svco and vco 6 (SVCO_*), mdpo 3 (MDPO_*, the third under a
@@ -24,9 +33,12 @@
 //                 each side a list of up to TRAIN_MAX_SIDE_IMAGES images, which its rows see in order
 // Image paths are relative to the data file's folder (or --images DIR).
 #pragma once
+#include <cJSON.h>
+
 #include "../data/augment.h"
 #include "../data/preprocess.h"
 #include "../data/shard.h"
+#include "../data/tokenizer.h"
 #include "../model/config.h"
 #include "recipes.h"
 
@@ -82,19 +94,33 @@ typedef struct {
     int line;       // the record that first named the image, for messages
 } TrainImage;
 
+// Where a record of lazily loaded data is, and the images it names (found at load). Its image lists live in one
+// array shared by all records (TrainData.record_images): a record costs the same whatever its sides' image counts.
+typedef struct {
+    long long at;   // JSON Lines: the byte offset of its line; a JSON array or a shard: its index in TrainData.items
+    int len;        // JSON Lines: the line's length in bytes
+    int line;       // line (or array index + 1) in the input file
+    int image_at;   // its images in TrainData.record_images: side 0's n_image[0], then side 1's n_image[1]
+    int n_image[2]; // images of each side, 0 if unused (as TrainExample.n_image)
+} TrainRecord;
+
 typedef struct {
     const Recipe *recipe;
-    TrainExample *ex;
+    TrainExample *ex;        // (n) examples made whole at load (synthetic data); NULL for a file's data (rec)
+    TrainRecord *rec;        // (n) a file's records, tokenized when a batch needs them (train_data_example)
+    int *record_images;      // (n_record_images) the records' image lists (TrainRecord.image_at), indices into images
+    int n_record_images;
     int n;
     int n_images, image_size;
     TrainImage *images;      // (n_images) where each image's pixels come from, each distinct source once
     float *pixels;           // (n_memory_images, 3, S, S) the pixels of TRAIN_IMAGE_MEMORY images (synthetic data), or NULL
     float *feats;            // (n_images, feat_size) the frozen tower's features (train_data_encode_images), or NULL
     int feat_size;           // image_tokens * vision hidden
-    int max_row_len;
     int max_example_images;  // the most images one example names (both sides), at least 2: a batch's room per example
     int n_bad;               // records skipped with skip_bad
-    unsigned long long hash; // of the tokenized rows and the images' sources: keys the reference log-prob cache
+    unsigned long long hash; // of what the rows are made from (the file's bytes, the tokenizer's, the options that
+                             // shape rows), each record's image lists in order and the images' sources: keys the
+                             // reference log-prob cache and --resume
     int fresh_crops;         // image slot 1 of every example crops its slot-0 images (each its own), drawn anew for every
                              // forward pass by train_batch_draw_crops (mDPO's code crops inside forward); the
                              // pixels stay (no feature cache: each crop goes through the tower)
@@ -103,11 +129,24 @@ typedef struct {
     char *path;              // the data file, for messages
     PreprocessConfig pcfg;   // how file images become pixels
     Shard *shard;            // the packed shard the data came from (kept mapped), or NULL
+    // what train_data_example makes rows with (a file's data):
+    int fd;                  // JSON Lines: the file, open (its lines are read again by offset); -1 otherwise
+    cJSON **items;            // (n_items) a JSON array's or a shard's records, kept parsed
+    int n_items;
+    Tokenizer *tok;          // NULL: ids only
+    LlavaConfig cfg;
+    TrainDataOptions opt;    // template_name and system copied (owned); tokenizer NULL
 } TrainData;
 
 void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const LlavaConfig *cfg,
                      const PreprocessConfig *pcfg, const TrainDataOptions *opt);
 void train_data_free(TrainData *d);
+// Example i with its rows: d's own (synthetic data), or its record tokenized into *scratch (freed with
+// train_example_free). Thread-safe. A record whose rows cannot be made dies naming the file, the line and the problem.
+const TrainExample *train_data_example(const TrainData *d, int i, TrainExample *scratch);
+void train_example_free(TrainExample *e);
+// The images of side (0 or 1) of example i, in prompt order: *n of them (0 if unused), TrainData.images indices.
+const int *train_data_example_images(const TrainData *d, int i, int side, int *n);
 // The pixels of image i, (3, S, S) into out: decoded and preprocessed (or normalized, or cropped) now. Thread-safe.
 // An image that can no longer be read dies naming the file, the record and the problem.
 void train_data_image(const TrainData *d, int i, float *out);
@@ -127,7 +166,7 @@ typedef struct {
 } DataOrder;
 
 void data_order_shuffle(DataOrder *o);                 // the permutation of o->epoch
-void data_order_next(DataOrder *o, int *idx, int k);   // the next k examples (crossing epochs as needed)
+void data_order_next(DataOrder *o, int *idx, int k);   // the next k examples (crossing epochs as needed); idx NULL: skips them
 
 // A micro-batch of examples laid out as model rows: distinct images once, each row pointing at its side's images
 // (consecutive batch images; a side with several images shares them with another row only as the same list).
@@ -163,6 +202,9 @@ typedef struct {
     int *example_of_row, *kind_of_row, *length_of_row;  // (B) per logical row
     BatchGroup g[2];                  // 0: rows with an image, 1: image-free rows
     int cap_rows, cap_images, pack;
+    int max_examples;
+    int ex_rows[2], ex_outs[2];       // the most physical rows and outputs one example has put in each group so far
+
 } TrainBatch;
 
 // ---------------------------------------------------------------------------------------------------
@@ -171,6 +213,7 @@ typedef struct {
 // A micro-batch made ahead by a TrainStream: its examples and the pixels of their distinct images.
 typedef struct {
     int n, *idx;             // (n) examples, in batch order
+    const TrainExample *ex;  // (n) their rows (tokenized on the loader's threads)
     int n_images, *images;   // (n_images) data image indices, distinct
     float *pixels;           // (n_images, 3, S, S)
 } TrainPrefetched;
@@ -184,6 +227,10 @@ typedef struct TrainStream TrainStream;
 // batches of `batch`, the last one short, then the end. workers: decode threads (0: on the calling thread);
 // depth: ring slots (0: 2 * workers + 1).
 TrainStream *train_stream_open(const TrainData *d, const DataOrder *order, int batch, int workers, int depth);
+// Data parallel: only micro-batches part, part + parts, ... of that sequence (rank part of parts makes its own
+// share, tokenizes and decodes nothing of the others'); train_stream_open is part 0 of 1.
+TrainStream *train_stream_open_part(const TrainData *d, const DataOrder *order, int batch, int workers, int depth, int part,
+                                    int parts);
 // The next micro-batch (valid until the next call), or NULL after the last one of a file-order stream.
 const TrainPrefetched *train_stream_next(TrainStream *s);
 void train_stream_close(TrainStream *s);
@@ -191,7 +238,10 @@ void train_stream_close(TrainStream *s);
 int train_stream_workers(void);
 int train_stream_depth(void);
 
-// pack: merge rows that share image and prompt (see above).
+// pack: merge rows that share image and prompt (see above). The groups' capacities (rows, row length, outputs)
+// are those of d's examples when it has them whole (synthetic data); for a file's data, whose rows are made
+// batch by batch, they start empty and grow with the batches (train_batch_build): the activations grow with
+// them (batch_forward), to the longest batch met so far.
 void train_batch_init(TrainBatch *b, const TrainData *d, int max_examples, int pack);
 void train_batch_free(TrainBatch *b);
 // Fills b with the rows of examples idx[0..n). With fresh crops each example's crop is a batch image of its own,

@@ -23,9 +23,11 @@ int train_data_encode_images(TrainData *d, const Llava *m) {
     if ((double)d->n_images * feat * sizeof(float) > budget) return 0;
     // the images stream through the loader (a micro-batch of examples at a time), each encoded the first time it
     // comes: memory is the features and the loader's slots, never the data set's pixels
-    float *feats = xmalloc(sizeof(float) * d->n_images * feat), *px = xmalloc(sizeof(float) * 2 * LLAVA_FEATURE_CHUNK * img);
+    // a micro-batch of LLAVA_FEATURE_CHUNK examples has up to max_example_images distinct images each
+    const size_t chunk_images = (size_t)d->max_example_images * LLAVA_FEATURE_CHUNK;
+    float *feats = xmalloc(sizeof(float) * d->n_images * feat), *px = xmalloc(sizeof(float) * chunk_images * img);
     unsigned char *done = xcalloc((size_t)d->n_images, 1);
-    int *which = xmalloc(sizeof(int) * 2 * LLAVA_FEATURE_CHUNK);
+    int *which = xmalloc(sizeof(int) * chunk_images);
     TrainStream *s = train_stream_open(d, NULL, LLAVA_FEATURE_CHUNK, train_stream_workers(), train_stream_depth());
     const TrainPrefetched *pre;
     while ((pre = train_stream_next(s))) {
@@ -51,22 +53,35 @@ int train_data_encode_images(TrainData *d, const Llava *m) {
     return 1;
 }
 
+// The arenas of group g for tb's capacities.
+static void group_acts_init(BatchActs *ba, const Llava *m, const TrainBatch *tb, int g) {
+    const BatchGroup *G = &tb->g[g];
+    ba->cap_rows[g] = G->cap_rows;
+    ba->cap_len[g] = G->cap_len;
+    ba->cap_out[g] = G->cap_out;
+    if (G->cap_rows == 0) return;
+    llava_acts_init(&ba->a[g], m, G->cap_rows, G->cap_len, g == 0 ? tb->cap_images : 0, G->cap_out, ba->mode);
+    if (ba->a[g].cap_out < G->cap_out) fatal("internal: batch outputs exceed the activation layout");
+    ba->dlogp[g] = xmalloc(sizeof(double) * ba->a[g].cap_tokens);
+    ba->has[g] = 1;
+}
+
+static void group_acts_free(BatchActs *ba, int g) {
+    if (ba->has[g]) { llava_acts_free(&ba->a[g]); free(ba->dlogp[g]); }
+    ba->has[g] = 0;
+    ba->dlogp[g] = NULL;
+}
+
 void batch_acts_init(BatchActs *ba, const Llava *m, const TrainBatch *tb, ActsMode mode) {
     memset(ba, 0, sizeof(*ba));
-    for (int g = 0; g < 2; g++) {
-        const BatchGroup *G = &tb->g[g];
-        if (G->cap_rows == 0) continue;
-        llava_acts_init(&ba->a[g], m, G->cap_rows, G->cap_len, g == 0 ? tb->cap_images : 0, G->cap_out, mode);
-        if (ba->a[g].cap_out < G->cap_out) fatal("internal: batch outputs exceed the activation layout");
-        ba->dlogp[g] = xmalloc(sizeof(double) * ba->a[g].cap_tokens);
-        ba->has[g] = 1;
-    }
+    ba->mode = mode;
+    for (int g = 0; g < 2; g++) group_acts_init(ba, m, tb, g);
     ba->row_logp = xmalloc(sizeof(double) * (tb->cap_rows + 1));
     ba->row_count = xmalloc(sizeof(int) * (tb->cap_rows + 1));
 }
 
 void batch_acts_free(BatchActs *ba) {
-    for (int g = 0; g < 2; g++) if (ba->has[g]) { llava_acts_free(&ba->a[g]); free(ba->dlogp[g]); }
+    for (int g = 0; g < 2; g++) group_acts_free(ba, g);
     free(ba->row_logp);
     free(ba->row_count);
 }
@@ -75,6 +90,10 @@ void batch_acts_free(BatchActs *ba) {
 void batch_forward(const Llava *m, BatchActs *ba, const TrainBatch *tb) {
     for (int g = 0; g < 2; g++) {
         const BatchGroup *G = &tb->g[g];
+        if (G->cap_rows != ba->cap_rows[g] || G->cap_len != ba->cap_len[g] || G->cap_out != ba->cap_out[g]) {
+            group_acts_free(ba, g);  // the batch's groups grew: arenas for the new capacities
+            group_acts_init(ba, m, tb, g);
+        }
         if (G->B == 0) continue;
         LlavaBatch lb = {.B = G->B, .T = G->T, .ids = G->ids, .lengths = G->lengths, .image_of_row = G->image_of_row,
                          .images_of_row = G->images_of_row,

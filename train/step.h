@@ -12,6 +12,8 @@ typedef struct {
     int has[2];
     double *row_logp, *dlogp[2];  // (B) per logical row; (M) per output of each group
     int *row_count;
+    ActsMode mode;
+    int cap_rows[2], cap_len[2], cap_out[2];  // the TrainBatch group capacities the arenas were made for
 } BatchActs;
 
 // A frozen vision tower gives each image the same features at every step: they are computed once here, the
@@ -28,6 +30,7 @@ int train_caches_features(const Llava *m, int image_size, int fresh_crops);
 void batch_acts_init(BatchActs *ba, const Llava *m, const TrainBatch *tb, ActsMode mode);
 void batch_acts_free(BatchActs *ba);
 // Runs every group; ba->row_logp[b], ba->row_count[b] are the summed response log-probs of each logical row.
+// A group whose TrainBatch capacities grew (a file's data: longer rows than before) gets arenas made anew first.
 void batch_forward(const Llava *m, BatchActs *ba, const TrainBatch *tb);
 // drow (B): dL/d(row log-prob); every labelled token of a row gets its row's gradient times scale.
 void batch_backward(const Llava *m, BatchActs *ba, const TrainBatch *tb, const double *drow, double scale);

@@ -39,13 +39,12 @@ static double *compute_ref(const Llava *m, const TrainData *d, int batch, int pa
     BatchActs ba;
     batch_acts_init(&ba, m, &tb, ACTS_INFERENCE);
     double t0 = now_seconds();
-    // the examples stream through the loader in file order: the next batches' images are made while this one
-    // runs. Data parallel, batch j is rank j mod world's (every rank's loader makes every batch's images: the
-    // pre-pass is forward only, and the skipped batches cost their decoding, not their forward)
-    TrainStream *st = train_stream_open(d, NULL, batch, train_stream_workers(), train_stream_depth());
+    // the examples stream through the loader in file order: the next batches' rows and images are made while this
+    // one runs. Data parallel, batch j is rank j mod world's, and its loader makes only those
+    TrainStream *st = train_stream_open_part(d, NULL, batch, train_stream_workers(), train_stream_depth(), rank, world);
     const TrainPrefetched *pre;
-    for (int s = 0, j = 0; (pre = train_stream_next(st)); s += pre->n, j++) {
-        if (j % world != rank) continue;
+    while ((pre = train_stream_next(st))) {
+        const int s = pre->idx[0];  // file order: the batch's examples are s, s + 1, ...
         threads_adapt();
         train_batch_build(&tb, d, pre->idx, pre->n, pre);
         batch_forward(m, &ba, &tb);
@@ -116,8 +115,7 @@ typedef struct {
     double *ref, *val_ref;  // cached reference row log-probs (n, R) of data and val
     TrainBatch tb;
     BatchActs acts, ref_acts;
-    TrainStream *stream;    // the run's micro-batches with their images made ahead (llava_stream_from), or NULL
-    int stream_skip;        // data parallel: the other ranks' micro-batches to let by before this rank's next one
+    TrainStream *stream;    // this rank's micro-batches with their rows and images made ahead (llava_stream_from), or NULL
     int *idx;               // (batch) examples of the micro-batch being probed
     double *ref_rows, *drow;  // (cap_rows + 1) reference log-probs and dL/d(row log-prob) of the batch's rows
 } LlavaRun;
@@ -172,12 +170,9 @@ static double batch_loss(const Recipe *r, const LossParams *lp, const TrainBatch
 static double llava_micro_step(TrainModel *M, const int *idx, int n, int step, int micro, double scale, StepStats *st) {
     LlavaRun *T = M->self;
     const TrainConfig *c = T->c;
-    // the loader walks the same order as the loop: its next batch is this one, images made. Data parallel, it
-    // walks every rank's micro-batches: rank r takes micro-batches r, r + world, ... (train/run.c), so the
-    // world - 1 between two of its own (r before its first) go by unused
-    for (; T->stream && T->stream_skip > 0; T->stream_skip--) train_stream_next(T->stream);
+    // the loader walks the same order as the loop: its next batch is this one, rows and images made. Data
+    // parallel, rank r takes micro-batches r, r + world, ... (train/run.c), and its loader makes only those
     const TrainPrefetched *pre = T->stream ? train_stream_next(T->stream) : NULL;
-    T->stream_skip = dist_world() - 1;
     if (pre && (pre->n != n || memcmp(pre->idx, idx, sizeof(int) * n)))
         fatal("internal: the data loader's micro-batch is not the one the training loop asks for");
     train_batch_build(&T->tb, &T->data, idx, n, pre);
@@ -266,8 +261,9 @@ static void llava_close(TrainModel *M) {
 static void llava_stream_from(TrainModel *M, const DataOrder *order) {
     LlavaRun *T = M->self;
     if (T->stream) train_stream_close(T->stream);
-    T->stream = train_stream_open(&T->data, order, T->c->batch, train_stream_workers(), train_stream_depth());
-    T->stream_skip = dist_rank();  // the order starts a step: micro-batches 0 .. rank - 1 are other ranks'
+    // the order starts a step: rank r's share is micro-batches r, r + world, ...
+    T->stream = train_stream_open_part(&T->data, order, T->c->batch, train_stream_workers(), train_stream_depth(), dist_rank(),
+                                       dist_world());
 }
 
 // The memory plan of a LLaVA run (weights, gradients, optimizer, activations), once the optimizer exists.
@@ -275,6 +271,9 @@ static void llava_memory_report(const TrainModel *M, const Optimizer *opt) {
     const LlavaRun *T = M->self;
     const int ref_acts = T->have_ref_model || (T->have_lora && T->c->ref_online);
     memory_report(stderr, &T->policy, opt, &T->acts, ref_acts ? &T->ref_acts : NULL, T->have_ref_model ? &T->ref_model : NULL);
+    if (!T->data.ex)
+        fprintf(stderr, "  (activations for the rows of the first examples of the file: the records are tokenized batch by batch, and a "
+                "batch of longer rows grows them; --max-len bounds them)\n");
 }
 
 TrainDataOptions train_config_data_options(const TrainConfig *c, const char *tokenizer) {
@@ -353,6 +352,12 @@ void llava_train_open(TrainModel *M, const TrainConfig *c, const Backend *be) {
         if (c->val_path) T->val_ref = reference_logps(c, &T->policy, &T->val, "val");
     }
     train_batch_init(&T->tb, &T->data, c->batch, c->pack);
+    // a file's data tokenizes its records batch by batch: the batch's capacities start at the first micro-batch's
+    // rows (so the memory plan counts activations) and grow when a batch has longer ones
+    int k = T->data.n < c->batch ? T->data.n : c->batch, *first = xmalloc(sizeof(int) * k);
+    for (int i = 0; i < k; i++) first[i] = i;
+    train_batch_build(&T->tb, &T->data, first, k, NULL);
+    free(first);
     batch_acts_init(&T->acts, &T->policy, &T->tb, c->recompute ? ACTS_BACKWARD_RECOMPUTE : ACTS_BACKWARD);
     if (T->have_ref_model) batch_acts_init(&T->ref_acts, &T->ref_model, &T->tb, ACTS_INFERENCE);
     else if (T->have_lora && c->ref_online) batch_acts_init(&T->ref_acts, &T->policy, &T->tb, ACTS_INFERENCE);

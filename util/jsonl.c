@@ -69,6 +69,8 @@ cJSON *jsonl_next(JsonlReader *r, int skip_bad, int *n_bad) {
         ssize_t n = getline(&r->buf, &r->cap, r->f);
         if (n < 0) return NULL;
         r->line++;
+        r->offset = r->pos;
+        r->pos += n;
         while (n > 0 && (r->buf[n - 1] == '\n' || r->buf[n - 1] == '\r')) r->buf[--n] = 0;
         size_t skip = strspn(r->buf, " \t");
         if (r->buf[skip] == 0) continue;
@@ -77,7 +79,7 @@ cJSON *jsonl_next(JsonlReader *r, int skip_bad, int *n_bad) {
         const char *why = NULL;
         if (!j) why = "malformed JSON";
         else if (!cJSON_IsObject(j)) why = "expected a JSON object";
-        if (!why) return j;
+        if (!why) { r->len = (size_t)n; return j; }
         cJSON_Delete(j);
         if (!skip_bad) fatal("%s:%d: %s", r->path, r->line, why);
         fprintf(stderr, "vlm: warning: %s:%d: %s, skipped\n", r->path, r->line, why);

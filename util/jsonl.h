@@ -9,6 +9,9 @@ typedef struct {
     FILE *f;
     const char *path;   // for messages ("<stdin>" for standard input)
     int line;           // number of the line last returned
+    long long offset;   // JSON Lines: the byte offset of the line last returned, and its length without the end of
+    size_t len;         // line (the text a later reader parses again from there: train/data.c's lazy records)
+    long long pos;      // JSON Lines: the bytes read so far
     char *buf;
     size_t cap;
     int owns;
