@@ -764,7 +764,7 @@ TEST(generate_cli_errors) {
     char buf[1024];
     snprintf(buf, sizeof(buf), "%s{\"input_ids\": [1, 5,\n", good);
     expect_error("malformed", gqa, buf, "", "records.jsonl:2: malformed JSON");
-    expect_error("not_object", gqa, "[1, 2, 3]\n", "", "records.jsonl: record 1: expected a JSON object");
+    expect_error("not_object", gqa, "[1, 2, 3]\n", "", "records.jsonl:1: record 1: expected a JSON object");
     expect_error("neither", gqa, "{\"instruction\": \"hi\"}\n", "", "records.jsonl:1: a record needs \"prompt\" (or \"question\", POPE's \"text\", AMBER's \"query\") or \"input_ids\"");
     expect_error("both", gqa, "{\"prompt\": \"hi\", \"input_ids\": [1]}\n", "", "not both");
     expect_error("empty_ids", gqa, "{\"input_ids\": []}\n", "", "\"input_ids\" is empty");

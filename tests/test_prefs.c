@@ -12,6 +12,7 @@
 #include "../data/records.h"
 #include "../eval/clipscore.h"
 #include "../util/common.h"
+#include "../util/jsonl.h"
 #include "test.h"
 
 #define MODELS "tests/fixtures/models/"
@@ -397,20 +398,62 @@ TEST(data_clipdpo_and_mvc) {
     free(text); free(dpo); free(mv); free(q); free(s); free(bpe);
 }
 
-// Record files may be one JSON array: a broken one is named with the line where parsing stopped, and an
-// array element that is not an object by its record number (before any model is loaded).
+// Record files may be one JSON array, read element by element: a broken element or one that is not an object is
+// named by the line where it ends and its record number (before any model is loaded).
 TEST(records_json_array_errors) {
     char *broken = test_write_tmp("arr_broken.json", "[{\"image\": \"a.png\", \"text\": \"x\"},\n {\"image\": \"b.png\",, }]\n");
     char *scalar = test_write_tmp("arr_scalar.json", "[{\"image\": \"a.png\", \"text\": \"x\"}, 7]\n");
     char args[1024], *out, *err;
     snprintf(args, sizeof(args), "score --clip /nonexistent --data %s", broken);
     EXPECT(test_run_vlm(args, &out, &err) != 0);
-    EXPECTF(strstr(err, "arr_broken.json:2: malformed JSON") != NULL, "message: %s", err);
+    EXPECTF(strstr(err, "arr_broken.json:2: record 2: malformed JSON") != NULL, "message: %s", err);
     free(out); free(err);
     snprintf(args, sizeof(args), "score --clip /nonexistent --data %s", scalar);
     EXPECT(test_run_vlm(args, &out, &err) != 0);
-    EXPECTF(strstr(err, "arr_scalar.json: record 2: expected a JSON object") != NULL, "message: %s", err);
+    EXPECTF(strstr(err, "arr_scalar.json:1: record 2: expected a JSON object") != NULL, "message: %s", err);
     free(out); free(err); free(broken); free(scalar);
+}
+
+// A JSON array file is read one element at a time: brackets, braces and quotes inside strings do not end an
+// element, each record's offset and length are its exact bytes (train/data.c reads them again lazily), and an
+// array that is not well formed between its elements is an error naming the line.
+TEST(records_json_array_read_by_element) {
+    const char *text = "[ {\"a\": \"x]}\\\"[{\", \"b\": [1, {\"c\": \"]\"}]} ,\n\n  {\"a\": \"y\"}\n]\n";
+    char *path = test_write_tmp("arr_tricky.json", text);
+    JsonlReader jr;
+    jsonl_open(&jr, path);
+    int n = 0;
+    cJSON *j;
+    while ((j = jsonl_next(&jr, 0, NULL))) {
+        EXPECT(n < 2);
+        if (n >= 2) break;
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "a");
+        EXPECTF(cJSON_IsString(a) && !strcmp(a->valuestring, n ? "y" : "x]}\"[{"), "record %d: a = %s", n + 1,
+                cJSON_IsString(a) ? a->valuestring : "?");
+        cJSON *again = cJSON_ParseWithLength(text + jr.offset, jr.len);  // the bytes a lazy reader reads again
+        EXPECTF(again && cJSON_Compare(again, j, 1), "record %d: offset %lld length %zu do not hold it", n + 1, jr.offset, jr.len);
+        cJSON_Delete(again);
+        cJSON_Delete(j);
+        n++;
+    }
+    EXPECT_INT_EQ(n, 2);
+    jsonl_close(&jr);
+    const char *bad[][2] = {{"[{\"image\": \"a.png\", \"text\": \"x\"},\n{\"image\": \"b.png\", \"text\": \"y\"},\n]\n", ":3: malformed JSON (a comma before the array's closing bracket)"},
+                            {"[{\"image\": \"a.png\", \"text\": \"x\"}\n{\"image\": \"b.png\", \"text\": \"y\"}]\n", ":2: malformed JSON (a comma is missing between records)"},
+                            {"[{\"image\": \"a.png\", \"text\": \"x\"}] x\n", ":1: text after the JSON array's closing bracket"},
+                            {"[{\"image\": \"a.png\", \"text\": \"x\"},\n{\"image\": \"]\"", ":2: the JSON array ends inside a record"}};
+    for (int k = 0; k < 4; k++) {
+        char name[32], args[1024], *out, *err;
+        snprintf(name, sizeof(name), "arr_bad%d.json", k);
+        char *p = test_write_tmp(name, bad[k][0]);
+        snprintf(args, sizeof(args), "score --clip /nonexistent --data %s", p);
+        EXPECT(test_run_vlm(args, &out, &err) != 0);
+        char needle[160];
+        snprintf(needle, sizeof(needle), "%s%s", name, bad[k][1]);
+        EXPECTF(strstr(err, needle) != NULL, "case %d: expected '%s' in: %s", k, needle, err);
+        free(out); free(err); free(p);
+    }
+    free(path);
 }
 
 // ---- the released MVC filter: SigLIP and DINOv2 image embeddings ------------------------------------------

@@ -589,7 +589,7 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
     JsonlReader jr;
     if (from_shard) jsonl_open_array(&jr, from_shard, path);
     else jsonl_open(&jr, path);
-    // JSON Lines are read again by offset when a batch needs a record; an array's records stay parsed
+    // JSON Lines and JSON arrays are read again by offset when a batch needs a record; a shard's records stay parsed
     if (!jr.array && (d->fd = open(path, O_RDONLY)) < 0) fatal("%s: cannot open: %s", path, strerror(errno));
     int cap_rec = 0, cap_items = 0, cap_rec_images = 0;
     d->max_example_images = 2;
@@ -611,7 +611,7 @@ void train_data_load(TrainData *d, const Recipe *recipe, const char *path, const
             continue;
         }
         if (d->n == cap_rec) d->rec = xrealloc(d->rec, sizeof(TrainRecord) * (cap_rec = cap_rec ? 2 * cap_rec : 256));
-        if (!jr.array && jr.len > INT_MAX) fatal("%s:%d: a line of %zu bytes is too long", path, jr.line, jr.len);
+        if (!jr.array && jr.len > INT_MAX) fatal("%s:%d: a record of %zu bytes is too long", path, jr.line, jr.len);
         TrainRecord *r = &d->rec[d->n++];
         *r = (TrainRecord){jr.array ? d->n_items : jr.offset, (int)jr.len, jr.line, d->n_record_images, {e.n_image[0], e.n_image[1]}};
         const int n_ex_images = e.n_image[0] + e.n_image[1];
@@ -672,7 +672,7 @@ const TrainExample *train_data_example(const TrainData *d, int i, TrainExample *
     const TrainRecord *r = &d->rec[i];
     cJSON *j;
     if (d->items) j = d->items[r->at];
-    else {  // the record's line, read again from where the load found it
+    else {  // the record's text, read again from where the load found it
         char *buf = xmalloc((size_t)r->len + 1);
         size_t got = 0;
         while (got < (size_t)r->len) {

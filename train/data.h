@@ -97,8 +97,8 @@ typedef struct {
 // Where a record of lazily loaded data is, and the images it names (found at load). Its image lists live in one
 // array shared by all records (TrainData.record_images): a record costs the same whatever its sides' image counts.
 typedef struct {
-    long long at;   // JSON Lines: the byte offset of its line; a JSON array or a shard: its index in TrainData.items
-    int len;        // JSON Lines: the line's length in bytes
+    long long at;   // JSON Lines or a JSON array: the byte offset of its text; a shard: its index in TrainData.items
+    int len;        // JSON Lines or a JSON array: its text's length in bytes
     int line;       // line (or array index + 1) in the input file
     int image_at;   // its images in TrainData.record_images: side 0's n_image[0], then side 1's n_image[1]
     int n_image[2]; // images of each side, 0 if unused (as TrainExample.n_image)
@@ -131,7 +131,7 @@ typedef struct {
     Shard *shard;            // the packed shard the data came from (kept mapped), or NULL
     // what train_data_example makes rows with (a file's data):
     int fd;                  // JSON Lines: the file, open (its lines are read again by offset); -1 otherwise
-    cJSON **items;            // (n_items) a JSON array's or a shard's records, kept parsed
+    cJSON **items;            // (n_items) a shard's records, kept parsed (files are reread by offset)
     int n_items;
     Tokenizer *tok;          // NULL: ids only
     LlavaConfig cfg;

@@ -25,22 +25,68 @@ void jsonl_open(JsonlReader *r, const char *path) {
     r->path = path;
     r->owns = 1;
     int c;
-    while ((c = fgetc(r->f)) == ' ' || c == '\t' || c == '\r' || c == '\n') {}
+    while ((c = fgetc(r->f)) == ' ' || c == '\t' || c == '\r' || c == '\n') r->text_line += c == '\n';
     if (c != '[') {
         rewind(r->f);
+        r->text_line = 0;
         return;
     }
-    size_t len;
-    char *text = read_file(path, &len);
-    const char *end = NULL;
-    cJSON *array = cJSON_ParseWithOpts(text, &end, 1);
-    if (!array) fatal("%s:%d: malformed JSON (the file is one JSON array)", path, json_error_line(text, end));
-    if (!cJSON_IsArray(array)) fatal("%s: expected a JSON array of records", path);
-    free(text);
-    fclose(r->f);
-    r->f = NULL;
-    r->owns = 0;
-    r->array = array;
+    // a JSON array: read element by element (each one's bytes found by a scan that follows strings and nesting), so
+    // a file of any size costs one record's memory, and each record's offset and length can be read again later
+    r->in_array = 1;
+    r->pos = ftell(r->f);
+    r->text_line++;
+}
+
+// The next element of a JSON array file into r->buf (its text, r->offset and r->len set); 0 at the closing bracket.
+// Dies naming the file and line on text that is not an array of values.
+static int array_element(JsonlReader *r) {
+    int c;
+    for (;;) {  // whitespace, then a comma between elements, or the end
+        while ((c = getc_unlocked(r->f)) == ' ' || c == '\t' || c == '\r' || c == '\n') { r->pos++; r->text_line += c == '\n'; }
+        if (c == EOF) fatal("%s:%d: the JSON array is not closed", r->path, r->text_line);
+        r->pos++;
+        if (c == ']') {
+            if (r->after_comma) fatal("%s:%d: malformed JSON (a comma before the array's closing bracket)", r->path, r->text_line);
+            while ((c = getc_unlocked(r->f)) == ' ' || c == '\t' || c == '\r' || c == '\n') r->text_line += c == '\n';
+            if (c != EOF) fatal("%s:%d: text after the JSON array's closing bracket", r->path, r->text_line);
+            return 0;
+        }
+        if (c != ',' || r->line == 0) break;
+        if (r->after_comma) fatal("%s:%d: malformed JSON (two commas in the array)", r->path, r->text_line);
+        r->after_comma = 1;
+    }
+    if (r->line > 0 && !r->after_comma) fatal("%s:%d: malformed JSON (a comma is missing between records)", r->path, r->text_line);
+    r->after_comma = 0;
+    r->offset = r->pos - 1;
+    size_t n = 0;
+    // an object or array runs to its matching bracket (brackets inside strings do not count), a string to its
+    // closing quote, a number or literal to the next comma, bracket or space
+    const int nested = c == '{' || c == '[', quoted = c == '"';
+    int depth = 0, in_string = 0, escaped = 0;
+    for (;;) {
+        if (n + 2 > r->cap) r->buf = xrealloc(r->buf, r->cap = r->cap ? 2 * r->cap : 4096);
+        r->buf[n++] = (char)c;
+        r->text_line += c == '\n';
+        if (in_string) {
+            if (escaped) escaped = 0;
+            else if (c == '\\') escaped = 1;
+            else if (c == '"') in_string = 0;
+        } else if (c == '"') in_string = 1;
+        else if (c == '{' || c == '[') depth++;
+        else if (c == '}' || c == ']') depth--;
+        if ((nested && depth == 0) || (quoted && n > 1 && !in_string)) break;
+        c = getc_unlocked(r->f);
+        if (c == EOF) fatal("%s:%d: the JSON array ends inside a record", r->path, r->text_line);
+        if (!nested && !quoted && (c == ',' || c == ']' || c == ' ' || c == '\t' || c == '\r' || c == '\n')) {
+            ungetc(c, r->f);
+            break;
+        }
+        r->pos++;
+    }
+    r->buf[n] = 0;
+    r->len = n;
+    return 1;
 }
 
 void jsonl_open_array(JsonlReader *r, cJSON *array, const char *path) {
@@ -65,6 +111,17 @@ static cJSON *array_next(JsonlReader *r, int skip_bad, int *n_bad) {
 
 cJSON *jsonl_next(JsonlReader *r, int skip_bad, int *n_bad) {
     if (r->array) return array_next(r, skip_bad, n_bad);
+    while (r->in_array) {
+        if (!array_element(r)) return NULL;
+        r->line++;
+        cJSON *j = cJSON_ParseWithLength(r->buf, r->len);
+        const char *why = !j ? "malformed JSON" : !cJSON_IsObject(j) ? "expected a JSON object" : NULL;
+        if (!why) return j;
+        cJSON_Delete(j);
+        if (!skip_bad) fatal("%s:%d: record %d: %s", r->path, r->text_line, r->line, why);
+        fprintf(stderr, "vlm: warning: %s:%d: record %d: %s, skipped\n", r->path, r->text_line, r->line, why);
+        if (n_bad) (*n_bad)++;
+    }
     for (;;) {
         ssize_t n = getline(&r->buf, &r->cap, r->f);
         if (n < 0) return NULL;

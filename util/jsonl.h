@@ -1,6 +1,7 @@
 // Record input: JSON Lines (one JSON object per line; blank lines skipped; a malformed line is an error
 // naming the file and the line number) or one JSON array of objects (S-VCO's mvc.json, LLaVA's
-// conversation files), told apart by the first character. For an array, `line` is the record number.
+// conversation files), told apart by the first character. For an array, `line` is the record number; an
+// array file is read one element at a time (a record's memory, whatever the file's size).
 #pragma once
 #include <cJSON.h>
 #include <stdio.h>
@@ -9,13 +10,16 @@ typedef struct {
     FILE *f;
     const char *path;   // for messages ("<stdin>" for standard input)
     int line;           // number of the line last returned
-    long long offset;   // JSON Lines: the byte offset of the line last returned, and its length without the end of
-    size_t len;         // line (the text a later reader parses again from there: train/data.c's lazy records)
-    long long pos;      // JSON Lines: the bytes read so far
+    long long offset;   // the byte offset of the line (or array element) last returned, and its length without the end
+    size_t len;         // of line (the text a later reader parses again from there: train/data.c's lazy records)
+    long long pos;      // the bytes read so far
+    int in_array;       // the file is one JSON array, read element by element
+    int text_line;      // array files: the line of text the reader is at, for messages
+    int after_comma;    // array files: a comma was read and no element after it yet
     char *buf;
     size_t cap;
     int owns;
-    cJSON *array;       // the records of a JSON array, detached one by one; NULL for JSON Lines
+    cJSON *array;       // the records of an array given in memory (jsonl_open_array), detached one by one
 } JsonlReader;
 
 // path "-" reads standard input (JSON Lines only). Dies naming the file if it cannot be opened or an
