@@ -24,7 +24,9 @@
 # meaningless). Environment: DEMO_OUT (work folder, default demo-out/CONFIG), RESULTS (default
 # notes/results/demo-CONFIG), SEEDS (alignment seeds), VLM (the binary, default ./vlm), DEVICE (default: asked
 # once of `vlm device`), BPE (the CLIP BPE file, default ../shared/data/tokenizers/, else .deps/shared/tokenizers/),
-# JOBS (alignment methods run side by side: the CPU count up to 6 on the CPU, 1 on a GPU).
+# JOBS (alignment methods run side by side: the CPU count up to 6 on the CPU, 1 on a GPU), SFT_SEEDS (e.g. "1 2 3"
+# on the CPU: the whole pipeline per seed, an SFT model each, as full does), SWEEP (set: also every method at every
+# rate of the grid on the test split, tables in RESULTS/lr-sweep/, reported apart and never used to choose).
 set -euo pipefail
 VLM=${VLM:-./vlm}
 # idle OpenMP threads spin briefly, then sleep: spinning without bound (libgomp's default when the machine looks
@@ -87,8 +89,13 @@ full)   # one GPU: the same study, larger, three SFT seeds
     ;;
 *) echo "demo/run.sh: unknown configuration '$CONFIG' (cpu, full or test)" >&2; exit 2 ;;
 esac
-# the SFT seeds: one shared SFT model on the CPU, one per seed on the GPU (the whole pipeline per seed)
-SFT_SEEDS=$([ "$CONFIG" = full ] && echo "$SEEDS" || echo "${SEEDS%% *}")
+# the SFT seeds: one shared SFT model on the CPU, one per seed on the GPU (the whole pipeline per seed). More
+# than one (SFT_SEEDS="1 2 3" on the CPU) runs the whole pipeline per seed there too: each SFT model is aligned
+# with its own seed only, so the intervals cover the SFT model's seed, which one shared model cannot
+SFT_SEEDS=${SFT_SEEDS:-$([ "$CONFIG" = full ] && echo "$SEEDS" || echo "${SEEDS%% *}")}
+PER_SEED=$({ [ "$CONFIG" = full ] || [ "$(wc -w <<< "$SFT_SEEDS")" -gt 1 ]; } && echo 1 || true)
+# align_seeds SFT_SEED: the alignment seeds of one SFT model
+align_seeds() { if [ -n "$PER_SEED" ]; then echo "$1"; else echo "$SEEDS"; fi; }
 
 [ -f "$BPE" ] || { echo "demo/run.sh: $BPE not found (set BPE, run from the repository next to ../shared, or make deps-device)" >&2; exit 2; }
 mkdir -p "$OUT"
@@ -248,10 +255,11 @@ for sseed in $SFT_SEEDS; do
             --warmup-steps $((SFT_STEPS / 10)) --seed "$sseed" --device "$DEVICE" --log-every 25
     fi
     SFT=$(latest "$S/sft")
-    # the alignment seeds of this SFT model, and where its evaluation goes: on the CPU one SFT model serves
-    # every seed (one run, paired with each), on the GPU each seed has its own SFT model (the folder names the
-    # seed, so vlm eval table pairs it with that seed's runs)
-    if [ "$CONFIG" = full ]; then ASEEDS=$sseed; SFT_EVAL=$S/seed$sseed/eval/sft; else ASEEDS=$SEEDS; SFT_EVAL=$S/eval/sft; fi
+    # the alignment seeds of this SFT model, and where its evaluation goes: one shared SFT model serves every
+    # seed (one run, paired with each); with a model per seed the folder names the seed, so vlm eval table
+    # pairs it with that seed's runs
+    ASEEDS=$(align_seeds "$sseed")
+    if [ -n "$PER_SEED" ]; then SFT_EVAL=$S/seed$sseed/eval/sft; else SFT_EVAL=$S/eval/sft; fi
     if [ ! -f "$SFT_EVAL/mmvp.json" ]; then
         stage "evaluating the SFT model (seed $sseed)"
         evaluate "$SFT" "$SFT_EVAL"
@@ -315,13 +323,17 @@ for sseed in $SFT_SEEDS; do
                 if awk -v a="$score" -v b="$best_score" 'BEGIN { exit !(a > b) }'; then best=$lr; best_score=$score; fi
             done
             echo "$best" > "$G/chosen"
+            echo "$sseed $first" > "$G/run_of"  # the SFT seed and seed its runs are (not the first SFT model's when that one had no pairs)
         fi
+        # grid_run SEED: whether the grid's runs are this SFT model's runs with seed SEED (a folder from before
+        # run_of was written: the first SFT model's first seed)
+        grid_run() { [ "$(cat "$G/run_of" 2>/dev/null || echo "${SFT_SEEDS%% *} ${ASEEDS%% *}")" = "$sseed $1" ]; }
         lr=$(cat "$G/chosen")
         for seed in $ASEEDS; do
             R=$S/seed$seed/$name
             # the grid's run at the chosen rate is this seed's run (same SFT model, same seed)
             mkdir -p "$S/seed$seed"
-            if [ "$sseed" = "${SFT_SEEDS%% *}" ] && [ "$seed" = "$first" ] && [ ! -e "$R" ]; then
+            if grid_run "$seed" && [ ! -e "$R" ]; then
                 ln -sfn "$(cd "$G/lr$lr" && pwd)" "$R"
             fi
             if [ ! -s "$R/latest" ]; then
@@ -333,10 +345,40 @@ for sseed in $SFT_SEEDS; do
                 stage "evaluating $name seed $seed"
                 evaluate "$(latest "$R")" "$E"
             fi
-            printf '{"method": "%s", "recipe": "%s", "lr": %s, "steps": %s, "batch": %s, "sft_seed": %s, "seed": %s}\n' \
-                "$name" "$recipe" "$lr" "$PREF_STEPS" "$PREF_BATCH" "$sseed" "$seed" > "$E/run.json"
+            run_json "$lr" > "$E/run.json"
         done
+        # SWEEP: every rate of the grid for every seed, evaluated on the test split, to show how much the
+        # comparison depends on the grid's choice; reported apart (lr-sweep/), nothing is chosen from it
+        if [ -n "${SWEEP:-}" ]; then
+            local l
+            for l in $GRID; do
+                for seed in $ASEEDS; do
+                    E=$S/sweep/lr$l/seed$seed/$name
+                    mkdir -p "$(dirname "$E")"
+                    if [ "$l" = "$lr" ]; then  # the seed's own run
+                        ln -sfn "$(cd "$S/seed$seed/eval/$name" && pwd)" "$E"
+                        continue
+                    fi
+                    R=$S/seed$seed/$name-lr$l
+                    if grid_run "$seed"; then R=$G/lr$l; fi
+                    if [ ! -s "$R/latest" ]; then
+                        stage "sweep: $name seed $seed at lr $l"
+                        align "$name" "$recipe" "$data" "$l" "$seed" "$R"
+                    fi
+                    if [ ! -f "$E/qa.json" ] || [ ! -f "$E/mmvp.json" ]; then
+                        stage "sweep: evaluating $name seed $seed at lr $l"
+                        evaluate "$(latest "$R")" "$E"
+                    fi
+                    run_json "$l" > "$E/run.json"
+                done
+            done
+        fi
         stage ""  # the last stage's time into timings.tsv
+    }
+    # run_json LR: the hyper-parameters of one run of method_runs (its name, recipe, sseed and seed)
+    run_json() {
+        printf '{"method": "%s", "recipe": "%s", "lr": %s, "steps": %s, "batch": %s, "sft_seed": %s, "seed": %s}\n' \
+            "$name" "$recipe" "$1" "$PREF_STEPS" "$PREF_BATCH" "$sseed" "$seed"
     }
     stage "alignment of the six methods, $JOBS at a time (threads each: ${THREADS_PER_JOB:-all})"
     for spec in "${METHODS[@]}"; do
@@ -356,6 +398,12 @@ for sseed in $SFT_SEEDS; do
             [ -f "$S/seed$seed/eval/$1/run.json" ] && RUNS+=("$S/seed$seed/eval/$1")
         done
     done
+    # the SFT model beside each seed's sweep runs, so the sweep tables pair them
+    if [ -n "${SWEEP:-}" ]; then
+        for l in $GRID; do
+            for seed in $ASEEDS; do ln -sfn "$(cd "$SFT_EVAL" && pwd)" "$S/sweep/lr$l/seed$seed/sft"; done
+        done
+    fi
 done
 
 # ---- 6. the table, the curves, the timings ----------------------------------------------------------------
@@ -371,11 +419,30 @@ vlm eval table --metrics "$METRICS" --out "$R/table.md" --json "$R/table.json" -
 for f in "$R/table.json" "$R/difficulty.json"; do
     if [ -f "$f" ]; then sed -i "s|\"$OUT/|\"|g" "$f"; fi
 done
+# SWEEP: one table per learning rate of the grid, every method at that rate on the test split
+if [ -n "${SWEEP:-}" ]; then
+    stage "learning-rate sweep tables"
+    mkdir -p "$R/lr-sweep"
+    for l in $GRID; do
+        SWEEP_RUNS=()
+        for sseed in $SFT_SEEDS; do
+            for seed in $(align_seeds "$sseed"); do
+                for m in sft $(for spec in "${METHODS[@]}"; do set -- $spec; echo "$1"; done); do
+                    d=$OUT/sft$sseed/sweep/lr$l/seed$seed/$m
+                    [ -f "$d/qa.json" ] && SWEEP_RUNS+=("$d")
+                done
+            done
+        done
+        vlm eval table --metrics "$METRICS" --out "$R/lr-sweep/lr$l.md" --json "$R/lr-sweep/lr$l.json" \
+            --baseline sft --baseline dpo-mvc "${SWEEP_RUNS[@]}" > /dev/null
+        sed -i "s|\"$OUT/|\"|g" "$R/lr-sweep/lr$l.json"
+    done
+fi
 for sseed in $SFT_SEEDS; do
     cp "$OUT/sft$sseed/sft/loss.svg" "$R/loss-sft-sft$sseed.svg" 2>/dev/null || true
     for spec in "${METHODS[@]}"; do
         set -- $spec
-        for seed in $SEEDS; do
+        for seed in $(align_seeds "$sseed"); do
             cp "$OUT/sft$sseed/seed$seed/$1/loss.svg" "$R/loss-$1-seed$seed.svg" 2>/dev/null || true
         done
     done

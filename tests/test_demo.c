@@ -7,18 +7,20 @@
 #include "../util/common.h"
 #include "test.h"
 
-static int run_demo(const char *config, const char *out, char **log) {
+// run_demo CONFIG OUT: demo/run.sh CONFIG into OUT with ENV (variable assignments, or "") before it
+static int run_demo_env(const char *env, const char *config, const char *out, char **log) {
     const char *bin = getenv("VLM_BIN") ? getenv("VLM_BIN") : "./vlm";
     char *log_path = path_join(test_tmpdir(), "demo_run.log"), cmd[2048];
-    snprintf(cmd, sizeof(cmd), "VLM=%s DEMO_OUT=%s RESULTS=%s/results DEVICE=cpu BPE=%s/tokenizers/clip_bpe_simple_vocab_16e6.txt.gz "
+    snprintf(cmd, sizeof(cmd), "%s VLM=%s DEMO_OUT=%s RESULTS=%s/results DEVICE=cpu BPE=%s/tokenizers/clip_bpe_simple_vocab_16e6.txt.gz "
              "bash demo/run.sh %s > %s 2>&1",
-             bin, out, out, test_shared_data(), config, log_path);
+             env, bin, out, out, test_shared_data(), config, log_path);
     int rc = test_shell(cmd);
     *log = try_read_file(log_path, NULL);
     if (!*log) *log = xstrdup("");
     free(log_path);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
+static int run_demo(const char *config, const char *out, char **log) { return run_demo_env("", config, out, log); }
 
 TEST(demo_pipeline_end_to_end) {
     char *out = path_join(test_tmpdir(), "demo"), *log;
@@ -68,6 +70,37 @@ TEST(demo_pipeline_end_to_end) {
     free(log);
     rc = run_demo("bogus", out, &log);
     EXPECTF(rc == 2 && strstr(log, "unknown configuration 'bogus'"), "exit %d: %s", rc, log);
+    free(log); free(out);
+}
+
+// SFT_SEEDS="1 2" runs the whole pipeline per seed (an SFT model each, aligned with its own seed), and SWEEP
+// every method at every rate of the grid on the test split, reusing the grid's own runs rather than training
+// them again; one sweep table per rate, each pairing every method with the SFT model of its seed.
+TEST(demo_pipeline_per_seed_and_sweep) {
+    char *out = path_join(test_tmpdir(), "demo_sweep"), *log;
+    int rc = run_demo_env("SFT_SEEDS='1 2' SEEDS='1 2' SWEEP=1", "test", out, &log);
+    EXPECTF(rc == 0, "demo/run.sh test: exit %d:\n%s", rc, log + (strlen(log) > 3000 ? strlen(log) - 3000 : 0));
+    char path[700];
+    for (int s = 1; s <= 2; s++) {
+        snprintf(path, sizeof(path), "%s/sft%d/seed%d/eval/sft/qa.json", out, s, s);
+        EXPECTF(file_exists(path), "%s missing: no SFT model of seed %d", path, s);
+    }
+    snprintf(path, sizeof(path), "%s/results/table.md", out);
+    char *table = try_read_file(path, NULL);
+    EXPECTF(table && strstr(table, "| sft | 2 |") && strstr(table, "| svco | 2 |"), "the table lacks two SFT and two S-VCO runs:\n%s",
+            table ? table : "(none)");
+    free(table);
+    const char *rates[2] = {"1e-4", "1e-3"};  // the test configuration's grid
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof(path), "%s/results/lr-sweep/lr%s.md", out, rates[k]);
+        char *sweep = try_read_file(path, NULL);
+        EXPECTF(sweep && strstr(sweep, "| sft | 2 |") && strstr(sweep, "| svco | 2 |") && strstr(sweep, "Difference from dpo-mvc"),
+                "%s: expected sft and svco with 2 runs each and differences from dpo-mvc:\n%s", path, sweep ? sweep : "(none)");
+        free(sweep);
+    }
+    // the first SFT model's seed-1 runs at every rate are the grid's: evaluated in the sweep, never trained again
+    EXPECTF(!strstr(log, "sweep: svco seed 1 at lr") && strstr(log, "sweep: evaluating svco seed 1 at lr") && strstr(log, "sweep: svco seed 2 at lr"),
+            "the sweep retrained a grid run or skipped a seed:\n%s", log + (strlen(log) > 3000 ? strlen(log) - 3000 : 0));
     free(log); free(out);
 }
 
