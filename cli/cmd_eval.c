@@ -874,6 +874,25 @@ static const char *score_help =
     "One line per model of a vlm eval table --json file: its name and the mean of the listed metrics' means\n"
     "(a lower-is-better metric counts as 100 - value). The demo picks learning rates by this on validation runs.\n";
 
+static const char *frontier_help =
+    "usage: vlm eval frontier --baseline NAME [--baseline NAME ...] [--x M] [--y M] [--method NAME]\n"
+    "                         [--out FILE.md] [--svg FILE.svg] TABLE.json...\n"
+    "\n"
+    "The trade-off each model offers across settings: TABLE.json files of vlm eval table --json, one per setting\n"
+    "(the demo's SWEEP writes one per learning rate of its grid; a table's setting is its runs' run.json \"lr\",\n"
+    "else its file name), in the order given. For every model and setting, its difference from each baseline on\n"
+    "the hallucination metric --x and the general one --y with the tables' paired 95% intervals, signed so that\n"
+    "+ is better; the chart draws x against y relative to the first baseline, a line per model through its\n"
+    "settings. Every table must have every baseline, and the first --baseline's differences.\n"
+    "\n"
+    "  --x M          the prior-driven hallucination metric (default pope.adversarial.acc)\n"
+    "  --y M          the general-ability metric (default qa.acc)\n"
+    "  --method NAME  also a line per other baseline: NAME's difference from it at each setting\n"
+    "  --out FILE     also write the markdown here\n"
+    "  --svg FILE     the chart\n"
+    "  --x-min V, --y-min V  floors of the chart's axes (negative): a model far below the others is drawn\n"
+    "                 hollow on the frame with its values, so it does not squeeze the rest\n";
+
 // "--flag value" pairs; repeated --baseline collected. Returns the index of the flag in `flags` or dies.
 static int flag_index(const char *cmd, const char *s, const char *const *flags) {
     for (int k = 0; flags[k]; k++) if (!strcmp(s, flags[k])) return k;
@@ -920,6 +939,42 @@ static int eval_score(int argc, char **argv) {
     return 0;
 }
 
+static int eval_frontier(int argc, char **argv) {
+    FrontierOptions o = {.x = "pope.adversarial.acc", .y = "qa.acc", .x_min = NAN, .y_min = NAN};
+    const char **bases = xmalloc(sizeof(char *) * (argc + 1)), **tables = xmalloc(sizeof(char *) * (argc + 1));
+    static const char *const flags[] = {"--baseline", "--x", "--y", "--method", "--out", "--svg", "--x-min", "--y-min", NULL};
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(frontier_help, stdout); free(bases); free(tables); return 0; }
+        if (strncmp(argv[i], "--", 2)) { tables[o.n_tables++] = argv[i]; continue; }
+        int k = flag_index("frontier", argv[i], flags);
+        if (i + 1 == argc) fatal("vlm eval frontier: %s needs a value", argv[i]);
+        const char *v = argv[++i];
+        switch (k) {
+        case 0: bases[o.n_baselines++] = v; break;
+        case 1: o.x = v; break;
+        case 2: o.y = v; break;
+        case 3: o.method = v; break;
+        case 4: o.out = v; break;
+        case 5: o.svg = v; break;
+        case 6: case 7: {
+            char *end;
+            const double d = strtod(v, &end);
+            if (end == v || *end || !(d < 0)) fatal("vlm eval frontier: %s '%s': expected a negative number", argv[i - 1], v);
+            if (k == 6) o.x_min = d;
+            else o.y_min = d;
+            break;
+        }
+        }
+    }
+    if (!o.n_tables || !o.n_baselines) fatal("vlm eval frontier: give TABLE.json files and a --baseline (see --help)");
+    o.tables = tables;
+    o.baselines = bases;
+    frontier_run(&o);
+    free(bases);
+    free(tables);
+    return 0;
+}
+
 // ---- dispatch --------------------------------------------------------------------------------------
 
 typedef struct {
@@ -938,6 +993,7 @@ static const Sub subs[] = {
     {"table", eval_table, "a markdown table of evaluated runs: means, 95% intervals, paired differences"},
     {"verdict", eval_verdict, "what a table says about one method, with its intervals, in a sentence"},
     {"score", eval_score, "one number per model of a table: the mean of a few metrics (for choosing settings)"},
+    {"frontier", eval_frontier, "the trade-off across settings (a learning-rate sweep): differences on two metrics, a chart"},
 };
 
 static void usage(FILE *f) {

@@ -25,8 +25,9 @@
 # notes/results/demo-CONFIG), SEEDS (alignment seeds), VLM (the binary, default ./vlm), DEVICE (default: asked
 # once of `vlm device`), BPE (the CLIP BPE file, default ../shared/data/tokenizers/, else .deps/shared/tokenizers/),
 # JOBS (alignment methods run side by side: the CPU count up to 6 on the CPU, 1 on a GPU), SFT_SEEDS (e.g. "1 2 3"
-# on the CPU: the whole pipeline per seed, an SFT model each, as full does), SWEEP (set: also every method at every
-# rate of the grid on the test split, tables in RESULTS/lr-sweep/, reported apart and never used to choose).
+# on the CPU: the whole pipeline per seed, an SFT model each, as full does), SWEEP (1: also every method at every
+# rate of the grid on the test split, tables and the trade-off chart in RESULTS/lr-sweep/, reported apart and never
+# used to choose; default 1 in cpu and test, 0 in full, where it would triple the alignment's time).
 set -euo pipefail
 VLM=${VLM:-./vlm}
 # idle OpenMP threads spin briefly, then sleep: spinning without bound (libgomp's default when the machine looks
@@ -67,7 +68,7 @@ test)   # the test suite's run (tests/test_demo.c): every stage at the smallest 
     LM_WIDTH=32; LM_LAYERS=1; LM_FFN=64
     SFT_STEPS=6; SFT_BATCH=8; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
     PREF_QUESTIONS=8; CANDIDATES=3; PREF_STEPS=2; PREF_BATCH=2; GRID="1e-4 1e-3"
-    MAX_NEW=6
+    MAX_NEW=6; SWEEP=${SWEEP:-1}
     ;;
 cpu)    # 2 cores, about 15 minutes: the study, with one SFT model and SEEDS alignment runs of each method
     SEEDS=${SEEDS:-1 2 3}
@@ -76,7 +77,7 @@ cpu)    # 2 cores, about 15 minutes: the study, with one SFT model and SEEDS ali
     LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
     SFT_STEPS=20000; SFT_BATCH=32; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
     PREF_QUESTIONS=600; CANDIDATES=4; PREF_STEPS=300; PREF_BATCH=16; GRID="3e-5 1e-4 3e-4"
-    MAX_NEW=40
+    MAX_NEW=40; SWEEP=${SWEEP:-1}
     ;;
 full)   # one GPU: the same study, larger, three SFT seeds
     SEEDS=${SEEDS:-1 2 3}
@@ -85,10 +86,11 @@ full)   # one GPU: the same study, larger, three SFT seeds
     LM_WIDTH=512; LM_LAYERS=6; LM_FFN=1376
     SFT_STEPS=6000; SFT_BATCH=64; SFT_LR=5e-4; SFT_TRAIN=projector,decoder
     PREF_QUESTIONS=4000; CANDIDATES=5; PREF_STEPS=300; PREF_BATCH=16; GRID="1e-5 1e-4 1e-3"
-    MAX_NEW=48
+    MAX_NEW=48; SWEEP=${SWEEP:-0}
     ;;
 *) echo "demo/run.sh: unknown configuration '$CONFIG' (cpu, full or test)" >&2; exit 2 ;;
 esac
+case $SWEEP in 0|1) ;; *) echo "demo/run.sh: SWEEP must be 0 or 1 (got '$SWEEP')" >&2; exit 2 ;; esac
 # the SFT seeds: one shared SFT model on the CPU, one per seed on the GPU (the whole pipeline per seed). More
 # than one (SFT_SEEDS="1 2 3" on the CPU) runs the whole pipeline per seed there too: each SFT model is aligned
 # with its own seed only, so the intervals cover the SFT model's seed, which one shared model cannot
@@ -349,7 +351,7 @@ for sseed in $SFT_SEEDS; do
         done
         # SWEEP: every rate of the grid for every seed, evaluated on the test split, to show how much the
         # comparison depends on the grid's choice; reported apart (lr-sweep/), nothing is chosen from it
-        if [ -n "${SWEEP:-}" ]; then
+        if [ "$SWEEP" = 1 ]; then
             local l
             for l in $GRID; do
                 for seed in $ASEEDS; do
@@ -399,7 +401,7 @@ for sseed in $SFT_SEEDS; do
         done
     done
     # the SFT model beside each seed's sweep runs, so the sweep tables pair them
-    if [ -n "${SWEEP:-}" ]; then
+    if [ "$SWEEP" = 1 ]; then
         for l in $GRID; do
             for seed in $ASEEDS; do ln -sfn "$(cd "$SFT_EVAL" && pwd)" "$S/sweep/lr$l/seed$seed/sft"; done
         done
@@ -420,7 +422,7 @@ for f in "$R/table.json" "$R/difficulty.json"; do
     if [ -f "$f" ]; then sed -i "s|\"$OUT/|\"|g" "$f"; fi
 done
 # SWEEP: one table per learning rate of the grid, every method at that rate on the test split
-if [ -n "${SWEEP:-}" ]; then
+if [ "$SWEEP" = 1 ]; then
     stage "learning-rate sweep tables"
     mkdir -p "$R/lr-sweep"
     for l in $GRID; do
@@ -437,6 +439,9 @@ if [ -n "${SWEEP:-}" ]; then
             --baseline sft --baseline dpo-mvc "${SWEEP_RUNS[@]}" > /dev/null
         sed -i "s|\"$OUT/|\"|g" "$R/lr-sweep/lr$l.json"
     done
+    # the trade-off: each method's change in hallucination against its change in QA, a point per rate
+    vlm eval frontier --baseline sft --baseline dpo-mvc --method svco --y-min -12 --out "$R/lr-sweep/frontier.md" \
+        --svg "$R/lr-sweep/frontier.svg" $(for l in $GRID; do echo "$R/lr-sweep/lr$l.json"; done) > /dev/null
 fi
 for sseed in $SFT_SEEDS; do
     cp "$OUT/sft$sseed/sft/loss.svg" "$R/loss-sft-sft$sseed.svg" 2>/dev/null || true
@@ -463,6 +468,8 @@ echo
     "$VLM" eval verdict --table "$R/table.json" --method svco --baseline sft --baseline dpo-mvc
     echo
     "$VLM" eval verdict --table "$R/table.json" --method svco --baseline sft --baseline dpo-mvc --metric qa.by.typical.false.acc
+    # at equal learning rates (the sweep): where the grid's choice decides the comparison, this says so
+    if [ "$SWEEP" = 1 ]; then echo; sed -n '/at the same setting/,$p' "$R/lr-sweep/frontier.md"; fi
 } | tee "$R/verdict.txt"
 [ "$CONFIG" = test ] && echo "(the test configuration: every stage ran, but its models are far too small for the numbers to mean anything)"
 echo "results in $R (work files in $OUT; $((SECONDS - T0)) s)"

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../train/plot.h"
 #include "../util/common.h"
 
 static cJSON *load_table(const char *path) {
@@ -172,4 +173,137 @@ void score_run(const char *table, const char *metrics) {
     }
     free(list);
     cJSON_Delete(t);
+}
+
+// ---- frontier ----
+
+// A setting's label: "lr X" from the run.json of the table's first run that has one, else the file's name
+static char *setting_label(const char *file, const cJSON *t) {
+    const cJSON *m, *r;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(t, "models")) {
+        cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(m, "runs")) {
+            const cJSON *lr = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "run"), "lr");
+            if (cJSON_IsNumber(lr)) {
+                // as a person writes it: 3e-5, 1e-4, 0.01
+                char num[32], buf[64];
+                const double v = lr->valuedouble;
+                if (v != 0 && fabs(v) < 1e-2) {
+                    const int ex = (int)floor(log10(fabs(v)) + 1e-9);
+                    snprintf(num, sizeof(num), "%.3ge%d", v / pow(10, ex), ex);
+                } else snprintf(num, sizeof(num), "%g", v);
+                snprintf(buf, sizeof(buf), "lr %s", num);
+                return xstrdup(buf);
+            }
+        }
+    }
+    const char *b = strrchr(file, '/');
+    char *name = xstrdup(b ? b + 1 : file), *dot = strrchr(name, '.');
+    if (dot && !strcmp(dot, ".json")) *dot = 0;
+    return name;
+}
+
+static void put_cell(FILE *f, const Delta *x) {
+    fprintf(f, " %+.1f [%+.1f, %+.1f]%s |", x->d, x->lo, x->hi, x->better || x->worse ? "*" : "");
+}
+
+void frontier_run(const FrontierOptions *o) {
+    if (o->n_tables < 1 || o->n_baselines < 1) fatal("vlm eval frontier: needs a table and a --baseline");
+    const int NT = o->n_tables, NB = o->n_baselines;
+    cJSON **t = xcalloc((size_t)NT, sizeof(cJSON *));
+    char **label = xcalloc((size_t)NT, sizeof(char *));
+    MetricInfo mx = {0}, my = {0};
+    for (int i = 0; i < NT; i++) {
+        t[i] = load_table(o->tables[i]);
+        mx = metric_info(o->tables[i], t[i], o->x);
+        my = metric_info(o->tables[i], t[i], o->y);
+        label[i] = setting_label(o->tables[i], t[i]);
+        for (int b = 0; b < NB; b++)
+            if (!find_named(cJSON_GetObjectItemCaseSensitive(t[i], "models"), o->baselines[b]))
+                fatal("%s: no model named '%s' (the --baseline)", o->tables[i], o->baselines[b]);
+    }
+    // the models, in order of first appearance, the origin left out
+    const char **models = NULL;
+    int nm = 0;
+    for (int i = 0; i < NT; i++) {
+        const cJSON *m;
+        cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(t[i], "models")) {
+            const char *name = cJSON_GetObjectItemCaseSensitive(m, "name")->valuestring;
+            int seen = !strcmp(name, o->baselines[0]);
+            for (int k = 0; k < nm && !seen; k++) seen = !strcmp(models[k], name);
+            if (seen) continue;
+            models = xrealloc(models, sizeof(char *) * (size_t)(nm + 1));
+            models[nm++] = name;
+        }
+    }
+    if (o->method) {
+        int found = 0;
+        for (int k = 0; k < nm; k++) found |= !strcmp(models[k], o->method);
+        if (!found) fatal("vlm eval frontier: no table has a model named '%s' (--method)", o->method);
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) fatal("open_memstream failed");
+    fprintf(f, "Each model's difference from %s at each setting (%s and %s, in points, + is better; paired by seed and "
+               "question, 95%% interval; * the interval excludes 0):\n\n| model | setting | runs |", o->baselines[0], mx.label, my.label);
+    for (int b = 0; b < NB; b++) fprintf(f, " %s vs %s | %s vs %s |", mx.label, o->baselines[b], my.label, o->baselines[b]);
+    fprintf(f, "\n|---|---|---|");
+    for (int b = 0; b < NB; b++) fprintf(f, "---|---|");
+    fprintf(f, "\n");
+    // per model: its points (one per table that has it) for the chart
+    PlotPoints *pts = xcalloc((size_t)nm, sizeof(PlotPoints));
+    double *store = xcalloc((size_t)nm * NT * 6, sizeof(double));
+    const char **plabel = xcalloc((size_t)nm * NT, sizeof(char *));
+    for (int k = 0; k < nm; k++) {
+        double *v = store + (size_t)k * NT * 6;
+        pts[k] = (PlotPoints){models[k], 0, v, v + NT, v + 2 * NT, v + 3 * NT, v + 4 * NT, v + 5 * NT, plabel + (size_t)k * NT};
+        for (int i = 0; i < NT; i++) {
+            const cJSON *m = find_named(cJSON_GetObjectItemCaseSensitive(t[i], "models"), models[k]);
+            if (!m) continue;
+            fprintf(f, "| %s | %s | %d |", models[k], label[i], cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(m, "runs")));
+            for (int b = 0; b < NB; b++) {
+                if (!strcmp(models[k], o->baselines[b])) { fprintf(f, " | |"); continue; }
+                Delta dx = delta(o->tables[i], m, o->baselines[b], &mx), dy = delta(o->tables[i], m, o->baselines[b], &my);
+                put_cell(f, &dx);
+                put_cell(f, &dy);
+                if (b == 0) {
+                    const int j = pts[k].n++;
+                    v[j] = dx.d; v[NT + j] = dx.lo; v[2 * NT + j] = dx.hi;
+                    v[3 * NT + j] = dy.d; v[4 * NT + j] = dy.lo; v[5 * NT + j] = dy.hi;
+                    plabel[(size_t)k * NT + j] = label[i];
+                }
+            }
+            fprintf(f, "\n");
+        }
+    }
+    // the method against each rival at the same setting, in one line each
+    for (int b = 1; o->method && b < NB; b++) {
+        if (!strcmp(o->method, o->baselines[b])) continue;
+        fprintf(f, "\n%s - %s at the same setting:", o->method, o->baselines[b]);
+        int ahead = 0, behind = 0, n = 0;
+        for (int i = 0; i < NT; i++) {
+            const cJSON *m = find_named(cJSON_GetObjectItemCaseSensitive(t[i], "models"), o->method);
+            if (!m) continue;
+            Delta dx = delta(o->tables[i], m, o->baselines[b], &mx), dy = delta(o->tables[i], m, o->baselines[b], &my);
+            fprintf(f, "%s %s: %s %+.1f%s, %s %+.1f%s", n ? ";" : "", label[i], mx.label, dx.d, dx.better || dx.worse ? "*" : "",
+                    my.label, dy.d, dy.better || dy.worse ? "*" : "");
+            ahead += dx.better; behind += dx.worse; n++;
+        }
+        fprintf(f, ".\nOn %s %s is ahead of %s, resolved at 95%%, at %d of %d settings and behind at %d.\n", mx.label, o->method,
+                o->baselines[b], ahead, n, behind);
+    }
+    fclose(f);
+    fwrite(buf, 1, len, stdout);
+    if (o->out) write_file_atomic(o->out, buf, len);
+    free(buf);
+    if (o->svg) {
+        char title[256], xl[256], yl[256];
+        snprintf(title, sizeof(title), "difference from %s at each setting: the trade-off", o->baselines[0]);
+        snprintf(xl, sizeof(xl), "%s vs %s (points, + is better)", mx.label, o->baselines[0]);
+        snprintf(yl, sizeof(yl), "%s vs %s (points, + is better)", my.label, o->baselines[0]);
+        plot_tradeoff_svg(o->svg, title, xl, yl, pts, nm, o->x_min, o->y_min);
+    }
+    free(pts); free(store); free(plabel); free(models);
+    for (int i = 0; i < NT; i++) { cJSON_Delete(t[i]); free(label[i]); }
+    free(t); free(label);
 }

@@ -70,6 +70,9 @@ TEST(demo_pipeline_end_to_end) {
     free(log);
     rc = run_demo("bogus", out, &log);
     EXPECTF(rc == 2 && strstr(log, "unknown configuration 'bogus'"), "exit %d: %s", rc, log);
+    free(log);
+    rc = run_demo_env("SWEEP=yes", "test", out, &log);
+    EXPECTF(rc == 2 && strstr(log, "SWEEP must be 0 or 1 (got 'yes')"), "exit %d: %s", rc, log);
     free(log); free(out);
 }
 
@@ -98,6 +101,15 @@ TEST(demo_pipeline_per_seed_and_sweep) {
                 "%s: expected sft and svco with 2 runs each and differences from dpo-mvc:\n%s", path, sweep ? sweep : "(none)");
         free(sweep);
     }
+    // the trade-off across the rates, and S-VCO against DPO-MVC at each rate on screen
+    snprintf(path, sizeof(path), "%s/results/lr-sweep/frontier.md", out);
+    char *frontier = try_read_file(path, NULL);
+    EXPECTF(frontier && strstr(frontier, "| svco | lr 1e-4 | 2 |") && strstr(frontier, "svco - dpo-mvc at the same setting: lr 1e-4:"),
+            "%s: %s", path, frontier ? frontier : "(none)");
+    EXPECTF(strstr(log, "svco - dpo-mvc at the same setting"), "the sweep's line is not on screen");
+    free(frontier);
+    snprintf(path, sizeof(path), "%s/results/lr-sweep/frontier.svg", out);
+    EXPECTF(file_exists(path), "%s missing", path);
     // the first SFT model's seed-1 runs at every rate are the grid's: evaluated in the sweep, never trained again
     EXPECTF(!strstr(log, "sweep: svco seed 1 at lr") && strstr(log, "sweep: evaluating svco seed 1 at lr") && strstr(log, "sweep: svco seed 2 at lr"),
             "the sweep retrained a grid run or skipped a seed:\n%s", log + (strlen(log) > 3000 ? strlen(log) - 3000 : 0));

@@ -1102,6 +1102,53 @@ TEST(eval_verdict_and_score) {
     free(out); free(err); free(t);
 }
 
+// vlm eval frontier reads one table per setting (a learning-rate sweep): each model's differences from the
+// baselines at each setting, labelled by its runs' lr (else the file name), the method's line per rival that
+// counts the settings where the interval puts it ahead or behind, and the trade-off chart, where a point
+// below a floor sits hollow on the frame with its values.
+TEST(eval_frontier) {
+    // one table: svco's and dpo-mvc's differences from sft, svco's from dpo-mvc
+    static const char *const fmt =
+        "{\"metrics\": [{\"name\": \"pope.adversarial.acc\", \"label\": \"POPE adv acc\", \"lower_is_better\": false},"
+        "               {\"name\": \"qa.acc\", \"label\": \"QA acc\", \"lower_is_better\": false}],"
+        " \"models\": ["
+        "  {\"name\": \"sft\", \"runs\": [{\"dir\": \"s/sft\"}], \"values\": {}},"
+        "  {\"name\": \"dpo-mvc\", \"runs\": [{\"dir\": \"s/dpo-mvc\", \"run\": %s}],"
+        "   \"vs\": {\"sft\": {\"pope.adversarial.acc\": {\"diff\": %s, \"lo\": 1, \"hi\": 3}, \"qa.acc\": {\"diff\": -30, \"lo\": -31, \"hi\": -29}}}},"
+        "  {\"name\": \"svco\", \"runs\": [{\"dir\": \"s/svco\"}, {\"dir\": \"t/svco\"}],"
+        "   \"vs\": {\"sft\": {\"pope.adversarial.acc\": {\"diff\": 4, \"lo\": 2.5, \"hi\": 5.5}, \"qa.acc\": {\"diff\": 1, \"lo\": -0.5, \"hi\": 2}},"
+        "            \"dpo-mvc\": {\"pope.adversarial.acc\": {\"diff\": %s, \"lo\": %s, \"hi\": %s}, \"qa.acc\": {\"diff\": 0.5, \"lo\": -1, \"hi\": 2}}}}]}\n";
+    char a[4096], b[4096];
+    snprintf(a, sizeof(a), fmt, "{\"lr\": 0.0001}", "2", "2", "0.5", "3.5");
+    snprintf(b, sizeof(b), fmt, "{\"seed\": 1}", "2", "-1", "-1.5", "-0.5");
+    char *ta = test_write_tmp("frontier_lr1e-4.json", a), *tb = test_write_tmp("frontier_second.json", b);
+    char *svg = path_join(test_tmpdir(), "frontier.svg"), *md = path_join(test_tmpdir(), "frontier.md"), args[4096], *out, *err;
+    snprintf(args, sizeof(args), "eval frontier --baseline sft --baseline dpo-mvc --method svco --y-min -10 --out %s --svg %s %s %s",
+             md, svg, ta, tb);
+    int rc = test_run_vlm(args, &out, &err);
+    EXPECTF(rc == 0, "exit %d: %s", rc, err);
+    EXPECTF(out && strstr(out, "| svco | lr 1e-4 | 2 | +4.0 [+2.5, +5.5]* | +1.0 [-0.5, +2.0] | +2.0 [+0.5, +3.5]* | +0.5 [-1.0, +2.0] |"), "%s", out);
+    EXPECTF(out && strstr(out, "| svco | frontier_second | 2 |") && strstr(out, "| -1.0 [-1.5, -0.5]* |"), "%s", out);
+    EXPECTF(out && strstr(out, "| dpo-mvc | lr 1e-4 | 1 | +2.0 [+1.0, +3.0]* | -30.0 [-31.0, -29.0]* | | |"), "%s", out);
+    EXPECTF(out && strstr(out, "svco - dpo-mvc at the same setting: lr 1e-4: POPE adv acc +2.0*, QA acc +0.5; frontier_second: POPE adv acc -1.0*"),
+            "%s", out);
+    EXPECTF(out && strstr(out, "ahead of dpo-mvc, resolved at 95%, at 1 of 2 settings and behind at 1."), "%s", out);
+    char *m = try_read_file(md, NULL), *g = try_read_file(svg, NULL);
+    EXPECTF(m && out && !strcmp(m, out), "--out differs from the printed table");
+    // dpo-mvc's QA -30 is past the -10 floor: hollow, with its values
+    EXPECTF(g && strstr(g, "fill=\"white\"/>") && strstr(g, "lr 1e-4 (2.0, -30.0)") && strstr(g, ">svco</text>"), "%s", g ? g : "(no chart)");
+    free(m); free(g); free(out); free(err);
+    // a table without a baseline, a positive floor, an unknown method: named errors
+    snprintf(args, sizeof(args), "eval frontier --baseline mdpo %s", ta);
+    expect_cli_error(args, "frontier_lr1e-4.json: no model named 'mdpo'", NULL);
+    snprintf(args, sizeof(args), "eval frontier --baseline sft --y-min 5 %s", ta);
+    expect_cli_error(args, "--y-min '5': expected a negative number", NULL);
+    snprintf(args, sizeof(args), "eval frontier --baseline sft --method nope %s", ta);
+    expect_cli_error(args, "no table has a model named 'nope'", NULL);
+    expect_cli_error("eval frontier --baseline sft", "give TABLE.json files", NULL);
+    free(ta); free(tb); free(svg); free(md);
+}
+
 // ---- CV-Bench ---------------------------------------------------------------------------------------
 
 TEST(eval_choice_cambrian_extract) {

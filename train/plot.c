@@ -245,3 +245,79 @@ int plot_metrics(const char *log_path, const char *keys, const char *svg_path, c
     plot_chart_free(&c);
     return ns;
 }
+
+void plot_tradeoff_svg(const char *path, const char *title, const char *xlabel, const char *ylabel, const PlotPoints *s,
+                       int ns, double x_min, double y_min) {
+    const double W = 760, H = 520, L = 70, R = 170, T = 40, B = 56;
+    double x0 = 0, x1 = 0, y0 = 0, y1 = 0;  // the origin (the baseline) is always in view
+    for (int k = 0; k < ns; k++)
+        for (int i = 0; i < s[k].n; i++) {
+            const double xs[3] = {s[k].x[i], s[k].xlo[i], s[k].xhi[i]}, ys[3] = {s[k].y[i], s[k].ylo[i], s[k].yhi[i]};
+            for (int j = 0; j < 3; j++) {
+                if (isfinite(xs[j])) { x0 = fmin(x0, xs[j]); x1 = fmax(x1, xs[j]); }
+                if (isfinite(ys[j])) { y0 = fmin(y0, ys[j]); y1 = fmax(y1, ys[j]); }
+            }
+        }
+    // a floor keeps the region that matters readable when a model collapses far below it
+    if (isfinite(x_min) && x_min < 0) x0 = fmax(x0, x_min);
+    if (isfinite(y_min) && y_min < 0) y0 = fmax(y0, y_min);
+    if (x1 - x0 < 1e-9) { x0 -= 1; x1 += 1; }
+    if (y1 - y0 < 1e-9) { y0 -= 1; y1 += 1; }
+    const double px = (x1 - x0) * 0.06, py = (y1 - y0) * 0.06;
+    x0 -= px; x1 += px; y0 -= py; y1 += py;
+    Svg svg = {0};
+#define EMIT(...) svg_printf(&svg, __VA_ARGS__)
+    // positions clamped to the frame: a point past a floor sits on the edge, hollow, with its values in its label
+#define PX(x) (L + (fmax(x0, fmin(x1, (x))) - x0) / (x1 - x0) * (W - L - R))
+#define PY(y) (H - B - (fmax(y0, fmin(y1, (y))) - y0) / (y1 - y0) * (H - T - B))
+    EMIT("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
+    EMIT("<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+    EMIT("<text x=\"%.0f\" y=\"24\" font-size=\"15\" text-anchor=\"middle\">%s</text>\n", (L + W - R) / 2, title);
+    const double xs = nice_step(x1 - x0, 7), ys = nice_step(y1 - y0, 7);
+    for (double v = ceil(y0 / ys) * ys; v <= y1; v += ys) {
+        EMIT("<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", L, W - R, PY(v), PY(v));
+        EMIT("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.4g</text>\n", L - 6, PY(v) + 4, fabs(v) < ys * 1e-6 ? 0 : v);
+    }
+    for (double v = ceil(x0 / xs) * xs; v <= x1; v += xs) {
+        EMIT("<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", PX(v), PX(v), T * 1.0, H - B);
+        EMIT("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.4g</text>\n", PX(v), H - B + 16, fabs(v) < xs * 1e-6 ? 0 : v);
+    }
+    EMIT("<line class=\"origin\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#555\" stroke-dasharray=\"6,4\"/>\n", L, W - R,
+         PY(0), PY(0));
+    EMIT("<line class=\"origin\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#555\" stroke-dasharray=\"6,4\"/>\n", PX(0), PX(0),
+         T * 1.0, H - B);
+    EMIT("<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#444\"/>\n", L, T, W - L - R, H - T - B);
+    EMIT("<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>\n", (L + W - R) / 2, H - 14, xlabel);
+    EMIT("<text transform=\"translate(16 %.0f) rotate(-90)\" text-anchor=\"middle\">%s</text>\n", (T + H - B) / 2, ylabel);
+    for (int k = 0; k < ns; k++) {
+        const char *col = colors[k % 8];
+        EMIT("<g class=\"series\" stroke=\"%s\" fill=\"%s\">\n", col, col);
+        EMIT("<polyline fill=\"none\" stroke-width=\"1.8\" points=\"");
+        for (int i = 0; i < s[k].n; i++) EMIT("%.1f,%.1f ", PX(s[k].x[i]), PY(s[k].y[i]));
+        EMIT("\"/>\n");
+        for (int i = 0; i < s[k].n; i++) {
+            const double cx = PX(s[k].x[i]), cy = PY(s[k].y[i]);
+            if (isfinite(s[k].xlo[i]) && isfinite(s[k].xhi[i]))
+                EMIT("<line stroke-opacity=\"0.5\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>", PX(s[k].xlo[i]), PX(s[k].xhi[i]), cy, cy);
+            if (isfinite(s[k].ylo[i]) && isfinite(s[k].yhi[i]))
+                EMIT("<line stroke-opacity=\"0.5\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>", cx, cx, PY(s[k].ylo[i]), PY(s[k].yhi[i]));
+            const int outside = s[k].x[i] < x0 || s[k].x[i] > x1 || s[k].y[i] < y0 || s[k].y[i] > y1;
+            EMIT("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\"%s/>", cx, cy, outside ? " fill=\"white\"" : "");
+            if (s[k].label && s[k].label[i]) {
+                EMIT("<text stroke=\"none\" font-size=\"10\" x=\"%.1f\" y=\"%.1f\">%s", cx + 5, cy - 5, s[k].label[i]);
+                if (outside) EMIT(" (%.1f, %.1f)", s[k].x[i], s[k].y[i]);
+                EMIT("</text>");
+            }
+            EMIT("\n");
+        }
+        EMIT("</g>\n");
+        const double ly = T + 14 + 18 * k;
+        EMIT("<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"3\"/>\n", W - R + 12, W - R + 32, ly - 4, ly - 4, col);
+        EMIT("<text x=\"%.0f\" y=\"%.1f\">%s</text>\n", W - R + 38, ly, s[k].name);
+    }
+    EMIT("<text x=\"%.0f\" y=\"%.1f\" fill=\"#777\" font-size=\"10\">bars: 95%% intervals</text>\n", W - R + 12, T + 14 + 18 * ns + 4);
+#undef EMIT
+#undef PX
+#undef PY
+    svg_finish(&svg, path, NULL, 0);
+}

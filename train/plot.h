@@ -53,3 +53,18 @@ int plot_metrics(const char *log_path, const char *keys, const char *svg_path, c
 // NaN values draw no bar. The axis starts at 0.
 void plot_bars_svg(const char *path, const char *title, const char *const *groups, int n_groups,
                    const char *const *series, int n_series, const double *value, const double *lo, const double *hi);
+
+// Points with intervals joined by a line per series, on two axes that both cross 0: a trade-off chart (vlm eval
+// frontier: each method's change in hallucination against its change in general ability, one point per
+// learning rate). Dashed lines mark x = 0 and y = 0 (the baseline); each point gets its interval as a cross
+// and its label beside it. x_min, y_min (negative, or NaN: none): floors of the axes, so that a model that
+// collapses far below the others does not squeeze them; a point past one sits hollow on the frame, its values
+// in its label.
+typedef struct {
+    const char *name;
+    int n;
+    const double *x, *xlo, *xhi, *y, *ylo, *yhi;  // (n) points and their intervals (NaN bounds: none drawn)
+    const char *const *label;                      // (n) a short text beside each point, or NULL
+} PlotPoints;
+void plot_tradeoff_svg(const char *path, const char *title, const char *xlabel, const char *ylabel, const PlotPoints *series,
+                       int n_series, double x_min, double y_min);
