@@ -289,6 +289,7 @@ void plot_tradeoff_svg(const char *path, const char *title, const char *xlabel, 
     EMIT("<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#444\"/>\n", L, T, W - L - R, H - T - B);
     EMIT("<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>\n", (L + W - R) / 2, H - 14, xlabel);
     EMIT("<text transform=\"translate(16 %.0f) rotate(-90)\" text-anchor=\"middle\">%s</text>\n", (T + H - B) / 2, ylabel);
+    int n_outside = 0;
     for (int k = 0; k < ns; k++) {
         const char *col = colors[k % 8];
         EMIT("<g class=\"series\" stroke=\"%s\" fill=\"%s\">\n", col, col);
@@ -304,7 +305,9 @@ void plot_tradeoff_svg(const char *path, const char *title, const char *xlabel, 
             const int outside = s[k].x[i] < x0 || s[k].x[i] > x1 || s[k].y[i] < y0 || s[k].y[i] > y1;
             EMIT("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\"%s/>", cx, cy, outside ? " fill=\"white\"" : "");
             if (s[k].label && s[k].label[i]) {
-                EMIT("<text stroke=\"none\" font-size=\"10\" x=\"%.1f\" y=\"%.1f\">%s", cx + 5, cy - 5, s[k].label[i]);
+                // labels of points on the frame are stacked, so that several collapsed models stay legible
+                EMIT("<text stroke=\"none\" font-size=\"10\" x=\"%.1f\" y=\"%.1f\">%s", cx + 5, cy - 5 - (outside ? 11.0 * n_outside++ : 0),
+                     s[k].label[i]);
                 if (outside) EMIT(" (%.1f, %.1f)", s[k].x[i], s[k].y[i]);
                 EMIT("</text>");
             }
