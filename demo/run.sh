@@ -53,7 +53,8 @@ BPE=${BPE:-$TOK/clip_bpe_simple_vocab_16e6.txt.gz}
 
 # Sizes. TRAIN training scenes (each a caption and QA questions QA; fewer are memorized: with 6,000 the SFT model of
 # `cpu` answered 99% of training colour questions and 84% of held-out ones), EVAL test scenes (POPE: ~4.4 questions per
-# scene and split), VAL validation scenes, PAIRS minimal-contrast pairs; HARD the fraction of faint objects,
+# scene and split), VAL validation scenes, PROBE the colour probe's held-out scenes (the test scenes and more, for
+# the SFT models only), PAIRS minimal-contrast pairs; HARD the fraction of faint objects,
 # FAINT their opacity. The training split's priors: PRIOR how often a shape takes its typical colour, COOC how
 # often a later object is an earlier one's partner, UNSEEN how often such a partner is hidden (named by the
 # scene's SFT text, not drawn: where the image cannot refute it, the model learns the co-occurrence prior,
@@ -63,7 +64,7 @@ BPE=${BPE:-$TOK/clip_bpe_simple_vocab_16e6.txt.gz}
 case $CONFIG in
 test)   # the test suite's run (tests/test_demo.c): every stage at the smallest size, in well under a minute
     SEEDS=${SEEDS:-1}
-    SIZE=32; PATCH=8; TRAIN=40; EVAL=4; VAL=3; PAIRS=16; HARD=0.2; FAINT=0.35; QA=3; EXIST=0.5; PRIOR=0.6; COOC=0.9; UNSEEN=0.3
+    SIZE=32; PATCH=8; TRAIN=40; EVAL=4; VAL=3; PROBE=40; PAIRS=16; HARD=0.2; FAINT=0.35; QA=3; EXIST=0.5; PRIOR=0.6; COOC=0.9; UNSEEN=0.3
     CLIP_WIDTH=32; CLIP_LAYERS=2; CLIP_STEPS=6; CLIP_BATCH=16; CLIP_LR=5e-4; FEATURE_LAYER=-2
     LM_WIDTH=32; LM_LAYERS=1; LM_FFN=64
     SFT_STEPS=6; SFT_BATCH=8; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
@@ -72,7 +73,7 @@ test)   # the test suite's run (tests/test_demo.c): every stage at the smallest 
     ;;
 cpu)    # 2 cores, about 15 minutes: the study, with one SFT model and SEEDS alignment runs of each method
     SEEDS=${SEEDS:-1 2 3}
-    SIZE=48; PATCH=16; TRAIN=20000; EVAL=240; VAL=60; PAIRS=1200; HARD=0.2; FAINT=0.35; QA=6; EXIST=0.5; PRIOR=0.6; COOC=0.9; UNSEEN=0.6
+    SIZE=48; PATCH=16; TRAIN=20000; EVAL=240; VAL=60; PROBE=2000; PAIRS=1200; HARD=0.2; FAINT=0.35; QA=6; EXIST=0.5; PRIOR=0.6; COOC=0.9; UNSEEN=0.6
     CLIP_WIDTH=96; CLIP_LAYERS=3; CLIP_STEPS=4800; CLIP_BATCH=64; CLIP_LR=5e-4; FEATURE_LAYER=-3
     LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
     SFT_STEPS=20000; SFT_BATCH=32; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
@@ -81,7 +82,7 @@ cpu)    # 2 cores, about 15 minutes: the study, with one SFT model and SEEDS ali
     ;;
 full)   # one GPU: the same study, larger, three SFT seeds
     SEEDS=${SEEDS:-1 2 3}
-    SIZE=64; PATCH=8; TRAIN=20000; EVAL=480; VAL=120; PAIRS=4000; HARD=0.2; FAINT=0.35; QA=6; EXIST=0.5; PRIOR=0.6; COOC=0.9; UNSEEN=0.3
+    SIZE=64; PATCH=8; TRAIN=20000; EVAL=480; VAL=120; PROBE=2000; PAIRS=4000; HARD=0.2; FAINT=0.35; QA=6; EXIST=0.5; PRIOR=0.6; COOC=0.9; UNSEEN=0.3
     CLIP_WIDTH=256; CLIP_LAYERS=6; CLIP_STEPS=3000; CLIP_BATCH=256; CLIP_LR=5e-4; FEATURE_LAYER=-2
     LM_WIDTH=512; LM_LAYERS=6; LM_FFN=1376
     SFT_STEPS=6000; SFT_BATCH=64; SFT_LR=5e-4; SFT_TRAIN=projector,decoder
@@ -139,6 +140,16 @@ W=$OUT/world
 if [ ! -f "$W/world.json" ]; then
     stage "synthetic world: $TRAIN training scenes, $EVAL test and $VAL validation scenes, $PAIRS contrast pairs, ${SIZE}px, $HARD faint, $UNSEEN of partners hidden"
     vlm data synth --out "$W" --seed 1 --train "$TRAIN" --eval "$EVAL" --val "$VAL" --pairs "$PAIRS" --size "$SIZE" \
+        --hard "$HARD" --faint-alpha "$FAINT" --qa "$QA" --exist-share "$EXIST" --prior "$PRIOR" --cooc "$COOC" --unseen "$UNSEEN" --quiet
+fi
+# The colour probe: PROBE held-out scenes of the same world for the SFT models' colour answers. The test split
+# draws colours without the prior, so only about one colour question in eight (24 in cpu) is about a typically
+# coloured object, too few to measure an error rate near 0. Every scene has its own random stream, so these are
+# the test scenes and more (the first EVAL are the test split's), and no training scene is needed to make them.
+PW=$OUT/probe_world
+if [ "$PROBE" -gt 0 ] && [ ! -f "$PW/world.json" ]; then
+    stage "colour probe: $PROBE held-out scenes"
+    vlm data synth --out "$PW" --seed 1 --train 0 --eval "$PROBE" --val 0 --pairs 0 --size "$SIZE" \
         --hard "$HARD" --faint-alpha "$FAINT" --qa "$QA" --exist-share "$EXIST" --prior "$PRIOR" --cooc "$COOC" --unseen "$UNSEEN" --quiet
 fi
 # the world's tokenizer: its size sets the decoder's vocabulary, <image> comes right after its pieces
@@ -236,6 +247,9 @@ METRICS=pope.random.acc,pope.popular.acc,pope.adversarial.acc,pope.adversarial.y
 # The calibration by difficulty: faint objects (POPE's present objects, colour questions) and clutter (objects in
 # the scene); colour accuracy on typically and atypically coloured objects, the contrast the colour prior makes.
 DIFFICULTY_METRICS=pope.random.by.difficulty.easy.acc,pope.random.by.difficulty.hard.acc,pope.random.by.n_objects.1.acc,pope.random.by.n_objects.4.acc,qa.by.type+difficulty.color+easy.acc,qa.by.type+difficulty.color+hard.acc,qa.by.type+n_objects.color+1.acc,qa.by.type+n_objects.color+2.acc,qa.by.type+n_objects.color+3.acc,qa.by.type+n_objects.color+4.acc,qa.by.type+typical.color+true.acc,qa.by.type+typical.color+false.acc
+# The colour probe's metrics (the SFT models on PROBE more scenes): colour accuracy on typically and atypically
+# coloured objects and on clearly drawn ones, and the share of wrong colour answers that name the typical colour.
+PROBE_METRICS=qa.by.type+typical.color+true.acc,qa.by.type+typical.color+false.acc,qa.by.type+difficulty.color+easy.acc,qa.prior_err
 # validation score of an evaluated folder, in percent: the mean of POPE adversarial accuracy, QA accuracy and
 # colour accuracy on atypical objects (what the learning-rate grid maximizes, the same rule for every method)
 VAL_METRICS=pope.adversarial.acc,qa.acc,qa.by.typical.false.acc
@@ -248,6 +262,7 @@ val_score() {
 METHODS=("dpo-seva dpo seva" "dpo-clipdpo dpo clipdpo" "dpo-mvc dpo mvc_dpo" "mdpo mdpo seva" "vco vco mvc" "svco svco mvc")
 
 RUNS=()
+PROBE_RUNS=()
 for sseed in $SFT_SEEDS; do
     S=$OUT/sft$sseed
     if [ ! -s "$S/sft/latest" ]; then
@@ -267,6 +282,17 @@ for sseed in $SFT_SEEDS; do
         evaluate "$SFT" "$SFT_EVAL"
     fi
     RUNS+=("$SFT_EVAL")
+    if [ "$PROBE" -gt 0 ]; then
+        PE=$S/probe/sft
+        if [ ! -f "$PE/qa.json" ]; then
+            stage "colour probe: the SFT model (seed $sseed) on $PROBE held-out scenes"
+            mkdir -p "$PE"
+            sample "$SFT" "$PW/qa.jsonl" "$PE/qa.jsonl"
+            vlm eval qa --questions "$PW/qa.jsonl" --answers "$PE/qa.jsonl" --by type+typical --by type+difficulty \
+                --out "$PE/qa.json" > "$PE/qa.txt"
+        fi
+        PROBE_RUNS+=("$PE")
+    fi
 
     # ---- 4. preference data ----
     P=$S/prefs
@@ -417,8 +443,20 @@ vlm eval table --metrics "$METRICS" --out "$R/table.md" --json "$R/table.json" -
 # (not in the test configuration: its four test scenes lack some of the groups, and the table refuses an empty one)
 [ "$CONFIG" = test ] || vlm eval table --metrics "$DIFFICULTY_METRICS" --out "$R/difficulty.md" \
     --json "$R/difficulty.json" --baseline sft "${RUNS[@]}" > /dev/null
+# the colour probe: colour accuracy on typically and atypically coloured objects, on clearly drawn ones, and how
+# many wrong colour answers name the typical colour, with each SFT model's counts
+if [ "$PROBE" -gt 0 ]; then
+    vlm eval table --metrics "$PROBE_METRICS" --out "$R/colour-probe.md" --json "$R/colour-probe.json" "${PROBE_RUNS[@]}" > /dev/null
+    {
+        printf '\nCounts on the %s scenes (questions, accuracy, wrong answers, %% of them the typical colour):\n\n```\n' "$PROBE"
+        for pr in "${PROBE_RUNS[@]}"; do
+            awk -v m="$(basename "$(dirname "$(dirname "$pr")")")" '/^color\+(true|false) / { print m "  " $0 }' "$pr/qa.txt"
+        done
+        printf '```\n'
+    } >> "$R/colour-probe.md"
+fi
 # the run folders in the JSON tables relative to the work folder: the results name no path of this machine
-for f in "$R/table.json" "$R/difficulty.json"; do
+for f in "$R/table.json" "$R/difficulty.json" "$R/colour-probe.json"; do
     if [ -f "$f" ]; then sed -i "s|\"$OUT/|\"|g" "$f"; fi
 done
 # SWEEP: one table per learning rate of the grid, every method at that rate on the test split
@@ -436,11 +474,12 @@ if [ "$SWEEP" = 1 ]; then
             done
         done
         vlm eval table --metrics "$METRICS" --out "$R/lr-sweep/lr$l.md" --json "$R/lr-sweep/lr$l.json" \
-            --baseline sft --baseline dpo-mvc "${SWEEP_RUNS[@]}" > /dev/null
+            --baseline sft --baseline dpo-mvc --baseline vco "${SWEEP_RUNS[@]}" > /dev/null
         sed -i "s|\"$OUT/|\"|g" "$R/lr-sweep/lr$l.json"
     done
-    # the trade-off: each method's change in hallucination against its change in QA, a point per rate
-    vlm eval frontier --baseline sft --baseline dpo-mvc --method svco --y-min -12 --out "$R/lr-sweep/frontier.md" \
+    # the trade-off: each method's change in hallucination against its change in QA, a point per rate; S-VCO
+    # against its two rivals on the same pairs, DPO (its paper's baseline) and VCO (its one-sided form)
+    vlm eval frontier --baseline sft --baseline dpo-mvc --baseline vco --method svco --y-min -12 --out "$R/lr-sweep/frontier.md" \
         --svg "$R/lr-sweep/frontier.svg" $(for l in $GRID; do echo "$R/lr-sweep/lr$l.json"; done) > /dev/null
 fi
 for sseed in $SFT_SEEDS; do

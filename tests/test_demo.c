@@ -56,12 +56,25 @@ TEST(demo_pipeline_end_to_end) {
         EXPECTF(file_exists(path), "%s missing", path);
     }
     EXPECTF(rows >= 5, "only %d of 7 models in the table", rows);  // sft, dpo-mvc, vco and svco always have data
-    const char *outputs[5] = {"loss-clip.svg", "table.json", "verdict.txt", "timings.tsv", "results.svg"};
-    for (int k = 0; k < 5; k++) {
+    const char *outputs[6] = {"loss-clip.svg", "table.json", "verdict.txt", "timings.tsv", "results.svg", "colour-probe.json"};
+    for (int k = 0; k < 6; k++) {
         snprintf(path, sizeof(path), "%s/results/%s", out, outputs[k]);
         EXPECTF(file_exists(path), "%s missing", path);
     }
     EXPECTF(strstr(log, "Verdict: svco") && strstr(log, "far too small"), "no verdict or no warning on screen:\n%s", log);
+    // the colour probe: the SFT model on more held-out scenes, whose first are the test split's
+    snprintf(path, sizeof(path), "%s/results/colour-probe.md", out);
+    char *probe = try_read_file(path, NULL);
+    EXPECTF(probe && strstr(probe, "| sft | 1 |") && strstr(probe, "sft1  color+true") && strstr(probe, "sft1  color+false"),
+            "%s: %s", path, probe ? probe : "(none)");
+    free(probe);
+    char *test_qa = path_join(out, "world/qa.jsonl");
+    long n = 0;
+    char *text = try_read_file(test_qa, NULL);
+    if (text) n = (long)strlen(text);
+    snprintf(path, sizeof(path), "cmp -s -n %ld %s/world/qa.jsonl %s/probe_world/qa.jsonl", n, out, out);
+    EXPECTF(n > 0 && test_shell(path) == 0, "the probe's questions do not start with the test split's (%s)", path);
+    free(text); free(test_qa);
     free(table); free(log);
     // again: every stage is found done (the table is made again)
     rc = run_demo("test", out, &log);
@@ -106,7 +119,9 @@ TEST(demo_pipeline_per_seed_and_sweep) {
     char *frontier = try_read_file(path, NULL);
     EXPECTF(frontier && strstr(frontier, "| svco | lr 1e-4 | 2 |") && strstr(frontier, "svco - dpo-mvc at the same setting: lr 1e-4:"),
             "%s: %s", path, frontier ? frontier : "(none)");
-    EXPECTF(strstr(log, "svco - dpo-mvc at the same setting"), "the sweep's line is not on screen");
+    EXPECTF(frontier && strstr(frontier, "svco - vco at the same setting: lr 1e-4:"), "%s: no line against VCO", path);
+    EXPECTF(strstr(log, "svco - dpo-mvc at the same setting") && strstr(log, "svco - vco at the same setting"),
+            "the sweep's lines are not on screen");
     free(frontier);
     snprintf(path, sizeof(path), "%s/results/lr-sweep/frontier.svg", out);
     EXPECTF(file_exists(path), "%s missing", path);
