@@ -47,6 +47,41 @@ static int svg_finish(Svg *b, const char *path, char *err, size_t errlen) {
     return rc;
 }
 
+// A chart's geometry: its size and margins, px, and the data ranges of its numeric axes.
+typedef struct {
+    double W, H, L, R, T, B;  // width, height; left, right, top and bottom margins around the plot area
+    double x0, x1, y0, y1;    // the data values at the plot area's edges
+} Frame;
+
+// A data value's pixel position, clamped to the plot area.
+static double frame_x(const Frame *f, double x) { return f->L + (fmax(f->x0, fmin(f->x1, x)) - f->x0) / (f->x1 - f->x0) * (f->W - f->L - f->R); }
+static double frame_y(const Frame *f, double y) { return f->H - f->B - (fmax(f->y0, fmin(f->y1, y)) - f->y0) / (f->y1 - f->y0) * (f->H - f->T - f->B); }
+
+// The document's start: its size, a white background and the title, centred on the whole width (over the
+// plot area a narrow chart, a bar chart of two metrics, would cut it at the left edge).
+static void svg_begin(Svg *b, const Frame *f, const char *title) {
+    svg_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n", f->W, f->H);
+    svg_printf(b, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+    svg_printf(b, "<text x=\"%.0f\" y=\"24\" font-size=\"15\" text-anchor=\"middle\">%s</text>\n", f->W / 2, title);
+}
+
+// Two numeric axes: grid lines at "nice" steps, about `ticks` on each, with their values (a value within
+// rounding of 0 printed as 0), the plot area's border and the x axis' label.
+static void svg_axes(Svg *b, const Frame *f, int ticks, const char *xlabel) {
+    const double xs = nice_step(f->x1 - f->x0, ticks), ys = nice_step(f->y1 - f->y0, ticks);
+    for (double v = ceil(f->y0 / ys) * ys; v <= f->y1; v += ys) {
+        svg_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", f->L, f->W - f->R, frame_y(f, v), frame_y(f, v));
+        svg_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.4g</text>\n", f->L - 6, frame_y(f, v) + 4, fabs(v) < ys * 1e-6 ? 0 : v);
+    }
+    for (double v = ceil(f->x0 / xs) * xs; v <= f->x1; v += xs) {
+        svg_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", frame_x(f, v), frame_x(f, v), f->T, f->H - f->B);
+        svg_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.4g</text>\n", frame_x(f, v), f->H - f->B + 16, fabs(v) < xs * 1e-6 ? 0 : v);
+    }
+    svg_printf(b, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#444\"/>\n", f->L, f->T, f->W - f->L - f->R,
+               f->H - f->T - f->B);
+    svg_printf(b, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>\n", (f->L + f->W - f->R) / 2, f->H - 12, xlabel);
+}
+
 void plot_smooth(const double *y, int n, double *out) {
     const double span = n / 20.0, w = span > 2 ? 1 - 1 / span : 0;  // the EMA's weight of the past
     double ema = 0, norm = 0;
@@ -76,23 +111,12 @@ int plot_svg(const char *path, const char *title, const char *xlabel, const Plot
     double pad = (y1 - y0) * 0.05;
     y0 -= pad; y1 += pad;
     Svg svg = {0};
+    const Frame fr = {W, H, L, R, T, B, x0, x1, y0, y1};
 #define EMIT(...) svg_printf(&svg, __VA_ARGS__)
-#define PX(x) (L + ((x) - x0) / (x1 - x0) * (W - L - R))
-#define PY(y) (H - B - ((y) - y0) / (y1 - y0) * (H - T - B))
-    EMIT("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
-    EMIT("<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-    EMIT("<text x=\"%.0f\" y=\"24\" font-size=\"15\" text-anchor=\"middle\">%s</text>\n", (L + W - R) / 2, title);
-    double xs = nice_step(x1 - x0, 6), ys = nice_step(y1 - y0, 6);
-    for (double v = ceil(y0 / ys) * ys; v <= y1; v += ys) {
-        EMIT("<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", L, W - R, PY(v), PY(v));
-        EMIT("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.4g</text>\n", L - 6, PY(v) + 4, fabs(v) < ys * 1e-6 ? 0 : v);
-    }
-    for (double v = ceil(x0 / xs) * xs; v <= x1; v += xs) {
-        EMIT("<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", PX(v), PX(v), T * 1.0, H - B);
-        EMIT("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.4g</text>\n", PX(v), H - B + 16, v);
-    }
-    EMIT("<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#444\"/>\n", L, T, W - L - R, H - T - B);
-    EMIT("<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>\n", (L + W - R) / 2, H - 12, xlabel);
+#define PX(x) frame_x(&fr, (x))
+#define PY(y) frame_y(&fr, (y))
+    svg_begin(&svg, &fr, title);
+    svg_axes(&svg, &fr, 6, xlabel);
     if (isfinite(mark)) {
         EMIT("<line class=\"mark\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#555\" stroke-dasharray=\"6,4\"/>\n", L,
              W - R, PY(mark), PY(mark));
@@ -153,9 +177,7 @@ void plot_bars_svg(const char *path, const char *title, const char *const *group
     const double gw = (W - L - R) / n_groups, bw = gw * 0.8 / n_series;
 #define PY(y) (H - B - (y) / y1 * (H - T - B))
     Svg svg = {0};
-    svg_printf(&svg, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
-    svg_printf(&svg, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-    svg_printf(&svg, "<text x=\"%.0f\" y=\"24\" font-size=\"15\" text-anchor=\"middle\">%s</text>\n", (L + W - R) / 2, title);
+    svg_begin(&svg, &(Frame){W, H, L, R, T, B, 0, 1, 0, y1}, title);
     for (double v = 0; v <= y1 + ys * 1e-9; v += ys) {
         svg_printf(&svg, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", L, W - R, PY(v), PY(v));
         svg_printf(&svg, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.4g</text>\n", L - 6, PY(v) + 4, v);
@@ -265,29 +287,18 @@ void plot_tradeoff_svg(const char *path, const char *title, const char *xlabel, 
     if (y1 - y0 < 1e-9) { y0 -= 1; y1 += 1; }
     const double px = (x1 - x0) * 0.06, py = (y1 - y0) * 0.06;
     x0 -= px; x1 += px; y0 -= py; y1 += py;
-    Svg svg = {0};
-#define EMIT(...) svg_printf(&svg, __VA_ARGS__)
     // positions clamped to the frame: a point past a floor sits on the edge, hollow, with its values in its label
-#define PX(x) (L + (fmax(x0, fmin(x1, (x))) - x0) / (x1 - x0) * (W - L - R))
-#define PY(y) (H - B - (fmax(y0, fmin(y1, (y))) - y0) / (y1 - y0) * (H - T - B))
-    EMIT("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
-    EMIT("<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-    EMIT("<text x=\"%.0f\" y=\"24\" font-size=\"15\" text-anchor=\"middle\">%s</text>\n", (L + W - R) / 2, title);
-    const double xs = nice_step(x1 - x0, 7), ys = nice_step(y1 - y0, 7);
-    for (double v = ceil(y0 / ys) * ys; v <= y1; v += ys) {
-        EMIT("<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", L, W - R, PY(v), PY(v));
-        EMIT("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.4g</text>\n", L - 6, PY(v) + 4, fabs(v) < ys * 1e-6 ? 0 : v);
-    }
-    for (double v = ceil(x0 / xs) * xs; v <= x1; v += xs) {
-        EMIT("<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", PX(v), PX(v), T * 1.0, H - B);
-        EMIT("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.4g</text>\n", PX(v), H - B + 16, fabs(v) < xs * 1e-6 ? 0 : v);
-    }
+    Svg svg = {0};
+    const Frame fr = {W, H, L, R, T, B, x0, x1, y0, y1};
+#define EMIT(...) svg_printf(&svg, __VA_ARGS__)
+#define PX(x) frame_x(&fr, (x))
+#define PY(y) frame_y(&fr, (y))
+    svg_begin(&svg, &fr, title);
+    svg_axes(&svg, &fr, 7, xlabel);
     EMIT("<line class=\"origin\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#555\" stroke-dasharray=\"6,4\"/>\n", L, W - R,
          PY(0), PY(0));
     EMIT("<line class=\"origin\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#555\" stroke-dasharray=\"6,4\"/>\n", PX(0), PX(0),
          T * 1.0, H - B);
-    EMIT("<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#444\"/>\n", L, T, W - L - R, H - T - B);
-    EMIT("<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>\n", (L + W - R) / 2, H - 14, xlabel);
     EMIT("<text transform=\"translate(16 %.0f) rotate(-90)\" text-anchor=\"middle\">%s</text>\n", (T + H - B) / 2, ylabel);
     int n_outside = 0;
     for (int k = 0; k < ns; k++) {
