@@ -60,7 +60,10 @@ BPE=${BPE:-$TOK/clip_bpe_simple_vocab_16e6.txt.gz}
 # scene's SFT text, not drawn: where the image cannot refute it, the model learns the co-occurrence prior,
 # POPE's adversarial hallucination). The alignment budget is PREF_STEPS steps of PREF_BATCH pairs for every
 # method; GRID the learning rates tried on the validation split (the first seed's run at the chosen rate is
-# reused).
+# reused). PREF_QUESTIONS questions for SeVa's pairs (and mDPO's) and CAPTIONS caption prompts for CLIP-DPO's:
+# a builder keeps only the prompts whose two answers differ (in cpu about one question in seven for SeVa, four
+# captions in seven for CLIP-DPO), so these are sized for about as many distinct pairs as the PAIRS of MVC keep,
+# and no method goes over a few pairs many more times than the others.
 case $CONFIG in
 test)   # the test suite's run (tests/test_demo.c): every stage at the smallest size, in well under a minute
     SEEDS=${SEEDS:-1}
@@ -68,7 +71,7 @@ test)   # the test suite's run (tests/test_demo.c): every stage at the smallest 
     CLIP_WIDTH=32; CLIP_LAYERS=2; CLIP_STEPS=6; CLIP_BATCH=16; CLIP_LR=5e-4; FEATURE_LAYER=-2
     LM_WIDTH=32; LM_LAYERS=1; LM_FFN=64
     SFT_STEPS=6; SFT_BATCH=8; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
-    PREF_QUESTIONS=8; CANDIDATES=3; PREF_STEPS=2; PREF_BATCH=2; GRID="1e-4 1e-3"
+    PREF_QUESTIONS=8; CAPTIONS=8; CANDIDATES=3; PREF_STEPS=2; PREF_BATCH=2; GRID="1e-4 1e-3"
     MAX_NEW=6; SWEEP=${SWEEP:-1}
     ;;
 cpu)    # 2 cores, about 15 minutes: the study, with one SFT model and SEEDS alignment runs of each method
@@ -77,7 +80,7 @@ cpu)    # 2 cores, about 15 minutes: the study, with one SFT model and SEEDS ali
     CLIP_WIDTH=96; CLIP_LAYERS=3; CLIP_STEPS=4800; CLIP_BATCH=64; CLIP_LR=5e-4; FEATURE_LAYER=-3
     LM_WIDTH=128; LM_LAYERS=2; LM_FFN=344
     SFT_STEPS=20000; SFT_BATCH=32; SFT_LR=1e-3; SFT_TRAIN=projector,decoder
-    PREF_QUESTIONS=600; CANDIDATES=4; PREF_STEPS=300; PREF_BATCH=16; GRID="3e-5 1e-4 3e-4"
+    PREF_QUESTIONS=7000; CAPTIONS=1800; CANDIDATES=4; PREF_STEPS=300; PREF_BATCH=16; GRID="3e-5 1e-4 3e-4"
     MAX_NEW=40; SWEEP=${SWEEP:-1}
     ;;
 full)   # one GPU: the same study, larger, three SFT seeds
@@ -86,7 +89,7 @@ full)   # one GPU: the same study, larger, three SFT seeds
     CLIP_WIDTH=256; CLIP_LAYERS=6; CLIP_STEPS=3000; CLIP_BATCH=256; CLIP_LR=5e-4; FEATURE_LAYER=-2
     LM_WIDTH=512; LM_LAYERS=6; LM_FFN=1376
     SFT_STEPS=6000; SFT_BATCH=64; SFT_LR=5e-4; SFT_TRAIN=projector,decoder
-    PREF_QUESTIONS=4000; CANDIDATES=5; PREF_STEPS=300; PREF_BATCH=16; GRID="1e-5 1e-4 1e-3"
+    PREF_QUESTIONS=4000; CAPTIONS=4000; CANDIDATES=5; PREF_STEPS=300; PREF_BATCH=16; GRID="1e-5 1e-4 1e-3"
     MAX_NEW=48; SWEEP=${SWEEP:-0}
     ;;
 *) echo "demo/run.sh: unknown configuration '$CONFIG' (cpu, full or test)" >&2; exit 2 ;;
@@ -300,7 +303,7 @@ for sseed in $SFT_SEEDS; do
     # the questions: SFT prompts of the training scenes (image paths stay relative to the world folder)
     if [ ! -f "$W/pref_questions.jsonl" ]; then
         awk -v n="$PREF_QUESTIONS" '!/"type":"caption"/ && k < n { print; k++ }' "$W/sft.jsonl" > "$W/pref_questions.jsonl"
-        awk -v n="$PREF_QUESTIONS" '/"type":"caption"/ && k < n { print; k++ }' "$W/sft.jsonl" > "$W/caption_questions.jsonl"
+        awk -v n="$CAPTIONS" '/"type":"caption"/ && k < n { print; k++ }' "$W/sft.jsonl" > "$W/caption_questions.jsonl"
     fi
     if [ ! -f "$W/seva_sft$sseed.jsonl" ]; then
         stage "SeVa data (answers on original and diffusion-noised images)"
