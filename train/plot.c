@@ -75,12 +75,18 @@ static void svg_axes(Svg *b, const Frame *f, int ticks, const char *xlabel) {
     }
     for (double v = ceil(f->x0 / xs) * xs; v <= f->x1; v += xs) {
         svg_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", frame_x(f, v), frame_x(f, v), f->T, f->H - f->B);
-        svg_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.4g</text>\n", frame_x(f, v), f->H - f->B + 16, fabs(v) < xs * 1e-6 ? 0 : v);
+        // up to 6 digits: a step count reads 12000, where %.4g would write 1.2e+04 and run into its neighbours
+        svg_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.6g</text>\n", frame_x(f, v), f->H - f->B + 16, fabs(v) < xs * 1e-6 ? 0 : v);
     }
     svg_printf(b, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#444\"/>\n", f->L, f->T, f->W - f->L - f->R,
                f->H - f->T - f->B);
     svg_printf(b, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>\n", (f->L + f->W - f->R) / 2, f->H - 12, xlabel);
 }
+
+// Inside a chart function with a local `Svg svg` and `Frame fr`: append text, and data values to pixels.
+#define EMIT(...) svg_printf(&svg, __VA_ARGS__)
+#define PX(x) frame_x(&fr, (x))
+#define PY(y) frame_y(&fr, (y))
 
 void plot_smooth(const double *y, int n, double *out) {
     const double span = n / 20.0, w = span > 2 ? 1 - 1 / span : 0;  // the EMA's weight of the past
@@ -112,9 +118,6 @@ int plot_svg(const char *path, const char *title, const char *xlabel, const Plot
     y0 -= pad; y1 += pad;
     Svg svg = {0};
     const Frame fr = {W, H, L, R, T, B, x0, x1, y0, y1};
-#define EMIT(...) svg_printf(&svg, __VA_ARGS__)
-#define PX(x) frame_x(&fr, (x))
-#define PY(y) frame_y(&fr, (y))
     svg_begin(&svg, &fr, title);
     svg_axes(&svg, &fr, 6, xlabel);
     if (isfinite(mark)) {
@@ -158,11 +161,9 @@ int plot_svg(const char *path, const char *title, const char *xlabel, const Plot
         EMIT("<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"3\"/>\n", W - R + 12, W - R + 32, ly - 4, ly - 4, col);
         EMIT("<text x=\"%.0f\" y=\"%.1f\">%s</text>\n", W - R + 38, ly, s[k].name);
     }
-    EMIT("<text x=\"%.0f\" y=\"%.1f\" fill=\"#777\" font-size=\"10\">dots: every step; lines: smoothed</text>\n", W - R + 12,
-         T + 14 + 18 * ns + 4);
-#undef EMIT
-#undef PX
-#undef PY
+    // two lines: one would run past the legend's margin
+    EMIT("<text x=\"%.0f\" y=\"%.1f\" fill=\"#777\" font-size=\"10\">dots: every step;</text>\n", W - R + 12, T + 14 + 18 * ns + 4);
+    EMIT("<text x=\"%.0f\" y=\"%.1f\" fill=\"#777\" font-size=\"10\">lines: smoothed</text>\n", W - R + 12, T + 14 + 18 * ns + 17);
     return svg_finish(&svg, path, err, errlen);
 }
 
@@ -175,9 +176,9 @@ void plot_bars_svg(const char *path, const char *title, const char *const *group
     const double ys = nice_step(y1 > 0 ? y1 : 1, 5);
     y1 = ceil((y1 > 0 ? y1 : 1) / ys) * ys;
     const double gw = (W - L - R) / n_groups, bw = gw * 0.8 / n_series;
-#define PY(y) (H - B - (y) / y1 * (H - T - B))
     Svg svg = {0};
-    svg_begin(&svg, &(Frame){W, H, L, R, T, B, 0, 1, 0, y1}, title);
+    const Frame fr = {W, H, L, R, T, B, 0, 1, 0, y1};  // x unused: bars are placed by group
+    svg_begin(&svg, &fr, title);
     for (double v = 0; v <= y1 + ys * 1e-9; v += ys) {
         svg_printf(&svg, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", L, W - R, PY(v), PY(v));
         svg_printf(&svg, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.4g</text>\n", L - 6, PY(v) + 4, v);
@@ -206,7 +207,6 @@ void plot_bars_svg(const char *path, const char *title, const char *const *group
         svg_printf(&svg, "<rect x=\"%.0f\" y=\"%.1f\" width=\"14\" height=\"10\" fill=\"%s\"/>\n", W - R + 12, ly - 9, colors[k % 8]);
         svg_printf(&svg, "<text x=\"%.0f\" y=\"%.1f\">%s</text>\n", W - R + 32, ly, series[k]);
     }
-#undef PY
     svg_finish(&svg, path, NULL, 0);
 }
 
@@ -290,9 +290,6 @@ void plot_tradeoff_svg(const char *path, const char *title, const char *xlabel, 
     // positions clamped to the frame: a point past a floor sits on the edge, hollow, with its values in its label
     Svg svg = {0};
     const Frame fr = {W, H, L, R, T, B, x0, x1, y0, y1};
-#define EMIT(...) svg_printf(&svg, __VA_ARGS__)
-#define PX(x) frame_x(&fr, (x))
-#define PY(y) frame_y(&fr, (y))
     svg_begin(&svg, &fr, title);
     svg_axes(&svg, &fr, 7, xlabel);
     EMIT("<line class=\"origin\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#555\" stroke-dasharray=\"6,4\"/>\n", L, W - R,
@@ -330,8 +327,5 @@ void plot_tradeoff_svg(const char *path, const char *title, const char *xlabel, 
         EMIT("<text x=\"%.0f\" y=\"%.1f\">%s</text>\n", W - R + 38, ly, s[k].name);
     }
     EMIT("<text x=\"%.0f\" y=\"%.1f\" fill=\"#777\" font-size=\"10\">bars: 95%% intervals</text>\n", W - R + 12, T + 14 + 18 * ns + 4);
-#undef EMIT
-#undef PX
-#undef PY
     svg_finish(&svg, path, NULL, 0);
 }
