@@ -491,6 +491,7 @@ for sseed in $SFT_SEEDS; do
         set -- $spec
         for seed in $(align_seeds "$sseed"); do
             cp "$OUT/sft$sseed/seed$seed/$1/loss.svg" "$R/loss-$1-seed$seed.svg" 2>/dev/null || true
+            cp "$OUT/sft$sseed/seed$seed/$1/rewards.svg" "$R/rewards-$1-seed$seed.svg" 2>/dev/null || true
         done
     done
 done

@@ -56,8 +56,9 @@ TEST(demo_pipeline_end_to_end) {
         EXPECTF(file_exists(path), "%s missing", path);
     }
     EXPECTF(rows >= 5, "only %d of 7 models in the table", rows);  // sft, dpo-mvc, vco and svco always have data
-    const char *outputs[6] = {"loss-clip.svg", "table.json", "verdict.txt", "timings.tsv", "results.svg", "colour-probe.json"};
-    for (int k = 0; k < 6; k++) {
+    const char *outputs[7] = {"loss-clip.svg", "table.json", "verdict.txt", "timings.tsv", "results.svg", "colour-probe.json",
+                              "rewards-svco-seed1.svg"};
+    for (int k = 0; k < 7; k++) {
         snprintf(path, sizeof(path), "%s/results/%s", out, outputs[k]);
         EXPECTF(file_exists(path), "%s missing", path);
     }

@@ -901,7 +901,8 @@ TEST(plot_smoothed_lines_over_raw_points) {
 
 // A run redraws loss.svg every --log-every steps, not only at its end: a run that diverges at step 3 (and so never
 // reaches the end) leaves the chart of its first steps, with the step-0 identity of its loss marked (DPO: log 2);
-// S-VCO's chart marks 4 log 2, mDPO's 3 log 2; a chart that cannot be written does not stop a run.
+// S-VCO's chart marks 4 log 2, mDPO's 3 log 2, and both draw rewards.svg; a chart that cannot be written does not
+// stop a run.
 TEST(train_plots_refresh_during_the_run) {
     char *data = write_data("plots_live", "dpo", 8, 0), args[2048], *err;
     char *o = path_join(test_tmpdir(), "plots_live_run");
@@ -913,7 +914,8 @@ TEST(train_plots_refresh_during_the_run) {
     EXPECTF(text != NULL, "no %s after the run stopped", svg);
     EXPECTF(text && strstr(text, "class=\"smooth\"") && strstr(text, "policy = reference): log 2</text>"), "%s", text ? text : "");
     free(text); free(svg); free(o);
-    const char *recipes[2][2] = {{"svco", "4 log 2"}, {"mdpo", "3 log 2"}};
+    // and each preference recipe draws its rewards (S-VCO: each term's margin) beside the loss
+    const char *recipes[2][3] = {{"svco", "4 log 2", ">margin/reject_l</text>"}, {"mdpo", "3 log 2", ">rewards/corrupted</text>"}};
     for (int k = 0; k < 2; k++) {
         char name[64];
         snprintf(name, sizeof(name), "plots_%s", recipes[k][0]);
@@ -924,6 +926,10 @@ TEST(train_plots_refresh_during_the_run) {
         free(err);
         char *p = path_join(dir, "loss.svg"), *t = try_read_file(p, NULL);
         EXPECTF(t && strstr(t, recipes[k][1]), "%s: no %s marker", recipes[k][0], recipes[k][1]);
+        free(t); free(p);
+        p = path_join(dir, "rewards.svg");
+        t = try_read_file(p, NULL);
+        EXPECTF(t && strstr(t, recipes[k][2]), "%s: rewards.svg missing or without %s", recipes[k][0], recipes[k][2]);
         free(t); free(p); free(d); free(dir);
     }
     // a chart that cannot be written (here a folder in its place) is a warning: the run goes on and ends well

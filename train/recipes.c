@@ -203,6 +203,10 @@ static const PresetValue clip_defaults[] = {
 // (trainer.py get_batch_metrics: pi_logratios/..._distance, logps/policy_logps_...; its train_/eval_ prefix is
 // our "" and "val/")
 #define SVCO_ROW_SPECS {{0, 0}, {0, 1}, {0, -1}, {1, 0}, {1, 1}, {1, -1}}
+// S-VCO's and VCO's reward chart: the margin of each of the four terms (its preferred minus its dispreferred
+// log-ratio to the reference, before beta: SvcoMetrics.margin)
+#define SVCO_REWARD_PLOT_KEYS "margin/attend_w,margin/reject_w,margin/attend_l,margin/reject_l"
+#define SVCO_REWARD_PLOT_TITLE "margin of each term (log-ratio difference, before beta)"
 #define SVCO_METRICS                                                                                                      \
     {"logps/mean", "loss/attend_w", "accuracy/attend_w", "margin/attend_w", "loss/reject_w", "accuracy/reject_w",         \
      "margin/reject_w", "loss/attend_l", "accuracy/attend_l", "margin/attend_l", "loss/reject_l", "accuracy/reject_l",     \
@@ -223,21 +227,24 @@ static const Recipe recipes[] = {
      .metrics = {"logps/mean", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
                  "logps/rejected", NULL},
      .headline = dpo_headline, .loss_plot_title = PLOT_LOSS, .acc_plot_keys = "rewards/accuracies,val/rewards/accuracies",
-     .acc_plot_title = "reward accuracy", .presets = {adamw_defaults, llava_defaults, reference_cached, seva_dpo}},
+     .acc_plot_title = "reward accuracy", .reward_plot_keys = "rewards/chosen,rewards/rejected,rewards/margins",
+     .reward_plot_title = "rewards (beta x log-ratio to the reference)",
+     .presets = {adamw_defaults, llava_defaults, reference_cached, seva_dpo}},
     {.name = "svco", .id = 2, .summary = "S-VCO: four image-conditioned terms on MVC pairs of minimally different images (methods.md §1)",
      .model = MODEL_LLAVA, .records = RECORDS_MVC, .n_rows = 6, .rows = SVCO_ROW_SPECS,
      .second_image = IMAGE2_RECORD, .uses_reference = 1, .reads = READS_SVCO_BETAS, .loss = svco_recipe_loss,
      .metrics = SVCO_METRICS, .eval_params = svco_eval_params,
      .headline = svco_headline, .loss_plot_title = PLOT_LOSS,
      .acc_plot_keys = "accuracy/attend_w,accuracy/reject_w,accuracy/attend_l,accuracy/reject_l,val/accuracy",
-     .acc_plot_title = "reward accuracy", .presets = {adamw_defaults, llava_defaults, reference_cached, svco_paper}},
+     .acc_plot_title = "reward accuracy", .reward_plot_keys = SVCO_REWARD_PLOT_KEYS, .reward_plot_title = SVCO_REWARD_PLOT_TITLE,
+     .presets = {adamw_defaults, llava_defaults, reference_cached, svco_paper}},
     {.name = "vco", .id = 3, .summary = "VCO: S-VCO without its symmetric terms (the ablation of methods.md §1.1)",
      .model = MODEL_LLAVA, .records = RECORDS_MVC, .n_rows = 6, .rows = SVCO_ROW_SPECS,
      .second_image = IMAGE2_RECORD, .uses_reference = 1, .reads = READS_SVCO_BETAS, .loss = svco_recipe_loss,
      .metrics = SVCO_METRICS, .eval_params = svco_eval_params,
      .headline = svco_headline, .loss_plot_title = PLOT_LOSS,
      .acc_plot_keys = "accuracy/attend_w,accuracy/reject_w,accuracy/attend_l,accuracy/reject_l,val/accuracy",
-     .acc_plot_title = "reward accuracy",
+     .acc_plot_title = "reward accuracy", .reward_plot_keys = SVCO_REWARD_PLOT_KEYS, .reward_plot_title = SVCO_REWARD_PLOT_TITLE,
      .presets = {adamw_defaults, llava_defaults, reference_cached, svco_paper, vco_ablation}},
     // rows in the order of MDPO_*: (m, y_w), (m, y_l), (m', y_w) with m' the corrupted crop
     {.name = "mdpo", .id = 4, .summary = "mDPO: DPO + preference of the image over a corrupted crop + an anchor (methods.md §4)",
@@ -246,7 +253,9 @@ static const Recipe recipes[] = {
      .metrics = {"logps/mean", "loss/response", "accuracy/response", "loss/image", "accuracy/image", "loss/anchor",
                  "accuracy/anchor", "rewards/chosen", "rewards/rejected", "rewards/corrupted", NULL},
      .headline = mdpo_headline, .loss_plot_title = PLOT_LOSS, .acc_plot_keys = "accuracy/response,accuracy/image,val/accuracy",
-     .acc_plot_title = "reward accuracy", .presets = {adamw_defaults, llava_defaults, reference_cached, mdpo_paper}},
+     .acc_plot_title = "reward accuracy", .reward_plot_keys = "rewards/chosen,rewards/rejected,rewards/corrupted",
+     .reward_plot_title = "rewards (beta x log-ratio to the reference)",
+     .presets = {adamw_defaults, llava_defaults, reference_cached, mdpo_paper}},
     {.name = "clip", .id = 5, .summary = "CLIP contrastive training of both towers: symmetric InfoNCE over image-caption pairs",
      .model = MODEL_CLIP, .records = RECORDS_CAPTION, .n_rows = 0, .uses_reference = 0, .loss = NULL,
      .metrics = {"accuracy/image_to_text", "accuracy/text_to_image", NULL}, .headline = clip_headline,

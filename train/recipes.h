@@ -95,6 +95,9 @@ typedef struct Recipe {
     const char *loss_plot_title;  // loss.svg: loss and val/loss
     const char *acc_plot_keys;    // accuracy.svg (NULL: no accuracy plot)
     const char *acc_plot_title;
+    const char *reward_plot_keys; // rewards.svg: the implicit rewards (beta times the policy-reference log-ratio)
+                                  // or their margins, the curves the papers plot (NULL: none)
+    const char *reward_plot_title;
     // the paper's settings: lists of values, each terminated by {NULL}, a later list's value replacing an
     // earlier one's (shared lists first: the optimizer defaults, the LLaVA recipes', the recipe's own)
     const PresetValue *presets[6];  // NULL-terminated

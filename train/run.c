@@ -187,14 +187,16 @@ static void put_stats(cJSON *o, const Recipe *r, const StepStats *s, const char 
     }
 }
 
-// loss.svg and accuracy.svg of a run, in memory, redrawn every --log-every steps while that costs at most about 1%
-// of the run's time (a redraw is bounded: plot_svg draws at most two points a pixel column, however long the run).
-// A chart that cannot be written is a warning, not the end of the run: metrics.jsonl holds every value.
+// loss.svg, accuracy.svg and rewards.svg of a run (the last two where the recipe names their metrics), in memory,
+// redrawn every --log-every steps while that costs at most about 1% of the run's time (a redraw is bounded:
+// plot_svg draws at most two points a pixel column, however long the run). A chart that cannot be written is a
+// warning, not the end of the run: metrics.jsonl holds every value.
+enum { CHART_LOSS, CHART_ACCURACY, CHART_REWARDS, N_CHARTS };
 typedef struct {
-    PlotChart loss, acc;
-    int has_acc, failed;
-    char *loss_path, *acc_path;
-    const char *loss_title, *acc_title;
+    PlotChart chart[N_CHARTS];
+    int has[N_CHARTS], failed;
+    char *path[N_CHARTS];
+    const char *title[N_CHARTS];
     double last, cost;  // when the charts were last written, and how long that took (s)
 } Charts;
 
@@ -203,23 +205,23 @@ static void charts_open(Charts *ch, const TrainConfig *c, const char *log_path, 
     memset(ch, 0, sizeof(*ch));
     char label[96];
     const double step0 = recipe_step0_loss(r, &c->loss, label, sizeof(label));
-    plot_chart_init(&ch->loss, "loss,val/loss", step0, label);
-    ch->has_acc = r->acc_plot_keys != NULL;
-    if (ch->has_acc) plot_chart_init(&ch->acc, r->acc_plot_keys, NAN, NULL);
-    ch->loss_path = path_join(c->out_dir, "loss.svg");
-    ch->acc_path = path_join(c->out_dir, "accuracy.svg");
-    ch->loss_title = r->loss_plot_title;
-    ch->acc_title = r->acc_plot_title;
-    ch->last = -INFINITY;
-    if (resume_step > 0) {  // metrics_open kept the log's lines up to the checkpoint
-        plot_chart_add_log(&ch->loss, log_path);
-        if (ch->has_acc) plot_chart_add_log(&ch->acc, log_path);
+    const char *keys[N_CHARTS] = {"loss,val/loss", r->acc_plot_keys, r->reward_plot_keys};
+    const char *files[N_CHARTS] = {"loss.svg", "accuracy.svg", "rewards.svg"};
+    const char *titles[N_CHARTS] = {r->loss_plot_title, r->acc_plot_title, r->reward_plot_title};
+    for (int k = 0; k < N_CHARTS; k++) {
+        if (!(ch->has[k] = keys[k] != NULL)) continue;
+        // the loss chart marks the step-0 value of a preference loss (the policy equals the reference)
+        plot_chart_init(&ch->chart[k], keys[k], k == CHART_LOSS ? step0 : NAN, k == CHART_LOSS ? label : NULL);
+        ch->path[k] = path_join(c->out_dir, files[k]);
+        ch->title[k] = titles[k];
+        if (resume_step > 0) plot_chart_add_log(&ch->chart[k], log_path);  // metrics_open kept the lines up to the checkpoint
     }
+    ch->last = -INFINITY;
 }
 
 static void charts_add(Charts *ch, const cJSON *rec) {
-    plot_chart_add(&ch->loss, rec);
-    if (ch->has_acc) plot_chart_add(&ch->acc, rec);
+    for (int k = 0; k < N_CHARTS; k++)
+        if (ch->has[k]) plot_chart_add(&ch->chart[k], rec);
 }
 
 // Writes the charts; unless `final`, only when the time since the last write is 100 times what a write takes (and
@@ -228,22 +230,23 @@ static void charts_refresh(Charts *ch, int final) {
     const double t0 = now_seconds();
     if (!final && (ch->failed || t0 - ch->last < 100 * ch->cost)) return;
     char err[1024];
-    if (plot_chart_write(&ch->loss, ch->loss_path, ch->loss_title, err, sizeof(err)) < 0 ||
-        (ch->has_acc && plot_chart_write(&ch->acc, ch->acc_path, ch->acc_title, err, sizeof(err)) < 0)) {
+    for (int k = 0; k < N_CHARTS; k++) {
+        if (!ch->has[k] || plot_chart_write(&ch->chart[k], ch->path[k], ch->title[k], err, sizeof(err)) >= 0) continue;
         if (!ch->failed || final)
             fprintf(stderr, "vlm: warning: %s; the charts are %s (metrics.jsonl has every value: vlm plot draws them)\n", err,
                     final ? "not written" : "no longer redrawn during the run");
         ch->failed = 1;
+        break;
     }
     ch->last = now_seconds();
     ch->cost = ch->last - t0;
 }
 
 static void charts_close(Charts *ch) {
-    plot_chart_free(&ch->loss);
-    if (ch->has_acc) plot_chart_free(&ch->acc);
-    free(ch->loss_path);
-    free(ch->acc_path);
+    for (int k = 0; k < N_CHARTS; k++) {
+        if (ch->has[k]) plot_chart_free(&ch->chart[k]);
+        free(ch->path[k]);
+    }
 }
 
 // state.json: the position (step, epoch, cursor), what the run was (recipe, data hash, base model, data, backend)
