@@ -367,16 +367,7 @@ for sseed in $SFT_SEEDS; do
             if grid_run "$seed" && [ ! -e "$R" ]; then
                 ln -sfn "$(cd "$G/lr$lr" && pwd)" "$R"
             fi
-            if [ ! -s "$R/latest" ]; then
-                stage "$name seed $seed at lr $lr: $PREF_STEPS steps of $PREF_BATCH"
-                align "$name" "$recipe" "$data" "$lr" "$seed" "$R"
-            fi
-            E=$S/seed$seed/eval/$name
-            if [ ! -f "$E/qa.json" ] || [ ! -f "$E/mmvp.json" ]; then
-                stage "evaluating $name seed $seed"
-                evaluate "$(latest "$R")" "$E"
-            fi
-            run_json "$lr" > "$E/run.json"
+            seed_run "$lr" "$R" "$S/seed$seed/eval/$name" ""
         done
         # SWEEP: every rate of the grid for every seed, evaluated on the test split, to show how much the
         # comparison depends on the grid's choice; reported apart (lr-sweep/), nothing is chosen from it
@@ -392,24 +383,27 @@ for sseed in $SFT_SEEDS; do
                     fi
                     R=$S/seed$seed/$name-lr$l
                     if grid_run "$seed"; then R=$G/lr$l; fi
-                    if [ ! -s "$R/latest" ]; then
-                        stage "sweep: $name seed $seed at lr $l"
-                        align "$name" "$recipe" "$data" "$l" "$seed" "$R"
-                    fi
-                    if [ ! -f "$E/qa.json" ] || [ ! -f "$E/mmvp.json" ]; then
-                        stage "sweep: evaluating $name seed $seed at lr $l"
-                        evaluate "$(latest "$R")" "$E"
-                    fi
-                    run_json "$l" > "$E/run.json"
+                    seed_run "$l" "$R" "$E" "sweep: "
                 done
             done
         fi
         stage ""  # the last stage's time into timings.tsv
     }
-    # run_json LR: the hyper-parameters of one run of method_runs (its name, recipe, sseed and seed)
-    run_json() {
+    # seed_run LR RUN EVAL PREFIX: inside method_runs (its name, recipe, data and seed), train RUN at LR unless it is
+    # done, evaluate it on the test split into EVAL unless that is done, and write the run's hyper-parameters there;
+    # PREFIX starts its stage lines ("sweep: ")
+    seed_run() {
+        local l=$1 r=$2 e=$3 what=$4
+        if [ ! -s "$r/latest" ]; then
+            stage "$what$name seed $seed at lr $l: $PREF_STEPS steps of $PREF_BATCH"
+            align "$name" "$recipe" "$data" "$l" "$seed" "$r"
+        fi
+        if [ ! -f "$e/qa.json" ] || [ ! -f "$e/mmvp.json" ]; then
+            stage "${what}evaluating $name seed $seed at lr $l"
+            evaluate "$(latest "$r")" "$e"
+        fi
         printf '{"method": "%s", "recipe": "%s", "lr": %s, "steps": %s, "batch": %s, "sft_seed": %s, "seed": %s}\n' \
-            "$name" "$recipe" "$1" "$PREF_STEPS" "$PREF_BATCH" "$sseed" "$seed"
+            "$name" "$recipe" "$l" "$PREF_STEPS" "$PREF_BATCH" "$sseed" "$seed" > "$e/run.json"
     }
     stage "alignment of the six methods, $JOBS at a time (threads each: ${THREADS_PER_JOB:-all})"
     for spec in "${METHODS[@]}"; do

@@ -136,18 +136,31 @@ static void verdict_write(FILE *f, const VerdictOptions *o, const cJSON *t) {
             dg[0].lo, dg[0].hi, o->baselines[0]);
 }
 
-void verdict_run(const VerdictOptions *o) {
-    // written once into memory, then to stdout and (atomically) to --out
-    cJSON *t = load_table(o->table);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
+// A text written once into memory (text_open), then to stdout and, atomically, to `out` (text_close; NULL: none).
+typedef struct {
+    char *buf;
+    size_t len;
+} Text;
+
+static FILE *text_open(Text *x) {
+    FILE *f = open_memstream(&x->buf, &x->len);
     if (!f) fatal("open_memstream failed");
-    verdict_write(f, o, t);
+    return f;
+}
+
+static void text_close(Text *x, FILE *f, const char *out) {
     fclose(f);
-    fwrite(buf, 1, len, stdout);
-    if (o->out) write_file_atomic(o->out, buf, len);
-    free(buf);
+    fwrite(x->buf, 1, x->len, stdout);
+    if (out) write_file_atomic(out, x->buf, x->len);
+    free(x->buf);
+}
+
+void verdict_run(const VerdictOptions *o) {
+    cJSON *t = load_table(o->table);
+    Text x;
+    FILE *f = text_open(&x);
+    verdict_write(f, o, t);
+    text_close(&x, f, o->out);
     cJSON_Delete(t);
 }
 
@@ -240,10 +253,8 @@ void frontier_run(const FrontierOptions *o) {
         for (int k = 0; k < nm; k++) found |= !strcmp(models[k], o->method);
         if (!found) fatal("vlm eval frontier: no table has a model named '%s' (--method)", o->method);
     }
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) fatal("open_memstream failed");
+    Text x;
+    FILE *f = text_open(&x);
     fprintf(f, "Each model's difference from %s at each setting (%s and %s, in points, + is better; paired by seed and "
                "question, 95%% interval; * the interval excludes 0):\n\n| model | setting | runs |", o->baselines[0], mx.label, my.label);
     for (int b = 0; b < NB; b++) fprintf(f, " %s vs %s | %s vs %s |", mx.label, o->baselines[b], my.label, o->baselines[b]);
@@ -292,10 +303,7 @@ void frontier_run(const FrontierOptions *o) {
         fprintf(f, ".\nOn %s %s is ahead of %s, resolved at 95%%, at %d of %d settings and behind at %d.\n", mx.label, o->method,
                 o->baselines[b], ahead, n, behind);
     }
-    fclose(f);
-    fwrite(buf, 1, len, stdout);
-    if (o->out) write_file_atomic(o->out, buf, len);
-    free(buf);
+    text_close(&x, f, o->out);
     if (o->svg) {
         char title[256], xl[256], yl[256];
         snprintf(title, sizeof(title), "difference from %s at each setting: the trade-off", o->baselines[0]);
