@@ -13,6 +13,7 @@
 
 #include "../model/safetensors.h"
 #include "../util/common.h"
+#include "../util/jsonl.h"
 #include "../util/threads.h"
 #include "dist.h"
 #include "metrics.h"
@@ -200,6 +201,11 @@ typedef struct {
     double last, cost;  // when the charts were last written, and how long that took (s)
 } Charts;
 
+static void charts_add(Charts *ch, const cJSON *rec) {
+    for (int k = 0; k < N_CHARTS; k++)
+        if (ch->has[k]) plot_chart_add(&ch->chart[k], rec);
+}
+
 static void charts_open(Charts *ch, const TrainConfig *c, const char *log_path, int resume_step) {
     const Recipe *r = c->recipe;
     memset(ch, 0, sizeof(*ch));
@@ -214,14 +220,18 @@ static void charts_open(Charts *ch, const TrainConfig *c, const char *log_path, 
         plot_chart_init(&ch->chart[k], keys[k], k == CHART_LOSS ? step0 : NAN, k == CHART_LOSS ? label : NULL);
         ch->path[k] = path_join(c->out_dir, files[k]);
         ch->title[k] = titles[k];
-        if (resume_step > 0) plot_chart_add_log(&ch->chart[k], log_path);  // metrics_open kept the lines up to the checkpoint
     }
     ch->last = -INFINITY;
-}
-
-static void charts_add(Charts *ch, const cJSON *rec) {
-    for (int k = 0; k < N_CHARTS; k++)
-        if (ch->has[k]) plot_chart_add(&ch->chart[k], rec);
+    if (resume_step > 0) {  // metrics_open kept the log's lines up to the checkpoint: read once, into every chart
+        JsonlReader jr;
+        jsonl_open(&jr, log_path);
+        cJSON *rec;
+        while ((rec = jsonl_next(&jr, 0, NULL))) {
+            charts_add(ch, rec);
+            cJSON_Delete(rec);
+        }
+        jsonl_close(&jr);
+    }
 }
 
 // Writes the charts; unless `final`, only when the time since the last write is 100 times what a write takes (and
