@@ -66,11 +66,16 @@ static cJSON *parse_json(const char *json, size_t len, const char *source) {
 // is a typo or an attack, and failing here beats allocating until the kernel kills the process.
 #define MAX_PARAMS 100000000000LL
 
-// Typed field readers: absent or null -> default; present with the wrong type or out of range -> error
-// naming the file, the key (with its section, "text_config.hidden_size") and the value.
+// Typed field readers: absent or null -> default (which must lie in the range too); present with the wrong type or
+// out of range -> error naming the file, the key (with its section, "text_config.hidden_size") and the value.
 static int get_int(const cJSON *o, const char *sec, const char *key, int def, long long lo, long long hi, const char *src) {
     const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
-    if (!v || cJSON_IsNull(v)) return def;
+    if (!v || cJSON_IsNull(v)) {
+        // a range may depend on other fields (patch_size up to image_size), which the default cannot know
+        if (def < lo || def > hi)
+            fatal("%s: %s%s is not given and its default, %d, is outside %lld to %lld: give it", src, sec, key, def, lo, hi);
+        return def;
+    }
     long long x;
     if (json_int(v, lo, hi, &x)) {
         char val[96];

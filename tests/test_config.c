@@ -246,6 +246,10 @@ TEST(config_siglip_vision_model) {
                             {"{\"model_type\": \"siglip\", \"vision_config\": {\"model_type\": \"clip_vision_model\"}}",
                              "'clip_vision_model' is not siglip_vision_model"},
                             {"{\"model_type\": \"siglip_vision_model\", \"patch_size\": 300}", "patch_size = 300"},
+                            // a default past a range that another field sets (patch_size 16 on a 15-px image; found by
+                            // make fuzz): an error naming it, not a config the model cannot use
+                            {"{\"model_type\": \"siglip_vision_model\", \"image_size\": 15}",
+                             "patch_size is not given and its default, 16, is outside 1 to 15"},
                             {"{\"model_type\": \"siglip_vision_model\", \"hidden_act\": \"relu\"}", "'relu'"}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         EXPECTF(try_config(KIND_SIGLIP, bad[i][0], strlen(bad[i][0]), 0) == 1, "accepted %s", bad[i][0]);
