@@ -235,12 +235,12 @@ void plot_chart_add(PlotChart *c, const cJSON *record) {
     }
 }
 
-void plot_chart_add_log(PlotChart *c, const char *log_path) {
+void plot_chart_add_log(PlotChart *const *charts, int n, const char *log_path) {
     JsonlReader r;
     jsonl_open(&r, log_path);
     cJSON *j;
     while ((j = jsonl_next(&r, 0, NULL))) {
-        plot_chart_add(c, j);
+        for (int k = 0; k < n; k++) plot_chart_add(charts[k], j);
         cJSON_Delete(j);
     }
     jsonl_close(&r);
@@ -262,7 +262,7 @@ void plot_chart_free(PlotChart *c) {
 int plot_metrics(const char *log_path, const char *keys, const char *svg_path, const char *title) {
     PlotChart c;
     plot_chart_init(&c, keys, NAN, NULL);
-    plot_chart_add_log(&c, log_path);
+    plot_chart_add_log(&(PlotChart *){&c}, 1, log_path);
     const int ns = plot_chart_write(&c, svg_path, title, NULL, 0);
     plot_chart_free(&c);
     return ns;

@@ -37,8 +37,9 @@ typedef struct {
 void plot_chart_init(PlotChart *c, const char *keys, double mark, const char *mark_label);
 // The record's "step" against the value of each key it has (records without a step add nothing).
 void plot_chart_add(PlotChart *c, const cJSON *record);
-// Every line of a metrics log (dies naming the file and line on one that is not JSON).
-void plot_chart_add_log(PlotChart *c, const char *log_path);
+// Every line of a metrics log into each of the n charts, the log read once (dies naming the file and line on one
+// that is not JSON).
+void plot_chart_add_log(PlotChart *const *charts, int n, const char *log_path);
 // Writes the chart to path; returns the number of keys with data (0: nothing is written), or -1 on a write error
 // with the message in err (err NULL: dies).
 int plot_chart_write(const PlotChart *c, const char *path, const char *title, char *err, size_t errlen);

@@ -13,7 +13,6 @@
 
 #include "../model/safetensors.h"
 #include "../util/common.h"
-#include "../util/jsonl.h"
 #include "../util/threads.h"
 #include "dist.h"
 #include "metrics.h"
@@ -223,14 +222,11 @@ static void charts_open(Charts *ch, const TrainConfig *c, const char *log_path, 
     }
     ch->last = -INFINITY;
     if (resume_step > 0) {  // metrics_open kept the log's lines up to the checkpoint: read once, into every chart
-        JsonlReader jr;
-        jsonl_open(&jr, log_path);
-        cJSON *rec;
-        while ((rec = jsonl_next(&jr, 0, NULL))) {
-            charts_add(ch, rec);
-            cJSON_Delete(rec);
-        }
-        jsonl_close(&jr);
+        PlotChart *open_charts[N_CHARTS];
+        int n = 0;
+        for (int k = 0; k < N_CHARTS; k++)
+            if (ch->has[k]) open_charts[n++] = &ch->chart[k];
+        plot_chart_add_log(open_charts, n, log_path);
     }
 }
 
